@@ -1,0 +1,190 @@
+//! Typed values carried by events and produced by features.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Fixed-point scale of [`Value::Dec`]: six decimal places ("micro-units").
+pub const DEC_SCALE: i64 = 1_000_000;
+
+/// One typed value. Decimals (money) are fixed-point integers in micro-units, never floats,
+/// so sums are exact and independent of the order in which events arrive.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub enum Value {
+    #[default]
+    Null,
+    Bool(bool),
+    Int(i64),
+    /// Decimal in micro-units (value × 10⁶).
+    Dec(i64),
+    Float(f64),
+    Str(Box<str>),
+    /// Milliseconds since the Unix epoch, UTC.
+    Time(i64),
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The value as fixed-point micro-units, for numeric aggregation. `None` for non-numeric values.
+    pub fn as_micros(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(i.saturating_mul(DEC_SCALE)),
+            Value::Dec(d) => Some(*d),
+            Value::Float(f) if f.is_finite() => Some((f * DEC_SCALE as f64).round() as i64),
+            Value::Bool(b) => Some(if *b { DEC_SCALE } else { 0 }),
+            Value::Time(t) => Some(t.saturating_mul(DEC_SCALE)),
+            _ => None,
+        }
+    }
+
+    /// Numeric value as f64 (decimals converted from micro-units).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Dec(d) => Some(*d as f64 / DEC_SCALE as f64),
+            Value::Float(f) => Some(*f),
+            Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+            Value::Time(t) => Some(*t as f64),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Feeds a canonical, type-tagged byte encoding of the value to `out` (used for key hashing).
+    pub fn encode_key(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::Null => out.push(0),
+            Value::Bool(b) => out.extend_from_slice(&[1, *b as u8]),
+            Value::Int(i) => {
+                out.push(2);
+                out.extend_from_slice(&i.to_le_bytes());
+            }
+            Value::Dec(d) => {
+                out.push(3);
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+            Value::Float(f) => {
+                out.push(4);
+                out.extend_from_slice(&f.to_bits().to_le_bytes());
+            }
+            Value::Str(s) => {
+                out.push(5);
+                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+            Value::Time(t) => {
+                out.push(6);
+                out.extend_from_slice(&t.to_le_bytes());
+            }
+        }
+    }
+
+    /// 64-bit digest of the value (distinct counting).
+    pub fn digest64(&self) -> u64 {
+        let mut buf = Vec::with_capacity(24);
+        self.encode_key(&mut buf);
+        xxhash_rust::xxh3::xxh3_64(&buf)
+    }
+
+    /// JSON rendering (decimals as numbers with up to six decimals, times as RFC 3339).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => (*b).into(),
+            Value::Int(i) => (*i).into(),
+            Value::Dec(d) => serde_json::Number::from_f64(*d as f64 / DEC_SCALE as f64)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+            Value::Str(s) => serde_json::Value::String(s.to_string()),
+            Value::Time(t) => serde_json::Value::String(crate::time::format_rfc3339(*t)),
+        }
+    }
+}
+
+/// Formats a decimal in micro-units exactly, without trailing zeros (`57160000` → `57.16`).
+pub fn format_decimal(micros: i64) -> String {
+    let neg = micros < 0;
+    let abs = micros.unsigned_abs();
+    let int = abs / DEC_SCALE as u64;
+    let frac = abs % DEC_SCALE as u64;
+    let mut s = if neg { format!("-{int}") } else { int.to_string() };
+    if frac != 0 {
+        let f = format!("{frac:06}");
+        s.push('.');
+        s.push_str(f.trim_end_matches('0'));
+    }
+    s
+}
+
+/// Parses a decimal string exactly into micro-units; at most six fractional digits.
+pub fn parse_decimal(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (neg, body) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (int_part, frac_part) = match body.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (body, ""),
+    };
+    if int_part.is_empty() && frac_part.is_empty() {
+        return None;
+    }
+    if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if frac_part.len() > 6 {
+        return None;
+    }
+    let int: i64 = if int_part.is_empty() { 0 } else { int_part.parse().ok()? };
+    let mut frac: i64 = if frac_part.is_empty() { 0 } else { frac_part.parse().ok()? };
+    for _ in frac_part.len()..6 {
+        frac *= 10;
+    }
+    let v = int.checked_mul(DEC_SCALE)?.checked_add(frac)?;
+    Some(if neg { -v } else { v })
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => Ok(()),
+            Value::Bool(b) => write!(f, "{}", *b as u8),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Dec(d) => f.write_str(&format_decimal(*d)),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Str(s) => f.write_str(s),
+            Value::Time(t) => f.write_str(&crate::time::format_rfc3339(*t)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_round_trip_exactly() {
+        for (s, m) in [("57.16", 57_160_000), ("-0.5", -500_000), ("10", 10_000_000), (".25", 250_000), ("0.000001", 1)] {
+            assert_eq!(parse_decimal(s), Some(m), "{s}");
+        }
+        assert_eq!(format_decimal(57_160_000), "57.16");
+        assert_eq!(format_decimal(-500_000), "-0.5");
+        assert_eq!(parse_decimal("1.0000001"), None);
+        assert_eq!(parse_decimal("abc"), None);
+        assert_eq!(parse_decimal("."), None);
+        assert_eq!(parse_decimal("99999999999999999999"), None);
+    }
+}
