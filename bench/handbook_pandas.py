@@ -115,7 +115,7 @@ def get_count_risk_rolling_window(terminal_transactions, delay_period=DELAY, win
     return out
 
 
-def compute_features(df):
+def compute_features(df, fix_ties=False):
     """df: raw transactions with TX_DATETIME parsed. Returns the output frame sorted by TRANSACTION_ID."""
     features = pd.DataFrame({"TRANSACTION_ID": df["TRANSACTION_ID"].to_numpy()}, index=df.index)
     features["TX_DURING_WEEKEND"] = (df["TX_DATETIME"].dt.day_of_week >= 5).astype(np.int64)
@@ -129,10 +129,11 @@ def compute_features(df):
     # `cust` is in rolling order (customer, then time, stably), so "last" of a tie group is the row whose
     # window holds all tied transactions.
     tie_keys = [df["CUSTOMER_ID"].reindex(cust.index).to_numpy(), cust["TX_DATETIME"].to_numpy()]
-    fixed = cust[CUSTOMER_COLUMNS].groupby(tie_keys, sort=False).transform("last")
-    changed = int((fixed.to_numpy() != cust[CUSTOMER_COLUMNS].to_numpy()).any(axis=1).sum())
-    log(f"tie fix: {changed} customer rows changed by the (customer, timestamp) tie fix")
-    cust = fixed
+    if fix_ties:
+        fixed = cust[CUSTOMER_COLUMNS].groupby(tie_keys, sort=False).transform("last")
+        changed = int((fixed.to_numpy() != cust[CUSTOMER_COLUMNS].to_numpy()).any(axis=1).sum())
+        log(f"tie fix: {changed} customer rows changed by the (customer, timestamp) tie fix")
+        cust = fixed
 
     # Terminals: delay + window minus delay (no tie fix needed, see module docstring).
     term = base.groupby(df["TERMINAL_ID"], group_keys=False, sort=True).apply(get_count_risk_rolling_window)
@@ -204,6 +205,9 @@ def main():
     ap.add_argument("--limit", type=int, default=None, help="only the first N rows")
     ap.add_argument("--selfcheck", type=int, default=0, metavar="N",
                     help="brute-force N random rows (plus all tie rows) from the definitions")
+    ap.add_argument("--ties", choices=["arrival", "definition"], default="arrival",
+                    help="arrival (default): a row sees only rows before it in file order with time <= t, as the "
+                         "handbook's own code and a streaming engine do; definition: tied rows see each other")
     ap.add_argument("--seed", type=int, default=0, help="seed for --selfcheck sampling")
     args = ap.parse_args()
 
@@ -213,7 +217,9 @@ def main():
     t1 = time.perf_counter()
     log(f"read {len(df)} rows from {args.input} in {t1 - t0:.2f} s")
 
-    features = compute_features(df)
+    if args.selfcheck and args.ties != "definition":
+        ap.error("--selfcheck checks the data README's definitions: use it with --ties definition")
+    features = compute_features(df, fix_ties=args.ties == "definition")
     t2 = time.perf_counter()
     log(f"features computed in {t2 - t1:.2f} s")
 

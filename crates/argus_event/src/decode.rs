@@ -36,6 +36,24 @@ impl Rejection {
     }
 }
 
+/// Where a raw value came from; rendered as a JSON pointer only when there is an error.
+#[derive(Debug, Clone, Copy)]
+pub enum PathSrc<'a> {
+    Actor,
+    Data(&'a str),
+    Column(&'a str),
+}
+
+impl PathSrc<'_> {
+    pub fn render(self) -> String {
+        match self {
+            PathSrc::Actor => "/actor".into(),
+            PathSrc::Data(k) => format!("/data/{}", escape(k)),
+            PathSrc::Column(c) => format!("/{}", escape(c)),
+        }
+    }
+}
+
 /// Size limits applied while decoding.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -146,22 +164,22 @@ impl Decoder {
             return Err(Rejection { errors });
         };
         let et = self.schema.get(ty);
-        let mut raw: Vec<(usize, Raw<'_>, String)> = Vec::with_capacity(data.len() + 1);
+        let mut raw: Vec<(usize, Raw<'_>, PathSrc<'_>)> = Vec::with_capacity(data.len() + 1);
         match actor {
-            Some(a) => raw.push((ACTOR_SLOT, Raw::Json(a), "/actor".into())),
+            Some(a) => raw.push((ACTOR_SLOT, Raw::Json(a), PathSrc::Actor)),
             None => errors.push(fe("/actor".into(), "missing_field", format!("`actor` (a {} id) is required", et.actor_kind))),
         }
         if data.len() > self.limits.max_fields {
             errors.push(fe("/data".into(), "too_many_fields", format!("at most {} fields", self.limits.max_fields)));
         }
         for (k, v) in data {
-            let path = format!("/data/{}", escape(k));
+            let path = PathSrc::Data(k).render();
             match et.slot(k) {
                 Some(s) if s != ACTOR_SLOT && et.fields[s].derived_from.is_none() => {
                     if raw.iter().any(|(rs, _, _)| *rs == s) {
                         errors.push(fe(path, "duplicate_field", format!("`{k}` is given twice (name and alias)")));
                     } else {
-                        raw.push((s, Raw::Json(v), path));
+                        raw.push((s, Raw::Json(v), PathSrc::Data(k)));
                     }
                 }
                 Some(_) => errors.push(fe(path, "unknown_field", format!("`{k}` is computed by Argus and cannot be sent"))),
@@ -200,12 +218,12 @@ impl Decoder {
                 0
             }
         };
-        let raw: Vec<(usize, Raw<'_>, String)> =
-            fields.iter().filter(|(_, _, v)| !v.is_empty()).map(|(s, col, v)| (*s, Raw::Text(v), format!("/{col}"))).collect();
-        self.finish(et, id, t, &raw, errors.drain(..).collect())
+        let raw: Vec<(usize, Raw<'_>, PathSrc<'_>)> =
+            fields.iter().filter(|(_, _, v)| !v.is_empty()).map(|(s, col, v)| (*s, Raw::Text(v), PathSrc::Column(col))).collect();
+        self.finish(et, id, t, &raw, errors)
     }
 
-    fn finish(&self, et: &EventType, id: &str, time: i64, raw: &[(usize, Raw<'_>, String)], mut errors: Vec<FieldError>) -> Result<Event, Rejection> {
+    fn finish(&self, et: &EventType, id: &str, time: i64, raw: &[(usize, Raw<'_>, PathSrc<'_>)], mut errors: Vec<FieldError>) -> Result<Event, Rejection> {
         if id.is_empty() && !errors.iter().any(|e| e.path == "/id") {
             errors.push(fe("/id".into(), "invalid_value", "`id` must not be empty".into()));
         } else if id.len() > self.limits.max_id_len {
@@ -237,7 +255,7 @@ impl Decoder {
                                 let kind = f.entity.as_deref().unwrap_or(f.ty.name());
                                 fields[*slot] = Value::Str(if f.pii { self.pseudo.token(kind, &norm) } else { norm }.into());
                             }
-                            Err(m) => errors.push(fe(path.clone(), "invalid_value", m)),
+                            Err(m) => errors.push(fe(path.render(), "invalid_value", m)),
                         }
                     } else if f.pii {
                         let kind = f.entity.as_deref().unwrap_or("value");
@@ -247,7 +265,7 @@ impl Decoder {
                         fields[*slot] = v;
                     }
                 }
-                Err((code, m)) => errors.push(fe(path.clone(), code, m)),
+                Err((code, m)) => errors.push(fe(path.render(), code, m)),
             }
         }
         for (s, f) in et.fields.iter().enumerate() {

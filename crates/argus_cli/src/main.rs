@@ -1,0 +1,36 @@
+//! `argus` — the command-line entry point. Each subcommand is one module in `commands/`, registered in
+//! [`Command`].
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "argus", version, about = "Argus: real-time risk control for e-commerce")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay recorded events (NDJSON or mapped CSV) into a point-in-time feature table.
+    Replay(commands::replay::Args),
+    /// Validate a configuration and print every problem.
+    Check(commands::check::Args),
+    /// Print the event schema (built-in plus configured extensions).
+    Schema(commands::schema::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay(a) => commands::replay::run(a),
+        Command::Check(a) => commands::check::run(a),
+        Command::Schema(a) => commands::schema::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

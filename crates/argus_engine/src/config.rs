@@ -1,0 +1,268 @@
+//! `argus.toml`: one file (plus optional includes) that configures the whole engine — schema extensions,
+//! features, CSV column mapping, privacy and engine settings. Every problem is reported at once.
+
+use argus_event::schema::{did_you_mean, SchemaConfig};
+use argus_event::time::{parse_duration, DAY};
+use argus_event::{Pseudonymizer, Schema};
+use argus_features::{FeatureSet, FeaturesConfig};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Environment variable that overrides `privacy.secret`.
+pub const SECRET_ENV: &str = "ARGUS_PII_SECRET";
+
+const TOP_KEYS: &[&str] = &["include", "engine", "privacy", "entities", "event_types", "settings", "features", "csv"];
+
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSettings {
+    /// How long event ids are remembered for idempotency (event time).
+    pub dedupe_ttl: Option<String>,
+    /// Run idle-key expiry each time the watermark advances by this much.
+    pub sweep_every: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// HMAC secret for pseudonymization; `ARGUS_PII_SECRET` overrides it.
+    pub secret: Option<String>,
+}
+
+/// Maps CSV columns onto an event type.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CsvMapping {
+    /// Every row is an event of this type…
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    /// …or this column names the type of each row.
+    pub type_column: Option<String>,
+    pub id: String,
+    pub time: String,
+    pub actor: String,
+    /// field name → column name. Columns not named here are never read.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    #[serde(default = "comma")]
+    pub delimiter: char,
+}
+
+fn comma() -> char {
+    ','
+}
+
+/// A fully loaded and validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub schema: Arc<Schema>,
+    pub features: Arc<FeatureSet>,
+    pub csv: Option<CsvMapping>,
+    pub pseudonymizer: Pseudonymizer,
+    pub secret_is_default: bool,
+    pub dedupe_ttl_ms: i64,
+    pub sweep_every_ms: i64,
+    /// Files read, in order.
+    pub sources: Vec<PathBuf>,
+}
+
+/// Every problem found while loading configuration, each prefixed with its file and path.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid configuration:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigLoadError(pub Vec<String>);
+
+#[derive(Default)]
+struct Parts {
+    engine: EngineSettings,
+    privacy: PrivacyConfig,
+    schema: Vec<SchemaConfig>,
+    features: FeaturesConfig,
+    csv: Option<CsvMapping>,
+    sources: Vec<PathBuf>,
+}
+
+impl Config {
+    /// The embedded default: built-in schema, no features.
+    pub fn builtin() -> Config {
+        Self::from_parts(Parts::default()).expect("the empty configuration is valid (tested)")
+    }
+
+    /// Loads a configuration file and its includes.
+    pub fn load(path: &Path) -> Result<Config, ConfigLoadError> {
+        let mut parts = Parts::default();
+        let mut errors = Vec::new();
+        read_file(path, &mut parts, &mut errors, 0);
+        if !errors.is_empty() {
+            return Err(ConfigLoadError(errors));
+        }
+        Self::from_parts(parts)
+    }
+
+    /// Loads a configuration from text (includes resolved relative to `base`).
+    pub fn from_str(text: &str, base: &Path) -> Result<Config, ConfigLoadError> {
+        let mut parts = Parts::default();
+        let mut errors = Vec::new();
+        absorb(text, base, "<inline>", &mut parts, &mut errors, 0);
+        if !errors.is_empty() {
+            return Err(ConfigLoadError(errors));
+        }
+        Self::from_parts(parts)
+    }
+
+    fn from_parts(p: Parts) -> Result<Config, ConfigLoadError> {
+        let mut errors = Vec::new();
+        let schema = match Schema::load(&p.schema) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                errors.extend(e.0.into_iter().map(|e| format!("schema: {e}")));
+                None
+            }
+        };
+        let features = schema.as_ref().and_then(|s| match FeatureSet::compile(s, &p.features) {
+            Ok(f) => Some(Arc::new(f)),
+            Err(e) => {
+                errors.extend(e.0.into_iter().map(|e| format!("features: {e}")));
+                None
+            }
+        });
+        let dur = |errors: &mut Vec<String>, name: &str, v: &Option<String>, default: i64| match v {
+            None => default,
+            Some(s) => parse_duration(s).unwrap_or_else(|| {
+                errors.push(format!("engine.{name}: invalid duration `{s}`"));
+                default
+            }),
+        };
+        let dedupe_ttl_ms = dur(&mut errors, "dedupe_ttl", &p.engine.dedupe_ttl, 7 * DAY);
+        let sweep_every_ms = dur(&mut errors, "sweep_every", &p.engine.sweep_every, 3_600_000).max(1);
+        if let (Some(schema), Some(csv)) = (&schema, &p.csv) {
+            errors.extend(check_csv(schema, csv));
+        }
+        let env_secret = std::env::var(SECRET_ENV).ok().filter(|s| !s.is_empty());
+        let (secret, secret_is_default) = match (env_secret, &p.privacy.secret) {
+            (Some(s), _) => (s, false),
+            (None, Some(s)) => (s.clone(), false),
+            (None, None) => (argus_event::privacy::DEV_SECRET.to_string(), true),
+        };
+        if !errors.is_empty() {
+            return Err(ConfigLoadError(errors));
+        }
+        let (Some(schema), Some(features)) = (schema, features) else {
+            return Err(ConfigLoadError(vec!["configuration incomplete".into()]));
+        };
+        Ok(Config {
+            schema,
+            features,
+            csv: p.csv,
+            pseudonymizer: Pseudonymizer::new(secret.as_bytes()),
+            secret_is_default,
+            dedupe_ttl_ms,
+            sweep_every_ms,
+            sources: p.sources,
+        })
+    }
+}
+
+fn check_csv(schema: &Schema, csv: &CsvMapping) -> Vec<String> {
+    let mut errors = Vec::new();
+    match (&csv.event_type, &csv.type_column) {
+        (Some(t), None) => match schema.by_name(t) {
+            None => errors.push(format!("csv.type: unknown event type `{t}`{}", did_you_mean(t, schema.public_type_names().into_iter()))),
+            Some(et) => {
+                for f in csv.fields.keys() {
+                    if et.slot(f).is_none() || f == "actor" {
+                        errors.push(format!(
+                            "csv.fields.{f}: `{}` has no field `{f}`{}",
+                            et.name,
+                            did_you_mean(f, et.input_names())
+                        ));
+                    }
+                }
+            }
+        },
+        (None, Some(_)) => {}
+        _ => errors.push("csv: set exactly one of `type` (one type for every row) or `type_column`".into()),
+    }
+    errors
+}
+
+fn read_file(path: &Path, parts: &mut Parts, errors: &mut Vec<String>, depth: usize) {
+    if depth > 8 {
+        errors.push(format!("{}: includes nest deeper than 8", path.display()));
+        return;
+    }
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            parts.sources.push(path.to_path_buf());
+            let base = path.parent().unwrap_or(Path::new("."));
+            absorb(&text, base, &path.display().to_string(), parts, errors, depth);
+        }
+        Err(e) => errors.push(format!("{}: cannot read: {e}", path.display())),
+    }
+}
+
+fn absorb(text: &str, base: &Path, name: &str, parts: &mut Parts, errors: &mut Vec<String>, depth: usize) {
+    let table: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(format!("{name}: {e}"));
+            return;
+        }
+    };
+    for k in table.keys() {
+        if !TOP_KEYS.contains(&k.as_str()) {
+            errors.push(format!("{name}: unknown section `{k}`{}", did_you_mean(k, TOP_KEYS.iter().copied())));
+        }
+    }
+    let section = |key: &str| table.get(key).cloned();
+    fn typed<T: serde::de::DeserializeOwned>(v: toml::Value, what: &str, name: &str, errors: &mut Vec<String>) -> Option<T> {
+        v.try_into().map_err(|e: toml::de::Error| errors.push(format!("{name}: {what}: {}", e.message()))).ok()
+    }
+    if let Some(v) = section("engine") {
+        if let Some(e) = typed(v, "engine", name, errors) {
+            parts.engine = e;
+        }
+    }
+    if let Some(v) = section("privacy") {
+        if let Some(p) = typed(v, "privacy", name, errors) {
+            parts.privacy = p;
+        }
+    }
+    if let Some(v) = section("csv") {
+        if let Some(c) = typed(v, "csv", name, errors) {
+            parts.csv = Some(c);
+        }
+    }
+    let mut schema_tbl = toml::Table::new();
+    for k in ["entities", "event_types"] {
+        if let Some(v) = section(k) {
+            schema_tbl.insert(k.into(), v);
+        }
+    }
+    if !schema_tbl.is_empty() {
+        if let Some(s) = typed::<SchemaConfig>(toml::Value::Table(schema_tbl), "schema", name, errors) {
+            parts.schema.push(s);
+        }
+    }
+    if let Some(v) = section("settings") {
+        if let Some(s) = typed(v, "settings", name, errors) {
+            parts.features.settings = s;
+        }
+    }
+    if let Some(v) = section("features") {
+        if let Some(fs) = typed::<Vec<argus_features::config::FeatureConfig>>(v, "features", name, errors) {
+            parts.features.features.extend(fs);
+        }
+    }
+    if let Some(v) = section("include") {
+        match typed::<Vec<String>>(v, "include", name, errors) {
+            Some(files) => {
+                for f in files {
+                    read_file(&base.join(f), parts, errors, depth + 1);
+                }
+            }
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The engine: the single code path that live traffic and replay share.
+//!
+//! For each event, in order: idempotency check, lateness check, release of delayed labels that have
+//! become known by the event's time, removal of the event's own label columns (scheduled for release),
+//! feature update, feature read (read-your-writes), periodic expiry.
+
+use crate::config::Config;
+use argus_event::{Decoder, Event, Schema, Value};
+use argus_features::{FeatureSet, FeatureState};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::hash::BuildHasherDefault;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"ARGUSSN1";
+
+/// Counters of what the engine did with its input.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub too_late: u64,
+    pub labels_scheduled: u64,
+    pub labels_released: u64,
+}
+
+/// Why an event was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProcessError {
+    #[error("duplicate event id `{0}`: already processed")]
+    Duplicate(String),
+    #[error("event time is {lag_ms} ms behind the newest event time, beyond the allowed lateness of {allowed_ms} ms")]
+    TooLate { lag_ms: i64, allowed_ms: i64 },
+}
+
+impl ProcessError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProcessError::Duplicate(_) => "duplicate_event",
+            ProcessError::TooLate { .. } => "too_late",
+        }
+    }
+}
+
+/// Remembers event ids (as 128-bit digests) for `ttl` of event time.
+#[derive(Debug, Clone, Default)]
+struct Dedupe {
+    set: HashSet<u128, BuildHasherDefault<argus_features::state::KeyHasher>>,
+    order: VecDeque<(i64, u128)>,
+}
+
+impl Dedupe {
+    fn expire(&mut self, cutoff: i64) {
+        while let Some(&(t, h)) = self.order.front() {
+            if t >= cutoff {
+                break;
+            }
+            self.order.pop_front();
+            self.set.remove(&h);
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct EngineSnap {
+    schema_fp: u64,
+    features_fp: u64,
+    seq: u64,
+    watermark: i64,
+    next_sweep: i64,
+    counters: Counters,
+    dedupe: Vec<(i64, u128)>,
+    labels: Vec<((i64, u64), Event)>,
+    state: Vec<u8>,
+}
+
+/// A snapshot that cannot be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot is corrupt: {0}")]
+    Corrupt(String),
+    #[error("snapshot was taken under another configuration ({0}); replay the event log instead")]
+    Incompatible(String),
+    #[error("snapshot I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The streaming engine.
+pub struct Engine {
+    pub config: Config,
+    decoder: Decoder,
+    state: FeatureState,
+    dedupe: Dedupe,
+    /// Delayed labels waiting for their release time, by (release time, source sequence number).
+    labels: BTreeMap<(i64, u64), Event>,
+    watermark: i64,
+    seq: u64,
+    next_sweep: i64,
+    pub counters: Counters,
+    out: Vec<Value>,
+}
+
+impl Engine {
+    pub fn new(config: Config) -> Engine {
+        let decoder = Decoder::new(config.schema.clone(), config.pseudonymizer.clone());
+        let state = FeatureState::new(&config.features);
+        let n = config.features.features.len();
+        Engine {
+            config,
+            decoder,
+            state,
+            dedupe: Dedupe::default(),
+            labels: BTreeMap::new(),
+            watermark: i64::MIN,
+            seq: 0,
+            next_sweep: i64::MIN,
+            counters: Counters::default(),
+            out: vec![Value::Null; n],
+        }
+    }
+
+    pub fn decoder(&self) -> &Decoder {
+        &self.decoder
+    }
+
+    pub fn schema(&self) -> &Arc<Schema> {
+        &self.config.schema
+    }
+
+    pub fn features(&self) -> &Arc<FeatureSet> {
+        &self.config.features
+    }
+
+    pub fn feature_state(&self) -> &FeatureState {
+        &self.state
+    }
+
+    /// Newest event time seen.
+    pub fn watermark(&self) -> Option<i64> {
+        (self.watermark != i64::MIN).then_some(self.watermark)
+    }
+
+    /// Number of events applied so far (including released labels).
+    pub fn sequence(&self) -> u64 {
+        self.seq
+    }
+
+    /// Labels scheduled and not yet released.
+    pub fn pending_labels(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Processes one validated event and returns its feature vector (one value per configured feature).
+    pub fn process(&mut self, mut ev: Event) -> Result<&[Value], ProcessError> {
+        let idh = xxhash_rust::xxh3::xxh3_128(ev.id.as_bytes());
+        if self.dedupe.set.contains(&idh) {
+            self.counters.duplicates += 1;
+            return Err(ProcessError::Duplicate(ev.id));
+        }
+        let allowed = self.config.features.allowed_lateness_ms;
+        if self.watermark != i64::MIN && ev.time < self.watermark - allowed {
+            self.counters.too_late += 1;
+            return Err(ProcessError::TooLate { lag_ms: self.watermark - ev.time, allowed_ms: allowed });
+        }
+        self.release_labels(ev.time);
+        self.watermark = self.watermark.max(ev.time);
+        self.schedule_labels(&mut ev);
+        self.seq += 1;
+        self.dedupe.set.insert(idh);
+        self.dedupe.order.push_back((ev.time, idh));
+        self.counters.accepted += 1;
+        let fs = self.config.features.clone();
+        self.state.apply(&fs, &ev, self.seq, Some(&mut self.out));
+        if self.watermark >= self.next_sweep {
+            self.state.expire(&fs, self.watermark);
+            self.dedupe.expire(self.watermark - self.config.dedupe_ttl_ms);
+            self.next_sweep = self.watermark + self.config.sweep_every_ms;
+        }
+        Ok(&self.out)
+    }
+
+    /// Applies every scheduled label whose release time is ≤ `t`, oldest first.
+    pub fn release_labels(&mut self, t: i64) {
+        let fs = self.config.features.clone();
+        while let Some(entry) = self.labels.first_entry() {
+            if entry.key().0 > t {
+                break;
+            }
+            let ev = entry.remove();
+            self.seq += 1;
+            self.counters.labels_released += 1;
+            self.state.apply(&fs, &ev, self.seq, None);
+        }
+    }
+
+    /// Takes the label columns out of `ev` and schedules their release.
+    fn schedule_labels(&mut self, ev: &mut Event) {
+        let schema = self.config.schema.clone();
+        for l in schema.labels.iter().filter(|l| l.source_type == ev.ty) {
+            let value = std::mem::take(&mut ev.fields[l.source_slot]);
+            if value.is_null() {
+                continue;
+            }
+            let rel = schema.get(l.release_type);
+            let mut fields: Vec<Value> = Vec::with_capacity(rel.fields.len());
+            fields.extend(ev.fields.iter().cloned());
+            // Other label columns of the source stay hidden in the release, too.
+            for other in schema.labels.iter().filter(|o| o.source_type == ev.ty) {
+                fields[other.source_slot] = Value::Null;
+            }
+            fields.push(value);
+            fields.push(Value::Time(ev.time));
+            let release = Event { id: format!("{}#{}", ev.id, l.name), ty: l.release_type, time: ev.time + l.delay_ms, fields };
+            self.labels.insert((release.time, self.seq + 1), release);
+            self.counters.labels_scheduled += 1;
+        }
+    }
+
+    /// Serializes the whole engine state (features, idempotency ids, pending labels, counters) with a
+    /// configuration fingerprint and a CRC-32.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let snap = EngineSnap {
+            schema_fp: self.config.schema.fingerprint(),
+            features_fp: self.config.features.fingerprint(),
+            seq: self.seq,
+            watermark: self.watermark,
+            next_sweep: self.next_sweep,
+            counters: self.counters.clone(),
+            dedupe: self.dedupe.order.iter().copied().collect(),
+            labels: self.labels.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            state: self.state.snapshot(),
+        };
+        let body = bincode::serialize(&snap).expect("serializing plain data to a Vec cannot fail");
+        let mut out = Vec::with_capacity(body.len() + 16);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        out
+    }
+
+    /// Rebuilds an engine from a snapshot taken under the same configuration.
+    pub fn restore(config: Config, bytes: &[u8]) -> Result<Engine, SnapshotError> {
+        if bytes.len() < 12 || &bytes[..8] != SNAPSHOT_MAGIC {
+            return Err(SnapshotError::Corrupt("bad magic".into()));
+        }
+        let body = &bytes[8..bytes.len() - 4];
+        let crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().map_err(|_| SnapshotError::Corrupt("short".into()))?);
+        if crc32fast::hash(body) != crc {
+            return Err(SnapshotError::Corrupt("checksum mismatch".into()));
+        }
+        let snap: EngineSnap = bincode::deserialize(body).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
+        if snap.schema_fp != config.schema.fingerprint() {
+            return Err(SnapshotError::Incompatible("schema changed".into()));
+        }
+        if snap.features_fp != config.features.fingerprint() {
+            return Err(SnapshotError::Incompatible("feature definitions changed".into()));
+        }
+        let state = FeatureState::restore(&config.features, &snap.state).map_err(|e| SnapshotError::Incompatible(e.to_string()))?;
+        let mut e = Engine::new(config);
+        e.state = state;
+        e.seq = snap.seq;
+        e.watermark = snap.watermark;
+        e.next_sweep = snap.next_sweep;
+        e.counters = snap.counters;
+        for (t, h) in snap.dedupe {
+            e.dedupe.set.insert(h);
+            e.dedupe.order.push_back((t, h));
+        }
+        e.labels = snap.labels.into_iter().collect();
+        Ok(e)
+    }
+
+    /// Writes a snapshot atomically: temporary file, fsync, rename, fsync of the directory.
+    pub fn save_snapshot(&self, path: &Path) -> Result<(), SnapshotError> {
+        let tmp = path.with_extension("snap.tmp");
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&self.snapshot())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    pub fn load_snapshot(config: Config, path: &Path) -> Result<Engine, SnapshotError> {
+        let bytes = std::fs::read(path)?;
+        Engine::restore(config, &bytes)
+    }
+}

@@ -1,0 +1,17 @@
+//! `argus_engine` — the engine that live traffic and replay share.
+//!
+//! It loads `argus.toml` (schema extensions, features, CSV mapping, privacy), and processes events in
+//! one code path: idempotency, lateness, delayed-label release, feature update and read. It snapshots and
+//! restores its whole state, and replays recorded events into point-in-time feature tables.
+//!
+//! It must not depend on HTTP or the wall clock: time is event time; the caller measures durations.
+
+pub mod config;
+pub mod engine;
+pub mod replay;
+pub mod table;
+
+pub use config::{Config, ConfigLoadError, CsvMapping};
+pub use engine::{Counters, Engine, ProcessError, SnapshotError};
+pub use replay::{replay, Format, ReplayError, ReplayStats};
+pub use table::{CsvTable, ParquetTable, RowSink, SummarySink};

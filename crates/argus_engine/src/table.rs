@@ -1,0 +1,302 @@
+//! Point-in-time feature tables: one row per accepted event, written as CSV or Parquet, plus summary
+//! statistics per feature.
+
+use argus_event::time::format_rfc3339;
+use argus_event::value::format_decimal;
+use argus_event::{Schema, TypeId, Value};
+use argus_features::{FeatureSet, Out};
+use parquet::basic::Compression;
+use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int64Type};
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::parser::parse_message_type;
+use serde::Serialize;
+use std::io::{self, Write};
+use std::sync::Arc;
+
+/// A consumer of feature rows.
+pub trait RowSink {
+    fn write(&mut self, id: &str, ty: TypeId, time: i64, features: &[Value]) -> io::Result<()>;
+    fn finish(&mut self) -> io::Result<()>;
+}
+
+/// CSV: `event_id,event_time,event_type,<feature…>`; nulls are empty, booleans 1/0, decimals exact,
+/// floats in shortest round-trip form.
+pub struct CsvTable<W: Write> {
+    w: csv::Writer<W>,
+    schema: Arc<Schema>,
+    buf: String,
+}
+
+impl<W: Write> CsvTable<W> {
+    pub fn new(inner: W, schema: Arc<Schema>, features: &FeatureSet) -> io::Result<Self> {
+        let mut w = csv::WriterBuilder::new().from_writer(inner);
+        let mut header = vec!["event_id", "event_time", "event_type"];
+        header.extend(features.names());
+        w.write_record(&header)?;
+        Ok(CsvTable { w, schema, buf: String::new() })
+    }
+
+    pub fn into_inner(self) -> io::Result<W> {
+        self.w.into_inner().map_err(|e| io::Error::other(e.to_string()))
+    }
+}
+
+/// Writes a value as CSV text into `buf`.
+pub fn render(v: &Value, buf: &mut String) {
+    use std::fmt::Write as _;
+    buf.clear();
+    match v {
+        Value::Null => {}
+        Value::Bool(b) => buf.push(if *b { '1' } else { '0' }),
+        Value::Int(i) => {
+            let _ = write!(buf, "{i}");
+        }
+        Value::Dec(d) => buf.push_str(&format_decimal(*d)),
+        Value::Float(f) => {
+            let _ = write!(buf, "{f}");
+        }
+        Value::Str(s) => buf.push_str(s),
+        Value::Time(t) => buf.push_str(&format_rfc3339(*t)),
+    }
+}
+
+impl<W: Write> RowSink for CsvTable<W> {
+    fn write(&mut self, id: &str, ty: TypeId, time: i64, features: &[Value]) -> io::Result<()> {
+        self.w.write_field(id)?;
+        self.w.write_field(format_rfc3339(time))?;
+        self.w.write_field(&self.schema.get(ty).name)?;
+        for v in features {
+            render(v, &mut self.buf);
+            self.w.write_field(&self.buf)?;
+        }
+        self.w.write_record(None::<&[u8]>)?;
+        Ok(())
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+}
+
+enum Col {
+    I64(Vec<i64>, Vec<i16>),
+    F64(Vec<f64>, Vec<i16>),
+    Bool(Vec<bool>, Vec<i16>),
+    Bytes(Vec<ByteArray>, Vec<i16>),
+}
+
+/// Parquet (Snappy) with one typed column per feature (INT64, DOUBLE, BOOLEAN, UTF8, TIMESTAMP_MILLIS),
+/// optional so that nulls stay nulls; row groups of `ROW_GROUP` rows.
+pub struct ParquetTable<W: Write + Send> {
+    writer: Option<SerializedFileWriter<W>>,
+    schema: Arc<Schema>,
+    outs: Vec<Out>,
+    ids: Vec<ByteArray>,
+    times: Vec<i64>,
+    types: Vec<ByteArray>,
+    cols: Vec<Col>,
+}
+
+pub const ROW_GROUP: usize = 65_536;
+
+fn pq_err(e: parquet::errors::ParquetError) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl<W: Write + Send> ParquetTable<W> {
+    pub fn new(inner: W, schema: Arc<Schema>, features: &FeatureSet) -> io::Result<Self> {
+        let mut msg = String::from(
+            "message argus_features {\n  required binary event_id (UTF8);\n  required int64 event_time (TIMESTAMP(MILLIS,true));\n  required binary event_type (UTF8);\n",
+        );
+        let outs: Vec<Out> = features.features.iter().map(|f| f.out).collect();
+        for (f, o) in features.features.iter().zip(&outs) {
+            let t = match o {
+                Out::Int => "int64",
+                Out::Dec | Out::Float => "double",
+                Out::Bool => "boolean",
+                Out::Time => "int64",
+                Out::Str => "binary",
+            };
+            let ann = match o {
+                Out::Time => " (TIMESTAMP(MILLIS,true))",
+                Out::Str => " (UTF8)",
+                _ => "",
+            };
+            msg.push_str(&format!("  optional {t} {}{ann};\n", f.name));
+        }
+        msg.push('}');
+        let pschema = Arc::new(parse_message_type(&msg).map_err(pq_err)?);
+        let props = Arc::new(WriterProperties::builder().set_compression(Compression::SNAPPY).build());
+        let writer = SerializedFileWriter::new(inner, pschema, props).map_err(pq_err)?;
+        let cols = outs
+            .iter()
+            .map(|o| match o {
+                Out::Int | Out::Time => Col::I64(vec![], vec![]),
+                Out::Dec | Out::Float => Col::F64(vec![], vec![]),
+                Out::Bool => Col::Bool(vec![], vec![]),
+                Out::Str => Col::Bytes(vec![], vec![]),
+            })
+            .collect();
+        Ok(ParquetTable { writer: Some(writer), schema, outs, ids: vec![], times: vec![], types: vec![], cols })
+    }
+
+    fn flush_group(&mut self) -> io::Result<()> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        let Some(w) = self.writer.as_mut() else { return Ok(()) };
+        let mut rg = w.next_row_group().map_err(pq_err)?;
+        let mut idx = 0usize;
+        while let Some(mut c) = rg.next_column().map_err(pq_err)? {
+            match idx {
+                0 => {
+                    c.typed::<ByteArrayType>().write_batch(&self.ids, None, None).map_err(pq_err)?;
+                }
+                1 => {
+                    c.typed::<Int64Type>().write_batch(&self.times, None, None).map_err(pq_err)?;
+                }
+                2 => {
+                    c.typed::<ByteArrayType>().write_batch(&self.types, None, None).map_err(pq_err)?;
+                }
+                i => match &self.cols[i - 3] {
+                    Col::I64(v, d) => {
+                        c.typed::<Int64Type>().write_batch(v, Some(d), None).map_err(pq_err)?;
+                    }
+                    Col::F64(v, d) => {
+                        c.typed::<DoubleType>().write_batch(v, Some(d), None).map_err(pq_err)?;
+                    }
+                    Col::Bool(v, d) => {
+                        c.typed::<BoolType>().write_batch(v, Some(d), None).map_err(pq_err)?;
+                    }
+                    Col::Bytes(v, d) => {
+                        c.typed::<ByteArrayType>().write_batch(v, Some(d), None).map_err(pq_err)?;
+                    }
+                },
+            }
+            c.close().map_err(pq_err)?;
+            idx += 1;
+        }
+        rg.close().map_err(pq_err)?;
+        self.ids.clear();
+        self.times.clear();
+        self.types.clear();
+        for c in &mut self.cols {
+            match c {
+                Col::I64(v, d) => (v.clear(), d.clear()),
+                Col::F64(v, d) => (v.clear(), d.clear()),
+                Col::Bool(v, d) => (v.clear(), d.clear()),
+                Col::Bytes(v, d) => (v.clear(), d.clear()),
+            };
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write + Send> RowSink for ParquetTable<W> {
+    fn write(&mut self, id: &str, ty: TypeId, time: i64, features: &[Value]) -> io::Result<()> {
+        self.ids.push(ByteArray::from(id));
+        self.times.push(time);
+        self.types.push(ByteArray::from(self.schema.get(ty).name.as_str()));
+        for ((c, v), o) in self.cols.iter_mut().zip(features).zip(&self.outs) {
+            match c {
+                Col::I64(vals, d) => match v {
+                    Value::Int(i) | Value::Time(i) => {
+                        vals.push(*i);
+                        d.push(1)
+                    }
+                    Value::Bool(b) => {
+                        vals.push(*b as i64);
+                        d.push(1)
+                    }
+                    _ => d.push(0),
+                },
+                Col::F64(vals, d) => match v.as_f64() {
+                    Some(x) if !v.is_null() => {
+                        vals.push(x);
+                        d.push(1)
+                    }
+                    _ => d.push(0),
+                },
+                Col::Bool(vals, d) => match v {
+                    Value::Bool(b) => {
+                        vals.push(*b);
+                        d.push(1)
+                    }
+                    _ => d.push(0),
+                },
+                Col::Bytes(vals, d) => match v {
+                    Value::Null => d.push(0),
+                    other => {
+                        let mut s = String::new();
+                        render(other, &mut s);
+                        vals.push(ByteArray::from(s.as_str()));
+                        d.push(1)
+                    }
+                },
+            }
+            let _ = o;
+        }
+        if self.ids.len() >= ROW_GROUP {
+            self.flush_group()?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.flush_group()?;
+        if let Some(w) = self.writer.take() {
+            w.close().map_err(pq_err)?;
+        }
+        Ok(())
+    }
+}
+
+/// Summary statistics of one feature over a replay.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct FeatureSummary {
+    pub name: String,
+    pub non_null: u64,
+    pub nulls: u64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub mean: Option<f64>,
+    #[serde(skip)]
+    sum: f64,
+}
+
+/// Collects [`FeatureSummary`]s.
+pub struct SummarySink {
+    pub features: Vec<FeatureSummary>,
+}
+
+impl SummarySink {
+    pub fn new(fs: &FeatureSet) -> Self {
+        SummarySink { features: fs.features.iter().map(|f| FeatureSummary { name: f.name.clone(), ..Default::default() }).collect() }
+    }
+}
+
+impl RowSink for SummarySink {
+    fn write(&mut self, _id: &str, _ty: TypeId, _time: i64, features: &[Value]) -> io::Result<()> {
+        for (s, v) in self.features.iter_mut().zip(features) {
+            if v.is_null() {
+                s.nulls += 1;
+                continue;
+            }
+            s.non_null += 1;
+            if let Some(x) = v.as_f64() {
+                s.sum += x;
+                s.min = Some(s.min.map_or(x, |m| m.min(x)));
+                s.max = Some(s.max.map_or(x, |m| m.max(x)));
+            }
+        }
+        Ok(())
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        for s in &mut self.features {
+            if s.non_null > 0 && s.min.is_some() {
+                s.mean = Some(s.sum / s.non_null as f64);
+            }
+        }
+        Ok(())
+    }
+}

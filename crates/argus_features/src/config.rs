@@ -1,0 +1,682 @@
+//! Feature configuration (`[[features]]` in TOML) and its compilation against a schema into a plan:
+//! which series each event type updates, and which features it reads.
+
+use crate::filter::{compile_filter, Filter, FilterConfig};
+use argus_event::schema::{did_you_mean, FieldType, Schema, ACTOR_SLOT};
+use argus_event::time::{parse_duration, DAY, SEC};
+use argus_event::Value;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Longest window or offset accepted.
+pub const MAX_SPAN_MS: i64 = 90 * DAY;
+
+/// A feature file: settings and feature definitions.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturesConfig {
+    #[serde(default)]
+    pub settings: SettingsConfig,
+    #[serde(default)]
+    pub features: Vec<FeatureConfig>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsConfig {
+    /// How far behind the newest event time an event may arrive and still be placed in windows.
+    #[serde(default = "default_lateness")]
+    pub allowed_lateness: String,
+    /// Lifetime state of a key untouched for this long is dropped.
+    #[serde(default = "default_idle_ttl")]
+    pub idle_ttl: String,
+    /// Default cap on the events kept per key by an exact window.
+    #[serde(default = "default_max_entries")]
+    pub max_entries: usize,
+    /// Default number of buckets of a bucketed window.
+    #[serde(default = "default_buckets")]
+    pub buckets: u32,
+}
+
+fn default_lateness() -> String {
+    "5m".into()
+}
+fn default_idle_ttl() -> String {
+    "90d".into()
+}
+fn default_max_entries() -> usize {
+    10_000
+}
+fn default_buckets() -> u32 {
+    12
+}
+
+impl Default for SettingsConfig {
+    fn default() -> Self {
+        SettingsConfig {
+            allowed_lateness: default_lateness(),
+            idle_ttl: default_idle_ttl(),
+            max_entries: default_max_entries(),
+            buckets: default_buckets(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureConfig {
+    pub name: String,
+    pub kind: String,
+    #[serde(default)]
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub key: Vec<String>,
+    pub value: Option<String>,
+    /// A duration (`1h`, `7d`) or `lifetime`.
+    pub window: Option<String>,
+    /// Shift the window into the past: `window = "30d", offset = "7d"` covers (t−37d, t−7d].
+    pub offset: Option<String>,
+    /// `exact` (default) or `bucketed`.
+    pub mode: Option<String>,
+    pub buckets: Option<u32>,
+    pub max_entries: Option<usize>,
+    #[serde(default)]
+    pub filter: Vec<FilterConfig>,
+    pub numerator: Option<String>,
+    pub denominator: Option<String>,
+    /// Value used when the aggregate is empty (e.g. an average over no events).
+    pub default: Option<toml::Value>,
+    /// `hour_in_range`: inclusive hours, e.g. `[0, 6]`.
+    pub hours: Option<[u32; 2]>,
+    /// Calendar features: fixed UTC offset such as `+08:00`.
+    pub utc_offset: Option<String>,
+    pub description: Option<String>,
+}
+
+/// An aggregate over a keyed series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agg {
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Distinct,
+    FirstSeen,
+    LastSeen,
+    Age,
+    LastValue,
+}
+
+/// Every feature kind, with its name in configuration.
+pub const KINDS: &[&str] = &[
+    "count", "sum", "avg", "min", "max", "distinct", "first_seen", "last_seen", "age", "last_value", "ratio",
+    "is_weekend", "hour_of_day", "day_of_week", "hour_in_range",
+];
+
+impl Agg {
+    fn parse(s: &str) -> Option<Agg> {
+        Some(match s {
+            "count" => Agg::Count,
+            "sum" => Agg::Sum,
+            "avg" => Agg::Avg,
+            "min" => Agg::Min,
+            "max" => Agg::Max,
+            "distinct" => Agg::Distinct,
+            "first_seen" => Agg::FirstSeen,
+            "last_seen" => Agg::LastSeen,
+            "age" => Agg::Age,
+            "last_value" => Agg::LastValue,
+            _ => return None,
+        })
+    }
+    fn needs_value(self) -> bool {
+        matches!(self, Agg::Sum | Agg::Avg | Agg::Min | Agg::Max | Agg::Distinct | Agg::LastValue)
+    }
+    fn numeric(self) -> bool {
+        matches!(self, Agg::Sum | Agg::Avg | Agg::Min | Agg::Max)
+    }
+    /// Aggregates that only make sense over a key's whole history.
+    fn lifetime_only(self) -> bool {
+        matches!(self, Agg::FirstSeen | Agg::LastSeen | Agg::Age | Agg::LastValue)
+    }
+}
+
+/// Calendar features of the event time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Calendar {
+    IsWeekend,
+    HourOfDay,
+    DayOfWeek,
+    HourInRange(u32, u32),
+}
+
+/// How a feature is computed.
+#[derive(Debug, Clone)]
+pub enum FeatureKind {
+    Series { series: usize, reader: Reader },
+    Ratio { numerator: usize, denominator: usize },
+    Calendar { part: Calendar, offset_ms: i64 },
+}
+
+/// Output type of a numeric read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Out {
+    Int,
+    Dec,
+    Float,
+    Bool,
+    Time,
+    Str,
+}
+
+/// One read of a series state.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    pub agg: Agg,
+    pub window_ms: i64,
+    pub offset_ms: i64,
+    /// The type of the series' value field (for sum/min/max/last_value output).
+    pub out: Out,
+}
+
+/// A compiled feature.
+#[derive(Debug, Clone)]
+pub struct FeatureDef {
+    pub name: String,
+    pub kind: FeatureKind,
+    pub out: Out,
+    pub default: Value,
+    pub description: Option<String>,
+}
+
+/// The window mode of a series.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeriesMode {
+    /// Every event kept; reads are exact. `retention_ms` = longest window + offset.
+    Exact { retention_ms: i64, max_entries: usize },
+    /// Fixed buckets of `width_ms`; `len` buckets kept.
+    Bucketed { width_ms: i64, len: u32, sum: bool, minmax: bool, distinct: bool },
+    /// One accumulator per key, for lifetime windows.
+    Lifetime { distinct: bool },
+}
+
+/// A stream of (time, value) observations per key, shared by every feature with the same source.
+#[derive(Debug, Clone)]
+pub struct SeriesDef {
+    pub events: Vec<u16>,
+    pub key: Vec<String>,
+    pub value: Option<String>,
+    pub value_numeric: bool,
+    pub filter: Vec<FilterConfig>,
+    /// Canonical rendering of `filter`, to recognise identical series.
+    pub filter_text: String,
+    pub mode: SeriesMode,
+}
+
+/// Per event type: the series it feeds and the features it reads.
+#[derive(Debug, Clone, Default)]
+pub struct TypePlan {
+    pub groups: Vec<Group>,
+    /// Features that can be computed for this type (the others are null).
+    pub calendar: Vec<usize>,
+    pub ratios: Vec<usize>,
+}
+
+/// Work on one series for one event type.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub series: usize,
+    pub key_slots: Vec<usize>,
+    /// Set when this type updates the series: (value slot, filter).
+    pub update: Option<(Option<usize>, Filter)>,
+    /// (feature index, reader)
+    pub readers: Vec<(usize, Reader)>,
+}
+
+/// Compiled features: what the engine needs to maintain and read them.
+#[derive(Debug, Clone)]
+pub struct FeatureSet {
+    pub features: Vec<FeatureDef>,
+    pub series: Vec<SeriesDef>,
+    pub plans: Vec<TypePlan>,
+    pub allowed_lateness_ms: i64,
+    pub idle_ttl_ms: i64,
+    index: BTreeMap<String, usize>,
+}
+
+/// A configuration problem with the path of the offending key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem found in a feature configuration.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid feature configuration:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl FeatureSet {
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.features.iter().map(|f| f.name.as_str())
+    }
+
+    /// A fingerprint of everything that shapes state: restoring a snapshot needs the same one.
+    pub fn fingerprint(&self) -> u64 {
+        let s = format!("{:?}|{}|{}", self.series, self.allowed_lateness_ms, self.idle_ttl_ms);
+        xxhash_rust::xxh3::xxh3_64(s.as_bytes())
+    }
+
+    /// Parses and compiles a feature file against a schema, reporting every problem at once.
+    pub fn from_toml(schema: &Schema, text: &str) -> Result<FeatureSet, ConfigErrors> {
+        let cfg: FeaturesConfig =
+            toml::from_str(text).map_err(|e| ConfigErrors(vec![ConfigError { path: String::new(), message: e.to_string() }]))?;
+        Self::compile(schema, &cfg)
+    }
+
+    pub fn compile(schema: &Schema, cfg: &FeaturesConfig) -> Result<FeatureSet, ConfigErrors> {
+        Compiler::new(schema).run(cfg)
+    }
+}
+
+struct Compiler<'a> {
+    schema: &'a Schema,
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> Compiler<'a> {
+    fn new(schema: &'a Schema) -> Self {
+        Compiler { schema, errors: Vec::new() }
+    }
+
+    fn err(&mut self, path: String, message: String) {
+        self.errors.push(ConfigError { path, message });
+    }
+
+    fn duration(&mut self, path: String, s: &str) -> Option<i64> {
+        match parse_duration(s) {
+            Some(ms) => Some(ms),
+            None => {
+                self.err(path, format!("invalid duration `{s}` (e.g. `30s`, `15m`, `1h`, `7d`)"));
+                None
+            }
+        }
+    }
+
+    fn run(mut self, cfg: &FeaturesConfig) -> Result<FeatureSet, ConfigErrors> {
+        let lateness = self.duration("settings.allowed_lateness".into(), &cfg.settings.allowed_lateness).unwrap_or(0);
+        let idle_ttl = self.duration("settings.idle_ttl".into(), &cfg.settings.idle_ttl).unwrap_or(90 * DAY);
+        let mut index = BTreeMap::new();
+        let mut features: Vec<FeatureDef> = Vec::new();
+        let mut series: Vec<SeriesDef> = Vec::new();
+        // (feature idx, series idx, type ids it updates, key fields)
+        let n_types = self.schema.types.len();
+        let mut plans: Vec<TypePlan> = vec![TypePlan::default(); n_types];
+
+        // Valued features first, so that counts can share a series whose value is always present.
+        let mut order: Vec<usize> = (0..cfg.features.len()).collect();
+        order.sort_by_key(|&i| cfg.features[i].value.is_none());
+        let mut compiled: Vec<Option<FeatureDef>> = vec![None; cfg.features.len()];
+        for (i, f) in cfg.features.iter().enumerate() {
+            let path = format!("features[{i}] ({})", f.name);
+            if !valid_name(&f.name) {
+                self.err(format!("{path}.name"), format!("feature name `{}` must be snake_case", f.name));
+            }
+            if index.insert(f.name.clone(), i).is_some() {
+                self.err(format!("{path}.name"), format!("feature `{}` is defined twice", f.name));
+            }
+        }
+        for &i in &order {
+            let f = &cfg.features[i];
+            let path = format!("features[{i}] ({})", f.name);
+            compiled[i] = self.feature(&path, f, &cfg.settings, lateness, &mut series, &index, i);
+        }
+        for (i, c) in compiled.into_iter().enumerate() {
+            features.push(c.unwrap_or(FeatureDef {
+                name: cfg.features[i].name.clone(),
+                kind: FeatureKind::Calendar { part: Calendar::HourOfDay, offset_ms: 0 },
+                out: Out::Int,
+                default: Value::Null,
+                description: None,
+            }));
+        }
+        if !self.errors.is_empty() {
+            return Err(ConfigErrors(self.errors));
+        }
+        // Per-type plans.
+        for (ti, plan) in plans.iter_mut().enumerate() {
+            let et = &self.schema.types[ti];
+            let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
+            for (si, s) in series.iter().enumerate() {
+                let Some(key_slots) = s.key.iter().map(|k| et.slot(k)).collect::<Option<Vec<_>>>() else { continue };
+                if s.events.contains(&(ti as u16)) {
+                    let value_slot = s.value.as_ref().and_then(|v| et.slot(v));
+                    let filter = match compile_filter(et, &s.filter) {
+                        Ok(f) => f,
+                        Err(m) => {
+                            self.errors.push(ConfigError { path: format!("series over {}", et.name), message: m });
+                            continue;
+                        }
+                    };
+                    groups.entry(si).or_insert_with(|| Group { series: si, key_slots: key_slots.clone(), update: None, readers: vec![] }).update =
+                        Some((value_slot, filter));
+                }
+                let _ = key_slots;
+            }
+            for (fi, f) in features.iter().enumerate() {
+                match &f.kind {
+                    FeatureKind::Series { series: si, reader } => {
+                        let s = &series[*si];
+                        let Some(key_slots) = s.key.iter().map(|k| et.slot(k)).collect::<Option<Vec<_>>>() else { continue };
+                        groups
+                            .entry(*si)
+                            .or_insert_with(|| Group { series: *si, key_slots, update: None, readers: vec![] })
+                            .readers
+                            .push((fi, reader.clone()));
+                    }
+                    FeatureKind::Calendar { .. } => plan.calendar.push(fi),
+                    FeatureKind::Ratio { .. } => plan.ratios.push(fi),
+                }
+            }
+            plan.groups = groups.into_values().collect();
+        }
+        if !self.errors.is_empty() {
+            return Err(ConfigErrors(self.errors));
+        }
+        Ok(FeatureSet { features, series, plans, allowed_lateness_ms: lateness, idle_ttl_ms: idle_ttl, index })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn feature(
+        &mut self,
+        path: &str,
+        f: &FeatureConfig,
+        settings: &SettingsConfig,
+        lateness: i64,
+        series: &mut Vec<SeriesDef>,
+        index: &BTreeMap<String, usize>,
+        me: usize,
+    ) -> Option<FeatureDef> {
+        let default = match &f.default {
+            None => Value::Null,
+            Some(toml::Value::Integer(i)) => Value::Int(*i),
+            Some(toml::Value::Float(x)) => Value::Float(*x),
+            Some(toml::Value::Boolean(b)) => Value::Bool(*b),
+            Some(toml::Value::String(s)) => Value::Str(s.as_str().into()),
+            Some(_) => {
+                self.err(format!("{path}.default"), "default must be a number, boolean or string".into());
+                Value::Null
+            }
+        };
+        let offset_ms = match &f.utc_offset {
+            None => 0,
+            Some(o) => match parse_utc_offset(o) {
+                Some(ms) => ms,
+                None => {
+                    self.err(format!("{path}.utc_offset"), format!("`{o}` is not an offset like `+08:00`"));
+                    0
+                }
+            },
+        };
+        let calendar = match f.kind.as_str() {
+            "is_weekend" => Some((Calendar::IsWeekend, Out::Bool)),
+            "hour_of_day" => Some((Calendar::HourOfDay, Out::Int)),
+            "day_of_week" => Some((Calendar::DayOfWeek, Out::Int)),
+            "hour_in_range" => match f.hours {
+                Some([a, b]) if a <= 23 && b <= 23 => Some((Calendar::HourInRange(a, b), Out::Bool)),
+                _ => {
+                    self.err(format!("{path}.hours"), "hour_in_range needs `hours = [from, to]`, inclusive, 0..=23".into());
+                    None
+                }
+            },
+            _ => None,
+        };
+        if let Some((part, out)) = calendar {
+            return Some(FeatureDef { name: f.name.clone(), kind: FeatureKind::Calendar { part, offset_ms }, out, default, description: f.description.clone() });
+        }
+        if f.kind == "ratio" {
+            let operand = |c: &mut Self, which: &str, v: &Option<String>| -> Option<usize> {
+                let Some(n) = v else {
+                    c.err(format!("{path}.{which}"), format!("ratio needs `{which}` (a feature name)"));
+                    return None;
+                };
+                match index.get(n) {
+                    Some(&j) if j < me => Some(j),
+                    Some(_) => {
+                        c.err(format!("{path}.{which}"), format!("`{n}` must be declared before `{}`", f.name));
+                        None
+                    }
+                    None => {
+                        c.err(format!("{path}.{which}"), format!("unknown feature `{n}`{}", did_you_mean(n, index.keys().map(String::as_str))));
+                        None
+                    }
+                }
+            };
+            let numerator = operand(self, "numerator", &f.numerator);
+            let denominator = operand(self, "denominator", &f.denominator);
+            return Some(FeatureDef {
+                name: f.name.clone(),
+                kind: FeatureKind::Ratio { numerator: numerator?, denominator: denominator? },
+                out: Out::Float,
+                default,
+                description: f.description.clone(),
+            });
+        }
+        let Some(agg) = Agg::parse(&f.kind) else {
+            self.err(format!("{path}.kind"), format!("unknown feature kind `{}`{}", f.kind, did_you_mean(&f.kind, KINDS.iter().copied())));
+            return None;
+        };
+        // Events.
+        if f.events.is_empty() {
+            self.err(format!("{path}.events"), "name the event types that feed this feature, e.g. `events = [\"order.create\"]`".into());
+        }
+        let mut events = Vec::new();
+        for (j, e) in f.events.iter().enumerate() {
+            match self.schema.type_id(e) {
+                Some(t) => events.push(t),
+                None => {
+                    let names: Vec<&str> = self.schema.types.iter().map(|t| t.name.as_str()).collect();
+                    self.err(format!("{path}.events[{j}]"), format!("unknown event type `{e}`{}", did_you_mean(e, names.into_iter())));
+                }
+            }
+        }
+        events.sort_unstable();
+        events.dedup();
+        // Key and value fields must exist on every feeding type.
+        let key = if f.key.is_empty() { vec!["actor".to_string()] } else { f.key.clone() };
+        let mut value_ty: Option<FieldType> = None;
+        let mut value_required = true;
+        for &t in &events {
+            let et = self.schema.get(t);
+            for k in &key {
+                if et.slot(k).is_none() {
+                    self.err(format!("{path}.key"), format!("`{}` has no field `{k}`{}", et.name, did_you_mean(k, et.fields.iter().map(|f| f.name.as_str()))));
+                }
+            }
+            if let Some(v) = &f.value {
+                match et.field(v) {
+                    None => self.err(format!("{path}.value"), format!("`{}` has no field `{v}`{}", et.name, did_you_mean(v, et.fields.iter().map(|f| f.name.as_str())))),
+                    Some(field) if field.label.is_some() => self.err(
+                        format!("{path}.value"),
+                        format!("`{v}` is a delayed label of `{}`: read it from `label.*` events, when it becomes known", et.name),
+                    ),
+                    Some(field) => {
+                        let st = field.ty.stored();
+                        if value_ty.is_some_and(|p| p != st) {
+                            self.err(format!("{path}.value"), format!("`{v}` has different types across the listed events"));
+                        }
+                        value_ty = Some(st);
+                        value_required &= field.required;
+                    }
+                }
+            }
+        }
+        if agg.needs_value() && f.value.is_none() {
+            self.err(format!("{path}.value"), format!("`{}` needs `value = \"<field>\"`", f.kind));
+        }
+        if agg.numeric() {
+            if let Some(t) = value_ty {
+                if !(t.is_numeric() || t == FieldType::Bool) {
+                    self.err(format!("{path}.value"), format!("`{}` needs a numeric field, `{}` is {}", f.kind, f.value.as_deref().unwrap_or(""), t.name()));
+                }
+            }
+        }
+        let filter_text = f.filter.iter().map(|c| c.canonical()).collect::<Vec<_>>().join(" && ");
+        for &t in &events {
+            if let Err(m) = compile_filter(self.schema.get(t), &f.filter) {
+                self.err(format!("{path}.filter"), m);
+            }
+        }
+        // Window.
+        let lifetime = matches!(f.window.as_deref(), None | Some("lifetime"));
+        if agg.lifetime_only() && !lifetime {
+            self.err(format!("{path}.window"), format!("`{}` is computed over a key's whole history; remove `window`", f.kind));
+        }
+        if lifetime && !agg.lifetime_only() && f.window.is_none() {
+            self.err(format!("{path}.window"), format!("`{}` needs `window` (a duration up to 90d, or \"lifetime\")", f.kind));
+        }
+        let window_ms = if lifetime { 0 } else { f.window.as_deref().and_then(|w| self.duration(format!("{path}.window"), w)).unwrap_or(0) };
+        let offset_ms = f.offset.as_deref().and_then(|o| self.duration(format!("{path}.offset"), o)).unwrap_or(0);
+        if !lifetime && !(SEC..=MAX_SPAN_MS).contains(&window_ms) {
+            self.err(format!("{path}.window"), "windows go from 1s to 90d".into());
+        }
+        if !(0..=MAX_SPAN_MS).contains(&offset_ms) || (lifetime && offset_ms != 0) {
+            self.err(format!("{path}.offset"), "offsets go from 0 to 90d, on windowed features only".into());
+        }
+        let mode = match (lifetime, f.mode.as_deref()) {
+            (true, None) => SeriesMode::Lifetime { distinct: agg == Agg::Distinct },
+            (true, Some(m)) => {
+                self.err(format!("{path}.mode"), format!("`mode = \"{m}\"` applies to windowed features only"));
+                return None;
+            }
+            (false, None | Some("exact")) => SeriesMode::Exact {
+                retention_ms: window_ms + offset_ms + lateness,
+                max_entries: f.max_entries.unwrap_or(settings.max_entries).max(1),
+            },
+            (false, Some("bucketed")) => {
+                let b = f.buckets.unwrap_or(settings.buckets);
+                if !(1..=1024).contains(&b) || window_ms % b as i64 != 0 {
+                    self.err(format!("{path}.buckets"), format!("buckets must be 1..=1024 and divide the window ({window_ms} ms) evenly"));
+                    return None;
+                }
+                let width = window_ms / b as i64;
+                let len = ((window_ms + offset_ms + lateness) / width + 2) as u32;
+                SeriesMode::Bucketed {
+                    width_ms: width,
+                    len,
+                    sum: matches!(agg, Agg::Sum | Agg::Avg),
+                    minmax: matches!(agg, Agg::Min | Agg::Max),
+                    distinct: agg == Agg::Distinct,
+                }
+            }
+            (false, Some(m)) => {
+                self.err(format!("{path}.mode"), format!("unknown mode `{m}` (exact or bucketed)"));
+                return None;
+            }
+        };
+        if agg.lifetime_only() && agg != Agg::LastValue && f.value.is_some() {
+            self.err(format!("{path}.value"), format!("`{}` takes no `value`", f.kind));
+        }
+        let value_out = match value_ty {
+            Some(FieldType::Int) => Out::Int,
+            Some(FieldType::Decimal) => Out::Dec,
+            Some(FieldType::Float) => Out::Float,
+            Some(FieldType::Bool) => Out::Bool,
+            Some(FieldType::Timestamp) => Out::Time,
+            Some(_) => Out::Str,
+            None => Out::Int,
+        };
+        let out = match agg {
+            Agg::Count | Agg::Distinct | Agg::Age => Out::Int,
+            Agg::Avg => Out::Float,
+            Agg::Sum | Agg::Min | Agg::Max => {
+                if value_out == Out::Bool {
+                    Out::Int
+                } else {
+                    value_out
+                }
+            }
+            Agg::FirstSeen | Agg::LastSeen => Out::Time,
+            Agg::LastValue => value_out,
+        };
+        if !self.errors.is_empty() {
+            return None;
+        }
+        // Share a series with an identical source; a count may ride on a valued series whose value is
+        // always present, since then both see the same events.
+        let value_numeric = value_ty.is_some_and(|t| t.is_numeric() || t == FieldType::Bool);
+        let want = SeriesDef { events, key, value: f.value.clone(), value_numeric, filter: f.filter.clone(), filter_text, mode };
+        let si = find_or_add_series(series, want, agg == Agg::Count && value_required);
+        Some(FeatureDef {
+            name: f.name.clone(),
+            kind: FeatureKind::Series { series: si, reader: Reader { agg, window_ms, offset_ms, out: value_out } },
+            out,
+            default,
+            description: f.description.clone(),
+        })
+    }
+}
+
+fn find_or_add_series(series: &mut Vec<SeriesDef>, want: SeriesDef, count_can_share: bool) -> usize {
+    for (i, s) in series.iter_mut().enumerate() {
+        let same_source = s.events == want.events && s.key == want.key && s.filter_text == want.filter_text;
+        let value_ok = s.value == want.value || (want.value.is_none() && count_can_share && s.value.is_some());
+        if !(same_source && value_ok) {
+            continue;
+        }
+        match (&mut s.mode, &want.mode) {
+            (SeriesMode::Exact { retention_ms, max_entries }, SeriesMode::Exact { retention_ms: r, max_entries: m }) => {
+                *retention_ms = (*retention_ms).max(*r);
+                *max_entries = (*max_entries).max(*m);
+                return i;
+            }
+            (SeriesMode::Bucketed { width_ms, len, sum, minmax, distinct }, SeriesMode::Bucketed { width_ms: w, len: l, sum: s2, minmax: m2, distinct: d2 })
+                if width_ms == w =>
+            {
+                *len = (*len).max(*l);
+                *sum |= *s2;
+                *minmax |= *m2;
+                *distinct |= *d2;
+                return i;
+            }
+            (SeriesMode::Lifetime { distinct }, SeriesMode::Lifetime { distinct: d2 }) => {
+                *distinct |= *d2;
+                return i;
+            }
+            _ => {}
+        }
+    }
+    series.push(want);
+    series.len() - 1
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.as_bytes()[0].is_ascii_lowercase() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// `+08:00` / `-05:30` / `Z` → milliseconds.
+pub fn parse_utc_offset(s: &str) -> Option<i64> {
+    if s == "Z" || s == "UTC" {
+        return Some(0);
+    }
+    let b = s.as_bytes();
+    if b.len() != 6 || b[3] != b':' || !(b[0] == b'+' || b[0] == b'-') {
+        return None;
+    }
+    let h: i64 = s[1..3].parse().ok()?;
+    let m: i64 = s[4..6].parse().ok()?;
+    if h > 14 || m > 59 {
+        return None;
+    }
+    let v = (h * 60 + m) * 60_000;
+    Some(if b[0] == b'-' { -v } else { v })
+}
+
+/// The actor slot is always present; exported for readers of key specs.
+pub const ACTOR: usize = ACTOR_SLOT;
