@@ -135,7 +135,7 @@ impl Config {
             }),
         };
         let dedupe_ttl_ms = dur(&mut errors, "dedupe_ttl", &p.engine.dedupe_ttl, 7 * DAY);
-        let sweep_every_ms = dur(&mut errors, "sweep_every", &p.engine.sweep_every, 3_600_000).max(1);
+        let sweep_every_ms = dur(&mut errors, "sweep_every", &p.engine.sweep_every, DAY).max(1);
         if let (Some(schema), Some(csv)) = (&schema, &p.csv) {
             errors.extend(check_csv(schema, csv));
         }

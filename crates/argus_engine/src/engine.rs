@@ -212,7 +212,8 @@ impl Engine {
             }
             fields.push(value);
             fields.push(Value::Time(ev.time));
-            let release = Event { id: format!("{}#{}", ev.id, l.name), ty: l.release_type, time: ev.time + l.delay_ms, fields };
+            // Released labels are internal events: they never pass idempotency, so they need no id.
+            let release = Event { id: String::new(), ty: l.release_type, time: ev.time + l.delay_ms, fields };
             self.labels.insert((release.time, self.seq + 1), release);
             self.counters.labels_scheduled += 1;
         }

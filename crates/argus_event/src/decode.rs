@@ -359,7 +359,7 @@ impl Decoder {
                 }
                 r if text_of(r).is_some() => {
                     let s = text_of(r).unwrap_or_default();
-                    Value::Dec(parse_decimal(s).ok_or(("invalid_value", format!("`{}` is not a decimal with at most 6 decimals", clip(s))))?)
+                    Value::Dec(parse_decimal(s).ok_or(("invalid_value", format!("`{}` is not a decimal number", clip(s))))?)
                 }
                 _ => return Err(wrong("a decimal number or string")),
             },

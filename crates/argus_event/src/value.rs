@@ -17,7 +17,7 @@ pub enum Value {
     /// Decimal in micro-units (value × 10⁶).
     Dec(i64),
     Float(f64),
-    Str(Box<str>),
+    Str(std::sync::Arc<str>),
     /// Milliseconds since the Unix epoch, UTC.
     Time(i64),
 }
@@ -127,8 +127,22 @@ pub fn format_decimal(micros: i64) -> String {
     s
 }
 
-/// Parses a decimal string exactly into micro-units; at most six fractional digits.
+/// Parses a decimal string into micro-units: exact up to six fractional digits; more digits are rounded
+/// half away from zero at the sixth (`85.64999999999999` → `85.65`, a common float artefact in exports);
+/// exponent notation goes through f64 and is rounded the same way.
 pub fn parse_decimal(s: &str) -> Option<i64> {
+    parse_decimal_plain(s).or_else(|| {
+        let t = s.trim();
+        if !t.bytes().any(|b| b == b'e' || b == b'E') {
+            return None;
+        }
+        let f: f64 = t.parse().ok()?;
+        let m = (f * DEC_SCALE as f64).round();
+        (m.is_finite() && m.abs() < 9.0e18).then_some(m as i64)
+    })
+}
+
+fn parse_decimal_plain(s: &str) -> Option<i64> {
     let s = s.trim();
     let (neg, body) = match s.as_bytes().first()? {
         b'-' => (true, &s[1..]),
@@ -145,15 +159,14 @@ pub fn parse_decimal(s: &str) -> Option<i64> {
     if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    if frac_part.len() > 6 {
-        return None;
-    }
+    let (kept, rest) = frac_part.split_at(frac_part.len().min(6));
+    let round_up = rest.as_bytes().first().is_some_and(|&d| d >= b'5');
     let int: i64 = if int_part.is_empty() { 0 } else { int_part.parse().ok()? };
-    let mut frac: i64 = if frac_part.is_empty() { 0 } else { frac_part.parse().ok()? };
-    for _ in frac_part.len()..6 {
+    let mut frac: i64 = if kept.is_empty() { 0 } else { kept.parse().ok()? };
+    for _ in kept.len()..6 {
         frac *= 10;
     }
-    let v = int.checked_mul(DEC_SCALE)?.checked_add(frac)?;
+    let v = int.checked_mul(DEC_SCALE)?.checked_add(frac)?.checked_add(round_up as i64)?;
     Some(if neg { -v } else { v })
 }
 
@@ -182,7 +195,10 @@ mod tests {
         }
         assert_eq!(format_decimal(57_160_000), "57.16");
         assert_eq!(format_decimal(-500_000), "-0.5");
-        assert_eq!(parse_decimal("1.0000001"), None);
+        assert_eq!(parse_decimal("85.64999999999999"), Some(85_650_000));
+        assert_eq!(parse_decimal("-0.0000005"), Some(-1));
+        assert_eq!(parse_decimal("1.0000001"), Some(1_000_000));
+        assert_eq!(parse_decimal("1.5e3"), Some(1_500_000_000));
         assert_eq!(parse_decimal("abc"), None);
         assert_eq!(parse_decimal("."), None);
         assert_eq!(parse_decimal("99999999999999999999"), None);

@@ -152,12 +152,18 @@ impl FeatureState {
                         self.stats.exact_cap_evictions += map.entry(key).or_default().insert(t, m, retention_ms, max_entries);
                     }
                     if let Some(o) = out.as_deref_mut() {
-                        let st = map.get(&key);
+                        let empty = ExactState::default();
+                        let st = map.get(&key).unwrap_or(&empty);
+                        // Readers of one window share its bounds (count and avg over 7d, say).
+                        let mut cached: Option<((i64, i64), (usize, usize))> = None;
                         for (fi, r) in &g.readers {
-                            o[*fi] = match st {
-                                Some(s) => s.read(r, t, &mut self.scratch),
-                                None => ExactState::default().read(r, t, &mut self.scratch),
+                            let w = (r.window_ms, r.offset_ms);
+                            let b = match cached {
+                                Some((cw, b)) if cw == w => b,
+                                _ => st.bounds(r, t),
                             };
+                            cached = Some((w, b));
+                            o[*fi] = st.read_range(r, b.0, b.1, &mut self.scratch);
                         }
                     }
                 }
