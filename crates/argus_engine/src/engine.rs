@@ -8,7 +8,7 @@ use crate::config::Config;
 use argus_event::{Decoder, Event, Schema, Value};
 use argus_features::{FeatureSet, FeatureState};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::hash::BuildHasherDefault;
 use std::io::Write;
 use std::path::Path;
@@ -63,6 +63,13 @@ impl Dedupe {
     }
 }
 
+/// A scheduled label: its (release time, source sequence) and the fields features will read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct PendingLabel {
+    key: (i64, u64),
+    fields: Vec<(u32, Value)>,
+}
+
 #[derive(Serialize, Deserialize)]
 struct EngineSnap {
     schema_fp: u64,
@@ -72,7 +79,7 @@ struct EngineSnap {
     next_sweep: i64,
     counters: Counters,
     dedupe: Vec<(i64, u128)>,
-    labels: Vec<((i64, u64), Event)>,
+    labels: Vec<Vec<PendingLabel>>,
     state: Vec<u8>,
 }
 
@@ -93,8 +100,14 @@ pub struct Engine {
     decoder: Decoder,
     state: FeatureState,
     dedupe: Dedupe,
-    /// Delayed labels waiting for their release time, by (release time, source sequence number).
-    labels: BTreeMap<(i64, u64), Event>,
+    /// Delayed labels waiting for their release time, one queue per declared label, each ordered by
+    /// (release time, source sequence number). A label has one fixed delay, so events in time order
+    /// append; only late events insert.
+    labels: Vec<VecDeque<PendingLabel>>,
+    /// Per label: the slots of its release type that features read; only those are kept while pending.
+    label_slots: Vec<Vec<usize>>,
+    /// Reused to apply released labels without allocating.
+    release_ev: Event,
     watermark: i64,
     seq: u64,
     next_sweep: i64,
@@ -107,12 +120,16 @@ impl Engine {
         let decoder = Decoder::new(config.schema.clone(), config.pseudonymizer.clone());
         let state = FeatureState::new(&config.features);
         let n = config.features.features.len();
+        let n_labels = config.schema.labels.len();
+        let label_slots = config.schema.labels.iter().map(|l| config.features.slots_read(l.release_type as usize)).collect();
         Engine {
+            label_slots,
+            release_ev: Event { id: String::new(), ty: 0, time: 0, fields: Vec::new() },
             config,
             decoder,
             state,
             dedupe: Dedupe::default(),
-            labels: BTreeMap::new(),
+            labels: vec![VecDeque::new(); n_labels],
             watermark: i64::MIN,
             seq: 0,
             next_sweep: i64::MIN,
@@ -149,15 +166,16 @@ impl Engine {
 
     /// Labels scheduled and not yet released.
     pub fn pending_labels(&self) -> usize {
-        self.labels.len()
+        self.labels.iter().map(VecDeque::len).sum()
     }
 
     /// Processes one validated event and returns its feature vector (one value per configured feature).
-    pub fn process(&mut self, mut ev: Event) -> Result<&[Value], ProcessError> {
+    /// The event's delayed-label columns are taken out of it (they are scheduled for release).
+    pub fn process(&mut self, ev: &mut Event) -> Result<&[Value], ProcessError> {
         let idh = xxhash_rust::xxh3::xxh3_128(ev.id.as_bytes());
         if self.dedupe.set.contains(&idh) {
             self.counters.duplicates += 1;
-            return Err(ProcessError::Duplicate(ev.id));
+            return Err(ProcessError::Duplicate(ev.id.clone()));
         }
         let allowed = self.config.features.allowed_lateness_ms;
         if self.watermark != i64::MIN && ev.time < self.watermark - allowed {
@@ -166,13 +184,13 @@ impl Engine {
         }
         self.release_labels(ev.time);
         self.watermark = self.watermark.max(ev.time);
-        self.schedule_labels(&mut ev);
+        self.schedule_labels(ev);
         self.seq += 1;
         self.dedupe.set.insert(idh);
         self.dedupe.order.push_back((ev.time, idh));
         self.counters.accepted += 1;
         let fs = self.config.features.clone();
-        self.state.apply(&fs, &ev, self.seq, Some(&mut self.out));
+        self.state.apply(&fs, ev, self.seq, Some(&mut self.out));
         if self.watermark >= self.next_sweep {
             self.state.expire(&fs, self.watermark);
             self.dedupe.expire(self.watermark - self.config.dedupe_ttl_ms);
@@ -184,37 +202,70 @@ impl Engine {
     /// Applies every scheduled label whose release time is ≤ `t`, oldest first.
     pub fn release_labels(&mut self, t: i64) {
         let fs = self.config.features.clone();
-        while let Some(entry) = self.labels.first_entry() {
-            if entry.key().0 > t {
-                break;
+        loop {
+            // The earliest (release time, sequence) across the label queues: a deterministic merge.
+            let mut best: Option<(usize, (i64, u64))> = None;
+            for (i, q) in self.labels.iter().enumerate() {
+                if let Some(p) = q.front() {
+                    if p.key.0 <= t && best.is_none_or(|(_, bk)| p.key < bk) {
+                        best = Some((i, p.key));
+                    }
+                }
             }
-            let ev = entry.remove();
+            let Some((i, _)) = best else { break };
+            let Some(p) = self.labels[i].pop_front() else { break };
+            let spec = &self.config.schema.labels[i];
+            let ev = &mut self.release_ev;
+            ev.ty = spec.release_type;
+            ev.time = p.key.0;
+            ev.fields.clear();
+            ev.fields.resize(self.config.schema.get(spec.release_type).fields.len(), Value::Null);
+            for (s, v) in p.fields {
+                ev.fields[s as usize] = v;
+            }
             self.seq += 1;
             self.counters.labels_released += 1;
-            self.state.apply(&fs, &ev, self.seq, None);
+            self.state.apply(&fs, &self.release_ev, self.seq, None);
         }
     }
 
     /// Takes the label columns out of `ev` and schedules their release.
     fn schedule_labels(&mut self, ev: &mut Event) {
         let schema = self.config.schema.clone();
-        for l in schema.labels.iter().filter(|l| l.source_type == ev.ty) {
+        for (li, l) in schema.labels.iter().enumerate().filter(|(_, l)| l.source_type == ev.ty) {
             let value = std::mem::take(&mut ev.fields[l.source_slot]);
             if value.is_null() {
                 continue;
             }
-            let rel = schema.get(l.release_type);
-            let mut fields: Vec<Value> = Vec::with_capacity(rel.fields.len());
-            fields.extend(ev.fields.iter().cloned());
-            // Other label columns of the source stay hidden in the release, too.
-            for other in schema.labels.iter().filter(|o| o.source_type == ev.ty) {
-                fields[other.source_slot] = Value::Null;
+            // The release carries the source's fields (other label columns stay hidden), the label
+            // `value` and the source `event_time`; only the slots features read are kept while pending.
+            let n_src = ev.fields.len();
+            let mut fields = Vec::with_capacity(self.label_slots[li].len());
+            for &s in &self.label_slots[li] {
+                let v = if s < n_src {
+                    if schema.labels.iter().any(|o| o.source_type == ev.ty && o.source_slot == s) {
+                        Value::Null
+                    } else {
+                        ev.fields[s].clone()
+                    }
+                } else if s == n_src {
+                    value.clone()
+                } else {
+                    Value::Time(ev.time)
+                };
+                if !v.is_null() {
+                    fields.push((s as u32, v));
+                }
             }
-            fields.push(value);
-            fields.push(Value::Time(ev.time));
-            // Released labels are internal events: they never pass idempotency, so they need no id.
-            let release = Event { id: String::new(), ty: l.release_type, time: ev.time + l.delay_ms, fields };
-            self.labels.insert((release.time, self.seq + 1), release);
+            let key = (ev.time + l.delay_ms, self.seq + 1);
+            let pending = PendingLabel { key, fields };
+            let q = &mut self.labels[li];
+            if q.back().is_none_or(|p| p.key <= key) {
+                q.push_back(pending);
+            } else {
+                let pos = q.partition_point(|p| p.key <= key);
+                q.insert(pos, pending);
+            }
             self.counters.labels_scheduled += 1;
         }
     }
@@ -230,7 +281,7 @@ impl Engine {
             next_sweep: self.next_sweep,
             counters: self.counters.clone(),
             dedupe: self.dedupe.order.iter().copied().collect(),
-            labels: self.labels.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            labels: self.labels.iter().map(|q| q.iter().cloned().collect()).collect(),
             state: self.state.snapshot(),
         };
         let body = bincode::serialize(&snap).expect("serializing plain data to a Vec cannot fail");
@@ -269,7 +320,10 @@ impl Engine {
             e.dedupe.set.insert(h);
             e.dedupe.order.push_back((t, h));
         }
-        e.labels = snap.labels.into_iter().collect();
+        if snap.labels.len() != e.labels.len() {
+            return Err(SnapshotError::Incompatible("label declarations changed".into()));
+        }
+        e.labels = snap.labels.into_iter().map(VecDeque::from).collect();
         Ok(e)
     }
 

@@ -75,7 +75,7 @@ pub fn replay<'a, 'b, R: BufRead>(
 
 fn handle(engine: &mut Engine, decoded: Result<Event, Rejection>, line: u64, stats: &mut ReplayStats, out: &mut Outputs<'_, '_>) -> io::Result<()> {
     stats.records += 1;
-    let ev = match decoded {
+    let mut ev = match decoded {
         Ok(ev) => ev,
         Err(r) => {
             *stats.rejected.entry(r.code().to_string()).or_default() += 1;
@@ -86,14 +86,11 @@ fn handle(engine: &mut Engine, decoded: Result<Event, Rejection>, line: u64, sta
             return Ok(());
         }
     };
-    // The row needs the event after processing (labels removed); keep what the sinks read.
-    let id = ev.id.clone();
-    let (ty, time) = (ev.ty, ev.time);
-    match engine.process(ev) {
+    match engine.process(&mut ev) {
         Ok(features) => {
             stats.accepted += 1;
             for s in out.sinks.iter_mut() {
-                s.write(&id, ty, time, features)?;
+                s.write(&ev.id, ev.ty, ev.time, features)?;
             }
         }
         Err(e) => {

@@ -89,9 +89,16 @@ impl Value {
 
     /// 64-bit digest of the value (distinct counting).
     pub fn digest64(&self) -> u64 {
-        let mut buf = Vec::with_capacity(24);
-        self.encode_key(&mut buf);
-        xxhash_rust::xxh3::xxh3_64(&buf)
+        use xxhash_rust::xxh3::xxh3_64_with_seed as h;
+        match self {
+            Value::Null => h(&[], 0),
+            Value::Bool(b) => h(&[*b as u8], 1),
+            Value::Int(i) => h(&i.to_le_bytes(), 2),
+            Value::Dec(d) => h(&d.to_le_bytes(), 3),
+            Value::Float(f) => h(&f.to_bits().to_le_bytes(), 4),
+            Value::Str(s) => h(s.as_bytes(), 5),
+            Value::Time(t) => h(&t.to_le_bytes(), 6),
+        }
     }
 
     /// JSON rendering (decimals as numbers with up to six decimals, times as RFC 3339).

@@ -259,6 +259,22 @@ pub struct ConfigError {
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl FeatureSet {
+    /// Slots of events of type `ty` that features read (keys, values, filters). Other fields do not
+    /// influence any feature of that type.
+    pub fn slots_read(&self, ty: usize) -> Vec<usize> {
+        let mut v = Vec::new();
+        for g in &self.plans[ty].groups {
+            v.extend(g.key_slots.iter().copied());
+            if let Some((vs, f)) = &g.update {
+                v.extend(vs.iter().copied());
+                v.extend(f.slots());
+            }
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.index.get(name).copied()
     }

@@ -9,122 +9,189 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
     t: i64,
-    /// Micro-units for numeric series, a 64-bit digest otherwise.
-    v: i64,
-    /// Wrapping running sum of `v` up to and including this entry; window sums are differences, exact
-    /// whenever the true window sum fits in i64.
+    /// Wrapping running sum of the values (micro-units for numeric series, 64-bit digests otherwise) up to
+    /// and including this entry. A window sum is a difference of two, exact whenever the true sum fits in
+    /// i64; an entry's own value is the difference with its predecessor.
     cum: i64,
 }
 
-/// Observations of one key, oldest first: a vector whose live part starts at `head` (popping the front
-/// is O(1); the dead prefix is compacted when it outgrows the live part), so searches run on one
-/// contiguous slice.
+/// Observations of one key, oldest first, in a ring buffer whose capacity is a power of two no larger
+/// than needed (it grows by doubling and shrinks by half when a quarter full): appends and evictions are
+/// O(1), searches index the ring directly.
 #[derive(Debug, Clone, Default)]
 pub struct ExactState {
-    buf: Vec<Entry>,
+    ring: Vec<Entry>,
     head: usize,
+    len: usize,
+    /// Running sum before the first live entry.
+    base: i64,
 }
 
 impl PartialEq for ExactState {
     fn eq(&self, other: &Self) -> bool {
-        self.live() == other.live()
+        self.len == other.len && self.base == other.base && (0..self.len).all(|i| self.at(i) == other.at(i))
     }
 }
 impl Eq for ExactState {}
 
 impl Serialize for ExactState {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.live().serialize(s)
+        let live: Vec<Entry> = (0..self.len).map(|i| *self.at(i)).collect();
+        (self.base, live).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for ExactState {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(ExactState { buf: Vec::deserialize(d)?, head: 0 })
+        let (base, live) = <(i64, Vec<Entry>)>::deserialize(d)?;
+        let mut st = ExactState { ring: Vec::new(), head: 0, len: 0, base };
+        st.reserve(live.len());
+        for e in live {
+            st.push(e);
+        }
+        Ok(st)
+    }
+}
+
+/// Number of entries among the first `end` with time ≤ `x`, searching backwards from `end` with
+/// doubling steps: a recent bound touches only the (hot) tail, an old one costs O(log n).
+fn gallop_back(st: &ExactState, end: usize, x: i64) -> usize {
+    let mut step = 1;
+    let mut hi = end; // every entry at or after `hi` has time > x
+    loop {
+        let probe = hi.saturating_sub(step);
+        if probe == 0 || st.at(probe - 1).t <= x {
+            return st.partition(probe, hi, x);
+        }
+        hi = probe;
+        step *= 2;
     }
 }
 
 impl ExactState {
+    fn at(&self, i: usize) -> &Entry {
+        &self.ring[(self.head + i) & (self.ring.len() - 1)]
+    }
+
+    fn at_mut(&mut self, i: usize) -> &mut Entry {
+        let m = self.ring.len() - 1;
+        &mut self.ring[(self.head + i) & m]
+    }
+
+    /// First index in `lo..hi` whose time is > x (entries are sorted by time).
+    fn partition(&self, mut lo: usize, mut hi: usize, x: i64) -> usize {
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.at(mid).t <= x {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    fn relayout(&mut self, cap: usize) {
+        let mut ring = Vec::with_capacity(cap);
+        ring.extend((0..self.len).map(|i| *self.at(i)));
+        ring.resize(cap, Entry { t: 0, cum: 0 });
+        self.ring = ring;
+        self.head = 0;
+    }
+
+    fn reserve(&mut self, n: usize) {
+        if self.len + n > self.ring.len() {
+            self.relayout((self.len + n).next_power_of_two().max(4));
+        }
+    }
+
+    fn push(&mut self, e: Entry) {
+        self.reserve(1);
+        self.len += 1;
+        *self.at_mut(self.len - 1) = e;
+    }
+
     /// Adds an observation, keeping time order, then drops entries older than `retention_ms` before the
     /// newest and beyond `max_entries`. Returns how many entries the cap dropped.
     pub fn insert(&mut self, t: i64, v: i64, retention_ms: i64, max_entries: usize) -> u64 {
-        match self.live().last() {
-            Some(last) if last.t > t => {
-                let pos = self.live().partition_point(|e| e.t <= t);
-                let base = self.cum_at(pos);
-                self.buf.insert(self.head + pos, Entry { t, v, cum: base });
-                self.recompute_from(pos, base);
+        let last = (self.len > 0).then(|| *self.at(self.len - 1));
+        match last {
+            Some(l) if l.t > t => {
+                // Out of order (within the allowed lateness): insert in place, shift the running sums.
+                let pos = self.partition(0, self.len, t);
+                let before = self.cum_at(pos);
+                self.push(l);
+                for i in (pos + 1..self.len).rev() {
+                    let mut e = *self.at(i - 1);
+                    e.cum = e.cum.wrapping_add(v);
+                    *self.at_mut(i) = e;
+                }
+                *self.at_mut(pos) = Entry { t, cum: before.wrapping_add(v) };
             }
-            _ => {
-                let cum = self.cum_at(self.len()).wrapping_add(v);
-                self.buf.push(Entry { t, v, cum });
+            Some(l) => self.push(Entry { t, cum: l.cum.wrapping_add(v) }),
+            None => {
+                let b = self.base;
+                self.push(Entry { t, cum: b.wrapping_add(v) })
             }
         }
-        let newest = self.live().last().map_or(t, |e| e.t);
+        let newest = self.at(self.len - 1).t;
         self.evict_before(newest - retention_ms);
-        let excess = self.len().saturating_sub(max_entries);
+        let excess = self.len.saturating_sub(max_entries);
         self.pop_front(excess);
         excess as u64
-    }
-
-    fn live(&self) -> &[Entry] {
-        &self.buf[self.head..]
     }
 
     fn pop_front(&mut self, n: usize) {
         if n == 0 {
             return;
         }
-        self.head += n;
-        if self.head == self.buf.len() {
-            self.buf.clear();
-            self.head = 0;
-        } else if self.head > 32 && self.head * 2 > self.buf.len() {
-            self.buf.drain(..self.head);
-            self.head = 0;
+        self.base = self.at(n - 1).cum;
+        self.head = (self.head + n) & (self.ring.len() - 1);
+        self.len -= n;
+        if self.ring.len() > 8 && self.len * 4 < self.ring.len() {
+            self.relayout(self.ring.len() / 2);
         }
     }
 
-    /// Drops entries with time ≤ `cutoff`.
+    /// Drops entries with time ≤ `cutoff`. A linear walk from the front: a stream in time order evicts
+    /// zero or one entry per insert, and the front is the cache line a binary search would miss on.
     pub fn evict_before(&mut self, cutoff: i64) {
-        let n = self.live().partition_point(|e| e.t <= cutoff);
+        let mut n = 0;
+        while n < self.len && self.at(n).t <= cutoff {
+            n += 1;
+        }
         self.pop_front(n);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 
     pub fn len(&self) -> usize {
-        self.buf.len() - self.head
+        self.len
     }
 
     fn cum_at(&self, i: usize) -> i64 {
-        let live = self.live();
         if i == 0 {
-            live.first().map_or(0, |e| e.cum.wrapping_sub(e.v))
+            self.base
         } else {
-            live[i - 1].cum
+            self.at(i - 1).cum
         }
     }
 
-    fn recompute_from(&mut self, pos: usize, base: i64) {
-        let mut acc = base;
-        for e in &mut self.buf[self.head + pos..] {
-            acc = acc.wrapping_add(e.v);
-            e.cum = acc;
-        }
+    fn value_at(&self, i: usize) -> i64 {
+        self.cum_at(i + 1).wrapping_sub(self.cum_at(i))
     }
 
     /// Index range of the entries in (t − offset − window, t − offset].
     pub fn bounds(&self, r: &Reader, t: i64) -> (usize, usize) {
-        let live = self.live();
+        if self.len == 0 {
+            return (0, 0);
+        }
         let hi = t - r.offset_ms;
         let lo = hi - r.window_ms;
-        let end = if live.last().is_none_or(|e| e.t <= hi) { live.len() } else { live.partition_point(|e| e.t <= hi) };
-        // Windows are usually recent: search only the part before `end`.
-        let start = live[..end].partition_point(|e| e.t <= lo);
-        (start, end)
+        let end = if self.at(self.len - 1).t <= hi { self.len } else { gallop_back(self, self.len, hi) };
+        (gallop_back(self, end, lo), end)
     }
 
     /// Reads an aggregate over (t − offset − window, t − offset].
@@ -143,11 +210,11 @@ impl ExactState {
             Agg::Avg if n == 0 => Value::Null,
             Agg::Avg => Value::Float(sum() as f64 / n as f64 / argus_event::value::DEC_SCALE as f64),
             Agg::Min | Agg::Max if n == 0 => Value::Null,
-            Agg::Min => out_value(self.live()[start..end].iter().map(|e| e.v).min().unwrap_or(0), r.out),
-            Agg::Max => out_value(self.live()[start..end].iter().map(|e| e.v).max().unwrap_or(0), r.out),
+            Agg::Min => out_value((start..end).map(|i| self.value_at(i)).min().unwrap_or(0), r.out),
+            Agg::Max => out_value((start..end).map(|i| self.value_at(i)).max().unwrap_or(0), r.out),
             Agg::Distinct => {
                 scratch.clear();
-                scratch.extend(self.live()[start..end].iter().map(|e| e.v));
+                scratch.extend((start..end).map(|i| self.value_at(i)));
                 scratch.sort_unstable();
                 scratch.dedup();
                 Value::Int(scratch.len() as i64)
@@ -158,19 +225,28 @@ impl ExactState {
 
     /// Union of two keys' observations (e.g. two partitions of one stream).
     pub fn merge(&mut self, other: &ExactState, retention_ms: i64, max_entries: usize) {
-        let mut all: Vec<Entry> = self.live().iter().chain(other.live().iter()).copied().collect();
-        all.sort_by_key(|e| e.t);
-        let base = self.cum_at(0);
-        self.buf = all;
-        self.head = 0;
-        self.recompute_from(0, base);
-        let newest = self.live().last().map_or(0, |e| e.t);
-        self.evict_before(newest - retention_ms);
-        let excess = self.len().saturating_sub(max_entries);
+        let mut all: Vec<(i64, i64)> = (0..self.len)
+            .map(|i| (self.at(i).t, self.value_at(i)))
+            .chain((0..other.len).map(|i| (other.at(i).t, other.value_at(i))))
+            .collect();
+        all.sort_by_key(|e| e.0);
+        let base = self.base;
+        *self = ExactState { ring: Vec::new(), head: 0, len: 0, base };
+        self.reserve(all.len());
+        let mut acc = base;
+        for (t, v) in all {
+            acc = acc.wrapping_add(v);
+            self.push(Entry { t, cum: acc });
+        }
+        if self.len > 0 {
+            let newest = self.at(self.len - 1).t;
+            self.evict_before(newest - retention_ms);
+        }
+        let excess = self.len.saturating_sub(max_entries);
         self.pop_front(excess);
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.buf.capacity() * std::mem::size_of::<Entry>()
+        self.ring.capacity() * std::mem::size_of::<Entry>()
     }
 }

@@ -50,6 +50,11 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Slots the filter reads.
+    pub fn slots(&self) -> impl Iterator<Item = usize> + '_ {
+        self.conds.iter().map(|c| c.slot)
+    }
+
     pub fn passes(&self, fields: &[Value]) -> bool {
         self.conds.iter().all(|c| {
             let v = &fields[c.slot];

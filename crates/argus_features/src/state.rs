@@ -147,13 +147,17 @@ impl FeatureState {
             };
             match &mut self.stores[g.series] {
                 Store::Exact(map) => {
-                    if let Some((m, _, _)) = update {
-                        let SeriesMode::Exact { retention_ms, max_entries } = series.mode else { continue };
-                        self.stats.exact_cap_evictions += map.entry(key).or_default().insert(t, m, retention_ms, max_entries);
-                    }
+                    let empty = ExactState::default();
+                    let st: &ExactState = match update {
+                        Some((m, _, _)) => {
+                            let SeriesMode::Exact { retention_ms, max_entries } = series.mode else { continue };
+                            let s = map.entry(key).or_default();
+                            self.stats.exact_cap_evictions += s.insert(t, m, retention_ms, max_entries);
+                            s
+                        }
+                        None => map.get(&key).unwrap_or(&empty),
+                    };
                     if let Some(o) = out.as_deref_mut() {
-                        let empty = ExactState::default();
-                        let st = map.get(&key).unwrap_or(&empty);
                         // Readers of one window share its bounds (count and avg over 7d, say).
                         let mut cached: Option<((i64, i64), (usize, usize))> = None;
                         for (fi, r) in &g.readers {
