@@ -111,7 +111,7 @@ pub enum Agg {
 /// Every feature kind, with its name in configuration.
 pub const KINDS: &[&str] = &[
     "count", "sum", "avg", "min", "max", "distinct", "first_seen", "last_seen", "age", "last_value", "ratio",
-    "is_weekend", "hour_of_day", "day_of_week", "hour_in_range",
+    "is_weekend", "hour_of_day", "day_of_week", "hour_in_range", "field",
 ];
 
 impl Agg {
@@ -157,6 +157,8 @@ pub enum FeatureKind {
     Series { series: usize, reader: Reader },
     Ratio { numerator: usize, denominator: usize },
     Calendar { part: Calendar, offset_ms: i64 },
+    /// A field of the event itself (e.g. the amount, as a model input).
+    Field { field: String },
 }
 
 /// Output type of a numeric read.
@@ -221,6 +223,8 @@ pub struct TypePlan {
     /// Features that can be computed for this type (the others are null).
     pub calendar: Vec<usize>,
     pub ratios: Vec<usize>,
+    /// (feature index, slot) of `field` features this type has.
+    pub fields: Vec<(usize, usize)>,
 }
 
 /// Work on one series for one event type.
@@ -398,6 +402,11 @@ impl<'a> Compiler<'a> {
                     }
                     FeatureKind::Calendar { .. } => plan.calendar.push(fi),
                     FeatureKind::Ratio { .. } => plan.ratios.push(fi),
+                    FeatureKind::Field { field } => {
+                        if let Some(slot) = et.slot(field).filter(|&s| et.fields[s].label.is_none()) {
+                            plan.fields.push((fi, slot));
+                        }
+                    }
                 }
             }
             plan.groups = groups.into_values().collect();
@@ -455,6 +464,34 @@ impl<'a> Compiler<'a> {
         };
         if let Some((part, out)) = calendar {
             return Some(FeatureDef { name: f.name.clone(), kind: FeatureKind::Calendar { part, offset_ms }, out, default, description: f.description.clone() });
+        }
+        if f.kind == "field" {
+            let Some(name) = &f.value else {
+                self.err(format!("{path}.value"), "`field` needs `value = \"<field>\"`".into());
+                return None;
+            };
+            let mut ty = None;
+            for et in &self.schema.types {
+                if let Some(fd) = et.field(name) {
+                    if fd.label.is_some() {
+                        self.err(format!("{path}.value"), format!("`{name}` is a delayed label of `{}`", et.name));
+                    }
+                    ty.get_or_insert(fd.ty.stored());
+                }
+            }
+            let Some(ty) = ty else {
+                self.err(format!("{path}.value"), format!("no event type has a field `{name}`"));
+                return None;
+            };
+            let out = match ty {
+                FieldType::Int => Out::Int,
+                FieldType::Decimal => Out::Dec,
+                FieldType::Float => Out::Float,
+                FieldType::Bool => Out::Bool,
+                FieldType::Timestamp => Out::Time,
+                _ => Out::Str,
+            };
+            return Some(FeatureDef { name: f.name.clone(), kind: FeatureKind::Field { field: name.clone() }, out, default, description: f.description.clone() });
         }
         if f.kind == "ratio" {
             let operand = |c: &mut Self, which: &str, v: &Option<String>| -> Option<usize> {

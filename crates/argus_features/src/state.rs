@@ -217,6 +217,9 @@ impl FeatureState {
                 };
             }
         }
+        for &(fi, slot) in &plan.fields {
+            o[fi] = ev.fields[slot].clone();
+        }
         for &fi in &plan.ratios {
             if let FeatureKind::Ratio { numerator, denominator } = fs.features[fi].kind {
                 o[fi] = match (o[numerator].as_f64(), o[denominator].as_f64()) {
@@ -375,7 +378,7 @@ fn slot_bytes<V>(capacity: usize) -> usize {
 
 fn feature_applies(fs: &FeatureSet, ty: usize, fi: usize) -> bool {
     let plan = &fs.plans[ty];
-    plan.calendar.contains(&fi) || plan.ratios.contains(&fi) || plan.groups.iter().any(|g| g.readers.iter().any(|(f, _)| *f == fi))
+    plan.calendar.contains(&fi) || plan.ratios.contains(&fi) || plan.fields.iter().any(|(f, _)| *f == fi) || plan.groups.iter().any(|g| g.readers.iter().any(|(f, _)| *f == fi))
 }
 
 /// Digest of the key tuple; `None` when a key field is absent.
