@@ -94,10 +94,19 @@ impl Config {
         let mut parts = Parts::default();
         let mut errors = Vec::new();
         read_file(path, &mut parts, &mut errors, 0);
-        if !errors.is_empty() {
-            return Err(ConfigLoadError(errors));
+        Self::finish(parts, errors)
+    }
+
+    /// Validates what could be read even when some sections failed, so that every problem is reported.
+    fn finish(parts: Parts, mut errors: Vec<String>) -> Result<Config, ConfigLoadError> {
+        match Self::from_parts(parts) {
+            Ok(c) if errors.is_empty() => Ok(c),
+            Ok(_) => Err(ConfigLoadError(errors)),
+            Err(e) => {
+                errors.extend(e.0);
+                Err(ConfigLoadError(errors))
+            }
         }
-        Self::from_parts(parts)
     }
 
     /// Loads a configuration from text (includes resolved relative to `base`).
@@ -105,10 +114,7 @@ impl Config {
         let mut parts = Parts::default();
         let mut errors = Vec::new();
         absorb(text, base, "<inline>", &mut parts, &mut errors, 0);
-        if !errors.is_empty() {
-            return Err(ConfigLoadError(errors));
-        }
-        Self::from_parts(parts)
+        Self::finish(parts, errors)
     }
 
     fn from_parts(p: Parts) -> Result<Config, ConfigLoadError> {

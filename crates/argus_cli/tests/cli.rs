@@ -1,0 +1,63 @@
+//! The `argus` binary end to end: replay the starter events on the embedded default configuration.
+
+use std::process::Command;
+
+fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn replay_writes_tables_summary_and_rejects() {
+    let dir = std::env::temp_dir().join(format!("argus-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .current_dir(root())
+        .args(["replay", "--input", "examples/starter/events.ndjson"])
+        .arg("--out-csv")
+        .arg(dir.join("f.csv"))
+        .arg("--out-parquet")
+        .arg(dir.join("f.parquet"))
+        .arg("--summary")
+        .arg(dir.join("s.json"))
+        .arg("--rejects")
+        .arg(dir.join("r.ndjson"))
+        .arg("--snapshot")
+        .arg(dir.join("state.snap"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("45 accepted, 1 duplicates, 0 too late, 1 rejected"), "{stdout}");
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("s.json")).unwrap()).unwrap();
+    assert_eq!(summary["accepted"], 45);
+    let csv = std::fs::read_to_string(dir.join("f.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 46);
+    assert!(!csv.contains("alice@example.com"), "personal data must not reach the table");
+    assert_eq!(std::fs::read_to_string(dir.join("r.ndjson")).unwrap().lines().count(), 2);
+
+    // Restoring the snapshot and replaying the same file again: everything is a duplicate now.
+    let again = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .current_dir(root())
+        .args(["replay", "--input", "examples/starter/events.ndjson", "--restore"])
+        .arg(dir.join("state.snap"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 accepted, 46 duplicates"), "{}", String::from_utf8_lossy(&again.stdout));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn check_reports_every_problem_and_fails() {
+    let dir = std::env::temp_dir().join(format!("argus-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("bad.toml");
+    std::fs::write(&cfg, "[[features]]\nname = \"x\"\nkind = \"cout\"\nevents = [\"order.create\"]\nwindow = \"1h\"\n\n[csvv]\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown section `csvv`, did you mean `csv`?"), "{err}");
+    assert!(err.contains("unknown feature kind `cout`, did you mean `count`?"), "{err}");
+    let ok = Command::new(env!("CARGO_BIN_EXE_argus")).current_dir(root()).args(["check", "--config", "examples/handbook/argus.toml"]).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    std::fs::remove_dir_all(&dir).ok();
+}

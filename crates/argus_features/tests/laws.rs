@@ -1,0 +1,292 @@
+//! Aggregator laws, checked on random streams: exact windows equal a brute-force scan; bucketed windows
+//! equal a scan over exactly the bucket-aligned span the docs state; snapshot/restore and expiry change
+//! nothing observable; merging the states of two partitions equals processing the whole stream.
+
+use argus_event::schema::Schema;
+use argus_event::{Event, Value};
+use argus_features::{FeatureSet, FeatureState};
+use proptest::prelude::*;
+
+const SCHEMA: &str = r#"
+[entities]
+kinds = ["acct"]
+[[event_types]]
+name = "tick"
+[event_types.fields]
+k = { type = "id", entity = "acct", required = true }
+v = { type = "int", required = true }
+[[event_types]]
+name = "probe"
+[event_types.fields]
+k = { type = "id", entity = "acct", required = true }
+"#;
+
+/// Windows in seconds: 10, 60, 600 (offset 30), and bucketed 60 (6 buckets of 10 s).
+const FEATURES: &str = r#"
+[settings]
+allowed_lateness = "20s"
+[[features]]
+name = "n10"
+kind = "count"
+events = ["tick"]
+key = ["k"]
+window = "10s"
+[[features]]
+name = "s60"
+kind = "sum"
+events = ["tick"]
+key = ["k"]
+value = "v"
+window = "60s"
+[[features]]
+name = "min60"
+kind = "min"
+events = ["tick"]
+key = ["k"]
+value = "v"
+window = "60s"
+[[features]]
+name = "max600_off30"
+kind = "max"
+events = ["tick"]
+key = ["k"]
+value = "v"
+window = "600s"
+offset = "30s"
+[[features]]
+name = "d60"
+kind = "distinct"
+events = ["tick"]
+key = ["k"]
+value = "v"
+window = "60s"
+[[features]]
+name = "avg600"
+kind = "avg"
+events = ["tick"]
+key = ["k"]
+value = "v"
+window = "600s"
+[[features]]
+name = "bn60"
+kind = "count"
+events = ["tick"]
+key = ["k"]
+window = "60s"
+mode = "bucketed"
+buckets = 6
+[[features]]
+name = "bs60"
+kind = "sum"
+events = ["tick"]
+key = ["k"]
+value = "v"
+window = "60s"
+mode = "bucketed"
+buckets = 6
+[[features]]
+name = "life_n"
+kind = "count"
+events = ["tick"]
+key = ["k"]
+window = "lifetime"
+[[features]]
+name = "life_d"
+kind = "distinct"
+events = ["tick"]
+key = ["k"]
+value = "v"
+window = "lifetime"
+[[features]]
+name = "first"
+kind = "first_seen"
+events = ["tick"]
+key = ["k"]
+"#;
+
+fn setup() -> (Schema, FeatureSet) {
+    let schema = Schema::load(&[Schema::parse_config(SCHEMA).unwrap()]).unwrap();
+    let fs = FeatureSet::from_toml(&schema, FEATURES).unwrap();
+    (schema, fs)
+}
+
+fn tick(schema: &Schema, k: u8, t: i64, v: i64) -> Event {
+    let ty = schema.type_id("tick").unwrap();
+    Event { id: String::new(), ty, time: t, fields: vec![Value::Str("someone".into()), Value::Str(format!("a{k}").into()), Value::Int(v)] }
+}
+
+fn probe(schema: &Schema, k: u8, t: i64) -> Event {
+    let ty = schema.type_id("probe").unwrap();
+    Event { id: String::new(), ty, time: t, fields: vec![Value::Str("someone".into()), Value::Str(format!("a{k}").into())] }
+}
+
+/// A stream with bounded disorder: times mostly increase; some step back by up to 20 s (the lateness).
+fn stream() -> impl Strategy<Value = Vec<(u8, i64, i64, bool)>> {
+    prop::collection::vec((0u8..3, 0i64..15_000, -50i64..50, prop::bool::weighted(0.15)), 1..300).prop_map(|raw| {
+        let mut t = 1_000_000i64;
+        let mut max = t;
+        raw.into_iter()
+            .map(|(k, dt, v, late)| {
+                t += dt;
+                max = max.max(t);
+                let at = if late { (max - 20_000).max(t - dt * 2).max(max - 20_000) } else { max };
+                t = max;
+                (k, at, v, late)
+            })
+            .collect()
+    })
+}
+
+fn in_order(s: &[(u8, i64, i64, bool)]) -> Vec<(u8, i64, i64, bool)> {
+    let mut max = i64::MIN;
+    s.iter()
+        .map(|&(k, t, v, l)| {
+            max = max.max(t);
+            (k, max, v, l)
+        })
+        .collect()
+}
+
+fn run(schema: &Schema, fs: &FeatureSet, st: &mut FeatureState, s: &[(u8, i64, i64, bool)], seq0: u64) -> Vec<Vec<Value>> {
+    let mut out = Vec::new();
+    for (i, &(k, t, v, _)) in s.iter().enumerate() {
+        let mut o = vec![Value::Null; fs.features.len()];
+        st.apply(fs, &tick(schema, k, t, v), seq0 + i as u64 + 1, Some(&mut o));
+        out.push(o);
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn exact_windows_equal_a_brute_force_scan(s in stream()) {
+        let (schema, fs) = setup();
+        let mut st = FeatureState::new(&fs);
+        let got = run(&schema, &fs, &mut st, &s, 0);
+        for (i, &(k, t, _, _)) in s.iter().enumerate() {
+            let seen: Vec<(i64, i64)> = s[..=i].iter().filter(|e| e.0 == k).map(|e| (e.1, e.2)).collect();
+            let win = |w: i64, off: i64| -> Vec<i64> {
+                seen.iter().filter(|(x, _)| *x > t - off - w && *x <= t - off).map(|(_, v)| *v).collect()
+            };
+            prop_assert_eq!(&got[i][0], &Value::Int(win(10_000, 0).len() as i64));
+            prop_assert_eq!(&got[i][1], &Value::Int(win(60_000, 0).iter().sum()));
+            let w60 = win(60_000, 0);
+            prop_assert_eq!(&got[i][2], &w60.iter().min().map_or(Value::Null, |m| Value::Int(*m)));
+            let w600 = win(600_000, 30_000);
+            prop_assert_eq!(&got[i][3], &w600.iter().max().map_or(Value::Null, |m| Value::Int(*m)));
+            let mut d = w60.clone();
+            d.sort_unstable();
+            d.dedup();
+            prop_assert_eq!(&got[i][4], &Value::Int(d.len() as i64));
+            let a = win(600_000, 0);
+            let avg = if a.is_empty() { Value::Null } else { Value::Float(a.iter().sum::<i64>() as f64 / a.len() as f64) };
+            match (&got[i][5], &avg) {
+                (Value::Float(x), Value::Float(y)) => prop_assert!((x - y).abs() < 1e-9),
+                (x, y) => prop_assert_eq!(x, y),
+            }
+            prop_assert_eq!(&got[i][8], &Value::Int(seen.len() as i64));
+            let mut all: Vec<i64> = seen.iter().map(|e| e.1).collect();
+            all.sort_unstable();
+            all.dedup();
+            // Lifetime distinct: exact up to 64 values, a HyperLogLog estimate (2.3 % standard error) beyond.
+            if all.len() <= argus_features::sketch::EXACT_LIMIT {
+                prop_assert_eq!(&got[i][9], &Value::Int(all.len() as i64));
+            } else {
+                let Value::Int(est) = got[i][9] else { unreachable!() };
+                prop_assert!((est - all.len() as i64).abs() as f64 <= 0.1 * all.len() as f64);
+            }
+            prop_assert_eq!(&got[i][10], &Value::Time(seen.iter().map(|e| e.0).min().unwrap()));
+        }
+    }
+
+    #[test]
+    fn bucketed_windows_cover_exactly_the_documented_span(s in stream()) {
+        // In-order streams: a bucketed 60 s window of 10 s buckets at time t covers
+        // [(floor((t − 60 s) / 10 s) + 1) · 10 s, t].
+        let s = in_order(&s);
+        let (schema, fs) = setup();
+        let mut st = FeatureState::new(&fs);
+        let got = run(&schema, &fs, &mut st, &s, 0);
+        for (i, &(k, t, _, _)) in s.iter().enumerate() {
+            let lo = ((t - 60_000).div_euclid(10_000) + 1) * 10_000;
+            let span: Vec<i64> = s[..=i].iter().filter(|e| e.0 == k && e.1 >= lo && e.1 <= t).map(|e| e.2).collect();
+            prop_assert_eq!(&got[i][6], &Value::Int(span.len() as i64));
+            prop_assert_eq!(&got[i][7], &Value::Int(span.iter().sum()));
+            // …and so lies between the exact counts over 50 s and 60 s.
+            let n = |w: i64| s[..=i].iter().filter(|e| e.0 == k && e.1 > t - w && e.1 <= t).count() as i64;
+            let Value::Int(b) = got[i][6] else { unreachable!() };
+            prop_assert!(n(50_000) <= b && b <= n(60_000));
+        }
+    }
+
+    #[test]
+    fn snapshot_restore_continues_identically(s in stream(), cut in 0usize..300) {
+        let (schema, fs) = setup();
+        let cut = cut.min(s.len());
+        let mut straight = FeatureState::new(&fs);
+        let all = run(&schema, &fs, &mut straight, &s, 0);
+        let mut first = FeatureState::new(&fs);
+        run(&schema, &fs, &mut first, &s[..cut], 0);
+        let bytes = first.snapshot();
+        let mut restored = FeatureState::restore(&fs, &bytes).unwrap();
+        prop_assert_eq!(restored.snapshot(), bytes);
+        let rest = run(&schema, &fs, &mut restored, &s[cut..], cut as u64);
+        prop_assert_eq!(&all[cut..], &rest[..]);
+        prop_assert_eq!(straight.snapshot(), restored.snapshot());
+    }
+
+    #[test]
+    fn expiry_changes_no_readable_value(s in stream()) {
+        let (schema, fs) = setup();
+        let mut a = FeatureState::new(&fs);
+        run(&schema, &fs, &mut a, &s, 0);
+        let mut b = a.clone();
+        let watermark = s.iter().map(|e| e.1).max().unwrap();
+        b.expire(&fs, watermark);
+        for k in 0..3 {
+            for dt in [-20_000i64, 0, 5_000] {
+                let p = probe(&schema, k, watermark + dt);
+                let (mut oa, mut ob) = (vec![Value::Null; fs.features.len()], vec![Value::Null; fs.features.len()]);
+                a.apply(&fs, &p, 1_000_000, Some(&mut oa));
+                b.apply(&fs, &p, 1_000_000, Some(&mut ob));
+                prop_assert_eq!(oa, ob);
+            }
+        }
+        // Far in the future, expiry drops every windowed key but keeps lifetime state within idle_ttl.
+        let mut c = a.clone();
+        c.expire(&fs, watermark + 700_000);
+        let lifetime_series = fs.series.iter().filter(|x| matches!(x.mode, argus_features::config::SeriesMode::Lifetime { .. })).count();
+        prop_assert!(c.key_count() <= 3 * lifetime_series);
+    }
+
+    #[test]
+    fn merging_partitions_equals_processing_the_whole(s in stream(), split in prop::collection::vec(any::<bool>(), 300)) {
+        let s = in_order(&s);
+        let (schema, fs) = setup();
+        let mut whole = FeatureState::new(&fs);
+        run(&schema, &fs, &mut whole, &s, 0);
+        let (mut a, mut b) = (FeatureState::new(&fs), FeatureState::new(&fs));
+        for (i, &(k, t, v, _)) in s.iter().enumerate() {
+            let target = if split[i] { &mut a } else { &mut b };
+            target.apply(&fs, &tick(&schema, k, t, v), i as u64 + 1, None);
+        }
+        let mut ab = a.clone();
+        ab.merge(&fs, &b);
+        let mut ba = b.clone();
+        ba.merge(&fs, &a);
+        let end = s.iter().map(|e| e.1).max().unwrap();
+        for k in 0..3 {
+            let p = probe(&schema, k, end);
+            let mut ow = vec![Value::Null; fs.features.len()];
+            let mut o1 = vec![Value::Null; fs.features.len()];
+            let mut o2 = vec![Value::Null; fs.features.len()];
+            whole.apply(&fs, &p, 1_000_000, Some(&mut ow));
+            ab.apply(&fs, &p, 1_000_000, Some(&mut o1));
+            ba.apply(&fs, &p, 1_000_000, Some(&mut o2));
+            prop_assert_eq!(&ow, &o1);
+            prop_assert_eq!(&o1, &o2);
+        }
+    }
+}
