@@ -619,7 +619,9 @@ impl<'a> Compiler<'a> {
                     return None;
                 }
                 let width = window_ms / b as i64;
-                let len = ((window_ms + offset_ms + lateness) / width + 2) as u32;
+                // The window's buckets, plus those an offset or a late event can reach back to.
+                let ceil = |x: i64| (x + width - 1) / width;
+                let len = (b as i64 + ceil(offset_ms) + ceil(lateness)) as u32;
                 SeriesMode::Bucketed {
                     width_ms: width,
                     len,

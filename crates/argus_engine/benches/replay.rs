@@ -1,0 +1,91 @@
+//! Engine throughput on one core, events already decoded (the decode cost is measured separately):
+//! `cargo bench -p argus_engine`. Figures are quoted in BENCHMARKS.md.
+
+#[path = "../examples/synth.rs"]
+mod synth;
+
+use argus_engine::{Config, Engine};
+use argus_event::Event;
+use divan::counter::ItemsCount;
+use divan::Bencher;
+use std::path::{Path, PathBuf};
+
+const N: usize = 200_000;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn decode_all(cfg: &Config, lines: &[String]) -> Vec<Event> {
+    let e = Engine::new(cfg.clone());
+    lines.iter().map(|l| e.decoder().decode_bytes(l.as_bytes()).expect("generated events are valid")).collect()
+}
+
+fn handbook_events(cfg: &Config) -> Option<Vec<Event>> {
+    use std::io::BufRead;
+    let path = root().join("../shared/data/fraud-handbook/transactions.csv.gz");
+    let f = std::fs::File::open(path).ok()?;
+    let r = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(f));
+    let e = Engine::new(cfg.clone());
+    let ty = e.schema().type_id("payment.attempt")?;
+    let et = e.schema().get(ty);
+    let (amount, terminal, fraud) = (et.slot("amount")?, et.slot("terminal")?, et.slot("fraud")?);
+    let mut out = Vec::with_capacity(N);
+    for line in r.lines().skip(1).take(N) {
+        let line = line.ok()?;
+        let c: Vec<&str> = line.split(',').collect();
+        let ev = e
+            .decoder()
+            .decode_text(ty, c[0], c[1], &[(0, "CUSTOMER_ID", c[2]), (terminal, "TERMINAL_ID", c[3]), (amount, "TX_AMOUNT", c[4]), (fraud, "TX_FRAUD", c[7])])
+            .ok()?;
+        out.push(ev);
+    }
+    Some(out)
+}
+
+fn run(bencher: Bencher, cfg: Config, events: Vec<Event>) {
+    bencher
+        .counter(ItemsCount::new(events.len()))
+        .with_inputs(|| (Engine::new(cfg.clone()), events.clone()))
+        .bench_local_values(|(mut engine, mut evs)| {
+            for ev in evs.iter_mut() {
+                let _ = divan::black_box(engine.process(ev).map(|f| f.len()));
+            }
+            engine
+        });
+}
+
+/// The handbook's 15 features on its first 200,000 transactions.
+#[divan::bench(sample_count = 10)]
+fn engine_handbook(bencher: Bencher) {
+    let cfg = Config::load(&root().join("examples/handbook/argus.toml")).expect("handbook config");
+    match handbook_events(&cfg) {
+        Some(evs) => run(bencher, cfg, evs),
+        None => eprintln!("SKIPPED engine_handbook: ../shared/data not found"),
+    }
+}
+
+/// 40 features over 6 entity kinds on 200,000 generated events.
+#[divan::bench(sample_count = 10)]
+fn engine_bench40(bencher: Bencher) {
+    let cfg = Config::load(&root().join("examples/bench40/argus.toml")).expect("bench40 config");
+    let evs = decode_all(&cfg, &synth::events(N, 42));
+    run(bencher, cfg, evs);
+}
+
+/// Validation + pseudonymization of generated NDJSON events (4 to 6 personal-data fields each).
+#[divan::bench(sample_count = 10)]
+fn decode_ndjson(bencher: Bencher) {
+    let cfg = Config::from_str("", Path::new(".")).expect("empty config");
+    let lines = synth::events(50_000, 7);
+    let e = Engine::new(cfg);
+    bencher.counter(ItemsCount::new(lines.len())).bench_local(|| {
+        for l in &lines {
+            let _ = divan::black_box(e.decoder().decode_bytes(l.as_bytes()));
+        }
+    });
+}
+
+fn main() {
+    divan::main();
+}
