@@ -214,17 +214,38 @@ pub struct SeriesDef {
     /// Canonical rendering of `filter`, to recognise identical series.
     pub filter_text: String,
     pub mode: SeriesMode,
+    /// The entity (key spec) this series is stored under, and its position in that entity's record.
+    pub entity: usize,
+    pub pos: usize,
 }
 
-/// Per event type: the series it feeds and the features it reads.
+/// A key spec (e.g. `["actor"]` or `["actor", "device"]`): every series keyed by it is stored in one
+/// record per key, so an event costs one lookup per entity, not one per series.
+#[derive(Debug, Clone)]
+pub struct EntityDef {
+    pub key: Vec<String>,
+    pub series: Vec<usize>,
+}
+
+/// Per event type: the series it feeds and the features it reads, grouped by entity.
 #[derive(Debug, Clone, Default)]
 pub struct TypePlan {
-    pub groups: Vec<Group>,
+    pub entities: Vec<EntityPlan>,
     /// Features that can be computed for this type (the others are null).
     pub calendar: Vec<usize>,
     pub ratios: Vec<usize>,
     /// (feature index, slot) of `field` features this type has.
     pub fields: Vec<(usize, usize)>,
+    /// Features readable on this type that have a `default` for null results.
+    pub defaults: Vec<usize>,
+}
+
+/// Work on one entity's record for one event type.
+#[derive(Debug, Clone)]
+pub struct EntityPlan {
+    pub entity: usize,
+    pub key_slots: Vec<usize>,
+    pub groups: Vec<Group>,
 }
 
 /// Work on one series for one event type.
@@ -243,6 +264,7 @@ pub struct Group {
 pub struct FeatureSet {
     pub features: Vec<FeatureDef>,
     pub series: Vec<SeriesDef>,
+    pub entities: Vec<EntityDef>,
     pub plans: Vec<TypePlan>,
     pub allowed_lateness_ms: i64,
     pub idle_ttl_ms: i64,
@@ -267,7 +289,7 @@ impl FeatureSet {
     /// influence any feature of that type.
     pub fn slots_read(&self, ty: usize) -> Vec<usize> {
         let mut v = Vec::new();
-        for g in &self.plans[ty].groups {
+        for g in self.plans[ty].entities.iter().flat_map(|e| &e.groups) {
             v.extend(g.key_slots.iter().copied());
             if let Some((vs, f)) = &g.update {
                 v.extend(vs.iter().copied());
@@ -369,6 +391,20 @@ impl<'a> Compiler<'a> {
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
         }
+        // Entities: one record per distinct key spec.
+        let mut entities: Vec<EntityDef> = Vec::new();
+        for (si, s) in series.iter_mut().enumerate() {
+            let e = match entities.iter().position(|e| e.key == s.key) {
+                Some(e) => e,
+                None => {
+                    entities.push(EntityDef { key: s.key.clone(), series: vec![] });
+                    entities.len() - 1
+                }
+            };
+            s.entity = e;
+            s.pos = entities[e].series.len();
+            entities[e].series.push(si);
+        }
         // Per-type plans.
         for (ti, plan) in plans.iter_mut().enumerate() {
             let et = &self.schema.types[ti];
@@ -409,12 +445,21 @@ impl<'a> Compiler<'a> {
                     }
                 }
             }
-            plan.groups = groups.into_values().collect();
+            let readable: Vec<usize> = groups.values().flat_map(|g| g.readers.iter().map(|(f, _)| *f)).chain(plan.calendar.iter().copied()).chain(plan.ratios.iter().copied()).chain(plan.fields.iter().map(|(f, _)| *f)).collect();
+            plan.defaults = readable.into_iter().filter(|&f| !features[f].default.is_null()).collect();
+            plan.defaults.sort_unstable();
+            for g in groups.into_values() {
+                let e = series[g.series].entity;
+                match plan.entities.iter_mut().find(|p| p.entity == e) {
+                    Some(p) => p.groups.push(g),
+                    None => plan.entities.push(EntityPlan { entity: e, key_slots: g.key_slots.clone(), groups: vec![g] }),
+                }
+            }
         }
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
         }
-        Ok(FeatureSet { features, series, plans, allowed_lateness_ms: lateness, idle_ttl_ms: idle_ttl, index })
+        Ok(FeatureSet { features, series, entities, plans, allowed_lateness_ms: lateness, idle_ttl_ms: idle_ttl, index })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -666,7 +711,7 @@ impl<'a> Compiler<'a> {
         // Share a series with an identical source; a count may ride on a valued series whose value is
         // always present, since then both see the same events.
         let value_numeric = value_ty.is_some_and(|t| t.is_numeric() || t == FieldType::Bool);
-        let want = SeriesDef { events, key, value: f.value.clone(), value_numeric, filter: f.filter.clone(), filter_text, mode };
+        let want = SeriesDef { events, key, value: f.value.clone(), value_numeric, filter: f.filter.clone(), filter_text, mode, entity: 0, pos: 0 };
         let si = find_or_add_series(series, want, agg == Agg::Count && value_required);
         Some(FeatureDef {
             name: f.name.clone(),

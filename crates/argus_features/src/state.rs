@@ -1,7 +1,7 @@
 //! The keyed state of every series, its update/read path, expiry, memory accounting and snapshots.
 
 use crate::bucketed::{BucketState, Layout};
-use crate::config::{Calendar, FeatureKind, FeatureSet, Out, SeriesMode};
+use crate::config::{Agg, Calendar, FeatureKind, FeatureSet, Out, Reader, SeriesMode};
 use crate::exact::ExactState;
 use crate::lifetime::LifeState;
 use argus_event::time::{hour_of_day, weekday};
@@ -32,12 +32,19 @@ impl Hasher for KeyHasher {
 
 pub type KeyMap<V> = HashMap<u128, V, BuildHasherDefault<KeyHasher>>;
 
-#[derive(Debug, Clone)]
-enum Store {
-    Exact(KeyMap<ExactState>),
-    Bucketed(KeyMap<BucketState>),
-    Lifetime(KeyMap<LifeState>),
+/// The state of one series for one key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+enum Slot {
+    /// Nothing observed (or everything expired).
+    #[default]
+    Empty,
+    Exact(ExactState),
+    Bucketed(BucketState),
+    Lifetime(Box<LifeState>),
 }
+
+/// One key's state for every series of an entity (key spec), in one allocation.
+type Record = Box<[Slot]>;
 
 /// Counters of defined treatments (never silent).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,37 +57,31 @@ pub struct StateStats {
     pub keys_expired: u64,
 }
 
-/// Memory used by one series.
+/// Memory used by the records of one entity (key spec).
 #[derive(Debug, Clone, Serialize)]
-pub struct SeriesMemory {
-    pub series: usize,
-    pub mode: &'static str,
+pub struct EntityMemory {
+    pub key: Vec<String>,
     pub keys: usize,
-    /// Bytes including the hash-map slot of each key.
+    /// Bytes: hash-map slots, records and the heap of every series state (allocator overhead excluded).
     pub bytes: usize,
+    pub series: usize,
     pub features: usize,
 }
 
-/// All feature state.
+/// All feature state: one map per entity, from 128-bit key digest to the key's record.
 #[derive(Debug, Clone)]
 pub struct FeatureState {
-    stores: Vec<Store>,
+    maps: Vec<KeyMap<Record>>,
     layouts: Vec<Option<Layout>>,
     buf: Vec<u8>,
     scratch: Vec<i64>,
+    updates: Vec<Option<(i64, u64)>>,
     pub stats: StateStats,
 }
 
 #[derive(Serialize, Deserialize)]
-enum StoreSnap {
-    Exact(Vec<(u128, ExactState)>),
-    Bucketed(Vec<(u128, BucketState)>),
-    Lifetime(Vec<(u128, LifeState)>),
-}
-
-#[derive(Serialize, Deserialize)]
 struct Snap {
-    stores: Vec<StoreSnap>,
+    maps: Vec<Vec<(u128, Record)>>,
     stats: StateStats,
 }
 
@@ -89,23 +90,8 @@ struct Snap {
 #[error("feature state snapshot does not match the configuration: {0}")]
 pub struct SnapshotMismatch(pub String);
 
-fn sorted<V: Clone>(m: &KeyMap<V>) -> Vec<(u128, V)> {
-    let mut v: Vec<(u128, V)> = m.iter().map(|(k, s)| (*k, s.clone())).collect();
-    v.sort_unstable_by_key(|(k, _)| *k);
-    v
-}
-
 impl FeatureState {
     pub fn new(fs: &FeatureSet) -> Self {
-        let stores = fs
-            .series
-            .iter()
-            .map(|s| match s.mode {
-                SeriesMode::Exact { .. } => Store::Exact(KeyMap::default()),
-                SeriesMode::Bucketed { .. } => Store::Bucketed(KeyMap::default()),
-                SeriesMode::Lifetime { .. } => Store::Lifetime(KeyMap::default()),
-            })
-            .collect();
         let layouts = fs
             .series
             .iter()
@@ -114,7 +100,14 @@ impl FeatureState {
                 _ => None,
             })
             .collect();
-        FeatureState { stores, layouts, buf: Vec::with_capacity(64), scratch: Vec::new(), stats: StateStats::default() }
+        FeatureState {
+            maps: fs.entities.iter().map(|_| KeyMap::default()).collect(),
+            layouts,
+            buf: Vec::with_capacity(64),
+            scratch: Vec::new(),
+            updates: Vec::new(),
+            stats: StateStats::default(),
+        }
     }
 
     /// Applies one event: updates every series it feeds (read-your-writes), then, when `out` is given
@@ -126,38 +119,85 @@ impl FeatureState {
             o.iter_mut().for_each(|v| *v = Value::Null);
         }
         let t = ev.time;
-        for g in &plan.groups {
-            let Some(key) = key_hash(&ev.fields, &g.key_slots, &mut self.buf) else { continue };
-            let series = &fs.series[g.series];
-            let update = match &g.update {
-                Some((vslot, filter)) if filter.passes(&ev.fields) => match vslot {
-                    None => Some((0i64, 0u64, &Value::Null)),
+        for ep in &plan.entities {
+            let Some(key) = key_hash(&ev.fields, &ep.key_slots, &mut self.buf) else { continue };
+            // What each series of this entity receives from the event (filter passed, value present).
+            let mut updates = std::mem::take(&mut self.updates);
+            updates.clear();
+            updates.resize(ep.groups.len(), None);
+            let mut any = false;
+            for (gi, g) in ep.groups.iter().enumerate() {
+                let Some((vslot, filter)) = &g.update else { continue };
+                if !filter.passes(&ev.fields) {
+                    continue;
+                }
+                let u = match vslot {
+                    None => Some((0, 0)),
                     Some(s) => {
                         let v = &ev.fields[*s];
-                        if v.is_null() {
-                            None
-                        } else {
+                        (!v.is_null()).then(|| {
                             let d = v.digest64();
-                            let m = if series.value_numeric { v.as_micros().unwrap_or(0) } else { d as i64 };
-                            Some((m, d, v))
+                            (if fs.series[g.series].value_numeric { v.as_micros().unwrap_or(0) } else { d as i64 }, d)
+                        })
+                    }
+                };
+                any |= u.is_some();
+                updates[gi] = u;
+            }
+            let map = &mut self.maps[ep.entity];
+            let record: Option<&mut Record> = if any {
+                let n = fs.entities[ep.entity].series.len();
+                Some(map.entry(key).or_insert_with(|| vec![Slot::Empty; n].into_boxed_slice()))
+            } else {
+                map.get_mut(&key)
+            };
+            let Some(record) = record else {
+                // Unknown key: every read sees empty state.
+                if let Some(o) = out.as_deref_mut() {
+                    for g in &ep.groups {
+                        for (fi, r) in &g.readers {
+                            o[*fi] = read_empty(r);
                         }
                     }
-                },
-                _ => None,
+                }
+                self.updates = updates;
+                continue;
             };
-            match &mut self.stores[g.series] {
-                Store::Exact(map) => {
-                    let empty = ExactState::default();
-                    let st: &ExactState = match update {
-                        Some((m, _, _)) => {
-                            let SeriesMode::Exact { retention_ms, max_entries } = series.mode else { continue };
-                            let s = map.entry(key).or_default();
-                            self.stats.exact_cap_evictions += s.insert(t, m, retention_ms, max_entries);
-                            s
+            for (gi, g) in ep.groups.iter().enumerate() {
+                let series = &fs.series[g.series];
+                let slot = &mut record[series.pos];
+                if let Some((m, d)) = updates[gi] {
+                    match (&series.mode, &mut *slot) {
+                        (SeriesMode::Exact { .. }, Slot::Empty) => *slot = Slot::Exact(ExactState::default()),
+                        (SeriesMode::Bucketed { .. }, Slot::Empty) => {
+                            if let Some(l) = &self.layouts[g.series] {
+                                *slot = Slot::Bucketed(BucketState::new(l, t));
+                            }
                         }
-                        None => map.get(&key).unwrap_or(&empty),
-                    };
-                    if let Some(o) = out.as_deref_mut() {
+                        (SeriesMode::Lifetime { distinct }, Slot::Empty) => *slot = Slot::Lifetime(Box::new(LifeState::new(*distinct))),
+                        _ => {}
+                    }
+                    match (&series.mode, &mut *slot) {
+                        (SeriesMode::Exact { retention_ms, max_entries }, Slot::Exact(st)) => {
+                            self.stats.exact_cap_evictions += st.insert(t, m, *retention_ms, *max_entries);
+                        }
+                        (SeriesMode::Bucketed { .. }, Slot::Bucketed(st)) => {
+                            if let Some(l) = &self.layouts[g.series] {
+                                if !st.insert(l, t, m, d) {
+                                    self.stats.bucket_too_old += 1;
+                                }
+                            }
+                        }
+                        (SeriesMode::Lifetime { .. }, Slot::Lifetime(st)) => {
+                            let v = g.update.as_ref().and_then(|(vs, _)| vs.map(|s| &ev.fields[s])).unwrap_or(&Value::Null);
+                            st.insert(t, m, d, v, seq);
+                        }
+                        _ => {}
+                    }
+                }
+                let Some(o) = out.as_deref_mut() else { continue };
+                match &*slot {
+                    Slot::Exact(st) => {
                         // Readers of one window share its bounds (count and avg over 7d, say).
                         let mut cached: Option<((i64, i64), (usize, usize))> = None;
                         for (fi, r) in &g.readers {
@@ -170,40 +210,26 @@ impl FeatureState {
                             o[*fi] = st.read_range(r, b.0, b.1, &mut self.scratch);
                         }
                     }
-                }
-                Store::Bucketed(map) => {
-                    let Some(l) = &self.layouts[g.series] else { continue };
-                    if let Some((m, d, _)) = update {
-                        if !map.entry(key).or_insert_with(|| BucketState::new(l, t)).insert(l, t, m, d) {
-                            self.stats.bucket_too_old += 1;
+                    Slot::Bucketed(st) => {
+                        if let Some(l) = &self.layouts[g.series] {
+                            for (fi, r) in &g.readers {
+                                o[*fi] = st.read(l, r, t);
+                            }
                         }
                     }
-                    if let Some(o) = out.as_deref_mut() {
-                        let st = map.get(&key);
+                    Slot::Lifetime(st) => {
                         for (fi, r) in &g.readers {
-                            o[*fi] = match st {
-                                Some(s) => s.read(l, r, t),
-                                None => BucketState::new(l, t).read(l, r, t),
-                            };
+                            o[*fi] = st.read(r, t, seq);
                         }
                     }
-                }
-                Store::Lifetime(map) => {
-                    if let Some((m, d, v)) = update {
-                        let SeriesMode::Lifetime { distinct } = series.mode else { continue };
-                        map.entry(key).or_insert_with(|| LifeState::new(distinct)).insert(t, m, d, v, seq);
-                    }
-                    if let Some(o) = out.as_deref_mut() {
-                        let st = map.get(&key);
+                    Slot::Empty => {
                         for (fi, r) in &g.readers {
-                            o[*fi] = match st {
-                                Some(s) => s.read(r, t, seq),
-                                None => LifeState::new(false).read(r, t, seq),
-                            };
+                            o[*fi] = read_empty(r);
                         }
                     }
                 }
             }
+            self.updates = updates;
         }
         let Some(o) = out else { return };
         for &fi in &plan.calendar {
@@ -220,6 +246,12 @@ impl FeatureState {
         for &(fi, slot) in &plan.fields {
             o[fi] = ev.fields[slot].clone();
         }
+        // Defaults first for the operands of ratios, then again for the ratios themselves.
+        for &fi in &plan.defaults {
+            if o[fi].is_null() {
+                o[fi] = fs.features[fi].default.clone();
+            }
+        }
         for &fi in &plan.ratios {
             if let FeatureKind::Ratio { numerator, denominator } = fs.features[fi].kind {
                 o[fi] = match (o[numerator].as_f64(), o[denominator].as_f64()) {
@@ -228,76 +260,91 @@ impl FeatureState {
                 };
             }
         }
-        for (fi, f) in fs.features.iter().enumerate() {
-            if o[fi].is_null() && !f.default.is_null() && feature_applies(fs, ev.ty as usize, fi) {
-                o[fi] = f.default.clone();
+        for &fi in &plan.defaults {
+            if o[fi].is_null() {
+                o[fi] = fs.features[fi].default.clone();
             }
         }
     }
 
     /// Drops what can no longer be read: exact entries beyond retention, bucket rings wholly in the past,
-    /// lifetime keys idle for `idle_ttl`. `watermark` is the newest event time seen.
+    /// lifetime state idle for `idle_ttl`; a key whose series are all empty is removed. `watermark` is
+    /// the newest event time seen.
     pub fn expire(&mut self, fs: &FeatureSet, watermark: i64) {
         let mut expired = 0u64;
-        for (si, store) in self.stores.iter_mut().enumerate() {
-            let layout = &self.layouts[si];
-            let mut count = |before: usize, after: usize| expired += (before - after) as u64;
-            match (store, &fs.series[si].mode) {
-                (Store::Exact(m), SeriesMode::Exact { retention_ms, .. }) => {
-                    let before = m.len();
-                    m.retain(|_, s| {
-                        s.evict_before(watermark - retention_ms);
-                        !s.is_empty()
-                    });
-                    count(before, m.len());
-                }
-                (Store::Bucketed(m), SeriesMode::Bucketed { width_ms, len, .. }) => {
-                    let horizon = watermark - width_ms * *len as i64;
-                    if let Some(l) = layout {
-                        let before = m.len();
-                        m.retain(|_, s| s.newest_bucket_end(l) > horizon);
-                        count(before, m.len());
+        let layouts = &self.layouts;
+        for (ei, map) in self.maps.iter_mut().enumerate() {
+            let series = &fs.entities[ei].series;
+            let before = map.len();
+            map.retain(|_, rec| {
+                let mut live = false;
+                for (pos, slot) in rec.iter_mut().enumerate() {
+                    let si = series[pos];
+                    let keep = match (&fs.series[si].mode, &mut *slot) {
+                        (SeriesMode::Exact { retention_ms, .. }, Slot::Exact(st)) => {
+                            st.evict_before(watermark - retention_ms);
+                            !st.is_empty()
+                        }
+                        (SeriesMode::Bucketed { width_ms, len, .. }, Slot::Bucketed(st)) => match &layouts[si] {
+                            Some(l) => st.newest_bucket_end(l) > watermark - width_ms * *len as i64,
+                            None => false,
+                        },
+                        (SeriesMode::Lifetime { .. }, Slot::Lifetime(st)) => st.last_time() > watermark - fs.idle_ttl_ms,
+                        _ => false,
+                    };
+                    if !keep {
+                        *slot = Slot::Empty;
                     }
+                    live |= keep;
                 }
-                (Store::Lifetime(m), _) => {
-                    let before = m.len();
-                    m.retain(|_, s| s.last_time() > watermark - fs.idle_ttl_ms);
-                    count(before, m.len());
-                }
-                _ => {}
-            }
+                live
+            });
+            expired += (before - map.len()) as u64;
         }
         self.stats.keys_expired += expired;
     }
 
     /// Serializes all state deterministically (keys sorted): equal states give equal bytes.
     pub fn snapshot(&self) -> Vec<u8> {
-        let stores = self
-            .stores
+        let maps = self
+            .maps
             .iter()
-            .map(|s| match s {
-                Store::Exact(m) => StoreSnap::Exact(sorted(m)),
-                Store::Bucketed(m) => StoreSnap::Bucketed(sorted(m)),
-                Store::Lifetime(m) => StoreSnap::Lifetime(sorted(m)),
+            .map(|m| {
+                let mut v: Vec<(u128, Record)> = m.iter().map(|(k, r)| (*k, r.clone())).collect();
+                v.sort_unstable_by_key(|(k, _)| *k);
+                v
             })
             .collect();
-        bincode::serialize(&Snap { stores, stats: self.stats.clone() }).expect("serializing plain data to a Vec cannot fail")
+        bincode::serialize(&Snap { maps, stats: self.stats.clone() }).expect("serializing plain data to a Vec cannot fail")
     }
 
     /// Restores state written by [`snapshot`](Self::snapshot) under the same feature configuration.
     pub fn restore(fs: &FeatureSet, bytes: &[u8]) -> Result<Self, SnapshotMismatch> {
         let snap: Snap = bincode::deserialize(bytes).map_err(|e| SnapshotMismatch(format!("undecodable: {e}")))?;
         let mut st = FeatureState::new(fs);
-        if snap.stores.len() != st.stores.len() {
-            return Err(SnapshotMismatch(format!("{} series in the snapshot, {} configured", snap.stores.len(), st.stores.len())));
+        if snap.maps.len() != st.maps.len() {
+            return Err(SnapshotMismatch(format!("{} entities in the snapshot, {} configured", snap.maps.len(), st.maps.len())));
         }
-        for (i, s) in snap.stores.into_iter().enumerate() {
-            st.stores[i] = match (s, &st.stores[i]) {
-                (StoreSnap::Exact(v), Store::Exact(_)) => Store::Exact(v.into_iter().collect()),
-                (StoreSnap::Bucketed(v), Store::Bucketed(_)) => Store::Bucketed(v.into_iter().collect()),
-                (StoreSnap::Lifetime(v), Store::Lifetime(_)) => Store::Lifetime(v.into_iter().collect()),
-                _ => return Err(SnapshotMismatch(format!("series {i} has another window mode"))),
-            };
+        for (ei, entries) in snap.maps.into_iter().enumerate() {
+            let series = &fs.entities[ei].series;
+            for (k, rec) in &entries {
+                if rec.len() != series.len() {
+                    return Err(SnapshotMismatch(format!("entity {ei}: {} series in the snapshot, {} configured", rec.len(), series.len())));
+                }
+                for (pos, slot) in rec.iter().enumerate() {
+                    let ok = matches!(
+                        (&fs.series[series[pos]].mode, slot),
+                        (_, Slot::Empty)
+                            | (SeriesMode::Exact { .. }, Slot::Exact(_))
+                            | (SeriesMode::Bucketed { .. }, Slot::Bucketed(_))
+                            | (SeriesMode::Lifetime { .. }, Slot::Lifetime(_))
+                    );
+                    if !ok {
+                        return Err(SnapshotMismatch(format!("key {k:x}: series {} has another window mode", series[pos])));
+                    }
+                }
+            }
+            st.maps[ei] = entries.into_iter().collect();
         }
         st.stats = snap.stats;
         Ok(st)
@@ -305,80 +352,74 @@ impl FeatureState {
 
     /// Merges another state of the same configuration into this one (e.g. two partitions of a stream).
     pub fn merge(&mut self, fs: &FeatureSet, other: &FeatureState) {
-        for (si, (a, b)) in self.stores.iter_mut().zip(other.stores.iter()).enumerate() {
-            match (a, b, &fs.series[si].mode) {
-                (Store::Exact(a), Store::Exact(b), SeriesMode::Exact { retention_ms, max_entries }) => {
-                    for (k, s) in b {
-                        a.entry(*k).or_default().merge(s, *retention_ms, *max_entries);
-                    }
-                }
-                (Store::Bucketed(a), Store::Bucketed(b), _) => {
-                    if let Some(l) = &self.layouts[si] {
-                        for (k, s) in b {
-                            match a.get_mut(k) {
-                                Some(x) => x.merge(l, s),
-                                None => {
-                                    a.insert(*k, s.clone());
-                                }
+        for (ei, (a, b)) in self.maps.iter_mut().zip(other.maps.iter()).enumerate() {
+            let series = &fs.entities[ei].series;
+            for (k, rb) in b {
+                let ra = a.entry(*k).or_insert_with(|| vec![Slot::Empty; series.len()].into_boxed_slice());
+                for (pos, (sa, sb)) in ra.iter_mut().zip(rb.iter()).enumerate() {
+                    let si = series[pos];
+                    match (&fs.series[si].mode, &mut *sa, sb) {
+                        (_, _, Slot::Empty) => {}
+                        (_, Slot::Empty, other) => *sa = other.clone(),
+                        (SeriesMode::Exact { retention_ms, max_entries }, Slot::Exact(x), Slot::Exact(y)) => x.merge(y, *retention_ms, *max_entries),
+                        (SeriesMode::Bucketed { .. }, Slot::Bucketed(x), Slot::Bucketed(y)) => {
+                            if let Some(l) = &self.layouts[si] {
+                                x.merge(l, y)
                             }
                         }
+                        (_, Slot::Lifetime(x), Slot::Lifetime(y)) => x.merge(y),
+                        _ => {}
                     }
                 }
-                (Store::Lifetime(a), Store::Lifetime(b), _) => {
-                    for (k, s) in b {
-                        match a.get_mut(k) {
-                            Some(x) => x.merge(s),
-                            None => {
-                                a.insert(*k, s.clone());
-                            }
-                        }
-                    }
-                }
-                _ => {}
             }
         }
     }
 
-    /// Keys and bytes per series (hash-map slots included).
-    pub fn memory(&self, fs: &FeatureSet) -> Vec<SeriesMemory> {
-        let per_feature = |si: usize| {
-            fs.features.iter().filter(|f| matches!(f.kind, FeatureKind::Series { series, .. } if series == si)).count()
-        };
-        self.stores
+    /// Keys and bytes per entity (hash-map slots, records and series heaps).
+    pub fn memory(&self, fs: &FeatureSet) -> Vec<EntityMemory> {
+        self.maps
             .iter()
             .enumerate()
-            .map(|(si, s)| {
-                let (mode, keys, bytes) = match s {
-                    Store::Exact(m) => ("exact", m.len(), slot_bytes::<ExactState>(m.capacity()) + m.values().map(|s| s.heap_bytes()).sum::<usize>()),
-                    Store::Bucketed(m) => ("bucketed", m.len(), slot_bytes::<BucketState>(m.capacity()) + m.values().map(|s| s.heap_bytes()).sum::<usize>()),
-                    Store::Lifetime(m) => ("lifetime", m.len(), slot_bytes::<LifeState>(m.capacity()) + m.values().map(|s| s.heap_bytes()).sum::<usize>()),
-                };
-                SeriesMemory { series: si, mode, keys, bytes, features: per_feature(si) }
+            .map(|(ei, m)| {
+                let ent = &fs.entities[ei];
+                let slot = m.capacity() * (1 + std::mem::size_of::<(u128, Record)>());
+                let records: usize = m
+                    .values()
+                    .map(|r| {
+                        r.len() * std::mem::size_of::<Slot>()
+                            + r.iter()
+                                .map(|s| match s {
+                                    Slot::Empty => 0,
+                                    Slot::Exact(x) => x.heap_bytes(),
+                                    Slot::Bucketed(x) => x.heap_bytes(),
+                                    Slot::Lifetime(x) => std::mem::size_of::<LifeState>() + x.heap_bytes(),
+                                })
+                                .sum::<usize>()
+                    })
+                    .sum();
+                let features = fs
+                    .features
+                    .iter()
+                    .filter(|f| matches!(f.kind, FeatureKind::Series { series, .. } if fs.series[series].entity == ei))
+                    .count();
+                EntityMemory { key: ent.key.clone(), keys: m.len(), bytes: slot + records, series: ent.series.len(), features }
             })
             .collect()
     }
 
-    /// Number of keys held across all series.
+    /// Number of keys held across all entities.
     pub fn key_count(&self) -> usize {
-        self.stores
-            .iter()
-            .map(|s| match s {
-                Store::Exact(m) => m.len(),
-                Store::Bucketed(m) => m.len(),
-                Store::Lifetime(m) => m.len(),
-            })
-            .sum()
+        self.maps.iter().map(|m| m.len()).sum()
     }
 }
 
-fn slot_bytes<V>(capacity: usize) -> usize {
-    // hashbrown: one control byte per bucket plus the (key, value) pair.
-    capacity * (1 + std::mem::size_of::<(u128, V)>())
-}
-
-fn feature_applies(fs: &FeatureSet, ty: usize, fi: usize) -> bool {
-    let plan = &fs.plans[ty];
-    plan.calendar.contains(&fi) || plan.ratios.contains(&fi) || plan.fields.iter().any(|(f, _)| *f == fi) || plan.groups.iter().any(|g| g.readers.iter().any(|(f, _)| *f == fi))
+/// What a read of a key with no observations returns: zero counts and sums, null otherwise.
+fn read_empty(r: &Reader) -> Value {
+    match r.agg {
+        Agg::Count | Agg::Distinct => Value::Int(0),
+        Agg::Sum => out_value(0, r.out),
+        _ => Value::Null,
+    }
 }
 
 /// Digest of the key tuple; `None` when a key field is absent.

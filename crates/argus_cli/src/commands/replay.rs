@@ -157,7 +157,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "events_per_sec": stats.records as f64 / secs.max(1e-9),
         "state": {
             "keys": engine.feature_state().key_count(),
-            "series": memory,
+            "entities": memory,
             "stats": engine.feature_state().stats,
         },
         "features": summary.features,
