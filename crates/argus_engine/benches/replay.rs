@@ -1,7 +1,7 @@
 //! Engine throughput on one core, events already decoded (the decode cost is measured separately):
 //! `cargo bench -p argus_engine`. Figures are quoted in BENCHMARKS.md.
 
-#[path = "../examples/synth.rs"]
+#[path = "../examples/support/synth.rs"]
 mod synth;
 
 use argus_engine::{Config, Engine};

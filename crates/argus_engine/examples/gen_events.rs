@@ -1,7 +1,7 @@
 //! Writes generated benchmark events as NDJSON to stdout: `cargo run --release -p argus_engine --example
 //! gen_events -- 1000000 > target/bench40.ndjson`.
 
-#[path = "synth.rs"]
+#[path = "support/synth.rs"]
 mod synth;
 
 use std::io::Write;

@@ -262,13 +262,10 @@ fn absorb(text: &str, base: &Path, name: &str, parts: &mut Parts, errors: &mut V
         }
     }
     if let Some(v) = section("include") {
-        match typed::<Vec<String>>(v, "include", name, errors) {
-            Some(files) => {
-                for f in files {
-                    read_file(&base.join(f), parts, errors, depth + 1);
-                }
+        if let Some(files) = typed::<Vec<String>>(v, "include", name, errors) {
+            for f in files {
+                read_file(&base.join(f), parts, errors, depth + 1);
             }
-            None => {}
         }
     }
 }

@@ -121,7 +121,7 @@ fn ndjson<R: BufRead>(engine: &mut Engine, mut input: R, stats: &mut ReplayStats
         }
         let decoded = engine.decoder().decode_bytes(&line);
         handle(engine, decoded, n, stats, out)?;
-        if n % 65_536 == 0 {
+        if n.is_multiple_of(65_536) {
             progress(stats);
         }
     }
@@ -214,7 +214,7 @@ fn csv_records<R: BufRead>(engine: &mut Engine, input: R, stats: &mut ReplayStat
             None => engine.decoder().decode_text(tm.ty, id, time, &vals),
         };
         handle(engine, decoded, line, stats, out)?;
-        if stats.records % 65_536 == 0 {
+        if stats.records.is_multiple_of(65_536) {
             progress(stats);
         }
     }

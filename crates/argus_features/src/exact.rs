@@ -68,6 +68,13 @@ fn gallop_back(st: &ExactState, end: usize, x: i64) -> usize {
     }
 }
 
+/// Reusable buffers for distinct counting over a window's values.
+#[derive(Debug, Clone, Default)]
+pub struct Scratch {
+    small: Vec<i64>,
+    set: std::collections::HashSet<i64, std::hash::BuildHasherDefault<crate::state::KeyHasher>>,
+}
+
 impl ExactState {
     fn at(&self, i: usize) -> &Entry {
         &self.ring[(self.head + i) & (self.ring.len() - 1)]
@@ -195,13 +202,13 @@ impl ExactState {
     }
 
     /// Reads an aggregate over (t − offset − window, t − offset].
-    pub fn read(&self, r: &Reader, t: i64, scratch: &mut Vec<i64>) -> Value {
+    pub fn read(&self, r: &Reader, t: i64, scratch: &mut Scratch) -> Value {
         let (start, end) = self.bounds(r, t);
         self.read_range(r, start, end, scratch)
     }
 
     /// Reads an aggregate over the entries `start..end` (from [`bounds`](Self::bounds)).
-    pub fn read_range(&self, r: &Reader, start: usize, end: usize, scratch: &mut Vec<i64>) -> Value {
+    pub fn read_range(&self, r: &Reader, start: usize, end: usize, scratch: &mut Scratch) -> Value {
         let n = end.saturating_sub(start);
         let sum = || self.cum_at(end).wrapping_sub(self.cum_at(start));
         match r.agg {
@@ -212,12 +219,17 @@ impl ExactState {
             Agg::Min | Agg::Max if n == 0 => Value::Null,
             Agg::Min => out_value((start..end).map(|i| self.value_at(i)).min().unwrap_or(0), r.out),
             Agg::Max => out_value((start..end).map(|i| self.value_at(i)).max().unwrap_or(0), r.out),
+            Agg::Distinct if n <= 64 => {
+                scratch.small.clear();
+                scratch.small.extend((start..end).map(|i| self.value_at(i)));
+                scratch.small.sort_unstable();
+                scratch.small.dedup();
+                Value::Int(scratch.small.len() as i64)
+            }
             Agg::Distinct => {
-                scratch.clear();
-                scratch.extend((start..end).map(|i| self.value_at(i)));
-                scratch.sort_unstable();
-                scratch.dedup();
-                Value::Int(scratch.len() as i64)
+                scratch.set.clear();
+                scratch.set.extend((start..end).map(|i| self.value_at(i)));
+                Value::Int(scratch.set.len() as i64)
             }
             Agg::FirstSeen | Agg::LastSeen | Agg::Age | Agg::LastValue => Value::Null,
         }

@@ -25,6 +25,9 @@ impl Hasher for KeyHasher {
             self.0 = (self.0 ^ u64::from_le_bytes(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         }
     }
+    fn write_i64(&mut self, i: i64) {
+        self.0 = (i as u64 ^ 0x5851_F42D_4C95_7F2D).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
     fn write_u128(&mut self, i: u128) {
         self.0 = (i as u64) ^ ((i >> 64) as u64);
     }
@@ -74,7 +77,7 @@ pub struct FeatureState {
     maps: Vec<KeyMap<Record>>,
     layouts: Vec<Option<Layout>>,
     buf: Vec<u8>,
-    scratch: Vec<i64>,
+    scratch: crate::exact::Scratch,
     updates: Vec<Option<(i64, u64)>>,
     pub stats: StateStats,
 }
@@ -104,7 +107,7 @@ impl FeatureState {
             maps: fs.entities.iter().map(|_| KeyMap::default()).collect(),
             layouts,
             buf: Vec::with_capacity(64),
-            scratch: Vec::new(),
+            scratch: Default::default(),
             updates: Vec::new(),
             stats: StateStats::default(),
         }

@@ -1,6 +1,7 @@
 //! A small deterministic generator of e-commerce events for benchmarks (not the simulator: no attacks,
 //! no labels). Heavy-tailed users, items and sellers; devices, IPs and cards mostly sticky per user.
-//! Shared by `benches/replay.rs` and `examples/gen_events.rs`.
+//! Shared by `benches/replay.rs` and `examples/gen_events.rs` (a folder without `main.rs`, so Cargo does not
+//! build it as an example of its own).
 #![allow(dead_code)]
 
 /// SplitMix64.
@@ -10,7 +11,7 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Rng(seed)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -18,7 +19,7 @@ impl Rng {
         z ^ (z >> 31)
     }
     pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
     /// Heavy-tailed index in 0..n (small indexes are popular).
     pub fn skewed(&mut self, n: u64) -> u64 {
@@ -26,13 +27,13 @@ impl Rng {
         ((u * u * u) * n as f64) as u64 % n
     }
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
 }
 
 fn mix(x: u64, salt: u64) -> u64 {
     let mut r = Rng::new(x.wrapping_mul(31).wrapping_add(salt));
-    r.next()
+    r.next_u64()
 }
 
 /// `n` NDJSON event lines, in time order, starting 2026-01-01, about one event per 0.86 s of event time
@@ -75,5 +76,3 @@ pub fn events(n: usize, seed: u64) -> Vec<String> {
     out
 }
 
-#[allow(unused)]
-fn main() {}
