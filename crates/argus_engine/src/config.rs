@@ -62,6 +62,8 @@ pub struct Config {
     pub csv: Option<CsvMapping>,
     pub pseudonymizer: Pseudonymizer,
     pub secret_is_default: bool,
+    /// Identifies the pseudonymization secret without revealing it (snapshots refuse another one).
+    pub secret_fingerprint: u64,
     pub dedupe_ttl_ms: i64,
     pub sweep_every_ms: i64,
     /// Files read, in order.
@@ -157,11 +159,14 @@ impl Config {
         let (Some(schema), Some(features)) = (schema, features) else {
             return Err(ConfigLoadError(vec!["configuration incomplete".into()]));
         };
+        let pseudonymizer = Pseudonymizer::new(secret.as_bytes());
+        let secret_fingerprint = xxhash_rust::xxh3::xxh3_64(pseudonymizer.token("argus", "secret-fingerprint").as_bytes());
         Ok(Config {
             schema,
             features,
             csv: p.csv,
-            pseudonymizer: Pseudonymizer::new(secret.as_bytes()),
+            pseudonymizer,
+            secret_fingerprint,
             secret_is_default,
             dedupe_ttl_ms,
             sweep_every_ms,
@@ -172,17 +177,20 @@ impl Config {
 
 fn check_csv(schema: &Schema, csv: &CsvMapping) -> Vec<String> {
     let mut errors = Vec::new();
+    if !csv.delimiter.is_ascii() {
+        errors.push(format!("csv.delimiter: `{}` is not a single ASCII character", csv.delimiter));
+    }
     match (&csv.event_type, &csv.type_column) {
         (Some(t), None) => match schema.by_name(t) {
             None => errors.push(format!("csv.type: unknown event type `{t}`{}", did_you_mean(t, schema.public_type_names().into_iter()))),
             Some(et) => {
                 for f in csv.fields.keys() {
-                    if et.slot(f).is_none() || f == "actor" {
-                        errors.push(format!(
-                            "csv.fields.{f}: `{}` has no field `{f}`{}",
-                            et.name,
-                            did_you_mean(f, et.input_names())
-                        ));
+                    match et.field(f) {
+                        Some(field) if f != "actor" && field.derived_from.is_none() => {}
+                        Some(field) if field.derived_from.is_some() => {
+                            errors.push(format!("csv.fields.{f}: `{f}` is derived by Argus from personal data and cannot be mapped"))
+                        }
+                        _ => errors.push(format!("csv.fields.{f}: `{}` has no field `{f}`{}", et.name, did_you_mean(f, et.input_names()))),
                     }
                 }
             }
@@ -225,6 +233,14 @@ fn absorb(text: &str, base: &Path, name: &str, parts: &mut Parts, errors: &mut V
     fn typed<T: serde::de::DeserializeOwned>(v: toml::Value, what: &str, name: &str, errors: &mut Vec<String>) -> Option<T> {
         v.try_into().map_err(|e: toml::de::Error| errors.push(format!("{name}: {what}: {}", e.message()))).ok()
     }
+    // Includes first: what this file says itself overrides them.
+    if let Some(v) = section("include") {
+        if let Some(files) = typed::<Vec<String>>(v, "include", name, errors) {
+            for f in files {
+                read_file(&base.join(f), parts, errors, depth + 1);
+            }
+        }
+    }
     if let Some(v) = section("engine") {
         if let Some(e) = typed(v, "engine", name, errors) {
             parts.engine = e;
@@ -259,13 +275,6 @@ fn absorb(text: &str, base: &Path, name: &str, parts: &mut Parts, errors: &mut V
     if let Some(v) = section("features") {
         if let Some(fs) = typed::<Vec<argus_features::config::FeatureConfig>>(v, "features", name, errors) {
             parts.features.features.extend(fs);
-        }
-    }
-    if let Some(v) = section("include") {
-        if let Some(files) = typed::<Vec<String>>(v, "include", name, errors) {
-            for f in files {
-                read_file(&base.join(f), parts, errors, depth + 1);
-            }
         }
     }
 }

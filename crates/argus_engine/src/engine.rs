@@ -74,6 +74,7 @@ struct PendingLabel {
 struct EngineSnap {
     schema_fp: u64,
     features_fp: u64,
+    secret_fp: u64,
     seq: u64,
     watermark: i64,
     next_sweep: i64,
@@ -276,6 +277,7 @@ impl Engine {
         let snap = EngineSnap {
             schema_fp: self.config.schema.fingerprint(),
             features_fp: self.config.features.fingerprint(),
+            secret_fp: self.config.secret_fingerprint,
             seq: self.seq,
             watermark: self.watermark,
             next_sweep: self.next_sweep,
@@ -305,6 +307,9 @@ impl Engine {
         let snap: EngineSnap = bincode::deserialize(body).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
         if snap.schema_fp != config.schema.fingerprint() {
             return Err(SnapshotError::Incompatible("schema changed".into()));
+        }
+        if snap.secret_fp != config.secret_fingerprint {
+            return Err(SnapshotError::Incompatible("the pseudonymization secret changed: tokens would not match".into()));
         }
         if snap.features_fp != config.features.fingerprint() {
             return Err(SnapshotError::Incompatible("feature definitions changed".into()));

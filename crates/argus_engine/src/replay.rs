@@ -60,6 +60,7 @@ pub fn replay<'a, 'b, R: BufRead>(
     progress: &mut dyn FnMut(&ReplayStats),
 ) -> Result<ReplayStats, ReplayError> {
     let mut stats = ReplayStats::default();
+    let released_before = engine.counters.labels_released;
     let mut out = Outputs { sinks, rejects };
     match format {
         Format::Ndjson => ndjson(engine, input, &mut stats, &mut out, progress)?,
@@ -68,7 +69,7 @@ pub fn replay<'a, 'b, R: BufRead>(
     for s in out.sinks.iter_mut() {
         s.finish()?;
     }
-    stats.labels_released = engine.counters.labels_released;
+    stats.labels_released = engine.counters.labels_released - released_before;
     stats.labels_pending = engine.pending_labels() as u64;
     Ok(stats)
 }

@@ -197,3 +197,83 @@ fn parquet_table_reads_back() {
     assert_eq!(first.get_string(0).unwrap(), "evt-0001");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_count_never_rides_on_a_series_of_an_optional_value() {
+    // `item_count` is optional on order.create: the sum sees only orders that carry it, the count all.
+    let cfg = Config::from_str(
+        r#"
+[[features]]
+name = "orders_1h"
+kind = "count"
+events = ["order.create"]
+window = "1h"
+[[features]]
+name = "items_1h"
+kind = "sum"
+events = ["order.create"]
+value = "item_count"
+window = "1h"
+"#,
+        Path::new("."),
+    )
+    .unwrap();
+    let mut e = Engine::new(cfg);
+    let mut last = vec![];
+    for (i, items) in [Some(2), None, None].into_iter().enumerate() {
+        let mut data = json!({"order": format!("o{i}"), "amount": "1"});
+        if let Some(n) = items {
+            data["item_count"] = json!(n);
+        }
+        let mut ev = e.decoder().decode_json(&json!({"id": format!("{i}"), "type": "order.create", "time": 1_000 + i as i64, "actor": "u", "data": data})).unwrap();
+        last = e.process(&mut ev).unwrap().to_vec();
+    }
+    assert_eq!(last, vec![Value::Int(3), Value::Int(2)]);
+}
+
+#[test]
+fn the_same_id_of_two_entity_kinds_is_two_keys() {
+    // `actor` is a user on order.create and (declared here) a seller on a custom type.
+    let cfg = Config::from_str(
+        r#"
+[[event_types]]
+name = "listing.create"
+actor = "seller"
+[event_types.fields]
+item = { type = "id", entity = "item" }
+
+[[features]]
+name = "actor_events_1h"
+kind = "count"
+events = ["order.create", "listing.create"]
+window = "1h"
+"#,
+        Path::new("."),
+    )
+    .unwrap();
+    let mut e = Engine::new(cfg);
+    let mut a = e.decoder().decode_json(&json!({"id": "1", "type": "order.create", "time": 1000, "actor": "s1", "data": {"order": "o", "amount": 1}})).unwrap();
+    assert_eq!(e.process(&mut a).unwrap()[0], Value::Int(1));
+    let mut b = e.decoder().decode_json(&json!({"id": "2", "type": "listing.create", "time": 2000, "actor": "s1", "data": {"item": "i"}})).unwrap();
+    assert_eq!(e.process(&mut b).unwrap()[0], Value::Int(1), "seller s1 is not user s1");
+}
+
+#[test]
+fn a_null_required_field_is_missing() {
+    let e = engine();
+    let r = e
+        .decoder()
+        .decode_json(&json!({"id": "1", "type": "payment.attempt", "time": 0, "actor": null, "data": {"amount": null}}))
+        .unwrap_err();
+    let paths: Vec<(&str, &str)> = r.errors.iter().map(|x| (x.path.as_str(), x.code)).collect();
+    assert!(paths.contains(&("/actor", "missing_field")) && paths.contains(&("/data/amount", "missing_field")), "{paths:?}");
+}
+
+#[test]
+fn a_snapshot_is_refused_under_another_pseudonymization_secret() {
+    let mut e = engine();
+    let mut ev = pay(&e, "p", "2026-01-01T00:00:00Z", "u1", None);
+    e.process(&mut ev).unwrap();
+    let other = Config::from_str(&format!("[privacy]\nsecret = \"another\"\n{CONFIG}"), Path::new(".")).unwrap();
+    assert!(matches!(Engine::restore(other, &e.snapshot()), Err(argus_engine::SnapshotError::Incompatible(m)) if m.contains("secret")));
+}

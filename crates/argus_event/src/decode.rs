@@ -269,11 +269,14 @@ impl Decoder {
             }
         }
         for (s, f) in et.fields.iter().enumerate() {
-            if f.required && fields[s].is_null() && !raw.iter().any(|(rs, _, _)| *rs == s) {
-                let path = if s == ACTOR_SLOT { "/actor".to_string() } else { format!("/data/{}", escape(&f.name)) };
-                if !errors.iter().any(|e| e.path == path) {
-                    errors.push(fe(path, "missing_field", format!("`{}` is required for `{}`", f.name, et.name)));
+            if f.required && fields[s].is_null() {
+                // A value that was given but failed to parse is already reported at its own path.
+                let given = raw.iter().find(|(rs, _, _)| *rs == s).map(|(_, _, p)| p.render());
+                if given.as_ref().is_some_and(|p| errors.iter().any(|e| &e.path == p)) {
+                    continue;
                 }
+                let path = given.unwrap_or_else(|| if s == ACTOR_SLOT { "/actor".to_string() } else { format!("/data/{}", escape(&f.name)) });
+                errors.push(fe(path, "missing_field", format!("`{}` is required for `{}` and must not be null", f.name, et.name)));
             }
         }
         if !errors.is_empty() {

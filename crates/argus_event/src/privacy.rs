@@ -65,20 +65,20 @@ pub fn normalize(ty: FieldType, p: &Personal) -> Result<String, String> {
             let v = raw.to_lowercase();
             match v.rsplit_once('@') {
                 Some((l, d)) if !l.is_empty() && !d.is_empty() && !d.contains(char::is_whitespace) => Ok(v),
-                _ => Err(format!("`{}` is not an email address", clip(raw))),
+                _ => Err("not an email address (the value is not repeated: it is personal data)".into()),
             }
         }
         FieldType::Phone => {
             let digits: String = raw.chars().filter(|c| c.is_ascii_digit()).collect();
             if digits.len() < 6 || raw.chars().any(|c| !(c.is_ascii_digit() || " +-().".contains(c))) {
-                return Err(format!("`{}` is not a phone number", clip(raw)));
+                return Err("not a phone number (the value is not repeated: it is personal data)".into());
             }
             Ok(if raw.starts_with('+') { format!("+{digits}") } else { digits })
         }
         FieldType::Ip => raw
             .parse::<IpAddr>()
             .map(|ip| ip.to_string())
-            .map_err(|_| format!("`{}` is not an IP address", clip(raw))),
+            .map_err(|_| "not an IP address (the value is not repeated: it is personal data)".to_string()),
         FieldType::CardNumber => {
             let digits: String = raw.chars().filter(|c| c.is_ascii_digit()).collect();
             if !(12..=19).contains(&digits.len()) || raw.chars().any(|c| !(c.is_ascii_digit() || c == ' ' || c == '-')) {
@@ -121,9 +121,6 @@ pub fn derive(d: Derivation, normalized: &str, p: &Personal) -> Option<String> {
     }
 }
 
-fn clip(s: &str) -> String {
-    s.chars().take(64).collect()
-}
 
 #[cfg(test)]
 mod tests {

@@ -210,6 +210,8 @@ pub struct SeriesDef {
     pub key: Vec<String>,
     pub value: Option<String>,
     pub value_numeric: bool,
+    /// The value field is required on every feeding type, so the series sees every event.
+    pub value_required: bool,
     pub filter: Vec<FilterConfig>,
     /// Canonical rendering of `filter`, to recognise identical series.
     pub filter_text: String,
@@ -245,6 +247,9 @@ pub struct TypePlan {
 pub struct EntityPlan {
     pub entity: usize,
     pub key_slots: Vec<usize>,
+    /// Seeds the key digest with the entity kinds of the key fields on this type, so that user `s1`
+    /// and seller `s1` are different keys even under the same field name (`actor`).
+    pub seed: u64,
     pub groups: Vec<Group>,
 }
 
@@ -341,6 +346,34 @@ impl<'a> Compiler<'a> {
         self.errors.push(ConfigError { path, message });
     }
 
+    /// Keys that mean nothing for a feature's kind are mistakes, not silently ignored.
+    fn inapplicable(&mut self, path: &str, f: &FeatureConfig) {
+        let calendar = matches!(f.kind.as_str(), "is_weekend" | "hour_of_day" | "day_of_week" | "hour_in_range");
+        let ratio = f.kind == "ratio";
+        let field = f.kind == "field";
+        let bucketed = f.mode.as_deref() == Some("bucketed");
+        let mut bad = |key: &str, set: bool, why: &str| {
+            if set {
+                self.errors.push(ConfigError { path: format!("{path}.{key}"), message: format!("`{key}` does not apply {why}") });
+            }
+        };
+        let stateless = calendar || ratio || field;
+        let kind = format!("to `{}` features", f.kind);
+        bad("events", stateless && !f.events.is_empty(), &kind);
+        bad("key", stateless && !f.key.is_empty(), &kind);
+        bad("window", stateless && f.window.is_some(), &kind);
+        bad("offset", stateless && f.offset.is_some(), &kind);
+        bad("mode", stateless && f.mode.is_some(), &kind);
+        bad("filter", stateless && !f.filter.is_empty(), &kind);
+        bad("value", (calendar || ratio) && f.value.is_some(), &kind);
+        bad("buckets", f.buckets.is_some() && !bucketed, "without `mode = \"bucketed\"`");
+        bad("max_entries", f.max_entries.is_some() && (bucketed || stateless || matches!(f.window.as_deref(), None | Some("lifetime"))), "except to exact windows");
+        bad("hours", f.hours.is_some() && f.kind != "hour_in_range", "except to `hour_in_range`");
+        bad("utc_offset", f.utc_offset.is_some() && !calendar, "except to calendar features");
+        bad("numerator", f.numerator.is_some() && !ratio, "except to `ratio`");
+        bad("denominator", f.denominator.is_some() && !ratio, "except to `ratio`");
+    }
+
     fn duration(&mut self, path: String, s: &str) -> Option<i64> {
         match parse_duration(s) {
             Some(ms) => Some(ms),
@@ -377,7 +410,14 @@ impl<'a> Compiler<'a> {
         for &i in &order {
             let f = &cfg.features[i];
             let path = format!("features[{i}] ({})", f.name);
+            self.inapplicable(&path, f);
             compiled[i] = self.feature(&path, f, &cfg.settings, lateness, &mut series, &index, i);
+            if let Some(def) = compiled[i].as_mut() {
+                match coerce_default(&def.default, def.out) {
+                    Ok(v) => def.default = v,
+                    Err(m) => self.err(format!("{path}.default"), m),
+                }
+            }
         }
         for (i, c) in compiled.into_iter().enumerate() {
             features.push(c.unwrap_or(FeatureDef {
@@ -452,7 +492,15 @@ impl<'a> Compiler<'a> {
                 let e = series[g.series].entity;
                 match plan.entities.iter_mut().find(|p| p.entity == e) {
                     Some(p) => p.groups.push(g),
-                    None => plan.entities.push(EntityPlan { entity: e, key_slots: g.key_slots.clone(), groups: vec![g] }),
+                    None => {
+                        let kinds: Vec<String> = g
+                            .key_slots
+                            .iter()
+                            .map(|&s| et.fields[s].entity.clone().unwrap_or_else(|| format!("field:{}", et.fields[s].name)))
+                            .collect();
+                        let seed = xxhash_rust::xxh3::xxh3_64(kinds.join("\u{0}").as_bytes());
+                        plan.entities.push(EntityPlan { entity: e, key_slots: g.key_slots.clone(), seed, groups: vec![g] })
+                    }
                 }
             }
         }
@@ -520,6 +568,9 @@ impl<'a> Compiler<'a> {
                 if let Some(fd) = et.field(name) {
                     if fd.label.is_some() {
                         self.err(format!("{path}.value"), format!("`{name}` is a delayed label of `{}`", et.name));
+                    }
+                    if ty.is_some_and(|t| t != fd.ty.stored()) {
+                        self.err(format!("{path}.value"), format!("`{name}` has different types across event types (`{}` has {})", et.name, fd.ty.name()));
                     }
                     ty.get_or_insert(fd.ty.stored());
                 }
@@ -593,8 +644,12 @@ impl<'a> Compiler<'a> {
         for &t in &events {
             let et = self.schema.get(t);
             for k in &key {
-                if et.slot(k).is_none() {
-                    self.err(format!("{path}.key"), format!("`{}` has no field `{k}`{}", et.name, did_you_mean(k, et.fields.iter().map(|f| f.name.as_str()))));
+                match et.field(k) {
+                    None => self.err(format!("{path}.key"), format!("`{}` has no field `{k}`{}", et.name, did_you_mean(k, et.fields.iter().map(|f| f.name.as_str())))),
+                    Some(field) if field.label.is_some() => {
+                        self.err(format!("{path}.key"), format!("`{k}` is a delayed label of `{}`; it is not known when the event arrives", et.name))
+                    }
+                    Some(_) => {}
                 }
             }
             if let Some(v) = &f.value {
@@ -711,8 +766,9 @@ impl<'a> Compiler<'a> {
         // Share a series with an identical source; a count may ride on a valued series whose value is
         // always present, since then both see the same events.
         let value_numeric = value_ty.is_some_and(|t| t.is_numeric() || t == FieldType::Bool);
-        let want = SeriesDef { events, key, value: f.value.clone(), value_numeric, filter: f.filter.clone(), filter_text, mode, entity: 0, pos: 0 };
-        let si = find_or_add_series(series, want, agg == Agg::Count && value_required);
+        let value_required = f.value.is_some() && value_required;
+        let want = SeriesDef { events, key, value: f.value.clone(), value_numeric, value_required, filter: f.filter.clone(), filter_text, mode, entity: 0, pos: 0 };
+        let si = find_or_add_series(series, want, agg == Agg::Count);
         Some(FeatureDef {
             name: f.name.clone(),
             kind: FeatureKind::Series { series: si, reader: Reader { agg, window_ms, offset_ms, out: value_out } },
@@ -723,10 +779,12 @@ impl<'a> Compiler<'a> {
     }
 }
 
-fn find_or_add_series(series: &mut Vec<SeriesDef>, want: SeriesDef, count_can_share: bool) -> usize {
+/// A count (no value) can share a valued series only when that value is required on every feeding type:
+/// then the series holds every event the count must see.
+fn find_or_add_series(series: &mut Vec<SeriesDef>, want: SeriesDef, is_count: bool) -> usize {
     for (i, s) in series.iter_mut().enumerate() {
         let same_source = s.events == want.events && s.key == want.key && s.filter_text == want.filter_text;
-        let value_ok = s.value == want.value || (want.value.is_none() && count_can_share && s.value.is_some());
+        let value_ok = s.value == want.value || (want.value.is_none() && is_count && s.value.is_some() && s.value_required);
         if !(same_source && value_ok) {
             continue;
         }
@@ -754,6 +812,31 @@ fn find_or_add_series(series: &mut Vec<SeriesDef>, want: SeriesDef, count_can_sh
     }
     series.push(want);
     series.len() - 1
+}
+
+/// Converts a configured `default` to the feature's output type.
+fn coerce_default(v: &Value, out: Out) -> Result<Value, String> {
+    let want = |t: &str| Err(format!("default {v:?} does not fit this feature's type ({t})"));
+    Ok(match (v, out) {
+        (Value::Null, _) => Value::Null,
+        (Value::Int(i), Out::Int) => Value::Int(*i),
+        (Value::Int(i), Out::Float) => Value::Float(*i as f64),
+        (Value::Float(x), Out::Float) => Value::Float(*x),
+        (Value::Float(x), Out::Int) if x.fract() == 0.0 => Value::Int(*x as i64),
+        (Value::Int(i), Out::Dec) => Value::Dec(i.saturating_mul(argus_event::value::DEC_SCALE)),
+        (Value::Float(x), Out::Dec) => Value::Dec((x * argus_event::value::DEC_SCALE as f64).round() as i64),
+        (Value::Bool(b), Out::Bool) => Value::Bool(*b),
+        (Value::Str(s), Out::Str) => Value::Str(s.clone()),
+        (Value::Str(s), Out::Time) => match argus_event::time::parse_datetime(s) {
+            Some(t) => Value::Time(t),
+            None => return want("a time"),
+        },
+        (_, Out::Int) => return want("integer"),
+        (_, Out::Float) | (_, Out::Dec) => return want("number"),
+        (_, Out::Bool) => return want("boolean"),
+        (_, Out::Str) => return want("string"),
+        (_, Out::Time) => return want("time"),
+    })
 }
 
 fn valid_name(s: &str) -> bool {

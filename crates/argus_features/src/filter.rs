@@ -119,6 +119,12 @@ pub fn compile_filter(et: &EventType, conds: &[FilterConfig]) -> Result<Filter, 
             "missing" => Op::Missing,
             o => return Err(format!("unknown filter op `{o}` (==, !=, >, >=, <, <=, in, not_in, exists, missing)")),
         };
+        if field.pii && !matches!(op, Op::Exists | Op::Missing) {
+            return Err(format!(
+                "`{}` is personal data, stored as a keyed-hash token, so a literal never matches it; filter on a derived attribute (e.g. `{}_domain`, `{}_prefix`) instead",
+                c.field, c.field, c.field
+            ));
+        }
         let ty = field.ty.stored();
         let lits = match (op, &c.value) {
             (Op::Exists | Op::Missing, None) => vec![],

@@ -123,7 +123,7 @@ impl FeatureState {
         }
         let t = ev.time;
         for ep in &plan.entities {
-            let Some(key) = key_hash(&ev.fields, &ep.key_slots, &mut self.buf) else { continue };
+            let Some(key) = key_hash(&ev.fields, &ep.key_slots, ep.seed, &mut self.buf) else { continue };
             // What each series of this entity receives from the event (filter passed, value present).
             let mut updates = std::mem::take(&mut self.updates);
             updates.clear();
@@ -426,7 +426,7 @@ fn read_empty(r: &Reader) -> Value {
 }
 
 /// Digest of the key tuple; `None` when a key field is absent.
-fn key_hash(fields: &[Value], slots: &[usize], buf: &mut Vec<u8>) -> Option<u128> {
+fn key_hash(fields: &[Value], slots: &[usize], seed: u64, buf: &mut Vec<u8>) -> Option<u128> {
     buf.clear();
     for &s in slots {
         let v = &fields[s];
@@ -435,7 +435,7 @@ fn key_hash(fields: &[Value], slots: &[usize], buf: &mut Vec<u8>) -> Option<u128
         }
         v.encode_key(buf);
     }
-    Some(xxhash_rust::xxh3::xxh3_128(buf))
+    Some(xxhash_rust::xxh3::xxh3_128_with_seed(buf, seed))
 }
 
 /// Output conversion of micro-units.

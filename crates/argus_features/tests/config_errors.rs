@@ -119,3 +119,50 @@ window = "7d"
     )
     .unwrap();
 }
+
+#[test]
+fn inapplicable_keys_pii_filters_and_mistyped_defaults_are_errors() {
+    let schema = Schema::builtin();
+    let errs = FeatureSet::from_toml(
+        &schema,
+        r#"
+[[features]]
+name = "a"
+kind = "hour_of_day"
+events = ["order.create"]
+window = "1h"
+
+[[features]]
+name = "b"
+kind = "count"
+events = ["order.create"]
+window = "1h"
+buckets = 6
+hours = [0, 6]
+
+[[features]]
+name = "c"
+kind = "count"
+events = ["order.create"]
+window = "1h"
+filter = [{ field = "email", op = "==", value = "bob@example.com" }]
+
+[[features]]
+name = "d"
+kind = "avg"
+events = ["order.create"]
+value = "amount"
+window = "1h"
+default = "zero"
+"#,
+    )
+    .unwrap_err()
+    .0;
+    let has = |p: &str, m: &str| errs.iter().any(|e| e.path == p && e.message.contains(m));
+    assert!(has("features[0] (a).events", "does not apply"), "{errs:#?}");
+    assert!(has("features[0] (a).window", "does not apply"), "{errs:#?}");
+    assert!(has("features[1] (b).buckets", "bucketed"), "{errs:#?}");
+    assert!(has("features[1] (b).hours", "hour_in_range"), "{errs:#?}");
+    assert!(has("features[2] (c).filter", "personal data"), "{errs:#?}");
+    assert!(has("features[3] (d).default", "does not fit"), "{errs:#?}");
+}

@@ -68,7 +68,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let format = match a.format.as_deref() {
         Some("csv") => Format::Csv,
         Some(_) => Format::Ndjson,
-        None if name.ends_with(".csv") || name.ends_with(".tsv") => Format::Csv,
+        None if name.ends_with(".csv") => Format::Csv,
         None => Format::Ndjson,
     };
     let read_bytes = Arc::new(AtomicU64::new(0));
