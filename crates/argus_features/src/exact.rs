@@ -75,6 +75,20 @@ pub struct Scratch {
     set: std::collections::HashSet<i64, std::hash::BuildHasherDefault<crate::state::KeyHasher>>,
 }
 
+/// Like [`gallop_back`], searching forwards from the first entry.
+fn gallop_front(st: &ExactState, end: usize, x: i64) -> usize {
+    let mut step = 1;
+    let mut lo = 0; // every entry before `lo` has time ≤ x
+    loop {
+        let probe = (lo + step).min(end);
+        if probe == end || st.at(probe - 1).t > x {
+            return st.partition(lo, probe, x);
+        }
+        lo = probe;
+        step *= 2;
+    }
+}
+
 impl ExactState {
     fn at(&self, i: usize) -> &Entry {
         &self.ring[(self.head + i) & (self.ring.len() - 1)]
@@ -198,7 +212,11 @@ impl ExactState {
         let hi = t - r.offset_ms;
         let lo = hi - r.window_ms;
         let end = if self.at(self.len - 1).t <= hi { self.len } else { gallop_back(self, self.len, hi) };
-        (gallop_back(self, end, lo), end)
+        // Search from whichever end is nearer in time: the front's cache line is hot (eviction reads it),
+        // and a long window's start is usually near it.
+        let (front, back) = (self.at(0).t, self.at(end.max(1) - 1).t);
+        let start = if lo - front < back - lo { gallop_front(self, end, lo) } else { gallop_back(self, end, lo) };
+        (start, end)
     }
 
     /// Reads an aggregate over (t − offset − window, t − offset].
