@@ -195,7 +195,21 @@ fn check_csv(schema: &Schema, csv: &CsvMapping) -> Vec<String> {
                 }
             }
         },
-        (None, Some(_)) => {}
+        (None, Some(_)) => {
+            for f in csv.fields.keys() {
+                let fields = schema.types.iter().filter(|t| !t.internal).filter_map(|t| t.field(f));
+                let (mut any, mut derived) = (false, false);
+                for field in fields {
+                    any = true;
+                    derived |= field.derived_from.is_some();
+                }
+                if f == "actor" || !any {
+                    errors.push(format!("csv.fields.{f}: no event type has a field `{f}` that can be mapped"));
+                } else if derived {
+                    errors.push(format!("csv.fields.{f}: `{f}` is derived by Argus from personal data and cannot be mapped"));
+                }
+            }
+        }
         _ => errors.push("csv: set exactly one of `type` (one type for every row) or `type_column`".into()),
     }
     errors

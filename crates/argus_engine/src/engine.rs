@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"ARGUSSN1";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"ARGUSSN2";
 
 /// Counters of what the engine did with its input.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

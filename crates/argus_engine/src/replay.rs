@@ -157,7 +157,7 @@ fn csv_records<R: BufRead>(engine: &mut Engine, input: R, stats: &mut ReplayStat
         let et = schema.get(ty);
         let mut cols = vec![(argus_event::ACTOR_SLOT, actor_c, m.actor.clone())];
         for (f, ci, cname) in &field_cols {
-            if let Some(s) = et.slot(f) {
+            if let Some(s) = et.slot(f).filter(|&s| s != argus_event::ACTOR_SLOT && et.fields[s].derived_from.is_none()) {
                 cols.push((s, *ci, cname.clone()));
             }
         }

@@ -173,18 +173,18 @@ impl Decoder {
             errors.push(fe("/data".into(), "too_many_fields", format!("at most {} fields", self.limits.max_fields)));
         }
         for (k, v) in data {
-            let path = PathSrc::Data(k).render();
+            let path = || PathSrc::Data(k).render();
             match et.slot(k) {
                 Some(s) if s != ACTOR_SLOT && et.fields[s].derived_from.is_none() => {
                     if raw.iter().any(|(rs, _, _)| *rs == s) {
-                        errors.push(fe(path, "duplicate_field", format!("`{k}` is given twice (name and alias)")));
+                        errors.push(fe(path(), "duplicate_field", format!("`{k}` is given twice (name and alias)")));
                     } else {
                         raw.push((s, Raw::Json(v), PathSrc::Data(k)));
                     }
                 }
-                Some(_) => errors.push(fe(path, "unknown_field", format!("`{k}` is computed by Argus and cannot be sent"))),
+                Some(_) => errors.push(fe(path(), "unknown_field", format!("`{k}` is computed by Argus and cannot be sent"))),
                 None => errors.push(fe(
-                    path,
+                    path(),
                     "unknown_field",
                     format!("`{}` has no field `{k}`{}", et.name, did_you_mean(k, et.input_names())),
                 )),
@@ -265,7 +265,11 @@ impl Decoder {
                         fields[*slot] = v;
                     }
                 }
-                Err((code, m)) => errors.push(fe(path.render(), code, m)),
+                Err((code, m)) => {
+                    // Never repeat personal data in an error message.
+                    let m = if f.pii && code == "invalid_value" { format!("invalid {} value (not repeated: personal data)", f.ty.name()) } else { m };
+                    errors.push(fe(path.render(), code, m))
+                }
             }
         }
         for (s, f) in et.fields.iter().enumerate() {

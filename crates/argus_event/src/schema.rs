@@ -6,6 +6,25 @@
 use crate::time::parse_duration;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// FNV-1a: field names are short and chosen by the operator, and this lookup runs for every field of
+/// every event; SipHash's DoS resistance buys nothing here.
+#[derive(Default)]
+pub struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for &b in bytes {
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
 
 /// Index of an event type in a [`Schema`].
 pub type TypeId = u16;
@@ -210,7 +229,7 @@ pub struct EventType {
     pub description: Option<String>,
     pub fields: Vec<Field>,
     /// Field name and every alias → slot.
-    index: HashMap<String, usize>,
+    index: HashMap<String, usize, BuildHasherDefault<NameHasher>>,
     /// Synthetic label-release types are produced by the engine only and cannot be ingested.
     pub internal: bool,
 }
@@ -389,7 +408,7 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
             label: None,
             description: Some(format!("The {} who acts.", d.actor)),
         }];
-        let mut index = HashMap::new();
+        let mut index: HashMap<String, usize, BuildHasherDefault<NameHasher>> = HashMap::default();
         index.insert("actor".to_string(), ACTOR_SLOT);
         for (fname, (f, path)) in &d.fields {
             if !is_snake_ident(fname) || fname == "actor" {
@@ -490,10 +509,10 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
         let mut fields: Vec<Field> = src
             .fields
             .iter()
-            .map(|f| Field { required: false, pii: false, label: None, derived_from: None, ty: f.ty.stored(), ..f.clone() })
+            .map(|f| Field { required: false, label: None, derived_from: None, ty: f.ty.stored(), ..f.clone() })
             .collect();
         fields[ACTOR_SLOT].required = true;
-        let mut index: HashMap<String, usize> = fields.iter().enumerate().map(|(i, f)| (f.name.clone(), i)).collect();
+        let mut index: HashMap<String, usize, BuildHasherDefault<NameHasher>> = fields.iter().enumerate().map(|(i, f)| (f.name.clone(), i)).collect();
         for (n, t) in [("value", ty.stored()), ("event_time", FieldType::Timestamp)] {
             if index.contains_key(n) {
                 errors.push(err(format!("label {name}"), format!("source type `{}` has a field `{n}`, which label events reserve", src.name)));
@@ -503,7 +522,8 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
                 name: n.into(),
                 ty: t,
                 entity: None,
-                required: false,
+                // A label is released only when its column had a value, and always with its time.
+                required: true,
                 pii: false,
                 max_len: 1024,
                 derived_from: None,

@@ -569,7 +569,7 @@ impl<'a> Compiler<'a> {
                     if fd.label.is_some() {
                         self.err(format!("{path}.value"), format!("`{name}` is a delayed label of `{}`", et.name));
                     }
-                    if ty.is_some_and(|t| t != fd.ty.stored()) {
+                    if ty.is_some_and(|t| t != fd.ty.stored()) && !self.errors.iter().any(|e| e.path == format!("{path}.value")) {
                         self.err(format!("{path}.value"), format!("`{name}` has different types across event types (`{}` has {})", et.name, fd.ty.name()));
                     }
                     ty.get_or_insert(fd.ty.stored());
@@ -816,7 +816,7 @@ fn find_or_add_series(series: &mut Vec<SeriesDef>, want: SeriesDef, is_count: bo
 
 /// Converts a configured `default` to the feature's output type.
 fn coerce_default(v: &Value, out: Out) -> Result<Value, String> {
-    let want = |t: &str| Err(format!("default {v:?} does not fit this feature's type ({t})"));
+    let want = |t: &str| Err(format!("default `{}` does not fit this feature's type ({t})", v.to_json()));
     Ok(match (v, out) {
         (Value::Null, _) => Value::Null,
         (Value::Int(i), Out::Int) => Value::Int(*i),

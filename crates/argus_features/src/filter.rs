@@ -120,10 +120,10 @@ pub fn compile_filter(et: &EventType, conds: &[FilterConfig]) -> Result<Filter, 
             o => return Err(format!("unknown filter op `{o}` (==, !=, >, >=, <, <=, in, not_in, exists, missing)")),
         };
         if field.pii && !matches!(op, Op::Exists | Op::Missing) {
-            return Err(format!(
-                "`{}` is personal data, stored as a keyed-hash token, so a literal never matches it; filter on a derived attribute (e.g. `{}_domain`, `{}_prefix`) instead",
-                c.field, c.field, c.field
-            ));
+            let derived: Vec<String> =
+                et.fields.iter().filter(|d| d.derived_from.is_some_and(|(src, _)| src == slot)).map(|d| format!("`{}`", d.name)).collect();
+            let hint = if derived.is_empty() { String::new() } else { format!("; filter on {} instead", derived.join(" or ")) };
+            return Err(format!("`{}` is personal data, stored as a keyed-hash token, so a literal never matches it{hint}", c.field));
         }
         let ty = field.ty.stored();
         let lits = match (op, &c.value) {
