@@ -24,8 +24,8 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 replay_eps() { # config input [extra args…] → events/s of each run, one per line
   local cfg=$1 input=$2; shift 2
   for _ in $(seq "$RUNS"); do
-    ./target/release/argus replay -q --config "$cfg" --input "$input" --summary "$OUT/summary.json" "$@" 2>/dev/null
-    python3 -c "import json;print(json.load(open('$OUT/summary.json'))['events_per_sec'])"
+    ./target/release/argus replay -q --config "$cfg" --input "$input" --summary "$OUT/summary-$(basename "$cfg" .toml).json" "$@" 2>/dev/null
+    python3 -c "import json;print(json.load(open('$OUT/summary-$(basename "$cfg" .toml).json'))['events_per_sec'])"
   done
 }
 
@@ -40,11 +40,11 @@ if [ -f "$DATA" ]; then
     "argus replay, .csv input, no table" "$hb_csv" \
     "argus replay, .csv input, writing the CSV feature table" "$hb_table" \
     "argus replay, .csv input, bucketed windows" "$hb_bucket"
-  python3 - "$OUT/summary.json" <<'PY'
+  python3 - "$OUT/summary-argus.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 for e in d["state"]["entities"]:
-    print(f"  state: key {e['key']}: {e['keys']} keys, {e['bytes']/e['keys']:.0f} B/key, {e['series']} series, {e['features']} features")
+    print(f"  state (exact windows, end of input): key {e['key']}: {e['keys']} keys, {e['bytes']/e['keys']:.0f} B/key, {e['series']} series, {e['features']} features")
 PY
   if [ -z "${SKIP_PANDAS:-}" ] && python3 -c "import pandas" 2>/dev/null; then
     echo "== pandas reference (bench/handbook_pandas.py: groupby + time-based rolling, the handbook's way)"
