@@ -30,6 +30,10 @@ fn main() {
         Command::Schema(a) => commands::schema::run(a),
     };
     if let Err(e) = result {
+        // A closed pipe (`argus schema | head`) is the reader's choice, not an error.
+        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+            return;
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

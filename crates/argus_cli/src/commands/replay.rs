@@ -166,7 +166,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         std::fs::write(p, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", p.display()))?;
     }
     if !a.quiet {
-        println!(
+        let mut w = std::io::stdout().lock();
+        writeln!(
+            w,
             "replayed {} records in {:.2} s ({:.0} events/s): {} accepted, {} duplicates, {} too late, {} rejected {:?}",
             stats.records,
             secs,
@@ -176,12 +178,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             stats.too_late,
             stats.rejected_total(),
             stats.rejected
-        );
-        println!("delayed labels: {} released, {} pending at end of input", stats.labels_released, stats.labels_pending);
-        println!("{:<44} {:>10} {:>10} {:>14} {:>14} {:>14}", "feature", "non-null", "null", "min", "mean", "max");
+        )?;
+        writeln!(w, "delayed labels: {} released, {} pending at end of input", stats.labels_released, stats.labels_pending)?;
+        writeln!(w, "{:<44} {:>10} {:>10} {:>14} {:>14} {:>14}", "feature", "non-null", "null", "min", "mean", "max")?;
         let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
         for s in &summary.features {
-            println!("{:<44} {:>10} {:>10} {:>14} {:>14} {:>14}", s.name, s.non_null, s.nulls, f(s.min), f(s.mean), f(s.max));
+            writeln!(w, "{:<44} {:>10} {:>10} {:>14} {:>14} {:>14}", s.name, s.non_null, s.nulls, f(s.min), f(s.mean), f(s.max))?;
         }
     }
     Ok(())

@@ -12,7 +12,9 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    use std::io::Write;
     let cfg = super::load_config(a.config.as_deref())?;
+    let mut w = std::io::stdout().lock();
     let mut out = Vec::new();
     for t in &cfg.schema.types {
         let fields: Vec<serde_json::Value> = t
@@ -28,11 +30,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         out.push(serde_json::json!({"type": t.name, "checkpoint": t.checkpoint, "actor": t.actor_kind, "internal": t.internal, "fields": fields}));
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        writeln!(w, "{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(());
     }
     for t in &cfg.schema.types {
-        println!("{}{}{}  (actor: {})", t.name, if t.checkpoint { "  [checkpoint]" } else { "" }, if t.internal { "  [internal]" } else { "" }, t.actor_kind);
+        writeln!(w, "{}{}{}  (actor: {})", t.name, if t.checkpoint { "  [checkpoint]" } else { "" }, if t.internal { "  [internal]" } else { "" }, t.actor_kind)?;
         for f in &t.fields {
             let mut tags = Vec::new();
             if f.required {
@@ -50,7 +52,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             if f.label.is_some() {
                 tags.push("delayed label".into());
             }
-            println!("    {:<28} {:<12} {}", f.name, f.ty.name(), tags.join(", "));
+            writeln!(w, "    {:<28} {:<12} {}", f.name, f.ty.name(), tags.join(", "))?;
         }
     }
     Ok(())
