@@ -1,0 +1,307 @@
+//! Type checking: resolves names against the [`Env`], picks function overloads, and produces a typed
+//! intermediate form. Every problem is collected (checking continues with `dyn` where a type is unknown).
+
+use crate::ast::{BinOp, Expr, ExprKind, Lit, UnOp};
+use crate::diag::{did_you_mean, Diagnostic};
+use crate::env::Env;
+use crate::types::Type;
+use crate::value::Val;
+use std::sync::Arc;
+
+/// The typed intermediate form the compiler turns into closures.
+#[derive(Debug, Clone)]
+pub enum Ir {
+    Const(Val),
+    /// A variable by index, with its name for error messages.
+    Var(usize, Arc<str>),
+    /// Presence test (`has(x)`, `x != null`); negated for `x == null`.
+    Present(usize, bool),
+    List(Vec<Ir>),
+    Not(Box<Ir>),
+    Neg(Box<Ir>),
+    And(Box<Ir>, Box<Ir>),
+    Or(Box<Ir>, Box<Ir>),
+    Cond(Box<Ir>, Box<Ir>, Box<Ir>),
+    Binary(BinOp, Box<Ir>, Box<Ir>),
+    InList(Box<Ir>, usize),
+    Index(Box<Ir>, Box<Ir>),
+    /// Function overload index in `Env::functions`, arguments (receiver first for methods).
+    Call(usize, Vec<Ir>),
+}
+
+pub struct Checker<'e> {
+    env: &'e Env,
+    pub diags: Vec<Diagnostic>,
+    /// Variables the expression reads (for explanations: "the feature values they read").
+    pub reads: Vec<usize>,
+}
+
+impl<'e> Checker<'e> {
+    pub fn new(env: &'e Env) -> Self {
+        Checker { env, diags: Vec::new(), reads: Vec::new() }
+    }
+
+    fn err(&mut self, d: Diagnostic) -> (Ir, Type) {
+        self.diags.push(d);
+        (Ir::Const(Val::Null), Type::Dyn)
+    }
+
+    pub fn check(&mut self, e: &Expr) -> (Ir, Type) {
+        match &e.kind {
+            ExprKind::Lit(l) => match l {
+                Lit::Null => (Ir::Const(Val::Null), Type::Null),
+                Lit::Bool(b) => (Ir::Const(Val::Bool(*b)), Type::Bool),
+                Lit::Int(i) => (Ir::Const(Val::Int(*i)), Type::Int),
+                Lit::UInt(u) => (Ir::Const(Val::UInt(*u)), Type::UInt),
+                Lit::Double(d) => (Ir::Const(Val::Double(*d)), Type::Double),
+                Lit::Str(s) => (Ir::Const(Val::str(s)), Type::String),
+            },
+            ExprKind::Ident(_) | ExprKind::Member(..) => self.name(e),
+            ExprKind::ListRef(n) => self.err(
+                Diagnostic::new("unsupported", format!("`@{n}` is a value list: use it on the right of `in`, e.g. `event.device in @{n}`"), e.span),
+            ),
+            ExprKind::List(items) => {
+                let mut irs = Vec::new();
+                let mut elem: Option<Type> = None;
+                for it in items {
+                    let (ir, t) = self.check(it);
+                    elem = Some(match elem {
+                        None => t,
+                        Some(p) if p == t => p,
+                        Some(p) if p.is_numeric() && t.is_numeric() => Type::Dyn,
+                        Some(_) => Type::Dyn,
+                    });
+                    irs.push(ir);
+                }
+                (Ir::List(irs), Type::List(Box::new(elem.unwrap_or(Type::Dyn))))
+            }
+            ExprKind::Unary(op, x) => {
+                let (ir, t) = self.check(x);
+                match (op, &t) {
+                    (UnOp::Not, Type::Bool | Type::Dyn) => (Ir::Not(Box::new(ir)), Type::Bool),
+                    (UnOp::Neg, Type::Int | Type::Double | Type::Duration | Type::Dyn) => (Ir::Neg(Box::new(ir)), t),
+                    (UnOp::Not, _) => self.err(Diagnostic::new("type_mismatch", format!("`!` needs a bool, found {t}"), e.span)),
+                    (UnOp::Neg, _) => self.err(Diagnostic::new("type_mismatch", format!("`-` needs an int, double or duration, found {t}"), e.span)),
+                }
+            }
+            ExprKind::Binary(op, l, r) => self.binary(e, *op, l, r),
+            ExprKind::Cond(c, t, f) => {
+                let (ci, ct) = self.check(c);
+                if !matches!(ct, Type::Bool | Type::Dyn) {
+                    self.diags.push(Diagnostic::new("type_mismatch", format!("the condition of `? :` must be a bool, found {ct}"), c.span));
+                }
+                let (ti, tt) = self.check(t);
+                let (fi, ft) = self.check(f);
+                let ty = if tt == ft || ft == Type::Null {
+                    tt
+                } else if tt == Type::Null {
+                    ft
+                } else if tt == Type::Dyn || ft == Type::Dyn {
+                    Type::Dyn
+                } else {
+                    return self.err(Diagnostic::new("type_mismatch", format!("the branches of `? :` have different types: {tt} and {ft}"), e.span));
+                };
+                (Ir::Cond(Box::new(ci), Box::new(ti), Box::new(fi)), ty)
+            }
+            ExprKind::Index(x, i) => {
+                let (xi, xt) = self.check(x);
+                let (ii, it) = self.check(i);
+                match xt {
+                    Type::List(el) if matches!(it, Type::Int | Type::UInt | Type::Dyn) => (Ir::Index(Box::new(xi), Box::new(ii)), *el),
+                    Type::Dyn => (Ir::Index(Box::new(xi), Box::new(ii)), Type::Dyn),
+                    Type::List(_) => self.err(Diagnostic::new("type_mismatch", format!("a list index must be an int, found {it}"), i.span)),
+                    t => self.err(Diagnostic::new("type_mismatch", format!("{t} cannot be indexed"), x.span)),
+                }
+            }
+            ExprKind::Call { target, name, args } => self.call(e, target.as_deref(), name, args),
+        }
+    }
+
+    /// A dotted name: a declared variable.
+    fn name(&mut self, e: &Expr) -> (Ir, Type) {
+        let Some(name) = e.dotted() else {
+            return self.err(Diagnostic::new("unsupported", "field access is only supported on declared names such as `event.amount`".into(), e.span));
+        };
+        match self.env.lookup(&name) {
+            Some((i, t)) => {
+                self.reads.push(i);
+                (Ir::Var(i, Arc::from(name.as_str())), t.clone())
+            }
+            None => {
+                let hint = did_you_mean(&name, self.env.var_names());
+                let prefix_hint = if hint.is_empty() && !name.contains('.') {
+                    "names are qualified: `event.<field>`, `features.<name>`".to_string()
+                } else {
+                    hint
+                };
+                self.err(Diagnostic::new("unknown_name", format!("unknown name `{name}`"), e.span).with_hint(prefix_hint))
+            }
+        }
+    }
+
+    fn binary(&mut self, e: &Expr, op: BinOp, l: &Expr, r: &Expr) -> (Ir, Type) {
+        // `x in @list`
+        if op == BinOp::In {
+            if let ExprKind::ListRef(name) = &r.kind {
+                let (li, lt) = self.check(l);
+                return match self.env.lookup_list(name) {
+                    Some((idx, et)) => {
+                        if !(et.accepts(&lt) || (et.is_numeric() && lt.is_numeric())) {
+                            self.diags.push(Diagnostic::new("type_mismatch", format!("`@{name}` holds {et} values, the left side is {lt}"), l.span));
+                        }
+                        (Ir::InList(Box::new(li), idx), Type::Bool)
+                    }
+                    None => {
+                        let hint = did_you_mean(name, self.env.list_names());
+                        self.err(Diagnostic::new("unknown_list", format!("unknown value list `@{name}`"), r.span).with_hint(hint))
+                    }
+                };
+            }
+        }
+        // `x == null` / `x != null` on a variable is a presence test.
+        if matches!(op, BinOp::Eq | BinOp::Ne) {
+            let (var, other) = match (&l.kind, &r.kind) {
+                (_, ExprKind::Lit(Lit::Null)) => (l, true),
+                (ExprKind::Lit(Lit::Null), _) => (r, true),
+                _ => (l, false),
+            };
+            if other {
+                if let Some((i, _)) = var.dotted().and_then(|n| self.env.lookup(&n)) {
+                    self.reads.push(i);
+                    return (Ir::Present(i, op == BinOp::Ne), Type::Bool);
+                }
+            }
+        }
+        let (li, lt) = self.check(l);
+        let (ri, rt) = self.check(r);
+        let ty = match op {
+            BinOp::And | BinOp::Or => {
+                for (t, s) in [(&lt, l.span), (&rt, r.span)] {
+                    if !matches!(t, Type::Bool | Type::Dyn) {
+                        self.diags.push(Diagnostic::new("type_mismatch", format!("`{}` needs bools, found {t}", op.symbol()), s));
+                    }
+                }
+                let ir = if op == BinOp::And { Ir::And(Box::new(li), Box::new(ri)) } else { Ir::Or(Box::new(li), Box::new(ri)) };
+                return (ir, Type::Bool);
+            }
+            BinOp::Eq | BinOp::Ne => {
+                if !comparable(&lt, &rt) {
+                    return self.mismatch(e, op, &lt, &rt);
+                }
+                Type::Bool
+            }
+            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+                let ok = (lt.is_numeric() && rt.is_numeric())
+                    || (lt == rt && matches!(lt, Type::String | Type::Bool | Type::Timestamp | Type::Duration))
+                    || lt == Type::Dyn
+                    || rt == Type::Dyn;
+                if !ok {
+                    return self.mismatch(e, op, &lt, &rt);
+                }
+                Type::Bool
+            }
+            BinOp::In => match &rt {
+                Type::List(el) if comparable(el, &lt) => Type::Bool,
+                Type::Dyn => Type::Bool,
+                _ => return self.mismatch(e, op, &lt, &rt),
+            },
+            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => match arith_type(op, &lt, &rt) {
+                Some(t) => t,
+                None => return self.mismatch(e, op, &lt, &rt),
+            },
+        };
+        (Ir::Binary(op, Box::new(li), Box::new(ri)), ty)
+    }
+
+    fn mismatch(&mut self, e: &Expr, op: BinOp, lt: &Type, rt: &Type) -> (Ir, Type) {
+        let hint = if lt.is_numeric() && rt.is_numeric() {
+            "CEL does not mix int, uint and double in arithmetic: convert one side, e.g. `double(x)`"
+        } else if matches!((lt, rt), (Type::String, t) | (t, Type::String) if t.is_numeric()) {
+            "convert with `string(x)` or `int(s)` / `double(s)`"
+        } else {
+            ""
+        };
+        self.err(Diagnostic::new("type_mismatch", format!("`{}` cannot combine {lt} and {rt}", op.symbol()), e.span).with_hint(hint))
+    }
+
+    fn call(&mut self, e: &Expr, target: Option<&Expr>, name: &str, args: &[Expr]) -> (Ir, Type) {
+        if name == "has" && target.is_none() {
+            return match args {
+                [a] => match self.check(a) {
+                    (Ir::Var(i, _), _) => (Ir::Present(i, true), Type::Bool),
+                    _ => self.err(Diagnostic::new("type_mismatch", "`has` takes a field, e.g. `has(event.email)`".into(), a.span)),
+                },
+                _ => self.err(Diagnostic::new("wrong_arity", format!("`has` takes 1 argument, found {}", args.len()), e.span)),
+            };
+        }
+        let mut irs = Vec::new();
+        let mut tys = Vec::new();
+        if let Some(t) = target {
+            let (i, ty) = self.check(t);
+            irs.push(i);
+            tys.push(ty);
+        }
+        for a in args {
+            let (i, ty) = self.check(a);
+            irs.push(i);
+            tys.push(ty);
+        }
+        let method = target.is_some();
+        let named: Vec<(usize, &crate::functions::FunctionDef)> =
+            self.env.functions.iter().enumerate().filter(|(_, f)| f.name == name && f.method == method).collect();
+        if named.is_empty() {
+            let other_style = self.env.functions.iter().any(|f| f.name == name);
+            let hint = if other_style {
+                if method {
+                    format!("call it as `{name}(x, …)`")
+                } else {
+                    format!("call it as a method: `x.{name}(…)`")
+                }
+            } else {
+                let mut names: Vec<&str> = self.env.functions.iter().map(|f| f.name).collect();
+                names.dedup();
+                did_you_mean(name, names.into_iter())
+            };
+            return self.err(Diagnostic::new("unknown_function", format!("unknown function `{name}`"), e.span).with_hint(hint));
+        }
+        if !named.iter().any(|(_, f)| f.params.len() == tys.len()) {
+            let mut arities: Vec<String> = named.iter().map(|(_, f)| (f.params.len() - method as usize).to_string()).collect();
+            arities.dedup();
+            return self.err(Diagnostic::new(
+                "wrong_arity",
+                format!("`{name}` takes {} argument(s), found {}", arities.join(" or "), tys.len() - method as usize),
+                e.span,
+            ));
+        }
+        for (idx, f) in &named {
+            if f.params.len() == tys.len() && f.params.iter().zip(&tys).all(|(p, t)| p.accepts(t) || (matches!(p, Type::List(_)) && matches!(t, Type::List(_)))) {
+                return (Ir::Call(*idx, irs), f.ret.clone());
+            }
+        }
+        let found: Vec<String> = tys.iter().map(|t| t.to_string()).collect();
+        let wants: Vec<String> = named.iter().map(|(_, f)| format!("({})", f.params.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "))).collect();
+        self.err(
+            Diagnostic::new("type_mismatch", format!("no overload of `{name}` takes ({})", found.join(", ")), e.span)
+                .with_hint(format!("`{name}` takes {}", wants.join(" or "))),
+        )
+    }
+}
+
+fn comparable(a: &Type, b: &Type) -> bool {
+    a.accepts(b) || b.accepts(a) || (a.is_numeric() && b.is_numeric())
+}
+
+fn arith_type(op: BinOp, l: &Type, r: &Type) -> Option<Type> {
+    use Type::*;
+    Some(match (op, l, r) {
+        (_, Dyn, _) | (_, _, Dyn) => Dyn,
+        (BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem, Int, Int) => Int,
+        (BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem, UInt, UInt) => UInt,
+        (BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div, Double, Double) => Double,
+        (BinOp::Add, String, String) => String,
+        (BinOp::Add, List(a), List(b)) => List(Box::new(if a == b { (**a).clone() } else { Dyn })),
+        (BinOp::Add, Timestamp, Duration) | (BinOp::Add, Duration, Timestamp) | (BinOp::Sub, Timestamp, Duration) => Timestamp,
+        (BinOp::Sub, Timestamp, Timestamp) | (BinOp::Add | BinOp::Sub, Duration, Duration) => Duration,
+        _ => return None,
+    })
+}

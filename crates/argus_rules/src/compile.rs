@@ -1,0 +1,267 @@
+//! Compilation of the typed form into closures: no parsing, no name lookup and no allocation for
+//! numeric and boolean work at evaluation time; variables are slots, constant patterns are pre-built.
+
+use crate::ast::BinOp;
+use crate::check::Ir;
+use crate::env::{Activation, Env};
+use crate::value::{EvalError, Val};
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+/// A compiled expression.
+pub type Eval = Box<dyn Fn(&Activation<'_>) -> Result<Val, EvalError> + Send + Sync>;
+
+pub fn compile(ir: Ir, env: &Env) -> Eval {
+    match ir {
+        Ir::Const(v) => Box::new(move |_| Ok(v.clone())),
+        Ir::Var(i, name) => Box::new(move |a| var(a, i, &name).cloned()),
+        Ir::Present(i, want) => Box::new(move |a| Ok(Val::Bool(a.vars.get(i).is_some_and(|v| *v != Val::Null) == want))),
+        Ir::List(items) => {
+            let items: Vec<Eval> = items.into_iter().map(|x| compile(x, env)).collect();
+            Box::new(move |a| Ok(Val::List(items.iter().map(|f| f(a)).collect::<Result<Vec<_>, _>>()?.into())))
+        }
+        Ir::Not(x) => {
+            let x = compile(*x, env);
+            Box::new(move |a| match x(a)? {
+                Val::Bool(b) => Ok(Val::Bool(!b)),
+                o => Err(EvalError::NoOverload(format!("!{}", o.type_name()))),
+            })
+        }
+        Ir::Neg(x) => {
+            let x = compile(*x, env);
+            Box::new(move |a| match x(a)? {
+                Val::Int(i) => i.checked_neg().map(Val::Int).ok_or(EvalError::Overflow),
+                Val::Double(d) => Ok(Val::Double(-d)),
+                Val::Duration(d) => Ok(Val::Duration(-d)),
+                o => Err(EvalError::NoOverload(format!("-{}", o.type_name()))),
+            })
+        }
+        // CEL's commutative logic: an error on one side is absorbed when the other side decides.
+        Ir::And(l, r) => {
+            let (l, r) = (compile(*l, env), compile(*r, env));
+            Box::new(move |a| match l(a) {
+                Ok(Val::Bool(false)) => Ok(Val::Bool(false)),
+                Ok(Val::Bool(true)) => truth(r(a)),
+                left => match r(a) {
+                    Ok(Val::Bool(false)) => Ok(Val::Bool(false)),
+                    _ => truth(left),
+                },
+            })
+        }
+        Ir::Or(l, r) => {
+            let (l, r) = (compile(*l, env), compile(*r, env));
+            Box::new(move |a| match l(a) {
+                Ok(Val::Bool(true)) => Ok(Val::Bool(true)),
+                Ok(Val::Bool(false)) => truth(r(a)),
+                left => match r(a) {
+                    Ok(Val::Bool(true)) => Ok(Val::Bool(true)),
+                    _ => truth(left),
+                },
+            })
+        }
+        Ir::Cond(c, t, f) => {
+            let (c, t, f) = (compile(*c, env), compile(*t, env), compile(*f, env));
+            Box::new(move |a| match c(a)? {
+                Val::Bool(true) => t(a),
+                Val::Bool(false) => f(a),
+                o => Err(EvalError::NoOverload(format!("{} ? _ : _", o.type_name()))),
+            })
+        }
+        Ir::InList(x, list) => {
+            let x = compile(*x, env);
+            Box::new(move |a| Ok(Val::Bool(a.lists.contains(list, &x(a)?))))
+        }
+        Ir::Index(x, i) => {
+            let (x, i) = (compile(*x, env), compile(*i, env));
+            Box::new(move |a| match (x(a)?, i(a)?) {
+                (Val::List(l), Val::Int(i)) => usize::try_from(i).ok().and_then(|i| l.get(i).cloned()).ok_or(EvalError::IndexOutOfRange),
+                (Val::List(l), Val::UInt(i)) => usize::try_from(i).ok().and_then(|i| l.get(i).cloned()).ok_or(EvalError::IndexOutOfRange),
+                (x, i) => Err(EvalError::NoOverload(format!("{}[{}]", x.type_name(), i.type_name()))),
+            })
+        }
+        Ir::Binary(op, l, r) => binary(op, *l, *r, env),
+        Ir::Call(f, args) => call(f, args, env),
+    }
+}
+
+fn truth(r: Result<Val, EvalError>) -> Result<Val, EvalError> {
+    match r? {
+        Val::Bool(b) => Ok(Val::Bool(b)),
+        o => Err(EvalError::NoOverload(format!("a {} in a logical operator", o.type_name()))),
+    }
+}
+
+#[inline]
+fn var<'a>(a: &'a Activation<'_>, i: usize, name: &str) -> Result<&'a Val, EvalError> {
+    match a.vars.get(i) {
+        Some(Val::Null) | None => Err(EvalError::Absent(name.to_string())),
+        Some(v) => Ok(v),
+    }
+}
+
+fn binary(op: BinOp, l: Ir, r: Ir, env: &Env) -> Eval {
+    // Fast paths: a variable against a constant, compared or combined by reference (no clone).
+    if let (Ir::Var(i, name), Ir::Const(c)) = (&l, &r) {
+        let (i, name, c) = (*i, name.clone(), c.clone());
+        return Box::new(move |a| apply(op, var(a, i, &name)?, &c));
+    }
+    if let (Ir::Var(i, ni), Ir::Var(j, nj)) = (&l, &r) {
+        let (i, ni, j, nj) = (*i, ni.clone(), *j, nj.clone());
+        return Box::new(move |a| apply(op, var(a, i, &ni)?, var(a, j, &nj)?));
+    }
+    let (l, r) = (compile(l, env), compile(r, env));
+    Box::new(move |a| apply(op, &l(a)?, &r(a)?))
+}
+
+fn call(f: usize, args: Vec<Ir>, env: &Env) -> Eval {
+    let def = env.functions[f].clone();
+    // A constant regular expression is compiled once, here.
+    if def.name == "matches" {
+        if let [x, Ir::Const(Val::Str(p))] = args.as_slice() {
+            if let Ok(re) = crate::functions::matches_compile(p) {
+                let x = compile(x.clone(), env);
+                return Box::new(move |a| match x(a)? {
+                    Val::Str(s) => Ok(Val::Bool(re.is_match(&s))),
+                    o => Err(EvalError::NoOverload(format!("matches({})", o.type_name()))),
+                });
+            }
+        }
+    }
+    // String methods on a variable with a constant argument: by reference.
+    if let ([Ir::Var(i, name), Ir::Const(Val::Str(k))], "startsWith" | "endsWith" | "contains") = (args.as_slice(), def.name) {
+        let (i, name, k) = (*i, name.clone(), k.clone());
+        let op: fn(&str, &str) -> bool = match def.name {
+            "startsWith" => |s, k| s.starts_with(k),
+            "endsWith" => |s, k| s.ends_with(k),
+            _ => |s, k| s.contains(k),
+        };
+        return Box::new(move |a| match var(a, i, &name)? {
+            Val::Str(s) => Ok(Val::Bool(op(s, &k))),
+            o => Err(EvalError::NoOverload(format!("{}.{}", o.type_name(), "string method"))),
+        });
+    }
+    let args: Vec<Eval> = args.into_iter().map(|x| compile(x, env)).collect();
+    let eval = def.eval;
+    Box::new(move |a| {
+        let vals = args.iter().map(|f| f(a)).collect::<Result<Vec<_>, _>>()?;
+        eval(&vals)
+    })
+}
+
+/// Numeric comparison across int, uint and double, by value (CEL's heterogeneous ordering).
+fn num_cmp(a: &Val, b: &Val) -> Option<Ordering> {
+    match (a, b) {
+        (Val::Int(x), Val::Int(y)) => Some(x.cmp(y)),
+        (Val::UInt(x), Val::UInt(y)) => Some(x.cmp(y)),
+        (Val::Double(x), Val::Double(y)) => x.partial_cmp(y),
+        (Val::Int(x), Val::UInt(y)) => Some(if *x < 0 { Ordering::Less } else { (*x as u64).cmp(y) }),
+        (Val::UInt(x), Val::Int(y)) => Some(if *y < 0 { Ordering::Greater } else { x.cmp(&(*y as u64)) }),
+        (Val::Int(x), Val::Double(y)) => int_double(*x as i128, *y),
+        (Val::Double(x), Val::Int(y)) => int_double(*y as i128, *x).map(Ordering::reverse),
+        (Val::UInt(x), Val::Double(y)) => int_double(*x as i128, *y),
+        (Val::Double(x), Val::UInt(y)) => int_double(*y as i128, *x).map(Ordering::reverse),
+        _ => None,
+    }
+}
+
+fn int_double(i: i128, d: f64) -> Option<Ordering> {
+    if d.is_nan() {
+        return None;
+    }
+    if d >= 1.844_674_407_370_955_2e19 {
+        return Some(Ordering::Less);
+    }
+    if d < -9.223_372_036_854_776e18 {
+        return Some(Ordering::Greater);
+    }
+    let t = d.trunc();
+    match i.cmp(&(t as i128)) {
+        Ordering::Equal => 0.0f64.partial_cmp(&(d - t)),
+        o => Some(o),
+    }
+}
+
+pub fn val_eq(a: &Val, b: &Val) -> bool {
+    match (a, b) {
+        (Val::List(x), Val::List(y)) => x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| val_eq(p, q)),
+        (Val::Double(x), Val::Double(y)) => x == y,
+        _ => match num_cmp(a, b) {
+            Some(o) => o == Ordering::Equal,
+            None => a == b,
+        },
+    }
+}
+
+/// Applies a (non-logical) binary operator.
+pub fn apply(op: BinOp, a: &Val, b: &Val) -> Result<Val, EvalError> {
+    use Val::*;
+    let no = || EvalError::NoOverload(format!("{} {} {}", a.type_name(), op.symbol(), b.type_name()));
+    Ok(match op {
+        BinOp::Eq => Bool(val_eq(a, b)),
+        BinOp::Ne => Bool(!val_eq(a, b)),
+        BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+            let o = match (a, b) {
+                (Str(x), Str(y)) => Some(x.cmp(y)),
+                (Bool(x), Bool(y)) => Some(x.cmp(y)),
+                (Time(x), Time(y)) | (Duration(x), Duration(y)) => Some(x.cmp(y)),
+                _ => num_cmp(a, b),
+            };
+            let Some(o) = o else {
+                // NaN compares false; mismatched kinds are errors.
+                if matches!((a, b), (Double(_), _) | (_, Double(_))) && num_cmp(a, b).is_none() && matches!(a, Int(_) | UInt(_) | Double(_)) && matches!(b, Int(_) | UInt(_) | Double(_)) {
+                    return Ok(Bool(false));
+                }
+                return Err(no());
+            };
+            Bool(match op {
+                BinOp::Lt => o == Ordering::Less,
+                BinOp::Le => o != Ordering::Greater,
+                BinOp::Gt => o == Ordering::Greater,
+                _ => o != Ordering::Less,
+            })
+        }
+        BinOp::In => match b {
+            List(l) => Bool(l.iter().any(|x| val_eq(a, x))),
+            _ => return Err(no()),
+        },
+        BinOp::Add => match (a, b) {
+            (Int(x), Int(y)) => Int(x.checked_add(*y).ok_or(EvalError::Overflow)?),
+            (UInt(x), UInt(y)) => UInt(x.checked_add(*y).ok_or(EvalError::Overflow)?),
+            (Double(x), Double(y)) => Double(x + y),
+            (Str(x), Str(y)) => Str(Arc::from(format!("{x}{y}").as_str())),
+            (List(x), List(y)) => List(x.iter().chain(y.iter()).cloned().collect::<Vec<_>>().into()),
+            (Time(t), Duration(d)) | (Duration(d), Time(t)) => Time(t.checked_add(*d).ok_or(EvalError::Overflow)?),
+            (Duration(x), Duration(y)) => Duration(x.checked_add(*y).ok_or(EvalError::Overflow)?),
+            _ => return Err(no()),
+        },
+        BinOp::Sub => match (a, b) {
+            (Int(x), Int(y)) => Int(x.checked_sub(*y).ok_or(EvalError::Overflow)?),
+            (UInt(x), UInt(y)) => UInt(x.checked_sub(*y).ok_or(EvalError::Overflow)?),
+            (Double(x), Double(y)) => Double(x - y),
+            (Time(x), Time(y)) => Duration(x.checked_sub(*y).ok_or(EvalError::Overflow)?),
+            (Time(t), Duration(d)) => Time(t.checked_sub(*d).ok_or(EvalError::Overflow)?),
+            (Duration(x), Duration(y)) => Duration(x.checked_sub(*y).ok_or(EvalError::Overflow)?),
+            _ => return Err(no()),
+        },
+        BinOp::Mul => match (a, b) {
+            (Int(x), Int(y)) => Int(x.checked_mul(*y).ok_or(EvalError::Overflow)?),
+            (UInt(x), UInt(y)) => UInt(x.checked_mul(*y).ok_or(EvalError::Overflow)?),
+            (Double(x), Double(y)) => Double(x * y),
+            _ => return Err(no()),
+        },
+        BinOp::Div => match (a, b) {
+            (Int(_), Int(0)) | (UInt(_), UInt(0)) => return Err(EvalError::DivisionByZero),
+            (Int(x), Int(y)) => Int(x.checked_div(*y).ok_or(EvalError::Overflow)?),
+            (UInt(x), UInt(y)) => UInt(x / y),
+            (Double(x), Double(y)) => Double(x / y),
+            _ => return Err(no()),
+        },
+        BinOp::Rem => match (a, b) {
+            (Int(_), Int(0)) | (UInt(_), UInt(0)) => return Err(EvalError::DivisionByZero),
+            (Int(x), Int(y)) => Int(x.checked_rem(*y).ok_or(EvalError::Overflow)?),
+            (UInt(x), UInt(y)) => UInt(x % y),
+            _ => return Err(no()),
+        },
+        BinOp::And | BinOp::Or => return Err(no()),
+    })
+}

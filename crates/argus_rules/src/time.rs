@@ -1,0 +1,112 @@
+//! Timestamps (RFC 3339) and durations (`1h30m`, `1.5s`, `-300ms`) in milliseconds, without a clock.
+
+const DAY: i64 = 86_400_000;
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
+}
+
+/// `YYYY-MM-DDThh:mm:ss[.fff…](Z|±hh:mm)` → milliseconds since the epoch (years 0001–9999).
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r).filter(|x| x.bytes().all(|c| c.is_ascii_digit())).and_then(|x| x.parse().ok()) };
+    let (y, mo, d, h, mi, se) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 || y < 1 {
+        return None;
+    }
+    let mut i = 19;
+    let mut ms = 0i64;
+    if b[i] == b'.' {
+        i += 1;
+        let st = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == st {
+            return None;
+        }
+        for k in 0..3 {
+            ms = ms * 10 + b.get(st + k).filter(|c| c.is_ascii_digit() && st + k < i).map_or(0, |c| (c - b'0') as i64);
+        }
+    }
+    let off = match &b[i..] {
+        [b'Z' | b'z'] => 0,
+        [sg @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let v = n(i + 1..i + 3)? * 3_600_000 + n(i + 4..i + 6)? * 60_000;
+            if *sg == b'+' {
+                v
+            } else {
+                -v
+            }
+        }
+        _ => return None,
+    };
+    Some(days_from_civil(y, mo, d) * DAY + h * 3_600_000 + mi * 60_000 + se.min(59) * 1000 + ms - off)
+}
+
+/// CEL duration strings: a sign, then one or more `<decimal><unit>` with units h, m, s, ms, us, ns.
+/// Sub-millisecond parts are truncated (Argus's unit is the millisecond).
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let (neg, mut rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total_ns: i128 = 0;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let num: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let (unit_ns, len) = if rest.starts_with("ms") {
+            (1e6, 2)
+        } else if rest.starts_with("us") {
+            (1e3, 2)
+        } else if rest.starts_with("ns") {
+            (1.0, 2)
+        } else if rest.starts_with('h') {
+            (3.6e12, 1)
+        } else if rest.starts_with('m') {
+            (6e10, 1)
+        } else if rest.starts_with('s') {
+            (1e9, 1)
+        } else {
+            return None;
+        };
+        rest = &rest[len..];
+        total_ns += (num * unit_ns).round() as i128;
+    }
+    // CEL limits durations to ±10,000 years.
+    if total_ns > 315_576_000_000_000_000_000 {
+        return None;
+    }
+    let ms = (total_ns / 1_000_000) as i64;
+    Some(if neg { -ms } else { ms })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:01Z"), Some(1000));
+        assert_eq!(parse_rfc3339("2018-04-01T02:00:31.5+02:00"), Some(1_522_540_831_500));
+        assert_eq!(parse_rfc3339("2018-04-01 00:00:31Z"), None);
+        assert_eq!(parse_duration("1h30m"), Some(5_400_000));
+        assert_eq!(parse_duration("1.5s"), Some(1500));
+        assert_eq!(parse_duration("-300ms"), Some(-300));
+        assert_eq!(parse_duration("1x"), None);
+    }
+}

@@ -1,0 +1,54 @@
+//! Runtime values and evaluation errors.
+
+use std::sync::Arc;
+
+/// A value during evaluation. Times and durations are milliseconds (Argus's event-time unit).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    Null,
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Double(f64),
+    Str(Arc<str>),
+    Time(i64),
+    Duration(i64),
+    List(Arc<[Val]>),
+}
+
+impl Val {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Val::Null => "null",
+            Val::Bool(_) => "bool",
+            Val::Int(_) => "int",
+            Val::UInt(_) => "uint",
+            Val::Double(_) => "double",
+            Val::Str(_) => "string",
+            Val::Time(_) => "timestamp",
+            Val::Duration(_) => "duration",
+            Val::List(_) => "list",
+        }
+    }
+
+    pub fn str(s: &str) -> Val {
+        Val::Str(Arc::from(s))
+    }
+}
+
+/// Why an expression has no value. A rule whose condition errs does not fire; the error is recorded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    #[error("integer overflow")]
+    Overflow,
+    #[error("division by zero")]
+    DivisionByZero,
+    #[error("`{0}` is absent from this event")]
+    Absent(String),
+    #[error("no such overload for {0}")]
+    NoOverload(String),
+    #[error("index out of range")]
+    IndexOutOfRange,
+    #[error("{0}")]
+    Invalid(String),
+}
