@@ -20,6 +20,8 @@ enum Command {
     Check(commands::check::Args),
     /// Print the event schema (built-in plus configured extensions).
     Schema(commands::schema::Args),
+    /// Run the test cases carried by policy files.
+    Test(commands::test::Args),
 }
 
 fn main() {
@@ -28,6 +30,7 @@ fn main() {
         Command::Replay(a) => commands::replay::run(a),
         Command::Check(a) => commands::check::run(a),
         Command::Schema(a) => commands::schema::run(a),
+        Command::Test(a) => commands::test::run(a),
     };
     if let Err(e) = result {
         // A closed pipe (`argus schema | head`) is the reader's choice, not an error.

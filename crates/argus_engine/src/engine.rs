@@ -98,6 +98,7 @@ pub enum SnapshotError {
 /// The streaming engine.
 pub struct Engine {
     pub config: Config,
+    policies: Option<Arc<argus_policy::PolicySet>>,
     decoder: Decoder,
     state: FeatureState,
     dedupe: Dedupe,
@@ -124,6 +125,7 @@ impl Engine {
         let n_labels = config.schema.labels.len();
         let label_slots = config.schema.labels.iter().map(|l| config.features.slots_read(l.release_type as usize)).collect();
         Engine {
+            policies: None,
             label_slots,
             release_ev: Event { id: String::new(), ty: 0, time: 0, fields: Vec::new() },
             config,
@@ -137,6 +139,22 @@ impl Engine {
             counters: Counters::default(),
             out: vec![Value::Null; n],
         }
+    }
+
+    /// Decides checkpoints with these policies from now on (compiled against this engine's schema and
+    /// features).
+    pub fn set_policies(&mut self, p: Arc<argus_policy::PolicySet>) {
+        self.policies = Some(p);
+    }
+
+    pub fn policies(&self) -> Option<&Arc<argus_policy::PolicySet>> {
+        self.policies.as_ref()
+    }
+
+    /// The decision for the event [`process`](Self::process) just accepted, from its feature vector;
+    /// `None` without policies or when no policy covers the event's type.
+    pub fn decide(&self, ev: &Event) -> Option<argus_policy::Decision> {
+        self.policies.as_ref()?.decide(&self.config.schema, ev, &self.out)
     }
 
     pub fn decoder(&self) -> &Decoder {

@@ -9,9 +9,11 @@
 pub mod config;
 pub mod engine;
 pub mod replay;
+pub mod report;
 pub mod table;
 
 pub use config::{Config, ConfigLoadError, CsvMapping};
 pub use engine::{Counters, Engine, ProcessError, SnapshotError};
 pub use replay::{replay, Format, ReplayError, ReplayStats};
+pub use report::PolicyReport;
 pub use table::{CsvTable, ParquetTable, RowSink, SummarySink};

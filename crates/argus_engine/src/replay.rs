@@ -25,6 +25,8 @@ pub struct ReplayStats {
     pub rejected: BTreeMap<String, u64>,
     pub labels_released: u64,
     pub labels_pending: u64,
+    /// Decisions, when the engine has policies.
+    pub policy: Option<crate::report::PolicyReport>,
 }
 
 impl ReplayStats {
@@ -61,6 +63,9 @@ pub fn replay<'a, 'b, R: BufRead>(
 ) -> Result<ReplayStats, ReplayError> {
     let mut stats = ReplayStats::default();
     let released_before = engine.counters.labels_released;
+    if engine.policies().is_some() {
+        stats.policy = Some(crate::report::PolicyReport::default());
+    }
     let mut out = Outputs { sinks, rejects };
     match format {
         Format::Ndjson => ndjson(engine, input, &mut stats, &mut out, progress)?,
@@ -70,6 +75,9 @@ pub fn replay<'a, 'b, R: BufRead>(
         s.finish()?;
     }
     stats.labels_released = engine.counters.labels_released - released_before;
+    if let Some(r) = stats.policy.as_mut() {
+        r.finish();
+    }
     stats.labels_pending = engine.pending_labels() as u64;
     Ok(stats)
 }
@@ -87,11 +95,19 @@ fn handle(engine: &mut Engine, decoded: Result<Event, Rejection>, line: u64, sta
             return Ok(());
         }
     };
+    // Ground truth for the report: the event's own label columns, read before the engine takes them out.
+    let truth = stats.policy.as_ref().and_then(|_| truth_of(engine, &ev));
     match engine.process(&mut ev) {
         Ok(features) => {
             stats.accepted += 1;
             for s in out.sinks.iter_mut() {
                 s.write(&ev.id, ev.ty, ev.time, features)?;
+            }
+            if let Some(d) = engine.decide(&ev) {
+                let amount = engine.schema().get(ev.ty).slot("amount").and_then(|s| ev.fields[s].as_f64()).unwrap_or(0.0);
+                if let Some(r) = stats.policy.as_mut() {
+                    r.add(&d, truth, amount);
+                }
             }
         }
         Err(e) => {
@@ -106,6 +122,14 @@ fn handle(engine: &mut Engine, decoded: Result<Event, Rejection>, line: u64, sta
         }
     }
     Ok(())
+}
+
+/// The event's label (first declared label column with a value): non-zero / true is positive.
+fn truth_of(engine: &Engine, ev: &Event) -> Option<bool> {
+    engine.schema().labels.iter().filter(|l| l.source_type == ev.ty).find_map(|l| match &ev.fields[l.source_slot] {
+        argus_event::Value::Null => None,
+        v => Some(v.as_f64().is_some_and(|x| x != 0.0)),
+    })
 }
 
 fn ndjson<R: BufRead>(engine: &mut Engine, mut input: R, stats: &mut ReplayStats, out: &mut Outputs<'_, '_>, progress: &mut dyn FnMut(&ReplayStats)) -> Result<(), ReplayError> {

@@ -306,6 +306,23 @@ impl FeatureSet {
         v
     }
 
+    /// Features an event of type `ty` can compute (the others are always null on it), in order.
+    pub fn readable(&self, ty: usize) -> Vec<usize> {
+        let plan = &self.plans[ty];
+        let mut v: Vec<usize> = plan
+            .entities
+            .iter()
+            .flat_map(|e| &e.groups)
+            .flat_map(|g| g.readers.iter().map(|(f, _)| *f))
+            .chain(plan.calendar.iter().copied())
+            .chain(plan.ratios.iter().copied())
+            .chain(plan.fields.iter().map(|(f, _)| *f))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.index.get(name).copied()
     }

@@ -34,6 +34,8 @@ pub struct Program {
     pub ty: Type,
     /// Indexes of the variables it reads, deduplicated, in first-use order.
     pub reads: Vec<usize>,
+    /// The value, when the expression is a constant (e.g. `false`: a rule that can never fire).
+    pub constant: Option<Val>,
 }
 
 impl std::fmt::Debug for Program {
@@ -70,7 +72,11 @@ pub fn compile(src: &str, env: &Env) -> Result<Program, Vec<Diagnostic>> {
             reads.push(r);
         }
     }
-    Ok(Program { eval: compile::compile(ir, env), ty, reads })
+    let constant = match &ir {
+        check::Ir::Const(v) => Some(v.clone()),
+        _ => None,
+    };
+    Ok(Program { eval: compile::compile(ir, env), ty, reads, constant })
 }
 
 /// Like [`compile`], and the result must be a bool (a rule condition).

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod replay;
 pub mod schema;
+pub mod test;
 
 use anyhow::Context;
 use argus_engine::Config;
@@ -21,4 +22,40 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
         eprintln!("warning: pseudonymizing with the built-in development secret; set ARGUS_PII_SECRET or privacy.secret in production");
     }
     Ok(cfg)
+}
+
+/// The embedded starter policy pack (`policies/` in the repository): one line per file.
+const STARTER_POLICIES: &[(&str, &str)] = &[
+    ("policies/account_integrity.toml", include_str!("../../../../policies/account_integrity.toml")),
+    ("policies/account_takeover.toml", include_str!("../../../../policies/account_takeover.toml")),
+    ("policies/incentive_abuse.toml", include_str!("../../../../policies/incentive_abuse.toml")),
+    ("policies/payment_fraud.toml", include_str!("../../../../policies/payment_fraud.toml")),
+    ("policies/marketplace_integrity.toml", include_str!("../../../../policies/marketplace_integrity.toml")),
+    ("policies/information_leakage.toml", include_str!("../../../../policies/information_leakage.toml")),
+    ("policies/reviews.toml", include_str!("../../../../policies/reviews.toml")),
+    ("policies/click_farm.toml", include_str!("../../../../policies/click_farm.toml")),
+    ("policies/payouts.toml", include_str!("../../../../policies/payouts.toml")),
+];
+
+const STARTER_LISTS: &[(&str, &str)] = &[
+    ("policies/lists/blocked_devices.toml", include_str!("../../../../policies/lists/blocked_devices.toml")),
+    ("policies/lists/trusted_users.toml", include_str!("../../../../policies/lists/trusted_users.toml")),
+    ("policies/lists/disposable_domains.toml", include_str!("../../../../policies/lists/disposable_domains.toml")),
+];
+
+/// Policies for a run: `--policies DIR`, else the embedded starter pack with the embedded configuration,
+/// else none (a custom configuration without policies computes features only).
+pub fn load_policies(cfg: &Config, dir: Option<&Path>, config_given: bool) -> anyhow::Result<Option<argus_policy::Loaded>> {
+    let owned = |v: &[(&str, &str)]| -> argus_policy::Sources { v.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect() };
+    let loaded = match dir {
+        Some(d) => argus_policy::load_dir(d, &cfg.schema, &cfg.features, &cfg.pseudonymizer),
+        None if !config_given => {
+            argus_policy::load_sources(&owned(STARTER_POLICIES), &owned(STARTER_LISTS), &cfg.schema, &cfg.features, &cfg.pseudonymizer)
+        }
+        None => return Ok(None),
+    };
+    match loaded {
+        Ok(l) => Ok(Some(l)),
+        Err(e) => anyhow::bail!("invalid policies:\n{e}"),
+    }
 }

@@ -37,6 +37,10 @@ pub struct Args {
     /// Restore engine state from this snapshot before replaying.
     #[arg(long)]
     restore: Option<PathBuf>,
+    /// Policy directory (rules and value lists) to decide checkpoints with; default: the embedded starter
+    /// pack when no --config is given.
+    #[arg(long, short)]
+    policies: Option<PathBuf>,
     /// Save engine state to this snapshot after replaying.
     #[arg(long)]
     snapshot: Option<PathBuf>,
@@ -60,10 +64,14 @@ impl<R: Read> Read for Counting<R> {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let cfg = super::load_config(a.config.as_deref())?;
+    let policies = super::load_policies(&cfg, a.policies.as_deref(), a.config.is_some())?;
     let mut engine = match &a.restore {
         Some(p) => Engine::load_snapshot(cfg, p).with_context(|| format!("restoring {}", p.display()))?,
         None => Engine::new(cfg),
     };
+    if let Some(p) = policies {
+        engine.set_policies(std::sync::Arc::new(p.policies));
+    }
     let name = a.input.trim_end_matches(".gz");
     let format = match a.format.as_deref() {
         Some("csv") => Format::Csv,
@@ -161,6 +169,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "stats": engine.feature_state().stats,
         },
         "features": summary.features,
+        "policy": stats.policy,
     });
     if let Some(p) = &a.summary {
         std::fs::write(p, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", p.display()))?;
@@ -184,6 +193,26 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
         for s in &summary.features {
             writeln!(w, "{:<44} {:>10} {:>10} {:>14} {:>14} {:>14}", s.name, s.non_null, s.nulls, f(s.min), f(s.mean), f(s.max))?;
+        }
+        if let Some(r) = &stats.policy {
+            let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0));
+            writeln!(w, "decisions: {} {:?}; {} with rule errors", r.decisions, r.actions, r.with_errors)?;
+            writeln!(w, "{:<44} {:>8} {:>8} {:>10} {:>10} {:>14}", "rule", "hits", "mode", "precision", "recall", "money caught")?;
+            for (name, rr) in &r.rules {
+                let mode = if rr.shadow { "shadow" } else { "enforce" };
+                writeln!(w, "{:<44} {:>8} {:>8} {:>10} {:>10} {:>14.2}", name, rr.hits, mode, pct(rr.precision), pct(rr.recall), rr.money_caught)?;
+            }
+            let l = &r.labelled;
+            if l.events > 0 {
+                writeln!(
+                    w,
+                    "overall against labels: {} positives, {} caught (recall {}), {} false positives (precision {}); money caught {:.2} of {:.2}, lost {:.2}",
+                    l.positives, l.caught, pct(l.recall), l.false_positives, pct(l.precision), l.money_caught, l.money_positive, l.money_lost
+                )?;
+            }
+            for (pair, n) in r.overlap.iter().take(20) {
+                writeln!(w, "overlap {pair}: {n}")?;
+            }
         }
     }
     Ok(())

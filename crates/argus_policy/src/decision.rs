@@ -1,0 +1,79 @@
+//! The decision for one event, and how rules combine into it.
+//!
+//! Precedence (documented in docs/rules/policies.md):
+//! 1. an enforced rule with action `allow` that fires decides `allow` (explicit allow lists first);
+//! 2. otherwise the most severe action among the enforced rules that fired (`block` > `review` >
+//!    `challenge` > `allow`);
+//! 3. raised, if higher, by the policy's score thresholds applied to the sum of the enforced rules' scores.
+//!
+//! Shadow rules are evaluated and recorded, and change nothing.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Default, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    #[default]
+    Allow,
+    Challenge,
+    Review,
+    Block,
+}
+
+impl Action {
+    pub fn parse(s: &str) -> Option<Action> {
+        Some(match s {
+            "allow" => Action::Allow,
+            "challenge" => Action::Challenge,
+            "review" => Action::Review,
+            "block" => Action::Block,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Challenge => "challenge",
+            Action::Review => "review",
+            Action::Block => "block",
+        }
+    }
+    pub const ALL: [Action; 4] = [Action::Allow, Action::Challenge, Action::Review, Action::Block];
+}
+
+/// A rule that fired, with what it read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FiredRule {
+    pub rule: String,
+    pub action: Action,
+    pub score: i64,
+    pub reason: String,
+    pub tags: Vec<String>,
+    pub shadow: bool,
+    /// `(name, value)` of every variable the condition reads, as JSON.
+    pub reads: Vec<(String, serde_json::Value)>,
+}
+
+/// A rule whose condition could not be evaluated (e.g. a field absent from this event).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleError {
+    pub rule: String,
+    pub error: String,
+}
+
+/// The answer for one event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub event_id: String,
+    pub checkpoint: String,
+    pub action: Action,
+    pub score: i64,
+    /// Enforced rules that fired, in policy order.
+    pub fired: Vec<FiredRule>,
+    /// Shadow rules that fired.
+    pub shadow: Vec<FiredRule>,
+    pub errors: Vec<RuleError>,
+    pub policy_version: String,
+    /// Which step of the precedence decided: `allow_rule`, `rule_action`, `score_threshold`, `default`.
+    pub decided_by: &'static str,
+}
