@@ -61,3 +61,34 @@ fn check_reports_every_problem_and_fails() {
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn the_starter_policy_pack_passes_its_own_tests() {
+    let out = Command::new(env!("CARGO_BIN_EXE_argus")).current_dir(root()).arg("test").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("policy tests: 23 passed, 0 failed"), "{stdout}");
+}
+
+#[test]
+fn a_wrong_expectation_fails_and_a_bad_rule_is_shown_with_its_span() {
+    let dir = std::env::temp_dir().join(format!("argus-pol-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("p.toml"),
+        "[policy]\ncheckpoint = \"order.create\"\n[[rules]]\nname = \"big\"\nwhen = \"event.amount > 100.0\"\naction = \"review\"\nreason = \"big\"\n\
+         [[tests]]\nname = \"expects too much\"\nevent = { type = \"order.create\", actor = \"u\", data = { order = \"o\", amount = \"500\" } }\nexpect_action = \"block\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus")).current_dir(root()).args(["test", "--policies"]).arg(&dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.contains("FAILED") && stdout.contains("action review (decided by rule_action), expected block"), "{stdout}");
+
+    std::fs::write(dir.join("p.toml"), "[policy]\ncheckpoint = \"order.create\"\n[[rules]]\nname = \"big\"\nwhen = \"event.amont > 100.0\"\naction = \"review\"\nreason = \"big\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus")).current_dir(root()).args(["check", "--policies"]).arg(&dir).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("error[unknown_name]: unknown name `event.amont`") && err.contains("^^^^^^^^^^^") && err.contains("did you mean `event.amount`?"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
