@@ -73,7 +73,13 @@ impl<'e> Checker<'e> {
                     });
                     irs.push(ir);
                 }
-                (Ir::List(irs), Type::List(Box::new(elem.unwrap_or(Type::Dyn))))
+                let ty = Type::List(Box::new(elem.unwrap_or(Type::Dyn)));
+                // A list of constants is itself a constant: built once, at compile time.
+                if irs.iter().all(|i| matches!(i, Ir::Const(_))) {
+                    let vals: Vec<Val> = irs.into_iter().map(|i| if let Ir::Const(v) = i { v } else { Val::Null }).collect();
+                    return (Ir::Const(Val::List(vals.into())), ty);
+                }
+                (Ir::List(irs), ty)
             }
             ExprKind::Unary(op, x) => {
                 let (ir, t) = self.check(x);

@@ -265,3 +265,142 @@ pub fn apply(op: BinOp, a: &Val, b: &Val) -> Result<Val, EvalError> {
         BinOp::And | BinOp::Or => return Err(no()),
     })
 }
+
+/// A compiled condition: the same semantics as [`compile`] followed by a bool check, with the common
+/// shapes (`var op constant`, `&&`, `||`, `!`) specialised so that no `Val` is built on the way.
+pub type EvalBool = Box<dyn Fn(&Activation<'_>) -> Result<bool, EvalError> + Send + Sync>;
+
+pub fn compile_bool(ir: Ir, env: &Env) -> EvalBool {
+    match ir {
+        Ir::Const(Val::Bool(b)) => Box::new(move |_| Ok(b)),
+        Ir::Present(i, want) => Box::new(move |a| Ok(a.vars.get(i).is_some_and(|v| *v != Val::Null) == want)),
+        Ir::Not(x) => {
+            let x = compile_bool(*x, env);
+            Box::new(move |a| x(a).map(|b| !b))
+        }
+        Ir::And(l, r) => {
+            let (l, r) = (compile_bool(*l, env), compile_bool(*r, env));
+            Box::new(move |a| match l(a) {
+                Ok(false) => Ok(false),
+                Ok(true) => r(a),
+                Err(e) => match r(a) {
+                    Ok(false) => Ok(false),
+                    _ => Err(e),
+                },
+            })
+        }
+        Ir::Or(l, r) => {
+            let (l, r) = (compile_bool(*l, env), compile_bool(*r, env));
+            Box::new(move |a| match l(a) {
+                Ok(true) => Ok(true),
+                Ok(false) => r(a),
+                Err(e) => match r(a) {
+                    Ok(true) => Ok(true),
+                    _ => Err(e),
+                },
+            })
+        }
+        Ir::Binary(op @ (BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Ne), l, r)
+            if matches!((&*l, &*r), (Ir::Var(..), Ir::Const(Val::Double(_) | Val::Int(_)))) =>
+        {
+            let (Ir::Var(i, name), Ir::Const(c)) = (*l, *r) else { unreachable!("matched above") };
+            let c = match c {
+                Val::Double(d) => d,
+                Val::Int(n) => n as f64,
+                _ => unreachable!("matched above"),
+            };
+            // Exact for ints up to 2^53 against a constant; larger values take the general path.
+            Box::new(move |a| {
+                let x = match a.vars.get(i) {
+                    Some(Val::Double(d)) => *d,
+                    Some(Val::Int(n)) if n.unsigned_abs() < (1 << 53) => *n as f64,
+                    Some(Val::Null) | None => return Err(EvalError::Absent(name.to_string())),
+                    Some(v) => {
+                        return match apply(op, v, &Val::Double(c))? {
+                            Val::Bool(b) => Ok(b),
+                            _ => Err(EvalError::NoOverload("comparison".into())),
+                        }
+                    }
+                };
+                Ok(match op {
+                    BinOp::Lt => x < c,
+                    BinOp::Le => x <= c,
+                    BinOp::Gt => x > c,
+                    BinOp::Ge => x >= c,
+                    BinOp::Eq => x == c,
+                    _ => x != c,
+                })
+            })
+        }
+        Ir::Binary(op @ (BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge), l, r) if is_f64(&l, env) && is_f64(&r, env) => {
+            let (l, r) = (compile_f64(*l), compile_f64(*r));
+            Box::new(move |a| {
+                let (x, y) = (l(a)?, r(a)?);
+                Ok(match op {
+                    BinOp::Lt => x < y,
+                    BinOp::Le => x <= y,
+                    BinOp::Gt => x > y,
+                    _ => x >= y,
+                })
+            })
+        }
+        Ir::Binary(op @ (BinOp::Eq | BinOp::Ne), l, r) if matches!((&*l, &*r), (Ir::Var(..), Ir::Var(..))) => {
+            let (Ir::Var(i, ni), Ir::Var(j, nj)) = (*l, *r) else { unreachable!("matched above") };
+            Box::new(move |a| {
+                let (x, y) = (var(a, i, &ni)?, var(a, j, &nj)?);
+                let eq = match (x, y) {
+                    (Val::Str(p), Val::Str(q)) => p == q,
+                    _ => val_eq(x, y),
+                };
+                Ok(eq == (op == BinOp::Eq))
+            })
+        }
+        other => {
+            let f = compile(other, env);
+            Box::new(move |a| match f(a)? {
+                Val::Bool(b) => Ok(b),
+                o => Err(EvalError::NoOverload(format!("a condition evaluated to {}", o.type_name()))),
+            })
+        }
+    }
+}
+
+/// Whether `ir` is double arithmetic over double variables and constants (no int/uint: those keep their
+/// overflow checks on the general path).
+fn is_f64(ir: &Ir, env: &Env) -> bool {
+    match ir {
+        Ir::Const(Val::Double(_)) => true,
+        Ir::Var(i, _) => env.vars().get(*i).is_some_and(|v| v.ty == crate::types::Type::Double),
+        Ir::Neg(x) => is_f64(x, env),
+        Ir::Binary(BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div, l, r) => is_f64(l, env) && is_f64(r, env),
+        _ => false,
+    }
+}
+
+type EvalF64 = Box<dyn Fn(&Activation<'_>) -> Result<f64, EvalError> + Send + Sync>;
+
+/// Double arithmetic without building values (IEEE semantics, as CEL's doubles).
+fn compile_f64(ir: Ir) -> EvalF64 {
+    match ir {
+        Ir::Const(Val::Double(d)) => Box::new(move |_| Ok(d)),
+        Ir::Var(i, name) => Box::new(move |a| match a.vars.get(i) {
+            Some(Val::Double(d)) => Ok(*d),
+            Some(Val::Null) | None => Err(EvalError::Absent(name.to_string())),
+            Some(o) => Err(EvalError::NoOverload(format!("a {} where a double is expected", o.type_name()))),
+        }),
+        Ir::Neg(x) => {
+            let x = compile_f64(*x);
+            Box::new(move |a| Ok(-x(a)?))
+        }
+        Ir::Binary(op, l, r) => {
+            let (l, r) = (compile_f64(*l), compile_f64(*r));
+            match op {
+                BinOp::Add => Box::new(move |a| Ok(l(a)? + r(a)?)),
+                BinOp::Sub => Box::new(move |a| Ok(l(a)? - r(a)?)),
+                BinOp::Mul => Box::new(move |a| Ok(l(a)? * r(a)?)),
+                _ => Box::new(move |a| Ok(l(a)? / r(a)?)),
+            }
+        }
+        _ => Box::new(|_| Err(EvalError::Invalid("internal: not a double expression".into()))),
+    }
+}

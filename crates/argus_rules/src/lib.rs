@@ -30,6 +30,8 @@ pub use value::{EvalError, Val};
 /// A checked and compiled expression.
 pub struct Program {
     eval: compile::Eval,
+    /// The same expression compiled as a condition (bool results only), for [`Program::eval_bool`].
+    cond: Option<compile::EvalBool>,
     /// Type of the result.
     pub ty: Type,
     /// Indexes of the variables it reads, deduplicated, in first-use order.
@@ -51,6 +53,9 @@ impl Program {
 
     /// Evaluates a condition: `Ok(true)` fires; errors (an absent field, overflow…) do not fire.
     pub fn eval_bool(&self, a: &Activation<'_>) -> Result<bool, EvalError> {
+        if let Some(c) = &self.cond {
+            return c(a);
+        }
         match (self.eval)(a)? {
             Val::Bool(b) => Ok(b),
             o => Err(EvalError::NoOverload(format!("a condition evaluated to {}", o.type_name()))),
@@ -76,7 +81,10 @@ pub fn compile(src: &str, env: &Env) -> Result<Program, Vec<Diagnostic>> {
         check::Ir::Const(v) => Some(v.clone()),
         _ => None,
     };
-    Ok(Program { eval: compile::compile(ir, env), ty, reads, constant })
+    // Conditions built from logic and comparisons take the specialised boolean path.
+    let logical = matches!(&ir, check::Ir::And(..) | check::Ir::Or(..) | check::Ir::Not(..) | check::Ir::Binary(..));
+    let cond = (ty == Type::Bool && logical).then(|| compile::compile_bool(ir.clone(), env));
+    Ok(Program { eval: compile::compile(ir, env), cond, ty, reads, constant })
 }
 
 /// Like [`compile`], and the result must be a bool (a rule condition).
