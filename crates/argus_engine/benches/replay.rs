@@ -86,6 +86,30 @@ fn decode_ndjson(bencher: Bencher) {
     });
 }
 
+/// A full decision (every rule of the checkpoint, starter pack), features already computed: the
+/// policy's share of a checkpoint's latency.
+#[divan::bench(args = ["order.create", "payment.attempt", "account.login"])]
+fn decide_starter(bencher: Bencher, checkpoint: &str) {
+    let cfg = Config::load(&root().join("examples/starter/argus.toml")).expect("starter config");
+    let loaded = argus_policy::load_dir(&root().join("policies"), &cfg.schema, &cfg.features, &cfg.pseudonymizer).expect("starter policies");
+    let rules = loaded.policies.by_type[cfg.schema.type_id(checkpoint).unwrap() as usize].as_ref().map_or(0, |p| p.rules.len());
+    let mut engine = Engine::new(cfg);
+    engine.set_policies(std::sync::Arc::new(loaded.policies));
+    // Some history, then the event under test.
+    let lines = synth::events(20_000, 9);
+    for l in &lines {
+        if let Ok(mut ev) = engine.decoder().decode_bytes(l.as_bytes()) {
+            let _ = engine.process(&mut ev);
+        }
+    }
+    let last = lines.iter().rev().find(|l| l.contains(&format!("\"type\":\"{checkpoint}\""))).expect("an event of that type");
+    let mut ev = engine.decoder().decode_bytes(last.as_bytes()).expect("valid");
+    ev.id.push_str("-bench");
+    engine.process(&mut ev).expect("accepted");
+    assert!(engine.decide(&ev).is_some(), "{checkpoint} has a policy ({rules} rules)");
+    bencher.bench_local(|| engine.decide(divan::black_box(&ev)));
+}
+
 fn main() {
     divan::main();
 }
