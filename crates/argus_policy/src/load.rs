@@ -158,6 +158,13 @@ pub fn load_dir(dir: &Path, schema: &Schema, features: &FeatureSet, pseudo: &Pse
 
 /// Loads policies and lists given as named texts (files, or files embedded in the binary).
 pub fn load_sources(policy_files: &Sources, list_files: &Sources, schema: &Schema, features: &FeatureSet, pseudo: &Pseudonymizer) -> Result<Loaded, LoadError> {
+    // File order (and so rule order and the version) is by file name, wherever the files come from.
+    let by_name = |v: &Sources| {
+        let mut v = v.clone();
+        v.sort_by(|a, b| file_name(&a.0).cmp(file_name(&b.0)));
+        v
+    };
+    let (policy_files, list_files) = (&by_name(policy_files), &by_name(list_files));
     let mut errors = Vec::new();
     let mut files = Vec::new();
     let mut fingerprint = String::new();
@@ -251,8 +258,9 @@ pub fn load_sources(policy_files: &Sources, list_files: &Sources, schema: &Schem
             versions.push(v);
         }
         let t = &pf.policy.thresholds;
-        if t.challenge.is_some() || t.review.is_some() || t.block.is_some() {
-            thresholds.insert(ty, Thresholds { challenge: t.challenge, review: t.review, block: t.block });
+        let has_thresholds = t.challenge.is_some() || t.review.is_some() || t.block.is_some();
+        if has_thresholds && thresholds.insert(ty, Thresholds { challenge: t.challenge, review: t.review, block: t.block }).is_some() {
+            errors.push(format!("{name}: policy.thresholds: thresholds for `{}` are already set by another file", pf.policy.checkpoint));
         }
         for r in pf.rules {
             by_checkpoint.entry(ty).or_default().push((name.clone(), r, pf.policy.checkpoint.clone()));
@@ -323,7 +331,8 @@ pub fn load_sources(policy_files: &Sources, list_files: &Sources, schema: &Schem
                 errors.push(format!("{origin}: error[unreachable]: the condition is always false, so the rule can never fire"));
             }
             if let Some(prev) = &blocked_unconditionally {
-                if !shadow {
+                // Allow rules still win after an unconditional block; shadow rules change nothing anyway.
+                if !shadow && action != Some(Action::Allow) {
                     errors.push(format!("{origin}: error[unreachable]: rule `{prev}` before it always blocks, so this rule cannot change a decision"));
                 }
             }
@@ -361,6 +370,10 @@ pub fn load_sources(policy_files: &Sources, list_files: &Sources, schema: &Schem
     let declared = if versions.is_empty() { "unversioned".to_string() } else { versions.join(",") };
     set.version = format!("{declared}+{:012x}", fnv(fingerprint.as_bytes()) & 0xffff_ffff_ffff);
     Ok(Loaded { policies: set, tests, files })
+}
+
+fn file_name(p: &str) -> &str {
+    p.rsplit(['/', '\\']).next().unwrap_or(p)
 }
 
 fn fnv(b: &[u8]) -> u64 {

@@ -27,10 +27,27 @@ pub enum Ir {
     Index(Box<Ir>, Box<Ir>),
     /// Function overload index in `Env::functions`, arguments (receiver first for methods).
     Call(usize, Vec<Ir>),
+    /// Dynamic mode only: what static checking would have refused, as a run-time error.
+    Error(Arc<str>),
+    /// A list macro: `list.all(x, p)`, `exists`, `exists_one`, `map(x, f)` / `map(x, p, f)`, `filter(x, p)`.
+    /// The element is bound to variable slot `var` while `body` (and `filter`) evaluate.
+    Macro { kind: Macro, list: Box<Ir>, var: usize, filter: Option<Box<Ir>>, body: Box<Ir> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Macro {
+    All,
+    Exists,
+    ExistsOne,
+    Map,
+    Filter,
 }
 
 pub struct Checker<'e> {
     env: &'e Env,
+    /// Dynamic mode (CEL with checking disabled): unknown names and functions become run-time errors and
+    /// operand types are not enforced; the evaluator's own checks apply instead.
+    pub dynamic: bool,
     pub diags: Vec<Diagnostic>,
     /// Variables the expression reads (for explanations: "the feature values they read").
     pub reads: Vec<usize>,
@@ -38,12 +55,22 @@ pub struct Checker<'e> {
 
 impl<'e> Checker<'e> {
     pub fn new(env: &'e Env) -> Self {
-        Checker { env, diags: Vec::new(), reads: Vec::new() }
+        Checker { env, dynamic: false, diags: Vec::new(), reads: Vec::new() }
     }
 
     fn err(&mut self, d: Diagnostic) -> (Ir, Type) {
+        if self.dynamic && d.code != "syntax_error" && d.code != "too_deep" {
+            return (Ir::Error(Arc::from(d.message.as_str())), Type::Dyn);
+        }
         self.diags.push(d);
         (Ir::Const(Val::Null), Type::Dyn)
+    }
+
+    /// A type problem that dynamic mode leaves to run time (with `ir` evaluated as built).
+    fn soft(&mut self, d: Diagnostic) {
+        if !self.dynamic {
+            self.diags.push(d);
+        }
     }
 
     pub fn check(&mut self, e: &Expr) -> (Ir, Type) {
@@ -94,7 +121,7 @@ impl<'e> Checker<'e> {
             ExprKind::Cond(c, t, f) => {
                 let (ci, ct) = self.check(c);
                 if !matches!(ct, Type::Bool | Type::Dyn) {
-                    self.diags.push(Diagnostic::new("type_mismatch", format!("the condition of `? :` must be a bool, found {ct}"), c.span));
+                    self.soft(Diagnostic::new("type_mismatch", format!("the condition of `? :` must be a bool, found {ct}"), c.span));
                 }
                 let (ti, tt) = self.check(t);
                 let (fi, ft) = self.check(f);
@@ -102,7 +129,7 @@ impl<'e> Checker<'e> {
                     tt
                 } else if tt == Type::Null {
                     ft
-                } else if tt == Type::Dyn || ft == Type::Dyn {
+                } else if tt == Type::Dyn || ft == Type::Dyn || self.dynamic {
                     Type::Dyn
                 } else {
                     return self.err(Diagnostic::new("type_mismatch", format!("the branches of `? :` have different types: {tt} and {ft}"), e.span));
@@ -184,7 +211,7 @@ impl<'e> Checker<'e> {
             BinOp::And | BinOp::Or => {
                 for (t, s) in [(&lt, l.span), (&rt, r.span)] {
                     if !matches!(t, Type::Bool | Type::Dyn) {
-                        self.diags.push(Diagnostic::new("type_mismatch", format!("`{}` needs bools, found {t}", op.symbol()), s));
+                        self.soft(Diagnostic::new("type_mismatch", format!("`{}` needs bools, found {t}", op.symbol()), s));
                     }
                 }
                 let ir = if op == BinOp::And { Ir::And(Box::new(li), Box::new(ri)) } else { Ir::Or(Box::new(li), Box::new(ri)) };
@@ -220,6 +247,14 @@ impl<'e> Checker<'e> {
     }
 
     fn mismatch(&mut self, e: &Expr, op: BinOp, lt: &Type, rt: &Type) -> (Ir, Type) {
+        if self.dynamic {
+            // Re-check the operands to build the operation; the evaluator reports what does not fit.
+            if let ExprKind::Binary(_, l, r) = &e.kind {
+                let (li, _) = self.check(l);
+                let (ri, _) = self.check(r);
+                return (Ir::Binary(op, Box::new(li), Box::new(ri)), Type::Dyn);
+            }
+        }
         let hint = if lt.is_numeric() && rt.is_numeric() {
             "CEL does not mix int, uint and double in arithmetic: convert one side, e.g. `double(x)`"
         } else if matches!((lt, rt), (Type::String, t) | (t, Type::String) if t.is_numeric()) {
@@ -231,6 +266,13 @@ impl<'e> Checker<'e> {
     }
 
     fn call(&mut self, e: &Expr, target: Option<&Expr>, name: &str, args: &[Expr]) -> (Ir, Type) {
+        if name == "dyn" && target.is_none() && args.len() == 1 {
+            let (ir, _) = self.check(&args[0]);
+            return (ir, Type::Dyn);
+        }
+        if let (Some(t), Some(kind)) = (target, macro_kind(name, args.len())) {
+            return self.list_macro(e, t, kind, args);
+        }
         if name == "has" && target.is_none() {
             return match args {
                 [a] => match self.check(a) {
@@ -290,6 +332,63 @@ impl<'e> Checker<'e> {
             Diagnostic::new("type_mismatch", format!("no overload of `{name}` takes ({})", found.join(", ")), e.span)
                 .with_hint(format!("`{name}` takes {}", wants.join(" or "))),
         )
+    }
+}
+
+fn macro_kind(name: &str, nargs: usize) -> Option<Macro> {
+    Some(match (name, nargs) {
+        ("all", 2) => Macro::All,
+        ("exists", 2) => Macro::Exists,
+        ("exists_one", 2) => Macro::ExistsOne,
+        ("map", 2 | 3) => Macro::Map,
+        ("filter", 2) => Macro::Filter,
+        _ => return None,
+    })
+}
+
+impl Checker<'_> {
+    fn list_macro(&mut self, e: &Expr, target: &Expr, kind: Macro, args: &[Expr]) -> (Ir, Type) {
+        let ExprKind::Ident(var) = &args[0].kind else {
+            return self.err(Diagnostic::new("type_mismatch", "the first argument of a list macro is the element's name, e.g. `xs.all(x, x > 0)`".into(), args[0].span));
+        };
+        let (li, lt) = self.check(target);
+        let elem = match lt {
+            Type::List(el) => *el,
+            Type::Dyn => Type::Dyn,
+            t => return self.err(Diagnostic::new("type_mismatch", format!("list macros need a list, found {t}"), target.span)),
+        };
+        // The element is a new variable, visible only inside the macro's arguments.
+        let mut scoped = self.env.clone();
+        let slot = scoped.vars().len();
+        if scoped.lookup(var).is_some() {
+            return self.err(Diagnostic::new("unsupported", format!("`{var}` is already a name here; pick another element name"), args[0].span));
+        }
+        scoped.var(var, elem.clone());
+        let mut inner = Checker { env: &scoped, dynamic: self.dynamic, diags: Vec::new(), reads: Vec::new() };
+        let mut parts: Vec<(Ir, Type)> = args[1..].iter().map(|a| inner.check(a)).collect();
+        self.diags.append(&mut inner.diags);
+        self.reads.extend(inner.reads.into_iter().filter(|&r| r != slot));
+        let (body, bt) = parts.pop().unwrap_or((Ir::Const(Val::Null), Type::Dyn));
+        let filter = parts.pop().map(|(f, ft)| {
+            if !matches!(ft, Type::Bool | Type::Dyn) {
+                self.soft(Diagnostic::new("type_mismatch", format!("a macro predicate must be a bool, found {ft}"), e.span));
+            }
+            Box::new(f)
+        });
+        let ty = match kind {
+            Macro::All | Macro::Exists | Macro::ExistsOne | Macro::Filter => {
+                if !matches!(bt, Type::Bool | Type::Dyn) {
+                    self.soft(Diagnostic::new("type_mismatch", format!("a macro predicate must be a bool, found {bt}"), e.span));
+                }
+                if kind == Macro::Filter {
+                    Type::List(Box::new(elem))
+                } else {
+                    Type::Bool
+                }
+            }
+            Macro::Map => Type::List(Box::new(bt)),
+        };
+        (Ir::Macro { kind, list: Box::new(li), var: slot, filter, body: Box::new(body) }, ty)
     }
 }
 

@@ -81,7 +81,75 @@ pub fn compile(ir: Ir, env: &Env) -> Eval {
         }
         Ir::Binary(op, l, r) => binary(op, *l, *r, env),
         Ir::Call(f, args) => call(f, args, env),
+        Ir::Error(m) => Box::new(move |_| Err(EvalError::Invalid(m.to_string()))),
+        Ir::Macro { kind, list, var, filter, body } => list_macro(kind, compile(*list, env), var, filter.map(|f| compile(*f, env)), compile(*body, env)),
     }
+}
+
+/// List macros with CEL's error semantics: `all` is false if any element is false (else an error if
+/// any erred), `exists` true if any is true (else an error if any erred).
+fn list_macro(kind: crate::check::Macro, list: Eval, var: usize, filter: Option<Eval>, body: Eval) -> Eval {
+    use crate::check::Macro;
+    Box::new(move |a| {
+        let items = match list(a)? {
+            Val::List(l) => l,
+            o => return Err(EvalError::NoOverload(format!("a list macro on {}", o.type_name()))),
+        };
+        let mut vars: Vec<Val> = a.vars.to_vec();
+        if vars.len() <= var {
+            vars.resize(var + 1, Val::Null);
+        }
+        let mut err: Option<EvalError> = None;
+        let (mut found, mut count) = (false, 0usize);
+        let mut out = Vec::new();
+        for item in items.iter() {
+            vars[var] = item.clone();
+            let act = Activation { vars: &vars, lists: a.lists };
+            if let Some(f) = &filter {
+                match f(&act)? {
+                    Val::Bool(true) => {}
+                    Val::Bool(false) => continue,
+                    o => return Err(EvalError::NoOverload(format!("a macro predicate evaluated to {}", o.type_name()))),
+                }
+            }
+            let r = body(&act);
+            match kind {
+                Macro::All => match r {
+                    Ok(Val::Bool(false)) => return Ok(Val::Bool(false)),
+                    Ok(Val::Bool(true)) => {}
+                    Ok(o) => err = Some(EvalError::NoOverload(format!("all() predicate gave {}", o.type_name()))),
+                    Err(e) => err = Some(e),
+                },
+                Macro::Exists => match r {
+                    Ok(Val::Bool(true)) => {
+                        found = true;
+                        break;
+                    }
+                    Ok(Val::Bool(false)) => {}
+                    Ok(o) => err = Some(EvalError::NoOverload(format!("exists() predicate gave {}", o.type_name()))),
+                    Err(e) => err = Some(e),
+                },
+                Macro::ExistsOne => match r? {
+                    Val::Bool(true) => count += 1,
+                    Val::Bool(false) => {}
+                    o => return Err(EvalError::NoOverload(format!("exists_one() predicate gave {}", o.type_name()))),
+                },
+                Macro::Map => out.push(r?),
+                Macro::Filter => match r? {
+                    Val::Bool(true) => out.push(item.clone()),
+                    Val::Bool(false) => {}
+                    o => return Err(EvalError::NoOverload(format!("filter() predicate gave {}", o.type_name()))),
+                },
+            }
+        }
+        match kind {
+            Macro::All => err.map_or(Ok(Val::Bool(true)), Err),
+            Macro::Exists if found => Ok(Val::Bool(true)),
+            Macro::Exists => err.map_or(Ok(Val::Bool(false)), Err),
+            Macro::ExistsOne => Ok(Val::Bool(count == 1)),
+            Macro::Map | Macro::Filter => Ok(Val::List(out.into())),
+        }
+    })
 }
 
 fn truth(r: Result<Val, EvalError>) -> Result<Val, EvalError> {
@@ -192,6 +260,16 @@ pub fn val_eq(a: &Val, b: &Val) -> bool {
     }
 }
 
+/// CEL's timestamp range: years 0001 to 9999.
+fn time_in_range(t: Option<i64>) -> Result<i64, EvalError> {
+    t.filter(|t| (crate::time::MIN_TIME..=crate::time::MAX_TIME).contains(t)).ok_or(EvalError::Overflow)
+}
+
+/// CEL's duration range: ±10,000 years (315,576,000,000 s).
+fn duration_in_range(d: Option<i64>) -> Result<i64, EvalError> {
+    d.filter(|d| d.unsigned_abs() <= crate::time::MAX_DURATION).ok_or(EvalError::Overflow)
+}
+
 /// Applies a (non-logical) binary operator.
 pub fn apply(op: BinOp, a: &Val, b: &Val) -> Result<Val, EvalError> {
     use Val::*;
@@ -230,17 +308,17 @@ pub fn apply(op: BinOp, a: &Val, b: &Val) -> Result<Val, EvalError> {
             (Double(x), Double(y)) => Double(x + y),
             (Str(x), Str(y)) => Str(Arc::from(format!("{x}{y}").as_str())),
             (List(x), List(y)) => List(x.iter().chain(y.iter()).cloned().collect::<Vec<_>>().into()),
-            (Time(t), Duration(d)) | (Duration(d), Time(t)) => Time(t.checked_add(*d).ok_or(EvalError::Overflow)?),
-            (Duration(x), Duration(y)) => Duration(x.checked_add(*y).ok_or(EvalError::Overflow)?),
+            (Time(t), Duration(d)) | (Duration(d), Time(t)) => Time(time_in_range(t.checked_add(*d))?),
+            (Duration(x), Duration(y)) => Duration(duration_in_range(x.checked_add(*y))?),
             _ => return Err(no()),
         },
         BinOp::Sub => match (a, b) {
             (Int(x), Int(y)) => Int(x.checked_sub(*y).ok_or(EvalError::Overflow)?),
             (UInt(x), UInt(y)) => UInt(x.checked_sub(*y).ok_or(EvalError::Overflow)?),
             (Double(x), Double(y)) => Double(x - y),
-            (Time(x), Time(y)) => Duration(x.checked_sub(*y).ok_or(EvalError::Overflow)?),
-            (Time(t), Duration(d)) => Time(t.checked_sub(*d).ok_or(EvalError::Overflow)?),
-            (Duration(x), Duration(y)) => Duration(x.checked_sub(*y).ok_or(EvalError::Overflow)?),
+            (Time(x), Time(y)) => Duration(duration_in_range(x.checked_sub(*y))?),
+            (Time(t), Duration(d)) => Time(time_in_range(t.checked_sub(*d))?),
+            (Duration(x), Duration(y)) => Duration(duration_in_range(x.checked_sub(*y))?),
             _ => return Err(no()),
         },
         BinOp::Mul => match (a, b) {
@@ -301,7 +379,7 @@ pub fn compile_bool(ir: Ir, env: &Env) -> EvalBool {
             })
         }
         Ir::Binary(op @ (BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Ne), l, r)
-            if matches!((&*l, &*r), (Ir::Var(..), Ir::Const(Val::Double(_) | Val::Int(_)))) =>
+            if matches!((&*l, &*r), (Ir::Var(..), Ir::Const(Val::Double(_)))) || matches!((&*l, &*r), (Ir::Var(..), Ir::Const(Val::Int(c))) if c.unsigned_abs() < (1 << 53)) =>
         {
             let (Ir::Var(i, name), Ir::Const(c)) = (*l, *r) else { unreachable!("matched above") };
             let c = match c {

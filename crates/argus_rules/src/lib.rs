@@ -65,8 +65,20 @@ impl Program {
 
 /// Parses, checks and compiles `src` against `env`. All diagnostics are returned at once.
 pub fn compile(src: &str, env: &Env) -> Result<Program, Vec<Diagnostic>> {
+    compile_with(src, env, false)
+}
+
+/// Compiles without static type checking (CEL's "check disabled" mode, used by the conformance runner
+/// for the tests that ask for it): names, functions and operand types unknown statically become
+/// run-time errors. Policies always use [`compile`].
+pub fn compile_dynamic(src: &str, env: &Env) -> Result<Program, Vec<Diagnostic>> {
+    compile_with(src, env, true)
+}
+
+fn compile_with(src: &str, env: &Env, dynamic: bool) -> Result<Program, Vec<Diagnostic>> {
     let ast = parser::parse(src).map_err(|d| vec![d])?;
     let mut c = check::Checker::new(env);
+    c.dynamic = dynamic;
     let (ir, ty) = c.check(&ast);
     if !c.diags.is_empty() {
         return Err(c.diags);

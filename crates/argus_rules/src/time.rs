@@ -2,6 +2,48 @@
 
 const DAY: i64 = 86_400_000;
 
+/// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z in milliseconds.
+pub const MIN_TIME: i64 = -62_135_596_800_000;
+pub const MAX_TIME: i64 = 253_402_300_799_999;
+/// ±10,000 years in milliseconds.
+pub const MAX_DURATION: u64 = 315_576_000_000_000;
+
+/// (year, month 1–12, day 1–31) of days since 1970-01-01.
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Days since 1970-01-01 of a civil date.
+pub fn days_from(y: i64, m: i64, d: i64) -> i64 {
+    days_from_civil(y, m, d)
+}
+
+/// RFC 3339 in UTC, with milliseconds only when non-zero (`2009-02-13T23:31:30Z`).
+pub fn format_rfc3339(ms: i64) -> String {
+    let (y, mo, d) = civil_from_days(ms.div_euclid(DAY));
+    let r = ms.rem_euclid(DAY);
+    let frac = if r % 1000 == 0 { String::new() } else { format!(".{:03}", r % 1000) };
+    format!("{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z", r / 3_600_000, (r / 60_000) % 60, (r / 1000) % 60)
+}
+
+/// CEL's duration rendering: seconds with a fraction when needed (`1000000s`, `1.5s`).
+pub fn format_duration(ms: i64) -> String {
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        let s = format!("{:.3}", ms as f64 / 1000.0);
+        format!("{}s", s.trim_end_matches('0'))
+    }
+}
+
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = if y >= 0 { y } else { y - 399 } / 400;
@@ -18,6 +60,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     }
     let n = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r).filter(|x| x.bytes().all(|c| c.is_ascii_digit())).and_then(|x| x.parse().ok()) };
     let (y, mo, d, h, mi, se) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
+    let _ = days_from;
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 || y < 1 {
         return None;
     }
@@ -48,7 +91,8 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    Some(days_from_civil(y, mo, d) * DAY + h * 3_600_000 + mi * 60_000 + se.min(59) * 1000 + ms - off)
+    let t = days_from_civil(y, mo, d) * DAY + h * 3_600_000 + mi * 60_000 + se.min(59) * 1000 + ms - off;
+    (MIN_TIME..=MAX_TIME).contains(&t).then_some(t)
 }
 
 /// CEL duration strings: a sign, then one or more `<decimal><unit>` with units h, m, s, ms, us, ns.
@@ -88,7 +132,7 @@ pub fn parse_duration(s: &str) -> Option<i64> {
         total_ns += (num * unit_ns).round() as i128;
     }
     // CEL limits durations to ±10,000 years.
-    if total_ns > 315_576_000_000_000_000_000 {
+    if total_ns > MAX_DURATION as i128 * 1_000_000 {
         return None;
     }
     let ms = (total_ns / 1_000_000) as i64;

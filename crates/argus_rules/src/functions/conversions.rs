@@ -27,6 +27,8 @@ pub fn defs() -> Vec<FunctionDef> {
     add("string", Type::UInt, Type::String, "", &[]);
     add("string", Type::Double, Type::String, "", &[]);
     add("string", Type::Bool, Type::String, "", &[]);
+    add("string", Type::Timestamp, Type::String, "", &[]);
+    add("string", Type::Duration, Type::String, "", &[]);
     add("timestamp", Type::String, Type::Timestamp, "`timestamp('2026-11-26T10:00:00Z')`: an RFC 3339 time (millisecond precision).", &[("timestamp('1970-01-01T00:00:01Z') == timestamp('1970-01-01T00:00:01.000Z')", "true")]);
     add("timestamp", Type::Int, Type::Timestamp, "", &[]);
     add("duration", Type::String, Type::Duration, "`duration('1h30m')`: a duration; units `h`, `m`, `s`, `ms`, with an optional sign and decimals (`1.5h`).", &[("duration('90m') == duration('1h30m')", "true")]);
@@ -91,6 +93,8 @@ fn to_string(a: &[Val]) -> Result<Val, EvalError> {
         Val::UInt(u) => u.to_string(),
         Val::Double(d) => format!("{d}"),
         Val::Bool(b) => b.to_string(),
+        Val::Time(t) => crate::time::format_rfc3339(*t),
+        Val::Duration(d) => crate::time::format_duration(*d),
         o => return Err(EvalError::NoOverload(format!("string({})", o.type_name()))),
     }))
 }
@@ -98,7 +102,7 @@ fn to_string(a: &[Val]) -> Result<Val, EvalError> {
 fn to_timestamp(a: &[Val]) -> Result<Val, EvalError> {
     match &a[0] {
         Val::Time(t) => Ok(Val::Time(*t)),
-        Val::Int(secs) => secs.checked_mul(1000).map(Val::Time).ok_or_else(range),
+        Val::Int(secs) => secs.checked_mul(1000).filter(|t| (crate::time::MIN_TIME..=crate::time::MAX_TIME).contains(t)).map(Val::Time).ok_or_else(range),
         Val::Str(s) => crate::time::parse_rfc3339(s).map(Val::Time).ok_or_else(|| EvalError::Invalid(format!("`{s}` is not an RFC 3339 time"))),
         o => Err(EvalError::NoOverload(format!("timestamp({})", o.type_name()))),
     }

@@ -14,6 +14,7 @@ mod matches;
 mod same_prefix;
 mod size;
 mod strings;
+mod timestamps;
 
 /// One overload of a function.
 #[derive(Debug, Clone)]
@@ -43,6 +44,7 @@ pub fn all() -> Vec<FunctionDef> {
     v.extend(distance_km::defs());
     v.extend(same_prefix::defs());
     v.extend(hour_of_day::defs());
+    v.extend(timestamps::defs());
     v
 }
 

@@ -1,0 +1,132 @@
+//! Timestamp and duration accessors (CEL standard): `t.getFullYear()`, `t.getHours('+08:00')`, …
+//! Time zones are `UTC` or fixed offsets; named zones are an error (not supported yet).
+
+use super::{s, FunctionDef};
+use crate::time::{civil_from_days, days_from};
+use crate::types::Type;
+use crate::value::{EvalError, Val};
+
+const DAY: i64 = 86_400_000;
+
+fn year(t: i64) -> i64 {
+    civil_from_days(t.div_euclid(DAY)).0
+}
+fn month0(t: i64) -> i64 {
+    civil_from_days(t.div_euclid(DAY)).1 - 1
+}
+fn date1(t: i64) -> i64 {
+    civil_from_days(t.div_euclid(DAY)).2
+}
+fn date0(t: i64) -> i64 {
+    date1(t) - 1
+}
+fn weekday(t: i64) -> i64 {
+    (t.div_euclid(DAY) + 4).rem_euclid(7)
+}
+fn yearday(t: i64) -> i64 {
+    t.div_euclid(DAY) - days_from(year(t), 1, 1)
+}
+fn hours(t: i64) -> i64 {
+    t.rem_euclid(DAY) / 3_600_000
+}
+fn minutes(t: i64) -> i64 {
+    t.rem_euclid(DAY) / 60_000 % 60
+}
+fn seconds(t: i64) -> i64 {
+    t.rem_euclid(DAY) / 1000 % 60
+}
+fn millis(t: i64) -> i64 {
+    t.rem_euclid(1000)
+}
+
+/// Generates, per accessor, the two evaluators (UTC, and with a time-zone argument).
+macro_rules! accessors {
+    ($(($name:literal, $f:ident, $what:literal, $utc:ident, $tz:ident)),* $(,)?) => {
+        $(
+            fn $utc(a: &[Val]) -> Result<Val, EvalError> {
+                Ok(Val::Int($f(time_arg(a, false)?)))
+            }
+            fn $tz(a: &[Val]) -> Result<Val, EvalError> {
+                Ok(Val::Int($f(time_arg(a, true)?)))
+            }
+        )*
+        fn timestamp_defs() -> Vec<FunctionDef> {
+            let mut v = Vec::new();
+            $(
+                let doc = concat!("`t.", $name, "()` / `t.", $name, "(tz)`: the ", $what, " of timestamp `t`, in UTC or at a fixed offset such as `'+08:00'`.");
+                v.push(FunctionDef { name: $name, method: true, params: vec![Type::Timestamp], ret: Type::Int, doc, examples: &[], eval: $utc });
+                v.push(FunctionDef { name: $name, method: true, params: vec![Type::Timestamp, Type::String], ret: Type::Int, doc, examples: &[], eval: $tz });
+            )*
+            v
+        }
+    };
+}
+
+accessors!(
+    ("getFullYear", year, "year", full_year_utc, full_year_tz),
+    ("getMonth", month0, "month (0 = January)", month_utc, month_tz),
+    ("getDate", date1, "day of the month (from 1)", date_utc, date_tz),
+    ("getDayOfMonth", date0, "day of the month (from 0)", day_of_month_utc, day_of_month_tz),
+    ("getDayOfWeek", weekday, "day of the week (0 = Sunday)", weekday_utc, weekday_tz),
+    ("getDayOfYear", yearday, "day of the year (from 0)", yearday_utc, yearday_tz),
+    ("getHours", hours, "hour", hours_utc, hours_tz),
+    ("getMinutes", minutes, "minute", minutes_utc, minutes_tz),
+    ("getSeconds", seconds, "second", seconds_utc, seconds_tz),
+    ("getMilliseconds", millis, "millisecond", millis_utc, millis_tz),
+);
+
+fn dur_hours(a: &[Val]) -> Result<Val, EvalError> {
+    dur(a, 3_600_000)
+}
+fn dur_minutes(a: &[Val]) -> Result<Val, EvalError> {
+    dur(a, 60_000)
+}
+fn dur_seconds(a: &[Val]) -> Result<Val, EvalError> {
+    dur(a, 1000)
+}
+fn dur_millis(a: &[Val]) -> Result<Val, EvalError> {
+    dur(a, 1)
+}
+
+pub fn defs() -> Vec<FunctionDef> {
+    let mut v = timestamp_defs();
+    if let Some(first) = v.first_mut() {
+        first.examples = &[("timestamp('2009-02-13T23:31:30Z').getFullYear()", "2009"), ("timestamp('2009-02-13T23:31:30Z').getHours('+08:00')", "7")];
+    }
+    let doc = "`d.getHours()`, `getMinutes()`, `getSeconds()`, `getMilliseconds()`: the whole duration in that unit, truncated.";
+    for (name, eval) in [("getHours", dur_hours as fn(&[Val]) -> _), ("getMinutes", dur_minutes), ("getSeconds", dur_seconds), ("getMilliseconds", dur_millis)] {
+        let examples: &'static [(&str, &str)] = if name == "getMinutes" { &[("duration('90m').getMinutes()", "90")] } else { &[] };
+        v.push(FunctionDef { name, method: true, params: vec![Type::Duration], ret: Type::Int, doc, examples, eval });
+    }
+    v
+}
+
+fn dur(a: &[Val], unit: i64) -> Result<Val, EvalError> {
+    match a[0] {
+        Val::Duration(d) => Ok(Val::Int(d / unit)),
+        ref o => Err(EvalError::NoOverload(format!("duration accessor on {}", o.type_name()))),
+    }
+}
+
+fn offset(tz: &str) -> Result<i64, EvalError> {
+    let bad = || EvalError::Invalid(format!("time zone `{tz}` is not supported (UTC or a fixed offset like `+08:00`)"));
+    if tz == "UTC" || tz == "Z" {
+        return Ok(0);
+    }
+    let (sign, rest) = match tz.as_bytes().first() {
+        Some(b'+') => (1, &tz[1..]),
+        Some(b'-') => (-1, &tz[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 23 || m > 59 {
+        return Err(bad());
+    }
+    Ok(sign * (h * 3_600_000 + m * 60_000))
+}
+
+fn time_arg(a: &[Val], with_tz: bool) -> Result<i64, EvalError> {
+    let Val::Time(t) = a[0] else { return Err(EvalError::NoOverload(format!("timestamp accessor on {}", a[0].type_name()))) };
+    Ok(t + if with_tz { offset(s(&a[1])?)? } else { 0 })
+}
