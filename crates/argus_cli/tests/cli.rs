@@ -92,3 +92,28 @@ fn a_wrong_expectation_fails_and_a_bad_rule_is_shown_with_its_span() {
     assert!(err.contains("error[unknown_name]: unknown name `event.amont`") && err.contains("^^^^^^^^^^^") && err.contains("did you mean `event.amount`?"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Golden decisions: the starter events through the embedded configuration and starter pack; the
+/// decisions (one JSON line per checkpoint event) must equal `tests/golden/starter_decisions.ndjson`.
+/// Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test -p argus_cli`, and review the diff.
+#[test]
+fn golden_starter_decisions() {
+    let dir = std::env::temp_dir().join(format!("argus-golden-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .current_dir(root())
+        .args(["replay", "-q", "--input", "examples/starter/events.ndjson", "--decisions"])
+        .arg(dir.join("d.ndjson"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = std::fs::read_to_string(dir.join("d.ndjson")).unwrap();
+    let golden = root().join("crates/argus_cli/tests/golden/starter_decisions.ndjson");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&golden).unwrap_or_default();
+    assert_eq!(got, want, "decisions changed; if intended, regenerate with UPDATE_GOLDEN=1");
+    assert!(got.lines().count() >= 30);
+    std::fs::remove_dir_all(&dir).ok();
+}

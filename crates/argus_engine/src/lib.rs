@@ -16,4 +16,4 @@ pub use config::{Config, ConfigLoadError, CsvMapping};
 pub use engine::{Counters, Engine, ProcessError, SnapshotError};
 pub use replay::{replay, Format, ReplayError, ReplayStats};
 pub use report::PolicyReport;
-pub use table::{CsvTable, ParquetTable, RowSink, SummarySink};
+pub use table::{CsvTable, DecisionLog, ParquetTable, RowSink, SummarySink};

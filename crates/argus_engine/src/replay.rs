@@ -108,6 +108,9 @@ fn handle(engine: &mut Engine, decoded: Result<Event, Rejection>, line: u64, sta
                 if let Some(r) = stats.policy.as_mut() {
                     r.add(&d, truth, amount);
                 }
+                for s in out.sinks.iter_mut() {
+                    s.decision(&d)?;
+                }
             }
         }
         Err(e) => {

@@ -14,10 +14,38 @@ use serde::Serialize;
 use std::io::{self, Write};
 use std::sync::Arc;
 
-/// A consumer of feature rows.
+/// A consumer of feature rows (and, when the engine has policies, of decisions).
 pub trait RowSink {
     fn write(&mut self, id: &str, ty: TypeId, time: i64, features: &[Value]) -> io::Result<()>;
     fn finish(&mut self) -> io::Result<()>;
+    /// The decision of the event whose row was just written.
+    fn decision(&mut self, _d: &argus_policy::Decision) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Decisions as NDJSON, one line per decided event.
+pub struct DecisionLog<W: Write> {
+    w: W,
+}
+
+impl<W: Write> DecisionLog<W> {
+    pub fn new(w: W) -> Self {
+        DecisionLog { w }
+    }
+}
+
+impl<W: Write> RowSink for DecisionLog<W> {
+    fn write(&mut self, _: &str, _: TypeId, _: i64, _: &[Value]) -> io::Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+    fn decision(&mut self, d: &argus_policy::Decision) -> io::Result<()> {
+        serde_json::to_writer(&mut self.w, d)?;
+        self.w.write_all(b"\n")
+    }
 }
 
 /// CSV: `event_id,event_time,event_type,<feature…>`; nulls are empty, booleans 1/0, decimals exact,

@@ -2,7 +2,7 @@
 //! through exactly the engine code that serves live traffic.
 
 use anyhow::Context;
-use argus_engine::{replay, CsvTable, Engine, Format, ParquetTable, RowSink, SummarySink};
+use argus_engine::{replay, CsvTable, DecisionLog, Engine, Format, ParquetTable, RowSink, SummarySink};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -31,6 +31,9 @@ pub struct Args {
     /// Write summary statistics (JSON).
     #[arg(long)]
     summary: Option<PathBuf>,
+    /// Write every decision (NDJSON, one line per decided event).
+    #[arg(long)]
+    decisions: Option<PathBuf>,
     /// Write refused records with their errors (NDJSON).
     #[arg(long)]
     rejects: Option<PathBuf>,
@@ -105,6 +108,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         None => None,
     };
     let mut summary = SummarySink::new(&features);
+    let mut decision_log = match &a.decisions {
+        Some(p) => Some(DecisionLog::new(BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?))),
+        None => None,
+    };
     let mut rejects = match &a.rejects {
         Some(p) => Some(BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?)),
         None => None,
@@ -114,6 +121,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         sinks.push(s);
     }
     if let Some(s) = pq_sink.as_mut() {
+        sinks.push(s);
+    }
+    if let Some(s) = decision_log.as_mut() {
         sinks.push(s);
     }
 
