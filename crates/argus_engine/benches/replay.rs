@@ -110,6 +110,41 @@ fn decide_starter(bencher: Bencher, checkpoint: &str) {
     bencher.bench_local(|| engine.decide(divan::black_box(&ev)));
 }
 
+/// A checkpoint with 50 rules: the order rules of the starter pack, five times over (renamed), so
+/// that the decision evaluates 50 conditions.
+#[divan::bench]
+fn decide_50_rules(bencher: Bencher) {
+    let cfg = Config::load(&root().join("examples/starter/argus.toml")).expect("starter config");
+    let (policies, lists) = argus_policy::read_dir(&root().join("policies")).expect("starter pack");
+    let orders = policies.iter().find(|(n, _)| n.ends_with("marketplace_integrity.toml")).expect("order policy").1.clone();
+    let copies: Vec<(String, String)> = (0..5)
+        .map(|k| {
+            let mut t = orders.replace("name = \"", &format!("name = \"r{k}_"));
+            if k > 0 {
+                t = t.lines().filter(|l| !l.starts_with("thresholds")).collect::<Vec<_>>().join("\n");
+            }
+            (format!("orders{k}.toml"), t)
+        })
+        .collect();
+    let loaded = argus_policy::load_sources(&copies, &lists, &cfg.schema, &cfg.features, &cfg.pseudonymizer).expect("50-rule policy");
+    let ty = cfg.schema.type_id("order.create").expect("order type");
+    let n = loaded.policies.by_type[ty as usize].as_ref().map_or(0, |p| p.rules.len());
+    assert_eq!(n, 50);
+    let mut engine = Engine::new(cfg);
+    engine.set_policies(std::sync::Arc::new(loaded.policies));
+    let lines = synth::events(20_000, 9);
+    for l in &lines {
+        if let Ok(mut ev) = engine.decoder().decode_bytes(l.as_bytes()) {
+            let _ = engine.process(&mut ev);
+        }
+    }
+    let last = lines.iter().rev().find(|l| l.contains("\"type\":\"order.create\"")).expect("an order");
+    let mut ev = engine.decoder().decode_bytes(last.as_bytes()).expect("valid");
+    ev.id.push_str("-bench50");
+    engine.process(&mut ev).expect("accepted");
+    bencher.bench_local(|| engine.decide(divan::black_box(&ev)));
+}
+
 fn main() {
     divan::main();
 }
