@@ -38,7 +38,7 @@ fn cel_context() -> cel::Context<'static, 'static> {
     ctx
 }
 
-#[divan::bench(args = [0, 1, 2, 3])]
+#[divan::bench(args = [0, 1, 2, 3], sample_size = 5000)]
 fn argus(bencher: Bencher, i: usize) {
     let (env, vars) = argus_env();
     let p = compile(EXPRS[i].1, &env).expect("compiles");
@@ -46,7 +46,7 @@ fn argus(bencher: Bencher, i: usize) {
     bencher.bench_local(|| p.eval_bool(divan::black_box(&Activation { vars: &vars, lists: &NoLists })));
 }
 
-#[divan::bench(args = [0, 1, 2, 3])]
+#[divan::bench(args = [0, 1, 2, 3], sample_size = 5000)]
 fn cel_crate(bencher: Bencher, i: usize) {
     let ctx = cel_context();
     let p = cel::Program::compile(EXPRS[i].1).expect("cel compiles");

@@ -344,102 +344,165 @@ pub fn apply(op: BinOp, a: &Val, b: &Val) -> Result<Val, EvalError> {
     })
 }
 
-/// A compiled condition: the same semantics as [`compile`] followed by a bool check, with the common
-/// shapes (`var op constant`, `&&`, `||`, `!`) specialised so that no `Val` is built on the way.
-pub type EvalBool = Box<dyn Fn(&Activation<'_>) -> Result<bool, EvalError> + Send + Sync>;
+/// The fast form of a condition: `Some(result)`, or `None` when evaluation errs (or takes a shape the
+/// fast form does not cover); the caller then runs the general evaluator, which has the same semantics
+/// and produces the precise error. No `Val` is built on the fast path and errors cost nothing until
+/// they happen.
+pub type FastBool = Box<dyn Fn(&Activation<'_>) -> Option<bool> + Send + Sync>;
+type FastF64 = Box<dyn Fn(&Activation<'_>) -> Option<f64> + Send + Sync>;
 
-pub fn compile_bool(ir: Ir, env: &Env) -> EvalBool {
+pub fn fast_bool(ir: Ir, env: &Env) -> FastBool {
     match ir {
-        Ir::Const(Val::Bool(b)) => Box::new(move |_| Ok(b)),
-        Ir::Present(i, want) => Box::new(move |a| Ok(a.vars.get(i).is_some_and(|v| *v != Val::Null) == want)),
+        Ir::Const(Val::Bool(b)) => Box::new(move |_| Some(b)),
+        Ir::Present(i, want) => Box::new(move |a| Some(a.vars.get(i).is_some_and(|v| *v != Val::Null) == want)),
         Ir::Not(x) => {
-            let x = compile_bool(*x, env);
+            let x = fast_bool(*x, env);
             Box::new(move |a| x(a).map(|b| !b))
         }
+        // CEL's commutative logic: an error (None) is absorbed when the other side decides.
         Ir::And(l, r) => {
-            let (l, r) = (compile_bool(*l, env), compile_bool(*r, env));
+            let (l, r) = (fast_bool(*l, env), fast_bool(*r, env));
             Box::new(move |a| match l(a) {
-                Ok(false) => Ok(false),
-                Ok(true) => r(a),
-                Err(e) => match r(a) {
-                    Ok(false) => Ok(false),
-                    _ => Err(e),
+                Some(false) => Some(false),
+                Some(true) => r(a),
+                None => match r(a) {
+                    Some(false) => Some(false),
+                    _ => None,
                 },
             })
         }
         Ir::Or(l, r) => {
-            let (l, r) = (compile_bool(*l, env), compile_bool(*r, env));
+            let (l, r) = (fast_bool(*l, env), fast_bool(*r, env));
             Box::new(move |a| match l(a) {
-                Ok(true) => Ok(true),
-                Ok(false) => r(a),
-                Err(e) => match r(a) {
-                    Ok(true) => Ok(true),
-                    _ => Err(e),
+                Some(true) => Some(true),
+                Some(false) => r(a),
+                None => match r(a) {
+                    Some(true) => Some(true),
+                    _ => None,
                 },
             })
         }
-        Ir::Binary(op @ (BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Ne), l, r)
-            if matches!((&*l, &*r), (Ir::Var(..), Ir::Const(Val::Double(_)))) || matches!((&*l, &*r), (Ir::Var(..), Ir::Const(Val::Int(c))) if c.unsigned_abs() < (1 << 53)) =>
+        Ir::Cond(c, t, f) if is_bool(&t, env) && is_bool(&f, env) => {
+            let (c, t, f) = (fast_bool(*c, env), fast_bool(*t, env), fast_bool(*f, env));
+            Box::new(move |a| if c(a)? { t(a) } else { f(a) })
+        }
+        Ir::Binary(op @ (BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Ne), l, r) if is_f64(&l, env) && is_f64(&r, env) => {
+            match (*l, *r) {
+                (Ir::Var(i, _), Ir::Const(Val::Double(c))) => Box::new(move |a| match a.vars.get(i)? {
+                    Val::Double(d) => Some(cmp_f64(op, *d, c)),
+                    _ => None,
+                }),
+                (l, Ir::Const(Val::Double(c))) => {
+                    let l = fast_f64(l);
+                    Box::new(move |a| Some(cmp_f64(op, l(a)?, c)))
+                }
+                (l, r) => {
+                    let (l, r) = (fast_f64(l), fast_f64(r));
+                    Box::new(move |a| Some(cmp_f64(op, l(a)?, r(a)?)))
+                }
+            }
+        }
+        Ir::Call(f, args)
+            if matches!(env.functions.get(f).map(|d| d.name), Some("startsWith" | "endsWith" | "contains"))
+                && matches!(args.as_slice(), [Ir::Var(..), Ir::Const(Val::Str(_))]) =>
         {
-            let (Ir::Var(i, name), Ir::Const(c)) = (*l, *r) else { unreachable!("matched above") };
-            let c = match c {
-                Val::Double(d) => d,
-                Val::Int(n) => n as f64,
+            let name = env.functions[f].name;
+            let (i, k) = match args.as_slice() {
+                [Ir::Var(i, _), Ir::Const(Val::Str(k))] => (*i, k.clone()),
                 _ => unreachable!("matched above"),
             };
-            // Exact for ints up to 2^53 against a constant; larger values take the general path.
-            Box::new(move |a| {
-                let x = match a.vars.get(i) {
-                    Some(Val::Double(d)) => *d,
-                    Some(Val::Int(n)) if n.unsigned_abs() < (1 << 53) => *n as f64,
-                    Some(Val::Null) | None => return Err(EvalError::Absent(name.to_string())),
-                    Some(v) => {
-                        return match apply(op, v, &Val::Double(c))? {
-                            Val::Bool(b) => Ok(b),
-                            _ => Err(EvalError::NoOverload("comparison".into())),
-                        }
-                    }
-                };
-                Ok(match op {
-                    BinOp::Lt => x < c,
-                    BinOp::Le => x <= c,
-                    BinOp::Gt => x > c,
-                    BinOp::Ge => x >= c,
-                    BinOp::Eq => x == c,
-                    _ => x != c,
-                })
+            let op: fn(&str, &str) -> bool = match name {
+                "startsWith" => |s, k| s.starts_with(k),
+                "endsWith" => |s, k| s.ends_with(k),
+                _ => |s, k| s.contains(k),
+            };
+            Box::new(move |a| match a.vars.get(i)? {
+                Val::Str(s) => Some(op(s, &k)),
+                _ => None,
             })
         }
-        Ir::Binary(op @ (BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge), l, r) if is_f64(&l, env) && is_f64(&r, env) => {
-            let (l, r) = (compile_f64(*l), compile_f64(*r));
-            Box::new(move |a| {
-                let (x, y) = (l(a)?, r(a)?);
-                Ok(match op {
-                    BinOp::Lt => x < y,
-                    BinOp::Le => x <= y,
-                    BinOp::Gt => x > y,
-                    _ => x >= y,
-                })
+        Ir::Binary(op @ (BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Ne), l, r)
+            if matches!(&*l, Ir::Var(..)) && matches!(&*r, Ir::Const(Val::Int(c)) if c.unsigned_abs() < (1 << 53)) =>
+        {
+            let (Ir::Var(i, _), Ir::Const(Val::Int(c))) = (*l, *r) else { unreachable!("matched above") };
+            let c = c as f64;
+            // Ints within ±2^53 are exact as doubles, and so is the comparison.
+            Box::new(move |a| match a.vars.get(i)? {
+                Val::Int(n) if n.unsigned_abs() < (1 << 53) => Some(cmp_f64(op, *n as f64, c)),
+                Val::Double(d) => Some(cmp_f64(op, *d, c)),
+                _ => None,
             })
         }
-        Ir::Binary(op @ (BinOp::Eq | BinOp::Ne), l, r) if matches!((&*l, &*r), (Ir::Var(..), Ir::Var(..))) => {
-            let (Ir::Var(i, ni), Ir::Var(j, nj)) = (*l, *r) else { unreachable!("matched above") };
-            Box::new(move |a| {
-                let (x, y) = (var(a, i, &ni)?, var(a, j, &nj)?);
-                let eq = match (x, y) {
-                    (Val::Str(p), Val::Str(q)) => p == q,
-                    _ => val_eq(x, y),
-                };
-                Ok(eq == (op == BinOp::Eq))
-            })
+        Ir::Binary(op @ (BinOp::Eq | BinOp::Ne), l, r) if matches!((&*l, &*r), (Ir::Var(..), Ir::Var(..) | Ir::Const(Val::Str(_)))) => {
+            let eq = op == BinOp::Eq;
+            match (*l, *r) {
+                (Ir::Var(i, _), Ir::Const(Val::Str(k))) => Box::new(move |a| match a.vars.get(i)? {
+                    Val::Str(s) => Some((**s == *k) == eq),
+                    _ => None,
+                }),
+                (Ir::Var(i, _), Ir::Var(j, _)) => Box::new(move |a| match (a.vars.get(i)?, a.vars.get(j)?) {
+                    (Val::Str(x), Val::Str(y)) => Some((x == y) == eq),
+                    (Val::Null, _) | (_, Val::Null) => None,
+                    (x, y) => Some(val_eq(x, y) == eq),
+                }),
+                _ => unreachable!("matched above"),
+            }
+        }
+        Ir::Binary(BinOp::In, l, r) if matches!((&*l, &*r), (Ir::Var(..), Ir::Const(Val::List(_)))) => {
+            let (Ir::Var(i, _), Ir::Const(Val::List(items))) = (*l, *r) else { unreachable!("matched above") };
+            let strings: Option<Vec<Arc<str>>> = items.iter().map(|v| if let Val::Str(s) = v { Some(s.clone()) } else { None }).collect();
+            match strings {
+                Some(mut strs) => {
+                    strs.sort();
+                    // Short lists: a length check rejects most candidates without touching bytes.
+                    let linear = strs.len() <= 16;
+                    Box::new(move |a| match a.vars.get(i)? {
+                        Val::Str(s) if linear => Some(strs.iter().any(|k| k.len() == s.len() && k.as_bytes() == s.as_bytes())),
+                        Val::Str(s) => Some(strs.binary_search(s).is_ok()),
+                        Val::Null => None,
+                        v => Some(items_contain(&[], v)),
+                    })
+                }
+                None => Box::new(move |a| match a.vars.get(i)? {
+                    Val::Null => None,
+                    v => Some(items_contain(&items, v)),
+                }),
+            }
         }
         other => {
             let f = compile(other, env);
-            Box::new(move |a| match f(a)? {
-                Val::Bool(b) => Ok(b),
-                o => Err(EvalError::NoOverload(format!("a condition evaluated to {}", o.type_name()))),
+            Box::new(move |a| match f(a) {
+                Ok(Val::Bool(b)) => Some(b),
+                _ => None,
             })
         }
+    }
+}
+
+fn items_contain(items: &[Val], v: &Val) -> bool {
+    items.iter().any(|x| val_eq(v, x))
+}
+
+fn cmp_f64(op: BinOp, x: f64, y: f64) -> bool {
+    match op {
+        BinOp::Lt => x < y,
+        BinOp::Le => x <= y,
+        BinOp::Gt => x > y,
+        BinOp::Ge => x >= y,
+        BinOp::Eq => x == y,
+        _ => x != y,
+    }
+}
+
+/// Whether `ir` has a bool type (so a fast boolean form exists for it).
+fn is_bool(ir: &Ir, env: &Env) -> bool {
+    match ir {
+        Ir::Const(Val::Bool(_)) | Ir::Present(..) | Ir::Not(_) | Ir::And(..) | Ir::Or(..) | Ir::InList(..) => true,
+        Ir::Binary(op, ..) => matches!(op, BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Ne | BinOp::In),
+        Ir::Var(i, _) => env.vars().get(*i).is_some_and(|v| v.ty == crate::types::Type::Bool),
+        Ir::Cond(_, t, f) => is_bool(t, env) && is_bool(f, env),
+        Ir::Call(f, _) => env.functions.get(*f).is_some_and(|d| d.ret == crate::types::Type::Bool),
+        _ => false,
     }
 }
 
@@ -455,30 +518,50 @@ fn is_f64(ir: &Ir, env: &Env) -> bool {
     }
 }
 
-type EvalF64 = Box<dyn Fn(&Activation<'_>) -> Result<f64, EvalError> + Send + Sync>;
-
 /// Double arithmetic without building values (IEEE semantics, as CEL's doubles).
-fn compile_f64(ir: Ir) -> EvalF64 {
+fn fast_f64(ir: Ir) -> FastF64 {
     match ir {
-        Ir::Const(Val::Double(d)) => Box::new(move |_| Ok(d)),
-        Ir::Var(i, name) => Box::new(move |a| match a.vars.get(i) {
-            Some(Val::Double(d)) => Ok(*d),
-            Some(Val::Null) | None => Err(EvalError::Absent(name.to_string())),
-            Some(o) => Err(EvalError::NoOverload(format!("a {} where a double is expected", o.type_name()))),
+        Ir::Const(Val::Double(d)) => Box::new(move |_| Some(d)),
+        Ir::Var(i, _) => Box::new(move |a| match a.vars.get(i)? {
+            Val::Double(d) => Some(*d),
+            _ => None,
         }),
         Ir::Neg(x) => {
-            let x = compile_f64(*x);
-            Box::new(move |a| Ok(-x(a)?))
+            let x = fast_f64(*x);
+            Box::new(move |a| Some(-x(a)?))
         }
-        Ir::Binary(op, l, r) => {
-            let (l, r) = (compile_f64(*l), compile_f64(*r));
+        Ir::Binary(op, l, r) if matches!((&*l, &*r), (Ir::Var(..), Ir::Const(Val::Double(_)))) => {
+            let (Ir::Var(i, _), Ir::Const(Val::Double(c))) = (*l, *r) else { unreachable!("matched above") };
+            let var = move |a: &Activation<'_>| match a.vars.get(i)? {
+                Val::Double(d) => Some(*d),
+                _ => None,
+            };
             match op {
-                BinOp::Add => Box::new(move |a| Ok(l(a)? + r(a)?)),
-                BinOp::Sub => Box::new(move |a| Ok(l(a)? - r(a)?)),
-                BinOp::Mul => Box::new(move |a| Ok(l(a)? * r(a)?)),
-                _ => Box::new(move |a| Ok(l(a)? / r(a)?)),
+                BinOp::Add => Box::new(move |a| Some(var(a)? + c)),
+                BinOp::Sub => Box::new(move |a| Some(var(a)? - c)),
+                BinOp::Mul => Box::new(move |a| Some(var(a)? * c)),
+                _ => Box::new(move |a| Some(var(a)? / c)),
             }
         }
-        _ => Box::new(|_| Err(EvalError::Invalid("internal: not a double expression".into()))),
+        Ir::Binary(op, l, r) if matches!(*r, Ir::Const(Val::Double(_))) => {
+            let Ir::Const(Val::Double(c)) = *r else { unreachable!("matched above") };
+            let l = fast_f64(*l);
+            match op {
+                BinOp::Add => Box::new(move |a| Some(l(a)? + c)),
+                BinOp::Sub => Box::new(move |a| Some(l(a)? - c)),
+                BinOp::Mul => Box::new(move |a| Some(l(a)? * c)),
+                _ => Box::new(move |a| Some(l(a)? / c)),
+            }
+        }
+        Ir::Binary(op, l, r) => {
+            let (l, r) = (fast_f64(*l), fast_f64(*r));
+            match op {
+                BinOp::Add => Box::new(move |a| Some(l(a)? + r(a)?)),
+                BinOp::Sub => Box::new(move |a| Some(l(a)? - r(a)?)),
+                BinOp::Mul => Box::new(move |a| Some(l(a)? * r(a)?)),
+                _ => Box::new(move |a| Some(l(a)? / r(a)?)),
+            }
+        }
+        _ => Box::new(|_| None),
     }
 }

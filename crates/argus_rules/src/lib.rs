@@ -30,8 +30,8 @@ pub use value::{EvalError, Val};
 /// A checked and compiled expression.
 pub struct Program {
     eval: compile::Eval,
-    /// The same expression compiled as a condition (bool results only), for [`Program::eval_bool`].
-    cond: Option<compile::EvalBool>,
+    /// The same expression's fast boolean form, for [`Program::eval_bool`].
+    cond: Option<compile::FastBool>,
     /// Type of the result.
     pub ty: Type,
     /// Indexes of the variables it reads, deduplicated, in first-use order.
@@ -53,8 +53,8 @@ impl Program {
 
     /// Evaluates a condition: `Ok(true)` fires; errors (an absent field, overflow…) do not fire.
     pub fn eval_bool(&self, a: &Activation<'_>) -> Result<bool, EvalError> {
-        if let Some(c) = &self.cond {
-            return c(a);
+        if let Some(b) = self.cond.as_ref().and_then(|c| c(a)) {
+            return Ok(b);
         }
         match (self.eval)(a)? {
             Val::Bool(b) => Ok(b),
@@ -93,9 +93,8 @@ fn compile_with(src: &str, env: &Env, dynamic: bool) -> Result<Program, Vec<Diag
         check::Ir::Const(v) => Some(v.clone()),
         _ => None,
     };
-    // Conditions built from logic and comparisons take the specialised boolean path.
-    let logical = matches!(&ir, check::Ir::And(..) | check::Ir::Or(..) | check::Ir::Not(..) | check::Ir::Binary(..));
-    let cond = (ty == Type::Bool && logical).then(|| compile::compile_bool(ir.clone(), env));
+    // Conditions take the fast boolean form first, and the general evaluator when it declines.
+    let cond = (ty == Type::Bool).then(|| compile::fast_bool(ir.clone(), env));
     Ok(Program { eval: compile::compile(ir, env), cond, ty, reads, constant })
 }
 
