@@ -16,6 +16,8 @@ pub struct RuleReport {
     pub recall: Option<f64>,
     /// Amount of the positive events the rule fired on.
     pub money_caught: f64,
+    /// Amount of the positive events the rule did not fire on.
+    pub money_missed: f64,
 }
 
 /// The whole report.
@@ -92,6 +94,7 @@ impl PolicyReport {
     pub fn finish(&mut self) {
         let positives = self.labelled.positives;
         for r in self.rules.values_mut() {
+            r.money_missed = (self.labelled.money_positive - r.money_caught).max(0.0);
             if self.labelled.events > 0 {
                 r.precision = (r.hits > 0).then(|| r.true_positives as f64 / r.hits as f64);
                 r.recall = (positives > 0).then(|| r.true_positives as f64 / positives as f64);

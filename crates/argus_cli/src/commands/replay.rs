@@ -207,10 +207,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         if let Some(r) = &stats.policy {
             let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0));
             writeln!(w, "decisions: {} {:?}; {} with rule errors", r.decisions, r.actions, r.with_errors)?;
-            writeln!(w, "{:<44} {:>8} {:>8} {:>10} {:>10} {:>14}", "rule", "hits", "mode", "precision", "recall", "money caught")?;
+            writeln!(w, "{:<44} {:>8} {:>8} {:>10} {:>10} {:>14} {:>14}", "rule", "hits", "mode", "precision", "recall", "money caught", "money missed")?;
             for (name, rr) in &r.rules {
                 let mode = if rr.shadow { "shadow" } else { "enforce" };
-                writeln!(w, "{:<44} {:>8} {:>8} {:>10} {:>10} {:>14.2}", name, rr.hits, mode, pct(rr.precision), pct(rr.recall), rr.money_caught)?;
+                writeln!(w, "{:<44} {:>8} {:>8} {:>10} {:>10} {:>14.2} {:>14.2}", name, rr.hits, mode, pct(rr.precision), pct(rr.recall), rr.money_caught, rr.money_missed)?;
             }
             let l = &r.labelled;
             if l.events > 0 {

@@ -14,7 +14,7 @@ mod matches;
 mod same_prefix;
 mod size;
 mod strings;
-mod timestamps;
+pub(crate) mod timestamps;
 
 /// One overload of a function.
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
 //! Timestamp and duration accessors (CEL standard): `t.getFullYear()`, `t.getHours('+08:00')`, …
-//! Time zones are `UTC` or fixed offsets; named zones are an error (not supported yet).
+//! Time zones are `UTC`, fixed offsets, or IANA names from the bundled tz database.
 
 use super::{s, FunctionDef};
 use crate::time::{civil_from_days, days_from};
@@ -53,7 +53,7 @@ macro_rules! accessors {
         fn timestamp_defs() -> Vec<FunctionDef> {
             let mut v = Vec::new();
             $(
-                let doc = concat!("`t.", $name, "()` / `t.", $name, "(tz)`: the ", $what, " of timestamp `t`, in UTC or at a fixed offset such as `'+08:00'`.");
+                let doc = concat!("`t.", $name, "()` / `t.", $name, "(tz)`: the ", $what, " of timestamp `t`, in UTC or in a time zone: a fixed offset such as `'+08:00'` or an IANA name such as `'Europe/Paris'`.");
                 v.push(FunctionDef { name: $name, method: true, params: vec![Type::Timestamp], ret: Type::Int, doc, examples: &[], eval: $utc });
                 v.push(FunctionDef { name: $name, method: true, params: vec![Type::Timestamp, Type::String], ret: Type::Int, doc, examples: &[], eval: $tz });
             )*
@@ -108,25 +108,30 @@ fn dur(a: &[Val], unit: i64) -> Result<Val, EvalError> {
     }
 }
 
-fn offset(tz: &str) -> Result<i64, EvalError> {
-    let bad = || EvalError::Invalid(format!("time zone `{tz}` is not supported (UTC or a fixed offset like `+08:00`)"));
+/// UTC offset in milliseconds of zone `tz` at UTC instant `t`: `UTC`, a fixed offset (`+08:00`, `-05:30`)
+/// or an IANA name (`Europe/Paris`, with daylight saving), from the bundled tz database.
+pub fn offset_at(tz: &str, t: i64) -> Result<i64, EvalError> {
+    let bad = || EvalError::Invalid(format!("unknown time zone `{tz}` (UTC, a fixed offset like `+08:00`, or an IANA name like `Europe/Paris`)"));
     if tz == "UTC" || tz == "Z" {
         return Ok(0);
     }
-    let (sign, rest) = match tz.as_bytes().first() {
-        Some(b'+') => (1, &tz[1..]),
-        Some(b'-') => (-1, &tz[1..]),
-        _ => return Err(bad()),
-    };
-    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
-    let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if h > 23 || m > 59 {
-        return Err(bad());
+    if let Some((sign, rest)) = tz.strip_prefix('+').map(|r| (1, r)).or_else(|| tz.strip_prefix('-').map(|r| (-1, r))).or_else(|| {
+        // CEL also accepts a bare `hh:mm` offset.
+        (tz.len() == 5 && tz.as_bytes()[2] == b':').then_some((1, tz))
+    }) {
+        let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+        let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if h > 23 || m > 59 {
+            return Err(bad());
+        }
+        return Ok(sign * (h * 3_600_000 + m * 60_000));
     }
-    Ok(sign * (h * 3_600_000 + m * 60_000))
+    let zone = jiff::tz::TimeZone::get(tz).map_err(|_| bad())?;
+    let ts = jiff::Timestamp::from_millisecond(t).map_err(|_| EvalError::Overflow)?;
+    Ok(zone.to_offset(ts).seconds() as i64 * 1000)
 }
 
 fn time_arg(a: &[Val], with_tz: bool) -> Result<i64, EvalError> {
     let Val::Time(t) = a[0] else { return Err(EvalError::NoOverload(format!("timestamp accessor on {}", a[0].type_name()))) };
-    Ok(t + if with_tz { offset(s(&a[1])?)? } else { 0 })
+    Ok(t + if with_tz { offset_at(s(&a[1])?, t)? } else { 0 })
 }
