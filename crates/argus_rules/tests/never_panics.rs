@@ -69,7 +69,7 @@ fn val_for(choice: u8, ty: &Type) -> argus_rules::Val {
     match ty {
         Type::Double => Val::Double([0.0, 0.5, 1.0, 2.5, 3.0, -1.0, f64::NAN][choice as usize % 7]),
         Type::Int => Val::Int([0, 1, 3, -5, 2, 100][choice as usize % 6]),
-        Type::Bool => Val::Bool(choice % 2 == 0),
+        Type::Bool => Val::Bool(choice.is_multiple_of(2)),
         _ => Val::str(["a", "b", "ab", "zz", ""][choice as usize % 5]),
     }
 }
