@@ -64,6 +64,7 @@ pub enum ExprKind {
     /// `@name`
     ListRef(String),
     List(Vec<Expr>),
+    Map(Vec<(Expr, Expr)>),
     Unary(UnOp, Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
     Cond(Box<Expr>, Box<Expr>, Box<Expr>),

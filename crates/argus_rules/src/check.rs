@@ -17,6 +17,7 @@ pub enum Ir {
     /// Presence test (`has(x)`, `x != null`); negated for `x == null`.
     Present(usize, bool),
     List(Vec<Ir>),
+    Map(Vec<(Ir, Ir)>),
     Not(Box<Ir>),
     Neg(Box<Ir>),
     And(Box<Ir>, Box<Ir>),
@@ -108,6 +109,27 @@ impl<'e> Checker<'e> {
                 }
                 (Ir::List(irs), ty)
             }
+            ExprKind::Map(entries) => {
+                let mut irs = Vec::new();
+                let (mut kt, mut vt): (Option<Type>, Option<Type>) = (None, None);
+                for (k, v) in entries {
+                    let (ki, kty) = self.check(k);
+                    let (vi, vty) = self.check(v);
+                    if !matches!(kty, Type::Int | Type::UInt | Type::Bool | Type::String | Type::Dyn) {
+                        self.soft(Diagnostic::new("type_mismatch", format!("map keys are int, uint, bool or string, found {kty}"), k.span));
+                    }
+                    kt = Some(match kt {
+                        Some(p) if p != kty => Type::Dyn,
+                        _ => kty,
+                    });
+                    vt = Some(match vt {
+                        Some(p) if p != vty => Type::Dyn,
+                        _ => vty,
+                    });
+                    irs.push((ki, vi));
+                }
+                (Ir::Map(irs), Type::Map(Box::new(kt.unwrap_or(Type::Dyn)), Box::new(vt.unwrap_or(Type::Dyn))))
+            }
             ExprKind::Unary(op, x) => {
                 let (ir, t) = self.check(x);
                 match (op, &t) {
@@ -141,6 +163,7 @@ impl<'e> Checker<'e> {
                 let (ii, it) = self.check(i);
                 match xt {
                     Type::List(el) if matches!(it, Type::Int | Type::UInt | Type::Dyn) => (Ir::Index(Box::new(xi), Box::new(ii)), *el),
+                    Type::Map(kt, vt) if kt.accepts(&it) || it.accepts(&kt) || (kt.is_numeric() && it.is_numeric()) => (Ir::Index(Box::new(xi), Box::new(ii)), *vt),
                     Type::Dyn => (Ir::Index(Box::new(xi), Box::new(ii)), Type::Dyn),
                     Type::List(_) => self.err(Diagnostic::new("type_mismatch", format!("a list index must be an int, found {it}"), i.span)),
                     t => self.err(Diagnostic::new("type_mismatch", format!("{t} cannot be indexed"), x.span)),
@@ -152,7 +175,16 @@ impl<'e> Checker<'e> {
 
     /// A dotted name: a declared variable.
     fn name(&mut self, e: &Expr) -> (Ir, Type) {
-        let Some(name) = e.dotted() else {
+        let Some(name) = e.dotted().filter(|n| self.env.lookup(n).is_some() || !matches!(&e.kind, ExprKind::Member(t, _) if self.map_typed(t))) else {
+            // `m.key` on a map value selects the key.
+            if let ExprKind::Member(t, field) = &e.kind {
+                let (ti, tt) = self.check(t);
+                return match tt {
+                    Type::Map(_, vt) => (Ir::Index(Box::new(ti), Box::new(Ir::Const(Val::str(field)))), *vt),
+                    Type::Dyn => (Ir::Index(Box::new(ti), Box::new(Ir::Const(Val::str(field)))), Type::Dyn),
+                    t => self.err(Diagnostic::new("unsupported", format!("`.{field}` on a {t}: field access is for declared names and maps"), e.span)),
+                };
+            }
             return self.err(Diagnostic::new("unsupported", "field access is only supported on declared names such as `event.amount`".into(), e.span));
         };
         match self.env.lookup(&name) {
@@ -235,6 +267,7 @@ impl<'e> Checker<'e> {
             }
             BinOp::In => match &rt {
                 Type::List(el) if comparable(el, &lt) => Type::Bool,
+            Type::Map(kt, _) if comparable(kt, &lt) => Type::Bool,
                 Type::Dyn => Type::Bool,
                 _ => return self.mismatch(e, op, &lt, &rt),
             },
@@ -277,6 +310,7 @@ impl<'e> Checker<'e> {
             return match args {
                 [a] => match self.check(a) {
                     (Ir::Var(i, _), _) => (Ir::Present(i, true), Type::Bool),
+                    (Ir::Index(m, k), _) => (Ir::Binary(BinOp::In, k, m), Type::Bool),
                     _ => self.err(Diagnostic::new("type_mismatch", "`has` takes a field, e.g. `has(event.email)`".into(), a.span)),
                 },
                 _ => self.err(Diagnostic::new("wrong_arity", format!("`has` takes 1 argument, found {}", args.len()), e.span)),
@@ -335,6 +369,17 @@ impl<'e> Checker<'e> {
     }
 }
 
+impl Checker<'_> {
+    /// Whether `e` is (statically) a map: a map literal, or a declared map variable.
+    fn map_typed(&self, e: &Expr) -> bool {
+        match &e.kind {
+            ExprKind::Map(_) => true,
+            ExprKind::Member(t, _) => self.map_typed(t),
+            _ => e.dotted().and_then(|n| self.env.lookup(&n)).is_some_and(|(_, t)| matches!(t, Type::Map(..) | Type::Dyn)),
+        }
+    }
+}
+
 fn macro_kind(name: &str, nargs: usize) -> Option<Macro> {
     Some(match (name, nargs) {
         ("all", 2) => Macro::All,
@@ -354,6 +399,7 @@ impl Checker<'_> {
         let (li, lt) = self.check(target);
         let elem = match lt {
             Type::List(el) => *el,
+            Type::Map(kt, _) => *kt,
             Type::Dyn => Type::Dyn,
             t => return self.err(Diagnostic::new("type_mismatch", format!("list macros need a list, found {t}"), target.span)),
         };

@@ -20,6 +20,23 @@ pub fn compile(ir: Ir, env: &Env) -> Eval {
             let items: Vec<Eval> = items.into_iter().map(|x| compile(x, env)).collect();
             Box::new(move |a| Ok(Val::List(items.iter().map(|f| f(a)).collect::<Result<Vec<_>, _>>()?.into())))
         }
+        Ir::Map(entries) => {
+            let entries: Vec<(Eval, Eval)> = entries.into_iter().map(|(k, v)| (compile(k, env), compile(v, env))).collect();
+            Box::new(move |a| {
+                let mut out: Vec<(Val, Val)> = Vec::with_capacity(entries.len());
+                for (k, v) in &entries {
+                    let key = k(a)?;
+                    if !matches!(key, Val::Int(_) | Val::UInt(_) | Val::Bool(_) | Val::Str(_)) {
+                        return Err(EvalError::NoOverload(format!("a {} as a map key", key.type_name())));
+                    }
+                    if out.iter().any(|(x, _)| val_eq(x, &key)) {
+                        return Err(EvalError::Invalid(format!("repeated map key {key:?}")));
+                    }
+                    out.push((key, v(a)?));
+                }
+                Ok(Val::Map(out.into()))
+            })
+        }
         Ir::Not(x) => {
             let x = compile(*x, env);
             Box::new(move |a| match x(a)? {
@@ -76,6 +93,8 @@ pub fn compile(ir: Ir, env: &Env) -> Eval {
             Box::new(move |a| match (x(a)?, i(a)?) {
                 (Val::List(l), Val::Int(i)) => usize::try_from(i).ok().and_then(|i| l.get(i).cloned()).ok_or(EvalError::IndexOutOfRange),
                 (Val::List(l), Val::UInt(i)) => usize::try_from(i).ok().and_then(|i| l.get(i).cloned()).ok_or(EvalError::IndexOutOfRange),
+                (Val::List(l), Val::Double(d)) if d.fract() == 0.0 && d >= 0.0 && d < l.len() as f64 => Ok(l[d as usize].clone()),
+                (Val::Map(m), k) => m.iter().find(|(x, _)| val_eq(x, &k)).map(|(_, v)| v.clone()).ok_or_else(|| EvalError::NoSuchKey(format!("{k:?}"))),
                 (x, i) => Err(EvalError::NoOverload(format!("{}[{}]", x.type_name(), i.type_name()))),
             })
         }
@@ -93,6 +112,7 @@ fn list_macro(kind: crate::check::Macro, list: Eval, var: usize, filter: Option<
     Box::new(move |a| {
         let items = match list(a)? {
             Val::List(l) => l,
+            Val::Map(m) => m.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>().into(),
             o => return Err(EvalError::NoOverload(format!("a list macro on {}", o.type_name()))),
         };
         let mut vars: Vec<Val> = a.vars.to_vec();
@@ -252,6 +272,7 @@ fn int_double(i: i128, d: f64) -> Option<Ordering> {
 pub fn val_eq(a: &Val, b: &Val) -> bool {
     match (a, b) {
         (Val::List(x), Val::List(y)) => x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| val_eq(p, q)),
+        (Val::Map(x), Val::Map(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.iter().any(|(k2, v2)| val_eq(k, k2) && val_eq(v, v2))),
         (Val::Double(x), Val::Double(y)) => x == y,
         _ => match num_cmp(a, b) {
             Some(o) => o == Ordering::Equal,
@@ -300,6 +321,7 @@ pub fn apply(op: BinOp, a: &Val, b: &Val) -> Result<Val, EvalError> {
         }
         BinOp::In => match b {
             List(l) => Bool(l.iter().any(|x| val_eq(a, x))),
+            Map(m) => Bool(m.iter().any(|(k, _)| val_eq(a, k))),
             _ => return Err(no()),
         },
         BinOp::Add => match (a, b) {

@@ -299,7 +299,32 @@ impl Parser {
                 self.depth -= 1;
                 Ok(Expr { kind: ExprKind::List(items), span: t.span.to(end) })
             }
-            Tok::LBrace => Err(Diagnostic::new("unsupported", "map literals are not supported in Argus rules yet".into(), t.span)),
+            Tok::LBrace => {
+                self.bump();
+                self.enter()?;
+                let mut entries = Vec::new();
+                if self.peek().tok != Tok::RBrace {
+                    loop {
+                        let k = self.expr()?;
+                        self.expect(Tok::Colon, "`:` between a map key and its value")?;
+                        let v = self.expr()?;
+                        entries.push((k, v));
+                        match self.peek().tok {
+                            Tok::Comma => {
+                                self.bump();
+                                if self.peek().tok == Tok::RBrace {
+                                    break;
+                                }
+                            }
+                            Tok::RBrace => break,
+                            _ => return Err(self.unexpected("`,` or `}`")),
+                        }
+                    }
+                }
+                let end = self.expect(Tok::RBrace, "`}`")?;
+                self.depth -= 1;
+                Ok(Expr { kind: ExprKind::Map(entries), span: t.span.to(end) })
+            }
             _ => Err(self.unexpected("a value, a name or `(`")),
         }
     }

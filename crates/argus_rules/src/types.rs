@@ -13,6 +13,7 @@ pub enum Type {
     Timestamp,
     Duration,
     List(Box<Type>),
+    Map(Box<Type>, Box<Type>),
     /// Known only at run time (e.g. a list of mixed literals).
     Dyn,
 }
@@ -26,6 +27,7 @@ impl Type {
     pub fn accepts(&self, other: &Type) -> bool {
         self == other || *self == Type::Dyn || *other == Type::Dyn || *other == Type::Null
             || matches!((self, other), (Type::List(a), Type::List(b)) if a.accepts(b))
+            || matches!((self, other), (Type::Map(a, b), Type::Map(c, d)) if a.accepts(c) && b.accepts(d))
     }
 }
 
@@ -41,6 +43,7 @@ impl fmt::Display for Type {
             Type::Timestamp => f.write_str("timestamp"),
             Type::Duration => f.write_str("duration"),
             Type::List(t) => write!(f, "list({t})"),
+            Type::Map(k, v) => write!(f, "map({k}, {v})"),
             Type::Dyn => f.write_str("dyn"),
         }
     }

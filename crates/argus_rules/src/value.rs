@@ -14,6 +14,8 @@ pub enum Val {
     Time(i64),
     Duration(i64),
     List(Arc<[Val]>),
+    /// Entries in literal order; keys are unique (by value equality).
+    Map(Arc<[(Val, Val)]>),
 }
 
 impl Val {
@@ -28,6 +30,7 @@ impl Val {
             Val::Time(_) => "timestamp",
             Val::Duration(_) => "duration",
             Val::List(_) => "list",
+            Val::Map(_) => "map",
         }
     }
 
@@ -49,6 +52,8 @@ pub enum EvalError {
     NoOverload(String),
     #[error("index out of range")]
     IndexOutOfRange,
+    #[error("no such key: {0}")]
+    NoSuchKey(String),
     #[error("{0}")]
     Invalid(String),
 }

@@ -50,6 +50,14 @@ fn value(v: &J) -> Option<Val> {
             let items = x.get("values").and_then(J::as_array).cloned().unwrap_or_default();
             Val::List(items.iter().map(value).collect::<Option<Vec<_>>>()?.into())
         }
+        "mapValue" => {
+            let entries = x.get("entries").and_then(J::as_array).cloned().unwrap_or_default();
+            let mut out = Vec::new();
+            for e in &entries {
+                out.push((value(e.get("key")?)?, value(e.get("value")?)?));
+            }
+            Val::Map(out.into())
+        }
         "objectValue" => {
             let t = x.get("@type")?.as_str()?;
             let s = x.get("value")?.as_str()?;
@@ -75,9 +83,10 @@ fn decl_type(t: &J) -> Type {
         _ => match t.get("wellKnown").and_then(J::as_str) {
             Some("TIMESTAMP") => Type::Timestamp,
             Some("DURATION") => Type::Duration,
-            _ => match t.get("listType") {
-                Some(l) => Type::List(Box::new(l.get("elemType").map_or(Type::Dyn, decl_type))),
-                None => Type::Dyn,
+            _ => match (t.get("listType"), t.get("mapType")) {
+                (Some(l), _) => Type::List(Box::new(l.get("elemType").map_or(Type::Dyn, decl_type))),
+                (_, Some(m)) => Type::Map(Box::new(m.get("keyType").map_or(Type::Dyn, decl_type)), Box::new(m.get("valueType").map_or(Type::Dyn, decl_type))),
+                _ => Type::Dyn,
             },
         },
     }
@@ -94,6 +103,7 @@ fn type_of(v: &Val) -> Type {
         Val::Time(_) => Type::Timestamp,
         Val::Duration(_) => Type::Duration,
         Val::List(_) => Type::List(Box::new(Type::Dyn)),
+        Val::Map(_) => Type::Map(Box::new(Type::Dyn), Box::new(Type::Dyn)),
     }
 }
 
@@ -102,6 +112,7 @@ fn same(a: &Val, b: &Val) -> bool {
     match (a, b) {
         (Val::Double(x), Val::Double(y)) => x == y || (x.is_nan() && y.is_nan()),
         (Val::List(x), Val::List(y)) => x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| same(p, q)),
+        (Val::Map(x), Val::Map(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.iter().any(|(k2, v2)| same(k, k2) && same(v, v2))),
         _ => a == b,
     }
 }
