@@ -132,6 +132,8 @@ fn to_json(v: &Val) -> serde_json::Value {
         Val::Time(t) => argus_event::time::format_rfc3339(*t).into(),
         Val::Duration(d) => format!("{d}ms").into(),
         Val::List(l) => l.iter().map(to_json).collect::<Vec<_>>().into(),
+        Val::Bytes(b) => b.iter().map(|x| format!("{x:02x}")).collect::<String>().into(),
+        Val::Type(t) => t.to_string().into(),
         Val::Map(m) => serde_json::Value::Object(m.iter().map(|(k, v)| (format!("{k:?}"), to_json(v))).collect()),
     }
 }

@@ -10,6 +10,7 @@ pub enum Lit {
     UInt(u64),
     Double(f64),
     Str(String),
+    Bytes(Vec<u8>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

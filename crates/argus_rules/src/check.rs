@@ -28,6 +28,8 @@ pub enum Ir {
     Index(Box<Ir>, Box<Ir>),
     /// Function overload index in `Env::functions`, arguments (receiver first for methods).
     Call(usize, Vec<Ir>),
+    /// `type(x)`: the CEL type of the value.
+    TypeOf(Box<Ir>),
     /// Dynamic mode only: what static checking would have refused, as a run-time error.
     Error(Arc<str>),
     /// A list macro: `list.all(x, p)`, `exists`, `exists_one`, `map(x, f)` / `map(x, p, f)`, `filter(x, p)`.
@@ -83,6 +85,7 @@ impl<'e> Checker<'e> {
                 Lit::UInt(u) => (Ir::Const(Val::UInt(*u)), Type::UInt),
                 Lit::Double(d) => (Ir::Const(Val::Double(*d)), Type::Double),
                 Lit::Str(s) => (Ir::Const(Val::str(s)), Type::String),
+                Lit::Bytes(b) => (Ir::Const(Val::Bytes(b.as_slice().into())), Type::Bytes),
             },
             ExprKind::Ident(_) | ExprKind::Member(..) => self.name(e),
             ExprKind::ListRef(n) => self.err(
@@ -187,6 +190,10 @@ impl<'e> Checker<'e> {
             }
             return self.err(Diagnostic::new("unsupported", "field access is only supported on declared names such as `event.amount`".into(), e.span));
         };
+        // Type denotations (`int`, `google.protobuf.Timestamp`) where no variable has that name.
+        if self.env.lookup(&name).is_none() && TYPE_NAMES.contains(&name.as_str()) {
+            return (Ir::Const(Val::Type(Arc::from(name.as_str()))), Type::TypeT);
+        }
         match self.env.lookup(&name) {
             Some((i, t)) => {
                 self.reads.push(i);
@@ -257,7 +264,7 @@ impl<'e> Checker<'e> {
             }
             BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                 let ok = (lt.is_numeric() && rt.is_numeric())
-                    || (lt == rt && matches!(lt, Type::String | Type::Bool | Type::Timestamp | Type::Duration))
+                    || (lt == rt && matches!(lt, Type::String | Type::Bytes | Type::Bool | Type::Timestamp | Type::Duration))
                     || lt == Type::Dyn
                     || rt == Type::Dyn;
                 if !ok {
@@ -299,6 +306,10 @@ impl<'e> Checker<'e> {
     }
 
     fn call(&mut self, e: &Expr, target: Option<&Expr>, name: &str, args: &[Expr]) -> (Ir, Type) {
+        if name == "type" && target.is_none() && args.len() == 1 {
+            let (ir, _) = self.check(&args[0]);
+            return (Ir::TypeOf(Box::new(ir)), Type::TypeT);
+        }
         if name == "dyn" && target.is_none() && args.len() == 1 {
             let (ir, _) = self.check(&args[0]);
             return (ir, Type::Dyn);
@@ -438,6 +449,12 @@ impl Checker<'_> {
     }
 }
 
+/// CEL type names usable as values.
+const TYPE_NAMES: &[&str] = &[
+    "int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type", "google.protobuf.Timestamp",
+    "google.protobuf.Duration",
+];
+
 fn comparable(a: &Type, b: &Type) -> bool {
     a.accepts(b) || b.accepts(a) || (a.is_numeric() && b.is_numeric())
 }
@@ -450,6 +467,7 @@ fn arith_type(op: BinOp, l: &Type, r: &Type) -> Option<Type> {
         (BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem, UInt, UInt) => UInt,
         (BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div, Double, Double) => Double,
         (BinOp::Add, String, String) => String,
+        (BinOp::Add, Bytes, Bytes) => Bytes,
         (BinOp::Add, List(a), List(b)) => List(Box::new(if a == b { (**a).clone() } else { Dyn })),
         (BinOp::Add, Timestamp, Duration) | (BinOp::Add, Duration, Timestamp) | (BinOp::Sub, Timestamp, Duration) => Timestamp,
         (BinOp::Sub, Timestamp, Timestamp) | (BinOp::Add | BinOp::Sub, Duration, Duration) => Duration,

@@ -9,6 +9,7 @@ pub enum Tok {
     UInt(u64),
     Double(f64),
     Str(String),
+    Bytes(Vec<u8>),
     Ident(String),
     /// `@name`: a value list.
     ListRef(String),
@@ -102,10 +103,20 @@ pub fn lex(src: &str) -> Vec<Token> {
             b'|' => (Tok::Error("`|` is not an operator; use `||`".into()), 1),
             b'.' if b.get(i + 1).is_some_and(u8::is_ascii_digit) => number(src, i),
             b'.' => (Tok::Dot, 1),
-            b'"' | b'\'' => string(src, i, false),
+            b'"' | b'\'' => string(src, i, false, false),
             b'r' | b'R' if matches!(b.get(i + 1), Some(b'"' | b'\'')) => {
-                let (t, l) = string(src, i + 1, true);
+                let (t, l) = string(src, i + 1, true, false);
                 (t, l + 1)
+            }
+            b'b' | b'B' if matches!(b.get(i + 1), Some(b'"' | b'\'')) => {
+                let (t, l) = string(src, i + 1, false, true);
+                (t, l + 1)
+            }
+            b'b' | b'B' | b'r' | b'R'
+                if matches!(b.get(i + 1), Some(b'r' | b'R' | b'b' | b'B')) && !b[i].eq_ignore_ascii_case(&b[i + 1]) && matches!(b.get(i + 2), Some(b'"' | b'\'')) =>
+            {
+                let (t, l) = string(src, i + 2, true, true);
+                (t, l + 2)
             }
             b'@' => {
                 let mut j = i + 1;
@@ -210,12 +221,20 @@ fn number(src: &str, i: usize) -> (Tok, usize) {
     }), j - i)
 }
 
-fn string(src: &str, q: usize, raw: bool) -> (Tok, usize) {
+/// A quoted literal starting at `q`: a string, or with `bytes` a byte string (where `\x..` and octal
+/// escapes are raw bytes).
+fn string(src: &str, q: usize, raw: bool, bytes: bool) -> (Tok, usize) {
     let b = src.as_bytes();
     let quote = b[q];
     let triple = b.get(q + 1) == Some(&quote) && b.get(q + 2) == Some(&quote);
     let mut j = q + if triple { 3 } else { 1 };
     let mut out = String::new();
+    let mut raw_bytes: Vec<u8> = Vec::new();
+    // In a byte string, text goes to `raw_bytes` as UTF-8 and byte escapes as themselves.
+    let flush = |out: &mut String, raw_bytes: &mut Vec<u8>| {
+        raw_bytes.extend_from_slice(out.as_bytes());
+        out.clear();
+    };
     loop {
         if j >= b.len() {
             return (Tok::Error("unterminated string".into()), j - q);
@@ -261,6 +280,17 @@ fn string(src: &str, q: usize, raw: bool) -> (Tok, usize) {
                 b'0'..=b'3' => (src.get(j + 1..j + 4).and_then(|o| u32::from_str_radix(o, 8).ok()), 4),
                 _ => (None, 2),
             };
+            if bytes && matches!(e, b'x' | b'X' | b'0'..=b'3') {
+                match code {
+                    Some(c) if c <= 255 => {
+                        flush(&mut out, &mut raw_bytes);
+                        raw_bytes.push(c as u8);
+                        j += len;
+                        continue;
+                    }
+                    _ => return (Tok::Error("invalid escape sequence in bytes".into()), (j + len).min(b.len()) - q),
+                }
+            }
             match code.and_then(char::from_u32) {
                 Some(ch) => out.push(ch),
                 None => return (Tok::Error("invalid escape sequence in string".into()), (j + len).min(b.len()) - q),
@@ -271,6 +301,10 @@ fn string(src: &str, q: usize, raw: bool) -> (Tok, usize) {
         let ch = src[j..].chars().next().unwrap_or('\u{fffd}');
         out.push(ch);
         j += ch.len_utf8();
+    }
+    if bytes {
+        flush(&mut out, &mut raw_bytes);
+        return (Tok::Bytes(raw_bytes), j - q);
     }
     (Tok::Str(out), j - q)
 }

@@ -246,6 +246,10 @@ impl Parser {
                 self.bump();
                 Ok(lit(Lit::Str(s.clone())))
             }
+            Tok::Bytes(ref v) => {
+                self.bump();
+                Ok(lit(Lit::Bytes(v.clone())))
+            }
             Tok::True => {
                 self.bump();
                 Ok(lit(Lit::Bool(true)))
@@ -341,6 +345,7 @@ fn describe(t: &Tok) -> String {
         Tok::UInt(u) => format!("the number `{u}u`"),
         Tok::Double(d) => format!("the number `{d}`"),
         Tok::Str(_) => "a string".into(),
+        Tok::Bytes(_) => "a byte string".into(),
         Tok::Ident(n) => format!("`{n}`"),
         Tok::ListRef(n) => format!("`@{n}`"),
         Tok::True => "`true`".into(),

@@ -5,8 +5,8 @@ const DAY: i64 = 86_400_000;
 /// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z in milliseconds.
 pub const MIN_TIME: i64 = -62_135_596_800_000;
 pub const MAX_TIME: i64 = 253_402_300_799_999;
-/// ±10,000 years in milliseconds.
-pub const MAX_DURATION: u64 = 315_576_000_000_000;
+/// The largest duration: what 64-bit nanoseconds hold (about ±292 years), as CEL implementations use.
+pub const MAX_DURATION: u64 = 9_223_372_036_854;
 
 /// (year, month 1–12, day 1–31) of days since 1970-01-01.
 pub fn civil_from_days(z: i64) -> (i64, i64, i64) {

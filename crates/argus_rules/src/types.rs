@@ -10,10 +10,13 @@ pub enum Type {
     UInt,
     Double,
     String,
+    Bytes,
     Timestamp,
     Duration,
     List(Box<Type>),
     Map(Box<Type>, Box<Type>),
+    /// A type, as a value (`type(x)`, `int`).
+    TypeT,
     /// Known only at run time (e.g. a list of mixed literals).
     Dyn,
 }
@@ -40,6 +43,8 @@ impl fmt::Display for Type {
             Type::UInt => f.write_str("uint"),
             Type::Double => f.write_str("double"),
             Type::String => f.write_str("string"),
+            Type::Bytes => f.write_str("bytes"),
+            Type::TypeT => f.write_str("type"),
             Type::Timestamp => f.write_str("timestamp"),
             Type::Duration => f.write_str("duration"),
             Type::List(t) => write!(f, "list({t})"),

@@ -11,14 +11,35 @@ pub enum Val {
     UInt(u64),
     Double(f64),
     Str(Arc<str>),
+    Bytes(Arc<[u8]>),
     Time(i64),
     Duration(i64),
     List(Arc<[Val]>),
     /// Entries in literal order; keys are unique (by value equality).
     Map(Arc<[(Val, Val)]>),
+    /// A type as a value: its CEL name (`int`, `google.protobuf.Timestamp`, …).
+    Type(Arc<str>),
 }
 
 impl Val {
+    /// CEL's name of this value's type, as `type(x)` returns it.
+    pub fn cel_type(&self) -> &'static str {
+        match self {
+            Val::Null => "null_type",
+            Val::Bool(_) => "bool",
+            Val::Int(_) => "int",
+            Val::UInt(_) => "uint",
+            Val::Double(_) => "double",
+            Val::Str(_) => "string",
+            Val::Bytes(_) => "bytes",
+            Val::Time(_) => "google.protobuf.Timestamp",
+            Val::Duration(_) => "google.protobuf.Duration",
+            Val::List(_) => "list",
+            Val::Map(_) => "map",
+            Val::Type(_) => "type",
+        }
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             Val::Null => "null",
@@ -27,6 +48,8 @@ impl Val {
             Val::UInt(_) => "uint",
             Val::Double(_) => "double",
             Val::Str(_) => "string",
+            Val::Bytes(_) => "bytes",
+            Val::Type(_) => "type",
             Val::Time(_) => "timestamp",
             Val::Duration(_) => "duration",
             Val::List(_) => "list",

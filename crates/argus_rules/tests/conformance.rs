@@ -50,6 +50,8 @@ fn value(v: &J) -> Option<Val> {
             let items = x.get("values").and_then(J::as_array).cloned().unwrap_or_default();
             Val::List(items.iter().map(value).collect::<Option<Vec<_>>>()?.into())
         }
+        "bytesValue" => Val::Bytes(base64(x.as_str()?)?.into()),
+        "typeValue" => Val::Type(x.as_str()?.into()),
         "mapValue" => {
             let entries = x.get("entries").and_then(J::as_array).cloned().unwrap_or_default();
             let mut out = Vec::new();
@@ -73,6 +75,31 @@ fn value(v: &J) -> Option<Val> {
     })
 }
 
+/// Standard base64 (the protobuf JSON encoding of bytes).
+fn base64(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' => continue,
+            _ => return None,
+        } as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
 fn decl_type(t: &J) -> Type {
     match t.get("primitive").and_then(J::as_str) {
         Some("INT64") => Type::Int,
@@ -80,6 +107,7 @@ fn decl_type(t: &J) -> Type {
         Some("DOUBLE") => Type::Double,
         Some("STRING") => Type::String,
         Some("BOOL") => Type::Bool,
+        Some("BYTES") => Type::Bytes,
         _ => match t.get("wellKnown").and_then(J::as_str) {
             Some("TIMESTAMP") => Type::Timestamp,
             Some("DURATION") => Type::Duration,
@@ -100,6 +128,8 @@ fn type_of(v: &Val) -> Type {
         Val::UInt(_) => Type::UInt,
         Val::Double(_) => Type::Double,
         Val::Str(_) => Type::String,
+        Val::Bytes(_) => Type::Bytes,
+        Val::Type(_) => Type::TypeT,
         Val::Time(_) => Type::Timestamp,
         Val::Duration(_) => Type::Duration,
         Val::List(_) => Type::List(Box::new(Type::Dyn)),

@@ -28,9 +28,14 @@ pub fn defs() -> Vec<FunctionDef> {
     add("string", Type::Double, Type::String, "", &[]);
     add("string", Type::Bool, Type::String, "", &[]);
     add("string", Type::Timestamp, Type::String, "", &[]);
+    add("string", Type::Bytes, Type::String, "", &[]);
+    add("bytes", Type::String, Type::Bytes, "`bytes(s)`: the UTF-8 bytes of a string.", &[("size(bytes('é'))", "2")]);
+    add("bytes", Type::Bytes, Type::Bytes, "", &[]);
     add("string", Type::Duration, Type::String, "", &[]);
     add("timestamp", Type::String, Type::Timestamp, "`timestamp('2026-11-26T10:00:00Z')`: an RFC 3339 time (millisecond precision).", &[("timestamp('1970-01-01T00:00:01Z') == timestamp('1970-01-01T00:00:01.000Z')", "true")]);
     add("timestamp", Type::Int, Type::Timestamp, "", &[]);
+    add("timestamp", Type::Timestamp, Type::Timestamp, "", &[]);
+    add("duration", Type::Duration, Type::Duration, "", &[]);
     add("duration", Type::String, Type::Duration, "`duration('1h30m')`: a duration; units `h`, `m`, `s`, `ms`, with an optional sign and decimals (`1.5h`).", &[("duration('90m') == duration('1h30m')", "true")]);
     add("bool", Type::Bool, Type::Bool, "`bool(x)`: `true`/`false` strings to booleans.", &[("bool('true')", "true")]);
     add("bool", Type::String, Type::Bool, "", &[]);
@@ -45,6 +50,7 @@ fn convert_to(name: &'static str) -> fn(&[Val]) -> Result<Val, EvalError> {
         "string" => to_string,
         "timestamp" => to_timestamp,
         "duration" => to_duration,
+        "bytes" => to_bytes,
         _ => to_bool,
     }
 }
@@ -94,6 +100,7 @@ fn to_string(a: &[Val]) -> Result<Val, EvalError> {
         Val::Double(d) => format!("{d}"),
         Val::Bool(b) => b.to_string(),
         Val::Time(t) => crate::time::format_rfc3339(*t),
+        Val::Bytes(b) => std::str::from_utf8(b).map_err(|_| EvalError::Invalid("bytes are not valid UTF-8".into()))?.to_string(),
         Val::Duration(d) => crate::time::format_duration(*d),
         o => return Err(EvalError::NoOverload(format!("string({})", o.type_name()))),
     }))
@@ -113,6 +120,14 @@ fn to_duration(a: &[Val]) -> Result<Val, EvalError> {
         Val::Duration(d) => Ok(Val::Duration(*d)),
         Val::Str(s) => crate::time::parse_duration(s).map(Val::Duration).ok_or_else(|| EvalError::Invalid(format!("`{s}` is not a duration"))),
         o => Err(EvalError::NoOverload(format!("duration({})", o.type_name()))),
+    }
+}
+
+fn to_bytes(a: &[Val]) -> Result<Val, EvalError> {
+    match &a[0] {
+        Val::Bytes(b) => Ok(Val::Bytes(b.clone())),
+        Val::Str(s) => Ok(Val::Bytes(s.as_bytes().into())),
+        o => Err(EvalError::NoOverload(format!("bytes({})", o.type_name()))),
     }
 }
 

@@ -41,9 +41,13 @@ fn millis(t: i64) -> i64 {
 
 /// Generates, per accessor, the two evaluators (UTC, and with a time-zone argument).
 macro_rules! accessors {
-    ($(($name:literal, $f:ident, $what:literal, $utc:ident, $tz:ident)),* $(,)?) => {
+    ($(($name:literal, $f:ident, $what:literal, $utc:ident, $tz:ident, $dur_unit:expr)),* $(,)?) => {
         $(
             fn $utc(a: &[Val]) -> Result<Val, EvalError> {
+                // A `dyn` receiver may hold a duration: the same accessor names exist for durations.
+                if let (Val::Duration(_), Some(unit)) = (&a[0], $dur_unit) {
+                    return dur(a, unit);
+                }
                 Ok(Val::Int($f(time_arg(a, false)?)))
             }
             fn $tz(a: &[Val]) -> Result<Val, EvalError> {
@@ -63,16 +67,16 @@ macro_rules! accessors {
 }
 
 accessors!(
-    ("getFullYear", year, "year", full_year_utc, full_year_tz),
-    ("getMonth", month0, "month (0 = January)", month_utc, month_tz),
-    ("getDate", date1, "day of the month (from 1)", date_utc, date_tz),
-    ("getDayOfMonth", date0, "day of the month (from 0)", day_of_month_utc, day_of_month_tz),
-    ("getDayOfWeek", weekday, "day of the week (0 = Sunday)", weekday_utc, weekday_tz),
-    ("getDayOfYear", yearday, "day of the year (from 0)", yearday_utc, yearday_tz),
-    ("getHours", hours, "hour", hours_utc, hours_tz),
-    ("getMinutes", minutes, "minute", minutes_utc, minutes_tz),
-    ("getSeconds", seconds, "second", seconds_utc, seconds_tz),
-    ("getMilliseconds", millis, "millisecond", millis_utc, millis_tz),
+    ("getFullYear", year, "year", full_year_utc, full_year_tz, None::<i64>),
+    ("getMonth", month0, "month (0 = January)", month_utc, month_tz, None::<i64>),
+    ("getDate", date1, "day of the month (from 1)", date_utc, date_tz, None::<i64>),
+    ("getDayOfMonth", date0, "day of the month (from 0)", day_of_month_utc, day_of_month_tz, None::<i64>),
+    ("getDayOfWeek", weekday, "day of the week (0 = Sunday)", weekday_utc, weekday_tz, None::<i64>),
+    ("getDayOfYear", yearday, "day of the year (from 0)", yearday_utc, yearday_tz, None::<i64>),
+    ("getHours", hours, "hour", hours_utc, hours_tz, Some(3_600_000)),
+    ("getMinutes", minutes, "minute", minutes_utc, minutes_tz, Some(60_000)),
+    ("getSeconds", seconds, "second", seconds_utc, seconds_tz, Some(1000)),
+    ("getMilliseconds", millis, "millisecond", millis_utc, millis_tz, Some(1)),
 );
 
 fn dur_hours(a: &[Val]) -> Result<Val, EvalError> {
@@ -93,7 +97,7 @@ pub fn defs() -> Vec<FunctionDef> {
     if let Some(first) = v.first_mut() {
         first.examples = &[("timestamp('2009-02-13T23:31:30Z').getFullYear()", "2009"), ("timestamp('2009-02-13T23:31:30Z').getHours('+08:00')", "7")];
     }
-    let doc = "`d.getHours()`, `getMinutes()`, `getSeconds()`, `getMilliseconds()`: the whole duration in that unit, truncated.";
+    let doc = "`d.getHours()`, `getMinutes()`, `getSeconds()`: the whole duration in that unit, truncated; `d.getMilliseconds()`: the millisecond part (0–999).";
     for (name, eval) in [("getHours", dur_hours as fn(&[Val]) -> _), ("getMinutes", dur_minutes), ("getSeconds", dur_seconds), ("getMilliseconds", dur_millis)] {
         let examples: &'static [(&str, &str)] = if name == "getMinutes" { &[("duration('90m').getMinutes()", "90")] } else { &[] };
         v.push(FunctionDef { name, method: true, params: vec![Type::Duration], ret: Type::Int, doc, examples, eval });
@@ -101,8 +105,11 @@ pub fn defs() -> Vec<FunctionDef> {
     v
 }
 
+/// Whole hours, minutes or seconds of a duration; for milliseconds, CEL's millisecond component
+/// (`duration('123.321s').getMilliseconds()` is 321).
 fn dur(a: &[Val], unit: i64) -> Result<Val, EvalError> {
     match a[0] {
+        Val::Duration(d) if unit == 1 => Ok(Val::Int(d % 1000)),
         Val::Duration(d) => Ok(Val::Int(d / unit)),
         ref o => Err(EvalError::NoOverload(format!("duration accessor on {}", o.type_name()))),
     }
