@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RuleReport {
     pub hits: u64,
+    /// Hits on events that carry a label (the denominator of precision).
+    pub labelled_hits: u64,
     pub shadow: bool,
     /// Hits on events labelled positive (fraud).
     pub true_positives: u64,
@@ -60,6 +62,9 @@ impl PolicyReport {
             let r = self.rules.entry(f.rule.clone()).or_default();
             r.hits += 1;
             r.shadow = f.shadow;
+            if truth.is_some() {
+                r.labelled_hits += 1;
+            }
             if positive {
                 r.true_positives += 1;
                 r.money_caught += amount;
@@ -96,7 +101,7 @@ impl PolicyReport {
         for r in self.rules.values_mut() {
             r.money_missed = (self.labelled.money_positive - r.money_caught).max(0.0);
             if self.labelled.events > 0 {
-                r.precision = (r.hits > 0).then(|| r.true_positives as f64 / r.hits as f64);
+                r.precision = (r.labelled_hits > 0).then(|| r.true_positives as f64 / r.labelled_hits as f64);
                 r.recall = (positives > 0).then(|| r.true_positives as f64 / positives as f64);
             }
         }

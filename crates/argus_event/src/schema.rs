@@ -411,8 +411,8 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
         let mut index: HashMap<String, usize, BuildHasherDefault<NameHasher>> = HashMap::default();
         index.insert("actor".to_string(), ACTOR_SLOT);
         for (fname, (f, path)) in &d.fields {
-            if !is_snake_ident(fname) || fname == "actor" {
-                errors.push(err(path, format!("field name `{fname}` must be snake_case and not `actor`")));
+            if !is_snake_ident(fname) || ["actor", "id", "type", "time"].contains(&fname.as_str()) {
+                errors.push(err(path, format!("field name `{fname}` must be snake_case and not `actor`, `id`, `type` or `time` (envelope names)")));
                 continue;
             }
             let Some(ty) = FieldType::parse(&f.ty) else {

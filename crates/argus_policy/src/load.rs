@@ -298,6 +298,9 @@ pub fn load_sources(policy_files: &Sources, list_files: &Sources, schema: &Schem
             if let Some(prev) = names.insert(r.name.clone(), file.clone()) {
                 errors.push(format!("{origin}: a rule named `{}` already exists in {prev}", r.name));
             }
+            if r.score.unsigned_abs() > 1_000_000 {
+                errors.push(format!("{origin}: score {} is outside -1,000,000..=1,000,000", r.score));
+            }
             let action = Action::parse(&r.action);
             if action.is_none() {
                 errors.push(format!("{origin}: action `{}` is not allow, challenge, review or block", r.action));

@@ -183,7 +183,7 @@ impl PolicySet {
                         d.shadow.push(fired);
                     } else {
                         allowed |= r.action == Action::Allow;
-                        d.score += r.score;
+                        d.score = d.score.saturating_add(r.score);
                         if r.action > d.action {
                             d.action = r.action;
                             d.decided_by = "rule_action";

@@ -7,6 +7,8 @@ use crate::span::Span;
 pub enum Tok {
     Int(i64),
     UInt(u64),
+    /// `9223372036854775808` without `u`: valid only negated, as `i64::MIN`.
+    IntMinAbs,
     Double(f64),
     Str(String),
     Bytes(Vec<u8>),
@@ -214,7 +216,7 @@ fn number(src: &str, i: usize) -> (Tok, usize) {
     // Integers beyond i64 are reported by the parser (so that `-9223372036854775808` works).
     (text.parse::<i64>().map(Tok::Int).unwrap_or_else(|_| {
         if text == "9223372036854775808" {
-            Tok::UInt(9_223_372_036_854_775_808)
+            Tok::IntMinAbs
         } else {
             Tok::Error("integer literal out of range".into())
         }
@@ -272,12 +274,14 @@ fn string(src: &str, q: usize, raw: bool, bytes: bool) -> (Tok, usize) {
                 j += 2;
                 continue;
             }
-            let hex = |s: usize, n: usize| -> Option<u32> { src.get(s..s + n).and_then(|h| u32::from_str_radix(h, 16).ok()) };
+            let hex = |s: usize, n: usize| -> Option<u32> {
+                src.get(s..s + n).filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit())).and_then(|h| u32::from_str_radix(h, 16).ok())
+            };
             let (code, len) = match e {
                 b'x' | b'X' => (hex(j + 2, 2), 4),
                 b'u' => (hex(j + 2, 4), 6),
                 b'U' => (hex(j + 2, 8), 10),
-                b'0'..=b'3' => (src.get(j + 1..j + 4).and_then(|o| u32::from_str_radix(o, 8).ok()), 4),
+                b'0'..=b'3' => (src.get(j + 1..j + 4).filter(|o| o.bytes().all(|c| (b'0'..=b'7').contains(&c))).and_then(|o| u32::from_str_radix(o, 8).ok()), 4),
                 _ => (None, 2),
             };
             if bytes && matches!(e, b'x' | b'X' | b'0'..=b'3') {

@@ -10,15 +10,21 @@ use crate::span::Span;
 /// Deepest nesting accepted (CEL requires at least 12 levels of parentheses; 100 is plenty).
 pub const MAX_DEPTH: usize = 100;
 
+/// Most operators, member accesses, indexes and calls in one expression. Chains (`a || b || …`) build
+/// trees as deep as they are long, and checking, compiling and evaluating recurse over them: this bounds
+/// that depth too.
+pub const MAX_NODES: usize = 300;
+
 struct Parser {
     toks: Vec<Token>,
     pos: usize,
     depth: usize,
+    nodes: usize,
 }
 
 /// Parses one expression.
 pub fn parse(src: &str) -> Result<Expr, Diagnostic> {
-    let mut p = Parser { toks: lex(src), pos: 0, depth: 0 };
+    let mut p = Parser { toks: lex(src), pos: 0, depth: 0, nodes: 0 };
     let e = p.expr()?;
     match &p.peek().tok {
         Tok::Eof => Ok(e),
@@ -56,6 +62,15 @@ impl Parser {
         }
     }
 
+    /// Counts one more operator node.
+    fn node(&mut self) -> Result<(), Diagnostic> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(Diagnostic::new("too_deep", format!("expression has more than {MAX_NODES} operators; split it into several rules"), self.peek().span));
+        }
+        Ok(())
+    }
+
     fn enter(&mut self) -> Result<(), Diagnostic> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -85,6 +100,7 @@ impl Parser {
         let mut l = self.and()?;
         while self.peek().tok == Tok::OrOr {
             self.bump();
+            self.node()?;
             let r = self.and()?;
             l = bin(BinOp::Or, l, r);
         }
@@ -95,6 +111,7 @@ impl Parser {
         let mut l = self.relation()?;
         while self.peek().tok == Tok::AndAnd {
             self.bump();
+            self.node()?;
             let r = self.relation()?;
             l = bin(BinOp::And, l, r);
         }
@@ -115,6 +132,7 @@ impl Parser {
                 _ => return Ok(l),
             };
             self.bump();
+            self.node()?;
             let r = self.addition()?;
             l = bin(op, l, r);
         }
@@ -129,6 +147,7 @@ impl Parser {
                 _ => return Ok(l),
             };
             self.bump();
+            self.node()?;
             let r = self.multiplication()?;
             l = bin(op, l, r);
         }
@@ -144,6 +163,7 @@ impl Parser {
                 _ => return Ok(l),
             };
             self.bump();
+            self.node()?;
             let r = self.unary()?;
             l = bin(op, l, r);
         }
@@ -157,7 +177,7 @@ impl Parser {
                 self.enter()?;
                 // `-9223372036854775808` is the one literal that only exists negated.
                 if t.tok == Tok::Minus {
-                    if let Tok::UInt(9_223_372_036_854_775_808) = self.peek().tok {
+                    if let Tok::IntMinAbs = self.peek().tok {
                         if self.toks.get(self.pos + 1).is_some_and(|n| !matches!(n.tok, Tok::Dot | Tok::LBracket | Tok::LParen)) {
                             let s = self.bump().span;
                             self.depth -= 1;
@@ -178,6 +198,9 @@ impl Parser {
     fn postfix(&mut self) -> Result<Expr, Diagnostic> {
         let mut e = self.primary()?;
         loop {
+            if matches!(self.peek().tok, Tok::Dot | Tok::LBracket) {
+                self.node()?;
+            }
             match self.peek().tok {
                 Tok::Dot => {
                     self.bump();
@@ -238,6 +261,7 @@ impl Parser {
                 self.bump();
                 Ok(lit(Lit::UInt(u)))
             }
+            Tok::IntMinAbs => Err(Diagnostic::new("syntax_error", "integer literal out of range (the largest int is 9223372036854775807)".into(), t.span)),
             Tok::Double(d) => {
                 self.bump();
                 Ok(lit(Lit::Double(d)))
@@ -343,6 +367,7 @@ fn describe(t: &Tok) -> String {
     match t {
         Tok::Int(i) => format!("the number `{i}`"),
         Tok::UInt(u) => format!("the number `{u}u`"),
+        Tok::IntMinAbs => "the number `9223372036854775808`".into(),
         Tok::Double(d) => format!("the number `{d}`"),
         Tok::Str(_) => "a string".into(),
         Tok::Bytes(_) => "a byte string".into(),

@@ -61,7 +61,9 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let n = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r).filter(|x| x.bytes().all(|c| c.is_ascii_digit())).and_then(|x| x.parse().ok()) };
     let (y, mo, d, h, mi, se) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
     let _ = days_from;
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 || y < 1 {
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&mo) || d < 1 || d > month_days[(mo - 1) as usize] || h > 23 || mi > 59 || se > 60 || y < 1 {
         return None;
     }
     let mut i = 19;
@@ -82,7 +84,11 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let off = match &b[i..] {
         [b'Z' | b'z'] => 0,
         [sg @ (b'+' | b'-'), _, _, b':', _, _] => {
-            let v = n(i + 1..i + 3)? * 3_600_000 + n(i + 4..i + 6)? * 60_000;
+            let (oh, om) = (n(i + 1..i + 3)?, n(i + 4..i + 6)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let v = oh * 3_600_000 + om * 60_000;
             if *sg == b'+' {
                 v
             } else {
@@ -112,6 +118,9 @@ pub fn parse_duration(s: &str) -> Option<i64> {
             return None;
         }
         let num: f64 = rest[..num_len].parse().ok()?;
+        if !num.is_finite() || num > 1e12 {
+            return None;
+        }
         rest = &rest[num_len..];
         let (unit_ns, len) = if rest.starts_with("ms") {
             (1e6, 2)
@@ -129,7 +138,10 @@ pub fn parse_duration(s: &str) -> Option<i64> {
             return None;
         };
         rest = &rest[len..];
-        total_ns += (num * unit_ns).round() as i128;
+        total_ns = total_ns.checked_add((num * unit_ns).round() as i128)?;
+        if total_ns > MAX_DURATION as i128 * 1_000_000 {
+            return None;
+        }
     }
     // CEL limits durations to ±10,000 years.
     if total_ns > MAX_DURATION as i128 * 1_000_000 {

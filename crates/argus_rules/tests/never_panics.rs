@@ -96,3 +96,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn long_chains_are_refused_not_a_stack_overflow() {
+    let env = env();
+    for src in [
+        format!("1{} > 0", " + 1".repeat(100_000)),
+        format!("true{}", " || true".repeat(100_000)),
+        format!("event.amount{}", ".a".repeat(100_000)),
+        format!("[1]{}", "[0]".repeat(100_000)),
+    ] {
+        let errs = compile(&src, &env).unwrap_err();
+        assert_eq!(errs[0].code, "too_deep", "{}", &src[..40]);
+    }
+    // Just under the limit still compiles and evaluates.
+    let ok = format!("features.orders_1h{} > 0", " + 1".repeat(250));
+    let p = compile(&ok, &env).unwrap();
+    let vars = vec![argus_rules::Val::Null, argus_rules::Val::Null, argus_rules::Val::Int(1)];
+    assert!(p.eval(&argus_rules::Activation { vars: &vars, lists: &argus_rules::NoLists }).is_ok());
+}
+
+#[test]
+fn hostile_literals_are_errors() {
+    let env = env();
+    assert_eq!(compile("9223372036854775808 > 0", &env).unwrap_err()[0].code, "syntax_error");
+    assert!(compile("-9223372036854775808 < 0", &env).is_ok());
+    assert!(compile("'\\x+f' == 'a'", &env).is_err());
+    let p = compile("duration('99999999999999999999999999999h1ns')", &env).unwrap();
+    assert!(p.eval(&argus_rules::Activation { vars: &[], lists: &argus_rules::NoLists }).is_err());
+    let p = compile("timestamp('2026-02-30T00:00:00Z')", &env).unwrap();
+    assert!(p.eval(&argus_rules::Activation { vars: &[], lists: &argus_rules::NoLists }).is_err());
+}
