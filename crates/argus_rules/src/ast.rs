@@ -66,6 +66,9 @@ pub enum ExprKind {
     ListRef(String),
     List(Vec<Expr>),
     Map(Vec<(Expr, Expr)>),
+    /// `Name{field: value, …}`: protobuf message construction (only the well-known wrappers are
+    /// supported).
+    Message(String, Vec<(String, Expr)>),
     Unary(UnOp, Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
     Cond(Box<Expr>, Box<Expr>, Box<Expr>),

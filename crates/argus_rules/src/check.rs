@@ -133,6 +133,7 @@ impl<'e> Checker<'e> {
                 }
                 (Ir::Map(irs), Type::Map(Box::new(kt.unwrap_or(Type::Dyn)), Box::new(vt.unwrap_or(Type::Dyn))))
             }
+            ExprKind::Message(name, fields) => self.message(e, name, fields),
             ExprKind::Unary(op, x) => {
                 let (ir, t) = self.check(x);
                 match (op, &t) {
@@ -446,6 +447,35 @@ impl Checker<'_> {
             Macro::Map => Type::List(Box::new(bt)),
         };
         (Ir::Macro { kind, list: Box::new(li), var: slot, filter, body: Box::new(body) }, ty)
+    }
+}
+
+impl Checker<'_> {
+    /// Well-known protobuf wrappers construct their plain value (`google.protobuf.Int64Value{value: 3}`
+    /// is `3`, `{}` the type's zero); `google.protobuf.Value{}` is null. Other messages are unsupported.
+    fn message(&mut self, e: &Expr, name: &str, fields: &[(String, Expr)]) -> (Ir, Type) {
+        let short = name.strip_prefix("google.protobuf.").unwrap_or("");
+        let (zero, ty) = match short {
+            "BoolValue" => (Val::Bool(false), Type::Bool),
+            "BytesValue" => (Val::Bytes(Vec::new().into()), Type::Bytes),
+            "DoubleValue" | "FloatValue" => (Val::Double(0.0), Type::Double),
+            "Int32Value" | "Int64Value" => (Val::Int(0), Type::Int),
+            "UInt32Value" | "UInt64Value" => (Val::UInt(0), Type::UInt),
+            "StringValue" => (Val::str(""), Type::String),
+            "Value" if fields.is_empty() => return (Ir::Const(Val::Null), Type::Null),
+            _ => return self.err(Diagnostic::new("unsupported", format!("protobuf message `{name}` is not supported in Argus rules"), e.span)),
+        };
+        match fields {
+            [] => (Ir::Const(zero), ty),
+            [(f, v)] if f == "value" => {
+                let (ir, vt) = self.check(v);
+                if !(ty.accepts(&vt) || (ty.is_numeric() && vt.is_numeric())) {
+                    self.soft(Diagnostic::new("type_mismatch", format!("`{name}` holds {ty}, found {vt}"), v.span));
+                }
+                (ir, ty)
+            }
+            _ => self.err(Diagnostic::new("unsupported", format!("`{name}` has one field, `value`"), e.span)),
+        }
     }
 }
 

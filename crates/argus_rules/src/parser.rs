@@ -197,11 +197,21 @@ impl Parser {
 
     fn postfix(&mut self) -> Result<Expr, Diagnostic> {
         let mut e = self.primary()?;
+        // `Name{…}` constructs a message.
+        if self.peek().tok == Tok::LBrace {
+            if let Some(name) = e.dotted() {
+                return self.message(name, e.span);
+            }
+        }
         loop {
             if matches!(self.peek().tok, Tok::Dot | Tok::LBracket) {
                 self.node()?;
             }
             match self.peek().tok {
+                Tok::LBrace if e.dotted().is_some() => {
+                    let name = e.dotted().unwrap_or_default();
+                    return self.message(name, e.span);
+                }
                 Tok::Dot => {
                     self.bump();
                     let Tok::Ident(name) = self.peek().tok.clone() else {
@@ -229,6 +239,28 @@ impl Parser {
                 _ => return Ok(e),
             }
         }
+    }
+
+    fn message(&mut self, name: String, start: Span) -> Result<Expr, Diagnostic> {
+        self.expect(Tok::LBrace, "`{`")?;
+        self.enter()?;
+        let mut fields = Vec::new();
+        while self.peek().tok != Tok::RBrace {
+            let Tok::Ident(f) = self.peek().tok.clone() else { return Err(self.unexpected("a field name")) };
+            self.bump();
+            self.expect(Tok::Colon, "`:` after a field name")?;
+            fields.push((f, self.expr()?));
+            match self.peek().tok {
+                Tok::Comma => {
+                    self.bump();
+                }
+                Tok::RBrace => {}
+                _ => return Err(self.unexpected("`,` or `}`")),
+            }
+        }
+        let end = self.expect(Tok::RBrace, "`}`")?;
+        self.depth -= 1;
+        Ok(Expr { kind: ExprKind::Message(name, fields), span: start.to(end) })
     }
 
     fn args(&mut self) -> Result<(Vec<Expr>, Span), Diagnostic> {
