@@ -472,6 +472,17 @@ impl Checker<'_> {
                 if !(ty.accepts(&vt) || (ty.is_numeric() && vt.is_numeric())) {
                     self.soft(Diagnostic::new("type_mismatch", format!("`{name}` holds {ty}, found {vt}"), v.span));
                 }
+                // A numeric value of another kind is converted, so the result has the wrapper's type.
+                if ty.is_numeric() && vt.is_numeric() && vt != ty {
+                    let conv = match ty {
+                        Type::Double => "double",
+                        Type::UInt => "uint",
+                        _ => "int",
+                    };
+                    if let Some(f) = self.env.functions.iter().position(|f| f.name == conv && !f.method && f.params.first() == Some(&vt)) {
+                        return (Ir::Call(f, vec![ir]), ty);
+                    }
+                }
                 (ir, ty)
             }
             _ => self.err(Diagnostic::new("unsupported", format!("`{name}` has one field, `value`"), e.span)),

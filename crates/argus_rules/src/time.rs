@@ -118,9 +118,6 @@ pub fn parse_duration(s: &str) -> Option<i64> {
             return None;
         }
         let num: f64 = rest[..num_len].parse().ok()?;
-        if !num.is_finite() || num > 1e12 {
-            return None;
-        }
         rest = &rest[num_len..];
         let (unit_ns, len) = if rest.starts_with("ms") {
             (1e6, 2)
@@ -138,12 +135,17 @@ pub fn parse_duration(s: &str) -> Option<i64> {
             return None;
         };
         rest = &rest[len..];
-        total_ns = total_ns.checked_add((num * unit_ns).round() as i128)?;
+        let part = num * unit_ns;
+        // Beyond the range whatever follows: refuse before converting (no saturation, no overflow).
+        if !part.is_finite() || part > MAX_DURATION as f64 * 1e6 {
+            return None;
+        }
+        total_ns = total_ns.checked_add(part.round() as i128)?;
         if total_ns > MAX_DURATION as i128 * 1_000_000 {
             return None;
         }
     }
-    // CEL limits durations to ±10,000 years.
+    // Durations are limited to what 64-bit nanoseconds hold (MAX_DURATION).
     if total_ns > MAX_DURATION as i128 * 1_000_000 {
         return None;
     }

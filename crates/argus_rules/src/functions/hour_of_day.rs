@@ -1,4 +1,4 @@
-//! `hour_of_day`: the local hour (0–23) of a timestamp at a fixed UTC offset.
+//! `hour_of_day`: the local hour (0–23) of a timestamp, in UTC or a time zone (fixed offset or IANA name).
 
 use super::{s, FunctionDef};
 use crate::types::Type;

@@ -97,7 +97,7 @@ pub fn defs() -> Vec<FunctionDef> {
     if let Some(first) = v.first_mut() {
         first.examples = &[("timestamp('2009-02-13T23:31:30Z').getFullYear()", "2009"), ("timestamp('2009-02-13T23:31:30Z').getHours('+08:00')", "7")];
     }
-    let doc = "`d.getHours()`, `getMinutes()`, `getSeconds()`: the whole duration in that unit, truncated; `d.getMilliseconds()`: the millisecond part (0–999).";
+    let doc = "`d.getHours()`, `getMinutes()`, `getSeconds()`: the whole duration in that unit, truncated; `d.getMilliseconds()`: the millisecond part (−999 to 999, with the duration's sign).";
     for (name, eval) in [("getHours", dur_hours as fn(&[Val]) -> _), ("getMinutes", dur_minutes), ("getSeconds", dur_seconds), ("getMilliseconds", dur_millis)] {
         let examples: &'static [(&str, &str)] = if name == "getMinutes" { &[("duration('90m').getMinutes()", "90")] } else { &[] };
         v.push(FunctionDef { name, method: true, params: vec![Type::Duration], ret: Type::Int, doc, examples, eval });
