@@ -3,6 +3,10 @@
 
 mod commands;
 
+/// mimalloc: replay allocates and frees small objects (events, strings) at a high rate.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
