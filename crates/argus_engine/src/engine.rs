@@ -208,10 +208,9 @@ impl Engine {
         self.dedupe.set.insert(idh);
         self.dedupe.order.push_back((ev.time, idh));
         self.counters.accepted += 1;
-        let fs = self.config.features.clone();
-        self.state.apply(&fs, ev, self.seq, Some(&mut self.out));
+        self.state.apply(&self.config.features, ev, self.seq, Some(&mut self.out));
         if self.watermark >= self.next_sweep {
-            self.state.expire(&fs, self.watermark);
+            self.state.expire(&self.config.features, self.watermark);
             self.dedupe.expire(self.watermark - self.config.dedupe_ttl_ms);
             self.next_sweep = self.watermark + self.config.sweep_every_ms;
         }
@@ -220,7 +219,6 @@ impl Engine {
 
     /// Applies every scheduled label whose release time is ≤ `t`, oldest first.
     pub fn release_labels(&mut self, t: i64) {
-        let fs = self.config.features.clone();
         loop {
             // The earliest (release time, sequence) across the label queues: a deterministic merge.
             let mut best: Option<(usize, (i64, u64))> = None;
@@ -244,13 +242,13 @@ impl Engine {
             }
             self.seq += 1;
             self.counters.labels_released += 1;
-            self.state.apply(&fs, &self.release_ev, self.seq, None);
+            self.state.apply(&self.config.features, &self.release_ev, self.seq, None);
         }
     }
 
     /// Takes the label columns out of `ev` and schedules their release.
     fn schedule_labels(&mut self, ev: &mut Event) {
-        let schema = self.config.schema.clone();
+        let schema = &self.config.schema;
         for (li, l) in schema.labels.iter().enumerate().filter(|(_, l)| l.source_type == ev.ty) {
             let value = std::mem::take(&mut ev.fields[l.source_slot]);
             if value.is_null() {

@@ -7,7 +7,28 @@ pub mod test;
 
 use anyhow::Context;
 use argus_engine::Config;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The configuration and policies a command works with (shared by `check`, `test` and `replay`).
+#[derive(clap::Args)]
+pub struct Setup {
+    /// Configuration file (default: the embedded starter configuration).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Policy directory (`*.toml` rules, `lists/*.toml` value lists); default: the embedded starter pack
+    /// when no --config is given.
+    #[arg(long, short)]
+    pub policies: Option<PathBuf>,
+}
+
+impl Setup {
+    /// The configuration and, when there are any, the policies.
+    pub fn load(&self) -> anyhow::Result<(Config, Option<argus_policy::Loaded>)> {
+        let cfg = load_config(self.config.as_deref())?;
+        let policies = load_policies(&cfg, self.policies.as_deref(), self.config.is_some())?;
+        Ok((cfg, policies))
+    }
+}
 
 /// The embedded default configuration: the starter features over the built-in schema.
 pub const STARTER_CONFIG: &str = include_str!("../../../../examples/starter/argus.toml");

@@ -13,9 +13,8 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Configuration file (default: the embedded starter configuration).
-    #[arg(long, short)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    setup: super::Setup,
     /// Input file (`.ndjson`, `.csv`, optionally `.gz`), or `-` for stdin.
     #[arg(long, short, default_value = "-")]
     input: String,
@@ -40,10 +39,6 @@ pub struct Args {
     /// Restore engine state from this snapshot before replaying.
     #[arg(long)]
     restore: Option<PathBuf>,
-    /// Policy directory (rules and value lists) to decide checkpoints with; default: the embedded starter
-    /// pack when no --config is given.
-    #[arg(long, short)]
-    policies: Option<PathBuf>,
     /// Save engine state to this snapshot after replaying.
     #[arg(long)]
     snapshot: Option<PathBuf>,
@@ -66,8 +61,7 @@ impl<R: Read> Read for Counting<R> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let cfg = super::load_config(a.config.as_deref())?;
-    let policies = super::load_policies(&cfg, a.policies.as_deref(), a.config.is_some())?;
+    let (cfg, policies) = a.setup.load()?;
     let mut engine = match &a.restore {
         Some(p) => Engine::load_snapshot(cfg, p).with_context(|| format!("restoring {}", p.display()))?,
         None => Engine::new(cfg),

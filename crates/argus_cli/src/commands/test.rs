@@ -3,23 +3,18 @@
 
 use anyhow::Context;
 use argus_engine::Engine;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Configuration file (default: the embedded starter configuration).
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-    /// Policy directory; default: the embedded starter pack when no --config is given.
-    #[arg(long, short)]
-    policies: Option<PathBuf>,
+    #[command(flatten)]
+    setup: super::Setup,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     use std::io::Write;
-    let cfg = super::load_config(a.config.as_deref())?;
-    let loaded = super::load_policies(&cfg, a.policies.as_deref(), a.config.is_some())?.context("no policies: give --policies DIR")?;
+    let (cfg, loaded) = a.setup.load()?;
+    let loaded = loaded.context("no policies: give --policies DIR")?;
     let set = Arc::new(loaded.policies);
     let mut out = std::io::stdout().lock();
     let (mut passed, mut failed) = (0, 0);
