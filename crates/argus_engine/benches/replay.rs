@@ -86,16 +86,11 @@ fn decode_ndjson(bencher: Bencher) {
     });
 }
 
-/// A full decision (every rule of the checkpoint, starter pack), features already computed: the
-/// policy's share of a checkpoint's latency.
-#[divan::bench(args = ["order.create", "payment.attempt", "account.login"])]
-fn decide_starter(bencher: Bencher, checkpoint: &str) {
-    let cfg = Config::load(&root().join("examples/starter/argus.toml")).expect("starter config");
-    let loaded = argus_policy::load_dir(&root().join("policies"), &cfg.schema, &cfg.features, &cfg.pseudonymizer).expect("starter policies");
-    let rules = loaded.policies.by_type[cfg.schema.type_id(checkpoint).unwrap() as usize].as_ref().map_or(0, |p| p.rules.len());
+/// An engine with `policies`, 20,000 generated events of history, and the last generated event of
+/// type `checkpoint` processed again (under a new id) as the event to decide.
+fn decided_engine(cfg: Config, policies: argus_policy::PolicySet, checkpoint: &str) -> (Engine, Event) {
     let mut engine = Engine::new(cfg);
-    engine.set_policies(std::sync::Arc::new(loaded.policies));
-    // Some history, then the event under test.
+    engine.set_policies(std::sync::Arc::new(policies));
     let lines = synth::events(20_000, 9);
     for l in &lines {
         if let Ok(mut ev) = engine.decoder().decode_bytes(l.as_bytes()) {
@@ -106,7 +101,17 @@ fn decide_starter(bencher: Bencher, checkpoint: &str) {
     let mut ev = engine.decoder().decode_bytes(last.as_bytes()).expect("valid");
     ev.id.push_str("-bench");
     engine.process(&mut ev).expect("accepted");
-    assert!(engine.decide(&ev).is_some(), "{checkpoint} has a policy ({rules} rules)");
+    assert!(engine.decide(&ev).is_some(), "{checkpoint} has a policy");
+    (engine, ev)
+}
+
+/// A full decision (every rule of the checkpoint, starter pack), features already computed: the
+/// policy's share of a checkpoint's latency.
+#[divan::bench(args = ["order.create", "payment.attempt", "account.login"])]
+fn decide_starter(bencher: Bencher, checkpoint: &str) {
+    let cfg = Config::load(&root().join("examples/starter/argus.toml")).expect("starter config");
+    let loaded = argus_policy::load_dir(&root().join("policies"), &cfg.schema, &cfg.features, &cfg.pseudonymizer).expect("starter policies");
+    let (engine, ev) = decided_engine(cfg, loaded.policies, checkpoint);
     bencher.bench_local(|| engine.decide(divan::black_box(&ev)));
 }
 
@@ -128,20 +133,8 @@ fn decide_50_rules(bencher: Bencher) {
         .collect();
     let loaded = argus_policy::load_sources(&copies, &lists, &cfg.schema, &cfg.features, &cfg.pseudonymizer).expect("50-rule policy");
     let ty = cfg.schema.type_id("order.create").expect("order type");
-    let n = loaded.policies.by_type[ty as usize].as_ref().map_or(0, |p| p.rules.len());
-    assert_eq!(n, 50);
-    let mut engine = Engine::new(cfg);
-    engine.set_policies(std::sync::Arc::new(loaded.policies));
-    let lines = synth::events(20_000, 9);
-    for l in &lines {
-        if let Ok(mut ev) = engine.decoder().decode_bytes(l.as_bytes()) {
-            let _ = engine.process(&mut ev);
-        }
-    }
-    let last = lines.iter().rev().find(|l| l.contains("\"type\":\"order.create\"")).expect("an order");
-    let mut ev = engine.decoder().decode_bytes(last.as_bytes()).expect("valid");
-    ev.id.push_str("-bench50");
-    engine.process(&mut ev).expect("accepted");
+    assert_eq!(loaded.policies.by_type[ty as usize].as_ref().map_or(0, |p| p.rules.len()), 50);
+    let (engine, ev) = decided_engine(cfg, loaded.policies, "order.create");
     bencher.bench_local(|| engine.decide(divan::black_box(&ev)));
 }
 
