@@ -20,6 +20,8 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the decision API: events in, decisions out, over a durable event log.
+    Serve(commands::serve::Args),
     /// Replay recorded events (NDJSON or mapped CSV) into a point-in-time feature table.
     Replay(commands::replay::Args),
     /// Validate a configuration and print every problem.
@@ -33,6 +35,7 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(a) => commands::serve::run(a),
         Command::Replay(a) => commands::replay::run(a),
         Command::Check(a) => commands::check::run(a),
         Command::Schema(a) => commands::schema::run(a),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 /// Environment variable that overrides `privacy.secret`.
 pub const SECRET_ENV: &str = "ARGUS_PII_SECRET";
 
-const TOP_KEYS: &[&str] = &["include", "engine", "privacy", "entities", "event_types", "settings", "features", "csv"];
+const TOP_KEYS: &[&str] = &["include", "engine", "privacy", "entities", "event_types", "settings", "features", "csv", "server"];
 
 #[derive(Debug, Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +66,8 @@ pub struct Config {
     pub secret_fingerprint: u64,
     pub dedupe_ttl_ms: i64,
     pub sweep_every_ms: i64,
+    /// The `[server]` section, read by `argus serve` (the engine itself does not use it).
+    pub server: toml::Table,
     /// Files read, in order.
     pub sources: Vec<PathBuf>,
 }
@@ -82,6 +84,7 @@ struct Parts {
     schema: Vec<SchemaConfig>,
     features: FeaturesConfig,
     csv: Option<CsvMapping>,
+    server: toml::Table,
     sources: Vec<PathBuf>,
 }
 
@@ -170,6 +173,7 @@ impl Config {
             secret_is_default,
             dedupe_ttl_ms,
             sweep_every_ms,
+            server: p.server,
             sources: p.sources,
         })
     }
@@ -263,6 +267,13 @@ fn absorb(text: &str, base: &Path, name: &str, parts: &mut Parts, errors: &mut V
     if let Some(v) = section("privacy") {
         if let Some(p) = typed(v, "privacy", name, errors) {
             parts.privacy = p;
+        }
+    }
+    if let Some(v) = section("server") {
+        match v {
+            // Keys of an included file are overridden one by one by the including file.
+            toml::Value::Table(t) => parts.server.extend(t),
+            _ => errors.push(format!("{name}: server: expected a table")),
         }
     }
     if let Some(v) = section("csv") {

@@ -95,7 +95,9 @@ pub enum SnapshotError {
     Io(#[from] std::io::Error),
 }
 
-/// The streaming engine.
+/// The streaming engine. Cloning copies the whole state (the server snapshots a clone in the
+/// background).
+#[derive(Clone)]
 pub struct Engine {
     pub config: Config,
     policies: Option<Arc<argus_policy::PolicySet>>,
@@ -155,6 +157,42 @@ impl Engine {
     /// `None` without policies or when no policy covers the event's type.
     pub fn decide(&self, ev: &Event) -> Option<argus_policy::Decision> {
         self.policies.as_ref()?.decide(&self.config.schema, ev, &self.out)
+    }
+
+    /// The value lists the policies read, for changes at run time (`None` without policies). The
+    /// policies are copied first if another owner shares them.
+    pub fn lists_mut(&mut self) -> Option<&mut argus_policy::ValueLists> {
+        let p = self.policies.as_mut()?;
+        let p = Arc::get_mut(p)?;
+        Some(Arc::make_mut(&mut p.lists))
+    }
+
+    /// A copy of the state without the policies (what a snapshot needs; the policies stay unshared so
+    /// that their lists can change).
+    pub fn clone_state(&self) -> Engine {
+        Engine { policies: None, ..self.clone() }
+    }
+
+    /// Reads, without changing anything, the features that `probe` (an event of some type whose key
+    /// fields are set) would see at its time. Returns the feature vector (null where not computed).
+    pub fn peek(&mut self, probe: &Event) -> &[Value] {
+        self.state.peek(&self.config.features, probe, self.seq + 1, &mut self.out);
+        &self.out
+    }
+
+    /// A digest of the state that future answers depend on (features, idempotency ids, pending labels,
+    /// watermark, sequence; not the counters of refused input): two engines with equal digests answer
+    /// every future event alike.
+    pub fn state_digest(&self) -> u64 {
+        let parts = (
+            self.seq,
+            self.watermark,
+            self.next_sweep,
+            self.dedupe.order.iter().collect::<Vec<_>>(),
+            self.labels.iter().map(|q| q.iter().collect::<Vec<_>>()).collect::<Vec<_>>(),
+            self.state.snapshot(),
+        );
+        xxhash_rust::xxh3::xxh3_64(&bincode::serialize(&parts).expect("serializing plain data to a Vec cannot fail"))
     }
 
     pub fn decoder(&self) -> &Decoder {

@@ -233,44 +233,7 @@ impl Decoder {
         }
         let mut fields = vec![Value::Null; et.fields.len()];
         for (slot, rv, path) in raw {
-            let f = &et.fields[*slot];
-            match self.parse_field(f.ty, f.max_len, *rv) {
-                Ok((v, personal)) => {
-                    if v.is_null() {
-                        continue;
-                    }
-                    if let Some(p) = personal {
-                        // Personal data: normalize, derive, then tokenize (or keep, when pii = false).
-                        match privacy::normalize(f.ty, &p) {
-                            Ok(norm) => {
-                                for (ds, df) in et.fields.iter().enumerate() {
-                                    if let Some((src, d)) = df.derived_from {
-                                        if src == *slot {
-                                            if let Some(x) = privacy::derive(d, &norm, &p) {
-                                                fields[ds] = Value::Str(x.into());
-                                            }
-                                        }
-                                    }
-                                }
-                                let kind = f.entity.as_deref().unwrap_or(f.ty.name());
-                                fields[*slot] = Value::Str(if f.pii { self.pseudo.token(kind, &norm) } else { norm }.into());
-                            }
-                            Err(m) => errors.push(fe(path.render(), "invalid_value", m)),
-                        }
-                    } else if f.pii {
-                        let kind = f.entity.as_deref().unwrap_or("value");
-                        let s = v.to_string();
-                        fields[*slot] = Value::Str(self.pseudo.token(kind, s.trim()).into());
-                    } else {
-                        fields[*slot] = v;
-                    }
-                }
-                Err((code, m)) => {
-                    // Never repeat personal data in an error message.
-                    let m = if f.pii && code == "invalid_value" { format!("invalid {} value (not repeated: personal data)", f.ty.name()) } else { m };
-                    errors.push(fe(path.render(), code, m))
-                }
-            }
+            self.field_into(et, *slot, *rv, *path, &mut fields, &mut errors);
         }
         for (s, f) in et.fields.iter().enumerate() {
             if f.required && fields[s].is_null() {
@@ -287,6 +250,61 @@ impl Decoder {
             return Err(Rejection { errors });
         }
         Ok(Event { id: id.into(), ty: et.id, time, fields })
+    }
+
+    /// Parses one raw value into `fields[slot]` of an event of type `et` (with its derived fields):
+    /// validation, normalization and pseudonymization exactly as for a whole event.
+    fn field_into(&self, et: &EventType, slot: usize, rv: Raw<'_>, path: PathSrc<'_>, fields: &mut [Value], errors: &mut Vec<FieldError>) {
+        let f = &et.fields[slot];
+        match self.parse_field(f.ty, f.max_len, rv) {
+            Ok((v, personal)) => {
+                if v.is_null() {
+                    return;
+                }
+                if let Some(p) = personal {
+                    // Personal data: normalize, derive, then tokenize (or keep, when pii = false).
+                    match privacy::normalize(f.ty, &p) {
+                        Ok(norm) => {
+                            for (ds, df) in et.fields.iter().enumerate() {
+                                if let Some((src, d)) = df.derived_from {
+                                    if src == slot {
+                                        if let Some(x) = privacy::derive(d, &norm, &p) {
+                                            fields[ds] = Value::Str(x.into());
+                                        }
+                                    }
+                                }
+                            }
+                            let kind = f.entity.as_deref().unwrap_or(f.ty.name());
+                            fields[slot] = Value::Str(if f.pii { self.pseudo.token(kind, &norm) } else { norm }.into());
+                        }
+                        Err(m) => errors.push(fe(path.render(), "invalid_value", m)),
+                    }
+                } else if f.pii {
+                    let kind = f.entity.as_deref().unwrap_or("value");
+                    let s = v.to_string();
+                    fields[slot] = Value::Str(self.pseudo.token(kind, s.trim()).into());
+                } else {
+                    fields[slot] = v;
+                }
+            }
+            Err((code, m)) => {
+                // Never repeat personal data in an error message.
+                let m = if f.pii && code == "invalid_value" { format!("invalid {} value (not repeated: personal data)", f.ty.name()) } else { m };
+                errors.push(fe(path.render(), code, m))
+            }
+        }
+    }
+
+    /// The stored value of one field given as text (an id typed into the entity API, a list item):
+    /// validated, normalized and pseudonymized as the same field of an event would be.
+    pub fn field_value(&self, et: &EventType, slot: usize, text: &str) -> Result<Value, FieldError> {
+        let mut fields = vec![Value::Null; et.fields.len()];
+        let mut errors = Vec::new();
+        self.field_into(et, slot, Raw::Text(text), PathSrc::Column(&et.fields[slot].name), &mut fields, &mut errors);
+        match errors.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(std::mem::take(&mut fields[slot])),
+        }
     }
 
     /// Parses a raw value as `ty`. Personal-data types return the raw parts for normalization.

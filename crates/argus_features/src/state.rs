@@ -116,7 +116,17 @@ impl FeatureState {
     /// Applies one event: updates every series it feeds (read-your-writes), then, when `out` is given
     /// (one slot per feature), reads every feature its type can compute at the event's time.
     /// Features the type cannot compute (missing key fields) are set to null.
-    pub fn apply(&mut self, fs: &FeatureSet, ev: &Event, seq: u64, mut out: Option<&mut [Value]>) {
+    pub fn apply(&mut self, fs: &FeatureSet, ev: &Event, seq: u64, out: Option<&mut [Value]>) {
+        self.apply_inner(fs, ev, seq, out, true);
+    }
+
+    /// Reads every feature `ev`'s type can compute at its time, as [`apply`](Self::apply) would, without
+    /// updating any series or creating any key (the entity API's view of an entity).
+    pub fn peek(&mut self, fs: &FeatureSet, ev: &Event, seq: u64, out: &mut [Value]) {
+        self.apply_inner(fs, ev, seq, Some(out), false);
+    }
+
+    fn apply_inner(&mut self, fs: &FeatureSet, ev: &Event, seq: u64, mut out: Option<&mut [Value]>, update: bool) {
         let plan = &fs.plans[ev.ty as usize];
         if let Some(o) = out.as_deref_mut() {
             o.iter_mut().for_each(|v| *v = Value::Null);
@@ -129,7 +139,7 @@ impl FeatureState {
             updates.clear();
             updates.resize(ep.groups.len(), None);
             let mut any = false;
-            for (gi, g) in ep.groups.iter().enumerate() {
+            for (gi, g) in ep.groups.iter().enumerate().filter(|_| update) {
                 let Some((vslot, filter)) = &g.update else { continue };
                 if !filter.passes(&ev.fields) {
                     continue;

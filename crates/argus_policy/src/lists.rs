@@ -29,6 +29,19 @@ pub struct ValueList {
     pub items: HashMap<String, ListItem>,
 }
 
+/// The stored key of a list item: values of personal-data kinds (email, phone, card…) are tokenized
+/// exactly as events are, so that they match; other values are kept as given.
+pub fn item_key(entity: Option<&str>, value: &str, pseudo: &argus_event::Pseudonymizer) -> Result<String, String> {
+    let pii_type = entity.and_then(|k| argus_event::FieldType::ALL.iter().map(|(_, t)| *t).find(|t| t.implied_entity() == Some(k)));
+    match pii_type {
+        Some(t) => {
+            let n = argus_event::privacy::normalize(t, &argus_event::privacy::Personal { text: value.to_string(), ..Default::default() })?;
+            Ok(pseudo.token(entity.unwrap_or(""), &n))
+        }
+        None => Ok(value.to_string()),
+    }
+}
+
 /// All lists, indexed as the rule environment declares them.
 #[derive(Debug, Clone, Default)]
 pub struct ValueLists {

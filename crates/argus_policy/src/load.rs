@@ -194,10 +194,6 @@ pub fn load_sources(policy_files: &Sources, list_files: &Sources, schema: &Schem
             errors.push(format!("{name}: list `{}` is defined twice", lf.list.name));
             continue;
         }
-        // Values of personal-data kinds are tokenized exactly as events are, so that they match.
-        let pii_type = lf.list.entity.as_deref().and_then(|k| {
-            argus_event::FieldType::ALL.iter().map(|(_, t)| *t).find(|t| t.implied_entity() == Some(k))
-        });
         if let Some(k) = &lf.list.entity {
             if !schema.entity_kinds.contains(k) {
                 errors.push(format!("{name}: list.entity: unknown entity kind `{k}`"));
@@ -205,15 +201,12 @@ pub fn load_sources(policy_files: &Sources, list_files: &Sources, schema: &Schem
         }
         let mut items = HashMap::new();
         for (i, it) in lf.items.iter().enumerate() {
-            let value = match pii_type {
-                Some(t) => match argus_event::privacy::normalize(t, &argus_event::privacy::Personal { text: it.value.clone(), ..Default::default() }) {
-                    Ok(n) => pseudo.token(lf.list.entity.as_deref().unwrap_or(""), &n),
-                    Err(m) => {
-                        errors.push(format!("{name}: items[{i}].value: {m}"));
-                        continue;
-                    }
-                },
-                None => it.value.clone(),
+            let value = match crate::lists::item_key(lf.list.entity.as_deref(), &it.value, pseudo) {
+                Ok(v) => v,
+                Err(m) => {
+                    errors.push(format!("{name}: items[{i}].value: {m}"));
+                    continue;
+                }
             };
             let expires = match &it.expires {
                 None => None,

@@ -121,7 +121,8 @@ pub fn to_val(v: &Value) -> Val {
     }
 }
 
-fn to_json(v: &Val) -> serde_json::Value {
+/// A rule value as JSON (what decisions report as read).
+pub fn to_json(v: &Val) -> serde_json::Value {
     match v {
         Val::Null => serde_json::Value::Null,
         Val::Bool(b) => (*b).into(),
@@ -165,6 +166,7 @@ impl PolicySet {
             errors: Vec::new(),
             policy_version: self.version.clone(),
             decided_by: "default",
+            eval_us: None,
         };
         let mut allowed = false;
         for r in &p.rules {

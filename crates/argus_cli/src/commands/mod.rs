@@ -3,6 +3,7 @@
 pub mod check;
 pub mod replay;
 pub mod schema;
+pub mod serve;
 pub mod test;
 
 use anyhow::Context;
@@ -10,7 +11,7 @@ use argus_engine::Config;
 use std::path::{Path, PathBuf};
 
 /// The configuration and policies a command works with (shared by `check`, `test` and `replay`).
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct Setup {
     /// Configuration file (default: the embedded starter configuration).
     #[arg(long, short)]

@@ -1,0 +1,35 @@
+//! `argus serve`: the decision API on the embedded default (starter configuration and policy pack,
+//! data in `./argus-data`), or on a given configuration.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(clap::Args, Clone)]
+pub struct Args {
+    #[command(flatten)]
+    setup: super::Setup,
+    /// Address to listen on (overrides `server.listen` and ARGUS_LISTEN).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory: event log and snapshots (overrides `server.data_dir` and ARGUS_DATA_DIR).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(tracing::Level::INFO).init();
+    let (cfg, _) = a.setup.load()?;
+    let mut settings = argus_server::Settings::resolve(&cfg.server, |k| std::env::var(k).ok())
+        .map_err(|e| anyhow::anyhow!("invalid server settings:\n  {}", e.join("\n  ")))?;
+    if let Some(l) = a.listen {
+        settings.listen = l;
+    }
+    if let Some(d) = a.data_dir {
+        settings.data_dir = d;
+    }
+    // Every reload reads the same sources again: the files when given, else the embedded pack.
+    let setup = a.setup.clone();
+    let loader: argus_server::Loader = Arc::new(move || setup.load());
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(argus_server::serve(settings, loader))
+}

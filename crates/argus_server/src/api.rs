@@ -1,0 +1,343 @@
+//! The HTTP API (axum). Handlers authenticate, read and bound the body, and hand the request to the
+//! core; every error, from any layer, has the one shape `{"error": {"code", "message", "details"?}}`.
+
+use crate::core::{error, Answer, Msg, Request, Shared};
+use crate::metrics as m;
+use crate::settings::{Role, Settings};
+use axum::body::Body;
+use axum::extract::{MatchedPath, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value as Json};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// Every route: method, path (OpenAPI syntax) and the role it needs (`None`: open). The OpenAPI
+/// document is tested against this table, and the router is built from the same handlers.
+pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
+    ("post", "/v1/events", Some(Role::Ingest)),
+    ("post", "/v1/events/batch", Some(Role::Ingest)),
+    ("post", "/v1/labels", Some(Role::Ingest)),
+    ("get", "/v1/decisions/{id}", Some(Role::Analyst)),
+    ("get", "/v1/entities/{kind}/{id}", Some(Role::Analyst)),
+    ("get", "/v1/lists/{name}", Some(Role::Analyst)),
+    ("put", "/v1/lists/{name}/items/{value}", Some(Role::Analyst)),
+    ("delete", "/v1/lists/{name}/items/{value}", Some(Role::Analyst)),
+    ("post", "/v1/admin/reload", Some(Role::Admin)),
+    ("get", "/v1/admin/status", Some(Role::Admin)),
+    ("get", "/healthz", None),
+    ("get", "/readyz", None),
+    ("get", "/metrics", None),
+    ("get", "/openapi.json", None),
+];
+
+/// The OpenAPI 3.1 document served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+#[derive(Clone)]
+pub struct AppState {
+    pub tx: SyncSender<Msg>,
+    pub shared: Arc<Shared>,
+    pub settings: Arc<Settings>,
+}
+
+fn respond(a: Answer) -> Response {
+    let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = (status, axum::Json(a.body)).into_response();
+    if a.status == 503 || a.status == 429 {
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+/// Checks the API key for a route that needs `role`: `Some(error response)` when refused. Without configured keys every request passes
+/// (development mode; the server warns at start).
+fn denied(st: &AppState, headers: &HeaderMap, role: Role) -> Option<Response> {
+    if st.settings.api_keys.is_empty() {
+        return None;
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+    let Some(given) = given else {
+        let mut r = respond(error(401, "unauthenticated", "an API key is required: `Authorization: Bearer <key>`"));
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return Some(r);
+    };
+    // Compare against every key in full, so that timing does not reveal which prefix matched.
+    let mut found: Option<Role> = None;
+    for k in &st.settings.api_keys {
+        if constant_time_eq(k.key.as_bytes(), given.as_bytes()) {
+            found = Some(k.role);
+        }
+    }
+    match found {
+        None => Some(respond(error(401, "unauthenticated", "unknown API key"))),
+        Some(r) if !r.allows(role) => Some(respond(error(403, "forbidden", format!("this key has role `{}`; this route needs `{}`", r.name(), role.name())))),
+        Some(_) => None,
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Sends a request to the core and waits for its answer, within the request timeout.
+pub async fn ask(st: &AppState, req: Request) -> Answer {
+    if st.shared.failed.load(Ordering::SeqCst) && matches!(req, Request::Events { .. }) {
+        return error(503, "not_accepting_writes", "the server refuses writes after an internal failure; restart it (it recovers from the log)");
+    }
+    let (tx, rx) = oneshot::channel();
+    st.shared.queued.fetch_add(1, Ordering::SeqCst);
+    match st.tx.try_send(Msg { req, reply: tx }) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            st.shared.queued.fetch_sub(1, Ordering::SeqCst);
+            m::inc(m::REJECTED_OVERLOAD, 1);
+            return error(503, "overloaded", "the decision queue is full; retry after the time in Retry-After");
+        }
+        Err(TrySendError::Disconnected(_)) => {
+            st.shared.queued.fetch_sub(1, Ordering::SeqCst);
+            return error(503, "shutting_down", "the server is shutting down");
+        }
+    }
+    m::set_gauge(m::QUEUE_DEPTH, st.shared.queued.load(Ordering::Relaxed) as f64);
+    match tokio::time::timeout(st.settings.request_timeout, rx).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(_)) => error(503, "shutting_down", "the server stopped before answering"),
+        // The request stays queued and may still be applied: clients retry with the same event id,
+        // which is idempotent.
+        Err(_) => error(503, "timeout", "no answer within the request timeout; retry with the same event id"),
+    }
+}
+
+async fn body_bytes(st: &AppState, headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, Answer> {
+    let max = st.settings.max_body;
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(error(413, "payload_too_large", format!("the body is larger than the limit of {max} bytes")));
+    }
+    axum::body::to_bytes(body, max).await.map_err(|_| error(413, "payload_too_large", format!("the body is larger than the limit of {max} bytes")))
+}
+
+fn one_document(bytes: &[u8]) -> Result<Box<RawValue>, Answer> {
+    let raw: Box<RawValue> = serde_json::from_slice(bytes).map_err(|e| error(400, "invalid_json", format!("the body is not valid JSON: {e}")))?;
+    if !raw.get().starts_with('{') {
+        return Err(error(400, "invalid_event", "an event must be a JSON object"));
+    }
+    Ok(raw)
+}
+
+/// A batch: a JSON array, or NDJSON (one object per line).
+pub fn parse_batch(bytes: &[u8], ndjson: bool, max_items: usize) -> Result<Vec<Box<RawValue>>, Answer> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    let items: Vec<Box<RawValue>> = if !ndjson && first == Some(&b'[') {
+        serde_json::from_slice(bytes).map_err(|e| error(400, "invalid_json", format!("the body is not a valid JSON array: {e}")))?
+    } else {
+        let mut v = Vec::new();
+        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if v.len() == max_items {
+                return Err(error(413, "too_many_items", format!("a batch holds at most {max_items} events")));
+            }
+            v.push(serde_json::from_slice(line).map_err(|e| error(400, "invalid_json", format!("line {}: not valid JSON: {e}", i + 1)))?);
+        }
+        v
+    };
+    if items.is_empty() {
+        return Err(error(400, "empty_batch", "the batch holds no events"));
+    }
+    if items.len() > max_items {
+        return Err(error(413, "too_many_items", format!("a batch holds at most {max_items} events")));
+    }
+    Ok(items)
+}
+
+async fn post_event(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    post_events(st, headers, body, false).await
+}
+
+async fn post_label(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    post_events(st, headers, body, true).await
+}
+
+async fn post_events(st: AppState, headers: HeaderMap, body: Body, labels_only: bool) -> Response {
+    if let Some(r) = denied(&st, &headers, Role::Ingest) {
+        return r;
+    }
+    let bytes = match body_bytes(&st, &headers, body).await {
+        Ok(b) => b,
+        Err(a) => return respond(a),
+    };
+    match one_document(&bytes) {
+        Ok(raw) => respond(ask(&st, Request::Events { items: vec![raw], labels_only, batch: false }).await),
+        Err(a) => respond(a),
+    }
+}
+
+async fn post_batch(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    if let Some(r) = denied(&st, &headers, Role::Ingest) {
+        return r;
+    }
+    let bytes = match body_bytes(&st, &headers, body).await {
+        Ok(b) => b,
+        Err(a) => return respond(a),
+    };
+    let ndjson = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.contains("ndjson"));
+    match parse_batch(&bytes, ndjson, st.settings.max_batch) {
+        Ok(items) => respond(ask(&st, Request::Events { items, labels_only: false, batch: true }).await),
+        Err(a) => respond(a),
+    }
+}
+
+async fn get_decision(State(st): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(r) = denied(&st, &headers, Role::Analyst) {
+        return r;
+    }
+    respond(ask(&st, Request::Decision { id }).await)
+}
+
+async fn get_entity(State(st): State<AppState>, headers: HeaderMap, Path((kind, id)): Path<(String, String)>) -> Response {
+    if let Some(r) = denied(&st, &headers, Role::Analyst) {
+        return r;
+    }
+    respond(ask(&st, Request::Entity { kind, id }).await)
+}
+
+async fn get_list(State(st): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Response {
+    if let Some(r) = denied(&st, &headers, Role::Analyst) {
+        return r;
+    }
+    respond(ask(&st, Request::ListGet { name }).await)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemBody {
+    reason: String,
+    ttl: Option<String>,
+    expires: Option<String>,
+}
+
+async fn put_item(State(st): State<AppState>, headers: HeaderMap, Path((name, value)): Path<(String, String)>, body: Body) -> Response {
+    if let Some(r) = denied(&st, &headers, Role::Analyst) {
+        return r;
+    }
+    let bytes = match body_bytes(&st, &headers, body).await {
+        Ok(b) => b,
+        Err(a) => return respond(a),
+    };
+    let b: ItemBody = match serde_json::from_slice(&bytes) {
+        Ok(b) => b,
+        Err(e) => return respond(error(400, "invalid_body", format!("expected {{\"reason\", \"ttl\"?, \"expires\"?}}: {e}"))),
+    };
+    respond(ask(&st, Request::ListSet { name, value, reason: b.reason, ttl: b.ttl, expires: b.expires }).await)
+}
+
+async fn delete_item(State(st): State<AppState>, headers: HeaderMap, Path((name, value)): Path<(String, String)>) -> Response {
+    if let Some(r) = denied(&st, &headers, Role::Analyst) {
+        return r;
+    }
+    respond(ask(&st, Request::ListRemove { name, value }).await)
+}
+
+async fn reload(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(r) = denied(&st, &headers, Role::Admin) {
+        return r;
+    }
+    let a = ask(&st, Request::Reload).await;
+    if a.status == 200 {
+        if let Some(v) = a.body.get("policy_version").and_then(Json::as_str) {
+            *st.shared.policy_version.lock().unwrap_or_else(|p| p.into_inner()) = v.to_string();
+        }
+    }
+    respond(a)
+}
+
+async fn status(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(r) = denied(&st, &headers, Role::Admin) {
+        return r;
+    }
+    respond(ask(&st, Request::Status).await)
+}
+
+async fn healthz() -> Response {
+    respond(Answer { status: 200, body: json!({"status": "ok"}) })
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    let ready = st.shared.ready.load(Ordering::SeqCst) && !st.shared.failed.load(Ordering::SeqCst);
+    let version = st.shared.policy_version.lock().map(|v| v.clone()).unwrap_or_default();
+    if ready {
+        respond(Answer { status: 200, body: json!({"status": "ready", "policy_version": version}) })
+    } else {
+        respond(error(503, "not_ready", "the server is starting, stopping, or refuses writes after a failure"))
+    }
+}
+
+async fn metrics_text() -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m::render()).into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn not_found() -> Response {
+    respond(error(404, "not_found", "no such route; see /openapi.json"))
+}
+
+/// Request metrics and the request timeout, around every route.
+async fn observe(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let t = Instant::now();
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let resp = next.run(req).await;
+    let route: &'static str = route.and_then(|r| ROUTES.iter().find(|(_, p, _)| *p == r).map(|(_, p, _)| *p)).unwrap_or("unmatched");
+    m::request(route, method.as_str(), resp.status().as_u16(), t.elapsed().as_secs_f64());
+    resp
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    respond(error(500, "internal_error", "the request failed inside the server; it has been logged"))
+}
+
+async fn method_not_allowed(method: Method) -> Response {
+    respond(error(405, "method_not_allowed", format!("{method} is not allowed on this route; see /openapi.json")))
+}
+
+/// The router over a running core.
+pub fn router(st: AppState) -> Router {
+    Router::new()
+        .route("/v1/events", post(post_event).fallback(method_not_allowed))
+        .route("/v1/events/batch", post(post_batch).fallback(method_not_allowed))
+        .route("/v1/labels", post(post_label).fallback(method_not_allowed))
+        .route("/v1/decisions/{id}", get(get_decision).fallback(method_not_allowed))
+        .route("/v1/entities/{kind}/{id}", get(get_entity).fallback(method_not_allowed))
+        .route("/v1/lists/{name}", get(get_list).fallback(method_not_allowed))
+        .route("/v1/lists/{name}/items/{value}", put(put_item).delete(delete_item).fallback(method_not_allowed))
+        .route("/v1/admin/reload", post(reload).fallback(method_not_allowed))
+        .route("/v1/admin/status", get(status).fallback(method_not_allowed))
+        .route("/healthz", get(healthz).fallback(method_not_allowed))
+        .route("/readyz", get(readyz).fallback(method_not_allowed))
+        .route("/metrics", get(metrics_text).fallback(method_not_allowed))
+        .route("/openapi.json", get(openapi).fallback(method_not_allowed))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(observe))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .with_state(st)
+}

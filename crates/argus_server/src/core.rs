@@ -1,0 +1,996 @@
+//! The core: one thread that owns the engine, the event log and the decision index, and serves every
+//! request that reads or changes state, in arrival order (so that live traffic is one deterministic
+//! sequence, the same one the log records and recovery replays).
+//!
+//! Requests arrive on a bounded queue. The core takes what is waiting (up to [`MAX_GROUP`]), handles it
+//! — decode, features, decision, log append — then commits the log once for the whole group (group
+//! commit) and only then answers. An event is acknowledged only after the commit that holds it.
+
+use crate::metrics as m;
+use crate::settings::Settings;
+use crate::wal::{Loc, Record, Wal, WalError};
+use argus_engine::{Config, Engine, ProcessError};
+use argus_event::{Event, Value};
+use argus_policy::lists::{item_key, ListItem};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::oneshot;
+
+/// Log record kinds.
+pub const KIND_EVENT: u8 = 1;
+pub const KIND_LIST: u8 = 2;
+
+/// Most requests handled per log commit.
+pub const MAX_GROUP: usize = 512;
+
+const SNAP_MAGIC: &[u8; 8] = b"ARGUSSV1";
+
+/// Loads the configuration and policies (at start and on every reload).
+pub type Loader = Arc<dyn Fn() -> anyhow::Result<(Config, Option<argus_policy::Loaded>)> + Send + Sync>;
+
+/// An HTTP-shaped answer: status and JSON body (errors use the one error shape, see [`error`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Json,
+}
+
+/// The one error shape of every 4xx/5xx: `{"error": {"code", "message", "details"?}}`.
+pub fn error(status: u16, code: &str, message: impl Into<String>) -> Answer {
+    Answer { status, body: json!({"error": {"code": code, "message": message.into()}}) }
+}
+
+fn error_with(status: u16, code: &str, message: impl Into<String>, details: Json) -> Answer {
+    Answer { status, body: json!({"error": {"code": code, "message": message.into(), "details": details}}) }
+}
+
+fn ok(body: Json) -> Answer {
+    Answer { status: 200, body }
+}
+
+/// A value-list change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListChange {
+    pub list: String,
+    /// The stored key (tokenized for personal-data kinds).
+    pub key: String,
+    /// `None`: remove.
+    pub item: Option<OverlayItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverlayItem {
+    pub reason: String,
+    pub expires: Option<i64>,
+}
+
+/// What a request asks of the core.
+pub enum Request {
+    /// Events (one, a batch, or labels): raw JSON documents.
+    Events { items: Vec<Box<serde_json::value::RawValue>>, labels_only: bool, batch: bool },
+    Decision { id: String },
+    Entity { kind: String, id: String },
+    ListGet { name: String },
+    ListSet { name: String, value: String, reason: String, ttl: Option<String>, expires: Option<String> },
+    ListRemove { name: String, value: String },
+    Reload,
+    Status,
+    /// Flush and sync the log and write a final snapshot.
+    Shutdown,
+}
+
+pub struct Msg {
+    pub req: Request,
+    pub reply: oneshot::Sender<Answer>,
+}
+
+/// State the HTTP layer reads without asking the core.
+#[derive(Default)]
+pub struct Shared {
+    pub ready: AtomicBool,
+    /// Set when the core can no longer accept writes (log I/O failure, a panic while changing state).
+    pub failed: AtomicBool,
+    pub queued: AtomicUsize,
+    pub policy_version: std::sync::Mutex<String>,
+}
+
+/// A decision remembered for the entity API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Recent {
+    event_id: String,
+    time: i64,
+    checkpoint: String,
+    action: String,
+    score: i64,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Extras {
+    /// Last log sequence number the snapshot covers.
+    seq: u64,
+    overlay: BTreeMap<(String, String), Option<OverlayItem>>,
+    recent: Vec<(String, Vec<Recent>)>,
+}
+
+/// Outcome of one event.
+enum Outcome {
+    Answer(Answer),
+    /// Appended to the log: the answer stands once the commit succeeds.
+    Logged(Answer),
+}
+
+pub struct Core {
+    settings: Settings,
+    loader: Loader,
+    engine: Engine,
+    wal: Wal,
+    /// Event id digest → where its record is.
+    index: HashMap<u128, Loc>,
+    overlay: BTreeMap<(String, String), Option<OverlayItem>>,
+    /// The lists as loaded from files, before the overlay of API changes.
+    base_lists: Arc<argus_policy::ValueLists>,
+    recent: HashMap<String, VecDeque<Recent>>,
+    recent_order: VecDeque<String>,
+    label_types: Vec<u16>,
+    scratch: Vec<u8>,
+    shared: Arc<Shared>,
+    failed: Option<String>,
+    snap_seq: u64,
+    since_snap: u64,
+    last_snap: Instant,
+    snap_job: Option<std::thread::JoinHandle<Result<u64, String>>>,
+}
+
+/// Why the server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Log(#[from] WalError),
+    #[error("{0}")]
+    State(String),
+}
+
+/// What recovery did, for the log and for tests.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Recovery {
+    pub snapshot_seq: u64,
+    pub replayed: u64,
+    pub indexed: u64,
+    pub truncated_bytes: u64,
+    pub millis: u128,
+}
+
+const MAX_RECENT_ACTORS: usize = 200_000;
+
+fn id_hash(id: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(id.as_bytes())
+}
+
+fn event_payload(idh: u128, raw: &str, decision: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&idh.to_le_bytes());
+    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+    out.extend_from_slice(raw.as_bytes());
+    out.extend_from_slice(decision);
+}
+
+/// `(id digest, raw event, decision JSON)` of an event record.
+fn split_event(p: &[u8]) -> Option<(u128, &str, &[u8])> {
+    let idh = u128::from_le_bytes(p.get(..16)?.try_into().ok()?);
+    let n = u32::from_le_bytes(p.get(16..20)?.try_into().ok()?) as usize;
+    let raw = std::str::from_utf8(p.get(20..20 + n)?).ok()?;
+    Some((idh, raw, &p[20 + n..]))
+}
+
+/// Reads every event record of a data directory's log: `(seq, raw event)` in log order. Used by tools
+/// and tests; the server itself reads the log in [`Core::open`].
+pub fn read_log(data_dir: &Path) -> Result<Vec<(u64, String)>, WalError> {
+    let mut out = Vec::new();
+    // A zero-size segment limit never rotates here: the log is only read and its tail checked.
+    Wal::open(&data_dir.join("log"), u64::MAX, crate::wal::Fsync::Never, |_, r| {
+        if r.kind == KIND_EVENT {
+            if let Some((_, raw, _)) = split_event(&r.payload) {
+                out.push((r.seq, raw.to_string()));
+            }
+        }
+    })?;
+    Ok(out)
+}
+
+fn value_json(v: &Value) -> Json {
+    argus_policy::policy::to_json(&argus_policy::policy::to_val(v))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn snapshot_dir(data: &Path) -> PathBuf {
+    data.join("snapshots")
+}
+
+/// Snapshots in the data directory, newest first.
+fn snapshots(data: &Path) -> Vec<(u64, PathBuf)> {
+    let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(snapshot_dir(data))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let seq = e.file_name().to_str()?.strip_prefix("snap-")?.strip_suffix(".bin")?.parse().ok()?;
+                    Some((seq, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_by_key(|b| std::cmp::Reverse(b.0));
+    v
+}
+
+fn encode_snapshot(extras: &Extras, engine: &Engine) -> Vec<u8> {
+    let ex = bincode::serialize(extras).expect("serializing plain data to a Vec cannot fail");
+    let eng = engine.snapshot();
+    let mut out = Vec::with_capacity(ex.len() + eng.len() + 24);
+    out.extend_from_slice(SNAP_MAGIC);
+    out.extend_from_slice(&(ex.len() as u64).to_le_bytes());
+    out.extend_from_slice(&ex);
+    out.extend_from_slice(&eng);
+    out.extend_from_slice(&crc32fast::hash(&out).to_le_bytes());
+    out
+}
+
+fn decode_snapshot(bytes: &[u8]) -> Result<(Extras, &[u8]), String> {
+    if bytes.len() < 20 || &bytes[..8] != SNAP_MAGIC {
+        return Err("not an Argus server snapshot".into());
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err("checksum mismatch".into());
+    }
+    let n = u64::from_le_bytes(body[8..16].try_into().map_err(|_| "short")?) as usize;
+    let ex = body.get(16..16usize.saturating_add(n)).ok_or("truncated")?;
+    let extras: Extras = bincode::deserialize(ex).map_err(|e| e.to_string())?;
+    Ok((extras, &body[16 + n..]))
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(d) = path.parent() {
+        std::fs::File::open(d)?.sync_all()?;
+    }
+    Ok(())
+}
+
+impl Core {
+    /// Loads configuration and policies, restores the newest usable snapshot and replays the log after
+    /// it through the same code path as live events.
+    pub fn open(settings: Settings, loader: Loader, shared: Arc<Shared>) -> Result<(Core, Recovery), StartError> {
+        let started = Instant::now();
+        let (cfg, loaded) = loader().map_err(|e| StartError::Config(format!("{e:#}")))?;
+        let data = settings.data_dir.clone();
+        std::fs::create_dir_all(snapshot_dir(&data)).map_err(|e| StartError::State(format!("creating {}: {e}", data.display())))?;
+        // The newest snapshot that restores under this configuration.
+        let mut restored: Option<(Extras, Engine)> = None;
+        let mut refused = Vec::new();
+        for (seq, path) in snapshots(&data) {
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    refused.push(format!("{}: {e}", path.display()));
+                    continue;
+                }
+            };
+            match decode_snapshot(&bytes).and_then(|(ex, eng)| Engine::restore(cfg.clone(), eng).map(|e| (ex, e)).map_err(|e| e.to_string())) {
+                Ok((ex, e)) if ex.seq == seq => {
+                    restored = Some((ex, e));
+                    break;
+                }
+                Ok(_) => refused.push(format!("{}: sequence number does not match its name", path.display())),
+                Err(e) => refused.push(format!("{}: {e}", path.display())),
+            }
+        }
+        for r in &refused {
+            tracing::warn!("snapshot not used: {r}");
+        }
+        let (extras, engine) = restored.unwrap_or_else(|| (Extras::default(), Engine::new(cfg.clone())));
+        let mut index = HashMap::new();
+        let mut tail: Vec<(Loc, Record)> = Vec::new();
+        let snap_seq = extras.seq;
+        let (wal, report) = Wal::open(&data.join("log"), settings.segment_bytes, settings.fsync, |loc, rec| {
+            if rec.kind == KIND_EVENT {
+                if let Some((idh, _, _)) = split_event(&rec.payload) {
+                    index.insert(idh, loc);
+                }
+            }
+            if rec.seq > snap_seq {
+                tail.push((loc, rec));
+            }
+        })?;
+        if wal.first_seq() > snap_seq + 1 && wal.last_seq() > 0 {
+            let why = if refused.is_empty() { "no snapshot".to_string() } else { refused.join("; ") };
+            return Err(StartError::State(format!(
+                "the event log starts at record {} but the state can only be rebuilt from record {} ({why}); \
+                 restore the missing snapshot or log segments, or move the data directory away to start empty",
+                wal.first_seq(),
+                snap_seq + 1
+            )));
+        }
+        if snap_seq > wal.last_seq() {
+            return Err(StartError::State(format!(
+                "the snapshot covers record {snap_seq} but the event log ends at record {}: the log was truncated or replaced",
+                wal.last_seq()
+            )));
+        }
+        let label_types = settings.label_types.iter().filter_map(|n| cfg.schema.type_id(n)).collect();
+        let mut core = Core {
+            base_lists: Arc::new(argus_policy::ValueLists::default()),
+            settings,
+            loader,
+            engine,
+            wal,
+            index,
+            overlay: extras.overlay,
+            recent: extras.recent.into_iter().map(|(k, v)| (k, VecDeque::from(v))).collect(),
+            recent_order: VecDeque::new(),
+            label_types,
+            scratch: Vec::new(),
+            shared,
+            failed: None,
+            snap_seq,
+            since_snap: 0,
+            last_snap: Instant::now(),
+            snap_job: None,
+        };
+        core.recent_order = core.recent.keys().cloned().collect();
+        core.install_policies(loaded);
+        let mut rec = Recovery { snapshot_seq: snap_seq, indexed: core.index.len() as u64, truncated_bytes: report.truncated_bytes, ..Default::default() };
+        for (loc, r) in tail {
+            match r.kind {
+                KIND_EVENT => {
+                    if let Some((_, raw, d)) = split_event(&r.payload) {
+                        core.event(raw, false, Some((loc, d)));
+                    }
+                }
+                KIND_LIST => {
+                    if let Ok(c) = serde_json::from_slice::<ListChange>(&r.payload) {
+                        core.apply_list(&c);
+                    }
+                }
+                k => tracing::warn!(seq = r.seq, kind = k, "unknown log record kind skipped"),
+            }
+            rec.replayed += 1;
+        }
+        core.since_snap = rec.replayed;
+        rec.millis = started.elapsed().as_millis();
+        m::set_gauge(m::LOG_SEGMENTS, core.wal.segment_count() as f64);
+        core.shared.ready.store(true, Ordering::SeqCst);
+        Ok((core, rec))
+    }
+
+    /// Compiles the overlay of API list changes onto freshly loaded policies and installs them.
+    fn install_policies(&mut self, loaded: Option<argus_policy::Loaded>) {
+        let Some(l) = loaded else {
+            *self.shared.policy_version.lock().unwrap_or_else(|p| p.into_inner()) = String::new();
+            return;
+        };
+        let mut ps = l.policies;
+        self.base_lists = ps.lists.clone();
+        let lists = Arc::make_mut(&mut ps.lists);
+        for ((list, key), item) in &self.overlay {
+            apply_overlay(lists, list, key, item.as_ref());
+        }
+        *self.shared.policy_version.lock().unwrap_or_else(|p| p.into_inner()) = ps.version.clone();
+        self.engine.set_policies(Arc::new(ps));
+    }
+
+    /// Serves requests until the queue closes or a shutdown request arrives.
+    pub fn run(mut self, rx: Receiver<Msg>) {
+        let mut group: Vec<Msg> = Vec::with_capacity(MAX_GROUP);
+        let mut answers: Vec<(oneshot::Sender<Answer>, Outcome)> = Vec::with_capacity(MAX_GROUP);
+        loop {
+            let first = match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(msg) => msg,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.housekeeping(false);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            group.push(first);
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(msg) => group.push(msg),
+                    Err(_) => break,
+                }
+            }
+            self.shared.queued.fetch_sub(group.len(), Ordering::SeqCst);
+            let mut shutdown = None;
+            for msg in group.drain(..) {
+                if matches!(msg.req, Request::Shutdown) {
+                    shutdown = Some(msg.reply);
+                    continue;
+                }
+                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(msg.req)));
+                let out = out.unwrap_or_else(|p| {
+                    let what = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
+                    tracing::error!("panic while handling a request: {what}; refusing writes until restart");
+                    self.fail(format!("internal error: {what}"));
+                    Outcome::Answer(error(500, "internal_error", "the request could not be handled; the server refuses writes until it is restarted"))
+                });
+                answers.push((msg.reply, out));
+            }
+            let committed = if answers.iter().any(|(_, o)| matches!(o, Outcome::Logged(_))) {
+                let t = Instant::now();
+                match self.wal.commit() {
+                    Ok(synced) => {
+                        m::observe(m::COMMIT_SECONDS, t.elapsed().as_secs_f64());
+                        if synced {
+                            m::inc(m::FSYNCS, 1);
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        self.fail(format!("event log: {e}"));
+                        false
+                    }
+                }
+            } else {
+                true
+            };
+            for (tx, out) in answers.drain(..) {
+                let a = match out {
+                    Outcome::Answer(a) => a,
+                    Outcome::Logged(a) if committed => a,
+                    Outcome::Logged(_) => error(503, "log_unavailable", "the event could not be written to the event log; it was not acknowledged"),
+                };
+                let _ = tx.send(a);
+            }
+            if let Some(tx) = shutdown {
+                self.shutdown();
+                let _ = tx.send(ok(json!({"status": "stopped"})));
+                return;
+            }
+            self.housekeeping(false);
+        }
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Err(e) = self.wal.sync() {
+            tracing::error!("syncing the event log at shutdown: {e}");
+        }
+        if self.failed.is_none() {
+            self.housekeeping(true);
+            if let Some(j) = self.snap_job.take() {
+                let _ = j.join();
+            }
+        }
+        self.shared.ready.store(false, Ordering::SeqCst);
+    }
+
+    fn fail(&mut self, why: String) {
+        self.shared.failed.store(true, Ordering::SeqCst);
+        self.shared.ready.store(false, Ordering::SeqCst);
+        self.failed = Some(why);
+    }
+
+    fn handle(&mut self, req: Request) -> Outcome {
+        let writes = matches!(req, Request::Events { .. } | Request::ListSet { .. } | Request::ListRemove { .. } | Request::Reload);
+        if let (true, Some(why)) = (writes, &self.failed) {
+            return Outcome::Answer(error(503, "not_accepting_writes", format!("{why}; restart the server (it recovers from the log)")));
+        }
+        match req {
+            Request::Events { items, labels_only, batch } => self.events(items, labels_only, batch),
+            Request::Decision { id } => Outcome::Answer(self.decision(&id)),
+            Request::Entity { kind, id } => Outcome::Answer(self.entity(&kind, &id)),
+            Request::ListGet { name } => Outcome::Answer(self.list_get(&name)),
+            Request::ListSet { name, value, reason, ttl, expires } => self.list_set(&name, &value, reason, ttl, expires),
+            Request::ListRemove { name, value } => self.list_remove(&name, &value),
+            Request::Reload => Outcome::Answer(self.reload()),
+            Request::Status => Outcome::Answer(self.status()),
+            Request::Shutdown => Outcome::Answer(ok(json!({}))),
+        }
+    }
+
+    fn events(&mut self, items: Vec<Box<serde_json::value::RawValue>>, labels_only: bool, batch: bool) -> Outcome {
+        let mut logged = false;
+        let mut results = Vec::with_capacity(items.len());
+        for raw in &items {
+            let raw = raw.get();
+            let raw = if labels_only { self.label_envelope(raw) } else { Ok(raw.to_string()) };
+            let out = match raw {
+                Ok(raw) => self.event(&raw, labels_only, None),
+                Err(a) => Outcome::Answer(a),
+            };
+            match out {
+                Outcome::Logged(a) => {
+                    logged = true;
+                    results.push(a);
+                }
+                Outcome::Answer(a) => results.push(a),
+            }
+        }
+        let answer = if batch {
+            let accepted = results.iter().filter(|a| a.status == 200).count();
+            let body: Vec<Json> = results.into_iter().enumerate().map(|(i, a)| with_index(i, a)).collect();
+            ok(json!({"accepted": accepted, "rejected": body.len() - accepted, "results": body}))
+        } else {
+            results.pop().unwrap_or_else(|| error(400, "empty", "no event"))
+        };
+        if logged {
+            Outcome::Logged(answer)
+        } else {
+            Outcome::Answer(answer)
+        }
+    }
+
+    /// A label posted without an actor takes the actor of the event it names in `data.original_event`.
+    fn label_envelope(&mut self, raw: &str) -> Result<String, Answer> {
+        let mut v: Json = serde_json::from_str(raw).map_err(|e| error(400, "invalid_json", format!("not valid JSON: {e}")))?;
+        let Some(obj) = v.as_object_mut() else { return Ok(raw.to_string()) };
+        if obj.get("actor").is_some_and(|a| !a.is_null()) {
+            return Ok(raw.to_string());
+        }
+        let Some(orig) = obj.get("data").and_then(|d| d.get("original_event")).and_then(Json::as_str) else {
+            return Ok(raw.to_string());
+        };
+        let Some(&loc) = self.index.get(&id_hash(orig)) else {
+            return Err(error(404, "unknown_event", format!("`data.original_event` names no event this server holds: `{orig}`")));
+        };
+        let rec = self.wal.read(loc).map_err(|e| error(500, "log_read", e.to_string()))?;
+        let actor = split_event(&rec.payload)
+            .and_then(|(_, r, _)| serde_json::from_str::<Json>(r).ok())
+            .and_then(|o| o.get("actor").cloned())
+            .ok_or_else(|| error(500, "log_read", "the original event's record is unreadable"))?;
+        obj.insert("actor".into(), actor);
+        Ok(v.to_string())
+    }
+
+    /// One event, live (`replay` = `None`: decided, logged) or replayed from the log (`replay`: its
+    /// record's place and the decision logged with it).
+    fn event(&mut self, raw: &str, labels_only: bool, replay: Option<(Loc, &[u8])>) -> Outcome {
+        let loc = replay.map(|r| r.0);
+        let t0 = Instant::now();
+        let mut ev: Event = match self.engine.decoder().decode_bytes(raw.as_bytes()) {
+            Ok(ev) => ev,
+            Err(rej) => {
+                m::event_outcome("?", rej.code());
+                let details = serde_json::to_value(&rej.errors).unwrap_or(Json::Null);
+                let status = if rej.code() == "unknown_event_type" { 422 } else { 400 };
+                return Outcome::Answer(error_with(status, rej.code(), rej.to_string(), details));
+            }
+        };
+        let type_name = self.engine.schema().get(ev.ty).name.clone();
+        if labels_only && !self.label_types.contains(&ev.ty) {
+            return Outcome::Answer(error(
+                422,
+                "not_a_label",
+                format!("`{type_name}` is not a label type; labels are {}", self.settings.label_types.join(", ")),
+            ));
+        }
+        let idh = id_hash(&ev.id);
+        if loc.is_none() {
+            if let Some(&l) = self.index.get(&idh) {
+                m::event_outcome(&type_name, "duplicate");
+                let decision = self.wal.read(l).ok().and_then(|r| split_event(&r.payload).and_then(|(_, _, d)| serde_json::from_slice::<Json>(d).ok()));
+                return Outcome::Answer(ok(json!({"status": "duplicate", "id": ev.id, "decision": decision})));
+            }
+        }
+        match self.engine.process(&mut ev) {
+            Ok(_) => {}
+            Err(e) => {
+                m::event_outcome(&type_name, e.code());
+                if loc.is_some() {
+                    tracing::warn!(id = %ev.id, "a logged event was refused on replay: {e}");
+                }
+                return Outcome::Answer(match e {
+                    ProcessError::Duplicate(_) => ok(json!({"status": "duplicate", "id": ev.id, "decision": null})),
+                    ProcessError::TooLate { .. } => error(422, e.code(), e.to_string()),
+                });
+            }
+        }
+        // Replay needs the features only: the decision is in the log.
+        let mut decision = if loc.is_none() { self.engine.decide(&ev) } else { None };
+        let eval = t0.elapsed();
+        if let Some(d) = decision.as_mut() {
+            d.eval_us = Some((eval.as_secs_f64() * 1e7).round() / 10.0);
+            m::decision(d, eval.as_secs_f64());
+        }
+        m::event_outcome(&type_name, "accepted");
+        let djson = decision.as_ref().map(|d| serde_json::to_vec(d).unwrap_or_default()).unwrap_or_default();
+        let (seq, loc) = match loc {
+            Some(l) => (0, l),
+            None => {
+                let mut payload = std::mem::take(&mut self.scratch);
+                let mut buf = Vec::new();
+                event_payload(idh, raw, &djson, &mut payload);
+                let r = self.wal.append(KIND_EVENT, &payload, &mut buf);
+                self.scratch = payload;
+                match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        self.fail(format!("event log: {e}"));
+                        return Outcome::Answer(error(503, "log_unavailable", "the event could not be written to the event log; it was not acknowledged"));
+                    }
+                }
+            }
+        };
+        self.index.insert(idh, loc);
+        self.since_snap += 1;
+        if let Some(d) = &decision {
+            self.remember(&ev, &d.checkpoint, d.action.name(), d.score);
+        }
+        if let Some((_, logged)) = replay {
+            // Replayed: the per-actor recent decisions are rebuilt from the logged decision.
+            if let Ok(d) = serde_json::from_slice::<Json>(logged) {
+                let s = |k: &str| d.get(k).and_then(Json::as_str).unwrap_or_default().to_string();
+                self.remember(&ev, &s("checkpoint"), &s("action"), d.get("score").and_then(Json::as_i64).unwrap_or(0));
+            }
+            return Outcome::Answer(ok(Json::Null));
+        }
+        let decision_json = decision.map(|d| serde_json::to_value(&d).unwrap_or(Json::Null));
+        Outcome::Logged(ok(json!({"status": "accepted", "id": ev.id, "seq": seq, "decision": decision_json})))
+    }
+
+    fn remember(&mut self, ev: &Event, checkpoint: &str, action: &str, score: i64) {
+        let cap = self.settings.recent_decisions;
+        if cap == 0 {
+            return;
+        }
+        let et = self.engine.schema().get(ev.ty);
+        let Some(Value::Str(actor)) = ev.fields.first() else { return };
+        let key = format!("{}:{actor}", et.actor_kind);
+        let r = Recent { event_id: ev.id.clone(), time: ev.time, checkpoint: checkpoint.into(), action: action.into(), score };
+        let q = match self.recent.get_mut(&key) {
+            Some(q) => q,
+            None => {
+                if self.recent.len() >= MAX_RECENT_ACTORS {
+                    if let Some(old) = self.recent_order.pop_front() {
+                        self.recent.remove(&old);
+                    }
+                }
+                self.recent_order.push_back(key.clone());
+                self.recent.entry(key).or_default()
+            }
+        };
+        if q.len() >= cap {
+            q.pop_front();
+        }
+        q.push_back(r);
+    }
+
+    fn decision(&mut self, id: &str) -> Answer {
+        let Some(&loc) = self.index.get(&id_hash(id)) else {
+            return error(404, "unknown_event", format!("no event `{id}` in the retained log"));
+        };
+        match self.wal.read(loc) {
+            Ok(r) => match split_event(&r.payload) {
+                Some((_, _, d)) => {
+                    let decision: Json = if d.is_empty() { Json::Null } else { serde_json::from_slice(d).unwrap_or(Json::Null) };
+                    ok(json!({"id": id, "seq": r.seq, "decision": decision}))
+                }
+                None => error(500, "log_read", "unreadable record"),
+            },
+            Err(e) => error(500, "log_read", e.to_string()),
+        }
+    }
+
+    fn entity(&mut self, kind: &str, id: &str) -> Answer {
+        let schema = self.engine.schema().clone();
+        if !schema.entity_kinds.iter().any(|k| k == kind) {
+            return error(
+                404,
+                "unknown_entity_kind",
+                format!("unknown entity kind `{kind}`{}", argus_event::schema::did_you_mean(kind, schema.entity_kinds.iter().map(String::as_str))),
+            );
+        }
+        let fs = self.engine.features().clone();
+        let at = self.engine.watermark().unwrap_or_else(now_ms);
+        let mut features = BTreeMap::new();
+        let mut key_value: Option<Value> = None;
+        for et in schema.types.iter().filter(|t| !t.internal) {
+            for ep in &fs.plans[et.id as usize].entities {
+                let [slot] = ep.key_slots[..] else { continue };
+                if et.fields[slot].entity.as_deref() != Some(kind) {
+                    continue;
+                }
+                let v = match self.engine.decoder().field_value(et, slot, id) {
+                    Ok(v) => v,
+                    Err(e) => return error(400, e.code, format!("`{id}` is not a valid {kind}: {}", e.message)),
+                };
+                let mut fields = vec![Value::Null; et.fields.len()];
+                fields[slot] = v.clone();
+                key_value.get_or_insert(v);
+                let probe = Event { id: String::new(), ty: et.id, time: at, fields };
+                let out = self.engine.peek(&probe).to_vec();
+                for g in &ep.groups {
+                    for (fi, _) in &g.readers {
+                        features.entry(fs.features[*fi].name.clone()).or_insert_with(|| value_json(&out[*fi]));
+                    }
+                }
+            }
+        }
+        let mut lists = Vec::new();
+        if let Some(ps) = self.engine.policies() {
+            for l in ps.lists.lists.iter().filter(|l| l.entity.as_deref() == Some(kind)) {
+                let Ok(key) = item_key(Some(kind), id, &self.engine.config.pseudonymizer) else { continue };
+                if let Some(it) = l.items.get(&key).filter(|it| it.expires.is_none_or(|e| at < e)) {
+                    lists.push(json!({"list": l.name, "kind": l.kind, "reason": it.reason, "expires": it.expires.map(argus_event::time::format_rfc3339)}));
+                }
+            }
+        }
+        let stored = match &key_value {
+            Some(Value::Str(s)) => s.to_string(),
+            _ => item_key(Some(kind), id, &self.engine.config.pseudonymizer).unwrap_or_else(|_| id.to_string()),
+        };
+        let recent: Vec<Json> = self
+            .recent
+            .get(&format!("{kind}:{stored}"))
+            .map(|q| {
+                q.iter()
+                    .rev()
+                    .map(|r| json!({"event_id": r.event_id, "time": argus_event::time::format_rfc3339(r.time), "checkpoint": r.checkpoint, "action": r.action, "score": r.score}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ok(json!({
+            "kind": kind,
+            "id": id,
+            "key": stored,
+            "as_of": argus_event::time::format_rfc3339(at),
+            "features": features,
+            "lists": lists,
+            "recent_decisions": recent,
+        }))
+    }
+
+    fn list_index(&self, name: &str) -> Result<usize, Answer> {
+        let Some(ps) = self.engine.policies() else { return Err(error(404, "unknown_list", "no policies are loaded, so there are no lists")) };
+        ps.lists.index_of(name).ok_or_else(|| {
+            error(404, "unknown_list", format!("unknown list `{name}`{}", argus_event::schema::did_you_mean(name, ps.lists.lists.iter().map(|l| l.name.as_str()))))
+        })
+    }
+
+    fn list_get(&self, name: &str) -> Answer {
+        let i = match self.list_index(name) {
+            Ok(i) => i,
+            Err(a) => return a,
+        };
+        let Some(ps) = self.engine.policies() else { return error(404, "unknown_list", "no policies") };
+        let l = &ps.lists.lists[i];
+        let mut items: Vec<(&String, &ListItem)> = l.items.iter().collect();
+        items.sort_by(|a, b| a.0.cmp(b.0));
+        let items: Vec<Json> = items
+            .into_iter()
+            .map(|(k, it)| json!({"value": k, "reason": it.reason, "expires": it.expires.map(argus_event::time::format_rfc3339)}))
+            .collect();
+        ok(json!({"name": l.name, "kind": l.kind, "entity": l.entity, "items": items}))
+    }
+
+    fn list_key(&self, name: &str, value: &str) -> Result<String, Answer> {
+        let i = self.list_index(name)?;
+        let entity = self.engine.policies().and_then(|p| p.lists.lists[i].entity.clone());
+        if value.is_empty() || value.len() > 1024 {
+            return Err(error(400, "invalid_value", "a list value must be 1 to 1024 bytes"));
+        }
+        item_key(entity.as_deref(), value, &self.engine.config.pseudonymizer).map_err(|m| error(400, "invalid_value", m))
+    }
+
+    fn list_set(&mut self, name: &str, value: &str, reason: String, ttl: Option<String>, expires: Option<String>) -> Outcome {
+        let key = match self.list_key(name, value) {
+            Ok(k) => k,
+            Err(a) => return Outcome::Answer(a),
+        };
+        if reason.trim().is_empty() || reason.len() > 1024 {
+            return Outcome::Answer(error(400, "invalid_reason", "every list item needs a reason (1 to 1024 bytes)"));
+        }
+        // A TTL is resolved against the server's clock once, here; the log records the absolute time.
+        let expires = match (ttl, expires) {
+            (Some(_), Some(_)) => return Outcome::Answer(error(400, "invalid_expiry", "give `ttl` or `expires`, not both")),
+            (Some(t), None) => match argus_event::time::parse_duration(&t) {
+                Some(ms) if ms > 0 => Some(now_ms().saturating_add(ms)),
+                _ => return Outcome::Answer(error(400, "invalid_expiry", format!("`ttl`: `{t}` is not a positive duration (e.g. `30d`)"))),
+            },
+            (None, Some(e)) => match argus_event::time::parse_datetime(&e) {
+                Some(t) => Some(t),
+                None => return Outcome::Answer(error(400, "invalid_expiry", format!("`expires`: `{e}` is not an RFC 3339 time"))),
+            },
+            (None, None) => None,
+        };
+        let change = ListChange { list: name.into(), key: key.clone(), item: Some(OverlayItem { reason, expires }) };
+        self.log_list(change, json!({"list": name, "value": key, "expires": expires.map(argus_event::time::format_rfc3339)}))
+    }
+
+    fn list_remove(&mut self, name: &str, value: &str) -> Outcome {
+        let key = match self.list_key(name, value) {
+            Ok(k) => k,
+            Err(a) => return Outcome::Answer(a),
+        };
+        let present = self.engine.policies().is_some_and(|p| p.lists.lists.iter().any(|l| l.name == name && l.items.contains_key(&key)));
+        if !present {
+            return Outcome::Answer(error(404, "unknown_item", format!("`{value}` is not on list `{name}`")));
+        }
+        self.log_list(ListChange { list: name.into(), key: key.clone(), item: None }, json!({"list": name, "value": key, "removed": true}))
+    }
+
+    fn log_list(&mut self, change: ListChange, body: Json) -> Outcome {
+        let payload = serde_json::to_vec(&change).unwrap_or_default();
+        let mut buf = Vec::new();
+        if let Err(e) = self.wal.append(KIND_LIST, &payload, &mut buf) {
+            self.fail(format!("event log: {e}"));
+            return Outcome::Answer(error(503, "log_unavailable", "the change could not be written to the event log"));
+        }
+        self.apply_list(&change);
+        self.since_snap += 1;
+        Outcome::Logged(ok(body))
+    }
+
+    fn apply_list(&mut self, c: &ListChange) {
+        self.overlay.insert((c.list.clone(), c.key.clone()), c.item.clone());
+        let has_policies = self.engine.policies().is_some();
+        match self.engine.lists_mut() {
+            Some(lists) => apply_overlay(lists, &c.list, &c.key, c.item.as_ref()),
+            None if has_policies => tracing::error!("list change not applied: the policies are shared"),
+            None => {}
+        }
+    }
+
+    /// Loads configuration, policies and lists anew, validates them fully, and swaps them in; a bad
+    /// reload changes nothing and reports every problem.
+    fn reload(&mut self) -> Answer {
+        let (cfg, loaded) = match (self.loader)() {
+            Ok(x) => x,
+            Err(e) => {
+                m::inc_labeled(m::RELOADS, "outcome", "invalid");
+                let diags: Vec<String> = format!("{e:#}").lines().map(str::to_string).collect();
+                return error_with(422, "invalid_reload", "the new configuration is invalid; the running version is kept", json!(diags));
+            }
+        };
+        let cur = &self.engine.config;
+        let mut changed = Vec::new();
+        if cfg.schema.fingerprint() != cur.schema.fingerprint() {
+            changed.push("the event schema");
+        }
+        if cfg.features.fingerprint() != cur.features.fingerprint() {
+            changed.push("feature definitions");
+        }
+        if cfg.secret_fingerprint != cur.secret_fingerprint {
+            changed.push("the pseudonymization secret");
+        }
+        if !changed.is_empty() {
+            m::inc_labeled(m::RELOADS, "outcome", "refused");
+            return error_with(
+                409,
+                "restart_required",
+                format!(
+                    "{} changed: the running state was computed under the old ones; restart the server to rebuild it from the event log (policies and lists were not reloaded either)",
+                    changed.join(" and ")
+                ),
+                json!(changed),
+            );
+        }
+        let before = self.engine.policies().map(|p| p.version.clone());
+        self.install_policies(loaded);
+        let after = self.engine.policies().map(|p| p.version.clone());
+        m::inc_labeled(m::RELOADS, "outcome", "ok");
+        ok(json!({"status": "reloaded", "previous_version": before, "policy_version": after}))
+    }
+
+    fn status(&self) -> Answer {
+        let e = &self.engine;
+        ok(json!({
+            "log_last_seq": self.wal.last_seq(),
+            "log_first_seq": self.wal.first_seq(),
+            "log_segments": self.wal.segment_count(),
+            "snapshot_seq": self.snap_seq,
+            "engine_seq": e.sequence(),
+            "watermark": e.watermark().map(argus_event::time::format_rfc3339),
+            "state_digest": format!("{:016x}", e.state_digest()),
+            "keys": e.feature_state().key_count(),
+            "pending_labels": e.pending_labels(),
+            "counters": e.counters,
+            "indexed_events": self.index.len(),
+            "policy_version": e.policies().map(|p| p.version.clone()),
+            "failed": self.failed,
+        }))
+    }
+
+    /// Finishes a background snapshot, applies retention, and starts a new snapshot when due.
+    fn housekeeping(&mut self, force: bool) {
+        if let Some(j) = self.snap_job.take_if(|j| j.is_finished()) {
+            match j.join() {
+                Ok(Ok(seq)) => {
+                    self.snap_seq = seq;
+                    m::inc_labeled(m::SNAPSHOTS, "outcome", "ok");
+                    let gone = self.wal.retain(seq, self.settings.retention);
+                    if !gone.is_empty() {
+                        self.index.retain(|_, l| !gone.contains(&l.segment));
+                    }
+                    m::set_gauge(m::LOG_SEGMENTS, self.wal.segment_count() as f64);
+                }
+                Ok(Err(e)) => {
+                    m::inc_labeled(m::SNAPSHOTS, "outcome", "failed");
+                    tracing::error!("snapshot failed: {e}");
+                }
+                Err(_) => tracing::error!("snapshot thread panicked"),
+            }
+        }
+        if force {
+            if let Some(j) = self.snap_job.take() {
+                let _ = j.join();
+            }
+        }
+        let due = self.since_snap > 0
+            && (force || self.since_snap >= self.settings.snapshot_every_events || self.last_snap.elapsed() >= self.settings.snapshot_interval);
+        if !due || self.snap_job.is_some() || self.failed.is_some() {
+            return;
+        }
+        // The pause: copying the state. Encoding and writing happen on another thread.
+        let t = Instant::now();
+        let seq = self.wal.last_seq();
+        let engine = self.engine.clone_state();
+        let extras = Extras {
+            seq,
+            overlay: self.overlay.clone(),
+            recent: self.recent.iter().map(|(k, v)| (k.clone(), v.iter().cloned().collect())).collect(),
+        };
+        m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
+        self.since_snap = 0;
+        self.last_snap = Instant::now();
+        let dir = snapshot_dir(&self.settings.data_dir);
+        let job = move || -> Result<u64, String> {
+            let bytes = encode_snapshot(&extras, &engine);
+            let path = dir.join(format!("snap-{seq:020}.bin"));
+            write_atomically(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            // Keep the two newest.
+            for (_, old) in snapshots(dir.parent().unwrap_or(&dir)).into_iter().skip(2) {
+                let _ = std::fs::remove_file(old);
+            }
+            Ok(seq)
+        };
+        if force {
+            match job() {
+                Ok(seq) => self.snap_seq = seq,
+                Err(e) => tracing::error!("final snapshot failed: {e}"),
+            }
+        } else {
+            self.snap_job = Some(std::thread::spawn(job));
+        }
+    }
+}
+
+fn with_index(i: usize, a: Answer) -> Json {
+    let mut body = a.body;
+    if let Some(o) = body.as_object_mut() {
+        o.insert("index".into(), json!(i));
+        o.insert("http_status".into(), json!(a.status));
+    }
+    body
+}
+
+fn apply_overlay(lists: &mut argus_policy::ValueLists, list: &str, key: &str, item: Option<&OverlayItem>) {
+    if let Some(i) = lists.index_of(list) {
+        let items = &mut lists.lists[i].items;
+        match item {
+            Some(it) => {
+                items.insert(key.to_string(), ListItem { reason: it.reason.clone(), expires: it.expires });
+            }
+            None => {
+                items.remove(key);
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! `argus serve`: the decision API over a durable, checksummed event log.
+//!
+//! - [`api`]: the HTTP routes (axum), authentication, limits, the one error shape;
+//! - [`core`]: the single thread that owns the engine and the log, group-commits and answers;
+//! - [`wal`]: the segmented, checksummed append-only log;
+//! - [`settings`]: `[server]` in `argus.toml`, layered with `ARGUS_*` environment variables;
+//! - [`metrics`]: Prometheus metric names and helpers.
+
+pub mod api;
+pub mod core;
+pub mod metrics;
+pub mod settings;
+pub mod wal;
+
+pub use crate::core::{read_log, Answer, Loader, Recovery, Shared};
+pub use settings::{Role, Settings};
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+
+/// A running core with its router.
+pub struct Server {
+    pub router: axum::Router,
+    pub recovery: Recovery,
+    pub shared: Arc<Shared>,
+    state: api::AppState,
+    core: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Recovers the state from the data directory and starts the core thread.
+    pub fn start(settings: Settings, loader: Loader) -> Result<Server, core::StartError> {
+        metrics::install();
+        let shared = Arc::new(Shared::default());
+        let (core, recovery) = core::Core::open(settings.clone(), loader, shared.clone())?;
+        let (tx, rx) = sync_channel(settings.queue_depth);
+        let handle = std::thread::Builder::new()
+            .name("argus-core".into())
+            .spawn(move || core.run(rx))
+            .map_err(|e| core::StartError::State(format!("starting the core thread: {e}")))?;
+        let state = api::AppState { tx, shared: shared.clone(), settings: Arc::new(settings) };
+        Ok(Server { router: api::router(state.clone()), recovery, shared, state, core: Some(handle) })
+    }
+
+    /// Stops accepting work, syncs the log, writes a final snapshot and stops the core thread.
+    pub async fn shutdown(mut self) {
+        self.shared.ready.store(false, Ordering::SeqCst);
+        let _ = api::ask(&self.state, core::Request::Shutdown).await;
+        if let Some(h) = self.core.take() {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+
+    /// Asks the core for a reload (what SIGHUP does).
+    pub async fn reload(&self) -> Answer {
+        api::ask(&self.state, core::Request::Reload).await
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM: binds, prints `argus: listening on <addr>`, reloads on
+/// SIGHUP, and shuts down gracefully (in-flight requests finish, the log is synced, a snapshot is
+/// written).
+pub async fn serve(settings: Settings, loader: Loader) -> anyhow::Result<()> {
+    if settings.api_keys.is_empty() {
+        tracing::warn!("no API keys configured: every request is allowed (development mode); configure [[server.api_keys]] in production");
+        eprintln!("warning: no API keys configured: every request is allowed (development mode)");
+    }
+    let listen = settings.listen.clone();
+    let data = settings.data_dir.clone();
+    let server = Server::start(settings, loader)?;
+    let r = &server.recovery;
+    eprintln!(
+        "argus: recovered from {} (snapshot at record {}, {} log records replayed, {} events indexed) in {} ms",
+        data.display(),
+        r.snapshot_seq,
+        r.replayed,
+        r.indexed,
+        r.millis
+    );
+    let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
+    let addr = listener.local_addr()?;
+    println!("argus: listening on {addr}");
+    let server = Arc::new(server);
+    #[cfg(unix)]
+    {
+        let s = server.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+            while hup.recv().await.is_some() {
+                let a = s.reload().await;
+                eprintln!("argus: SIGHUP reload: {} {}", a.status, a.body);
+            }
+        });
+    }
+    let app = server.router.clone();
+    axum::serve(listener, app).with_graceful_shutdown(stop_signal()).await?;
+    eprintln!("argus: stopping: syncing the log and writing a snapshot");
+    match Arc::try_unwrap(server) {
+        Ok(s) => s.shutdown().await,
+        Err(s) => {
+            let _ = api::ask(&s.state, core::Request::Shutdown).await;
+        }
+    }
+    Ok(())
+}
+
+async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

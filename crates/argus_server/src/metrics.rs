@@ -1,0 +1,86 @@
+//! Prometheus metrics (the `metrics` facade with its Prometheus exporter): names in one place, and
+//! small helpers so that call sites stay one line.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+pub const HTTP_REQUESTS: &str = "argus_http_requests_total";
+pub const HTTP_SECONDS: &str = "argus_http_request_duration_seconds";
+pub const EVENTS: &str = "argus_events_total";
+pub const DECISIONS: &str = "argus_decisions_total";
+pub const RULE_HITS: &str = "argus_rule_hits_total";
+pub const DECISION_SECONDS: &str = "argus_decision_eval_seconds";
+pub const QUEUE_DEPTH: &str = "argus_queue_depth";
+pub const REJECTED_OVERLOAD: &str = "argus_overload_rejections_total";
+pub const COMMIT_SECONDS: &str = "argus_log_commit_seconds";
+pub const FSYNCS: &str = "argus_log_fsyncs_total";
+pub const LOG_SEGMENTS: &str = "argus_log_segments";
+pub const SNAPSHOT_PAUSE: &str = "argus_snapshot_pause_seconds";
+pub const SNAPSHOTS: &str = "argus_snapshots_total";
+pub const RELOADS: &str = "argus_reloads_total";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once (later calls reuse it) and returns its handle.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .ok()?
+                .install_recorder()
+                .map_err(|e| tracing::warn!("metrics recorder not installed: {e}"))
+                .ok()
+        })
+        .as_ref()
+}
+
+/// The Prometheus text exposition.
+pub fn render() -> String {
+    match install() {
+        Some(h) => {
+            h.run_upkeep();
+            h.render()
+        }
+        None => String::new(),
+    }
+}
+
+pub fn inc(name: &'static str, n: u64) {
+    metrics::counter!(name).increment(n);
+}
+
+pub fn inc_labeled(name: &'static str, label: &'static str, value: &'static str) {
+    metrics::counter!(name, label => value).increment(1);
+}
+
+pub fn set_gauge(name: &'static str, v: f64) {
+    metrics::gauge!(name).set(v);
+}
+
+pub fn observe(name: &'static str, seconds: f64) {
+    metrics::histogram!(name).record(seconds);
+}
+
+pub fn event_outcome(event_type: &str, outcome: &'static str) {
+    metrics::counter!(EVENTS, "type" => event_type.to_string(), "outcome" => outcome).increment(1);
+}
+
+pub fn decision(d: &argus_policy::Decision, seconds: f64) {
+    metrics::counter!(DECISIONS, "checkpoint" => d.checkpoint.clone(), "action" => d.action.name()).increment(1);
+    for r in &d.fired {
+        metrics::counter!(RULE_HITS, "rule" => r.rule.clone(), "mode" => "enforce").increment(1);
+    }
+    for r in &d.shadow {
+        metrics::counter!(RULE_HITS, "rule" => r.rule.clone(), "mode" => "shadow").increment(1);
+    }
+    metrics::histogram!(DECISION_SECONDS).record(seconds);
+}
+
+pub fn request(route: &'static str, method: &str, status: u16, seconds: f64) {
+    metrics::counter!(HTTP_REQUESTS, "route" => route, "method" => method.to_string(), "status" => status.to_string()).increment(1);
+    metrics::histogram!(HTTP_SECONDS, "route" => route).record(seconds);
+}

@@ -1,0 +1,308 @@
+//! `[server]` in `argus.toml`, layered with `ARGUS_*` environment variables (environment wins).
+//! Every key has a documented default (docs/server.md); every problem is reported at once.
+
+use crate::wal::Fsync;
+use argus_event::time::parse_duration;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A role an API key grants. `admin` may do everything, `analyst` reads and manages lists,
+/// `ingest` sends events and labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Ingest,
+    Analyst,
+    Admin,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Analyst => "analyst",
+            Role::Admin => "admin",
+        }
+    }
+    /// Whether a key of this role may do what `needed` allows.
+    pub fn allows(self, needed: Role) -> bool {
+        self == Role::Admin || self == needed
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyConfig {
+    name: String,
+    role: Role,
+    /// The key itself…
+    key: Option<String>,
+    /// …or the environment variable that holds it (preferred: keeps secrets out of files).
+    key_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    fsync: Option<String>,
+    segment_size: Option<String>,
+    retention: Option<String>,
+    snapshot_every_events: Option<u64>,
+    snapshot_interval: Option<String>,
+    queue_depth: Option<usize>,
+    max_body: Option<String>,
+    max_batch: Option<usize>,
+    request_timeout: Option<String>,
+    label_types: Option<Vec<String>>,
+    recent_decisions: Option<usize>,
+    #[serde(default)]
+    api_keys: Vec<KeyConfig>,
+}
+
+/// One API key.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub name: String,
+    pub role: Role,
+    pub key: String,
+}
+
+/// Resolved server settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub fsync: Fsync,
+    pub segment_bytes: u64,
+    /// How long closed log segments (and the decisions in them) are kept after a snapshot covers them.
+    pub retention: Duration,
+    pub snapshot_every_events: u64,
+    pub snapshot_interval: Duration,
+    pub queue_depth: usize,
+    pub max_body: usize,
+    pub max_batch: usize,
+    pub request_timeout: Duration,
+    /// Event types `POST /v1/labels` accepts.
+    pub label_types: Vec<String>,
+    /// Decisions remembered per actor for the entity API.
+    pub recent_decisions: usize,
+    /// Empty: no authentication (development only; the server warns).
+    pub api_keys: Vec<ApiKey>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:7878".into(),
+            data_dir: PathBuf::from("argus-data"),
+            fsync: Fsync::Always,
+            segment_bytes: 64 << 20,
+            retention: Duration::from_secs(7 * 86_400),
+            snapshot_every_events: 1_000_000,
+            snapshot_interval: Duration::from_secs(300),
+            queue_depth: 8192,
+            max_body: 1 << 20,
+            max_batch: 1000,
+            request_timeout: Duration::from_secs(5),
+            label_types: vec!["chargeback".into(), "fraud.confirmed".into(), "legit.confirmed".into()],
+            recent_decisions: 10,
+            api_keys: Vec::new(),
+        }
+    }
+}
+
+/// Environment variables that override `[server]` keys, and the key each one sets.
+pub const ENV: &[(&str, &str)] = &[
+    ("ARGUS_LISTEN", "listen"),
+    ("ARGUS_DATA_DIR", "data_dir"),
+    ("ARGUS_FSYNC", "fsync"),
+    ("ARGUS_SEGMENT_SIZE", "segment_size"),
+    ("ARGUS_RETENTION", "retention"),
+    ("ARGUS_SNAPSHOT_EVERY_EVENTS", "snapshot_every_events"),
+    ("ARGUS_SNAPSHOT_INTERVAL", "snapshot_interval"),
+    ("ARGUS_QUEUE_DEPTH", "queue_depth"),
+    ("ARGUS_MAX_BODY", "max_body"),
+    ("ARGUS_MAX_BATCH", "max_batch"),
+    ("ARGUS_REQUEST_TIMEOUT", "request_timeout"),
+];
+
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (n, mult) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        None => (s, 1),
+        Some((i, _)) => (
+            &s[..i],
+            match s[i..].trim() {
+                "B" | "b" => 1,
+                "KiB" | "K" | "k" | "kB" => 1 << 10,
+                "MiB" | "M" | "MB" => 1 << 20,
+                "GiB" | "G" | "GB" => 1 << 30,
+                _ => return None,
+            },
+        ),
+    };
+    n.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+impl Settings {
+    /// From the configuration's `[server]` table and the environment (`env` returns a variable's value).
+    pub fn resolve(table: &toml::Table, env: impl Fn(&str) -> Option<String>) -> Result<Settings, Vec<String>> {
+        let mut table = table.clone();
+        let mut errors = Vec::new();
+        for (var, key) in ENV {
+            if let Some(v) = env(var).filter(|v| !v.is_empty()) {
+                let value = match *key {
+                    "snapshot_every_events" | "queue_depth" | "max_batch" => match v.parse::<i64>() {
+                        Ok(n) => toml::Value::Integer(n),
+                        Err(_) => {
+                            errors.push(format!("{var}: `{v}` is not a whole number"));
+                            continue;
+                        }
+                    },
+                    _ => toml::Value::String(v),
+                };
+                table.insert(key.to_string(), value);
+            }
+        }
+        let raw: Raw = match toml::Value::Table(table).try_into() {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(format!("server: {}", e.message()));
+                return Err(errors);
+            }
+        };
+        let mut s = Settings::default();
+        let dur = |errors: &mut Vec<String>, key: &str, v: &Option<String>, d: Duration| match v {
+            None => d,
+            Some(t) => match parse_duration(t) {
+                Some(ms) if ms >= 0 => Duration::from_millis(ms as u64),
+                _ => {
+                    errors.push(format!("server.{key}: `{t}` is not a duration (e.g. `500ms`, `5s`, `7d`)"));
+                    d
+                }
+            },
+        };
+        let size = |errors: &mut Vec<String>, key: &str, v: &Option<String>, d: u64| match v {
+            None => d,
+            Some(t) => parse_size(t).filter(|&n| n > 0).unwrap_or_else(|| {
+                errors.push(format!("server.{key}: `{t}` is not a size (e.g. `1MiB`, `64MiB`)"));
+                d
+            }),
+        };
+        if let Some(l) = raw.listen {
+            s.listen = l;
+        }
+        if let Some(d) = raw.data_dir {
+            s.data_dir = d;
+        }
+        if let Some(f) = raw.fsync {
+            match Fsync::parse(&f) {
+                Some(p) => s.fsync = p,
+                None => errors.push(format!("server.fsync: `{f}` is not one of `always`, `every <duration>`, `never`")),
+            }
+        }
+        s.segment_bytes = size(&mut errors, "segment_size", &raw.segment_size, s.segment_bytes);
+        s.retention = dur(&mut errors, "retention", &raw.retention, s.retention);
+        s.snapshot_interval = dur(&mut errors, "snapshot_interval", &raw.snapshot_interval, s.snapshot_interval);
+        s.request_timeout = dur(&mut errors, "request_timeout", &raw.request_timeout, s.request_timeout);
+        s.max_body = size(&mut errors, "max_body", &raw.max_body, s.max_body as u64).min(usize::MAX as u64) as usize;
+        for (key, v, target) in [
+            ("queue_depth", raw.queue_depth, &mut s.queue_depth),
+            ("max_batch", raw.max_batch, &mut s.max_batch),
+            ("recent_decisions", raw.recent_decisions, &mut s.recent_decisions),
+        ] {
+            match v {
+                Some(0) if key != "recent_decisions" => errors.push(format!("server.{key}: must be at least 1")),
+                Some(n) => *target = n,
+                None => {}
+            }
+        }
+        match raw.snapshot_every_events {
+            Some(0) => errors.push("server.snapshot_every_events: must be at least 1".into()),
+            Some(n) => s.snapshot_every_events = n,
+            None => {}
+        }
+        if let Some(l) = raw.label_types {
+            s.label_types = l;
+        }
+        for (i, k) in raw.api_keys.into_iter().enumerate() {
+            let key = match (k.key, k.key_env) {
+                (Some(key), None) => Some(key),
+                (None, Some(var)) => match env(&var).filter(|v| !v.is_empty()) {
+                    Some(key) => Some(key),
+                    None => {
+                        errors.push(format!("server.api_keys[{i}] ({}): environment variable {var} is not set", k.name));
+                        None
+                    }
+                },
+                _ => {
+                    errors.push(format!("server.api_keys[{i}] ({}): give exactly one of `key` and `key_env`", k.name));
+                    None
+                }
+            };
+            if let Some(key) = key {
+                if key.len() < 16 {
+                    errors.push(format!("server.api_keys[{i}] ({}): a key must be at least 16 characters", k.name));
+                } else {
+                    s.api_keys.push(ApiKey { name: k.name, role: k.role, key });
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(s)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_and_environment_layer() {
+        let t: toml::Table = toml::from_str(
+            r#"listen = "0.0.0.0:9000"
+fsync = "every 10ms"
+max_body = "256KiB"
+[[api_keys]]
+name = "checkout"
+role = "ingest"
+key_env = "TEST_KEY"
+"#,
+        )
+        .unwrap();
+        let env = |k: &str| match k {
+            "ARGUS_LISTEN" => Some("127.0.0.1:1".to_string()),
+            "TEST_KEY" => Some("k".repeat(20)),
+            _ => None,
+        };
+        let s = Settings::resolve(&t, env).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:1", "environment wins");
+        assert_eq!(s.fsync, Fsync::Interval(Duration::from_millis(10)));
+        assert_eq!(s.max_body, 256 << 10);
+        assert_eq!(s.max_batch, 1000, "default kept");
+        assert_eq!(s.api_keys[0].role, Role::Ingest);
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let t: toml::Table = toml::from_str("fsync = \"sometimes\"\nretention = \"forever\"\nqueue_depth = 0\n[[api_keys]]\nname = \"x\"\nrole = \"admin\"\nkey = \"short\"").unwrap();
+        let e = Settings::resolve(&t, |_| None).unwrap_err();
+        assert_eq!(e.len(), 4, "{e:?}");
+        let t: toml::Table = toml::from_str("lisen = \"x\"").unwrap();
+        let e = Settings::resolve(&t, |_| None).unwrap_err();
+        assert!(e[0].contains("unknown field `lisen`"), "{e:?}");
+    }
+
+    #[test]
+    fn roles() {
+        assert!(Role::Admin.allows(Role::Ingest));
+        assert!(!Role::Ingest.allows(Role::Analyst));
+        assert!(!Role::Analyst.allows(Role::Ingest));
+    }
+}
