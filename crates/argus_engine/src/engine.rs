@@ -149,6 +149,11 @@ impl Engine {
         self.policies = Some(p);
     }
 
+    /// Stops deciding (features only).
+    pub fn clear_policies(&mut self) {
+        self.policies = None;
+    }
+
     pub fn policies(&self) -> Option<&Arc<argus_policy::PolicySet>> {
         self.policies.as_ref()
     }

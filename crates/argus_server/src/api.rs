@@ -12,7 +12,7 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value as Json};
+use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
@@ -259,13 +259,7 @@ async fn reload(State(st): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(r) = denied(&st, &headers, Role::Admin) {
         return r;
     }
-    let a = ask(&st, Request::Reload).await;
-    if a.status == 200 {
-        if let Some(v) = a.body.get("policy_version").and_then(Json::as_str) {
-            *st.shared.policy_version.lock().unwrap_or_else(|p| p.into_inner()) = v.to_string();
-        }
-    }
-    respond(a)
+    respond(ask(&st, Request::Reload).await)
 }
 
 async fn status(State(st): State<AppState>, headers: HeaderMap) -> Response {

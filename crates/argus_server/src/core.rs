@@ -384,6 +384,7 @@ impl Core {
     fn install_policies(&mut self, loaded: Option<argus_policy::Loaded>) {
         let Some(l) = loaded else {
             *self.shared.policy_version.lock().unwrap_or_else(|p| p.into_inner()) = String::new();
+            self.engine.clear_policies();
             return;
         };
         let mut ps = l.policies;
@@ -509,6 +510,11 @@ impl Core {
         let mut logged = false;
         let mut results = Vec::with_capacity(items.len());
         for raw in &items {
+            if let Some(why) = &self.failed {
+                // A log failure part-way through a batch: the rest is refused, not applied.
+                results.push(error(503, "not_accepting_writes", format!("{why}; restart the server (it recovers from the log)")));
+                continue;
+            }
             let raw = raw.get();
             let raw = if labels_only { self.label_envelope(raw) } else { Ok(raw.to_string()) };
             let out = match raw {
@@ -524,9 +530,10 @@ impl Core {
             }
         }
         let answer = if batch {
-            let accepted = results.iter().filter(|a| a.status == 200).count();
+            let count = |st: &str| results.iter().filter(|a| a.status == 200 && a.body["status"] == st).count();
+            let (accepted, duplicates) = (count("accepted"), count("duplicate"));
             let body: Vec<Json> = results.into_iter().enumerate().map(|(i, a)| with_index(i, a)).collect();
-            ok(json!({"accepted": accepted, "rejected": body.len() - accepted, "results": body}))
+            ok(json!({"accepted": accepted, "duplicates": duplicates, "rejected": body.len() - accepted - duplicates, "results": body}))
         } else {
             results.pop().unwrap_or_else(|| error(400, "empty", "no event"))
         };
@@ -550,11 +557,11 @@ impl Core {
         let Some(&loc) = self.index.get(&id_hash(orig)) else {
             return Err(error(404, "unknown_event", format!("`data.original_event` names no event this server holds: `{orig}`")));
         };
-        let rec = self.wal.read(loc).map_err(|e| error(500, "log_read", e.to_string()))?;
+        let rec = self.wal.read(loc).map_err(|e| error(500, "internal_error", e.to_string()))?;
         let actor = split_event(&rec.payload)
             .and_then(|(_, r, _)| serde_json::from_str::<Json>(r).ok())
             .and_then(|o| o.get("actor").cloned())
-            .ok_or_else(|| error(500, "log_read", "the original event's record is unreadable"))?;
+            .ok_or_else(|| error(500, "internal_error", "the original event's record is unreadable"))?;
         obj.insert("actor".into(), actor);
         Ok(v.to_string())
     }
@@ -682,9 +689,9 @@ impl Core {
                     let decision: Json = if d.is_empty() { Json::Null } else { serde_json::from_slice(d).unwrap_or(Json::Null) };
                     ok(json!({"id": id, "seq": r.seq, "decision": decision}))
                 }
-                None => error(500, "log_read", "unreadable record"),
+                None => error(500, "internal_error", "unreadable record"),
             },
-            Err(e) => error(500, "log_read", e.to_string()),
+            Err(e) => error(500, "internal_error", e.to_string()),
         }
     }
 
@@ -775,7 +782,10 @@ impl Core {
         items.sort_by(|a, b| a.0.cmp(b.0));
         let items: Vec<Json> = items
             .into_iter()
-            .map(|(k, it)| json!({"value": k, "reason": it.reason, "expires": it.expires.map(argus_event::time::format_rfc3339)}))
+            .map(|(k, it)| {
+                let expired = it.expires.is_some_and(|e| e <= now_ms());
+                json!({"value": k, "reason": it.reason, "expires": it.expires.map(argus_event::time::format_rfc3339), "expired": expired})
+            })
             .collect();
         ok(json!({"name": l.name, "kind": l.kind, "entity": l.entity, "items": items}))
     }
@@ -805,12 +815,13 @@ impl Core {
                 _ => return Outcome::Answer(error(400, "invalid_expiry", format!("`ttl`: `{t}` is not a positive duration (e.g. `30d`)"))),
             },
             (None, Some(e)) => match argus_event::time::parse_datetime(&e) {
+                Some(t) if t <= now_ms() => return Outcome::Answer(error(400, "invalid_expiry", format!("`expires`: `{e}` is in the past"))),
                 Some(t) => Some(t),
                 None => return Outcome::Answer(error(400, "invalid_expiry", format!("`expires`: `{e}` is not an RFC 3339 time"))),
             },
             (None, None) => None,
         };
-        let change = ListChange { list: name.into(), key: key.clone(), item: Some(OverlayItem { reason, expires }) };
+        let change = ListChange { list: name.into(), key: key.clone(), item: Some(OverlayItem { reason: reason.trim().to_string(), expires }) };
         self.log_list(change, json!({"list": name, "value": key, "expires": expires.map(argus_event::time::format_rfc3339)}))
     }
 
