@@ -50,7 +50,10 @@ pub struct AppState {
 
 fn respond(a: Answer) -> Response {
     let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut r = (status, axum::Json(a.body)).into_response();
+    let mut r = match a.raw {
+        Some(raw) => (status, [(header::CONTENT_TYPE, "application/json")], raw).into_response(),
+        None => (status, axum::Json(a.body)).into_response(),
+    };
     if a.status == 503 || a.status == 429 {
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
@@ -270,14 +273,14 @@ async fn status(State(st): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 async fn healthz() -> Response {
-    respond(Answer { status: 200, body: json!({"status": "ok"}) })
+    respond(Answer { status: 200, body: json!({"status": "ok"}), raw: None })
 }
 
 async fn readyz(State(st): State<AppState>) -> Response {
     let ready = st.shared.ready.load(Ordering::SeqCst) && !st.shared.failed.load(Ordering::SeqCst);
     let version = st.shared.policy_version.lock().map(|v| v.clone()).unwrap_or_default();
     if ready {
-        respond(Answer { status: 200, body: json!({"status": "ready", "policy_version": version}) })
+        respond(Answer { status: 200, body: json!({"status": "ready", "policy_version": version}), raw: None })
     } else {
         respond(error(503, "not_ready", "the server is starting, stopping, or refuses writes after a failure"))
     }

@@ -38,20 +38,52 @@ pub type Loader = Arc<dyn Fn() -> anyhow::Result<(Config, Option<argus_policy::L
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
     pub status: u16,
+    /// The body; for event results built on the hot path, only their status (`"accepted"`,
+    /// `"duplicate"`) with the whole body in `raw`.
     pub body: Json,
+    /// The body already serialized (event results: the decision is serialized once, for the log and
+    /// the answer).
+    pub raw: Option<Vec<u8>>,
+}
+
+impl Answer {
+    /// The body as JSON (parsing `raw` when that is where it is).
+    pub fn json(&self) -> Json {
+        match &self.raw {
+            Some(r) => serde_json::from_slice(r).unwrap_or(Json::Null),
+            None => self.body.clone(),
+        }
+    }
+}
+
+/// `{"status": …, "id": …, "seq"?: …, "decision": <raw or null>}` without building a JSON tree.
+fn event_answer(status: &'static str, id: &str, seq: Option<u64>, decision: &[u8]) -> Answer {
+    let mut b = Vec::with_capacity(64 + id.len() + decision.len());
+    b.extend_from_slice(b"{\"status\":\"");
+    b.extend_from_slice(status.as_bytes());
+    b.extend_from_slice(b"\",\"id\":");
+    serde_json::to_writer(&mut b, id).unwrap_or_default();
+    if let Some(seq) = seq {
+        b.extend_from_slice(b",\"seq\":");
+        b.extend_from_slice(seq.to_string().as_bytes());
+    }
+    b.extend_from_slice(b",\"decision\":");
+    b.extend_from_slice(if decision.is_empty() { b"null" } else { decision });
+    b.push(b'}');
+    Answer { status: 200, body: Json::String(status.into()), raw: Some(b) }
 }
 
 /// The one error shape of every 4xx/5xx: `{"error": {"code", "message", "details"?}}`.
 pub fn error(status: u16, code: &str, message: impl Into<String>) -> Answer {
-    Answer { status, body: json!({"error": {"code": code, "message": message.into()}}) }
+    Answer { status, body: json!({"error": {"code": code, "message": message.into()}}), raw: None }
 }
 
 fn error_with(status: u16, code: &str, message: impl Into<String>, details: Json) -> Answer {
-    Answer { status, body: json!({"error": {"code": code, "message": message.into(), "details": details}}) }
+    Answer { status, body: json!({"error": {"code": code, "message": message.into(), "details": details}}), raw: None }
 }
 
 fn ok(body: Json) -> Answer {
-    Answer { status: 200, body }
+    Answer { status: 200, body, raw: None }
 }
 
 /// A value-list change.
@@ -105,8 +137,10 @@ pub struct Shared {
 struct Recent {
     event_id: String,
     time: i64,
-    checkpoint: String,
-    action: String,
+    /// Event type id (the checkpoint).
+    ty: u16,
+    /// Index in [`argus_policy::Action::ALL`].
+    action: u8,
     score: i64,
 }
 
@@ -115,7 +149,7 @@ struct Extras {
     /// Last log sequence number the snapshot covers.
     seq: u64,
     overlay: BTreeMap<(String, String), Option<OverlayItem>>,
-    recent: Vec<(String, Vec<Recent>)>,
+    recent: Vec<(u128, Vec<Recent>)>,
 }
 
 /// Outcome of one event.
@@ -135,8 +169,9 @@ pub struct Core {
     overlay: BTreeMap<(String, String), Option<OverlayItem>>,
     /// The lists as loaded from files, before the overlay of API changes.
     base_lists: Arc<argus_policy::ValueLists>,
-    recent: HashMap<String, VecDeque<Recent>>,
-    recent_order: VecDeque<String>,
+    /// Recent decisions per actor, keyed by the digest of `kind:actor`.
+    recent: HashMap<u128, VecDeque<Recent>>,
+    recent_order: VecDeque<u128>,
     label_types: Vec<u16>,
     scratch: Vec<u8>,
     shared: Arc<Shared>,
@@ -145,6 +180,64 @@ pub struct Core {
     since_snap: u64,
     last_snap: Instant,
     snap_job: Option<std::thread::JoinHandle<Result<u64, String>>>,
+    syncer: Option<std::sync::mpsc::Sender<SyncJob>>,
+    syncer_thread: Option<std::thread::JoinHandle<()>>,
+    metrics: m::CoreMetrics,
+}
+
+/// A group's answers, to be sent once `file` (the segment its records went to) is synced.
+struct SyncJob {
+    file: Option<Arc<std::fs::File>>,
+    /// False when the group's records could not even be written.
+    ok: bool,
+    answers: Vec<(oneshot::Sender<Answer>, Outcome)>,
+}
+
+fn answer_all(answers: Vec<(oneshot::Sender<Answer>, Outcome)>, committed: bool) {
+    for (tx, out) in answers {
+        let a = match out {
+            Outcome::Answer(a) => a,
+            Outcome::Logged(a) if committed => a,
+            Outcome::Logged(_) => error(503, "log_unavailable", "the event could not be written to the event log; it was not acknowledged"),
+        };
+        let _ = tx.send(a);
+    }
+}
+
+/// The syncer thread: takes every group waiting, syncs each segment they wrote once, answers them in
+/// order. While it syncs, the core prepares the next groups: that is the group commit.
+fn syncer(rx: Receiver<SyncJob>, shared: Arc<Shared>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while let Ok(j) = rx.try_recv() {
+            jobs.push(j);
+        }
+        let t = Instant::now();
+        let mut files: Vec<&Arc<std::fs::File>> = Vec::new();
+        for f in jobs.iter().filter_map(|j| j.file.as_ref()) {
+            if !files.iter().any(|g| Arc::ptr_eq(g, f)) {
+                files.push(f);
+            }
+        }
+        let mut synced = true;
+        for f in &files {
+            if let Err(e) = f.sync_data() {
+                tracing::error!("syncing the event log: {e}; refusing writes until restart");
+                synced = false;
+            }
+        }
+        if !files.is_empty() {
+            m::inc(m::FSYNCS, files.len() as u64);
+            m::observe(m::COMMIT_SECONDS, t.elapsed().as_secs_f64());
+        }
+        if !synced {
+            shared.failed.store(true, Ordering::SeqCst);
+            shared.ready.store(false, Ordering::SeqCst);
+        }
+        for j in jobs {
+            answer_all(j.answers, synced && j.ok);
+        }
+    }
 }
 
 /// Why the server cannot start.
@@ -172,6 +265,14 @@ const MAX_RECENT_ACTORS: usize = 200_000;
 
 fn id_hash(id: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(id.as_bytes())
+}
+
+fn actor_key(kind: &str, actor: &str) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(kind.as_bytes());
+    h.update(&[0]);
+    h.update(actor.as_bytes());
+    h.digest128()
 }
 
 fn event_payload(idh: u128, raw: &str, decision: &[u8], out: &mut Vec<u8>) {
@@ -353,8 +454,11 @@ impl Core {
             since_snap: 0,
             last_snap: Instant::now(),
             snap_job: None,
+            syncer: None,
+            syncer_thread: None,
+            metrics: m::CoreMetrics::default(),
         };
-        core.recent_order = core.recent.keys().cloned().collect();
+        core.recent_order = core.recent.keys().copied().collect();
         core.install_policies(loaded);
         let mut rec = Recovery { snapshot_seq: snap_seq, indexed: core.index.len() as u64, truncated_bytes: report.truncated_bytes, ..Default::default() };
         for (loc, r) in tail {
@@ -399,6 +503,17 @@ impl Core {
 
     /// Serves requests until the queue closes or a shutdown request arrives.
     pub fn run(mut self, rx: Receiver<Msg>) {
+        if self.wal.policy() == crate::wal::Fsync::Always {
+            let (tx, srx) = std::sync::mpsc::channel();
+            let shared = self.shared.clone();
+            match std::thread::Builder::new().name("argus-sync".into()).spawn(move || syncer(srx, shared)) {
+                Ok(h) => {
+                    self.syncer = Some(tx);
+                    self.syncer_thread = Some(h);
+                }
+                Err(e) => tracing::warn!("no syncer thread ({e}): syncing on the core thread"),
+            }
+        }
         let mut group: Vec<Msg> = Vec::with_capacity(MAX_GROUP);
         let mut answers: Vec<(oneshot::Sender<Answer>, Outcome)> = Vec::with_capacity(MAX_GROUP);
         loop {
@@ -433,32 +548,7 @@ impl Core {
                 });
                 answers.push((msg.reply, out));
             }
-            let committed = if answers.iter().any(|(_, o)| matches!(o, Outcome::Logged(_))) {
-                let t = Instant::now();
-                match self.wal.commit() {
-                    Ok(synced) => {
-                        m::observe(m::COMMIT_SECONDS, t.elapsed().as_secs_f64());
-                        if synced {
-                            m::inc(m::FSYNCS, 1);
-                        }
-                        true
-                    }
-                    Err(e) => {
-                        self.fail(format!("event log: {e}"));
-                        false
-                    }
-                }
-            } else {
-                true
-            };
-            for (tx, out) in answers.drain(..) {
-                let a = match out {
-                    Outcome::Answer(a) => a,
-                    Outcome::Logged(a) if committed => a,
-                    Outcome::Logged(_) => error(503, "log_unavailable", "the event could not be written to the event log; it was not acknowledged"),
-                };
-                let _ = tx.send(a);
-            }
+            self.dispatch(std::mem::take(&mut answers));
             if let Some(tx) = shutdown {
                 self.shutdown();
                 let _ = tx.send(ok(json!({"status": "stopped"})));
@@ -469,9 +559,64 @@ impl Core {
         self.shutdown();
     }
 
+    /// Answers a group once its log records are safe: directly after the write when the policy is not
+    /// `always`, else through the syncer thread, which `fdatasync`s while the core goes on with the next
+    /// group (every answer, even one that wrote nothing, waits for the syncs of the groups before it).
+    fn dispatch(&mut self, answers: Vec<(oneshot::Sender<Answer>, Outcome)>) {
+        let logged = answers.iter().any(|(_, o)| matches!(o, Outcome::Logged(_)));
+        if let Some(tx) = self.syncer.clone() {
+            let file = if logged {
+                match self.wal.flush() {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        self.fail(format!("event log: {e}"));
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let ok = !logged || file.is_some();
+            match tx.send(SyncJob { file, ok, answers }) {
+                Ok(()) => return,
+                Err(e) => {
+                    // The syncer is gone (a panic): answer here, after a synchronous sync.
+                    self.syncer = None;
+                    let ok = ok && self.wal.sync().is_ok();
+                    answer_all(e.0.answers, ok);
+                    return;
+                }
+            }
+        }
+        let committed = if logged {
+            let t = Instant::now();
+            match self.wal.commit() {
+                Ok(synced) => {
+                    m::observe(m::COMMIT_SECONDS, t.elapsed().as_secs_f64());
+                    if synced {
+                        m::inc(m::FSYNCS, 1);
+                    }
+                    true
+                }
+                Err(e) => {
+                    self.fail(format!("event log: {e}"));
+                    false
+                }
+            }
+        } else {
+            true
+        };
+        answer_all(answers, committed);
+    }
+
     fn shutdown(&mut self) {
         if let Err(e) = self.wal.sync() {
             tracing::error!("syncing the event log at shutdown: {e}");
+        }
+        // Closing the syncer's queue lets it answer what it holds and stop.
+        self.syncer = None;
+        if let Some(h) = self.syncer_thread.take() {
+            let _ = h.join();
         }
         if self.failed.is_none() {
             self.housekeeping(true);
@@ -490,6 +635,9 @@ impl Core {
 
     fn handle(&mut self, req: Request) -> Outcome {
         let writes = matches!(req, Request::Events { .. } | Request::ListSet { .. } | Request::ListRemove { .. } | Request::Reload);
+        if self.failed.is_none() && self.shared.failed.load(Ordering::SeqCst) {
+            self.failed = Some("syncing the event log failed".into());
+        }
         if let (true, Some(why)) = (writes, &self.failed) {
             return Outcome::Answer(error(503, "not_accepting_writes", format!("{why}; restart the server (it recovers from the log)")));
         }
@@ -530,10 +678,25 @@ impl Core {
             }
         }
         let answer = if batch {
-            let count = |st: &str| results.iter().filter(|a| a.status == 200 && a.body["status"] == st).count();
+            let count = |st: &str| results.iter().filter(|a| a.status == 200 && a.body == st).count();
             let (accepted, duplicates) = (count("accepted"), count("duplicate"));
-            let body: Vec<Json> = results.into_iter().enumerate().map(|(i, a)| with_index(i, a)).collect();
-            ok(json!({"accepted": accepted, "duplicates": duplicates, "rejected": body.len() - accepted - duplicates, "results": body}))
+            let mut b = format!("{{\"accepted\":{accepted},\"duplicates\":{duplicates},\"rejected\":{},\"results\":[", results.len() - accepted - duplicates).into_bytes();
+            for (i, a) in results.into_iter().enumerate() {
+                if i > 0 {
+                    b.push(b',');
+                }
+                match a.raw {
+                    // `{…}` → `{…,"index":i,"http_status":s}`
+                    Some(mut r) => {
+                        r.pop();
+                        b.extend_from_slice(&r);
+                        b.extend_from_slice(format!(",\"index\":{i},\"http_status\":{}}}", a.status).as_bytes());
+                    }
+                    None => serde_json::to_writer(&mut b, &with_index(i, a)).unwrap_or_default(),
+                }
+            }
+            b.extend_from_slice(b"]}");
+            Answer { status: 200, body: Json::Null, raw: Some(b) }
         } else {
             results.pop().unwrap_or_else(|| error(400, "empty", "no event"))
         };
@@ -591,20 +754,21 @@ impl Core {
         let idh = id_hash(&ev.id);
         if loc.is_none() {
             if let Some(&l) = self.index.get(&idh) {
-                m::event_outcome(&type_name, "duplicate");
-                let decision = self.wal.read(l).ok().and_then(|r| split_event(&r.payload).and_then(|(_, _, d)| serde_json::from_slice::<Json>(d).ok()));
-                return Outcome::Answer(ok(json!({"status": "duplicate", "id": ev.id, "decision": decision})));
+                self.metrics.outcome(ev.ty, "duplicate", &type_name);
+                let rec = self.wal.read(l).ok();
+                let decision = rec.as_ref().and_then(|r| split_event(&r.payload)).map_or(&[][..], |(_, _, d)| d);
+                return Outcome::Answer(event_answer("duplicate", &ev.id, None, decision));
             }
         }
         match self.engine.process(&mut ev) {
             Ok(_) => {}
             Err(e) => {
-                m::event_outcome(&type_name, e.code());
+                self.metrics.outcome(ev.ty, e.code(), &type_name);
                 if loc.is_some() {
                     tracing::warn!(id = %ev.id, "a logged event was refused on replay: {e}");
                 }
                 return Outcome::Answer(match e {
-                    ProcessError::Duplicate(_) => ok(json!({"status": "duplicate", "id": ev.id, "decision": null})),
+                    ProcessError::Duplicate(_) => event_answer("duplicate", &ev.id, None, b""),
                     ProcessError::TooLate { .. } => error(422, e.code(), e.to_string()),
                 });
             }
@@ -614,9 +778,9 @@ impl Core {
         let eval = t0.elapsed();
         if let Some(d) = decision.as_mut() {
             d.eval_us = Some((eval.as_secs_f64() * 1e7).round() / 10.0);
-            m::decision(d, eval.as_secs_f64());
+            self.metrics.decision(ev.ty, d, eval.as_secs_f64());
         }
-        m::event_outcome(&type_name, "accepted");
+        self.metrics.outcome(ev.ty, "accepted", &type_name);
         let djson = decision.as_ref().map(|d| serde_json::to_vec(d).unwrap_or_default()).unwrap_or_default();
         let (seq, loc) = match loc {
             Some(l) => (0, l),
@@ -638,29 +802,29 @@ impl Core {
         self.index.insert(idh, loc);
         self.since_snap += 1;
         if let Some(d) = &decision {
-            self.remember(&ev, &d.checkpoint, d.action.name(), d.score);
+            self.remember(&ev, d.action, d.score);
         }
         if let Some((_, logged)) = replay {
             // Replayed: the per-actor recent decisions are rebuilt from the logged decision.
             if let Ok(d) = serde_json::from_slice::<Json>(logged) {
-                let s = |k: &str| d.get(k).and_then(Json::as_str).unwrap_or_default().to_string();
-                self.remember(&ev, &s("checkpoint"), &s("action"), d.get("score").and_then(Json::as_i64).unwrap_or(0));
+                let action = d.get("action").and_then(Json::as_str).and_then(argus_policy::Action::parse).unwrap_or_default();
+                self.remember(&ev, action, d.get("score").and_then(Json::as_i64).unwrap_or(0));
             }
             return Outcome::Answer(ok(Json::Null));
         }
-        let decision_json = decision.map(|d| serde_json::to_value(&d).unwrap_or(Json::Null));
-        Outcome::Logged(ok(json!({"status": "accepted", "id": ev.id, "seq": seq, "decision": decision_json})))
+        Outcome::Logged(event_answer("accepted", &ev.id, Some(seq), &djson))
     }
 
-    fn remember(&mut self, ev: &Event, checkpoint: &str, action: &str, score: i64) {
+    fn remember(&mut self, ev: &Event, action: argus_policy::Action, score: i64) {
         let cap = self.settings.recent_decisions;
         if cap == 0 {
             return;
         }
         let et = self.engine.schema().get(ev.ty);
         let Some(Value::Str(actor)) = ev.fields.first() else { return };
-        let key = format!("{}:{actor}", et.actor_kind);
-        let r = Recent { event_id: ev.id.clone(), time: ev.time, checkpoint: checkpoint.into(), action: action.into(), score };
+        let key = actor_key(&et.actor_kind, actor);
+        let action = argus_policy::Action::ALL.iter().position(|a| *a == action).unwrap_or(0) as u8;
+        let r = Recent { event_id: ev.id.clone(), time: ev.time, ty: ev.ty, action, score };
         let q = match self.recent.get_mut(&key) {
             Some(q) => q,
             None => {
@@ -669,7 +833,7 @@ impl Core {
                         self.recent.remove(&old);
                     }
                 }
-                self.recent_order.push_back(key.clone());
+                self.recent_order.push_back(key);
                 self.recent.entry(key).or_default()
             }
         };
@@ -745,11 +909,19 @@ impl Core {
         };
         let recent: Vec<Json> = self
             .recent
-            .get(&format!("{kind}:{stored}"))
+            .get(&actor_key(kind, &stored))
             .map(|q| {
                 q.iter()
                     .rev()
-                    .map(|r| json!({"event_id": r.event_id, "time": argus_event::time::format_rfc3339(r.time), "checkpoint": r.checkpoint, "action": r.action, "score": r.score}))
+                    .map(|r| {
+                        json!({
+                            "event_id": r.event_id,
+                            "time": argus_event::time::format_rfc3339(r.time),
+                            "checkpoint": schema.get(r.ty).name,
+                            "action": argus_policy::Action::ALL.get(r.action as usize).map(|a| a.name()),
+                            "score": r.score,
+                        })
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -949,6 +1121,11 @@ impl Core {
         if !due || self.snap_job.is_some() || self.failed.is_some() {
             return;
         }
+        // A snapshot must never cover records the log could still lose.
+        if let Err(e) = self.wal.sync() {
+            self.fail(format!("event log: {e}"));
+            return;
+        }
         // The pause: copying the state. Encoding and writing happen on another thread.
         let t = Instant::now();
         let seq = self.wal.last_seq();
@@ -956,7 +1133,7 @@ impl Core {
         let extras = Extras {
             seq,
             overlay: self.overlay.clone(),
-            recent: self.recent.iter().map(|(k, v)| (k.clone(), v.iter().cloned().collect())).collect(),
+            recent: self.recent.iter().map(|(k, v)| (*k, v.iter().cloned().collect())).collect(),
         };
         m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
         self.since_snap = 0;

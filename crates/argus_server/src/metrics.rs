@@ -69,18 +69,46 @@ pub fn event_outcome(event_type: &str, outcome: &'static str) {
     metrics::counter!(EVENTS, "type" => event_type.to_string(), "outcome" => outcome).increment(1);
 }
 
-pub fn decision(d: &argus_policy::Decision, seconds: f64) {
-    metrics::counter!(DECISIONS, "checkpoint" => d.checkpoint.clone(), "action" => d.action.name()).increment(1);
-    for r in &d.fired {
-        metrics::counter!(RULE_HITS, "rule" => r.rule.clone(), "mode" => "enforce").increment(1);
-    }
-    for r in &d.shadow {
-        metrics::counter!(RULE_HITS, "rule" => r.rule.clone(), "mode" => "shadow").increment(1);
-    }
-    metrics::histogram!(DECISION_SECONDS).record(seconds);
-}
-
 pub fn request(route: &'static str, method: &str, status: u16, seconds: f64) {
     metrics::counter!(HTTP_REQUESTS, "route" => route, "method" => method.to_string(), "status" => status.to_string()).increment(1);
     metrics::histogram!(HTTP_SECONDS, "route" => route).record(seconds);
+}
+
+/// Counter handles the core uses per event, looked up once per (event type, outcome), checkpoint
+/// action and rule instead of once per event.
+#[derive(Default)]
+pub struct CoreMetrics {
+    outcomes: std::collections::HashMap<(u16, &'static str), metrics::Counter>,
+    actions: std::collections::HashMap<(u16, argus_policy::Action), metrics::Counter>,
+    /// Rule name → (enforced hits, shadow hits).
+    rules: [std::collections::HashMap<String, metrics::Counter>; 2],
+    eval: Option<metrics::Histogram>,
+}
+
+impl CoreMetrics {
+    pub fn outcome(&mut self, ty: u16, outcome: &'static str, type_name: &str) {
+        self.outcomes
+            .entry((ty, outcome))
+            .or_insert_with(|| metrics::counter!(EVENTS, "type" => type_name.to_string(), "outcome" => outcome))
+            .increment(1);
+    }
+
+    pub fn decision(&mut self, ty: u16, d: &argus_policy::Decision, seconds: f64) {
+        self.actions
+            .entry((ty, d.action))
+            .or_insert_with(|| metrics::counter!(DECISIONS, "checkpoint" => d.checkpoint.clone(), "action" => d.action.name()))
+            .increment(1);
+        for (r, shadow) in d.fired.iter().map(|r| (r, 0)).chain(d.shadow.iter().map(|r| (r, 1))) {
+            // Looked up by the borrowed name; a rule's key is allocated once.
+            match self.rules[shadow].get(r.rule.as_str()) {
+                Some(c) => c.increment(1),
+                None => {
+                    let c = metrics::counter!(RULE_HITS, "rule" => r.rule.clone(), "mode" => if shadow == 1 { "shadow" } else { "enforce" });
+                    c.increment(1);
+                    self.rules[shadow].insert(r.rule.clone(), c);
+                }
+            }
+        }
+        self.eval.get_or_insert_with(|| metrics::histogram!(DECISION_SECONDS)).record(seconds);
+    }
 }

@@ -15,6 +15,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Largest record accepted (a batch item is far smaller; this bounds what a corrupt length can ask for).
@@ -100,6 +101,8 @@ pub struct Wal {
     fsync: Fsync,
     segments: Vec<Segment>,
     out: BufWriter<File>,
+    /// A second handle on the open segment, for syncing on another thread while appends go on.
+    sync_file: Arc<File>,
     /// Bytes in the open segment, including what is still buffered.
     len: u64,
     /// Bytes of the open segment already written to the file.
@@ -208,7 +211,9 @@ impl Wal {
         }
         let open = segments.last().map(|s| s.path.clone()).unwrap_or_default();
         let f = OpenOptions::new().append(true).open(&open).map_err(io_err(&open))?;
+        let sync_file = Arc::new(f.try_clone().map_err(io_err(&open))?);
         let wal = Wal {
+            sync_file,
             dir: dir.to_path_buf(),
             segment_bytes,
             fsync,
@@ -275,6 +280,22 @@ impl Wal {
         Ok(due)
     }
 
+    /// Writes buffered records to the file without syncing, and returns the handle to sync them with
+    /// (the core hands it to the syncer thread, which syncs while the core goes on appending).
+    pub fn flush(&mut self) -> Result<Arc<File>, WalError> {
+        let path = self.open_path();
+        self.out.flush().map_err(io_err(&path))?;
+        if self.written != self.len {
+            self.unsynced = true;
+        }
+        self.written = self.len;
+        Ok(self.sync_file.clone())
+    }
+
+    pub fn policy(&self) -> Fsync {
+        self.fsync
+    }
+
     /// Forces everything written so far to disk (shutdown, snapshots).
     pub fn sync(&mut self) -> Result<(), WalError> {
         let path = self.open_path();
@@ -294,6 +315,7 @@ impl Wal {
         if let Some(s) = self.segments.last_mut() {
             s.closed = Some(SystemTime::now());
         }
+        self.sync_file = Arc::new(f.try_clone().map_err(io_err(&path))?);
         self.segments.push(Segment { first, last: first - 1, path, closed: None });
         self.out = BufWriter::with_capacity(1 << 20, f);
         self.len = 0;
