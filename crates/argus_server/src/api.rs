@@ -305,7 +305,7 @@ async fn observe(req: axum::extract::Request, next: axum::middleware::Next) -> R
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
     let resp = next.run(req).await;
     let route: &'static str = route.and_then(|r| ROUTES.iter().find(|(_, p, _)| *p == r).map(|(_, p, _)| *p)).unwrap_or("unmatched");
-    m::request(route, method.as_str(), resp.status().as_u16(), t.elapsed().as_secs_f64());
+    m::request(route, &method, resp.status().as_u16(), t.elapsed().as_secs_f64());
     resp
 }
 

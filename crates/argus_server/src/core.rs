@@ -663,11 +663,13 @@ impl Core {
                 results.push(error(503, "not_accepting_writes", format!("{why}; restart the server (it recovers from the log)")));
                 continue;
             }
-            let raw = raw.get();
-            let raw = if labels_only { self.label_envelope(raw) } else { Ok(raw.to_string()) };
-            let out = match raw {
-                Ok(raw) => self.event(&raw, labels_only, None),
-                Err(a) => Outcome::Answer(a),
+            let out = if labels_only {
+                match self.label_envelope(raw.get()) {
+                    Ok(raw) => self.event(&raw, true, None),
+                    Err(a) => Outcome::Answer(a),
+                }
+            } else {
+                self.event(raw.get(), false, None)
             };
             match out {
                 Outcome::Logged(a) => {
@@ -743,7 +745,8 @@ impl Core {
                 return Outcome::Answer(error_with(status, rej.code(), rej.to_string(), details));
             }
         };
-        let type_name = self.engine.schema().get(ev.ty).name.clone();
+        let schema = self.engine.schema().clone();
+        let type_name = schema.get(ev.ty).name.as_str();
         if labels_only && !self.label_types.contains(&ev.ty) {
             return Outcome::Answer(error(
                 422,
@@ -754,7 +757,7 @@ impl Core {
         let idh = id_hash(&ev.id);
         if loc.is_none() {
             if let Some(&l) = self.index.get(&idh) {
-                self.metrics.outcome(ev.ty, "duplicate", &type_name);
+                self.metrics.outcome(ev.ty, "duplicate", type_name);
                 let rec = self.wal.read(l).ok();
                 let decision = rec.as_ref().and_then(|r| split_event(&r.payload)).map_or(&[][..], |(_, _, d)| d);
                 return Outcome::Answer(event_answer("duplicate", &ev.id, None, decision));
@@ -763,7 +766,7 @@ impl Core {
         match self.engine.process(&mut ev) {
             Ok(_) => {}
             Err(e) => {
-                self.metrics.outcome(ev.ty, e.code(), &type_name);
+                self.metrics.outcome(ev.ty, e.code(), type_name);
                 if loc.is_some() {
                     tracing::warn!(id = %ev.id, "a logged event was refused on replay: {e}");
                 }
@@ -780,15 +783,14 @@ impl Core {
             d.eval_us = Some((eval.as_secs_f64() * 1e7).round() / 10.0);
             self.metrics.decision(ev.ty, d, eval.as_secs_f64());
         }
-        self.metrics.outcome(ev.ty, "accepted", &type_name);
+        self.metrics.outcome(ev.ty, "accepted", type_name);
         let djson = decision.as_ref().map(|d| serde_json::to_vec(d).unwrap_or_default()).unwrap_or_default();
         let (seq, loc) = match loc {
             Some(l) => (0, l),
             None => {
                 let mut payload = std::mem::take(&mut self.scratch);
-                let mut buf = Vec::new();
                 event_payload(idh, raw, &djson, &mut payload);
-                let r = self.wal.append(KIND_EVENT, &payload, &mut buf);
+                let r = self.wal.append(KIND_EVENT, &payload);
                 self.scratch = payload;
                 match r {
                     Ok(x) => x,
@@ -1011,8 +1013,7 @@ impl Core {
 
     fn log_list(&mut self, change: ListChange, body: Json) -> Outcome {
         let payload = serde_json::to_vec(&change).unwrap_or_default();
-        let mut buf = Vec::new();
-        if let Err(e) = self.wal.append(KIND_LIST, &payload, &mut buf) {
+        if let Err(e) = self.wal.append(KIND_LIST, &payload) {
             self.fail(format!("event log: {e}"));
             return Outcome::Answer(error(503, "log_unavailable", "the change could not be written to the event log"));
         }

@@ -69,8 +69,24 @@ pub fn event_outcome(event_type: &str, outcome: &'static str) {
     metrics::counter!(EVENTS, "type" => event_type.to_string(), "outcome" => outcome).increment(1);
 }
 
-pub fn request(route: &'static str, method: &str, status: u16, seconds: f64) {
-    metrics::counter!(HTTP_REQUESTS, "route" => route, "method" => method.to_string(), "status" => status.to_string()).increment(1);
+pub fn request(route: &'static str, method: &axum::http::Method, status: u16, seconds: f64) {
+    use axum::http::Method;
+    let method: &'static str = match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        _ => "other",
+    };
+    let status: std::borrow::Cow<'static, str> = match status {
+        200 => "200".into(),
+        400 => "400".into(),
+        404 => "404".into(),
+        422 => "422".into(),
+        503 => "503".into(),
+        s => s.to_string().into(),
+    };
+    metrics::counter!(HTTP_REQUESTS, "route" => route, "method" => method, "status" => status).increment(1);
     metrics::histogram!(HTTP_SECONDS, "route" => route).record(seconds);
 }
 

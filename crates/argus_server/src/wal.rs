@@ -103,6 +103,8 @@ pub struct Wal {
     out: BufWriter<File>,
     /// A second handle on the open segment, for syncing on another thread while appends go on.
     sync_file: Arc<File>,
+    /// Reused to encode records.
+    buf: Vec<u8>,
     /// Bytes in the open segment, including what is still buffered.
     len: u64,
     /// Bytes of the open segment already written to the file.
@@ -214,6 +216,7 @@ impl Wal {
         let sync_file = Arc::new(f.try_clone().map_err(io_err(&open))?);
         let wal = Wal {
             sync_file,
+            buf: Vec::with_capacity(4096),
             dir: dir.to_path_buf(),
             segment_bytes,
             fsync,
@@ -238,19 +241,19 @@ impl Wal {
     }
 
     /// Buffers a record with the next sequence number; it is durable only after [`commit`](Self::commit).
-    pub fn append(&mut self, kind: u8, payload: &[u8], scratch: &mut Vec<u8>) -> Result<(u64, Loc), WalError> {
+    pub fn append(&mut self, kind: u8, payload: &[u8]) -> Result<(u64, Loc), WalError> {
         if self.len >= self.segment_bytes {
             self.rotate()?;
         }
         let seq = self.last_seq + 1;
-        scratch.clear();
-        encode(seq, kind, payload, scratch);
-        let path = self.open_path();
-        self.out.write_all(scratch).map_err(io_err(&path))?;
-        let seg = self.segments.last_mut().expect("a segment is always open");
+        self.buf.clear();
+        encode(seq, kind, payload, &mut self.buf);
+        self.out.write_all(&self.buf).map_err(|source| WalError::Io { path: self.open_path(), source })?;
+        let dir = &self.dir;
+        let seg = self.segments.last_mut().ok_or_else(|| WalError::Io { path: dir.clone(), source: io::ErrorKind::NotFound.into() })?;
         let loc = Loc { segment: seg.first, offset: self.len };
         seg.last = seq;
-        self.len += scratch.len() as u64;
+        self.len += self.buf.len() as u64;
         self.last_seq = seq;
         Ok((seq, loc))
     }
@@ -384,10 +387,9 @@ mod tests {
     #[test]
     fn append_commit_reopen_read() {
         let d = tempfile::tempdir().unwrap();
-        let mut scratch = Vec::new();
         let locs: Vec<Loc> = {
             let (mut w, _) = Wal::open(d.path(), 200, Fsync::Always, |_, _| {}).unwrap();
-            let locs: Vec<Loc> = (0..50).map(|i| w.append(1, format!("payload {i}").as_bytes(), &mut scratch).unwrap().1).collect();
+            let locs: Vec<Loc> = (0..50).map(|i| w.append(1, format!("payload {i}").as_bytes()).unwrap().1).collect();
             w.commit().unwrap();
             assert!(w.segment_count() > 1, "small segments rotate");
             assert_eq!(w.read(locs[7]).unwrap().payload, b"payload 7");
@@ -400,17 +402,16 @@ mod tests {
         let (mut w, _) = Wal::open(d.path(), 200, Fsync::Always, |_, _| {}).unwrap();
         assert_eq!(w.last_seq(), 50);
         assert_eq!(w.read(locs[49]).unwrap().payload, b"payload 49");
-        assert_eq!(w.append(1, b"next", &mut scratch).unwrap().0, 51);
+        assert_eq!(w.append(1, b"next").unwrap().0, 51);
     }
 
     #[test]
     fn torn_tail_is_cut_and_appending_continues() {
         let d = tempfile::tempdir().unwrap();
-        let mut scratch = Vec::new();
         {
             let (mut w, _) = Wal::open(d.path(), 1 << 20, Fsync::Always, |_, _| {}).unwrap();
             for i in 0..10 {
-                w.append(1, format!("r{i}").as_bytes(), &mut scratch).unwrap();
+                w.append(1, format!("r{i}").as_bytes()).unwrap();
             }
             w.commit().unwrap();
         }
@@ -431,7 +432,7 @@ mod tests {
         bad[n - 1] ^= 1;
         std::fs::write(&path, &bad).unwrap();
         let (mut w, _) = Wal::open(d.path(), 1 << 20, Fsync::Always, |_, _| {}).unwrap();
-        assert_eq!(w.append(1, b"again", &mut scratch).unwrap().0, 10);
+        assert_eq!(w.append(1, b"again").unwrap().0, 10);
         w.commit().unwrap();
         let (recs, _) = collect(d.path());
         assert_eq!(recs.last().unwrap().payload, b"again");
@@ -440,11 +441,10 @@ mod tests {
     #[test]
     fn corruption_before_the_newest_segment_is_an_error() {
         let d = tempfile::tempdir().unwrap();
-        let mut scratch = Vec::new();
         {
             let (mut w, _) = Wal::open(d.path(), 64, Fsync::Never, |_, _| {}).unwrap();
             for i in 0..20 {
-                w.append(1, format!("record {i}").as_bytes(), &mut scratch).unwrap();
+                w.append(1, format!("record {i}").as_bytes()).unwrap();
             }
             w.commit().unwrap();
         }
@@ -459,10 +459,9 @@ mod tests {
     #[test]
     fn retention_deletes_only_covered_closed_segments() {
         let d = tempfile::tempdir().unwrap();
-        let mut scratch = Vec::new();
         let (mut w, _) = Wal::open(d.path(), 64, Fsync::Never, |_, _| {}).unwrap();
         for i in 0..20 {
-            w.append(1, format!("record {i}").as_bytes(), &mut scratch).unwrap();
+            w.append(1, format!("record {i}").as_bytes()).unwrap();
         }
         w.commit().unwrap();
         let before = w.segment_count();
