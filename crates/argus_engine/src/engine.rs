@@ -6,6 +6,7 @@
 
 use crate::config::Config;
 use argus_event::{Decoder, Event, Schema, Value};
+use argus_features::state::CopyAborted;
 use argus_features::{FeatureSet, FeatureState};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashSet, VecDeque};
@@ -82,6 +83,38 @@ struct EngineSnap {
     dedupe: Vec<(i64, u128)>,
     labels: Vec<Vec<PendingLabel>>,
     state: Vec<u8>,
+}
+
+impl EngineSnap {
+    fn encode(mut self, state: &FeatureState) -> Vec<u8> {
+        self.state = state.snapshot();
+        let body = bincode::serialize(&self).expect("serializing plain data to a Vec cannot fail");
+        let mut out = Vec::with_capacity(body.len() + 16);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        out
+    }
+}
+
+/// An incremental copy in progress (see [`Engine::begin_copy`]).
+pub struct EngineCopy {
+    state: argus_features::state::StateCopy,
+    dedupe: Vec<(i64, u128)>,
+    dedupe_len0: usize,
+}
+
+/// A consistent copy of the engine's state, taken by [`Engine::finish_copy`]; [`encode`](Self::encode)
+/// gives the bytes [`Engine::snapshot`] would have given at that moment, on any thread.
+pub struct PendingSnapshot {
+    header: EngineSnap,
+    state: FeatureState,
+}
+
+impl PendingSnapshot {
+    pub fn encode(self) -> Vec<u8> {
+        self.header.encode(&self.state)
+    }
 }
 
 /// A snapshot that cannot be restored.
@@ -170,12 +203,6 @@ impl Engine {
         let p = self.policies.as_mut()?;
         let p = Arc::get_mut(p)?;
         Some(Arc::make_mut(&mut p.lists))
-    }
-
-    /// A copy of the state without the policies (what a snapshot needs; the policies stay unshared so
-    /// that their lists can change).
-    pub fn clone_state(&self) -> Engine {
-        Engine { policies: None, ..self.clone() }
     }
 
     /// Reads, without changing anything, the features that `probe` (an event of some type whose key
@@ -333,7 +360,11 @@ impl Engine {
     /// Serializes the whole engine state (features, idempotency ids, pending labels, counters) with a
     /// configuration fingerprint and a CRC-32.
     pub fn snapshot(&self) -> Vec<u8> {
-        let snap = EngineSnap {
+        self.snap_header(self.dedupe.order.iter().copied().collect(), Vec::new()).encode(&self.state)
+    }
+
+    fn snap_header(&self, dedupe: Vec<(i64, u128)>, state: Vec<u8>) -> EngineSnap {
+        EngineSnap {
             schema_fp: self.config.schema.fingerprint(),
             features_fp: self.config.features.fingerprint(),
             secret_fp: self.config.secret_fingerprint,
@@ -341,16 +372,36 @@ impl Engine {
             watermark: self.watermark,
             next_sweep: self.next_sweep,
             counters: self.counters.clone(),
-            dedupe: self.dedupe.order.iter().copied().collect(),
+            dedupe,
             labels: self.labels.iter().map(|q| q.iter().cloned().collect()).collect(),
-            state: self.state.snapshot(),
-        };
-        let body = bincode::serialize(&snap).expect("serializing plain data to a Vec cannot fail");
-        let mut out = Vec::with_capacity(body.len() + 16);
-        out.extend_from_slice(SNAPSHOT_MAGIC);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-        out
+            state,
+        }
+    }
+
+    /// Starts an incremental copy of the state for a snapshot taken while events keep arriving (the
+    /// server's). Between events, [`copy_step`](Self::copy_step) copies a bounded part; then
+    /// [`finish_copy`](Self::finish_copy) returns a [`PendingSnapshot`] equal to the state at that
+    /// moment, to be encoded on another thread. An expiry sweep in between aborts the copy.
+    pub fn begin_copy(&mut self) -> EngineCopy {
+        EngineCopy { state: self.state.begin_copy(), dedupe: Vec::with_capacity(self.dedupe.order.len()), dedupe_len0: self.dedupe.order.len() }
+    }
+
+    /// Copies up to `budget` more keys (and idempotency ids); `Ok(true)` when only the final step is left.
+    pub fn copy_step(&mut self, c: &mut EngineCopy, budget: usize) -> Result<bool, CopyAborted> {
+        // Without a sweep, ids are only appended, so the first `dedupe_len0` keep their positions.
+        let end = (c.dedupe.len() + budget.saturating_mul(4)).min(c.dedupe_len0);
+        c.dedupe.extend(self.dedupe.order.range(c.dedupe.len()..end).copied());
+        let done = self.state.copy_step(&mut c.state, budget)?;
+        Ok(done && c.dedupe.len() == c.dedupe_len0)
+    }
+
+    /// Completes the copy: what changed since it began is copied again.
+    pub fn finish_copy(&mut self, c: EngineCopy) -> Result<PendingSnapshot, CopyAborted> {
+        let state = self.state.finish_copy(c.state)?;
+        let mut dedupe = c.dedupe;
+        let from = dedupe.len();
+        dedupe.extend(self.dedupe.order.range(from..).copied());
+        Ok(PendingSnapshot { header: self.snap_header(dedupe, Vec::new()), state })
     }
 
     /// Rebuilds an engine from a snapshot taken under the same configuration.

@@ -13,7 +13,7 @@ pub mod report;
 pub mod table;
 
 pub use config::{Config, ConfigLoadError, CsvMapping};
-pub use engine::{Counters, Engine, ProcessError, SnapshotError};
+pub use engine::{Counters, Engine, EngineCopy, PendingSnapshot, ProcessError, SnapshotError};
 pub use replay::{replay, Format, ReplayError, ReplayStats};
 pub use report::PolicyReport;
 pub use table::{CsvTable, DecisionLog, ParquetTable, RowSink, SummarySink};

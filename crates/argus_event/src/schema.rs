@@ -330,6 +330,27 @@ impl Schema {
     }
 }
 
+impl Schema {
+    /// A digest of every definition that affects decoding and the slots rules and features read:
+    /// types, fields with all their attributes, aliases, entity kinds and labels. Unlike
+    /// [`fingerprint`](Self::fingerprint) (what snapshots depend on), any change to the schema
+    /// configuration changes it. Deterministic across loads.
+    pub fn definition_digest(&self) -> u64 {
+        let mut s = String::new();
+        for t in &self.types {
+            s.push_str(&format!("{}|{}|{}|{}\n", t.name, t.checkpoint, t.actor_kind, t.internal));
+            for f in &t.fields {
+                s.push_str(&format!("  {f:?}\n"));
+            }
+            let mut names: Vec<(&String, &usize)> = t.index.iter().collect();
+            names.sort();
+            s.push_str(&format!("  {names:?}\n"));
+        }
+        s.push_str(&format!("{:?}\n{:?}", self.entity_kinds, self.labels));
+        xxhash_rust::xxh3::xxh3_64(s.as_bytes())
+    }
+}
+
 struct TypeDraft {
     name: String,
     checkpoint: bool,

@@ -80,7 +80,34 @@ pub struct FeatureState {
     scratch: crate::exact::Scratch,
     updates: Vec<Option<(i64, u64)>>,
     pub stats: StateStats,
+    /// While an incremental copy is in progress: the keys changed since it began.
+    tracking: Option<Tracking>,
 }
+
+type KeySet = std::collections::HashSet<u128, BuildHasherDefault<KeyHasher>>;
+
+#[derive(Debug, Clone, Default)]
+struct Tracking {
+    /// Per entity, keys whose record was created, changed or removed since the copy began.
+    dirty: Vec<KeySet>,
+    /// An expiry sweep ran: it may change every record, so the copy starts again.
+    swept: bool,
+}
+
+/// An incremental copy of a [`FeatureState`] in progress: the keys present when it began, how far it
+/// has got, and the records copied so far.
+#[derive(Debug)]
+pub struct StateCopy {
+    keys: Vec<Vec<u128>>,
+    entity: usize,
+    pos: usize,
+    maps: Vec<KeyMap<Record>>,
+}
+
+/// An expiry sweep ran during an incremental copy; the copy must start again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an expiry sweep ran during the copy")]
+pub struct CopyAborted;
 
 #[derive(Serialize, Deserialize)]
 struct Snap {
@@ -110,7 +137,73 @@ impl FeatureState {
             scratch: Default::default(),
             updates: Vec::new(),
             stats: StateStats::default(),
+            tracking: None,
         }
+    }
+
+    /// Starts an incremental copy (for a snapshot taken while events keep arriving): lists the keys
+    /// (16 bytes each) and from now on records which keys change. [`copy_step`](Self::copy_step)
+    /// copies a bounded number of records between events; [`finish_copy`](Self::finish_copy) copies
+    /// the keys changed meanwhile again, so the copy equals the state at the time it finishes.
+    pub fn begin_copy(&mut self) -> StateCopy {
+        self.tracking = Some(Tracking { dirty: vec![KeySet::default(); self.maps.len()], swept: false });
+        StateCopy {
+            keys: self.maps.iter().map(|m| m.keys().copied().collect()).collect(),
+            entity: 0,
+            pos: 0,
+            maps: self.maps.iter().map(|m| KeyMap::with_capacity_and_hasher(m.len(), Default::default())).collect(),
+        }
+    }
+
+    /// Copies up to `budget` more records. `Ok(true)` when every key listed at the start has been
+    /// visited; `Err` when an expiry sweep ran since the copy began.
+    pub fn copy_step(&mut self, c: &mut StateCopy, budget: usize) -> Result<bool, CopyAborted> {
+        if self.tracking.as_ref().is_none_or(|t| t.swept) {
+            self.tracking = None;
+            return Err(CopyAborted);
+        }
+        let mut n = 0;
+        while c.entity < c.keys.len() {
+            let (keys, map, out) = (&c.keys[c.entity], &self.maps[c.entity], &mut c.maps[c.entity]);
+            while c.pos < keys.len() && n < budget {
+                let k = keys[c.pos];
+                if let Some(r) = map.get(&k) {
+                    out.insert(k, r.clone());
+                }
+                c.pos += 1;
+                n += 1;
+            }
+            if c.pos < keys.len() {
+                return Ok(false);
+            }
+            c.entity += 1;
+            c.pos = 0;
+        }
+        Ok(true)
+    }
+
+    /// Completes the copy: the rest of the listed keys, then every key changed since the copy began.
+    /// The result is equal to this state now (same snapshot bytes).
+    pub fn finish_copy(&mut self, mut c: StateCopy) -> Result<FeatureState, CopyAborted> {
+        while !self.copy_step(&mut c, usize::MAX)? {}
+        let t = self.tracking.take().ok_or(CopyAborted)?;
+        for (e, dirty) in t.dirty.iter().enumerate() {
+            for k in dirty {
+                match self.maps[e].get(k) {
+                    Some(r) => c.maps[e].insert(*k, r.clone()),
+                    None => c.maps[e].remove(k),
+                };
+            }
+        }
+        Ok(FeatureState {
+            maps: c.maps,
+            layouts: self.layouts.clone(),
+            buf: Vec::with_capacity(64),
+            scratch: Default::default(),
+            updates: Vec::new(),
+            stats: self.stats.clone(),
+            tracking: None,
+        })
     }
 
     /// Applies one event: updates every series it feeds (read-your-writes), then, when `out` is given
@@ -156,6 +249,11 @@ impl FeatureState {
                 };
                 any |= u.is_some();
                 updates[gi] = u;
+            }
+            if any {
+                if let Some(t) = self.tracking.as_mut() {
+                    t.dirty[ep.entity].insert(key);
+                }
             }
             let map = &mut self.maps[ep.entity];
             let record: Option<&mut Record> = if any {
@@ -284,6 +382,9 @@ impl FeatureState {
     /// lifetime state idle for `idle_ttl`; a key whose series are all empty is removed. `watermark` is
     /// the newest event time seen.
     pub fn expire(&mut self, fs: &FeatureSet, watermark: i64) {
+        if let Some(t) = self.tracking.as_mut() {
+            t.swept = true;
+        }
         let mut expired = 0u64;
         let layouts = &self.layouts;
         for (ei, map) in self.maps.iter_mut().enumerate() {
@@ -365,6 +466,9 @@ impl FeatureState {
 
     /// Merges another state of the same configuration into this one (e.g. two partitions of a stream).
     pub fn merge(&mut self, fs: &FeatureSet, other: &FeatureState) {
+        if let Some(t) = self.tracking.as_mut() {
+            t.swept = true;
+        }
         for (ei, (a, b)) in self.maps.iter_mut().zip(other.maps.iter()).enumerate() {
             let series = &fs.entities[ei].series;
             for (k, rb) in b {

@@ -50,11 +50,14 @@ pub struct AppState {
 
 fn respond(a: Answer) -> Response {
     let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let code = a.body.get("error").and_then(|e| e.get("code")).and_then(|c| c.as_str());
+    let retry = matches!(code, Some("overloaded" | "timeout" | "shutting_down"));
     let mut r = match a.raw {
         Some(raw) => (status, [(header::CONTENT_TYPE, "application/json")], raw).into_response(),
         None => (status, axum::Json(a.body)).into_response(),
     };
-    if a.status == 503 || a.status == 429 {
+    // Only where waiting helps: a full queue, a slow answer, a restart in progress.
+    if retry {
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     r
@@ -298,7 +301,7 @@ async fn not_found() -> Response {
     respond(error(404, "not_found", "no such route; see /openapi.json"))
 }
 
-/// Request metrics and the request timeout, around every route.
+/// Request metrics around every route (the timeout applies to the wait for the core, in `ask`).
 async fn observe(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let t = Instant::now();
     let method = req.method().clone();

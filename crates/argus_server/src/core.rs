@@ -31,8 +31,11 @@ pub const MAX_GROUP: usize = 512;
 
 const SNAP_MAGIC: &[u8; 8] = b"ARGUSSV1";
 
+/// A configuration and its policies (none: features only).
+pub type Loaded = (Config, Option<argus_policy::Loaded>);
+
 /// Loads the configuration and policies (at start and on every reload).
-pub type Loader = Arc<dyn Fn() -> anyhow::Result<(Config, Option<argus_policy::Loaded>)> + Send + Sync>;
+pub type Loader = Arc<dyn Fn() -> anyhow::Result<Loaded> + Send + Sync>;
 
 /// An HTTP-shaped answer: status and JSON body (errors use the one error shape, see [`error`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -132,16 +135,12 @@ pub struct Shared {
     pub policy_version: std::sync::Mutex<String>,
 }
 
-/// A decision remembered for the entity API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A decision remembered for the entity API: where its record is, and what the record header says.
+/// Rebuilt from the log at start (not part of snapshots).
+#[derive(Debug, Clone, Copy)]
 struct Recent {
-    event_id: String,
-    time: i64,
-    /// Event type id (the checkpoint).
-    ty: u16,
-    /// Index in [`argus_policy::Action::ALL`].
-    action: u8,
-    score: i64,
+    loc: Loc,
+    head: EventHead,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -149,8 +148,25 @@ struct Extras {
     /// Last log sequence number the snapshot covers.
     seq: u64,
     overlay: BTreeMap<(String, String), Option<OverlayItem>>,
-    recent: Vec<(u128, Vec<Recent>)>,
 }
+
+/// The fixed-size header of an event record: what the decision index and the entity API need,
+/// readable without parsing the event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct EventHead {
+    /// Digest of the event id.
+    idh: u128,
+    /// Digest of `actor kind:actor` (see [`actor_key`]).
+    actor: u128,
+    time: i64,
+    ty: u16,
+    /// Index in [`argus_policy::Action::ALL`]; `NO_ACTION` when the event was not decided.
+    action: u8,
+    score: i64,
+}
+
+const NO_ACTION: u8 = 0xff;
+const HEAD_LEN: usize = 16 + 16 + 8 + 2 + 1 + 8;
 
 /// Outcome of one event.
 enum Outcome {
@@ -183,7 +199,12 @@ pub struct Core {
     syncer: Option<std::sync::mpsc::Sender<SyncJob>>,
     syncer_thread: Option<std::thread::JoinHandle<()>>,
     metrics: m::CoreMetrics,
+    /// A snapshot's incremental copy in progress.
+    copying: Option<argus_engine::EngineCopy>,
 }
+
+/// Records (keys and idempotency ids) copied per step of a snapshot, between two groups of requests.
+const COPY_STEP: usize = 4096;
 
 /// A group's answers, to be sent once `file` (the segment its records went to) is synced.
 struct SyncJob {
@@ -267,6 +288,10 @@ fn id_hash(id: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(id.as_bytes())
 }
 
+fn action_index(a: argus_policy::Action) -> u8 {
+    argus_policy::Action::ALL.iter().position(|x| *x == a).unwrap_or(0) as u8
+}
+
 fn actor_key(kind: &str, actor: &str) -> u128 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(kind.as_bytes());
@@ -275,31 +300,87 @@ fn actor_key(kind: &str, actor: &str) -> u128 {
     h.digest128()
 }
 
-fn event_payload(idh: u128, raw: &str, decision: &[u8], out: &mut Vec<u8>) {
+/// An event as the log keeps it: decoded (personal data tokenized, derived fields computed), fields by
+/// name so that a record can be read back under a schema that gained fields.
+#[derive(Serialize, Deserialize)]
+struct StoredEvent {
+    id: String,
+    #[serde(rename = "type")]
+    ty: String,
+    time: i64,
+    fields: Vec<(String, Value)>,
+}
+
+fn stored_event(schema: &argus_event::Schema, ev: &Event) -> Vec<u8> {
+    let et = schema.get(ev.ty);
+    let fields = ev.fields.iter().zip(&et.fields).filter(|(v, _)| !v.is_null()).map(|(v, f)| (f.name.clone(), v.clone())).collect();
+    bincode::serialize(&StoredEvent { id: ev.id.clone(), ty: et.name.clone(), time: ev.time, fields }).unwrap_or_default()
+}
+
+fn load_event(schema: &argus_event::Schema, bytes: &[u8]) -> Result<Event, String> {
+    let st: StoredEvent = bincode::deserialize(bytes).map_err(|e| format!("undecodable event: {e}"))?;
+    let ty = schema.type_id(&st.ty).ok_or_else(|| format!("unknown event type `{}`", st.ty))?;
+    let et = schema.get(ty);
+    let mut fields = vec![Value::Null; et.fields.len()];
+    for (name, v) in st.fields {
+        let slot = et.slot(&name).ok_or_else(|| format!("`{}` has no field `{name}`", st.ty))?;
+        fields[slot] = v;
+    }
+    Ok(Event { id: st.id, ty, time: st.time, fields })
+}
+
+/// An event record's payload: header | stored length (u32) | stored event | decision JSON.
+fn event_payload(h: &EventHead, raw: &[u8], decision: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    out.extend_from_slice(&idh.to_le_bytes());
+    out.extend_from_slice(&h.idh.to_le_bytes());
+    out.extend_from_slice(&h.actor.to_le_bytes());
+    out.extend_from_slice(&h.time.to_le_bytes());
+    out.extend_from_slice(&h.ty.to_le_bytes());
+    out.push(h.action);
+    out.extend_from_slice(&h.score.to_le_bytes());
     out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-    out.extend_from_slice(raw.as_bytes());
+    out.extend_from_slice(raw);
     out.extend_from_slice(decision);
 }
 
-/// `(id digest, raw event, decision JSON)` of an event record.
-fn split_event(p: &[u8]) -> Option<(u128, &str, &[u8])> {
-    let idh = u128::from_le_bytes(p.get(..16)?.try_into().ok()?);
-    let n = u32::from_le_bytes(p.get(16..20)?.try_into().ok()?) as usize;
-    let raw = std::str::from_utf8(p.get(20..20 + n)?).ok()?;
-    Some((idh, raw, &p[20 + n..]))
+fn head_of(p: &[u8]) -> Option<EventHead> {
+    let h = p.get(..HEAD_LEN)?;
+    let u128_at = |i: usize| h[i..i + 16].try_into().ok().map(u128::from_le_bytes);
+    let i64_at = |i: usize| h[i..i + 8].try_into().ok().map(i64::from_le_bytes);
+    Some(EventHead {
+        idh: u128_at(0)?,
+        actor: u128_at(16)?,
+        time: i64_at(32)?,
+        ty: u16::from_le_bytes([h[40], h[41]]),
+        action: h[42],
+        score: i64_at(43)?,
+    })
 }
 
-/// Reads every event record of a data directory's log: `(seq, raw event)` in log order. Used by tools
-/// and tests; the server itself reads the log in [`Core::open`].
+/// `(header, stored event, decision JSON)` of an event record.
+fn split_event(p: &[u8]) -> Option<(EventHead, &[u8], &[u8])> {
+    let head = head_of(p)?;
+    let n = u32::from_le_bytes(p.get(HEAD_LEN..HEAD_LEN + 4)?.try_into().ok()?) as usize;
+    let stored = p.get(HEAD_LEN + 4..HEAD_LEN + 4 + n)?;
+    Some((head, stored, &p[HEAD_LEN + 4 + n..]))
+}
+
+/// The id and actor of a stored event, without the schema.
+fn stored_id_actor(stored: &[u8]) -> Option<(String, Option<Value>)> {
+    let st: StoredEvent = bincode::deserialize(stored).ok()?;
+    let actor = st.fields.into_iter().find(|(n, _)| n == "actor").map(|(_, v)| v);
+    Some((st.id, actor))
+}
+
+/// Reads every event record of a data directory's log: `(sequence number, event id)` in log order.
+/// For tools and tests; the server itself reads the log in [`Core::open`]. Like the server's open, it
+/// cuts a torn tail off the newest segment.
 pub fn read_log(data_dir: &Path) -> Result<Vec<(u64, String)>, WalError> {
     let mut out = Vec::new();
-    // A zero-size segment limit never rotates here: the log is only read and its tail checked.
     Wal::open(&data_dir.join("log"), u64::MAX, crate::wal::Fsync::Never, |_, r| {
         if r.kind == KIND_EVENT {
-            if let Some((_, raw, _)) = split_event(&r.payload) {
-                out.push((r.seq, raw.to_string()));
+            if let Some((id, _)) = split_event(&r.payload).and_then(|(_, st, _)| stored_id_actor(st)) {
+                out.push((r.seq, id));
             }
         }
     })?;
@@ -334,9 +415,9 @@ fn snapshots(data: &Path) -> Vec<(u64, PathBuf)> {
     v
 }
 
-fn encode_snapshot(extras: &Extras, engine: &Engine) -> Vec<u8> {
+fn encode_snapshot(extras: &Extras, engine: argus_engine::PendingSnapshot) -> Vec<u8> {
     let ex = bincode::serialize(extras).expect("serializing plain data to a Vec cannot fail");
-    let eng = engine.snapshot();
+    let eng = engine.encode();
     let mut out = Vec::with_capacity(ex.len() + eng.len() + 24);
     out.extend_from_slice(SNAP_MAGIC);
     out.extend_from_slice(&(ex.len() as u64).to_le_bytes());
@@ -378,9 +459,13 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 impl Core {
     /// Loads configuration and policies, restores the newest usable snapshot and replays the log after
     /// it through the same code path as live events.
-    pub fn open(settings: Settings, loader: Loader, shared: Arc<Shared>) -> Result<(Core, Recovery), StartError> {
+    /// `initial`: the configuration and policies already loaded by the caller (else `loader` runs).
+    pub fn open(settings: Settings, loader: Loader, initial: Option<Loaded>, shared: Arc<Shared>) -> Result<(Core, Recovery), StartError> {
         let started = Instant::now();
-        let (cfg, loaded) = loader().map_err(|e| StartError::Config(format!("{e:#}")))?;
+        let (cfg, loaded) = match initial {
+            Some(x) => x,
+            None => loader().map_err(|e| StartError::Config(format!("{e:#}")))?,
+        };
         let data = settings.data_dir.clone();
         std::fs::create_dir_all(snapshot_dir(&data)).map_err(|e| StartError::State(format!("creating {}: {e}", data.display())))?;
         // The newest snapshot that restores under this configuration.
@@ -408,12 +493,16 @@ impl Core {
         }
         let (extras, engine) = restored.unwrap_or_else(|| (Extras::default(), Engine::new(cfg.clone())));
         let mut index = HashMap::new();
+        let mut heads: Vec<(Loc, EventHead)> = Vec::new();
         let mut tail: Vec<(Loc, Record)> = Vec::new();
         let snap_seq = extras.seq;
         let (wal, report) = Wal::open(&data.join("log"), settings.segment_bytes, settings.fsync, |loc, rec| {
             if rec.kind == KIND_EVENT {
-                if let Some((idh, _, _)) = split_event(&rec.payload) {
-                    index.insert(idh, loc);
+                if let Some(h) = head_of(&rec.payload) {
+                    index.insert(h.idh, loc);
+                    if h.action != NO_ACTION {
+                        heads.push((loc, h));
+                    }
                 }
             }
             if rec.seq > snap_seq {
@@ -444,7 +533,7 @@ impl Core {
             wal,
             index,
             overlay: extras.overlay,
-            recent: extras.recent.into_iter().map(|(k, v)| (k, VecDeque::from(v))).collect(),
+            recent: HashMap::new(),
             recent_order: VecDeque::new(),
             label_types,
             scratch: Vec::new(),
@@ -457,15 +546,21 @@ impl Core {
             syncer: None,
             syncer_thread: None,
             metrics: m::CoreMetrics::default(),
+            copying: None,
         };
-        core.recent_order = core.recent.keys().copied().collect();
+        for (loc, h) in heads {
+            core.remember(Recent { loc, head: h });
+        }
         core.install_policies(loaded);
         let mut rec = Recovery { snapshot_seq: snap_seq, indexed: core.index.len() as u64, truncated_bytes: report.truncated_bytes, ..Default::default() };
         for (loc, r) in tail {
             match r.kind {
                 KIND_EVENT => {
-                    if let Some((_, raw, d)) = split_event(&r.payload) {
-                        core.event(raw, false, Some((loc, d)));
+                    match split_event(&r.payload).ok_or_else(|| "unreadable record".to_string()).and_then(|(_, st, _)| load_event(core.engine.schema(), st)) {
+                        Ok(ev) => {
+                            core.accept(ev, Some(loc), Instant::now());
+                        }
+                        Err(e) => tracing::warn!(seq = r.seq, "a logged event cannot be replayed under this schema: {e}"),
                     }
                 }
                 KIND_LIST => {
@@ -517,9 +612,14 @@ impl Core {
         let mut group: Vec<Msg> = Vec::with_capacity(MAX_GROUP);
         let mut answers: Vec<(oneshot::Sender<Answer>, Outcome)> = Vec::with_capacity(MAX_GROUP);
         loop {
-            let first = match rx.recv_timeout(Duration::from_millis(200)) {
+            // While a snapshot copy is in progress, idle time goes to it.
+            let wait = if self.copying.is_some() { Duration::from_millis(1) } else { Duration::from_millis(200) };
+            let first = match rx.recv_timeout(wait) {
                 Ok(msg) => msg,
                 Err(RecvTimeoutError::Timeout) => {
+                    if let Err(e) = self.wal.sync_if_due() {
+                        self.fail(format!("event log: {e}"));
+                    }
                     self.housekeeping(false);
                     continue;
                 }
@@ -532,7 +632,8 @@ impl Core {
                     Err(_) => break,
                 }
             }
-            self.shared.queued.fetch_sub(group.len(), Ordering::SeqCst);
+            let left = self.shared.queued.fetch_sub(group.len(), Ordering::SeqCst).saturating_sub(group.len());
+            m::set_gauge(m::QUEUE_DEPTH, left as f64);
             let mut shutdown = None;
             for msg in group.drain(..) {
                 if matches!(msg.req, Request::Shutdown) {
@@ -665,11 +766,11 @@ impl Core {
             }
             let out = if labels_only {
                 match self.label_envelope(raw.get()) {
-                    Ok(raw) => self.event(&raw, true, None),
+                    Ok(raw) => self.event(&raw, true),
                     Err(a) => Outcome::Answer(a),
                 }
             } else {
-                self.event(raw.get(), false, None)
+                self.event(raw.get(), false)
             };
             match out {
                 Outcome::Logged(a) => {
@@ -724,19 +825,17 @@ impl Core {
         };
         let rec = self.wal.read(loc).map_err(|e| error(500, "internal_error", e.to_string()))?;
         let actor = split_event(&rec.payload)
-            .and_then(|(_, r, _)| serde_json::from_str::<Json>(r).ok())
-            .and_then(|o| o.get("actor").cloned())
+            .and_then(|(_, st, _)| stored_id_actor(st))
+            .and_then(|(_, a)| a)
             .ok_or_else(|| error(500, "internal_error", "the original event's record is unreadable"))?;
-        obj.insert("actor".into(), actor);
+        obj.insert("actor".into(), value_json(&actor));
         Ok(v.to_string())
     }
 
-    /// One event, live (`replay` = `None`: decided, logged) or replayed from the log (`replay`: its
-    /// record's place and the decision logged with it).
-    fn event(&mut self, raw: &str, labels_only: bool, replay: Option<(Loc, &[u8])>) -> Outcome {
-        let loc = replay.map(|r| r.0);
+    /// One event from a client: decoded (validated, pseudonymized), then [`accept`](Self::accept)ed.
+    fn event(&mut self, raw: &str, labels_only: bool) -> Outcome {
         let t0 = Instant::now();
-        let mut ev: Event = match self.engine.decoder().decode_bytes(raw.as_bytes()) {
+        let ev: Event = match self.engine.decoder().decode_bytes(raw.as_bytes()) {
             Ok(ev) => ev,
             Err(rej) => {
                 m::event_outcome("?", rej.code());
@@ -745,17 +844,25 @@ impl Core {
                 return Outcome::Answer(error_with(status, rej.code(), rej.to_string(), details));
             }
         };
+        if labels_only && !self.label_types.contains(&ev.ty) {
+            let name = &self.engine.schema().get(ev.ty).name;
+            return Outcome::Answer(error(422, "not_a_label", format!("`{name}` is not a label type; labels are {}", self.settings.label_types.join(", "))));
+        }
+        self.accept(ev, None, t0)
+    }
+
+    /// The one path of an event, live (`loc` = `None`: decided, logged, answered) or replayed from the
+    /// log at start (`loc`: its record; features only, the decision is in the record).
+    fn accept(&mut self, mut ev: Event, loc: Option<Loc>, t0: Instant) -> Outcome {
         let schema = self.engine.schema().clone();
         let type_name = schema.get(ev.ty).name.as_str();
-        if labels_only && !self.label_types.contains(&ev.ty) {
-            return Outcome::Answer(error(
-                422,
-                "not_a_label",
-                format!("`{type_name}` is not a label type; labels are {}", self.settings.label_types.join(", ")),
-            ));
-        }
         let idh = id_hash(&ev.id);
-        if loc.is_none() {
+        let actor = match ev.fields.first() {
+            Some(Value::Str(a)) => actor_key(&schema.get(ev.ty).actor_kind, a),
+            _ => 0,
+        };
+        let live = loc.is_none();
+        if live {
             if let Some(&l) = self.index.get(&idh) {
                 self.metrics.outcome(ev.ty, "duplicate", type_name);
                 let rec = self.wal.read(l).ok();
@@ -763,21 +870,27 @@ impl Core {
                 return Outcome::Answer(event_answer("duplicate", &ev.id, None, decision));
             }
         }
-        match self.engine.process(&mut ev) {
-            Ok(_) => {}
-            Err(e) => {
-                self.metrics.outcome(ev.ty, e.code(), type_name);
-                if loc.is_some() {
-                    tracing::warn!(id = %ev.id, "a logged event was refused on replay: {e}");
-                }
-                return Outcome::Answer(match e {
-                    ProcessError::Duplicate(_) => event_answer("duplicate", &ev.id, None, b""),
-                    ProcessError::TooLate { .. } => error(422, e.code(), e.to_string()),
-                });
+        // What the log keeps: the event as decoded (personal data already tokenized), with its label
+        // columns, by field name; taken before `process` moves the label columns out.
+        let stored = if live { stored_event(&schema, &ev) } else { Vec::new() };
+        if let Err(e) = self.engine.process(&mut ev) {
+            if live {
+                self.metrics.outcome(ev.ty, if matches!(e, ProcessError::Duplicate(_)) { "duplicate" } else { e.code() }, type_name);
+            } else {
+                tracing::warn!(id = %ev.id, "a logged event was refused on replay: {e}");
             }
+            return Outcome::Answer(match e {
+                ProcessError::Duplicate(_) => event_answer("duplicate", &ev.id, None, b""),
+                ProcessError::TooLate { .. } => error(422, e.code(), e.to_string()),
+            });
         }
-        // Replay needs the features only: the decision is in the log.
-        let mut decision = if loc.is_none() { self.engine.decide(&ev) } else { None };
+        self.since_snap += 1;
+        if let Some(l) = loc {
+            // Replayed: the per-actor recent decisions were rebuilt from the record headers.
+            self.index.insert(idh, l);
+            return Outcome::Answer(ok(Json::Null));
+        }
+        let mut decision = self.engine.decide(&ev);
         let eval = t0.elapsed();
         if let Some(d) = decision.as_mut() {
             d.eval_us = Some((eval.as_secs_f64() * 1e7).round() / 10.0);
@@ -785,48 +898,38 @@ impl Core {
         }
         self.metrics.outcome(ev.ty, "accepted", type_name);
         let djson = decision.as_ref().map(|d| serde_json::to_vec(d).unwrap_or_default()).unwrap_or_default();
-        let (seq, loc) = match loc {
-            Some(l) => (0, l),
-            None => {
-                let mut payload = std::mem::take(&mut self.scratch);
-                event_payload(idh, raw, &djson, &mut payload);
-                let r = self.wal.append(KIND_EVENT, &payload);
-                self.scratch = payload;
-                match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        self.fail(format!("event log: {e}"));
-                        return Outcome::Answer(error(503, "log_unavailable", "the event could not be written to the event log; it was not acknowledged"));
-                    }
-                }
+        let head = EventHead {
+            idh,
+            actor,
+            time: ev.time,
+            ty: ev.ty,
+            action: decision.as_ref().map_or(NO_ACTION, |d| action_index(d.action)),
+            score: decision.as_ref().map_or(0, |d| d.score),
+        };
+        let mut payload = std::mem::take(&mut self.scratch);
+        event_payload(&head, &stored, &djson, &mut payload);
+        let appended = self.wal.append(KIND_EVENT, &payload);
+        self.scratch = payload;
+        let (seq, loc) = match appended {
+            Ok(x) => x,
+            Err(e) => {
+                self.fail(format!("event log: {e}"));
+                return Outcome::Answer(error(503, "log_unavailable", "the event could not be written to the event log; it was not acknowledged"));
             }
         };
         self.index.insert(idh, loc);
-        self.since_snap += 1;
-        if let Some(d) = &decision {
-            self.remember(&ev, d.action, d.score);
-        }
-        if let Some((_, logged)) = replay {
-            // Replayed: the per-actor recent decisions are rebuilt from the logged decision.
-            if let Ok(d) = serde_json::from_slice::<Json>(logged) {
-                let action = d.get("action").and_then(Json::as_str).and_then(argus_policy::Action::parse).unwrap_or_default();
-                self.remember(&ev, action, d.get("score").and_then(Json::as_i64).unwrap_or(0));
-            }
-            return Outcome::Answer(ok(Json::Null));
+        if head.action != NO_ACTION {
+            self.remember(Recent { loc, head });
         }
         Outcome::Logged(event_answer("accepted", &ev.id, Some(seq), &djson))
     }
 
-    fn remember(&mut self, ev: &Event, action: argus_policy::Action, score: i64) {
+    fn remember(&mut self, r: Recent) {
         let cap = self.settings.recent_decisions;
         if cap == 0 {
             return;
         }
-        let et = self.engine.schema().get(ev.ty);
-        let Some(Value::Str(actor)) = ev.fields.first() else { return };
-        let key = actor_key(&et.actor_kind, actor);
-        let action = argus_policy::Action::ALL.iter().position(|a| *a == action).unwrap_or(0) as u8;
-        let r = Recent { event_id: ev.id.clone(), time: ev.time, ty: ev.ty, action, score };
+        let key = r.head.actor;
         let q = match self.recent.get_mut(&key) {
             Some(q) => q,
             None => {
@@ -909,24 +1012,21 @@ impl Core {
             Some(Value::Str(s)) => s.to_string(),
             _ => item_key(Some(kind), id, &self.engine.config.pseudonymizer).unwrap_or_else(|_| id.to_string()),
         };
-        let recent: Vec<Json> = self
-            .recent
-            .get(&actor_key(kind, &stored))
-            .map(|q| {
-                q.iter()
-                    .rev()
-                    .map(|r| {
-                        json!({
-                            "event_id": r.event_id,
-                            "time": argus_event::time::format_rfc3339(r.time),
-                            "checkpoint": schema.get(r.ty).name,
-                            "action": argus_policy::Action::ALL.get(r.action as usize).map(|a| a.name()),
-                            "score": r.score,
-                        })
-                    })
-                    .collect()
+        let recent: Vec<Recent> = self.recent.get(&actor_key(kind, &stored)).map(|q| q.iter().rev().copied().collect()).unwrap_or_default();
+        let recent: Vec<Json> = recent
+            .into_iter()
+            .map(|r| {
+                // The event id is read back from the record (the header has only its digest).
+                let id = self.wal.read(r.loc).ok().and_then(|rec| stored_id_actor(split_event(&rec.payload)?.1)).map(|(id, _)| id);
+                json!({
+                    "event_id": id,
+                    "time": argus_event::time::format_rfc3339(r.head.time),
+                    "checkpoint": schema.types.get(r.head.ty as usize).map(|t| t.name.as_str()),
+                    "action": argus_policy::Action::ALL.get(r.head.action as usize).map(|a| a.name()),
+                    "score": r.head.score,
+                })
             })
-            .unwrap_or_default();
+            .collect();
         ok(json!({
             "kind": kind,
             "id": id,
@@ -1045,11 +1145,13 @@ impl Core {
         };
         let cur = &self.engine.config;
         let mut changed = Vec::new();
-        if cfg.schema.fingerprint() != cur.schema.fingerprint() {
+        if cfg.schema.definition_digest() != cur.schema.definition_digest() {
             changed.push("the event schema");
         }
-        if cfg.features.fingerprint() != cur.features.fingerprint() {
-            changed.push("feature definitions");
+        // Whole definitions, not only the stored series: policies read features by position.
+        let features = |c: &Config| format!("{:?}{:?}", c.features, (c.dedupe_ttl_ms, c.sweep_every_ms));
+        if cfg.features.fingerprint() != cur.features.fingerprint() || features(&cfg) != features(cur) {
+            changed.push("feature definitions or engine settings");
         }
         if cfg.secret_fingerprint != cur.secret_fingerprint {
             changed.push("the pseudonymization secret");
@@ -1094,14 +1196,21 @@ impl Core {
 
     /// Finishes a background snapshot, applies retention, and starts a new snapshot when due.
     fn housekeeping(&mut self, force: bool) {
-        if let Some(j) = self.snap_job.take_if(|j| j.is_finished()) {
+        if let Some(j) = self.snap_job.take_if(|j| j.is_finished() || force) {
             match j.join() {
                 Ok(Ok(seq)) => {
+                    // Two snapshots are kept; the log must still reach back to the older one, so that
+                    // start-up can fall back to it if the newer one is unreadable.
+                    let older = self.snap_seq;
                     self.snap_seq = seq;
                     m::inc_labeled(m::SNAPSHOTS, "outcome", "ok");
-                    let gone = self.wal.retain(seq, self.settings.retention);
+                    let gone = self.wal.retain(older, self.settings.retention);
                     if !gone.is_empty() {
                         self.index.retain(|_, l| !gone.contains(&l.segment));
+                        self.recent.retain(|_, q| {
+                            q.retain(|r| !gone.contains(&r.loc.segment));
+                            !q.is_empty()
+                        });
                     }
                     m::set_gauge(m::LOG_SEGMENTS, self.wal.segment_count() as f64);
                 }
@@ -1112,36 +1221,59 @@ impl Core {
                 Err(_) => tracing::error!("snapshot thread panicked"),
             }
         }
-        if force {
-            if let Some(j) = self.snap_job.take() {
-                let _ = j.join();
+        if self.failed.is_some() {
+            self.copying = None;
+            return;
+        }
+        // An incremental copy in progress: one bounded step between groups, or all of it when forced.
+        if let Some(mut c) = self.copying.take() {
+            let t = Instant::now();
+            let step = self.engine.copy_step(&mut c, if force { usize::MAX } else { COPY_STEP });
+            m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
+            match step {
+                Ok(false) => self.copying = Some(c),
+                Ok(true) => self.finish_snapshot(c, force),
+                Err(_) => m::inc_labeled(m::SNAPSHOTS, "outcome", "restarted"),
             }
+            return;
         }
         let due = self.since_snap > 0
             && (force || self.since_snap >= self.settings.snapshot_every_events || self.last_snap.elapsed() >= self.settings.snapshot_interval);
-        if !due || self.snap_job.is_some() || self.failed.is_some() {
+        if !due || self.snap_job.is_some() {
             return;
         }
+        let t = Instant::now();
+        self.copying = Some(self.engine.begin_copy());
+        m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
+        self.since_snap = 0;
+        self.last_snap = Instant::now();
+        if force {
+            self.housekeeping(true);
+        }
+    }
+
+    /// The copy is complete: take the consistent state (the keys changed during the copy are copied
+    /// again), and encode and write it on another thread (on this one when `now`).
+    fn finish_snapshot(&mut self, c: argus_engine::EngineCopy, now: bool) {
         // A snapshot must never cover records the log could still lose.
         if let Err(e) = self.wal.sync() {
             self.fail(format!("event log: {e}"));
             return;
         }
-        // The pause: copying the state. Encoding and writing happen on another thread.
         let t = Instant::now();
         let seq = self.wal.last_seq();
-        let engine = self.engine.clone_state();
-        let extras = Extras {
-            seq,
-            overlay: self.overlay.clone(),
-            recent: self.recent.iter().map(|(k, v)| (*k, v.iter().cloned().collect())).collect(),
+        let pending = match self.engine.finish_copy(c) {
+            Ok(p) => p,
+            Err(_) => {
+                m::inc_labeled(m::SNAPSHOTS, "outcome", "restarted");
+                return;
+            }
         };
+        let extras = Extras { seq, overlay: self.overlay.clone() };
         m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
-        self.since_snap = 0;
-        self.last_snap = Instant::now();
         let dir = snapshot_dir(&self.settings.data_dir);
         let job = move || -> Result<u64, String> {
-            let bytes = encode_snapshot(&extras, &engine);
+            let bytes = encode_snapshot(&extras, pending);
             let path = dir.join(format!("snap-{seq:020}.bin"));
             write_atomically(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
             // Keep the two newest.
@@ -1150,7 +1282,7 @@ impl Core {
             }
             Ok(seq)
         };
-        if force {
+        if now {
             match job() {
                 Ok(seq) => self.snap_seq = seq,
                 Err(e) => tracing::error!("final snapshot failed: {e}"),

@@ -12,7 +12,7 @@ pub mod metrics;
 pub mod settings;
 pub mod wal;
 
-pub use crate::core::{read_log, Answer, Loader, Recovery, Shared};
+pub use crate::core::{read_log, Answer, Loaded, Loader, Recovery, Shared};
 pub use settings::{Role, Settings};
 
 use std::sync::atomic::Ordering;
@@ -31,9 +31,14 @@ pub struct Server {
 impl Server {
     /// Recovers the state from the data directory and starts the core thread.
     pub fn start(settings: Settings, loader: Loader) -> Result<Server, core::StartError> {
+        Self::start_with(settings, loader, None)
+    }
+
+    /// As [`start`](Self::start), with the configuration and policies already loaded.
+    pub fn start_with(settings: Settings, loader: Loader, initial: Option<Loaded>) -> Result<Server, core::StartError> {
         metrics::install();
         let shared = Arc::new(Shared::default());
-        let (core, recovery) = core::Core::open(settings.clone(), loader, shared.clone())?;
+        let (core, recovery) = core::Core::open(settings.clone(), loader, initial, shared.clone())?;
         let (tx, rx) = sync_channel(settings.queue_depth);
         let handle = std::thread::Builder::new()
             .name("argus-core".into())
@@ -43,13 +48,21 @@ impl Server {
         Ok(Server { router: api::router(state.clone()), recovery, shared, state, core: Some(handle) })
     }
 
-    /// Stops accepting work, syncs the log, writes a final snapshot and stops the core thread.
+    /// Stops accepting work, syncs the log, writes a final snapshot and waits for the core thread.
+    /// The shutdown request waits for room in the queue (it is never refused as `overloaded`) and has
+    /// no timeout.
     pub async fn shutdown(mut self) {
         self.shared.ready.store(false, Ordering::SeqCst);
-        let _ = api::ask(&self.state, core::Request::Shutdown).await;
-        if let Some(h) = self.core.take() {
-            let _ = tokio::task::spawn_blocking(move || h.join()).await;
-        }
+        let tx = self.state.tx.clone();
+        let core = self.core.take();
+        let _ = tokio::task::spawn_blocking(move || {
+            let (reply, _rx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(core::Msg { req: core::Request::Shutdown, reply });
+            if let Some(h) = core {
+                let _ = h.join();
+            }
+        })
+        .await;
     }
 
     /// Asks the core for a reload (what SIGHUP does).
@@ -61,14 +74,13 @@ impl Server {
 /// Runs the server until SIGINT or SIGTERM: binds, prints `argus: listening on <addr>`, reloads on
 /// SIGHUP, and shuts down gracefully (in-flight requests finish, the log is synced, a snapshot is
 /// written).
-pub async fn serve(settings: Settings, loader: Loader) -> anyhow::Result<()> {
+pub async fn serve(settings: Settings, loader: Loader, initial: Option<Loaded>) -> anyhow::Result<()> {
     if settings.api_keys.is_empty() {
         tracing::warn!("no API keys configured: every request is allowed (development mode); configure [[server.api_keys]] in production");
-        eprintln!("warning: no API keys configured: every request is allowed (development mode)");
     }
     let listen = settings.listen.clone();
     let data = settings.data_dir.clone();
-    let server = Server::start(settings, loader)?;
+    let server = Server::start_with(settings, loader, initial)?;
     let r = &server.recovery;
     eprintln!(
         "argus: recovered from {} (snapshot at record {}, {} log records replayed, {} events indexed) in {} ms",
@@ -81,27 +93,21 @@ pub async fn serve(settings: Settings, loader: Loader) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     println!("argus: listening on {addr}");
-    let server = Arc::new(server);
     #[cfg(unix)]
     {
-        let s = server.clone();
+        let state = server.state.clone();
         tokio::spawn(async move {
             let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
             while hup.recv().await.is_some() {
-                let a = s.reload().await;
-                eprintln!("argus: SIGHUP reload: {} {}", a.status, a.body);
+                let a = api::ask(&state, core::Request::Reload).await;
+                tracing::info!("SIGHUP reload: {} {}", a.status, a.body);
             }
         });
     }
     let app = server.router.clone();
     axum::serve(listener, app).with_graceful_shutdown(stop_signal()).await?;
     eprintln!("argus: stopping: syncing the log and writing a snapshot");
-    match Arc::try_unwrap(server) {
-        Ok(s) => s.shutdown().await,
-        Err(s) => {
-            let _ = api::ask(&s.state, core::Request::Shutdown).await;
-        }
-    }
+    server.shutdown().await;
     Ok(())
 }
 

@@ -137,9 +137,12 @@ fn parse_size(s: &str) -> Option<u64> {
             &s[..i],
             match s[i..].trim() {
                 "B" | "b" => 1,
-                "KiB" | "K" | "k" | "kB" => 1 << 10,
-                "MiB" | "M" | "MB" => 1 << 20,
-                "GiB" | "G" | "GB" => 1 << 30,
+                "KiB" | "K" | "k" => 1 << 10,
+                "MiB" | "M" => 1 << 20,
+                "GiB" | "G" => 1 << 30,
+                "kB" | "KB" => 1_000,
+                "MB" => 1_000_000,
+                "GB" => 1_000_000_000,
                 _ => return None,
             },
         ),
@@ -209,6 +212,12 @@ impl Settings {
         s.snapshot_interval = dur(&mut errors, "snapshot_interval", &raw.snapshot_interval, s.snapshot_interval);
         s.request_timeout = dur(&mut errors, "request_timeout", &raw.request_timeout, s.request_timeout);
         s.max_body = size(&mut errors, "max_body", &raw.max_body, s.max_body as u64).min(usize::MAX as u64) as usize;
+        if s.request_timeout.is_zero() {
+            errors.push("server.request_timeout: must be more than 0 (every request would time out)".into());
+        }
+        if s.snapshot_interval < Duration::from_secs(1) {
+            errors.push("server.snapshot_interval: must be at least 1s".into());
+        }
         for (key, v, target) in [
             ("queue_depth", raw.queue_depth, &mut s.queue_depth),
             ("max_batch", raw.max_batch, &mut s.max_batch),
@@ -291,9 +300,11 @@ key_env = "TEST_KEY"
 
     #[test]
     fn every_problem_is_reported() {
-        let t: toml::Table = toml::from_str("fsync = \"sometimes\"\nretention = \"forever\"\nqueue_depth = 0\n[[api_keys]]\nname = \"x\"\nrole = \"admin\"\nkey = \"short\"").unwrap();
+        let t: toml::Table = toml::from_str("fsync = \"sometimes\"\nretention = \"forever\"\nqueue_depth = 0\nrequest_timeout = \"0s\"\n[[api_keys]]\nname = \"x\"\nrole = \"admin\"\nkey = \"short\"").unwrap();
         let e = Settings::resolve(&t, |_| None).unwrap_err();
-        assert_eq!(e.len(), 4, "{e:?}");
+        assert_eq!(e.len(), 5, "{e:?}");
+        assert_eq!(parse_size("2MB"), Some(2_000_000));
+        assert_eq!(parse_size("2MiB"), Some(2 << 20));
         let t: toml::Table = toml::from_str("lisen = \"x\"").unwrap();
         let e = Settings::resolve(&t, |_| None).unwrap_err();
         assert!(e[0].contains("unknown field `lisen`"), "{e:?}");

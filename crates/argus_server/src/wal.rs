@@ -68,7 +68,7 @@ pub struct Record {
 pub enum WalError {
     #[error("event log I/O in {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("event log corrupt in {path} at byte {offset}: {why} (not the newest segment, so acknowledged records would be lost; restore the file or move it away)")]
+    #[error("event log corrupt in {path} at byte {offset}: {why} (valid records follow it, so cutting the log there would lose acknowledged records; restore the file or move it away)")]
     Corrupt { path: PathBuf, offset: u64, why: String },
 }
 
@@ -157,6 +157,18 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Record, usize)>, String> {
     Ok(Some((Record { seq, kind: body[8], payload: body[BODY_HEAD..].to_vec() }, HEADER + len)))
 }
 
+/// Whether a valid record follows the bad one at `off`: then the damage is not a torn tail (a crash
+/// part-way through the last write) but corruption in the middle, and cutting there would drop
+/// acknowledged records.
+fn valid_record_after(bytes: &[u8], off: usize) -> bool {
+    if bytes.len() < off + HEADER {
+        return false;
+    }
+    let len = u32::from_le_bytes([bytes[off], bytes[off + 1], bytes[off + 2], bytes[off + 3]]) as usize;
+    let next = off + HEADER + len;
+    (BODY_HEAD..=MAX_RECORD).contains(&len) && next < bytes.len() && matches!(decode(&bytes[next..]), Ok(Some(_)))
+}
+
 impl Wal {
     /// Opens (or creates) the log in `dir`, calling `visit` for every record in order, and truncates a
     /// torn tail of the newest segment.
@@ -189,7 +201,7 @@ impl Wal {
                         visit(Loc { segment: first, offset: off as u64 }, rec);
                         off += used;
                     }
-                    Err(why) if newest => {
+                    Err(why) if newest && !valid_record_after(&bytes, off) => {
                         tracing::warn!(path = %path.display(), offset = off, %why, "cutting a torn record off the end of the event log");
                         report.truncated_bytes = (bytes.len() - off) as u64;
                         let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
@@ -293,6 +305,15 @@ impl Wal {
         }
         self.written = self.len;
         Ok(self.sync_file.clone())
+    }
+
+    /// Under `every <interval>`: syncs what is written and not yet synced once the interval has
+    /// passed, even when no new record arrives (the core calls it when idle).
+    pub fn sync_if_due(&mut self) -> Result<bool, WalError> {
+        match self.fsync {
+            Fsync::Interval(d) if (self.unsynced || self.written != self.len) && self.last_sync.elapsed() >= d => self.sync().map(|_| true),
+            _ => Ok(false),
+        }
     }
 
     pub fn policy(&self) -> Fsync {
@@ -436,6 +457,25 @@ mod tests {
         w.commit().unwrap();
         let (recs, _) = collect(d.path());
         assert_eq!(recs.last().unwrap().payload, b"again");
+    }
+
+    #[test]
+    fn corruption_in_the_middle_of_the_newest_segment_is_an_error_not_a_cut() {
+        let d = tempfile::tempdir().unwrap();
+        {
+            let (mut w, _) = Wal::open(d.path(), 1 << 20, Fsync::Never, |_, _| {}).unwrap();
+            for i in 0..10 {
+                w.append(1, format!("record {i}").as_bytes()).unwrap();
+            }
+            w.commit().unwrap();
+        }
+        let path = segment_path(d.path(), 1);
+        let mut b = std::fs::read(&path).unwrap();
+        b[HEADER + BODY_HEAD + 2] ^= 0xff; // the first record's payload
+        std::fs::write(&path, &b).unwrap();
+        let e = Wal::open(d.path(), 1 << 20, Fsync::Never, |_, _| {}).err().expect("must refuse");
+        assert!(e.to_string().contains("checksum mismatch"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b, "nothing cut");
     }
 
     #[test]

@@ -344,6 +344,14 @@ async fn reload_validates_then_swaps_and_refuses_feature_changes() {
     std::fs::write(conf.join("argus.toml"), cfg.replacen("window = \"1h\"", "window = \"2h\"", 1)).unwrap();
     let (st, v) = call(&s, "POST", "/v1/admin/reload", Some(ADMIN), Body::empty()).await;
     assert_eq!((st, err_code(&v)), (StatusCode::CONFLICT, "restart_required"), "{v}");
+    // So is a feature added over existing series (policies read features by position).
+    let extra = "\n[[features]]\nname = \"zz_is_weekend\"\nkind = \"is_weekend\"\n";
+    std::fs::write(conf.join("argus.toml"), format!("{cfg}{extra}")).unwrap();
+    let (st, v) = call(&s, "POST", "/v1/admin/reload", Some(ADMIN), Body::empty()).await;
+    assert_eq!((st, err_code(&v)), (StatusCode::CONFLICT, "restart_required"), "{v}");
+    // Back to the running definitions: reloads again.
+    std::fs::write(conf.join("argus.toml"), &cfg).unwrap();
+    assert_eq!(call(&s, "POST", "/v1/admin/reload", Some(ADMIN), Body::empty()).await.0, 200);
     s.shutdown().await;
 }
 
@@ -381,4 +389,92 @@ async fn restart_recovers_state_decisions_lists_and_idempotency() {
     let (_, v) = call(&s, "GET", "/v1/lists/blocked_devices", Some(ANALYST), Body::empty()).await;
     assert!(v["items"].as_array().unwrap().iter().any(|i| i["value"] == "d-late"), "list changes survive: {v}");
     s.shutdown().await;
+
+    // Personal data never reaches the disk: the log and snapshots hold tokens, not emails or cards.
+    let mut files = vec![];
+    for sub in ["log", "snapshots"] {
+        files.extend(std::fs::read_dir(d.path().join(sub)).unwrap().map(|e| e.unwrap().path()));
+    }
+    assert!(files.len() >= 2);
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for pii in ["alice@example.com", "4111 1111 1111 1111", "4111111111111111", "+44 7700 900001", "81.2.69.10"] {
+            assert!(!text.contains(pii), "{} holds `{pii}`", f.display());
+        }
+    }
+}
+
+/// Arbitrary JSON values, for envelope fields of every wrong type.
+fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        "[a-z0-9@.:+ -]{0,24}".prop_map(Value::from),
+        Just(Value::from("2026-11-20T09:00:00Z")),
+        Just(Value::from("account.register")),
+        Just(Value::from("payment.attempt")),
+    ];
+    leaf.prop_recursive(3, 16, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            proptest::collection::btree_map("[a-z_]{1,10}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// The HTTP body harness that CI runs on every commit (the cargo-fuzz target `http_body` covers the same
+/// ground for longer): random bytes, one-character mutations of a valid event, and envelopes whose
+/// fields have random types, on the event, batch and label routes. Every answer must be JSON, and every
+/// refusal must have the one error shape; the server must go on answering.
+#[test]
+fn any_body_gets_a_json_answer_and_errors_have_the_one_shape() {
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let s = starter(d.path());
+    let valid = register("seed", "u1", "d1");
+    let n = valid.len();
+    let body = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..600),
+        (0..n, any::<char>()).prop_map(move |(i, c)| {
+            let mut v: Vec<char> = register("seed", "u1", "d1").chars().collect();
+            v[i] = c;
+            v.into_iter().collect::<String>().into_bytes()
+        }),
+        (json_value(), json_value(), json_value(), json_value(), "[a-z_]{1,12}", json_value()).prop_map(|(id, ty, time, actor, k, v)| {
+            json!({"id": id, "type": ty, "time": time, "actor": actor, "data": {k: v}}).to_string().into_bytes()
+        }),
+        (json_value(), "[a-z_]{1,12}", json_value()).prop_map(|(id, k, v)| {
+            json!({"id": id, "type": "payment.attempt", "time": "2026-11-20T09:00:00Z", "actor": "u1", "data": {k: v, "amount": "1.00"}}).to_string().into_bytes()
+        }),
+    ];
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config { cases: 400, failure_persistence: None, ..Default::default() });
+    runner
+        .run(&(body, 0usize..4), |(body, route)| {
+            let uri = ["/v1/events", "/v1/events/batch", "/v1/labels", "/v1/events/batch"][route];
+            let (st, v) = rt.block_on(async {
+                let mut req = Request::post(uri).header("authorization", format!("Bearer {INGEST}"));
+                if route == 3 {
+                    req = req.header("content-type", "application/x-ndjson");
+                }
+                let resp = s.router.clone().oneshot(req.body(Body::from(body.clone())).unwrap()).await.unwrap();
+                let st = resp.status();
+                let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+                (st, serde_json::from_slice::<Value>(&bytes))
+            });
+            let v = v.map_err(|e| TestCaseError::fail(format!("{st}: answer is not JSON: {e}")))?;
+            prop_assert!(st != StatusCode::INTERNAL_SERVER_ERROR, "{v}");
+            if st != StatusCode::OK {
+                prop_assert!(v["error"]["code"].is_string() && v["error"]["message"].is_string(), "{st}: {v}");
+            }
+            Ok(())
+        })
+        .unwrap();
+    let (st, _) = rt.block_on(call(&s, "POST", "/v1/events", Some(INGEST), register("after", "u1", "d1")));
+    assert_eq!(st, 200, "the server still answers");
+    rt.block_on(s.shutdown());
 }
