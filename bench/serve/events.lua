@@ -43,10 +43,12 @@ local kinds = {
   function(u, d, ip) return "payment.attempt", string.format('{"order":"o%d","amount":"%d.00","currency":"EUR","card":"4111 1111 1111 %04d","card_country":"GB","device":"d%d","ip":"%s"}', counter, 5 + rng(400), rng(10000), d, ip) end,
 }
 
--- A pool of event bodies per thread, built once; each request only adds a fresh id (and the current
--- second), so that the load generator spends its CPU on sending, not on formatting.
+-- A pool of event bodies per thread (50,000: users, devices, IPs, cards, sellers and items drawn at
+-- random, so the entity population is in the tens of thousands per kind), built once; each request
+-- only adds a fresh id (and the current second), so that the load generator spends its CPU on
+-- sending, not on formatting.
 local pool = {}
-local POOL = 4096
+local POOL = 50000
 local now = ""
 
 local function build_pool()

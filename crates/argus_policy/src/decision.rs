@@ -76,7 +76,7 @@ pub struct Decision {
     pub policy_version: String,
     /// Which step of the precedence decided: `allow_rule`, `rule_action`, `score_threshold`, `default`.
     pub decided_by: &'static str,
-    /// Wall-clock time the server spent on this event (feature update and rules), in microseconds. Set
+    /// Wall-clock time the server spent on this event (decoding, feature update and rules), in µs. Set
     /// by the server only: replay leaves it out, so that the same input gives the same bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_us: Option<f64>,

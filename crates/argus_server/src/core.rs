@@ -204,7 +204,7 @@ pub struct Core {
 }
 
 /// Records (keys and idempotency ids) copied per step of a snapshot, between two groups of requests.
-const COPY_STEP: usize = 4096;
+const COPY_STEP: usize = 1024;
 
 /// A group's answers, to be sent once `file` (the segment its records went to) is synced.
 struct SyncJob {
