@@ -199,12 +199,23 @@ pub struct Core {
     syncer: Option<std::sync::mpsc::Sender<SyncJob>>,
     syncer_thread: Option<std::thread::JoinHandle<()>>,
     metrics: m::CoreMetrics,
-    /// A snapshot's incremental copy in progress.
+    /// A snapshot's incremental copy in progress, and when its last step ran.
     copying: Option<argus_engine::EngineCopy>,
+    last_step: Instant,
+    /// Event-id digests per log segment, so that retention can drop a deleted segment's events from
+    /// the index without scanning the whole index.
+    seg_ids: BTreeMap<u64, Vec<u128>>,
+    /// Digests of deleted segments' events still to drop from the index, a bounded number per group.
+    unindex: Vec<u128>,
 }
 
-/// Records (keys and idempotency ids) copied per step of a snapshot, between two groups of requests.
-const COPY_STEP: usize = 1024;
+/// Records (keys, and four times as many idempotency ids) copied per step of a snapshot.
+const COPY_STEP: usize = 512;
+/// Steps are at least this far apart while requests are waiting (back to back when idle), so that a
+/// snapshot takes a bounded share of the core.
+const STEP_EVERY: Duration = Duration::from_millis(5);
+/// Index entries of deleted segments dropped per group.
+const UNINDEX_STEP: usize = 8192;
 
 /// A group's answers, to be sent once `file` (the segment its records went to) is synced.
 struct SyncJob {
@@ -493,6 +504,7 @@ impl Core {
         }
         let (extras, engine) = restored.unwrap_or_else(|| (Extras::default(), Engine::new(cfg.clone())));
         let mut index = HashMap::new();
+        let mut seg_ids: BTreeMap<u64, Vec<u128>> = BTreeMap::new();
         let mut heads: Vec<(Loc, EventHead)> = Vec::new();
         let mut tail: Vec<(Loc, Record)> = Vec::new();
         let snap_seq = extras.seq;
@@ -500,6 +512,7 @@ impl Core {
             if rec.kind == KIND_EVENT {
                 if let Some(h) = head_of(&rec.payload) {
                     index.insert(h.idh, loc);
+                    seg_ids.entry(loc.segment).or_default().push(h.idh);
                     if h.action != NO_ACTION {
                         heads.push((loc, h));
                     }
@@ -547,6 +560,9 @@ impl Core {
             syncer_thread: None,
             metrics: m::CoreMetrics::default(),
             copying: None,
+            last_step: Instant::now(),
+            seg_ids,
+            unindex: Vec::new(),
         };
         for (loc, h) in heads {
             core.remember(Recent { loc, head: h });
@@ -620,7 +636,7 @@ impl Core {
                     if let Err(e) = self.wal.sync_if_due() {
                         self.fail(format!("event log: {e}"));
                     }
-                    self.housekeeping(false);
+                    self.housekeeping(false, true);
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -655,7 +671,7 @@ impl Core {
                 let _ = tx.send(ok(json!({"status": "stopped"})));
                 return;
             }
-            self.housekeeping(false);
+            self.housekeeping(false, false);
         }
         self.shutdown();
     }
@@ -720,7 +736,7 @@ impl Core {
             let _ = h.join();
         }
         if self.failed.is_none() {
-            self.housekeeping(true);
+            self.housekeeping(true, true);
             if let Some(j) = self.snap_job.take() {
                 let _ = j.join();
             }
@@ -918,6 +934,7 @@ impl Core {
             }
         };
         self.index.insert(idh, loc);
+        self.seg_ids.entry(loc.segment).or_default().push(idh);
         if head.action != NO_ACTION {
             self.remember(Recent { loc, head });
         }
@@ -1015,16 +1032,17 @@ impl Core {
         let recent: Vec<Recent> = self.recent.get(&actor_key(kind, &stored)).map(|q| q.iter().rev().copied().collect()).unwrap_or_default();
         let recent: Vec<Json> = recent
             .into_iter()
-            .map(|r| {
-                // The event id is read back from the record (the header has only its digest).
-                let id = self.wal.read(r.loc).ok().and_then(|rec| stored_id_actor(split_event(&rec.payload)?.1)).map(|(id, _)| id);
-                json!({
+            .filter_map(|r| {
+                // The event id is read back from the record (the header has only its digest); a
+                // record whose segment retention deleted is skipped.
+                let id = self.wal.read(r.loc).ok().and_then(|rec| stored_id_actor(split_event(&rec.payload)?.1)).map(|(id, _)| id)?;
+                Some(json!({
                     "event_id": id,
                     "time": argus_event::time::format_rfc3339(r.head.time),
                     "checkpoint": schema.types.get(r.head.ty as usize).map(|t| t.name.as_str()),
                     "action": argus_policy::Action::ALL.get(r.head.action as usize).map(|a| a.name()),
                     "score": r.head.score,
-                })
+                }))
             })
             .collect();
         ok(json!({
@@ -1195,7 +1213,8 @@ impl Core {
     }
 
     /// Finishes a background snapshot, applies retention, and starts a new snapshot when due.
-    fn housekeeping(&mut self, force: bool) {
+    /// `idle`: called because no request arrived for a while; `force`: at shutdown, do everything now.
+    fn housekeeping(&mut self, force: bool, idle: bool) {
         if let Some(j) = self.snap_job.take_if(|j| j.is_finished() || force) {
             match j.join() {
                 Ok(Ok(seq)) => {
@@ -1204,13 +1223,12 @@ impl Core {
                     let older = self.snap_seq;
                     self.snap_seq = seq;
                     m::inc_labeled(m::SNAPSHOTS, "outcome", "ok");
-                    let gone = self.wal.retain(older, self.settings.retention);
-                    if !gone.is_empty() {
-                        self.index.retain(|_, l| !gone.contains(&l.segment));
-                        self.recent.retain(|_, q| {
-                            q.retain(|r| !gone.contains(&r.loc.segment));
-                            !q.is_empty()
-                        });
+                    // The deleted segments' events leave the index a bounded number per group; recent
+                    // decisions in them are skipped when read.
+                    for g in self.wal.retain(older, self.settings.retention) {
+                        if let Some(ids) = self.seg_ids.remove(&g) {
+                            self.unindex.extend(ids);
+                        }
                     }
                     m::set_gauge(m::LOG_SEGMENTS, self.wal.segment_count() as f64);
                 }
@@ -1221,12 +1239,24 @@ impl Core {
                 Err(_) => tracing::error!("snapshot thread panicked"),
             }
         }
+        if !self.unindex.is_empty() {
+            let from = self.unindex.len().saturating_sub(if force { usize::MAX } else { UNINDEX_STEP });
+            for h in self.unindex.drain(from..) {
+                self.index.remove(&h);
+            }
+        }
         if self.failed.is_some() {
             self.copying = None;
             return;
         }
-        // An incremental copy in progress: one bounded step between groups, or all of it when forced.
+        // An incremental copy in progress: one bounded step between groups (at most every STEP_EVERY
+        // while busy), or all of it when forced.
         if let Some(mut c) = self.copying.take() {
+            if !force && !idle && self.last_step.elapsed() < STEP_EVERY {
+                self.copying = Some(c);
+                return;
+            }
+            self.last_step = Instant::now();
             let t = Instant::now();
             let step = self.engine.copy_step(&mut c, if force { usize::MAX } else { COPY_STEP });
             m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
@@ -1248,7 +1278,7 @@ impl Core {
         self.since_snap = 0;
         self.last_snap = Instant::now();
         if force {
-            self.housekeeping(true);
+            self.housekeeping(true, true);
         }
     }
 

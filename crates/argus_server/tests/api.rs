@@ -478,3 +478,47 @@ fn any_body_gets_a_json_answer_and_errors_have_the_one_shape() {
     assert_eq!(st, 200, "the server still answers");
     rt.block_on(s.shutdown());
 }
+
+/// Retention: once two snapshots cover a closed segment (and `retention` has passed), it is deleted,
+/// its events leave the decision index, and a restart still recovers from the remaining log.
+#[tokio::test]
+async fn retention_deletes_covered_segments_and_their_decisions() {
+    let d = tempfile::tempdir().unwrap();
+    let mut set = settings(d.path());
+    set.segment_bytes = 4 << 10;
+    set.snapshot_every_events = 20;
+    set.retention = std::time::Duration::ZERO;
+    let load = || loader(repo().join("examples/starter/argus.toml"), repo().join("policies"));
+    let s = Server::start(set.clone(), load()).unwrap();
+    let ev = |i: usize| {
+        json!({"id": format!("k{i}"), "type": "account.login", "time": "2026-11-20T09:00:00Z", "actor": format!("u{}", i % 7),
+               "data": {"success": true, "device": "d1", "ip": "81.2.69.10", "country": "GB"}})
+        .to_string()
+    };
+    for i in 0..400 {
+        let (st, v) = call(&s, "POST", "/v1/events", Some(INGEST), ev(i)).await;
+        assert_eq!(st, 200, "{v}");
+        if i % 50 == 49 {
+            // Let background snapshots finish, and the core drop deleted segments' events.
+            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, status) = call(&s, "GET", "/v1/admin/status", Some(ADMIN), Body::empty()).await;
+    assert!(status["log_first_seq"].as_u64().unwrap() > 1, "old segments deleted: {status}");
+    assert!(status["indexed_events"].as_u64().unwrap() < 400, "{status}");
+    let (st, v) = call(&s, "GET", "/v1/decisions/k0", Some(ANALYST), Body::empty()).await;
+    assert_eq!((st, err_code(&v)), (StatusCode::NOT_FOUND, "unknown_event"));
+    let (st, _) = call(&s, "GET", "/v1/decisions/k399", Some(ANALYST), Body::empty()).await;
+    assert_eq!(st, 200);
+    // Recent decisions skip the deleted records instead of failing.
+    let (st, v) = call(&s, "GET", "/v1/entities/user/u0", Some(ANALYST), Body::empty()).await;
+    assert_eq!(st, 200);
+    assert!(v["recent_decisions"].as_array().unwrap().iter().all(|r| r["event_id"].is_string()), "{v}");
+    let digest = status["state_digest"].clone();
+    s.shutdown().await;
+    let s = Server::start(set, load()).unwrap();
+    let (_, after) = call(&s, "GET", "/v1/admin/status", Some(ADMIN), Body::empty()).await;
+    assert_eq!(after["state_digest"], digest, "recovered from the retained log");
+    s.shutdown().await;
+}
