@@ -44,11 +44,16 @@ wrk -t2 -c32 -d${DURATION}s -s "$DATA.pace.lua" $URL/healthz | tail -2
 curl -s $URL/metrics | grep -E '^argus_(log_fsyncs_total|snapshot_pause_seconds_(sum|count)|snapshots_total)' || true
 
 if [ "$LONG" -gt 0 ]; then
-  echo "== ${LONG}s paced near 10,000/s; server RSS (MiB) every 30 s"
+  echo "== ${LONG}s paced near 10,000/s; every 30 s: server RSS, feature state (the engine's own count of"
+  echo "   its windows' bytes), feature keys, events in the decision index (MiB / counts)"
   PAUSE_MS=2 RUN=long wrk -t2 -c32 -d${LONG}s -s bench/serve/events.lua $URL > "$DATA.long" &
   WRK=$!
   for i in $(seq 0 30 "$LONG"); do
-    printf "t=%4ds rss_mib=%s\n" "$i" "$(( $(ps -o rss= -p $PID) / 1024 ))"
+    ST=$(curl -s $URL/v1/admin/status)
+    printf "t=%4ds rss_mib=%s feature_state_mib=%s keys=%s indexed_events=%s\n" "$i" "$(( $(ps -o rss= -p $PID) / 1024 ))" \
+      "$(echo "$ST" | python3 -c 'import json,sys; print(json.load(sys.stdin)["feature_state_bytes"] >> 20)')" \
+      "$(echo "$ST" | python3 -c 'import json,sys; print(json.load(sys.stdin)["keys"])')" \
+      "$(echo "$ST" | python3 -c 'import json,sys; print(json.load(sys.stdin)["indexed_events"])')"
     sleep 30
   done
   wait $WRK

@@ -1204,6 +1204,8 @@ impl Core {
             "watermark": e.watermark().map(argus_event::time::format_rfc3339),
             "state_digest": format!("{:016x}", e.state_digest()),
             "keys": e.feature_state().key_count(),
+            "feature_state_bytes": e.feature_state().memory(e.features()).iter().map(|m| m.bytes).sum::<usize>(),
+            "index_capacity": self.index.capacity(),
             "pending_labels": e.pending_labels(),
             "counters": e.counters,
             "indexed_events": self.index.len(),
