@@ -103,8 +103,9 @@ fn start(data: &Path) -> Running {
     Running { child, addr }
 }
 
+/// SIGKILL by pid, through the shell's built-in `kill` (no procps needed).
 fn kill9(pid: u32) {
-    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    let _ = Command::new("sh").args(["-c", &format!("kill -9 {pid} 2>/dev/null")]).status();
 }
 
 fn strip_time(mut d: Value) -> Value {
