@@ -28,12 +28,20 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             let buckets = [
                 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ];
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
                 .ok()?
                 .install_recorder()
                 .map_err(|e| tracing::warn!("metrics recorder not installed: {e}"))
-                .ok()
+                .ok()?;
+            // Histogram samples are buffered until upkeep drains them into the buckets: without a
+            // regular drain they would accumulate (8 bytes a sample) between scrapes.
+            let h = handle.clone();
+            let _ = std::thread::Builder::new().name("argus-metrics".into()).spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                h.run_upkeep();
+            });
+            Some(handle)
         })
         .as_ref()
 }
