@@ -522,3 +522,34 @@ async fn retention_deletes_covered_segments_and_their_decisions() {
     assert_eq!(after["state_digest"], digest, "recovered from the retained log");
     s.shutdown().await;
 }
+
+/// Overload and timeouts, against a core that does not answer (its queue is never read): the queue
+/// holds `queue_depth` requests; the next gets `503 overloaded` with `Retry-After` at once, and a
+/// queued one gets `503 timeout` after `request_timeout`. Every 503 keeps the error shape.
+#[tokio::test]
+async fn a_full_queue_is_503_overloaded_and_a_slow_core_is_503_timeout() {
+    let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+    let shared = Arc::new(argus_server::Shared::default());
+    let st = argus_server::api::AppState {
+        tx,
+        shared,
+        settings: Arc::new(Settings { request_timeout: std::time::Duration::from_millis(200), ..Settings::default() }),
+    };
+    let app = argus_server::api::router(st);
+    let post = || Request::post("/v1/events").body(Body::from(register("o1", "u1", "d1"))).unwrap();
+    // The first request takes the only place in the queue and waits for an answer that never comes.
+    let first = tokio::spawn(app.clone().oneshot(post()));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let resp = app.clone().oneshot(post()).await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers().get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
+    let v: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(err_code(&v), "overloaded");
+    let resp = first.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 503);
+    let v: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(err_code(&v), "timeout");
+    // Probes still answer; readiness says the core is not ready.
+    assert_eq!(app.clone().oneshot(Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap().status(), 200);
+    assert_eq!(app.oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap().status(), 503);
+}
