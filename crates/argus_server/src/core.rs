@@ -651,6 +651,7 @@ impl Core {
             let left = self.shared.queued.fetch_sub(group.len(), Ordering::SeqCst).saturating_sub(group.len());
             m::set_gauge(m::QUEUE_DEPTH, left as f64);
             let mut shutdown = None;
+            let t_group = Instant::now();
             for msg in group.drain(..) {
                 if matches!(msg.req, Request::Shutdown) {
                     shutdown = Some(msg.reply);
@@ -665,13 +666,16 @@ impl Core {
                 });
                 answers.push((msg.reply, out));
             }
+            m::observe(m::GROUP_SECONDS, t_group.elapsed().as_secs_f64());
             self.dispatch(std::mem::take(&mut answers));
             if let Some(tx) = shutdown {
                 self.shutdown();
                 let _ = tx.send(ok(json!({"status": "stopped"})));
                 return;
             }
+            let t_house = Instant::now();
             self.housekeeping(false, false);
+            m::observe(m::HOUSEKEEPING_SECONDS, t_house.elapsed().as_secs_f64());
         }
         self.shutdown();
     }

@@ -18,6 +18,8 @@ pub const LOG_SEGMENTS: &str = "argus_log_segments";
 pub const SNAPSHOT_PAUSE: &str = "argus_snapshot_pause_seconds";
 pub const SNAPSHOTS: &str = "argus_snapshots_total";
 pub const RELOADS: &str = "argus_reloads_total";
+pub const GROUP_SECONDS: &str = "argus_core_group_seconds";
+pub const HOUSEKEEPING_SECONDS: &str = "argus_core_housekeeping_seconds";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
