@@ -42,6 +42,8 @@ LUA
 wrk -t2 -c32 -d${DURATION}s -s "$DATA.pace.lua" $URL/healthz | tail -2
 
 curl -s $URL/metrics | grep -E '^argus_(log_fsyncs_total|snapshot_pause_seconds_(sum|count)|snapshots_total)' || true
+echo "core groups (handling one batch of queued requests) by duration, cumulative:"
+curl -s $URL/metrics | grep -E '^argus_core_group_seconds_bucket\{le="(0.001|0.01|0.05|0.1|\+Inf)"\}' || true
 
 if [ "$LONG" -gt 0 ]; then
   echo "== ${LONG}s paced near 10,000/s; every 30 s: server RSS, feature state (the engine's own count of"
