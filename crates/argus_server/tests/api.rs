@@ -503,8 +503,15 @@ async fn retention_deletes_covered_segments_and_their_decisions() {
             tokio::time::sleep(std::time::Duration::from_millis(150)).await;
         }
     }
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let (_, status) = call(&s, "GET", "/v1/admin/status", Some(ADMIN), Body::empty()).await;
+    // Background snapshots finish on their own time: wait (up to 20 s) for retention to have acted.
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        status = call(&s, "GET", "/v1/admin/status", Some(ADMIN), Body::empty()).await.1;
+        if status["log_first_seq"].as_u64().unwrap() > 1 && status["indexed_events"].as_u64().unwrap() < 400 {
+            break;
+        }
+    }
     assert!(status["log_first_seq"].as_u64().unwrap() > 1, "old segments deleted: {status}");
     assert!(status["indexed_events"].as_u64().unwrap() < 400, "{status}");
     let (st, v) = call(&s, "GET", "/v1/decisions/k0", Some(ANALYST), Body::empty()).await;
@@ -532,14 +539,16 @@ async fn a_full_queue_is_503_overloaded_and_a_slow_core_is_503_timeout() {
     let shared = Arc::new(argus_server::Shared::default());
     let st = argus_server::api::AppState {
         tx,
-        shared,
+        shared: shared.clone(),
         settings: Arc::new(Settings { request_timeout: std::time::Duration::from_millis(200), ..Settings::default() }),
     };
     let app = argus_server::api::router(st);
     let post = || Request::post("/v1/events").body(Body::from(register("o1", "u1", "d1"))).unwrap();
     // The first request takes the only place in the queue and waits for an answer that never comes.
     let first = tokio::spawn(app.clone().oneshot(post()));
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    while shared.queued.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     let resp = app.clone().oneshot(post()).await.unwrap();
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers().get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
