@@ -155,64 +155,37 @@ impl FeatureState {
         }
     }
 
-    /// Copies up to `budget` more records. When the listed keys are done, the keys changed meanwhile
-    /// become the next list (catch-up rounds), until fewer than `budget` are left: `Ok(true)` then,
-    /// and [`finish_copy`](Self::finish_copy) has at most that much left to do. `Err` when an expiry
-    /// sweep ran since the copy began.
+    /// Copies up to `budget` more records. `Ok(true)` when every key listed at the start has been
+    /// visited; `Err` when an expiry sweep ran since the copy began.
     pub fn copy_step(&mut self, c: &mut StateCopy, budget: usize) -> Result<bool, CopyAborted> {
-        let Some(t) = self.tracking.as_mut().filter(|t| !t.swept) else {
+        if self.tracking.as_ref().is_none_or(|t| t.swept) {
             self.tracking = None;
             return Err(CopyAborted);
-        };
+        }
         let mut n = 0;
-        loop {
-            while c.entity < c.keys.len() {
-                let (keys, map, out) = (&c.keys[c.entity], &self.maps[c.entity], &mut c.maps[c.entity]);
-                while c.pos < keys.len() && n < budget {
-                    let k = keys[c.pos];
-                    match map.get(&k) {
-                        Some(r) => out.insert(k, r.clone()),
-                        None => out.remove(&k),
-                    };
-                    c.pos += 1;
-                    n += 1;
+        while c.entity < c.keys.len() {
+            let (keys, map, out) = (&c.keys[c.entity], &self.maps[c.entity], &mut c.maps[c.entity]);
+            while c.pos < keys.len() && n < budget {
+                let k = keys[c.pos];
+                if let Some(r) = map.get(&k) {
+                    out.insert(k, r.clone());
                 }
-                if c.pos < keys.len() {
-                    return Ok(false);
-                }
-                c.entity += 1;
-                c.pos = 0;
+                c.pos += 1;
+                n += 1;
             }
-            let dirty: usize = t.dirty.iter().map(|d| d.len()).sum();
-            if dirty < budget.max(1) || n >= budget {
-                return Ok(dirty < budget.max(1));
+            if c.pos < keys.len() {
+                return Ok(false);
             }
-            // Another round over the keys changed since the last one.
-            c.keys = t.dirty.iter_mut().map(|d| std::mem::take(d).into_iter().collect()).collect();
-            c.entity = 0;
+            c.entity += 1;
             c.pos = 0;
         }
+        Ok(true)
     }
 
     /// Completes the copy: the rest of the listed keys, then every key changed since the copy began.
     /// The result is equal to this state now (same snapshot bytes).
     pub fn finish_copy(&mut self, mut c: StateCopy) -> Result<FeatureState, CopyAborted> {
-        // The rest of the current list (nothing after a step that returned `Ok(true)`).
-        let t = self.tracking.as_ref().ok_or(CopyAborted)?;
-        if t.swept {
-            self.tracking = None;
-            return Err(CopyAborted);
-        }
-        while c.entity < c.keys.len() {
-            for &k in &c.keys[c.entity][c.pos..] {
-                match self.maps[c.entity].get(&k) {
-                    Some(r) => c.maps[c.entity].insert(k, r.clone()),
-                    None => c.maps[c.entity].remove(&k),
-                };
-            }
-            c.entity += 1;
-            c.pos = 0;
-        }
+        while !self.copy_step(&mut c, usize::MAX)? {}
         let t = self.tracking.take().ok_or(CopyAborted)?;
         for (e, dirty) in t.dirty.iter().enumerate() {
             for k in dirty {
