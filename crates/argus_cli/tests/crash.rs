@@ -83,6 +83,12 @@ struct Running {
 }
 
 fn start(data: &Path) -> Running {
+    spawn(data, Stdio::null())
+}
+
+/// `argus serve` on the starter files with small segments and frequent snapshots; waits for its
+/// `listening` line.
+fn spawn(data: &Path, stderr: Stdio) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_argus"))
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(repo().join("examples/starter/argus.toml"))
@@ -94,7 +100,7 @@ fn start(data: &Path) -> Running {
         .env("ARGUS_SEGMENT_SIZE", "64KiB")
         .env("ARGUS_RETENTION", "1h")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("argus serve starts");
     let mut line = String::new();
@@ -241,19 +247,7 @@ fn sighup_reloads_and_sigterm_stops_cleanly_with_a_final_snapshot() {
     let snaps: Vec<_> = std::fs::read_dir(data.join("snapshots")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert!(snaps.iter().any(|n| n == "snap-00000000000000000050.bin"), "final snapshot covers all 50 records: {snaps:?}");
     // The next start restores that snapshot and replays nothing.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_argus"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(repo().join("examples/starter/argus.toml"))
-        .arg("--policies")
-        .arg(repo().join("policies"))
-        .arg("--data-dir")
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let Running { mut child, .. } = spawn(&data, Stdio::piped());
     kill9(child.id());
     let _ = child.wait();
     let mut err = String::new();
