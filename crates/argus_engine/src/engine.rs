@@ -117,6 +117,22 @@ impl PendingSnapshot {
     }
 }
 
+/// Writes a file atomically: a temporary file beside it (`*.snap.tmp`), fsync, rename, then fsync of
+/// the directory. A crash leaves the old file or the new one, never a torn one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("snap.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// A snapshot that cannot be restored.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -128,9 +144,7 @@ pub enum SnapshotError {
     Io(#[from] std::io::Error),
 }
 
-/// The streaming engine. Cloning copies the whole state (the server snapshots a clone in the
-/// background).
-#[derive(Clone)]
+/// The streaming engine.
 pub struct Engine {
     pub config: Config,
     policies: Option<Arc<argus_policy::PolicySet>>,
@@ -444,17 +458,7 @@ impl Engine {
 
     /// Writes a snapshot atomically: temporary file, fsync, rename, fsync of the directory.
     pub fn save_snapshot(&self, path: &Path) -> Result<(), SnapshotError> {
-        let tmp = path.with_extension("snap.tmp");
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&self.snapshot())?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        Ok(write_atomically(path, &self.snapshot())?)
     }
 
     pub fn load_snapshot(config: Config, path: &Path) -> Result<Engine, SnapshotError> {

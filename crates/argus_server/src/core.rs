@@ -49,16 +49,6 @@ pub struct Answer {
     pub raw: Option<Vec<u8>>,
 }
 
-impl Answer {
-    /// The body as JSON (parsing `raw` when that is where it is).
-    pub fn json(&self) -> Json {
-        match &self.raw {
-            Some(r) => serde_json::from_slice(r).unwrap_or(Json::Null),
-            None => self.body.clone(),
-        }
-    }
-}
-
 /// `{"status": …, "id": …, "seq"?: …, "decision": <raw or null>}` without building a JSON tree.
 fn event_answer(status: &'static str, id: &str, seq: Option<u64>, decision: &[u8]) -> Answer {
     let mut b = Vec::with_capacity(64 + id.len() + decision.len());
@@ -183,8 +173,6 @@ pub struct Core {
     /// Event id digest → where its record is.
     index: HashMap<u128, Loc>,
     overlay: BTreeMap<(String, String), Option<OverlayItem>>,
-    /// The lists as loaded from files, before the overlay of API changes.
-    base_lists: Arc<argus_policy::ValueLists>,
     /// Recent decisions per actor, keyed by the digest of `kind:actor`.
     recent: HashMap<u128, VecDeque<Recent>>,
     recent_order: VecDeque<u128>,
@@ -322,10 +310,20 @@ struct StoredEvent {
     fields: Vec<(String, Value)>,
 }
 
-fn stored_event(schema: &argus_event::Schema, ev: &Event) -> Vec<u8> {
+/// [`StoredEvent`] borrowed from a live event (same bytes), so that logging copies no field names.
+#[derive(Serialize)]
+struct StoredEventRef<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    ty: &'a str,
+    time: i64,
+    fields: Vec<(&'a str, &'a Value)>,
+}
+
+fn stored_event(schema: &argus_event::Schema, ev: &Event) -> Result<Vec<u8>, String> {
     let et = schema.get(ev.ty);
-    let fields = ev.fields.iter().zip(&et.fields).filter(|(v, _)| !v.is_null()).map(|(v, f)| (f.name.clone(), v.clone())).collect();
-    bincode::serialize(&StoredEvent { id: ev.id.clone(), ty: et.name.clone(), time: ev.time, fields }).unwrap_or_default()
+    let fields = ev.fields.iter().zip(&et.fields).filter(|(v, _)| !v.is_null()).map(|(v, f)| (f.name.as_str(), v)).collect();
+    bincode::serialize(&StoredEventRef { id: &ev.id, ty: &et.name, time: ev.time, fields }).map_err(|e| format!("encoding the event for the log: {e}"))
 }
 
 fn load_event(schema: &argus_event::Schema, bytes: &[u8]) -> Result<Event, String> {
@@ -426,8 +424,8 @@ fn snapshots(data: &Path) -> Vec<(u64, PathBuf)> {
     v
 }
 
-fn encode_snapshot(extras: &Extras, engine: argus_engine::PendingSnapshot) -> Vec<u8> {
-    let ex = bincode::serialize(extras).expect("serializing plain data to a Vec cannot fail");
+fn encode_snapshot(extras: &Extras, engine: argus_engine::PendingSnapshot) -> Result<Vec<u8>, String> {
+    let ex = bincode::serialize(extras).map_err(|e| format!("encoding the snapshot: {e}"))?;
     let eng = engine.encode();
     let mut out = Vec::with_capacity(ex.len() + eng.len() + 24);
     out.extend_from_slice(SNAP_MAGIC);
@@ -435,7 +433,7 @@ fn encode_snapshot(extras: &Extras, engine: argus_engine::PendingSnapshot) -> Ve
     out.extend_from_slice(&ex);
     out.extend_from_slice(&eng);
     out.extend_from_slice(&crc32fast::hash(&out).to_le_bytes());
-    out
+    Ok(out)
 }
 
 fn decode_snapshot(bytes: &[u8]) -> Result<(Extras, &[u8]), String> {
@@ -450,21 +448,6 @@ fn decode_snapshot(bytes: &[u8]) -> Result<(Extras, &[u8]), String> {
     let ex = body.get(16..16usize.saturating_add(n)).ok_or("truncated")?;
     let extras: Extras = bincode::deserialize(ex).map_err(|e| e.to_string())?;
     Ok((extras, &body[16 + n..]))
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(d) = path.parent() {
-        std::fs::File::open(d)?.sync_all()?;
-    }
-    Ok(())
 }
 
 impl Core {
@@ -539,7 +522,6 @@ impl Core {
         }
         let label_types = settings.label_types.iter().filter_map(|n| cfg.schema.type_id(n)).collect();
         let mut core = Core {
-            base_lists: Arc::new(argus_policy::ValueLists::default()),
             settings,
             loader,
             engine,
@@ -603,7 +585,6 @@ impl Core {
             return;
         };
         let mut ps = l.policies;
-        self.base_lists = ps.lists.clone();
         let lists = Arc::make_mut(&mut ps.lists);
         for ((list, key), item) in &self.overlay {
             apply_overlay(lists, list, key, item.as_ref());
@@ -892,7 +873,14 @@ impl Core {
         }
         // What the log keeps: the event as decoded (personal data already tokenized), with its label
         // columns, by field name; taken before `process` moves the label columns out.
-        let stored = if live { stored_event(&schema, &ev) } else { Vec::new() };
+        let stored = if live {
+            match stored_event(&schema, &ev) {
+                Ok(b) => b,
+                Err(e) => return Outcome::Answer(error(500, "internal_error", e)),
+            }
+        } else {
+            Vec::new()
+        };
         if let Err(e) = self.engine.process(&mut ev) {
             if live {
                 self.metrics.outcome(ev.ty, if matches!(e, ProcessError::Duplicate(_)) { "duplicate" } else { e.code() }, type_name);
@@ -1309,9 +1297,9 @@ impl Core {
         m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
         let dir = snapshot_dir(&self.settings.data_dir);
         let job = move || -> Result<u64, String> {
-            let bytes = encode_snapshot(&extras, pending);
+            let bytes = encode_snapshot(&extras, pending)?;
             let path = dir.join(format!("snap-{seq:020}.bin"));
-            write_atomically(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            argus_engine::engine::write_atomically(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
             // Keep the two newest.
             for (_, old) in snapshots(dir.parent().unwrap_or(&dir)).into_iter().skip(2) {
                 let _ = std::fs::remove_file(old);

@@ -65,10 +65,6 @@ impl Server {
         .await;
     }
 
-    /// Asks the core for a reload (what SIGHUP does).
-    pub async fn reload(&self) -> Answer {
-        api::ask(&self.state, core::Request::Reload).await
-    }
 }
 
 /// Runs the server until SIGINT or SIGTERM: binds, prints `argus: listening on <addr>`, reloads on
