@@ -30,6 +30,8 @@ enum Command {
     Schema(commands::schema::Args),
     /// Run the test cases carried by policy files.
     Test(commands::test::Args),
+    /// Generate a labelled e-commerce world with every attack scenario (NDJSON events + truth).
+    Simulate(commands::simulate::Args),
 }
 
 fn main() {
@@ -40,6 +42,7 @@ fn main() {
         Command::Check(a) => commands::check::run(a),
         Command::Schema(a) => commands::schema::run(a),
         Command::Test(a) => commands::test::run(a),
+        Command::Simulate(a) => commands::simulate::run(a),
     };
     if let Err(e) = result {
         // A closed pipe (`argus schema | head`) is the reader's choice, not an error.

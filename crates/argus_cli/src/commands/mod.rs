@@ -4,6 +4,7 @@ pub mod check;
 pub mod replay;
 pub mod schema;
 pub mod serve;
+pub mod simulate;
 pub mod test;
 
 use anyhow::Context;

@@ -45,6 +45,12 @@ pub struct Args {
     /// No progress bar and no summary table.
     #[arg(long, short)]
     quiet: bool,
+    /// Ground truth of the input (`argus simulate`'s `*.truth.ndjson`, same order as the events):
+    /// print the catch report.
+    #[arg(long)]
+    truth: Option<PathBuf>,
+    #[command(flatten)]
+    catch: super::simulate::CatchOut,
 }
 
 struct Counting<R> {
@@ -110,7 +116,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         Some(p) => Some(BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?)),
         None => None,
     };
+    let mut catch = match &a.truth {
+        Some(p) => {
+            let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            Some(argus_sim::CatchReport::new(argus_sim::TruthReader::new(BufReader::with_capacity(1 << 20, f))))
+        }
+        None => None,
+    };
     let mut sinks: Vec<&mut dyn RowSink> = vec![&mut summary];
+    if let Some(c) = catch.as_mut() {
+        sinks.push(c);
+    }
     if let Some(s) = csv_sink.as_mut() {
         sinks.push(s);
     }
@@ -218,6 +234,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 writeln!(w, "overlap {pair}: {n}")?;
             }
         }
+    }
+    if let Some(c) = &catch {
+        let r = c.finish();
+        a.catch.write(&r, &format!("Argus catch report — {}", a.input))?;
     }
     Ok(())
 }
