@@ -67,7 +67,7 @@ fn the_starter_policy_pack_passes_its_own_tests() {
     let out = Command::new(env!("CARGO_BIN_EXE_argus")).current_dir(root()).arg("test").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("policy tests: 23 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("policy tests: 24 passed, 0 failed"), "{stdout}");
 }
 
 #[test]

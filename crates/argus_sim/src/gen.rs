@@ -31,7 +31,7 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { seed: 1, days: 30, start: "2026-10-01".into(), users: 20_000, warmup_days: 7, attack_scale: 1.0, camouflage: None, scenarios: BTreeMap::new() }
+        SimConfig { seed: 1, days: 30, start: "2026-10-01".into(), users: 20_000, warmup_days: 14, attack_scale: 1.0, camouflage: None, scenarios: BTreeMap::new() }
     }
 }
 

@@ -168,7 +168,9 @@ impl<S: TruthSource> CatchReport<S> {
         if t.truth.warmup {
             return Ok(());
         }
-        if self.start.is_none() {
+        // The measured period starts with the first honest event after the warm-up (attacks may
+        // prepare earlier: their events count, on day 0 of the timeline).
+        if self.start.is_none() && t.truth.scenario == Scenario::Honest {
             self.start = Some(time);
         }
         self.end = self.end.max(time);
@@ -265,7 +267,7 @@ impl<S: TruthSource> CatchReport<S> {
             let mut per_day = vec![0u64; days];
             for a in acc.accounts.values() {
                 if let Some(t) = a.caught_at {
-                    per_day[(((t - start) / DAY) as usize).min(days - 1)] += 1;
+                    per_day[day_index(t, start, days)] += 1;
                 }
             }
             let mut cum = 0;
@@ -318,7 +320,7 @@ impl<S: TruthSource> CatchReport<S> {
         };
         let mut fr_day = vec![0u64; days];
         for &t in self.honest_first_flag.values() {
-            fr_day[(((t - start) / DAY) as usize).min(days - 1)] += 1;
+            fr_day[day_index(t, start, days)] += 1;
         }
         let mut cum = 0;
         let friction_curve = fr_day
@@ -368,6 +370,11 @@ impl<S: TruthSource> CatchReport<S> {
             rules,
         }
     }
+}
+
+/// Day of the measured period, clamped to the timeline.
+fn day_index(t: i64, start: i64, days: usize) -> usize {
+    ((t - start).max(0) / DAY).min(days as i64 - 1) as usize
 }
 
 fn action_name(a: Action) -> &'static str {
@@ -484,13 +491,14 @@ impl Report {
     /// The terminal table.
     pub fn write_table(&self, w: &mut dyn io::Write) -> io::Result<()> {
         let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0));
+        let pct2 = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.2}%", v * 100.0));
         writeln!(w, "catch report: {} days from {}; target: {}", self.days, self.start, self.target)?;
         writeln!(
             w,
             "honest users: {} decided, {} met friction ({}) — worst action: {} challenge, {} review, {} block; flagged honest decisions {:?} of {}",
             self.friction.honest_users,
             self.friction.users_with_friction,
-            pct(self.friction.rate),
+            pct2(self.friction.rate),
             self.friction.worst_challenge,
             self.friction.worst_review,
             self.friction.worst_block,

@@ -64,6 +64,7 @@ const STARTER_LISTS: &[(&str, &str)] = &[
     ("policies/lists/blocked_devices.toml", include_str!("../../../../policies/lists/blocked_devices.toml")),
     ("policies/lists/trusted_users.toml", include_str!("../../../../policies/lists/trusted_users.toml")),
     ("policies/lists/disposable_domains.toml", include_str!("../../../../policies/lists/disposable_domains.toml")),
+    ("policies/lists/new_user_coupons.toml", include_str!("../../../../policies/lists/new_user_coupons.toml")),
 ];
 
 /// Policies for a run: `--policies DIR`, else the embedded starter pack with the embedded configuration,

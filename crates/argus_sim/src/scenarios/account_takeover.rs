@@ -24,7 +24,9 @@ pub fn run(cx: &mut Ctx<'_>) {
                 }
             })
             .collect();
-        let bot_device = cx.w.new_device();
+        // Spoofed device fingerprints: one for the whole wave, or a fresh one for most tries.
+        let n_dev = 1 + (n as f64 * c).round() as usize;
+        let bot_devices: Vec<u32> = (0..n_dev).map(|_| cx.w.new_device()).collect();
         let span = ((HOUR as f64) * (0.5 + 47.5 * c) / cx.k.intensity.max(0.05)) as i64;
         let ua = cx.ua(1.0 - c);
         let mut victims = Vec::new();
@@ -38,7 +40,7 @@ pub fn run(cx: &mut Ctx<'_>) {
                 cx.w.users.push(User::default());
                 (cx.w.users.len() as u32 - 1, false)
             };
-            let base = Ev { actor: acct, device: bot_device, ip, ua, ..Default::default() };
+            let base = Ev { actor: acct, device: bot_devices[i as usize % n_dev], ip, ua, ..Default::default() };
             if hit {
                 cx.emit(Role::Hijacker, Ev { t, kind: Kind::Login, flag: 1, ..base });
                 victims.push((acct, t));
