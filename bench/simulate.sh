@@ -20,10 +20,10 @@ A=./target/release/argus
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 if [ -z "${SKIP_SPEED:-}" ]; then
-  echo "== generation: 118,000 honest users, 30 days + 14 warm-up, every scenario (≈10 M events)"
+  echo "== generation: 100,000 honest users, 30 days + 14 warm-up, every scenario (≈10 M events)"
   gen() { # extra args… → events/s of each run
     for _ in $(seq "$RUNS"); do
-      "$A" simulate --users 118000 --stats "$@" 2>"$OUT/sim-stats.json" >/dev/null
+      "$A" simulate --users 100000 --stats "$@" 2>"$OUT/sim-stats.json" >/dev/null
       python3 -c "import json;d=json.load(open('$OUT/sim-stats.json'));print(d['events_per_sec'])"
     done
   }
@@ -33,7 +33,7 @@ if [ -z "${SKIP_SPEED:-}" ]; then
   printf '  %-52s %12s events\n' "world size" "$n"
   printf '  %-52s %12.0f events/s\n' "events (NDJSON) to stdout" "$ev" "events and truth (two NDJSON streams)" "$both"
   start=$(date +%s.%N)
-  "$A" simulate --users 118000 --out "$OUT/world-10m.ndjson" 2>/dev/null
+  "$A" simulate --users 100000 --out "$OUT/world-10m.ndjson" 2>/dev/null
   end=$(date +%s.%N)
   printf '  %-52s %12.0f events/s (%s MB events, %s MB truth)\n' "events and truth to files on this disk" \
     "$(python3 -c "print($n/($end-$start))")" "$(( $(stat -c %s "$OUT/world-10m.ndjson") / 1000000 ))" "$(( $(stat -c %s "$OUT/world-10m.truth.ndjson") / 1000000 ))"
