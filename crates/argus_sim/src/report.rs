@@ -107,8 +107,10 @@ pub struct CatchReport<S: TruthSource> {
     source: S,
     current: Option<TruthRec>,
     current_time: i64,
-    /// First event time of the measured period (the earliest non-warm-up event).
+    /// Start of the measured period: the first honest event after the warm-up.
     start: Option<i64>,
+    /// The first non-warm-up event of any kind (the start when there is no honest event).
+    first_any: Option<i64>,
     end: i64,
     scenarios: BTreeMap<Scenario, ScenarioAcc>,
     honest_users: HashMap<String, Action>,
@@ -131,6 +133,7 @@ impl<S: TruthSource> CatchReport<S> {
             current: None,
             current_time: 0,
             start: None,
+            first_any: None,
             end: i64::MIN,
             scenarios: BTreeMap::new(),
             honest_users: HashMap::new(),
@@ -173,6 +176,7 @@ impl<S: TruthSource> CatchReport<S> {
         if self.start.is_none() && t.truth.scenario == Scenario::Honest {
             self.start = Some(time);
         }
+        self.first_any.get_or_insert(time);
         self.end = self.end.max(time);
         if t.truth.scenario != Scenario::Honest && t.truth.role != Role::Label {
             let acc = self.scenarios.entry(t.truth.scenario).or_default();
@@ -251,7 +255,7 @@ impl<S: TruthSource> CatchReport<S> {
 
     /// The finished report.
     pub fn finish(&self) -> Report {
-        let start = self.start.unwrap_or(0);
+        let start = self.start.or(self.first_any).unwrap_or(0);
         let days = ((self.end - start).max(0) / DAY + 1) as usize;
         let ratio = |a: u64, b: u64| if b == 0 { None } else { Some(a as f64 / b as f64) };
         let mut scenarios = Vec::new();
@@ -621,6 +625,35 @@ mod tests {
         assert_eq!(rep.account_precision, Some(2.0 / 3.0));
         assert_eq!(rep.rules[0].rule, "r_incentive_abuse");
         assert_eq!((rep.rules[0].attack_events, rep.rules[0].honest_events, rep.rules[0].honest_users), (2, 1, 1));
+    }
+
+    #[test]
+    fn truth_reader_refuses_garbage_without_panicking() {
+        let mut rng = crate::rng::Rng::new(9, &[]);
+        let good = r#"{"id":"e1","actor":"u1","scenario":"coupon_ring","area":"incentive_abuse","campaign":3,"role":"ring_account","money":"10.00"}"#;
+        for i in 0..20_000 {
+            let mut line: Vec<u8> = good.as_bytes().to_vec();
+            // Mutate a few bytes, truncate, or replace the line with noise.
+            match i % 3 {
+                0 => {
+                    for _ in 0..rng.range(1, 4) {
+                        let k = rng.index(line.len());
+                        line[k] = rng.below(256) as u8;
+                    }
+                }
+                1 => line.truncate(rng.index(line.len())),
+                _ => line = (0..rng.range(0, 80)).map(|_| rng.below(256) as u8).collect(),
+            }
+            line.push(b'\n');
+            let mut r = TruthReader::new(&line[..]);
+            let _ = r.next_truth();
+        }
+        let text = format!("{good}\n");
+        let mut ok = TruthReader::new(text.as_bytes());
+        let t = ok.next_truth().unwrap().unwrap();
+        assert_eq!((t.truth.scenario, t.truth.role, t.truth.campaign, t.truth.money), (Scenario::CouponRing, Role::RingAccount, 3, 1000));
+        let bad = TruthReader::new(&b"{\"id\":\"e1\",\"actor\":\"u1\",\"scenario\":\"nope\",\"campaign\":0,\"role\":\"buyer\"}\n"[..]).next_truth();
+        assert!(bad.unwrap_err().to_string().contains("unknown scenario"));
     }
 
     #[test]

@@ -368,3 +368,12 @@ fn bad_configurations_are_refused() {
     c.start = "yesterday".into();
     assert!(Generator::new(&c).is_err());
 }
+
+#[test]
+fn attack_scale_zero_is_an_honest_world() {
+    let mut cfg = small(2);
+    cfg.attack_scale = 0.0;
+    let g = Generator::new(&cfg).unwrap();
+    assert!(g.summary.campaigns.values().all(|&n| n == 0), "{:?}", g.summary.campaigns);
+    assert!(attack(&events(&cfg)).is_empty());
+}

@@ -74,7 +74,9 @@ impl<'a> Ctx<'a> {
     pub fn new(w: &'a mut World, b: &'a mut Buckets, scenario: Scenario, k: Knobs, scale: f64) -> Ctx<'a> {
         let rng = Rng::new(w.seed, &[name_label(scenario.name())]);
         let people = w.honest as f64 / 20_000.0;
-        let count = if k.enabled && k.campaigns > 0.0 { (k.campaigns * people * w.days as f64 / 30.0 * scale).round().max(1.0) as u32 } else { 0 };
+        // At least one campaign when the scenario is on at all (a small world still shows every attack).
+        let raw = k.campaigns * people * w.days as f64 / 30.0 * scale;
+        let count = if k.enabled && raw > 0.0 { raw.round().max(1.0) as u32 } else { 0 };
         Ctx { w, b, rng, k, scenario, count, referrer: 0, campaign: 0, accounts: Vec::new() }
     }
 
