@@ -227,6 +227,9 @@ pub struct Truth {
     /// Money the event puts at stake (cents), counted once per attack: orders, payouts, coupon values.
     /// 0 elsewhere.
     pub money: i64,
+    /// What the money belongs to (an order number), so that the order and its payment count it once;
+    /// 0 = this event alone.
+    pub money_key: u32,
     /// Warm-up history before the measured period (honest only; the report skips it).
     pub warmup: bool,
 }
@@ -714,6 +717,9 @@ impl<'t> Writer<'t> {
         self.str("role", e.truth.role.name());
         if e.truth.money != 0 {
             self.money("money", e.truth.money);
+            if e.truth.money_key != 0 {
+                self.id("money_key", "o", e.truth.money_key as u64);
+            }
         }
         if e.truth.warmup {
             self.buf.extend_from_slice(b",\"warmup\":true");

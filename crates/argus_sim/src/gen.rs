@@ -50,24 +50,57 @@ pub struct KnobsPatch {
 pub enum SimError {
     #[error("start `{0}` is not a date (YYYY-MM-DD)")]
     Start(String),
-    #[error("unknown scenario `{0}` (known: {1})")]
+    #[error("scenario `{0}`: {1}")]
     Scenario(String, String),
     #[error("{0} must be {1}")]
     Range(&'static str, &'static str),
 }
 
 impl SimConfig {
-    /// Every scenario's knobs after the defaults, the patches and the global camouflage.
+    /// Checks everything before anything is generated or written.
+    pub fn validate(&self) -> Result<(), SimError> {
+        if self.days == 0 || self.days > 3660 {
+            return Err(SimError::Range("days", "between 1 and 3660"));
+        }
+        if self.users < 100 || self.users > 50_000_000 {
+            return Err(SimError::Range("users", "between 100 and 50,000,000"));
+        }
+        if self.warmup_days > 365 {
+            return Err(SimError::Range("warmup_days", "at most 365"));
+        }
+        if !(self.attack_scale >= 0.0 && self.attack_scale <= 1000.0) {
+            return Err(SimError::Range("attack_scale", "between 0 and 1000"));
+        }
+        let start = self.start_ms()?;
+        let first = start - self.warmup_days as i64 * argus_event::time::DAY;
+        let last = start + self.days as i64 * argus_event::time::DAY;
+        // Four-digit years, with room for labels that arrive after the last day.
+        if first < argus_event::time::days_from_civil(1971, 1, 1) * argus_event::time::DAY || last > argus_event::time::days_from_civil(9000, 1, 1) * argus_event::time::DAY {
+            return Err(SimError::Range("start, warmup_days and days", "within the years 1971 to 9000"));
+        }
+        for (s, k) in self.knobs()? {
+            let campaigns = k.campaigns * self.users as f64 / 20_000.0 * self.days as f64 / 30.0 * self.attack_scale;
+            if k.enabled && campaigns > 100_000.0 {
+                return Err(SimError::Scenario(s.name().into(), format!("would run {campaigns:.0} campaigns; at most 100,000")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every scenario's knobs: the defaults, then the global camouflage, then each scenario's patch.
     pub fn knobs(&self) -> Result<Vec<(Scenario, Knobs)>, SimError> {
         for name in self.scenarios.keys() {
             if !SCENARIOS.iter().any(|(s, _, _)| s.name() == name) {
                 let known: Vec<_> = SCENARIOS.iter().map(|(s, _, _)| s.name()).collect();
-                return Err(SimError::Scenario(name.clone(), known.join(", ")));
+                return Err(SimError::Scenario(name.clone(), format!("unknown (known: {})", known.join(", "))));
             }
         }
         let mut out = Vec::new();
         for (s, _, default) in SCENARIOS {
             let mut k = default;
+            if let Some(c) = self.camouflage {
+                k.camouflage = c;
+            }
             if let Some(p) = self.scenarios.get(s.name()) {
                 k.enabled = p.enabled.unwrap_or(k.enabled);
                 k.campaigns = p.campaigns.unwrap_or(k.campaigns);
@@ -75,14 +108,14 @@ impl SimConfig {
                 k.intensity = p.intensity.unwrap_or(k.intensity);
                 k.camouflage = p.camouflage.unwrap_or(k.camouflage);
             }
-            if let Some(c) = self.camouflage {
-                k.camouflage = c;
-            }
             if !(0.0..=1.0).contains(&k.camouflage) {
                 return Err(SimError::Range("camouflage", "between 0 and 1"));
             }
-            if !(k.campaigns >= 0.0 && k.intensity > 0.0 && k.intensity.is_finite() && k.campaigns.is_finite()) {
-                return Err(SimError::Range("campaigns and intensity", "finite, campaigns ≥ 0 and intensity > 0"));
+            if !((0.0..=10_000.0).contains(&k.campaigns) && k.intensity > 0.0 && k.intensity <= 100.0) {
+                return Err(SimError::Range("campaigns and intensity", "campaigns in 0..=10,000 and intensity in (0, 100]"));
+            }
+            if k.size == 0 || k.size > 100_000 {
+                return Err(SimError::Range("size", "between 1 and 100,000"));
             }
             out.push((s, k));
         }
@@ -119,21 +152,10 @@ pub struct Generator {
 
 impl Generator {
     pub fn new(cfg: &SimConfig) -> Result<Generator, SimError> {
-        if cfg.days == 0 || cfg.days > 3660 {
-            return Err(SimError::Range("days", "between 1 and 3660"));
-        }
-        if cfg.users < 100 || cfg.users > 50_000_000 {
-            return Err(SimError::Range("users", "between 100 and 50,000,000"));
-        }
-        if !(cfg.attack_scale >= 0.0 && cfg.attack_scale.is_finite()) {
-            return Err(SimError::Range("attack_scale", "finite and ≥ 0"));
-        }
+        cfg.validate()?;
         let knobs = cfg.knobs()?;
         let start = cfg.start_ms()?;
         let mut world = World::new(cfg.seed, start, cfg.days, cfg.users);
-        if cfg.warmup_days > 365 {
-            return Err(SimError::Range("warmup_days", "at most 365"));
-        }
         let first = start - cfg.warmup_days as i64 * argus_event::time::DAY;
         let mut buckets = Buckets { start: first, days: (0..cfg.days + cfg.warmup_days).map(|_| Vec::new()).collect(), next_event: 0, measured: start };
         let mut summary = Summary::default();

@@ -28,7 +28,7 @@ impl Default for Honest {
 }
 
 fn honest_out(b: &mut Buckets, role: Role) -> Out<'_> {
-    Out { buckets: b, truth: Truth { scenario: Scenario::Honest, role, campaign: 0, money: 0, warmup: false } }
+    Out { buckets: b, truth: Truth { scenario: Scenario::Honest, role, campaign: 0, money: 0, money_key: 0, warmup: false } }
 }
 
 impl Honest {
@@ -90,7 +90,7 @@ impl Honest {
             if rng.chance(0.6) {
                 let item = w.pick_item(rng);
                 let to = tc + rng.range(2 * MIN, 2 * HOUR);
-                out.emit(Ev { t: to - rng.range(20 * SEC, 5 * MIN), kind: Kind::Click, item, seller: w.items[item as usize].seller, ..base });
+                out.emit(Ev { t: tc + (to - tc) / 2, kind: Kind::Click, item, seller: w.items[item as usize].seller, ..base });
                 let r = checkout(
                     w,
                     &mut out,

@@ -47,6 +47,8 @@ struct TruthLine {
     #[serde(default)]
     money: Option<String>,
     #[serde(default)]
+    money_key: Option<String>,
+    #[serde(default)]
     warmup: bool,
 }
 
@@ -62,10 +64,17 @@ impl<R: BufRead> TruthSource for TruthReader<R> {
         let scenario = Scenario::from_name(&t.scenario).ok_or_else(|| bad(format!("truth line {}: unknown scenario `{}`", self.n, t.scenario)))?;
         let role = Role::from_name(&t.role).ok_or_else(|| bad(format!("truth line {}: unknown role `{}`", self.n, t.role)))?;
         let money = match t.money {
-            Some(m) => (m.parse::<f64>().map_err(|_| bad(format!("truth line {}: money `{m}`", self.n)))? * 100.0).round() as i64,
+            Some(m) => match m.parse::<f64>() {
+                Ok(v) if v.is_finite() && v.abs() <= 1e12 => (v * 100.0).round() as i64,
+                _ => return Err(bad(format!("truth line {}: money `{m}` is not an amount (at most 1e12)", self.n))),
+            },
             None => 0,
         };
-        Ok(Some(TruthRec { id: t.id, actor: t.actor, truth: Truth { scenario, role, campaign: t.campaign, money, warmup: t.warmup } }))
+        let money_key = match t.money_key.as_deref() {
+            None => 0,
+            Some(k) => k.strip_prefix('o').and_then(|n| n.parse().ok()).ok_or_else(|| bad(format!("truth line {}: money_key `{k}`", self.n)))?,
+        };
+        Ok(Some(TruthRec { id: t.id, actor: t.actor, truth: Truth { scenario, role, campaign: t.campaign, money, money_key, warmup: t.warmup } }))
     }
 }
 
@@ -90,9 +99,24 @@ struct ScenarioAcc {
     accounts: HashMap<String, AccountAcc>,
     /// campaign → (first event time, first caught time)
     campaigns: BTreeMap<u32, (i64, Option<i64>)>,
-    money_at_risk: i64,
-    money_blocked: i64,
-    money_held: i64,
+    /// What is at stake, once per order (or per event): amount and the strongest action met.
+    money: HashMap<String, (i64, Action)>,
+}
+
+impl ScenarioAcc {
+    /// (at risk, blocked, held for review), in cents.
+    fn money(&self) -> (i64, i64, i64) {
+        let mut m = (0i64, 0i64, 0i64);
+        for &(amount, worst) in self.money.values() {
+            m.0 = m.0.saturating_add(amount);
+            match worst {
+                Action::Block => m.1 = m.1.saturating_add(amount),
+                Action::Review => m.2 = m.2.saturating_add(amount),
+                _ => {}
+            }
+        }
+        m
+    }
 }
 
 #[derive(Default)]
@@ -118,9 +142,8 @@ pub struct CatchReport<S: TruthSource> {
     honest_decisions: u64,
     honest_flagged: BTreeMap<&'static str, u64>,
     areas: BTreeMap<String, AreaPrecision>,
-    /// Flagged actors: attack accounts vs honest ones (account precision).
-    flagged_attack_accounts: HashSet<String>,
-    flagged_honest_users: HashSet<String>,
+    /// Flagged actors, and whether any of their flagged events was an attack (account precision).
+    flagged_actors: HashMap<String, bool>,
     skipped_truth: u64,
     /// rule → (attack events, honest events, honest users)
     rules: BTreeMap<String, (u64, u64, HashSet<String>)>,
@@ -141,8 +164,7 @@ impl<S: TruthSource> CatchReport<S> {
             honest_decisions: 0,
             honest_flagged: BTreeMap::new(),
             areas: BTreeMap::new(),
-            flagged_attack_accounts: HashSet::new(),
-            flagged_honest_users: HashSet::new(),
+            flagged_actors: HashMap::new(),
             skipped_truth: 0,
             rules: BTreeMap::new(),
         }
@@ -189,9 +211,13 @@ impl<S: TruthSource> CatchReport<S> {
     }
 
     fn on_decision(&mut self, d: &Decision) {
-        let Some(t) = self.current.as_ref().filter(|t| t.id == d.event_id && !t.truth.warmup) else { return };
+        // Labels are not behaviour: a pack that decides them catches nothing by it.
+        let Some(t) = self.current.as_ref().filter(|t| t.id == d.event_id && !t.truth.warmup && t.truth.role != Role::Label) else { return };
         let time = self.current_time;
         let flagged = d.action != Action::Allow;
+        if flagged {
+            *self.flagged_actors.entry(t.actor.clone()).or_default() |= t.truth.scenario != Scenario::Honest;
+        }
         for f in d.fired.iter().filter(|f| f.action != Action::Allow) {
             let r = self.rules.entry(f.rule.clone()).or_default();
             if t.truth.scenario == Scenario::Honest {
@@ -225,13 +251,16 @@ impl<S: TruthSource> CatchReport<S> {
             if flagged {
                 *self.honest_flagged.entry(action_name(d.action)).or_default() += 1;
                 self.honest_first_flag.entry(t.actor.clone()).or_insert(time);
-                self.flagged_honest_users.insert(t.actor.clone());
             }
             return;
         }
         let acc = self.scenarios.entry(t.truth.scenario).or_default();
         acc.decided += 1;
-        acc.money_at_risk += t.truth.money;
+        if t.truth.money != 0 {
+            let key = if t.truth.money_key != 0 { format!("o{}", t.truth.money_key) } else { t.id.clone() };
+            let e = acc.money.entry(key).or_insert((t.truth.money, Action::Allow));
+            e.1 = e.1.max(d.action);
+        }
         if flagged {
             acc.caught += 1;
             let c = acc.campaigns.entry(t.truth.campaign).or_insert((time, None));
@@ -240,16 +269,10 @@ impl<S: TruthSource> CatchReport<S> {
                 let a = acc.accounts.entry(t.actor.clone()).or_default();
                 a.caught_at.get_or_insert(time);
                 a.blocked |= d.action == Action::Block;
-                self.flagged_attack_accounts.insert(format!("{}/{}", t.truth.scenario.name(), t.actor));
             }
         }
-        match d.action {
-            Action::Block => {
-                acc.blocked += 1;
-                acc.money_blocked += t.truth.money;
-            }
-            Action::Review => acc.money_held += t.truth.money,
-            _ => {}
+        if d.action == Action::Block {
+            acc.blocked += 1;
         }
     }
 
@@ -283,12 +306,13 @@ impl<S: TruthSource> CatchReport<S> {
                 })
                 .collect();
             timeline.push(Series { name: s.name().to_string(), values: curve });
+            let (risk, blocked, held) = acc.money();
             let e = by_area.entry(s.area()).or_default();
             e.0 += accounts;
             e.1 += caught_accounts;
-            e.2 += acc.money_at_risk;
-            e.3 += acc.money_blocked;
-            e.4 += acc.money_held;
+            e.2 = e.2.saturating_add(risk);
+            e.3 = e.3.saturating_add(blocked);
+            e.4 = e.4.saturating_add(held);
             scenarios.push(ScenarioReport {
                 scenario: s.name(),
                 area: s.area(),
@@ -303,10 +327,10 @@ impl<S: TruthSource> CatchReport<S> {
                 events_caught: acc.caught,
                 events_blocked: acc.blocked,
                 event_recall: ratio(acc.caught, acc.decided),
-                money_at_risk: acc.money_at_risk as f64 / 100.0,
-                money_blocked: acc.money_blocked as f64 / 100.0,
-                money_held_for_review: acc.money_held as f64 / 100.0,
-                median_hours_to_detection: ttd.get(ttd.len() / 2).copied().filter(|_| !ttd.is_empty()),
+                money_at_risk: risk as f64 / 100.0,
+                money_blocked: blocked as f64 / 100.0,
+                money_held_for_review: held as f64 / 100.0,
+                median_hours_to_detection: median(&ttd),
             });
         }
         let honest_users = self.honest_users.len() as u64;
@@ -359,20 +383,30 @@ impl<S: TruthSource> CatchReport<S> {
             .map(|(name, (attack, honest, users))| RuleFriction { rule: name.clone(), attack_events: *attack, honest_events: *honest, honest_users: users.len() as u64 })
             .collect();
         rules.sort_by(|a, b| b.honest_users.cmp(&a.honest_users).then(a.rule.cmp(&b.rule)));
-        let flagged_accounts = (self.flagged_attack_accounts.len() + self.flagged_honest_users.len()) as u64;
+        let flagged_attack = self.flagged_actors.values().filter(|&&a| a).count() as u64;
         Report {
             start: argus_event::time::format_rfc3339(start),
             days: days as u32,
             areas,
             scenarios,
             friction,
-            account_precision: ratio(self.flagged_attack_accounts.len() as u64, flagged_accounts),
+            account_precision: ratio(flagged_attack, self.flagged_actors.len() as u64),
             target: format!("≥ {:.0} % of attack accounts caught in every risk area at ≤ {:.1} % honest-user friction", TARGET_RECALL * 100.0, TARGET_FRICTION * 100.0),
             timeline,
             friction_curve,
             unmatched_truth_records: self.skipped_truth,
             rules,
         }
+    }
+}
+
+/// Median of sorted values (mean of the two middle ones for an even count).
+fn median(sorted: &[f64]) -> Option<f64> {
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
     }
 }
 
@@ -569,7 +603,7 @@ mod tests {
     use std::rc::Rc;
 
     fn rec(id: &str, actor: &str, scenario: Scenario, role: Role, campaign: u32, money: i64) -> TruthRec {
-        TruthRec { id: id.into(), actor: actor.into(), truth: Truth { scenario, role, campaign, money, warmup: false } }
+        TruthRec { id: id.into(), actor: actor.into(), truth: Truth { scenario, role, campaign, money, money_key: 0, warmup: false } }
     }
 
     fn decision(id: &str, action: Action, tag: &str) -> Decision {
@@ -654,6 +688,19 @@ mod tests {
         assert_eq!((t.truth.scenario, t.truth.role, t.truth.campaign, t.truth.money), (Scenario::CouponRing, Role::RingAccount, 3, 1000));
         let bad = TruthReader::new(&b"{\"id\":\"e1\",\"actor\":\"u1\",\"scenario\":\"nope\",\"campaign\":0,\"role\":\"buyer\"}\n"[..]).next_truth();
         assert!(bad.unwrap_err().to_string().contains("unknown scenario"));
+    }
+
+    #[test]
+    fn an_order_and_its_payment_count_their_money_once() {
+        let keyed = |id: &str| TruthRec { id: id.into(), actor: "u5".into(), truth: Truth { scenario: Scenario::StolenCard, role: Role::Fraudster, campaign: 1, money: 30_000, money_key: 77, warmup: false } };
+        let q = Rc::new(RefCell::new(VecDeque::from([keyed("e1"), keyed("e2"), rec("e3", "u1", Scenario::Honest, Role::Buyer, 0, 0)])));
+        let mut r = CatchReport::new(q);
+        for (id, action) in [("e1", Action::Allow), ("e2", Action::Block), ("e3", Action::Allow)] {
+            r.write(id, 0 as TypeId, 0, &[]).unwrap();
+            r.decision(&decision(id, action, "payment_fraud")).unwrap();
+        }
+        let s = &r.finish().scenarios[0];
+        assert_eq!((s.money_at_risk, s.money_blocked, s.money_held_for_review), (300.0, 300.0, 0.0), "blocked at payment: the order's money is stopped, once");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The simulator's random numbers: xoshiro256++ seeded through SplitMix64, written out here so that
 //! "same seed ⇒ same bytes" never depends on a crate's choice of algorithm between versions (the test
-//! checks it against `rand_xoshiro`). Every sampler below is defined in terms of [`Rng::u64`] only.
+//! checks it against `rand_xoshiro`). Every sampler below is defined in terms of [`Rng::u64`] only, and
+//! its logarithms, exponentials and cosines come from `libm` (pure Rust), not the platform's maths
+//! library, so that the same seed gives the same bytes on every platform.
 
 /// SplitMix64, used to expand seeds and to derive independent streams.
 pub fn splitmix(x: &mut u64) -> u64 {
@@ -97,19 +99,19 @@ impl Rng {
 
     /// Exponential with the given mean.
     pub fn exp(&mut self, mean: f64) -> f64 {
-        -mean * (1.0 - self.f64()).ln()
+        -mean * libm::log(1.0 - self.f64())
     }
 
     /// Standard normal (Box–Muller, one value per call).
     pub fn normal(&mut self) -> f64 {
         let u1 = 1.0 - self.f64();
         let u2 = self.f64();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        (-2.0 * libm::log(u1)).sqrt() * libm::cos(std::f64::consts::TAU * u2)
     }
 
     /// Log-normal with the given median and shape.
     pub fn lognormal(&mut self, median: f64, sigma: f64) -> f64 {
-        median * (sigma * self.normal()).exp()
+        median * libm::exp(sigma * self.normal())
     }
 
     /// Poisson: Knuth's product method below 30, a rounded normal above.
@@ -120,7 +122,7 @@ impl Rng {
         if lambda >= 30.0 {
             return (lambda + lambda.sqrt() * self.normal()).round().max(0.0) as u32;
         }
-        let l = (-lambda).exp();
+        let l = libm::exp(-lambda);
         let mut k = 0;
         let mut p = 1.0;
         loop {
@@ -138,7 +140,7 @@ impl Rng {
             return 1;
         }
         let p = 1.0 / mean;
-        1 + ((1.0 - self.f64()).ln() / (1.0 - p).ln()).floor() as u32
+        1 + (libm::log(1.0 - self.f64()) / libm::log(1.0 - p)).floor() as u32
     }
 
     pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
@@ -172,7 +174,7 @@ impl Weighted {
 
     /// Zipf weights `1 / (rank + 1)^s` over `n` ranks.
     pub fn zipf(n: usize, s: f64) -> Weighted {
-        Weighted::new((0..n).map(|r| 1.0 / ((r + 1) as f64).powf(s)))
+        Weighted::new((0..n).map(|r| 1.0 / libm::pow((r + 1) as f64, s)))
     }
 
     pub fn sample(&self, rng: &mut Rng) -> usize {

@@ -113,9 +113,10 @@ impl Out<'_> {
     pub fn emit(&mut self, mut ev: Ev) -> u64 {
         self.buckets.next_event += 1;
         ev.id = self.buckets.next_event;
-        let money = ev.truth.money;
+        let (money, key) = (ev.truth.money, ev.truth.money_key);
         ev.truth = self.truth;
         ev.truth.money = money;
+        ev.truth.money_key = key;
         ev.truth.warmup = ev.truth.scenario == Scenario::Honest && ev.t < self.buckets.measured;
         self.buckets.push(ev);
         ev.id
@@ -320,7 +321,7 @@ impl World {
     /// The same door with another flat number: a different address token, the same parcel drop.
     pub fn address_variant(&mut self, a: u32, k: u16) -> u32 {
         let mut ad = self.tables.addresses[a as usize];
-        ad.flat = ad.flat.wrapping_add(k * 7 + 1) % 500 + 1;
+        ad.flat = ((ad.flat as u32 + k as u32 * 7 + 1) % 500 + 1) as u16;
         self.tables.addresses.push(ad);
         self.tables.addresses.len() as u32 - 1
     }
@@ -406,7 +407,8 @@ pub struct Checkout {
     pub email: u64,
     /// Probability the issuer declines.
     pub decline: f64,
-    /// Whether the money of this order counts as at risk (attacks) — set on the order event.
+    /// Whether the money of this order counts as at risk (attacks): set on the order and its payment
+    /// attempt, keyed by the order, when the issuer approves.
     pub money_at_risk: bool,
 }
 
@@ -427,7 +429,10 @@ pub fn checkout(w: &mut World, out: &mut Out<'_>, rng: &mut Rng, c: Checkout) ->
     }
     let base = Ev { actor: c.actor, device: c.device, ip: c.ip, ..Default::default() };
     let mut t = c.t;
-    let mut ev = Ev {
+    // The issuer's answer is drawn first: only an approved order puts money at stake.
+    let approved = !rng.chance(c.decline);
+    let stake = if c.money_at_risk && approved { Truth { money: amount, money_key: order, ..Default::default() } } else { Truth::default() };
+    let ev = Ev {
         t,
         kind: Kind::Order,
         order,
@@ -439,20 +444,17 @@ pub fn checkout(w: &mut World, out: &mut Out<'_>, rng: &mut Rng, c: Checkout) ->
         address: c.address,
         card: c.card,
         email: c.email,
+        truth: stake,
         ..base
     };
-    if c.money_at_risk {
-        ev.truth.money = amount;
-    }
     out.emit(ev);
     if c.coupon != 0 {
         t += rng.range(100, 900);
         out.emit(Ev { t, kind: Kind::CouponRedeem, coupon: c.coupon, order, ..base });
     }
     t += rng.range(SEC, 4 * SEC);
-    let attempt = out.emit(Ev { t, kind: Kind::PaymentAttempt, order, amount, card: c.card, address: c.billing, ..base });
+    let attempt = out.emit(Ev { t, kind: Kind::PaymentAttempt, order, amount, card: c.card, address: c.billing, truth: stake, ..base });
     t += rng.range(300, 2500);
-    let approved = !rng.chance(c.decline);
     let flag = if approved { 0 } else { rng.range(1, 3) as u8 };
     out.emit(Ev { t, kind: Kind::PaymentResult, order, amount, card: c.card, flag, actor: c.actor, ..Default::default() });
     CheckoutResult { order, attempt, approved, amount, t: t + rng.range(SEC, MIN) }

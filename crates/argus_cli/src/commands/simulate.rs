@@ -161,7 +161,8 @@ pub fn config(a: &Args) -> anyhow::Result<SimConfig> {
             }
         }
     }
-    cfg.knobs()?;
+    // Everything is checked before any file is created.
+    cfg.validate()?;
     Ok(cfg)
 }
 

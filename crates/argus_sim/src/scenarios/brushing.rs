@@ -36,6 +36,7 @@ pub fn run(cx: &mut Ctx<'_>) {
             let aged = cx.camo();
             let device = devices[i as usize % devices.len()];
             let ip = if cx.camo() { cx.proxy_ip(country) } else { ops_ip };
+            let mut active_from = start - 2 * DAY;
             let acct = if aged {
                 let a = cx.w.new_account(country, start - cx.rng.range(60, 900) * DAY, &mut cx.rng);
                 cx.w.users[a as usize].devices[0] = device;
@@ -43,14 +44,13 @@ pub fn run(cx: &mut Ctx<'_>) {
                 a
             } else {
                 let t = start - cx.rng.range(HOUR, 3 * DAY);
-                {
+                active_from = active_from.max(t + HOUR);
                 let domain = cx.rng.index(4);
                 cx.register(Role::BrushBuyer, t, country, device, ip, 1, domain)
-            }
             };
             if aged || cx.camo() {
                 let sessions = cx.rng.range(2, 8) as u32;
-                cx.normal_activity(Role::BrushBuyer, acct, start - 2 * DAY, start + span, sessions);
+                cx.normal_activity(Role::BrushBuyer, acct, active_from, start + span, sessions);
             }
             let card = cx.w.users[acct as usize].cards[0];
             let address = if cx.camo() { cx.w.users[acct as usize].address } else { drop };

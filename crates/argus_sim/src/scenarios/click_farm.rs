@@ -13,9 +13,17 @@ pub fn run(cx: &mut Ctx<'_>) {
         let start = cx.start(6 * DAY);
         let country = cx.w.country_pick.sample(&mut cx.rng) as u8;
         // The customer's items: mid-popularity listings of one seller.
-        let seller = cx.rng.range(1, cx.w.sellers.len() as i64 - 1) as u32;
-        let pool = cx.w.sellers[seller as usize].items.clone();
-        let targets: Vec<u32> = if pool.is_empty() { vec![cx.w.pick_item(&mut cx.rng)] } else { (0..3).map(|_| pool[cx.rng.index(pool.len())]).collect() };
+        let seller = loop {
+            let s = cx.rng.range(1, cx.w.sellers.len() as i64 - 1) as u32;
+            if !cx.w.sellers[s as usize].items.is_empty() {
+                break s;
+            }
+        };
+        let mut pool = cx.w.sellers[seller as usize].items.clone();
+        let mut targets = Vec::new();
+        while targets.len() < 3 && !pool.is_empty() {
+            targets.push(pool.swap_remove(cx.rng.index(pool.len())));
+        }
         let net = cx.w.datacenter_ip(&mut cx.rng) & 0xffff_ff00;
         let n_dev = ((n as f64 * (0.2 + 0.8 * c)).round() as u32).max(1);
         let devices: Vec<u32> = (0..n_dev).map(|_| cx.w.new_device()).collect();

@@ -32,17 +32,11 @@ pub fn run(cx: &mut Ctx<'_>) {
             let acct = cx.register(Role::RingAccount, t, country, device, ip, ua, domain);
             prev = acct;
             let base = Ev { actor: acct, device, ip, ..Default::default() };
-            let mut tc = t + if cx.camo() { cx.rng.range(HOUR, 2 * DAY) } else { cx.rng.range(MIN, 10 * MIN) };
+            let mut tc = t + if cx.camo() { cx.rng.range(HOUR, 2 * DAY) } else { cx.rng.range(3 * MIN, 12 * MIN) };
             let claim = Ev { t: tc, kind: Kind::CouponClaim, coupon: COUPON_WELCOME, truth: Truth { money: COUPONS[COUPON_WELCOME as usize].2, ..Default::default() }, ..base };
             cx.emit(Role::RingAccount, claim);
             tc += cx.rng.range(2 * MIN, 30 * MIN);
-            let item = loop {
-                let i = cx.w.pick_item(&mut cx.rng);
-                let p = cx.w.items[i as usize].price;
-                if (1000..=3000).contains(&p) {
-                    break i;
-                }
-            };
+            let item = cx.item_priced(1000, 3000);
             let address = if cx.camo() { cx.w.address_variant(home, i as u16) } else { home };
             let card = if cx.camo() { cx.w.new_card(country, &mut cx.rng) } else { shared_card };
             let seller = cx.w.items[item as usize].seller;

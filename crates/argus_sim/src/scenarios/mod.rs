@@ -99,7 +99,7 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn out(&mut self, role: Role) -> Out<'_> {
-        Out { buckets: self.b, truth: Truth { scenario: self.scenario, role, campaign: self.campaign, money: 0, warmup: false } }
+        Out { buckets: self.b, truth: Truth { scenario: self.scenario, role, campaign: self.campaign, money: 0, money_key: 0, warmup: false } }
     }
 
     /// Files an attack event; returns its id.
@@ -111,7 +111,8 @@ impl<'a> Ctx<'a> {
 
     fn note(&mut self, role: Role, actor: u32, id: u64, t: i64) {
         let kept = t >= self.b.start && t < self.b.start + self.b.days.len() as i64 * DAY;
-        if !role.is_attack_account() || !kept {
+        // A hijacked account belongs to an honest victim: the platform does not label the victim.
+        if !role.is_attack_account() || role == Role::Hijacker || !kept {
             return;
         }
         match self.accounts.iter_mut().find(|a| a.0 == actor) {
@@ -122,7 +123,7 @@ impl<'a> Ctx<'a> {
 
     pub fn checkout(&mut self, role: Role, c: Checkout) -> CheckoutResult {
         let (actor, t) = (c.actor, c.t);
-        let mut out = Out { buckets: self.b, truth: Truth { scenario: self.scenario, role, campaign: self.campaign, money: 0, warmup: false } };
+        let mut out = Out { buckets: self.b, truth: Truth { scenario: self.scenario, role, campaign: self.campaign, money: 0, money_key: 0, warmup: false } };
         let first = out.buckets.next_event + 1;
         let r = checkout(self.w, &mut out, &mut self.rng, c);
         self.note(role, actor, first, t);
@@ -216,17 +217,24 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// An item of the catalogue costing at least `min` cents (popular ones first).
-    pub fn item_above(&mut self, min: i64) -> u32 {
-        for _ in 0..200 {
-            let i = self.w.pick_item(&mut self.rng);
-            if self.w.items[i as usize].price >= min {
-                return i;
-            }
+    /// An item of the catalogue priced in `lo..=hi` cents, uniformly among those; when there is none,
+    /// a new listing at such a price (never one of the honest catalogue's prices changed).
+    pub fn item_priced(&mut self, lo: i64, hi: i64) -> u32 {
+        let fits: Vec<u32> = (1..self.w.items.len() as u32).filter(|&i| (lo..=hi).contains(&self.w.items[i as usize].price)).collect();
+        if !fits.is_empty() {
+            return fits[self.rng.index(fits.len())];
         }
-        let i = self.w.pick_item(&mut self.rng);
-        self.w.items[i as usize].price = self.w.items[i as usize].price.max(min);
-        i
+        let seller = self.rng.range(1, self.w.sellers.len() as i64 - 1) as u32;
+        let price = self.rng.range(lo, hi);
+        self.w.items.push(Item { seller, price });
+        let id = self.w.items.len() as u32 - 1;
+        self.w.sellers[seller as usize].items.push(id);
+        id
+    }
+
+    /// An item costing at least `min` cents.
+    pub fn item_above(&mut self, min: i64) -> u32 {
+        self.item_priced(min, i64::MAX / 4)
     }
 }
 

@@ -29,7 +29,7 @@ pub fn run(cx: &mut Ctx<'_>) {
                 cx.normal_activity(Role::Fraudster, a, reg + HOUR, t0, sessions);
                 a
             } else {
-                let (tr, ua, domain) = (t0 - cx.rng.range(2 * MIN, 30 * MIN), cx.ua(0.1), cx.email_domain(0.3));
+                let (tr, ua, domain) = (t0 - cx.rng.range(15 * MIN, 60 * MIN), cx.ua(0.1), cx.email_domain(0.3));
                 cx.register(Role::Fraudster, tr, home, device, ip, ua, domain)
             };
             let orders = 1 + cx.rng.poisson((1.5 * cx.k.intensity - 1.0).max(0.0));
