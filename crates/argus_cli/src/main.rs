@@ -32,6 +32,10 @@ enum Command {
     Test(commands::test::Args),
     /// Generate a labelled e-commerce world with every attack scenario (NDJSON events + truth).
     Simulate(commands::simulate::Args),
+    /// Train a gradient-boosted tree model on the engine's point-in-time features and delayed labels.
+    Train(commands::train::TrainArgs),
+    /// Evaluate a model (Argus, XGBoost JSON or LightGBM text) on a time window: AUC, AP, P/R@k, CP@k.
+    Eval(commands::train::EvalArgs),
 }
 
 fn main() {
@@ -43,6 +47,8 @@ fn main() {
         Command::Schema(a) => commands::schema::run(a),
         Command::Test(a) => commands::test::run(a),
         Command::Simulate(a) => commands::simulate::run(a),
+        Command::Train(a) => commands::train::train(a),
+        Command::Eval(a) => commands::train::eval(a),
     };
     if let Err(e) = result {
         // A closed pipe (`argus schema | head`) is the reader's choice, not an error.

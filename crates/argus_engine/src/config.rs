@@ -13,7 +13,7 @@ use std::sync::Arc;
 /// Environment variable that overrides `privacy.secret`.
 pub const SECRET_ENV: &str = "ARGUS_PII_SECRET";
 
-const TOP_KEYS: &[&str] = &["include", "engine", "privacy", "entities", "event_types", "settings", "features", "csv", "server"];
+const TOP_KEYS: &[&str] = &["include", "engine", "privacy", "entities", "event_types", "settings", "features", "models", "csv", "server"];
 
 #[derive(Debug, Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +68,8 @@ pub struct Config {
     pub sweep_every_ms: i64,
     /// The `[server]` section, read by `argus serve` (the engine itself does not use it).
     pub server: toml::Table,
+    /// `[[models]]`, loaded and matched to the features (their slots are `features.models`).
+    pub models: Vec<Arc<crate::models::LoadedModel>>,
     /// Files read, in order.
     pub sources: Vec<PathBuf>,
 }
@@ -85,6 +87,8 @@ struct Parts {
     features: FeaturesConfig,
     csv: Option<CsvMapping>,
     server: toml::Table,
+    /// Each `[[models]]` entry with the folder of the file that declared it.
+    models: Vec<(crate::models::ModelConfig, PathBuf)>,
     sources: Vec<PathBuf>,
 }
 
@@ -131,8 +135,23 @@ impl Config {
                 None
             }
         };
+        let mut models = Vec::new();
         let features = schema.as_ref().and_then(|s| match FeatureSet::compile(s, &p.features) {
-            Ok(f) => Some(Arc::new(f)),
+            Ok(mut f) => {
+                for (mc, base) in &p.models {
+                    if p.models.iter().filter(|(o, _)| o.name == mc.name).count() > 1 && !errors.iter().any(|e| e.contains(&format!("models.{}: declared twice", mc.name))) {
+                        errors.push(format!("models.{}: declared twice", mc.name));
+                    }
+                    match crate::models::load(mc, base, s, &f) {
+                        Ok(m) => {
+                            f.models.push(argus_features::config::ModelSlot { name: m.name.clone(), event_type: m.event_type as usize });
+                            models.push(Arc::new(m));
+                        }
+                        Err(e) => errors.extend(e),
+                    }
+                }
+                Some(Arc::new(f))
+            }
             Err(e) => {
                 errors.extend(e.0.into_iter().map(|e| format!("features: {e}")));
                 None
@@ -174,6 +193,7 @@ impl Config {
             dedupe_ttl_ms,
             sweep_every_ms,
             server: p.server,
+            models,
             sources: p.sources,
         })
     }
@@ -300,6 +320,11 @@ fn absorb(text: &str, base: &Path, name: &str, parts: &mut Parts, errors: &mut V
     if let Some(v) = section("features") {
         if let Some(fs) = typed::<Vec<argus_features::config::FeatureConfig>>(v, "features", name, errors) {
             parts.features.features.extend(fs);
+        }
+    }
+    if let Some(v) = section("models") {
+        if let Some(ms) = typed::<Vec<crate::models::ModelConfig>>(v, "models", name, errors) {
+            parts.models.extend(ms.into_iter().map(|m| (m, base.to_path_buf())));
         }
     }
 }

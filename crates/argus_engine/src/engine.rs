@@ -208,7 +208,22 @@ impl Engine {
     /// The decision for the event [`process`](Self::process) just accepted, from its feature vector;
     /// `None` without policies or when no policy covers the event's type.
     pub fn decide(&self, ev: &Event) -> Option<argus_policy::Decision> {
-        self.policies.as_ref()?.decide(&self.config.schema, ev, &self.out)
+        let p = self.policies.as_ref()?;
+        let models = &self.config.models;
+        if !models.iter().any(|m| m.event_type == ev.ty) || p.by_type.get(ev.ty as usize).is_none_or(|x| x.is_none()) {
+            return p.decide(&self.config.schema, ev, &self.out);
+        }
+        let mut scores = vec![f64::NAN; models.len()];
+        let mut outputs = Vec::new();
+        let mut x = Vec::new();
+        for (k, m) in models.iter().enumerate().filter(|(_, m)| m.event_type == ev.ty) {
+            let o = m.output(&self.out, &mut x);
+            scores[k] = o.score;
+            outputs.push(o);
+        }
+        let mut d = p.decide_with(&self.config.schema, ev, &self.out, &scores)?;
+        d.models = outputs;
+        Some(d)
     }
 
     /// The value lists the policies read, for changes at run time (`None` without policies). The

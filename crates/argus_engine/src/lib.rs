@@ -7,7 +7,9 @@
 //! It must not depend on HTTP or the wall clock: time is event time; the caller measures durations.
 
 pub mod config;
+pub mod dataset;
 pub mod engine;
+pub mod models;
 pub mod replay;
 pub mod report;
 pub mod table;

@@ -95,13 +95,16 @@ fn handle(engine: &mut Engine, decoded: Result<Event, Rejection>, line: u64, sta
             return Ok(());
         }
     };
-    // Ground truth for the report: the event's own label columns, read before the engine takes them out.
-    let truth = stats.policy.as_ref().and_then(|_| truth_of(engine, &ev));
+    // Ground truth for the report and training tables: the event's own label column, read before the
+    // engine takes it out.
+    let label = label_of(engine, &ev);
+    let truth = label.map(|v| v != 0.0);
     match engine.process(&mut ev) {
         Ok(features) => {
             stats.accepted += 1;
             for s in out.sinks.iter_mut() {
                 s.write(&ev.id, ev.ty, ev.time, features)?;
+                s.labelled(&ev, label, features)?;
             }
             if let Some(d) = engine.decide(&ev) {
                 let amount = engine.schema().get(ev.ty).slot("amount").and_then(|s| ev.fields[s].as_f64()).unwrap_or(0.0);
@@ -127,11 +130,11 @@ fn handle(engine: &mut Engine, decoded: Result<Event, Rejection>, line: u64, sta
     Ok(())
 }
 
-/// The event's label (first declared label column with a value): non-zero / true is positive.
-fn truth_of(engine: &Engine, ev: &Event) -> Option<bool> {
+/// The event's label (first declared label column with a value) as a number; non-zero / true is positive.
+fn label_of(engine: &Engine, ev: &Event) -> Option<f64> {
     engine.schema().labels.iter().filter(|l| l.source_type == ev.ty).find_map(|l| match &ev.fields[l.source_slot] {
         argus_event::Value::Null => None,
-        v => Some(v.as_f64().is_some_and(|x| x != 0.0)),
+        v => Some(v.as_f64().unwrap_or(0.0)),
     })
 }
 

@@ -22,6 +22,11 @@ pub trait RowSink {
     fn decision(&mut self, _d: &argus_policy::Decision) -> io::Result<()> {
         Ok(())
     }
+    /// The accepted event itself, with the value of its own label column as it arrived (before the
+    /// engine took it out for delayed release), and its features: for training tables.
+    fn labelled(&mut self, _ev: &argus_event::Event, _label: Option<f64>, _features: &[Value]) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Decisions as NDJSON, one line per decided event.

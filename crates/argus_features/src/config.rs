@@ -264,9 +264,19 @@ pub struct Group {
     pub readers: Vec<(usize, Reader)>,
 }
 
+/// A model's place among the values rules read: its name and the event type it scores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSlot {
+    pub name: String,
+    pub event_type: usize,
+}
+
 /// Compiled features: what the engine needs to maintain and read them.
 #[derive(Debug, Clone)]
 pub struct FeatureSet {
+    /// Models scored after the features (declared in `[[models]]`, loaded by the engine): rules read
+    /// them as `model.<name>` on their event type.
+    pub models: Vec<ModelSlot>,
     pub features: Vec<FeatureDef>,
     pub series: Vec<SeriesDef>,
     pub entities: Vec<EntityDef>,
@@ -524,7 +534,7 @@ impl<'a> Compiler<'a> {
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
         }
-        Ok(FeatureSet { features, series, entities, plans, allowed_lateness_ms: lateness, idle_ttl_ms: idle_ttl, index })
+        Ok(FeatureSet { models: Vec::new(), features, series, entities, plans, allowed_lateness_ms: lateness, idle_ttl_ms: idle_ttl, index })
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -80,4 +80,25 @@ pub struct Decision {
     /// by the server only: replay leaves it out, so that the same input gives the same bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_us: Option<f64>,
+    /// Models scored on this event, with the features that pushed each score up the most.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub models: Vec<ModelOutput>,
+}
+
+/// One model's score on an event and its reasons.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelOutput {
+    pub name: String,
+    pub version: String,
+    pub score: f64,
+    pub reasons: Vec<Reason>,
+}
+
+/// A feature's contribution to a model score (path attribution, in log-odds for a logistic model).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reason {
+    pub feature: String,
+    /// The feature's value (null when missing).
+    pub value: Option<f64>,
+    pub contribution: f64,
 }

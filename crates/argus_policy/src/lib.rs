@@ -12,7 +12,7 @@ pub mod lists;
 pub mod load;
 pub mod policy;
 
-pub use decision::{Action, Decision, FiredRule};
+pub use decision::{Action, Decision, FiredRule, ModelOutput, Reason};
 pub use lists::ValueLists;
 pub use load::{load_dir, load_sources, read_dir, LoadError, Loaded, PolicyTest, Sources};
 pub use policy::{Policy, PolicySet, Rule};

@@ -15,6 +15,8 @@ pub enum Source {
     Time,
     Field(usize),
     Feature(usize),
+    /// A model score, by its slot in `FeatureSet::models`.
+    Model(usize),
 }
 
 #[derive(Debug)]
@@ -103,6 +105,9 @@ pub fn checkpoint_env(schema: &Schema, features: &FeatureSet, ty: u16, lists: &V
         let f = &features.features[fi];
         add(&mut env, format!("features.{}", f.name), out_type(f.out), Source::Feature(fi));
     }
+    for (k, m) in features.models.iter().enumerate().filter(|(_, m)| m.event_type == ty as usize) {
+        add(&mut env, format!("model.{}", m.name), Type::Double, Source::Model(k));
+    }
     for l in &lists.lists {
         env.list(&l.name, Type::String);
     }
@@ -143,6 +148,12 @@ impl PolicySet {
     /// The decision for `ev` (after feature processing) with its `features`; `None` when no policy
     /// covers the event's type.
     pub fn decide(&self, schema: &Schema, ev: &Event, features: &[Value]) -> Option<Decision> {
+        self.decide_with(schema, ev, features, &[])
+    }
+
+    /// [`decide`](Self::decide) with model scores (by model slot; NaN or absent = not scored, null to
+    /// the rules).
+    pub fn decide_with(&self, schema: &Schema, ev: &Event, features: &[Value], models: &[f64]) -> Option<Decision> {
         let p = self.by_type.get(ev.ty as usize)?.as_ref()?;
         let mut vars = vec![Val::Null; p.sources.len()];
         for &i in &p.used {
@@ -152,6 +163,7 @@ impl PolicySet {
                 Source::Time => Val::Time(ev.time),
                 Source::Field(s) => ev.fields.get(s).map_or(Val::Null, to_val),
                 Source::Feature(f) => features.get(f).map_or(Val::Null, to_val),
+                Source::Model(k) => models.get(k).copied().filter(|s| !s.is_nan()).map_or(Val::Null, Val::Double),
             };
         }
         let lists = self.lists.at(ev.time);
@@ -167,6 +179,7 @@ impl PolicySet {
             policy_version: self.version.clone(),
             decided_by: "default",
             eval_us: None,
+            models: Vec::new(),
         };
         let mut allowed = false;
         for r in &p.rules {

@@ -1166,6 +1166,10 @@ impl Core {
         if cfg.secret_fingerprint != cur.secret_fingerprint {
             changed.push("the pseudonymization secret");
         }
+        let models = |c: &Config| c.models.iter().map(|m| (m.name.clone(), m.event_type, m.digest, m.reasons)).collect::<Vec<_>>();
+        if models(&cfg) != models(cur) {
+            changed.push("the models");
+        }
         if !changed.is_empty() {
             m::inc_labeled(m::RELOADS, "outcome", "refused");
             return error_with(

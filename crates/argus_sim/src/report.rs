@@ -612,7 +612,7 @@ mod tests {
         } else {
             vec![FiredRule { rule: format!("r_{tag}"), action, score: 0, reason: String::new(), tags: vec![tag.into()], shadow: false, reads: vec![] }]
         };
-        Decision { event_id: id.into(), checkpoint: "order.create".into(), action, score: 0, fired, shadow: vec![], errors: vec![], policy_version: "v".into(), decided_by: "rule_action", eval_us: None }
+        Decision { event_id: id.into(), checkpoint: "order.create".into(), action, score: 0, fired, shadow: vec![], errors: vec![], policy_version: "v".into(), decided_by: "rule_action", eval_us: None, models: vec![] }
     }
 
     #[test]

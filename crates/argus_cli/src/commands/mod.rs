@@ -6,6 +6,7 @@ pub mod schema;
 pub mod serve;
 pub mod simulate;
 pub mod test;
+pub mod train;
 
 use anyhow::Context;
 use argus_engine::Config;

@@ -1,0 +1,395 @@
+//! `argus train` and `argus eval`: gradient-boosted tree models from the engine's own point-in-time
+//! features and labels (argus_model), evaluated on a later time window.
+
+use anyhow::{bail, Context};
+use argus_engine::dataset::Rows;
+use argus_engine::{replay, Engine, Format, RowSink};
+use argus_event::time::DAY;
+use argus_model::{metrics, ModelFile, Params, Table, TrainingInfo};
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// What both commands read: events, and which of them are the model's rows.
+#[derive(clap::Args, Clone)]
+pub struct Data {
+    #[command(flatten)]
+    setup: super::Setup,
+    /// Recorded events (`.ndjson`, `.csv`, optionally `.gz`).
+    #[arg(long, short)]
+    input: String,
+    /// Input format; guessed from the file name when absent.
+    #[arg(long, value_parser = ["ndjson", "csv"])]
+    format: Option<String>,
+    /// The event type the model scores (default: the type carrying the label).
+    #[arg(long)]
+    event: Option<String>,
+    /// The delayed label to learn (default: the first declared label).
+    #[arg(long)]
+    label: Option<String>,
+    /// How long after an event its label is known (default: the label's configured delay).
+    #[arg(long)]
+    delay: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    data: Data,
+    /// First day of training (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    train_from: String,
+    /// Days of training.
+    #[arg(long, default_value_t = 7)]
+    train_days: u32,
+    /// Days evaluated after the training window and the label delay (0 = none). The handbook's
+    /// protocol: customers with a fraud known by each test day are left out, and so are cards found on
+    /// earlier test days when computing Card Precision@k.
+    #[arg(long, default_value_t = 7)]
+    test_days: u32,
+    /// Share of the training window, at its end in time, held out for early stopping.
+    #[arg(long, default_value_t = 0.2)]
+    valid_fraction: f64,
+    /// Model inputs (comma-separated feature names; default: every numeric feature of the type).
+    #[arg(long, value_delimiter = ',')]
+    features: Vec<String>,
+    /// Training parameters (TOML: trees, max_depth, learning_rate, lambda, min_child_weight,
+    /// min_split_gain, max_bins, scale_pos_weight, early_stopping_rounds).
+    #[arg(long)]
+    params: Option<PathBuf>,
+    #[arg(long)]
+    trees: Option<usize>,
+    #[arg(long)]
+    max_depth: Option<usize>,
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    /// Weight of positive rows: a number, or `auto` (negatives / positives).
+    #[arg(long)]
+    scale_pos_weight: Option<String>,
+    /// Model name (default: the label's name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Write the model here.
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Write the training and test tables as CSV into this folder (for reference libraries).
+    #[arg(long)]
+    export: Option<PathBuf>,
+    /// Write the metrics as JSON.
+    #[arg(long)]
+    report_json: Option<PathBuf>,
+    /// k of precision/recall@k and Card Precision@k.
+    #[arg(long, default_value_t = 100)]
+    k: usize,
+    /// After early stopping, refit on the whole window (validation rows included) with the number of
+    /// trees early stopping chose (measured: no clear gain on the handbook; BENCHMARKS.md).
+    #[arg(long)]
+    refit: bool,
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    data: Data,
+    /// The model (Argus, XGBoost JSON or LightGBM text; inputs matched to features by name).
+    #[arg(long, short)]
+    model: PathBuf,
+    /// First evaluated day (YYYY-MM-DD).
+    #[arg(long)]
+    from: String,
+    #[arg(long, default_value_t = 7)]
+    days: u32,
+    /// Positives from this day on, once known, leave their customers out of later test days (default:
+    /// the model's training start, else `--from`).
+    #[arg(long)]
+    known_from: Option<String>,
+    #[arg(long)]
+    report_json: Option<PathBuf>,
+    #[arg(long, default_value_t = 100)]
+    k: usize,
+}
+
+fn day_ms(s: &str) -> anyhow::Result<i64> {
+    argus_event::time::parse_datetime(&format!("{s}T00:00:00Z")).with_context(|| format!("`{s}` is not a date (YYYY-MM-DD)"))
+}
+
+struct Resolved {
+    engine: Engine,
+    event_type: argus_event::TypeId,
+    label: String,
+    delay_ms: i64,
+}
+
+fn resolve(d: &Data) -> anyhow::Result<Resolved> {
+    let cfg = super::load_config(d.setup.config.as_deref())?;
+    let schema = cfg.schema.clone();
+    let spec = match &d.label {
+        Some(n) => schema.labels.iter().find(|l| &l.name == n).with_context(|| format!("no label `{n}` in the schema"))?,
+        None => schema.labels.first().context("the schema declares no delayed label (a field with `label = { name, delay }`)")?,
+    };
+    let event_type = match &d.event {
+        Some(n) => schema.type_id(n).with_context(|| format!("unknown event type `{n}`"))?,
+        None => spec.source_type,
+    };
+    let delay_ms = match &d.delay {
+        Some(s) => argus_event::time::parse_duration(s).with_context(|| format!("`{s}` is not a duration"))?,
+        None => spec.delay_ms,
+    };
+    Ok(Resolved { engine: Engine::new(cfg), event_type, label: spec.name.clone(), delay_ms })
+}
+
+/// Replays the input into `rows`.
+fn collect(d: &Data, engine: &mut Engine, rows: &mut Rows) -> anyhow::Result<()> {
+    let name = d.input.trim_end_matches(".gz");
+    let format = match d.format.as_deref() {
+        Some("csv") => Format::Csv,
+        Some(_) => Format::Ndjson,
+        None if name.ends_with(".csv") => Format::Csv,
+        None => Format::Ndjson,
+    };
+    let f = File::open(&d.input).with_context(|| format!("opening {}", d.input))?;
+    let input: Box<dyn BufRead> = if d.input.ends_with(".gz") {
+        Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, f))))
+    } else {
+        Box::new(BufReader::with_capacity(1 << 20, f))
+    };
+    let mut sinks: Vec<&mut dyn RowSink> = vec![rows];
+    replay(engine, input, format, &mut sinks, None, &mut |_| {})?;
+    Ok(())
+}
+
+fn table(rows: &Rows, idx: &[usize]) -> Table {
+    let mut t = Table { features: rows.names.clone(), x: Vec::with_capacity(idx.len() * rows.names.len()), y: Vec::with_capacity(idx.len()) };
+    for &r in idx {
+        t.x.extend_from_slice(rows.row(r));
+        t.y.push(rows.label[r].is_some_and(|l| l != 0.0));
+    }
+    t
+}
+
+/// The handbook's test set: rows in `[from, from + days)`, leaving out, on each test day, the actors
+/// with a positive label known by then (time in `[known_from, day − delay)`).
+fn test_rows(rows: &Rows, from: i64, days: u32, known_from: i64, delay: i64) -> Vec<usize> {
+    let positives: Vec<(i64, &str)> = (0..rows.len()).filter(|&r| rows.label[r].is_some_and(|l| l != 0.0)).map(|r| (rows.time[r], rows.actor[r].as_str())).collect();
+    let mut keep = Vec::new();
+    for day in 0..days as i64 {
+        let d0 = from + day * DAY;
+        let known: HashSet<&str> = positives.iter().filter(|(t, _)| *t >= known_from && *t < d0 - delay).map(|(_, a)| *a).collect();
+        keep.extend((0..rows.len()).filter(|&r| rows.time[r] >= d0 && rows.time[r] < d0 + DAY && !known.contains(rows.actor[r].as_str())));
+    }
+    keep
+}
+
+#[derive(serde::Serialize)]
+struct Evaluation {
+    rows: usize,
+    positives: usize,
+    auc: Option<f64>,
+    average_precision: Option<f64>,
+    precision_at_k: f64,
+    recall_at_k: f64,
+    card_precision_at_k: f64,
+    k: usize,
+}
+
+fn evaluate(scores: &[f64], rows: &Rows, idx: &[usize], k: usize) -> Evaluation {
+    let labels: Vec<bool> = idx.iter().map(|&r| rows.label[r].is_some_and(|l| l != 0.0)).collect();
+    let day: Vec<i64> = idx.iter().map(|&r| rows.time[r].div_euclid(DAY)).collect();
+    let mut ids: BTreeMap<&str, u64> = BTreeMap::new();
+    let card: Vec<u64> = idx
+        .iter()
+        .map(|&r| {
+            let n = ids.len() as u64;
+            *ids.entry(rows.actor[r].as_str()).or_insert(n)
+        })
+        .collect();
+    let (p, r) = metrics::precision_recall_at_k(scores, &labels, k);
+    Evaluation {
+        rows: idx.len(),
+        positives: labels.iter().filter(|&&l| l).count(),
+        auc: metrics::roc_auc(scores, &labels),
+        average_precision: metrics::average_precision(scores, &labels),
+        precision_at_k: p,
+        recall_at_k: r,
+        card_precision_at_k: metrics::card_precision_at_k(&day, &card, scores, &labels, k).0,
+        k,
+    }
+}
+
+fn print_eval(name: &str, e: &Evaluation) {
+    let f = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.4}"));
+    println!(
+        "{name:<12} rows {:>8}  positives {:>6}  AUC {}  AP {}  P@{k} {:.4}  R@{k} {:.4}  CP@{k} {:.4}",
+        e.rows,
+        e.positives,
+        f(e.auc),
+        f(e.average_precision),
+        e.precision_at_k,
+        e.recall_at_k,
+        e.card_precision_at_k,
+        k = e.k
+    );
+}
+
+fn export(dir: &std::path::Path, name: &str, rows: &Rows, idx: &[usize]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut w = std::io::BufWriter::new(File::create(dir.join(name))?);
+    writeln!(w, "time_ms,day,actor,label,{}", rows.names.join(","))?;
+    for &r in idx {
+        write!(w, "{},{},{},{}", rows.time[r], rows.time[r].div_euclid(DAY), rows.actor[r].replace(',', "_"), u8::from(rows.label[r].is_some_and(|l| l != 0.0)))?;
+        for v in rows.row(r) {
+            if v.is_nan() {
+                write!(w, ",")?;
+            } else {
+                write!(w, ",{v}")?;
+            }
+        }
+        writeln!(w)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+pub fn train(a: TrainArgs) -> anyhow::Result<()> {
+    let mut res = resolve(&a.data)?;
+    let from = day_ms(&a.train_from)?;
+    if a.train_days == 0 || !(0.0..0.9).contains(&a.valid_fraction) {
+        bail!("--train-days must be ≥ 1 and --valid-fraction in [0, 0.9)");
+    }
+    let train_end = from + a.train_days as i64 * DAY;
+    let deploy = train_end + res.delay_ms;
+    let test_end = deploy + a.test_days as i64 * DAY;
+    let mut rows = Rows::new(res.engine.features(), res.event_type, &a.features, from, test_end.max(train_end)).map_err(anyhow::Error::msg)?;
+    let t0 = Instant::now();
+    collect(&a.data, &mut res.engine, &mut rows)?;
+    let replay_s = t0.elapsed().as_secs_f64();
+    // Training rows: labelled events of the window, all known by `deploy`; the latest part validates.
+    let mut train_idx: Vec<usize> = (0..rows.len()).filter(|&r| rows.time[r] < train_end && rows.label[r].is_some()).collect();
+    train_idx.sort_by_key(|&r| (rows.time[r], r));
+    if train_idx.is_empty() {
+        bail!("no labelled `{}` events between {} and {}", res.engine.schema().get(res.event_type).name, a.train_from, argus_event::time::format_rfc3339(train_end));
+    }
+    let cut = ((train_idx.len() as f64) * (1.0 - a.valid_fraction)) as usize;
+    let (fit_idx, valid_idx) = train_idx.split_at(cut.max(1));
+    let mut params: Params = match &a.params {
+        Some(p) => toml::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?).with_context(|| format!("parsing {}", p.display()))?,
+        None => Params::default(),
+    };
+    if let Some(t) = a.trees {
+        params.trees = t;
+    }
+    if let Some(d) = a.max_depth {
+        params.max_depth = d;
+    }
+    if let Some(l) = a.learning_rate {
+        params.learning_rate = l;
+    }
+    match a.scale_pos_weight.as_deref() {
+        Some("auto") => params.scale_pos_weight = None,
+        Some(s) => params.scale_pos_weight = Some(s.parse().with_context(|| format!("--scale-pos-weight `{s}`"))?),
+        None => {}
+    }
+    let fit = table(&rows, fit_idx);
+    let valid = table(&rows, valid_idx);
+    let t1 = Instant::now();
+    let (model, log) = argus_model::train(&fit, (!valid_idx.is_empty()).then_some(&valid), &params).map_err(anyhow::Error::msg)?;
+    let train_s = t1.elapsed().as_secs_f64();
+    let vscores: Vec<f64> = valid_idx.iter().map(|&r| model.score(rows.row(r))).collect();
+    let vlabels: Vec<bool> = valid.y.clone();
+    let mut m = BTreeMap::new();
+    if let Some(x) = metrics::roc_auc(&vscores, &vlabels) {
+        m.insert("validation_auc".to_string(), x);
+    }
+    if let Some(x) = metrics::average_precision(&vscores, &vlabels) {
+        m.insert("validation_average_precision".to_string(), x);
+    }
+    let all = table(&rows, &train_idx);
+    // Refit on the whole window, the most recent rows included, with the trees early stopping chose.
+    let (model, train_s) = if !a.refit || valid_idx.is_empty() {
+        (model, train_s)
+    } else {
+        let refit = Params { trees: log.best_iteration.max(1), early_stopping_rounds: 0, ..params.clone() };
+        let t2 = Instant::now();
+        let (m2, _) = argus_model::train(&all, None, &refit).map_err(anyhow::Error::msg)?;
+        (m2, train_s + t2.elapsed().as_secs_f64())
+    };
+    let info = TrainingInfo {
+        checkpoint: res.engine.schema().get(res.event_type).name.clone(),
+        label: res.label.clone(),
+        label_delay: format!("{}ms", res.delay_ms),
+        window_start: argus_event::time::format_rfc3339(from),
+        window_end: argus_event::time::format_rfc3339(train_end),
+        deploy_from: argus_event::time::format_rfc3339(deploy),
+        rows: if a.refit { train_idx.len() } else { fit_idx.len() } as u64,
+        positives: if a.refit { &all } else { &fit }.y.iter().filter(|&&y| y).count() as u64,
+        validation_rows: valid_idx.len() as u64,
+        data_hash: argus_model::file::data_hash(&all),
+        params: params.clone(),
+        best_iteration: log.best_iteration,
+        seconds: train_s,
+    };
+    let name = a.name.clone().unwrap_or_else(|| res.label.clone());
+    let file = ModelFile { format: argus_model::file::FORMAT.into(), name: name.clone(), version: format!("{}+{}", argus_event::time::format_rfc3339(train_end).get(..10).unwrap_or(""), &info.data_hash[..8]), training: info, metrics: m.clone(), model };
+    std::fs::write(&a.out, file.to_json()).with_context(|| format!("writing {}", a.out.display()))?;
+    println!(
+        "trained `{name}` on {} rows ({} positive) of {} .. {}, {} features: {} trees (of {}), {:.2} s (replay {:.1} s); validation AUC {:.4}, AP {:.4} on {} rows",
+        file.training.rows,
+        file.training.positives,
+        a.train_from,
+        argus_event::time::format_rfc3339(train_end),
+        rows.names.len(),
+        log.best_iteration,
+        params.trees,
+        train_s,
+        replay_s,
+        m.get("validation_auc").unwrap_or(&f64::NAN),
+        m.get("validation_average_precision").unwrap_or(&f64::NAN),
+        valid_idx.len()
+    );
+    let mut report = serde_json::json!({"model": a.out, "train_rows": fit_idx.len(), "validation_rows": valid_idx.len(), "train_seconds": train_s, "best_iteration": log.best_iteration, "validation": m});
+    if a.test_days > 0 {
+        let test_idx = test_rows(&rows, deploy, a.test_days, from, res.delay_ms);
+        let scorer = argus_model::Scorer::new(&file.model).map_err(anyhow::Error::msg)?;
+        let scores: Vec<f64> = test_idx.iter().map(|&r| scorer.score(rows.row(r))).collect();
+        let e = evaluate(&scores, &rows, &test_idx, a.k);
+        print_eval("test", &e);
+        report["test"] = serde_json::to_value(&e)?;
+        if let Some(dir) = &a.export {
+            export(dir, "test.csv", &rows, &test_idx)?;
+        }
+    }
+    if let Some(dir) = &a.export {
+        export(dir, "train.csv", &rows, fit_idx)?;
+        export(dir, "valid.csv", &rows, valid_idx)?;
+    }
+    if let Some(p) = &a.report_json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
+    let mut res = resolve(&a.data)?;
+    let text = std::fs::read_to_string(&a.model).with_context(|| format!("reading {}", a.model.display()))?;
+    let (model, file) = argus_model::load_model(&text).with_context(|| format!("loading {}", a.model.display()))?;
+    let from = day_ms(&a.from)?;
+    let known_from = match (&a.known_from, &file) {
+        (Some(s), _) => day_ms(s)?,
+        (None, Some(f)) => argus_event::time::parse_datetime(&f.training.window_start).unwrap_or(from),
+        (None, None) => from,
+    };
+    let to = from + a.days as i64 * DAY;
+    let mut rows = Rows::new(res.engine.features(), res.event_type, &model.features, known_from.min(from), to).map_err(|e| anyhow::anyhow!("the model's inputs do not match the configuration's features: {e}"))?;
+    collect(&a.data, &mut res.engine, &mut rows)?;
+    let idx = test_rows(&rows, from, a.days, known_from, res.delay_ms);
+    let scorer = argus_model::Scorer::new(&model).map_err(anyhow::Error::msg)?;
+    let scores: Vec<f64> = idx.iter().map(|&r| scorer.score(rows.row(r))).collect();
+    let e = evaluate(&scores, &rows, &idx, a.k);
+    print_eval("eval", &e);
+    if let Some(p) = &a.report_json {
+        std::fs::write(p, serde_json::to_string_pretty(&e)?)?;
+    }
+    Ok(())
+}
