@@ -79,3 +79,39 @@ fn simulate_refuses_bad_knobs() {
         assert!(out.stdout.is_empty(), "nothing written on a refused configuration");
     }
 }
+
+#[test]
+fn a_model_scores_the_simulated_orders() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("w.ndjson").to_string_lossy().into_owned();
+    argus(&["simulate", "--seed", "5", "--users", "2000", "--days", "10", "--labels", "--out", &events]);
+    let text = std::fs::read_to_string(&events).unwrap();
+    let orders: Vec<&str> = text.lines().filter(|l| l.contains("\"order.create\"")).collect();
+    assert!(!orders.is_empty() && orders.iter().all(|l| l.contains("\"fraud\":0") || l.contains("\"fraud\":1")), "every order carries its label");
+    assert!(!text.lines().filter(|l| !l.contains("\"order.create\"")).any(|l| l.contains("\"fraud\":")));
+
+    let decisions = dir.path().join("d.ndjson").to_string_lossy().into_owned();
+    let cfg = root.join("examples/simulator/argus.toml").to_string_lossy().into_owned();
+    let (p1, p2) = (root.join("policies").to_string_lossy().into_owned(), root.join("examples/simulator/policies").to_string_lossy().into_owned());
+    argus(&["replay", "-q", "--config", &cfg, "--policies", &p1, "--policies", &p2, "--input", &events, "--decisions", &decisions]);
+    let mut scored = 0;
+    let mut fired = 0;
+    for line in std::fs::read_to_string(&decisions).unwrap().lines() {
+        let d: serde_json::Value = serde_json::from_str(line).unwrap();
+        if d["checkpoint"] == "order.create" {
+            let m = &d["models"][0];
+            assert_eq!(m["name"], "order_fraud");
+            assert!((0.0..=1.0).contains(&m["score"].as_f64().unwrap()));
+            assert!(m["reasons"].as_array().unwrap().len() <= 3);
+            scored += 1;
+            fired += usize::from(d["fired"].as_array().unwrap().iter().any(|f| f["rule"] == "order_model_abuse"));
+        } else {
+            assert!(d.get("models").is_none(), "only the model's checkpoint is scored");
+        }
+    }
+    assert!(scored == orders.len() && fired > 0, "{scored} orders scored, {fired} flagged by the model");
+    // The two policy directories load together, and their tests pass.
+    let out = argus(&["test", "--config", &cfg, "--policies", &p1, "--policies", &p2]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("policy tests: 25 passed, 0 failed"));
+}

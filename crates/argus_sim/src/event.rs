@@ -337,6 +337,8 @@ pub const DECLINES: [&str; 4] = ["", "insufficient_funds", "do_not_honor", "inva
 /// Appends JSON for events and truth lines to a byte buffer, without allocating per event.
 pub struct Writer<'t> {
     pub buf: Vec<u8>,
+    /// Write the `fraud` label column on orders (see `SimConfig::labels`).
+    pub labels: bool,
     tables: &'t Tables,
     /// Cached `YYYY-MM-DDT` prefix of the current day.
     day: i64,
@@ -345,7 +347,7 @@ pub struct Writer<'t> {
 
 impl<'t> Writer<'t> {
     pub fn new(tables: &'t Tables) -> Writer<'t> {
-        Writer { buf: Vec::with_capacity(1 << 20), tables, day: i64::MIN, day_prefix: [0; 11] }
+        Writer { buf: Vec::with_capacity(1 << 20), labels: false, tables, day: i64::MIN, day_prefix: [0; 11] }
     }
 
     fn raw(&mut self, s: &str) {
@@ -605,6 +607,9 @@ impl<'t> Writer<'t> {
                     self.email("email", e.email);
                 }
                 self.common(e);
+                if self.labels {
+                    self.int("fraud", i64::from(e.truth.scenario != Scenario::Honest));
+                }
             }
             Kind::PaymentAttempt => {
                 if e.order != 0 {

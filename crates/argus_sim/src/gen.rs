@@ -27,11 +27,15 @@ pub struct SimConfig {
     pub camouflage: Option<f64>,
     /// Per-scenario overrides, by scenario name.
     pub scenarios: BTreeMap<String, KnobsPatch>,
+    /// Write each `order.create`'s ground truth into the event as a delayed-label column `fraud`
+    /// (1 = an attack's order), for training models; needs a configuration that declares it
+    /// (`examples/simulator/labels.toml`). Off by default: the built-in schema has no such field.
+    pub labels: bool,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { seed: 1, days: 30, start: "2026-10-01".into(), users: 20_000, warmup_days: 14, attack_scale: 1.0, camouflage: None, scenarios: BTreeMap::new() }
+        SimConfig { seed: 1, days: 30, start: "2026-10-01".into(), users: 20_000, warmup_days: 14, attack_scale: 1.0, camouflage: None, scenarios: BTreeMap::new(), labels: false }
     }
 }
 
@@ -143,6 +147,7 @@ pub struct Summary {
 /// Streams a world: attacks are laid out when it is built, honest activity one day at a time; each call
 /// of [`Generator::next_day`] returns one day's events sorted by (time, id).
 pub struct Generator {
+    labels: bool,
     world: World,
     buckets: Buckets,
     honest: Honest,
@@ -168,7 +173,7 @@ impl Generator {
         summary.users = world.users.len() as u32 - 1;
         summary.sellers = world.sellers.len() as u32 - 1;
         summary.items = world.items.len() as u32 - 1;
-        Ok(Generator { world, buckets, honest: Honest::default(), day: 0, summary })
+        Ok(Generator { labels: cfg.labels, world, buckets, honest: Honest::default(), day: 0, summary })
     }
 
     pub fn world(&self) -> &World {
@@ -200,6 +205,7 @@ impl Generator {
     /// Renders one day: events as NDJSON into `events`, truth lines into `truth`.
     pub fn render(&self, evs: &[Ev], events: &mut Vec<u8>, truth: Option<&mut Vec<u8>>) {
         let mut w = Writer::new(&self.world.tables);
+        w.labels = self.labels;
         std::mem::swap(&mut w.buf, events);
         for e in evs {
             w.write_event(e);

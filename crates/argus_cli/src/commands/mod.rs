@@ -19,16 +19,16 @@ pub struct Setup {
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// Policy directory (`*.toml` rules, `lists/*.toml` value lists); default: the embedded starter pack
-    /// when no --config is given.
+    /// when no --config is given. Repeat it to load several directories together.
     #[arg(long, short)]
-    pub policies: Option<PathBuf>,
+    pub policies: Vec<PathBuf>,
 }
 
 impl Setup {
     /// The configuration and, when there are any, the policies.
     pub fn load(&self) -> anyhow::Result<(Config, Option<argus_policy::Loaded>)> {
         let cfg = load_config(self.config.as_deref())?;
-        let policies = load_policies(&cfg, self.policies.as_deref(), self.config.is_some())?;
+        let policies = load_policies(&cfg, &self.policies, self.config.is_some())?;
         Ok((cfg, policies))
     }
 }
@@ -68,16 +68,25 @@ const STARTER_LISTS: &[(&str, &str)] = &[
     ("policies/lists/new_user_coupons.toml", include_str!("../../../../policies/lists/new_user_coupons.toml")),
 ];
 
-/// Policies for a run: `--policies DIR`, else the embedded starter pack with the embedded configuration,
+/// Policies for a run: `--policies DIR` (one or more), else the embedded starter pack with the embedded configuration,
 /// else none (a custom configuration without policies computes features only).
-pub fn load_policies(cfg: &Config, dir: Option<&Path>, config_given: bool) -> anyhow::Result<Option<argus_policy::Loaded>> {
+pub fn load_policies(cfg: &Config, dirs: &[PathBuf], config_given: bool) -> anyhow::Result<Option<argus_policy::Loaded>> {
     let owned = |v: &[(&str, &str)]| -> argus_policy::Sources { v.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect() };
-    let loaded = match dir {
-        Some(d) => argus_policy::load_dir(d, &cfg.schema, &cfg.features, &cfg.pseudonymizer),
-        None if !config_given => {
+    let loaded = match dirs {
+        [d] => argus_policy::load_dir(d, &cfg.schema, &cfg.features, &cfg.pseudonymizer),
+        [_, ..] => {
+            let (mut policies, mut lists) = (Vec::new(), Vec::new());
+            for d in dirs {
+                let (p, l) = argus_policy::read_dir(d).map_err(|e| anyhow::anyhow!("invalid policies:\n{e}"))?;
+                policies.extend(p);
+                lists.extend(l);
+            }
+            argus_policy::load_sources(&policies, &lists, &cfg.schema, &cfg.features, &cfg.pseudonymizer)
+        }
+        [] if !config_given => {
             argus_policy::load_sources(&owned(STARTER_POLICIES), &owned(STARTER_LISTS), &cfg.schema, &cfg.features, &cfg.pseudonymizer)
         }
-        None => return Ok(None),
+        [] => return Ok(None),
     };
     match loaded {
         Ok(l) => Ok(Some(l)),

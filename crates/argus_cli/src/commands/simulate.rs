@@ -44,6 +44,10 @@ pub struct Args {
     /// Print generation statistics (JSON) to stderr.
     #[arg(long)]
     stats: bool,
+    /// Write each order's ground truth as a delayed-label column `fraud`, for `argus train` (needs
+    /// `--config examples/simulator/labels.toml` or a configuration declaring it).
+    #[arg(long)]
+    labels: bool,
     /// Replay the world through the engine (configuration and policies below; default: the starter
     /// pack) and print the catch report, instead of writing the events.
     #[arg(long)]
@@ -149,6 +153,7 @@ pub fn config(a: &Args) -> anyhow::Result<SimConfig> {
     if let Some(s) = a.attack_scale {
         cfg.attack_scale = s;
     }
+    cfg.labels |= a.labels;
     if !a.only.is_empty() {
         for (s, _, _) in argus_sim::SCENARIOS {
             let on = a.only.iter().any(|n| n == s.name());
