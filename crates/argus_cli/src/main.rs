@@ -36,6 +36,8 @@ enum Command {
     Train(commands::train::TrainArgs),
     /// Evaluate a model (Argus, XGBoost JSON or LightGBM text) on a time window: AUC, AP, P/R@k, CP@k.
     Eval(commands::train::EvalArgs),
+    /// Find dense blocks (rings) in an edge file by greedy peeling (FRAUDAR weightings).
+    Rings(commands::rings::Args),
 }
 
 fn main() {
@@ -49,6 +51,7 @@ fn main() {
         Command::Simulate(a) => commands::simulate::run(a),
         Command::Train(a) => commands::train::train(a),
         Command::Eval(a) => commands::train::eval(a),
+        Command::Rings(a) => commands::rings::run(a),
     };
     if let Err(e) = result {
         // A closed pipe (`argus schema | head`) is the reader's choice, not an error.

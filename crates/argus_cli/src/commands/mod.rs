@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod replay;
+pub mod rings;
 pub mod schema;
 pub mod serve;
 pub mod simulate;

@@ -1,0 +1,9 @@
+//! `argus_graph`: detectors over the entity graph. So far: dense-block peeling on bipartite graphs
+//! (`fraudar`), the FRAUDAR family of weightings (plain density, log-weighted and square-root-weighted
+//! column suspiciousness against camouflage), several blocks by deflation.
+
+pub mod bipartite;
+pub mod fraudar;
+
+pub use bipartite::Bipartite;
+pub use fraudar::{peel, peel_many, Block, Weighting};
