@@ -106,24 +106,37 @@ pub fn peel(g: &Bipartite, w: Weighting) -> Block {
     let mut best = (score / (n_rows + n_cols).max(1) as f64, 0usize);
     let mut rt = MinTree::new(&row_loss);
     let mut ct = MinTree::new(&col_loss);
+    // Flat adjacency (CSR) for the hot loop, and which nodes are gone: a removed node's loss is
+    // infinite already, so the updates the original makes to it change nothing and are skipped.
+    let (row_off, row_idx) = csr(&g.row_adj);
+    let (col_off, col_idx) = csr(&g.col_adj);
+    let mut row_gone = vec![false; g.rows];
+    let mut col_gone = vec![false; g.cols];
     let mut order: Vec<(bool, u32)> = Vec::with_capacity(g.rows + g.cols);
     while n_rows > 0 && n_cols > 0 {
         let (r, rd) = rt.min();
         let (c, cd) = ct.min();
         if rd <= cd {
             score -= rd;
-            for &j in &g.row_adj[r] {
-                ct.add(j as usize, -col_w[j as usize]);
+            for &j in &row_idx[row_off[r]..row_off[r + 1]] {
+                if !col_gone[j as usize] {
+                    ct.add(j as usize, -col_w[j as usize]);
+                }
             }
             rt.set(r, f64::INFINITY);
+            row_gone[r] = true;
             n_rows -= 1;
             order.push((false, r as u32));
         } else {
             score -= cd;
-            for &i in &g.col_adj[c] {
-                rt.add(i as usize, -col_w[c]);
+            let w = -col_w[c];
+            for &i in &col_idx[col_off[c]..col_off[c + 1]] {
+                if !row_gone[i as usize] {
+                    rt.add(i as usize, w);
+                }
             }
             ct.set(c, f64::INFINITY);
+            col_gone[c] = true;
             n_cols -= 1;
             order.push((true, c as u32));
         }
@@ -143,6 +156,18 @@ pub fn peel(g: &Bipartite, w: Weighting) -> Block {
     }
     let pick = |v: &[bool]| v.iter().enumerate().filter(|(_, &b)| b).map(|(i, _)| i as u32).collect::<Vec<u32>>();
     Block { rows: pick(&in_rows), cols: pick(&in_cols), density: best.0 }
+}
+
+/// Offsets and flat indices of adjacency lists.
+fn csr(adj: &[Vec<u32>]) -> (Vec<usize>, Vec<u32>) {
+    let mut off = Vec::with_capacity(adj.len() + 1);
+    let mut idx = Vec::with_capacity(adj.iter().map(Vec::len).sum());
+    off.push(0);
+    for a in adj {
+        idx.extend_from_slice(a);
+        off.push(idx.len());
+    }
+    (off, idx)
 }
 
 /// `k` blocks: after each, the block's edges are removed and the peel runs again.
