@@ -1,9 +1,12 @@
 //! `argus_graph`: detectors over the entity graph. So far: dense-block peeling on bipartite graphs
 //! (`fraudar`), the FRAUDAR family of weightings (plain density, log-weighted and square-root-weighted
-//! column suspiciousness against camouflage), several blocks by deflation.
+//! column suspiciousness against camouflage), several blocks by deflation; and a streaming edge-burst
+//! score in constant memory (`burst`, MIDAS-R).
 
 pub mod bipartite;
+pub mod burst;
 pub mod fraudar;
 
 pub use bipartite::Bipartite;
+pub use burst::Burst;
 pub use fraudar::{peel, peel_many, Block, Weighting};
