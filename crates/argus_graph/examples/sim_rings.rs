@@ -5,7 +5,7 @@
 //! accounts, and the share of honest users in one.
 //! `cargo run --release -p argus_graph --example sim_rings -- world.ndjson world.truth.ndjson [k] [max_share]`
 
-use argus_graph::clusters;
+use argus_graph::{clusters, peel_many, Bipartite, Weighting};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::BufRead;
 
@@ -17,6 +17,9 @@ fn main() {
     let mut ids: HashMap<String, u32> = HashMap::new();
     let mut pairs: Vec<(u32, u64)> = Vec::new();
     let mut role: HashMap<u32, (String, bool)> = HashMap::new(); // account → (scenario, is attack account)
+    // Bipartite graphs for dense-block peeling: buyer × seller from orders, user × item from clicks.
+    let (mut sellers, mut items): (HashMap<String, u32>, HashMap<String, u32>) = (HashMap::new(), HashMap::new());
+    let (mut orders, mut clicks): (Vec<(u32, u32)>, Vec<(u32, u32)>) = (Vec::new(), Vec::new());
     let ev = std::io::BufReader::new(std::fs::File::open(events).unwrap()).lines();
     let tr = std::io::BufReader::new(std::fs::File::open(truth).unwrap()).lines();
     for (e, t) in ev.zip(tr) {
@@ -30,6 +33,15 @@ fn main() {
         let r = role.entry(a).or_insert((scenario.clone(), attack_account));
         if attack_account && !r.1 {
             *r = (scenario, true);
+        }
+        let col = |m: &mut HashMap<String, u32>, v: &serde_json::Value| {
+            let n = m.len() as u32;
+            *m.entry(v.to_string()).or_insert(n)
+        };
+        match e["type"].as_str() {
+            Some("order.create") if e["data"].get("seller").is_some() => orders.push((a, col(&mut sellers, &e["data"]["seller"]))),
+            Some("item.click") => clicks.push((a, col(&mut items, &e["data"]["item"]))),
+            _ => {}
         }
         // A failed login does not show that the device is the account's (credential stuffing tries
         // thousands of accounts from a few devices): only the account's own activity links.
@@ -67,4 +79,32 @@ fn main() {
         println!("  {s:<18} {c:>5} / {n:<5} attack accounts in such a cluster ({:.1} %)", 100.0 * *c as f64 / *n as f64);
     }
     println!("  {:<18} {:>5} / {:<5} honest users in such a cluster ({:.2} %)", "honest", honest.1, honest.0, 100.0 * honest.1 as f64 / honest.0.max(1) as f64);
+
+    // Dense blocks: the first `blocks` blocks of each graph (log weighting); accounts among their rows.
+    let blocks: usize = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(5);
+    for (name, edges) in [("buyer × seller (orders)", &orders), ("user × item (clicks)", &clicks)] {
+        let g = Bipartite::from_edges(edges.iter().copied());
+        let found = peel_many(&g, Weighting::Log, blocks);
+        let rows: HashSet<u32> = found.iter().flat_map(|b| b.rows.iter().copied()).collect();
+        let mut per: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        let mut honest = (0usize, 0usize);
+        let active: HashSet<u32> = edges.iter().map(|&(a, _)| a).collect();
+        for &a in &active {
+            let (s, attack) = &role[&a];
+            if *attack {
+                let e = per.entry(s.as_str()).or_default();
+                e.0 += 1;
+                e.1 += usize::from(rows.contains(&a));
+            } else if s == "honest" {
+                honest.0 += 1;
+                honest.1 += usize::from(rows.contains(&a));
+            }
+        }
+        let sizes: Vec<String> = found.iter().map(|b| format!("{}×{}", b.rows.len(), b.cols.len())).collect();
+        println!("dense blocks of {name}: {} edges, first {blocks} blocks {}", g.edges(), sizes.join(", "));
+        for (s, (n, c)) in &per {
+            println!("  {s:<18} {c:>5} / {n:<5} attack accounts in a block ({:.1} %)", 100.0 * *c as f64 / *n as f64);
+        }
+        println!("  {:<18} {:>5} / {:<5} honest users in a block ({:.2} %)", "honest", honest.1, honest.0, 100.0 * honest.1 as f64 / honest.0.max(1) as f64);
+    }
 }
