@@ -18,8 +18,10 @@ fn main() {
     let mut pairs: Vec<(u32, u64)> = Vec::new();
     let mut role: HashMap<u32, (String, bool)> = HashMap::new(); // account → (scenario, is attack account)
     // Bipartite graphs for dense-block peeling: buyer × seller from orders, user × item from clicks.
-    let (mut sellers, mut items): (HashMap<String, u32>, HashMap<String, u32>) = (HashMap::new(), HashMap::new());
-    let (mut orders, mut clicks): (Vec<(u32, u32)>, Vec<(u32, u32)>) = (Vec::new(), Vec::new());
+    let mut sellers: HashMap<String, u32> = HashMap::new();
+    let mut items: HashMap<String, u32> = HashMap::new();
+    let mut orders: Vec<(u32, u32)> = Vec::new();
+    let mut clicks: Vec<(u32, u32)> = Vec::new();
     let ev = std::io::BufReader::new(std::fs::File::open(events).unwrap()).lines();
     let tr = std::io::BufReader::new(std::fs::File::open(truth).unwrap()).lines();
     for (e, t) in ev.zip(tr) {
