@@ -82,10 +82,11 @@ fn main() {
     }
     println!("  {:<18} {:>5} / {:<5} honest users in such a cluster ({:.2} %)", "honest", honest.1, honest.0, 100.0 * honest.1 as f64 / honest.0.max(1) as f64);
 
-    // Dense blocks: the first `blocks` blocks of each graph (log weighting); accounts among their rows.
+    // Dense blocks: the first `blocks` blocks of each graph (log weighting, repeat edges weighing their
+    // count); accounts among their rows.
     let blocks: usize = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(5);
     for (name, edges) in [("buyer × seller (orders)", &orders), ("user × item (clicks)", &clicks)] {
-        let g = Bipartite::from_edges(edges.iter().copied());
+        let g = Bipartite::from_repeated_edges(edges.iter().copied());
         let found = peel_many(&g, Weighting::Log, blocks);
         let rows: HashSet<u32> = found.iter().flat_map(|b| b.rows.iter().copied()).collect();
         let mut per: BTreeMap<&str, (usize, usize)> = BTreeMap::new();

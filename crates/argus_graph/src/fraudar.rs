@@ -99,8 +99,11 @@ pub fn peel(g: &Bipartite, w: Weighting) -> Block {
     let col_w: Vec<f64> = g.col_adj.iter().map(|rs| w.weight(rs.len())).collect();
     // Losses: a row's is the sum of its edges' weights (in column order), a column's the sum of its
     // weight over its rows.
-    let row_loss: Vec<f64> = g.row_adj.iter().map(|cs| cs.iter().fold(0.0, |a, &c| a + col_w[c as usize])).collect();
-    let col_loss: Vec<f64> = g.col_adj.iter().enumerate().map(|(c, rs)| rs.iter().fold(0.0, |a, _| a + col_w[c])).collect();
+    let row_loss: Vec<f64> = g.row_adj.iter().enumerate().map(|(r, cs)| cs.iter().enumerate().fold(0.0, |a, (k, &c)| a + g.row_m(r, k) * col_w[c as usize])).collect();
+    let col_loss: Vec<f64> = g.col_adj.iter().enumerate().map(|(c, rs)| (0..rs.len()).fold(0.0, |a, k| a + g.col_m(c, k) * col_w[c])).collect();
+    let weighted = !g.row_mult.is_empty();
+    let (row_moff, row_m) = if weighted { csr_f(&g.row_mult) } else { (Vec::new(), Vec::new()) };
+    let (col_moff, col_m) = if weighted { csr_f(&g.col_mult) } else { (Vec::new(), Vec::new()) };
     let mut score: f64 = row_loss.iter().sum();
     let (mut n_rows, mut n_cols) = (g.rows, g.cols);
     let mut best = (score / (n_rows + n_cols).max(1) as f64, 0usize);
@@ -118,9 +121,10 @@ pub fn peel(g: &Bipartite, w: Weighting) -> Block {
         let (c, cd) = ct.min();
         if rd <= cd {
             score -= rd;
-            for &j in &row_idx[row_off[r]..row_off[r + 1]] {
+            for (k, &j) in row_idx[row_off[r]..row_off[r + 1]].iter().enumerate() {
                 if !col_gone[j as usize] {
-                    ct.add(j as usize, -col_w[j as usize]);
+                    let m = if weighted { row_m[row_moff[r] + k] } else { 1.0 };
+                    ct.add(j as usize, -(m * col_w[j as usize]));
                 }
             }
             rt.set(r, f64::INFINITY);
@@ -130,9 +134,10 @@ pub fn peel(g: &Bipartite, w: Weighting) -> Block {
         } else {
             score -= cd;
             let w = -col_w[c];
-            for &i in &col_idx[col_off[c]..col_off[c + 1]] {
+            for (k, &i) in col_idx[col_off[c]..col_off[c + 1]].iter().enumerate() {
                 if !row_gone[i as usize] {
-                    rt.add(i as usize, w);
+                    let m = if weighted { col_m[col_moff[c] + k] } else { 1.0 };
+                    rt.add(i as usize, m * w);
                 }
             }
             ct.set(c, f64::INFINITY);
@@ -168,6 +173,18 @@ fn csr(adj: &[Vec<u32>]) -> (Vec<usize>, Vec<u32>) {
         off.push(idx.len());
     }
     (off, idx)
+}
+
+/// Offsets and flat values of per-node lists of multiplicities.
+fn csr_f(adj: &[Vec<f64>]) -> (Vec<usize>, Vec<f64>) {
+    let mut off = Vec::with_capacity(adj.len() + 1);
+    let mut v = Vec::with_capacity(adj.iter().map(Vec::len).sum());
+    off.push(0);
+    for a in adj {
+        v.extend_from_slice(a);
+        off.push(v.len());
+    }
+    (off, v)
 }
 
 /// `k` blocks: after each, the block's edges are removed and the peel runs again.
