@@ -234,6 +234,33 @@ mod tests {
         assert!(blocks[1].density < blocks[0].density);
     }
 
+    /// Repeat orders weigh their count: a 4 × 1 pair set ordering 10 times each beats a 6 × 6
+    /// community of single orders, which wins when every edge counts once.
+    #[test]
+    fn repeated_edges_weigh_their_count() {
+        let mut edges = Vec::new();
+        for r in 0..6 {
+            for c in 0..6 {
+                edges.push((r, c));
+            }
+        }
+        for r in 10..14 {
+            for _ in 0..10 {
+                edges.push((r, 20));
+            }
+        }
+        let plain = peel(&Bipartite::from_edges(edges.iter().copied()), Weighting::Plain);
+        assert_eq!(plain.rows, (0..6).collect::<Vec<u32>>());
+        let g = Bipartite::from_repeated_edges(edges.iter().copied());
+        let weighted = peel(&g, Weighting::Plain);
+        assert_eq!((weighted.rows.clone(), weighted.cols.clone()), ((10..14).collect::<Vec<u32>>(), vec![20]));
+        assert!((weighted.density - 40.0 / 5.0).abs() < 1e-12);
+        // Deflation keeps the other edges' multiplicities.
+        let next = peel_many(&g, Weighting::Plain, 2);
+        assert_eq!(next[1].rows, (0..6).collect::<Vec<u32>>());
+        assert!((next[1].density - 36.0 / 12.0).abs() < 1e-12);
+    }
+
     #[test]
     fn min_tree_takes_the_lowest_index_on_ties() {
         let mut t = MinTree::new(&[3.0, 1.0, 1.0, 2.0, 5.0]);
