@@ -87,6 +87,13 @@ pub struct TrainArgs {
     /// trees early stopping chose (measured: no clear gain on the handbook; BENCHMARKS.md).
     #[arg(long)]
     refit: bool,
+    /// Balanced bagging: this many models, each on all positives and a sample of negatives
+    /// (`--negatives-per-positive`), averaged in log-odds (ranks, not calibrated probabilities).
+    #[arg(long, default_value_t = 1)]
+    bags: usize,
+    /// Negatives kept per positive in each bag (0 = all).
+    #[arg(long, default_value_t = 0.0)]
+    negatives_per_positive: f64,
 }
 
 #[derive(clap::Args)]
@@ -294,7 +301,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     let fit = table(&rows, fit_idx);
     let valid = table(&rows, valid_idx);
     let t1 = Instant::now();
-    let (model, log) = argus_model::train(&fit, (!valid_idx.is_empty()).then_some(&valid), &params).map_err(anyhow::Error::msg)?;
+    let (model, log) = argus_model::train::train_bagged(&fit, (!valid_idx.is_empty()).then_some(&valid), &params, a.bags, a.negatives_per_positive, 1).map_err(anyhow::Error::msg)?;
     let train_s = t1.elapsed().as_secs_f64();
     let vscores: Vec<f64> = valid_idx.iter().map(|&r| model.score(rows.row(r))).collect();
     let vlabels: Vec<bool> = valid.y.clone();
