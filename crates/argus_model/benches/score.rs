@@ -48,35 +48,30 @@ fn rows(n: usize, features: usize) -> Vec<Vec<f64>> {
         .collect()
 }
 
-#[divan::bench(sample_count = 500, sample_size = 20)]
-fn score_300_trees_depth_6(b: divan::Bencher) {
-    let m = model(300, 6, 30);
+/// Runs `f` on one of 1,024 random rows per iteration.
+fn each_row<T>(b: divan::Bencher, f: impl Fn(&[f64]) -> T) {
     let xs = rows(1024, 30);
     let mut i = 0;
     b.bench_local(|| {
         i = (i + 1) & 1023;
-        divan::black_box(m.score(divan::black_box(&xs[i])))
+        divan::black_box(f(divan::black_box(&xs[i])))
     });
+}
+
+#[divan::bench(sample_count = 500, sample_size = 20)]
+fn score_300_trees_depth_6(b: divan::Bencher) {
+    let m = model(300, 6, 30);
+    each_row(b, |x| m.score(x));
 }
 
 #[divan::bench(sample_count = 500, sample_size = 20)]
 fn score_300_trees_depth_6_compiled(b: divan::Bencher) {
     let m = argus_model::Scorer::new(&model(300, 6, 30)).unwrap();
-    let xs = rows(1024, 30);
-    let mut i = 0;
-    b.bench_local(|| {
-        i = (i + 1) & 1023;
-        divan::black_box(m.score(divan::black_box(&xs[i])))
-    });
+    each_row(b, |x| m.score(x));
 }
 
 #[divan::bench(sample_count = 500, sample_size = 20)]
 fn score_and_top_3_reasons_300_trees_depth_6(b: divan::Bencher) {
     let m = model(300, 6, 30);
-    let xs = rows(1024, 30);
-    let mut i = 0;
-    b.bench_local(|| {
-        i = (i + 1) & 1023;
-        divan::black_box(m.top_reasons(divan::black_box(&xs[i]), 3))
-    });
+    each_row(b, |x| m.top_reasons(x, 3));
 }

@@ -41,8 +41,9 @@ pub struct ModelFile {
 }
 
 impl ModelFile {
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+    /// The file's text; fails only on a non-finite number (which `train` never produces).
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
     }
 }
 

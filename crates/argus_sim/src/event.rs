@@ -496,6 +496,19 @@ impl<'t> Writer<'t> {
         self.buf.push(b'"');
     }
 
+    /// `order` (when set), `amount`, `currency`, `card` (when set): what a payment result and a
+    /// chargeback say about the payment.
+    fn order_amount_card(&mut self, e: &Ev) {
+        if e.order != 0 {
+            self.id("order", "o", e.order as u64);
+        }
+        self.money("amount", e.amount);
+        self.str("currency", "EUR");
+        if e.card != 0 {
+            self.card("card", e.card);
+        }
+    }
+
     fn common(&mut self, e: &Ev) {
         if e.device != 0 {
             self.id("device", "d", e.device as u64);
@@ -629,14 +642,7 @@ impl<'t> Writer<'t> {
                 self.common(e);
             }
             Kind::PaymentResult => {
-                if e.order != 0 {
-                    self.id("order", "o", e.order as u64);
-                }
-                self.money("amount", e.amount);
-                self.str("currency", "EUR");
-                if e.card != 0 {
-                    self.card("card", e.card);
-                }
+                self.order_amount_card(e);
                 if e.flag == 0 {
                     self.str("status", "approved");
                 } else {
@@ -684,14 +690,7 @@ impl<'t> Writer<'t> {
                 self.common(e);
             }
             Kind::Chargeback => {
-                if e.order != 0 {
-                    self.id("order", "o", e.order as u64);
-                }
-                self.money("amount", e.amount);
-                self.str("currency", "EUR");
-                if e.card != 0 {
-                    self.card("card", e.card);
-                }
+                self.order_amount_card(e);
                 self.str("reason", "fraud");
                 self.id("original_event", "e", e.aux2);
             }

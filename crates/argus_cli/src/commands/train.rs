@@ -339,7 +339,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     };
     let name = a.name.clone().unwrap_or_else(|| res.label.clone());
     let file = ModelFile { format: argus_model::file::FORMAT.into(), name: name.clone(), version: format!("{}+{}", argus_event::time::format_rfc3339(train_end).get(..10).unwrap_or(""), &info.data_hash[..8]), training: info, metrics: m.clone(), model };
-    std::fs::write(&a.out, file.to_json()).with_context(|| format!("writing {}", a.out.display()))?;
+    std::fs::write(&a.out, file.to_json().context("encoding the model")?).with_context(|| format!("writing {}", a.out.display()))?;
     println!(
         "trained `{name}` on {} rows ({} positive) of {} .. {}, {} features: {} trees (of {}), {:.2} s (replay {:.1} s); validation AUC {:.4}, AP {:.4} on {} rows",
         file.training.rows,

@@ -237,11 +237,3 @@ impl<'a> Ctx<'a> {
         self.item_priced(min, i64::MAX / 4)
     }
 }
-
-/// A day and an hour, as durations (for scenario code readability).
-pub const fn days(n: i64) -> i64 {
-    n * DAY
-}
-pub const fn hours(n: i64) -> i64 {
-    n * HOUR
-}
