@@ -7,8 +7,10 @@ pub mod bipartite;
 pub mod burst;
 pub mod cluster;
 pub mod fraudar;
+pub mod incremental;
 
 pub use bipartite::Bipartite;
 pub use burst::Burst;
 pub use cluster::{clusters, Cluster};
 pub use fraudar::{peel, peel_many, Block, Weighting};
+pub use incremental::{DenseSet, IncrementalPeel};
