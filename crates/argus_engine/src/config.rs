@@ -13,7 +13,7 @@ use std::sync::Arc;
 /// Environment variable that overrides `privacy.secret`.
 pub const SECRET_ENV: &str = "ARGUS_PII_SECRET";
 
-const TOP_KEYS: &[&str] = &["include", "engine", "privacy", "entities", "event_types", "settings", "features", "models", "csv", "server"];
+const TOP_KEYS: &[&str] = &["include", "engine", "privacy", "entities", "event_types", "settings", "features", "models", "graph", "csv", "server"];
 
 #[derive(Debug, Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +70,8 @@ pub struct Config {
     pub server: toml::Table,
     /// `[[models]]`, loaded and matched to the features (their slots are `features.models`).
     pub models: Vec<Arc<crate::models::LoadedModel>>,
+    /// `[graph]`: the entity graph and its detectors, when declared.
+    pub graph: Option<Arc<crate::graph::GraphSpec>>,
     /// Files read, in order.
     pub sources: Vec<PathBuf>,
 }
@@ -89,6 +91,7 @@ struct Parts {
     server: toml::Table,
     /// Each `[[models]]` entry with the folder of the file that declared it.
     models: Vec<(crate::models::ModelConfig, PathBuf)>,
+    graph: Option<crate::graph::GraphConfig>,
     sources: Vec<PathBuf>,
 }
 
@@ -136,8 +139,16 @@ impl Config {
             }
         };
         let mut models = Vec::new();
+        let mut graph = None;
         let features = schema.as_ref().and_then(|s| match FeatureSet::compile(s, &p.features) {
             Ok(mut f) => {
+                // Graph features first: models may read them.
+                if let Some(gc) = &p.graph {
+                    match crate::graph::compile(gc, s, &mut f) {
+                        Ok(g) => graph = Some(Arc::new(g)),
+                        Err(e) => errors.extend(e),
+                    }
+                }
                 for (mc, base) in &p.models {
                     if p.models.iter().filter(|(o, _)| o.name == mc.name).count() > 1 && !errors.iter().any(|e| e.contains(&format!("models.{}: declared twice", mc.name))) {
                         errors.push(format!("models.{}: declared twice", mc.name));
@@ -194,6 +205,7 @@ impl Config {
             sweep_every_ms,
             server: p.server,
             models,
+            graph,
             sources: p.sources,
         })
     }
@@ -320,6 +332,11 @@ fn absorb(text: &str, base: &Path, name: &str, parts: &mut Parts, errors: &mut V
     if let Some(v) = section("features") {
         if let Some(fs) = typed::<Vec<argus_features::config::FeatureConfig>>(v, "features", name, errors) {
             parts.features.features.extend(fs);
+        }
+    }
+    if let Some(v) = section("graph") {
+        if let Some(g) = typed(v, "graph", name, errors) {
+            parts.graph = Some(g);
         }
     }
     if let Some(v) = section("models") {

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"ARGUSSN2";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"ARGUSSN3";
 
 /// Counters of what the engine did with its input.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +82,9 @@ struct EngineSnap {
     counters: Counters,
     dedupe: Vec<(i64, u128)>,
     labels: Vec<Vec<PendingLabel>>,
+    /// The entity graph's declaration fingerprint (0: none) and state.
+    graph_fp: u64,
+    graph: Vec<u8>,
     state: Vec<u8>,
 }
 
@@ -164,6 +167,8 @@ pub struct Engine {
     next_sweep: i64,
     pub counters: Counters,
     out: Vec<Value>,
+    /// The entity graph, when `[graph]` is declared.
+    graph: Option<crate::graph::GraphState>,
 }
 
 impl Engine {
@@ -173,6 +178,7 @@ impl Engine {
         let n = config.features.features.len();
         let n_labels = config.schema.labels.len();
         let label_slots = config.schema.labels.iter().map(|l| config.features.slots_read(l.release_type as usize)).collect();
+        let graph = config.graph.as_ref().map(|g| crate::graph::GraphState::new(g));
         Engine {
             policies: None,
             label_slots,
@@ -187,6 +193,7 @@ impl Engine {
             next_sweep: i64::MIN,
             counters: Counters::default(),
             out: vec![Value::Null; n],
+            graph,
         }
     }
 
@@ -252,6 +259,7 @@ impl Engine {
             self.dedupe.order.iter().collect::<Vec<_>>(),
             self.labels.iter().map(|q| q.iter().collect::<Vec<_>>()).collect::<Vec<_>>(),
             self.state.snapshot(),
+            self.graph.as_ref().map(|g| g.digest()),
         );
         xxhash_rust::xxh3::xxh3_64(&bincode::serialize(&parts).expect("serializing plain data to a Vec cannot fail"))
     }
@@ -282,6 +290,21 @@ impl Engine {
         self.seq
     }
 
+    /// The feature vector of the event [`process`](Self::process) accepted last.
+    pub fn features_out(&self) -> &[Value] {
+        &self.out
+    }
+
+    /// Findings of the graph detectors since the last call (empty without `[graph]`).
+    pub fn take_findings(&mut self) -> Vec<crate::graph::Finding> {
+        self.graph.as_mut().map(|g| g.take_findings()).unwrap_or_default()
+    }
+
+    /// The entity graph's size: accounts, link edges, block edges (`None` without `[graph]`).
+    pub fn graph_size(&self) -> Option<(usize, usize, usize)> {
+        self.graph.as_ref().map(|g| g.size())
+    }
+
     /// Labels scheduled and not yet released.
     pub fn pending_labels(&self) -> usize {
         self.labels.iter().map(VecDeque::len).sum()
@@ -308,6 +331,9 @@ impl Engine {
         self.dedupe.order.push_back((ev.time, idh));
         self.counters.accepted += 1;
         self.state.apply(&self.config.features, ev, self.seq, Some(&mut self.out));
+        if let (Some(spec), Some(g)) = (&self.config.graph, &mut self.graph) {
+            g.apply(spec, ev, &mut self.out);
+        }
         if self.watermark >= self.next_sweep {
             self.state.expire(&self.config.features, self.watermark);
             self.dedupe.expire(self.watermark - self.config.dedupe_ttl_ms);
@@ -403,6 +429,8 @@ impl Engine {
             counters: self.counters.clone(),
             dedupe,
             labels: self.labels.iter().map(|q| q.iter().cloned().collect()).collect(),
+            graph_fp: self.config.graph.as_ref().map_or(0, |g| g.fingerprint),
+            graph: self.graph.as_ref().map(|g| g.encode()).unwrap_or_default(),
             state,
         }
     }
@@ -435,6 +463,9 @@ impl Engine {
 
     /// Rebuilds an engine from a snapshot taken under the same configuration.
     pub fn restore(config: Config, bytes: &[u8]) -> Result<Engine, SnapshotError> {
+        if bytes.len() >= 8 && bytes.starts_with(b"ARGUSSN") && &bytes[..8] != SNAPSHOT_MAGIC {
+            return Err(SnapshotError::Incompatible(format!("written by another version of Argus (format {})", String::from_utf8_lossy(&bytes[7..8]))));
+        }
         if bytes.len() < 12 || &bytes[..8] != SNAPSHOT_MAGIC {
             return Err(SnapshotError::Corrupt("bad magic".into()));
         }
@@ -453,9 +484,17 @@ impl Engine {
         if snap.features_fp != config.features.fingerprint() {
             return Err(SnapshotError::Incompatible("feature definitions changed".into()));
         }
+        if snap.graph_fp != config.graph.as_ref().map_or(0, |g| g.fingerprint) {
+            return Err(SnapshotError::Incompatible("the [graph] declaration changed".into()));
+        }
         let state = FeatureState::restore(&config.features, &snap.state).map_err(|e| SnapshotError::Incompatible(e.to_string()))?;
+        let graph = match &config.graph {
+            Some(spec) => Some(crate::graph::GraphState::decode(spec, &snap.graph).map_err(SnapshotError::Corrupt)?),
+            None => None,
+        };
         let mut e = Engine::new(config);
         e.state = state;
+        e.graph = graph;
         e.seq = snap.seq;
         e.watermark = snap.watermark;
         e.next_sweep = snap.next_sweep;

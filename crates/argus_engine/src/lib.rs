@@ -9,13 +9,15 @@
 pub mod config;
 pub mod dataset;
 pub mod engine;
+pub mod graph;
 pub mod models;
 pub mod replay;
 pub mod report;
 pub mod table;
 
 pub use config::{Config, ConfigLoadError, CsvMapping};
+pub use graph::{Finding, GraphSpec};
 pub use engine::{Counters, Engine, EngineCopy, PendingSnapshot, ProcessError, SnapshotError};
 pub use replay::{replay, Format, ReplayError, ReplayStats};
 pub use report::PolicyReport;
-pub use table::{CsvTable, DecisionLog, ParquetTable, RowSink, SummarySink};
+pub use table::{CsvTable, DecisionLog, FindingsLog, ParquetTable, RowSink, SummarySink};

@@ -100,7 +100,14 @@ fn handle(engine: &mut Engine, decoded: Result<Event, Rejection>, line: u64, sta
     let label = label_of(engine, &ev);
     let truth = label.map(|v| v != 0.0);
     match engine.process(&mut ev) {
-        Ok(features) => {
+        Ok(_) => {
+            let found = engine.take_findings();
+            if !found.is_empty() {
+                for s in out.sinks.iter_mut() {
+                    s.findings(&found)?;
+                }
+            }
+            let features = engine.features_out();
             stats.accepted += 1;
             for s in out.sinks.iter_mut() {
                 s.write(&ev.id, ev.ty, ev.time, features)?;

@@ -27,6 +27,39 @@ pub trait RowSink {
     fn labelled(&mut self, _ev: &argus_event::Event, _label: Option<f64>, _features: &[Value]) -> io::Result<()> {
         Ok(())
     }
+    /// Findings of the graph detectors, as they are made (before the event that triggered them).
+    fn findings(&mut self, _f: &[crate::graph::Finding]) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Findings as NDJSON, one line each (`argus replay --findings`).
+pub struct FindingsLog<W: Write> {
+    w: W,
+    pub count: usize,
+}
+
+impl<W: Write> FindingsLog<W> {
+    pub fn new(w: W) -> Self {
+        FindingsLog { w, count: 0 }
+    }
+}
+
+impl<W: Write> RowSink for FindingsLog<W> {
+    fn write(&mut self, _id: &str, _ty: TypeId, _time: i64, _features: &[Value]) -> io::Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+    fn findings(&mut self, f: &[crate::graph::Finding]) -> io::Result<()> {
+        for x in f {
+            serde_json::to_writer(&mut self.w, x)?;
+            self.w.write_all(b"\n")?;
+        }
+        self.count += f.len();
+        Ok(())
+    }
 }
 
 /// Decisions as NDJSON, one line per decided event.

@@ -159,6 +159,9 @@ pub enum FeatureKind {
     Calendar { part: Calendar, offset_ms: i64 },
     /// A field of the event itself (e.g. the amount, as a model input).
     Field { field: String },
+    /// Written by the engine after the other features (graph detectors): see
+    /// [`FeatureSet::add_external`].
+    External,
 }
 
 /// Output type of a numeric read.
@@ -240,6 +243,8 @@ pub struct TypePlan {
     pub fields: Vec<(usize, usize)>,
     /// Features readable on this type that have a `default` for null results.
     pub defaults: Vec<usize>,
+    /// External features (written by the engine) readable on this type.
+    pub external: Vec<usize>,
 }
 
 /// Work on one entity's record for one event type.
@@ -327,10 +332,29 @@ impl FeatureSet {
             .chain(plan.calendar.iter().copied())
             .chain(plan.ratios.iter().copied())
             .chain(plan.fields.iter().map(|(f, _)| *f))
+            .chain(plan.external.iter().copied())
             .collect();
         v.sort_unstable();
         v.dedup();
         v
+    }
+
+    /// Adds a feature whose value the engine writes after the others (a graph detector's), readable
+    /// on `types`; rules and models read it by `name` like any feature. Its value does not live in
+    /// the feature state (the writer keeps its own). Errors if the name is taken.
+    pub fn add_external(&mut self, name: &str, out: Out, types: &[usize], description: &str) -> Result<usize, String> {
+        if self.index.contains_key(name) {
+            return Err(format!("feature `{name}` is already declared"));
+        }
+        let fi = self.features.len();
+        self.features.push(FeatureDef { name: name.to_string(), kind: FeatureKind::External, out, default: Value::Null, description: Some(description.to_string()) });
+        self.index.insert(name.to_string(), fi);
+        for &t in types {
+            if let Some(p) = self.plans.get_mut(t) {
+                p.external.push(fi);
+            }
+        }
+        Ok(fi)
     }
 
     pub fn index_of(&self, name: &str) -> Option<usize> {
@@ -503,6 +527,7 @@ impl<'a> Compiler<'a> {
                             .readers
                             .push((fi, reader.clone()));
                     }
+                    FeatureKind::External => {}
                     FeatureKind::Calendar { .. } => plan.calendar.push(fi),
                     FeatureKind::Ratio { .. } => plan.ratios.push(fi),
                     FeatureKind::Field { field } => {

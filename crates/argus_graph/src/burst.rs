@@ -7,7 +7,7 @@
 //! Memory is fixed by the sketch size (rows × buckets × 6 counters), whatever the number of nodes.
 
 /// A count-min sketch of f64 counters.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Sketch {
     rows: usize,
     buckets: usize,
@@ -37,7 +37,7 @@ impl Sketch {
 }
 
 /// The detector. `rows` ≤ 4 hash functions of `buckets` counters each.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Burst {
     rows: usize,
     buckets: usize,

@@ -147,6 +147,9 @@ pub struct CatchReport<S: TruthSource> {
     skipped_truth: u64,
     /// rule → (attack events, honest events, honest users)
     rules: BTreeMap<String, (u64, u64, HashSet<String>)>,
+    /// Graph findings: accounts named, by detector kind (`cluster`, `block:orders`, …), and the
+    /// number of findings per detector.
+    found: BTreeMap<String, (u64, HashSet<String>)>,
 }
 
 impl<S: TruthSource> CatchReport<S> {
@@ -167,6 +170,7 @@ impl<S: TruthSource> CatchReport<S> {
             flagged_actors: HashMap::new(),
             skipped_truth: 0,
             rules: BTreeMap::new(),
+            found: BTreeMap::new(),
         }
     }
 
@@ -396,8 +400,43 @@ impl<S: TruthSource> CatchReport<S> {
             friction_curve,
             unmatched_truth_records: self.skipped_truth,
             rules,
+            findings: self.findings_report(),
         }
     }
+
+    fn findings_report(&self) -> Option<FindingsReport> {
+        if self.found.is_empty() {
+            return None;
+        }
+        let attack: HashSet<&String> = self.scenarios.values().flat_map(|a| a.accounts.keys()).collect();
+        let detectors = self
+            .found
+            .iter()
+            .map(|(d, (n, accs))| DetectorReport {
+                detector: d.clone(),
+                findings: *n,
+                accounts: accs.len() as u64,
+                attack_accounts: accs.iter().filter(|a| attack.contains(a)).count() as u64,
+                honest_accounts: accs.iter().filter(|a| self.honest_users.contains_key(*a)).count() as u64,
+            })
+            .collect();
+        let any: HashSet<&String> = self.found.values().flat_map(|(_, a)| a.iter()).collect();
+        let scenarios = self
+            .scenarios
+            .iter()
+            .map(|(s, acc)| (s.name().to_string(), acc.accounts.len() as u64, acc.accounts.keys().filter(|a| any.contains(a)).count() as u64))
+            .collect();
+        Some(FindingsReport {
+            detectors,
+            scenarios,
+            honest_users: self.honest_users.len() as u64,
+            honest_in_findings: self.honest_users.keys().filter(|a| any.contains(a)).count() as u64,
+        })
+    }
+}
+
+fn ratio_opt(a: u64, b: u64) -> Option<f64> {
+    (b > 0).then(|| a as f64 / b as f64)
 }
 
 /// Median of sorted values (mean of the two middle ones for an even count).
@@ -439,6 +478,33 @@ impl<S: TruthSource> argus_engine::RowSink for CatchReport<S> {
         self.on_decision(d);
         Ok(())
     }
+    fn findings(&mut self, f: &[argus_engine::Finding]) -> io::Result<()> {
+        for x in f {
+            let e = self.found.entry(x.detector.clone()).or_default();
+            e.0 += 1;
+            e.1.extend(x.accounts.iter().cloned());
+        }
+        Ok(())
+    }
+}
+
+/// What the graph detectors' findings named, against the truth.
+#[derive(Clone, Debug, Serialize)]
+pub struct FindingsReport {
+    pub detectors: Vec<DetectorReport>,
+    /// Per scenario: attack accounts named by any finding.
+    pub scenarios: Vec<(String, u64, u64)>,
+    pub honest_users: u64,
+    pub honest_in_findings: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DetectorReport {
+    pub detector: String,
+    pub findings: u64,
+    pub accounts: u64,
+    pub attack_accounts: u64,
+    pub honest_accounts: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -459,6 +525,9 @@ pub struct Report {
     /// Enforced rules that fired with an action other than allow: attack events they caught, honest
     /// events and users they hit — where the friction comes from.
     pub rules: Vec<RuleFriction>,
+    /// The graph detectors' findings against the truth (when the engine has `[graph]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub findings: Option<FindingsReport>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -588,6 +657,16 @@ impl Report {
         writeln!(w, "{:<40} {:>13} {:>13} {:>12}", "rule (non-allow, enforced)", "attack events", "honest events", "honest users")?;
         for r in &self.rules {
             writeln!(w, "{:<40} {:>13} {:>13} {:>12}", r.rule, r.attack_events, r.honest_events, r.honest_users)?;
+        }
+        if let Some(f) = &self.findings {
+            writeln!(w)?;
+            writeln!(w, "{:<24} {:>9} {:>9} {:>15} {:>15}", "graph findings", "findings", "accounts", "attack accounts", "honest accounts")?;
+            for d in &f.detectors {
+                writeln!(w, "{:<24} {:>9} {:>9} {:>15} {:>15}", d.detector, d.findings, d.accounts, d.attack_accounts, d.honest_accounts)?;
+            }
+            let named: Vec<String> = f.scenarios.iter().map(|(s, n, c)| format!("{s} {c}/{n}")).collect();
+            writeln!(w, "attack accounts named by a finding: {}", named.join(", "))?;
+            writeln!(w, "honest users named by a finding: {} of {} ({})", f.honest_in_findings, f.honest_users, pct2(ratio_opt(f.honest_in_findings, f.honest_users)))?;
         }
         Ok(())
     }

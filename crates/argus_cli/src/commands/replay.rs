@@ -2,7 +2,7 @@
 //! through exactly the engine code that serves live traffic.
 
 use anyhow::Context;
-use argus_engine::{replay, CsvTable, DecisionLog, Engine, Format, ParquetTable, RowSink, SummarySink};
+use argus_engine::{replay, CsvTable, DecisionLog, Engine, FindingsLog, Format, ParquetTable, RowSink, SummarySink};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -36,6 +36,9 @@ pub struct Args {
     /// Write refused records with their errors (NDJSON).
     #[arg(long)]
     rejects: Option<PathBuf>,
+    /// Write the graph detectors' findings (NDJSON; needs `[graph]` in the configuration).
+    #[arg(long)]
+    findings: Option<PathBuf>,
     /// Restore engine state from this snapshot before replaying.
     #[arg(long)]
     restore: Option<PathBuf>,
@@ -116,6 +119,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         Some(p) => Some(BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?)),
         None => None,
     };
+    if a.findings.is_some() && engine.config.graph.is_none() {
+        anyhow::bail!("--findings needs a [graph] section in the configuration (see docs/graph.md)");
+    }
+    let mut findings_log = match &a.findings {
+        Some(p) => Some(FindingsLog::new(BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?))),
+        None => None,
+    };
     let mut catch = match &a.truth {
         Some(p) => {
             let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
@@ -134,6 +144,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         sinks.push(s);
     }
     if let Some(s) = decision_log.as_mut() {
+        sinks.push(s);
+    }
+    if let Some(s) = findings_log.as_mut() {
         sinks.push(s);
     }
 
@@ -190,6 +203,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         },
         "features": summary.features,
         "policy": stats.policy,
+        "graph": engine.graph_size().map(|(accounts, links, edges)| serde_json::json!({"accounts": accounts, "links": links, "block_edges": edges, "findings": findings_log.as_ref().map(|f| f.count)})),
     });
     if let Some(p) = &a.summary {
         std::fs::write(p, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", p.display()))?;

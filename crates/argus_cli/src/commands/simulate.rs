@@ -52,6 +52,10 @@ pub struct Args {
     /// pack) and print the catch report, instead of writing the events.
     #[arg(long)]
     report: bool,
+    /// With --report: write the graph detectors' findings (NDJSON; needs `[graph]`, e.g.
+    /// `--config examples/simulator/graph.toml`).
+    #[arg(long, requires = "report")]
+    findings: Option<PathBuf>,
     #[command(flatten)]
     setup: super::Setup,
     #[command(flatten)]
@@ -116,9 +120,19 @@ fn report(a: &Args, cfg: &SimConfig) -> anyhow::Result<()> {
     let queue = Rc::new(RefCell::new(VecDeque::new()));
     let reader = WorldReader { g: argus_sim::Generator::new(cfg)?, buf: Vec::new(), pos: 0, truth: queue.clone() };
     let mut catch = argus_sim::CatchReport::new(queue);
+    if a.findings.is_some() && engine.config.graph.is_none() {
+        anyhow::bail!("--findings needs a [graph] section in the configuration (see docs/graph.md)");
+    }
+    let mut findings = match &a.findings {
+        Some(p) => Some(argus_engine::FindingsLog::new(BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?))),
+        None => None,
+    };
     let start = Instant::now();
     let stats = {
         let mut sinks: Vec<&mut dyn argus_engine::RowSink> = vec![&mut catch];
+        if let Some(f) = findings.as_mut() {
+            sinks.push(f);
+        }
         argus_engine::replay(&mut engine, std::io::BufReader::with_capacity(1 << 20, reader), argus_engine::Format::Ndjson, &mut sinks, None, &mut |_| {})?
     };
     eprintln!(

@@ -1,0 +1,914 @@
+//! The entity graph, maintained from events as they arrive, and its detectors in the decision path.
+//!
+//! `[graph]` in `argus.toml` declares:
+//! - **links**: account–attribute edges (device, card, address, payout account, phone, …) from the
+//!   fields of the account's own events. Accounts sharing a value are one cluster (union-find, kept
+//!   up to date on every event); a value shared by more than `max_share` accounts (carrier NAT, a
+//!   pickup point) links nobody once the graph is rebuilt.
+//! - **confirmed**: label events naming a confirmed fraudulent account (`fraud.confirmed`'s
+//!   `subject`), for a cluster's fraud rate.
+//! - **blocks**: bipartite account × object graphs (buyer × seller from orders, user × item from
+//!   clicks) over a recent window, repeat edges counting. The exact incremental peel
+//!   (`argus_graph::IncrementalPeel`) keeps the window's densest set up to date in batches; at each
+//!   refresh the window is re-peeled from its live edges (expiry) and several blocks are found by
+//!   deflation (`argus_graph::peel_many`). Each edge also gets a MIDAS burst score.
+//!
+//! Their results are features (`graph_cluster_size`, `graph_<block>_density`, …) that rules and models
+//! read like any other, and **findings** (a cluster or a block worth an investigator's look), which the
+//! engine hands to whoever drains them (the server's findings store, `argus replay --findings`).
+//!
+//! Everything is driven by event time and event order: the same events give the same features and
+//! findings, live or in replay. Memory is bounded by the windows: links, edges, confirmations and
+//! report signatures expire, and the rebuild drops accounts and values nothing live refers to.
+
+use argus_event::time::{format_rfc3339, parse_duration};
+use argus_event::{Event, Schema, Value, ACTOR_SLOT};
+use argus_features::{FeatureSet, Out};
+use argus_graph::{peel_many, Bipartite, Burst, IncrementalPeel, Weighting};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// `[graph]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GraphConfig {
+    /// How long a link (account, value) lives after it was last seen. Default `30d`.
+    pub window: Option<String>,
+    /// Event time between two runs of the block detectors and findings. Default `1h`.
+    pub refresh_every: Option<String>,
+    /// Event time between two rebuilds (expiry, hub caps, compaction). Default `1d`.
+    pub rebuild_every: Option<String>,
+    /// A value shared by more accounts than this links nobody. Default 30.
+    pub max_share: Option<usize>,
+    /// Clusters of at least this many accounts are reported as findings. Default 3.
+    pub min_cluster: Option<usize>,
+    /// How long a confirmed label counts. Default `180d`.
+    pub label_window: Option<String>,
+    #[serde(default)]
+    pub links: Vec<LinkConfig>,
+    #[serde(default)]
+    pub confirmed: Vec<ConfirmConfig>,
+    #[serde(default)]
+    pub blocks: Vec<BlockConfig>,
+}
+
+/// `[[graph.links]]`: a field whose values link the accounts that use them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkConfig {
+    pub field: String,
+    /// Event types whose field links (default: every account event type that has it).
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Skip events where this field has this value (e.g. failed logins: `{ field = "success", equals = false }`).
+    pub unless: Option<Unless>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unless {
+    pub field: String,
+    pub equals: toml::Value,
+}
+
+/// `[[graph.confirmed]]`: an event naming a confirmed fraudulent account in `field`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmConfig {
+    pub event: String,
+    pub field: String,
+}
+
+/// `[[graph.blocks]]`: a bipartite account × `column` graph from `events`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockConfig {
+    pub name: String,
+    pub events: Vec<String>,
+    pub column: String,
+    /// Edges older than this expire. Default `1d`.
+    pub window: Option<String>,
+    /// Event time between two re-peels of this graph (expiry, several blocks, findings). Default:
+    /// `[graph] refresh_every`.
+    pub refresh_every: Option<String>,
+    /// `plain` (default), `log` or `sqrt` for the refresh's blocks.
+    pub weighting: Option<String>,
+    /// `count` (default: a repeated pair weighs its count, as brushing's repeat orders do) or `once`
+    /// (an account–object pair counts once however often it repeats: browsing revisits are not density).
+    pub repeats: Option<String>,
+    /// Blocks found per refresh (deflation). Default 3.
+    pub blocks: Option<usize>,
+    /// A block is reported (and marks its accounts) from this density on. Default 3.
+    pub min_density: Option<f64>,
+    /// … and this many accounts. Default 3.
+    pub min_rows: Option<usize>,
+    /// … and this fill: weight per account × object cell (1 = every account with every object, as
+    /// lockstep is; a flash sale's crowd is dense but sparse in its cells). Default 0.
+    pub min_fill: Option<f64>,
+    /// Edges inserted into the incremental peel together. Default 16.
+    pub batch: Option<usize>,
+    /// The burst score's time tick. Default `1m`.
+    pub burst_tick: Option<String>,
+}
+
+/// A compiled block graph.
+#[derive(Debug, Clone)]
+pub struct BlockSpec {
+    pub name: String,
+    /// Column slot by event type.
+    pub by_type: Vec<Option<usize>>,
+    pub window_ms: i64,
+    pub refresh_ms: i64,
+    /// Repeated pairs count once.
+    pub once: bool,
+    pub weighting: Weighting,
+    pub blocks: usize,
+    pub min_density: f64,
+    pub min_rows: usize,
+    pub min_fill: f64,
+    pub batch: usize,
+    pub tick_ms: i64,
+    pub f_density: usize,
+    pub f_rows: usize,
+    pub f_burst: usize,
+}
+
+impl BlockSpec {
+    /// Whether a block of this density and shape is reported.
+    pub fn qualifies(&self, density: f64, rows: usize, cols: usize) -> bool {
+        let fill = if rows == 0 || cols == 0 { 0.0 } else { density * (rows + cols) as f64 / (rows * cols) as f64 };
+        density >= self.min_density && rows >= self.min_rows && fill >= self.min_fill
+    }
+}
+
+/// A linking field on one event type: (value slot, link field index, skip-if (slot, value)).
+type LinkSlot = (usize, u16, Option<(usize, Value)>);
+
+/// The compiled `[graph]`.
+#[derive(Debug, Clone)]
+pub struct GraphSpec {
+    pub window_ms: i64,
+    pub refresh_ms: i64,
+    pub rebuild_ms: i64,
+    pub label_ms: i64,
+    pub max_share: usize,
+    pub min_cluster: usize,
+    /// Per event type: the fields that link.
+    links: Vec<Vec<LinkSlot>>,
+    link_fields: Vec<String>,
+    /// Per event type: the slot naming a confirmed account.
+    confirm: Vec<Option<usize>>,
+    /// Per event type: is the actor an account.
+    account: Vec<bool>,
+    pub blocks: Vec<BlockSpec>,
+    f_size: usize,
+    f_per_value: usize,
+    f_confirmed: usize,
+    f_rate: usize,
+    /// A digest of the declaration, for snapshots.
+    pub fingerprint: u64,
+}
+
+fn toml_value(v: &toml::Value) -> Option<Value> {
+    match v {
+        toml::Value::Boolean(b) => Some(Value::Bool(*b)),
+        toml::Value::Integer(i) => Some(Value::Int(*i)),
+        toml::Value::String(s) => Some(Value::Str(s.as_str().into())),
+        _ => None,
+    }
+}
+
+/// Checks `[graph]` against the schema and adds its features; every problem as a message.
+pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> Result<GraphSpec, Vec<String>> {
+    let mut errors = Vec::new();
+    let dur = |errors: &mut Vec<String>, at: &str, v: &Option<String>, default: &str| -> i64 {
+        let s = v.as_deref().unwrap_or(default);
+        match parse_duration(s) {
+            Some(ms) if ms > 0 => ms,
+            _ => {
+                errors.push(format!("graph.{at}: invalid duration `{s}`"));
+                1
+            }
+        }
+    };
+    let window_ms = dur(&mut errors, "window", &c.window, "30d");
+    let refresh_ms = dur(&mut errors, "refresh_every", &c.refresh_every, "1h");
+    let rebuild_ms = dur(&mut errors, "rebuild_every", &c.rebuild_every, "1d");
+    let label_ms = dur(&mut errors, "label_window", &c.label_window, "180d");
+    let n = schema.types.len();
+    let account: Vec<bool> = schema.types.iter().map(|t| !t.internal && t.actor_kind == "user").collect();
+    let account_types: Vec<usize> = (0..n).filter(|&t| account[t]).collect();
+    let types_of = |errors: &mut Vec<String>, at: &str, names: &[String]| -> Vec<usize> {
+        names
+            .iter()
+            .filter_map(|e| match schema.type_id(e) {
+                Some(t) => Some(t as usize),
+                None => {
+                    errors.push(format!("{at}: unknown event type `{e}`{}", argus_event::schema::did_you_mean(e, schema.public_type_names().into_iter())));
+                    None
+                }
+            })
+            .collect()
+    };
+    let mut links = vec![Vec::new(); n];
+    let mut link_fields = Vec::new();
+    for (i, l) in c.links.iter().enumerate() {
+        let at = format!("graph.links[{i}]");
+        let types = if l.events.is_empty() { account_types.iter().copied().filter(|&t| schema.types[t].slot(&l.field).is_some()).collect() } else { types_of(&mut errors, &at, &l.events) };
+        if types.is_empty() {
+            errors.push(format!("{at}: no account event type has a field `{}`", l.field));
+        }
+        for t in types {
+            let et = &schema.types[t];
+            if !account[t] {
+                errors.push(format!("{at}: `{}`'s actor is not an account", et.name));
+                continue;
+            }
+            let Some(slot) = et.slot(&l.field) else {
+                errors.push(format!("{at}: `{}` has no field `{}`{}", et.name, l.field, argus_event::schema::did_you_mean(&l.field, et.input_names())));
+                continue;
+            };
+            // `unless` applies to the types that have its field.
+            let skip = l.unless.as_ref().and_then(|u| Some((et.slot(&u.field)?, toml_value(&u.equals)?)));
+            links[t].push((slot, link_fields.len() as u16, skip));
+        }
+        if let Some(u) = &l.unless {
+            if toml_value(&u.equals).is_none() {
+                errors.push(format!("{at}.unless.equals: a boolean, integer or string"));
+            }
+            if !links.iter().flatten().any(|&(_, f, ref s)| f as usize == link_fields.len() && s.is_some()) && toml_value(&u.equals).is_some() {
+                errors.push(format!("{at}.unless: none of its event types has a field `{}`", u.field));
+            }
+        }
+        link_fields.push(l.field.clone());
+    }
+    let mut confirm = vec![None; n];
+    for (i, cc) in c.confirmed.iter().enumerate() {
+        let at = format!("graph.confirmed[{i}]");
+        for t in types_of(&mut errors, &at, std::slice::from_ref(&cc.event)) {
+            match schema.types[t].slot(&cc.field) {
+                Some(s) => confirm[t] = Some(s),
+                None => errors.push(format!("{at}: `{}` has no field `{}`", cc.event, cc.field)),
+            }
+        }
+    }
+    let mut add = |errors: &mut Vec<String>, name: String, out: Out, types: &[usize], what: &str| -> usize {
+        features.add_external(&name, out, types, what).unwrap_or_else(|e| {
+            errors.push(format!("graph: {e} (graph features are named `graph_…`)"));
+            0
+        })
+    };
+    let f_size = add(&mut errors, "graph_cluster_size".into(), Out::Int, &account_types, "accounts in the account's shared-attribute cluster");
+    let f_per_value =
+        add(&mut errors, "graph_cluster_accounts_per_value".into(), Out::Float, &account_types, "accounts per distinct linking value (device, card, address…) in the cluster");
+    let f_confirmed = add(&mut errors, "graph_cluster_confirmed".into(), Out::Int, &account_types, "confirmed fraudulent accounts in the cluster");
+    let f_rate = add(&mut errors, "graph_cluster_fraud_rate".into(), Out::Float, &account_types, "confirmed fraudulent accounts / accounts in the cluster");
+    let mut blocks = Vec::new();
+    for (i, b) in c.blocks.iter().enumerate() {
+        let at = format!("graph.blocks[{i}]");
+        if b.name.is_empty() || !b.name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_') {
+            errors.push(format!("{at}: name: lower-case letters, digits and `_`"));
+        }
+        let mut by_type = vec![None; n];
+        for t in types_of(&mut errors, &at, &b.events) {
+            let et = &schema.types[t];
+            if !account[t] {
+                errors.push(format!("{at}: `{}`'s actor is not an account", et.name));
+            }
+            match et.slot(&b.column) {
+                Some(s) => by_type[t] = Some(s),
+                None => errors.push(format!("{at}: `{}` has no field `{}`{}", et.name, b.column, argus_event::schema::did_you_mean(&b.column, et.input_names()))),
+            }
+        }
+        let weighting = match b.weighting.as_deref().unwrap_or("plain") {
+            "plain" => Weighting::Plain,
+            "log" => Weighting::Log,
+            "sqrt" => Weighting::Sqrt,
+            w => {
+                errors.push(format!("{at}: weighting: `{w}` is not one of plain, log, sqrt"));
+                Weighting::Plain
+            }
+        };
+        let once = match b.repeats.as_deref().unwrap_or("count") {
+            "count" => false,
+            "once" => true,
+            r => {
+                errors.push(format!("{at}: repeats: `{r}` is not one of count, once"));
+                false
+            }
+        };
+        let min_density = b.min_density.unwrap_or(3.0);
+        if !(min_density.is_finite() && min_density > 0.0) {
+            errors.push(format!("{at}: min_density: a positive number"));
+        }
+        let edge_types: Vec<usize> = (0..n).filter(|&t| by_type[t].is_some()).collect();
+        blocks.push(BlockSpec {
+            name: b.name.clone(),
+            window_ms: dur(&mut errors, &format!("blocks[{i}].window"), &b.window, "1d"),
+            refresh_ms: if b.refresh_every.is_some() { dur(&mut errors, &format!("blocks[{i}].refresh_every"), &b.refresh_every, "1h") } else { refresh_ms },
+            weighting,
+            once,
+            blocks: b.blocks.unwrap_or(3).clamp(1, 50),
+            min_density,
+            min_rows: b.min_rows.unwrap_or(3).max(1),
+            min_fill: b.min_fill.unwrap_or(0.0).max(0.0),
+            batch: b.batch.unwrap_or(16).clamp(1, 100_000),
+            tick_ms: dur(&mut errors, &format!("blocks[{i}].burst_tick"), &b.burst_tick, "1m"),
+            f_density: add(&mut errors, format!("graph_{}_density", b.name), Out::Float, &account_types, "density of the dense block the account is in (0: none)"),
+            f_rows: add(&mut errors, format!("graph_{}_block_accounts", b.name), Out::Int, &account_types, "accounts in the dense block the account is in (0: none)"),
+            f_burst: add(&mut errors, format!("graph_{}_burst", b.name), Out::Float, &edge_types, "burst score of this event's edge (MIDAS-R)"),
+            by_type,
+        });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let fingerprint = xxhash_rust::xxh3::xxh3_64(format!("{c:?}").as_bytes());
+    Ok(GraphSpec {
+        window_ms,
+        refresh_ms,
+        rebuild_ms,
+        label_ms,
+        max_share: c.max_share.unwrap_or(30).max(1),
+        min_cluster: c.min_cluster.unwrap_or(3).max(2),
+        links,
+        link_fields,
+        confirm,
+        account,
+        blocks,
+        f_size,
+        f_per_value,
+        f_confirmed,
+        f_rate,
+        fingerprint,
+    })
+}
+
+/// Something a detector found, for an investigator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// `f-<n>`, in the order found.
+    pub id: String,
+    /// `cluster` (shared attributes) or `block:<name>` (a dense block of that graph).
+    pub detector: String,
+    /// Event time of the refresh that found it (RFC 3339).
+    pub time: String,
+    pub accounts: Vec<String>,
+    /// The shared values (`field:value`) of a cluster, or the block's columns.
+    pub objects: Vec<String>,
+    /// Block: its density (weight per node); cluster: accounts per linking value.
+    pub density: f64,
+    /// Accounts of it with a confirmed fraud label.
+    pub confirmed: usize,
+}
+
+/// Ids for strings, in order of first use.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Interner {
+    names: Vec<String>,
+    #[serde(skip)]
+    ids: HashMap<String, u32>,
+}
+
+impl Interner {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.ids.get(s) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(s.to_string());
+        self.ids.insert(s.to_string(), i);
+        i
+    }
+
+    fn reindex(&mut self) {
+        self.ids = self.names.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Link {
+    a: u32,
+    v: u32,
+    last: i64,
+}
+
+const NO: u32 = u32::MAX;
+
+/// One block graph's state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct BlockState {
+    cols: Interner,
+    /// Live edges (time, account, column) in arrival order.
+    edges: VecDeque<(i64, u32, u32)>,
+    /// Rebuilt from `edges` on restore: equal to the maintained one (exact).
+    #[serde(skip)]
+    peel: IncrementalPeel,
+    pending: Vec<(u32, u32, f64)>,
+    /// Live edges per (account, column); rebuilt from `edges`.
+    #[serde(skip)]
+    mult: HashMap<(u32, u32), u32>,
+    /// Accounts in a block found at the last refresh: (density, accounts in the block).
+    member: HashMap<u32, (f64, u32)>,
+    /// The incremental densest set's accounts, when it qualifies, with its density.
+    densest: HashMap<u32, (f64, u32)>,
+    burst: Burst,
+    next_refresh: i64,
+}
+
+impl BlockState {
+    fn new() -> BlockState {
+        BlockState {
+            cols: Interner::default(),
+            edges: VecDeque::new(),
+            peel: IncrementalPeel::new(),
+            pending: Vec::new(),
+            mult: HashMap::new(),
+            member: HashMap::new(),
+            densest: HashMap::new(),
+            burst: Burst::new(2, 1024, 0.5),
+            next_refresh: i64::MIN,
+        }
+    }
+
+    fn rebuild_peel(&mut self, once: bool) {
+        self.mult.clear();
+        for &(_, a, c) in &self.edges {
+            *self.mult.entry((a, c)).or_default() += 1;
+        }
+        let mut w: BTreeMap<(u32, u32), f64> = self.mult.iter().map(|(&(a, c), &m)| ((2 * a, 2 * c + 1), if once { 1.0 } else { m as f64 })).collect();
+        // Pending edges are not in the peel yet (a restore keeps them pending).
+        for &(a, c, x) in &self.pending {
+            if let Some(v) = w.get_mut(&(a, c)) {
+                *v -= x;
+            }
+        }
+        let edges: Vec<(u32, u32, f64)> = w.into_iter().filter(|&(_, v)| v > 0.0).map(|((a, c), v)| (a, c, v)).collect();
+        self.peel = IncrementalPeel::from_edges(&edges);
+    }
+
+    /// Inserts the pending edges and reads the densest set (plain weighting only: the incremental peel
+    /// keeps fixed edge weights, and the log and sqrt weightings change with a column's degree).
+    fn flush(&mut self, spec: &BlockSpec) {
+        self.peel.insert_batch(&self.pending);
+        self.pending.clear();
+        self.densest.clear();
+        if spec.weighting != Weighting::Plain {
+            return;
+        }
+        let d = self.peel.densest();
+        let rows: Vec<u32> = d.nodes.iter().filter(|&&x| x % 2 == 0).map(|&x| x / 2).collect();
+        let cols = d.nodes.len() - rows.len();
+        if spec.qualifies(d.density, rows.len(), cols) {
+            for &a in &rows {
+                self.densest.insert(a, (d.density, rows.len() as u32));
+            }
+        }
+    }
+}
+
+/// The graph's state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GraphState {
+    accounts: Interner,
+    values: Interner,
+    links: Vec<Link>,
+    #[serde(skip)]
+    link_idx: HashMap<(u32, u32), u32>,
+    /// Per value: live accounts sharing it, and the first of them (the value's cluster).
+    sharers: Vec<u32>,
+    first: Vec<u32>,
+    /// Union-find over accounts: parent, and per root the cluster's accounts, values, confirmed.
+    parent: Vec<u32>,
+    size: Vec<u32>,
+    vals: Vec<u32>,
+    conf: Vec<u32>,
+    /// Confirmed accounts and when.
+    confirmed: BTreeMap<u32, i64>,
+    blocks: Vec<BlockState>,
+    next_refresh: i64,
+    next_rebuild: i64,
+    /// Findings not yet handed out, and what was reported: key → (size reported, time).
+    findings: Vec<Finding>,
+    reported: BTreeMap<String, (usize, i64)>,
+    found: u64,
+}
+
+impl GraphState {
+    pub fn new(spec: &GraphSpec) -> GraphState {
+        GraphState {
+            accounts: Interner::default(),
+            values: Interner::default(),
+            links: Vec::new(),
+            link_idx: HashMap::new(),
+            sharers: Vec::new(),
+            first: Vec::new(),
+            parent: Vec::new(),
+            size: Vec::new(),
+            vals: Vec::new(),
+            conf: Vec::new(),
+            confirmed: BTreeMap::new(),
+            blocks: spec.blocks.iter().map(|_| BlockState::new()).collect(),
+            next_refresh: i64::MIN,
+            next_rebuild: i64::MIN,
+            findings: Vec::new(),
+            reported: BTreeMap::new(),
+            found: 0,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::serialize(self).expect("serializing plain data to a Vec cannot fail")
+    }
+
+    pub fn decode(spec: &GraphSpec, bytes: &[u8]) -> Result<GraphState, String> {
+        let mut g: GraphState = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
+        if g.blocks.len() != spec.blocks.len() {
+            return Err("graph block declarations changed".into());
+        }
+        g.accounts.reindex();
+        g.values.reindex();
+        g.link_idx = g.links.iter().enumerate().map(|(i, l)| ((l.a, l.v), i as u32)).collect();
+        for (b, bs) in g.blocks.iter_mut().zip(&spec.blocks) {
+            b.cols.reindex();
+            // The peel of the live edges without the pending ones, which stay pending: as it was.
+            b.rebuild_peel(bs.once);
+        }
+        Ok(g)
+    }
+
+    /// A digest of everything future answers depend on.
+    pub fn digest(&self) -> u64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(&bincode::serialize(&(&self.accounts.names, &self.values.names, &self.links, &self.confirmed, &self.parent, &self.next_refresh, &self.found)).unwrap_or_default());
+        for b in &self.blocks {
+            h.update(&bincode::serialize(&(&b.cols.names, &b.edges, &b.pending, &b.burst)).unwrap_or_default());
+            let mut m: Vec<_> = b.member.iter().chain(b.densest.iter()).map(|(a, (d, r))| (*a, d.to_bits(), *r)).collect();
+            m.sort_unstable();
+            h.update(&bincode::serialize(&m).unwrap_or_default());
+        }
+        h.digest()
+    }
+
+    /// Findings since the last call.
+    pub fn take_findings(&mut self) -> Vec<Finding> {
+        std::mem::take(&mut self.findings)
+    }
+
+    /// Accounts, link edges, block edges: the graph's size.
+    pub fn size(&self) -> (usize, usize, usize) {
+        (self.accounts.names.len(), self.links.len(), self.blocks.iter().map(|b| b.edges.len()).sum())
+    }
+
+    fn account(&mut self, name: &str) -> u32 {
+        let a = self.accounts.id(name);
+        if a as usize == self.parent.len() {
+            self.parent.push(a);
+            self.size.push(1);
+            self.vals.push(0);
+            self.conf.push(0);
+        }
+        a
+    }
+
+    fn find(&mut self, mut x: u32) -> u32 {
+        while self.parent[x as usize] != x {
+            let p = self.parent[x as usize];
+            self.parent[x as usize] = self.parent[p as usize];
+            x = p;
+        }
+        x
+    }
+
+    fn union(&mut self, a: u32, b: u32) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra == rb {
+            return;
+        }
+        // The larger cluster's root stays; equal sizes: the lower id.
+        let (keep, gone) = if (self.size[ra as usize], rb) > (self.size[rb as usize], ra) { (ra, rb) } else { (rb, ra) };
+        self.parent[gone as usize] = keep;
+        self.size[keep as usize] += self.size[gone as usize];
+        self.vals[keep as usize] += self.vals[gone as usize];
+        self.conf[keep as usize] += self.conf[gone as usize];
+    }
+
+    /// Adds (or refreshes) the link between account `a` and value `v`.
+    fn link(&mut self, max_share: usize, a: u32, v: u32, t: i64) {
+        if let Some(&i) = self.link_idx.get(&(a, v)) {
+            let l = &mut self.links[i as usize];
+            l.last = l.last.max(t);
+            return;
+        }
+        self.link_idx.insert((a, v), self.links.len() as u32);
+        self.links.push(Link { a, v, last: t });
+        self.attach(max_share, a, v);
+    }
+
+    fn attach(&mut self, max_share: usize, a: u32, v: u32) {
+        if v as usize >= self.sharers.len() {
+            self.sharers.resize(v as usize + 1, 0);
+            self.first.resize(v as usize + 1, NO);
+        }
+        self.sharers[v as usize] += 1;
+        let f = self.first[v as usize];
+        if f == NO {
+            self.first[v as usize] = a;
+            let r = self.find(a);
+            self.vals[r as usize] += 1;
+        } else if self.sharers[v as usize] as usize <= max_share {
+            self.union(a, f);
+        }
+    }
+
+    fn confirm(&mut self, a: u32, t: i64) {
+        if self.confirmed.insert(a, t).is_none() {
+            let r = self.find(a);
+            self.conf[r as usize] += 1;
+        }
+    }
+
+    /// Applies one accepted event and writes the graph features into `out`.
+    pub fn apply(&mut self, spec: &GraphSpec, ev: &Event, out: &mut [Value]) {
+        let t = ev.time;
+        if t >= self.next_rebuild {
+            self.rebuild(spec, t);
+            self.next_rebuild = t + spec.rebuild_ms;
+        }
+        if t >= self.next_refresh {
+            self.refresh_clusters(spec, t);
+            self.next_refresh = t + spec.refresh_ms;
+        }
+        for (bi, b) in spec.blocks.iter().enumerate() {
+            if t >= self.blocks[bi].next_refresh {
+                self.refresh_block(b, bi, t);
+                self.blocks[bi].next_refresh = t + b.refresh_ms;
+            }
+        }
+        let ty = ev.ty as usize;
+        if let Some(s) = spec.confirm.get(ty).copied().flatten() {
+            if let Some(name) = key(&ev.fields[s]) {
+                let a = self.account(&name);
+                self.confirm(a, t);
+            }
+        }
+        if !spec.account.get(ty).copied().unwrap_or(false) {
+            return;
+        }
+        let Some(actor) = key(&ev.fields[ACTOR_SLOT]) else { return };
+        let a = self.account(&actor);
+        for (slot, field, skip) in &spec.links[ty] {
+            if skip.as_ref().is_some_and(|(s, v)| &ev.fields[*s] == v) {
+                continue;
+            }
+            if let Some(value) = key(&ev.fields[*slot]) {
+                let v = self.values.id(&format!("{}:{value}", spec.link_fields[*field as usize]));
+                self.link(spec.max_share, a, v, t);
+            }
+        }
+        for (bi, b) in spec.blocks.iter().enumerate() {
+            let st = &mut self.blocks[bi];
+            if let Some(col) = b.by_type[ty].and_then(|s| key(&ev.fields[s])) {
+                let c = st.cols.id(&col);
+                st.edges.push_back((t, a, c));
+                let m = st.mult.entry((a, c)).or_default();
+                *m += 1;
+                if !b.once || *m == 1 {
+                    st.pending.push((2 * a, 2 * c + 1, 1.0));
+                }
+                if st.pending.len() >= b.batch {
+                    st.flush(b);
+                }
+                let score = st.burst.score(xxhash_rust::xxh3::xxh3_64(actor.as_bytes()), xxhash_rust::xxh3::xxh3_64(col.as_bytes()), t.div_euclid(b.tick_ms));
+                out[b.f_burst] = Value::Float(score);
+            }
+            let m = st.member.get(&a).copied().unwrap_or((0.0, 0));
+            let d = st.densest.get(&a).copied().unwrap_or((0.0, 0));
+            let (density, rows) = if d.0 > m.0 { d } else { m };
+            out[b.f_density] = Value::Float(density);
+            out[b.f_rows] = Value::Int(rows as i64);
+        }
+        let r = self.find(a) as usize;
+        let (size, vals, conf) = (self.size[r], self.vals[r], self.conf[r]);
+        out[spec.f_size] = Value::Int(size as i64);
+        out[spec.f_per_value] = Value::Float(size as f64 / vals.max(1) as f64);
+        out[spec.f_confirmed] = Value::Int(conf as i64);
+        out[spec.f_rate] = Value::Float(conf as f64 / size as f64);
+    }
+
+    /// Expiry, hub caps and compaction: every structure rebuilt from what is still live, in a
+    /// deterministic order (links and edges in arrival order).
+    fn rebuild(&mut self, spec: &GraphSpec, t: i64) {
+        let link_cut = t.saturating_sub(spec.window_ms);
+        let label_cut = t.saturating_sub(spec.label_ms);
+        self.links.retain(|l| l.last >= link_cut);
+        self.confirmed.retain(|_, &mut at| at >= label_cut);
+        for (b, st) in spec.blocks.iter().zip(&mut self.blocks) {
+            // Pending edges hold ids about to change: into the peel first.
+            st.flush(b);
+            let cut = t.saturating_sub(b.window_ms);
+            while st.edges.front().is_some_and(|e| e.0 < cut) {
+                st.edges.pop_front();
+            }
+        }
+        self.reported.retain(|_, (_, at)| *at >= link_cut);
+        // New ids: accounts in order of first appearance in links, then block edges, then labels.
+        let old_accounts = std::mem::take(&mut self.accounts);
+        let old_values = std::mem::take(&mut self.values);
+        let mut amap = vec![NO; old_accounts.names.len()];
+        let mut vmap = vec![NO; old_values.names.len()];
+        let mut acc = Interner::default();
+        let mut val = Interner::default();
+        for l in &mut self.links {
+            l.a = remap(&mut amap, &old_accounts, &mut acc, l.a);
+            l.v = remap(&mut vmap, &old_values, &mut val, l.v);
+        }
+        for st in &mut self.blocks {
+            let old_cols = std::mem::take(&mut st.cols);
+            let mut cmap = vec![NO; old_cols.names.len()];
+            for e in &mut st.edges {
+                e.1 = remap(&mut amap, &old_accounts, &mut acc, e.1);
+                e.2 = remap(&mut cmap, &old_cols, &mut st.cols, e.2);
+            }
+        }
+        for (st, b) in self.blocks.iter_mut().zip(&spec.blocks) {
+            let remap_set = |m: &HashMap<u32, (f64, u32)>| -> HashMap<u32, (f64, u32)> {
+                m.iter().filter_map(|(a, v)| amap.get(*a as usize).filter(|&&n| n != NO).map(|&n| (n, *v))).collect()
+            };
+            st.member = remap_set(&st.member);
+            st.densest = remap_set(&st.densest);
+            st.rebuild_peel(b.once);
+        }
+        let confirmed = std::mem::take(&mut self.confirmed);
+        for (a, at) in confirmed {
+            let na = remap(&mut amap, &old_accounts, &mut acc, a);
+            self.confirmed.insert(na, at);
+        }
+        self.accounts = acc;
+        self.values = val;
+        // Clusters from scratch, hubs capped.
+        let n = self.accounts.names.len();
+        self.parent = (0..n as u32).collect();
+        self.size = vec![1; n];
+        self.vals = vec![0; n];
+        self.conf = vec![0; n];
+        self.sharers = vec![0; self.values.names.len()];
+        for l in &self.links {
+            self.sharers[l.v as usize] += 1;
+        }
+        self.first = vec![NO; self.values.names.len()];
+        self.link_idx.clear();
+        let links = std::mem::take(&mut self.links);
+        for (i, l) in links.iter().enumerate() {
+            self.link_idx.insert((l.a, l.v), i as u32);
+            let v = l.v as usize;
+            if self.sharers[v] as usize > spec.max_share {
+                continue;
+            }
+            if self.first[v] == NO {
+                self.first[v] = l.a;
+                let r = self.find(l.a);
+                self.vals[r as usize] += 1;
+            } else {
+                let f = self.first[v];
+                self.union(l.a, f);
+            }
+        }
+        self.links = links;
+        let confirmed: Vec<u32> = self.confirmed.keys().copied().collect();
+        for a in confirmed {
+            let r = self.find(a);
+            self.conf[r as usize] += 1;
+        }
+    }
+
+    /// Reports new or grown clusters.
+    fn refresh_clusters(&mut self, spec: &GraphSpec, t: i64) {
+        let when = format_rfc3339(t);
+        // Clusters of at least `min_cluster` accounts, in order of their first account.
+        let n = self.accounts.names.len();
+        let root: Vec<u32> = (0..n as u32).map(|a| self.find(a)).collect();
+        let mut members: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for a in 0..n as u32 {
+            let r = root[a as usize];
+            if self.size[r as usize] as usize >= spec.min_cluster {
+                members.entry(r).or_default().push(a);
+            }
+        }
+        let mut objects: HashMap<u32, Vec<u32>> = HashMap::new();
+        if !members.is_empty() {
+            for l in &self.links {
+                if (self.sharers[l.v as usize] as usize) <= spec.max_share && self.sharers[l.v as usize] > 1 {
+                    let r = root[l.a as usize];
+                    if members.contains_key(&r) {
+                        let o = objects.entry(r).or_default();
+                        if !o.contains(&l.v) {
+                            o.push(l.v);
+                        }
+                    }
+                }
+            }
+        }
+        for (r, accs) in &members {
+            let objs = objects.get(r).map(|o| o.iter().map(|&v| self.values.names[v as usize].clone()).collect()).unwrap_or_default();
+            let density = self.size[*r as usize] as f64 / self.vals[*r as usize].max(1) as f64;
+            let confirmed = self.conf[*r as usize] as usize;
+            let accounts: Vec<String> = accs.iter().map(|&a| self.accounts.names[a as usize].clone()).collect();
+            self.report(t, &when, "cluster".into(), accounts, objs, density, confirmed);
+        }
+    }
+
+    /// Re-peels one block graph's live window: expiry, several blocks by deflation, findings.
+    fn refresh_block(&mut self, b: &BlockSpec, bi: usize, t: i64) {
+        let when = format_rfc3339(t);
+        {
+            let st = &mut self.blocks[bi];
+            let cut = t.saturating_sub(b.window_ms);
+            while st.edges.front().is_some_and(|e| e.0 < cut) {
+                st.edges.pop_front();
+            }
+            st.rebuild_peel(b.once);
+            st.flush(b);
+            st.member.clear();
+            if st.edges.is_empty() {
+                return;
+            }
+            // Rows: accounts; columns: this graph's objects, both renumbered densely for the peel.
+            let mut rows: HashMap<u32, u32> = HashMap::new();
+            let mut row_ids = Vec::new();
+            let pairs: Vec<(u32, u32)> = st
+                .edges
+                .iter()
+                .map(|&(_, a, c)| {
+                    let r = *rows.entry(a).or_insert_with(|| {
+                        row_ids.push(a);
+                        row_ids.len() as u32 - 1
+                    });
+                    (r, c)
+                })
+                .collect();
+            let g = if b.once { Bipartite::from_edges(pairs) } else { Bipartite::from_repeated_edges(pairs) };
+            let mut found = Vec::new();
+            for blk in peel_many(&g, b.weighting, b.blocks) {
+                if !b.qualifies(blk.density, blk.rows.len(), blk.cols.len()) {
+                    continue;
+                }
+                for &r in &blk.rows {
+                    let a = row_ids[r as usize];
+                    let e = st.member.entry(a).or_insert((0.0, 0));
+                    if blk.density > e.0 {
+                        *e = (blk.density, blk.rows.len() as u32);
+                    }
+                }
+                found.push(blk);
+            }
+            let names: Vec<(Vec<String>, Vec<String>, f64, usize)> = found
+                .iter()
+                .map(|blk| {
+                    let accs: Vec<u32> = blk.rows.iter().map(|&r| row_ids[r as usize]).collect();
+                    let confirmed = accs.iter().filter(|a| self.confirmed.contains_key(a)).count();
+                    let mut accounts: Vec<String> = accs.iter().map(|&a| self.accounts.names[a as usize].clone()).collect();
+                    accounts.sort();
+                    (accounts, blk.cols.iter().map(|&c| st.cols.names[c as usize].clone()).collect(), blk.density, confirmed)
+                })
+                .collect();
+            for (accounts, cols, density, confirmed) in names {
+                self.report(t, &when, format!("block:{}", b.name), accounts, cols, density, confirmed);
+            }
+        }
+    }
+
+    /// Records a finding unless the same group (by its first account) was reported at a size at least
+    /// two-thirds of this one.
+    #[allow(clippy::too_many_arguments)]
+    fn report(&mut self, t: i64, when: &str, detector: String, accounts: Vec<String>, objects: Vec<String>, density: f64, confirmed: usize) {
+        let Some(first) = accounts.iter().min() else { return };
+        let k = format!("{detector}\u{0}{first}");
+        if let Some(&(size, _)) = self.reported.get(&k) {
+            if accounts.len() * 2 < size * 3 {
+                self.reported.insert(k, (size, t));
+                return;
+            }
+        }
+        self.reported.insert(k, (accounts.len(), t));
+        self.found += 1;
+        self.findings.push(Finding { id: format!("f-{}", self.found), detector, time: when.to_string(), accounts, objects, density, confirmed });
+    }
+}
+
+/// The new id of old id `x` (interned in `new` on first use).
+fn remap(map: &mut [u32], old: &Interner, new: &mut Interner, x: u32) -> u32 {
+    if map[x as usize] == NO {
+        map[x as usize] = new.id(&old.names[x as usize]);
+    }
+    map[x as usize]
+}
+
+/// A graph key from a field value: strings and integers; anything else (null) is no key.
+fn key(v: &Value) -> Option<String> {
+    match v {
+        Value::Str(s) if !s.is_empty() => Some(s.to_string()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}

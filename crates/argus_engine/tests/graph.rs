@@ -1,0 +1,286 @@
+//! The entity graph in the engine (`[graph]`): shared-attribute clusters, confirmed labels, dense
+//! blocks over a window with findings, expiry, snapshot/restore, determinism, and graph features read
+//! by rules and models.
+
+use argus_engine::{Config, Engine, Finding};
+use argus_model::ensemble::{Compare, Ensemble, Link, Missing, Node};
+use std::path::Path;
+use std::sync::Arc;
+
+const GRAPH: &str = r#"
+[graph]
+window = "2d"
+refresh_every = "1h"
+rebuild_every = "1d"
+max_share = 5
+min_cluster = 4
+
+[[graph.links]]
+field = "device"
+unless = { field = "success", equals = false }
+
+[[graph.links]]
+field = "payout_account"
+
+[[graph.confirmed]]
+event = "fraud.confirmed"
+field = "subject"
+
+[[graph.blocks]]
+name = "clicks"
+events = ["item.click"]
+column = "item"
+window = "10m"
+refresh_every = "10m"
+repeats = "once"
+min_density = 2.0
+min_rows = 5
+min_fill = 0.8
+batch = 4
+"#;
+
+const H: i64 = 3_600_000;
+const T0: i64 = 1_780_000_000_000;
+
+fn config(extra: &str) -> Result<Config, String> {
+    Config::from_str(&format!("{GRAPH}\n{extra}"), Path::new(".")).map_err(|e| e.to_string())
+}
+
+struct Run {
+    engine: Engine,
+    n: u64,
+    findings: Vec<Finding>,
+}
+
+impl Run {
+    fn new(cfg: Config) -> Run {
+        Run { engine: Engine::new(cfg), n: 0, findings: Vec::new() }
+    }
+
+    /// Processes one event; returns the named features.
+    fn ev(&mut self, ty: &str, actor: &str, t: i64, data: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        self.n += 1;
+        let mut ev = self.engine.decoder().decode_json(&serde_json::json!({"id": format!("e{}", self.n), "type": ty, "time": t, "actor": actor, "data": data})).unwrap();
+        self.engine.process(&mut ev).unwrap();
+        self.findings.extend(self.engine.take_findings());
+        let fs = self.engine.features().clone();
+        let out = self.engine.features_out();
+        fs.readable(ev.ty as usize).into_iter().filter(|&i| fs.features[i].name.starts_with("graph_")).map(|i| (fs.features[i].name.clone(), argus_policy::policy::to_json(&argus_policy::policy::to_val(&out[i])))).collect()
+    }
+}
+
+fn int(m: &serde_json::Map<String, serde_json::Value>, k: &str) -> i64 {
+    m[k].as_i64().unwrap_or_else(|| panic!("{k}: {:?}", m.get(k)))
+}
+
+fn num(m: &serde_json::Map<String, serde_json::Value>, k: &str) -> f64 {
+    m[k].as_f64().unwrap_or_else(|| panic!("{k}: {:?}", m.get(k)))
+}
+
+#[test]
+fn accounts_sharing_devices_are_one_cluster_hubs_and_failed_logins_do_not_link() {
+    let mut r = Run::new(config("").unwrap());
+    // Five accounts log in on one device: one cluster of five (read on the fifth's own event).
+    let mut last = serde_json::Map::new();
+    for i in 0..5 {
+        last = r.ev("account.login", &format!("u{i}"), T0 + i * 1000, serde_json::json!({"success": true, "device": "d-ring"}));
+    }
+    assert_eq!(int(&last, "graph_cluster_size"), 5);
+    assert!((num(&last, "graph_cluster_accounts_per_value") - 5.0).abs() < 1e-12);
+    // A sixth sharer exceeds max_share = 5: the device links no more accounts.
+    let m = r.ev("account.login", "u5", T0 + 5000, serde_json::json!({"success": true, "device": "d-ring"}));
+    assert_eq!(int(&m, "graph_cluster_size"), 1);
+    // A stranger's failed logins from the ring's device link nobody.
+    let m = r.ev("account.login", "stranger", T0 + 10_000, serde_json::json!({"success": false, "device": "d-ring"}));
+    assert_eq!(int(&m, "graph_cluster_size"), 1);
+    // Payout accounts link too: another account joins through the ring's payout account.
+    r.ev("payout.request", "u0", T0 + 11_000, serde_json::json!({"payout_account": "pa1", "amount": "10.00"}));
+    let m = r.ev("payout.request", "u7", T0 + 12_000, serde_json::json!({"payout_account": "pa1", "amount": "10.00"}));
+    assert_eq!(int(&m, "graph_cluster_size"), 6);
+    // The hourly refresh reports the cluster of six, with its shared values.
+    r.ev("account.login", "u9", T0 + 2 * H, serde_json::json!({"success": true, "device": "d9"}));
+    let clusters: Vec<&Finding> = r.findings.iter().filter(|f| f.detector == "cluster").collect();
+    assert_eq!(clusters.len(), 1, "{clusters:?}");
+    assert_eq!(clusters[0].accounts, ["u0", "u1", "u2", "u3", "u4", "u7"]);
+    // Its shared values: the payout account; the device is over max_share, no longer a link.
+    assert_eq!(clusters[0].objects, ["payout_account:pa1"]);
+    // The device is shared by 6 > max_share accounts: after the daily rebuild it is a hub and links
+    // nobody; the payout account still ties u0 and u7.
+    let m = r.ev("account.login", "u7", T0 + 25 * H, serde_json::json!({"success": true, "device": "d-own"}));
+    assert_eq!(int(&m, "graph_cluster_size"), 2);
+    let m = r.ev("account.login", "u1", T0 + 25 * H + 1, serde_json::json!({"success": true, "device": "d-own1"}));
+    assert_eq!(int(&m, "graph_cluster_size"), 1);
+}
+
+#[test]
+fn confirmed_labels_give_the_cluster_a_fraud_rate() {
+    let mut r = Run::new(config("").unwrap());
+    for i in 0..4 {
+        r.ev("account.login", &format!("u{i}"), T0 + i * 1000, serde_json::json!({"success": true, "device": "d1"}));
+    }
+    r.ev("fraud.confirmed", "analyst", T0 + 5000, serde_json::json!({"subject_kind": "user", "subject": "u1"}));
+    let m = r.ev("account.login", "u3", T0 + 6000, serde_json::json!({"success": true, "device": "d1"}));
+    assert_eq!(int(&m, "graph_cluster_confirmed"), 1);
+    assert!((num(&m, "graph_cluster_fraud_rate") - 0.25).abs() < 1e-12);
+}
+
+/// Twelve accounts click the same three items within a minute (lockstep) among 200 honest users
+/// browsing at random: the block is found, its accounts carry its density, findings name them, and
+/// the honest users are in none.
+fn lockstep_world(r: &mut Run) {
+    let mut s = 11u64;
+    let mut rnd = |n: u64| {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (s >> 33) % n
+    };
+    for k in 0..400 {
+        let u = format!("h{}", rnd(200));
+        r.ev("item.click", &u, T0 + k * 1500, serde_json::json!({"item": format!("i{}", rnd(300)), "device": format!("dev-{u}")}));
+    }
+    for (j, item) in ["t1", "t2", "t3"].iter().enumerate() {
+        for a in 0..12 {
+            r.ev("item.click", &format!("farm{a}"), T0 + 300_000 + (j as i64 * 12 + a) * 1000, serde_json::json!({"item": item, "device": format!("fd{a}")}));
+        }
+    }
+}
+
+#[test]
+fn a_lockstep_block_is_found_marks_its_accounts_and_is_reported() {
+    let mut r = Run::new(config("").unwrap());
+    lockstep_world(&mut r);
+    // The farm's next click reads the incremental densest set, as of the last full batch of 4 new
+    // pairs: at least 9 of the 12 × 3 (density 27 / 12).
+    let m = r.ev("item.click", "farm0", T0 + 340_000, serde_json::json!({"item": "t1", "device": "fd0"}));
+    assert!(num(&m, "graph_clicks_density") >= 2.25 - 1e-9, "{m:?}");
+    assert!((9..=12).contains(&int(&m, "graph_clicks_block_accounts")), "{m:?}");
+    let m = r.ev("item.click", "h3", T0 + 341_000, serde_json::json!({"item": "i1", "device": "dev-h3"}));
+    assert_eq!(num(&m, "graph_clicks_density"), 0.0);
+    // The ten-minute refresh re-peels the window and reports the block.
+    r.ev("item.click", "h4", T0 + 700_000, serde_json::json!({"item": "i2", "device": "dev-h4"}));
+    let blocks: Vec<&Finding> = r.findings.iter().filter(|f| f.detector == "block:clicks").collect();
+    assert_eq!(blocks.len(), 1, "{blocks:?}");
+    assert_eq!(blocks[0].accounts.len(), 12);
+    assert!(blocks[0].accounts.iter().all(|a| a.starts_with("farm")));
+    assert_eq!(blocks[0].objects.len(), 3);
+    // Burst scores are features of the edge's own event.
+    assert!(m.contains_key("graph_clicks_burst"));
+    // After the window, the edges expired: nobody is in a block any more.
+    let m = r.ev("item.click", "farm0", T0 + 2 * H, serde_json::json!({"item": "t9", "device": "fd0"}));
+    assert_eq!(num(&m, "graph_clicks_density"), 0.0);
+}
+
+#[test]
+fn links_expire_and_memory_is_given_back() {
+    let mut r = Run::new(config("").unwrap());
+    for i in 0..200 {
+        r.ev("account.login", &format!("u{i}"), T0 + i * 1000, serde_json::json!({"success": true, "device": format!("d{}", i / 2)}));
+    }
+    assert_eq!(r.engine.graph_size().unwrap().1, 200);
+    // Three days later (window 2 d), the daily rebuild drops every old link and account.
+    let m = r.ev("account.login", "u0", T0 + 3 * 24 * H, serde_json::json!({"success": true, "device": "d-new"}));
+    assert_eq!(int(&m, "graph_cluster_size"), 1);
+    let (accounts, links, _) = r.engine.graph_size().unwrap();
+    assert_eq!((accounts, links), (1, 1));
+}
+
+#[test]
+fn snapshot_and_restore_continue_exactly_and_runs_are_deterministic() {
+    let cfg = config("").unwrap();
+    let mut a = Run::new(cfg.clone());
+    lockstep_world(&mut a);
+    // Snapshot mid-stream (with pending edges in the incremental peel's batch), restore, continue both.
+    let mut b = Run { engine: Engine::restore(cfg.clone(), &a.engine.snapshot()).unwrap(), n: a.n, findings: Vec::new() };
+    assert_eq!(a.engine.state_digest(), b.engine.state_digest());
+    a.findings.clear();
+    for k in 0..50 {
+        let t = T0 + 400_000 + k * 20_000;
+        let d = serde_json::json!({"item": format!("t{}", k % 3), "device": "x"});
+        let fa = a.ev("item.click", &format!("farm{}", k % 12), t, d.clone());
+        let fb = b.ev("item.click", &format!("farm{}", k % 12), t, d);
+        assert_eq!(fa, fb, "event {k}");
+    }
+    assert_eq!(a.findings, b.findings);
+    assert_eq!(a.engine.state_digest(), b.engine.state_digest());
+    // Another engine on the same events: the same state.
+    let mut c = Run::new(cfg.clone());
+    lockstep_world(&mut c);
+    let mut d = Run::new(cfg);
+    lockstep_world(&mut d);
+    assert_eq!(c.engine.state_digest(), d.engine.state_digest());
+    assert_eq!(c.findings, d.findings);
+    // A snapshot under another [graph] is refused.
+    let other = Config::from_str(&GRAPH.replace("max_share = 5", "max_share = 6"), Path::new(".")).unwrap();
+    let err = Engine::restore(other, &c.engine.snapshot()).err().unwrap();
+    assert!(err.to_string().contains("[graph]"), "{err}");
+}
+
+#[test]
+fn rules_and_models_read_graph_features() {
+    let dir = tempfile::tempdir().unwrap();
+    // A one-split model on the cluster size: risky from 4 accounts on.
+    let split = Node { feature: 0, threshold: 3.5, left: 1, right: 2, default_left: true, missing: Missing::Default, value: 0.0, cover: 1.0 };
+    let mut e = Ensemble {
+        features: vec!["graph_cluster_size".into()],
+        base: 0.0,
+        link: Link::Logistic { scale: 1.0 },
+        compare: Compare::LessEqual,
+        trees: vec![vec![split, Node::leaf(-3.0, 1.0), Node::leaf(3.0, 1.0)]],
+    };
+    e.fill_expected_values();
+    let file = serde_json::json!({
+        "format": argus_model::file::FORMAT, "name": "ring", "version": "t1",
+        "training": {"checkpoint": "coupon.claim", "label": "fraud", "label_delay": "0ms", "window_start": "", "window_end": "",
+                     "deploy_from": "", "rows": 0, "positives": 0, "validation_rows": 0, "data_hash": "", "params": {},
+                     "best_iteration": 1, "seconds": 0.0},
+        "metrics": {}, "model": e});
+    std::fs::write(dir.path().join("ring.json"), file.to_string()).unwrap();
+    let cfg = Config::from_str(&format!("{GRAPH}\n[[models]]\nname = \"ring\"\nevent = \"coupon.claim\"\npath = \"ring.json\"\n"), dir.path()).unwrap();
+    let policy = r#"
+[policy]
+checkpoint = "coupon.claim"
+version = "v1"
+
+[[rules]]
+name = "ring_claim"
+when = "features.graph_cluster_size >= 4"
+action = "review"
+score = 40
+reason = "one of four or more linked accounts"
+"#;
+    let loaded = argus_policy::load_sources(&vec![("p.toml".into(), policy.into())], &Default::default(), &cfg.schema, &cfg.features, &cfg.pseudonymizer).unwrap();
+    let mut r = Run::new(cfg);
+    r.engine.set_policies(Arc::new(loaded.policies));
+    let decoder = r.engine.decoder().clone();
+    let mut decide = |i: i64| {
+        let mut ev = decoder
+            .decode_json(&serde_json::json!({"id": format!("c{i}"), "type": "coupon.claim", "time": T0 + i * 1000, "actor": format!("u{i}"), "data": {"coupon": "WELCOME", "device": "shared"}}))
+            .unwrap();
+        r.engine.process(&mut ev).unwrap();
+        r.engine.decide(&ev).unwrap()
+    };
+    let d = decide(1);
+    assert_eq!(d.action, argus_policy::Action::Allow);
+    assert!(d.models[0].score < 0.1);
+    decide(2);
+    decide(3);
+    let d = decide(4);
+    assert_eq!(d.action, argus_policy::Action::Review);
+    assert_eq!(d.fired[0].rule, "ring_claim");
+    assert!(d.models[0].score > 0.9);
+    assert_eq!(d.models[0].reasons[0].feature, "graph_cluster_size");
+}
+
+#[test]
+fn bad_graph_declarations_are_reported() {
+    let err = |text: &str| Config::from_str(text, Path::new(".")).unwrap_err().to_string();
+    let e = err("[graph]\nwindow = \"soon\"\n[[graph.links]]\nfield = \"devize\"\n[[graph.blocks]]\nname = \"b\"\nevents = [\"item.clik\"]\ncolumn = \"item\"\nweighting = \"cubic\"\n");
+    for want in ["graph.window: invalid duration `soon`", "no account event type has a field `devize`", "unknown event type `item.clik`", "weighting: `cubic`"] {
+        assert!(e.contains(want), "{want} not in {e}");
+    }
+    let e = err("[graph]\n[[graph.blocks]]\nname = \"b\"\nevents = [\"order.create\"]\ncolumn = \"sellr\"\nrepeats = \"twice\"\n");
+    assert!(e.contains("has no field `sellr`") && e.contains("repeats: `twice`"), "{e}");
+    let e = err("[graph]\n[[graph.links]]\nfield = \"device\"\nunless = { field = \"nope\", equals = false }\n");
+    assert!(e.contains("none of its event types has a field `nope`"), "{e}");
+    let e = err("[graph]\nmax_shares = 3\n");
+    assert!(e.contains("max_shares"), "{e}");
+}
