@@ -45,3 +45,91 @@ fn finds_the_ring_in_an_edge_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(":2:"));
 }
+
+/// Time as a third mode: a group rating each other in the same two days is the first block, with its
+/// periods, although a larger slow community is denser over the whole history.
+#[test]
+fn time_as_a_mode_finds_the_lockstep_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ratings.csv");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let day = 86_400i64;
+    let t0 = 1_300_000_000i64 / day * day;
+    let mut s = 5u64;
+    let mut rnd = |n: u64| {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (s >> 33) % n
+    };
+    // A slow community: 40 × 40, one rating each over a year.
+    for r in 0..40 {
+        for c in 0..40 {
+            if r != c {
+                writeln!(f, "{},{},1,{}", 100 + r, 100 + c, t0 + rnd(365) as i64 * day + 3600).unwrap();
+            }
+        }
+    }
+    // Lockstep: 8 accounts rate each other on days 200 and 201.
+    for d in [200, 201] {
+        for r in 0..8 {
+            for c in 0..8 {
+                if r != c {
+                    writeln!(f, "{r},{c},10,{}", t0 + d * day + 60 * (r * 8 + c)).unwrap();
+                }
+            }
+        }
+    }
+    drop(f);
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let p = path.to_str().unwrap();
+    let v = run(&["rings", "--edges", p, "--time-column", "4", "--bucket", "1d", "--blocks", "2"]);
+    let b = &v["blocks"][0];
+    let ids = |k: &str| b[k].as_array().unwrap().iter().map(|x| x.as_str().unwrap().parse::<i64>().unwrap()).collect::<Vec<_>>();
+    assert_eq!(ids("rows"), (0..8).collect::<Vec<_>>());
+    assert_eq!(ids("cols"), (0..8).collect::<Vec<_>>());
+    assert_eq!(b["periods"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect::<Vec<_>>(), [t0 + 200 * day, t0 + 201 * day]);
+    assert_eq!(b["mass"].as_f64(), Some(112.0));
+    // Without time, the slow community is the densest block.
+    let v = run(&["rings", "--edges", p, "--weighting", "plain"]);
+    assert_eq!(v["blocks"][0]["rows"].as_array().unwrap().len(), 40);
+    // A time column that is not a time is an error with its line.
+    std::fs::write(&path, "1,2,3,yesterday\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(["rings", "--edges", p, "--time-column", "4"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(":1: column 4"));
+}
+
+/// On events: the engine's graph detectors over a simulated world print findings that name the
+/// coupon ring's accounts; without `[graph]` the command refuses.
+#[test]
+fn findings_on_an_event_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("w.ndjson");
+    let e = events.to_str().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(["simulate", "--seed", "3", "--users", "2000", "--days", "6", "--only", "coupon_ring", "--out", e]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/simulator/graph.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(["rings", "--events", e, "--config", cfg]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ring: std::collections::HashSet<String> = std::fs::read_to_string(dir.path().join("w.truth.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|t| t["scenario"] == "coupon_ring" && t["role"] != "label")
+        .map(|t| t["actor"].as_str().unwrap().to_string())
+        .collect();
+    let findings: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let clusters: Vec<&serde_json::Value> = findings.iter().filter(|f| f["detector"] == "cluster").collect();
+    assert!(!clusters.is_empty(), "no cluster findings");
+    let named: std::collections::HashSet<&str> = clusters.iter().flat_map(|f| f["accounts"].as_array().unwrap().iter().map(|a| a.as_str().unwrap())).collect();
+    let caught = ring.iter().filter(|a| named.contains(a.as_str())).count();
+    assert!(caught * 2 >= ring.len(), "{caught} of {} ring accounts named", ring.len());
+    let stray = named.iter().filter(|a| !ring.contains(**a)).count();
+    assert!(stray * 5 <= named.len(), "{stray} of {} named accounts are not the ring's", named.len());
+    let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(["rings", "--events", e]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no [graph] section"));
+}

@@ -8,9 +8,11 @@ pub mod burst;
 pub mod cluster;
 pub mod fraudar;
 pub mod incremental;
+pub mod tensor;
 
 pub use bipartite::Bipartite;
 pub use burst::Burst;
 pub use cluster::{clusters, Cluster};
 pub use fraudar::{peel, peel_many, Block, Weighting};
 pub use incremental::{DenseSet, IncrementalPeel};
+pub use tensor::{peel_tensor, TensorBlock};

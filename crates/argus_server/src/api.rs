@@ -27,6 +27,7 @@ pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("post", "/v1/labels", Some(Role::Ingest)),
     ("get", "/v1/decisions/{id}", Some(Role::Analyst)),
     ("get", "/v1/entities/{kind}/{id}", Some(Role::Analyst)),
+    ("get", "/v1/findings", Some(Role::Analyst)),
     ("get", "/v1/lists/{name}", Some(Role::Analyst)),
     ("put", "/v1/lists/{name}/items/{value}", Some(Role::Analyst)),
     ("delete", "/v1/lists/{name}/items/{value}", Some(Role::Analyst)),
@@ -224,6 +225,21 @@ async fn get_entity(State(st): State<AppState>, headers: HeaderMap, Path((kind, 
     respond(ask(&st, Request::Entity { kind, id }).await)
 }
 
+#[derive(serde::Deserialize)]
+struct FindingsQuery {
+    limit: Option<usize>,
+    detector: Option<String>,
+    account: Option<String>,
+}
+
+async fn get_findings(State(st): State<AppState>, headers: HeaderMap, q: axum::extract::Query<FindingsQuery>) -> Response {
+    if let Some(r) = denied(&st, &headers, Role::Analyst) {
+        return r;
+    }
+    let q = q.0;
+    respond(ask(&st, Request::Findings { limit: q.limit.unwrap_or(100), detector: q.detector, account: q.account }).await)
+}
+
 async fn get_list(State(st): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Response {
     if let Some(r) = denied(&st, &headers, Role::Analyst) {
         return r;
@@ -328,6 +344,7 @@ pub fn router(st: AppState) -> Router {
         .route("/v1/labels", post(post_label).fallback(method_not_allowed))
         .route("/v1/decisions/{id}", get(get_decision).fallback(method_not_allowed))
         .route("/v1/entities/{kind}/{id}", get(get_entity).fallback(method_not_allowed))
+        .route("/v1/findings", get(get_findings).fallback(method_not_allowed))
         .route("/v1/lists/{name}", get(get_list).fallback(method_not_allowed))
         .route("/v1/lists/{name}/items/{value}", put(put_item).delete(delete_item).fallback(method_not_allowed))
         .route("/v1/admin/reload", post(reload).fallback(method_not_allowed))

@@ -106,6 +106,8 @@ pub enum Request {
     ListRemove { name: String, value: String },
     Reload,
     Status,
+    /// The graph detectors' newest findings.
+    Findings { limit: usize, detector: Option<String>, account: Option<String> },
     /// Flush and sync the log and write a final snapshot.
     Shutdown,
 }
@@ -195,6 +197,8 @@ pub struct Core {
     seg_ids: BTreeMap<u64, Vec<u128>>,
     /// Digests of deleted segments' events still to drop from the index, a bounded number per group.
     unindex: Vec<u128>,
+    /// The graph detectors' findings.
+    findings: crate::findings::FindingsStore,
 }
 
 /// Records (keys, and four times as many idempotency ids) copied per step of a snapshot.
@@ -521,6 +525,7 @@ impl Core {
             )));
         }
         let label_types = settings.label_types.iter().filter_map(|n| cfg.schema.type_id(n)).collect();
+        let findings = crate::findings::FindingsStore::open(&data, 10_000).map_err(|e| StartError::State(format!("findings store in {}: {e}", data.display())))?;
         let mut core = Core {
             settings,
             loader,
@@ -545,6 +550,7 @@ impl Core {
             last_step: Instant::now(),
             seg_ids,
             unindex: Vec::new(),
+            findings,
         };
         for (loc, h) in heads {
             core.remember(Recent { loc, head: h });
@@ -752,6 +758,7 @@ impl Core {
             Request::ListRemove { name, value } => self.list_remove(&name, &value),
             Request::Reload => Outcome::Answer(self.reload()),
             Request::Status => Outcome::Answer(self.status()),
+            Request::Findings { limit, detector, account } => Outcome::Answer(self.findings_answer(limit, detector.as_deref(), account.as_deref())),
             Request::Shutdown => Outcome::Answer(ok(json!({}))),
         }
     }
@@ -893,6 +900,12 @@ impl Core {
             });
         }
         self.since_snap += 1;
+        let found = self.engine.take_findings();
+        if !found.is_empty() {
+            if let Err(e) = self.findings.add(found) {
+                tracing::error!("findings store: {e} (the findings are kept in memory)");
+            }
+        }
         if let Some(l) = loc {
             // Replayed: the per-actor recent decisions were rebuilt from the record headers.
             self.index.insert(idh, l);
@@ -1189,6 +1202,14 @@ impl Core {
         ok(json!({"status": "reloaded", "previous_version": before, "policy_version": after}))
     }
 
+    fn findings_answer(&self, limit: usize, detector: Option<&str>, account: Option<&str>) -> Answer {
+        if self.engine.config.graph.is_none() {
+            return error(404, "no_graph", "the configuration has no [graph] section: there are no detectors and no findings (docs/graph.md)");
+        }
+        let found = self.findings.query(limit.clamp(1, 1000), detector, account);
+        ok(json!({"total": self.findings.total, "findings": found}))
+    }
+
     fn status(&self) -> Answer {
         let e = &self.engine;
         ok(json!({
@@ -1204,6 +1225,7 @@ impl Core {
             "index_capacity": self.index.capacity(),
             "pending_labels": e.pending_labels(),
             "counters": e.counters,
+            "graph": e.graph_size().map(|(accounts, links, edges)| json!({"accounts": accounts, "links": links, "block_edges": edges, "findings": self.findings.total})),
             "indexed_events": self.index.len(),
             "policy_version": e.policies().map(|p| p.version.clone()),
             "failed": self.failed,

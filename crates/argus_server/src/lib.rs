@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod core;
+pub mod findings;
 pub mod metrics;
 pub mod settings;
 pub mod wal;

@@ -562,3 +562,59 @@ async fn a_full_queue_is_503_overloaded_and_a_slow_core_is_503_timeout() {
     assert_eq!(app.clone().oneshot(Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap().status(), 200);
     assert_eq!(app.oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap().status(), 503);
 }
+
+/// `GET /v1/findings`: with `[graph]`, a cluster of accounts sharing a device is found at the hourly
+/// refresh and served; after a restart (snapshot-less: the log is replayed) it is there exactly once.
+/// Without `[graph]`, 404 `no_graph`.
+#[tokio::test]
+async fn findings_are_served_and_survive_a_restart_once() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("argus.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "include = [\"{}\"]\n[graph]\nmin_cluster = 3\n[[graph.links]]\nfield = \"device\"\n",
+            repo().join("examples/starter/argus.toml").display()
+        ),
+    )
+    .unwrap();
+    let data = d.path().join("data");
+    let start = || Server::start(settings(&data), loader(cfg.clone(), repo().join("policies"))).expect("server starts");
+    let s = start();
+    let reg = |id: &str, actor: &str, device: &str, time: &str| {
+        json!({"id": id, "type": "account.register", "time": time, "actor": actor,
+               "data": {"email": format!("{actor}@example.com"), "device": device, "ip": "81.2.69.10", "country": "GB"}})
+        .to_string()
+    };
+    for (i, u) in ["u1", "u2", "u3"].iter().enumerate() {
+        let (st, v) = call(&s, "POST", "/v1/events", Some(INGEST), reg(&format!("e{i}"), u, "shared-phone", "2026-11-20T09:00:00Z")).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    // An event an hour later runs the refresh.
+    call(&s, "POST", "/v1/events", Some(INGEST), reg("e9", "u9", "own-phone", "2026-11-20T10:30:00Z")).await;
+    let (st, v) = call(&s, "GET", "/v1/findings", Some(ANALYST), Body::empty()).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["total"], 1);
+    assert_eq!(v["findings"][0]["detector"], "cluster");
+    assert_eq!(v["findings"][0]["accounts"], json!(["u1", "u2", "u3"]));
+    let (_, v) = call(&s, "GET", "/v1/findings?account=u9", Some(ANALYST), Body::empty()).await;
+    assert_eq!(v["findings"], json!([]));
+    let (st, _) = call(&s, "GET", "/v1/findings", Some(INGEST), Body::empty()).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (_, v) = call(&s, "GET", "/v1/admin/status", Some(ADMIN), Body::empty()).await;
+    assert_eq!(v["graph"]["findings"], 1, "{v}");
+    s.shutdown().await;
+    // Restart: the snapshot written at shutdown, or the log's replay, must not store it twice.
+    let _ = std::fs::remove_dir_all(data.join("snapshots"));
+    let s = start();
+    let (_, v) = call(&s, "GET", "/v1/findings", Some(ANALYST), Body::empty()).await;
+    assert_eq!(v["total"], 1, "{v}");
+    assert_eq!(v["findings"].as_array().unwrap().len(), 1);
+    assert_eq!(std::fs::read_to_string(data.join("findings.ndjson")).unwrap().lines().count(), 1);
+    s.shutdown().await;
+    // The starter configuration has no graph.
+    let s = starter(&d.path().join("plain"));
+    let (st, v) = call(&s, "GET", "/v1/findings", Some(ANALYST), Body::empty()).await;
+    assert_eq!((st, err_code(&v)), (StatusCode::NOT_FOUND, "no_graph"));
+    s.shutdown().await;
+}
