@@ -408,10 +408,11 @@ struct BlockState {
     /// Live edges per (account, column); rebuilt from `edges`.
     #[serde(skip)]
     mult: HashMap<(u32, u32), u32>,
-    /// Accounts in a block found at the last refresh: (density, accounts in the block).
-    member: HashMap<u32, (f64, u32)>,
+    /// Accounts in a block found at the last refresh: (density, accounts in the block). Ordered maps:
+    /// snapshots are the same bytes for the same events.
+    member: BTreeMap<u32, (f64, u32)>,
     /// The incremental densest set's accounts, when it qualifies, with its density.
-    densest: HashMap<u32, (f64, u32)>,
+    densest: BTreeMap<u32, (f64, u32)>,
     burst: Burst,
     next_refresh: i64,
 }
@@ -424,8 +425,8 @@ impl BlockState {
             peel: IncrementalPeel::new(),
             pending: Vec::new(),
             mult: HashMap::new(),
-            member: HashMap::new(),
-            densest: HashMap::new(),
+            member: BTreeMap::new(),
+            densest: BTreeMap::new(),
             burst: Burst::new(2, 1024, 0.5),
             next_refresh: i64::MIN,
         }
@@ -543,9 +544,7 @@ impl GraphState {
         h.update(&bincode::serialize(&(&self.accounts.names, &self.values.names, &self.links, &self.confirmed, &self.parent, &self.next_refresh, &self.found)).unwrap_or_default());
         for b in &self.blocks {
             h.update(&bincode::serialize(&(&b.cols.names, &b.edges, &b.pending, &b.burst)).unwrap_or_default());
-            let mut m: Vec<_> = b.member.iter().chain(b.densest.iter()).map(|(a, (d, r))| (*a, d.to_bits(), *r)).collect();
-            m.sort_unstable();
-            h.update(&bincode::serialize(&m).unwrap_or_default());
+            h.update(&bincode::serialize(&(&b.member, &b.densest)).unwrap_or_default());
         }
         h.digest()
     }
@@ -732,7 +731,7 @@ impl GraphState {
             }
         }
         for (st, b) in self.blocks.iter_mut().zip(&spec.blocks) {
-            let remap_set = |m: &HashMap<u32, (f64, u32)>| -> HashMap<u32, (f64, u32)> {
+            let remap_set = |m: &BTreeMap<u32, (f64, u32)>| -> BTreeMap<u32, (f64, u32)> {
                 m.iter().filter_map(|(a, v)| amap.get(*a as usize).filter(|&&n| n != NO).map(|&n| (n, *v))).collect()
             };
             st.member = remap_set(&st.member);

@@ -207,6 +207,7 @@ fn snapshot_and_restore_continue_exactly_and_runs_are_deterministic() {
     let mut d = Run::new(cfg);
     lockstep_world(&mut d);
     assert_eq!(c.engine.state_digest(), d.engine.state_digest());
+    assert_eq!(c.engine.snapshot(), d.engine.snapshot(), "same events, same snapshot bytes");
     assert_eq!(c.findings, d.findings);
     // A snapshot under another [graph] is refused.
     let other = Config::from_str(&GRAPH.replace("max_share = 5", "max_share = 6"), Path::new(".")).unwrap();
