@@ -96,6 +96,9 @@ pub struct BlockConfig {
     /// `count` (default: a repeated pair weighs its count, as brushing's repeat orders do) or `once`
     /// (an account–object pair counts once however often it repeats: browsing revisits are not density).
     pub repeats: Option<String>,
+    /// A numeric field each edge weighs instead of 1 (e.g. `amount`: a buyer × seller graph weighted
+    /// by money). Kept in hundredths, so that sums are exact; densities are reported in the field's unit.
+    pub weight: Option<String>,
     /// Blocks found per refresh (deflation). Default 3.
     pub blocks: Option<usize>,
     /// A block is reported (and marks its accounts) from this density on. Default 3.
@@ -121,6 +124,10 @@ pub struct BlockSpec {
     pub refresh_ms: i64,
     /// Repeated pairs count once.
     pub once: bool,
+    /// Weight field slot by event type (`None`: each edge weighs 1).
+    pub weight_by_type: Vec<Option<usize>>,
+    /// Internal weight units per reported unit (100 with a weight field: hundredths).
+    pub scale: f64,
     pub weighting: Weighting,
     pub blocks: usize,
     pub min_density: f64,
@@ -130,6 +137,7 @@ pub struct BlockSpec {
     pub tick_ms: i64,
     pub f_density: usize,
     pub f_rows: usize,
+    pub f_rate: usize,
     pub f_burst: usize,
 }
 
@@ -270,10 +278,18 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
             errors.push(format!("{at}: name: lower-case letters, digits and `_`"));
         }
         let mut by_type = vec![None; n];
+        let mut weight_by_type = vec![None; n];
         for t in types_of(&mut errors, &at, &b.events) {
             let et = &schema.types[t];
             if !account[t] {
                 errors.push(format!("{at}: `{}`'s actor is not an account", et.name));
+            }
+            if let Some(wf) = &b.weight {
+                match et.slot(wf) {
+                    Some(s) if matches!(et.fields[s].ty.stored(), argus_event::FieldType::Int | argus_event::FieldType::Decimal | argus_event::FieldType::Float) => weight_by_type[t] = Some(s),
+                    Some(_) => errors.push(format!("{at}: weight: `{}`'s field `{wf}` is not a number", et.name)),
+                    None => errors.push(format!("{at}: weight: `{}` has no field `{wf}`{}", et.name, argus_event::schema::did_you_mean(wf, et.input_names()))),
+                }
             }
             match et.slot(&b.column) {
                 Some(s) => by_type[t] = Some(s),
@@ -297,6 +313,9 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
                 false
             }
         };
+        if once && b.weight.is_some() {
+            errors.push(format!("{at}: repeats = \"once\" counts each pair once: it cannot also weigh edges by `{}`", b.weight.as_deref().unwrap_or("")));
+        }
         let min_density = b.min_density.unwrap_or(3.0);
         if !(min_density.is_finite() && min_density > 0.0) {
             errors.push(format!("{at}: min_density: a positive number"));
@@ -308,6 +327,8 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
             refresh_ms: if b.refresh_every.is_some() { dur(&mut errors, &format!("blocks[{i}].refresh_every"), &b.refresh_every, "1h") } else { refresh_ms },
             weighting,
             once,
+            scale: if b.weight.is_some() { 100.0 } else { 1.0 },
+            weight_by_type,
             blocks: b.blocks.unwrap_or(3).clamp(1, 50),
             min_density,
             min_rows: b.min_rows.unwrap_or(3).max(1),
@@ -316,6 +337,7 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
             tick_ms: dur(&mut errors, &format!("blocks[{i}].burst_tick"), &b.burst_tick, "1m"),
             f_density: add(&mut errors, format!("graph_{}_density", b.name), Out::Float, &account_types, "density of the dense block the account is in (0: none)"),
             f_rows: add(&mut errors, format!("graph_{}_block_accounts", b.name), Out::Int, &account_types, "accounts in the dense block the account is in (0: none)"),
+            f_rate: add(&mut errors, format!("graph_{}_fraud_rate", b.name), Out::Float, &account_types, "confirmed fraudulent accounts / accounts in the account's dense block (0: none)"),
             f_burst: add(&mut errors, format!("graph_{}_burst", b.name), Out::Float, &edge_types, "burst score of this event's edge (MIDAS-R)"),
             by_type,
         });
@@ -399,23 +421,26 @@ const NO: u32 = u32::MAX;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct BlockState {
     cols: Interner,
-    /// Live edges (time, account, column) in arrival order.
-    edges: VecDeque<(i64, u32, u32)>,
+    /// Live edges (time, account, column, weight in internal units) in arrival order.
+    edges: VecDeque<(i64, u32, u32, f64)>,
     /// Rebuilt from `edges` on restore: equal to the maintained one (exact).
     #[serde(skip)]
     peel: IncrementalPeel,
     pending: Vec<(u32, u32, f64)>,
-    /// Live edges per (account, column); rebuilt from `edges`.
+    /// Live edges and their summed weight per (account, column); rebuilt from `edges`.
     #[serde(skip)]
-    mult: HashMap<(u32, u32), u32>,
-    /// Accounts in a block found at the last refresh: (density, accounts in the block). Ordered maps:
-    /// snapshots are the same bytes for the same events.
-    member: BTreeMap<u32, (f64, u32)>,
-    /// The incremental densest set's accounts, when it qualifies, with its density.
-    densest: BTreeMap<u32, (f64, u32)>,
+    mult: HashMap<(u32, u32), (u32, f64)>,
+    /// Accounts in a block found at the last refresh: the block's density, accounts and confirmed
+    /// accounts. Ordered maps: snapshots are the same bytes for the same events.
+    member: BTreeMap<u32, Membership>,
+    /// The incremental densest set's accounts, when it qualifies.
+    densest: BTreeMap<u32, Membership>,
     burst: Burst,
     next_refresh: i64,
 }
+
+/// A block an account is in: density (reported units), accounts, confirmed accounts.
+type Membership = (f64, u32, u32);
 
 impl BlockState {
     fn new() -> BlockState {
@@ -434,10 +459,12 @@ impl BlockState {
 
     fn rebuild_peel(&mut self, once: bool) {
         self.mult.clear();
-        for &(_, a, c) in &self.edges {
-            *self.mult.entry((a, c)).or_default() += 1;
+        for &(_, a, c, x) in &self.edges {
+            let m = self.mult.entry((a, c)).or_default();
+            m.0 += 1;
+            m.1 += x;
         }
-        let mut w: BTreeMap<(u32, u32), f64> = self.mult.iter().map(|(&(a, c), &m)| ((2 * a, 2 * c + 1), if once { 1.0 } else { m as f64 })).collect();
+        let mut w: BTreeMap<(u32, u32), f64> = self.mult.iter().map(|(&(a, c), &(_, x))| ((2 * a, 2 * c + 1), if once { 1.0 } else { x })).collect();
         // Pending edges are not in the peel yet (a restore keeps them pending).
         for &(a, c, x) in &self.pending {
             if let Some(v) = w.get_mut(&(a, c)) {
@@ -450,7 +477,7 @@ impl BlockState {
 
     /// Inserts the pending edges and reads the densest set (plain weighting only: the incremental peel
     /// keeps fixed edge weights, and the log and sqrt weightings change with a column's degree).
-    fn flush(&mut self, spec: &BlockSpec) {
+    fn flush(&mut self, spec: &BlockSpec, confirmed: &BTreeMap<u32, i64>) {
         self.peel.insert_batch(&self.pending);
         self.pending.clear();
         self.densest.clear();
@@ -460,9 +487,11 @@ impl BlockState {
         let d = self.peel.densest();
         let rows: Vec<u32> = d.nodes.iter().filter(|&&x| x % 2 == 0).map(|&x| x / 2).collect();
         let cols = d.nodes.len() - rows.len();
-        if spec.qualifies(d.density, rows.len(), cols) {
+        let density = d.density / spec.scale;
+        if spec.qualifies(density, rows.len(), cols) {
+            let conf = rows.iter().filter(|a| confirmed.contains_key(a)).count() as u32;
             for &a in &rows {
-                self.densest.insert(a, (d.density, rows.len() as u32));
+                self.densest.insert(a, (density, rows.len() as u32, conf));
             }
         }
     }
@@ -669,23 +698,30 @@ impl GraphState {
             let st = &mut self.blocks[bi];
             if let Some(col) = b.by_type[ty].and_then(|s| key(&ev.fields[s])) {
                 let c = st.cols.id(&col);
-                st.edges.push_back((t, a, c));
+                // A weight field's value in hundredths (at least one); 1 without a weight field.
+                let w = match b.weight_by_type[ty] {
+                    Some(s) => ev.fields[s].as_f64().filter(|v| v.is_finite()).map_or(1.0, |v| (v * b.scale).round().clamp(1.0, 1e12)),
+                    None => 1.0,
+                };
+                st.edges.push_back((t, a, c, w));
                 let m = st.mult.entry((a, c)).or_default();
-                *m += 1;
-                if !b.once || *m == 1 {
-                    st.pending.push((2 * a, 2 * c + 1, 1.0));
+                m.0 += 1;
+                m.1 += w;
+                if !b.once || m.0 == 1 {
+                    st.pending.push((2 * a, 2 * c + 1, w));
                 }
                 if st.pending.len() >= b.batch {
-                    st.flush(b);
+                    st.flush(b, &self.confirmed);
                 }
                 let score = st.burst.score(xxhash_rust::xxh3::xxh3_64(actor.as_bytes()), xxhash_rust::xxh3::xxh3_64(col.as_bytes()), t.div_euclid(b.tick_ms));
                 out[b.f_burst] = Value::Float(score);
             }
-            let m = st.member.get(&a).copied().unwrap_or((0.0, 0));
-            let d = st.densest.get(&a).copied().unwrap_or((0.0, 0));
-            let (density, rows) = if d.0 > m.0 { d } else { m };
+            let m = st.member.get(&a).copied().unwrap_or((0.0, 0, 0));
+            let d = st.densest.get(&a).copied().unwrap_or((0.0, 0, 0));
+            let (density, rows, conf) = if d.0 > m.0 { d } else { m };
             out[b.f_density] = Value::Float(density);
             out[b.f_rows] = Value::Int(rows as i64);
+            out[b.f_rate] = Value::Float(if rows == 0 { 0.0 } else { conf as f64 / rows as f64 });
         }
         let r = self.find(a) as usize;
         let (size, vals, conf) = (self.size[r], self.vals[r], self.conf[r]);
@@ -704,7 +740,7 @@ impl GraphState {
         self.confirmed.retain(|_, &mut at| at >= label_cut);
         for (b, st) in spec.blocks.iter().zip(&mut self.blocks) {
             // Pending edges hold ids about to change: into the peel first.
-            st.flush(b);
+            st.flush(b, &self.confirmed);
             let cut = t.saturating_sub(b.window_ms);
             while st.edges.front().is_some_and(|e| e.0 < cut) {
                 st.edges.pop_front();
@@ -725,13 +761,13 @@ impl GraphState {
         for st in &mut self.blocks {
             let old_cols = std::mem::take(&mut st.cols);
             let mut cmap = vec![NO; old_cols.names.len()];
-            for e in &mut st.edges {
+            for e in st.edges.iter_mut() {
                 e.1 = remap(&mut amap, &old_accounts, &mut acc, e.1);
                 e.2 = remap(&mut cmap, &old_cols, &mut st.cols, e.2);
             }
         }
         for (st, b) in self.blocks.iter_mut().zip(&spec.blocks) {
-            let remap_set = |m: &BTreeMap<u32, (f64, u32)>| -> BTreeMap<u32, (f64, u32)> {
+            let remap_set = |m: &BTreeMap<u32, Membership>| -> BTreeMap<u32, Membership> {
                 m.iter().filter_map(|(a, v)| amap.get(*a as usize).filter(|&&n| n != NO).map(|&n| (n, *v))).collect()
             };
             st.member = remap_set(&st.member);
@@ -827,7 +863,7 @@ impl GraphState {
                 st.edges.pop_front();
             }
             st.rebuild_peel(b.once);
-            st.flush(b);
+            st.flush(b, &self.confirmed);
             st.member.clear();
             if st.edges.is_empty() {
                 return;
@@ -835,28 +871,30 @@ impl GraphState {
             // Rows: accounts; columns: this graph's objects, both renumbered densely for the peel.
             let mut rows: HashMap<u32, u32> = HashMap::new();
             let mut row_ids = Vec::new();
-            let pairs: Vec<(u32, u32)> = st
+            let triples: Vec<(u32, u32, f64)> = st
                 .edges
                 .iter()
-                .map(|&(_, a, c)| {
+                .map(|&(_, a, c, w)| {
                     let r = *rows.entry(a).or_insert_with(|| {
                         row_ids.push(a);
                         row_ids.len() as u32 - 1
                     });
-                    (r, c)
+                    (r, c, w)
                 })
                 .collect();
-            let g = if b.once { Bipartite::from_edges(pairs) } else { Bipartite::from_repeated_edges(pairs) };
+            let g = if b.once { Bipartite::from_edges(triples.iter().map(|&(r, c, _)| (r, c))) } else { Bipartite::from_weighted_edges(triples) };
             let mut found = Vec::new();
-            for blk in peel_many(&g, b.weighting, b.blocks) {
+            for mut blk in peel_many(&g, b.weighting, b.blocks) {
+                blk.density /= b.scale;
                 if !b.qualifies(blk.density, blk.rows.len(), blk.cols.len()) {
                     continue;
                 }
+                let conf = blk.rows.iter().filter(|&&r| self.confirmed.contains_key(&row_ids[r as usize])).count() as u32;
                 for &r in &blk.rows {
                     let a = row_ids[r as usize];
-                    let e = st.member.entry(a).or_insert((0.0, 0));
+                    let e = st.member.entry(a).or_insert((0.0, 0, 0));
                     if blk.density > e.0 {
-                        *e = (blk.density, blk.rows.len() as u32);
+                        *e = (blk.density, blk.rows.len() as u32, conf);
                     }
                 }
                 found.push(blk);

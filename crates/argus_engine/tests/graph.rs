@@ -285,3 +285,51 @@ fn bad_graph_declarations_are_reported() {
     let e = err("[graph]\nmax_shares = 3\n");
     assert!(e.contains("max_shares"), "{e}");
 }
+
+/// A buyer × seller graph weighted by order amount: the block's density is in money per node, and the
+/// block's fraud rate counts its confirmed accounts.
+#[test]
+fn amount_weighted_blocks_and_their_fraud_rate() {
+    let cfg = Config::from_str(
+        r#"
+[graph]
+[[graph.confirmed]]
+event = "fraud.confirmed"
+field = "subject"
+
+[[graph.blocks]]
+name = "orders"
+events = ["order.create"]
+column = "seller"
+weight = "amount"
+window = "7d"
+min_density = 5.0
+min_rows = 3
+batch = 1
+"#,
+        Path::new("."),
+    )
+    .unwrap();
+    let mut r = Run::new(cfg);
+    r.ev("fraud.confirmed", "analyst", T0, serde_json::json!({"subject_kind": "user", "subject": "b0"}));
+    // Honest: 30 buyers, one 10.00 order each at 30 sellers.
+    for i in 0..30 {
+        r.ev("order.create", &format!("h{i}"), T0 + 1000 + i, serde_json::json!({"order": format!("ho{i}"), "seller": format!("s{i}"), "amount": "10.00"}));
+    }
+    // Four buyers, three 10.00 orders each from one seller: 120.00 over 5 nodes.
+    let mut last = serde_json::Map::new();
+    for k in 0..3 {
+        for b in 0..4 {
+            last = r.ev("order.create", &format!("b{b}"), T0 + 10_000 + k * 100 + b, serde_json::json!({"order": format!("o{k}{b}"), "seller": "ring-seller", "amount": "10.00"}));
+        }
+    }
+    assert!((num(&last, "graph_orders_density") - 24.0).abs() < 1e-9, "{last:?}");
+    assert_eq!(int(&last, "graph_orders_block_accounts"), 4);
+    assert!((num(&last, "graph_orders_fraud_rate") - 0.25).abs() < 1e-12);
+    let m = r.ev("order.create", "h1", T0 + 20_000, serde_json::json!({"order": "x", "seller": "s1", "amount": "10.00"}));
+    assert_eq!(num(&m, "graph_orders_density"), 0.0);
+    // A weight field that is not a number, or with repeats once, is refused.
+    let err = |extra: &str| Config::from_str(&format!("[graph]\n[[graph.blocks]]\nname = \"o\"\nevents = [\"order.create\"]\ncolumn = \"seller\"\n{extra}"), Path::new(".")).unwrap_err().to_string();
+    assert!(err("weight = \"currency\"").contains("is not a number"));
+    assert!(err("weight = \"amount\"\nrepeats = \"once\"").contains("cannot also weigh"));
+}

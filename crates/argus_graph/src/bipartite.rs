@@ -49,6 +49,21 @@ impl Bipartite {
         Bipartite::from_weighted(&counted)
     }
 
+    /// From `(row, column, weight)` triples, a repeated pair adding its weights (a buyer's orders from a
+    /// seller weighing their amounts). Weights that are not positive and finite are dropped.
+    pub fn from_weighted_edges(edges: impl IntoIterator<Item = (u32, u32, f64)>) -> Bipartite {
+        let mut e: Vec<(u32, u32, f64)> = edges.into_iter().filter(|t| t.2 > 0.0 && t.2.is_finite()).collect();
+        e.sort_unstable_by_key(|t| (t.0, t.1));
+        let mut summed: Vec<(u32, u32, f64)> = Vec::new();
+        for (r, c, w) in e {
+            match summed.last_mut() {
+                Some(last) if (last.0, last.1) == (r, c) => last.2 += w,
+                _ => summed.push((r, c, w)),
+            }
+        }
+        Bipartite::from_weighted(&summed)
+    }
+
     /// From distinct `(row, column, multiplicity)` triples sorted by (row, column).
     fn from_weighted(triples: &[(u32, u32, f64)]) -> Bipartite {
         let mut g = Bipartite::from_edges(triples.iter().map(|&(r, c, _)| (r, c)));
