@@ -1,7 +1,12 @@
-//! `argus_graph`: detectors over the entity graph. So far: dense-block peeling on bipartite graphs
-//! (`fraudar`), the FRAUDAR family of weightings (plain density, log-weighted and square-root-weighted
-//! column suspiciousness against camouflage), several blocks by deflation; and a streaming edge-burst
-//! score in constant memory (`burst`, MIDAS-R); shared-attribute clustering of accounts (`cluster`).
+//! `argus_graph`: detectors over the entity graph, one file each, over plain ids and weights (no Argus
+//! dependency; the engine's `[graph]` maintains the graph from events and calls them):
+//! - `fraudar`: dense-block peeling on bipartite graphs with the FRAUDAR family of weightings (plain
+//!   density, log- and square-root-weighted column suspiciousness against camouflage), several blocks
+//!   by deflation;
+//! - `incremental`: exact incremental peeling (Spade): the peeling order kept under insertions;
+//! - `tensor`: dense blocks in n-mode tensors (M-Zoom), e.g. time as a third mode;
+//! - `burst`: the streaming edge-burst score in constant memory (MIDAS-R);
+//! - `cluster`: shared-attribute clustering of accounts with hub values capped.
 
 pub mod bipartite;
 pub mod burst;
