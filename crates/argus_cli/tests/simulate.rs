@@ -115,3 +115,21 @@ fn a_model_scores_the_simulated_orders() {
     let out = argus(&["test", "--config", &cfg, "--policies", &p1, "--policies", &p2]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("policy tests: 25 passed, 0 failed"));
 }
+
+/// The graph examples stay valid: the graph configuration with its model loads, the three policy
+/// directories load together and their tests pass, and the graph-aware model scores orders reading
+/// graph features.
+#[test]
+fn the_graph_examples_load_and_their_model_reads_graph_features() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let s = |p: &str| root.join(p).to_string_lossy().into_owned();
+    let out = argus(&[
+        "test", "--config", &s("examples/simulator/graph-model.toml"), "--policies", &s("policies"), "--policies", &s("examples/simulator/policies"),
+        "--policies", &s("examples/simulator/graph-policies"),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("passed, 0 failed"), "{text}");
+    let model: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("examples/simulator/models/order_fraud_graph.json")).unwrap()).unwrap();
+    let inputs: Vec<&str> = model["model"]["features"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert!(inputs.contains(&"graph_cluster_accounts_per_value") && inputs.contains(&"graph_orders_burst"), "{inputs:?}");
+}
