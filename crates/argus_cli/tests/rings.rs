@@ -39,6 +39,13 @@ fn finds_the_ring_in_an_edge_file() {
     assert_eq!(v["blocks"].as_array().unwrap().len(), 2);
     assert!(v["blocks"][1]["density"].as_f64() < b["density"].as_f64());
 
+    // Huge integer ids are numbered, not allocated by.
+    std::fs::write(&path, "4000000000,1\n4000000000,2\n7,1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(["rings", "--edges", path.to_str().unwrap(), "--weighting", "plain"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["blocks"][0]["rows"].as_array().unwrap().iter().any(|r| r == "4000000000"), "{v}");
+
     // A malformed line is an error with its line number.
     std::fs::write(&path, "a,b\nlonely\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(["rings", "--edges", path.to_str().unwrap()]).output().unwrap();

@@ -12,8 +12,8 @@ use std::time::Instant;
 #[derive(clap::Args)]
 pub struct Args {
     /// Edge file: one `row,column` (or whitespace-separated) pair per line; further columns are
-    /// ignored unless --time-column names one, as are lines starting with `#` or `%`. Integer ids are
-    /// used as indices as they are; other ids are numbered in order of appearance.
+    /// ignored unless --time-column names one, as are lines starting with `#` or `%`. Small integer
+    /// ids are used as indices as they are; other ids are numbered in order of appearance.
     #[arg(long, conflicts_with = "events", required_unless_present = "events")]
     edges: Option<PathBuf>,
     /// Edge weighting (two modes): `plain` (average degree), `log` (FRAUDAR's camouflage-resistant
@@ -102,7 +102,10 @@ fn run_edges(a: &Args, path: &std::path::Path) -> anyhow::Result<()> {
         };
         raw.push((fields[0].to_string(), fields[1].to_string(), period));
     }
-    let numeric = raw.iter().all(|(r, c, _)| r.parse::<u32>().is_ok() && c.parse::<u32>().is_ok());
+    // Integer ids are indices only when they are dense enough to allocate by; sparse or huge ones
+    // (an id of 4,000,000,000 would size the graph by it) are numbered in order of appearance.
+    let limit = (raw.len() as u64).saturating_mul(4).saturating_add(1_000_000);
+    let numeric = raw.iter().all(|(r, c, _)| matches!((r.parse::<u32>(), c.parse::<u32>()), (Ok(a), Ok(b)) if (a.max(b) as u64) < limit));
     let (mut rows, mut cols): (HashMap<String, u32>, HashMap<String, u32>) = (HashMap::new(), HashMap::new());
     let (mut row_names, mut col_names): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
     let id = |map: &mut HashMap<String, u32>, names: &mut Vec<String>, s: &str| -> u32 {
