@@ -171,6 +171,8 @@ pub struct GraphSpec {
     pub blocks: Vec<BlockSpec>,
     f_size: usize,
     f_per_value: usize,
+    /// Per link field: accounts per distinct value of that field in the cluster.
+    f_per_field: Vec<usize>,
     f_confirmed: usize,
     f_rate: usize,
     /// A digest of the declaration, for snapshots.
@@ -226,6 +228,15 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
         if types.is_empty() {
             errors.push(format!("{at}: no account event type has a field `{}`", l.field));
         }
+        // Links over the same field (say, from different events) share its values and its feature.
+        let fi = match link_fields.iter().position(|f| f == &l.field) {
+            Some(i) => i,
+            None => {
+                link_fields.push(l.field.clone());
+                link_fields.len() - 1
+            }
+        };
+        let mut any_skip = false;
         for t in types {
             let et = &schema.types[t];
             if !account[t] {
@@ -238,17 +249,16 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
             };
             // `unless` applies to the types that have its field.
             let skip = l.unless.as_ref().and_then(|u| Some((et.slot(&u.field)?, toml_value(&u.equals)?)));
-            links[t].push((slot, link_fields.len() as u16, skip));
+            any_skip |= skip.is_some();
+            links[t].push((slot, fi as u16, skip));
         }
         if let Some(u) = &l.unless {
             if toml_value(&u.equals).is_none() {
                 errors.push(format!("{at}.unless.equals: a boolean, integer or string"));
-            }
-            if !links.iter().flatten().any(|&(_, f, ref s)| f as usize == link_fields.len() && s.is_some()) && toml_value(&u.equals).is_some() {
+            } else if !any_skip {
                 errors.push(format!("{at}.unless: none of its event types has a field `{}`", u.field));
             }
         }
-        link_fields.push(l.field.clone());
     }
     let mut confirm = vec![None; n];
     for (i, cc) in c.confirmed.iter().enumerate() {
@@ -269,6 +279,10 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
     let f_size = add(&mut errors, "graph_cluster_size".into(), Out::Int, &account_types, "accounts in the account's shared-attribute cluster");
     let f_per_value =
         add(&mut errors, "graph_cluster_accounts_per_value".into(), Out::Float, &account_types, "accounts per distinct linking value (device, card, address…) in the cluster");
+    let f_per_field: Vec<usize> = link_fields
+        .iter()
+        .map(|f| add(&mut errors, format!("graph_cluster_accounts_per_{f}"), Out::Float, &account_types, "accounts per distinct value of this field in the cluster (e.g. accounts per device)"))
+        .collect();
     let f_confirmed = add(&mut errors, "graph_cluster_confirmed".into(), Out::Int, &account_types, "confirmed fraudulent accounts in the cluster");
     let f_rate = add(&mut errors, "graph_cluster_fraud_rate".into(), Out::Float, &account_types, "confirmed fraudulent accounts / accounts in the cluster");
     let mut blocks = Vec::new();
@@ -360,6 +374,7 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
         blocks,
         f_size,
         f_per_value,
+        f_per_field,
         f_confirmed,
         f_rate,
         fingerprint,
@@ -513,6 +528,11 @@ pub struct GraphState {
     size: Vec<u32>,
     vals: Vec<u32>,
     conf: Vec<u32>,
+    /// Per root and link field (`nf` per root): the cluster's distinct values of that field.
+    fvals: Vec<u32>,
+    nf: usize,
+    /// Per value: its link field.
+    value_field: Vec<u16>,
     /// Confirmed accounts and when.
     confirmed: BTreeMap<u32, i64>,
     blocks: Vec<BlockState>,
@@ -537,6 +557,9 @@ impl GraphState {
             size: Vec::new(),
             vals: Vec::new(),
             conf: Vec::new(),
+            fvals: Vec::new(),
+            nf: spec.link_fields.len(),
+            value_field: Vec::new(),
             confirmed: BTreeMap::new(),
             blocks: spec.blocks.iter().map(|_| BlockState::new()).collect(),
             next_refresh: i64::MIN,
@@ -595,6 +618,7 @@ impl GraphState {
             self.size.push(1);
             self.vals.push(0);
             self.conf.push(0);
+            self.fvals.extend(std::iter::repeat_n(0, self.nf));
         }
         a
     }
@@ -619,6 +643,10 @@ impl GraphState {
         self.size[keep as usize] += self.size[gone as usize];
         self.vals[keep as usize] += self.vals[gone as usize];
         self.conf[keep as usize] += self.conf[gone as usize];
+        let nf = self.nf;
+        for k in 0..nf {
+            self.fvals[keep as usize * nf + k] += self.fvals[gone as usize * nf + k];
+        }
     }
 
     /// Adds (or refreshes) the link between account `a` and value `v`.
@@ -642,8 +670,9 @@ impl GraphState {
         let f = self.first[v as usize];
         if f == NO {
             self.first[v as usize] = a;
-            let r = self.find(a);
-            self.vals[r as usize] += 1;
+            let r = self.find(a) as usize;
+            self.vals[r] += 1;
+            self.fvals[r * self.nf + self.value_field[v as usize] as usize] += 1;
         } else if self.sharers[v as usize] as usize <= max_share {
             self.union(a, f);
         }
@@ -691,6 +720,9 @@ impl GraphState {
             }
             if let Some(value) = key(&ev.fields[*slot]) {
                 let v = self.values.id(&format!("{}:{value}", spec.link_fields[*field as usize]));
+                if v as usize == self.value_field.len() {
+                    self.value_field.push(*field);
+                }
                 self.link(spec.max_share, a, v, t);
             }
         }
@@ -727,6 +759,11 @@ impl GraphState {
         let (size, vals, conf) = (self.size[r], self.vals[r], self.conf[r]);
         out[spec.f_size] = Value::Int(size as i64);
         out[spec.f_per_value] = Value::Float(size as f64 / vals.max(1) as f64);
+        for (k, &f) in spec.f_per_field.iter().enumerate() {
+            // Null when the cluster has no value of this field (no device seen: no ratio).
+            let d = self.fvals[r * self.nf + k];
+            out[f] = if d == 0 { Value::Null } else { Value::Float(size as f64 / d as f64) };
+        }
         out[spec.f_confirmed] = Value::Int(conf as i64);
         out[spec.f_rate] = Value::Float(conf as f64 / size as f64);
     }
@@ -754,9 +791,14 @@ impl GraphState {
         let mut vmap = vec![NO; old_values.names.len()];
         let mut acc = Interner::default();
         let mut val = Interner::default();
+        let old_field = std::mem::take(&mut self.value_field);
         for l in &mut self.links {
             l.a = remap(&mut amap, &old_accounts, &mut acc, l.a);
+            let old_v = l.v as usize;
             l.v = remap(&mut vmap, &old_values, &mut val, l.v);
+            if l.v as usize == self.value_field.len() {
+                self.value_field.push(old_field[old_v]);
+            }
         }
         for st in &mut self.blocks {
             let old_cols = std::mem::take(&mut st.cols);
@@ -787,6 +829,7 @@ impl GraphState {
         self.size = vec![1; n];
         self.vals = vec![0; n];
         self.conf = vec![0; n];
+        self.fvals = vec![0; n * self.nf];
         self.sharers = vec![0; self.values.names.len()];
         for l in &self.links {
             self.sharers[l.v as usize] += 1;
@@ -802,8 +845,9 @@ impl GraphState {
             }
             if self.first[v] == NO {
                 self.first[v] = l.a;
-                let r = self.find(l.a);
-                self.vals[r as usize] += 1;
+                let r = self.find(l.a) as usize;
+                self.vals[r] += 1;
+                self.fvals[r * self.nf + self.value_field[v] as usize] += 1;
             } else {
                 let f = self.first[v];
                 self.union(l.a, f);

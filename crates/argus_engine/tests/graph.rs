@@ -87,6 +87,8 @@ fn accounts_sharing_devices_are_one_cluster_hubs_and_failed_logins_do_not_link()
     }
     assert_eq!(int(&last, "graph_cluster_size"), 5);
     assert!((num(&last, "graph_cluster_accounts_per_value") - 5.0).abs() < 1e-12);
+    assert!((num(&last, "graph_cluster_accounts_per_device") - 5.0).abs() < 1e-12);
+    assert!(last["graph_cluster_accounts_per_payout_account"].is_null(), "no payout account seen: no ratio");
     // A sixth sharer exceeds max_share = 5: the device links no more accounts.
     let m = r.ev("account.login", "u5", T0 + 5000, serde_json::json!({"success": true, "device": "d-ring"}));
     assert_eq!(int(&m, "graph_cluster_size"), 1);
@@ -97,6 +99,10 @@ fn accounts_sharing_devices_are_one_cluster_hubs_and_failed_logins_do_not_link()
     r.ev("payout.request", "u0", T0 + 11_000, serde_json::json!({"payout_account": "pa1", "amount": "10.00"}));
     let m = r.ev("payout.request", "u7", T0 + 12_000, serde_json::json!({"payout_account": "pa1", "amount": "10.00"}));
     assert_eq!(int(&m, "graph_cluster_size"), 6);
+    // Six accounts; one device, one payout account; u5's own device is not in the cluster.
+    assert!((num(&m, "graph_cluster_accounts_per_device") - 6.0).abs() < 1e-12);
+    assert!((num(&m, "graph_cluster_accounts_per_payout_account") - 6.0).abs() < 1e-12);
+    assert!((num(&m, "graph_cluster_accounts_per_value") - 3.0).abs() < 1e-12, "{m:?}");
     // The hourly refresh reports the cluster of six, with its shared values.
     r.ev("account.login", "u9", T0 + 2 * H, serde_json::json!({"success": true, "device": "d9"}));
     let clusters: Vec<&Finding> = r.findings.iter().filter(|f| f.detector == "cluster").collect();
