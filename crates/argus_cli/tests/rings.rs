@@ -102,8 +102,12 @@ fn time_as_a_mode_finds_the_lockstep_group() {
     // Without time, the slow community is the densest block.
     let v = run(&["rings", "--edges", p, "--weighting", "plain"]);
     assert_eq!(v["blocks"][0]["rows"].as_array().unwrap().len(), 40);
+    // An outlying time is one more period, not a reason to allocate by it.
+    std::fs::write(&path, "1,2,3,1300000000\n1,3,3,1300000000\n2,2,3,99999999999999\n").unwrap();
+    let v = run(&["rings", "--edges", p, "--time-column", "4", "--bucket", "1d"]);
+    assert_eq!(v["blocks"][0]["periods"], serde_json::json!([1_299_974_400i64, 99_999_999_964_800i64]), "{v}");
     // A time column that is not a time is an error with its line.
-    std::fs::write(&path, "1,2,3,yesterday\n").unwrap();
+    std::fs::write(&path, "1,2,3,yesterday\n1,2,3,inf\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(["rings", "--edges", p, "--time-column", "4"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(":1: column 4"));

@@ -249,6 +249,17 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
             };
             // `unless` applies to the types that have its field.
             let skip = l.unless.as_ref().and_then(|u| Some((et.slot(&u.field)?, toml_value(&u.equals)?)));
+            if let (Some((sl, v)), Some(u)) = (&skip, &l.unless) {
+                let fits = match et.fields[*sl].ty.stored() {
+                    argus_event::FieldType::Bool => matches!(v, Value::Bool(_)),
+                    argus_event::FieldType::Int => matches!(v, Value::Int(_)),
+                    argus_event::FieldType::Decimal | argus_event::FieldType::Float | argus_event::FieldType::Timestamp => false,
+                    _ => matches!(v, Value::Str(_)),
+                };
+                if !fits {
+                    errors.push(format!("{at}.unless.equals: does not fit `{}`'s field `{}` ({:?}): it would never match", et.name, u.field, et.fields[*sl].ty));
+                }
+            }
             any_skip |= skip.is_some();
             links[t].push((slot, fi as u16, skip));
         }
@@ -451,6 +462,8 @@ struct BlockState {
     /// The incremental densest set's accounts, when it qualifies.
     densest: BTreeMap<u32, Membership>,
     burst: Burst,
+    /// The burst score's first tick (ticks are counted from 1 at the first edge).
+    tick0: Option<i64>,
     next_refresh: i64,
 }
 
@@ -468,11 +481,13 @@ impl BlockState {
             member: BTreeMap::new(),
             densest: BTreeMap::new(),
             burst: Burst::new(2, 1024, 0.5),
+            tick0: None,
             next_refresh: i64::MIN,
         }
     }
 
-    fn rebuild_peel(&mut self, once: bool) {
+    fn rebuild_peel(&mut self, spec: &BlockSpec) {
+        let once = spec.once;
         self.mult.clear();
         for &(_, a, c, x) in &self.edges {
             let m = self.mult.entry((a, c)).or_default();
@@ -486,6 +501,11 @@ impl BlockState {
                 *v -= x;
             }
         }
+        if spec.weighting != Weighting::Plain {
+            // The incremental peel keeps fixed weights: only plain-weighted graphs use it.
+            self.peel = IncrementalPeel::new();
+            return;
+        }
         let edges: Vec<(u32, u32, f64)> = w.into_iter().filter(|&(_, v)| v > 0.0).map(|((a, c), v)| (a, c, v)).collect();
         self.peel = IncrementalPeel::from_edges(&edges);
     }
@@ -493,12 +513,13 @@ impl BlockState {
     /// Inserts the pending edges and reads the densest set (plain weighting only: the incremental peel
     /// keeps fixed edge weights, and the log and sqrt weightings change with a column's degree).
     fn flush(&mut self, spec: &BlockSpec, confirmed: &BTreeMap<u32, i64>) {
-        self.peel.insert_batch(&self.pending);
-        self.pending.clear();
         self.densest.clear();
         if spec.weighting != Weighting::Plain {
+            self.pending.clear();
             return;
         }
+        self.peel.insert_batch(&self.pending);
+        self.pending.clear();
         let d = self.peel.densest();
         let rows: Vec<u32> = d.nodes.iter().filter(|&&x| x % 2 == 0).map(|&x| x / 2).collect();
         let cols = d.nodes.len() - rows.len();
@@ -585,18 +606,18 @@ impl GraphState {
         for (b, bs) in g.blocks.iter_mut().zip(&spec.blocks) {
             b.cols.reindex();
             // The peel of the live edges without the pending ones, which stay pending: as it was.
-            b.rebuild_peel(bs.once);
+            b.rebuild_peel(bs);
         }
         Ok(g)
     }
 
-    /// A digest of everything future answers depend on.
+    /// A digest of everything future answers depend on: the whole serialized state (ordered maps and
+    /// vectors only, so the same state gives the same bytes), and each plain block's peeling order.
     pub fn digest(&self) -> u64 {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
-        h.update(&bincode::serialize(&(&self.accounts.names, &self.values.names, &self.links, &self.confirmed, &self.parent, &self.next_refresh, &self.found)).unwrap_or_default());
+        h.update(&self.encode());
         for b in &self.blocks {
-            h.update(&bincode::serialize(&(&b.cols.names, &b.edges, &b.pending, &b.burst)).unwrap_or_default());
-            h.update(&bincode::serialize(&(&b.member, &b.densest)).unwrap_or_default());
+            h.update(&bincode::serialize(&b.peel.order()).unwrap_or_default());
         }
         h.digest()
     }
@@ -667,13 +688,17 @@ impl GraphState {
             self.first.resize(v as usize + 1, NO);
         }
         self.sharers[v as usize] += 1;
+        if self.sharers[v as usize] as usize > max_share {
+            // A hub links nobody (and is no cluster's value), whether or not a rebuild ran since.
+            return;
+        }
         let f = self.first[v as usize];
         if f == NO {
             self.first[v as usize] = a;
             let r = self.find(a) as usize;
             self.vals[r] += 1;
             self.fvals[r * self.nf + self.value_field[v as usize] as usize] += 1;
-        } else if self.sharers[v as usize] as usize <= max_share {
+        } else {
             self.union(a, f);
         }
     }
@@ -690,16 +715,16 @@ impl GraphState {
         let t = ev.time;
         if t >= self.next_rebuild {
             self.rebuild(spec, t);
-            self.next_rebuild = t + spec.rebuild_ms;
+            self.next_rebuild = t.saturating_add(spec.rebuild_ms);
         }
         if t >= self.next_refresh {
             self.refresh_clusters(spec, t);
-            self.next_refresh = t + spec.refresh_ms;
+            self.next_refresh = t.saturating_add(spec.refresh_ms);
         }
         for (bi, b) in spec.blocks.iter().enumerate() {
             if t >= self.blocks[bi].next_refresh {
                 self.refresh_block(b, bi, t);
-                self.blocks[bi].next_refresh = t + b.refresh_ms;
+                self.blocks[bi].next_refresh = t.saturating_add(b.refresh_ms);
             }
         }
         let ty = ev.ty as usize;
@@ -739,13 +764,16 @@ impl GraphState {
                 let m = st.mult.entry((a, c)).or_default();
                 m.0 += 1;
                 m.1 += w;
-                if !b.once || m.0 == 1 {
+                if (!b.once || m.0 == 1) && b.weighting == Weighting::Plain {
                     st.pending.push((2 * a, 2 * c + 1, w));
                 }
                 if st.pending.len() >= b.batch {
                     st.flush(b, &self.confirmed);
                 }
-                let score = st.burst.score(xxhash_rust::xxh3::xxh3_64(actor.as_bytes()), xxhash_rust::xxh3::xxh3_64(col.as_bytes()), t.div_euclid(b.tick_ms));
+                // MIDAS counts ticks from 1: the first edge's tick is tick 1 (late edges clamp to it).
+                let tick = t.div_euclid(b.tick_ms);
+                let t0 = *st.tick0.get_or_insert(tick);
+                let score = st.burst.score(xxhash_rust::xxh3::xxh3_64(actor.as_bytes()), xxhash_rust::xxh3::xxh3_64(col.as_bytes()), (tick - t0).max(0) + 1);
                 out[b.f_burst] = Value::Float(score);
             }
             let m = st.member.get(&a).copied().unwrap_or((0.0, 0, 0));
@@ -814,7 +842,7 @@ impl GraphState {
             };
             st.member = remap_set(&st.member);
             st.densest = remap_set(&st.densest);
-            st.rebuild_peel(b.once);
+            st.rebuild_peel(b);
         }
         let confirmed = std::mem::take(&mut self.confirmed);
         for (a, at) in confirmed {
@@ -864,7 +892,7 @@ impl GraphState {
     /// Reports new or grown clusters.
     fn refresh_clusters(&mut self, spec: &GraphSpec, t: i64) {
         let when = format_rfc3339(t);
-        // Clusters of at least `min_cluster` accounts, in order of their first account.
+        // Clusters of at least `min_cluster` accounts, in order of their root's id.
         let n = self.accounts.names.len();
         let root: Vec<u32> = (0..n as u32).map(|a| self.find(a)).collect();
         let mut members: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
@@ -876,14 +904,13 @@ impl GraphState {
         }
         let mut objects: HashMap<u32, Vec<u32>> = HashMap::new();
         if !members.is_empty() {
+            let mut seen = vec![false; self.values.names.len()];
             for l in &self.links {
-                if (self.sharers[l.v as usize] as usize) <= spec.max_share && self.sharers[l.v as usize] > 1 {
+                if (self.sharers[l.v as usize] as usize) <= spec.max_share && self.sharers[l.v as usize] > 1 && !seen[l.v as usize] {
                     let r = root[l.a as usize];
                     if members.contains_key(&r) {
-                        let o = objects.entry(r).or_default();
-                        if !o.contains(&l.v) {
-                            o.push(l.v);
-                        }
+                        seen[l.v as usize] = true;
+                        objects.entry(r).or_default().push(l.v);
                     }
                 }
             }
@@ -906,7 +933,9 @@ impl GraphState {
             while st.edges.front().is_some_and(|e| e.0 < cut) {
                 st.edges.pop_front();
             }
-            st.rebuild_peel(b.once);
+            // The peel is rebuilt from every live edge: pending ones (possibly expired) are in it or gone.
+            st.pending.clear();
+            st.rebuild_peel(b);
             st.flush(b, &self.confirmed);
             st.member.clear();
             if st.edges.is_empty() {
@@ -959,12 +988,16 @@ impl GraphState {
         }
     }
 
-    /// Records a finding unless the same group (by its first account) was reported at a size at least
-    /// two-thirds of this one.
+    /// Records a finding unless the same group was reported at a size at least two-thirds of this one.
     #[allow(clippy::too_many_arguments)]
     fn report(&mut self, t: i64, when: &str, detector: String, accounts: Vec<String>, objects: Vec<String>, density: f64, confirmed: usize) {
         let Some(first) = accounts.iter().min() else { return };
-        let k = format!("{detector}\u{0}{first}");
+        // A block is known by its first account and first object (two blocks of one refresh may share
+        // an account); a cluster by its first account.
+        let k = match objects.iter().min().filter(|_| detector.starts_with("block:")) {
+            Some(o) => format!("{detector}\u{0}{first}\u{0}{o}"),
+            None => format!("{detector}\u{0}{first}"),
+        };
         if let Some(&(size, _)) = self.reported.get(&k) {
             if accounts.len() * 2 < size * 3 {
                 self.reported.insert(k, (size, t));

@@ -288,6 +288,8 @@ fn bad_graph_declarations_are_reported() {
     assert!(e.contains("has no field `sellr`") && e.contains("repeats: `twice`"), "{e}");
     let e = err("[graph]\n[[graph.links]]\nfield = \"device\"\nunless = { field = \"nope\", equals = false }\n");
     assert!(e.contains("none of its event types has a field `nope`"), "{e}");
+    let e = err("[graph]\n[[graph.links]]\nfield = \"device\"\nunless = { field = \"success\", equals = \"false\" }\n");
+    assert!(e.contains("would never match"), "{e}");
     let e = err("[graph]\nmax_shares = 3\n");
     assert!(e.contains("max_shares"), "{e}");
 }
@@ -414,4 +416,40 @@ min_rows = 1
     assert!(accounts <= 1000 && links <= 2000 && edges <= 5000, "bounded: {accounts} accounts, {links} links, {edges} edges");
     let r = Engine::restore(cfg, &e.snapshot()).unwrap();
     assert_eq!(r.state_digest(), e.state_digest());
+}
+
+/// Edges still waiting in a batch when their window passes are not put back by the re-peel; and the
+/// burst score counts ticks from the stream's first edge (a first edge scores 0, whatever the date).
+#[test]
+fn expired_pending_edges_stay_out_and_bursts_count_from_the_first_tick() {
+    let cfg = Config::from_str(
+        r#"
+[graph]
+[[graph.blocks]]
+name = "orders"
+events = ["order.create"]
+column = "seller"
+window = "10m"
+refresh_every = "1h"
+min_density = 0.5
+min_rows = 2
+batch = 16
+"#,
+        Path::new("."),
+    )
+    .unwrap();
+    let mut r = Run::new(cfg);
+    let first = r.ev("order.create", "u0", T0, serde_json::json!({"order": "o0", "seller": "s1", "amount": "5.00"}));
+    assert_eq!(num(&first, "graph_orders_burst"), 0.0, "a first edge is no burst");
+    for (k, u) in ["u1", "u2", "u3", "u4"].iter().enumerate() {
+        for s in ["s1", "s2"] {
+            r.ev("order.create", u, T0 + 60_000 * (k as i64 + 1), serde_json::json!({"order": format!("o{u}{s}"), "seller": s, "amount": "5.00"}));
+        }
+    }
+    // An hour later every edge has expired, the pending batch included: nobody is in a block.
+    let m = r.ev("order.create", "u1", T0 + 3_600_000, serde_json::json!({"order": "late", "seller": "s9", "amount": "5.00"}));
+    assert_eq!(num(&m, "graph_orders_density"), 0.0, "{m:?}");
+    // And a restored engine agrees with this one.
+    let restored = Engine::restore(r.engine.config.clone(), &r.engine.snapshot()).unwrap();
+    assert_eq!(restored.state_digest(), r.engine.state_digest());
 }

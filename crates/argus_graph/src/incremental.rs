@@ -213,9 +213,12 @@ impl IncrementalPeel {
         self.seg.clear();
         self.heap.clear();
         let mut t_len = 0usize;
+        // The position whose node was found unchanged: popping nodes out of `T` cannot give it an
+        // edge into `T`, so it is not scanned again until the walk moves past it.
+        let mut unchanged_at = usize::MAX;
         loop {
             // Take in the old order's nodes whose weight changed.
-            while k < n {
+            while k < n && k != unchanged_at {
                 let x = self.order[k];
                 let mut e = self.extra[x as usize];
                 for &(y, w) in &self.adj[x as usize] {
@@ -224,6 +227,7 @@ impl IncrementalPeel {
                     }
                 }
                 if e == 0.0 {
+                    unchanged_at = k;
                     break;
                 }
                 self.extra[x as usize] = 0.0;

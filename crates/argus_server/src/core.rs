@@ -199,6 +199,8 @@ pub struct Core {
     unindex: Vec<u128>,
     /// The graph detectors' findings.
     findings: crate::findings::FindingsStore,
+    /// The log record being replayed at start (its findings are stored under it).
+    replaying_seq: u64,
 }
 
 /// Records (keys, and four times as many idempotency ids) copied per step of a snapshot.
@@ -525,7 +527,9 @@ impl Core {
             )));
         }
         let label_types = settings.label_types.iter().filter_map(|n| cfg.schema.type_id(n)).collect();
-        let findings = crate::findings::FindingsStore::open(&data, 10_000).map_err(|e| StartError::State(format!("findings store in {}: {e}", data.display())))?;
+        let epoch = cfg.graph.as_ref().map_or_else(|| "none".to_string(), |g| format!("{:016x}", g.fingerprint));
+        let findings = crate::findings::FindingsStore::open(&data, 10_000, &epoch, wal.last_seq())
+            .map_err(|e| StartError::State(format!("findings store in {}: {e}", data.display())))?;
         let mut core = Core {
             settings,
             loader,
@@ -551,6 +555,7 @@ impl Core {
             seg_ids,
             unindex: Vec::new(),
             findings,
+            replaying_seq: 0,
         };
         for (loc, h) in heads {
             core.remember(Recent { loc, head: h });
@@ -562,6 +567,7 @@ impl Core {
                 KIND_EVENT => {
                     match split_event(&r.payload).ok_or_else(|| "unreadable record".to_string()).and_then(|(_, st, _)| load_event(core.engine.schema(), st)) {
                         Ok(ev) => {
+                            core.replaying_seq = r.seq;
                             core.accept(ev, Some(loc), Instant::now());
                         }
                         Err(e) => tracing::warn!(seq = r.seq, "a logged event cannot be replayed under this schema: {e}"),
@@ -900,13 +906,10 @@ impl Core {
             });
         }
         self.since_snap += 1;
+        // Findings are stored after their event's log record (below for live events), never before.
         let found = self.engine.take_findings();
-        if !found.is_empty() {
-            if let Err(e) = self.findings.add(found) {
-                tracing::error!("findings store: {e} (the findings are kept in memory)");
-            }
-        }
         if let Some(l) = loc {
+            self.store_findings(self.replaying_seq, found);
             // Replayed: the per-actor recent decisions were rebuilt from the record headers.
             self.index.insert(idh, l);
             return Outcome::Answer(ok(Json::Null));
@@ -938,6 +941,7 @@ impl Core {
                 return Outcome::Answer(error(503, "log_unavailable", "the event could not be written to the event log; it was not acknowledged"));
             }
         };
+        self.store_findings(seq, found);
         self.index.insert(idh, loc);
         self.seg_ids.entry(loc.segment).or_default().push(idh);
         if head.action != NO_ACTION {
@@ -1183,6 +1187,9 @@ impl Core {
         if models(&cfg) != models(cur) {
             changed.push("the models");
         }
+        if cfg.graph.as_ref().map(|g| g.fingerprint) != cur.graph.as_ref().map(|g| g.fingerprint) {
+            changed.push("the [graph] section");
+        }
         if !changed.is_empty() {
             m::inc_labeled(m::RELOADS, "outcome", "refused");
             return error_with(
@@ -1200,6 +1207,14 @@ impl Core {
         let after = self.engine.policies().map(|p| p.version.clone());
         m::inc_labeled(m::RELOADS, "outcome", "ok");
         ok(json!({"status": "reloaded", "previous_version": before, "policy_version": after}))
+    }
+
+    fn store_findings(&mut self, seq: u64, found: Vec<argus_engine::Finding>) {
+        if !found.is_empty() {
+            if let Err(e) = self.findings.add(seq, found) {
+                tracing::error!("findings store: {e} (the findings are kept in memory)");
+            }
+        }
     }
 
     fn findings_answer(&self, limit: usize, detector: Option<&str>, account: Option<&str>) -> Answer {

@@ -1,22 +1,39 @@
 //! The findings store: what the graph detectors found, where investigators read it
-//! (`GET /v1/findings`). Findings are appended to `findings.ndjson` in the data directory (synced
-//! after each group) and the newest are kept in memory for queries.
+//! (`GET /v1/findings`). Findings are appended to `findings.ndjson` in the data directory, each line
+//! with the log sequence number of the event that produced it and the `[graph]` epoch (its
+//! fingerprint), synced after each event that made findings; the newest are kept in memory.
 //!
-//! Findings are derived from events, with ids numbered in the order found (`f-1`, `f-2`, …): the same
-//! events give the same findings with the same ids. So recovery needs no log of its own: after a crash
-//! the replay of the event log finds again what was found after the last snapshot, and the store keeps
-//! a finding only if its number is beyond the last one on file — each finding stored exactly once.
+//! Exactly once, across crashes and restarts. Findings are derived from events, with ids numbered in
+//! the order found (`f-1`, `f-2`, …): the same events give the same findings with the same ids. A
+//! finding is written after its event's log record; at start, findings whose event is beyond the
+//! log's last record (the log lost it in a crash) are cut off, and the replay of the log then finds
+//! again what was found after the last snapshot — a finding is kept only if its number is beyond the
+//! last one on file for the same epoch. A new `[graph]` (another epoch) restarts the numbering: its
+//! findings are kept beside the older ones.
 
 use argus_engine::Finding;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+/// One stored finding: the finding, the log record of its event, the graph epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stored {
+    pub seq: u64,
+    pub epoch: String,
+    #[serde(flatten)]
+    pub finding: Finding,
+}
+
 pub struct FindingsStore {
     path: PathBuf,
-    file: Option<File>,
-    recent: VecDeque<Finding>,
+    file: File,
+    /// Bytes of whole lines in the file.
+    len: u64,
+    epoch: String,
+    recent: VecDeque<Stored>,
     cap: usize,
     last: u64,
     pub total: u64,
@@ -27,81 +44,91 @@ fn number(f: &Finding) -> u64 {
 }
 
 impl FindingsStore {
-    /// Opens (or creates) `findings.ndjson` in `dir`, keeping the newest `cap` in memory. A torn last
-    /// line (a crash mid-write) is cut off.
-    pub fn open(dir: &Path, cap: usize) -> std::io::Result<FindingsStore> {
+    /// Opens (or creates) `findings.ndjson` in `dir` for graph epoch `epoch`, keeping the newest `cap`
+    /// in memory. A torn or unreadable tail (a crash mid-write) is cut off, and so are the last
+    /// findings whose event is beyond `log_last`, the log's last record.
+    pub fn open(dir: &Path, cap: usize, epoch: &str, log_last: u64) -> std::io::Result<FindingsStore> {
         let path = dir.join("findings.ndjson");
-        let mut recent = VecDeque::new();
-        let mut last = 0;
-        let mut total = 0;
-        let mut good = 0u64;
+        let mut kept: Vec<(Stored, u64)> = Vec::new();
         if let Ok(f) = File::open(&path) {
             let mut r = std::io::BufReader::new(f);
-            let mut line = String::new();
+            let mut line = Vec::new();
+            let mut at = 0u64;
             loop {
                 line.clear();
-                let n = r.read_line(&mut line)?;
-                if n == 0 || !line.ends_with('\n') {
+                let n = r.read_until(b'\n', &mut line)?;
+                if n == 0 || line.last() != Some(&b'\n') {
                     break;
                 }
-                match serde_json::from_str::<Finding>(line.trim_end()) {
-                    Ok(f) => {
-                        last = last.max(number(&f));
-                        total += 1;
-                        if recent.len() == cap {
-                            recent.pop_front();
-                        }
-                        recent.push_back(f);
+                match serde_json::from_slice::<Stored>(&line) {
+                    Ok(s) => {
+                        at += n as u64;
+                        kept.push((s, at));
                     }
                     Err(e) => {
                         tracing::warn!("findings.ndjson: unreadable line cut off: {e}");
                         break;
                     }
                 }
-                good += n as u64;
             }
         }
-        let mut file = OpenOptions::new().create(true).append(false).write(true).truncate(false).open(&path)?;
-        if file.metadata()?.len() != good {
-            file.set_len(good)?;
+        // Findings of events the log does not hold were written just before a crash: their events
+        // will not be replayed, so neither will they.
+        while kept.last().is_some_and(|(s, _)| s.seq > log_last) {
+            kept.pop();
         }
-        file.seek(SeekFrom::Start(good))?;
-        Ok(FindingsStore { path, file: Some(file), recent, cap, last, total })
+        let len = kept.last().map_or(0, |(_, at)| *at);
+        let last = kept.iter().filter(|(s, _)| s.epoch == epoch).map(|(s, _)| number(&s.finding)).max().unwrap_or(0);
+        let total = kept.len() as u64;
+        let recent: VecDeque<Stored> = kept.into_iter().rev().take(cap).map(|(s, _)| s).collect::<Vec<_>>().into_iter().rev().collect();
+        let mut file = OpenOptions::new().create(true).write(true).truncate(false).open(&path)?;
+        if file.metadata()?.len() != len {
+            file.set_len(len)?;
+            file.sync_all()?;
+        }
+        file.seek(SeekFrom::Start(len))?;
+        Ok(FindingsStore { path, file, len, epoch: epoch.to_string(), recent, cap, last, total })
     }
 
-    /// Stores the findings not stored yet; `Err` when the file cannot be written (they stay in memory).
-    pub fn add(&mut self, found: Vec<Finding>) -> std::io::Result<()> {
-        let new: Vec<Finding> = found.into_iter().filter(|f| number(f) > self.last).collect();
+    /// Stores the findings of the event at log record `seq` not stored yet. On a write error the file
+    /// is cut back to its last whole line and the error returned (the findings stay in memory).
+    pub fn add(&mut self, seq: u64, found: Vec<Finding>) -> std::io::Result<()> {
+        let new: Vec<Stored> = found.into_iter().filter(|f| number(f) > self.last).map(|finding| Stored { seq, epoch: self.epoch.clone(), finding }).collect();
         if new.is_empty() {
             return Ok(());
         }
         let mut buf = Vec::new();
-        for f in &new {
-            serde_json::to_writer(&mut buf, f)?;
+        for s in &new {
+            serde_json::to_writer(&mut buf, s)?;
             buf.push(b'\n');
         }
-        let written = match self.file.as_mut() {
-            Some(file) => file.write_all(&buf).and_then(|_| file.sync_data()),
-            None => Err(std::io::Error::other(format!("{} is not open", self.path.display()))),
-        };
-        for f in new {
-            self.last = self.last.max(number(&f));
+        let written = self.file.write_all(&buf).and_then(|_| self.file.sync_data());
+        match &written {
+            Ok(()) => self.len += buf.len() as u64,
+            Err(_) => {
+                // No torn line may stay for the next write to glue onto.
+                let _ = self.file.set_len(self.len);
+                let _ = self.file.seek(SeekFrom::Start(self.len));
+            }
+        }
+        for s in new {
+            self.last = self.last.max(number(&s.finding));
             self.total += 1;
             if self.recent.len() == self.cap {
                 self.recent.pop_front();
             }
-            self.recent.push_back(f);
+            self.recent.push_back(s);
         }
-        written
+        written.map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))
     }
 
     /// The newest findings first, at most `limit`, optionally of one detector or naming one account.
-    pub fn query(&self, limit: usize, detector: Option<&str>, account: Option<&str>) -> Vec<&Finding> {
+    pub fn query(&self, limit: usize, detector: Option<&str>, account: Option<&str>) -> Vec<&Stored> {
         self.recent
             .iter()
             .rev()
-            .filter(|f| detector.is_none_or(|d| f.detector == d))
-            .filter(|f| account.is_none_or(|a| f.accounts.iter().any(|x| x == a)))
+            .filter(|s| detector.is_none_or(|d| s.finding.detector == d))
+            .filter(|s| account.is_none_or(|a| s.finding.accounts.iter().any(|x| x == a)))
             .take(limit)
             .collect()
     }
@@ -115,25 +142,51 @@ mod tests {
         Finding { id: format!("f-{n}"), detector: "cluster".into(), time: "t".into(), accounts: vec![acc.into()], objects: vec![], density: 1.0, confirmed: 0 }
     }
 
+    fn ids(s: &FindingsStore) -> Vec<String> {
+        s.query(100, None, None).iter().map(|x| x.finding.id.clone()).collect()
+    }
+
     #[test]
     fn stores_once_survives_reopen_and_cuts_a_torn_line() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = FindingsStore::open(dir.path(), 2).unwrap();
-        s.add(vec![f(1, "a"), f(2, "b")]).unwrap();
-        s.add(vec![f(2, "b"), f(3, "c")]).unwrap(); // f-2 again (a replay): stored once
-        assert_eq!(s.query(10, None, None).iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), ["f-3", "f-2"]);
+        let mut s = FindingsStore::open(dir.path(), 2, "e1", 0).unwrap();
+        s.add(10, vec![f(1, "a"), f(2, "b")]).unwrap();
+        s.add(11, vec![f(2, "b"), f(3, "c")]).unwrap(); // f-2 again (a replay): stored once
+        assert_eq!(ids(&s), ["f-3", "f-2"]);
         assert_eq!(s.query(10, None, Some("b")).len(), 1);
         drop(s);
-        // A torn write at the end is cut off on open.
+        // A torn write at the end (cut inside a multi-byte character) is cut off on open.
         let p = dir.path().join("findings.ndjson");
         let mut file = OpenOptions::new().append(true).open(&p).unwrap();
-        file.write_all(b"{\"id\":\"f-4\",\"detec").unwrap();
+        file.write_all("{\"seq\":12,\"epoch\":\"e1\",\"id\":\"f-4\",\"detector\":\"caf\u{e9}".as_bytes().split_last().unwrap().1).unwrap();
         drop(file);
-        let mut s = FindingsStore::open(dir.path(), 10).unwrap();
-        assert_eq!((s.total, s.query(10, None, None).len()), (3, 3));
-        s.add(vec![f(3, "c"), f(4, "d")]).unwrap();
+        let mut s = FindingsStore::open(dir.path(), 10, "e1", 100).unwrap();
+        assert_eq!((s.total, ids(&s).len()), (3, 3));
+        s.add(12, vec![f(3, "c"), f(4, "d")]).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         assert_eq!(text.lines().count(), 4);
-        assert!(text.lines().all(|l| serde_json::from_str::<Finding>(l).is_ok()));
+        assert!(text.lines().all(|l| serde_json::from_str::<Stored>(l).is_ok()));
+    }
+
+    /// Findings of events beyond the log's end (lost in a crash) are cut off, so that the replay's
+    /// findings — numbered again from there — are stored; a new epoch numbers from 1 beside the old.
+    #[test]
+    fn findings_beyond_the_log_are_cut_and_epochs_restart_numbering() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FindingsStore::open(dir.path(), 100, "e1", 0).unwrap();
+        s.add(5, vec![f(1, "a")]).unwrap();
+        s.add(9, vec![f(2, "lost")]).unwrap();
+        drop(s);
+        // The log holds records up to 7: f-2's event is gone.
+        let mut s = FindingsStore::open(dir.path(), 100, "e1", 7).unwrap();
+        assert_eq!(ids(&s), ["f-1"]);
+        s.add(8, vec![f(2, "replayed")]).unwrap();
+        assert_eq!(s.query(1, None, None)[0].finding.accounts, ["replayed"]);
+        drop(s);
+        // Another [graph]: numbering restarts, the old findings stay.
+        let mut s = FindingsStore::open(dir.path(), 100, "e2", 100).unwrap();
+        s.add(20, vec![f(1, "new")]).unwrap();
+        assert_eq!(s.total, 3);
+        assert_eq!(s.query(1, None, None)[0].epoch, "e2");
     }
 }

@@ -95,7 +95,7 @@ fn run_edges(a: &Args, path: &std::path::Path) -> anyhow::Result<()> {
         let period = match a.time_column {
             Some(c) => {
                 let v = fields.get(c - 1).with_context(|| format!("{}:{}: no column {c}", path.display(), n + 1))?;
-                let secs: f64 = v.parse().map_err(|_| anyhow::anyhow!("{}:{}: column {c} `{v}` is not a Unix time", path.display(), n + 1))?;
+                let secs: f64 = v.parse().ok().filter(|x: &f64| x.is_finite()).ok_or_else(|| anyhow::anyhow!("{}:{}: column {c} `{v}` is not a Unix time", path.display(), n + 1))?;
                 (secs as i64).div_euclid(bucket_s)
             }
             None => 0,
@@ -121,11 +121,14 @@ fn run_edges(a: &Args, path: &std::path::Path) -> anyhow::Result<()> {
     let name = |names: &[String], i: u32| if numeric { i.to_string() } else { names[i as usize].clone() };
     let mut out = std::io::stdout().lock();
     if a.time_column.is_some() {
-        // Periods numbered from the first; printed back as the period's start (Unix seconds).
-        let first = raw.iter().map(|r| r.2).min().unwrap_or(0);
+        // The periods that occur, numbered densely in time order (an outlying time cannot size the
+        // tensor); printed back as each period's start (Unix seconds).
+        let mut periods: Vec<i64> = raw.iter().map(|r| r.2).collect();
+        periods.sort_unstable();
+        periods.dedup();
         let mut coords = Vec::with_capacity(edges.len() * 3);
         for (&(r, c), (_, _, p)) in edges.iter().zip(&raw) {
-            coords.extend([r, c, (p - first) as u32]);
+            coords.extend([r, c, periods.binary_search(p).unwrap_or(0) as u32]);
         }
         let mass = vec![1.0; edges.len()];
         let start = Instant::now();
@@ -137,7 +140,7 @@ fn run_edges(a: &Args, path: &std::path::Path) -> anyhow::Result<()> {
                 serde_json::json!({
                     "rows": b.modes[0].iter().map(|&i| name(&row_names, i)).collect::<Vec<_>>(),
                     "cols": b.modes[1].iter().map(|&i| name(&col_names, i)).collect::<Vec<_>>(),
-                    "periods": b.modes[2].iter().map(|&p| (p as i64 + first) * bucket_s).collect::<Vec<_>>(),
+                    "periods": b.modes[2].iter().map(|&p| periods[p as usize].saturating_mul(bucket_s)).collect::<Vec<_>>(),
                     "mass": b.mass,
                     "density": b.density,
                 })
