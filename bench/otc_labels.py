@@ -18,17 +18,11 @@ for w, args in runs:
     out = json.loads(subprocess.run(["./target/release/argus", "rings", "--edges", f"{DATA}/bitcoin-otc.csv", *args, "--blocks", str(K)],
                                     capture_output=True, text=True, check=True).stdout)
     for i, b in enumerate(out["blocks"]):
-        if "periods" in b:
-            users = set(b["rows"]) | set(b["cols"])
-            lab = [labels[u] for u in users if u in labels]
-            fraud = sum(1 for v in lab if v == -1)
-            prec = fraud / len(lab) if lab else float("nan")
-            print(f"  {w:<8} block {i + 1}: {len(b['rows'])} raters x {len(b['cols'])} ratees x {len(b['periods'])} periods, mass {b['mass']:.0f}, "
-                  f"density {b['density']:.3f}; labelled users {len(lab)}, fraudsters {fraud}, precision {prec:.3f}")
-            continue
         users = set(b["rows"]) | set(b["cols"])
         lab = [labels[u] for u in users if u in labels]
         fraud = sum(1 for v in lab if v == -1)
         prec = fraud / len(lab) if lab else float("nan")
-        print(f"  {w:<5} block {i + 1}: {len(b['rows'])} raters x {len(b['cols'])} ratees, density {b['density']:.3f}; "
-              f"labelled users {len(lab)}, fraudsters {fraud}, precision {prec:.3f}")
+        shape = f"{len(b['rows'])} raters x {len(b['cols'])} ratees"
+        if "periods" in b:
+            shape += f" x {len(b['periods'])} periods, mass {b['mass']:.0f}"
+        print(f"  {w:<8} block {i + 1}: {shape}, density {b['density']:.3f}; labelled users {len(lab)}, fraudsters {fraud}, precision {prec:.3f}")

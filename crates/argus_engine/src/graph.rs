@@ -60,15 +60,11 @@ pub struct LinkConfig {
     /// Event types whose field links (default: every account event type that has it).
     #[serde(default)]
     pub events: Vec<String>,
-    /// Skip events where this field has this value (e.g. failed logins: `{ field = "success", equals = false }`).
-    pub unless: Option<Unless>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Unless {
-    pub field: String,
-    pub equals: toml::Value,
+    /// Only events that pass this filter link — the features' filter syntax, e.g. successful logins
+    /// only: `[{ field = "success", op = "==", value = true }]`. Every listed event type must have its
+    /// fields.
+    #[serde(default)]
+    pub filter: Vec<argus_features::filter::FilterConfig>,
 }
 
 /// `[[graph.confirmed]]`: an event naming a confirmed fraudulent account in `field`.
@@ -149,8 +145,8 @@ impl BlockSpec {
     }
 }
 
-/// A linking field on one event type: (value slot, link field index, skip-if (slot, value)).
-type LinkSlot = (usize, u16, Option<(usize, Value)>);
+/// A linking field on one event type: (value slot, link field index, the filter events must pass).
+type LinkSlot = (usize, u16, argus_features::filter::Filter);
 
 /// The compiled `[graph]`.
 #[derive(Debug, Clone)]
@@ -177,15 +173,6 @@ pub struct GraphSpec {
     f_rate: usize,
     /// A digest of the declaration, for snapshots.
     pub fingerprint: u64,
-}
-
-fn toml_value(v: &toml::Value) -> Option<Value> {
-    match v {
-        toml::Value::Boolean(b) => Some(Value::Bool(*b)),
-        toml::Value::Integer(i) => Some(Value::Int(*i)),
-        toml::Value::String(s) => Some(Value::Str(s.as_str().into())),
-        _ => None,
-    }
 }
 
 /// Checks `[graph]` against the schema and adds its features; every problem as a message.
@@ -236,7 +223,6 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
                 link_fields.len() - 1
             }
         };
-        let mut any_skip = false;
         for t in types {
             let et = &schema.types[t];
             if !account[t] {
@@ -247,27 +233,9 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
                 errors.push(format!("{at}: `{}` has no field `{}`{}", et.name, l.field, argus_event::schema::did_you_mean(&l.field, et.input_names())));
                 continue;
             };
-            // `unless` applies to the types that have its field.
-            let skip = l.unless.as_ref().and_then(|u| Some((et.slot(&u.field)?, toml_value(&u.equals)?)));
-            if let (Some((sl, v)), Some(u)) = (&skip, &l.unless) {
-                let fits = match et.fields[*sl].ty.stored() {
-                    argus_event::FieldType::Bool => matches!(v, Value::Bool(_)),
-                    argus_event::FieldType::Int => matches!(v, Value::Int(_)),
-                    argus_event::FieldType::Decimal | argus_event::FieldType::Float | argus_event::FieldType::Timestamp => false,
-                    _ => matches!(v, Value::Str(_)),
-                };
-                if !fits {
-                    errors.push(format!("{at}.unless.equals: does not fit `{}`'s field `{}` ({:?}): it would never match", et.name, u.field, et.fields[*sl].ty));
-                }
-            }
-            any_skip |= skip.is_some();
-            links[t].push((slot, fi as u16, skip));
-        }
-        if let Some(u) = &l.unless {
-            if toml_value(&u.equals).is_none() {
-                errors.push(format!("{at}.unless.equals: a boolean, integer or string"));
-            } else if !any_skip {
-                errors.push(format!("{at}.unless: none of its event types has a field `{}`", u.field));
+            match argus_features::filter::compile_filter(et, &l.filter) {
+                Ok(f) => links[t].push((slot, fi as u16, f)),
+                Err(e) => errors.push(format!("{at}.filter: {e}")),
             }
         }
     }
@@ -554,6 +522,8 @@ pub struct GraphState {
     nf: usize,
     /// Per value: its link field.
     value_field: Vec<u16>,
+    #[serde(skip)]
+    scratch: String,
     /// Confirmed accounts and when.
     confirmed: BTreeMap<u32, i64>,
     blocks: Vec<BlockState>,
@@ -581,6 +551,7 @@ impl GraphState {
             fvals: Vec::new(),
             nf: spec.link_fields.len(),
             value_field: Vec::new(),
+            scratch: String::new(),
             confirmed: BTreeMap::new(),
             blocks: spec.blocks.iter().map(|_| BlockState::new()).collect(),
             next_refresh: i64::MIN,
@@ -739,12 +710,19 @@ impl GraphState {
         }
         let Some(actor) = key(&ev.fields[ACTOR_SLOT]) else { return };
         let a = self.account(&actor);
-        for (slot, field, skip) in &spec.links[ty] {
-            if skip.as_ref().is_some_and(|(s, v)| &ev.fields[*s] == v) {
+        for (slot, field, filter) in &spec.links[ty] {
+            if !filter.passes(&ev.fields) {
                 continue;
             }
             if let Some(value) = key(&ev.fields[*slot]) {
-                let v = self.values.id(&format!("{}:{value}", spec.link_fields[*field as usize]));
+                // `field:value`, built in a reused buffer.
+                let mut k = std::mem::take(&mut self.scratch);
+                k.clear();
+                k.push_str(&spec.link_fields[*field as usize]);
+                k.push(':');
+                k.push_str(&value);
+                let v = self.values.id(&k);
+                self.scratch = k;
                 if v as usize == self.value_field.len() {
                     self.value_field.push(*field);
                 }
@@ -804,8 +782,8 @@ impl GraphState {
         self.links.retain(|l| l.last >= link_cut);
         self.confirmed.retain(|_, &mut at| at >= label_cut);
         for (b, st) in spec.blocks.iter().zip(&mut self.blocks) {
-            // Pending edges hold ids about to change: into the peel first.
-            st.flush(b, &self.confirmed);
+            // The peel is rebuilt below from every live edge, pending ones included.
+            st.pending.clear();
             let cut = t.saturating_sub(b.window_ms);
             while st.edges.front().is_some_and(|e| e.0 < cut) {
                 st.edges.pop_front();
@@ -837,17 +815,17 @@ impl GraphState {
             }
         }
         for (st, b) in self.blocks.iter_mut().zip(&spec.blocks) {
-            let remap_set = |m: &BTreeMap<u32, Membership>| -> BTreeMap<u32, Membership> {
-                m.iter().filter_map(|(a, v)| amap.get(*a as usize).filter(|&&n| n != NO).map(|&n| (n, *v))).collect()
-            };
-            st.member = remap_set(&st.member);
-            st.densest = remap_set(&st.densest);
+            st.member = st.member.iter().filter_map(|(a, v)| amap.get(*a as usize).filter(|&&n| n != NO).map(|&n| (n, *v))).collect();
             st.rebuild_peel(b);
         }
         let confirmed = std::mem::take(&mut self.confirmed);
         for (a, at) in confirmed {
             let na = remap(&mut amap, &old_accounts, &mut acc, a);
             self.confirmed.insert(na, at);
+        }
+        // The densest sets of the rebuilt peels (expired edges gone).
+        for (st, b) in self.blocks.iter_mut().zip(&spec.blocks) {
+            st.flush(b, &self.confirmed);
         }
         self.accounts = acc;
         self.values = val;
@@ -1019,10 +997,11 @@ fn remap(map: &mut [u32], old: &Interner, new: &mut Interner, x: u32) -> u32 {
 }
 
 /// A graph key from a field value: strings and integers; anything else (null) is no key.
-fn key(v: &Value) -> Option<String> {
+/// Borrowed for strings, the common case: no allocation per event.
+fn key(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
     match v {
-        Value::Str(s) if !s.is_empty() => Some(s.to_string()),
-        Value::Int(i) => Some(i.to_string()),
+        Value::Str(s) if !s.is_empty() => Some(std::borrow::Cow::Borrowed(s)),
+        Value::Int(i) => Some(std::borrow::Cow::Owned(i.to_string())),
         _ => None,
     }
 }

@@ -17,7 +17,12 @@ min_cluster = 4
 
 [[graph.links]]
 field = "device"
-unless = { field = "success", equals = false }
+events = ["account.register", "coupon.claim", "item.click", "order.create"]
+
+[[graph.links]]
+field = "device"
+events = ["account.login"]
+filter = [{ field = "success", op = "==", value = true }]
 
 [[graph.links]]
 field = "payout_account"
@@ -286,10 +291,10 @@ fn bad_graph_declarations_are_reported() {
     }
     let e = err("[graph]\n[[graph.blocks]]\nname = \"b\"\nevents = [\"order.create\"]\ncolumn = \"sellr\"\nrepeats = \"twice\"\n");
     assert!(e.contains("has no field `sellr`") && e.contains("repeats: `twice`"), "{e}");
-    let e = err("[graph]\n[[graph.links]]\nfield = \"device\"\nunless = { field = \"nope\", equals = false }\n");
-    assert!(e.contains("none of its event types has a field `nope`"), "{e}");
-    let e = err("[graph]\n[[graph.links]]\nfield = \"device\"\nunless = { field = \"success\", equals = \"false\" }\n");
-    assert!(e.contains("would never match"), "{e}");
+    let e = err("[graph]\n[[graph.links]]\nfield = \"device\"\nevents = [\"account.login\"]\nfilter = [{ field = \"nope\", op = \"==\", value = false }]\n");
+    assert!(e.contains("has no field `nope`"), "{e}");
+    let e = err("[graph]\n[[graph.links]]\nfield = \"device\"\nevents = [\"account.login\"]\nfilter = [{ field = \"success\", op = \"==\", value = \"false\" }]\n");
+    assert!(e.contains("does not fit"), "{e}");
     let e = err("[graph]\nmax_shares = 3\n");
     assert!(e.contains("max_shares"), "{e}");
 }

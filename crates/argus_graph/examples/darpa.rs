@@ -38,7 +38,10 @@ fn main() {
     let (mut src, mut dst, mut tick, mut label) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut first = None;
     for line in std::io::BufReader::with_capacity(1 << 20, f).lines() {
-        let line = line.expect("read");
+        let line = line.unwrap_or_else(|e| {
+            eprintln!("{path}: {e}");
+            std::process::exit(1)
+        });
         let mut it = line.split(',');
         let (Some(s), Some(d), Some(t), Some(l)) = (it.next(), it.next(), it.next(), it.next()) else { continue };
         let Some(m) = minutes(t) else { continue };

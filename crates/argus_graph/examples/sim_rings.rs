@@ -9,9 +9,12 @@ use argus_graph::{clusters, peel_many, Bipartite, Weighting};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::BufRead;
 
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let (events, truth) = (&args[1], &args[2]);
+    let (Some(events), Some(truth)) = (args.get(1), args.get(2)) else {
+        return Err("usage: sim_rings WORLD.ndjson WORLD.truth.ndjson [k] [max_share] [blocks]".into());
+    };
+    let open = |p: &str| std::fs::File::open(p).map_err(|e| format!("{p}: {e}"));
     let k: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
     let max_share: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(30);
     let mut ids: HashMap<String, u32> = HashMap::new();
@@ -22,11 +25,11 @@ fn main() {
     let mut items: HashMap<String, u32> = HashMap::new();
     let mut orders: Vec<(u32, u32)> = Vec::new();
     let mut clicks: Vec<(u32, u32)> = Vec::new();
-    let ev = std::io::BufReader::new(std::fs::File::open(events).unwrap()).lines();
-    let tr = std::io::BufReader::new(std::fs::File::open(truth).unwrap()).lines();
-    for (e, t) in ev.zip(tr) {
-        let e: serde_json::Value = serde_json::from_str(&e.unwrap()).unwrap();
-        let t: serde_json::Value = serde_json::from_str(&t.unwrap()).unwrap();
+    let ev = std::io::BufReader::new(open(events)?).lines();
+    let tr = std::io::BufReader::new(open(truth)?).lines();
+    for (n, (e, t)) in ev.zip(tr).enumerate() {
+        let e: serde_json::Value = serde_json::from_str(&e?).map_err(|x| format!("{events}:{}: {x}", n + 1))?;
+        let t: serde_json::Value = serde_json::from_str(&t?).map_err(|x| format!("{truth}:{}: {x}", n + 1))?;
         let actor = e["actor"].as_str().unwrap_or("").to_string();
         let n = ids.len() as u32;
         let a = *ids.entry(actor).or_insert(n);
@@ -93,7 +96,7 @@ fn main() {
         let mut honest = (0usize, 0usize);
         let active: HashSet<u32> = edges.iter().map(|&(a, _)| a).collect();
         for &a in &active {
-            let (s, attack) = &role[&a];
+            let Some((s, attack)) = role.get(&a) else { continue };
             if *attack {
                 let e = per.entry(s.as_str()).or_default();
                 e.0 += 1;
@@ -110,4 +113,5 @@ fn main() {
         }
         println!("  {:<18} {:>5} / {:<5} honest users in a block ({:.2} %)", "honest", honest.1, honest.0, 100.0 * honest.1 as f64 / honest.0.max(1) as f64);
     }
+    Ok(())
 }
