@@ -10,7 +10,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "argus", version, about = "Argus: real-time risk control for e-commerce")]
+#[command(
+    name = "argus",
+    version,
+    about = "Argus: real-time risk control for e-commerce"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,7 +59,9 @@ fn main() {
     };
     if let Err(e) = result {
         // A closed pipe (`argus schema | head`) is the reader's choice, not an error.
-        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
             return;
         }
         eprintln!("error: {e:#}");

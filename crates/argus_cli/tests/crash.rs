@@ -72,7 +72,11 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u1
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf);
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| std::io::Error::other(format!("no status line: {text:?}")))?;
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status line: {text:?}")))?;
     let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
     Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
 }
@@ -104,14 +108,22 @@ fn spawn(data: &Path, stderr: Stdio) -> Running {
         .spawn()
         .expect("argus serve starts");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("argus: listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("argus: listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
     Running { child, addr }
 }
 
 /// SIGKILL by pid, through the shell's built-in `kill` (no procps needed).
 fn kill9(pid: u32) {
-    let _ = Command::new("sh").args(["-c", &format!("kill -9 {pid} 2>/dev/null")]).status();
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -9 {pid} 2>/dev/null")])
+        .status();
 }
 
 fn strip_time(mut d: Value) -> Value {
@@ -125,7 +137,10 @@ fn strip_time(mut d: Value) -> Value {
 fn sigkill_at_random_points_loses_no_acknowledged_event_and_changes_no_answer() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let seed = std::env::var("ARGUS_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_0fa7_u64);
+    let seed = std::env::var("ARGUS_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_0fa7_u64);
     let mut rng = Rng(seed);
     let evs = events(3000, 0, &mut rng);
     let follow = events(150, 3000, &mut rng);
@@ -151,7 +166,10 @@ fn sigkill_at_random_points_loses_no_acknowledged_event_and_changes_no_answer() 
         while next < evs.len() {
             match http(&r.addr, "POST", "/v1/events", &evs[next]) {
                 Ok((200, v)) => {
-                    assert!(v["status"] == "accepted" || v["status"] == "duplicate", "{v}");
+                    assert!(
+                        v["status"] == "accepted" || v["status"] == "duplicate",
+                        "{v}"
+                    );
                     if v["status"] == "accepted" || acked[next].is_none() {
                         acked[next] = Some(v["decision"].clone());
                     }
@@ -168,7 +186,10 @@ fn sigkill_at_random_points_loses_no_acknowledged_event_and_changes_no_answer() 
         kill9(r.child.id());
         let _ = r.child.wait();
     }
-    assert!(kills >= 3, "only {kills} kills landed; the test must crash the server several times");
+    assert!(
+        kills >= 3,
+        "only {kills} kills landed; the test must crash the server several times"
+    );
 
     // Every acknowledged event is in the log exactly once, and nothing else is.
     let log = argus_server::read_log(&data).unwrap();
@@ -196,26 +217,52 @@ fn sigkill_at_random_points_loses_no_acknowledged_event_and_changes_no_answer() 
     // The uninterrupted run: one process, the same events in log order, no crash.
     let clean = dir.path().join("clean");
     let mut c = start(&clean);
-    let by_id: std::collections::HashMap<String, (usize, &String)> =
-        evs.iter().enumerate().map(|(i, e)| (serde_json::from_str::<Value>(e).unwrap()["id"].as_str().unwrap().to_string(), (i, e))).collect();
+    let by_id: std::collections::HashMap<String, (usize, &String)> = evs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            (
+                serde_json::from_str::<Value>(e).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                (i, e),
+            )
+        })
+        .collect();
     for id in &in_log_order {
         let (i, e) = by_id[id];
         let (st, v) = http(&c.addr, "POST", "/v1/events", e).unwrap();
         assert_eq!(st, 200, "{v}");
-        assert_eq!(strip_time(v["decision"].clone()), strip_time(acked[i].clone().unwrap()), "decision for {id} differs from the crashed run's");
+        assert_eq!(
+            strip_time(v["decision"].clone()),
+            strip_time(acked[i].clone().unwrap()),
+            "decision for {id} differs from the crashed run's"
+        );
     }
     let (_, clean_status) = http(&c.addr, "GET", "/v1/admin/status", "").unwrap();
-    assert_eq!(clean_status["state_digest"], status["state_digest"], "recovered state differs from the uninterrupted run");
+    assert_eq!(
+        clean_status["state_digest"], status["state_digest"],
+        "recovered state differs from the uninterrupted run"
+    );
     assert_eq!(clean_status["engine_seq"], status["engine_seq"]);
     for (i, e) in follow.iter().enumerate() {
         let (_, v) = http(&c.addr, "POST", "/v1/events", e).unwrap();
-        assert_eq!(strip_time(v["decision"].clone()), later[i], "decision for follow-up event {i} differs");
+        assert_eq!(
+            strip_time(v["decision"].clone()),
+            later[i],
+            "decision for follow-up event {i} differs"
+        );
     }
     let (_, clean_after) = http(&c.addr, "GET", "/v1/admin/status", "").unwrap();
     assert_eq!(clean_after["state_digest"], status_after["state_digest"]);
     kill9(c.child.id());
     let _ = c.child.wait();
-    eprintln!("crash test: {kills} SIGKILLs, {} events, {} follow-ups, seed {seed}", evs.len(), follow.len());
+    eprintln!(
+        "crash test: {kills} SIGKILLs, {} events, {} follow-ups, seed {seed}",
+        evs.len(),
+        follow.len()
+    );
 }
 
 /// SIGHUP reloads (counted in the metrics); SIGTERM is a graceful stop: exit status 0, the log synced
@@ -229,13 +276,22 @@ fn sighup_reloads_and_sigterm_stops_cleanly_with_a_final_snapshot() {
     for e in events(50, 0, &mut rng) {
         assert_eq!(http(&r.addr, "POST", "/v1/events", &e).unwrap().0, 200);
     }
-    let signal = |sig: &str, pid: u32| Command::new("sh").args(["-c", &format!("kill -{sig} {pid}")]).status().unwrap();
+    let signal = |sig: &str, pid: u32| {
+        Command::new("sh")
+            .args(["-c", &format!("kill -{sig} {pid}")])
+            .status()
+            .unwrap()
+    };
     signal("HUP", r.child.id());
     let reloaded = (0..50).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
         // /metrics is text, not JSON: fetched raw.
         let mut s = TcpStream::connect(&r.addr).unwrap();
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: argus\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: argus\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
         text.contains("argus_reloads_total{outcome=\"ok\"} 1")
@@ -244,13 +300,27 @@ fn sighup_reloads_and_sigterm_stops_cleanly_with_a_final_snapshot() {
     signal("TERM", r.child.id());
     let status = r.child.wait().unwrap();
     assert!(status.success(), "graceful stop exits 0: {status:?}");
-    let snaps: Vec<_> = std::fs::read_dir(data.join("snapshots")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    assert!(snaps.iter().any(|n| n == "snap-00000000000000000050.bin"), "final snapshot covers all 50 records: {snaps:?}");
+    let snaps: Vec<_> = std::fs::read_dir(data.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        snaps.iter().any(|n| n == "snap-00000000000000000050.bin"),
+        "final snapshot covers all 50 records: {snaps:?}"
+    );
     // The next start restores that snapshot and replays nothing.
     let Running { mut child, .. } = spawn(&data, Stdio::piped());
     kill9(child.id());
     let _ = child.wait();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert!(err.contains("snapshot at record 50, 0 log records replayed"), "{err}");
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("snapshot at record 50, 0 log records replayed"),
+        "{err}"
+    );
 }

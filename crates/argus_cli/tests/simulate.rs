@@ -5,8 +5,15 @@
 use std::process::Command;
 
 fn argus(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(args).output().unwrap();
-    assert!(out.status.success(), "argus {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "argus {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -22,7 +29,12 @@ fn simulate_replay_and_report_agree() {
     argus(&args);
     let truth = std::fs::read_to_string(p("w.truth.ndjson")).unwrap();
     let file = std::fs::read(&events).unwrap();
-    assert_eq!(truth.lines().count(), file.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count());
+    assert_eq!(
+        truth.lines().count(),
+        file.split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count()
+    );
 
     // Same world on stdout: the same bytes.
     let mut args = vec!["simulate"];
@@ -30,9 +42,25 @@ fn simulate_replay_and_report_agree() {
     assert!(argus(&args).stdout == file);
 
     let (a_json, a_svg) = (p("a.json"), p("a.svg"));
-    let out = argus(&["replay", "-q", "--input", &events, "--truth", &p("w.truth.ndjson"), "--catch-json", &a_json, "--chart", &a_svg]);
+    let out = argus(&[
+        "replay",
+        "-q",
+        "--input",
+        &events,
+        "--truth",
+        &p("w.truth.ndjson"),
+        "--catch-json",
+        &a_json,
+        "--chart",
+        &a_svg,
+    ]);
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("catch report") && table.contains("coupon_ring") && table.contains("honest users"), "{table}");
+    assert!(
+        table.contains("catch report")
+            && table.contains("coupon_ring")
+            && table.contains("honest users"),
+        "{table}"
+    );
 
     let (b_json, b_svg) = (p("b.json"), p("b.svg"));
     let mut args = vec!["simulate"];
@@ -41,7 +69,10 @@ fn simulate_replay_and_report_agree() {
     argus(&args);
     let a: serde_json::Value = serde_json::from_slice(&std::fs::read(&a_json).unwrap()).unwrap();
     let b: serde_json::Value = serde_json::from_slice(&std::fs::read(&b_json).unwrap()).unwrap();
-    assert_eq!(a, b, "the file path and the one-command path give the same report");
+    assert_eq!(
+        a, b,
+        "the file path and the one-command path give the same report"
+    );
 
     // The report is consistent with itself.
     let scenarios = a["scenarios"].as_array().unwrap();
@@ -59,24 +90,52 @@ fn simulate_replay_and_report_agree() {
     assert_eq!(a["unmatched_truth_records"], 0);
     let svg = std::fs::read_to_string(&a_svg).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("polyline") && svg.contains("coupon_ring"));
-    assert_eq!(svg.matches("<polyline").count(), 10, "nine scenarios and the friction curve");
+    assert_eq!(
+        svg.matches("<polyline").count(),
+        10,
+        "nine scenarios and the friction curve"
+    );
 
     // A truth file from another world is refused, not silently mis-joined.
     let mut args = vec!["simulate", "--seed", "4", "--users", "2000", "--days", "8"];
     let other = p("o.ndjson");
     args.extend(["--out", &other]);
     argus(&args);
-    let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(["replay", "-q", "--input", &events, "--truth", &p("o.truth.ndjson")]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args([
+            "replay",
+            "-q",
+            "--input",
+            &events,
+            "--truth",
+            &p("o.truth.ndjson"),
+        ])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("truth"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("truth"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn simulate_refuses_bad_knobs() {
-    for args in [vec!["simulate", "--camouflage", "2"], vec!["simulate", "--only", "nonsense"], vec!["simulate", "--days", "0"]] {
-        let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(&args).output().unwrap();
+    for args in [
+        vec!["simulate", "--camouflage", "2"],
+        vec!["simulate", "--only", "nonsense"],
+        vec!["simulate", "--days", "0"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+            .args(&args)
+            .output()
+            .unwrap();
         assert!(!out.status.success(), "{args:?}");
-        assert!(out.stdout.is_empty(), "nothing written on a refused configuration");
+        assert!(
+            out.stdout.is_empty(),
+            "nothing written on a refused configuration"
+        );
     }
 }
 
@@ -85,16 +144,51 @@ fn a_model_scores_the_simulated_orders() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("w.ndjson").to_string_lossy().into_owned();
-    argus(&["simulate", "--seed", "5", "--users", "2000", "--days", "10", "--labels", "--out", &events]);
+    argus(&[
+        "simulate", "--seed", "5", "--users", "2000", "--days", "10", "--labels", "--out", &events,
+    ]);
     let text = std::fs::read_to_string(&events).unwrap();
-    let orders: Vec<&str> = text.lines().filter(|l| l.contains("\"order.create\"")).collect();
-    assert!(!orders.is_empty() && orders.iter().all(|l| l.contains("\"fraud\":0") || l.contains("\"fraud\":1")), "every order carries its label");
-    assert!(!text.lines().filter(|l| !l.contains("\"order.create\"")).any(|l| l.contains("\"fraud\":")));
+    let orders: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"order.create\""))
+        .collect();
+    assert!(
+        !orders.is_empty()
+            && orders
+                .iter()
+                .all(|l| l.contains("\"fraud\":0") || l.contains("\"fraud\":1")),
+        "every order carries its label"
+    );
+    assert!(!text
+        .lines()
+        .filter(|l| !l.contains("\"order.create\""))
+        .any(|l| l.contains("\"fraud\":")));
 
     let decisions = dir.path().join("d.ndjson").to_string_lossy().into_owned();
-    let cfg = root.join("examples/simulator/argus.toml").to_string_lossy().into_owned();
-    let (p1, p2) = (root.join("policies").to_string_lossy().into_owned(), root.join("examples/simulator/policies").to_string_lossy().into_owned());
-    argus(&["replay", "-q", "--config", &cfg, "--policies", &p1, "--policies", &p2, "--input", &events, "--decisions", &decisions]);
+    let cfg = root
+        .join("examples/simulator/argus.toml")
+        .to_string_lossy()
+        .into_owned();
+    let (p1, p2) = (
+        root.join("policies").to_string_lossy().into_owned(),
+        root.join("examples/simulator/policies")
+            .to_string_lossy()
+            .into_owned(),
+    );
+    argus(&[
+        "replay",
+        "-q",
+        "--config",
+        &cfg,
+        "--policies",
+        &p1,
+        "--policies",
+        &p2,
+        "--input",
+        &events,
+        "--decisions",
+        &decisions,
+    ]);
     let mut scored = 0;
     let mut fired = 0;
     for line in std::fs::read_to_string(&decisions).unwrap().lines() {
@@ -105,14 +199,34 @@ fn a_model_scores_the_simulated_orders() {
             assert!((0.0..=1.0).contains(&m["score"].as_f64().unwrap()));
             assert!(m["reasons"].as_array().unwrap().len() <= 3);
             scored += 1;
-            fired += usize::from(d["fired"].as_array().unwrap().iter().any(|f| f["rule"] == "order_model_abuse"));
+            fired += usize::from(
+                d["fired"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f["rule"] == "order_model_abuse"),
+            );
         } else {
-            assert!(d.get("models").is_none(), "only the model's checkpoint is scored");
+            assert!(
+                d.get("models").is_none(),
+                "only the model's checkpoint is scored"
+            );
         }
     }
-    assert!(scored == orders.len() && fired > 0, "{scored} orders scored, {fired} flagged by the model");
+    assert!(
+        scored == orders.len() && fired > 0,
+        "{scored} orders scored, {fired} flagged by the model"
+    );
     // The two policy directories load together, and their tests pass.
-    let out = argus(&["test", "--config", &cfg, "--policies", &p1, "--policies", &p2]);
+    let out = argus(&[
+        "test",
+        "--config",
+        &cfg,
+        "--policies",
+        &p1,
+        "--policies",
+        &p2,
+    ]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("policy tests: 25 passed, 0 failed"));
 }
 
@@ -124,12 +238,32 @@ fn the_graph_examples_load_and_their_model_reads_graph_features() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let s = |p: &str| root.join(p).to_string_lossy().into_owned();
     let out = argus(&[
-        "test", "--config", &s("examples/simulator/graph-model.toml"), "--policies", &s("policies"), "--policies", &s("examples/simulator/policies"),
-        "--policies", &s("examples/simulator/graph-policies"),
+        "test",
+        "--config",
+        &s("examples/simulator/graph-model.toml"),
+        "--policies",
+        &s("policies"),
+        "--policies",
+        &s("examples/simulator/policies"),
+        "--policies",
+        &s("examples/simulator/graph-policies"),
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("passed, 0 failed"), "{text}");
-    let model: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("examples/simulator/models/order_fraud_graph.json")).unwrap()).unwrap();
-    let inputs: Vec<&str> = model["model"]["features"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
-    assert!(inputs.contains(&"graph_cluster_accounts_per_value") && inputs.contains(&"graph_orders_burst"), "{inputs:?}");
+    let model: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("examples/simulator/models/order_fraud_graph.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let inputs: Vec<&str> = model["model"]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(
+        inputs.contains(&"graph_cluster_accounts_per_value")
+            && inputs.contains(&"graph_orders_burst"),
+        "{inputs:?}"
+    );
 }

@@ -8,7 +8,10 @@ use std::process::Command;
 #[test]
 fn train_then_eval_on_the_handbook() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let data = std::env::var("ARGUS_DATA_DIR").map(std::path::PathBuf::from).unwrap_or(root.join("../shared/data")).join("fraud-handbook/transactions.csv.gz");
+    let data = std::env::var("ARGUS_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or(root.join("../shared/data"))
+        .join("fraud-handbook/transactions.csv.gz");
     if !data.exists() {
         eprintln!("SKIPPED: {} is missing", data.display());
         return;
@@ -17,7 +20,9 @@ fn train_then_eval_on_the_handbook() {
     // The first 300,000 transactions: 2018-04-01 to about 2018-05-01.
     let csv = dir.path().join("month.csv");
     {
-        let r = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(std::fs::File::open(&data).unwrap()));
+        let r = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(
+            std::fs::File::open(&data).unwrap(),
+        ));
         let mut w = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
         for line in r.lines().take(300_001) {
             writeln!(w, "{}", line.unwrap()).unwrap();
@@ -25,35 +30,110 @@ fn train_then_eval_on_the_handbook() {
     }
     let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
     let csv = csv.to_string_lossy().into_owned();
-    let config = root.join("examples/handbook/argus.toml").to_string_lossy().into_owned();
+    let config = root
+        .join("examples/handbook/argus.toml")
+        .to_string_lossy()
+        .into_owned();
     let (model, train_json, eval_json) = (p("m.json"), p("train.json"), p("eval.json"));
-    let args = ["train", "--config", &config, "--input", &csv, "--train-from", "2018-04-08", "--trees", "60", "--out", &model, "--report-json", &train_json];
-    let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(args).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let args = [
+        "train",
+        "--config",
+        &config,
+        "--input",
+        &csv,
+        "--train-from",
+        "2018-04-08",
+        "--trees",
+        "60",
+        "--out",
+        &model,
+        "--report-json",
+        &train_json,
+    ];
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("trained `fraud`") && stdout.contains("AUC"), "{stdout}");
+    assert!(
+        stdout.contains("trained `fraud`") && stdout.contains("AUC"),
+        "{stdout}"
+    );
 
-    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&model).unwrap()).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model).unwrap()).unwrap();
     assert_eq!(m["format"], "argus-gbdt/1");
     assert_eq!(m["training"]["label"], "fraud");
     assert_eq!(m["training"]["window_start"], "2018-04-08T00:00:00.000Z");
-    assert_eq!(m["training"]["deploy_from"], "2018-04-22T00:00:00.000Z", "7 training days + the 7-day label delay");
+    assert_eq!(
+        m["training"]["deploy_from"], "2018-04-22T00:00:00.000Z",
+        "7 training days + the 7-day label delay"
+    );
     assert_eq!(m["model"]["features"].as_array().unwrap().len(), 15);
     assert_eq!(m["training"]["data_hash"].as_str().unwrap().len(), 16);
 
-    let t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&train_json).unwrap()).unwrap();
+    let t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&train_json).unwrap()).unwrap();
     assert!(t["test"]["rows"].as_u64().unwrap() > 50_000);
     assert!(t["test"]["auc"].as_f64().unwrap() > 0.7, "{t}");
 
     // argus eval on the same window reproduces the test figures.
-    let args = ["eval", "--config", &config, "--input", &csv, "--model", &model, "--from", "2018-04-22", "--days", "7", "--report-json", &eval_json];
-    let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(args).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let e: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&eval_json).unwrap()).unwrap();
-    assert_eq!(e, t["test"], "eval of the written model = the test figures of train");
+    let args = [
+        "eval",
+        "--config",
+        &config,
+        "--input",
+        &csv,
+        "--model",
+        &model,
+        "--from",
+        "2018-04-22",
+        "--days",
+        "7",
+        "--report-json",
+        &eval_json,
+    ];
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&eval_json).unwrap()).unwrap();
+    assert_eq!(
+        e, t["test"],
+        "eval of the written model = the test figures of train"
+    );
 
     // A model whose inputs the configuration lacks is refused with a clear message.
-    let starter = root.join("examples/starter/argus.toml").to_string_lossy().into_owned();
-    let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(["eval", "--config", &starter, "--input", &csv, "--model", &model, "--from", "2018-04-22", "--event", "payment.attempt"]).output().unwrap();
+    let starter = root
+        .join("examples/starter/argus.toml")
+        .to_string_lossy()
+        .into_owned();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args([
+            "eval",
+            "--config",
+            &starter,
+            "--input",
+            &csv,
+            "--model",
+            &model,
+            "--from",
+            "2018-04-22",
+            "--event",
+            "payment.attempt",
+        ])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
 }

@@ -18,7 +18,14 @@ fn root() -> PathBuf {
 
 fn decode_all(cfg: &Config, lines: &[String]) -> Vec<Event> {
     let e = Engine::new(cfg.clone());
-    lines.iter().map(|l| e.decoder().decode_bytes(l.as_bytes()).expect("generated events are valid")).collect()
+    lines
+        .iter()
+        .map(|l| {
+            e.decoder()
+                .decode_bytes(l.as_bytes())
+                .expect("generated events are valid")
+        })
+        .collect()
 }
 
 fn handbook_events(cfg: &Config) -> Option<Vec<Event>> {
@@ -36,7 +43,17 @@ fn handbook_events(cfg: &Config) -> Option<Vec<Event>> {
         let c: Vec<&str> = line.split(',').collect();
         let ev = e
             .decoder()
-            .decode_text(ty, c[0], c[1], &[(0, "CUSTOMER_ID", c[2]), (terminal, "TERMINAL_ID", c[3]), (amount, "TX_AMOUNT", c[4]), (fraud, "TX_FRAUD", c[7])])
+            .decode_text(
+                ty,
+                c[0],
+                c[1],
+                &[
+                    (0, "CUSTOMER_ID", c[2]),
+                    (terminal, "TERMINAL_ID", c[3]),
+                    (amount, "TX_AMOUNT", c[4]),
+                    (fraud, "TX_FRAUD", c[7]),
+                ],
+            )
             .ok()?;
         out.push(ev);
     }
@@ -79,16 +96,22 @@ fn decode_ndjson(bencher: Bencher) {
     let cfg = Config::from_str("", Path::new(".")).expect("empty config");
     let lines = synth::events(50_000, 7);
     let e = Engine::new(cfg);
-    bencher.counter(ItemsCount::new(lines.len())).bench_local(|| {
-        for l in &lines {
-            let _ = divan::black_box(e.decoder().decode_bytes(l.as_bytes()));
-        }
-    });
+    bencher
+        .counter(ItemsCount::new(lines.len()))
+        .bench_local(|| {
+            for l in &lines {
+                let _ = divan::black_box(e.decoder().decode_bytes(l.as_bytes()));
+            }
+        });
 }
 
 /// An engine with `policies`, 20,000 generated events of history, and the last generated event of
 /// type `checkpoint` processed again (under a new id) as the event to decide.
-fn decided_engine(cfg: Config, policies: argus_policy::PolicySet, checkpoint: &str) -> (Engine, Event) {
+fn decided_engine(
+    cfg: Config,
+    policies: argus_policy::PolicySet,
+    checkpoint: &str,
+) -> (Engine, Event) {
     let mut engine = Engine::new(cfg);
     engine.set_policies(std::sync::Arc::new(policies));
     let lines = synth::events(20_000, 9);
@@ -97,8 +120,15 @@ fn decided_engine(cfg: Config, policies: argus_policy::PolicySet, checkpoint: &s
             let _ = engine.process(&mut ev);
         }
     }
-    let last = lines.iter().rev().find(|l| l.contains(&format!("\"type\":\"{checkpoint}\""))).expect("an event of that type");
-    let mut ev = engine.decoder().decode_bytes(last.as_bytes()).expect("valid");
+    let last = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains(&format!("\"type\":\"{checkpoint}\"")))
+        .expect("an event of that type");
+    let mut ev = engine
+        .decoder()
+        .decode_bytes(last.as_bytes())
+        .expect("valid");
     ev.id.push_str("-bench");
     engine.process(&mut ev).expect("accepted");
     assert!(engine.decide(&ev).is_some(), "{checkpoint} has a policy");
@@ -110,7 +140,13 @@ fn decided_engine(cfg: Config, policies: argus_policy::PolicySet, checkpoint: &s
 #[divan::bench(args = ["order.create", "payment.attempt", "account.login"])]
 fn decide_starter(bencher: Bencher, checkpoint: &str) {
     let cfg = Config::load(&root().join("examples/starter/argus.toml")).expect("starter config");
-    let loaded = argus_policy::load_dir(&root().join("policies"), &cfg.schema, &cfg.features, &cfg.pseudonymizer).expect("starter policies");
+    let loaded = argus_policy::load_dir(
+        &root().join("policies"),
+        &cfg.schema,
+        &cfg.features,
+        &cfg.pseudonymizer,
+    )
+    .expect("starter policies");
     let (engine, ev) = decided_engine(cfg, loaded.policies, checkpoint);
     bencher.bench_local(|| engine.decide(divan::black_box(&ev)));
 }
@@ -121,19 +157,40 @@ fn decide_starter(bencher: Bencher, checkpoint: &str) {
 fn decide_50_rules(bencher: Bencher) {
     let cfg = Config::load(&root().join("examples/starter/argus.toml")).expect("starter config");
     let (policies, lists) = argus_policy::read_dir(&root().join("policies")).expect("starter pack");
-    let orders = policies.iter().find(|(n, _)| n.ends_with("marketplace_integrity.toml")).expect("order policy").1.clone();
+    let orders = policies
+        .iter()
+        .find(|(n, _)| n.ends_with("marketplace_integrity.toml"))
+        .expect("order policy")
+        .1
+        .clone();
     let copies: Vec<(String, String)> = (0..5)
         .map(|k| {
             let mut t = orders.replace("name = \"", &format!("name = \"r{k}_"));
             if k > 0 {
-                t = t.lines().filter(|l| !l.starts_with("thresholds")).collect::<Vec<_>>().join("\n");
+                t = t
+                    .lines()
+                    .filter(|l| !l.starts_with("thresholds"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
             }
             (format!("orders{k}.toml"), t)
         })
         .collect();
-    let loaded = argus_policy::load_sources(&copies, &lists, &cfg.schema, &cfg.features, &cfg.pseudonymizer).expect("50-rule policy");
+    let loaded = argus_policy::load_sources(
+        &copies,
+        &lists,
+        &cfg.schema,
+        &cfg.features,
+        &cfg.pseudonymizer,
+    )
+    .expect("50-rule policy");
     let ty = cfg.schema.type_id("order.create").expect("order type");
-    assert_eq!(loaded.policies.by_type[ty as usize].as_ref().map_or(0, |p| p.rules.len()), 50);
+    assert_eq!(
+        loaded.policies.by_type[ty as usize]
+            .as_ref()
+            .map_or(0, |p| p.rules.len()),
+        50
+    );
     let (engine, ev) = decided_engine(cfg, loaded.policies, "order.create");
     bencher.bench_local(|| engine.decide(divan::black_box(&ev)));
 }

@@ -8,7 +8,10 @@ use std::io::Write;
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
-    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let seed: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(42);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for line in synth::events(n, seed) {

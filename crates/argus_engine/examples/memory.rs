@@ -16,8 +16,14 @@ fn measure(name: &str, features: &str, events_per_key: usize) {
     for j in 0..events_per_key {
         for k in 0..keys {
             let t = t0 + (j as i64 * 86_400_000 / events_per_key as i64);
-            let line = format!(r#"{{"id":"{k}-{j}","type":"item.click","time":{t},"actor":"u{k}","data":{{"item":"i{}"}}}}"#, (k * 7 + j) % 5000);
-            let mut ev = e.decoder().decode_bytes(line.as_bytes()).expect("valid event");
+            let line = format!(
+                r#"{{"id":"{k}-{j}","type":"item.click","time":{t},"actor":"u{k}","data":{{"item":"i{}"}}}}"#,
+                (k * 7 + j) % 5000
+            );
+            let mut ev = e
+                .decoder()
+                .decode_bytes(line.as_bytes())
+                .expect("valid event");
             e.process(&mut ev).expect("accepted");
         }
     }
@@ -35,11 +41,40 @@ fn main() {
         format!("[settings]\nallowed_lateness = \"0s\"\n[[features]]\nname = \"f\"\nkind = \"{kind}\"\nevents = [\"item.click\"]\nkey = [\"actor\"]\n{extra}\n")
     };
     println!("feature state per key (100,000 keys; hash-map slot + heap, as FeatureState::memory reports)");
-    measure("bucketed 1d count, 12 buckets", &one("count", "window = \"1d\"\nmode = \"bucketed\"\nbuckets = 12"), 24);
-    measure("bucketed 1d count, 24 buckets", &one("count", "window = \"1d\"\nmode = \"bucketed\"\nbuckets = 24"), 24);
-    measure("bucketed 1d count, 12 buckets, 1 event/key", &one("count", "window = \"1d\"\nmode = \"bucketed\"\nbuckets = 12"), 1);
-    measure("exact 1d count, 24 events/key", &one("count", "window = \"1d\""), 24);
-    measure("exact 1d count, 1 event/key", &one("count", "window = \"1d\""), 1);
+    measure(
+        "bucketed 1d count, 12 buckets",
+        &one(
+            "count",
+            "window = \"1d\"\nmode = \"bucketed\"\nbuckets = 12",
+        ),
+        24,
+    );
+    measure(
+        "bucketed 1d count, 24 buckets",
+        &one(
+            "count",
+            "window = \"1d\"\nmode = \"bucketed\"\nbuckets = 24",
+        ),
+        24,
+    );
+    measure(
+        "bucketed 1d count, 12 buckets, 1 event/key",
+        &one(
+            "count",
+            "window = \"1d\"\nmode = \"bucketed\"\nbuckets = 12",
+        ),
+        1,
+    );
+    measure(
+        "exact 1d count, 24 events/key",
+        &one("count", "window = \"1d\""),
+        24,
+    );
+    measure(
+        "exact 1d count, 1 event/key",
+        &one("count", "window = \"1d\""),
+        1,
+    );
     measure("lifetime count", &one("count", "window = \"lifetime\""), 24);
     let four = "[settings]\nallowed_lateness = \"0s\"\n".to_string()
         + &["1h", "6h", "12h", "1d"]

@@ -13,7 +13,19 @@ use std::sync::Arc;
 /// Environment variable that overrides `privacy.secret`.
 pub const SECRET_ENV: &str = "ARGUS_PII_SECRET";
 
-const TOP_KEYS: &[&str] = &["include", "engine", "privacy", "entities", "event_types", "settings", "features", "models", "graph", "csv", "server"];
+const TOP_KEYS: &[&str] = &[
+    "include",
+    "engine",
+    "privacy",
+    "entities",
+    "event_types",
+    "settings",
+    "features",
+    "models",
+    "graph",
+    "csv",
+    "server",
+];
 
 #[derive(Debug, Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
@@ -140,34 +152,43 @@ impl Config {
         };
         let mut models = Vec::new();
         let mut graph = None;
-        let features = schema.as_ref().and_then(|s| match FeatureSet::compile(s, &p.features) {
-            Ok(mut f) => {
-                // Graph features first: models may read them.
-                if let Some(gc) = &p.graph {
-                    match crate::graph::compile(gc, s, &mut f) {
-                        Ok(g) => graph = Some(Arc::new(g)),
-                        Err(e) => errors.extend(e),
-                    }
-                }
-                for (mc, base) in &p.models {
-                    if p.models.iter().filter(|(o, _)| o.name == mc.name).count() > 1 && !errors.iter().any(|e| e.contains(&format!("models.{}: declared twice", mc.name))) {
-                        errors.push(format!("models.{}: declared twice", mc.name));
-                    }
-                    match crate::models::load(mc, base, s, &f) {
-                        Ok(m) => {
-                            f.models.push(argus_features::config::ModelSlot { name: m.name.clone(), event_type: m.event_type as usize });
-                            models.push(Arc::new(m));
+        let features = schema
+            .as_ref()
+            .and_then(|s| match FeatureSet::compile(s, &p.features) {
+                Ok(mut f) => {
+                    // Graph features first: models may read them.
+                    if let Some(gc) = &p.graph {
+                        match crate::graph::compile(gc, s, &mut f) {
+                            Ok(g) => graph = Some(Arc::new(g)),
+                            Err(e) => errors.extend(e),
                         }
-                        Err(e) => errors.extend(e),
                     }
+                    for (mc, base) in &p.models {
+                        if p.models.iter().filter(|(o, _)| o.name == mc.name).count() > 1
+                            && !errors
+                                .iter()
+                                .any(|e| e.contains(&format!("models.{}: declared twice", mc.name)))
+                        {
+                            errors.push(format!("models.{}: declared twice", mc.name));
+                        }
+                        match crate::models::load(mc, base, s, &f) {
+                            Ok(m) => {
+                                f.models.push(argus_features::config::ModelSlot {
+                                    name: m.name.clone(),
+                                    event_type: m.event_type as usize,
+                                });
+                                models.push(Arc::new(m));
+                            }
+                            Err(e) => errors.extend(e),
+                        }
+                    }
+                    Some(Arc::new(f))
                 }
-                Some(Arc::new(f))
-            }
-            Err(e) => {
-                errors.extend(e.0.into_iter().map(|e| format!("features: {e}")));
-                None
-            }
-        });
+                Err(e) => {
+                    errors.extend(e.0.into_iter().map(|e| format!("features: {e}")));
+                    None
+                }
+            });
         let dur = |errors: &mut Vec<String>, name: &str, v: &Option<String>, default: i64| match v {
             None => default,
             Some(s) => parse_duration(s).unwrap_or_else(|| {
@@ -193,7 +214,11 @@ impl Config {
             return Err(ConfigLoadError(vec!["configuration incomplete".into()]));
         };
         let pseudonymizer = Pseudonymizer::new(secret.as_bytes());
-        let secret_fingerprint = xxhash_rust::xxh3::xxh3_64(pseudonymizer.token("argus", "secret-fingerprint").as_bytes());
+        let secret_fingerprint = xxhash_rust::xxh3::xxh3_64(
+            pseudonymizer
+                .token("argus", "secret-fingerprint")
+                .as_bytes(),
+        );
         Ok(Config {
             schema,
             features,
@@ -214,11 +239,17 @@ impl Config {
 fn check_csv(schema: &Schema, csv: &CsvMapping) -> Vec<String> {
     let mut errors = Vec::new();
     if !csv.delimiter.is_ascii() {
-        errors.push(format!("csv.delimiter: `{}` is not a single ASCII character", csv.delimiter));
+        errors.push(format!(
+            "csv.delimiter: `{}` is not a single ASCII character",
+            csv.delimiter
+        ));
     }
     match (&csv.event_type, &csv.type_column) {
         (Some(t), None) => match schema.by_name(t) {
-            None => errors.push(format!("csv.type: unknown event type `{t}`{}", did_you_mean(t, schema.public_type_names().into_iter()))),
+            None => errors.push(format!(
+                "csv.type: unknown event type `{t}`{}",
+                did_you_mean(t, schema.public_type_names().into_iter())
+            )),
             Some(et) => {
                 for f in csv.fields.keys() {
                     match et.field(f) {
@@ -233,20 +264,28 @@ fn check_csv(schema: &Schema, csv: &CsvMapping) -> Vec<String> {
         },
         (None, Some(_)) => {
             for f in csv.fields.keys() {
-                let fields = schema.types.iter().filter(|t| !t.internal).filter_map(|t| t.field(f));
+                let fields = schema
+                    .types
+                    .iter()
+                    .filter(|t| !t.internal)
+                    .filter_map(|t| t.field(f));
                 let (mut any, mut derived) = (false, false);
                 for field in fields {
                     any = true;
                     derived |= field.derived_from.is_some();
                 }
                 if f == "actor" || !any {
-                    errors.push(format!("csv.fields.{f}: no event type has a field `{f}` that can be mapped"));
+                    errors.push(format!(
+                        "csv.fields.{f}: no event type has a field `{f}` that can be mapped"
+                    ));
                 } else if derived {
                     errors.push(format!("csv.fields.{f}: `{f}` is derived by Argus from personal data and cannot be mapped"));
                 }
             }
         }
-        _ => errors.push("csv: set exactly one of `type` (one type for every row) or `type_column`".into()),
+        _ => errors.push(
+            "csv: set exactly one of `type` (one type for every row) or `type_column`".into(),
+        ),
     }
     errors
 }
@@ -260,13 +299,27 @@ fn read_file(path: &Path, parts: &mut Parts, errors: &mut Vec<String>, depth: us
         Ok(text) => {
             parts.sources.push(path.to_path_buf());
             let base = path.parent().unwrap_or(Path::new("."));
-            absorb(&text, base, &path.display().to_string(), parts, errors, depth);
+            absorb(
+                &text,
+                base,
+                &path.display().to_string(),
+                parts,
+                errors,
+                depth,
+            );
         }
         Err(e) => errors.push(format!("{}: cannot read: {e}", path.display())),
     }
 }
 
-fn absorb(text: &str, base: &Path, name: &str, parts: &mut Parts, errors: &mut Vec<String>, depth: usize) {
+fn absorb(
+    text: &str,
+    base: &Path,
+    name: &str,
+    parts: &mut Parts,
+    errors: &mut Vec<String>,
+    depth: usize,
+) {
     let table: toml::Table = match toml::from_str(text) {
         Ok(t) => t,
         Err(e) => {
@@ -276,12 +329,22 @@ fn absorb(text: &str, base: &Path, name: &str, parts: &mut Parts, errors: &mut V
     };
     for k in table.keys() {
         if !TOP_KEYS.contains(&k.as_str()) {
-            errors.push(format!("{name}: unknown section `{k}`{}", did_you_mean(k, TOP_KEYS.iter().copied())));
+            errors.push(format!(
+                "{name}: unknown section `{k}`{}",
+                did_you_mean(k, TOP_KEYS.iter().copied())
+            ));
         }
     }
     let section = |key: &str| table.get(key).cloned();
-    fn typed<T: serde::de::DeserializeOwned>(v: toml::Value, what: &str, name: &str, errors: &mut Vec<String>) -> Option<T> {
-        v.try_into().map_err(|e: toml::de::Error| errors.push(format!("{name}: {what}: {}", e.message()))).ok()
+    fn typed<T: serde::de::DeserializeOwned>(
+        v: toml::Value,
+        what: &str,
+        name: &str,
+        errors: &mut Vec<String>,
+    ) -> Option<T> {
+        v.try_into()
+            .map_err(|e: toml::de::Error| errors.push(format!("{name}: {what}: {}", e.message())))
+            .ok()
     }
     // Includes first: what this file says itself overrides them.
     if let Some(v) = section("include") {
@@ -320,7 +383,9 @@ fn absorb(text: &str, base: &Path, name: &str, parts: &mut Parts, errors: &mut V
         }
     }
     if !schema_tbl.is_empty() {
-        if let Some(s) = typed::<SchemaConfig>(toml::Value::Table(schema_tbl), "schema", name, errors) {
+        if let Some(s) =
+            typed::<SchemaConfig>(toml::Value::Table(schema_tbl), "schema", name, errors)
+        {
             parts.schema.push(s);
         }
     }
@@ -330,7 +395,9 @@ fn absorb(text: &str, base: &Path, name: &str, parts: &mut Parts, errors: &mut V
         }
     }
     if let Some(v) = section("features") {
-        if let Some(fs) = typed::<Vec<argus_features::config::FeatureConfig>>(v, "features", name, errors) {
+        if let Some(fs) =
+            typed::<Vec<argus_features::config::FeatureConfig>>(v, "features", name, errors)
+        {
             parts.features.features.extend(fs);
         }
     }
@@ -341,7 +408,9 @@ fn absorb(text: &str, base: &Path, name: &str, parts: &mut Parts, errors: &mut V
     }
     if let Some(v) = section("models") {
         if let Some(ms) = typed::<Vec<crate::models::ModelConfig>>(v, "models", name, errors) {
-            parts.models.extend(ms.into_iter().map(|m| (m, base.to_path_buf())));
+            parts
+                .models
+                .extend(ms.into_iter().map(|m| (m, base.to_path_buf())));
         }
     }
 }

@@ -27,19 +27,33 @@ pub struct Rows {
 impl Rows {
     /// Rows of `event_type` in `[from, to)`, with the named features — or, when `names` is empty, every
     /// numeric or boolean feature readable on the type.
-    pub fn new(features: &FeatureSet, event_type: TypeId, names: &[String], from: i64, to: i64) -> Result<Rows, String> {
+    pub fn new(
+        features: &FeatureSet,
+        event_type: TypeId,
+        names: &[String],
+        from: i64,
+        to: i64,
+    ) -> Result<Rows, String> {
         let readable = features.readable(event_type as usize);
         let idx: Vec<usize> = if names.is_empty() {
-            readable.iter().copied().filter(|&i| features.features[i].out != Out::Str).collect()
+            readable
+                .iter()
+                .copied()
+                .filter(|&i| features.features[i].out != Out::Str)
+                .collect()
         } else {
             let mut v = Vec::new();
             for n in names {
-                let i = features.index_of(n).ok_or_else(|| format!("unknown feature `{n}`"))?;
+                let i = features
+                    .index_of(n)
+                    .ok_or_else(|| format!("unknown feature `{n}`"))?;
                 if !readable.contains(&i) {
                     return Err(format!("feature `{n}` is not computed on this event type"));
                 }
                 if features.features[i].out == Out::Str {
-                    return Err(format!("feature `{n}` is a string; models take numbers and booleans"));
+                    return Err(format!(
+                        "feature `{n}` is a string; models take numbers and booleans"
+                    ));
                 }
                 v.push(i);
             }
@@ -48,8 +62,21 @@ impl Rows {
         if idx.is_empty() {
             return Err("no numeric feature is readable on this event type".into());
         }
-        let names = idx.iter().map(|&i| features.features[i].name.clone()).collect();
-        Ok(Rows { event_type, features: idx, names, from, to, time: Vec::new(), actor: Vec::new(), x: Vec::new(), label: Vec::new() })
+        let names = idx
+            .iter()
+            .map(|&i| features.features[i].name.clone())
+            .collect();
+        Ok(Rows {
+            event_type,
+            features: idx,
+            names,
+            from,
+            to,
+            time: Vec::new(),
+            actor: Vec::new(),
+            x: Vec::new(),
+            label: Vec::new(),
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -86,7 +113,13 @@ impl RowSink for Rows {
             return Ok(());
         }
         self.time.push(ev.time);
-        self.actor.push(ev.fields.get(ACTOR_SLOT).and_then(|v| v.as_str()).unwrap_or("").to_string());
+        self.actor.push(
+            ev.fields
+                .get(ACTOR_SLOT)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string(),
+        );
         for &i in &self.features {
             self.x.push(features.get(i).map_or(f64::NAN, model_input));
         }

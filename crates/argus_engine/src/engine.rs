@@ -177,12 +177,25 @@ impl Engine {
         let state = FeatureState::new(&config.features);
         let n = config.features.features.len();
         let n_labels = config.schema.labels.len();
-        let label_slots = config.schema.labels.iter().map(|l| config.features.slots_read(l.release_type as usize)).collect();
-        let graph = config.graph.as_ref().map(|g| crate::graph::GraphState::new(g));
+        let label_slots = config
+            .schema
+            .labels
+            .iter()
+            .map(|l| config.features.slots_read(l.release_type as usize))
+            .collect();
+        let graph = config
+            .graph
+            .as_ref()
+            .map(|g| crate::graph::GraphState::new(g));
         Engine {
             policies: None,
             label_slots,
-            release_ev: Event { id: String::new(), ty: 0, time: 0, fields: Vec::new() },
+            release_ev: Event {
+                id: String::new(),
+                ty: 0,
+                time: 0,
+                fields: Vec::new(),
+            },
             config,
             decoder,
             state,
@@ -217,13 +230,19 @@ impl Engine {
     pub fn decide(&self, ev: &Event) -> Option<argus_policy::Decision> {
         let p = self.policies.as_ref()?;
         let models = &self.config.models;
-        if !models.iter().any(|m| m.event_type == ev.ty) || p.by_type.get(ev.ty as usize).is_none_or(|x| x.is_none()) {
+        if !models.iter().any(|m| m.event_type == ev.ty)
+            || p.by_type.get(ev.ty as usize).is_none_or(|x| x.is_none())
+        {
             return p.decide(&self.config.schema, ev, &self.out);
         }
         let mut scores = vec![f64::NAN; models.len()];
         let mut outputs = Vec::new();
         let mut x = Vec::new();
-        for (k, m) in models.iter().enumerate().filter(|(_, m)| m.event_type == ev.ty) {
+        for (k, m) in models
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.event_type == ev.ty)
+        {
             let o = m.output(&self.out, &mut x);
             scores[k] = o.score;
             outputs.push(o);
@@ -244,7 +263,8 @@ impl Engine {
     /// Reads, without changing anything, the features that `probe` (an event of some type whose key
     /// fields are set) would see at its time. Returns the feature vector (null where not computed).
     pub fn peek(&mut self, probe: &Event) -> &[Value] {
-        self.state.peek(&self.config.features, probe, self.seq + 1, &mut self.out);
+        self.state
+            .peek(&self.config.features, probe, self.seq + 1, &mut self.out);
         &self.out
     }
 
@@ -257,11 +277,16 @@ impl Engine {
             self.watermark,
             self.next_sweep,
             self.dedupe.order.iter().collect::<Vec<_>>(),
-            self.labels.iter().map(|q| q.iter().collect::<Vec<_>>()).collect::<Vec<_>>(),
+            self.labels
+                .iter()
+                .map(|q| q.iter().collect::<Vec<_>>())
+                .collect::<Vec<_>>(),
             self.state.snapshot(),
             self.graph.as_ref().map(|g| g.digest()),
         );
-        xxhash_rust::xxh3::xxh3_64(&bincode::serialize(&parts).expect("serializing plain data to a Vec cannot fail"))
+        xxhash_rust::xxh3::xxh3_64(
+            &bincode::serialize(&parts).expect("serializing plain data to a Vec cannot fail"),
+        )
     }
 
     pub fn decoder(&self) -> &Decoder {
@@ -297,7 +322,10 @@ impl Engine {
 
     /// Findings of the graph detectors since the last call (empty without `[graph]`).
     pub fn take_findings(&mut self) -> Vec<crate::graph::Finding> {
-        self.graph.as_mut().map(|g| g.take_findings()).unwrap_or_default()
+        self.graph
+            .as_mut()
+            .map(|g| g.take_findings())
+            .unwrap_or_default()
     }
 
     /// The entity graph's size: accounts, link edges, block edges (`None` without `[graph]`).
@@ -321,7 +349,10 @@ impl Engine {
         let allowed = self.config.features.allowed_lateness_ms;
         if self.watermark != i64::MIN && ev.time < self.watermark - allowed {
             self.counters.too_late += 1;
-            return Err(ProcessError::TooLate { lag_ms: self.watermark - ev.time, allowed_ms: allowed });
+            return Err(ProcessError::TooLate {
+                lag_ms: self.watermark - ev.time,
+                allowed_ms: allowed,
+            });
         }
         self.release_labels(ev.time);
         self.watermark = self.watermark.max(ev.time);
@@ -330,13 +361,15 @@ impl Engine {
         self.dedupe.set.insert(idh);
         self.dedupe.order.push_back((ev.time, idh));
         self.counters.accepted += 1;
-        self.state.apply(&self.config.features, ev, self.seq, Some(&mut self.out));
+        self.state
+            .apply(&self.config.features, ev, self.seq, Some(&mut self.out));
         if let (Some(spec), Some(g)) = (&self.config.graph, &mut self.graph) {
             g.apply(spec, ev, &mut self.out);
         }
         if self.watermark >= self.next_sweep {
             self.state.expire(&self.config.features, self.watermark);
-            self.dedupe.expire(self.watermark - self.config.dedupe_ttl_ms);
+            self.dedupe
+                .expire(self.watermark - self.config.dedupe_ttl_ms);
             self.next_sweep = self.watermark + self.config.sweep_every_ms;
         }
         Ok(&self.out)
@@ -355,26 +388,37 @@ impl Engine {
                 }
             }
             let Some((i, _)) = best else { break };
-            let Some(p) = self.labels[i].pop_front() else { break };
+            let Some(p) = self.labels[i].pop_front() else {
+                break;
+            };
             let spec = &self.config.schema.labels[i];
             let ev = &mut self.release_ev;
             ev.ty = spec.release_type;
             ev.time = p.key.0;
             ev.fields.clear();
-            ev.fields.resize(self.config.schema.get(spec.release_type).fields.len(), Value::Null);
+            ev.fields.resize(
+                self.config.schema.get(spec.release_type).fields.len(),
+                Value::Null,
+            );
             for (s, v) in p.fields {
                 ev.fields[s as usize] = v;
             }
             self.seq += 1;
             self.counters.labels_released += 1;
-            self.state.apply(&self.config.features, &self.release_ev, self.seq, None);
+            self.state
+                .apply(&self.config.features, &self.release_ev, self.seq, None);
         }
     }
 
     /// Takes the label columns out of `ev` and schedules their release.
     fn schedule_labels(&mut self, ev: &mut Event) {
         let schema = &self.config.schema;
-        for (li, l) in schema.labels.iter().enumerate().filter(|(_, l)| l.source_type == ev.ty) {
+        for (li, l) in schema
+            .labels
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.source_type == ev.ty)
+        {
             let value = std::mem::take(&mut ev.fields[l.source_slot]);
             if value.is_null() {
                 continue;
@@ -385,7 +429,11 @@ impl Engine {
             let mut fields = Vec::with_capacity(self.label_slots[li].len());
             for &s in &self.label_slots[li] {
                 let v = if s < n_src {
-                    if schema.labels.iter().any(|o| o.source_type == ev.ty && o.source_slot == s) {
+                    if schema
+                        .labels
+                        .iter()
+                        .any(|o| o.source_type == ev.ty && o.source_slot == s)
+                    {
                         Value::Null
                     } else {
                         ev.fields[s].clone()
@@ -415,7 +463,8 @@ impl Engine {
     /// Serializes the whole engine state (features, idempotency ids, pending labels, counters) with a
     /// configuration fingerprint and a CRC-32.
     pub fn snapshot(&self) -> Vec<u8> {
-        self.snap_header(self.dedupe.order.iter().copied().collect(), Vec::new()).encode(&self.state)
+        self.snap_header(self.dedupe.order.iter().copied().collect(), Vec::new())
+            .encode(&self.state)
     }
 
     fn snap_header(&self, dedupe: Vec<(i64, u128)>, state: Vec<u8>) -> EngineSnap {
@@ -428,7 +477,11 @@ impl Engine {
             next_sweep: self.next_sweep,
             counters: self.counters.clone(),
             dedupe,
-            labels: self.labels.iter().map(|q| q.iter().cloned().collect()).collect(),
+            labels: self
+                .labels
+                .iter()
+                .map(|q| q.iter().cloned().collect())
+                .collect(),
             graph_fp: self.config.graph.as_ref().map_or(0, |g| g.fingerprint),
             graph: self.graph.as_ref().map(|g| g.encode()).unwrap_or_default(),
             state,
@@ -440,14 +493,19 @@ impl Engine {
     /// [`finish_copy`](Self::finish_copy) returns a [`PendingSnapshot`] equal to the state at that
     /// moment, to be encoded on another thread. An expiry sweep in between aborts the copy.
     pub fn begin_copy(&mut self) -> EngineCopy {
-        EngineCopy { state: self.state.begin_copy(), dedupe: Vec::with_capacity(self.dedupe.order.len()), dedupe_len0: self.dedupe.order.len() }
+        EngineCopy {
+            state: self.state.begin_copy(),
+            dedupe: Vec::with_capacity(self.dedupe.order.len()),
+            dedupe_len0: self.dedupe.order.len(),
+        }
     }
 
     /// Copies up to `budget` more keys (and idempotency ids); `Ok(true)` when only the final step is left.
     pub fn copy_step(&mut self, c: &mut EngineCopy, budget: usize) -> Result<bool, CopyAborted> {
         // Without a sweep, ids are only appended, so the first `dedupe_len0` keep their positions.
         let end = (c.dedupe.len() + budget.saturating_mul(4)).min(c.dedupe_len0);
-        c.dedupe.extend(self.dedupe.order.range(c.dedupe.len()..end).copied());
+        c.dedupe
+            .extend(self.dedupe.order.range(c.dedupe.len()..end).copied());
         let done = self.state.copy_step(&mut c.state, budget)?;
         Ok(done && c.dedupe.len() == c.dedupe_len0)
     }
@@ -458,38 +516,59 @@ impl Engine {
         let mut dedupe = c.dedupe;
         let from = dedupe.len();
         dedupe.extend(self.dedupe.order.range(from..).copied());
-        Ok(PendingSnapshot { header: self.snap_header(dedupe, Vec::new()), state })
+        Ok(PendingSnapshot {
+            header: self.snap_header(dedupe, Vec::new()),
+            state,
+        })
     }
 
     /// Rebuilds an engine from a snapshot taken under the same configuration.
     pub fn restore(config: Config, bytes: &[u8]) -> Result<Engine, SnapshotError> {
         if bytes.len() >= 8 && bytes.starts_with(b"ARGUSSN") && &bytes[..8] != SNAPSHOT_MAGIC {
-            return Err(SnapshotError::Incompatible(format!("written by another version of Argus (format {})", String::from_utf8_lossy(&bytes[7..8]))));
+            return Err(SnapshotError::Incompatible(format!(
+                "written by another version of Argus (format {})",
+                String::from_utf8_lossy(&bytes[7..8])
+            )));
         }
         if bytes.len() < 12 || &bytes[..8] != SNAPSHOT_MAGIC {
             return Err(SnapshotError::Corrupt("bad magic".into()));
         }
         let body = &bytes[8..bytes.len() - 4];
-        let crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().map_err(|_| SnapshotError::Corrupt("short".into()))?);
+        let crc = u32::from_le_bytes(
+            bytes[bytes.len() - 4..]
+                .try_into()
+                .map_err(|_| SnapshotError::Corrupt("short".into()))?,
+        );
         if crc32fast::hash(body) != crc {
             return Err(SnapshotError::Corrupt("checksum mismatch".into()));
         }
-        let snap: EngineSnap = bincode::deserialize(body).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
+        let snap: EngineSnap =
+            bincode::deserialize(body).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
         if snap.schema_fp != config.schema.fingerprint() {
             return Err(SnapshotError::Incompatible("schema changed".into()));
         }
         if snap.secret_fp != config.secret_fingerprint {
-            return Err(SnapshotError::Incompatible("the pseudonymization secret changed: tokens would not match".into()));
+            return Err(SnapshotError::Incompatible(
+                "the pseudonymization secret changed: tokens would not match".into(),
+            ));
         }
         if snap.features_fp != config.features.fingerprint() {
-            return Err(SnapshotError::Incompatible("feature definitions changed".into()));
+            return Err(SnapshotError::Incompatible(
+                "feature definitions changed".into(),
+            ));
         }
         if snap.graph_fp != config.graph.as_ref().map_or(0, |g| g.fingerprint) {
-            return Err(SnapshotError::Incompatible("the [graph] declaration changed".into()));
+            return Err(SnapshotError::Incompatible(
+                "the [graph] declaration changed".into(),
+            ));
         }
-        let state = FeatureState::restore(&config.features, &snap.state).map_err(|e| SnapshotError::Incompatible(e.to_string()))?;
+        let state = FeatureState::restore(&config.features, &snap.state)
+            .map_err(|e| SnapshotError::Incompatible(e.to_string()))?;
         let graph = match &config.graph {
-            Some(spec) => Some(crate::graph::GraphState::decode(spec, &snap.graph).map_err(SnapshotError::Corrupt)?),
+            Some(spec) => Some(
+                crate::graph::GraphState::decode(spec, &snap.graph)
+                    .map_err(SnapshotError::Corrupt)?,
+            ),
             None => None,
         };
         let mut e = Engine::new(config);
@@ -504,7 +583,9 @@ impl Engine {
             e.dedupe.order.push_back((t, h));
         }
         if snap.labels.len() != e.labels.len() {
-            return Err(SnapshotError::Incompatible("label declarations changed".into()));
+            return Err(SnapshotError::Incompatible(
+                "label declarations changed".into(),
+            ));
         }
         e.labels = snap.labels.into_iter().map(VecDeque::from).collect();
         Ok(e)

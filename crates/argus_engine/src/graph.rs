@@ -140,7 +140,11 @@ pub struct BlockSpec {
 impl BlockSpec {
     /// Whether a block of this density and shape is reported.
     pub fn qualifies(&self, density: f64, rows: usize, cols: usize) -> bool {
-        let fill = if rows == 0 || cols == 0 { 0.0 } else { density * (rows + cols) as f64 / (rows * cols) as f64 };
+        let fill = if rows == 0 || cols == 0 {
+            0.0
+        } else {
+            density * (rows + cols) as f64 / (rows * cols) as f64
+        };
         density >= self.min_density && rows >= self.min_rows && fill >= self.min_fill
     }
 }
@@ -176,7 +180,11 @@ pub struct GraphSpec {
 }
 
 /// Checks `[graph]` against the schema and adds its features; every problem as a message.
-pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> Result<GraphSpec, Vec<String>> {
+pub fn compile(
+    c: &GraphConfig,
+    schema: &Schema,
+    features: &mut FeatureSet,
+) -> Result<GraphSpec, Vec<String>> {
     let mut errors = Vec::new();
     let dur = |errors: &mut Vec<String>, at: &str, v: &Option<String>, default: &str| -> i64 {
         let s = v.as_deref().unwrap_or(default);
@@ -193,7 +201,11 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
     let rebuild_ms = dur(&mut errors, "rebuild_every", &c.rebuild_every, "1d");
     let label_ms = dur(&mut errors, "label_window", &c.label_window, "180d");
     let n = schema.types.len();
-    let account: Vec<bool> = schema.types.iter().map(|t| !t.internal && t.actor_kind == "user").collect();
+    let account: Vec<bool> = schema
+        .types
+        .iter()
+        .map(|t| !t.internal && t.actor_kind == "user")
+        .collect();
     let account_types: Vec<usize> = (0..n).filter(|&t| account[t]).collect();
     let types_of = |errors: &mut Vec<String>, at: &str, names: &[String]| -> Vec<usize> {
         names
@@ -201,7 +213,13 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
             .filter_map(|e| match schema.type_id(e) {
                 Some(t) => Some(t as usize),
                 None => {
-                    errors.push(format!("{at}: unknown event type `{e}`{}", argus_event::schema::did_you_mean(e, schema.public_type_names().into_iter())));
+                    errors.push(format!(
+                        "{at}: unknown event type `{e}`{}",
+                        argus_event::schema::did_you_mean(
+                            e,
+                            schema.public_type_names().into_iter()
+                        )
+                    ));
                     None
                 }
             })
@@ -211,9 +229,20 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
     let mut link_fields = Vec::new();
     for (i, l) in c.links.iter().enumerate() {
         let at = format!("graph.links[{i}]");
-        let types = if l.events.is_empty() { account_types.iter().copied().filter(|&t| schema.types[t].slot(&l.field).is_some()).collect() } else { types_of(&mut errors, &at, &l.events) };
+        let types = if l.events.is_empty() {
+            account_types
+                .iter()
+                .copied()
+                .filter(|&t| schema.types[t].slot(&l.field).is_some())
+                .collect()
+        } else {
+            types_of(&mut errors, &at, &l.events)
+        };
         if types.is_empty() {
-            errors.push(format!("{at}: no account event type has a field `{}`", l.field));
+            errors.push(format!(
+                "{at}: no account event type has a field `{}`",
+                l.field
+            ));
         }
         // Links over the same field (say, from different events) share its values and its feature.
         let fi = match link_fields.iter().position(|f| f == &l.field) {
@@ -230,7 +259,12 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
                 continue;
             }
             let Some(slot) = et.slot(&l.field) else {
-                errors.push(format!("{at}: `{}` has no field `{}`{}", et.name, l.field, argus_event::schema::did_you_mean(&l.field, et.input_names())));
+                errors.push(format!(
+                    "{at}: `{}` has no field `{}`{}",
+                    et.name,
+                    l.field,
+                    argus_event::schema::did_you_mean(&l.field, et.input_names())
+                ));
                 continue;
             };
             match argus_features::filter::compile_filter(et, &l.filter) {
@@ -249,25 +283,56 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
             }
         }
     }
-    let mut add = |errors: &mut Vec<String>, name: String, out: Out, types: &[usize], what: &str| -> usize {
-        features.add_external(&name, out, types, what).unwrap_or_else(|e| {
-            errors.push(format!("graph: {e} (graph features are named `graph_…`)"));
-            0
-        })
-    };
-    let f_size = add(&mut errors, "graph_cluster_size".into(), Out::Int, &account_types, "accounts in the account's shared-attribute cluster");
-    let f_per_value =
-        add(&mut errors, "graph_cluster_accounts_per_value".into(), Out::Float, &account_types, "accounts per distinct linking value (device, card, address…) in the cluster");
+    let mut add =
+        |errors: &mut Vec<String>, name: String, out: Out, types: &[usize], what: &str| -> usize {
+            features
+                .add_external(&name, out, types, what)
+                .unwrap_or_else(|e| {
+                    errors.push(format!("graph: {e} (graph features are named `graph_…`)"));
+                    0
+                })
+        };
+    let f_size = add(
+        &mut errors,
+        "graph_cluster_size".into(),
+        Out::Int,
+        &account_types,
+        "accounts in the account's shared-attribute cluster",
+    );
+    let f_per_value = add(
+        &mut errors,
+        "graph_cluster_accounts_per_value".into(),
+        Out::Float,
+        &account_types,
+        "accounts per distinct linking value (device, card, address…) in the cluster",
+    );
     let f_per_field: Vec<usize> = link_fields
         .iter()
         .map(|f| add(&mut errors, format!("graph_cluster_accounts_per_{f}"), Out::Float, &account_types, "accounts per distinct value of this field in the cluster (e.g. accounts per device)"))
         .collect();
-    let f_confirmed = add(&mut errors, "graph_cluster_confirmed".into(), Out::Int, &account_types, "confirmed fraudulent accounts in the cluster");
-    let f_rate = add(&mut errors, "graph_cluster_fraud_rate".into(), Out::Float, &account_types, "confirmed fraudulent accounts / accounts in the cluster");
+    let f_confirmed = add(
+        &mut errors,
+        "graph_cluster_confirmed".into(),
+        Out::Int,
+        &account_types,
+        "confirmed fraudulent accounts in the cluster",
+    );
+    let f_rate = add(
+        &mut errors,
+        "graph_cluster_fraud_rate".into(),
+        Out::Float,
+        &account_types,
+        "confirmed fraudulent accounts / accounts in the cluster",
+    );
     let mut blocks = Vec::new();
     for (i, b) in c.blocks.iter().enumerate() {
         let at = format!("graph.blocks[{i}]");
-        if b.name.is_empty() || !b.name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_') {
+        if b.name.is_empty()
+            || !b
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+        {
             errors.push(format!("{at}: name: lower-case letters, digits and `_`"));
         }
         let mut by_type = vec![None; n];
@@ -279,14 +344,35 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
             }
             if let Some(wf) = &b.weight {
                 match et.slot(wf) {
-                    Some(s) if matches!(et.fields[s].ty.stored(), argus_event::FieldType::Int | argus_event::FieldType::Decimal | argus_event::FieldType::Float) => weight_by_type[t] = Some(s),
-                    Some(_) => errors.push(format!("{at}: weight: `{}`'s field `{wf}` is not a number", et.name)),
-                    None => errors.push(format!("{at}: weight: `{}` has no field `{wf}`{}", et.name, argus_event::schema::did_you_mean(wf, et.input_names()))),
+                    Some(s)
+                        if matches!(
+                            et.fields[s].ty.stored(),
+                            argus_event::FieldType::Int
+                                | argus_event::FieldType::Decimal
+                                | argus_event::FieldType::Float
+                        ) =>
+                    {
+                        weight_by_type[t] = Some(s)
+                    }
+                    Some(_) => errors.push(format!(
+                        "{at}: weight: `{}`'s field `{wf}` is not a number",
+                        et.name
+                    )),
+                    None => errors.push(format!(
+                        "{at}: weight: `{}` has no field `{wf}`{}",
+                        et.name,
+                        argus_event::schema::did_you_mean(wf, et.input_names())
+                    )),
                 }
             }
             match et.slot(&b.column) {
                 Some(s) => by_type[t] = Some(s),
-                None => errors.push(format!("{at}: `{}` has no field `{}`{}", et.name, b.column, argus_event::schema::did_you_mean(&b.column, et.input_names()))),
+                None => errors.push(format!(
+                    "{at}: `{}` has no field `{}`{}",
+                    et.name,
+                    b.column,
+                    argus_event::schema::did_you_mean(&b.column, et.input_names())
+                )),
             }
         }
         let weighting = match b.weighting.as_deref().unwrap_or("plain") {
@@ -294,7 +380,9 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
             "log" => Weighting::Log,
             "sqrt" => Weighting::Sqrt,
             w => {
-                errors.push(format!("{at}: weighting: `{w}` is not one of plain, log, sqrt"));
+                errors.push(format!(
+                    "{at}: weighting: `{w}` is not one of plain, log, sqrt"
+                ));
                 Weighting::Plain
             }
         };
@@ -317,7 +405,16 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
         blocks.push(BlockSpec {
             name: b.name.clone(),
             window_ms: dur(&mut errors, &format!("blocks[{i}].window"), &b.window, "1d"),
-            refresh_ms: if b.refresh_every.is_some() { dur(&mut errors, &format!("blocks[{i}].refresh_every"), &b.refresh_every, "1h") } else { refresh_ms },
+            refresh_ms: if b.refresh_every.is_some() {
+                dur(
+                    &mut errors,
+                    &format!("blocks[{i}].refresh_every"),
+                    &b.refresh_every,
+                    "1h",
+                )
+            } else {
+                refresh_ms
+            },
             weighting,
             once,
             scale: if b.weight.is_some() { 100.0 } else { 1.0 },
@@ -327,11 +424,40 @@ pub fn compile(c: &GraphConfig, schema: &Schema, features: &mut FeatureSet) -> R
             min_rows: b.min_rows.unwrap_or(3).max(1),
             min_fill: b.min_fill.unwrap_or(0.0).max(0.0),
             batch: b.batch.unwrap_or(16).clamp(1, 100_000),
-            tick_ms: dur(&mut errors, &format!("blocks[{i}].burst_tick"), &b.burst_tick, "1m"),
-            f_density: add(&mut errors, format!("graph_{}_density", b.name), Out::Float, &account_types, "density of the dense block the account is in (0: none)"),
-            f_rows: add(&mut errors, format!("graph_{}_block_accounts", b.name), Out::Int, &account_types, "accounts in the dense block the account is in (0: none)"),
-            f_rate: add(&mut errors, format!("graph_{}_fraud_rate", b.name), Out::Float, &account_types, "confirmed fraudulent accounts / accounts in the account's dense block (0: none)"),
-            f_burst: add(&mut errors, format!("graph_{}_burst", b.name), Out::Float, &edge_types, "burst score of this event's edge (MIDAS-R)"),
+            tick_ms: dur(
+                &mut errors,
+                &format!("blocks[{i}].burst_tick"),
+                &b.burst_tick,
+                "1m",
+            ),
+            f_density: add(
+                &mut errors,
+                format!("graph_{}_density", b.name),
+                Out::Float,
+                &account_types,
+                "density of the dense block the account is in (0: none)",
+            ),
+            f_rows: add(
+                &mut errors,
+                format!("graph_{}_block_accounts", b.name),
+                Out::Int,
+                &account_types,
+                "accounts in the dense block the account is in (0: none)",
+            ),
+            f_rate: add(
+                &mut errors,
+                format!("graph_{}_fraud_rate", b.name),
+                Out::Float,
+                &account_types,
+                "confirmed fraudulent accounts / accounts in the account's dense block (0: none)",
+            ),
+            f_burst: add(
+                &mut errors,
+                format!("graph_{}_burst", b.name),
+                Out::Float,
+                &edge_types,
+                "burst score of this event's edge (MIDAS-R)",
+            ),
             by_type,
         });
     }
@@ -398,7 +524,12 @@ impl Interner {
     }
 
     fn reindex(&mut self) {
-        self.ids = self.names.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
+        self.ids = self
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i as u32))
+            .collect();
     }
 }
 
@@ -462,7 +593,11 @@ impl BlockState {
             m.0 += 1;
             m.1 += x;
         }
-        let mut w: BTreeMap<(u32, u32), f64> = self.mult.iter().map(|(&(a, c), &(_, x))| ((2 * a, 2 * c + 1), if once { 1.0 } else { x })).collect();
+        let mut w: BTreeMap<(u32, u32), f64> = self
+            .mult
+            .iter()
+            .map(|(&(a, c), &(_, x))| ((2 * a, 2 * c + 1), if once { 1.0 } else { x }))
+            .collect();
         // Pending edges are not in the peel yet (a restore keeps them pending).
         for &(a, c, x) in &self.pending {
             if let Some(v) = w.get_mut(&(a, c)) {
@@ -474,7 +609,11 @@ impl BlockState {
             self.peel = IncrementalPeel::new();
             return;
         }
-        let edges: Vec<(u32, u32, f64)> = w.into_iter().filter(|&(_, v)| v > 0.0).map(|((a, c), v)| (a, c, v)).collect();
+        let edges: Vec<(u32, u32, f64)> = w
+            .into_iter()
+            .filter(|&(_, v)| v > 0.0)
+            .map(|((a, c), v)| (a, c, v))
+            .collect();
         self.peel = IncrementalPeel::from_edges(&edges);
     }
 
@@ -489,7 +628,12 @@ impl BlockState {
         self.peel.insert_batch(&self.pending);
         self.pending.clear();
         let d = self.peel.densest();
-        let rows: Vec<u32> = d.nodes.iter().filter(|&&x| x % 2 == 0).map(|&x| x / 2).collect();
+        let rows: Vec<u32> = d
+            .nodes
+            .iter()
+            .filter(|&&x| x % 2 == 0)
+            .map(|&x| x / 2)
+            .collect();
         let cols = d.nodes.len() - rows.len();
         let density = d.density / spec.scale;
         if spec.qualifies(density, rows.len(), cols) {
@@ -573,7 +717,12 @@ impl GraphState {
         }
         g.accounts.reindex();
         g.values.reindex();
-        g.link_idx = g.links.iter().enumerate().map(|(i, l)| ((l.a, l.v), i as u32)).collect();
+        g.link_idx = g
+            .links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| ((l.a, l.v), i as u32))
+            .collect();
         for (b, bs) in g.blocks.iter_mut().zip(&spec.blocks) {
             b.cols.reindex();
             // The peel of the live edges without the pending ones, which stay pending: as it was.
@@ -600,7 +749,11 @@ impl GraphState {
 
     /// Accounts, link edges, block edges: the graph's size.
     pub fn size(&self) -> (usize, usize, usize) {
-        (self.accounts.names.len(), self.links.len(), self.blocks.iter().map(|b| b.edges.len()).sum())
+        (
+            self.accounts.names.len(),
+            self.links.len(),
+            self.blocks.iter().map(|b| b.edges.len()).sum(),
+        )
     }
 
     fn account(&mut self, name: &str) -> u32 {
@@ -630,7 +783,11 @@ impl GraphState {
             return;
         }
         // The larger cluster's root stays; equal sizes: the lower id.
-        let (keep, gone) = if (self.size[ra as usize], rb) > (self.size[rb as usize], ra) { (ra, rb) } else { (rb, ra) };
+        let (keep, gone) = if (self.size[ra as usize], rb) > (self.size[rb as usize], ra) {
+            (ra, rb)
+        } else {
+            (rb, ra)
+        };
         self.parent[gone as usize] = keep;
         self.size[keep as usize] += self.size[gone as usize];
         self.vals[keep as usize] += self.vals[gone as usize];
@@ -708,7 +865,9 @@ impl GraphState {
         if !spec.account.get(ty).copied().unwrap_or(false) {
             return;
         }
-        let Some(actor) = key(&ev.fields[ACTOR_SLOT]) else { return };
+        let Some(actor) = key(&ev.fields[ACTOR_SLOT]) else {
+            return;
+        };
         let a = self.account(&actor);
         for (slot, field, filter) in &spec.links[ty] {
             if !filter.passes(&ev.fields) {
@@ -735,7 +894,10 @@ impl GraphState {
                 let c = st.cols.id(&col);
                 // A weight field's value in hundredths (at least one); 1 without a weight field.
                 let w = match b.weight_by_type[ty] {
-                    Some(s) => ev.fields[s].as_f64().filter(|v| v.is_finite()).map_or(1.0, |v| (v * b.scale).round().clamp(1.0, 1e12)),
+                    Some(s) => ev.fields[s]
+                        .as_f64()
+                        .filter(|v| v.is_finite())
+                        .map_or(1.0, |v| (v * b.scale).round().clamp(1.0, 1e12)),
                     None => 1.0,
                 };
                 st.edges.push_back((t, a, c, w));
@@ -751,7 +913,11 @@ impl GraphState {
                 // MIDAS counts ticks from 1: the first edge's tick is tick 1 (late edges clamp to it).
                 let tick = t.div_euclid(b.tick_ms);
                 let t0 = *st.tick0.get_or_insert(tick);
-                let score = st.burst.score(xxhash_rust::xxh3::xxh3_64(actor.as_bytes()), xxhash_rust::xxh3::xxh3_64(col.as_bytes()), (tick - t0).max(0) + 1);
+                let score = st.burst.score(
+                    xxhash_rust::xxh3::xxh3_64(actor.as_bytes()),
+                    xxhash_rust::xxh3::xxh3_64(col.as_bytes()),
+                    (tick - t0).max(0) + 1,
+                );
                 out[b.f_burst] = Value::Float(score);
             }
             let m = st.member.get(&a).copied().unwrap_or((0.0, 0, 0));
@@ -759,7 +925,11 @@ impl GraphState {
             let (density, rows, conf) = if d.0 > m.0 { d } else { m };
             out[b.f_density] = Value::Float(density);
             out[b.f_rows] = Value::Int(rows as i64);
-            out[b.f_rate] = Value::Float(if rows == 0 { 0.0 } else { conf as f64 / rows as f64 });
+            out[b.f_rate] = Value::Float(if rows == 0 {
+                0.0
+            } else {
+                conf as f64 / rows as f64
+            });
         }
         let r = self.find(a) as usize;
         let (size, vals, conf) = (self.size[r], self.vals[r], self.conf[r]);
@@ -768,7 +938,11 @@ impl GraphState {
         for (k, &f) in spec.f_per_field.iter().enumerate() {
             // Null when the cluster has no value of this field (no device seen: no ratio).
             let d = self.fvals[r * self.nf + k];
-            out[f] = if d == 0 { Value::Null } else { Value::Float(size as f64 / d as f64) };
+            out[f] = if d == 0 {
+                Value::Null
+            } else {
+                Value::Float(size as f64 / d as f64)
+            };
         }
         out[spec.f_confirmed] = Value::Int(conf as i64);
         out[spec.f_rate] = Value::Float(conf as f64 / size as f64);
@@ -815,7 +989,15 @@ impl GraphState {
             }
         }
         for (st, b) in self.blocks.iter_mut().zip(&spec.blocks) {
-            st.member = st.member.iter().filter_map(|(a, v)| amap.get(*a as usize).filter(|&&n| n != NO).map(|&n| (n, *v))).collect();
+            st.member = st
+                .member
+                .iter()
+                .filter_map(|(a, v)| {
+                    amap.get(*a as usize)
+                        .filter(|&&n| n != NO)
+                        .map(|&n| (n, *v))
+                })
+                .collect();
             st.rebuild_peel(b);
         }
         let confirmed = std::mem::take(&mut self.confirmed);
@@ -884,7 +1066,10 @@ impl GraphState {
         if !members.is_empty() {
             let mut seen = vec![false; self.values.names.len()];
             for l in &self.links {
-                if (self.sharers[l.v as usize] as usize) <= spec.max_share && self.sharers[l.v as usize] > 1 && !seen[l.v as usize] {
+                if (self.sharers[l.v as usize] as usize) <= spec.max_share
+                    && self.sharers[l.v as usize] > 1
+                    && !seen[l.v as usize]
+                {
                     let r = root[l.a as usize];
                     if members.contains_key(&r) {
                         seen[l.v as usize] = true;
@@ -894,11 +1079,29 @@ impl GraphState {
             }
         }
         for (r, accs) in &members {
-            let objs = objects.get(r).map(|o| o.iter().map(|&v| self.values.names[v as usize].clone()).collect()).unwrap_or_default();
+            let objs = objects
+                .get(r)
+                .map(|o| {
+                    o.iter()
+                        .map(|&v| self.values.names[v as usize].clone())
+                        .collect()
+                })
+                .unwrap_or_default();
             let density = self.size[*r as usize] as f64 / self.vals[*r as usize].max(1) as f64;
             let confirmed = self.conf[*r as usize] as usize;
-            let accounts: Vec<String> = accs.iter().map(|&a| self.accounts.names[a as usize].clone()).collect();
-            self.report(t, &when, "cluster".into(), accounts, objs, density, confirmed);
+            let accounts: Vec<String> = accs
+                .iter()
+                .map(|&a| self.accounts.names[a as usize].clone())
+                .collect();
+            self.report(
+                t,
+                &when,
+                "cluster".into(),
+                accounts,
+                objs,
+                density,
+                confirmed,
+            );
         }
     }
 
@@ -933,14 +1136,22 @@ impl GraphState {
                     (r, c, w)
                 })
                 .collect();
-            let g = if b.once { Bipartite::from_edges(triples.iter().map(|&(r, c, _)| (r, c))) } else { Bipartite::from_weighted_edges(triples) };
+            let g = if b.once {
+                Bipartite::from_edges(triples.iter().map(|&(r, c, _)| (r, c)))
+            } else {
+                Bipartite::from_weighted_edges(triples)
+            };
             let mut found = Vec::new();
             for mut blk in peel_many(&g, b.weighting, b.blocks) {
                 blk.density /= b.scale;
                 if !b.qualifies(blk.density, blk.rows.len(), blk.cols.len()) {
                     continue;
                 }
-                let conf = blk.rows.iter().filter(|&&r| self.confirmed.contains_key(&row_ids[r as usize])).count() as u32;
+                let conf = blk
+                    .rows
+                    .iter()
+                    .filter(|&&r| self.confirmed.contains_key(&row_ids[r as usize]))
+                    .count() as u32;
                 for &r in &blk.rows {
                     let a = row_ids[r as usize];
                     let e = st.member.entry(a).or_insert((0.0, 0, 0));
@@ -954,25 +1165,62 @@ impl GraphState {
                 .iter()
                 .map(|blk| {
                     let accs: Vec<u32> = blk.rows.iter().map(|&r| row_ids[r as usize]).collect();
-                    let confirmed = accs.iter().filter(|a| self.confirmed.contains_key(a)).count();
-                    let mut accounts: Vec<String> = accs.iter().map(|&a| self.accounts.names[a as usize].clone()).collect();
+                    let confirmed = accs
+                        .iter()
+                        .filter(|a| self.confirmed.contains_key(a))
+                        .count();
+                    let mut accounts: Vec<String> = accs
+                        .iter()
+                        .map(|&a| self.accounts.names[a as usize].clone())
+                        .collect();
                     accounts.sort();
-                    (accounts, blk.cols.iter().map(|&c| st.cols.names[c as usize].clone()).collect(), blk.density, confirmed)
+                    (
+                        accounts,
+                        blk.cols
+                            .iter()
+                            .map(|&c| st.cols.names[c as usize].clone())
+                            .collect(),
+                        blk.density,
+                        confirmed,
+                    )
                 })
                 .collect();
             for (accounts, cols, density, confirmed) in names {
-                self.report(t, &when, format!("block:{}", b.name), accounts, cols, density, confirmed);
+                self.report(
+                    t,
+                    &when,
+                    format!("block:{}", b.name),
+                    accounts,
+                    cols,
+                    density,
+                    confirmed,
+                );
             }
         }
     }
 
     /// Records a finding unless the same group was reported at a size at least two-thirds of this one.
     #[allow(clippy::too_many_arguments)]
-    fn report(&mut self, t: i64, when: &str, detector: String, accounts: Vec<String>, objects: Vec<String>, density: f64, confirmed: usize) {
-        let Some(first) = accounts.iter().min() else { return };
+    fn report(
+        &mut self,
+        t: i64,
+        when: &str,
+        detector: String,
+        accounts: Vec<String>,
+        objects: Vec<String>,
+        density: f64,
+        confirmed: usize,
+    ) {
+        let Some(first) = accounts.iter().min() else {
+            return;
+        };
         // A block is known by its first account and first object (two blocks of one refresh may share
         // an account); a cluster by its first account.
-        let k = match objects.iter().min().filter(|_| detector.starts_with("block:")) {
+        let k = match objects
+            .iter()
+            .min()
+            .filter(|_| detector.starts_with("block:"))
+        {
             Some(o) => format!("{detector}\u{0}{first}\u{0}{o}"),
             None => format!("{detector}\u{0}{first}"),
         };
@@ -984,7 +1232,15 @@ impl GraphState {
         }
         self.reported.insert(k, (accounts.len(), t));
         self.found += 1;
-        self.findings.push(Finding { id: format!("f-{}", self.found), detector, time: when.to_string(), accounts, objects, density, confirmed });
+        self.findings.push(Finding {
+            id: format!("f-{}", self.found),
+            detector,
+            time: when.to_string(),
+            accounts,
+            objects,
+            density,
+            confirmed,
+        });
     }
 }
 

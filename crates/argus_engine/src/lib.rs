@@ -16,8 +16,8 @@ pub mod report;
 pub mod table;
 
 pub use config::{Config, ConfigLoadError, CsvMapping};
-pub use graph::{Finding, GraphSpec};
 pub use engine::{Counters, Engine, EngineCopy, PendingSnapshot, ProcessError, SnapshotError};
+pub use graph::{Finding, GraphSpec};
 pub use replay::{replay, Format, ReplayError, ReplayStats};
 pub use report::PolicyReport;
 pub use table::{CsvTable, DecisionLog, FindingsLog, ParquetTable, RowSink, SummarySink};

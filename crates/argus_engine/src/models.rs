@@ -49,11 +49,24 @@ pub struct LoadedModel {
 }
 
 /// Loads and checks one model against the schema and features; every problem as a message.
-pub fn load(c: &ModelConfig, base: &Path, schema: &Schema, features: &FeatureSet) -> Result<LoadedModel, Vec<String>> {
+pub fn load(
+    c: &ModelConfig,
+    base: &Path,
+    schema: &Schema,
+    features: &FeatureSet,
+) -> Result<LoadedModel, Vec<String>> {
     let mut errors = Vec::new();
     let at = format!("models.{}", c.name);
-    if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_') || c.name.starts_with(|ch: char| ch.is_ascii_digit()) {
-        errors.push(format!("{at}: a model name is lower-case letters, digits and `_`, not starting with a digit"));
+    if c.name.is_empty()
+        || !c
+            .name
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+        || c.name.starts_with(|ch: char| ch.is_ascii_digit())
+    {
+        errors.push(format!(
+            "{at}: a model name is lower-case letters, digits and `_`, not starting with a digit"
+        ));
     }
     if c.reasons > 32 {
         errors.push(format!("{at}: reasons: at most 32"));
@@ -81,11 +94,17 @@ pub fn load(c: &ModelConfig, base: &Path, schema: &Schema, features: &FeatureSet
     let mut inputs = Vec::new();
     for name in &ensemble.features {
         match features.index_of(name) {
-            Some(i) if readable.contains(&i) && features.features[i].out != Out::Str => inputs.push(i),
-            Some(_) => errors.push(format!("{at}: input `{name}` is not a number computed on `{}`", c.event)),
+            Some(i) if readable.contains(&i) && features.features[i].out != Out::Str => {
+                inputs.push(i)
+            }
+            Some(_) => errors.push(format!(
+                "{at}: input `{name}` is not a number computed on `{}`",
+                c.event
+            )),
             None => errors.push(format!(
                 "{at}: input `{name}` is not a configured feature{}",
-                argus_suggest::closest(name, features.names()).map_or(String::new(), |s| format!(" (did you mean `{s}`?)"))
+                argus_suggest::closest(name, features.names())
+                    .map_or(String::new(), |s| format!(" (did you mean `{s}`?)"))
             )),
         }
     }
@@ -93,15 +112,32 @@ pub fn load(c: &ModelConfig, base: &Path, schema: &Schema, features: &FeatureSet
     if !errors.is_empty() {
         return Err(errors);
     }
-    let version = file.map_or_else(|| format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes())), |f| f.version);
-    Ok(LoadedModel { name: c.name.clone(), version, event_type: ty, inputs, scorer: scorer?, ensemble, reasons: c.reasons, path, digest: xxhash_rust::xxh3::xxh3_64(text.as_bytes()) })
+    let version = file.map_or_else(
+        || format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes())),
+        |f| f.version,
+    );
+    Ok(LoadedModel {
+        name: c.name.clone(),
+        version,
+        event_type: ty,
+        inputs,
+        scorer: scorer?,
+        ensemble,
+        reasons: c.reasons,
+        path,
+        digest: xxhash_rust::xxh3::xxh3_64(text.as_bytes()),
+    })
 }
 
 impl LoadedModel {
     /// The model's input row from a feature vector.
     pub fn row(&self, features: &[Value], x: &mut Vec<f64>) {
         x.clear();
-        x.extend(self.inputs.iter().map(|&i| features.get(i).map_or(f64::NAN, model_input)));
+        x.extend(
+            self.inputs
+                .iter()
+                .map(|&i| features.get(i).map_or(f64::NAN, model_input)),
+        );
     }
 
     /// Score and reasons for one event.
@@ -111,8 +147,21 @@ impl LoadedModel {
         let reasons = if self.reasons == 0 {
             Vec::new()
         } else {
-            self.ensemble.top_reasons(x, self.reasons).into_iter().map(|c| argus_policy::Reason { feature: c.feature, value: c.value, contribution: c.contribution }).collect()
+            self.ensemble
+                .top_reasons(x, self.reasons)
+                .into_iter()
+                .map(|c| argus_policy::Reason {
+                    feature: c.feature,
+                    value: c.value,
+                    contribution: c.contribution,
+                })
+                .collect()
         };
-        argus_policy::ModelOutput { name: self.name.clone(), version: self.version.clone(), score, reasons }
+        argus_policy::ModelOutput {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            score,
+            reasons,
+        }
     }
 }

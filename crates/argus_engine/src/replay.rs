@@ -82,14 +82,23 @@ pub fn replay<'a, 'b, R: BufRead>(
     Ok(stats)
 }
 
-fn handle(engine: &mut Engine, decoded: Result<Event, Rejection>, line: u64, stats: &mut ReplayStats, out: &mut Outputs<'_, '_>) -> io::Result<()> {
+fn handle(
+    engine: &mut Engine,
+    decoded: Result<Event, Rejection>,
+    line: u64,
+    stats: &mut ReplayStats,
+    out: &mut Outputs<'_, '_>,
+) -> io::Result<()> {
     stats.records += 1;
     let mut ev = match decoded {
         Ok(ev) => ev,
         Err(r) => {
             *stats.rejected.entry(r.code().to_string()).or_default() += 1;
             if let Some(w) = out.rejects.as_deref_mut() {
-                serde_json::to_writer(&mut *w, &serde_json::json!({"record": line, "errors": r.errors}))?;
+                serde_json::to_writer(
+                    &mut *w,
+                    &serde_json::json!({"record": line, "errors": r.errors}),
+                )?;
                 w.write_all(b"\n")?;
             }
             return Ok(());
@@ -114,7 +123,12 @@ fn handle(engine: &mut Engine, decoded: Result<Event, Rejection>, line: u64, sta
                 s.labelled(&ev, label, features)?;
             }
             if let Some(d) = engine.decide(&ev) {
-                let amount = engine.schema().get(ev.ty).slot("amount").and_then(|s| ev.fields[s].as_f64()).unwrap_or(0.0);
+                let amount = engine
+                    .schema()
+                    .get(ev.ty)
+                    .slot("amount")
+                    .and_then(|s| ev.fields[s].as_f64())
+                    .unwrap_or(0.0);
                 if let Some(r) = stats.policy.as_mut() {
                     r.add(&d, truth, amount);
                 }
@@ -129,7 +143,10 @@ fn handle(engine: &mut Engine, decoded: Result<Event, Rejection>, line: u64, sta
                 ProcessError::TooLate { .. } => stats.too_late += 1,
             }
             if let Some(w) = out.rejects.as_deref_mut() {
-                serde_json::to_writer(&mut *w, &serde_json::json!({"record": line, "errors": [{"path": "", "code": e.code(), "message": e.to_string()}]}))?;
+                serde_json::to_writer(
+                    &mut *w,
+                    &serde_json::json!({"record": line, "errors": [{"path": "", "code": e.code(), "message": e.to_string()}]}),
+                )?;
                 w.write_all(b"\n")?;
             }
         }
@@ -139,13 +156,24 @@ fn handle(engine: &mut Engine, decoded: Result<Event, Rejection>, line: u64, sta
 
 /// The event's label (first declared label column with a value) as a number; non-zero / true is positive.
 fn label_of(engine: &Engine, ev: &Event) -> Option<f64> {
-    engine.schema().labels.iter().filter(|l| l.source_type == ev.ty).find_map(|l| match &ev.fields[l.source_slot] {
-        argus_event::Value::Null => None,
-        v => Some(v.as_f64().unwrap_or(0.0)),
-    })
+    engine
+        .schema()
+        .labels
+        .iter()
+        .filter(|l| l.source_type == ev.ty)
+        .find_map(|l| match &ev.fields[l.source_slot] {
+            argus_event::Value::Null => None,
+            v => Some(v.as_f64().unwrap_or(0.0)),
+        })
 }
 
-fn ndjson<R: BufRead>(engine: &mut Engine, mut input: R, stats: &mut ReplayStats, out: &mut Outputs<'_, '_>, progress: &mut dyn FnMut(&ReplayStats)) -> Result<(), ReplayError> {
+fn ndjson<R: BufRead>(
+    engine: &mut Engine,
+    mut input: R,
+    stats: &mut ReplayStats,
+    out: &mut Outputs<'_, '_>,
+    progress: &mut dyn FnMut(&ReplayStats),
+) -> Result<(), ReplayError> {
     let mut line = Vec::new();
     let mut n = 0u64;
     loop {
@@ -172,14 +200,31 @@ struct TypeMap {
     cols: Vec<(usize, usize, String)>,
 }
 
-fn csv_records<R: BufRead>(engine: &mut Engine, input: R, stats: &mut ReplayStats, out: &mut Outputs<'_, '_>, progress: &mut dyn FnMut(&ReplayStats)) -> Result<(), ReplayError> {
+fn csv_records<R: BufRead>(
+    engine: &mut Engine,
+    input: R,
+    stats: &mut ReplayStats,
+    out: &mut Outputs<'_, '_>,
+    progress: &mut dyn FnMut(&ReplayStats),
+) -> Result<(), ReplayError> {
     let Some(m) = engine.config.csv.clone() else {
-        return Err(ReplayError::Mapping("CSV input needs a [csv] column mapping in the configuration".into()));
+        return Err(ReplayError::Mapping(
+            "CSV input needs a [csv] column mapping in the configuration".into(),
+        ));
     };
-    let mut rdr = csv::ReaderBuilder::new().delimiter(m.delimiter as u8).has_headers(true).flexible(true).from_reader(input);
+    let mut rdr = csv::ReaderBuilder::new()
+        .delimiter(m.delimiter as u8)
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(input);
     let headers: Vec<String> = rdr.headers()?.iter().map(str::to_string).collect();
     let col = |name: &str| -> Result<usize, ReplayError> {
-        headers.iter().position(|h| h == name).ok_or_else(|| ReplayError::Mapping(format!("CSV has no column `{name}` (columns: {})", headers.join(", "))))
+        headers.iter().position(|h| h == name).ok_or_else(|| {
+            ReplayError::Mapping(format!(
+                "CSV has no column `{name}` (columns: {})",
+                headers.join(", ")
+            ))
+        })
     };
     let id_c = col(&m.id)?;
     let time_c = col(&m.time)?;
@@ -194,14 +239,19 @@ fn csv_records<R: BufRead>(engine: &mut Engine, input: R, stats: &mut ReplayStat
         let et = schema.get(ty);
         let mut cols = vec![(argus_event::ACTOR_SLOT, actor_c, m.actor.clone())];
         for (f, ci, cname) in &field_cols {
-            if let Some(s) = et.slot(f).filter(|&s| s != argus_event::ACTOR_SLOT && et.fields[s].derived_from.is_none()) {
+            if let Some(s) = et
+                .slot(f)
+                .filter(|&s| s != argus_event::ACTOR_SLOT && et.fields[s].derived_from.is_none())
+            {
                 cols.push((s, *ci, cname.clone()));
             }
         }
         TypeMap { ty, cols }
     };
     let fixed = match &m.event_type {
-        Some(t) => Some(build(schema.type_id(t).ok_or_else(|| ReplayError::Mapping(format!("unknown event type `{t}`")))?)),
+        Some(t) => Some(build(schema.type_id(t).ok_or_else(|| {
+            ReplayError::Mapping(format!("unknown event type `{t}`"))
+        })?)),
         None => None,
     };
     let mut by_type: HashMap<String, Result<TypeMap, argus_event::FieldError>> = HashMap::new();
@@ -224,13 +274,17 @@ fn csv_records<R: BufRead>(engine: &mut Engine, input: R, stats: &mut ReplayStat
                 match &by_type[name] {
                     Ok(tm) => tm,
                     Err(e) => {
-                        let r = Rejection { errors: vec![e.clone()] };
+                        let r = Rejection {
+                            errors: vec![e.clone()],
+                        };
                         handle(engine, Err(r), line, stats, out)?;
                         continue;
                     }
                 }
             }
-            (None, None) => unreachable!("the configuration check requires `type` or `type_column`"),
+            (None, None) => {
+                unreachable!("the configuration check requires `type` or `type_column`")
+            }
         };
         let mut bad = None;
         let mut vals: Vec<(usize, &str, &str)> = Vec::with_capacity(tm.cols.len());
@@ -248,7 +302,13 @@ fn csv_records<R: BufRead>(engine: &mut Engine, input: R, stats: &mut ReplayStat
             vals.push((*slot, cname.as_str(), text(*ci, &mut bad)));
         }
         let decoded = match bad {
-            Some(c) => Err(Rejection { errors: vec![argus_event::FieldError { path: format!("/{c}"), code: "invalid_utf8", message: "column is not valid UTF-8".into() }] }),
+            Some(c) => Err(Rejection {
+                errors: vec![argus_event::FieldError {
+                    path: format!("/{c}"),
+                    code: "invalid_utf8",
+                    message: "column is not valid UTF-8".into(),
+                }],
+            }),
             None => engine.decoder().decode_text(tm.ty, id, time, &vals),
         };
         handle(engine, decoded, line, stats, out)?;

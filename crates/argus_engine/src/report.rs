@@ -72,7 +72,11 @@ impl PolicyReport {
         }
         for (i, a) in d.fired.iter().enumerate() {
             for b in &d.fired[i + 1..] {
-                let (x, y) = if a.rule < b.rule { (&a.rule, &b.rule) } else { (&b.rule, &a.rule) };
+                let (x, y) = if a.rule < b.rule {
+                    (&a.rule, &b.rule)
+                } else {
+                    (&b.rule, &a.rule)
+                };
                 *self.overlap.entry(format!("{x} & {y}")).or_default() += 1;
             }
         }
@@ -101,7 +105,8 @@ impl PolicyReport {
         for r in self.rules.values_mut() {
             r.money_missed = (self.labelled.money_positive - r.money_caught).max(0.0);
             if self.labelled.events > 0 {
-                r.precision = (r.labelled_hits > 0).then(|| r.true_positives as f64 / r.labelled_hits as f64);
+                r.precision =
+                    (r.labelled_hits > 0).then(|| r.true_positives as f64 / r.labelled_hits as f64);
                 r.recall = (positives > 0).then(|| r.true_positives as f64 / positives as f64);
             }
         }

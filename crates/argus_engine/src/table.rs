@@ -24,7 +24,12 @@ pub trait RowSink {
     }
     /// The accepted event itself, with the value of its own label column as it arrived (before the
     /// engine took it out for delayed release), and its features: for training tables.
-    fn labelled(&mut self, _ev: &argus_event::Event, _label: Option<f64>, _features: &[Value]) -> io::Result<()> {
+    fn labelled(
+        &mut self,
+        _ev: &argus_event::Event,
+        _label: Option<f64>,
+        _features: &[Value],
+    ) -> io::Result<()> {
         Ok(())
     }
     /// Findings of the graph detectors, as they are made (before the event that triggered them).
@@ -100,11 +105,17 @@ impl<W: Write> CsvTable<W> {
         let mut header = vec!["event_id", "event_time", "event_type"];
         header.extend(features.names());
         w.write_record(&header)?;
-        Ok(CsvTable { w, schema, buf: String::new() })
+        Ok(CsvTable {
+            w,
+            schema,
+            buf: String::new(),
+        })
     }
 
     pub fn into_inner(self) -> io::Result<W> {
-        self.w.into_inner().map_err(|e| io::Error::other(e.to_string()))
+        self.w
+            .into_inner()
+            .map_err(|e| io::Error::other(e.to_string()))
     }
 }
 
@@ -192,7 +203,11 @@ impl<W: Write + Send> ParquetTable<W> {
         }
         msg.push('}');
         let pschema = Arc::new(parse_message_type(&msg).map_err(pq_err)?);
-        let props = Arc::new(WriterProperties::builder().set_compression(Compression::SNAPPY).build());
+        let props = Arc::new(
+            WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .build(),
+        );
         let writer = SerializedFileWriter::new(inner, pschema, props).map_err(pq_err)?;
         let cols = outs
             .iter()
@@ -203,39 +218,63 @@ impl<W: Write + Send> ParquetTable<W> {
                 Out::Str => Col::Bytes(vec![], vec![]),
             })
             .collect();
-        Ok(ParquetTable { writer: Some(writer), schema, outs, ids: vec![], times: vec![], types: vec![], cols })
+        Ok(ParquetTable {
+            writer: Some(writer),
+            schema,
+            outs,
+            ids: vec![],
+            times: vec![],
+            types: vec![],
+            cols,
+        })
     }
 
     fn flush_group(&mut self) -> io::Result<()> {
         if self.ids.is_empty() {
             return Ok(());
         }
-        let Some(w) = self.writer.as_mut() else { return Ok(()) };
+        let Some(w) = self.writer.as_mut() else {
+            return Ok(());
+        };
         let mut rg = w.next_row_group().map_err(pq_err)?;
         let mut idx = 0usize;
         while let Some(mut c) = rg.next_column().map_err(pq_err)? {
             match idx {
                 0 => {
-                    c.typed::<ByteArrayType>().write_batch(&self.ids, None, None).map_err(pq_err)?;
+                    c.typed::<ByteArrayType>()
+                        .write_batch(&self.ids, None, None)
+                        .map_err(pq_err)?;
                 }
                 1 => {
-                    c.typed::<Int64Type>().write_batch(&self.times, None, None).map_err(pq_err)?;
+                    c.typed::<Int64Type>()
+                        .write_batch(&self.times, None, None)
+                        .map_err(pq_err)?;
                 }
                 2 => {
-                    c.typed::<ByteArrayType>().write_batch(&self.types, None, None).map_err(pq_err)?;
+                    c.typed::<ByteArrayType>()
+                        .write_batch(&self.types, None, None)
+                        .map_err(pq_err)?;
                 }
                 i => match &self.cols[i - 3] {
                     Col::I64(v, d) => {
-                        c.typed::<Int64Type>().write_batch(v, Some(d), None).map_err(pq_err)?;
+                        c.typed::<Int64Type>()
+                            .write_batch(v, Some(d), None)
+                            .map_err(pq_err)?;
                     }
                     Col::F64(v, d) => {
-                        c.typed::<DoubleType>().write_batch(v, Some(d), None).map_err(pq_err)?;
+                        c.typed::<DoubleType>()
+                            .write_batch(v, Some(d), None)
+                            .map_err(pq_err)?;
                     }
                     Col::Bool(v, d) => {
-                        c.typed::<BoolType>().write_batch(v, Some(d), None).map_err(pq_err)?;
+                        c.typed::<BoolType>()
+                            .write_batch(v, Some(d), None)
+                            .map_err(pq_err)?;
                     }
                     Col::Bytes(v, d) => {
-                        c.typed::<ByteArrayType>().write_batch(v, Some(d), None).map_err(pq_err)?;
+                        c.typed::<ByteArrayType>()
+                            .write_batch(v, Some(d), None)
+                            .map_err(pq_err)?;
                     }
                 },
             }
@@ -262,7 +301,8 @@ impl<W: Write + Send> RowSink for ParquetTable<W> {
     fn write(&mut self, id: &str, ty: TypeId, time: i64, features: &[Value]) -> io::Result<()> {
         self.ids.push(ByteArray::from(id));
         self.times.push(time);
-        self.types.push(ByteArray::from(self.schema.get(ty).name.as_str()));
+        self.types
+            .push(ByteArray::from(self.schema.get(ty).name.as_str()));
         for ((c, v), o) in self.cols.iter_mut().zip(features).zip(&self.outs) {
             match c {
                 Col::I64(vals, d) => match v {
@@ -337,7 +377,16 @@ pub struct SummarySink {
 
 impl SummarySink {
     pub fn new(fs: &FeatureSet) -> Self {
-        SummarySink { features: fs.features.iter().map(|f| FeatureSummary { name: f.name.clone(), ..Default::default() }).collect() }
+        SummarySink {
+            features: fs
+                .features
+                .iter()
+                .map(|f| FeatureSummary {
+                    name: f.name.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+        }
     }
 }
 

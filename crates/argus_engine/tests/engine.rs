@@ -64,7 +64,10 @@ fn duplicate_ids_are_recognised_and_change_nothing() {
     assert_eq!(e.process(&mut a).unwrap()[0], Value::Int(1));
     let before = e.snapshot();
     let mut again = pay(&e, "p1", "2026-01-01T00:00:01Z", "u1", None);
-    assert_eq!(e.process(&mut again).unwrap_err(), ProcessError::Duplicate("p1".into()));
+    assert_eq!(
+        e.process(&mut again).unwrap_err(),
+        ProcessError::Duplicate("p1".into())
+    );
     assert_eq!(e.counters.duplicates, 1);
     // Only the counter moved.
     let mut b = pay(&e, "p2", "2026-01-01T00:00:02Z", "u1", None);
@@ -82,7 +85,10 @@ fn late_events_within_lateness_are_placed_and_later_ones_refused() {
     assert_eq!(e.process(&mut late).unwrap()[0], Value::Int(1));
     // 2 min late: beyond the 1 min allowance.
     let mut too_late = pay(&e, "c", "2026-01-01T11:58:00Z", "u1", None);
-    assert!(matches!(e.process(&mut too_late), Err(ProcessError::TooLate { .. })));
+    assert!(matches!(
+        e.process(&mut too_late),
+        Err(ProcessError::TooLate { .. })
+    ));
     assert_eq!(e.counters.too_late, 1);
     let mut next = pay(&e, "d", "2026-01-01T12:00:10Z", "u1", None);
     assert_eq!(e.process(&mut next).unwrap()[0], Value::Int(3));
@@ -94,11 +100,22 @@ fn a_delayed_label_is_invisible_until_it_becomes_known() {
     let mut fraud = pay(&e, "f", "2026-01-01T00:00:00Z", "u1", Some(1));
     let out = e.process(&mut fraud).unwrap().to_vec();
     assert_eq!(out[1], Value::Int(0), "an event never sees its own label");
-    assert!(fraud.fields.iter().all(|v| *v != Value::Int(1)), "the label column is taken out of the event");
+    assert!(
+        fraud.fields.iter().all(|v| *v != Value::Int(1)),
+        "the label column is taken out of the event"
+    );
     let mut before = pay(&e, "g", "2026-01-07T23:59:59.999Z", "u2", None);
-    assert_eq!(e.process(&mut before).unwrap()[1], Value::Int(0), "1 ms before the label is known");
+    assert_eq!(
+        e.process(&mut before).unwrap()[1],
+        Value::Int(0),
+        "1 ms before the label is known"
+    );
     let mut at = pay(&e, "h", "2026-01-08T00:00:00Z", "u3", None);
-    assert_eq!(e.process(&mut at).unwrap()[1], Value::Int(1), "known exactly 7 days later");
+    assert_eq!(
+        e.process(&mut at).unwrap()[1],
+        Value::Int(1),
+        "known exactly 7 days later"
+    );
     assert_eq!(e.counters.labels_released, 1);
 }
 
@@ -109,35 +126,61 @@ fn personal_data_never_reaches_state_or_tables() {
     e.process(&mut ev).unwrap();
     let snap = e.snapshot();
     let needle = b"4111111111111111";
-    assert!(!snap.windows(needle.len()).any(|w| w == needle), "card number in the snapshot");
+    assert!(
+        !snap.windows(needle.len()).any(|w| w == needle),
+        "card number in the snapshot"
+    );
     assert!(format!("{ev:?}").contains("tk_"), "the card is a token");
 }
 
 #[test]
 fn snapshot_at_any_point_then_replay_gives_identical_bytes() {
-    let events = std::fs::read_to_string(common::root().join("examples/starter/events.ndjson")).unwrap();
+    let events =
+        std::fs::read_to_string(common::root().join("examples/starter/events.ndjson")).unwrap();
     let cfg_path = common::root().join("examples/starter/argus.toml");
     let table = |e: &mut Engine, input: &str| -> Vec<u8> {
-        let mut sink = CsvTable::new(Vec::new(), e.schema().clone(), &e.features().clone()).unwrap();
-        replay(e, input.as_bytes(), Format::Ndjson, &mut [&mut sink], None, &mut |_| {}).unwrap();
+        let mut sink =
+            CsvTable::new(Vec::new(), e.schema().clone(), &e.features().clone()).unwrap();
+        replay(
+            e,
+            input.as_bytes(),
+            Format::Ndjson,
+            &mut [&mut sink],
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
         sink.into_inner().unwrap()
     };
     let mut straight = Engine::new(Config::load(&cfg_path).unwrap());
     let full = table(&mut straight, &events);
     let mut again = Engine::new(Config::load(&cfg_path).unwrap());
-    assert_eq!(full, table(&mut again, &events), "same input twice ⇒ identical bytes");
+    assert_eq!(
+        full,
+        table(&mut again, &events),
+        "same input twice ⇒ identical bytes"
+    );
     let lines: Vec<&str> = events.lines().collect();
     for cut in [0, 1, 7, 20, lines.len() - 1, lines.len()] {
         let (a, b) = (lines[..cut].join("\n"), lines[cut..].join("\n"));
         let mut first = Engine::new(Config::load(&cfg_path).unwrap());
         let head = table(&mut first, &a);
-        let mut restored = Engine::restore(Config::load(&cfg_path).unwrap(), &first.snapshot()).unwrap();
+        let mut restored =
+            Engine::restore(Config::load(&cfg_path).unwrap(), &first.snapshot()).unwrap();
         let tail = table(&mut restored, &b);
         let header_len = full.iter().position(|&c| c == b'\n').unwrap() + 1;
         let mut joined = head.clone();
         joined.extend_from_slice(&tail[header_len..]);
-        assert_eq!(String::from_utf8(joined).unwrap(), String::from_utf8(full.clone()).unwrap(), "cut at {cut}");
-        assert_eq!(restored.snapshot(), straight.snapshot(), "state after cut at {cut}");
+        assert_eq!(
+            String::from_utf8(joined).unwrap(),
+            String::from_utf8(full.clone()).unwrap(),
+            "cut at {cut}"
+        );
+        assert_eq!(
+            restored.snapshot(),
+            straight.snapshot(),
+            "state after cut at {cut}"
+        );
     }
 }
 
@@ -147,13 +190,26 @@ fn snapshots_refuse_corruption_and_other_configurations() {
     let mut ev = pay(&e, "p", "2026-01-01T00:00:00Z", "u1", None);
     e.process(&mut ev).unwrap();
     let mut snap = e.snapshot();
-    let other = Config::from_str(&CONFIG.replace("window = \"1d\"", "window = \"2d\""), Path::new(".")).unwrap();
-    assert!(matches!(Engine::restore(other, &snap), Err(argus_engine::SnapshotError::Incompatible(_))));
+    let other = Config::from_str(
+        &CONFIG.replace("window = \"1d\"", "window = \"2d\""),
+        Path::new("."),
+    )
+    .unwrap();
+    assert!(matches!(
+        Engine::restore(other, &snap),
+        Err(argus_engine::SnapshotError::Incompatible(_))
+    ));
     let n = snap.len();
     snap[n / 2] ^= 1;
     let cfg = Config::from_str(CONFIG, Path::new(".")).unwrap();
-    assert!(matches!(Engine::restore(cfg.clone(), &snap), Err(argus_engine::SnapshotError::Corrupt(_))));
-    assert!(matches!(Engine::restore(cfg, b"nonsense"), Err(argus_engine::SnapshotError::Corrupt(_))));
+    assert!(matches!(
+        Engine::restore(cfg.clone(), &snap),
+        Err(argus_engine::SnapshotError::Corrupt(_))
+    ));
+    assert!(matches!(
+        Engine::restore(cfg, b"nonsense"),
+        Err(argus_engine::SnapshotError::Corrupt(_))
+    ));
 }
 
 #[test]
@@ -168,30 +224,80 @@ not json at all
 {"id":"2","type":"payment.attempt","time":"2026-01-01T00:00:01Z","actor":"u1","data":{"amount":"5","terminal":"T1"}}
 "#;
     let mut a = engine();
-    replay(&mut a, good.as_bytes(), Format::Ndjson, &mut [], None, &mut |_| {}).unwrap();
+    replay(
+        &mut a,
+        good.as_bytes(),
+        Format::Ndjson,
+        &mut [],
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
     let mut b = engine();
     let mut rejects = Vec::new();
-    let stats = replay(&mut b, with_bad.as_bytes(), Format::Ndjson, &mut [], Some(&mut rejects), &mut |_| {}).unwrap();
+    let stats = replay(
+        &mut b,
+        with_bad.as_bytes(),
+        Format::Ndjson,
+        &mut [],
+        Some(&mut rejects),
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(stats.rejected_total(), 3);
-    assert_eq!(a.snapshot(), b.snapshot(), "refused records leave no trace in state");
+    assert_eq!(
+        a.snapshot(),
+        b.snapshot(),
+        "refused records leave no trace in state"
+    );
     let rejects = String::from_utf8(rejects).unwrap();
-    assert!(rejects.contains("/data/amount") && rejects.contains("invalid_json") && rejects.contains("/data/card"), "{rejects}");
+    assert!(
+        rejects.contains("/data/amount")
+            && rejects.contains("invalid_json")
+            && rejects.contains("/data/card"),
+        "{rejects}"
+    );
 }
 
 #[test]
 fn parquet_table_reads_back() {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use parquet::record::RowAccessor;
-    let events = std::fs::read_to_string(common::root().join("examples/starter/events.ndjson")).unwrap();
-    let mut e = Engine::new(Config::load(&common::root().join("examples/starter/argus.toml")).unwrap());
+    let events =
+        std::fs::read_to_string(common::root().join("examples/starter/events.ndjson")).unwrap();
+    let mut e =
+        Engine::new(Config::load(&common::root().join("examples/starter/argus.toml")).unwrap());
     let dir = std::env::temp_dir().join(format!("argus-pq-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("t.parquet");
-    let mut sink = ParquetTable::new(std::fs::File::create(&path).unwrap(), e.schema().clone(), &e.features().clone()).unwrap();
-    let stats = replay(&mut e, events.as_bytes(), Format::Ndjson, &mut [&mut sink], None, &mut |_| {}).unwrap();
+    let mut sink = ParquetTable::new(
+        std::fs::File::create(&path).unwrap(),
+        e.schema().clone(),
+        &e.features().clone(),
+    )
+    .unwrap();
+    let stats = replay(
+        &mut e,
+        events.as_bytes(),
+        Format::Ndjson,
+        &mut [&mut sink],
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
     let r = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
-    assert_eq!(r.metadata().file_metadata().num_rows() as u64, stats.accepted);
-    let names: Vec<String> = r.metadata().file_metadata().schema_descr().columns().iter().map(|c| c.name().to_string()).collect();
+    assert_eq!(
+        r.metadata().file_metadata().num_rows() as u64,
+        stats.accepted
+    );
+    let names: Vec<String> = r
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
     assert_eq!(names.len(), 3 + e.features().features.len());
     let first = r.get_row_iter(None).unwrap().next().unwrap().unwrap();
     assert_eq!(first.get_string(0).unwrap(), "evt-0001");
@@ -255,7 +361,11 @@ window = "1h"
     let mut a = e.decoder().decode_json(&json!({"id": "1", "type": "order.create", "time": 1000, "actor": "s1", "data": {"order": "o", "amount": 1}})).unwrap();
     assert_eq!(e.process(&mut a).unwrap()[0], Value::Int(1));
     let mut b = e.decoder().decode_json(&json!({"id": "2", "type": "listing.create", "time": 2000, "actor": "s1", "data": {"item": "i"}})).unwrap();
-    assert_eq!(e.process(&mut b).unwrap()[0], Value::Int(1), "seller s1 is not user s1");
+    assert_eq!(
+        e.process(&mut b).unwrap()[0],
+        Value::Int(1),
+        "seller s1 is not user s1"
+    );
 }
 
 #[test]
@@ -266,7 +376,11 @@ fn a_null_required_field_is_missing() {
         .decode_json(&json!({"id": "1", "type": "payment.attempt", "time": 0, "actor": null, "data": {"amount": null}}))
         .unwrap_err();
     let paths: Vec<(&str, &str)> = r.errors.iter().map(|x| (x.path.as_str(), x.code)).collect();
-    assert!(paths.contains(&("/actor", "missing_field")) && paths.contains(&("/data/amount", "missing_field")), "{paths:?}");
+    assert!(
+        paths.contains(&("/actor", "missing_field"))
+            && paths.contains(&("/data/amount", "missing_field")),
+        "{paths:?}"
+    );
 }
 
 #[test]
@@ -274,8 +388,14 @@ fn a_snapshot_is_refused_under_another_pseudonymization_secret() {
     let mut e = engine();
     let mut ev = pay(&e, "p", "2026-01-01T00:00:00Z", "u1", None);
     e.process(&mut ev).unwrap();
-    let other = Config::from_str(&format!("[privacy]\nsecret = \"another\"\n{CONFIG}"), Path::new(".")).unwrap();
-    assert!(matches!(Engine::restore(other, &e.snapshot()), Err(argus_engine::SnapshotError::Incompatible(m)) if m.contains("secret")));
+    let other = Config::from_str(
+        &format!("[privacy]\nsecret = \"another\"\n{CONFIG}"),
+        Path::new("."),
+    )
+    .unwrap();
+    assert!(
+        matches!(Engine::restore(other, &e.snapshot()), Err(argus_engine::SnapshotError::Incompatible(m)) if m.contains("secret"))
+    );
 }
 
 /// The server snapshots while events keep arriving: an incremental copy, interleaved with events in
@@ -297,7 +417,13 @@ fn an_incremental_copy_taken_while_events_arrive_equals_the_snapshot_at_its_end(
     for i in 0..12_000u64 {
         t += next(90_000) as i64;
         let fraud = (next(10) == 0).then(|| next(2) as i64);
-        let mut ev = pay(&e, &format!("e{i}"), &argus_event::time::format_rfc3339(t), &format!("u{}", next(300)), fraud);
+        let mut ev = pay(
+            &e,
+            &format!("e{i}"),
+            &argus_event::time::format_rfc3339(t),
+            &format!("u{}", next(300)),
+            fraud,
+        );
         e.process(&mut ev).unwrap();
         copy = match copy.take() {
             None if i % 400 == 0 => Some(e.begin_copy()),
@@ -306,7 +432,11 @@ fn an_incremental_copy_taken_while_events_arrive_equals_the_snapshot_at_its_end(
                 Ok(false) => Some(c),
                 Ok(true) => {
                     let pending = e.finish_copy(c).unwrap();
-                    assert_eq!(pending.encode(), e.snapshot(), "copy finished after event {i}");
+                    assert_eq!(
+                        pending.encode(),
+                        e.snapshot(),
+                        "copy finished after event {i}"
+                    );
                     made += 1;
                     None
                 }

@@ -59,27 +59,48 @@ struct Run {
 
 impl Run {
     fn new(cfg: Config) -> Run {
-        Run { engine: Engine::new(cfg), n: 0, findings: Vec::new() }
+        Run {
+            engine: Engine::new(cfg),
+            n: 0,
+            findings: Vec::new(),
+        }
     }
 
     /// Processes one event; returns the named features.
-    fn ev(&mut self, ty: &str, actor: &str, t: i64, data: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    fn ev(
+        &mut self,
+        ty: &str,
+        actor: &str,
+        t: i64,
+        data: serde_json::Value,
+    ) -> serde_json::Map<String, serde_json::Value> {
         self.n += 1;
         let mut ev = self.engine.decoder().decode_json(&serde_json::json!({"id": format!("e{}", self.n), "type": ty, "time": t, "actor": actor, "data": data})).unwrap();
         self.engine.process(&mut ev).unwrap();
         self.findings.extend(self.engine.take_findings());
         let fs = self.engine.features().clone();
         let out = self.engine.features_out();
-        fs.readable(ev.ty as usize).into_iter().filter(|&i| fs.features[i].name.starts_with("graph_")).map(|i| (fs.features[i].name.clone(), argus_policy::policy::to_json(&argus_policy::policy::to_val(&out[i])))).collect()
+        fs.readable(ev.ty as usize)
+            .into_iter()
+            .filter(|&i| fs.features[i].name.starts_with("graph_"))
+            .map(|i| {
+                (
+                    fs.features[i].name.clone(),
+                    argus_policy::policy::to_json(&argus_policy::policy::to_val(&out[i])),
+                )
+            })
+            .collect()
     }
 }
 
 fn int(m: &serde_json::Map<String, serde_json::Value>, k: &str) -> i64 {
-    m[k].as_i64().unwrap_or_else(|| panic!("{k}: {:?}", m.get(k)))
+    m[k].as_i64()
+        .unwrap_or_else(|| panic!("{k}: {:?}", m.get(k)))
 }
 
 fn num(m: &serde_json::Map<String, serde_json::Value>, k: &str) -> f64 {
-    m[k].as_f64().unwrap_or_else(|| panic!("{k}: {:?}", m.get(k)))
+    m[k].as_f64()
+        .unwrap_or_else(|| panic!("{k}: {:?}", m.get(k)))
 }
 
 #[test]
@@ -88,38 +109,88 @@ fn accounts_sharing_devices_are_one_cluster_hubs_and_failed_logins_do_not_link()
     // Five accounts log in on one device: one cluster of five (read on the fifth's own event).
     let mut last = serde_json::Map::new();
     for i in 0..5 {
-        last = r.ev("account.login", &format!("u{i}"), T0 + i * 1000, serde_json::json!({"success": true, "device": "d-ring"}));
+        last = r.ev(
+            "account.login",
+            &format!("u{i}"),
+            T0 + i * 1000,
+            serde_json::json!({"success": true, "device": "d-ring"}),
+        );
     }
     assert_eq!(int(&last, "graph_cluster_size"), 5);
     assert!((num(&last, "graph_cluster_accounts_per_value") - 5.0).abs() < 1e-12);
     assert!((num(&last, "graph_cluster_accounts_per_device") - 5.0).abs() < 1e-12);
-    assert!(last["graph_cluster_accounts_per_payout_account"].is_null(), "no payout account seen: no ratio");
+    assert!(
+        last["graph_cluster_accounts_per_payout_account"].is_null(),
+        "no payout account seen: no ratio"
+    );
     // A sixth sharer exceeds max_share = 5: the device links no more accounts.
-    let m = r.ev("account.login", "u5", T0 + 5000, serde_json::json!({"success": true, "device": "d-ring"}));
+    let m = r.ev(
+        "account.login",
+        "u5",
+        T0 + 5000,
+        serde_json::json!({"success": true, "device": "d-ring"}),
+    );
     assert_eq!(int(&m, "graph_cluster_size"), 1);
     // A stranger's failed logins from the ring's device link nobody.
-    let m = r.ev("account.login", "stranger", T0 + 10_000, serde_json::json!({"success": false, "device": "d-ring"}));
+    let m = r.ev(
+        "account.login",
+        "stranger",
+        T0 + 10_000,
+        serde_json::json!({"success": false, "device": "d-ring"}),
+    );
     assert_eq!(int(&m, "graph_cluster_size"), 1);
     // Payout accounts link too: another account joins through the ring's payout account.
-    r.ev("payout.request", "u0", T0 + 11_000, serde_json::json!({"payout_account": "pa1", "amount": "10.00"}));
-    let m = r.ev("payout.request", "u7", T0 + 12_000, serde_json::json!({"payout_account": "pa1", "amount": "10.00"}));
+    r.ev(
+        "payout.request",
+        "u0",
+        T0 + 11_000,
+        serde_json::json!({"payout_account": "pa1", "amount": "10.00"}),
+    );
+    let m = r.ev(
+        "payout.request",
+        "u7",
+        T0 + 12_000,
+        serde_json::json!({"payout_account": "pa1", "amount": "10.00"}),
+    );
     assert_eq!(int(&m, "graph_cluster_size"), 6);
     // Six accounts; one device, one payout account; u5's own device is not in the cluster.
     assert!((num(&m, "graph_cluster_accounts_per_device") - 6.0).abs() < 1e-12);
     assert!((num(&m, "graph_cluster_accounts_per_payout_account") - 6.0).abs() < 1e-12);
-    assert!((num(&m, "graph_cluster_accounts_per_value") - 3.0).abs() < 1e-12, "{m:?}");
+    assert!(
+        (num(&m, "graph_cluster_accounts_per_value") - 3.0).abs() < 1e-12,
+        "{m:?}"
+    );
     // The hourly refresh reports the cluster of six, with its shared values.
-    r.ev("account.login", "u9", T0 + 2 * H, serde_json::json!({"success": true, "device": "d9"}));
-    let clusters: Vec<&Finding> = r.findings.iter().filter(|f| f.detector == "cluster").collect();
+    r.ev(
+        "account.login",
+        "u9",
+        T0 + 2 * H,
+        serde_json::json!({"success": true, "device": "d9"}),
+    );
+    let clusters: Vec<&Finding> = r
+        .findings
+        .iter()
+        .filter(|f| f.detector == "cluster")
+        .collect();
     assert_eq!(clusters.len(), 1, "{clusters:?}");
     assert_eq!(clusters[0].accounts, ["u0", "u1", "u2", "u3", "u4", "u7"]);
     // Its shared values: the payout account; the device is over max_share, no longer a link.
     assert_eq!(clusters[0].objects, ["payout_account:pa1"]);
     // The device is shared by 6 > max_share accounts: after the daily rebuild it is a hub and links
     // nobody; the payout account still ties u0 and u7.
-    let m = r.ev("account.login", "u7", T0 + 25 * H, serde_json::json!({"success": true, "device": "d-own"}));
+    let m = r.ev(
+        "account.login",
+        "u7",
+        T0 + 25 * H,
+        serde_json::json!({"success": true, "device": "d-own"}),
+    );
     assert_eq!(int(&m, "graph_cluster_size"), 2);
-    let m = r.ev("account.login", "u1", T0 + 25 * H + 1, serde_json::json!({"success": true, "device": "d-own1"}));
+    let m = r.ev(
+        "account.login",
+        "u1",
+        T0 + 25 * H + 1,
+        serde_json::json!({"success": true, "device": "d-own1"}),
+    );
     assert_eq!(int(&m, "graph_cluster_size"), 1);
 }
 
@@ -127,10 +198,25 @@ fn accounts_sharing_devices_are_one_cluster_hubs_and_failed_logins_do_not_link()
 fn confirmed_labels_give_the_cluster_a_fraud_rate() {
     let mut r = Run::new(config("").unwrap());
     for i in 0..4 {
-        r.ev("account.login", &format!("u{i}"), T0 + i * 1000, serde_json::json!({"success": true, "device": "d1"}));
+        r.ev(
+            "account.login",
+            &format!("u{i}"),
+            T0 + i * 1000,
+            serde_json::json!({"success": true, "device": "d1"}),
+        );
     }
-    r.ev("fraud.confirmed", "analyst", T0 + 5000, serde_json::json!({"subject_kind": "user", "subject": "u1"}));
-    let m = r.ev("account.login", "u3", T0 + 6000, serde_json::json!({"success": true, "device": "d1"}));
+    r.ev(
+        "fraud.confirmed",
+        "analyst",
+        T0 + 5000,
+        serde_json::json!({"subject_kind": "user", "subject": "u1"}),
+    );
+    let m = r.ev(
+        "account.login",
+        "u3",
+        T0 + 6000,
+        serde_json::json!({"success": true, "device": "d1"}),
+    );
     assert_eq!(int(&m, "graph_cluster_confirmed"), 1);
     assert!((num(&m, "graph_cluster_fraud_rate") - 0.25).abs() < 1e-12);
 }
@@ -141,16 +227,28 @@ fn confirmed_labels_give_the_cluster_a_fraud_rate() {
 fn lockstep_world(r: &mut Run) {
     let mut s = 11u64;
     let mut rnd = |n: u64| {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (s >> 33) % n
     };
     for k in 0..400 {
         let u = format!("h{}", rnd(200));
-        r.ev("item.click", &u, T0 + k * 1500, serde_json::json!({"item": format!("i{}", rnd(300)), "device": format!("dev-{u}")}));
+        r.ev(
+            "item.click",
+            &u,
+            T0 + k * 1500,
+            serde_json::json!({"item": format!("i{}", rnd(300)), "device": format!("dev-{u}")}),
+        );
     }
     for (j, item) in ["t1", "t2", "t3"].iter().enumerate() {
         for a in 0..12 {
-            r.ev("item.click", &format!("farm{a}"), T0 + 300_000 + (j as i64 * 12 + a) * 1000, serde_json::json!({"item": item, "device": format!("fd{a}")}));
+            r.ev(
+                "item.click",
+                &format!("farm{a}"),
+                T0 + 300_000 + (j as i64 * 12 + a) * 1000,
+                serde_json::json!({"item": item, "device": format!("fd{a}")}),
+            );
         }
     }
 }
@@ -161,14 +259,36 @@ fn a_lockstep_block_is_found_marks_its_accounts_and_is_reported() {
     lockstep_world(&mut r);
     // The farm's next click reads the incremental densest set, as of the last full batch of 4 new
     // pairs: at least 9 of the 12 × 3 (density 27 / 12).
-    let m = r.ev("item.click", "farm0", T0 + 340_000, serde_json::json!({"item": "t1", "device": "fd0"}));
+    let m = r.ev(
+        "item.click",
+        "farm0",
+        T0 + 340_000,
+        serde_json::json!({"item": "t1", "device": "fd0"}),
+    );
     assert!(num(&m, "graph_clicks_density") >= 2.25 - 1e-9, "{m:?}");
-    assert!((9..=12).contains(&int(&m, "graph_clicks_block_accounts")), "{m:?}");
-    let m = r.ev("item.click", "h3", T0 + 341_000, serde_json::json!({"item": "i1", "device": "dev-h3"}));
+    assert!(
+        (9..=12).contains(&int(&m, "graph_clicks_block_accounts")),
+        "{m:?}"
+    );
+    let m = r.ev(
+        "item.click",
+        "h3",
+        T0 + 341_000,
+        serde_json::json!({"item": "i1", "device": "dev-h3"}),
+    );
     assert_eq!(num(&m, "graph_clicks_density"), 0.0);
     // The ten-minute refresh re-peels the window and reports the block.
-    r.ev("item.click", "h4", T0 + 700_000, serde_json::json!({"item": "i2", "device": "dev-h4"}));
-    let blocks: Vec<&Finding> = r.findings.iter().filter(|f| f.detector == "block:clicks").collect();
+    r.ev(
+        "item.click",
+        "h4",
+        T0 + 700_000,
+        serde_json::json!({"item": "i2", "device": "dev-h4"}),
+    );
+    let blocks: Vec<&Finding> = r
+        .findings
+        .iter()
+        .filter(|f| f.detector == "block:clicks")
+        .collect();
     assert_eq!(blocks.len(), 1, "{blocks:?}");
     assert_eq!(blocks[0].accounts.len(), 12);
     assert!(blocks[0].accounts.iter().all(|a| a.starts_with("farm")));
@@ -176,7 +296,12 @@ fn a_lockstep_block_is_found_marks_its_accounts_and_is_reported() {
     // Burst scores are features of the edge's own event.
     assert!(m.contains_key("graph_clicks_burst"));
     // After the window, the edges expired: nobody is in a block any more.
-    let m = r.ev("item.click", "farm0", T0 + 2 * H, serde_json::json!({"item": "t9", "device": "fd0"}));
+    let m = r.ev(
+        "item.click",
+        "farm0",
+        T0 + 2 * H,
+        serde_json::json!({"item": "t9", "device": "fd0"}),
+    );
     assert_eq!(num(&m, "graph_clicks_density"), 0.0);
 }
 
@@ -184,11 +309,21 @@ fn a_lockstep_block_is_found_marks_its_accounts_and_is_reported() {
 fn links_expire_and_memory_is_given_back() {
     let mut r = Run::new(config("").unwrap());
     for i in 0..200 {
-        r.ev("account.login", &format!("u{i}"), T0 + i * 1000, serde_json::json!({"success": true, "device": format!("d{}", i / 2)}));
+        r.ev(
+            "account.login",
+            &format!("u{i}"),
+            T0 + i * 1000,
+            serde_json::json!({"success": true, "device": format!("d{}", i / 2)}),
+        );
     }
     assert_eq!(r.engine.graph_size().unwrap().1, 200);
     // Three days later (window 2 d), the daily rebuild drops every old link and account.
-    let m = r.ev("account.login", "u0", T0 + 3 * 24 * H, serde_json::json!({"success": true, "device": "d-new"}));
+    let m = r.ev(
+        "account.login",
+        "u0",
+        T0 + 3 * 24 * H,
+        serde_json::json!({"success": true, "device": "d-new"}),
+    );
     assert_eq!(int(&m, "graph_cluster_size"), 1);
     let (accounts, links, _) = r.engine.graph_size().unwrap();
     assert_eq!((accounts, links), (1, 1));
@@ -200,7 +335,11 @@ fn snapshot_and_restore_continue_exactly_and_runs_are_deterministic() {
     let mut a = Run::new(cfg.clone());
     lockstep_world(&mut a);
     // Snapshot mid-stream (with pending edges in the incremental peel's batch), restore, continue both.
-    let mut b = Run { engine: Engine::restore(cfg.clone(), &a.engine.snapshot()).unwrap(), n: a.n, findings: Vec::new() };
+    let mut b = Run {
+        engine: Engine::restore(cfg.clone(), &a.engine.snapshot()).unwrap(),
+        n: a.n,
+        findings: Vec::new(),
+    };
     assert_eq!(a.engine.state_digest(), b.engine.state_digest());
     a.findings.clear();
     for k in 0..50 {
@@ -218,10 +357,18 @@ fn snapshot_and_restore_continue_exactly_and_runs_are_deterministic() {
     let mut d = Run::new(cfg);
     lockstep_world(&mut d);
     assert_eq!(c.engine.state_digest(), d.engine.state_digest());
-    assert_eq!(c.engine.snapshot(), d.engine.snapshot(), "same events, same snapshot bytes");
+    assert_eq!(
+        c.engine.snapshot(),
+        d.engine.snapshot(),
+        "same events, same snapshot bytes"
+    );
     assert_eq!(c.findings, d.findings);
     // A snapshot under another [graph] is refused.
-    let other = Config::from_str(&GRAPH.replace("max_share = 5", "max_share = 6"), Path::new(".")).unwrap();
+    let other = Config::from_str(
+        &GRAPH.replace("max_share = 5", "max_share = 6"),
+        Path::new("."),
+    )
+    .unwrap();
     let err = Engine::restore(other, &c.engine.snapshot()).err().unwrap();
     assert!(err.to_string().contains("[graph]"), "{err}");
 }
@@ -230,7 +377,16 @@ fn snapshot_and_restore_continue_exactly_and_runs_are_deterministic() {
 fn rules_and_models_read_graph_features() {
     let dir = tempfile::tempdir().unwrap();
     // A one-split model on the cluster size: risky from 4 accounts on.
-    let split = Node { feature: 0, threshold: 3.5, left: 1, right: 2, default_left: true, missing: Missing::Default, value: 0.0, cover: 1.0 };
+    let split = Node {
+        feature: 0,
+        threshold: 3.5,
+        left: 1,
+        right: 2,
+        default_left: true,
+        missing: Missing::Default,
+        value: 0.0,
+        cover: 1.0,
+    };
     let mut e = Ensemble {
         features: vec!["graph_cluster_size".into()],
         base: 0.0,
@@ -259,7 +415,14 @@ action = "review"
 score = 40
 reason = "one of four or more linked accounts"
 "#;
-    let loaded = argus_policy::load_sources(&vec![("p.toml".into(), policy.into())], &Default::default(), &cfg.schema, &cfg.features, &cfg.pseudonymizer).unwrap();
+    let loaded = argus_policy::load_sources(
+        &vec![("p.toml".into(), policy.into())],
+        &Default::default(),
+        &cfg.schema,
+        &cfg.features,
+        &cfg.pseudonymizer,
+    )
+    .unwrap();
     let mut r = Run::new(cfg);
     r.engine.set_policies(Arc::new(loaded.policies));
     let decoder = r.engine.decoder().clone();
@@ -284,13 +447,25 @@ reason = "one of four or more linked accounts"
 
 #[test]
 fn bad_graph_declarations_are_reported() {
-    let err = |text: &str| Config::from_str(text, Path::new(".")).unwrap_err().to_string();
+    let err = |text: &str| {
+        Config::from_str(text, Path::new("."))
+            .unwrap_err()
+            .to_string()
+    };
     let e = err("[graph]\nwindow = \"soon\"\n[[graph.links]]\nfield = \"devize\"\n[[graph.blocks]]\nname = \"b\"\nevents = [\"item.clik\"]\ncolumn = \"item\"\nweighting = \"cubic\"\n");
-    for want in ["graph.window: invalid duration `soon`", "no account event type has a field `devize`", "unknown event type `item.clik`", "weighting: `cubic`"] {
+    for want in [
+        "graph.window: invalid duration `soon`",
+        "no account event type has a field `devize`",
+        "unknown event type `item.clik`",
+        "weighting: `cubic`",
+    ] {
         assert!(e.contains(want), "{want} not in {e}");
     }
     let e = err("[graph]\n[[graph.blocks]]\nname = \"b\"\nevents = [\"order.create\"]\ncolumn = \"sellr\"\nrepeats = \"twice\"\n");
-    assert!(e.contains("has no field `sellr`") && e.contains("repeats: `twice`"), "{e}");
+    assert!(
+        e.contains("has no field `sellr`") && e.contains("repeats: `twice`"),
+        "{e}"
+    );
     let e = err("[graph]\n[[graph.links]]\nfield = \"device\"\nevents = [\"account.login\"]\nfilter = [{ field = \"nope\", op = \"==\", value = false }]\n");
     assert!(e.contains("has no field `nope`"), "{e}");
     let e = err("[graph]\n[[graph.links]]\nfield = \"device\"\nevents = [\"account.login\"]\nfilter = [{ field = \"success\", op = \"==\", value = \"false\" }]\n");
@@ -324,7 +499,12 @@ batch = 1
     )
     .unwrap();
     let mut r = Run::new(cfg);
-    r.ev("fraud.confirmed", "analyst", T0, serde_json::json!({"subject_kind": "user", "subject": "b0"}));
+    r.ev(
+        "fraud.confirmed",
+        "analyst",
+        T0,
+        serde_json::json!({"subject_kind": "user", "subject": "b0"}),
+    );
     // Honest: 30 buyers, one 10.00 order each at 30 sellers.
     for i in 0..30 {
         r.ev("order.create", &format!("h{i}"), T0 + 1000 + i, serde_json::json!({"order": format!("ho{i}"), "seller": format!("s{i}"), "amount": "10.00"}));
@@ -336,13 +516,23 @@ batch = 1
             last = r.ev("order.create", &format!("b{b}"), T0 + 10_000 + k * 100 + b, serde_json::json!({"order": format!("o{k}{b}"), "seller": "ring-seller", "amount": "10.00"}));
         }
     }
-    assert!((num(&last, "graph_orders_density") - 24.0).abs() < 1e-9, "{last:?}");
+    assert!(
+        (num(&last, "graph_orders_density") - 24.0).abs() < 1e-9,
+        "{last:?}"
+    );
     assert_eq!(int(&last, "graph_orders_block_accounts"), 4);
     assert!((num(&last, "graph_orders_fraud_rate") - 0.25).abs() < 1e-12);
-    let m = r.ev("order.create", "h1", T0 + 20_000, serde_json::json!({"order": "x", "seller": "s1", "amount": "10.00"}));
+    let m = r.ev(
+        "order.create",
+        "h1",
+        T0 + 20_000,
+        serde_json::json!({"order": "x", "seller": "s1", "amount": "10.00"}),
+    );
     assert_eq!(num(&m, "graph_orders_density"), 0.0);
     // A weight field that is not a number, or with repeats once, is refused.
-    let err = |extra: &str| Config::from_str(&format!("[graph]\n[[graph.blocks]]\nname = \"o\"\nevents = [\"order.create\"]\ncolumn = \"seller\"\n{extra}"), Path::new(".")).unwrap_err().to_string();
+    let err = |extra: &str| {
+        Config::from_str(&format!("[graph]\n[[graph.blocks]]\nname = \"o\"\nevents = [\"order.create\"]\ncolumn = \"seller\"\n{extra}"), Path::new(".")).unwrap_err().to_string()
+    };
     assert!(err("weight = \"currency\"").contains("is not a number"));
     assert!(err("weight = \"amount\"\nrepeats = \"once\"").contains("cannot also weigh"));
 }
@@ -394,7 +584,9 @@ min_rows = 1
     let decoder = e.decoder().clone();
     let mut s = 99u64;
     let mut rnd = |n: u64| {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (s >> 33) % n.max(1)
     };
     let mut t = T0;
@@ -404,12 +596,24 @@ min_rows = 1
         let actor = format!("u{}", rnd(300));
         let amount = ["0.00", "-5.00", "1.99", "99999999999.99", "12.50"][rnd(5) as usize];
         let doc = match rnd(6) {
-            0 => serde_json::json!({"id": format!("e{i}"), "type": "account.login", "time": t, "actor": actor, "data": {"success": rnd(2) == 0, "device": format!("d{}", rnd(40))}}),
-            1 => serde_json::json!({"id": format!("e{i}"), "type": "order.create", "time": t, "actor": actor, "data": {"order": format!("o{i}"), "seller": format!("s{}", rnd(20)), "amount": amount, "device": format!("d{}", rnd(400))}}),
-            2 => serde_json::json!({"id": format!("e{i}"), "type": "item.click", "time": t, "actor": actor, "data": {"item": format!("i{}", rnd(30))}}),
-            3 => serde_json::json!({"id": format!("e{i}"), "type": "payout.request", "time": t, "actor": actor, "data": {"payout_account": format!("p{}", rnd(10)), "amount": amount}}),
-            4 => serde_json::json!({"id": format!("e{i}"), "type": "fraud.confirmed", "time": t, "actor": "analyst", "data": {"subject": format!("u{}", rnd(400))}}),
-            _ => serde_json::json!({"id": format!("e{}", rnd(i + 1)), "type": "order.create", "time": t, "actor": actor, "data": {"order": "dup"}}),
+            0 => {
+                serde_json::json!({"id": format!("e{i}"), "type": "account.login", "time": t, "actor": actor, "data": {"success": rnd(2) == 0, "device": format!("d{}", rnd(40))}})
+            }
+            1 => {
+                serde_json::json!({"id": format!("e{i}"), "type": "order.create", "time": t, "actor": actor, "data": {"order": format!("o{i}"), "seller": format!("s{}", rnd(20)), "amount": amount, "device": format!("d{}", rnd(400))}})
+            }
+            2 => {
+                serde_json::json!({"id": format!("e{i}"), "type": "item.click", "time": t, "actor": actor, "data": {"item": format!("i{}", rnd(30))}})
+            }
+            3 => {
+                serde_json::json!({"id": format!("e{i}"), "type": "payout.request", "time": t, "actor": actor, "data": {"payout_account": format!("p{}", rnd(10)), "amount": amount}})
+            }
+            4 => {
+                serde_json::json!({"id": format!("e{i}"), "type": "fraud.confirmed", "time": t, "actor": "analyst", "data": {"subject": format!("u{}", rnd(400))}})
+            }
+            _ => {
+                serde_json::json!({"id": format!("e{}", rnd(i + 1)), "type": "order.create", "time": t, "actor": actor, "data": {"order": "dup"}})
+            }
         };
         if let Ok(mut ev) = decoder.decode_json(&doc) {
             let _ = e.process(&mut ev);
@@ -418,7 +622,10 @@ min_rows = 1
     }
     assert!(found > 0, "the storm produced findings");
     let (accounts, links, edges) = e.graph_size().unwrap();
-    assert!(accounts <= 1000 && links <= 2000 && edges <= 5000, "bounded: {accounts} accounts, {links} links, {edges} edges");
+    assert!(
+        accounts <= 1000 && links <= 2000 && edges <= 5000,
+        "bounded: {accounts} accounts, {links} links, {edges} edges"
+    );
     let r = Engine::restore(cfg, &e.snapshot()).unwrap();
     assert_eq!(r.state_digest(), e.state_digest());
 }
@@ -444,15 +651,34 @@ batch = 16
     )
     .unwrap();
     let mut r = Run::new(cfg);
-    let first = r.ev("order.create", "u0", T0, serde_json::json!({"order": "o0", "seller": "s1", "amount": "5.00"}));
-    assert_eq!(num(&first, "graph_orders_burst"), 0.0, "a first edge is no burst");
+    let first = r.ev(
+        "order.create",
+        "u0",
+        T0,
+        serde_json::json!({"order": "o0", "seller": "s1", "amount": "5.00"}),
+    );
+    assert_eq!(
+        num(&first, "graph_orders_burst"),
+        0.0,
+        "a first edge is no burst"
+    );
     for (k, u) in ["u1", "u2", "u3", "u4"].iter().enumerate() {
         for s in ["s1", "s2"] {
-            r.ev("order.create", u, T0 + 60_000 * (k as i64 + 1), serde_json::json!({"order": format!("o{u}{s}"), "seller": s, "amount": "5.00"}));
+            r.ev(
+                "order.create",
+                u,
+                T0 + 60_000 * (k as i64 + 1),
+                serde_json::json!({"order": format!("o{u}{s}"), "seller": s, "amount": "5.00"}),
+            );
         }
     }
     // An hour later every edge has expired, the pending batch included: nobody is in a block.
-    let m = r.ev("order.create", "u1", T0 + 3_600_000, serde_json::json!({"order": "late", "seller": "s9", "amount": "5.00"}));
+    let m = r.ev(
+        "order.create",
+        "u1",
+        T0 + 3_600_000,
+        serde_json::json!({"order": "late", "seller": "s9", "amount": "5.00"}),
+    );
     assert_eq!(num(&m, "graph_orders_density"), 0.0, "{m:?}");
     // And a restored engine agrees with this one.
     let restored = Engine::restore(r.engine.config.clone(), &r.engine.snapshot()).unwrap();

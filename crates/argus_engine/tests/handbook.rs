@@ -58,7 +58,11 @@ fn load(path: &std::path::Path) -> Vec<Tx> {
         }
         let c: Vec<&str> = line.split(',').collect();
         let dt = c[1];
-        let (y, mo, d): (i64, i64, i64) = (dt[0..4].parse().unwrap(), dt[5..7].parse().unwrap(), dt[8..10].parse().unwrap());
+        let (y, mo, d): (i64, i64, i64) = (
+            dt[0..4].parse().unwrap(),
+            dt[5..7].parse().unwrap(),
+            dt[8..10].parse().unwrap(),
+        );
         let h: i64 = dt[11..13].parse().unwrap();
         let z = zeller(y, mo, d);
         out.push(Tx {
@@ -75,7 +79,13 @@ fn load(path: &std::path::Path) -> Vec<Tx> {
 }
 
 /// The 15 features of transaction `i`, straight from the definitions.
-fn reference(txs: &[Tx], by_customer: &HashMap<u32, Vec<usize>>, by_terminal: &HashMap<u32, Vec<usize>>, pos: &[usize], i: usize) -> [f64; 15] {
+fn reference(
+    txs: &[Tx],
+    by_customer: &HashMap<u32, Vec<usize>>,
+    by_terminal: &HashMap<u32, Vec<usize>>,
+    pos: &[usize],
+    i: usize,
+) -> [f64; 15] {
     const DAY: i64 = 86_400;
     let t = &txs[i];
     let mut r = [0.0; 15];
@@ -117,17 +127,34 @@ fn reference(txs: &[Tx], by_customer: &HashMap<u32, Vec<usize>>, by_terminal: &H
 fn run(config: &str, path: &std::path::Path) -> Vec<[f64; 15]> {
     let cfg = Config::load(&common::root().join(config)).expect("handbook config loads");
     let mut engine = Engine::new(cfg);
-    let input = BufReader::new(flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap()));
-    let mut sink = Collect { rows: Vec::with_capacity(1_760_000) };
-    let stats = replay(&mut engine, input, Format::Csv, &mut [&mut sink], None, &mut |_| {}).expect("replay runs");
+    let input = BufReader::new(flate2::read::MultiGzDecoder::new(
+        std::fs::File::open(path).unwrap(),
+    ));
+    let mut sink = Collect {
+        rows: Vec::with_capacity(1_760_000),
+    };
+    let stats = replay(
+        &mut engine,
+        input,
+        Format::Csv,
+        &mut [&mut sink],
+        None,
+        &mut |_| {},
+    )
+    .expect("replay runs");
     assert_eq!(stats.records, 1_754_155);
-    assert_eq!(stats.accepted, 1_754_155, "every row is accepted: {stats:?}");
+    assert_eq!(
+        stats.accepted, 1_754_155,
+        "every row is accepted: {stats:?}"
+    );
     sink.rows
 }
 
 #[test]
 fn handbook_features_match_an_independent_computation() {
-    let Some(path) = common::data_file("fraud-handbook/transactions.csv.gz") else { return };
+    let Some(path) = common::data_file("fraud-handbook/transactions.csv.gz") else {
+        return;
+    };
     let txs = load(&path);
     assert_eq!(txs.len(), 1_754_155);
     let mut by_customer: HashMap<u32, Vec<usize>> = HashMap::new();
@@ -142,8 +169,21 @@ fn handbook_features_match_an_independent_computation() {
     let exact = run("examples/handbook/argus.toml", &path);
     let bucketed = run("examples/handbook/argus-bucketed.toml", &path);
     let names = [
-        "amount", "weekend", "night", "cust_nb_1d", "cust_avg_1d", "cust_nb_7d", "cust_avg_7d", "cust_nb_30d", "cust_avg_30d",
-        "term_nb_1d", "term_risk_1d", "term_nb_7d", "term_risk_7d", "term_nb_30d", "term_risk_30d",
+        "amount",
+        "weekend",
+        "night",
+        "cust_nb_1d",
+        "cust_avg_1d",
+        "cust_nb_7d",
+        "cust_avg_7d",
+        "cust_nb_30d",
+        "cust_avg_30d",
+        "term_nb_1d",
+        "term_risk_1d",
+        "term_nb_7d",
+        "term_risk_7d",
+        "term_nb_30d",
+        "term_risk_30d",
     ];
     let mut max_err = [0.0f64; 15];
     let mut bucket_abs = [0.0f64; 15];
@@ -157,7 +197,10 @@ fn handbook_features_match_an_independent_computation() {
             if e.is_nan() || e > 1e-9 {
                 mismatches += 1;
                 if mismatches <= 10 {
-                    eprintln!("row {i} feature {}: argus {} reference {}", names[f], exact[i][f], want[f]);
+                    eprintln!(
+                        "row {i} feature {}: argus {} reference {}",
+                        names[f], exact[i][f], want[f]
+                    );
                 }
             }
             max_err[f] = max_err[f].max(if e.is_nan() { f64::INFINITY } else { e });
@@ -166,27 +209,66 @@ fn handbook_features_match_an_independent_computation() {
             bucket_max[f] = bucket_max[f].max(b);
         }
     }
-    eprintln!("{:<16} {:>12} {:>16} {:>16}", "feature", "exact max", "bucketed mean", "bucketed max");
+    eprintln!(
+        "{:<16} {:>12} {:>16} {:>16}",
+        "feature", "exact max", "bucketed mean", "bucketed max"
+    );
     for f in 0..15 {
-        eprintln!("{:<16} {:>12.3e} {:>16.6} {:>16.6}", names[f], max_err[f], bucket_abs[f] / txs.len() as f64, bucket_max[f]);
+        eprintln!(
+            "{:<16} {:>12.3e} {:>16.6} {:>16.6}",
+            names[f],
+            max_err[f],
+            bucket_abs[f] / txs.len() as f64,
+            bucket_max[f]
+        );
     }
-    assert_eq!(mismatches, 0, "exact windows must agree with the reference to 1e-9");
+    assert_eq!(
+        mismatches, 0,
+        "exact windows must agree with the reference to 1e-9"
+    );
 
     // Snapshot in the middle, restore, replay the rest: the same features, bit for bit.
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(std::fs::File::open(&path).unwrap()), &mut text).unwrap();
+    std::io::Read::read_to_string(
+        &mut flate2::read::MultiGzDecoder::new(std::fs::File::open(&path).unwrap()),
+        &mut text,
+    )
+    .unwrap();
     let (header, body) = text.split_once('\n').unwrap();
     let cut = body.match_indices('\n').nth(876_543).unwrap().0 + 1;
     let cfg = || Config::load(&common::root().join("examples/handbook/argus.toml")).unwrap();
     let mut first = Engine::new(cfg());
     let mut a = Collect { rows: Vec::new() };
-    replay(&mut first, format!("{header}\n{}", &body[..cut]).as_bytes(), Format::Csv, &mut [&mut a], None, &mut |_| {}).unwrap();
+    replay(
+        &mut first,
+        format!("{header}\n{}", &body[..cut]).as_bytes(),
+        Format::Csv,
+        &mut [&mut a],
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
     let mut second = Engine::restore(cfg(), &first.snapshot()).expect("restores");
     drop(first);
     let mut b = Collect { rows: Vec::new() };
-    replay(&mut second, format!("{header}\n{}", &body[cut..]).as_bytes(), Format::Csv, &mut [&mut b], None, &mut |_| {}).unwrap();
+    replay(
+        &mut second,
+        format!("{header}\n{}", &body[cut..]).as_bytes(),
+        Format::Csv,
+        &mut [&mut b],
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
     a.rows.extend(b.rows);
     assert_eq!(a.rows.len(), exact.len());
-    let same = a.rows.iter().zip(&exact).all(|(x, y)| x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()));
-    assert!(same, "snapshot at row 876,544 + replay of the rest must equal the straight run bit for bit");
+    let same = a
+        .rows
+        .iter()
+        .zip(&exact)
+        .all(|(x, y)| x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()));
+    assert!(
+        same,
+        "snapshot at row 876,544 + replay of the rest must equal the straight run bit for bit"
+    );
 }

@@ -30,13 +30,28 @@ value = "amount"
 /// Risky when the account ordered 3+ times today (margin +2), else by amount; a missing amount goes
 /// the high-risk way.
 fn model() -> Ensemble {
-    let split = |f, t, l, r, dl| Node { feature: f, threshold: t, left: l, right: r, default_left: dl, missing: Missing::Default, value: 0.0, cover: 1.0 };
+    let split = |f, t, l, r, dl| Node {
+        feature: f,
+        threshold: t,
+        left: l,
+        right: r,
+        default_left: dl,
+        missing: Missing::Default,
+        value: 0.0,
+        cover: 1.0,
+    };
     let mut e = Ensemble {
         features: vec!["user_orders_24h".into(), "amount".into()],
         base: -1.0,
         link: Link::Logistic { scale: 1.0 },
         compare: Compare::LessEqual,
-        trees: vec![vec![split(0, 2.5, 1, 2, true), split(1, 100.0, 3, 4, false), Node::leaf(2.0, 1.0), Node::leaf(-1.0, 3.0), Node::leaf(1.0, 1.0)]],
+        trees: vec![vec![
+            split(0, 2.5, 1, 2, true),
+            split(1, 100.0, 3, 4, false),
+            Node::leaf(2.0, 1.0),
+            Node::leaf(-1.0, 3.0),
+            Node::leaf(1.0, 1.0),
+        ]],
     };
     e.fill_expected_values();
     e
@@ -72,7 +87,14 @@ fn decisions_carry_model_scores_reasons_and_rules_read_them() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = setup(dir.path(), "[[models]]\nname = \"order_risk\"\nevent = \"order.create\"\npath = \"m.json\"\nreasons = 2\n").unwrap();
     assert_eq!(cfg.models.len(), 1);
-    let loaded = argus_policy::load_sources(&vec![("p.toml".into(), POLICY.into())], &Default::default(), &cfg.schema, &cfg.features, &cfg.pseudonymizer).unwrap();
+    let loaded = argus_policy::load_sources(
+        &vec![("p.toml".into(), POLICY.into())],
+        &Default::default(),
+        &cfg.schema,
+        &cfg.features,
+        &cfg.pseudonymizer,
+    )
+    .unwrap();
     let mut engine = Engine::new(cfg);
     engine.set_policies(Arc::new(loaded.policies));
     let decoder = engine.decoder().clone();
@@ -110,14 +132,33 @@ fn decisions_carry_model_scores_reasons_and_rules_read_them() {
 fn bad_model_declarations_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let err = |extra: &str| setup(dir.path(), extra).unwrap_err();
-    assert!(err("[[models]]\nname = \"x\"\nevent = \"order.creat\"\npath = \"m.json\"\n").contains("unknown event type"));
-    assert!(err("[[models]]\nname = \"x\"\nevent = \"order.create\"\npath = \"nope.json\"\n").contains("cannot read"));
-    assert!(err("[[models]]\nname = \"Bad Name\"\nevent = \"order.create\"\npath = \"m.json\"\n").contains("lower-case"));
+    assert!(
+        err("[[models]]\nname = \"x\"\nevent = \"order.creat\"\npath = \"m.json\"\n")
+            .contains("unknown event type")
+    );
+    assert!(
+        err("[[models]]\nname = \"x\"\nevent = \"order.create\"\npath = \"nope.json\"\n")
+            .contains("cannot read")
+    );
+    assert!(
+        err("[[models]]\nname = \"Bad Name\"\nevent = \"order.create\"\npath = \"m.json\"\n")
+            .contains("lower-case")
+    );
     // Inputs must be features computed on the event type.
     let e = err("[[models]]\nname = \"x\"\nevent = \"account.login\"\npath = \"m.json\"\n");
-    assert!(e.contains("input `amount` is not a number computed on `account.login`"), "{e}");
-    std::fs::write(dir.path().join("bad.json"), "{\"format\": \"argus-gbdt/1\"}").unwrap();
-    assert!(err("[[models]]\nname = \"x\"\nevent = \"order.create\"\npath = \"bad.json\"\n").contains("bad.json"));
+    assert!(
+        e.contains("input `amount` is not a number computed on `account.login`"),
+        "{e}"
+    );
+    std::fs::write(
+        dir.path().join("bad.json"),
+        "{\"format\": \"argus-gbdt/1\"}",
+    )
+    .unwrap();
+    assert!(
+        err("[[models]]\nname = \"x\"\nevent = \"order.create\"\npath = \"bad.json\"\n")
+            .contains("bad.json")
+    );
     let twice = "[[models]]\nname = \"x\"\nevent = \"order.create\"\npath = \"m.json\"\n";
     assert!(err(&format!("{twice}{twice}")).contains("declared twice"));
 }

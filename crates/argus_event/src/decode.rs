@@ -28,7 +28,13 @@ pub struct Rejection {
 
 impl Rejection {
     fn one(path: &str, code: &'static str, message: String) -> Self {
-        Rejection { errors: vec![FieldError { path: path.into(), code, message }] }
+        Rejection {
+            errors: vec![FieldError {
+                path: path.into(),
+                code,
+                message,
+            }],
+        }
     }
     /// Code of the first problem (the error code of the whole rejection).
     pub fn code(&self) -> &'static str {
@@ -63,7 +69,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_id_len: 128, max_fields: 256 }
+        Limits {
+            max_id_len: 128,
+            max_fields: 256,
+        }
     }
 }
 
@@ -84,7 +93,11 @@ pub enum Raw<'a> {
 
 impl Decoder {
     pub fn new(schema: Arc<Schema>, pseudo: Pseudonymizer) -> Self {
-        Decoder { schema, pseudo, limits: Limits::default() }
+        Decoder {
+            schema,
+            pseudo,
+            limits: Limits::default(),
+        }
     }
 
     /// Decodes one JSON document.
@@ -97,7 +110,11 @@ impl Decoder {
     /// Decodes an event envelope `{"id","type","time","actor","data":{…}}`.
     pub fn decode_json(&self, v: &serde_json::Value) -> Result<Event, Rejection> {
         let Some(obj) = v.as_object() else {
-            return Err(Rejection::one("", "invalid_event", "an event must be a JSON object".into()));
+            return Err(Rejection::one(
+                "",
+                "invalid_event",
+                "an event must be a JSON object".into(),
+            ));
         };
         let mut errors = Vec::new();
         for k in obj.keys() {
@@ -105,18 +122,29 @@ impl Decoder {
                 errors.push(fe(
                     format!("/{}", escape(k)),
                     "unknown_field",
-                    format!("unknown envelope key `{k}`{}; fields go under `data`", did_you_mean(k, ["id", "type", "time", "actor", "data"].into_iter())),
+                    format!(
+                        "unknown envelope key `{k}`{}; fields go under `data`",
+                        did_you_mean(k, ["id", "type", "time", "actor", "data"].into_iter())
+                    ),
                 ));
             }
         }
         let id = match obj.get("id") {
             Some(serde_json::Value::String(s)) => Some(s.as_str()),
             Some(_) => {
-                errors.push(fe("/id".into(), "wrong_type", "`id` must be a string".into()));
+                errors.push(fe(
+                    "/id".into(),
+                    "wrong_type",
+                    "`id` must be a string".into(),
+                ));
                 None
             }
             None => {
-                errors.push(fe("/id".into(), "missing_field", "`id` is required (it is the idempotency key)".into()));
+                errors.push(fe(
+                    "/id".into(),
+                    "missing_field",
+                    "`id` is required (it is the idempotency key)".into(),
+                ));
                 None
             }
         };
@@ -129,11 +157,19 @@ impl Decoder {
                 }
             },
             Some(_) => {
-                errors.push(fe("/type".into(), "wrong_type", "`type` must be a string".into()));
+                errors.push(fe(
+                    "/type".into(),
+                    "wrong_type",
+                    "`type` must be a string".into(),
+                ));
                 None
             }
             None => {
-                errors.push(fe("/type".into(), "missing_field", "`type` is required".into()));
+                errors.push(fe(
+                    "/type".into(),
+                    "missing_field",
+                    "`type` is required".into(),
+                ));
                 None
             }
         };
@@ -146,7 +182,11 @@ impl Decoder {
                 }
             },
             None => {
-                errors.push(fe("/time".into(), "missing_field", "`time` is required (RFC 3339 or epoch milliseconds)".into()));
+                errors.push(fe(
+                    "/time".into(),
+                    "missing_field",
+                    "`time` is required (RFC 3339 or epoch milliseconds)".into(),
+                ));
                 None
             }
         };
@@ -156,7 +196,11 @@ impl Decoder {
             Some(serde_json::Value::Object(m)) => m,
             Some(serde_json::Value::Null) | None => &empty,
             Some(_) => {
-                errors.push(fe("/data".into(), "wrong_type", "`data` must be an object".into()));
+                errors.push(fe(
+                    "/data".into(),
+                    "wrong_type",
+                    "`data` must be an object".into(),
+                ));
                 &empty
             }
         };
@@ -167,26 +211,46 @@ impl Decoder {
         let mut raw: Vec<(usize, Raw<'_>, PathSrc<'_>)> = Vec::with_capacity(data.len() + 1);
         match actor {
             Some(a) => raw.push((ACTOR_SLOT, Raw::Json(a), PathSrc::Actor)),
-            None => errors.push(fe("/actor".into(), "missing_field", format!("`actor` (a {} id) is required", et.actor_kind))),
+            None => errors.push(fe(
+                "/actor".into(),
+                "missing_field",
+                format!("`actor` (a {} id) is required", et.actor_kind),
+            )),
         }
         if data.len() > self.limits.max_fields {
-            errors.push(fe("/data".into(), "too_many_fields", format!("at most {} fields", self.limits.max_fields)));
+            errors.push(fe(
+                "/data".into(),
+                "too_many_fields",
+                format!("at most {} fields", self.limits.max_fields),
+            ));
         }
         for (k, v) in data {
             let path = || PathSrc::Data(k).render();
             match et.slot(k) {
                 Some(s) if s != ACTOR_SLOT && et.fields[s].derived_from.is_none() => {
                     if raw.iter().any(|(rs, _, _)| *rs == s) {
-                        errors.push(fe(path(), "duplicate_field", format!("`{k}` is given twice (name and alias)")));
+                        errors.push(fe(
+                            path(),
+                            "duplicate_field",
+                            format!("`{k}` is given twice (name and alias)"),
+                        ));
                     } else {
                         raw.push((s, Raw::Json(v), PathSrc::Data(k)));
                     }
                 }
-                Some(_) => errors.push(fe(path(), "unknown_field", format!("`{k}` is computed by Argus and cannot be sent"))),
+                Some(_) => errors.push(fe(
+                    path(),
+                    "unknown_field",
+                    format!("`{k}` is computed by Argus and cannot be sent"),
+                )),
                 None => errors.push(fe(
                     path(),
                     "unknown_field",
-                    format!("`{}` has no field `{k}`{}", et.name, did_you_mean(k, et.input_names())),
+                    format!(
+                        "`{}` has no field `{k}`{}",
+                        et.name,
+                        did_you_mean(k, et.input_names())
+                    ),
                 )),
             }
         }
@@ -197,18 +261,31 @@ impl Decoder {
     pub fn type_for(&self, name: &str) -> Result<TypeId, FieldError> {
         match self.schema.type_id(name) {
             Some(t) if !self.schema.get(t).internal => Ok(t),
-            Some(_) => Err(fe("/type".into(), "unknown_event_type", format!("`{name}` is produced by Argus itself and cannot be sent"))),
+            Some(_) => Err(fe(
+                "/type".into(),
+                "unknown_event_type",
+                format!("`{name}` is produced by Argus itself and cannot be sent"),
+            )),
             None => Err(fe(
                 "/type".into(),
                 "unknown_event_type",
-                format!("unknown event type `{name}`{}", did_you_mean(name, self.schema.public_type_names().into_iter())),
+                format!(
+                    "unknown event type `{name}`{}",
+                    did_you_mean(name, self.schema.public_type_names().into_iter())
+                ),
             )),
         }
     }
 
     /// Decodes a record given as text columns (CSV). `fields` pairs a slot with its raw text; empty text is
     /// absent. Paths in errors name the column.
-    pub fn decode_text(&self, ty: TypeId, id: &str, time: &str, fields: &[(usize, &str, &str)]) -> Result<Event, Rejection> {
+    pub fn decode_text(
+        &self,
+        ty: TypeId,
+        id: &str,
+        time: &str,
+        fields: &[(usize, &str, &str)],
+    ) -> Result<Event, Rejection> {
         let et = self.schema.get(ty);
         let mut errors = Vec::new();
         let t = match parse_time(Raw::Text(time)) {
@@ -218,18 +295,40 @@ impl Decoder {
                 0
             }
         };
-        let raw: Vec<(usize, Raw<'_>, PathSrc<'_>)> =
-            fields.iter().filter(|(_, _, v)| !v.is_empty()).map(|(s, col, v)| (*s, Raw::Text(v), PathSrc::Column(col))).collect();
+        let raw: Vec<(usize, Raw<'_>, PathSrc<'_>)> = fields
+            .iter()
+            .filter(|(_, _, v)| !v.is_empty())
+            .map(|(s, col, v)| (*s, Raw::Text(v), PathSrc::Column(col)))
+            .collect();
         self.finish(et, id, t, &raw, errors)
     }
 
-    fn finish(&self, et: &EventType, id: &str, time: i64, raw: &[(usize, Raw<'_>, PathSrc<'_>)], mut errors: Vec<FieldError>) -> Result<Event, Rejection> {
+    fn finish(
+        &self,
+        et: &EventType,
+        id: &str,
+        time: i64,
+        raw: &[(usize, Raw<'_>, PathSrc<'_>)],
+        mut errors: Vec<FieldError>,
+    ) -> Result<Event, Rejection> {
         if id.is_empty() && !errors.iter().any(|e| e.path == "/id") {
-            errors.push(fe("/id".into(), "invalid_value", "`id` must not be empty".into()));
+            errors.push(fe(
+                "/id".into(),
+                "invalid_value",
+                "`id` must not be empty".into(),
+            ));
         } else if id.len() > self.limits.max_id_len {
-            errors.push(fe("/id".into(), "too_long", format!("`id` is longer than {} bytes", self.limits.max_id_len)));
+            errors.push(fe(
+                "/id".into(),
+                "too_long",
+                format!("`id` is longer than {} bytes", self.limits.max_id_len),
+            ));
         } else if id.chars().any(char::is_control) {
-            errors.push(fe("/id".into(), "invalid_value", "`id` contains control characters".into()));
+            errors.push(fe(
+                "/id".into(),
+                "invalid_value",
+                "`id` contains control characters".into(),
+            ));
         }
         let mut fields = vec![Value::Null; et.fields.len()];
         for (slot, rv, path) in raw {
@@ -238,23 +337,55 @@ impl Decoder {
         for (s, f) in et.fields.iter().enumerate() {
             if f.required && fields[s].is_null() {
                 // A value that was given but failed to parse is already reported at its own path.
-                let given = raw.iter().find(|(rs, _, _)| *rs == s).map(|(_, _, p)| p.render());
-                if given.as_ref().is_some_and(|p| errors.iter().any(|e| &e.path == p)) {
+                let given = raw
+                    .iter()
+                    .find(|(rs, _, _)| *rs == s)
+                    .map(|(_, _, p)| p.render());
+                if given
+                    .as_ref()
+                    .is_some_and(|p| errors.iter().any(|e| &e.path == p))
+                {
                     continue;
                 }
-                let path = given.unwrap_or_else(|| if s == ACTOR_SLOT { "/actor".to_string() } else { format!("/data/{}", escape(&f.name)) });
-                errors.push(fe(path, "missing_field", format!("`{}` is required for `{}` and must not be null", f.name, et.name)));
+                let path = given.unwrap_or_else(|| {
+                    if s == ACTOR_SLOT {
+                        "/actor".to_string()
+                    } else {
+                        format!("/data/{}", escape(&f.name))
+                    }
+                });
+                errors.push(fe(
+                    path,
+                    "missing_field",
+                    format!(
+                        "`{}` is required for `{}` and must not be null",
+                        f.name, et.name
+                    ),
+                ));
             }
         }
         if !errors.is_empty() {
             return Err(Rejection { errors });
         }
-        Ok(Event { id: id.into(), ty: et.id, time, fields })
+        Ok(Event {
+            id: id.into(),
+            ty: et.id,
+            time,
+            fields,
+        })
     }
 
     /// Parses one raw value into `fields[slot]` of an event of type `et` (with its derived fields):
     /// validation, normalization and pseudonymization exactly as for a whole event.
-    fn field_into(&self, et: &EventType, slot: usize, rv: Raw<'_>, path: PathSrc<'_>, fields: &mut [Value], errors: &mut Vec<FieldError>) {
+    fn field_into(
+        &self,
+        et: &EventType,
+        slot: usize,
+        rv: Raw<'_>,
+        path: PathSrc<'_>,
+        fields: &mut [Value],
+        errors: &mut Vec<FieldError>,
+    ) {
         let f = &et.fields[slot];
         match self.parse_field(f.ty, f.max_len, rv) {
             Ok((v, personal)) => {
@@ -275,7 +406,14 @@ impl Decoder {
                                 }
                             }
                             let kind = f.entity.as_deref().unwrap_or(f.ty.name());
-                            fields[slot] = Value::Str(if f.pii { self.pseudo.token(kind, &norm) } else { norm }.into());
+                            fields[slot] = Value::Str(
+                                if f.pii {
+                                    self.pseudo.token(kind, &norm)
+                                } else {
+                                    norm
+                                }
+                                .into(),
+                            );
                         }
                         Err(m) => errors.push(fe(path.render(), "invalid_value", m)),
                     }
@@ -289,7 +427,14 @@ impl Decoder {
             }
             Err((code, m)) => {
                 // Never repeat personal data in an error message.
-                let m = if f.pii && code == "invalid_value" { format!("invalid {} value (not repeated: personal data)", f.ty.name()) } else { m };
+                let m = if f.pii && code == "invalid_value" {
+                    format!(
+                        "invalid {} value (not repeated: personal data)",
+                        f.ty.name()
+                    )
+                } else {
+                    m
+                };
                 errors.push(fe(path.render(), code, m))
             }
         }
@@ -297,10 +442,22 @@ impl Decoder {
 
     /// The stored value of one field given as text (an id typed into the entity API, a list item):
     /// validated, normalized and pseudonymized as the same field of an event would be.
-    pub fn field_value(&self, et: &EventType, slot: usize, text: &str) -> Result<Value, FieldError> {
+    pub fn field_value(
+        &self,
+        et: &EventType,
+        slot: usize,
+        text: &str,
+    ) -> Result<Value, FieldError> {
         let mut fields = vec![Value::Null; et.fields.len()];
         let mut errors = Vec::new();
-        self.field_into(et, slot, Raw::Text(text), PathSrc::Column(&et.fields[slot].name), &mut fields, &mut errors);
+        self.field_into(
+            et,
+            slot,
+            Raw::Text(text),
+            PathSrc::Column(&et.fields[slot].name),
+            &mut fields,
+            &mut errors,
+        );
         match errors.into_iter().next() {
             Some(e) => Err(e),
             None => Ok(std::mem::take(&mut fields[slot])),
@@ -308,7 +465,12 @@ impl Decoder {
     }
 
     /// Parses a raw value as `ty`. Personal-data types return the raw parts for normalization.
-    fn parse_field(&self, ty: FieldType, max_len: usize, raw: Raw<'_>) -> Result<(Value, Option<Personal>), (&'static str, String)> {
+    fn parse_field(
+        &self,
+        ty: FieldType,
+        max_len: usize,
+        raw: Raw<'_>,
+    ) -> Result<(Value, Option<Personal>), (&'static str, String)> {
         use serde_json::Value as J;
         let too_long = |s: &str| s.len() > max_len;
         if let Raw::Json(J::Null) = raw {
@@ -316,18 +478,39 @@ impl Decoder {
         }
         let wrong = |want: &str| ("wrong_type", format!("expected {want}"));
         let v = match ty {
-            FieldType::String | FieldType::Id | FieldType::Email | FieldType::Phone | FieldType::Ip | FieldType::CardNumber => {
+            FieldType::String
+            | FieldType::Id
+            | FieldType::Email
+            | FieldType::Phone
+            | FieldType::Ip
+            | FieldType::CardNumber => {
                 let s: String = match raw {
                     Raw::Json(J::String(s)) => s.clone(),
-                    Raw::Json(J::Number(n)) if ty == FieldType::Id && (n.is_i64() || n.is_u64()) => n.to_string(),
+                    Raw::Json(J::Number(n))
+                        if ty == FieldType::Id && (n.is_i64() || n.is_u64()) =>
+                    {
+                        n.to_string()
+                    }
                     Raw::Text(t) => t.to_string(),
-                    _ => return Err(wrong(if ty == FieldType::Id { "a string or integer id" } else { "a string" })),
+                    _ => {
+                        return Err(wrong(if ty == FieldType::Id {
+                            "a string or integer id"
+                        } else {
+                            "a string"
+                        }))
+                    }
                 };
                 if too_long(&s) {
                     return Err(("too_long", format!("longer than {max_len} bytes")));
                 }
                 if ty.implied_entity().is_some() {
-                    return Ok((Value::Str("".into()), Some(Personal { text: s, ..Default::default() })));
+                    return Ok((
+                        Value::Str("".into()),
+                        Some(Personal {
+                            text: s,
+                            ..Default::default()
+                        }),
+                    ));
                 }
                 if ty == FieldType::Id && s.trim().is_empty() {
                     return Err(("invalid_value", "an id must not be empty".into()));
@@ -337,14 +520,23 @@ impl Decoder {
             FieldType::Address => match raw {
                 r if text_of(r).is_some_and(|s| !too_long(s)) => {
                     let s = text_of(r).unwrap_or_default();
-                    return Ok((Value::Str("".into()), Some(Personal { text: s.to_string(), ..Default::default() })));
+                    return Ok((
+                        Value::Str("".into()),
+                        Some(Personal {
+                            text: s.to_string(),
+                            ..Default::default()
+                        }),
+                    ));
                 }
                 Raw::Json(J::Object(m)) => {
                     let mut p = Personal::default();
                     let mut total = 0;
                     for (k, v) in m {
                         let Some(s) = v.as_str() else {
-                            return Err(("wrong_type", format!("address part `{k}` must be a string")));
+                            return Err((
+                                "wrong_type",
+                                format!("address part `{k}` must be a string"),
+                            ));
                         };
                         total += s.len();
                         match k.as_str() {
@@ -365,31 +557,47 @@ impl Decoder {
                     }
                     return Ok((Value::Str("".into()), Some(p)));
                 }
-                r if text_of(r).is_some() => return Err(("too_long", format!("longer than {max_len} bytes"))),
+                r if text_of(r).is_some() => {
+                    return Err(("too_long", format!("longer than {max_len} bytes")))
+                }
                 _ => return Err(wrong("an address object or string")),
             },
             FieldType::Int => match raw {
-                Raw::Json(J::Number(n)) => Value::Int(n.as_i64().ok_or_else(|| wrong("an integer"))?),
+                Raw::Json(J::Number(n)) => {
+                    Value::Int(n.as_i64().ok_or_else(|| wrong("an integer"))?)
+                }
                 Raw::Text(t) => Value::Int(t.trim().parse().map_err(|_| wrong("an integer"))?),
                 _ => return Err(wrong("an integer")),
             },
             FieldType::Decimal => match raw {
                 Raw::Json(J::Number(n)) => {
                     if let Some(i) = n.as_i64() {
-                        Value::Dec(i.checked_mul(DEC_SCALE).ok_or(("invalid_value", "decimal out of range".to_string()))?)
+                        Value::Dec(
+                            i.checked_mul(DEC_SCALE)
+                                .ok_or(("invalid_value", "decimal out of range".to_string()))?,
+                        )
                     } else {
                         let text = n.to_string();
-                        Value::Dec(parse_decimal(&text).or_else(|| decimal_from_f64(n.as_f64()?)).ok_or(("invalid_value", "decimal out of range".to_string()))?)
+                        Value::Dec(
+                            parse_decimal(&text)
+                                .or_else(|| decimal_from_f64(n.as_f64()?))
+                                .ok_or(("invalid_value", "decimal out of range".to_string()))?,
+                        )
                     }
                 }
                 r if text_of(r).is_some() => {
                     let s = text_of(r).unwrap_or_default();
-                    Value::Dec(parse_decimal(s).ok_or(("invalid_value", format!("`{}` is not a decimal number", clip(s))))?)
+                    Value::Dec(parse_decimal(s).ok_or((
+                        "invalid_value",
+                        format!("`{}` is not a decimal number", clip(s)),
+                    ))?)
                 }
                 _ => return Err(wrong("a decimal number or string")),
             },
             FieldType::Float => match raw {
-                Raw::Json(J::Number(n)) => Value::Float(n.as_f64().ok_or_else(|| wrong("a number"))?),
+                Raw::Json(J::Number(n)) => {
+                    Value::Float(n.as_f64().ok_or_else(|| wrong("a number"))?)
+                }
                 Raw::Text(t) => {
                     let f: f64 = t.trim().parse().map_err(|_| wrong("a number"))?;
                     if !f.is_finite() {
@@ -418,7 +626,9 @@ fn decimal_from_f64(f: f64) -> Option<i64> {
 
 /// Parses an event time: RFC 3339 (or naive, as UTC) string, or integer epoch milliseconds.
 pub fn parse_time(raw: Raw<'_>) -> Result<i64, String> {
-    let bad = || "expected an RFC 3339 time (e.g. 2026-11-26T10:00:00Z) or epoch milliseconds, between 1970 and 9999".to_string();
+    let bad = || {
+        "expected an RFC 3339 time (e.g. 2026-11-26T10:00:00Z) or epoch milliseconds, between 1970 and 9999".to_string()
+    };
     match raw {
         r if text_of(r).is_some() => {
             let s = text_of(r).unwrap_or_default();
@@ -447,7 +657,11 @@ fn text_of(raw: Raw<'_>) -> Option<&str> {
 }
 
 fn fe(path: String, code: &'static str, message: String) -> FieldError {
-    FieldError { path, code, message }
+    FieldError {
+        path,
+        code,
+        message,
+    }
 }
 
 /// JSON-pointer escaping of one reference token.
@@ -489,10 +703,15 @@ mod tests {
         assert_eq!(get("shipping_address_city"), Value::Str("paris".into()));
         assert_eq!(get("shipping_address_country"), Value::Str("FR".into()));
         for pii in ["email", "card", "ip", "shipping_address"] {
-            assert!(get(pii).as_str().unwrap().starts_with("tk_"), "{pii} must be a token");
+            assert!(
+                get(pii).as_str().unwrap().starts_with("tk_"),
+                "{pii} must be a token"
+            );
         }
         let dbg = format!("{e:?}");
-        assert!(!dbg.contains("Bob") && !dbg.contains("4111111111111111") && !dbg.contains("Main St"));
+        assert!(
+            !dbg.contains("Bob") && !dbg.contains("4111111111111111") && !dbg.contains("Main St")
+        );
     }
 
     #[test]
@@ -516,16 +735,24 @@ mod tests {
         ] {
             assert!(paths.contains(&want), "missing {want:?} in {paths:?}");
         }
-        assert!(r.errors.iter().any(|e| e.message.contains("did you mean `email`")));
+        assert!(r
+            .errors
+            .iter()
+            .any(|e| e.message.contains("did you mean `email`")));
     }
 
     #[test]
     fn unknown_and_internal_types_are_refused() {
         let d = decoder();
-        let r = d.decode_json(&json!({"id":"1","type":"order.creat","time":0,"actor":"u"})).unwrap_err();
+        let r = d
+            .decode_json(&json!({"id":"1","type":"order.creat","time":0,"actor":"u"}))
+            .unwrap_err();
         assert_eq!(r.code(), "unknown_event_type");
         assert!(r.errors[0].message.contains("did you mean `order.create`"));
-        assert_eq!(d.decode_bytes(b"{not json").unwrap_err().code(), "invalid_json");
+        assert_eq!(
+            d.decode_bytes(b"{not json").unwrap_err().code(),
+            "invalid_json"
+        );
         assert_eq!(d.decode_bytes(b"[1]").unwrap_err().code(), "invalid_event");
     }
 
@@ -535,11 +762,26 @@ mod tests {
         let t = d.schema.type_id("payment.attempt").unwrap();
         let et = d.schema.get(t);
         let e = d
-            .decode_text(t, "7", "2018-04-01 00:00:31", &[(0, "CUSTOMER_ID", "596"), (et.slot("amount").unwrap(), "TX_AMOUNT", "57.16")])
+            .decode_text(
+                t,
+                "7",
+                "2018-04-01 00:00:31",
+                &[
+                    (0, "CUSTOMER_ID", "596"),
+                    (et.slot("amount").unwrap(), "TX_AMOUNT", "57.16"),
+                ],
+            )
             .unwrap();
         assert_eq!(e.time, 1_522_540_831_000);
         assert_eq!(e.fields[et.slot("amount").unwrap()], Value::Dec(57_160_000));
-        let r = d.decode_text(t, "8", "x", &[(et.slot("amount").unwrap(), "TX_AMOUNT", "abc")]).unwrap_err();
+        let r = d
+            .decode_text(
+                t,
+                "8",
+                "x",
+                &[(et.slot("amount").unwrap(), "TX_AMOUNT", "abc")],
+            )
+            .unwrap_err();
         let paths: Vec<&str> = r.errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, vec!["/time", "/TX_AMOUNT", "/actor"]);
     }

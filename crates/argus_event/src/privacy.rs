@@ -25,7 +25,8 @@ impl std::fmt::Debug for Pseudonymizer {
 impl Pseudonymizer {
     pub fn new(secret: &[u8]) -> Self {
         // HMAC accepts keys of any length; this cannot fail.
-        let mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
+        let mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
         Pseudonymizer { mac }
     }
 
@@ -64,24 +65,43 @@ pub fn normalize(ty: FieldType, p: &Personal) -> Result<String, String> {
         FieldType::Email => {
             let v = raw.to_lowercase();
             match v.rsplit_once('@') {
-                Some((l, d)) if !l.is_empty() && !d.is_empty() && !d.contains(char::is_whitespace) => Ok(v),
-                _ => Err("not an email address (the value is not repeated: it is personal data)".into()),
+                Some((l, d))
+                    if !l.is_empty() && !d.is_empty() && !d.contains(char::is_whitespace) =>
+                {
+                    Ok(v)
+                }
+                _ => Err(
+                    "not an email address (the value is not repeated: it is personal data)".into(),
+                ),
             }
         }
         FieldType::Phone => {
             let digits: String = raw.chars().filter(|c| c.is_ascii_digit()).collect();
-            if digits.len() < 6 || raw.chars().any(|c| !(c.is_ascii_digit() || " +-().".contains(c))) {
-                return Err("not a phone number (the value is not repeated: it is personal data)".into());
+            if digits.len() < 6
+                || raw
+                    .chars()
+                    .any(|c| !(c.is_ascii_digit() || " +-().".contains(c)))
+            {
+                return Err(
+                    "not a phone number (the value is not repeated: it is personal data)".into(),
+                );
             }
-            Ok(if raw.starts_with('+') { format!("+{digits}") } else { digits })
+            Ok(if raw.starts_with('+') {
+                format!("+{digits}")
+            } else {
+                digits
+            })
         }
-        FieldType::Ip => raw
-            .parse::<IpAddr>()
-            .map(|ip| ip.to_string())
-            .map_err(|_| "not an IP address (the value is not repeated: it is personal data)".to_string()),
+        FieldType::Ip => raw.parse::<IpAddr>().map(|ip| ip.to_string()).map_err(|_| {
+            "not an IP address (the value is not repeated: it is personal data)".to_string()
+        }),
         FieldType::CardNumber => {
             let digits: String = raw.chars().filter(|c| c.is_ascii_digit()).collect();
-            if !(12..=19).contains(&digits.len()) || raw.chars().any(|c| !(c.is_ascii_digit() || c == ' ' || c == '-')) {
+            if !(12..=19).contains(&digits.len())
+                || raw
+                    .chars()
+                    .any(|c| !(c.is_ascii_digit() || c == ' ' || c == '-'))
+            {
                 return Err("not a card number (12 to 19 digits)".into());
             }
             Ok(digits)
@@ -116,40 +136,66 @@ pub fn derive(d: Derivation, normalized: &str, p: &Personal) -> Option<String> {
         },
         Derivation::PhonePrefix => Some(normalized.chars().take(5).collect()),
         Derivation::AddressCity => p.city.as_ref().map(|c| c.trim().to_lowercase()),
-        Derivation::AddressPostcode => p.postcode.as_ref().map(|c| c.trim().to_uppercase().replace(' ', "")),
+        Derivation::AddressPostcode => p
+            .postcode
+            .as_ref()
+            .map(|c| c.trim().to_uppercase().replace(' ', "")),
         Derivation::AddressCountry => p.country.as_ref().map(|c| c.trim().to_uppercase()),
     }
 }
-
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn text(s: &str) -> Personal {
-        Personal { text: s.into(), ..Default::default() }
+        Personal {
+            text: s.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn tokens_are_keyed_stable_and_normalized() {
         let p = Pseudonymizer::new(b"k1");
-        let a = p.token("email", &normalize(FieldType::Email, &text(" Bob@Example.com ")).unwrap());
-        let b = p.token("email", &normalize(FieldType::Email, &text("bob@example.com")).unwrap());
+        let a = p.token(
+            "email",
+            &normalize(FieldType::Email, &text(" Bob@Example.com ")).unwrap(),
+        );
+        let b = p.token(
+            "email",
+            &normalize(FieldType::Email, &text("bob@example.com")).unwrap(),
+        );
         assert_eq!(a, b);
         assert!(a.starts_with("tk_") && a.len() == 35);
-        assert_ne!(a, Pseudonymizer::new(b"k2").token("email", "bob@example.com"));
+        assert_ne!(
+            a,
+            Pseudonymizer::new(b"k2").token("email", "bob@example.com")
+        );
         assert_ne!(a, p.token("phone", "bob@example.com"));
     }
 
     #[test]
     fn derivations() {
         let n = normalize(FieldType::CardNumber, &text("4111 1111 1111 1234")).unwrap();
-        assert_eq!(derive(Derivation::CardBin, &n, &text("")).unwrap(), "411111");
-        assert_eq!(derive(Derivation::CardLast4, &n, &text("")).unwrap(), "1234");
+        assert_eq!(
+            derive(Derivation::CardBin, &n, &text("")).unwrap(),
+            "411111"
+        );
+        assert_eq!(
+            derive(Derivation::CardLast4, &n, &text("")).unwrap(),
+            "1234"
+        );
         let ip = normalize(FieldType::Ip, &text("10.1.2.3")).unwrap();
-        assert_eq!(derive(Derivation::IpPrefix, &ip, &text("")).unwrap(), "10.1.2.0/24");
+        assert_eq!(
+            derive(Derivation::IpPrefix, &ip, &text("")).unwrap(),
+            "10.1.2.0/24"
+        );
         let e = normalize(FieldType::Email, &text("x@Mail.COM")).unwrap();
-        assert_eq!(derive(Derivation::EmailDomain, &e, &text("")).unwrap(), "mail.com");
+        assert_eq!(
+            derive(Derivation::EmailDomain, &e, &text("")).unwrap(),
+            "mail.com"
+        );
         assert!(normalize(FieldType::Email, &text("nope")).is_err());
         assert!(normalize(FieldType::Ip, &text("300.1.1.1")).is_err());
         assert!(normalize(FieldType::CardNumber, &text("12")).is_err());

@@ -18,7 +18,11 @@ impl Hasher for NameHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
         for &b in bytes {
             h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
         }
@@ -128,7 +132,11 @@ impl FieldType {
     }
 
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(_, t)| *t == self).map(|(n, _)| *n).unwrap_or("?")
+        Self::ALL
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
     }
 
     /// Entity kind implied by the type itself.
@@ -155,7 +163,11 @@ impl FieldType {
     /// The type of the value stored after ingest (personal data becomes a string token).
     pub fn stored(self) -> FieldType {
         match self {
-            FieldType::Email | FieldType::Phone | FieldType::Ip | FieldType::CardNumber | FieldType::Address => FieldType::String,
+            FieldType::Email
+            | FieldType::Phone
+            | FieldType::Ip
+            | FieldType::CardNumber
+            | FieldType::Address => FieldType::String,
             t => t,
         }
     }
@@ -178,7 +190,10 @@ impl Derivation {
     pub fn for_type(t: FieldType) -> &'static [(Derivation, &'static str)] {
         match t {
             FieldType::Email => &[(Derivation::EmailDomain, "domain")],
-            FieldType::CardNumber => &[(Derivation::CardBin, "bin"), (Derivation::CardLast4, "last4")],
+            FieldType::CardNumber => &[
+                (Derivation::CardBin, "bin"),
+                (Derivation::CardLast4, "last4"),
+            ],
             FieldType::Ip => &[(Derivation::IpPrefix, "prefix")],
             FieldType::Phone => &[(Derivation::PhonePrefix, "prefix")],
             FieldType::Address => &[
@@ -282,7 +297,12 @@ impl Schema {
 
     /// Parses a schema file (TOML).
     pub fn parse_config(text: &str) -> Result<SchemaConfig, SchemaErrors> {
-        toml::from_str(text).map_err(|e| SchemaErrors(vec![SchemaError { path: String::new(), message: e.to_string() }]))
+        toml::from_str(text).map_err(|e| {
+            SchemaErrors(vec![SchemaError {
+                path: String::new(),
+                message: e.to_string(),
+            }])
+        })
     }
 
     /// The built-in schema extended by operator configs, applied in order. Reports every problem at once.
@@ -307,7 +327,12 @@ impl Schema {
 
     /// Names of the types a user may send, sorted.
     pub fn public_type_names(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.types.iter().filter(|t| !t.internal).map(|t| t.name.as_str()).collect();
+        let mut v: Vec<&str> = self
+            .types
+            .iter()
+            .filter(|t| !t.internal)
+            .map(|t| t.name.as_str())
+            .collect();
         v.sort_unstable();
         v
     }
@@ -324,7 +349,10 @@ impl Schema {
             s.push('\n');
         }
         for l in &self.labels {
-            s.push_str(&format!("label {} {} {}\n", l.name, l.source_type, l.delay_ms));
+            s.push_str(&format!(
+                "label {} {} {}\n",
+                l.name, l.source_type, l.delay_ms
+            ));
         }
         xxhash_rust::xxh3::xxh3_64(s.as_bytes())
     }
@@ -338,7 +366,10 @@ impl Schema {
     pub fn definition_digest(&self) -> u64 {
         let mut s = String::new();
         for t in &self.types {
-            s.push_str(&format!("{}|{}|{}|{}\n", t.name, t.checkpoint, t.actor_kind, t.internal));
+            s.push_str(&format!(
+                "{}|{}|{}|{}\n",
+                t.name, t.checkpoint, t.actor_kind, t.internal
+            ));
             for f in &t.fields {
                 s.push_str(&format!("  {f:?}\n"));
             }
@@ -365,7 +396,10 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
     for (ci, c) in configs.iter().enumerate() {
         for (i, k) in c.entities.kinds.iter().enumerate() {
             if !is_snake_ident(k) {
-                errors.push(err(format!("file {ci}: entities.kinds[{i}]"), format!("entity kind `{k}` must be snake_case")));
+                errors.push(err(
+                    format!("file {ci}: entities.kinds[{i}]"),
+                    format!("entity kind `{k}` must be snake_case"),
+                ));
             }
             kinds.insert(k.clone());
         }
@@ -375,10 +409,19 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
         for (ti, t) in c.event_types.iter().enumerate() {
             let path = format!("file {ci}: event_types[{ti}] ({})", t.name);
             if !is_type_name(&t.name) {
-                errors.push(err(&path, format!("event type name `{}` must be dotted snake_case, e.g. `order.create`", t.name)));
+                errors.push(err(
+                    &path,
+                    format!(
+                        "event type name `{}` must be dotted snake_case, e.g. `order.create`",
+                        t.name
+                    ),
+                ));
             }
             if t.name.starts_with("label.") {
-                errors.push(err(&path, "the `label.` prefix is reserved for released delayed labels".into()));
+                errors.push(err(
+                    &path,
+                    "the `label.` prefix is reserved for released delayed labels".into(),
+                ));
             }
             let pos = match drafts.iter().position(|d| d.name == t.name) {
                 Some(p) => p,
@@ -407,7 +450,8 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
                 d.description = t.description.clone();
             }
             for (fname, f) in &t.fields {
-                d.fields.insert(fname.clone(), (f.clone(), format!("{path}.fields.{fname}")));
+                d.fields
+                    .insert(fname.clone(), (f.clone(), format!("{path}.fields.{fname}")));
             }
         }
     }
@@ -438,12 +482,22 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
             }
             let Some(ty) = FieldType::parse(&f.ty) else {
                 let names: Vec<&str> = FieldType::ALL.iter().map(|(n, _)| *n).collect();
-                errors.push(err(format!("{path}.type"), format!("unknown field type `{}`{}", f.ty, did_you_mean(&f.ty, names.iter().copied()))));
+                errors.push(err(
+                    format!("{path}.type"),
+                    format!(
+                        "unknown field type `{}`{}",
+                        f.ty,
+                        did_you_mean(&f.ty, names.iter().copied())
+                    ),
+                ));
                 continue;
             };
             let entity = match (ty, &f.entity) {
                 (FieldType::Id, None) => {
-                    errors.push(err(format!("{path}.entity"), "an `id` field needs `entity = \"<kind>\"`".into()));
+                    errors.push(err(
+                        format!("{path}.entity"),
+                        "an `id` field needs `entity = \"<kind>\"`".into(),
+                    ));
                     None
                 }
                 (_, Some(k)) => {
@@ -460,23 +514,38 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
                 match parse_duration(&l.delay) {
                     Some(ms) if ms >= 0 => {
                         if let Some(prev) = label_names.insert(l.name.clone(), path.clone()) {
-                            errors.push(err(format!("{path}.label.name"), format!("label `{}` is already declared at {prev}", l.name)));
+                            errors.push(err(
+                                format!("{path}.label.name"),
+                                format!("label `{}` is already declared at {prev}", l.name),
+                            ));
                         }
                         if !is_snake_ident(&l.name) {
-                            errors.push(err(format!("{path}.label.name"), format!("label name `{}` must be snake_case", l.name)));
+                            errors.push(err(
+                                format!("{path}.label.name"),
+                                format!("label name `{}` must be snake_case", l.name),
+                            ));
                         }
                         label = Some(pending_labels.len());
                         pending_labels.push((types.len(), slot, l.name.clone(), ms, ty));
                     }
-                    _ => errors.push(err(format!("{path}.label.delay"), format!("invalid duration `{}` (e.g. `7d`, `12h`)", l.delay))),
+                    _ => errors.push(err(
+                        format!("{path}.label.delay"),
+                        format!("invalid duration `{}` (e.g. `7d`, `12h`)", l.delay),
+                    )),
                 }
                 if f.required {
-                    errors.push(err(format!("{path}.required"), "a label column cannot be required".into()));
+                    errors.push(err(
+                        format!("{path}.required"),
+                        "a label column cannot be required".into(),
+                    ));
                 }
             }
             for a in std::iter::once(fname).chain(f.aliases.iter()) {
                 if index.insert(a.clone(), slot).is_some() {
-                    errors.push(err(path, format!("name or alias `{a}` is used twice in `{}`", d.name)));
+                    errors.push(err(
+                        path,
+                        format!("name or alias `{a}` is used twice in `{}`", d.name),
+                    ));
                 }
             }
             let pii = f.pii.unwrap_or(ty.pii_by_default());
@@ -486,7 +555,9 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
                 entity,
                 required: f.required,
                 pii,
-                max_len: f.max_len.unwrap_or(if ty == FieldType::Address { 2048 } else { 1024 }),
+                max_len: f
+                    .max_len
+                    .unwrap_or(if ty == FieldType::Address { 2048 } else { 1024 }),
                 derived_from: None,
                 label,
                 description: f.description.clone(),
@@ -494,7 +565,12 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
             for (der, suffix) in Derivation::for_type(ty) {
                 let dname = format!("{fname}_{suffix}");
                 if d.fields.contains_key(&dname) {
-                    errors.push(err(path, format!("field `{dname}` clashes with the attribute derived from `{fname}`")));
+                    errors.push(err(
+                        path,
+                        format!(
+                            "field `{dname}` clashes with the attribute derived from `{fname}`"
+                        ),
+                    ));
                     continue;
                 }
                 index.insert(dname.clone(), fields.len());
@@ -530,13 +606,29 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
         let mut fields: Vec<Field> = src
             .fields
             .iter()
-            .map(|f| Field { required: false, label: None, derived_from: None, ty: f.ty.stored(), ..f.clone() })
+            .map(|f| Field {
+                required: false,
+                label: None,
+                derived_from: None,
+                ty: f.ty.stored(),
+                ..f.clone()
+            })
             .collect();
         fields[ACTOR_SLOT].required = true;
-        let mut index: HashMap<String, usize, BuildHasherDefault<NameHasher>> = fields.iter().enumerate().map(|(i, f)| (f.name.clone(), i)).collect();
+        let mut index: HashMap<String, usize, BuildHasherDefault<NameHasher>> = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), i))
+            .collect();
         for (n, t) in [("value", ty.stored()), ("event_time", FieldType::Timestamp)] {
             if index.contains_key(n) {
-                errors.push(err(format!("label {name}"), format!("source type `{}` has a field `{n}`, which label events reserve", src.name)));
+                errors.push(err(
+                    format!("label {name}"),
+                    format!(
+                        "source type `{}` has a field `{n}`, which label events reserve",
+                        src.name
+                    ),
+                ));
             }
             index.insert(n.to_string(), fields.len());
             fields.push(Field {
@@ -560,12 +652,20 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
             name: format!("label.{name}"),
             checkpoint: false,
             actor_kind,
-            description: Some(format!("Release of the delayed label `{name}` of `{src_name}`.")),
+            description: Some(format!(
+                "Release of the delayed label `{name}` of `{src_name}`."
+            )),
             fields,
             index,
             internal: true,
         });
-        labels_out.push(LabelSpec { name, source_type: tidx as TypeId, source_slot: slot, delay_ms: delay, release_type: id });
+        labels_out.push(LabelSpec {
+            name,
+            source_type: tidx as TypeId,
+            source_slot: slot,
+            delay_ms: delay,
+            release_type: id,
+        });
         debug_assert_eq!(labels_out.len() - 1, li);
     }
     if types.len() > u16::MAX as usize {
@@ -575,11 +675,19 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
         return Err(SchemaErrors(errors));
     }
     let by_name = types.iter().map(|t| (t.name.clone(), t.id)).collect();
-    Ok(Schema { types, by_name, entity_kinds: kinds, labels: labels_out })
+    Ok(Schema {
+        types,
+        by_name,
+        entity_kinds: kinds,
+        labels: labels_out,
+    })
 }
 
 fn err(path: impl Into<String>, message: String) -> SchemaError {
-    SchemaError { path: path.into(), message }
+    SchemaError {
+        path: path.into(),
+        message,
+    }
 }
 
 fn unknown_kind_msg(k: &str, kinds: &BTreeSet<String>) -> String {
@@ -593,7 +701,8 @@ fn is_snake_ident(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.as_bytes()[0].is_ascii_lowercase()
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn is_type_name(s: &str) -> bool {
@@ -602,7 +711,9 @@ fn is_type_name(s: &str) -> bool {
 
 /// `, did you mean `x`?` for the closest candidate within a small edit distance, or an empty string.
 pub fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
-    argus_suggest::closest(word, candidates).map(|c| format!(", did you mean `{c}`?")).unwrap_or_default()
+    argus_suggest::closest(word, candidates)
+        .map(|c| format!(", did you mean `{c}`?"))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -613,17 +724,48 @@ mod tests {
     fn builtin_schema_has_every_product_event_type() {
         let s = Schema::builtin();
         for t in [
-            "account.register", "account.login", "account.update", "coupon.claim", "coupon.redeem", "cart.add",
-            "order.create", "payment.attempt", "payment.result", "refund.request", "review.create", "item.click",
-            "data.access", "payout.request", "chargeback",
+            "account.register",
+            "account.login",
+            "account.update",
+            "coupon.claim",
+            "coupon.redeem",
+            "cart.add",
+            "order.create",
+            "payment.attempt",
+            "payment.result",
+            "refund.request",
+            "review.create",
+            "item.click",
+            "data.access",
+            "payout.request",
+            "chargeback",
         ] {
             assert!(s.by_name(t).is_some(), "{t}");
         }
-        for k in ["user", "device", "ip", "card", "address", "email", "phone", "seller", "item", "coupon", "payout_account"] {
+        for k in [
+            "user",
+            "device",
+            "ip",
+            "card",
+            "address",
+            "email",
+            "phone",
+            "seller",
+            "item",
+            "coupon",
+            "payout_account",
+        ] {
             assert!(s.entity_kinds.contains(k), "{k}");
         }
         let order = s.by_name("order.create").unwrap();
-        assert_eq!(order.field("email_domain").unwrap().derived_from.map(|d| d.1), Some(Derivation::EmailDomain));
+        assert_eq!(
+            order
+                .field("email_domain")
+                .unwrap()
+                .derived_from
+                .map(|d| d.1),
+            Some(Derivation::EmailDomain)
+        );
         assert!(order.field("email").unwrap().pii);
         assert!(!order.field("amount").unwrap().pii);
     }

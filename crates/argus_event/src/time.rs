@@ -77,7 +77,11 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
     if b.len() == 10 {
         return in_range(ms);
     }
-    if !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') || b.len() < 19 || b[13] != b':' || b[16] != b':' {
+    if !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
+        || b.len() < 19
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let h = num(&b[11..13])?;
@@ -189,10 +193,24 @@ mod tests {
     #[test]
     fn parses_rfc3339_and_naive() {
         assert_eq!(parse_datetime("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_datetime("2018-04-01 00:00:31"), Some(1_522_540_831_000));
-        assert_eq!(parse_datetime("2018-04-01T02:00:31.5+02:00"), Some(1_522_540_831_500));
+        assert_eq!(
+            parse_datetime("2018-04-01 00:00:31"),
+            Some(1_522_540_831_000)
+        );
+        assert_eq!(
+            parse_datetime("2018-04-01T02:00:31.5+02:00"),
+            Some(1_522_540_831_500)
+        );
         assert_eq!(parse_datetime("2018-04-01"), Some(1_522_540_800_000));
-        for bad in ["", "2018-13-01", "2018-02-30", "2018-04-01X00:00:00", "2018-04-01T25:00:00", "2018-04-01T00:00:00+", "1969-12-31T23:59:59Z"] {
+        for bad in [
+            "",
+            "2018-13-01",
+            "2018-02-30",
+            "2018-04-01X00:00:00",
+            "2018-04-01T25:00:00",
+            "2018-04-01T00:00:00+",
+            "1969-12-31T23:59:59Z",
+        ] {
             assert_eq!(parse_datetime(bad), None, "{bad}");
         }
     }
@@ -206,7 +224,10 @@ mod tests {
         // 2018-04-01 was a Sunday.
         assert_eq!(weekday(1_522_540_831_000, 0), 6);
         assert_eq!(hour_of_day(1_522_540_831_000, 0), 0);
-        assert_eq!(format_rfc3339(1_522_540_831_500), "2018-04-01T00:00:31.500Z");
+        assert_eq!(
+            format_rfc3339(1_522_540_831_500),
+            "2018-04-01T00:00:31.500Z"
+        );
     }
 
     #[test]

@@ -125,7 +125,11 @@ pub fn format_decimal(micros: i64) -> String {
     let abs = micros.unsigned_abs();
     let int = abs / DEC_SCALE as u64;
     let frac = abs % DEC_SCALE as u64;
-    let mut s = if neg { format!("-{int}") } else { int.to_string() };
+    let mut s = if neg {
+        format!("-{int}")
+    } else {
+        int.to_string()
+    };
     if frac != 0 {
         let f = format!("{frac:06}");
         s.push('.');
@@ -163,17 +167,30 @@ fn parse_decimal_plain(s: &str) -> Option<i64> {
     if int_part.is_empty() && frac_part.is_empty() {
         return None;
     }
-    if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
+    if !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let (kept, rest) = frac_part.split_at(frac_part.len().min(6));
     let round_up = rest.as_bytes().first().is_some_and(|&d| d >= b'5');
-    let int: i64 = if int_part.is_empty() { 0 } else { int_part.parse().ok()? };
-    let mut frac: i64 = if kept.is_empty() { 0 } else { kept.parse().ok()? };
+    let int: i64 = if int_part.is_empty() {
+        0
+    } else {
+        int_part.parse().ok()?
+    };
+    let mut frac: i64 = if kept.is_empty() {
+        0
+    } else {
+        kept.parse().ok()?
+    };
     for _ in kept.len()..6 {
         frac *= 10;
     }
-    let v = int.checked_mul(DEC_SCALE)?.checked_add(frac)?.checked_add(round_up as i64)?;
+    let v = int
+        .checked_mul(DEC_SCALE)?
+        .checked_add(frac)?
+        .checked_add(round_up as i64)?;
     Some(if neg { -v } else { v })
 }
 
@@ -197,7 +214,13 @@ mod tests {
 
     #[test]
     fn decimals_round_trip_exactly() {
-        for (s, m) in [("57.16", 57_160_000), ("-0.5", -500_000), ("10", 10_000_000), (".25", 250_000), ("0.000001", 1)] {
+        for (s, m) in [
+            ("57.16", 57_160_000),
+            ("-0.5", -500_000),
+            ("10", 10_000_000),
+            (".25", 250_000),
+            ("0.000001", 1),
+        ] {
             assert_eq!(parse_decimal(s), Some(m), "{s}");
         }
         assert_eq!(format_decimal(57_160_000), "57.16");

@@ -15,11 +15,22 @@ fn json() -> impl Strategy<Value = serde_json::Value> {
         Just(serde_json::Value::Null),
         any::<bool>().prop_map(serde_json::Value::from),
         any::<i64>().prop_map(serde_json::Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, serde_json::Value::Number)),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number)),
         "[a-z0-9@.:+ -]{0,40}".prop_map(serde_json::Value::from),
         prop::sample::select(vec![
-            "2026-11-26T10:00:00Z", "2018-04-01 00:00:31", "0", "99999999999999999", "4111 1111 1111 1111", "10.0.0.1", "::1",
-            "a@b.c", "+44 7700 900001", "12.345678901", "1e400", "-0.0",
+            "2026-11-26T10:00:00Z",
+            "2018-04-01 00:00:31",
+            "0",
+            "99999999999999999",
+            "4111 1111 1111 1111",
+            "10.0.0.1",
+            "::1",
+            "a@b.c",
+            "+44 7700 900001",
+            "12.345678901",
+            "1e400",
+            "-0.0",
         ])
         .prop_map(serde_json::Value::from),
     ];
@@ -28,8 +39,21 @@ fn json() -> impl Strategy<Value = serde_json::Value> {
             prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
             prop::collection::btree_map(
                 prop::sample::select(vec![
-                    "id", "type", "time", "actor", "data", "amount", "email", "card", "ip", "order", "shipping_address", "city", "line1",
-                    "success", "x",
+                    "id",
+                    "type",
+                    "time",
+                    "actor",
+                    "data",
+                    "amount",
+                    "email",
+                    "card",
+                    "ip",
+                    "order",
+                    "shipping_address",
+                    "city",
+                    "line1",
+                    "success",
+                    "x",
                 ])
                 .prop_map(str::to_string),
                 inner,
@@ -41,7 +65,11 @@ fn json() -> impl Strategy<Value = serde_json::Value> {
 }
 
 fn type_names() -> Vec<String> {
-    Schema::builtin().public_type_names().into_iter().map(str::to_string).collect()
+    Schema::builtin()
+        .public_type_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect()
 }
 
 proptest! {

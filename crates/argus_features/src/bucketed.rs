@@ -49,7 +49,9 @@ impl BucketState {
         let mut s = BucketState {
             head: t.div_euclid(l.width_ms),
             words: vec![0u32; l.stride() * l.len as usize].into_boxed_slice(),
-            sketches: l.distinct.then(|| vec![DistinctSketch::default(); l.len as usize].into_boxed_slice()),
+            sketches: l
+                .distinct
+                .then(|| vec![DistinctSketch::default(); l.len as usize].into_boxed_slice()),
         };
         for slot in 0..l.len as usize {
             s.clear(l, slot);
@@ -123,7 +125,9 @@ impl BucketState {
     pub fn read(&self, l: &Layout, r: &Reader, t: i64) -> Value {
         let hi = t - r.offset_ms;
         let kh = hi.div_euclid(l.width_ms).min(self.head);
-        let kl = (hi - r.window_ms).div_euclid(l.width_ms).max(self.head - l.len as i64);
+        let kl = (hi - r.window_ms)
+            .div_euclid(l.width_ms)
+            .max(self.head - l.len as i64);
         let stride = l.stride();
         let (mut n, mut sum, mut mn, mut mx) = (0u64, 0i64, i64::MAX, i64::MIN);
         let mut sketch = DistinctSketch::default();
@@ -192,6 +196,10 @@ impl BucketState {
 
     pub fn heap_bytes(&self) -> usize {
         self.words.len() * 4
-            + self.sketches.as_ref().map_or(0, |s| s.iter().map(|x| x.heap_bytes() + std::mem::size_of::<DistinctSketch>()).sum())
+            + self.sketches.as_ref().map_or(0, |s| {
+                s.iter()
+                    .map(|x| x.heap_bytes() + std::mem::size_of::<DistinctSketch>())
+                    .sum()
+            })
     }
 }

@@ -110,8 +110,22 @@ pub enum Agg {
 
 /// Every feature kind, with its name in configuration.
 pub const KINDS: &[&str] = &[
-    "count", "sum", "avg", "min", "max", "distinct", "first_seen", "last_seen", "age", "last_value", "ratio",
-    "is_weekend", "hour_of_day", "day_of_week", "hour_in_range", "field",
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "distinct",
+    "first_seen",
+    "last_seen",
+    "age",
+    "last_value",
+    "ratio",
+    "is_weekend",
+    "hour_of_day",
+    "day_of_week",
+    "hour_in_range",
+    "field",
 ];
 
 impl Agg {
@@ -131,14 +145,20 @@ impl Agg {
         })
     }
     fn needs_value(self) -> bool {
-        matches!(self, Agg::Sum | Agg::Avg | Agg::Min | Agg::Max | Agg::Distinct | Agg::LastValue)
+        matches!(
+            self,
+            Agg::Sum | Agg::Avg | Agg::Min | Agg::Max | Agg::Distinct | Agg::LastValue
+        )
     }
     fn numeric(self) -> bool {
         matches!(self, Agg::Sum | Agg::Avg | Agg::Min | Agg::Max)
     }
     /// Aggregates that only make sense over a key's whole history.
     fn lifetime_only(self) -> bool {
-        matches!(self, Agg::FirstSeen | Agg::LastSeen | Agg::Age | Agg::LastValue)
+        matches!(
+            self,
+            Agg::FirstSeen | Agg::LastSeen | Agg::Age | Agg::LastValue
+        )
     }
 }
 
@@ -154,11 +174,22 @@ pub enum Calendar {
 /// How a feature is computed.
 #[derive(Debug, Clone)]
 pub enum FeatureKind {
-    Series { series: usize, reader: Reader },
-    Ratio { numerator: usize, denominator: usize },
-    Calendar { part: Calendar, offset_ms: i64 },
+    Series {
+        series: usize,
+        reader: Reader,
+    },
+    Ratio {
+        numerator: usize,
+        denominator: usize,
+    },
+    Calendar {
+        part: Calendar,
+        offset_ms: i64,
+    },
     /// A field of the event itself (e.g. the amount, as a model input).
-    Field { field: String },
+    Field {
+        field: String,
+    },
     /// Written by the engine after the other features (graph detectors): see
     /// [`FeatureSet::add_external`].
     External,
@@ -199,9 +230,18 @@ pub struct FeatureDef {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SeriesMode {
     /// Every event kept; reads are exact. `retention_ms` = longest window + offset.
-    Exact { retention_ms: i64, max_entries: usize },
+    Exact {
+        retention_ms: i64,
+        max_entries: usize,
+    },
     /// Fixed buckets of `width_ms`; `len` buckets kept.
-    Bucketed { width_ms: i64, len: u32, sum: bool, minmax: bool, distinct: bool },
+    Bucketed {
+        width_ms: i64,
+        len: u32,
+        sum: bool,
+        minmax: bool,
+        distinct: bool,
+    },
     /// One accumulator per key, for lifetime windows.
     Lifetime { distinct: bool },
 }
@@ -342,12 +382,24 @@ impl FeatureSet {
     /// Adds a feature whose value the engine writes after the others (a graph detector's), readable
     /// on `types`; rules and models read it by `name` like any feature. Its value does not live in
     /// the feature state (the writer keeps its own). Errors if the name is taken.
-    pub fn add_external(&mut self, name: &str, out: Out, types: &[usize], description: &str) -> Result<usize, String> {
+    pub fn add_external(
+        &mut self,
+        name: &str,
+        out: Out,
+        types: &[usize],
+        description: &str,
+    ) -> Result<usize, String> {
         if self.index.contains_key(name) {
             return Err(format!("feature `{name}` is already declared"));
         }
         let fi = self.features.len();
-        self.features.push(FeatureDef { name: name.to_string(), kind: FeatureKind::External, out, default: Value::Null, description: Some(description.to_string()) });
+        self.features.push(FeatureDef {
+            name: name.to_string(),
+            kind: FeatureKind::External,
+            out,
+            default: Value::Null,
+            description: Some(description.to_string()),
+        });
         self.index.insert(name.to_string(), fi);
         for &t in types {
             if let Some(p) = self.plans.get_mut(t) {
@@ -367,14 +419,21 @@ impl FeatureSet {
 
     /// A fingerprint of everything that shapes state: restoring a snapshot needs the same one.
     pub fn fingerprint(&self) -> u64 {
-        let s = format!("{:?}|{}|{}", self.series, self.allowed_lateness_ms, self.idle_ttl_ms);
+        let s = format!(
+            "{:?}|{}|{}",
+            self.series, self.allowed_lateness_ms, self.idle_ttl_ms
+        );
         xxhash_rust::xxh3::xxh3_64(s.as_bytes())
     }
 
     /// Parses and compiles a feature file against a schema, reporting every problem at once.
     pub fn from_toml(schema: &Schema, text: &str) -> Result<FeatureSet, ConfigErrors> {
-        let cfg: FeaturesConfig =
-            toml::from_str(text).map_err(|e| ConfigErrors(vec![ConfigError { path: String::new(), message: e.to_string() }]))?;
+        let cfg: FeaturesConfig = toml::from_str(text).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                path: String::new(),
+                message: e.to_string(),
+            }])
+        })?;
         Self::compile(schema, &cfg)
     }
 
@@ -390,7 +449,10 @@ struct Compiler<'a> {
 
 impl<'a> Compiler<'a> {
     fn new(schema: &'a Schema) -> Self {
-        Compiler { schema, errors: Vec::new() }
+        Compiler {
+            schema,
+            errors: Vec::new(),
+        }
     }
 
     fn err(&mut self, path: String, message: String) {
@@ -399,13 +461,19 @@ impl<'a> Compiler<'a> {
 
     /// Keys that mean nothing for a feature's kind are mistakes, not silently ignored.
     fn inapplicable(&mut self, path: &str, f: &FeatureConfig) {
-        let calendar = matches!(f.kind.as_str(), "is_weekend" | "hour_of_day" | "day_of_week" | "hour_in_range");
+        let calendar = matches!(
+            f.kind.as_str(),
+            "is_weekend" | "hour_of_day" | "day_of_week" | "hour_in_range"
+        );
         let ratio = f.kind == "ratio";
         let field = f.kind == "field";
         let bucketed = f.mode.as_deref() == Some("bucketed");
         let mut bad = |key: &str, set: bool, why: &str| {
             if set {
-                self.errors.push(ConfigError { path: format!("{path}.{key}"), message: format!("`{key}` does not apply {why}") });
+                self.errors.push(ConfigError {
+                    path: format!("{path}.{key}"),
+                    message: format!("`{key}` does not apply {why}"),
+                });
             }
         };
         let stateless = calendar || ratio || field;
@@ -417,27 +485,64 @@ impl<'a> Compiler<'a> {
         bad("mode", stateless && f.mode.is_some(), &kind);
         bad("filter", stateless && !f.filter.is_empty(), &kind);
         bad("value", (calendar || ratio) && f.value.is_some(), &kind);
-        bad("buckets", f.buckets.is_some() && !bucketed, "without `mode = \"bucketed\"`");
-        bad("max_entries", f.max_entries.is_some() && (bucketed || stateless || matches!(f.window.as_deref(), None | Some("lifetime"))), "except to exact windows");
-        bad("hours", f.hours.is_some() && f.kind != "hour_in_range", "except to `hour_in_range`");
-        bad("utc_offset", f.utc_offset.is_some() && !calendar, "except to calendar features");
-        bad("numerator", f.numerator.is_some() && !ratio, "except to `ratio`");
-        bad("denominator", f.denominator.is_some() && !ratio, "except to `ratio`");
+        bad(
+            "buckets",
+            f.buckets.is_some() && !bucketed,
+            "without `mode = \"bucketed\"`",
+        );
+        bad(
+            "max_entries",
+            f.max_entries.is_some()
+                && (bucketed
+                    || stateless
+                    || matches!(f.window.as_deref(), None | Some("lifetime"))),
+            "except to exact windows",
+        );
+        bad(
+            "hours",
+            f.hours.is_some() && f.kind != "hour_in_range",
+            "except to `hour_in_range`",
+        );
+        bad(
+            "utc_offset",
+            f.utc_offset.is_some() && !calendar,
+            "except to calendar features",
+        );
+        bad(
+            "numerator",
+            f.numerator.is_some() && !ratio,
+            "except to `ratio`",
+        );
+        bad(
+            "denominator",
+            f.denominator.is_some() && !ratio,
+            "except to `ratio`",
+        );
     }
 
     fn duration(&mut self, path: String, s: &str) -> Option<i64> {
         match parse_duration(s) {
             Some(ms) => Some(ms),
             None => {
-                self.err(path, format!("invalid duration `{s}` (e.g. `30s`, `15m`, `1h`, `7d`)"));
+                self.err(
+                    path,
+                    format!("invalid duration `{s}` (e.g. `30s`, `15m`, `1h`, `7d`)"),
+                );
                 None
             }
         }
     }
 
     fn run(mut self, cfg: &FeaturesConfig) -> Result<FeatureSet, ConfigErrors> {
-        let lateness = self.duration("settings.allowed_lateness".into(), &cfg.settings.allowed_lateness).unwrap_or(0);
-        let idle_ttl = self.duration("settings.idle_ttl".into(), &cfg.settings.idle_ttl).unwrap_or(90 * DAY);
+        let lateness = self
+            .duration(
+                "settings.allowed_lateness".into(),
+                &cfg.settings.allowed_lateness,
+            )
+            .unwrap_or(0);
+        let idle_ttl = self
+            .duration("settings.idle_ttl".into(), &cfg.settings.idle_ttl)
+            .unwrap_or(90 * DAY);
         let mut index = BTreeMap::new();
         let mut features: Vec<FeatureDef> = Vec::new();
         let mut series: Vec<SeriesDef> = Vec::new();
@@ -452,10 +557,16 @@ impl<'a> Compiler<'a> {
         for (i, f) in cfg.features.iter().enumerate() {
             let path = format!("features[{i}] ({})", f.name);
             if !valid_name(&f.name) {
-                self.err(format!("{path}.name"), format!("feature name `{}` must be snake_case", f.name));
+                self.err(
+                    format!("{path}.name"),
+                    format!("feature name `{}` must be snake_case", f.name),
+                );
             }
             if index.insert(f.name.clone(), i).is_some() {
-                self.err(format!("{path}.name"), format!("feature `{}` is defined twice", f.name));
+                self.err(
+                    format!("{path}.name"),
+                    format!("feature `{}` is defined twice", f.name),
+                );
             }
         }
         for &i in &order {
@@ -473,7 +584,10 @@ impl<'a> Compiler<'a> {
         for (i, c) in compiled.into_iter().enumerate() {
             features.push(c.unwrap_or(FeatureDef {
                 name: cfg.features[i].name.clone(),
-                kind: FeatureKind::Calendar { part: Calendar::HourOfDay, offset_ms: 0 },
+                kind: FeatureKind::Calendar {
+                    part: Calendar::HourOfDay,
+                    offset_ms: 0,
+                },
                 out: Out::Int,
                 default: Value::Null,
                 description: None,
@@ -488,7 +602,10 @@ impl<'a> Compiler<'a> {
             let e = match entities.iter().position(|e| e.key == s.key) {
                 Some(e) => e,
                 None => {
-                    entities.push(EntityDef { key: s.key.clone(), series: vec![] });
+                    entities.push(EntityDef {
+                        key: s.key.clone(),
+                        series: vec![],
+                    });
                     entities.len() - 1
                 }
             };
@@ -501,18 +618,31 @@ impl<'a> Compiler<'a> {
             let et = &self.schema.types[ti];
             let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
             for (si, s) in series.iter().enumerate() {
-                let Some(key_slots) = s.key.iter().map(|k| et.slot(k)).collect::<Option<Vec<_>>>() else { continue };
+                let Some(key_slots) = s.key.iter().map(|k| et.slot(k)).collect::<Option<Vec<_>>>()
+                else {
+                    continue;
+                };
                 if s.events.contains(&(ti as u16)) {
                     let value_slot = s.value.as_ref().and_then(|v| et.slot(v));
                     let filter = match compile_filter(et, &s.filter) {
                         Ok(f) => f,
                         Err(m) => {
-                            self.errors.push(ConfigError { path: format!("series over {}", et.name), message: m });
+                            self.errors.push(ConfigError {
+                                path: format!("series over {}", et.name),
+                                message: m,
+                            });
                             continue;
                         }
                     };
-                    groups.entry(si).or_insert_with(|| Group { series: si, key_slots: key_slots.clone(), update: None, readers: vec![] }).update =
-                        Some((value_slot, filter));
+                    groups
+                        .entry(si)
+                        .or_insert_with(|| Group {
+                            series: si,
+                            key_slots: key_slots.clone(),
+                            update: None,
+                            readers: vec![],
+                        })
+                        .update = Some((value_slot, filter));
                 }
                 let _ = key_slots;
             }
@@ -520,10 +650,19 @@ impl<'a> Compiler<'a> {
                 match &f.kind {
                     FeatureKind::Series { series: si, reader } => {
                         let s = &series[*si];
-                        let Some(key_slots) = s.key.iter().map(|k| et.slot(k)).collect::<Option<Vec<_>>>() else { continue };
+                        let Some(key_slots) =
+                            s.key.iter().map(|k| et.slot(k)).collect::<Option<Vec<_>>>()
+                        else {
+                            continue;
+                        };
                         groups
                             .entry(*si)
-                            .or_insert_with(|| Group { series: *si, key_slots, update: None, readers: vec![] })
+                            .or_insert_with(|| Group {
+                                series: *si,
+                                key_slots,
+                                update: None,
+                                readers: vec![],
+                            })
                             .readers
                             .push((fi, reader.clone()));
                     }
@@ -531,14 +670,24 @@ impl<'a> Compiler<'a> {
                     FeatureKind::Calendar { .. } => plan.calendar.push(fi),
                     FeatureKind::Ratio { .. } => plan.ratios.push(fi),
                     FeatureKind::Field { field } => {
-                        if let Some(slot) = et.slot(field).filter(|&s| et.fields[s].label.is_none()) {
+                        if let Some(slot) = et.slot(field).filter(|&s| et.fields[s].label.is_none())
+                        {
                             plan.fields.push((fi, slot));
                         }
                     }
                 }
             }
-            let readable: Vec<usize> = groups.values().flat_map(|g| g.readers.iter().map(|(f, _)| *f)).chain(plan.calendar.iter().copied()).chain(plan.ratios.iter().copied()).chain(plan.fields.iter().map(|(f, _)| *f)).collect();
-            plan.defaults = readable.into_iter().filter(|&f| !features[f].default.is_null()).collect();
+            let readable: Vec<usize> = groups
+                .values()
+                .flat_map(|g| g.readers.iter().map(|(f, _)| *f))
+                .chain(plan.calendar.iter().copied())
+                .chain(plan.ratios.iter().copied())
+                .chain(plan.fields.iter().map(|(f, _)| *f))
+                .collect();
+            plan.defaults = readable
+                .into_iter()
+                .filter(|&f| !features[f].default.is_null())
+                .collect();
             plan.defaults.sort_unstable();
             for g in groups.into_values() {
                 let e = series[g.series].entity;
@@ -548,10 +697,20 @@ impl<'a> Compiler<'a> {
                         let kinds: Vec<String> = g
                             .key_slots
                             .iter()
-                            .map(|&s| et.fields[s].entity.clone().unwrap_or_else(|| format!("field:{}", et.fields[s].name)))
+                            .map(|&s| {
+                                et.fields[s]
+                                    .entity
+                                    .clone()
+                                    .unwrap_or_else(|| format!("field:{}", et.fields[s].name))
+                            })
                             .collect();
                         let seed = xxhash_rust::xxh3::xxh3_64(kinds.join("\u{0}").as_bytes());
-                        plan.entities.push(EntityPlan { entity: e, key_slots: g.key_slots.clone(), seed, groups: vec![g] })
+                        plan.entities.push(EntityPlan {
+                            entity: e,
+                            key_slots: g.key_slots.clone(),
+                            seed,
+                            groups: vec![g],
+                        })
                     }
                 }
             }
@@ -559,7 +718,16 @@ impl<'a> Compiler<'a> {
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
         }
-        Ok(FeatureSet { models: Vec::new(), features, series, entities, plans, allowed_lateness_ms: lateness, idle_ttl_ms: idle_ttl, index })
+        Ok(FeatureSet {
+            models: Vec::new(),
+            features,
+            series,
+            entities,
+            plans,
+            allowed_lateness_ms: lateness,
+            idle_ttl_ms: idle_ttl,
+            index,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -580,7 +748,10 @@ impl<'a> Compiler<'a> {
             Some(toml::Value::Boolean(b)) => Value::Bool(*b),
             Some(toml::Value::String(s)) => Value::Str(s.as_str().into()),
             Some(_) => {
-                self.err(format!("{path}.default"), "default must be a number, boolean or string".into());
+                self.err(
+                    format!("{path}.default"),
+                    "default must be a number, boolean or string".into(),
+                );
                 Value::Null
             }
         };
@@ -589,7 +760,10 @@ impl<'a> Compiler<'a> {
             Some(o) => match parse_utc_offset(o) {
                 Some(ms) => ms,
                 None => {
-                    self.err(format!("{path}.utc_offset"), format!("`{o}` is not an offset like `+08:00`"));
+                    self.err(
+                        format!("{path}.utc_offset"),
+                        format!("`{o}` is not an offset like `+08:00`"),
+                    );
                     0
                 }
             },
@@ -599,36 +773,68 @@ impl<'a> Compiler<'a> {
             "hour_of_day" => Some((Calendar::HourOfDay, Out::Int)),
             "day_of_week" => Some((Calendar::DayOfWeek, Out::Int)),
             "hour_in_range" => match f.hours {
-                Some([a, b]) if a <= 23 && b <= 23 => Some((Calendar::HourInRange(a, b), Out::Bool)),
+                Some([a, b]) if a <= 23 && b <= 23 => {
+                    Some((Calendar::HourInRange(a, b), Out::Bool))
+                }
                 _ => {
-                    self.err(format!("{path}.hours"), "hour_in_range needs `hours = [from, to]`, inclusive, 0..=23".into());
+                    self.err(
+                        format!("{path}.hours"),
+                        "hour_in_range needs `hours = [from, to]`, inclusive, 0..=23".into(),
+                    );
                     None
                 }
             },
             _ => None,
         };
         if let Some((part, out)) = calendar {
-            return Some(FeatureDef { name: f.name.clone(), kind: FeatureKind::Calendar { part, offset_ms }, out, default, description: f.description.clone() });
+            return Some(FeatureDef {
+                name: f.name.clone(),
+                kind: FeatureKind::Calendar { part, offset_ms },
+                out,
+                default,
+                description: f.description.clone(),
+            });
         }
         if f.kind == "field" {
             let Some(name) = &f.value else {
-                self.err(format!("{path}.value"), "`field` needs `value = \"<field>\"`".into());
+                self.err(
+                    format!("{path}.value"),
+                    "`field` needs `value = \"<field>\"`".into(),
+                );
                 return None;
             };
             let mut ty = None;
             for et in &self.schema.types {
                 if let Some(fd) = et.field(name) {
                     if fd.label.is_some() {
-                        self.err(format!("{path}.value"), format!("`{name}` is a delayed label of `{}`", et.name));
+                        self.err(
+                            format!("{path}.value"),
+                            format!("`{name}` is a delayed label of `{}`", et.name),
+                        );
                     }
-                    if ty.is_some_and(|t| t != fd.ty.stored()) && !self.errors.iter().any(|e| e.path == format!("{path}.value")) {
-                        self.err(format!("{path}.value"), format!("`{name}` has different types across event types (`{}` has {})", et.name, fd.ty.name()));
+                    if ty.is_some_and(|t| t != fd.ty.stored())
+                        && !self
+                            .errors
+                            .iter()
+                            .any(|e| e.path == format!("{path}.value"))
+                    {
+                        self.err(
+                            format!("{path}.value"),
+                            format!(
+                                "`{name}` has different types across event types (`{}` has {})",
+                                et.name,
+                                fd.ty.name()
+                            ),
+                        );
                     }
                     ty.get_or_insert(fd.ty.stored());
                 }
             }
             let Some(ty) = ty else {
-                self.err(format!("{path}.value"), format!("no event type has a field `{name}`"));
+                self.err(
+                    format!("{path}.value"),
+                    format!("no event type has a field `{name}`"),
+                );
                 return None;
             };
             let out = match ty {
@@ -639,22 +845,42 @@ impl<'a> Compiler<'a> {
                 FieldType::Timestamp => Out::Time,
                 _ => Out::Str,
             };
-            return Some(FeatureDef { name: f.name.clone(), kind: FeatureKind::Field { field: name.clone() }, out, default, description: f.description.clone() });
+            return Some(FeatureDef {
+                name: f.name.clone(),
+                kind: FeatureKind::Field {
+                    field: name.clone(),
+                },
+                out,
+                default,
+                description: f.description.clone(),
+            });
         }
         if f.kind == "ratio" {
             let operand = |c: &mut Self, which: &str, v: &Option<String>| -> Option<usize> {
                 let Some(n) = v else {
-                    c.err(format!("{path}.{which}"), format!("ratio needs `{which}` (a feature name)"));
+                    c.err(
+                        format!("{path}.{which}"),
+                        format!("ratio needs `{which}` (a feature name)"),
+                    );
                     return None;
                 };
                 match index.get(n) {
                     Some(&j) if j < me => Some(j),
                     Some(_) => {
-                        c.err(format!("{path}.{which}"), format!("`{n}` must be declared before `{}`", f.name));
+                        c.err(
+                            format!("{path}.{which}"),
+                            format!("`{n}` must be declared before `{}`", f.name),
+                        );
                         None
                     }
                     None => {
-                        c.err(format!("{path}.{which}"), format!("unknown feature `{n}`{}", did_you_mean(n, index.keys().map(String::as_str))));
+                        c.err(
+                            format!("{path}.{which}"),
+                            format!(
+                                "unknown feature `{n}`{}",
+                                did_you_mean(n, index.keys().map(String::as_str))
+                            ),
+                        );
                         None
                     }
                 }
@@ -663,34 +889,59 @@ impl<'a> Compiler<'a> {
             let denominator = operand(self, "denominator", &f.denominator);
             return Some(FeatureDef {
                 name: f.name.clone(),
-                kind: FeatureKind::Ratio { numerator: numerator?, denominator: denominator? },
+                kind: FeatureKind::Ratio {
+                    numerator: numerator?,
+                    denominator: denominator?,
+                },
                 out: Out::Float,
                 default,
                 description: f.description.clone(),
             });
         }
         let Some(agg) = Agg::parse(&f.kind) else {
-            self.err(format!("{path}.kind"), format!("unknown feature kind `{}`{}", f.kind, did_you_mean(&f.kind, KINDS.iter().copied())));
+            self.err(
+                format!("{path}.kind"),
+                format!(
+                    "unknown feature kind `{}`{}",
+                    f.kind,
+                    did_you_mean(&f.kind, KINDS.iter().copied())
+                ),
+            );
             return None;
         };
         // Events.
         if f.events.is_empty() {
-            self.err(format!("{path}.events"), "name the event types that feed this feature, e.g. `events = [\"order.create\"]`".into());
+            self.err(
+                format!("{path}.events"),
+                "name the event types that feed this feature, e.g. `events = [\"order.create\"]`"
+                    .into(),
+            );
         }
         let mut events = Vec::new();
         for (j, e) in f.events.iter().enumerate() {
             match self.schema.type_id(e) {
                 Some(t) => events.push(t),
                 None => {
-                    let names: Vec<&str> = self.schema.types.iter().map(|t| t.name.as_str()).collect();
-                    self.err(format!("{path}.events[{j}]"), format!("unknown event type `{e}`{}", did_you_mean(e, names.into_iter())));
+                    let names: Vec<&str> =
+                        self.schema.types.iter().map(|t| t.name.as_str()).collect();
+                    self.err(
+                        format!("{path}.events[{j}]"),
+                        format!(
+                            "unknown event type `{e}`{}",
+                            did_you_mean(e, names.into_iter())
+                        ),
+                    );
                 }
             }
         }
         events.sort_unstable();
         events.dedup();
         // Key and value fields must exist on every feeding type.
-        let key = if f.key.is_empty() { vec!["actor".to_string()] } else { f.key.clone() };
+        let key = if f.key.is_empty() {
+            vec!["actor".to_string()]
+        } else {
+            f.key.clone()
+        };
         let mut value_ty: Option<FieldType> = None;
         let mut value_required = true;
         for &t in &events {
@@ -723,16 +974,32 @@ impl<'a> Compiler<'a> {
             }
         }
         if agg.needs_value() && f.value.is_none() {
-            self.err(format!("{path}.value"), format!("`{}` needs `value = \"<field>\"`", f.kind));
+            self.err(
+                format!("{path}.value"),
+                format!("`{}` needs `value = \"<field>\"`", f.kind),
+            );
         }
         if agg.numeric() {
             if let Some(t) = value_ty {
                 if !(t.is_numeric() || t == FieldType::Bool) {
-                    self.err(format!("{path}.value"), format!("`{}` needs a numeric field, `{}` is {}", f.kind, f.value.as_deref().unwrap_or(""), t.name()));
+                    self.err(
+                        format!("{path}.value"),
+                        format!(
+                            "`{}` needs a numeric field, `{}` is {}",
+                            f.kind,
+                            f.value.as_deref().unwrap_or(""),
+                            t.name()
+                        ),
+                    );
                 }
             }
         }
-        let filter_text = f.filter.iter().map(|c| c.canonical()).collect::<Vec<_>>().join(" && ");
+        let filter_text = f
+            .filter
+            .iter()
+            .map(|c| c.canonical())
+            .collect::<Vec<_>>()
+            .join(" && ");
         for &t in &events {
             if let Err(m) = compile_filter(self.schema.get(t), &f.filter) {
                 self.err(format!("{path}.filter"), m);
@@ -741,23 +1008,54 @@ impl<'a> Compiler<'a> {
         // Window.
         let lifetime = matches!(f.window.as_deref(), None | Some("lifetime"));
         if agg.lifetime_only() && !lifetime {
-            self.err(format!("{path}.window"), format!("`{}` is computed over a key's whole history; remove `window`", f.kind));
+            self.err(
+                format!("{path}.window"),
+                format!(
+                    "`{}` is computed over a key's whole history; remove `window`",
+                    f.kind
+                ),
+            );
         }
         if lifetime && !agg.lifetime_only() && f.window.is_none() {
-            self.err(format!("{path}.window"), format!("`{}` needs `window` (a duration up to 90d, or \"lifetime\")", f.kind));
+            self.err(
+                format!("{path}.window"),
+                format!(
+                    "`{}` needs `window` (a duration up to 90d, or \"lifetime\")",
+                    f.kind
+                ),
+            );
         }
-        let window_ms = if lifetime { 0 } else { f.window.as_deref().and_then(|w| self.duration(format!("{path}.window"), w)).unwrap_or(0) };
-        let offset_ms = f.offset.as_deref().and_then(|o| self.duration(format!("{path}.offset"), o)).unwrap_or(0);
+        let window_ms = if lifetime {
+            0
+        } else {
+            f.window
+                .as_deref()
+                .and_then(|w| self.duration(format!("{path}.window"), w))
+                .unwrap_or(0)
+        };
+        let offset_ms = f
+            .offset
+            .as_deref()
+            .and_then(|o| self.duration(format!("{path}.offset"), o))
+            .unwrap_or(0);
         if !lifetime && !(SEC..=MAX_SPAN_MS).contains(&window_ms) {
             self.err(format!("{path}.window"), "windows go from 1s to 90d".into());
         }
         if !(0..=MAX_SPAN_MS).contains(&offset_ms) || (lifetime && offset_ms != 0) {
-            self.err(format!("{path}.offset"), "offsets go from 0 to 90d, on windowed features only".into());
+            self.err(
+                format!("{path}.offset"),
+                "offsets go from 0 to 90d, on windowed features only".into(),
+            );
         }
         let mode = match (lifetime, f.mode.as_deref()) {
-            (true, None) => SeriesMode::Lifetime { distinct: agg == Agg::Distinct },
+            (true, None) => SeriesMode::Lifetime {
+                distinct: agg == Agg::Distinct,
+            },
             (true, Some(m)) => {
-                self.err(format!("{path}.mode"), format!("`mode = \"{m}\"` applies to windowed features only"));
+                self.err(
+                    format!("{path}.mode"),
+                    format!("`mode = \"{m}\"` applies to windowed features only"),
+                );
                 return None;
             }
             (false, None | Some("exact")) => SeriesMode::Exact {
@@ -783,12 +1081,18 @@ impl<'a> Compiler<'a> {
                 }
             }
             (false, Some(m)) => {
-                self.err(format!("{path}.mode"), format!("unknown mode `{m}` (exact or bucketed)"));
+                self.err(
+                    format!("{path}.mode"),
+                    format!("unknown mode `{m}` (exact or bucketed)"),
+                );
                 return None;
             }
         };
         if agg.lifetime_only() && agg != Agg::LastValue && f.value.is_some() {
-            self.err(format!("{path}.value"), format!("`{}` takes no `value`", f.kind));
+            self.err(
+                format!("{path}.value"),
+                format!("`{}` takes no `value`", f.kind),
+            );
         }
         let value_out = match value_ty {
             Some(FieldType::Int) => Out::Int,
@@ -819,11 +1123,30 @@ impl<'a> Compiler<'a> {
         // always present, since then both see the same events.
         let value_numeric = value_ty.is_some_and(|t| t.is_numeric() || t == FieldType::Bool);
         let value_required = f.value.is_some() && value_required;
-        let want = SeriesDef { events, key, value: f.value.clone(), value_numeric, value_required, filter: f.filter.clone(), filter_text, mode, entity: 0, pos: 0 };
+        let want = SeriesDef {
+            events,
+            key,
+            value: f.value.clone(),
+            value_numeric,
+            value_required,
+            filter: f.filter.clone(),
+            filter_text,
+            mode,
+            entity: 0,
+            pos: 0,
+        };
         let si = find_or_add_series(series, want, agg == Agg::Count);
         Some(FeatureDef {
             name: f.name.clone(),
-            kind: FeatureKind::Series { series: si, reader: Reader { agg, window_ms, offset_ms, out: value_out } },
+            kind: FeatureKind::Series {
+                series: si,
+                reader: Reader {
+                    agg,
+                    window_ms,
+                    offset_ms,
+                    out: value_out,
+                },
+            },
             out,
             default,
             description: f.description.clone(),
@@ -835,20 +1158,44 @@ impl<'a> Compiler<'a> {
 /// then the series holds every event the count must see.
 fn find_or_add_series(series: &mut Vec<SeriesDef>, want: SeriesDef, is_count: bool) -> usize {
     for (i, s) in series.iter_mut().enumerate() {
-        let same_source = s.events == want.events && s.key == want.key && s.filter_text == want.filter_text;
-        let value_ok = s.value == want.value || (want.value.is_none() && is_count && s.value.is_some() && s.value_required);
+        let same_source =
+            s.events == want.events && s.key == want.key && s.filter_text == want.filter_text;
+        let value_ok = s.value == want.value
+            || (want.value.is_none() && is_count && s.value.is_some() && s.value_required);
         if !(same_source && value_ok) {
             continue;
         }
         match (&mut s.mode, &want.mode) {
-            (SeriesMode::Exact { retention_ms, max_entries }, SeriesMode::Exact { retention_ms: r, max_entries: m }) => {
+            (
+                SeriesMode::Exact {
+                    retention_ms,
+                    max_entries,
+                },
+                SeriesMode::Exact {
+                    retention_ms: r,
+                    max_entries: m,
+                },
+            ) => {
                 *retention_ms = (*retention_ms).max(*r);
                 *max_entries = (*max_entries).max(*m);
                 return i;
             }
-            (SeriesMode::Bucketed { width_ms, len, sum, minmax, distinct }, SeriesMode::Bucketed { width_ms: w, len: l, sum: s2, minmax: m2, distinct: d2 })
-                if width_ms == w =>
-            {
+            (
+                SeriesMode::Bucketed {
+                    width_ms,
+                    len,
+                    sum,
+                    minmax,
+                    distinct,
+                },
+                SeriesMode::Bucketed {
+                    width_ms: w,
+                    len: l,
+                    sum: s2,
+                    minmax: m2,
+                    distinct: d2,
+                },
+            ) if width_ms == w => {
                 *len = (*len).max(*l);
                 *sum |= *s2;
                 *minmax |= *m2;
@@ -868,7 +1215,12 @@ fn find_or_add_series(series: &mut Vec<SeriesDef>, want: SeriesDef, is_count: bo
 
 /// Converts a configured `default` to the feature's output type.
 fn coerce_default(v: &Value, out: Out) -> Result<Value, String> {
-    let want = |t: &str| Err(format!("default `{}` does not fit this feature's type ({t})", v.to_json()));
+    let want = |t: &str| {
+        Err(format!(
+            "default `{}` does not fit this feature's type ({t})",
+            v.to_json()
+        ))
+    };
     Ok(match (v, out) {
         (Value::Null, _) => Value::Null,
         (Value::Int(i), Out::Int) => Value::Int(*i),
@@ -876,7 +1228,9 @@ fn coerce_default(v: &Value, out: Out) -> Result<Value, String> {
         (Value::Float(x), Out::Float) => Value::Float(*x),
         (Value::Float(x), Out::Int) if x.fract() == 0.0 => Value::Int(*x as i64),
         (Value::Int(i), Out::Dec) => Value::Dec(i.saturating_mul(argus_event::value::DEC_SCALE)),
-        (Value::Float(x), Out::Dec) => Value::Dec((x * argus_event::value::DEC_SCALE as f64).round() as i64),
+        (Value::Float(x), Out::Dec) => {
+            Value::Dec((x * argus_event::value::DEC_SCALE as f64).round() as i64)
+        }
         (Value::Bool(b), Out::Bool) => Value::Bool(*b),
         (Value::Str(s), Out::Str) => Value::Str(s.clone()),
         (Value::Str(s), Out::Time) => match argus_event::time::parse_datetime(s) {
@@ -892,7 +1246,10 @@ fn coerce_default(v: &Value, out: Out) -> Result<Value, String> {
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.as_bytes()[0].is_ascii_lowercase() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    !s.is_empty()
+        && s.as_bytes()[0].is_ascii_lowercase()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// `+08:00` / `-05:30` / `Z` → milliseconds.

@@ -29,7 +29,9 @@ pub struct ExactState {
 
 impl PartialEq for ExactState {
     fn eq(&self, other: &Self) -> bool {
-        self.len == other.len && self.base == other.base && (0..self.len).all(|i| self.at(i) == other.at(i))
+        self.len == other.len
+            && self.base == other.base
+            && (0..self.len).all(|i| self.at(i) == other.at(i))
     }
 }
 impl Eq for ExactState {}
@@ -44,7 +46,12 @@ impl Serialize for ExactState {
 impl<'de> Deserialize<'de> for ExactState {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (base, live) = <(i64, Vec<Entry>)>::deserialize(d)?;
-        let mut st = ExactState { ring: Vec::new(), head: 0, len: 0, base };
+        let mut st = ExactState {
+            ring: Vec::new(),
+            head: 0,
+            len: 0,
+            base,
+        };
         st.reserve(live.len());
         for e in live {
             st.push(e);
@@ -147,12 +154,21 @@ impl ExactState {
                     e.cum = e.cum.wrapping_add(v);
                     *self.at_mut(i) = e;
                 }
-                *self.at_mut(pos) = Entry { t, cum: before.wrapping_add(v) };
+                *self.at_mut(pos) = Entry {
+                    t,
+                    cum: before.wrapping_add(v),
+                };
             }
-            Some(l) => self.push(Entry { t, cum: l.cum.wrapping_add(v) }),
+            Some(l) => self.push(Entry {
+                t,
+                cum: l.cum.wrapping_add(v),
+            }),
             None => {
                 let b = self.base;
-                self.push(Entry { t, cum: b.wrapping_add(v) })
+                self.push(Entry {
+                    t,
+                    cum: b.wrapping_add(v),
+                })
             }
         }
         let newest = self.at(self.len - 1).t;
@@ -211,11 +227,19 @@ impl ExactState {
         }
         let hi = t - r.offset_ms;
         let lo = hi - r.window_ms;
-        let end = if self.at(self.len - 1).t <= hi { self.len } else { gallop_back(self, self.len, hi) };
+        let end = if self.at(self.len - 1).t <= hi {
+            self.len
+        } else {
+            gallop_back(self, self.len, hi)
+        };
         // Search from whichever end is nearer in time: the front's cache line is hot (eviction reads it),
         // and a long window's start is usually near it.
         let (front, back) = (self.at(0).t, self.at(end.max(1) - 1).t);
-        let start = if lo - front < back - lo { gallop_front(self, end, lo) } else { gallop_back(self, end, lo) };
+        let start = if lo - front < back - lo {
+            gallop_front(self, end, lo)
+        } else {
+            gallop_back(self, end, lo)
+        };
         (start, end)
     }
 
@@ -233,10 +257,18 @@ impl ExactState {
             Agg::Count => Value::Int(n as i64),
             Agg::Sum => out_value(sum(), r.out),
             Agg::Avg if n == 0 => Value::Null,
-            Agg::Avg => Value::Float(sum() as f64 / n as f64 / argus_event::value::DEC_SCALE as f64),
+            Agg::Avg => {
+                Value::Float(sum() as f64 / n as f64 / argus_event::value::DEC_SCALE as f64)
+            }
             Agg::Min | Agg::Max if n == 0 => Value::Null,
-            Agg::Min => out_value((start..end).map(|i| self.value_at(i)).min().unwrap_or(0), r.out),
-            Agg::Max => out_value((start..end).map(|i| self.value_at(i)).max().unwrap_or(0), r.out),
+            Agg::Min => out_value(
+                (start..end).map(|i| self.value_at(i)).min().unwrap_or(0),
+                r.out,
+            ),
+            Agg::Max => out_value(
+                (start..end).map(|i| self.value_at(i)).max().unwrap_or(0),
+                r.out,
+            ),
             Agg::Distinct if n <= 64 => {
                 scratch.small.clear();
                 scratch.small.extend((start..end).map(|i| self.value_at(i)));
@@ -261,7 +293,12 @@ impl ExactState {
             .collect();
         all.sort_by_key(|e| e.0);
         let base = self.base;
-        *self = ExactState { ring: Vec::new(), head: 0, len: 0, base };
+        *self = ExactState {
+            ring: Vec::new(),
+            head: 0,
+            len: 0,
+            base,
+        };
         self.reserve(all.len());
         let mut acc = base;
         for (t, v) in all {

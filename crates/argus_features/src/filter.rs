@@ -17,7 +17,15 @@ pub struct FilterConfig {
 
 impl FilterConfig {
     pub fn canonical(&self) -> String {
-        format!("{} {} {}", self.field, self.op, self.value.as_ref().map(|v| v.to_string()).unwrap_or_default())
+        format!(
+            "{} {} {}",
+            self.field,
+            self.op,
+            self.value
+                .as_ref()
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        )
     }
 }
 
@@ -100,42 +108,78 @@ pub fn compile_filter(et: &EventType, conds: &[FilterConfig]) -> Result<Filter, 
     let mut out = Vec::new();
     for c in conds {
         let Some(slot) = et.slot(&c.field) else {
-            return Err(format!("`{}` has no field `{}`{}", et.name, c.field, did_you_mean(&c.field, et.fields.iter().map(|f| f.name.as_str()))));
+            return Err(format!(
+                "`{}` has no field `{}`{}",
+                et.name,
+                c.field,
+                did_you_mean(&c.field, et.fields.iter().map(|f| f.name.as_str()))
+            ));
         };
         let field = &et.fields[slot];
         if field.label.is_some() {
-            return Err(format!("`{}` is a delayed label of `{}`; it is not known when the event arrives", c.field, et.name));
+            return Err(format!(
+                "`{}` is a delayed label of `{}`; it is not known when the event arrives",
+                c.field, et.name
+            ));
         }
-        let op = match c.op.as_str() {
-            "==" => Op::Eq,
-            "!=" => Op::Ne,
-            ">" => Op::Gt,
-            ">=" => Op::Ge,
-            "<" => Op::Lt,
-            "<=" => Op::Le,
-            "in" => Op::In,
-            "not_in" => Op::NotIn,
-            "exists" => Op::Exists,
-            "missing" => Op::Missing,
-            o => return Err(format!("unknown filter op `{o}` (==, !=, >, >=, <, <=, in, not_in, exists, missing)")),
-        };
+        let op =
+            match c.op.as_str() {
+                "==" => Op::Eq,
+                "!=" => Op::Ne,
+                ">" => Op::Gt,
+                ">=" => Op::Ge,
+                "<" => Op::Lt,
+                "<=" => Op::Le,
+                "in" => Op::In,
+                "not_in" => Op::NotIn,
+                "exists" => Op::Exists,
+                "missing" => Op::Missing,
+                o => return Err(format!(
+                    "unknown filter op `{o}` (==, !=, >, >=, <, <=, in, not_in, exists, missing)"
+                )),
+            };
         if field.pii && !matches!(op, Op::Exists | Op::Missing) {
-            let derived: Vec<String> =
-                et.fields.iter().filter(|d| d.derived_from.is_some_and(|(src, _)| src == slot)).map(|d| format!("`{}`", d.name)).collect();
-            let hint = if derived.is_empty() { String::new() } else { format!("; filter on {} instead", derived.join(" or ")) };
+            let derived: Vec<String> = et
+                .fields
+                .iter()
+                .filter(|d| d.derived_from.is_some_and(|(src, _)| src == slot))
+                .map(|d| format!("`{}`", d.name))
+                .collect();
+            let hint = if derived.is_empty() {
+                String::new()
+            } else {
+                format!("; filter on {} instead", derived.join(" or "))
+            };
             return Err(format!("`{}` is personal data, stored as a keyed-hash token, so a literal never matches it{hint}", c.field));
         }
         let ty = field.ty.stored();
         let lits = match (op, &c.value) {
             (Op::Exists | Op::Missing, None) => vec![],
-            (Op::Exists | Op::Missing, Some(_)) => return Err(format!("`{}` takes no value", c.op)),
-            (_, None) => return Err(format!("filter on `{}` with `{}` needs a value", c.field, c.op)),
-            (Op::In | Op::NotIn, Some(toml::Value::Array(a))) => a.iter().map(|v| literal(ty, v, &c.field)).collect::<Result<_, _>>()?,
+            (Op::Exists | Op::Missing, Some(_)) => {
+                return Err(format!("`{}` takes no value", c.op))
+            }
+            (_, None) => {
+                return Err(format!(
+                    "filter on `{}` with `{}` needs a value",
+                    c.field, c.op
+                ))
+            }
+            (Op::In | Op::NotIn, Some(toml::Value::Array(a))) => a
+                .iter()
+                .map(|v| literal(ty, v, &c.field))
+                .collect::<Result<_, _>>()?,
             (Op::In | Op::NotIn, Some(_)) => return Err(format!("`{}` needs a list value", c.op)),
             (_, Some(v)) => vec![literal(ty, v, &c.field)?],
         };
-        if matches!(op, Op::Gt | Op::Ge | Op::Lt | Op::Le) && !(ty.is_numeric() || ty == FieldType::Timestamp) {
-            return Err(format!("`{}` compares numbers, but `{}` is {}", c.op, c.field, ty.name()));
+        if matches!(op, Op::Gt | Op::Ge | Op::Lt | Op::Le)
+            && !(ty.is_numeric() || ty == FieldType::Timestamp)
+        {
+            return Err(format!(
+                "`{}` compares numbers, but `{}` is {}",
+                c.op,
+                c.field,
+                ty.name()
+            ));
         }
         out.push(Cond { slot, op, lits });
     }
@@ -146,12 +190,24 @@ fn literal(ty: FieldType, v: &toml::Value, field: &str) -> Result<Value, String>
     let bad = || format!("filter value {v} does not fit `{field}` ({})", ty.name());
     Ok(match (ty, v) {
         (FieldType::Bool, toml::Value::Boolean(b)) => Value::Bool(*b),
-        (FieldType::Int | FieldType::Decimal | FieldType::Float, toml::Value::Integer(i)) => Value::Int(*i),
-        (FieldType::Int | FieldType::Decimal | FieldType::Float, toml::Value::Float(f)) => Value::Float(*f),
-        (FieldType::Decimal, toml::Value::String(s)) => Value::Dec(parse_decimal(s).ok_or_else(bad)?),
-        (FieldType::Timestamp, toml::Value::String(s)) => Value::Time(argus_event::time::parse_datetime(s).ok_or_else(bad)?),
-        (FieldType::String | FieldType::Id, toml::Value::String(s)) => Value::Str(s.as_str().into()),
-        (FieldType::String | FieldType::Id, toml::Value::Integer(i)) => Value::Str(i.to_string().into()),
+        (FieldType::Int | FieldType::Decimal | FieldType::Float, toml::Value::Integer(i)) => {
+            Value::Int(*i)
+        }
+        (FieldType::Int | FieldType::Decimal | FieldType::Float, toml::Value::Float(f)) => {
+            Value::Float(*f)
+        }
+        (FieldType::Decimal, toml::Value::String(s)) => {
+            Value::Dec(parse_decimal(s).ok_or_else(bad)?)
+        }
+        (FieldType::Timestamp, toml::Value::String(s)) => {
+            Value::Time(argus_event::time::parse_datetime(s).ok_or_else(bad)?)
+        }
+        (FieldType::String | FieldType::Id, toml::Value::String(s)) => {
+            Value::Str(s.as_str().into())
+        }
+        (FieldType::String | FieldType::Id, toml::Value::Integer(i)) => {
+            Value::Str(i.to_string().into())
+        }
         _ => return Err(bad()),
     })
 }

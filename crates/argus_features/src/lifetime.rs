@@ -67,12 +67,20 @@ impl LifeState {
     /// Reads at time `t` for the event with sequence number `seq` ("previous" excludes that event).
     pub fn read(&self, r: &Reader, t: i64, seq: u64) -> Value {
         let own = self.last_seq == seq;
-        let time = |x: i64| if x == NONE { Value::Null } else { Value::Time(x) };
+        let time = |x: i64| {
+            if x == NONE {
+                Value::Null
+            } else {
+                Value::Time(x)
+            }
+        };
         match r.agg {
             Agg::Count => Value::Int(self.count as i64),
             Agg::Sum => out_value(self.sum, r.out),
             Agg::Avg | Agg::Min | Agg::Max if self.count == 0 => Value::Null,
-            Agg::Avg => Value::Float(self.sum as f64 / self.count as f64 / argus_event::value::DEC_SCALE as f64),
+            Agg::Avg => Value::Float(
+                self.sum as f64 / self.count as f64 / argus_event::value::DEC_SCALE as f64,
+            ),
             Agg::Min => out_value(self.min, r.out),
             Agg::Max => out_value(self.max, r.out),
             Agg::Distinct => Value::Int(self.sketch.as_ref().map_or(0, |s| s.estimate() as i64)),
@@ -80,7 +88,13 @@ impl LifeState {
             Agg::LastSeen => time(if own { self.prev_t } else { self.last_t }),
             Agg::Age if self.first_t == NONE => Value::Null,
             Agg::Age => Value::Int((t - self.first_t).max(0) / 1000),
-            Agg::LastValue => if own { self.prev_v.clone() } else { self.last_v.clone() },
+            Agg::LastValue => {
+                if own {
+                    self.prev_v.clone()
+                } else {
+                    self.last_v.clone()
+                }
+            }
         }
     }
 
@@ -94,7 +108,11 @@ impl LifeState {
             self.first_t = o.first_t;
         }
         if o.last_t != NONE && (self.last_t == NONE || o.last_t > self.last_t) {
-            let (pt, pv) = if self.last_t != NONE && self.last_t > o.prev_t { (self.last_t, self.last_v.clone()) } else { (o.prev_t, o.prev_v.clone()) };
+            let (pt, pv) = if self.last_t != NONE && self.last_t > o.prev_t {
+                (self.last_t, self.last_v.clone())
+            } else {
+                (o.prev_t, o.prev_v.clone())
+            };
             self.prev_t = pt;
             self.prev_v = pv;
             self.last_t = o.last_t;

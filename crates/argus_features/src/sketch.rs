@@ -107,7 +107,11 @@ fn hll_estimate(regs: &[u8]) -> u64 {
     }
     let alpha = 0.7213 / (1.0 + 1.079 / m);
     let raw = alpha * m * m / sum;
-    let est = if raw <= 2.5 * m && zeros > 0 { m * (m / zeros as f64).ln() } else { raw };
+    let est = if raw <= 2.5 * m && zeros > 0 {
+        m * (m / zeros as f64).ln()
+    } else {
+        raw
+    };
     est.round() as u64
 }
 
@@ -139,7 +143,11 @@ mod tests {
 
     #[test]
     fn merge_is_union() {
-        let (mut a, mut b, mut all) = (DistinctSketch::default(), DistinctSketch::default(), DistinctSketch::default());
+        let (mut a, mut b, mut all) = (
+            DistinctSketch::default(),
+            DistinctSketch::default(),
+            DistinctSketch::default(),
+        );
         for i in 0..500 {
             a.insert(digest(i));
             all.insert(digest(i));

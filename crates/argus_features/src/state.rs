@@ -26,7 +26,9 @@ impl Hasher for KeyHasher {
         }
     }
     fn write_i64(&mut self, i: i64) {
-        self.0 = (i as u64 ^ 0x5851_F42D_4C95_7F2D).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+        self.0 = (i as u64 ^ 0x5851_F42D_4C95_7F2D)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
     }
     fn write_u128(&mut self, i: u128) {
         self.0 = (i as u64) ^ ((i >> 64) as u64);
@@ -126,7 +128,19 @@ impl FeatureState {
             .series
             .iter()
             .map(|s| match s.mode {
-                SeriesMode::Bucketed { width_ms, len, sum, minmax, distinct } => Some(Layout { width_ms, len, sum, minmax, distinct }),
+                SeriesMode::Bucketed {
+                    width_ms,
+                    len,
+                    sum,
+                    minmax,
+                    distinct,
+                } => Some(Layout {
+                    width_ms,
+                    len,
+                    sum,
+                    minmax,
+                    distinct,
+                }),
                 _ => None,
             })
             .collect();
@@ -146,12 +160,23 @@ impl FeatureState {
     /// copies a bounded number of records between events; [`finish_copy`](Self::finish_copy) copies
     /// the keys changed meanwhile again, so the copy equals the state at the time it finishes.
     pub fn begin_copy(&mut self) -> StateCopy {
-        self.tracking = Some(Tracking { dirty: vec![KeySet::default(); self.maps.len()], swept: false });
+        self.tracking = Some(Tracking {
+            dirty: vec![KeySet::default(); self.maps.len()],
+            swept: false,
+        });
         StateCopy {
-            keys: self.maps.iter().map(|m| m.keys().copied().collect()).collect(),
+            keys: self
+                .maps
+                .iter()
+                .map(|m| m.keys().copied().collect())
+                .collect(),
             entity: 0,
             pos: 0,
-            maps: self.maps.iter().map(|m| KeyMap::with_capacity_and_hasher(m.len(), Default::default())).collect(),
+            maps: self
+                .maps
+                .iter()
+                .map(|m| KeyMap::with_capacity_and_hasher(m.len(), Default::default()))
+                .collect(),
         }
     }
 
@@ -164,7 +189,11 @@ impl FeatureState {
         }
         let mut n = 0;
         while c.entity < c.keys.len() {
-            let (keys, map, out) = (&c.keys[c.entity], &self.maps[c.entity], &mut c.maps[c.entity]);
+            let (keys, map, out) = (
+                &c.keys[c.entity],
+                &self.maps[c.entity],
+                &mut c.maps[c.entity],
+            );
             while c.pos < keys.len() && n < budget {
                 let k = keys[c.pos];
                 if let Some(r) = map.get(&k) {
@@ -219,21 +248,32 @@ impl FeatureState {
         self.apply_inner(fs, ev, seq, Some(out), false);
     }
 
-    fn apply_inner(&mut self, fs: &FeatureSet, ev: &Event, seq: u64, mut out: Option<&mut [Value]>, update: bool) {
+    fn apply_inner(
+        &mut self,
+        fs: &FeatureSet,
+        ev: &Event,
+        seq: u64,
+        mut out: Option<&mut [Value]>,
+        update: bool,
+    ) {
         let plan = &fs.plans[ev.ty as usize];
         if let Some(o) = out.as_deref_mut() {
             o.iter_mut().for_each(|v| *v = Value::Null);
         }
         let t = ev.time;
         for ep in &plan.entities {
-            let Some(key) = key_hash(&ev.fields, &ep.key_slots, ep.seed, &mut self.buf) else { continue };
+            let Some(key) = key_hash(&ev.fields, &ep.key_slots, ep.seed, &mut self.buf) else {
+                continue;
+            };
             // What each series of this entity receives from the event (filter passed, value present).
             let mut updates = std::mem::take(&mut self.updates);
             updates.clear();
             updates.resize(ep.groups.len(), None);
             let mut any = false;
             for (gi, g) in ep.groups.iter().enumerate().filter(|_| update) {
-                let Some((vslot, filter)) = &g.update else { continue };
+                let Some((vslot, filter)) = &g.update else {
+                    continue;
+                };
                 if !filter.passes(&ev.fields) {
                     continue;
                 }
@@ -243,7 +283,14 @@ impl FeatureState {
                         let v = &ev.fields[*s];
                         (!v.is_null()).then(|| {
                             let d = v.digest64();
-                            (if fs.series[g.series].value_numeric { v.as_micros().unwrap_or(0) } else { d as i64 }, d)
+                            (
+                                if fs.series[g.series].value_numeric {
+                                    v.as_micros().unwrap_or(0)
+                                } else {
+                                    d as i64
+                                },
+                                d,
+                            )
                         })
                     }
                 };
@@ -258,7 +305,10 @@ impl FeatureState {
             let map = &mut self.maps[ep.entity];
             let record: Option<&mut Record> = if any {
                 let n = fs.entities[ep.entity].series.len();
-                Some(map.entry(key).or_insert_with(|| vec![Slot::Empty; n].into_boxed_slice()))
+                Some(
+                    map.entry(key)
+                        .or_insert_with(|| vec![Slot::Empty; n].into_boxed_slice()),
+                )
             } else {
                 map.get_mut(&key)
             };
@@ -279,18 +329,29 @@ impl FeatureState {
                 let slot = &mut record[series.pos];
                 if let Some((m, d)) = updates[gi] {
                     match (&series.mode, &mut *slot) {
-                        (SeriesMode::Exact { .. }, Slot::Empty) => *slot = Slot::Exact(ExactState::default()),
+                        (SeriesMode::Exact { .. }, Slot::Empty) => {
+                            *slot = Slot::Exact(ExactState::default())
+                        }
                         (SeriesMode::Bucketed { .. }, Slot::Empty) => {
                             if let Some(l) = &self.layouts[g.series] {
                                 *slot = Slot::Bucketed(BucketState::new(l, t));
                             }
                         }
-                        (SeriesMode::Lifetime { distinct }, Slot::Empty) => *slot = Slot::Lifetime(Box::new(LifeState::new(*distinct))),
+                        (SeriesMode::Lifetime { distinct }, Slot::Empty) => {
+                            *slot = Slot::Lifetime(Box::new(LifeState::new(*distinct)))
+                        }
                         _ => {}
                     }
                     match (&series.mode, &mut *slot) {
-                        (SeriesMode::Exact { retention_ms, max_entries }, Slot::Exact(st)) => {
-                            self.stats.exact_cap_evictions += st.insert(t, m, *retention_ms, *max_entries);
+                        (
+                            SeriesMode::Exact {
+                                retention_ms,
+                                max_entries,
+                            },
+                            Slot::Exact(st),
+                        ) => {
+                            self.stats.exact_cap_evictions +=
+                                st.insert(t, m, *retention_ms, *max_entries);
                         }
                         (SeriesMode::Bucketed { .. }, Slot::Bucketed(st)) => {
                             if let Some(l) = &self.layouts[g.series] {
@@ -300,13 +361,19 @@ impl FeatureState {
                             }
                         }
                         (SeriesMode::Lifetime { .. }, Slot::Lifetime(st)) => {
-                            let v = g.update.as_ref().and_then(|(vs, _)| vs.map(|s| &ev.fields[s])).unwrap_or(&Value::Null);
+                            let v = g
+                                .update
+                                .as_ref()
+                                .and_then(|(vs, _)| vs.map(|s| &ev.fields[s]))
+                                .unwrap_or(&Value::Null);
                             st.insert(t, m, d, v, seq);
                         }
                         _ => {}
                     }
                 }
-                let Some(o) = out.as_deref_mut() else { continue };
+                let Some(o) = out.as_deref_mut() else {
+                    continue;
+                };
                 match &*slot {
                     Slot::Exact(st) => {
                         // Readers of one window share its bounds (count and avg over 7d, say).
@@ -350,7 +417,11 @@ impl FeatureState {
                     Calendar::IsWeekend => Value::Bool(weekday(t, offset_ms) >= 5),
                     Calendar::HourOfDay => Value::Int(h as i64),
                     Calendar::DayOfWeek => Value::Int(weekday(t, offset_ms) as i64),
-                    Calendar::HourInRange(a, b) => Value::Bool(if a <= b { (a..=b).contains(&h) } else { h >= a || h <= b }),
+                    Calendar::HourInRange(a, b) => Value::Bool(if a <= b {
+                        (a..=b).contains(&h)
+                    } else {
+                        h >= a || h <= b
+                    }),
                 };
             }
         }
@@ -364,7 +435,11 @@ impl FeatureState {
             }
         }
         for &fi in &plan.ratios {
-            if let FeatureKind::Ratio { numerator, denominator } = fs.features[fi].kind {
+            if let FeatureKind::Ratio {
+                numerator,
+                denominator,
+            } = fs.features[fi].kind
+            {
                 o[fi] = match (o[numerator].as_f64(), o[denominator].as_f64()) {
                     (Some(n), Some(d)) if d != 0.0 => Value::Float(n / d),
                     _ => Value::Null,
@@ -399,11 +474,17 @@ impl FeatureState {
                             st.evict_before(watermark - retention_ms);
                             !st.is_empty()
                         }
-                        (SeriesMode::Bucketed { width_ms, len, .. }, Slot::Bucketed(st)) => match &layouts[si] {
-                            Some(l) => st.newest_bucket_end(l) > watermark - width_ms * *len as i64,
-                            None => false,
-                        },
-                        (SeriesMode::Lifetime { .. }, Slot::Lifetime(st)) => st.last_time() > watermark - fs.idle_ttl_ms,
+                        (SeriesMode::Bucketed { width_ms, len, .. }, Slot::Bucketed(st)) => {
+                            match &layouts[si] {
+                                Some(l) => {
+                                    st.newest_bucket_end(l) > watermark - width_ms * *len as i64
+                                }
+                                None => false,
+                            }
+                        }
+                        (SeriesMode::Lifetime { .. }, Slot::Lifetime(st)) => {
+                            st.last_time() > watermark - fs.idle_ttl_ms
+                        }
                         _ => false,
                     };
                     if !keep {
@@ -429,21 +510,34 @@ impl FeatureState {
                 v
             })
             .collect();
-        bincode::serialize(&Snap { maps, stats: self.stats.clone() }).expect("serializing plain data to a Vec cannot fail")
+        bincode::serialize(&Snap {
+            maps,
+            stats: self.stats.clone(),
+        })
+        .expect("serializing plain data to a Vec cannot fail")
     }
 
     /// Restores state written by [`snapshot`](Self::snapshot) under the same feature configuration.
     pub fn restore(fs: &FeatureSet, bytes: &[u8]) -> Result<Self, SnapshotMismatch> {
-        let snap: Snap = bincode::deserialize(bytes).map_err(|e| SnapshotMismatch(format!("undecodable: {e}")))?;
+        let snap: Snap = bincode::deserialize(bytes)
+            .map_err(|e| SnapshotMismatch(format!("undecodable: {e}")))?;
         let mut st = FeatureState::new(fs);
         if snap.maps.len() != st.maps.len() {
-            return Err(SnapshotMismatch(format!("{} entities in the snapshot, {} configured", snap.maps.len(), st.maps.len())));
+            return Err(SnapshotMismatch(format!(
+                "{} entities in the snapshot, {} configured",
+                snap.maps.len(),
+                st.maps.len()
+            )));
         }
         for (ei, entries) in snap.maps.into_iter().enumerate() {
             let series = &fs.entities[ei].series;
             for (k, rec) in &entries {
                 if rec.len() != series.len() {
-                    return Err(SnapshotMismatch(format!("entity {ei}: {} series in the snapshot, {} configured", rec.len(), series.len())));
+                    return Err(SnapshotMismatch(format!(
+                        "entity {ei}: {} series in the snapshot, {} configured",
+                        rec.len(),
+                        series.len()
+                    )));
                 }
                 for (pos, slot) in rec.iter().enumerate() {
                     let ok = matches!(
@@ -454,7 +548,10 @@ impl FeatureState {
                             | (SeriesMode::Lifetime { .. }, Slot::Lifetime(_))
                     );
                     if !ok {
-                        return Err(SnapshotMismatch(format!("key {k:x}: series {} has another window mode", series[pos])));
+                        return Err(SnapshotMismatch(format!(
+                            "key {k:x}: series {} has another window mode",
+                            series[pos]
+                        )));
                     }
                 }
             }
@@ -472,13 +569,22 @@ impl FeatureState {
         for (ei, (a, b)) in self.maps.iter_mut().zip(other.maps.iter()).enumerate() {
             let series = &fs.entities[ei].series;
             for (k, rb) in b {
-                let ra = a.entry(*k).or_insert_with(|| vec![Slot::Empty; series.len()].into_boxed_slice());
+                let ra = a
+                    .entry(*k)
+                    .or_insert_with(|| vec![Slot::Empty; series.len()].into_boxed_slice());
                 for (pos, (sa, sb)) in ra.iter_mut().zip(rb.iter()).enumerate() {
                     let si = series[pos];
                     match (&fs.series[si].mode, &mut *sa, sb) {
                         (_, _, Slot::Empty) => {}
                         (_, Slot::Empty, other) => *sa = other.clone(),
-                        (SeriesMode::Exact { retention_ms, max_entries }, Slot::Exact(x), Slot::Exact(y)) => x.merge(y, *retention_ms, *max_entries),
+                        (
+                            SeriesMode::Exact {
+                                retention_ms,
+                                max_entries,
+                            },
+                            Slot::Exact(x),
+                            Slot::Exact(y),
+                        ) => x.merge(y, *retention_ms, *max_entries),
                         (SeriesMode::Bucketed { .. }, Slot::Bucketed(x), Slot::Bucketed(y)) => {
                             if let Some(l) = &self.layouts[si] {
                                 x.merge(l, y)

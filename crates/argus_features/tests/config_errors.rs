@@ -75,7 +75,11 @@ buckets = 7
         ("features[7] (h).buckets", "divide the window"),
     ];
     for (path, hint) in expect {
-        assert!(errs.iter().any(|e| e.path == path && e.message.contains(hint)), "missing {path} / {hint} in {text:#?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.path == path && e.message.contains(hint)),
+            "missing {path} / {hint} in {text:#?}"
+        );
     }
 }
 

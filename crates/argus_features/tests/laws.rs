@@ -112,24 +112,49 @@ fn setup() -> (Schema, FeatureSet) {
 
 fn tick(schema: &Schema, k: u8, t: i64, v: i64) -> Event {
     let ty = schema.type_id("tick").unwrap();
-    Event { id: String::new(), ty, time: t, fields: vec![Value::Str("someone".into()), Value::Str(format!("a{k}").into()), Value::Int(v)] }
+    Event {
+        id: String::new(),
+        ty,
+        time: t,
+        fields: vec![
+            Value::Str("someone".into()),
+            Value::Str(format!("a{k}").into()),
+            Value::Int(v),
+        ],
+    }
 }
 
 fn probe(schema: &Schema, k: u8, t: i64) -> Event {
     let ty = schema.type_id("probe").unwrap();
-    Event { id: String::new(), ty, time: t, fields: vec![Value::Str("someone".into()), Value::Str(format!("a{k}").into())] }
+    Event {
+        id: String::new(),
+        ty,
+        time: t,
+        fields: vec![
+            Value::Str("someone".into()),
+            Value::Str(format!("a{k}").into()),
+        ],
+    }
 }
 
 /// A stream with bounded disorder: times mostly increase; some step back by up to 20 s (the lateness).
 fn stream() -> impl Strategy<Value = Vec<(u8, i64, i64, bool)>> {
-    prop::collection::vec((0u8..3, 0i64..15_000, -50i64..50, prop::bool::weighted(0.15)), 1..300).prop_map(|raw| {
+    prop::collection::vec(
+        (0u8..3, 0i64..15_000, -50i64..50, prop::bool::weighted(0.15)),
+        1..300,
+    )
+    .prop_map(|raw| {
         let mut t = 1_000_000i64;
         let mut max = t;
         raw.into_iter()
             .map(|(k, dt, v, late)| {
                 t += dt;
                 max = max.max(t);
-                let at = if late { (max - 20_000).max(t - dt * 2).max(max - 20_000) } else { max };
+                let at = if late {
+                    (max - 20_000).max(t - dt * 2).max(max - 20_000)
+                } else {
+                    max
+                };
                 t = max;
                 (k, at, v, late)
             })
@@ -147,11 +172,22 @@ fn in_order(s: &[(u8, i64, i64, bool)]) -> Vec<(u8, i64, i64, bool)> {
         .collect()
 }
 
-fn run(schema: &Schema, fs: &FeatureSet, st: &mut FeatureState, s: &[(u8, i64, i64, bool)], seq0: u64) -> Vec<Vec<Value>> {
+fn run(
+    schema: &Schema,
+    fs: &FeatureSet,
+    st: &mut FeatureState,
+    s: &[(u8, i64, i64, bool)],
+    seq0: u64,
+) -> Vec<Vec<Value>> {
     let mut out = Vec::new();
     for (i, &(k, t, v, _)) in s.iter().enumerate() {
         let mut o = vec![Value::Null; fs.features.len()];
-        st.apply(fs, &tick(schema, k, t, v), seq0 + i as u64 + 1, Some(&mut o));
+        st.apply(
+            fs,
+            &tick(schema, k, t, v),
+            seq0 + i as u64 + 1,
+            Some(&mut o),
+        );
         out.push(o);
     }
     out

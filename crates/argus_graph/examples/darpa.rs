@@ -8,14 +8,20 @@ use std::io::BufRead;
 use std::time::Instant;
 
 fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// `MM/DD/YYYY-hh:mm` as minutes since 1970.
 fn minutes(s: &str) -> Option<i64> {
     let (date, time) = s.split_once('-')?;
     let mut d = date.split('/');
-    let (m, day, y): (i64, i64, i64) = (d.next()?.parse().ok()?, d.next()?.parse().ok()?, d.next()?.parse().ok()?);
+    let (m, day, y): (i64, i64, i64) = (
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+    );
     let (h, mi) = time.split_once(':')?;
     // Days from civil (Hinnant).
     let (y2, m2) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
@@ -28,7 +34,10 @@ fn minutes(s: &str) -> Option<i64> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let path = args.get(1).cloned().unwrap_or_else(|| "target/bench/darpa.csv".into());
+    let path = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "target/bench/darpa.csv".into());
     // Sketch rows, buckets and decay (MIDAS-R's defaults: 2, 1024, 0.5).
     let rows: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2);
     let buckets: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1024);
@@ -43,7 +52,10 @@ fn main() {
             std::process::exit(1)
         });
         let mut it = line.split(',');
-        let (Some(s), Some(d), Some(t), Some(l)) = (it.next(), it.next(), it.next(), it.next()) else { continue };
+        let (Some(s), Some(d), Some(t), Some(l)) = (it.next(), it.next(), it.next(), it.next())
+        else {
+            continue;
+        };
         let Some(m) = minutes(t) else { continue };
         let base = *first.get_or_insert(m);
         src.push(fnv(s));
@@ -57,7 +69,9 @@ fn main() {
     for _ in 0..3 {
         let mut b = Burst::new(rows, buckets, decay);
         let t1 = Instant::now();
-        scores = (0..src.len()).map(|i| b.score(src[i], dst[i], tick[i])).collect();
+        scores = (0..src.len())
+            .map(|i| b.score(src[i], dst[i], tick[i]))
+            .collect();
         best = best.min(t1.elapsed().as_secs_f64());
     }
     let auc = argus_model::metrics::roc_auc(&scores, &label).unwrap_or(f64::NAN);

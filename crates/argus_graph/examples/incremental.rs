@@ -45,7 +45,12 @@ fn run(name: &str, edges: &[(u32, u32, f64)]) -> bool {
     lat.sort_by(f64::total_cmp);
     reorder_only.sort_by(f64::total_cmp);
     let d = p.densest();
-    println!("{name}: {} nodes, {} initial edges (static peel {:.1} ms), {n} inserted one at a time", p.nodes(), split, build * 1e3);
+    println!(
+        "{name}: {} nodes, {} initial edges (static peel {:.1} ms), {n} inserted one at a time",
+        p.nodes(),
+        split,
+        build * 1e3
+    );
     println!(
         "  insert + densest set: mean {:.2} µs, median {:.2} µs, p99 {:.2} µs, max {:.1} µs",
         m_all,
@@ -61,8 +66,16 @@ fn run(name: &str, edges: &[(u32, u32, f64)]) -> bool {
         reorder_only[n - 1],
         touched as f64 / n as f64
     );
-    println!("  densest set now: {} nodes, density {:.4}", d.nodes.len(), d.density);
-    println!("  order equals a static re-peel: {} (final graph) and at {checks} checkpoints: {}", if exact { "yes" } else { "NO" }, if ok { "all equal" } else { "NOT ALL EQUAL" });
+    println!(
+        "  densest set now: {} nodes, density {:.4}",
+        d.nodes.len(),
+        d.density
+    );
+    println!(
+        "  order equals a static re-peel: {} (final graph) and at {checks} checkpoints: {}",
+        if exact { "yes" } else { "NO" },
+        if ok { "all equal" } else { "NOT ALL EQUAL" }
+    );
     // Batches of 100 from the same start.
     let mut q = IncrementalPeel::from_edges(&edges[..split]);
     let t = Instant::now();
@@ -77,7 +90,9 @@ fn run(name: &str, edges: &[(u32, u32, f64)]) -> bool {
 }
 
 fn main() {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "../shared/data/graphs/wiki-vote.txt".into());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "../shared/data/graphs/wiki-vote.txt".into());
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let pairs: Vec<(u32, u32)> = text
         .lines()
@@ -90,7 +105,8 @@ fn main() {
     let max = pairs.iter().map(|&(a, b)| a.max(b)).max().unwrap_or(0) + 1;
     let undirected: Vec<(u32, u32, f64)> = pairs.iter().map(|&(a, b)| (a, b, 1.0)).collect();
     let bipartite: Vec<(u32, u32, f64)> = pairs.iter().map(|&(a, b)| (a, max + b, 1.0)).collect();
-    let ok = run("wiki-Vote, undirected", &undirected) & run("wiki-Vote, voter × votee", &bipartite);
+    let ok =
+        run("wiki-Vote, undirected", &undirected) & run("wiki-Vote, voter × votee", &bipartite);
     if !ok {
         eprintln!("the maintained order differs from a static re-peel");
         std::process::exit(1);

@@ -12,7 +12,9 @@ use std::io::BufRead;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(events), Some(truth)) = (args.get(1), args.get(2)) else {
-        return Err("usage: sim_rings WORLD.ndjson WORLD.truth.ndjson [k] [max_share] [blocks]".into());
+        return Err(
+            "usage: sim_rings WORLD.ndjson WORLD.truth.ndjson [k] [max_share] [blocks]".into(),
+        );
     };
     let open = |p: &str| std::fs::File::open(p).map_err(|e| format!("{p}: {e}"));
     let k: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
@@ -20,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ids: HashMap<String, u32> = HashMap::new();
     let mut pairs: Vec<(u32, u64)> = Vec::new();
     let mut role: HashMap<u32, (String, bool)> = HashMap::new(); // account → (scenario, is attack account)
-    // Bipartite graphs for dense-block peeling: buyer × seller from orders, user × item from clicks.
+                                                                 // Bipartite graphs for dense-block peeling: buyer × seller from orders, user × item from clicks.
     let mut sellers: HashMap<String, u32> = HashMap::new();
     let mut items: HashMap<String, u32> = HashMap::new();
     let mut orders: Vec<(u32, u32)> = Vec::new();
@@ -28,13 +30,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ev = std::io::BufReader::new(open(events)?).lines();
     let tr = std::io::BufReader::new(open(truth)?).lines();
     for (n, (e, t)) in ev.zip(tr).enumerate() {
-        let e: serde_json::Value = serde_json::from_str(&e?).map_err(|x| format!("{events}:{}: {x}", n + 1))?;
-        let t: serde_json::Value = serde_json::from_str(&t?).map_err(|x| format!("{truth}:{}: {x}", n + 1))?;
+        let e: serde_json::Value =
+            serde_json::from_str(&e?).map_err(|x| format!("{events}:{}: {x}", n + 1))?;
+        let t: serde_json::Value =
+            serde_json::from_str(&t?).map_err(|x| format!("{truth}:{}: {x}", n + 1))?;
         let actor = e["actor"].as_str().unwrap_or("").to_string();
         let n = ids.len() as u32;
         let a = *ids.entry(actor).or_insert(n);
         let scenario = t["scenario"].as_str().unwrap_or("").to_string();
-        let attack_account = !matches!(t["role"].as_str(), Some("buyer" | "staff" | "stuffing" | "label"));
+        let attack_account = !matches!(
+            t["role"].as_str(),
+            Some("buyer" | "staff" | "stuffing" | "label")
+        );
         let r = role.entry(a).or_insert((scenario.clone(), attack_account));
         if attack_account && !r.1 {
             *r = (scenario, true);
@@ -44,7 +51,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             *m.entry(v.to_string()).or_insert(n)
         };
         match e["type"].as_str() {
-            Some("order.create") if e["data"].get("seller").is_some() => orders.push((a, col(&mut sellers, &e["data"]["seller"]))),
+            Some("order.create") if e["data"].get("seller").is_some() => {
+                orders.push((a, col(&mut sellers, &e["data"]["seller"])))
+            }
             Some("item.click") => clicks.push((a, col(&mut items, &e["data"]["item"]))),
             _ => {}
         }
@@ -56,7 +65,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for f in ["device", "card", "shipping_address", "payout_account"] {
             if let Some(v) = e["data"].get(f) {
                 let key = format!("{f}:{v}");
-                let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+                let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+                });
                 pairs.push((a, h));
             }
         }
@@ -79,16 +90,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             honest.1 += usize::from(in_big(a));
         }
     }
-    println!("clusters of ≥ {k} accounts (values shared by at most {max_share} accounts link): {}", cs.iter().filter(|c| c.accounts.len() >= k).count());
+    println!(
+        "clusters of ≥ {k} accounts (values shared by at most {max_share} accounts link): {}",
+        cs.iter().filter(|c| c.accounts.len() >= k).count()
+    );
     for (s, (n, c)) in &per {
-        println!("  {s:<18} {c:>5} / {n:<5} attack accounts in such a cluster ({:.1} %)", 100.0 * *c as f64 / *n as f64);
+        println!(
+            "  {s:<18} {c:>5} / {n:<5} attack accounts in such a cluster ({:.1} %)",
+            100.0 * *c as f64 / *n as f64
+        );
     }
-    println!("  {:<18} {:>5} / {:<5} honest users in such a cluster ({:.2} %)", "honest", honest.1, honest.0, 100.0 * honest.1 as f64 / honest.0.max(1) as f64);
+    println!(
+        "  {:<18} {:>5} / {:<5} honest users in such a cluster ({:.2} %)",
+        "honest",
+        honest.1,
+        honest.0,
+        100.0 * honest.1 as f64 / honest.0.max(1) as f64
+    );
 
     // Dense blocks: the first `blocks` blocks of each graph (log weighting, repeat edges weighing their
     // count); accounts among their rows.
     let blocks: usize = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(5);
-    for (name, edges) in [("buyer × seller (orders)", &orders), ("user × item (clicks)", &clicks)] {
+    for (name, edges) in [
+        ("buyer × seller (orders)", &orders),
+        ("user × item (clicks)", &clicks),
+    ] {
         let g = Bipartite::from_repeated_edges(edges.iter().copied());
         let found = peel_many(&g, Weighting::Log, blocks);
         let rows: HashSet<u32> = found.iter().flat_map(|b| b.rows.iter().copied()).collect();
@@ -96,7 +122,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut honest = (0usize, 0usize);
         let active: HashSet<u32> = edges.iter().map(|&(a, _)| a).collect();
         for &a in &active {
-            let Some((s, attack)) = role.get(&a) else { continue };
+            let Some((s, attack)) = role.get(&a) else {
+                continue;
+            };
             if *attack {
                 let e = per.entry(s.as_str()).or_default();
                 e.0 += 1;
@@ -106,12 +134,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 honest.1 += usize::from(rows.contains(&a));
             }
         }
-        let sizes: Vec<String> = found.iter().map(|b| format!("{}×{}", b.rows.len(), b.cols.len())).collect();
-        println!("dense blocks of {name}: {} edges, first {blocks} blocks {}", g.edges(), sizes.join(", "));
+        let sizes: Vec<String> = found
+            .iter()
+            .map(|b| format!("{}×{}", b.rows.len(), b.cols.len()))
+            .collect();
+        println!(
+            "dense blocks of {name}: {} edges, first {blocks} blocks {}",
+            g.edges(),
+            sizes.join(", ")
+        );
         for (s, (n, c)) in &per {
-            println!("  {s:<18} {c:>5} / {n:<5} attack accounts in a block ({:.1} %)", 100.0 * *c as f64 / *n as f64);
+            println!(
+                "  {s:<18} {c:>5} / {n:<5} attack accounts in a block ({:.1} %)",
+                100.0 * *c as f64 / *n as f64
+            );
         }
-        println!("  {:<18} {:>5} / {:<5} honest users in a block ({:.2} %)", "honest", honest.1, honest.0, 100.0 * honest.1 as f64 / honest.0.max(1) as f64);
+        println!(
+            "  {:<18} {:>5} / {:<5} honest users in a block ({:.2} %)",
+            "honest",
+            honest.1,
+            honest.0,
+            100.0 * honest.1 as f64 / honest.0.max(1) as f64
+        );
     }
     Ok(())
 }

@@ -23,7 +23,14 @@ impl Bipartite {
         e.dedup();
         let rows = e.iter().map(|&(r, _)| r as usize + 1).max().unwrap_or(0);
         let cols = e.iter().map(|&(_, c)| c as usize + 1).max().unwrap_or(0);
-        let mut g = Bipartite { rows, cols, row_adj: vec![Vec::new(); rows], col_adj: vec![Vec::new(); cols], row_mult: Vec::new(), col_mult: Vec::new() };
+        let mut g = Bipartite {
+            rows,
+            cols,
+            row_adj: vec![Vec::new(); rows],
+            col_adj: vec![Vec::new(); cols],
+            row_mult: Vec::new(),
+            col_mult: Vec::new(),
+        };
         for &(r, c) in &e {
             g.row_adj[r as usize].push(c);
         }
@@ -52,7 +59,10 @@ impl Bipartite {
     /// From `(row, column, weight)` triples, a repeated pair adding its weights (a buyer's orders from a
     /// seller weighing their amounts). Weights that are not positive and finite are dropped.
     pub fn from_weighted_edges(edges: impl IntoIterator<Item = (u32, u32, f64)>) -> Bipartite {
-        let mut e: Vec<(u32, u32, f64)> = edges.into_iter().filter(|t| t.2 > 0.0 && t.2.is_finite()).collect();
+        let mut e: Vec<(u32, u32, f64)> = edges
+            .into_iter()
+            .filter(|t| t.2 > 0.0 && t.2.is_finite())
+            .collect();
         e.sort_unstable_by_key(|t| (t.0, t.1));
         let mut summed: Vec<(u32, u32, f64)> = Vec::new();
         for (r, c, w) in e {
@@ -107,7 +117,11 @@ impl Bipartite {
             .filter(|&(r, c, _)| !(in_rows[r as usize] && in_cols[c as usize]))
             .map(|(r, c, k)| (r, c, self.row_m(r as usize, k)))
             .collect();
-        let mut g = if self.row_mult.is_empty() { Bipartite::from_edges(kept.iter().map(|&(r, c, _)| (r, c))) } else { Bipartite::from_weighted(&kept) };
+        let mut g = if self.row_mult.is_empty() {
+            Bipartite::from_edges(kept.iter().map(|&(r, c, _)| (r, c)))
+        } else {
+            Bipartite::from_weighted(&kept)
+        };
         // Keep the shape: indices stay meaningful.
         g.rows = self.rows;
         g.cols = self.cols;

@@ -16,7 +16,11 @@ struct Sketch {
 
 impl Sketch {
     fn new(rows: usize, buckets: usize) -> Sketch {
-        Sketch { rows, buckets, cells: vec![0.0; rows * buckets] }
+        Sketch {
+            rows,
+            buckets,
+            cells: vec![0.0; rows * buckets],
+        }
     }
 
     fn add(&mut self, idx: &[usize; 4], by: f64) {
@@ -26,7 +30,11 @@ impl Sketch {
     }
 
     fn get(&self, idx: &[usize; 4]) -> f64 {
-        idx.iter().enumerate().take(self.rows).map(|(r, &i)| self.cells[r * self.buckets + i]).fold(f64::INFINITY, f64::min)
+        idx.iter()
+            .enumerate()
+            .take(self.rows)
+            .map(|(r, &i)| self.cells[r * self.buckets + i])
+            .fold(f64::INFINITY, f64::min)
     }
 
     fn scale(&mut self, f: f64) {
@@ -74,7 +82,12 @@ impl Burst {
             buckets,
             decay,
             tick: 1,
-            seeds: [0x9e37_79b9_7f4a_7c15, 0xc2b2_ae3d_27d4_eb4f, 0x1656_67b1_9e37_79f9, 0x27d4_eb2f_1656_67c5],
+            seeds: [
+                0x9e37_79b9_7f4a_7c15,
+                0xc2b2_ae3d_27d4_eb4f,
+                0x1656_67b1_9e37_79f9,
+                0x27d4_eb2f_1656_67c5,
+            ],
             cur_edge: sk(),
             all_edge: sk(),
             cur_src: sk(),
@@ -139,7 +152,12 @@ mod tests {
         // Then one pair 100 times in one tick.
         let burst: Vec<f64> = (0..100).map(|_| b.score(7, 9999, 201)).collect();
         let steady_max = steady[50 * 20..].iter().copied().fold(0.0, f64::max);
-        assert!(burst[99] > 100.0 * steady_max.max(1.0), "burst {} vs steady {}", burst[99], steady_max);
+        assert!(
+            burst[99] > 100.0 * steady_max.max(1.0),
+            "burst {} vs steady {}",
+            burst[99],
+            steady_max
+        );
         // Deterministic: the same stream gives the same scores.
         let mut c = Burst::new(2, 1024, 0.5);
         assert_eq!(c.score(1, 2, 1), Burst::new(2, 1024, 0.5).score(1, 2, 1));

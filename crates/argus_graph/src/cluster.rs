@@ -17,7 +17,10 @@ struct Dsu {
 
 impl Dsu {
     fn new(n: usize) -> Dsu {
-        Dsu { parent: (0..n as u32).collect(), size: vec![1; n] }
+        Dsu {
+            parent: (0..n as u32).collect(),
+            size: vec![1; n],
+        }
     }
     fn find(&mut self, mut x: u32) -> u32 {
         while self.parent[x as usize] != x {
@@ -53,7 +56,11 @@ pub struct Cluster {
 /// `u64`, e.g. a hash of `device:d7`). Values shared by more than `max_share` accounts do not link.
 /// Returns every cluster of two or more accounts, largest first, and each account's cluster index
 /// (`None` when alone).
-pub fn clusters(accounts: usize, pairs: &[(u32, u64)], max_share: usize) -> (Vec<Cluster>, Vec<Option<u32>>) {
+pub fn clusters(
+    accounts: usize,
+    pairs: &[(u32, u64)],
+    max_share: usize,
+) -> (Vec<Cluster>, Vec<Option<u32>>) {
     let mut by_value: HashMap<u64, Vec<u32>> = HashMap::new();
     for &(a, v) in pairs {
         let e = by_value.entry(v).or_default();
@@ -61,7 +68,10 @@ pub fn clusters(accounts: usize, pairs: &[(u32, u64)], max_share: usize) -> (Vec
             e.push(a);
         }
     }
-    let mut values: Vec<(u64, Vec<u32>)> = by_value.into_iter().filter(|(_, a)| a.len() >= 2 && a.len() <= max_share).collect();
+    let mut values: Vec<(u64, Vec<u32>)> = by_value
+        .into_iter()
+        .filter(|(_, a)| a.len() >= 2 && a.len() <= max_share)
+        .collect();
     // Deterministic order whatever the hashing.
     values.sort_unstable_by_key(|(v, _)| *v);
     let mut dsu = Dsu::new(accounts);
@@ -78,7 +88,11 @@ pub fn clusters(accounts: usize, pairs: &[(u32, u64)], max_share: usize) -> (Vec
             continue;
         }
         let i = *index.entry(r).or_insert_with(|| {
-            out.push(Cluster { accounts: Vec::new(), links: 0, strength: 0.0 });
+            out.push(Cluster {
+                accounts: Vec::new(),
+                links: 0,
+                strength: 0.0,
+            });
             out.len() - 1
         });
         out[i].accounts.push(a);
@@ -87,11 +101,18 @@ pub fn clusters(accounts: usize, pairs: &[(u32, u64)], max_share: usize) -> (Vec
         let r = dsu.find(accs[0]);
         if let Some(&i) = index.get(&r) {
             out[i].links += 1;
-            out[i].strength += (accs.len() - 1) as f64 / (std::f64::consts::E + accs.len() as f64).ln();
+            out[i].strength +=
+                (accs.len() - 1) as f64 / (std::f64::consts::E + accs.len() as f64).ln();
         }
     }
     let mut order: Vec<usize> = (0..out.len()).collect();
-    order.sort_by(|&x, &y| out[y].accounts.len().cmp(&out[x].accounts.len()).then(out[x].accounts[0].cmp(&out[y].accounts[0])));
+    order.sort_by(|&x, &y| {
+        out[y]
+            .accounts
+            .len()
+            .cmp(&out[x].accounts.len())
+            .then(out[x].accounts[0].cmp(&out[y].accounts[0]))
+    });
     let mut member = vec![None; accounts];
     let sorted: Vec<Cluster> = order.iter().map(|&i| out[i].clone()).collect();
     for (ci, c) in sorted.iter().enumerate() {
@@ -110,7 +131,18 @@ mod tests {
     fn one_person_many_accounts_is_one_cluster_and_hubs_do_not_chain() {
         // Accounts 0–4 share devices and an address in a chain; 5–6 share a card; everyone (0–9) shares
         // a carrier-NAT address (a hub).
-        let mut pairs = vec![(0, 100), (1, 100), (1, 101), (2, 101), (2, 102), (3, 102), (3, 103), (4, 103), (5, 200), (6, 200)];
+        let mut pairs = vec![
+            (0, 100),
+            (1, 100),
+            (1, 101),
+            (2, 101),
+            (2, 102),
+            (3, 102),
+            (3, 103),
+            (4, 103),
+            (5, 200),
+            (6, 200),
+        ];
         pairs.extend((0..10).map(|a| (a, 999)));
         let (cs, member) = clusters(10, &pairs, 5);
         assert_eq!(cs.len(), 2);

@@ -51,7 +51,11 @@ struct MinTree {
 
 impl MinTree {
     fn new(values: &[f64]) -> MinTree {
-        let height = if values.len() <= 1 { 0 } else { usize::BITS - (values.len() - 1).leading_zeros() };
+        let height = if values.len() <= 1 {
+            0
+        } else {
+            usize::BITS - (values.len() - 1).leading_zeros()
+        };
         let leaves = 1usize << height;
         let branches = leaves - 1;
         let mut nodes = vec![f64::INFINITY; branches + leaves];
@@ -59,13 +63,21 @@ impl MinTree {
         for i in (0..branches).rev() {
             nodes[i] = nodes[2 * i + 1].min(nodes[2 * i + 2]);
         }
-        MinTree { height, branches, nodes }
+        MinTree {
+            height,
+            branches,
+            nodes,
+        }
     }
 
     fn min(&self) -> (usize, f64) {
         let mut cur = 0;
         for _ in 0..self.height {
-            cur = if self.nodes[2 * cur + 1] <= self.nodes[2 * cur + 2] { 2 * cur + 1 } else { 2 * cur + 2 };
+            cur = if self.nodes[2 * cur + 1] <= self.nodes[2 * cur + 2] {
+                2 * cur + 1
+            } else {
+                2 * cur + 2
+            };
         }
         (cur - self.branches, self.nodes[cur])
     }
@@ -99,11 +111,33 @@ pub fn peel(g: &Bipartite, w: Weighting) -> Block {
     let col_w: Vec<f64> = g.col_adj.iter().map(|rs| w.weight(rs.len())).collect();
     // Losses: a row's is the sum of its edges' weights (in column order), a column's the sum of its
     // weight over its rows.
-    let row_loss: Vec<f64> = g.row_adj.iter().enumerate().map(|(r, cs)| cs.iter().enumerate().fold(0.0, |a, (k, &c)| a + g.row_m(r, k) * col_w[c as usize])).collect();
-    let col_loss: Vec<f64> = g.col_adj.iter().enumerate().map(|(c, rs)| (0..rs.len()).fold(0.0, |a, k| a + g.col_m(c, k) * col_w[c])).collect();
+    let row_loss: Vec<f64> = g
+        .row_adj
+        .iter()
+        .enumerate()
+        .map(|(r, cs)| {
+            cs.iter()
+                .enumerate()
+                .fold(0.0, |a, (k, &c)| a + g.row_m(r, k) * col_w[c as usize])
+        })
+        .collect();
+    let col_loss: Vec<f64> = g
+        .col_adj
+        .iter()
+        .enumerate()
+        .map(|(c, rs)| (0..rs.len()).fold(0.0, |a, k| a + g.col_m(c, k) * col_w[c]))
+        .collect();
     let weighted = !g.row_mult.is_empty();
-    let (row_moff, row_m) = if weighted { csr_f(&g.row_mult) } else { (Vec::new(), Vec::new()) };
-    let (col_moff, col_m) = if weighted { csr_f(&g.col_mult) } else { (Vec::new(), Vec::new()) };
+    let (row_moff, row_m) = if weighted {
+        csr_f(&g.row_mult)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let (col_moff, col_m) = if weighted {
+        csr_f(&g.col_mult)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let mut score: f64 = row_loss.iter().sum();
     let (mut n_rows, mut n_cols) = (g.rows, g.cols);
     let mut best = (score / (n_rows + n_cols).max(1) as f64, 0usize);
@@ -123,7 +157,11 @@ pub fn peel(g: &Bipartite, w: Weighting) -> Block {
             score -= rd;
             for (k, &j) in row_idx[row_off[r]..row_off[r + 1]].iter().enumerate() {
                 if !col_gone[j as usize] {
-                    let m = if weighted { row_m[row_moff[r] + k] } else { 1.0 };
+                    let m = if weighted {
+                        row_m[row_moff[r] + k]
+                    } else {
+                        1.0
+                    };
                     ct.add(j as usize, -(m * col_w[j as usize]));
                 }
             }
@@ -136,7 +174,11 @@ pub fn peel(g: &Bipartite, w: Weighting) -> Block {
             let w = -col_w[c];
             for (k, &i) in col_idx[col_off[c]..col_off[c + 1]].iter().enumerate() {
                 if !row_gone[i as usize] {
-                    let m = if weighted { col_m[col_moff[c] + k] } else { 1.0 };
+                    let m = if weighted {
+                        col_m[col_moff[c] + k]
+                    } else {
+                        1.0
+                    };
                     rt.add(i as usize, m * w);
                 }
             }
@@ -159,8 +201,18 @@ pub fn peel(g: &Bipartite, w: Weighting) -> Block {
             in_rows[i as usize] = false;
         }
     }
-    let pick = |v: &[bool]| v.iter().enumerate().filter(|(_, &b)| b).map(|(i, _)| i as u32).collect::<Vec<u32>>();
-    Block { rows: pick(&in_rows), cols: pick(&in_cols), density: best.0 }
+    let pick = |v: &[bool]| {
+        v.iter()
+            .enumerate()
+            .filter(|(_, &b)| b)
+            .map(|(i, _)| i as u32)
+            .collect::<Vec<u32>>()
+    };
+    Block {
+        rows: pick(&in_rows),
+        cols: pick(&in_cols),
+        density: best.0,
+    }
 }
 
 /// Offsets and flat indices of adjacency lists.
@@ -212,7 +264,9 @@ mod tests {
         let mut edges = Vec::new();
         let mut s = 7u64;
         let mut rnd = |n: u64| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (s >> 33) % n
         };
         for _ in 0..3000 {
@@ -249,11 +303,17 @@ mod tests {
                 edges.push((r, 20));
             }
         }
-        let plain = peel(&Bipartite::from_edges(edges.iter().copied()), Weighting::Plain);
+        let plain = peel(
+            &Bipartite::from_edges(edges.iter().copied()),
+            Weighting::Plain,
+        );
         assert_eq!(plain.rows, (0..6).collect::<Vec<u32>>());
         let g = Bipartite::from_repeated_edges(edges.iter().copied());
         let weighted = peel(&g, Weighting::Plain);
-        assert_eq!((weighted.rows.clone(), weighted.cols.clone()), ((10..14).collect::<Vec<u32>>(), vec![20]));
+        assert_eq!(
+            (weighted.rows.clone(), weighted.cols.clone()),
+            ((10..14).collect::<Vec<u32>>(), vec![20])
+        );
         assert!((weighted.density - 40.0 / 5.0).abs() < 1e-12);
         // Deflation keeps the other edges' multiplicities.
         let next = peel_many(&g, Weighting::Plain, 2);

@@ -124,12 +124,21 @@ impl IncrementalPeel {
 
     /// The peeling order and each node's weight when removed.
     pub fn order(&self) -> (Vec<u32>, Vec<f64>) {
-        (self.order.iter().copied().collect(), self.delta.iter().copied().collect())
+        (
+            self.order.iter().copied().collect(),
+            self.delta.iter().copied().collect(),
+        )
     }
 
     /// Memory held by the adjacency lists and the order, in bytes (approximate).
     pub fn heap_bytes(&self) -> usize {
-        self.adj.iter().map(|a| a.capacity() * 16 + 24).sum::<usize>() + self.order.capacity() * 12 + self.pos.capacity() * 8 + self.tw.capacity() * 17
+        self.adj
+            .iter()
+            .map(|a| a.capacity() * 16 + 24)
+            .sum::<usize>()
+            + self.order.capacity() * 12
+            + self.pos.capacity() * 8
+            + self.tw.capacity() * 17
     }
 
     fn ensure(&mut self, x: u32) {
@@ -259,7 +268,9 @@ impl IncrementalPeel {
                 self.seg.push((x, self.delta[k]));
                 k += 1;
             } else {
-                let Some(Entry(w, x)) = self.heap.pop() else { break };
+                let Some(Entry(w, x)) = self.heap.pop() else {
+                    break;
+                };
                 self.in_t[x as usize] = false;
                 t_len -= 1;
                 self.seg.push((x, w));
@@ -286,7 +297,10 @@ impl IncrementalPeel {
     pub fn densest(&self) -> DenseSet {
         let n = self.order.len();
         if n == 0 {
-            return DenseSet { nodes: Vec::new(), density: 0.0 };
+            return DenseSet {
+                nodes: Vec::new(),
+                density: 0.0,
+            };
         }
         let mut rest = self.total;
         let mut best = (rest / n as f64, 0usize);
@@ -299,7 +313,10 @@ impl IncrementalPeel {
         }
         let mut nodes: Vec<u32> = self.order.iter().skip(best.1).copied().collect();
         nodes.sort_unstable();
-        DenseSet { nodes, density: best.0 }
+        DenseSet {
+            nodes,
+            density: best.0,
+        }
     }
 }
 
@@ -307,9 +324,15 @@ impl IncrementalPeel {
 /// which nodes are removed (least weight first, ties to the lower id) and each one's weight when
 /// removed. Nodes without edges are left out.
 pub fn static_order(adj: &[Vec<(u32, f64)>]) -> (Vec<u32>, Vec<f64>) {
-    let mut w: Vec<f64> = adj.iter().map(|a| a.iter().map(|&(_, x)| x).sum()).collect();
+    let mut w: Vec<f64> = adj
+        .iter()
+        .map(|a| a.iter().map(|&(_, x)| x).sum())
+        .collect();
     let mut gone: Vec<bool> = adj.iter().map(Vec::is_empty).collect();
-    let mut heap: BinaryHeap<Entry> = (0..adj.len()).filter(|&x| !gone[x]).map(|x| Entry(w[x], x as u32)).collect();
+    let mut heap: BinaryHeap<Entry> = (0..adj.len())
+        .filter(|&x| !gone[x])
+        .map(|x| Entry(w[x], x as u32))
+        .collect();
     let mut order = Vec::new();
     let mut delta = Vec::new();
     while let Some(Entry(wx, x)) = heap.pop() {
@@ -343,14 +366,26 @@ mod tests {
     struct Lcg(u64);
     impl Lcg {
         fn next(&mut self, n: u64) -> u64 {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (self.0 >> 33) % n
         }
     }
 
     fn random_edges(seed: u64, nodes: u64, m: usize, max_w: u64) -> Vec<(u32, u32, f64)> {
         let mut r = Lcg(seed);
-        (0..m).map(|_| (r.next(nodes) as u32, r.next(nodes) as u32, (1 + r.next(max_w)) as f64)).filter(|e| e.0 != e.1).collect()
+        (0..m)
+            .map(|_| {
+                (
+                    r.next(nodes) as u32,
+                    r.next(nodes) as u32,
+                    (1 + r.next(max_w)) as f64,
+                )
+            })
+            .filter(|e| e.0 != e.1)
+            .collect()
     }
 
     /// One edge at a time, the maintained order equals a static re-peel after every insertion, on
@@ -404,6 +439,12 @@ mod tests {
         assert_eq!(p.insert(1, 2, -1.0).touched, 0);
         assert_eq!(p.nodes(), 0);
         p.insert(1, 2, 1.0);
-        assert_eq!(p.densest(), DenseSet { nodes: vec![1, 2], density: 0.5 });
+        assert_eq!(
+            p.densest(),
+            DenseSet {
+                nodes: vec![1, 2],
+                density: 0.5
+            }
+        );
     }
 }

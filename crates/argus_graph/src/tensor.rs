@@ -24,14 +24,27 @@ pub struct TensorBlock {
 /// Entries of an `n`-mode tensor: `coords[e * n + m]` is entry `e`'s value in mode `m`; `mass[e]` its
 /// mass (count, amount). Returns up to `k` blocks.
 pub fn peel_tensor(n: usize, coords: &[u32], mass: &[f64], k: usize) -> Vec<TensorBlock> {
-    assert!(n > 0 && coords.len() == mass.len() * n, "coords must hold n values per entry");
+    assert!(
+        n > 0 && coords.len() == mass.len() * n,
+        "coords must hold n values per entry"
+    );
     let entries = mass.len();
-    let dims: Vec<usize> = (0..n).map(|m| (0..entries).map(|e| coords[e * n + m] as usize + 1).max().unwrap_or(0)).collect();
-    let offset: Vec<usize> = dims.iter().scan(0, |s, &d| {
-        let o = *s;
-        *s += d;
-        Some(o)
-    }).collect();
+    let dims: Vec<usize> = (0..n)
+        .map(|m| {
+            (0..entries)
+                .map(|e| coords[e * n + m] as usize + 1)
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let offset: Vec<usize> = dims
+        .iter()
+        .scan(0, |s, &d| {
+            let o = *s;
+            *s += d;
+            Some(o)
+        })
+        .collect();
     let nodes: usize = dims.iter().sum();
     // Node → entries (CSR).
     let mut deg = vec![0usize; nodes + 1];
@@ -55,7 +68,9 @@ pub fn peel_tensor(n: usize, coords: &[u32], mass: &[f64], k: usize) -> Vec<Tens
     let mut live: Vec<bool> = mass.iter().map(|&w| w > 0.0 && w.is_finite()).collect();
     let mut out = Vec::new();
     for _ in 0..k {
-        let Some(b) = peel_once(n, coords, mass, &offset, &deg, &adj, &mut live) else { break };
+        let Some(b) = peel_once(n, coords, mass, &offset, &deg, &adj, &mut live) else {
+            break;
+        };
         out.push(b);
     }
     out
@@ -76,7 +91,15 @@ impl Ord for Key {
 }
 
 /// One block from the live entries; its entries are then marked dead (deflation).
-fn peel_once(n: usize, coords: &[u32], mass: &[f64], offset: &[usize], deg: &[usize], adj: &[u32], live: &mut [bool]) -> Option<TensorBlock> {
+fn peel_once(
+    n: usize,
+    coords: &[u32],
+    mass: &[f64],
+    offset: &[usize],
+    deg: &[usize],
+    adj: &[u32],
+    live: &mut [bool],
+) -> Option<TensorBlock> {
     let nodes = deg.len() - 1;
     let mode_of = |x: usize| offset.iter().rposition(|&o| o <= x).unwrap_or(0);
     let mut w = vec![0.0f64; nodes];
@@ -97,9 +120,13 @@ fn peel_once(n: usize, coords: &[u32], mass: &[f64], offset: &[usize], deg: &[us
     for x in (0..nodes).filter(|&x| alive[x]) {
         size[mode_of(x)] += 1;
     }
-    let density = |total: f64, size: &[usize]| total / (size.iter().sum::<usize>() as f64 / n as f64);
+    let density =
+        |total: f64, size: &[usize]| total / (size.iter().sum::<usize>() as f64 / n as f64);
     let mut best = (density(total, &size), 0usize);
-    let mut heap: BinaryHeap<Reverse<Key>> = (0..nodes).filter(|&x| alive[x]).map(|x| Reverse(Key(w[x], x as u32))).collect();
+    let mut heap: BinaryHeap<Reverse<Key>> = (0..nodes)
+        .filter(|&x| alive[x])
+        .map(|x| Reverse(Key(w[x], x as u32)))
+        .collect();
     let mut order = Vec::new();
     let mut dead_here = vec![false; mass.len()];
     while let Some(Reverse(Key(wx, x))) = heap.pop() {
@@ -141,7 +168,9 @@ fn peel_once(n: usize, coords: &[u32], mass: &[f64], offset: &[usize], deg: &[us
     let mut modes = vec![Vec::new(); n];
     let mut in_block = vec![false; nodes];
     for e in (0..mass.len()).filter(|&e| live[e]) {
-        let xs: Vec<usize> = (0..n).map(|m| offset[m] + coords[e * n + m] as usize).collect();
+        let xs: Vec<usize> = (0..n)
+            .map(|m| offset[m] + coords[e * n + m] as usize)
+            .collect();
         if xs.iter().all(|&x| !gone[x]) {
             for &x in &xs {
                 in_block[x] = true;
@@ -160,7 +189,11 @@ fn peel_once(n: usize, coords: &[u32], mass: &[f64], offset: &[usize], deg: &[us
             block_mass += mass[e];
         }
     }
-    Some(TensorBlock { modes, mass: block_mass, density: best.0 })
+    Some(TensorBlock {
+        modes,
+        mass: block_mass,
+        density: best.0,
+    })
 }
 
 #[cfg(test)]
@@ -184,7 +217,9 @@ mod tests {
         let mut s = 3u64;
         for r in 20..30 {
             for c in 20..30 {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 coords.extend([r, c, ((s >> 33) % 50) as u32]);
             }
         }

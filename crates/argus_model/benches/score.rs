@@ -21,7 +21,16 @@ fn model(trees: usize, depth: u32, features: usize) -> Ensemble {
         let internal = (1usize << depth) - 1;
         let mut nodes = Vec::new();
         for i in 0..internal {
-            nodes.push(Node { feature: (rnd() * features as f64) as u32, threshold: rnd(), left: (2 * i + 1) as u32, right: (2 * i + 2) as u32, default_left: rnd() < 0.5, missing: Missing::Default, value: 0.0, cover: 1.0 });
+            nodes.push(Node {
+                feature: (rnd() * features as f64) as u32,
+                threshold: rnd(),
+                left: (2 * i + 1) as u32,
+                right: (2 * i + 2) as u32,
+                default_left: rnd() < 0.5,
+                missing: Missing::Default,
+                value: 0.0,
+                cover: 1.0,
+            });
         }
         for _ in 0..(1usize << depth) {
             nodes.push(Node::leaf(rnd() - 0.5, 1.0));
@@ -29,7 +38,13 @@ fn model(trees: usize, depth: u32, features: usize) -> Ensemble {
         assert!(nodes.iter().filter(|n| n.feature == LEAF).count() == 1 << depth);
         ts.push(nodes);
     }
-    let mut e = Ensemble { features: (0..features).map(|i| format!("f{i}")).collect(), base: 0.0, link: Link::Logistic { scale: 1.0 }, compare: Compare::LessEqual, trees: ts };
+    let mut e = Ensemble {
+        features: (0..features).map(|i| format!("f{i}")).collect(),
+        base: 0.0,
+        link: Link::Logistic { scale: 1.0 },
+        compare: Compare::LessEqual,
+        trees: ts,
+    };
     e.fill_expected_values();
     e
 }
@@ -40,7 +55,9 @@ fn rows(n: usize, features: usize) -> Vec<Vec<f64>> {
         .map(|_| {
             (0..features)
                 .map(|_| {
-                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    s = s
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     (s >> 11) as f64 / (1u64 << 53) as f64
                 })
                 .collect()

@@ -45,7 +45,16 @@ pub const LEAF: u32 = u32::MAX;
 
 impl Node {
     pub fn leaf(value: f64, cover: f64) -> Node {
-        Node { feature: LEAF, threshold: 0.0, left: 0, right: 0, default_left: true, missing: Missing::Default, value, cover }
+        Node {
+            feature: LEAF,
+            threshold: 0.0,
+            left: 0,
+            right: 0,
+            default_left: true,
+            missing: Missing::Default,
+            value,
+            cover,
+        }
     }
 }
 
@@ -109,7 +118,11 @@ impl Ensemble {
                 return i;
             }
             let v = x.get(n.feature as usize).copied().unwrap_or(f64::NAN);
-            i = if self.goes_left(n, v) { n.left } else { n.right } as usize;
+            i = if self.goes_left(n, v) {
+                n.left
+            } else {
+                n.right
+            } as usize;
         }
     }
 
@@ -149,7 +162,11 @@ impl Ensemble {
                     break;
                 }
                 let v = x.get(n.feature as usize).copied().unwrap_or(f64::NAN);
-                let next = if self.goes_left(n, v) { n.left } else { n.right } as usize;
+                let next = if self.goes_left(n, v) {
+                    n.left
+                } else {
+                    n.right
+                } as usize;
                 if let Some(c) = contrib.get_mut(n.feature as usize) {
                     *c += t[next].value - n.value;
                 }
@@ -167,9 +184,17 @@ impl Ensemble {
             .iter()
             .enumerate()
             .filter(|(_, &c)| c > 0.0)
-            .map(|(i, &c)| Contribution { feature: self.features[i].clone(), value: x.get(i).copied().filter(|v| !v.is_nan()), contribution: c })
+            .map(|(i, &c)| Contribution {
+                feature: self.features[i].clone(),
+                value: x.get(i).copied().filter(|v| !v.is_nan()),
+                contribution: c,
+            })
             .collect();
-        v.sort_by(|a, b| b.contribution.total_cmp(&a.contribution).then_with(|| a.feature.cmp(&b.feature)));
+        v.sort_by(|a, b| {
+            b.contribution
+                .total_cmp(&a.contribution)
+                .then_with(|| a.feature.cmp(&b.feature))
+        });
         v.truncate(k);
         v
     }
@@ -186,7 +211,11 @@ impl Ensemble {
                 let (lv, lc) = visit(t, l, depth + 1);
                 let (rv, rc) = visit(t, r, depth + 1);
                 let c = lc + rc;
-                let v = if c > 0.0 { (lv * lc + rv * rc) / c } else { (lv + rv) / 2.0 };
+                let v = if c > 0.0 {
+                    (lv * lc + rv * rc) / c
+                } else {
+                    (lv + rv) / 2.0
+                };
                 t[i].value = v;
                 if t[i].cover <= 0.0 {
                     t[i].cover = c;
@@ -220,11 +249,18 @@ impl Ensemble {
                     continue;
                 }
                 if n.feature as usize >= self.features.len() {
-                    return Err(format!("tree {ti}: node {i} splits on feature {} of {}", n.feature, self.features.len()));
+                    return Err(format!(
+                        "tree {ti}: node {i} splits on feature {} of {}",
+                        n.feature,
+                        self.features.len()
+                    ));
                 }
                 for c in [n.left, n.right] {
                     if c as usize >= t.len() {
-                        return Err(format!("tree {ti}: node {i} points to node {c} of {}", t.len()));
+                        return Err(format!(
+                            "tree {ti}: node {i} points to node {c} of {}",
+                            t.len()
+                        ));
                     }
                     stack.push(c as usize);
                 }
@@ -255,13 +291,28 @@ mod tests {
 
     /// x0 <= 1 ? (x1 <= 5 ? 1 : 2) : 3, covers 10 / (4, 2) / 4.
     fn tiny() -> Ensemble {
-        let split = |f, t, l, r, c| Node { feature: f, threshold: t, left: l, right: r, default_left: true, missing: Missing::Default, value: 0.0, cover: c };
+        let split = |f, t, l, r, c| Node {
+            feature: f,
+            threshold: t,
+            left: l,
+            right: r,
+            default_left: true,
+            missing: Missing::Default,
+            value: 0.0,
+            cover: c,
+        };
         let mut e = Ensemble {
             features: vec!["a".into(), "b".into()],
             base: 0.5,
             link: Link::Identity,
             compare: Compare::LessEqual,
-            trees: vec![vec![split(0, 1.0, 1, 2, 10.0), split(1, 5.0, 3, 4, 6.0), Node::leaf(3.0, 4.0), Node::leaf(1.0, 4.0), Node::leaf(2.0, 2.0)]],
+            trees: vec![vec![
+                split(0, 1.0, 1, 2, 10.0),
+                split(1, 5.0, 3, 4, 6.0),
+                Node::leaf(3.0, 4.0),
+                Node::leaf(1.0, 4.0),
+                Node::leaf(2.0, 2.0),
+            ]],
         };
         e.fill_expected_values();
         e.validate().unwrap();
@@ -274,7 +325,11 @@ mod tests {
         assert_eq!(e.margin(&[0.0, 0.0]), 1.5);
         assert_eq!(e.margin(&[0.0, 9.0]), 2.5);
         assert_eq!(e.margin(&[2.0, 0.0]), 3.5);
-        assert_eq!(e.margin(&[f64::NAN, 9.0]), 2.5, "missing goes the default way");
+        assert_eq!(
+            e.margin(&[f64::NAN, 9.0]),
+            2.5,
+            "missing goes the default way"
+        );
         for x in [[0.0, 0.0], [0.0, 9.0], [2.0, 0.0], [f64::NAN, f64::NAN]] {
             let (bias, c) = e.attribute(&x);
             assert!((bias + c.iter().sum::<f64>() - e.margin(&x)).abs() < 1e-12);

@@ -76,14 +76,19 @@ pub fn load_model(text: &str) -> Result<(Ensemble, Option<ModelFile>), LoadError
         Some(Format::Argus) => {
             let f: ModelFile = serde_json::from_str(text)?;
             if f.format != FORMAT {
-                return Err(LoadError::Unsupported(format!("model format `{}` (this Argus reads {FORMAT})", f.format)));
+                return Err(LoadError::Unsupported(format!(
+                    "model format `{}` (this Argus reads {FORMAT})",
+                    f.format
+                )));
             }
             f.model.validate().map_err(LoadError::Invalid)?;
             Ok((f.model.clone(), Some(f)))
         }
         Some(Format::XgboostJson) => Ok((crate::xgboost::load(text)?, None)),
         Some(Format::LightgbmText) => Ok((crate::lightgbm::load(text)?, None)),
-        None => Err(LoadError::Unsupported("not an Argus, XGBoost JSON or LightGBM text model".into())),
+        None => Err(LoadError::Unsupported(
+            "not an Argus, XGBoost JSON or LightGBM text model".into(),
+        )),
     }
 }
 

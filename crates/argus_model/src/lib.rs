@@ -11,7 +11,7 @@ pub mod train;
 pub mod xgboost;
 
 pub use ensemble::{Contribution, Ensemble};
-pub use scorer::Scorer;
 pub use file::{load_model, ModelFile, TrainingInfo};
+pub use scorer::Scorer;
 pub use train::{train, Params, Table, TrainLog};
 pub use xgboost::LoadError;

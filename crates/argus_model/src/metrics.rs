@@ -73,14 +73,23 @@ pub fn precision_recall_at_k(scores: &[f64], labels: &[bool], k: usize) -> (f64,
     let k = k.min(idx.len());
     let tp = idx[..k].iter().filter(|&&i| labels[i]).count() as f64;
     let pos = labels.iter().filter(|&&l| l).count() as f64;
-    (if k == 0 { 0.0 } else { tp / k as f64 }, if pos == 0.0 { 0.0 } else { tp / pos })
+    (
+        if k == 0 { 0.0 } else { tp / k as f64 },
+        if pos == 0.0 { 0.0 } else { tp / pos },
+    )
 }
 
 /// Card Precision@k (the handbook's `card_precision_top_k`): for each day in order, rank the cards
 /// (customers) not detected on earlier days by their highest score that day, take the top `k`, and
 /// count those with a fraud that day; the cards found are excluded from later days. Returns the mean
 /// over days and the per-day values.
-pub fn card_precision_at_k(day: &[i64], card: &[u64], scores: &[f64], labels: &[bool], k: usize) -> (f64, Vec<f64>) {
+pub fn card_precision_at_k(
+    day: &[i64],
+    card: &[u64],
+    scores: &[f64],
+    labels: &[bool],
+    k: usize,
+) -> (f64, Vec<f64>) {
     let mut days: Vec<i64> = day.to_vec();
     days.sort_unstable();
     days.dedup();
@@ -95,7 +104,8 @@ pub fn card_precision_at_k(day: &[i64], card: &[u64], scores: &[f64], labels: &[
             }
             e.1 |= labels[i];
         }
-        let mut cards: Vec<(u64, f64, bool)> = best.into_iter().map(|(c, (s, l))| (c, s, l)).collect();
+        let mut cards: Vec<(u64, f64, bool)> =
+            best.into_iter().map(|(c, (s, l))| (c, s, l)).collect();
         // Highest score first; equal scores by card id, so the result does not depend on hashing.
         cards.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let top = &cards[..k.min(cards.len())];
@@ -103,7 +113,11 @@ pub fn card_precision_at_k(day: &[i64], card: &[u64], scores: &[f64], labels: &[
         per_day.push(hits as f64 / k as f64);
         detected.extend(top.iter().filter(|c| c.2).map(|c| c.0));
     }
-    let mean = if per_day.is_empty() { 0.0 } else { per_day.iter().sum::<f64>() / per_day.len() as f64 };
+    let mean = if per_day.is_empty() {
+        0.0
+    } else {
+        per_day.iter().sum::<f64>() / per_day.len() as f64
+    };
     (mean, per_day)
 }
 

@@ -53,7 +53,10 @@ impl Scorer {
             while let Some((src, dst)) = queue.pop_front() {
                 let n = &t[src];
                 if n.feature == LEAF {
-                    nodes[dst] = Hot { thr: n.value, meta: LEAF20 << 32 };
+                    nodes[dst] = Hot {
+                        thr: n.value,
+                        meta: LEAF20 << 32,
+                    };
                     continue;
                 }
                 let left = nodes.len();
@@ -65,14 +68,31 @@ impl Scorer {
                     Missing::ZeroIsMissing => 2,
                 };
                 let left32 = u32::try_from(left).map_err(|_| "model too large")? as u64;
-                nodes[dst] = Hot { thr: n.threshold, meta: left32 | (n.feature as u64) << 32 | (n.default_left as u64) << 52 | missing << 53 };
+                nodes[dst] = Hot {
+                    thr: n.threshold,
+                    meta: left32
+                        | (n.feature as u64) << 32
+                        | (n.default_left as u64) << 52
+                        | missing << 53,
+                };
                 queue.push_back((n.left as usize, left));
                 queue.push_back((n.right as usize, left + 1));
             }
         }
         let depths: Vec<u32> = e.trees.iter().map(|t| depth(t, 0, 0)).collect();
-        let group_depth = depths.chunks(LANES).map(|c| c.iter().copied().max().unwrap_or(0)).collect();
-        Ok(Scorer { nodes, roots, group_depth, base: e.base, link: e.link, f32_compare: e.compare == Compare::LessF32, features: e.features.len() })
+        let group_depth = depths
+            .chunks(LANES)
+            .map(|c| c.iter().copied().max().unwrap_or(0))
+            .collect();
+        Ok(Scorer {
+            nodes,
+            roots,
+            group_depth,
+            base: e.base,
+            link: e.link,
+            f32_compare: e.compare == Compare::LessF32,
+            features: e.features.len(),
+        })
     }
 
     #[inline(always)]
@@ -89,11 +109,19 @@ impl Scorer {
             0 if v.is_nan() => default_left,
             1 if v.is_nan() => {
                 v = 0.0;
-                if F32 { (v as f32) < (n.thr as f32) } else { v <= n.thr }
+                if F32 {
+                    (v as f32) < (n.thr as f32)
+                } else {
+                    v <= n.thr
+                }
             }
             2 if v.is_nan() || v.abs() <= 1e-35 => default_left,
             _ => {
-                if F32 { (v as f32) < (n.thr as f32) } else { v <= n.thr }
+                if F32 {
+                    (v as f32) < (n.thr as f32)
+                } else {
+                    v <= n.thr
+                }
             }
         };
         (left + usize::from(!go_left), false)

@@ -36,7 +36,18 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Params { trees: 400, max_depth: 6, learning_rate: 0.05, lambda: 1.0, min_child_weight: 1.0, min_split_gain: 0.0, max_bins: 255, scale_pos_weight: Some(1.0), early_stopping_rounds: 40, early_stopping_metric: "logloss".into() }
+        Params {
+            trees: 400,
+            max_depth: 6,
+            learning_rate: 0.05,
+            lambda: 1.0,
+            min_child_weight: 1.0,
+            min_split_gain: 0.0,
+            max_bins: 255,
+            scale_pos_weight: Some(1.0),
+            early_stopping_rounds: 40,
+            early_stopping_metric: "logloss".into(),
+        }
     }
 }
 
@@ -83,14 +94,20 @@ impl Bins {
         let step = (rows / 200_000).max(1);
         let mut cuts = Vec::with_capacity(cols);
         for c in 0..cols {
-            let mut v: Vec<f64> = (0..rows).step_by(step).map(|r| t.x[r * cols + c]).filter(|x| !x.is_nan()).collect();
+            let mut v: Vec<f64> = (0..rows)
+                .step_by(step)
+                .map(|r| t.x[r * cols + c])
+                .filter(|x| !x.is_nan())
+                .collect();
             v.sort_by(f64::total_cmp);
             let mut distinct = v.clone();
             distinct.dedup();
             let cut: Vec<f64> = if distinct.len() <= max_cuts + 1 {
                 distinct[..distinct.len().saturating_sub(1)].to_vec()
             } else {
-                let mut q: Vec<f64> = (1..=max_cuts).map(|j| v[(j * v.len() / (max_cuts + 1)).min(v.len() - 1)]).collect();
+                let mut q: Vec<f64> = (1..=max_cuts)
+                    .map(|j| v[(j * v.len() / (max_cuts + 1)).min(v.len() - 1)])
+                    .collect();
                 q.dedup();
                 if q.last() == v.last() {
                     q.pop();
@@ -105,7 +122,11 @@ impl Bins {
             offset.push(total);
             total += c.len() + 2;
         }
-        Bins { cuts, offset, total }
+        Bins {
+            cuts,
+            offset,
+            total,
+        }
     }
 
     fn bin(&self, c: usize, x: f64) -> u8 {
@@ -170,14 +191,25 @@ impl Grower<'_> {
                 acc.g += hist[off + b].g;
                 acc.h += hist[off + b].h;
                 for default_left in [true, false] {
-                    let (lg, lh) = if default_left { (acc.g + miss.g, acc.h + miss.h) } else { (acc.g, acc.h) };
+                    let (lg, lh) = if default_left {
+                        (acc.g + miss.g, acc.h + miss.h)
+                    } else {
+                        (acc.g, acc.h)
+                    };
                     let (rg, rh) = (total.g - lg, total.h - lh);
                     if lh < self.p.min_child_weight || rh < self.p.min_child_weight {
                         continue;
                     }
                     let gain = self.score(lg, lh) + self.score(rg, rh) - parent;
-                    if gain > self.p.min_split_gain.max(1e-12) && best.as_ref().is_none_or(|s| gain > s.gain) {
-                        best = Some(Split { gain, feature: c, bin: b, default_left });
+                    if gain > self.p.min_split_gain.max(1e-12)
+                        && best.as_ref().is_none_or(|s| gain > s.gain)
+                    {
+                        best = Some(Split {
+                            gain,
+                            feature: c,
+                            bin: b,
+                            default_left,
+                        });
                     }
                 }
             }
@@ -190,10 +222,17 @@ impl Grower<'_> {
         let mut nodes = vec![Node::leaf(0.0, 0.0)];
         let mut leaves = Vec::new();
         let root_hist = self.histogram(rows);
-        let total = rows.iter().fold(GH::default(), |a, &r| GH { g: a.g + self.grad[r as usize].g, h: a.h + self.grad[r as usize].h });
+        let total = rows.iter().fold(GH::default(), |a, &r| GH {
+            g: a.g + self.grad[r as usize].g,
+            h: a.h + self.grad[r as usize].h,
+        });
         let mut stack = vec![(0usize, 0usize, rows.len(), 0usize, root_hist, total)];
         while let Some((id, start, end, depth, hist, tot)) = stack.pop() {
-            let split = if depth < self.p.max_depth { self.best_split(&hist, tot) } else { None };
+            let split = if depth < self.p.max_depth {
+                self.best_split(&hist, tot)
+            } else {
+                None
+            };
             let Some(s) = split else {
                 let v = -tot.g / (tot.h + self.p.lambda) * self.p.learning_rate;
                 nodes[id] = Node::leaf(v, tot.h);
@@ -212,20 +251,47 @@ impl Grower<'_> {
                 }
             }
             let mid = start + i;
-            let (small_is_left, small) = if mid - start <= end - mid { (true, &rows[start..mid]) } else { (false, &rows[mid..end]) };
+            let (small_is_left, small) = if mid - start <= end - mid {
+                (true, &rows[start..mid])
+            } else {
+                (false, &rows[mid..end])
+            };
             let small_hist = self.histogram(small);
-            let big_hist: Vec<GH> = hist.iter().zip(&small_hist).map(|(p, s)| GH { g: p.g - s.g, h: p.h - s.h }).collect();
+            let big_hist: Vec<GH> = hist
+                .iter()
+                .zip(&small_hist)
+                .map(|(p, s)| GH {
+                    g: p.g - s.g,
+                    h: p.h - s.h,
+                })
+                .collect();
             let sum = |h: &[GH]| {
                 let off = self.bins.offset[0];
                 let n = self.bins.cuts[0].len() + 2;
-                h[off..off + n].iter().fold(GH::default(), |a, e| GH { g: a.g + e.g, h: a.h + e.h })
+                h[off..off + n].iter().fold(GH::default(), |a, e| GH {
+                    g: a.g + e.g,
+                    h: a.h + e.h,
+                })
             };
-            let (lh, rh) = if small_is_left { (small_hist, big_hist) } else { (big_hist, small_hist) };
+            let (lh, rh) = if small_is_left {
+                (small_hist, big_hist)
+            } else {
+                (big_hist, small_hist)
+            };
             let (lt, rt) = (sum(&lh), sum(&rh));
             let (l, r) = (nodes.len(), nodes.len() + 1);
             nodes.push(Node::leaf(0.0, lt.h));
             nodes.push(Node::leaf(0.0, rt.h));
-            nodes[id] = Node { feature: f as u32, threshold: self.bins.cuts[f][s.bin - 1], left: l as u32, right: r as u32, default_left: dl, missing: Missing::Default, value: 0.0, cover: tot.h };
+            nodes[id] = Node {
+                feature: f as u32,
+                threshold: self.bins.cuts[f][s.bin - 1],
+                left: l as u32,
+                right: r as u32,
+                default_left: dl,
+                missing: Missing::Default,
+                value: 0.0,
+                cover: tot.h,
+            };
             stack.push((r, mid, end, depth + 1, rh, rt));
             stack.push((l, start, mid, depth + 1, lh, lt));
         }
@@ -250,30 +316,47 @@ fn tree_value(tree: &[Node], x: &[f64]) -> f64 {
             return n.value;
         }
         let v = x[n.feature as usize];
-        let left = if v.is_nan() { n.default_left } else { v <= n.threshold };
+        let left = if v.is_nan() {
+            n.default_left
+        } else {
+            v <= n.threshold
+        };
         i = if left { n.left } else { n.right } as usize;
     }
 }
 
 /// Trains on `train`, stopping early on `valid` when given. Deterministic: the same tables and
 /// parameters give the same model.
-pub fn train(train: &Table, valid: Option<&Table>, p: &Params) -> Result<(Ensemble, TrainLog), String> {
+pub fn train(
+    train: &Table,
+    valid: Option<&Table>,
+    p: &Params,
+) -> Result<(Ensemble, TrainLog), String> {
     let (rows, cols) = (train.rows(), train.cols());
     if rows == 0 || cols == 0 || train.x.len() != rows * cols {
-        return Err(format!("training table has {rows} rows × {cols} features ({} values)", train.x.len()));
+        return Err(format!(
+            "training table has {rows} rows × {cols} features ({} values)",
+            train.x.len()
+        ));
     }
     if let Some(v) = valid {
         if v.cols() != cols || v.x.len() != v.rows() * cols {
             return Err("validation table does not match the training table".into());
         }
     }
-    if p.max_depth == 0 || p.max_depth > 16 || !(p.learning_rate > 0.0 && p.learning_rate <= 1.0) || p.lambda < 0.0 {
+    if p.max_depth == 0
+        || p.max_depth > 16
+        || !(p.learning_rate > 0.0 && p.learning_rate <= 1.0)
+        || p.lambda < 0.0
+    {
         return Err("parameters: max_depth 1..=16, learning_rate in (0, 1], lambda ≥ 0".into());
     }
     let pos = train.y.iter().filter(|&&y| y).count() as f64;
     let neg = rows as f64 - pos;
     if pos == 0.0 || neg == 0.0 {
-        return Err(format!("the training rows need both classes ({pos} positive, {neg} negative)"));
+        return Err(format!(
+            "the training rows need both classes ({pos} positive, {neg} negative)"
+        ));
     }
     let spw = p.scale_pos_weight.unwrap_or(neg / pos);
     let bins = Bins::fit(train, p.max_bins);
@@ -297,19 +380,46 @@ pub fn train(train: &Table, valid: Option<&Table>, p: &Params) -> Result<(Ensemb
         "logloss" => |m, y| {
             // Negated, so that higher is better like the others.
             let n = m.len().max(1) as f64;
-            -m.iter().zip(y).map(|(&m, &y)| if y { libm_free_softplus(-m) } else { libm_free_softplus(m) }).sum::<f64>() / n
+            -m.iter()
+                .zip(y)
+                .map(|(&m, &y)| {
+                    if y {
+                        libm_free_softplus(-m)
+                    } else {
+                        libm_free_softplus(m)
+                    }
+                })
+                .sum::<f64>()
+                / n
         },
-        other => return Err(format!("early_stopping_metric `{other}`: logloss, auc or average_precision")),
+        other => {
+            return Err(format!(
+                "early_stopping_metric `{other}`: logloss, auc or average_precision"
+            ))
+        }
     };
-    let mut log = TrainLog { valid_metric: Vec::new(), best_iteration: 0, scale_pos_weight: spw };
+    let mut log = TrainLog {
+        valid_metric: Vec::new(),
+        best_iteration: 0,
+        scale_pos_weight: spw,
+    };
     let mut best = (f64::NEG_INFINITY, 0usize);
     for round in 0..p.trees {
         for r in 0..rows {
             let pr = 1.0 / (1.0 + (-margin[r]).exp());
             let w = if train.y[r] { spw } else { 1.0 };
-            grad[r] = GH { g: w * (pr - f64::from(u8::from(train.y[r]))), h: (w * pr * (1.0 - pr)).max(1e-16) };
+            grad[r] = GH {
+                g: w * (pr - f64::from(u8::from(train.y[r]))),
+                h: (w * pr * (1.0 - pr)).max(1e-16),
+            };
         }
-        let grower = Grower { bins: &bins, binned: &binned, cols, grad: &grad, p };
+        let grower = Grower {
+            bins: &bins,
+            binned: &binned,
+            cols,
+            grad: &grad,
+            p,
+        };
         // Rows in a fixed order each round keep training deterministic.
         for (i, o) in order.iter_mut().enumerate() {
             *o = i as u32;
@@ -331,7 +441,10 @@ pub fn train(train: &Table, valid: Option<&Table>, p: &Params) -> Result<(Ensemb
             }
         }
         trees.push(tree);
-        if valid.is_some() && p.early_stopping_rounds > 0 && round + 1 - best.1 >= p.early_stopping_rounds {
+        if valid.is_some()
+            && p.early_stopping_rounds > 0
+            && round + 1 - best.1 >= p.early_stopping_rounds
+        {
             break;
         }
     }
@@ -339,7 +452,13 @@ pub fn train(train: &Table, valid: Option<&Table>, p: &Params) -> Result<(Ensemb
         trees.truncate(best.1.max(1));
     }
     log.best_iteration = trees.len();
-    let mut e = Ensemble { features: train.features.clone(), base, link: Link::Logistic { scale: 1.0 }, compare: Compare::LessEqual, trees };
+    let mut e = Ensemble {
+        features: train.features.clone(),
+        base,
+        link: Link::Logistic { scale: 1.0 },
+        compare: Compare::LessEqual,
+        trees,
+    };
     e.fill_expected_values();
     e.validate()?;
     Ok((e, log))
@@ -349,22 +468,39 @@ pub fn train(train: &Table, valid: Option<&Table>, p: &Params) -> Result<(Ensemb
 /// (`negatives_per_positive` of them per positive), averaged in log-odds (their trees concatenated,
 /// outputs scaled by 1 / bags). The scores rank like a balanced ensemble but are not calibrated
 /// probabilities. Deterministic for a given `seed`.
-pub fn train_bagged(train: &Table, valid: Option<&Table>, p: &Params, bags: usize, negatives_per_positive: f64, seed: u64) -> Result<(Ensemble, TrainLog), String> {
+pub fn train_bagged(
+    train: &Table,
+    valid: Option<&Table>,
+    p: &Params,
+    bags: usize,
+    negatives_per_positive: f64,
+    seed: u64,
+) -> Result<(Ensemble, TrainLog), String> {
     if bags <= 1 && negatives_per_positive <= 0.0 {
         return self::train(train, valid, p);
     }
     let bags = bags.max(1);
     let pos = train.y.iter().filter(|&&y| y).count() as f64;
     let neg = train.rows() as f64 - pos;
-    let keep = if negatives_per_positive > 0.0 { (negatives_per_positive * pos / neg.max(1.0)).min(1.0) } else { 1.0 };
+    let keep = if negatives_per_positive > 0.0 {
+        (negatives_per_positive * pos / neg.max(1.0)).min(1.0)
+    } else {
+        1.0
+    };
     let cols = train.cols();
     let mut merged: Option<Ensemble> = None;
     let mut last_log = None;
     for b in 0..bags {
-        let mut t = Table { features: train.features.clone(), x: Vec::new(), y: Vec::new() };
+        let mut t = Table {
+            features: train.features.clone(),
+            x: Vec::new(),
+            y: Vec::new(),
+        };
         for r in 0..train.rows() {
             // SplitMix64 of (seed, bag, row): the same rows for the same seed.
-            let mut z = seed ^ (b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (r as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            let mut z = seed
+                ^ (b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                ^ (r as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
             z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             z ^= z >> 31;
@@ -412,7 +548,10 @@ mod tests {
             s ^= s << 17;
             (s >> 11) as f64 / (1u64 << 53) as f64
         };
-        let mut t = Table { features: vec!["x0".into(), "x1".into(), "x2".into()], ..Default::default() };
+        let mut t = Table {
+            features: vec!["x0".into(), "x1".into(), "x2".into()],
+            ..Default::default()
+        };
         for _ in 0..n {
             let x0 = rnd();
             let x1 = if rnd() < 0.2 { f64::NAN } else { rnd() };
@@ -428,7 +567,12 @@ mod tests {
     fn learns_a_rule_with_missing_values_and_is_deterministic() {
         let tr = synthetic(20_000, 1);
         let va = synthetic(5_000, 2);
-        let p = Params { trees: 60, max_depth: 3, learning_rate: 0.3, ..Params::default() };
+        let p = Params {
+            trees: 60,
+            max_depth: 3,
+            learning_rate: 0.3,
+            ..Params::default()
+        };
         let (m, log) = train(&tr, Some(&va), &p).unwrap();
         let scores: Vec<f64> = (0..va.rows()).map(|r| m.score(va.row(r))).collect();
         let auc = roc_auc(&scores, &va.y).unwrap();
@@ -442,14 +586,23 @@ mod tests {
         let mut names: Vec<&str> = r.iter().map(|c| c.feature.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, ["x0", "x1"]);
-        assert_eq!(r.iter().find(|c| c.feature == "x1").unwrap().value, None, "a missing value is reported as such");
+        assert_eq!(
+            r.iter().find(|c| c.feature == "x1").unwrap().value,
+            None,
+            "a missing value is reported as such"
+        );
     }
 
     #[test]
     fn bagging_averages_balanced_models_deterministically() {
         let tr = synthetic(10_000, 4);
         let va = synthetic(3_000, 5);
-        let p = Params { trees: 30, max_depth: 3, learning_rate: 0.3, ..Params::default() };
+        let p = Params {
+            trees: 30,
+            max_depth: 3,
+            learning_rate: 0.3,
+            ..Params::default()
+        };
         let (m, _) = train_bagged(&tr, Some(&va), &p, 3, 2.0, 9).unwrap();
         let (m2, _) = train_bagged(&tr, Some(&va), &p, 3, 2.0, 9).unwrap();
         assert_eq!(m, m2);

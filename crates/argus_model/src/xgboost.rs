@@ -67,41 +67,81 @@ struct Tree {
 
 /// Parses `"5E-1"` and XGBoost 3's `"[5E-1]"`.
 fn number(s: &str) -> Option<f64> {
-    s.trim().trim_start_matches('[').trim_end_matches(']').trim().parse().ok()
+    s.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim()
+        .parse()
+        .ok()
 }
 
 pub fn load(text: &str) -> Result<Ensemble, LoadError> {
     let root: Root = serde_json::from_str(text)?;
     let l = root.learner;
     if l.gradient_booster.name != "gbtree" {
-        return Err(LoadError::Unsupported(format!("booster `{}` (only gbtree)", l.gradient_booster.name)));
+        return Err(LoadError::Unsupported(format!(
+            "booster `{}` (only gbtree)",
+            l.gradient_booster.name
+        )));
     }
-    if l.learner_model_param.num_class.as_deref().and_then(number).unwrap_or(0.0) > 1.0 {
+    if l.learner_model_param
+        .num_class
+        .as_deref()
+        .and_then(number)
+        .unwrap_or(0.0)
+        > 1.0
+    {
         return Err(LoadError::Unsupported("multi-class models".into()));
     }
-    let base_score = number(&l.learner_model_param.base_score).ok_or_else(|| LoadError::Invalid(format!("base_score `{}`", l.learner_model_param.base_score)))?;
+    let base_score = number(&l.learner_model_param.base_score).ok_or_else(|| {
+        LoadError::Invalid(format!("base_score `{}`", l.learner_model_param.base_score))
+    })?;
     let n_features = number(&l.learner_model_param.num_feature).unwrap_or(0.0) as usize;
     let (base, link) = match l.objective.name.as_str() {
         "binary:logistic" | "reg:logistic" => {
             if !(base_score > 0.0 && base_score < 1.0) {
-                return Err(LoadError::Invalid(format!("base_score {base_score} is not a probability")));
+                return Err(LoadError::Invalid(format!(
+                    "base_score {base_score} is not a probability"
+                )));
             }
-            ((base_score / (1.0 - base_score)).ln(), Link::Logistic { scale: 1.0 })
+            (
+                (base_score / (1.0 - base_score)).ln(),
+                Link::Logistic { scale: 1.0 },
+            )
         }
         "binary:logitraw" => ((base_score / (1.0 - base_score)).ln(), Link::Identity),
         "reg:squarederror" => (base_score, Link::Identity),
         o => return Err(LoadError::Unsupported(format!("objective `{o}`"))),
     };
-    let features = if l.feature_names.is_empty() { (0..n_features).map(|i| format!("f{i}")).collect() } else { l.feature_names };
-    let model = l.gradient_booster.model.ok_or_else(|| LoadError::Invalid("no trees".into()))?;
+    let features = if l.feature_names.is_empty() {
+        (0..n_features).map(|i| format!("f{i}")).collect()
+    } else {
+        l.feature_names
+    };
+    let model = l
+        .gradient_booster
+        .model
+        .ok_or_else(|| LoadError::Invalid("no trees".into()))?;
     let mut trees = Vec::with_capacity(model.trees.len());
     for (ti, t) in model.trees.into_iter().enumerate() {
         let n = t.left_children.len();
-        if [t.right_children.len(), t.split_indices.len(), t.split_conditions.len(), t.default_left.len()].iter().any(|&m| m != n) {
-            return Err(LoadError::Invalid(format!("tree {ti}: arrays of different lengths")));
+        if [
+            t.right_children.len(),
+            t.split_indices.len(),
+            t.split_conditions.len(),
+            t.default_left.len(),
+        ]
+        .iter()
+        .any(|&m| m != n)
+        {
+            return Err(LoadError::Invalid(format!(
+                "tree {ti}: arrays of different lengths"
+            )));
         }
         if t.split_type.iter().any(|&s| s != 0) {
-            return Err(LoadError::Unsupported(format!("tree {ti}: categorical splits")));
+            return Err(LoadError::Unsupported(format!(
+                "tree {ti}: categorical splits"
+            )));
         }
         let mut nodes = Vec::with_capacity(n);
         for i in 0..n {
@@ -110,8 +150,15 @@ pub fn load(text: &str) -> Result<Ensemble, LoadError> {
                 nodes.push(Node::leaf(t.split_conditions[i], cover));
                 continue;
             }
-            let idx = |c: i64| u32::try_from(c).map_err(|_| LoadError::Invalid(format!("tree {ti}: child {c}")));
-            let feature = u32::try_from(t.split_indices[i]).ok().filter(|&f| f != LEAF).ok_or_else(|| LoadError::Invalid(format!("tree {ti}: feature {}", t.split_indices[i])))?;
+            let idx = |c: i64| {
+                u32::try_from(c).map_err(|_| LoadError::Invalid(format!("tree {ti}: child {c}")))
+            };
+            let feature = u32::try_from(t.split_indices[i])
+                .ok()
+                .filter(|&f| f != LEAF)
+                .ok_or_else(|| {
+                    LoadError::Invalid(format!("tree {ti}: feature {}", t.split_indices[i]))
+                })?;
             let default_left = match &t.default_left[i] {
                 serde_json::Value::Bool(b) => *b,
                 v => v.as_i64().unwrap_or(0) != 0,
@@ -129,7 +176,13 @@ pub fn load(text: &str) -> Result<Ensemble, LoadError> {
         }
         trees.push(nodes);
     }
-    let mut e = Ensemble { features, base, link, compare: Compare::LessF32, trees };
+    let mut e = Ensemble {
+        features,
+        base,
+        link,
+        compare: Compare::LessF32,
+        trees,
+    };
     e.validate().map_err(LoadError::Invalid)?;
     e.fill_expected_values();
     Ok(e)

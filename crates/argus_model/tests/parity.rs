@@ -6,7 +6,10 @@
 use std::process::Command;
 
 fn python_ready() -> bool {
-    Command::new("python3").args(["-c", "import xgboost, lightgbm, numpy"]).output().is_ok_and(|o| o.status.success())
+    Command::new("python3")
+        .args(["-c", "import xgboost, lightgbm, numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[test]
@@ -17,27 +20,61 @@ fn xgboost_and_lightgbm_predictions_match_the_libraries() {
     }
     let dir = std::env::temp_dir().join(format!("argus-parity-{}", std::process::id()));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/parity.py");
-    let out = Command::new("python3").arg(script).arg(&dir).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
 
-    let xgb = argus_model::xgboost::load(&std::fs::read_to_string(dir.join("xgb.json")).unwrap()).unwrap();
-    let lgb = argus_model::lightgbm::load(&std::fs::read_to_string(dir.join("lgb.txt")).unwrap()).unwrap();
+    let xgb = argus_model::xgboost::load(&std::fs::read_to_string(dir.join("xgb.json")).unwrap())
+        .unwrap();
+    let lgb = argus_model::lightgbm::load(&std::fs::read_to_string(dir.join("lgb.txt")).unwrap())
+        .unwrap();
     assert_eq!(xgb.features[0], "feat_0");
     assert_eq!(lgb.features.len(), 8);
     // The same files through the format detector.
-    assert!(argus_model::load_model(&std::fs::read_to_string(dir.join("lgb.txt")).unwrap()).is_ok());
+    assert!(
+        argus_model::load_model(&std::fs::read_to_string(dir.join("lgb.txt")).unwrap()).is_ok()
+    );
 
-    let (sx, sl) = (argus_model::Scorer::new(&xgb).unwrap(), argus_model::Scorer::new(&lgb).unwrap());
+    let (sx, sl) = (
+        argus_model::Scorer::new(&xgb).unwrap(),
+        argus_model::Scorer::new(&lgb).unwrap(),
+    );
     let rows = std::fs::read_to_string(dir.join("rows.csv")).unwrap();
     let (mut worst_x, mut worst_l, mut n) = (0f64, 0f64, 0);
     for line in rows.lines().skip(1) {
-        let v: Vec<f64> = line.split(',').map(|s| if s == "nan" { f64::NAN } else { s.parse().unwrap() }).collect();
+        let v: Vec<f64> = line
+            .split(',')
+            .map(|s| {
+                if s == "nan" {
+                    f64::NAN
+                } else {
+                    s.parse().unwrap()
+                }
+            })
+            .collect();
         let (x, exp) = v.split_at(8);
         worst_x = worst_x.max((xgb.score(x) - exp[0]).abs());
         worst_l = worst_l.max((lgb.score(x) - exp[2]).abs());
-        assert!((lgb.margin(x) - exp[3]).abs() < 1e-9, "LightGBM margin {} vs {}", lgb.margin(x), exp[3]);
-        assert!((xgb.margin(x) - exp[1]).abs() < 1e-4, "XGBoost margin {} vs {} (float32)", xgb.margin(x), exp[1]);
+        assert!(
+            (lgb.margin(x) - exp[3]).abs() < 1e-9,
+            "LightGBM margin {} vs {}",
+            lgb.margin(x),
+            exp[3]
+        );
+        assert!(
+            (xgb.margin(x) - exp[1]).abs() < 1e-4,
+            "XGBoost margin {} vs {} (float32)",
+            xgb.margin(x),
+            exp[1]
+        );
         // The compiled scorer gives the same margins, bit for bit.
         assert_eq!(sx.margin(x).to_bits(), xgb.margin(x).to_bits());
         assert_eq!(sl.margin(x).to_bits(), lgb.margin(x).to_bits());
@@ -46,7 +83,9 @@ fn xgboost_and_lightgbm_predictions_match_the_libraries() {
         assert!((bias + c.iter().sum::<f64>() - lgb.margin(x)).abs() < 1e-9);
         n += 1;
     }
-    eprintln!("{n} rows: largest probability difference XGBoost {worst_x:.2e}, LightGBM {worst_l:.2e}");
+    eprintln!(
+        "{n} rows: largest probability difference XGBoost {worst_x:.2e}, LightGBM {worst_l:.2e}"
+    );
     assert!(n == 1000);
     assert!(worst_x <= 1e-6, "XGBoost: {worst_x}");
     assert!(worst_l <= 1e-6, "LightGBM: {worst_l}");
@@ -55,7 +94,14 @@ fn xgboost_and_lightgbm_predictions_match_the_libraries() {
 
 #[test]
 fn malformed_models_are_refused() {
-    for text in ["", "{}", "{\"learner\": 1}", "tree\nTree=0\nnum_leaves=2\nleaf_value=1\n", "tree\nversion=v4\nobjective=multiclass num_class:3\nnum_class=3\n", "not a model"] {
+    for text in [
+        "",
+        "{}",
+        "{\"learner\": 1}",
+        "tree\nTree=0\nnum_leaves=2\nleaf_value=1\n",
+        "tree\nversion=v4\nobjective=multiclass num_class:3\nnum_class=3\n",
+        "not a model",
+    ] {
         assert!(argus_model::load_model(text).is_err(), "{text:?}");
     }
 }

@@ -38,7 +38,12 @@ impl Action {
             Action::Block => "block",
         }
     }
-    pub const ALL: [Action; 4] = [Action::Allow, Action::Challenge, Action::Review, Action::Block];
+    pub const ALL: [Action; 4] = [
+        Action::Allow,
+        Action::Challenge,
+        Action::Review,
+        Action::Block,
+    ];
 }
 
 /// A rule that fired, with what it read.

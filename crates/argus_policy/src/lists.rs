@@ -31,11 +31,26 @@ pub struct ValueList {
 
 /// The stored key of a list item: values of personal-data kinds (email, phone, card…) are tokenized
 /// exactly as events are, so that they match; other values are kept as given.
-pub fn item_key(entity: Option<&str>, value: &str, pseudo: &argus_event::Pseudonymizer) -> Result<String, String> {
-    let pii_type = entity.and_then(|k| argus_event::FieldType::ALL.iter().map(|(_, t)| *t).find(|t| t.implied_entity() == Some(k)));
+pub fn item_key(
+    entity: Option<&str>,
+    value: &str,
+    pseudo: &argus_event::Pseudonymizer,
+) -> Result<String, String> {
+    let pii_type = entity.and_then(|k| {
+        argus_event::FieldType::ALL
+            .iter()
+            .map(|(_, t)| *t)
+            .find(|t| t.implied_entity() == Some(k))
+    });
     match pii_type {
         Some(t) => {
-            let n = argus_event::privacy::normalize(t, &argus_event::privacy::Personal { text: value.to_string(), ..Default::default() })?;
+            let n = argus_event::privacy::normalize(
+                t,
+                &argus_event::privacy::Personal {
+                    text: value.to_string(),
+                    ..Default::default()
+                },
+            )?;
             Ok(pseudo.token(entity.unwrap_or(""), &n))
         }
         None => Ok(value.to_string()),
@@ -55,7 +70,9 @@ impl ValueLists {
 
     /// Membership at event time `now`.
     pub fn contains_at(&self, list: usize, v: &Val, now: i64) -> bool {
-        let Some(l) = self.lists.get(list) else { return false };
+        let Some(l) = self.lists.get(list) else {
+            return false;
+        };
         let key = match v {
             Val::Str(s) => s.to_string(),
             Val::Int(i) => i.to_string(),
@@ -63,7 +80,9 @@ impl ValueLists {
             Val::Bool(b) => b.to_string(),
             _ => return false,
         };
-        l.items.get(&key).is_some_and(|it| it.expires.is_none_or(|e| now < e))
+        l.items
+            .get(&key)
+            .is_some_and(|it| it.expires.is_none_or(|e| now < e))
     }
 
     /// A view for one evaluation at event time `now`.

@@ -127,7 +127,12 @@ pub struct LoadError(pub Vec<String>);
 
 fn toml_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -139,25 +144,46 @@ pub type Sources = Vec<(String, String)>;
 /// Reads `dir/*.toml` (policies) and `dir/lists/*.toml` (value lists).
 pub fn read_dir(dir: &Path) -> Result<(Sources, Sources), LoadError> {
     if !dir.is_dir() {
-        return Err(LoadError(vec![format!("{}: not a directory", dir.display())]));
+        return Err(LoadError(vec![format!(
+            "{}: not a directory",
+            dir.display()
+        )]));
     }
     let read = |files: Vec<PathBuf>| -> Result<Sources, LoadError> {
         files
             .into_iter()
-            .map(|f| std::fs::read_to_string(&f).map(|t| (f.display().to_string(), t)).map_err(|e| LoadError(vec![format!("{}: cannot read: {e}", f.display())])))
+            .map(|f| {
+                std::fs::read_to_string(&f)
+                    .map(|t| (f.display().to_string(), t))
+                    .map_err(|e| LoadError(vec![format!("{}: cannot read: {e}", f.display())]))
+            })
             .collect()
     };
-    Ok((read(toml_files(dir))?, read(toml_files(&dir.join("lists")))?))
+    Ok((
+        read(toml_files(dir))?,
+        read(toml_files(&dir.join("lists")))?,
+    ))
 }
 
 /// Loads a policy directory from disk.
-pub fn load_dir(dir: &Path, schema: &Schema, features: &FeatureSet, pseudo: &Pseudonymizer) -> Result<Loaded, LoadError> {
+pub fn load_dir(
+    dir: &Path,
+    schema: &Schema,
+    features: &FeatureSet,
+    pseudo: &Pseudonymizer,
+) -> Result<Loaded, LoadError> {
     let (policies, lists) = read_dir(dir)?;
     load_sources(&policies, &lists, schema, features, pseudo)
 }
 
 /// Loads policies and lists given as named texts (files, or files embedded in the binary).
-pub fn load_sources(policy_files: &Sources, list_files: &Sources, schema: &Schema, features: &FeatureSet, pseudo: &Pseudonymizer) -> Result<Loaded, LoadError> {
+pub fn load_sources(
+    policy_files: &Sources,
+    list_files: &Sources,
+    schema: &Schema,
+    features: &FeatureSet,
+    pseudo: &Pseudonymizer,
+) -> Result<Loaded, LoadError> {
     // File order (and so rule order and the version) is by file name, wherever the files come from.
     let by_name = |v: &Sources| {
         let mut v = v.clone();
@@ -186,7 +212,9 @@ pub fn load_sources(policy_files: &Sources, list_files: &Sources, schema: &Schem
             "allow" => ListKind::Allow,
             "watch" => ListKind::Watch,
             k => {
-                errors.push(format!("{name}: list.kind: `{k}` is not deny, allow or watch"));
+                errors.push(format!(
+                    "{name}: list.kind: `{k}` is not deny, allow or watch"
+                ));
                 continue;
             }
         };
@@ -213,14 +241,27 @@ pub fn load_sources(policy_files: &Sources, list_files: &Sources, schema: &Schem
                 Some(s) => match argus_event::time::parse_datetime(s) {
                     Some(t) => Some(t),
                     None => {
-                        errors.push(format!("{name}: items[{i}].expires: `{s}` is not an RFC 3339 time"));
+                        errors.push(format!(
+                            "{name}: items[{i}].expires: `{s}` is not an RFC 3339 time"
+                        ));
                         continue;
                     }
                 },
             };
-            items.insert(value, ListItem { reason: it.reason.clone(), expires });
+            items.insert(
+                value,
+                ListItem {
+                    reason: it.reason.clone(),
+                    expires,
+                },
+            );
         }
-        lists.lists.push(ValueList { name: lf.list.name, kind, entity: lf.list.entity, items });
+        lists.lists.push(ValueList {
+            name: lf.list.name,
+            kind,
+            entity: lf.list.entity,
+            items,
+        });
     }
     let lists = Arc::new(lists);
 
@@ -239,11 +280,17 @@ pub fn load_sources(policy_files: &Sources, list_files: &Sources, schema: &Schem
                 continue;
             }
         };
-        let Some(ty) = schema.type_id(&pf.policy.checkpoint).filter(|&t| !schema.get(t).internal) else {
+        let Some(ty) = schema
+            .type_id(&pf.policy.checkpoint)
+            .filter(|&t| !schema.get(t).internal)
+        else {
             errors.push(format!(
                 "{name}: policy.checkpoint: unknown event type `{}`{}",
                 pf.policy.checkpoint,
-                argus_event::schema::did_you_mean(&pf.policy.checkpoint, schema.public_type_names().into_iter())
+                argus_event::schema::did_you_mean(
+                    &pf.policy.checkpoint,
+                    schema.public_type_names().into_iter()
+                )
             ));
             continue;
         };
@@ -252,11 +299,29 @@ pub fn load_sources(policy_files: &Sources, list_files: &Sources, schema: &Schem
         }
         let t = &pf.policy.thresholds;
         let has_thresholds = t.challenge.is_some() || t.review.is_some() || t.block.is_some();
-        if has_thresholds && thresholds.insert(ty, Thresholds { challenge: t.challenge, review: t.review, block: t.block }).is_some() {
-            errors.push(format!("{name}: policy.thresholds: thresholds for `{}` are already set by another file", pf.policy.checkpoint));
+        if has_thresholds
+            && thresholds
+                .insert(
+                    ty,
+                    Thresholds {
+                        challenge: t.challenge,
+                        review: t.review,
+                        block: t.block,
+                    },
+                )
+                .is_some()
+        {
+            errors.push(format!(
+                "{name}: policy.thresholds: thresholds for `{}` are already set by another file",
+                pf.policy.checkpoint
+            ));
         }
         for r in pf.rules {
-            by_checkpoint.entry(ty).or_default().push((name.clone(), r, pf.policy.checkpoint.clone()));
+            by_checkpoint.entry(ty).or_default().push((
+                name.clone(),
+                r,
+                pf.policy.checkpoint.clone(),
+            ));
         }
         for t in pf.tests {
             let conv = |v: &toml::Value| serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
@@ -280,7 +345,11 @@ pub fn load_sources(policy_files: &Sources, list_files: &Sources, schema: &Schem
         }
     }
 
-    let mut set = PolicySet { by_type: (0..schema.types.len()).map(|_| None).collect(), lists: lists.clone(), version: String::new() };
+    let mut set = PolicySet {
+        by_type: (0..schema.types.len()).map(|_| None).collect(),
+        lists: lists.clone(),
+        version: String::new(),
+    };
     let mut names: HashMap<String, String> = HashMap::new();
     for (ty, rules) in by_checkpoint {
         let (env, sources) = checkpoint_env(schema, features, ty, &lists);
@@ -289,14 +358,23 @@ pub fn load_sources(policy_files: &Sources, list_files: &Sources, schema: &Schem
         for (file, r, checkpoint) in rules {
             let origin = format!("{file}: rule `{}`", r.name);
             if let Some(prev) = names.insert(r.name.clone(), file.clone()) {
-                errors.push(format!("{origin}: a rule named `{}` already exists in {prev}", r.name));
+                errors.push(format!(
+                    "{origin}: a rule named `{}` already exists in {prev}",
+                    r.name
+                ));
             }
             if r.score.unsigned_abs() > 1_000_000 {
-                errors.push(format!("{origin}: score {} is outside -1,000,000..=1,000,000", r.score));
+                errors.push(format!(
+                    "{origin}: score {} is outside -1,000,000..=1,000,000",
+                    r.score
+                ));
             }
             let action = Action::parse(&r.action);
             if action.is_none() {
-                errors.push(format!("{origin}: action `{}` is not allow, challenge, review or block", r.action));
+                errors.push(format!(
+                    "{origin}: action `{}` is not allow, challenge, review or block",
+                    r.action
+                ));
             }
             let shadow = match r.mode.as_str() {
                 "enforce" => false,
@@ -312,7 +390,11 @@ pub fn load_sources(policy_files: &Sources, list_files: &Sources, schema: &Schem
                     for mut d in ds {
                         // A feature that exists but is never computed for this checkpoint.
                         if d.code == "unknown_name" {
-                            if let Some(f) = d.message.strip_prefix("unknown name `features.").and_then(|m| m.strip_suffix('`')) {
+                            if let Some(f) = d
+                                .message
+                                .strip_prefix("unknown name `features.")
+                                .and_then(|m| m.strip_suffix('`'))
+                            {
                                 if features.index_of(f).is_some() {
                                     d.hint = Some(format!("feature `{f}` is never computed for `{checkpoint}`: its key fields are not on this event type"));
                                 }
@@ -332,7 +414,10 @@ pub fn load_sources(policy_files: &Sources, list_files: &Sources, schema: &Schem
                     errors.push(format!("{origin}: error[unreachable]: rule `{prev}` before it always blocks, so this rule cannot change a decision"));
                 }
             }
-            if !shadow && action == Some(Action::Block) && program.constant == Some(argus_rules::Val::Bool(true)) {
+            if !shadow
+                && action == Some(Action::Block)
+                && program.constant == Some(argus_rules::Val::Bool(true))
+            {
                 blocked_unconditionally = Some(r.name.clone());
             }
             compiled.push(Rule {
@@ -346,7 +431,10 @@ pub fn load_sources(policy_files: &Sources, list_files: &Sources, schema: &Schem
                 source: r.when,
             });
         }
-        let mut used: Vec<usize> = compiled.iter().flat_map(|r| r.program.reads.iter().copied()).collect();
+        let mut used: Vec<usize> = compiled
+            .iter()
+            .flat_map(|r| r.program.reads.iter().copied())
+            .collect();
         used.sort_unstable();
         used.dedup();
         set.by_type[ty as usize] = Some(Policy {
@@ -363,9 +451,20 @@ pub fn load_sources(policy_files: &Sources, list_files: &Sources, schema: &Schem
     }
     versions.sort();
     versions.dedup();
-    let declared = if versions.is_empty() { "unversioned".to_string() } else { versions.join(",") };
-    set.version = format!("{declared}+{:012x}", fnv(fingerprint.as_bytes()) & 0xffff_ffff_ffff);
-    Ok(Loaded { policies: set, tests, files })
+    let declared = if versions.is_empty() {
+        "unversioned".to_string()
+    } else {
+        versions.join(",")
+    };
+    set.version = format!(
+        "{declared}+{:012x}",
+        fnv(fingerprint.as_bytes()) & 0xffff_ffff_ffff
+    );
+    Ok(Loaded {
+        policies: set,
+        tests,
+        files,
+    })
 }
 
 fn file_name(p: &str) -> &str {

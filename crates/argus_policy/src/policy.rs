@@ -83,7 +83,12 @@ fn out_type(o: Out) -> Type {
 }
 
 /// The environment of a checkpoint: `event.*` fields of its type and the `features.*` readable on it.
-pub fn checkpoint_env(schema: &Schema, features: &FeatureSet, ty: u16, lists: &ValueLists) -> (Env, Vec<Source>) {
+pub fn checkpoint_env(
+    schema: &Schema,
+    features: &FeatureSet,
+    ty: u16,
+    lists: &ValueLists,
+) -> (Env, Vec<Source>) {
     let et = schema.get(ty);
     let mut env = Env::new();
     let mut sources = Vec::new();
@@ -98,15 +103,35 @@ pub fn checkpoint_env(schema: &Schema, features: &FeatureSet, ty: u16, lists: &V
     add(&mut env, "event.time".into(), Type::Timestamp, Source::Time);
     for (slot, f) in et.fields.iter().enumerate() {
         if f.label.is_none() {
-            add(&mut env, format!("event.{}", f.name), rule_type(f.ty), Source::Field(slot));
+            add(
+                &mut env,
+                format!("event.{}", f.name),
+                rule_type(f.ty),
+                Source::Field(slot),
+            );
         }
     }
     for fi in features.readable(ty as usize) {
         let f = &features.features[fi];
-        add(&mut env, format!("features.{}", f.name), out_type(f.out), Source::Feature(fi));
+        add(
+            &mut env,
+            format!("features.{}", f.name),
+            out_type(f.out),
+            Source::Feature(fi),
+        );
     }
-    for (k, m) in features.models.iter().enumerate().filter(|(_, m)| m.event_type == ty as usize) {
-        add(&mut env, format!("model.{}", m.name), Type::Double, Source::Model(k));
+    for (k, m) in features
+        .models
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.event_type == ty as usize)
+    {
+        add(
+            &mut env,
+            format!("model.{}", m.name),
+            Type::Double,
+            Source::Model(k),
+        );
     }
     for l in &lists.lists {
         env.list(&l.name, Type::String);
@@ -133,14 +158,23 @@ pub fn to_json(v: &Val) -> serde_json::Value {
         Val::Bool(b) => (*b).into(),
         Val::Int(i) => (*i).into(),
         Val::UInt(u) => (*u).into(),
-        Val::Double(d) => serde_json::Number::from_f64(*d).map_or(serde_json::Value::Null, serde_json::Value::Number),
+        Val::Double(d) => serde_json::Number::from_f64(*d)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
         Val::Str(s) => s.to_string().into(),
         Val::Time(t) => argus_event::time::format_rfc3339(*t).into(),
         Val::Duration(d) => format!("{d}ms").into(),
         Val::List(l) => l.iter().map(to_json).collect::<Vec<_>>().into(),
-        Val::Bytes(b) => b.iter().map(|x| format!("{x:02x}")).collect::<String>().into(),
+        Val::Bytes(b) => b
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+            .into(),
         Val::Type(t) => t.to_string().into(),
-        Val::Map(m) => serde_json::Value::Object(m.iter().map(|(k, v)| (format!("{k:?}"), to_json(v))).collect()),
+        Val::Map(m) => serde_json::Value::Object(
+            m.iter()
+                .map(|(k, v)| (format!("{k:?}"), to_json(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -153,7 +187,13 @@ impl PolicySet {
 
     /// [`decide`](Self::decide) with model scores (by model slot; NaN or absent = not scored, null to
     /// the rules).
-    pub fn decide_with(&self, schema: &Schema, ev: &Event, features: &[Value], models: &[f64]) -> Option<Decision> {
+    pub fn decide_with(
+        &self,
+        schema: &Schema,
+        ev: &Event,
+        features: &[Value],
+        models: &[f64],
+    ) -> Option<Decision> {
         let p = self.by_type.get(ev.ty as usize)?.as_ref()?;
         let mut vars = vec![Val::Null; p.sources.len()];
         for &i in &p.used {
@@ -163,11 +203,18 @@ impl PolicySet {
                 Source::Time => Val::Time(ev.time),
                 Source::Field(s) => ev.fields.get(s).map_or(Val::Null, to_val),
                 Source::Feature(f) => features.get(f).map_or(Val::Null, to_val),
-                Source::Model(k) => models.get(k).copied().filter(|s| !s.is_nan()).map_or(Val::Null, Val::Double),
+                Source::Model(k) => models
+                    .get(k)
+                    .copied()
+                    .filter(|s| !s.is_nan())
+                    .map_or(Val::Null, Val::Double),
             };
         }
         let lists = self.lists.at(ev.time);
-        let act = Activation { vars: &vars, lists: &lists };
+        let act = Activation {
+            vars: &vars,
+            lists: &lists,
+        };
         let mut d = Decision {
             event_id: ev.id.clone(),
             checkpoint: p.checkpoint.clone(),
@@ -192,7 +239,12 @@ impl PolicySet {
                         reason: r.reason.clone(),
                         tags: r.tags.clone(),
                         shadow: r.shadow,
-                        reads: r.program.reads.iter().map(|&i| (p.env.vars()[i].name.clone(), to_json(&vars[i]))).collect(),
+                        reads: r
+                            .program
+                            .reads
+                            .iter()
+                            .map(|&i| (p.env.vars()[i].name.clone(), to_json(&vars[i])))
+                            .collect(),
                     };
                     if r.shadow {
                         d.shadow.push(fired);
@@ -207,7 +259,10 @@ impl PolicySet {
                     }
                 }
                 Ok(false) => {}
-                Err(e) => d.errors.push(RuleError { rule: r.name.clone(), error: e.to_string() }),
+                Err(e) => d.errors.push(RuleError {
+                    rule: r.name.clone(),
+                    error: e.to_string(),
+                }),
             }
         }
         if allowed {
@@ -216,7 +271,11 @@ impl PolicySet {
             return Some(d);
         }
         let t = &p.thresholds;
-        for (level, action) in [(t.block, Action::Block), (t.review, Action::Review), (t.challenge, Action::Challenge)] {
+        for (level, action) in [
+            (t.block, Action::Block),
+            (t.review, Action::Review),
+            (t.challenge, Action::Challenge),
+        ] {
             if level.is_some_and(|l| d.score >= l) && action > d.action {
                 d.action = action;
                 d.decided_by = "score_threshold";

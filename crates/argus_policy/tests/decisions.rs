@@ -23,8 +23,19 @@ window = "1h"
 fn load(policy: &str, lists: &[(&str, &str)]) -> Result<(Loaded, Schema, FeatureSet), Vec<String>> {
     let schema = Schema::builtin();
     let fs = FeatureSet::from_toml(&schema, FEATURES).unwrap();
-    let lists = lists.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
-    load_sources(&vec![("p.toml".into(), policy.into())], &lists, &schema, &fs, &Pseudonymizer::new(b"t")).map(|l| (l, schema, fs)).map_err(|e| e.0)
+    let lists = lists
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    load_sources(
+        &vec![("p.toml".into(), policy.into())],
+        &lists,
+        &schema,
+        &fs,
+        &Pseudonymizer::new(b"t"),
+    )
+    .map(|l| (l, schema, fs))
+    .map_err(|e| e.0)
 }
 
 fn order(schema: &Schema, amount: &str, device: &str, time: i64) -> Event {
@@ -87,32 +98,59 @@ fn precedence_scores_shadow_and_lists() {
     let p = &l.policies;
     let feats = |n: i64| vec![Value::Int(n), Value::Int(0)];
     // Below every rule.
-    let d = p.decide(&schema, &order(&schema, "10", "d1", 0), &feats(1)).unwrap();
-    assert_eq!((d.action, d.decided_by, d.score), (Action::Allow, "default", 0));
+    let d = p
+        .decide(&schema, &order(&schema, "10", "d1", 0), &feats(1))
+        .unwrap();
+    assert_eq!(
+        (d.action, d.decided_by, d.score),
+        (Action::Allow, "default", 0)
+    );
     // One challenge rule.
-    let d = p.decide(&schema, &order(&schema, "600", "d1", 0), &feats(1)).unwrap();
+    let d = p
+        .decide(&schema, &order(&schema, "600", "d1", 0), &feats(1))
+        .unwrap();
     assert_eq!((d.action, d.decided_by), (Action::Challenge, "rule_action"));
-    assert_eq!(d.fired[0].reads, vec![("event.amount".to_string(), serde_json::json!(600.0))]);
+    assert_eq!(
+        d.fired[0].reads,
+        vec![("event.amount".to_string(), serde_json::json!(600.0))]
+    );
     // Two challenge rules: 60 points reach the review threshold.
-    let d = p.decide(&schema, &order(&schema, "950", "d1", 0), &feats(1)).unwrap();
-    assert_eq!((d.action, d.decided_by, d.score), (Action::Review, "score_threshold", 60));
+    let d = p
+        .decide(&schema, &order(&schema, "950", "d1", 0), &feats(1))
+        .unwrap();
+    assert_eq!(
+        (d.action, d.decided_by, d.score),
+        (Action::Review, "score_threshold", 60)
+    );
     // The most severe enforced action wins.
-    let d = p.decide(&schema, &order(&schema, "10", "d1", 0), &feats(3)).unwrap();
+    let d = p
+        .decide(&schema, &order(&schema, "10", "d1", 0), &feats(3))
+        .unwrap();
     assert_eq!(d.action, Action::Block);
     // A shadow rule is recorded and changes nothing.
-    let d = p.decide(&schema, &order(&schema, "10", "d-bad", 0), &feats(1)).unwrap();
+    let d = p
+        .decide(&schema, &order(&schema, "10", "d-bad", 0), &feats(1))
+        .unwrap();
     assert_eq!(d.action, Action::Allow);
     assert_eq!(d.shadow.len(), 1);
     assert_eq!(d.shadow[0].rule, "watch_device");
     // An allow rule decides first… until its list item expires (judged at event time).
-    let d = p.decide(&schema, &order(&schema, "950", "d-vip", 1_000), &feats(5)).unwrap();
+    let d = p
+        .decide(&schema, &order(&schema, "950", "d-vip", 1_000), &feats(5))
+        .unwrap();
     assert_eq!((d.action, d.decided_by), (Action::Allow, "allow_rule"));
     let after = argus_event::time::parse_datetime("2026-01-01T00:00:00Z").unwrap();
-    let d = p.decide(&schema, &order(&schema, "950", "d-vip", after), &feats(5)).unwrap();
+    let d = p
+        .decide(&schema, &order(&schema, "950", "d-vip", after), &feats(5))
+        .unwrap();
     assert_eq!(d.action, Action::Block);
     // Same input, same decision.
-    let a = p.decide(&schema, &order(&schema, "950", "d1", 7), &feats(2)).unwrap();
-    let b = p.decide(&schema, &order(&schema, "950", "d1", 7), &feats(2)).unwrap();
+    let a = p
+        .decide(&schema, &order(&schema, "950", "d1", 7), &feats(2))
+        .unwrap();
+    let b = p
+        .decide(&schema, &order(&schema, "950", "d1", 7), &feats(2))
+        .unwrap();
     assert_eq!(a, b);
     assert!(a.policy_version.starts_with("v1+"));
 }
@@ -124,10 +162,17 @@ fn an_absent_field_is_recorded_not_fired() {
         &[],
     )
     .unwrap();
-    let d = l.policies.decide(&schema, &order(&schema, "10", "d1", 0), &[Value::Int(1)]).unwrap();
+    let d = l
+        .policies
+        .decide(&schema, &order(&schema, "10", "d1", 0), &[Value::Int(1)])
+        .unwrap();
     assert_eq!(d.action, Action::Allow);
     assert_eq!(d.errors.len(), 1);
-    assert!(d.errors[0].error.contains("event.currency"), "{:?}", d.errors);
+    assert!(
+        d.errors[0].error.contains("event.currency"),
+        "{:?}",
+        d.errors
+    );
 }
 
 #[test]
@@ -180,8 +225,13 @@ reason = "r"
     ] {
         assert!(all.contains(want), "missing `{want}` in:\n{all}");
     }
-    let checkpoint = load("[policy]\ncheckpoint = \"order.creat\"\n", &[]).err().unwrap();
-    assert!(checkpoint[0].contains("did you mean `order.create`"), "{checkpoint:?}");
+    let checkpoint = load("[policy]\ncheckpoint = \"order.creat\"\n", &[])
+        .err()
+        .unwrap();
+    assert!(
+        checkpoint[0].contains("did you mean `order.create`"),
+        "{checkpoint:?}"
+    );
 }
 
 #[test]
@@ -190,5 +240,8 @@ fn a_feature_not_computed_for_a_checkpoint_is_explained() {
     assert!(load("[policy]\ncheckpoint = \"account.login\"\n[[rules]]\nname = \"x\"\nwhen = \"features.user_orders_1h > 1\"\naction = \"review\"\nreason = \"r\"\n", &[]).is_ok());
     // Keyed by seller: logins have no seller, so the feature is never computed there.
     let errs = load("[policy]\ncheckpoint = \"account.login\"\n[[rules]]\nname = \"x\"\nwhen = \"features.seller_orders_1h > 1\"\naction = \"review\"\nreason = \"r\"\n", &[]).err().unwrap();
-    assert!(errs[0].contains("never computed for `account.login`"), "{errs:?}");
+    assert!(
+        errs[0].contains("never computed for `account.login`"),
+        "{errs:?}"
+    );
 }

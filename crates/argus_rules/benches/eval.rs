@@ -42,15 +42,30 @@ fn cel_context() -> cel::Context<'static, 'static> {
 fn argus(bencher: Bencher, i: usize) {
     let (env, vars) = argus_env();
     let p = compile(EXPRS[i].1, &env).expect("compiles");
-    assert_eq!(p.eval(&Activation { vars: &vars, lists: &NoLists }).expect("evaluates"), Val::Bool(true));
-    bencher.bench_local(|| p.eval_bool(divan::black_box(&Activation { vars: &vars, lists: &NoLists })));
+    assert_eq!(
+        p.eval(&Activation {
+            vars: &vars,
+            lists: &NoLists
+        })
+        .expect("evaluates"),
+        Val::Bool(true)
+    );
+    bencher.bench_local(|| {
+        p.eval_bool(divan::black_box(&Activation {
+            vars: &vars,
+            lists: &NoLists,
+        }))
+    });
 }
 
 #[divan::bench(args = [0, 1, 2, 3], sample_size = 5000)]
 fn cel_crate(bencher: Bencher, i: usize) {
     let ctx = cel_context();
     let p = cel::Program::compile(EXPRS[i].1).expect("cel compiles");
-    assert_eq!(p.execute(&ctx).expect("cel evaluates"), cel::Value::Bool(true));
+    assert_eq!(
+        p.execute(&ctx).expect("cel evaluates"),
+        cel::Value::Bool(true)
+    );
     bencher.bench_local(|| p.execute(divan::black_box(&ctx)));
 }
 

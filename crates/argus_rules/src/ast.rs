@@ -75,7 +75,11 @@ pub enum ExprKind {
     Member(Box<Expr>, String),
     Index(Box<Expr>, Box<Expr>),
     /// `f(args)` or `target.f(args)`
-    Call { target: Option<Box<Expr>>, name: String, args: Vec<Expr> },
+    Call {
+        target: Option<Box<Expr>>,
+        name: String,
+        args: Vec<Expr>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

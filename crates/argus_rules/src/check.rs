@@ -34,7 +34,13 @@ pub enum Ir {
     Error(Arc<str>),
     /// A list macro: `list.all(x, p)`, `exists`, `exists_one`, `map(x, f)` / `map(x, p, f)`, `filter(x, p)`.
     /// The element is bound to variable slot `var` while `body` (and `filter`) evaluate.
-    Macro { kind: Macro, list: Box<Ir>, var: usize, filter: Option<Box<Ir>>, body: Box<Ir> },
+    Macro {
+        kind: Macro,
+        list: Box<Ir>,
+        var: usize,
+        filter: Option<Box<Ir>>,
+        body: Box<Ir>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +64,12 @@ pub struct Checker<'e> {
 
 impl<'e> Checker<'e> {
     pub fn new(env: &'e Env) -> Self {
-        Checker { env, dynamic: false, diags: Vec::new(), reads: Vec::new() }
+        Checker {
+            env,
+            dynamic: false,
+            diags: Vec::new(),
+            reads: Vec::new(),
+        }
     }
 
     fn err(&mut self, d: Diagnostic) -> (Ir, Type) {
@@ -179,17 +190,34 @@ impl<'e> Checker<'e> {
 
     /// A dotted name: a declared variable.
     fn name(&mut self, e: &Expr) -> (Ir, Type) {
-        let Some(name) = e.dotted().filter(|n| self.env.lookup(n).is_some() || !matches!(&e.kind, ExprKind::Member(t, _) if self.map_typed(t))) else {
+        let Some(name) = e.dotted().filter(|n| {
+            self.env.lookup(n).is_some()
+                || !matches!(&e.kind, ExprKind::Member(t, _) if self.map_typed(t))
+        }) else {
             // `m.key` on a map value selects the key.
             if let ExprKind::Member(t, field) = &e.kind {
                 let (ti, tt) = self.check(t);
                 return match tt {
-                    Type::Map(_, vt) => (Ir::Index(Box::new(ti), Box::new(Ir::Const(Val::str(field)))), *vt),
-                    Type::Dyn => (Ir::Index(Box::new(ti), Box::new(Ir::Const(Val::str(field)))), Type::Dyn),
-                    t => self.err(Diagnostic::new("unsupported", format!("`.{field}` on a {t}: field access is for declared names and maps"), e.span)),
+                    Type::Map(_, vt) => (
+                        Ir::Index(Box::new(ti), Box::new(Ir::Const(Val::str(field)))),
+                        *vt,
+                    ),
+                    Type::Dyn => (
+                        Ir::Index(Box::new(ti), Box::new(Ir::Const(Val::str(field)))),
+                        Type::Dyn,
+                    ),
+                    t => self.err(Diagnostic::new(
+                        "unsupported",
+                        format!("`.{field}` on a {t}: field access is for declared names and maps"),
+                        e.span,
+                    )),
                 };
             }
-            return self.err(Diagnostic::new("unsupported", "field access is only supported on declared names such as `event.amount`".into(), e.span));
+            return self.err(Diagnostic::new(
+                "unsupported",
+                "field access is only supported on declared names such as `event.amount`".into(),
+                e.span,
+            ));
         };
         // Type denotations (`int`, `google.protobuf.Timestamp`) where no variable has that name.
         if self.env.lookup(&name).is_none() && TYPE_NAMES.contains(&name.as_str()) {
@@ -207,7 +235,10 @@ impl<'e> Checker<'e> {
                 } else {
                     hint
                 };
-                self.err(Diagnostic::new("unknown_name", format!("unknown name `{name}`"), e.span).with_hint(prefix_hint))
+                self.err(
+                    Diagnostic::new("unknown_name", format!("unknown name `{name}`"), e.span)
+                        .with_hint(prefix_hint),
+                )
             }
         }
     }
@@ -220,13 +251,24 @@ impl<'e> Checker<'e> {
                 return match self.env.lookup_list(name) {
                     Some((idx, et)) => {
                         if !(et.accepts(&lt) || (et.is_numeric() && lt.is_numeric())) {
-                            self.diags.push(Diagnostic::new("type_mismatch", format!("`@{name}` holds {et} values, the left side is {lt}"), l.span));
+                            self.diags.push(Diagnostic::new(
+                                "type_mismatch",
+                                format!("`@{name}` holds {et} values, the left side is {lt}"),
+                                l.span,
+                            ));
                         }
                         (Ir::InList(Box::new(li), idx), Type::Bool)
                     }
                     None => {
                         let hint = did_you_mean(name, self.env.list_names());
-                        self.err(Diagnostic::new("unknown_list", format!("unknown value list `@{name}`"), r.span).with_hint(hint))
+                        self.err(
+                            Diagnostic::new(
+                                "unknown_list",
+                                format!("unknown value list `@{name}`"),
+                                r.span,
+                            )
+                            .with_hint(hint),
+                        )
                     }
                 };
             }
@@ -251,10 +293,18 @@ impl<'e> Checker<'e> {
             BinOp::And | BinOp::Or => {
                 for (t, s) in [(&lt, l.span), (&rt, r.span)] {
                     if !matches!(t, Type::Bool | Type::Dyn) {
-                        self.soft(Diagnostic::new("type_mismatch", format!("`{}` needs bools, found {t}", op.symbol()), s));
+                        self.soft(Diagnostic::new(
+                            "type_mismatch",
+                            format!("`{}` needs bools, found {t}", op.symbol()),
+                            s,
+                        ));
                     }
                 }
-                let ir = if op == BinOp::And { Ir::And(Box::new(li), Box::new(ri)) } else { Ir::Or(Box::new(li), Box::new(ri)) };
+                let ir = if op == BinOp::And {
+                    Ir::And(Box::new(li), Box::new(ri))
+                } else {
+                    Ir::Or(Box::new(li), Box::new(ri))
+                };
                 return (ir, Type::Bool);
             }
             BinOp::Eq | BinOp::Ne => {
@@ -265,7 +315,15 @@ impl<'e> Checker<'e> {
             }
             BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                 let ok = (lt.is_numeric() && rt.is_numeric())
-                    || (lt == rt && matches!(lt, Type::String | Type::Bytes | Type::Bool | Type::Timestamp | Type::Duration))
+                    || (lt == rt
+                        && matches!(
+                            lt,
+                            Type::String
+                                | Type::Bytes
+                                | Type::Bool
+                                | Type::Timestamp
+                                | Type::Duration
+                        ))
                     || lt == Type::Dyn
                     || rt == Type::Dyn;
                 if !ok {
@@ -275,14 +333,16 @@ impl<'e> Checker<'e> {
             }
             BinOp::In => match &rt {
                 Type::List(el) if comparable(el, &lt) => Type::Bool,
-            Type::Map(kt, _) if comparable(kt, &lt) => Type::Bool,
+                Type::Map(kt, _) if comparable(kt, &lt) => Type::Bool,
                 Type::Dyn => Type::Bool,
                 _ => return self.mismatch(e, op, &lt, &rt),
             },
-            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => match arith_type(op, &lt, &rt) {
-                Some(t) => t,
-                None => return self.mismatch(e, op, &lt, &rt),
-            },
+            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => {
+                match arith_type(op, &lt, &rt) {
+                    Some(t) => t,
+                    None => return self.mismatch(e, op, &lt, &rt),
+                }
+            }
         };
         (Ir::Binary(op, Box::new(li), Box::new(ri)), ty)
     }
@@ -303,7 +363,14 @@ impl<'e> Checker<'e> {
         } else {
             ""
         };
-        self.err(Diagnostic::new("type_mismatch", format!("`{}` cannot combine {lt} and {rt}", op.symbol()), e.span).with_hint(hint))
+        self.err(
+            Diagnostic::new(
+                "type_mismatch",
+                format!("`{}` cannot combine {lt} and {rt}", op.symbol()),
+                e.span,
+            )
+            .with_hint(hint),
+        )
     }
 
     fn call(&mut self, e: &Expr, target: Option<&Expr>, name: &str, args: &[Expr]) -> (Ir, Type) {
@@ -323,9 +390,17 @@ impl<'e> Checker<'e> {
                 [a] => match self.check(a) {
                     (Ir::Var(i, _), _) => (Ir::Present(i, true), Type::Bool),
                     (Ir::Index(m, k), _) => (Ir::Binary(BinOp::In, k, m), Type::Bool),
-                    _ => self.err(Diagnostic::new("type_mismatch", "`has` takes a field, e.g. `has(event.email)`".into(), a.span)),
+                    _ => self.err(Diagnostic::new(
+                        "type_mismatch",
+                        "`has` takes a field, e.g. `has(event.email)`".into(),
+                        a.span,
+                    )),
                 },
-                _ => self.err(Diagnostic::new("wrong_arity", format!("`has` takes 1 argument, found {}", args.len()), e.span)),
+                _ => self.err(Diagnostic::new(
+                    "wrong_arity",
+                    format!("`has` takes 1 argument, found {}", args.len()),
+                    e.span,
+                )),
             };
         }
         let mut irs = Vec::new();
@@ -341,8 +416,13 @@ impl<'e> Checker<'e> {
             tys.push(ty);
         }
         let method = target.is_some();
-        let named: Vec<(usize, &crate::functions::FunctionDef)> =
-            self.env.functions.iter().enumerate().filter(|(_, f)| f.name == name && f.method == method).collect();
+        let named: Vec<(usize, &crate::functions::FunctionDef)> = self
+            .env
+            .functions
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.name == name && f.method == method)
+            .collect();
         if named.is_empty() {
             let other_style = self.env.functions.iter().any(|f| f.name == name);
             let hint = if other_style {
@@ -356,27 +436,61 @@ impl<'e> Checker<'e> {
                 names.dedup();
                 did_you_mean(name, names.into_iter())
             };
-            return self.err(Diagnostic::new("unknown_function", format!("unknown function `{name}`"), e.span).with_hint(hint));
+            return self.err(
+                Diagnostic::new(
+                    "unknown_function",
+                    format!("unknown function `{name}`"),
+                    e.span,
+                )
+                .with_hint(hint),
+            );
         }
         if !named.iter().any(|(_, f)| f.params.len() == tys.len()) {
-            let mut arities: Vec<String> = named.iter().map(|(_, f)| (f.params.len() - method as usize).to_string()).collect();
+            let mut arities: Vec<String> = named
+                .iter()
+                .map(|(_, f)| (f.params.len() - method as usize).to_string())
+                .collect();
             arities.dedup();
             return self.err(Diagnostic::new(
                 "wrong_arity",
-                format!("`{name}` takes {} argument(s), found {}", arities.join(" or "), tys.len() - method as usize),
+                format!(
+                    "`{name}` takes {} argument(s), found {}",
+                    arities.join(" or "),
+                    tys.len() - method as usize
+                ),
                 e.span,
             ));
         }
         for (idx, f) in &named {
-            if f.params.len() == tys.len() && f.params.iter().zip(&tys).all(|(p, t)| p.accepts(t) || (matches!(p, Type::List(_)) && matches!(t, Type::List(_)))) {
+            if f.params.len() == tys.len()
+                && f.params.iter().zip(&tys).all(|(p, t)| {
+                    p.accepts(t) || (matches!(p, Type::List(_)) && matches!(t, Type::List(_)))
+                })
+            {
                 return (Ir::Call(*idx, irs), f.ret.clone());
             }
         }
         let found: Vec<String> = tys.iter().map(|t| t.to_string()).collect();
-        let wants: Vec<String> = named.iter().map(|(_, f)| format!("({})", f.params.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "))).collect();
+        let wants: Vec<String> = named
+            .iter()
+            .map(|(_, f)| {
+                format!(
+                    "({})",
+                    f.params
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+            .collect();
         self.err(
-            Diagnostic::new("type_mismatch", format!("no overload of `{name}` takes ({})", found.join(", ")), e.span)
-                .with_hint(format!("`{name}` takes {}", wants.join(" or "))),
+            Diagnostic::new(
+                "type_mismatch",
+                format!("no overload of `{name}` takes ({})", found.join(", ")),
+                e.span,
+            )
+            .with_hint(format!("`{name}` takes {}", wants.join(" or "))),
         )
     }
 }
@@ -387,7 +501,10 @@ impl Checker<'_> {
         match &e.kind {
             ExprKind::Map(_) => true,
             ExprKind::Member(t, _) => self.map_typed(t),
-            _ => e.dotted().and_then(|n| self.env.lookup(&n)).is_some_and(|(_, t)| matches!(t, Type::Map(..) | Type::Dyn)),
+            _ => e
+                .dotted()
+                .and_then(|n| self.env.lookup(&n))
+                .is_some_and(|(_, t)| matches!(t, Type::Map(..) | Type::Dyn)),
         }
     }
 }
@@ -406,37 +523,66 @@ fn macro_kind(name: &str, nargs: usize) -> Option<Macro> {
 impl Checker<'_> {
     fn list_macro(&mut self, e: &Expr, target: &Expr, kind: Macro, args: &[Expr]) -> (Ir, Type) {
         let ExprKind::Ident(var) = &args[0].kind else {
-            return self.err(Diagnostic::new("type_mismatch", "the first argument of a list macro is the element's name, e.g. `xs.all(x, x > 0)`".into(), args[0].span));
+            return self.err(Diagnostic::new(
+                "type_mismatch",
+                "the first argument of a list macro is the element's name, e.g. `xs.all(x, x > 0)`"
+                    .into(),
+                args[0].span,
+            ));
         };
         let (li, lt) = self.check(target);
         let elem = match lt {
             Type::List(el) => *el,
             Type::Map(kt, _) => *kt,
             Type::Dyn => Type::Dyn,
-            t => return self.err(Diagnostic::new("type_mismatch", format!("list macros need a list, found {t}"), target.span)),
+            t => {
+                return self.err(Diagnostic::new(
+                    "type_mismatch",
+                    format!("list macros need a list, found {t}"),
+                    target.span,
+                ))
+            }
         };
         // The element is a new variable, visible only inside the macro's arguments.
         let mut scoped = self.env.clone();
         let slot = scoped.vars().len();
         if scoped.lookup(var).is_some() {
-            return self.err(Diagnostic::new("unsupported", format!("`{var}` is already a name here; pick another element name"), args[0].span));
+            return self.err(Diagnostic::new(
+                "unsupported",
+                format!("`{var}` is already a name here; pick another element name"),
+                args[0].span,
+            ));
         }
         scoped.var(var, elem.clone());
-        let mut inner = Checker { env: &scoped, dynamic: self.dynamic, diags: Vec::new(), reads: Vec::new() };
+        let mut inner = Checker {
+            env: &scoped,
+            dynamic: self.dynamic,
+            diags: Vec::new(),
+            reads: Vec::new(),
+        };
         let mut parts: Vec<(Ir, Type)> = args[1..].iter().map(|a| inner.check(a)).collect();
         self.diags.append(&mut inner.diags);
-        self.reads.extend(inner.reads.into_iter().filter(|&r| r != slot));
+        self.reads
+            .extend(inner.reads.into_iter().filter(|&r| r != slot));
         let (body, bt) = parts.pop().unwrap_or((Ir::Const(Val::Null), Type::Dyn));
         let filter = parts.pop().map(|(f, ft)| {
             if !matches!(ft, Type::Bool | Type::Dyn) {
-                self.soft(Diagnostic::new("type_mismatch", format!("a macro predicate must be a bool, found {ft}"), e.span));
+                self.soft(Diagnostic::new(
+                    "type_mismatch",
+                    format!("a macro predicate must be a bool, found {ft}"),
+                    e.span,
+                ));
             }
             Box::new(f)
         });
         let ty = match kind {
             Macro::All | Macro::Exists | Macro::ExistsOne | Macro::Filter => {
                 if !matches!(bt, Type::Bool | Type::Dyn) {
-                    self.soft(Diagnostic::new("type_mismatch", format!("a macro predicate must be a bool, found {bt}"), e.span));
+                    self.soft(Diagnostic::new(
+                        "type_mismatch",
+                        format!("a macro predicate must be a bool, found {bt}"),
+                        e.span,
+                    ));
                 }
                 if kind == Macro::Filter {
                     Type::List(Box::new(elem))
@@ -446,7 +592,16 @@ impl Checker<'_> {
             }
             Macro::Map => Type::List(Box::new(bt)),
         };
-        (Ir::Macro { kind, list: Box::new(li), var: slot, filter, body: Box::new(body) }, ty)
+        (
+            Ir::Macro {
+                kind,
+                list: Box::new(li),
+                var: slot,
+                filter,
+                body: Box::new(body),
+            },
+            ty,
+        )
     }
 }
 
@@ -463,14 +618,24 @@ impl Checker<'_> {
             "UInt32Value" | "UInt64Value" => (Val::UInt(0), Type::UInt),
             "StringValue" => (Val::str(""), Type::String),
             "Value" if fields.is_empty() => return (Ir::Const(Val::Null), Type::Null),
-            _ => return self.err(Diagnostic::new("unsupported", format!("protobuf message `{name}` is not supported in Argus rules"), e.span)),
+            _ => {
+                return self.err(Diagnostic::new(
+                    "unsupported",
+                    format!("protobuf message `{name}` is not supported in Argus rules"),
+                    e.span,
+                ))
+            }
         };
         match fields {
             [] => (Ir::Const(zero), ty),
             [(f, v)] if f == "value" => {
                 let (ir, vt) = self.check(v);
                 if !(ty.accepts(&vt) || (ty.is_numeric() && vt.is_numeric())) {
-                    self.soft(Diagnostic::new("type_mismatch", format!("`{name}` holds {ty}, found {vt}"), v.span));
+                    self.soft(Diagnostic::new(
+                        "type_mismatch",
+                        format!("`{name}` holds {ty}, found {vt}"),
+                        v.span,
+                    ));
                 }
                 // A numeric value of another kind is converted, so the result has the wrapper's type.
                 if ty.is_numeric() && vt.is_numeric() && vt != ty {
@@ -479,20 +644,38 @@ impl Checker<'_> {
                         Type::UInt => "uint",
                         _ => "int",
                     };
-                    if let Some(f) = self.env.functions.iter().position(|f| f.name == conv && !f.method && f.params.first() == Some(&vt)) {
+                    if let Some(f) =
+                        self.env.functions.iter().position(|f| {
+                            f.name == conv && !f.method && f.params.first() == Some(&vt)
+                        })
+                    {
                         return (Ir::Call(f, vec![ir]), ty);
                     }
                 }
                 (ir, ty)
             }
-            _ => self.err(Diagnostic::new("unsupported", format!("`{name}` has one field, `value`"), e.span)),
+            _ => self.err(Diagnostic::new(
+                "unsupported",
+                format!("`{name}` has one field, `value`"),
+                e.span,
+            )),
         }
     }
 }
 
 /// CEL type names usable as values.
 const TYPE_NAMES: &[&str] = &[
-    "int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type", "google.protobuf.Timestamp",
+    "int",
+    "uint",
+    "double",
+    "bool",
+    "string",
+    "bytes",
+    "list",
+    "map",
+    "null_type",
+    "type",
+    "google.protobuf.Timestamp",
     "google.protobuf.Duration",
 ];
 
@@ -510,8 +693,12 @@ fn arith_type(op: BinOp, l: &Type, r: &Type) -> Option<Type> {
         (BinOp::Add, String, String) => String,
         (BinOp::Add, Bytes, Bytes) => Bytes,
         (BinOp::Add, List(a), List(b)) => List(Box::new(if a == b { (**a).clone() } else { Dyn })),
-        (BinOp::Add, Timestamp, Duration) | (BinOp::Add, Duration, Timestamp) | (BinOp::Sub, Timestamp, Duration) => Timestamp,
-        (BinOp::Sub, Timestamp, Timestamp) | (BinOp::Add | BinOp::Sub, Duration, Duration) => Duration,
+        (BinOp::Add, Timestamp, Duration)
+        | (BinOp::Add, Duration, Timestamp)
+        | (BinOp::Sub, Timestamp, Duration) => Timestamp,
+        (BinOp::Sub, Timestamp, Timestamp) | (BinOp::Add | BinOp::Sub, Duration, Duration) => {
+            Duration
+        }
         _ => return None,
     })
 }

@@ -15,7 +15,12 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(code: &'static str, message: String, span: Span) -> Self {
-        Diagnostic { code, message, span, hint: None }
+        Diagnostic {
+            code,
+            message,
+            span,
+            hint: None,
+        }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -47,7 +52,9 @@ impl Diagnostic {
         }
         let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
         let line_no = source[..start].matches('\n').count() + 1;
-        let line_end = source[start..].find('\n').map_or(source.len(), |i| start + i);
+        let line_end = source[start..]
+            .find('\n')
+            .map_or(source.len(), |i| start + i);
         let line = &source[line_start..line_end];
         let col = source[line_start..start].chars().count() + 1;
         let width = source[start..end.min(line_end)].chars().count().max(1);

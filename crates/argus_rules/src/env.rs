@@ -31,7 +31,12 @@ impl Default for Env {
 impl Env {
     /// An environment with the standard function library and no variables.
     pub fn new() -> Env {
-        Env { vars: Vec::new(), by_name: BTreeMap::new(), lists: Vec::new(), functions: functions::all() }
+        Env {
+            vars: Vec::new(),
+            by_name: BTreeMap::new(),
+            lists: Vec::new(),
+            functions: functions::all(),
+        }
     }
 
     /// Declares a variable; returns its index in [`Activation::vars`].
@@ -40,7 +45,10 @@ impl Env {
             self.vars[i].ty = ty;
             return i;
         }
-        self.vars.push(VarDecl { name: name.to_string(), ty });
+        self.vars.push(VarDecl {
+            name: name.to_string(),
+            ty,
+        });
         self.by_name.insert(name.to_string(), self.vars.len() - 1);
         self.vars.len() - 1
     }
@@ -59,7 +67,10 @@ impl Env {
     }
 
     pub fn lookup_list(&self, name: &str) -> Option<(usize, &Type)> {
-        self.lists.iter().position(|(n, _)| n == name).map(|i| (i, &self.lists[i].1))
+        self.lists
+            .iter()
+            .position(|(n, _)| n == name)
+            .map(|i| (i, &self.lists[i].1))
     }
 
     pub fn vars(&self) -> &[VarDecl] {

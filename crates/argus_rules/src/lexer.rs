@@ -55,7 +55,23 @@ pub struct Token {
 
 /// Reserved words of CEL that cannot be identifiers.
 const RESERVED: &[&str] = &[
-    "as", "break", "const", "continue", "else", "for", "function", "if", "import", "let", "loop", "package", "namespace", "return", "var", "void", "while",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
 ];
 
 pub fn lex(src: &str) -> Vec<Token> {
@@ -100,7 +116,10 @@ pub fn lex(src: &str) -> Vec<Token> {
             b'>' => (Tok::Gt, 1),
             b'&' if two(b'&') => (Tok::AndAnd, 2),
             b'|' if two(b'|') => (Tok::OrOr, 2),
-            b'=' => (Tok::Error("`=` is not an operator; compare with `==`".into()), 1),
+            b'=' => (
+                Tok::Error("`=` is not an operator; compare with `==`".into()),
+                1,
+            ),
             b'&' => (Tok::Error("`&` is not an operator; use `&&`".into()), 1),
             b'|' => (Tok::Error("`|` is not an operator; use `||`".into()), 1),
             b'.' if b.get(i + 1).is_some_and(u8::is_ascii_digit) => number(src, i),
@@ -115,7 +134,9 @@ pub fn lex(src: &str) -> Vec<Token> {
                 (t, l + 1)
             }
             b'b' | b'B' | b'r' | b'R'
-                if matches!(b.get(i + 1), Some(b'r' | b'R' | b'b' | b'B')) && !b[i].eq_ignore_ascii_case(&b[i + 1]) && matches!(b.get(i + 2), Some(b'"' | b'\'')) =>
+                if matches!(b.get(i + 1), Some(b'r' | b'R' | b'b' | b'B'))
+                    && !b[i].eq_ignore_ascii_case(&b[i + 1])
+                    && matches!(b.get(i + 2), Some(b'"' | b'\'')) =>
             {
                 let (t, l) = string(src, i + 2, true, true);
                 (t, l + 2)
@@ -126,7 +147,12 @@ pub fn lex(src: &str) -> Vec<Token> {
                     j += 1;
                 }
                 if j == i + 1 {
-                    (Tok::Error("`@` must be followed by a list name, e.g. `@blocked_devices`".into()), 1)
+                    (
+                        Tok::Error(
+                            "`@` must be followed by a list name, e.g. `@blocked_devices`".into(),
+                        ),
+                        1,
+                    )
                 } else {
                     (Tok::ListRef(src[i + 1..j].to_string()), j - i)
                 }
@@ -150,7 +176,10 @@ pub fn lex(src: &str) -> Vec<Token> {
             }
             _ => {
                 let ch = src[i..].chars().next().map_or(1, char::len_utf8);
-                (Tok::Error(format!("unexpected character `{}`", &src[i..i + ch])), ch)
+                (
+                    Tok::Error(format!("unexpected character `{}`", &src[i..i + ch])),
+                    ch,
+                )
             }
         };
         i += len.max(1);
@@ -158,9 +187,15 @@ pub fn lex(src: &str) -> Vec<Token> {
         while i < b.len() && !src.is_char_boundary(i) {
             i += 1;
         }
-        out.push(Token { tok, span: Span::new(start, i.min(b.len())) });
+        out.push(Token {
+            tok,
+            span: Span::new(start, i.min(b.len())),
+        });
     }
-    out.push(Token { tok: Tok::Eof, span: Span::new(b.len(), b.len()) });
+    out.push(Token {
+        tok: Tok::Eof,
+        span: Span::new(b.len(), b.len()),
+    });
     out
 }
 
@@ -176,9 +211,13 @@ fn number(src: &str, i: usize) -> (Tok, usize) {
         let unsigned = matches!(b.get(j), Some(b'u' | b'U'));
         let digits = &src[s..j];
         let tok = if unsigned {
-            u64::from_str_radix(digits, 16).map(Tok::UInt).unwrap_or_else(|_| Tok::Error("hex literal out of range".into()))
+            u64::from_str_radix(digits, 16)
+                .map(Tok::UInt)
+                .unwrap_or_else(|_| Tok::Error("hex literal out of range".into()))
         } else {
-            i64::from_str_radix(digits, 16).map(Tok::Int).unwrap_or_else(|_| Tok::Error("hex literal out of range".into()))
+            i64::from_str_radix(digits, 16)
+                .map(Tok::Int)
+                .unwrap_or_else(|_| Tok::Error("hex literal out of range".into()))
         };
         return (tok, j - i + unsigned as usize);
     }
@@ -208,19 +247,32 @@ fn number(src: &str, i: usize) -> (Tok, usize) {
     }
     let text = &src[i..j];
     if is_double {
-        return (text.parse().map(Tok::Double).unwrap_or_else(|_| Tok::Error("bad number".into())), j - i);
+        return (
+            text.parse()
+                .map(Tok::Double)
+                .unwrap_or_else(|_| Tok::Error("bad number".into())),
+            j - i,
+        );
     }
     if matches!(b.get(j), Some(b'u' | b'U')) {
-        return (text.parse().map(Tok::UInt).unwrap_or_else(|_| Tok::Error("unsigned literal out of range".into())), j - i + 1);
+        return (
+            text.parse()
+                .map(Tok::UInt)
+                .unwrap_or_else(|_| Tok::Error("unsigned literal out of range".into())),
+            j - i + 1,
+        );
     }
     // Integers beyond i64 are reported by the parser (so that `-9223372036854775808` works).
-    (text.parse::<i64>().map(Tok::Int).unwrap_or_else(|_| {
-        if text == "9223372036854775808" {
-            Tok::IntMinAbs
-        } else {
-            Tok::Error("integer literal out of range".into())
-        }
-    }), j - i)
+    (
+        text.parse::<i64>().map(Tok::Int).unwrap_or_else(|_| {
+            if text == "9223372036854775808" {
+                Tok::IntMinAbs
+            } else {
+                Tok::Error("integer literal out of range".into())
+            }
+        }),
+        j - i,
+    )
 }
 
 /// A quoted literal starting at `q`: a string, or with `bytes` a byte string (where `\x..` and octal
@@ -253,7 +305,9 @@ fn string(src: &str, q: usize, raw: bool, bytes: bool) -> (Tok, usize) {
             return (Tok::Error("newline in string".into()), j - q);
         }
         if b[j] == b'\\' && !raw {
-            let Some(&e) = b.get(j + 1) else { return (Tok::Error("unterminated string".into()), j - q) };
+            let Some(&e) = b.get(j + 1) else {
+                return (Tok::Error("unterminated string".into()), j - q);
+            };
             let simple = match e {
                 b'n' => Some('\n'),
                 b't' => Some('\t'),
@@ -275,13 +329,20 @@ fn string(src: &str, q: usize, raw: bool, bytes: bool) -> (Tok, usize) {
                 continue;
             }
             let hex = |s: usize, n: usize| -> Option<u32> {
-                src.get(s..s + n).filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit())).and_then(|h| u32::from_str_radix(h, 16).ok())
+                src.get(s..s + n)
+                    .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
             };
             let (code, len) = match e {
                 b'x' | b'X' => (hex(j + 2, 2), 4),
                 b'u' => (hex(j + 2, 4), 6),
                 b'U' => (hex(j + 2, 8), 10),
-                b'0'..=b'3' => (src.get(j + 1..j + 4).filter(|o| o.bytes().all(|c| (b'0'..=b'7').contains(&c))).and_then(|o| u32::from_str_radix(o, 8).ok()), 4),
+                b'0'..=b'3' => (
+                    src.get(j + 1..j + 4)
+                        .filter(|o| o.bytes().all(|c| (b'0'..=b'7').contains(&c)))
+                        .and_then(|o| u32::from_str_radix(o, 8).ok()),
+                    4,
+                ),
                 _ => (None, 2),
             };
             if bytes && matches!(e, b'x' | b'X' | b'0'..=b'3') {
@@ -292,12 +353,22 @@ fn string(src: &str, q: usize, raw: bool, bytes: bool) -> (Tok, usize) {
                         j += len;
                         continue;
                     }
-                    _ => return (Tok::Error("invalid escape sequence in bytes".into()), (j + len).min(b.len()) - q),
+                    _ => {
+                        return (
+                            Tok::Error("invalid escape sequence in bytes".into()),
+                            (j + len).min(b.len()) - q,
+                        )
+                    }
                 }
             }
             match code.and_then(char::from_u32) {
                 Some(ch) => out.push(ch),
-                None => return (Tok::Error("invalid escape sequence in string".into()), (j + len).min(b.len()) - q),
+                None => {
+                    return (
+                        Tok::Error("invalid escape sequence in string".into()),
+                        (j + len).min(b.len()) - q,
+                    )
+                }
             }
             j += len;
             continue;

@@ -42,7 +42,10 @@ pub struct Program {
 
 impl std::fmt::Debug for Program {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Program").field("ty", &self.ty).field("reads", &self.reads).finish()
+        f.debug_struct("Program")
+            .field("ty", &self.ty)
+            .field("reads", &self.reads)
+            .finish()
     }
 }
 
@@ -58,7 +61,10 @@ impl Program {
         }
         match (self.eval)(a)? {
             Val::Bool(b) => Ok(b),
-            o => Err(EvalError::NoOverload(format!("a condition evaluated to {}", o.type_name()))),
+            o => Err(EvalError::NoOverload(format!(
+                "a condition evaluated to {}",
+                o.type_name()
+            ))),
         }
     }
 }
@@ -95,14 +101,24 @@ fn compile_with(src: &str, env: &Env, dynamic: bool) -> Result<Program, Vec<Diag
     };
     // Conditions take the fast boolean form first, and the general evaluator when it declines.
     let cond = (ty == Type::Bool).then(|| compile::fast_bool(ir.clone(), env));
-    Ok(Program { eval: compile::compile(ir, env), cond, ty, reads, constant })
+    Ok(Program {
+        eval: compile::compile(ir, env),
+        cond,
+        ty,
+        reads,
+        constant,
+    })
 }
 
 /// Like [`compile`], and the result must be a bool (a rule condition).
 pub fn compile_condition(src: &str, env: &Env) -> Result<Program, Vec<Diagnostic>> {
     let p = compile(src, env)?;
     if !matches!(p.ty, Type::Bool | Type::Dyn) {
-        return Err(vec![Diagnostic::new("not_boolean", format!("a condition must be a bool, this is {}", p.ty), span::Span::new(0, src.len()))]);
+        return Err(vec![Diagnostic::new(
+            "not_boolean",
+            format!("a condition must be a bool, this is {}", p.ty),
+            span::Span::new(0, src.len()),
+        )]);
     }
     Ok(p)
 }

@@ -24,7 +24,12 @@ struct Parser {
 
 /// Parses one expression.
 pub fn parse(src: &str) -> Result<Expr, Diagnostic> {
-    let mut p = Parser { toks: lex(src), pos: 0, depth: 0, nodes: 0 };
+    let mut p = Parser {
+        toks: lex(src),
+        pos: 0,
+        depth: 0,
+        nodes: 0,
+    };
     let e = p.expr()?;
     match &p.peek().tok {
         Tok::Eof => Ok(e),
@@ -49,8 +54,16 @@ impl Parser {
         let t = self.peek();
         match &t.tok {
             Tok::Error(m) => Diagnostic::new("syntax_error", m.clone(), t.span),
-            Tok::Eof => Diagnostic::new("syntax_error", format!("expected {want}, found the end of the expression"), t.span),
-            other => Diagnostic::new("syntax_error", format!("expected {want}, found {}", describe(other)), t.span),
+            Tok::Eof => Diagnostic::new(
+                "syntax_error",
+                format!("expected {want}, found the end of the expression"),
+                t.span,
+            ),
+            other => Diagnostic::new(
+                "syntax_error",
+                format!("expected {want}, found {}", describe(other)),
+                t.span,
+            ),
         }
     }
 
@@ -66,7 +79,13 @@ impl Parser {
     fn node(&mut self) -> Result<(), Diagnostic> {
         self.nodes += 1;
         if self.nodes > MAX_NODES {
-            return Err(Diagnostic::new("too_deep", format!("expression has more than {MAX_NODES} operators; split it into several rules"), self.peek().span));
+            return Err(Diagnostic::new(
+                "too_deep",
+                format!(
+                    "expression has more than {MAX_NODES} operators; split it into several rules"
+                ),
+                self.peek().span,
+            ));
         }
         Ok(())
     }
@@ -74,7 +93,11 @@ impl Parser {
     fn enter(&mut self) -> Result<(), Diagnostic> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(Diagnostic::new("too_deep", format!("expression nests deeper than {MAX_DEPTH} levels"), self.peek().span));
+            return Err(Diagnostic::new(
+                "too_deep",
+                format!("expression nests deeper than {MAX_DEPTH} levels"),
+                self.peek().span,
+            ));
         }
         Ok(())
     }
@@ -88,7 +111,10 @@ impl Parser {
             self.expect(Tok::Colon, "`:` of the conditional")?;
             let f = self.expr()?;
             let span = c.span.to(f.span);
-            Expr { kind: ExprKind::Cond(Box::new(c), Box::new(t), Box::new(f)), span }
+            Expr {
+                kind: ExprKind::Cond(Box::new(c), Box::new(t), Box::new(f)),
+                span,
+            }
         } else {
             c
         };
@@ -178,18 +204,30 @@ impl Parser {
                 // `-9223372036854775808` is the one literal that only exists negated.
                 if t.tok == Tok::Minus {
                     if let Tok::IntMinAbs = self.peek().tok {
-                        if self.toks.get(self.pos + 1).is_some_and(|n| !matches!(n.tok, Tok::Dot | Tok::LBracket | Tok::LParen)) {
+                        if self.toks.get(self.pos + 1).is_some_and(|n| {
+                            !matches!(n.tok, Tok::Dot | Tok::LBracket | Tok::LParen)
+                        }) {
                             let s = self.bump().span;
                             self.depth -= 1;
-                            return Ok(Expr { kind: ExprKind::Lit(Lit::Int(i64::MIN)), span: t.span.to(s) });
+                            return Ok(Expr {
+                                kind: ExprKind::Lit(Lit::Int(i64::MIN)),
+                                span: t.span.to(s),
+                            });
                         }
                     }
                 }
                 let e = self.unary()?;
                 self.depth -= 1;
-                let op = if t.tok == Tok::Bang { UnOp::Not } else { UnOp::Neg };
+                let op = if t.tok == Tok::Bang {
+                    UnOp::Not
+                } else {
+                    UnOp::Neg
+                };
                 let span = t.span.to(e.span);
-                Ok(Expr { kind: ExprKind::Unary(op, Box::new(e)), span })
+                Ok(Expr {
+                    kind: ExprKind::Unary(op, Box::new(e)),
+                    span,
+                })
             }
             _ => self.postfix(),
         }
@@ -221,10 +259,20 @@ impl Parser {
                     if self.peek().tok == Tok::LParen {
                         let (args, end) = self.args()?;
                         let span = e.span.to(end);
-                        e = Expr { kind: ExprKind::Call { target: Some(Box::new(e)), name, args }, span };
+                        e = Expr {
+                            kind: ExprKind::Call {
+                                target: Some(Box::new(e)),
+                                name,
+                                args,
+                            },
+                            span,
+                        };
                     } else {
                         let span = e.span.to(t.span);
-                        e = Expr { kind: ExprKind::Member(Box::new(e), name), span };
+                        e = Expr {
+                            kind: ExprKind::Member(Box::new(e), name),
+                            span,
+                        };
                     }
                 }
                 Tok::LBracket => {
@@ -234,7 +282,10 @@ impl Parser {
                     self.depth -= 1;
                     let end = self.expect(Tok::RBracket, "`]`")?;
                     let span = e.span.to(end);
-                    e = Expr { kind: ExprKind::Index(Box::new(e), Box::new(i)), span };
+                    e = Expr {
+                        kind: ExprKind::Index(Box::new(e), Box::new(i)),
+                        span,
+                    };
                 }
                 _ => return Ok(e),
             }
@@ -246,7 +297,9 @@ impl Parser {
         self.enter()?;
         let mut fields = Vec::new();
         while self.peek().tok != Tok::RBrace {
-            let Tok::Ident(f) = self.peek().tok.clone() else { return Err(self.unexpected("a field name")) };
+            let Tok::Ident(f) = self.peek().tok.clone() else {
+                return Err(self.unexpected("a field name"));
+            };
             self.bump();
             self.expect(Tok::Colon, "`:` after a field name")?;
             fields.push((f, self.expr()?));
@@ -260,7 +313,10 @@ impl Parser {
         }
         let end = self.expect(Tok::RBrace, "`}`")?;
         self.depth -= 1;
-        Ok(Expr { kind: ExprKind::Message(name, fields), span: start.to(end) })
+        Ok(Expr {
+            kind: ExprKind::Message(name, fields),
+            span: start.to(end),
+        })
     }
 
     fn args(&mut self) -> Result<(Vec<Expr>, Span), Diagnostic> {
@@ -283,7 +339,10 @@ impl Parser {
 
     fn primary(&mut self) -> Result<Expr, Diagnostic> {
         let t = self.peek().clone();
-        let lit = |l: Lit| Expr { kind: ExprKind::Lit(l), span: t.span };
+        let lit = |l: Lit| Expr {
+            kind: ExprKind::Lit(l),
+            span: t.span,
+        };
         match t.tok {
             Tok::Int(i) => {
                 self.bump();
@@ -293,7 +352,11 @@ impl Parser {
                 self.bump();
                 Ok(lit(Lit::UInt(u)))
             }
-            Tok::IntMinAbs => Err(Diagnostic::new("syntax_error", "integer literal out of range (the largest int is 9223372036854775807)".into(), t.span)),
+            Tok::IntMinAbs => Err(Diagnostic::new(
+                "syntax_error",
+                "integer literal out of range (the largest int is 9223372036854775807)".into(),
+                t.span,
+            )),
             Tok::Double(d) => {
                 self.bump();
                 Ok(lit(Lit::Double(d)))
@@ -320,15 +383,28 @@ impl Parser {
             }
             Tok::ListRef(ref n) => {
                 self.bump();
-                Ok(Expr { kind: ExprKind::ListRef(n.clone()), span: t.span })
+                Ok(Expr {
+                    kind: ExprKind::ListRef(n.clone()),
+                    span: t.span,
+                })
             }
             Tok::Ident(ref n) => {
                 self.bump();
                 if self.peek().tok == Tok::LParen {
                     let (args, end) = self.args()?;
-                    return Ok(Expr { kind: ExprKind::Call { target: None, name: n.clone(), args }, span: t.span.to(end) });
+                    return Ok(Expr {
+                        kind: ExprKind::Call {
+                            target: None,
+                            name: n.clone(),
+                            args,
+                        },
+                        span: t.span.to(end),
+                    });
                 }
-                Ok(Expr { kind: ExprKind::Ident(n.clone()), span: t.span })
+                Ok(Expr {
+                    kind: ExprKind::Ident(n.clone()),
+                    span: t.span,
+                })
             }
             Tok::LParen => {
                 self.bump();
@@ -357,7 +433,10 @@ impl Parser {
                 }
                 let end = self.expect(Tok::RBracket, "`]`")?;
                 self.depth -= 1;
-                Ok(Expr { kind: ExprKind::List(items), span: t.span.to(end) })
+                Ok(Expr {
+                    kind: ExprKind::List(items),
+                    span: t.span.to(end),
+                })
             }
             Tok::LBrace => {
                 self.bump();
@@ -383,7 +462,10 @@ impl Parser {
                 }
                 let end = self.expect(Tok::RBrace, "`}`")?;
                 self.depth -= 1;
-                Ok(Expr { kind: ExprKind::Map(entries), span: t.span.to(end) })
+                Ok(Expr {
+                    kind: ExprKind::Map(entries),
+                    span: t.span.to(end),
+                })
             }
             _ => Err(self.unexpected("a value, a name or `(`")),
         }
@@ -392,7 +474,10 @@ impl Parser {
 
 fn bin(op: BinOp, l: Expr, r: Expr) -> Expr {
     let span = l.span.to(r.span);
-    Expr { kind: ExprKind::Binary(op, Box::new(l), Box::new(r)), span }
+    Expr {
+        kind: ExprKind::Binary(op, Box::new(l), Box::new(r)),
+        span,
+    }
 }
 
 fn describe(t: &Tok) -> String {

@@ -30,8 +30,17 @@ pub fn days_from(y: i64, m: i64, d: i64) -> i64 {
 pub fn format_rfc3339(ms: i64) -> String {
     let (y, mo, d) = civil_from_days(ms.div_euclid(DAY));
     let r = ms.rem_euclid(DAY);
-    let frac = if r % 1000 == 0 { String::new() } else { format!(".{:03}", r % 1000) };
-    format!("{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z", r / 3_600_000, (r / 60_000) % 60, (r / 1000) % 60)
+    let frac = if r % 1000 == 0 {
+        String::new()
+    } else {
+        format!(".{:03}", r % 1000)
+    };
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z",
+        r / 3_600_000,
+        (r / 60_000) % 60,
+        (r / 1000) % 60
+    )
 }
 
 /// CEL's duration rendering: seconds with a fraction when needed (`1000000s`, `1.5s`).
@@ -55,15 +64,52 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// `YYYY-MM-DDThh:mm:ss[.fff…](Z|±hh:mm)` → milliseconds since the epoch (years 0001–9999).
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
-    let n = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r).filter(|x| x.bytes().all(|c| c.is_ascii_digit())).and_then(|x| x.parse().ok()) };
-    let (y, mo, d, h, mi, se) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
+    let n = |r: std::ops::Range<usize>| -> Option<i64> {
+        s.get(r)
+            .filter(|x| x.bytes().all(|c| c.is_ascii_digit()))
+            .and_then(|x| x.parse().ok())
+    };
+    let (y, mo, d, h, mi, se) = (
+        n(0..4)?,
+        n(5..7)?,
+        n(8..10)?,
+        n(11..13)?,
+        n(14..16)?,
+        n(17..19)?,
+    );
     let _ = days_from;
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    if !(1..=12).contains(&mo) || d < 1 || d > month_days[(mo - 1) as usize] || h > 23 || mi > 59 || se > 60 || y < 1 {
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&mo)
+        || d < 1
+        || d > month_days[(mo - 1) as usize]
+        || h > 23
+        || mi > 59
+        || se > 60
+        || y < 1
+    {
         return None;
     }
     let mut i = 19;
@@ -78,7 +124,10 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
             return None;
         }
         for k in 0..3 {
-            ms = ms * 10 + b.get(st + k).filter(|c| c.is_ascii_digit() && st + k < i).map_or(0, |c| (c - b'0') as i64);
+            ms = ms * 10
+                + b.get(st + k)
+                    .filter(|c| c.is_ascii_digit() && st + k < i)
+                    .map_or(0, |c| (c - b'0') as i64);
         }
     }
     let off = match &b[i..] {
@@ -97,7 +146,8 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    let t = days_from_civil(y, mo, d) * DAY + h * 3_600_000 + mi * 60_000 + se.min(59) * 1000 + ms - off;
+    let t = days_from_civil(y, mo, d) * DAY + h * 3_600_000 + mi * 60_000 + se.min(59) * 1000 + ms
+        - off;
     (MIN_TIME..=MAX_TIME).contains(&t).then_some(t)
 }
 
@@ -113,7 +163,9 @@ pub fn parse_duration(s: &str) -> Option<i64> {
     }
     let mut total_ns: i128 = 0;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return None;
         }
@@ -160,7 +212,10 @@ mod tests {
     #[test]
     fn parses() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:01Z"), Some(1000));
-        assert_eq!(parse_rfc3339("2018-04-01T02:00:31.5+02:00"), Some(1_522_540_831_500));
+        assert_eq!(
+            parse_rfc3339("2018-04-01T02:00:31.5+02:00"),
+            Some(1_522_540_831_500)
+        );
         assert_eq!(parse_rfc3339("2018-04-01 00:00:31Z"), None);
         assert_eq!(parse_duration("1h30m"), Some(5_400_000));
         assert_eq!(parse_duration("1.5s"), Some(1500));

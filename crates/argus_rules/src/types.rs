@@ -28,7 +28,10 @@ impl Type {
 
     /// Whether a value of type `other` may stand where `self` is expected.
     pub fn accepts(&self, other: &Type) -> bool {
-        self == other || *self == Type::Dyn || *other == Type::Dyn || *other == Type::Null
+        self == other
+            || *self == Type::Dyn
+            || *other == Type::Dyn
+            || *other == Type::Null
             || matches!((self, other), (Type::List(a), Type::List(b)) if a.accepts(b))
             || matches!((self, other), (Type::Map(a, b), Type::Map(c, d)) if a.accepts(c) && b.accepts(d))
     }

@@ -12,16 +12,32 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 /// The sections of cel-spec's conformance suite that Argus's subset claims.
-const CLAIMED: &[&str] = &["basic", "comparisons", "conversions", "fp_math", "integer_math", "lists", "logic", "macros", "string", "timestamps"];
+const CLAIMED: &[&str] = &[
+    "basic",
+    "comparisons",
+    "conversions",
+    "fp_math",
+    "integer_math",
+    "lists",
+    "logic",
+    "macros",
+    "string",
+    "timestamps",
+];
 
 fn data() -> Option<J> {
     let p = std::env::var_os("ARGUS_CEL_SPEC")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/cel-spec/conformance.json"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/cel-spec/conformance.json")
+        });
     match std::fs::read(&p) {
         Ok(b) => serde_json::from_slice(&b).ok(),
         Err(_) => {
-            eprintln!("SKIPPED: {} not found; run scripts/fetch-cel-spec.sh", p.display());
+            eprintln!(
+                "SKIPPED: {} not found; run scripts/fetch-cel-spec.sh",
+                p.display()
+            );
             None
         }
     }
@@ -32,8 +48,16 @@ fn value(v: &J) -> Option<Val> {
     let o = v.as_object()?;
     let (k, x) = o.iter().next()?;
     Some(match k.as_str() {
-        "int64Value" => Val::Int(x.as_str().and_then(|s| s.parse().ok()).or_else(|| x.as_i64())?),
-        "uint64Value" => Val::UInt(x.as_str().and_then(|s| s.parse().ok()).or_else(|| x.as_u64())?),
+        "int64Value" => Val::Int(
+            x.as_str()
+                .and_then(|s| s.parse().ok())
+                .or_else(|| x.as_i64())?,
+        ),
+        "uint64Value" => Val::UInt(
+            x.as_str()
+                .and_then(|s| s.parse().ok())
+                .or_else(|| x.as_u64())?,
+        ),
         "doubleValue" => Val::Double(match x {
             J::String(s) => match s.as_str() {
                 "NaN" => f64::NAN,
@@ -47,13 +71,21 @@ fn value(v: &J) -> Option<Val> {
         "boolValue" => Val::Bool(x.as_bool()?),
         "nullValue" => Val::Null,
         "listValue" => {
-            let items = x.get("values").and_then(J::as_array).cloned().unwrap_or_default();
+            let items = x
+                .get("values")
+                .and_then(J::as_array)
+                .cloned()
+                .unwrap_or_default();
             Val::List(items.iter().map(value).collect::<Option<Vec<_>>>()?.into())
         }
         "bytesValue" => Val::Bytes(base64(x.as_str()?)?.into()),
         "typeValue" => Val::Type(x.as_str()?.into()),
         "mapValue" => {
-            let entries = x.get("entries").and_then(J::as_array).cloned().unwrap_or_default();
+            let entries = x
+                .get("entries")
+                .and_then(J::as_array)
+                .cloned()
+                .unwrap_or_default();
             let mut out = Vec::new();
             for e in &entries {
                 out.push((value(e.get("key")?)?, value(e.get("value")?)?));
@@ -112,8 +144,13 @@ fn decl_type(t: &J) -> Type {
             Some("TIMESTAMP") => Type::Timestamp,
             Some("DURATION") => Type::Duration,
             _ => match (t.get("listType"), t.get("mapType")) {
-                (Some(l), _) => Type::List(Box::new(l.get("elemType").map_or(Type::Dyn, decl_type))),
-                (_, Some(m)) => Type::Map(Box::new(m.get("keyType").map_or(Type::Dyn, decl_type)), Box::new(m.get("valueType").map_or(Type::Dyn, decl_type))),
+                (Some(l), _) => {
+                    Type::List(Box::new(l.get("elemType").map_or(Type::Dyn, decl_type)))
+                }
+                (_, Some(m)) => Type::Map(
+                    Box::new(m.get("keyType").map_or(Type::Dyn, decl_type)),
+                    Box::new(m.get("valueType").map_or(Type::Dyn, decl_type)),
+                ),
                 _ => Type::Dyn,
             },
         },
@@ -141,8 +178,14 @@ fn type_of(v: &Val) -> Type {
 fn same(a: &Val, b: &Val) -> bool {
     match (a, b) {
         (Val::Double(x), Val::Double(y)) => x == y || (x.is_nan() && y.is_nan()),
-        (Val::List(x), Val::List(y)) => x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| same(p, q)),
-        (Val::Map(x), Val::Map(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.iter().any(|(k2, v2)| same(k, k2) && same(v, v2))),
+        (Val::List(x), Val::List(y)) => {
+            x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| same(p, q))
+        }
+        (Val::Map(x), Val::Map(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.iter().any(|(k2, v2)| same(k, k2) && same(v, v2)))
+        }
         _ => a == b,
     }
 }
@@ -151,14 +194,20 @@ fn same(a: &Val, b: &Val) -> bool {
 fn run(t: &J) -> Result<(), String> {
     let o = &t["original"];
     let expr = o["expr"].as_str().ok_or("no expr")?;
-    if o.get("container").and_then(J::as_str).is_some_and(|c| !c.is_empty()) {
+    if o.get("container")
+        .and_then(J::as_str)
+        .is_some_and(|c| !c.is_empty())
+    {
         return Err("containers (proto namespaces) are not supported".into());
     }
     let mut env = Env::new();
     let mut vars: Vec<Val> = Vec::new();
     if let Some(decls) = o.get("typeEnv").and_then(J::as_array) {
         for d in decls {
-            if let (Some(name), Some(ty)) = (d["name"].as_str(), d.get("ident").and_then(|i| i.get("type"))) {
+            if let (Some(name), Some(ty)) = (
+                d["name"].as_str(),
+                d.get("ident").and_then(|i| i.get("type")),
+            ) {
                 let i = env.var(name, decl_type(ty));
                 if vars.len() <= i {
                     vars.resize(i + 1, Val::Null);
@@ -168,7 +217,10 @@ fn run(t: &J) -> Result<(), String> {
     }
     if let Some(b) = o.get("bindings").and_then(J::as_object) {
         for (name, v) in b {
-            let val = v.get("value").and_then(value).ok_or("unsupported binding value")?;
+            let val = v
+                .get("value")
+                .and_then(value)
+                .ok_or("unsupported binding value")?;
             let i = match env.lookup(name) {
                 Some((i, _)) => i,
                 None => env.var(name, type_of(&val)),
@@ -182,7 +234,11 @@ fn run(t: &J) -> Result<(), String> {
     let expect_error = o.get("evalError").is_some();
     vars.resize(env.vars().len(), Val::Null);
     let dynamic = o.get("disableCheck").and_then(J::as_bool) == Some(true);
-    let compiled = if dynamic { compile_dynamic(expr, &env) } else { compile(expr, &env) };
+    let compiled = if dynamic {
+        compile_dynamic(expr, &env)
+    } else {
+        compile(expr, &env)
+    };
     let program = match compiled {
         Ok(p) => p,
         Err(d) if expect_error => {
@@ -194,7 +250,10 @@ fn run(t: &J) -> Result<(), String> {
     if o.get("checkOnly").and_then(J::as_bool) == Some(true) {
         return Ok(());
     }
-    let got = program.eval(&Activation { vars: &vars, lists: &NoLists });
+    let got = program.eval(&Activation {
+        vars: &vars,
+        lists: &NoLists,
+    });
     match (got, o.get("value")) {
         (Err(_), _) if expect_error => Ok(()),
         (Ok(v), _) if expect_error => Err(format!("expected an error, got {v:?}")),
@@ -217,10 +276,17 @@ fn run(t: &J) -> Result<(), String> {
 
 fn walk<'a>(s: &'a J, out: &mut Vec<(String, &'a J)>, path: &str) {
     for t in s.get("tests").and_then(J::as_array).into_iter().flatten() {
-        out.push((format!("{path}/{}", t["original"]["name"].as_str().unwrap_or("?")), t));
+        out.push((
+            format!("{path}/{}", t["original"]["name"].as_str().unwrap_or("?")),
+            t,
+        ));
     }
     for sub in s.get("suites").and_then(J::as_array).into_iter().flatten() {
-        walk(sub, out, &format!("{path}/{}", sub["name"].as_str().unwrap_or("?")));
+        walk(
+            sub,
+            out,
+            &format!("{path}/{}", sub["name"].as_str().unwrap_or("?")),
+        );
     }
 }
 
@@ -252,14 +318,23 @@ fn cel_conformance_claimed_sections() {
             match std::panic::catch_unwind(|| run(t)) {
                 Ok(Ok(())) => passed += 1,
                 Ok(Err(why)) => {
-                    let _ = writeln!(failures, "{path}: `{}` — {why}", t["original"]["expr"].as_str().unwrap_or(""));
+                    let _ = writeln!(
+                        failures,
+                        "{path}: `{}` — {why}",
+                        t["original"]["expr"].as_str().unwrap_or("")
+                    );
                 }
                 Err(_) => {
                     let _ = writeln!(failures, "{path}: PANIC");
                 }
             }
         }
-        let _ = writeln!(table, "| {name} | {} | {passed} | {} |", tests.len(), tests.len() - passed);
+        let _ = writeln!(
+            table,
+            "| {name} | {} | {passed} | {} |",
+            tests.len(),
+            tests.len() - passed
+        );
         all += tests.len();
         ok_all += passed;
         if let Some(&min) = baseline.get(name) {
@@ -268,11 +343,21 @@ fn cel_conformance_claimed_sections() {
             }
         }
     }
-    let _ = writeln!(table, "| **all claimed** | {all} | {ok_all} | {} |", all - ok_all);
+    let _ = writeln!(
+        table,
+        "| **all claimed** | {all} | {ok_all} | {} |",
+        all - ok_all
+    );
     eprintln!("{table}");
     if let Some(p) = std::env::var_os("ARGUS_CONFORMANCE_REPORT") {
         std::fs::write(p, format!("{table}\n## Failing tests\n\n{failures}")).unwrap();
     }
-    assert!(!failures.contains("PANIC"), "the runner panicked:\n{failures}");
-    assert!(regressions.is_empty(), "conformance regressed: {regressions:?}");
+    assert!(
+        !failures.contains("PANIC"),
+        "the runner panicked:\n{failures}"
+    );
+    assert!(
+        regressions.is_empty(),
+        "conformance regressed: {regressions:?}"
+    );
 }

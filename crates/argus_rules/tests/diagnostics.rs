@@ -23,9 +23,18 @@ fn env() -> Env {
 fn golden_diagnostics() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/diagnostics");
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "rule")).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rule"))
+        .collect();
     files.sort();
-    assert!(files.len() >= 8, "expected the golden files in {}", dir.display());
+    assert!(
+        files.len() >= 8,
+        "expected the golden files in {}",
+        dir.display()
+    );
     let env = env();
     let mut failures = Vec::new();
     for f in files {
@@ -34,7 +43,11 @@ fn golden_diagnostics() {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         let rendered = match compile_condition(src, &env) {
             Ok(_) => "ok\n".to_string(),
-            Err(ds) => ds.iter().map(|d| d.render(src, &name)).collect::<Vec<_>>().join("\n"),
+            Err(ds) => ds
+                .iter()
+                .map(|d| d.render(src, &name))
+                .collect::<Vec<_>>()
+                .join("\n"),
         };
         let out = f.with_extension("out");
         if update {

@@ -1,10 +1,15 @@
 //! Evaluation: every documented function example, and the language's semantics table.
 
-use argus_rules::{compile, compile_condition, Activation, Env, EvalError, ListLookup, NoLists, Type, Val};
+use argus_rules::{
+    compile, compile_condition, Activation, Env, EvalError, ListLookup, NoLists, Type, Val,
+};
 
 fn eval(src: &str, env: &Env, vars: &[Val]) -> Result<Val, EvalError> {
     let p = compile(src, env).unwrap_or_else(|d| panic!("{src}: {d:?}"));
-    p.eval(&Activation { vars, lists: &NoLists })
+    p.eval(&Activation {
+        vars,
+        lists: &NoLists,
+    })
 }
 
 #[test]
@@ -15,7 +20,10 @@ fn every_function_example_holds() {
         for (expr, want) in f.examples {
             let got = eval(expr, &env, &[]).unwrap_or_else(|e| panic!("{expr}: {e}"));
             let want = eval(want, &env, &[]).unwrap();
-            assert!(argus_rules::compile::val_eq(&got, &want), "{expr} = {got:?}, documented {want:?}");
+            assert!(
+                argus_rules::compile::val_eq(&got, &want),
+                "{expr} = {got:?}, documented {want:?}"
+            );
             n += 1;
         }
     }
@@ -52,7 +60,10 @@ fn semantics_table() {
     for (src, want) in cases {
         let got = eval(src, &env, &[]).unwrap_or_else(|e| panic!("{src}: {e}"));
         let w = eval(want, &env, &[]).unwrap();
-        assert!(argus_rules::compile::val_eq(&got, &w), "{src} = {got:?}, want {w:?}");
+        assert!(
+            argus_rules::compile::val_eq(&got, &w),
+            "{src} = {got:?}, want {w:?}"
+        );
     }
     for (src, err) in [
         ("9223372036854775807 + 1", EvalError::Overflow),
@@ -70,11 +81,26 @@ fn absent_fields_are_errors_that_logic_can_absorb() {
     let country = env.var("event.country", Type::String);
     let mut vars = vec![Val::Null; 2];
     vars[amount] = Val::Double(250.0);
-    let run = |src: &str, vars: &[Val]| compile_condition(src, &env).unwrap().eval_bool(&Activation { vars, lists: &NoLists });
+    let run = |src: &str, vars: &[Val]| {
+        compile_condition(src, &env)
+            .unwrap()
+            .eval_bool(&Activation {
+                vars,
+                lists: &NoLists,
+            })
+    };
     assert_eq!(run("event.amount > 200", &vars), Ok(true));
-    assert!(matches!(run("event.country == 'FR'", &vars), Err(EvalError::Absent(n)) if n == "event.country"));
-    assert_eq!(run("event.country == 'FR' || event.amount > 200", &vars), Ok(true));
-    assert_eq!(run("event.country == 'FR' && event.amount > 900", &vars), Ok(false));
+    assert!(
+        matches!(run("event.country == 'FR'", &vars), Err(EvalError::Absent(n)) if n == "event.country")
+    );
+    assert_eq!(
+        run("event.country == 'FR' || event.amount > 200", &vars),
+        Ok(true)
+    );
+    assert_eq!(
+        run("event.country == 'FR' && event.amount > 900", &vars),
+        Ok(false)
+    );
     assert_eq!(run("has(event.country)", &vars), Ok(false));
     assert_eq!(run("event.country == null", &vars), Ok(true));
     assert_eq!(run("event.amount != null", &vars), Ok(true));
@@ -97,8 +123,20 @@ fn value_lists() {
     let p = compile_condition("event.device in @blocked_devices", &env).unwrap();
     let mut vars = vec![Val::Null; 1];
     vars[device] = Val::str("dev-bad");
-    assert_eq!(p.eval_bool(&Activation { vars: &vars, lists: &Lists }), Ok(true));
+    assert_eq!(
+        p.eval_bool(&Activation {
+            vars: &vars,
+            lists: &Lists
+        }),
+        Ok(true)
+    );
     vars[device] = Val::str("dev-ok");
-    assert_eq!(p.eval_bool(&Activation { vars: &vars, lists: &Lists }), Ok(false));
+    assert_eq!(
+        p.eval_bool(&Activation {
+            vars: &vars,
+            lists: &Lists
+        }),
+        Ok(false)
+    );
     assert_eq!(p.reads, vec![device]);
 }

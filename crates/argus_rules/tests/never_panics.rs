@@ -43,9 +43,30 @@ fn deep_nesting_is_refused_not_a_stack_overflow() {
 
 fn atoms() -> impl Strategy<Value = String> {
     prop::sample::select(vec![
-        "x > 2.5", "x <= 0.0", "x * 2.0 + 1.0 > 3.0", "x - 1.0 == 0.5", "n >= 3", "n < -2", "n == 0", "s == 'a'", "s != t", "s == t",
-        "s in ['a', 'b', 'zz']", "n in [1, 2, 3]", "s.startsWith('a')", "s.endsWith('b')", "s.contains('z')", "has(s)", "s != null",
-        "b", "!b", "true", "false", "x / 0.0 > 1.0", "n / 0 == 1", "size(s) > 1",
+        "x > 2.5",
+        "x <= 0.0",
+        "x * 2.0 + 1.0 > 3.0",
+        "x - 1.0 == 0.5",
+        "n >= 3",
+        "n < -2",
+        "n == 0",
+        "s == 'a'",
+        "s != t",
+        "s == t",
+        "s in ['a', 'b', 'zz']",
+        "n in [1, 2, 3]",
+        "s.startsWith('a')",
+        "s.endsWith('b')",
+        "s.contains('z')",
+        "has(s)",
+        "s != null",
+        "b",
+        "!b",
+        "true",
+        "false",
+        "x / 0.0 > 1.0",
+        "n / 0 == 1",
+        "size(s) > 1",
     ])
     .prop_map(str::to_string)
 }
@@ -56,7 +77,8 @@ fn condition() -> impl Strategy<Value = String> {
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} && {b})")),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} || {b})")),
             inner.clone().prop_map(|a| format!("!({a})")),
-            (inner.clone(), inner.clone(), inner).prop_map(|(c, a, b)| format!("({c} ? {a} : {b})")),
+            (inner.clone(), inner.clone(), inner)
+                .prop_map(|(c, a, b)| format!("({c} ? {a} : {b})")),
         ]
     })
 }
@@ -112,18 +134,40 @@ fn long_chains_are_refused_not_a_stack_overflow() {
     // Just under the limit still compiles and evaluates.
     let ok = format!("features.orders_1h{} > 0", " + 1".repeat(250));
     let p = compile(&ok, &env).unwrap();
-    let vars = vec![argus_rules::Val::Null, argus_rules::Val::Null, argus_rules::Val::Int(1)];
-    assert!(p.eval(&argus_rules::Activation { vars: &vars, lists: &argus_rules::NoLists }).is_ok());
+    let vars = vec![
+        argus_rules::Val::Null,
+        argus_rules::Val::Null,
+        argus_rules::Val::Int(1),
+    ];
+    assert!(p
+        .eval(&argus_rules::Activation {
+            vars: &vars,
+            lists: &argus_rules::NoLists
+        })
+        .is_ok());
 }
 
 #[test]
 fn hostile_literals_are_errors() {
     let env = env();
-    assert_eq!(compile("9223372036854775808 > 0", &env).unwrap_err()[0].code, "syntax_error");
+    assert_eq!(
+        compile("9223372036854775808 > 0", &env).unwrap_err()[0].code,
+        "syntax_error"
+    );
     assert!(compile("-9223372036854775808 < 0", &env).is_ok());
     assert!(compile("'\\x+f' == 'a'", &env).is_err());
     let p = compile("duration('99999999999999999999999999999h1ns')", &env).unwrap();
-    assert!(p.eval(&argus_rules::Activation { vars: &[], lists: &argus_rules::NoLists }).is_err());
+    assert!(p
+        .eval(&argus_rules::Activation {
+            vars: &[],
+            lists: &argus_rules::NoLists
+        })
+        .is_err());
     let p = compile("timestamp('2026-02-30T00:00:00Z')", &env).unwrap();
-    assert!(p.eval(&argus_rules::Activation { vars: &[], lists: &argus_rules::NoLists }).is_err());
+    assert!(p
+        .eval(&argus_rules::Activation {
+            vars: &[],
+            lists: &argus_rules::NoLists
+        })
+        .is_err());
 }

@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::json;
+use serde_json::value::RawValue;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
@@ -30,7 +30,11 @@ pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("get", "/v1/findings", Some(Role::Analyst)),
     ("get", "/v1/lists/{name}", Some(Role::Analyst)),
     ("put", "/v1/lists/{name}/items/{value}", Some(Role::Analyst)),
-    ("delete", "/v1/lists/{name}/items/{value}", Some(Role::Analyst)),
+    (
+        "delete",
+        "/v1/lists/{name}/items/{value}",
+        Some(Role::Analyst),
+    ),
     ("post", "/v1/admin/reload", Some(Role::Admin)),
     ("get", "/v1/admin/status", Some(Role::Admin)),
     ("get", "/healthz", None),
@@ -51,7 +55,11 @@ pub struct AppState {
 
 fn respond(a: Answer) -> Response {
     let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let code = a.body.get("error").and_then(|e| e.get("code")).and_then(|c| c.as_str());
+    let code = a
+        .body
+        .get("error")
+        .and_then(|e| e.get("code"))
+        .and_then(|c| c.as_str());
     let retry = matches!(code, Some("overloaded" | "timeout" | "shutting_down"));
     let mut r = match a.raw {
         Some(raw) => (status, [(header::CONTENT_TYPE, "application/json")], raw).into_response(),
@@ -59,7 +67,8 @@ fn respond(a: Answer) -> Response {
     };
     // Only where waiting helps: a full queue, a slow answer, a restart in progress.
     if retry {
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     r
 }
@@ -76,8 +85,13 @@ fn denied(st: &AppState, headers: &HeaderMap, role: Role) -> Option<Response> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
     let Some(given) = given else {
-        let mut r = respond(error(401, "unauthenticated", "an API key is required: `Authorization: Bearer <key>`"));
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        let mut r = respond(error(
+            401,
+            "unauthenticated",
+            "an API key is required: `Authorization: Bearer <key>`",
+        ));
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return Some(r);
     };
     // Compare against every key in full, so that timing does not reveal which prefix matched.
@@ -89,7 +103,15 @@ fn denied(st: &AppState, headers: &HeaderMap, role: Role) -> Option<Response> {
     }
     match found {
         None => Some(respond(error(401, "unauthenticated", "unknown API key"))),
-        Some(r) if !r.allows(role) => Some(respond(error(403, "forbidden", format!("this key has role `{}`; this route needs `{}`", r.name(), role.name())))),
+        Some(r) if !r.allows(role) => Some(respond(error(
+            403,
+            "forbidden",
+            format!(
+                "this key has role `{}`; this route needs `{}`",
+                r.name(),
+                role.name()
+            ),
+        ))),
         Some(_) => None,
     }
 }
@@ -113,45 +135,93 @@ pub async fn ask(st: &AppState, req: Request) -> Answer {
         Err(TrySendError::Full(_)) => {
             st.shared.queued.fetch_sub(1, Ordering::SeqCst);
             m::inc(m::REJECTED_OVERLOAD, 1);
-            return error(503, "overloaded", "the decision queue is full; retry after the time in Retry-After");
+            return error(
+                503,
+                "overloaded",
+                "the decision queue is full; retry after the time in Retry-After",
+            );
         }
         Err(TrySendError::Disconnected(_)) => {
             st.shared.queued.fetch_sub(1, Ordering::SeqCst);
             return error(503, "shutting_down", "the server is shutting down");
         }
     }
-    m::set_gauge(m::QUEUE_DEPTH, st.shared.queued.load(Ordering::Relaxed) as f64);
+    m::set_gauge(
+        m::QUEUE_DEPTH,
+        st.shared.queued.load(Ordering::Relaxed) as f64,
+    );
     match tokio::time::timeout(st.settings.request_timeout, rx).await {
         Ok(Ok(a)) => a,
         Ok(Err(_)) => error(503, "shutting_down", "the server stopped before answering"),
         // The request stays queued and may still be applied: clients retry with the same event id,
         // which is idempotent.
-        Err(_) => error(503, "timeout", "no answer within the request timeout; retry with the same event id"),
+        Err(_) => error(
+            503,
+            "timeout",
+            "no answer within the request timeout; retry with the same event id",
+        ),
     }
 }
 
-async fn body_bytes(st: &AppState, headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, Answer> {
+async fn body_bytes(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<axum::body::Bytes, Answer> {
     let max = st.settings.max_body;
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return Err(error(413, "payload_too_large", format!("the body is larger than the limit of {max} bytes")));
+        return Err(error(
+            413,
+            "payload_too_large",
+            format!("the body is larger than the limit of {max} bytes"),
+        ));
     }
-    axum::body::to_bytes(body, max).await.map_err(|_| error(413, "payload_too_large", format!("the body is larger than the limit of {max} bytes")))
+    axum::body::to_bytes(body, max).await.map_err(|_| {
+        error(
+            413,
+            "payload_too_large",
+            format!("the body is larger than the limit of {max} bytes"),
+        )
+    })
 }
 
 fn one_document(bytes: &[u8]) -> Result<Box<RawValue>, Answer> {
-    let raw: Box<RawValue> = serde_json::from_slice(bytes).map_err(|e| error(400, "invalid_json", format!("the body is not valid JSON: {e}")))?;
+    let raw: Box<RawValue> = serde_json::from_slice(bytes).map_err(|e| {
+        error(
+            400,
+            "invalid_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
     if !raw.get().starts_with('{') {
-        return Err(error(400, "invalid_event", "an event must be a JSON object"));
+        return Err(error(
+            400,
+            "invalid_event",
+            "an event must be a JSON object",
+        ));
     }
     Ok(raw)
 }
 
 /// A batch: a JSON array, or NDJSON (one object per line).
-pub fn parse_batch(bytes: &[u8], ndjson: bool, max_items: usize) -> Result<Vec<Box<RawValue>>, Answer> {
+pub fn parse_batch(
+    bytes: &[u8],
+    ndjson: bool,
+    max_items: usize,
+) -> Result<Vec<Box<RawValue>>, Answer> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     let items: Vec<Box<RawValue>> = if !ndjson && first == Some(&b'[') {
-        serde_json::from_slice(bytes).map_err(|e| error(400, "invalid_json", format!("the body is not a valid JSON array: {e}")))?
+        serde_json::from_slice(bytes).map_err(|e| {
+            error(
+                400,
+                "invalid_json",
+                format!("the body is not a valid JSON array: {e}"),
+            )
+        })?
     } else {
         let mut v = Vec::new();
         for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
@@ -159,9 +229,19 @@ pub fn parse_batch(bytes: &[u8], ndjson: bool, max_items: usize) -> Result<Vec<B
                 continue;
             }
             if v.len() == max_items {
-                return Err(error(413, "too_many_items", format!("a batch holds at most {max_items} events")));
+                return Err(error(
+                    413,
+                    "too_many_items",
+                    format!("a batch holds at most {max_items} events"),
+                ));
             }
-            v.push(serde_json::from_slice(line).map_err(|e| error(400, "invalid_json", format!("line {}: not valid JSON: {e}", i + 1)))?);
+            v.push(serde_json::from_slice(line).map_err(|e| {
+                error(
+                    400,
+                    "invalid_json",
+                    format!("line {}: not valid JSON: {e}", i + 1),
+                )
+            })?);
         }
         v
     };
@@ -169,7 +249,11 @@ pub fn parse_batch(bytes: &[u8], ndjson: bool, max_items: usize) -> Result<Vec<B
         return Err(error(400, "empty_batch", "the batch holds no events"));
     }
     if items.len() > max_items {
-        return Err(error(413, "too_many_items", format!("a batch holds at most {max_items} events")));
+        return Err(error(
+            413,
+            "too_many_items",
+            format!("a batch holds at most {max_items} events"),
+        ));
     }
     Ok(items)
 }
@@ -191,7 +275,17 @@ async fn post_events(st: AppState, headers: HeaderMap, body: Body, labels_only: 
         Err(a) => return respond(a),
     };
     match one_document(&bytes) {
-        Ok(raw) => respond(ask(&st, Request::Events { items: vec![raw], labels_only, batch: false }).await),
+        Ok(raw) => respond(
+            ask(
+                &st,
+                Request::Events {
+                    items: vec![raw],
+                    labels_only,
+                    batch: false,
+                },
+            )
+            .await,
+        ),
         Err(a) => respond(a),
     }
 }
@@ -204,21 +298,42 @@ async fn post_batch(State(st): State<AppState>, headers: HeaderMap, body: Body) 
         Ok(b) => b,
         Err(a) => return respond(a),
     };
-    let ndjson = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.contains("ndjson"));
+    let ndjson = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.contains("ndjson"));
     match parse_batch(&bytes, ndjson, st.settings.max_batch) {
-        Ok(items) => respond(ask(&st, Request::Events { items, labels_only: false, batch: true }).await),
+        Ok(items) => respond(
+            ask(
+                &st,
+                Request::Events {
+                    items,
+                    labels_only: false,
+                    batch: true,
+                },
+            )
+            .await,
+        ),
         Err(a) => respond(a),
     }
 }
 
-async fn get_decision(State(st): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn get_decision(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if let Some(r) = denied(&st, &headers, Role::Analyst) {
         return r;
     }
     respond(ask(&st, Request::Decision { id }).await)
 }
 
-async fn get_entity(State(st): State<AppState>, headers: HeaderMap, Path((kind, id)): Path<(String, String)>) -> Response {
+async fn get_entity(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path((kind, id)): Path<(String, String)>,
+) -> Response {
     if let Some(r) = denied(&st, &headers, Role::Analyst) {
         return r;
     }
@@ -232,15 +347,33 @@ struct FindingsQuery {
     account: Option<String>,
 }
 
-async fn get_findings(State(st): State<AppState>, headers: HeaderMap, q: axum::extract::Query<FindingsQuery>) -> Response {
+async fn get_findings(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    q: axum::extract::Query<FindingsQuery>,
+) -> Response {
     if let Some(r) = denied(&st, &headers, Role::Analyst) {
         return r;
     }
     let q = q.0;
-    respond(ask(&st, Request::Findings { limit: q.limit.unwrap_or(100), detector: q.detector, account: q.account }).await)
+    respond(
+        ask(
+            &st,
+            Request::Findings {
+                limit: q.limit.unwrap_or(100),
+                detector: q.detector,
+                account: q.account,
+            },
+        )
+        .await,
+    )
 }
 
-async fn get_list(State(st): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Response {
+async fn get_list(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
     if let Some(r) = denied(&st, &headers, Role::Analyst) {
         return r;
     }
@@ -255,7 +388,12 @@ struct ItemBody {
     expires: Option<String>,
 }
 
-async fn put_item(State(st): State<AppState>, headers: HeaderMap, Path((name, value)): Path<(String, String)>, body: Body) -> Response {
+async fn put_item(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path((name, value)): Path<(String, String)>,
+    body: Body,
+) -> Response {
     if let Some(r) = denied(&st, &headers, Role::Analyst) {
         return r;
     }
@@ -265,12 +403,34 @@ async fn put_item(State(st): State<AppState>, headers: HeaderMap, Path((name, va
     };
     let b: ItemBody = match serde_json::from_slice(&bytes) {
         Ok(b) => b,
-        Err(e) => return respond(error(400, "invalid_body", format!("expected {{\"reason\", \"ttl\"?, \"expires\"?}}: {e}"))),
+        Err(e) => {
+            return respond(error(
+                400,
+                "invalid_body",
+                format!("expected {{\"reason\", \"ttl\"?, \"expires\"?}}: {e}"),
+            ))
+        }
     };
-    respond(ask(&st, Request::ListSet { name, value, reason: b.reason, ttl: b.ttl, expires: b.expires }).await)
+    respond(
+        ask(
+            &st,
+            Request::ListSet {
+                name,
+                value,
+                reason: b.reason,
+                ttl: b.ttl,
+                expires: b.expires,
+            },
+        )
+        .await,
+    )
 }
 
-async fn delete_item(State(st): State<AppState>, headers: HeaderMap, Path((name, value)): Path<(String, String)>) -> Response {
+async fn delete_item(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path((name, value)): Path<(String, String)>,
+) -> Response {
     if let Some(r) = denied(&st, &headers, Role::Analyst) {
         return r;
     }
@@ -292,21 +452,42 @@ async fn status(State(st): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 async fn healthz() -> Response {
-    respond(Answer { status: 200, body: json!({"status": "ok"}), raw: None })
+    respond(Answer {
+        status: 200,
+        body: json!({"status": "ok"}),
+        raw: None,
+    })
 }
 
 async fn readyz(State(st): State<AppState>) -> Response {
     let ready = st.shared.ready.load(Ordering::SeqCst) && !st.shared.failed.load(Ordering::SeqCst);
-    let version = st.shared.policy_version.lock().map(|v| v.clone()).unwrap_or_default();
+    let version = st
+        .shared
+        .policy_version
+        .lock()
+        .map(|v| v.clone())
+        .unwrap_or_default();
     if ready {
-        respond(Answer { status: 200, body: json!({"status": "ready", "policy_version": version}), raw: None })
+        respond(Answer {
+            status: 200,
+            body: json!({"status": "ready", "policy_version": version}),
+            raw: None,
+        })
     } else {
-        respond(error(503, "not_ready", "the server is starting, stopping, or refuses writes after a failure"))
+        respond(error(
+            503,
+            "not_ready",
+            "the server is starting, stopping, or refuses writes after a failure",
+        ))
     }
 }
 
 async fn metrics_text() -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m::render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        m::render(),
+    )
+        .into_response()
 }
 
 async fn openapi() -> Response {
@@ -321,33 +502,74 @@ async fn not_found() -> Response {
 async fn observe(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let t = Instant::now();
     let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
     let resp = next.run(req).await;
-    let route: &'static str = route.and_then(|r| ROUTES.iter().find(|(_, p, _)| *p == r).map(|(_, p, _)| *p)).unwrap_or("unmatched");
-    m::request(route, &method, resp.status().as_u16(), t.elapsed().as_secs_f64());
+    let route: &'static str = route
+        .and_then(|r| ROUTES.iter().find(|(_, p, _)| *p == r).map(|(_, p, _)| *p))
+        .unwrap_or("unmatched");
+    m::request(
+        route,
+        &method,
+        resp.status().as_u16(),
+        t.elapsed().as_secs_f64(),
+    );
     resp
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    respond(error(500, "internal_error", "the request failed inside the server; it has been logged"))
+    respond(error(
+        500,
+        "internal_error",
+        "the request failed inside the server; it has been logged",
+    ))
 }
 
 async fn method_not_allowed(method: Method) -> Response {
-    respond(error(405, "method_not_allowed", format!("{method} is not allowed on this route; see /openapi.json")))
+    respond(error(
+        405,
+        "method_not_allowed",
+        format!("{method} is not allowed on this route; see /openapi.json"),
+    ))
 }
 
 /// The router over a running core.
 pub fn router(st: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(post_event).fallback(method_not_allowed))
-        .route("/v1/events/batch", post(post_batch).fallback(method_not_allowed))
+        .route(
+            "/v1/events/batch",
+            post(post_batch).fallback(method_not_allowed),
+        )
         .route("/v1/labels", post(post_label).fallback(method_not_allowed))
-        .route("/v1/decisions/{id}", get(get_decision).fallback(method_not_allowed))
-        .route("/v1/entities/{kind}/{id}", get(get_entity).fallback(method_not_allowed))
-        .route("/v1/findings", get(get_findings).fallback(method_not_allowed))
-        .route("/v1/lists/{name}", get(get_list).fallback(method_not_allowed))
-        .route("/v1/lists/{name}/items/{value}", put(put_item).delete(delete_item).fallback(method_not_allowed))
-        .route("/v1/admin/reload", post(reload).fallback(method_not_allowed))
+        .route(
+            "/v1/decisions/{id}",
+            get(get_decision).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/entities/{kind}/{id}",
+            get(get_entity).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/findings",
+            get(get_findings).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/lists/{name}",
+            get(get_list).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/lists/{name}/items/{value}",
+            put(put_item)
+                .delete(delete_item)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/admin/reload",
+            post(reload).fallback(method_not_allowed),
+        )
         .route("/v1/admin/status", get(status).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .route("/readyz", get(readyz).fallback(method_not_allowed))
@@ -355,6 +577,8 @@ pub fn router(st: AppState) -> Router {
         .route("/openapi.json", get(openapi).fallback(method_not_allowed))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(observe))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .with_state(st)
 }

@@ -61,22 +61,42 @@ fn event_answer(status: &'static str, id: &str, seq: Option<u64>, decision: &[u8
         b.extend_from_slice(seq.to_string().as_bytes());
     }
     b.extend_from_slice(b",\"decision\":");
-    b.extend_from_slice(if decision.is_empty() { b"null" } else { decision });
+    b.extend_from_slice(if decision.is_empty() {
+        b"null"
+    } else {
+        decision
+    });
     b.push(b'}');
-    Answer { status: 200, body: Json::String(status.into()), raw: Some(b) }
+    Answer {
+        status: 200,
+        body: Json::String(status.into()),
+        raw: Some(b),
+    }
 }
 
 /// The one error shape of every 4xx/5xx: `{"error": {"code", "message", "details"?}}`.
 pub fn error(status: u16, code: &str, message: impl Into<String>) -> Answer {
-    Answer { status, body: json!({"error": {"code": code, "message": message.into()}}), raw: None }
+    Answer {
+        status,
+        body: json!({"error": {"code": code, "message": message.into()}}),
+        raw: None,
+    }
 }
 
 fn error_with(status: u16, code: &str, message: impl Into<String>, details: Json) -> Answer {
-    Answer { status, body: json!({"error": {"code": code, "message": message.into(), "details": details}}), raw: None }
+    Answer {
+        status,
+        body: json!({"error": {"code": code, "message": message.into(), "details": details}}),
+        raw: None,
+    }
 }
 
 fn ok(body: Json) -> Answer {
-    Answer { status: 200, body, raw: None }
+    Answer {
+        status: 200,
+        body,
+        raw: None,
+    }
 }
 
 /// A value-list change.
@@ -98,16 +118,40 @@ pub struct OverlayItem {
 /// What a request asks of the core.
 pub enum Request {
     /// Events (one, a batch, or labels): raw JSON documents.
-    Events { items: Vec<Box<serde_json::value::RawValue>>, labels_only: bool, batch: bool },
-    Decision { id: String },
-    Entity { kind: String, id: String },
-    ListGet { name: String },
-    ListSet { name: String, value: String, reason: String, ttl: Option<String>, expires: Option<String> },
-    ListRemove { name: String, value: String },
+    Events {
+        items: Vec<Box<serde_json::value::RawValue>>,
+        labels_only: bool,
+        batch: bool,
+    },
+    Decision {
+        id: String,
+    },
+    Entity {
+        kind: String,
+        id: String,
+    },
+    ListGet {
+        name: String,
+    },
+    ListSet {
+        name: String,
+        value: String,
+        reason: String,
+        ttl: Option<String>,
+        expires: Option<String>,
+    },
+    ListRemove {
+        name: String,
+        value: String,
+    },
     Reload,
     Status,
     /// The graph detectors' newest findings.
-    Findings { limit: usize, detector: Option<String>, account: Option<String> },
+    Findings {
+        limit: usize,
+        detector: Option<String>,
+        account: Option<String>,
+    },
     /// Flush and sync the log and write a final snapshot.
     Shutdown,
 }
@@ -224,7 +268,11 @@ fn answer_all(answers: Vec<(oneshot::Sender<Answer>, Outcome)>, committed: bool)
         let a = match out {
             Outcome::Answer(a) => a,
             Outcome::Logged(a) if committed => a,
-            Outcome::Logged(_) => error(503, "log_unavailable", "the event could not be written to the event log; it was not acknowledged"),
+            Outcome::Logged(_) => error(
+                503,
+                "log_unavailable",
+                "the event could not be written to the event log; it was not acknowledged",
+            ),
         };
         let _ = tx.send(a);
     }
@@ -294,7 +342,10 @@ fn id_hash(id: &str) -> u128 {
 }
 
 fn action_index(a: argus_policy::Action) -> u8 {
-    argus_policy::Action::ALL.iter().position(|x| *x == a).unwrap_or(0) as u8
+    argus_policy::Action::ALL
+        .iter()
+        .position(|x| *x == a)
+        .unwrap_or(0) as u8
 }
 
 fn actor_key(kind: &str, actor: &str) -> u128 {
@@ -328,20 +379,42 @@ struct StoredEventRef<'a> {
 
 fn stored_event(schema: &argus_event::Schema, ev: &Event) -> Result<Vec<u8>, String> {
     let et = schema.get(ev.ty);
-    let fields = ev.fields.iter().zip(&et.fields).filter(|(v, _)| !v.is_null()).map(|(v, f)| (f.name.as_str(), v)).collect();
-    bincode::serialize(&StoredEventRef { id: &ev.id, ty: &et.name, time: ev.time, fields }).map_err(|e| format!("encoding the event for the log: {e}"))
+    let fields = ev
+        .fields
+        .iter()
+        .zip(&et.fields)
+        .filter(|(v, _)| !v.is_null())
+        .map(|(v, f)| (f.name.as_str(), v))
+        .collect();
+    bincode::serialize(&StoredEventRef {
+        id: &ev.id,
+        ty: &et.name,
+        time: ev.time,
+        fields,
+    })
+    .map_err(|e| format!("encoding the event for the log: {e}"))
 }
 
 fn load_event(schema: &argus_event::Schema, bytes: &[u8]) -> Result<Event, String> {
-    let st: StoredEvent = bincode::deserialize(bytes).map_err(|e| format!("undecodable event: {e}"))?;
-    let ty = schema.type_id(&st.ty).ok_or_else(|| format!("unknown event type `{}`", st.ty))?;
+    let st: StoredEvent =
+        bincode::deserialize(bytes).map_err(|e| format!("undecodable event: {e}"))?;
+    let ty = schema
+        .type_id(&st.ty)
+        .ok_or_else(|| format!("unknown event type `{}`", st.ty))?;
     let et = schema.get(ty);
     let mut fields = vec![Value::Null; et.fields.len()];
     for (name, v) in st.fields {
-        let slot = et.slot(&name).ok_or_else(|| format!("`{}` has no field `{name}`", st.ty))?;
+        let slot = et
+            .slot(&name)
+            .ok_or_else(|| format!("`{}` has no field `{name}`", st.ty))?;
         fields[slot] = v;
     }
-    Ok(Event { id: st.id, ty, time: st.time, fields })
+    Ok(Event {
+        id: st.id,
+        ty,
+        time: st.time,
+        fields,
+    })
 }
 
 /// An event record's payload: header | stored length (u32) | stored event | decision JSON.
@@ -383,7 +456,11 @@ fn split_event(p: &[u8]) -> Option<(EventHead, &[u8], &[u8])> {
 /// The id and actor of a stored event, without the schema.
 fn stored_id_actor(stored: &[u8]) -> Option<(String, Option<Value>)> {
     let st: StoredEvent = bincode::deserialize(stored).ok()?;
-    let actor = st.fields.into_iter().find(|(n, _)| n == "actor").map(|(_, v)| v);
+    let actor = st
+        .fields
+        .into_iter()
+        .find(|(n, _)| n == "actor")
+        .map(|(_, v)| v);
     Some((st.id, actor))
 }
 
@@ -392,13 +469,20 @@ fn stored_id_actor(stored: &[u8]) -> Option<(String, Option<Value>)> {
 /// cuts a torn tail off the newest segment.
 pub fn read_log(data_dir: &Path) -> Result<Vec<(u64, String)>, WalError> {
     let mut out = Vec::new();
-    Wal::open(&data_dir.join("log"), u64::MAX, crate::wal::Fsync::Never, |_, r| {
-        if r.kind == KIND_EVENT {
-            if let Some((id, _)) = split_event(&r.payload).and_then(|(_, st, _)| stored_id_actor(st)) {
-                out.push((r.seq, id));
+    Wal::open(
+        &data_dir.join("log"),
+        u64::MAX,
+        crate::wal::Fsync::Never,
+        |_, r| {
+            if r.kind == KIND_EVENT {
+                if let Some((id, _)) =
+                    split_event(&r.payload).and_then(|(_, st, _)| stored_id_actor(st))
+                {
+                    out.push((r.seq, id));
+                }
             }
-        }
-    })?;
+        },
+    )?;
     Ok(out)
 }
 
@@ -407,7 +491,9 @@ fn value_json(v: &Value) -> Json {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn snapshot_dir(data: &Path) -> PathBuf {
@@ -420,7 +506,13 @@ fn snapshots(data: &Path) -> Vec<(u64, PathBuf)> {
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .filter_map(|e| {
-                    let seq = e.file_name().to_str()?.strip_prefix("snap-")?.strip_suffix(".bin")?.parse().ok()?;
+                    let seq = e
+                        .file_name()
+                        .to_str()?
+                        .strip_prefix("snap-")?
+                        .strip_suffix(".bin")?
+                        .parse()
+                        .ok()?;
                     Some((seq, e.path()))
                 })
                 .collect()
@@ -430,7 +522,10 @@ fn snapshots(data: &Path) -> Vec<(u64, PathBuf)> {
     v
 }
 
-fn encode_snapshot(extras: &Extras, engine: argus_engine::PendingSnapshot) -> Result<Vec<u8>, String> {
+fn encode_snapshot(
+    extras: &Extras,
+    engine: argus_engine::PendingSnapshot,
+) -> Result<Vec<u8>, String> {
     let ex = bincode::serialize(extras).map_err(|e| format!("encoding the snapshot: {e}"))?;
     let eng = engine.encode();
     let mut out = Vec::with_capacity(ex.len() + eng.len() + 24);
@@ -460,14 +555,20 @@ impl Core {
     /// Loads configuration and policies, restores the newest usable snapshot and replays the log after
     /// it through the same code path as live events.
     /// `initial`: the configuration and policies already loaded by the caller (else `loader` runs).
-    pub fn open(settings: Settings, loader: Loader, initial: Option<Loaded>, shared: Arc<Shared>) -> Result<(Core, Recovery), StartError> {
+    pub fn open(
+        settings: Settings,
+        loader: Loader,
+        initial: Option<Loaded>,
+        shared: Arc<Shared>,
+    ) -> Result<(Core, Recovery), StartError> {
         let started = Instant::now();
         let (cfg, loaded) = match initial {
             Some(x) => x,
             None => loader().map_err(|e| StartError::Config(format!("{e:#}")))?,
         };
         let data = settings.data_dir.clone();
-        std::fs::create_dir_all(snapshot_dir(&data)).map_err(|e| StartError::State(format!("creating {}: {e}", data.display())))?;
+        std::fs::create_dir_all(snapshot_dir(&data))
+            .map_err(|e| StartError::State(format!("creating {}: {e}", data.display())))?;
         // The newest snapshot that restores under this configuration.
         let mut restored: Option<(Extras, Engine)> = None;
         let mut refused = Vec::new();
@@ -479,40 +580,57 @@ impl Core {
                     continue;
                 }
             };
-            match decode_snapshot(&bytes).and_then(|(ex, eng)| Engine::restore(cfg.clone(), eng).map(|e| (ex, e)).map_err(|e| e.to_string())) {
+            match decode_snapshot(&bytes).and_then(|(ex, eng)| {
+                Engine::restore(cfg.clone(), eng)
+                    .map(|e| (ex, e))
+                    .map_err(|e| e.to_string())
+            }) {
                 Ok((ex, e)) if ex.seq == seq => {
                     restored = Some((ex, e));
                     break;
                 }
-                Ok(_) => refused.push(format!("{}: sequence number does not match its name", path.display())),
+                Ok(_) => refused.push(format!(
+                    "{}: sequence number does not match its name",
+                    path.display()
+                )),
                 Err(e) => refused.push(format!("{}: {e}", path.display())),
             }
         }
         for r in &refused {
             tracing::warn!("snapshot not used: {r}");
         }
-        let (extras, engine) = restored.unwrap_or_else(|| (Extras::default(), Engine::new(cfg.clone())));
+        let (extras, engine) =
+            restored.unwrap_or_else(|| (Extras::default(), Engine::new(cfg.clone())));
         let mut index = HashMap::new();
         let mut seg_ids: BTreeMap<u64, Vec<u128>> = BTreeMap::new();
         let mut heads: Vec<(Loc, EventHead)> = Vec::new();
         let mut tail: Vec<(Loc, Record)> = Vec::new();
         let snap_seq = extras.seq;
-        let (wal, report) = Wal::open(&data.join("log"), settings.segment_bytes, settings.fsync, |loc, rec| {
-            if rec.kind == KIND_EVENT {
-                if let Some(h) = head_of(&rec.payload) {
-                    index.insert(h.idh, loc);
-                    seg_ids.entry(loc.segment).or_default().push(h.idh);
-                    if h.action != NO_ACTION {
-                        heads.push((loc, h));
+        let (wal, report) = Wal::open(
+            &data.join("log"),
+            settings.segment_bytes,
+            settings.fsync,
+            |loc, rec| {
+                if rec.kind == KIND_EVENT {
+                    if let Some(h) = head_of(&rec.payload) {
+                        index.insert(h.idh, loc);
+                        seg_ids.entry(loc.segment).or_default().push(h.idh);
+                        if h.action != NO_ACTION {
+                            heads.push((loc, h));
+                        }
                     }
                 }
-            }
-            if rec.seq > snap_seq {
-                tail.push((loc, rec));
-            }
-        })?;
+                if rec.seq > snap_seq {
+                    tail.push((loc, rec));
+                }
+            },
+        )?;
         if wal.first_seq() > snap_seq + 1 && wal.last_seq() > 0 {
-            let why = if refused.is_empty() { "no snapshot".to_string() } else { refused.join("; ") };
+            let why = if refused.is_empty() {
+                "no snapshot".to_string()
+            } else {
+                refused.join("; ")
+            };
             return Err(StartError::State(format!(
                 "the event log starts at record {} but the state can only be rebuilt from record {} ({why}); \
                  restore the missing snapshot or log segments, or move the data directory away to start empty",
@@ -526,8 +644,15 @@ impl Core {
                 wal.last_seq()
             )));
         }
-        let label_types = settings.label_types.iter().filter_map(|n| cfg.schema.type_id(n)).collect();
-        let epoch = cfg.graph.as_ref().map_or_else(|| "none".to_string(), |g| format!("{:016x}", g.fingerprint));
+        let label_types = settings
+            .label_types
+            .iter()
+            .filter_map(|n| cfg.schema.type_id(n))
+            .collect();
+        let epoch = cfg
+            .graph
+            .as_ref()
+            .map_or_else(|| "none".to_string(), |g| format!("{:016x}", g.fingerprint));
         let findings = crate::findings::FindingsStore::open(&data, 10_000, &epoch, wal.last_seq())
             .map_err(|e| StartError::State(format!("findings store in {}: {e}", data.display())))?;
         let mut core = Core {
@@ -561,16 +686,27 @@ impl Core {
             core.remember(Recent { loc, head: h });
         }
         core.install_policies(loaded);
-        let mut rec = Recovery { snapshot_seq: snap_seq, indexed: core.index.len() as u64, truncated_bytes: report.truncated_bytes, ..Default::default() };
+        let mut rec = Recovery {
+            snapshot_seq: snap_seq,
+            indexed: core.index.len() as u64,
+            truncated_bytes: report.truncated_bytes,
+            ..Default::default()
+        };
         for (loc, r) in tail {
             match r.kind {
                 KIND_EVENT => {
-                    match split_event(&r.payload).ok_or_else(|| "unreadable record".to_string()).and_then(|(_, st, _)| load_event(core.engine.schema(), st)) {
+                    match split_event(&r.payload)
+                        .ok_or_else(|| "unreadable record".to_string())
+                        .and_then(|(_, st, _)| load_event(core.engine.schema(), st))
+                    {
                         Ok(ev) => {
                             core.replaying_seq = r.seq;
                             core.accept(ev, Some(loc), Instant::now());
                         }
-                        Err(e) => tracing::warn!(seq = r.seq, "a logged event cannot be replayed under this schema: {e}"),
+                        Err(e) => tracing::warn!(
+                            seq = r.seq,
+                            "a logged event cannot be replayed under this schema: {e}"
+                        ),
                     }
                 }
                 KIND_LIST => {
@@ -592,7 +728,11 @@ impl Core {
     /// Compiles the overlay of API list changes onto freshly loaded policies and installs them.
     fn install_policies(&mut self, loaded: Option<argus_policy::Loaded>) {
         let Some(l) = loaded else {
-            *self.shared.policy_version.lock().unwrap_or_else(|p| p.into_inner()) = String::new();
+            *self
+                .shared
+                .policy_version
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = String::new();
             self.engine.clear_policies();
             return;
         };
@@ -601,7 +741,11 @@ impl Core {
         for ((list, key), item) in &self.overlay {
             apply_overlay(lists, list, key, item.as_ref());
         }
-        *self.shared.policy_version.lock().unwrap_or_else(|p| p.into_inner()) = ps.version.clone();
+        *self
+            .shared
+            .policy_version
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = ps.version.clone();
         self.engine.set_policies(Arc::new(ps));
     }
 
@@ -610,7 +754,10 @@ impl Core {
         if self.wal.policy() == crate::wal::Fsync::Always {
             let (tx, srx) = std::sync::mpsc::channel();
             let shared = self.shared.clone();
-            match std::thread::Builder::new().name("argus-sync".into()).spawn(move || syncer(srx, shared)) {
+            match std::thread::Builder::new()
+                .name("argus-sync".into())
+                .spawn(move || syncer(srx, shared))
+            {
                 Ok(h) => {
                     self.syncer = Some(tx);
                     self.syncer_thread = Some(h);
@@ -622,7 +769,11 @@ impl Core {
         let mut answers: Vec<(oneshot::Sender<Answer>, Outcome)> = Vec::with_capacity(MAX_GROUP);
         loop {
             // While a snapshot copy is in progress, idle time goes to it.
-            let wait = if self.copying.is_some() { Duration::from_millis(1) } else { Duration::from_millis(200) };
+            let wait = if self.copying.is_some() {
+                Duration::from_millis(1)
+            } else {
+                Duration::from_millis(200)
+            };
             let first = match rx.recv_timeout(wait) {
                 Ok(msg) => msg,
                 Err(RecvTimeoutError::Timeout) => {
@@ -641,7 +792,11 @@ impl Core {
                     Err(_) => break,
                 }
             }
-            let left = self.shared.queued.fetch_sub(group.len(), Ordering::SeqCst).saturating_sub(group.len());
+            let left = self
+                .shared
+                .queued
+                .fetch_sub(group.len(), Ordering::SeqCst)
+                .saturating_sub(group.len());
             m::set_gauge(m::QUEUE_DEPTH, left as f64);
             let mut shutdown = None;
             let t_group = Instant::now();
@@ -650,7 +805,8 @@ impl Core {
                     shutdown = Some(msg.reply);
                     continue;
                 }
-                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(msg.req)));
+                let out =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(msg.req)));
                 let out = out.unwrap_or_else(|p| {
                     let what = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
                     tracing::error!("panic while handling a request: {what}; refusing writes until restart");
@@ -748,34 +904,71 @@ impl Core {
     }
 
     fn handle(&mut self, req: Request) -> Outcome {
-        let writes = matches!(req, Request::Events { .. } | Request::ListSet { .. } | Request::ListRemove { .. } | Request::Reload);
+        let writes = matches!(
+            req,
+            Request::Events { .. }
+                | Request::ListSet { .. }
+                | Request::ListRemove { .. }
+                | Request::Reload
+        );
         if self.failed.is_none() && self.shared.failed.load(Ordering::SeqCst) {
             self.failed = Some("syncing the event log failed".into());
         }
         if let (true, Some(why)) = (writes, &self.failed) {
-            return Outcome::Answer(error(503, "not_accepting_writes", format!("{why}; restart the server (it recovers from the log)")));
+            return Outcome::Answer(error(
+                503,
+                "not_accepting_writes",
+                format!("{why}; restart the server (it recovers from the log)"),
+            ));
         }
         match req {
-            Request::Events { items, labels_only, batch } => self.events(items, labels_only, batch),
+            Request::Events {
+                items,
+                labels_only,
+                batch,
+            } => self.events(items, labels_only, batch),
             Request::Decision { id } => Outcome::Answer(self.decision(&id)),
             Request::Entity { kind, id } => Outcome::Answer(self.entity(&kind, &id)),
             Request::ListGet { name } => Outcome::Answer(self.list_get(&name)),
-            Request::ListSet { name, value, reason, ttl, expires } => self.list_set(&name, &value, reason, ttl, expires),
+            Request::ListSet {
+                name,
+                value,
+                reason,
+                ttl,
+                expires,
+            } => self.list_set(&name, &value, reason, ttl, expires),
             Request::ListRemove { name, value } => self.list_remove(&name, &value),
             Request::Reload => Outcome::Answer(self.reload()),
             Request::Status => Outcome::Answer(self.status()),
-            Request::Findings { limit, detector, account } => Outcome::Answer(self.findings_answer(limit, detector.as_deref(), account.as_deref())),
+            Request::Findings {
+                limit,
+                detector,
+                account,
+            } => Outcome::Answer(self.findings_answer(
+                limit,
+                detector.as_deref(),
+                account.as_deref(),
+            )),
             Request::Shutdown => Outcome::Answer(ok(json!({}))),
         }
     }
 
-    fn events(&mut self, items: Vec<Box<serde_json::value::RawValue>>, labels_only: bool, batch: bool) -> Outcome {
+    fn events(
+        &mut self,
+        items: Vec<Box<serde_json::value::RawValue>>,
+        labels_only: bool,
+        batch: bool,
+    ) -> Outcome {
         let mut logged = false;
         let mut results = Vec::with_capacity(items.len());
         for raw in &items {
             if let Some(why) = &self.failed {
                 // A log failure part-way through a batch: the rest is refused, not applied.
-                results.push(error(503, "not_accepting_writes", format!("{why}; restart the server (it recovers from the log)")));
+                results.push(error(
+                    503,
+                    "not_accepting_writes",
+                    format!("{why}; restart the server (it recovers from the log)"),
+                ));
                 continue;
             }
             let out = if labels_only {
@@ -795,7 +988,12 @@ impl Core {
             }
         }
         let answer = if batch {
-            let count = |st: &str| results.iter().filter(|a| a.status == 200 && a.body == st).count();
+            let count = |st: &str| {
+                results
+                    .iter()
+                    .filter(|a| a.status == 200 && a.body == st)
+                    .count()
+            };
             let (accepted, duplicates) = (count("accepted"), count("duplicate"));
             let mut b = format!("{{\"accepted\":{accepted},\"duplicates\":{duplicates},\"rejected\":{},\"results\":[", results.len() - accepted - duplicates).into_bytes();
             for (i, a) in results.into_iter().enumerate() {
@@ -807,15 +1005,23 @@ impl Core {
                     Some(mut r) => {
                         r.pop();
                         b.extend_from_slice(&r);
-                        b.extend_from_slice(format!(",\"index\":{i},\"http_status\":{}}}", a.status).as_bytes());
+                        b.extend_from_slice(
+                            format!(",\"index\":{i},\"http_status\":{}}}", a.status).as_bytes(),
+                        );
                     }
                     None => serde_json::to_writer(&mut b, &with_index(i, a)).unwrap_or_default(),
                 }
             }
             b.extend_from_slice(b"]}");
-            Answer { status: 200, body: Json::Null, raw: Some(b) }
+            Answer {
+                status: 200,
+                body: Json::Null,
+                raw: Some(b),
+            }
         } else {
-            results.pop().unwrap_or_else(|| error(400, "empty", "no event"))
+            results
+                .pop()
+                .unwrap_or_else(|| error(400, "empty", "no event"))
         };
         if logged {
             Outcome::Logged(answer)
@@ -826,22 +1032,42 @@ impl Core {
 
     /// A label posted without an actor takes the actor of the event it names in `data.original_event`.
     fn label_envelope(&mut self, raw: &str) -> Result<String, Answer> {
-        let mut v: Json = serde_json::from_str(raw).map_err(|e| error(400, "invalid_json", format!("not valid JSON: {e}")))?;
-        let Some(obj) = v.as_object_mut() else { return Ok(raw.to_string()) };
+        let mut v: Json = serde_json::from_str(raw)
+            .map_err(|e| error(400, "invalid_json", format!("not valid JSON: {e}")))?;
+        let Some(obj) = v.as_object_mut() else {
+            return Ok(raw.to_string());
+        };
         if obj.get("actor").is_some_and(|a| !a.is_null()) {
             return Ok(raw.to_string());
         }
-        let Some(orig) = obj.get("data").and_then(|d| d.get("original_event")).and_then(Json::as_str) else {
+        let Some(orig) = obj
+            .get("data")
+            .and_then(|d| d.get("original_event"))
+            .and_then(Json::as_str)
+        else {
             return Ok(raw.to_string());
         };
         let Some(&loc) = self.index.get(&id_hash(orig)) else {
-            return Err(error(404, "unknown_event", format!("`data.original_event` names no event this server holds: `{orig}`")));
+            return Err(error(
+                404,
+                "unknown_event",
+                format!("`data.original_event` names no event this server holds: `{orig}`"),
+            ));
         };
-        let rec = self.wal.read(loc).map_err(|e| error(500, "internal_error", e.to_string()))?;
+        let rec = self
+            .wal
+            .read(loc)
+            .map_err(|e| error(500, "internal_error", e.to_string()))?;
         let actor = split_event(&rec.payload)
             .and_then(|(_, st, _)| stored_id_actor(st))
             .and_then(|(_, a)| a)
-            .ok_or_else(|| error(500, "internal_error", "the original event's record is unreadable"))?;
+            .ok_or_else(|| {
+                error(
+                    500,
+                    "internal_error",
+                    "the original event's record is unreadable",
+                )
+            })?;
         obj.insert("actor".into(), value_json(&actor));
         Ok(v.to_string())
     }
@@ -854,13 +1080,24 @@ impl Core {
             Err(rej) => {
                 m::event_outcome("?", rej.code());
                 let details = serde_json::to_value(&rej.errors).unwrap_or(Json::Null);
-                let status = if rej.code() == "unknown_event_type" { 422 } else { 400 };
+                let status = if rej.code() == "unknown_event_type" {
+                    422
+                } else {
+                    400
+                };
                 return Outcome::Answer(error_with(status, rej.code(), rej.to_string(), details));
             }
         };
         if labels_only && !self.label_types.contains(&ev.ty) {
             let name = &self.engine.schema().get(ev.ty).name;
-            return Outcome::Answer(error(422, "not_a_label", format!("`{name}` is not a label type; labels are {}", self.settings.label_types.join(", "))));
+            return Outcome::Answer(error(
+                422,
+                "not_a_label",
+                format!(
+                    "`{name}` is not a label type; labels are {}",
+                    self.settings.label_types.join(", ")
+                ),
+            ));
         }
         self.accept(ev, None, t0)
     }
@@ -880,7 +1117,10 @@ impl Core {
             if let Some(&l) = self.index.get(&idh) {
                 self.metrics.outcome(ev.ty, "duplicate", type_name);
                 let rec = self.wal.read(l).ok();
-                let decision = rec.as_ref().and_then(|r| split_event(&r.payload)).map_or(&[][..], |(_, _, d)| d);
+                let decision = rec
+                    .as_ref()
+                    .and_then(|r| split_event(&r.payload))
+                    .map_or(&[][..], |(_, _, d)| d);
                 return Outcome::Answer(event_answer("duplicate", &ev.id, None, decision));
             }
         }
@@ -896,7 +1136,15 @@ impl Core {
         };
         if let Err(e) = self.engine.process(&mut ev) {
             if live {
-                self.metrics.outcome(ev.ty, if matches!(e, ProcessError::Duplicate(_)) { "duplicate" } else { e.code() }, type_name);
+                self.metrics.outcome(
+                    ev.ty,
+                    if matches!(e, ProcessError::Duplicate(_)) {
+                        "duplicate"
+                    } else {
+                        e.code()
+                    },
+                    type_name,
+                );
             } else {
                 tracing::warn!(id = %ev.id, "a logged event was refused on replay: {e}");
             }
@@ -921,13 +1169,18 @@ impl Core {
             self.metrics.decision(ev.ty, d, eval.as_secs_f64());
         }
         self.metrics.outcome(ev.ty, "accepted", type_name);
-        let djson = decision.as_ref().map(|d| serde_json::to_vec(d).unwrap_or_default()).unwrap_or_default();
+        let djson = decision
+            .as_ref()
+            .map(|d| serde_json::to_vec(d).unwrap_or_default())
+            .unwrap_or_default();
         let head = EventHead {
             idh,
             actor,
             time: ev.time,
             ty: ev.ty,
-            action: decision.as_ref().map_or(NO_ACTION, |d| action_index(d.action)),
+            action: decision
+                .as_ref()
+                .map_or(NO_ACTION, |d| action_index(d.action)),
             score: decision.as_ref().map_or(0, |d| d.score),
         };
         let mut payload = std::mem::take(&mut self.scratch);
@@ -938,7 +1191,11 @@ impl Core {
             Ok(x) => x,
             Err(e) => {
                 self.fail(format!("event log: {e}"));
-                return Outcome::Answer(error(503, "log_unavailable", "the event could not be written to the event log; it was not acknowledged"));
+                return Outcome::Answer(error(
+                    503,
+                    "log_unavailable",
+                    "the event could not be written to the event log; it was not acknowledged",
+                ));
             }
         };
         self.store_findings(seq, found);
@@ -976,12 +1233,20 @@ impl Core {
 
     fn decision(&mut self, id: &str) -> Answer {
         let Some(&loc) = self.index.get(&id_hash(id)) else {
-            return error(404, "unknown_event", format!("no event `{id}` in the retained log"));
+            return error(
+                404,
+                "unknown_event",
+                format!("no event `{id}` in the retained log"),
+            );
         };
         match self.wal.read(loc) {
             Ok(r) => match split_event(&r.payload) {
                 Some((_, _, d)) => {
-                    let decision: Json = if d.is_empty() { Json::Null } else { serde_json::from_slice(d).unwrap_or(Json::Null) };
+                    let decision: Json = if d.is_empty() {
+                        Json::Null
+                    } else {
+                        serde_json::from_slice(d).unwrap_or(Json::Null)
+                    };
                     ok(json!({"id": id, "seq": r.seq, "decision": decision}))
                 }
                 None => error(500, "internal_error", "unreadable record"),
@@ -996,7 +1261,13 @@ impl Core {
             return error(
                 404,
                 "unknown_entity_kind",
-                format!("unknown entity kind `{kind}`{}", argus_event::schema::did_you_mean(kind, schema.entity_kinds.iter().map(String::as_str))),
+                format!(
+                    "unknown entity kind `{kind}`{}",
+                    argus_event::schema::did_you_mean(
+                        kind,
+                        schema.entity_kinds.iter().map(String::as_str)
+                    )
+                ),
             );
         }
         let fs = self.engine.features().clone();
@@ -1011,34 +1282,63 @@ impl Core {
                 }
                 let v = match self.engine.decoder().field_value(et, slot, id) {
                     Ok(v) => v,
-                    Err(e) => return error(400, e.code, format!("`{id}` is not a valid {kind}: {}", e.message)),
+                    Err(e) => {
+                        return error(
+                            400,
+                            e.code,
+                            format!("`{id}` is not a valid {kind}: {}", e.message),
+                        )
+                    }
                 };
                 let mut fields = vec![Value::Null; et.fields.len()];
                 fields[slot] = v.clone();
                 key_value.get_or_insert(v);
-                let probe = Event { id: String::new(), ty: et.id, time: at, fields };
+                let probe = Event {
+                    id: String::new(),
+                    ty: et.id,
+                    time: at,
+                    fields,
+                };
                 let out = self.engine.peek(&probe).to_vec();
                 for g in &ep.groups {
                     for (fi, _) in &g.readers {
-                        features.entry(fs.features[*fi].name.clone()).or_insert_with(|| value_json(&out[*fi]));
+                        features
+                            .entry(fs.features[*fi].name.clone())
+                            .or_insert_with(|| value_json(&out[*fi]));
                     }
                 }
             }
         }
         let mut lists = Vec::new();
         if let Some(ps) = self.engine.policies() {
-            for l in ps.lists.lists.iter().filter(|l| l.entity.as_deref() == Some(kind)) {
-                let Ok(key) = item_key(Some(kind), id, &self.engine.config.pseudonymizer) else { continue };
-                if let Some(it) = l.items.get(&key).filter(|it| it.expires.is_none_or(|e| at < e)) {
+            for l in ps
+                .lists
+                .lists
+                .iter()
+                .filter(|l| l.entity.as_deref() == Some(kind))
+            {
+                let Ok(key) = item_key(Some(kind), id, &self.engine.config.pseudonymizer) else {
+                    continue;
+                };
+                if let Some(it) = l
+                    .items
+                    .get(&key)
+                    .filter(|it| it.expires.is_none_or(|e| at < e))
+                {
                     lists.push(json!({"list": l.name, "kind": l.kind, "reason": it.reason, "expires": it.expires.map(argus_event::time::format_rfc3339)}));
                 }
             }
         }
         let stored = match &key_value {
             Some(Value::Str(s)) => s.to_string(),
-            _ => item_key(Some(kind), id, &self.engine.config.pseudonymizer).unwrap_or_else(|_| id.to_string()),
+            _ => item_key(Some(kind), id, &self.engine.config.pseudonymizer)
+                .unwrap_or_else(|_| id.to_string()),
         };
-        let recent: Vec<Recent> = self.recent.get(&actor_key(kind, &stored)).map(|q| q.iter().rev().copied().collect()).unwrap_or_default();
+        let recent: Vec<Recent> = self
+            .recent
+            .get(&actor_key(kind, &stored))
+            .map(|q| q.iter().rev().copied().collect())
+            .unwrap_or_default();
         let recent: Vec<Json> = recent
             .into_iter()
             .filter_map(|r| {
@@ -1066,9 +1366,25 @@ impl Core {
     }
 
     fn list_index(&self, name: &str) -> Result<usize, Answer> {
-        let Some(ps) = self.engine.policies() else { return Err(error(404, "unknown_list", "no policies are loaded, so there are no lists")) };
+        let Some(ps) = self.engine.policies() else {
+            return Err(error(
+                404,
+                "unknown_list",
+                "no policies are loaded, so there are no lists",
+            ));
+        };
         ps.lists.index_of(name).ok_or_else(|| {
-            error(404, "unknown_list", format!("unknown list `{name}`{}", argus_event::schema::did_you_mean(name, ps.lists.lists.iter().map(|l| l.name.as_str()))))
+            error(
+                404,
+                "unknown_list",
+                format!(
+                    "unknown list `{name}`{}",
+                    argus_event::schema::did_you_mean(
+                        name,
+                        ps.lists.lists.iter().map(|l| l.name.as_str())
+                    )
+                ),
+            )
         })
     }
 
@@ -1077,7 +1393,9 @@ impl Core {
             Ok(i) => i,
             Err(a) => return a,
         };
-        let Some(ps) = self.engine.policies() else { return error(404, "unknown_list", "no policies") };
+        let Some(ps) = self.engine.policies() else {
+            return error(404, "unknown_list", "no policies");
+        };
         let l = &ps.lists.lists[i];
         let mut items: Vec<(&String, &ListItem)> = l.items.iter().collect();
         items.sort_by(|a, b| a.0.cmp(b.0));
@@ -1093,36 +1411,86 @@ impl Core {
 
     fn list_key(&self, name: &str, value: &str) -> Result<String, Answer> {
         let i = self.list_index(name)?;
-        let entity = self.engine.policies().and_then(|p| p.lists.lists[i].entity.clone());
+        let entity = self
+            .engine
+            .policies()
+            .and_then(|p| p.lists.lists[i].entity.clone());
         if value.is_empty() || value.len() > 1024 {
-            return Err(error(400, "invalid_value", "a list value must be 1 to 1024 bytes"));
+            return Err(error(
+                400,
+                "invalid_value",
+                "a list value must be 1 to 1024 bytes",
+            ));
         }
-        item_key(entity.as_deref(), value, &self.engine.config.pseudonymizer).map_err(|m| error(400, "invalid_value", m))
+        item_key(entity.as_deref(), value, &self.engine.config.pseudonymizer)
+            .map_err(|m| error(400, "invalid_value", m))
     }
 
-    fn list_set(&mut self, name: &str, value: &str, reason: String, ttl: Option<String>, expires: Option<String>) -> Outcome {
+    fn list_set(
+        &mut self,
+        name: &str,
+        value: &str,
+        reason: String,
+        ttl: Option<String>,
+        expires: Option<String>,
+    ) -> Outcome {
         let key = match self.list_key(name, value) {
             Ok(k) => k,
             Err(a) => return Outcome::Answer(a),
         };
         if reason.trim().is_empty() || reason.len() > 1024 {
-            return Outcome::Answer(error(400, "invalid_reason", "every list item needs a reason (1 to 1024 bytes)"));
+            return Outcome::Answer(error(
+                400,
+                "invalid_reason",
+                "every list item needs a reason (1 to 1024 bytes)",
+            ));
         }
         // A TTL is resolved against the server's clock once, here; the log records the absolute time.
         let expires = match (ttl, expires) {
-            (Some(_), Some(_)) => return Outcome::Answer(error(400, "invalid_expiry", "give `ttl` or `expires`, not both")),
+            (Some(_), Some(_)) => {
+                return Outcome::Answer(error(
+                    400,
+                    "invalid_expiry",
+                    "give `ttl` or `expires`, not both",
+                ))
+            }
             (Some(t), None) => match argus_event::time::parse_duration(&t) {
                 Some(ms) if ms > 0 => Some(now_ms().saturating_add(ms)),
-                _ => return Outcome::Answer(error(400, "invalid_expiry", format!("`ttl`: `{t}` is not a positive duration (e.g. `30d`)"))),
+                _ => {
+                    return Outcome::Answer(error(
+                        400,
+                        "invalid_expiry",
+                        format!("`ttl`: `{t}` is not a positive duration (e.g. `30d`)"),
+                    ))
+                }
             },
             (None, Some(e)) => match argus_event::time::parse_datetime(&e) {
-                Some(t) if t <= now_ms() => return Outcome::Answer(error(400, "invalid_expiry", format!("`expires`: `{e}` is in the past"))),
+                Some(t) if t <= now_ms() => {
+                    return Outcome::Answer(error(
+                        400,
+                        "invalid_expiry",
+                        format!("`expires`: `{e}` is in the past"),
+                    ))
+                }
                 Some(t) => Some(t),
-                None => return Outcome::Answer(error(400, "invalid_expiry", format!("`expires`: `{e}` is not an RFC 3339 time"))),
+                None => {
+                    return Outcome::Answer(error(
+                        400,
+                        "invalid_expiry",
+                        format!("`expires`: `{e}` is not an RFC 3339 time"),
+                    ))
+                }
             },
             (None, None) => None,
         };
-        let change = ListChange { list: name.into(), key: key.clone(), item: Some(OverlayItem { reason: reason.trim().to_string(), expires }) };
+        let change = ListChange {
+            list: name.into(),
+            key: key.clone(),
+            item: Some(OverlayItem {
+                reason: reason.trim().to_string(),
+                expires,
+            }),
+        };
         self.log_list(change, json!({"list": name, "value": key, "expires": expires.map(argus_event::time::format_rfc3339)}))
     }
 
@@ -1131,18 +1499,38 @@ impl Core {
             Ok(k) => k,
             Err(a) => return Outcome::Answer(a),
         };
-        let present = self.engine.policies().is_some_and(|p| p.lists.lists.iter().any(|l| l.name == name && l.items.contains_key(&key)));
+        let present = self.engine.policies().is_some_and(|p| {
+            p.lists
+                .lists
+                .iter()
+                .any(|l| l.name == name && l.items.contains_key(&key))
+        });
         if !present {
-            return Outcome::Answer(error(404, "unknown_item", format!("`{value}` is not on list `{name}`")));
+            return Outcome::Answer(error(
+                404,
+                "unknown_item",
+                format!("`{value}` is not on list `{name}`"),
+            ));
         }
-        self.log_list(ListChange { list: name.into(), key: key.clone(), item: None }, json!({"list": name, "value": key, "removed": true}))
+        self.log_list(
+            ListChange {
+                list: name.into(),
+                key: key.clone(),
+                item: None,
+            },
+            json!({"list": name, "value": key, "removed": true}),
+        )
     }
 
     fn log_list(&mut self, change: ListChange, body: Json) -> Outcome {
         let payload = serde_json::to_vec(&change).unwrap_or_default();
         if let Err(e) = self.wal.append(KIND_LIST, &payload) {
             self.fail(format!("event log: {e}"));
-            return Outcome::Answer(error(503, "log_unavailable", "the change could not be written to the event log"));
+            return Outcome::Answer(error(
+                503,
+                "log_unavailable",
+                "the change could not be written to the event log",
+            ));
         }
         self.apply_list(&change);
         self.since_snap += 1;
@@ -1150,11 +1538,14 @@ impl Core {
     }
 
     fn apply_list(&mut self, c: &ListChange) {
-        self.overlay.insert((c.list.clone(), c.key.clone()), c.item.clone());
+        self.overlay
+            .insert((c.list.clone(), c.key.clone()), c.item.clone());
         let has_policies = self.engine.policies().is_some();
         match self.engine.lists_mut() {
             Some(lists) => apply_overlay(lists, &c.list, &c.key, c.item.as_ref()),
-            None if has_policies => tracing::error!("list change not applied: the policies are shared"),
+            None if has_policies => {
+                tracing::error!("list change not applied: the policies are shared")
+            }
             None => {}
         }
     }
@@ -1167,7 +1558,12 @@ impl Core {
             Err(e) => {
                 m::inc_labeled(m::RELOADS, "outcome", "invalid");
                 let diags: Vec<String> = format!("{e:#}").lines().map(str::to_string).collect();
-                return error_with(422, "invalid_reload", "the new configuration is invalid; the running version is kept", json!(diags));
+                return error_with(
+                    422,
+                    "invalid_reload",
+                    "the new configuration is invalid; the running version is kept",
+                    json!(diags),
+                );
             }
         };
         let cur = &self.engine.config;
@@ -1176,14 +1572,22 @@ impl Core {
             changed.push("the event schema");
         }
         // Whole definitions, not only the stored series: policies read features by position.
-        let features = |c: &Config| format!("{:?}{:?}", c.features, (c.dedupe_ttl_ms, c.sweep_every_ms));
-        if cfg.features.fingerprint() != cur.features.fingerprint() || features(&cfg) != features(cur) {
+        let features =
+            |c: &Config| format!("{:?}{:?}", c.features, (c.dedupe_ttl_ms, c.sweep_every_ms));
+        if cfg.features.fingerprint() != cur.features.fingerprint()
+            || features(&cfg) != features(cur)
+        {
             changed.push("feature definitions or engine settings");
         }
         if cfg.secret_fingerprint != cur.secret_fingerprint {
             changed.push("the pseudonymization secret");
         }
-        let models = |c: &Config| c.models.iter().map(|m| (m.name.clone(), m.event_type, m.digest, m.reasons)).collect::<Vec<_>>();
+        let models = |c: &Config| {
+            c.models
+                .iter()
+                .map(|m| (m.name.clone(), m.event_type, m.digest, m.reasons))
+                .collect::<Vec<_>>()
+        };
         if models(&cfg) != models(cur) {
             changed.push("the models");
         }
@@ -1217,7 +1621,12 @@ impl Core {
         }
     }
 
-    fn findings_answer(&self, limit: usize, detector: Option<&str>, account: Option<&str>) -> Answer {
+    fn findings_answer(
+        &self,
+        limit: usize,
+        detector: Option<&str>,
+        account: Option<&str>,
+    ) -> Answer {
         if self.engine.config.graph.is_none() {
             return error(404, "no_graph", "the configuration has no [graph] section: there are no detectors and no findings (docs/graph.md)");
         }
@@ -1275,7 +1684,10 @@ impl Core {
             }
         }
         if !self.unindex.is_empty() {
-            let from = self.unindex.len().saturating_sub(if force { usize::MAX } else { UNINDEX_STEP });
+            let from =
+                self.unindex
+                    .len()
+                    .saturating_sub(if force { usize::MAX } else { UNINDEX_STEP });
             for h in self.unindex.drain(from..) {
                 self.index.remove(&h);
             }
@@ -1293,7 +1705,9 @@ impl Core {
             }
             self.last_step = Instant::now();
             let t = Instant::now();
-            let step = self.engine.copy_step(&mut c, if force { usize::MAX } else { COPY_STEP });
+            let step = self
+                .engine
+                .copy_step(&mut c, if force { usize::MAX } else { COPY_STEP });
             m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
             match step {
                 Ok(false) => self.copying = Some(c),
@@ -1303,7 +1717,9 @@ impl Core {
             return;
         }
         let due = self.since_snap > 0
-            && (force || self.since_snap >= self.settings.snapshot_every_events || self.last_snap.elapsed() >= self.settings.snapshot_interval);
+            && (force
+                || self.since_snap >= self.settings.snapshot_every_events
+                || self.last_snap.elapsed() >= self.settings.snapshot_interval);
         if !due || self.snap_job.is_some() {
             return;
         }
@@ -1334,13 +1750,17 @@ impl Core {
                 return;
             }
         };
-        let extras = Extras { seq, overlay: self.overlay.clone() };
+        let extras = Extras {
+            seq,
+            overlay: self.overlay.clone(),
+        };
         m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
         let dir = snapshot_dir(&self.settings.data_dir);
         let job = move || -> Result<u64, String> {
             let bytes = encode_snapshot(&extras, pending)?;
             let path = dir.join(format!("snap-{seq:020}.bin"));
-            argus_engine::engine::write_atomically(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            argus_engine::engine::write_atomically(&path, &bytes)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             // Keep the two newest.
             for (_, old) in snapshots(dir.parent().unwrap_or(&dir)).into_iter().skip(2) {
                 let _ = std::fs::remove_file(old);
@@ -1367,12 +1787,23 @@ fn with_index(i: usize, a: Answer) -> Json {
     body
 }
 
-fn apply_overlay(lists: &mut argus_policy::ValueLists, list: &str, key: &str, item: Option<&OverlayItem>) {
+fn apply_overlay(
+    lists: &mut argus_policy::ValueLists,
+    list: &str,
+    key: &str,
+    item: Option<&OverlayItem>,
+) {
     if let Some(i) = lists.index_of(list) {
         let items = &mut lists.lists[i].items;
         match item {
             Some(it) => {
-                items.insert(key.to_string(), ListItem { reason: it.reason.clone(), expires: it.expires });
+                items.insert(
+                    key.to_string(),
+                    ListItem {
+                        reason: it.reason.clone(),
+                        expires: it.expires,
+                    },
+                );
             }
             None => {
                 items.remove(key);

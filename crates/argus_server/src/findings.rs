@@ -40,14 +40,21 @@ pub struct FindingsStore {
 }
 
 fn number(f: &Finding) -> u64 {
-    f.id.strip_prefix("f-").and_then(|n| n.parse().ok()).unwrap_or(0)
+    f.id.strip_prefix("f-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 impl FindingsStore {
     /// Opens (or creates) `findings.ndjson` in `dir` for graph epoch `epoch`, keeping the newest `cap`
     /// in memory. A torn or unreadable tail (a crash mid-write) is cut off, and so are the last
     /// findings whose event is beyond `log_last`, the log's last record.
-    pub fn open(dir: &Path, cap: usize, epoch: &str, log_last: u64) -> std::io::Result<FindingsStore> {
+    pub fn open(
+        dir: &Path,
+        cap: usize,
+        epoch: &str,
+        log_last: u64,
+    ) -> std::io::Result<FindingsStore> {
         let path = dir.join("findings.ndjson");
         let mut kept: Vec<(Stored, u64)> = Vec::new();
         if let Ok(f) = File::open(&path) {
@@ -78,22 +85,56 @@ impl FindingsStore {
             kept.pop();
         }
         let len = kept.last().map_or(0, |(_, at)| *at);
-        let last = kept.iter().filter(|(s, _)| s.epoch == epoch).map(|(s, _)| number(&s.finding)).max().unwrap_or(0);
+        let last = kept
+            .iter()
+            .filter(|(s, _)| s.epoch == epoch)
+            .map(|(s, _)| number(&s.finding))
+            .max()
+            .unwrap_or(0);
         let total = kept.len() as u64;
-        let recent: VecDeque<Stored> = kept.into_iter().rev().take(cap).map(|(s, _)| s).collect::<Vec<_>>().into_iter().rev().collect();
-        let mut file = OpenOptions::new().create(true).write(true).truncate(false).open(&path)?;
+        let recent: VecDeque<Stored> = kept
+            .into_iter()
+            .rev()
+            .take(cap)
+            .map(|(s, _)| s)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)?;
         if file.metadata()?.len() != len {
             file.set_len(len)?;
             file.sync_all()?;
         }
         file.seek(SeekFrom::Start(len))?;
-        Ok(FindingsStore { path, file, len, epoch: epoch.to_string(), recent, cap, last, total })
+        Ok(FindingsStore {
+            path,
+            file,
+            len,
+            epoch: epoch.to_string(),
+            recent,
+            cap,
+            last,
+            total,
+        })
     }
 
     /// Stores the findings of the event at log record `seq` not stored yet. On a write error the file
     /// is cut back to its last whole line and the error returned (the findings stay in memory).
     pub fn add(&mut self, seq: u64, found: Vec<Finding>) -> std::io::Result<()> {
-        let new: Vec<Stored> = found.into_iter().filter(|f| number(f) > self.last).map(|finding| Stored { seq, epoch: self.epoch.clone(), finding }).collect();
+        let new: Vec<Stored> = found
+            .into_iter()
+            .filter(|f| number(f) > self.last)
+            .map(|finding| Stored {
+                seq,
+                epoch: self.epoch.clone(),
+                finding,
+            })
+            .collect();
         if new.is_empty() {
             return Ok(());
         }
@@ -102,7 +143,10 @@ impl FindingsStore {
             serde_json::to_writer(&mut buf, s)?;
             buf.push(b'\n');
         }
-        let written = self.file.write_all(&buf).and_then(|_| self.file.sync_data());
+        let written = self
+            .file
+            .write_all(&buf)
+            .and_then(|_| self.file.sync_data());
         match &written {
             Ok(()) => self.len += buf.len() as u64,
             Err(_) => {
@@ -123,7 +167,12 @@ impl FindingsStore {
     }
 
     /// The newest findings first, at most `limit`, optionally of one detector or naming one account.
-    pub fn query(&self, limit: usize, detector: Option<&str>, account: Option<&str>) -> Vec<&Stored> {
+    pub fn query(
+        &self,
+        limit: usize,
+        detector: Option<&str>,
+        account: Option<&str>,
+    ) -> Vec<&Stored> {
         self.recent
             .iter()
             .rev()
@@ -139,11 +188,22 @@ mod tests {
     use super::*;
 
     fn f(n: u64, acc: &str) -> Finding {
-        Finding { id: format!("f-{n}"), detector: "cluster".into(), time: "t".into(), accounts: vec![acc.into()], objects: vec![], density: 1.0, confirmed: 0 }
+        Finding {
+            id: format!("f-{n}"),
+            detector: "cluster".into(),
+            time: "t".into(),
+            accounts: vec![acc.into()],
+            objects: vec![],
+            density: 1.0,
+            confirmed: 0,
+        }
     }
 
     fn ids(s: &FindingsStore) -> Vec<String> {
-        s.query(100, None, None).iter().map(|x| x.finding.id.clone()).collect()
+        s.query(100, None, None)
+            .iter()
+            .map(|x| x.finding.id.clone())
+            .collect()
     }
 
     #[test]
@@ -158,14 +218,23 @@ mod tests {
         // A torn write at the end (cut inside a multi-byte character) is cut off on open.
         let p = dir.path().join("findings.ndjson");
         let mut file = OpenOptions::new().append(true).open(&p).unwrap();
-        file.write_all("{\"seq\":12,\"epoch\":\"e1\",\"id\":\"f-4\",\"detector\":\"caf\u{e9}".as_bytes().split_last().unwrap().1).unwrap();
+        file.write_all(
+            "{\"seq\":12,\"epoch\":\"e1\",\"id\":\"f-4\",\"detector\":\"caf\u{e9}"
+                .as_bytes()
+                .split_last()
+                .unwrap()
+                .1,
+        )
+        .unwrap();
         drop(file);
         let mut s = FindingsStore::open(dir.path(), 10, "e1", 100).unwrap();
         assert_eq!((s.total, ids(&s).len()), (3, 3));
         s.add(12, vec![f(3, "c"), f(4, "d")]).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         assert_eq!(text.lines().count(), 4);
-        assert!(text.lines().all(|l| serde_json::from_str::<Stored>(l).is_ok()));
+        assert!(text
+            .lines()
+            .all(|l| serde_json::from_str::<Stored>(l).is_ok()));
     }
 
     /// Findings of events beyond the log's end (lost in a crash) are cut off, so that the replay's

@@ -36,7 +36,11 @@ impl Server {
     }
 
     /// As [`start`](Self::start), with the configuration and policies already loaded.
-    pub fn start_with(settings: Settings, loader: Loader, initial: Option<Loaded>) -> Result<Server, core::StartError> {
+    pub fn start_with(
+        settings: Settings,
+        loader: Loader,
+        initial: Option<Loaded>,
+    ) -> Result<Server, core::StartError> {
         metrics::install();
         let shared = Arc::new(Shared::default());
         let (core, recovery) = core::Core::open(settings.clone(), loader, initial, shared.clone())?;
@@ -45,8 +49,18 @@ impl Server {
             .name("argus-core".into())
             .spawn(move || core.run(rx))
             .map_err(|e| core::StartError::State(format!("starting the core thread: {e}")))?;
-        let state = api::AppState { tx, shared: shared.clone(), settings: Arc::new(settings) };
-        Ok(Server { router: api::router(state.clone()), recovery, shared, state, core: Some(handle) })
+        let state = api::AppState {
+            tx,
+            shared: shared.clone(),
+            settings: Arc::new(settings),
+        };
+        Ok(Server {
+            router: api::router(state.clone()),
+            recovery,
+            shared,
+            state,
+            core: Some(handle),
+        })
     }
 
     /// Stops accepting work, syncs the log, writes a final snapshot and waits for the core thread.
@@ -58,20 +72,26 @@ impl Server {
         let core = self.core.take();
         let _ = tokio::task::spawn_blocking(move || {
             let (reply, _rx) = tokio::sync::oneshot::channel();
-            let _ = tx.send(core::Msg { req: core::Request::Shutdown, reply });
+            let _ = tx.send(core::Msg {
+                req: core::Request::Shutdown,
+                reply,
+            });
             if let Some(h) = core {
                 let _ = h.join();
             }
         })
         .await;
     }
-
 }
 
 /// Runs the server until SIGINT or SIGTERM: binds, prints `argus: listening on <addr>`, reloads on
 /// SIGHUP, and shuts down gracefully (in-flight requests finish, the log is synced, a snapshot is
 /// written).
-pub async fn serve(settings: Settings, loader: Loader, initial: Option<Loaded>) -> anyhow::Result<()> {
+pub async fn serve(
+    settings: Settings,
+    loader: Loader,
+    initial: Option<Loaded>,
+) -> anyhow::Result<()> {
     if settings.api_keys.is_empty() {
         tracing::warn!("no API keys configured: every request is allowed (development mode); configure [[server.api_keys]] in production");
     }
@@ -87,14 +107,20 @@ pub async fn serve(settings: Settings, loader: Loader, initial: Option<Loaded>) 
         r.indexed,
         r.millis
     );
-    let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     println!("argus: listening on {addr}");
     #[cfg(unix)]
     {
         let state = server.state.clone();
         tokio::spawn(async move {
-            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
             while hup.recv().await.is_some() {
                 let a = api::ask(&state, core::Request::Reload).await;
                 tracing::info!("SIGHUP reload: {} {}", a.status, a.body);
@@ -102,7 +128,9 @@ pub async fn serve(settings: Settings, loader: Loader, initial: Option<Loaded>) 
         });
     }
     let app = server.router.clone();
-    axum::serve(listener, app).with_graceful_shutdown(stop_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop_signal())
+        .await?;
     eprintln!("argus: stopping: syncing the log and writing a snapshot");
     server.shutdown().await;
     Ok(())

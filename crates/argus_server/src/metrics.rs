@@ -28,7 +28,8 @@ pub fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let buckets = [
-                0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005,
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ];
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
@@ -39,10 +40,12 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             // Histogram samples are buffered until upkeep drains them into the buckets: without a
             // regular drain they would accumulate (8 bytes a sample) between scrapes.
             let h = handle.clone();
-            let _ = std::thread::Builder::new().name("argus-metrics".into()).spawn(move || loop {
-                std::thread::sleep(std::time::Duration::from_secs(1));
-                h.run_upkeep();
-            });
+            let _ = std::thread::Builder::new()
+                .name("argus-metrics".into())
+                .spawn(move || loop {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    h.run_upkeep();
+                });
             Some(handle)
         })
         .as_ref()
@@ -96,7 +99,8 @@ pub fn request(route: &'static str, method: &axum::http::Method, status: u16, se
         503 => "503".into(),
         s => s.to_string().into(),
     };
-    metrics::counter!(HTTP_REQUESTS, "route" => route, "method" => method, "status" => status).increment(1);
+    metrics::counter!(HTTP_REQUESTS, "route" => route, "method" => method, "status" => status)
+        .increment(1);
     metrics::histogram!(HTTP_SECONDS, "route" => route).record(seconds);
 }
 
@@ -115,7 +119,9 @@ impl CoreMetrics {
     pub fn outcome(&mut self, ty: u16, outcome: &'static str, type_name: &str) {
         self.outcomes
             .entry((ty, outcome))
-            .or_insert_with(|| metrics::counter!(EVENTS, "type" => type_name.to_string(), "outcome" => outcome))
+            .or_insert_with(
+                || metrics::counter!(EVENTS, "type" => type_name.to_string(), "outcome" => outcome),
+            )
             .increment(1);
     }
 
@@ -124,7 +130,12 @@ impl CoreMetrics {
             .entry((ty, d.action))
             .or_insert_with(|| metrics::counter!(DECISIONS, "checkpoint" => d.checkpoint.clone(), "action" => d.action.name()))
             .increment(1);
-        for (r, shadow) in d.fired.iter().map(|r| (r, 0)).chain(d.shadow.iter().map(|r| (r, 1))) {
+        for (r, shadow) in d
+            .fired
+            .iter()
+            .map(|r| (r, 0))
+            .chain(d.shadow.iter().map(|r| (r, 1)))
+        {
             // Looked up by the borrowed name; a rule's key is allocated once.
             match self.rules[shadow].get(r.rule.as_str()) {
                 Some(c) => c.increment(1),
@@ -135,6 +146,8 @@ impl CoreMetrics {
                 }
             }
         }
-        self.eval.get_or_insert_with(|| metrics::histogram!(DECISION_SECONDS)).record(seconds);
+        self.eval
+            .get_or_insert_with(|| metrics::histogram!(DECISION_SECONDS))
+            .record(seconds);
     }
 }

@@ -107,7 +107,11 @@ impl Default for Settings {
             max_body: 1 << 20,
             max_batch: 1000,
             request_timeout: Duration::from_secs(5),
-            label_types: vec!["chargeback".into(), "fraud.confirmed".into(), "legit.confirmed".into()],
+            label_types: vec![
+                "chargeback".into(),
+                "fraud.confirmed".into(),
+                "legit.confirmed".into(),
+            ],
             recent_decisions: 10,
             api_keys: Vec::new(),
         }
@@ -152,13 +156,17 @@ fn parse_size(s: &str) -> Option<u64> {
 
 impl Settings {
     /// From the configuration's `[server]` table and the environment (`env` returns a variable's value).
-    pub fn resolve(table: &toml::Table, env: impl Fn(&str) -> Option<String>) -> Result<Settings, Vec<String>> {
+    pub fn resolve(
+        table: &toml::Table,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, Vec<String>> {
         let mut table = table.clone();
         let mut errors = Vec::new();
         for (var, key) in ENV {
             if let Some(v) = env(var).filter(|v| !v.is_empty()) {
                 let value = match *key {
-                    "snapshot_every_events" | "queue_depth" | "max_batch" => match v.parse::<i64>() {
+                    "snapshot_every_events" | "queue_depth" | "max_batch" => match v.parse::<i64>()
+                    {
                         Ok(n) => toml::Value::Integer(n),
                         Err(_) => {
                             errors.push(format!("{var}: `{v}` is not a whole number"));
@@ -183,7 +191,9 @@ impl Settings {
             Some(t) => match parse_duration(t) {
                 Some(ms) if ms >= 0 => Duration::from_millis(ms as u64),
                 _ => {
-                    errors.push(format!("server.{key}: `{t}` is not a duration (e.g. `500ms`, `5s`, `7d`)"));
+                    errors.push(format!(
+                        "server.{key}: `{t}` is not a duration (e.g. `500ms`, `5s`, `7d`)"
+                    ));
                     d
                 }
             },
@@ -191,7 +201,9 @@ impl Settings {
         let size = |errors: &mut Vec<String>, key: &str, v: &Option<String>, d: u64| match v {
             None => d,
             Some(t) => parse_size(t).filter(|&n| n > 0).unwrap_or_else(|| {
-                errors.push(format!("server.{key}: `{t}` is not a size (e.g. `1MiB`, `64MiB`)"));
+                errors.push(format!(
+                    "server.{key}: `{t}` is not a size (e.g. `1MiB`, `64MiB`)"
+                ));
                 d
             }),
         };
@@ -204,16 +216,36 @@ impl Settings {
         if let Some(f) = raw.fsync {
             match Fsync::parse(&f) {
                 Some(p) => s.fsync = p,
-                None => errors.push(format!("server.fsync: `{f}` is not one of `always`, `every <duration>`, `never`")),
+                None => errors.push(format!(
+                    "server.fsync: `{f}` is not one of `always`, `every <duration>`, `never`"
+                )),
             }
         }
-        s.segment_bytes = size(&mut errors, "segment_size", &raw.segment_size, s.segment_bytes);
+        s.segment_bytes = size(
+            &mut errors,
+            "segment_size",
+            &raw.segment_size,
+            s.segment_bytes,
+        );
         s.retention = dur(&mut errors, "retention", &raw.retention, s.retention);
-        s.snapshot_interval = dur(&mut errors, "snapshot_interval", &raw.snapshot_interval, s.snapshot_interval);
-        s.request_timeout = dur(&mut errors, "request_timeout", &raw.request_timeout, s.request_timeout);
-        s.max_body = size(&mut errors, "max_body", &raw.max_body, s.max_body as u64).min(usize::MAX as u64) as usize;
+        s.snapshot_interval = dur(
+            &mut errors,
+            "snapshot_interval",
+            &raw.snapshot_interval,
+            s.snapshot_interval,
+        );
+        s.request_timeout = dur(
+            &mut errors,
+            "request_timeout",
+            &raw.request_timeout,
+            s.request_timeout,
+        );
+        s.max_body = size(&mut errors, "max_body", &raw.max_body, s.max_body as u64)
+            .min(usize::MAX as u64) as usize;
         if s.request_timeout.is_zero() {
-            errors.push("server.request_timeout: must be more than 0 (every request would time out)".into());
+            errors.push(
+                "server.request_timeout: must be more than 0 (every request would time out)".into(),
+            );
         }
         if s.snapshot_interval < Duration::from_secs(1) {
             errors.push("server.snapshot_interval: must be at least 1s".into());
@@ -221,10 +253,16 @@ impl Settings {
         for (key, v, target) in [
             ("queue_depth", raw.queue_depth, &mut s.queue_depth),
             ("max_batch", raw.max_batch, &mut s.max_batch),
-            ("recent_decisions", raw.recent_decisions, &mut s.recent_decisions),
+            (
+                "recent_decisions",
+                raw.recent_decisions,
+                &mut s.recent_decisions,
+            ),
         ] {
             match v {
-                Some(0) if key != "recent_decisions" => errors.push(format!("server.{key}: must be at least 1")),
+                Some(0) if key != "recent_decisions" => {
+                    errors.push(format!("server.{key}: must be at least 1"))
+                }
                 Some(n) => *target = n,
                 None => {}
             }
@@ -243,20 +281,33 @@ impl Settings {
                 (None, Some(var)) => match env(&var).filter(|v| !v.is_empty()) {
                     Some(key) => Some(key),
                     None => {
-                        errors.push(format!("server.api_keys[{i}] ({}): environment variable {var} is not set", k.name));
+                        errors.push(format!(
+                            "server.api_keys[{i}] ({}): environment variable {var} is not set",
+                            k.name
+                        ));
                         None
                     }
                 },
                 _ => {
-                    errors.push(format!("server.api_keys[{i}] ({}): give exactly one of `key` and `key_env`", k.name));
+                    errors.push(format!(
+                        "server.api_keys[{i}] ({}): give exactly one of `key` and `key_env`",
+                        k.name
+                    ));
                     None
                 }
             };
             if let Some(key) = key {
                 if key.len() < 16 {
-                    errors.push(format!("server.api_keys[{i}] ({}): a key must be at least 16 characters", k.name));
+                    errors.push(format!(
+                        "server.api_keys[{i}] ({}): a key must be at least 16 characters",
+                        k.name
+                    ));
                 } else {
-                    s.api_keys.push(ApiKey { name: k.name, role: k.role, key });
+                    s.api_keys.push(ApiKey {
+                        name: k.name,
+                        role: k.role,
+                        key,
+                    });
                 }
             }
         }

@@ -69,11 +69,18 @@ pub enum WalError {
     #[error("event log I/O in {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("event log corrupt in {path} at byte {offset}: {why} (valid records follow it, so cutting the log there would lose acknowledged records; restore the file or move it away)")]
-    Corrupt { path: PathBuf, offset: u64, why: String },
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        why: String,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
-    move |source| WalError::Io { path: path.to_path_buf(), source }
+    move |source| WalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -119,7 +126,9 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 /// Encodes one record.
@@ -149,12 +158,21 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Record, usize)>, String> {
     if !(BODY_HEAD..=MAX_RECORD).contains(&len) {
         return Err(format!("impossible record length {len}"));
     }
-    let Some(body) = buf.get(HEADER..HEADER + len) else { return Err("truncated record".into()) };
+    let Some(body) = buf.get(HEADER..HEADER + len) else {
+        return Err("truncated record".into());
+    };
     if crc32fast::hash(body) != crc {
         return Err("checksum mismatch".into());
     }
     let seq = u64::from_le_bytes(body[..8].try_into().map_err(|_| "short body")?);
-    Ok(Some((Record { seq, kind: body[8], payload: body[BODY_HEAD..].to_vec() }, HEADER + len)))
+    Ok(Some((
+        Record {
+            seq,
+            kind: body[8],
+            payload: body[BODY_HEAD..].to_vec(),
+        },
+        HEADER + len,
+    )))
 }
 
 /// Whether a valid record follows the bad one at `off`: then the damage is not a torn tail (a crash
@@ -164,23 +182,38 @@ fn valid_record_after(bytes: &[u8], off: usize) -> bool {
     if bytes.len() < off + HEADER {
         return false;
     }
-    let len = u32::from_le_bytes([bytes[off], bytes[off + 1], bytes[off + 2], bytes[off + 3]]) as usize;
+    let len =
+        u32::from_le_bytes([bytes[off], bytes[off + 1], bytes[off + 2], bytes[off + 3]]) as usize;
     let next = off + HEADER + len;
-    (BODY_HEAD..=MAX_RECORD).contains(&len) && next < bytes.len() && matches!(decode(&bytes[next..]), Ok(Some(_)))
+    (BODY_HEAD..=MAX_RECORD).contains(&len)
+        && next < bytes.len()
+        && matches!(decode(&bytes[next..]), Ok(Some(_)))
 }
 
 impl Wal {
     /// Opens (or creates) the log in `dir`, calling `visit` for every record in order, and truncates a
     /// torn tail of the newest segment.
-    pub fn open(dir: &Path, segment_bytes: u64, fsync: Fsync, mut visit: impl FnMut(Loc, Record)) -> Result<(Wal, OpenReport), WalError> {
+    pub fn open(
+        dir: &Path,
+        segment_bytes: u64,
+        fsync: Fsync,
+        mut visit: impl FnMut(Loc, Record),
+    ) -> Result<(Wal, OpenReport), WalError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut firsts: Vec<u64> = std::fs::read_dir(dir)
             .map_err(io_err(dir))?
             .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("wal-")?.strip_suffix(".log")?.parse().ok()))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("wal-")?.strip_suffix(".log")?.parse().ok())
+            })
             .collect();
         firsts.sort_unstable();
-        let mut report = OpenReport { segments: firsts.len(), ..Default::default() };
+        let mut report = OpenReport {
+            segments: firsts.len(),
+            ..Default::default()
+        };
         let mut segments = Vec::new();
         let mut last_seq = 0u64;
         let mut tail_len = 0u64;
@@ -188,7 +221,9 @@ impl Wal {
             let path = segment_path(dir, first);
             let newest = i + 1 == firsts.len();
             let mut bytes = Vec::new();
-            File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io_err(&path))?;
+            File::open(&path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .map_err(io_err(&path))?;
             let mut off = 0usize;
             let mut seg_last = first.saturating_sub(1);
             loop {
@@ -198,33 +233,67 @@ impl Wal {
                         seg_last = rec.seq;
                         last_seq = last_seq.max(rec.seq);
                         report.records += 1;
-                        visit(Loc { segment: first, offset: off as u64 }, rec);
+                        visit(
+                            Loc {
+                                segment: first,
+                                offset: off as u64,
+                            },
+                            rec,
+                        );
                         off += used;
                     }
                     Err(why) if newest && !valid_record_after(&bytes, off) => {
                         tracing::warn!(path = %path.display(), offset = off, %why, "cutting a torn record off the end of the event log");
                         report.truncated_bytes = (bytes.len() - off) as u64;
-                        let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
-                        f.set_len(off as u64).and_then(|_| f.sync_all()).map_err(io_err(&path))?;
+                        let f = OpenOptions::new()
+                            .write(true)
+                            .open(&path)
+                            .map_err(io_err(&path))?;
+                        f.set_len(off as u64)
+                            .and_then(|_| f.sync_all())
+                            .map_err(io_err(&path))?;
                         break;
                     }
-                    Err(why) => return Err(WalError::Corrupt { path, offset: off as u64, why }),
+                    Err(why) => {
+                        return Err(WalError::Corrupt {
+                            path,
+                            offset: off as u64,
+                            why,
+                        })
+                    }
                 }
             }
             if newest {
                 tail_len = off as u64;
             }
-            let closed = if newest { None } else { std::fs::metadata(&path).and_then(|m| m.modified()).ok() };
-            segments.push(Segment { first, last: seg_last, path, closed });
+            let closed = if newest {
+                None
+            } else {
+                std::fs::metadata(&path).and_then(|m| m.modified()).ok()
+            };
+            segments.push(Segment {
+                first,
+                last: seg_last,
+                path,
+                closed,
+            });
         }
         if segments.is_empty() {
             let path = segment_path(dir, 1);
             File::create(&path).map_err(io_err(&path))?;
             sync_dir(dir)?;
-            segments.push(Segment { first: 1, last: 0, path, closed: None });
+            segments.push(Segment {
+                first: 1,
+                last: 0,
+                path,
+                closed: None,
+            });
         }
         let open = segments.last().map(|s| s.path.clone()).unwrap_or_default();
-        let f = OpenOptions::new().append(true).open(&open).map_err(io_err(&open))?;
+        let f = OpenOptions::new()
+            .append(true)
+            .open(&open)
+            .map_err(io_err(&open))?;
         let sync_file = Arc::new(f.try_clone().map_err(io_err(&open))?);
         let wal = Wal {
             sync_file,
@@ -260,10 +329,21 @@ impl Wal {
         let seq = self.last_seq + 1;
         self.buf.clear();
         encode(seq, kind, payload, &mut self.buf);
-        self.out.write_all(&self.buf).map_err(|source| WalError::Io { path: self.open_path(), source })?;
+        self.out
+            .write_all(&self.buf)
+            .map_err(|source| WalError::Io {
+                path: self.open_path(),
+                source,
+            })?;
         let dir = &self.dir;
-        let seg = self.segments.last_mut().ok_or_else(|| WalError::Io { path: dir.clone(), source: io::ErrorKind::NotFound.into() })?;
-        let loc = Loc { segment: seg.first, offset: self.len };
+        let seg = self.segments.last_mut().ok_or_else(|| WalError::Io {
+            path: dir.clone(),
+            source: io::ErrorKind::NotFound.into(),
+        })?;
+        let loc = Loc {
+            segment: seg.first,
+            offset: self.len,
+        };
         seg.last = seq;
         self.len += self.buf.len() as u64;
         self.last_seq = seq;
@@ -271,7 +351,10 @@ impl Wal {
     }
 
     fn open_path(&self) -> PathBuf {
-        self.segments.last().map(|s| s.path.clone()).unwrap_or_default()
+        self.segments
+            .last()
+            .map(|s| s.path.clone())
+            .unwrap_or_default()
     }
 
     /// Writes buffered records to the file and syncs them as the policy says. Returns whether it synced.
@@ -311,7 +394,11 @@ impl Wal {
     /// passed, even when no new record arrives (the core calls it when idle).
     pub fn sync_if_due(&mut self) -> Result<bool, WalError> {
         match self.fsync {
-            Fsync::Interval(d) if (self.unsynced || self.written != self.len) && self.last_sync.elapsed() >= d => self.sync().map(|_| true),
+            Fsync::Interval(d)
+                if (self.unsynced || self.written != self.len) && self.last_sync.elapsed() >= d =>
+            {
+                self.sync().map(|_| true)
+            }
             _ => Ok(false),
         }
     }
@@ -323,7 +410,10 @@ impl Wal {
     /// Forces everything written so far to disk (shutdown, snapshots).
     pub fn sync(&mut self) -> Result<(), WalError> {
         let path = self.open_path();
-        self.out.flush().and_then(|_| self.out.get_ref().sync_data()).map_err(io_err(&path))?;
+        self.out
+            .flush()
+            .and_then(|_| self.out.get_ref().sync_data())
+            .map_err(io_err(&path))?;
         self.written = self.len;
         self.unsynced = false;
         self.last_sync = Instant::now();
@@ -334,13 +424,22 @@ impl Wal {
         self.sync()?;
         let first = self.last_seq + 1;
         let path = segment_path(&self.dir, first);
-        let f = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
         sync_dir(&self.dir)?;
         if let Some(s) = self.segments.last_mut() {
             s.closed = Some(SystemTime::now());
         }
         self.sync_file = Arc::new(f.try_clone().map_err(io_err(&path))?);
-        self.segments.push(Segment { first, last: first - 1, path, closed: None });
+        self.segments.push(Segment {
+            first,
+            last: first - 1,
+            path,
+            closed: None,
+        });
         self.out = BufWriter::with_capacity(1 << 20, f);
         self.len = 0;
         self.written = 0;
@@ -349,11 +448,19 @@ impl Wal {
 
     /// Reads one record back (flushing the buffer first when it is in the open segment).
     pub fn read(&mut self, loc: Loc) -> Result<Record, WalError> {
-        let seg = self.segments.iter().find(|s| s.first == loc.segment).map(|s| s.path.clone());
+        let seg = self
+            .segments
+            .iter()
+            .find(|s| s.first == loc.segment)
+            .map(|s| s.path.clone());
         let Some(path) = seg else {
-            return Err(WalError::Io { path: segment_path(&self.dir, loc.segment), source: io::ErrorKind::NotFound.into() });
+            return Err(WalError::Io {
+                path: segment_path(&self.dir, loc.segment),
+                source: io::ErrorKind::NotFound.into(),
+            });
         };
-        if Some(loc.segment) == self.segments.last().map(|s| s.first) && loc.offset >= self.written {
+        if Some(loc.segment) == self.segments.last().map(|s| s.first) && loc.offset >= self.written
+        {
             self.out.flush().map_err(io_err(&path))?;
             self.written = self.len;
             self.unsynced = true;
@@ -362,14 +469,23 @@ impl Wal {
         f.seek(SeekFrom::Start(loc.offset)).map_err(io_err(&path))?;
         let mut head = [0u8; HEADER];
         f.read_exact(&mut head).map_err(io_err(&path))?;
-        let len = (u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize).min(MAX_RECORD);
+        let len =
+            (u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize).min(MAX_RECORD);
         let mut buf = head.to_vec();
         buf.resize(HEADER + len, 0);
         f.read_exact(&mut buf[HEADER..]).map_err(io_err(&path))?;
         match decode(&buf) {
             Ok(Some((r, _))) => Ok(r),
-            Ok(None) => Err(WalError::Corrupt { path, offset: loc.offset, why: "empty".into() }),
-            Err(why) => Err(WalError::Corrupt { path, offset: loc.offset, why }),
+            Ok(None) => Err(WalError::Corrupt {
+                path,
+                offset: loc.offset,
+                why: "empty".into(),
+            }),
+            Err(why) => Err(WalError::Corrupt {
+                path,
+                offset: loc.offset,
+                why,
+            }),
         }
     }
 
@@ -379,7 +495,9 @@ impl Wal {
         let now = SystemTime::now();
         let mut gone = Vec::new();
         self.segments.retain(|s| {
-            let old = s.closed.is_some_and(|c| now.duration_since(c).unwrap_or_default() >= retention);
+            let old = s
+                .closed
+                .is_some_and(|c| now.duration_since(c).unwrap_or_default() >= retention);
             if old && s.last <= covered && std::fs::remove_file(&s.path).is_ok() {
                 gone.push(s.first);
                 return false;
@@ -410,7 +528,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let locs: Vec<Loc> = {
             let (mut w, _) = Wal::open(d.path(), 200, Fsync::Always, |_, _| {}).unwrap();
-            let locs: Vec<Loc> = (0..50).map(|i| w.append(1, format!("payload {i}").as_bytes()).unwrap().1).collect();
+            let locs: Vec<Loc> = (0..50)
+                .map(|i| w.append(1, format!("payload {i}").as_bytes()).unwrap().1)
+                .collect();
             w.commit().unwrap();
             assert!(w.segment_count() > 1, "small segments rotate");
             assert_eq!(w.read(locs[7]).unwrap().payload, b"payload 7");
@@ -419,7 +539,10 @@ mod tests {
         let (recs, rep) = collect(d.path());
         assert_eq!(recs.len(), 50);
         assert_eq!(rep.truncated_bytes, 0);
-        assert!(recs.iter().enumerate().all(|(i, r)| r.seq == i as u64 + 1 && r.payload == format!("payload {i}").as_bytes()));
+        assert!(recs
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.seq == i as u64 + 1 && r.payload == format!("payload {i}").as_bytes()));
         let (mut w, _) = Wal::open(d.path(), 200, Fsync::Always, |_, _| {}).unwrap();
         assert_eq!(w.last_seq(), 50);
         assert_eq!(w.read(locs[49]).unwrap().payload, b"payload 49");
@@ -473,7 +596,9 @@ mod tests {
         let mut b = std::fs::read(&path).unwrap();
         b[HEADER + BODY_HEAD + 2] ^= 0xff; // the first record's payload
         std::fs::write(&path, &b).unwrap();
-        let e = Wal::open(d.path(), 1 << 20, Fsync::Never, |_, _| {}).err().expect("must refuse");
+        let e = Wal::open(d.path(), 1 << 20, Fsync::Never, |_, _| {})
+            .err()
+            .expect("must refuse");
         assert!(e.to_string().contains("checksum mismatch"), "{e}");
         assert_eq!(std::fs::read(&path).unwrap(), b, "nothing cut");
     }
@@ -492,7 +617,9 @@ mod tests {
         let mut b = std::fs::read(&path).unwrap();
         b[HEADER + 3] ^= 0xff;
         std::fs::write(&path, &b).unwrap();
-        let e = Wal::open(d.path(), 64, Fsync::Never, |_, _| {}).err().expect("must refuse");
+        let e = Wal::open(d.path(), 64, Fsync::Never, |_, _| {})
+            .err()
+            .expect("must refuse");
         assert!(e.to_string().contains("checksum mismatch"), "{e}");
     }
 
@@ -505,7 +632,10 @@ mod tests {
         }
         w.commit().unwrap();
         let before = w.segment_count();
-        assert!(w.retain(0, Duration::ZERO).is_empty(), "nothing covered by a snapshot");
+        assert!(
+            w.retain(0, Duration::ZERO).is_empty(),
+            "nothing covered by a snapshot"
+        );
         let gone = w.retain(10, Duration::ZERO);
         assert!(!gone.is_empty());
         assert!(w.first_seq() <= 11 && w.first_seq() > 1);
@@ -521,7 +651,10 @@ mod tests {
     fn fsync_policies_parse() {
         assert_eq!(Fsync::parse("always"), Some(Fsync::Always));
         assert_eq!(Fsync::parse("never"), Some(Fsync::Never));
-        assert_eq!(Fsync::parse("every 10ms"), Some(Fsync::Interval(Duration::from_millis(10))));
+        assert_eq!(
+            Fsync::parse("every 10ms"),
+            Some(Fsync::Interval(Duration::from_millis(10)))
+        );
         assert_eq!(Fsync::parse("sometimes"), None);
     }
 }

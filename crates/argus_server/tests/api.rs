@@ -24,7 +24,9 @@ fn repo() -> PathBuf {
 fn loader(config: PathBuf, policies: PathBuf) -> Loader {
     Arc::new(move || {
         let cfg = argus_engine::Config::load(&config)?;
-        let loaded = argus_policy::load_dir(&policies, &cfg.schema, &cfg.features, &cfg.pseudonymizer).map_err(|e| anyhow::anyhow!("invalid policies:\n{e}"))?;
+        let loaded =
+            argus_policy::load_dir(&policies, &cfg.schema, &cfg.features, &cfg.pseudonymizer)
+                .map_err(|e| anyhow::anyhow!("invalid policies:\n{e}"))?;
         Ok((cfg, Some(loaded)))
     })
 }
@@ -36,35 +38,73 @@ fn settings(dir: &Path) -> Settings {
         max_body: 64 << 10,
         max_batch: 50,
         api_keys: vec![
-            ApiKey { name: "checkout".into(), role: Role::Ingest, key: INGEST.into() },
-            ApiKey { name: "analyst".into(), role: Role::Analyst, key: ANALYST.into() },
-            ApiKey { name: "ops".into(), role: Role::Admin, key: ADMIN.into() },
+            ApiKey {
+                name: "checkout".into(),
+                role: Role::Ingest,
+                key: INGEST.into(),
+            },
+            ApiKey {
+                name: "analyst".into(),
+                role: Role::Analyst,
+                key: ANALYST.into(),
+            },
+            ApiKey {
+                name: "ops".into(),
+                role: Role::Admin,
+                key: ADMIN.into(),
+            },
         ],
         ..Settings::default()
     }
 }
 
 fn starter(dir: &Path) -> Server {
-    Server::start(settings(dir), loader(repo().join("examples/starter/argus.toml"), repo().join("policies"))).expect("server starts")
+    Server::start(
+        settings(dir),
+        loader(
+            repo().join("examples/starter/argus.toml"),
+            repo().join("policies"),
+        ),
+    )
+    .expect("server starts")
 }
 
-async fn call(s: &Server, method: &str, uri: &str, key: Option<&str>, body: impl Into<Body>) -> (StatusCode, Value) {
+async fn call(
+    s: &Server,
+    method: &str,
+    uri: &str,
+    key: Option<&str>,
+    body: impl Into<Body>,
+) -> (StatusCode, Value) {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(k) = key {
         req = req.header("authorization", format!("Bearer {k}"));
     }
-    let resp = s.router.clone().oneshot(req.body(body.into()).unwrap()).await.unwrap();
+    let resp = s
+        .router
+        .clone()
+        .oneshot(req.body(body.into()).unwrap())
+        .await
+        .unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
     (status, v)
 }
 
 /// Asserts the one error shape and returns the code.
 fn err_code(v: &Value) -> &str {
-    let e = v.get("error").unwrap_or_else(|| panic!("not the error shape: {v}"));
-    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "error without a message: {v}");
-    e["code"].as_str().unwrap_or_else(|| panic!("error without a code: {v}"))
+    let e = v
+        .get("error")
+        .unwrap_or_else(|| panic!("not the error shape: {v}"));
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error without a message: {v}"
+    );
+    e["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error without a code: {v}"))
 }
 
 fn register(id: &str, actor: &str, device: &str) -> String {
@@ -77,16 +117,33 @@ fn register(id: &str, actor: &str, device: &str) -> String {
 async fn events_decisions_duplicates_and_bad_input() {
     let d = tempfile::tempdir().unwrap();
     let s = starter(d.path());
-    let (st, v) = call(&s, "POST", "/v1/events", Some(INGEST), register("e1", "u1", "d1")).await;
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/v1/events",
+        Some(INGEST),
+        register("e1", "u1", "d1"),
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["status"], "accepted");
     assert_eq!(v["seq"], 1);
     assert_eq!(v["decision"]["checkpoint"], "account.register");
-    assert!(v["decision"]["eval_us"].as_f64().is_some(), "decisions carry their evaluation time");
+    assert!(
+        v["decision"]["eval_us"].as_f64().is_some(),
+        "decisions carry their evaluation time"
+    );
     let first = v["decision"].clone();
 
     // Duplicate id: the original decision, not a second one.
-    let (st, v) = call(&s, "POST", "/v1/events", Some(INGEST), register("e1", "u1", "d-other")).await;
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/v1/events",
+        Some(INGEST),
+        register("e1", "u1", "d-other"),
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(v["status"], "duplicate");
     assert_eq!(v["decision"], first);
@@ -98,36 +155,71 @@ async fn events_decisions_duplicates_and_bad_input() {
     assert!(v["decision"].is_null());
 
     let (st, v) = call(&s, "POST", "/v1/events", Some(INGEST), "{\"id\": \"x\", ").await;
-    assert_eq!((st, err_code(&v)), (StatusCode::BAD_REQUEST, "invalid_json"));
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::BAD_REQUEST, "invalid_json")
+    );
     let (st, v) = call(&s, "POST", "/v1/events", Some(INGEST), "[1, 2]").await;
-    assert_eq!((st, err_code(&v)), (StatusCode::BAD_REQUEST, "invalid_event"));
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::BAD_REQUEST, "invalid_event")
+    );
     let wrong = json!({"id": "p1", "type": "payment.attempt", "time": "2026-11-20T09:00:00Z", "actor": "u1", "data": {"amount": "lots", "card": "4111 1111 1111 1111"}});
     let (st, v) = call(&s, "POST", "/v1/events", Some(INGEST), wrong.to_string()).await;
     assert_eq!(st, 400, "{v}");
-    assert!(v["error"]["details"].as_array().unwrap().iter().any(|e| e["path"] == "/data/amount"), "{v}");
+    assert!(
+        v["error"]["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["path"] == "/data/amount"),
+        "{v}"
+    );
     let unknown = json!({"id": "q1", "type": "acount.register", "time": "2026-11-20T09:00:00Z", "actor": "u1", "data": {}});
     let (st, v) = call(&s, "POST", "/v1/events", Some(INGEST), unknown.to_string()).await;
-    assert_eq!((st, err_code(&v)), (StatusCode::UNPROCESSABLE_ENTITY, "unknown_event_type"));
-    assert!(v["error"]["message"].as_str().unwrap().contains("account.register"), "did you mean: {v}");
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "unknown_event_type")
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("account.register"),
+        "did you mean: {v}"
+    );
     let internal = json!({"id": "q2", "type": "label.anything", "time": "2026-11-20T09:00:00Z", "actor": "u1", "data": {}});
     let (st, _) = call(&s, "POST", "/v1/events", Some(INGEST), internal.to_string()).await;
     assert_eq!(st, 422);
     let big = format!("{{\"id\": \"big\", \"pad\": \"{}\"}}", "x".repeat(70 << 10));
     let (st, v) = call(&s, "POST", "/v1/events", Some(INGEST), big).await;
-    assert_eq!((st, err_code(&v)), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
     let long_id = register(&"i".repeat(500), "u1", "d1");
     let (st, v) = call(&s, "POST", "/v1/events", Some(INGEST), long_id).await;
     assert_eq!((st, err_code(&v)), (StatusCode::BAD_REQUEST, "too_long"));
     // Far behind the newest event time: refused, not silently applied.
     let late = json!({"id": "late", "type": "item.click", "time": "2020-01-01T00:00:00Z", "actor": "u1", "data": {"item": "i1"}});
     let (st, v) = call(&s, "POST", "/v1/events", Some(INGEST), late.to_string()).await;
-    assert_eq!((st, err_code(&v)), (StatusCode::UNPROCESSABLE_ENTITY, "too_late"));
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "too_late")
+    );
 
     // Decisions by id.
     let (st, v) = call(&s, "GET", "/v1/decisions/e1", Some(ANALYST), Body::empty()).await;
     assert_eq!(st, 200);
     assert_eq!(v["decision"], first);
-    let (st, v) = call(&s, "GET", "/v1/decisions/nope", Some(ANALYST), Body::empty()).await;
+    let (st, v) = call(
+        &s,
+        "GET",
+        "/v1/decisions/nope",
+        Some(ANALYST),
+        Body::empty(),
+    )
+    .await;
     assert_eq!((st, err_code(&v)), (StatusCode::NOT_FOUND, "unknown_event"));
     s.shutdown().await;
 }
@@ -138,9 +230,22 @@ async fn authentication_and_roles() {
     let s = starter(d.path());
     let ev = register("a1", "u1", "d1");
     let (st, v) = call(&s, "POST", "/v1/events", None, ev.clone()).await;
-    assert_eq!((st, err_code(&v)), (StatusCode::UNAUTHORIZED, "unauthenticated"));
-    let (st, v) = call(&s, "POST", "/v1/events", Some("not-a-key-at-all-0000"), ev.clone()).await;
-    assert_eq!((st, err_code(&v)), (StatusCode::UNAUTHORIZED, "unauthenticated"));
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::UNAUTHORIZED, "unauthenticated")
+    );
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/v1/events",
+        Some("not-a-key-at-all-0000"),
+        ev.clone(),
+    )
+    .await;
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::UNAUTHORIZED, "unauthenticated")
+    );
     let (st, v) = call(&s, "POST", "/v1/events", Some(ANALYST), ev.clone()).await;
     assert_eq!((st, err_code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
     let (st, v) = call(&s, "GET", "/v1/decisions/a1", Some(INGEST), Body::empty()).await;
@@ -148,10 +253,17 @@ async fn authentication_and_roles() {
     let (st, v) = call(&s, "POST", "/v1/admin/reload", Some(ANALYST), Body::empty()).await;
     assert_eq!((st, err_code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
     // X-Api-Key works too; admin may do everything.
-    let req = Request::post("/v1/events").header("x-api-key", ADMIN).body(Body::from(ev)).unwrap();
+    let req = Request::post("/v1/events")
+        .header("x-api-key", ADMIN)
+        .body(Body::from(ev))
+        .unwrap();
     assert_eq!(s.router.clone().oneshot(req).await.unwrap().status(), 200);
     for open in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
-        assert_eq!(call(&s, "GET", open, None, Body::empty()).await.0, 200, "{open} needs no key");
+        assert_eq!(
+            call(&s, "GET", open, None, Body::empty()).await.0,
+            200,
+            "{open} needs no key"
+        );
     }
     s.shutdown().await;
 }
@@ -160,31 +272,69 @@ async fn authentication_and_roles() {
 async fn batches_json_and_ndjson_with_per_item_results() {
     let d = tempfile::tempdir().unwrap();
     let s = starter(d.path());
-    let arr = format!("[{}, {}, {{\"id\": \"bad\"}}]", register("b1", "u1", "d1"), register("b2", "u2", "d2"));
+    let arr = format!(
+        "[{}, {}, {{\"id\": \"bad\"}}]",
+        register("b1", "u1", "d1"),
+        register("b2", "u2", "d2")
+    );
     let (st, v) = call(&s, "POST", "/v1/events/batch", Some(INGEST), arr).await;
     assert_eq!(st, 200, "{v}");
-    assert_eq!((v["accepted"].as_u64(), v["rejected"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (v["accepted"].as_u64(), v["rejected"].as_u64()),
+        (Some(2), Some(1))
+    );
     let r = v["results"].as_array().unwrap();
     assert_eq!(r[0]["status"], "accepted");
     assert_eq!(r[2]["http_status"], 400);
     assert_eq!(r[2]["index"], 2);
     assert!(r[2]["error"]["code"].is_string());
 
-    let nd = format!("{}\n\n{}\n", register("b3", "u3", "d3"), register("b1", "u1", "d1"));
-    let req = Request::post("/v1/events/batch").header("authorization", format!("Bearer {INGEST}")).header("content-type", "application/x-ndjson").body(Body::from(nd)).unwrap();
+    let nd = format!(
+        "{}\n\n{}\n",
+        register("b3", "u3", "d3"),
+        register("b1", "u1", "d1")
+    );
+    let req = Request::post("/v1/events/batch")
+        .header("authorization", format!("Bearer {INGEST}"))
+        .header("content-type", "application/x-ndjson")
+        .body(Body::from(nd))
+        .unwrap();
     let resp = s.router.clone().oneshot(req).await.unwrap();
-    let v: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let v: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(v["results"][0]["status"], "accepted");
     assert_eq!(v["results"][1]["status"], "duplicate");
 
     let (st, v) = call(&s, "POST", "/v1/events/batch", Some(INGEST), "[]").await;
     assert_eq!((st, err_code(&v)), (StatusCode::BAD_REQUEST, "empty_batch"));
-    let many = format!("[{}]", (0..51).map(|i| register(&format!("m{i}"), "u9", "d9")).collect::<Vec<_>>().join(","));
+    let many = format!(
+        "[{}]",
+        (0..51)
+            .map(|i| register(&format!("m{i}"), "u9", "d9"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     let (st, v) = call(&s, "POST", "/v1/events/batch", Some(INGEST), many).await;
-    assert_eq!((st, err_code(&v)), (StatusCode::PAYLOAD_TOO_LARGE, "too_many_items"));
-    let (st, v) = call(&s, "POST", "/v1/events/batch", Some(INGEST), "{\"id\": 1}\nnot json\n").await;
-    assert_eq!((st, err_code(&v)), (StatusCode::BAD_REQUEST, "invalid_json"));
-    assert!(v["error"]["message"].as_str().unwrap().contains("line 2"), "{v}");
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_many_items")
+    );
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/v1/events/batch",
+        Some(INGEST),
+        "{\"id\": 1}\nnot json\n",
+    )
+    .await;
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::BAD_REQUEST, "invalid_json")
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("line 2"),
+        "{v}"
+    );
     s.shutdown().await;
 }
 
@@ -193,22 +343,65 @@ async fn entities_labels_and_lists() {
     let d = tempfile::tempdir().unwrap();
     let s = starter(d.path());
     for (i, dev) in ["d1", "d1", "d1"].iter().enumerate() {
-        let (st, v) = call(&s, "POST", "/v1/events", Some(INGEST), register(&format!("r{i}"), &format!("u{i}"), dev)).await;
+        let (st, v) = call(
+            &s,
+            "POST",
+            "/v1/events",
+            Some(INGEST),
+            register(&format!("r{i}"), &format!("u{i}"), dev),
+        )
+        .await;
         assert_eq!(st, 200, "{v}");
     }
-    let (st, v) = call(&s, "GET", "/v1/entities/device/d1", Some(ANALYST), Body::empty()).await;
+    let (st, v) = call(
+        &s,
+        "GET",
+        "/v1/entities/device/d1",
+        Some(ANALYST),
+        Body::empty(),
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
     let feats = v["features"].as_object().unwrap();
     assert!(!feats.is_empty(), "{v}");
-    assert!(feats.values().any(|x| x.as_i64() == Some(3) || x.as_f64() == Some(3.0)), "three registrations on d1 show: {v}");
-    let (st, v) = call(&s, "GET", "/v1/entities/user/u0", Some(ANALYST), Body::empty()).await;
+    assert!(
+        feats
+            .values()
+            .any(|x| x.as_i64() == Some(3) || x.as_f64() == Some(3.0)),
+        "three registrations on d1 show: {v}"
+    );
+    let (st, v) = call(
+        &s,
+        "GET",
+        "/v1/entities/user/u0",
+        Some(ANALYST),
+        Body::empty(),
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(v["recent_decisions"][0]["event_id"], "r0", "{v}");
-    let (st, v) = call(&s, "GET", "/v1/entities/devise/d1", Some(ANALYST), Body::empty()).await;
-    assert_eq!((st, err_code(&v)), (StatusCode::NOT_FOUND, "unknown_entity_kind"));
+    let (st, v) = call(
+        &s,
+        "GET",
+        "/v1/entities/devise/d1",
+        Some(ANALYST),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::NOT_FOUND, "unknown_entity_kind")
+    );
     assert!(v["error"]["message"].as_str().unwrap().contains("device"));
     // Personal data is looked up by its token: the raw email never appears in the answer.
-    let (st, v) = call(&s, "GET", "/v1/entities/email/u0@example.com", Some(ANALYST), Body::empty()).await;
+    let (st, v) = call(
+        &s,
+        "GET",
+        "/v1/entities/email/u0@example.com",
+        Some(ANALYST),
+        Body::empty(),
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
     assert!(v["key"].as_str().unwrap().starts_with("tk_"), "{v}");
 
@@ -216,39 +409,153 @@ async fn entities_labels_and_lists() {
     let cb = json!({"id": "cb1", "type": "chargeback", "time": "2026-11-20T09:01:00Z", "data": {"original_event": "r0", "amount": "10.00"}});
     let (st, v) = call(&s, "POST", "/v1/labels", Some(INGEST), cb.to_string()).await;
     assert_eq!(st, 200, "{v}");
-    let (_, v) = call(&s, "GET", "/v1/entities/user/u0", Some(ANALYST), Body::empty()).await;
+    let (_, v) = call(
+        &s,
+        "GET",
+        "/v1/entities/user/u0",
+        Some(ANALYST),
+        Body::empty(),
+    )
+    .await;
     assert_eq!(v["features"]["user_chargebacks"], 1, "{v}");
-    let (st, v) = call(&s, "POST", "/v1/labels", Some(INGEST), register("r9", "u9", "d9")).await;
-    assert_eq!((st, err_code(&v)), (StatusCode::UNPROCESSABLE_ENTITY, "not_a_label"));
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/v1/labels",
+        Some(INGEST),
+        register("r9", "u9", "d9"),
+    )
+    .await;
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "not_a_label")
+    );
     let orphan = json!({"id": "cb2", "type": "chargeback", "time": "2026-11-20T09:01:00Z", "data": {"original_event": "nope"}});
     let (st, v) = call(&s, "POST", "/v1/labels", Some(INGEST), orphan.to_string()).await;
     assert_eq!((st, err_code(&v)), (StatusCode::NOT_FOUND, "unknown_event"));
 
     // Lists: add a device with a TTL; the next registration from it is blocked; remove it again.
-    let (st, v) = call(&s, "PUT", "/v1/lists/blocked_devices/items/d-evil", Some(ANALYST), json!({"reason": "case 42", "ttl": "30d"}).to_string()).await;
+    let (st, v) = call(
+        &s,
+        "PUT",
+        "/v1/lists/blocked_devices/items/d-evil",
+        Some(ANALYST),
+        json!({"reason": "case 42", "ttl": "30d"}).to_string(),
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
-    let (st, v) = call(&s, "GET", "/v1/lists/blocked_devices", Some(ANALYST), Body::empty()).await;
+    let (st, v) = call(
+        &s,
+        "GET",
+        "/v1/lists/blocked_devices",
+        Some(ANALYST),
+        Body::empty(),
+    )
+    .await;
     assert_eq!(st, 200);
-    assert!(v["items"].as_array().unwrap().iter().any(|i| i["value"] == "d-evil" && i["reason"] == "case 42"), "{v}");
-    let (_, v) = call(&s, "POST", "/v1/events", Some(INGEST), register("r20", "u20", "d-evil")).await;
+    assert!(
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["value"] == "d-evil" && i["reason"] == "case 42"),
+        "{v}"
+    );
+    let (_, v) = call(
+        &s,
+        "POST",
+        "/v1/events",
+        Some(INGEST),
+        register("r20", "u20", "d-evil"),
+    )
+    .await;
     assert_eq!(v["decision"]["action"], "block", "{v}");
-    assert!(v["decision"]["fired"].as_array().unwrap().iter().any(|f| f["rule"] == "register_blocked_device"));
-    let (st, _) = call(&s, "DELETE", "/v1/lists/blocked_devices/d-evil", Some(ANALYST), Body::empty()).await;
+    assert!(v["decision"]["fired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["rule"] == "register_blocked_device"));
+    let (st, _) = call(
+        &s,
+        "DELETE",
+        "/v1/lists/blocked_devices/d-evil",
+        Some(ANALYST),
+        Body::empty(),
+    )
+    .await;
     assert_eq!(st, 404, "a list route without /items is not a route");
-    let (st, v) = call(&s, "DELETE", "/v1/lists/blocked_devices/items/d-evil", Some(ANALYST), Body::empty()).await;
+    let (st, v) = call(
+        &s,
+        "DELETE",
+        "/v1/lists/blocked_devices/items/d-evil",
+        Some(ANALYST),
+        Body::empty(),
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
-    let (_, v) = call(&s, "POST", "/v1/events", Some(INGEST), register("r21", "u21", "d-evil")).await;
+    let (_, v) = call(
+        &s,
+        "POST",
+        "/v1/events",
+        Some(INGEST),
+        register("r21", "u21", "d-evil"),
+    )
+    .await;
     assert_ne!(v["decision"]["action"], "block", "{v}");
-    let (st, v) = call(&s, "DELETE", "/v1/lists/blocked_devices/items/d-evil", Some(ANALYST), Body::empty()).await;
+    let (st, v) = call(
+        &s,
+        "DELETE",
+        "/v1/lists/blocked_devices/items/d-evil",
+        Some(ANALYST),
+        Body::empty(),
+    )
+    .await;
     assert_eq!((st, err_code(&v)), (StatusCode::NOT_FOUND, "unknown_item"));
-    let (st, v) = call(&s, "PUT", "/v1/lists/blocked_devise/items/x", Some(ANALYST), json!({"reason": "r"}).to_string()).await;
+    let (st, v) = call(
+        &s,
+        "PUT",
+        "/v1/lists/blocked_devise/items/x",
+        Some(ANALYST),
+        json!({"reason": "r"}).to_string(),
+    )
+    .await;
     assert_eq!((st, err_code(&v)), (StatusCode::NOT_FOUND, "unknown_list"));
-    let (st, v) = call(&s, "PUT", "/v1/lists/blocked_devices/items/x", Some(ANALYST), json!({"reason": "r", "ttl": "soon"}).to_string()).await;
-    assert_eq!((st, err_code(&v)), (StatusCode::BAD_REQUEST, "invalid_expiry"));
-    let (st, v) = call(&s, "PUT", "/v1/lists/blocked_devices/items/x", Some(ANALYST), json!({"why": "r"}).to_string()).await;
-    assert_eq!((st, err_code(&v)), (StatusCode::BAD_REQUEST, "invalid_body"));
-    let (st, v) = call(&s, "PUT", "/v1/lists/blocked_devices/items/x", Some(ANALYST), json!({"reason": " "}).to_string()).await;
-    assert_eq!((st, err_code(&v)), (StatusCode::BAD_REQUEST, "invalid_reason"));
+    let (st, v) = call(
+        &s,
+        "PUT",
+        "/v1/lists/blocked_devices/items/x",
+        Some(ANALYST),
+        json!({"reason": "r", "ttl": "soon"}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::BAD_REQUEST, "invalid_expiry")
+    );
+    let (st, v) = call(
+        &s,
+        "PUT",
+        "/v1/lists/blocked_devices/items/x",
+        Some(ANALYST),
+        json!({"why": "r"}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::BAD_REQUEST, "invalid_body")
+    );
+    let (st, v) = call(
+        &s,
+        "PUT",
+        "/v1/lists/blocked_devices/items/x",
+        Some(ANALYST),
+        json!({"reason": " "}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::BAD_REQUEST, "invalid_reason")
+    );
     s.shutdown().await;
 }
 
@@ -256,16 +563,32 @@ async fn entities_labels_and_lists() {
 async fn probes_metrics_openapi_and_unknown_routes() {
     let d = tempfile::tempdir().unwrap();
     let s = starter(d.path());
-    call(&s, "POST", "/v1/events", Some(INGEST), register("p1", "u1", "d1")).await;
+    call(
+        &s,
+        "POST",
+        "/v1/events",
+        Some(INGEST),
+        register("p1", "u1", "d1"),
+    )
+    .await;
     let (st, v) = call(&s, "GET", "/healthz", None, Body::empty()).await;
     assert_eq!((st, v["status"].as_str()), (StatusCode::OK, Some("ok")));
     let (st, v) = call(&s, "GET", "/readyz", None, Body::empty()).await;
     assert_eq!(st, 200);
-    assert!(v["policy_version"].as_str().unwrap().starts_with("2026"), "{v}");
+    assert!(
+        v["policy_version"].as_str().unwrap().starts_with("2026"),
+        "{v}"
+    );
     let (st, v) = call(&s, "GET", "/metrics", None, Body::empty()).await;
     assert_eq!(st, 200);
     let text = v.as_str().unwrap();
-    for name in ["argus_decisions_total", "argus_http_requests_total", "argus_http_request_duration_seconds_bucket", "argus_events_total", "argus_decision_eval_seconds"] {
+    for name in [
+        "argus_decisions_total",
+        "argus_http_requests_total",
+        "argus_http_request_duration_seconds_bucket",
+        "argus_events_total",
+        "argus_decision_eval_seconds",
+    ] {
         assert!(text.contains(name), "metrics lack {name}:\n{text}");
     }
     let (st, v) = call(&s, "GET", "/v1/admin/status", Some(ADMIN), Body::empty()).await;
@@ -274,7 +597,10 @@ async fn probes_metrics_openapi_and_unknown_routes() {
     let (st, v) = call(&s, "GET", "/nowhere", None, Body::empty()).await;
     assert_eq!((st, err_code(&v)), (StatusCode::NOT_FOUND, "not_found"));
     let (st, v) = call(&s, "GET", "/v1/events", Some(INGEST), Body::empty()).await;
-    assert_eq!((st, err_code(&v)), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
 
     // The OpenAPI document lists exactly the routes the router serves, with the right methods.
     let (st, doc) = call(&s, "GET", "/openapi.json", None, Body::empty()).await;
@@ -282,23 +608,43 @@ async fn probes_metrics_openapi_and_unknown_routes() {
     let paths = doc["paths"].as_object().expect("paths");
     let mut documented: Vec<(String, String)> = paths
         .iter()
-        .flat_map(|(p, ops)| ops.as_object().unwrap().keys().filter(|k| *k != "parameters").map(move |m| (m.clone(), p.clone())))
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| *k != "parameters")
+                .map(move |m| (m.clone(), p.clone()))
+        })
         .collect();
-    let mut served: Vec<(String, String)> = argus_server::api::ROUTES.iter().map(|(m, p, _)| (m.to_string(), p.to_string())).collect();
+    let mut served: Vec<(String, String)> = argus_server::api::ROUTES
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
     documented.sort();
     served.sort();
     assert_eq!(documented, served);
     // Every served route answers something other than 404/405 for its documented method.
     for (m, p, role) in argus_server::api::ROUTES {
-        let uri = p.replace("{id}", "x").replace("{kind}", "user").replace("{name}", "blocked_devices").replace("{value}", "x");
+        let uri = p
+            .replace("{id}", "x")
+            .replace("{kind}", "user")
+            .replace("{name}", "blocked_devices")
+            .replace("{value}", "x");
         let key = role.map(|_| ADMIN);
         let (st, _) = call(&s, &m.to_uppercase(), &uri, key, Body::empty()).await;
-        assert!(st != 405 && !(st == 404 && uri == "/nowhere"), "{m} {uri} → {st}");
+        assert!(
+            st != 405 && !(st == 404 && uri == "/nowhere"),
+            "{m} {uri} → {st}"
+        );
     }
     // Secured operations say so in the document.
     for (m, p, role) in argus_server::api::ROUTES {
         let sec = &paths[*p][*m]["security"];
-        assert_eq!(sec.as_array().is_some_and(|a| !a.is_empty()), role.is_some(), "{m} {p}: security {sec}");
+        assert_eq!(
+            sec.as_array().is_some_and(|a| !a.is_empty()),
+            role.is_some(),
+            "{m} {p}: security {sec}"
+        );
     }
     s.shutdown().await;
 }
@@ -308,25 +654,47 @@ async fn reload_validates_then_swaps_and_refuses_feature_changes() {
     let d = tempfile::tempdir().unwrap();
     let conf = d.path().join("conf");
     std::fs::create_dir_all(conf.join("policies/lists")).unwrap();
-    std::fs::copy(repo().join("examples/starter/argus.toml"), conf.join("argus.toml")).unwrap();
+    std::fs::copy(
+        repo().join("examples/starter/argus.toml"),
+        conf.join("argus.toml"),
+    )
+    .unwrap();
     for dir in ["", "lists"] {
         for e in std::fs::read_dir(repo().join("policies").join(dir)).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "toml") {
-                std::fs::copy(&p, conf.join("policies").join(dir).join(p.file_name().unwrap())).unwrap();
+                std::fs::copy(
+                    &p,
+                    conf.join("policies").join(dir).join(p.file_name().unwrap()),
+                )
+                .unwrap();
             }
         }
     }
-    let s = Server::start(settings(&d.path().join("data")), loader(conf.join("argus.toml"), conf.join("policies"))).unwrap();
+    let s = Server::start(
+        settings(&d.path().join("data")),
+        loader(conf.join("argus.toml"), conf.join("policies")),
+    )
+    .unwrap();
     let (_, v) = call(&s, "GET", "/readyz", None, Body::empty()).await;
     let v0 = v["policy_version"].as_str().unwrap().to_string();
     let pol = conf.join("policies/account_integrity.toml");
     let original = std::fs::read_to_string(&pol).unwrap();
 
     // A broken policy: refused with diagnostics, the running version kept.
-    std::fs::write(&pol, original.replace("event.device in @blocked_devices", "event.devise in @blocked_devices")).unwrap();
+    std::fs::write(
+        &pol,
+        original.replace(
+            "event.device in @blocked_devices",
+            "event.devise in @blocked_devices",
+        ),
+    )
+    .unwrap();
     let (st, v) = call(&s, "POST", "/v1/admin/reload", Some(ADMIN), Body::empty()).await;
-    assert_eq!((st, err_code(&v)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_reload"));
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_reload")
+    );
     assert!(v["error"]["details"].to_string().contains("devise"), "{v}");
     let (_, v) = call(&s, "GET", "/readyz", None, Body::empty()).await;
     assert_eq!(v["policy_version"], v0.as_str());
@@ -336,22 +704,53 @@ async fn reload_validates_then_swaps_and_refuses_feature_changes() {
     let (st, v) = call(&s, "POST", "/v1/admin/reload", Some(ADMIN), Body::empty()).await;
     assert_eq!(st, 200, "{v}");
     assert_ne!(v["policy_version"], v0.as_str());
-    let (_, v) = call(&s, "POST", "/v1/events", Some(INGEST), register("x1", "u1", "d666")).await;
-    assert!(v["decision"]["fired"].as_array().unwrap().iter().any(|f| f["rule"] == "register_device_d666"), "{v}");
+    let (_, v) = call(
+        &s,
+        "POST",
+        "/v1/events",
+        Some(INGEST),
+        register("x1", "u1", "d666"),
+    )
+    .await;
+    assert!(
+        v["decision"]["fired"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == "register_device_d666"),
+        "{v}"
+    );
 
     // A feature definition change cannot be applied to running state: refused, nothing swapped.
     let cfg = std::fs::read_to_string(conf.join("argus.toml")).unwrap();
-    std::fs::write(conf.join("argus.toml"), cfg.replacen("window = \"1h\"", "window = \"2h\"", 1)).unwrap();
+    std::fs::write(
+        conf.join("argus.toml"),
+        cfg.replacen("window = \"1h\"", "window = \"2h\"", 1),
+    )
+    .unwrap();
     let (st, v) = call(&s, "POST", "/v1/admin/reload", Some(ADMIN), Body::empty()).await;
-    assert_eq!((st, err_code(&v)), (StatusCode::CONFLICT, "restart_required"), "{v}");
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::CONFLICT, "restart_required"),
+        "{v}"
+    );
     // So is a feature added over existing series (policies read features by position).
     let extra = "\n[[features]]\nname = \"zz_is_weekend\"\nkind = \"is_weekend\"\n";
     std::fs::write(conf.join("argus.toml"), format!("{cfg}{extra}")).unwrap();
     let (st, v) = call(&s, "POST", "/v1/admin/reload", Some(ADMIN), Body::empty()).await;
-    assert_eq!((st, err_code(&v)), (StatusCode::CONFLICT, "restart_required"), "{v}");
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::CONFLICT, "restart_required"),
+        "{v}"
+    );
     // Back to the running definitions: reloads again.
     std::fs::write(conf.join("argus.toml"), &cfg).unwrap();
-    assert_eq!(call(&s, "POST", "/v1/admin/reload", Some(ADMIN), Body::empty()).await.0, 200);
+    assert_eq!(
+        call(&s, "POST", "/v1/admin/reload", Some(ADMIN), Body::empty())
+            .await
+            .0,
+        200
+    );
     s.shutdown().await;
 }
 
@@ -360,9 +759,18 @@ async fn restart_recovers_state_decisions_lists_and_idempotency() {
     let d = tempfile::tempdir().unwrap();
     let mut set = settings(d.path());
     set.snapshot_every_events = 7; // snapshots in between, and a log tail after the last one
-    let load = || loader(repo().join("examples/starter/argus.toml"), repo().join("policies"));
+    let load = || {
+        loader(
+            repo().join("examples/starter/argus.toml"),
+            repo().join("policies"),
+        )
+    };
     let s = Server::start(set.clone(), load()).unwrap();
-    let lines: Vec<String> = std::fs::read_to_string(repo().join("examples/starter/events.ndjson")).unwrap().lines().map(String::from).collect();
+    let lines: Vec<String> = std::fs::read_to_string(repo().join("examples/starter/events.ndjson"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
     let mut decisions = Vec::new();
     for l in &lines {
         let (st, v) = call(&s, "POST", "/v1/events", Some(INGEST), l.clone()).await;
@@ -370,36 +778,82 @@ async fn restart_recovers_state_decisions_lists_and_idempotency() {
             decisions.push((v["id"].as_str().unwrap().to_string(), v["decision"].clone()));
         }
     }
-    call(&s, "PUT", "/v1/lists/blocked_devices/items/d-late", Some(ANALYST), json!({"reason": "r"}).to_string()).await;
+    call(
+        &s,
+        "PUT",
+        "/v1/lists/blocked_devices/items/d-late",
+        Some(ANALYST),
+        json!({"reason": "r"}).to_string(),
+    )
+    .await;
     let (_, before) = call(&s, "GET", "/v1/admin/status", Some(ADMIN), Body::empty()).await;
     // Graceful here (the crash test kills a real process): the final snapshot covers the whole log.
     s.shutdown().await;
     let s = Server::start(set, load()).unwrap();
-    assert_eq!(s.recovery.snapshot_seq, before["log_last_seq"].as_u64().unwrap(), "{:?}", s.recovery);
+    assert_eq!(
+        s.recovery.snapshot_seq,
+        before["log_last_seq"].as_u64().unwrap(),
+        "{:?}",
+        s.recovery
+    );
     let (_, after) = call(&s, "GET", "/v1/admin/status", Some(ADMIN), Body::empty()).await;
     assert_eq!(after["state_digest"], before["state_digest"]);
     assert_eq!(after["log_last_seq"], before["log_last_seq"]);
     for (id, d) in &decisions {
-        let (_, v) = call(&s, "GET", &format!("/v1/decisions/{id}"), Some(ANALYST), Body::empty()).await;
+        let (_, v) = call(
+            &s,
+            "GET",
+            &format!("/v1/decisions/{id}"),
+            Some(ANALYST),
+            Body::empty(),
+        )
+        .await;
         assert_eq!(&v["decision"], d, "{id}");
-        let line = lines.iter().find(|l| l.contains(&format!("\"{id}\""))).unwrap();
+        let line = lines
+            .iter()
+            .find(|l| l.contains(&format!("\"{id}\"")))
+            .unwrap();
         let (_, v) = call(&s, "POST", "/v1/events", Some(INGEST), line.clone()).await;
         assert_eq!(v["status"], "duplicate", "{id}");
     }
-    let (_, v) = call(&s, "GET", "/v1/lists/blocked_devices", Some(ANALYST), Body::empty()).await;
-    assert!(v["items"].as_array().unwrap().iter().any(|i| i["value"] == "d-late"), "list changes survive: {v}");
+    let (_, v) = call(
+        &s,
+        "GET",
+        "/v1/lists/blocked_devices",
+        Some(ANALYST),
+        Body::empty(),
+    )
+    .await;
+    assert!(
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["value"] == "d-late"),
+        "list changes survive: {v}"
+    );
     s.shutdown().await;
 
     // Personal data never reaches the disk: the log and snapshots hold tokens, not emails or cards.
     let mut files = vec![];
     for sub in ["log", "snapshots"] {
-        files.extend(std::fs::read_dir(d.path().join(sub)).unwrap().map(|e| e.unwrap().path()));
+        files.extend(
+            std::fs::read_dir(d.path().join(sub))
+                .unwrap()
+                .map(|e| e.unwrap().path()),
+        );
     }
     assert!(files.len() >= 2);
     for f in files {
         let bytes = std::fs::read(&f).unwrap();
         let text = String::from_utf8_lossy(&bytes);
-        for pii in ["alice@example.com", "4111 1111 1111 1111", "4111111111111111", "+44 7700 900001", "81.2.69.10"] {
+        for pii in [
+            "alice@example.com",
+            "4111 1111 1111 1111",
+            "4111111111111111",
+            "+44 7700 900001",
+            "81.2.69.10",
+        ] {
             assert!(!text.contains(pii), "{} holds `{pii}`", f.display());
         }
     }
@@ -412,7 +866,8 @@ fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         "[a-z0-9@.:+ -]{0,24}".prop_map(Value::from),
         Just(Value::from("2026-11-20T09:00:00Z")),
         Just(Value::from("account.register")),
@@ -421,7 +876,8 @@ fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
     leaf.prop_recursive(3, 16, 4, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-            proptest::collection::btree_map("[a-z_]{1,10}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+            proptest::collection::btree_map("[a-z_]{1,10}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -452,16 +908,31 @@ fn any_body_gets_a_json_answer_and_errors_have_the_one_shape() {
             json!({"id": id, "type": "payment.attempt", "time": "2026-11-20T09:00:00Z", "actor": "u1", "data": {k: v, "amount": "1.00"}}).to_string().into_bytes()
         }),
     ];
-    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config { cases: 400, failure_persistence: None, ..Default::default() });
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 400,
+        failure_persistence: None,
+        ..Default::default()
+    });
     runner
         .run(&(body, 0usize..4), |(body, route)| {
-            let uri = ["/v1/events", "/v1/events/batch", "/v1/labels", "/v1/events/batch"][route];
+            let uri = [
+                "/v1/events",
+                "/v1/events/batch",
+                "/v1/labels",
+                "/v1/events/batch",
+            ][route];
             let (st, v) = rt.block_on(async {
-                let mut req = Request::post(uri).header("authorization", format!("Bearer {INGEST}"));
+                let mut req =
+                    Request::post(uri).header("authorization", format!("Bearer {INGEST}"));
                 if route == 3 {
                     req = req.header("content-type", "application/x-ndjson");
                 }
-                let resp = s.router.clone().oneshot(req.body(Body::from(body.clone())).unwrap()).await.unwrap();
+                let resp = s
+                    .router
+                    .clone()
+                    .oneshot(req.body(Body::from(body.clone())).unwrap())
+                    .await
+                    .unwrap();
                 let st = resp.status();
                 let bytes = resp.into_body().collect().await.unwrap().to_bytes();
                 (st, serde_json::from_slice::<Value>(&bytes))
@@ -469,12 +940,21 @@ fn any_body_gets_a_json_answer_and_errors_have_the_one_shape() {
             let v = v.map_err(|e| TestCaseError::fail(format!("{st}: answer is not JSON: {e}")))?;
             prop_assert!(st != StatusCode::INTERNAL_SERVER_ERROR, "{v}");
             if st != StatusCode::OK {
-                prop_assert!(v["error"]["code"].is_string() && v["error"]["message"].is_string(), "{st}: {v}");
+                prop_assert!(
+                    v["error"]["code"].is_string() && v["error"]["message"].is_string(),
+                    "{st}: {v}"
+                );
             }
             Ok(())
         })
         .unwrap();
-    let (st, _) = rt.block_on(call(&s, "POST", "/v1/events", Some(INGEST), register("after", "u1", "d1")));
+    let (st, _) = rt.block_on(call(
+        &s,
+        "POST",
+        "/v1/events",
+        Some(INGEST),
+        register("after", "u1", "d1"),
+    ));
     assert_eq!(st, 200, "the server still answers");
     rt.block_on(s.shutdown());
 }
@@ -488,7 +968,12 @@ async fn retention_deletes_covered_segments_and_their_decisions() {
     set.segment_bytes = 4 << 10;
     set.snapshot_every_events = 20;
     set.retention = std::time::Duration::ZERO;
-    let load = || loader(repo().join("examples/starter/argus.toml"), repo().join("policies"));
+    let load = || {
+        loader(
+            repo().join("examples/starter/argus.toml"),
+            repo().join("policies"),
+        )
+    };
     let s = Server::start(set.clone(), load()).unwrap();
     let ev = |i: usize| {
         json!({"id": format!("k{i}"), "type": "account.login", "time": "2026-11-20T09:00:00Z", "actor": format!("u{}", i % 7),
@@ -507,26 +992,57 @@ async fn retention_deletes_covered_segments_and_their_decisions() {
     let mut status = Value::Null;
     for _ in 0..200 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        status = call(&s, "GET", "/v1/admin/status", Some(ADMIN), Body::empty()).await.1;
-        if status["log_first_seq"].as_u64().unwrap() > 1 && status["indexed_events"].as_u64().unwrap() < 400 {
+        status = call(&s, "GET", "/v1/admin/status", Some(ADMIN), Body::empty())
+            .await
+            .1;
+        if status["log_first_seq"].as_u64().unwrap() > 1
+            && status["indexed_events"].as_u64().unwrap() < 400
+        {
             break;
         }
     }
-    assert!(status["log_first_seq"].as_u64().unwrap() > 1, "old segments deleted: {status}");
+    assert!(
+        status["log_first_seq"].as_u64().unwrap() > 1,
+        "old segments deleted: {status}"
+    );
     assert!(status["indexed_events"].as_u64().unwrap() < 400, "{status}");
     let (st, v) = call(&s, "GET", "/v1/decisions/k0", Some(ANALYST), Body::empty()).await;
     assert_eq!((st, err_code(&v)), (StatusCode::NOT_FOUND, "unknown_event"));
-    let (st, _) = call(&s, "GET", "/v1/decisions/k399", Some(ANALYST), Body::empty()).await;
+    let (st, _) = call(
+        &s,
+        "GET",
+        "/v1/decisions/k399",
+        Some(ANALYST),
+        Body::empty(),
+    )
+    .await;
     assert_eq!(st, 200);
     // Recent decisions skip the deleted records instead of failing.
-    let (st, v) = call(&s, "GET", "/v1/entities/user/u0", Some(ANALYST), Body::empty()).await;
+    let (st, v) = call(
+        &s,
+        "GET",
+        "/v1/entities/user/u0",
+        Some(ANALYST),
+        Body::empty(),
+    )
+    .await;
     assert_eq!(st, 200);
-    assert!(v["recent_decisions"].as_array().unwrap().iter().all(|r| r["event_id"].is_string()), "{v}");
+    assert!(
+        v["recent_decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["event_id"].is_string()),
+        "{v}"
+    );
     let digest = status["state_digest"].clone();
     s.shutdown().await;
     let s = Server::start(set, load()).unwrap();
     let (_, after) = call(&s, "GET", "/v1/admin/status", Some(ADMIN), Body::empty()).await;
-    assert_eq!(after["state_digest"], digest, "recovered from the retained log");
+    assert_eq!(
+        after["state_digest"], digest,
+        "recovered from the retained log"
+    );
     s.shutdown().await;
 }
 
@@ -540,10 +1056,17 @@ async fn a_full_queue_is_503_overloaded_and_a_slow_core_is_503_timeout() {
     let st = argus_server::api::AppState {
         tx,
         shared: shared.clone(),
-        settings: Arc::new(Settings { request_timeout: std::time::Duration::from_millis(200), ..Settings::default() }),
+        settings: Arc::new(Settings {
+            request_timeout: std::time::Duration::from_millis(200),
+            ..Settings::default()
+        }),
     };
     let app = argus_server::api::router(st);
-    let post = || Request::post("/v1/events").body(Body::from(register("o1", "u1", "d1"))).unwrap();
+    let post = || {
+        Request::post("/v1/events")
+            .body(Body::from(register("o1", "u1", "d1")))
+            .unwrap()
+    };
     // The first request takes the only place in the queue and waits for an answer that never comes.
     let first = tokio::spawn(app.clone().oneshot(post()));
     while shared.queued.load(std::sync::atomic::Ordering::SeqCst) == 0 {
@@ -551,16 +1074,36 @@ async fn a_full_queue_is_503_overloaded_and_a_slow_core_is_503_timeout() {
     }
     let resp = app.clone().oneshot(post()).await.unwrap();
     assert_eq!(resp.status(), 503);
-    assert_eq!(resp.headers().get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
-    let v: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    let v: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(err_code(&v), "overloaded");
     let resp = first.await.unwrap().unwrap();
     assert_eq!(resp.status(), 503);
-    let v: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let v: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(err_code(&v), "timeout");
     // Probes still answer; readiness says the core is not ready.
-    assert_eq!(app.clone().oneshot(Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap().status(), 200);
-    assert_eq!(app.oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap().status(), 503);
+    assert_eq!(
+        app.clone()
+            .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
 }
 
 /// `GET /v1/findings`: with `[graph]`, a cluster of accounts sharing a device is found at the hourly
@@ -579,7 +1122,13 @@ async fn findings_are_served_and_survive_a_restart_once() {
     )
     .unwrap();
     let data = d.path().join("data");
-    let start = || Server::start(settings(&data), loader(cfg.clone(), repo().join("policies"))).expect("server starts");
+    let start = || {
+        Server::start(
+            settings(&data),
+            loader(cfg.clone(), repo().join("policies")),
+        )
+        .expect("server starts")
+    };
     let s = start();
     let reg = |id: &str, actor: &str, device: &str, time: &str| {
         json!({"id": id, "type": "account.register", "time": time, "actor": actor,
@@ -587,17 +1136,38 @@ async fn findings_are_served_and_survive_a_restart_once() {
         .to_string()
     };
     for (i, u) in ["u1", "u2", "u3"].iter().enumerate() {
-        let (st, v) = call(&s, "POST", "/v1/events", Some(INGEST), reg(&format!("e{i}"), u, "shared-phone", "2026-11-20T09:00:00Z")).await;
+        let (st, v) = call(
+            &s,
+            "POST",
+            "/v1/events",
+            Some(INGEST),
+            reg(&format!("e{i}"), u, "shared-phone", "2026-11-20T09:00:00Z"),
+        )
+        .await;
         assert_eq!(st, StatusCode::OK, "{v}");
     }
     // An event an hour later runs the refresh.
-    call(&s, "POST", "/v1/events", Some(INGEST), reg("e9", "u9", "own-phone", "2026-11-20T10:30:00Z")).await;
+    call(
+        &s,
+        "POST",
+        "/v1/events",
+        Some(INGEST),
+        reg("e9", "u9", "own-phone", "2026-11-20T10:30:00Z"),
+    )
+    .await;
     let (st, v) = call(&s, "GET", "/v1/findings", Some(ANALYST), Body::empty()).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["total"], 1);
     assert_eq!(v["findings"][0]["detector"], "cluster");
     assert_eq!(v["findings"][0]["accounts"], json!(["u1", "u2", "u3"]));
-    let (_, v) = call(&s, "GET", "/v1/findings?account=u9", Some(ANALYST), Body::empty()).await;
+    let (_, v) = call(
+        &s,
+        "GET",
+        "/v1/findings?account=u9",
+        Some(ANALYST),
+        Body::empty(),
+    )
+    .await;
     assert_eq!(v["findings"], json!([]));
     let (st, _) = call(&s, "GET", "/v1/findings", Some(INGEST), Body::empty()).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
@@ -610,7 +1180,13 @@ async fn findings_are_served_and_survive_a_restart_once() {
     let (_, v) = call(&s, "GET", "/v1/findings", Some(ANALYST), Body::empty()).await;
     assert_eq!(v["total"], 1, "{v}");
     assert_eq!(v["findings"].as_array().unwrap().len(), 1);
-    assert_eq!(std::fs::read_to_string(data.join("findings.ndjson")).unwrap().lines().count(), 1);
+    assert_eq!(
+        std::fs::read_to_string(data.join("findings.ndjson"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
     s.shutdown().await;
     // The starter configuration has no graph.
     let s = starter(&d.path().join("plain"));

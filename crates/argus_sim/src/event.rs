@@ -119,7 +119,9 @@ impl Scenario {
     }
 
     pub fn from_name(s: &str) -> Option<Scenario> {
-        std::iter::once(Scenario::Honest).chain(Scenario::ATTACKS).find(|x| x.name() == s)
+        std::iter::once(Scenario::Honest)
+            .chain(Scenario::ATTACKS)
+            .find(|x| x.name() == s)
     }
 
     /// The risk area of PRODUCT.md §1 the scenario belongs to (also the tag the starter pack's rules carry).
@@ -213,7 +215,10 @@ impl Role {
     /// Whether the actor of such an event is an account the attack owns or controls (counted in
     /// account recall). Stuffing targets mostly stay untouched; labels are not behaviour.
     pub fn is_attack_account(self) -> bool {
-        !matches!(self, Role::Buyer | Role::Staff | Role::Stuffing | Role::Label)
+        !matches!(
+            self,
+            Role::Buyer | Role::Staff | Role::Stuffing | Role::Label
+        )
     }
 }
 
@@ -266,10 +271,34 @@ pub struct Ev {
 }
 
 pub const COUNTRIES: [&str; 10] = ["DE", "FR", "GB", "ES", "IT", "NL", "PL", "SE", "US", "RO"];
-pub const DIAL: [&str; 10] = ["+49", "+33", "+44", "+34", "+39", "+31", "+48", "+46", "+1", "+40"];
-pub const CITIES: [&str; 10] = ["Berlin", "Paris", "London", "Madrid", "Milano", "Amsterdam", "Warszawa", "Stockholm", "Chicago", "Bucuresti"];
+pub const DIAL: [&str; 10] = [
+    "+49", "+33", "+44", "+34", "+39", "+31", "+48", "+46", "+1", "+40",
+];
+pub const CITIES: [&str; 10] = [
+    "Berlin",
+    "Paris",
+    "London",
+    "Madrid",
+    "Milano",
+    "Amsterdam",
+    "Warszawa",
+    "Stockholm",
+    "Chicago",
+    "Bucuresti",
+];
 pub const STREETS: [&str; 12] = [
-    "High St", "Station Rd", "Church Ln", "Park Ave", "Mill Rd", "Market Sq", "Oak Way", "Bridge St", "King St", "Rose Ct", "Elm Rd", "Lake View",
+    "High St",
+    "Station Rd",
+    "Church Ln",
+    "Park Ave",
+    "Mill Rd",
+    "Market Sq",
+    "Oak Way",
+    "Bridge St",
+    "King St",
+    "Rose Ct",
+    "Elm Rd",
+    "Lake View",
 ];
 
 /// User agents: 0 = none, the last two are automation tells.
@@ -347,7 +376,13 @@ pub struct Writer<'t> {
 
 impl<'t> Writer<'t> {
     pub fn new(tables: &'t Tables) -> Writer<'t> {
-        Writer { buf: Vec::with_capacity(1 << 20), labels: false, tables, day: i64::MIN, day_prefix: [0; 11] }
+        Writer {
+            buf: Vec::with_capacity(1 << 20),
+            labels: false,
+            tables,
+            day: i64::MIN,
+            day_prefix: [0; 11],
+        }
     }
 
     fn raw(&mut self, s: &str) {
@@ -355,7 +390,8 @@ impl<'t> Writer<'t> {
     }
 
     fn num(&mut self, n: u64) {
-        self.buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     }
 
     fn key(&mut self, k: &str) {
@@ -383,7 +419,8 @@ impl<'t> Writer<'t> {
 
     fn int(&mut self, k: &str, n: i64) {
         self.key(k);
-        self.buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     }
 
     /// Cents as a decimal string: `,"k":"12.50"`.
@@ -491,7 +528,10 @@ impl<'t> Writer<'t> {
         let card = self.tables.cards[c as usize];
         self.key(k);
         self.buf.push(b'"');
-        let digits = itoa::Buffer::new().format(card.bin as u64 * 10_000_000_000 + card.account % 10_000_000_000).as_bytes().to_vec();
+        let digits = itoa::Buffer::new()
+            .format(card.bin as u64 * 10_000_000_000 + card.account % 10_000_000_000)
+            .as_bytes()
+            .to_vec();
         self.buf.extend_from_slice(&digits);
         self.buf.push(b'"');
     }
@@ -547,7 +587,10 @@ impl<'t> Writer<'t> {
                 if e.aux != 0 {
                     self.id("referrer", "u", e.aux as u64);
                 }
-                self.str("signup_method", ["email", "phone", "google"][e.flag as usize % 3]);
+                self.str(
+                    "signup_method",
+                    ["email", "phone", "google"][e.flag as usize % 3],
+                );
             }
             Kind::Login => {
                 self.key("success");
@@ -654,7 +697,10 @@ impl<'t> Writer<'t> {
                 self.id("order", "o", e.order as u64);
                 self.money("amount", e.amount);
                 self.str("currency", "EUR");
-                self.str("reason", ["not_received", "damaged", "not_as_described"][e.flag as usize % 3]);
+                self.str(
+                    "reason",
+                    ["not_received", "damaged", "not_as_described"][e.flag as usize % 3],
+                );
                 self.id("seller", "s", e.seller as u64);
             }
             Kind::Review => {
@@ -675,7 +721,10 @@ impl<'t> Writer<'t> {
                 self.common(e);
             }
             Kind::DataAccess => {
-                self.str("object_kind", OBJECT_KINDS[e.flag as usize % OBJECT_KINDS.len()]);
+                self.str(
+                    "object_kind",
+                    OBJECT_KINDS[e.flag as usize % OBJECT_KINDS.len()],
+                );
                 if e.order != 0 {
                     self.id("object", "o", e.order as u64);
                 }
@@ -697,7 +746,14 @@ impl<'t> Writer<'t> {
             Kind::FraudConfirmed | Kind::LegitConfirmed => {
                 self.str("subject_kind", "user");
                 self.id("subject", "u", e.actor as u64);
-                self.str("reason", if e.kind == Kind::FraudConfirmed { "confirmed_abuse" } else { "confirmed_legitimate" });
+                self.str(
+                    "reason",
+                    if e.kind == Kind::FraudConfirmed {
+                        "confirmed_abuse"
+                    } else {
+                        "confirmed_legitimate"
+                    },
+                );
                 if e.aux2 != 0 {
                     self.id("original_event", "e", e.aux2);
                 }
@@ -705,7 +761,8 @@ impl<'t> Writer<'t> {
         }
         // Drop the placeholder `"_":0` and the comma after it.
         let tail = self.buf.len();
-        self.buf.drain(start..start + 5 + usize::from(tail > start + 5));
+        self.buf
+            .drain(start..start + 5 + usize::from(tail > start + 5));
         self.buf.extend_from_slice(b"}}\n");
     }
 

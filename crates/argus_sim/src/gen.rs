@@ -35,7 +35,17 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { seed: 1, days: 30, start: "2026-10-01".into(), users: 20_000, warmup_days: 14, attack_scale: 1.0, camouflage: None, scenarios: BTreeMap::new(), labels: false }
+        SimConfig {
+            seed: 1,
+            days: 30,
+            start: "2026-10-01".into(),
+            users: 20_000,
+            warmup_days: 14,
+            attack_scale: 1.0,
+            camouflage: None,
+            scenarios: BTreeMap::new(),
+            labels: false,
+        }
     }
 }
 
@@ -79,13 +89,22 @@ impl SimConfig {
         let first = start - self.warmup_days as i64 * argus_event::time::DAY;
         let last = start + self.days as i64 * argus_event::time::DAY;
         // Four-digit years, with room for labels that arrive after the last day.
-        if first < argus_event::time::days_from_civil(1971, 1, 1) * argus_event::time::DAY || last > argus_event::time::days_from_civil(9000, 1, 1) * argus_event::time::DAY {
-            return Err(SimError::Range("start, warmup_days and days", "within the years 1971 to 9000"));
+        if first < argus_event::time::days_from_civil(1971, 1, 1) * argus_event::time::DAY
+            || last > argus_event::time::days_from_civil(9000, 1, 1) * argus_event::time::DAY
+        {
+            return Err(SimError::Range(
+                "start, warmup_days and days",
+                "within the years 1971 to 9000",
+            ));
         }
         for (s, k) in self.knobs()? {
-            let campaigns = k.campaigns * self.users as f64 / 20_000.0 * self.days as f64 / 30.0 * self.attack_scale;
+            let campaigns = k.campaigns * self.users as f64 / 20_000.0 * self.days as f64 / 30.0
+                * self.attack_scale;
             if k.enabled && campaigns > 100_000.0 {
-                return Err(SimError::Scenario(s.name().into(), format!("would run {campaigns:.0} campaigns; at most 100,000")));
+                return Err(SimError::Scenario(
+                    s.name().into(),
+                    format!("would run {campaigns:.0} campaigns; at most 100,000"),
+                ));
             }
         }
         Ok(())
@@ -96,7 +115,10 @@ impl SimConfig {
         for name in self.scenarios.keys() {
             if !SCENARIOS.iter().any(|(s, _, _)| s.name() == name) {
                 let known: Vec<_> = SCENARIOS.iter().map(|(s, _, _)| s.name()).collect();
-                return Err(SimError::Scenario(name.clone(), format!("unknown (known: {})", known.join(", "))));
+                return Err(SimError::Scenario(
+                    name.clone(),
+                    format!("unknown (known: {})", known.join(", ")),
+                ));
             }
         }
         let mut out = Vec::new();
@@ -115,8 +137,14 @@ impl SimConfig {
             if !(0.0..=1.0).contains(&k.camouflage) {
                 return Err(SimError::Range("camouflage", "between 0 and 1"));
             }
-            if !((0.0..=10_000.0).contains(&k.campaigns) && k.intensity > 0.0 && k.intensity <= 100.0) {
-                return Err(SimError::Range("campaigns and intensity", "campaigns in 0..=10,000 and intensity in (0, 100]"));
+            if !((0.0..=10_000.0).contains(&k.campaigns)
+                && k.intensity > 0.0
+                && k.intensity <= 100.0)
+            {
+                return Err(SimError::Range(
+                    "campaigns and intensity",
+                    "campaigns in 0..=10,000 and intensity in (0, 100]",
+                ));
             }
             if k.size == 0 || k.size > 100_000 {
                 return Err(SimError::Range("size", "between 1 and 100,000"));
@@ -127,7 +155,8 @@ impl SimConfig {
     }
 
     fn start_ms(&self) -> Result<i64, SimError> {
-        argus_event::time::parse_datetime(&format!("{}T00:00:00Z", self.start)).ok_or_else(|| SimError::Start(self.start.clone()))
+        argus_event::time::parse_datetime(&format!("{}T00:00:00Z", self.start))
+            .ok_or_else(|| SimError::Start(self.start.clone()))
     }
 }
 
@@ -162,18 +191,34 @@ impl Generator {
         let start = cfg.start_ms()?;
         let mut world = World::new(cfg.seed, start, cfg.days, cfg.users);
         let first = start - cfg.warmup_days as i64 * argus_event::time::DAY;
-        let mut buckets = Buckets { start: first, days: (0..cfg.days + cfg.warmup_days).map(|_| Vec::new()).collect(), next_event: 0, measured: start };
+        let mut buckets = Buckets {
+            start: first,
+            days: (0..cfg.days + cfg.warmup_days)
+                .map(|_| Vec::new())
+                .collect(),
+            next_event: 0,
+            measured: start,
+        };
         let mut summary = Summary::default();
         for ((scenario, run, _), (_, k)) in SCENARIOS.iter().zip(knobs) {
             let before = world.next_campaign;
             let mut cx = Ctx::new(&mut world, &mut buckets, *scenario, k, cfg.attack_scale);
             run(&mut cx);
-            summary.campaigns.insert(scenario.name(), world.next_campaign - before);
+            summary
+                .campaigns
+                .insert(scenario.name(), world.next_campaign - before);
         }
         summary.users = world.users.len() as u32 - 1;
         summary.sellers = world.sellers.len() as u32 - 1;
         summary.items = world.items.len() as u32 - 1;
-        Ok(Generator { labels: cfg.labels, world, buckets, honest: Honest::default(), day: 0, summary })
+        Ok(Generator {
+            labels: cfg.labels,
+            world,
+            buckets,
+            honest: Honest::default(),
+            day: 0,
+            summary,
+        })
     }
 
     pub fn world(&self) -> &World {
@@ -197,7 +242,11 @@ impl Generator {
         self.summary.events += evs.len() as u64;
         for e in &evs {
             *self.summary.by_type.entry(e.kind.name()).or_default() += 1;
-            *self.summary.by_scenario.entry(e.truth.scenario.name()).or_default() += 1;
+            *self
+                .summary
+                .by_scenario
+                .entry(e.truth.scenario.name())
+                .or_default() += 1;
         }
         Some(evs)
     }
@@ -222,7 +271,11 @@ impl Generator {
 }
 
 /// Generates the whole world into `events` (and `truth`), day by day.
-pub fn generate(cfg: &SimConfig, events: &mut dyn Write, mut truth: Option<&mut dyn Write>) -> Result<Summary, GenerateError> {
+pub fn generate(
+    cfg: &SimConfig,
+    events: &mut dyn Write,
+    mut truth: Option<&mut dyn Write>,
+) -> Result<Summary, GenerateError> {
     let mut g = Generator::new(cfg)?;
     let mut eb = Vec::with_capacity(1 << 24);
     let mut tb = Vec::new();

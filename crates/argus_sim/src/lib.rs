@@ -16,5 +16,5 @@ pub mod world;
 
 pub use event::{Ev, Kind, Role, Scenario, Truth};
 pub use gen::{generate, GenerateError, Generator, KnobsPatch, SimConfig, SimError, Summary};
-pub use scenarios::{Knobs, SCENARIOS};
 pub use report::{CatchReport, Report, TruthReader, TruthRec, TruthSource};
+pub use scenarios::{Knobs, SCENARIOS};

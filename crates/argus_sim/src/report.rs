@@ -33,7 +33,11 @@ pub struct TruthReader<R: BufRead> {
 
 impl<R: BufRead> TruthReader<R> {
     pub fn new(r: R) -> Self {
-        TruthReader { r, line: String::new(), n: 0 }
+        TruthReader {
+            r,
+            line: String::new(),
+            n: 0,
+        }
     }
 }
 
@@ -60,21 +64,47 @@ impl<R: BufRead> TruthSource for TruthReader<R> {
         }
         self.n += 1;
         let bad = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
-        let t: TruthLine = serde_json::from_str(self.line.trim_end()).map_err(|e| bad(format!("truth line {}: {e}", self.n)))?;
-        let scenario = Scenario::from_name(&t.scenario).ok_or_else(|| bad(format!("truth line {}: unknown scenario `{}`", self.n, t.scenario)))?;
-        let role = Role::from_name(&t.role).ok_or_else(|| bad(format!("truth line {}: unknown role `{}`", self.n, t.role)))?;
+        let t: TruthLine = serde_json::from_str(self.line.trim_end())
+            .map_err(|e| bad(format!("truth line {}: {e}", self.n)))?;
+        let scenario = Scenario::from_name(&t.scenario).ok_or_else(|| {
+            bad(format!(
+                "truth line {}: unknown scenario `{}`",
+                self.n, t.scenario
+            ))
+        })?;
+        let role = Role::from_name(&t.role)
+            .ok_or_else(|| bad(format!("truth line {}: unknown role `{}`", self.n, t.role)))?;
         let money = match t.money {
             Some(m) => match m.parse::<f64>() {
                 Ok(v) if v.is_finite() && v.abs() <= 1e12 => (v * 100.0).round() as i64,
-                _ => return Err(bad(format!("truth line {}: money `{m}` is not an amount (at most 1e12)", self.n))),
+                _ => {
+                    return Err(bad(format!(
+                        "truth line {}: money `{m}` is not an amount (at most 1e12)",
+                        self.n
+                    )))
+                }
             },
             None => 0,
         };
         let money_key = match t.money_key.as_deref() {
             None => 0,
-            Some(k) => k.strip_prefix('o').and_then(|n| n.parse().ok()).ok_or_else(|| bad(format!("truth line {}: money_key `{k}`", self.n)))?,
+            Some(k) => k
+                .strip_prefix('o')
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| bad(format!("truth line {}: money_key `{k}`", self.n)))?,
         };
-        Ok(Some(TruthRec { id: t.id, actor: t.actor, truth: Truth { scenario, role, campaign: t.campaign, money, money_key, warmup: t.warmup } }))
+        Ok(Some(TruthRec {
+            id: t.id,
+            actor: t.actor,
+            truth: Truth {
+                scenario,
+                role,
+                campaign: t.campaign,
+                money,
+                money_key,
+                warmup: t.warmup,
+            },
+        }))
     }
 }
 
@@ -193,7 +223,9 @@ impl<S: TruthSource> CatchReport<S> {
     fn on_event(&mut self, id: &str, time: i64) -> io::Result<()> {
         self.seek(id)?;
         self.current_time = time;
-        let Some(t) = self.current.as_ref() else { return Ok(()) };
+        let Some(t) = self.current.as_ref() else {
+            return Ok(());
+        };
         if t.truth.warmup {
             return Ok(());
         }
@@ -206,7 +238,9 @@ impl<S: TruthSource> CatchReport<S> {
         self.end = self.end.max(time);
         if t.truth.scenario != Scenario::Honest && t.truth.role != Role::Label {
             let acc = self.scenarios.entry(t.truth.scenario).or_default();
-            acc.campaigns.entry(t.truth.campaign).or_insert((time, None));
+            acc.campaigns
+                .entry(t.truth.campaign)
+                .or_insert((time, None));
             if t.truth.role.is_attack_account() {
                 acc.accounts.entry(t.actor.clone()).or_default();
             }
@@ -216,11 +250,18 @@ impl<S: TruthSource> CatchReport<S> {
 
     fn on_decision(&mut self, d: &Decision) {
         // Labels are not behaviour: a pack that decides them catches nothing by it.
-        let Some(t) = self.current.as_ref().filter(|t| t.id == d.event_id && !t.truth.warmup && t.truth.role != Role::Label) else { return };
+        let Some(t) = self
+            .current
+            .as_ref()
+            .filter(|t| t.id == d.event_id && !t.truth.warmup && t.truth.role != Role::Label)
+        else {
+            return;
+        };
         let time = self.current_time;
         let flagged = d.action != Action::Allow;
         if flagged {
-            *self.flagged_actors.entry(t.actor.clone()).or_default() |= t.truth.scenario != Scenario::Honest;
+            *self.flagged_actors.entry(t.actor.clone()).or_default() |=
+                t.truth.scenario != Scenario::Honest;
         }
         for f in d.fired.iter().filter(|f| f.action != Action::Allow) {
             let r = self.rules.entry(f.rule.clone()).or_default();
@@ -232,7 +273,11 @@ impl<S: TruthSource> CatchReport<S> {
             }
         }
         if flagged {
-            let mut areas: Vec<&str> = d.fired.iter().flat_map(|f| f.tags.iter().map(String::as_str)).collect();
+            let mut areas: Vec<&str> = d
+                .fired
+                .iter()
+                .flat_map(|f| f.tags.iter().map(String::as_str))
+                .collect();
             areas.sort_unstable();
             areas.dedup();
             for a in areas {
@@ -248,26 +293,44 @@ impl<S: TruthSource> CatchReport<S> {
         }
         if t.truth.scenario == Scenario::Honest {
             self.honest_decisions += 1;
-            let worst = self.honest_users.entry(t.actor.clone()).or_insert(Action::Allow);
+            let worst = self
+                .honest_users
+                .entry(t.actor.clone())
+                .or_insert(Action::Allow);
             if d.action > *worst {
                 *worst = d.action;
             }
             if flagged {
-                *self.honest_flagged.entry(action_name(d.action)).or_default() += 1;
-                self.honest_first_flag.entry(t.actor.clone()).or_insert(time);
+                *self
+                    .honest_flagged
+                    .entry(action_name(d.action))
+                    .or_default() += 1;
+                self.honest_first_flag
+                    .entry(t.actor.clone())
+                    .or_insert(time);
             }
             return;
         }
         let acc = self.scenarios.entry(t.truth.scenario).or_default();
         acc.decided += 1;
         if t.truth.money != 0 {
-            let key = if t.truth.money_key != 0 { format!("o{}", t.truth.money_key) } else { t.id.clone() };
-            let e = acc.money.entry(key).or_insert((t.truth.money, Action::Allow));
+            let key = if t.truth.money_key != 0 {
+                format!("o{}", t.truth.money_key)
+            } else {
+                t.id.clone()
+            };
+            let e = acc
+                .money
+                .entry(key)
+                .or_insert((t.truth.money, Action::Allow));
             e.1 = e.1.max(d.action);
         }
         if flagged {
             acc.caught += 1;
-            let c = acc.campaigns.entry(t.truth.campaign).or_insert((time, None));
+            let c = acc
+                .campaigns
+                .entry(t.truth.campaign)
+                .or_insert((time, None));
             c.1.get_or_insert(time);
             if t.truth.role.is_attack_account() {
                 let a = acc.accounts.entry(t.actor.clone()).or_default();
@@ -284,16 +347,30 @@ impl<S: TruthSource> CatchReport<S> {
     pub fn finish(&self) -> Report {
         let start = self.start.or(self.first_any).unwrap_or(0);
         let days = ((self.end - start).max(0) / DAY + 1) as usize;
-        let ratio = |a: u64, b: u64| if b == 0 { None } else { Some(a as f64 / b as f64) };
+        let ratio = |a: u64, b: u64| {
+            if b == 0 {
+                None
+            } else {
+                Some(a as f64 / b as f64)
+            }
+        };
         let mut scenarios = Vec::new();
         let mut by_area: BTreeMap<&'static str, (u64, u64, i64, i64, i64)> = BTreeMap::new();
         let mut timeline = Vec::new();
         for (s, acc) in &self.scenarios {
             let accounts = acc.accounts.len() as u64;
-            let caught_accounts = acc.accounts.values().filter(|a| a.caught_at.is_some()).count() as u64;
+            let caught_accounts = acc
+                .accounts
+                .values()
+                .filter(|a| a.caught_at.is_some())
+                .count() as u64;
             let campaigns = acc.campaigns.len() as u64;
             let detected = acc.campaigns.values().filter(|c| c.1.is_some()).count() as u64;
-            let mut ttd: Vec<f64> = acc.campaigns.values().filter_map(|c| c.1.map(|x| (x - c.0) as f64 / HOUR as f64)).collect();
+            let mut ttd: Vec<f64> = acc
+                .campaigns
+                .values()
+                .filter_map(|c| c.1.map(|x| (x - c.0) as f64 / HOUR as f64))
+                .collect();
             ttd.sort_by(f64::total_cmp);
             let mut per_day = vec![0u64; days];
             for a in acc.accounts.values() {
@@ -309,7 +386,10 @@ impl<S: TruthSource> CatchReport<S> {
                     cum as f64 / accounts.max(1) as f64
                 })
                 .collect();
-            timeline.push(Series { name: s.name().to_string(), values: curve });
+            timeline.push(Series {
+                name: s.name().to_string(),
+                values: curve,
+            });
             let (risk, blocked, held) = acc.money();
             let e = by_area.entry(s.area()).or_default();
             e.0 += accounts;
@@ -377,16 +457,26 @@ impl<S: TruthSource> CatchReport<S> {
                     money_at_risk: risk as f64 / 100.0,
                     money_blocked: blocked as f64 / 100.0,
                     money_held_for_review: held as f64 / 100.0,
-                    target_met: recall.is_some_and(|r| r >= TARGET_RECALL) && friction.rate.is_some_and(|f| f <= TARGET_FRICTION),
+                    target_met: recall.is_some_and(|r| r >= TARGET_RECALL)
+                        && friction.rate.is_some_and(|f| f <= TARGET_FRICTION),
                 }
             })
             .collect();
         let mut rules: Vec<RuleFriction> = self
             .rules
             .iter()
-            .map(|(name, (attack, honest, users))| RuleFriction { rule: name.clone(), attack_events: *attack, honest_events: *honest, honest_users: users.len() as u64 })
+            .map(|(name, (attack, honest, users))| RuleFriction {
+                rule: name.clone(),
+                attack_events: *attack,
+                honest_events: *honest,
+                honest_users: users.len() as u64,
+            })
             .collect();
-        rules.sort_by(|a, b| b.honest_users.cmp(&a.honest_users).then(a.rule.cmp(&b.rule)));
+        rules.sort_by(|a, b| {
+            b.honest_users
+                .cmp(&a.honest_users)
+                .then(a.rule.cmp(&b.rule))
+        });
         let flagged_attack = self.flagged_actors.values().filter(|&&a| a).count() as u64;
         Report {
             start: argus_event::time::format_rfc3339(start),
@@ -408,7 +498,11 @@ impl<S: TruthSource> CatchReport<S> {
         if self.found.is_empty() {
             return None;
         }
-        let attack: HashSet<&String> = self.scenarios.values().flat_map(|a| a.accounts.keys()).collect();
+        let attack: HashSet<&String> = self
+            .scenarios
+            .values()
+            .flat_map(|a| a.accounts.keys())
+            .collect();
         let detectors = self
             .found
             .iter()
@@ -417,14 +511,23 @@ impl<S: TruthSource> CatchReport<S> {
                 findings: *n,
                 accounts: accs.len() as u64,
                 attack_accounts: accs.iter().filter(|a| attack.contains(a)).count() as u64,
-                honest_accounts: accs.iter().filter(|a| self.honest_users.contains_key(*a)).count() as u64,
+                honest_accounts: accs
+                    .iter()
+                    .filter(|a| self.honest_users.contains_key(*a))
+                    .count() as u64,
             })
             .collect();
         let any: HashSet<&String> = self.found.values().flat_map(|(_, a)| a.iter()).collect();
         let scenarios = self
             .scenarios
             .iter()
-            .map(|(s, acc)| (s.name().to_string(), acc.accounts.len() as u64, acc.accounts.keys().filter(|a| any.contains(a)).count() as u64))
+            .map(|(s, acc)| {
+                (
+                    s.name().to_string(),
+                    acc.accounts.len() as u64,
+                    acc.accounts.keys().filter(|a| any.contains(a)).count() as u64,
+                )
+            })
             .collect();
         Some(FindingsReport {
             detectors,
@@ -468,7 +571,13 @@ pub const TARGET_RECALL: f64 = 0.80;
 pub const TARGET_FRICTION: f64 = 0.005;
 
 impl<S: TruthSource> argus_engine::RowSink for CatchReport<S> {
-    fn write(&mut self, id: &str, _ty: TypeId, time: i64, _features: &[argus_event::Value]) -> io::Result<()> {
+    fn write(
+        &mut self,
+        id: &str,
+        _ty: TypeId,
+        time: i64,
+        _features: &[argus_event::Value],
+    ) -> io::Result<()> {
         self.on_event(id, time)
     }
     fn finish(&mut self) -> io::Result<()> {
@@ -599,7 +708,11 @@ impl Report {
     pub fn write_table(&self, w: &mut dyn io::Write) -> io::Result<()> {
         let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0));
         let pct2 = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.2}%", v * 100.0));
-        writeln!(w, "catch report: {} days from {}; target: {}", self.days, self.start, self.target)?;
+        writeln!(
+            w,
+            "catch report: {} days from {}; target: {}",
+            self.days, self.start, self.target
+        )?;
         writeln!(
             w,
             "honest users: {} decided, {} met friction ({}) — worst action: {} challenge, {} review, {} block; flagged honest decisions {:?} of {}",
@@ -612,9 +725,24 @@ impl Report {
             self.friction.flagged_decisions,
             self.friction.honest_decisions
         )?;
-        writeln!(w, "account precision (attack accounts among all flagged accounts): {}", pct(self.account_precision))?;
+        writeln!(
+            w,
+            "account precision (attack accounts among all flagged accounts): {}",
+            pct(self.account_precision)
+        )?;
         writeln!(w)?;
-        writeln!(w, "{:<20} {:>9} {:>9} {:>9} {:>10} {:>13} {:>13} {:>13}  target", "risk area", "accounts", "caught", "recall", "precision", "money risk", "blocked", "held")?;
+        writeln!(
+            w,
+            "{:<20} {:>9} {:>9} {:>9} {:>10} {:>13} {:>13} {:>13}  target",
+            "risk area",
+            "accounts",
+            "caught",
+            "recall",
+            "precision",
+            "money risk",
+            "blocked",
+            "held"
+        )?;
         for a in &self.areas {
             writeln!(
                 w,
@@ -634,7 +762,17 @@ impl Report {
         writeln!(
             w,
             "{:<17} {:>9} {:>8} {:>9} {:>8} {:>9} {:>8} {:>9} {:>12} {:>12} {:>9}",
-            "scenario", "campaigns", "found", "accounts", "caught", "acct rec", "events", "evt rec", "money risk", "blocked", "ttd (h)"
+            "scenario",
+            "campaigns",
+            "found",
+            "accounts",
+            "caught",
+            "acct rec",
+            "events",
+            "evt rec",
+            "money risk",
+            "blocked",
+            "ttd (h)"
         )?;
         for s in &self.scenarios {
             writeln!(
@@ -650,23 +788,54 @@ impl Report {
                 pct(s.event_recall),
                 s.money_at_risk,
                 s.money_blocked,
-                s.median_hours_to_detection.map_or("-".into(), |h| format!("{h:.1}"))
+                s.median_hours_to_detection
+                    .map_or("-".into(), |h| format!("{h:.1}"))
             )?;
         }
         writeln!(w)?;
-        writeln!(w, "{:<40} {:>13} {:>13} {:>12}", "rule (non-allow, enforced)", "attack events", "honest events", "honest users")?;
+        writeln!(
+            w,
+            "{:<40} {:>13} {:>13} {:>12}",
+            "rule (non-allow, enforced)", "attack events", "honest events", "honest users"
+        )?;
         for r in &self.rules {
-            writeln!(w, "{:<40} {:>13} {:>13} {:>12}", r.rule, r.attack_events, r.honest_events, r.honest_users)?;
+            writeln!(
+                w,
+                "{:<40} {:>13} {:>13} {:>12}",
+                r.rule, r.attack_events, r.honest_events, r.honest_users
+            )?;
         }
         if let Some(f) = &self.findings {
             writeln!(w)?;
-            writeln!(w, "{:<24} {:>9} {:>9} {:>15} {:>15}", "graph findings", "findings", "accounts", "attack accounts", "honest accounts")?;
+            writeln!(
+                w,
+                "{:<24} {:>9} {:>9} {:>15} {:>15}",
+                "graph findings", "findings", "accounts", "attack accounts", "honest accounts"
+            )?;
             for d in &f.detectors {
-                writeln!(w, "{:<24} {:>9} {:>9} {:>15} {:>15}", d.detector, d.findings, d.accounts, d.attack_accounts, d.honest_accounts)?;
+                writeln!(
+                    w,
+                    "{:<24} {:>9} {:>9} {:>15} {:>15}",
+                    d.detector, d.findings, d.accounts, d.attack_accounts, d.honest_accounts
+                )?;
             }
-            let named: Vec<String> = f.scenarios.iter().map(|(s, n, c)| format!("{s} {c}/{n}")).collect();
-            writeln!(w, "attack accounts named by a finding: {}", named.join(", "))?;
-            writeln!(w, "honest users named by a finding: {} of {} ({})", f.honest_in_findings, f.honest_users, pct2(ratio_opt(f.honest_in_findings, f.honest_users)))?;
+            let named: Vec<String> = f
+                .scenarios
+                .iter()
+                .map(|(s, n, c)| format!("{s} {c}/{n}"))
+                .collect();
+            writeln!(
+                w,
+                "attack accounts named by a finding: {}",
+                named.join(", ")
+            )?;
+            writeln!(
+                w,
+                "honest users named by a finding: {} of {} ({})",
+                f.honest_in_findings,
+                f.honest_users,
+                pct2(ratio_opt(f.honest_in_findings, f.honest_users))
+            )?;
         }
         Ok(())
     }
@@ -681,17 +850,55 @@ mod tests {
     use std::collections::VecDeque;
     use std::rc::Rc;
 
-    fn rec(id: &str, actor: &str, scenario: Scenario, role: Role, campaign: u32, money: i64) -> TruthRec {
-        TruthRec { id: id.into(), actor: actor.into(), truth: Truth { scenario, role, campaign, money, money_key: 0, warmup: false } }
+    fn rec(
+        id: &str,
+        actor: &str,
+        scenario: Scenario,
+        role: Role,
+        campaign: u32,
+        money: i64,
+    ) -> TruthRec {
+        TruthRec {
+            id: id.into(),
+            actor: actor.into(),
+            truth: Truth {
+                scenario,
+                role,
+                campaign,
+                money,
+                money_key: 0,
+                warmup: false,
+            },
+        }
     }
 
     fn decision(id: &str, action: Action, tag: &str) -> Decision {
         let fired = if action == Action::Allow {
             vec![]
         } else {
-            vec![FiredRule { rule: format!("r_{tag}"), action, score: 0, reason: String::new(), tags: vec![tag.into()], shadow: false, reads: vec![] }]
+            vec![FiredRule {
+                rule: format!("r_{tag}"),
+                action,
+                score: 0,
+                reason: String::new(),
+                tags: vec![tag.into()],
+                shadow: false,
+                reads: vec![],
+            }]
         };
-        Decision { event_id: id.into(), checkpoint: "order.create".into(), action, score: 0, fired, shadow: vec![], errors: vec![], policy_version: "v".into(), decided_by: "rule_action", eval_us: None, models: vec![] }
+        Decision {
+            event_id: id.into(),
+            checkpoint: "order.create".into(),
+            action,
+            score: 0,
+            fired,
+            shadow: vec![],
+            errors: vec![],
+            policy_version: "v".into(),
+            decided_by: "rule_action",
+            eval_us: None,
+            models: vec![],
+        }
     }
 
     #[test]
@@ -699,19 +906,54 @@ mod tests {
         let q = Rc::new(RefCell::new(VecDeque::new()));
         let h = HOUR;
         let events = [
-            (rec("e1", "u1", Scenario::Honest, Role::Buyer, 0, 0), 0, Some(decision("e1", Action::Allow, ""))),
-            (rec("e2", "u2", Scenario::Honest, Role::Buyer, 0, 0), h, Some(decision("e2", Action::Challenge, "incentive_abuse"))),
-            (rec("e3", "u9", Scenario::CouponRing, Role::RingAccount, 7, 1000), 2 * h, Some(decision("e3", Action::Allow, ""))),
-            (rec("e4", "u9", Scenario::CouponRing, Role::RingAccount, 7, 500), 5 * h, Some(decision("e4", Action::Block, "incentive_abuse"))),
-            (rec("e5", "u8", Scenario::CouponRing, Role::RingAccount, 7, 1000), 6 * h, Some(decision("e5", Action::Review, "incentive_abuse"))),
-            (rec("e6", "u7", Scenario::CouponRing, Role::RingAccount, 8, 1000), 7 * h, Some(decision("e6", Action::Allow, ""))),
+            (
+                rec("e1", "u1", Scenario::Honest, Role::Buyer, 0, 0),
+                0,
+                Some(decision("e1", Action::Allow, "")),
+            ),
+            (
+                rec("e2", "u2", Scenario::Honest, Role::Buyer, 0, 0),
+                h,
+                Some(decision("e2", Action::Challenge, "incentive_abuse")),
+            ),
+            (
+                rec("e3", "u9", Scenario::CouponRing, Role::RingAccount, 7, 1000),
+                2 * h,
+                Some(decision("e3", Action::Allow, "")),
+            ),
+            (
+                rec("e4", "u9", Scenario::CouponRing, Role::RingAccount, 7, 500),
+                5 * h,
+                Some(decision("e4", Action::Block, "incentive_abuse")),
+            ),
+            (
+                rec("e5", "u8", Scenario::CouponRing, Role::RingAccount, 7, 1000),
+                6 * h,
+                Some(decision("e5", Action::Review, "incentive_abuse")),
+            ),
+            (
+                rec("e6", "u7", Scenario::CouponRing, Role::RingAccount, 8, 1000),
+                7 * h,
+                Some(decision("e6", Action::Allow, "")),
+            ),
             // A click (no decision) and a label (not behaviour).
-            (rec("e7", "u7", Scenario::CouponRing, Role::RingAccount, 8, 0), 8 * h, None),
-            (rec("e8", "u9", Scenario::CouponRing, Role::Label, 7, 0), 30 * h, None),
+            (
+                rec("e7", "u7", Scenario::CouponRing, Role::RingAccount, 8, 0),
+                8 * h,
+                None,
+            ),
+            (
+                rec("e8", "u9", Scenario::CouponRing, Role::Label, 7, 0),
+                30 * h,
+                None,
+            ),
         ];
         q.borrow_mut().extend(events.iter().map(|e| e.0.clone()));
         // A record whose event the engine refused: skipped by id.
-        q.borrow_mut().insert(3, rec("e-refused", "u0", Scenario::Honest, Role::Buyer, 0, 0));
+        q.borrow_mut().insert(
+            3,
+            rec("e-refused", "u0", Scenario::Honest, Role::Buyer, 0, 0),
+        );
         let mut r = CatchReport::new(q);
         for (t, time, d) in &events {
             r.write(&t.id, 0 as TypeId, *time, &[]).unwrap();
@@ -725,19 +967,39 @@ mod tests {
         assert_eq!(rep.friction.users_with_friction, 1);
         assert_eq!(rep.friction.rate, Some(0.5));
         let s = &rep.scenarios[0];
-        assert_eq!((s.accounts, s.accounts_caught, s.accounts_blocked), (3, 2, 1));
+        assert_eq!(
+            (s.accounts, s.accounts_caught, s.accounts_blocked),
+            (3, 2, 1)
+        );
         assert_eq!((s.campaigns, s.campaigns_detected), (2, 1));
-        assert_eq!((s.decided_events, s.events_caught, s.events_blocked), (4, 2, 1));
-        assert_eq!((s.money_at_risk, s.money_blocked, s.money_held_for_review), (35.0, 5.0, 10.0));
+        assert_eq!(
+            (s.decided_events, s.events_caught, s.events_blocked),
+            (4, 2, 1)
+        );
+        assert_eq!(
+            (s.money_at_risk, s.money_blocked, s.money_held_for_review),
+            (35.0, 5.0, 10.0)
+        );
         // Campaign 7 began at 2 h and was first caught at 5 h.
         assert_eq!(s.median_hours_to_detection, Some(3.0));
         let a = &rep.areas[0];
         assert_eq!(a.area, "incentive_abuse");
-        assert_eq!(a.precision, Some(2.0 / 3.0), "two of the three events its rules flagged were attacks");
+        assert_eq!(
+            a.precision,
+            Some(2.0 / 3.0),
+            "two of the three events its rules flagged were attacks"
+        );
         assert!(!a.target_met);
         assert_eq!(rep.account_precision, Some(2.0 / 3.0));
         assert_eq!(rep.rules[0].rule, "r_incentive_abuse");
-        assert_eq!((rep.rules[0].attack_events, rep.rules[0].honest_events, rep.rules[0].honest_users), (2, 1, 1));
+        assert_eq!(
+            (
+                rep.rules[0].attack_events,
+                rep.rules[0].honest_events,
+                rep.rules[0].honest_users
+            ),
+            (2, 1, 1)
+        );
     }
 
     #[test]
@@ -755,7 +1017,11 @@ mod tests {
                     }
                 }
                 1 => line.truncate(rng.index(line.len())),
-                _ => line = (0..rng.range(0, 80)).map(|_| rng.below(256) as u8).collect(),
+                _ => {
+                    line = (0..rng.range(0, 80))
+                        .map(|_| rng.below(256) as u8)
+                        .collect()
+                }
             }
             line.push(b'\n');
             let mut r = TruthReader::new(&line[..]);
@@ -764,27 +1030,65 @@ mod tests {
         let text = format!("{good}\n");
         let mut ok = TruthReader::new(text.as_bytes());
         let t = ok.next_truth().unwrap().unwrap();
-        assert_eq!((t.truth.scenario, t.truth.role, t.truth.campaign, t.truth.money), (Scenario::CouponRing, Role::RingAccount, 3, 1000));
+        assert_eq!(
+            (
+                t.truth.scenario,
+                t.truth.role,
+                t.truth.campaign,
+                t.truth.money
+            ),
+            (Scenario::CouponRing, Role::RingAccount, 3, 1000)
+        );
         let bad = TruthReader::new(&b"{\"id\":\"e1\",\"actor\":\"u1\",\"scenario\":\"nope\",\"campaign\":0,\"role\":\"buyer\"}\n"[..]).next_truth();
         assert!(bad.unwrap_err().to_string().contains("unknown scenario"));
     }
 
     #[test]
     fn an_order_and_its_payment_count_their_money_once() {
-        let keyed = |id: &str| TruthRec { id: id.into(), actor: "u5".into(), truth: Truth { scenario: Scenario::StolenCard, role: Role::Fraudster, campaign: 1, money: 30_000, money_key: 77, warmup: false } };
-        let q = Rc::new(RefCell::new(VecDeque::from([keyed("e1"), keyed("e2"), rec("e3", "u1", Scenario::Honest, Role::Buyer, 0, 0)])));
+        let keyed = |id: &str| TruthRec {
+            id: id.into(),
+            actor: "u5".into(),
+            truth: Truth {
+                scenario: Scenario::StolenCard,
+                role: Role::Fraudster,
+                campaign: 1,
+                money: 30_000,
+                money_key: 77,
+                warmup: false,
+            },
+        };
+        let q = Rc::new(RefCell::new(VecDeque::from([
+            keyed("e1"),
+            keyed("e2"),
+            rec("e3", "u1", Scenario::Honest, Role::Buyer, 0, 0),
+        ])));
         let mut r = CatchReport::new(q);
-        for (id, action) in [("e1", Action::Allow), ("e2", Action::Block), ("e3", Action::Allow)] {
+        for (id, action) in [
+            ("e1", Action::Allow),
+            ("e2", Action::Block),
+            ("e3", Action::Allow),
+        ] {
             r.write(id, 0 as TypeId, 0, &[]).unwrap();
             r.decision(&decision(id, action, "payment_fraud")).unwrap();
         }
         let s = &r.finish().scenarios[0];
-        assert_eq!((s.money_at_risk, s.money_blocked, s.money_held_for_review), (300.0, 300.0, 0.0), "blocked at payment: the order's money is stopped, once");
+        assert_eq!(
+            (s.money_at_risk, s.money_blocked, s.money_held_for_review),
+            (300.0, 300.0, 0.0),
+            "blocked at payment: the order's money is stopped, once"
+        );
     }
 
     #[test]
     fn a_missing_truth_record_is_an_error() {
-        let q = Rc::new(RefCell::new(VecDeque::from([rec("e1", "u1", Scenario::Honest, Role::Buyer, 0, 0)])));
+        let q = Rc::new(RefCell::new(VecDeque::from([rec(
+            "e1",
+            "u1",
+            Scenario::Honest,
+            Role::Buyer,
+            0,
+            0,
+        )])));
         let mut r = CatchReport::new(q);
         assert!(r.write("e2", 0 as TypeId, 0, &[]).is_err());
     }

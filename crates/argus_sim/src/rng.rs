@@ -26,7 +26,9 @@ pub fn mix(seed: u64, labels: &[u64]) -> u64 {
 
 /// FNV-1a of a name, to turn scenario names into stream labels.
 pub fn name_label(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 #[derive(Clone, Debug)]
@@ -43,7 +45,14 @@ impl Rng {
     /// xoshiro256++ seeded from one u64 through SplitMix64 (as `SeedableRng::seed_from_u64` does).
     pub fn from_u64(seed: u64) -> Rng {
         let mut x = seed;
-        Rng { s: [splitmix(&mut x), splitmix(&mut x), splitmix(&mut x), splitmix(&mut x)] }
+        Rng {
+            s: [
+                splitmix(&mut x),
+                splitmix(&mut x),
+                splitmix(&mut x),
+                splitmix(&mut x),
+            ],
+        }
     }
 
     #[inline]
@@ -179,7 +188,9 @@ impl Weighted {
 
     pub fn sample(&self, rng: &mut Rng) -> usize {
         let u = rng.f64();
-        self.cdf.partition_point(|&c| c <= u).min(self.cdf.len().saturating_sub(1))
+        self.cdf
+            .partition_point(|&c| c <= u)
+            .min(self.cdf.len().saturating_sub(1))
     }
 
     pub fn len(&self) -> usize {
@@ -211,7 +222,9 @@ mod tests {
     fn samplers_have_their_means() {
         let mut r = Rng::new(7, &[1]);
         let n = 200_000;
-        let mean = |f: &mut dyn FnMut(&mut Rng) -> f64, r: &mut Rng| (0..n).map(|_| f(r)).sum::<f64>() / n as f64;
+        let mean = |f: &mut dyn FnMut(&mut Rng) -> f64, r: &mut Rng| {
+            (0..n).map(|_| f(r)).sum::<f64>() / n as f64
+        };
         assert!((mean(&mut |r| r.exp(3.0), &mut r) - 3.0).abs() < 0.05);
         assert!((mean(&mut |r| r.poisson(4.0) as f64, &mut r) - 4.0).abs() < 0.05);
         assert!((mean(&mut |r| r.poisson(50.0) as f64, &mut r) - 50.0).abs() < 0.2);

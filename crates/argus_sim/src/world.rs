@@ -158,7 +158,10 @@ impl World {
             seed,
             start,
             days,
-            tables: Tables { addresses: vec![Address::default()], cards: vec![Card::default()] },
+            tables: Tables {
+                addresses: vec![Address::default()],
+                cards: vec![Card::default()],
+            },
             users: vec![User::default()],
             honest: 0,
             sellers: vec![Seller::default()],
@@ -179,8 +182,16 @@ impl World {
             let country = w.country_pick.sample(&mut rng) as u8;
             let address = w.new_address(country, &mut rng);
             let home_ip = w.residential_ip(country, &mut rng);
-            let shared = if size > 1 && rng.chance(0.45) { w.new_device() } else { 0 };
-            let family_card = if size > 1 && rng.chance(0.15) { w.new_card(country, &mut rng) } else { 0 };
+            let shared = if size > 1 && rng.chance(0.45) {
+                w.new_device()
+            } else {
+                0
+            };
+            let family_card = if size > 1 && rng.chance(0.15) {
+                w.new_card(country, &mut rng)
+            } else {
+                0
+            };
             for _ in 0..size {
                 if (w.users.len() as u32) > users {
                     break;
@@ -205,7 +216,11 @@ impl World {
                     if c == country {
                         c = (c + 1) % COUNTRIES.len() as u8;
                     }
-                    u.travel = Some(Travel { start: s, end: (s + len).min(days as u16), country: c });
+                    u.travel = Some(Travel {
+                        start: s,
+                        end: (s + len).min(days as u16),
+                        country: c,
+                    });
                 }
                 w.users.push(u);
             }
@@ -218,7 +233,12 @@ impl World {
         for _ in 0..n_sellers {
             let country = w.country_pick.sample(&mut rng) as u8;
             let owner = w.add_staff(country, &mut rng);
-            let mut s = Seller { owner, staff: vec![owner], items: Vec::new(), payout: w.new_payout() };
+            let mut s = Seller {
+                owner,
+                staff: vec![owner],
+                items: Vec::new(),
+                payout: w.new_payout(),
+            };
             for _ in 0..rng.range(0, 3) {
                 s.staff.push(w.add_staff(country, &mut rng));
             }
@@ -244,7 +264,8 @@ impl World {
         let n_flash = if days >= 14 { 2 } else { 1 };
         for k in 0..n_flash {
             let d = (days as i64 * (2 * k + 1) / (2 * n_flash)).min(days as i64 - 1);
-            w.flash.push((start + d * DAY + 18 * HOUR, start + d * DAY + 22 * HOUR));
+            w.flash
+                .push((start + d * DAY + 18 * HOUR, start + d * DAY + 22 * HOUR));
         }
         for _ in 0..10 {
             let i = w.item_pick.sample(&mut rng) as u32 + 1;
@@ -259,7 +280,10 @@ impl World {
         let n_cards = if rng.chance(0.3) { 2 } else { 1 };
         let mut u = User {
             country,
-            devices: [self.new_device(), if n_devices == 2 { self.new_device() } else { 0 }],
+            devices: [
+                self.new_device(),
+                if n_devices == 2 { self.new_device() } else { 0 },
+            ],
             n_devices,
             mobile: rng.chance(0.45),
             cards: [0; 2],
@@ -313,7 +337,11 @@ impl World {
             street: rng.index(STREETS.len()) as u8,
             number: rng.range(1, 400) as u16,
             postcode: rng.below(89_999) as u16,
-            flat: if rng.chance(0.3) { rng.range(1, 60) as u16 } else { 0 },
+            flat: if rng.chance(0.3) {
+                rng.range(1, 60) as u16
+            } else {
+                0
+            },
         });
         self.tables.addresses.len() as u32 - 1
     }
@@ -328,13 +356,21 @@ impl World {
 
     pub fn new_card(&mut self, country: u8, rng: &mut Rng) -> u32 {
         let bin = 400_000 + country as u32 * 9_000 + rng.below(40) as u32 * 17;
-        self.tables.cards.push(Card { bin, account: rng.below(10_000_000_000), country });
+        self.tables.cards.push(Card {
+            bin,
+            account: rng.below(10_000_000_000),
+            country,
+        });
         self.tables.cards.len() as u32 - 1
     }
 
     /// A card from one issuer range, numbered consecutively (a BIN attack's list).
     pub fn card_in_bin(&mut self, bin: u32, account: u64, country: u8) -> u32 {
-        self.tables.cards.push(Card { bin, account, country });
+        self.tables.cards.push(Card {
+            bin,
+            account,
+            country,
+        });
         self.tables.cards.len() as u32 - 1
     }
 
@@ -354,12 +390,20 @@ impl World {
 
     /// Carrier-grade NAT: a mobile operator's 128 public addresses shared by all its users.
     pub fn mobile_ip(&self, country: u8, rng: &mut Rng) -> u32 {
-        ((RESIDENTIAL[country as usize % RESIDENTIAL.len()] + 1) << 24) | (7 << 16) | (rng.below(2) as u32) << 8 | (rng.below(64) as u32 + 2)
+        ((RESIDENTIAL[country as usize % RESIDENTIAL.len()] + 1) << 24)
+            | (7 << 16)
+            | (rng.below(2) as u32) << 8
+            | (rng.below(64) as u32 + 2)
     }
 
     /// Hosting providers: a handful of /24 networks.
     pub fn datacenter_ip(&self, rng: &mut Rng) -> u32 {
-        const NETS: [u32; 4] = [(185 << 24) | (220 << 16) | (101 << 8), (45 << 24) | (134 << 16) | (26 << 8), (5 << 24) | (188 << 16) | (62 << 8), (104 << 24) | (244 << 16) | (72 << 8)];
+        const NETS: [u32; 4] = [
+            (185 << 24) | (220 << 16) | (101 << 8),
+            (45 << 24) | (134 << 16) | (26 << 8),
+            (5 << 24) | (188 << 16) | (62 << 8),
+            (104 << 24) | (244 << 16) | (72 << 8),
+        ];
         NETS[rng.index(4)] | (rng.below(250) as u32 + 2)
     }
 
@@ -427,11 +471,24 @@ pub fn checkout(w: &mut World, out: &mut Out<'_>, rng: &mut Rng, c: Checkout) ->
     if c.coupon != 0 {
         amount = (amount - COUPONS[c.coupon as usize].2).max(99);
     }
-    let base = Ev { actor: c.actor, device: c.device, ip: c.ip, ..Default::default() };
+    let base = Ev {
+        actor: c.actor,
+        device: c.device,
+        ip: c.ip,
+        ..Default::default()
+    };
     let mut t = c.t;
     // The issuer's answer is drawn first: only an approved order puts money at stake.
     let approved = !rng.chance(c.decline);
-    let stake = if c.money_at_risk && approved { Truth { money: amount, money_key: order, ..Default::default() } } else { Truth::default() };
+    let stake = if c.money_at_risk && approved {
+        Truth {
+            money: amount,
+            money_key: order,
+            ..Default::default()
+        }
+    } else {
+        Truth::default()
+    };
     let ev = Ev {
         t,
         kind: Kind::Order,
@@ -450,12 +507,42 @@ pub fn checkout(w: &mut World, out: &mut Out<'_>, rng: &mut Rng, c: Checkout) ->
     out.emit(ev);
     if c.coupon != 0 {
         t += rng.range(100, 900);
-        out.emit(Ev { t, kind: Kind::CouponRedeem, coupon: c.coupon, order, ..base });
+        out.emit(Ev {
+            t,
+            kind: Kind::CouponRedeem,
+            coupon: c.coupon,
+            order,
+            ..base
+        });
     }
     t += rng.range(SEC, 4 * SEC);
-    let attempt = out.emit(Ev { t, kind: Kind::PaymentAttempt, order, amount, card: c.card, address: c.billing, truth: stake, ..base });
+    let attempt = out.emit(Ev {
+        t,
+        kind: Kind::PaymentAttempt,
+        order,
+        amount,
+        card: c.card,
+        address: c.billing,
+        truth: stake,
+        ..base
+    });
     t += rng.range(300, 2500);
     let flag = if approved { 0 } else { rng.range(1, 3) as u8 };
-    out.emit(Ev { t, kind: Kind::PaymentResult, order, amount, card: c.card, flag, actor: c.actor, ..Default::default() });
-    CheckoutResult { order, attempt, approved, amount, t: t + rng.range(SEC, MIN) }
+    out.emit(Ev {
+        t,
+        kind: Kind::PaymentResult,
+        order,
+        amount,
+        card: c.card,
+        flag,
+        actor: c.actor,
+        ..Default::default()
+    });
+    CheckoutResult {
+        order,
+        attempt,
+        approved,
+        amount,
+        t: t + rng.range(SEC, MIN),
+    }
 }

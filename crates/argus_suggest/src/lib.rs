@@ -5,7 +5,9 @@
 /// `did you mean `x`?` for the closest candidate within a small edit distance (ties: alphabetical
 /// first), or an empty string.
 pub fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
-    closest(word, candidates).map(|c| format!("did you mean `{c}`?")).unwrap_or_default()
+    closest(word, candidates)
+        .map(|c| format!("did you mean `{c}`?"))
+        .unwrap_or_default()
 }
 
 /// The closest candidate within `max(2, len / 3)` edits.
@@ -28,7 +30,9 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         let mut cur = vec![i; b.len() + 1];
         for j in 1..=b.len() {
-            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + usize::from(a[i - 1] != b[j - 1]));
+            cur[j] = (prev[j] + 1)
+                .min(cur[j - 1] + 1)
+                .min(prev[j - 1] + usize::from(a[i - 1] != b[j - 1]));
         }
         prev = cur;
     }
@@ -42,7 +46,10 @@ mod tests {
     #[test]
     fn suggests_the_closest_within_reach() {
         let names = ["amount", "account", "country"];
-        assert_eq!(did_you_mean("amont", names.iter().copied()), "did you mean `amount`?");
+        assert_eq!(
+            did_you_mean("amont", names.iter().copied()),
+            "did you mean `amount`?"
+        );
         assert_eq!(did_you_mean("zzzzzz", names.iter().copied()), "");
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }

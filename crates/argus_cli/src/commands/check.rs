@@ -16,7 +16,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         cfg.schema.labels.len()
     );
     if let Some(p) = policies {
-        let rules: usize = p.policies.by_type.iter().flatten().map(|x| x.rules.len()).sum();
+        let rules: usize = p
+            .policies
+            .by_type
+            .iter()
+            .flatten()
+            .map(|x| x.rules.len())
+            .sum();
         let checkpoints = p.policies.by_type.iter().flatten().count();
         println!(
             "ok: {rules} rules on {checkpoints} checkpoints, {} value lists, {} tests, policy version {}",

@@ -41,7 +41,8 @@ pub const STARTER_CONFIG: &str = include_str!("../../../../examples/starter/argu
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     let cfg = match path {
         Some(p) => Config::load(p).with_context(|| format!("loading {}", p.display()))?,
-        None => Config::from_str(STARTER_CONFIG, Path::new(".")).context("loading the embedded starter configuration")?,
+        None => Config::from_str(STARTER_CONFIG, Path::new("."))
+            .context("loading the embedded starter configuration")?,
     };
     if cfg.secret_is_default {
         eprintln!("warning: pseudonymizing with the built-in development secret; set ARGUS_PII_SECRET or privacy.secret in production");
@@ -51,42 +52,100 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
 
 /// The embedded starter policy pack (`policies/` in the repository): one line per file.
 const STARTER_POLICIES: &[(&str, &str)] = &[
-    ("policies/account_integrity.toml", include_str!("../../../../policies/account_integrity.toml")),
-    ("policies/account_takeover.toml", include_str!("../../../../policies/account_takeover.toml")),
-    ("policies/incentive_abuse.toml", include_str!("../../../../policies/incentive_abuse.toml")),
-    ("policies/payment_fraud.toml", include_str!("../../../../policies/payment_fraud.toml")),
-    ("policies/marketplace_integrity.toml", include_str!("../../../../policies/marketplace_integrity.toml")),
-    ("policies/information_leakage.toml", include_str!("../../../../policies/information_leakage.toml")),
-    ("policies/reviews.toml", include_str!("../../../../policies/reviews.toml")),
-    ("policies/click_farm.toml", include_str!("../../../../policies/click_farm.toml")),
-    ("policies/payouts.toml", include_str!("../../../../policies/payouts.toml")),
+    (
+        "policies/account_integrity.toml",
+        include_str!("../../../../policies/account_integrity.toml"),
+    ),
+    (
+        "policies/account_takeover.toml",
+        include_str!("../../../../policies/account_takeover.toml"),
+    ),
+    (
+        "policies/incentive_abuse.toml",
+        include_str!("../../../../policies/incentive_abuse.toml"),
+    ),
+    (
+        "policies/payment_fraud.toml",
+        include_str!("../../../../policies/payment_fraud.toml"),
+    ),
+    (
+        "policies/marketplace_integrity.toml",
+        include_str!("../../../../policies/marketplace_integrity.toml"),
+    ),
+    (
+        "policies/information_leakage.toml",
+        include_str!("../../../../policies/information_leakage.toml"),
+    ),
+    (
+        "policies/reviews.toml",
+        include_str!("../../../../policies/reviews.toml"),
+    ),
+    (
+        "policies/click_farm.toml",
+        include_str!("../../../../policies/click_farm.toml"),
+    ),
+    (
+        "policies/payouts.toml",
+        include_str!("../../../../policies/payouts.toml"),
+    ),
 ];
 
 const STARTER_LISTS: &[(&str, &str)] = &[
-    ("policies/lists/blocked_devices.toml", include_str!("../../../../policies/lists/blocked_devices.toml")),
-    ("policies/lists/trusted_users.toml", include_str!("../../../../policies/lists/trusted_users.toml")),
-    ("policies/lists/disposable_domains.toml", include_str!("../../../../policies/lists/disposable_domains.toml")),
-    ("policies/lists/new_user_coupons.toml", include_str!("../../../../policies/lists/new_user_coupons.toml")),
+    (
+        "policies/lists/blocked_devices.toml",
+        include_str!("../../../../policies/lists/blocked_devices.toml"),
+    ),
+    (
+        "policies/lists/trusted_users.toml",
+        include_str!("../../../../policies/lists/trusted_users.toml"),
+    ),
+    (
+        "policies/lists/disposable_domains.toml",
+        include_str!("../../../../policies/lists/disposable_domains.toml"),
+    ),
+    (
+        "policies/lists/new_user_coupons.toml",
+        include_str!("../../../../policies/lists/new_user_coupons.toml"),
+    ),
 ];
 
 /// Policies for a run: `--policies DIR` (one or more), else the embedded starter pack with the embedded configuration,
 /// else none (a custom configuration without policies computes features only).
-pub fn load_policies(cfg: &Config, dirs: &[PathBuf], config_given: bool) -> anyhow::Result<Option<argus_policy::Loaded>> {
-    let owned = |v: &[(&str, &str)]| -> argus_policy::Sources { v.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect() };
+pub fn load_policies(
+    cfg: &Config,
+    dirs: &[PathBuf],
+    config_given: bool,
+) -> anyhow::Result<Option<argus_policy::Loaded>> {
+    let owned = |v: &[(&str, &str)]| -> argus_policy::Sources {
+        v.iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect()
+    };
     let loaded = match dirs {
         [d] => argus_policy::load_dir(d, &cfg.schema, &cfg.features, &cfg.pseudonymizer),
         [_, ..] => {
             let (mut policies, mut lists) = (Vec::new(), Vec::new());
             for d in dirs {
-                let (p, l) = argus_policy::read_dir(d).map_err(|e| anyhow::anyhow!("invalid policies:\n{e}"))?;
+                let (p, l) = argus_policy::read_dir(d)
+                    .map_err(|e| anyhow::anyhow!("invalid policies:\n{e}"))?;
                 policies.extend(p);
                 lists.extend(l);
             }
-            argus_policy::load_sources(&policies, &lists, &cfg.schema, &cfg.features, &cfg.pseudonymizer)
+            argus_policy::load_sources(
+                &policies,
+                &lists,
+                &cfg.schema,
+                &cfg.features,
+                &cfg.pseudonymizer,
+            )
         }
-        [] if !config_given => {
-            argus_policy::load_sources(&owned(STARTER_POLICIES), &owned(STARTER_LISTS), &cfg.schema, &cfg.features, &cfg.pseudonymizer)
-        }
+        [] if !config_given => argus_policy::load_sources(
+            &owned(STARTER_POLICIES),
+            &owned(STARTER_LISTS),
+            &cfg.schema,
+            &cfg.features,
+            &cfg.pseudonymizer,
+        ),
         [] => return Ok(None),
     };
     match loaded {

@@ -2,7 +2,9 @@
 //! through exactly the engine code that serves live traffic.
 
 use anyhow::Context;
-use argus_engine::{replay, CsvTable, DecisionLog, Engine, FindingsLog, Format, ParquetTable, RowSink, SummarySink};
+use argus_engine::{
+    replay, CsvTable, DecisionLog, Engine, FindingsLog, Format, ParquetTable, RowSink, SummarySink,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -72,7 +74,9 @@ impl<R: Read> Read for Counting<R> {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let (cfg, policies) = a.setup.load()?;
     let mut engine = match &a.restore {
-        Some(p) => Engine::load_snapshot(cfg, p).with_context(|| format!("restoring {}", p.display()))?,
+        Some(p) => {
+            Engine::load_snapshot(cfg, p).with_context(|| format!("restoring {}", p.display()))?
+        }
         None => Engine::new(cfg),
     };
     if let Some(p) = policies {
@@ -93,9 +97,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let len = f.metadata().ok().map(|m| m.len());
         (Box::new(f), len)
     };
-    let counted = Counting { inner: raw, n: read_bytes.clone() };
+    let counted = Counting {
+        inner: raw,
+        n: read_bytes.clone(),
+    };
     let input: Box<dyn BufRead> = if a.input.ends_with(".gz") {
-        Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, counted))))
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, counted)),
+        ))
     } else {
         Box::new(BufReader::with_capacity(1 << 20, counted))
     };
@@ -103,33 +113,57 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let schema = engine.schema().clone();
     let features = engine.features().clone();
     let mut csv_sink = match &a.out_csv {
-        Some(p) => Some(CsvTable::new(BufWriter::with_capacity(1 << 20, File::create(p).with_context(|| format!("creating {}", p.display()))?), schema.clone(), &features)?),
+        Some(p) => Some(CsvTable::new(
+            BufWriter::with_capacity(
+                1 << 20,
+                File::create(p).with_context(|| format!("creating {}", p.display()))?,
+            ),
+            schema.clone(),
+            &features,
+        )?),
         None => None,
     };
     let mut pq_sink = match &a.out_parquet {
-        Some(p) => Some(ParquetTable::new(BufWriter::with_capacity(1 << 20, File::create(p).with_context(|| format!("creating {}", p.display()))?), schema.clone(), &features)?),
+        Some(p) => Some(ParquetTable::new(
+            BufWriter::with_capacity(
+                1 << 20,
+                File::create(p).with_context(|| format!("creating {}", p.display()))?,
+            ),
+            schema.clone(),
+            &features,
+        )?),
         None => None,
     };
     let mut summary = SummarySink::new(&features);
     let mut decision_log = match &a.decisions {
-        Some(p) => Some(DecisionLog::new(BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?))),
+        Some(p) => Some(DecisionLog::new(BufWriter::new(
+            File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        ))),
         None => None,
     };
     let mut rejects = match &a.rejects {
-        Some(p) => Some(BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?)),
+        Some(p) => Some(BufWriter::new(
+            File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
         None => None,
     };
     if a.findings.is_some() && engine.config.graph.is_none() {
-        anyhow::bail!("--findings needs a [graph] section in the configuration (see docs/graph.md)");
+        anyhow::bail!(
+            "--findings needs a [graph] section in the configuration (see docs/graph.md)"
+        );
     }
     let mut findings_log = match &a.findings {
-        Some(p) => Some(FindingsLog::new(BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?))),
+        Some(p) => Some(FindingsLog::new(BufWriter::new(
+            File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        ))),
         None => None,
     };
     let mut catch = match &a.truth {
         Some(p) => {
             let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
-            Some(argus_sim::CatchReport::new(argus_sim::TruthReader::new(BufReader::with_capacity(1 << 20, f))))
+            Some(argus_sim::CatchReport::new(argus_sim::TruthReader::new(
+                BufReader::with_capacity(1 << 20, f),
+            )))
         }
         None => None,
     };
@@ -158,8 +192,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             None => ProgressBar::new_spinner(),
         };
         b.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         b
     };
@@ -182,7 +218,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         w.flush()?;
     }
     if let Some(p) = &a.snapshot {
-        engine.save_snapshot(p).with_context(|| format!("writing snapshot {}", p.display()))?;
+        engine
+            .save_snapshot(p)
+            .with_context(|| format!("writing snapshot {}", p.display()))?;
     }
     let memory = engine.feature_state().memory(&features);
     let report = serde_json::json!({
@@ -206,7 +244,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "graph": engine.graph_size().map(|(accounts, links, edges)| serde_json::json!({"accounts": accounts, "links": links, "block_edges": edges, "findings": findings_log.as_ref().map(|f| f.count)})),
     });
     if let Some(p) = &a.summary {
-        std::fs::write(p, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     if !a.quiet {
         let mut w = std::io::stdout().lock();
@@ -222,19 +261,54 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             stats.rejected_total(),
             stats.rejected
         )?;
-        writeln!(w, "delayed labels: {} released, {} pending at end of input", stats.labels_released, stats.labels_pending)?;
-        writeln!(w, "{:<44} {:>10} {:>10} {:>14} {:>14} {:>14}", "feature", "non-null", "null", "min", "mean", "max")?;
+        writeln!(
+            w,
+            "delayed labels: {} released, {} pending at end of input",
+            stats.labels_released, stats.labels_pending
+        )?;
+        writeln!(
+            w,
+            "{:<44} {:>10} {:>10} {:>14} {:>14} {:>14}",
+            "feature", "non-null", "null", "min", "mean", "max"
+        )?;
         let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
         for s in &summary.features {
-            writeln!(w, "{:<44} {:>10} {:>10} {:>14} {:>14} {:>14}", s.name, s.non_null, s.nulls, f(s.min), f(s.mean), f(s.max))?;
+            writeln!(
+                w,
+                "{:<44} {:>10} {:>10} {:>14} {:>14} {:>14}",
+                s.name,
+                s.non_null,
+                s.nulls,
+                f(s.min),
+                f(s.mean),
+                f(s.max)
+            )?;
         }
         if let Some(r) = &stats.policy {
             let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0));
-            writeln!(w, "decisions: {} {:?}; {} with rule errors", r.decisions, r.actions, r.with_errors)?;
-            writeln!(w, "{:<44} {:>8} {:>8} {:>10} {:>10} {:>14} {:>14}", "rule", "hits", "mode", "precision", "recall", "money caught", "money missed")?;
+            writeln!(
+                w,
+                "decisions: {} {:?}; {} with rule errors",
+                r.decisions, r.actions, r.with_errors
+            )?;
+            writeln!(
+                w,
+                "{:<44} {:>8} {:>8} {:>10} {:>10} {:>14} {:>14}",
+                "rule", "hits", "mode", "precision", "recall", "money caught", "money missed"
+            )?;
             for (name, rr) in &r.rules {
                 let mode = if rr.shadow { "shadow" } else { "enforce" };
-                writeln!(w, "{:<44} {:>8} {:>8} {:>10} {:>10} {:>14.2} {:>14.2}", name, rr.hits, mode, pct(rr.precision), pct(rr.recall), rr.money_caught, rr.money_missed)?;
+                writeln!(
+                    w,
+                    "{:<44} {:>8} {:>8} {:>10} {:>10} {:>14.2} {:>14.2}",
+                    name,
+                    rr.hits,
+                    mode,
+                    pct(rr.precision),
+                    pct(rr.recall),
+                    rr.money_caught,
+                    rr.money_missed
+                )?;
             }
             let l = &r.labelled;
             if l.events > 0 {
@@ -251,7 +325,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     if let Some(c) = &catch {
         let r = c.finish();
-        a.catch.write(&r, &format!("Argus catch report — {}", a.input))?;
+        a.catch
+            .write(&r, &format!("Argus catch report — {}", a.input))?;
     }
     Ok(())
 }

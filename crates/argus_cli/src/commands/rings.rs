@@ -61,7 +61,14 @@ fn run_events(a: &Args, path: &std::path::Path) -> anyhow::Result<()> {
     let start = Instant::now();
     let stats = {
         let mut sinks: Vec<&mut dyn argus_engine::RowSink> = vec![&mut log];
-        argus_engine::replay(&mut engine, std::io::BufReader::with_capacity(1 << 20, f), argus_engine::Format::Ndjson, &mut sinks, None, &mut |_| {})?
+        argus_engine::replay(
+            &mut engine,
+            std::io::BufReader::with_capacity(1 << 20, f),
+            argus_engine::Format::Ndjson,
+            &mut sinks,
+            None,
+            &mut |_| {},
+        )?
     };
     let (accounts, links, edges) = engine.graph_size().unwrap_or_default();
     eprintln!(
@@ -78,7 +85,10 @@ fn run_edges(a: &Args, path: &std::path::Path) -> anyhow::Result<()> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let bucket_s = match a.time_column {
         Some(0) => anyhow::bail!("--time-column counts from 1"),
-        Some(_) => argus_event::time::parse_duration(&a.bucket).filter(|&ms| ms >= 1000).map(|ms| ms / 1000).with_context(|| format!("--bucket: invalid duration `{}`", a.bucket))?,
+        Some(_) => argus_event::time::parse_duration(&a.bucket)
+            .filter(|&ms| ms >= 1000)
+            .map(|ms| ms / 1000)
+            .with_context(|| format!("--bucket: invalid duration `{}`", a.bucket))?,
         None => 0,
     };
     let mut raw: Vec<(String, String, i64)> = Vec::new();
@@ -88,14 +98,29 @@ fn run_edges(a: &Args, path: &std::path::Path) -> anyhow::Result<()> {
         if t.is_empty() || t.starts_with('#') || t.starts_with('%') {
             continue;
         }
-        let fields: Vec<&str> = t.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).collect();
+        let fields: Vec<&str> = t
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .collect();
         if fields.len() < 2 {
             anyhow::bail!("{}:{}: expected `row,column`", path.display(), n + 1);
         }
         let period = match a.time_column {
             Some(c) => {
-                let v = fields.get(c - 1).with_context(|| format!("{}:{}: no column {c}", path.display(), n + 1))?;
-                let secs: f64 = v.parse().ok().filter(|x: &f64| x.is_finite()).ok_or_else(|| anyhow::anyhow!("{}:{}: column {c} `{v}` is not a Unix time", path.display(), n + 1))?;
+                let v = fields
+                    .get(c - 1)
+                    .with_context(|| format!("{}:{}: no column {c}", path.display(), n + 1))?;
+                let secs: f64 =
+                    v.parse()
+                        .ok()
+                        .filter(|x: &f64| x.is_finite())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "{}:{}: column {c} `{v}` is not a Unix time",
+                                path.display(),
+                                n + 1
+                            )
+                        })?;
                 (secs as i64).div_euclid(bucket_s)
             }
             None => 0,
@@ -104,9 +129,12 @@ fn run_edges(a: &Args, path: &std::path::Path) -> anyhow::Result<()> {
     }
     // Integer ids are indices only when they are dense enough to allocate by; sparse or huge ones
     // (an id of 4,000,000,000 would size the graph by it) are numbered in order of appearance.
-    let limit = (raw.len() as u64).saturating_mul(4).saturating_add(1_000_000);
+    let limit = (raw.len() as u64)
+        .saturating_mul(4)
+        .saturating_add(1_000_000);
     let numeric = raw.iter().all(|(r, c, _)| matches!((r.parse::<u32>(), c.parse::<u32>()), (Ok(a), Ok(b)) if (a.max(b) as u64) < limit));
-    let (mut rows, mut cols): (HashMap<String, u32>, HashMap<String, u32>) = (HashMap::new(), HashMap::new());
+    let (mut rows, mut cols): (HashMap<String, u32>, HashMap<String, u32>) =
+        (HashMap::new(), HashMap::new());
     let (mut row_names, mut col_names): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
     let id = |map: &mut HashMap<String, u32>, names: &mut Vec<String>, s: &str| -> u32 {
         if numeric {
@@ -117,8 +145,22 @@ fn run_edges(a: &Args, path: &std::path::Path) -> anyhow::Result<()> {
             names.len() as u32 - 1
         })
     };
-    let edges: Vec<(u32, u32)> = raw.iter().map(|(r, c, _)| (id(&mut rows, &mut row_names, r), id(&mut cols, &mut col_names, c))).collect();
-    let name = |names: &[String], i: u32| if numeric { i.to_string() } else { names[i as usize].clone() };
+    let edges: Vec<(u32, u32)> = raw
+        .iter()
+        .map(|(r, c, _)| {
+            (
+                id(&mut rows, &mut row_names, r),
+                id(&mut cols, &mut col_names, c),
+            )
+        })
+        .collect();
+    let name = |names: &[String], i: u32| {
+        if numeric {
+            i.to_string()
+        } else {
+            names[i as usize].clone()
+        }
+    };
     let mut out = std::io::stdout().lock();
     if a.time_column.is_some() {
         // The periods that occur, numbered densely in time order (an outlying time cannot size the
@@ -146,7 +188,11 @@ fn run_edges(a: &Args, path: &std::path::Path) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        writeln!(out, "{}", serde_json::json!({"entries": edges.len(), "modes": ["row", "column", "period"], "bucket_seconds": bucket_s, "seconds": secs, "blocks": blocks}))?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"entries": edges.len(), "modes": ["row", "column", "period"], "bucket_seconds": bucket_s, "seconds": secs, "blocks": blocks})
+        )?;
         return Ok(());
     }
     let g = Bipartite::from_edges(edges);

@@ -34,7 +34,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     for t in &cfg.schema.types {
-        writeln!(w, "{}{}{}  (actor: {})", t.name, if t.checkpoint { "  [checkpoint]" } else { "" }, if t.internal { "  [internal]" } else { "" }, t.actor_kind)?;
+        writeln!(
+            w,
+            "{}{}{}  (actor: {})",
+            t.name,
+            if t.checkpoint { "  [checkpoint]" } else { "" },
+            if t.internal { "  [internal]" } else { "" },
+            t.actor_kind
+        )?;
         for f in &t.fields {
             let mut tags = Vec::new();
             if f.required {
@@ -52,7 +59,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             if f.label.is_some() {
                 tags.push("delayed label".into());
             }
-            writeln!(w, "    {:<28} {:<12} {}", f.name, f.ty.name(), tags.join(", "))?;
+            writeln!(
+                w,
+                "    {:<28} {:<12} {}",
+                f.name,
+                f.ty.name(),
+                tags.join(", ")
+            )?;
         }
     }
     Ok(())

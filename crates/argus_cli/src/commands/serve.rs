@@ -17,10 +17,14 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(tracing::Level::INFO).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .init();
     let initial = a.setup.load()?;
-    let mut settings = argus_server::Settings::resolve(&initial.0.server, |k| std::env::var(k).ok())
-        .map_err(|e| anyhow::anyhow!("invalid server settings:\n  {}", e.join("\n  ")))?;
+    let mut settings =
+        argus_server::Settings::resolve(&initial.0.server, |k| std::env::var(k).ok())
+            .map_err(|e| anyhow::anyhow!("invalid server settings:\n  {}", e.join("\n  ")))?;
     if let Some(l) = a.listen {
         settings.listen = l;
     }
@@ -30,6 +34,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     // Every reload reads the same sources again: the files when given, else the embedded pack.
     let setup = a.setup.clone();
     let loader: argus_server::Loader = Arc::new(move || setup.load());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(argus_server::serve(settings, loader, Some(initial)))
 }

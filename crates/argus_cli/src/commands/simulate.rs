@@ -7,8 +7,8 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
-use std::rc::Rc;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Instant;
 
 #[derive(clap::Args)]
@@ -77,10 +77,12 @@ impl CatchOut {
     pub fn write(&self, r: &argus_sim::Report, title: &str) -> anyhow::Result<()> {
         r.write_table(&mut std::io::stdout().lock())?;
         if let Some(p) = &self.catch_json {
-            std::fs::write(p, serde_json::to_string_pretty(r)?).with_context(|| format!("writing {}", p.display()))?;
+            std::fs::write(p, serde_json::to_string_pretty(r)?)
+                .with_context(|| format!("writing {}", p.display()))?;
         }
         if let Some(p) = &self.chart {
-            std::fs::write(p, argus_sim::chart::svg(r, title)).with_context(|| format!("writing {}", p.display()))?;
+            std::fs::write(p, argus_sim::chart::svg(r, title))
+                .with_context(|| format!("writing {}", p.display()))?;
         }
         Ok(())
     }
@@ -97,12 +99,18 @@ struct WorldReader {
 impl Read for WorldReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.pos == self.buf.len() {
-            let Some(evs) = self.g.next_day() else { return Ok(0) };
+            let Some(evs) = self.g.next_day() else {
+                return Ok(0);
+            };
             self.buf.clear();
             self.pos = 0;
             self.g.render(&evs, &mut self.buf, None);
             let mut q = self.truth.borrow_mut();
-            q.extend(evs.iter().map(|e| TruthRec { id: format!("e{}", e.id), actor: format!("u{}", e.actor), truth: e.truth }));
+            q.extend(evs.iter().map(|e| TruthRec {
+                id: format!("e{}", e.id),
+                actor: format!("u{}", e.actor),
+                truth: e.truth,
+            }));
         }
         let n = out.len().min(self.buf.len() - self.pos);
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
@@ -114,17 +122,28 @@ impl Read for WorldReader {
 /// `argus simulate --report`: generate and replay in one process, on the engine's one code path.
 fn report(a: &Args, cfg: &SimConfig) -> anyhow::Result<()> {
     let (ecfg, policies) = a.setup.load()?;
-    let Some(policies) = policies else { anyhow::bail!("--report needs policies: give --policies DIR with --config") };
+    let Some(policies) = policies else {
+        anyhow::bail!("--report needs policies: give --policies DIR with --config")
+    };
     let mut engine = argus_engine::Engine::new(ecfg);
     engine.set_policies(std::sync::Arc::new(policies.policies));
     let queue = Rc::new(RefCell::new(VecDeque::new()));
-    let reader = WorldReader { g: argus_sim::Generator::new(cfg)?, buf: Vec::new(), pos: 0, truth: queue.clone() };
+    let reader = WorldReader {
+        g: argus_sim::Generator::new(cfg)?,
+        buf: Vec::new(),
+        pos: 0,
+        truth: queue.clone(),
+    };
     let mut catch = argus_sim::CatchReport::new(queue);
     if a.findings.is_some() && engine.config.graph.is_none() {
-        anyhow::bail!("--findings needs a [graph] section in the configuration (see docs/graph.md)");
+        anyhow::bail!(
+            "--findings needs a [graph] section in the configuration (see docs/graph.md)"
+        );
     }
     let mut findings = match &a.findings {
-        Some(p) => Some(argus_engine::FindingsLog::new(BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?))),
+        Some(p) => Some(argus_engine::FindingsLog::new(BufWriter::new(
+            File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        ))),
         None => None,
     };
     let start = Instant::now();
@@ -133,7 +152,14 @@ fn report(a: &Args, cfg: &SimConfig) -> anyhow::Result<()> {
         if let Some(f) = findings.as_mut() {
             sinks.push(f);
         }
-        argus_engine::replay(&mut engine, std::io::BufReader::with_capacity(1 << 20, reader), argus_engine::Format::Ndjson, &mut sinks, None, &mut |_| {})?
+        argus_engine::replay(
+            &mut engine,
+            std::io::BufReader::with_capacity(1 << 20, reader),
+            argus_engine::Format::Ndjson,
+            &mut sinks,
+            None,
+            &mut |_| {},
+        )?
     };
     eprintln!(
         "simulated and replayed {} events in {:.1} s: {} accepted, {} rejected",
@@ -143,13 +169,23 @@ fn report(a: &Args, cfg: &SimConfig) -> anyhow::Result<()> {
         stats.rejected_total()
     );
     let r = catch.finish();
-    let title = format!("Argus catch report — seed {}, {} days, {} users, camouflage {}", cfg.seed, cfg.days, cfg.users, cfg.camouflage.map_or("default".to_string(), |c| c.to_string()));
+    let title = format!(
+        "Argus catch report — seed {}, {} days, {} users, camouflage {}",
+        cfg.seed,
+        cfg.days,
+        cfg.users,
+        cfg.camouflage
+            .map_or("default".to_string(), |c| c.to_string())
+    );
     a.catch.write(&r, &title)
 }
 
 pub fn config(a: &Args) -> anyhow::Result<SimConfig> {
     let mut cfg = match &a.world {
-        Some(p) => toml::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?).with_context(|| format!("parsing {}", p.display()))?,
+        Some(p) => toml::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("parsing {}", p.display()))?,
         None => SimConfig::default(),
     };
     if let Some(s) = a.seed {
@@ -171,11 +207,17 @@ pub fn config(a: &Args) -> anyhow::Result<SimConfig> {
     if !a.only.is_empty() {
         for (s, _, _) in argus_sim::SCENARIOS {
             let on = a.only.iter().any(|n| n == s.name());
-            cfg.scenarios.entry(s.name().to_string()).or_default().enabled = Some(on);
+            cfg.scenarios
+                .entry(s.name().to_string())
+                .or_default()
+                .enabled = Some(on);
         }
         for n in &a.only {
             if argus_sim::Scenario::from_name(n).is_none() {
-                let known: Vec<_> = argus_sim::SCENARIOS.iter().map(|(s, _, _)| s.name()).collect();
+                let known: Vec<_> = argus_sim::SCENARIOS
+                    .iter()
+                    .map(|(s, _, _)| s.name())
+                    .collect();
                 anyhow::bail!("unknown scenario `{n}` (known: {})", known.join(", "));
             }
         }
@@ -192,17 +234,30 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let start = Instant::now();
     let out = a.out.clone().unwrap_or_else(|| "-".into());
-    let truth_path = a.truth.clone().or_else(|| (out != "-").then(|| PathBuf::from(format!("{}.truth.ndjson", out.trim_end_matches(".ndjson")))));
+    let truth_path = a.truth.clone().or_else(|| {
+        (out != "-")
+            .then(|| PathBuf::from(format!("{}.truth.ndjson", out.trim_end_matches(".ndjson"))))
+    });
     let mut events: Box<dyn Write> = if out == "-" {
         Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock()))
     } else {
-        Box::new(BufWriter::with_capacity(1 << 20, File::create(&out).with_context(|| format!("creating {out}"))?))
+        Box::new(BufWriter::with_capacity(
+            1 << 20,
+            File::create(&out).with_context(|| format!("creating {out}"))?,
+        ))
     };
     let mut truth = match &truth_path {
-        Some(p) => Some(BufWriter::with_capacity(1 << 20, File::create(p).with_context(|| format!("creating {}", p.display()))?)),
+        Some(p) => Some(BufWriter::with_capacity(
+            1 << 20,
+            File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
         None => None,
     };
-    let summary: Summary = argus_sim::generate(&cfg, &mut events, truth.as_mut().map(|t| t as &mut dyn Write))?;
+    let summary: Summary = argus_sim::generate(
+        &cfg,
+        &mut events,
+        truth.as_mut().map(|t| t as &mut dyn Write),
+    )?;
     let secs = start.elapsed().as_secs_f64();
     if a.stats || out != "-" {
         let stats = serde_json::json!({

@@ -28,10 +28,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         for (i, raw) in t.prior.iter().chain(std::iter::once(&t.event)).enumerate() {
             let mut v = raw.clone();
             if let Some(o) = v.as_object_mut() {
-                o.entry("id").or_insert_with(|| format!("{}-{i}", t.name).into());
+                o.entry("id")
+                    .or_insert_with(|| format!("{}-{i}", t.name).into());
                 match o.get("time") {
                     Some(tv) => {
-                        if let Ok(ms) = argus_event::decode::parse_time(argus_event::Raw::Json(tv)) {
+                        if let Ok(ms) = argus_event::decode::parse_time(argus_event::Raw::Json(tv))
+                        {
                             time = ms;
                         }
                     }
@@ -57,17 +59,32 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             }
         }
         match (&decision, problems.is_empty()) {
-            (None, true) => problems.push("no policy decided the event under test (is its type a policy checkpoint?)".into()),
+            (None, true) => problems.push(
+                "no policy decided the event under test (is its type a policy checkpoint?)".into(),
+            ),
             (Some(d), true) => {
                 if let Some(want) = t.expect_action {
                     if d.action != want {
-                        problems.push(format!("action {} (decided by {}), expected {}", d.action.name(), d.decided_by, want.name()));
+                        problems.push(format!(
+                            "action {} (decided by {}), expected {}",
+                            d.action.name(),
+                            d.decided_by,
+                            want.name()
+                        ));
                     }
                 }
-                let fired: Vec<&str> = d.fired.iter().chain(d.shadow.iter()).map(|f| f.rule.as_str()).collect();
+                let fired: Vec<&str> = d
+                    .fired
+                    .iter()
+                    .chain(d.shadow.iter())
+                    .map(|f| f.rule.as_str())
+                    .collect();
                 for r in &t.expect_rules {
                     if !fired.contains(&r.as_str()) {
-                        problems.push(format!("rule `{r}` did not fire (fired: {fired:?}; errors: {:?})", d.errors));
+                        problems.push(format!(
+                            "rule `{r}` did not fire (fired: {fired:?}; errors: {:?})",
+                            d.errors
+                        ));
                     }
                 }
                 for r in &t.expect_not_rules {

@@ -119,7 +119,8 @@ pub struct EvalArgs {
 }
 
 fn day_ms(s: &str) -> anyhow::Result<i64> {
-    argus_event::time::parse_datetime(&format!("{s}T00:00:00Z")).with_context(|| format!("`{s}` is not a date (YYYY-MM-DD)"))
+    argus_event::time::parse_datetime(&format!("{s}T00:00:00Z"))
+        .with_context(|| format!("`{s}` is not a date (YYYY-MM-DD)"))
 }
 
 struct Resolved {
@@ -133,18 +134,32 @@ fn resolve(d: &Data) -> anyhow::Result<Resolved> {
     let cfg = super::load_config(d.setup.config.as_deref())?;
     let schema = cfg.schema.clone();
     let spec = match &d.label {
-        Some(n) => schema.labels.iter().find(|l| &l.name == n).with_context(|| format!("no label `{n}` in the schema"))?,
-        None => schema.labels.first().context("the schema declares no delayed label (a field with `label = { name, delay }`)")?,
+        Some(n) => schema
+            .labels
+            .iter()
+            .find(|l| &l.name == n)
+            .with_context(|| format!("no label `{n}` in the schema"))?,
+        None => schema.labels.first().context(
+            "the schema declares no delayed label (a field with `label = { name, delay }`)",
+        )?,
     };
     let event_type = match &d.event {
-        Some(n) => schema.type_id(n).with_context(|| format!("unknown event type `{n}`"))?,
+        Some(n) => schema
+            .type_id(n)
+            .with_context(|| format!("unknown event type `{n}`"))?,
         None => spec.source_type,
     };
     let delay_ms = match &d.delay {
-        Some(s) => argus_event::time::parse_duration(s).with_context(|| format!("`{s}` is not a duration"))?,
+        Some(s) => argus_event::time::parse_duration(s)
+            .with_context(|| format!("`{s}` is not a duration"))?,
         None => spec.delay_ms,
     };
-    Ok(Resolved { engine: Engine::new(cfg), event_type, label: spec.name.clone(), delay_ms })
+    Ok(Resolved {
+        engine: Engine::new(cfg),
+        event_type,
+        label: spec.name.clone(),
+        delay_ms,
+    })
 }
 
 /// Replays the input into `rows`.
@@ -158,7 +173,10 @@ fn collect(d: &Data, engine: &mut Engine, rows: &mut Rows) -> anyhow::Result<()>
     };
     let f = File::open(&d.input).with_context(|| format!("opening {}", d.input))?;
     let input: Box<dyn BufRead> = if d.input.ends_with(".gz") {
-        Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, f))))
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, f)),
+        ))
     } else {
         Box::new(BufReader::with_capacity(1 << 20, f))
     };
@@ -168,7 +186,11 @@ fn collect(d: &Data, engine: &mut Engine, rows: &mut Rows) -> anyhow::Result<()>
 }
 
 fn table(rows: &Rows, idx: &[usize]) -> Table {
-    let mut t = Table { features: rows.names.clone(), x: Vec::with_capacity(idx.len() * rows.names.len()), y: Vec::with_capacity(idx.len()) };
+    let mut t = Table {
+        features: rows.names.clone(),
+        x: Vec::with_capacity(idx.len() * rows.names.len()),
+        y: Vec::with_capacity(idx.len()),
+    };
     for &r in idx {
         t.x.extend_from_slice(rows.row(r));
         t.y.push(rows.label[r].is_some_and(|l| l != 0.0));
@@ -179,12 +201,21 @@ fn table(rows: &Rows, idx: &[usize]) -> Table {
 /// The handbook's test set: rows in `[from, from + days)`, leaving out, on each test day, the actors
 /// with a positive label known by then (time in `[known_from, day − delay)`).
 fn test_rows(rows: &Rows, from: i64, days: u32, known_from: i64, delay: i64) -> Vec<usize> {
-    let positives: Vec<(i64, &str)> = (0..rows.len()).filter(|&r| rows.label[r].is_some_and(|l| l != 0.0)).map(|r| (rows.time[r], rows.actor[r].as_str())).collect();
+    let positives: Vec<(i64, &str)> = (0..rows.len())
+        .filter(|&r| rows.label[r].is_some_and(|l| l != 0.0))
+        .map(|r| (rows.time[r], rows.actor[r].as_str()))
+        .collect();
     let mut keep = Vec::new();
     for day in 0..days as i64 {
         let d0 = from + day * DAY;
-        let known: HashSet<&str> = positives.iter().filter(|(t, _)| *t >= known_from && *t < d0 - delay).map(|(_, a)| *a).collect();
-        keep.extend((0..rows.len()).filter(|&r| rows.time[r] >= d0 && rows.time[r] < d0 + DAY && !known.contains(rows.actor[r].as_str())));
+        let known: HashSet<&str> = positives
+            .iter()
+            .filter(|(t, _)| *t >= known_from && *t < d0 - delay)
+            .map(|(_, a)| *a)
+            .collect();
+        keep.extend((0..rows.len()).filter(|&r| {
+            rows.time[r] >= d0 && rows.time[r] < d0 + DAY && !known.contains(rows.actor[r].as_str())
+        }));
     }
     keep
 }
@@ -202,7 +233,10 @@ struct Evaluation {
 }
 
 fn evaluate(scores: &[f64], rows: &Rows, idx: &[usize], k: usize) -> Evaluation {
-    let labels: Vec<bool> = idx.iter().map(|&r| rows.label[r].is_some_and(|l| l != 0.0)).collect();
+    let labels: Vec<bool> = idx
+        .iter()
+        .map(|&r| rows.label[r].is_some_and(|l| l != 0.0))
+        .collect();
     let day: Vec<i64> = idx.iter().map(|&r| rows.time[r].div_euclid(DAY)).collect();
     let mut ids: BTreeMap<&str, u64> = BTreeMap::new();
     let card: Vec<u64> = idx
@@ -245,7 +279,14 @@ fn export(dir: &std::path::Path, name: &str, rows: &Rows, idx: &[usize]) -> anyh
     let mut w = std::io::BufWriter::new(File::create(dir.join(name))?);
     writeln!(w, "time_ms,day,actor,label,{}", rows.names.join(","))?;
     for &r in idx {
-        write!(w, "{},{},{},{}", rows.time[r], rows.time[r].div_euclid(DAY), rows.actor[r].replace(',', "_"), u8::from(rows.label[r].is_some_and(|l| l != 0.0)))?;
+        write!(
+            w,
+            "{},{},{},{}",
+            rows.time[r],
+            rows.time[r].div_euclid(DAY),
+            rows.actor[r].replace(',', "_"),
+            u8::from(rows.label[r].is_some_and(|l| l != 0.0))
+        )?;
         for v in rows.row(r) {
             if v.is_nan() {
                 write!(w, ",")?;
@@ -268,20 +309,37 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     let train_end = from + a.train_days as i64 * DAY;
     let deploy = train_end + res.delay_ms;
     let test_end = deploy + a.test_days as i64 * DAY;
-    let mut rows = Rows::new(res.engine.features(), res.event_type, &a.features, from, test_end.max(train_end)).map_err(anyhow::Error::msg)?;
+    let mut rows = Rows::new(
+        res.engine.features(),
+        res.event_type,
+        &a.features,
+        from,
+        test_end.max(train_end),
+    )
+    .map_err(anyhow::Error::msg)?;
     let t0 = Instant::now();
     collect(&a.data, &mut res.engine, &mut rows)?;
     let replay_s = t0.elapsed().as_secs_f64();
     // Training rows: labelled events of the window, all known by `deploy`; the latest part validates.
-    let mut train_idx: Vec<usize> = (0..rows.len()).filter(|&r| rows.time[r] < train_end && rows.label[r].is_some()).collect();
+    let mut train_idx: Vec<usize> = (0..rows.len())
+        .filter(|&r| rows.time[r] < train_end && rows.label[r].is_some())
+        .collect();
     train_idx.sort_by_key(|&r| (rows.time[r], r));
     if train_idx.is_empty() {
-        bail!("no labelled `{}` events between {} and {}", res.engine.schema().get(res.event_type).name, a.train_from, argus_event::time::format_rfc3339(train_end));
+        bail!(
+            "no labelled `{}` events between {} and {}",
+            res.engine.schema().get(res.event_type).name,
+            a.train_from,
+            argus_event::time::format_rfc3339(train_end)
+        );
     }
     let cut = ((train_idx.len() as f64) * (1.0 - a.valid_fraction)) as usize;
     let (fit_idx, valid_idx) = train_idx.split_at(cut.max(1));
     let mut params: Params = match &a.params {
-        Some(p) => toml::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?).with_context(|| format!("parsing {}", p.display()))?,
+        Some(p) => toml::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("parsing {}", p.display()))?,
         None => Params::default(),
     };
     if let Some(t) = a.trees {
@@ -295,15 +353,31 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     }
     match a.scale_pos_weight.as_deref() {
         Some("auto") => params.scale_pos_weight = None,
-        Some(s) => params.scale_pos_weight = Some(s.parse().with_context(|| format!("--scale-pos-weight `{s}`"))?),
+        Some(s) => {
+            params.scale_pos_weight = Some(
+                s.parse()
+                    .with_context(|| format!("--scale-pos-weight `{s}`"))?,
+            )
+        }
         None => {}
     }
     let fit = table(&rows, fit_idx);
     let valid = table(&rows, valid_idx);
     let t1 = Instant::now();
-    let (model, log) = argus_model::train::train_bagged(&fit, (!valid_idx.is_empty()).then_some(&valid), &params, a.bags, a.negatives_per_positive, 1).map_err(anyhow::Error::msg)?;
+    let (model, log) = argus_model::train::train_bagged(
+        &fit,
+        (!valid_idx.is_empty()).then_some(&valid),
+        &params,
+        a.bags,
+        a.negatives_per_positive,
+        1,
+    )
+    .map_err(anyhow::Error::msg)?;
     let train_s = t1.elapsed().as_secs_f64();
-    let vscores: Vec<f64> = valid_idx.iter().map(|&r| model.score(rows.row(r))).collect();
+    let vscores: Vec<f64> = valid_idx
+        .iter()
+        .map(|&r| model.score(rows.row(r)))
+        .collect();
     let vlabels: Vec<bool> = valid.y.clone();
     let mut m = BTreeMap::new();
     if let Some(x) = metrics::roc_auc(&vscores, &vlabels) {
@@ -317,7 +391,11 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     let (model, train_s) = if !a.refit || valid_idx.is_empty() {
         (model, train_s)
     } else {
-        let refit = Params { trees: log.best_iteration.max(1), early_stopping_rounds: 0, ..params.clone() };
+        let refit = Params {
+            trees: log.best_iteration.max(1),
+            early_stopping_rounds: 0,
+            ..params.clone()
+        };
         let t2 = Instant::now();
         let (m2, _) = argus_model::train(&all, None, &refit).map_err(anyhow::Error::msg)?;
         (m2, train_s + t2.elapsed().as_secs_f64())
@@ -329,8 +407,16 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         window_start: argus_event::time::format_rfc3339(from),
         window_end: argus_event::time::format_rfc3339(train_end),
         deploy_from: argus_event::time::format_rfc3339(deploy),
-        rows: if a.refit { train_idx.len() } else { fit_idx.len() } as u64,
-        positives: if a.refit { &all } else { &fit }.y.iter().filter(|&&y| y).count() as u64,
+        rows: if a.refit {
+            train_idx.len()
+        } else {
+            fit_idx.len()
+        } as u64,
+        positives: if a.refit { &all } else { &fit }
+            .y
+            .iter()
+            .filter(|&&y| y)
+            .count() as u64,
         validation_rows: valid_idx.len() as u64,
         data_hash: argus_model::file::data_hash(&all),
         params: params.clone(),
@@ -338,8 +424,22 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         seconds: train_s,
     };
     let name = a.name.clone().unwrap_or_else(|| res.label.clone());
-    let file = ModelFile { format: argus_model::file::FORMAT.into(), name: name.clone(), version: format!("{}+{}", argus_event::time::format_rfc3339(train_end).get(..10).unwrap_or(""), &info.data_hash[..8]), training: info, metrics: m.clone(), model };
-    std::fs::write(&a.out, file.to_json().context("encoding the model")?).with_context(|| format!("writing {}", a.out.display()))?;
+    let file = ModelFile {
+        format: argus_model::file::FORMAT.into(),
+        name: name.clone(),
+        version: format!(
+            "{}+{}",
+            argus_event::time::format_rfc3339(train_end)
+                .get(..10)
+                .unwrap_or(""),
+            &info.data_hash[..8]
+        ),
+        training: info,
+        metrics: m.clone(),
+        model,
+    };
+    std::fs::write(&a.out, file.to_json().context("encoding the model")?)
+        .with_context(|| format!("writing {}", a.out.display()))?;
     println!(
         "trained `{name}` on {} rows ({} positive) of {} .. {}, {} features: {} trees (of {}), {:.2} s (replay {:.1} s); validation AUC {:.4}, AP {:.4} on {} rows",
         file.training.rows,
@@ -359,7 +459,10 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     if a.test_days > 0 {
         let test_idx = test_rows(&rows, deploy, a.test_days, from, res.delay_ms);
         let scorer = argus_model::Scorer::new(&file.model).map_err(anyhow::Error::msg)?;
-        let scores: Vec<f64> = test_idx.iter().map(|&r| scorer.score(rows.row(r))).collect();
+        let scores: Vec<f64> = test_idx
+            .iter()
+            .map(|&r| scorer.score(rows.row(r)))
+            .collect();
         let e = evaluate(&scores, &rows, &test_idx, a.k);
         print_eval("test", &e);
         report["test"] = serde_json::to_value(&e)?;
@@ -379,16 +482,29 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
 
 pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
     let mut res = resolve(&a.data)?;
-    let text = std::fs::read_to_string(&a.model).with_context(|| format!("reading {}", a.model.display()))?;
-    let (model, file) = argus_model::load_model(&text).with_context(|| format!("loading {}", a.model.display()))?;
+    let text = std::fs::read_to_string(&a.model)
+        .with_context(|| format!("reading {}", a.model.display()))?;
+    let (model, file) =
+        argus_model::load_model(&text).with_context(|| format!("loading {}", a.model.display()))?;
     let from = day_ms(&a.from)?;
     let known_from = match (&a.known_from, &file) {
         (Some(s), _) => day_ms(s)?,
-        (None, Some(f)) => argus_event::time::parse_datetime(&f.training.window_start).unwrap_or(from),
+        (None, Some(f)) => {
+            argus_event::time::parse_datetime(&f.training.window_start).unwrap_or(from)
+        }
         (None, None) => from,
     };
     let to = from + a.days as i64 * DAY;
-    let mut rows = Rows::new(res.engine.features(), res.event_type, &model.features, known_from.min(from), to).map_err(|e| anyhow::anyhow!("the model's inputs do not match the configuration's features: {e}"))?;
+    let mut rows = Rows::new(
+        res.engine.features(),
+        res.event_type,
+        &model.features,
+        known_from.min(from),
+        to,
+    )
+    .map_err(|e| {
+        anyhow::anyhow!("the model's inputs do not match the configuration's features: {e}")
+    })?;
     collect(&a.data, &mut res.engine, &mut rows)?;
     let idx = test_rows(&rows, from, a.days, known_from, res.delay_ms);
     let scorer = argus_model::Scorer::new(&model).map_err(anyhow::Error::msg)?;

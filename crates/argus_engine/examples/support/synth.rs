@@ -45,9 +45,21 @@ pub fn events(n: usize, seed: u64) -> Vec<String> {
     for i in 0..n {
         t += r.below(1_728) as i64;
         let user = r.skewed(50_000);
-        let device = if r.below(20) == 0 { r.below(60_000) } else { mix(user, 1) % 60_000 };
-        let ip = if r.below(10) == 0 { r.below(30_000) } else { mix(user, 2) % 30_000 };
-        let card = if r.below(25) == 0 { r.below(55_000) } else { mix(user, 3) % 55_000 };
+        let device = if r.below(20) == 0 {
+            r.below(60_000)
+        } else {
+            mix(user, 1) % 60_000
+        };
+        let ip = if r.below(10) == 0 {
+            r.below(30_000)
+        } else {
+            mix(user, 2) % 30_000
+        };
+        let card = if r.below(25) == 0 {
+            r.below(55_000)
+        } else {
+            mix(user, 3) % 55_000
+        };
         let item = r.skewed(20_000);
         let seller = item % 2_000;
         let ipaddr = format!("10.{}.{}.{}", ip >> 16, (ip >> 8) & 255, ip & 255);
@@ -55,9 +67,17 @@ pub fn events(n: usize, seed: u64) -> Vec<String> {
         let roll = r.below(100);
         let (ty, data) = if roll < 30 {
             let ok = r.below(10) != 0;
-            ("account.login", format!(r#"{{"success":{ok},"device":"d{device}","ip":"{ipaddr}"}}"#))
+            (
+                "account.login",
+                format!(r#"{{"success":{ok},"device":"d{device}","ip":"{ipaddr}"}}"#),
+            )
         } else if roll < 70 {
-            ("item.click", format!(r#"{{"item":"i{item}","seller":"s{seller}","device":"d{device}","ip":"{ipaddr}"}}"#))
+            (
+                "item.click",
+                format!(
+                    r#"{{"item":"i{item}","seller":"s{seller}","device":"d{device}","ip":"{ipaddr}"}}"#
+                ),
+            )
         } else if roll < 85 {
             (
                 "order.create",
@@ -68,11 +88,14 @@ pub fn events(n: usize, seed: u64) -> Vec<String> {
         } else {
             (
                 "payment.attempt",
-                format!(r#"{{"order":"o{i}","amount":"{amount}","currency":"EUR","card":"4{card:015}","device":"d{device}","ip":"{ipaddr}"}}"#),
+                format!(
+                    r#"{{"order":"o{i}","amount":"{amount}","currency":"EUR","card":"4{card:015}","device":"d{device}","ip":"{ipaddr}"}}"#
+                ),
             )
         };
-        out.push(format!(r#"{{"id":"e{i}","type":"{ty}","time":{t},"actor":"u{user}","data":{data}}}"#));
+        out.push(format!(
+            r#"{{"id":"e{i}","type":"{ty}","time":{t},"actor":"u{user}","data":{data}}}"#
+        ));
     }
     out
 }
-

@@ -11,12 +11,17 @@ pub fn root() -> PathBuf {
 /// `../shared/data` beside the repository (or `ARGUS_DATA_DIR`). `None`, with a message, when absent:
 /// CI always has it; a contributor's machine may not.
 pub fn data_file(rel: &str) -> Option<PathBuf> {
-    let base = std::env::var_os("ARGUS_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("../shared/data"));
+    let base = std::env::var_os("ARGUS_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/data"));
     let p = base.join(rel);
     if p.exists() {
         Some(p)
     } else {
-        eprintln!("SKIPPED: {} not found (set ARGUS_DATA_DIR); CI runs this test with the data", p.display());
+        eprintln!(
+            "SKIPPED: {} not found (set ARGUS_DATA_DIR); CI runs this test with the data",
+            p.display()
+        );
         None
     }
 }

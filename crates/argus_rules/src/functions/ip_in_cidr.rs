@@ -35,5 +35,7 @@ pub fn defs() -> Vec<FunctionDef> {
 }
 
 fn parse_ip(t: &str) -> Result<IpAddr, EvalError> {
-    t.trim().parse().map_err(|_| EvalError::Invalid(format!("`{t}` is not an IP address")))
+    t.trim()
+        .parse()
+        .map_err(|_| EvalError::Invalid(format!("`{t}` is not an IP address")))
 }

@@ -7,10 +7,29 @@ use crate::value::Val;
 /// A small built-in list of widely used disposable-mail domains; operators extend coverage with a value
 /// list (`event.email_domain in @disposable_domains`).
 pub const DOMAINS: &[&str] = &[
-    "10minutemail.com", "discard.email", "dispostable.com", "emailondeck.com", "fakeinbox.com", "getnada.com", "guerrillamail.com",
-    "guerrillamail.net", "mailcatch.com", "maildrop.cc", "mailinator.com", "mailnesia.com", "mintemail.com", "mohmal.com",
-    "sharklasers.com", "spamgourmet.com", "temp-mail.org", "tempmail.com", "tempmail.net", "tempmailo.com", "throwawaymail.com",
-    "trashmail.com", "yopmail.com",
+    "10minutemail.com",
+    "discard.email",
+    "dispostable.com",
+    "emailondeck.com",
+    "fakeinbox.com",
+    "getnada.com",
+    "guerrillamail.com",
+    "guerrillamail.net",
+    "mailcatch.com",
+    "maildrop.cc",
+    "mailinator.com",
+    "mailnesia.com",
+    "mintemail.com",
+    "mohmal.com",
+    "sharklasers.com",
+    "spamgourmet.com",
+    "temp-mail.org",
+    "tempmail.com",
+    "tempmail.net",
+    "tempmailo.com",
+    "throwawaymail.com",
+    "trashmail.com",
+    "yopmail.com",
 ];
 
 pub fn defs() -> Vec<FunctionDef> {

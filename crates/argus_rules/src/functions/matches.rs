@@ -7,10 +7,29 @@ use crate::value::{EvalError, Val};
 
 pub fn defs() -> Vec<FunctionDef> {
     let doc = "`s.matches(re)` / `matches(s, re)`: whether the regular expression `re` (RE2 syntax) finds a match anywhere in `s`. Anchor with `^…$` for a full match.";
-    let ex: &'static [(&str, &str)] = &[("'user123'.matches('^[a-z]+[0-9]{3}$')", "true"), ("matches('abc', 'x')", "false")];
+    let ex: &'static [(&str, &str)] = &[
+        ("'user123'.matches('^[a-z]+[0-9]{3}$')", "true"),
+        ("matches('abc', 'x')", "false"),
+    ];
     vec![
-        FunctionDef { name: "matches", method: true, params: vec![Type::String, Type::String], ret: Type::Bool, doc, examples: ex, eval },
-        FunctionDef { name: "matches", method: false, params: vec![Type::String, Type::String], ret: Type::Bool, doc, examples: &[], eval },
+        FunctionDef {
+            name: "matches",
+            method: true,
+            params: vec![Type::String, Type::String],
+            ret: Type::Bool,
+            doc,
+            examples: ex,
+            eval,
+        },
+        FunctionDef {
+            name: "matches",
+            method: false,
+            params: vec![Type::String, Type::String],
+            ret: Type::Bool,
+            doc,
+            examples: &[],
+            eval,
+        },
     ]
 }
 
@@ -21,5 +40,8 @@ fn eval(a: &[Val]) -> Result<Val, EvalError> {
 
 /// Compiles a pattern with a size limit, so that hostile patterns cannot exhaust memory.
 pub fn compile(p: &str) -> Result<regex::Regex, EvalError> {
-    regex::RegexBuilder::new(p).size_limit(1 << 20).build().map_err(|e| EvalError::Invalid(format!("invalid regular expression: {e}")))
+    regex::RegexBuilder::new(p)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| EvalError::Invalid(format!("invalid regular expression: {e}")))
 }

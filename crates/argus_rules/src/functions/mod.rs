@@ -54,7 +54,10 @@ pub(crate) fn s(v: &Val) -> Result<&str, EvalError> {
     match v {
         Val::Str(s) => Ok(s),
         Val::Null => Err(EvalError::Absent("string argument".into())),
-        o => Err(EvalError::NoOverload(format!("a {} where a string is expected", o.type_name()))),
+        o => Err(EvalError::NoOverload(format!(
+            "a {} where a string is expected",
+            o.type_name()
+        ))),
     }
 }
 
@@ -64,6 +67,9 @@ pub(crate) fn f(v: &Val) -> Result<f64, EvalError> {
         Val::Int(i) => Ok(*i as f64),
         Val::UInt(u) => Ok(*u as f64),
         Val::Null => Err(EvalError::Absent("number argument".into())),
-        o => Err(EvalError::NoOverload(format!("a {} where a number is expected", o.type_name()))),
+        o => Err(EvalError::NoOverload(format!(
+            "a {} where a number is expected",
+            o.type_name()
+        ))),
     }
 }

@@ -8,10 +8,54 @@ pub fn defs() -> Vec<FunctionDef> {
     let doc = "`size(x)` / `x.size()`: code points of a string, elements of a list.";
     let mut v = Vec::new();
     for method in [false, true] {
-        v.push(FunctionDef { name: "size", method, params: vec![Type::Bytes], ret: Type::Int, doc, examples: &[], eval });
-        v.push(FunctionDef { name: "size", method, params: vec![Type::String], ret: Type::Int, doc, examples: if method { &[] } else { &[("size('héllo')", "5")] }, eval });
-        v.push(FunctionDef { name: "size", method, params: vec![Type::List(Box::new(Type::Dyn))], ret: Type::Int, doc, examples: if method { &[("[1, 2, 3].size()", "3")] } else { &[] }, eval });
-        v.push(FunctionDef { name: "size", method, params: vec![Type::Map(Box::new(Type::Dyn), Box::new(Type::Dyn))], ret: Type::Int, doc, examples: if method { &[] } else { &[("size({'a': 1, 'b': 2})", "2")] }, eval });
+        v.push(FunctionDef {
+            name: "size",
+            method,
+            params: vec![Type::Bytes],
+            ret: Type::Int,
+            doc,
+            examples: &[],
+            eval,
+        });
+        v.push(FunctionDef {
+            name: "size",
+            method,
+            params: vec![Type::String],
+            ret: Type::Int,
+            doc,
+            examples: if method {
+                &[]
+            } else {
+                &[("size('héllo')", "5")]
+            },
+            eval,
+        });
+        v.push(FunctionDef {
+            name: "size",
+            method,
+            params: vec![Type::List(Box::new(Type::Dyn))],
+            ret: Type::Int,
+            doc,
+            examples: if method {
+                &[("[1, 2, 3].size()", "3")]
+            } else {
+                &[]
+            },
+            eval,
+        });
+        v.push(FunctionDef {
+            name: "size",
+            method,
+            params: vec![Type::Map(Box::new(Type::Dyn), Box::new(Type::Dyn))],
+            ret: Type::Int,
+            doc,
+            examples: if method {
+                &[]
+            } else {
+                &[("size({'a': 1, 'b': 2})", "2")]
+            },
+            eval,
+        });
     }
     v
 }

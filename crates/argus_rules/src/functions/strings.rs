@@ -5,7 +5,15 @@ use crate::types::Type;
 use crate::value::Val;
 
 pub fn defs() -> Vec<FunctionDef> {
-    let m = |name, doc, examples, eval| FunctionDef { name, method: true, params: vec![Type::String, Type::String], ret: Type::Bool, doc, examples, eval };
+    let m = |name, doc, examples, eval| FunctionDef {
+        name,
+        method: true,
+        params: vec![Type::String, Type::String],
+        ret: Type::Bool,
+        doc,
+        examples,
+        eval,
+    };
     vec![
         m(
             "startsWith",

@@ -67,16 +67,86 @@ macro_rules! accessors {
 }
 
 accessors!(
-    ("getFullYear", year, "year", full_year_utc, full_year_tz, None::<i64>),
-    ("getMonth", month0, "month (0 = January)", month_utc, month_tz, None::<i64>),
-    ("getDate", date1, "day of the month (from 1)", date_utc, date_tz, None::<i64>),
-    ("getDayOfMonth", date0, "day of the month (from 0)", day_of_month_utc, day_of_month_tz, None::<i64>),
-    ("getDayOfWeek", weekday, "day of the week (0 = Sunday)", weekday_utc, weekday_tz, None::<i64>),
-    ("getDayOfYear", yearday, "day of the year (from 0)", yearday_utc, yearday_tz, None::<i64>),
-    ("getHours", hours, "hour", hours_utc, hours_tz, Some(3_600_000)),
-    ("getMinutes", minutes, "minute", minutes_utc, minutes_tz, Some(60_000)),
-    ("getSeconds", seconds, "second", seconds_utc, seconds_tz, Some(1000)),
-    ("getMilliseconds", millis, "millisecond", millis_utc, millis_tz, Some(1)),
+    (
+        "getFullYear",
+        year,
+        "year",
+        full_year_utc,
+        full_year_tz,
+        None::<i64>
+    ),
+    (
+        "getMonth",
+        month0,
+        "month (0 = January)",
+        month_utc,
+        month_tz,
+        None::<i64>
+    ),
+    (
+        "getDate",
+        date1,
+        "day of the month (from 1)",
+        date_utc,
+        date_tz,
+        None::<i64>
+    ),
+    (
+        "getDayOfMonth",
+        date0,
+        "day of the month (from 0)",
+        day_of_month_utc,
+        day_of_month_tz,
+        None::<i64>
+    ),
+    (
+        "getDayOfWeek",
+        weekday,
+        "day of the week (0 = Sunday)",
+        weekday_utc,
+        weekday_tz,
+        None::<i64>
+    ),
+    (
+        "getDayOfYear",
+        yearday,
+        "day of the year (from 0)",
+        yearday_utc,
+        yearday_tz,
+        None::<i64>
+    ),
+    (
+        "getHours",
+        hours,
+        "hour",
+        hours_utc,
+        hours_tz,
+        Some(3_600_000)
+    ),
+    (
+        "getMinutes",
+        minutes,
+        "minute",
+        minutes_utc,
+        minutes_tz,
+        Some(60_000)
+    ),
+    (
+        "getSeconds",
+        seconds,
+        "second",
+        seconds_utc,
+        seconds_tz,
+        Some(1000)
+    ),
+    (
+        "getMilliseconds",
+        millis,
+        "millisecond",
+        millis_utc,
+        millis_tz,
+        Some(1)
+    ),
 );
 
 fn dur_hours(a: &[Val]) -> Result<Val, EvalError> {
@@ -95,12 +165,32 @@ fn dur_millis(a: &[Val]) -> Result<Val, EvalError> {
 pub fn defs() -> Vec<FunctionDef> {
     let mut v = timestamp_defs();
     if let Some(first) = v.first_mut() {
-        first.examples = &[("timestamp('2009-02-13T23:31:30Z').getFullYear()", "2009"), ("timestamp('2009-02-13T23:31:30Z').getHours('+08:00')", "7")];
+        first.examples = &[
+            ("timestamp('2009-02-13T23:31:30Z').getFullYear()", "2009"),
+            ("timestamp('2009-02-13T23:31:30Z').getHours('+08:00')", "7"),
+        ];
     }
     let doc = "`d.getHours()`, `getMinutes()`, `getSeconds()`: the whole duration in that unit, truncated; `d.getMilliseconds()`: the millisecond part (−999 to 999, with the duration's sign).";
-    for (name, eval) in [("getHours", dur_hours as fn(&[Val]) -> _), ("getMinutes", dur_minutes), ("getSeconds", dur_seconds), ("getMilliseconds", dur_millis)] {
-        let examples: &'static [(&str, &str)] = if name == "getMinutes" { &[("duration('90m').getMinutes()", "90")] } else { &[] };
-        v.push(FunctionDef { name, method: true, params: vec![Type::Duration], ret: Type::Int, doc, examples, eval });
+    for (name, eval) in [
+        ("getHours", dur_hours as fn(&[Val]) -> _),
+        ("getMinutes", dur_minutes),
+        ("getSeconds", dur_seconds),
+        ("getMilliseconds", dur_millis),
+    ] {
+        let examples: &'static [(&str, &str)] = if name == "getMinutes" {
+            &[("duration('90m').getMinutes()", "90")]
+        } else {
+            &[]
+        };
+        v.push(FunctionDef {
+            name,
+            method: true,
+            params: vec![Type::Duration],
+            ret: Type::Int,
+            doc,
+            examples,
+            eval,
+        });
     }
     v
 }
@@ -111,21 +201,31 @@ fn dur(a: &[Val], unit: i64) -> Result<Val, EvalError> {
     match a[0] {
         Val::Duration(d) if unit == 1 => Ok(Val::Int(d % 1000)),
         Val::Duration(d) => Ok(Val::Int(d / unit)),
-        ref o => Err(EvalError::NoOverload(format!("duration accessor on {}", o.type_name()))),
+        ref o => Err(EvalError::NoOverload(format!(
+            "duration accessor on {}",
+            o.type_name()
+        ))),
     }
 }
 
 /// UTC offset in milliseconds of zone `tz` at UTC instant `t`: `UTC`, a fixed offset (`+08:00`, `-05:30`)
 /// or an IANA name (`Europe/Paris`, with daylight saving), from the bundled tz database.
 pub fn offset_at(tz: &str, t: i64) -> Result<i64, EvalError> {
-    let bad = || EvalError::Invalid(format!("unknown time zone `{tz}` (UTC, a fixed offset like `+08:00`, or an IANA name like `Europe/Paris`)"));
+    let bad = || {
+        EvalError::Invalid(format!("unknown time zone `{tz}` (UTC, a fixed offset like `+08:00`, or an IANA name like `Europe/Paris`)"))
+    };
     if tz == "UTC" || tz == "Z" {
         return Ok(0);
     }
-    if let Some((sign, rest)) = tz.strip_prefix('+').map(|r| (1, r)).or_else(|| tz.strip_prefix('-').map(|r| (-1, r))).or_else(|| {
-        // CEL also accepts a bare `hh:mm` offset.
-        (tz.len() == 5 && tz.as_bytes()[2] == b':').then_some((1, tz))
-    }) {
+    if let Some((sign, rest)) = tz
+        .strip_prefix('+')
+        .map(|r| (1, r))
+        .or_else(|| tz.strip_prefix('-').map(|r| (-1, r)))
+        .or_else(|| {
+            // CEL also accepts a bare `hh:mm` offset.
+            (tz.len() == 5 && tz.as_bytes()[2] == b':').then_some((1, tz))
+        })
+    {
         let (h, m) = rest.split_once(':').ok_or_else(bad)?;
         let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
         if h > 23 || m > 59 {
@@ -139,6 +239,11 @@ pub fn offset_at(tz: &str, t: i64) -> Result<i64, EvalError> {
 }
 
 fn time_arg(a: &[Val], with_tz: bool) -> Result<i64, EvalError> {
-    let Val::Time(t) = a[0] else { return Err(EvalError::NoOverload(format!("timestamp accessor on {}", a[0].type_name()))) };
+    let Val::Time(t) = a[0] else {
+        return Err(EvalError::NoOverload(format!(
+            "timestamp accessor on {}",
+            a[0].type_name()
+        )));
+    };
     Ok(t + if with_tz { offset_at(s(&a[1])?, t)? } else { 0 })
 }

@@ -40,12 +40,34 @@ pub fn run(cx: &mut Ctx<'_>) {
                 cx.w.users.push(User::default());
                 (cx.w.users.len() as u32 - 1, false)
             };
-            let base = Ev { actor: acct, device: bot_devices[i as usize % n_dev], ip, ua, ..Default::default() };
+            let base = Ev {
+                actor: acct,
+                device: bot_devices[i as usize % n_dev],
+                ip,
+                ua,
+                ..Default::default()
+            };
             if hit {
-                cx.emit(Role::Hijacker, Ev { t, kind: Kind::Login, flag: 1, ..base });
+                cx.emit(
+                    Role::Hijacker,
+                    Ev {
+                        t,
+                        kind: Kind::Login,
+                        flag: 1,
+                        ..base
+                    },
+                );
                 victims.push((acct, t));
             } else {
-                cx.emit(Role::Stuffing, Ev { t, kind: Kind::Login, flag: 0, ..base });
+                cx.emit(
+                    Role::Stuffing,
+                    Ev {
+                        t,
+                        kind: Kind::Login,
+                        flag: 0,
+                        ..base
+                    },
+                );
             }
         }
         let payout = cx.w.new_payout();
@@ -53,37 +75,118 @@ pub fn run(cx: &mut Ctx<'_>) {
             let careful = cx.camo();
             let user = cx.w.users[v as usize].clone();
             let device = cx.w.new_device();
-            let ip = if careful { cx.proxy_ip(user.country) } else { ips[cx.rng.index(ips.len())] };
-            let country = if careful { user.country } else { cx.rng.index(COUNTRIES.len()) as u8 };
-            let mut t = t_hit + if careful { cx.rng.range(6 * HOUR, 3 * DAY) } else { cx.rng.range(10 * MIN, 3 * HOUR) };
-            let base = Ev { actor: v, device, ip, ..Default::default() };
+            let ip = if careful {
+                cx.proxy_ip(user.country)
+            } else {
+                ips[cx.rng.index(ips.len())]
+            };
+            let country = if careful {
+                user.country
+            } else {
+                cx.rng.index(COUNTRIES.len()) as u8
+            };
+            let mut t = t_hit
+                + if careful {
+                    cx.rng.range(6 * HOUR, 3 * DAY)
+                } else {
+                    cx.rng.range(10 * MIN, 3 * HOUR)
+                };
+            let base = Ev {
+                actor: v,
+                device,
+                ip,
+                ..Default::default()
+            };
             let ua = cx.ua(0.0);
-            cx.emit(Role::Hijacker, Ev { t, kind: Kind::Login, flag: 1, ua, country: country + 1, ..base });
+            cx.emit(
+                Role::Hijacker,
+                Ev {
+                    t,
+                    kind: Kind::Login,
+                    flag: 1,
+                    ua,
+                    country: country + 1,
+                    ..base
+                },
+            );
             let p = |x: f64| x * (1.0 - 0.5 * c);
             let drop = cx.w.new_address(user.country, &mut cx.rng);
-            for (change, prob) in [(CHANGE_PASSWORD, p(1.0)), (CHANGE_EMAIL, p(0.8)), (CHANGE_PHONE, p(0.3)), (CHANGE_ADDRESS, 0.9)] {
+            for (change, prob) in [
+                (CHANGE_PASSWORD, p(1.0)),
+                (CHANGE_EMAIL, p(0.8)),
+                (CHANGE_PHONE, p(0.3)),
+                (CHANGE_ADDRESS, 0.9),
+            ] {
                 if !cx.rng.chance(prob) {
                     continue;
                 }
                 t += cx.rng.range(20 * SEC, 5 * MIN);
-                let mut ev = Ev { t, kind: Kind::Update, flag: change, ..base };
+                let mut ev = Ev {
+                    t,
+                    kind: Kind::Update,
+                    flag: change,
+                    ..base
+                };
                 match change {
-                    CHANGE_EMAIL => ev.email = (((DOMAIN_DISPOSABLE.start + cx.rng.index(4)) as u64) << 32) | cx.rng.below(1 << 30),
+                    CHANGE_EMAIL => {
+                        ev.email = (((DOMAIN_DISPOSABLE.start + cx.rng.index(4)) as u64) << 32)
+                            | cx.rng.below(1 << 30)
+                    }
                     CHANGE_PHONE => ev.phone = ((country as u64) << 32) | cx.rng.below(100_000_000),
                     CHANGE_ADDRESS => ev.address = drop,
                     _ => {}
                 }
                 cx.emit(Role::Hijacker, ev);
             }
-            t += if careful { cx.rng.range(2 * HOUR, 2 * DAY) } else { cx.rng.range(2 * MIN, 30 * MIN) };
+            t += if careful {
+                cx.rng.range(2 * HOUR, 2 * DAY)
+            } else {
+                cx.rng.range(2 * MIN, 30 * MIN)
+            };
             if cx.rng.chance(0.6) {
                 let item = cx.item_above(30_000);
                 let card = user.cards[0];
-                cx.checkout(Role::Hijacker, Checkout { actor: v, t, item, qty: 1, card, address: drop, billing: user.address, device, ip, coupon: 0, email: 0, decline: 0.05, money_at_risk: true });
+                cx.checkout(
+                    Role::Hijacker,
+                    Checkout {
+                        actor: v,
+                        t,
+                        item,
+                        qty: 1,
+                        card,
+                        address: drop,
+                        billing: user.address,
+                        device,
+                        ip,
+                        coupon: 0,
+                        email: 0,
+                        decline: 0.05,
+                        money_at_risk: true,
+                    },
+                );
             } else {
-                cx.emit(Role::Hijacker, Ev { t, kind: Kind::Update, flag: CHANGE_PAYOUT, payout, ..base });
+                cx.emit(
+                    Role::Hijacker,
+                    Ev {
+                        t,
+                        kind: Kind::Update,
+                        flag: CHANGE_PAYOUT,
+                        payout,
+                        ..base
+                    },
+                );
                 let amount = cx.rng.range(20_000, 200_000);
-                let ev = Ev { t: t + cx.rng.range(MIN, HOUR), kind: Kind::Payout, payout, amount, truth: Truth { money: amount, ..Default::default() }, ..base };
+                let ev = Ev {
+                    t: t + cx.rng.range(MIN, HOUR),
+                    kind: Kind::Payout,
+                    payout,
+                    amount,
+                    truth: Truth {
+                        money: amount,
+                        ..Default::default()
+                    },
+                    ..base
+                };
                 cx.emit(Role::Hijacker, ev);
             }
         }

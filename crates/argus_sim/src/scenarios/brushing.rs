@@ -15,11 +15,21 @@ pub fn run(cx: &mut Ctx<'_>) {
         let start = cx.start(span.min(20 * DAY));
         let country = cx.w.country_pick.sample(&mut cx.rng) as u8;
         // The seller and its cheap listings.
-        let owner = cx.w.new_account(country, start - cx.rng.range(30, 400) * DAY, &mut cx.rng);
+        let owner =
+            cx.w.new_account(country, start - cx.rng.range(30, 400) * DAY, &mut cx.rng);
         let sid = cx.w.sellers.len() as u32;
         let payout = cx.w.new_payout();
-        cx.w.sellers.push(Seller { owner, staff: vec![owner], items: Vec::new(), payout });
-        let (lo, hi) = if cx.rng.chance(c) { (800, 2500) } else { (100, 800) };
+        cx.w.sellers.push(Seller {
+            owner,
+            staff: vec![owner],
+            items: Vec::new(),
+            payout,
+        });
+        let (lo, hi) = if cx.rng.chance(c) {
+            (800, 2500)
+        } else {
+            (100, 800)
+        };
         for _ in 0..cx.rng.range(2, 4) {
             let price = cx.rng.range(lo, hi);
             let id = cx.w.items.len() as u32;
@@ -35,10 +45,15 @@ pub fn run(cx: &mut Ctx<'_>) {
         for i in 0..n {
             let aged = cx.camo();
             let device = devices[i as usize % devices.len()];
-            let ip = if cx.camo() { cx.proxy_ip(country) } else { ops_ip };
+            let ip = if cx.camo() {
+                cx.proxy_ip(country)
+            } else {
+                ops_ip
+            };
             let mut active_from = start - 2 * DAY;
             let acct = if aged {
-                let a = cx.w.new_account(country, start - cx.rng.range(60, 900) * DAY, &mut cx.rng);
+                let a =
+                    cx.w.new_account(country, start - cx.rng.range(60, 900) * DAY, &mut cx.rng);
                 cx.w.users[a as usize].devices[0] = device;
                 cx.w.users[a as usize].home_ip = ip;
                 a
@@ -53,23 +68,72 @@ pub fn run(cx: &mut Ctx<'_>) {
                 cx.normal_activity(Role::BrushBuyer, acct, active_from, start + span, sessions);
             }
             let card = cx.w.users[acct as usize].cards[0];
-            let address = if cx.camo() { cx.w.users[acct as usize].address } else { drop };
+            let address = if cx.camo() {
+                cx.w.users[acct as usize].address
+            } else {
+                drop
+            };
             let k = 1 + cx.rng.poisson(orders_each - 1.0);
             for _ in 0..k {
                 let t = start + cx.rng.range(0, span);
                 let item = items[cx.rng.index(items.len())];
-                let base = Ev { actor: acct, device, ip, ..Default::default() };
+                let base = Ev {
+                    actor: acct,
+                    device,
+                    ip,
+                    ..Default::default()
+                };
                 let tc = t - cx.rng.range(30 * SEC, 10 * MIN);
-                cx.emit(Role::BrushBuyer, Ev { t: tc, kind: Kind::Click, item, seller: sid, flag: 2 << 2, ..base });
+                cx.emit(
+                    Role::BrushBuyer,
+                    Ev {
+                        t: tc,
+                        kind: Kind::Click,
+                        item,
+                        seller: sid,
+                        flag: 2 << 2,
+                        ..base
+                    },
+                );
                 let r = cx.checkout(
                     Role::BrushBuyer,
-                    Checkout { actor: acct, t, item, qty: 1, card, address, billing: address, device, ip, coupon: 0, email: 0, decline: 0.01, money_at_risk: false },
+                    Checkout {
+                        actor: acct,
+                        t,
+                        item,
+                        qty: 1,
+                        card,
+                        address,
+                        billing: address,
+                        device,
+                        ip,
+                        coupon: 0,
+                        email: 0,
+                        decline: 0.01,
+                        money_at_risk: false,
+                    },
                 );
                 if cx.rng.chance(0.9) {
                     let rating = if cx.rng.chance(c * 0.4) { 4 } else { 5 };
-                    let len = if cx.rng.chance(c) { cx.rng.lognormal(120.0, 0.9) as u32 } else { cx.rng.range(10, 60) as u32 };
+                    let len = if cx.rng.chance(c) {
+                        cx.rng.lognormal(120.0, 0.9) as u32
+                    } else {
+                        cx.rng.range(10, 60) as u32
+                    };
                     let tr = r.t + cx.rng.range(2 * DAY, 5 * DAY);
-                    cx.emit(Role::BrushBuyer, Ev { t: tr, kind: Kind::Review, item, seller: sid, order: r.order, flag: rating, aux: len, ..base });
+                    cx.emit(
+                        Role::BrushBuyer,
+                        Ev {
+                            t: tr,
+                            kind: Kind::Review,
+                            item,
+                            seller: sid,
+                            order: r.order,
+                            flag: rating,
+                            aux: len,
+                            ..base
+                        },
+                    );
                 }
             }
         }

@@ -30,7 +30,11 @@ pub fn run(cx: &mut Ctx<'_>) {
         let mut accounts = Vec::new();
         for i in 0..n {
             let device = devices[i as usize % devices.len()];
-            let ip = if cx.camo() { cx.proxy_ip(country) } else { net | (cx.rng.below(250) as u32 + 2) };
+            let ip = if cx.camo() {
+                cx.proxy_ip(country)
+            } else {
+                net | (cx.rng.below(250) as u32 + 2)
+            };
             let t = start - cx.rng.range(HOUR, 20 * DAY);
             let (ua, domain) = (cx.ua((1.0 - c) * 0.2), cx.email_domain((1.0 - c) * 0.4));
             let acct = cx.register(Role::Clicker, t, country, device, ip, ua, domain);
@@ -46,11 +50,26 @@ pub fn run(cx: &mut Ctx<'_>) {
                 if !cx.rng.chance(0.9) {
                     continue;
                 }
-                let base = Ev { actor: acct, device, ip, ..Default::default() };
+                let base = Ev {
+                    actor: acct,
+                    device,
+                    ip,
+                    ..Default::default()
+                };
                 let mut t = t0 + cx.rng.range(0, spread);
                 for &item in &targets {
                     let action = *cx.rng.pick(&[0u8, 2, 2, 3]);
-                    cx.emit(Role::Clicker, Ev { t, kind: Kind::Click, item, seller, flag: action, ..base });
+                    cx.emit(
+                        Role::Clicker,
+                        Ev {
+                            t,
+                            kind: Kind::Click,
+                            item,
+                            seller,
+                            flag: action,
+                            ..base
+                        },
+                    );
                     t += cx.rng.range(2 * SEC, 20 * SEC);
                 }
                 if cx.camo() {
@@ -58,7 +77,16 @@ pub fn run(cx: &mut Ctx<'_>) {
                         let item = cx.w.pick_item(&mut cx.rng);
                         let s = cx.w.items[item as usize].seller;
                         t += cx.rng.range(5 * SEC, 2 * MIN);
-                        cx.emit(Role::Clicker, Ev { t, kind: Kind::Click, item, seller: s, ..base });
+                        cx.emit(
+                            Role::Clicker,
+                            Ev {
+                                t,
+                                kind: Kind::Click,
+                                item,
+                                seller: s,
+                                ..base
+                            },
+                        );
                     }
                 }
             }

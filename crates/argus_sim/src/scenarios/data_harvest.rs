@@ -17,11 +17,23 @@ pub fn run(cx: &mut Ctx<'_>) {
         let seller = cx.w.users[actor as usize].staff_of;
         let careful = cx.camo();
         let u = cx.w.users[actor as usize].clone();
-        let (device, ip) = if careful { (u.devices[0], u.home_ip) } else { (cx.w.new_device(), cx.datacenter_ip()) };
+        let (device, ip) = if careful {
+            (u.devices[0], u.home_ip)
+        } else {
+            (cx.w.new_device(), cx.datacenter_ip())
+        };
         // Records per hour: a scripted export, or a patient insider below the usual volumes.
-        let rate = if careful { cx.rng.range(15, 40) as f64 } else { cx.rng.range(150, 600) as f64 } * cx.k.intensity.max(0.05);
+        let rate = if careful {
+            cx.rng.range(15, 40) as f64
+        } else {
+            cx.rng.range(150, 600) as f64
+        } * cx.k.intensity.max(0.05);
         let gap = (HOUR as f64 / rate) as i64;
-        let mut t = if careful { business_hours(start, &mut cx.rng) } else { start };
+        let mut t = if careful {
+            business_hours(start, &mut cx.rng)
+        } else {
+            start
+        };
         for _ in 0..n {
             t += cx.rng.range(gap / 2, gap * 3 / 2).max(SEC);
             if careful {
@@ -29,7 +41,20 @@ pub fn run(cx: &mut Ctx<'_>) {
             }
             let buyer = cx.w.pick_honest(&mut cx.rng);
             let kind = *cx.rng.pick(&[0u8, 0, 1]);
-            cx.emit(Role::Harvester, Ev { t, kind: Kind::DataAccess, actor, device, ip, flag: kind, aux: buyer, seller, ..Default::default() });
+            cx.emit(
+                Role::Harvester,
+                Ev {
+                    t,
+                    kind: Kind::DataAccess,
+                    actor,
+                    device,
+                    ip,
+                    flag: kind,
+                    aux: buyer,
+                    seller,
+                    ..Default::default()
+                },
+            );
         }
         cx.end();
     }

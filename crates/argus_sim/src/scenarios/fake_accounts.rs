@@ -12,7 +12,8 @@ pub fn run(cx: &mut Ctx<'_>) {
         let n = cx.size();
         let c = cx.k.camouflage;
         let start = cx.start(3 * DAY);
-        let span = (HOUR as f64 * (1.0 + 47.0 * c) * n as f64 / 40.0 / cx.k.intensity.max(0.05)) as i64;
+        let span =
+            (HOUR as f64 * (1.0 + 47.0 * c) * n as f64 / 40.0 / cx.k.intensity.max(0.05)) as i64;
         let country = cx.w.country_pick.sample(&mut cx.rng) as u8;
         let n_dev = ((n as f64 * (0.08 + 0.9 * c)).round() as u32).max(1);
         let devices: Vec<u32> = (0..n_dev).map(|_| cx.w.new_device()).collect();
@@ -20,7 +21,11 @@ pub fn run(cx: &mut Ctx<'_>) {
         let phone0 = cx.rng.below(90_000_000);
         for i in 0..n {
             let t = start + span * i as i64 / n as i64 + cx.rng.range(0, 5 * MIN);
-            let ip = if cx.camo() { cx.proxy_ip(country) } else { dc[cx.rng.index(dc.len())] };
+            let ip = if cx.camo() {
+                cx.proxy_ip(country)
+            } else {
+                dc[cx.rng.index(dc.len())]
+            };
             let domain = cx.email_domain((1.0 - c) * 0.7);
             let ua = cx.ua((1.0 - c) * 0.3);
             let device = devices[i as usize % devices.len()];

@@ -35,7 +35,13 @@ pub struct Knobs {
 
 impl Default for Knobs {
     fn default() -> Self {
-        Knobs { enabled: true, campaigns: 4.0, size: 10, intensity: 1.0, camouflage: 0.2 }
+        Knobs {
+            enabled: true,
+            campaigns: 4.0,
+            size: 10,
+            intensity: 1.0,
+            camouflage: 0.2,
+        }
     }
 }
 
@@ -43,15 +49,105 @@ type Run = fn(&mut Ctx<'_>);
 
 /// Every scenario: its generator and its default knobs (one line each).
 pub const SCENARIOS: [(Scenario, Run, Knobs); 9] = [
-    (Scenario::FakeAccounts, fake_accounts::run, Knobs { enabled: true, campaigns: 6.0, size: 40, intensity: 1.0, camouflage: 0.2 }),
-    (Scenario::CouponRing, coupon_ring::run, Knobs { enabled: true, campaigns: 8.0, size: 12, intensity: 1.0, camouflage: 0.2 }),
-    (Scenario::Brushing, brushing::run, Knobs { enabled: true, campaigns: 4.0, size: 15, intensity: 1.0, camouflage: 0.2 }),
-    (Scenario::ClickFarm, click_farm::run, Knobs { enabled: true, campaigns: 3.0, size: 50, intensity: 1.0, camouflage: 0.2 }),
-    (Scenario::CardTesting, card_testing::run, Knobs { enabled: true, campaigns: 5.0, size: 60, intensity: 1.0, camouflage: 0.2 }),
-    (Scenario::StolenCard, stolen_card::run, Knobs { enabled: true, campaigns: 6.0, size: 8, intensity: 1.0, camouflage: 0.2 }),
-    (Scenario::AccountTakeover, account_takeover::run, Knobs { enabled: true, campaigns: 3.0, size: 600, intensity: 1.0, camouflage: 0.2 }),
-    (Scenario::DataHarvest, data_harvest::run, Knobs { enabled: true, campaigns: 4.0, size: 1200, intensity: 1.0, camouflage: 0.2 }),
-    (Scenario::CheckoutBot, checkout_bot::run, Knobs { enabled: true, campaigns: 1.0, size: 10, intensity: 1.0, camouflage: 0.2 }),
+    (
+        Scenario::FakeAccounts,
+        fake_accounts::run,
+        Knobs {
+            enabled: true,
+            campaigns: 6.0,
+            size: 40,
+            intensity: 1.0,
+            camouflage: 0.2,
+        },
+    ),
+    (
+        Scenario::CouponRing,
+        coupon_ring::run,
+        Knobs {
+            enabled: true,
+            campaigns: 8.0,
+            size: 12,
+            intensity: 1.0,
+            camouflage: 0.2,
+        },
+    ),
+    (
+        Scenario::Brushing,
+        brushing::run,
+        Knobs {
+            enabled: true,
+            campaigns: 4.0,
+            size: 15,
+            intensity: 1.0,
+            camouflage: 0.2,
+        },
+    ),
+    (
+        Scenario::ClickFarm,
+        click_farm::run,
+        Knobs {
+            enabled: true,
+            campaigns: 3.0,
+            size: 50,
+            intensity: 1.0,
+            camouflage: 0.2,
+        },
+    ),
+    (
+        Scenario::CardTesting,
+        card_testing::run,
+        Knobs {
+            enabled: true,
+            campaigns: 5.0,
+            size: 60,
+            intensity: 1.0,
+            camouflage: 0.2,
+        },
+    ),
+    (
+        Scenario::StolenCard,
+        stolen_card::run,
+        Knobs {
+            enabled: true,
+            campaigns: 6.0,
+            size: 8,
+            intensity: 1.0,
+            camouflage: 0.2,
+        },
+    ),
+    (
+        Scenario::AccountTakeover,
+        account_takeover::run,
+        Knobs {
+            enabled: true,
+            campaigns: 3.0,
+            size: 600,
+            intensity: 1.0,
+            camouflage: 0.2,
+        },
+    ),
+    (
+        Scenario::DataHarvest,
+        data_harvest::run,
+        Knobs {
+            enabled: true,
+            campaigns: 4.0,
+            size: 1200,
+            intensity: 1.0,
+            camouflage: 0.2,
+        },
+    ),
+    (
+        Scenario::CheckoutBot,
+        checkout_bot::run,
+        Knobs {
+            enabled: true,
+            campaigns: 1.0,
+            size: 10,
+            intensity: 1.0,
+            camouflage: 0.2,
+        },
+    ),
 ];
 
 /// What a scenario generator works with.
@@ -71,13 +167,33 @@ pub struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(w: &'a mut World, b: &'a mut Buckets, scenario: Scenario, k: Knobs, scale: f64) -> Ctx<'a> {
+    pub fn new(
+        w: &'a mut World,
+        b: &'a mut Buckets,
+        scenario: Scenario,
+        k: Knobs,
+        scale: f64,
+    ) -> Ctx<'a> {
         let rng = Rng::new(w.seed, &[name_label(scenario.name())]);
         let people = w.honest as f64 / 20_000.0;
         // At least one campaign when the scenario is on at all (a small world still shows every attack).
         let raw = k.campaigns * people * w.days as f64 / 30.0 * scale;
-        let count = if k.enabled && raw > 0.0 { raw.round().max(1.0) as u32 } else { 0 };
-        Ctx { w, b, rng, k, scenario, count, referrer: 0, campaign: 0, accounts: Vec::new() }
+        let count = if k.enabled && raw > 0.0 {
+            raw.round().max(1.0) as u32
+        } else {
+            0
+        };
+        Ctx {
+            w,
+            b,
+            rng,
+            k,
+            scenario,
+            count,
+            referrer: 0,
+            campaign: 0,
+            accounts: Vec::new(),
+        }
     }
 
     /// Whether this attacker, this time, takes the careful route.
@@ -99,7 +215,17 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn out(&mut self, role: Role) -> Out<'_> {
-        Out { buckets: self.b, truth: Truth { scenario: self.scenario, role, campaign: self.campaign, money: 0, money_key: 0, warmup: false } }
+        Out {
+            buckets: self.b,
+            truth: Truth {
+                scenario: self.scenario,
+                role,
+                campaign: self.campaign,
+                money: 0,
+                money_key: 0,
+                warmup: false,
+            },
+        }
     }
 
     /// Files an attack event; returns its id.
@@ -123,7 +249,17 @@ impl<'a> Ctx<'a> {
 
     pub fn checkout(&mut self, role: Role, c: Checkout) -> CheckoutResult {
         let (actor, t) = (c.actor, c.t);
-        let mut out = Out { buckets: self.b, truth: Truth { scenario: self.scenario, role, campaign: self.campaign, money: 0, money_key: 0, warmup: false } };
+        let mut out = Out {
+            buckets: self.b,
+            truth: Truth {
+                scenario: self.scenario,
+                role,
+                campaign: self.campaign,
+                money: 0,
+                money_key: 0,
+                warmup: false,
+            },
+        };
         let first = out.buckets.next_event + 1;
         let r = checkout(self.w, &mut out, &mut self.rng, c);
         self.note(role, actor, first, t);
@@ -140,7 +276,16 @@ impl<'a> Ctx<'a> {
         for &(acct, first, last) in &accounts {
             if self.rng.chance(0.7) {
                 let t = last + self.rng.range(2 * DAY, 10 * DAY);
-                self.emit(Role::Label, Ev { t, kind: Kind::FraudConfirmed, actor: acct, aux2: first, ..Default::default() });
+                self.emit(
+                    Role::Label,
+                    Ev {
+                        t,
+                        kind: Kind::FraudConfirmed,
+                        actor: acct,
+                        aux2: first,
+                        ..Default::default()
+                    },
+                );
             }
         }
     }
@@ -153,18 +298,53 @@ impl<'a> Ctx<'a> {
     /// A fresh account registered at `t` (with its `account.register` and first login when `t` is in
     /// the world), from `device`/`ip`.
     #[allow(clippy::too_many_arguments)] // one call per account; a struct would only rename them
-    pub fn register(&mut self, role: Role, t: i64, country: u8, device: u32, ip: u32, ua: u8, email_domain: usize) -> u32 {
+    pub fn register(
+        &mut self,
+        role: Role,
+        t: i64,
+        country: u8,
+        device: u32,
+        ip: u32,
+        ua: u8,
+        email_domain: usize,
+    ) -> u32 {
         let acct = self.w.new_account(country, t, &mut self.rng);
         let local = self.rng.below(4_000_000_000);
         let email = ((email_domain as u64) << 32) | local;
         self.w.users[acct as usize].email = email;
         let phone = self.w.users[acct as usize].phone;
-        let base = Ev { actor: acct, device, ip, ua, country: country + 1, ..Default::default() };
+        let base = Ev {
+            actor: acct,
+            device,
+            ip,
+            ua,
+            country: country + 1,
+            ..Default::default()
+        };
         let aux = std::mem::take(&mut self.referrer);
         let flag = self.rng.below(3) as u8;
-        self.emit(role, Ev { t, kind: Kind::Register, email, phone, flag, aux, ..base });
+        self.emit(
+            role,
+            Ev {
+                t,
+                kind: Kind::Register,
+                email,
+                phone,
+                flag,
+                aux,
+                ..base
+            },
+        );
         let tl = t + self.rng.range(5 * SEC, 2 * MIN);
-        self.emit(role, Ev { t: tl, kind: Kind::Login, flag: 1, ..base });
+        self.emit(
+            role,
+            Ev {
+                t: tl,
+                kind: Kind::Login,
+                flag: 1,
+                ..base
+            },
+        );
         acct
     }
 
@@ -194,7 +374,8 @@ impl<'a> Ctx<'a> {
                 UA_SCRIPT
             }
         } else {
-            self.rng.range(*UA_NORMAL.start() as i64, *UA_NORMAL.end() as i64) as u8
+            self.rng
+                .range(*UA_NORMAL.start() as i64, *UA_NORMAL.end() as i64) as u8
         }
     }
 
@@ -204,15 +385,39 @@ impl<'a> Ctx<'a> {
         let u = self.w.users[acct as usize].clone();
         for _ in 0..sessions {
             let mut t = self.rng.range(from, to.max(from + 1));
-            let base = Ev { actor: acct, device: u.devices[0], ip: u.home_ip, ..Default::default() };
+            let base = Ev {
+                actor: acct,
+                device: u.devices[0],
+                ip: u.home_ip,
+                ..Default::default()
+            };
             if self.rng.chance(0.4) {
-                self.emit(role, Ev { t, kind: Kind::Login, flag: 1, ua: u.ua, country: u.country + 1, ..base });
+                self.emit(
+                    role,
+                    Ev {
+                        t,
+                        kind: Kind::Login,
+                        flag: 1,
+                        ua: u.ua,
+                        country: u.country + 1,
+                        ..base
+                    },
+                );
             }
             for _ in 0..self.rng.geometric(4.0) {
                 t += self.rng.range(5 * SEC, 80 * SEC);
                 let item = self.w.pick_item(&mut self.rng);
                 let seller = self.w.items[item as usize].seller;
-                self.emit(role, Ev { t, kind: Kind::Click, item, seller, ..base });
+                self.emit(
+                    role,
+                    Ev {
+                        t,
+                        kind: Kind::Click,
+                        item,
+                        seller,
+                        ..base
+                    },
+                );
             }
         }
     }
@@ -220,7 +425,9 @@ impl<'a> Ctx<'a> {
     /// An item of the catalogue priced in `lo..=hi` cents, uniformly among those; when there is none,
     /// a new listing at such a price (never one of the honest catalogue's prices changed).
     pub fn item_priced(&mut self, lo: i64, hi: i64) -> u32 {
-        let fits: Vec<u32> = (1..self.w.items.len() as u32).filter(|&i| (lo..=hi).contains(&self.w.items[i as usize].price)).collect();
+        let fits: Vec<u32> = (1..self.w.items.len() as u32)
+            .filter(|&i| (lo..=hi).contains(&self.w.items[i as usize].price))
+            .collect();
         if !fits.is_empty() {
             return fits[self.rng.index(fits.len())];
         }
