@@ -6,6 +6,8 @@
 #   LONG=600 bench/serve.sh        # and a 10-minute run at ~10k/s sampling the server's RSS
 #
 # Prints the lines BENCHMARKS.md quotes. wrk and the server share this machine's cores.
+# After each events run it checks the premise: every request wrk counted was a new event that the
+# server accepted (no duplicate ids); it stops with an error when not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-30}
@@ -22,14 +24,59 @@ URL=http://127.0.0.1:$PORT
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "commit: $(git rev-parse --short HEAD)  fsync: always (default)"
 
+# The server's event outcomes so far, from /metrics: "ACCEPTED DUPLICATES", each summed over the event
+# types of argus_events_total{outcome="accepted"|"duplicate"}. (The status's counters.duplicates counts
+# only the duplicates the engine refuses, not those the server's decision index answers first.)
+counts() {
+  curl -sf "$URL/metrics" | python3 -c '
+import sys
+a = d = 0
+for line in sys.stdin:
+    if line.startswith("argus_events_total{"):
+        v = int(float(line.split()[-1]))
+        if "outcome=\"accepted\"" in line: a += v
+        elif "outcome=\"duplicate\"" in line: d += v
+print(a, d)' || true
+}
+read_counts() {
+  read -r ACC DUP <<<"$(counts)" || true
+  [[ "${ACC:-}" =~ ^[0-9]+$ && "${DUP:-}" =~ ^[0-9]+$ ]] || { echo "cannot read argus_events_total from $URL/metrics" >&2; exit 1; }
+}
+read_counts
+# check NAME WRK_OUTPUT CONNECTIONS: compares wrk's `requests N` with the increase of the server's
+# accepted count since the last check, and fails when any duplicate was answered or they differ.
+check() {
+  local acc0=$ACC dup0=$DUP req accepted dups diff
+  sleep 1 # the requests in flight when wrk stopped are answered (and counted) before the next run
+  read_counts
+  req=$(awk '/^requests /{print $2}' "$2")
+  [[ "$req" =~ ^[0-9]+$ ]] || { echo "$1: no \`requests N\` line in wrk's output" >&2; exit 1; }
+  accepted=$((ACC - acc0)) dups=$((DUP - dup0))
+  diff=$((accepted > req ? accepted - req : req - accepted))
+  echo "check $1: wrk requests $req, server accepted $accepted, duplicates $dups"
+  # wrk counts a request when its response arrives: those still in flight when it stops (at most one
+  # per connection) were accepted by the server but not counted by wrk. So allow a difference of up to
+  # the connection count, no more.
+  if [ "$dups" -ne 0 ] || [ "$diff" -gt "$3" ]; then
+    echo "FAILED $1: the server must accept every request as a new event (accepted $accepted vs wrk requests $req, allowed difference $3; duplicates $dups); the figures above are not valid" >&2
+    exit 1
+  fi
+}
+
 echo "== warm-up (10 s, fills the entity population)"
-RUN=warm wrk -t2 -c128 -d10s -s bench/serve/events.lua $URL | tail -2
+RUN=warm wrk -t2 -c128 -d10s -s bench/serve/events.lua $URL > "$DATA.wrk"
+tail -2 "$DATA.wrk"
+check warm "$DATA.wrk" 128
 
 echo "== saturation: wrk -t2 -c128, ${DURATION}s"
-RUN=sat wrk -t2 -c128 -d${DURATION}s -s bench/serve/events.lua $URL | tail -2
+RUN=sat wrk -t2 -c128 -d${DURATION}s -s bench/serve/events.lua $URL > "$DATA.wrk"
+tail -2 "$DATA.wrk"
+check sat "$DATA.wrk" 128
 
 echo "== paced near 10,000/s: wrk -t2 -c32, 2 ms pause per connection, ${DURATION}s"
-PAUSE_MS=2 RUN=paced wrk -t2 -c32 -d${DURATION}s -s bench/serve/events.lua $URL | tail -2
+PAUSE_MS=2 RUN=paced wrk -t2 -c32 -d${DURATION}s -s bench/serve/events.lua $URL > "$DATA.wrk"
+tail -2 "$DATA.wrk"
+check paced "$DATA.wrk" 32
 
 echo "== HTTP floor: GET /healthz paced the same way (no engine, no log)"
 cat > "$DATA.pace.lua" <<'LUA'
@@ -46,19 +93,24 @@ echo "core groups (handling one batch of queued requests) by duration, cumulativ
 curl -s $URL/metrics | grep -E '^argus_core_group_seconds_bucket\{le="(0.001|0.01|0.05|0.1|\+Inf)"\}' || true
 
 if [ "$LONG" -gt 0 ]; then
-  echo "== ${LONG}s paced near 10,000/s; every 30 s: server RSS, feature state (the engine's own count of"
-  echo "   its windows' bytes), feature keys, events in the decision index (MiB / counts)"
+  echo "== ${LONG}s paced near 10,000/s; every 30 s: server RSS (MiB), feature keys, events in the"
+  echo "   decision index (\`-\` where the status does not report one)"
+  read_counts
   PAUSE_MS=2 RUN=long wrk -t2 -c32 -d${LONG}s -s bench/serve/events.lua $URL > "$DATA.long" &
   WRK=$!
+  # A field of the status answer, or `-` where it is missing (or the status did not answer).
+  field() { echo "$ST" | python3 -c 'import json,sys
+try: print(json.load(sys.stdin).get(sys.argv[1], "-"))
+except (ValueError, AttributeError): print("-")' "$1"; }
   for i in $(seq 0 30 "$LONG"); do
-    ST=$(curl -s $URL/v1/admin/status)
-    printf "t=%4ds rss_mib=%s feature_state_mib=%s keys=%s indexed_events=%s\n" "$i" "$(( $(ps -o rss= -p $PID) / 1024 ))" \
-      "$(echo "$ST" | python3 -c 'import json,sys; print(json.load(sys.stdin)["feature_state_bytes"] >> 20)')" \
-      "$(echo "$ST" | python3 -c 'import json,sys; print(json.load(sys.stdin)["keys"])')" \
-      "$(echo "$ST" | python3 -c 'import json,sys; print(json.load(sys.stdin)["indexed_events"])')"
+    RSS=$(ps -o rss= -p $PID || true)
+    ST=$(curl -s $URL/v1/admin/status || true)
+    printf "t=%4ds rss_mib=%s keys=%s indexed_events=%s\n" "$i" "$([ -n "$RSS" ] && echo $((RSS / 1024)) || echo -)" \
+      "$(field keys)" "$(field indexed_events)"
     sleep 30
   done
   wait $WRK
   tail -2 "$DATA.long"
+  check long "$DATA.long" 32
   curl -s $URL/metrics | grep -E '^argus_(snapshot_pause_seconds_(sum|count)|snapshots_total|log_segments)' || true
 fi

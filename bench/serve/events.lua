@@ -5,19 +5,40 @@
 -- at a given load.
 local threads = {}
 local counter = 0
-local tid = 0
+-- setup() runs in wrk's main Lua state, once per thread; thread:set("tid", ...) makes `tid` a global
+-- in that thread's own Lua state, which init() reads. The main state's counter must not be a
+-- file-scope `local tid`: every thread's state loads this file too, and such a local would hide the
+-- global there (every thread would see 0 and send the same ids: half the requests were duplicates).
+local next_tid = 0
 
 function setup(thread)
-  thread:set("tid", tid)
-  tid = tid + 1
+  thread:set("tid", next_tid)
+  next_tid = next_tid + 1
   table.insert(threads, thread)
 end
 
 local function rng(n) return math.random(0, n - 1) end
 
+-- A card number that passes the Luhn check (the server refuses others): 4111 1111 111 and four digits of n,
+-- the last being the check digit over the other fifteen.
+local function card(n)
+  local body = string.format("41111111111%04d", n % 10000)
+  local sum = 0
+  for i = #body, 1, -1 do
+    local d = tonumber(body:sub(i, i))
+    if (#body - i) % 2 == 0 then d = d * 2; if d > 9 then d = d - 9 end end
+    sum = sum + d
+  end
+  local digits = body .. tostring((10 - sum % 10) % 10)
+  return digits:sub(1, 4) .. " " .. digits:sub(5, 8) .. " " .. digits:sub(9, 12) .. " " .. digits:sub(13, 16)
+end
+
 function init(args)
-  math.randomseed(1000 + tid)
-  prefix = string.format("%s-t%d", os.getenv("RUN") or "run", tid)
+  -- The global set by setup() (nil only if setup() did not run). The "-" after it keeps ids apart
+  -- with 10 threads or more (t1 + 23 and t12 + 3).
+  local id = tid or 0
+  math.randomseed(1000 + id)
+  prefix = string.format("%s-t%d-", os.getenv("RUN") or "run", id)
   local rate = tonumber(os.getenv("RATE") or "0")
   local conns = tonumber(os.getenv("CONNECTIONS") or "1")
   pause = 0
@@ -39,8 +60,8 @@ local kinds = {
   function(u, d, ip) return "account.login", string.format('{"success":true,"device":"d%d","ip":"%s","country":"GB"}', d, ip) end,
   function(u, d, ip) return "account.register", string.format('{"email":"u%d@example.com","device":"d%d","ip":"%s","country":"GB"}', u, d, ip) end,
   function(u, d, ip) return "coupon.claim", string.format('{"coupon":"WELCOME10","campaign":"new-user","value":"10.00","currency":"EUR","device":"d%d","ip":"%s"}', d, ip) end,
-  function(u, d, ip) return "order.create", string.format('{"order":"o%d","seller":"s%d","item":"i%d","item_count":1,"amount":"%d.50","currency":"EUR","card":"4111 1111 1111 %04d","device":"d%d","ip":"%s"}', counter, rng(500), rng(5000), 5 + rng(400), rng(10000), d, ip) end,
-  function(u, d, ip) return "payment.attempt", string.format('{"order":"o%d","amount":"%d.00","currency":"EUR","card":"4111 1111 1111 %04d","card_country":"GB","device":"d%d","ip":"%s"}', counter, 5 + rng(400), rng(10000), d, ip) end,
+  function(u, d, ip) return "order.create", string.format('{"order":"o%d","seller":"s%d","item":"i%d","item_count":1,"amount":"%d.50","currency":"EUR","card":"%s","device":"d%d","ip":"%s"}', counter, rng(500), rng(5000), 5 + rng(400), card(rng(10000)), d, ip) end,
+  function(u, d, ip) return "payment.attempt", string.format('{"order":"o%d","amount":"%d.00","currency":"EUR","card":"%s","card_country":"GB","device":"d%d","ip":"%s"}', counter, 5 + rng(400), card(rng(10000)), d, ip) end,
 }
 
 -- A pool of event bodies per thread (50,000: users, devices, IPs, cards, sellers and items drawn at

@@ -50,8 +50,8 @@ fn events(n: usize, offset: usize, rng: &mut Rng) -> Vec<String> {
                 0 => ("account.register", json!({"email": format!("u{u}@example.com"), "device": dev, "ip": ip, "country": "GB"})),
                 1 => ("account.login", json!({"success": rng.below(4) != 0, "device": dev, "ip": ip, "country": "GB"})),
                 2 => ("coupon.claim", json!({"coupon": "WELCOME10", "campaign": "new-user", "value": "10.00", "currency": "EUR", "device": dev, "ip": ip})),
-                3 => ("order.create", json!({"order": format!("o{i}"), "seller": format!("s{}", rng.below(5)), "item": format!("i{}", rng.below(9)), "item_count": 1, "amount": format!("{}.50", 5 + rng.below(400)), "currency": "EUR", "card": format!("4111 1111 1111 {:04}", rng.below(30)), "device": dev, "ip": ip})),
-                4 => ("payment.attempt", json!({"order": format!("o{i}"), "amount": format!("{}.00", 5 + rng.below(400)), "currency": "EUR", "card": format!("4111 1111 1111 {:04}", rng.below(30)), "card_country": "GB", "device": dev, "ip": ip})),
+                3 => ("order.create", json!({"order": format!("o{i}"), "seller": format!("s{}", rng.below(5)), "item": format!("i{}", rng.below(9)), "item_count": 1, "amount": format!("{}.50", 5 + rng.below(400)), "currency": "EUR", "card": card(rng.below(30)), "device": dev, "ip": ip})),
+                4 => ("payment.attempt", json!({"order": format!("o{i}"), "amount": format!("{}.00", 5 + rng.below(400)), "currency": "EUR", "card": card(rng.below(30)), "card_country": "GB", "device": dev, "ip": ip})),
                 5 => ("item.click", json!({"item": format!("i{}", rng.below(9)), "seller": format!("s{}", rng.below(5)), "device": dev, "ip": ip})),
                 _ => ("cart.add", json!({"item": format!("i{}", rng.below(9)), "quantity": 1, "price": "9.99", "device": dev})),
             };
@@ -323,4 +323,27 @@ fn sighup_reloads_and_sigterm_stops_cleanly_with_a_final_snapshot() {
         err.contains("snapshot at record 50, 0 log records replayed"),
         "{err}"
     );
+}
+
+/// A card number that passes the Luhn check (the server refuses others), one per `n`.
+fn card(n: u64) -> String {
+    let body = format!("41111111111{n:04}");
+    let sum: u32 = body
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, c)| {
+            let d = u32::from(c - b'0');
+            if i % 2 == 0 {
+                if d * 2 > 9 {
+                    d * 2 - 9
+                } else {
+                    d * 2
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    format!("{body}{}", (10 - sum % 10) % 10)
 }

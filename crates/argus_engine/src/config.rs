@@ -13,6 +13,9 @@ use std::sync::Arc;
 /// Environment variable that overrides `privacy.secret`.
 pub const SECRET_ENV: &str = "ARGUS_PII_SECRET";
 
+/// Default of `[engine] dedupe_max_ids`: about 100 MB of idempotency ids (48 bytes each with the set).
+pub const DEFAULT_DEDUPE_MAX_IDS: usize = 2_000_000;
+
 const TOP_KEYS: &[&str] = &[
     "include",
     "engine",
@@ -32,6 +35,9 @@ const TOP_KEYS: &[&str] = &[
 pub struct EngineSettings {
     /// How long event ids are remembered for idempotency (event time).
     pub dedupe_ttl: Option<String>,
+    /// At most this many event ids are remembered (the oldest are forgotten first), whatever the TTL:
+    /// the idempotency memory is bounded by configuration, not by traffic.
+    pub dedupe_max_ids: Option<usize>,
     /// Run idle-key expiry each time the watermark advances by this much.
     pub sweep_every: Option<String>,
 }
@@ -77,6 +83,8 @@ pub struct Config {
     /// Identifies the pseudonymization secret without revealing it (snapshots refuse another one).
     pub secret_fingerprint: u64,
     pub dedupe_ttl_ms: i64,
+    /// Most event ids remembered for idempotency (see [`EngineSettings::dedupe_max_ids`]).
+    pub dedupe_max_ids: usize,
     pub sweep_every_ms: i64,
     /// The `[server]` section, read by `argus serve` (the engine itself does not use it).
     pub server: toml::Table,
@@ -197,6 +205,10 @@ impl Config {
             }),
         };
         let dedupe_ttl_ms = dur(&mut errors, "dedupe_ttl", &p.engine.dedupe_ttl, 7 * DAY);
+        let dedupe_max_ids = p.engine.dedupe_max_ids.unwrap_or(DEFAULT_DEDUPE_MAX_IDS);
+        if dedupe_max_ids == 0 {
+            errors.push("engine.dedupe_max_ids: must be at least 1".into());
+        }
         let sweep_every_ms = dur(&mut errors, "sweep_every", &p.engine.sweep_every, DAY).max(1);
         if let (Some(schema), Some(csv)) = (&schema, &p.csv) {
             errors.extend(check_csv(schema, csv));
@@ -227,6 +239,7 @@ impl Config {
             secret_fingerprint,
             secret_is_default,
             dedupe_ttl_ms,
+            dedupe_max_ids,
             sweep_every_ms,
             server: p.server,
             models,

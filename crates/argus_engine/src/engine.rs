@@ -103,8 +103,12 @@ impl EngineSnap {
 /// An incremental copy in progress (see [`Engine::begin_copy`]).
 pub struct EngineCopy {
     state: argus_features::state::StateCopy,
+    /// Ids copied so far; `dedupe[0]` is the id at absolute position `first_abs` (positions count
+    /// every id ever remembered, so that ids forgotten by the cap during the copy can be skipped).
     dedupe: Vec<(i64, u128)>,
-    dedupe_len0: usize,
+    first_abs: u64,
+    /// Absolute position just after the last id present when the copy began.
+    end_abs: u64,
 }
 
 /// A consistent copy of the engine's state, taken by [`Engine::finish_copy`]; [`encode`](Self::encode)
@@ -122,10 +126,20 @@ impl PendingSnapshot {
 
 /// Writes a file atomically: a temporary file beside it (`*.snap.tmp`), fsync, rename, then fsync of
 /// the directory. A crash leaves the old file or the new one, never a torn one.
+/// Creates (or truncates) a file that only its owner can read and write: state files hold tokens and
+/// decisions about people.
+pub fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.create(true).write(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
+}
+
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("snap.tmp");
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = private_file(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -162,6 +176,9 @@ pub struct Engine {
     label_slots: Vec<Vec<usize>>,
     /// Reused to apply released labels without allocating.
     release_ev: Event,
+    /// Idempotency ids forgotten by the `dedupe_max_ids` cap so far (positions for incremental copies;
+    /// not part of the state's meaning).
+    dedupe_evicted: u64,
     watermark: i64,
     seq: u64,
     next_sweep: i64,
@@ -196,6 +213,7 @@ impl Engine {
                 time: 0,
                 fields: Vec::new(),
             },
+            dedupe_evicted: 0,
             config,
             decoder,
             state,
@@ -333,6 +351,11 @@ impl Engine {
         self.graph.as_ref().map(|g| g.size())
     }
 
+    /// Event ids remembered for idempotency.
+    pub fn idempotency_ids(&self) -> usize {
+        self.dedupe.order.len()
+    }
+
     /// Labels scheduled and not yet released.
     pub fn pending_labels(&self) -> usize {
         self.labels.iter().map(VecDeque::len).sum()
@@ -360,6 +383,14 @@ impl Engine {
         self.seq += 1;
         self.dedupe.set.insert(idh);
         self.dedupe.order.push_back((ev.time, idh));
+        if self.dedupe.order.len() > self.config.dedupe_max_ids {
+            // The oldest id is forgotten (deterministic: a function of the event sequence). An
+            // incremental copy in progress starts again, because the ids it listed moved.
+            if let Some((_, old)) = self.dedupe.order.pop_front() {
+                self.dedupe.set.remove(&old);
+                self.dedupe_evicted += 1;
+            }
+        }
         self.counters.accepted += 1;
         self.state
             .apply(&self.config.features, ev, self.seq, Some(&mut self.out));
@@ -493,29 +524,65 @@ impl Engine {
     /// [`finish_copy`](Self::finish_copy) returns a [`PendingSnapshot`] equal to the state at that
     /// moment, to be encoded on another thread. An expiry sweep in between aborts the copy.
     pub fn begin_copy(&mut self) -> EngineCopy {
+        let n = self.dedupe.order.len();
         EngineCopy {
             state: self.state.begin_copy(),
-            dedupe: Vec::with_capacity(self.dedupe.order.len()),
-            dedupe_len0: self.dedupe.order.len(),
+            dedupe: Vec::with_capacity(n),
+            first_abs: self.dedupe_evicted,
+            end_abs: self.dedupe_evicted + n as u64,
         }
     }
 
-    /// Copies up to `budget` more keys (and idempotency ids); `Ok(true)` when only the final step is left.
+    /// Absolute position of the next id to copy, dropping copied ids the cap has forgotten since.
+    fn dedupe_catch_up(&self, c: &mut EngineCopy) -> u64 {
+        let gone = self
+            .dedupe_evicted
+            .saturating_sub(c.first_abs)
+            .min(c.dedupe.len() as u64) as usize;
+        if gone > 0 {
+            c.dedupe.drain(..gone);
+            c.first_abs += gone as u64;
+        }
+        let next = c.first_abs + c.dedupe.len() as u64;
+        if next < self.dedupe_evicted {
+            c.first_abs = self.dedupe_evicted;
+            return self.dedupe_evicted;
+        }
+        next
+    }
+
+    /// Copies up to `budget` more keys (and four times as many idempotency ids); `Ok(true)` when only
+    /// the final step is left.
     pub fn copy_step(&mut self, c: &mut EngineCopy, budget: usize) -> Result<bool, CopyAborted> {
-        // Without a sweep, ids are only appended, so the first `dedupe_len0` keep their positions.
-        let end = (c.dedupe.len() + budget.saturating_mul(4)).min(c.dedupe_len0);
-        c.dedupe
-            .extend(self.dedupe.order.range(c.dedupe.len()..end).copied());
+        // Without a sweep, ids are only appended at the back and forgotten at the front.
+        let next = self.dedupe_catch_up(c);
+        let end = next
+            .saturating_add(budget.saturating_mul(4) as u64)
+            .min(c.end_abs);
+        if end > next {
+            let base = self.dedupe_evicted;
+            c.dedupe.extend(
+                self.dedupe
+                    .order
+                    .range((next - base) as usize..(end - base) as usize)
+                    .copied(),
+            );
+        }
         let done = self.state.copy_step(&mut c.state, budget)?;
-        Ok(done && c.dedupe.len() == c.dedupe_len0)
+        Ok(done && end.max(next) >= c.end_abs)
     }
 
     /// Completes the copy: what changed since it began is copied again.
-    pub fn finish_copy(&mut self, c: EngineCopy) -> Result<PendingSnapshot, CopyAborted> {
+    pub fn finish_copy(&mut self, mut c: EngineCopy) -> Result<PendingSnapshot, CopyAborted> {
+        let next = self.dedupe_catch_up(&mut c);
         let state = self.state.finish_copy(c.state)?;
         let mut dedupe = c.dedupe;
-        let from = dedupe.len();
-        dedupe.extend(self.dedupe.order.range(from..).copied());
+        dedupe.extend(
+            self.dedupe
+                .order
+                .range((next - self.dedupe_evicted) as usize..)
+                .copied(),
+        );
         Ok(PendingSnapshot {
             header: self.snap_header(dedupe, Vec::new()),
             state,

@@ -104,6 +104,15 @@ impl Decoder {
     pub fn decode_bytes(&self, bytes: &[u8]) -> Result<Event, Rejection> {
         let v: serde_json::Value = serde_json::from_slice(bytes)
             .map_err(|e| Rejection::one("", "invalid_json", format!("not valid JSON: {e}")))?;
+        // A JSON parser keeps the last of two equal keys; another keeps the first. Which value counts
+        // would change the decision, so a document with a repeated key is refused.
+        if let Some(path) = duplicate_key(bytes) {
+            return Err(Rejection::one(
+                &path,
+                "duplicate_key",
+                format!("the key at `{path}` appears twice in the same object"),
+            ));
+        }
         self.decode_json(&v)
     }
 
@@ -515,6 +524,12 @@ impl Decoder {
                 if ty == FieldType::Id && s.trim().is_empty() {
                     return Err(("invalid_value", "an id must not be empty".into()));
                 }
+                if ty == FieldType::Id && s.chars().any(char::is_control) {
+                    return Err((
+                        "invalid_value",
+                        "an id must not contain control characters".into(),
+                    ));
+                }
                 Value::Str(s.into())
             }
             FieldType::Address => match raw {
@@ -784,5 +799,114 @@ mod tests {
             .unwrap_err();
         let paths: Vec<&str> = r.errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, vec!["/time", "/TX_AMOUNT", "/actor"]);
+    }
+}
+
+/// The JSON pointer of the first key that appears twice in one object of `bytes` (which must already
+/// be valid JSON), or `None`.
+pub fn duplicate_key(bytes: &[u8]) -> Option<String> {
+    use serde::de::Deserializer as _;
+    let mut found = None;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let _ = de.deserialize_any(DupWalk {
+        path: String::new(),
+        found: &mut found,
+    });
+    found
+}
+
+struct DupWalk<'a> {
+    path: String,
+    found: &'a mut Option<String>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for DupWalk<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for DupWalk<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+        let mut i = 0usize;
+        while a
+            .next_element_seed(DupWalk {
+                path: format!("{}/{i}", self.path),
+                found: &mut *self.found,
+            })?
+            .is_some()
+        {
+            i += 1;
+        }
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+        let mut seen: Vec<String> = Vec::new();
+        while let Some(k) = a.next_key::<String>()? {
+            let path = format!("{}/{}", self.path, escape(&k));
+            if seen.contains(&k) {
+                if self.found.is_none() {
+                    *self.found = Some(path.clone());
+                }
+            } else {
+                seen.push(k);
+            }
+            a.next_value_seed(DupWalk {
+                path,
+                found: &mut *self.found,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod duplicate_key_tests {
+    #[test]
+    fn repeated_keys_are_found_at_any_depth() {
+        assert_eq!(
+            super::duplicate_key(br#"{"id":"a","id":"b"}"#).as_deref(),
+            Some("/id")
+        );
+        assert_eq!(
+            super::duplicate_key(
+                br#"{"data":{"amount":"1.00","x":[{"k":1,"k":2}],"amount":"9.00"}}"#
+            )
+            .as_deref(),
+            Some("/data/x/0/k")
+        );
+        assert_eq!(
+            super::duplicate_key(br#"{"a":{"k":1},"b":{"k":1}}"#),
+            None,
+            "the same key in two objects is fine"
+        );
+        assert_eq!(
+            super::duplicate_key(br#"[1,{"a\u0062":1,"ab":2}]"#).as_deref(),
+            Some("/1/ab"),
+            "escapes are compared decoded"
+        );
     }
 }

@@ -57,6 +57,48 @@ pub struct Personal {
     pub country: Option<String>,
 }
 
+/// An email address: one `@`; a local part of 1 to 64 characters without spaces, control characters
+/// or quotes; a domain of at least two non-empty labels of letters, digits and hyphens.
+pub fn is_email(v: &str) -> bool {
+    let Some((local, domain)) = v.split_once('@') else {
+        return false;
+    };
+    let local_ok = (1..=64).contains(&local.len())
+        && !local
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '@');
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = domain.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        });
+    local_ok && domain_ok
+}
+
+/// The Luhn (mod 10) check of a card number's digits.
+pub fn luhn_valid(digits: &str) -> bool {
+    let mut sum = 0u32;
+    for (i, c) in digits.bytes().rev().enumerate() {
+        let mut d = u32::from(c.wrapping_sub(b'0'));
+        if d > 9 {
+            return false;
+        }
+        if i % 2 == 1 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    sum % 10 == 0
+}
+
 /// Normalizes a personal-data value so that trivially different spellings give the same token.
 /// Returns an error message when the value is not of the declared type.
 pub fn normalize(ty: FieldType, p: &Personal) -> Result<String, String> {
@@ -64,15 +106,10 @@ pub fn normalize(ty: FieldType, p: &Personal) -> Result<String, String> {
     match ty {
         FieldType::Email => {
             let v = raw.to_lowercase();
-            match v.rsplit_once('@') {
-                Some((l, d))
-                    if !l.is_empty() && !d.is_empty() && !d.contains(char::is_whitespace) =>
-                {
-                    Ok(v)
-                }
-                _ => Err(
-                    "not an email address (the value is not repeated: it is personal data)".into(),
-                ),
+            if is_email(&v) {
+                Ok(v)
+            } else {
+                Err("not an email address (the value is not repeated: it is personal data)".into())
             }
         }
         FieldType::Phone => {
@@ -103,6 +140,9 @@ pub fn normalize(ty: FieldType, p: &Personal) -> Result<String, String> {
                     .any(|c| !(c.is_ascii_digit() || c == ' ' || c == '-'))
             {
                 return Err("not a card number (12 to 19 digits)".into());
+            }
+            if !luhn_valid(&digits) {
+                return Err("not a card number (the Luhn check digit does not match)".into());
             }
             Ok(digits)
         }
@@ -177,14 +217,23 @@ mod tests {
 
     #[test]
     fn derivations() {
-        let n = normalize(FieldType::CardNumber, &text("4111 1111 1111 1234")).unwrap();
+        let n = normalize(FieldType::CardNumber, &text("4111 1111 1111 1236")).unwrap();
         assert_eq!(
             derive(Derivation::CardBin, &n, &text("")).unwrap(),
             "411111"
         );
         assert_eq!(
             derive(Derivation::CardLast4, &n, &text("")).unwrap(),
-            "1234"
+            "1236"
+        );
+        assert!(
+            normalize(FieldType::CardNumber, &text("4111 1111 1111 1234")).is_err(),
+            "fails the Luhn check"
+        );
+        assert!(
+            normalize(FieldType::Email, &text("a@b")).is_err()
+                && normalize(FieldType::Email, &text("a b@c.com")).is_err()
+                && normalize(FieldType::Email, &text("x@mail.example.co")).is_ok()
         );
         let ip = normalize(FieldType::Ip, &text("10.1.2.3")).unwrap();
         assert_eq!(

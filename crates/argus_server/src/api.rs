@@ -5,6 +5,7 @@ use crate::core::{error, Answer, Msg, Request, Shared};
 use crate::metrics as m;
 use crate::settings::{Role, Settings};
 use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{MatchedPath, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -37,6 +38,7 @@ pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ),
     ("post", "/v1/admin/reload", Some(Role::Admin)),
     ("get", "/v1/admin/status", Some(Role::Admin)),
+    ("get", "/v1/admin/digest", Some(Role::Admin)),
     ("get", "/healthz", None),
     ("get", "/readyz", None),
     ("get", "/metrics", None),
@@ -82,7 +84,12 @@ fn denied(st: &AppState, headers: &HeaderMap, role: Role) -> Option<Response> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        .and_then(|v| {
+            v.split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, k)| k.trim())
+        })
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
     let Some(given) = given else {
         let mut r = respond(error(
@@ -180,13 +187,26 @@ async fn body_bytes(
             format!("the body is larger than the limit of {max} bytes"),
         ));
     }
-    axum::body::to_bytes(body, max).await.map_err(|_| {
-        error(
-            413,
-            "payload_too_large",
-            format!("the body is larger than the limit of {max} bytes"),
-        )
-    })
+    // A client that sends its body slowly (or not at all) is cut off: it would hold a connection and a
+    // task for as long as it likes.
+    let limit = st.settings.body_timeout;
+    match tokio::time::timeout(limit, axum::body::to_bytes(body, max)).await {
+        Ok(r) => r.map_err(|_| {
+            error(
+                413,
+                "payload_too_large",
+                format!("the body is larger than the limit of {max} bytes"),
+            )
+        }),
+        Err(_) => Err(error(
+            408,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} ms (`server.body_timeout`)",
+                limit.as_millis()
+            ),
+        )),
+    }
 }
 
 fn one_document(bytes: &[u8]) -> Result<Box<RawValue>, Answer> {
@@ -321,22 +341,30 @@ async fn post_batch(State(st): State<AppState>, headers: HeaderMap, body: Body) 
 async fn get_decision(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Response {
     if let Some(r) = denied(&st, &headers, Role::Analyst) {
         return r;
     }
+    let id = match path {
+        Ok(Path(id)) => id,
+        Err(e) => return path_error(e),
+    };
     respond(ask(&st, Request::Decision { id }).await)
 }
 
 async fn get_entity(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Path((kind, id)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Response {
     if let Some(r) = denied(&st, &headers, Role::Analyst) {
         return r;
     }
+    let (kind, id) = match path {
+        Ok(Path(p)) => p,
+        Err(e) => return path_error(e),
+    };
     respond(ask(&st, Request::Entity { kind, id }).await)
 }
 
@@ -350,12 +378,21 @@ struct FindingsQuery {
 async fn get_findings(
     State(st): State<AppState>,
     headers: HeaderMap,
-    q: axum::extract::Query<FindingsQuery>,
+    q: Result<axum::extract::Query<FindingsQuery>, QueryRejection>,
 ) -> Response {
     if let Some(r) = denied(&st, &headers, Role::Analyst) {
         return r;
     }
-    let q = q.0;
+    let q = match q {
+        Ok(q) => q.0,
+        Err(e) => {
+            return respond(error(
+                400,
+                "invalid_query",
+                format!("the query string is invalid: {}", e.body_text()),
+            ))
+        }
+    };
     respond(
         ask(
             &st,
@@ -372,11 +409,15 @@ async fn get_findings(
 async fn get_list(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Response {
     if let Some(r) = denied(&st, &headers, Role::Analyst) {
         return r;
     }
+    let name = match path {
+        Ok(Path(n)) => n,
+        Err(e) => return path_error(e),
+    };
     respond(ask(&st, Request::ListGet { name }).await)
 }
 
@@ -391,12 +432,16 @@ struct ItemBody {
 async fn put_item(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Path((name, value)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     body: Body,
 ) -> Response {
     if let Some(r) = denied(&st, &headers, Role::Analyst) {
         return r;
     }
+    let (name, value) = match path {
+        Ok(Path(p)) => p,
+        Err(e) => return path_error(e),
+    };
     let bytes = match body_bytes(&st, &headers, body).await {
         Ok(b) => b,
         Err(a) => return respond(a),
@@ -429,11 +474,15 @@ async fn put_item(
 async fn delete_item(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Path((name, value)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Response {
     if let Some(r) = denied(&st, &headers, Role::Analyst) {
         return r;
     }
+    let (name, value) = match path {
+        Ok(Path(p)) => p,
+        Err(e) => return path_error(e),
+    };
     respond(ask(&st, Request::ListRemove { name, value }).await)
 }
 
@@ -449,6 +498,39 @@ async fn status(State(st): State<AppState>, headers: HeaderMap) -> Response {
         return r;
     }
     respond(ask(&st, Request::Status).await)
+}
+
+async fn digest(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(r) = denied(&st, &headers, Role::Admin) {
+        return r;
+    }
+    respond(ask(&st, Request::Digest).await)
+}
+
+/// A path segment the route could not take (invalid UTF-8 after percent-decoding, say), in the one
+/// error shape.
+fn path_error(e: PathRejection) -> Response {
+    respond(error(
+        400,
+        "invalid_path",
+        format!("the path is invalid: {}", e.body_text()),
+    ))
+}
+
+/// Longest request target (path and query) taken; longer ones get 414 in the one error shape.
+/// (Beyond 64 KiB, hyper itself answers 414, without a body, before a request reaches the router.)
+pub const MAX_URI: usize = 8 << 10;
+
+async fn uri_limit(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if len > MAX_URI {
+        return respond(error(
+            414,
+            "uri_too_long",
+            format!("the request target is {len} bytes, more than the limit of {MAX_URI}"),
+        ));
+    }
+    next.run(req).await
 }
 
 async fn healthz() -> Response {
@@ -571,12 +653,14 @@ pub fn router(st: AppState) -> Router {
             post(reload).fallback(method_not_allowed),
         )
         .route("/v1/admin/status", get(status).fallback(method_not_allowed))
+        .route("/v1/admin/digest", get(digest).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .route("/readyz", get(readyz).fallback(method_not_allowed))
         .route("/metrics", get(metrics_text).fallback(method_not_allowed))
         .route("/openapi.json", get(openapi).fallback(method_not_allowed))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(observe))
+        .layer(axum::middleware::from_fn(uri_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))

@@ -146,6 +146,8 @@ pub enum Request {
     },
     Reload,
     Status,
+    /// The full-state digest (walks the whole state: for verification, not for monitoring).
+    Digest,
     /// The graph detectors' newest findings.
     Findings {
         limit: usize,
@@ -236,11 +238,12 @@ pub struct Core {
     /// A snapshot's incremental copy in progress, and when its last step ran.
     copying: Option<argus_engine::EngineCopy>,
     last_step: Instant,
-    /// Event-id digests per log segment, so that retention can drop a deleted segment's events from
-    /// the index without scanning the whole index.
-    seg_ids: BTreeMap<u64, Vec<u128>>,
-    /// Digests of deleted segments' events still to drop from the index, a bounded number per group.
-    unindex: Vec<u128>,
+    /// Records applied since the last copy step: the next step copies at least twice as many keys, so
+    /// that a snapshot keeps up with any ingest rate.
+    applied_since_step: usize,
+    /// The indexed events in log order, so that the index keeps the newest `max_indexed_events` and
+    /// retention can drop a deleted segment's events without scanning the whole index.
+    index_order: VecDeque<(Loc, u128)>,
     /// The graph detectors' findings.
     findings: crate::findings::FindingsStore,
     /// The log record being replayed at start (its findings are stored under it).
@@ -496,6 +499,13 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Resident set size of this process (Linux: `/proc/self/statm`), `None` elsewhere.
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
 fn snapshot_dir(data: &Path) -> PathBuf {
     data.join("snapshots")
 }
@@ -569,6 +579,13 @@ impl Core {
         let data = settings.data_dir.clone();
         std::fs::create_dir_all(snapshot_dir(&data))
             .map_err(|e| StartError::State(format!("creating {}: {e}", data.display())))?;
+        // The data directory holds tokens, decisions and lists about people: its owner only.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| StartError::State(format!("restricting {}: {e}", data.display())))?;
+        }
         // The newest snapshot that restores under this configuration.
         let mut restored: Option<(Extras, Engine)> = None;
         let mut refused = Vec::new();
@@ -602,7 +619,8 @@ impl Core {
         let (extras, engine) =
             restored.unwrap_or_else(|| (Extras::default(), Engine::new(cfg.clone())));
         let mut index = HashMap::new();
-        let mut seg_ids: BTreeMap<u64, Vec<u128>> = BTreeMap::new();
+        let mut index_order: VecDeque<(Loc, u128)> = VecDeque::new();
+        let max_indexed = settings.max_indexed_events;
         let mut heads: Vec<(Loc, EventHead)> = Vec::new();
         let mut tail: Vec<(Loc, Record)> = Vec::new();
         let snap_seq = extras.seq;
@@ -614,7 +632,10 @@ impl Core {
                 if rec.kind == KIND_EVENT {
                     if let Some(h) = head_of(&rec.payload) {
                         index.insert(h.idh, loc);
-                        seg_ids.entry(loc.segment).or_default().push(h.idh);
+                        index_order.push_back((loc, h.idh));
+                        if index_order.len() > max_indexed {
+                            unindex_one(&mut index, &mut index_order);
+                        }
                         if h.action != NO_ACTION {
                             heads.push((loc, h));
                         }
@@ -633,7 +654,7 @@ impl Core {
             };
             return Err(StartError::State(format!(
                 "the event log starts at record {} but the state can only be rebuilt from record {} ({why}); \
-                 restore the missing snapshot or log segments, or move the data directory away to start empty",
+                 acknowledged events would be lost, so Argus refuses to start: restore the missing snapshot or log segments from a backup",
                 wal.first_seq(),
                 snap_seq + 1
             )));
@@ -677,8 +698,8 @@ impl Core {
             metrics: m::CoreMetrics::default(),
             copying: None,
             last_step: Instant::now(),
-            seg_ids,
-            unindex: Vec::new(),
+            applied_since_step: 0,
+            index_order,
             findings,
             replaying_seq: 0,
         };
@@ -940,6 +961,7 @@ impl Core {
             Request::ListRemove { name, value } => self.list_remove(&name, &value),
             Request::Reload => Outcome::Answer(self.reload()),
             Request::Status => Outcome::Answer(self.status()),
+            Request::Digest => Outcome::Answer(self.digest()),
             Request::Findings {
                 limit,
                 detector,
@@ -1088,6 +1110,26 @@ impl Core {
                 return Outcome::Answer(error_with(status, rej.code(), rej.to_string(), details));
             }
         };
+        // The watermark only moves forward: one event far in the future would make every later event
+        // `too_late` and expire every key. Times are bounded by the server's clock here, at the edge;
+        // replay and recovery measure lateness against the input's own order only.
+        let now = now_ms();
+        let limit = now.saturating_add(self.settings.max_future.as_millis() as i64);
+        if ev.time > limit {
+            m::event_outcome(&self.engine.schema().get(ev.ty).name, "too_far_in_future");
+            return Outcome::Answer(error_with(
+                422,
+                "too_far_in_future",
+                format!(
+                    "event time {} is {} ms ahead of the server's clock ({}), beyond `server.max_future` ({} ms); check the sender's clock",
+                    argus_event::time::format_rfc3339(ev.time),
+                    ev.time.saturating_sub(now),
+                    argus_event::time::format_rfc3339(now),
+                    self.settings.max_future.as_millis()
+                ),
+                json!([{"path": "/time", "code": "too_far_in_future"}]),
+            ));
+        }
         if labels_only && !self.label_types.contains(&ev.ty) {
             let name = &self.engine.schema().get(ev.ty).name;
             return Outcome::Answer(error(
@@ -1154,6 +1196,7 @@ impl Core {
             });
         }
         self.since_snap += 1;
+        self.applied_since_step += 1;
         // Findings are stored after their event's log record (below for live events), never before.
         let found = self.engine.take_findings();
         if let Some(l) = loc {
@@ -1200,7 +1243,10 @@ impl Core {
         };
         self.store_findings(seq, found);
         self.index.insert(idh, loc);
-        self.seg_ids.entry(loc.segment).or_default().push(idh);
+        self.index_order.push_back((loc, idh));
+        if self.index_order.len() > self.settings.max_indexed_events {
+            unindex_one(&mut self.index, &mut self.index_order);
+        }
         if head.action != NO_ACTION {
             self.remember(Recent { loc, head });
         }
@@ -1269,6 +1315,23 @@ impl Core {
                     )
                 ),
             );
+        }
+        // The id is validated (and normalized) as a field of this kind would be, whether or not a
+        // feature is keyed by it: `not-an-email` is not an email.
+        let typed = schema.types.iter().filter(|t| !t.internal).find_map(|t| {
+            t.fields
+                .iter()
+                .position(|f| f.entity.as_deref() == Some(kind))
+                .map(|s| (t, s))
+        });
+        if let Some((et, slot)) = typed {
+            if let Err(e) = self.engine.decoder().field_value(et, slot, id) {
+                return error(
+                    400,
+                    e.code,
+                    format!("`{kind}` id is invalid: {}", e.message),
+                );
+            }
         }
         let fs = self.engine.features().clone();
         let at = self.engine.watermark().unwrap_or_else(now_ms);
@@ -1534,6 +1597,7 @@ impl Core {
         }
         self.apply_list(&change);
         self.since_snap += 1;
+        self.applied_since_step += 1;
         Outcome::Logged(ok(body))
     }
 
@@ -1566,14 +1630,34 @@ impl Core {
                 );
             }
         };
+        // `[server]` is read at start only, but a reload that accepted an invalid one would leave a
+        // configuration the next restart refuses.
+        if let Err(errors) = Settings::resolve(&cfg.server, |k| std::env::var(k).ok()) {
+            m::inc_labeled(m::RELOADS, "outcome", "invalid");
+            let diags: Vec<String> = errors
+                .iter()
+                .map(|e| format!("invalid server settings: {e}"))
+                .collect();
+            return error_with(
+                422,
+                "invalid_reload",
+                "the new configuration is invalid; the running version is kept",
+                json!(diags),
+            );
+        }
         let cur = &self.engine.config;
         let mut changed = Vec::new();
         if cfg.schema.definition_digest() != cur.schema.definition_digest() {
             changed.push("the event schema");
         }
         // Whole definitions, not only the stored series: policies read features by position.
-        let features =
-            |c: &Config| format!("{:?}{:?}", c.features, (c.dedupe_ttl_ms, c.sweep_every_ms));
+        let features = |c: &Config| {
+            format!(
+                "{:?}{:?}",
+                c.features,
+                (c.dedupe_ttl_ms, c.dedupe_max_ids, c.sweep_every_ms)
+            )
+        };
         if cfg.features.fingerprint() != cur.features.fingerprint()
             || features(&cfg) != features(cur)
         {
@@ -1634,6 +1718,8 @@ impl Core {
         ok(json!({"total": self.findings.total, "findings": found}))
     }
 
+    /// Cheap by design (monitoring polls it): counters and sizes the state keeps as it changes, never a
+    /// walk over the state. The full digest is [`digest`](Self::digest).
     fn status(&self) -> Answer {
         let e = &self.engine;
         ok(json!({
@@ -1641,18 +1727,32 @@ impl Core {
             "log_first_seq": self.wal.first_seq(),
             "log_segments": self.wal.segment_count(),
             "snapshot_seq": self.snap_seq,
+            "snapshot_in_progress": self.copying.is_some() || self.snap_job.is_some(),
             "engine_seq": e.sequence(),
             "watermark": e.watermark().map(argus_event::time::format_rfc3339),
-            "state_digest": format!("{:016x}", e.state_digest()),
             "keys": e.feature_state().key_count(),
-            "feature_state_bytes": e.feature_state().memory(e.features()).iter().map(|m| m.bytes).sum::<usize>(),
-            "index_capacity": self.index.capacity(),
+            "idempotency_ids": e.idempotency_ids(),
             "pending_labels": e.pending_labels(),
             "counters": e.counters,
             "graph": e.graph_size().map(|(accounts, links, edges)| json!({"accounts": accounts, "links": links, "block_edges": edges, "findings": self.findings.total})),
             "indexed_events": self.index.len(),
+            "recent_actors": self.recent.len(),
+            "rss_bytes": rss_bytes(),
             "policy_version": e.policies().map(|p| p.version.clone()),
             "failed": self.failed,
+        }))
+    }
+
+    /// The digest of the whole engine state (see [`Engine::state_digest`]): equal digests answer every
+    /// future event alike. It walks and encodes the whole state, so it pauses decisions for as long.
+    fn digest(&self) -> Answer {
+        let t = Instant::now();
+        let digest = self.engine.state_digest();
+        ok(json!({
+            "state_digest": format!("{digest:016x}"),
+            "engine_seq": self.engine.sequence(),
+            "log_last_seq": self.wal.last_seq(),
+            "millis": t.elapsed().as_millis() as u64,
         }))
     }
 
@@ -1669,11 +1769,7 @@ impl Core {
                     m::inc_labeled(m::SNAPSHOTS, "outcome", "ok");
                     // The deleted segments' events leave the index a bounded number per group; recent
                     // decisions in them are skipped when read.
-                    for g in self.wal.retain(older, self.settings.retention) {
-                        if let Some(ids) = self.seg_ids.remove(&g) {
-                            self.unindex.extend(ids);
-                        }
-                    }
+                    self.wal.retain(older, self.settings.retention);
                     m::set_gauge(m::LOG_SEGMENTS, self.wal.segment_count() as f64);
                 }
                 Ok(Err(e)) => {
@@ -1683,14 +1779,16 @@ impl Core {
                 Err(_) => tracing::error!("snapshot thread panicked"),
             }
         }
-        if !self.unindex.is_empty() {
-            let from =
-                self.unindex
-                    .len()
-                    .saturating_sub(if force { usize::MAX } else { UNINDEX_STEP });
-            for h in self.unindex.drain(from..) {
-                self.index.remove(&h);
-            }
+        let first_kept = self.wal.first_seq();
+        let mut n = 0;
+        while self
+            .index_order
+            .front()
+            .is_some_and(|(l, _)| l.segment < first_kept)
+            && (force || n < UNINDEX_STEP)
+        {
+            unindex_one(&mut self.index, &mut self.index_order);
+            n += 1;
         }
         if self.failed.is_some() {
             self.copying = None;
@@ -1699,15 +1797,22 @@ impl Core {
         // An incremental copy in progress: one bounded step between groups (at most every STEP_EVERY
         // while busy), or all of it when forced.
         if let Some(mut c) = self.copying.take() {
-            if !force && !idle && self.last_step.elapsed() < STEP_EVERY {
+            let behind = self.applied_since_step;
+            if !force && !idle && self.last_step.elapsed() < STEP_EVERY && behind < COPY_STEP {
                 self.copying = Some(c);
                 return;
             }
             self.last_step = Instant::now();
+            self.applied_since_step = 0;
+            // At least twice the records applied since the last step: the copy gains on any ingest
+            // rate, and its pause stays proportional to the work the group itself did.
+            let budget = if force {
+                usize::MAX
+            } else {
+                COPY_STEP.max(behind.saturating_mul(2))
+            };
             let t = Instant::now();
-            let step = self
-                .engine
-                .copy_step(&mut c, if force { usize::MAX } else { COPY_STEP });
+            let step = self.engine.copy_step(&mut c, budget);
             m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
             match step {
                 Ok(false) => self.copying = Some(c),
@@ -1774,6 +1879,15 @@ impl Core {
             }
         } else {
             self.snap_job = Some(std::thread::spawn(job));
+        }
+    }
+}
+
+/// Drops the oldest indexed event (unless its id was indexed again since, at another place).
+fn unindex_one(index: &mut HashMap<u128, Loc>, order: &mut VecDeque<(Loc, u128)>) {
+    if let Some((loc, h)) = order.pop_front() {
+        if index.get(&h) == Some(&loc) {
+            index.remove(&h);
         }
     }
 }

@@ -95,6 +95,9 @@ pub async fn serve(
     if settings.api_keys.is_empty() {
         tracing::warn!("no API keys configured: every request is allowed (development mode); configure [[server.api_keys]] in production");
     }
+    for w in settings.warnings() {
+        tracing::warn!("{w}");
+    }
     let listen = settings.listen.clone();
     let data = settings.data_dir.clone();
     let server = Server::start_with(settings, loader, initial)?;
@@ -128,12 +131,73 @@ pub async fn serve(
         });
     }
     let app = server.router.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop_signal())
-        .await?;
+    serve_connections(listener, app, &server.state.settings, stop_signal()).await;
     eprintln!("argus: stopping: syncing the log and writing a snapshot");
     server.shutdown().await;
     Ok(())
+}
+
+/// Accepts connections until SIGINT or SIGTERM, then stops gracefully. Each connection must send a
+/// request's header within `header_timeout` (also the limit on an idle keep-alive connection); at
+/// most `max_connections` are open at once (further ones wait in the listen backlog); at a stop,
+/// in-flight requests get `shutdown_grace`, then the remaining connections are closed.
+pub async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    settings: &Settings,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut stop = std::pin::pin!(stop);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_timeout)
+        .keep_alive(true);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = &mut stop => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of descriptors, say: wait a little instead of spinning.
+                    tracing::warn!("accepting a connection: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let open = settings.max_connections - slots.available_permits();
+    if open > 0 {
+        eprintln!(
+            "argus: waiting up to {} ms for {open} open connection(s)",
+            settings.shutdown_grace.as_millis()
+        );
+    }
+    if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!("argus: closing the connections still open after `server.shutdown_grace`");
+    }
 }
 
 async fn stop_signal() {

@@ -58,6 +58,12 @@ struct Raw {
     request_timeout: Option<String>,
     label_types: Option<Vec<String>>,
     recent_decisions: Option<usize>,
+    max_future: Option<String>,
+    max_indexed_events: Option<usize>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    max_connections: Option<usize>,
+    shutdown_grace: Option<String>,
     #[serde(default)]
     api_keys: Vec<KeyConfig>,
 }
@@ -89,6 +95,21 @@ pub struct Settings {
     pub label_types: Vec<String>,
     /// Decisions remembered per actor for the entity API.
     pub recent_decisions: usize,
+    /// How far an event's time may be ahead of the server's clock; later events are refused
+    /// (`too_far_in_future`), because one far-future time would move the watermark for good.
+    pub max_future: Duration,
+    /// Events whose decision the server can look up by id (`GET /v1/decisions/{id}`, the original
+    /// answer to a duplicate): the newest this many, at most those still in the retained log. Older
+    /// duplicates are still refused by the engine's idempotency ids, answered without the decision.
+    pub max_indexed_events: usize,
+    /// A client must send a request's whole header within this time (also an idle keep-alive limit).
+    pub header_timeout: Duration,
+    /// …and its whole body within this time.
+    pub body_timeout: Duration,
+    /// Open connections at most; further connections wait in the listen backlog.
+    pub max_connections: usize,
+    /// At a graceful stop, how long in-flight requests get before their connections are closed.
+    pub shutdown_grace: Duration,
     /// Empty: no authentication (development only; the server warns).
     pub api_keys: Vec<ApiKey>,
 }
@@ -113,6 +134,12 @@ impl Default for Settings {
                 "legit.confirmed".into(),
             ],
             recent_decisions: 10,
+            max_future: Duration::from_secs(300),
+            max_indexed_events: 1_000_000,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(10),
             api_keys: Vec::new(),
         }
     }
@@ -131,6 +158,12 @@ pub const ENV: &[(&str, &str)] = &[
     ("ARGUS_MAX_BODY", "max_body"),
     ("ARGUS_MAX_BATCH", "max_batch"),
     ("ARGUS_REQUEST_TIMEOUT", "request_timeout"),
+    ("ARGUS_MAX_FUTURE", "max_future"),
+    ("ARGUS_MAX_INDEXED_EVENTS", "max_indexed_events"),
+    ("ARGUS_HEADER_TIMEOUT", "header_timeout"),
+    ("ARGUS_BODY_TIMEOUT", "body_timeout"),
+    ("ARGUS_MAX_CONNECTIONS", "max_connections"),
+    ("ARGUS_SHUTDOWN_GRACE", "shutdown_grace"),
 ];
 
 fn parse_size(s: &str) -> Option<u64> {
@@ -165,8 +198,11 @@ impl Settings {
         for (var, key) in ENV {
             if let Some(v) = env(var).filter(|v| !v.is_empty()) {
                 let value = match *key {
-                    "snapshot_every_events" | "queue_depth" | "max_batch" => match v.parse::<i64>()
-                    {
+                    "snapshot_every_events"
+                    | "queue_depth"
+                    | "max_batch"
+                    | "max_indexed_events"
+                    | "max_connections" => match v.parse::<i64>() {
                         Ok(n) => toml::Value::Integer(n),
                         Err(_) => {
                             errors.push(format!("{var}: `{v}` is not a whole number"));
@@ -240,6 +276,33 @@ impl Settings {
             &raw.request_timeout,
             s.request_timeout,
         );
+        s.max_future = dur(&mut errors, "max_future", &raw.max_future, s.max_future);
+        s.header_timeout = dur(
+            &mut errors,
+            "header_timeout",
+            &raw.header_timeout,
+            s.header_timeout,
+        );
+        s.body_timeout = dur(
+            &mut errors,
+            "body_timeout",
+            &raw.body_timeout,
+            s.body_timeout,
+        );
+        s.shutdown_grace = dur(
+            &mut errors,
+            "shutdown_grace",
+            &raw.shutdown_grace,
+            s.shutdown_grace,
+        );
+        for (key, v) in [
+            ("header_timeout", s.header_timeout),
+            ("body_timeout", s.body_timeout),
+        ] {
+            if v.is_zero() {
+                errors.push(format!("server.{key}: must be more than 0"));
+            }
+        }
         s.max_body = size(&mut errors, "max_body", &raw.max_body, s.max_body as u64)
             .min(usize::MAX as u64) as usize;
         if s.request_timeout.is_zero() {
@@ -257,6 +320,16 @@ impl Settings {
                 "recent_decisions",
                 raw.recent_decisions,
                 &mut s.recent_decisions,
+            ),
+            (
+                "max_indexed_events",
+                raw.max_indexed_events,
+                &mut s.max_indexed_events,
+            ),
+            (
+                "max_connections",
+                raw.max_connections,
+                &mut s.max_connections,
             ),
         ] {
             match v {
@@ -316,6 +389,27 @@ impl Settings {
         } else {
             Err(errors)
         }
+    }
+
+    /// Problems that do not stop the server but that an operator must see: one key under two names
+    /// or roles (the last one listed wins).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, a) in self.api_keys.iter().enumerate() {
+            for b in &self.api_keys[i + 1..] {
+                if a.key == b.key {
+                    out.push(format!(
+                        "API keys `{}` ({}) and `{}` ({}) are the same key: it gets the role of the last one, `{}`; give each client its own key",
+                        a.name,
+                        a.role.name(),
+                        b.name,
+                        b.role.name(),
+                        b.role.name()
+                    ));
+                }
+            }
+        }
+        out
     }
 }
 

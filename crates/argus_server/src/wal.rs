@@ -68,11 +68,24 @@ pub struct Record {
 pub enum WalError {
     #[error("event log I/O in {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("event log corrupt in {path} at byte {offset}: {why} (valid records follow it, so cutting the log there would lose acknowledged records; restore the file or move it away)")]
+    #[error("event log corrupt in {path} at byte {offset}: {why}. This is damage, not a torn write (valid records follow it, or it is not in the newest segment): cutting the log there would lose acknowledged events, so Argus refuses to start. Restore the file from a backup; docs/server.md (\"Damage to the data directory\") lists each case")]
     Corrupt {
         path: PathBuf,
         offset: u64,
         why: String,
+    },
+    #[error("event log has a gap: {path} starts at record {first}, but {previous} ends at record {}, so records {expected} to {} are missing (a segment file was deleted, renamed or replaced). Acknowledged events would be lost, so Argus refuses to start. Restore the missing segment from a backup; do not rename or move segment files", expected - 1, first - 1)]
+    Gap {
+        path: PathBuf,
+        expected: u64,
+        first: u64,
+        previous: PathBuf,
+    },
+    #[error("event log incomplete: {head} names {segment} as the newest segment, but it is missing (the newest segment present starts at record {present}); the acknowledged events in it would be lost, so Argus refuses to start. Restore the segment from a backup")]
+    MissingNewest {
+        head: PathBuf,
+        segment: PathBuf,
+        present: u64,
     },
 }
 
@@ -125,6 +138,45 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("wal-{first:020}.log"))
 }
 
+/// The file that names the newest segment's first sequence number, rewritten (atomically) at every
+/// rotation: a deleted newest segment is then a detected gap, not a silently shorter log.
+const HEAD_FILE: &str = "HEAD";
+
+fn read_head(dir: &Path) -> Result<Option<u64>, WalError> {
+    let path = dir.join(HEAD_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().parse().map(Some).map_err(|_| WalError::Corrupt {
+            path,
+            offset: 0,
+            why: format!("`{}` is not a sequence number", s.trim()),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(WalError::Io { path, source }),
+    }
+}
+
+fn write_head(dir: &Path, first: u64) -> Result<(), WalError> {
+    let path = dir.join(HEAD_FILE);
+    let tmp = dir.join("HEAD.tmp");
+    argus_engine::engine::private_file(&tmp)
+        .and_then(|mut f| {
+            f.write_all(format!("{first}\n").as_bytes())
+                .and_then(|_| f.sync_all())
+        })
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(io_err(&path))?;
+    sync_dir(dir)
+}
+
+/// A new segment, readable by its owner only, opened for appending.
+fn new_segment_file(path: &Path) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
+}
+
 fn sync_dir(dir: &Path) -> Result<(), WalError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -175,19 +227,56 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Record, usize)>, String> {
     )))
 }
 
-/// Whether a valid record follows the bad one at `off`: then the damage is not a torn tail (a crash
-/// part-way through the last write) but corruption in the middle, and cutting there would drop
-/// acknowledged records.
-fn valid_record_after(bytes: &[u8], off: usize) -> bool {
-    if bytes.len() < off + HEADER {
-        return false;
+/// Whether a valid record (one that decodes, with a sequence number after `last_seq`) starts anywhere
+/// after the bad one at `off`. A torn tail (a crash part-way through the last write, or a tail the
+/// file system filled with zeros) can only be at the very end: damage followed by valid-looking
+/// records is corruption in the middle, and cutting there would drop acknowledged records. Every
+/// offset is tried, not only the one the damaged length points to, because the length itself may be
+/// what was damaged.
+fn valid_record_after(bytes: &[u8], off: usize, last_seq: u64) -> bool {
+    let max_seq = last_seq.saturating_add((bytes.len() / (HEADER + BODY_HEAD)) as u64 + 1);
+    (off + 1..bytes.len().saturating_sub(HEADER + BODY_HEAD - 1)).any(|p| {
+        let len = u32::from_le_bytes([bytes[p], bytes[p + 1], bytes[p + 2], bytes[p + 3]]) as usize;
+        if !(BODY_HEAD..=MAX_RECORD).contains(&len) || p + HEADER + len > bytes.len() {
+            return false;
+        }
+        let seq = u64::from_le_bytes(
+            bytes[p + HEADER..p + HEADER + 8]
+                .try_into()
+                .unwrap_or([0; 8]),
+        );
+        // Cheap filters first; the checksum only for a plausible header.
+        seq > last_seq && seq <= max_seq && matches!(decode(&bytes[p..]), Ok(Some(_)))
+    })
+}
+
+/// Segment file names in `dir`: `wal-<20 digits>.log` parsed to their first sequence number. A file
+/// that starts with `wal-` and ends with `.log` but has another name is refused, not ignored.
+fn segment_names(dir: &Path) -> Result<Vec<u64>, WalError> {
+    let mut firsts = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let e = e.map_err(io_err(dir))?;
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(digits) = name
+            .strip_prefix("wal-")
+            .and_then(|n| n.strip_suffix(".log"))
+        else {
+            continue;
+        };
+        match digits.parse::<u64>() {
+            Ok(first) if digits.len() == 20 && first > 0 => firsts.push(first),
+            _ => {
+                return Err(WalError::Corrupt {
+                    path: e.path(),
+                    offset: 0,
+                    why: "a file named like a log segment whose name is not `wal-<first sequence number, 20 digits>.log`; remove it if it is not Argus's".into(),
+                })
+            }
+        }
     }
-    let len =
-        u32::from_le_bytes([bytes[off], bytes[off + 1], bytes[off + 2], bytes[off + 3]]) as usize;
-    let next = off + HEADER + len;
-    (BODY_HEAD..=MAX_RECORD).contains(&len)
-        && next < bytes.len()
-        && matches!(decode(&bytes[next..]), Ok(Some(_)))
+    firsts.sort_unstable();
+    Ok(firsts)
 }
 
 impl Wal {
@@ -200,38 +289,49 @@ impl Wal {
         mut visit: impl FnMut(Loc, Record),
     ) -> Result<(Wal, OpenReport), WalError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let mut firsts: Vec<u64> = std::fs::read_dir(dir)
-            .map_err(io_err(dir))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()
-                    .and_then(|n| n.strip_prefix("wal-")?.strip_suffix(".log")?.parse().ok())
-            })
-            .collect();
-        firsts.sort_unstable();
+        let firsts = segment_names(dir)?;
         let mut report = OpenReport {
             segments: firsts.len(),
             ..Default::default()
         };
-        let mut segments = Vec::new();
+        let mut segments: Vec<Segment> = Vec::new();
         let mut last_seq = 0u64;
         let mut tail_len = 0u64;
         for (i, &first) in firsts.iter().enumerate() {
             let path = segment_path(dir, first);
             let newest = i + 1 == firsts.len();
+            // Segments are continuous: each starts right after the one before it (the oldest may
+            // start anywhere: retention deletes whole segments from the front).
+            if let Some(prev) = segments.last() {
+                if first != prev.last + 1 {
+                    return Err(WalError::Gap {
+                        path,
+                        expected: prev.last + 1,
+                        first,
+                        previous: prev.path.clone(),
+                    });
+                }
+            }
             let mut bytes = Vec::new();
             File::open(&path)
                 .and_then(|mut f| f.read_to_end(&mut bytes))
                 .map_err(io_err(&path))?;
             let mut off = 0usize;
-            let mut seg_last = first.saturating_sub(1);
+            let mut seg_last = first - 1;
             loop {
                 match decode(&bytes[off..]) {
                     Ok(None) => break,
+                    Ok(Some((rec, _))) if rec.seq != seg_last + 1 => {
+                        let why = format!("record with sequence number {} where {} was expected (a record is missing or the segment is misnamed)", rec.seq, seg_last + 1);
+                        return Err(WalError::Corrupt {
+                            path,
+                            offset: off as u64,
+                            why,
+                        });
+                    }
                     Ok(Some((rec, used))) => {
                         seg_last = rec.seq;
-                        last_seq = last_seq.max(rec.seq);
+                        last_seq = rec.seq;
                         report.records += 1;
                         visit(
                             Loc {
@@ -242,7 +342,7 @@ impl Wal {
                         );
                         off += used;
                     }
-                    Err(why) if newest && !valid_record_after(&bytes, off) => {
+                    Err(why) if newest && !valid_record_after(&bytes, off, seg_last) => {
                         tracing::warn!(path = %path.display(), offset = off, %why, "cutting a torn record off the end of the event log");
                         report.truncated_bytes = (bytes.len() - off) as u64;
                         let f = OpenOptions::new()
@@ -266,6 +366,7 @@ impl Wal {
             if newest {
                 tail_len = off as u64;
             }
+            last_seq = last_seq.max(seg_last);
             let closed = if newest {
                 None
             } else {
@@ -278,9 +379,18 @@ impl Wal {
                 closed,
             });
         }
+        let head = read_head(dir)?;
+        let newest_first = segments.last().map_or(0, |s| s.first);
+        if let Some(h) = head.filter(|&h| h > newest_first) {
+            return Err(WalError::MissingNewest {
+                head: dir.join(HEAD_FILE),
+                segment: segment_path(dir, h),
+                present: newest_first,
+            });
+        }
         if segments.is_empty() {
             let path = segment_path(dir, 1);
-            File::create(&path).map_err(io_err(&path))?;
+            new_segment_file(&path).map_err(io_err(&path))?;
             sync_dir(dir)?;
             segments.push(Segment {
                 first: 1,
@@ -288,6 +398,9 @@ impl Wal {
                 path,
                 closed: None,
             });
+        }
+        if head != segments.last().map(|s| s.first) {
+            write_head(dir, segments.last().map_or(1, |s| s.first))?;
         }
         let open = segments.last().map(|s| s.path.clone()).unwrap_or_default();
         let f = OpenOptions::new()
@@ -424,12 +537,9 @@ impl Wal {
         self.sync()?;
         let first = self.last_seq + 1;
         let path = segment_path(&self.dir, first);
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let f = new_segment_file(&path).map_err(io_err(&path))?;
         sync_dir(&self.dir)?;
+        write_head(&self.dir, first)?;
         if let Some(s) = self.segments.last_mut() {
             s.closed = Some(SystemTime::now());
         }
@@ -492,18 +602,19 @@ impl Wal {
     /// Deletes closed segments whose records are all at or below `covered` (in a snapshot) and that were
     /// closed more than `retention` ago. Returns the first sequence numbers of the deleted segments.
     pub fn retain(&mut self, covered: u64, retention: Duration) -> Vec<u64> {
+        // Only from the front, and only while each deletion succeeds: the log stays continuous.
         let now = SystemTime::now();
         let mut gone = Vec::new();
-        self.segments.retain(|s| {
+        while let Some(s) = self.segments.first().filter(|_| self.segments.len() > 1) {
             let old = s
                 .closed
                 .is_some_and(|c| now.duration_since(c).unwrap_or_default() >= retention);
-            if old && s.last <= covered && std::fs::remove_file(&s.path).is_ok() {
-                gone.push(s.first);
-                return false;
+            if !(old && s.last <= covered && std::fs::remove_file(&s.path).is_ok()) {
+                break;
             }
-            true
-        });
+            gone.push(s.first);
+            self.segments.remove(0);
+        }
         gone
     }
 

@@ -1194,3 +1194,241 @@ async fn findings_are_served_and_survive_a_restart_once() {
     assert_eq!((st, err_code(&v)), (StatusCode::NOT_FOUND, "no_graph"));
     s.shutdown().await;
 }
+
+/// Defects an outside reliability test found (P3.0), each with the request that showed it.
+#[tokio::test]
+async fn hostile_inputs_found_by_the_outside_test() {
+    let d = tempfile::tempdir().unwrap();
+    let s = starter(d.path());
+    // One far-future event would move the watermark for good: every later event `too_late`.
+    let future = json!({"id": "f1", "type": "account.register", "time": "9999-12-31T00:00:00Z", "actor": "u9",
+                        "data": {"email": "u9@example.com", "device": "d9", "ip": "81.2.69.10", "country": "GB"}});
+    let (st, v) = call(&s, "POST", "/v1/events", Some(INGEST), future.to_string()).await;
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "too_far_in_future"),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("9999-12-31"),
+        "the message shows the value: {v}"
+    );
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/v1/events",
+        Some(INGEST),
+        register("after-future", "u1", "d1"),
+    )
+    .await;
+    assert_eq!(
+        (st, v["status"].as_str()),
+        (StatusCode::OK, Some("accepted")),
+        "{v}"
+    );
+    // A year ahead (a sender's clock that is wrong) is refused the same way.
+    let year = argus_event::time::format_rfc3339(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            + 365 * 86_400_000,
+    );
+    let ahead = json!({"id": "f2", "type": "account.login", "time": year, "actor": "u1", "data": {"success": true, "device": "d1", "ip": "81.2.69.10"}});
+    let (st, v) = call(&s, "POST", "/v1/events", Some(INGEST), ahead.to_string()).await;
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "too_far_in_future")
+    );
+
+    // Duplicate JSON keys: which one counts would change the decision.
+    let dup = r#"{"id":"k1","type":"account.login","time":"2026-11-20T09:00:00Z","actor":"u1","data":{"success":true,"success":false,"device":"d1","ip":"81.2.69.10"}}"#;
+    let (st, v) = call(&s, "POST", "/v1/events", Some(INGEST), dup).await;
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::BAD_REQUEST, "duplicate_key"),
+        "{v}"
+    );
+    assert!(v["error"]["details"][0]["path"] == "/data/success", "{v}");
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/v1/events/batch",
+        Some(INGEST),
+        format!("[{dup}]"),
+    )
+    .await;
+    assert_eq!(
+        (st, v["results"][0]["error"]["code"].as_str()),
+        (StatusCode::OK, Some("duplicate_key")),
+        "{v}"
+    );
+
+    // Card numbers failing the Luhn check, malformed emails, control characters in ids.
+    for (field, value, want) in [
+        ("card", "4111 1111 1111 1112", "/data/card"),
+        ("email", "a@@b", "/data/email"),
+        ("email", "a@b", "/data/email"),
+        ("device", "d\u{7}1", "/data/device"),
+    ] {
+        let mut data =
+            json!({"email": "ok@example.com", "device": "d1", "ip": "81.2.69.10", "country": "GB"});
+        let ty = if field == "card" {
+            "payment.attempt"
+        } else {
+            "account.register"
+        };
+        if field == "card" {
+            data = json!({"order": "o1", "amount": "10.00", "currency": "EUR", "device": "d1", "ip": "81.2.69.10"});
+        }
+        data[field] = json!(value);
+        let ev = json!({"id": format!("bad-{field}-{}", value.len()), "type": ty, "time": "2026-11-20T09:00:00Z", "actor": "u1", "data": data});
+        let (st, v) = call(&s, "POST", "/v1/events", Some(INGEST), ev.to_string()).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{field} {value:?}: {v}");
+        assert!(
+            v["error"]["details"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["path"] == want),
+            "{field}: {v}"
+        );
+    }
+    let ev = json!({"id": "ctl\u{1}", "type": "account.login", "time": "2026-11-20T09:00:00Z", "actor": "u1", "data": {"success": true}});
+    let (st, _) = call(&s, "POST", "/v1/events", Some(INGEST), ev.to_string()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+
+    // The entity API validates the id as the field of that kind would be.
+    let (st, v) = call(
+        &s,
+        "GET",
+        "/v1/entities/email/not-an-email",
+        Some(ANALYST),
+        "",
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    err_code(&v);
+    let (st, _) = call(
+        &s,
+        "GET",
+        "/v1/entities/email/u1@example.com",
+        Some(ANALYST),
+        "",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+
+    // Error answers that bypassed the one error shape.
+    let (st, v) = call(&s, "GET", "/v1/findings?limit=abc", Some(ANALYST), "").await;
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::BAD_REQUEST, "invalid_query")
+    );
+    let (st, v) = call(&s, "GET", "/v1/decisions/%FF%FE", Some(ANALYST), "").await;
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::BAD_REQUEST, "invalid_path")
+    );
+    let long = format!("/v1/decisions/{}", "x".repeat(argus_server::api::MAX_URI));
+    let (st, v) = call(&s, "GET", &long, Some(ANALYST), "").await;
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::URI_TOO_LONG, "uri_too_long")
+    );
+
+    // The bearer scheme is case-insensitive.
+    let req = Request::builder()
+        .method("GET")
+        .uri("/v1/admin/status")
+        .header("authorization", format!("bearer {ADMIN}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        s.router.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // Status is cheap (no full-state digest); the digest has its own route and is stable.
+    let (st, v) = call(&s, "GET", "/v1/admin/status", Some(ADMIN), "").await;
+    assert_eq!(st, 200);
+    assert!(
+        v.get("state_digest").is_none()
+            && v["keys"].as_u64().is_some()
+            && v["idempotency_ids"].as_u64().is_some(),
+        "{v}"
+    );
+    let (_, a) = call(&s, "GET", "/v1/admin/digest", Some(ADMIN), "").await;
+    let (_, b) = call(&s, "GET", "/v1/admin/digest", Some(ADMIN), "").await;
+    assert_eq!(a["state_digest"], b["state_digest"]);
+    assert_eq!(a["state_digest"].as_str().map(str::len), Some(16), "{a}");
+    s.shutdown().await;
+
+    // Data files are readable by their owner only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(d.path()).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        for e in std::fs::read_dir(d.path().join("log"))
+            .unwrap()
+            .chain(std::fs::read_dir(d.path().join("snapshots")).unwrap())
+        {
+            let p = e.unwrap().path();
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o077,
+                0,
+                "{} is readable by others",
+                p.display()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_reload_with_an_invalid_server_section_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("argus.toml");
+    let starter_cfg = std::fs::read_to_string(repo().join("examples/starter/argus.toml")).unwrap();
+    std::fs::write(&cfg, &starter_cfg).unwrap();
+    let data = d.path().join("data");
+    let s = Server::start(
+        settings(&data),
+        loader(cfg.clone(), repo().join("policies")),
+    )
+    .unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{starter_cfg}\n[server]\nfsync = \"sometimes\"\n"),
+    )
+    .unwrap();
+    let (st, v) = call(&s, "POST", "/v1/admin/reload", Some(ADMIN), "").await;
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_reload"),
+        "{v}"
+    );
+    assert!(
+        v["error"]["details"].to_string().contains("server.fsync"),
+        "{v}"
+    );
+    s.shutdown().await;
+}
+
+#[test]
+fn one_key_under_two_roles_is_warned_about() {
+    let mut s = settings(Path::new("unused"));
+    s.api_keys.push(ApiKey {
+        name: "copy".into(),
+        role: Role::Admin,
+        key: INGEST.into(),
+    });
+    let w = s.warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("checkout") && w[0].contains("copy"), "{w:?}");
+}

@@ -528,8 +528,11 @@ impl<'t> Writer<'t> {
         let card = self.tables.cards[c as usize];
         self.key(k);
         self.buf.push(b'"');
+        // 17 digits: the 6-digit BIN, 10 of the account, and the Luhn check digit (cards are validated).
         let digits = itoa::Buffer::new()
-            .format(card.bin as u64 * 10_000_000_000 + card.account % 10_000_000_000)
+            .format(with_luhn_digit(
+                card.bin as u64 * 10_000_000_000 + card.account % 10_000_000_000,
+            ))
             .as_bytes()
             .to_vec();
         self.buf.extend_from_slice(&digits);
@@ -786,5 +789,34 @@ impl<'t> Writer<'t> {
             self.buf.extend_from_slice(b",\"warmup\":true");
         }
         self.buf.extend_from_slice(b"}\n");
+    }
+}
+
+/// `body` followed by its Luhn check digit.
+fn with_luhn_digit(body: u64) -> u64 {
+    let mut sum = 0u64;
+    let mut n = body;
+    let mut double = true;
+    while n > 0 {
+        let mut d = n % 10;
+        if double {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+        double = !double;
+        n /= 10;
+    }
+    body * 10 + (10 - sum % 10) % 10
+}
+
+#[cfg(test)]
+mod luhn_tests {
+    #[test]
+    fn check_digit() {
+        assert_eq!(super::with_luhn_digit(411111111111111), 4111111111111111);
+        assert_eq!(super::with_luhn_digit(7992739871), 79927398713);
     }
 }

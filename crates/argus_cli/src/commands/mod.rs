@@ -44,8 +44,10 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
         None => Config::from_str(STARTER_CONFIG, Path::new("."))
             .context("loading the embedded starter configuration")?,
     };
+    // Once per process: a reload loads the configuration again.
+    static WARNED: std::sync::Once = std::sync::Once::new();
     if cfg.secret_is_default {
-        eprintln!("warning: pseudonymizing with the built-in development secret; set ARGUS_PII_SECRET or privacy.secret in production");
+        WARNED.call_once(|| eprintln!("warning: pseudonymizing with the built-in development secret; set ARGUS_PII_SECRET or privacy.secret in production"));
     }
     Ok(cfg)
 }

@@ -1,0 +1,420 @@
+//! The damage suite: every kind of damage to a data directory that an operator, a disk or a crash can
+//! cause, and the one outcome each must have (docs/server.md, "Damage to the data directory"):
+//!
+//! - **recovered**: the server starts, every acknowledged event answers with its decision, and the
+//!   state digest equals that of the undamaged directory;
+//! - **refused**: the server does not start, and its message names the damaged file (and the byte
+//!   offset where there is one).
+//!
+//! A torn tail (a crash part-way through the last write) is the only damage that may be cut, because
+//! the records in it were never acknowledged.
+
+use argus_server::{Loader, Server, Settings};
+use axum::body::Body;
+use axum::http::Request;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn loader() -> Loader {
+    let config = repo().join("examples/starter/argus.toml");
+    let policies = repo().join("policies");
+    Arc::new(move || {
+        let cfg = argus_engine::Config::load(&config)?;
+        let loaded =
+            argus_policy::load_dir(&policies, &cfg.schema, &cfg.features, &cfg.pseudonymizer)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok((cfg, Some(loaded)))
+    })
+}
+
+fn settings(dir: &Path) -> Settings {
+    Settings {
+        data_dir: dir.to_path_buf(),
+        fsync: argus_server::wal::Fsync::Never,
+        segment_bytes: 4096,
+        snapshot_every_events: 40,
+        ..Settings::default()
+    }
+}
+
+async fn call(s: &Server, method: &str, uri: &str, body: String) -> (u16, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::from(body))
+        .unwrap();
+    let resp = s.router.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn event(i: usize) -> String {
+    let t = format!("2026-11-20T09:{:02}:{:02}Z", i / 60, i % 60);
+    match i % 3 {
+        0 => json!({"id": format!("e{i}"), "type": "account.register", "time": t, "actor": format!("u{}", i % 17),
+                    "data": {"email": format!("u{i}@example.com"), "device": format!("d{}", i % 5), "ip": "81.2.69.10", "country": "GB"}}),
+        1 => json!({"id": format!("e{i}"), "type": "account.login", "time": t, "actor": format!("u{}", i % 17),
+                    "data": {"success": i % 4 != 0, "device": format!("d{}", i % 5), "ip": "81.2.69.11", "country": "GB"}}),
+        _ => json!({"id": format!("e{i}"), "type": "cart.add", "time": t, "actor": format!("u{}", i % 17), "data": {"item": "i1", "seller": "s1"}}),
+    }
+    .to_string()
+}
+
+const EVENTS: usize = 120;
+
+/// A data directory with many segments and snapshots, every event acknowledged.
+async fn build(dir: &Path) {
+    let s = Server::start(settings(dir), loader()).expect("starts");
+    for i in 0..EVENTS {
+        let (st, v) = call(&s, "POST", "/v1/events", event(i)).await;
+        assert_eq!(st, 200, "{v}");
+        // Let a snapshot or two finish along the way.
+        if i % 40 == 39 {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    }
+    s.shutdown().await;
+}
+
+/// Starts on `dir` and checks everything acknowledged is there; returns the state digest.
+async fn recovered(dir: &Path, case: &str) -> String {
+    let s = match Server::start(settings(dir), loader()) {
+        Ok(s) => s,
+        Err(e) => panic!("{case}: expected recovery, got: {e}"),
+    };
+    for i in 0..EVENTS {
+        let (st, v) = call(&s, "GET", &format!("/v1/decisions/e{i}"), String::new()).await;
+        assert_eq!(st, 200, "{case}: acknowledged event e{i} lost: {v}");
+    }
+    // The log goes on after the last acknowledged record.
+    let (st, v) = call(&s, "POST", "/v1/events", event(EVENTS)).await;
+    assert_eq!(
+        (st, v["seq"].as_u64()),
+        (200, Some(EVENTS as u64 + 1)),
+        "{case}: {v}"
+    );
+    let (_, d) = call(&s, "GET", "/v1/admin/digest", String::new()).await;
+    s.shutdown().await;
+    d["state_digest"].as_str().unwrap_or_default().to_string()
+}
+
+fn refused(dir: &Path, case: &str, names: &str, offset: Option<u64>) {
+    let e = match Server::start(settings(dir), loader()) {
+        Ok(s) => {
+            drop(s);
+            panic!("{case}: expected a refusal, the server started");
+        }
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains(names),
+        "{case}: the message must name `{names}`: {e}"
+    );
+    if let Some(o) = offset {
+        assert!(
+            e.contains(&format!("at byte {o}")),
+            "{case}: the message must give byte {o}: {e}"
+        );
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &p);
+        } else {
+            std::fs::copy(e.path(), p).unwrap();
+        }
+    }
+}
+
+fn segments(data: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(data.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn snapshot_files(data: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(data.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Byte offsets of the records of a segment.
+fn record_offsets(seg: &Path) -> Vec<usize> {
+    let b = std::fs::read(seg).unwrap();
+    let mut offs = Vec::new();
+    let mut off = 0;
+    while off + 8 <= b.len() {
+        offs.push(off);
+        off += 8 + u32::from_le_bytes(b[off..off + 4].try_into().unwrap()) as usize;
+    }
+    offs
+}
+
+fn flip(path: &Path, at: usize, mask: u8) {
+    let mut b = std::fs::read(path).unwrap();
+    b[at] ^= mask;
+    std::fs::write(path, b).unwrap();
+}
+
+fn name(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+#[tokio::test]
+async fn every_kind_of_damage_is_recovered_or_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let base = root.path().join("base");
+    build(&base).await;
+    let segs = segments(&base);
+    assert!(segs.len() >= 6, "the suite needs many segments: {segs:?}");
+    assert!(!snapshot_files(&base).is_empty(), "and snapshots");
+    let baseline = {
+        let d = root.path().join("undamaged");
+        copy_dir(&base, &d);
+        let digest = recovered(&d, "undamaged").await;
+        assert!(!digest.is_empty());
+        digest
+    };
+    // Each case recovers on its own copy of the data directory after the digest run above, which
+    // appended one event: compare digests against a baseline that did the same.
+    let mut n = 0;
+    let case = |n: &mut usize| {
+        *n += 1;
+        let d = root.path().join(format!("case{n}"));
+        copy_dir(&base, &d);
+        d
+    };
+    let newest = |d: &Path| segments(d).last().unwrap().clone();
+    let middle = |d: &Path| segments(d)[segments(d).len() / 2].clone();
+
+    // ---- recovered ----
+    // A torn tail: part of a record after the last acknowledged one (a crash mid-write).
+    let d = case(&mut n);
+    let seg = newest(&d);
+    let last = *record_offsets(&seg).last().unwrap();
+    let bytes = std::fs::read(&seg).unwrap();
+    let mut torn = bytes.clone();
+    torn.extend_from_slice(&bytes[last..last + (bytes.len() - last) / 2]);
+    std::fs::write(&seg, torn).unwrap();
+    assert_eq!(recovered(&d, "torn tail").await, baseline, "torn tail");
+
+    // A tail the file system filled with zeros.
+    let d = case(&mut n);
+    let seg = newest(&d);
+    let mut b = std::fs::read(&seg).unwrap();
+    b.extend(std::iter::repeat_n(0u8, 4096));
+    std::fs::write(&seg, b).unwrap();
+    assert_eq!(recovered(&d, "zero-filled tail").await, baseline);
+
+    // A new segment whose first write was torn (named right after the newest, holding garbage).
+    let d = case(&mut n);
+    let next = EVENTS as u64 + 1;
+    std::fs::write(
+        d.join("log").join(format!("wal-{next:020}.log")),
+        b"\x07\x00\x00\x00garbage",
+    )
+    .unwrap();
+    assert_eq!(
+        recovered(&d, "torn first write of a new segment").await,
+        baseline
+    );
+
+    // Snapshots: damaged, truncated, zero-filled, deleted, renamed, or an extra one of random bytes.
+    // The log still reaches back, so the state is rebuilt from an older snapshot or from the start.
+    for (what, damage) in [
+        ("newest snapshot flipped", 0),
+        ("every snapshot truncated", 1),
+        ("newest snapshot zero-filled", 2),
+        ("every snapshot deleted", 3),
+        ("snapshot renamed", 4),
+        ("extra snapshot of random bytes", 5),
+    ] {
+        let d = case(&mut n);
+        let snaps = snapshot_files(&d);
+        let newest_snap = snaps.last().unwrap().clone();
+        match damage {
+            0 => flip(
+                &newest_snap,
+                std::fs::read(&newest_snap).unwrap().len() / 2,
+                0x10,
+            ),
+            1 => snaps.iter().for_each(|s| {
+                let b = std::fs::read(s).unwrap();
+                std::fs::write(s, &b[..b.len() / 3]).unwrap();
+            }),
+            2 => {
+                let len = std::fs::read(&newest_snap).unwrap().len();
+                std::fs::write(&newest_snap, vec![0u8; len]).unwrap();
+            }
+            3 => snaps.iter().for_each(|s| std::fs::remove_file(s).unwrap()),
+            4 => std::fs::rename(
+                &newest_snap,
+                d.join("snapshots").join(format!("snap-{:020}.bin", 3)),
+            )
+            .unwrap(),
+            _ => std::fs::write(
+                d.join("snapshots").join(format!("snap-{:020}.bin", 10_000)),
+                (0..5000u32)
+                    .map(|i| (i * 7919 % 251) as u8)
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap(),
+        }
+        assert_eq!(recovered(&d, what).await, baseline, "{what}");
+    }
+
+    // ---- refused ----
+    // A flipped byte in a record's length, checksum or payload in the middle of the newest segment:
+    // valid records follow, so it is corruption, not a torn tail (it was cut before, losing records
+    // and reusing their sequence numbers).
+    for (what, field) in [("length", 1usize), ("checksum", 5), ("payload", 30)] {
+        let d = case(&mut n);
+        let seg = newest(&d);
+        let offs = record_offsets(&seg);
+        assert!(
+            offs.len() >= 3,
+            "the newest segment needs records after the damaged one"
+        );
+        let at = offs[offs.len() / 2];
+        flip(&seg, at + field, 0x40);
+        let b = std::fs::read(&seg).unwrap();
+        refused(
+            &d,
+            &format!("{what} flipped mid newest segment"),
+            &name(&seg),
+            Some(at as u64),
+        );
+        assert_eq!(
+            std::fs::read(&seg).unwrap(),
+            b,
+            "a refused segment is not cut"
+        );
+    }
+    // The same damage in an older segment.
+    for (what, field) in [("header", 2usize), ("payload", 40)] {
+        let d = case(&mut n);
+        let seg = segments(&d)[1].clone();
+        flip(&seg, field, 0x08);
+        refused(
+            &d,
+            &format!("{what} flipped in an older segment"),
+            &name(&seg),
+            Some(0),
+        );
+    }
+    // An older segment truncated (mid-record, and at a record boundary).
+    for (what, mid) in [("mid-record", true), ("at a record boundary", false)] {
+        let d = case(&mut n);
+        let seg = middle(&d);
+        let offs = record_offsets(&seg);
+        let cut = offs[offs.len() / 2] + if mid { 5 } else { 0 };
+        let b = std::fs::read(&seg).unwrap();
+        std::fs::write(&seg, &b[..cut]).unwrap();
+        let following = segments(&d).into_iter().find(|s| s > &seg).unwrap();
+        refused(
+            &d,
+            &format!("older segment truncated {what}"),
+            &name(if mid { &seg } else { &following }),
+            None,
+        );
+    }
+    // Zeros over the middle of an older segment.
+    let d = case(&mut n);
+    let seg = middle(&d);
+    let mut b = std::fs::read(&seg).unwrap();
+    let l = b.len();
+    b[l / 3..l / 2].fill(0);
+    std::fs::write(&seg, b).unwrap();
+    refused(&d, "zeros in an older segment", &name(&seg), None);
+    // A segment deleted from the middle: acknowledged events gone (this went unnoticed before).
+    let d = case(&mut n);
+    let seg = middle(&d);
+    std::fs::remove_file(&seg).unwrap();
+    let following = segments(&d).into_iter().find(|s| s > &seg).unwrap();
+    refused(&d, "middle segment deleted", &name(&following), None);
+    // The newest segment deleted.
+    let d = case(&mut n);
+    let seg = newest(&d);
+    std::fs::remove_file(&seg).unwrap();
+    refused(&d, "newest segment deleted", &name(&seg), None);
+    // The oldest segment deleted, with no snapshot to rebuild the state from.
+    let d = case(&mut n);
+    std::fs::remove_file(&segments(&d)[0]).unwrap();
+    snapshot_files(&d)
+        .iter()
+        .for_each(|s| std::fs::remove_file(s).unwrap());
+    refused(
+        &d,
+        "oldest segment deleted without a snapshot",
+        "restore the missing snapshot or log segments",
+        None,
+    );
+    // A segment renamed: its name no longer matches its first record.
+    let d = case(&mut n);
+    let seg = middle(&d);
+    let renamed = seg.with_file_name("wal-00000000000000099999.log");
+    std::fs::rename(&seg, &renamed).unwrap();
+    refused(&d, "segment renamed", "wal-", None);
+    // An extra segment of random bytes under a name that leaves a gap.
+    let d = case(&mut n);
+    let stray = d.join("log").join(format!("wal-{:020}.log", EVENTS + 500));
+    std::fs::write(
+        &stray,
+        (0..3000u32)
+            .map(|i| (i * 31 % 253) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    refused(&d, "extra segment of random bytes", &name(&stray), None);
+    // A file named like a segment but not one of Argus's names.
+    let d = case(&mut n);
+    let stray = d.join("log").join("wal-copy.log");
+    std::fs::write(&stray, b"x").unwrap();
+    refused(&d, "stray segment-like file", "wal-copy.log", None);
+    // The log's HEAD file (the newest segment's name) damaged.
+    let d = case(&mut n);
+    std::fs::write(d.join("log").join("HEAD"), b"not a number").unwrap();
+    refused(&d, "HEAD damaged", "HEAD", None);
+}
+
+#[tokio::test]
+async fn a_refused_directory_is_left_as_it_was() {
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path().join("data");
+    build(&d).await;
+    let seg = segments(&d)[2].clone();
+    flip(&seg, 3, 0x01);
+    let before: Vec<(PathBuf, Vec<u8>)> = segments(&d)
+        .into_iter()
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    assert!(Server::start(settings(&d), loader()).is_err());
+    let after: Vec<(PathBuf, Vec<u8>)> = segments(&d)
+        .into_iter()
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    assert_eq!(before, after, "nothing cut, renamed or appended");
+}
