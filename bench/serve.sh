@@ -4,6 +4,7 @@
 #
 #   bench/serve.sh                 # saturation and ~10k/s latency, 30 s each, plus the HTTP floor
 #   LONG=600 bench/serve.sh        # and a 10-minute run at ~10k/s sampling the server's RSS
+#   DEFAULTS=1 LONG=600 bench/serve.sh   # the same on `argus serve`'s defaults (no --config)
 #
 # Prints the lines BENCHMARKS.md quotes. wrk and the server share this machine's cores.
 # After each events run it checks the premise: every request wrk counted was a new event that the
@@ -17,12 +18,17 @@ command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2;
 cargo build --release -q -p argus_cli
 DATA=$(mktemp -d)
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
-target/release/argus serve --config bench/serve/argus.toml --policies policies --data-dir "$DATA" --listen 127.0.0.1:$PORT >"$DATA.out" 2>"$DATA.err" &
+if [ "${DEFAULTS:-0}" = 1 ]; then
+  SETUP=()   # the embedded starter configuration and policy pack, every [server]/[engine] default
+else
+  SETUP=(--config bench/serve/argus.toml --policies policies)
+fi
+target/release/argus serve "${SETUP[@]}" --data-dir "$DATA" --listen 127.0.0.1:$PORT >"$DATA.out" 2>"$DATA.err" &
 PID=$!
 for _ in $(seq 50); do grep -q listening "$DATA.out" 2>/dev/null && break; sleep 0.2; done
 URL=http://127.0.0.1:$PORT
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "commit: $(git rev-parse --short HEAD)  fsync: always (default)"
+echo "commit: $(git rev-parse --short HEAD)  fsync: always (default)  config: $([ "${DEFAULTS:-0}" = 1 ] && echo 'defaults (no --config)' || echo bench/serve/argus.toml)"
 
 # The server's event outcomes so far, from /metrics: "ACCEPTED DUPLICATES", each summed over the event
 # types of argus_events_total{outcome="accepted"|"duplicate"}. (The status's counters.duplicates counts

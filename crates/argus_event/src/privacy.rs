@@ -96,7 +96,7 @@ pub fn luhn_valid(digits: &str) -> bool {
         }
         sum += d;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Normalizes a personal-data value so that trivially different spellings give the same token.

@@ -122,22 +122,23 @@ pub fn compile_filter(et: &EventType, conds: &[FilterConfig]) -> Result<Filter, 
                 c.field, et.name
             ));
         }
-        let op =
-            match c.op.as_str() {
-                "==" => Op::Eq,
-                "!=" => Op::Ne,
-                ">" => Op::Gt,
-                ">=" => Op::Ge,
-                "<" => Op::Lt,
-                "<=" => Op::Le,
-                "in" => Op::In,
-                "not_in" => Op::NotIn,
-                "exists" => Op::Exists,
-                "missing" => Op::Missing,
-                o => return Err(format!(
+        let op = match c.op.as_str() {
+            "==" => Op::Eq,
+            "!=" => Op::Ne,
+            ">" => Op::Gt,
+            ">=" => Op::Ge,
+            "<" => Op::Lt,
+            "<=" => Op::Le,
+            "in" => Op::In,
+            "not_in" => Op::NotIn,
+            "exists" => Op::Exists,
+            "missing" => Op::Missing,
+            o => {
+                return Err(format!(
                     "unknown filter op `{o}` (==, !=, >, >=, <, <=, in, not_in, exists, missing)"
-                )),
-            };
+                ))
+            }
+        };
         if field.pii && !matches!(op, Op::Exists | Op::Missing) {
             let derived: Vec<String> = et
                 .fields

@@ -15,6 +15,10 @@ fn python_ready() -> bool {
 #[test]
 fn xgboost_and_lightgbm_predictions_match_the_libraries() {
     if !python_ready() {
+        assert!(
+            std::env::var_os("ARGUS_CI").is_none(),
+            "a test may not skip in CI (ARGUS_CI is set): its data or tools are missing"
+        );
         eprintln!("SKIPPED: python3 with xgboost, lightgbm and numpy is not available (pip install xgboost lightgbm)");
         return;
     }

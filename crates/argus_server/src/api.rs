@@ -619,6 +619,17 @@ async fn method_not_allowed(method: Method) -> Response {
 
 /// The router over a running core.
 pub fn router(st: AppState) -> Router {
+    // An idle connection is closed after `header_timeout`: say so, so that clients stop reusing it
+    // before then instead of meeting a closed socket.
+    let keep_alive = HeaderValue::from_str(&format!(
+        "timeout={}",
+        st.settings
+            .header_timeout
+            .as_secs()
+            .saturating_sub(1)
+            .max(1)
+    ))
+    .unwrap_or(HeaderValue::from_static("timeout=10"));
     Router::new()
         .route("/v1/events", post(post_event).fallback(method_not_allowed))
         .route(
@@ -661,6 +672,14 @@ pub fn router(st: AppState) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn(observe))
         .layer(axum::middleware::from_fn(uri_limit))
+        .layer(axum::middleware::map_response(move |mut r: Response| {
+            let v = keep_alive.clone();
+            async move {
+                r.headers_mut()
+                    .insert(header::HeaderName::from_static("keep-alive"), v);
+                r
+            }
+        }))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))

@@ -99,6 +99,14 @@ async fn a_half_sent_header_is_cut_off() {
         "{}",
         idle_closed.0
     );
+    assert!(
+        idle_closed
+            .0
+            .to_ascii_lowercase()
+            .contains("keep-alive: timeout=1"),
+        "clients are told when an idle connection closes: {}",
+        idle_closed.0
+    );
     assert!(idle_closed.1, "an idle connection was kept open");
     let _ = r.stop.map(|s| s.send(()));
     r.done.await.unwrap();

@@ -65,7 +65,7 @@ fn event(i: usize) -> String {
         0 => json!({"id": format!("e{i}"), "type": "account.register", "time": t, "actor": format!("u{}", i % 17),
                     "data": {"email": format!("u{i}@example.com"), "device": format!("d{}", i % 5), "ip": "81.2.69.10", "country": "GB"}}),
         1 => json!({"id": format!("e{i}"), "type": "account.login", "time": t, "actor": format!("u{}", i % 17),
-                    "data": {"success": i % 4 != 0, "device": format!("d{}", i % 5), "ip": "81.2.69.11", "country": "GB"}}),
+                    "data": {"success": !i.is_multiple_of(4), "device": format!("d{}", i % 5), "ip": "81.2.69.11", "country": "GB"}}),
         _ => json!({"id": format!("e{i}"), "type": "cart.add", "time": t, "actor": format!("u{}", i % 17), "data": {"item": "i1", "seller": "s1"}}),
     }
     .to_string()
