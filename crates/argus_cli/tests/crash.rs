@@ -203,14 +203,24 @@ fn sigkill_at_random_points_loses_no_acknowledged_event_and_changes_no_answer() 
 
     // After the last recovery: state digest, then the decisions of new events.
     let mut r = start(&data);
-    let (_, status) = http(&r.addr, "GET", "/v1/admin/status", "").unwrap();
+    let (_, status) = http(&r.addr, "GET", "/v1/admin/digest", "").unwrap();
+    assert!(
+        status["state_digest"]
+            .as_str()
+            .is_some_and(|d| d.len() == 16),
+        "{status}"
+    );
     let mut later = Vec::new();
     for e in &follow {
         let (st, v) = http(&r.addr, "POST", "/v1/events", e).unwrap();
         assert_eq!(st, 200, "{v}");
         later.push(strip_time(v["decision"].clone()));
     }
-    let (_, status_after) = http(&r.addr, "GET", "/v1/admin/status", "").unwrap();
+    let (_, status_after) = http(&r.addr, "GET", "/v1/admin/digest", "").unwrap();
+    assert_ne!(
+        status_after["state_digest"], status["state_digest"],
+        "new events change the state"
+    );
     kill9(r.child.id());
     let _ = r.child.wait();
 
@@ -240,7 +250,7 @@ fn sigkill_at_random_points_loses_no_acknowledged_event_and_changes_no_answer() 
             "decision for {id} differs from the crashed run's"
         );
     }
-    let (_, clean_status) = http(&c.addr, "GET", "/v1/admin/status", "").unwrap();
+    let (_, clean_status) = http(&c.addr, "GET", "/v1/admin/digest", "").unwrap();
     assert_eq!(
         clean_status["state_digest"], status["state_digest"],
         "recovered state differs from the uninterrupted run"
@@ -254,7 +264,7 @@ fn sigkill_at_random_points_loses_no_acknowledged_event_and_changes_no_answer() 
             "decision for follow-up event {i} differs"
         );
     }
-    let (_, clean_after) = http(&c.addr, "GET", "/v1/admin/status", "").unwrap();
+    let (_, clean_after) = http(&c.addr, "GET", "/v1/admin/digest", "").unwrap();
     assert_eq!(clean_after["state_digest"], status_after["state_digest"]);
     kill9(c.child.id());
     let _ = c.child.wait();

@@ -13,7 +13,8 @@ use std::sync::Arc;
 /// Environment variable that overrides `privacy.secret`.
 pub const SECRET_ENV: &str = "ARGUS_PII_SECRET";
 
-/// Default of `[engine] dedupe_max_ids`: about 100 MB of idempotency ids (48 bytes each with the set).
+/// Default of `[engine] dedupe_max_ids`: about 140 MB of idempotency ids (about 70 bytes each: the
+/// 16-byte digest in a hash set and 32 bytes in the ordered queue, with the set's spare capacity).
 pub const DEFAULT_DEDUPE_MAX_IDS: usize = 2_000_000;
 
 const TOP_KEYS: &[&str] = &[

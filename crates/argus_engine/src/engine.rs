@@ -351,6 +351,19 @@ impl Engine {
         self.graph.as_ref().map(|g| g.size())
     }
 
+    /// Forgets the oldest idempotency ids beyond `dedupe_max_ids` (deterministic: a function of the
+    /// event sequence and the configuration). An incremental copy in progress skips the forgotten
+    /// ids by their position (see [`EngineCopy`]).
+    fn forget_over_cap(&mut self) {
+        while self.dedupe.order.len() > self.config.dedupe_max_ids {
+            let Some((_, old)) = self.dedupe.order.pop_front() else {
+                break;
+            };
+            self.dedupe.set.remove(&old);
+            self.dedupe_evicted += 1;
+        }
+    }
+
     /// Event ids remembered for idempotency.
     pub fn idempotency_ids(&self) -> usize {
         self.dedupe.order.len()
@@ -383,14 +396,7 @@ impl Engine {
         self.seq += 1;
         self.dedupe.set.insert(idh);
         self.dedupe.order.push_back((ev.time, idh));
-        if self.dedupe.order.len() > self.config.dedupe_max_ids {
-            // The oldest id is forgotten (deterministic: a function of the event sequence). An
-            // incremental copy in progress starts again, because the ids it listed moved.
-            if let Some((_, old)) = self.dedupe.order.pop_front() {
-                self.dedupe.set.remove(&old);
-                self.dedupe_evicted += 1;
-            }
-        }
+        self.forget_over_cap();
         self.counters.accepted += 1;
         self.state
             .apply(&self.config.features, ev, self.seq, Some(&mut self.out));
@@ -649,6 +655,8 @@ impl Engine {
             e.dedupe.set.insert(h);
             e.dedupe.order.push_back((t, h));
         }
+        // A snapshot taken under a larger `dedupe_max_ids` is brought under this one.
+        e.forget_over_cap();
         if snap.labels.len() != e.labels.len() {
             return Err(SnapshotError::Incompatible(
                 "label declarations changed".into(),

@@ -864,7 +864,8 @@ impl<'de> serde::de::Visitor<'de> for DupWalk<'_> {
         Ok(())
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
-        let mut seen: Vec<String> = Vec::new();
+        // A set, not a list: an object may have 100,000 keys in a 1 MiB body.
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         while let Some(k) = a.next_key::<String>()? {
             let path = format!("{}/{}", self.path, escape(&k));
             if seen.contains(&k) {
@@ -872,7 +873,7 @@ impl<'de> serde::de::Visitor<'de> for DupWalk<'_> {
                     *self.found = Some(path.clone());
                 }
             } else {
-                seen.push(k);
+                seen.insert(k);
             }
             a.next_value_seed(DupWalk {
                 path,

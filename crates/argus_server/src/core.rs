@@ -241,6 +241,8 @@ pub struct Core {
     /// Records applied since the last copy step: the next step copies at least twice as many keys, so
     /// that a snapshot keeps up with any ingest rate.
     applied_since_step: usize,
+    /// The record after which the copy in progress began, and the keys it listed.
+    copy_from: (u64, usize),
     /// The indexed events in log order, so that the index keeps the newest `max_indexed_events` and
     /// retention can drop a deleted segment's events without scanning the whole index.
     index_order: VecDeque<(Loc, u128)>,
@@ -699,6 +701,7 @@ impl Core {
             copying: None,
             last_step: Instant::now(),
             applied_since_step: 0,
+            copy_from: (0, 0),
             index_order,
             findings,
             replaying_seq: 0,
@@ -1054,6 +1057,15 @@ impl Core {
 
     /// A label posted without an actor takes the actor of the event it names in `data.original_event`.
     fn label_envelope(&mut self, raw: &str) -> Result<String, Answer> {
+        // Checked here, before the document is re-serialized (which would keep one of two equal keys).
+        if let Some(path) = argus_event::decode::duplicate_key(raw.as_bytes()) {
+            return Err(error_with(
+                400,
+                "duplicate_key",
+                format!("the key at `{path}` appears twice in the same object"),
+                json!([{"path": path, "code": "duplicate_key", "message": "a key may appear once per object"}]),
+            ));
+        }
         let mut v: Json = serde_json::from_str(raw)
             .map_err(|e| error(400, "invalid_json", format!("not valid JSON: {e}")))?;
         let Some(obj) = v.as_object_mut() else {
@@ -1127,7 +1139,7 @@ impl Core {
                     argus_event::time::format_rfc3339(now),
                     self.settings.max_future.as_millis()
                 ),
-                json!([{"path": "/time", "code": "too_far_in_future"}]),
+                json!([{"path": "/time", "code": "too_far_in_future", "message": format!("at most {} ms ahead of the server's clock", self.settings.max_future.as_millis())}]),
             ));
         }
         if labels_only && !self.label_types.contains(&ev.ty) {
@@ -1199,10 +1211,10 @@ impl Core {
         self.applied_since_step += 1;
         // Findings are stored after their event's log record (below for live events), never before.
         let found = self.engine.take_findings();
-        if let Some(l) = loc {
+        if loc.is_some() {
             self.store_findings(self.replaying_seq, found);
-            // Replayed: the per-actor recent decisions were rebuilt from the record headers.
-            self.index.insert(idh, l);
+            // Replayed: the decision index and the per-actor recent decisions were rebuilt from the
+            // record headers when the log was opened (within `max_indexed_events`).
             return Outcome::Answer(ok(Json::Null));
         }
         let mut decision = self.engine.decide(&ev);
@@ -1282,7 +1294,7 @@ impl Core {
             return error(
                 404,
                 "unknown_event",
-                format!("no event `{id}` in the retained log"),
+                format!("no event `{id}` in the decision index (it holds the newest `max_indexed_events` events of the retained log)"),
             );
         };
         match self.wal.read(loc) {
@@ -1728,6 +1740,8 @@ impl Core {
             "log_segments": self.wal.segment_count(),
             "snapshot_seq": self.snap_seq,
             "snapshot_in_progress": self.copying.is_some() || self.snap_job.is_some(),
+            // The copy in progress: the record it began after and the keys it must visit.
+            "snapshot_copy": self.copying.as_ref().map(|_| json!({"from_seq": self.copy_from.0, "keys": self.copy_from.1})),
             "engine_seq": e.sequence(),
             "watermark": e.watermark().map(argus_event::time::format_rfc3339),
             "keys": e.feature_state().key_count(),
@@ -1830,6 +1844,7 @@ impl Core {
         }
         let t = Instant::now();
         self.copying = Some(self.engine.begin_copy());
+        self.copy_from = (self.wal.last_seq(), self.engine.feature_state().key_count());
         m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
         self.since_snap = 0;
         self.last_snap = Instant::now();

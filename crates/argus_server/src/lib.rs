@@ -149,6 +149,7 @@ pub async fn serve_connections(
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
+    let mut connections = tokio::task::JoinSet::new();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -179,7 +180,9 @@ pub async fn serve_connections(
         let _ = stream.set_nodelay(true);
         let svc = hyper_util::service::TowerToHyperService::new(app.clone());
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
-        tokio::spawn(async move {
+        // Finished connections are reaped as new ones arrive, so the set holds the open ones.
+        while connections.try_join_next().is_some() {}
+        connections.spawn(async move {
             let _ = conn.await;
             drop(permit);
         });
@@ -197,6 +200,7 @@ pub async fn serve_connections(
         .is_err()
     {
         eprintln!("argus: closing the connections still open after `server.shutdown_grace`");
+        connections.abort_all();
     }
 }
 

@@ -68,7 +68,7 @@ pub struct Record {
 pub enum WalError {
     #[error("event log I/O in {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("event log corrupt in {path} at byte {offset}: {why}. This is damage, not a torn write (valid records follow it, or it is not in the newest segment): cutting the log there would lose acknowledged events, so Argus refuses to start. Restore the file from a backup; docs/server.md (\"Damage to the data directory\") lists each case")]
+    #[error("event log damaged in {path} at byte {offset}: {why}. Argus refuses to start rather than cut or skip acknowledged events: restore the file from a backup (docs/server.md, \"Damage to the data directory\", lists each case)")]
     Corrupt {
         path: PathBuf,
         offset: u64,
@@ -290,6 +290,17 @@ impl Wal {
     ) -> Result<(Wal, OpenReport), WalError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let firsts = segment_names(dir)?;
+        // Before anything is read or cut: a HEAD that names a newer segment than the newest present
+        // means the newest segment is gone.
+        let head = read_head(dir)?;
+        let newest_first = firsts.last().copied().unwrap_or(0);
+        if let Some(h) = head.filter(|&h| h > newest_first) {
+            return Err(WalError::MissingNewest {
+                head: dir.join(HEAD_FILE),
+                segment: segment_path(dir, h),
+                present: newest_first,
+            });
+        }
         let mut report = OpenReport {
             segments: firsts.len(),
             ..Default::default()
@@ -355,11 +366,18 @@ impl Wal {
                         break;
                     }
                     Err(why) => {
+                        let why = if newest {
+                            format!(
+                                "{why}, and valid records follow it (so it is not a torn write)"
+                            )
+                        } else {
+                            format!("{why} in a segment that is not the newest (only the newest can end in a torn write)")
+                        };
                         return Err(WalError::Corrupt {
                             path,
                             offset: off as u64,
                             why,
-                        })
+                        });
                     }
                 }
             }
@@ -377,15 +395,6 @@ impl Wal {
                 last: seg_last,
                 path,
                 closed,
-            });
-        }
-        let head = read_head(dir)?;
-        let newest_first = segments.last().map_or(0, |s| s.first);
-        if let Some(h) = head.filter(|&h| h > newest_first) {
-            return Err(WalError::MissingNewest {
-                head: dir.join(HEAD_FILE),
-                segment: segment_path(dir, h),
-                present: newest_first,
             });
         }
         if segments.is_empty() {

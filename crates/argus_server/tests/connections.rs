@@ -171,5 +171,15 @@ async fn connections_are_capped_and_a_stop_does_not_wait_for_slow_clients() {
         .await
         .expect("the stop waited for a slow client")
         .unwrap();
-    drop(held);
+    // …and the slow client's connection was closed, not left to run on.
+    let closed = tokio::task::spawn_blocking(move || {
+        held.into_iter()
+            .all(|mut c| read_all(&mut c, Duration::from_secs(20)).1)
+    })
+    .await
+    .unwrap();
+    assert!(
+        closed,
+        "a connection still open after the grace was not closed"
+    );
 }
