@@ -1,7 +1,10 @@
 //! Parity with the Python libraries: XGBoost JSON and LightGBM text models, trained by the libraries
 //! themselves (`tests/parity.py`), scored by Argus; every prediction must match theirs within 1e-6.
-//! Needs `python3` with `xgboost`, `lightgbm` and `numpy` (`.ci/run` installs them); prints SKIPPED
-//! without them.
+//! `committed_fixtures_match_the_libraries` runs everywhere on files the libraries wrote once
+//! (`tests/fixtures/parity`: xgboost 3.2.0, lightgbm 4.7.0, 300 rows; regenerate with
+//! `python3 tests/parity.py tests/fixtures/parity`). The live test trains anew with the installed
+//! libraries: it needs `python3` with `xgboost`, `lightgbm` and `numpy` (`.ci/run` installs them), prints
+//! SKIPPED without them locally, and fails in CI.
 
 use std::process::Command;
 
@@ -35,7 +38,20 @@ fn xgboost_and_lightgbm_predictions_match_the_libraries() {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
+    check(&dir, 1000);
+    std::fs::remove_dir_all(&dir).ok();
+}
 
+#[test]
+fn committed_fixtures_match_the_libraries() {
+    check(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity"),
+        300,
+    );
+}
+
+/// Scores `rows.csv` with the models in `dir` and compares with the libraries' own predictions.
+fn check(dir: &std::path::Path, rows_expected: usize) {
     let xgb = argus_model::xgboost::load(&std::fs::read_to_string(dir.join("xgb.json")).unwrap())
         .unwrap();
     let lgb = argus_model::lightgbm::load(&std::fs::read_to_string(dir.join("lgb.txt")).unwrap())
@@ -90,10 +106,9 @@ fn xgboost_and_lightgbm_predictions_match_the_libraries() {
     eprintln!(
         "{n} rows: largest probability difference XGBoost {worst_x:.2e}, LightGBM {worst_l:.2e}"
     );
-    assert!(n == 1000);
+    assert_eq!(n, rows_expected);
     assert!(worst_x <= 1e-6, "XGBoost: {worst_x}");
     assert!(worst_l <= 1e-6, "LightGBM: {worst_l}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

@@ -32,7 +32,11 @@ fn data() -> Option<J> {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/cel-spec/conformance.json")
         });
     match std::fs::read(&p) {
-        Ok(b) => serde_json::from_slice(&b).ok(),
+        // Present but unreadable is a failure, never a skip.
+        Ok(b) => Some(
+            serde_json::from_slice(&b)
+                .unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", p.display())),
+        ),
         Err(_) => {
             assert!(
                 std::env::var_os("ARGUS_CI").is_none(),
@@ -309,6 +313,7 @@ fn cel_conformance_claimed_sections() {
     let mut failures = String::new();
     let mut regressions = Vec::new();
     let (mut all, mut ok_all) = (0, 0);
+    let mut found: Vec<&str> = Vec::new();
     for section in d["suites"].as_array().into_iter().flatten() {
         let name = section["name"].as_str().unwrap_or("?");
         if !CLAIMED.contains(&name) {
@@ -316,6 +321,11 @@ fn cel_conformance_claimed_sections() {
         }
         let mut tests = Vec::new();
         walk(section, &mut tests, name);
+        assert!(
+            !tests.is_empty(),
+            "claimed section `{name}` has no test the runner could parse"
+        );
+        found.push(name);
         let mut passed = 0;
         for (path, t) in &tests {
             // The runner itself must not panic on any test.
@@ -353,6 +363,11 @@ fn cel_conformance_claimed_sections() {
         all - ok_all
     );
     eprintln!("{table}");
+    let missing: Vec<&&str> = CLAIMED.iter().filter(|c| !found.contains(c)).collect();
+    assert!(
+        missing.is_empty(),
+        "claimed sections missing from the conformance data: {missing:?}"
+    );
     if let Some(p) = std::env::var_os("ARGUS_CONFORMANCE_REPORT") {
         std::fs::write(p, format!("{table}\n## Failing tests\n\n{failures}")).unwrap();
     }
