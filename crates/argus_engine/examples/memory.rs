@@ -20,11 +20,11 @@ fn measure(name: &str, features: &str, events_per_key: usize) {
                 r#"{{"id":"{k}-{j}","type":"item.click","time":{t},"actor":"u{k}","data":{{"item":"i{}"}}}}"#,
                 (k * 7 + j) % 5000
             );
-            let mut ev = e
+            let ev = e
                 .decoder()
                 .decode_bytes(line.as_bytes())
                 .expect("valid event");
-            e.process(&mut ev).expect("accepted");
+            e.process(&ev).expect("accepted");
         }
     }
     let mem = e.feature_state().memory(e.features());

@@ -45,6 +45,33 @@ impl ProcessError {
     }
 }
 
+/// Everything one event produced ([`Engine::process`]): nothing is left behind in the engine for a
+/// later call to read.
+#[derive(Debug)]
+pub struct Processed<'e> {
+    /// The engine's sequence number after this event (released labels count too).
+    pub seq: u64,
+    /// The event as features and rules saw it: the caller's event with its own label columns taken out.
+    pub event: &'e Event,
+    /// The feature vector as of this event, one value per configured feature (read-your-writes).
+    pub features: &'e [Value],
+    /// The decision, when a policy covers the event's type (`None` from [`Engine::apply`]).
+    pub decision: Option<argus_policy::Decision>,
+    /// The graph detectors' findings this event triggered (empty without `[graph]`).
+    pub findings: Vec<crate::graph::Finding>,
+    /// The event's own delayed labels, scheduled for release at `release_at`.
+    pub labels: Vec<OwnLabel>,
+}
+
+/// A label column the event carried: which declared label, its value, and when features see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnLabel {
+    /// Index in the schema's label declarations.
+    pub label: usize,
+    pub value: Value,
+    pub release_at: i64,
+}
+
 /// Remembers event ids (as 128-bit digests) for `ttl` of event time.
 #[derive(Debug, Clone, Default)]
 struct Dedupe {
@@ -184,6 +211,9 @@ pub struct Engine {
     next_sweep: i64,
     pub counters: Counters,
     out: Vec<Value>,
+    /// The event as the last [`process`](Self::process) saw it (label columns taken out); returned in
+    /// its [`Processed`], and reused as the next event's buffer.
+    current: Event,
     /// The entity graph, when `[graph]` is declared.
     graph: Option<crate::graph::GraphState>,
 }
@@ -207,6 +237,12 @@ impl Engine {
         Engine {
             policies: None,
             label_slots,
+            current: Event {
+                id: String::new(),
+                ty: 0,
+                time: 0,
+                fields: Vec::new(),
+            },
             release_ev: Event {
                 id: String::new(),
                 ty: 0,
@@ -245,13 +281,16 @@ impl Engine {
 
     /// The decision for the event [`process`](Self::process) just accepted, from its feature vector;
     /// `None` without policies or when no policy covers the event's type.
-    pub fn decide(&self, ev: &Event) -> Option<argus_policy::Decision> {
+    /// The decision for `ev` given its feature vector `features` (a pure function of both and the
+    /// installed policies and models; [`process`](Self::process) calls it with the features it just
+    /// computed). `None` when no policy covers the event's type.
+    pub fn decide_with(&self, ev: &Event, features: &[Value]) -> Option<argus_policy::Decision> {
         let p = self.policies.as_ref()?;
         let models = &self.config.models;
         if !models.iter().any(|m| m.event_type == ev.ty)
             || p.by_type.get(ev.ty as usize).is_none_or(|x| x.is_none())
         {
-            return p.decide(&self.config.schema, ev, &self.out);
+            return p.decide(&self.config.schema, ev, features);
         }
         let mut scores = vec![f64::NAN; models.len()];
         let mut outputs = Vec::new();
@@ -261,11 +300,11 @@ impl Engine {
             .enumerate()
             .filter(|(_, m)| m.event_type == ev.ty)
         {
-            let o = m.output(&self.out, &mut x);
+            let o = m.output(features, &mut x);
             scores[k] = o.score;
             outputs.push(o);
         }
-        let mut d = p.decide_with(&self.config.schema, ev, &self.out, &scores)?;
+        let mut d = p.decide_with(&self.config.schema, ev, features, &scores)?;
         d.models = outputs;
         Some(d)
     }
@@ -333,19 +372,6 @@ impl Engine {
         self.seq
     }
 
-    /// The feature vector of the event [`process`](Self::process) accepted last.
-    pub fn features_out(&self) -> &[Value] {
-        &self.out
-    }
-
-    /// Findings of the graph detectors since the last call (empty without `[graph]`).
-    pub fn take_findings(&mut self) -> Vec<crate::graph::Finding> {
-        self.graph
-            .as_mut()
-            .map(|g| g.take_findings())
-            .unwrap_or_default()
-    }
-
     /// The entity graph's size: accounts, link edges, block edges (`None` without `[graph]`).
     pub fn graph_size(&self) -> Option<(usize, usize, usize)> {
         self.graph.as_ref().map(|g| g.size())
@@ -374,9 +400,21 @@ impl Engine {
         self.labels.iter().map(VecDeque::len).sum()
     }
 
-    /// Processes one validated event and returns its feature vector (one value per configured feature).
-    /// The event's delayed-label columns are taken out of it (they are scheduled for release).
-    pub fn process(&mut self, ev: &mut Event) -> Result<&[Value], ProcessError> {
+    /// Processes one validated event: everything it produced, in one value ([`Processed`]): the
+    /// features as of the event (read-your-writes), the decision (when policies cover its type), the
+    /// graph detectors' findings and its own delayed labels. The caller's event is not changed. This is
+    /// the one sequencing function: the server, replay, `argus test` and the benches all call it.
+    pub fn process(&mut self, ev: &Event) -> Result<Processed<'_>, ProcessError> {
+        self.step(ev, true)
+    }
+
+    /// As [`process`](Self::process), without deciding: for state that is rebuilt from a log whose
+    /// records already hold their decisions (the server's recovery), and feature-only replays.
+    pub fn apply(&mut self, ev: &Event) -> Result<Processed<'_>, ProcessError> {
+        self.step(ev, false)
+    }
+
+    fn step(&mut self, ev: &Event, decide: bool) -> Result<Processed<'_>, ProcessError> {
         let idh = xxhash_rust::xxh3::xxh3_128(ev.id.as_bytes());
         if self.dedupe.set.contains(&idh) {
             self.counters.duplicates += 1;
@@ -392,24 +430,48 @@ impl Engine {
         }
         self.release_labels(ev.time);
         self.watermark = self.watermark.max(ev.time);
-        self.schedule_labels(ev);
+        // The event as features and rules see it: its own label columns taken out (scheduled for
+        // release at their delay). A copy into a reused buffer (values are shared, not cloned deeply).
+        let mut seen = std::mem::take(&mut self.current);
+        seen.id.clone_from(&ev.id);
+        seen.ty = ev.ty;
+        seen.time = ev.time;
+        seen.fields.clone_from(&ev.fields);
+        let labels = self.schedule_labels(&mut seen);
         self.seq += 1;
         self.dedupe.set.insert(idh);
         self.dedupe.order.push_back((ev.time, idh));
         self.forget_over_cap();
         self.counters.accepted += 1;
         self.state
-            .apply(&self.config.features, ev, self.seq, Some(&mut self.out));
-        if let (Some(spec), Some(g)) = (&self.config.graph, &mut self.graph) {
-            g.apply(spec, ev, &mut self.out);
-        }
+            .apply(&self.config.features, &seen, self.seq, Some(&mut self.out));
+        let findings = match (&self.config.graph, &mut self.graph) {
+            (Some(spec), Some(g)) => {
+                g.apply(spec, &seen, &mut self.out);
+                g.take_findings()
+            }
+            _ => Vec::new(),
+        };
         if self.watermark >= self.next_sweep {
             self.state.expire(&self.config.features, self.watermark);
             self.dedupe
                 .expire(self.watermark - self.config.dedupe_ttl_ms);
             self.next_sweep = self.watermark + self.config.sweep_every_ms;
         }
-        Ok(&self.out)
+        self.current = seen;
+        let decision = if decide {
+            self.decide_with(&self.current, &self.out)
+        } else {
+            None
+        };
+        Ok(Processed {
+            seq: self.seq,
+            event: &self.current,
+            features: &self.out,
+            decision,
+            findings,
+            labels,
+        })
     }
 
     /// Applies every scheduled label whose release time is ≤ `t`, oldest first.
@@ -448,7 +510,8 @@ impl Engine {
     }
 
     /// Takes the label columns out of `ev` and schedules their release.
-    fn schedule_labels(&mut self, ev: &mut Event) {
+    fn schedule_labels(&mut self, ev: &mut Event) -> Vec<OwnLabel> {
+        let mut own = Vec::new();
         let schema = &self.config.schema;
         for (li, l) in schema
             .labels
@@ -494,7 +557,13 @@ impl Engine {
                 q.insert(pos, pending);
             }
             self.counters.labels_scheduled += 1;
+            own.push(OwnLabel {
+                label: li,
+                value,
+                release_at: key.0,
+            });
         }
+        own
     }
 
     /// Serializes the whole engine state (features, idempotency ids, pending labels, counters) with a

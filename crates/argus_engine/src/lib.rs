@@ -16,7 +16,9 @@ pub mod report;
 pub mod table;
 
 pub use config::{Config, ConfigLoadError, CsvMapping};
-pub use engine::{Counters, Engine, EngineCopy, PendingSnapshot, ProcessError, SnapshotError};
+pub use engine::{
+    Counters, Engine, EngineCopy, OwnLabel, PendingSnapshot, ProcessError, Processed, SnapshotError,
+};
 pub use graph::{Finding, GraphSpec};
 pub use replay::{replay, Format, ReplayError, ReplayStats};
 pub use report::PolicyReport;

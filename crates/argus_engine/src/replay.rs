@@ -90,7 +90,7 @@ fn handle(
     out: &mut Outputs<'_, '_>,
 ) -> io::Result<()> {
     stats.records += 1;
-    let mut ev = match decoded {
+    let ev = match decoded {
         Ok(ev) => ev,
         Err(r) => {
             *stats.rejected.entry(r.code().to_string()).or_default() += 1;
@@ -104,36 +104,31 @@ fn handle(
             return Ok(());
         }
     };
-    // Ground truth for the report and training tables: the event's own label column, read before the
-    // engine takes it out.
+    // Ground truth for the report and training tables: the event's own label column.
     let label = label_of(engine, &ev);
     let truth = label.map(|v| v != 0.0);
-    match engine.process(&mut ev) {
-        Ok(_) => {
-            let found = engine.take_findings();
-            if !found.is_empty() {
+    let amount_slot = engine.schema().get(ev.ty).slot("amount");
+    match engine.process(&ev) {
+        Ok(p) => {
+            if !p.findings.is_empty() {
                 for s in out.sinks.iter_mut() {
-                    s.findings(&found)?;
+                    s.findings(&p.findings)?;
                 }
             }
-            let features = engine.features_out();
             stats.accepted += 1;
             for s in out.sinks.iter_mut() {
-                s.write(&ev.id, ev.ty, ev.time, features)?;
-                s.labelled(&ev, label, features)?;
+                s.write(&ev.id, ev.ty, ev.time, p.features)?;
+                s.labelled(p.event, label, p.features)?;
             }
-            if let Some(d) = engine.decide(&ev) {
-                let amount = engine
-                    .schema()
-                    .get(ev.ty)
-                    .slot("amount")
+            if let Some(d) = &p.decision {
+                let amount = amount_slot
                     .and_then(|s| ev.fields[s].as_f64())
                     .unwrap_or(0.0);
                 if let Some(r) = stats.policy.as_mut() {
-                    r.add(&d, truth, amount);
+                    r.add(d, truth, amount);
                 }
                 for s in out.sinks.iter_mut() {
-                    s.decision(&d)?;
+                    s.decision(d)?;
                 }
             }
         }

@@ -60,59 +60,72 @@ fn pay(e: &Engine, id: &str, time: &str, user: &str, fraud: Option<i64>) -> argu
 #[test]
 fn duplicate_ids_are_recognised_and_change_nothing() {
     let mut e = engine();
-    let mut a = pay(&e, "p1", "2026-01-01T00:00:00Z", "u1", None);
-    assert_eq!(e.process(&mut a).unwrap()[0], Value::Int(1));
+    let a = pay(&e, "p1", "2026-01-01T00:00:00Z", "u1", None);
+    assert_eq!(e.process(&a).unwrap().features[0], Value::Int(1));
     let before = e.snapshot();
-    let mut again = pay(&e, "p1", "2026-01-01T00:00:01Z", "u1", None);
+    let again = pay(&e, "p1", "2026-01-01T00:00:01Z", "u1", None);
     assert_eq!(
-        e.process(&mut again).unwrap_err(),
+        e.process(&again).unwrap_err(),
         ProcessError::Duplicate("p1".into())
     );
     assert_eq!(e.counters.duplicates, 1);
     // Only the counter moved.
-    let mut b = pay(&e, "p2", "2026-01-01T00:00:02Z", "u1", None);
-    assert_eq!(e.process(&mut b).unwrap()[0], Value::Int(2));
+    let b = pay(&e, "p2", "2026-01-01T00:00:02Z", "u1", None);
+    assert_eq!(e.process(&b).unwrap().features[0], Value::Int(2));
     assert_ne!(before, e.snapshot());
 }
 
 #[test]
 fn late_events_within_lateness_are_placed_and_later_ones_refused() {
     let mut e = engine();
-    let mut a = pay(&e, "a", "2026-01-01T12:00:00Z", "u1", None);
-    e.process(&mut a).unwrap();
+    let a = pay(&e, "a", "2026-01-01T12:00:00Z", "u1", None);
+    e.process(&a).unwrap();
     // 30 s late: accepted, sees itself and the later event? No: only events at or before its own time.
-    let mut late = pay(&e, "b", "2026-01-01T11:59:30Z", "u1", None);
-    assert_eq!(e.process(&mut late).unwrap()[0], Value::Int(1));
+    let late = pay(&e, "b", "2026-01-01T11:59:30Z", "u1", None);
+    assert_eq!(e.process(&late).unwrap().features[0], Value::Int(1));
     // 2 min late: beyond the 1 min allowance.
-    let mut too_late = pay(&e, "c", "2026-01-01T11:58:00Z", "u1", None);
+    let too_late = pay(&e, "c", "2026-01-01T11:58:00Z", "u1", None);
     assert!(matches!(
-        e.process(&mut too_late),
+        e.process(&too_late),
         Err(ProcessError::TooLate { .. })
     ));
     assert_eq!(e.counters.too_late, 1);
-    let mut next = pay(&e, "d", "2026-01-01T12:00:10Z", "u1", None);
-    assert_eq!(e.process(&mut next).unwrap()[0], Value::Int(3));
+    let next = pay(&e, "d", "2026-01-01T12:00:10Z", "u1", None);
+    assert_eq!(e.process(&next).unwrap().features[0], Value::Int(3));
 }
 
 #[test]
 fn a_delayed_label_is_invisible_until_it_becomes_known() {
     let mut e = engine();
-    let mut fraud = pay(&e, "f", "2026-01-01T00:00:00Z", "u1", Some(1));
-    let out = e.process(&mut fraud).unwrap().to_vec();
-    assert_eq!(out[1], Value::Int(0), "an event never sees its own label");
-    assert!(
-        fraud.fields.iter().all(|v| *v != Value::Int(1)),
-        "the label column is taken out of the event"
-    );
-    let mut before = pay(&e, "g", "2026-01-07T23:59:59.999Z", "u2", None);
+    let fraud = pay(&e, "f", "2026-01-01T00:00:00Z", "u1", Some(1));
+    let kept = fraud.clone();
+    let p = e.process(&fraud).unwrap();
     assert_eq!(
-        e.process(&mut before).unwrap()[1],
+        p.features[1],
+        Value::Int(0),
+        "an event never sees its own label"
+    );
+    assert!(
+        p.event.fields.iter().all(|v| *v != Value::Int(1)),
+        "rules see the event without its label column"
+    );
+    assert_eq!(p.labels.len(), 1, "{:?}", p.labels);
+    assert_eq!(p.labels[0].value, Value::Int(1));
+    assert_eq!(
+        p.labels[0].release_at,
+        fraud.time + 7 * 86_400_000,
+        "released 7 days later"
+    );
+    assert_eq!(fraud, kept, "the caller's event is not changed");
+    let before = pay(&e, "g", "2026-01-07T23:59:59.999Z", "u2", None);
+    assert_eq!(
+        e.process(&before).unwrap().features[1],
         Value::Int(0),
         "1 ms before the label is known"
     );
-    let mut at = pay(&e, "h", "2026-01-08T00:00:00Z", "u3", None);
+    let at = pay(&e, "h", "2026-01-08T00:00:00Z", "u3", None);
     assert_eq!(
-        e.process(&mut at).unwrap()[1],
+        e.process(&at).unwrap().features[1],
         Value::Int(1),
         "known exactly 7 days later"
     );
@@ -122,8 +135,8 @@ fn a_delayed_label_is_invisible_until_it_becomes_known() {
 #[test]
 fn personal_data_never_reaches_state_or_tables() {
     let mut e = engine();
-    let mut ev = pay(&e, "p", "2026-01-01T00:00:00Z", "u1", Some(0));
-    e.process(&mut ev).unwrap();
+    let ev = pay(&e, "p", "2026-01-01T00:00:00Z", "u1", Some(0));
+    e.process(&ev).unwrap();
     let snap = e.snapshot();
     let needle = b"4111111111111111";
     assert!(
@@ -187,8 +200,8 @@ fn snapshot_at_any_point_then_replay_gives_identical_bytes() {
 #[test]
 fn snapshots_refuse_corruption_and_other_configurations() {
     let mut e = engine();
-    let mut ev = pay(&e, "p", "2026-01-01T00:00:00Z", "u1", None);
-    e.process(&mut ev).unwrap();
+    let ev = pay(&e, "p", "2026-01-01T00:00:00Z", "u1", None);
+    e.process(&ev).unwrap();
     let mut snap = e.snapshot();
     let other = Config::from_str(
         &CONFIG.replace("window = \"1d\"", "window = \"2d\""),
@@ -331,8 +344,8 @@ window = "1h"
         if let Some(n) = items {
             data["item_count"] = json!(n);
         }
-        let mut ev = e.decoder().decode_json(&json!({"id": format!("{i}"), "type": "order.create", "time": 1_000 + i as i64, "actor": "u", "data": data})).unwrap();
-        last = e.process(&mut ev).unwrap().to_vec();
+        let ev = e.decoder().decode_json(&json!({"id": format!("{i}"), "type": "order.create", "time": 1_000 + i as i64, "actor": "u", "data": data})).unwrap();
+        last = e.process(&ev).unwrap().features.to_vec();
     }
     assert_eq!(last, vec![Value::Int(3), Value::Int(2)]);
 }
@@ -358,11 +371,11 @@ window = "1h"
     )
     .unwrap();
     let mut e = Engine::new(cfg);
-    let mut a = e.decoder().decode_json(&json!({"id": "1", "type": "order.create", "time": 1000, "actor": "s1", "data": {"order": "o", "amount": 1}})).unwrap();
-    assert_eq!(e.process(&mut a).unwrap()[0], Value::Int(1));
-    let mut b = e.decoder().decode_json(&json!({"id": "2", "type": "listing.create", "time": 2000, "actor": "s1", "data": {"item": "i"}})).unwrap();
+    let a = e.decoder().decode_json(&json!({"id": "1", "type": "order.create", "time": 1000, "actor": "s1", "data": {"order": "o", "amount": 1}})).unwrap();
+    assert_eq!(e.process(&a).unwrap().features[0], Value::Int(1));
+    let b = e.decoder().decode_json(&json!({"id": "2", "type": "listing.create", "time": 2000, "actor": "s1", "data": {"item": "i"}})).unwrap();
     assert_eq!(
-        e.process(&mut b).unwrap()[0],
+        e.process(&b).unwrap().features[0],
         Value::Int(1),
         "seller s1 is not user s1"
     );
@@ -386,8 +399,8 @@ fn a_null_required_field_is_missing() {
 #[test]
 fn a_snapshot_is_refused_under_another_pseudonymization_secret() {
     let mut e = engine();
-    let mut ev = pay(&e, "p", "2026-01-01T00:00:00Z", "u1", None);
-    e.process(&mut ev).unwrap();
+    let ev = pay(&e, "p", "2026-01-01T00:00:00Z", "u1", None);
+    e.process(&ev).unwrap();
     let other = Config::from_str(
         &format!("[privacy]\nsecret = \"another\"\n{CONFIG}"),
         Path::new("."),
@@ -417,14 +430,14 @@ fn an_incremental_copy_taken_while_events_arrive_equals_the_snapshot_at_its_end(
     for i in 0..12_000u64 {
         t += next(90_000) as i64;
         let fraud = (next(10) == 0).then(|| next(2) as i64);
-        let mut ev = pay(
+        let ev = pay(
             &e,
             &format!("e{i}"),
             &argus_event::time::format_rfc3339(t),
             &format!("u{}", next(300)),
             fraud,
         );
-        e.process(&mut ev).unwrap();
+        e.process(&ev).unwrap();
         copy = match copy.take() {
             None if i % 400 == 0 => Some(e.begin_copy()),
             None => None,
@@ -471,14 +484,14 @@ fn idempotency_ids_are_capped_and_copies_skip_the_forgotten_ones() {
     let mut made = 0;
     for i in 0..5_000u64 {
         t += 1_000;
-        let mut ev = pay(
+        let ev = pay(
             &e,
             &format!("e{i}"),
             &argus_event::time::format_rfc3339(t),
             &format!("u{}", i % 40),
             None,
         );
-        e.process(&mut ev).unwrap();
+        e.process(&ev).unwrap();
         assert!(e.idempotency_ids() <= 300);
         copy = match copy.take() {
             None if i % 97 == 0 => Some(e.begin_copy()),
@@ -501,9 +514,9 @@ fn idempotency_ids_are_capped_and_copies_skip_the_forgotten_ones() {
     assert!(made >= 10, "{made} copies finished");
     assert_eq!(e.idempotency_ids(), 300);
     // The newest ids are still known; the oldest are forgotten (a resent old id is applied again).
-    let mut recent = pay(&e, "e4999", "2026-01-01T02:00:00Z", "u1", None);
+    let recent = pay(&e, "e4999", "2026-01-01T02:00:00Z", "u1", None);
     assert!(matches!(
-        e.process(&mut recent),
+        e.process(&recent),
         Err(argus_engine::ProcessError::Duplicate(_))
     ));
     // A forced copy in one step, with ids present (it used to overflow: `slice index starts at …`).

@@ -75,11 +75,11 @@ impl Run {
         data: serde_json::Value,
     ) -> serde_json::Map<String, serde_json::Value> {
         self.n += 1;
-        let mut ev = self.engine.decoder().decode_json(&serde_json::json!({"id": format!("e{}", self.n), "type": ty, "time": t, "actor": actor, "data": data})).unwrap();
-        self.engine.process(&mut ev).unwrap();
-        self.findings.extend(self.engine.take_findings());
+        let ev = self.engine.decoder().decode_json(&serde_json::json!({"id": format!("e{}", self.n), "type": ty, "time": t, "actor": actor, "data": data})).unwrap();
         let fs = self.engine.features().clone();
-        let out = self.engine.features_out();
+        let p = self.engine.process(&ev).unwrap();
+        self.findings.extend(p.findings);
+        let out = p.features;
         fs.readable(ev.ty as usize)
             .into_iter()
             .filter(|&i| fs.features[i].name.starts_with("graph_"))
@@ -427,11 +427,10 @@ reason = "one of four or more linked accounts"
     r.engine.set_policies(Arc::new(loaded.policies));
     let decoder = r.engine.decoder().clone();
     let mut decide = |i: i64| {
-        let mut ev = decoder
+        let ev = decoder
             .decode_json(&serde_json::json!({"id": format!("c{i}"), "type": "coupon.claim", "time": T0 + i * 1000, "actor": format!("u{i}"), "data": {"coupon": "WELCOME", "device": "shared"}}))
             .unwrap();
-        r.engine.process(&mut ev).unwrap();
-        r.engine.decide(&ev).unwrap()
+        r.engine.process(&ev).unwrap().decision.unwrap()
     };
     let d = decide(1);
     assert_eq!(d.action, argus_policy::Action::Allow);
@@ -615,9 +614,10 @@ min_rows = 1
                 serde_json::json!({"id": format!("e{}", rnd(i + 1)), "type": "order.create", "time": t, "actor": actor, "data": {"order": "dup"}})
             }
         };
-        if let Ok(mut ev) = decoder.decode_json(&doc) {
-            let _ = e.process(&mut ev);
-            found += e.take_findings().len();
+        if let Ok(ev) = decoder.decode_json(&doc) {
+            if let Ok(p) = e.process(&ev) {
+                found += p.findings.len();
+            }
         }
     }
     assert!(found > 0, "the storm produced findings");

@@ -101,9 +101,8 @@ fn decisions_carry_model_scores_reasons_and_rules_read_them() {
     let mut decide = |i: i64, amount: Option<&str>| {
         let mut data = serde_json::json!({"order": format!("o{i}")});
         data["amount"] = serde_json::json!(amount.unwrap_or("1.00"));
-        let mut ev = decoder.decode_json(&serde_json::json!({"id": format!("e{i}"), "type": "order.create", "time": 1_000_000 + i * 1000, "actor": "u1", "data": data})).unwrap();
-        engine.process(&mut ev).unwrap();
-        engine.decide(&ev).unwrap()
+        let ev = decoder.decode_json(&serde_json::json!({"id": format!("e{i}"), "type": "order.create", "time": 1_000_000 + i * 1000, "actor": "u1", "data": data})).unwrap();
+        engine.process(&ev).unwrap().decision.unwrap()
     };
     // First order, small: orders_24h = 1 ≤ 2.5, amount ≤ 100 ⇒ margin −2.
     let d = decide(1, Some("20.00"));

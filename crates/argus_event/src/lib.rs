@@ -19,7 +19,7 @@ pub use value::Value;
 
 /// A validated event. Fields are indexed by the slots of its [`EventType`]; slot 0 is the actor.
 /// Personal data in it is already pseudonymized.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     pub id: String,
     pub ty: TypeId,

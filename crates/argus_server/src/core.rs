@@ -1158,7 +1158,7 @@ impl Core {
 
     /// The one path of an event, live (`loc` = `None`: decided, logged, answered) or replayed from the
     /// log at start (`loc`: its record; features only, the decision is in the record).
-    fn accept(&mut self, mut ev: Event, loc: Option<Loc>, t0: Instant) -> Outcome {
+    fn accept(&mut self, ev: Event, loc: Option<Loc>, t0: Instant) -> Outcome {
         let schema = self.engine.schema().clone();
         let type_name = schema.get(ev.ty).name.as_str();
         let idh = id_hash(&ev.id);
@@ -1179,7 +1179,7 @@ impl Core {
             }
         }
         // What the log keeps: the event as decoded (personal data already tokenized), with its label
-        // columns, by field name; taken before `process` moves the label columns out.
+        // columns, by field name.
         let stored = if live {
             match stored_event(&schema, &ev) {
                 Ok(b) => b,
@@ -1188,36 +1188,44 @@ impl Core {
         } else {
             Vec::new()
         };
-        if let Err(e) = self.engine.process(&mut ev) {
-            if live {
-                self.metrics.outcome(
-                    ev.ty,
-                    if matches!(e, ProcessError::Duplicate(_)) {
-                        "duplicate"
-                    } else {
-                        e.code()
-                    },
-                    type_name,
-                );
-            } else {
-                tracing::warn!(id = %ev.id, "a logged event was refused on replay: {e}");
+        // Live: features, decision and findings in one result. Replayed: the state only (the decision
+        // is in the record).
+        let processed = if live {
+            self.engine.process(&ev)
+        } else {
+            self.engine.apply(&ev)
+        };
+        let (found, mut decision) = match processed {
+            Ok(p) => (p.findings, p.decision),
+            Err(e) => {
+                if live {
+                    self.metrics.outcome(
+                        ev.ty,
+                        if matches!(e, ProcessError::Duplicate(_)) {
+                            "duplicate"
+                        } else {
+                            e.code()
+                        },
+                        type_name,
+                    );
+                } else {
+                    tracing::warn!(id = %ev.id, "a logged event was refused on replay: {e}");
+                }
+                return Outcome::Answer(match e {
+                    ProcessError::Duplicate(_) => event_answer("duplicate", &ev.id, None, b""),
+                    ProcessError::TooLate { .. } => error(422, e.code(), e.to_string()),
+                });
             }
-            return Outcome::Answer(match e {
-                ProcessError::Duplicate(_) => event_answer("duplicate", &ev.id, None, b""),
-                ProcessError::TooLate { .. } => error(422, e.code(), e.to_string()),
-            });
-        }
+        };
         self.since_snap += 1;
         self.applied_since_step += 1;
         // Findings are stored after their event's log record (below for live events), never before.
-        let found = self.engine.take_findings();
         if loc.is_some() {
             self.store_findings(self.replaying_seq, found);
             // Replayed: the decision index and the per-actor recent decisions were rebuilt from the
             // record headers when the log was opened (within `max_indexed_events`).
             return Outcome::Answer(ok(Json::Null));
         }
-        let mut decision = self.engine.decide(&ev);
         let eval = t0.elapsed();
         if let Some(d) = decision.as_mut() {
             d.eval_us = Some((eval.as_secs_f64() * 1e7).round() / 10.0);
@@ -1845,6 +1853,9 @@ impl Core {
         let t = Instant::now();
         self.copying = Some(self.engine.begin_copy());
         self.copy_from = (self.wal.last_seq(), self.engine.feature_state().key_count());
+        // Steps pace themselves on the records applied since the copy began, not since the last copy.
+        self.applied_since_step = 0;
+        self.last_step = Instant::now();
         m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
         self.since_snap = 0;
         self.last_snap = Instant::now();

@@ -1477,7 +1477,7 @@ async fn snapshots_keep_up_with_sustained_batches() {
     .unwrap();
     // Bodies built first, then sent by three clients at once, so that a batch is always waiting and
     // the core is never idle (idle time is spent on the copy, which would hide the problem).
-    let bodies: Vec<String> = (0..80u64)
+    let bodies: Vec<String> = (0..120u64)
         .map(|b| {
             let batch: Vec<Value> = (0..500u64)
                 .map(|i| {

@@ -43,19 +43,20 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 }
                 time += 1000;
             }
-            let mut ev = match engine.decoder().decode_json(&v) {
+            let ev = match engine.decoder().decode_json(&v) {
                 Ok(e) => e,
                 Err(r) => {
                     problems.push(format!("event {i} is invalid: {r}"));
                     break;
                 }
             };
-            if let Err(e) = engine.process(&mut ev) {
-                problems.push(format!("event {i} was not processed: {e}"));
-                break;
-            }
-            if i == n {
-                decision = engine.decide(&ev);
+            match engine.process(&ev) {
+                Ok(p) if i == n => decision = p.decision,
+                Ok(_) => {}
+                Err(e) => {
+                    problems.push(format!("event {i} was not processed: {e}"));
+                    break;
+                }
             }
         }
         match (&decision, problems.is_empty()) {
