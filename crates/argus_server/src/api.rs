@@ -287,9 +287,6 @@ async fn post_label(State(st): State<AppState>, headers: HeaderMap, body: Body) 
 }
 
 async fn post_events(st: AppState, headers: HeaderMap, body: Body, labels_only: bool) -> Response {
-    if let Some(r) = denied(&st, &headers, Role::Ingest) {
-        return r;
-    }
     let bytes = match body_bytes(&st, &headers, body).await {
         Ok(b) => b,
         Err(a) => return respond(a),
@@ -311,9 +308,6 @@ async fn post_events(st: AppState, headers: HeaderMap, body: Body, labels_only: 
 }
 
 async fn post_batch(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    if let Some(r) = denied(&st, &headers, Role::Ingest) {
-        return r;
-    }
     let bytes = match body_bytes(&st, &headers, body).await {
         Ok(b) => b,
         Err(a) => return respond(a),
@@ -340,12 +334,8 @@ async fn post_batch(State(st): State<AppState>, headers: HeaderMap, body: Body) 
 
 async fn get_decision(
     State(st): State<AppState>,
-    headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
-    if let Some(r) = denied(&st, &headers, Role::Analyst) {
-        return r;
-    }
     let id = match path {
         Ok(Path(id)) => id,
         Err(e) => return path_error(e),
@@ -355,12 +345,8 @@ async fn get_decision(
 
 async fn get_entity(
     State(st): State<AppState>,
-    headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Response {
-    if let Some(r) = denied(&st, &headers, Role::Analyst) {
-        return r;
-    }
     let (kind, id) = match path {
         Ok(Path(p)) => p,
         Err(e) => return path_error(e),
@@ -377,12 +363,8 @@ struct FindingsQuery {
 
 async fn get_findings(
     State(st): State<AppState>,
-    headers: HeaderMap,
     q: Result<axum::extract::Query<FindingsQuery>, QueryRejection>,
 ) -> Response {
-    if let Some(r) = denied(&st, &headers, Role::Analyst) {
-        return r;
-    }
     let q = match q {
         Ok(q) => q.0,
         Err(e) => {
@@ -408,12 +390,8 @@ async fn get_findings(
 
 async fn get_list(
     State(st): State<AppState>,
-    headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
-    if let Some(r) = denied(&st, &headers, Role::Analyst) {
-        return r;
-    }
     let name = match path {
         Ok(Path(n)) => n,
         Err(e) => return path_error(e),
@@ -435,9 +413,6 @@ async fn put_item(
     path: Result<Path<(String, String)>, PathRejection>,
     body: Body,
 ) -> Response {
-    if let Some(r) = denied(&st, &headers, Role::Analyst) {
-        return r;
-    }
     let (name, value) = match path {
         Ok(Path(p)) => p,
         Err(e) => return path_error(e),
@@ -473,12 +448,8 @@ async fn put_item(
 
 async fn delete_item(
     State(st): State<AppState>,
-    headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Response {
-    if let Some(r) = denied(&st, &headers, Role::Analyst) {
-        return r;
-    }
     let (name, value) = match path {
         Ok(Path(p)) => p,
         Err(e) => return path_error(e),
@@ -486,25 +457,40 @@ async fn delete_item(
     respond(ask(&st, Request::ListRemove { name, value }).await)
 }
 
-async fn reload(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(r) = denied(&st, &headers, Role::Admin) {
-        return r;
-    }
+async fn reload(State(st): State<AppState>) -> Response {
     respond(ask(&st, Request::Reload).await)
 }
 
-async fn status(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(r) = denied(&st, &headers, Role::Admin) {
-        return r;
-    }
+async fn status(State(st): State<AppState>) -> Response {
     respond(ask(&st, Request::Status).await)
 }
 
-async fn digest(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(r) = denied(&st, &headers, Role::Admin) {
+async fn digest(State(st): State<AppState>) -> Response {
+    respond(ask(&st, Request::Digest).await)
+}
+
+/// Authorization for every route, from the route table: the role a route needs is written once, in
+/// [`ROUTES`], and checked here before its handler runs (before its body is read).
+async fn authorize(
+    State(st): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let method = req.method().as_str().to_ascii_lowercase();
+    let role = path.and_then(|p| {
+        ROUTES
+            .iter()
+            .find(|(m, rp, _)| *m == method && *rp == p)
+            .and_then(|(_, _, role)| *role)
+    });
+    if let Some(r) = role.and_then(|role| denied(&st, req.headers(), role)) {
         return r;
     }
-    respond(ask(&st, Request::Digest).await)
+    next.run(req).await
 }
 
 /// A path segment the route could not take (invalid UTF-8 after percent-decoding, say), in the one
@@ -669,6 +655,7 @@ pub fn router(st: AppState) -> Router {
         .route("/readyz", get(readyz).fallback(method_not_allowed))
         .route("/metrics", get(metrics_text).fallback(method_not_allowed))
         .route("/openapi.json", get(openapi).fallback(method_not_allowed))
+        .route_layer(axum::middleware::from_fn_with_state(st.clone(), authorize))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(observe))
         .layer(axum::middleware::from_fn(uri_limit))
