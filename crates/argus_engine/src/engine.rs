@@ -694,12 +694,18 @@ impl Engine {
                 "the pseudonymization secret changed: tokens would not match".into(),
             ));
         }
-        if snap.features_fp != config.features.fingerprint() {
+        if snap.features_fp != config.features.fingerprint()
+            && snap.features_fp != config.features.legacy_fingerprint()
+        {
             return Err(SnapshotError::Incompatible(
                 "feature definitions changed".into(),
             ));
         }
-        if snap.graph_fp != config.graph.as_ref().map_or(0, |g| g.fingerprint) {
+        let graph_fps = config
+            .graph
+            .as_ref()
+            .map_or((0, 0), |g| (g.fingerprint, g.legacy_fingerprint));
+        if snap.graph_fp != graph_fps.0 && snap.graph_fp != graph_fps.1 {
             return Err(SnapshotError::Incompatible(
                 "the [graph] declaration changed".into(),
             ));

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// `[graph]`.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct GraphConfig {
     /// How long a link (account, value) lives after it was last seen. Default `30d`.
@@ -53,7 +53,7 @@ pub struct GraphConfig {
 }
 
 /// `[[graph.links]]`: a field whose values link the accounts that use them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkConfig {
     pub field: String,
@@ -68,7 +68,7 @@ pub struct LinkConfig {
 }
 
 /// `[[graph.confirmed]]`: an event naming a confirmed fraudulent account in `field`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmConfig {
     pub event: String,
@@ -76,7 +76,7 @@ pub struct ConfirmConfig {
 }
 
 /// `[[graph.blocks]]`: a bipartite account × `column` graph from `events`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockConfig {
     pub name: String,
@@ -177,6 +177,8 @@ pub struct GraphSpec {
     f_rate: usize,
     /// A digest of the declaration, for snapshots.
     pub fingerprint: u64,
+    /// The digest snapshots written before P3.1 carry (accepted on restore).
+    pub legacy_fingerprint: u64,
 }
 
 /// Checks `[graph]` against the schema and adds its features; every problem as a message.
@@ -464,7 +466,13 @@ pub fn compile(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let fingerprint = xxhash_rust::xxh3::xxh3_64(format!("{c:?}").as_bytes());
+    // From the declaration's canonical JSON (its keys are the configuration's own names, in a fixed
+    // order), never from `Debug`. Snapshots written before P3.1 carry the `Debug` digest, also accepted.
+    let canonical = serde_json::to_vec(c).unwrap_or_default();
+    let mut fp = argus_features::config::Canonical::new(b"argus.graph.v1");
+    fp.bytes(&canonical);
+    let fingerprint = fp.finish();
+    let legacy_fingerprint = xxhash_rust::xxh3::xxh3_64(format!("{c:?}").as_bytes());
     Ok(GraphSpec {
         window_ms,
         refresh_ms,
@@ -483,6 +491,7 @@ pub fn compile(
         f_confirmed,
         f_rate,
         fingerprint,
+        legacy_fingerprint,
     })
 }
 

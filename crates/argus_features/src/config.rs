@@ -226,6 +226,52 @@ pub struct FeatureDef {
     pub description: Option<String>,
 }
 
+/// Canonical bytes for fingerprints: a version tag, then length-prefixed fields in a fixed order.
+pub struct Canonical(Vec<u8>);
+
+impl Canonical {
+    pub fn new(tag: &[u8]) -> Self {
+        let mut c = Canonical(Vec::with_capacity(256));
+        c.bytes(tag);
+        c
+    }
+    pub fn bytes(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(&(b.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(b);
+    }
+    pub fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+    pub fn strs(&mut self, v: &[String]) {
+        self.u64(v.len() as u64);
+        for s in v {
+            self.str(s);
+        }
+    }
+    pub fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => {
+                self.bool(true);
+                self.str(s);
+            }
+            None => self.bool(false),
+        }
+    }
+    pub fn u64(&mut self, x: u64) {
+        self.0.extend_from_slice(&x.to_le_bytes());
+    }
+    pub fn i64(&mut self, x: i64) {
+        self.0.extend_from_slice(&x.to_le_bytes());
+    }
+    pub fn bool(&mut self, x: bool) {
+        self.0.push(u8::from(x));
+    }
+    /// The xxh3-64 digest of the bytes.
+    pub fn finish(self) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(&self.0)
+    }
+}
+
 /// The window mode of a series.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SeriesMode {
@@ -417,8 +463,62 @@ impl FeatureSet {
         self.features.iter().map(|f| f.name.as_str())
     }
 
-    /// A fingerprint of everything that shapes state: restoring a snapshot needs the same one.
+    /// A fingerprint of everything that shapes state: restoring a snapshot needs the same one. It is
+    /// computed from a canonical encoding of the definitions (every field length-prefixed, in a fixed
+    /// order, with a version tag), never from `Debug`: renaming a Rust field or type does not change it.
     pub fn fingerprint(&self) -> u64 {
+        let mut c = Canonical::new(b"argus.features.state.v1");
+        c.u64(self.series.len() as u64);
+        for s in &self.series {
+            c.u64(s.events.len() as u64);
+            for &e in &s.events {
+                c.u64(u64::from(e));
+            }
+            c.strs(&s.key);
+            c.opt_str(s.value.as_deref());
+            c.bool(s.value_numeric);
+            c.bool(s.value_required);
+            c.str(&s.filter_text);
+            match s.mode {
+                SeriesMode::Exact {
+                    retention_ms,
+                    max_entries,
+                } => {
+                    c.u64(0);
+                    c.i64(retention_ms);
+                    c.u64(max_entries as u64);
+                }
+                SeriesMode::Bucketed {
+                    width_ms,
+                    len,
+                    sum,
+                    minmax,
+                    distinct,
+                } => {
+                    c.u64(1);
+                    c.i64(width_ms);
+                    c.u64(u64::from(len));
+                    c.bool(sum);
+                    c.bool(minmax);
+                    c.bool(distinct);
+                }
+                SeriesMode::Lifetime { distinct } => {
+                    c.u64(2);
+                    c.bool(distinct);
+                }
+            }
+            c.u64(s.entity as u64);
+            c.u64(s.pos as u64);
+        }
+        c.i64(self.allowed_lateness_ms);
+        c.i64(self.idle_ttl_ms);
+        c.finish()
+    }
+
+    /// The fingerprint snapshots written before P3.1 carry (from the `Debug` rendering of the series).
+    /// Accepted on restore so that an upgrade can start from an existing snapshot; new snapshots carry
+    /// [`fingerprint`](Self::fingerprint).
+    pub fn legacy_fingerprint(&self) -> u64 {
         let s = format!(
             "{:?}|{}|{}",
             self.series, self.allowed_lateness_ms, self.idle_ttl_ms
