@@ -263,38 +263,25 @@ impl Settings {
             &raw.segment_size,
             s.segment_bytes,
         );
-        s.retention = dur(&mut errors, "retention", &raw.retention, s.retention);
-        s.snapshot_interval = dur(
-            &mut errors,
-            "snapshot_interval",
-            &raw.snapshot_interval,
-            s.snapshot_interval,
-        );
-        s.request_timeout = dur(
-            &mut errors,
-            "request_timeout",
-            &raw.request_timeout,
-            s.request_timeout,
-        );
-        s.max_future = dur(&mut errors, "max_future", &raw.max_future, s.max_future);
-        s.header_timeout = dur(
-            &mut errors,
-            "header_timeout",
-            &raw.header_timeout,
-            s.header_timeout,
-        );
-        s.body_timeout = dur(
-            &mut errors,
-            "body_timeout",
-            &raw.body_timeout,
-            s.body_timeout,
-        );
-        s.shutdown_grace = dur(
-            &mut errors,
-            "shutdown_grace",
-            &raw.shutdown_grace,
-            s.shutdown_grace,
-        );
+        for (key, v, target) in [
+            ("retention", &raw.retention, &mut s.retention),
+            (
+                "snapshot_interval",
+                &raw.snapshot_interval,
+                &mut s.snapshot_interval,
+            ),
+            (
+                "request_timeout",
+                &raw.request_timeout,
+                &mut s.request_timeout,
+            ),
+            ("max_future", &raw.max_future, &mut s.max_future),
+            ("header_timeout", &raw.header_timeout, &mut s.header_timeout),
+            ("body_timeout", &raw.body_timeout, &mut s.body_timeout),
+            ("shutdown_grace", &raw.shutdown_grace, &mut s.shutdown_grace),
+        ] {
+            *target = dur(&mut errors, key, v, *target);
+        }
         for (key, v) in [
             ("header_timeout", s.header_timeout),
             ("body_timeout", s.body_timeout),

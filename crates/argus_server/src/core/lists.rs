@@ -1,0 +1,232 @@
+//! Value-list changes through the API: validated, logged, applied as an overlay on the files' lists.
+
+use super::*;
+
+/// A value-list change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListChange {
+    pub list: String,
+    /// The stored key (tokenized for personal-data kinds).
+    pub key: String,
+    /// `None`: remove.
+    pub item: Option<OverlayItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverlayItem {
+    pub reason: String,
+    pub expires: Option<i64>,
+}
+
+impl Core {
+    pub(super) fn list_index(&self, name: &str) -> Result<usize, Answer> {
+        let Some(ps) = self.engine.policies() else {
+            return Err(error(
+                404,
+                "unknown_list",
+                "no policies are loaded, so there are no lists",
+            ));
+        };
+        ps.lists.index_of(name).ok_or_else(|| {
+            error(
+                404,
+                "unknown_list",
+                format!(
+                    "unknown list `{name}`{}",
+                    argus_event::schema::did_you_mean(
+                        name,
+                        ps.lists.lists.iter().map(|l| l.name.as_str())
+                    )
+                ),
+            )
+        })
+    }
+
+    pub(super) fn list_get(&self, name: &str) -> Answer {
+        let i = match self.list_index(name) {
+            Ok(i) => i,
+            Err(a) => return a,
+        };
+        let Some(ps) = self.engine.policies() else {
+            return error(404, "unknown_list", "no policies");
+        };
+        let l = &ps.lists.lists[i];
+        let mut items: Vec<(&String, &ListItem)> = l.items.iter().collect();
+        items.sort_by(|a, b| a.0.cmp(b.0));
+        let items: Vec<Json> = items
+            .into_iter()
+            .map(|(k, it)| {
+                let expired = it.expires.is_some_and(|e| e <= now_ms());
+                json!({"value": k, "reason": it.reason, "expires": it.expires.map(argus_event::time::format_rfc3339), "expired": expired})
+            })
+            .collect();
+        ok(json!({"name": l.name, "kind": l.kind, "entity": l.entity, "items": items}))
+    }
+
+    pub(super) fn list_key(&self, name: &str, value: &str) -> Result<String, Answer> {
+        let i = self.list_index(name)?;
+        let entity = self
+            .engine
+            .policies()
+            .and_then(|p| p.lists.lists[i].entity.clone());
+        if value.is_empty() || value.len() > 1024 {
+            return Err(error(
+                400,
+                "invalid_value",
+                "a list value must be 1 to 1024 bytes",
+            ));
+        }
+        item_key(entity.as_deref(), value, &self.engine.config.pseudonymizer)
+            .map_err(|m| error(400, "invalid_value", m))
+    }
+
+    pub(super) fn list_set(
+        &mut self,
+        name: &str,
+        value: &str,
+        reason: String,
+        ttl: Option<String>,
+        expires: Option<String>,
+    ) -> Outcome {
+        let key = match self.list_key(name, value) {
+            Ok(k) => k,
+            Err(a) => return Outcome::Answer(a),
+        };
+        if reason.trim().is_empty() || reason.len() > 1024 {
+            return Outcome::Answer(error(
+                400,
+                "invalid_reason",
+                "every list item needs a reason (1 to 1024 bytes)",
+            ));
+        }
+        // A TTL is resolved against the server's clock once, here; the log records the absolute time.
+        let expires = match (ttl, expires) {
+            (Some(_), Some(_)) => {
+                return Outcome::Answer(error(
+                    400,
+                    "invalid_expiry",
+                    "give `ttl` or `expires`, not both",
+                ))
+            }
+            (Some(t), None) => match argus_event::time::parse_duration(&t) {
+                Some(ms) if ms > 0 => Some(now_ms().saturating_add(ms)),
+                _ => {
+                    return Outcome::Answer(error(
+                        400,
+                        "invalid_expiry",
+                        format!("`ttl`: `{t}` is not a positive duration (e.g. `30d`)"),
+                    ))
+                }
+            },
+            (None, Some(e)) => match argus_event::time::parse_datetime(&e) {
+                Some(t) if t <= now_ms() => {
+                    return Outcome::Answer(error(
+                        400,
+                        "invalid_expiry",
+                        format!("`expires`: `{e}` is in the past"),
+                    ))
+                }
+                Some(t) => Some(t),
+                None => {
+                    return Outcome::Answer(error(
+                        400,
+                        "invalid_expiry",
+                        format!("`expires`: `{e}` is not an RFC 3339 time"),
+                    ))
+                }
+            },
+            (None, None) => None,
+        };
+        let change = ListChange {
+            list: name.into(),
+            key: key.clone(),
+            item: Some(OverlayItem {
+                reason: reason.trim().to_string(),
+                expires,
+            }),
+        };
+        self.log_list(change, json!({"list": name, "value": key, "expires": expires.map(argus_event::time::format_rfc3339)}))
+    }
+
+    pub(super) fn list_remove(&mut self, name: &str, value: &str) -> Outcome {
+        let key = match self.list_key(name, value) {
+            Ok(k) => k,
+            Err(a) => return Outcome::Answer(a),
+        };
+        let present = self.engine.policies().is_some_and(|p| {
+            p.lists
+                .lists
+                .iter()
+                .any(|l| l.name == name && l.items.contains_key(&key))
+        });
+        if !present {
+            return Outcome::Answer(error(
+                404,
+                "unknown_item",
+                format!("`{value}` is not on list `{name}`"),
+            ));
+        }
+        self.log_list(
+            ListChange {
+                list: name.into(),
+                key: key.clone(),
+                item: None,
+            },
+            json!({"list": name, "value": key, "removed": true}),
+        )
+    }
+
+    pub(super) fn log_list(&mut self, change: ListChange, body: Json) -> Outcome {
+        let payload = serde_json::to_vec(&change).unwrap_or_default();
+        if let Err(e) = self.wal.append(KIND_LIST, &payload) {
+            self.fail(format!("event log: {e}"));
+            return Outcome::Answer(error(
+                503,
+                "log_unavailable",
+                "the change could not be written to the event log",
+            ));
+        }
+        self.apply_list(&change);
+        self.since_snap += 1;
+        self.applied_since_step += 1;
+        Outcome::Logged(ok(body))
+    }
+
+    pub(super) fn apply_list(&mut self, c: &ListChange) {
+        self.overlay
+            .insert((c.list.clone(), c.key.clone()), c.item.clone());
+        let has_policies = self.engine.policies().is_some();
+        match self.engine.lists_mut() {
+            Some(lists) => apply_overlay(lists, &c.list, &c.key, c.item.as_ref()),
+            None if has_policies => {
+                tracing::error!("list change not applied: the policies are shared")
+            }
+            None => {}
+        }
+    }
+}
+
+pub(super) fn apply_overlay(
+    lists: &mut argus_policy::ValueLists,
+    list: &str,
+    key: &str,
+    item: Option<&OverlayItem>,
+) {
+    if let Some(i) = lists.index_of(list) {
+        let items = &mut lists.lists[i].items;
+        match item {
+            Some(it) => {
+                items.insert(
+                    key.to_string(),
+                    ListItem {
+                        reason: it.reason.clone(),
+                        expires: it.expires,
+                    },
+                );
+            }
+            None => {
+                items.remove(key);
+            }
+        }
+    }
+}

@@ -1,0 +1,525 @@
+//! The core: one thread that owns the engine, the event log and the decision index, and serves every
+//! request that reads or changes state, in arrival order (so that live traffic is one deterministic
+//! sequence, the same one the log records and recovery replays).
+//!
+//! Requests arrive on a bounded queue. The core takes what is waiting (up to [`MAX_GROUP`]), handles it
+//! — decode, features, decision, log append — then commits the log once for the whole group (group
+//! commit) and only then answers. An event is acknowledged only after the commit that holds it.
+
+use crate::metrics as m;
+use crate::settings::Settings;
+use crate::wal::{Loc, Record, Wal, WalError};
+use argus_engine::{Config, Engine, ProcessError};
+use argus_event::{Event, Value};
+use argus_policy::lists::{item_key, ListItem};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::oneshot;
+
+mod events;
+mod lists;
+mod record;
+mod recovery;
+mod reload;
+mod snapshots;
+mod views;
+
+use lists::*;
+pub use lists::{ListChange, OverlayItem};
+pub use record::read_log;
+use record::*;
+use snapshots::*;
+
+/// Log record kinds.
+pub const KIND_EVENT: u8 = 1;
+pub const KIND_LIST: u8 = 2;
+
+/// Most requests handled per log commit.
+pub const MAX_GROUP: usize = 512;
+
+const SNAP_MAGIC: &[u8; 8] = b"ARGUSSV1";
+
+/// A configuration and its policies (none: features only).
+pub type Loaded = (Config, Option<argus_policy::Loaded>);
+
+/// Loads the configuration and policies (at start and on every reload).
+pub type Loader = Arc<dyn Fn() -> anyhow::Result<Loaded> + Send + Sync>;
+
+/// An HTTP-shaped answer: status and JSON body (errors use the one error shape, see [`error`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    /// The body; for event results built on the hot path, only their status (`"accepted"`,
+    /// `"duplicate"`) with the whole body in `raw`.
+    pub body: Json,
+    /// The body already serialized (event results: the decision is serialized once, for the log and
+    /// the answer).
+    pub raw: Option<Vec<u8>>,
+}
+
+/// `{"status": …, "id": …, "seq"?: …, "decision": <raw or null>}` without building a JSON tree.
+fn event_answer(status: &'static str, id: &str, seq: Option<u64>, decision: &[u8]) -> Answer {
+    let mut b = Vec::with_capacity(64 + id.len() + decision.len());
+    b.extend_from_slice(b"{\"status\":\"");
+    b.extend_from_slice(status.as_bytes());
+    b.extend_from_slice(b"\",\"id\":");
+    serde_json::to_writer(&mut b, id).unwrap_or_default();
+    if let Some(seq) = seq {
+        b.extend_from_slice(b",\"seq\":");
+        b.extend_from_slice(seq.to_string().as_bytes());
+    }
+    b.extend_from_slice(b",\"decision\":");
+    b.extend_from_slice(if decision.is_empty() {
+        b"null"
+    } else {
+        decision
+    });
+    b.push(b'}');
+    Answer {
+        status: 200,
+        body: Json::String(status.into()),
+        raw: Some(b),
+    }
+}
+
+/// The one error shape of every 4xx/5xx: `{"error": {"code", "message", "details"?}}`.
+pub fn error(status: u16, code: &str, message: impl Into<String>) -> Answer {
+    Answer {
+        status,
+        body: json!({"error": {"code": code, "message": message.into()}}),
+        raw: None,
+    }
+}
+
+fn error_with(status: u16, code: &str, message: impl Into<String>, details: Json) -> Answer {
+    Answer {
+        status,
+        body: json!({"error": {"code": code, "message": message.into(), "details": details}}),
+        raw: None,
+    }
+}
+
+fn ok(body: Json) -> Answer {
+    Answer {
+        status: 200,
+        body,
+        raw: None,
+    }
+}
+
+/// What a request asks of the core.
+pub enum Request {
+    /// Events (one, a batch, or labels): raw JSON documents.
+    Events {
+        items: Vec<Box<serde_json::value::RawValue>>,
+        labels_only: bool,
+        batch: bool,
+    },
+    Decision {
+        id: String,
+    },
+    Entity {
+        kind: String,
+        id: String,
+    },
+    ListGet {
+        name: String,
+    },
+    ListSet {
+        name: String,
+        value: String,
+        reason: String,
+        ttl: Option<String>,
+        expires: Option<String>,
+    },
+    ListRemove {
+        name: String,
+        value: String,
+    },
+    Reload,
+    Status,
+    /// The full-state digest (walks the whole state: for verification, not for monitoring).
+    Digest,
+    /// The graph detectors' newest findings.
+    Findings {
+        limit: usize,
+        detector: Option<String>,
+        account: Option<String>,
+    },
+    /// Flush and sync the log and write a final snapshot.
+    Shutdown,
+}
+
+pub struct Msg {
+    pub req: Request,
+    pub reply: oneshot::Sender<Answer>,
+}
+
+/// State the HTTP layer reads without asking the core.
+#[derive(Default)]
+pub struct Shared {
+    pub ready: AtomicBool,
+    /// Set when the core can no longer accept writes (log I/O failure, a panic while changing state).
+    pub failed: AtomicBool,
+    pub queued: AtomicUsize,
+    pub policy_version: std::sync::Mutex<String>,
+}
+
+/// Outcome of one event.
+enum Outcome {
+    Answer(Answer),
+    /// Appended to the log: the answer stands once the commit succeeds.
+    Logged(Answer),
+}
+
+pub struct Core {
+    settings: Settings,
+    loader: Loader,
+    engine: Engine,
+    wal: Wal,
+    /// Event id digest → where its record is.
+    index: HashMap<u128, Loc>,
+    overlay: BTreeMap<(String, String), Option<OverlayItem>>,
+    /// Recent decisions per actor, keyed by the digest of `kind:actor`.
+    recent: HashMap<u128, VecDeque<Recent>>,
+    recent_order: VecDeque<u128>,
+    label_types: Vec<u16>,
+    scratch: Vec<u8>,
+    shared: Arc<Shared>,
+    failed: Option<String>,
+    snap_seq: u64,
+    since_snap: u64,
+    last_snap: Instant,
+    snap_job: Option<std::thread::JoinHandle<Result<u64, String>>>,
+    syncer: Option<std::sync::mpsc::Sender<SyncJob>>,
+    syncer_thread: Option<std::thread::JoinHandle<()>>,
+    metrics: m::CoreMetrics,
+    /// A snapshot's incremental copy in progress, and when its last step ran.
+    copying: Option<argus_engine::EngineCopy>,
+    last_step: Instant,
+    /// Records applied since the last copy step: the next step copies at least twice as many keys, so
+    /// that a snapshot keeps up with any ingest rate.
+    applied_since_step: usize,
+    /// The record after which the copy in progress began, and the keys it listed.
+    copy_from: (u64, usize),
+    /// The indexed events in log order, so that the index keeps the newest `max_indexed_events` and
+    /// retention can drop a deleted segment's events without scanning the whole index.
+    index_order: VecDeque<(Loc, u128)>,
+    /// The graph detectors' findings.
+    findings: crate::findings::FindingsStore,
+    /// The log record being replayed at start (its findings are stored under it).
+    replaying_seq: u64,
+}
+
+/// A group's answers, to be sent once `file` (the segment its records went to) is synced.
+struct SyncJob {
+    file: Option<Arc<std::fs::File>>,
+    /// False when the group's records could not even be written.
+    ok: bool,
+    answers: Vec<(oneshot::Sender<Answer>, Outcome)>,
+}
+
+fn answer_all(answers: Vec<(oneshot::Sender<Answer>, Outcome)>, committed: bool) {
+    for (tx, out) in answers {
+        let a = match out {
+            Outcome::Answer(a) => a,
+            Outcome::Logged(a) if committed => a,
+            Outcome::Logged(_) => error(
+                503,
+                "log_unavailable",
+                "the event could not be written to the event log; it was not acknowledged",
+            ),
+        };
+        let _ = tx.send(a);
+    }
+}
+
+/// The syncer thread: takes every group waiting, syncs each segment they wrote once, answers them in
+/// order. While it syncs, the core prepares the next groups: that is the group commit.
+fn syncer(rx: Receiver<SyncJob>, shared: Arc<Shared>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while let Ok(j) = rx.try_recv() {
+            jobs.push(j);
+        }
+        let t = Instant::now();
+        let mut files: Vec<&Arc<std::fs::File>> = Vec::new();
+        for f in jobs.iter().filter_map(|j| j.file.as_ref()) {
+            if !files.iter().any(|g| Arc::ptr_eq(g, f)) {
+                files.push(f);
+            }
+        }
+        let mut synced = true;
+        for f in &files {
+            if let Err(e) = f.sync_data() {
+                tracing::error!("syncing the event log: {e}; refusing writes until restart");
+                synced = false;
+            }
+        }
+        if !files.is_empty() {
+            m::inc(m::FSYNCS, files.len() as u64);
+            m::observe(m::COMMIT_SECONDS, t.elapsed().as_secs_f64());
+        }
+        if !synced {
+            shared.failed.store(true, Ordering::SeqCst);
+            shared.ready.store(false, Ordering::SeqCst);
+        }
+        for j in jobs {
+            answer_all(j.answers, synced && j.ok);
+        }
+    }
+}
+
+/// Why the server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Log(#[from] WalError),
+    #[error("{0}")]
+    State(String),
+}
+
+/// What recovery did, for the log and for tests.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Recovery {
+    pub snapshot_seq: u64,
+    pub replayed: u64,
+    pub indexed: u64,
+    pub truncated_bytes: u64,
+    pub millis: u128,
+}
+
+const MAX_RECENT_ACTORS: usize = 200_000;
+fn value_json(v: &Value) -> Json {
+    argus_policy::policy::to_json(&argus_policy::policy::to_val(v))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Core {
+    /// Serves requests until the queue closes or a shutdown request arrives.
+    pub fn run(mut self, rx: Receiver<Msg>) {
+        if self.wal.policy() == crate::wal::Fsync::Always {
+            let (tx, srx) = std::sync::mpsc::channel();
+            let shared = self.shared.clone();
+            match std::thread::Builder::new()
+                .name("argus-sync".into())
+                .spawn(move || syncer(srx, shared))
+            {
+                Ok(h) => {
+                    self.syncer = Some(tx);
+                    self.syncer_thread = Some(h);
+                }
+                Err(e) => tracing::warn!("no syncer thread ({e}): syncing on the core thread"),
+            }
+        }
+        let mut group: Vec<Msg> = Vec::with_capacity(MAX_GROUP);
+        let mut answers: Vec<(oneshot::Sender<Answer>, Outcome)> = Vec::with_capacity(MAX_GROUP);
+        loop {
+            // While a snapshot copy is in progress, idle time goes to it.
+            let wait = if self.copying.is_some() {
+                Duration::from_millis(1)
+            } else {
+                Duration::from_millis(200)
+            };
+            let first = match rx.recv_timeout(wait) {
+                Ok(msg) => msg,
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Err(e) = self.wal.sync_if_due() {
+                        self.fail(format!("event log: {e}"));
+                    }
+                    self.housekeeping(false, true);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            group.push(first);
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(msg) => group.push(msg),
+                    Err(_) => break,
+                }
+            }
+            let left = self
+                .shared
+                .queued
+                .fetch_sub(group.len(), Ordering::SeqCst)
+                .saturating_sub(group.len());
+            m::set_gauge(m::QUEUE_DEPTH, left as f64);
+            let mut shutdown = None;
+            let t_group = Instant::now();
+            for msg in group.drain(..) {
+                if matches!(msg.req, Request::Shutdown) {
+                    shutdown = Some(msg.reply);
+                    continue;
+                }
+                let out =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(msg.req)));
+                let out = out.unwrap_or_else(|p| {
+                    let what = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
+                    tracing::error!("panic while handling a request: {what}; refusing writes until restart");
+                    self.fail(format!("internal error: {what}"));
+                    Outcome::Answer(error(500, "internal_error", "the request could not be handled; the server refuses writes until it is restarted"))
+                });
+                answers.push((msg.reply, out));
+            }
+            m::observe(m::GROUP_SECONDS, t_group.elapsed().as_secs_f64());
+            self.dispatch(std::mem::take(&mut answers));
+            if let Some(tx) = shutdown {
+                self.shutdown();
+                let _ = tx.send(ok(json!({"status": "stopped"})));
+                return;
+            }
+            let t_house = Instant::now();
+            self.housekeeping(false, false);
+            m::observe(m::HOUSEKEEPING_SECONDS, t_house.elapsed().as_secs_f64());
+        }
+        self.shutdown();
+    }
+
+    /// Answers a group once its log records are safe: directly after the write when the policy is not
+    /// `always`, else through the syncer thread, which `fdatasync`s while the core goes on with the next
+    /// group (every answer, even one that wrote nothing, waits for the syncs of the groups before it).
+    fn dispatch(&mut self, answers: Vec<(oneshot::Sender<Answer>, Outcome)>) {
+        let logged = answers.iter().any(|(_, o)| matches!(o, Outcome::Logged(_)));
+        if let Some(tx) = self.syncer.clone() {
+            let file = if logged {
+                match self.wal.flush() {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        self.fail(format!("event log: {e}"));
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let ok = !logged || file.is_some();
+            match tx.send(SyncJob { file, ok, answers }) {
+                Ok(()) => return,
+                Err(e) => {
+                    // The syncer is gone (a panic): answer here, after a synchronous sync.
+                    self.syncer = None;
+                    let ok = ok && self.wal.sync().is_ok();
+                    answer_all(e.0.answers, ok);
+                    return;
+                }
+            }
+        }
+        let committed = if logged {
+            let t = Instant::now();
+            match self.wal.commit() {
+                Ok(synced) => {
+                    m::observe(m::COMMIT_SECONDS, t.elapsed().as_secs_f64());
+                    if synced {
+                        m::inc(m::FSYNCS, 1);
+                    }
+                    true
+                }
+                Err(e) => {
+                    self.fail(format!("event log: {e}"));
+                    false
+                }
+            }
+        } else {
+            true
+        };
+        answer_all(answers, committed);
+    }
+
+    fn shutdown(&mut self) {
+        if let Err(e) = self.wal.sync() {
+            tracing::error!("syncing the event log at shutdown: {e}");
+        }
+        // Closing the syncer's queue lets it answer what it holds and stop.
+        self.syncer = None;
+        if let Some(h) = self.syncer_thread.take() {
+            let _ = h.join();
+        }
+        if self.failed.is_none() {
+            self.housekeeping(true, true);
+            if let Some(j) = self.snap_job.take() {
+                let _ = j.join();
+            }
+        }
+        self.shared.ready.store(false, Ordering::SeqCst);
+    }
+
+    fn fail(&mut self, why: String) {
+        self.shared.failed.store(true, Ordering::SeqCst);
+        self.shared.ready.store(false, Ordering::SeqCst);
+        self.failed = Some(why);
+    }
+
+    fn handle(&mut self, req: Request) -> Outcome {
+        let writes = matches!(
+            req,
+            Request::Events { .. }
+                | Request::ListSet { .. }
+                | Request::ListRemove { .. }
+                | Request::Reload
+        );
+        if self.failed.is_none() && self.shared.failed.load(Ordering::SeqCst) {
+            self.failed = Some("syncing the event log failed".into());
+        }
+        if let (true, Some(why)) = (writes, &self.failed) {
+            return Outcome::Answer(error(
+                503,
+                "not_accepting_writes",
+                format!("{why}; restart the server (it recovers from the log)"),
+            ));
+        }
+        match req {
+            Request::Events {
+                items,
+                labels_only,
+                batch,
+            } => self.events(items, labels_only, batch),
+            Request::Decision { id } => Outcome::Answer(self.decision(&id)),
+            Request::Entity { kind, id } => Outcome::Answer(self.entity(&kind, &id)),
+            Request::ListGet { name } => Outcome::Answer(self.list_get(&name)),
+            Request::ListSet {
+                name,
+                value,
+                reason,
+                ttl,
+                expires,
+            } => self.list_set(&name, &value, reason, ttl, expires),
+            Request::ListRemove { name, value } => self.list_remove(&name, &value),
+            Request::Reload => Outcome::Answer(self.reload()),
+            Request::Status => Outcome::Answer(self.status()),
+            Request::Digest => Outcome::Answer(self.digest()),
+            Request::Findings {
+                limit,
+                detector,
+                account,
+            } => Outcome::Answer(self.findings_answer(
+                limit,
+                detector.as_deref(),
+                account.as_deref(),
+            )),
+            Request::Shutdown => Outcome::Answer(ok(json!({}))),
+        }
+    }
+}
+
+/// Drops the oldest indexed event (unless its id was indexed again since, at another place).
+fn unindex_one(index: &mut HashMap<u128, Loc>, order: &mut VecDeque<(Loc, u128)>) {
+    if let Some((loc, h)) = order.pop_front() {
+        if index.get(&h) == Some(&loc) {
+            index.remove(&h);
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Start-up: the newest usable snapshot restored, the log opened and checked, the tail replayed
+//! through the same path as live events.
+
+use super::*;
+
+impl Core {
+    /// Loads configuration and policies, restores the newest usable snapshot and replays the log after
+    /// it through the same code path as live events.
+    /// `initial`: the configuration and policies already loaded by the caller (else `loader` runs).
+    pub fn open(
+        settings: Settings,
+        loader: Loader,
+        initial: Option<Loaded>,
+        shared: Arc<Shared>,
+    ) -> Result<(Core, Recovery), StartError> {
+        let started = Instant::now();
+        let (cfg, loaded) = match initial {
+            Some(x) => x,
+            None => loader().map_err(|e| StartError::Config(format!("{e:#}")))?,
+        };
+        let data = settings.data_dir.clone();
+        std::fs::create_dir_all(snapshot_dir(&data))
+            .map_err(|e| StartError::State(format!("creating {}: {e}", data.display())))?;
+        // The data directory holds tokens, decisions and lists about people: its owner only.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| StartError::State(format!("restricting {}: {e}", data.display())))?;
+        }
+        // The newest snapshot that restores under this configuration.
+        let mut restored: Option<(Extras, Engine)> = None;
+        let mut refused = Vec::new();
+        for (seq, path) in snapshots(&data) {
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    refused.push(format!("{}: {e}", path.display()));
+                    continue;
+                }
+            };
+            match decode_snapshot(&bytes).and_then(|(ex, eng)| {
+                Engine::restore(cfg.clone(), eng)
+                    .map(|e| (ex, e))
+                    .map_err(|e| e.to_string())
+            }) {
+                Ok((ex, e)) if ex.seq == seq => {
+                    restored = Some((ex, e));
+                    break;
+                }
+                Ok(_) => refused.push(format!(
+                    "{}: sequence number does not match its name",
+                    path.display()
+                )),
+                Err(e) => refused.push(format!("{}: {e}", path.display())),
+            }
+        }
+        for r in &refused {
+            tracing::warn!("snapshot not used: {r}");
+        }
+        let (extras, engine) =
+            restored.unwrap_or_else(|| (Extras::default(), Engine::new(cfg.clone())));
+        let mut index = HashMap::new();
+        let mut index_order: VecDeque<(Loc, u128)> = VecDeque::new();
+        let max_indexed = settings.max_indexed_events;
+        let mut heads: Vec<(Loc, EventHead)> = Vec::new();
+        let mut tail: Vec<(Loc, Record)> = Vec::new();
+        let snap_seq = extras.seq;
+        let (wal, report) = Wal::open(
+            &data.join("log"),
+            settings.segment_bytes,
+            settings.fsync,
+            |loc, rec| {
+                if rec.kind == KIND_EVENT {
+                    if let Some(h) = head_of(&rec.payload) {
+                        index.insert(h.idh, loc);
+                        index_order.push_back((loc, h.idh));
+                        if index_order.len() > max_indexed {
+                            unindex_one(&mut index, &mut index_order);
+                        }
+                        if h.action != NO_ACTION {
+                            heads.push((loc, h));
+                        }
+                    }
+                }
+                if rec.seq > snap_seq {
+                    tail.push((loc, rec));
+                }
+            },
+        )?;
+        if wal.first_seq() > snap_seq + 1 && wal.last_seq() > 0 {
+            let why = if refused.is_empty() {
+                "no snapshot".to_string()
+            } else {
+                refused.join("; ")
+            };
+            return Err(StartError::State(format!(
+                "the event log starts at record {} but the state can only be rebuilt from record {} ({why}); \
+                 acknowledged events would be lost, so Argus refuses to start: restore the missing snapshot or log segments from a backup",
+                wal.first_seq(),
+                snap_seq + 1
+            )));
+        }
+        if snap_seq > wal.last_seq() {
+            return Err(StartError::State(format!(
+                "the snapshot covers record {snap_seq} but the event log ends at record {}: the log was truncated or replaced",
+                wal.last_seq()
+            )));
+        }
+        let label_types = settings
+            .label_types
+            .iter()
+            .filter_map(|n| cfg.schema.type_id(n))
+            .collect();
+        let epoch = cfg
+            .graph
+            .as_ref()
+            .map_or_else(|| "none".to_string(), |g| format!("{:016x}", g.fingerprint));
+        let findings = crate::findings::FindingsStore::open(&data, 10_000, &epoch, wal.last_seq())
+            .map_err(|e| StartError::State(format!("findings store in {}: {e}", data.display())))?;
+        let mut core = Core {
+            settings,
+            loader,
+            engine,
+            wal,
+            index,
+            overlay: extras.overlay,
+            recent: HashMap::new(),
+            recent_order: VecDeque::new(),
+            label_types,
+            scratch: Vec::new(),
+            shared,
+            failed: None,
+            snap_seq,
+            since_snap: 0,
+            last_snap: Instant::now(),
+            snap_job: None,
+            syncer: None,
+            syncer_thread: None,
+            metrics: m::CoreMetrics::default(),
+            copying: None,
+            last_step: Instant::now(),
+            applied_since_step: 0,
+            copy_from: (0, 0),
+            index_order,
+            findings,
+            replaying_seq: 0,
+        };
+        for (loc, h) in heads {
+            core.remember(Recent { loc, head: h });
+        }
+        core.install_policies(loaded);
+        let mut rec = Recovery {
+            snapshot_seq: snap_seq,
+            indexed: core.index.len() as u64,
+            truncated_bytes: report.truncated_bytes,
+            ..Default::default()
+        };
+        for (loc, r) in tail {
+            match r.kind {
+                KIND_EVENT => {
+                    match split_event(&r.payload)
+                        .ok_or_else(|| "unreadable record".to_string())
+                        .and_then(|(_, st, _)| load_event(core.engine.schema(), st))
+                    {
+                        Ok(ev) => {
+                            core.replaying_seq = r.seq;
+                            core.accept(ev, Some(loc), Instant::now());
+                        }
+                        Err(e) => tracing::warn!(
+                            seq = r.seq,
+                            "a logged event cannot be replayed under this schema: {e}"
+                        ),
+                    }
+                }
+                KIND_LIST => {
+                    if let Ok(c) = serde_json::from_slice::<ListChange>(&r.payload) {
+                        core.apply_list(&c);
+                    }
+                }
+                k => tracing::warn!(seq = r.seq, kind = k, "unknown log record kind skipped"),
+            }
+            rec.replayed += 1;
+        }
+        core.since_snap = rec.replayed;
+        rec.millis = started.elapsed().as_millis();
+        m::set_gauge(m::LOG_SEGMENTS, core.wal.segment_count() as f64);
+        core.shared.ready.store(true, Ordering::SeqCst);
+        Ok((core, rec))
+    }
+
+    /// Compiles the overlay of API list changes onto freshly loaded policies and installs them.
+    pub(super) fn install_policies(&mut self, loaded: Option<argus_policy::Loaded>) {
+        let Some(l) = loaded else {
+            *self
+                .shared
+                .policy_version
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = String::new();
+            self.engine.clear_policies();
+            return;
+        };
+        let mut ps = l.policies;
+        let lists = Arc::make_mut(&mut ps.lists);
+        for ((list, key), item) in &self.overlay {
+            apply_overlay(lists, list, key, item.as_ref());
+        }
+        *self
+            .shared
+            .policy_version
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = ps.version.clone();
+        self.engine.set_policies(Arc::new(ps));
+    }
+}

@@ -1,0 +1,88 @@
+//! Hot reload: configuration and policies loaded anew, validated, swapped in, or refused.
+
+use super::*;
+
+impl Core {
+    /// Loads configuration, policies and lists anew, validates them fully, and swaps them in; a bad
+    /// reload changes nothing and reports every problem.
+    pub(super) fn reload(&mut self) -> Answer {
+        let (cfg, loaded) = match (self.loader)() {
+            Ok(x) => x,
+            Err(e) => {
+                m::inc_labeled(m::RELOADS, "outcome", "invalid");
+                let diags: Vec<String> = format!("{e:#}").lines().map(str::to_string).collect();
+                return error_with(
+                    422,
+                    "invalid_reload",
+                    "the new configuration is invalid; the running version is kept",
+                    json!(diags),
+                );
+            }
+        };
+        // `[server]` is read at start only, but a reload that accepted an invalid one would leave a
+        // configuration the next restart refuses.
+        if let Err(errors) = Settings::resolve(&cfg.server, |k| std::env::var(k).ok()) {
+            m::inc_labeled(m::RELOADS, "outcome", "invalid");
+            let diags: Vec<String> = errors
+                .iter()
+                .map(|e| format!("invalid server settings: {e}"))
+                .collect();
+            return error_with(
+                422,
+                "invalid_reload",
+                "the new configuration is invalid; the running version is kept",
+                json!(diags),
+            );
+        }
+        let cur = &self.engine.config;
+        let mut changed = Vec::new();
+        if cfg.schema.definition_digest() != cur.schema.definition_digest() {
+            changed.push("the event schema");
+        }
+        // Whole definitions, not only the stored series: policies read features by position.
+        let features = |c: &Config| {
+            format!(
+                "{:?}{:?}",
+                c.features,
+                (c.dedupe_ttl_ms, c.dedupe_max_ids, c.sweep_every_ms)
+            )
+        };
+        if cfg.features.fingerprint() != cur.features.fingerprint()
+            || features(&cfg) != features(cur)
+        {
+            changed.push("feature definitions or engine settings");
+        }
+        if cfg.secret_fingerprint != cur.secret_fingerprint {
+            changed.push("the pseudonymization secret");
+        }
+        let models = |c: &Config| {
+            c.models
+                .iter()
+                .map(|m| (m.name.clone(), m.event_type, m.digest, m.reasons))
+                .collect::<Vec<_>>()
+        };
+        if models(&cfg) != models(cur) {
+            changed.push("the models");
+        }
+        if cfg.graph.as_ref().map(|g| g.fingerprint) != cur.graph.as_ref().map(|g| g.fingerprint) {
+            changed.push("the [graph] section");
+        }
+        if !changed.is_empty() {
+            m::inc_labeled(m::RELOADS, "outcome", "refused");
+            return error_with(
+                409,
+                "restart_required",
+                format!(
+                    "{} changed: the running state was computed under the old ones; restart the server to rebuild it from the event log (policies and lists were not reloaded either)",
+                    changed.join(" and ")
+                ),
+                json!(changed),
+            );
+        }
+        let before = self.engine.policies().map(|p| p.version.clone());
+        self.install_policies(loaded);
+        let after = self.engine.policies().map(|p| p.version.clone());
+        m::inc_labeled(m::RELOADS, "outcome", "ok");
+        ok(json!({"status": "reloaded", "previous_version": before, "policy_version": after}))
+    }
+}

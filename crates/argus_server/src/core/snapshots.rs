@@ -1,0 +1,205 @@
+//! Snapshots: the incremental copy between groups, the background write, retention, and the files.
+
+use super::*;
+
+#[derive(Serialize, Deserialize, Default)]
+pub(super) struct Extras {
+    /// Last log sequence number the snapshot covers.
+    pub(super) seq: u64,
+    pub(super) overlay: BTreeMap<(String, String), Option<OverlayItem>>,
+}
+
+/// Records (keys, and four times as many idempotency ids) copied per step of a snapshot.
+pub(super) const COPY_STEP: usize = 512;
+/// Steps are at least this far apart while requests are waiting (back to back when idle), so that a
+/// snapshot takes a bounded share of the core.
+pub(super) const STEP_EVERY: Duration = Duration::from_millis(5);
+/// Index entries of deleted segments dropped per group.
+pub(super) const UNINDEX_STEP: usize = 8192;
+
+pub(super) fn snapshot_dir(data: &Path) -> PathBuf {
+    data.join("snapshots")
+}
+
+/// Snapshots in the data directory, newest first.
+pub(super) fn snapshots(data: &Path) -> Vec<(u64, PathBuf)> {
+    let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(snapshot_dir(data))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let seq = e
+                        .file_name()
+                        .to_str()?
+                        .strip_prefix("snap-")?
+                        .strip_suffix(".bin")?
+                        .parse()
+                        .ok()?;
+                    Some((seq, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_by_key(|b| std::cmp::Reverse(b.0));
+    v
+}
+
+pub(super) fn encode_snapshot(
+    extras: &Extras,
+    engine: argus_engine::PendingSnapshot,
+) -> Result<Vec<u8>, String> {
+    let ex = bincode::serialize(extras).map_err(|e| format!("encoding the snapshot: {e}"))?;
+    let eng = engine.encode();
+    let mut out = Vec::with_capacity(ex.len() + eng.len() + 24);
+    out.extend_from_slice(SNAP_MAGIC);
+    out.extend_from_slice(&(ex.len() as u64).to_le_bytes());
+    out.extend_from_slice(&ex);
+    out.extend_from_slice(&eng);
+    out.extend_from_slice(&crc32fast::hash(&out).to_le_bytes());
+    Ok(out)
+}
+
+pub(super) fn decode_snapshot(bytes: &[u8]) -> Result<(Extras, &[u8]), String> {
+    if bytes.len() < 20 || &bytes[..8] != SNAP_MAGIC {
+        return Err("not an Argus server snapshot".into());
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err("checksum mismatch".into());
+    }
+    let n = u64::from_le_bytes(body[8..16].try_into().map_err(|_| "short")?) as usize;
+    let ex = body.get(16..16usize.saturating_add(n)).ok_or("truncated")?;
+    let extras: Extras = bincode::deserialize(ex).map_err(|e| e.to_string())?;
+    Ok((extras, &body[16 + n..]))
+}
+
+impl Core {
+    /// Finishes a background snapshot, applies retention, and starts a new snapshot when due.
+    /// `idle`: called because no request arrived for a while; `force`: at shutdown, do everything now.
+    pub(super) fn housekeeping(&mut self, force: bool, idle: bool) {
+        if let Some(j) = self.snap_job.take_if(|j| j.is_finished() || force) {
+            match j.join() {
+                Ok(Ok(seq)) => {
+                    // Two snapshots are kept; the log must still reach back to the older one, so that
+                    // start-up can fall back to it if the newer one is unreadable.
+                    let older = self.snap_seq;
+                    self.snap_seq = seq;
+                    m::inc_labeled(m::SNAPSHOTS, "outcome", "ok");
+                    // The deleted segments' events leave the index a bounded number per group; recent
+                    // decisions in them are skipped when read.
+                    self.wal.retain(older, self.settings.retention);
+                    m::set_gauge(m::LOG_SEGMENTS, self.wal.segment_count() as f64);
+                }
+                Ok(Err(e)) => {
+                    m::inc_labeled(m::SNAPSHOTS, "outcome", "failed");
+                    tracing::error!("snapshot failed: {e}");
+                }
+                Err(_) => tracing::error!("snapshot thread panicked"),
+            }
+        }
+        let first_kept = self.wal.first_seq();
+        let mut n = 0;
+        while self
+            .index_order
+            .front()
+            .is_some_and(|(l, _)| l.segment < first_kept)
+            && (force || n < UNINDEX_STEP)
+        {
+            unindex_one(&mut self.index, &mut self.index_order);
+            n += 1;
+        }
+        if self.failed.is_some() {
+            self.copying = None;
+            return;
+        }
+        // An incremental copy in progress: one bounded step between groups (at most every STEP_EVERY
+        // while busy), or all of it when forced.
+        if let Some(mut c) = self.copying.take() {
+            let behind = self.applied_since_step;
+            if !force && !idle && self.last_step.elapsed() < STEP_EVERY && behind < COPY_STEP {
+                self.copying = Some(c);
+                return;
+            }
+            self.last_step = Instant::now();
+            self.applied_since_step = 0;
+            // At least twice the records applied since the last step: the copy gains on any ingest
+            // rate, and its pause stays proportional to the work the group itself did.
+            let budget = if force {
+                usize::MAX
+            } else {
+                COPY_STEP.max(behind.saturating_mul(2))
+            };
+            let t = Instant::now();
+            let step = self.engine.copy_step(&mut c, budget);
+            m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
+            match step {
+                Ok(false) => self.copying = Some(c),
+                Ok(true) => self.finish_snapshot(c, force),
+                Err(_) => m::inc_labeled(m::SNAPSHOTS, "outcome", "restarted"),
+            }
+            return;
+        }
+        let due = self.since_snap > 0
+            && (force
+                || self.since_snap >= self.settings.snapshot_every_events
+                || self.last_snap.elapsed() >= self.settings.snapshot_interval);
+        if !due || self.snap_job.is_some() {
+            return;
+        }
+        let t = Instant::now();
+        self.copying = Some(self.engine.begin_copy());
+        self.copy_from = (self.wal.last_seq(), self.engine.feature_state().key_count());
+        // Steps pace themselves on the records applied since the copy began, not since the last copy.
+        self.applied_since_step = 0;
+        self.last_step = Instant::now();
+        m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
+        self.since_snap = 0;
+        self.last_snap = Instant::now();
+        if force {
+            self.housekeeping(true, true);
+        }
+    }
+
+    /// The copy is complete: take the consistent state (the keys changed during the copy are copied
+    /// again), and encode and write it on another thread (on this one when `now`).
+    pub(super) fn finish_snapshot(&mut self, c: argus_engine::EngineCopy, now: bool) {
+        // A snapshot must never cover records the log could still lose.
+        if let Err(e) = self.wal.sync() {
+            self.fail(format!("event log: {e}"));
+            return;
+        }
+        let t = Instant::now();
+        let seq = self.wal.last_seq();
+        let pending = match self.engine.finish_copy(c) {
+            Ok(p) => p,
+            Err(_) => {
+                m::inc_labeled(m::SNAPSHOTS, "outcome", "restarted");
+                return;
+            }
+        };
+        let extras = Extras {
+            seq,
+            overlay: self.overlay.clone(),
+        };
+        m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
+        let dir = snapshot_dir(&self.settings.data_dir);
+        let job = move || -> Result<u64, String> {
+            let bytes = encode_snapshot(&extras, pending)?;
+            let path = dir.join(format!("snap-{seq:020}.bin"));
+            argus_engine::engine::write_atomically(&path, &bytes)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            // Keep the two newest.
+            for (_, old) in snapshots(dir.parent().unwrap_or(&dir)).into_iter().skip(2) {
+                let _ = std::fs::remove_file(old);
+            }
+            Ok(seq)
+        };
+        if now {
+            match job() {
+                Ok(seq) => self.snap_seq = seq,
+                Err(e) => tracing::error!("final snapshot failed: {e}"),
+            }
+        } else {
+            self.snap_job = Some(std::thread::spawn(job));
+        }
+    }
+}

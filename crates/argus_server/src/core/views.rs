@@ -1,0 +1,224 @@
+//! Read-only views: decisions by id, entities, findings, status and the full-state digest.
+
+use super::*;
+
+impl Core {
+    pub(super) fn decision(&mut self, id: &str) -> Answer {
+        let Some(&loc) = self.index.get(&id_hash(id)) else {
+            return error(
+                404,
+                "unknown_event",
+                format!("no event `{id}` in the decision index (it holds the newest `max_indexed_events` events of the retained log)"),
+            );
+        };
+        match self.wal.read(loc) {
+            Ok(r) => match split_event(&r.payload) {
+                Some((_, _, d)) => {
+                    let decision: Json = if d.is_empty() {
+                        Json::Null
+                    } else {
+                        serde_json::from_slice(d).unwrap_or(Json::Null)
+                    };
+                    ok(json!({"id": id, "seq": r.seq, "decision": decision}))
+                }
+                None => error(500, "internal_error", "unreadable record"),
+            },
+            Err(e) => error(500, "internal_error", e.to_string()),
+        }
+    }
+
+    pub(super) fn entity(&mut self, kind: &str, id: &str) -> Answer {
+        let schema = self.engine.schema().clone();
+        if !schema.entity_kinds.iter().any(|k| k == kind) {
+            return error(
+                404,
+                "unknown_entity_kind",
+                format!(
+                    "unknown entity kind `{kind}`{}",
+                    argus_event::schema::did_you_mean(
+                        kind,
+                        schema.entity_kinds.iter().map(String::as_str)
+                    )
+                ),
+            );
+        }
+        // The id is validated (and normalized) as a field of this kind would be, whether or not a
+        // feature is keyed by it: `not-an-email` is not an email.
+        let typed = schema.types.iter().filter(|t| !t.internal).find_map(|t| {
+            t.fields
+                .iter()
+                .position(|f| f.entity.as_deref() == Some(kind))
+                .map(|s| (t, s))
+        });
+        if let Some((et, slot)) = typed {
+            if let Err(e) = self.engine.decoder().field_value(et, slot, id) {
+                return error(
+                    400,
+                    e.code,
+                    format!("`{kind}` id is invalid: {}", e.message),
+                );
+            }
+        }
+        let fs = self.engine.features().clone();
+        let at = self.engine.watermark().unwrap_or_else(now_ms);
+        let mut features = BTreeMap::new();
+        let mut key_value: Option<Value> = None;
+        for et in schema.types.iter().filter(|t| !t.internal) {
+            for ep in &fs.plans[et.id as usize].entities {
+                let [slot] = ep.key_slots[..] else { continue };
+                if et.fields[slot].entity.as_deref() != Some(kind) {
+                    continue;
+                }
+                let v = match self.engine.decoder().field_value(et, slot, id) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return error(
+                            400,
+                            e.code,
+                            format!("`{id}` is not a valid {kind}: {}", e.message),
+                        )
+                    }
+                };
+                let mut fields = vec![Value::Null; et.fields.len()];
+                fields[slot] = v.clone();
+                key_value.get_or_insert(v);
+                let probe = Event {
+                    id: String::new(),
+                    ty: et.id,
+                    time: at,
+                    fields,
+                };
+                let out = self.engine.peek(&probe).to_vec();
+                for g in &ep.groups {
+                    for (fi, _) in &g.readers {
+                        features
+                            .entry(fs.features[*fi].name.clone())
+                            .or_insert_with(|| value_json(&out[*fi]));
+                    }
+                }
+            }
+        }
+        let mut lists = Vec::new();
+        if let Some(ps) = self.engine.policies() {
+            for l in ps
+                .lists
+                .lists
+                .iter()
+                .filter(|l| l.entity.as_deref() == Some(kind))
+            {
+                let Ok(key) = item_key(Some(kind), id, &self.engine.config.pseudonymizer) else {
+                    continue;
+                };
+                if let Some(it) = l
+                    .items
+                    .get(&key)
+                    .filter(|it| it.expires.is_none_or(|e| at < e))
+                {
+                    lists.push(json!({"list": l.name, "kind": l.kind, "reason": it.reason, "expires": it.expires.map(argus_event::time::format_rfc3339)}));
+                }
+            }
+        }
+        let stored = match &key_value {
+            Some(Value::Str(s)) => s.to_string(),
+            _ => item_key(Some(kind), id, &self.engine.config.pseudonymizer)
+                .unwrap_or_else(|_| id.to_string()),
+        };
+        let recent: Vec<Recent> = self
+            .recent
+            .get(&actor_key(kind, &stored))
+            .map(|q| q.iter().rev().copied().collect())
+            .unwrap_or_default();
+        let recent: Vec<Json> = recent
+            .into_iter()
+            .filter_map(|r| {
+                // The event id is read back from the record (the header has only its digest); a
+                // record whose segment retention deleted is skipped.
+                let id = self.wal.read(r.loc).ok().and_then(|rec| stored_id_actor(split_event(&rec.payload)?.1)).map(|(id, _)| id)?;
+                Some(json!({
+                    "event_id": id,
+                    "time": argus_event::time::format_rfc3339(r.head.time),
+                    "checkpoint": schema.types.get(r.head.ty as usize).map(|t| t.name.as_str()),
+                    "action": argus_policy::Action::ALL.get(r.head.action as usize).map(|a| a.name()),
+                    "score": r.head.score,
+                }))
+            })
+            .collect();
+        ok(json!({
+            "kind": kind,
+            "id": id,
+            "key": stored,
+            "as_of": argus_event::time::format_rfc3339(at),
+            "features": features,
+            "lists": lists,
+            "recent_decisions": recent,
+        }))
+    }
+
+    pub(super) fn store_findings(&mut self, seq: u64, found: Vec<argus_engine::Finding>) {
+        if !found.is_empty() {
+            if let Err(e) = self.findings.add(seq, found) {
+                tracing::error!("findings store: {e} (the findings are kept in memory)");
+            }
+        }
+    }
+
+    pub(super) fn findings_answer(
+        &self,
+        limit: usize,
+        detector: Option<&str>,
+        account: Option<&str>,
+    ) -> Answer {
+        if self.engine.config.graph.is_none() {
+            return error(404, "no_graph", "the configuration has no [graph] section: there are no detectors and no findings (docs/graph.md)");
+        }
+        let found = self.findings.query(limit.clamp(1, 1000), detector, account);
+        ok(json!({"total": self.findings.total, "findings": found}))
+    }
+
+    /// Cheap by design (monitoring polls it): counters and sizes the state keeps as it changes, never a
+    /// walk over the state. The full digest is [`digest`](Self::digest).
+    pub(super) fn status(&self) -> Answer {
+        let e = &self.engine;
+        ok(json!({
+            "log_last_seq": self.wal.last_seq(),
+            "log_first_seq": self.wal.first_seq(),
+            "log_segments": self.wal.segment_count(),
+            "snapshot_seq": self.snap_seq,
+            "snapshot_in_progress": self.copying.is_some() || self.snap_job.is_some(),
+            // The copy in progress: the record it began after and the keys it must visit.
+            "snapshot_copy": self.copying.as_ref().map(|_| json!({"from_seq": self.copy_from.0, "keys": self.copy_from.1})),
+            "engine_seq": e.sequence(),
+            "watermark": e.watermark().map(argus_event::time::format_rfc3339),
+            "keys": e.feature_state().key_count(),
+            "idempotency_ids": e.idempotency_ids(),
+            "pending_labels": e.pending_labels(),
+            "counters": e.counters,
+            "graph": e.graph_size().map(|(accounts, links, edges)| json!({"accounts": accounts, "links": links, "block_edges": edges, "findings": self.findings.total})),
+            "indexed_events": self.index.len(),
+            "recent_actors": self.recent.len(),
+            "rss_bytes": rss_bytes(),
+            "policy_version": e.policies().map(|p| p.version.clone()),
+            "failed": self.failed,
+        }))
+    }
+
+    /// The digest of the whole engine state (see [`Engine::state_digest`]): equal digests answer every
+    /// future event alike. It walks and encodes the whole state, so it pauses decisions for as long.
+    pub(super) fn digest(&self) -> Answer {
+        let t = Instant::now();
+        let digest = self.engine.state_digest();
+        ok(json!({
+            "state_digest": format!("{digest:016x}"),
+            "engine_seq": self.engine.sequence(),
+            "log_last_seq": self.wal.last_seq(),
+            "millis": t.elapsed().as_millis() as u64,
+        }))
+    }
+}
+
+/// Resident set size of this process (Linux: `/proc/self/statm`), `None` elsewhere.
+pub(super) fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
