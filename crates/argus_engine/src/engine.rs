@@ -279,11 +279,9 @@ impl Engine {
         self.policies.as_ref()
     }
 
-    /// The decision for the event [`process`](Self::process) just accepted, from its feature vector;
-    /// `None` without policies or when no policy covers the event's type.
     /// The decision for `ev` given its feature vector `features` (a pure function of both and the
     /// installed policies and models; [`process`](Self::process) calls it with the features it just
-    /// computed). `None` when no policy covers the event's type.
+    /// computed). `None` without policies or when no policy covers the event's type.
     pub fn decide_with(&self, ev: &Event, features: &[Value]) -> Option<argus_policy::Decision> {
         let p = self.policies.as_ref()?;
         let models = &self.config.models;

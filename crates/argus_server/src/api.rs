@@ -480,7 +480,11 @@ async fn authorize(
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string());
-    let method = req.method().as_str().to_ascii_lowercase();
+    // axum answers HEAD with the GET handler: it needs the GET route's role.
+    let method = match req.method().as_str().to_ascii_lowercase() {
+        m if m == "head" => "get".to_string(),
+        m => m,
+    };
     let role = path.and_then(|p| {
         ROUTES
             .iter()
