@@ -117,6 +117,13 @@ struct Snap {
     stats: StateStats,
 }
 
+/// [`Snap`] over borrowed records: the same bytes, without copying the state to write it.
+#[derive(Serialize)]
+struct SnapRef<'a> {
+    maps: Vec<Vec<(u128, &'a Record)>>,
+    stats: &'a StateStats,
+}
+
 /// A snapshot that does not fit the current configuration.
 #[derive(Debug, thiserror::Error)]
 #[error("feature state snapshot does not match the configuration: {0}")]
@@ -501,20 +508,32 @@ impl FeatureState {
 
     /// Serializes all state deterministically (keys sorted): equal states give equal bytes.
     pub fn snapshot(&self) -> Vec<u8> {
-        let maps = self
-            .maps
-            .iter()
-            .map(|m| {
-                let mut v: Vec<(u128, Record)> = m.iter().map(|(k, r)| (*k, r.clone())).collect();
-                v.sort_unstable_by_key(|(k, _)| *k);
-                v
-            })
-            .collect();
-        bincode::serialize(&Snap {
-            maps,
-            stats: self.stats.clone(),
-        })
-        .expect("serializing plain data to a Vec cannot fail")
+        bincode::serialize(&self.snap_ref()).expect("serializing plain data to a Vec cannot fail")
+    }
+
+    fn snap_ref(&self) -> SnapRef<'_> {
+        SnapRef {
+            maps: self
+                .maps
+                .iter()
+                .map(|m| {
+                    let mut v: Vec<(u128, &Record)> = m.iter().map(|(k, r)| (*k, r)).collect();
+                    v.sort_unstable_by_key(|(k, _)| *k);
+                    v
+                })
+                .collect(),
+            stats: &self.stats,
+        }
+    }
+
+    /// The bytes of [`snapshot`](Self::snapshot) as a length-prefixed byte string (bincode's encoding
+    /// of a `Vec<u8>`: a u64 length, then the bytes), written to `w` as they are encoded: the records
+    /// are borrowed, never copied or buffered whole.
+    pub fn write_snapshot_prefixed(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        let r = self.snap_ref();
+        let n = bincode::serialized_size(&r).map_err(std::io::Error::other)?;
+        w.write_all(&n.to_le_bytes())?;
+        bincode::serialize_into(w, &r).map_err(std::io::Error::other)
     }
 
     /// Restores state written by [`snapshot`](Self::snapshot) under the same feature configuration.

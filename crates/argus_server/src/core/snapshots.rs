@@ -1,6 +1,7 @@
 //! Snapshots: the incremental copy between groups, the background write, retention, and the files.
 
 use super::*;
+use std::io::Write;
 
 #[derive(Serialize, Deserialize, Default)]
 pub(super) struct Extras {
@@ -43,19 +44,22 @@ pub(super) fn snapshots(data: &Path) -> Vec<(u64, PathBuf)> {
     v
 }
 
-pub(super) fn encode_snapshot(
+/// Writes `SNAP_MAGIC | extras length | extras | engine snapshot | crc32(all before)` to `w` as it is
+/// encoded: the engine's state is streamed, never built whole in memory beside the copy it is
+/// written from.
+pub(super) fn write_snapshot(
     extras: &Extras,
     engine: argus_engine::PendingSnapshot,
-) -> Result<Vec<u8>, String> {
-    let ex = bincode::serialize(extras).map_err(|e| format!("encoding the snapshot: {e}"))?;
-    let eng = engine.encode();
-    let mut out = Vec::with_capacity(ex.len() + eng.len() + 24);
-    out.extend_from_slice(SNAP_MAGIC);
-    out.extend_from_slice(&(ex.len() as u64).to_le_bytes());
-    out.extend_from_slice(&ex);
-    out.extend_from_slice(&eng);
-    out.extend_from_slice(&crc32fast::hash(&out).to_le_bytes());
-    Ok(out)
+    w: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    let ex = bincode::serialize(extras).map_err(std::io::Error::other)?;
+    let mut c = argus_engine::engine::CrcWriter::new(&mut *w);
+    c.write_all(SNAP_MAGIC)?;
+    c.write_all(&(ex.len() as u64).to_le_bytes())?;
+    c.write_all(&ex)?;
+    engine.write_to(&mut c)?;
+    let crc = c.finish();
+    w.write_all(&crc.to_le_bytes())
 }
 
 pub(super) fn decode_snapshot(bytes: &[u8]) -> Result<(Extras, &[u8]), String> {
@@ -183,10 +187,11 @@ impl Core {
         m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
         let dir = snapshot_dir(&self.settings.data_dir);
         let job = move || -> Result<u64, String> {
-            let bytes = encode_snapshot(&extras, pending)?;
             let path = dir.join(format!("snap-{seq:020}.bin"));
-            argus_engine::engine::write_atomically(&path, &bytes)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            argus_engine::engine::write_atomically_with(&path, |w| {
+                write_snapshot(&extras, pending, w)
+            })
+            .map_err(|e| format!("{}: {e}", path.display()))?;
             // Keep the two newest.
             for (_, old) in snapshots(dir.parent().unwrap_or(&dir)).into_iter().skip(2) {
                 let _ = std::fs::remove_file(old);
