@@ -282,7 +282,8 @@ fn sighup_reloads_and_sigterm_stops_cleanly_with_a_final_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut rng = Rng(7);
-    let mut r = start(&data);
+    // Its log, redirected (not a terminal), is read at the end.
+    let mut r = spawn(&data, Stdio::piped());
     for e in events(50, 0, &mut rng) {
         assert_eq!(http(&r.addr, "POST", "/v1/events", &e).unwrap().0, 200);
     }
@@ -310,6 +311,22 @@ fn sighup_reloads_and_sigterm_stops_cleanly_with_a_final_snapshot() {
     signal("TERM", r.child.id());
     let status = r.child.wait().unwrap();
     assert!(status.success(), "graceful stop exits 0: {status:?}");
+    let mut log = String::new();
+    r.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert_eq!(
+        log.matches("built-in development secret").count(),
+        1,
+        "the development-secret warning is printed once, not at every reload:\n{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes in a redirected log:\n{log}"
+    );
     let snaps: Vec<_> = std::fs::read_dir(data.join("snapshots"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
