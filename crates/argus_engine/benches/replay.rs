@@ -79,7 +79,13 @@ fn engine_handbook(bencher: Bencher) {
     let cfg = Config::load(&root().join("examples/handbook/argus.toml")).expect("handbook config");
     match handbook_events(&cfg) {
         Some(evs) => run(bencher, cfg, evs),
-        None => eprintln!("SKIPPED engine_handbook: ../shared/data not found"),
+        None => {
+            assert!(
+                std::env::var_os("ARGUS_REQUIRE_DATA").is_none(),
+                "ARGUS_REQUIRE_DATA is set: ../shared/data is missing, and a missing input is a failure, not a skip"
+            );
+            eprintln!("SKIPPED engine_handbook: ../shared/data not found (ARGUS_REQUIRE_DATA=1 makes this a failure)")
+        }
     }
 }
 

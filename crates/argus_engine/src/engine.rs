@@ -216,11 +216,20 @@ impl PendingSnapshot {
 /// Creates (or truncates) a file that only its owner can read and write: state files hold tokens and
 /// decisions about people.
 pub fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut o = std::fs::OpenOptions::new();
-    o.create(true).write(true).truncate(true);
+    owner_only(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true),
+    )
+    .open(path)
+}
+
+/// Files these options create are readable and writable by their owner only (0600 on Unix).
+pub fn owner_only(o: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o.open(path)
+    std::os::unix::fs::OpenOptionsExt::mode(o, 0o600);
+    o
 }
 
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

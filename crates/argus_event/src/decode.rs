@@ -102,17 +102,16 @@ impl Decoder {
 
     /// Decodes one JSON document.
     pub fn decode_bytes(&self, bytes: &[u8]) -> Result<Event, Rejection> {
-        let v: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| Rejection::one("", "invalid_json", format!("not valid JSON: {e}")))?;
-        // A JSON parser keeps the last of two equal keys; another keeps the first. Which value counts
-        // would change the decision, so a document with a repeated key is refused.
-        if let Some(path) = duplicate_key(bytes) {
-            return Err(Rejection::one(
+        let v = parse_json(bytes).map_err(|e| match e {
+            JsonInputError::Invalid(e) => {
+                Rejection::one("", "invalid_json", format!("not valid JSON: {e}"))
+            }
+            JsonInputError::DuplicateKey(path) => Rejection::one(
                 &path,
                 "duplicate_key",
                 format!("the key at `{path}` appears twice in the same object"),
-            ));
-        }
+            ),
+        })?;
         self.decode_json(&v)
     }
 
@@ -802,112 +801,158 @@ mod tests {
     }
 }
 
-/// The JSON pointer of the first key that appears twice in one object of `bytes` (which must already
-/// be valid JSON), or `None`.
-pub fn duplicate_key(bytes: &[u8]) -> Option<String> {
-    use serde::de::Deserializer as _;
-    let mut found = None;
+/// Why a JSON document was not taken.
+#[derive(Debug)]
+pub enum JsonInputError {
+    Invalid(serde_json::Error),
+    /// A key appears twice in one object (its JSON pointer). A JSON parser keeps the last of two equal
+    /// keys, another the first: which value counts would change the decision, so it is refused.
+    DuplicateKey(String),
+}
+
+/// Parses one JSON document, refusing a key repeated in one object, in a single pass (the same
+/// document and errors as `serde_json::from_slice`, plus [`JsonInputError::DuplicateKey`]).
+pub fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, JsonInputError> {
+    let mut dup: Option<Vec<String>> = None;
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let _ = de.deserialize_any(DupWalk {
-        path: String::new(),
-        found: &mut found,
-    });
-    found
+    let parsed = serde::de::DeserializeSeed::deserialize(Unique { dup: &mut dup }, &mut de)
+        .and_then(|v| de.end().map(|()| v));
+    match (parsed, dup) {
+        (_, Some(segments)) => Err(JsonInputError::DuplicateKey(
+            segments
+                .iter()
+                .rev()
+                .map(|s| format!("/{}", escape(s)))
+                .collect(),
+        )),
+        (Ok(v), None) => Ok(v),
+        (Err(e), None) => Err(JsonInputError::Invalid(e)),
+    }
 }
 
-struct DupWalk<'a> {
-    path: String,
-    found: &'a mut Option<String>,
+/// Builds a `serde_json::Value`. On a repeated key it stops with an error and leaves the path in
+/// `dup`, innermost segment first: each level adds its own segment as the error passes through it, so
+/// nothing is allocated for paths on the way down.
+struct Unique<'a> {
+    dup: &'a mut Option<Vec<String>>,
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for DupWalk<'_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+impl<'de> serde::de::DeserializeSeed<'de> for Unique<'_> {
+    type Value = serde_json::Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for DupWalk<'_> {
-    type Value = ();
+impl<'de> serde::de::Visitor<'de> for Unique<'_> {
+    type Value = serde_json::Value;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
+        Ok(b.into())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
+    fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
+        Ok(n.into())
     }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
+    fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
+        Ok(n.into())
     }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    fn visit_f64<E>(self, f: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(f)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number))
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
+    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(s.into())
     }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+        Ok(s.into())
     }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
-        let mut i = 0usize;
-        while a
-            .next_element_seed(DupWalk {
-                path: format!("{}/{i}", self.path),
-                found: &mut *self.found,
-            })?
-            .is_some()
-        {
-            i += 1;
-        }
-        Ok(())
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
-        // A set, not a list: an object may have 100,000 keys in a 1 MiB body.
-        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
-        while let Some(k) = a.next_key::<String>()? {
-            let path = format!("{}/{}", self.path, escape(&k));
-            if seen.contains(&k) {
-                if self.found.is_none() {
-                    *self.found = Some(path.clone());
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        loop {
+            match a.next_element_seed(Unique {
+                dup: &mut *self.dup,
+            }) {
+                Ok(Some(v)) => out.push(v),
+                Ok(None) => return Ok(serde_json::Value::Array(out)),
+                Err(e) => {
+                    if let Some(path) = self.dup.as_mut() {
+                        path.push(out.len().to_string());
+                    }
+                    return Err(e);
                 }
-            } else {
-                seen.insert(k);
             }
-            a.next_value_seed(DupWalk {
-                path,
-                found: &mut *self.found,
-            })?;
         }
-        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(k) = a.next_key::<String>()? {
+            if out.contains_key(&k) {
+                *self.dup = Some(vec![k]);
+                return Err(serde::de::Error::custom("duplicate key"));
+            }
+            match a.next_value_seed(Unique {
+                dup: &mut *self.dup,
+            }) {
+                Ok(v) => {
+                    out.insert(k, v);
+                }
+                Err(e) => {
+                    if let Some(path) = self.dup.as_mut() {
+                        path.push(k);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(serde_json::Value::Object(out))
     }
 }
 
 #[cfg(test)]
 mod duplicate_key_tests {
+    use super::{parse_json, JsonInputError};
+
+    /// The repeated key's pointer, `None` when the document has none.
+    fn duplicate_key(bytes: &[u8]) -> Option<String> {
+        match parse_json(bytes) {
+            Err(JsonInputError::DuplicateKey(path)) => Some(path),
+            _ => None,
+        }
+    }
+
     #[test]
     fn repeated_keys_are_found_at_any_depth() {
         assert_eq!(
-            super::duplicate_key(br#"{"id":"a","id":"b"}"#).as_deref(),
+            duplicate_key(br#"{"id":"a","id":"b"}"#).as_deref(),
             Some("/id")
         );
         assert_eq!(
-            super::duplicate_key(
-                br#"{"data":{"amount":"1.00","x":[{"k":1,"k":2}],"amount":"9.00"}}"#
-            )
-            .as_deref(),
+            duplicate_key(br#"{"data":{"amount":"1.00","x":[{"k":1,"k":2}],"amount":"9.00"}}"#)
+                .as_deref(),
             Some("/data/x/0/k")
         );
         assert_eq!(
-            super::duplicate_key(br#"{"a":{"k":1},"b":{"k":1}}"#),
+            duplicate_key(br#"{"a":{"k":1},"b":{"k":1}}"#),
             None,
             "the same key in two objects is fine"
         );
         assert_eq!(
-            super::duplicate_key(br#"[1,{"a\u0062":1,"ab":2}]"#).as_deref(),
+            duplicate_key(br#"[1,{"a\u0062":1,"ab":2}]"#).as_deref(),
             Some("/1/ab"),
             "escapes are compared decoded"
         );
+        // The document parsed in the same pass equals serde_json's own parse.
+        let doc = br#"{"a":[1,-2,3.5,1e300,"x",null,true,{"b":{}}],"c":18446744073709551615}"#;
+        let v = parse_json(doc).expect("valid, no repeated key");
+        assert_eq!(v, serde_json::from_slice::<serde_json::Value>(doc).unwrap());
+        assert!(matches!(
+            parse_json(b"{\"a\":1} x"),
+            Err(JsonInputError::Invalid(_))
+        ));
     }
 }

@@ -476,19 +476,15 @@ async fn authorize(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let path = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string());
     // axum answers HEAD with the GET handler: it needs the GET route's role.
-    let method = match req.method().as_str().to_ascii_lowercase() {
-        m if m == "head" => "get".to_string(),
+    let method = match req.method() {
+        &Method::HEAD => &Method::GET,
         m => m,
     };
-    let role = path.and_then(|p| {
+    let role = req.extensions().get::<MatchedPath>().and_then(|p| {
         ROUTES
             .iter()
-            .find(|(m, rp, _)| *m == method && *rp == p)
+            .find(|(m, rp, _)| method.as_str().eq_ignore_ascii_case(m) && *rp == p.as_str())
             .and_then(|(_, _, role)| *role)
     });
     if let Some(r) = role.and_then(|role| denied(&st, req.headers(), role)) {

@@ -101,11 +101,10 @@ impl FindingsStore {
             .into_iter()
             .rev()
             .collect();
-        let mut o = OpenOptions::new();
-        o.create(true).write(true).truncate(false);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-        let mut file = o.open(&path)?;
+        let mut file = argus_engine::engine::owner_only(
+            OpenOptions::new().create(true).write(true).truncate(false),
+        )
+        .open(&path)?;
         if file.metadata()?.len() != len {
             file.set_len(len)?;
             file.sync_all()?;

@@ -170,11 +170,7 @@ fn write_head(dir: &Path, first: u64) -> Result<(), WalError> {
 
 /// A new segment, readable by its owner only, opened for appending.
 fn new_segment_file(path: &Path) -> io::Result<File> {
-    let mut o = OpenOptions::new();
-    o.create(true).append(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o.open(path)
+    argus_engine::engine::owner_only(OpenOptions::new().create(true).append(true)).open(path)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), WalError> {

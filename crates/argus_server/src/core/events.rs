@@ -82,17 +82,19 @@ impl Core {
 
     /// A label posted without an actor takes the actor of the event it names in `data.original_event`.
     pub(super) fn label_envelope(&mut self, raw: &str) -> Result<String, Answer> {
-        // Checked here, before the document is re-serialized (which would keep one of two equal keys).
-        if let Some(path) = argus_event::decode::duplicate_key(raw.as_bytes()) {
-            return Err(error_with(
+        // Parsed refusing repeated keys, before the document is re-serialized (which would keep one
+        // of two equal keys).
+        let mut v: Json = argus_event::decode::parse_json(raw.as_bytes()).map_err(|e| match e {
+            argus_event::decode::JsonInputError::Invalid(e) => {
+                error(400, "invalid_json", format!("not valid JSON: {e}"))
+            }
+            argus_event::decode::JsonInputError::DuplicateKey(path) => error_with(
                 400,
                 "duplicate_key",
                 format!("the key at `{path}` appears twice in the same object"),
                 json!([{"path": path, "code": "duplicate_key", "message": "a key may appear once per object"}]),
-            ));
-        }
-        let mut v: Json = serde_json::from_str(raw)
-            .map_err(|e| error(400, "invalid_json", format!("not valid JSON: {e}")))?;
+            ),
+        })?;
         let Some(obj) = v.as_object_mut() else {
             return Ok(raw.to_string());
         };
