@@ -17,6 +17,22 @@ pub const SECRET_ENV: &str = "ARGUS_PII_SECRET";
 /// 16-byte digest in a hash set and 32 bytes in the ordered queue, with the set's spare capacity).
 pub const DEFAULT_DEDUPE_MAX_IDS: usize = 2_000_000;
 
+/// Most feature-state partitions `[engine] partitions` accepts.
+pub const MAX_PARTITIONS: usize = 256;
+
+/// The default partition count: the cores this process may use (`ARGUS_PARTITIONS` overrides it,
+/// as the benches and the partition-invariance tests do).
+pub fn default_partitions() -> usize {
+    if let Some(n) = std::env::var("ARGUS_PARTITIONS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| (1..=MAX_PARTITIONS).contains(n))
+    {
+        return n;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_PARTITIONS))
+}
+
 const TOP_KEYS: &[&str] = &[
     "include",
     "engine",
@@ -39,8 +55,12 @@ pub struct EngineSettings {
     /// At most this many event ids are remembered (the oldest are forgotten first), whatever the TTL:
     /// the idempotency memory is bounded by configuration, not by traffic.
     pub dedupe_max_ids: Option<usize>,
-    /// Run idle-key expiry each time the watermark advances by this much.
+    /// No longer used: expiry is incremental (kept so that older files still load; see
+    /// docs/features.md, "Expiry").
     pub sweep_every: Option<String>,
+    /// Feature-state partitions (keys are split among them by hash); replay applies them on this many
+    /// threads. Default: the number of cores. Answers, snapshots and digests do not depend on it.
+    pub partitions: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Clone, Default)]
@@ -86,7 +106,8 @@ pub struct Config {
     pub dedupe_ttl_ms: i64,
     /// Most event ids remembered for idempotency (see [`EngineSettings::dedupe_max_ids`]).
     pub dedupe_max_ids: usize,
-    pub sweep_every_ms: i64,
+    /// Feature-state partitions (see [`EngineSettings::partitions`]).
+    pub partitions: usize,
     /// The `[server]` section, read by `argus serve` (the engine itself does not use it).
     pub server: toml::Table,
     /// `[[models]]`, loaded and matched to the features (their slots are `features.models`).
@@ -210,7 +231,21 @@ impl Config {
         if dedupe_max_ids == 0 {
             errors.push("engine.dedupe_max_ids: must be at least 1".into());
         }
-        let sweep_every_ms = dur(&mut errors, "sweep_every", &p.engine.sweep_every, DAY).max(1);
+        let _ = dur(&mut errors, "sweep_every", &p.engine.sweep_every, DAY);
+        let partitions = match p.engine.partitions {
+            Some(0) => {
+                errors.push("engine.partitions: must be at least 1".into());
+                1
+            }
+            Some(n) if n > MAX_PARTITIONS => {
+                errors.push(format!(
+                    "engine.partitions: {n} is more than {MAX_PARTITIONS}"
+                ));
+                1
+            }
+            Some(n) => n,
+            None => default_partitions(),
+        };
         if let (Some(schema), Some(csv)) = (&schema, &p.csv) {
             errors.extend(check_csv(schema, csv));
         }
@@ -241,7 +276,7 @@ impl Config {
             secret_is_default,
             dedupe_ttl_ms,
             dedupe_max_ids,
-            sweep_every_ms,
+            partitions,
             server: p.server,
             models,
             graph,

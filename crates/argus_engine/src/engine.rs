@@ -6,7 +6,7 @@
 
 use crate::config::Config;
 use argus_event::{Decoder, Event, Schema, Value};
-use argus_features::state::CopyAborted;
+use argus_features::state::{Answers, CopyAborted, Reading, Step};
 use argus_features::{FeatureSet, FeatureState};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashSet, VecDeque};
@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"ARGUSSN3";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"ARGUSSN4";
 
 /// Counters of what the engine did with its input.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,14 +80,18 @@ struct Dedupe {
 }
 
 impl Dedupe {
-    fn expire(&mut self, cutoff: i64) {
+    /// Forgets the ids at the front of the queue older than `cutoff`; returns how many.
+    fn expire(&mut self, cutoff: i64) -> u64 {
+        let mut n = 0;
         while let Some(&(t, h)) = self.order.front() {
             if t >= cutoff {
                 break;
             }
             self.order.pop_front();
             self.set.remove(&h);
+            n += 1;
         }
+        n
     }
 }
 
@@ -105,7 +109,6 @@ struct EngineSnap {
     secret_fp: u64,
     seq: u64,
     watermark: i64,
-    next_sweep: i64,
     counters: Counters,
     dedupe: Vec<(i64, u128)>,
     labels: Vec<Vec<PendingLabel>>,
@@ -137,7 +140,6 @@ impl EngineSnap {
             self.secret_fp,
             self.seq,
             self.watermark,
-            self.next_sweep,
             &self.counters,
             &self.dedupe,
             &self.labels,
@@ -273,6 +275,21 @@ pub struct Engine {
     policies: Option<Arc<argus_policy::PolicySet>>,
     decoder: Decoder,
     state: FeatureState,
+    sq: Sequencer,
+    out: Vec<Value>,
+    /// The event as the last [`process`](Self::process) saw it (label columns taken out); returned in
+    /// its [`Processed`], and reused as the next event's buffer.
+    current: Event,
+    /// Labels released by the last admitted event, applied before it.
+    released: Vec<Event>,
+    /// The entity graph, when `[graph]` is declared.
+    graph: Option<crate::graph::GraphState>,
+}
+
+/// The sequencer: what decides, in input order, whether and where an event enters the state
+/// (idempotency, lateness, delayed labels, sequence numbers). It never touches feature state, so it
+/// runs ahead of the partitions.
+struct Sequencer {
     dedupe: Dedupe,
     /// Delayed labels waiting for their release time, one queue per declared label, each ordered by
     /// (release time, source sequence number). A label has one fixed delay, so events in time order
@@ -280,185 +297,56 @@ pub struct Engine {
     labels: Vec<VecDeque<PendingLabel>>,
     /// Per label: the slots of its release type that features read; only those are kept while pending.
     label_slots: Vec<Vec<usize>>,
-    /// Reused to apply released labels without allocating.
-    release_ev: Event,
-    /// Idempotency ids forgotten by the `dedupe_max_ids` cap so far (positions for incremental copies;
-    /// not part of the state's meaning).
+    /// Idempotency ids forgotten so far, by the `dedupe_max_ids` cap or by `dedupe_ttl` (positions
+    /// for incremental copies; not part of the state's meaning).
     dedupe_evicted: u64,
     watermark: i64,
     seq: u64,
-    next_sweep: i64,
-    pub counters: Counters,
-    out: Vec<Value>,
-    /// The event as the last [`process`](Self::process) saw it (label columns taken out); returned in
-    /// its [`Processed`], and reused as the next event's buffer.
-    current: Event,
-    /// The entity graph, when `[graph]` is declared.
-    graph: Option<crate::graph::GraphState>,
+    counters: Counters,
 }
 
-impl Engine {
-    pub fn new(config: Config) -> Engine {
-        let decoder = Decoder::new(config.schema.clone(), config.pseudonymizer.clone());
-        let state = FeatureState::new(&config.features);
-        let n = config.features.features.len();
-        let n_labels = config.schema.labels.len();
-        let label_slots = config
-            .schema
-            .labels
-            .iter()
-            .map(|l| config.features.slots_read(l.release_type as usize))
-            .collect();
-        let graph = config
-            .graph
-            .as_ref()
-            .map(|g| crate::graph::GraphState::new(g));
-        Engine {
-            policies: None,
-            label_slots,
-            current: Event {
-                id: String::new(),
-                ty: 0,
-                time: 0,
-                fields: Vec::new(),
-            },
-            release_ev: Event {
-                id: String::new(),
-                ty: 0,
-                time: 0,
-                fields: Vec::new(),
-            },
-            dedupe_evicted: 0,
-            config,
-            decoder,
-            state,
-            dedupe: Dedupe::default(),
-            labels: vec![VecDeque::new(); n_labels],
-            watermark: i64::MIN,
-            seq: 0,
-            next_sweep: i64::MIN,
-            counters: Counters::default(),
-            out: vec![Value::Null; n],
-            graph,
+impl Sequencer {
+    /// Admits `ev` (already the engine's own copy): idempotency and lateness checks, then the labels
+    /// due by its time are released into `released` (each with its sequence number in `.1`), its own
+    /// label columns are taken out and scheduled, and it gets its sequence number.
+    fn admit(
+        &mut self,
+        config: &Config,
+        ev: &mut Event,
+        released: &mut Vec<Event>,
+    ) -> Result<Vec<OwnLabel>, ProcessError> {
+        let idh = xxhash_rust::xxh3::xxh3_128(ev.id.as_bytes());
+        if self.dedupe.set.contains(&idh) {
+            self.counters.duplicates += 1;
+            return Err(ProcessError::Duplicate(ev.id.clone()));
         }
-    }
-
-    /// Decides checkpoints with these policies from now on (compiled against this engine's schema and
-    /// features).
-    pub fn set_policies(&mut self, p: Arc<argus_policy::PolicySet>) {
-        self.policies = Some(p);
-    }
-
-    /// Stops deciding (features only).
-    pub fn clear_policies(&mut self) {
-        self.policies = None;
-    }
-
-    pub fn policies(&self) -> Option<&Arc<argus_policy::PolicySet>> {
-        self.policies.as_ref()
-    }
-
-    /// The decision for `ev` given its feature vector `features` (a pure function of both and the
-    /// installed policies and models; [`process`](Self::process) calls it with the features it just
-    /// computed). `None` without policies or when no policy covers the event's type.
-    pub fn decide_with(&self, ev: &Event, features: &[Value]) -> Option<argus_policy::Decision> {
-        let p = self.policies.as_ref()?;
-        let models = &self.config.models;
-        if !models.iter().any(|m| m.event_type == ev.ty)
-            || p.by_type.get(ev.ty as usize).is_none_or(|x| x.is_none())
-        {
-            return p.decide(&self.config.schema, ev, features);
+        let allowed = config.features.allowed_lateness_ms;
+        if self.watermark != i64::MIN && ev.time < self.watermark - allowed {
+            self.counters.too_late += 1;
+            return Err(ProcessError::TooLate {
+                lag_ms: self.watermark - ev.time,
+                allowed_ms: allowed,
+            });
         }
-        let mut scores = vec![f64::NAN; models.len()];
-        let mut outputs = Vec::new();
-        let mut x = Vec::new();
-        for (k, m) in models
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.event_type == ev.ty)
-        {
-            let o = m.output(features, &mut x);
-            scores[k] = o.score;
-            outputs.push(o);
-        }
-        let mut d = p.decide_with(&self.config.schema, ev, features, &scores)?;
-        d.models = outputs;
-        Some(d)
-    }
-
-    /// The value lists the policies read, for changes at run time (`None` without policies). The
-    /// policies are copied first if another owner shares them.
-    pub fn lists_mut(&mut self) -> Option<&mut argus_policy::ValueLists> {
-        let p = self.policies.as_mut()?;
-        let p = Arc::get_mut(p)?;
-        Some(Arc::make_mut(&mut p.lists))
-    }
-
-    /// Reads, without changing anything, the features that `probe` (an event of some type whose key
-    /// fields are set) would see at its time. Returns the feature vector (null where not computed).
-    pub fn peek(&mut self, probe: &Event) -> &[Value] {
-        self.state
-            .peek(&self.config.features, probe, self.seq + 1, &mut self.out);
-        &self.out
-    }
-
-    /// A digest of the state that future answers depend on (features, idempotency ids, pending labels,
-    /// watermark, sequence; not the counters of refused input): two engines with equal digests answer
-    /// every future event alike.
-    pub fn state_digest(&self) -> u64 {
-        let parts = (
-            self.seq,
-            self.watermark,
-            self.next_sweep,
-            self.dedupe.order.iter().collect::<Vec<_>>(),
-            self.labels
-                .iter()
-                .map(|q| q.iter().collect::<Vec<_>>())
-                .collect::<Vec<_>>(),
-            self.state.snapshot(),
-            self.graph.as_ref().map(|g| g.digest()),
-        );
-        xxhash_rust::xxh3::xxh3_64(
-            &bincode::serialize(&parts).expect("serializing plain data to a Vec cannot fail"),
-        )
-    }
-
-    pub fn decoder(&self) -> &Decoder {
-        &self.decoder
-    }
-
-    pub fn schema(&self) -> &Arc<Schema> {
-        &self.config.schema
-    }
-
-    pub fn features(&self) -> &Arc<FeatureSet> {
-        &self.config.features
-    }
-
-    pub fn feature_state(&self) -> &FeatureState {
-        &self.state
-    }
-
-    /// Newest event time seen.
-    pub fn watermark(&self) -> Option<i64> {
-        (self.watermark != i64::MIN).then_some(self.watermark)
-    }
-
-    /// Number of events applied so far (including released labels).
-    pub fn sequence(&self) -> u64 {
-        self.seq
-    }
-
-    /// The entity graph's size: accounts, link edges, block edges (`None` without `[graph]`).
-    pub fn graph_size(&self) -> Option<(usize, usize, usize)> {
-        self.graph.as_ref().map(|g| g.size())
+        self.release_labels(config, ev.time, released);
+        self.watermark = self.watermark.max(ev.time);
+        let labels = self.schedule_labels(config, ev);
+        self.seq += 1;
+        self.dedupe.set.insert(idh);
+        self.dedupe.order.push_back((ev.time, idh));
+        self.forget_over_cap(config.dedupe_max_ids);
+        self.dedupe_evicted += self
+            .dedupe
+            .expire(self.watermark.saturating_sub(config.dedupe_ttl_ms));
+        self.counters.accepted += 1;
+        Ok(labels)
     }
 
     /// Forgets the oldest idempotency ids beyond `dedupe_max_ids` (deterministic: a function of the
     /// event sequence and the configuration). An incremental copy in progress skips the forgotten
     /// ids by their position (see [`EngineCopy`]).
-    fn forget_over_cap(&mut self) {
-        while self.dedupe.order.len() > self.config.dedupe_max_ids {
+    fn forget_over_cap(&mut self, max: usize) {
+        while self.dedupe.order.len() > max {
             let Some((_, old)) = self.dedupe.order.pop_front() else {
                 break;
             };
@@ -467,92 +355,9 @@ impl Engine {
         }
     }
 
-    /// Event ids remembered for idempotency.
-    pub fn idempotency_ids(&self) -> usize {
-        self.dedupe.order.len()
-    }
-
-    /// Labels scheduled and not yet released.
-    pub fn pending_labels(&self) -> usize {
-        self.labels.iter().map(VecDeque::len).sum()
-    }
-
-    /// Processes one validated event: everything it produced, in one value ([`Processed`]): the
-    /// features as of the event (read-your-writes), the decision (when policies cover its type), the
-    /// graph detectors' findings and its own delayed labels. The caller's event is not changed. This is
-    /// the one sequencing function: the server, replay, `argus test` and the benches all call it.
-    pub fn process(&mut self, ev: &Event) -> Result<Processed<'_>, ProcessError> {
-        self.step(ev, true)
-    }
-
-    /// As [`process`](Self::process), without deciding: for state that is rebuilt from a log whose
-    /// records already hold their decisions (the server's recovery), and feature-only replays.
-    pub fn apply(&mut self, ev: &Event) -> Result<Processed<'_>, ProcessError> {
-        self.step(ev, false)
-    }
-
-    fn step(&mut self, ev: &Event, decide: bool) -> Result<Processed<'_>, ProcessError> {
-        let idh = xxhash_rust::xxh3::xxh3_128(ev.id.as_bytes());
-        if self.dedupe.set.contains(&idh) {
-            self.counters.duplicates += 1;
-            return Err(ProcessError::Duplicate(ev.id.clone()));
-        }
-        let allowed = self.config.features.allowed_lateness_ms;
-        if self.watermark != i64::MIN && ev.time < self.watermark - allowed {
-            self.counters.too_late += 1;
-            return Err(ProcessError::TooLate {
-                lag_ms: self.watermark - ev.time,
-                allowed_ms: allowed,
-            });
-        }
-        self.release_labels(ev.time);
-        self.watermark = self.watermark.max(ev.time);
-        // The event as features and rules see it: its own label columns taken out (scheduled for
-        // release at their delay). A copy into a reused buffer (values are shared, not cloned deeply).
-        let mut seen = std::mem::take(&mut self.current);
-        seen.id.clone_from(&ev.id);
-        seen.ty = ev.ty;
-        seen.time = ev.time;
-        seen.fields.clone_from(&ev.fields);
-        let labels = self.schedule_labels(&mut seen);
-        self.seq += 1;
-        self.dedupe.set.insert(idh);
-        self.dedupe.order.push_back((ev.time, idh));
-        self.forget_over_cap();
-        self.counters.accepted += 1;
-        self.state
-            .apply(&self.config.features, &seen, self.seq, Some(&mut self.out));
-        let findings = match (&self.config.graph, &mut self.graph) {
-            (Some(spec), Some(g)) => {
-                g.apply(spec, &seen, &mut self.out);
-                g.take_findings()
-            }
-            _ => Vec::new(),
-        };
-        if self.watermark >= self.next_sweep {
-            self.state.expire(&self.config.features, self.watermark);
-            self.dedupe
-                .expire(self.watermark - self.config.dedupe_ttl_ms);
-            self.next_sweep = self.watermark + self.config.sweep_every_ms;
-        }
-        self.current = seen;
-        let decision = if decide {
-            self.decide_with(&self.current, &self.out)
-        } else {
-            None
-        };
-        Ok(Processed {
-            seq: self.seq,
-            event: &self.current,
-            features: &self.out,
-            decision,
-            findings,
-            labels,
-        })
-    }
-
-    /// Applies every scheduled label whose release time is ≤ `t`, oldest first.
-    pub fn release_labels(&mut self, t: i64) {
+    /// Moves every scheduled label whose release time is ≤ `t` into `released`, oldest first, each
+    /// as a `label.<name>` event whose id field is empty and whose sequence number follows the last.
+    fn release_labels(&mut self, config: &Config, t: i64, released: &mut Vec<Event>) {
         loop {
             // The earliest (release time, sequence) across the label queues: a deterministic merge.
             let mut best: Option<(usize, (i64, u64))> = None;
@@ -567,29 +372,26 @@ impl Engine {
             let Some(p) = self.labels[i].pop_front() else {
                 break;
             };
-            let spec = &self.config.schema.labels[i];
-            let ev = &mut self.release_ev;
-            ev.ty = spec.release_type;
-            ev.time = p.key.0;
-            ev.fields.clear();
-            ev.fields.resize(
-                self.config.schema.get(spec.release_type).fields.len(),
-                Value::Null,
-            );
+            let spec = &config.schema.labels[i];
+            let mut fields = vec![Value::Null; config.schema.get(spec.release_type).fields.len()];
             for (s, v) in p.fields {
-                ev.fields[s as usize] = v;
+                fields[s as usize] = v;
             }
             self.seq += 1;
             self.counters.labels_released += 1;
-            self.state
-                .apply(&self.config.features, &self.release_ev, self.seq, None);
+            released.push(Event {
+                id: String::new(),
+                ty: spec.release_type,
+                time: p.key.0,
+                fields,
+            });
         }
     }
 
     /// Takes the label columns out of `ev` and schedules their release.
-    fn schedule_labels(&mut self, ev: &mut Event) -> Vec<OwnLabel> {
+    fn schedule_labels(&mut self, config: &Config, ev: &mut Event) -> Vec<OwnLabel> {
         let mut own = Vec::new();
-        let schema = &self.config.schema;
+        let schema = &config.schema;
         for (li, l) in schema
             .labels
             .iter()
@@ -642,11 +444,447 @@ impl Engine {
         }
         own
     }
+}
+
+/// The decision and findings for an event whose feature vector is complete but for the graph's
+/// features: the graph's work on the event (in sequence order), then the policies. Shared by
+/// [`Engine::process`] and [`Engine::run`].
+fn conclude(
+    config: &Config,
+    policies: Option<&Arc<argus_policy::PolicySet>>,
+    graph: &mut Option<crate::graph::GraphState>,
+    ev: &Event,
+    out: &mut [Value],
+    decide: bool,
+) -> (Option<argus_policy::Decision>, Vec<crate::graph::Finding>) {
+    let findings = match (&config.graph, graph) {
+        (Some(spec), Some(g)) => {
+            g.apply(spec, ev, out);
+            g.take_findings()
+        }
+        _ => Vec::new(),
+    };
+    let decision = match policies {
+        Some(p) if decide => decide_with(config, p, ev, out),
+        _ => None,
+    };
+    (decision, findings)
+}
+
+/// See [`Engine::decide_with`].
+fn decide_with(
+    config: &Config,
+    p: &argus_policy::PolicySet,
+    ev: &Event,
+    features: &[Value],
+) -> Option<argus_policy::Decision> {
+    let models = &config.models;
+    if !models.iter().any(|m| m.event_type == ev.ty)
+        || p.by_type.get(ev.ty as usize).is_none_or(|x| x.is_none())
+    {
+        return p.decide(&config.schema, ev, features);
+    }
+    let mut scores = vec![f64::NAN; models.len()];
+    let mut outputs = Vec::new();
+    let mut x = Vec::new();
+    for (k, m) in models
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.event_type == ev.ty)
+    {
+        let o = m.output(features, &mut x);
+        scores[k] = o.score;
+        outputs.push(o);
+    }
+    let mut d = p.decide_with(&config.schema, ev, features, &scores)?;
+    d.models = outputs;
+    Some(d)
+}
+
+/// Where [`Engine::run`] reads its events and delivers what each produced, in input order.
+pub trait Source {
+    type Error;
+    /// The next event, decoded with `decoder`; `None` at the end of the input. Records that do not
+    /// decode are the source's own business (it counts and reports them, then reads on).
+    fn next(&mut self, decoder: &Decoder) -> Result<Option<Event>, Self::Error>;
+    /// An event the engine refused (a duplicate, or too late). Refusals and [`processed`] results
+    /// arrive in input order.
+    ///
+    /// [`processed`]: Source::processed
+    fn refused(&mut self, ev: &Event, e: ProcessError) -> Result<(), Self::Error>;
+    /// Everything an accepted event produced.
+    fn processed(&mut self, p: Processed<'_>) -> Result<(), Self::Error>;
+}
+
+/// Accepted events per batch in [`Engine::run`].
+const BATCH: usize = 4096;
+
+/// A batch admitted by [`Engine::run`], the own labels of each accepted event in it, and whether the
+/// input has ended.
+type Filled = (Batch, Vec<Vec<OwnLabel>>, bool);
+
+/// A batch of [`Engine::run`]: the events in sequence order (released labels and accepted events),
+/// with, per event, its sequence number, the watermark as of it, and whether it is read (accepted
+/// events are; released labels are not).
+#[derive(Default)]
+struct Batch {
+    events: Vec<Event>,
+    meta: Vec<(u64, i64, bool)>,
+    /// Events the sequencer refused, each with the number of accepted events before it in the batch
+    /// (delivered to the source in input order, with the accepted ones).
+    refused: Vec<(usize, Event, ProcessError)>,
+}
+
+impl Batch {
+    fn steps(&self) -> Vec<Step<'_>> {
+        self.events
+            .iter()
+            .zip(&self.meta)
+            .map(|(ev, &(seq, wm, read))| Step { ev, seq, wm, read })
+            .collect()
+    }
+}
+
+impl Engine {
+    pub fn new(config: Config) -> Engine {
+        let decoder = Decoder::new(config.schema.clone(), config.pseudonymizer.clone());
+        let state = FeatureState::with_partitions(&config.features, config.partitions);
+        let n = config.features.features.len();
+        let n_labels = config.schema.labels.len();
+        let label_slots = config
+            .schema
+            .labels
+            .iter()
+            .map(|l| config.features.slots_read(l.release_type as usize))
+            .collect();
+        let graph = config
+            .graph
+            .as_ref()
+            .map(|g| crate::graph::GraphState::new(g));
+        Engine {
+            policies: None,
+            current: Event {
+                id: String::new(),
+                ty: 0,
+                time: 0,
+                fields: Vec::new(),
+            },
+            released: Vec::new(),
+            sq: Sequencer {
+                dedupe: Dedupe::default(),
+                labels: vec![VecDeque::new(); n_labels],
+                label_slots,
+                dedupe_evicted: 0,
+                watermark: i64::MIN,
+                seq: 0,
+                counters: Counters::default(),
+            },
+            config,
+            decoder,
+            state,
+            out: vec![Value::Null; n],
+            graph,
+        }
+    }
+
+    /// Decides checkpoints with these policies from now on (compiled against this engine's schema and
+    /// features).
+    pub fn set_policies(&mut self, p: Arc<argus_policy::PolicySet>) {
+        self.policies = Some(p);
+    }
+
+    /// Stops deciding (features only).
+    pub fn clear_policies(&mut self) {
+        self.policies = None;
+    }
+
+    pub fn policies(&self) -> Option<&Arc<argus_policy::PolicySet>> {
+        self.policies.as_ref()
+    }
+
+    /// Counters of what the engine did with its input.
+    pub fn counters(&self) -> &Counters {
+        &self.sq.counters
+    }
+
+    /// The decision for `ev` given its feature vector `features` (a pure function of both and the
+    /// installed policies and models; [`process`](Self::process) calls it with the features it just
+    /// computed). `None` without policies or when no policy covers the event's type.
+    pub fn decide_with(&self, ev: &Event, features: &[Value]) -> Option<argus_policy::Decision> {
+        decide_with(&self.config, self.policies.as_ref()?, ev, features)
+    }
+
+    /// The value lists the policies read, for changes at run time (`None` without policies). The
+    /// policies are copied first if another owner shares them.
+    pub fn lists_mut(&mut self) -> Option<&mut argus_policy::ValueLists> {
+        let p = self.policies.as_mut()?;
+        let p = Arc::get_mut(p)?;
+        Some(Arc::make_mut(&mut p.lists))
+    }
+
+    /// Reads, without changing anything, the features that `probe` (an event of some type whose key
+    /// fields are set) would see at its time. Returns the feature vector (null where not computed).
+    pub fn peek(&mut self, probe: &Event) -> &[Value] {
+        self.state
+            .peek(&self.config.features, probe, self.sq.seq + 1, &mut self.out);
+        &self.out
+    }
+
+    /// A digest of the state that future answers depend on (features, idempotency ids, pending labels,
+    /// watermark, sequence; not the counters of refused input): two engines with equal digests answer
+    /// every future event alike. It does not depend on the partition count.
+    pub fn state_digest(&self) -> u64 {
+        let parts = (
+            self.sq.seq,
+            self.sq.watermark,
+            self.sq.dedupe.order.iter().collect::<Vec<_>>(),
+            self.sq
+                .labels
+                .iter()
+                .map(|q| q.iter().collect::<Vec<_>>())
+                .collect::<Vec<_>>(),
+            self.state.snapshot(),
+            self.graph.as_ref().map(|g| g.digest()),
+        );
+        xxhash_rust::xxh3::xxh3_64(
+            &bincode::serialize(&parts).expect("serializing plain data to a Vec cannot fail"),
+        )
+    }
+
+    pub fn decoder(&self) -> &Decoder {
+        &self.decoder
+    }
+
+    pub fn schema(&self) -> &Arc<Schema> {
+        &self.config.schema
+    }
+
+    pub fn features(&self) -> &Arc<FeatureSet> {
+        &self.config.features
+    }
+
+    pub fn feature_state(&self) -> &FeatureState {
+        &self.state
+    }
+
+    /// Newest event time seen.
+    pub fn watermark(&self) -> Option<i64> {
+        (self.sq.watermark != i64::MIN).then_some(self.sq.watermark)
+    }
+
+    /// Number of events applied so far (including released labels).
+    pub fn sequence(&self) -> u64 {
+        self.sq.seq
+    }
+
+    /// The entity graph's size: accounts, link edges, block edges (`None` without `[graph]`).
+    pub fn graph_size(&self) -> Option<(usize, usize, usize)> {
+        self.graph.as_ref().map(|g| g.size())
+    }
+
+    /// Event ids remembered for idempotency.
+    pub fn idempotency_ids(&self) -> usize {
+        self.sq.dedupe.order.len()
+    }
+
+    /// Labels scheduled and not yet released.
+    pub fn pending_labels(&self) -> usize {
+        self.sq.labels.iter().map(VecDeque::len).sum()
+    }
+
+    /// Processes one validated event: everything it produced, in one value ([`Processed`]): the
+    /// features as of the event (read-your-writes), the decision (when policies cover its type), the
+    /// graph detectors' findings and its own delayed labels. The caller's event is not changed. The
+    /// server, `argus test` and the benches call it; replay calls [`run`](Self::run), the same steps
+    /// with the partitions on worker threads.
+    pub fn process(&mut self, ev: &Event) -> Result<Processed<'_>, ProcessError> {
+        self.step(ev, true)
+    }
+
+    /// As [`process`](Self::process), without deciding: for state that is rebuilt from a log whose
+    /// records already hold their decisions (the server's recovery), and feature-only replays.
+    pub fn apply(&mut self, ev: &Event) -> Result<Processed<'_>, ProcessError> {
+        self.step(ev, false)
+    }
+
+    fn step(&mut self, ev: &Event, decide: bool) -> Result<Processed<'_>, ProcessError> {
+        // The event as features and rules see it: a copy into a reused buffer, whose own label
+        // columns the sequencer takes out.
+        let seen = &mut self.current;
+        seen.id.clone_from(&ev.id);
+        seen.ty = ev.ty;
+        seen.time = ev.time;
+        seen.fields.clone_from(&ev.fields);
+        self.released.clear();
+        let labels = self.sq.admit(&self.config, seen, &mut self.released)?;
+        let fs = &self.config.features;
+        let mut seq = self.sq.seq - self.released.len() as u64 - 1;
+        for r in &self.released {
+            seq += 1;
+            self.state.apply(fs, r, seq, None);
+        }
+        self.state
+            .apply(fs, &self.current, self.sq.seq, Some(&mut self.out));
+        let (decision, findings) = conclude(
+            &self.config,
+            self.policies.as_ref(),
+            &mut self.graph,
+            &self.current,
+            &mut self.out,
+            decide,
+        );
+        Ok(Processed {
+            seq: self.sq.seq,
+            event: &self.current,
+            features: &self.out,
+            decision,
+            findings,
+            labels,
+        })
+    }
+
+    /// Processes every event of `src` in order, as [`process`](Self::process) would one by one (the
+    /// same answers, state and digest), with the feature partitions on worker threads: the events are
+    /// admitted in batches; while the partitions apply one batch, this thread admits the next and
+    /// concludes the previous one (assembles the vectors, runs the graph and the policies, hands each
+    /// [`Processed`] to the source in input order).
+    pub fn run<S: Source>(&mut self, src: &mut S) -> Result<(), S::Error> {
+        use std::sync::mpsc;
+        let Engine {
+            config,
+            policies,
+            decoder,
+            state,
+            sq,
+            out,
+            graph,
+            ..
+        } = self;
+        let fs = config.features.clone();
+        let mut fwm = state.watermark();
+        let mut released = Vec::new();
+        // Fills a batch with up to BATCH accepted events (and the labels they release); the own labels
+        // of each accepted event, in order, go to `own`. `true` at the end of the input.
+        let mut fill = |src: &mut S, fwm: &mut i64| -> Result<Filled, S::Error> {
+            let mut b = Batch::default();
+            let mut own = Vec::with_capacity(BATCH);
+            while own.len() < BATCH {
+                let Some(mut ev) = src.next(decoder)? else {
+                    return Ok((b, own, true));
+                };
+                released.clear();
+                match sq.admit(config, &mut ev, &mut released) {
+                    Ok(labels) => {
+                        let mut seq = sq.seq - released.len() as u64 - 1;
+                        for r in released.drain(..) {
+                            seq += 1;
+                            *fwm = (*fwm).max(r.time);
+                            b.events.push(r);
+                            b.meta.push((seq, *fwm, false));
+                        }
+                        *fwm = (*fwm).max(ev.time);
+                        b.events.push(ev);
+                        b.meta.push((sq.seq, *fwm, true));
+                        own.push(labels);
+                    }
+                    Err(e) => b.refused.push((own.len(), ev, e)),
+                }
+            }
+            Ok((b, own, false))
+        };
+        let mut result = Ok(());
+        std::thread::scope(|s| {
+            let (answer_tx, answer_rx) = mpsc::channel::<(usize, Answers)>();
+            let mut to_workers = Vec::new();
+            for (p, mut w) in state.split().into_iter().enumerate() {
+                let (tx, rx) = mpsc::channel::<Arc<Batch>>();
+                to_workers.push(tx);
+                let (answer_tx, fs) = (answer_tx.clone(), &fs);
+                s.spawn(move || {
+                    for b in rx {
+                        let a = w.run(fs, &b.steps());
+                        if answer_tx.send((p, a)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(answer_tx);
+            let parts = to_workers.len();
+            result = (|| {
+                let (first, mut own, mut ended) = fill(src, &mut fwm)?;
+                let mut applying = Arc::new(first);
+                for tx in &to_workers {
+                    let _ = tx.send(applying.clone());
+                }
+                loop {
+                    // Admit the next batch while the partitions apply this one.
+                    let (next, next_own, end) = if ended {
+                        (Batch::default(), Vec::new(), true)
+                    } else {
+                        fill(src, &mut fwm)?
+                    };
+                    let mut answers: Vec<Answers> =
+                        (0..parts).map(|_| Answers::default()).collect();
+                    for _ in 0..parts {
+                        let (p, a) = answer_rx.recv().expect("a partition worker stopped");
+                        answers[p] = a;
+                    }
+                    let applied = std::mem::replace(&mut applying, Arc::new(next));
+                    let more = !applying.events.is_empty() || !applying.refused.is_empty();
+                    if more {
+                        for tx in &to_workers {
+                            let _ = tx.send(applying.clone());
+                        }
+                    }
+                    // Conclude the applied batch, in input order, while the partitions apply the next.
+                    let mut reading = Reading::new(answers);
+                    let mut own_labels = own.into_iter();
+                    let mut refused = applied.refused.iter();
+                    let mut refusal = refused.next();
+                    let mut accepted = 0;
+                    for (ev, &(seq, _, read)) in applied.events.iter().zip(&applied.meta) {
+                        if !read {
+                            continue;
+                        }
+                        while let Some((_, rev, e)) = refusal.filter(|r| r.0 == accepted) {
+                            src.refused(rev, e.clone())?;
+                            refusal = refused.next();
+                        }
+                        accepted += 1;
+                        reading.next(&fs, ev, out);
+                        let (decision, findings) =
+                            conclude(config, policies.as_ref(), graph, ev, out, true);
+                        src.processed(Processed {
+                            seq,
+                            event: ev,
+                            features: out,
+                            decision,
+                            findings,
+                            labels: own_labels.next().unwrap_or_default(),
+                        })?;
+                    }
+                    while let Some((_, rev, e)) = refusal {
+                        src.refused(rev, e.clone())?;
+                        refusal = refused.next();
+                    }
+                    own = next_own;
+                    ended = end;
+                    if !more {
+                        return Ok(());
+                    }
+                }
+            })();
+            drop(to_workers);
+        });
+        state.note_batch(fwm);
+        result
+    }
 
     /// Serializes the whole engine state (features, idempotency ids, pending labels, counters) with a
     /// configuration fingerprint and a CRC-32.
     pub fn snapshot(&self) -> Vec<u8> {
-        self.snap_header(self.dedupe.order.iter().copied().collect(), Vec::new())
+        self.snap_header(self.sq.dedupe.order.iter().copied().collect(), Vec::new())
             .encode(&self.state)
     }
 
@@ -655,12 +893,12 @@ impl Engine {
             schema_fp: self.config.schema.fingerprint(),
             features_fp: self.config.features.fingerprint(),
             secret_fp: self.config.secret_fingerprint,
-            seq: self.seq,
-            watermark: self.watermark,
-            next_sweep: self.next_sweep,
-            counters: self.counters.clone(),
+            seq: self.sq.seq,
+            watermark: self.sq.watermark,
+            counters: self.sq.counters.clone(),
             dedupe,
             labels: self
+                .sq
                 .labels
                 .iter()
                 .map(|q| q.iter().cloned().collect())
@@ -676,18 +914,19 @@ impl Engine {
     /// [`finish_copy`](Self::finish_copy) returns a [`PendingSnapshot`] equal to the state at that
     /// moment, to be encoded on another thread. An expiry sweep in between aborts the copy.
     pub fn begin_copy(&mut self) -> EngineCopy {
-        let n = self.dedupe.order.len();
+        let n = self.sq.dedupe.order.len();
         EngineCopy {
             state: self.state.begin_copy(),
             dedupe: Vec::with_capacity(n),
-            first_abs: self.dedupe_evicted,
-            end_abs: self.dedupe_evicted + n as u64,
+            first_abs: self.sq.dedupe_evicted,
+            end_abs: self.sq.dedupe_evicted + n as u64,
         }
     }
 
     /// Absolute position of the next id to copy, dropping copied ids the cap has forgotten since.
     fn dedupe_catch_up(&self, c: &mut EngineCopy) -> u64 {
         let gone = self
+            .sq
             .dedupe_evicted
             .saturating_sub(c.first_abs)
             .min(c.dedupe.len() as u64) as usize;
@@ -696,9 +935,9 @@ impl Engine {
             c.first_abs += gone as u64;
         }
         let next = c.first_abs + c.dedupe.len() as u64;
-        if next < self.dedupe_evicted {
-            c.first_abs = self.dedupe_evicted;
-            return self.dedupe_evicted;
+        if next < self.sq.dedupe_evicted {
+            c.first_abs = self.sq.dedupe_evicted;
+            return self.sq.dedupe_evicted;
         }
         next
     }
@@ -712,9 +951,10 @@ impl Engine {
             .saturating_add(budget.saturating_mul(4) as u64)
             .min(c.end_abs);
         if end > next {
-            let base = self.dedupe_evicted;
+            let base = self.sq.dedupe_evicted;
             c.dedupe.extend(
-                self.dedupe
+                self.sq
+                    .dedupe
                     .order
                     .range((next - base) as usize..(end - base) as usize)
                     .copied(),
@@ -730,9 +970,10 @@ impl Engine {
         let state = self.state.finish_copy(c.state)?;
         let mut dedupe = c.dedupe;
         dedupe.extend(
-            self.dedupe
+            self.sq
+                .dedupe
                 .order
-                .range((next - self.dedupe_evicted) as usize..)
+                .range((next - self.sq.dedupe_evicted) as usize..)
                 .copied(),
         );
         Ok(PendingSnapshot {
@@ -787,8 +1028,9 @@ impl Engine {
                 "the [graph] declaration changed".into(),
             ));
         }
-        let state = FeatureState::restore(&config.features, &snap.state)
-            .map_err(|e| SnapshotError::Incompatible(e.to_string()))?;
+        let state =
+            FeatureState::restore_partitioned(&config.features, &snap.state, config.partitions)
+                .map_err(|e| SnapshotError::Incompatible(e.to_string()))?;
         let graph = match &config.graph {
             Some(spec) => Some(
                 crate::graph::GraphState::decode(spec, &snap.graph)
@@ -799,22 +1041,22 @@ impl Engine {
         let mut e = Engine::new(config);
         e.state = state;
         e.graph = graph;
-        e.seq = snap.seq;
-        e.watermark = snap.watermark;
-        e.next_sweep = snap.next_sweep;
-        e.counters = snap.counters;
+        e.sq.seq = snap.seq;
+        e.sq.watermark = snap.watermark;
+        e.sq.counters = snap.counters;
         for (t, h) in snap.dedupe {
-            e.dedupe.set.insert(h);
-            e.dedupe.order.push_back((t, h));
+            e.sq.dedupe.set.insert(h);
+            e.sq.dedupe.order.push_back((t, h));
         }
         // A snapshot taken under a larger `dedupe_max_ids` is brought under this one.
-        e.forget_over_cap();
-        if snap.labels.len() != e.labels.len() {
+        let max = e.config.dedupe_max_ids;
+        e.sq.forget_over_cap(max);
+        if snap.labels.len() != e.sq.labels.len() {
             return Err(SnapshotError::Incompatible(
                 "label declarations changed".into(),
             ));
         }
-        e.labels = snap.labels.into_iter().map(VecDeque::from).collect();
+        e.sq.labels = snap.labels.into_iter().map(VecDeque::from).collect();
         Ok(e)
     }
 
@@ -848,7 +1090,7 @@ mod tests {
             let ev = e.decoder().decode_json(&doc).expect("valid");
             e.process(&ev).expect("accepted");
         }
-        let mut head = e.snap_header(e.dedupe.order.iter().copied().collect(), Vec::new());
+        let mut head = e.snap_header(e.sq.dedupe.order.iter().copied().collect(), Vec::new());
         head.state = e.state.snapshot();
         let body = bincode::serialize(&head).expect("plain data");
         let mut old = SNAPSHOT_MAGIC.to_vec();

@@ -17,7 +17,8 @@ pub mod table;
 
 pub use config::{Config, ConfigLoadError, CsvMapping};
 pub use engine::{
-    Counters, Engine, EngineCopy, OwnLabel, PendingSnapshot, ProcessError, Processed, SnapshotError,
+    Counters, Engine, EngineCopy, OwnLabel, PendingSnapshot, ProcessError, Processed,
+    SnapshotError, Source,
 };
 pub use graph::{Finding, GraphSpec};
 pub use replay::{replay, Format, ReplayError, ReplayStats};

@@ -1,8 +1,8 @@
 //! Replay: recorded events (NDJSON or mapped CSV) through the same [`Engine::process`] path as live traffic.
 
-use crate::engine::{Engine, ProcessError};
+use crate::engine::{Engine, ProcessError, Processed, Source};
 use crate::table::RowSink;
-use argus_event::{Event, Rejection, TypeId};
+use argus_event::{Decoder, Event, Rejection, TypeId};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, Write};
@@ -52,7 +52,8 @@ struct Outputs<'a, 'b> {
 }
 
 /// Replays `input` through `engine`, writing one row per accepted event to every sink and one JSON line
-/// per refused record to `rejects`. `progress` is called every 65,536 records.
+/// per refused record to `rejects`. `progress` is called every 65,536 records. The events go through
+/// [`Engine::run`]: the feature partitions on worker threads, everything else in input order here.
 pub fn replay<'a, 'b, R: BufRead>(
     engine: &mut Engine,
     input: R,
@@ -62,19 +63,39 @@ pub fn replay<'a, 'b, R: BufRead>(
     progress: &mut dyn FnMut(&ReplayStats),
 ) -> Result<ReplayStats, ReplayError> {
     let mut stats = ReplayStats::default();
-    let released_before = engine.counters.labels_released;
+    let released_before = engine.counters().labels_released;
     if engine.policies().is_some() {
         stats.policy = Some(crate::report::PolicyReport::default());
     }
-    let mut out = Outputs { sinks, rejects };
-    match format {
-        Format::Ndjson => ndjson(engine, input, &mut stats, &mut out, progress)?,
-        Format::Csv => csv_records(engine, input, &mut stats, &mut out, progress)?,
+    let records: Box<dyn Records + '_> = match format {
+        Format::Ndjson => Box::new(NdjsonRecords {
+            input,
+            line: Vec::new(),
+            n: 0,
+        }),
+        Format::Csv => Box::new(CsvRecords::new(engine, input)?),
+    };
+    let amount_slots = (0..engine.schema().types.len())
+        .map(|t| engine.schema().get(t as TypeId).slot("amount"))
+        .collect();
+    let mut src = ReplaySource {
+        records,
+        lines: Default::default(),
+        undelivered: Vec::new(),
+        stats: &mut stats,
+        out: Outputs { sinks, rejects },
+        progress,
+        amount_slots,
+    };
+    engine.run(&mut src)?;
+    for (line, errors) in std::mem::take(&mut src.undelivered) {
+        src.reject(line, errors)?;
     }
-    for s in out.sinks.iter_mut() {
+    for s in src.out.sinks.iter_mut() {
         s.finish()?;
     }
-    stats.labels_released = engine.counters.labels_released - released_before;
+    drop(src);
+    stats.labels_released = engine.counters().labels_released - released_before;
     if let Some(r) = stats.policy.as_mut() {
         r.finish();
     }
@@ -82,111 +103,142 @@ pub fn replay<'a, 'b, R: BufRead>(
     Ok(stats)
 }
 
-fn handle(
-    engine: &mut Engine,
-    decoded: Result<Event, Rejection>,
-    line: u64,
-    stats: &mut ReplayStats,
-    out: &mut Outputs<'_, '_>,
-) -> io::Result<()> {
-    stats.records += 1;
-    let ev = match decoded {
-        Ok(ev) => ev,
-        Err(r) => {
-            *stats.rejected.entry(r.code().to_string()).or_default() += 1;
-            if let Some(w) = out.rejects.as_deref_mut() {
-                serde_json::to_writer(
-                    &mut *w,
-                    &serde_json::json!({"record": line, "errors": r.errors}),
-                )?;
-                w.write_all(b"\n")?;
-            }
-            return Ok(());
+/// A record's line (NDJSON) or record number (CSV), and the record decoded or refused.
+type Numbered = (u64, Result<Event, Rejection>);
+
+/// Input records, each decoded into an event or refused, with its line or record number.
+trait Records {
+    fn next(&mut self, dec: &Decoder) -> Result<Option<Numbered>, ReplayError>;
+}
+
+/// The replay's side of [`Engine::run`]: reads records, reports refusals, and hands each
+/// [`Processed`](crate::engine::Processed) to the sinks and the policy report.
+struct ReplaySource<'s, 'a, 'b> {
+    records: Box<dyn Records + 's>,
+    /// Per event handed to the engine and not yet answered, in order: its record number, and the
+    /// records refused by the decoder just before it (written to `rejects` in record order).
+    lines: std::collections::VecDeque<(u64, Vec<(u64, serde_json::Value)>)>,
+    /// Decoder refusals since the last event handed over.
+    undelivered: Vec<(u64, serde_json::Value)>,
+    stats: &'s mut ReplayStats,
+    out: Outputs<'a, 'b>,
+    progress: &'s mut dyn FnMut(&ReplayStats),
+    /// Per event type, its `amount` field (money in the policy report).
+    amount_slots: Vec<Option<usize>>,
+}
+
+impl ReplaySource<'_, '_, '_> {
+    /// The record number of the event the engine answers now, after writing the decoder's refusals
+    /// that came before it.
+    fn answered(&mut self) -> io::Result<u64> {
+        let (line, before) = self.lines.pop_front().unwrap_or_default();
+        for (l, errors) in before {
+            self.reject(l, errors)?;
         }
-    };
-    // Ground truth for the report and training tables: the event's own label column.
-    let label = label_of(engine, &ev);
-    let truth = label.map(|v| v != 0.0);
-    let amount_slot = engine.schema().get(ev.ty).slot("amount");
-    match engine.process(&ev) {
-        Ok(p) => {
-            if !p.findings.is_empty() {
-                for s in out.sinks.iter_mut() {
-                    s.findings(&p.findings)?;
-                }
-            }
-            stats.accepted += 1;
-            for s in out.sinks.iter_mut() {
-                s.write(&ev.id, ev.ty, ev.time, p.features)?;
-                s.labelled(p.event, label, p.features)?;
-            }
-            if let Some(d) = &p.decision {
-                let amount = amount_slot
-                    .and_then(|s| ev.fields[s].as_f64())
-                    .unwrap_or(0.0);
-                if let Some(r) = stats.policy.as_mut() {
-                    r.add(d, truth, amount);
-                }
-                for s in out.sinks.iter_mut() {
-                    s.decision(d)?;
-                }
-            }
+        Ok(line)
+    }
+
+    fn reject(&mut self, line: u64, errors: serde_json::Value) -> io::Result<()> {
+        if let Some(w) = self.out.rejects.as_deref_mut() {
+            serde_json::to_writer(
+                &mut *w,
+                &serde_json::json!({"record": line, "errors": errors}),
+            )?;
+            w.write_all(b"\n")?;
         }
-        Err(e) => {
-            match e {
-                ProcessError::Duplicate(_) => stats.duplicates += 1,
-                ProcessError::TooLate { .. } => stats.too_late += 1,
+        Ok(())
+    }
+}
+
+impl Source for ReplaySource<'_, '_, '_> {
+    type Error = ReplayError;
+
+    fn next(&mut self, dec: &Decoder) -> Result<Option<Event>, ReplayError> {
+        loop {
+            let Some((line, decoded)) = self.records.next(dec)? else {
+                return Ok(None);
+            };
+            self.stats.records += 1;
+            if self.stats.records.is_multiple_of(65_536) {
+                (self.progress)(self.stats);
             }
-            if let Some(w) = out.rejects.as_deref_mut() {
-                serde_json::to_writer(
-                    &mut *w,
-                    &serde_json::json!({"record": line, "errors": [{"path": "", "code": e.code(), "message": e.to_string()}]}),
-                )?;
-                w.write_all(b"\n")?;
+            match decoded {
+                Ok(ev) => {
+                    let before = std::mem::take(&mut self.undelivered);
+                    self.lines.push_back((line, before));
+                    return Ok(Some(ev));
+                }
+                Err(r) => {
+                    *self.stats.rejected.entry(r.code().to_string()).or_default() += 1;
+                    let errors = serde_json::to_value(&r.errors).unwrap_or_default();
+                    self.undelivered.push((line, errors));
+                }
             }
         }
     }
-    Ok(())
+
+    fn refused(&mut self, _ev: &Event, e: ProcessError) -> Result<(), ReplayError> {
+        match e {
+            ProcessError::Duplicate(_) => self.stats.duplicates += 1,
+            ProcessError::TooLate { .. } => self.stats.too_late += 1,
+        }
+        let line = self.answered()?;
+        let errors = serde_json::json!([{"path": "", "code": e.code(), "message": e.to_string()}]);
+        Ok(self.reject(line, errors)?)
+    }
+
+    fn processed(&mut self, p: Processed<'_>) -> Result<(), ReplayError> {
+        self.answered()?;
+        let ev = p.event;
+        // Ground truth for the report and training tables: the event's own label (the first
+        // declared label column with a value); non-zero / true is positive.
+        let label = p.labels.first().map(|l| l.value.as_f64().unwrap_or(0.0));
+        let truth = label.map(|v| v != 0.0);
+        if !p.findings.is_empty() {
+            for s in self.out.sinks.iter_mut() {
+                s.findings(&p.findings)?;
+            }
+        }
+        self.stats.accepted += 1;
+        for s in self.out.sinks.iter_mut() {
+            s.write(&ev.id, ev.ty, ev.time, p.features)?;
+            s.labelled(ev, label, p.features)?;
+        }
+        if let Some(d) = &p.decision {
+            let amount = self.amount_slots[ev.ty as usize]
+                .and_then(|s| ev.fields[s].as_f64())
+                .unwrap_or(0.0);
+            if let Some(r) = self.stats.policy.as_mut() {
+                r.add(d, truth, amount);
+            }
+            for s in self.out.sinks.iter_mut() {
+                s.decision(d)?;
+            }
+        }
+        Ok(())
+    }
 }
 
-/// The event's label (first declared label column with a value) as a number; non-zero / true is positive.
-fn label_of(engine: &Engine, ev: &Event) -> Option<f64> {
-    engine
-        .schema()
-        .labels
-        .iter()
-        .filter(|l| l.source_type == ev.ty)
-        .find_map(|l| match &ev.fields[l.source_slot] {
-            argus_event::Value::Null => None,
-            v => Some(v.as_f64().unwrap_or(0.0)),
-        })
+struct NdjsonRecords<R> {
+    input: R,
+    line: Vec<u8>,
+    n: u64,
 }
 
-fn ndjson<R: BufRead>(
-    engine: &mut Engine,
-    mut input: R,
-    stats: &mut ReplayStats,
-    out: &mut Outputs<'_, '_>,
-    progress: &mut dyn FnMut(&ReplayStats),
-) -> Result<(), ReplayError> {
-    let mut line = Vec::new();
-    let mut n = 0u64;
-    loop {
-        line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        n += 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let decoded = engine.decoder().decode_bytes(&line);
-        handle(engine, decoded, n, stats, out)?;
-        if n.is_multiple_of(65_536) {
-            progress(stats);
+impl<R: BufRead> Records for NdjsonRecords<R> {
+    fn next(&mut self, dec: &Decoder) -> Result<Option<Numbered>, ReplayError> {
+        loop {
+            self.line.clear();
+            if self.input.read_until(b'\n', &mut self.line)? == 0 {
+                return Ok(None);
+            }
+            self.n += 1;
+            if self.line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            return Ok(Some((self.n, dec.decode_bytes(&self.line))));
         }
     }
-    Ok(())
 }
 
 struct TypeMap {
@@ -195,45 +247,78 @@ struct TypeMap {
     cols: Vec<(usize, usize, String)>,
 }
 
-fn csv_records<R: BufRead>(
-    engine: &mut Engine,
-    input: R,
-    stats: &mut ReplayStats,
-    out: &mut Outputs<'_, '_>,
-    progress: &mut dyn FnMut(&ReplayStats),
-) -> Result<(), ReplayError> {
-    let Some(m) = engine.config.csv.clone() else {
-        return Err(ReplayError::Mapping(
-            "CSV input needs a [csv] column mapping in the configuration".into(),
-        ));
-    };
-    let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(m.delimiter as u8)
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(input);
-    let headers: Vec<String> = rdr.headers()?.iter().map(str::to_string).collect();
-    let col = |name: &str| -> Result<usize, ReplayError> {
-        headers.iter().position(|h| h == name).ok_or_else(|| {
-            ReplayError::Mapping(format!(
-                "CSV has no column `{name}` (columns: {})",
-                headers.join(", ")
-            ))
-        })
-    };
-    let id_c = col(&m.id)?;
-    let time_c = col(&m.time)?;
-    let actor_c = col(&m.actor)?;
-    let type_c = m.type_column.as_deref().map(col).transpose()?;
-    let mut field_cols = Vec::new();
-    for (f, c) in &m.fields {
-        field_cols.push((f.clone(), col(c)?, c.clone()));
+struct CsvRecords<R> {
+    rdr: csv::Reader<R>,
+    headers: Vec<String>,
+    rec: csv::ByteRecord,
+    line: u64,
+    id_c: usize,
+    time_c: usize,
+    type_c: Option<usize>,
+    actor: (usize, String),
+    field_cols: Vec<(String, usize, String)>,
+    schema: std::sync::Arc<argus_event::Schema>,
+    fixed: Option<TypeMap>,
+    by_type: HashMap<String, Result<TypeMap, argus_event::FieldError>>,
+}
+
+impl<R: BufRead> CsvRecords<R> {
+    fn new(engine: &Engine, input: R) -> Result<Self, ReplayError> {
+        let Some(m) = engine.config.csv.clone() else {
+            return Err(ReplayError::Mapping(
+                "CSV input needs a [csv] column mapping in the configuration".into(),
+            ));
+        };
+        let mut rdr = csv::ReaderBuilder::new()
+            .delimiter(m.delimiter as u8)
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(input);
+        let headers: Vec<String> = rdr.headers()?.iter().map(str::to_string).collect();
+        let col = |name: &str| -> Result<usize, ReplayError> {
+            headers.iter().position(|h| h == name).ok_or_else(|| {
+                ReplayError::Mapping(format!(
+                    "CSV has no column `{name}` (columns: {})",
+                    headers.join(", ")
+                ))
+            })
+        };
+        let id_c = col(&m.id)?;
+        let time_c = col(&m.time)?;
+        let actor_c = col(&m.actor)?;
+        let type_c = m.type_column.as_deref().map(col).transpose()?;
+        let mut field_cols = Vec::new();
+        for (f, c) in &m.fields {
+            field_cols.push((f.clone(), col(c)?, c.clone()));
+        }
+        let mut r = CsvRecords {
+            rdr,
+            headers,
+            rec: csv::ByteRecord::new(),
+            line: 1,
+            id_c,
+            time_c,
+            type_c,
+            actor: (actor_c, m.actor.clone()),
+            field_cols,
+            schema: engine.schema().clone(),
+            fixed: None,
+            by_type: HashMap::new(),
+        };
+        if let Some(t) = &m.event_type {
+            let ty = r
+                .schema
+                .type_id(t)
+                .ok_or_else(|| ReplayError::Mapping(format!("unknown event type `{t}`")))?;
+            r.fixed = Some(r.build(ty));
+        }
+        Ok(r)
     }
-    let schema = engine.schema().clone();
-    let build = |ty: TypeId| -> TypeMap {
-        let et = schema.get(ty);
-        let mut cols = vec![(argus_event::ACTOR_SLOT, actor_c, m.actor.clone())];
-        for (f, ci, cname) in &field_cols {
+
+    fn build(&self, ty: TypeId) -> TypeMap {
+        let et = self.schema.get(ty);
+        let mut cols = vec![(argus_event::ACTOR_SLOT, self.actor.0, self.actor.1.clone())];
+        for (f, ci, cname) in &self.field_cols {
             if let Some(s) = et
                 .slot(f)
                 .filter(|&s| s != argus_event::ACTOR_SLOT && et.fields[s].derived_from.is_none())
@@ -242,38 +327,42 @@ fn csv_records<R: BufRead>(
             }
         }
         TypeMap { ty, cols }
-    };
-    let fixed = match &m.event_type {
-        Some(t) => Some(build(schema.type_id(t).ok_or_else(|| {
-            ReplayError::Mapping(format!("unknown event type `{t}`"))
-        })?)),
-        None => None,
-    };
-    let mut by_type: HashMap<String, Result<TypeMap, argus_event::FieldError>> = HashMap::new();
-    let mut rec = csv::ByteRecord::new();
-    let mut line = 1u64;
-    while rdr.read_byte_record(&mut rec)? {
-        line += 1;
+    }
+}
+
+impl<R: BufRead> Records for CsvRecords<R> {
+    fn next(&mut self, dec: &Decoder) -> Result<Option<Numbered>, ReplayError> {
+        if !self.rdr.read_byte_record(&mut self.rec)? {
+            return Ok(None);
+        }
+        self.line += 1;
+        let line = self.line;
+        if let (None, Some(tc)) = (&self.fixed, self.type_c) {
+            let name = match self.rec.get(tc).map(std::str::from_utf8) {
+                Some(Ok(s)) => s,
+                _ => "",
+            };
+            if !self.by_type.contains_key(name) {
+                let v = dec.type_for(name).map(|ty| self.build(ty));
+                self.by_type.insert(name.to_string(), v);
+            }
+        }
+        let rec = &self.rec;
         let get = |i: usize| rec.get(i).map(std::str::from_utf8);
-        let tm: &TypeMap = match (&fixed, type_c) {
+        let tm: &TypeMap = match (&self.fixed, self.type_c) {
             (Some(f), _) => f,
             (None, Some(tc)) => {
                 let name = match get(tc) {
                     Some(Ok(s)) => s,
                     _ => "",
                 };
-                if !by_type.contains_key(name) {
-                    let v = engine.decoder().type_for(name).map(&build);
-                    by_type.insert(name.to_string(), v);
-                }
-                match &by_type[name] {
+                match &self.by_type[name] {
                     Ok(tm) => tm,
                     Err(e) => {
                         let r = Rejection {
                             errors: vec![e.clone()],
                         };
-                        handle(engine, Err(r), line, stats, out)?;
-                        continue;
+                        return Ok(Some((line, Err(r))));
                     }
                 }
             }
@@ -283,6 +372,7 @@ fn csv_records<R: BufRead>(
         };
         let mut bad = None;
         let mut vals: Vec<(usize, &str, &str)> = Vec::with_capacity(tm.cols.len());
+        let headers = &self.headers;
         let text = |i: usize, bad: &mut Option<String>| match get(i) {
             Some(Ok(s)) => s,
             Some(Err(_)) => {
@@ -291,8 +381,8 @@ fn csv_records<R: BufRead>(
             }
             None => "",
         };
-        let id = text(id_c, &mut bad);
-        let time = text(time_c, &mut bad);
+        let id = text(self.id_c, &mut bad);
+        let time = text(self.time_c, &mut bad);
         for (slot, ci, cname) in &tm.cols {
             vals.push((*slot, cname.as_str(), text(*ci, &mut bad)));
         }
@@ -304,12 +394,8 @@ fn csv_records<R: BufRead>(
                     message: "column is not valid UTF-8".into(),
                 }],
             }),
-            None => engine.decoder().decode_text(tm.ty, id, time, &vals),
+            None => dec.decode_text(tm.ty, id, time, &vals),
         };
-        handle(engine, decoded, line, stats, out)?;
-        if stats.records.is_multiple_of(65_536) {
-            progress(stats);
-        }
+        Ok(Some((line, decoded)))
     }
-    Ok(())
 }

@@ -204,6 +204,11 @@ impl ExactState {
         self.len == 0
     }
 
+    /// Time of the newest entry.
+    pub fn newest(&self) -> Option<i64> {
+        (self.len > 0).then(|| self.at(self.len - 1).t)
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }

@@ -1,13 +1,31 @@
-//! The keyed state of every series, its update/read path, expiry, memory accounting and snapshots.
+//! The keyed state of every series, split into partitions by key: the update/read path, incremental
+//! expiry, memory accounting and deterministic snapshots.
+//!
+//! Every key (an entity's 128-bit key digest) belongs to one partition, chosen by [`partition_of`].
+//! A key's state depends only on the events of that key, the sequence numbers and the watermark they
+//! carry, so the partitions can be applied on different threads ([`FeatureState::split`]) and the
+//! result does not depend on their number. Snapshots are written in one canonical order (every key of
+//! an entity, sorted, whatever partition holds it), so a snapshot taken with one partition count
+//! restores with any other.
+//!
+//! Expiry is incremental. A series' state is *dead* once the watermark has passed its horizon (an exact
+//! window's newest entry plus its retention, a bucket ring's newest bucket plus its span, a lifetime
+//! accumulator's last event plus `idle_ttl`). A dead slot reads as empty and is reset before it is
+//! updated, whenever that happens; a key whose slots are all dead is removed from memory by a
+//! per-partition queue ordered by the time the key can first be dead, a bounded number of keys per
+//! event. Removal never changes an answer, so its timing (and the partition count) does not either,
+//! and replay costs O(events), not sweeps × live keys.
 
 use crate::bucketed::{BucketState, Layout};
-use crate::config::{Agg, Calendar, FeatureKind, FeatureSet, Out, Reader, SeriesMode};
+use crate::config::{Agg, Calendar, EntityPlan, FeatureKind, FeatureSet, Out, Reader, SeriesMode};
 use crate::exact::ExactState;
 use crate::lifetime::LifeState;
 use argus_event::time::{hour_of_day, weekday};
 use argus_event::{Event, Value};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::hash_map::Entry as MapEntry;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// Keys are 128-bit XXH3 digests of the typed key tuple; this hasher just folds them.
@@ -37,6 +55,13 @@ impl Hasher for KeyHasher {
 
 pub type KeyMap<V> = HashMap<u128, V, BuildHasherDefault<KeyHasher>>;
 
+/// The partition (of `n`) that owns a key digest. Mixes bits 32..96 of the digest, so that the bits the
+/// hash maps use (the folded halves) stay independent of the partition.
+pub fn partition_of(key: u128, n: usize) -> usize {
+    let h = ((key >> 32) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((h as u128 * n as u128) >> 64) as usize
+}
+
 /// The state of one series for one key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 enum Slot {
@@ -58,8 +83,17 @@ pub struct StateStats {
     pub exact_cap_evictions: u64,
     /// Bucketed observations older than the bucket ring (only possible for late events).
     pub bucket_too_old: u64,
-    /// Keys removed by idle expiry.
+    /// Keys removed from memory by expiry since this state was created or restored (not part of the
+    /// state's meaning: when a dead key leaves memory never changes an answer).
     pub keys_expired: u64,
+}
+
+impl StateStats {
+    fn add(&mut self, o: &StateStats) {
+        self.exact_cap_evictions += o.exact_cap_evictions;
+        self.bucket_too_old += o.bucket_too_old;
+        self.keys_expired += o.keys_expired;
+    }
 }
 
 /// Memory used by the records of one entity (key spec).
@@ -73,64 +107,36 @@ pub struct EntityMemory {
     pub features: usize,
 }
 
-/// All feature state: one map per entity, from 128-bit key digest to the key's record.
+/// Memory held by one partition.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionMemory {
+    pub keys: usize,
+    /// Records and maps as in [`EntityMemory`], plus the expiry queue.
+    pub bytes: usize,
+}
+
+/// When a series' state stops being readable, from its newest observation.
+#[derive(Debug, Clone, Copy)]
+enum Horizon {
+    /// Newest entry + retention.
+    Exact(i64),
+    /// End of the newest bucket + the ring's span.
+    Bucketed(i64),
+    /// Last event + `idle_ttl`.
+    Lifetime(i64),
+}
+
+/// What the partitions share, read-only: per series its bucket layout and horizon.
 #[derive(Debug, Clone)]
-pub struct FeatureState {
-    maps: Vec<KeyMap<Record>>,
+pub struct Shape {
     layouts: Vec<Option<Layout>>,
-    buf: Vec<u8>,
-    scratch: crate::exact::Scratch,
-    updates: Vec<Option<(i64, u64)>>,
-    pub stats: StateStats,
-    /// While an incremental copy is in progress: the keys changed since it began.
-    tracking: Option<Tracking>,
+    horizons: Vec<Horizon>,
+    /// Per entity, its series (as `fs.entities[e].series`).
+    entity_series: Vec<Vec<usize>>,
 }
 
-type KeySet = std::collections::HashSet<u128, BuildHasherDefault<KeyHasher>>;
-
-#[derive(Debug, Clone, Default)]
-struct Tracking {
-    /// Per entity, keys whose record was created, changed or removed since the copy began.
-    dirty: Vec<KeySet>,
-    /// An expiry sweep ran: it may change every record, so the copy starts again.
-    swept: bool,
-}
-
-/// An incremental copy of a [`FeatureState`] in progress: the keys present when it began, how far it
-/// has got, and the records copied so far.
-#[derive(Debug)]
-pub struct StateCopy {
-    keys: Vec<Vec<u128>>,
-    entity: usize,
-    pos: usize,
-    maps: Vec<KeyMap<Record>>,
-}
-
-/// An expiry sweep ran during an incremental copy; the copy must start again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("an expiry sweep ran during the copy")]
-pub struct CopyAborted;
-
-#[derive(Serialize, Deserialize)]
-struct Snap {
-    maps: Vec<Vec<(u128, Record)>>,
-    stats: StateStats,
-}
-
-/// [`Snap`] over borrowed records: the same bytes, without copying the state to write it.
-#[derive(Serialize)]
-struct SnapRef<'a> {
-    maps: Vec<Vec<(u128, &'a Record)>>,
-    stats: &'a StateStats,
-}
-
-/// A snapshot that does not fit the current configuration.
-#[derive(Debug, thiserror::Error)]
-#[error("feature state snapshot does not match the configuration: {0}")]
-pub struct SnapshotMismatch(pub String);
-
-impl FeatureState {
-    pub fn new(fs: &FeatureSet) -> Self {
+impl Shape {
+    fn new(fs: &FeatureSet) -> Shape {
         let layouts = fs
             .series
             .iter()
@@ -151,15 +157,508 @@ impl FeatureState {
                 _ => None,
             })
             .collect();
-        FeatureState {
-            maps: fs.entities.iter().map(|_| KeyMap::default()).collect(),
+        let horizons = fs
+            .series
+            .iter()
+            .map(|s| match s.mode {
+                SeriesMode::Exact { retention_ms, .. } => Horizon::Exact(retention_ms),
+                SeriesMode::Bucketed { width_ms, len, .. } => {
+                    Horizon::Bucketed(width_ms.saturating_mul(len as i64))
+                }
+                SeriesMode::Lifetime { .. } => Horizon::Lifetime(fs.idle_ttl_ms),
+            })
+            .collect();
+        Shape {
             layouts,
-            buf: Vec::with_capacity(64),
-            scratch: Default::default(),
-            updates: Vec::new(),
-            stats: StateStats::default(),
-            tracking: None,
+            horizons,
+            entity_series: fs.entities.iter().map(|e| e.series.clone()).collect(),
         }
+    }
+
+    /// The first watermark at which this slot of series `si` is dead (`i64::MIN` when empty).
+    fn slot_dead_at(&self, si: usize, slot: &Slot) -> i64 {
+        match (self.horizons[si], slot) {
+            (_, Slot::Empty) => i64::MIN,
+            (Horizon::Exact(r), Slot::Exact(st)) => {
+                st.newest().map_or(i64::MIN, |t| t.saturating_add(r))
+            }
+            (Horizon::Bucketed(span), Slot::Bucketed(st)) => match &self.layouts[si] {
+                Some(l) => st.newest_bucket_end(l).saturating_add(span),
+                None => i64::MIN,
+            },
+            (Horizon::Lifetime(ttl), Slot::Lifetime(st)) => st.last_time().saturating_add(ttl),
+            _ => i64::MIN,
+        }
+    }
+
+    /// The first watermark at which every slot of a key's record is dead.
+    fn record_dead_at(&self, entity: usize, rec: &Record) -> i64 {
+        rec.iter()
+            .zip(&self.entity_series[entity])
+            .map(|(slot, &si)| self.slot_dead_at(si, slot))
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+}
+
+/// One partition: the keys it owns, per entity, and the queue that removes dead keys.
+#[derive(Debug, Clone, Default)]
+struct Part {
+    maps: Vec<KeyMap<Record>>,
+    /// One entry per key held: (the first watermark at which it may be dead, entity, key). An entry
+    /// that comes due for a key updated since is pushed back with the key's real time.
+    expiry: BinaryHeap<Reverse<(i64, u32, u128)>>,
+    buf: Vec<u8>,
+    scratch: crate::exact::Scratch,
+    updates: Vec<Option<(i64, u64)>>,
+    stats: StateStats,
+    /// While an incremental copy is in progress: the keys changed since it began.
+    tracking: Option<Tracking>,
+}
+
+type KeySet = std::collections::HashSet<u128, BuildHasherDefault<KeyHasher>>;
+
+#[derive(Debug, Clone, Default)]
+struct Tracking {
+    /// Per entity, keys whose record was created, changed or removed since the copy began.
+    dirty: Vec<KeySet>,
+    /// The state was merged with another during the copy: the copy starts again.
+    aborted: bool,
+}
+
+/// All feature state: `P` partitions, each with one map per entity from 128-bit key digest to record.
+#[derive(Debug, Clone)]
+pub struct FeatureState {
+    parts: Vec<Part>,
+    shape: Shape,
+    /// The newest event time applied (the state's own watermark: expiry is relative to it).
+    watermark: i64,
+}
+
+/// An incremental copy of a [`FeatureState`] in progress: the keys present when it began, how far it
+/// has got, and the records copied so far.
+#[derive(Debug)]
+pub struct StateCopy {
+    /// (partition, entity, keys) in copy order.
+    keys: Vec<(usize, usize, Vec<u128>)>,
+    list: usize,
+    pos: usize,
+    out: Vec<Vec<KeyMap<Record>>>,
+}
+
+/// The state was merged with another during an incremental copy; the copy must start again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the state was merged during the copy")]
+pub struct CopyAborted;
+
+#[derive(Serialize, Deserialize)]
+struct Snap {
+    watermark: i64,
+    maps: Vec<Vec<(u128, Record)>>,
+    /// Exact-cap evictions and bucket observations too old (the counters that are part of the meaning).
+    counters: (u64, u64),
+}
+
+/// [`Snap`] over borrowed records: the same bytes, without copying the state to write it.
+#[derive(Serialize)]
+struct SnapRef<'a> {
+    watermark: i64,
+    maps: Vec<Vec<(u128, &'a Record)>>,
+    counters: (u64, u64),
+}
+
+/// A snapshot that does not fit the current configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("feature state snapshot does not match the configuration: {0}")]
+pub struct SnapshotMismatch(pub String);
+
+/// One event for the partitions: its sequence number and the watermark as of it (the newest event
+/// time up to and including it, as the sequencer computed it), and whether its features are read.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    pub ev: &'a Event,
+    pub seq: u64,
+    pub wm: i64,
+    pub read: bool,
+}
+
+/// One partition lent to a worker thread for a batch of [`Step`]s ([`FeatureState::split`]).
+pub struct PartWorker<'s> {
+    part: &'s mut Part,
+    shape: &'s Shape,
+    index: usize,
+    count: usize,
+    tmp: Vec<Value>,
+}
+
+/// Keys removed per partition and event at most (the rest wait for later events).
+pub const EXPIRY_BUDGET: usize = 32;
+
+/// What one partition answered for a batch of steps ([`PartWorker::run`]), read back in step order by
+/// [`Reading`].
+#[derive(Debug, Default)]
+pub struct Answers {
+    /// The feature values of every (reading step, entity) this partition owns, in plan order.
+    values: Vec<Value>,
+    /// For every (reading step, entity of its plan): whether this partition owns it.
+    owned: Vec<bool>,
+}
+
+impl<'s> PartWorker<'s> {
+    /// Applies the steps in order, for the keys this partition owns, and answers the reading ones.
+    pub fn run(&mut self, fs: &FeatureSet, steps: &[Step<'_>]) -> Answers {
+        self.tmp.resize(fs.features.len(), Value::Null);
+        let mut ans = Answers::default();
+        for s in steps {
+            let plan = &fs.plans[s.ev.ty as usize];
+            for ep in &plan.entities {
+                let key = key_hash(&s.ev.fields, &ep.key_slots, ep.seed, &mut self.part.buf)
+                    .filter(|k| partition_of(*k, self.count) == self.index);
+                if s.read {
+                    ans.owned.push(key.is_some());
+                }
+                let Some(key) = key else { continue };
+                let o = s.read.then_some(&mut self.tmp[..]);
+                self.part
+                    .apply_entity(self.shape, fs, ep, key, s.ev, s.seq, s.wm, o, true);
+                if s.read {
+                    for g in &ep.groups {
+                        for (fi, _) in &g.readers {
+                            ans.values.push(std::mem::take(&mut self.tmp[*fi]));
+                        }
+                    }
+                }
+            }
+            self.part.expire_due(self.shape, s.wm, EXPIRY_BUDGET);
+        }
+        ans
+    }
+}
+
+/// Reads the partitions' [`Answers`] for one batch back into feature vectors, step by step.
+pub struct Reading {
+    answers: Vec<Answers>,
+    /// Per partition: (next value, next ownership flag).
+    pos: Vec<(usize, usize)>,
+}
+
+impl Reading {
+    pub fn new(answers: Vec<Answers>) -> Reading {
+        let pos = vec![(0, 0); answers.len()];
+        Reading { answers, pos }
+    }
+
+    /// The feature vector of the next reading step, `ev`: the values its owners answered, then the
+    /// values that need no state (calendar, fields, ratios, defaults). The same vector
+    /// [`FeatureState::apply`] gives.
+    pub fn next(&mut self, fs: &FeatureSet, ev: &Event, out: &mut [Value]) {
+        out.iter_mut().for_each(|v| *v = Value::Null);
+        let plan = &fs.plans[ev.ty as usize];
+        for ep in &plan.entities {
+            let mut owner = None;
+            for (p, (a, pos)) in self.answers.iter().zip(self.pos.iter_mut()).enumerate() {
+                if a.owned.get(pos.1).copied().unwrap_or(false) {
+                    owner = Some(p);
+                }
+                pos.1 += 1;
+            }
+            let Some(p) = owner else { continue };
+            let (a, pos) = (&mut self.answers[p], &mut self.pos[p]);
+            for g in &ep.groups {
+                for (fi, _) in &g.readers {
+                    if let Some(v) = a.values.get_mut(pos.0) {
+                        out[*fi] = std::mem::take(v);
+                    }
+                    pos.0 += 1;
+                }
+            }
+        }
+        finish_vector(fs, ev, out);
+    }
+}
+
+impl Part {
+    fn new(fs: &FeatureSet) -> Part {
+        Part {
+            maps: fs.entities.iter().map(|_| KeyMap::default()).collect(),
+            buf: Vec::with_capacity(64),
+            ..Default::default()
+        }
+    }
+
+    /// Applies (when `update`) and reads one entity of one event, for a key this partition owns.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_entity(
+        &mut self,
+        shape: &Shape,
+        fs: &FeatureSet,
+        ep: &EntityPlan,
+        key: u128,
+        ev: &Event,
+        seq: u64,
+        wm: i64,
+        mut out: Option<&mut [Value]>,
+        update: bool,
+    ) {
+        let t = ev.time;
+        // What each series of this entity receives from the event (filter passed, value present).
+        let mut updates = std::mem::take(&mut self.updates);
+        updates.clear();
+        updates.resize(ep.groups.len(), None);
+        let mut any = false;
+        for (gi, g) in ep.groups.iter().enumerate().filter(|_| update) {
+            let Some((vslot, filter)) = &g.update else {
+                continue;
+            };
+            if !filter.passes(&ev.fields) {
+                continue;
+            }
+            let u = match vslot {
+                None => Some((0, 0)),
+                Some(s) => {
+                    let v = &ev.fields[*s];
+                    (!v.is_null()).then(|| {
+                        let d = v.digest64();
+                        (
+                            if fs.series[g.series].value_numeric {
+                                v.as_micros().unwrap_or(0)
+                            } else {
+                                d as i64
+                            },
+                            d,
+                        )
+                    })
+                }
+            };
+            any |= u.is_some();
+            updates[gi] = u;
+        }
+        if any {
+            if let Some(t) = self.tracking.as_mut() {
+                t.dirty[ep.entity].insert(key);
+            }
+        }
+        let map = &mut self.maps[ep.entity];
+        let mut created = false;
+        let record: Option<&mut Record> = if any {
+            let n = fs.entities[ep.entity].series.len();
+            Some(match map.entry(key) {
+                MapEntry::Occupied(o) => o.into_mut(),
+                MapEntry::Vacant(v) => {
+                    created = true;
+                    v.insert(vec![Slot::Empty; n].into_boxed_slice())
+                }
+            })
+        } else {
+            map.get_mut(&key)
+        };
+        let Some(record) = record else {
+            // Unknown key: every read sees empty state.
+            if let Some(o) = out.as_deref_mut() {
+                for g in &ep.groups {
+                    for (fi, r) in &g.readers {
+                        o[*fi] = read_empty(r);
+                    }
+                }
+            }
+            self.updates = updates;
+            return;
+        };
+        for (gi, g) in ep.groups.iter().enumerate() {
+            let series = &fs.series[g.series];
+            let slot = &mut record[series.pos];
+            // A dead slot reads as empty, and is reset before it is updated: the same answers and the
+            // same state whether or not the key was removed from memory meanwhile.
+            let dead = shape.slot_dead_at(g.series, slot) <= wm;
+            if let Some((m, d)) = updates[gi] {
+                if dead {
+                    *slot = Slot::Empty;
+                }
+                match (&series.mode, &mut *slot) {
+                    (SeriesMode::Exact { .. }, Slot::Empty) => {
+                        *slot = Slot::Exact(ExactState::default())
+                    }
+                    (SeriesMode::Bucketed { .. }, Slot::Empty) => {
+                        if let Some(l) = &shape.layouts[g.series] {
+                            *slot = Slot::Bucketed(BucketState::new(l, t));
+                        }
+                    }
+                    (SeriesMode::Lifetime { distinct }, Slot::Empty) => {
+                        *slot = Slot::Lifetime(Box::new(LifeState::new(*distinct)))
+                    }
+                    _ => {}
+                }
+                match (&series.mode, &mut *slot) {
+                    (
+                        SeriesMode::Exact {
+                            retention_ms,
+                            max_entries,
+                        },
+                        Slot::Exact(st),
+                    ) => {
+                        self.stats.exact_cap_evictions +=
+                            st.insert(t, m, *retention_ms, *max_entries);
+                    }
+                    (SeriesMode::Bucketed { .. }, Slot::Bucketed(st)) => {
+                        if let Some(l) = &shape.layouts[g.series] {
+                            if !st.insert(l, t, m, d) {
+                                self.stats.bucket_too_old += 1;
+                            }
+                        }
+                    }
+                    (SeriesMode::Lifetime { .. }, Slot::Lifetime(st)) => {
+                        let v = g
+                            .update
+                            .as_ref()
+                            .and_then(|(vs, _)| vs.map(|s| &ev.fields[s]))
+                            .unwrap_or(&Value::Null);
+                        st.insert(t, m, d, v, seq);
+                    }
+                    _ => {}
+                }
+            }
+            let Some(o) = out.as_deref_mut() else {
+                continue;
+            };
+            let readable = if updates[gi].is_none() && dead {
+                &Slot::Empty
+            } else {
+                &*slot
+            };
+            match readable {
+                Slot::Exact(st) => {
+                    // Readers of one window share its bounds (count and avg over 7d, say).
+                    let mut cached: Option<((i64, i64), (usize, usize))> = None;
+                    for (fi, r) in &g.readers {
+                        let w = (r.window_ms, r.offset_ms);
+                        let b = match cached {
+                            Some((cw, b)) if cw == w => b,
+                            _ => st.bounds(r, t),
+                        };
+                        cached = Some((w, b));
+                        o[*fi] = st.read_range(r, b.0, b.1, &mut self.scratch);
+                    }
+                }
+                Slot::Bucketed(st) => {
+                    if let Some(l) = &shape.layouts[g.series] {
+                        for (fi, r) in &g.readers {
+                            o[*fi] = st.read(l, r, t);
+                        }
+                    }
+                }
+                Slot::Lifetime(st) => {
+                    for (fi, r) in &g.readers {
+                        o[*fi] = st.read(r, t, seq);
+                    }
+                }
+                Slot::Empty => {
+                    for (fi, r) in &g.readers {
+                        o[*fi] = read_empty(r);
+                    }
+                }
+            }
+        }
+        if created {
+            let at = shape.record_dead_at(ep.entity, record);
+            self.expiry.push(Reverse((at, ep.entity as u32, key)));
+        }
+        self.updates = updates;
+    }
+
+    /// Removes up to `budget` keys that are dead at `wm` (every slot past its horizon). Returns how
+    /// many queue entries it looked at.
+    fn expire_due(&mut self, shape: &Shape, wm: i64, budget: usize) -> usize {
+        let mut n = 0;
+        while n < budget {
+            let Some(&Reverse((at, e, k))) = self.expiry.peek() else {
+                break;
+            };
+            if at > wm {
+                break;
+            }
+            self.expiry.pop();
+            n += 1;
+            let e = e as usize;
+            let Some(rec) = self.maps[e].get(&k) else {
+                continue;
+            };
+            let real = shape.record_dead_at(e, rec);
+            if real <= wm {
+                self.maps[e].remove(&k);
+                self.stats.keys_expired += 1;
+                if let Some(t) = self.tracking.as_mut() {
+                    t.dirty[e].insert(k);
+                }
+            } else {
+                self.expiry.push(Reverse((real, e as u32, k)));
+            }
+        }
+        n
+    }
+
+    /// Adds a record for a key this partition does not hold yet (restore, merge), with its queue entry.
+    fn insert_new(&mut self, shape: &Shape, e: usize, k: u128, rec: Record) {
+        let at = shape.record_dead_at(e, &rec);
+        self.maps[e].insert(k, rec);
+        self.expiry.push(Reverse((at, e as u32, k)));
+    }
+}
+
+impl FeatureState {
+    /// An empty state in one partition.
+    pub fn new(fs: &FeatureSet) -> Self {
+        Self::with_partitions(fs, 1)
+    }
+
+    /// An empty state in `partitions` partitions (at least one).
+    pub fn with_partitions(fs: &FeatureSet, partitions: usize) -> Self {
+        FeatureState {
+            parts: (0..partitions.max(1)).map(|_| Part::new(fs)).collect(),
+            shape: Shape::new(fs),
+            watermark: i64::MIN,
+        }
+    }
+
+    /// Number of partitions.
+    pub fn partitions(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// The newest event time applied.
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// Counters of defined treatments, over every partition.
+    pub fn stats(&self) -> StateStats {
+        let mut s = StateStats::default();
+        for p in &self.parts {
+            s.add(&p.stats);
+        }
+        s
+    }
+
+    /// Lends every partition to a worker for a batch of steps (see [`PartWorker::run`]); afterwards
+    /// [`note_batch`](Self::note_batch) records the batch's watermark.
+    pub fn split(&mut self) -> Vec<PartWorker<'_>> {
+        let count = self.parts.len();
+        let shape = &self.shape;
+        self.parts
+            .iter_mut()
+            .enumerate()
+            .map(|(index, part)| PartWorker {
+                part,
+                shape,
+                index,
+                count,
+                tmp: Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Records that a batch of steps whose last watermark is `wm` was applied by the workers.
+    pub fn note_batch(&mut self, wm: i64) {
+        self.watermark = self.watermark.max(wm);
     }
 
     /// Starts an incremental copy (for a snapshot taken while events keep arriving): lists the keys
@@ -167,40 +666,46 @@ impl FeatureState {
     /// copies a bounded number of records between events; [`finish_copy`](Self::finish_copy) copies
     /// the keys changed meanwhile again, so the copy equals the state at the time it finishes.
     pub fn begin_copy(&mut self) -> StateCopy {
-        self.tracking = Some(Tracking {
-            dirty: vec![KeySet::default(); self.maps.len()],
-            swept: false,
-        });
+        let mut keys = Vec::new();
+        let mut out = Vec::new();
+        for (pi, p) in self.parts.iter_mut().enumerate() {
+            p.tracking = Some(Tracking {
+                dirty: vec![KeySet::default(); p.maps.len()],
+                aborted: false,
+            });
+            for (e, m) in p.maps.iter().enumerate() {
+                keys.push((pi, e, m.keys().copied().collect()));
+            }
+            out.push(
+                p.maps
+                    .iter()
+                    .map(|m| KeyMap::with_capacity_and_hasher(m.len(), Default::default()))
+                    .collect(),
+            );
+        }
         StateCopy {
-            keys: self
-                .maps
-                .iter()
-                .map(|m| m.keys().copied().collect())
-                .collect(),
-            entity: 0,
+            keys,
+            list: 0,
             pos: 0,
-            maps: self
-                .maps
-                .iter()
-                .map(|m| KeyMap::with_capacity_and_hasher(m.len(), Default::default()))
-                .collect(),
+            out,
         }
     }
 
     /// Copies up to `budget` more records. `Ok(true)` when every key listed at the start has been
-    /// visited; `Err` when an expiry sweep ran since the copy began.
+    /// visited; `Err` when the state was merged with another since the copy began.
     pub fn copy_step(&mut self, c: &mut StateCopy, budget: usize) -> Result<bool, CopyAborted> {
-        if self.tracking.as_ref().is_none_or(|t| t.swept) {
-            self.tracking = None;
+        if self
+            .parts
+            .iter()
+            .any(|p| p.tracking.as_ref().is_none_or(|t| t.aborted))
+        {
+            self.parts.iter_mut().for_each(|p| p.tracking = None);
             return Err(CopyAborted);
         }
         let mut n = 0;
-        while c.entity < c.keys.len() {
-            let (keys, map, out) = (
-                &c.keys[c.entity],
-                &self.maps[c.entity],
-                &mut c.maps[c.entity],
-            );
+        while c.list < c.keys.len() {
+            let (pi, e, keys) = &c.keys[c.list];
+            let (map, out) = (&self.parts[*pi].maps[*e], &mut c.out[*pi][*e]);
             while c.pos < keys.len() && n < budget {
                 let k = keys[c.pos];
                 if let Some(r) = map.get(&k) {
@@ -212,47 +717,60 @@ impl FeatureState {
             if c.pos < keys.len() {
                 return Ok(false);
             }
-            c.entity += 1;
+            c.list += 1;
             c.pos = 0;
         }
         Ok(true)
     }
 
     /// Completes the copy: the rest of the listed keys, then every key changed since the copy began.
-    /// The result is equal to this state now (same snapshot bytes).
+    /// The result has this state's snapshot bytes as of now; it is meant to be encoded (its expiry
+    /// queues are empty).
     pub fn finish_copy(&mut self, mut c: StateCopy) -> Result<FeatureState, CopyAborted> {
         while !self.copy_step(&mut c, usize::MAX)? {}
-        let t = self.tracking.take().ok_or(CopyAborted)?;
-        for (e, dirty) in t.dirty.iter().enumerate() {
-            for k in dirty {
-                match self.maps[e].get(k) {
-                    Some(r) => c.maps[e].insert(*k, r.clone()),
-                    None => c.maps[e].remove(k),
-                };
+        let mut parts = Vec::with_capacity(self.parts.len());
+        for (pi, p) in self.parts.iter_mut().enumerate() {
+            let t = p.tracking.take().ok_or(CopyAborted)?;
+            let mut maps = std::mem::take(&mut c.out[pi]);
+            for (e, dirty) in t.dirty.iter().enumerate() {
+                for k in dirty {
+                    match p.maps[e].get(k) {
+                        Some(r) => maps[e].insert(*k, r.clone()),
+                        None => maps[e].remove(k),
+                    };
+                }
             }
+            parts.push(Part {
+                maps,
+                stats: p.stats.clone(),
+                ..Default::default()
+            });
         }
         Ok(FeatureState {
-            maps: c.maps,
-            layouts: self.layouts.clone(),
-            buf: Vec::with_capacity(64),
-            scratch: Default::default(),
-            updates: Vec::new(),
-            stats: self.stats.clone(),
-            tracking: None,
+            parts,
+            shape: self.shape.clone(),
+            watermark: self.watermark,
         })
     }
 
     /// Applies one event: updates every series it feeds (read-your-writes), then, when `out` is given
     /// (one slot per feature), reads every feature its type can compute at the event's time.
-    /// Features the type cannot compute (missing key fields) are set to null.
+    /// Features the type cannot compute (missing key fields) are set to null. The watermark becomes
+    /// the newest event time applied; dead keys are removed a bounded number at a time.
     pub fn apply(&mut self, fs: &FeatureSet, ev: &Event, seq: u64, out: Option<&mut [Value]>) {
-        self.apply_inner(fs, ev, seq, out, true);
+        self.watermark = self.watermark.max(ev.time);
+        self.apply_inner(fs, ev, seq, self.watermark, out, true);
+        let wm = self.watermark;
+        for p in &mut self.parts {
+            p.expire_due(&self.shape, wm, EXPIRY_BUDGET);
+        }
     }
 
     /// Reads every feature `ev`'s type can compute at its time, as [`apply`](Self::apply) would, without
     /// updating any series or creating any key (the entity API's view of an entity).
     pub fn peek(&mut self, fs: &FeatureSet, ev: &Event, seq: u64, out: &mut [Value]) {
-        self.apply_inner(fs, ev, seq, Some(out), false);
+        let wm = self.watermark.max(ev.time);
+        self.apply_inner(fs, ev, seq, wm, Some(out), false);
     }
 
     fn apply_inner(
@@ -260,6 +778,7 @@ impl FeatureState {
         fs: &FeatureSet,
         ev: &Event,
         seq: u64,
+        wm: i64,
         mut out: Option<&mut [Value]>,
         update: bool,
     ) {
@@ -267,262 +786,66 @@ impl FeatureState {
         if let Some(o) = out.as_deref_mut() {
             o.iter_mut().for_each(|v| *v = Value::Null);
         }
-        let t = ev.time;
+        let n = self.parts.len();
         for ep in &plan.entities {
-            let Some(key) = key_hash(&ev.fields, &ep.key_slots, ep.seed, &mut self.buf) else {
+            let Some(key) = key_hash(&ev.fields, &ep.key_slots, ep.seed, &mut self.parts[0].buf)
+            else {
                 continue;
             };
-            // What each series of this entity receives from the event (filter passed, value present).
-            let mut updates = std::mem::take(&mut self.updates);
-            updates.clear();
-            updates.resize(ep.groups.len(), None);
-            let mut any = false;
-            for (gi, g) in ep.groups.iter().enumerate().filter(|_| update) {
-                let Some((vslot, filter)) = &g.update else {
-                    continue;
-                };
-                if !filter.passes(&ev.fields) {
-                    continue;
-                }
-                let u = match vslot {
-                    None => Some((0, 0)),
-                    Some(s) => {
-                        let v = &ev.fields[*s];
-                        (!v.is_null()).then(|| {
-                            let d = v.digest64();
-                            (
-                                if fs.series[g.series].value_numeric {
-                                    v.as_micros().unwrap_or(0)
-                                } else {
-                                    d as i64
-                                },
-                                d,
-                            )
-                        })
-                    }
-                };
-                any |= u.is_some();
-                updates[gi] = u;
-            }
-            if any {
-                if let Some(t) = self.tracking.as_mut() {
-                    t.dirty[ep.entity].insert(key);
-                }
-            }
-            let map = &mut self.maps[ep.entity];
-            let record: Option<&mut Record> = if any {
-                let n = fs.entities[ep.entity].series.len();
-                Some(
-                    map.entry(key)
-                        .or_insert_with(|| vec![Slot::Empty; n].into_boxed_slice()),
-                )
-            } else {
-                map.get_mut(&key)
-            };
-            let Some(record) = record else {
-                // Unknown key: every read sees empty state.
-                if let Some(o) = out.as_deref_mut() {
-                    for g in &ep.groups {
-                        for (fi, r) in &g.readers {
-                            o[*fi] = read_empty(r);
-                        }
-                    }
-                }
-                self.updates = updates;
-                continue;
-            };
-            for (gi, g) in ep.groups.iter().enumerate() {
-                let series = &fs.series[g.series];
-                let slot = &mut record[series.pos];
-                if let Some((m, d)) = updates[gi] {
-                    match (&series.mode, &mut *slot) {
-                        (SeriesMode::Exact { .. }, Slot::Empty) => {
-                            *slot = Slot::Exact(ExactState::default())
-                        }
-                        (SeriesMode::Bucketed { .. }, Slot::Empty) => {
-                            if let Some(l) = &self.layouts[g.series] {
-                                *slot = Slot::Bucketed(BucketState::new(l, t));
-                            }
-                        }
-                        (SeriesMode::Lifetime { distinct }, Slot::Empty) => {
-                            *slot = Slot::Lifetime(Box::new(LifeState::new(*distinct)))
-                        }
-                        _ => {}
-                    }
-                    match (&series.mode, &mut *slot) {
-                        (
-                            SeriesMode::Exact {
-                                retention_ms,
-                                max_entries,
-                            },
-                            Slot::Exact(st),
-                        ) => {
-                            self.stats.exact_cap_evictions +=
-                                st.insert(t, m, *retention_ms, *max_entries);
-                        }
-                        (SeriesMode::Bucketed { .. }, Slot::Bucketed(st)) => {
-                            if let Some(l) = &self.layouts[g.series] {
-                                if !st.insert(l, t, m, d) {
-                                    self.stats.bucket_too_old += 1;
-                                }
-                            }
-                        }
-                        (SeriesMode::Lifetime { .. }, Slot::Lifetime(st)) => {
-                            let v = g
-                                .update
-                                .as_ref()
-                                .and_then(|(vs, _)| vs.map(|s| &ev.fields[s]))
-                                .unwrap_or(&Value::Null);
-                            st.insert(t, m, d, v, seq);
-                        }
-                        _ => {}
-                    }
-                }
-                let Some(o) = out.as_deref_mut() else {
-                    continue;
-                };
-                match &*slot {
-                    Slot::Exact(st) => {
-                        // Readers of one window share its bounds (count and avg over 7d, say).
-                        let mut cached: Option<((i64, i64), (usize, usize))> = None;
-                        for (fi, r) in &g.readers {
-                            let w = (r.window_ms, r.offset_ms);
-                            let b = match cached {
-                                Some((cw, b)) if cw == w => b,
-                                _ => st.bounds(r, t),
-                            };
-                            cached = Some((w, b));
-                            o[*fi] = st.read_range(r, b.0, b.1, &mut self.scratch);
-                        }
-                    }
-                    Slot::Bucketed(st) => {
-                        if let Some(l) = &self.layouts[g.series] {
-                            for (fi, r) in &g.readers {
-                                o[*fi] = st.read(l, r, t);
-                            }
-                        }
-                    }
-                    Slot::Lifetime(st) => {
-                        for (fi, r) in &g.readers {
-                            o[*fi] = st.read(r, t, seq);
-                        }
-                    }
-                    Slot::Empty => {
-                        for (fi, r) in &g.readers {
-                            o[*fi] = read_empty(r);
-                        }
-                    }
-                }
-            }
-            self.updates = updates;
+            self.parts[partition_of(key, n)].apply_entity(
+                &self.shape,
+                fs,
+                ep,
+                key,
+                ev,
+                seq,
+                wm,
+                out.as_deref_mut(),
+                update,
+            );
         }
-        let Some(o) = out else { return };
-        for &fi in &plan.calendar {
-            if let FeatureKind::Calendar { part, offset_ms } = fs.features[fi].kind {
-                let h = hour_of_day(t, offset_ms);
-                o[fi] = match part {
-                    Calendar::IsWeekend => Value::Bool(weekday(t, offset_ms) >= 5),
-                    Calendar::HourOfDay => Value::Int(h as i64),
-                    Calendar::DayOfWeek => Value::Int(weekday(t, offset_ms) as i64),
-                    Calendar::HourInRange(a, b) => Value::Bool(if a <= b {
-                        (a..=b).contains(&h)
-                    } else {
-                        h >= a || h <= b
-                    }),
-                };
-            }
-        }
-        for &(fi, slot) in &plan.fields {
-            o[fi] = ev.fields[slot].clone();
-        }
-        // Defaults first for the operands of ratios, then again for the ratios themselves.
-        for &fi in &plan.defaults {
-            if o[fi].is_null() {
-                o[fi] = fs.features[fi].default.clone();
-            }
-        }
-        for &fi in &plan.ratios {
-            if let FeatureKind::Ratio {
-                numerator,
-                denominator,
-            } = fs.features[fi].kind
-            {
-                o[fi] = match (o[numerator].as_f64(), o[denominator].as_f64()) {
-                    (Some(n), Some(d)) if d != 0.0 => Value::Float(n / d),
-                    _ => Value::Null,
-                };
-            }
-        }
-        for &fi in &plan.defaults {
-            if o[fi].is_null() {
-                o[fi] = fs.features[fi].default.clone();
-            }
+        if let Some(o) = out {
+            finish_vector(fs, ev, o);
         }
     }
 
-    /// Drops what can no longer be read: exact entries beyond retention, bucket rings wholly in the past,
-    /// lifetime state idle for `idle_ttl`; a key whose series are all empty is removed. `watermark` is
-    /// the newest event time seen.
-    pub fn expire(&mut self, fs: &FeatureSet, watermark: i64) {
-        if let Some(t) = self.tracking.as_mut() {
-            t.swept = true;
+    /// Removes every key that is dead at `watermark` (or at the state's own, if newer) now, however
+    /// many: the bounded per-event removal's backlog, for tests and tools. Never changes an answer.
+    pub fn expire(&mut self, _fs: &FeatureSet, watermark: i64) {
+        self.watermark = self.watermark.max(watermark);
+        let wm = self.watermark;
+        for p in &mut self.parts {
+            p.expire_due(&self.shape, wm, usize::MAX);
         }
-        let mut expired = 0u64;
-        let layouts = &self.layouts;
-        for (ei, map) in self.maps.iter_mut().enumerate() {
-            let series = &fs.entities[ei].series;
-            let before = map.len();
-            map.retain(|_, rec| {
-                let mut live = false;
-                for (pos, slot) in rec.iter_mut().enumerate() {
-                    let si = series[pos];
-                    let keep = match (&fs.series[si].mode, &mut *slot) {
-                        (SeriesMode::Exact { retention_ms, .. }, Slot::Exact(st)) => {
-                            st.evict_before(watermark - retention_ms);
-                            !st.is_empty()
-                        }
-                        (SeriesMode::Bucketed { width_ms, len, .. }, Slot::Bucketed(st)) => {
-                            match &layouts[si] {
-                                Some(l) => {
-                                    st.newest_bucket_end(l) > watermark - width_ms * *len as i64
-                                }
-                                None => false,
-                            }
-                        }
-                        (SeriesMode::Lifetime { .. }, Slot::Lifetime(st)) => {
-                            st.last_time() > watermark - fs.idle_ttl_ms
-                        }
-                        _ => false,
-                    };
-                    if !keep {
-                        *slot = Slot::Empty;
-                    }
-                    live |= keep;
-                }
-                live
-            });
-            expired += (before - map.len()) as u64;
-        }
-        self.stats.keys_expired += expired;
     }
 
-    /// Serializes all state deterministically (keys sorted): equal states give equal bytes.
+    /// Serializes all live state deterministically: every entity's live keys sorted, whatever partition
+    /// holds them, keys already dead left out. Equal states give equal bytes, for any partition count
+    /// and whenever dead keys left memory.
     pub fn snapshot(&self) -> Vec<u8> {
         bincode::serialize(&self.snap_ref()).expect("serializing plain data to a Vec cannot fail")
     }
 
     fn snap_ref(&self) -> SnapRef<'_> {
+        let wm = self.watermark;
+        let maps = (0..self.shape.entity_series.len())
+            .map(|e| {
+                let mut v: Vec<(u128, &Record)> = self
+                    .parts
+                    .iter()
+                    .flat_map(|p| p.maps[e].iter())
+                    .filter(|(_, r)| self.shape.record_dead_at(e, r) > wm)
+                    .map(|(k, r)| (*k, r))
+                    .collect();
+                v.sort_unstable_by_key(|(k, _)| *k);
+                v
+            })
+            .collect();
+        let s = self.stats();
         SnapRef {
-            maps: self
-                .maps
-                .iter()
-                .map(|m| {
-                    let mut v: Vec<(u128, &Record)> = m.iter().map(|(k, r)| (*k, r)).collect();
-                    v.sort_unstable_by_key(|(k, _)| *k);
-                    v
-                })
-                .collect(),
-            stats: &self.stats,
+            watermark: wm,
+            maps,
+            counters: (s.exact_cap_evictions, s.bucket_too_old),
         }
     }
 
@@ -536,21 +859,33 @@ impl FeatureState {
         bincode::serialize_into(w, &r).map_err(std::io::Error::other)
     }
 
-    /// Restores state written by [`snapshot`](Self::snapshot) under the same feature configuration.
+    /// Restores state written by [`snapshot`](Self::snapshot) under the same feature configuration, in
+    /// one partition.
     pub fn restore(fs: &FeatureSet, bytes: &[u8]) -> Result<Self, SnapshotMismatch> {
+        Self::restore_partitioned(fs, bytes, 1)
+    }
+
+    /// As [`restore`](Self::restore), into `partitions` partitions (any number: snapshots do not
+    /// depend on the partition count that wrote them).
+    pub fn restore_partitioned(
+        fs: &FeatureSet,
+        bytes: &[u8],
+        partitions: usize,
+    ) -> Result<Self, SnapshotMismatch> {
         let snap: Snap = bincode::deserialize(bytes)
             .map_err(|e| SnapshotMismatch(format!("undecodable: {e}")))?;
-        let mut st = FeatureState::new(fs);
-        if snap.maps.len() != st.maps.len() {
+        let mut st = FeatureState::with_partitions(fs, partitions);
+        if snap.maps.len() != fs.entities.len() {
             return Err(SnapshotMismatch(format!(
                 "{} entities in the snapshot, {} configured",
                 snap.maps.len(),
-                st.maps.len()
+                fs.entities.len()
             )));
         }
+        let n = st.parts.len();
         for (ei, entries) in snap.maps.into_iter().enumerate() {
             let series = &fs.entities[ei].series;
-            for (k, rec) in &entries {
+            for (k, rec) in entries {
                 if rec.len() != series.len() {
                     return Err(SnapshotMismatch(format!(
                         "entity {ei}: {} series in the snapshot, {} configured",
@@ -573,85 +908,163 @@ impl FeatureState {
                         )));
                     }
                 }
+                st.parts[partition_of(k, n)].insert_new(&st.shape, ei, k, rec);
             }
-            st.maps[ei] = entries.into_iter().collect();
         }
-        st.stats = snap.stats;
+        st.watermark = snap.watermark;
+        st.parts[0].stats.exact_cap_evictions = snap.counters.0;
+        st.parts[0].stats.bucket_too_old = snap.counters.1;
         Ok(st)
     }
 
     /// Merges another state of the same configuration into this one (e.g. two partitions of a stream).
     pub fn merge(&mut self, fs: &FeatureSet, other: &FeatureState) {
-        if let Some(t) = self.tracking.as_mut() {
-            t.swept = true;
+        for p in &mut self.parts {
+            if let Some(t) = p.tracking.as_mut() {
+                t.aborted = true;
+            }
         }
-        for (ei, (a, b)) in self.maps.iter_mut().zip(other.maps.iter()).enumerate() {
-            let series = &fs.entities[ei].series;
-            for (k, rb) in b {
-                let ra = a
-                    .entry(*k)
-                    .or_insert_with(|| vec![Slot::Empty; series.len()].into_boxed_slice());
-                for (pos, (sa, sb)) in ra.iter_mut().zip(rb.iter()).enumerate() {
-                    let si = series[pos];
-                    match (&fs.series[si].mode, &mut *sa, sb) {
-                        (_, _, Slot::Empty) => {}
-                        (_, Slot::Empty, other) => *sa = other.clone(),
-                        (
-                            SeriesMode::Exact {
-                                retention_ms,
-                                max_entries,
-                            },
-                            Slot::Exact(x),
-                            Slot::Exact(y),
-                        ) => x.merge(y, *retention_ms, *max_entries),
-                        (SeriesMode::Bucketed { .. }, Slot::Bucketed(x), Slot::Bucketed(y)) => {
-                            if let Some(l) = &self.layouts[si] {
-                                x.merge(l, y)
+        let n = self.parts.len();
+        for op in &other.parts {
+            for (ei, b) in op.maps.iter().enumerate() {
+                let series = &fs.entities[ei].series;
+                for (k, rb) in b {
+                    let part = &mut self.parts[partition_of(*k, n)];
+                    let Some(ra) = part.maps[ei].get_mut(k) else {
+                        part.insert_new(&self.shape, ei, *k, rb.clone());
+                        continue;
+                    };
+                    for (pos, (sa, sb)) in ra.iter_mut().zip(rb.iter()).enumerate() {
+                        let si = series[pos];
+                        match (&fs.series[si].mode, &mut *sa, sb) {
+                            (_, _, Slot::Empty) => {}
+                            (_, Slot::Empty, other) => *sa = other.clone(),
+                            (
+                                SeriesMode::Exact {
+                                    retention_ms,
+                                    max_entries,
+                                },
+                                Slot::Exact(x),
+                                Slot::Exact(y),
+                            ) => x.merge(y, *retention_ms, *max_entries),
+                            (SeriesMode::Bucketed { .. }, Slot::Bucketed(x), Slot::Bucketed(y)) => {
+                                if let Some(l) = &self.shape.layouts[si] {
+                                    x.merge(l, y)
+                                }
                             }
+                            (_, Slot::Lifetime(x), Slot::Lifetime(y)) => x.merge(y),
+                            _ => {}
                         }
-                        (_, Slot::Lifetime(x), Slot::Lifetime(y)) => x.merge(y),
-                        _ => {}
                     }
                 }
             }
         }
+        self.watermark = self.watermark.max(other.watermark);
     }
 
-    /// Keys and bytes per entity (hash-map slots, records and series heaps).
+    /// Keys and bytes per entity (hash-map slots, records and series heaps), over every partition.
     pub fn memory(&self, fs: &FeatureSet) -> Vec<EntityMemory> {
-        self.maps
-            .iter()
-            .enumerate()
-            .map(|(ei, m)| {
+        (0..fs.entities.len())
+            .map(|ei| {
                 let ent = &fs.entities[ei];
-                let slot = m.capacity() * (1 + std::mem::size_of::<(u128, Record)>());
-                let records: usize = m
-                    .values()
-                    .map(|r| {
-                        r.len() * std::mem::size_of::<Slot>()
-                            + r.iter()
-                                .map(|s| match s {
-                                    Slot::Empty => 0,
-                                    Slot::Exact(x) => x.heap_bytes(),
-                                    Slot::Bucketed(x) => x.heap_bytes(),
-                                    Slot::Lifetime(x) => std::mem::size_of::<LifeState>() + x.heap_bytes(),
-                                })
-                                .sum::<usize>()
-                    })
-                    .sum();
+                let (keys, bytes) = self.parts.iter().fold((0, 0), |(k, b), p| {
+                    (k + p.maps[ei].len(), b + map_bytes(&p.maps[ei]))
+                });
                 let features = fs
                     .features
                     .iter()
                     .filter(|f| matches!(f.kind, FeatureKind::Series { series, .. } if fs.series[series].entity == ei))
                     .count();
-                EntityMemory { key: ent.key.clone(), keys: m.len(), bytes: slot + records, series: ent.series.len(), features }
+                EntityMemory { key: ent.key.clone(), keys, bytes, series: ent.series.len(), features }
             })
             .collect()
     }
 
-    /// Number of keys held across all entities.
+    /// Keys and bytes per partition (records, maps and the expiry queue).
+    pub fn partition_memory(&self) -> Vec<PartitionMemory> {
+        self.parts
+            .iter()
+            .map(|p| PartitionMemory {
+                keys: p.maps.iter().map(|m| m.len()).sum(),
+                bytes: p.maps.iter().map(map_bytes).sum::<usize>()
+                    + p.expiry.capacity() * std::mem::size_of::<(i64, u32, u128)>(),
+            })
+            .collect()
+    }
+
+    /// Number of keys held across all entities and partitions.
     pub fn key_count(&self) -> usize {
-        self.maps.iter().map(|m| m.len()).sum()
+        self.parts
+            .iter()
+            .flat_map(|p| p.maps.iter())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+fn map_bytes(m: &KeyMap<Record>) -> usize {
+    let slot = m.capacity() * (1 + std::mem::size_of::<(u128, Record)>());
+    let records: usize = m
+        .values()
+        .map(|r| {
+            r.len() * std::mem::size_of::<Slot>()
+                + r.iter()
+                    .map(|s| match s {
+                        Slot::Empty => 0,
+                        Slot::Exact(x) => x.heap_bytes(),
+                        Slot::Bucketed(x) => x.heap_bytes(),
+                        Slot::Lifetime(x) => std::mem::size_of::<LifeState>() + x.heap_bytes(),
+                    })
+                    .sum::<usize>()
+        })
+        .sum();
+    slot + records
+}
+
+/// The values of a feature vector that need no keyed state: calendar parts, event fields, then
+/// defaults and ratios (defaults first for the operands of ratios, then again for the ratios).
+fn finish_vector(fs: &FeatureSet, ev: &Event, o: &mut [Value]) {
+    let plan = &fs.plans[ev.ty as usize];
+    let t = ev.time;
+    for &fi in &plan.calendar {
+        if let FeatureKind::Calendar { part, offset_ms } = fs.features[fi].kind {
+            let h = hour_of_day(t, offset_ms);
+            o[fi] = match part {
+                Calendar::IsWeekend => Value::Bool(weekday(t, offset_ms) >= 5),
+                Calendar::HourOfDay => Value::Int(h as i64),
+                Calendar::DayOfWeek => Value::Int(weekday(t, offset_ms) as i64),
+                Calendar::HourInRange(a, b) => Value::Bool(if a <= b {
+                    (a..=b).contains(&h)
+                } else {
+                    h >= a || h <= b
+                }),
+            };
+        }
+    }
+    for &(fi, slot) in &plan.fields {
+        o[fi] = ev.fields[slot].clone();
+    }
+    for &fi in &plan.defaults {
+        if o[fi].is_null() {
+            o[fi] = fs.features[fi].default.clone();
+        }
+    }
+    for &fi in &plan.ratios {
+        if let FeatureKind::Ratio {
+            numerator,
+            denominator,
+        } = fs.features[fi].kind
+        {
+            o[fi] = match (o[numerator].as_f64(), o[denominator].as_f64()) {
+                (Some(n), Some(d)) if d != 0.0 => Value::Float(n / d),
+                _ => Value::Null,
+            };
+        }
+    }
+    for &fi in &plan.defaults {
+        if o[fi].is_null() {
+            o[fi] = fs.features[fi].default.clone();
+        }
     }
 }
 
@@ -665,7 +1078,7 @@ fn read_empty(r: &Reader) -> Value {
 }
 
 /// Digest of the key tuple; `None` when a key field is absent.
-fn key_hash(fields: &[Value], slots: &[usize], seed: u64, buf: &mut Vec<u8>) -> Option<u128> {
+pub fn key_hash(fields: &[Value], slots: &[usize], seed: u64, buf: &mut Vec<u8>) -> Option<u128> {
     buf.clear();
     for &s in slots {
         let v = &fields[s];

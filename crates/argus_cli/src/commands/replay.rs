@@ -237,7 +237,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "state": {
             "keys": engine.feature_state().key_count(),
             "entities": memory,
-            "stats": engine.feature_state().stats,
+            "stats": engine.feature_state().stats(),
+            "partitions": engine.feature_state().partition_memory(),
         },
         "features": summary.features,
         "policy": stats.policy,

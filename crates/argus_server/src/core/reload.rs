@@ -40,13 +40,8 @@ impl Core {
             changed.push("the event schema");
         }
         // Whole definitions, not only the stored series: policies read features by position.
-        let features = |c: &Config| {
-            format!(
-                "{:?}{:?}",
-                c.features,
-                (c.dedupe_ttl_ms, c.dedupe_max_ids, c.sweep_every_ms)
-            )
-        };
+        let features =
+            |c: &Config| format!("{:?}{:?}", c.features, (c.dedupe_ttl_ms, c.dedupe_max_ids));
         if cfg.features.fingerprint() != cur.features.fingerprint()
             || features(&cfg) != features(cur)
         {

@@ -192,7 +192,7 @@ impl Core {
             "keys": e.feature_state().key_count(),
             "idempotency_ids": e.idempotency_ids(),
             "pending_labels": e.pending_labels(),
-            "counters": e.counters,
+            "counters": e.counters(),
             "graph": e.graph_size().map(|(accounts, links, edges)| json!({"accounts": accounts, "links": links, "block_edges": edges, "findings": self.findings.total})),
             "indexed_events": self.index.len(),
             "recent_actors": self.recent.len(),
