@@ -373,7 +373,9 @@ impl Sequencer {
                 break;
             };
             let spec = &config.schema.labels[i];
-            let mut fields = vec![Value::Null; config.schema.get(spec.release_type).fields.len()];
+            // Only as many slots as the features read (the release is applied, never read or shown).
+            let len = self.label_slots[i].last().map_or(0, |s| s + 1);
+            let mut fields = vec![Value::Null; len];
             for (s, v) in p.fields {
                 fields[s as usize] = v;
             }
@@ -551,11 +553,24 @@ impl Engine {
         let state = FeatureState::with_partitions(&config.features, config.partitions);
         let n = config.features.features.len();
         let n_labels = config.schema.labels.len();
+        // Per label, the slots of its release type that the features read, keys included.
         let label_slots = config
             .schema
             .labels
             .iter()
-            .map(|l| config.features.slots_read(l.release_type as usize))
+            .map(|l| {
+                let ty = l.release_type as usize;
+                let mut v = config.features.slots_read(ty);
+                v.extend(
+                    config.features.plans[ty]
+                        .entities
+                        .iter()
+                        .flat_map(|e| e.key_slots.iter().copied()),
+                );
+                v.sort_unstable();
+                v.dedup();
+                v
+            })
             .collect();
         let graph = config
             .graph
@@ -797,12 +812,13 @@ impl Engine {
             let (answer_tx, answer_rx) = mpsc::channel::<(usize, Answers)>();
             let mut to_workers = Vec::new();
             for (p, mut w) in state.split().into_iter().enumerate() {
-                let (tx, rx) = mpsc::channel::<Arc<Batch>>();
+                let (tx, rx) = mpsc::channel::<(Arc<Batch>, Answers)>();
                 to_workers.push(tx);
                 let (answer_tx, fs) = (answer_tx.clone(), &fs);
                 s.spawn(move || {
-                    for b in rx {
-                        let a = w.run(fs, &b.steps());
+                    for (b, spare) in rx {
+                        let a = w.run(fs, &b.steps(), spare);
+                        drop(b);
                         if answer_tx.send((p, a)).is_err() {
                             break;
                         }
@@ -812,11 +828,16 @@ impl Engine {
             drop(answer_tx);
             let parts = to_workers.len();
             result = (|| {
+                // Answers of concluded batches, given back to the workers to refill.
+                let mut spare: Vec<Answers> = (0..parts).map(|_| Answers::default()).collect();
+                let send = |b: &Arc<Batch>, spare: &mut Vec<Answers>| {
+                    for (tx, a) in to_workers.iter().zip(spare.iter_mut()) {
+                        let _ = tx.send((b.clone(), std::mem::take(a)));
+                    }
+                };
                 let (first, mut own, mut ended) = fill(src, &mut fwm)?;
                 let mut applying = Arc::new(first);
-                for tx in &to_workers {
-                    let _ = tx.send(applying.clone());
-                }
+                send(&applying, &mut spare);
                 loop {
                     // Admit the next batch while the partitions apply this one.
                     let (next, next_own, end) = if ended {
@@ -833,9 +854,7 @@ impl Engine {
                     let applied = std::mem::replace(&mut applying, Arc::new(next));
                     let more = !applying.events.is_empty() || !applying.refused.is_empty();
                     if more {
-                        for tx in &to_workers {
-                            let _ = tx.send(applying.clone());
-                        }
+                        send(&applying, &mut spare);
                     }
                     // Conclude the applied batch, in input order, while the partitions apply the next.
                     let mut reading = Reading::new(answers);
@@ -868,6 +887,7 @@ impl Engine {
                         src.refused(rev, e.clone())?;
                         refusal = refused.next();
                     }
+                    spare = reading.into_answers();
                     own = next_own;
                     ended = end;
                     if !more {

@@ -140,6 +140,46 @@ fn days_in_month(y: i64, m: u32) -> u32 {
 
 /// RFC 3339 in UTC with milliseconds, e.g. `2018-04-01T00:00:31.000Z`.
 pub fn format_rfc3339(ms: i64) -> String {
+    let mut s = String::with_capacity(24);
+    write_rfc3339(ms, &mut s);
+    s
+}
+
+/// Appends [`format_rfc3339`]'s text to `out` without allocating (the feature tables' hot path).
+pub fn write_rfc3339(ms: i64, out: &mut String) {
+    let days = ms.div_euclid(DAY);
+    let rem = ms.rem_euclid(DAY);
+    let (y, m, d) = civil_from_days(days);
+    if !(0..=9999).contains(&y) {
+        out.push_str(&format_rfc3339_slow(ms));
+        return;
+    }
+    let mut b = [0u8; 24];
+    let mut put = |at: usize, v: i64, width: usize| {
+        let mut v = v;
+        for i in (0..width).rev() {
+            b[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, y, 4);
+    put(5, m as i64, 2);
+    put(8, d as i64, 2);
+    put(11, rem / HOUR, 2);
+    put(14, (rem % HOUR) / MIN, 2);
+    put(17, (rem % MIN) / SEC, 2);
+    put(20, rem % SEC, 3);
+    b[4] = b'-';
+    b[7] = b'-';
+    b[10] = b'T';
+    b[13] = b':';
+    b[16] = b':';
+    b[19] = b'.';
+    b[23] = b'Z';
+    out.push_str(std::str::from_utf8(&b).unwrap_or_default());
+}
+
+fn format_rfc3339_slow(ms: i64) -> String {
     let days = ms.div_euclid(DAY);
     let rem = ms.rem_euclid(DAY);
     let (y, m, d) = civil_from_days(days);

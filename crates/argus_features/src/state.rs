@@ -306,9 +306,11 @@ pub struct Answers {
 
 impl<'s> PartWorker<'s> {
     /// Applies the steps in order, for the keys this partition owns, and answers the reading ones.
-    pub fn run(&mut self, fs: &FeatureSet, steps: &[Step<'_>]) -> Answers {
+    /// `ans` is an earlier batch's answers, emptied here and refilled (its memory is reused).
+    pub fn run(&mut self, fs: &FeatureSet, steps: &[Step<'_>], mut ans: Answers) -> Answers {
         self.tmp.resize(fs.features.len(), Value::Null);
-        let mut ans = Answers::default();
+        ans.values.clear();
+        ans.owned.clear();
         for s in steps {
             let plan = &fs.plans[s.ev.ty as usize];
             for ep in &plan.entities {
@@ -346,6 +348,11 @@ impl Reading {
     pub fn new(answers: Vec<Answers>) -> Reading {
         let pos = vec![(0, 0); answers.len()];
         Reading { answers, pos }
+    }
+
+    /// The answers, to be given back to the workers for the next batch.
+    pub fn into_answers(self) -> Vec<Answers> {
+        self.answers
     }
 
     /// The feature vector of the next reading step, `ev`: the values its owners answered, then the
