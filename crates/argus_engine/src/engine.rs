@@ -932,7 +932,7 @@ impl Engine {
     /// Starts an incremental copy of the state for a snapshot taken while events keep arriving (the
     /// server's). Between events, [`copy_step`](Self::copy_step) copies a bounded part; then
     /// [`finish_copy`](Self::finish_copy) returns a [`PendingSnapshot`] equal to the state at that
-    /// moment, to be encoded on another thread. An expiry sweep in between aborts the copy.
+    /// moment, to be encoded on another thread. Keys that expire meanwhile are copied as removed.
     pub fn begin_copy(&mut self) -> EngineCopy {
         let n = self.sq.dedupe.order.len();
         EngineCopy {
@@ -965,7 +965,8 @@ impl Engine {
     /// Copies up to `budget` more keys (and four times as many idempotency ids); `Ok(true)` when only
     /// the final step is left.
     pub fn copy_step(&mut self, c: &mut EngineCopy, budget: usize) -> Result<bool, CopyAborted> {
-        // Without a sweep, ids are only appended at the back and forgotten at the front.
+        // Ids are only appended at the back and forgotten at the front (cap and TTL alike, both
+        // counted in `dedupe_evicted`).
         let next = self.dedupe_catch_up(c);
         let end = next
             .saturating_add(budget.saturating_mul(4) as u64)
@@ -1120,7 +1121,7 @@ mod tests {
         let mut streamed = Vec::new();
         let c = e.begin_copy();
         e.finish_copy(c)
-            .expect("no sweep")
+            .expect("nothing aborts a copy")
             .write_to(&mut streamed)
             .expect("to a Vec");
         assert_eq!(streamed, old);
