@@ -518,6 +518,22 @@ pub trait Source {
     fn processed(&mut self, p: Processed<'_>) -> Result<(), Self::Error>;
 }
 
+/// Where [`Engine::run`] spent its time, in seconds of each thread's wall clock: what the scaling model
+/// in BENCHMARKS.md is computed from. The coordinating thread reads and decodes (`decode`), admits
+/// (`admit`: idempotency, lateness, labels), waits for the partitions (`wait`) and concludes
+/// (`conclude`: vectors, graph, policies; `deliver`: the source's own work with each result, e.g.
+/// writing tables). Each partition thread applies its keys (`partitions[p]`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunTimes {
+    pub events: u64,
+    pub decode: f64,
+    pub admit: f64,
+    pub wait: f64,
+    pub conclude: f64,
+    pub deliver: f64,
+    pub partitions: Vec<f64>,
+}
+
 /// Accepted events per batch in [`Engine::run`].
 const BATCH: usize = 4096;
 
@@ -763,8 +779,10 @@ impl Engine {
     /// admitted in batches; while the partitions apply one batch, this thread admits the next and
     /// concludes the previous one (assembles the vectors, runs the graph and the policies, hands each
     /// [`Processed`] to the source in input order).
-    pub fn run<S: Source>(&mut self, src: &mut S) -> Result<(), S::Error> {
+    pub fn run<S: Source>(&mut self, src: &mut S) -> Result<RunTimes, S::Error> {
         use std::sync::mpsc;
+        use std::time::Instant;
+        let mut times = RunTimes::default();
         let Engine {
             config,
             policies,
@@ -778,13 +796,19 @@ impl Engine {
         let fs = config.features.clone();
         let mut fwm = state.watermark();
         let mut released = Vec::new();
+        // Seconds spent reading and decoding, and admitting.
+        let mut ftimes = (0.0f64, 0.0f64);
         // Fills a batch with up to BATCH accepted events (and the labels they release); the own labels
         // of each accepted event, in order, go to `own`. `true` at the end of the input.
         let mut fill = |src: &mut S, fwm: &mut i64| -> Result<Filled, S::Error> {
             let mut b = Batch::default();
             let mut own = Vec::with_capacity(BATCH);
             while own.len() < BATCH {
-                let Some(mut ev) = src.next(decoder)? else {
+                let t0 = Instant::now();
+                let next = src.next(decoder)?;
+                let t1 = Instant::now();
+                ftimes.0 += (t1 - t0).as_secs_f64();
+                let Some(mut ev) = next else {
                     return Ok((b, own, true));
                 };
                 released.clear();
@@ -804,12 +828,14 @@ impl Engine {
                     }
                     Err(e) => b.refused.push((own.len(), ev, e)),
                 }
+                ftimes.1 += t1.elapsed().as_secs_f64();
             }
             Ok((b, own, false))
         };
         let mut result = Ok(());
         std::thread::scope(|s| {
-            let (answer_tx, answer_rx) = mpsc::channel::<(usize, Answers)>();
+            let (answer_tx, answer_rx) = mpsc::channel::<(usize, Answers, f64)>();
+            times.partitions = vec![0.0; state.partitions()];
             let mut to_workers = Vec::new();
             for (p, mut w) in state.split().into_iter().enumerate() {
                 let (tx, rx) = mpsc::channel::<(Arc<Batch>, Answers)>();
@@ -817,9 +843,10 @@ impl Engine {
                 let (answer_tx, fs) = (answer_tx.clone(), &fs);
                 s.spawn(move || {
                     for (b, spare) in rx {
+                        let t = Instant::now();
                         let a = w.run(fs, &b.steps(), spare);
                         drop(b);
-                        if answer_tx.send((p, a)).is_err() {
+                        if answer_tx.send((p, a, t.elapsed().as_secs_f64())).is_err() {
                             break;
                         }
                     }
@@ -847,10 +874,13 @@ impl Engine {
                     };
                     let mut answers: Vec<Answers> =
                         (0..parts).map(|_| Answers::default()).collect();
+                    let t = Instant::now();
                     for _ in 0..parts {
-                        let (p, a) = answer_rx.recv().expect("a partition worker stopped");
+                        let (p, a, secs) = answer_rx.recv().expect("a partition worker stopped");
                         answers[p] = a;
+                        times.partitions[p] += secs;
                     }
+                    times.wait += t.elapsed().as_secs_f64();
                     let applied = std::mem::replace(&mut applying, Arc::new(next));
                     let more = !applying.events.is_empty() || !applying.refused.is_empty();
                     if more {
@@ -862,6 +892,8 @@ impl Engine {
                     let mut refused = applied.refused.iter();
                     let mut refusal = refused.next();
                     let mut accepted = 0;
+                    let t = Instant::now();
+                    let mut delivering = 0.0;
                     for (ev, &(seq, _, read)) in applied.events.iter().zip(&applied.meta) {
                         if !read {
                             continue;
@@ -874,6 +906,7 @@ impl Engine {
                         reading.next(&fs, ev, out);
                         let (decision, findings) =
                             conclude(config, policies.as_ref(), graph, ev, out, true);
+                        let d = Instant::now();
                         src.processed(Processed {
                             seq,
                             event: ev,
@@ -882,7 +915,11 @@ impl Engine {
                             findings,
                             labels: own_labels.next().unwrap_or_default(),
                         })?;
+                        delivering += d.elapsed().as_secs_f64();
                     }
+                    times.events += accepted as u64;
+                    times.conclude += t.elapsed().as_secs_f64() - delivering;
+                    times.deliver += delivering;
                     while let Some((_, rev, e)) = refusal {
                         src.refused(rev, e.clone())?;
                         refusal = refused.next();
@@ -898,7 +935,8 @@ impl Engine {
             drop(to_workers);
         });
         state.note_batch(fwm);
-        result
+        (times.decode, times.admit) = ftimes;
+        result.map(|()| times)
     }
 
     /// Serializes the whole engine state (features, idempotency ids, pending labels, counters) with a

@@ -17,7 +17,7 @@ pub mod table;
 
 pub use config::{Config, ConfigLoadError, CsvMapping};
 pub use engine::{
-    Counters, Engine, EngineCopy, OwnLabel, PendingSnapshot, ProcessError, Processed,
+    Counters, Engine, EngineCopy, OwnLabel, PendingSnapshot, ProcessError, Processed, RunTimes,
     SnapshotError, Source,
 };
 pub use graph::{Finding, GraphSpec};

@@ -27,6 +27,8 @@ pub struct ReplayStats {
     pub labels_pending: u64,
     /// Decisions, when the engine has policies.
     pub policy: Option<crate::report::PolicyReport>,
+    /// Where the time went, per stage and thread ([`crate::engine::RunTimes`]).
+    pub stages: crate::engine::RunTimes,
 }
 
 impl ReplayStats {
@@ -87,7 +89,7 @@ pub fn replay<'a, 'b, R: BufRead>(
         progress,
         amount_slots,
     };
-    engine.run(&mut src)?;
+    let stages = engine.run(&mut src)?;
     for (line, errors) in std::mem::take(&mut src.undelivered) {
         src.reject(line, errors)?;
     }
@@ -95,6 +97,7 @@ pub fn replay<'a, 'b, R: BufRead>(
         s.finish()?;
     }
     drop(src);
+    stats.stages = stages;
     stats.labels_released = engine.counters().labels_released - released_before;
     if let Some(r) = stats.policy.as_mut() {
         r.finish();

@@ -174,7 +174,7 @@ fn by_run(partitions: usize, docs: &[serde_json::Value]) -> (Vec<Row>, Engine) {
         docs: docs.iter(),
         rows: Vec::new(),
     };
-    let Ok(()) = e.run(&mut src);
+    let Ok(_) = e.run(&mut src);
     (src.rows, e)
 }
 
@@ -232,7 +232,7 @@ fn a_snapshot_restores_under_another_partition_count_and_continues_exactly() {
         docs: docs[half..].iter(),
         rows: Vec::new(),
     };
-    let Ok(()) = e.run(&mut src);
+    let Ok(_) = e.run(&mut src);
     assert!(src.rows[..] == rows[half..]);
     assert_eq!(e.state_digest(), whole.state_digest());
 }

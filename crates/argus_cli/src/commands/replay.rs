@@ -234,6 +234,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "labels_pending": stats.labels_pending,
         "seconds": secs,
         "events_per_sec": stats.records as f64 / secs.max(1e-9),
+        "stages": stats.stages,
         "state": {
             "keys": engine.feature_state().key_count(),
             "entities": memory,
