@@ -112,9 +112,8 @@ struct EngineSnap {
     counters: Counters,
     dedupe: Vec<(i64, u128)>,
     labels: Vec<Vec<PendingLabel>>,
-    /// The entity graph's declaration fingerprint (0: none) and state.
-    graph_fp: u64,
-    graph: Vec<u8>,
+    /// The global stages' sections (the entity graph), in the order they run.
+    stages: Vec<crate::stages::Section>,
     state: Vec<u8>,
 }
 
@@ -143,8 +142,7 @@ impl EngineSnap {
             &self.counters,
             &self.dedupe,
             &self.labels,
-            self.graph_fp,
-            &self.graph,
+            &self.stages,
         );
         bincode::serialize_into(&mut body, &head).map_err(std::io::Error::other)?;
         state.write_snapshot_prefixed(&mut body)?;
@@ -282,8 +280,8 @@ pub struct Engine {
     current: Event,
     /// Labels released by the last admitted event, applied before it.
     released: Vec<Event>,
-    /// The entity graph, when `[graph]` is declared.
-    graph: Option<crate::graph::GraphState>,
+    /// The global stages (the entity graph, when `[graph]` is declared), in the order they run.
+    stages: Vec<Box<dyn crate::stages::Stage>>,
 }
 
 /// The sequencer: what decides, in input order, whether and where an event enters the state
@@ -448,24 +446,21 @@ impl Sequencer {
     }
 }
 
-/// The decision and findings for an event whose feature vector is complete but for the graph's
-/// features: the graph's work on the event (in sequence order), then the policies. Shared by
-/// [`Engine::process`] and [`Engine::run`].
+/// The decision and findings for an event whose feature vector is complete but for the global
+/// stages' features: each global stage's work on the event (in sequence order), then the policies.
+/// Shared by [`Engine::process`] and [`Engine::run`].
 fn conclude(
     config: &Config,
     policies: Option<&Arc<argus_policy::PolicySet>>,
-    graph: &mut Option<crate::graph::GraphState>,
+    stages: &mut [Box<dyn crate::stages::Stage>],
     ev: &Event,
     out: &mut [Value],
     decide: bool,
 ) -> (Option<argus_policy::Decision>, Vec<crate::graph::Finding>) {
-    let findings = match (&config.graph, graph) {
-        (Some(spec), Some(g)) => {
-            g.apply(spec, ev, out);
-            g.take_findings()
-        }
-        _ => Vec::new(),
-    };
+    let mut findings = Vec::new();
+    for st in stages.iter_mut() {
+        st.apply(ev, out, &mut findings);
+    }
     let decision = match policies {
         Some(p) if decide => decide_with(config, p, ev, out),
         _ => None,
@@ -588,10 +583,7 @@ impl Engine {
                 v
             })
             .collect();
-        let graph = config
-            .graph
-            .as_ref()
-            .map(|g| crate::graph::GraphState::new(g));
+        let stages = crate::stages::build(&config);
         Engine {
             policies: None,
             current: Event {
@@ -614,7 +606,7 @@ impl Engine {
             decoder,
             state,
             out: vec![Value::Null; n],
-            graph,
+            stages,
         }
     }
 
@@ -675,7 +667,10 @@ impl Engine {
                 .map(|q| q.iter().collect::<Vec<_>>())
                 .collect::<Vec<_>>(),
             self.state.snapshot(),
-            self.graph.as_ref().map(|g| g.digest()),
+            self.stages
+                .iter()
+                .map(|st| (st.name(), st.digest()))
+                .collect::<Vec<_>>(),
         );
         xxhash_rust::xxh3::xxh3_64(
             &bincode::serialize(&parts).expect("serializing plain data to a Vec cannot fail"),
@@ -710,7 +705,10 @@ impl Engine {
 
     /// The entity graph's size: accounts, link edges, block edges (`None` without `[graph]`).
     pub fn graph_size(&self) -> Option<(usize, usize, usize)> {
-        self.graph.as_ref().map(|g| g.size())
+        self.stages
+            .iter()
+            .find_map(|st| st.as_any().downcast_ref::<crate::stages::GraphStage>())
+            .map(|g| g.state.size())
     }
 
     /// Event ids remembered for idempotency.
@@ -759,7 +757,7 @@ impl Engine {
         let (decision, findings) = conclude(
             &self.config,
             self.policies.as_ref(),
-            &mut self.graph,
+            &mut self.stages,
             &self.current,
             &mut self.out,
             decide,
@@ -790,7 +788,7 @@ impl Engine {
             state,
             sq,
             out,
-            graph,
+            stages,
             ..
         } = self;
         let fs = config.features.clone();
@@ -905,7 +903,7 @@ impl Engine {
                         accepted += 1;
                         reading.next(&fs, ev, out);
                         let (decision, findings) =
-                            conclude(config, policies.as_ref(), graph, ev, out, true);
+                            conclude(config, policies.as_ref(), stages, ev, out, true);
                         let d = Instant::now();
                         src.processed(Processed {
                             seq,
@@ -961,8 +959,15 @@ impl Engine {
                 .iter()
                 .map(|q| q.iter().cloned().collect())
                 .collect(),
-            graph_fp: self.config.graph.as_ref().map_or(0, |g| g.fingerprint),
-            graph: self.graph.as_ref().map(|g| g.encode()).unwrap_or_default(),
+            stages: self
+                .stages
+                .iter()
+                .map(|st| crate::stages::Section {
+                    name: st.name().to_string(),
+                    fingerprint: st.fingerprint(),
+                    bytes: st.encode(),
+                })
+                .collect(),
             state,
         }
     }
@@ -1071,35 +1076,20 @@ impl Engine {
                 "the pseudonymization secret changed: tokens would not match".into(),
             ));
         }
-        if snap.features_fp != config.features.fingerprint()
-            && snap.features_fp != config.features.legacy_fingerprint()
-        {
+        if snap.features_fp != config.features.fingerprint() {
             return Err(SnapshotError::Incompatible(
                 "feature definitions changed".into(),
-            ));
-        }
-        let graph_fps = config
-            .graph
-            .as_ref()
-            .map_or((0, 0), |g| (g.fingerprint, g.legacy_fingerprint));
-        if snap.graph_fp != graph_fps.0 && snap.graph_fp != graph_fps.1 {
-            return Err(SnapshotError::Incompatible(
-                "the [graph] declaration changed".into(),
             ));
         }
         let state =
             FeatureState::restore_partitioned(&config.features, &snap.state, config.partitions)
                 .map_err(|e| SnapshotError::Incompatible(e.to_string()))?;
-        let graph = match &config.graph {
-            Some(spec) => Some(
-                crate::graph::GraphState::decode(spec, &snap.graph)
-                    .map_err(SnapshotError::Corrupt)?,
-            ),
-            None => None,
-        };
         let mut e = Engine::new(config);
         e.state = state;
-        e.graph = graph;
+        crate::stages::restore_all(&mut e.stages, snap.stages).map_err(|err| match err {
+            crate::stages::SectionError::Incompatible(m) => SnapshotError::Incompatible(m),
+            crate::stages::SectionError::Corrupt(m) => SnapshotError::Corrupt(m),
+        })?;
         e.sq.seq = snap.seq;
         e.sq.watermark = snap.watermark;
         e.sq.counters = snap.counters;

@@ -177,8 +177,6 @@ pub struct GraphSpec {
     f_rate: usize,
     /// A digest of the declaration, for snapshots.
     pub fingerprint: u64,
-    /// The digest snapshots written before P3.1 carry (accepted on restore).
-    pub legacy_fingerprint: u64,
 }
 
 /// Checks `[graph]` against the schema and adds its features; every problem as a message.
@@ -472,7 +470,6 @@ pub fn compile(
     let mut fp = argus_features::config::Canonical::new(b"argus.graph.v1");
     fp.bytes(&canonical);
     let fingerprint = fp.finish();
-    let legacy_fingerprint = xxhash_rust::xxh3::xxh3_64(format!("{c:?}").as_bytes());
     Ok(GraphSpec {
         window_ms,
         refresh_ms,
@@ -491,7 +488,6 @@ pub fn compile(
         f_confirmed,
         f_rate,
         fingerprint,
-        legacy_fingerprint,
     })
 }
 

@@ -531,40 +531,35 @@ fn idempotency_ids_are_capped_and_copies_skip_the_forgotten_ones() {
 
 /// Snapshot fingerprints come from a canonical encoding of the definitions, not from `Debug`: the
 /// starter configuration's is pinned here (a change to it is a change to every deployment's
-/// snapshots, and must be deliberate). Snapshots written before, with the `Debug` digest, still restore.
+/// snapshots, and must be deliberate). A snapshot under other feature definitions, and one written by
+/// an earlier format (`ARGUSSN3`, before partitions), are refused with what to do.
 #[test]
-fn feature_fingerprints_are_canonical_and_legacy_snapshots_restore() {
+fn feature_fingerprints_are_canonical_and_other_snapshots_are_refused() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let cfg = Config::load(&root.join("examples/starter/argus.toml")).unwrap();
     let again = Config::load(&root.join("examples/starter/argus.toml")).unwrap();
     assert_eq!(cfg.features.fingerprint(), again.features.fingerprint());
-    assert_ne!(
-        cfg.features.fingerprint(),
-        cfg.features.legacy_fingerprint()
-    );
     assert_eq!(
         format!("{:016x}", cfg.features.fingerprint()),
         "8569d3a5fe447a2f",
         "the canonical fingerprint of the starter features changed"
     );
-    // A snapshot carrying the legacy fingerprint: `magic | schema_fp | features_fp | … | crc32`.
+    // `magic | schema_fp | features_fp | … | crc32`: another features fingerprint.
     let e = engine();
     let mut snap = e.snapshot();
-    let legacy = e.features().legacy_fingerprint();
-    snap[16..24].copy_from_slice(&legacy.to_le_bytes());
     let n = snap.len();
-    let crc = crc32fast::hash(&snap[8..n - 4]);
-    snap[n - 4..].copy_from_slice(&crc.to_le_bytes());
-    let cfg = Config::from_str(CONFIG, Path::new(".")).unwrap();
-    assert!(
-        Engine::restore(cfg.clone(), &snap).is_ok(),
-        "a legacy snapshot restores"
-    );
     snap[16..24].copy_from_slice(&12345u64.to_le_bytes());
     let crc = crc32fast::hash(&snap[8..n - 4]);
     snap[n - 4..].copy_from_slice(&crc.to_le_bytes());
+    let cfg = Config::from_str(CONFIG, Path::new(".")).unwrap();
     assert!(matches!(
-        Engine::restore(cfg, &snap),
+        Engine::restore(cfg.clone(), &snap),
         Err(argus_engine::SnapshotError::Incompatible(m)) if m.contains("feature definitions")
+    ));
+    let mut old = e.snapshot();
+    old[..8].copy_from_slice(b"ARGUSSN3");
+    assert!(matches!(
+        Engine::restore(cfg, &old),
+        Err(argus_engine::SnapshotError::Incompatible(m)) if m.contains("another version")
     ));
 }

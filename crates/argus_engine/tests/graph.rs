@@ -371,6 +371,24 @@ fn snapshot_and_restore_continue_exactly_and_runs_are_deterministic() {
     .unwrap();
     let err = Engine::restore(other, &c.engine.snapshot()).err().unwrap();
     assert!(err.to_string().contains("[graph]"), "{err}");
+    // The graph is a stage with a section of its own: a snapshot with it does not restore where no
+    // graph is declared, and one without it does not restore where one is.
+    let plain = Config::from_str("", Path::new(".")).unwrap();
+    let err = Engine::restore(plain.clone(), &c.engine.snapshot())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, argus_engine::SnapshotError::Incompatible(m) if m.contains("`graph` stage")),
+        "{err}"
+    );
+    let without = Engine::new(plain).snapshot();
+    let err = Engine::restore(config("").unwrap(), &without)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, argus_engine::SnapshotError::Incompatible(m) if m.contains("no state for the `graph` stage")),
+        "{err}"
+    );
 }
 
 #[test]

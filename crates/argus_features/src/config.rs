@@ -515,17 +515,6 @@ impl FeatureSet {
         c.finish()
     }
 
-    /// The fingerprint snapshots written before P3.1 carry (from the `Debug` rendering of the series).
-    /// Accepted on restore so that an upgrade can start from an existing snapshot; new snapshots carry
-    /// [`fingerprint`](Self::fingerprint).
-    pub fn legacy_fingerprint(&self) -> u64 {
-        let s = format!(
-            "{:?}|{}|{}",
-            self.series, self.allowed_lateness_ms, self.idle_ttl_ms
-        );
-        xxhash_rust::xxh3::xxh3_64(s.as_bytes())
-    }
-
     /// Parses and compiles a feature file against a schema, reporting every problem at once.
     pub fn from_toml(schema: &Schema, text: &str) -> Result<FeatureSet, ConfigErrors> {
         let cfg: FeaturesConfig = toml::from_str(text).map_err(|e| {

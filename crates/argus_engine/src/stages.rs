@@ -1,0 +1,141 @@
+//! Global stages: the parts of the per-event path that keep state across all keys (the entity graph
+//! now; the text and graph-learning stages to come). The keyed features are not a stage of this kind:
+//! they are split into partitions (`argus_features::FeatureState`) and run on their own threads.
+//!
+//! A global stage runs on the engine's coordinating thread, for every accepted event in sequence
+//! order, after the partitioned features: it reads the event and its feature vector, writes the
+//! features it registered when its configuration was compiled (see [`crate::config`]), and reports
+//! findings. It snapshots and restores itself; the engine snapshot holds one section per stage:
+//! (name, fingerprint of the definition from canonical bytes, state).
+//!
+//! Adding a stage: a module with its configuration section, a compile function that registers its
+//! features in the `FeatureSet` (called from `Config::load`, as `graph::compile` is), a [`Stage`]
+//! implementation, and one line in [`build`].
+
+use crate::config::Config;
+use crate::graph::Finding;
+use argus_event::{Event, Value};
+use std::any::Any;
+use std::sync::Arc;
+
+/// A global stage (see the module documentation).
+pub trait Stage: Send {
+    /// The stage's name: its section in the engine snapshot and digest.
+    fn name(&self) -> &'static str;
+    /// Digest of the stage's definition, from a canonical encoding (never `Debug`): a snapshot section
+    /// written under another definition is refused.
+    fn fingerprint(&self) -> u64;
+    /// What the refusal says changed (e.g. "the [graph] declaration").
+    fn what(&self) -> &'static str;
+    /// Applies one accepted event: reads `features`, writes the features the stage registered, and
+    /// appends the findings the event triggered.
+    fn apply(&mut self, ev: &Event, features: &mut [Value], findings: &mut Vec<Finding>);
+    /// The stage's state, deterministically (equal states give equal bytes).
+    fn encode(&self) -> Vec<u8>;
+    /// Replaces the state with one [`encode`](Self::encode) wrote under the same fingerprint.
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), String>;
+    /// A digest of everything the stage's future answers depend on.
+    fn digest(&self) -> u64;
+    /// For callers that need a particular stage's own API (sizes for the status route).
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// The stages `config` declares, in the order they run.
+pub fn build(config: &Config) -> Vec<Box<dyn Stage>> {
+    let mut stages: Vec<Box<dyn Stage>> = Vec::new();
+    if let Some(g) = &config.graph {
+        stages.push(Box::new(GraphStage::new(g.clone())));
+    }
+    stages
+}
+
+/// The entity graph ([`crate::graph`]) as a stage.
+pub struct GraphStage {
+    spec: Arc<crate::graph::GraphSpec>,
+    pub state: crate::graph::GraphState,
+}
+
+impl GraphStage {
+    pub fn new(spec: Arc<crate::graph::GraphSpec>) -> GraphStage {
+        let state = crate::graph::GraphState::new(&spec);
+        GraphStage { spec, state }
+    }
+}
+
+impl Stage for GraphStage {
+    fn name(&self) -> &'static str {
+        "graph"
+    }
+    fn fingerprint(&self) -> u64 {
+        self.spec.fingerprint
+    }
+    fn what(&self) -> &'static str {
+        "the [graph] declaration"
+    }
+    fn apply(&mut self, ev: &Event, features: &mut [Value], findings: &mut Vec<Finding>) {
+        self.state.apply(&self.spec, ev, features);
+        findings.extend(self.state.take_findings());
+    }
+    fn encode(&self) -> Vec<u8> {
+        self.state.encode()
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.state = crate::graph::GraphState::decode(&self.spec, bytes)?;
+        Ok(())
+    }
+    fn digest(&self) -> u64 {
+        self.state.digest()
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// One stage's section of an engine snapshot.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Section {
+    pub name: String,
+    pub fingerprint: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// Why a snapshot's stage sections cannot be restored.
+#[derive(Debug)]
+pub enum SectionError {
+    /// Written under another set of stages or another definition of one.
+    Incompatible(String),
+    /// A section's bytes do not decode.
+    Corrupt(String),
+}
+
+/// Restores every configured stage from its section; refuses sections of stages not configured,
+/// missing sections and other fingerprints.
+pub fn restore_all(
+    stages: &mut [Box<dyn Stage>],
+    sections: Vec<Section>,
+) -> Result<(), SectionError> {
+    use SectionError::*;
+    for s in &sections {
+        if !stages.iter().any(|st| st.name() == s.name) {
+            return Err(Incompatible(format!(
+                "the snapshot holds state of the `{}` stage, which this configuration does not declare",
+                s.name
+            )));
+        }
+    }
+    for st in stages.iter_mut() {
+        let Some(s) = sections.iter().find(|s| s.name == st.name()) else {
+            return Err(Incompatible(format!(
+                "the snapshot holds no state for the `{}` stage ({} was added)",
+                st.name(),
+                st.what()
+            )));
+        };
+        if s.fingerprint != st.fingerprint() {
+            return Err(Incompatible(format!("{} changed", st.what())));
+        }
+        st.restore(&s.bytes)
+            .map_err(|e| Corrupt(format!("the `{}` stage's state: {e}", st.name())))?;
+    }
+    Ok(())
+}
