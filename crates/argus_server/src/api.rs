@@ -1,7 +1,7 @@
 //! The HTTP API (axum). Handlers authenticate, read and bound the body, and hand the request to the
 //! core; every error, from any layer, has the one shape `{"error": {"code", "message", "details"?}}`.
 
-use crate::core::{error, Answer, Msg, Request, Shared};
+use crate::core::{error, ok, Answer, CoreError, Failure, Msg, Request, Shared};
 use crate::metrics as m;
 use crate::settings::{Role, Settings};
 use axum::body::Body;
@@ -55,24 +55,88 @@ pub struct AppState {
     pub settings: Arc<Settings>,
 }
 
-fn respond(a: Answer) -> Response {
-    let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let code = a
-        .body
-        .get("error")
-        .and_then(|e| e.get("code"))
-        .and_then(|c| c.as_str());
-    let retry = matches!(code, Some("overloaded" | "timeout" | "shutting_down"));
-    let mut r = match a.raw {
-        Some(raw) => (status, [(header::CONTENT_TYPE, "application/json")], raw).into_response(),
-        None => (status, axum::Json(a.body)).into_response(),
-    };
-    // Only where waiting helps: a full queue, a slow answer, a restart in progress.
-    if retry {
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+/// The status code of each kind of failure: the one place where core results become HTTP.
+pub fn status_of(kind: Failure) -> StatusCode {
+    match kind {
+        Failure::Invalid => StatusCode::BAD_REQUEST,
+        Failure::Unauthorized => StatusCode::UNAUTHORIZED,
+        Failure::Forbidden => StatusCode::FORBIDDEN,
+        Failure::NotFound => StatusCode::NOT_FOUND,
+        Failure::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        Failure::Timeout => StatusCode::REQUEST_TIMEOUT,
+        Failure::Conflict => StatusCode::CONFLICT,
+        Failure::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Failure::UriTooLong => StatusCode::URI_TOO_LONG,
+        Failure::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        Failure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Failure::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
-    r
+}
+
+/// The one error shape of every 4xx/5xx: `{"error": {"code", "message", "details"?}}`.
+fn error_body(e: &CoreError) -> serde_json::Value {
+    let mut o = json!({"code": e.code, "message": e.message});
+    if let Some(d) = &e.details {
+        o["details"] = d.clone();
+    }
+    json!({ "error": o })
+}
+
+/// A batch's body: counts, then each item's answer with its index and HTTP status. Event results
+/// arrive serialized (`{…}`) and are extended in place to `{…,"index":i,"http_status":s}`.
+fn batch_body(items: Vec<Answer>) -> Vec<u8> {
+    let is = |a: &Answer, st: &str| matches!(a, Answer::Done { body, .. } if body == st);
+    let accepted = items.iter().filter(|a| is(a, "accepted")).count();
+    let duplicates = items.iter().filter(|a| is(a, "duplicate")).count();
+    let mut b = format!(
+        "{{\"accepted\":{accepted},\"duplicates\":{duplicates},\"rejected\":{},\"results\":[",
+        items.len() - accepted - duplicates
+    )
+    .into_bytes();
+    for (i, a) in items.into_iter().enumerate() {
+        if i > 0 {
+            b.push(b',');
+        }
+        let (mut body, status) = match a {
+            Answer::Done {
+                raw: Some(mut r), ..
+            } => {
+                r.pop();
+                b.extend_from_slice(&r);
+                b.extend_from_slice(format!(",\"index\":{i},\"http_status\":200}}").as_bytes());
+                continue;
+            }
+            Answer::Done { body, raw: None } => (body, StatusCode::OK),
+            Answer::Failed(e) => (error_body(&e), status_of(e.kind)),
+            Answer::Batch(_) => (json!({}), StatusCode::INTERNAL_SERVER_ERROR),
+        };
+        if let Some(o) = body.as_object_mut() {
+            o.insert("index".into(), json!(i));
+            o.insert("http_status".into(), json!(status.as_u16()));
+        }
+        serde_json::to_writer(&mut b, &body).unwrap_or_default();
+    }
+    b.extend_from_slice(b"]}");
+    b
+}
+
+pub(crate) fn respond(a: Answer) -> Response {
+    let json = [(header::CONTENT_TYPE, "application/json")];
+    match a {
+        Answer::Done { raw: Some(raw), .. } => (StatusCode::OK, json, raw).into_response(),
+        Answer::Done { body, raw: None } => (StatusCode::OK, axum::Json(body)).into_response(),
+        Answer::Batch(items) => (StatusCode::OK, json, batch_body(items)).into_response(),
+        Answer::Failed(e) => {
+            // Only where waiting helps: a full queue, a slow answer, a restart in progress.
+            let retry = matches!(e.code.as_str(), "overloaded" | "timeout" | "shutting_down");
+            let mut r = (status_of(e.kind), axum::Json(error_body(&e))).into_response();
+            if retry {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            r
+        }
+    }
 }
 
 /// Checks the API key for a route that needs `role`: `Some(error response)` when refused. Without configured keys every request passes
@@ -93,7 +157,7 @@ fn denied(st: &AppState, headers: &HeaderMap, role: Role) -> Option<Response> {
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
     let Some(given) = given else {
         let mut r = respond(error(
-            401,
+            Failure::Unauthorized,
             "unauthenticated",
             "an API key is required: `Authorization: Bearer <key>`",
         ));
@@ -109,9 +173,13 @@ fn denied(st: &AppState, headers: &HeaderMap, role: Role) -> Option<Response> {
         }
     }
     match found {
-        None => Some(respond(error(401, "unauthenticated", "unknown API key"))),
+        None => Some(respond(error(
+            Failure::Unauthorized,
+            "unauthenticated",
+            "unknown API key",
+        ))),
         Some(r) if !r.allows(role) => Some(respond(error(
-            403,
+            Failure::Forbidden,
             "forbidden",
             format!(
                 "this key has role `{}`; this route needs `{}`",
@@ -133,7 +201,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Sends a request to the core and waits for its answer, within the request timeout.
 pub async fn ask(st: &AppState, req: Request) -> Answer {
     if st.shared.failed.load(Ordering::SeqCst) && matches!(req, Request::Events { .. }) {
-        return error(503, "not_accepting_writes", "the server refuses writes after an internal failure; restart it (it recovers from the log)");
+        return error(Failure::Unavailable, "not_accepting_writes", "the server refuses writes after an internal failure; restart it (it recovers from the log)");
     }
     let (tx, rx) = oneshot::channel();
     st.shared.queued.fetch_add(1, Ordering::SeqCst);
@@ -143,14 +211,18 @@ pub async fn ask(st: &AppState, req: Request) -> Answer {
             st.shared.queued.fetch_sub(1, Ordering::SeqCst);
             m::inc(m::REJECTED_OVERLOAD, 1);
             return error(
-                503,
+                Failure::Unavailable,
                 "overloaded",
                 "the decision queue is full; retry after the time in Retry-After",
             );
         }
         Err(TrySendError::Disconnected(_)) => {
             st.shared.queued.fetch_sub(1, Ordering::SeqCst);
-            return error(503, "shutting_down", "the server is shutting down");
+            return error(
+                Failure::Unavailable,
+                "shutting_down",
+                "the server is shutting down",
+            );
         }
     }
     m::set_gauge(
@@ -159,11 +231,15 @@ pub async fn ask(st: &AppState, req: Request) -> Answer {
     );
     match tokio::time::timeout(st.settings.request_timeout, rx).await {
         Ok(Ok(a)) => a,
-        Ok(Err(_)) => error(503, "shutting_down", "the server stopped before answering"),
+        Ok(Err(_)) => error(
+            Failure::Unavailable,
+            "shutting_down",
+            "the server stopped before answering",
+        ),
         // The request stays queued and may still be applied: clients retry with the same event id,
         // which is idempotent.
         Err(_) => error(
-            503,
+            Failure::Unavailable,
             "timeout",
             "no answer within the request timeout; retry with the same event id",
         ),
@@ -182,7 +258,7 @@ async fn body_bytes(
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
         return Err(error(
-            413,
+            Failure::TooLarge,
             "payload_too_large",
             format!("the body is larger than the limit of {max} bytes"),
         ));
@@ -193,13 +269,13 @@ async fn body_bytes(
     match tokio::time::timeout(limit, axum::body::to_bytes(body, max)).await {
         Ok(r) => r.map_err(|_| {
             error(
-                413,
+                Failure::TooLarge,
                 "payload_too_large",
                 format!("the body is larger than the limit of {max} bytes"),
             )
         }),
         Err(_) => Err(error(
-            408,
+            Failure::Timeout,
             "body_timeout",
             format!(
                 "the request body did not arrive within {} ms (`server.body_timeout`)",
@@ -212,14 +288,14 @@ async fn body_bytes(
 fn one_document(bytes: &[u8]) -> Result<Box<RawValue>, Answer> {
     let raw: Box<RawValue> = serde_json::from_slice(bytes).map_err(|e| {
         error(
-            400,
+            Failure::Invalid,
             "invalid_json",
             format!("the body is not valid JSON: {e}"),
         )
     })?;
     if !raw.get().starts_with('{') {
         return Err(error(
-            400,
+            Failure::Invalid,
             "invalid_event",
             "an event must be a JSON object",
         ));
@@ -237,7 +313,7 @@ pub fn parse_batch(
     let items: Vec<Box<RawValue>> = if !ndjson && first == Some(&b'[') {
         serde_json::from_slice(bytes).map_err(|e| {
             error(
-                400,
+                Failure::Invalid,
                 "invalid_json",
                 format!("the body is not a valid JSON array: {e}"),
             )
@@ -250,14 +326,14 @@ pub fn parse_batch(
             }
             if v.len() == max_items {
                 return Err(error(
-                    413,
+                    Failure::TooLarge,
                     "too_many_items",
                     format!("a batch holds at most {max_items} events"),
                 ));
             }
             v.push(serde_json::from_slice(line).map_err(|e| {
                 error(
-                    400,
+                    Failure::Invalid,
                     "invalid_json",
                     format!("line {}: not valid JSON: {e}", i + 1),
                 )
@@ -266,11 +342,15 @@ pub fn parse_batch(
         v
     };
     if items.is_empty() {
-        return Err(error(400, "empty_batch", "the batch holds no events"));
+        return Err(error(
+            Failure::Invalid,
+            "empty_batch",
+            "the batch holds no events",
+        ));
     }
     if items.len() > max_items {
         return Err(error(
-            413,
+            Failure::TooLarge,
             "too_many_items",
             format!("a batch holds at most {max_items} events"),
         ));
@@ -369,7 +449,7 @@ async fn get_findings(
         Ok(q) => q.0,
         Err(e) => {
             return respond(error(
-                400,
+                Failure::Invalid,
                 "invalid_query",
                 format!("the query string is invalid: {}", e.body_text()),
             ))
@@ -425,7 +505,7 @@ async fn put_item(
         Ok(b) => b,
         Err(e) => {
             return respond(error(
-                400,
+                Failure::Invalid,
                 "invalid_body",
                 format!("expected {{\"reason\", \"ttl\"?, \"expires\"?}}: {e}"),
             ))
@@ -497,7 +577,7 @@ async fn authorize(
 /// error shape.
 fn path_error(e: PathRejection) -> Response {
     respond(error(
-        400,
+        Failure::Invalid,
         "invalid_path",
         format!("the path is invalid: {}", e.body_text()),
     ))
@@ -511,7 +591,7 @@ async fn uri_limit(req: axum::extract::Request, next: axum::middleware::Next) ->
     let len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if len > MAX_URI {
         return respond(error(
-            414,
+            Failure::UriTooLong,
             "uri_too_long",
             format!("the request target is {len} bytes, more than the limit of {MAX_URI}"),
         ));
@@ -520,11 +600,7 @@ async fn uri_limit(req: axum::extract::Request, next: axum::middleware::Next) ->
 }
 
 async fn healthz() -> Response {
-    respond(Answer {
-        status: 200,
-        body: json!({"status": "ok"}),
-        raw: None,
-    })
+    respond(ok(json!({"status": "ok"})))
 }
 
 async fn readyz(State(st): State<AppState>) -> Response {
@@ -536,14 +612,10 @@ async fn readyz(State(st): State<AppState>) -> Response {
         .map(|v| v.clone())
         .unwrap_or_default();
     if ready {
-        respond(Answer {
-            status: 200,
-            body: json!({"status": "ready", "policy_version": version}),
-            raw: None,
-        })
+        respond(ok(json!({"status": "ready", "policy_version": version})))
     } else {
         respond(error(
-            503,
+            Failure::Unavailable,
             "not_ready",
             "the server is starting, stopping, or refuses writes after a failure",
         ))
@@ -563,7 +635,11 @@ async fn openapi() -> Response {
 }
 
 async fn not_found() -> Response {
-    respond(error(404, "not_found", "no such route; see /openapi.json"))
+    respond(error(
+        Failure::NotFound,
+        "not_found",
+        "no such route; see /openapi.json",
+    ))
 }
 
 /// Request metrics around every route (the timeout applies to the wait for the core, in `ask`).
@@ -589,7 +665,7 @@ async fn observe(req: axum::extract::Request, next: axum::middleware::Next) -> R
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     respond(error(
-        500,
+        Failure::Internal,
         "internal_error",
         "the request failed inside the server; it has been logged",
     ))
@@ -597,7 +673,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 
 async fn method_not_allowed(method: Method) -> Response {
     respond(error(
-        405,
+        Failure::MethodNotAllowed,
         "method_not_allowed",
         format!("{method} is not allowed on this route; see /openapi.json"),
     ))

@@ -126,7 +126,7 @@ pub async fn serve(
             };
             while hup.recv().await.is_some() {
                 let a = api::ask(&state, core::Request::Reload).await;
-                tracing::info!("SIGHUP reload: {} {}", a.status, a.body);
+                tracing::info!("SIGHUP reload: {a}");
             }
         });
     }

@@ -15,7 +15,7 @@ impl Core {
             if let Some(why) = &self.failed {
                 // A log failure part-way through a batch: the rest is refused, not applied.
                 results.push(error(
-                    503,
+                    Failure::Unavailable,
                     "not_accepting_writes",
                     format!("{why}; restart the server (it recovers from the log)"),
                 ));
@@ -38,40 +38,11 @@ impl Core {
             }
         }
         let answer = if batch {
-            let count = |st: &str| {
-                results
-                    .iter()
-                    .filter(|a| a.status == 200 && a.body == st)
-                    .count()
-            };
-            let (accepted, duplicates) = (count("accepted"), count("duplicate"));
-            let mut b = format!("{{\"accepted\":{accepted},\"duplicates\":{duplicates},\"rejected\":{},\"results\":[", results.len() - accepted - duplicates).into_bytes();
-            for (i, a) in results.into_iter().enumerate() {
-                if i > 0 {
-                    b.push(b',');
-                }
-                match a.raw {
-                    // `{…}` → `{…,"index":i,"http_status":s}`
-                    Some(mut r) => {
-                        r.pop();
-                        b.extend_from_slice(&r);
-                        b.extend_from_slice(
-                            format!(",\"index\":{i},\"http_status\":{}}}", a.status).as_bytes(),
-                        );
-                    }
-                    None => serde_json::to_writer(&mut b, &with_index(i, a)).unwrap_or_default(),
-                }
-            }
-            b.extend_from_slice(b"]}");
-            Answer {
-                status: 200,
-                body: Json::Null,
-                raw: Some(b),
-            }
+            Answer::Batch(results)
         } else {
             results
                 .pop()
-                .unwrap_or_else(|| error(400, "empty", "no event"))
+                .unwrap_or_else(|| error(Failure::Invalid, "empty", "no event"))
         };
         if logged {
             Outcome::Logged(answer)
@@ -86,10 +57,10 @@ impl Core {
         // of two equal keys).
         let mut v: Json = argus_event::decode::parse_json(raw.as_bytes()).map_err(|e| match e {
             argus_event::decode::JsonInputError::Invalid(e) => {
-                error(400, "invalid_json", format!("not valid JSON: {e}"))
+                error(Failure::Invalid, "invalid_json", format!("not valid JSON: {e}"))
             }
             argus_event::decode::JsonInputError::DuplicateKey(path) => error_with(
-                400,
+                Failure::Invalid,
                 "duplicate_key",
                 format!("the key at `{path}` appears twice in the same object"),
                 json!([{"path": path, "code": "duplicate_key", "message": "a key may appear once per object"}]),
@@ -110,7 +81,7 @@ impl Core {
         };
         let Some(&loc) = self.index.get(&id_hash(orig)) else {
             return Err(error(
-                404,
+                Failure::NotFound,
                 "unknown_event",
                 format!("`data.original_event` names no event this server holds: `{orig}`"),
             ));
@@ -118,13 +89,13 @@ impl Core {
         let rec = self
             .wal
             .read(loc)
-            .map_err(|e| error(500, "internal_error", e.to_string()))?;
+            .map_err(|e| error(Failure::Internal, "internal_error", e.to_string()))?;
         let actor = split_event(&rec.payload)
             .and_then(|(_, st, _)| stored_id_actor(st))
             .and_then(|(_, a)| a)
             .ok_or_else(|| {
                 error(
-                    500,
+                    Failure::Internal,
                     "internal_error",
                     "the original event's record is unreadable",
                 )
@@ -141,12 +112,12 @@ impl Core {
             Err(rej) => {
                 m::event_outcome("?", rej.code());
                 let details = serde_json::to_value(&rej.errors).unwrap_or(Json::Null);
-                let status = if rej.code() == "unknown_event_type" {
-                    422
+                let kind = if rej.code() == "unknown_event_type" {
+                    Failure::Unprocessable
                 } else {
-                    400
+                    Failure::Invalid
                 };
-                return Outcome::Answer(error_with(status, rej.code(), rej.to_string(), details));
+                return Outcome::Answer(error_with(kind, rej.code(), rej.to_string(), details));
             }
         };
         // The watermark only moves forward: one event far in the future would make every later event
@@ -157,7 +128,7 @@ impl Core {
         if ev.time > limit {
             m::event_outcome(&self.engine.schema().get(ev.ty).name, "too_far_in_future");
             return Outcome::Answer(error_with(
-                422,
+                Failure::Unprocessable,
                 "too_far_in_future",
                 format!(
                     "event time {} is {} ms ahead of the server's clock ({}), beyond `server.max_future` ({} ms); check the sender's clock",
@@ -172,7 +143,7 @@ impl Core {
         if labels_only && !self.label_types.contains(&ev.ty) {
             let name = &self.engine.schema().get(ev.ty).name;
             return Outcome::Answer(error(
-                422,
+                Failure::Unprocessable,
                 "not_a_label",
                 format!(
                     "`{name}` is not a label type; labels are {}",
@@ -210,7 +181,7 @@ impl Core {
         let stored = if live {
             match stored_event(&schema, &ev) {
                 Ok(b) => b,
-                Err(e) => return Outcome::Answer(error(500, "internal_error", e)),
+                Err(e) => return Outcome::Answer(error(Failure::Internal, "internal_error", e)),
             }
         } else {
             Vec::new()
@@ -240,7 +211,9 @@ impl Core {
                 }
                 return Outcome::Answer(match e {
                     ProcessError::Duplicate(_) => event_answer("duplicate", &ev.id, None, b""),
-                    ProcessError::TooLate { .. } => error(422, e.code(), e.to_string()),
+                    ProcessError::TooLate { .. } => {
+                        error(Failure::Unprocessable, e.code(), e.to_string())
+                    }
                 });
             }
         };
@@ -282,7 +255,7 @@ impl Core {
             Err(e) => {
                 self.fail(format!("event log: {e}"));
                 return Outcome::Answer(error(
-                    503,
+                    Failure::Unavailable,
                     "log_unavailable",
                     "the event could not be written to the event log; it was not acknowledged",
                 ));
@@ -323,13 +296,4 @@ impl Core {
         }
         q.push_back(r);
     }
-}
-
-pub(super) fn with_index(i: usize, a: Answer) -> Json {
-    let mut body = a.body;
-    if let Some(o) = body.as_object_mut() {
-        o.insert("index".into(), json!(i));
-        o.insert("http_status".into(), json!(a.status));
-    }
-    body
 }

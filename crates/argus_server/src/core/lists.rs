@@ -22,14 +22,14 @@ impl Core {
     pub(super) fn list_index(&self, name: &str) -> Result<usize, Answer> {
         let Some(ps) = self.engine.policies() else {
             return Err(error(
-                404,
+                Failure::NotFound,
                 "unknown_list",
                 "no policies are loaded, so there are no lists",
             ));
         };
         ps.lists.index_of(name).ok_or_else(|| {
             error(
-                404,
+                Failure::NotFound,
                 "unknown_list",
                 format!(
                     "unknown list `{name}`{}",
@@ -48,7 +48,7 @@ impl Core {
             Err(a) => return a,
         };
         let Some(ps) = self.engine.policies() else {
-            return error(404, "unknown_list", "no policies");
+            return error(Failure::NotFound, "unknown_list", "no policies");
         };
         let l = &ps.lists.lists[i];
         let mut items: Vec<(&String, &ListItem)> = l.items.iter().collect();
@@ -71,13 +71,13 @@ impl Core {
             .and_then(|p| p.lists.lists[i].entity.clone());
         if value.is_empty() || value.len() > 1024 {
             return Err(error(
-                400,
+                Failure::Invalid,
                 "invalid_value",
                 "a list value must be 1 to 1024 bytes",
             ));
         }
         item_key(entity.as_deref(), value, &self.engine.config.pseudonymizer)
-            .map_err(|m| error(400, "invalid_value", m))
+            .map_err(|m| error(Failure::Invalid, "invalid_value", m))
     }
 
     pub(super) fn list_set(
@@ -94,7 +94,7 @@ impl Core {
         };
         if reason.trim().is_empty() || reason.len() > 1024 {
             return Outcome::Answer(error(
-                400,
+                Failure::Invalid,
                 "invalid_reason",
                 "every list item needs a reason (1 to 1024 bytes)",
             ));
@@ -103,7 +103,7 @@ impl Core {
         let expires = match (ttl, expires) {
             (Some(_), Some(_)) => {
                 return Outcome::Answer(error(
-                    400,
+                    Failure::Invalid,
                     "invalid_expiry",
                     "give `ttl` or `expires`, not both",
                 ))
@@ -112,7 +112,7 @@ impl Core {
                 Some(ms) if ms > 0 => Some(now_ms().saturating_add(ms)),
                 _ => {
                     return Outcome::Answer(error(
-                        400,
+                        Failure::Invalid,
                         "invalid_expiry",
                         format!("`ttl`: `{t}` is not a positive duration (e.g. `30d`)"),
                     ))
@@ -121,7 +121,7 @@ impl Core {
             (None, Some(e)) => match argus_event::time::parse_datetime(&e) {
                 Some(t) if t <= now_ms() => {
                     return Outcome::Answer(error(
-                        400,
+                        Failure::Invalid,
                         "invalid_expiry",
                         format!("`expires`: `{e}` is in the past"),
                     ))
@@ -129,7 +129,7 @@ impl Core {
                 Some(t) => Some(t),
                 None => {
                     return Outcome::Answer(error(
-                        400,
+                        Failure::Invalid,
                         "invalid_expiry",
                         format!("`expires`: `{e}` is not an RFC 3339 time"),
                     ))
@@ -161,7 +161,7 @@ impl Core {
         });
         if !present {
             return Outcome::Answer(error(
-                404,
+                Failure::NotFound,
                 "unknown_item",
                 format!("`{value}` is not on list `{name}`"),
             ));
@@ -181,7 +181,7 @@ impl Core {
         if let Err(e) = self.wal.append(KIND_LIST, &payload) {
             self.fail(format!("event log: {e}"));
             return Outcome::Answer(error(
-                503,
+                Failure::Unavailable,
                 "log_unavailable",
                 "the change could not be written to the event log",
             ));

@@ -51,16 +51,65 @@ pub type Loaded = (Config, Option<argus_policy::Loaded>);
 /// Loads the configuration and policies (at start and on every reload).
 pub type Loader = Arc<dyn Fn() -> anyhow::Result<Loaded> + Send + Sync>;
 
-/// An HTTP-shaped answer: status and JSON body (errors use the one error shape, see [`error`]).
+/// What kind of failure the core (or the HTTP layer's own checks) reports. Only the HTTP layer turns
+/// a kind into a status code (`api::status_of`); the stable `code` string says which failure it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The request is malformed or a value is invalid.
+    Invalid,
+    /// No valid API key.
+    Unauthorized,
+    /// The key's role may not do this.
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    /// The request did not arrive, or was not answered, in time.
+    Timeout,
+    /// The request contradicts the server's state (e.g. a reload that changes the schema).
+    Conflict,
+    TooLarge,
+    UriTooLong,
+    /// Well-formed, but not something the server can apply (an unknown event type, a far-future time).
+    Unprocessable,
+    /// A fault of the server's own; it refuses writes until restarted where state may be torn.
+    Internal,
+    /// Not now: overloaded, starting, stopping, or refusing writes after a failure.
+    Unavailable,
+}
+
+/// A failure: its kind, a stable code, a message for people, and optional structured details.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
-    pub status: u16,
-    /// The body; for event results built on the hot path, only their status (`"accepted"`,
-    /// `"duplicate"`) with the whole body in `raw`.
-    pub body: Json,
-    /// The body already serialized (event results: the decision is serialized once, for the log and
-    /// the answer).
-    pub raw: Option<Vec<u8>>,
+pub struct CoreError {
+    pub kind: Failure,
+    pub code: String,
+    pub message: String,
+    pub details: Option<Json>,
+}
+
+/// What the core answers: a result, a failure, or a batch of per-item answers. The HTTP layer writes
+/// them as responses (`api::respond`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// A result: its JSON body, or for event results built on the hot path the body already
+    /// serialized in `raw` (the decision is serialized once, for the log and the answer) with only
+    /// the event's status (`"accepted"`, `"duplicate"`) in `body`.
+    Done {
+        body: Json,
+        raw: Option<Vec<u8>>,
+    },
+    Failed(CoreError),
+    /// One answer per item of a batch, in order.
+    Batch(Vec<Answer>),
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Done { body, .. } => write!(f, "done: {body}"),
+            Answer::Failed(e) => write!(f, "failed: {} ({})", e.code, e.message),
+            Answer::Batch(items) => write!(f, "batch of {}", items.len()),
+        }
+    }
 }
 
 /// `{"status": …, "id": …, "seq"?: …, "decision": <raw or null>}` without building a JSON tree.
@@ -81,36 +130,33 @@ fn event_answer(status: &'static str, id: &str, seq: Option<u64>, decision: &[u8
         decision
     });
     b.push(b'}');
-    Answer {
-        status: 200,
+    Answer::Done {
         body: Json::String(status.into()),
         raw: Some(b),
     }
 }
 
-/// The one error shape of every 4xx/5xx: `{"error": {"code", "message", "details"?}}`.
-pub fn error(status: u16, code: &str, message: impl Into<String>) -> Answer {
-    Answer {
-        status,
-        body: json!({"error": {"code": code, "message": message.into()}}),
-        raw: None,
-    }
+/// A failure answer (written in the one error shape of every 4xx/5xx by the HTTP layer).
+pub fn error(kind: Failure, code: &str, message: impl Into<String>) -> Answer {
+    Answer::Failed(CoreError {
+        kind,
+        code: code.to_string(),
+        message: message.into(),
+        details: None,
+    })
 }
 
-fn error_with(status: u16, code: &str, message: impl Into<String>, details: Json) -> Answer {
-    Answer {
-        status,
-        body: json!({"error": {"code": code, "message": message.into(), "details": details}}),
-        raw: None,
-    }
+fn error_with(kind: Failure, code: &str, message: impl Into<String>, details: Json) -> Answer {
+    Answer::Failed(CoreError {
+        kind,
+        code: code.to_string(),
+        message: message.into(),
+        details: Some(details),
+    })
 }
 
-fn ok(body: Json) -> Answer {
-    Answer {
-        status: 200,
-        body,
-        raw: None,
-    }
+pub fn ok(body: Json) -> Answer {
+    Answer::Done { body, raw: None }
 }
 
 /// What a request asks of the core.
@@ -231,7 +277,7 @@ fn answer_all(answers: Vec<(oneshot::Sender<Answer>, Outcome)>, committed: bool)
             Outcome::Answer(a) => a,
             Outcome::Logged(a) if committed => a,
             Outcome::Logged(_) => error(
-                503,
+                Failure::Unavailable,
                 "log_unavailable",
                 "the event could not be written to the event log; it was not acknowledged",
             ),
@@ -371,7 +417,7 @@ impl Core {
                     let what = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
                     tracing::error!("panic while handling a request: {what}; refusing writes until restart");
                     self.fail(format!("internal error: {what}"));
-                    Outcome::Answer(error(500, "internal_error", "the request could not be handled; the server refuses writes until it is restarted"))
+                    Outcome::Answer(error(Failure::Internal, "internal_error", "the request could not be handled; the server refuses writes until it is restarted"))
                 });
                 answers.push((msg.reply, out));
             }
@@ -476,7 +522,7 @@ impl Core {
         }
         if let (true, Some(why)) = (writes, &self.failed) {
             return Outcome::Answer(error(
-                503,
+                Failure::Unavailable,
                 "not_accepting_writes",
                 format!("{why}; restart the server (it recovers from the log)"),
             ));

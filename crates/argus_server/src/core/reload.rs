@@ -12,7 +12,7 @@ impl Core {
                 m::inc_labeled(m::RELOADS, "outcome", "invalid");
                 let diags: Vec<String> = format!("{e:#}").lines().map(str::to_string).collect();
                 return error_with(
-                    422,
+                    Failure::Unprocessable,
                     "invalid_reload",
                     "the new configuration is invalid; the running version is kept",
                     json!(diags),
@@ -28,7 +28,7 @@ impl Core {
                 .map(|e| format!("invalid server settings: {e}"))
                 .collect();
             return error_with(
-                422,
+                Failure::Unprocessable,
                 "invalid_reload",
                 "the new configuration is invalid; the running version is kept",
                 json!(diags),
@@ -65,7 +65,7 @@ impl Core {
         if !changed.is_empty() {
             m::inc_labeled(m::RELOADS, "outcome", "refused");
             return error_with(
-                409,
+                Failure::Conflict,
                 "restart_required",
                 format!(
                     "{} changed: the running state was computed under the old ones; restart the server to rebuild it from the event log (policies and lists were not reloaded either)",

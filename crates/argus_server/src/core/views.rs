@@ -6,7 +6,7 @@ impl Core {
     pub(super) fn decision(&mut self, id: &str) -> Answer {
         let Some(&loc) = self.index.get(&id_hash(id)) else {
             return error(
-                404,
+                Failure::NotFound,
                 "unknown_event",
                 format!("no event `{id}` in the decision index (it holds the newest `max_indexed_events` events of the retained log)"),
             );
@@ -21,9 +21,9 @@ impl Core {
                     };
                     ok(json!({"id": id, "seq": r.seq, "decision": decision}))
                 }
-                None => error(500, "internal_error", "unreadable record"),
+                None => error(Failure::Internal, "internal_error", "unreadable record"),
             },
-            Err(e) => error(500, "internal_error", e.to_string()),
+            Err(e) => error(Failure::Internal, "internal_error", e.to_string()),
         }
     }
 
@@ -31,7 +31,7 @@ impl Core {
         let schema = self.engine.schema().clone();
         if !schema.entity_kinds.iter().any(|k| k == kind) {
             return error(
-                404,
+                Failure::NotFound,
                 "unknown_entity_kind",
                 format!(
                     "unknown entity kind `{kind}`{}",
@@ -53,7 +53,7 @@ impl Core {
         if let Some((et, slot)) = typed {
             if let Err(e) = self.engine.decoder().field_value(et, slot, id) {
                 return error(
-                    400,
+                    Failure::Invalid,
                     e.code,
                     format!("`{kind}` id is invalid: {}", e.message),
                 );
@@ -73,7 +73,7 @@ impl Core {
                     Ok(v) => v,
                     Err(e) => {
                         return error(
-                            400,
+                            Failure::Invalid,
                             e.code,
                             format!("`{id}` is not a valid {kind}: {}", e.message),
                         )
@@ -169,7 +169,7 @@ impl Core {
         account: Option<&str>,
     ) -> Answer {
         if self.engine.config.graph.is_none() {
-            return error(404, "no_graph", "the configuration has no [graph] section: there are no detectors and no findings (docs/graph.md)");
+            return error(Failure::NotFound, "no_graph", "the configuration has no [graph] section: there are no detectors and no findings (docs/graph.md)");
         }
         let found = self.findings.query(limit.clamp(1, 1000), detector, account);
         ok(json!({"total": self.findings.total, "findings": found}))
