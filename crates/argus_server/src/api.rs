@@ -53,6 +53,10 @@ pub struct AppState {
     pub tx: SyncSender<Msg>,
     pub shared: Arc<Shared>,
     pub settings: Arc<Settings>,
+    /// The engine's decoder (its schema and secret never change while the server runs: a reload
+    /// that would change them is refused), so that handlers decode events on their own threads and
+    /// the core thread only applies them.
+    pub decoder: Arc<argus_event::Decoder>,
 }
 
 /// The status code of each kind of failure: the one place where core results become HTTP.
@@ -358,6 +362,22 @@ pub fn parse_batch(
     Ok(items)
 }
 
+/// Decodes events here, on the handler's thread, rather than on the core thread (labels are left to
+/// the core, which checks their envelope first).
+fn decode_all(
+    st: &AppState,
+    items: &[Box<RawValue>],
+    labels_only: bool,
+) -> Vec<crate::core::Decoded> {
+    if labels_only {
+        return Vec::new();
+    }
+    items
+        .iter()
+        .map(|raw| st.decoder.decode_bytes(raw.get().as_bytes()))
+        .collect()
+}
+
 async fn post_event(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     post_events(st, headers, body, false).await
 }
@@ -376,6 +396,7 @@ async fn post_events(st: AppState, headers: HeaderMap, body: Body, labels_only: 
             ask(
                 &st,
                 Request::Events {
+                    decoded: decode_all(&st, std::slice::from_ref(&raw), labels_only),
                     items: vec![raw],
                     labels_only,
                     batch: false,
@@ -401,6 +422,7 @@ async fn post_batch(State(st): State<AppState>, headers: HeaderMap, body: Body) 
             ask(
                 &st,
                 Request::Events {
+                    decoded: decode_all(&st, &items, false),
                     items,
                     labels_only: false,
                     batch: true,

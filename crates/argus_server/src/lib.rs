@@ -44,6 +44,7 @@ impl Server {
         metrics::install();
         let shared = Arc::new(Shared::default());
         let (core, recovery) = core::Core::open(settings.clone(), loader, initial, shared.clone())?;
+        let decoder = Arc::new(core.decoder());
         let (tx, rx) = sync_channel(settings.queue_depth);
         let handle = std::thread::Builder::new()
             .name("argus-core".into())
@@ -53,6 +54,7 @@ impl Server {
             tx,
             shared: shared.clone(),
             settings: Arc::new(settings),
+            decoder,
         };
         Ok(Server {
             router: api::router(state.clone()),

@@ -1102,6 +1102,11 @@ async fn a_full_queue_is_503_overloaded_and_a_slow_core_is_503_timeout() {
             request_timeout: std::time::Duration::from_millis(200),
             ..Settings::default()
         }),
+        decoder: Arc::new(
+            argus_engine::Engine::new(argus_engine::Config::builtin())
+                .decoder()
+                .clone(),
+        ),
     };
     let app = argus_server::api::router(st);
     let post = || {

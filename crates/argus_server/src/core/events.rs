@@ -6,12 +6,15 @@ impl Core {
     pub(super) fn events(
         &mut self,
         items: Vec<Box<serde_json::value::RawValue>>,
+        decoded: Vec<Decoded>,
         labels_only: bool,
         batch: bool,
     ) -> Outcome {
         let mut logged = false;
         let mut results = Vec::with_capacity(items.len());
+        let mut decoded = decoded.into_iter();
         for raw in &items {
+            let pre = decoded.next();
             if let Some(why) = &self.failed {
                 // A log failure part-way through a batch: the rest is refused, not applied.
                 results.push(error(
@@ -26,6 +29,8 @@ impl Core {
                     Ok(raw) => self.event(&raw, true),
                     Err(a) => Outcome::Answer(a),
                 }
+            } else if let Some(d) = pre {
+                self.decoded_event(d, false, Instant::now())
             } else {
                 self.event(raw.get(), false)
             };
@@ -107,7 +112,14 @@ impl Core {
     /// One event from a client: decoded (validated, pseudonymized), then [`accept`](Self::accept)ed.
     pub(super) fn event(&mut self, raw: &str, labels_only: bool) -> Outcome {
         let t0 = Instant::now();
-        let ev: Event = match self.engine.decoder().decode_bytes(raw.as_bytes()) {
+        let d = self.engine.decoder().decode_bytes(raw.as_bytes());
+        self.decoded_event(d, labels_only, t0)
+    }
+
+    /// An event as decoded (here or by the HTTP handler): refused with the decoder's errors, or
+    /// bounded by the clock and [`accept`](Self::accept)ed.
+    pub(super) fn decoded_event(&mut self, d: Decoded, labels_only: bool, t0: Instant) -> Outcome {
+        let ev: Event = match d {
             Ok(ev) => ev,
             Err(rej) => {
                 m::event_outcome("?", rej.code());

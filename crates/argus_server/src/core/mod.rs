@@ -159,11 +159,17 @@ pub fn ok(body: Json) -> Answer {
     Answer::Done { body, raw: None }
 }
 
+/// An event as decoded (validated, pseudonymized) from a client's document, or why not.
+pub type Decoded = Result<argus_event::Event, argus_event::Rejection>;
+
 /// What a request asks of the core.
 pub enum Request {
     /// Events (one, a batch, or labels): raw JSON documents.
     Events {
         items: Vec<Box<serde_json::value::RawValue>>,
+        /// The items already decoded by the HTTP handler, on its own thread (empty: the core
+        /// decodes them; labels are always decoded by the core, after their envelope is checked).
+        decoded: Vec<Decoded>,
         labels_only: bool,
         batch: bool,
     },
@@ -355,6 +361,13 @@ fn now_ms() -> i64 {
 }
 
 impl Core {
+    /// A copy of the engine's decoder, for the HTTP handlers (see `api::AppState::decoder`).
+    pub fn decoder(&self) -> argus_event::Decoder {
+        self.engine.decoder().clone()
+    }
+}
+
+impl Core {
     /// Serves requests until the queue closes or a shutdown request arrives.
     pub fn run(mut self, rx: Receiver<Msg>) {
         if self.wal.policy() == crate::wal::Fsync::Always {
@@ -530,9 +543,10 @@ impl Core {
         match req {
             Request::Events {
                 items,
+                decoded,
                 labels_only,
                 batch,
-            } => self.events(items, labels_only, batch),
+            } => self.events(items, decoded, labels_only, batch),
             Request::Decision { id } => Outcome::Answer(self.decision(&id)),
             Request::Entity { kind, id } => Outcome::Answer(self.entity(&kind, &id)),
             Request::ListGet { name } => Outcome::Answer(self.list_get(&name)),
