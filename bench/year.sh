@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Replay cost must not grow with time span × live keys (P3.1): the same 2,000,000 payments by 400,000
 # users spread over a year and over a month, replayed by the same binary. Lifetime features keep the
-# users' keys live for idle_ttl (90 days), so the year carries hundreds of thousands of live keys.
+# users' keys live for idle_ttl (90 days, set in its configuration), so the year carries hundreds of thousands of live keys.
 # Before P3.1 an expiry sweep visited every live key once per day of event time (365 sweeps against 30).
 #
 #   bench/year.sh            # 3 alternating rounds (about 2 minutes on 2 cores, plus generation)

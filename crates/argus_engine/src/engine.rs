@@ -402,6 +402,12 @@ impl Sequencer {
             if value.is_null() {
                 continue;
             }
+            // A declared positive value: 1 for it, 0 for anything else (features, reports and
+            // training then read every label the same way).
+            let value = match &l.positive {
+                Some(p) => Value::Int(i64::from(value.to_string() == *p)),
+                None => value,
+            };
             // The release carries the source's fields (other label columns stay hidden), the label
             // `value` and the source `event_time`; only the slots features read are kept while pending.
             let n_src = ev.fields.len();

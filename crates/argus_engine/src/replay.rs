@@ -35,6 +35,69 @@ impl ReplayStats {
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
     }
+
+    /// What the replay did that changes answers without failing anything, each as a sentence that
+    /// says what happened and what to change (printed at the end of `argus replay`): events too late,
+    /// lifetime state dropped after `idle_ttl`, exact-window caps, observations before their bucket
+    /// ring. Empty when none happened.
+    pub fn warnings(&self, engine: &Engine) -> Vec<String> {
+        let fs = engine.features();
+        let st = engine.feature_state().stats();
+        let mut w = Vec::new();
+        if self.too_late > 0 {
+            w.push(format!(
+                "{} of {} records were too late (more than allowed_lateness = {} behind the newest event time) and were not applied. If the input is not in time order, sort it by time first, or raise [settings] allowed_lateness.",
+                self.too_late,
+                self.records,
+                duration_text(fs.allowed_lateness_ms)
+            ));
+        }
+        if st.lifetime_dropped > 0 {
+            w.push(format!(
+                "{} lifetime states were dropped because their key had no event for idle_ttl = {}: for those keys first_seen, age, last_value and lifetime counts started again. If that is not what these features mean, raise [settings] idle_ttl, or set it to \"never\" (memory then grows with the keys).",
+                st.lifetime_dropped,
+                duration_text(fs.idle_ttl_ms)
+            ));
+        }
+        if st.exact_cap_evictions > 0 {
+            let cap = fs
+                .series
+                .iter()
+                .filter_map(|s| match s.mode {
+                    argus_features::config::SeriesMode::Exact { max_entries, .. } => {
+                        Some(max_entries)
+                    }
+                    _ => None,
+                })
+                .min()
+                .unwrap_or(0);
+            w.push(format!(
+                "{} observations were dropped by the max_entries cap of exact windows (the smallest cap is {cap} per key): counts, sums and distinct counts over those windows are too low for the busiest keys. Raise max_entries (per feature or in [settings]), or use mode = \"bucketed\" for them.",
+                st.exact_cap_evictions
+            ));
+        }
+        if st.bucket_too_old > 0 {
+            w.push(format!(
+                "{} late observations fell before their bucketed window's ring and were not counted; raise [settings] allowed_lateness (the ring covers it) or send events in time order.",
+                st.bucket_too_old
+            ));
+        }
+        w
+    }
+}
+
+/// A duration as configuration writes it (`90d`, `12h`, `5m`, `30s`, `250ms`; `never`).
+pub fn duration_text(ms: i64) -> String {
+    use argus_event::time::{DAY, HOUR, MIN, SEC};
+    match ms {
+        i64::MAX => "never".into(),
+        0 => "0s".into(),
+        m if m % DAY == 0 => format!("{}d", m / DAY),
+        m if m % HOUR == 0 => format!("{}h", m / HOUR),
+        m if m % MIN == 0 => format!("{}m", m / MIN),
+        m if m % SEC == 0 => format!("{}s", m / SEC),
+        m => format!("{m}ms"),
+    }
 }
 
 /// Errors that stop a replay (I/O); bad records never do.

@@ -92,6 +92,9 @@ pub struct LabelConfig {
     pub name: String,
     /// How long after the event time the label becomes known, e.g. `7d`.
     pub delay: String,
+    /// The column's value that means the bad class (fraud, abuse). When declared, the released label's
+    /// `value` is 1 for it and 0 for any other value; when not, any non-zero or `true` value is positive.
+    pub positive: Option<toml::Value>,
 }
 
 /// The type of a field.
@@ -232,6 +235,9 @@ pub struct LabelSpec {
     pub delay_ms: i64,
     /// The synthetic event type `label.<name>` on which the released label arrives.
     pub release_type: TypeId,
+    /// The declared `positive` value, as text (`Value`'s display of the column's value is compared
+    /// with it); `None`: non-zero or `true` is positive and the value is released as it is.
+    pub positive: Option<String>,
 }
 
 /// One event type.
@@ -350,8 +356,8 @@ impl Schema {
         }
         for l in &self.labels {
             s.push_str(&format!(
-                "label {} {} {}\n",
-                l.name, l.source_type, l.delay_ms
+                "label {} {} {} {:?}\n",
+                l.name, l.source_type, l.delay_ms, l.positive
             ));
         }
         xxhash_rust::xxh3::xxh3_64(s.as_bytes())
@@ -459,7 +465,9 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
     let mut types = Vec::new();
     let mut labels_out = Vec::new();
     let mut label_names: BTreeMap<String, String> = BTreeMap::new();
-    let mut pending_labels: Vec<(usize, usize, String, i64, FieldType)> = Vec::new(); // (type idx, slot, name, delay, ty)
+    // (type idx, slot, name, delay, ty, positive)
+    let mut pending_labels: Vec<(usize, usize, String, i64, FieldType, Option<String>)> =
+        Vec::new();
     for d in &drafts {
         let id = types.len() as TypeId;
         let mut fields = vec![Field {
@@ -526,7 +534,22 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
                             ));
                         }
                         label = Some(pending_labels.len());
-                        pending_labels.push((types.len(), slot, l.name.clone(), ms, ty));
+                        let positive = match (&l.positive, ty) {
+                            (None, _) => None,
+                            (Some(toml::Value::Integer(i)), FieldType::Int) => Some(i.to_string()),
+                            (Some(toml::Value::Boolean(b)), FieldType::Bool) => {
+                                Some(u8::from(*b).to_string())
+                            }
+                            (Some(toml::Value::String(v)), FieldType::String) => Some(v.clone()),
+                            (Some(v), t) => {
+                                errors.push(err(
+                                    format!("{path}.label.positive"),
+                                    format!("`{v}` is not a value of this {} column", t.name()),
+                                ));
+                                None
+                            }
+                        };
+                        pending_labels.push((types.len(), slot, l.name.clone(), ms, ty, positive));
                     }
                     _ => errors.push(err(
                         format!("{path}.label.delay"),
@@ -601,7 +624,7 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
 
     // Synthetic release types: `label.<name>` carries the source event's fields (labels removed), the
     // label `value`, and the source `event_time`.
-    for (li, (tidx, slot, name, delay, ty)) in pending_labels.into_iter().enumerate() {
+    for (li, (tidx, slot, name, delay, ty, positive)) in pending_labels.into_iter().enumerate() {
         let src = &types[tidx];
         let mut fields: Vec<Field> = src
             .fields
@@ -620,7 +643,13 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
             .enumerate()
             .map(|(i, f)| (f.name.clone(), i))
             .collect();
-        for (n, t) in [("value", ty.stored()), ("event_time", FieldType::Timestamp)] {
+        // With a declared `positive`, the released value is 1 (positive) or 0.
+        let value_ty = if positive.is_some() {
+            FieldType::Int
+        } else {
+            ty.stored()
+        };
+        for (n, t) in [("value", value_ty), ("event_time", FieldType::Timestamp)] {
             if index.contains_key(n) {
                 errors.push(err(
                     format!("label {name}"),
@@ -665,6 +694,7 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
             source_slot: slot,
             delay_ms: delay,
             release_type: id,
+            positive,
         });
         debug_assert_eq!(labels_out.len() - 1, li);
     }

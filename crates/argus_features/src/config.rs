@@ -27,7 +27,8 @@ pub struct SettingsConfig {
     /// How far behind the newest event time an event may arrive and still be placed in windows.
     #[serde(default = "default_lateness")]
     pub allowed_lateness: String,
-    /// Lifetime state of a key untouched for this long is dropped.
+    /// Lifetime state of a key untouched for this long is dropped (`never`, the default: kept while
+    /// the key lives).
     #[serde(default = "default_idle_ttl")]
     pub idle_ttl: String,
     /// Default cap on the events kept per key by an exact window.
@@ -42,7 +43,7 @@ fn default_lateness() -> String {
     "5m".into()
 }
 fn default_idle_ttl() -> String {
-    "90d".into()
+    "never".into()
 }
 fn default_max_entries() -> usize {
     10_000
@@ -373,8 +374,12 @@ pub struct FeatureSet {
     pub entities: Vec<EntityDef>,
     pub plans: Vec<TypePlan>,
     pub allowed_lateness_ms: i64,
+    /// `i64::MAX` for `never`.
     pub idle_ttl_ms: i64,
     index: BTreeMap<String, usize>,
+    /// Settings that compile but change answers in ways a user may not expect, one sentence each with
+    /// what to change (`argus check` and `argus replay` print them; the server logs them at start).
+    pub warnings: Vec<String>,
 }
 
 /// A configuration problem with the path of the offending key.
@@ -629,9 +634,13 @@ impl<'a> Compiler<'a> {
                 &cfg.settings.allowed_lateness,
             )
             .unwrap_or(0);
-        let idle_ttl = self
-            .duration("settings.idle_ttl".into(), &cfg.settings.idle_ttl)
-            .unwrap_or(90 * DAY);
+        // `never`: lifetime state is kept for as long as the key lives (memory grows with the keys).
+        let idle_ttl = if matches!(cfg.settings.idle_ttl.trim(), "never" | "none") {
+            i64::MAX
+        } else {
+            self.duration("settings.idle_ttl".into(), &cfg.settings.idle_ttl)
+                .unwrap_or(90 * DAY)
+        };
         let mut index = BTreeMap::new();
         let mut features: Vec<FeatureDef> = Vec::new();
         let mut series: Vec<SeriesDef> = Vec::new();
@@ -807,6 +816,24 @@ impl<'a> Compiler<'a> {
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
         }
+        let mut warnings = Vec::new();
+        if idle_ttl != i64::MAX {
+            let lifetime: Vec<&str> = features
+                .iter()
+                .filter(|f| {
+                    matches!(f.kind, FeatureKind::Series { series: si, .. }
+                        if matches!(series[si].mode, SeriesMode::Lifetime { .. }))
+                })
+                .map(|f| f.name.as_str())
+                .collect();
+            if !lifetime.is_empty() {
+                warnings.push(format!(
+                    "settings.idle_ttl = \"{}\": the lifetime features {} restart for a key that has no event for that long (first_seen, age and lifetime counts start again); remove idle_ttl (default \"never\") if they must span any gap",
+                    cfg.settings.idle_ttl.trim(),
+                    lifetime.join(", ")
+                ));
+            }
+        }
         Ok(FeatureSet {
             models: Vec::new(),
             features,
@@ -816,6 +843,7 @@ impl<'a> Compiler<'a> {
             allowed_lateness_ms: lateness,
             idle_ttl_ms: idle_ttl,
             index,
+            warnings,
         })
     }
 

@@ -83,6 +83,11 @@ pub struct StateStats {
     pub exact_cap_evictions: u64,
     /// Bucketed observations older than the bucket ring (only possible for late events).
     pub bucket_too_old: u64,
+    /// Lifetime states dropped because their key was idle for `idle_ttl` (counted when the state is
+    /// reset at the key's next event, or leaves memory with its key): for those keys `first_seen`,
+    /// `age`, `last_value` and lifetime counts start afresh. Like `keys_expired`, counted since this
+    /// state was created or restored, and not part of the state's meaning.
+    pub lifetime_dropped: u64,
     /// Keys removed from memory by expiry since this state was created or restored (not part of the
     /// state's meaning: when a dead key leaves memory never changes an answer).
     pub keys_expired: u64,
@@ -92,6 +97,7 @@ impl StateStats {
     fn add(&mut self, o: &StateStats) {
         self.exact_cap_evictions += o.exact_cap_evictions;
         self.bucket_too_old += o.bucket_too_old;
+        self.lifetime_dropped += o.lifetime_dropped;
         self.keys_expired += o.keys_expired;
     }
 }
@@ -479,6 +485,9 @@ impl Part {
             let dead = shape.slot_dead_at(g.series, slot) <= wm;
             if let Some((m, d)) = updates[gi] {
                 if dead {
+                    if matches!(slot, Slot::Lifetime(_)) {
+                        self.stats.lifetime_dropped += 1;
+                    }
                     *slot = Slot::Empty;
                 }
                 match (&series.mode, &mut *slot) {
@@ -591,7 +600,13 @@ impl Part {
             };
             let real = shape.record_dead_at(e, rec);
             if real <= wm {
-                self.maps[e].remove(&k);
+                if let Some(rec) = self.maps[e].remove(&k) {
+                    let lifetime = rec
+                        .iter()
+                        .filter(|s| matches!(s, Slot::Lifetime(_)))
+                        .count();
+                    self.stats.lifetime_dropped += lifetime as u64;
+                }
                 self.stats.keys_expired += 1;
                 if let Some(t) = self.tracking.as_mut() {
                     t.dirty[e].insert(k);

@@ -49,6 +49,13 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     if cfg.secret_is_default {
         WARNED.call_once(|| eprintln!("warning: pseudonymizing with the built-in development secret; set ARGUS_PII_SECRET or privacy.secret in production"));
     }
+    // Settings that change answers (`argus check` shows them too), once per process.
+    static FEATURES: std::sync::Once = std::sync::Once::new();
+    FEATURES.call_once(|| {
+        for w in &cfg.features.warnings {
+            eprintln!("warning: {w}");
+        }
+    });
     Ok(cfg)
 }
 

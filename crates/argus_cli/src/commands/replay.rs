@@ -223,6 +223,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             .with_context(|| format!("writing snapshot {}", p.display()))?;
     }
     let memory = engine.feature_state().memory(&features);
+    // What changed answers without failing: printed even with --quiet, and kept in the summary.
+    let warnings = stats.warnings(&engine);
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     let report = serde_json::json!({
         "input": a.input,
         "records": stats.records,
@@ -235,6 +240,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "seconds": secs,
         "events_per_sec": stats.records as f64 / secs.max(1e-9),
         "stages": stats.stages,
+        "warnings": warnings,
         "state": {
             "keys": engine.feature_state().key_count(),
             "entities": memory,

@@ -1,0 +1,248 @@
+//! P3.2, "no silent wrong answers": the reproductions from the onboarding report, fixed.
+//!
+//! - A purchase 100 days after sign-up: `age` must be 100 days, not restarted by `idle_ttl`; with an
+//!   explicit, shorter `idle_ttl` the restart is announced (at load and at the end of the replay) and
+//!   counted in the summary.
+//! - A label whose bad class is 0 (`positive = 0`): read the right way round by features.
+//! - Unsorted input: the replay says how many events were too late and what to do.
+
+use std::path::Path;
+use std::process::Command;
+
+fn argus(dir: &Path, args: &[&str]) -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "argus {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const DAY: i64 = 86_400_000;
+const T0: i64 = 1_767_225_600_000; // 2026-01-01
+
+fn event(id: &str, ty: &str, t: i64, actor: &str, data: serde_json::Value) -> String {
+    serde_json::json!({"id": id, "type": ty, "time": t, "actor": actor, "data": data}).to_string()
+}
+
+/// The feature `column` of each row of a replay's CSV table, in order.
+fn column(csv: &str, name: &str) -> Vec<String> {
+    let mut lines = csv.lines();
+    let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let i = head.iter().position(|h| *h == name).unwrap();
+    lines
+        .map(|l| l.split(',').nth(i).unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn age_spans_any_gap_by_default_and_a_shorter_idle_ttl_is_announced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = Vec::new();
+    for u in 0..3 {
+        let user = format!("u{u}");
+        events.push(event(
+            &format!("r{u}"),
+            "account.register",
+            T0 + u,
+            &user,
+            serde_json::json!({}),
+        ));
+    }
+    for u in 0..3 {
+        let user = format!("u{u}");
+        events.push(event(
+            &format!("o{u}"),
+            "order.create",
+            T0 + 100 * DAY + u,
+            &user,
+            serde_json::json!({"order": format!("o{u}"), "amount": "10.00", "currency": "EUR"}),
+        ));
+    }
+    std::fs::write(dir.path().join("events.ndjson"), events.join("\n") + "\n").unwrap();
+    let features = r#"
+[[features]]
+name = "user_age"
+kind = "age"
+events = ["account.register", "order.create"]
+key = ["actor"]
+"#;
+    std::fs::write(dir.path().join("default.toml"), features).unwrap();
+    std::fs::write(
+        dir.path().join("short.toml"),
+        format!("[settings]\nidle_ttl = \"90d\"\n{features}"),
+    )
+    .unwrap();
+    let run = |cfg: &str| {
+        let (_, err) = argus(
+            dir.path(),
+            &[
+                "replay",
+                "-q",
+                "--config",
+                cfg,
+                "--input",
+                "events.ndjson",
+                "--out-csv",
+                "out.csv",
+                "--summary",
+                "summary.json",
+            ],
+        );
+        let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("summary.json")).unwrap(),
+        )
+        .unwrap();
+        (column(&csv, "user_age"), err, summary)
+    };
+    // The default keeps lifetime state: 100 days, in seconds, at each purchase.
+    let (ages, err, summary) = run("default.toml");
+    assert_eq!(&ages[3..], ["8640000", "8640000", "8640000"], "{ages:?}");
+    assert!(!err.contains("idle_ttl"), "{err}");
+    assert_eq!(summary["state"]["stats"]["lifetime_dropped"], 0);
+    assert_eq!(summary["warnings"].as_array().unwrap().len(), 0);
+    // An explicit 90-day idle_ttl restarts them, and says so twice: when the configuration loads, and
+    // at the end with the count.
+    let (ages, err, summary) = run("short.toml");
+    assert_eq!(&ages[3..], ["0", "0", "0"], "{ages:?}");
+    assert!(
+        err.contains(
+            "warning: settings.idle_ttl = \"90d\": the lifetime features user_age restart"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("warning: 3 lifetime states were dropped because their key had no event for idle_ttl = 90d"), "{err}");
+    assert_eq!(summary["state"]["stats"]["lifetime_dropped"], 3);
+    assert_eq!(summary["warnings"].as_array().unwrap().len(), 1);
+    // `argus check` shows the loader's warning too.
+    let (_, err) = argus(dir.path(), &["check", "--config", "short.toml"]);
+    assert!(
+        err.contains("restart for a key that has no event for that long"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_label_whose_bad_class_is_zero_is_read_the_right_way_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |positive: &str| {
+        format!(
+            r#"
+[entities]
+kinds = ["terminal"]
+
+[[event_types]]
+name = "payment.attempt"
+[event_types.fields]
+terminal = {{ type = "id", entity = "terminal" }}
+ok = {{ type = "int", label = {{ name = "ok", delay = "1d"{positive} }} }}
+
+[[features]]
+name = "terminal_bad_30d"
+kind = "sum"
+events = ["label.ok"]
+key = ["terminal"]
+value = "value"
+window = "30d"
+"#
+        )
+    };
+    std::fs::write(dir.path().join("plain.toml"), config("")).unwrap();
+    std::fs::write(dir.path().join("positive.toml"), config(", positive = 0")).unwrap();
+    // Three payments at one terminal: `ok = 0` (the bad class) once, `ok = 1` twice; then a payment
+    // two days later, when all three labels are known.
+    let mut events = Vec::new();
+    for (i, ok) in [0, 1, 1].iter().enumerate() {
+        events.push(event(
+            &format!("p{i}"),
+            "payment.attempt",
+            T0 + i as i64 * 1000,
+            "u1",
+            serde_json::json!({"amount": "5.00", "terminal": "t1", "ok": ok}),
+        ));
+    }
+    events.push(event(
+        "p3",
+        "payment.attempt",
+        T0 + 2 * DAY,
+        "u2",
+        serde_json::json!({"amount": "5.00", "terminal": "t1"}),
+    ));
+    std::fs::write(dir.path().join("events.ndjson"), events.join("\n") + "\n").unwrap();
+    let bad = |cfg: &str| {
+        argus(
+            dir.path(),
+            &[
+                "replay",
+                "-q",
+                "--config",
+                cfg,
+                "--input",
+                "events.ndjson",
+                "--out-csv",
+                "out.csv",
+            ],
+        );
+        let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+        column(&csv, "terminal_bad_30d").last().unwrap().clone()
+    };
+    // Read as "non-zero is positive", the two good payments count as bad: upside down.
+    assert_eq!(bad("plain.toml"), "2");
+    // With `positive = 0` declared, the one bad payment counts.
+    assert_eq!(bad("positive.toml"), "1");
+    // A positive value of the wrong type is refused at load, with its path.
+    std::fs::write(dir.path().join("wrong.toml"), config(", positive = \"no\"")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["check", "--config", "wrong.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("label.positive") && err.contains("int column"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unsorted_input_says_how_many_events_were_too_late_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = Vec::new();
+    for i in (0..100i64).rev() {
+        events.push(event(
+            &format!("e{i}"),
+            "account.login",
+            T0 + i * 60_000,
+            "u1",
+            serde_json::json!({"success": true}),
+        ));
+    }
+    std::fs::write(dir.path().join("events.ndjson"), events.join("\n") + "\n").unwrap();
+    let (_, err) = argus(
+        dir.path(),
+        &[
+            "replay",
+            "-q",
+            "--input",
+            "events.ndjson",
+            "--summary",
+            "s.json",
+        ],
+    );
+    // Newest first: with the default 5 minutes of lateness, the first 6 are accepted (within 5
+    // minutes of the first), the other 94 are too late.
+    assert!(
+        err.contains("warning: 94 of 100 records were too late (more than allowed_lateness = 5m behind the newest event time)")
+            && err.contains("sort it by time first"),
+        "{err}"
+    );
+}
