@@ -20,6 +20,9 @@ pub const SNAPSHOTS: &str = "argus_snapshots_total";
 pub const RELOADS: &str = "argus_reloads_total";
 pub const GROUP_SECONDS: &str = "argus_core_group_seconds";
 pub const HOUSEKEEPING_SECONDS: &str = "argus_core_housekeeping_seconds";
+/// Feature-state treatments that change answers, by `treatment` (exact_cap_evictions,
+/// bucket_too_old: since the state began; lifetime_dropped, keys_expired: since the server started).
+pub const FEATURE_TREATMENTS: &str = "argus_feature_treatments";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -72,6 +75,10 @@ pub fn inc_labeled(name: &'static str, label: &'static str, value: &'static str)
 
 pub fn set_gauge(name: &'static str, v: f64) {
     metrics::gauge!(name).set(v);
+}
+
+pub fn set_gauge_labeled(name: &'static str, label: &'static str, value: &'static str, v: f64) {
+    metrics::gauge!(name, label => value).set(v);
 }
 
 pub fn observe(name: &'static str, seconds: f64) {

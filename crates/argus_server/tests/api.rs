@@ -588,6 +588,8 @@ async fn probes_metrics_openapi_and_unknown_routes() {
         "argus_http_request_duration_seconds_bucket",
         "argus_events_total",
         "argus_decision_eval_seconds",
+        "argus_feature_treatments{treatment=\"lifetime_dropped\"} 0",
+        "argus_feature_treatments{treatment=\"exact_cap_evictions\"} 0",
     ] {
         assert!(text.contains(name), "metrics lack {name}:\n{text}");
     }

@@ -436,6 +436,16 @@ impl Core {
             }
             m::observe(m::GROUP_SECONDS, t_group.elapsed().as_secs_f64());
             self.dispatch(std::mem::take(&mut answers));
+            // What changed answers without failing (the replay's warnings), for alerting.
+            let st = self.engine.feature_state().stats();
+            for (what, n) in [
+                ("exact_cap_evictions", st.exact_cap_evictions),
+                ("bucket_too_old", st.bucket_too_old),
+                ("lifetime_dropped", st.lifetime_dropped),
+                ("keys_expired", st.keys_expired),
+            ] {
+                m::set_gauge_labeled(m::FEATURE_TREATMENTS, "treatment", what, n as f64);
+            }
             if let Some(tx) = shutdown {
                 self.shutdown();
                 let _ = tx.send(ok(json!({"status": "stopped"})));
