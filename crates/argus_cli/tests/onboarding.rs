@@ -246,3 +246,108 @@ fn unsorted_input_says_how_many_events_were_too_late_and_what_to_do() {
         "{err}"
     );
 }
+
+/// P3.2, "input as it comes": times in the file's own format and zone, rows without an id column
+/// (ids from the file name and record number), and a refused time quoted in its error.
+#[test]
+fn a_csv_with_its_own_time_format_and_no_id_column_replays_as_it_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("argus.toml"),
+        r#"
+[csv]
+type = "order.create"
+time = "purchase_time"
+time_format = "%m/%d/%Y %H:%M"
+time_zone = "America/New_York"
+actor = "user_id"
+[csv.fields]
+amount = "purchase_value"
+order = "order_id"
+
+[[features]]
+name = "user_orders_1d"
+kind = "count"
+events = ["order.create"]
+key = ["actor"]
+window = "1d"
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("orders.csv"),
+        "user_id,order_id,purchase_time,purchase_value\n22058,o1,2/24/2015 22:55,34\n22058,o2,2/25/2015 1:05,12\n22058,o3,24/2/2015 23:00,5\n",
+    )
+    .unwrap();
+    let (_, err) = argus(
+        dir.path(),
+        &[
+            "replay",
+            "-q",
+            "--config",
+            "argus.toml",
+            "--input",
+            "orders.csv",
+            "--out-csv",
+            "out.csv",
+            "--rejects",
+            "rejects.ndjson",
+        ],
+    );
+    let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    // 22:55 in New York on 24 February is 03:55 UTC on the 25th; ids come from the file and record.
+    assert_eq!(
+        rows,
+        [
+            "orders.csv:2,2015-02-25T03:55:00.000Z,order.create,1",
+            "orders.csv:3,2015-02-25T06:05:00.000Z,order.create,2",
+        ],
+        "{csv}\n{err}"
+    );
+    let rejects = std::fs::read_to_string(dir.path().join("rejects.ndjson")).unwrap();
+    assert!(
+        rejects.contains("`24/2/2015 23:00` does not match csv.time_format `%m/%d/%Y %H:%M`"),
+        "{rejects}"
+    );
+    // Without a format, the error quotes the value and names the setting to use.
+    std::fs::write(
+        dir.path().join("plain.toml"),
+        "[csv]\ntype = \"order.create\"\ntime = \"purchase_time\"\nactor = \"user_id\"\n",
+    )
+    .unwrap();
+    argus(
+        dir.path(),
+        &[
+            "replay",
+            "-q",
+            "--config",
+            "plain.toml",
+            "--input",
+            "orders.csv",
+            "--rejects",
+            "rejects.ndjson",
+        ],
+    );
+    let rejects = std::fs::read_to_string(dir.path().join("rejects.ndjson")).unwrap();
+    assert!(
+        rejects.contains("`2/24/2015 22:55` is not a time")
+            && rejects.contains("[csv] time_format"),
+        "{rejects}"
+    );
+    // A zone that does not exist is refused when the configuration loads.
+    std::fs::write(
+        dir.path().join("zone.toml"),
+        "[csv]\ntype = \"order.create\"\ntime = \"t\"\nactor = \"u\"\ntime_zone = \"Mars/Olympus\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["check", "--config", "zone.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("csv.time_zone: `Mars/Olympus`")
+    );
+}

@@ -79,8 +79,16 @@ pub struct CsvMapping {
     pub event_type: Option<String>,
     /// …or this column names the type of each row.
     pub type_column: Option<String>,
-    pub id: String,
+    /// The column with each row's event id. Without it, a row's id is `<file name>:<record number>`
+    /// (stable for the same file and row; a file replayed twice is deduplicated).
+    pub id: Option<String>,
     pub time: String,
+    /// The time column's format when it is not RFC 3339 or epoch milliseconds, as strftime/strptime
+    /// directives (`%m/%d/%Y %H:%M`, `%d.%m.%Y %H:%M:%S%.f`, …; `%z` or `%Q` read an offset or a time
+    /// zone name from the value).
+    pub time_format: Option<String>,
+    /// The IANA time zone (`Europe/Berlin`) of times written without an offset; default UTC.
+    pub time_zone: Option<String>,
     pub actor: String,
     /// field name → column name. Columns not named here are never read.
     #[serde(default)]
@@ -287,6 +295,18 @@ impl Config {
 
 fn check_csv(schema: &Schema, csv: &CsvMapping) -> Vec<String> {
     let mut errors = Vec::new();
+    if let Some(z) = &csv.time_zone {
+        if jiff::tz::TimeZone::get(z).is_err() {
+            errors.push(format!(
+                "csv.time_zone: `{z}` is not an IANA time zone name (e.g. `UTC`, `Europe/Berlin`, `America/New_York`)"
+            ));
+        }
+    }
+    if csv.time_format.as_deref().is_some_and(|f| !f.contains('%')) {
+        errors.push(
+            "csv.time_format: a format needs strftime directives, e.g. `%m/%d/%Y %H:%M`".into(),
+        );
+    }
     if !csv.delimiter.is_ascii() {
         errors.push(format!(
             "csv.delimiter: `{}` is not a single ASCII character",

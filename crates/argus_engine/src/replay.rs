@@ -127,6 +127,20 @@ pub fn replay<'a, 'b, R: BufRead>(
     rejects: Option<&'a mut (dyn Write + 'b)>,
     progress: &mut dyn FnMut(&ReplayStats),
 ) -> Result<ReplayStats, ReplayError> {
+    replay_named(engine, input, format, "input", sinks, rejects, progress)
+}
+
+/// As [`replay`], naming the input: a CSV mapping without an `id` column gives each row the id
+/// `<name>:<record number>`.
+pub fn replay_named<'a, 'b, R: BufRead>(
+    engine: &mut Engine,
+    input: R,
+    format: Format,
+    name: &str,
+    sinks: &'a mut [&'b mut dyn RowSink],
+    rejects: Option<&'a mut (dyn Write + 'b)>,
+    progress: &mut dyn FnMut(&ReplayStats),
+) -> Result<ReplayStats, ReplayError> {
     let mut stats = ReplayStats::default();
     let released_before = engine.counters().labels_released;
     if engine.policies().is_some() {
@@ -138,7 +152,7 @@ pub fn replay<'a, 'b, R: BufRead>(
             line: Vec::new(),
             n: 0,
         }),
-        Format::Csv => Box::new(CsvRecords::new(engine, input)?),
+        Format::Csv => Box::new(CsvRecords::new(engine, input, name)?),
     };
     let amount_slots = (0..engine.schema().types.len())
         .map(|t| engine.schema().get(t as TypeId).slot("amount"))
@@ -307,6 +321,22 @@ impl<R: BufRead> Records for NdjsonRecords<R> {
     }
 }
 
+/// A time in `format` (strptime directives) as epoch milliseconds; times without an offset or zone
+/// in the value are in `zone`.
+fn parse_formatted(text: &str, format: &str, zone: &jiff::tz::TimeZone) -> Result<i64, String> {
+    let tm = jiff::fmt::strtime::parse(format, text.trim()).map_err(|e| e.to_string())?;
+    let ts = match tm.to_timestamp() {
+        Ok(ts) => ts,
+        Err(_) => {
+            let dt = tm.to_datetime().map_err(|e| e.to_string())?;
+            dt.to_zoned_datetime(zone.clone())
+                .map_err(|e| e.to_string())?
+                .timestamp()
+        }
+    };
+    Ok(ts.as_millisecond())
+}
+
 struct TypeMap {
     ty: TypeId,
     /// (slot, column index, column name)
@@ -318,7 +348,11 @@ struct CsvRecords<R> {
     headers: Vec<String>,
     rec: csv::ByteRecord,
     line: u64,
-    id_c: usize,
+    /// The id column, or the name that ids are made from (`<name>:<record number>`).
+    id_c: Option<usize>,
+    name: String,
+    /// `[csv] time_format` and the zone of times without an offset.
+    time_format: Option<(String, jiff::tz::TimeZone)>,
     time_c: usize,
     type_c: Option<usize>,
     actor: (usize, String),
@@ -329,7 +363,7 @@ struct CsvRecords<R> {
 }
 
 impl<R: BufRead> CsvRecords<R> {
-    fn new(engine: &Engine, input: R) -> Result<Self, ReplayError> {
+    fn new(engine: &Engine, input: R, name: &str) -> Result<Self, ReplayError> {
         let Some(m) = engine.config.csv.clone() else {
             return Err(ReplayError::Mapping(
                 "CSV input needs a [csv] column mapping in the configuration".into(),
@@ -349,7 +383,12 @@ impl<R: BufRead> CsvRecords<R> {
                 ))
             })
         };
-        let id_c = col(&m.id)?;
+        let id_c = m.id.as_deref().map(col).transpose()?;
+        let zone = match &m.time_zone {
+            Some(z) => jiff::tz::TimeZone::get(z)
+                .map_err(|e| ReplayError::Mapping(format!("csv.time_zone: `{z}`: {e}")))?,
+            None => jiff::tz::TimeZone::UTC,
+        };
         let time_c = col(&m.time)?;
         let actor_c = col(&m.actor)?;
         let type_c = m.type_column.as_deref().map(col).transpose()?;
@@ -363,6 +402,8 @@ impl<R: BufRead> CsvRecords<R> {
             rec: csv::ByteRecord::new(),
             line: 1,
             id_c,
+            name: name.to_string(),
+            time_format: m.time_format.clone().map(|f| (f, zone)),
             time_c,
             type_c,
             actor: (actor_c, m.actor.clone()),
@@ -447,8 +488,38 @@ impl<R: BufRead> Records for CsvRecords<R> {
             }
             None => "",
         };
-        let id = text(self.id_c, &mut bad);
-        let time = text(self.time_c, &mut bad);
+        let made_id;
+        let id = match self.id_c {
+            Some(c) => text(c, &mut bad),
+            None => {
+                made_id = format!("{}:{line}", self.name);
+                made_id.as_str()
+            }
+        };
+        let time_text = text(self.time_c, &mut bad);
+        let parsed;
+        let time = match &self.time_format {
+            Some((f, zone)) if !time_text.is_empty() => match parse_formatted(time_text, f, zone) {
+                Ok(ms) => {
+                    parsed = ms.to_string();
+                    parsed.as_str()
+                }
+                Err(e) => {
+                    let r = Rejection {
+                        errors: vec![argus_event::FieldError {
+                            path: format!("/{}", headers[self.time_c]),
+                            code: "invalid_time",
+                            message: format!(
+                                "`{}` does not match csv.time_format `{f}`: {e}",
+                                argus_event::decode::quote_value(time_text)
+                            ),
+                        }],
+                    };
+                    return Ok(Some((line, Err(r))));
+                }
+            },
+            _ => time_text,
+        };
         for (slot, ci, cname) in &tm.cols {
             vals.push((*slot, cname.as_str(), text(*ci, &mut bad)));
         }

@@ -639,9 +639,23 @@ fn decimal_from_f64(f: f64) -> Option<i64> {
 }
 
 /// Parses an event time: RFC 3339 (or naive, as UTC) string, or integer epoch milliseconds.
+/// A value for an error message: at most 64 characters, control characters escaped.
+pub fn quote_value(s: &str) -> String {
+    let mut q: String = s.chars().take(64).flat_map(char::escape_default).collect();
+    if s.chars().count() > 64 {
+        q.push('…');
+    }
+    q
+}
+
 pub fn parse_time(raw: Raw<'_>) -> Result<i64, String> {
+    let shown = match raw {
+        Raw::Json(serde_json::Value::String(s)) => quote_value(s),
+        Raw::Text(t) => quote_value(t),
+        Raw::Json(v) => quote_value(&v.to_string()),
+    };
     let bad = || {
-        "expected an RFC 3339 time (e.g. 2026-11-26T10:00:00Z) or epoch milliseconds, between 1970 and 9999".to_string()
+        format!("`{shown}` is not a time: expected RFC 3339 (e.g. 2026-11-26T10:00:00Z) or epoch milliseconds, between 1970 and 9999; a CSV file with another format needs [csv] time_format (e.g. \"%m/%d/%Y %H:%M\")")
     };
     match raw {
         r if text_of(r).is_some() => {

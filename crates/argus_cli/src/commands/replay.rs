@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use argus_engine::{
-    replay, CsvTable, DecisionLog, Engine, FindingsLog, Format, ParquetTable, RowSink, SummarySink,
+    CsvTable, DecisionLog, Engine, FindingsLog, Format, ParquetTable, RowSink, SummarySink,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use std::fs::File;
@@ -200,10 +200,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         b
     };
     let start = Instant::now();
-    let stats = replay(
+    // Rows without an id column get `<file name>:<record number>`.
+    let name = std::path::Path::new(&a.input)
+        .file_name()
+        .map_or_else(|| "stdin".to_string(), |n| n.to_string_lossy().into_owned());
+    let stats = argus_engine::replay::replay_named(
         &mut engine,
         input,
         format,
+        &name,
         &mut sinks,
         rejects.as_mut().map(|w| w as &mut dyn Write),
         &mut |s| {

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context};
 use argus_engine::dataset::Rows;
-use argus_engine::{replay, Engine, Format, RowSink};
+use argus_engine::{Engine, Format, RowSink};
 use argus_event::time::DAY;
 use argus_model::{metrics, ModelFile, Params, Table, TrainingInfo};
 use std::collections::{BTreeMap, HashSet};
@@ -181,7 +181,18 @@ fn collect(d: &Data, engine: &mut Engine, rows: &mut Rows) -> anyhow::Result<()>
         Box::new(BufReader::with_capacity(1 << 20, f))
     };
     let mut sinks: Vec<&mut dyn RowSink> = vec![rows];
-    replay(engine, input, format, &mut sinks, None, &mut |_| {})?;
+    let name = std::path::Path::new(&d.input)
+        .file_name()
+        .map_or_else(|| "stdin".to_string(), |n| n.to_string_lossy().into_owned());
+    argus_engine::replay::replay_named(
+        engine,
+        input,
+        format,
+        &name,
+        &mut sinks,
+        None,
+        &mut |_| {},
+    )?;
     Ok(())
 }
 
