@@ -36,10 +36,13 @@ impl Rows {
     ) -> Result<Rows, String> {
         let readable = features.readable(event_type as usize);
         let idx: Vec<usize> = if names.is_empty() {
+            // By default numbers and booleans only: not strings (ids, categories), and not timestamps
+            // (`first_seen`, `last_seen`, time fields), whose epoch values say when, not what; a model
+            // trained on them learns the calendar of its training window. Name them to include them.
             readable
                 .iter()
                 .copied()
-                .filter(|&i| features.features[i].out != Out::Str)
+                .filter(|&i| !matches!(features.features[i].out, Out::Str | Out::Time))
                 .collect()
         } else {
             let mut v = Vec::new();
@@ -125,5 +128,39 @@ impl RowSink for Rows {
         }
         self.label.push(label);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Timestamps are model inputs only when named.
+    #[test]
+    fn timestamps_are_left_out_unless_named() {
+        let cfg = crate::Config::from_str(
+            r#"
+[[features]]
+name = "user_first_seen"
+kind = "first_seen"
+events = ["order.create"]
+key = ["actor"]
+
+[[features]]
+name = "user_orders_1d"
+kind = "count"
+events = ["order.create"]
+key = ["actor"]
+window = "1d"
+"#,
+            std::path::Path::new("."),
+        )
+        .expect("valid");
+        let ty = cfg.schema.type_id("order.create").expect("built-in type");
+        let rows = Rows::new(&cfg.features, ty, &[], 0, 1).expect("default inputs");
+        assert_eq!(rows.names, ["user_orders_1d"]);
+        let named = ["user_first_seen".to_string(), "user_orders_1d".to_string()];
+        let rows = Rows::new(&cfg.features, ty, &named, 0, 1).expect("named inputs");
+        assert_eq!(rows.names, named);
     }
 }

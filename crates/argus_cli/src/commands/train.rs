@@ -52,7 +52,8 @@ pub struct TrainArgs {
     /// Share of the training window, at its end in time, held out for early stopping.
     #[arg(long, default_value_t = 0.2)]
     valid_fraction: f64,
-    /// Model inputs (comma-separated feature names; default: every numeric feature of the type).
+    /// Model inputs (comma-separated feature names; default: every number and boolean feature of the
+    /// type, leaving out strings and timestamps such as `first_seen`, which must be named).
     #[arg(long, value_delimiter = ',')]
     features: Vec<String>,
     /// Training parameters (TOML: trees, max_depth, learning_rate, lambda, min_child_weight,
