@@ -13,6 +13,7 @@ pub mod graph;
 pub mod models;
 pub mod replay;
 pub mod report;
+pub(crate) mod sort;
 pub mod stages;
 pub mod table;
 

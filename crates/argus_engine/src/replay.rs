@@ -46,7 +46,7 @@ impl ReplayStats {
         let mut w = Vec::new();
         if self.too_late > 0 {
             w.push(format!(
-                "{} of {} records were too late (more than allowed_lateness = {} behind the newest event time) and were not applied. If the input is not in time order, sort it by time first, or raise [settings] allowed_lateness.",
+                "{} of {} records were too late (more than allowed_lateness = {} behind the newest event time) and were not applied. If the input is not in time order, replay it with --sort, or raise [settings] allowed_lateness.",
                 self.too_late,
                 self.records,
                 duration_text(fs.allowed_lateness_ms)
@@ -141,6 +141,41 @@ pub fn replay_named<'a, 'b, R: BufRead>(
     rejects: Option<&'a mut (dyn Write + 'b)>,
     progress: &mut dyn FnMut(&ReplayStats),
 ) -> Result<ReplayStats, ReplayError> {
+    replay_with(
+        engine,
+        input,
+        format,
+        &Options {
+            name: name.to_string(),
+            sort: None,
+        },
+        sinks,
+        rejects,
+        progress,
+    )
+}
+
+/// How [`replay_with`] reads its input.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The input's name: a CSV mapping without an `id` column gives each row `<name>:<record number>`.
+    pub name: String,
+    /// Sort the input by time first, holding at most this many events in memory (more are sorted in
+    /// runs on disk and merged): for input that is not in time order.
+    pub sort: Option<usize>,
+}
+
+/// [`replay`] with [`Options`].
+pub fn replay_with<'a, 'b, R: BufRead>(
+    engine: &mut Engine,
+    input: R,
+    format: Format,
+    opts: &Options,
+    sinks: &'a mut [&'b mut dyn RowSink],
+    rejects: Option<&'a mut (dyn Write + 'b)>,
+    progress: &mut dyn FnMut(&ReplayStats),
+) -> Result<ReplayStats, ReplayError> {
+    let name = opts.name.as_str();
     let mut stats = ReplayStats::default();
     let released_before = engine.counters().labels_released;
     if engine.policies().is_some() {
@@ -153,6 +188,10 @@ pub fn replay_named<'a, 'b, R: BufRead>(
             n: 0,
         }),
         Format::Csv => Box::new(CsvRecords::new(engine, input, name)?),
+    };
+    let records: Box<dyn Records + '_> = match opts.sort {
+        Some(limit) => Box::new(crate::sort::SortedRecords::new(records, limit)),
+        None => records,
     };
     let amount_slots = (0..engine.schema().types.len())
         .map(|t| engine.schema().get(t as TypeId).slot("amount"))
@@ -184,10 +223,10 @@ pub fn replay_named<'a, 'b, R: BufRead>(
 }
 
 /// A record's line (NDJSON) or record number (CSV), and the record decoded or refused.
-type Numbered = (u64, Result<Event, Rejection>);
+pub(crate) type Numbered = (u64, Result<Event, Rejection>);
 
 /// Input records, each decoded into an event or refused, with its line or record number.
-trait Records {
+pub(crate) trait Records {
     fn next(&mut self, dec: &Decoder) -> Result<Option<Numbered>, ReplayError>;
 }
 

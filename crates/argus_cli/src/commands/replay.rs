@@ -50,6 +50,13 @@ pub struct Args {
     /// No progress bar and no summary table.
     #[arg(long, short)]
     quiet: bool,
+    /// Sort the input by event time before replaying it (for files not in time order): at most
+    /// `--sort-buffer` events are held in memory, more are sorted in runs on disk and merged.
+    #[arg(long)]
+    sort: bool,
+    /// Events held in memory by `--sort` (default 1,000,000).
+    #[arg(long, default_value_t = 1_000_000)]
+    sort_buffer: usize,
     /// Ground truth of the input (`argus simulate`'s `*.truth.ndjson`, same order as the events):
     /// print the catch report.
     #[arg(long)]
@@ -204,11 +211,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let name = std::path::Path::new(&a.input)
         .file_name()
         .map_or_else(|| "stdin".to_string(), |n| n.to_string_lossy().into_owned());
-    let stats = argus_engine::replay::replay_named(
+    let opts = argus_engine::replay::Options {
+        name,
+        sort: a.sort.then_some(a.sort_buffer),
+    };
+    let stats = argus_engine::replay::replay_with(
         &mut engine,
         input,
         format,
-        &name,
+        &opts,
         &mut sinks,
         rejects.as_mut().map(|w| w as &mut dyn Write),
         &mut |s| {
