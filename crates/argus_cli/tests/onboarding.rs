@@ -383,3 +383,45 @@ window = "1d"
             && String::from_utf8_lossy(&out.stderr).contains("csv.time_zone: `Mars/Olympus`")
     );
 }
+
+/// P3.2, "time since the actor's previous event": the `since_last` kind.
+#[test]
+fn since_last_is_the_time_since_the_keys_previous_event() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("argus.toml"),
+        "[[features]]\nname = \"user_since_last\"\nkind = \"since_last\"\nevents = [\"account.login\", \"order.create\"]\nkey = [\"actor\"]\n",
+    )
+    .unwrap();
+    let login = |id: &str, t: i64, user: &str| {
+        event(
+            id,
+            "account.login",
+            t,
+            user,
+            serde_json::json!({"success": true}),
+        )
+    };
+    let events = [
+        login("a", T0, "u1"),
+        login("b", T0 + 90_000, "u1"),
+        login("c", T0 + 100_000, "u2"),
+        login("d", T0 + 300_500, "u1"),
+    ];
+    std::fs::write(dir.path().join("events.ndjson"), events.join("\n") + "\n").unwrap();
+    argus(
+        dir.path(),
+        &[
+            "replay",
+            "-q",
+            "--config",
+            "argus.toml",
+            "--input",
+            "events.ndjson",
+            "--out-csv",
+            "out.csv",
+        ],
+    );
+    let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+    assert_eq!(column(&csv, "user_since_last"), ["", "90", "", "210"]);
+}

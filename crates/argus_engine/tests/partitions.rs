@@ -48,6 +48,12 @@ events = ["payment.attempt"]
 key = ["actor"]
 
 [[features]]
+name = "user_since_last"
+kind = "since_last"
+events = ["payment.attempt"]
+key = ["actor"]
+
+[[features]]
 name = "user_last_terminal"
 kind = "last_value"
 events = ["payment.attempt"]

@@ -107,6 +107,8 @@ pub enum Agg {
     LastSeen,
     Age,
     LastValue,
+    /// Seconds since the key's previous observation (its newest before the event being read).
+    SinceLast,
 }
 
 /// Every feature kind, with its name in configuration.
@@ -121,6 +123,7 @@ pub const KINDS: &[&str] = &[
     "last_seen",
     "age",
     "last_value",
+    "since_last",
     "ratio",
     "is_weekend",
     "hour_of_day",
@@ -142,6 +145,7 @@ impl Agg {
             "last_seen" => Agg::LastSeen,
             "age" => Agg::Age,
             "last_value" => Agg::LastValue,
+            "since_last" => Agg::SinceLast,
             _ => return None,
         })
     }
@@ -158,7 +162,7 @@ impl Agg {
     fn lifetime_only(self) -> bool {
         matches!(
             self,
-            Agg::FirstSeen | Agg::LastSeen | Agg::Age | Agg::LastValue
+            Agg::FirstSeen | Agg::LastSeen | Agg::Age | Agg::LastValue | Agg::SinceLast
         )
     }
 }
@@ -1221,7 +1225,7 @@ impl<'a> Compiler<'a> {
             None => Out::Int,
         };
         let out = match agg {
-            Agg::Count | Agg::Distinct | Agg::Age => Out::Int,
+            Agg::Count | Agg::Distinct | Agg::Age | Agg::SinceLast => Out::Int,
             Agg::Avg => Out::Float,
             Agg::Sum | Agg::Min | Agg::Max => {
                 if value_out == Out::Bool {

@@ -286,7 +286,9 @@ impl ExactState {
                 scratch.set.extend((start..end).map(|i| self.value_at(i)));
                 Value::Int(scratch.set.len() as i64)
             }
-            Agg::FirstSeen | Agg::LastSeen | Agg::Age | Agg::LastValue => Value::Null,
+            Agg::FirstSeen | Agg::LastSeen | Agg::Age | Agg::LastValue | Agg::SinceLast => {
+                Value::Null
+            }
         }
     }
 

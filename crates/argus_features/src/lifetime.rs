@@ -88,6 +88,14 @@ impl LifeState {
             Agg::LastSeen => time(if own { self.prev_t } else { self.last_t }),
             Agg::Age if self.first_t == NONE => Value::Null,
             Agg::Age => Value::Int((t - self.first_t).max(0) / 1000),
+            Agg::SinceLast => {
+                let prev = if own { self.prev_t } else { self.last_t };
+                if prev == NONE {
+                    Value::Null
+                } else {
+                    Value::Int((t - prev).max(0) / 1000)
+                }
+            }
             Agg::LastValue => {
                 if own {
                     self.prev_v.clone()
