@@ -425,3 +425,107 @@ fn since_last_is_the_time_since_the_keys_previous_event() {
     let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
     assert_eq!(column(&csv, "user_since_last"), ["", "90", "", "210"]);
 }
+
+/// P3.2, "one row, several events": the shop table's sign-up and purchase, each an event with its own
+/// type, time and fields, replayed in time order with `--sort`; the purchase reads the seconds since
+/// the sign-up.
+#[test]
+fn one_row_becomes_a_sign_up_and_a_purchase() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("argus.toml"),
+        r#"
+[csv]
+id = "user_id"
+actor = "user_id"
+time_format = "%m/%d/%Y %H:%M:%S"
+
+[[csv.events]]
+type = "account.register"
+time = "signup_time"
+[csv.events.fields]
+device = "device_id"
+
+[[csv.events]]
+type = "order.create"
+time = "purchase_time"
+[csv.events.fields]
+amount = "purchase_value"
+order = "purchase_id"
+device = "device_id"
+
+[[features]]
+name = "user_since_last"
+kind = "since_last"
+events = ["account.register", "order.create"]
+key = ["actor"]
+
+[[features]]
+name = "device_accounts_30d"
+kind = "distinct"
+events = ["account.register"]
+key = ["device"]
+value = "actor"
+window = "30d"
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("shop.csv"),
+        "user_id,signup_time,purchase_time,purchase_value,purchase_id,device_id\n\
+         22058,02/24/2015 22:55:49,04/18/2015 02:47:11,34,p1,QVPSPJUOCKZAR\n\
+         333320,06/07/2015 20:39:50,06/08/2015 01:38:54,16,p2,EOGFQPIZPYXFZ\n\
+         1359,01/01/2015 18:52:44,01/01/2015 18:52:45,15,p3,YSSKYOSJHPPLJ\n",
+    )
+    .unwrap();
+    argus(
+        dir.path(),
+        &[
+            "replay",
+            "-q",
+            "--sort",
+            "--config",
+            "argus.toml",
+            "--input",
+            "shop.csv",
+            "--out-csv",
+            "out.csv",
+        ],
+    );
+    let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+    let ids = column(&csv, "event_id");
+    assert_eq!(
+        ids,
+        [
+            "1359/account.register",
+            "1359/order.create",
+            "22058/account.register",
+            "22058/order.create",
+            "333320/account.register",
+            "333320/order.create"
+        ],
+        "{csv}"
+    );
+    // Seconds from sign-up to purchase: 1 s (the instant purchase), 52 days and 4 hours, 5 hours.
+    assert_eq!(
+        column(&csv, "user_since_last"),
+        ["", "1", "", "4506682", "", "17944"]
+    );
+    // A type that does not exist is refused when the configuration loads, with its path.
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[csv]\nactor = \"u\"\ntime = \"t\"\n[[csv.events]]\ntype = \"order.craete\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["check", "--config", "bad.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("csv.events[0].type: unknown event type `order.craete`"),
+        "{err}"
+    );
+}

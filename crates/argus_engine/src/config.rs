@@ -82,7 +82,8 @@ pub struct CsvMapping {
     /// The column with each row's event id. Without it, a row's id is `<file name>:<record number>`
     /// (stable for the same file and row; a file replayed twice is deduplicated).
     pub id: Option<String>,
-    pub time: String,
+    /// The time column (needed unless every `[[csv.events]]` names its own).
+    pub time: Option<String>,
     /// The time column's format when it is not RFC 3339 or epoch milliseconds, as strftime/strptime
     /// directives (`%m/%d/%Y %H:%M`, `%d.%m.%Y %H:%M:%S%.f`, …; `%z` or `%Q` read an offset or a time
     /// zone name from the value).
@@ -95,6 +96,24 @@ pub struct CsvMapping {
     pub fields: BTreeMap<String, String>,
     #[serde(default = "comma")]
     pub delimiter: char,
+    /// Several events from each row, in this order (instead of `type` / `type_column`): e.g. a
+    /// sign-up and a purchase from one row of an orders table. Each has its own type, time column and
+    /// fields; `[csv.fields]` apply to every one whose type has them. Their ids are the row's id with
+    /// `/<type>` appended.
+    #[serde(default)]
+    pub events: Vec<CsvEvent>,
+}
+
+/// One of the events `[[csv.events]]` makes from each row.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CsvEvent {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Its time column (default: `[csv] time`). A row whose cell is empty makes no event of this kind.
+    pub time: Option<String>,
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
 }
 
 fn comma() -> char {
@@ -312,6 +331,42 @@ fn check_csv(schema: &Schema, csv: &CsvMapping) -> Vec<String> {
             "csv.delimiter: `{}` is not a single ASCII character",
             csv.delimiter
         ));
+    }
+    if !csv.events.is_empty() {
+        if csv.event_type.is_some() || csv.type_column.is_some() {
+            errors.push(
+                "csv: `[[csv.events]]` replaces `type` and `type_column`; set one way".into(),
+            );
+        }
+        for (i, e) in csv.events.iter().enumerate() {
+            let at = format!("csv.events[{i}]");
+            if e.time.is_none() && csv.time.is_none() {
+                errors.push(format!("{at}.time: no time column (and no `[csv] time`)"));
+            }
+            match schema.by_name(&e.event_type) {
+                None => errors.push(format!(
+                    "{at}.type: unknown event type `{}`{}",
+                    e.event_type,
+                    did_you_mean(&e.event_type, schema.public_type_names().into_iter())
+                )),
+                Some(et) => {
+                    for f in e.fields.keys() {
+                        match et.field(f) {
+                            Some(field) if f != "actor" && field.derived_from.is_none() => {}
+                            _ => errors.push(format!(
+                                "{at}.fields.{f}: `{}` has no field `{f}` that can be mapped{}",
+                                et.name,
+                                did_you_mean(f, et.input_names())
+                            )),
+                        }
+                    }
+                }
+            }
+        }
+        return errors;
+    }
+    if csv.time.is_none() {
+        errors.push("csv.time: the time column is required".into());
     }
     match (&csv.event_type, &csv.type_column) {
         (Some(t), None) => match schema.by_name(t) {

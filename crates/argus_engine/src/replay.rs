@@ -399,6 +399,10 @@ struct CsvRecords<R> {
     schema: std::sync::Arc<argus_event::Schema>,
     fixed: Option<TypeMap>,
     by_type: HashMap<String, Result<TypeMap, argus_event::FieldError>>,
+    /// `[[csv.events]]`: per event of a row, its columns, time column and id suffix (`/<type>`).
+    several: Vec<(TypeMap, usize, String)>,
+    /// Events of the current row not handed out yet.
+    pending: std::collections::VecDeque<Numbered>,
 }
 
 impl<R: BufRead> CsvRecords<R> {
@@ -428,7 +432,10 @@ impl<R: BufRead> CsvRecords<R> {
                 .map_err(|e| ReplayError::Mapping(format!("csv.time_zone: `{z}`: {e}")))?,
             None => jiff::tz::TimeZone::UTC,
         };
-        let time_c = col(&m.time)?;
+        let time_c = match &m.time {
+            Some(t) => col(t)?,
+            None => usize::MAX,
+        };
         let actor_c = col(&m.actor)?;
         let type_c = m.type_column.as_deref().map(col).transpose()?;
         let mut field_cols = Vec::new();
@@ -437,7 +444,7 @@ impl<R: BufRead> CsvRecords<R> {
         }
         let mut r = CsvRecords {
             rdr,
-            headers,
+            headers: headers.clone(),
             rec: csv::ByteRecord::new(),
             line: 1,
             id_c,
@@ -450,7 +457,27 @@ impl<R: BufRead> CsvRecords<R> {
             schema: engine.schema().clone(),
             fixed: None,
             by_type: HashMap::new(),
+            several: Vec::new(),
+            pending: Default::default(),
         };
+        for e in &m.events {
+            let ty = r.schema.type_id(&e.event_type).ok_or_else(|| {
+                ReplayError::Mapping(format!("unknown event type `{}`", e.event_type))
+            })?;
+            let mut tm = r.build(ty);
+            let et = r.schema.get(ty);
+            for (f, c) in &e.fields {
+                if let Some(slot) = et.slot(f) {
+                    tm.cols.retain(|(s, _, _)| *s != slot);
+                    tm.cols.push((slot, col(c)?, c.clone()));
+                }
+            }
+            let tc = match &e.time {
+                Some(t) => col(t)?,
+                None => time_c,
+            };
+            r.several.push((tm, tc, format!("/{}", e.event_type)));
+        }
         if let Some(t) = &m.event_type {
             let ty = r
                 .schema
@@ -478,6 +505,33 @@ impl<R: BufRead> CsvRecords<R> {
 
 impl<R: BufRead> Records for CsvRecords<R> {
     fn next(&mut self, dec: &Decoder) -> Result<Option<Numbered>, ReplayError> {
+        if let Some(n) = self.pending.pop_front() {
+            return Ok(Some(n));
+        }
+        if self.several.is_empty() {
+            return self.next_single(dec);
+        }
+        // Several events per row: every one whose time cell is filled, in declaration order.
+        while self.pending.is_empty() {
+            if !self.rdr.read_byte_record(&mut self.rec)? {
+                return Ok(None);
+            }
+            self.line += 1;
+            for k in 0..self.several.len() {
+                let (tm, tc, suffix) = &self.several[k];
+                let filled = self.rec.get(*tc).is_some_and(|c| !c.is_empty());
+                if filled {
+                    let n = self.decode_row(dec, self.line, tm, *tc, suffix);
+                    self.pending.push_back(n);
+                }
+            }
+        }
+        Ok(self.pending.pop_front())
+    }
+}
+
+impl<R: BufRead> CsvRecords<R> {
+    fn next_single(&mut self, dec: &Decoder) -> Result<Option<Numbered>, ReplayError> {
         if !self.rdr.read_byte_record(&mut self.rec)? {
             return Ok(None);
         }
@@ -516,6 +570,21 @@ impl<R: BufRead> Records for CsvRecords<R> {
                 unreachable!("the configuration check requires `type` or `type_column`")
             }
         };
+        Ok(Some(self.decode_row(dec, line, tm, self.time_c, "")))
+    }
+
+    /// One event of the current row: type map `tm`, time from column `time_c`, the row's id with
+    /// `suffix` appended.
+    fn decode_row(
+        &self,
+        dec: &Decoder,
+        line: u64,
+        tm: &TypeMap,
+        time_c: usize,
+        suffix: &str,
+    ) -> Numbered {
+        let rec = &self.rec;
+        let get = |i: usize| rec.get(i).map(std::str::from_utf8);
         let mut bad = None;
         let mut vals: Vec<(usize, &str, &str)> = Vec::with_capacity(tm.cols.len());
         let headers = &self.headers;
@@ -527,15 +596,12 @@ impl<R: BufRead> Records for CsvRecords<R> {
             }
             None => "",
         };
-        let made_id;
         let id = match self.id_c {
-            Some(c) => text(c, &mut bad),
-            None => {
-                made_id = format!("{}:{line}", self.name);
-                made_id.as_str()
-            }
+            Some(c) => format!("{}{suffix}", text(c, &mut bad)),
+            None => format!("{}:{line}{suffix}", self.name),
         };
-        let time_text = text(self.time_c, &mut bad);
+        let id = id.as_str();
+        let time_text = text(time_c, &mut bad);
         let parsed;
         let time = match &self.time_format {
             Some((f, zone)) if !time_text.is_empty() => match parse_formatted(time_text, f, zone) {
@@ -546,7 +612,7 @@ impl<R: BufRead> Records for CsvRecords<R> {
                 Err(e) => {
                     let r = Rejection {
                         errors: vec![argus_event::FieldError {
-                            path: format!("/{}", headers[self.time_c]),
+                            path: format!("/{}", headers[time_c]),
                             code: "invalid_time",
                             message: format!(
                                 "`{}` does not match csv.time_format `{f}`: {e}",
@@ -554,7 +620,7 @@ impl<R: BufRead> Records for CsvRecords<R> {
                             ),
                         }],
                     };
-                    return Ok(Some((line, Err(r))));
+                    return (line, Err(r));
                 }
             },
             _ => time_text,
@@ -572,6 +638,6 @@ impl<R: BufRead> Records for CsvRecords<R> {
             }),
             None => dec.decode_text(tm.ty, id, time, &vals),
         };
-        Ok(Some((line, decoded)))
+        (line, decoded)
     }
 }
