@@ -529,3 +529,91 @@ window = "30d"
         "{err}"
     );
 }
+
+/// P3.2, "a label known at its own column": a click's conversion is known when it happens (its
+/// `conversion_time`), a click that did not convert after the fixed delay; the time column is hidden
+/// from features like the label itself.
+#[test]
+fn a_label_is_released_at_its_known_at_time() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("argus.toml"),
+        r#"
+[[event_types]]
+name = "item.click"
+[event_types.fields]
+converted = { type = "int", label = { name = "converted", delay = "1d", known_at = "conversion_time" } }
+conversion_time = { type = "timestamp" }
+
+[[features]]
+name = "user_conversions_7d"
+kind = "sum"
+events = ["label.converted"]
+key = ["actor"]
+value = "value"
+window = "7d"
+
+[[features]]
+name = "seen_conversion_time"
+kind = "field"
+value = "conversion_time"
+"#,
+    )
+    .unwrap();
+    let h = 3_600_000;
+    let click = |id: &str, t: i64, conv: Option<i64>| {
+        let mut d = serde_json::json!({"item": "i1", "converted": i64::from(conv.is_some())});
+        if let Some(c) = conv {
+            d["conversion_time"] = serde_json::json!(c);
+        }
+        event(id, "item.click", t, "u1", d)
+    };
+    let events = [
+        click("c1", T0, Some(T0 + 2 * h)), // converts two hours later
+        click("c2", T0 + h, None),         // never converts: 0, known a day later
+        click("c3", T0 + 3 * h, None),     // sees c1's conversion (known at T0 + 2h)
+    ];
+    std::fs::write(dir.path().join("events.ndjson"), events.join("\n") + "\n").unwrap();
+    argus(
+        dir.path(),
+        &[
+            "replay",
+            "-q",
+            "--config",
+            "argus.toml",
+            "--input",
+            "events.ndjson",
+            "--out-csv",
+            "out.csv",
+        ],
+    );
+    let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+    assert_eq!(
+        column(&csv, "user_conversions_7d"),
+        ["0", "0", "1"],
+        "{csv}"
+    );
+    assert_eq!(
+        column(&csv, "seen_conversion_time"),
+        ["", "", ""],
+        "the known_at column is hidden"
+    );
+    // known_at must name a timestamp field of the same type.
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[[event_types]]\nname = \"item.click\"\n[event_types.fields]\nconverted = { type = \"int\", label = { name = \"c\", delay = \"1d\", known_at = \"item\" } }\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["check", "--config", "bad.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("known_at")
+            && err.contains("must be a timestamp field"),
+        "{err}"
+    );
+}

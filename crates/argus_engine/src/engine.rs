@@ -392,6 +392,19 @@ impl Sequencer {
     fn schedule_labels(&mut self, config: &Config, ev: &mut Event) -> Vec<OwnLabel> {
         let mut own = Vec::new();
         let schema = &config.schema;
+        // The `known_at` times, read before any is taken out of the event (labels may share one).
+        let known: Vec<Option<i64>> = schema
+            .labels
+            .iter()
+            .map(|l| {
+                l.known_at
+                    .filter(|_| l.source_type == ev.ty)
+                    .and_then(|s| match ev.fields[s] {
+                        Value::Time(t) => Some(t),
+                        _ => None,
+                    })
+            })
+            .collect();
         for (li, l) in schema
             .labels
             .iter()
@@ -432,7 +445,9 @@ impl Sequencer {
                     fields.push((s as u32, v));
                 }
             }
-            let key = (ev.time + l.delay_ms, self.seq + 1);
+            // Known at its own time when the event says so (never before the event itself).
+            let release = known[li].map_or(ev.time + l.delay_ms, |k| k.max(ev.time));
+            let key = (release, self.seq + 1);
             let pending = PendingLabel { key, fields };
             let q = &mut self.labels[li];
             if q.back().is_none_or(|p| p.key <= key) {
@@ -447,6 +462,12 @@ impl Sequencer {
                 value,
                 release_at: key.0,
             });
+        }
+        // `known_at` fields tell the future: taken out like the label columns.
+        for l in schema.labels.iter().filter(|l| l.source_type == ev.ty) {
+            if let Some(s) = l.known_at {
+                ev.fields[s] = Value::Null;
+            }
         }
         own
     }

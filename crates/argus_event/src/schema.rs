@@ -95,6 +95,10 @@ pub struct LabelConfig {
     /// The column's value that means the bad class (fraud, abuse). When declared, the released label's
     /// `value` is 1 for it and 0 for any other value; when not, any non-zero or `true` value is positive.
     pub positive: Option<toml::Value>,
+    /// A timestamp field of the same event type giving when this event's label became known (a
+    /// conversion time, a chargeback date); `delay` applies when it is empty. Like the label column,
+    /// it is taken out of the event: no feature or rule sees it before the release.
+    pub known_at: Option<String>,
 }
 
 /// The type of a field.
@@ -238,6 +242,8 @@ pub struct LabelSpec {
     /// The declared `positive` value, as text (`Value`'s display of the column's value is compared
     /// with it); `None`: non-zero or `true` is positive and the value is released as it is.
     pub positive: Option<String>,
+    /// The slot of the source type's `known_at` field: the release time when it has a value.
+    pub known_at: Option<usize>,
 }
 
 /// One event type.
@@ -356,8 +362,8 @@ impl Schema {
         }
         for l in &self.labels {
             s.push_str(&format!(
-                "label {} {} {} {:?}\n",
-                l.name, l.source_type, l.delay_ms, l.positive
+                "label {} {} {} {:?} {:?}\n",
+                l.name, l.source_type, l.delay_ms, l.positive, l.known_at
             ));
         }
         xxhash_rust::xxh3::xxh3_64(s.as_bytes())
@@ -465,9 +471,17 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
     let mut types = Vec::new();
     let mut labels_out = Vec::new();
     let mut label_names: BTreeMap<String, String> = BTreeMap::new();
-    // (type idx, slot, name, delay, ty, positive)
-    let mut pending_labels: Vec<(usize, usize, String, i64, FieldType, Option<String>)> =
-        Vec::new();
+    // (type idx, slot, name, delay, ty, positive, known_at field)
+    type PendingLabelDecl = (
+        usize,
+        usize,
+        String,
+        i64,
+        FieldType,
+        Option<String>,
+        Option<String>,
+    );
+    let mut pending_labels: Vec<PendingLabelDecl> = Vec::new();
     for d in &drafts {
         let id = types.len() as TypeId;
         let mut fields = vec![Field {
@@ -549,7 +563,15 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
                                 None
                             }
                         };
-                        pending_labels.push((types.len(), slot, l.name.clone(), ms, ty, positive));
+                        pending_labels.push((
+                            types.len(),
+                            slot,
+                            l.name.clone(),
+                            ms,
+                            ty,
+                            positive,
+                            l.known_at.clone(),
+                        ));
                     }
                     _ => errors.push(err(
                         format!("{path}.label.delay"),
@@ -624,8 +646,38 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
 
     // Synthetic release types: `label.<name>` carries the source event's fields (labels removed), the
     // label `value`, and the source `event_time`.
-    for (li, (tidx, slot, name, delay, ty, positive)) in pending_labels.into_iter().enumerate() {
+    for (li, (tidx, slot, name, delay, ty, positive, known_at)) in
+        pending_labels.into_iter().enumerate()
+    {
         let src = &types[tidx];
+        let known_at = match known_at {
+            None => None,
+            Some(k) => match src.index.get(&k) {
+                Some(&s)
+                    if src.fields[s].ty == FieldType::Timestamp
+                        && src.fields[s].label.is_none() =>
+                {
+                    Some(s)
+                }
+                Some(_) => {
+                    errors.push(err(
+                        format!("label {name}.known_at"),
+                        format!(
+                            "`{k}` of `{}` must be a timestamp field (not a label)",
+                            src.name
+                        ),
+                    ));
+                    None
+                }
+                None => {
+                    errors.push(err(
+                        format!("label {name}.known_at"),
+                        format!("`{}` has no field `{k}`", src.name),
+                    ));
+                    None
+                }
+            },
+        };
         let mut fields: Vec<Field> = src
             .fields
             .iter()
@@ -695,6 +747,7 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
             delay_ms: delay,
             release_type: id,
             positive,
+            known_at,
         });
         debug_assert_eq!(labels_out.len() - 1, li);
     }
