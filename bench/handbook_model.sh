@@ -22,7 +22,7 @@ echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d
 day() { date -u -d "$1 $2 days" +%F; }
 train() { # name train-from extra-args… → report JSON in $OUT/name.json
   local name=$1 from=$2; shift 2
-  "$A" train --config "$CFG" --input "$DATA" --train-from "$from" --out "$OUT/$name.model.json" --report-json "$OUT/$name.json" "$@" 2>/dev/null | sed "s/^/  [$name] /"
+  "$A" train --protocol handbook --no-refit --config "$CFG" --input "$DATA" --train-from "$from" --out "$OUT/$name.model.json" --report-json "$OUT/$name.json" "$@" 2>/dev/null | sed "s/^/  [$name] /"
 }
 field() { python3 -c "import json,sys;d=json.load(open('$1'));print(d$2)"; }
 

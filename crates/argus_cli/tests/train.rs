@@ -117,6 +117,26 @@ fn train_then_eval_on_the_handbook() {
         e, t["test"],
         "eval of the written model = the test figures of train"
     );
+    // The handbook's protocol leaves out the customers with a fraud already known: fewer rows than
+    // the plain protocol (every row of the test days), which is the default.
+    let mut handbook = args.to_vec();
+    handbook.extend(["--protocol", "handbook"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(&handbook)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let h: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&eval_json).unwrap()).unwrap();
+    let (plain_rows, handbook_rows) = (e["rows"].as_u64().unwrap(), h["rows"].as_u64().unwrap());
+    assert!(
+        handbook_rows < plain_rows && handbook_rows > plain_rows / 2,
+        "handbook {handbook_rows} rows, plain {plain_rows}"
+    );
 
     // A model whose inputs the configuration lacks is refused with a clear message.
     let starter = root

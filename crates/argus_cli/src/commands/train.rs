@@ -44,11 +44,13 @@ pub struct TrainArgs {
     /// Days of training.
     #[arg(long, default_value_t = 7)]
     train_days: u32,
-    /// Days evaluated after the training window and the label delay (0 = none). The handbook's
-    /// protocol: customers with a fraud known by each test day are left out, and so are cards found on
-    /// earlier test days when computing Card Precision@k.
+    /// Days evaluated after the training window and the label delay (0 = none).
     #[arg(long, default_value_t = 7)]
     test_days: u32,
+    /// Which test rows count: `plain` (every row of the test days) or `handbook` (the Fraud Detection
+    /// Handbook's: on each test day, actors with a positive label already known are left out).
+    #[arg(long, value_enum, default_value_t = Protocol::Plain)]
+    protocol: Protocol,
     /// Share of the training window, at its end in time, held out for early stopping.
     #[arg(long, default_value_t = 0.2)]
     valid_fraction: f64,
@@ -84,10 +86,11 @@ pub struct TrainArgs {
     /// k of precision/recall@k and Card Precision@k.
     #[arg(long, default_value_t = 100)]
     k: usize,
-    /// After early stopping, refit on the whole window (validation rows included) with the number of
-    /// trees early stopping chose (measured: no clear gain on the handbook; BENCHMARKS.md).
+    /// Keep the model early stopping chose, trained without the validation rows. By default it is
+    /// refit on the whole window (validation rows included) with the number of trees early stopping
+    /// chose: the newest rows are the most like the ones it will score.
     #[arg(long)]
-    refit: bool,
+    no_refit: bool,
     /// Balanced bagging: this many models, each on all positives and a sample of negatives
     /// (`--negatives-per-positive`), averaged in log-odds (ranks, not calibrated probabilities).
     #[arg(long, default_value_t = 1)]
@@ -113,10 +116,23 @@ pub struct EvalArgs {
     /// the model's training start, else `--from`).
     #[arg(long)]
     known_from: Option<String>,
+    /// Which rows count (see `argus train --protocol`).
+    #[arg(long, value_enum, default_value_t = Protocol::Plain)]
+    protocol: Protocol,
     #[arg(long)]
     report_json: Option<PathBuf>,
     #[arg(long, default_value_t = 100)]
     k: usize,
+}
+
+/// The test protocol of `argus train` and `argus eval`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// Every row of the test days.
+    Plain,
+    /// The Fraud Detection Handbook's: actors with a positive label known by a test day are left out
+    /// of that day.
+    Handbook,
 }
 
 fn day_ms(s: &str) -> anyhow::Result<i64> {
@@ -210,9 +226,22 @@ fn table(rows: &Rows, idx: &[usize]) -> Table {
     t
 }
 
-/// The handbook's test set: rows in `[from, from + days)`, leaving out, on each test day, the actors
-/// with a positive label known by then (time in `[known_from, day − delay)`).
-fn test_rows(rows: &Rows, from: i64, days: u32, known_from: i64, delay: i64) -> Vec<usize> {
+/// The test set: rows in `[from, from + days)`; with the handbook's protocol, leaving out, on each test
+/// day, the actors with a positive label known by then (time in `[known_from, day − delay)`).
+fn test_rows(
+    rows: &Rows,
+    from: i64,
+    days: u32,
+    known_from: i64,
+    delay: i64,
+    protocol: Protocol,
+) -> Vec<usize> {
+    if protocol == Protocol::Plain {
+        let end = from + days as i64 * DAY;
+        return (0..rows.len())
+            .filter(|&r| rows.time[r] >= from && rows.time[r] < end)
+            .collect();
+    }
     let positives: Vec<(i64, &str)> = (0..rows.len())
         .filter(|&r| rows.label[r].is_some_and(|l| l != 0.0))
         .map(|r| (rows.time[r], rows.actor[r].as_str()))
@@ -400,7 +429,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     }
     let all = table(&rows, &train_idx);
     // Refit on the whole window, the most recent rows included, with the trees early stopping chose.
-    let (model, train_s) = if !a.refit || valid_idx.is_empty() {
+    let (model, train_s) = if a.no_refit || valid_idx.is_empty() {
         (model, train_s)
     } else {
         let refit = Params {
@@ -419,12 +448,12 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         window_start: argus_event::time::format_rfc3339(from),
         window_end: argus_event::time::format_rfc3339(train_end),
         deploy_from: argus_event::time::format_rfc3339(deploy),
-        rows: if a.refit {
+        rows: if !a.no_refit {
             train_idx.len()
         } else {
             fit_idx.len()
         } as u64,
-        positives: if a.refit { &all } else { &fit }
+        positives: if !a.no_refit { &all } else { &fit }
             .y
             .iter()
             .filter(|&&y| y)
@@ -469,7 +498,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     );
     let mut report = serde_json::json!({"model": a.out, "train_rows": fit_idx.len(), "validation_rows": valid_idx.len(), "train_seconds": train_s, "best_iteration": log.best_iteration, "validation": m});
     if a.test_days > 0 {
-        let test_idx = test_rows(&rows, deploy, a.test_days, from, res.delay_ms);
+        let test_idx = test_rows(&rows, deploy, a.test_days, from, res.delay_ms, a.protocol);
         let scorer = argus_model::Scorer::new(&file.model).map_err(anyhow::Error::msg)?;
         let scores: Vec<f64> = test_idx
             .iter()
@@ -518,7 +547,7 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
         anyhow::anyhow!("the model's inputs do not match the configuration's features: {e}")
     })?;
     collect(&a.data, &mut res.engine, &mut rows)?;
-    let idx = test_rows(&rows, from, a.days, known_from, res.delay_ms);
+    let idx = test_rows(&rows, from, a.days, known_from, res.delay_ms, a.protocol);
     let scorer = argus_model::Scorer::new(&model).map_err(anyhow::Error::msg)?;
     let scores: Vec<f64> = idx.iter().map(|&r| scorer.score(rows.row(r))).collect();
     let e = evaluate(&scores, &rows, &idx, a.k);
