@@ -42,6 +42,8 @@ enum Command {
     Eval(commands::train::EvalArgs),
     /// Find dense blocks (rings) in an edge file by greedy peeling (FRAUDAR weightings).
     Rings(commands::rings::Args),
+    /// Draft a configuration from a CSV file's columns, saying what was inferred and why.
+    Init(commands::init::Args),
 }
 
 fn main() {
@@ -56,6 +58,7 @@ fn main() {
         Command::Train(a) => commands::train::train(a),
         Command::Eval(a) => commands::train::eval(a),
         Command::Rings(a) => commands::rings::run(a),
+        Command::Init(a) => commands::init::run(a),
     };
     if let Err(e) = result {
         // A closed pipe (`argus schema | head`) is the reader's choice, not an error.

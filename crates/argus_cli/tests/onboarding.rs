@@ -617,3 +617,72 @@ value = "conversion_time"
         "{err}"
     );
 }
+
+/// P3.2, `argus init`: a draft configuration from a CSV's columns that loads and replays the file it
+/// was drafted from, with what it inferred and why.
+#[test]
+fn argus_init_drafts_a_configuration_that_replays_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // A click log in its own shape: US-style times, no id column, a device and an IP per click, a
+    // conversion flag.
+    let mut csv = String::from("click_time,user,device_id,ip_address,ad_id,is_converted\n");
+    for i in 0..400u32 {
+        csv.push_str(&format!(
+            "{}/{}/2024 {:02}:{:02}:{:02},u{},d{},10.0.{}.{},ad{},{}\n",
+            3 + i / 200,
+            1 + (i / 20) % 10,
+            i % 24,
+            i % 60,
+            (i * 7) % 60,
+            i % 37,
+            i % 23,
+            i % 5,
+            i % 11,
+            i % 9,
+            u32::from(i % 13 == 0)
+        ));
+    }
+    std::fs::write(dir.path().join("clicks.csv"), csv).unwrap();
+    let (_, why) = argus(
+        dir.path(),
+        &["init", "--input", "clicks.csv", "--out", "argus.toml"],
+    );
+    for said in [
+        "time: `click_time`, every sampled value matches `%m/%d/%Y %H:%M:%S`",
+        "id: no column is unique",
+        "actor: `user`",
+        "entity key: `device_id`",
+        "label: `is_converted`",
+    ] {
+        assert!(why.contains(said), "{said}\n{why}");
+    }
+    let draft = std::fs::read_to_string(dir.path().join("argus.toml")).unwrap();
+    assert!(
+        draft.contains("time_format = \"%m/%d/%Y %H:%M:%S\"")
+            && draft.contains("kind = \"since_last\""),
+        "{draft}"
+    );
+    // The draft loads and replays its own file (sorted: the rows are not in time order).
+    argus(dir.path(), &["check", "--config", "argus.toml"]);
+    argus(
+        dir.path(),
+        &[
+            "replay",
+            "-q",
+            "--sort",
+            "--config",
+            "argus.toml",
+            "--input",
+            "clicks.csv",
+            "--summary",
+            "s.json",
+        ],
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("s.json")).unwrap()).unwrap();
+    assert_eq!(
+        (s["records"].as_u64(), s["accepted"].as_u64()),
+        (Some(400), Some(400)),
+        "{s}"
+    );
+}

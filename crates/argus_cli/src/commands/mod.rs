@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod check;
+pub mod init;
 pub mod replay;
 pub mod rings;
 pub mod schema;
