@@ -33,6 +33,17 @@ fn event(id: &str, ty: &str, t: i64, actor: &str, data: serde_json::Value) -> St
     serde_json::json!({"id": id, "type": ty, "time": t, "actor": actor, "data": data}).to_string()
 }
 
+/// `argus check --config file` in `dir`, which must fail: its standard error.
+fn check_fails(dir: &Path, file: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["check", "--config", file])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "argus check --config {file} passed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// The feature `column` of each row of a replay's CSV table, in order.
 fn column(csv: &str, name: &str) -> Vec<String> {
     let mut lines = csv.lines();
@@ -201,14 +212,9 @@ window = "30d"
     assert_eq!(bad("positive.toml"), "1");
     // A positive value of the wrong type is refused at load, with its path.
     std::fs::write(dir.path().join("wrong.toml"), config(", positive = \"no\"")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
-        .args(["check", "--config", "wrong.toml"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = check_fails(dir.path(), "wrong.toml");
     assert!(
-        !out.status.success() && err.contains("label.positive") && err.contains("int column"),
+        err.contains("label.positive") && err.contains("int column"),
         "{err}"
     );
 }
@@ -373,15 +379,8 @@ window = "1d"
         "[csv]\ntype = \"order.create\"\ntime = \"t\"\nactor = \"u\"\ntime_zone = \"Mars/Olympus\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
-        .args(["check", "--config", "zone.toml"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        !out.status.success()
-            && String::from_utf8_lossy(&out.stderr).contains("csv.time_zone: `Mars/Olympus`")
-    );
+    let err = check_fails(dir.path(), "zone.toml");
+    assert!(err.contains("csv.time_zone: `Mars/Olympus`"), "{err}");
 }
 
 /// P3.2, "time since the actor's previous event": the `since_last` kind.
@@ -517,15 +516,9 @@ window = "30d"
         "[csv]\nactor = \"u\"\ntime = \"t\"\n[[csv.events]]\ntype = \"order.craete\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
-        .args(["check", "--config", "bad.toml"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = check_fails(dir.path(), "bad.toml");
     assert!(
-        !out.status.success()
-            && err.contains("csv.events[0].type: unknown event type `order.craete`"),
+        err.contains("csv.events[0].type: unknown event type `order.craete`"),
         "{err}"
     );
 }
@@ -604,16 +597,9 @@ value = "conversion_time"
         "[[event_types]]\nname = \"item.click\"\n[event_types.fields]\nconverted = { type = \"int\", label = { name = \"c\", delay = \"1d\", known_at = \"item\" } }\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
-        .args(["check", "--config", "bad.toml"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = check_fails(dir.path(), "bad.toml");
     assert!(
-        !out.status.success()
-            && err.contains("known_at")
-            && err.contains("must be a timestamp field"),
+        err.contains("known_at") && err.contains("must be a timestamp field"),
         "{err}"
     );
 }

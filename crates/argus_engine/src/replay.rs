@@ -127,32 +127,11 @@ pub fn replay<'a, 'b, R: BufRead>(
     rejects: Option<&'a mut (dyn Write + 'b)>,
     progress: &mut dyn FnMut(&ReplayStats),
 ) -> Result<ReplayStats, ReplayError> {
-    replay_named(engine, input, format, "input", sinks, rejects, progress)
-}
-
-/// As [`replay`], naming the input: a CSV mapping without an `id` column gives each row the id
-/// `<name>:<record number>`.
-pub fn replay_named<'a, 'b, R: BufRead>(
-    engine: &mut Engine,
-    input: R,
-    format: Format,
-    name: &str,
-    sinks: &'a mut [&'b mut dyn RowSink],
-    rejects: Option<&'a mut (dyn Write + 'b)>,
-    progress: &mut dyn FnMut(&ReplayStats),
-) -> Result<ReplayStats, ReplayError> {
-    replay_with(
-        engine,
-        input,
-        format,
-        &Options {
-            name: name.to_string(),
-            sort: None,
-        },
-        sinks,
-        rejects,
-        progress,
-    )
+    let opts = Options {
+        name: "input".into(),
+        sort: None,
+    };
+    replay_with(engine, input, format, &opts, sinks, rejects, progress)
 }
 
 /// How [`replay_with`] reads its input.

@@ -201,15 +201,8 @@ fn collect(d: &Data, engine: &mut Engine, rows: &mut Rows) -> anyhow::Result<()>
     let name = std::path::Path::new(&d.input)
         .file_name()
         .map_or_else(|| "stdin".to_string(), |n| n.to_string_lossy().into_owned());
-    argus_engine::replay::replay_named(
-        engine,
-        input,
-        format,
-        &name,
-        &mut sinks,
-        None,
-        &mut |_| {},
-    )?;
+    let opts = argus_engine::replay::Options { name, sort: None };
+    argus_engine::replay::replay_with(engine, input, format, &opts, &mut sinks, None, &mut |_| {})?;
     Ok(())
 }
 
