@@ -137,6 +137,37 @@ fn train_then_eval_on_the_handbook() {
         handbook_rows < plain_rows && handbook_rows > plain_rows / 2,
         "handbook {handbook_rows} rows, plain {plain_rows}"
     );
+    // A window that is not whole days, from a time, with each row's score written out.
+    let scores = dir.path().join("scores.csv").to_string_lossy().into_owned();
+    let mut sub_day = args.to_vec();
+    sub_day[8] = "2018-04-22T06:00:00Z";
+    sub_day.extend(["--window", "36h", "--scores", &scores]);
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(&sub_day)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&eval_json).unwrap()).unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(&scores)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len() as u64, w["rows"].as_u64().unwrap());
+    assert!(lines.len() as u64 > plain_rows / 7 && (lines.len() as u64) < plain_rows / 3);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.as_str() >= "2018-04-22T06:00:00" && l.as_str() < "2018-04-23T18:00:00"),
+        "{:?}",
+        &lines[..3]
+    );
 
     // A model whose inputs the configuration lacks is refused with a clear message.
     let starter = root

@@ -44,9 +44,16 @@ pub struct TrainArgs {
     /// Days of training.
     #[arg(long, default_value_t = 7)]
     train_days: u32,
+    /// The training window as a duration (`36h`, `90m`), instead of whole days; `--train-from` may
+    /// then be a time (RFC 3339).
+    #[arg(long)]
+    train_window: Option<String>,
     /// Days evaluated after the training window and the label delay (0 = none).
     #[arg(long, default_value_t = 7)]
     test_days: u32,
+    /// The test window as a duration, instead of whole days.
+    #[arg(long)]
+    test_window: Option<String>,
     /// Which test rows count: `plain` (every row of the test days) or `handbook` (the Fraud Detection
     /// Handbook's: on each test day, actors with a positive label already known are left out).
     #[arg(long, value_enum, default_value_t = Protocol::Plain)]
@@ -112,6 +119,12 @@ pub struct EvalArgs {
     from: String,
     #[arg(long, default_value_t = 7)]
     days: u32,
+    /// The evaluated window as a duration (`12h`), instead of whole days; `--from` may be a time.
+    #[arg(long)]
+    window: Option<String>,
+    /// Write each evaluated row's score (CSV: time, actor, label, score).
+    #[arg(long)]
+    scores: Option<PathBuf>,
     /// Positives from this day on, once known, leave their customers out of later test days (default:
     /// the model's training start, else `--from`).
     #[arg(long)]
@@ -135,9 +148,20 @@ pub enum Protocol {
     Handbook,
 }
 
+/// A day (`YYYY-MM-DD`, its midnight UTC) or a time (RFC 3339), as epoch milliseconds.
 fn day_ms(s: &str) -> anyhow::Result<i64> {
     argus_event::time::parse_datetime(&format!("{s}T00:00:00Z"))
-        .with_context(|| format!("`{s}` is not a date (YYYY-MM-DD)"))
+        .or_else(|| argus_event::time::parse_datetime(s))
+        .with_context(|| format!("`{s}` is not a date (YYYY-MM-DD) or a time (RFC 3339)"))
+}
+
+/// A window: `--…-window` (a duration such as `36h`) when given, else whole days.
+fn window_ms(window: &Option<String>, days: u32, flag: &str) -> anyhow::Result<i64> {
+    match window {
+        Some(w) => argus_event::time::parse_duration(w)
+            .with_context(|| format!("{flag}: `{w}` is not a duration (e.g. `36h`, `90m`, `2d`)")),
+        None => Ok(days as i64 * DAY),
+    }
 }
 
 struct Resolved {
@@ -224,13 +248,12 @@ fn table(rows: &Rows, idx: &[usize]) -> Table {
 fn test_rows(
     rows: &Rows,
     from: i64,
-    days: u32,
+    end: i64,
     known_from: i64,
     delay: i64,
     protocol: Protocol,
 ) -> Vec<usize> {
     if protocol == Protocol::Plain {
-        let end = from + days as i64 * DAY;
         return (0..rows.len())
             .filter(|&r| rows.time[r] >= from && rows.time[r] < end)
             .collect();
@@ -240,16 +263,18 @@ fn test_rows(
         .map(|r| (rows.time[r], rows.actor[r].as_str()))
         .collect();
     let mut keep = Vec::new();
-    for day in 0..days as i64 {
-        let d0 = from + day * DAY;
+    let mut d0 = from;
+    while d0 < end {
+        let d1 = (d0 + DAY).min(end);
         let known: HashSet<&str> = positives
             .iter()
             .filter(|(t, _)| *t >= known_from && *t < d0 - delay)
             .map(|(_, a)| *a)
             .collect();
         keep.extend((0..rows.len()).filter(|&r| {
-            rows.time[r] >= d0 && rows.time[r] < d0 + DAY && !known.contains(rows.actor[r].as_str())
+            rows.time[r] >= d0 && rows.time[r] < d1 && !known.contains(rows.actor[r].as_str())
         }));
+        d0 = d1;
     }
     keep
 }
@@ -337,12 +362,14 @@ fn export(dir: &std::path::Path, name: &str, rows: &Rows, idx: &[usize]) -> anyh
 pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     let mut res = resolve(&a.data)?;
     let from = day_ms(&a.train_from)?;
-    if a.train_days == 0 || !(0.0..0.9).contains(&a.valid_fraction) {
-        bail!("--train-days must be ≥ 1 and --valid-fraction in [0, 0.9)");
+    let train_ms = window_ms(&a.train_window, a.train_days, "--train-window")?;
+    let test_ms = window_ms(&a.test_window, a.test_days, "--test-window")?;
+    if train_ms <= 0 || !(0.0..0.9).contains(&a.valid_fraction) {
+        bail!("the training window must be positive and --valid-fraction in [0, 0.9)");
     }
-    let train_end = from + a.train_days as i64 * DAY;
+    let train_end = from + train_ms;
     let deploy = train_end + res.delay_ms;
-    let test_end = deploy + a.test_days as i64 * DAY;
+    let test_end = deploy + test_ms;
     let mut rows = Rows::new(
         res.engine.features(),
         res.event_type,
@@ -490,8 +517,8 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         valid_idx.len()
     );
     let mut report = serde_json::json!({"model": a.out, "train_rows": fit_idx.len(), "validation_rows": valid_idx.len(), "train_seconds": train_s, "best_iteration": log.best_iteration, "validation": m});
-    if a.test_days > 0 {
-        let test_idx = test_rows(&rows, deploy, a.test_days, from, res.delay_ms, a.protocol);
+    if test_ms > 0 {
+        let test_idx = test_rows(&rows, deploy, test_end, from, res.delay_ms, a.protocol);
         let scorer = argus_model::Scorer::new(&file.model).map_err(anyhow::Error::msg)?;
         let scores: Vec<f64> = test_idx
             .iter()
@@ -528,7 +555,7 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
         }
         (None, None) => from,
     };
-    let to = from + a.days as i64 * DAY;
+    let to = from + window_ms(&a.window, a.days, "--window")?;
     let mut rows = Rows::new(
         res.engine.features(),
         res.event_type,
@@ -540,9 +567,25 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
         anyhow::anyhow!("the model's inputs do not match the configuration's features: {e}")
     })?;
     collect(&a.data, &mut res.engine, &mut rows)?;
-    let idx = test_rows(&rows, from, a.days, known_from, res.delay_ms, a.protocol);
+    let idx = test_rows(&rows, from, to, known_from, res.delay_ms, a.protocol);
     let scorer = argus_model::Scorer::new(&model).map_err(anyhow::Error::msg)?;
     let scores: Vec<f64> = idx.iter().map(|&r| scorer.score(rows.row(r))).collect();
+    if let Some(p) = &a.scores {
+        let mut w = std::io::BufWriter::new(
+            File::create(p).with_context(|| format!("writing {}", p.display()))?,
+        );
+        writeln!(w, "time,actor,label,score")?;
+        for (&r, sc) in idx.iter().zip(&scores) {
+            writeln!(
+                w,
+                "{},{},{},{sc}",
+                argus_event::time::format_rfc3339(rows.time[r]),
+                rows.actor[r].replace(',', "_"),
+                rows.label[r].map_or(String::new(), |l| l.to_string())
+            )?;
+        }
+        w.flush()?;
+    }
     let e = evaluate(&scores, &rows, &idx, a.k);
     print_eval("eval", &e);
     if let Some(p) = &a.report_json {
