@@ -672,3 +672,99 @@ fn argus_init_drafts_a_configuration_that_replays_its_file() {
         "{s}"
     );
 }
+
+/// P3.2, arithmetic between fields and features: an `expression` feature (the rule language) for the
+/// seconds from sign-up to purchase and the amount over the 30-day average; a bad expression is
+/// refused with its path.
+#[test]
+fn expression_features_compute_from_fields_and_earlier_features() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("argus.toml"),
+        r#"
+[[features]]
+name = "user_first_seen"
+kind = "first_seen"
+events = ["account.register", "order.create"]
+key = ["actor"]
+
+[[features]]
+name = "user_avg_amount_30d"
+kind = "avg"
+events = ["order.create"]
+key = ["actor"]
+value = "amount"
+window = "30d"
+
+[[features]]
+name = "seconds_since_signup"
+kind = "expression"
+events = ["order.create"]
+expression = "event.time - features.user_first_seen"
+
+[[features]]
+name = "amount_over_average"
+kind = "expression"
+events = ["order.create"]
+expression = "event.amount / features.user_avg_amount_30d"
+
+[[features]]
+name = "fast_purchase"
+kind = "expression"
+events = ["order.create"]
+expression = "features.seconds_since_signup < 60"
+"#,
+    )
+    .unwrap();
+    let order = |id: &str, t: i64, amount: &str| {
+        event(
+            id,
+            "order.create",
+            t,
+            "u1",
+            serde_json::json!({"order": id, "amount": amount, "currency": "EUR"}),
+        )
+    };
+    let events = [
+        event("r", "account.register", T0, "u1", serde_json::json!({})),
+        order("o1", T0 + 30_000, "10.00"),
+        order("o2", T0 + 3_600_000, "30.00"),
+    ];
+    std::fs::write(dir.path().join("events.ndjson"), events.join("\n") + "\n").unwrap();
+    argus(
+        dir.path(),
+        &[
+            "replay",
+            "-q",
+            "--config",
+            "argus.toml",
+            "--input",
+            "events.ndjson",
+            "--out-csv",
+            "out.csv",
+        ],
+    );
+    let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+    assert_eq!(
+        column(&csv, "seconds_since_signup"),
+        ["", "30", "3600"],
+        "{csv}"
+    );
+    assert_eq!(
+        column(&csv, "amount_over_average"),
+        ["", "1", "1.5"],
+        "{csv}"
+    );
+    assert_eq!(column(&csv, "fast_purchase"), ["", "1", "0"], "{csv}");
+    // A name the expression cannot see, and an expression reading a later feature, are refused.
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[[features]]\nname = \"x\"\nkind = \"expression\"\nevents = [\"order.create\"]\nexpression = \"event.amout * 2.0\"\n",
+    )
+    .unwrap();
+    let err = check_fails(dir.path(), "bad.toml");
+    assert!(
+        err.contains("features[0] (x).expression") && err.contains("event.amout"),
+        "{err}"
+    );
+}

@@ -85,6 +85,9 @@ pub struct FeatureConfig {
     pub filter: Vec<FilterConfig>,
     pub numerator: Option<String>,
     pub denominator: Option<String>,
+    /// `kind = "expression"`: a typed expression in the rule language over `event.*` fields and
+    /// earlier `features.*` (e.g. `event.time - features.user_first_seen`).
+    pub expression: Option<String>,
     /// Value used when the aggregate is empty (e.g. an average over no events).
     pub default: Option<toml::Value>,
     /// `hour_in_range`: inclusive hours, e.g. `[0, 6]`.
@@ -125,6 +128,7 @@ pub const KINDS: &[&str] = &[
     "last_value",
     "since_last",
     "ratio",
+    "expression",
     "is_weekend",
     "hour_of_day",
     "day_of_week",
@@ -198,6 +202,21 @@ pub enum FeatureKind {
     /// Written by the engine after the other features (graph detectors): see
     /// [`FeatureSet::add_external`].
     External,
+    /// A typed expression (the rule language) over the event's fields and earlier features, computed
+    /// after every other feature of the vector but the external ones. One compiled program per event
+    /// type it is declared for.
+    Expression {
+        source: String,
+        programs: Vec<(u16, std::sync::Arc<argus_rules::Program>, Vec<ExprSource>)>,
+    },
+}
+
+/// Where an expression's variable comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExprSource {
+    Time,
+    Field(usize),
+    Feature(usize),
 }
 
 /// Output type of a numeric read.
@@ -336,6 +355,8 @@ pub struct TypePlan {
     pub defaults: Vec<usize>,
     /// External features (written by the engine) readable on this type.
     pub external: Vec<usize>,
+    /// Expression features computed on this type, in declaration order.
+    pub expressions: Vec<usize>,
 }
 
 /// Work on one entity's record for one event type.
@@ -553,6 +574,104 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// Compiles expression feature `fi` for each of its event types: `event.time`, the type's
+    /// `event.<field>` (label columns excluded) and `features.<name>` of the features declared before
+    /// it. The result type must be the same on every type; a duration is given in whole seconds.
+    fn expression(
+        &mut self,
+        path: &str,
+        f: &FeatureConfig,
+        features: &mut [FeatureDef],
+        fi: usize,
+    ) {
+        use argus_rules::{Env, Type};
+        let FeatureKind::Expression { source, .. } = &features[fi].kind else {
+            return;
+        };
+        let source = source.clone();
+        let rule_type = |o: Out| match o {
+            Out::Int => Type::Int,
+            Out::Dec | Out::Float => Type::Double,
+            Out::Bool => Type::Bool,
+            Out::Time => Type::Timestamp,
+            Out::Str => Type::String,
+        };
+        let mut programs = Vec::new();
+        let mut out: Option<Out> = None;
+        for name in &f.events {
+            let Some(ty) = self.schema.type_id(name) else {
+                self.err(
+                    format!("{path}.events"),
+                    format!(
+                        "unknown event type `{name}`{}",
+                        did_you_mean(name, self.schema.public_type_names().into_iter())
+                    ),
+                );
+                continue;
+            };
+            let et = self.schema.get(ty);
+            let mut env = Env::new();
+            let mut sources = Vec::new();
+            env.var("event.time", Type::Timestamp);
+            sources.push(ExprSource::Time);
+            for (slot, fd) in et.fields.iter().enumerate() {
+                if fd.label.is_none() {
+                    let t = match fd.ty.stored() {
+                        FieldType::Int => Type::Int,
+                        FieldType::Decimal | FieldType::Float => Type::Double,
+                        FieldType::Bool => Type::Bool,
+                        FieldType::Timestamp => Type::Timestamp,
+                        _ => Type::String,
+                    };
+                    env.var(&format!("event.{}", fd.name), t);
+                    sources.push(ExprSource::Field(slot));
+                }
+            }
+            for (j, prior) in features.iter().enumerate().take(fi) {
+                if !matches!(prior.kind, FeatureKind::External) {
+                    env.var(&format!("features.{}", prior.name), rule_type(prior.out));
+                    sources.push(ExprSource::Feature(j));
+                }
+            }
+            match argus_rules::compile(&source, &env) {
+                Ok(p) => {
+                    let o = match p.ty {
+                        Type::Int | Type::Duration => Out::Int,
+                        Type::Double => Out::Float,
+                        Type::Bool => Out::Bool,
+                        Type::Timestamp => Out::Time,
+                        Type::String => Out::Str,
+                        ref t => {
+                            self.err(
+                                format!("{path}.expression"),
+                                format!("the expression is a {t}; a feature is a number, bool, time, duration or string"),
+                            );
+                            continue;
+                        }
+                    };
+                    if out.is_some_and(|x| x != o) {
+                        self.err(
+                            format!("{path}.expression"),
+                            format!("the expression has another type on `{name}`"),
+                        );
+                    }
+                    out = Some(o);
+                    programs.push((ty, std::sync::Arc::new(p), sources));
+                }
+                Err(diags) => {
+                    for d in diags {
+                        self.err(
+                            format!("{path}.expression"),
+                            format!("on `{name}`: {}", d.message),
+                        );
+                    }
+                }
+            }
+        }
+        features[fi].out = out.unwrap_or(Out::Float);
+        features[fi].kind = FeatureKind::Expression { source, programs };
+    }
+
     fn err(&mut self, path: String, message: String) {
         self.errors.push(ConfigError { path, message });
     }
@@ -695,6 +814,12 @@ impl<'a> Compiler<'a> {
                 description: None,
             }));
         }
+        for fi in 0..features.len() {
+            if matches!(features[fi].kind, FeatureKind::Expression { .. }) {
+                let path = format!("features[{fi}] ({})", features[fi].name);
+                self.expression(&path, &cfg.features[fi], &mut features, fi);
+            }
+        }
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
         }
@@ -769,6 +894,11 @@ impl<'a> Compiler<'a> {
                             .push((fi, reader.clone()));
                     }
                     FeatureKind::External => {}
+                    FeatureKind::Expression { programs, .. } => {
+                        if programs.iter().any(|(t, _, _)| *t as usize == ti) {
+                            plan.expressions.push(fi);
+                        }
+                    }
                     FeatureKind::Calendar { .. } => plan.calendar.push(fi),
                     FeatureKind::Ratio { .. } => plan.ratios.push(fi),
                     FeatureKind::Field { field } => {
@@ -785,6 +915,7 @@ impl<'a> Compiler<'a> {
                 .chain(plan.calendar.iter().copied())
                 .chain(plan.ratios.iter().copied())
                 .chain(plan.fields.iter().map(|(f, _)| *f))
+                .chain(plan.expressions.iter().copied())
                 .collect();
             plan.defaults = readable
                 .into_iter()
@@ -972,6 +1103,33 @@ impl<'a> Compiler<'a> {
                     field: name.clone(),
                 },
                 out,
+                default,
+                description: f.description.clone(),
+            });
+        }
+        if f.kind == "expression" {
+            let Some(src) = f.expression.as_ref().filter(|e| !e.trim().is_empty()) else {
+                self.err(
+                    format!("{path}.expression"),
+                    "an `expression` feature needs `expression`".into(),
+                );
+                return None;
+            };
+            if f.events.is_empty() {
+                self.err(
+                    format!("{path}.events"),
+                    "an `expression` feature needs the event types it is computed on".into(),
+                );
+                return None;
+            }
+            // Compiled in a second pass, once every earlier feature's type is known.
+            return Some(FeatureDef {
+                name: f.name.clone(),
+                kind: FeatureKind::Expression {
+                    source: src.clone(),
+                    programs: Vec::new(),
+                },
+                out: Out::Float,
                 default,
                 description: f.description.clone(),
             });

@@ -1088,6 +1088,57 @@ fn finish_vector(fs: &FeatureSet, ev: &Event, o: &mut [Value]) {
             o[fi] = fs.features[fi].default.clone();
         }
     }
+    for &fi in &plan.expressions {
+        let f = &fs.features[fi];
+        o[fi] = expression(f, ev, o);
+        if o[fi].is_null() {
+            o[fi] = f.default.clone();
+        }
+    }
+}
+
+/// An expression feature's value on `ev`, given the vector so far: null when it fails (a null
+/// operand, an overflow…), as a rule that errs does not fire.
+fn expression(f: &crate::config::FeatureDef, ev: &Event, o: &[Value]) -> Value {
+    use crate::config::ExprSource;
+    use argus_rules::Val;
+    let FeatureKind::Expression { programs, .. } = &f.kind else {
+        return Value::Null;
+    };
+    let Some((_, program, sources)) = programs.iter().find(|(t, _, _)| *t == ev.ty) else {
+        return Value::Null;
+    };
+    let to_val = |v: &Value| match v {
+        Value::Null => Val::Null,
+        Value::Bool(b) => Val::Bool(*b),
+        Value::Int(i) => Val::Int(*i),
+        Value::Dec(d) => Val::Double(*d as f64 / argus_event::value::DEC_SCALE as f64),
+        Value::Float(x) => Val::Double(*x),
+        Value::Str(s) => Val::Str(s.as_ref().into()),
+        Value::Time(t) => Val::Time(*t),
+    };
+    let vars: Vec<Val> = sources
+        .iter()
+        .map(|s| match *s {
+            ExprSource::Time => Val::Time(ev.time),
+            ExprSource::Field(slot) => to_val(&ev.fields[slot]),
+            ExprSource::Feature(j) => to_val(&o[j]),
+        })
+        .collect();
+    let a = argus_rules::Activation {
+        vars: &vars,
+        lists: &argus_rules::NoLists,
+    };
+    match program.eval(&a) {
+        Ok(Val::Bool(b)) => Value::Bool(b),
+        Ok(Val::Int(i)) => Value::Int(i),
+        Ok(Val::UInt(u)) => i64::try_from(u).map_or(Value::Null, Value::Int),
+        Ok(Val::Double(x)) if x.is_finite() => Value::Float(x),
+        Ok(Val::Str(s)) => Value::Str(s.to_string().into()),
+        Ok(Val::Time(t)) => Value::Time(t),
+        Ok(Val::Duration(ms)) => Value::Int(ms.div_euclid(1000)),
+        _ => Value::Null,
+    }
 }
 
 /// What a read of a key with no observations returns: zero counts and sums, null otherwise.
