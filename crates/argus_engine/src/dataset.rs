@@ -55,7 +55,7 @@ impl Rows {
                 }
                 if features.features[i].out == Out::Str {
                     return Err(format!(
-                        "feature `{n}` is a string; models take numbers and booleans"
+                        "feature `{n}` is a string; models take numbers and booleans: encode a category with point-in-time features instead, its frequency (a `count` keyed by it) and its risk (a `ratio` of a label `sum` to a `count`, keyed by it); see docs/models.md, \"Categorical inputs\""
                     ));
                 }
                 v.push(i);
@@ -162,5 +162,15 @@ window = "1d"
         let named = ["user_first_seen".to_string(), "user_orders_1d".to_string()];
         let rows = Rows::new(&cfg.features, ty, &named, 0, 1).expect("named inputs");
         assert_eq!(rows.names, named);
+        // A string (a category) is refused with the encoding to use instead.
+        let cfg = crate::Config::from_str(
+            "[[features]]\nname = \"currency\"\nkind = \"field\"\nvalue = \"currency\"\n",
+            std::path::Path::new("."),
+        )
+        .expect("valid");
+        let err = Rows::new(&cfg.features, ty, &["currency".to_string()], 0, 1)
+            .err()
+            .expect("a string is not an input");
+        assert!(err.contains("Categorical inputs"), "{err}");
     }
 }
