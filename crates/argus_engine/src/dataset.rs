@@ -168,9 +168,9 @@ window = "1d"
             std::path::Path::new("."),
         )
         .expect("valid");
-        let err = Rows::new(&cfg.features, ty, &["currency".to_string()], 0, 1)
-            .err()
-            .expect("a string is not an input");
+        let Err(err) = Rows::new(&cfg.features, ty, &["currency".to_string()], 0, 1) else {
+            panic!("a string is not an input");
+        };
         assert!(err.contains("Categorical inputs"), "{err}");
     }
 }
