@@ -252,8 +252,9 @@ fn unsorted_input_says_how_many_events_were_too_late_and_what_to_do() {
         "{err}"
     );
     // With --sort, every event is accepted and the table is in time order; a buffer of 7 events
-    // makes it sort 15 runs on disk and merge them, with the same result.
-    for buffer in ["1000", "7"] {
+    // makes it sort 15 runs on disk and merge them, and a buffer of 1 makes 100 runs, merged in two
+    // passes (at most 64 open at once), with the same result.
+    for buffer in ["1000", "7", "1"] {
         let (_, err) = argus(
             dir.path(),
             &[
@@ -346,6 +347,59 @@ window = "1d"
     let rejects = std::fs::read_to_string(dir.path().join("rejects.ndjson")).unwrap();
     assert!(
         rejects.contains("`24/2/2015 23:00` does not match csv.time_format `%m/%d/%Y %H:%M`"),
+        "{rejects}"
+    );
+    // A zone name in the value wins over time_zone; a two-digit year read with %Y is refused,
+    // quoting the cell.
+    std::fs::write(
+        dir.path().join("zoned.toml"),
+        "[csv]\ntype = \"order.create\"\ntime = \"t\"\nactor = \"u\"\ntime_format = \"%Y-%m-%d %H:%M:%S %Q\"\ntime_zone = \"Asia/Tokyo\"\n[csv.fields]\norder = \"o\"\namount = \"a\"\n\n[[features]]\nname = \"n\"\nkind = \"count\"\nevents = [\"order.create\"]\nkey = [\"actor\"]\nwindow = \"1d\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("zoned.csv"),
+        "u,o,a,t\nu1,o1,5,2015-07-24 22:55:01 America/Los_Angeles\n",
+    )
+    .unwrap();
+    argus(
+        dir.path(),
+        &[
+            "replay",
+            "-q",
+            "--config",
+            "zoned.toml",
+            "--input",
+            "zoned.csv",
+            "--out-csv",
+            "zoned-out.csv",
+        ],
+    );
+    let out = std::fs::read_to_string(dir.path().join("zoned-out.csv")).unwrap();
+    assert!(out.contains(",2015-07-25T05:55:01.000Z,"), "{out}");
+    std::fs::write(
+        dir.path().join("short.toml"),
+        "[csv]\ntype = \"order.create\"\ntime = \"t\"\nactor = \"u\"\ntime_format = \"%m/%d/%Y\"\n[csv.fields]\norder = \"o\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("short.csv"), "u,o,t\nu1,o1,2/24/15\n").unwrap();
+    argus(
+        dir.path(),
+        &[
+            "replay",
+            "-q",
+            "--config",
+            "short.toml",
+            "--input",
+            "short.csv",
+            "--rejects",
+            "rejects.ndjson",
+        ],
+    );
+    let rejects = std::fs::read_to_string(dir.path().join("rejects.ndjson")).unwrap();
+    assert!(
+        rejects.contains("`2/24/15` does not match csv.time_format `%m/%d/%Y`")
+            && rejects.contains("two-digit years need %y")
+            && rejects.contains("\"path\":\"/t\""),
         "{rejects}"
     );
     // Without a format, the error quotes the value and names the setting to use.

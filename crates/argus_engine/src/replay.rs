@@ -343,6 +343,11 @@ impl<R: BufRead> Records for NdjsonRecords<R> {
 /// in the value are in `zone`.
 fn parse_formatted(text: &str, format: &str, zone: &jiff::tz::TimeZone) -> Result<i64, String> {
     let tm = jiff::fmt::strtime::parse(format, text.trim()).map_err(|e| e.to_string())?;
+    // A zone name in the value (`%Q`) first, then an offset (`%z`), then the configured zone.
+    if tm.iana_time_zone().is_some() {
+        let z = tm.to_zoned_datetime().map_err(|e| e.to_string())?;
+        return Ok(z.timestamp().as_millisecond());
+    }
     let ts = match tm.to_timestamp() {
         Ok(ts) => ts,
         Err(_) => {
@@ -583,7 +588,18 @@ impl<R: BufRead> CsvRecords<R> {
         let time_text = text(time_c, &mut bad);
         let parsed;
         let time = match &self.time_format {
-            Some((f, zone)) if !time_text.is_empty() => match parse_formatted(time_text, f, zone) {
+            Some((f, zone)) if !time_text.is_empty() => match parse_formatted(time_text, f, zone)
+                .and_then(|ms| {
+                    if (argus_event::time::MIN_TIME..=argus_event::time::MAX_TIME).contains(&ms) {
+                        Ok(ms)
+                    } else {
+                        Err(format!(
+                            "it reads as {}, outside 1970..9999 (two-digit years need %y, not %Y)",
+                            jiff::Timestamp::from_millisecond(ms)
+                                .map_or_else(|_| ms.to_string(), |t| t.to_string())
+                        ))
+                    }
+                }) {
                 Ok(ms) => {
                     parsed = ms.to_string();
                     parsed.as_str()

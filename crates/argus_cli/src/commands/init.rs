@@ -24,6 +24,9 @@ pub struct Args {
     /// Field delimiter (one ASCII character).
     #[arg(long, default_value_t = ',')]
     delimiter: char,
+    /// Replace `--out` if it exists (by default an existing file, perhaps edited by hand, is kept).
+    #[arg(long)]
+    force: bool,
 }
 
 /// Time formats tried, in order, on a column whose values are not RFC 3339 or epoch milliseconds.
@@ -135,6 +138,9 @@ fn has(name: &str, words: &[&str]) -> bool {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    if let Some(p) = a.out.as_ref().filter(|p| p.exists() && !a.force) {
+        bail!("{} exists; pass --force to replace it", p.display());
+    }
     let f =
         std::fs::File::open(&a.input).with_context(|| format!("opening {}", a.input.display()))?;
     let r: Box<dyn BufRead> = if a.input.extension().is_some_and(|e| e == "gz") {
@@ -183,11 +189,24 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .or(times.first())
         .copied();
     let Some(time) = time else {
-        bail!("no column holds times in a format Argus knows (RFC 3339, epoch milliseconds, or one of {}); set [csv] time and time_format by hand", TIME_FORMATS.join(", "));
+        let other = [';', '\t', '|']
+            .into_iter()
+            .find(|d| *d != a.delimiter && headers.len() == 1 && headers[0].contains(*d));
+        if let Some(d) = other {
+            bail!(
+                "the header is one column containing `{}`: pass --delimiter {:?}",
+                d.escape_default(),
+                d.to_string()
+            );
+        }
+        bail!("no column holds times in a format Argus knows (RFC 3339, epoch milliseconds, or one of {}); set [csv] time and time_format by hand (epoch seconds: time_format = \"%s\")", TIME_FORMATS.join(", "));
     };
     let time_format = match &time.kind {
         Kind::TimeFormat(f) => {
             why.push(format!("time: `{}`, every sampled value matches `{f}` (time_format; UTC assumed: set time_zone if not)", time.name));
+            if f.starts_with("%m/%d") || f.starts_with("%d/%m") {
+                why.push("time: day and month order is a guess when no sampled day is above 12: check it".into());
+            }
             Some(*f)
         }
         _ => {
@@ -366,7 +385,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let _ = writeln!(w, "[[event_types]]\nname = {ty:?}\n[event_types.fields]");
     if amount.is_some() {
-        let _ = writeln!(w, "amount = {{ type = \"float\" }}");
+        // Money: exact decimals (micro-units), not floats.
+        let _ = writeln!(w, "amount = {{ type = \"decimal\" }}");
     }
     for (k, kind) in keys.iter().zip(&kinds) {
         let _ = writeln!(
