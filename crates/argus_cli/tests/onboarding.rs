@@ -44,6 +44,15 @@ fn check_fails(dir: &Path, file: &str) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `argus replay -q <args> --out-csv <out>` in `dir`: the feature table written, and standard error.
+fn table(dir: &Path, out: &str, args: &[&str]) -> (String, String) {
+    let mut all = vec!["replay", "-q"];
+    all.extend_from_slice(args);
+    all.extend(["--out-csv", out]);
+    let (_, err) = argus(dir, &all);
+    (std::fs::read_to_string(dir.join(out)).unwrap(), err)
+}
+
 /// The feature `column` of each row of a replay's CSV table, in order.
 fn column(csv: &str, name: &str) -> Vec<String> {
     let mut lines = csv.lines();
@@ -93,22 +102,18 @@ key = ["actor"]
     )
     .unwrap();
     let run = |cfg: &str| {
-        let (_, err) = argus(
+        let (csv, err) = table(
             dir.path(),
+            "out.csv",
             &[
-                "replay",
-                "-q",
                 "--config",
                 cfg,
                 "--input",
                 "events.ndjson",
-                "--out-csv",
-                "out.csv",
                 "--summary",
                 "summary.json",
             ],
         );
-        let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
         let summary: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(dir.path().join("summary.json")).unwrap(),
         )
@@ -190,20 +195,11 @@ window = "30d"
     ));
     std::fs::write(dir.path().join("events.ndjson"), events.join("\n") + "\n").unwrap();
     let bad = |cfg: &str| {
-        argus(
+        let (csv, _) = table(
             dir.path(),
-            &[
-                "replay",
-                "-q",
-                "--config",
-                cfg,
-                "--input",
-                "events.ndjson",
-                "--out-csv",
-                "out.csv",
-            ],
+            "out.csv",
+            &["--config", cfg, "--input", "events.ndjson"],
         );
-        let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
         column(&csv, "terminal_bad_30d").last().unwrap().clone()
     };
     // Read as "non-zero is positive", the two good payments count as bad: upside down.
@@ -318,22 +314,18 @@ window = "1d"
         "user_id,order_id,purchase_time,purchase_value\n22058,o1,2/24/2015 22:55,34\n22058,o2,2/25/2015 1:05,12\n22058,o3,24/2/2015 23:00,5\n",
     )
     .unwrap();
-    let (_, err) = argus(
+    let (csv, err) = table(
         dir.path(),
+        "out.csv",
         &[
-            "replay",
-            "-q",
             "--config",
             "argus.toml",
             "--input",
             "orders.csv",
-            "--out-csv",
-            "out.csv",
             "--rejects",
             "rejects.ndjson",
         ],
     );
-    let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
     let rows: Vec<&str> = csv.lines().skip(1).collect();
     // 22:55 in New York on 24 February is 03:55 UTC on the 25th; ids come from the file and record.
     assert_eq!(
@@ -361,20 +353,11 @@ window = "1d"
         "u,o,a,t\nu1,o1,5,2015-07-24 22:55:01 America/Los_Angeles\n",
     )
     .unwrap();
-    argus(
+    let (out, _) = table(
         dir.path(),
-        &[
-            "replay",
-            "-q",
-            "--config",
-            "zoned.toml",
-            "--input",
-            "zoned.csv",
-            "--out-csv",
-            "zoned-out.csv",
-        ],
+        "zoned-out.csv",
+        &["--config", "zoned.toml", "--input", "zoned.csv"],
     );
-    let out = std::fs::read_to_string(dir.path().join("zoned-out.csv")).unwrap();
     assert!(out.contains(",2015-07-25T05:55:01.000Z,"), "{out}");
     std::fs::write(
         dir.path().join("short.toml"),
@@ -462,20 +445,11 @@ fn since_last_is_the_time_since_the_keys_previous_event() {
         login("d", T0 + 300_500, "u1"),
     ];
     std::fs::write(dir.path().join("events.ndjson"), events.join("\n") + "\n").unwrap();
-    argus(
+    let (csv, _) = table(
         dir.path(),
-        &[
-            "replay",
-            "-q",
-            "--config",
-            "argus.toml",
-            "--input",
-            "events.ndjson",
-            "--out-csv",
-            "out.csv",
-        ],
+        "out.csv",
+        &["--config", "argus.toml", "--input", "events.ndjson"],
     );
-    let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
     assert_eq!(column(&csv, "user_since_last"), ["", "90", "", "210"]);
 }
 
@@ -531,21 +505,11 @@ window = "30d"
          1359,01/01/2015 18:52:44,01/01/2015 18:52:45,15,p3,YSSKYOSJHPPLJ\n",
     )
     .unwrap();
-    argus(
+    let (csv, _) = table(
         dir.path(),
-        &[
-            "replay",
-            "-q",
-            "--sort",
-            "--config",
-            "argus.toml",
-            "--input",
-            "shop.csv",
-            "--out-csv",
-            "out.csv",
-        ],
+        "out.csv",
+        &["--sort", "--config", "argus.toml", "--input", "shop.csv"],
     );
-    let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
     let ids = column(&csv, "event_id");
     assert_eq!(
         ids,
@@ -621,20 +585,11 @@ value = "conversion_time"
         click("c3", T0 + 3 * h, None),     // sees c1's conversion (known at T0 + 2h)
     ];
     std::fs::write(dir.path().join("events.ndjson"), events.join("\n") + "\n").unwrap();
-    argus(
+    let (csv, _) = table(
         dir.path(),
-        &[
-            "replay",
-            "-q",
-            "--config",
-            "argus.toml",
-            "--input",
-            "events.ndjson",
-            "--out-csv",
-            "out.csv",
-        ],
+        "out.csv",
+        &["--config", "argus.toml", "--input", "events.ndjson"],
     );
-    let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
     assert_eq!(
         column(&csv, "user_conversions_7d"),
         ["0", "0", "1"],
@@ -785,20 +740,11 @@ expression = "features.seconds_since_signup < 60"
         order("o2", T0 + 3_600_000, "30.00"),
     ];
     std::fs::write(dir.path().join("events.ndjson"), events.join("\n") + "\n").unwrap();
-    argus(
+    let (csv, _) = table(
         dir.path(),
-        &[
-            "replay",
-            "-q",
-            "--config",
-            "argus.toml",
-            "--input",
-            "events.ndjson",
-            "--out-csv",
-            "out.csv",
-        ],
+        "out.csv",
+        &["--config", "argus.toml", "--input", "events.ndjson"],
     );
-    let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
     assert_eq!(
         column(&csv, "seconds_since_signup"),
         ["", "30", "3600"],

@@ -5,6 +5,24 @@
 use std::io::{BufRead, Write};
 use std::process::Command;
 
+/// Runs `argus` with `args`; it must succeed.
+fn argus_ok(args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "argus {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn read_json(path: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 #[test]
 fn train_then_eval_on_the_handbook() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -54,15 +72,7 @@ fn train_then_eval_on_the_handbook() {
         "--report-json",
         &train_json,
     ];
-    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = argus_ok(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("trained `fraud`") && stdout.contains("AUC"),
@@ -102,17 +112,8 @@ fn train_then_eval_on_the_handbook() {
         "--report-json",
         &eval_json,
     ];
-    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let e: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&eval_json).unwrap()).unwrap();
+    argus_ok(&args);
+    let e = read_json(&eval_json);
     assert_eq!(
         e, t["test"],
         "eval of the written model = the test figures of train"
@@ -121,17 +122,8 @@ fn train_then_eval_on_the_handbook() {
     // the plain protocol (every row of the test days), which is the default.
     let mut handbook = args.to_vec();
     handbook.extend(["--protocol", "handbook"]);
-    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
-        .args(&handbook)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let h: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&eval_json).unwrap()).unwrap();
+    argus_ok(&handbook);
+    let h = read_json(&eval_json);
     let (plain_rows, handbook_rows) = (e["rows"].as_u64().unwrap(), h["rows"].as_u64().unwrap());
     assert!(
         handbook_rows < plain_rows && handbook_rows > plain_rows / 2,
@@ -142,17 +134,8 @@ fn train_then_eval_on_the_handbook() {
     let mut sub_day = args.to_vec();
     sub_day[8] = "2018-04-22T06:00:00Z";
     sub_day.extend(["--window", "36h", "--scores", &scores]);
-    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
-        .args(&sub_day)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let w: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&eval_json).unwrap()).unwrap();
+    argus_ok(&sub_day);
+    let w = read_json(&eval_json);
     let lines: Vec<String> = std::fs::read_to_string(&scores)
         .unwrap()
         .lines()

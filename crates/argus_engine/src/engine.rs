@@ -392,19 +392,7 @@ impl Sequencer {
     fn schedule_labels(&mut self, config: &Config, ev: &mut Event) -> Vec<OwnLabel> {
         let mut own = Vec::new();
         let schema = &config.schema;
-        // The `known_at` times, read before any is taken out of the event (labels may share one).
-        let known: Vec<Option<i64>> = schema
-            .labels
-            .iter()
-            .map(|l| {
-                l.known_at
-                    .filter(|_| l.source_type == ev.ty)
-                    .and_then(|s| match ev.fields[s] {
-                        Value::Time(t) => Some(t),
-                        _ => None,
-                    })
-            })
-            .collect();
+
         for (li, l) in schema
             .labels
             .iter()
@@ -445,8 +433,13 @@ impl Sequencer {
                     fields.push((s as u32, v));
                 }
             }
-            // Known at its own time when the event says so (never before the event itself).
-            let release = known[li].map_or(ev.time + l.delay_ms, |k| k.max(ev.time));
+            // Known at its own time when the event says so (never before the event itself). The
+            // `known_at` fields are taken out only after this loop, so labels may share one.
+            let known = l.known_at.and_then(|s| match ev.fields[s] {
+                Value::Time(t) => Some(t),
+                _ => None,
+            });
+            let release = known.map_or(ev.time + l.delay_ms, |k| k.max(ev.time));
             let key = (release, self.seq + 1);
             let pending = PendingLabel { key, fields };
             let q = &mut self.labels[li];
@@ -859,7 +852,10 @@ impl Engine {
         };
         let mut result = Ok(());
         std::thread::scope(|s| {
-            let (answer_tx, answer_rx) = mpsc::channel::<(usize, Answers, f64)>();
+            // A worker's answer, or the payload of its panic (a bug, never input: it is re-raised here
+            // rather than leaving this thread waiting for an answer that cannot come).
+            type Answer = Result<(usize, Answers, f64), Box<dyn std::any::Any + Send>>;
+            let (answer_tx, answer_rx) = mpsc::channel::<Answer>();
             times.partitions = vec![0.0; state.partitions()];
             let mut to_workers = Vec::new();
             for (p, mut w) in state.split().into_iter().enumerate() {
@@ -869,9 +865,13 @@ impl Engine {
                 s.spawn(move || {
                     for (b, spare) in rx {
                         let t = Instant::now();
-                        let a = w.run(fs, &b.steps(), spare);
+                        let a = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            w.run(fs, &b.steps(), spare)
+                        }));
                         drop(b);
-                        if answer_tx.send((p, a, t.elapsed().as_secs_f64())).is_err() {
+                        let failed = a.is_err();
+                        let msg = a.map(|a| (p, a, t.elapsed().as_secs_f64()));
+                        if answer_tx.send(msg).is_err() || failed {
                             break;
                         }
                     }
@@ -901,9 +901,15 @@ impl Engine {
                         (0..parts).map(|_| Answers::default()).collect();
                     let t = Instant::now();
                     for _ in 0..parts {
-                        let (p, a, secs) = answer_rx.recv().expect("a partition worker stopped");
-                        answers[p] = a;
-                        times.partitions[p] += secs;
+                        match answer_rx.recv() {
+                            Ok(Ok((p, a, secs))) => {
+                                answers[p] = a;
+                                times.partitions[p] += secs;
+                            }
+                            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                            // Every worker holds a sender while this thread holds their queues.
+                            Err(_) => unreachable!("the partition workers stopped"),
+                        }
                     }
                     times.wait += t.elapsed().as_secs_f64();
                     let applied = std::mem::replace(&mut applying, Arc::new(next));

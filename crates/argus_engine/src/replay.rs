@@ -580,11 +580,12 @@ impl<R: BufRead> CsvRecords<R> {
             }
             None => "",
         };
-        let id = match self.id_c {
-            Some(c) => format!("{}{suffix}", text(c, &mut bad)),
-            None => format!("{}:{line}{suffix}", self.name),
+        let id: std::borrow::Cow<'_, str> = match self.id_c {
+            Some(c) if suffix.is_empty() => text(c, &mut bad).into(),
+            Some(c) => format!("{}{suffix}", text(c, &mut bad)).into(),
+            None => format!("{}:{line}{suffix}", self.name).into(),
         };
-        let id = id.as_str();
+        let id = id.as_ref();
         let time_text = text(time_c, &mut bad);
         let parsed;
         let time = match &self.time_format {

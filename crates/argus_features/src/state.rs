@@ -134,7 +134,7 @@ enum Horizon {
 
 /// What the partitions share, read-only: per series its bucket layout and horizon.
 #[derive(Debug, Clone)]
-pub struct Shape {
+struct Shape {
     layouts: Vec<Option<Layout>>,
     horizons: Vec<Horizon>,
     /// Per entity, its series (as `fs.entities[e].series`).
@@ -1151,7 +1151,7 @@ fn read_empty(r: &Reader) -> Value {
 }
 
 /// Digest of the key tuple; `None` when a key field is absent.
-pub fn key_hash(fields: &[Value], slots: &[usize], seed: u64, buf: &mut Vec<u8>) -> Option<u128> {
+fn key_hash(fields: &[Value], slots: &[usize], seed: u64, buf: &mut Vec<u8>) -> Option<u128> {
     buf.clear();
     for &s in slots {
         let v = &fields[s];
