@@ -20,6 +20,8 @@ pub const SNAPSHOTS: &str = "argus_snapshots_total";
 pub const RELOADS: &str = "argus_reloads_total";
 pub const GROUP_SECONDS: &str = "argus_core_group_seconds";
 pub const HOUSEKEEPING_SECONDS: &str = "argus_core_housekeeping_seconds";
+/// Per batched run of events: how long the core waited for the partition workers.
+pub const PARTITION_WAIT_SECONDS: &str = "argus_core_partition_wait_seconds";
 /// Feature-state treatments that change answers, by `treatment` (exact_cap_evictions,
 /// bucket_too_old: since the state began; lifetime_dropped, keys_expired: since the server started).
 pub const FEATURE_TREATMENTS: &str = "argus_feature_treatments";

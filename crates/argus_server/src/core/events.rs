@@ -42,18 +42,87 @@ impl Core {
                 Outcome::Answer(a) => results.push(a),
             }
         }
-        let answer = if batch {
-            Answer::Batch(results)
-        } else {
-            results
-                .pop()
-                .unwrap_or_else(|| error(Failure::Invalid, "empty", "no event"))
-        };
-        if logged {
-            Outcome::Logged(answer)
-        } else {
-            Outcome::Answer(answer)
+        request_outcome(results, logged, batch)
+    }
+
+    /// A run of event requests (not labels) handled together: every item is checked at the edge and
+    /// against the log's index here, then all the candidates go through [`Engine::run`] (the feature
+    /// partitions on worker threads, the same path as replay), then each result is logged and
+    /// answered in input order, as [`accept`](Self::accept) would one by one: the same decisions,
+    /// records and state (tested). An id repeated within the run is refused by the engine and answered
+    /// with the first one's decision, which is logged by then.
+    ///
+    /// If the log fails part-way, the rest of the run is refused (not acknowledged), although its
+    /// features were already applied in memory: the core then refuses every write until it is
+    /// restarted, and recovery rebuilds the state from the log alone.
+    pub(super) fn events_run(&mut self, reqs: Vec<EventsRequest>) -> Vec<Outcome> {
+        let t0 = Instant::now();
+        // Per request, per item: its answer, once known.
+        let mut slots: Vec<Vec<Option<Outcome>>> = Vec::with_capacity(reqs.len());
+        let mut batches = Vec::with_capacity(reqs.len());
+        let mut cands = Vec::new();
+        let mut events = Vec::new();
+        for (r, req) in reqs.into_iter().enumerate() {
+            batches.push(req.batch);
+            let mut decoded = req.decoded.into_iter();
+            let mut row = Vec::with_capacity(req.items.len());
+            for (i, raw) in req.items.iter().enumerate() {
+                let d = decoded
+                    .next()
+                    .unwrap_or_else(|| self.engine.decoder().decode_bytes(raw.get().as_bytes()));
+                let checked = self
+                    .edge(d, false)
+                    .and_then(|ev| self.prepare(&ev, t0).map(|c| (ev, c)));
+                match checked {
+                    Ok((ev, c)) => {
+                        row.push(None);
+                        cands.push((r, i, c));
+                        events.push(ev);
+                    }
+                    Err(a) => row.push(Some(Outcome::Answer(a))),
+                }
+            }
+            slots.push(row);
         }
+        let mut src = Collect {
+            events: events.into_iter(),
+            results: Vec::with_capacity(cands.len()),
+        };
+        let times = match self.engine.run(&mut src) {
+            Ok(t) => t,
+            Err(never) => match never {},
+        };
+        m::observe(m::PARTITION_WAIT_SECONDS, times.wait);
+        for ((r, i, c), res) in cands.into_iter().zip(src.results) {
+            let out = match &self.failed {
+                Some(why) => Outcome::Answer(error(
+                    Failure::Unavailable,
+                    "not_accepting_writes",
+                    format!("{why}; restart the server (it recovers from the log)"),
+                )),
+                None => self.finish_live(c, res),
+            };
+            slots[r][i] = Some(out);
+        }
+        batches
+            .into_iter()
+            .zip(slots)
+            .map(|(batch, row)| {
+                let mut logged = false;
+                let results = row
+                    .into_iter()
+                    .map(|o| match o {
+                        Some(Outcome::Logged(a)) => {
+                            logged = true;
+                            a
+                        }
+                        Some(Outcome::Answer(a)) => a,
+                        None => error(Failure::Internal, "internal_error", "no answer"),
+                    })
+                    .collect();
+                request_outcome(results, logged, batch)
+            })
+            .collect()
     }
 
     /// A label posted without an actor takes the actor of the event it names in `data.original_event`.
@@ -119,6 +188,15 @@ impl Core {
     /// An event as decoded (here or by the HTTP handler): refused with the decoder's errors, or
     /// bounded by the clock and [`accept`](Self::accept)ed.
     pub(super) fn decoded_event(&mut self, d: Decoded, labels_only: bool, t0: Instant) -> Outcome {
+        match self.edge(d, labels_only) {
+            Ok(ev) => self.accept(ev, None, t0),
+            Err(a) => Outcome::Answer(a),
+        }
+    }
+
+    /// The checks at the edge: the decoder's errors, the server's clock, and for the labels route,
+    /// that the event is a label.
+    pub(super) fn edge(&mut self, d: Decoded, labels_only: bool) -> Result<Event, Answer> {
         let ev: Event = match d {
             Ok(ev) => ev,
             Err(rej) => {
@@ -129,7 +207,7 @@ impl Core {
                 } else {
                     Failure::Invalid
                 };
-                return Outcome::Answer(error_with(kind, rej.code(), rej.to_string(), details));
+                return Err(error_with(kind, rej.code(), rej.to_string(), details));
             }
         };
         // The watermark only moves forward: one event far in the future would make every later event
@@ -139,7 +217,7 @@ impl Core {
         let limit = now.saturating_add(self.settings.max_future.as_millis() as i64);
         if ev.time > limit {
             m::event_outcome(&self.engine.schema().get(ev.ty).name, "too_far_in_future");
-            return Outcome::Answer(error_with(
+            return Err(error_with(
                 Failure::Unprocessable,
                 "too_far_in_future",
                 format!(
@@ -154,7 +232,7 @@ impl Core {
         }
         if labels_only && !self.label_types.contains(&ev.ty) {
             let name = &self.engine.schema().get(ev.ty).name;
-            return Outcome::Answer(error(
+            return Err(error(
                 Failure::Unprocessable,
                 "not_a_label",
                 format!(
@@ -163,66 +241,98 @@ impl Core {
                 ),
             ));
         }
-        self.accept(ev, None, t0)
+        Ok(ev)
     }
 
     /// The one path of an event, live (`loc` = `None`: decided, logged, answered) or replayed from the
-    /// log at start (`loc`: its record; features only, the decision is in the record).
+    /// log at start (`loc`: its record; features only, the decision is in the record). A run of live
+    /// events may instead go through [`events_run`](Self::events_run): the same steps, batched.
     pub(super) fn accept(&mut self, ev: Event, loc: Option<Loc>, t0: Instant) -> Outcome {
+        if loc.is_none() {
+            let c = match self.prepare(&ev, t0) {
+                Ok(c) => c,
+                Err(a) => return Outcome::Answer(a),
+            };
+            let r = self.engine.process(&ev).map(|p| (p.decision, p.findings));
+            return self.finish_live(c, r);
+        }
+        match self.engine.apply(&ev) {
+            Ok(p) => {
+                let found = p.findings;
+                self.since_snap += 1;
+                self.applied_since_step += 1;
+                // Findings are stored after their event's log record, never before. The decision
+                // index and the per-actor recent decisions were rebuilt from the record headers when
+                // the log was opened (within `max_indexed_events`).
+                self.store_findings(self.replaying_seq, found);
+                Outcome::Answer(ok(Json::Null))
+            }
+            Err(e) => {
+                tracing::warn!(id = %ev.id, "a logged event was refused on replay: {e}");
+                Outcome::Answer(error(Failure::Unprocessable, e.code(), e.to_string()))
+            }
+        }
+    }
+
+    /// A live event's checks before the engine: a duplicate of a logged event is answered with that
+    /// event's decision; otherwise what its log record needs is prepared (the event as decoded,
+    /// personal data already tokenized, with its label columns, by field name).
+    fn prepare(&mut self, ev: &Event, t0: Instant) -> Result<Live, Answer> {
         let schema = self.engine.schema().clone();
-        let type_name = schema.get(ev.ty).name.as_str();
         let idh = id_hash(&ev.id);
+        if let Some(a) = self.duplicate_answer(ev.ty, idh, &ev.id) {
+            return Err(a);
+        }
         let actor = match ev.fields.first() {
             Some(Value::Str(a)) => actor_key(&schema.get(ev.ty).actor_kind, a),
             _ => 0,
         };
-        let live = loc.is_none();
-        if live {
-            if let Some(&l) = self.index.get(&idh) {
-                self.metrics.outcome(ev.ty, "duplicate", type_name);
-                let rec = self.wal.read(l).ok();
-                let decision = rec
-                    .as_ref()
-                    .and_then(|r| split_event(&r.payload))
-                    .map_or(&[][..], |(_, _, d)| d);
-                return Outcome::Answer(event_answer("duplicate", &ev.id, None, decision));
-            }
-        }
-        // What the log keeps: the event as decoded (personal data already tokenized), with its label
-        // columns, by field name.
-        let stored = if live {
-            match stored_event(&schema, &ev) {
-                Ok(b) => b,
-                Err(e) => return Outcome::Answer(error(Failure::Internal, "internal_error", e)),
-            }
-        } else {
-            Vec::new()
-        };
-        // Live: features, decision and findings in one result. Replayed: the state only (the decision
-        // is in the record).
-        let processed = if live {
-            self.engine.process(&ev)
-        } else {
-            self.engine.apply(&ev)
-        };
+        let stored =
+            stored_event(&schema, ev).map_err(|e| error(Failure::Internal, "internal_error", e))?;
+        Ok(Live {
+            idh,
+            actor,
+            id: ev.id.clone(),
+            ty: ev.ty,
+            time: ev.time,
+            stored,
+            t0,
+        })
+    }
+
+    /// The answer to an event whose id is in the decision index: `duplicate`, with the original
+    /// event's decision.
+    fn duplicate_answer(&mut self, ty: u16, idh: u128, id: &str) -> Option<Answer> {
+        let &l = self.index.get(&idh)?;
+        let type_name = self.engine.schema().get(ty).name.clone();
+        self.metrics.outcome(ty, "duplicate", &type_name);
+        let rec = self.wal.read(l).ok();
+        let decision = rec
+            .as_ref()
+            .and_then(|r| split_event(&r.payload))
+            .map_or(&[][..], |(_, _, d)| d);
+        Some(event_answer("duplicate", id, None, decision))
+    }
+
+    /// What the engine made of a live event, logged and answered: the decision is serialized once,
+    /// for the log record and the answer; findings are stored after the record, never before.
+    fn finish_live(&mut self, c: Live, processed: LiveResult) -> Outcome {
         let (found, mut decision) = match processed {
-            Ok(p) => (p.findings, p.decision),
+            Ok((d, f)) => (f, d),
             Err(e) => {
-                if live {
-                    self.metrics.outcome(
-                        ev.ty,
-                        if matches!(e, ProcessError::Duplicate(_)) {
-                            "duplicate"
-                        } else {
-                            e.code()
-                        },
-                        type_name,
-                    );
-                } else {
-                    tracing::warn!(id = %ev.id, "a logged event was refused on replay: {e}");
+                // An id repeated within a batched run: the first is logged by now.
+                if let Some(a) = self.duplicate_answer(c.ty, c.idh, &c.id) {
+                    return Outcome::Answer(a);
                 }
+                let type_name = self.engine.schema().get(c.ty).name.clone();
+                let code = if matches!(e, ProcessError::Duplicate(_)) {
+                    "duplicate"
+                } else {
+                    e.code()
+                };
+                self.metrics.outcome(c.ty, code, &type_name);
                 return Outcome::Answer(match e {
-                    ProcessError::Duplicate(_) => event_answer("duplicate", &ev.id, None, b""),
+                    ProcessError::Duplicate(_) => event_answer("duplicate", &c.id, None, b""),
                     ProcessError::TooLate { .. } => {
                         error(Failure::Unprocessable, e.code(), e.to_string())
                     }
@@ -231,35 +341,29 @@ impl Core {
         };
         self.since_snap += 1;
         self.applied_since_step += 1;
-        // Findings are stored after their event's log record (below for live events), never before.
-        if loc.is_some() {
-            self.store_findings(self.replaying_seq, found);
-            // Replayed: the decision index and the per-actor recent decisions were rebuilt from the
-            // record headers when the log was opened (within `max_indexed_events`).
-            return Outcome::Answer(ok(Json::Null));
-        }
-        let eval = t0.elapsed();
+        let eval = c.t0.elapsed();
         if let Some(d) = decision.as_mut() {
             d.eval_us = Some((eval.as_secs_f64() * 1e7).round() / 10.0);
-            self.metrics.decision(ev.ty, d, eval.as_secs_f64());
+            self.metrics.decision(c.ty, d, eval.as_secs_f64());
         }
-        self.metrics.outcome(ev.ty, "accepted", type_name);
+        let type_name = self.engine.schema().get(c.ty).name.clone();
+        self.metrics.outcome(c.ty, "accepted", &type_name);
         let djson = decision
             .as_ref()
             .map(|d| serde_json::to_vec(d).unwrap_or_default())
             .unwrap_or_default();
         let head = EventHead {
-            idh,
-            actor,
-            time: ev.time,
-            ty: ev.ty,
+            idh: c.idh,
+            actor: c.actor,
+            time: c.time,
+            ty: c.ty,
             action: decision
                 .as_ref()
                 .map_or(NO_ACTION, |d| action_index(d.action)),
             score: decision.as_ref().map_or(0, |d| d.score),
         };
         let mut payload = std::mem::take(&mut self.scratch);
-        event_payload(&head, &stored, &djson, &mut payload);
+        event_payload(&head, &c.stored, &djson, &mut payload);
         let appended = self.wal.append(KIND_EVENT, &payload);
         self.scratch = payload;
         let (seq, loc) = match appended {
@@ -274,15 +378,15 @@ impl Core {
             }
         };
         self.store_findings(seq, found);
-        self.index.insert(idh, loc);
-        self.index_order.push_back((loc, idh));
+        self.index.insert(c.idh, loc);
+        self.index_order.push_back((loc, c.idh));
         if self.index_order.len() > self.settings.max_indexed_events {
             unindex_one(&mut self.index, &mut self.index_order);
         }
         if head.action != NO_ACTION {
             self.remember(Recent { loc, head });
         }
-        Outcome::Logged(event_answer("accepted", &ev.id, Some(seq), &djson))
+        Outcome::Logged(event_answer("accepted", &c.id, Some(seq), &djson))
     }
 
     pub(super) fn remember(&mut self, r: Recent) {
@@ -307,5 +411,65 @@ impl Core {
             q.pop_front();
         }
         q.push_back(r);
+    }
+}
+
+/// One event request of a run handled by [`Core::events_run`].
+pub(super) struct EventsRequest {
+    pub(super) items: Vec<Box<serde_json::value::RawValue>>,
+    pub(super) decoded: Vec<Decoded>,
+    pub(super) batch: bool,
+}
+
+/// A live event between its checks and its log record.
+pub(super) struct Live {
+    idh: u128,
+    actor: u128,
+    id: String,
+    ty: u16,
+    time: i64,
+    stored: Vec<u8>,
+    t0: Instant,
+}
+
+/// What the engine made of a live event: its decision and findings, or why it was refused.
+type LiveResult =
+    Result<(Option<argus_policy::Decision>, Vec<argus_engine::Finding>), ProcessError>;
+
+/// A request's outcome from its items' answers: logged when any item was.
+fn request_outcome(mut results: Vec<Answer>, logged: bool, batch: bool) -> Outcome {
+    let answer = if batch {
+        Answer::Batch(results)
+    } else {
+        results
+            .pop()
+            .unwrap_or_else(|| error(Failure::Invalid, "empty", "no event"))
+    };
+    if logged {
+        Outcome::Logged(answer)
+    } else {
+        Outcome::Answer(answer)
+    }
+}
+
+/// The [`argus_engine::Source`] of a batched run: the prepared events in, each one's result out, in
+/// input order.
+struct Collect {
+    events: std::vec::IntoIter<Event>,
+    results: Vec<LiveResult>,
+}
+
+impl argus_engine::Source for Collect {
+    type Error = std::convert::Infallible;
+    fn next(&mut self, _: &argus_event::Decoder) -> Result<Option<Event>, Self::Error> {
+        Ok(self.events.next())
+    }
+    fn refused(&mut self, _: &Event, e: ProcessError) -> Result<(), Self::Error> {
+        self.results.push(Err(e));
+        Ok(())
+    }
+    fn processed(&mut self, p: argus_engine::Processed<'_>) -> Result<(), Self::Error> {
+        self.results.push(Ok((p.decision, p.findings)));
+        Ok(())
     }
 }

@@ -43,6 +43,10 @@ pub const KIND_LIST: u8 = 2;
 /// Most requests handled per log commit.
 pub const MAX_GROUP: usize = 512;
 
+/// Fewest events in a run of event requests for it to go through the partition workers together
+/// (below it, starting the workers would cost more than it saves).
+pub const RUN_MIN_EVENTS: usize = 16;
+
 const SNAP_MAGIC: &[u8; 8] = b"ARGUSSV1";
 
 /// A configuration and its policies (none: features only).
@@ -419,21 +423,28 @@ impl Core {
             m::set_gauge(m::QUEUE_DEPTH, left as f64);
             let mut shutdown = None;
             let t_group = Instant::now();
+            // Consecutive event requests wait in `run` to be handled together (see `flush_run`).
+            let mut run: Vec<Msg> = Vec::new();
             for msg in group.drain(..) {
+                if matches!(
+                    msg.req,
+                    Request::Events {
+                        labels_only: false,
+                        ..
+                    }
+                ) {
+                    run.push(msg);
+                    continue;
+                }
+                self.flush_run(&mut run, &mut answers);
                 if matches!(msg.req, Request::Shutdown) {
                     shutdown = Some(msg.reply);
                     continue;
                 }
-                let out =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(msg.req)));
-                let out = out.unwrap_or_else(|p| {
-                    let what = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
-                    tracing::error!("panic while handling a request: {what}; refusing writes until restart");
-                    self.fail(format!("internal error: {what}"));
-                    Outcome::Answer(error(Failure::Internal, "internal_error", "the request could not be handled; the server refuses writes until it is restarted"))
-                });
-                answers.push((msg.reply, out));
+                let out = self.guarded(|core| core.handle(msg.req));
+                answers.push((msg.reply, out.unwrap_or_else(|o| o)));
             }
+            self.flush_run(&mut run, &mut answers);
             m::observe(m::GROUP_SECONDS, t_group.elapsed().as_secs_f64());
             self.dispatch(std::mem::take(&mut answers));
             // What changed answers without failing (the replay's warnings), for alerting.
@@ -506,6 +517,89 @@ impl Core {
             true
         };
         answer_all(answers, committed);
+    }
+
+    /// Runs `f`, turning a panic (a bug, never input) into an internal error and a core that refuses
+    /// writes until restarted.
+    fn guarded<T>(&mut self, f: impl FnOnce(&mut Core) -> T) -> Result<T, Outcome>
+    where
+        T: Sized,
+    {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))).map_err(|p| {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(
+                "panic while handling a request: {what}; refusing writes until restart"
+            );
+            self.fail(format!("internal error: {what}"));
+            Outcome::Answer(error(
+                Failure::Internal,
+                "internal_error",
+                "the request could not be handled; the server refuses writes until it is restarted",
+            ))
+        })
+    }
+
+    /// Handles a run of consecutive event requests. With several partitions and at least
+    /// [`RUN_MIN_EVENTS`] events, they go through the engine together ([`Core::events_run`]: the
+    /// partitions apply them on worker threads); otherwise one by one. Both give the same answers,
+    /// records and state.
+    fn flush_run(
+        &mut self,
+        run: &mut Vec<Msg>,
+        answers: &mut Vec<(oneshot::Sender<Answer>, Outcome)>,
+    ) {
+        if run.is_empty() {
+            return;
+        }
+        let events: usize = run
+            .iter()
+            .map(|m| match &m.req {
+                Request::Events { items, .. } => items.len(),
+                _ => 0,
+            })
+            .sum();
+        let writes_refused = self.failed.is_some() || self.shared.failed.load(Ordering::SeqCst);
+        if events < RUN_MIN_EVENTS || self.engine.feature_state().partitions() < 2 || writes_refused
+        {
+            for msg in run.drain(..) {
+                let out = self.guarded(|core| core.handle(msg.req));
+                answers.push((msg.reply, out.unwrap_or_else(|o| o)));
+            }
+            return;
+        }
+        let mut replies = Vec::with_capacity(run.len());
+        let mut reqs = Vec::with_capacity(run.len());
+        for msg in run.drain(..) {
+            if let Request::Events {
+                items,
+                decoded,
+                batch,
+                ..
+            } = msg.req
+            {
+                reqs.push(events::EventsRequest {
+                    items,
+                    decoded,
+                    batch,
+                });
+                replies.push(msg.reply);
+            }
+        }
+        match self.guarded(|core| core.events_run(reqs)) {
+            Ok(outs) => answers.extend(replies.into_iter().zip(outs)),
+            Err(failed) => {
+                for tx in replies {
+                    let a = match &failed {
+                        Outcome::Answer(a) | Outcome::Logged(a) => a.clone(),
+                    };
+                    answers.push((tx, Outcome::Answer(a)));
+                }
+            }
+        }
     }
 
     fn shutdown(&mut self) {
