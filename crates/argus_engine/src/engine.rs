@@ -546,7 +546,17 @@ pub struct RunTimes {
     pub wait: f64,
     pub conclude: f64,
     pub deliver: f64,
+    /// The global stages' worker (the graph), when they run on one.
+    pub global_stages: f64,
     pub partitions: Vec<f64>,
+}
+
+/// What the stages' worker of [`Engine::run`] made of a batch: per read event, the values of the
+/// stages' slots (one run of `slots` values each) and the findings.
+#[derive(Default)]
+struct StageOut {
+    values: Vec<Value>,
+    findings: Vec<Vec<crate::graph::Finding>>,
 }
 
 /// Accepted events per batch in [`Engine::run`].
@@ -850,6 +860,21 @@ impl Engine {
             }
             Ok((b, own, false))
         };
+        // Stages that read only the event (the graph) run on a worker of their own, beside the
+        // partitions, on the same batch; the others run here, after the vector is assembled.
+        let offload = !stages.is_empty() && stages.iter().all(|st| !st.reads_features());
+        let stage_slots: Vec<usize> = if offload {
+            stages.iter().flat_map(|st| st.writes()).collect()
+        } else {
+            Vec::new()
+        };
+        let n_features = fs.features.len();
+        let all_stages: &mut [Box<dyn crate::stages::Stage>] = stages.as_mut_slice();
+        let (worker_stages, inline_stages) = if offload {
+            all_stages.split_at_mut(all_stages.len())
+        } else {
+            all_stages.split_at_mut(0)
+        };
         let mut result = Ok(());
         std::thread::scope(|s| {
             // A worker's answer, or the payload of its panic (a bug, never input: it is re-raised here
@@ -878,6 +903,49 @@ impl Engine {
                 });
             }
             drop(answer_tx);
+            // The stages' worker: per read event of a batch, the values of the stages' slots and
+            // the findings, in sequence order.
+            type StageAnswer = Result<(StageOut, f64), Box<dyn std::any::Any + Send>>;
+            let (stage_answer_tx, stage_answer_rx) = mpsc::channel::<StageAnswer>();
+            let to_stages = if offload {
+                let (tx, rx) = mpsc::channel::<Arc<Batch>>();
+                let slots = &stage_slots;
+                s.spawn(move || {
+                    let mut scratch = vec![Value::Null; n_features];
+                    for b in rx {
+                        let t = Instant::now();
+                        let a = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            let mut o = StageOut::default();
+                            for (ev, &(_, _, read)) in b.events.iter().zip(&b.meta) {
+                                if !read {
+                                    continue;
+                                }
+                                let mut found = Vec::new();
+                                for st in worker_stages.iter_mut() {
+                                    st.apply(ev, &mut scratch, &mut found);
+                                }
+                                o.values
+                                    .extend(slots.iter().map(|&i| std::mem::take(&mut scratch[i])));
+                                o.findings.push(found);
+                            }
+                            o
+                        }));
+                        drop(b);
+                        let failed = a.is_err();
+                        if stage_answer_tx
+                            .send(a.map(|o| (o, t.elapsed().as_secs_f64())))
+                            .is_err()
+                            || failed
+                        {
+                            break;
+                        }
+                    }
+                });
+                Some(tx)
+            } else {
+                drop(stage_answer_tx);
+                None
+            };
             let parts = to_workers.len();
             result = (|| {
                 // Answers of concluded batches, given back to the workers to refill.
@@ -885,6 +953,9 @@ impl Engine {
                 let send = |b: &Arc<Batch>, spare: &mut Vec<Answers>| {
                     for (tx, a) in to_workers.iter().zip(spare.iter_mut()) {
                         let _ = tx.send((b.clone(), std::mem::take(a)));
+                    }
+                    if let Some(tx) = &to_stages {
+                        let _ = tx.send(b.clone());
                     }
                 };
                 let (first, mut own, mut ended) = fill(src, &mut fwm)?;
@@ -911,6 +982,17 @@ impl Engine {
                             Err(_) => unreachable!("the partition workers stopped"),
                         }
                     }
+                    let mut staged = match &to_stages {
+                        Some(_) => match stage_answer_rx.recv() {
+                            Ok(Ok((o, secs))) => {
+                                times.global_stages += secs;
+                                Some(o)
+                            }
+                            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                            Err(_) => unreachable!("the stages' worker stopped"),
+                        },
+                        None => None,
+                    };
                     times.wait += t.elapsed().as_secs_f64();
                     let applied = std::mem::replace(&mut applying, Arc::new(next));
                     let more = !applying.events.is_empty() || !applying.refused.is_empty();
@@ -933,10 +1015,22 @@ impl Engine {
                             src.refused(rev, e.clone())?;
                             refusal = refused.next();
                         }
-                        accepted += 1;
                         reading.next(&fs, ev, out);
-                        let (decision, findings) =
-                            conclude(config, policies.as_ref(), stages, ev, out, true);
+                        let mut found = Vec::new();
+                        if let Some(o) = staged.as_mut() {
+                            let vals = &mut o.values[accepted * stage_slots.len()..];
+                            for (&slot, v) in stage_slots.iter().zip(vals) {
+                                out[slot] = std::mem::take(v);
+                            }
+                            found = std::mem::take(&mut o.findings[accepted]);
+                        }
+                        accepted += 1;
+                        let (decision, mut findings) =
+                            conclude(config, policies.as_ref(), inline_stages, ev, out, true);
+                        if !found.is_empty() {
+                            found.append(&mut findings);
+                            findings = found;
+                        }
                         let d = Instant::now();
                         src.processed(Processed {
                             seq,
@@ -964,6 +1058,7 @@ impl Engine {
                 }
             })();
             drop(to_workers);
+            drop(to_stages);
         });
         state.note_batch(fwm);
         (times.decode, times.admit) = ftimes;

@@ -179,6 +179,19 @@ pub struct GraphSpec {
     pub fingerprint: u64,
 }
 
+impl GraphSpec {
+    /// The feature slots the graph writes (each event's vector gets all of them).
+    pub fn feature_slots(&self) -> Vec<usize> {
+        let mut v = vec![self.f_size, self.f_per_value];
+        v.extend(&self.f_per_field);
+        v.extend([self.f_confirmed, self.f_rate]);
+        for b in &self.blocks {
+            v.extend([b.f_density, b.f_rows, b.f_rate, b.f_burst]);
+        }
+        v
+    }
+}
+
 /// Checks `[graph]` against the schema and adds its features; every problem as a message.
 pub fn compile(
     c: &GraphConfig,

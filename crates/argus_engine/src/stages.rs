@@ -2,10 +2,12 @@
 //! now; the text and graph-learning stages to come). The keyed features are not a stage of this kind:
 //! they are split into partitions (`argus_features::FeatureState`) and run on their own threads.
 //!
-//! A global stage runs on the engine's coordinating thread, for every accepted event in sequence
-//! order, after the partitioned features: it reads the event and its feature vector, writes the
-//! features it registered when its configuration was compiled (see [`crate::config`]), and reports
-//! findings. It snapshots and restores itself; the engine snapshot holds one section per stage:
+//! A global stage runs for every accepted event in sequence order: it reads the event (and, if it says
+//! so, the partitioned features), writes the features it registered when its configuration was
+//! compiled (see [`crate::config`]), and reports findings. In [`Engine::run`](crate::Engine::run),
+//! stages that read only the event (the graph) run on a worker thread of their own while the
+//! partitions apply the same batch; a stage that reads features runs on the coordinating thread
+//! after the vector is assembled. [`Engine::process`](crate::Engine::process) runs them in line. It snapshots and restores itself; the engine snapshot holds one section per stage:
 //! (name, fingerprint of the definition from canonical bytes, state).
 //!
 //! Adding a stage: a module with its configuration section, a compile function that registers its
@@ -27,9 +29,17 @@ pub trait Stage: Send {
     fn fingerprint(&self) -> u64;
     /// What the refusal says changed (e.g. "the [graph] declaration").
     fn what(&self) -> &'static str;
-    /// Applies one accepted event: reads `features`, writes the features the stage registered, and
-    /// appends the findings the event triggered.
+    /// Applies one accepted event: reads `features` (only if [`reads_features`](Self::reads_features)),
+    /// writes the features the stage registered (every slot of [`writes`](Self::writes), or leaves it
+    /// null), and appends the findings the event triggered.
     fn apply(&mut self, ev: &Event, features: &mut [Value], findings: &mut Vec<Finding>);
+    /// Whether [`apply`](Self::apply) reads the feature vector. A stage that reads only the event runs
+    /// on a worker thread of its own in [`Engine::run`](crate::Engine::run), beside the partitions.
+    fn reads_features(&self) -> bool {
+        true
+    }
+    /// The feature slots the stage writes.
+    fn writes(&self) -> Vec<usize>;
     /// The stage's state, deterministically (equal states give equal bytes).
     fn encode(&self) -> Vec<u8>;
     /// Replaces the state with one [`encode`](Self::encode) wrote under the same fingerprint.
@@ -71,6 +81,12 @@ impl Stage for GraphStage {
     }
     fn what(&self) -> &'static str {
         "the [graph] declaration"
+    }
+    fn reads_features(&self) -> bool {
+        false
+    }
+    fn writes(&self) -> Vec<usize> {
+        self.spec.feature_slots()
     }
     fn apply(&mut self, ev: &Event, features: &mut [Value], findings: &mut Vec<Finding>) {
         self.state.apply(&self.spec, ev, features);

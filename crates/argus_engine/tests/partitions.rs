@@ -2,8 +2,9 @@
 //! the server, `argus test`) and `Engine::run` (batches, the partitions on worker threads: replay) give
 //! the same feature vectors, refusals and state for any partition count, on a stream built to reach
 //! every corner: late events within the allowed lateness, duplicates, delayed labels, lifetime state
-//! that goes idle past `idle_ttl` (and must restart), exact, bucketed and lifetime series, and keys
-//! that leave memory.
+//! that goes idle past `idle_ttl` (and must restart), exact, bucketed and lifetime series, keys
+//! that leave memory, and the entity graph (a global stage: in `run` on a worker of its own) with its
+//! cluster features and findings.
 
 use argus_engine::{Config, Engine, ProcessError, Processed, Source};
 use argus_event::{Decoder, Event, Value};
@@ -88,6 +89,16 @@ name = "fraud_share"
 kind = "ratio"
 numerator = "terminal_frauds_1d"
 denominator = "terminal_users_2h"
+
+[graph]
+window = "1d"
+refresh_every = "1h"
+rebuild_every = "6h"
+max_share = 60
+min_cluster = 3
+
+[[graph.links]]
+field = "terminal"
 "#;
 
 fn engine(partitions: usize) -> Engine {
@@ -136,7 +147,8 @@ fn stream() -> Vec<serde_json::Value> {
     out
 }
 
-type Row = Result<(u64, Vec<Value>), String>;
+/// Per event: its sequence number, feature vector and findings, or the refusal's code.
+type Row = Result<(u64, Vec<Value>, String), String>;
 
 fn by_process(partitions: usize, docs: &[serde_json::Value]) -> (Vec<Row>, Engine) {
     let mut e = engine(partitions);
@@ -144,7 +156,7 @@ fn by_process(partitions: usize, docs: &[serde_json::Value]) -> (Vec<Row>, Engin
     for d in docs {
         let ev = e.decoder().decode_json(d).expect("valid event");
         rows.push(match e.process(&ev) {
-            Ok(p) => Ok((p.seq, p.features.to_vec())),
+            Ok(p) => Ok((p.seq, p.features.to_vec(), format!("{:?}", p.findings))),
             Err(err) => Err(err.code().to_string()),
         });
     }
@@ -169,7 +181,11 @@ impl Source for Docs<'_> {
         Ok(())
     }
     fn processed(&mut self, p: Processed<'_>) -> Result<(), Self::Error> {
-        self.rows.push(Ok((p.seq, p.features.to_vec())));
+        self.rows.push(Ok((
+            p.seq,
+            p.features.to_vec(),
+            format!("{:?}", p.findings),
+        )));
         Ok(())
     }
 }
@@ -198,10 +214,16 @@ fn process_and_run_agree_for_every_partition_count() {
     assert!(refused("duplicate_event") > 10 && refused("too_late") > 10);
     assert!(reference.counters().labels_released > 100);
     assert!(reference.feature_state().stats().keys_expired > 100);
+    let found = rows
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .filter(|(_, _, f)| f != "[]")
+        .count();
+    assert!(found > 0, "the graph reported no findings");
     let restarted = rows
         .iter()
         .filter_map(|r| r.as_ref().ok())
-        .filter(|(_, f)| f[2] == Value::Int(0))
+        .filter(|(_, f, _)| f[2] == Value::Int(0))
         .count();
     assert!(
         restarted > 400,
