@@ -120,7 +120,7 @@ struct EngineSnap {
 impl EngineSnap {
     fn encode(self, state: &FeatureState) -> Vec<u8> {
         let mut out = Vec::new();
-        self.write(state, &mut out)
+        self.write(|w| state.write_snapshot_prefixed(w), &mut out)
             .expect("writing plain data to a Vec cannot fail");
         out
     }
@@ -128,7 +128,11 @@ impl EngineSnap {
     /// Writes `magic | body | crc32(body)` as it is encoded, where body is the bincode encoding of
     /// this header with `state` replaced by the feature state's bytes: the same bytes as
     /// [`encode`](Self::encode) built in memory before, without the copies.
-    fn write(self, state: &FeatureState, w: &mut impl Write) -> std::io::Result<()> {
+    fn write<W: Write>(
+        self,
+        state: impl FnOnce(&mut CrcWriter<&mut W>) -> std::io::Result<()>,
+        w: &mut W,
+    ) -> std::io::Result<()> {
         debug_assert!(self.state.is_empty(), "the state is written from `state`");
         w.write_all(SNAPSHOT_MAGIC)?;
         let mut body = CrcWriter::new(&mut *w);
@@ -145,7 +149,7 @@ impl EngineSnap {
             &self.stages,
         );
         bincode::serialize_into(&mut body, &head).map_err(std::io::Error::other)?;
-        state.write_snapshot_prefixed(&mut body)?;
+        state(&mut body)?;
         let crc = body.finish();
         w.write_all(&crc.to_le_bytes())
     }
@@ -196,18 +200,39 @@ pub struct EngineCopy {
 /// gives the bytes [`Engine::snapshot`] would have given at that moment, on any thread.
 pub struct PendingSnapshot {
     header: EngineSnap,
-    state: FeatureState,
+    state: argus_features::state::FrozenState,
 }
 
 impl PendingSnapshot {
     pub fn encode(self) -> Vec<u8> {
-        self.header.encode(&self.state)
+        let mut out = Vec::new();
+        self.write_to(&mut out)
+            .expect("writing plain data to a Vec cannot fail");
+        out
     }
 
     /// Writes the bytes of [`encode`](Self::encode) to `w` as they are encoded, without building
     /// them in memory (the server writes its snapshots this way, straight to the file).
     pub fn write_to(self, w: &mut impl Write) -> std::io::Result<()> {
-        self.header.write(&self.state, w)
+        let state = &self.state;
+        self.header
+            .write(|body| state.write_snapshot_prefixed(body), w)
+    }
+
+    /// Memory the copy holds beyond the live state: the encoded feature records and their index
+    /// (the idempotency ids and pending labels are copied as they are).
+    pub fn state_bytes(&self) -> usize {
+        self.state.bytes()
+    }
+
+    /// Bytes of encoded feature records the copy moved to its spill file.
+    pub fn spilled_bytes(&self) -> u64 {
+        self.state.spilled()
+    }
+
+    /// Why the copy kept its records in memory although it was given a spill directory.
+    pub fn spill_error(&self) -> Option<&str> {
+        self.state.spill_error()
     }
 }
 
@@ -1104,10 +1129,13 @@ impl Engine {
     /// server's). Between events, [`copy_step`](Self::copy_step) copies a bounded part; then
     /// [`finish_copy`](Self::finish_copy) returns a [`PendingSnapshot`] equal to the state at that
     /// moment, to be encoded on another thread. Keys that expire meanwhile are copied as removed.
-    pub fn begin_copy(&mut self) -> EngineCopy {
+    ///
+    /// With a `spill` directory, the copied feature records move to an unlinked file there as they are
+    /// encoded, so that the copy holds about 60 bytes a key in memory rather than the records.
+    pub fn begin_copy(&mut self, spill: Option<&Path>) -> EngineCopy {
         let n = self.sq.dedupe.order.len();
         EngineCopy {
-            state: self.state.begin_copy(),
+            state: self.state.begin_copy(spill),
             dedupe: Vec::with_capacity(n),
             first_abs: self.sq.dedupe_evicted,
             end_abs: self.sq.dedupe_evicted + n as u64,
@@ -1275,7 +1303,7 @@ mod tests {
         old.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
         assert_eq!(e.snapshot(), old);
         let mut streamed = Vec::new();
-        let c = e.begin_copy();
+        let c = e.begin_copy(None);
         e.finish_copy(c)
             .expect("nothing aborts a copy")
             .write_to(&mut streamed)

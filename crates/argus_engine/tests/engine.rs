@@ -417,6 +417,8 @@ fn a_snapshot_is_refused_under_another_pseudonymization_secret() {
 #[test]
 fn an_incremental_copy_taken_while_events_arrive_equals_the_snapshot_at_its_end() {
     let mut e = engine();
+    // The copies spill their records to an unlinked file here.
+    let spill = tempfile::tempdir().unwrap();
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move |n: u64| {
         rng ^= rng << 13;
@@ -439,7 +441,7 @@ fn an_incremental_copy_taken_while_events_arrive_equals_the_snapshot_at_its_end(
         );
         e.process(&ev).unwrap();
         copy = match copy.take() {
-            None if i % 400 == 0 => Some(e.begin_copy()),
+            None if i % 400 == 0 => Some(e.begin_copy(Some(spill.path()))),
             None => None,
             Some(mut c) => match e.copy_step(&mut c, 5) {
                 Ok(false) => Some(c),
@@ -466,9 +468,27 @@ fn an_incremental_copy_taken_while_events_arrive_equals_the_snapshot_at_its_end(
         e.feature_state().stats().keys_expired > 0,
         "the run must expire keys (during copies) to test anything"
     );
-    // A copy finished early (in one step) is equal too.
-    let c = e.begin_copy();
-    assert_eq!(e.finish_copy(c).unwrap().encode(), e.snapshot());
+    // A copy finished early (in one step) is equal too, and holds the records encoded: less memory
+    // than the state it copies.
+    let c = e.begin_copy(Some(spill.path()));
+    let pending = e.finish_copy(c).unwrap();
+    let state: usize = e
+        .feature_state()
+        .partition_memory()
+        .iter()
+        .map(|p| p.bytes)
+        .sum();
+    assert!(pending.spilled_bytes() > 0 && pending.spill_error().is_none());
+    assert!(
+        pending.state_bytes() * 4 < state,
+        "the copy holds {} bytes in memory, the state {state}",
+        pending.state_bytes()
+    );
+    assert!(
+        std::fs::read_dir(spill.path()).unwrap().next().is_none(),
+        "the spill file is unlinked"
+    );
+    assert_eq!(pending.encode(), e.snapshot());
 }
 
 /// `[engine] dedupe_max_ids` bounds the idempotency ids whatever the TTL: the oldest are forgotten,
@@ -498,7 +518,7 @@ fn idempotency_ids_are_capped_and_copies_skip_the_forgotten_ones() {
         e.process(&ev).unwrap();
         assert!(e.idempotency_ids() <= 300);
         copy = match copy.take() {
-            None if i % 97 == 0 => Some(e.begin_copy()),
+            None if i % 97 == 0 => Some(e.begin_copy(None)),
             None => None,
             Some(mut c) => match e.copy_step(&mut c, 3) {
                 Ok(false) => Some(c),
@@ -524,7 +544,7 @@ fn idempotency_ids_are_capped_and_copies_skip_the_forgotten_ones() {
         Err(argus_engine::ProcessError::Duplicate(_))
     ));
     // A forced copy in one step, with ids present (it used to overflow: `slice index starts at …`).
-    let mut c = e.begin_copy();
+    let mut c = e.begin_copy(None);
     assert!(e.copy_step(&mut c, usize::MAX).unwrap());
     assert_eq!(e.finish_copy(c).unwrap().encode(), e.snapshot());
 }

@@ -242,14 +242,166 @@ pub struct FeatureState {
 }
 
 /// An incremental copy of a [`FeatureState`] in progress: the keys present when it began, how far it
-/// has got, and the records copied so far.
+/// has got, and the records copied so far, already encoded (the snapshot's own bytes: a fraction of
+/// the records' memory, see [`FrozenState::bytes`]).
 #[derive(Debug)]
 pub struct StateCopy {
     /// (partition, entity, keys) in copy order.
     keys: Vec<(usize, usize, Vec<u128>)>,
     list: usize,
     pos: usize,
-    out: Vec<Vec<KeyMap<Record>>>,
+    /// The encoded records, back to back: the older ones in a file, the newest in memory.
+    arena: Spill,
+    /// Per entity: key → (offset in the arena, length, the first watermark at which the record is
+    /// dead).
+    index: Vec<KeyMap<(u64, usize, i64)>>,
+}
+
+impl StateCopy {
+    /// Copies `rec` (the record of `key` of `entity`), replacing an earlier copy.
+    fn put(&mut self, shape: &Shape, entity: usize, key: u128, rec: &Record) {
+        let (at, len) = self.arena.push(rec);
+        let dead = shape.record_dead_at(entity, rec);
+        self.index[entity].insert(key, (at, len, dead));
+    }
+}
+
+/// Bytes appended in memory, moved to an unlinked temporary file every [`SPILL_AT`] bytes when the
+/// copy was given a directory: what a copy holds in memory is then its index (about 60 bytes a key),
+/// not the records. If the file cannot be created or written, the bytes stay in memory (the copy is
+/// still exact) and [`FrozenState::spill_error`] says why.
+#[derive(Debug, Default)]
+struct Spill {
+    dir: Option<std::path::PathBuf>,
+    file: Option<std::fs::File>,
+    /// Bytes in the file (the offset of `buf[0]`).
+    flushed: u64,
+    buf: Vec<u8>,
+    error: Option<String>,
+}
+
+/// Bytes buffered in memory before they move to the spill file.
+const SPILL_AT: usize = 64 << 10;
+
+impl Spill {
+    fn push(&mut self, rec: &Record) -> (u64, usize) {
+        let at = self.buf.len();
+        bincode::serialize_into(&mut self.buf, rec)
+            .expect("serializing plain data to a Vec cannot fail");
+        let len = self.buf.len() - at;
+        let off = self.flushed + at as u64;
+        if self.buf.len() >= SPILL_AT && self.error.is_none() {
+            if let Err(e) = self.flush() {
+                self.error = Some(e.to_string());
+            }
+        }
+        (off, len)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        use std::io::Write;
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        if self.file.is_none() {
+            static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = dir.join(format!(".copy-{}-{n}.tmp", std::process::id()));
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            // Unlinked at once: the file lives as long as the copy, and no crash leaves it behind.
+            std::fs::remove_file(&path)?;
+            self.file = Some(f);
+        }
+        if let Some(f) = self.file.as_mut() {
+            f.write_all(&self.buf)?;
+            self.flushed += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// The bytes at `at..at + len` (read from the file into `scratch` when they were spilled).
+    fn get<'a>(
+        &'a self,
+        at: u64,
+        len: usize,
+        scratch: &'a mut Vec<u8>,
+    ) -> std::io::Result<&'a [u8]> {
+        if at >= self.flushed {
+            let i = (at - self.flushed) as usize;
+            return Ok(&self.buf[i..i + len]);
+        }
+        use std::os::unix::fs::FileExt;
+        let f = self
+            .file
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("spilled bytes without a spill file"))?;
+        scratch.resize(len, 0);
+        f.read_exact_at(scratch, at)?;
+        Ok(scratch)
+    }
+}
+
+/// A consistent copy of a [`FeatureState`]'s snapshot, taken by [`FeatureState::finish_copy`]: its
+/// live records encoded, in canonical order, to be written on any thread.
+#[derive(Debug)]
+pub struct FrozenState {
+    watermark: i64,
+    counters: (u64, u64),
+    arena: Spill,
+    /// Per entity: (key, offset, length), sorted by key.
+    entries: Vec<Vec<(u128, u64, usize)>>,
+}
+
+impl FrozenState {
+    /// Memory the copy holds: the encoded records still in memory and the index.
+    pub fn bytes(&self) -> usize {
+        self.arena.buf.capacity()
+            + self
+                .entries
+                .iter()
+                .map(|e| e.capacity() * std::mem::size_of::<(u128, u64, usize)>())
+                .sum::<usize>()
+    }
+
+    /// Bytes of encoded records moved to the spill file.
+    pub fn spilled(&self) -> u64 {
+        self.arena.flushed
+    }
+
+    /// Why the records stayed in memory although a spill directory was given.
+    pub fn spill_error(&self) -> Option<&str> {
+        self.arena.error.as_deref()
+    }
+
+    /// The bytes [`FeatureState::snapshot`] gave when the copy finished, as a length-prefixed byte
+    /// string (see [`FeatureState::write_snapshot_prefixed`]): bincode's encoding of the snapshot,
+    /// written from the encoded records.
+    pub fn write_snapshot_prefixed(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        // bincode (fixed-width integers, little-endian): watermark, the number of entities, per
+        // entity its number of keys and each (key, record), then the two counters.
+        let mut n: u64 = 8 + 8 + 16;
+        for e in &self.entries {
+            n += 8 + e.iter().map(|&(_, _, len)| 16 + len as u64).sum::<u64>();
+        }
+        w.write_all(&n.to_le_bytes())?;
+        w.write_all(&self.watermark.to_le_bytes())?;
+        w.write_all(&(self.entries.len() as u64).to_le_bytes())?;
+        let mut scratch = Vec::new();
+        for e in &self.entries {
+            w.write_all(&(e.len() as u64).to_le_bytes())?;
+            for &(k, at, len) in e {
+                w.write_all(&k.to_le_bytes())?;
+                w.write_all(self.arena.get(at, len, &mut scratch)?)?;
+            }
+        }
+        w.write_all(&self.counters.0.to_le_bytes())?;
+        w.write_all(&self.counters.1.to_le_bytes())
+    }
 }
 
 /// The state was merged with another during an incremental copy; the copy must start again.
@@ -687,9 +839,11 @@ impl FeatureState {
     /// (16 bytes each) and from now on records which keys change. [`copy_step`](Self::copy_step)
     /// copies a bounded number of records between events; [`finish_copy`](Self::finish_copy) copies
     /// the keys changed meanwhile again, so the copy equals the state at the time it finishes.
-    pub fn begin_copy(&mut self) -> StateCopy {
+    /// With a `spill` directory, the copied records move to an unlinked file there as they are
+    /// encoded; without, they stay in memory (encoded).
+    pub fn begin_copy(&mut self, spill: Option<&std::path::Path>) -> StateCopy {
         let mut keys = Vec::new();
-        let mut out = Vec::new();
+        let mut per_entity = vec![0; self.shape.entity_series.len()];
         for (pi, p) in self.parts.iter_mut().enumerate() {
             p.tracking = Some(Tracking {
                 dirty: vec![KeySet::default(); p.maps.len()],
@@ -697,19 +851,21 @@ impl FeatureState {
             });
             for (e, m) in p.maps.iter().enumerate() {
                 keys.push((pi, e, m.keys().copied().collect()));
+                per_entity[e] += m.len();
             }
-            out.push(
-                p.maps
-                    .iter()
-                    .map(|m| KeyMap::with_capacity_and_hasher(m.len(), Default::default()))
-                    .collect(),
-            );
         }
         StateCopy {
             keys,
             list: 0,
             pos: 0,
-            out,
+            arena: Spill {
+                dir: spill.map(std::path::Path::to_path_buf),
+                ..Spill::default()
+            },
+            index: per_entity
+                .into_iter()
+                .map(|n| KeyMap::with_capacity_and_hasher(n, Default::default()))
+                .collect(),
         }
     }
 
@@ -726,17 +882,17 @@ impl FeatureState {
         }
         let mut n = 0;
         while c.list < c.keys.len() {
-            let (pi, e, keys) = &c.keys[c.list];
-            let (map, out) = (&self.parts[*pi].maps[*e], &mut c.out[*pi][*e]);
-            while c.pos < keys.len() && n < budget {
-                let k = keys[c.pos];
+            let (pi, e) = (c.keys[c.list].0, c.keys[c.list].1);
+            let map = &self.parts[pi].maps[e];
+            while c.pos < c.keys[c.list].2.len() && n < budget {
+                let k = c.keys[c.list].2[c.pos];
                 if let Some(r) = map.get(&k) {
-                    out.insert(k, r.clone());
+                    c.put(&self.shape, e, k, r);
                 }
                 c.pos += 1;
                 n += 1;
             }
-            if c.pos < keys.len() {
+            if c.pos < c.keys[c.list].2.len() {
                 return Ok(false);
             }
             c.list += 1;
@@ -746,32 +902,50 @@ impl FeatureState {
     }
 
     /// Completes the copy: the rest of the listed keys, then every key changed since the copy began.
-    /// The result has this state's snapshot bytes as of now; it is meant to be encoded (its expiry
-    /// queues are empty).
-    pub fn finish_copy(&mut self, mut c: StateCopy) -> Result<FeatureState, CopyAborted> {
+    /// The result has this state's snapshot bytes as of now.
+    pub fn finish_copy(&mut self, mut c: StateCopy) -> Result<FrozenState, CopyAborted> {
         while !self.copy_step(&mut c, usize::MAX)? {}
-        let mut parts = Vec::with_capacity(self.parts.len());
-        for (pi, p) in self.parts.iter_mut().enumerate() {
+        c.keys = Vec::new();
+        for p in self.parts.iter_mut() {
             let t = p.tracking.take().ok_or(CopyAborted)?;
-            let mut maps = std::mem::take(&mut c.out[pi]);
             for (e, dirty) in t.dirty.iter().enumerate() {
                 for k in dirty {
                     match p.maps[e].get(k) {
-                        Some(r) => maps[e].insert(*k, r.clone()),
-                        None => maps[e].remove(k),
-                    };
+                        Some(r) => c.put(&self.shape, e, *k, r),
+                        None => {
+                            c.index[e].remove(k);
+                        }
+                    }
                 }
             }
-            parts.push(Part {
-                maps,
-                stats: p.stats.clone(),
-                ..Default::default()
-            });
         }
-        Ok(FeatureState {
-            parts,
-            shape: self.shape.clone(),
-            watermark: self.watermark,
+        let wm = self.watermark;
+        let entries = c
+            .index
+            .iter()
+            .map(|m| {
+                let mut v: Vec<(u128, u64, usize)> = m
+                    .iter()
+                    .filter(|(_, &(_, _, dead))| dead > wm)
+                    .map(|(&k, &(at, len, _))| (k, at, len))
+                    .collect();
+                v.sort_unstable_by_key(|e| e.0);
+                v
+            })
+            .collect();
+        // The rest of the records to the file too: the frozen copy holds only its sorted index.
+        if c.arena.dir.is_some() && c.arena.error.is_none() {
+            match c.arena.flush() {
+                Ok(()) => c.arena.buf = Vec::new(),
+                Err(e) => c.arena.error = Some(e.to_string()),
+            }
+        }
+        let s = self.stats();
+        Ok(FrozenState {
+            watermark: wm,
+            counters: (s.exact_cap_evictions, s.bucket_too_old),
+            arena: c.arena,
+            entries,
         })
     }
 

@@ -17,6 +17,8 @@ pub const FSYNCS: &str = "argus_log_fsyncs_total";
 pub const LOG_SEGMENTS: &str = "argus_log_segments";
 pub const SNAPSHOT_PAUSE: &str = "argus_snapshot_pause_seconds";
 pub const SNAPSHOTS: &str = "argus_snapshots_total";
+/// Memory the last snapshot copy held (its index and the records not yet spilled to its file).
+pub const SNAPSHOT_COPY_BYTES: &str = "argus_snapshot_copy_bytes";
 pub const RELOADS: &str = "argus_reloads_total";
 pub const GROUP_SECONDS: &str = "argus_core_group_seconds";
 pub const HOUSEKEEPING_SECONDS: &str = "argus_core_housekeeping_seconds";

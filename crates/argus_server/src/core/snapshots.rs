@@ -150,7 +150,11 @@ impl Core {
             return;
         }
         let t = Instant::now();
-        self.copying = Some(self.engine.begin_copy());
+        // The copied records spill to an unlinked file beside the snapshots, so that a copy holds
+        // its index in memory, not a second state.
+        let dir = snapshot_dir(&self.settings.data_dir);
+        let _ = std::fs::create_dir_all(&dir);
+        self.copying = Some(self.engine.begin_copy(Some(&dir)));
         self.copy_from = (self.wal.last_seq(), self.engine.feature_state().key_count());
         // Steps pace themselves on the records applied since the copy began, not since the last copy.
         self.applied_since_step = 0;
@@ -180,6 +184,10 @@ impl Core {
                 return;
             }
         };
+        m::set_gauge(m::SNAPSHOT_COPY_BYTES, pending.state_bytes() as f64);
+        if let Some(e) = pending.spill_error() {
+            tracing::warn!("the snapshot copy kept its records in memory: {e}");
+        }
         let extras = Extras {
             seq,
             overlay: self.overlay.clone(),
