@@ -768,3 +768,147 @@ expression = "features.seconds_since_signup < 60"
         "{err}"
     );
 }
+
+/// `argus` in `dir` with `args`, which must fail: its standard error.
+fn argus_fails(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "argus {args:?} passed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn model_inputs_are_declared_in_models_and_trained_from_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |inputs: &str| {
+        format!(
+            r#"
+[[event_types]]
+name = "payment.attempt"
+[event_types.fields]
+fraud = {{ type = "int", label = {{ name = "fraud", delay = "1d" }} }}
+
+[[features]]
+name = "user_payments_1d"
+kind = "count"
+events = ["payment.attempt"]
+window = "1d"
+
+[[features]]
+name = "user_amount_1d"
+kind = "sum"
+events = ["payment.attempt"]
+value = "amount"
+window = "1d"
+
+[[features]]
+name = "user_first_seen"
+kind = "first_seen"
+events = ["payment.attempt"]
+
+[[models]]
+name = "fraud_model"
+event = "payment.attempt"
+path = "models/fraud.json"
+inputs = [{inputs}]
+"#
+        )
+    };
+    std::fs::write(
+        dir.path().join("argus.toml"),
+        config("\"user_payments_1d\", \"user_amount_1d\""),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("models")).unwrap();
+    // 20 days of payments by 200 users; a fifth of the users are fraudsters who pay large amounts
+    // often.
+    let mut events = Vec::new();
+    let mut rng = 7u64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    for i in 0..6_000i64 {
+        let u = next(200);
+        let bad = u % 5 == 0;
+        let amount = if bad { 200 + next(300) } else { 5 + next(120) };
+        events.push(event(
+            &format!("p{i}"),
+            "payment.attempt",
+            T0 + i * (20 * DAY / 6_000),
+            &format!("u{u}"),
+            serde_json::json!({"amount": format!("{amount}.00"), "fraud": i64::from(bad)}),
+        ));
+    }
+    std::fs::write(dir.path().join("events.ndjson"), events.join("\n") + "\n").unwrap();
+    let train = [
+        "train",
+        "--config",
+        "argus.toml",
+        "--input",
+        "events.ndjson",
+        "--train-from",
+        "2026-01-01",
+        "--train-days",
+        "12",
+        "--test-days",
+        "5",
+    ];
+    // Declared but not trained yet: the configuration cannot serve...
+    let err = check_fails(dir.path(), "argus.toml");
+    assert!(
+        err.contains("models.fraud_model: path: cannot read"),
+        "{err}"
+    );
+    // ...and `argus train --model` writes the declared file, on the declared inputs only.
+    let mut args = train.to_vec();
+    args.extend(["--model", "fraud_model"]);
+    let (out, err) = argus(dir.path(), &args);
+    let model: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("models/fraud.json")).unwrap(),
+    )
+    .unwrap();
+    let text = model.to_string();
+    assert!(
+        text.contains("user_payments_1d")
+            && text.contains("user_amount_1d")
+            && !text.contains("user_first_seen"),
+        "{out}{err}"
+    );
+    assert!(out.contains("trained `fraud_model`"), "{out}");
+    // Now the configuration loads, model and all.
+    argus(dir.path(), &["check", "--config", "argus.toml"]);
+    // The inputs are declared once: --features beside them is refused, as is an unknown name.
+    let mut both = args.clone();
+    both.extend(["--features", "user_first_seen"]);
+    let err = argus_fails(dir.path(), &both);
+    assert!(err.contains("declares its inputs"), "{err}");
+    let mut unknown = train.to_vec();
+    unknown.extend(["--model", "fraud"]);
+    let err = argus_fails(dir.path(), &unknown);
+    assert!(err.contains("declares fraud_model"), "{err}");
+    // Declared inputs that the file was not trained on: refused, saying how to retrain.
+    std::fs::write(
+        dir.path().join("argus.toml"),
+        config("\"user_payments_1d\""),
+    )
+    .unwrap();
+    let err = check_fails(dir.path(), "argus.toml");
+    assert!(
+        err.contains("in the file but not declared: [user_amount_1d]")
+            && err.contains("argus train --model fraud_model"),
+        "{err}"
+    );
+    // An input that is not a feature of the type is refused at load, even before training.
+    std::fs::write(dir.path().join("argus.toml"), config("\"user_amount_7d\"")).unwrap();
+    let err = argus_fails(dir.path(), &args);
+    assert!(
+        err.contains("input `user_amount_7d` is not a configured feature"),
+        "{err}"
+    );
+}

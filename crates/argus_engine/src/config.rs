@@ -45,6 +45,7 @@ const TOP_KEYS: &[&str] = &[
     "graph",
     "csv",
     "server",
+    "lookups",
 ];
 
 #[derive(Debug, Deserialize, Clone, Default)]
@@ -137,8 +138,14 @@ pub struct Config {
     pub partitions: usize,
     /// The `[server]` section, read by `argus serve` (the engine itself does not use it).
     pub server: toml::Table,
-    /// `[[models]]`, loaded and matched to the features (their slots are `features.models`).
+    /// `[[models]]`, loaded and matched to the features (their slots are `features.models`). Empty
+    /// when loaded by [`load_without_models`](Self::load_without_models).
     pub models: Vec<Arc<crate::models::LoadedModel>>,
+    /// `[[models]]` as declared, with their files' paths resolved.
+    pub declared_models: Vec<crate::models::DeclaredModel>,
+    /// `[[lookups]]`: the tables' contents, read by every decoder of this configuration's engine
+    /// (a reload replaces them in place).
+    pub lookups: argus_event::lookup::LookupCell,
     /// `[graph]`: the entity graph and its detectors, when declared.
     pub graph: Option<Arc<crate::graph::GraphSpec>>,
     /// Files read, in order.
@@ -161,7 +168,11 @@ struct Parts {
     /// Each `[[models]]` entry with the folder of the file that declared it.
     models: Vec<(crate::models::ModelConfig, PathBuf)>,
     graph: Option<crate::graph::GraphConfig>,
+    /// Each `[[lookups]]` entry with the folder of the file that declared it.
+    lookups: Vec<(crate::lookups::LookupConfig, PathBuf)>,
     sources: Vec<PathBuf>,
+    /// Declarations are checked, but model files are not read (training writes them).
+    skip_model_files: bool,
 }
 
 impl Config {
@@ -173,6 +184,18 @@ impl Config {
     /// Loads a configuration file and its includes.
     pub fn load(path: &Path) -> Result<Config, ConfigLoadError> {
         let mut parts = Parts::default();
+        let mut errors = Vec::new();
+        read_file(path, &mut parts, &mut errors, 0);
+        Self::finish(parts, errors)
+    }
+
+    /// As [`load`](Self::load), without reading the `[[models]]` files (only their declarations are
+    /// checked): for `argus train`, which writes them, and `argus eval`, which names its model.
+    pub fn load_without_models(path: &Path) -> Result<Config, ConfigLoadError> {
+        let mut parts = Parts {
+            skip_model_files: true,
+            ..Parts::default()
+        };
         let mut errors = Vec::new();
         read_file(path, &mut parts, &mut errors, 0);
         Self::finish(parts, errors)
@@ -200,8 +223,16 @@ impl Config {
 
     fn from_parts(p: Parts) -> Result<Config, ConfigLoadError> {
         let mut errors = Vec::new();
+        let (lookup_fields, lookup_tables, lookup_errors) = crate::lookups::load(&p.lookups);
+        errors.extend(lookup_errors);
         let schema = match Schema::load(&p.schema) {
-            Ok(s) => Some(Arc::new(s)),
+            Ok(mut s) => match s.add_lookup_fields(&lookup_fields) {
+                Ok(()) => Some(Arc::new(s)),
+                Err(e) => {
+                    errors.extend(e);
+                    None
+                }
+            },
             Err(e) => {
                 errors.extend(e.0.into_iter().map(|e| format!("schema: {e}")));
                 None
@@ -227,6 +258,12 @@ impl Config {
                                 .any(|e| e.contains(&format!("models.{}: declared twice", mc.name)))
                         {
                             errors.push(format!("models.{}: declared twice", mc.name));
+                        }
+                        if p.skip_model_files {
+                            if let Err(e) = crate::models::check_declaration(mc, s, &f) {
+                                errors.extend(e);
+                            }
+                            continue;
                         }
                         match crate::models::load(mc, base, s, &f) {
                             Ok(m) => {
@@ -306,6 +343,15 @@ impl Config {
             partitions,
             server: p.server,
             models,
+            lookups: crate::lookups::cell(lookup_tables),
+            declared_models: p
+                .models
+                .iter()
+                .map(|(c, base)| crate::models::DeclaredModel {
+                    config: c.clone(),
+                    path: base.join(&c.path),
+                })
+                .collect(),
             graph,
             sources: p.sources,
         })
@@ -528,6 +574,13 @@ fn absorb(
     if let Some(v) = section("graph") {
         if let Some(g) = typed(v, "graph", name, errors) {
             parts.graph = Some(g);
+        }
+    }
+    if let Some(v) = section("lookups") {
+        if let Some(ls) = typed::<Vec<crate::lookups::LookupConfig>>(v, "lookups", name, errors) {
+            parts
+                .lookups
+                .extend(ls.into_iter().map(|l| (l, base.to_path_buf())));
         }
     }
     if let Some(v) = section("models") {

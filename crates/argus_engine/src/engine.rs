@@ -615,7 +615,8 @@ impl Batch {
 
 impl Engine {
     pub fn new(config: Config) -> Engine {
-        let decoder = Decoder::new(config.schema.clone(), config.pseudonymizer.clone());
+        let decoder = Decoder::new(config.schema.clone(), config.pseudonymizer.clone())
+            .with_lookups(config.lookups.clone());
         let state = FeatureState::with_partitions(&config.features, config.partitions);
         let n = config.features.features.len();
         let n_labels = config.schema.labels.len();

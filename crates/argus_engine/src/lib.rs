@@ -10,6 +10,7 @@ pub mod config;
 pub mod dataset;
 pub mod engine;
 pub mod graph;
+pub mod lookups;
 pub mod models;
 pub mod replay;
 pub mod report;

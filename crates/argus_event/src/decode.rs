@@ -2,7 +2,7 @@
 //! Every problem is reported with its JSON path; nothing is half-applied because decoding has no effects.
 
 use crate::privacy::{self, Personal, Pseudonymizer};
-use crate::schema::{did_you_mean, EventType, FieldType, Schema, TypeId, ACTOR_SLOT};
+use crate::schema::{did_you_mean, Derivation, EventType, FieldType, Schema, TypeId, ACTOR_SLOT};
 use crate::time::parse_datetime;
 use crate::value::{parse_decimal, Value, DEC_SCALE};
 use crate::Event;
@@ -82,6 +82,8 @@ pub struct Decoder {
     pub schema: Arc<Schema>,
     pseudo: Pseudonymizer,
     pub limits: Limits,
+    /// The lookup tables' contents (shared by clones; a reload swaps them).
+    pub lookups: crate::lookup::LookupCell,
 }
 
 /// A raw field value: JSON from the API, or text from a CSV column.
@@ -97,7 +99,25 @@ impl Decoder {
             schema,
             pseudo,
             limits: Limits::default(),
+            lookups: crate::lookup::LookupCell::default(),
         }
+    }
+
+    /// This decoder reading its lookup fields from `cell`.
+    pub fn with_lookups(mut self, cell: crate::lookup::LookupCell) -> Self {
+        self.lookups = cell;
+        self
+    }
+
+    /// `column` of the row of lookup `table` that `input` matches (null when none does).
+    fn lookup(tables: &crate::lookup::Lookups, table: u16, column: u16, input: &str) -> Value {
+        tables
+            .tables
+            .get(table as usize)
+            .and_then(|t| t.find(input))
+            .and_then(|row| row.get(column as usize))
+            .cloned()
+            .unwrap_or(Value::Null)
     }
 
     /// Decodes one JSON document.
@@ -342,6 +362,23 @@ impl Decoder {
         for (slot, rv, path) in raw {
             self.field_into(et, *slot, *rv, *path, &mut fields, &mut errors);
         }
+        // Lookups on fields that are not personal data (those were looked up before tokenizing),
+        // derived attributes such as `card_bin` included.
+        let mut tables = None;
+        for (ds, df) in et.fields.iter().enumerate() {
+            if let Some((src, Derivation::Lookup { table, column })) = df.derived_from {
+                if et.fields[src].ty.pii_by_default() {
+                    continue;
+                }
+                let input = match &fields[src] {
+                    Value::Null => continue,
+                    Value::Str(s) => s.to_string(),
+                    v => v.to_string(),
+                };
+                let t = tables.get_or_insert_with(|| self.lookups.current());
+                fields[ds] = Self::lookup(t, table, column, &input);
+            }
+        }
         for (s, f) in et.fields.iter().enumerate() {
             if f.required && fields[s].is_null() {
                 // A value that was given but failed to parse is already reported at its own path.
@@ -404,12 +441,19 @@ impl Decoder {
                     // Personal data: normalize, derive, then tokenize (or keep, when pii = false).
                     match privacy::normalize(f.ty, &p) {
                         Ok(norm) => {
+                            let mut tables = None;
                             for (ds, df) in et.fields.iter().enumerate() {
                                 if let Some((src, d)) = df.derived_from {
-                                    if src == slot {
-                                        if let Some(x) = privacy::derive(d, &norm, &p) {
-                                            fields[ds] = Value::Str(x.into());
-                                        }
+                                    if src != slot {
+                                        continue;
+                                    }
+                                    if let Derivation::Lookup { table, column } = d {
+                                        // From the value before it is pseudonymized.
+                                        let t =
+                                            tables.get_or_insert_with(|| self.lookups.current());
+                                        fields[ds] = Self::lookup(t, table, column, &norm);
+                                    } else if let Some(x) = privacy::derive(d, &norm, &p) {
+                                        fields[ds] = Value::Str(x.into());
                                     }
                                 }
                             }

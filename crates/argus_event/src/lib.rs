@@ -7,6 +7,7 @@
 //! It must not depend on features, rules, storage, HTTP or the wall clock: it is pure data in, data out.
 
 pub mod decode;
+pub mod lookup;
 pub mod privacy;
 pub mod schema;
 pub mod time;

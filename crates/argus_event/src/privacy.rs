@@ -181,6 +181,8 @@ pub fn derive(d: Derivation, normalized: &str, p: &Personal) -> Option<String> {
             .as_ref()
             .map(|c| c.trim().to_uppercase().replace(' ', "")),
         Derivation::AddressCountry => p.country.as_ref().map(|c| c.trim().to_uppercase()),
+        // Read by the decoder from its lookup tables.
+        Derivation::Lookup { .. } => None,
     }
 }
 

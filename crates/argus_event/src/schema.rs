@@ -191,6 +191,11 @@ pub enum Derivation {
     AddressCity,
     AddressPostcode,
     AddressCountry,
+    /// A column of a lookup table's row for the source field's value (see [`crate::lookup`]).
+    Lookup {
+        table: u16,
+        column: u16,
+    },
 }
 
 impl Derivation {
@@ -301,7 +306,78 @@ pub struct Schema {
     pub labels: Vec<LabelSpec>,
 }
 
+/// Fields a lookup table adds to every event type that has its `input` field: (new field name, the
+/// table's column index) each.
+#[derive(Debug, Clone)]
+pub struct LookupFields {
+    pub table: u16,
+    pub name: String,
+    pub input: String,
+    pub fields: Vec<(String, u16)>,
+    /// The value columns' names, for descriptions.
+    pub columns: Vec<String>,
+}
+
 impl Schema {
+    /// Adds the fields of each lookup (see [`LookupFields`]) to every public event type that has its
+    /// input field, after the type's own fields: derived fields that a sender may not set. Refuses an
+    /// input that no event type has and a field name a type already uses.
+    pub fn add_lookup_fields(&mut self, lookups: &[LookupFields]) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        for l in lookups {
+            let mut found = false;
+            for t in self.types.iter_mut().filter(|t| !t.internal) {
+                let Some(src) = t.slot(&l.input) else {
+                    continue;
+                };
+                found = true;
+                for (name, col) in &l.fields {
+                    if t.index.contains_key(name) {
+                        errors.push(format!(
+                            "lookups.{}.fields: `{name}` is already a field of `{}`",
+                            l.name, t.name
+                        ));
+                        continue;
+                    }
+                    t.index.insert(name.clone(), t.fields.len());
+                    t.fields.push(Field {
+                        name: name.clone(),
+                        ty: FieldType::String,
+                        entity: None,
+                        required: false,
+                        pii: false,
+                        max_len: 1024,
+                        derived_from: Some((
+                            src,
+                            Derivation::Lookup {
+                                table: l.table,
+                                column: *col,
+                            },
+                        )),
+                        label: None,
+                        description: Some(format!(
+                            "Lookup `{}`: column `{}` for `{}`.",
+                            l.name,
+                            l.columns.get(*col as usize).map_or("?", String::as_str),
+                            l.input
+                        )),
+                    });
+                }
+            }
+            if !found {
+                errors.push(format!(
+                    "lookups.{}.input: no event type has a field `{}`",
+                    l.name, l.input
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
     /// The built-in e-commerce schema alone.
     pub fn builtin() -> Schema {
         Schema::load(&[]).expect("the built-in schema is valid (tested)")

@@ -40,8 +40,20 @@ pub const STARTER_CONFIG: &str = include_str!("../../../../examples/starter/argu
 
 /// Loads `path`, or the embedded starter configuration when none is given.
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    load_config_with(path, Config::load)
+}
+
+/// As [`load_config`], without reading `[[models]]` files (their declarations are checked).
+pub fn load_config_without_models(path: Option<&Path>) -> anyhow::Result<Config> {
+    load_config_with(path, Config::load_without_models)
+}
+
+fn load_config_with(
+    path: Option<&Path>,
+    load: fn(&Path) -> Result<Config, argus_engine::ConfigLoadError>,
+) -> anyhow::Result<Config> {
     let cfg = match path {
-        Some(p) => Config::load(p).with_context(|| format!("loading {}", p.display()))?,
+        Some(p) => load(p).with_context(|| format!("loading {}", p.display()))?,
         None => Config::from_str(STARTER_CONFIG, Path::new("."))
             .context("loading the embedded starter configuration")?,
     };

@@ -78,12 +78,16 @@ pub struct TrainArgs {
     /// Weight of positive rows: a number, or `auto` (negatives / positives).
     #[arg(long)]
     scale_pos_weight: Option<String>,
-    /// Model name (default: the label's name).
+    /// Model name (default: the label's name, or `--model`'s).
     #[arg(long)]
     name: Option<String>,
-    /// Write the model here.
+    /// Train the model `[[models]]` declares under this name: its event type, its `inputs`, and its
+    /// `path` as the output (unless `--out` is given).
+    #[arg(long)]
+    model: Option<String>,
+    /// Write the model here (default with `--model`: the declared path).
     #[arg(long, short)]
-    out: PathBuf,
+    out: Option<PathBuf>,
     /// Write the training and test tables as CSV into this folder (for reference libraries).
     #[arg(long)]
     export: Option<PathBuf>,
@@ -172,7 +176,8 @@ struct Resolved {
 }
 
 fn resolve(d: &Data) -> anyhow::Result<Resolved> {
-    let cfg = super::load_config(d.setup.config.as_deref())?;
+    // The `[[models]]` files are not read: training writes them, and eval names its model.
+    let cfg = super::load_config_without_models(d.setup.config.as_deref())?;
     let schema = cfg.schema.clone();
     let spec = match &d.label {
         Some(n) => schema
@@ -359,8 +364,71 @@ fn export(dir: &std::path::Path, name: &str, rows: &Rows, idx: &[usize]) -> anyh
     Ok(())
 }
 
+/// What `--model` takes from `[[models]]`: the name, event type, inputs and output path.
+struct Target {
+    name: Option<String>,
+    features: Vec<String>,
+    out: PathBuf,
+}
+
+/// Resolves `--model` against the configuration's `[[models]]` (the event type in `res` too), or the
+/// plain options without it.
+fn target(a: &TrainArgs, res: &mut Resolved) -> anyhow::Result<Target> {
+    let Some(name) = &a.model else {
+        let out = a
+            .out
+            .clone()
+            .context("--out is required (or --model, to write the file `[[models]]` declares)")?;
+        return Ok(Target {
+            name: a.name.clone(),
+            features: a.features.clone(),
+            out,
+        });
+    };
+    let declared = &res.engine.config.declared_models;
+    let Some(d) = declared.iter().find(|d| &d.config.name == name) else {
+        let names: Vec<&str> = declared.iter().map(|d| d.config.name.as_str()).collect();
+        bail!(
+            "--model {name}: the configuration declares no such model{}",
+            if names.is_empty() {
+                " (it has no [[models]])".to_string()
+            } else {
+                format!(" (it declares {})", names.join(", "))
+            }
+        );
+    };
+    let ty = res
+        .engine
+        .schema()
+        .type_id(&d.config.event)
+        .context("the declared event type")?;
+    if a.data.event.is_some() && ty != res.event_type {
+        bail!(
+            "--event names another type than `[[models]] {name}`'s event (`{}`)",
+            d.config.event
+        );
+    }
+    res.event_type = ty;
+    if a.name.as_ref().is_some_and(|n| n != name) {
+        bail!("--name differs from --model; the model's name is its `[[models]]` name");
+    }
+    let features = match (&d.config.inputs, a.features.is_empty()) {
+        (Some(_), false) => bail!(
+            "`[[models]] {name}` declares its inputs; leave out --features (or edit `inputs`)"
+        ),
+        (Some(i), true) => i.clone(),
+        (None, _) => a.features.clone(),
+    };
+    Ok(Target {
+        name: Some(name.clone()),
+        features,
+        out: a.out.clone().unwrap_or_else(|| d.path.clone()),
+    })
+}
+
 pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     let mut res = resolve(&a.data)?;
+    let target = target(&a, &mut res)?;
     let from = day_ms(&a.train_from)?;
     let train_ms = window_ms(&a.train_window, a.train_days, "--train-window")?;
     let test_ms = window_ms(&a.test_window, a.test_days, "--test-window")?;
@@ -373,7 +441,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     let mut rows = Rows::new(
         res.engine.features(),
         res.event_type,
-        &a.features,
+        &target.features,
         from,
         test_end.max(train_end),
     )
@@ -484,7 +552,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         best_iteration: log.best_iteration,
         seconds: train_s,
     };
-    let name = a.name.clone().unwrap_or_else(|| res.label.clone());
+    let name = target.name.clone().unwrap_or_else(|| res.label.clone());
     let file = ModelFile {
         format: argus_model::file::FORMAT.into(),
         name: name.clone(),
@@ -499,8 +567,8 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         metrics: m.clone(),
         model,
     };
-    std::fs::write(&a.out, file.to_json().context("encoding the model")?)
-        .with_context(|| format!("writing {}", a.out.display()))?;
+    std::fs::write(&target.out, file.to_json().context("encoding the model")?)
+        .with_context(|| format!("writing {}", target.out.display()))?;
     println!(
         "trained `{name}` on {} rows ({} positive) of {} .. {}, {} features: {} trees (of {}), {:.2} s (replay {:.1} s); validation AUC {:.4}, AP {:.4} on {} rows",
         file.training.rows,
@@ -516,7 +584,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         m.get("validation_average_precision").unwrap_or(&f64::NAN),
         valid_idx.len()
     );
-    let mut report = serde_json::json!({"model": a.out, "train_rows": fit_idx.len(), "validation_rows": valid_idx.len(), "train_seconds": train_s, "best_iteration": log.best_iteration, "validation": m});
+    let mut report = serde_json::json!({"model": target.out, "train_rows": fit_idx.len(), "validation_rows": valid_idx.len(), "train_seconds": train_s, "best_iteration": log.best_iteration, "validation": m});
     if test_ms > 0 {
         let test_idx = test_rows(&rows, deploy, test_end, from, res.delay_ms, a.protocol);
         let scorer = argus_model::Scorer::new(&file.model).map_err(anyhow::Error::msg)?;

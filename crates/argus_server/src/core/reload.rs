@@ -77,7 +77,18 @@ impl Core {
         let before = self.engine.policies().map(|p| p.version.clone());
         self.install_policies(loaded);
         let after = self.engine.policies().map(|p| p.version.clone());
+        // The lookup tables' new contents, for every decoder (the HTTP handlers' share the cell);
+        // their declarations are part of the schema, unchanged.
+        let tables = cfg.lookups.current();
+        let sizes: Vec<Json> = tables
+            .tables
+            .iter()
+            .map(|t| json!({"name": t.name, "rows": t.len()}))
+            .collect();
+        self.engine.decoder().lookups.replace((*tables).clone());
         m::inc_labeled(m::RELOADS, "outcome", "ok");
-        ok(json!({"status": "reloaded", "previous_version": before, "policy_version": after}))
+        ok(
+            json!({"status": "reloaded", "previous_version": before, "policy_version": after, "lookups": sizes}),
+        )
     }
 }
