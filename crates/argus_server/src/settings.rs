@@ -64,8 +64,36 @@ struct Raw {
     body_timeout: Option<String>,
     max_connections: Option<usize>,
     shutdown_grace: Option<String>,
+    partition_workers: Option<String>,
     #[serde(default)]
     api_keys: Vec<KeyConfig>,
+}
+
+/// Whether the core runs a run of waiting events through the partition workers (`Engine::run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionWorkers {
+    /// When the machine has more than [`PartitionWorkers::AUTO_MIN_CORES`] - 1 cores: on 2 cores,
+    /// shared with the HTTP threads, the worker hop cost more than it saved (BENCHMARKS.md, P3.1).
+    Auto,
+    Always,
+    Never,
+}
+
+impl PartitionWorkers {
+    /// Fewest cores for `auto` to use the workers.
+    pub const AUTO_MIN_CORES: usize = 5;
+
+    /// Whether the workers are used on this machine.
+    pub fn enabled(self) -> bool {
+        match self {
+            PartitionWorkers::Always => true,
+            PartitionWorkers::Never => false,
+            PartitionWorkers::Auto => {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+                    >= Self::AUTO_MIN_CORES
+            }
+        }
+    }
 }
 
 /// One API key.
@@ -110,6 +138,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// At a graceful stop, how long in-flight requests get before their connections are closed.
     pub shutdown_grace: Duration,
+    /// `[server] partition_workers`: `auto` (default), `always` or `never`.
+    pub partition_workers: PartitionWorkers,
     /// Empty: no authentication (development only; the server warns).
     pub api_keys: Vec<ApiKey>,
 }
@@ -138,6 +168,7 @@ impl Default for Settings {
             max_indexed_events: 1_000_000,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
+            partition_workers: PartitionWorkers::Auto,
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(10),
             api_keys: Vec::new(),
@@ -164,6 +195,7 @@ pub const ENV: &[(&str, &str)] = &[
     ("ARGUS_BODY_TIMEOUT", "body_timeout"),
     ("ARGUS_MAX_CONNECTIONS", "max_connections"),
     ("ARGUS_SHUTDOWN_GRACE", "shutdown_grace"),
+    ("ARGUS_PARTITION_WORKERS", "partition_workers"),
 ];
 
 fn parse_size(s: &str) -> Option<u64> {
@@ -335,6 +367,14 @@ impl Settings {
         if let Some(l) = raw.label_types {
             s.label_types = l;
         }
+        match raw.partition_workers.as_deref() {
+            None | Some("auto") => {}
+            Some("always") => s.partition_workers = PartitionWorkers::Always,
+            Some("never") => s.partition_workers = PartitionWorkers::Never,
+            Some(other) => errors.push(format!(
+                "server.partition_workers: `{other}` is not `auto`, `always` or `never`"
+            )),
+        }
         for (i, k) in raw.api_keys.into_iter().enumerate() {
             let key = match (k.key, k.key_env) {
                 (Some(key), None) => Some(key),
@@ -419,6 +459,7 @@ key_env = "TEST_KEY"
         .unwrap();
         let env = |k: &str| match k {
             "ARGUS_LISTEN" => Some("127.0.0.1:1".to_string()),
+            "ARGUS_PARTITION_WORKERS" => Some("always".to_string()),
             "TEST_KEY" => Some("k".repeat(20)),
             _ => None,
         };
@@ -428,13 +469,22 @@ key_env = "TEST_KEY"
         assert_eq!(s.max_body, 256 << 10);
         assert_eq!(s.max_batch, 1000, "default kept");
         assert_eq!(s.api_keys[0].role, Role::Ingest);
+        assert_eq!(s.partition_workers, PartitionWorkers::Always);
+        assert_eq!(
+            Settings::default().partition_workers,
+            PartitionWorkers::Auto
+        );
     }
 
     #[test]
     fn every_problem_is_reported() {
-        let t: toml::Table = toml::from_str("fsync = \"sometimes\"\nretention = \"forever\"\nqueue_depth = 0\nrequest_timeout = \"0s\"\n[[api_keys]]\nname = \"x\"\nrole = \"admin\"\nkey = \"short\"").unwrap();
+        let t: toml::Table = toml::from_str("fsync = \"sometimes\"\nretention = \"forever\"\nqueue_depth = 0\nrequest_timeout = \"0s\"\npartition_workers = \"maybe\"\n[[api_keys]]\nname = \"x\"\nrole = \"admin\"\nkey = \"short\"").unwrap();
         let e = Settings::resolve(&t, |_| None).unwrap_err();
-        assert_eq!(e.len(), 5, "{e:?}");
+        assert_eq!(e.len(), 6, "{e:?}");
+        assert!(
+            e.iter().any(|m| m.contains("partition_workers: `maybe`")),
+            "{e:?}"
+        );
         assert_eq!(parse_size("2MB"), Some(2_000_000));
         assert_eq!(parse_size("2MiB"), Some(2 << 20));
         let t: toml::Table = toml::from_str("lisen = \"x\"").unwrap();

@@ -66,6 +66,8 @@ fn start(dir: &Path) -> Server {
     }
     let mut st = settings(&dir.join("data"));
     st.max_batch = 1000;
+    // On any machine (`auto` uses them only with 5 or more cores).
+    st.partition_workers = argus_server::settings::PartitionWorkers::Always;
     Server::start(st, loader(cfg, repo().join("policies"))).expect("server starts")
 }
 

@@ -248,8 +248,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                     "target",
                     "class",
                     "chargeback",
+                    "dispute",
                     "is_bad",
+                    "bad",
+                    "scam",
+                    "abuse",
+                    "banned",
                     "converted",
+                    "outcome",
                 ],
             )
     });

@@ -563,7 +563,10 @@ impl Core {
             })
             .sum();
         let writes_refused = self.failed.is_some() || self.shared.failed.load(Ordering::SeqCst);
-        if events < RUN_MIN_EVENTS || self.engine.feature_state().partitions() < 2 || writes_refused
+        if events < RUN_MIN_EVENTS
+            || self.engine.feature_state().partitions() < 2
+            || !self.settings.partition_workers.enabled()
+            || writes_refused
         {
             for msg in run.drain(..) {
                 let out = self.guarded(|core| core.handle(msg.req));
