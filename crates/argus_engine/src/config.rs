@@ -225,14 +225,8 @@ impl Config {
         let mut errors = Vec::new();
         let (lookup_fields, lookup_tables, lookup_errors) = crate::lookups::load(&p.lookups);
         errors.extend(lookup_errors);
-        let schema = match Schema::load(&p.schema) {
-            Ok(mut s) => match s.add_lookup_fields(&lookup_fields) {
-                Ok(()) => Some(Arc::new(s)),
-                Err(e) => {
-                    errors.extend(e);
-                    None
-                }
-            },
+        let schema = match Schema::load_with_lookups(&p.schema, &lookup_fields) {
+            Ok(s) => Some(Arc::new(s)),
             Err(e) => {
                 errors.extend(e.0.into_iter().map(|e| format!("schema: {e}")));
                 None

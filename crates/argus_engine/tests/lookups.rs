@@ -9,6 +9,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 const CONFIG: &str = r#"
+[[event_types]]
+name = "payment.attempt"
+[event_types.fields]
+fraud = { type = "int", label = { name = "fraud", delay = "1m" } }
+
 [[lookups]]
 name = "bins"
 file = "bins.csv"
@@ -44,6 +49,15 @@ kind = "distinct"
 events = ["payment.attempt"]
 key = ["actor"]
 value = "bin_country"
+window = "1d"
+
+# Label releases carry the lookup fields of their source event.
+[[features]]
+name = "bin_country_frauds_1d"
+kind = "sum"
+events = ["label.fraud"]
+key = ["bin_country"]
+value = "value"
 window = "1d"
 
 [graph]
@@ -151,8 +165,10 @@ fn lookup_fields_feed_features_rules_and_the_graph() {
     let s = |v: &str| Value::Str(v.into());
 
     // A US card from a GB address on device d1; then a SG card from a SG address; then no match.
+    let mut first = pay("p1", "u1", "4111 1111 1111 1111", "81.2.69.10", "d1", 0);
+    first["data"]["fraud"] = json!(1);
     let evs = [
-        pay("p1", "u1", "4111 1111 1111 1111", "81.2.69.10", "d1", 0),
+        first,
         pay("p2", "u1", "5355 2200 0000 0004", "203.0.113.7", "d2", 1),
         pay("p3", "u2", "5355 2200 0000 0004", "203.0.113.8", "d9", 2),
         pay("p4", "u3", "4000 0000 0000 0002", "192.0.2.1", "d1", 3),
@@ -218,6 +234,33 @@ fn lookup_fields_feed_features_rules_and_the_graph() {
         .unwrap();
     let size = e.process(&ev).unwrap().features[size_at].clone();
     assert_eq!(size, Value::Int(2), "u1 and u2 are linked by bin_bank");
+
+    // p1's label, known a minute later, counts for its BIN's country (US), not for SG's.
+    let frauds_at = e.features().index_of("bin_country_frauds_1d").unwrap();
+    let ev = e
+        .decoder()
+        .decode_json(&pay(
+            "p7",
+            "u4",
+            "4111 1111 1111 1111",
+            "81.2.69.11",
+            "d3",
+            6,
+        ))
+        .unwrap();
+    assert_eq!(e.process(&ev).unwrap().features[frauds_at], Value::Int(1));
+    let ev = e
+        .decoder()
+        .decode_json(&pay(
+            "p8",
+            "u4",
+            "5355 2200 0000 0004",
+            "81.2.69.11",
+            "d3",
+            7,
+        ))
+        .unwrap();
+    assert_eq!(e.process(&ev).unwrap().features[frauds_at], Value::Int(0));
 
     // A sender may not set a lookup field.
     let mut doc = pay("p6", "u1", "4111 1111 1111 1111", "81.2.69.10", "d1", 5);

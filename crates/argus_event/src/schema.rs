@@ -319,65 +319,6 @@ pub struct LookupFields {
 }
 
 impl Schema {
-    /// Adds the fields of each lookup (see [`LookupFields`]) to every public event type that has its
-    /// input field, after the type's own fields: derived fields that a sender may not set. Refuses an
-    /// input that no event type has and a field name a type already uses.
-    pub fn add_lookup_fields(&mut self, lookups: &[LookupFields]) -> Result<(), Vec<String>> {
-        let mut errors = Vec::new();
-        for l in lookups {
-            let mut found = false;
-            for t in self.types.iter_mut().filter(|t| !t.internal) {
-                let Some(src) = t.slot(&l.input) else {
-                    continue;
-                };
-                found = true;
-                for (name, col) in &l.fields {
-                    if t.index.contains_key(name) {
-                        errors.push(format!(
-                            "lookups.{}.fields: `{name}` is already a field of `{}`",
-                            l.name, t.name
-                        ));
-                        continue;
-                    }
-                    t.index.insert(name.clone(), t.fields.len());
-                    t.fields.push(Field {
-                        name: name.clone(),
-                        ty: FieldType::String,
-                        entity: None,
-                        required: false,
-                        pii: false,
-                        max_len: 1024,
-                        derived_from: Some((
-                            src,
-                            Derivation::Lookup {
-                                table: l.table,
-                                column: *col,
-                            },
-                        )),
-                        label: None,
-                        description: Some(format!(
-                            "Lookup `{}`: column `{}` for `{}`.",
-                            l.name,
-                            l.columns.get(*col as usize).map_or("?", String::as_str),
-                            l.input
-                        )),
-                    });
-                }
-            }
-            if !found {
-                errors.push(format!(
-                    "lookups.{}.input: no event type has a field `{}`",
-                    l.name, l.input
-                ));
-            }
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
-    }
-
     /// The built-in e-commerce schema alone.
     pub fn builtin() -> Schema {
         Schema::load(&[]).expect("the built-in schema is valid (tested)")
@@ -395,10 +336,19 @@ impl Schema {
 
     /// The built-in schema extended by operator configs, applied in order. Reports every problem at once.
     pub fn load(extensions: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
+        Self::load_with_lookups(extensions, &[])
+    }
+
+    /// As [`load`](Self::load), with the fields of lookup tables added to the types that have their
+    /// inputs (see [`LookupFields`]).
+    pub fn load_with_lookups(
+        extensions: &[SchemaConfig],
+        lookups: &[LookupFields],
+    ) -> Result<Schema, SchemaErrors> {
         let builtin = Self::parse_config(BUILTIN_SCHEMA)?;
         let mut all = vec![builtin];
         all.extend_from_slice(extensions);
-        build(&all)
+        build(&all, lookups)
     }
 
     pub fn type_id(&self, name: &str) -> Option<TypeId> {
@@ -478,7 +428,63 @@ struct TypeDraft {
     fields: BTreeMap<String, (FieldConfig, String)>,
 }
 
-fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
+/// Adds the fields of each lookup (see [`LookupFields`]) to every public event type that has its
+/// input field, after the type's own fields: derived fields that a sender may not set. Refuses an
+/// input that no event type has and a field name a type already uses. Runs before the label release
+/// types are built, so that they carry the lookup fields too.
+fn add_lookup_fields(types: &mut [EventType], lookups: &[LookupFields]) -> Vec<SchemaError> {
+    let mut errors = Vec::new();
+    for l in lookups {
+        let mut found = false;
+        for t in types.iter_mut().filter(|t| !t.internal) {
+            let Some(src) = t.slot(&l.input) else {
+                continue;
+            };
+            found = true;
+            for (name, col) in &l.fields {
+                if t.index.contains_key(name) {
+                    errors.push(err(
+                        format!("lookups.{}.fields", l.name),
+                        format!("`{name}` is already a field of `{}`", t.name),
+                    ));
+                    continue;
+                }
+                t.index.insert(name.clone(), t.fields.len());
+                t.fields.push(Field {
+                    name: name.clone(),
+                    ty: FieldType::String,
+                    entity: None,
+                    required: false,
+                    pii: false,
+                    max_len: 1024,
+                    derived_from: Some((
+                        src,
+                        Derivation::Lookup {
+                            table: l.table,
+                            column: *col,
+                        },
+                    )),
+                    label: None,
+                    description: Some(format!(
+                        "Lookup `{}`: column `{}` for `{}`.",
+                        l.name,
+                        l.columns.get(*col as usize).map_or("?", String::as_str),
+                        l.input
+                    )),
+                });
+            }
+        }
+        if !found {
+            errors.push(err(
+                format!("lookups.{}.input", l.name),
+                format!("no event type has a field `{}`", l.input),
+            ));
+        }
+    }
+    errors
+}
+
+fn build(configs: &[SchemaConfig], lookups: &[LookupFields]) -> Result<Schema, SchemaErrors> {
     let mut errors = Vec::new();
     let mut kinds = BTreeSet::new();
     for (ci, c) in configs.iter().enumerate() {
@@ -719,6 +725,8 @@ fn build(configs: &[SchemaConfig]) -> Result<Schema, SchemaErrors> {
             internal: false,
         });
     }
+
+    errors.extend(add_lookup_fields(&mut types, lookups));
 
     // Synthetic release types: `label.<name>` carries the source event's fields (labels removed), the
     // label `value`, and the source `event_time`.
