@@ -756,6 +756,34 @@ expression = "features.seconds_since_signup < 60"
         "{csv}"
     );
     assert_eq!(column(&csv, "fast_purchase"), ["", "1", "0"], "{csv}");
+    // Rules read expression features like any other (they are computed on their event types).
+    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/orders.toml"),
+        r#"
+[policy]
+checkpoint = "order.create"
+version = "t1"
+
+[[rules]]
+name = "purchase_right_after_signup"
+when = "features.fast_purchase == true && features.amount_over_average >= 1.0"
+action = "block"
+reason = "An order within a minute of sign-up"
+
+[[tests]]
+name = "an order seconds after sign-up is blocked"
+prior = [{ type = "account.register", actor = "u1", data = {} }]
+event = { type = "order.create", actor = "u1", data = { order = "o1", amount = "10.00", currency = "EUR" } }
+expect_action = "block"
+"#,
+    )
+    .unwrap();
+    let (out, _) = argus(
+        dir.path(),
+        &["test", "--config", "argus.toml", "--policies", "policies"],
+    );
+    assert!(out.contains("1 passed, 0 failed"), "{out}");
     // A name the expression cannot see, and an expression reading a later feature, are refused.
     std::fs::write(
         dir.path().join("bad.toml"),

@@ -448,6 +448,7 @@ impl FeatureSet {
             .chain(plan.calendar.iter().copied())
             .chain(plan.ratios.iter().copied())
             .chain(plan.fields.iter().map(|(f, _)| *f))
+            .chain(plan.expressions.iter().copied())
             .chain(plan.external.iter().copied())
             .collect();
         v.sort_unstable();
