@@ -940,3 +940,78 @@ inputs = [{inputs}]
         "{err}"
     );
 }
+
+#[test]
+fn argus_init_drafts_a_configuration_from_ndjson_events() {
+    let dir = tempfile::tempdir().unwrap();
+    // A new event type (ad clicks: an app id shared by many users, a channel, a price, a conversion
+    // flag) and a built-in one with a field the schema lacks.
+    let mut events = Vec::new();
+    for i in 0..300i64 {
+        events.push(event(
+            &format!("c{i}"),
+            "ad.click",
+            T0 + i * 60_000,
+            &format!("u{}", i % 40),
+            serde_json::json!({"app": format!("a{}", i % 7), "channel": format!("ch{}", i % 3),
+                "bid_price": (i % 11) as f64 + 0.5, "converted": i % 9 == 0}),
+        ));
+        if i % 10 == 0 {
+            events.push(event(
+                &format!("l{i}"),
+                "account.login",
+                T0 + i * 60_000 + 1,
+                &format!("u{}", i % 40),
+                serde_json::json!({"success": true, "device": format!("d{}", i % 5), "risk_hint": "low"}),
+            ));
+        }
+    }
+    std::fs::write(dir.path().join("clicks.ndjson"), events.join("\n") + "\n").unwrap();
+    let (_, err) = argus(
+        dir.path(),
+        &["init", "--input", "clicks.ndjson", "--out", "clicks.toml"],
+    );
+    for want in [
+        "read 330 events of clicks.ndjson (2 types: account.login, ad.click)",
+        "ad.click: entity key `app` (7 distinct values in 300 events)",
+        "ad.click: label `converted` (two values)",
+        "ad.click: new type (300 events): 4 fields declared",
+        "account.login: built-in type (30 events): 1 field declared",
+    ] {
+        assert!(err.contains(want), "missing `{want}` in:\n{err}");
+    }
+    let cfg = std::fs::read_to_string(dir.path().join("clicks.toml")).unwrap();
+    assert!(cfg.contains("bid_price = { type = \"decimal\" }"), "{cfg}");
+    assert!(cfg.contains("risk_hint = { type = \"string\" }"), "{cfg}");
+    // The draft replays its own file, every event accepted, with the drafted features.
+    let (csv, _) = table(
+        dir.path(),
+        "out.csv",
+        &["--config", "clicks.toml", "--input", "clicks.ndjson"],
+    );
+    let per_app = column(&csv, "app_ad_click_1d");
+    assert_eq!(per_app.len(), 330);
+    // The 300th click (app a5): 42 earlier clicks on a5 today, and itself.
+    let last_click = csv
+        .lines()
+        .skip(1)
+        .position(|l| l.starts_with("c299,"))
+        .unwrap();
+    assert_eq!(
+        per_app[last_click],
+        "43",
+        "{}",
+        csv.lines().nth(last_click + 1).unwrap()
+    );
+    // A table of records that are not events: refused, pointing to CSV.
+    std::fs::write(
+        dir.path().join("rows.jsonl"),
+        "{\"user\": \"u1\", \"amount\": 3}\n",
+    )
+    .unwrap();
+    let err = argus_fails(dir.path(), &["init", "--input", "rows.jsonl"]);
+    assert!(
+        err.contains("not an Argus event") && err.contains("CSV"),
+        "{err}"
+    );
+}

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A CSV file (optionally `.gz`) with a header row.
+    /// A CSV file with a header row, or NDJSON Argus events (`.ndjson`, `.jsonl`); optionally `.gz`.
     #[arg(long, short)]
     input: PathBuf,
     /// Write the configuration here (default: standard output).
@@ -150,6 +150,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     if !a.delimiter.is_ascii() {
         bail!("--delimiter must be one ASCII character");
+    }
+    let name = a.input.to_string_lossy();
+    let name = name.trim_end_matches(".gz");
+    if name.ends_with(".ndjson") || name.ends_with(".jsonl") {
+        let (t, why) = draft_ndjson(&a, r)?;
+        return finish(&a, t, why);
     }
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(a.delimiter as u8)
@@ -478,7 +484,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "value = \"actor\"\nwindow = \"7d\"\n",
         );
     }
-    // The draft must load: a failure is a bug of this command, reported as such.
+    finish(&a, t, why)
+}
+
+/// Checks that the draft loads (a failure is a bug of this command, reported as such), writes it,
+/// and says what was inferred and why.
+fn finish(a: &Args, t: String, why: Vec<String>) -> anyhow::Result<()> {
     let dir = a
         .out
         .as_ref()
@@ -497,4 +508,267 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         writeln!(e, "argus init: {l}")?;
     }
     Ok(())
+}
+
+/// A field's values in the sampled events, as text (JSON scalars; objects and arrays are skipped).
+#[derive(Default)]
+struct Seen {
+    values: Vec<String>,
+    /// Events of the type that had the field.
+    present: usize,
+}
+
+/// The draft for NDJSON Argus events: per event type, the `data` fields the schema lacks (typed from
+/// the sampled values), a label, entity keys, and standard features.
+fn draft_ndjson(a: &Args, r: Box<dyn BufRead>) -> anyhow::Result<(String, Vec<String>)> {
+    use serde_json::Value as J;
+    use std::collections::BTreeMap;
+    let schema = argus_event::Schema::builtin();
+    // Per type: events sampled, and per data field its values.
+    let mut types: BTreeMap<String, (usize, BTreeMap<String, Seen>)> = BTreeMap::new();
+    let mut n = 0;
+    for (i, line) in r.lines().enumerate() {
+        if n >= a.sample {
+            break;
+        }
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: J = serde_json::from_str(&line)
+            .with_context(|| format!("{} line {}: not JSON", a.input.display(), i + 1))?;
+        let (Some(ty), Some(_)) = (v.get("type").and_then(J::as_str), v.get("time")) else {
+            bail!(
+                "{} line {}: not an Argus event (an object with `id`, `type`, `time`, `actor` and `data`); for a table of records, give argus init a CSV file",
+                a.input.display(),
+                i + 1
+            );
+        };
+        n += 1;
+        let e = types.entry(ty.to_string()).or_default();
+        e.0 += 1;
+        if let Some(data) = v.get("data").and_then(J::as_object) {
+            for (k, x) in data {
+                let text = match x {
+                    J::String(s) => s.clone(),
+                    J::Number(n) => n.to_string(),
+                    J::Bool(b) => b.to_string(),
+                    _ => continue,
+                };
+                let seen = e.1.entry(k.clone()).or_default();
+                seen.values.push(text);
+                seen.present += 1;
+            }
+        }
+    }
+    if n == 0 {
+        bail!("{} holds no events to learn from", a.input.display());
+    }
+    let mut why = vec![format!(
+        "read {n} events of {} ({} types: {})",
+        a.input.display(),
+        types.len(),
+        types.keys().cloned().collect::<Vec<_>>().join(", ")
+    )];
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    let w = &mut t;
+    let _ = writeln!(w, "# Drafted by `argus init --input {}` from {n} sampled events. Edit it: what was inferred and why", a.input.display());
+    let _ = writeln!(
+        w,
+        "# was printed with it. Check it with `argus check --config <this file>`.\n"
+    );
+    let mut kinds: Vec<String> = Vec::new();
+    let mut decls = String::new();
+    let mut features = String::new();
+    for (ty, (count, fields)) in &types {
+        let known = schema.by_name(ty);
+        let mut added: Vec<String> = Vec::new();
+        let mut label = None;
+        let mut amount: Option<String> = None;
+        let mut keys: Vec<String> = Vec::new();
+        for (k, seen) in fields {
+            let vals: Vec<&str> = seen.values.iter().map(String::as_str).collect();
+            let c = infer(k, &vals);
+            let field = snake(k);
+            if let Some(f) = known.and_then(|et| et.field(k)) {
+                // Declared by the schema already: keep its type; use it for features.
+                if f.entity.is_some() && f.name != "actor" {
+                    keys.push(f.name.clone());
+                }
+                if f.ty == argus_event::schema::FieldType::Decimal
+                    && has(k, &["amount", "value", "price", "total"])
+                    && amount.is_none()
+                {
+                    amount = Some(f.name.clone());
+                }
+                continue;
+            }
+            if field != *k {
+                why.push(format!("{ty}: `{k}` is not a field name Argus accepts; rename it (e.g. `{field}`) in the events"));
+                continue;
+            }
+            let decl = if c.binary
+                && label.is_none()
+                && has(
+                    k,
+                    &[
+                        "fraud",
+                        "label",
+                        "chargeback",
+                        "dispute",
+                        "bad",
+                        "scam",
+                        "abuse",
+                        "banned",
+                        "converted",
+                        "outcome",
+                    ],
+                ) {
+                label = Some(k.clone());
+                let (lt, pos) = if c.kind == Kind::Int {
+                    ("int", "1")
+                } else {
+                    ("bool", "true")
+                };
+                why.push(format!("{ty}: label `{k}` (two values); declared with positive = {pos} and a 7-day delay: set the delay to when the outcome becomes known"));
+                format!("{{ type = \"{lt}\", label = {{ name = {k:?}, delay = \"7d\", positive = {pos} }} }}")
+            } else {
+                match c.kind {
+                    Kind::Empty => continue,
+                    Kind::Int if c.binary => "{ type = \"bool\" }".to_string(),
+                    Kind::Int | Kind::Float
+                        if has(k, &["amount", "value", "price", "total", "sum"]) =>
+                    {
+                        if amount.is_none() {
+                            amount = Some(k.clone());
+                        }
+                        "{ type = \"decimal\" }".to_string()
+                    }
+                    Kind::Int => "{ type = \"int\" }".to_string(),
+                    Kind::Float => "{ type = \"float\" }".to_string(),
+                    Kind::Time => "{ type = \"timestamp\" }".to_string(),
+                    Kind::TimeFormat(_) | Kind::Text => {
+                        let repeating = c.distinct > 1 && c.distinct * 2 <= c.values;
+                        if repeating
+                            && has(
+                                k,
+                                &[
+                                    "id", "device", "ip", "terminal", "merchant", "card", "seller",
+                                    "shop", "store", "source", "browser", "app", "channel",
+                                ],
+                            )
+                        {
+                            let kind = snake(k.trim_end_matches("_id"));
+                            if !kinds.contains(&kind) {
+                                kinds.push(kind.clone());
+                            }
+                            keys.push(k.clone());
+                            why.push(format!(
+                                "{ty}: entity key `{k}` ({} distinct values in {} events)",
+                                c.distinct, c.values
+                            ));
+                            format!("{{ type = \"id\", entity = {kind:?} }}")
+                        } else {
+                            "{ type = \"string\" }".to_string()
+                        }
+                    }
+                }
+            };
+            added.push(format!("{k} = {decl}"));
+        }
+        if known.is_none() || !added.is_empty() {
+            let _ = writeln!(
+                decls,
+                "[[event_types]]\nname = {ty:?}\n[event_types.fields]"
+            );
+            for f in &added {
+                let _ = writeln!(decls, "{f}");
+            }
+            let _ = writeln!(decls);
+            why.push(format!(
+                "{ty}: {} ({count} events): {} field{} declared",
+                if known.is_some() {
+                    "built-in type"
+                } else {
+                    "new type"
+                },
+                added.len(),
+                if added.len() == 1 { "" } else { "s" }
+            ));
+        } else {
+            why.push(format!(
+                "{ty}: built-in type ({count} events), every field known"
+            ));
+        }
+        let stem = snake(&ty.replace('.', "_"));
+        let feature = |w: &mut String, name: &str, kind: &str, key: &str, extra: &str| {
+            let _ = writeln!(w, "[[features]]\nname = {name:?}\nkind = {kind:?}\nevents = [{ty:?}]\nkey = [{key:?}]\n{extra}");
+        };
+        let _ = writeln!(
+            features,
+            "# `{ty}`: the actor's velocity and history, and its shared keys."
+        );
+        feature(
+            &mut features,
+            &format!("actor_{stem}_1h"),
+            "count",
+            "actor",
+            "window = \"1h\"\n",
+        );
+        feature(
+            &mut features,
+            &format!("actor_{stem}_1d"),
+            "count",
+            "actor",
+            "window = \"1d\"\n",
+        );
+        if let Some(am) = &amount {
+            feature(
+                &mut features,
+                &format!("actor_{stem}_{am}_1d"),
+                "sum",
+                "actor",
+                &format!("value = {am:?}\nwindow = \"1d\"\n"),
+            );
+        }
+        feature(
+            &mut features,
+            &format!("actor_{stem}_since_last"),
+            "since_last",
+            "actor",
+            "",
+        );
+        for k in &keys {
+            feature(
+                &mut features,
+                &format!("{k}_{stem}_1d"),
+                "count",
+                k,
+                "window = \"1d\"\n",
+            );
+            feature(
+                &mut features,
+                &format!("{k}_{stem}_actors_7d"),
+                "distinct",
+                k,
+                "value = \"actor\"\nwindow = \"7d\"\n",
+            );
+        }
+    }
+    if !kinds.is_empty() {
+        let _ = writeln!(
+            w,
+            "[entities]\nkinds = [{}]\n",
+            kinds
+                .iter()
+                .map(|k| format!("{k:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    w.push_str(&decls);
+    let _ = writeln!(w, "[settings]\nallowed_lateness = \"5m\"   # events more than this behind the newest are refused; unsorted files: argus replay --sort\n");
+    w.push_str(&features);
+    Ok((t, why))
 }
