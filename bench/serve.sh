@@ -96,7 +96,10 @@ wrk -t2 -c32 -d${DURATION}s -s "$DATA.pace.lua" $URL/healthz | tail -2
 
 curl -s $URL/metrics | grep -E '^argus_(log_fsyncs_total|snapshot_pause_seconds_(sum|count)|snapshots_total)' || true
 echo "core groups (handling one batch of queued requests) by duration, cumulative:"
-curl -s $URL/metrics | grep -E '^argus_core_group_seconds_bucket\{le="(0.001|0.01|0.05|0.1|\+Inf)"\}' || true
+# The group histogram's cumulative buckets (seconds), as "le count" pairs on one line.
+groups() { curl -s $URL/metrics | sed -n 's/^argus_core_group_seconds_bucket{le="\([^"]*\)"} \([0-9]*\)$/\1 \2/p'; }
+groups | awk '{ printf "  ≤ %s s: %s\n", $1, $2 }'
+G0=$(groups)
 
 if [ "$LONG" -gt 0 ]; then
   echo "== ${LONG}s paced near 10,000/s; every 30 s: server RSS (MiB), feature keys, events in the"
@@ -108,15 +111,23 @@ if [ "$LONG" -gt 0 ]; then
   field() { echo "$ST" | python3 -c 'import json,sys
 try: print(json.load(sys.stdin).get(sys.argv[1], "-"))
 except (ValueError, AttributeError): print("-")' "$1"; }
+  echo "   snapshot_mib: the newest snapshot file (the state, encoded); copy_mib: what the last snapshot"
+  echo "   copy held in memory (argus_snapshot_copy_bytes)"
   for i in $(seq 0 30 "$LONG"); do
     RSS=$(ps -o rss= -p $PID || true)
     ST=$(curl -s $URL/v1/admin/status || true)
-    printf "t=%4ds rss_mib=%s keys=%s indexed_events=%s\n" "$i" "$([ -n "$RSS" ] && echo $((RSS / 1024)) || echo -)" \
-      "$(field keys)" "$(field indexed_events)"
+    SNAP=$(ls -t "$DATA"/snapshots/snap-*.bin 2>/dev/null | head -1)
+    SNAP_MIB=$([ -n "$SNAP" ] && echo $(( $(stat -c %s "$SNAP") / 1048576 )) || echo -)
+    COPY=$(curl -s $URL/metrics | sed -n 's/^argus_snapshot_copy_bytes \([0-9.e+]*\)$/\1/p')
+    COPY_MIB=$([ -n "$COPY" ] && python3 -c "print(round(float('$COPY') / 1048576, 1))" || echo -)
+    printf "t=%4ds rss_mib=%s keys=%s indexed_events=%s snapshot_mib=%s copy_mib=%s\n" "$i" "$([ -n "$RSS" ] && echo $((RSS / 1024)) || echo -)" \
+      "$(field keys)" "$(field indexed_events)" "$SNAP_MIB" "$COPY_MIB"
     sleep 30
   done
   wait $WRK
   tail -2 "$DATA.long"
   check long "$DATA.long" 32
   curl -s $URL/metrics | grep -E '^argus_(snapshot_pause_seconds_(sum|count)|snapshots_total|log_segments)' || true
+  echo "core groups during the ${LONG}s run only, by duration (buckets in seconds):"
+  paste <(echo "$G0") <(groups) | awk '{ n = $4 - $2; printf "  ≤ %s s: %d\n", $1, n; if ($1 == "0.005") at5 = n; total = n } END { printf "  over 5 ms: %d of %d groups\n", total - at5, total }' 
 fi
