@@ -814,6 +814,12 @@ fn model_inputs_are_declared_in_models_and_trained_from_there() {
     let config = |inputs: &str| {
         format!(
             r#"
+# A label on another type, declared first: `--model` must train on its own type's label.
+[[event_types]]
+name = "account.login"
+[event_types.fields]
+ato = {{ type = "int", label = {{ name = "ato", delay = "30d" }} }}
+
 [[event_types]]
 name = "payment.attempt"
 [event_types.fields]
@@ -909,6 +915,8 @@ inputs = [{inputs}]
         "{out}{err}"
     );
     assert!(out.contains("trained `fraud_model`"), "{out}");
+    assert_eq!(model["training"]["label"], "fraud", "{}", model["training"]);
+    assert_eq!(model["training"]["label_delay"], "86400000ms");
     // Now the configuration loads, model and all.
     argus(dir.path(), &["check", "--config", "argus.toml"]);
     // The inputs are declared once: --features beside them is refused, as is an unknown name.
@@ -953,8 +961,12 @@ fn argus_init_drafts_a_configuration_from_ndjson_events() {
             "ad.click",
             T0 + i * 60_000,
             &format!("u{}", i % 40),
+            // Shapes the decoder is strict about: a string of digits (an id, not an integer), a 0/1
+            // number that is not a label (an integer, not a boolean), a boolean whose name
+            // contains "id" (`paid`: not an id).
             serde_json::json!({"app": format!("a{}", i % 7), "channel": format!("ch{}", i % 3),
-                "bid_price": (i % 11) as f64 + 0.5, "converted": i % 9 == 0}),
+                "bid_price": (i % 11) as f64 + 0.5, "converted": i % 9 == 0,
+                "merchant_id": format!("{}", 10_000 + i % 13), "is_mobile": i % 2, "paid": i % 3 == 0}),
         ));
         if i % 10 == 0 {
             events.push(event(
@@ -975,13 +987,20 @@ fn argus_init_drafts_a_configuration_from_ndjson_events() {
         "read 330 events of clicks.ndjson (2 types: account.login, ad.click)",
         "ad.click: entity key `app` (7 distinct values in 300 events)",
         "ad.click: label `converted` (two values)",
-        "ad.click: new type (300 events): 4 fields declared",
+        "ad.click: new type (300 events): 7 fields declared",
         "account.login: built-in type (30 events): 1 field declared",
     ] {
         assert!(err.contains(want), "missing `{want}` in:\n{err}");
     }
     let cfg = std::fs::read_to_string(dir.path().join("clicks.toml")).unwrap();
-    assert!(cfg.contains("bid_price = { type = \"decimal\" }"), "{cfg}");
+    for want in [
+        "bid_price = { type = \"decimal\" }",
+        "merchant_id = { type = \"id\", entity = \"merchant\" }",
+        "is_mobile = { type = \"int\" }",
+        "paid = { type = \"bool\" }",
+    ] {
+        assert!(cfg.contains(want), "missing `{want}` in:\n{cfg}");
+    }
     assert!(cfg.contains("risk_hint = { type = \"string\" }"), "{cfg}");
     // The draft replays its own file, every event accepted, with the drafted features.
     let (csv, _) = table(

@@ -66,7 +66,34 @@ pub fn load(
                 });
                 tables.tables.push(t);
             }
-            Err(e) => errors.push(format!("{at}: {e}")),
+            Err(e) => {
+                errors.push(format!("{at}: {e}"));
+                // Its fields are still declared (with an empty table), so that features and rules
+                // naming them do not add errors of their own to the one that matters.
+                let mut columns: Vec<String> = Vec::new();
+                for col in c.fields.values() {
+                    if !columns.contains(col) {
+                        columns.push(col.clone());
+                    }
+                }
+                fields.push(LookupFields {
+                    table: tables.tables.len() as u16,
+                    name: c.name.clone(),
+                    input: c.input.clone(),
+                    fields: c
+                        .fields
+                        .iter()
+                        .map(|(f, col)| {
+                            let k = columns.iter().position(|x| x == col).unwrap_or(0);
+                            (f.clone(), k as u16)
+                        })
+                        .collect(),
+                    columns: columns.clone(),
+                });
+                if let Ok(t) = Table::build(&c.name, Match::Exact, columns, Vec::new()) {
+                    tables.tables.push(t);
+                }
+            }
         }
     }
     (fields, tables, errors)

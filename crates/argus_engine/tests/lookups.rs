@@ -338,3 +338,29 @@ fn bad_tables_and_declarations_are_refused_with_the_reason() {
         "{e}"
     );
 }
+
+#[test]
+fn a_personal_data_input_is_looked_up_before_it_is_tokenized() {
+    // `name` on account.register is a string declared `pii = true`: tokenized at ingest.
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("names.csv"), "name,tier\nAlice Smith,vip\n").unwrap();
+    let cfg = Config::from_str(
+        "[[lookups]]\nname = \"tiers\"\nfile = \"names.csv\"\nkey = \"name\"\ninput = \"name\"\nfields = { name_tier = \"tier\" }\n",
+        d.path(),
+    )
+    .unwrap();
+    let e = Engine::new(cfg);
+    let doc = json!({"id": "r1", "type": "account.register", "time": "2026-11-20T09:00:00Z",
+        "actor": "u1", "data": {"name": "Alice Smith", "email": "a@example.com"}});
+    let ev = e.decoder().decode_json(&doc).unwrap();
+    let et = e.schema().by_name("account.register").unwrap();
+    assert_eq!(
+        ev.fields[et.slot("name_tier").unwrap()],
+        Value::Str("vip".into())
+    );
+    assert_ne!(
+        ev.fields[et.slot("name").unwrap()],
+        Value::Str("Alice Smith".into()),
+        "the name itself is tokenized"
+    );
+}

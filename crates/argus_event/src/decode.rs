@@ -367,7 +367,8 @@ impl Decoder {
         let mut tables = None;
         for (ds, df) in et.fields.iter().enumerate() {
             if let Some((src, Derivation::Lookup { table, column })) = df.derived_from {
-                if et.fields[src].ty.pii_by_default() {
+                // Personal data was looked up before it was tokenized (in `field_into`).
+                if et.fields[src].ty.pii_by_default() || et.fields[src].pii {
                     continue;
                 }
                 let input = match &fields[src] {
@@ -472,6 +473,16 @@ impl Decoder {
                 } else if f.pii {
                     let kind = f.entity.as_deref().unwrap_or("value");
                     let s = v.to_string();
+                    // Lookups on it read the value before it is tokenized.
+                    let mut tables = None;
+                    for (ds, df) in et.fields.iter().enumerate() {
+                        if let Some((src, Derivation::Lookup { table, column })) = df.derived_from {
+                            if src == slot {
+                                let t = tables.get_or_insert_with(|| self.lookups.current());
+                                fields[ds] = Self::lookup(t, table, column, s.trim());
+                            }
+                        }
+                    }
                     fields[slot] = Value::Str(self.pseudo.token(kind, s.trim()).into());
                 } else {
                     fields[slot] = v;

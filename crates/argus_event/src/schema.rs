@@ -436,6 +436,8 @@ fn add_lookup_fields(types: &mut [EventType], lookups: &[LookupFields]) -> Vec<S
     let mut errors = Vec::new();
     for l in lookups {
         let mut found = false;
+        // Per new field: the types that already have a field of that name (one error each).
+        let mut taken: Vec<(&str, Vec<String>)> = Vec::new();
         for t in types.iter_mut().filter(|t| !t.internal) {
             let Some(src) = t.slot(&l.input) else {
                 continue;
@@ -443,10 +445,10 @@ fn add_lookup_fields(types: &mut [EventType], lookups: &[LookupFields]) -> Vec<S
             found = true;
             for (name, col) in &l.fields {
                 if t.index.contains_key(name) {
-                    errors.push(err(
-                        format!("lookups.{}.fields", l.name),
-                        format!("`{name}` is already a field of `{}`", t.name),
-                    ));
+                    match taken.iter_mut().find(|(n, _)| n == name) {
+                        Some((_, ts)) => ts.push(t.name.clone()),
+                        None => taken.push((name, vec![t.name.clone()])),
+                    }
                     continue;
                 }
                 t.index.insert(name.clone(), t.fields.len());
@@ -473,6 +475,18 @@ fn add_lookup_fields(types: &mut [EventType], lookups: &[LookupFields]) -> Vec<S
                     )),
                 });
             }
+        }
+        for (name, ts) in taken {
+            errors.push(err(
+                format!("lookups.{}.fields", l.name),
+                format!(
+                    "`{name}` is already a field of {}; choose another name",
+                    ts.iter()
+                        .map(|t| format!("`{t}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
         }
         if !found {
             errors.push(err(

@@ -278,6 +278,16 @@ struct Spill {
     flushed: u64,
     buf: Vec<u8>,
     error: Option<String>,
+    /// The spill file's path while it could not be unlinked.
+    linked: Option<std::path::PathBuf>,
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        if let Some(p) = self.linked.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 /// Bytes buffered in memory before they move to the spill file.
@@ -313,7 +323,10 @@ impl Spill {
                 .create_new(true)
                 .open(&path)?;
             // Unlinked at once: the file lives as long as the copy, and no crash leaves it behind.
-            std::fs::remove_file(&path)?;
+            // If it cannot be unlinked now, it is removed when the copy ends.
+            if std::fs::remove_file(&path).is_err() {
+                self.linked = Some(path);
+            }
             self.file = Some(f);
         }
         if let Some(f) = self.file.as_mut() {
@@ -858,9 +871,10 @@ impl FeatureState {
             keys,
             list: 0,
             pos: 0,
-            arena: Spill {
-                dir: spill.map(std::path::Path::to_path_buf),
-                ..Spill::default()
+            arena: {
+                let mut a = Spill::default();
+                a.dir = spill.map(std::path::Path::to_path_buf);
+                a
             },
             index: per_entity
                 .into_iter()

@@ -510,12 +510,21 @@ fn finish(a: &Args, t: String, why: Vec<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A field's values in the sampled events, as text (JSON scalars; objects and arrays are skipped).
+/// A field's values in the sampled events, as text (JSON scalars; objects and arrays are skipped),
+/// and which JSON kinds they had: the decoder is strict about them (a string of digits is not an
+/// integer, a 0/1 number is not a boolean).
 #[derive(Default)]
 struct Seen {
     values: Vec<String>,
-    /// Events of the type that had the field.
-    present: usize,
+    strings: usize,
+    numbers: usize,
+    bools: usize,
+}
+
+/// Whether `name` has `word` as one of its `_`-separated parts (`card_id` has `id`; `paid` has not).
+fn has_word(name: &str, words: &[&str]) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.split('_').any(|part| words.contains(&part))
 }
 
 /// The draft for NDJSON Argus events: per event type, the `data` fields the schema lacks (typed from
@@ -549,15 +558,23 @@ fn draft_ndjson(a: &Args, r: Box<dyn BufRead>) -> anyhow::Result<(String, Vec<St
         e.0 += 1;
         if let Some(data) = v.get("data").and_then(J::as_object) {
             for (k, x) in data {
+                let seen = e.1.entry(k.clone()).or_default();
                 let text = match x {
-                    J::String(s) => s.clone(),
-                    J::Number(n) => n.to_string(),
-                    J::Bool(b) => b.to_string(),
+                    J::String(s) => {
+                        seen.strings += 1;
+                        s.clone()
+                    }
+                    J::Number(n) => {
+                        seen.numbers += 1;
+                        n.to_string()
+                    }
+                    J::Bool(b) => {
+                        seen.bools += 1;
+                        b.to_string()
+                    }
                     _ => continue,
                 };
-                let seen = e.1.entry(k.clone()).or_default();
                 seen.values.push(text);
-                seen.present += 1;
             }
         }
     }
@@ -581,8 +598,19 @@ fn draft_ndjson(a: &Args, r: Box<dyn BufRead>) -> anyhow::Result<(String, Vec<St
     let mut kinds: Vec<String> = Vec::new();
     let mut decls = String::new();
     let mut features = String::new();
+    let mut labels: Vec<String> = Vec::new();
     for (ty, (count, fields)) in &types {
         let known = schema.by_name(ty);
+        if known.is_none()
+            && !ty
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
+        {
+            bail!(
+                "event type `{ty}`: type names are lower-case letters, digits, `_` and `.` (e.g. `{}`); rename it in the events",
+                snake(&ty.replace('.', "_"))
+            );
+        }
         let mut added: Vec<String> = Vec::new();
         let mut label = None;
         let mut amount: Option<String> = None;
@@ -608,71 +636,89 @@ fn draft_ndjson(a: &Args, r: Box<dyn BufRead>) -> anyhow::Result<(String, Vec<St
                 why.push(format!("{ty}: `{k}` is not a field name Argus accepts; rename it (e.g. `{field}`) in the events"));
                 continue;
             }
-            let decl = if c.binary
-                && label.is_none()
-                && has(
-                    k,
-                    &[
-                        "fraud",
-                        "label",
-                        "chargeback",
-                        "dispute",
-                        "bad",
-                        "scam",
-                        "abuse",
-                        "banned",
-                        "converted",
-                        "outcome",
-                    ],
-                ) {
-                label = Some(k.clone());
-                let (lt, pos) = if c.kind == Kind::Int {
-                    ("int", "1")
-                } else {
+            let kinds_seen = [seen.strings, seen.numbers, seen.bools]
+                .iter()
+                .filter(|&&n| n > 0)
+                .count();
+            if kinds_seen > 1 {
+                why.push(format!("{ty}: `{k}` holds JSON strings, numbers or booleans mixed; not declared (declare it by hand)"));
+                continue;
+            }
+            let outcome = has(
+                k,
+                &[
+                    "fraud",
+                    "label",
+                    "chargeback",
+                    "dispute",
+                    "bad",
+                    "scam",
+                    "abuse",
+                    "banned",
+                    "converted",
+                    "outcome",
+                ],
+            );
+            let is_bool = seen.bools > 0;
+            let is_number = seen.numbers > 0;
+            let decl = if c.binary && label.is_none() && outcome && (is_bool || c.kind == Kind::Int)
+            {
+                let (lt, pos) = if is_bool {
                     ("bool", "true")
+                } else {
+                    ("int", "1")
                 };
+                let mut name = k.clone();
+                if labels.contains(&name) {
+                    name = format!("{}_{k}", snake(&ty.replace('.', "_")));
+                }
+                labels.push(name.clone());
+                label = Some(name.clone());
                 why.push(format!("{ty}: label `{k}` (two values); declared with positive = {pos} and a 7-day delay: set the delay to when the outcome becomes known"));
-                format!("{{ type = \"{lt}\", label = {{ name = {k:?}, delay = \"7d\", positive = {pos} }} }}")
-            } else {
+                format!("{{ type = \"{lt}\", label = {{ name = {name:?}, delay = \"7d\", positive = {pos} }} }}")
+            } else if is_bool {
+                "{ type = \"bool\" }".to_string()
+            } else if c.kind == Kind::Empty {
+                continue;
+            } else if matches!(c.kind, Kind::Int | Kind::Float)
+                && has(k, &["amount", "value", "price", "total", "sum"])
+            {
+                // Money: exact decimals (numbers or strings of digits both decode).
+                if amount.is_none() {
+                    amount = Some(k.clone());
+                }
+                "{ type = \"decimal\" }".to_string()
+            } else if is_number {
                 match c.kind {
-                    Kind::Empty => continue,
-                    Kind::Int if c.binary => "{ type = \"bool\" }".to_string(),
-                    Kind::Int | Kind::Float
-                        if has(k, &["amount", "value", "price", "total", "sum"]) =>
-                    {
-                        if amount.is_none() {
-                            amount = Some(k.clone());
-                        }
-                        "{ type = \"decimal\" }".to_string()
-                    }
                     Kind::Int => "{ type = \"int\" }".to_string(),
-                    Kind::Float => "{ type = \"float\" }".to_string(),
-                    Kind::Time => "{ type = \"timestamp\" }".to_string(),
-                    Kind::TimeFormat(_) | Kind::Text => {
-                        let repeating = c.distinct > 1 && c.distinct * 2 <= c.values;
-                        if repeating
-                            && has(
-                                k,
-                                &[
-                                    "id", "device", "ip", "terminal", "merchant", "card", "seller",
-                                    "shop", "store", "source", "browser", "app", "channel",
-                                ],
-                            )
-                        {
-                            let kind = snake(k.trim_end_matches("_id"));
-                            if !kinds.contains(&kind) {
-                                kinds.push(kind.clone());
-                            }
-                            keys.push(k.clone());
-                            why.push(format!(
-                                "{ty}: entity key `{k}` ({} distinct values in {} events)",
-                                c.distinct, c.values
-                            ));
-                            format!("{{ type = \"id\", entity = {kind:?} }}")
-                        } else {
-                            "{ type = \"string\" }".to_string()
-                        }
+                    _ => "{ type = \"float\" }".to_string(),
+                }
+            } else if c.kind == Kind::Time {
+                "{ type = \"timestamp\" }".to_string()
+            } else {
+                // JSON strings (digits included: `"10234"` is an id, not an integer).
+                let repeating = c.distinct > 1 && c.distinct * 2 <= c.values;
+                let key_like = has_word(k, &["id", "ip", "app", "key"])
+                    || has(
+                        k,
+                        &[
+                            "device", "terminal", "merchant", "card", "seller", "shop", "store",
+                            "source", "browser", "channel",
+                        ],
+                    );
+                if repeating && key_like {
+                    let kind = snake(k.trim_end_matches("_id"));
+                    if !kinds.contains(&kind) {
+                        kinds.push(kind.clone());
                     }
+                    keys.push(k.clone());
+                    why.push(format!(
+                        "{ty}: entity key `{k}` ({} distinct values in {} events)",
+                        c.distinct, c.values
+                    ));
+                    format!("{{ type = \"id\", entity = {kind:?} }}")
+                } else {
+                    "{ type = \"string\" }".to_string()
                 }
             };
             added.push(format!("{k} = {decl}"));

@@ -175,26 +175,61 @@ struct Resolved {
     delay_ms: i64,
 }
 
-fn resolve(d: &Data) -> anyhow::Result<Resolved> {
+/// The engine, event type, label and delay the data options (and, with `--model`, the declared
+/// model's event type) name. Without `--label`, the label is the one carried by the event type when
+/// one is named, else the first declared.
+fn resolve(d: &Data, model: Option<&str>) -> anyhow::Result<Resolved> {
     // The `[[models]]` files are not read: training writes them, and eval names its model.
     let cfg = super::load_config_without_models(d.setup.config.as_deref())?;
     let schema = cfg.schema.clone();
-    let spec = match &d.label {
-        Some(n) => schema
+    let declared_event = model.and_then(|m| {
+        cfg.declared_models
+            .iter()
+            .find(|x| x.config.name == m)
+            .map(|x| x.config.event.clone())
+    });
+    let named_type = match d.event.as_deref().or(declared_event.as_deref()) {
+        Some(n) => Some(
+            schema
+                .type_id(n)
+                .with_context(|| format!("unknown event type `{n}`"))?,
+        ),
+        None => None,
+    };
+    let spec = match (&d.label, named_type) {
+        (Some(n), _) => schema
             .labels
             .iter()
             .find(|l| &l.name == n)
             .with_context(|| format!("no label `{n}` in the schema"))?,
-        None => schema.labels.first().context(
+        (None, Some(ty)) => {
+            let on: Vec<_> = schema
+                .labels
+                .iter()
+                .filter(|l| l.source_type == ty)
+                .collect();
+            match on.as_slice() {
+                [one] => *one,
+                [] => bail!(
+                    "`{}` carries no delayed label; name one with --label",
+                    schema.get(ty).name
+                ),
+                several => bail!(
+                    "`{}` carries several labels ({}); name one with --label",
+                    schema.get(ty).name,
+                    several
+                        .iter()
+                        .map(|l| l.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        }
+        (None, None) => schema.labels.first().context(
             "the schema declares no delayed label (a field with `label = { name, delay }`)",
         )?,
     };
-    let event_type = match &d.event {
-        Some(n) => schema
-            .type_id(n)
-            .with_context(|| format!("unknown event type `{n}`"))?,
-        None => spec.source_type,
-    };
+    let event_type = named_type.unwrap_or(spec.source_type);
     let delay_ms = match &d.delay {
         Some(s) => argus_event::time::parse_duration(s)
             .with_context(|| format!("`{s}` is not a duration"))?,
@@ -427,7 +462,7 @@ fn target(a: &TrainArgs, res: &mut Resolved) -> anyhow::Result<Target> {
 }
 
 pub fn train(a: TrainArgs) -> anyhow::Result<()> {
-    let mut res = resolve(&a.data)?;
+    let mut res = resolve(&a.data, a.model.as_deref())?;
     let target = target(&a, &mut res)?;
     let from = day_ms(&a.train_from)?;
     let train_ms = window_ms(&a.train_window, a.train_days, "--train-window")?;
@@ -610,7 +645,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
 }
 
 pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
-    let mut res = resolve(&a.data)?;
+    let mut res = resolve(&a.data, None)?;
     let text = std::fs::read_to_string(&a.model)
         .with_context(|| format!("reading {}", a.model.display()))?;
     let (model, file) =

@@ -49,8 +49,9 @@ impl Core {
     /// against the log's index here, then all the candidates go through [`Engine::run`] (the feature
     /// partitions on worker threads, the same path as replay), then each result is logged and
     /// answered in input order, as [`accept`](Self::accept) would one by one: the same decisions,
-    /// records and state (tested). An id repeated within the run is refused by the engine and answered
-    /// with the first one's decision, which is logged by then.
+    /// records and state (tested). A run in which an id repeats is handled one event at a time
+    /// instead (through [`accept`](Self::accept), after the checks above): the repeat must see the
+    /// first one in the decision index, as it would one by one.
     ///
     /// If the log fails part-way, the rest of the run is refused (not acknowledged), although its
     /// features were already applied in memory: the core then refuses every write until it is
@@ -62,6 +63,8 @@ impl Core {
         let mut batches = Vec::with_capacity(reqs.len());
         let mut cands = Vec::new();
         let mut events = Vec::new();
+        let mut ids = std::collections::HashSet::new();
+        let mut repeats = false;
         for (r, req) in reqs.into_iter().enumerate() {
             batches.push(req.batch);
             let mut decoded = req.decoded.into_iter();
@@ -75,6 +78,7 @@ impl Core {
                     .and_then(|ev| self.prepare(&ev, t0).map(|c| (ev, c)));
                 match checked {
                     Ok((ev, c)) => {
+                        repeats |= !ids.insert(c.idh);
                         row.push(None);
                         cands.push((r, i, c));
                         events.push(ev);
@@ -84,25 +88,45 @@ impl Core {
             }
             slots.push(row);
         }
-        let mut src = Collect {
-            events: events.into_iter(),
-            results: Vec::with_capacity(cands.len()),
-        };
-        let times = match self.engine.run(&mut src) {
-            Ok(t) => t,
-            Err(never) => match never {},
-        };
-        m::observe(m::PARTITION_WAIT_SECONDS, times.wait);
-        for ((r, i, c), res) in cands.into_iter().zip(src.results) {
-            let out = match &self.failed {
-                Some(why) => Outcome::Answer(error(
-                    Failure::Unavailable,
-                    "not_accepting_writes",
-                    format!("{why}; restart the server (it recovers from the log)"),
-                )),
-                None => self.finish_live(c, res),
+        if repeats {
+            for ((r, i, c), ev) in cands.into_iter().zip(events) {
+                let out = match &self.failed {
+                    Some(why) => Outcome::Answer(error(
+                        Failure::Unavailable,
+                        "not_accepting_writes",
+                        format!("{why}; restart the server (it recovers from the log)"),
+                    )),
+                    None => self.accept(ev, None, c.t0),
+                };
+                slots[r][i] = Some(out);
+            }
+        } else {
+            let start = Instant::now();
+            let mut src = Collect {
+                events: events.into_iter(),
+                results: Vec::with_capacity(cands.len()),
             };
-            slots[r][i] = Some(out);
+            let times = match self.engine.run(&mut src) {
+                Ok(t) => t,
+                Err(never) => match never {},
+            };
+            m::observe(m::PARTITION_WAIT_SECONDS, times.wait);
+            for ((r, i, mut c), (res, done)) in cands.into_iter().zip(src.results) {
+                // Its evaluation: from the run's start to its result (the run's batches are
+                // pipelined, so an event's own share cannot be told apart).
+                c.t0 = Instant::now()
+                    .checked_sub(done.duration_since(start))
+                    .unwrap_or(start);
+                let out = match &self.failed {
+                    Some(why) => Outcome::Answer(error(
+                        Failure::Unavailable,
+                        "not_accepting_writes",
+                        format!("{why}; restart the server (it recovers from the log)"),
+                    )),
+                    None => self.finish_live(c, res),
+                };
+                slots[r][i] = Some(out);
+            }
         }
         batches
             .into_iter()
@@ -456,7 +480,8 @@ fn request_outcome(mut results: Vec<Answer>, logged: bool, batch: bool) -> Outco
 /// input order.
 struct Collect {
     events: std::vec::IntoIter<Event>,
-    results: Vec<LiveResult>,
+    /// Each result, with when it was ready.
+    results: Vec<(LiveResult, Instant)>,
 }
 
 impl argus_engine::Source for Collect {
@@ -465,11 +490,12 @@ impl argus_engine::Source for Collect {
         Ok(self.events.next())
     }
     fn refused(&mut self, _: &Event, e: ProcessError) -> Result<(), Self::Error> {
-        self.results.push(Err(e));
+        self.results.push((Err(e), Instant::now()));
         Ok(())
     }
     fn processed(&mut self, p: argus_engine::Processed<'_>) -> Result<(), Self::Error> {
-        self.results.push(Ok((p.decision, p.findings)));
+        self.results
+            .push((Ok((p.decision, p.findings)), Instant::now()));
         Ok(())
     }
 }

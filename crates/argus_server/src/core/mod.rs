@@ -264,6 +264,8 @@ pub struct Core {
     applied_since_step: usize,
     /// The record after which the copy in progress began, and the keys it listed.
     copy_from: (u64, usize),
+    /// `[server] partition_workers`, resolved once at start.
+    workers: bool,
     /// The indexed events in log order, so that the index keeps the newest `max_indexed_events` and
     /// retention can drop a deleted segment's events without scanning the whole index.
     index_order: VecDeque<(Loc, u128)>,
@@ -565,7 +567,7 @@ impl Core {
         let writes_refused = self.failed.is_some() || self.shared.failed.load(Ordering::SeqCst);
         if events < RUN_MIN_EVENTS
             || self.engine.feature_state().partitions() < 2
-            || !self.settings.partition_workers.enabled()
+            || !self.workers
             || writes_refused
         {
             for msg in run.drain(..) {

@@ -118,6 +118,7 @@ impl Core {
             .map_or_else(|| "none".to_string(), |g| format!("{:016x}", g.fingerprint));
         let findings = crate::findings::FindingsStore::open(&data, 10_000, &epoch, wal.last_seq())
             .map_err(|e| StartError::State(format!("findings store in {}: {e}", data.display())))?;
+        let settings_workers = settings.partition_workers.enabled();
         let mut core = Core {
             settings,
             loader,
@@ -141,6 +142,7 @@ impl Core {
             copying: None,
             last_step: Instant::now(),
             applied_since_step: 0,
+            workers: settings_workers,
             copy_from: (0, 0),
             index_order,
             findings,
