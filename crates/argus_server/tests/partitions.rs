@@ -154,7 +154,8 @@ async fn batched_runs_answer_as_one_event_at_a_time() {
         !state_a.1.as_array().unwrap().is_empty(),
         "no findings to compare"
     );
-    // The batched runs did go through the partition workers.
+    // The batched runs did go through the partition workers (all but the first batches, which
+    // repeat an id of their own and are handled one at a time).
     let runs = metrics
         .as_str()
         .unwrap()
@@ -163,7 +164,7 @@ async fn batched_runs_answer_as_one_event_at_a_time() {
         .and_then(|l| l.split_whitespace().last())
         .and_then(|n| n.parse::<f64>().ok())
         .unwrap_or(0.0);
-    assert!(runs >= 10.0, "batched runs: {runs}");
+    assert!(runs >= 7.0, "batched runs: {runs}");
 
     // Restarted from the log alone: the same state.
     std::fs::remove_dir_all(b.path().join("data/snapshots")).ok();
