@@ -47,54 +47,29 @@ pub fn load(
             errors.push(format!("{at}: declared twice"));
             continue;
         }
-        match load_one(c, base) {
-            Ok(t) => {
-                let columns = t.columns.clone();
-                fields.push(LookupFields {
-                    table: tables.tables.len() as u16,
-                    name: c.name.clone(),
-                    input: c.input.clone(),
-                    fields: c
-                        .fields
-                        .iter()
-                        .map(|(f, col)| {
-                            let k = columns.iter().position(|x| x == col).unwrap_or(0);
-                            (f.clone(), k as u16)
-                        })
-                        .collect(),
-                    columns,
-                });
-                tables.tables.push(t);
-            }
-            Err(e) => {
-                errors.push(format!("{at}: {e}"));
-                // Its fields are still declared (with an empty table), so that features and rules
-                // naming them do not add errors of their own to the one that matters.
-                let mut columns: Vec<String> = Vec::new();
-                for col in c.fields.values() {
-                    if !columns.contains(col) {
-                        columns.push(col.clone());
-                    }
-                }
-                fields.push(LookupFields {
-                    table: tables.tables.len() as u16,
-                    name: c.name.clone(),
-                    input: c.input.clone(),
-                    fields: c
-                        .fields
-                        .iter()
-                        .map(|(f, col)| {
-                            let k = columns.iter().position(|x| x == col).unwrap_or(0);
-                            (f.clone(), k as u16)
-                        })
-                        .collect(),
-                    columns: columns.clone(),
-                });
-                if let Ok(t) = Table::build(&c.name, Match::Exact, columns, Vec::new()) {
-                    tables.tables.push(t);
-                }
-            }
-        }
+        // A table that fails still declares its fields (with an empty table), so that features and
+        // rules naming them do not add errors of their own to the one that matters.
+        let table = load_one(c, base).unwrap_or_else(|e| {
+            errors.push(format!("{at}: {e}"));
+            let columns = value_columns(c);
+            Table::build(&c.name, Match::Exact, columns, Vec::new()).expect("an empty table builds")
+        });
+        let columns = table.columns.clone();
+        fields.push(LookupFields {
+            table: tables.tables.len() as u16,
+            name: c.name.clone(),
+            input: c.input.clone(),
+            fields: c
+                .fields
+                .iter()
+                .map(|(f, col)| {
+                    let k = columns.iter().position(|x| x == col).unwrap_or(0);
+                    (f.clone(), k as u16)
+                })
+                .collect(),
+            columns,
+        });
+        tables.tables.push(table);
     }
     (fields, tables, errors)
 }
@@ -133,12 +108,7 @@ fn load_one(c: &LookupConfig, base: &Path) -> Result<Table, String> {
             ));
         }
     }
-    let mut columns: Vec<String> = Vec::new();
-    for col in c.fields.values() {
-        if !columns.contains(col) {
-            columns.push(col.clone());
-        }
-    }
+    let columns = value_columns(c);
     let path = base.join(&c.file);
     let (header, rows) = read_rows(&path).map_err(|e| format!("file: {}: {e}", path.display()))?;
     let pos = |name: &String| {
@@ -160,6 +130,17 @@ fn load_one(c: &LookupConfig, base: &Path) -> Result<Table, String> {
         )
     });
     Table::build(&c.name, matching, columns, rows)
+}
+
+/// The table columns `fields` names, each once, in order of first mention.
+fn value_columns(c: &LookupConfig) -> Vec<String> {
+    let mut columns: Vec<String> = Vec::new();
+    for col in c.fields.values() {
+        if !columns.contains(col) {
+            columns.push(col.clone());
+        }
+    }
+    columns
 }
 
 /// The header and the rows of a CSV or Parquet file, every value as text.

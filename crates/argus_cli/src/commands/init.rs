@@ -29,6 +29,22 @@ pub struct Args {
     force: bool,
 }
 
+/// Words in the name of a column that holds an outcome (a label candidate when it has two values).
+const OUTCOME_WORDS: &[&str] = &[
+    "fraud",
+    "label",
+    "target",
+    "class",
+    "chargeback",
+    "dispute",
+    "bad",
+    "scam",
+    "abuse",
+    "banned",
+    "converted",
+    "outcome",
+];
+
 /// Time formats tried, in order, on a column whose values are not RFC 3339 or epoch milliseconds.
 const TIME_FORMATS: &[&str] = &[
     "%Y-%m-%d %H:%M:%S",
@@ -244,27 +260,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         None => why.push("id: no column is unique; rows get `<file name>:<record number>`".into()),
     }
     // Label: a two-valued column named like an outcome.
-    let label = cols.iter().find(|c| {
-        c.binary
-            && has(
-                &c.name,
-                &[
-                    "fraud",
-                    "label",
-                    "target",
-                    "class",
-                    "chargeback",
-                    "dispute",
-                    "is_bad",
-                    "bad",
-                    "scam",
-                    "abuse",
-                    "banned",
-                    "converted",
-                    "outcome",
-                ],
-            )
-    });
+    let label = cols
+        .iter()
+        .find(|c| c.binary && has(&c.name, OUTCOME_WORDS));
     // Actor: repeating values, named like a person or account.
     let keyish = |c: &Column| {
         !is_time(c)
@@ -384,17 +382,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             )
         })
         .collect();
-    if !kinds.is_empty() {
-        let _ = writeln!(
-            w,
-            "[entities]\nkinds = [{}]\n",
-            kinds
-                .iter()
-                .map(|k| format!("{k:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
+    entities(w, &kinds);
     let _ = writeln!(w, "[[event_types]]\nname = {ty:?}\n[event_types.fields]");
     if amount.is_some() {
         // Money: exact decimals (micro-units), not floats.
@@ -644,21 +632,7 @@ fn draft_ndjson(a: &Args, r: Box<dyn BufRead>) -> anyhow::Result<(String, Vec<St
                 why.push(format!("{ty}: `{k}` holds JSON strings, numbers or booleans mixed; not declared (declare it by hand)"));
                 continue;
             }
-            let outcome = has(
-                k,
-                &[
-                    "fraud",
-                    "label",
-                    "chargeback",
-                    "dispute",
-                    "bad",
-                    "scam",
-                    "abuse",
-                    "banned",
-                    "converted",
-                    "outcome",
-                ],
-            );
+            let outcome = has(k, OUTCOME_WORDS);
             let is_bool = seen.bools > 0;
             let is_number = seen.numbers > 0;
             let decl = if c.binary && label.is_none() && outcome && (is_bool || c.kind == Kind::Int)
@@ -802,6 +776,16 @@ fn draft_ndjson(a: &Args, r: Box<dyn BufRead>) -> anyhow::Result<(String, Vec<St
             );
         }
     }
+    entities(w, &kinds);
+    w.push_str(&decls);
+    let _ = writeln!(w, "[settings]\nallowed_lateness = \"5m\"   # events more than this behind the newest are refused; unsorted files: argus replay --sort\n");
+    w.push_str(&features);
+    Ok((t, why))
+}
+
+/// The `[entities]` section declaring `kinds` (nothing when there are none).
+fn entities(w: &mut String, kinds: &[String]) {
+    use std::fmt::Write as _;
     if !kinds.is_empty() {
         let _ = writeln!(
             w,
@@ -813,8 +797,4 @@ fn draft_ndjson(a: &Args, r: Box<dyn BufRead>) -> anyhow::Result<(String, Vec<St
                 .join(", ")
         );
     }
-    w.push_str(&decls);
-    let _ = writeln!(w, "[settings]\nallowed_lateness = \"5m\"   # events more than this behind the newest are refused; unsorted files: argus replay --sort\n");
-    w.push_str(&features);
-    Ok((t, why))
 }
