@@ -1,7 +1,6 @@
 //! Point-in-time feature tables: one row per accepted event, written as CSV or Parquet, plus summary
 //! statistics per feature.
 
-use argus_event::value::format_decimal;
 use argus_event::{Schema, TypeId, Value};
 use argus_features::{FeatureSet, Out};
 use parquet::basic::Compression;
@@ -147,7 +146,7 @@ pub fn render(v: &Value, buf: &mut String) {
         Value::Null => {}
         Value::Bool(b) => buf.push(if *b { '1' } else { '0' }),
         Value::Int(i) => buf.push_str(itoa::Buffer::new().format(*i)),
-        Value::Dec(d) => buf.push_str(&format_decimal(*d)),
+        Value::Dec(d) => argus_event::value::write_decimal(*d, buf),
         Value::Float(f) => render_f64(*f, buf),
         Value::Str(s) => buf.push_str(s),
         Value::Time(t) => argus_event::time::write_rfc3339(*t, buf),

@@ -704,12 +704,14 @@ pub fn quote_value(s: &str) -> String {
 }
 
 pub fn parse_time(raw: Raw<'_>) -> Result<i64, String> {
-    let shown = match raw {
-        Raw::Json(serde_json::Value::String(s)) => quote_value(s),
-        Raw::Text(t) => quote_value(t),
-        Raw::Json(v) => quote_value(&v.to_string()),
-    };
+    // The message quotes the value: built only when the value is refused (it is on every event's
+    // path otherwise).
     let bad = || {
+        let shown = match raw {
+            Raw::Json(serde_json::Value::String(s)) => quote_value(s),
+            Raw::Text(t) => quote_value(t),
+            Raw::Json(v) => quote_value(&v.to_string()),
+        };
         format!("`{shown}` is not a time: expected RFC 3339 (e.g. 2026-11-26T10:00:00Z) or epoch milliseconds, between 1970 and 9999; a CSV file with another format needs [csv] time_format (e.g. \"%m/%d/%Y %H:%M\")")
     };
     match raw {

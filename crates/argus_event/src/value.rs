@@ -121,21 +121,33 @@ impl Value {
 
 /// Formats a decimal in micro-units exactly, without trailing zeros (`57160000` → `57.16`).
 pub fn format_decimal(micros: i64) -> String {
-    let neg = micros < 0;
+    let mut s = String::with_capacity(24);
+    write_decimal(micros, &mut s);
+    s
+}
+
+/// Appends [`format_decimal`]'s text to `out` (no allocation of its own: feature tables write one
+/// per decimal value).
+pub fn write_decimal(micros: i64, out: &mut String) {
     let abs = micros.unsigned_abs();
     let int = abs / DEC_SCALE as u64;
     let frac = abs % DEC_SCALE as u64;
-    let mut s = if neg {
-        format!("-{int}")
-    } else {
-        int.to_string()
-    };
-    if frac != 0 {
-        let f = format!("{frac:06}");
-        s.push('.');
-        s.push_str(f.trim_end_matches('0'));
+    if micros < 0 {
+        out.push('-');
     }
-    s
+    out.push_str(itoa::Buffer::new().format(int));
+    if frac != 0 {
+        // Six digits with leading zeros, trailing zeros dropped.
+        let mut digits = [b'0'; 6];
+        let mut f = frac;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (f % 10) as u8;
+            f /= 10;
+        }
+        let len = 6 - digits.iter().rev().take_while(|&&d| d == b'0').count();
+        out.push('.');
+        out.extend(digits[..len].iter().map(|&d| d as char));
+    }
 }
 
 /// Parses a decimal string into micro-units: exact up to six fractional digits; more digits are rounded
@@ -225,6 +237,43 @@ mod tests {
         }
         assert_eq!(format_decimal(57_160_000), "57.16");
         assert_eq!(format_decimal(-500_000), "-0.5");
+        // The text of the first implementation (through `format!`), for the edges and a spread.
+        let reference = |m: i64| {
+            let abs = m.unsigned_abs();
+            let (int, frac) = (abs / DEC_SCALE as u64, abs % DEC_SCALE as u64);
+            let mut s = if m < 0 {
+                format!("-{int}")
+            } else {
+                int.to_string()
+            };
+            if frac != 0 {
+                s.push('.');
+                s.push_str(format!("{frac:06}").trim_end_matches('0'));
+            }
+            s
+        };
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for m in [
+            0,
+            1,
+            -1,
+            10,
+            999_999,
+            1_000_000,
+            -1_000_001,
+            i64::MIN,
+            i64::MAX,
+            100_000,
+        ]
+        .into_iter()
+        .chain((0..10_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x as i64) >> (x % 60)
+        })) {
+            assert_eq!(format_decimal(m), reference(m), "{m}");
+        }
         assert_eq!(parse_decimal("85.64999999999999"), Some(85_650_000));
         assert_eq!(parse_decimal("-0.0000005"), Some(-1));
         assert_eq!(parse_decimal("1.0000001"), Some(1_000_000));
