@@ -547,14 +547,15 @@ impl Decoder {
             | FieldType::Phone
             | FieldType::Ip
             | FieldType::CardNumber => {
-                let s: String = match raw {
-                    Raw::Json(J::String(s)) => s.clone(),
+                // Borrowed where it can be: one allocation per value (the `Value::Str`), not two.
+                let s: std::borrow::Cow<'_, str> = match raw {
+                    Raw::Json(J::String(s)) => s.as_str().into(),
                     Raw::Json(J::Number(n))
                         if ty == FieldType::Id && (n.is_i64() || n.is_u64()) =>
                     {
-                        n.to_string()
+                        n.to_string().into()
                     }
-                    Raw::Text(t) => t.to_string(),
+                    Raw::Text(t) => t.into(),
                     _ => {
                         return Err(wrong(if ty == FieldType::Id {
                             "a string or integer id"
@@ -570,7 +571,7 @@ impl Decoder {
                     return Ok((
                         Value::Str("".into()),
                         Some(Personal {
-                            text: s,
+                            text: s.into_owned(),
                             ..Default::default()
                         }),
                     ));
@@ -584,7 +585,7 @@ impl Decoder {
                         "an id must not contain control characters".into(),
                     ));
                 }
-                Value::Str(s.into())
+                Value::Str(std::sync::Arc::from(&*s))
             }
             FieldType::Address => match raw {
                 r if text_of(r).is_some_and(|s| !too_long(s)) => {
@@ -638,31 +639,38 @@ impl Decoder {
                 Raw::Text(t) => Value::Int(t.trim().parse().map_err(|_| wrong("an integer"))?),
                 _ => return Err(wrong("an integer")),
             },
-            FieldType::Decimal => match raw {
-                Raw::Json(J::Number(n)) => {
-                    if let Some(i) = n.as_i64() {
-                        Value::Dec(
-                            i.checked_mul(DEC_SCALE)
-                                .ok_or(("invalid_value", "decimal out of range".to_string()))?,
-                        )
-                    } else {
-                        let text = n.to_string();
-                        Value::Dec(
-                            parse_decimal(&text)
-                                .or_else(|| decimal_from_f64(n.as_f64()?))
-                                .ok_or(("invalid_value", "decimal out of range".to_string()))?,
-                        )
+            FieldType::Decimal => {
+                match raw {
+                    Raw::Json(J::Number(n)) => {
+                        if let Some(i) = n.as_i64() {
+                            Value::Dec(i.checked_mul(DEC_SCALE).ok_or_else(|| {
+                                ("invalid_value", "decimal out of range".to_string())
+                            })?)
+                        } else {
+                            let text = n.to_string();
+                            Value::Dec(
+                                parse_decimal(&text)
+                                    .or_else(|| decimal_from_f64(n.as_f64()?))
+                                    .ok_or_else(|| {
+                                        ("invalid_value", "decimal out of range".to_string())
+                                    })?,
+                            )
+                        }
                     }
+                    r if text_of(r).is_some() => {
+                        let s = text_of(r).unwrap_or_default();
+                        // The message is built only for a refused value (`ok_or_else`: this is on
+                        // every decimal's path).
+                        Value::Dec(parse_decimal(s).ok_or_else(|| {
+                            (
+                                "invalid_value",
+                                format!("`{}` is not a decimal number", clip(s)),
+                            )
+                        })?)
+                    }
+                    _ => return Err(wrong("a decimal number or string")),
                 }
-                r if text_of(r).is_some() => {
-                    let s = text_of(r).unwrap_or_default();
-                    Value::Dec(parse_decimal(s).ok_or((
-                        "invalid_value",
-                        format!("`{}` is not a decimal number", clip(s)),
-                    ))?)
-                }
-                _ => return Err(wrong("a decimal number or string")),
-            },
+            }
             FieldType::Float => match raw {
                 Raw::Json(J::Number(n)) => {
                     Value::Float(n.as_f64().ok_or_else(|| wrong("a number"))?)
