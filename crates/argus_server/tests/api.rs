@@ -1459,9 +1459,18 @@ async fn snapshots_keep_up_with_sustained_batches() {
         .collect();
     let mut copy: Option<(u64, u64)> = None;
     let mut checked = 0;
-    while senders.iter().any(|t| !t.is_finished()) {
+    // Polled while the load runs, and after it until the copy seen last has landed: its snapshot
+    // records the record at which the copy finished, whenever its file is written (the status
+    // requests wait behind whole batches in the core's queue, so polls are sparse under load).
+    let mut after = 0;
+    let mut busy = true;
+    while senders.iter().any(|t| !t.is_finished()) || (copy.is_some() && busy && after < 500) {
+        if senders.iter().all(|t| t.is_finished()) {
+            after += 1;
+        }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let (_, st) = call(&s, "GET", "/v1/admin/status", Some(ADMIN), "").await;
+        busy = st["snapshot_in_progress"] == true;
         if let Some((from, keys)) = copy {
             let snap = st["snapshot_seq"].as_u64().unwrap();
             if snap > from {
