@@ -7,22 +7,25 @@
 //! lock that times out, and never gives one case to two people (the claim is one conditional
 //! `UPDATE … RETURNING`, retried when another claimant won). A verdict resolves it with a disposition.
 //!
-//! Storage is SQL through sqlx's `Any` driver: SQLite for the embedded default, PostgreSQL when
-//! configured, with one code path and SQL written for both. Migrations are versioned
-//! (`migrations/NNNN_*.sql`, applied in order and recorded in `argus_migrations`). Only SQLite is
-//! tested so far (`tests/store.rs`); the PostgreSQL parity tests come with the server wiring.
+//! Storage is [`argus_store`]: SQLite for the embedded default, PostgreSQL when configured, with one
+//! code path and SQL written for both; the cases' migrations (`migrations/NNNN_*.sql`) are applied by
+//! it. Only SQLite is tested so far (`tests/store.rs`); the PostgreSQL parity tests come with the
+//! server wiring.
 //!
 //! Not yet here (the rest of P3.3): routing rules, auto-assignment, escalation, the verdict's actions
 //! (labels, lists, bans, the outbox), bulk work, the HTTP routes and the console.
 
+use argus_store::sqlx::{self, AnyPool, Row};
+use argus_store::{Db, Migration, StoreError};
 use serde::Serialize;
-use sqlx::any::AnyPoolOptions;
-use sqlx::AnyPool;
-use sqlx::Row;
 
-/// The migrations, in order: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "cases", include_str!("../migrations/0001_cases.sql"))];
+/// The cases' migrations, applied by [`argus_store`] in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    component: "cases",
+    version: 1,
+    name: "cases",
+    sql: include_str!("../migrations/0001_cases.sql"),
+}];
 
 /// Times are milliseconds since the Unix epoch, given by the caller (the server passes its clock;
 /// tests pass their own).
@@ -32,6 +35,8 @@ pub type Millis = i64;
 pub enum CaseError {
     #[error("case storage: {0}")]
     Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("no case `{0}`")]
     NotFound(String),
     /// The case is claimed by someone else (whose lock has not timed out), or is not open.
@@ -173,53 +178,15 @@ fn is_conflict(e: &sqlx::Error) -> bool {
 }
 
 impl Store {
-    /// Opens the store at `url` (`sqlite://path/to/cases.db?mode=rwc`, `sqlite::memory:`, or
-    /// `postgres://…`) and applies the migrations it has not seen.
+    /// Opens the store at `url` (see [`Db::open`]) and applies the cases' migrations it lacks.
     pub async fn open(url: &str) -> Result<Store, CaseError> {
-        sqlx::any::install_default_drivers();
-        let sqlite = url.starts_with("sqlite:");
-        let pool = AnyPoolOptions::new()
-            // SQLite has one writer at a time; in memory, every connection would be its own database.
-            .max_connections(if sqlite { 1 } else { 8 })
-            .connect(url)
-            .await?;
-        let store = Store { pool };
-        store.migrate().await?;
-        Ok(store)
+        Store::on(Db::open(url).await?).await
     }
 
-    async fn migrate(&self) -> Result<(), CaseError> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS argus_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
-        )
-        .execute(&self.pool)
-        .await?;
-        for &(version, name, sql) in MIGRATIONS {
-            let mut tx = self.pool.begin().await?;
-            let done = sqlx::query("SELECT version FROM argus_migrations WHERE version = $1")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if done.is_some() {
-                continue;
-            }
-            for stmt in sql.split(';').map(str::trim).filter(|s| {
-                s.lines()
-                    .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
-            }) {
-                // Compiled-in migration text, never user input.
-                sqlx::query(sqlx::AssertSqlSafe(stmt.to_string()))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            sqlx::query("INSERT INTO argus_migrations (version, name) VALUES ($1, $2)")
-                .bind(version)
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        }
-        Ok(())
+    /// The cases on an open database (shared with other components), migrated.
+    pub async fn on(db: Db) -> Result<Store, CaseError> {
+        db.migrate(MIGRATIONS).await?;
+        Ok(Store { pool: db.pool })
     }
 
     /// Opens a case for `subject`, or, while one is open, adds `trigger` to its timeline (keeping the

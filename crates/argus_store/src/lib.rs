@@ -1,0 +1,168 @@
+//! The relational store the components beside the engine share (cases now; rule versions, users and
+//! the cluster's shared state later): SQLite for the embedded default, PostgreSQL for clusters, behind
+//! one interface (sqlx's `Any` driver, SQL written for both), with versioned migrations that each
+//! component brings and this crate applies once, in order, recording them in `argus_migrations`.
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+
+pub use sqlx;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("store: `{0}` is not a database URL Argus uses (sqlite:… or postgres://…)")]
+    Url(String),
+}
+
+/// Which database a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One migration of a component: applied once, in version order, inside a transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub component: &'static str,
+    pub version: i64,
+    pub name: &'static str,
+    /// Statements separated by `;` (`--` comments allowed).
+    pub sql: &'static str,
+}
+
+/// A connection pool and the database it reaches.
+#[derive(Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+impl Db {
+    /// Connects to `url`: `sqlite://path/to/file.db?mode=rwc`, `sqlite::memory:`, or `postgres://…`.
+    pub async fn open(url: &str) -> Result<Db, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Url(url.to_string()));
+        };
+        let pool = AnyPoolOptions::new()
+            // SQLite has one writer at a time; in memory, every connection would be its own database.
+            .max_connections(if backend == Backend::Sqlite { 1 } else { 8 })
+            .connect(url)
+            .await?;
+        Ok(Db { pool, backend })
+    }
+
+    /// Applies the migrations not applied yet, in version order, each in its own transaction.
+    pub async fn migrate(&self, migrations: &[Migration]) -> Result<(), StoreError> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS argus_migrations (component TEXT NOT NULL, \
+             version BIGINT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (component, version))",
+        )
+        .execute(&self.pool)
+        .await?;
+        let mut ordered: Vec<&Migration> = migrations.iter().collect();
+        ordered.sort_by_key(|m| (m.component, m.version));
+        for m in ordered {
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query(
+                "SELECT version FROM argus_migrations WHERE component = $1 AND version = $2",
+            )
+            .bind(m.component)
+            .bind(m.version)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if done.is_some() {
+                continue;
+            }
+            for stmt in statements(m.sql) {
+                // Compiled-in migration text, never user input.
+                sqlx::query(sqlx::AssertSqlSafe(stmt.to_string()))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(
+                "INSERT INTO argus_migrations (component, version, name) VALUES ($1, $2, $3)",
+            )
+            .bind(m.component)
+            .bind(m.version)
+            .bind(m.name)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// The migrations applied, as (component, version), in order.
+    pub async fn applied(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        use sqlx::Row;
+        let rows = sqlx::query(
+            "SELECT component, version FROM argus_migrations ORDER BY component, version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("component")?, r.try_get("version")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+}
+
+/// The statements of a migration: split at `;`, skipping what holds only comments and blanks.
+fn statements(sql: &str) -> impl Iterator<Item = &str> {
+    sql.split(';').map(str::trim).filter(|s| {
+        s.lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: &[Migration] = &[
+        Migration {
+            component: "t",
+            version: 2,
+            name: "second",
+            sql: "-- a comment\nALTER TABLE a ADD COLUMN y BIGINT;\n",
+        },
+        Migration {
+            component: "t",
+            version: 1,
+            name: "first",
+            sql: "CREATE TABLE a (x BIGINT);\n-- trailing comment\n",
+        },
+    ];
+
+    #[tokio::test]
+    async fn migrations_apply_once_in_order_and_bad_urls_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", d.path().join("s.db").display());
+        let db = Db::open(&url).await.unwrap();
+        assert_eq!(db.backend, Backend::Sqlite);
+        db.migrate(M).await.unwrap();
+        db.migrate(M).await.unwrap();
+        let db = Db::open(&url).await.unwrap();
+        db.migrate(M).await.unwrap();
+        assert_eq!(
+            db.applied().await.unwrap(),
+            [("t".to_string(), 1), ("t".to_string(), 2)]
+        );
+        sqlx::query("INSERT INTO a (x, y) VALUES (1, 2)")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        assert!(matches!(
+            Db::open("mysql://x").await,
+            Err(StoreError::Url(_))
+        ));
+    }
+}
