@@ -9,8 +9,7 @@
 //!
 //! Storage is [`argus_store`]: SQLite for the embedded default, PostgreSQL when configured, with one
 //! code path and SQL written for both; the cases' migrations (`migrations/NNNN_*.sql`) are applied by
-//! it. Only SQLite is tested so far (`tests/store.rs`); the PostgreSQL parity tests come with the
-//! server wiring.
+//! it. `tests/store.rs` runs the same suite on both.
 //!
 //! Not yet here (the rest of P3.3): routing rules, auto-assignment, escalation, the verdict's actions
 //! (labels, lists, bans, the outbox), bulk work, the HTTP routes and the console.
