@@ -19,12 +19,28 @@ use argus_store::{Db, Migration, StoreError};
 use serde::Serialize;
 
 /// The cases' migrations, applied by [`argus_store`] in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    component: "cases",
-    version: 1,
-    name: "cases",
-    sql: include_str!("../migrations/0001_cases.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        component: "cases",
+        version: 1,
+        name: "cases",
+        sql: include_str!("../migrations/0001_cases.sql"),
+    },
+    Migration {
+        component: "cases",
+        version: 2,
+        name: "work",
+        sql: include_str!("../migrations/0002_work.sql"),
+    },
+];
+
+pub mod actions;
+pub mod config;
+pub mod users;
+
+pub use actions::{Action, ActionStatus, Job, NewAction};
+pub use config::{CasesConfig, Inbox, Intake, Routing};
+pub use users::{Role, SessionInfo};
 
 /// Times are milliseconds since the Unix epoch, given by the caller (the server passes its clock;
 /// tests pass their own).
@@ -43,6 +59,8 @@ pub enum CaseError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Unauthorized(String),
 }
 
 /// What a case is about.
@@ -70,6 +88,23 @@ pub struct Placement {
     pub inbox: String,
     pub priority: i64,
     pub sla_ms: i64,
+    /// Users a new case is assigned to (the one with the fewest unresolved assigned cases, below
+    /// `cap`); empty: nobody until someone claims it.
+    pub assign_to: Vec<String>,
+    pub cap: i64,
+}
+
+impl Placement {
+    /// Where `routing` puts a case of `inbox` with `priority`.
+    pub fn of(inbox: &Inbox, priority: i64, claim_cap: i64) -> Placement {
+        Placement {
+            inbox: inbox.name.clone(),
+            priority,
+            sla_ms: inbox.sla_ms,
+            assign_to: inbox.auto_assign.clone(),
+            cap: claim_cap,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -114,6 +149,7 @@ pub struct Case {
     pub updated_at: Millis,
     /// Triggers joined (the first included).
     pub triggers: i64,
+    pub tags: Vec<String>,
 }
 
 /// One timeline entry.
@@ -130,21 +166,22 @@ pub struct Entry {
 /// The case store.
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
 }
 
 /// The `cases` columns, in the order `case_of` reads them (a macro: sqlx takes literal SQL only).
 macro_rules! case_columns {
     () => {
         "id, subject_kind, subject_id, status, priority, inbox, sla_due, assignee, \
-         lock_owner, lock_until, disposition, opened_at, updated_at, triggers"
+         lock_owner, lock_until, disposition, opened_at, updated_at, triggers, tags"
     };
 }
+pub(crate) use case_columns;
 
 /// Attempts at a write that another writer raced (a unique key taken, a claim won by someone else).
 const ATTEMPTS: usize = 8;
 
-fn case_of(r: &sqlx::any::AnyRow) -> Result<Case, sqlx::Error> {
+pub(crate) fn case_of(r: &sqlx::any::AnyRow) -> Result<Case, sqlx::Error> {
     Ok(Case {
         id: r.try_get("id")?,
         subject: Subject {
@@ -162,6 +199,12 @@ fn case_of(r: &sqlx::any::AnyRow) -> Result<Case, sqlx::Error> {
         opened_at: r.try_get("opened_at")?,
         updated_at: r.try_get("updated_at")?,
         triggers: r.try_get("triggers")?,
+        tags: r
+            .try_get::<String, _>("tags")?
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect(),
     })
 }
 
@@ -197,6 +240,20 @@ impl Store {
         place: &Placement,
         now: Millis,
     ) -> Result<Case, CaseError> {
+        self.open_or_join_with(subject, &[], trigger, place, now)
+            .await
+    }
+
+    /// As [`open_or_join`](Self::open_or_join), recording `members` (a ring's accounts) on the case:
+    /// later decisions about any of them join it ([`intake_decision`](Self::intake_decision)).
+    pub async fn open_or_join_with(
+        &self,
+        subject: &Subject,
+        members: &[String],
+        trigger: &Trigger,
+        place: &Placement,
+        now: Millis,
+    ) -> Result<Case, CaseError> {
         if subject.kind.is_empty() || subject.id.is_empty() {
             return Err(CaseError::Invalid(
                 "a case's subject needs a kind and an id".into(),
@@ -204,7 +261,10 @@ impl Store {
         }
         let mut last = None;
         for _ in 0..ATTEMPTS {
-            match self.try_open_or_join(subject, trigger, place, now).await {
+            match self
+                .try_open_or_join(subject, members, trigger, place, now)
+                .await
+            {
                 Ok(c) => return Ok(c),
                 Err(CaseError::Db(e)) if is_conflict(&e) => last = Some(e),
                 Err(e) => return Err(e),
@@ -216,6 +276,7 @@ impl Store {
     async fn try_open_or_join(
         &self,
         subject: &Subject,
+        members: &[String],
         trigger: &Trigger,
         place: &Placement,
         now: Millis,
@@ -251,7 +312,7 @@ impl Store {
                 sqlx::query(concat!(
                     "INSERT INTO cases (",
                     case_columns!(),
-                    ") VALUES ($1, $2, $3, 'open', $4, $5, $6, NULL, NULL, NULL, NULL, $7, $7, 1)"
+                    ") VALUES ($1, $2, $3, 'open', $4, $5, $6, NULL, NULL, NULL, NULL, $7, $7, 1, '')"
                 ))
                 .bind(&id)
                 .bind(&subject.kind)
@@ -262,9 +323,32 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+                if let Some(user) = assignee_for(&mut tx, place).await? {
+                    sqlx::query("UPDATE cases SET assignee = $1 WHERE id = $2")
+                        .bind(&user)
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 id
             }
         };
+        for m in members {
+            // Members already recorded stay (a ring only grows while its case is open).
+            let have =
+                sqlx::query("SELECT 1 AS x FROM case_members WHERE case_id = $1 AND member = $2")
+                    .bind(&id)
+                    .bind(m)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if have.is_none() {
+                sqlx::query("INSERT INTO case_members (case_id, member) VALUES ($1, $2)")
+                    .bind(&id)
+                    .bind(m)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         append(
             &mut tx,
             &id,
@@ -342,32 +426,113 @@ impl Store {
     /// Claims the most urgent unresolved case of `inbox` that nobody holds (or whose holder's lock
     /// has expired) for `user`, until `now + lock_ms`. One conditional update: two claimants never get
     /// the same case; the one that loses the race takes the next.
+    ///
+    /// Cases assigned to `user` come first; cases assigned to someone else are left to them. A user
+    /// who holds `cap` claims already gets a conflict (the per-user cap).
     pub async fn claim_next(
         &self,
         inbox: &str,
         user: &str,
         now: Millis,
         lock_ms: i64,
+        cap: i64,
     ) -> Result<Option<Case>, CaseError> {
         if user.is_empty() || lock_ms <= 0 {
             return Err(CaseError::Invalid(
                 "a claim needs a user and a positive lock time".into(),
             ));
         }
+        self.below_cap(user, now, cap).await?;
         for _ in 0..ATTEMPTS {
             let Some(row) = sqlx::query(
                 "SELECT id FROM cases WHERE inbox = $1 AND status <> 'resolved' AND status <> 'closed' \
                  AND (lock_until IS NULL OR lock_until <= $2) \
-                 ORDER BY priority DESC, sla_due, opened_at, id LIMIT 1",
+                 AND (assignee IS NULL OR assignee = $3 OR status = 'in_review') \
+                 ORDER BY CASE WHEN assignee = $3 THEN 0 ELSE 1 END, priority DESC, sla_due, opened_at, id LIMIT 1",
             )
             .bind(inbox)
             .bind(now)
+            .bind(user)
             .fetch_optional(&self.pool)
             .await?
             else {
                 return Ok(None);
             };
             let id: String = row.try_get("id")?;
+            if self.try_claim(&id, user, now, lock_ms).await? {
+                return Ok(Some(self.get(&id).await?));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Claims the case `id` for `user` (free, or its lock expired, or already `user`'s: renewed).
+    pub async fn claim(
+        &self,
+        id: &str,
+        user: &str,
+        now: Millis,
+        lock_ms: i64,
+        cap: i64,
+    ) -> Result<Case, CaseError> {
+        if user.is_empty() || lock_ms <= 0 {
+            return Err(CaseError::Invalid(
+                "a claim needs a user and a positive lock time".into(),
+            ));
+        }
+        let c = self.get(id).await?;
+        if c.status == Status::Resolved {
+            return Err(CaseError::Conflict(format!("case `{id}` is resolved")));
+        }
+        let mine = c.lock_owner.as_deref() == Some(user) && c.lock_until.is_some_and(|u| u > now);
+        if !mine {
+            self.below_cap(user, now, cap).await?;
+        }
+        if mine || self.try_claim(id, user, now, lock_ms).await? {
+            if mine {
+                sqlx::query("UPDATE cases SET lock_until = $1 WHERE id = $2")
+                    .bind(now.saturating_add(lock_ms))
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            return self.get(id).await;
+        }
+        let c = self.get(id).await?;
+        Err(CaseError::Conflict(format!(
+            "case `{id}` is claimed by `{}` until {}",
+            c.lock_owner.unwrap_or_default(),
+            c.lock_until.unwrap_or_default()
+        )))
+    }
+
+    async fn below_cap(&self, user: &str, now: Millis, cap: i64) -> Result<(), CaseError> {
+        let held: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM cases WHERE lock_owner = $1 AND lock_until > $2 \
+             AND status = 'in_review'",
+        )
+        .bind(user)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        if held >= cap {
+            return Err(CaseError::Conflict(format!(
+                "`{user}` already holds {held} claimed cases (the cap is {cap}): resolve or release one first"
+            )));
+        }
+        Ok(())
+    }
+
+    /// One conditional update: true when `user` got the case.
+    async fn try_claim(
+        &self,
+        id: &str,
+        user: &str,
+        now: Millis,
+        lock_ms: i64,
+    ) -> Result<bool, CaseError> {
+        {
             // Taken only if still free: a claimant that raced us leaves 0 rows updated.
             let won = sqlx::query(
                 "UPDATE cases SET status = 'in_review', assignee = $1, lock_owner = $1, \
@@ -378,7 +543,7 @@ impl Store {
             .bind(user)
             .bind(now.saturating_add(lock_ms))
             .bind(now)
-            .bind(&id)
+            .bind(id)
             .execute(&self.pool)
             .await?
             .rows_affected()
@@ -387,7 +552,7 @@ impl Store {
                 let mut tx = self.pool.begin().await?;
                 append(
                     &mut tx,
-                    &id,
+                    id,
                     now,
                     "claim",
                     user,
@@ -395,10 +560,9 @@ impl Store {
                 )
                 .await?;
                 tx.commit().await?;
-                return Ok(Some(self.get(&id).await?));
             }
+            Ok(won)
         }
-        Ok(None)
     }
 
     /// Gives a claimed case back to its inbox (only its lock holder can).
@@ -407,7 +571,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE cases SET status = 'open', lock_owner = NULL, lock_until = NULL, \
-             updated_at = $1 WHERE id = $2",
+             assignee = NULL, updated_at = $1 WHERE id = $2",
         )
         .bind(now)
         .bind(id)
@@ -457,6 +621,7 @@ impl Store {
         user: &str,
         disposition: &str,
         details: &serde_json::Value,
+        actions: &[NewAction],
         now: Millis,
     ) -> Result<Case, CaseError> {
         if disposition.is_empty() {
@@ -464,6 +629,11 @@ impl Store {
         }
         self.held(id, user, now).await?;
         let mut tx = self.pool.begin().await?;
+        // The verdict and the actions it takes commit together: a crash leaves both or neither, and
+        // the dispatcher delivers the actions after a restart.
+        for a in actions {
+            actions::insert(&mut tx, a, Some(id), None, now).await?;
+        }
         sqlx::query(
             "UPDATE cases SET status = 'resolved', disposition = $1, lock_owner = NULL, \
              lock_until = NULL, updated_at = $2 WHERE id = $3",
@@ -475,6 +645,50 @@ impl Store {
         .await?;
         let body = serde_json::json!({"disposition": disposition, "details": details});
         append(&mut tx, id, now, "verdict", user, &body).await?;
+        tx.commit().await?;
+        self.get(id).await
+    }
+
+    /// Reopens a resolved case (a new trigger of its subject meanwhile opened another: conflict).
+    pub async fn reopen(
+        &self,
+        id: &str,
+        user: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<Case, CaseError> {
+        let c = self.get(id).await?;
+        if c.status != Status::Resolved {
+            return Err(CaseError::Conflict(format!("case `{id}` is not resolved")));
+        }
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE cases SET status = 'open', disposition = NULL, updated_at = $1 WHERE id = $2",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await;
+        match r {
+            Err(e) if is_conflict(&e) => {
+                return Err(CaseError::Conflict(format!(
+                    "another case about {}:{} is open",
+                    c.subject.kind, c.subject.id
+                )))
+            }
+            r => {
+                r?;
+            }
+        }
+        append(
+            &mut tx,
+            id,
+            now,
+            "reopen",
+            user,
+            &serde_json::json!({"reason": reason}),
+        )
+        .await?;
         tx.commit().await?;
         self.get(id).await
     }
@@ -498,7 +712,7 @@ impl Store {
 }
 
 /// Appends one timeline entry (the next sequence number of the case).
-async fn append(
+pub(crate) async fn append(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: &str,
     at: Millis,
@@ -524,4 +738,338 @@ async fn append(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The user of `place.assign_to` with the fewest unresolved assigned cases, if below the cap.
+async fn assignee_for(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    place: &Placement,
+) -> Result<Option<String>, sqlx::Error> {
+    let mut best: Option<(i64, &String)> = None;
+    for u in &place.assign_to {
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM cases WHERE assignee = $1 \
+             AND status <> 'resolved' AND status <> 'closed'",
+        )
+        .bind(u)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("n")?;
+        if n < place.cap && best.is_none_or(|(b, _)| n < b) {
+            best = Some((n, u));
+        }
+    }
+    Ok(best.map(|(_, u)| u.clone()))
+}
+
+/// A position in the queue order (priority descending, SLA, age, id), for keyset pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub priority: i64,
+    pub sla_due: i64,
+    pub opened_at: i64,
+    pub id: String,
+}
+
+impl Cursor {
+    pub fn of(c: &Case) -> Cursor {
+        Cursor {
+            priority: c.priority,
+            sla_due: c.sla_due,
+            opened_at: c.opened_at,
+            id: c.id.clone(),
+        }
+    }
+    /// `priority.sla_due.opened_at.id` (the id may contain dots: it is last).
+    pub fn encode(&self) -> String {
+        format!(
+            "{}.{}.{}.{}",
+            self.priority, self.sla_due, self.opened_at, self.id
+        )
+    }
+    pub fn decode(s: &str) -> Option<Cursor> {
+        let mut it = s.splitn(4, '.');
+        Some(Cursor {
+            priority: it.next()?.parse().ok()?,
+            sla_due: it.next()?.parse().ok()?,
+            opened_at: it.next()?.parse().ok()?,
+            id: it.next()?.to_string(),
+        })
+    }
+}
+
+/// What [`Store::page`] lists.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub inbox: Option<String>,
+    pub status: Option<Status>,
+    pub assignee: Option<String>,
+    /// Cases about this subject id (any kind), or ring cases naming it as a member.
+    pub subject: Option<String>,
+}
+
+impl Store {
+    /// A decision about `subject`: joins the open ring case that names it as a member, if any, else
+    /// opens or joins the subject's own case.
+    pub async fn intake_decision(
+        &self,
+        subject: &Subject,
+        trigger: &Trigger,
+        place: &Placement,
+        now: Millis,
+    ) -> Result<Case, CaseError> {
+        let ring = sqlx::query(
+            "SELECT c.id AS id FROM case_members m JOIN cases c ON c.id = m.case_id \
+             WHERE m.member = $1 AND c.status <> 'resolved' AND c.status <> 'closed' \
+             ORDER BY c.opened_at, c.id LIMIT 1",
+        )
+        .bind(&subject.id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(r) = ring {
+            let id: String = r.try_get("id")?;
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "UPDATE cases SET priority = CASE WHEN priority > $1 THEN priority ELSE $1 END, \
+                 updated_at = $2, triggers = triggers + 1 WHERE id = $3",
+            )
+            .bind(place.priority)
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            append(
+                &mut tx,
+                &id,
+                now,
+                &trigger.source,
+                &trigger.reference,
+                &trigger.body,
+            )
+            .await?;
+            tx.commit().await?;
+            return self.get(&id).await;
+        }
+        self.open_or_join(subject, trigger, place, now).await
+    }
+
+    /// The members a ring case names, in order.
+    pub async fn members(&self, id: &str) -> Result<Vec<String>, CaseError> {
+        let rows =
+            sqlx::query("SELECT member FROM case_members WHERE case_id = $1 ORDER BY member")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| r.try_get("member").map_err(CaseError::from))
+            .collect()
+    }
+
+    /// One page of cases in queue order after `after`, at most `limit` (1–500), and the cursor of
+    /// the next page when there may be one. Keyset paging: as fast on page 1,000 as on page 1.
+    pub async fn page(
+        &self,
+        f: &Filter,
+        after: Option<&Cursor>,
+        limit: i64,
+    ) -> Result<(Vec<Case>, Option<Cursor>), CaseError> {
+        let limit = limit.clamp(1, 500);
+        let (p, s, o, id) = match after {
+            Some(c) => (Some(c.priority), c.sla_due, c.opened_at, c.id.as_str()),
+            None => (None, 0, 0, ""),
+        };
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            case_columns!(),
+            " FROM cases WHERE ($1 IS NULL OR inbox = $1) AND ($2 IS NULL OR status = $2) \
+             AND ($3 IS NULL OR assignee = $3) \
+             AND ($4 IS NULL OR subject_id = $4 OR id IN (SELECT case_id FROM case_members WHERE member = $4)) \
+             AND ($5 IS NULL OR priority < $5 OR (priority = $5 AND (sla_due > $6 OR (sla_due = $6 \
+             AND (opened_at > $7 OR (opened_at = $7 AND id > $8)))))) \
+             ORDER BY priority DESC, sla_due, opened_at, id LIMIT $9"
+        ))
+        .bind(f.inbox.as_deref())
+        .bind(f.status.map(Status::as_str))
+        .bind(f.assignee.as_deref())
+        .bind(f.subject.as_deref())
+        .bind(p)
+        .bind(s)
+        .bind(o)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let cases: Vec<Case> = rows
+            .iter()
+            .map(|r| case_of(r).map_err(CaseError::from))
+            .collect::<Result<_, _>>()?;
+        let next = (cases.len() as i64 == limit)
+            .then(|| cases.last().map(Cursor::of))
+            .flatten();
+        Ok((cases, next))
+    }
+
+    /// Counts of open and in-review cases per inbox.
+    pub async fn inbox_counts(&self) -> Result<Vec<(String, i64, i64)>, CaseError> {
+        let rows = sqlx::query(
+            "SELECT inbox, \
+             SUM(CASE WHEN status = 'open' THEN 1 ELSE 0 END) AS open, \
+             SUM(CASE WHEN status = 'in_review' THEN 1 ELSE 0 END) AS in_review \
+             FROM cases WHERE status <> 'resolved' AND status <> 'closed' GROUP BY inbox",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("inbox")?,
+                    r.try_get::<i64, _>("open")?,
+                    r.try_get::<i64, _>("in_review")?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(CaseError::from)
+    }
+
+    /// Moves a case to another inbox, open and unclaimed, with the reason on its timeline.
+    pub async fn escalate(
+        &self,
+        id: &str,
+        user: &str,
+        inbox: &Inbox,
+        reason: &str,
+        now: Millis,
+    ) -> Result<Case, CaseError> {
+        let c = self.get(id).await?;
+        if c.status == Status::Resolved {
+            return Err(CaseError::Conflict(format!("case `{id}` is resolved")));
+        }
+        if let (Some(o), Some(until)) = (&c.lock_owner, c.lock_until) {
+            if o != user && until > now {
+                return Err(CaseError::Conflict(format!(
+                    "case `{id}` is claimed by `{o}` until {until}"
+                )));
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE cases SET inbox = $1, status = 'open', lock_owner = NULL, lock_until = NULL, \
+             assignee = NULL, sla_due = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(&inbox.name)
+        .bind(now.saturating_add(inbox.sla_ms))
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let body = serde_json::json!({"from": c.inbox, "to": inbox.name, "reason": reason});
+        append(&mut tx, id, now, "escalate", user, &body).await?;
+        tx.commit().await?;
+        self.get(id).await
+    }
+
+    /// Escalates every open, unclaimed case past its SLA in an inbox with `escalate_to`. Returns how
+    /// many moved.
+    pub async fn escalate_overdue(
+        &self,
+        routing: &Routing,
+        now: Millis,
+    ) -> Result<usize, CaseError> {
+        let mut moved = 0;
+        for i in &routing.inboxes {
+            let Some(to) = i.escalate_to.as_deref().and_then(|t| routing.inbox(t)) else {
+                continue;
+            };
+            let rows = sqlx::query(
+                "SELECT id FROM cases WHERE inbox = $1 AND status = 'open' AND sla_due < $2 \
+                 AND (lock_until IS NULL OR lock_until <= $2) ORDER BY sla_due LIMIT 500",
+            )
+            .bind(&i.name)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+            for r in rows {
+                let id: String = r.try_get("id")?;
+                match self.escalate(&id, "argus", to, "past its SLA", now).await {
+                    Ok(_) => moved += 1,
+                    Err(CaseError::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Adds tags (kept unique, in order).
+    pub async fn tag(
+        &self,
+        id: &str,
+        user: &str,
+        tags: &[String],
+        now: Millis,
+    ) -> Result<Case, CaseError> {
+        let c = self.get(id).await?;
+        let mut all = c.tags.clone();
+        for t in tags {
+            let t = t.trim();
+            if t.is_empty() || t.contains(',') {
+                return Err(CaseError::Invalid(format!(
+                    "a tag is a non-empty word without commas: `{t}`"
+                )));
+            }
+            if !all.iter().any(|x| x == t) {
+                all.push(t.to_string());
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE cases SET tags = $1, updated_at = $2 WHERE id = $3")
+            .bind(all.join(","))
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        append(
+            &mut tx,
+            id,
+            now,
+            "tag",
+            user,
+            &serde_json::json!({"tags": tags}),
+        )
+        .await?;
+        tx.commit().await?;
+        self.get(id).await
+    }
+
+    /// How far case intake has read the server's event log.
+    pub async fn intake_cursor(&self) -> Result<u64, CaseError> {
+        let r = sqlx::query("SELECT seq FROM intake_cursor WHERE component = 'log'")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match r {
+            Some(r) => r.try_get::<i64, _>("seq")?.max(0) as u64,
+            None => 0,
+        })
+    }
+
+    pub async fn set_intake_cursor(&self, seq: u64) -> Result<(), CaseError> {
+        let n =
+            sqlx::query("UPDATE intake_cursor SET seq = $1 WHERE component = 'log' AND seq < $1")
+                .bind(seq as i64)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        if n == 0 {
+            let have = sqlx::query("SELECT 1 AS x FROM intake_cursor WHERE component = 'log'")
+                .fetch_optional(&self.pool)
+                .await?;
+            if have.is_none() {
+                sqlx::query("INSERT INTO intake_cursor (component, seq) VALUES ('log', $1)")
+                    .bind(seq as i64)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
 }

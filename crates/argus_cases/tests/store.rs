@@ -29,6 +29,8 @@ fn place(priority: i64) -> Placement {
         inbox: "coupons".into(),
         priority,
         sla_ms: 3_600_000,
+        assign_to: vec![],
+        cap: 5,
     }
 }
 
@@ -108,7 +110,7 @@ async fn a_subject_has_one_open_case_whose_timeline_collects_its_triggers_on(url
         .unwrap();
     assert_ne!(other.id, b.id);
     let claimed = s
-        .claim_next("coupons", "ana", 4_000, 60_000)
+        .claim_next("coupons", "ana", 4_000, 60_000, 100)
         .await
         .unwrap()
         .unwrap();
@@ -118,6 +120,7 @@ async fn a_subject_has_one_open_case_whose_timeline_collects_its_triggers_on(url
         "ana",
         "confirmed_fraud",
         &json!({"ban": true}),
+        &[],
         5_000,
     )
     .await
@@ -176,12 +179,12 @@ async fn the_queue_is_most_urgent_first_and_a_claim_is_exclusive_until_it_times_
         "priority, then the earlier SLA"
     );
     let a = s
-        .claim_next("coupons", "ana", 100, 1_000)
+        .claim_next("coupons", "ana", 100, 1_000, 100)
         .await
         .unwrap()
         .unwrap();
     let b = s
-        .claim_next("coupons", "bo", 100, 1_000)
+        .claim_next("coupons", "bo", 100, 1_000, 100)
         .await
         .unwrap()
         .unwrap();
@@ -189,7 +192,7 @@ async fn the_queue_is_most_urgent_first_and_a_claim_is_exclusive_until_it_times_
     assert_eq!(a.lock_owner.as_deref(), Some("ana"));
     // Another user can neither resolve nor release a case someone holds.
     let e = s
-        .resolve(&a.id, "bo", "legitimate", &json!({}), 200)
+        .resolve(&a.id, "bo", "legitimate", &json!({}), &[], 200)
         .await
         .unwrap_err();
     assert!(
@@ -202,7 +205,7 @@ async fn the_queue_is_most_urgent_first_and_a_claim_is_exclusive_until_it_times_
     ));
     // Ana's lock times out: the case goes to the next claimant, and Ana can no longer resolve it.
     let c = s
-        .claim_next("coupons", "cy", 1_200, 1_000)
+        .claim_next("coupons", "cy", 1_200, 1_000, 100)
         .await
         .unwrap()
         .unwrap();
@@ -211,19 +214,19 @@ async fn the_queue_is_most_urgent_first_and_a_claim_is_exclusive_until_it_times_
         "an expired lock frees the case (most urgent first)"
     );
     assert!(matches!(
-        s.resolve(&a.id, "ana", "legitimate", &json!({}), 1_300)
+        s.resolve(&a.id, "ana", "legitimate", &json!({}), &[], 1_300)
             .await,
         Err(CaseError::Conflict(_))
     ));
     // Released cases come back; resolved ones do not.
     s.release(&c.id, "cy", 1_300).await.unwrap();
     let again = s
-        .claim_next("coupons", "dee", 1_400, 1_000)
+        .claim_next("coupons", "dee", 1_400, 1_000, 100)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(again.id, a.id);
-    s.resolve(&again.id, "dee", "legitimate", &json!({}), 1_500)
+    s.resolve(&again.id, "dee", "legitimate", &json!({}), &[], 1_500)
         .await
         .unwrap();
     let left: Vec<String> = s
@@ -242,7 +245,7 @@ async fn the_queue_is_most_urgent_first_and_a_claim_is_exclusive_until_it_times_
     ));
     assert!(matches!(s.get("nope").await, Err(CaseError::NotFound(_))));
     assert!(matches!(
-        s.claim_next("coupons", "", 1_600, 1_000).await,
+        s.claim_next("coupons", "", 1_600, 1_000, 100).await,
         Err(CaseError::Invalid(_))
     ));
 }
@@ -274,7 +277,7 @@ async fn concurrent_claimants_never_share_a_case_on(url: &str) {
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
             while let Some(c) = s
-                .claim_next("coupons", &format!("analyst{a}"), 1_000, 60_000)
+                .claim_next("coupons", &format!("analyst{a}"), 1_000, 60_000, 100)
                 .await
                 .unwrap()
             {
@@ -318,4 +321,318 @@ async fn migrations_apply_once_and_the_data_survives_a_reopen_on(url: &str) {
     // An in-memory store works too (tests, tools).
     let m = Store::open("sqlite::memory:").await.unwrap();
     assert!(m.list(None, None, 10).await.unwrap().is_empty());
+}
+
+fn ring(members: &[&str]) -> (Subject, Vec<String>, Trigger) {
+    (
+        Subject {
+            kind: "ring".into(),
+            id: format!("cluster:{}", members[0]),
+        },
+        members.iter().map(|m| m.to_string()).collect(),
+        Trigger {
+            source: "finding".into(),
+            reference: "f-1".into(),
+            body: json!({"accounts": members}),
+        },
+    )
+}
+
+#[tokio::test]
+async fn rings_pages_caps_escalation_and_assignment() {
+    let d = tempfile::tempdir().unwrap();
+    for url in urls(d.path(), "rings_pages4").await {
+        rings_pages_caps_escalation_and_assignment_on(&url).await;
+    }
+}
+
+async fn rings_pages_caps_escalation_and_assignment_on(url: &str) {
+    let s = open(url).await;
+    // A ring case names its members; a decision about a member joins it instead of opening a case.
+    let (subj, members, t) = ring(&["u1", "u2", "u3"]);
+    let r = s
+        .open_or_join_with(&subj, &members, &t, &place(10), 100)
+        .await
+        .unwrap();
+    let joined = s
+        .intake_decision(&user("u2"), &decision("e9", 50), &place(0), 200)
+        .await
+        .unwrap();
+    assert_eq!((joined.id.as_str(), joined.triggers), (r.id.as_str(), 2));
+    let (subj2, members2, t2) = ring(&["u1", "u2", "u3", "u4"]);
+    let grown = s
+        .open_or_join_with(&subj2, &members2, &t2, &place(10), 300)
+        .await
+        .unwrap();
+    assert_eq!(grown.id, r.id, "the same ring found again joins its case");
+    assert_eq!(s.members(&r.id).await.unwrap(), ["u1", "u2", "u3", "u4"]);
+    let own = s
+        .intake_decision(&user("u9"), &decision("e10", 50), &place(0), 300)
+        .await
+        .unwrap();
+    assert_eq!(own.subject, user("u9"));
+    assert_eq!(s.cases_of("u4", 10).await.unwrap()[0].id, r.id);
+
+    // Keyset pages walk the queue order without gaps or repeats.
+    for i in 0..23 {
+        s.open_or_join(
+            &user(&format!("p{i}")),
+            &decision(&format!("p{i}"), 1),
+            &place(i % 3),
+            1_000 + i,
+        )
+        .await
+        .unwrap();
+    }
+    let all = s.list(Some("coupons"), None, 100).await.unwrap();
+    let mut paged = Vec::new();
+    let mut after: Option<argus_cases::Cursor> = None;
+    loop {
+        let f = argus_cases::Filter {
+            inbox: Some("coupons".into()),
+            ..Default::default()
+        };
+        let (page, next) = s.page(&f, after.as_ref(), 7).await.unwrap();
+        paged.extend(page.into_iter().map(|c| c.id));
+        match next {
+            Some(c) => after = Some(argus_cases::Cursor::decode(&c.encode()).unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(paged, all.iter().map(|c| c.id.clone()).collect::<Vec<_>>());
+    let f = argus_cases::Filter {
+        subject: Some("u3".into()),
+        ..Default::default()
+    };
+    assert_eq!(s.page(&f, None, 10).await.unwrap().0[0].id, r.id);
+
+    // The per-user cap.
+    s.claim_next("coupons", "ana", 2_000, 60_000, 2)
+        .await
+        .unwrap()
+        .unwrap();
+    s.claim_next("coupons", "ana", 2_000, 60_000, 2)
+        .await
+        .unwrap()
+        .unwrap();
+    let e = s
+        .claim_next("coupons", "ana", 2_000, 60_000, 2)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, CaseError::Conflict(ref m) if m.contains("cap is 2")),
+        "{e}"
+    );
+
+    // Escalation, by hand and past the SLA.
+    let routing = argus_cases::Routing::compile(
+        &toml::from_str(
+            "[[inboxes]]\nname = \"coupons\"\nsla = \"1s\"\nescalate_to = \"senior\"\n[[inboxes]]\nname = \"senior\"\n[[routes]]\ninbox = \"coupons\"",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let moved = s.escalate_overdue(&routing, 10_000_000).await.unwrap();
+    assert!(moved >= 20, "overdue open cases move: {moved}");
+    let senior = s.list(Some("senior"), None, 100).await.unwrap();
+    assert_eq!(senior.len(), moved);
+    let t = s.timeline(&senior[0].id).await.unwrap();
+    assert_eq!(t.last().unwrap().kind, "escalate");
+    assert_eq!(t.last().unwrap().body["reason"], "past its SLA");
+
+    // Auto-assignment: the user with the fewest assigned cases, below the cap.
+    let mut p = place(0);
+    p.assign_to = vec!["cy".into(), "dee".into()];
+    p.cap = 1;
+    let a1 = s
+        .open_or_join(&user("z1"), &decision("z1", 1), &p, 3_000)
+        .await
+        .unwrap();
+    let a2 = s
+        .open_or_join(&user("z2"), &decision("z2", 1), &p, 3_000)
+        .await
+        .unwrap();
+    let a3 = s
+        .open_or_join(&user("z3"), &decision("z3", 1), &p, 3_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (a1.assignee.as_deref(), a2.assignee.as_deref(), a3.assignee),
+        (Some("cy"), Some("dee"), None)
+    );
+    // An assigned case is left to its assignee; cy gets theirs first.
+    let got = s
+        .claim_next("coupons", "cy", 3_000, 60_000, 5)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.id, a1.id);
+
+    // Reopen; tags.
+    s.resolve(&got.id, "cy", "legitimate", &json!({}), &[], 3_100)
+        .await
+        .unwrap();
+    let re = s
+        .reopen(&got.id, "cy", "new evidence", 3_200)
+        .await
+        .unwrap();
+    assert_eq!(re.status, Status::Open);
+    let tagged = s
+        .tag(&re.id, "cy", &["vip".into(), "vip".into()], 3_300)
+        .await
+        .unwrap();
+    assert_eq!(tagged.tags, ["vip"]);
+}
+
+#[tokio::test]
+async fn verdict_actions_outbox_jobs_and_users() {
+    let d = tempfile::tempdir().unwrap();
+    for url in urls(d.path(), "verdict_actions5").await {
+        verdict_actions_outbox_jobs_and_users_on(&url).await;
+    }
+}
+
+async fn verdict_actions_outbox_jobs_and_users_on(url: &str) {
+    use argus_cases::{ActionStatus, NewAction, Role};
+    let s = open(url).await;
+    let c = s
+        .open_or_join(&user("u1"), &decision("e1", 60), &place(1), 0)
+        .await
+        .unwrap();
+    s.claim(&c.id, "ana", 10, 60_000, 5).await.unwrap();
+    assert!(matches!(
+        s.claim(&c.id, "bo", 20, 60_000, 5).await,
+        Err(CaseError::Conflict(_))
+    ));
+    let label = NewAction {
+        kind: "label".into(),
+        target: "fraud.confirmed".into(),
+        body: json!({"subject": "u1"}),
+        key: format!("{}:label:u1", c.id),
+    };
+    let hook = NewAction {
+        kind: "webhook".into(),
+        target: "shop".into(),
+        body: json!({"case": c.id}),
+        key: format!("{}:webhook:shop", c.id),
+    };
+    // The same key twice is one action.
+    s.resolve(
+        &c.id,
+        "ana",
+        "confirmed_fraud",
+        &json!({}),
+        &[label.clone(), hook.clone(), label.clone()],
+        30,
+    )
+    .await
+    .unwrap();
+    let due = s.due_actions(30, 10).await.unwrap();
+    assert_eq!(due.len(), 2);
+    assert!(due
+        .iter()
+        .all(|a| a.case_id.as_deref() == Some(c.id.as_str())));
+    let h = due.iter().find(|a| a.kind == "webhook").unwrap();
+    s.action_attempted(&h.id, Err(("503".into(), Some(1_000))), 40)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.due_actions(999, 10).await.unwrap().len(),
+        1,
+        "backing off"
+    );
+    s.action_attempted(&h.id, Err(("503".into(), None)), 1_000)
+        .await
+        .unwrap();
+    let failed = s
+        .actions(Some(ActionStatus::Failed), None, None, 10)
+        .await
+        .unwrap();
+    assert_eq!((failed.len(), failed[0].attempts), (1, 2));
+    assert!(matches!(
+        s.retry_action(&due.iter().find(|a| a.kind == "label").unwrap().id, 1_000)
+            .await,
+        Err(CaseError::Conflict(_))
+    ));
+    s.retry_action(&h.id, 1_100).await.unwrap();
+    s.action_attempted(&h.id, Ok(()), 1_200).await.unwrap();
+    assert_eq!(s.action(&h.id).await.unwrap().status, ActionStatus::Done);
+
+    // A bulk job: its actions and progress.
+    let acts: Vec<NewAction> = (0..5)
+        .map(|i| NewAction {
+            kind: "list".into(),
+            target: "banned_users".into(),
+            body: json!({"value": format!("m{i}")}),
+            key: format!("job1:list:m{i}"),
+        })
+        .collect();
+    let j = s
+        .start_job(
+            "job1",
+            "bo",
+            "ring ban",
+            "ban",
+            &json!({"case": c.id}),
+            &acts,
+            &[],
+            2_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!((j.total, j.done), (5, 0));
+    for a in s
+        .actions(None, None, Some("job1"), 10)
+        .await
+        .unwrap()
+        .iter()
+        .take(3)
+    {
+        s.action_attempted(&a.id, Ok(()), 2_100).await.unwrap();
+    }
+    assert_eq!(s.job("job1").await.unwrap().done, 3);
+    assert!(matches!(
+        s.start_job("job2", "bo", " ", "ban", &json!({}), &[], &[], 2_000)
+            .await,
+        Err(CaseError::Invalid(_))
+    ));
+
+    // Users and sessions.
+    assert!(matches!(
+        s.set_user("ana", Role::Analyst, "short", 0).await,
+        Err(CaseError::Invalid(_))
+    ));
+    s.set_user("ana", Role::Investigator, "correct horse battery", 0)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.login("ana", "wrong password!!", 60_000, 10).await,
+        Err(CaseError::Unauthorized(_))
+    ));
+    assert!(matches!(
+        s.login("nobody", "correct horse battery", 60_000, 10).await,
+        Err(CaseError::Unauthorized(_))
+    ));
+    let (token, sess) = s
+        .login("ana", "correct horse battery", 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!((sess.user.as_str(), sess.role), ("ana", Role::Investigator));
+    let got = s.session(&token, 20).await.unwrap().unwrap();
+    assert_eq!(got.csrf, sess.csrf);
+    assert!(
+        s.session(&token, 60_011).await.unwrap().is_none(),
+        "expired"
+    );
+    assert!(s.session("forged", 20).await.unwrap().is_none());
+    // A new password ends the sessions.
+    s.set_user("ana", Role::Analyst, "another long password", 30)
+        .await
+        .unwrap();
+    assert!(s.session(&token, 40).await.unwrap().is_none());
+    s.logout(&token).await.unwrap();
+    assert_eq!(
+        s.users().await.unwrap(),
+        [("ana".into(), Role::Analyst, false)]
+    );
 }
