@@ -348,6 +348,30 @@ impl Store {
         Ok(out)
     }
 
+    /// The labels verdicts and bulk jobs gave `account` (label actions naming it), newest first.
+    pub async fn labels_of(&self, account: &str, limit: i64) -> Result<Vec<Action>, CaseError> {
+        // Label actions' keys end in `:<label type>:<account>`.
+        let suffix = format!(":{account}");
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            action_columns!(),
+            " FROM actions WHERE kind = 'label' AND length(idempotency_key) > length($1) \
+             AND substr(idempotency_key, length(idempotency_key) - length($1) + 1) = $1 \
+             ORDER BY created_at DESC, id LIMIT $2"
+        ))
+        .bind(&suffix)
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| action_of(r).map_err(CaseError::from))
+            .filter(|a| {
+                a.as_ref()
+                    .map_or(true, |a| a.body["actor"].as_str() == Some(account))
+            })
+            .collect()
+    }
+
     /// Cases about `subject_id` (as subject or ring member), newest first.
     pub async fn cases_of(&self, subject_id: &str, limit: i64) -> Result<Vec<Case>, CaseError> {
         let rows = sqlx::query(concat!(

@@ -46,6 +46,7 @@ const TOP_KEYS: &[&str] = &[
     "csv",
     "server",
     "lookups",
+    "cases",
 ];
 
 #[derive(Debug, Deserialize, Clone, Default)]
@@ -138,6 +139,8 @@ pub struct Config {
     pub partitions: usize,
     /// The `[server]` section, read by `argus serve` (the engine itself does not use it).
     pub server: toml::Table,
+    /// The `[cases]` section (inboxes, routing, bans, webhooks), read by `argus serve`.
+    pub cases: toml::Table,
     /// `[[models]]`, loaded and matched to the features (their slots are `features.models`). Empty
     /// when loaded by [`load_without_models`](Self::load_without_models).
     pub models: Vec<Arc<crate::models::LoadedModel>>,
@@ -165,6 +168,7 @@ struct Parts {
     features: FeaturesConfig,
     csv: Option<CsvMapping>,
     server: toml::Table,
+    cases: toml::Table,
     /// Each `[[models]]` entry with the folder of the file that declared it.
     models: Vec<(crate::models::ModelConfig, PathBuf)>,
     graph: Option<crate::graph::GraphConfig>,
@@ -336,6 +340,7 @@ impl Config {
             dedupe_max_ids,
             partitions,
             server: p.server,
+            cases: p.cases,
             models,
             lookups: crate::lookups::cell(lookup_tables),
             declared_models: p
@@ -533,6 +538,12 @@ fn absorb(
             // Keys of an included file are overridden one by one by the including file.
             toml::Value::Table(t) => parts.server.extend(t),
             _ => errors.push(format!("{name}: server: expected a table")),
+        }
+    }
+    if let Some(v) = section("cases") {
+        match v {
+            toml::Value::Table(t) => parts.cases.extend(t),
+            _ => errors.push(format!("{name}: cases: expected a table")),
         }
     }
     if let Some(v) = section("csv") {

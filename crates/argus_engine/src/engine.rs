@@ -767,6 +767,19 @@ impl Engine {
             .map(|g| g.state.size())
     }
 
+    /// The entity graph around `account` (see [`GraphState::neighborhood`]); `None` without `[graph]`.
+    pub fn graph_neighborhood(
+        &self,
+        account: &str,
+        hops: usize,
+        max_nodes: usize,
+    ) -> Option<crate::graph::Neighborhood> {
+        self.stages
+            .iter()
+            .find_map(|st| st.as_any().downcast_ref::<crate::stages::GraphStage>())
+            .map(|g| g.state.neighborhood(account, hops, max_nodes))
+    }
+
     /// Event ids remembered for idempotency.
     pub fn idempotency_ids(&self) -> usize {
         self.sq.dedupe.order.len()

@@ -522,6 +522,18 @@ pub struct Finding {
     pub confirmed: usize,
 }
 
+/// What [`GraphState::neighborhood`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Neighborhood {
+    /// (account, confirmed fraudulent)
+    pub accounts: Vec<(String, bool)>,
+    /// (`field:value`, accounts sharing it)
+    pub values: Vec<(String, u32)>,
+    /// (account, value, last time the link was used)
+    pub edges: Vec<(String, String, i64)>,
+    pub truncated: bool,
+}
+
 /// Ids for strings, in order of first use.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Interner {
@@ -763,6 +775,82 @@ impl GraphState {
     /// Findings since the last call.
     pub fn take_findings(&mut self) -> Vec<Finding> {
         std::mem::take(&mut self.findings)
+    }
+
+    /// The linked-accounts view around `account`: the accounts reachable through shared values
+    /// (devices, cards, addresses, payout accounts) within `hops` account-to-account steps, at most
+    /// `max_nodes` nodes (then `truncated`). One pass over the links per hop: for the console, not the
+    /// hot path.
+    pub fn neighborhood(&self, account: &str, hops: usize, max_nodes: usize) -> Neighborhood {
+        let mut out = Neighborhood::default();
+        let Some(&start) = self.accounts.ids.get(account) else {
+            return out;
+        };
+        let mut seen_a: BTreeMap<u32, ()> = BTreeMap::new();
+        let mut seen_v: BTreeMap<u32, ()> = BTreeMap::new();
+        let mut edges: BTreeMap<(u32, u32), i64> = BTreeMap::new();
+        seen_a.insert(start, ());
+        let mut frontier = vec![start];
+        for _ in 0..hops.max(1) {
+            if frontier.is_empty() {
+                break;
+            }
+            let fa: std::collections::HashSet<u32> = frontier.iter().copied().collect();
+            // Values of the frontier's accounts…
+            let mut vals = std::collections::HashSet::new();
+            for l in &self.links {
+                if fa.contains(&l.a) {
+                    vals.insert(l.v);
+                    edges.insert((l.a, l.v), l.last);
+                }
+            }
+            // …and every account sharing one of them.
+            let mut next = Vec::new();
+            for l in &self.links {
+                if vals.contains(&l.v) {
+                    if seen_a.len() + seen_v.len() >= max_nodes && !seen_a.contains_key(&l.a) {
+                        out.truncated = true;
+                        continue;
+                    }
+                    edges.insert((l.a, l.v), l.last);
+                    if seen_a.insert(l.a, ()).is_none() {
+                        next.push(l.a);
+                    }
+                }
+            }
+            for v in vals {
+                seen_v.insert(v, ());
+            }
+            frontier = next;
+        }
+        out.accounts = seen_a
+            .keys()
+            .map(|&a| {
+                (
+                    self.accounts.names[a as usize].clone(),
+                    self.confirmed.contains_key(&a),
+                )
+            })
+            .collect();
+        out.values = seen_v
+            .keys()
+            .map(|&v| {
+                let shared = self.sharers.get(v as usize).copied().unwrap_or(0);
+                (self.values.names[v as usize].clone(), shared)
+            })
+            .collect();
+        out.edges = edges
+            .into_iter()
+            .filter(|((a, v), _)| seen_a.contains_key(a) && seen_v.contains_key(v))
+            .map(|((a, v), last)| {
+                (
+                    self.accounts.names[a as usize].clone(),
+                    self.values.names[v as usize].clone(),
+                    last,
+                )
+            })
+            .collect();
+        out
     }
 
     /// Accounts, link edges, block edges: the graph's size.

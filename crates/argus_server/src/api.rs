@@ -36,6 +36,34 @@ pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
         "/v1/lists/{name}/items/{value}",
         Some(Role::Analyst),
     ),
+    ("post", "/v1/session", None),
+    ("get", "/v1/session", Some(Role::Ingest)),
+    ("delete", "/v1/session", Some(Role::Ingest)),
+    ("get", "/v1/users", Some(Role::Admin)),
+    ("put", "/v1/users/{name}", Some(Role::Admin)),
+    ("get", "/v1/inboxes", Some(Role::Analyst)),
+    ("get", "/v1/cases", Some(Role::Analyst)),
+    ("post", "/v1/cases", Some(Role::Analyst)),
+    ("post", "/v1/cases/next", Some(Role::Analyst)),
+    ("get", "/v1/cases/{id}", Some(Role::Analyst)),
+    ("post", "/v1/cases/{id}/claim", Some(Role::Analyst)),
+    ("post", "/v1/cases/{id}/release", Some(Role::Analyst)),
+    ("post", "/v1/cases/{id}/notes", Some(Role::Analyst)),
+    ("post", "/v1/cases/{id}/tags", Some(Role::Analyst)),
+    ("post", "/v1/cases/{id}/verdict", Some(Role::Analyst)),
+    ("post", "/v1/cases/{id}/escalate", Some(Role::Investigator)),
+    ("post", "/v1/cases/{id}/reopen", Some(Role::Investigator)),
+    ("get", "/v1/outbox", Some(Role::Analyst)),
+    ("post", "/v1/outbox/{id}/retry", Some(Role::Investigator)),
+    ("post", "/v1/bulk/preview", Some(Role::Investigator)),
+    ("post", "/v1/bulk", Some(Role::Investigator)),
+    ("get", "/v1/bulk/{id}", Some(Role::Investigator)),
+    ("get", "/v1/graph/{kind}/{id}", Some(Role::Analyst)),
+    ("get", "/v1/entities/{kind}/{id}/cases", Some(Role::Analyst)),
+    ("get", "/v1/rules/stats", Some(Role::Analyst)),
+    ("get", "/console", None),
+    ("get", "/console/", None),
+    ("get", "/console/{file}", None),
     ("post", "/v1/admin/reload", Some(Role::Admin)),
     ("get", "/v1/admin/status", Some(Role::Admin)),
     ("get", "/v1/admin/digest", Some(Role::Admin)),
@@ -57,7 +85,23 @@ pub struct AppState {
     /// that would change them is refused), so that handlers decode events on their own threads and
     /// the core thread only applies them.
     pub decoder: Arc<argus_event::Decoder>,
+    /// Cases, when on (`[cases] enabled`, the default).
+    pub cases: Option<Arc<crate::cases::CaseService>>,
 }
+
+/// Who is asking: an API key (by its name) or a console user's session.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+    /// The session's CSRF token (console users).
+    pub csrf: Option<String>,
+    /// The session token (console users), for logging out.
+    pub session: Option<String>,
+}
+
+/// Routes any authenticated caller may use, whatever the role (the role in [`ROUTES`] is ignored).
+const ANY_ROLE: &[&str] = &["/v1/session"];
 
 /// The status code of each kind of failure: the one place where core results become HTTP.
 pub fn status_of(kind: Failure) -> StatusCode {
@@ -143,11 +187,56 @@ pub(crate) fn respond(a: Answer) -> Response {
     }
 }
 
-/// Checks the API key for a route that needs `role`: `Some(error response)` when refused. Without configured keys every request passes
-/// (development mode; the server warns at start).
-fn denied(st: &AppState, headers: &HeaderMap, role: Role) -> Option<Response> {
-    if st.settings.api_keys.is_empty() {
-        return None;
+/// Who the request comes from: a console session (its cookie; a state-changing request must also
+/// send the session's CSRF token in `X-CSRF-Token`), else an API key (`Authorization: Bearer <key>`
+/// or `X-API-Key`). Without configured keys and without a session, everyone is `dev`, an admin
+/// (development mode; the server warns at start). `Err`: the credentials given are wrong.
+async fn principal(
+    st: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+) -> Result<Option<Principal>, Response> {
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(crate::cases::SESSION_COOKIE)
+                .and_then(|r| r.strip_prefix('='))
+                .map(str::to_string)
+        })
+        .filter(|t| !t.is_empty());
+    if let (Some(token), Some(svc)) = (cookie, st.cases.as_deref()) {
+        if let Some(store) = svc.store.get() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            match store.session(&token, now).await {
+                Ok(Some(s)) => {
+                    if !matches!(*method, Method::GET | Method::HEAD) {
+                        let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+                        if !sent.is_some_and(|c| constant_time_eq(c.as_bytes(), s.csrf.as_bytes()))
+                        {
+                            return Err(respond(error(
+                                Failure::Forbidden,
+                                "csrf",
+                                "a console request that changes state must send the session's CSRF token in X-CSRF-Token",
+                            )));
+                        }
+                    }
+                    return Ok(Some(Principal {
+                        name: s.user,
+                        role: s.role,
+                        csrf: Some(s.csrf),
+                        session: Some(token),
+                    }));
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("session lookup: {e}"),
+            }
+        }
     }
     let given = headers
         .get(header::AUTHORIZATION)
@@ -159,40 +248,47 @@ fn denied(st: &AppState, headers: &HeaderMap, role: Role) -> Option<Response> {
                 .map(|(_, k)| k.trim())
         })
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
-    let Some(given) = given else {
-        let mut r = respond(error(
-            Failure::Unauthorized,
-            "unauthenticated",
-            "an API key is required: `Authorization: Bearer <key>`",
-        ));
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return Some(r);
-    };
+    if st.settings.api_keys.is_empty() {
+        return Ok(Some(Principal {
+            name: "dev".into(),
+            role: Role::Admin,
+            csrf: None,
+            session: None,
+        }));
+    }
+    let Some(given) = given else { return Ok(None) };
     // Compare against every key in full, so that timing does not reveal which prefix matched.
-    let mut found: Option<Role> = None;
+    let mut found: Option<&crate::settings::ApiKey> = None;
     for k in &st.settings.api_keys {
         if constant_time_eq(k.key.as_bytes(), given.as_bytes()) {
-            found = Some(k.role);
+            found = Some(k);
         }
     }
     match found {
-        None => Some(respond(error(
+        None => Err(respond(error(
             Failure::Unauthorized,
             "unauthenticated",
             "unknown API key",
         ))),
-        Some(r) if !r.allows(role) => Some(respond(error(
-            Failure::Forbidden,
-            "forbidden",
-            format!(
-                "this key has role `{}`; this route needs `{}`",
-                r.name(),
-                role.name()
-            ),
-        ))),
-        Some(_) => None,
+        Some(k) => Ok(Some(Principal {
+            name: k.name.clone(),
+            role: k.role,
+            csrf: None,
+            session: None,
+        })),
     }
+}
+
+/// The answer to a request without credentials on a route that needs them.
+fn unauthenticated() -> Response {
+    let mut r = respond(error(
+        Failure::Unauthorized,
+        "unauthenticated",
+        "an API key is required: `Authorization: Bearer <key>` (or a console session)",
+    ));
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -250,7 +346,7 @@ pub async fn ask(st: &AppState, req: Request) -> Answer {
     }
 }
 
-async fn body_bytes(
+pub(crate) async fn body_bytes(
     st: &AppState,
     headers: &HeaderMap,
     body: Body,
@@ -583,14 +679,43 @@ async fn authorize(
         &Method::HEAD => &Method::GET,
         m => m,
     };
-    let role = req.extensions().get::<MatchedPath>().and_then(|p| {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let role = path.as_deref().and_then(|p| {
         ROUTES
             .iter()
-            .find(|(m, rp, _)| method.as_str().eq_ignore_ascii_case(m) && *rp == p.as_str())
+            .find(|(m, rp, _)| method.as_str().eq_ignore_ascii_case(m) && *rp == p)
             .and_then(|(_, _, role)| *role)
     });
-    if let Some(r) = role.and_then(|role| denied(&st, req.headers(), role)) {
-        return r;
+    let who = match principal(&st, req.headers(), method).await {
+        Ok(w) => w,
+        // Wrong credentials fail even on open routes: a client should learn its key is wrong.
+        Err(r) if role.is_some() => return r,
+        Err(_) => None,
+    };
+    if let Some(needed) = role {
+        let Some(p) = &who else {
+            return unauthenticated();
+        };
+        let any = path.as_deref().is_some_and(|p| ANY_ROLE.contains(&p));
+        if !any && !p.role.allows(needed) {
+            return respond(error(
+                Failure::Forbidden,
+                "forbidden",
+                format!(
+                    "`{}` has role `{}`; this route needs `{}`",
+                    p.name,
+                    p.role.name(),
+                    needed.name()
+                ),
+            ));
+        }
+    }
+    let mut req = req;
+    if let Some(p) = who {
+        req.extensions_mut().insert(p);
     }
     next.run(req).await
 }
@@ -701,6 +826,41 @@ async fn method_not_allowed(method: Method) -> Response {
     ))
 }
 
+/// The routes of cases, the outbox, bulk work, sessions, the graph and the console (see [`crate::cases`]).
+fn cases_routes() -> Router<AppState> {
+    use crate::cases as c;
+    let r = |m: axum::routing::MethodRouter<AppState>| m.fallback(method_not_allowed);
+    Router::new()
+        .route(
+            "/v1/session",
+            r(post(c::login).get(c::session).delete(c::logout)),
+        )
+        .route("/v1/users", r(get(c::users)))
+        .route("/v1/users/{name}", r(put(c::put_user)))
+        .route("/v1/inboxes", r(get(c::inboxes)))
+        .route("/v1/cases", r(get(c::list).post(c::open)))
+        .route("/v1/cases/next", r(post(c::next)))
+        .route("/v1/cases/{id}", r(get(c::get_case)))
+        .route("/v1/cases/{id}/claim", r(post(c::claim)))
+        .route("/v1/cases/{id}/release", r(post(c::release)))
+        .route("/v1/cases/{id}/notes", r(post(c::note)))
+        .route("/v1/cases/{id}/tags", r(post(c::tag)))
+        .route("/v1/cases/{id}/verdict", r(post(c::verdict)))
+        .route("/v1/cases/{id}/escalate", r(post(c::escalate)))
+        .route("/v1/cases/{id}/reopen", r(post(c::reopen)))
+        .route("/v1/outbox", r(get(c::outbox)))
+        .route("/v1/outbox/{id}/retry", r(post(c::retry)))
+        .route("/v1/bulk/preview", r(post(c::bulk_preview)))
+        .route("/v1/bulk", r(post(c::bulk_run)))
+        .route("/v1/bulk/{id}", r(get(c::bulk_get)))
+        .route("/v1/graph/{kind}/{id}", r(get(c::graph)))
+        .route("/v1/entities/{kind}/{id}/cases", r(get(c::entity_cases)))
+        .route("/v1/rules/stats", r(get(c::rule_stats)))
+        .route("/console", r(get(c::console_index)))
+        .route("/console/", r(get(c::console_index)))
+        .route("/console/{file}", r(get(c::console_asset)))
+}
+
 /// The router over a running core.
 pub fn router(st: AppState) -> Router {
     // An idle connection is closed after `header_timeout`: say so, so that clients stop reusing it
@@ -748,6 +908,7 @@ pub fn router(st: AppState) -> Router {
             post(reload).fallback(method_not_allowed),
         )
         .route("/v1/admin/status", get(status).fallback(method_not_allowed))
+        .merge(cases_routes())
         .route("/v1/admin/digest", get(digest).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .route("/readyz", get(readyz).fallback(method_not_allowed))

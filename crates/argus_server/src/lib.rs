@@ -7,6 +7,7 @@
 //! - [`metrics`]: Prometheus metric names and helpers.
 
 pub mod api;
+pub mod cases;
 pub mod core;
 pub mod findings;
 pub mod metrics;
@@ -43,7 +44,37 @@ impl Server {
     ) -> Result<Server, core::StartError> {
         metrics::install();
         let shared = Arc::new(Shared::default());
-        let (core, recovery) = core::Core::open(settings.clone(), loader, initial, shared.clone())?;
+        // Cases run as tasks of the caller's tokio runtime; without one (a tool embedding the core),
+        // they are off.
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let cases_on = settings.cases.enabled && runtime.is_some();
+        let (intake, intake_rx) = if cases_on {
+            let (tx, rx) = tokio::sync::mpsc::channel(65_536);
+            let actions = argus_policy::Action::ALL
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| {
+                    settings
+                        .cases
+                        .wanted_actions()
+                        .iter()
+                        .any(|w| w == a.name())
+                })
+                .map(|(i, _)| i as u8)
+                .collect();
+            (
+                Some(core::IntakeSink {
+                    tx,
+                    actions,
+                    findings: settings.cases.wants_findings(),
+                }),
+                Some(rx),
+            )
+        } else {
+            (None, None)
+        };
+        let (core, recovery) =
+            core::Core::open(settings.clone(), loader, initial, shared.clone(), intake)?;
         let decoder = Arc::new(core.decoder());
         let (tx, rx) = sync_channel(settings.queue_depth);
         let handle = std::thread::Builder::new()
@@ -53,9 +84,13 @@ impl Server {
         let state = api::AppState {
             tx,
             shared: shared.clone(),
+            cases: cases_on.then(|| Arc::new(cases::CaseService::new(settings.cases.clone()))),
             settings: Arc::new(settings),
             decoder,
         };
+        if let (Some(rt), Some(rx), Some(svc)) = (runtime, intake_rx, state.cases.clone()) {
+            rt.spawn(cases::run(state.clone(), svc, rx));
+        }
         Ok(Server {
             router: api::router(state.clone()),
             recovery,

@@ -12,6 +12,12 @@ pub const RULE_HITS: &str = "argus_rule_hits_total";
 pub const DECISION_SECONDS: &str = "argus_decision_eval_seconds";
 pub const QUEUE_DEPTH: &str = "argus_queue_depth";
 pub const REJECTED_OVERLOAD: &str = "argus_overload_rejections_total";
+/// Log records that would have opened or updated a case but found the intake queue full.
+pub const CASE_INTAKE_DROPPED: &str = "argus_case_intake_dropped_total";
+/// Cases opened or updated by intake, and outbox actions delivered or failed, by kind.
+pub const CASE_TRIGGERS: &str = "argus_case_triggers_total";
+pub const ACTIONS_DONE: &str = "argus_case_actions_done_total";
+pub const ACTIONS_FAILED: &str = "argus_case_action_failures_total";
 pub const COMMIT_SECONDS: &str = "argus_log_commit_seconds";
 pub const FSYNCS: &str = "argus_log_fsyncs_total";
 pub const LOG_SEGMENTS: &str = "argus_log_segments";

@@ -7,29 +7,10 @@ use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A role an API key grants. `admin` may do everything, `analyst` reads and manages lists,
-/// `ingest` sends events and labels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Ingest,
-    Analyst,
-    Admin,
-}
-
-impl Role {
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Ingest => "ingest",
-            Role::Analyst => "analyst",
-            Role::Admin => "admin",
-        }
-    }
-    /// Whether a key of this role may do what `needed` allows.
-    pub fn allows(self, needed: Role) -> bool {
-        self == Role::Admin || self == needed
-    }
-}
+/// A role an API key or a console user has: `ingest` sends events and labels; `analyst` reads and
+/// works cases one at a time and manages lists; `investigator` also acts on many at once (ring bans,
+/// bulk jobs, escalation, outbox retries); `admin` may do everything.
+pub use argus_cases::Role;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,6 +123,8 @@ pub struct Settings {
     pub partition_workers: PartitionWorkers,
     /// Empty: no authentication (development only; the server warns).
     pub api_keys: Vec<ApiKey>,
+    /// `[cases]`: where cases are stored, inboxes, routing, bans and webhooks.
+    pub cases: argus_cases::Routing,
 }
 
 impl Default for Settings {
@@ -172,8 +155,25 @@ impl Default for Settings {
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(10),
             api_keys: Vec::new(),
+            cases: argus_cases::Routing::compile(&Default::default())
+                .expect("the default [cases] compiles"),
         }
     }
+}
+
+/// `[cases]` of the configuration, with `ARGUS_CASES_DATABASE` (the database URL) from the
+/// environment winning over the file.
+pub fn cases(
+    table: &toml::Table,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<argus_cases::Routing, Vec<String>> {
+    let mut c: argus_cases::CasesConfig = toml::Value::Table(table.clone())
+        .try_into()
+        .map_err(|e| vec![format!("cases: {e}")])?;
+    if let Some(url) = env("ARGUS_CASES_DATABASE").filter(|u| !u.is_empty()) {
+        c.database = Some(url);
+    }
+    argus_cases::Routing::compile(&c)
 }
 
 /// Environment variables that override `[server]` keys, and the key each one sets.

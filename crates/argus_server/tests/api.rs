@@ -1017,6 +1017,7 @@ async fn a_full_queue_is_503_overloaded_and_a_slow_core_is_503_timeout() {
                 .decoder()
                 .clone(),
         ),
+        cases: None,
     };
     let app = argus_server::api::router(st);
     let post = || {

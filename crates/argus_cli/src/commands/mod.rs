@@ -114,6 +114,10 @@ const STARTER_POLICIES: &[(&str, &str)] = &[
 
 const STARTER_LISTS: &[(&str, &str)] = &[
     (
+        "policies/lists/banned_users.toml",
+        include_str!("../../../../policies/lists/banned_users.toml"),
+    ),
+    (
         "policies/lists/blocked_devices.toml",
         include_str!("../../../../policies/lists/blocked_devices.toml"),
     ),

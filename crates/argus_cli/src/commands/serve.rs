@@ -28,6 +28,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut settings =
         argus_server::Settings::resolve(&initial.0.server, |k| std::env::var(k).ok())
             .map_err(|e| anyhow::anyhow!("invalid server settings:\n  {}", e.join("\n  ")))?;
+    settings.cases = argus_server::settings::cases(&initial.0.cases, |k| std::env::var(k).ok())
+        .map_err(|e| anyhow::anyhow!("invalid [cases]:\n  {}", e.join("\n  ")))?;
     if let Some(l) = a.listen {
         settings.listen = l;
     }

@@ -288,6 +288,9 @@ impl Core {
                 // Findings are stored after their event's log record, never before. The decision
                 // index and the per-actor recent decisions were rebuilt from the record headers when
                 // the log was opened (within `max_indexed_events`).
+                if self.intake.is_some() {
+                    self.replay_findings = found.clone();
+                }
                 self.store_findings(self.replaying_seq, found);
                 Outcome::Answer(ok(Json::Null))
             }
@@ -369,6 +372,9 @@ impl Core {
         if let Some(d) = decision.as_mut() {
             d.eval_us = Some((eval.as_secs_f64() * 1e7).round() / 10.0);
             self.metrics.decision(c.ty, d, eval.as_secs_f64());
+            if !d.fired.is_empty() {
+                self.count_rules(d, c.time);
+            }
         }
         let type_name = self.engine.schema().get(c.ty).name.clone();
         self.metrics.outcome(c.ty, "accepted", &type_name);
@@ -401,6 +407,14 @@ impl Core {
                 ));
             }
         };
+        if self.intake.is_some() {
+            let stored = std::mem::take(&mut self.scratch);
+            // The stored event is inside the record just written (`payload` went back to scratch).
+            if let Some((_, st, d)) = split_event(&stored) {
+                self.send_intake(seq, head.action, st, d, &found);
+            }
+            self.scratch = stored;
+        }
         self.store_findings(seq, found);
         self.index.insert(c.idh, loc);
         self.index_order.push_back((loc, c.idh));

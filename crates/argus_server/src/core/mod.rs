@@ -32,8 +32,8 @@ mod views;
 
 use lists::*;
 pub use lists::{ListChange, OverlayItem};
-pub use record::read_log;
 use record::*;
+pub use record::{read_log, stored_event_json};
 use snapshots::*;
 
 /// Log record kinds.
@@ -208,6 +208,14 @@ pub enum Request {
         detector: Option<String>,
         account: Option<String>,
     },
+    /// The entity graph around an account (the linked-accounts view).
+    Graph {
+        account: String,
+        hops: usize,
+        max_nodes: usize,
+    },
+    /// Hits per enforced rule per hour of event time, since the server started.
+    RuleStats,
     /// Flush and sync the log and write a final snapshot.
     Shutdown,
 }
@@ -215,6 +223,26 @@ pub enum Request {
 pub struct Msg {
     pub req: Request,
     pub reply: oneshot::Sender<Answer>,
+}
+
+/// What case intake needs of one log record: its event as logged (tokens), its decision (JSON, or
+/// empty) and its findings. Sent by the core for the records whose decision's action some route
+/// takes, or that made findings — live after the record is written, and at start for the replayed
+/// tail (the case service skips records at or before its cursor, so nothing is taken twice).
+#[derive(Debug)]
+pub struct IntakeMsg {
+    pub seq: u64,
+    pub event: Vec<u8>,
+    pub decision: Vec<u8>,
+    pub findings: Vec<argus_engine::Finding>,
+}
+
+/// Where the core sends [`IntakeMsg`]s, and which ones.
+pub struct IntakeSink {
+    pub tx: tokio::sync::mpsc::Sender<IntakeMsg>,
+    /// Indexes in [`argus_policy::Action::ALL`] of the actions routes take.
+    pub actions: Vec<u8>,
+    pub findings: bool,
 }
 
 /// State the HTTP layer reads without asking the core.
@@ -273,6 +301,79 @@ pub struct Core {
     findings: crate::findings::FindingsStore,
     /// The log record being replayed at start (its findings are stored under it).
     replaying_seq: u64,
+    /// Case intake, when cases are on.
+    intake: Option<IntakeSink>,
+    /// Enforced rule → (checkpoint, hits per hour of event time: the newest `RULE_HOURS`).
+    rule_hits: HashMap<String, (String, VecDeque<(i64, u64)>)>,
+    /// The findings of the record being replayed, for intake.
+    replay_findings: Vec<argus_engine::Finding>,
+}
+
+/// Hours of hits kept per rule for the rule dashboard.
+const RULE_HOURS: usize = 72;
+
+impl Core {
+    /// Counts the enforced rules that fired on a live decision, per hour of event time.
+    pub(super) fn count_rules(&mut self, d: &argus_policy::Decision, time: i64) {
+        let hour = time.div_euclid(3_600_000) * 3_600_000;
+        for f in &d.fired {
+            let e = match self.rule_hits.get_mut(&f.rule) {
+                Some(e) => e,
+                None => self
+                    .rule_hits
+                    .entry(f.rule.clone())
+                    .or_insert_with(|| (d.checkpoint.clone(), VecDeque::new())),
+            };
+            let newest = e.1.back().map(|(h, _)| *h);
+            if let Some((_, n)) = e.1.iter_mut().rev().find(|(h, _)| *h == hour) {
+                // This hour, or a late event's own hour while it is still kept.
+                *n += 1;
+            } else if newest.is_none_or(|h| h < hour) {
+                e.1.push_back((hour, 1));
+                if e.1.len() > RULE_HOURS {
+                    e.1.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Hands one record to case intake when a route wants it. Never blocks: when the intake queue
+    /// is full (the case store is far behind), the record is counted and left out.
+    pub(super) fn send_intake(
+        &mut self,
+        seq: u64,
+        action: u8,
+        stored: &[u8],
+        decision: &[u8],
+        findings: &[argus_engine::Finding],
+    ) {
+        let Some(s) = &self.intake else { return };
+        let want_findings = s.findings && !findings.is_empty();
+        if !(s.actions.contains(&action) || want_findings) {
+            return;
+        }
+        let msg = IntakeMsg {
+            seq,
+            event: stored.to_vec(),
+            decision: if s.actions.contains(&action) {
+                decision.to_vec()
+            } else {
+                Vec::new()
+            },
+            findings: if want_findings {
+                findings.to_vec()
+            } else {
+                Vec::new()
+            },
+        };
+        if s.tx.try_send(msg).is_err() {
+            m::inc(m::CASE_INTAKE_DROPPED, 1);
+            tracing::warn!(
+                seq,
+                "case intake is full or stopped: this record opens no case"
+            );
+        }
+    }
 }
 
 /// A group's answers, to be sent once `file` (the segment its records went to) is synced.
@@ -679,6 +780,12 @@ impl Core {
                 detector.as_deref(),
                 account.as_deref(),
             )),
+            Request::Graph {
+                account,
+                hops,
+                max_nodes,
+            } => Outcome::Answer(self.graph_view(&account, hops, max_nodes)),
+            Request::RuleStats => Outcome::Answer(self.rule_stats()),
             Request::Shutdown => Outcome::Answer(ok(json!({}))),
         }
     }

@@ -144,6 +144,29 @@ pub(super) fn split_event(p: &[u8]) -> Option<(EventHead, &[u8], &[u8])> {
     Some((head, stored, &p[HEAD_LEN + 4 + n..]))
 }
 
+/// A stored event as JSON for people (`{"id", "type", "time", "actor", "data"}`; personal data stays
+/// tokens, as logged).
+pub fn stored_event_json(stored: &[u8]) -> Option<serde_json::Value> {
+    let st: StoredEvent = bincode::deserialize(stored).ok()?;
+    let mut data = serde_json::Map::new();
+    let mut actor = serde_json::Value::Null;
+    for (n, v) in &st.fields {
+        let j = super::value_json(v);
+        if n == "actor" {
+            actor = j;
+        } else if !v.is_null() {
+            data.insert(n.clone(), j);
+        }
+    }
+    Some(serde_json::json!({
+        "id": st.id,
+        "type": st.ty,
+        "time": argus_event::time::format_rfc3339(st.time),
+        "actor": actor,
+        "data": data,
+    }))
+}
+
 /// The id and actor of a stored event, without the schema.
 pub(super) fn stored_id_actor(stored: &[u8]) -> Option<(String, Option<Value>)> {
     let st: StoredEvent = bincode::deserialize(stored).ok()?;

@@ -12,6 +12,7 @@ impl Core {
         loader: Loader,
         initial: Option<Loaded>,
         shared: Arc<Shared>,
+        intake: Option<IntakeSink>,
     ) -> Result<(Core, Recovery), StartError> {
         let started = Instant::now();
         let (cfg, loaded) = match initial {
@@ -147,6 +148,9 @@ impl Core {
             index_order,
             findings,
             replaying_seq: 0,
+            intake,
+            replay_findings: Vec::new(),
+            rule_hits: HashMap::new(),
         };
         for (loc, h) in heads {
             core.remember(Recent { loc, head: h });
@@ -168,6 +172,12 @@ impl Core {
                         Ok(ev) => {
                             core.replaying_seq = r.seq;
                             core.accept(ev, Some(loc), Instant::now());
+                            if core.intake.is_some() {
+                                if let Some((head, st, d)) = split_event(&r.payload) {
+                                    let found = std::mem::take(&mut core.replay_findings);
+                                    core.send_intake(r.seq, head.action, st, d, &found);
+                                }
+                            }
                         }
                         Err(e) => tracing::warn!(
                             seq = r.seq,

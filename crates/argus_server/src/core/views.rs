@@ -175,6 +175,53 @@ impl Core {
         ok(json!({"total": self.findings.total, "findings": found}))
     }
 
+    /// The linked-accounts graph around `account`: accounts, the values they share, and links.
+    pub(super) fn graph_view(&self, account: &str, hops: usize, max_nodes: usize) -> Answer {
+        let Some(n) =
+            self.engine
+                .graph_neighborhood(account, hops.clamp(1, 3), max_nodes.clamp(2, 2000))
+        else {
+            return error(Failure::NotFound, "no_graph", "the configuration has no [graph] section: there is no entity graph (docs/graph.md)");
+        };
+        let mut nodes: Vec<Json> = n
+            .accounts
+            .iter()
+            .map(|(a, c)| json!({"id": a, "type": "account", "confirmed": c}))
+            .collect();
+        nodes.extend(n.values.iter().map(|(v, shared)| {
+            let field = v.split_once(':').map_or("", |(f, _)| f);
+            json!({"id": v, "type": "value", "field": field, "shared_by": shared})
+        }));
+        let edges: Vec<Json> = n
+            .edges
+            .iter()
+            .map(|(a, v, last)| json!({"account": a, "value": v, "last": argus_event::time::format_rfc3339(*last)}))
+            .collect();
+        ok(
+            json!({"account": account, "found": !n.accounts.is_empty(), "nodes": nodes, "edges": edges, "truncated": n.truncated}),
+        )
+    }
+
+    /// Hits per enforced rule per hour of event time (live decisions since the server started).
+    pub(super) fn rule_stats(&self) -> Answer {
+        let mut rules: Vec<Json> = self
+            .rule_hits
+            .iter()
+            .map(|(r, (cp, hours))| {
+                let hits: u64 = hours.iter().map(|(_, n)| n).sum();
+                json!({"rule": r, "checkpoint": cp, "hits": hits,
+                       "hourly": hours.iter().map(|(h, n)| json!([h, n])).collect::<Vec<_>>()})
+            })
+            .collect();
+        rules.sort_by(|a, b| {
+            b["hits"]
+                .as_u64()
+                .cmp(&a["hits"].as_u64())
+                .then_with(|| a["rule"].as_str().cmp(&b["rule"].as_str()))
+        });
+        ok(json!({"rules": rules}))
+    }
+
     /// Cheap by design (monitoring polls it): counters and sizes the state keeps as it changes, never a
     /// walk over the state. The full digest is [`digest`](Self::digest).
     pub(super) fn status(&self) -> Answer {
