@@ -1,0 +1,623 @@
+//! The case routes end to end on a running server, on SQLite and on PostgreSQL with the same
+//! observations (parity): review decisions open cases; two claimants never get the same case; roles
+//! and console sessions with CSRF; a verdict's label and list entry reach the engine through its own
+//! write path; webhooks are retried with one idempotency key until the receiver accepts; a failed
+//! action is retried by hand; a bulk job previews, checks its count and runs.
+//!
+//! PostgreSQL: `ARGUS_TEST_POSTGRES` (see crates/argus_cases/tests/store.rs); required in CI.
+
+use argus_server::settings::{ApiKey, Role};
+use argus_server::Server;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+mod common;
+use common::*;
+
+const INVESTIGATOR: &str = "investigator-key-0123456789";
+
+/// A webhook receiver on loopback: answers 503 to the first `fail` requests, then 200, and records
+/// every request's `Idempotency-Key`.
+async fn receiver(fail: usize) -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |h: axum::http::HeaderMap| {
+            let seen = s2.clone();
+            async move {
+                let key = h
+                    .get("idempotency-key")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let mut g = seen.lock().unwrap();
+                g.push(key);
+                if g.len() <= fail {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                }
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (format!("http://{addr}/hook"), seen)
+}
+
+async fn req(
+    s: &Server,
+    method: &str,
+    uri: &str,
+    auth: Auth<'_>,
+    body: Value,
+) -> (StatusCode, Value, axum::http::HeaderMap) {
+    let mut r = Request::builder().method(method).uri(uri);
+    match auth {
+        Auth::Key(k) => r = r.header("authorization", format!("Bearer {k}")),
+        Auth::Cookie(c, csrf) => {
+            r = r.header("cookie", c);
+            if let Some(t) = csrf {
+                r = r.header("x-csrf-token", t);
+            }
+        }
+        Auth::None => {}
+    }
+    let b = if body.is_null() {
+        Body::empty()
+    } else {
+        Body::from(body.to_string())
+    };
+    let resp = s.router.clone().oneshot(r.body(b).unwrap()).await.unwrap();
+    let st = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (st, v, headers)
+}
+
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    Key(&'a str),
+    Cookie(&'a str, Option<&'a str>),
+    None,
+}
+
+fn enc(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Polls `f` until it returns `Some`, failing after 30 s.
+async fn until<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn order(id: &str, actor: &str, amount: &str) -> Value {
+    json!({"id": id, "type": "order.create", "time": "2026-11-20T09:00:00Z", "actor": actor,
+           "data": {"order": id, "amount": amount, "currency": "EUR", "seller": "s1", "item": "i1", "device": format!("d-{actor}")}})
+}
+
+async fn postgres_url(test: &str) -> Option<String> {
+    let Ok(admin) = std::env::var("ARGUS_TEST_POSTGRES") else {
+        assert!(
+            std::env::var_os("ARGUS_REQUIRE_DATA").is_none(),
+            "ARGUS_REQUIRE_DATA is set (CI) but ARGUS_TEST_POSTGRES is not: the PostgreSQL half cannot be left out"
+        );
+        eprintln!("SKIPPED (PostgreSQL half): set ARGUS_TEST_POSTGRES");
+        return None;
+    };
+    let db = argus_store::Db::open(&admin)
+        .await
+        .expect("ARGUS_TEST_POSTGRES connects");
+    let name = format!("argus_server_{test}");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        argus_store::sqlx::query(argus_store::sqlx::AssertSqlSafe(sql))
+            .execute(&db.pool)
+            .await
+            .expect("a test database");
+    }
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    Some(format!("{base}/{name}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case_routes_on_sqlite_and_postgres_observe_the_same() {
+    let d = tempfile::tempdir().unwrap();
+    let sqlite = scenario(d.path(), None).await;
+    if let Some(url) = postgres_url("case_routes").await {
+        let d2 = tempfile::tempdir().unwrap();
+        let pg = scenario(d2.path(), Some(url)).await;
+        assert_eq!(sqlite, pg, "SQLite and PostgreSQL observe the same");
+    }
+}
+
+/// The scenario; returns what it observed (for the parity check).
+async fn scenario(dir: &std::path::Path, database: Option<String>) -> Vec<String> {
+    let mut seen = Vec::new();
+    let (hook, calls) = receiver(2).await;
+    let mut cases_toml = String::new();
+    if let Some(u) = &database {
+        cases_toml.push_str(&format!("database = \"{u}\"\n"));
+    }
+    cases_toml.push_str(&format!(
+        "[[webhooks]]\nname = \"shop\"\nurl = \"{hook}\"\n[[webhooks]]\nname = \"dead\"\nurl = \"http://127.0.0.1:9/hook\"\nmax_attempts = 1\n"
+    ));
+    let mut settings = settings(dir);
+    settings.cases =
+        argus_server::settings::cases(&toml::from_str(&cases_toml).unwrap(), |_| None).unwrap();
+    settings.api_keys.push(ApiKey {
+        name: "ivy".into(),
+        role: Role::Investigator,
+        key: INVESTIGATOR.into(),
+    });
+    let s = Server::start(
+        settings,
+        loader(
+            repo().join("examples/starter/argus.toml"),
+            repo().join("policies"),
+        ),
+    )
+    .expect("server starts");
+    until("the case store opens", || async {
+        let (st, _, _) = req(&s, "GET", "/v1/inboxes", Auth::Key(ADMIN), Value::Null).await;
+        (st == 200).then_some(())
+    })
+    .await;
+
+    // Two large orders go to review and open a case each (intake is asynchronous).
+    for (id, u) in [("o1", "u1"), ("o2", "u2")] {
+        let (st, v, _) = req(
+            &s,
+            "POST",
+            "/v1/events",
+            Auth::Key(INGEST),
+            order(id, u, "4000.00"),
+        )
+        .await;
+        assert_eq!(
+            (st, v["decision"]["action"].as_str()),
+            (StatusCode::OK, Some("review")),
+            "{v}"
+        );
+    }
+    let (st, _, _) = req(
+        &s,
+        "POST",
+        "/v1/events",
+        Auth::Key(INGEST),
+        order("o3", "u3", "5.00"),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let cases = until("two cases", || async {
+        let (_, v, _) = req(
+            &s,
+            "GET",
+            "/v1/cases?inbox=review",
+            Auth::Key(ANALYST),
+            Value::Null,
+        )
+        .await;
+        let c = v["cases"].as_array().cloned().unwrap_or_default();
+        (c.len() == 2).then_some(c)
+    })
+    .await;
+    let mut subjects: Vec<&str> = cases
+        .iter()
+        .map(|c| c["subject"]["id"].as_str().unwrap())
+        .collect();
+    subjects.sort();
+    assert_eq!(subjects, ["u1", "u2"], "the allowed order opened no case");
+
+    // Roles.
+    let (st, _, _) = req(&s, "GET", "/v1/cases", Auth::None, Value::Null).await;
+    assert_eq!(st, 401);
+    let (st, _, _) = req(&s, "GET", "/v1/cases", Auth::Key(INGEST), Value::Null).await;
+    assert_eq!(st, 403);
+    let id0 = cases[0]["id"].as_str().unwrap().to_string();
+    let (st, v, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{}/escalate", enc(&id0)),
+        Auth::Key(ANALYST),
+        json!({"inbox": "rings", "reason": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+
+    // Two claimants at once: two different cases; a third finds none.
+    let (a, b) = tokio::join!(
+        req(
+            &s,
+            "POST",
+            "/v1/cases/next",
+            Auth::Key(ANALYST),
+            json!({"inbox": "review"})
+        ),
+        req(
+            &s,
+            "POST",
+            "/v1/cases/next",
+            Auth::Key(INVESTIGATOR),
+            json!({"inbox": "review"})
+        ),
+    );
+    assert_eq!(
+        (a.0, b.0),
+        (StatusCode::OK, StatusCode::OK),
+        "{} {}",
+        a.1,
+        b.1
+    );
+    assert_ne!(
+        a.1["id"], b.1["id"],
+        "one case is never given to two people"
+    );
+    let (st, v, _) = req(
+        &s,
+        "POST",
+        "/v1/cases/next",
+        Auth::Key(ADMIN),
+        json!({"inbox": "review"}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no_case"))
+    );
+    let mine = a.1["id"].as_str().unwrap().to_string();
+    let theirs = b.1["id"].as_str().unwrap().to_string();
+    let (st, v, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{}/verdict", enc(&theirs)),
+        Auth::Key(ANALYST),
+        json!({"disposition": "legitimate"}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict")),
+        "{v}"
+    );
+    seen.push(format!("claims: {} {}", a.1["status"], b.1["status"]));
+
+    // A verdict: a label and a list entry into the engine, and two webhooks.
+    let subject = a.1["subject"]["id"].as_str().unwrap().to_string();
+    let (st, v, _) = req(&s, "POST", &format!("/v1/cases/{}/verdict", enc(&mine)), Auth::Key(ANALYST),
+        json!({"disposition": "confirmed_fraud", "reason": "stolen card", "lists": [{"list": "blocked_devices", "value": format!("d-{subject}"), "ttl": "30d"}]})).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["case"]["status"], "resolved");
+    let kinds: Vec<String> = v["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{}:{}",
+                a["kind"].as_str().unwrap(),
+                a["target"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let mut kinds_sorted = kinds.clone();
+    kinds_sorted.sort();
+    assert_eq!(
+        kinds_sorted,
+        [
+            "label:fraud.confirmed",
+            "list:blocked_devices",
+            "webhook:dead",
+            "webhook:shop"
+        ]
+    );
+    seen.push(format!("actions: {kinds_sorted:?}"));
+    let actions = until(
+        "the engine actions and the shop webhook are delivered",
+        || async {
+            let (_, v, _) = req(
+                &s,
+                "GET",
+                &format!("/v1/cases/{}", enc(&mine)),
+                Auth::Key(ANALYST),
+                Value::Null,
+            )
+            .await;
+            let acts = v["actions"].as_array().cloned().unwrap_or_default();
+            let done = |k: &str| {
+                acts.iter()
+                    .any(|a| a["target"] == k && a["status"] == "done")
+            };
+            let failed = |k: &str| {
+                acts.iter()
+                    .any(|a| a["target"] == k && a["status"] == "failed")
+            };
+            (done("fraud.confirmed") && done("blocked_devices") && done("shop") && failed("dead"))
+                .then_some(acts)
+        },
+    )
+    .await;
+    let shop = actions.iter().find(|a| a["target"] == "shop").unwrap();
+    assert_eq!(shop["attempts"], 3, "two 503s, then delivered");
+    let keys = calls.lock().unwrap().clone();
+    assert_eq!(keys.len(), 3);
+    assert!(
+        keys.iter()
+            .all(|k| k == shop["idempotency_key"].as_str().unwrap()),
+        "one idempotency key: {keys:?}"
+    );
+    seen.push(format!("shop attempts: {}", shop["attempts"]));
+    // The label is an event in the log; the list entry is on the device; the next order is blocked.
+    let label = actions.iter().find(|a| a["kind"] == "label").unwrap();
+    let (st, v, _) = req(
+        &s,
+        "GET",
+        &format!(
+            "/v1/decisions/{}",
+            enc(label["idempotency_key"].as_str().unwrap())
+        ),
+        Auth::Key(ANALYST),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 200, "the label went through the log: {v}");
+    let (_, v, _) = req(
+        &s,
+        "GET",
+        &format!("/v1/entities/device/d-{subject}"),
+        Auth::Key(ANALYST),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(v["lists"][0]["list"], "blocked_devices", "{v}");
+    let (_, v, _) = req(
+        &s,
+        "GET",
+        &format!("/v1/entities/user/{subject}/cases"),
+        Auth::Key(ANALYST),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(v["labels"][0]["type"], "fraud.confirmed", "{v}");
+    let mut next = order("o9", &subject, "20.00");
+    next["time"] = json!("2026-11-20T09:05:00Z");
+    let (_, v, _) = req(&s, "POST", "/v1/events", Auth::Key(INGEST), next).await;
+    assert_eq!(
+        v["decision"]["action"], "block",
+        "the list entry takes effect: {v}"
+    );
+    seen.push(format!("next order: {}", v["decision"]["action"]));
+
+    // A failed action is retried by hand (investigator); a delivered one is not.
+    let dead = actions.iter().find(|a| a["target"] == "dead").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, _, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/outbox/{}/retry", enc(&dead)),
+        Auth::Key(ANALYST),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 403);
+    let (st, v, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/outbox/{}/retry", enc(&dead)),
+        Auth::Key(INVESTIGATOR),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (st, v["status"].as_str()),
+        (StatusCode::OK, Some("pending")),
+        "{v}"
+    );
+    let shop_id = shop["id"].as_str().unwrap();
+    let (st, _, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/outbox/{}/retry", enc(shop_id)),
+        Auth::Key(INVESTIGATOR),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 409);
+
+    // Console sessions: a password, a cookie, and CSRF on every state change.
+    let (st, _, _) = req(
+        &s,
+        "PUT",
+        "/v1/users/ana",
+        Auth::Key(ANALYST),
+        json!({"role": "analyst", "password": "correct horse battery"}),
+    )
+    .await;
+    assert_eq!(st, 403, "only admins manage users");
+    let (st, _, _) = req(
+        &s,
+        "PUT",
+        "/v1/users/ana",
+        Auth::Key(ADMIN),
+        json!({"role": "analyst", "password": "correct horse battery"}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, _, _) = req(
+        &s,
+        "POST",
+        "/v1/session",
+        Auth::None,
+        json!({"username": "ana", "password": "wrong wrong wrong"}),
+    )
+    .await;
+    assert_eq!(st, 401);
+    let (st, v, h) = req(
+        &s,
+        "POST",
+        "/v1/session",
+        Auth::None,
+        json!({"username": "ana", "password": "correct horse battery"}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let set = h.get("set-cookie").unwrap().to_str().unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_string();
+    let csrf = v["csrf"].as_str().unwrap().to_string();
+    let (st, v, _) = req(
+        &s,
+        "GET",
+        "/v1/session",
+        Auth::Cookie(&cookie, None),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (st, v["user"].as_str(), v["role"].as_str()),
+        (StatusCode::OK, Some("ana"), Some("analyst"))
+    );
+    let note = format!("/v1/cases/{}/notes", enc(&theirs));
+    let (st, v, _) = req(
+        &s,
+        "POST",
+        &note,
+        Auth::Cookie(&cookie, None),
+        json!({"text": "seen"}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("csrf"))
+    );
+    let (st, _, _) = req(
+        &s,
+        "POST",
+        &note,
+        Auth::Cookie(&cookie, Some("forged")),
+        json!({"text": "seen"}),
+    )
+    .await;
+    assert_eq!(st, 403);
+    let (st, _, _) = req(
+        &s,
+        "POST",
+        &note,
+        Auth::Cookie(&cookie, Some(&csrf)),
+        json!({"text": "seen"}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, _, _) = req(
+        &s,
+        "POST",
+        "/v1/bulk/preview",
+        Auth::Cookie(&cookie, Some(&csrf)),
+        json!({"target": {"filter": {"inbox": "review"}}, "action": "ban"}),
+    )
+    .await;
+    assert_eq!(st, 403, "an analyst does no bulk work");
+    let (st, _, _) = req(
+        &s,
+        "DELETE",
+        "/v1/session",
+        Auth::Cookie(&cookie, Some(&csrf)),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, _, _) = req(
+        &s,
+        "GET",
+        "/v1/session",
+        Auth::Cookie(&cookie, None),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 401, "logged out");
+
+    // Bulk: preview, a stale count refused, then the job.
+    let target = json!({"target": {"filter": {"inbox": "review"}}, "action": "label_fraud"});
+    let (st, p, _) = req(
+        &s,
+        "POST",
+        "/v1/bulk/preview",
+        Auth::Key(INVESTIGATOR),
+        target.clone(),
+    )
+    .await;
+    assert_eq!((st, p["count"].as_i64()), (StatusCode::OK, Some(1)), "{p}");
+    let mut run = target.clone();
+    run["reason"] = json!("chargeback wave");
+    run["expect_count"] = json!(5);
+    let (st, _, _) = req(&s, "POST", "/v1/bulk", Auth::Key(INVESTIGATOR), run.clone()).await;
+    assert_eq!(st, 409);
+    run["expect_count"] = json!(1);
+    let (st, j, _) = req(&s, "POST", "/v1/bulk", Auth::Key(INVESTIGATOR), run).await;
+    assert_eq!(st, 200, "{j}");
+    let job = j["id"].as_str().unwrap().to_string();
+    let done = until("the bulk job finishes", || async {
+        let (_, v, _) = req(
+            &s,
+            "GET",
+            &format!("/v1/bulk/{}", enc(&job)),
+            Auth::Key(INVESTIGATOR),
+            Value::Null,
+        )
+        .await;
+        (v["done"] == v["total"]).then_some(v)
+    })
+    .await;
+    assert_eq!(
+        (done["total"].as_i64(), done["by"].as_str()),
+        (Some(1), Some("ivy"))
+    );
+    let (_, v, _) = req(
+        &s,
+        "GET",
+        "/v1/cases?inbox=review&status=resolved",
+        Auth::Key(ANALYST),
+        Value::Null,
+    )
+    .await;
+    seen.push(format!(
+        "resolved: {}",
+        v["cases"].as_array().unwrap().len()
+    ));
+    s.shutdown().await;
+    seen
+}
