@@ -18,7 +18,7 @@
 #   SCHEMATHESIS_WORKERS       concurrent workers (default 1: with more, hypothesis calls ast.parse from
 #                              several threads, which CPython before 3.11.8/3.12.1 can fail with
 #                              "SystemError: AST constructor recursion depth mismatch", cpython#106905)
-#   SCHEMATHESIS_TIME_LIMIT    hard limit on the schemathesis run, in seconds (default 420); past it, the run fails
+#   SCHEMATHESIS_TIME_LIMIT    hard limit on the schemathesis run, in seconds (default 840); past it, the run fails
 #   SCHEMATHESIS_CHECKS        schemathesis checks, comma-separated (default: not_a_server_error,
 #                              status_code_conformance, content_type_conformance,
 #                              response_headers_conformance, response_schema_conformance)
@@ -32,7 +32,7 @@ argus=${1:-target/debug/argus}
 max_examples=${SCHEMATHESIS_MAX_EXAMPLES:-700}
 seed=${SCHEMATHESIS_SEED:-20261126}
 workers=${SCHEMATHESIS_WORKERS:-1}
-time_limit=${SCHEMATHESIS_TIME_LIMIT:-420}
+time_limit=${SCHEMATHESIS_TIME_LIMIT:-840}
 checks=${SCHEMATHESIS_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance}
 pinned=$(sed -n 's/^schemathesis==\([^ ]*\).*/\1/p' scripts/requirements-ci.txt)
 

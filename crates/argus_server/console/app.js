@@ -413,7 +413,9 @@
   async function viewEntity(alive, kind, id) {
     const e = await get(`/v1/entities/${enc(kind)}/${enc(id)}`);
     // The entity's cases come with the profile (api.md) or from their own route.
-    if (!Array.isArray(e.cases)) e.cases = (await get(`/v1/entities/${enc(kind)}/${enc(id)}/cases`).catch(() => ({}))).cases || [];
+    const ec = await get(`/v1/entities/${enc(kind)}/${enc(id)}/cases`).catch(() => ({}));
+    if (!Array.isArray(e.cases)) e.cases = ec.cases || [];
+    if (!Array.isArray(e.labels)) e.labels = ec.labels || [];
     const feats = Object.entries(e.features || {}).sort(([a], [b]) => a.localeCompare(b));
     return h('div', {},
       h('h1', {}, `${kind} ${id}`),
@@ -424,7 +426,7 @@
           l.reason ? ` — ${l.reason}` : '', l.expires ? `, expires ${fmtTime(l.expires)}` : '')))
         : h('p', {}, 'On no list.')),
       section('Labels', 'entity-labels', (e.labels || []).length
-        ? h('ul', {}, e.labels.map((l) => h('li', {}, h('strong', {}, l.type), ` at ${fmtTime(l.time)}`, l.reason ? ` — ${l.reason}` : '')))
+        ? h('ul', {}, e.labels.map((l) => h('li', {}, h('strong', {}, l.type), ` at ${fmtTime(l.at ?? l.time)}`, l.reason ? ` — ${l.reason}` : '')))
         : h('p', {}, 'No labels.')),
       section('Features now', 'entity-features-section', table('entity-features', ['Feature', 'Value'],
         feats.map(([k, v]) => h('tr', {}, td(h('code', {}, k)), td(json(v)))))),
