@@ -5,6 +5,8 @@
 #   bench/serve.sh                 # saturation and ~10k/s latency, 30 s each, plus the HTTP floor
 #   LONG=600 bench/serve.sh        # and a 10-minute run at ~10k/s sampling the server's RSS
 #   DEFAULTS=1 LONG=600 bench/serve.sh   # the same on `argus serve`'s defaults (no --config)
+#   CASES=off bench/serve.sh       # with [cases] enabled = false (bench/serve/argus-nocases.toml)
+#   SAT_ONLY=1 bench/serve.sh      # warm-up and saturation only (bench/cases_overhead.sh)
 #
 # Prints the lines BENCHMARKS.md quotes. wrk and the server share this machine's cores.
 # After each events run it checks the premise: every request wrk counted was a new event that the
@@ -22,6 +24,9 @@ if [ "${DEFAULTS:-0}" = 1 ]; then
   SETUP=()   # the embedded starter configuration and policy pack, every [server]/[engine] default
 else
   SETUP=(--config bench/serve/argus.toml --policies policies)
+fi
+if [ "${CASES:-on}" = off ]; then
+  SETUP=(--config bench/serve/argus-nocases.toml --policies policies)
 fi
 target/release/argus serve "${SETUP[@]}" --data-dir "$DATA" --listen 127.0.0.1:$PORT >"$DATA.out" 2>"$DATA.err" &
 PID=$!
@@ -78,6 +83,11 @@ echo "== saturation: wrk -t2 -c128, ${DURATION}s"
 RUN=sat wrk -t2 -c128 -d${DURATION}s -s bench/serve/events.lua $URL > "$DATA.wrk"
 tail -2 "$DATA.wrk"
 check sat "$DATA.wrk" 128
+# Case intake during the run: review decisions and findings that opened or joined a case.
+echo "cases: $(curl -s $URL/metrics | awk '/^argus_case_triggers_total/ { n += $2 } END { print n + 0 }') triggers, $(curl -s $URL/v1/inboxes | python3 -c 'import json,sys
+try: print(sum(i["open"] + i["in_review"] for i in json.load(sys.stdin)["inboxes"]))
+except Exception: print("no")') open cases"
+if [ "${SAT_ONLY:-0}" = 1 ]; then exit 0; fi
 
 echo "== paced near 10,000/s: wrk -t2 -c32, 2 ms pause per connection, ${DURATION}s"
 PAUSE_MS=2 RUN=paced wrk -t2 -c32 -d${DURATION}s -s bench/serve/events.lua $URL > "$DATA.wrk"

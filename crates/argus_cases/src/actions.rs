@@ -48,6 +48,8 @@ pub struct NewAction {
     pub body: serde_json::Value,
     /// Unique across all actions: the same key twice is one action.
     pub key: String,
+    /// The account the action is about (labels, ban list entries), for the entity's page.
+    pub subject: Option<String>,
 }
 
 /// An action as stored.
@@ -113,7 +115,7 @@ pub(crate) async fn insert(
     sqlx::query(concat!(
         "INSERT INTO actions (",
         action_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, NULL, $7, $1, $7, NULL)"
+        ", subject) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, NULL, $7, $1, $7, NULL, $8)"
     ))
     .bind(&a.key)
     .bind(case_id)
@@ -122,6 +124,7 @@ pub(crate) async fn insert(
     .bind(&a.target)
     .bind(a.body.to_string())
     .bind(now)
+    .bind(a.subject.as_deref())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -350,25 +353,17 @@ impl Store {
 
     /// The labels verdicts and bulk jobs gave `account` (label actions naming it), newest first.
     pub async fn labels_of(&self, account: &str, limit: i64) -> Result<Vec<Action>, CaseError> {
-        // Label actions' keys end in `:<label type>:<account>`.
-        let suffix = format!(":{account}");
         let rows = sqlx::query(concat!(
             "SELECT ",
             action_columns!(),
-            " FROM actions WHERE kind = 'label' AND length(idempotency_key) > length($1) \
-             AND substr(idempotency_key, length(idempotency_key) - length($1) + 1) = $1 \
-             ORDER BY created_at DESC, id LIMIT $2"
+            " FROM actions WHERE subject = $1 AND kind = 'label' ORDER BY created_at DESC, id LIMIT $2"
         ))
-        .bind(&suffix)
+        .bind(account)
         .bind(limit.clamp(1, 1000))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| action_of(r).map_err(CaseError::from))
-            .filter(|a| {
-                a.as_ref()
-                    .map_or(true, |a| a.body["actor"].as_str() == Some(account))
-            })
             .collect()
     }
 

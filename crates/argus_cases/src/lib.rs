@@ -32,6 +32,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "work",
         sql: include_str!("../migrations/0002_work.sql"),
     },
+    Migration {
+        component: "cases",
+        version: 3,
+        name: "action_subject",
+        sql: include_str!("../migrations/0003_action_subject.sql"),
+    },
 ];
 
 pub mod actions;

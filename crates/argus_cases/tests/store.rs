@@ -509,12 +509,14 @@ async fn verdict_actions_outbox_jobs_and_users_on(url: &str) {
         target: "fraud.confirmed".into(),
         body: json!({"subject": "u1"}),
         key: format!("{}:label:u1", c.id),
+        subject: Some("u1".into()),
     };
     let hook = NewAction {
         kind: "webhook".into(),
         target: "shop".into(),
         body: json!({"case": c.id}),
         key: format!("{}:webhook:shop", c.id),
+        subject: None,
     };
     // The same key twice is one action.
     s.resolve(
@@ -557,6 +559,11 @@ async fn verdict_actions_outbox_jobs_and_users_on(url: &str) {
     s.retry_action(&h.id, 1_100).await.unwrap();
     s.action_attempted(&h.id, Ok(()), 1_200).await.unwrap();
     assert_eq!(s.action(&h.id).await.unwrap().status, ActionStatus::Done);
+    let labels = s.labels_of("u1", 10).await.unwrap();
+    assert_eq!(
+        labels.iter().map(|a| a.target.as_str()).collect::<Vec<_>>(),
+        ["fraud.confirmed"]
+    );
 
     // A bulk job: its actions and progress.
     let acts: Vec<NewAction> = (0..5)
@@ -565,6 +572,7 @@ async fn verdict_actions_outbox_jobs_and_users_on(url: &str) {
             target: "banned_users".into(),
             body: json!({"value": format!("m{i}")}),
             key: format!("job1:list:m{i}"),
+            subject: Some(format!("m{i}")),
         })
         .collect();
     let j = s

@@ -72,15 +72,19 @@
   function fail(e) {
     say(`Error: ${e && e.message ? e.message : e}`, 'error');
   }
-  // Wrap an event handler: prevent the default, disable the button while it runs, show errors.
+  // Wrap an event handler: prevent the default, disable the button while it runs (it stays
+  // disabled if the handler calls keepDisabled on it), show errors.
   function act(fn) {
     return async (ev) => {
       if (ev) ev.preventDefault();
       const btn = ev && (ev.submitter || (ev.currentTarget instanceof HTMLButtonElement ? ev.currentTarget : null));
-      if (btn) btn.disabled = true;
-      try { await fn(ev); } catch (e) { fail(e); } finally { if (btn && btn.isConnected) btn.disabled = false; }
+      if (btn) { btn.disabled = true; btn.dataset.busy = '1'; }
+      try { await fn(ev); } catch (e) { fail(e); } finally {
+        if (btn && btn.dataset.busy) { btn.disabled = false; delete btn.dataset.busy; }
+      }
     };
   }
+  const keepDisabled = (btn) => { delete btn.dataset.busy; btn.disabled = true; };
 
   // ---- API ---------------------------------------------------------------------------------
   class ApiError extends Error {
@@ -296,15 +300,21 @@
       default: return '';
     }
   }
-  function actionsTable(actions, reload) {
-    return table('case-actions', ['Action', 'Kind', 'Target', 'Status', 'Attempts', 'Last error', ''],
-      actions.map((a) => h('tr', { 'data-id': a.id },
-        td(a.id), td(a.kind), td(typeof a.target === 'string' ? a.target : json(a.target)),
-        td(h('span', { class: `st st-${a.status}`, test: 'action-status' }, a.status)),
-        td(a.attempts ?? 0), td(a.last_error || '—'),
-        td(a.status === 'failed' ? h('button', { type: 'button', test: 'retry', 'data-id': a.id,
-          onclick: act(async () => { await post(`/v1/outbox/${enc(a.id)}/retry`); say(`Action ${a.id} queued again.`); await reload(); }) },
-        `Retry ${a.id}`) : null))));
+  // The account or value an action applies to (a label's subject, a list item's value).
+  const actionValue = (a) => { const b = a.body || {}; return b.value ?? b.data?.subject ?? b.actor ?? b.case ?? ''; };
+  function actionsTable(test, actions, reload, withCase) {
+    return table(test, [withCase ? 'Case' : null, 'Kind', 'Target', 'Value', 'Status', 'Attempts', 'Last error', 'Next try', ''].filter((x) => x != null),
+      actions.map((a) => {
+        const what = `${a.kind} ${typeof a.target === 'string' ? a.target : json(a.target)} ${json(actionValue(a))}`;
+        return h('tr', { 'data-id': a.id, title: a.id },
+          withCase ? td(a.case_id ? h('a', { href: caseHref(a.case_id) }, a.case_id) : '—') : null,
+          td(a.kind), td(typeof a.target === 'string' ? a.target : json(a.target)), td(json(actionValue(a))),
+          td(h('span', { class: `st st-${a.status}`, test: 'action-status' }, a.status)),
+          td(a.attempts ?? 0), td(a.last_error || '—'), td(a.status === 'done' ? '—' : fmtTime(a.next_at)),
+          td(a.status === 'failed' ? h('button', { type: 'button', class: 'small', test: 'retry', 'data-id': a.id, 'aria-label': `Retry ${what}`,
+            onclick: act(async () => { await post(`/v1/outbox/${enc(a.id)}/retry`); say(`Action ${what} queued again.`); await reload(); }) },
+          'Retry') : null));
+      }));
   }
 
   async function viewCase(alive, id) {
@@ -337,10 +347,13 @@
           h('li', {}, h('a', { href: entityHref('user', a), test: 'member', 'data-id': a }, a))))) : '');
       const tline = d.timeline || [];
       const triggers = tline.filter((e) => e.kind === 'decision' || e.kind === 'finding');
-      why.replaceChildren(section('Why this case', 'case-triggers',
-        triggers.length ? triggers.map((e) => (e.kind === 'decision' ? decisionView(e) : findingView(e)))
-          : h('p', {}, 'No decision or finding on the timeline.')));
-      acts.replaceChildren(section('Actions', 'case-actions-section', actionsTable(d.actions || [], reload)));
+      // The first and the latest few triggers in full (a ring may have hundreds); all are on the timeline.
+      const shown = triggers.length > 8 ? [...triggers.slice(0, 4), ...triggers.slice(-4)] : triggers;
+      why.replaceChildren(section(`Why this case (${triggers.length} trigger${triggers.length === 1 ? '' : 's'})`, 'case-triggers',
+        triggers.length ? shown.map((e) => (e.kind === 'decision' ? decisionView(e) : findingView(e)))
+          : h('p', {}, 'No decision or finding on the timeline.'),
+        shown.length < triggers.length ? h('p', {}, `The first 4 and the latest 4 are shown; all ${triggers.length} are on the timeline below.`) : null));
+      acts.replaceChildren(section('Actions', 'case-actions-section', actionsTable('case-actions', d.actions || [], reload, false)));
       tl.replaceChildren(section('Timeline', 'case-timeline', h('ol', { class: 'timeline' }, tline.map((e) =>
         h('li', { 'data-kind': e.kind }, h('time', {}, fmtTime(e.at)), ' ', h('strong', {}, e.kind), ` by ${e.actor} `,
           h('span', {}, summary(e)), h('details', {}, h('summary', {}, 'Details'), pre(e.body)))))));
@@ -412,7 +425,7 @@
   // ---- #/entity/<kind>/<id> ----------------------------------------------------------------
   async function viewEntity(alive, kind, id) {
     const e = await get(`/v1/entities/${enc(kind)}/${enc(id)}`);
-    // The entity's cases come with the profile (api.md) or from their own route.
+    // The entity's cases and labels come from their own route (or with the profile).
     const ec = await get(`/v1/entities/${enc(kind)}/${enc(id)}/cases`).catch(() => ({}));
     if (!Array.isArray(e.cases)) e.cases = ec.cases || [];
     if (!Array.isArray(e.labels)) e.labels = ec.labels || [];
@@ -426,7 +439,9 @@
           l.reason ? ` — ${l.reason}` : '', l.expires ? `, expires ${fmtTime(l.expires)}` : '')))
         : h('p', {}, 'On no list.')),
       section('Labels', 'entity-labels', (e.labels || []).length
-        ? h('ul', {}, e.labels.map((l) => h('li', {}, h('strong', {}, l.type), ` at ${fmtTime(l.at ?? l.time)}`, l.reason ? ` — ${l.reason}` : '')))
+        ? h('ul', {}, e.labels.map((l) => h('li', {}, h('strong', {}, l.type), l.status ? ` (${l.status})` : '',
+          ` at ${fmtTime(l.at ?? l.time)}`, l.reason ? ` — ${l.reason}` : '',
+          l.case ? [', case ', h('a', { href: caseHref(l.case) }, l.case)] : '', l.job ? `, bulk job ${l.job}` : '')))
         : h('p', {}, 'No labels.')),
       section('Features now', 'entity-features-section', table('entity-features', ['Feature', 'Value'],
         feats.map(([k, v]) => h('tr', {}, td(h('code', {}, k)), td(json(v)))))),
@@ -503,11 +518,11 @@
     }
     G.truncated = G.truncated || !!data.truncated;
   }
-  const short = (t) => (String(t).length > 14 ? `${String(t).slice(0, 13)}…` : String(t));
+  const short = (t) => (String(t).length > 12 ? `${String(t).slice(0, 11)}…` : String(t));
   const fetchGraph = (kind, id) => get(`/v1/graph/${enc(kind)}/${enc(id)}?hops=2`);
 
   async function viewGraph(alive, kind, id) {
-    const G = { nodes: new Map(), edges: new Map(), expanded: new Set(), truncated: false, capped: false };
+    const G = { nodes: new Map(), edges: new Map(), expanded: new Set(), loading: new Set(), truncated: false, capped: false };
     let back = null, title = `Linked accounts of ${kind} ${id}`;
     if (kind === 'case') {
       // A case's graph: its subject, or for a ring every member (the first few fetched, merged).
@@ -534,8 +549,10 @@
 
     async function expand(nodeId) {
       if (G.expanded.has(nodeId)) { say(`${nodeId} is already expanded.`); return; }
+      if (G.loading.has(nodeId)) return;
+      G.loading.add(nodeId);
       const before = G.nodes.size;
-      merge(G, await fetchGraph('user', nodeId), nodeId);
+      try { merge(G, await fetchGraph('user', nodeId), nodeId); } finally { G.loading.delete(nodeId); }
       G.expanded.add(nodeId);
       if (!alive()) return;
       layout(G, 150);
@@ -584,7 +601,7 @@
       panel.replaceChildren(
         section(`Accounts (${accts.length})`, 'graph-accounts', h('ul', {}, accts.map((n) => h('li', {},
           h('a', { href: entityHref('user', n.id) }, n.id), n.confirmed ? h('span', { class: 'tag bad' }, 'confirmed') : null,
-          n.case ? [' ', h('a', { href: caseHref(n.case), class: 'small' }, `case ${n.case}`)] : null, ' ',
+          n.case ? [' ', h('a', { href: caseHref(n.case), title: `case ${n.case}`, 'aria-label': `case ${n.case}` }, 'case')] : null, ' ',
           h('button', { type: 'button', class: 'small', test: 'graph-expand', 'data-id': n.id, disabled: G.expanded.has(n.id),
             onclick: act(() => expand(n.id)) }, G.expanded.has(n.id) ? `${n.id} expanded` : `Expand ${n.id}`))))),
         section(`Shared values (${vals.length})`, 'graph-values', h('ul', {}, vals.map((n) => h('li', {},
@@ -602,20 +619,29 @@
   }
 
   // ---- #/rules -----------------------------------------------------------------------------
-  function sparkline(hourly) {
-    const pts = (hourly || []).map(([, c]) => c);
+  // Hourly hits on one time axis for every rule (the hours without hits are zeros), at most a week.
+  const HOUR = 3600e3;
+  function sparkline(hourly, [from, to]) {
+    const counts = new Map((hourly || []).map(([t, c]) => [Math.floor(t / HOUR), c]));
+    const pts = [];
+    for (let hr = from; hr <= to; hr++) pts.push(counts.get(hr) || 0);
     const max = Math.max(1, ...pts), w = 120, ht = 24, step = pts.length > 1 ? w / (pts.length - 1) : w;
+    const total = pts.reduce((x, y) => x + y, 0);
     return h('svg', { width: w, height: ht, viewBox: `0 0 ${w} ${ht}`, class: 'spark', role: 'img',
-      'aria-label': `hourly hits over ${pts.length} hour(s), peak ${Math.max(0, ...pts)}` },
-    h('polyline', { points: pts.map((c, i) => `${(i * step).toFixed(1)},${(ht - 2 - (c / max) * (ht - 4)).toFixed(1)}`).join(' ') || '0,22 120,22' }));
+      'aria-label': `${total} hit(s) over the last ${pts.length} hour(s), peak ${Math.max(0, ...pts)} in an hour` },
+    h('polyline', { points: pts.length > 1 ? pts.map((c, i) => `${(i * step).toFixed(1)},${(ht - 2 - (c / max) * (ht - 4)).toFixed(1)}`).join(' ')
+      : `0,${ht - 2} ${w},${ht - 2 - (pts[0] || 0) / max * (ht - 4)}` }));
   }
   async function viewRules() {
     const r = await get('/v1/rules/stats');
     const rules = [...(r.rules || [])].sort((a, b) => b.hits - a.hits);
+    const hours = rules.flatMap((x) => (x.hourly || []).map(([t]) => Math.floor(t / HOUR)));
+    const to = hours.length ? Math.max(...hours) : 0, from = hours.length ? Math.max(Math.min(...hours), to - 167) : 0;
     return h('div', {}, h('h1', {}, 'Rules'), table('rules-table',
       ['Rule', 'Checkpoint', 'Hits', 'Precision', 'Confirmed / legitimate', 'Hourly hits'],
       rules.map((x) => h('tr', { 'data-rule': x.rule }, td(h('code', {}, x.rule)), td(x.checkpoint), td(x.hits),
-        td(pct(x.precision)), td(`${x.confirmed ?? 0} / ${x.legitimate ?? 0}`), td(sparkline(x.hourly))))));
+        td(pct(x.precision)), td(`${x.confirmed ?? 0} / ${x.legitimate ?? 0}`), td(sparkline(x.hourly, [from, to]))))),
+      hours.length ? h('p', { class: 'hint' }, `Hourly hits from ${fmtTime(from * HOUR)} to ${fmtTime(to * HOUR)} (event time).`) : null);
   }
 
   // ---- #/findings --------------------------------------------------------------------------
@@ -640,14 +666,7 @@
       if (status) p.set('status', status);
       const r = await get(`/v1/outbox?${p}`);
       if (!alive()) return;
-      wrap.replaceChildren(table('outbox-table', ['Action', 'Case', 'Kind', 'Target', 'Status', 'Attempts', 'Last error', 'Next try', ''],
-        (r.actions || []).map((a) => h('tr', { 'data-id': a.id }, td(a.id),
-          td(a.case_id ? h('a', { href: caseHref(a.case_id) }, a.case_id) : '—'), td(a.kind),
-          td(typeof a.target === 'string' ? a.target : json(a.target)), td(h('span', { class: `st st-${a.status}`, test: 'action-status' }, a.status)),
-          td(a.attempts ?? 0), td(a.last_error || '—'), td(fmtTime(a.next_at)),
-          td(a.status === 'failed' ? h('button', { type: 'button', test: 'retry', 'data-id': a.id, onclick: act(async () => {
-            await post(`/v1/outbox/${enc(a.id)}/retry`); say(`Action ${a.id} queued again.`); await load();
-          }) }, `Retry ${a.id}`) : null)))));
+      wrap.replaceChildren(actionsTable('outbox-table', r.actions || [], load, true));
     }
     sel.addEventListener('change', act(async () => { status = sel.value; await load(); }));
     await load();
@@ -660,7 +679,7 @@
     const boxes = await inboxes();
     const byCase = h('input', { type: 'radio', name: 'target', value: 'case', checked: true, test: 'bulk-by-case' });
     const byFilter = h('input', { type: 'radio', name: 'target', value: 'filter', test: 'bulk-by-filter' });
-    const caseId = h('input', { test: 'bulk-case' });
+    const caseId = h('input', { test: 'bulk-case', size: 48 });
     const inbox = select({ test: 'bulk-inbox' }, boxes.map((b) => [b.name, b.name]), boxes[0]?.name);
     const status = select({ test: 'bulk-status' }, [['open', 'open'], ['in_review', 'in review'], ['resolved', 'resolved']], 'open');
     const action = select({ test: 'bulk-action' }, [['ban', 'ban'], ['label_fraud', 'label fraud'], ['resolve_legitimate', 'resolve as legitimate']], 'ban');
@@ -688,16 +707,20 @@
       if (!reason.value.trim()) throw new Error('a reason is required');
       let job = await post('/v1/bulk', { ...preview.body, reason: reason.value, expect_count: preview.count });
       say(`Bulk job ${job.id} started on ${job.total} target(s).`);
-      const show = () => progress.replaceChildren(h('p', {}, `Job ${job.id}: ${job.done} of ${job.total} done, ${job.status}.`),
-        h('progress', { max: job.total || 1, value: job.done || 0, 'aria-label': 'Bulk job progress' }));
+      // A job is finished when its status says so, or when done and failed add up to its total.
+      const running = () => (job.status ? job.status === 'running' : (job.done || 0) + (job.failed || 0) < (job.total || 0));
+      const show = () => progress.replaceChildren(h('p', {}, `Job ${job.id}: ${job.done || 0} of ${job.total} done`,
+        job.failed ? `, ${job.failed} failed` : '', running() ? ', running.' : ', finished.'),
+      h('progress', { max: job.total || 1, value: (job.done || 0) + (job.failed || 0), 'aria-label': 'Bulk job progress' }));
       show();
-      while (job.status === 'running' && alive()) {
+      while (running() && alive()) {
         await new Promise((r) => setTimeout(r, 1000));
         job = await get(`/v1/bulk/${enc(job.id)}`);
         show();
       }
-      if (alive()) say(`Bulk job ${job.id} ${job.status}: ${job.done} of ${job.total}.`);
-      preview = null; run.disabled = true;
+      if (alive()) say(`Bulk job ${job.id} finished: ${job.done || 0} of ${job.total} done${job.failed ? `, ${job.failed} failed` : ''}.`);
+      preview = null;
+      keepDisabled(run);
     }));
     return h('div', {}, h('h1', {}, 'Bulk actions'),
       h('form', { class: 'card', test: 'bulk-form', onsubmit: (ev) => ev.preventDefault() },

@@ -880,6 +880,9 @@ pub struct VerdictBody {
     lists: Vec<ListEntry>,
     /// Also post the verdict to these webhooks (default: every configured one).
     webhooks: Option<Vec<String>>,
+    /// What the shop should do with the held orders or payouts of the case's decisions: `release`
+    /// or `cancel`. Carried by the webhooks (the shop's systems act on it), with the event ids.
+    order_action: Option<String>,
 }
 
 const DISPOSITIONS: &[&str] = &[
@@ -937,6 +940,7 @@ fn member_actions(
                 target: l.into(),
                 body: json!({"actor": a, "data": {"subject": a, "subject_kind": "user", "reason": reason}}),
                 key: format!("{key_base}:{l}:{a}"),
+                subject: Some(a.clone()),
             });
         }
         if ban {
@@ -945,6 +949,7 @@ fn member_actions(
                 target: routing.ban_accounts_list.clone(),
                 body: json!({"value": a, "reason": format!("{key_base}: {reason}"), "ttl": routing.ban_ttl}),
                 key: format!("{key_base}:list:{}:{a}", routing.ban_accounts_list),
+                subject: Some(a.clone()),
             });
         }
     }
@@ -1011,6 +1016,7 @@ pub async fn verdict(
                     target: list.clone(),
                     body: json!({"value": d, "reason": format!("{id}: {reason}"), "ttl": routing.ban_ttl}),
                     key: format!("{id}:list:{list}:{d}"),
+                    subject: None,
                 });
             }
         }
@@ -1021,11 +1027,39 @@ pub async fn verdict(
             target: l.list.clone(),
             body: json!({"value": l.value, "reason": format!("{id}: {reason}"), "ttl": l.ttl}),
             key: format!("{id}:list:{}:{}", l.list, l.value),
+            subject: None,
         });
     }
     let hooks: Vec<String> = match &v.webhooks {
         Some(h) => h.clone(),
         None => routing.webhooks.iter().map(|w| w.name.clone()).collect(),
+    };
+    let order_action =
+        match v.order_action.as_deref() {
+            None => None,
+            Some(a @ ("release" | "cancel")) if !hooks.is_empty() => Some(a),
+            Some("release" | "cancel") => return respond(error(
+                Failure::Invalid,
+                "no_webhook",
+                "release and cancel go to the shop through a webhook: configure [[cases.webhooks]]",
+            )),
+            Some(x) => {
+                return respond(error(
+                    Failure::Invalid,
+                    "invalid_order_action",
+                    format!("order_action `{x}`: expected release or cancel"),
+                ))
+            }
+        };
+    // The events the case's decisions were about (what a release or cancel applies to).
+    let events: Vec<String> = if order_action.is_some() {
+        try_c!(store.timeline(&id))
+            .into_iter()
+            .filter(|e| e.kind == "decision")
+            .map(|e| e.actor)
+            .collect()
+    } else {
+        Vec::new()
     };
     for h in hooks {
         if !routing.webhooks.iter().any(|w| w.name == h) {
@@ -1039,11 +1073,13 @@ pub async fn verdict(
             kind: "webhook".into(),
             target: h.clone(),
             body: json!({"type": "case.verdict", "case": id, "subject": c.subject, "disposition": v.disposition,
-                         "reason": reason, "by": p.name, "accounts": accounts, "ban": v.ban}),
+                         "reason": reason, "by": p.name, "accounts": accounts, "ban": v.ban,
+                         "order_action": order_action, "events": events}),
             key: format!("{id}:webhook:{h}"),
+            subject: None,
         });
     }
-    let details = json!({"reason": reason, "ban": v.ban, "label": label, "actions": actions.len()});
+    let details = json!({"reason": reason, "ban": v.ban, "label": label, "order_action": order_action, "actions": actions.len()});
     let c = try_c!(store.resolve(&id, &p.name, &v.disposition, &details, &actions, now_ms()));
     svc.wake.notify_one();
     // The engine actions are applied within moments; the answer shows them as stored now.

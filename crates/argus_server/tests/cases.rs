@@ -314,7 +314,7 @@ async fn scenario(dir: &std::path::Path, database: Option<String>) -> Vec<String
     // A verdict: a label and a list entry into the engine, and two webhooks.
     let subject = a.1["subject"]["id"].as_str().unwrap().to_string();
     let (st, v, _) = req(&s, "POST", &format!("/v1/cases/{}/verdict", enc(&mine)), Auth::Key(ANALYST),
-        json!({"disposition": "confirmed_fraud", "reason": "stolen card", "lists": [{"list": "blocked_devices", "value": format!("d-{subject}"), "ttl": "30d"}]})).await;
+        json!({"disposition": "confirmed_fraud", "reason": "stolen card", "order_action": "cancel", "lists": [{"list": "blocked_devices", "value": format!("d-{subject}"), "ttl": "30d"}]})).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["case"]["status"], "resolved");
     let kinds: Vec<String> = v["actions"]
@@ -376,6 +376,12 @@ async fn scenario(dir: &std::path::Path, database: Option<String>) -> Vec<String
         "one idempotency key: {keys:?}"
     );
     seen.push(format!("shop attempts: {}", shop["attempts"]));
+    assert_eq!(shop["body"]["order_action"], "cancel");
+    assert_eq!(
+        shop["body"]["events"],
+        json!([format!("o{}", &subject[1..])]),
+        "{shop}"
+    );
     // The label is an event in the log; the list entry is on the device; the next order is blocked.
     let label = actions.iter().find(|a| a["kind"] == "label").unwrap();
     let (st, v, _) = req(
