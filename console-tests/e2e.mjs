@@ -6,8 +6,10 @@
 // resolve it as confirmed fraud banning the ring, and print {"case", "members"} as one JSON line.
 // Phase "entity" (ARGUS_PHASE=entity ARGUS_ENTITY=<user id>): check that user's lists and labels.
 // Exit 0 on success; on failure print the error, save failure.png and exit 1.
+// ARGUS_CONSOLE_DIR=crates/argus_server/console serves the console's files from disk instead of the
+// server's built-in copies (to try console edits without rebuilding the server).
 import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const BASE = (process.env.ARGUS_URL || 'http://127.0.0.1:7878').replace(/\/+$/, '');
@@ -17,6 +19,7 @@ const INBOX = process.env.ARGUS_INBOX || 'rings';
 const SHOTS = process.env.ARGUS_SCREENSHOTS || '.';
 const PHASE = process.env.ARGUS_PHASE || 'case';
 const ENTITY = process.env.ARGUS_ENTITY || '';
+const CONSOLE_DIR = process.env.ARGUS_CONSOLE_DIR || '';
 const T = 15_000;
 
 const sel = (test) => `[data-test="${test}"]`;
@@ -43,7 +46,9 @@ async function casePhase(page) {
   await page.waitForSelector(`${sel('case-table')}[data-inbox="${INBOX}"]`);
   await shot(page, '01-queue.png');
   await page.click(sel('next-case'));
-  await page.waitForURL(/#\/case\/[^/]+$/);
+  await page.waitForFunction(() => location.hash.startsWith('#/case/')
+    || document.querySelector('[data-test="messages"]').textContent.startsWith('No case'));
+  check(/#\/case\/[^/]+$/.test(page.url()), `a case was claimed from ${INBOX} (${await page.textContent(sel('messages'))})`);
   await page.waitForSelector(sel('case-subject'));
   const kind = await page.getAttribute(sel('case-subject'), 'data-kind');
   check(kind === 'ring', `the claimed case's subject is a ring (it is ${kind})`);
@@ -106,6 +111,13 @@ const browser = await chromium.launch({
 });
 const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
 page.setDefaultTimeout(T);
+if (CONSOLE_DIR) {
+  const types = { html: 'text/html', js: 'text/javascript', css: 'text/css' };
+  await page.route(/\/console\/(index\.html|app\.js|app\.css)?(\?.*)?$/, (route) => {
+    const file = new URL(route.request().url()).pathname.replace(/^\/console\/?/, '') || 'index.html';
+    route.fulfill({ status: 200, contentType: types[file.split('.').pop()], body: readFileSync(join(CONSOLE_DIR, file)) });
+  });
+}
 page.setDefaultNavigationTimeout(T);
 const pageErrors = [];
 page.on('pageerror', (e) => pageErrors.push(`page error: ${e.message}`));

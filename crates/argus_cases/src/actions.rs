@@ -403,7 +403,9 @@ impl Store {
             let body: String = r.try_get("body")?;
             let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             let case: String = r.try_get("id")?;
-            for f in v["fired"].as_array().into_iter().flatten() {
+            // A decision trigger's body is `{"decision": {…, "fired": […]}, "event": …}`.
+            let fired = v["decision"]["fired"].as_array().or(v["fired"].as_array());
+            for f in fired.into_iter().flatten() {
                 if let Some(rule) = f["rule"].as_str() {
                     counts.insert((rule.to_string(), d.clone(), case.clone()), ());
                 }

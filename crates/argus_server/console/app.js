@@ -376,6 +376,11 @@
       await reload();
     }) }, h('h3', {}, 'Add a note'), field('Note', noteText), h('button', { type: 'submit', test: 'note-submit' }, 'Add note'));
 
+    const claim = h('button', { type: 'button', test: 'claim', onclick: act(async () => {
+      await post(`/v1/cases/${enc(id)}/claim`);
+      say(`Case ${id} claimed.`);
+      await reload();
+    }) }, 'Claim case');
     const release = h('button', { type: 'button', test: 'release', onclick: act(async () => {
       await post(`/v1/cases/${enc(id)}/release`);
       say(`Case ${id} released.`);
@@ -416,7 +421,7 @@
       ? h('a', { href: graphHref('case', id), class: 'button', test: 'open-graph' }, 'Linked accounts graph') : null;
     return h('div', { class: 'case' },
       h('h1', {}, 'Case ', h('span', { test: 'case-id' }, id)),
-      h('div', { class: 'toolbar' }, graphLink, release,
+      h('div', { class: 'toolbar' }, graphLink, claim, release,
         h('button', { type: 'button', test: 'refresh', onclick: act(reload) }, 'Refresh')),
       head, members, why, acts,
       h('div', { class: 'forms' }, verdict, notes, escalate), tl);
@@ -488,13 +493,13 @@
           let d2 = dx * dx + dy * dy;
           if (d2 < 0.01) { dx = Math.random() - 0.5; dy = Math.random() - 0.5; d2 = 0.5; }
           if (d2 > 90000) continue;
-          const f = 900 / d2, d = Math.sqrt(d2);
+          const f = 2200 / d2, d = Math.sqrt(d2);
           a.fx += (dx / d) * f; a.fy += (dy / d) * f; b.fx -= (dx / d) * f; b.fy -= (dy / d) * f;
         }
       }
       for (const [a, b] of E) {
         const dx = b.x - a.x, dy = b.y - a.y, d = Math.sqrt(dx * dx + dy * dy) || 1;
-        const f = (d - 45) * 0.08;
+        const f = (d - 50) * 0.08;
         a.fx += (dx / d) * f; a.fy += (dy / d) * f; b.fx -= (dx / d) * f; b.fy -= (dy / d) * f;
       }
       for (const n of N) {
@@ -604,7 +609,7 @@
           n.case ? [' ', h('a', { href: caseHref(n.case), title: `case ${n.case}`, 'aria-label': `case ${n.case}` }, 'case')] : null, ' ',
           h('button', { type: 'button', class: 'small', test: 'graph-expand', 'data-id': n.id, disabled: G.expanded.has(n.id),
             onclick: act(() => expand(n.id)) }, G.expanded.has(n.id) ? `${n.id} expanded` : `Expand ${n.id}`))))),
-        section(`Shared values (${vals.length})`, 'graph-values', h('ul', {}, vals.map((n) => h('li', {},
+        section(`Shared values (${vals.length})`, 'graph-values', h('ul', {}, [...vals].sort((x, y) => (degree.get(y.id) || 0) - (degree.get(x.id) || 0)).map((n) => h('li', {},
           h('span', { class: 'swatch', 'aria-hidden': 'true' }, h('svg', { width: 14, height: 14, viewBox: '-8 -8 16 16' }, shape(n, 6))),
           ` ${label(n)} — ${degree.get(n.id) || 0} account(s)`)))),
         section('Legend', 'graph-legend', h('ul', { class: 'legend' }, Object.entries(FIELD_STYLE).map(([k]) => h('li', {},

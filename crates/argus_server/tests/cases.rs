@@ -422,6 +422,23 @@ async fn scenario(dir: &std::path::Path, database: Option<String>) -> Vec<String
         "the list entry takes effect: {v}"
     );
     seen.push(format!("next order: {}", v["decision"]["action"]));
+    // Rule precision from verdicts: the rules behind the confirmed case count one confirmed case.
+    let (_, v, _) = req(
+        &s,
+        "GET",
+        "/v1/rules/stats",
+        Auth::Key(ANALYST),
+        Value::Null,
+    )
+    .await;
+    let confirmed: Vec<&Value> = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["confirmed"] == 1)
+        .collect();
+    assert!(!confirmed.is_empty(), "{v}");
+    assert!(confirmed.iter().all(|r| r["precision"] == 1.0), "{v}");
 
     // A failed action is retried by hand (investigator); a delivered one is not.
     let dead = actions.iter().find(|a| a["target"] == "dead").unwrap()["id"]
