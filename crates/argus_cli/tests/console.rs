@@ -109,6 +109,7 @@ fn an_investigator_bans_a_coupon_ring_from_the_console() {
             "simulate", "--seed", "7", "--days", "3", "--users", "300", "-o",
         ])
         .arg(&world)
+        .stderr(Stdio::null())
         .status()
         .unwrap();
     assert!(st.success());
