@@ -644,3 +644,401 @@ async fn scenario(dir: &std::path::Path, database: Option<String>) -> Vec<String
     s.shutdown().await;
     seen
 }
+
+/// The remaining case routes, on SQLite: manual cases, claim, tags, release, escalation, reopen, the
+/// linked-accounts graph over the simulator's graph configuration, users and the outbox filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_cases_escalation_reopen_graph_and_users() {
+    let d = tempfile::tempdir().unwrap();
+    let mut settings = settings(d.path());
+    settings.cases = argus_server::settings::cases(
+        &toml::from_str(
+            "[[inboxes]]\nname = \"review\"\n[[inboxes]]\nname = \"senior\"\n[[routes]]\ninbox = \"review\"",
+        )
+        .unwrap(),
+        |_| None,
+    )
+    .unwrap();
+    settings.api_keys.push(ApiKey {
+        name: "ivy".into(),
+        role: Role::Investigator,
+        key: INVESTIGATOR.into(),
+    });
+    let s = Server::start(
+        settings,
+        loader(
+            repo().join("examples/simulator/graph.toml"),
+            repo().join("policies"),
+        ),
+    )
+    .expect("server starts");
+    until("the case store opens", || async {
+        let (st, _, _) = req(&s, "GET", "/v1/inboxes", Auth::Key(ADMIN), Value::Null).await;
+        (st == 200).then_some(())
+    })
+    .await;
+    // Three accounts share a device; a fourth shares a card with the third.
+    for (i, (u, dev, card)) in [
+        ("u1", "d1", "4111111111111111"),
+        ("u2", "d1", "4000000000000002"),
+        ("u3", "d1", "4000000000000010"),
+        ("u4", "d9", "4000000000000010"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let ev = json!({"id": format!("p{i}"), "type": "payment.attempt", "time": format!("2026-11-20T09:0{i}:00Z"), "actor": u,
+                        "data": {"order": format!("o{i}"), "amount": "10.00", "currency": "EUR", "card": card, "device": dev}});
+        let (st, v, _) = req(&s, "POST", "/v1/events", Auth::Key(INGEST), ev).await;
+        assert_eq!(st, 200, "{v}");
+    }
+    let (st, g, _) = req(
+        &s,
+        "GET",
+        "/v1/graph/user/u1?hops=2",
+        Auth::Key(ANALYST),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 200, "{g}");
+    let mut accounts: Vec<&str> = g["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] == "account")
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    accounts.sort();
+    assert_eq!(
+        accounts,
+        ["u1", "u2", "u3", "u4"],
+        "two hops: the device, then the card: {g}"
+    );
+    assert!(
+        g["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == "device:d1" && n["shared_by"] == 3),
+        "{g}"
+    );
+    let (_, g1, _) = req(
+        &s,
+        "GET",
+        "/v1/graph/user/u1?hops=1",
+        Auth::Key(ANALYST),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        g1["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["type"] == "account")
+            .count(),
+        3,
+        "{g1}"
+    );
+    let (st, v, _) = req(
+        &s,
+        "GET",
+        "/v1/graph/device/d1",
+        Auth::Key(ANALYST),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 400, "{v}");
+    let (_, v, _) = req(
+        &s,
+        "GET",
+        "/v1/graph/user/nobody",
+        Auth::Key(ANALYST),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (v["found"].as_bool(), v["nodes"].as_array().map(Vec::len)),
+        (Some(false), Some(0))
+    );
+
+    // A case by hand, claimed, tagged, released, escalated, resolved, reopened.
+    let (st, c, _) = req(
+        &s,
+        "POST",
+        "/v1/cases",
+        Auth::Key(ANALYST),
+        json!({"subject": {"kind": "device", "id": "d1"}, "note": "three accounts", "priority": 3}),
+    )
+    .await;
+    assert_eq!(
+        (st, c["subject"]["kind"].as_str(), c["inbox"].as_str()),
+        (StatusCode::OK, Some("device"), Some("review")),
+        "{c}"
+    );
+    let (st, _, _) = req(
+        &s,
+        "POST",
+        "/v1/cases",
+        Auth::Key(ANALYST),
+        json!({"subject": {"kind": "device", "id": "d1"}, "inbox": "nowhere"}),
+    )
+    .await;
+    assert_eq!(st, 400);
+    let id = enc(c["id"].as_str().unwrap());
+    let (st, v, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{id}/claim"),
+        Auth::Key(ANALYST),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (st, v["lock_owner"].as_str()),
+        (StatusCode::OK, Some("analyst"))
+    );
+    let (st, _, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{id}/claim"),
+        Auth::Key(INVESTIGATOR),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 409, "held by the analyst");
+    let (st, v, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{id}/tags"),
+        Auth::Key(ANALYST),
+        json!({"tags": ["device-farm"]}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["tags"].clone()),
+        (StatusCode::OK, json!(["device-farm"]))
+    );
+    let (st, _, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{id}/tags"),
+        Auth::Key(ANALYST),
+        json!({"tags": ["a,b"]}),
+    )
+    .await;
+    assert_eq!(st, 400);
+    let (st, v, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{id}/release"),
+        Auth::Key(ANALYST),
+        Value::Null,
+    )
+    .await;
+    assert_eq!((st, v["status"].as_str()), (StatusCode::OK, Some("open")));
+    let (st, v, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{id}/escalate"),
+        Auth::Key(INVESTIGATOR),
+        json!({"inbox": "senior", "reason": "farm"}),
+    )
+    .await;
+    assert_eq!((st, v["inbox"].as_str()), (StatusCode::OK, Some("senior")));
+    let (st, _, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{id}/escalate"),
+        Auth::Key(INVESTIGATOR),
+        json!({"inbox": "nowhere", "reason": "x"}),
+    )
+    .await;
+    assert_eq!(st, 400);
+    let (st, v, _) = req(
+        &s,
+        "POST",
+        "/v1/cases/next",
+        Auth::Key(INVESTIGATOR),
+        json!({"inbox": "senior"}),
+    )
+    .await;
+    assert_eq!((st, v["id"].clone()), (StatusCode::OK, c["id"].clone()));
+    let (st, v, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{id}/verdict"),
+        Auth::Key(INVESTIGATOR),
+        json!({"disposition": "maybe"}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_disposition"))
+    );
+    let (st, _, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{id}/verdict"),
+        Auth::Key(INVESTIGATOR),
+        json!({"disposition": "legitimate", "ban": true}),
+    )
+    .await;
+    assert_eq!(st, 400, "a ban goes with confirmed fraud");
+    let (st, v, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{id}/verdict"),
+        Auth::Key(INVESTIGATOR),
+        json!({"disposition": "not_enough_evidence", "order_action": "release"}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("no_webhook")),
+        "release needs a webhook"
+    );
+    let (st, v, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{id}/verdict"),
+        Auth::Key(INVESTIGATOR),
+        json!({"disposition": "not_enough_evidence"}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["actions"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(0)),
+        "no label for not enough evidence: {v}"
+    );
+    let (st, _, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{id}/reopen"),
+        Auth::Key(ANALYST),
+        json!({"reason": "new chargeback"}),
+    )
+    .await;
+    assert_eq!(st, 403, "reopening needs an investigator");
+    let (st, v, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{id}/reopen"),
+        Auth::Key(INVESTIGATOR),
+        json!({"reason": "new chargeback"}),
+    )
+    .await;
+    assert_eq!((st, v["status"].as_str()), (StatusCode::OK, Some("open")));
+    let (_, v, _) = req(
+        &s,
+        "GET",
+        &format!("/v1/cases/{id}"),
+        Auth::Key(ANALYST),
+        Value::Null,
+    )
+    .await;
+    let kinds: Vec<&str> = v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["manual", "claim", "tag", "release", "escalate", "claim", "verdict", "reopen"]
+    );
+
+    // Paging and filters; bad queries.
+    let (st, v, _) = req(
+        &s,
+        "GET",
+        "/v1/cases?status=open&subject=d1&limit=1",
+        Auth::Key(ANALYST),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (st, v["cases"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1))
+    );
+    let (st, _, _) = req(
+        &s,
+        "GET",
+        "/v1/cases?status=maybe",
+        Auth::Key(ANALYST),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 400);
+    let (st, _, _) = req(
+        &s,
+        "GET",
+        "/v1/cases?after=not-a-cursor",
+        Auth::Key(ANALYST),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 400);
+    let (st, v, _) = req(
+        &s,
+        "GET",
+        "/v1/outbox?status=failed",
+        Auth::Key(ANALYST),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (st, v["actions"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(0))
+    );
+    let (st, _, _) = req(
+        &s,
+        "GET",
+        "/v1/outbox?status=lost",
+        Auth::Key(ANALYST),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 400);
+
+    // Users: admins only; roles checked; no ingest users.
+    let (st, _, _) = req(
+        &s,
+        "PUT",
+        "/v1/users/bo",
+        Auth::Key(ADMIN),
+        json!({"role": "ingest", "password": "correct horse battery"}),
+    )
+    .await;
+    assert_eq!(st, 400);
+    let (st, _, _) = req(
+        &s,
+        "PUT",
+        "/v1/users/bo",
+        Auth::Key(ADMIN),
+        json!({"role": "admin", "password": "short"}),
+    )
+    .await;
+    assert_eq!(st, 400);
+    let (st, _, _) = req(
+        &s,
+        "PUT",
+        "/v1/users/bo",
+        Auth::Key(ADMIN),
+        json!({"role": "admin", "password": "correct horse battery"}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, v, _) = req(&s, "GET", "/v1/users", Auth::Key(ADMIN), Value::Null).await;
+    assert_eq!(
+        (
+            st,
+            v["users"][0]["user"].as_str(),
+            v["users"][0]["role"].as_str()
+        ),
+        (StatusCode::OK, Some("bo"), Some("admin"))
+    );
+    let (st, _, _) = req(&s, "GET", "/v1/users", Auth::Key(INVESTIGATOR), Value::Null).await;
+    assert_eq!(st, 403);
+    s.shutdown().await;
+}
