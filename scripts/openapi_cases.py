@@ -110,7 +110,7 @@ paths["/v1/bulk/{id}"] = {"get": op("bulkGet", "A bulk job's progress", "investi
 paths["/v1/graph/{kind}/{id}"] = {"get": op("graphNeighborhood", "Linked accounts", "analyst", "The entity graph around an account: accounts reachable through shared devices, cards, addresses and payout accounts within `hops` steps, confirmed accounts marked, each with its newest case.",
     params=[path("kind", "`user`"), path("id", "The account"), q("hops", "1–3 (default 2)", {"type": "integer"}), q("max_nodes", "2–2000 (default 300)", {"type": "integer"})], tag="graph")}
 paths["/v1/entities/{kind}/{id}/cases"] = {"get": op("entityCases", "An entity's cases and labels", "analyst", "Cases about the entity (as subject or ring member) and the labels verdicts gave it.", params=[path("kind", "Entity kind"), path("id", "Entity id")])}
-paths["/v1/rules/stats"] = {"get": op("ruleStats", "Rule dashboard", "analyst", "Hits per enforced rule per hour of event time since the server started, with precision from case verdicts (confirmed fraud / (confirmed + legitimate)).", tag="rules")}
+paths["/v1/rules/stats"] = {"get": op("ruleStats", "Rule dashboard", "analyst", "Hits per enforced rule per hour of event time since the server started, with precision from case verdicts (confirmed fraud / (confirmed + legitimate)), and the policy versions the server has installed (`policy_changes`: version and wall-clock time, newest 100).", tag="rules")}
 HTML = {"200": {"description": "The console", "content": {"text/html": {"schema": S}, "text/javascript": {"schema": S}, "text/css": {"schema": S}}},
         "404": {"description": "No such console file", "content": {"text/plain": {"schema": S}}},
         "405": COMMON["405"], "414": COMMON["414"], "500": COMMON["500"]}

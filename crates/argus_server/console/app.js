@@ -646,7 +646,11 @@
       ['Rule', 'Checkpoint', 'Hits', 'Precision', 'Confirmed / legitimate', 'Hourly hits'],
       rules.map((x) => h('tr', { 'data-rule': x.rule }, td(h('code', {}, x.rule)), td(x.checkpoint), td(x.hits),
         td(pct(x.precision)), td(`${x.confirmed ?? 0} / ${x.legitimate ?? 0}`), td(sparkline(x.hourly, [from, to]))))),
-      hours.length ? h('p', { class: 'hint' }, `Hourly hits from ${fmtTime(from * HOUR)} to ${fmtTime(to * HOUR)} (event time).`) : null);
+      hours.length ? h('p', { class: 'hint' }, `Hourly hits from ${fmtTime(from * HOUR)} to ${fmtTime(to * HOUR)} (event time).`) : null,
+      h('h2', {}, 'Policy changes'),
+      (r.policy_changes || []).length
+        ? h('ul', { 'data-test': 'policy-changes' }, [...r.policy_changes].reverse().map((c) => h('li', {}, h('code', {}, c.version), ` installed ${fmtTime(c.at)}`)))
+        : h('p', {}, 'No policy installed.'));
   }
 
   // ---- #/findings --------------------------------------------------------------------------

@@ -439,6 +439,7 @@ async fn scenario(dir: &std::path::Path, database: Option<String>) -> Vec<String
         .collect();
     assert!(!confirmed.is_empty(), "{v}");
     assert!(confirmed.iter().all(|r| r["precision"] == 1.0), "{v}");
+    assert_eq!(v["policy_changes"].as_array().map(Vec::len), Some(1), "{v}");
 
     // A failed action is retried by hand (investigator); a delivered one is not.
     let dead = actions.iter().find(|a| a["target"] == "dead").unwrap()["id"]

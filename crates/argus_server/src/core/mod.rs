@@ -305,6 +305,8 @@ pub struct Core {
     intake: Option<IntakeSink>,
     /// Enforced rule → (checkpoint, hits per hour of event time: the newest `RULE_HOURS`).
     rule_hits: HashMap<String, (String, VecDeque<(i64, u64)>)>,
+    /// The policy versions this server has run, and when each was installed (wall clock; newest 100).
+    policy_changes: VecDeque<(String, i64)>,
     /// The findings of the record being replayed, for intake.
     replay_findings: Vec<argus_engine::Finding>,
 }

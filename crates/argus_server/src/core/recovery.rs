@@ -151,6 +151,7 @@ impl Core {
             intake,
             replay_findings: Vec::new(),
             rule_hits: HashMap::new(),
+            policy_changes: VecDeque::new(),
         };
         for (loc, h) in heads {
             core.remember(Recent { loc, head: h });
@@ -222,6 +223,17 @@ impl Core {
             .policy_version
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = ps.version.clone();
+        if self
+            .policy_changes
+            .back()
+            .is_none_or(|(v, _)| *v != ps.version)
+        {
+            self.policy_changes
+                .push_back((ps.version.clone(), now_ms()));
+            if self.policy_changes.len() > 100 {
+                self.policy_changes.pop_front();
+            }
+        }
         self.engine.set_policies(Arc::new(ps));
     }
 }

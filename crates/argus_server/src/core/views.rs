@@ -219,7 +219,12 @@ impl Core {
                 .cmp(&a["hits"].as_u64())
                 .then_with(|| a["rule"].as_str().cmp(&b["rule"].as_str()))
         });
-        ok(json!({"rules": rules}))
+        let changes: Vec<Json> = self
+            .policy_changes
+            .iter()
+            .map(|(v, at)| json!({"version": v, "at": at}))
+            .collect();
+        ok(json!({"rules": rules, "policy_changes": changes}))
     }
 
     /// Cheap by design (monitoring polls it): counters and sizes the state keeps as it changes, never a
