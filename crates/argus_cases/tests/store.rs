@@ -41,31 +41,8 @@ async fn urls(dir: &std::path::Path, test: &str) -> Vec<String> {
         "sqlite://{}?mode=rwc",
         dir.join("cases.db").display()
     )];
-    match std::env::var("ARGUS_TEST_POSTGRES") {
-        Ok(admin) => {
-            let db = argus_store::Db::open(&admin)
-                .await
-                .expect("ARGUS_TEST_POSTGRES connects");
-            let name = format!("argus_cases_{test}");
-            for sql in [
-                format!("DROP DATABASE IF EXISTS {name}"),
-                format!("CREATE DATABASE {name}"),
-            ] {
-                argus_store::sqlx::query(argus_store::sqlx::AssertSqlSafe(sql))
-                    .execute(&db.pool)
-                    .await
-                    .expect("a test database");
-            }
-            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-            v.push(format!("{base}/{name}"));
-        }
-        Err(_) => {
-            assert!(
-                std::env::var_os("ARGUS_REQUIRE_DATA").is_none(),
-                "ARGUS_REQUIRE_DATA is set (CI) but ARGUS_TEST_POSTGRES is not: the PostgreSQL half of the case store's tests cannot be left out"
-            );
-            eprintln!("SKIPPED (PostgreSQL half): set ARGUS_TEST_POSTGRES=postgres://user:password@127.0.0.1/db");
-        }
+    if let Some(url) = argus_store::test_database(&format!("argus_cases_{test}")).await {
+        v.push(url);
     }
     v
 }

@@ -120,37 +120,11 @@ fn order(id: &str, actor: &str, amount: &str) -> Value {
            "data": {"order": id, "amount": amount, "currency": "EUR", "seller": "s1", "item": "i1", "device": format!("d-{actor}")}})
 }
 
-async fn postgres_url(test: &str) -> Option<String> {
-    let Ok(admin) = std::env::var("ARGUS_TEST_POSTGRES") else {
-        assert!(
-            std::env::var_os("ARGUS_REQUIRE_DATA").is_none(),
-            "ARGUS_REQUIRE_DATA is set (CI) but ARGUS_TEST_POSTGRES is not: the PostgreSQL half cannot be left out"
-        );
-        eprintln!("SKIPPED (PostgreSQL half): set ARGUS_TEST_POSTGRES");
-        return None;
-    };
-    let db = argus_store::Db::open(&admin)
-        .await
-        .expect("ARGUS_TEST_POSTGRES connects");
-    let name = format!("argus_server_{test}");
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        argus_store::sqlx::query(argus_store::sqlx::AssertSqlSafe(sql))
-            .execute(&db.pool)
-            .await
-            .expect("a test database");
-    }
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    Some(format!("{base}/{name}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn case_routes_on_sqlite_and_postgres_observe_the_same() {
     let d = tempfile::tempdir().unwrap();
     let sqlite = scenario(d.path(), None).await;
-    if let Some(url) = postgres_url("case_routes").await {
+    if let Some(url) = argus_store::test_database("argus_server_case_routes").await {
         let d2 = tempfile::tempdir().unwrap();
         let pg = scenario(d2.path(), Some(url)).await;
         assert_eq!(sqlite, pg, "SQLite and PostgreSQL observe the same");
