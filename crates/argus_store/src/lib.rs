@@ -123,6 +123,43 @@ fn statements(sql: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// For tests: a fresh PostgreSQL database named `name` on the server that `ARGUS_TEST_POSTGRES`
+/// names (a role that may create databases), dropped first if it exists; its URL. Without the
+/// variable: `None` with a message, or a panic when `ARGUS_REQUIRE_DATA` is set (CI, where no test
+/// may leave its PostgreSQL half out).
+pub async fn test_database(name: &str) -> Option<String> {
+    let Ok(admin) = std::env::var("ARGUS_TEST_POSTGRES") else {
+        assert!(
+            std::env::var_os("ARGUS_REQUIRE_DATA").is_none(),
+            "ARGUS_REQUIRE_DATA is set (CI) but ARGUS_TEST_POSTGRES is not: the PostgreSQL half of this test cannot be left out"
+        );
+        eprintln!(
+            "SKIPPED (PostgreSQL half): set ARGUS_TEST_POSTGRES=postgres://user:password@127.0.0.1/db"
+        );
+        return None;
+    };
+    assert!(
+        name.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+        "a test database name is lowercase letters, digits and _"
+    );
+    let db = Db::open(&admin)
+        .await
+        .expect("ARGUS_TEST_POSTGRES connects");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&db.pool)
+            .await
+            .expect("a test database");
+    }
+    db.pool.close().await;
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    Some(format!("{base}/{name}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,41 +202,4 @@ mod tests {
             Err(StoreError::Url(_))
         ));
     }
-}
-
-/// For tests: a fresh PostgreSQL database named `name` on the server that `ARGUS_TEST_POSTGRES`
-/// names (a role that may create databases), dropped first if it exists; its URL. Without the
-/// variable: `None` with a message, or a panic when `ARGUS_REQUIRE_DATA` is set (CI, where no test
-/// may leave its PostgreSQL half out).
-pub async fn test_database(name: &str) -> Option<String> {
-    let Ok(admin) = std::env::var("ARGUS_TEST_POSTGRES") else {
-        assert!(
-            std::env::var_os("ARGUS_REQUIRE_DATA").is_none(),
-            "ARGUS_REQUIRE_DATA is set (CI) but ARGUS_TEST_POSTGRES is not: the PostgreSQL half of this test cannot be left out"
-        );
-        eprintln!(
-            "SKIPPED (PostgreSQL half): set ARGUS_TEST_POSTGRES=postgres://user:password@127.0.0.1/db"
-        );
-        return None;
-    };
-    assert!(
-        name.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-        "a test database name is lowercase letters, digits and _"
-    );
-    let db = Db::open(&admin)
-        .await
-        .expect("ARGUS_TEST_POSTGRES connects");
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&db.pool)
-            .await
-            .expect("a test database");
-    }
-    db.pool.close().await;
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    Some(format!("{base}/{name}"))
 }
