@@ -62,9 +62,15 @@ def q(name, desc, schema=S):
     return {"name": name, "in": "query", "required": False, "description": desc, "schema": schema}
 
 ID = path("id")
+
+def op_429(*a, **k):
+    o = op(*a, **k)
+    o["responses"]["429"] = {"description": "Ten failed logins for this user name in ten minutes. Codes: `too_many_attempts`", "content": ERR,
+                             "headers": {"Retry-After": {"schema": {"type": "string"}}}}
+    return o
 paths = doc["paths"]
 paths["/v1/session"] = {
-    "post": op("login", "Log in to the console", None, "Checks a console user's password (Argon2id) and opens a 12-hour session: a `Set-Cookie: argus_session=…; HttpOnly; SameSite=Strict` and the session's CSRF token in the body.",
+    "post": op_429("login", "Log in to the console", None, "Checks a console user's password (Argon2id) and opens a 12-hour session: a `Set-Cookie: argus_session=…; HttpOnly; SameSite=Strict` and the session's CSRF token in the body.",
                strict({"username": S, "password": S}, ["username", "password"]), tag="console"),
     "get": op("getSession", "Who is asking", "any", "The caller (session user or API key name), its role and, for a session, its CSRF token.", tag="console"),
     "delete": op("logout", "Log out", "any", "Ends the session and clears the cookie.", tag="console"),

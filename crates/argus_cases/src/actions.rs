@@ -150,7 +150,8 @@ impl Store {
         let rows = sqlx::query(concat!(
             "SELECT ",
             action_columns!(),
-            " FROM actions WHERE status = 'pending' AND next_at <= $1 ORDER BY next_at, id LIMIT $2"
+            " FROM actions WHERE status = 'pending' AND next_at <= $1 \
+             ORDER BY CASE WHEN kind = 'webhook' THEN 1 ELSE 0 END, next_at, id LIMIT $2"
         ))
         .bind(now)
         .bind(limit.clamp(1, 10_000))
@@ -285,13 +286,16 @@ impl Store {
             insert(&mut tx, a, None, Some(id), now).await?;
         }
         for (case, disposition) in resolve {
+            // A case someone else holds claimed is left to them.
             let r = sqlx::query(
                 "UPDATE cases SET status = 'resolved', disposition = $1, lock_owner = NULL, \
-                 lock_until = NULL, updated_at = $2 WHERE id = $3 AND status <> 'resolved'",
+                 lock_until = NULL, updated_at = $2 WHERE id = $3 AND status <> 'resolved' \
+                 AND (lock_owner IS NULL OR lock_owner = $4 OR lock_until <= $2)",
             )
             .bind(disposition)
             .bind(now)
             .bind(case)
+            .bind(by)
             .execute(&mut *tx)
             .await?;
             if r.rows_affected() == 1 {

@@ -38,6 +38,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "action_subject",
         sql: include_str!("../migrations/0003_action_subject.sql"),
     },
+    Migration {
+        component: "cases",
+        version: 4,
+        name: "lookups",
+        sql: include_str!("../migrations/0004_lookups.sql"),
+    },
 ];
 
 pub mod actions;
@@ -67,6 +73,9 @@ pub enum CaseError {
     Invalid(String),
     #[error("{0}")]
     Unauthorized(String),
+    /// A concurrent change won (the case was resolved meanwhile, say); the caller may try again.
+    #[error("a concurrent change to the case won; try again")]
+    Raced,
 }
 
 /// What a case is about.
@@ -273,6 +282,7 @@ impl Store {
             {
                 Ok(c) => return Ok(c),
                 Err(CaseError::Db(e)) if is_conflict(&e) => last = Some(e),
+                Err(CaseError::Raced) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -287,6 +297,9 @@ impl Store {
         place: &Placement,
         now: Millis,
     ) -> Result<Case, CaseError> {
+        if let Some(id) = self.decision_taken(trigger).await? {
+            return self.get(&id).await;
+        }
         let mut tx = self.pool.begin().await?;
         let open = sqlx::query(concat!(
             "SELECT ",
@@ -301,16 +314,26 @@ impl Store {
         let id = match open {
             Some(row) => {
                 let c = case_of(&row)?;
-                sqlx::query(
+                if finding_taken(&mut tx, &c.id, trigger).await? {
+                    // Release the connection first (SQLite has one).
+                    drop(tx);
+                    return self.get(&c.id).await;
+                }
+                // Only while still open: a verdict that committed meanwhile makes this a new case.
+                let n = sqlx::query(
                     "UPDATE cases SET priority = $1, sla_due = $2, updated_at = $3, \
-                     triggers = triggers + 1 WHERE id = $4",
+                     triggers = triggers + 1 WHERE id = $4 AND status <> 'resolved' AND status <> 'closed'",
                 )
                 .bind(c.priority.max(place.priority))
                 .bind(c.sla_due.min(now.saturating_add(place.sla_ms)))
                 .bind(now)
                 .bind(&c.id)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(CaseError::Raced);
+                }
                 c.id
             }
             None => {
@@ -339,22 +362,7 @@ impl Store {
                 id
             }
         };
-        for m in members {
-            // Members already recorded stay (a ring only grows while its case is open).
-            let have =
-                sqlx::query("SELECT 1 AS x FROM case_members WHERE case_id = $1 AND member = $2")
-                    .bind(&id)
-                    .bind(m)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if have.is_none() {
-                sqlx::query("INSERT INTO case_members (case_id, member) VALUES ($1, $2)")
-                    .bind(&id)
-                    .bind(m)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
+        add_members(&mut tx, &id, members).await?;
         append(
             &mut tx,
             &id,
@@ -538,54 +546,89 @@ impl Store {
         now: Millis,
         lock_ms: i64,
     ) -> Result<bool, CaseError> {
-        {
-            // Taken only if still free: a claimant that raced us leaves 0 rows updated.
-            let won = sqlx::query(
-                "UPDATE cases SET status = 'in_review', assignee = $1, lock_owner = $1, \
-                 lock_until = $2, updated_at = $3 WHERE id = $4 \
-                 AND status <> 'resolved' AND status <> 'closed' \
-                 AND (lock_until IS NULL OR lock_until <= $3)",
+        // The claim and its timeline entry commit together. Taken only if still free: a claimant
+        // that raced us leaves 0 rows updated (on PostgreSQL it waits for our row lock, then
+        // re-checks the condition).
+        let mut tx = self.pool.begin().await?;
+        let won = sqlx::query(
+            "UPDATE cases SET status = 'in_review', assignee = $1, lock_owner = $1, \
+             lock_until = $2, updated_at = $3 WHERE id = $4 \
+             AND status <> 'resolved' AND status <> 'closed' \
+             AND (lock_until IS NULL OR lock_until <= $3)",
+        )
+        .bind(user)
+        .bind(now.saturating_add(lock_ms))
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if won {
+            append(
+                &mut tx,
+                id,
+                now,
+                "claim",
+                user,
+                &serde_json::json!({"lock_ms": lock_ms}),
             )
-            .bind(user)
-            .bind(now.saturating_add(lock_ms))
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected()
-                == 1;
-            if won {
-                let mut tx = self.pool.begin().await?;
-                append(
-                    &mut tx,
-                    id,
-                    now,
-                    "claim",
-                    user,
-                    &serde_json::json!({"lock_ms": lock_ms}),
-                )
-                .await?;
-                tx.commit().await?;
-            }
-            Ok(won)
+            .await?;
+            tx.commit().await?;
         }
+        Ok(won)
+    }
+
+    /// Runs `update` (binding `$1` = now, `$2` = id, `$3` = user, `$4` = `extra` when given) only while `user` holds the case's
+    /// lock, and records `kind` on the timeline in the same transaction; a lock lost meanwhile is a
+    /// conflict, never an overwrite.
+    #[allow(clippy::too_many_arguments)]
+    async fn held_update(
+        &self,
+        id: &str,
+        user: &str,
+        now: Millis,
+        update: &'static str,
+        extra: Option<&str>,
+        kind: &str,
+        body: &serde_json::Value,
+        actions: &[NewAction],
+    ) -> Result<Case, CaseError> {
+        self.held(id, user, now).await?;
+        let mut tx = self.pool.begin().await?;
+        let mut q = sqlx::query(update).bind(now).bind(id).bind(user);
+        if let Some(x) = extra {
+            q = q.bind(x);
+        }
+        let n = q.execute(&mut *tx).await?.rows_affected();
+        if n != 1 {
+            return Err(CaseError::Conflict(format!(
+                "case `{id}` changed meanwhile (`{user}` no longer holds its lock)"
+            )));
+        }
+        for a in actions {
+            actions::insert(&mut tx, a, Some(id), None, now).await?;
+        }
+        append(&mut tx, id, now, kind, user, body).await?;
+        tx.commit().await?;
+        self.get(id).await
     }
 
     /// Gives a claimed case back to its inbox (only its lock holder can).
     pub async fn release(&self, id: &str, user: &str, now: Millis) -> Result<Case, CaseError> {
-        self.held(id, user, now).await?;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        self.held_update(
+            id,
+            user,
+            now,
             "UPDATE cases SET status = 'open', lock_owner = NULL, lock_until = NULL, \
-             assignee = NULL, updated_at = $1 WHERE id = $2",
+             assignee = NULL, updated_at = $1 WHERE id = $2 AND lock_owner = $3 AND lock_until > $1 \
+             AND status <> 'resolved' AND status <> 'closed'",
+            None,
+            "release",
+            &serde_json::Value::Null,
+            &[],
         )
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        append(&mut tx, id, now, "release", user, &serde_json::Value::Null).await?;
-        tx.commit().await?;
-        self.get(id).await
+        .await
     }
 
     /// A note on the timeline (anyone may add one, claimed or not).
@@ -633,34 +676,43 @@ impl Store {
         if disposition.is_empty() {
             return Err(CaseError::Invalid("a verdict needs a disposition".into()));
         }
-        self.held(id, user, now).await?;
-        let mut tx = self.pool.begin().await?;
         // The verdict and the actions it takes commit together: a crash leaves both or neither, and
         // the dispatcher delivers the actions after a restart.
-        for a in actions {
-            actions::insert(&mut tx, a, Some(id), None, now).await?;
-        }
-        sqlx::query(
-            "UPDATE cases SET status = 'resolved', disposition = $1, lock_owner = NULL, \
-             lock_until = NULL, updated_at = $2 WHERE id = $3",
-        )
-        .bind(disposition)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
         let body = serde_json::json!({"disposition": disposition, "details": details});
-        append(&mut tx, id, now, "verdict", user, &body).await?;
-        tx.commit().await?;
-        self.get(id).await
+        self.held_update(
+            id,
+            user,
+            now,
+            "UPDATE cases SET status = 'resolved', disposition = $4, lock_owner = NULL, \
+             lock_until = NULL, updated_at = $1 WHERE id = $2 AND lock_owner = $3 AND lock_until > $1 \
+             AND status <> 'resolved' AND status <> 'closed'",
+            Some(disposition),
+            "verdict",
+            &body,
+            actions,
+        )
+        .await
     }
 
-    /// Reopens a resolved case (a new trigger of its subject meanwhile opened another: conflict).
+    /// How many verdicts the case has had (a reopened case's next verdict is number this + 1).
+    pub async fn verdicts(&self, id: &str) -> Result<i64, CaseError> {
+        Ok(sqlx::query(
+            "SELECT COUNT(*) AS n FROM case_events WHERE case_id = $1 AND kind = 'verdict'",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?)
+    }
+
+    /// Reopens a resolved case, unassigned, with a new SLA of `sla_ms` (a new trigger of its
+    /// subject meanwhile opened another: conflict).
     pub async fn reopen(
         &self,
         id: &str,
         user: &str,
         reason: &str,
+        sla_ms: i64,
         now: Millis,
     ) -> Result<Case, CaseError> {
         let c = self.get(id).await?;
@@ -669,13 +721,19 @@ impl Store {
         }
         let mut tx = self.pool.begin().await?;
         let r = sqlx::query(
-            "UPDATE cases SET status = 'open', disposition = NULL, updated_at = $1 WHERE id = $2",
+            "UPDATE cases SET status = 'open', disposition = NULL, assignee = NULL, \
+             lock_owner = NULL, lock_until = NULL, sla_due = $3, updated_at = $1 \
+             WHERE id = $2 AND status = 'resolved'",
         )
         .bind(now)
         .bind(id)
+        .bind(now.saturating_add(sla_ms))
         .execute(&mut *tx)
         .await;
         match r {
+            Ok(r) if r.rows_affected() == 0 => {
+                return Err(CaseError::Conflict(format!("case `{id}` is not resolved")))
+            }
             Err(e) if is_conflict(&e) => {
                 return Err(CaseError::Conflict(format!(
                     "another case about {}:{} is open",
@@ -726,6 +784,12 @@ pub(crate) async fn append(
     actor: &str,
     body: &serde_json::Value,
 ) -> Result<(), sqlx::Error> {
+    // Lock the case's row first (PostgreSQL: until the transaction ends; SQLite has one writer), so
+    // that two appends to one case never compute the same next number.
+    sqlx::query("UPDATE cases SET triggers = triggers WHERE id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
     let next: i64 =
         sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM case_events WHERE case_id = $1")
             .bind(id)
@@ -743,6 +807,50 @@ pub(crate) async fn append(
     .bind(body.to_string())
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Whether the case `id` already has this finding on its timeline.
+async fn finding_taken(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    trigger: &Trigger,
+) -> Result<bool, sqlx::Error> {
+    if trigger.source != "finding" {
+        return Ok(false);
+    }
+    Ok(sqlx::query(
+        "SELECT 1 AS x FROM case_events WHERE case_id = $1 AND actor = $2 AND kind = 'finding'",
+    )
+    .bind(id)
+    .bind(&trigger.reference)
+    .fetch_optional(&mut **tx)
+    .await?
+    .is_some())
+}
+
+/// Records `members` on the case (members already there stay: a ring only grows while its case is
+/// open).
+async fn add_members(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    members: &[String],
+) -> Result<(), sqlx::Error> {
+    for m in members {
+        let have =
+            sqlx::query("SELECT 1 AS x FROM case_members WHERE case_id = $1 AND member = $2")
+                .bind(id)
+                .bind(m)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if have.is_none() {
+            sqlx::query("INSERT INTO case_members (case_id, member) VALUES ($1, $2)")
+                .bind(id)
+                .bind(m)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
     Ok(())
 }
 
@@ -824,6 +932,9 @@ impl Store {
         place: &Placement,
         now: Millis,
     ) -> Result<Case, CaseError> {
+        if let Some(id) = self.decision_taken(trigger).await? {
+            return self.get(&id).await;
+        }
         let ring = sqlx::query(
             "SELECT c.id AS id FROM case_members m JOIN cases c ON c.id = m.case_id \
              WHERE m.member = $1 AND c.status <> 'resolved' AND c.status <> 'closed' \
@@ -834,29 +945,123 @@ impl Store {
         .await?;
         if let Some(r) = ring {
             let id: String = r.try_get("id")?;
-            let mut tx = self.pool.begin().await?;
-            sqlx::query(
-                "UPDATE cases SET priority = CASE WHEN priority > $1 THEN priority ELSE $1 END, \
-                 updated_at = $2, triggers = triggers + 1 WHERE id = $3",
-            )
-            .bind(place.priority)
-            .bind(now)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-            append(
-                &mut tx,
-                &id,
-                now,
-                &trigger.source,
-                &trigger.reference,
-                &trigger.body,
-            )
-            .await?;
-            tx.commit().await?;
-            return self.get(&id).await;
+            if let Some(c) = self
+                .try_join(&id, &[], trigger, place.priority, now)
+                .await?
+            {
+                return Ok(c);
+            }
         }
         self.open_or_join(subject, trigger, place, now).await
+    }
+
+    /// A ring the graph found (`detector`, its `members`): joins the open ring case of the same
+    /// detector that names any of its accounts (a ring that grew, even by an account that sorts
+    /// first, stays one case), else opens or joins `ring:<detector>:<first account>`.
+    pub async fn intake_ring(
+        &self,
+        detector: &str,
+        members: &[String],
+        trigger: &Trigger,
+        place: &Placement,
+        now: Millis,
+    ) -> Result<Case, CaseError> {
+        let mut members = members.to_vec();
+        members.sort();
+        members.dedup();
+        let Some(first) = members.first().cloned() else {
+            return Err(CaseError::Invalid("a ring needs accounts".into()));
+        };
+        let prefix = format!("{detector}:");
+        for m in &members {
+            let found = sqlx::query(
+                "SELECT c.id AS id FROM case_members m JOIN cases c ON c.id = m.case_id \
+                 WHERE m.member = $1 AND c.subject_kind = 'ring' \
+                 AND c.status <> 'resolved' AND c.status <> 'closed' \
+                 AND substr(c.subject_id, 1, length($2)) = $2 ORDER BY c.opened_at, c.id LIMIT 1",
+            )
+            .bind(m)
+            .bind(&prefix)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(r) = found {
+                let id: String = r.try_get("id")?;
+                if let Some(c) = self
+                    .try_join(&id, &members, trigger, place.priority, now)
+                    .await?
+                {
+                    return Ok(c);
+                }
+            }
+        }
+        let subject = Subject {
+            kind: "ring".into(),
+            id: format!("{prefix}{first}"),
+        };
+        self.open_or_join_with(&subject, &members, trigger, place, now)
+            .await
+    }
+
+    /// Adds `trigger` (and `members`) to the case `id` if it is still open: `None` when a verdict
+    /// resolved it meanwhile. A finding already on the case is not added again.
+    async fn try_join(
+        &self,
+        id: &str,
+        members: &[String],
+        trigger: &Trigger,
+        priority: i64,
+        now: Millis,
+    ) -> Result<Option<Case>, CaseError> {
+        let mut tx = self.pool.begin().await?;
+        if finding_taken(&mut tx, id, trigger).await? {
+            // Release the connection first (SQLite has one).
+            drop(tx);
+            return self.get(id).await.map(Some);
+        }
+        let n = sqlx::query(
+            "UPDATE cases SET priority = CASE WHEN priority > $1 THEN priority ELSE $1 END, \
+             updated_at = $2, triggers = triggers + 1 WHERE id = $3 \
+             AND status <> 'resolved' AND status <> 'closed'",
+        )
+        .bind(priority)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Ok(None);
+        }
+        add_members(&mut tx, id, members).await?;
+        append(
+            &mut tx,
+            id,
+            now,
+            &trigger.source,
+            &trigger.reference,
+            &trigger.body,
+        )
+        .await?;
+        tx.commit().await?;
+        self.get(id).await.map(Some)
+    }
+
+    /// The case that already holds this decision (by its event id), if any: intake takes each
+    /// decision once, whatever happened to the intake cursor.
+    async fn decision_taken(&self, trigger: &Trigger) -> Result<Option<String>, CaseError> {
+        if trigger.source != "decision" || trigger.reference.is_empty() {
+            return Ok(None);
+        }
+        let r = sqlx::query(
+            "SELECT case_id FROM case_events WHERE actor = $1 AND kind = 'decision' LIMIT 1",
+        )
+        .bind(&trigger.reference)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match r {
+            Some(r) => Some(r.try_get("case_id")?),
+            None => None,
+        })
     }
 
     /// The members a ring case names, in order.
@@ -958,16 +1163,26 @@ impl Store {
             }
         }
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        // Conditional: a verdict or someone else's claim that landed meanwhile wins.
+        let n = sqlx::query(
             "UPDATE cases SET inbox = $1, status = 'open', lock_owner = NULL, lock_until = NULL, \
-             assignee = NULL, sla_due = $2, updated_at = $3 WHERE id = $4",
+             assignee = NULL, sla_due = $2, updated_at = $3 WHERE id = $4 \
+             AND status <> 'resolved' AND status <> 'closed' \
+             AND (lock_owner IS NULL OR lock_owner = $5 OR lock_until <= $3)",
         )
         .bind(&inbox.name)
         .bind(now.saturating_add(inbox.sla_ms))
         .bind(now)
         .bind(id)
+        .bind(user)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Err(CaseError::Conflict(format!(
+                "case `{id}` changed meanwhile (resolved, or claimed by someone else)"
+            )));
+        }
         let body = serde_json::json!({"from": c.inbox, "to": inbox.name, "reason": reason});
         append(&mut tx, id, now, "escalate", user, &body).await?;
         tx.commit().await?;

@@ -95,11 +95,16 @@ impl Store {
                 "a password has at least 12 characters".into(),
             ));
         }
-        let salt = SaltString::generate(&mut OsRng);
-        let hash = Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| CaseError::Invalid(format!("hashing the password: {e}")))?
-            .to_string();
+        let password = password.to_string();
+        let hash = tokio::task::spawn_blocking(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            Argon2::default()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| CaseError::Invalid(format!("hashing the password: {e}")))
+        })
+        .await
+        .map_err(|e| CaseError::Invalid(format!("hashing the password: {e}")))??;
         let updated = sqlx::query(
             "UPDATE users SET role = $1, password_hash = $2, disabled = 0 WHERE name = $3",
         )
@@ -169,13 +174,18 @@ impl Store {
             ),
             None => (String::new(), DUMMY.to_string(), true),
         };
-        let ok = PasswordHash::new(&hash)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false);
+        let given = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .map(|h| {
+                    Argon2::default()
+                        .verify_password(given.as_bytes(), &h)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
         let role = Role::parse(&role);
         let (Some(role), true, false) = (role, ok, disabled) else {
             return Err(CaseError::Unauthorized(

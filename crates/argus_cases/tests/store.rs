@@ -309,7 +309,8 @@ fn ring(members: &[&str]) -> (Subject, Vec<String>, Trigger) {
         members.iter().map(|m| m.to_string()).collect(),
         Trigger {
             source: "finding".into(),
-            reference: "f-1".into(),
+            // Findings are numbered in the order found: a grown ring is a new finding.
+            reference: format!("f-{}", members.len()),
             body: json!({"accounts": members}),
         },
     )
@@ -450,7 +451,7 @@ async fn rings_pages_caps_escalation_and_assignment_on(url: &str) {
         .await
         .unwrap();
     let re = s
-        .reopen(&got.id, "cy", "new evidence", 3_200)
+        .reopen(&got.id, "cy", "new evidence", 1_000, 3_200)
         .await
         .unwrap();
     assert_eq!(re.status, Status::Open);
@@ -620,4 +621,133 @@ async fn verdict_actions_outbox_jobs_and_users_on(url: &str) {
         s.users().await.unwrap(),
         [("ana".into(), Role::Analyst, false)]
     );
+}
+
+#[tokio::test]
+async fn intake_takes_each_trigger_once_and_rings_stay_one_case() {
+    let d = tempfile::tempdir().unwrap();
+    for url in urls(d.path(), "intake_once6").await {
+        intake_takes_each_trigger_once_and_rings_stay_one_case_on(&url).await;
+    }
+}
+
+async fn intake_takes_each_trigger_once_and_rings_stay_one_case_on(url: &str) {
+    let s = open(url).await;
+    // The same decision twice (a retry after a crash before the intake cursor moved): once.
+    let a = s
+        .intake_decision(&user("u7"), &decision("e7", 10), &place(1), 100)
+        .await
+        .unwrap();
+    let b = s
+        .intake_decision(&user("u7"), &decision("e7", 10), &place(1), 200)
+        .await
+        .unwrap();
+    assert_eq!((a.id.as_str(), b.triggers), (b.id.as_str(), 1));
+    // A ring, the same finding again, then the ring grown by an account that sorts first.
+    let finding = |id: &str, accounts: &[&str]| Trigger {
+        source: "finding".into(),
+        reference: id.into(),
+        body: json!({"finding": {"accounts": accounts}}),
+    };
+    let m = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let r1 = s
+        .intake_ring(
+            "cluster",
+            &m(&["u5", "u6"]),
+            &finding("f-1", &["u5", "u6"]),
+            &place(10),
+            300,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r1.subject.id, "cluster:u5");
+    let again = s
+        .intake_ring(
+            "cluster",
+            &m(&["u5", "u6"]),
+            &finding("f-1", &["u5", "u6"]),
+            &place(10),
+            310,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.id.as_str(), again.triggers),
+        (r1.id.as_str(), 1),
+        "the same finding once"
+    );
+    let grown = s
+        .intake_ring(
+            "cluster",
+            &m(&["u0", "u5", "u6"]),
+            &finding("f-2", &["u0", "u5", "u6"]),
+            &place(10),
+            400,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        grown.id, r1.id,
+        "a ring grown by an account that sorts first stays one case"
+    );
+    assert_eq!(s.members(&r1.id).await.unwrap(), ["u0", "u5", "u6"]);
+    // Another detector's ring over the same accounts is its own case.
+    let block = s
+        .intake_ring(
+            "block:orders",
+            &m(&["u5", "u9"]),
+            &finding("f-3", &["u5", "u9"]),
+            &place(10),
+            400,
+        )
+        .await
+        .unwrap();
+    assert_ne!(block.id, r1.id);
+    // Once the ring's case is resolved, a member's decision opens a case of its own.
+    s.claim(&r1.id, "ana", 500, 60_000, 5).await.unwrap();
+    s.resolve(&r1.id, "ana", "confirmed_fraud", &json!({}), &[], 600)
+        .await
+        .unwrap();
+    let own = s
+        .intake_decision(&user("u6"), &decision("e8", 10), &place(1), 700)
+        .await
+        .unwrap();
+    assert_eq!(own.subject, user("u6"));
+    // Reopened: unassigned, unlocked, with a new SLA, and claimable by anyone.
+    let re = s
+        .reopen(&r1.id, "bo", "chargebacks came in", 3_600_000, 800)
+        .await
+        .unwrap();
+    assert_eq!(
+        (re.assignee, re.lock_owner, re.sla_due),
+        (None, None, 800 + 3_600_000)
+    );
+    assert!(matches!(
+        s.reopen(&r1.id, "bo", "again", 1, 900).await,
+        Err(CaseError::Conflict(_))
+    ));
+    // A bulk job leaves a case someone else holds alone.
+    s.claim(&block.id, "cy", 1_000, 60_000, 5).await.unwrap();
+    s.start_job(
+        "job9",
+        "dee",
+        "wave",
+        "resolve_legitimate",
+        &json!({}),
+        &[],
+        &[
+            (block.id.clone(), "legitimate".into()),
+            (re.id.clone(), "legitimate".into()),
+        ],
+        1_100,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get(&block.id).await.unwrap().status,
+        Status::InReview,
+        "held by cy"
+    );
+    assert_eq!(s.get(&re.id).await.unwrap().status, Status::Resolved);
+    assert_eq!(s.verdicts(&re.id).await.unwrap(), 2);
 }

@@ -118,6 +118,7 @@ pub fn status_of(kind: Failure) -> StatusCode {
         Failure::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
         Failure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Failure::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Failure::TooMany => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 

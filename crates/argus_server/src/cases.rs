@@ -28,6 +28,10 @@ use std::time::Duration;
 /// The case service: the store once open, the routing, and a wake-up for the dispatcher.
 pub struct CaseService {
     pub store: OnceLock<Store>,
+    /// Logins hash passwords (Argon2id: tens of ms and ~19 MiB each): at most two at a time.
+    login_gate: tokio::sync::Semaphore,
+    /// Failed logins per user name in the current window: (count, window start).
+    failures: Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
     /// Why the store could not be opened (then every case route answers 503).
     pub error: Mutex<Option<String>>,
     pub routing: Routing,
@@ -50,6 +54,8 @@ impl CaseService {
             error: Mutex::new(None),
             routing,
             wake: tokio::sync::Notify::new(),
+            login_gate: tokio::sync::Semaphore::new(2),
+            failures: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -81,20 +87,31 @@ pub fn database_url(st: &AppState) -> String {
 pub async fn run(
     st: AppState,
     svc: Arc<CaseService>,
+    replayed: Vec<IntakeMsg>,
     mut rx: tokio::sync::mpsc::Receiver<IntakeMsg>,
 ) {
     let url = database_url(&st);
-    let store = match Store::open(&url).await {
-        Ok(s) => s,
-        Err(e) => {
-            let msg = format!("the case store ({}) did not open: {e}", redact(&url));
-            tracing::error!("{msg}");
-            if let Ok(mut g) = svc.error.lock() {
-                *g = Some(msg);
+    // The server decides without its case store; intake waits (records queue up to the channel's
+    // bound) and the store is tried again every 5 s.
+    let store = loop {
+        match Store::open(&url).await {
+            Ok(s) => break s,
+            Err(e) => {
+                let msg = format!(
+                    "the case store ({}) did not open: {e}; trying again every 5 s",
+                    redact(&url)
+                );
+                tracing::error!("{msg}");
+                if let Ok(mut g) = svc.error.lock() {
+                    *g = Some(msg);
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
             }
-            return;
         }
     };
+    if let Ok(mut g) = svc.error.lock() {
+        *g = None;
+    }
     let _ = svc.store.set(store.clone());
     let d = tokio::spawn(dispatch(st.clone(), svc.clone()));
     let esc = {
@@ -110,22 +127,34 @@ pub async fn run(
         })
     };
     let mut cursor = store.intake_cursor().await.unwrap_or(0);
-    while let Some(msg) = rx.recv().await {
+    // The replayed tail first (durable records the last run may not have taken), then live ones.
+    let mut replayed = replayed.into_iter();
+    loop {
+        let msg = match replayed.next() {
+            Some(m) => m,
+            None => match rx.recv().await {
+                Some(m) => m,
+                None => break,
+            },
+        };
         if msg.seq <= cursor {
             continue;
         }
-        let mut tries = 0;
+        // A record is taken once: its decision by its event id and its findings per ring case, so
+        // a retry after a crash between a case and the cursor adds nothing twice. The store being
+        // down is waited out; only a record the store refuses as invalid is left out.
+        let mut wait = 200;
         loop {
             match intake(&store, &svc.routing, &msg).await {
                 Ok(()) => break,
-                Err(e) if tries < 5 => {
-                    tries += 1;
-                    tracing::warn!(seq = msg.seq, "case intake: {e}; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 << tries)).await;
+                Err(CaseError::Invalid(e)) => {
+                    tracing::error!(seq = msg.seq, "case intake left this record out: {e}");
+                    break;
                 }
                 Err(e) => {
-                    tracing::error!(seq = msg.seq, "case intake gave up on this record: {e}");
-                    break;
+                    tracing::warn!(seq = msg.seq, "case intake: {e}; retrying in {wait} ms");
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    wait = (wait * 2).min(10_000);
                 }
             }
         }
@@ -230,18 +259,10 @@ async fn intake(store: &Store, routing: &Routing, msg: &IntakeMsg) -> Result<(),
         let Some((inbox, prio)) = routing.route(&x) else {
             continue;
         };
-        let mut members = f.accounts.clone();
-        members.sort();
-        members.dedup();
-        let Some(first) = members.first() else {
+        if f.accounts.is_empty() {
             continue;
-        };
-        // A ring is keyed by its detector and its first account: found again (grown), it joins
-        // the same case while that case is open.
-        let subject = Subject {
-            kind: "ring".into(),
-            id: format!("{}:{first}", f.detector),
-        };
+        }
+        // A ring found again (grown) joins its open case: one that names any of its accounts.
         let trigger = Trigger {
             source: "finding".into(),
             reference: f.id.clone(),
@@ -249,7 +270,7 @@ async fn intake(store: &Store, routing: &Routing, msg: &IntakeMsg) -> Result<(),
         };
         let place = Placement::of(inbox, prio, routing.claim_cap);
         store
-            .open_or_join_with(&subject, &members, &trigger, &place, now)
+            .intake_ring(&f.detector, &f.accounts, &trigger, &place, now)
             .await?;
         m::inc_labeled(m::CASE_TRIGGERS, "source", "finding");
     }
@@ -276,7 +297,7 @@ async fn dispatch(st: AppState, svc: Arc<CaseService>) {
                 m::inc_labeled(m::ACTIONS_FAILED, "kind", kind_label(&a.kind));
                 let max = max_attempts(&svc.routing, a);
                 let next = (retry && a.attempts + 1 < max)
-                    .then(|| now + (1_000i64 << a.attempts.clamp(0, 9)).min(600_000));
+                    .then(|| now + (1_000i64 << a.attempts.clamp(0, 10)).min(600_000));
                 (err, next)
             });
             if outcome.is_ok() {
@@ -503,11 +524,64 @@ pub struct LoginBody {
     password: String,
 }
 
+/// Failed logins a user name may have in [`LOGIN_WINDOW`] before further attempts are refused.
+const LOGIN_FAILURES: u32 = 10;
+const LOGIN_WINDOW: Duration = Duration::from_secs(600);
+
 pub async fn login(State(st): State<AppState>, headers: HeaderMap, b: Body) -> Response {
-    let (_, store) = try_r!(svc(&st));
+    let (svc, store) = try_r!(svc(&st));
     let bytes = try_r!(read_body(&st, &headers, b).await);
     let l: LoginBody = try_r!(body(&bytes, "{\"username\", \"password\"}"));
-    let (token, s) = try_c!(store.login(&l.username, &l.password, SESSION_MS, now_ms()));
+    let blocked = svc.failures.lock().is_ok_and(|f| {
+        f.get(&l.username)
+            .is_some_and(|(n, t0)| *n >= LOGIN_FAILURES && t0.elapsed() < LOGIN_WINDOW)
+    });
+    if blocked {
+        let mut r = respond(error(
+            Failure::TooMany,
+            "too_many_attempts",
+            format!("{LOGIN_FAILURES} failed logins for this user in the last {} minutes: try again later", LOGIN_WINDOW.as_secs() / 60),
+        ));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("600"));
+        return r;
+    }
+    let Ok(_permit) = svc.login_gate.acquire().await else {
+        return respond(error(
+            Failure::Unavailable,
+            "shutting_down",
+            "the server is stopping",
+        ));
+    };
+    let (token, s) = match store
+        .login(&l.username, &l.password, SESSION_MS, now_ms())
+        .await
+    {
+        Ok(x) => {
+            if let Ok(mut f) = svc.failures.lock() {
+                f.remove(&l.username);
+            }
+            x
+        }
+        Err(e) => {
+            if matches!(e, CaseError::Unauthorized(_)) {
+                if let Ok(mut f) = svc.failures.lock() {
+                    // Bounded: old windows are dropped when the map grows.
+                    if f.len() > 10_000 {
+                        f.retain(|_, (_, t0)| t0.elapsed() < LOGIN_WINDOW);
+                    }
+                    let e = f
+                        .entry(l.username.clone())
+                        .or_insert((0, std::time::Instant::now()));
+                    if e.1.elapsed() >= LOGIN_WINDOW {
+                        *e = (0, std::time::Instant::now());
+                    }
+                    e.0 += 1;
+                }
+            }
+            return case_error(e);
+        }
+    };
     let mut r = json_ok(
         json!({"user": s.user, "role": s.role, "csrf": s.csrf, "expires_at": s.expires_at}),
     );
@@ -850,10 +924,13 @@ pub async fn reopen(
     headers: HeaderMap,
     b: Body,
 ) -> Response {
-    let (_, store) = try_r!(svc(&st));
+    let (svc, store) = try_r!(svc(&st));
     let bytes = try_r!(read_body(&st, &headers, b).await);
     let r: ReopenBody = try_r!(body(&bytes, "{\"reason\"}"));
-    json_ok(try_c!(store.reopen(&id, &p.name, &r.reason, now_ms())))
+    let c = try_c!(store.get(&id));
+    // A new SLA from the case's inbox (the default when the inbox left the configuration).
+    let sla = svc.routing.inbox(&c.inbox).map_or(86_400_000, |i| i.sla_ms);
+    json_ok(try_c!(store.reopen(&id, &p.name, &r.reason, sla, now_ms())))
 }
 
 #[derive(Deserialize)]
@@ -982,6 +1059,8 @@ pub async fn verdict(
     }
     let c = try_c!(store.get(&id));
     let accounts = try_c!(accounts_of(store, &c));
+    // The actions' keys name the verdict: a reopened case's next verdict acts again.
+    let base = format!("{id}#v{}", try_c!(store.verdicts(&id)) + 1);
     if v.ban && !p.role.allows(Role::Investigator) && accounts.len() > 1 {
         return respond(error(
             Failure::Forbidden,
@@ -1007,7 +1086,7 @@ pub async fn verdict(
     } else {
         v.reason.clone()
     };
-    let mut actions = member_actions(routing, &id, &accounts, label, v.ban, &reason);
+    let mut actions = member_actions(routing, &base, &accounts, label, v.ban, &reason);
     if v.ban && c.subject.kind == "ring" {
         if let Some(list) = &routing.ban_devices_list {
             for d in try_c!(ring_devices(store, &id)) {
@@ -1015,7 +1094,7 @@ pub async fn verdict(
                     kind: "list".into(),
                     target: list.clone(),
                     body: json!({"value": d, "reason": format!("{id}: {reason}"), "ttl": routing.ban_ttl}),
-                    key: format!("{id}:list:{list}:{d}"),
+                    key: format!("{base}:list:{list}:{d}"),
                     subject: None,
                 });
             }
@@ -1026,7 +1105,7 @@ pub async fn verdict(
             kind: "list".into(),
             target: l.list.clone(),
             body: json!({"value": l.value, "reason": format!("{id}: {reason}"), "ttl": l.ttl}),
-            key: format!("{id}:list:{}:{}", l.list, l.value),
+            key: format!("{base}:list:{}:{}", l.list, l.value),
             subject: None,
         });
     }
@@ -1075,7 +1154,7 @@ pub async fn verdict(
             body: json!({"type": "case.verdict", "case": id, "subject": c.subject, "disposition": v.disposition,
                          "reason": reason, "by": p.name, "accounts": accounts, "ban": v.ban,
                          "order_action": order_action, "events": events}),
-            key: format!("{id}:webhook:{h}"),
+            key: format!("{base}:webhook:{h}"),
             subject: None,
         });
     }

@@ -73,8 +73,9 @@ impl Server {
         } else {
             (None, None)
         };
-        let (core, recovery) =
+        let (mut core, recovery) =
             core::Core::open(settings.clone(), loader, initial, shared.clone(), intake)?;
+        let replayed = core.take_replay_intake();
         let decoder = Arc::new(core.decoder());
         let (tx, rx) = sync_channel(settings.queue_depth);
         let handle = std::thread::Builder::new()
@@ -89,7 +90,7 @@ impl Server {
             decoder,
         };
         if let (Some(rt), Some(rx), Some(svc)) = (runtime, intake_rx, state.cases.clone()) {
-            rt.spawn(cases::run(state.clone(), svc, rx));
+            rt.spawn(cases::run(state.clone(), svc, replayed, rx));
         }
         Ok(Server {
             router: api::router(state.clone()),

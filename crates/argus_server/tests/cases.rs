@@ -415,6 +415,66 @@ async fn scenario(dir: &std::path::Path, database: Option<String>) -> Vec<String
     assert!(confirmed.iter().all(|r| r["precision"] == 1.0), "{v}");
     assert_eq!(v["policy_changes"].as_array().map(Vec::len), Some(1), "{v}");
 
+    // Reopened and given a second verdict: its actions are new ones (the shop hears of it again).
+    let (st, _, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{}/reopen", enc(&mine)),
+        Auth::Key(INVESTIGATOR),
+        json!({"reason": "customer called"}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, _, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{}/claim", enc(&mine)),
+        Auth::Key(ANALYST),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, v, _) = req(&s, "POST", &format!("/v1/cases/{}/verdict", enc(&mine)), Auth::Key(ANALYST),
+        json!({"disposition": "legitimate", "reason": "the customer's own card", "webhooks": ["shop"]})).await;
+    assert_eq!(st, 200, "{v}");
+    let shops: Vec<String> = v["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["target"] == "shop")
+        .map(|a| a["idempotency_key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        shops.len(),
+        2,
+        "two verdicts, two webhook actions: {shops:?}"
+    );
+    assert!(
+        v["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["target"] == "legit.confirmed"),
+        "{v}"
+    );
+    until("the second verdict's webhook is delivered", || async {
+        let (_, v, _) = req(
+            &s,
+            "GET",
+            "/v1/outbox?status=pending",
+            Auth::Key(ANALYST),
+            Value::Null,
+        )
+        .await;
+        v["actions"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|x| x["target"] == "dead"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(calls.lock().unwrap().len(), 4);
+    seen.push("second verdict delivered".into());
+
     // A failed action is retried by hand (investigator); a delivered one is not.
     let dead = actions.iter().find(|a| a["target"] == "dead").unwrap()["id"]
         .as_str()
@@ -481,6 +541,31 @@ async fn scenario(dir: &std::path::Path, database: Option<String>) -> Vec<String
     )
     .await;
     assert_eq!(st, 401);
+    // Guessing is throttled per user name: ten failures in ten minutes, then 429.
+    for _ in 0..10 {
+        let (st, _, _) = req(
+            &s,
+            "POST",
+            "/v1/session",
+            Auth::None,
+            json!({"username": "mallory", "password": "guess guess guess"}),
+        )
+        .await;
+        assert_eq!(st, 401);
+    }
+    let (st, v, h) = req(
+        &s,
+        "POST",
+        "/v1/session",
+        Auth::None,
+        json!({"username": "mallory", "password": "guess guess guess"}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("too_many_attempts"))
+    );
+    assert!(h.get("retry-after").is_some());
     let (st, v, h) = req(
         &s,
         "POST",

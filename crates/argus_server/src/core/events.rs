@@ -411,7 +411,7 @@ impl Core {
             let stored = std::mem::take(&mut self.scratch);
             // The stored event is inside the record just written (`payload` went back to scratch).
             if let Some((_, st, d)) = split_event(&stored) {
-                self.send_intake(seq, head.action, st, d, &found);
+                self.send_intake(seq, head.action, st, d, &found, true);
             }
             self.scratch = stored;
         }

@@ -75,6 +75,8 @@ pub enum Failure {
     UriTooLong,
     /// Well-formed, but not something the server can apply (an unknown event type, a far-future time).
     Unprocessable,
+    /// Too many attempts (console logins); retry later.
+    TooMany,
     /// A fault of the server's own; it refuses writes until restarted where state may be torn.
     Internal,
     /// Not now: overloaded, starting, stopping, or refusing writes after a failure.
@@ -309,9 +311,13 @@ pub struct Core {
     policy_changes: VecDeque<(String, i64)>,
     /// The findings of the record being replayed, for intake.
     replay_findings: Vec<argus_engine::Finding>,
+    /// Live records for intake, handed over when their group is committed.
+    pending_intake: Vec<IntakeMsg>,
+    /// The replayed tail's records for intake (durable already), handed over at start.
+    replay_intake: Vec<IntakeMsg>,
 }
 
-/// Hours of hits kept per rule for the rule dashboard.
+/// Hours with hits kept per rule for the rule dashboard (the newest 72 such hours).
 const RULE_HOURS: usize = 72;
 
 impl Core {
@@ -326,21 +332,22 @@ impl Core {
                     .entry(f.rule.clone())
                     .or_insert_with(|| (d.checkpoint.clone(), VecDeque::new())),
             };
-            let newest = e.1.back().map(|(h, _)| *h);
-            if let Some((_, n)) = e.1.iter_mut().rev().find(|(h, _)| *h == hour) {
-                // This hour, or a late event's own hour while it is still kept.
-                *n += 1;
-            } else if newest.is_none_or(|h| h < hour) {
-                e.1.push_back((hour, 1));
-                if e.1.len() > RULE_HOURS {
-                    e.1.pop_front();
-                }
+            // Hours with hits, oldest first: this hour, or a late event's own hour in its place
+            // (unless it is older than every hour kept when the list is full).
+            match e.1.iter().rposition(|(h, _)| *h <= hour) {
+                Some(i) if e.1[i].0 == hour => e.1[i].1 += 1,
+                Some(i) => e.1.insert(i + 1, (hour, 1)),
+                None if e.1.len() < RULE_HOURS => e.1.push_front((hour, 1)),
+                None => continue,
+            }
+            if e.1.len() > RULE_HOURS {
+                e.1.pop_front();
             }
         }
     }
 
-    /// Hands one record to case intake when a route wants it. Never blocks: when the intake queue
-    /// is full (the case store is far behind), the record is counted and left out.
+    /// Keeps one record for case intake when a route wants it: a live one until its group is
+    /// committed (then [`hand_over`]), a replayed one (durable already) until the server starts.
     pub(super) fn send_intake(
         &mut self,
         seq: u64,
@@ -348,6 +355,7 @@ impl Core {
         stored: &[u8],
         decision: &[u8],
         findings: &[argus_engine::Finding],
+        live: bool,
     ) {
         let Some(s) = &self.intake else { return };
         let want_findings = s.findings && !findings.is_empty();
@@ -368,12 +376,10 @@ impl Core {
                 Vec::new()
             },
         };
-        if s.tx.try_send(msg).is_err() {
-            m::inc(m::CASE_INTAKE_DROPPED, 1);
-            tracing::warn!(
-                seq,
-                "case intake is full or stopped: this record opens no case"
-            );
+        if live {
+            self.pending_intake.push(msg);
+        } else {
+            self.replay_intake.push(msg);
         }
     }
 }
@@ -384,6 +390,24 @@ struct SyncJob {
     /// False when the group's records could not even be written.
     ok: bool,
     answers: Vec<(oneshot::Sender<Answer>, Outcome)>,
+    /// The group's records for case intake, handed over once they are committed.
+    intake: Option<(tokio::sync::mpsc::Sender<IntakeMsg>, Vec<IntakeMsg>)>,
+}
+
+/// Hands committed records to case intake. Never blocks: when the intake queue is full (the case
+/// store is far behind), the records are counted and left out.
+fn hand_over(intake: Option<(tokio::sync::mpsc::Sender<IntakeMsg>, Vec<IntakeMsg>)>) {
+    let Some((tx, msgs)) = intake else { return };
+    for msg in msgs {
+        let seq = msg.seq;
+        if tx.try_send(msg).is_err() {
+            m::inc(m::CASE_INTAKE_DROPPED, 1);
+            tracing::warn!(
+                seq,
+                "case intake is full or stopped: this record opens no case"
+            );
+        }
+    }
 }
 
 fn answer_all(answers: Vec<(oneshot::Sender<Answer>, Outcome)>, committed: bool) {
@@ -432,7 +456,11 @@ fn syncer(rx: Receiver<SyncJob>, shared: Arc<Shared>) {
             shared.ready.store(false, Ordering::SeqCst);
         }
         for j in jobs {
-            answer_all(j.answers, synced && j.ok);
+            let committed = synced && j.ok;
+            answer_all(j.answers, committed);
+            if committed {
+                hand_over(j.intake);
+            }
         }
     }
 }
@@ -592,13 +620,22 @@ impl Core {
                 None
             };
             let ok = !logged || file.is_some();
-            match tx.send(SyncJob { file, ok, answers }) {
+            let intake = self.take_intake();
+            match tx.send(SyncJob {
+                file,
+                ok,
+                answers,
+                intake,
+            }) {
                 Ok(()) => return,
                 Err(e) => {
                     // The syncer is gone (a panic): answer here, after a synchronous sync.
                     self.syncer = None;
                     let ok = ok && self.wal.sync().is_ok();
                     answer_all(e.0.answers, ok);
+                    if ok {
+                        hand_over(e.0.intake);
+                    }
                     return;
                 }
             }
@@ -622,6 +659,24 @@ impl Core {
             true
         };
         answer_all(answers, committed);
+        let intake = self.take_intake();
+        if committed {
+            hand_over(intake);
+        }
+    }
+
+    /// The group's records waiting for case intake, with the sender.
+    fn take_intake(&mut self) -> Option<(tokio::sync::mpsc::Sender<IntakeMsg>, Vec<IntakeMsg>)> {
+        if self.pending_intake.is_empty() {
+            return None;
+        }
+        let msgs = std::mem::take(&mut self.pending_intake);
+        self.intake.as_ref().map(|s| (s.tx.clone(), msgs))
+    }
+
+    /// The replayed tail's records for case intake (taken once, at start).
+    pub fn take_replay_intake(&mut self) -> Vec<IntakeMsg> {
+        std::mem::take(&mut self.replay_intake)
     }
 
     /// Runs `f`, turning a panic (a bug, never input) into an internal error and a core that refuses

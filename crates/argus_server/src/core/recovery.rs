@@ -150,6 +150,8 @@ impl Core {
             replaying_seq: 0,
             intake,
             replay_findings: Vec::new(),
+            pending_intake: Vec::new(),
+            replay_intake: Vec::new(),
             rule_hits: HashMap::new(),
             policy_changes: VecDeque::new(),
         };
@@ -176,7 +178,7 @@ impl Core {
                             if core.intake.is_some() {
                                 if let Some((head, st, d)) = split_event(&r.payload) {
                                     let found = std::mem::take(&mut core.replay_findings);
-                                    core.send_intake(r.seq, head.action, st, d, &found);
+                                    core.send_intake(r.seq, head.action, st, d, &found, false);
                                 }
                             }
                         }
