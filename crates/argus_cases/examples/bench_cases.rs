@@ -40,7 +40,7 @@ async fn fill(db: &Db, n: i64) -> Result<(), sqlx::Error> {
     };
     let from = match db.backend {
         Backend::Sqlite => "FROM s".to_string(),
-        Backend::Postgres => format!("FROM generate_series(1, {n}) AS s(i)"),
+        Backend::Postgres => format!("FROM generate_series(1::bigint, {n}) AS s(i)"),
     };
     let stmts = [
         format!(
@@ -153,6 +153,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         assert!(!page.is_empty() && page.iter().all(|x| x.id != c.id));
     }
     report("queue_deep_page", backend, cases, deep);
+
+    // "Next case": claim the most urgent unclaimed case of an inbox (each sample claims one).
+    let mut next = Vec::new();
+    for k in 0..samples {
+        let t = Instant::now();
+        let c = store
+            .claim_next(
+                &format!("inbox{}", k % 3),
+                "bench",
+                1_800_000_000_000,
+                60_000,
+                1_000_000,
+            )
+            .await?;
+        next.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(c.is_some_and(|c| c.lock_owner.as_deref() == Some("bench")));
+    }
+    report("next_case_claim", backend, cases, next);
 
     // Entity page: the account's cases (as subject or ring member) and its labels.
     let mut entity = Vec::new();

@@ -376,7 +376,8 @@ impl Store {
         let rows = sqlx::query(concat!(
             "SELECT ",
             crate::case_columns!(),
-            " FROM cases WHERE subject_id = $1 OR id IN (SELECT case_id FROM case_members WHERE member = $1) \
+            " FROM cases WHERE id IN (SELECT id FROM cases WHERE subject_id = $1 \
+             UNION SELECT case_id FROM case_members WHERE member = $1) \
              ORDER BY opened_at DESC, id LIMIT $2"
         ))
         .bind(subject_id)

@@ -44,6 +44,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "lookups",
         sql: include_str!("../migrations/0004_lookups.sql"),
     },
+    Migration {
+        component: "cases",
+        version: 5,
+        name: "queue_order",
+        sql: include_str!("../migrations/0005_queue_order.sql"),
+    },
 ];
 
 pub mod actions;
@@ -458,26 +464,64 @@ impl Store {
         }
         self.below_cap(user, now, cap).await?;
         for _ in 0..ATTEMPTS {
-            let Some(row) = sqlx::query(
-                "SELECT id FROM cases WHERE inbox = $1 AND status <> 'resolved' AND status <> 'closed' \
-                 AND (lock_until IS NULL OR lock_until <= $2) \
-                 AND (assignee IS NULL OR assignee = $3 OR status = 'in_review') \
-                 ORDER BY CASE WHEN assignee = $3 THEN 0 ELSE 1 END, priority DESC, sla_due, opened_at, id LIMIT 1",
-            )
-            .bind(inbox)
-            .bind(now)
-            .bind(user)
-            .fetch_optional(&self.pool)
-            .await?
-            else {
+            let Some(id) = self.next_candidate(inbox, user, now).await? else {
                 return Ok(None);
             };
-            let id: String = row.try_get("id")?;
             if self.try_claim(&id, user, now, lock_ms).await? {
                 return Ok(Some(self.get(&id).await?));
             }
         }
         Ok(None)
+    }
+
+    /// The case `claim_next` tries: the user's own assigned case first; else the most urgent of the
+    /// inbox's unassigned open cases and its cases whose claim expired. Each is a range read of the
+    /// queue index (one query with a `CASE` in its order would sort the whole inbox).
+    async fn next_candidate(
+        &self,
+        inbox: &str,
+        user: &str,
+        now: Millis,
+    ) -> Result<Option<String>, CaseError> {
+        let mine = sqlx::query(
+            "SELECT id FROM cases WHERE inbox = $1 AND assignee = $2 \
+             AND status <> 'resolved' AND status <> 'closed' AND (lock_until IS NULL OR lock_until <= $3) \
+             ORDER BY priority DESC, sla_due, opened_at, id LIMIT 1",
+        )
+        .bind(inbox)
+        .bind(user)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(r) = mine {
+            return Ok(Some(r.try_get("id")?));
+        }
+        let mut best: Option<(i64, i64, i64, String)> = None;
+        for q in [
+            "SELECT id, priority, sla_due, opened_at FROM cases WHERE inbox = $1 AND status = 'open' \
+             AND assignee IS NULL AND (lock_until IS NULL OR lock_until <= $2) \
+             ORDER BY priority DESC, sla_due, opened_at, id LIMIT 1",
+            "SELECT id, priority, sla_due, opened_at FROM cases WHERE inbox = $1 AND status = 'in_review' \
+             AND lock_until <= $2 ORDER BY priority DESC, sla_due, opened_at, id LIMIT 1",
+        ] {
+            if let Some(r) = sqlx::query(q)
+                .bind(inbox)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?
+            {
+                let key = (
+                    -r.try_get::<i64, _>("priority")?,
+                    r.try_get::<i64, _>("sla_due")?,
+                    r.try_get::<i64, _>("opened_at")?,
+                    r.try_get::<String, _>("id")?,
+                );
+                if best.as_ref().is_none_or(|b| key < *b) {
+                    best = Some(key);
+                }
+            }
+        }
+        Ok(best.map(|b| b.3))
     }
 
     /// Claims the case `id` for `user` (free, or its lock expired, or already `user`'s: renewed).
@@ -1085,39 +1129,104 @@ impl Store {
         limit: i64,
     ) -> Result<(Vec<Case>, Option<Cursor>), CaseError> {
         let limit = limit.clamp(1, 500);
-        let (p, s, o, id) = match after {
-            Some(c) => (Some(c.priority), c.sla_due, c.opened_at, c.id.as_str()),
-            None => (None, 0, 0, ""),
-        };
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            case_columns!(),
-            " FROM cases WHERE ($1 IS NULL OR inbox = $1) AND ($2 IS NULL OR status = $2) \
-             AND ($3 IS NULL OR assignee = $3) \
-             AND ($4 IS NULL OR subject_id = $4 OR id IN (SELECT case_id FROM case_members WHERE member = $4)) \
-             AND ($5 IS NULL OR priority < $5 OR (priority = $5 AND (sla_due > $6 OR (sla_due = $6 \
-             AND (opened_at > $7 OR (opened_at = $7 AND id > $8)))))) \
-             ORDER BY priority DESC, sla_due, opened_at, id LIMIT $9"
-        ))
-        .bind(f.inbox.as_deref())
-        .bind(f.status.map(Status::as_str))
-        .bind(f.assignee.as_deref())
-        .bind(f.subject.as_deref())
-        .bind(p)
-        .bind(s)
-        .bind(o)
-        .bind(id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let cases: Vec<Case> = rows
-            .iter()
-            .map(|r| case_of(r).map_err(CaseError::from))
-            .collect::<Result<_, _>>()?;
+        let mut cases = Vec::new();
+        match after {
+            None => cases = self.page_part(f, None, limit).await?,
+            Some(c) => {
+                // Keyset paging in two seeks: the rest of the cursor's priority, then the lower
+                // priorities. Each is a range of the queue index in its order (a single `OR` of
+                // the two would make the database scan from the start).
+                cases.extend(self.page_part(f, Some((c, true)), limit).await?);
+                if (cases.len() as i64) < limit {
+                    let rest = limit - cases.len() as i64;
+                    cases.extend(self.page_part(f, Some((c, false)), rest).await?);
+                }
+            }
+        }
         let next = (cases.len() as i64 == limit)
             .then(|| cases.last().map(Cursor::of))
             .flatten();
         Ok((cases, next))
+    }
+
+    /// One range of the queue order: from the start (`None`), after the cursor within its priority
+    /// (`true`), or the priorities below it (`false`). Only the filters given are in the SQL, so that
+    /// the database can use the queue indexes (`migrations/0005_queue_order.sql`).
+    async fn page_part(
+        &self,
+        f: &Filter,
+        after: Option<(&Cursor, bool)>,
+        limit: i64,
+    ) -> Result<Vec<Case>, CaseError> {
+        let mut sql = String::from(concat!(
+            "SELECT ",
+            case_columns!(),
+            " FROM cases WHERE 1 = 1"
+        ));
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        if f.inbox.is_some() {
+            sql += &format!(" AND inbox = ${}", next());
+        }
+        if f.status.is_some() {
+            sql += &format!(" AND status = ${}", next());
+        }
+        if f.assignee.is_some() {
+            sql += &format!(" AND assignee = ${}", next());
+        }
+        if f.subject.is_some() {
+            let k = next();
+            sql += &format!(
+                " AND id IN (SELECT id FROM cases WHERE subject_id = ${k} \
+                 UNION SELECT case_id FROM case_members WHERE member = ${k})"
+            );
+        }
+        match after {
+            None => {}
+            Some((_, true)) => {
+                let (a, b, c, d) = (next(), next(), next(), next());
+                sql += &format!(
+                    " AND priority = ${a} AND (sla_due, opened_at, id) > (${b}, ${c}, ${d})"
+                );
+            }
+            Some((_, false)) => sql += &format!(" AND priority < ${}", next()),
+        }
+        sql += &format!(
+            " ORDER BY priority DESC, sla_due, opened_at, id LIMIT ${}",
+            next()
+        );
+        // The SQL is built from the fixed fragments above only; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(x) = &f.inbox {
+            q = q.bind(x.clone());
+        }
+        if let Some(x) = f.status {
+            q = q.bind(x.as_str());
+        }
+        if let Some(x) = &f.assignee {
+            q = q.bind(x.clone());
+        }
+        if let Some(x) = &f.subject {
+            q = q.bind(x.clone());
+        }
+        match after {
+            None => {}
+            Some((c, true)) => {
+                q = q
+                    .bind(c.priority)
+                    .bind(c.sla_due)
+                    .bind(c.opened_at)
+                    .bind(c.id.clone());
+            }
+            Some((c, false)) => q = q.bind(c.priority),
+        }
+        let rows = q.bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| case_of(r).map_err(CaseError::from))
+            .collect()
     }
 
     /// Counts of open and in-review cases per inbox.
