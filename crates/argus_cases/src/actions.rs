@@ -305,6 +305,7 @@ impl Store {
             }
         }
         tx.commit().await?;
+        self.durable().await?;
         self.job(id).await
     }
 

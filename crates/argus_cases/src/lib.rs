@@ -188,6 +188,7 @@ pub struct Entry {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pool: AnyPool,
+    backend: argus_store::Backend,
 }
 
 /// The `cases` columns, in the order `case_of` reads them (a macro: sqlx takes literal SQL only).
@@ -249,7 +250,10 @@ impl Store {
     /// The cases on an open database (shared with other components), migrated.
     pub async fn on(db: Db) -> Result<Store, CaseError> {
         db.migrate(MIGRATIONS).await?;
-        Ok(Store { pool: db.pool })
+        Ok(Store {
+            pool: db.pool,
+            backend: db.backend,
+        })
     }
 
     /// Opens a case for `subject`, or, while one is open, adds `trigger` to its timeline (keeping the
@@ -307,77 +311,7 @@ impl Store {
             return self.get(&id).await;
         }
         let mut tx = self.pool.begin().await?;
-        let open = sqlx::query(concat!(
-            "SELECT ",
-            case_columns!(),
-            " FROM cases WHERE subject_kind = $1 AND subject_id = $2 \
-             AND status <> 'resolved' AND status <> 'closed'"
-        ))
-        .bind(&subject.kind)
-        .bind(&subject.id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let id = match open {
-            Some(row) => {
-                let c = case_of(&row)?;
-                if finding_taken(&mut tx, &c.id, trigger).await? {
-                    // Release the connection first (SQLite has one).
-                    drop(tx);
-                    return self.get(&c.id).await;
-                }
-                // Only while still open: a verdict that committed meanwhile makes this a new case.
-                let n = sqlx::query(
-                    "UPDATE cases SET priority = $1, sla_due = $2, updated_at = $3, \
-                     triggers = triggers + 1 WHERE id = $4 AND status <> 'resolved' AND status <> 'closed'",
-                )
-                .bind(c.priority.max(place.priority))
-                .bind(c.sla_due.min(now.saturating_add(place.sla_ms)))
-                .bind(now)
-                .bind(&c.id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if n == 0 {
-                    return Err(CaseError::Raced);
-                }
-                c.id
-            }
-            None => {
-                let id = format!("{}:{}@{now}", subject.kind, subject.id);
-                sqlx::query(concat!(
-                    "INSERT INTO cases (",
-                    case_columns!(),
-                    ") VALUES ($1, $2, $3, 'open', $4, $5, $6, NULL, NULL, NULL, NULL, $7, $7, 1, '')"
-                ))
-                .bind(&id)
-                .bind(&subject.kind)
-                .bind(&subject.id)
-                .bind(place.priority)
-                .bind(&place.inbox)
-                .bind(now.saturating_add(place.sla_ms))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                if let Some(user) = assignee_for(&mut tx, place).await? {
-                    sqlx::query("UPDATE cases SET assignee = $1 WHERE id = $2")
-                        .bind(&user)
-                        .bind(&id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                id
-            }
-        };
-        add_members(&mut tx, &id, members).await?;
-        append(
-            &mut tx,
-            &id,
-            now,
-            &trigger.source,
-            &trigger.reference,
-            &trigger.body,
-        )
-        .await?;
+        let id = open_or_join_tx(&mut tx, subject, members, trigger, place, now).await?;
         tx.commit().await?;
         self.get(&id).await
     }
@@ -655,7 +589,17 @@ impl Store {
         }
         append(&mut tx, id, now, kind, user, body).await?;
         tx.commit().await?;
+        if kind == "verdict" {
+            self.durable().await?;
+        }
         self.get(id).await
+    }
+
+    /// After a person's write that must survive a power cut (a verdict, a bulk job, a user): see
+    /// [`Db::sync`].
+    pub(crate) async fn durable(&self) -> Result<(), CaseError> {
+        Db::sync(&self.pool, self.backend).await?;
+        Ok(())
     }
 
     /// Gives a claimed case back to its inbox (only its lock holder can).
@@ -688,6 +632,12 @@ impl Store {
             return Err(CaseError::Invalid("a note needs text".into()));
         }
         let mut tx = self.pool.begin().await?;
+        // The row first (it locks the case for `append`).
+        sqlx::query("UPDATE cases SET updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         append(
             &mut tx,
             &c.id,
@@ -697,11 +647,6 @@ impl Store {
             &serde_json::json!({"text": text}),
         )
         .await?;
-        sqlx::query("UPDATE cases SET updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         self.get(id).await
     }
@@ -828,23 +773,14 @@ pub(crate) async fn append(
     actor: &str,
     body: &serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    // Lock the case's row first (PostgreSQL: until the transaction ends; SQLite has one writer), so
-    // that two appends to one case never compute the same next number.
-    sqlx::query("UPDATE cases SET triggers = triggers WHERE id = $1")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    let next: i64 =
-        sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM case_events WHERE case_id = $1")
-            .bind(id)
-            .fetch_one(&mut **tx)
-            .await?
-            .try_get("next")?;
+    // The next number in the same statement. Every caller has updated the case's row earlier in
+    // this transaction, which locks it (PostgreSQL: until the transaction ends; SQLite has one
+    // writer), so two appends to one case never take the same number.
     sqlx::query(
-        "INSERT INTO case_events (case_id, seq, at, kind, actor, body) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO case_events (case_id, seq, at, kind, actor, body) \
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM case_events WHERE case_id = $1",
     )
     .bind(id)
-    .bind(next)
     .bind(at)
     .bind(kind)
     .bind(actor)
@@ -852,6 +788,206 @@ pub(crate) async fn append(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// One record's trigger for [`Store::intake_batch`].
+#[derive(Debug, Clone)]
+pub enum IntakeItem {
+    Decision {
+        subject: Subject,
+        trigger: Trigger,
+        place: Placement,
+    },
+    Ring {
+        detector: String,
+        members: Vec<String>,
+        trigger: Trigger,
+        place: Placement,
+    },
+}
+
+/// A ring's accounts, sorted and unique; refused when empty.
+fn ring_members(members: &[String]) -> Result<Vec<String>, CaseError> {
+    let mut m = members.to_vec();
+    m.sort();
+    m.dedup();
+    if m.is_empty() {
+        return Err(CaseError::Invalid("a ring needs accounts".into()));
+    }
+    Ok(m)
+}
+
+/// The open case that names `member` as a member: any (`prefix` `None`), or a ring case of the
+/// detector whose subject starts with `prefix`.
+async fn ring_of_member(
+    conn: &mut sqlx::AnyConnection,
+    member: &str,
+    prefix: Option<&str>,
+) -> Result<Option<String>, sqlx::Error> {
+    let r = match prefix {
+        None => {
+            sqlx::query(
+                "SELECT c.id AS id FROM case_members m JOIN cases c ON c.id = m.case_id \
+                 WHERE m.member = $1 AND c.status <> 'resolved' AND c.status <> 'closed' \
+                 ORDER BY c.opened_at, c.id LIMIT 1",
+            )
+            .bind(member)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+        Some(p) => {
+            sqlx::query(
+                "SELECT c.id AS id FROM case_members m JOIN cases c ON c.id = m.case_id \
+                 WHERE m.member = $1 AND c.subject_kind = 'ring' \
+                 AND c.status <> 'resolved' AND c.status <> 'closed' \
+                 AND substr(c.subject_id, 1, length($2)) = $2 ORDER BY c.opened_at, c.id LIMIT 1",
+            )
+            .bind(member)
+            .bind(p)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+    };
+    r.map(|r| r.try_get("id")).transpose()
+}
+
+/// The case that already holds this decision trigger (by its event id), if any.
+async fn decision_taken_tx(
+    conn: &mut sqlx::AnyConnection,
+    trigger: &Trigger,
+) -> Result<Option<String>, sqlx::Error> {
+    if trigger.source != "decision" || trigger.reference.is_empty() {
+        return Ok(None);
+    }
+    let r = sqlx::query(
+        "SELECT case_id FROM case_events WHERE actor = $1 AND kind = 'decision' LIMIT 1",
+    )
+    .bind(&trigger.reference)
+    .fetch_optional(&mut *conn)
+    .await?;
+    r.map(|r| r.try_get("case_id")).transpose()
+}
+
+/// Within `tx`: adds `trigger` (and `members`) to the case `id` if it is still open (false when a
+/// verdict resolved it meanwhile). A finding already on the case is not added again.
+async fn join_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    members: &[String],
+    trigger: &Trigger,
+    priority: i64,
+    now: Millis,
+) -> Result<bool, sqlx::Error> {
+    if finding_taken(tx, id, trigger).await? {
+        return Ok(true);
+    }
+    let n = sqlx::query(
+        "UPDATE cases SET priority = CASE WHEN priority > $1 THEN priority ELSE $1 END, \
+         updated_at = $2, triggers = triggers + 1 WHERE id = $3 \
+         AND status <> 'resolved' AND status <> 'closed'",
+    )
+    .bind(priority)
+    .bind(now)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Ok(false);
+    }
+    add_members(tx, id, members).await?;
+    append(
+        tx,
+        id,
+        now,
+        &trigger.source,
+        &trigger.reference,
+        &trigger.body,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Within `tx`: opens a case for `subject`, or joins its open one (keeping the higher priority and
+/// the earlier SLA); its id. `Raced` when the open case was resolved meanwhile.
+async fn open_or_join_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    subject: &Subject,
+    members: &[String],
+    trigger: &Trigger,
+    place: &Placement,
+    now: Millis,
+) -> Result<String, CaseError> {
+    let open = sqlx::query(concat!(
+        "SELECT ",
+        case_columns!(),
+        " FROM cases WHERE subject_kind = $1 AND subject_id = $2 \
+         AND status <> 'resolved' AND status <> 'closed'"
+    ))
+    .bind(&subject.kind)
+    .bind(&subject.id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let id = match open {
+        Some(row) => {
+            let c = case_of(&row)?;
+            if finding_taken(tx, &c.id, trigger).await? {
+                return Ok(c.id);
+            }
+            // Only while still open: a verdict that committed meanwhile makes this a new case.
+            let n = sqlx::query(
+                "UPDATE cases SET priority = $1, sla_due = $2, updated_at = $3, \
+                 triggers = triggers + 1 WHERE id = $4 AND status <> 'resolved' AND status <> 'closed'",
+            )
+            .bind(c.priority.max(place.priority))
+            .bind(c.sla_due.min(now.saturating_add(place.sla_ms)))
+            .bind(now)
+            .bind(&c.id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if n == 0 {
+                return Err(CaseError::Raced);
+            }
+            c.id
+        }
+        None => {
+            let id = format!("{}:{}@{now}", subject.kind, subject.id);
+            sqlx::query(concat!(
+                "INSERT INTO cases (",
+                case_columns!(),
+                ") VALUES ($1, $2, $3, 'open', $4, $5, $6, NULL, NULL, NULL, NULL, $7, $7, 1, '')"
+            ))
+            .bind(&id)
+            .bind(&subject.kind)
+            .bind(&subject.id)
+            .bind(place.priority)
+            .bind(&place.inbox)
+            .bind(now.saturating_add(place.sla_ms))
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            if let Some(user) = assignee_for(tx, place).await? {
+                sqlx::query("UPDATE cases SET assignee = $1 WHERE id = $2")
+                    .bind(&user)
+                    .bind(&id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            id
+        }
+    };
+    add_members(tx, &id, members).await?;
+    append(
+        tx,
+        &id,
+        now,
+        &trigger.source,
+        &trigger.reference,
+        &trigger.body,
+    )
+    .await?;
+    Ok(id)
 }
 
 /// Whether the case `id` already has this finding on its timeline.
@@ -1010,26 +1146,15 @@ impl Store {
         place: &Placement,
         now: Millis,
     ) -> Result<Case, CaseError> {
-        let mut members = members.to_vec();
-        members.sort();
-        members.dedup();
-        let Some(first) = members.first().cloned() else {
-            return Err(CaseError::Invalid("a ring needs accounts".into()));
-        };
+        let members = ring_members(members)?;
+        let first = members[0].clone();
         let prefix = format!("{detector}:");
         for m in &members {
-            let found = sqlx::query(
-                "SELECT c.id AS id FROM case_members m JOIN cases c ON c.id = m.case_id \
-                 WHERE m.member = $1 AND c.subject_kind = 'ring' \
-                 AND c.status <> 'resolved' AND c.status <> 'closed' \
-                 AND substr(c.subject_id, 1, length($2)) = $2 ORDER BY c.opened_at, c.id LIMIT 1",
-            )
-            .bind(m)
-            .bind(&prefix)
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(r) = found {
-                let id: String = r.try_get("id")?;
+            let found = {
+                let mut conn = self.pool.acquire().await?;
+                ring_of_member(&mut conn, m, Some(&prefix)).await?
+            };
+            if let Some(id) = found {
                 if let Some(c) = self
                     .try_join(&id, &members, trigger, place.priority, now)
                     .await?
@@ -1057,55 +1182,103 @@ impl Store {
         now: Millis,
     ) -> Result<Option<Case>, CaseError> {
         let mut tx = self.pool.begin().await?;
-        if finding_taken(&mut tx, id, trigger).await? {
-            // Release the connection first (SQLite has one).
-            drop(tx);
-            return self.get(id).await.map(Some);
-        }
-        let n = sqlx::query(
-            "UPDATE cases SET priority = CASE WHEN priority > $1 THEN priority ELSE $1 END, \
-             updated_at = $2, triggers = triggers + 1 WHERE id = $3 \
-             AND status <> 'resolved' AND status <> 'closed'",
-        )
-        .bind(priority)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n == 0 {
+        if !join_tx(&mut tx, id, members, trigger, priority, now).await? {
             return Ok(None);
         }
-        add_members(&mut tx, id, members).await?;
-        append(
-            &mut tx,
-            id,
-            now,
-            &trigger.source,
-            &trigger.reference,
-            &trigger.body,
-        )
-        .await?;
         tx.commit().await?;
         self.get(id).await.map(Some)
+    }
+
+    /// Many records' triggers in one transaction (case intake under load): the same steps as
+    /// [`intake_decision`](Self::intake_decision) and [`intake_ring`](Self::intake_ring), one commit
+    /// for all. If the batch fails (another writer raced it), it is rolled back and each item goes
+    /// through the one-at-a-time path; both take each trigger once, so nothing is doubled.
+    pub async fn intake_batch(&self, items: &[IntakeItem], now: Millis) -> Result<(), CaseError> {
+        match self.try_intake_batch(items, now).await {
+            Ok(()) => Ok(()),
+            Err(CaseError::Invalid(e)) => Err(CaseError::Invalid(e)),
+            Err(_) => {
+                for it in items {
+                    match it {
+                        IntakeItem::Decision {
+                            subject,
+                            trigger,
+                            place,
+                        } => {
+                            self.intake_decision(subject, trigger, place, now).await?;
+                        }
+                        IntakeItem::Ring {
+                            detector,
+                            members,
+                            trigger,
+                            place,
+                        } => {
+                            self.intake_ring(detector, members, trigger, place, now)
+                                .await?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn try_intake_batch(&self, items: &[IntakeItem], now: Millis) -> Result<(), CaseError> {
+        let mut tx = self.pool.begin().await?;
+        for it in items {
+            match it {
+                IntakeItem::Decision {
+                    subject,
+                    trigger,
+                    place,
+                } => {
+                    if decision_taken_tx(&mut tx, trigger).await?.is_some() {
+                        continue;
+                    }
+                    if let Some(id) = ring_of_member(&mut tx, &subject.id, None).await? {
+                        if join_tx(&mut tx, &id, &[], trigger, place.priority, now).await? {
+                            continue;
+                        }
+                    }
+                    open_or_join_tx(&mut tx, subject, &[], trigger, place, now).await?;
+                }
+                IntakeItem::Ring {
+                    detector,
+                    members,
+                    trigger,
+                    place,
+                } => {
+                    let members = ring_members(members)?;
+                    let prefix = format!("{detector}:");
+                    let mut joined = false;
+                    for m in &members {
+                        if let Some(id) = ring_of_member(&mut tx, m, Some(&prefix)).await? {
+                            if join_tx(&mut tx, &id, &members, trigger, place.priority, now).await?
+                            {
+                                joined = true;
+                                break;
+                            }
+                        }
+                    }
+                    if !joined {
+                        let subject = Subject {
+                            kind: "ring".into(),
+                            id: format!("{prefix}{}", members[0]),
+                        };
+                        open_or_join_tx(&mut tx, &subject, &members, trigger, place, now).await?;
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The case that already holds this decision (by its event id), if any: intake takes each
     /// decision once, whatever happened to the intake cursor.
     async fn decision_taken(&self, trigger: &Trigger) -> Result<Option<String>, CaseError> {
-        if trigger.source != "decision" || trigger.reference.is_empty() {
-            return Ok(None);
-        }
-        let r = sqlx::query(
-            "SELECT case_id FROM case_events WHERE actor = $1 AND kind = 'decision' LIMIT 1",
-        )
-        .bind(&trigger.reference)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(match r {
-            Some(r) => Some(r.try_get("case_id")?),
-            None => None,
-        })
+        let mut conn = self.pool.acquire().await?;
+        Ok(decision_taken_tx(&mut conn, trigger).await?)
     }
 
     /// The members a ring case names, in order.

@@ -131,7 +131,7 @@ impl Store {
                 .execute(&self.pool)
                 .await?;
         }
-        Ok(())
+        self.durable().await
     }
 
     /// Users and their roles.

@@ -12,8 +12,8 @@ use crate::api::{ask, respond, AppState, Principal};
 use crate::core::{error, ok, stored_event_json, Answer, Failure, IntakeMsg, Request};
 use crate::metrics as m;
 use argus_cases::{
-    ActionStatus, CaseError, Cursor, Filter, Intake, NewAction, Placement, Role, Routing, Status,
-    Store, Subject, Trigger,
+    ActionStatus, CaseError, Cursor, Filter, Intake, IntakeItem, NewAction, Placement, Role,
+    Routing, Status, Store, Subject, Trigger,
 };
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -127,38 +127,71 @@ pub async fn run(
         })
     };
     let mut cursor = store.intake_cursor().await.unwrap_or(0);
-    // The replayed tail first (durable records the last run may not have taken), then live ones.
-    let mut replayed = replayed.into_iter();
+    // The replayed tail first (durable records the last run may not have taken), then live ones,
+    // in batches: every record waiting (at most 256) goes into one transaction.
+    let mut replayed = replayed.into_iter().peekable();
     loop {
-        let msg = match replayed.next() {
-            Some(m) => m,
-            None => match rx.recv().await {
-                Some(m) => m,
+        let mut batch: Vec<IntakeMsg> = Vec::new();
+        while batch.len() < 256 {
+            match replayed.next() {
+                Some(m) => batch.push(m),
                 None => break,
-            },
-        };
-        if msg.seq <= cursor {
-            continue;
+            }
         }
-        // A record is taken once: its decision by its event id and its findings per ring case, so
-        // a retry after a crash between a case and the cursor adds nothing twice. The store being
-        // down is waited out; only a record the store refuses as invalid is left out.
+        if batch.is_empty() {
+            match rx.recv().await {
+                Some(m) => batch.push(m),
+                None => break,
+            }
+            while batch.len() < 256 {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+        }
+        batch.retain(|m| m.seq > cursor);
+        let Some(last) = batch.last().map(|m| m.seq) else {
+            continue;
+        };
+        let now = now_ms();
+        let items: Vec<IntakeItem> = batch
+            .iter()
+            .flat_map(|msg| items_of(&svc.routing, msg))
+            .collect();
+        // Each trigger is taken once (a decision by its event id, a finding per ring case), so a
+        // retry after a crash between the cases and the cursor adds nothing twice. The store being
+        // down is waited out; only what the store refuses as invalid is left out.
         let mut wait = 200;
+        let t0 = std::time::Instant::now();
         loop {
-            match intake(&store, &svc.routing, &msg).await {
-                Ok(()) => break,
+            match store.intake_batch(&items, now).await {
+                Ok(()) => {
+                    let per = t0.elapsed().as_secs_f64() / batch.len() as f64;
+                    for _ in &batch {
+                        m::observe(m::CASE_INTAKE_SECONDS, per);
+                    }
+                    for it in &items {
+                        let source = match it {
+                            IntakeItem::Decision { .. } => "decision",
+                            IntakeItem::Ring { .. } => "finding",
+                        };
+                        m::inc_labeled(m::CASE_TRIGGERS, "source", source);
+                    }
+                    break;
+                }
                 Err(CaseError::Invalid(e)) => {
-                    tracing::error!(seq = msg.seq, "case intake left this record out: {e}");
+                    tracing::error!(last, "case intake left records out: {e}");
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!(seq = msg.seq, "case intake: {e}; retrying in {wait} ms");
+                    tracing::warn!(last, "case intake: {e}; retrying in {wait} ms");
                     tokio::time::sleep(Duration::from_millis(wait)).await;
                     wait = (wait * 2).min(10_000);
                 }
             }
         }
-        cursor = msg.seq;
+        cursor = last;
         if let Err(e) = store.set_intake_cursor(cursor).await {
             tracing::warn!("case intake cursor: {e}");
         }
@@ -217,8 +250,10 @@ fn intake_of(decision: &Json, event: &Json) -> Intake {
 }
 
 /// One record into cases: its decision (when routed) and each of its findings (when routed).
-async fn intake(store: &Store, routing: &Routing, msg: &IntakeMsg) -> Result<(), CaseError> {
-    let now = now_ms();
+/// What one record brings to cases: its decision (when a route takes it) and each of its findings
+/// (when a route takes findings of that detector).
+fn items_of(routing: &Routing, msg: &IntakeMsg) -> Vec<IntakeItem> {
+    let mut out = Vec::new();
     if !msg.decision.is_empty() {
         let decision: Json = serde_json::from_slice(&msg.decision).unwrap_or(Json::Null);
         let event = stored_event_json(&msg.event).unwrap_or(Json::Null);
@@ -230,23 +265,21 @@ async fn intake(store: &Store, routing: &Routing, msg: &IntakeMsg) -> Result<(),
                 v => v.to_string(),
             };
             if !actor.is_empty() {
-                let trigger = Trigger {
-                    source: "decision".into(),
-                    reference: decision["event_id"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                    body: json!({"seq": msg.seq, "decision": decision, "event": event}),
-                };
-                let place = Placement::of(inbox, prio, routing.claim_cap);
-                let subject = Subject {
-                    kind: "user".into(),
-                    id: actor,
-                };
-                store
-                    .intake_decision(&subject, &trigger, &place, now)
-                    .await?;
-                m::inc_labeled(m::CASE_TRIGGERS, "source", "decision");
+                out.push(IntakeItem::Decision {
+                    subject: Subject {
+                        kind: "user".into(),
+                        id: actor,
+                    },
+                    trigger: Trigger {
+                        source: "decision".into(),
+                        reference: decision["event_id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                        body: json!({"seq": msg.seq, "decision": decision, "event": event}),
+                    },
+                    place: Placement::of(inbox, prio, routing.claim_cap),
+                });
             }
         }
     }
@@ -263,18 +296,18 @@ async fn intake(store: &Store, routing: &Routing, msg: &IntakeMsg) -> Result<(),
             continue;
         }
         // A ring found again (grown) joins its open case: one that names any of its accounts.
-        let trigger = Trigger {
-            source: "finding".into(),
-            reference: f.id.clone(),
-            body: json!({"seq": msg.seq, "finding": f}),
-        };
-        let place = Placement::of(inbox, prio, routing.claim_cap);
-        store
-            .intake_ring(&f.detector, &f.accounts, &trigger, &place, now)
-            .await?;
-        m::inc_labeled(m::CASE_TRIGGERS, "source", "finding");
+        out.push(IntakeItem::Ring {
+            detector: f.detector.clone(),
+            members: f.accounts.clone(),
+            trigger: Trigger {
+                source: "finding".into(),
+                reference: f.id.clone(),
+                body: json!({"seq": msg.seq, "finding": f}),
+            },
+            place: Placement::of(inbox, prio, routing.claim_cap),
+        });
     }
-    Ok(())
+    out
 }
 
 /// Delivers due actions: every 500 ms, or at once when a verdict or job wakes it.

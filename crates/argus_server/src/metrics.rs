@@ -16,6 +16,8 @@ pub const REJECTED_OVERLOAD: &str = "argus_overload_rejections_total";
 pub const CASE_INTAKE_DROPPED: &str = "argus_case_intake_dropped_total";
 /// Cases opened or updated by intake, and outbox actions delivered or failed, by kind.
 pub const CASE_TRIGGERS: &str = "argus_case_triggers_total";
+/// Time case intake spends on one log record (routing and the case store's writes).
+pub const CASE_INTAKE_SECONDS: &str = "argus_case_intake_seconds";
 pub const ACTIONS_DONE: &str = "argus_case_actions_done_total";
 pub const ACTIONS_FAILED: &str = "argus_case_action_failures_total";
 pub const COMMIT_SECONDS: &str = "argus_log_commit_seconds";

@@ -51,12 +51,37 @@ impl Db {
         } else {
             return Err(StoreError::Url(url.to_string()));
         };
+        let sqlite = backend == Backend::Sqlite;
         let pool = AnyPoolOptions::new()
             // SQLite has one writer at a time; in memory, every connection would be its own database.
-            .max_connections(if backend == Backend::Sqlite { 1 } else { 8 })
+            .max_connections(if sqlite { 1 } else { 8 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // sqlx opens SQLite in WAL mode. With `synchronous = NORMAL` a commit
+                        // survives a crash of the process at once, and reaches the disk at the next
+                        // checkpoint: a power cut can lose the newest commits. Writes that must not
+                        // be lost that way (a person's verdict) call `Db::sync` after committing.
+                        use sqlx::Executor;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
         Ok(Db { pool, backend })
+    }
+
+    /// Makes every commit so far durable against a power cut: on SQLite a full WAL checkpoint (which
+    /// syncs the log and the database file); PostgreSQL syncs each commit already.
+    pub async fn sync(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
+        if backend == Backend::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(FULL)")
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Applies the migrations not applied yet, in version order, each in its own transaction.
