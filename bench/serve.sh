@@ -84,9 +84,9 @@ RUN=sat wrk -t2 -c128 -d${DURATION}s -s bench/serve/events.lua $URL > "$DATA.wrk
 tail -2 "$DATA.wrk"
 check sat "$DATA.wrk" 128
 # Case intake during the run: review decisions and findings that opened or joined a case.
-echo "cases: $(curl -s $URL/metrics | awk '/^argus_case_triggers_total/ { n += $2 } END { print n + 0 }') triggers, $(curl -s $URL/v1/inboxes | python3 -c 'import json,sys
+echo "cases: $(curl -s $URL/metrics | awk '/^argus_case_triggers_total/ { n += $2 } END { print n + 0 }') triggers, $(curl -s $URL/metrics | awk '/^argus_case_intake_dropped_total/ { n += $2 } END { print n + 0 }') dropped (intake queue full), $(curl -s $URL/v1/inboxes | python3 -c 'import json,sys
 try: print(sum(i["open"] + i["in_review"] for i in json.load(sys.stdin)["inboxes"]))
-except Exception: print("no")') open cases"
+except Exception: print("no")') open cases; review decisions: $(curl -s $URL/metrics | awk '/^argus_decisions_total\{.*action="review"/ { n += $2 } END { print n + 0 }')"
 if [ "${SAT_ONLY:-0}" = 1 ]; then exit 0; fi
 
 echo "== paced near 10,000/s: wrk -t2 -c32, 2 ms pause per connection, ${DURATION}s"
