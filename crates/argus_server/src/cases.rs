@@ -514,6 +514,17 @@ fn svc(st: &AppState) -> Result<(&CaseService, &Store), Response> {
     s.store().map(|store| (s, store)).map_err(respond)
 }
 
+/// The request's JSON body as a `T` (under the server's body limits), or the answer that says why not.
+async fn json_in<T: serde::de::DeserializeOwned>(
+    st: &AppState,
+    headers: &HeaderMap,
+    b: Body,
+    shape: &str,
+) -> Result<T, Response> {
+    let bytes = read_body(st, headers, b).await?;
+    body(&bytes, shape)
+}
+
 /// A JSON body of type `T`, or the `invalid_body` answer.
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8], shape: &str) -> Result<T, Response> {
     serde_json::from_slice(bytes).map_err(|e| {
@@ -563,8 +574,7 @@ const LOGIN_WINDOW: Duration = Duration::from_secs(600);
 
 pub async fn login(State(st): State<AppState>, headers: HeaderMap, b: Body) -> Response {
     let (svc, store) = try_r!(svc(&st));
-    let bytes = try_r!(read_body(&st, &headers, b).await);
-    let l: LoginBody = try_r!(body(&bytes, "{\"username\", \"password\"}"));
+    let l: LoginBody = try_r!(json_in(&st, &headers, b, "{\"username\", \"password\"}").await);
     let blocked = svc.failures.lock().is_ok_and(|f| {
         f.get(&l.username)
             .is_some_and(|(n, t0)| *n >= LOGIN_FAILURES && t0.elapsed() < LOGIN_WINDOW)
@@ -661,8 +671,7 @@ pub async fn put_user(
     b: Body,
 ) -> Response {
     let (_, store) = try_r!(svc(&st));
-    let bytes = try_r!(read_body(&st, &headers, b).await);
-    let u: UserBody = try_r!(body(&bytes, "{\"role\", \"password\"}"));
+    let u: UserBody = try_r!(json_in(&st, &headers, b, "{\"role\", \"password\"}").await);
     let Some(role) = Role::parse(&u.role).filter(|r| *r != Role::Ingest) else {
         return respond(error(
             Failure::Invalid,
@@ -780,11 +789,15 @@ pub async fn open(
     b: Body,
 ) -> Response {
     let (svc, store) = try_r!(svc(&st));
-    let bytes = try_r!(read_body(&st, &headers, b).await);
-    let o: OpenBody = try_r!(body(
-        &bytes,
-        "{\"subject\": {\"kind\", \"id\"}, \"inbox\"?, \"priority\"?, \"note\"?}"
-    ));
+    let o: OpenBody = try_r!(
+        json_in(
+            &st,
+            &headers,
+            b,
+            "{\"subject\": {\"kind\", \"id\"}, \"inbox\"?, \"priority\"?, \"note\"?}"
+        )
+        .await
+    );
     let inbox_name = o
         .inbox
         .unwrap_or_else(|| svc.routing.inboxes[0].name.clone());
@@ -831,8 +844,7 @@ pub async fn next(
     b: Body,
 ) -> Response {
     let (svc, store) = try_r!(svc(&st));
-    let bytes = try_r!(read_body(&st, &headers, b).await);
-    let n: NextBody = try_r!(body(&bytes, "{\"inbox\"}"));
+    let n: NextBody = try_r!(json_in(&st, &headers, b, "{\"inbox\"}").await);
     let r = &svc.routing;
     match store
         .claim_next(&n.inbox, &p.name, now_ms(), r.lock_ms, r.claim_cap)
@@ -887,8 +899,7 @@ pub async fn note(
     b: Body,
 ) -> Response {
     let (_, store) = try_r!(svc(&st));
-    let bytes = try_r!(read_body(&st, &headers, b).await);
-    let n: NoteBody = try_r!(body(&bytes, "{\"text\"}"));
+    let n: NoteBody = try_r!(json_in(&st, &headers, b, "{\"text\"}").await);
     json_ok(try_c!(store.note(&id, &p.name, &n.text, now_ms())))
 }
 
@@ -906,8 +917,7 @@ pub async fn tag(
     b: Body,
 ) -> Response {
     let (_, store) = try_r!(svc(&st));
-    let bytes = try_r!(read_body(&st, &headers, b).await);
-    let t: TagBody = try_r!(body(&bytes, "{\"tags\": [...]}"));
+    let t: TagBody = try_r!(json_in(&st, &headers, b, "{\"tags\": [...]}").await);
     json_ok(try_c!(store.tag(&id, &p.name, &t.tags, now_ms())))
 }
 
@@ -926,8 +936,7 @@ pub async fn escalate(
     b: Body,
 ) -> Response {
     let (svc, store) = try_r!(svc(&st));
-    let bytes = try_r!(read_body(&st, &headers, b).await);
-    let e: EscalateBody = try_r!(body(&bytes, "{\"inbox\", \"reason\"}"));
+    let e: EscalateBody = try_r!(json_in(&st, &headers, b, "{\"inbox\", \"reason\"}").await);
     let Some(inbox) = svc.routing.inbox(&e.inbox) else {
         return respond(error(
             Failure::Invalid,
@@ -958,8 +967,7 @@ pub async fn reopen(
     b: Body,
 ) -> Response {
     let (svc, store) = try_r!(svc(&st));
-    let bytes = try_r!(read_body(&st, &headers, b).await);
-    let r: ReopenBody = try_r!(body(&bytes, "{\"reason\"}"));
+    let r: ReopenBody = try_r!(json_in(&st, &headers, b, "{\"reason\"}").await);
     let c = try_c!(store.get(&id));
     // A new SLA from the case's inbox (the default when the inbox left the configuration).
     let sla = svc.routing.inbox(&c.inbox).map_or(86_400_000, |i| i.sla_ms);
@@ -1074,11 +1082,15 @@ pub async fn verdict(
     b: Body,
 ) -> Response {
     let (svc, store) = try_r!(svc(&st));
-    let bytes = try_r!(read_body(&st, &headers, b).await);
-    let v: VerdictBody = try_r!(body(
-        &bytes,
-        "{\"disposition\", \"reason\", \"label\"?, \"ban\"?, \"lists\"?, \"webhooks\"?}"
-    ));
+    let v: VerdictBody = try_r!(
+        json_in(
+            &st,
+            &headers,
+            b,
+            "{\"disposition\", \"reason\", \"label\"?, \"ban\"?, \"lists\"?, \"webhooks\"?}"
+        )
+        .await
+    );
     if !DISPOSITIONS.contains(&v.disposition.as_str()) {
         return respond(error(
             Failure::Invalid,
@@ -1324,8 +1336,7 @@ fn bulk_action(a: &str) -> Result<(Option<&'static str>, bool, &'static str), Re
 
 pub async fn bulk_preview(State(st): State<AppState>, headers: HeaderMap, b: Body) -> Response {
     let (svc, store) = try_r!(svc(&st));
-    let bytes = try_r!(read_body(&st, &headers, b).await);
-    let bb: BulkBody = try_r!(body(&bytes, "{\"target\", \"action\", …}"));
+    let bb: BulkBody = try_r!(json_in(&st, &headers, b, "{\"target\", \"action\", …}").await);
     try_r!(bulk_action(&bb.action));
     let cap = svc.routing.bulk_cap;
     let (accounts, cases) = try_r!(bulk_members(store, &bb.target, cap).await);
@@ -1342,11 +1353,15 @@ pub async fn bulk_run(
     b: Body,
 ) -> Response {
     let (svc, store) = try_r!(svc(&st));
-    let bytes = try_r!(read_body(&st, &headers, b).await);
-    let bb: BulkBody = try_r!(body(
-        &bytes,
-        "{\"target\", \"action\", \"reason\", \"expect_count\"}"
-    ));
+    let bb: BulkBody = try_r!(
+        json_in(
+            &st,
+            &headers,
+            b,
+            "{\"target\", \"action\", \"reason\", \"expect_count\"}"
+        )
+        .await
+    );
     let (label, ban, disposition) = try_r!(bulk_action(&bb.action));
     let cap = svc.routing.bulk_cap;
     let (accounts, cases) = try_r!(bulk_members(store, &bb.target, cap).await);
