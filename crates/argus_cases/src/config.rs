@@ -108,6 +108,30 @@ pub struct Intake {
     pub detector: String,
 }
 
+impl Intake {
+    /// What routing reads of a decision. `amount` in micro-units; `None` (not known) passes every
+    /// `min_amount`, so that a check before the event's amount is read is a superset.
+    pub fn of_decision(d: &argus_policy::Decision, amount: Option<i64>) -> Intake {
+        let mut tags: Vec<String> = d
+            .fired
+            .iter()
+            .flat_map(|f| f.tags.iter().cloned())
+            .collect();
+        tags.sort();
+        tags.dedup();
+        Intake {
+            source: "decision".into(),
+            action: d.action.name().to_string(),
+            rules: d.fired.iter().map(|f| f.rule.clone()).collect(),
+            tags,
+            score: d.score,
+            amount: Some(amount.unwrap_or(i64::MAX)),
+            checkpoint: d.checkpoint.clone(),
+            detector: String::new(),
+        }
+    }
+}
+
 /// `[cases]`, checked and compiled.
 #[derive(Debug, Clone)]
 pub struct Routing {
@@ -510,6 +534,45 @@ mod tests {
         ] {
             assert!(all.contains(s), "{s} missing from {all}");
         }
+    }
+
+    #[test]
+    fn a_typed_decision_routes_with_an_unknown_amount_passing() {
+        let r = compile(
+            "[[inboxes]]\nname = \"big\"\n[[routes]]\ninbox = \"big\"\nmin_amount = \"500\"\nrules = [\"r1\"]",
+        )
+        .unwrap();
+        let fired = |rule: &str| argus_policy::FiredRule {
+            rule: rule.into(),
+            action: argus_policy::Action::Review,
+            score: 10,
+            reason: String::new(),
+            tags: vec!["t".into()],
+            shadow: false,
+            reads: vec![],
+        };
+        let d = argus_policy::Decision {
+            event_id: "e1".into(),
+            checkpoint: "order.create".into(),
+            action: argus_policy::Action::Review,
+            score: 10,
+            fired: vec![fired("r1")],
+            shadow: vec![],
+            errors: vec![],
+            policy_version: String::new(),
+            decided_by: "rule_action",
+            eval_us: None,
+            models: vec![],
+        };
+        // Before the amount is known, the route may take it (a superset); with it, it decides.
+        assert!(r.route(&Intake::of_decision(&d, None)).is_some());
+        assert!(r.route(&Intake::of_decision(&d, Some(100_000_000))).is_none());
+        assert!(r.route(&Intake::of_decision(&d, Some(500_000_000))).is_some());
+        let other = argus_policy::Decision {
+            fired: vec![fired("r2")],
+            ..d.clone()
+        };
+        assert!(r.route(&Intake::of_decision(&other, None)).is_none(), "no route takes r2");
     }
 
     #[test]

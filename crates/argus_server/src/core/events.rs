@@ -407,11 +407,24 @@ impl Core {
                 ));
             }
         };
-        if self.intake.is_some() {
+        // Routed here already on the typed decision (any amount passing), so that a decision no
+        // route takes costs intake nothing: no copy, no parse.
+        let routed = self
+            .intake
+            .as_ref()
+            .is_some_and(|s| s.actions.contains(&head.action))
+            && decision.as_ref().is_some_and(|d| {
+                self.settings
+                    .cases
+                    .route(&argus_cases::Intake::of_decision(d, None))
+                    .is_some()
+            });
+        if self.intake.is_some() && (routed || !found.is_empty()) {
             let stored = std::mem::take(&mut self.scratch);
             // The stored event is inside the record just written (`payload` went back to scratch).
             if let Some((_, st, d)) = split_event(&stored) {
-                self.send_intake(seq, head.action, st, d, &found, true);
+                let action = if routed { head.action } else { NO_ACTION };
+                self.send_intake(seq, action, st, d, &found, true);
             }
             self.scratch = stored;
         }
