@@ -6,6 +6,7 @@
 #   LONG=600 bench/serve.sh        # and a 10-minute run at ~10k/s sampling the server's RSS
 #   DEFAULTS=1 LONG=600 bench/serve.sh   # the same on `argus serve`'s defaults (no --config)
 #   CASES=off bench/serve.sh       # with [cases] enabled = false (bench/serve/argus-nocases.toml)
+#   CASES=none bench/serve.sh      # with a case route that takes none of its decisions
 #   SAT_ONLY=1 bench/serve.sh      # warm-up and saturation only (bench/cases_overhead.sh)
 #
 # Prints the lines BENCHMARKS.md quotes. wrk and the server share this machine's cores.
@@ -27,6 +28,8 @@ else
 fi
 if [ "${CASES:-on}" = off ]; then
   SETUP=(--config bench/serve/argus-nocases.toml --policies policies)
+elif [ "${CASES:-on}" = none ]; then
+  SETUP=(--config bench/serve/argus-cases-none.toml --policies policies)
 fi
 target/release/argus serve "${SETUP[@]}" --data-dir "$DATA" --listen 127.0.0.1:$PORT >"$DATA.out" 2>"$DATA.err" &
 PID=$!
