@@ -566,13 +566,20 @@ mod tests {
         };
         // Before the amount is known, the route may take it (a superset); with it, it decides.
         assert!(r.route(&Intake::of_decision(&d, None)).is_some());
-        assert!(r.route(&Intake::of_decision(&d, Some(100_000_000))).is_none());
-        assert!(r.route(&Intake::of_decision(&d, Some(500_000_000))).is_some());
+        assert!(r
+            .route(&Intake::of_decision(&d, Some(100_000_000)))
+            .is_none());
+        assert!(r
+            .route(&Intake::of_decision(&d, Some(500_000_000)))
+            .is_some());
         let other = argus_policy::Decision {
             fired: vec![fired("r2")],
             ..d.clone()
         };
-        assert!(r.route(&Intake::of_decision(&other, None)).is_none(), "no route takes r2");
+        assert!(
+            r.route(&Intake::of_decision(&other, None)).is_none(),
+            "no route takes r2"
+        );
     }
 
     #[test]
