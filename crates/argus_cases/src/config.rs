@@ -202,6 +202,47 @@ pub fn parse_micros(s: &str) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
+impl Default for Routing {
+    /// `[cases]` left out: inbox `review` (SLA 24 h) for decisions whose action is `review`, and
+    /// inbox `rings` (SLA 4 h, priority 10) for graph findings; 15-minute claims, 5 per analyst.
+    fn default() -> Routing {
+        let inbox = |name: &str, sla_ms| Inbox {
+            name: name.into(),
+            sla_ms,
+            escalate_to: None,
+            auto_assign: vec![],
+        };
+        let route = |inbox: &str, source: &str, priority| Route {
+            inbox: inbox.into(),
+            source: source.into(),
+            actions: vec!["review".into()],
+            rules: vec![],
+            tags: vec![],
+            min_score: None,
+            min_amount: None,
+            checkpoints: vec![],
+            detectors: vec![],
+            priority,
+        };
+        Routing {
+            enabled: true,
+            database: None,
+            lock_ms: 15 * 60_000,
+            claim_cap: 5,
+            bulk_cap: 1000,
+            ban_accounts_list: "banned_users".into(),
+            ban_devices_list: Some("blocked_devices".into()),
+            ban_ttl: "365d".into(),
+            inboxes: vec![inbox("review", 86_400_000), inbox("rings", 4 * 3_600_000)],
+            routes: vec![
+                route("rings", "finding", 10),
+                route("review", "decision", 0),
+            ],
+            webhooks: vec![],
+        }
+    }
+}
+
 impl Routing {
     /// Checks `[cases]`, reporting every problem at once. Without inboxes and routes, the defaults:
     /// inbox `review` (SLA 24 h) for decisions whose action is `review`, and inbox `rings` (SLA 4 h,
@@ -228,49 +269,12 @@ impl Routing {
                 auto_assign: i.auto_assign.clone(),
             });
         }
-        let mut raw_routes = c.routes.clone();
-        if c.inboxes.is_empty() && c.routes.is_empty() {
-            inboxes = vec![
-                Inbox {
-                    name: "review".into(),
-                    sla_ms: 86_400_000,
-                    escalate_to: None,
-                    auto_assign: vec![],
-                },
-                Inbox {
-                    name: "rings".into(),
-                    sla_ms: 4 * 3_600_000,
-                    escalate_to: None,
-                    auto_assign: vec![],
-                },
-            ];
-            raw_routes = vec![
-                RouteConfig {
-                    inbox: "rings".into(),
-                    source: Some("finding".into()),
-                    actions: None,
-                    rules: vec![],
-                    tags: vec![],
-                    min_score: None,
-                    min_amount: None,
-                    checkpoints: vec![],
-                    detectors: vec![],
-                    priority: Some(10),
-                },
-                RouteConfig {
-                    inbox: "review".into(),
-                    source: None,
-                    actions: None,
-                    rules: vec![],
-                    tags: vec![],
-                    min_score: None,
-                    min_amount: None,
-                    checkpoints: vec![],
-                    detectors: vec![],
-                    priority: None,
-                },
-            ];
+        let defaults = Routing::default();
+        let preset = c.inboxes.is_empty() && c.routes.is_empty();
+        if preset {
+            inboxes = defaults.inboxes.clone();
         }
+        let raw_routes = &c.routes;
         for i in &inboxes {
             if let Some(t) = &i.escalate_to {
                 if !inboxes.iter().any(|x| &x.name == t) || t == &i.name {
@@ -338,11 +342,14 @@ impl Routing {
             }
             hooks.push(&w.name);
         }
-        let lock_ms = duration("lock", &c.lock, 15 * 60_000, &mut errors);
-        let ban_ttl = c.ban.ttl.clone().unwrap_or_else(|| "365d".into());
+        if preset {
+            routes = defaults.routes.clone();
+        }
+        let lock_ms = duration("lock", &c.lock, defaults.lock_ms, &mut errors);
+        let ban_ttl = c.ban.ttl.clone().unwrap_or(defaults.ban_ttl);
         duration("ban.ttl", &Some(ban_ttl.clone()), 0, &mut errors);
-        let claim_cap = c.claim_cap.unwrap_or(5);
-        let bulk_cap = c.bulk_cap.unwrap_or(1000);
+        let claim_cap = c.claim_cap.unwrap_or(defaults.claim_cap);
+        let bulk_cap = c.bulk_cap.unwrap_or(defaults.bulk_cap);
         if claim_cap < 1 || bulk_cap < 1 {
             errors.push("cases: claim_cap and bulk_cap must be at least 1".into());
         }
@@ -359,9 +366,9 @@ impl Routing {
                 .ban
                 .accounts_list
                 .clone()
-                .unwrap_or_else(|| "banned_users".into()),
+                .unwrap_or(defaults.ban_accounts_list),
             ban_devices_list: match c.ban.devices_list.as_deref() {
-                None => Some("blocked_devices".into()),
+                None => defaults.ban_devices_list,
                 Some("") => None,
                 Some(s) => Some(s.into()),
             },

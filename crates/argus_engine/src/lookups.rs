@@ -52,7 +52,7 @@ pub fn load(
         let table = load_one(c, base).unwrap_or_else(|e| {
             errors.push(format!("{at}: {e}"));
             let columns = value_columns(c);
-            Table::build(&c.name, Match::Exact, columns, Vec::new()).expect("an empty table builds")
+            Table::empty(&c.name, Match::Exact, columns)
         });
         let columns = table.columns.clone();
         fields.push(LookupFields {

@@ -71,20 +71,26 @@ impl Table {
     /// ranges) and the value columns' texts. Refuses, quoting the row (1-based, after the header), a
     /// key given twice, an unparsable bound, a range whose end is before its start, and ranges that
     /// overlap (an input would match two rows).
-    pub fn build(
-        name: &str,
-        matching: Match,
-        columns: Vec<String>,
-        rows: impl IntoIterator<Item = (Vec<String>, Vec<String>)>,
-    ) -> Result<Table, String> {
-        let mut t = Table {
+    /// A table with no rows (every lookup misses): what a table that failed to load declares, so
+    /// that its fields exist.
+    pub fn empty(name: &str, matching: Match, columns: Vec<String>) -> Table {
+        Table {
             name: name.to_string(),
             columns,
             matching,
             exact: HashMap::new(),
             ranges: Vec::new(),
             rows: Vec::new(),
-        };
+        }
+    }
+
+    pub fn build(
+        name: &str,
+        matching: Match,
+        columns: Vec<String>,
+        rows: impl IntoIterator<Item = (Vec<String>, Vec<String>)>,
+    ) -> Result<Table, String> {
+        let mut t = Table::empty(name, matching, columns);
         for (n, (key, values)) in rows.into_iter().enumerate() {
             let row = t.rows.len() as u32;
             let at = || format!("lookup `{name}`, row {}", n + 1);

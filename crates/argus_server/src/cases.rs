@@ -1477,7 +1477,6 @@ pub async fn rule_stats(State(st): State<AppState>) -> Response {
     let mut a = ask(&st, Request::RuleStats).await;
     if let (Answer::Done { body, .. }, Ok((_, store))) = (&mut a, svc(&st)) {
         let verdicts = store.verdicts_by_rule().await.unwrap_or_default();
-        let mut known: Vec<String> = Vec::new();
         if let Some(rules) = body["rules"].as_array_mut() {
             for r in rules.iter_mut() {
                 let name = r["rule"].as_str().unwrap_or_default().to_string();
@@ -1496,10 +1495,8 @@ pub async fn rule_stats(State(st): State<AppState>) -> Response {
                 } else {
                     Json::Null
                 };
-                known.push(name);
             }
         }
-        let _ = known;
     }
     respond(a)
 }
