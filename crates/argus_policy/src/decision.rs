@@ -88,6 +88,22 @@ pub struct Decision {
     /// Models scored on this event, with the features that pushed each score up the most.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub models: Vec<ModelOutput>,
+    /// Under a rollout: which arm decided (`control` or `candidate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arm: Option<&'static str>,
+    /// Under a rollout: the actor is in the candidate's share, but the candidate's rules erred where
+    /// the control's did not, so the control decided.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fallback: bool,
+    /// Under a rollout: the other arm's action for the same event (the live comparison).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_action: Option<Action>,
+    /// Rules skipped because they are snoozed for an entity of this event.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub snoozed: Vec<String>,
+    /// Enforced rules that fired but are paused by the guard (recorded with the shadow rules).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paused: Vec<String>,
 }
 
 /// One model's score on an event and its reasons.

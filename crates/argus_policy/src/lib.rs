@@ -11,8 +11,12 @@ pub mod decision;
 pub mod lists;
 pub mod load;
 pub mod policy;
+pub mod rollout;
 
 pub use decision::{Action, Decision, FiredRule, ModelOutput, Reason};
 pub use lists::ValueLists;
-pub use load::{load_dir, load_sources, read_dir, LoadError, Loaded, PolicyTest, Sources};
+pub use load::{
+    load_checked, load_dir, load_sources, read_dir, LoadError, Loaded, PolicyTest, Problem, Sources,
+};
 pub use policy::{Policy, PolicySet, Rule};
+pub use rollout::{bucket, Overrides, Rollout, Snooze};

@@ -44,7 +44,7 @@ struct ThresholdsConfig {
 #[serde(deny_unknown_fields)]
 struct RuleConfig {
     name: String,
-    when: String,
+    when: toml::Spanned<String>,
     action: String,
     #[serde(default)]
     score: i64,
@@ -118,6 +118,92 @@ pub struct Loaded {
     pub policies: PolicySet,
     pub tests: Vec<PolicyTest>,
     pub files: Vec<PathBuf>,
+    /// Every file's text by name: policies by file name, lists as `lists/<file name>` (what a stored
+    /// policy version holds).
+    pub sources: std::collections::BTreeMap<String, String>,
+}
+
+/// One problem found while loading, with where it is: what the console's editor marks.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Problem {
+    /// The file (as named to the loader); empty when the problem is not in one file.
+    pub file: String,
+    /// The rule, when the problem is in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// A stable code (`unknown_name`, `type_mismatch`, … from the rule language; `unreachable`;
+    /// `invalid` for the rest).
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// Byte offsets in the file, and the 1-based line and column of `start`, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    /// The whole report, as `argus check` prints it.
+    pub rendered: String,
+}
+
+/// The problems of a load, in the order found.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    /// A problem known only by its message (`<file>: …`).
+    fn push(&mut self, rendered: String) {
+        let code = rendered
+            .split_once("error[")
+            .and_then(|(_, r)| r.split_once(']'))
+            .map_or("invalid", |(c, _)| c)
+            .to_string();
+        let (file, message) = match rendered.split_once(": ") {
+            Some((f, m)) if f.ends_with(".toml") => (f.to_string(), m.to_string()),
+            _ => (String::new(), rendered.clone()),
+        };
+        self.0.push(Problem {
+            file,
+            rule: None,
+            code,
+            message,
+            hint: None,
+            start: None,
+            end: None,
+            line: None,
+            column: None,
+            rendered,
+        });
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The byte offset and 1-based line and column of `at` in `text`.
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let at = at.min(text.len());
+    let before = text.get(..at).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Where the unescaped string value `value`, found at `span` of `text` (quotes included), starts in
+/// the file: exact when the value is written without escapes, else `None`.
+fn value_start(text: &str, span: &std::ops::Range<usize>, value: &str) -> Option<usize> {
+    let raw = text.get(span.clone())?;
+    for q in [3usize, 1] {
+        if raw.len() >= 2 * q && raw.get(q..q + value.len()) == Some(value) {
+            return Some(span.start + q);
+        }
+    }
+    None
 }
 
 /// Every problem found, rendered (file, rule, span, hint).
@@ -184,6 +270,19 @@ pub fn load_sources(
     features: &FeatureSet,
     pseudo: &Pseudonymizer,
 ) -> Result<Loaded, LoadError> {
+    load_checked(policy_files, list_files, schema, features, pseudo)
+        .map_err(|ps| LoadError(ps.into_iter().map(|p| p.rendered).collect()))
+}
+
+/// As [`load_sources`], with every problem located (file, rule, byte span, line and column): what
+/// the console's editor shows as the analyst types.
+pub fn load_checked(
+    policy_files: &Sources,
+    list_files: &Sources,
+    schema: &Schema,
+    features: &FeatureSet,
+    pseudo: &Pseudonymizer,
+) -> Result<Loaded, Vec<Problem>> {
     // File order (and so rule order and the version) is by file name, wherever the files come from.
     let by_name = |v: &Sources| {
         let mut v = v.clone();
@@ -191,8 +290,19 @@ pub fn load_sources(
         v
     };
     let (policy_files, list_files) = (&by_name(policy_files), &by_name(list_files));
-    let mut errors = Vec::new();
+    let mut errors = Problems::default();
     let mut files = Vec::new();
+    let mut sources = std::collections::BTreeMap::new();
+    for (name, text) in policy_files {
+        sources.insert(file_name(name).to_string(), text.clone());
+    }
+    for (name, text) in list_files {
+        sources.insert(format!("lists/{}", file_name(name)), text.clone());
+    }
+    let texts: HashMap<&str, &str> = policy_files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
     let mut fingerprint = String::new();
     // Lists first: rules refer to them.
     let mut lists = ValueLists::default();
@@ -349,6 +459,8 @@ pub fn load_sources(
         by_type: (0..schema.types.len()).map(|_| None).collect(),
         lists: lists.clone(),
         version: String::new(),
+        rollout: None,
+        overrides: Default::default(),
     };
     let mut names: HashMap<String, String> = HashMap::new();
     for (ty, rules) in by_checkpoint {
@@ -384,7 +496,9 @@ pub fn load_sources(
                     false
                 }
             };
-            let program = match argus_rules::compile_condition(&r.when, &env) {
+            let when_span = r.when.span();
+            let when = r.when.into_inner();
+            let program = match argus_rules::compile_condition(&when, &env) {
                 Ok(p) => p,
                 Err(ds) => {
                     for mut d in ds {
@@ -400,7 +514,25 @@ pub fn load_sources(
                                 }
                             }
                         }
-                        errors.push(d.render(&r.when, &origin));
+                        let text = texts.get(file.as_str()).copied().unwrap_or("");
+                        let at = value_start(text, &when_span, &when);
+                        let (start, end) = match at {
+                            Some(a) => (a + d.span.start as usize, a + d.span.end as usize),
+                            None => (when_span.start, when_span.end),
+                        };
+                        let (line, column) = line_col(text, start);
+                        errors.0.push(Problem {
+                            file: file.clone(),
+                            rule: Some(r.name.clone()),
+                            code: d.code.to_string(),
+                            message: d.message.clone(),
+                            hint: d.hint.clone(),
+                            start: Some(start),
+                            end: Some(end.max(start)),
+                            line: Some(line),
+                            column: Some(column),
+                            rendered: d.render(&when, &origin),
+                        });
                     }
                     continue;
                 }
@@ -428,7 +560,7 @@ pub fn load_sources(
                 reason: r.reason,
                 tags: r.tags,
                 shadow,
-                source: r.when,
+                source: when,
             });
         }
         let mut used: Vec<usize> = compiled
@@ -447,7 +579,7 @@ pub fn load_sources(
         });
     }
     if !errors.is_empty() {
-        return Err(LoadError(errors));
+        return Err(errors.0);
     }
     versions.sort();
     versions.dedup();
@@ -464,6 +596,7 @@ pub fn load_sources(
         policies: set,
         tests,
         files,
+        sources,
     })
 }
 

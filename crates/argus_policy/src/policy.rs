@@ -57,8 +57,13 @@ pub struct Policy {
 pub struct PolicySet {
     pub by_type: Vec<Option<Policy>>,
     pub lists: Arc<ValueLists>,
-    /// Declared versions and a fingerprint of the files' contents, e.g. `2026-11-26.1+3f2a…`.
+    /// Declared versions and a fingerprint of the files' contents, e.g. `2026-11-26.1+3f2a…`, or the
+    /// stored version's number and fingerprint, e.g. `v12+3f2a…`.
     pub version: String,
+    /// A candidate set deciding for a share of actors.
+    pub rollout: Option<crate::rollout::Rollout>,
+    /// Snoozes and paused rules (applied to the candidate too).
+    pub overrides: Arc<crate::rollout::Overrides>,
 }
 
 /// Rule type of a stored field type.
@@ -194,6 +199,53 @@ impl PolicySet {
         features: &[Value],
         models: &[f64],
     ) -> Option<Decision> {
+        let control = self.decide_one(schema, ev, features, models, &self.overrides);
+        let Some(r) = &self.rollout else {
+            return control;
+        };
+        let candidate = r
+            .candidate
+            .decide_one(schema, ev, features, models, &self.overrides);
+        let ours = crate::rollout::bucket(&r.salt, &crate::rollout::actor_of(ev)) < r.basis_points;
+        match (control, candidate) {
+            (Some(mut c), Some(mut k)) => {
+                // The candidate errs where the control does not: the control's answer stands.
+                let erred = k
+                    .errors
+                    .iter()
+                    .any(|e| !c.errors.iter().any(|x| x.rule == e.rule));
+                if ours && !erred {
+                    k.arm = Some("candidate");
+                    k.other_action = Some(c.action);
+                    Some(k)
+                } else {
+                    c.arm = Some("control");
+                    c.fallback = ours;
+                    c.other_action = Some(k.action);
+                    Some(c)
+                }
+            }
+            (Some(mut c), None) => {
+                c.arm = Some("control");
+                Some(c)
+            }
+            (None, Some(mut k)) if ours => {
+                k.arm = Some("candidate");
+                Some(k)
+            }
+            (None, _) => None,
+        }
+    }
+
+    /// This set's own decision, under `ov` (snoozes and paused rules).
+    fn decide_one(
+        &self,
+        schema: &Schema,
+        ev: &Event,
+        features: &[Value],
+        models: &[f64],
+        ov: &crate::rollout::Overrides,
+    ) -> Option<Decision> {
         let p = self.by_type.get(ev.ty as usize)?.as_ref()?;
         let mut vars = vec![Val::Null; p.sources.len()];
         for &i in &p.used {
@@ -223,13 +275,22 @@ impl PolicySet {
             fired: Vec::new(),
             shadow: Vec::new(),
             errors: Vec::new(),
-            policy_version: self.version.clone(),
+            policy_version: ov.version(&self.version),
             decided_by: "default",
             eval_us: None,
             models: Vec::new(),
+            arm: None,
+            fallback: false,
+            other_action: None,
+            snoozed: Vec::new(),
+            paused: Vec::new(),
         };
         let mut allowed = false;
         for r in &p.rules {
+            if !ov.is_empty() && ov.is_snoozed(schema, ev, &r.name) {
+                d.snoozed.push(r.name.clone());
+                continue;
+            }
             match r.program.eval_bool(&act) {
                 Ok(true) => {
                     let fired = FiredRule {
@@ -246,7 +307,11 @@ impl PolicySet {
                             .map(|&i| (p.env.vars()[i].name.clone(), to_json(&vars[i])))
                             .collect(),
                     };
-                    if r.shadow {
+                    let paused = ov.is_paused(&r.name);
+                    if paused && !r.shadow {
+                        d.paused.push(r.name.clone());
+                    }
+                    if r.shadow || paused {
                         d.shadow.push(fired);
                     } else {
                         allowed |= r.action == Action::Allow;

@@ -898,6 +898,11 @@ mod tests {
             decided_by: "rule_action",
             eval_us: None,
             models: vec![],
+            arm: None,
+            fallback: false,
+            other_action: None,
+            snoozed: vec![],
+            paused: vec![],
         }
     }
 
