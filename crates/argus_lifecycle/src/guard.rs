@@ -1,0 +1,331 @@
+//! The blast-radius guard: each enforced rule's normal hit rate, learned per checkpoint, and a trip
+//! when a rule's rate over a short window of the checkpoint's events jumps past a multiple of it, or
+//! when the checkpoint's block rate passes a cap. It counts events, not seconds, so the same decisions
+//! in the same order trip it at the same event, live or replayed.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+
+/// `[lifecycle.guard]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    pub enabled: bool,
+    /// The short window, in events of one checkpoint.
+    pub window: u32,
+    /// A rule trips only with at least this many hits in the window.
+    pub min_hits: u32,
+    /// … and a window rate above this multiple of its baseline.
+    pub multiple: f64,
+    /// The baseline of a rule that has not been watched over `learn_events` events yet (a new rule).
+    pub prior_rate: f64,
+    /// Events of its checkpoint after which a rule's own hit rate is its baseline.
+    pub learn_events: u64,
+    /// The highest share of a checkpoint's events that may be blocked over the window (1.0: no cap).
+    pub max_block_rate: f64,
+    /// The cap applies with at least this many blocks in the window.
+    pub min_blocks: u32,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            enabled: true,
+            window: 1_000,
+            min_hits: 20,
+            multiple: 5.0,
+            prior_rate: 0.05,
+            learn_events: 5_000,
+            max_block_rate: 0.5,
+            min_blocks: 50,
+        }
+    }
+}
+
+impl GuardConfig {
+    /// Every problem with the settings.
+    pub fn check(&self) -> Vec<String> {
+        let mut e = Vec::new();
+        if self.window < 10 {
+            e.push("[lifecycle.guard] window: at least 10 events".to_string());
+        }
+        if !(self.multiple > 1.0 && self.multiple.is_finite()) {
+            e.push("[lifecycle.guard] multiple: a number above 1".into());
+        }
+        if !(self.prior_rate > 0.0 && self.prior_rate <= 1.0) {
+            e.push("[lifecycle.guard] prior_rate: in (0, 1]".into());
+        }
+        if !(self.max_block_rate > 0.0 && self.max_block_rate <= 1.0) {
+            e.push("[lifecycle.guard] max_block_rate: in (0, 1]".into());
+        }
+        e
+    }
+}
+
+/// Why the guard tripped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// The rule's own rate jumped.
+    HitRate,
+    /// The checkpoint's block rate passed its cap; the rule blocked the most within the window.
+    BlockRate,
+}
+
+impl Cause {
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::HitRate => "hit_rate",
+            Cause::BlockRate => "block_rate",
+        }
+    }
+}
+
+/// A rule the guard would pause, with the figures behind it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Trip {
+    pub rule: String,
+    pub checkpoint: String,
+    pub cause: Cause,
+    pub window_hits: u32,
+    pub window_events: u32,
+    pub window_blocks: u32,
+    pub rate: f64,
+    pub baseline: f64,
+    /// The checkpoint's events the guard had seen when it tripped.
+    pub events_seen: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Slice {
+    events: u32,
+    blocks: u32,
+    hits: HashMap<String, u32>,
+    block_hits: HashMap<String, u32>,
+}
+
+/// A rule's hits over the events it was watched for (slices that left the window).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Learned {
+    pub hits: u64,
+    pub events: u64,
+}
+
+#[derive(Debug, Default)]
+struct Checkpoint {
+    cur: Slice,
+    past: VecDeque<Slice>,
+    /// Sums over `past` and `cur`.
+    win: Slice,
+    learned: HashMap<String, Learned>,
+    /// The checkpoint's event count when each rule first fired here: a rule's rate is over the
+    /// events since then when that is shorter than the window, so a new rule that fires on every
+    /// event is not diluted by the window's earlier events.
+    first: HashMap<String, u64>,
+    seen: u64,
+}
+
+/// The guard's state: per checkpoint, the window and what each rule learned.
+#[derive(Debug, Default)]
+pub struct Guard {
+    pub cfg: GuardConfig,
+    cps: HashMap<String, Checkpoint>,
+    /// Rules tripped and not resumed: not watched (their hits are shadow hits now).
+    tripped: std::collections::HashSet<String>,
+}
+
+impl Guard {
+    pub fn new(cfg: GuardConfig) -> Guard {
+        Guard {
+            cfg,
+            ..Default::default()
+        }
+    }
+
+    fn slice_len(&self) -> u32 {
+        (self.cfg.window / 10).max(1)
+    }
+
+    /// A rule's baseline: its own rate once learned, else the prior.
+    pub fn baseline(&self, checkpoint: &str, rule: &str) -> f64 {
+        let l = self
+            .cps
+            .get(checkpoint)
+            .and_then(|c| c.learned.get(rule))
+            .copied()
+            .unwrap_or_default();
+        if l.events >= self.cfg.learn_events && l.events > 0 {
+            l.hits as f64 / l.events as f64
+        } else {
+            self.cfg.prior_rate
+        }
+    }
+
+    /// Takes one decision of `checkpoint`: whether it blocked, and the enforced rules that fired
+    /// with whether each blocks. Returns the rules to pause now (each at most once until resumed).
+    pub fn observe(
+        &mut self,
+        checkpoint: &str,
+        blocked: bool,
+        fired: &[(&str, bool)],
+    ) -> Vec<Trip> {
+        if !self.cfg.enabled {
+            return Vec::new();
+        }
+        let slice_len = self.slice_len();
+        let keep = (self.cfg.window / slice_len).max(1) as usize;
+        let cp = self.cps.entry(checkpoint.to_string()).or_default();
+        cp.seen += 1;
+        cp.cur.events += 1;
+        cp.win.events += 1;
+        if blocked {
+            cp.cur.blocks += 1;
+            cp.win.blocks += 1;
+        }
+        let mut hit = Vec::new();
+        for &(rule, blocks) in fired {
+            if self.tripped.contains(rule) {
+                continue;
+            }
+            *cp.cur.hits.entry(rule.to_string()).or_default() += 1;
+            *cp.win.hits.entry(rule.to_string()).or_default() += 1;
+            if !cp.learned.contains_key(rule) {
+                cp.learned.insert(rule.to_string(), Learned::default());
+                cp.first.insert(rule.to_string(), cp.seen);
+            }
+            if blocks {
+                *cp.cur.block_hits.entry(rule.to_string()).or_default() += 1;
+                *cp.win.block_hits.entry(rule.to_string()).or_default() += 1;
+            }
+            hit.push(rule.to_string());
+        }
+        let mut trips = Vec::new();
+        let (win_events, win_blocks, seen) = (cp.win.events, cp.win.blocks, cp.seen);
+        for rule in hit {
+            let h = cp.win.hits.get(&rule).copied().unwrap_or(0);
+            if h < self.cfg.min_hits {
+                continue;
+            }
+            let l = cp.learned.get(&rule).copied().unwrap_or_default();
+            let base = if l.events >= self.cfg.learn_events && l.events > 0 {
+                l.hits as f64 / l.events as f64
+            } else {
+                self.cfg.prior_rate
+            };
+            let since = cp.first.get(&rule).map_or(u64::MAX, |f| seen - f + 1);
+            let events = (win_events as u64).min(since) as u32;
+            let rate = h as f64 / events.max(1) as f64;
+            if rate > self.cfg.multiple * base {
+                trips.push(Trip {
+                    rule,
+                    checkpoint: checkpoint.to_string(),
+                    cause: Cause::HitRate,
+                    window_hits: h,
+                    window_events: events,
+                    window_blocks: win_blocks,
+                    rate,
+                    baseline: base,
+                    events_seen: seen,
+                });
+            }
+        }
+        if trips.is_empty()
+            && win_blocks >= self.cfg.min_blocks
+            && win_blocks as f64 / win_events as f64 > self.cfg.max_block_rate
+        {
+            // The enforced rule that blocked the most in the window (ties: by name).
+            if let Some((rule, &h)) = cp
+                .win
+                .block_hits
+                .iter()
+                .filter(|(r, &h)| h > 0 && !self.tripped.contains(*r))
+                .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+            {
+                trips.push(Trip {
+                    rule: rule.clone(),
+                    checkpoint: checkpoint.to_string(),
+                    cause: Cause::BlockRate,
+                    window_hits: h,
+                    window_events: win_events,
+                    window_blocks: win_blocks,
+                    rate: win_blocks as f64 / win_events as f64,
+                    baseline: self.cfg.max_block_rate,
+                    events_seen: seen,
+                });
+            }
+        }
+        if cp.cur.events >= slice_len {
+            let done = std::mem::take(&mut cp.cur);
+            cp.past.push_back(done);
+            if cp.past.len() >= keep {
+                if let Some(old) = cp.past.pop_front() {
+                    cp.win.events -= old.events;
+                    cp.win.blocks -= old.blocks;
+                    for (r, h) in &old.hits {
+                        if let Some(w) = cp.win.hits.get_mut(r) {
+                            *w -= h;
+                        }
+                    }
+                    for (r, h) in &old.block_hits {
+                        if let Some(w) = cp.win.block_hits.get_mut(r) {
+                            *w -= h;
+                        }
+                    }
+                    cp.win.hits.retain(|_, h| *h > 0);
+                    cp.win.block_hits.retain(|_, h| *h > 0);
+                    // What left the window is learned by every rule watched at this checkpoint.
+                    for (r, l) in cp.learned.iter_mut() {
+                        l.events += old.events as u64;
+                        l.hits += old.hits.get(r).copied().unwrap_or(0) as u64;
+                    }
+                }
+            }
+        }
+        for t in &trips {
+            self.tripped.insert(t.rule.clone());
+        }
+        trips
+    }
+
+    /// A paused rule is watched again (a person resumed it); its window hits are forgotten.
+    pub fn resume(&mut self, rule: &str) {
+        self.tripped.remove(rule);
+        for cp in self.cps.values_mut() {
+            cp.win.hits.remove(rule);
+            cp.win.block_hits.remove(rule);
+            cp.cur.hits.remove(rule);
+            cp.cur.block_hits.remove(rule);
+            for s in &mut cp.past {
+                s.hits.remove(rule);
+                s.block_hits.remove(rule);
+            }
+        }
+    }
+
+    /// Marks rules paused (at start, from the store).
+    pub fn set_tripped(&mut self, rules: impl IntoIterator<Item = String>) {
+        self.tripped = rules.into_iter().collect();
+    }
+
+    /// What every rule learned: `(checkpoint, rule, learned)`, sorted.
+    pub fn learned(&self) -> Vec<(String, String, Learned)> {
+        let mut v: Vec<_> = self
+            .cps
+            .iter()
+            .flat_map(|(c, cp)| {
+                cp.learned
+                    .iter()
+                    .map(move |(r, l)| (c.clone(), r.clone(), *l))
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        v
+    }
+
+    /// Restores what rules learned before a restart.
+    pub fn restore(&mut self, learned: impl IntoIterator<Item = (String, String, Learned)>) {
+        for (c, r, l) in learned {
+            self.cps.entry(c).or_default().learned.insert(r, l);
+        }
+    }
+}
