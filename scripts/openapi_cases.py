@@ -18,17 +18,17 @@ def err(desc, codes):
 COMMON = {
     "400": err("Bad request", ["invalid_body", "invalid_query", "invalid", "invalid_path", "body_too_large"]),
     "401": err("Unauthenticated: no API key or session, an unknown key, or a wrong password", ["unauthenticated"]),
-    "403": err("Forbidden: the role does not allow this, or a console request without its CSRF token", ["forbidden", "csrf"]),
-    "404": err("Not found", ["not_found", "no_case", "cases_off", "no_graph"]),
+    "403": err("Forbidden: the role does not allow this, a console request without its CSRF token, or a change that needs another person's approval", ["forbidden", "csrf", "not_allowed"]),
+    "404": err("Not found", ["not_found", "no_case", "cases_off", "no_graph", "lifecycle_off"]),
     "405": err("Method not allowed on this path", ["method_not_allowed"]),
     "408": err("The body did not arrive in time", ["body_timeout"]),
-    "409": err("Conflict with the case's state (claimed by someone else, resolved, over the claim cap, the bulk target changed)", ["conflict", "count_changed"]),
+    "409": err("Conflict with the case's or version's state (claimed by someone else, resolved, over the claim cap, the bulk target changed; a version already active or rejected; policies from files)", ["conflict", "count_changed", "files_are_the_source"]),
     "413": err("Body too large", ["body_too_large"]),
     "414": {"$ref": "#/components/responses/UriTooLong"},
     "415": err("Unsupported media type", ["unsupported_media_type"]),
-    "422": err("Unprocessable", ["unprocessable"]),
+    "422": err("Unprocessable: e.g. policy files that do not compile (details: every problem with its file, rule, span, code and hint)", ["unprocessable", "invalid_policies"]),
     "500": err("Internal error", ["internal_error"]),
-    "503": err("The case store is unavailable (still opening, or its database is down) or the server is shutting down", ["cases_unavailable", "overloaded", "shutting_down", "timeout"]),
+    "503": err("The case store is unavailable (still opening, or its database is down) or the server is shutting down", ["cases_unavailable", "lifecycle_unavailable", "overloaded", "shutting_down", "timeout"]),
 }
 OBJ = {"type": "object"}
 
@@ -123,8 +123,59 @@ HTML = {"200": {"description": "The console", "content": {"text/html": {"schema"
 for p in ["/console", "/console/"]:
     paths[p] = {"get": {"operationId": "console" + ("Slash" if p.endswith("/") else ""), "summary": "The analyst console", "tags": ["console"], "description": "The console's page (its assets are built into the binary). Open; the console logs in through POST /v1/session.", "security": [], "responses": HTML}}
 paths["/console/{file}"] = {"get": {"operationId": "consoleAsset", "summary": "A console asset", "tags": ["console"], "description": "index.html, app.js or app.css. Open.", "security": [], "parameters": [path("file", "The file")], "responses": HTML}}
+# ---- safe rule change (P3.4) ----
+INT = {"type": "integer"}
+VID = {"name": "id", "in": "path", "required": True, "description": "The version number", "schema": INT}
+FILES = {"type": "object", "additionalProperties": S, "description": "File name → text: policies by file name (`payments.toml`), value lists as `lists/<file>.toml`"}
+L = "versions"
+paths["/v1/versions"] = {
+    "get": op("listVersions", "Policy versions", "analyst", "The newest versions first (without their files): author, time, message, status (draft, approved, rejected, scheduled, active, retired), origin (console, files, rollback), why each needs approval, and which runs now.",
+              params=[q("before", "Versions older than this number", INT), q("limit", "1–500 (default 50)", INT)], tag=L),
+    "post": op("createVersion", "Save a draft version", "analyst", "A new draft from whole files. It must compile (422 `invalid_policies` lists every problem); the changes against the running policies decide whether another person must approve it (`[lifecycle.approval]`).",
+               strict({"message": S, "files": FILES, "parent": INT}, ["message", "files"]), tag=L),
+}
+paths["/v1/versions/{id}"] = {"get": op("getVersion", "A version", "analyst", "The version with its files, its reviews, its backtests and its history.", params=[VID], tag=L)}
+paths["/v1/versions/{id}/diff"] = {"get": op("versionDiff", "What a version changes", "analyst", "A unified diff per file and the rules added, removed or changed (which fields), against the running policies or another version, and why it needs approval.",
+    params=[VID, q("against", "Another version's number (default: what runs now)", INT)], tag=L)}
+paths["/v1/versions/{id}/export"] = {"get": op("exportVersion", "A version's files", "analyst", "The files as they would be written to a policy directory (`argus versions export` writes them).", params=[VID], tag=L)}
+for name, summ, d in [("approve", "Approve a version", "Nobody approves their own change (403 `not_allowed`)."), ("reject", "Reject a version", "A rejected version cannot be activated; the author may withdraw their own.")]:
+    paths[f"/v1/versions/{{id}}/{name}"] = {"post": op(f"{name}Version", summ, "investigator", d, strict({"comment": S}), [VID], tag=L)}
+paths["/v1/versions/{id}/activate"] = {"post": op("activateVersion", "Activate a version, now or later", "investigator",
+    "Installs the version on the running server (or schedules it for `at`). A version that needs approval must be approved by someone other than its author, unless an admin takes the emergency path (`emergency`: the reason; recorded and flagged). Only when `[lifecycle] source = \"console\"` (409 `files_are_the_source` otherwise).",
+    strict({"at": S, "emergency": S}), [VID], tag=L)}
+paths["/v1/versions/{id}/rollback"] = {"post": op("rollbackVersion", "Roll back to a version", "investigator", "One step: a new version with the files of a version that was active before, installed at once.", strict({"reason": S}, ["reason"]), [VID], tag=L)}
+paths["/v1/policies/check"] = {"post": op("checkPolicies", "Check policy files", "analyst", "What `argus check` reports, located: every problem with its file, rule, byte span, line, column, code and hint (did you mean…), and the rule changes against the running policies with why they would need approval. The console's editor calls it as the analyst types.",
+    strict({"files": FILES}, ["files"]), tag=L)}
+paths["/v1/policies/running"] = {"get": op("runningPolicies", "The running policies", "analyst", "The policy version decisions name now, and its files.", tag=L)}
+paths["/v1/rules/{name}/mode"] = {"post": op("ruleMode", "Move a rule between shadow and enforce", "analyst", "A draft version of the running policies with the rule's mode changed (shadow → enforce promotion); it goes through approval and activation like any version.",
+    strict({"mode": {"enum": ["shadow", "enforce"]}, "message": S}, ["mode"]), [path("name", "The rule")], tag=L)}
+paths["/v1/lifecycle/history"] = {"get": op("lifecycleHistory", "Who changed what", "analyst", "Records of versions created, reviewed, scheduled and activated, rollbacks, snoozes, the guard's pauses and resumptions, and rollouts, newest first.",
+    params=[q("version", "Only this version's", INT), q("limit", "1–1000 (default 100)", INT)], tag=L)}
+paths["/v1/backtests"] = {
+    "get": op("listBacktests", "Backtests", "analyst", "Backtests, newest first.", params=[q("version", "Only this version's", INT)], tag=L),
+    "post": op("startBacktest", "Backtest a version on this server's history", "analyst", "Replays the server's event log through the engine (features point in time, list changes in log order) and decides every event with the running policies and with the version. Returns at once; poll GET /v1/backtests/{id}.",
+               strict({"version": INT, "max_events": INT}, ["version"]), tag=L),
+}
+paths["/v1/backtests/{id}"] = {"get": op("getBacktest", "A backtest's summary", "analyst", "Status, and when done: actions of both sides, hits, precision, recall and money per rule against labels and verdicts, transitions between actions, and the honest users it would add friction for.", params=[{**VID, "description": "The backtest number"}], tag=L)}
+paths["/v1/backtests/{id}/changes"] = {"get": op("backtestChanges", "A backtest's decision diff", "analyst", "Each event whose decision changes: from what to what, the rules added and removed with the values they read, and its label.",
+    params=[{**VID, "description": "The backtest number"}, q("from", "Position of the first change (default 0)", INT), q("limit", "1–1000 (default 100)", INT)], tag=L)}
+paths["/v1/rollout"] = {
+    "get": op("getRollout", "The running rollout", "analyst", "The rollout (version, share, salt) and its live comparison: per arm, decisions by action, disagreements with the other arm, fallbacks.", tag=L),
+    "post": op("startRollout", "Roll a version out to a share of actors", "investigator", "The version decides for `percent` of actors (stable buckets by actor); the running policies decide for the rest, and for the candidate's share whenever its rules err. Needs the same approval as activation.",
+               strict({"version": INT, "percent": {"type": "number"}, "emergency": S}, ["version", "percent"]), tag=L),
+}
+paths["/v1/rollout/stop"] = {"post": op("stopRollout", "Stop the rollout", "investigator", "Everyone is back on the running policies; the comparison is recorded.", tag=L)}
+paths["/v1/rollout/promote"] = {"post": op("promoteRollout", "Promote the rollout's version", "investigator", "Activates the candidate for everyone and ends the rollout (console mode).", tag=L)}
+paths["/v1/snoozes"] = {
+    "get": op("listSnoozes", "Snoozes", "analyst", "Rules skipped for one entity until a time.", params=[q("all", "Also expired and removed ones", {"type": "boolean"})], tag=L),
+    "post": op("createSnooze", "Snooze a rule for one entity", "analyst", "The rule is skipped for events of this entity (the actor, or any field of this entity kind) until `until` or for `ttl`, judged at event time; with a reason.",
+               strict({"rule": S, "kind": S, "value": S, "until": S, "ttl": S, "reason": S, "case_id": S}, ["rule", "kind", "value", "reason"]), tag=L),
+}
+paths["/v1/snoozes/{id}"] = {"delete": op("deleteSnooze", "End a snooze early", "analyst", "The rule applies to the entity again.", params=[{**VID, "description": "The snooze number"}], tag=L)}
+paths["/v1/guard"] = {"get": op("getGuard", "The blast-radius guard", "analyst", "Its settings, what each rule learned (hits, events, baseline), the rules it paused and every pause with its figures.", tag=L)}
+paths["/v1/guard/pauses/{id}/resume"] = {"post": op("resumeRule", "Resume a paused rule", "investigator", "Only a person resumes a rule the guard paused, with a reason.", strict({"reason": S}, ["reason"]), [{**VID, "description": "The pause number"}], tag=L)}
 tags = {t["name"] for t in doc["tags"]}
-for t, d in [("cases", "Cases and review queues"), ("outbox", "The durable outbox of verdict actions"), ("bulk", "Bulk work on rings and case lists"), ("console", "Console users, sessions and assets"), ("rules", "Rule dashboards")]:
+for t, d in [("cases", "Cases and review queues"), ("outbox", "The durable outbox of verdict actions"), ("bulk", "Bulk work on rings and case lists"), ("console", "Console users, sessions and assets"), ("rules", "Rule dashboards"), ("versions", "Safe rule change: versions, approvals, backtests, rollouts, snoozes and the guard")]:
     if t not in tags:
         doc["tags"].append({"name": t, "description": d})
 P.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")

@@ -47,6 +47,7 @@ const TOP_KEYS: &[&str] = &[
     "server",
     "lookups",
     "cases",
+    "lifecycle",
 ];
 
 #[derive(Debug, Deserialize, Clone, Default)]
@@ -141,6 +142,9 @@ pub struct Config {
     pub server: toml::Table,
     /// The `[cases]` section (inboxes, routing, bans, webhooks), read by `argus serve`.
     pub cases: toml::Table,
+    /// The `[lifecycle]` section (where policies come from, approvals, the guard), read by
+    /// `argus serve`.
+    pub lifecycle: toml::Table,
     /// `[[models]]`, loaded and matched to the features (their slots are `features.models`). Empty
     /// when loaded by [`load_without_models`](Self::load_without_models).
     pub models: Vec<Arc<crate::models::LoadedModel>>,
@@ -169,6 +173,7 @@ struct Parts {
     csv: Option<CsvMapping>,
     server: toml::Table,
     cases: toml::Table,
+    lifecycle: toml::Table,
     /// Each `[[models]]` entry with the folder of the file that declared it.
     models: Vec<(crate::models::ModelConfig, PathBuf)>,
     graph: Option<crate::graph::GraphConfig>,
@@ -341,6 +346,7 @@ impl Config {
             partitions,
             server: p.server,
             cases: p.cases,
+            lifecycle: p.lifecycle,
             models,
             lookups: crate::lookups::cell(lookup_tables),
             declared_models: p
@@ -544,6 +550,12 @@ fn absorb(
         match v {
             toml::Value::Table(t) => parts.cases.extend(t),
             _ => errors.push(format!("{name}: cases: expected a table")),
+        }
+    }
+    if let Some(v) = section("lifecycle") {
+        match v {
+            toml::Value::Table(t) => parts.lifecycle.extend(t),
+            _ => errors.push(format!("{name}: lifecycle: expected a table")),
         }
     }
     if let Some(v) = section("csv") {

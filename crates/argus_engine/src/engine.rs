@@ -513,6 +513,18 @@ fn conclude(
     (decision, findings)
 }
 
+/// The decision of `p` for `ev` and its feature vector under `config`'s models: the function
+/// [`Engine::process`] ends in, for callers deciding with policies other than the engine's own (a
+/// backtest of a draft over the log).
+pub fn decide_with_policies(
+    config: &Config,
+    p: &argus_policy::PolicySet,
+    ev: &Event,
+    features: &[Value],
+) -> Option<argus_policy::Decision> {
+    decide_with(config, p, ev, features)
+}
+
 /// See [`Engine::decide_with`].
 fn decide_with(
     config: &Config,
@@ -670,6 +682,12 @@ impl Engine {
     /// features).
     pub fn set_policies(&mut self, p: Arc<argus_policy::PolicySet>) {
         self.policies = Some(p);
+    }
+
+    /// The installed policies to change in place (`None` without policies, or while another owner
+    /// shares them).
+    pub fn policies_mut(&mut self) -> Option<&mut argus_policy::PolicySet> {
+        Arc::get_mut(self.policies.as_mut()?)
     }
 
     /// Stops deciding (features only).

@@ -9,7 +9,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{MatchedPath, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
@@ -61,6 +61,48 @@ pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("get", "/v1/graph/{kind}/{id}", Some(Role::Analyst)),
     ("get", "/v1/entities/{kind}/{id}/cases", Some(Role::Analyst)),
     ("get", "/v1/rules/stats", Some(Role::Analyst)),
+    ("get", "/v1/versions", Some(Role::Analyst)),
+    ("post", "/v1/versions", Some(Role::Analyst)),
+    ("get", "/v1/versions/{id}", Some(Role::Analyst)),
+    ("get", "/v1/versions/{id}/diff", Some(Role::Analyst)),
+    ("get", "/v1/versions/{id}/export", Some(Role::Analyst)),
+    (
+        "post",
+        "/v1/versions/{id}/approve",
+        Some(Role::Investigator),
+    ),
+    ("post", "/v1/versions/{id}/reject", Some(Role::Investigator)),
+    (
+        "post",
+        "/v1/versions/{id}/activate",
+        Some(Role::Investigator),
+    ),
+    (
+        "post",
+        "/v1/versions/{id}/rollback",
+        Some(Role::Investigator),
+    ),
+    ("post", "/v1/policies/check", Some(Role::Analyst)),
+    ("get", "/v1/policies/running", Some(Role::Analyst)),
+    ("post", "/v1/rules/{name}/mode", Some(Role::Analyst)),
+    ("get", "/v1/lifecycle/history", Some(Role::Analyst)),
+    ("get", "/v1/backtests", Some(Role::Analyst)),
+    ("post", "/v1/backtests", Some(Role::Analyst)),
+    ("get", "/v1/backtests/{id}", Some(Role::Analyst)),
+    ("get", "/v1/backtests/{id}/changes", Some(Role::Analyst)),
+    ("get", "/v1/rollout", Some(Role::Analyst)),
+    ("post", "/v1/rollout", Some(Role::Investigator)),
+    ("post", "/v1/rollout/stop", Some(Role::Investigator)),
+    ("post", "/v1/rollout/promote", Some(Role::Investigator)),
+    ("get", "/v1/snoozes", Some(Role::Analyst)),
+    ("post", "/v1/snoozes", Some(Role::Analyst)),
+    ("delete", "/v1/snoozes/{id}", Some(Role::Analyst)),
+    ("get", "/v1/guard", Some(Role::Analyst)),
+    (
+        "post",
+        "/v1/guard/pauses/{id}/resume",
+        Some(Role::Investigator),
+    ),
     ("get", "/console", None),
     ("get", "/console/", None),
     ("get", "/console/{file}", None),
@@ -87,6 +129,8 @@ pub struct AppState {
     pub decoder: Arc<argus_event::Decoder>,
     /// Cases, when on (`[cases] enabled`, the default).
     pub cases: Option<Arc<crate::cases::CaseService>>,
+    /// Policy versions, backtests, rollouts, snoozes and the guard (with cases: they share a store).
+    pub lifecycle: Option<Arc<crate::lifecycle::LifecycleService>>,
 }
 
 /// Who is asking: an API key (by its name) or a console user's session.
@@ -860,6 +904,40 @@ fn cases_routes() -> Router<AppState> {
         .route("/console", r(get(c::console_index)))
         .route("/console/", r(get(c::console_index)))
         .route("/console/{file}", r(get(c::console_asset)))
+        .merge(lifecycle_routes())
+}
+
+/// The routes of policy versions, backtests, rollouts, snoozes and the guard (see
+/// [`crate::lifecycle`]).
+fn lifecycle_routes() -> Router<AppState> {
+    use crate::lifecycle as l;
+    let r = |m: axum::routing::MethodRouter<AppState>| m.fallback(method_not_allowed);
+    Router::new()
+        .route("/v1/versions", r(get(l::versions).post(l::create_version)))
+        .route("/v1/versions/{id}", r(get(l::get_version)))
+        .route("/v1/versions/{id}/diff", r(get(l::version_diff)))
+        .route("/v1/versions/{id}/export", r(get(l::export_version)))
+        .route("/v1/versions/{id}/approve", r(post(l::approve)))
+        .route("/v1/versions/{id}/reject", r(post(l::reject)))
+        .route("/v1/versions/{id}/activate", r(post(l::activate)))
+        .route("/v1/versions/{id}/rollback", r(post(l::rollback)))
+        .route("/v1/policies/check", r(post(l::check)))
+        .route("/v1/policies/running", r(get(l::running_policies)))
+        .route("/v1/rules/{name}/mode", r(post(l::rule_mode)))
+        .route("/v1/lifecycle/history", r(get(l::history)))
+        .route(
+            "/v1/backtests",
+            r(get(l::backtests).post(l::start_backtest)),
+        )
+        .route("/v1/backtests/{id}", r(get(l::get_backtest)))
+        .route("/v1/backtests/{id}/changes", r(get(l::backtest_changes)))
+        .route("/v1/rollout", r(get(l::rollout).post(l::start_rollout)))
+        .route("/v1/rollout/stop", r(post(l::stop_rollout)))
+        .route("/v1/rollout/promote", r(post(l::promote_rollout)))
+        .route("/v1/snoozes", r(get(l::snoozes).post(l::create_snooze)))
+        .route("/v1/snoozes/{id}", r(delete(l::delete_snooze)))
+        .route("/v1/guard", r(get(l::guard)))
+        .route("/v1/guard/pauses/{id}/resume", r(post(l::resume)))
 }
 
 /// The router over a running core.

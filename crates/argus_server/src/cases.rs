@@ -89,12 +89,18 @@ pub async fn run(
     svc: Arc<CaseService>,
     replayed: Vec<IntakeMsg>,
     mut rx: tokio::sync::mpsc::Receiver<IntakeMsg>,
+    trips: Option<tokio::sync::mpsc::Receiver<argus_lifecycle::Trip>>,
 ) {
     let url = database_url(&st);
     // The server decides without its case store; intake waits (records queue up to the channel's
     // bound) and the store is tried again every 5 s.
-    let store = loop {
-        match Store::open(&url).await {
+    let open = |url: String| async move {
+        let db = argus_store::Db::open(&url).await?;
+        let store = Store::on(db.clone()).await?;
+        Ok::<_, CaseError>((store, db))
+    };
+    let (store, db) = loop {
+        match open(url.clone()).await {
             Ok(s) => break s,
             Err(e) => {
                 let msg = format!(
@@ -113,6 +119,9 @@ pub async fn run(
         *g = None;
     }
     let _ = svc.store.set(store.clone());
+    if let Some(l) = st.lifecycle.clone() {
+        tokio::spawn(crate::lifecycle::run(st.clone(), l, db, trips));
+    }
     let d = tokio::spawn(dispatch(st.clone(), svc.clone()));
     let esc = {
         let svc = svc.clone();
@@ -498,7 +507,7 @@ fn case_error(e: CaseError) -> Response {
     })
 }
 
-fn json_ok(v: impl serde::Serialize) -> Response {
+pub(crate) fn json_ok(v: impl serde::Serialize) -> Response {
     respond(ok(serde_json::to_value(v).unwrap_or(Json::Null)))
 }
 
@@ -515,7 +524,7 @@ fn svc(st: &AppState) -> Result<(&CaseService, &Store), Response> {
 }
 
 /// The request's JSON body as a `T` (under the server's body limits), or the answer that says why not.
-async fn json_in<T: serde::de::DeserializeOwned>(
+pub(crate) async fn json_in<T: serde::de::DeserializeOwned>(
     st: &AppState,
     headers: &HeaderMap,
     b: Body,

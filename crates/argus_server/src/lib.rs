@@ -10,6 +10,7 @@ pub mod api;
 pub mod cases;
 pub mod core;
 pub mod findings;
+pub mod lifecycle;
 pub mod metrics;
 pub mod settings;
 pub mod wal;
@@ -73,8 +74,26 @@ impl Server {
         } else {
             (None, None)
         };
-        let (mut core, recovery) =
-            core::Core::open(settings.clone(), loader, initial, shared.clone(), intake)?;
+        let (trips, trips_rx) = if cases_on {
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let mut settings = settings;
+        if !cases_on {
+            // Versions live in the cases' database: without it the policies come from the files.
+            settings.lifecycle.source = settings::PolicySource::Files;
+        }
+        let (mut core, recovery) = core::Core::open(
+            settings.clone(),
+            loader,
+            initial,
+            shared.clone(),
+            intake,
+            trips,
+        )?;
+        let config = Arc::new(core.config().clone());
         let replayed = core.take_replay_intake();
         let decoder = Arc::new(core.decoder());
         let (tx, rx) = sync_channel(settings.queue_depth);
@@ -86,11 +105,18 @@ impl Server {
             tx,
             shared: shared.clone(),
             cases: cases_on.then(|| Arc::new(cases::CaseService::new(settings.cases.clone()))),
+            lifecycle: cases_on.then(|| {
+                Arc::new(lifecycle::LifecycleService {
+                    store: std::sync::OnceLock::new(),
+                    settings: settings.lifecycle.clone(),
+                    config,
+                })
+            }),
             settings: Arc::new(settings),
             decoder,
         };
         if let (Some(rt), Some(rx), Some(svc)) = (runtime, intake_rx, state.cases.clone()) {
-            rt.spawn(cases::run(state.clone(), svc, replayed, rx));
+            rt.spawn(cases::run(state.clone(), svc, replayed, rx, trips_rx));
         }
         Ok(Server {
             router: api::router(state.clone()),

@@ -28,6 +28,10 @@ pub const SNAPSHOTS: &str = "argus_snapshots_total";
 /// Memory the last snapshot copy held (its index and the records not yet spilled to its file).
 pub const SNAPSHOT_COPY_BYTES: &str = "argus_snapshot_copy_bytes";
 pub const RELOADS: &str = "argus_reloads_total";
+/// Rules the blast-radius guard moved to shadow, by rule.
+pub const GUARD_PAUSES: &str = "argus_guard_pauses_total";
+/// Rules paused by the guard and not resumed yet.
+pub const GUARD_PAUSED: &str = "argus_guard_paused_rules";
 pub const GROUP_SECONDS: &str = "argus_core_group_seconds";
 pub const HOUSEKEEPING_SECONDS: &str = "argus_core_housekeeping_seconds";
 /// Per batched run of events: how long the core waited for the partition workers.
@@ -83,6 +87,11 @@ pub fn inc(name: &'static str, n: u64) {
 
 pub fn inc_labeled(name: &'static str, label: &'static str, value: &'static str) {
     metrics::counter!(name, label => value).increment(1);
+}
+
+/// The guard paused `rule`.
+pub fn guard_pause(rule: &str) {
+    metrics::counter!(GUARD_PAUSES, "rule" => rule.to_string()).increment(1);
 }
 
 pub fn set_gauge(name: &'static str, v: f64) {

@@ -3,7 +3,7 @@
 
 use crate::wal::Fsync;
 use argus_event::time::parse_duration;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -125,6 +125,73 @@ pub struct Settings {
     pub api_keys: Vec<ApiKey>,
     /// `[cases]`: where cases are stored, inboxes, routing, bans and webhooks.
     pub cases: argus_cases::Routing,
+    /// `[lifecycle]`: where policies come from, approvals, the guard.
+    pub lifecycle: LifecycleConfig,
+}
+
+/// Where the running policies come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicySource {
+    /// The policy files (`--policies`, or the embedded pack): files in git are the source of truth;
+    /// each load is recorded as a version, and the console drafts, checks, backtests, approves and
+    /// exports, but does not activate.
+    #[default]
+    Files,
+    /// The store's active version: versions made in the console (or the API) are the source of
+    /// truth; the files seed the first version and are an export.
+    Console,
+}
+
+/// `[lifecycle]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    pub source: PolicySource,
+    /// Which changes need an approver other than their author.
+    pub approval: argus_lifecycle::ApprovalPolicy,
+    /// The blast-radius guard.
+    pub guard: argus_lifecycle::GuardConfig,
+    /// Changed decisions a backtest keeps (the summary counts them all).
+    pub backtest_max_changes: usize,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            source: PolicySource::Files,
+            approval: Default::default(),
+            guard: Default::default(),
+            backtest_max_changes: 10_000,
+        }
+    }
+}
+
+/// `[lifecycle]` of the configuration, with `ARGUS_POLICY_SOURCE` (`files` or `console`) from the
+/// environment winning over the file.
+pub fn lifecycle(
+    table: &toml::Table,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<LifecycleConfig, Vec<String>> {
+    let mut c: LifecycleConfig = toml::Value::Table(table.clone())
+        .try_into()
+        .map_err(|e| vec![format!("lifecycle: {e}")])?;
+    match env("ARGUS_POLICY_SOURCE").as_deref() {
+        None | Some("") => {}
+        Some("files") => c.source = PolicySource::Files,
+        Some("console") => c.source = PolicySource::Console,
+        Some(x) => {
+            return Err(vec![format!(
+                "ARGUS_POLICY_SOURCE: `{x}` is not files or console"
+            )])
+        }
+    }
+    let errors = c.guard.check();
+    if errors.is_empty() {
+        Ok(c)
+    } else {
+        Err(errors)
+    }
 }
 
 impl Default for Settings {
@@ -156,6 +223,7 @@ impl Default for Settings {
             shutdown_grace: Duration::from_secs(10),
             api_keys: Vec::new(),
             cases: argus_cases::Routing::default(),
+            lifecycle: LifecycleConfig::default(),
         }
     }
 }

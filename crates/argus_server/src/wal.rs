@@ -275,6 +275,92 @@ fn segment_names(dir: &Path) -> Result<Vec<u64>, WalError> {
     Ok(firsts)
 }
 
+/// Reads a log without changing it (a running server may be appending to it): every complete record
+/// in order. Damage in an older segment and gaps between segments are errors; an incomplete record
+/// at the end of the newest segment (a write in progress) ends the read.
+pub struct LogReader {
+    dir: PathBuf,
+    firsts: Vec<u64>,
+    next_seg: usize,
+    bytes: Vec<u8>,
+    off: usize,
+    expect: Option<u64>,
+    newest: bool,
+}
+
+impl LogReader {
+    pub fn open(dir: &Path) -> Result<LogReader, WalError> {
+        Ok(LogReader {
+            dir: dir.to_path_buf(),
+            firsts: segment_names(dir)?,
+            next_seg: 0,
+            bytes: Vec::new(),
+            off: 0,
+            expect: None,
+            newest: false,
+        })
+    }
+
+    /// The first record number of the oldest segment (0 for an empty log).
+    pub fn first_seq(&self) -> u64 {
+        self.firsts.first().copied().unwrap_or(0)
+    }
+
+    pub fn next(&mut self) -> Result<Option<Record>, WalError> {
+        loop {
+            if self.off < self.bytes.len() {
+                let path = || segment_path(&self.dir, self.firsts[self.next_seg - 1]);
+                match decode(&self.bytes[self.off..]) {
+                    Ok(Some((rec, used))) => {
+                        if self.expect.is_some_and(|e| e != rec.seq) {
+                            return Err(WalError::Corrupt {
+                                path: path(),
+                                offset: self.off as u64,
+                                why: format!(
+                                    "record with sequence number {} where {} was expected",
+                                    rec.seq,
+                                    self.expect.unwrap_or(0)
+                                ),
+                            });
+                        }
+                        self.expect = Some(rec.seq + 1);
+                        self.off += used;
+                        return Ok(Some(rec));
+                    }
+                    Ok(None) => {}
+                    Err(_) if self.newest => return Ok(None),
+                    Err(why) => {
+                        return Err(WalError::Corrupt {
+                            path: path(),
+                            offset: self.off as u64,
+                            why,
+                        })
+                    }
+                }
+            }
+            let Some(&first) = self.firsts.get(self.next_seg) else {
+                return Ok(None);
+            };
+            if self.expect.is_some_and(|e| e != first) {
+                return Err(WalError::Gap {
+                    path: segment_path(&self.dir, first),
+                    expected: self.expect.unwrap_or(0),
+                    first,
+                    previous: segment_path(&self.dir, self.firsts[self.next_seg - 1]),
+                });
+            }
+            let path = segment_path(&self.dir, first);
+            self.bytes.clear();
+            File::open(&path)
+                .and_then(|mut f| f.read_to_end(&mut self.bytes))
+                .map_err(io_err(&path))?;
+            self.off = 0;
+            self.next_seg += 1;
+            self.newest = self.next_seg == self.firsts.len();
+        }
+    }
+}
+
 impl Wal {
     /// Opens (or creates) the log in `dir`, calling `visit` for every record in order, and truncates a
     /// torn tail of the newest segment.

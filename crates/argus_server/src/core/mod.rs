@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
+pub mod backtest;
 mod events;
+pub mod lifecycle;
 mod lists;
 mod record;
 mod recovery;
@@ -152,7 +154,7 @@ pub fn error(kind: Failure, code: &str, message: impl Into<String>) -> Answer {
     })
 }
 
-fn error_with(kind: Failure, code: &str, message: impl Into<String>, details: Json) -> Answer {
+pub fn error_with(kind: Failure, code: &str, message: impl Into<String>, details: Json) -> Answer {
     Answer::Failed(CoreError {
         kind,
         code: code.to_string(),
@@ -218,6 +220,28 @@ pub enum Request {
     },
     /// Hits per enforced rule per hour of event time, since the server started.
     RuleStats,
+    /// Install a stored policy version (compiled by the core under the running configuration).
+    InstallVersion {
+        files: argus_lifecycle::Files,
+        label: String,
+    },
+    /// Replace the snoozes and the paused rules.
+    SetOverrides {
+        snoozes: Vec<argus_policy::Snooze>,
+        paused: Vec<String>,
+    },
+    /// Start a rollout of a candidate version (files, label, basis points, salt), or end it.
+    SetRollout(Option<(argus_lifecycle::Files, String, u32, String)>),
+    /// The rollout's live comparison.
+    RolloutStats,
+    /// The running policies: their version and files.
+    Running,
+    /// Decide with the policy files after all (the store's active version did not install).
+    StopAwaiting,
+    /// What the guard learned, and the paused rules.
+    GuardState,
+    /// What the guard learned before a restart.
+    GuardRestore(Vec<(String, String, argus_lifecycle::Learned)>),
     /// Flush and sync the log and write a final snapshot.
     Shutdown,
 }
@@ -315,6 +339,8 @@ pub struct Core {
     pending_intake: Vec<IntakeMsg>,
     /// The replayed tail's records for intake (durable already), handed over at start.
     replay_intake: Vec<IntakeMsg>,
+    /// Snoozes, paused rules, the rollout and the guard.
+    lifecycle: lifecycle::LifecycleState,
 }
 
 /// Hours with hits kept per rule for the rule dashboard (the newest 72 such hours).
@@ -501,6 +527,11 @@ impl Core {
     /// A copy of the engine's decoder, for the HTTP handlers (see `api::AppState::decoder`).
     pub fn decoder(&self) -> argus_event::Decoder {
         self.engine.decoder().clone()
+    }
+
+    /// The running configuration (versions are compiled and backtested under it).
+    pub fn config(&self) -> &Config {
+        &self.engine.config
     }
 }
 
@@ -807,6 +838,13 @@ impl Core {
                 format!("{why}; restart the server (it recovers from the log)"),
             ));
         }
+        if self.lifecycle.awaiting && matches!(req, Request::Events { .. }) {
+            return Outcome::Answer(error(
+                Failure::Unavailable,
+                "policies_loading",
+                "the active policy version is being loaded from the store ([lifecycle] source = \"console\"); retry shortly",
+            ));
+        }
         match req {
             Request::Events {
                 items,
@@ -843,6 +881,21 @@ impl Core {
                 max_nodes,
             } => Outcome::Answer(self.graph_view(&account, hops, max_nodes)),
             Request::RuleStats => Outcome::Answer(self.rule_stats()),
+            Request::InstallVersion { files, label } => {
+                Outcome::Answer(self.install_version(&files, &label))
+            }
+            Request::SetOverrides { snoozes, paused } => {
+                Outcome::Answer(self.set_overrides(snoozes, paused))
+            }
+            Request::SetRollout(r) => Outcome::Answer(self.set_rollout(r)),
+            Request::RolloutStats => Outcome::Answer(self.rollout_stats()),
+            Request::Running => Outcome::Answer(self.running()),
+            Request::StopAwaiting => {
+                self.lifecycle.awaiting = false;
+                Outcome::Answer(ok(json!({})))
+            }
+            Request::GuardState => Outcome::Answer(self.guard_state()),
+            Request::GuardRestore(l) => Outcome::Answer(self.guard_restore(l)),
             Request::Shutdown => Outcome::Answer(ok(json!({}))),
         }
     }

@@ -13,8 +13,10 @@ impl Core {
         initial: Option<Loaded>,
         shared: Arc<Shared>,
         intake: Option<IntakeSink>,
+        trips: Option<tokio::sync::mpsc::Sender<argus_lifecycle::Trip>>,
     ) -> Result<(Core, Recovery), StartError> {
         let started = Instant::now();
+        let lifecycle_cfg = settings.lifecycle.clone();
         let (cfg, loaded) = match initial {
             Some(x) => x,
             None => loader().map_err(|e| StartError::Config(format!("{e:#}")))?,
@@ -154,6 +156,12 @@ impl Core {
             replay_intake: Vec::new(),
             rule_hits: HashMap::new(),
             policy_changes: VecDeque::new(),
+            lifecycle: lifecycle::LifecycleState {
+                guard: argus_lifecycle::Guard::new(lifecycle_cfg.guard.clone()),
+                trips,
+                awaiting: lifecycle_cfg.source == crate::settings::PolicySource::Console,
+                ..Default::default()
+            },
         };
         for (loc, h) in heads {
             core.remember(Recent { loc, head: h });
@@ -207,6 +215,7 @@ impl Core {
     /// Compiles the overlay of API list changes onto freshly loaded policies and installs them.
     pub(super) fn install_policies(&mut self, loaded: Option<argus_policy::Loaded>) {
         let Some(l) = loaded else {
+            self.lifecycle.files.clear();
             *self
                 .shared
                 .policy_version
@@ -215,16 +224,18 @@ impl Core {
             self.engine.clear_policies();
             return;
         };
+        self.lifecycle.files = l.sources.clone();
         let mut ps = l.policies;
         let lists = Arc::make_mut(&mut ps.lists);
         for ((list, key), item) in &self.overlay {
             apply_overlay(lists, list, key, item.as_ref());
         }
+        self.decorate(&mut ps);
         *self
             .shared
             .policy_version
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = ps.version.clone();
+            .unwrap_or_else(|p| p.into_inner()) = ps.overrides.version(&ps.version);
         if self
             .policy_changes
             .back()

@@ -1,0 +1,1113 @@
+//! Safe rule change beside the engine: the HTTP routes of policy versions (drafts, diffs, reviews,
+//! activation now or later, rollback, export), live checks for the editor, backtests, rollouts,
+//! snoozes and the blast-radius guard's pauses; and the task that installs the active version at
+//! start, activates scheduled versions, records the guard's trips (with a case for the rule's owner)
+//! and saves what the guard learned. The store is [`argus_lifecycle`], on the cases' database.
+
+#![allow(clippy::result_large_err)]
+
+use crate::api::{ask, respond, AppState, Principal};
+use crate::cases::{json_in, json_ok};
+use crate::core::lifecycle::compile_version;
+use crate::core::{error, error_with, Answer, Failure, Request};
+use crate::settings::{LifecycleConfig, PolicySource};
+use argus_cases::Role;
+use argus_lifecycle::{diff, Files, LifecycleError, NewVersion, Store, Trip, Version};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::Extension;
+use serde::Deserialize;
+use serde_json::{json, Value as Json};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// The lifecycle service: its store once open, its settings, and the configuration versions are
+/// compiled under (the schema, features and secret cannot change while the server runs).
+pub struct LifecycleService {
+    pub store: OnceLock<Store>,
+    pub settings: LifecycleConfig,
+    pub config: Arc<argus_engine::Config>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn lc_error(e: LifecycleError) -> Response {
+    respond(match e {
+        LifecycleError::NotFound(m) => error(Failure::NotFound, "not_found", format!("no {m}")),
+        LifecycleError::Conflict(m) => error(Failure::Conflict, "conflict", m),
+        LifecycleError::Forbidden(m) => error(Failure::Forbidden, "not_allowed", m),
+        LifecycleError::Invalid(m) => error(Failure::Invalid, "invalid", m),
+        e => error(Failure::Unavailable, "lifecycle_unavailable", e.to_string()),
+    })
+}
+
+macro_rules! try_r {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+}
+
+macro_rules! try_l {
+    ($e:expr) => {
+        match $e.await {
+            Ok(v) => v,
+            Err(e) => return lc_error(e),
+        }
+    };
+}
+
+/// The service and its store, or the response that says why not.
+fn svc(st: &AppState) -> Result<(&LifecycleService, &Store), Response> {
+    let Some(s) = st.lifecycle.as_deref() else {
+        return Err(respond(error(
+            Failure::NotFound,
+            "lifecycle_off",
+            "policy versions need the case store ([cases] enabled = true)",
+        )));
+    };
+    match s.store.get() {
+        Some(store) => Ok((s, store)),
+        None => Err(respond(error(
+            Failure::Unavailable,
+            "lifecycle_unavailable",
+            "the lifecycle store is not open yet (see the server's log)",
+        ))),
+    }
+}
+
+fn answer_json(a: Answer) -> Result<Json, Response> {
+    match a {
+        Answer::Done { body, .. } => Ok(body),
+        a => Err(respond(a)),
+    }
+}
+
+/// The policies running now: their version and files.
+async fn running(st: &AppState) -> Result<(String, Files), Response> {
+    let j = answer_json(ask(st, Request::Running).await)?;
+    let files: Files = serde_json::from_value(j["files"].clone()).unwrap_or_default();
+    Ok((
+        j["policy_version"].as_str().unwrap_or("").to_string(),
+        files,
+    ))
+}
+
+fn console_only(s: &LifecycleService, what: &str) -> Result<(), Response> {
+    if s.settings.source == PolicySource::Files {
+        return Err(respond(error(
+            Failure::Conflict,
+            "files_are_the_source",
+            format!("{what}: this server's policies come from files ([lifecycle] source = \"files\"); export the version, commit the files and reload"),
+        )));
+    }
+    Ok(())
+}
+
+fn parse_time(s: &str) -> Result<i64, Response> {
+    argus_event::time::parse_datetime(s).ok_or_else(|| {
+        respond(error(
+            Failure::Invalid,
+            "invalid_time",
+            format!("`{s}` is not an RFC 3339 time"),
+        ))
+    })
+}
+
+// ---- versions ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+pub async fn versions(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+    let (s, store) = try_r!(svc(&st));
+    let list = try_l!(store.list(q.before, q.limit.unwrap_or(50)));
+    let active = try_l!(store.active());
+    let (running, _) = try_r!(running(&st).await);
+    json_ok(json!({
+        "source": s.settings.source,
+        "active": active.map(|v| v.id),
+        "running": running,
+        "versions": list,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewVersionBody {
+    message: String,
+    files: Files,
+    /// The version this one edits (default: the active one).
+    parent: Option<i64>,
+}
+
+/// What `files` would change against the running policies, and why it needs approval.
+async fn against_running(
+    st: &AppState,
+    s: &LifecycleService,
+    files: &Files,
+) -> Result<(argus_lifecycle::Diff, Vec<String>), Response> {
+    let (_, now) = running(st).await?;
+    let d = diff(&now, files);
+    let reasons = s.settings.approval.reasons(&d);
+    Ok((d, reasons))
+}
+
+pub async fn create_version(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    b: Body,
+) -> Response {
+    let (s, store) = try_r!(svc(&st));
+    let n: NewVersionBody =
+        try_r!(json_in(&st, &headers, b, "{\"message\", \"files\": {name: text}}").await);
+    if let Err(ps) = compile_version(&s.config, &n.files, "draft") {
+        return respond(error_with(
+            Failure::Unprocessable,
+            "invalid_policies",
+            "the version does not compile; nothing was saved",
+            json!(ps),
+        ));
+    }
+    let (_, reasons) = try_r!(against_running(&st, s, &n.files).await);
+    let parent = match n.parent {
+        Some(p) => Some(p),
+        None => try_l!(store.active()).map(|v| v.id),
+    };
+    json_ok(try_l!(store.create(
+        &NewVersion {
+            author: &p.name,
+            message: &n.message,
+            files: &n.files,
+            parent,
+            origin: "console",
+            needs_approval: &reasons,
+        },
+        now_ms()
+    )))
+}
+
+pub async fn get_version(State(st): State<AppState>, Path(id): Path<i64>) -> Response {
+    let (_, store) = try_r!(svc(&st));
+    let v = try_l!(store.get(id));
+    let reviews = try_l!(store.reviews(id));
+    let backtests = try_l!(store.backtests(Some(id), 10));
+    let history = try_l!(store.events(Some(id), 50));
+    json_ok(json!({"version": v, "reviews": reviews, "backtests": backtests, "history": history}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiffQuery {
+    /// A version id; default: what runs now.
+    against: Option<i64>,
+}
+
+pub async fn version_diff(
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+    Query(q): Query<DiffQuery>,
+) -> Response {
+    let (s, store) = try_r!(svc(&st));
+    let v = try_l!(store.get(id));
+    let files = v.files.clone().unwrap_or_default();
+    let (label, before) = match q.against {
+        Some(a) => {
+            let o = try_l!(store.get(a));
+            (o.label.clone(), o.files.unwrap_or_default())
+        }
+        None => {
+            let (ver, f) = try_r!(running(&st).await);
+            (format!("running ({ver})"), f)
+        }
+    };
+    let d = diff(&before, &files);
+    let reasons = s.settings.approval.reasons(&d);
+    json_ok(json!({"version": v.id, "against": label, "diff": d, "needs_approval": reasons}))
+}
+
+pub async fn export_version(State(st): State<AppState>, Path(id): Path<i64>) -> Response {
+    let (_, store) = try_r!(svc(&st));
+    let v = try_l!(store.get(id));
+    json_ok(json!({"version": v.label, "digest": v.digest, "files": v.files}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewBody {
+    #[serde(default)]
+    comment: String,
+}
+
+async fn review(
+    st: AppState,
+    p: Principal,
+    id: i64,
+    headers: HeaderMap,
+    b: Body,
+    approve: bool,
+) -> Response {
+    let (_, store) = try_r!(svc(&st));
+    let r: ReviewBody = try_r!(json_in(&st, &headers, b, "{\"comment\"}").await);
+    json_ok(try_l!(store.review(
+        id,
+        &p.name,
+        approve,
+        &r.comment,
+        now_ms()
+    )))
+}
+
+pub async fn approve(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    b: Body,
+) -> Response {
+    review(st, p, id, headers, b, true).await
+}
+
+pub async fn reject(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    b: Body,
+) -> Response {
+    review(st, p, id, headers, b, false).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateBody {
+    /// RFC 3339: activate then (default: now).
+    at: Option<String>,
+    /// Go ahead without the approval the version needs (admins only), with the reason: recorded
+    /// and flagged.
+    emergency: Option<String>,
+}
+
+/// Installs version `v` in the core.
+async fn install(st: &AppState, v: &Version) -> Result<Json, Response> {
+    answer_json(
+        ask(
+            st,
+            Request::InstallVersion {
+                files: v.files.clone().unwrap_or_default(),
+                label: v.label.clone(),
+            },
+        )
+        .await,
+    )
+}
+
+pub async fn activate(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    b: Body,
+) -> Response {
+    let (s, store) = try_r!(svc(&st));
+    try_r!(console_only(s, "activating a version"));
+    let a: ActivateBody = try_r!(json_in(&st, &headers, b, "{\"at\"?, \"emergency\"?}").await);
+    if a.emergency.is_some() && p.role < Role::Admin {
+        return respond(error(
+            Failure::Forbidden,
+            "forbidden",
+            "the emergency path (activating without approval) is for admins",
+        ));
+    }
+    let at = match &a.at {
+        Some(t) => Some(try_r!(parse_time(t))),
+        None => None,
+    };
+    let v = try_l!(store.get(id));
+    if let Err(ps) = compile_version(
+        &s.config,
+        v.files.as_ref().unwrap_or(&Files::new()),
+        &v.label,
+    ) {
+        return respond(error_with(
+            Failure::Unprocessable,
+            "invalid_policies",
+            "the version does not compile under the running configuration",
+            json!(ps),
+        ));
+    }
+    let v = try_l!(store.activate(id, &p.name, at, a.emergency.as_deref(), now_ms()));
+    if v.status == argus_lifecycle::ACTIVE {
+        let installed = try_r!(install(&st, &v).await);
+        return json_ok(json!({"version": v, "installed": installed}));
+    }
+    json_ok(json!({"version": v}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    reason: String,
+}
+
+pub async fn rollback(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    b: Body,
+) -> Response {
+    let (s, store) = try_r!(svc(&st));
+    try_r!(console_only(s, "rolling back"));
+    let r: RollbackBody = try_r!(json_in(&st, &headers, b, "{\"reason\"}").await);
+    if r.reason.trim().is_empty() {
+        return respond(error(
+            Failure::Invalid,
+            "invalid",
+            "a rollback needs a reason",
+        ));
+    }
+    let v = try_l!(store.rollback(id, &p.name, &r.reason, now_ms()));
+    let installed = try_r!(install(&st, &v).await);
+    json_ok(json!({"version": v, "installed": installed}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckBody {
+    files: Files,
+}
+
+/// The editor's live diagnostics: every problem with its file, rule, span, code and hint.
+pub async fn check(State(st): State<AppState>, headers: HeaderMap, b: Body) -> Response {
+    let (s, _) = try_r!(svc(&st));
+    let c: CheckBody = try_r!(json_in(&st, &headers, b, "{\"files\": {name: text}}").await);
+    let (d, reasons) = try_r!(against_running(&st, s, &c.files).await);
+    match compile_version(&s.config, &c.files, "draft") {
+        Ok(l) => json_ok(json!({
+            "ok": true,
+            "problems": [],
+            "rules": l.policies.by_type.iter().flatten().map(|p| p.rules.len()).sum::<usize>(),
+            "changes": d.rules,
+            "needs_approval": reasons,
+        })),
+        Err(ps) => json_ok(
+            json!({"ok": false, "problems": ps, "changes": d.rules, "needs_approval": reasons}),
+        ),
+    }
+}
+
+pub async fn running_policies(State(st): State<AppState>) -> Response {
+    let (s, _) = try_r!(svc(&st));
+    let (version, files) = try_r!(running(&st).await);
+    json_ok(json!({"policy_version": version, "source": s.settings.source, "files": files}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeBody {
+    mode: String,
+    message: Option<String>,
+}
+
+/// A draft that moves one rule between shadow and enforce (shadow → enforce promotion).
+pub async fn rule_mode(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(rule): Path<String>,
+    headers: HeaderMap,
+    b: Body,
+) -> Response {
+    let (s, store) = try_r!(svc(&st));
+    let m: ModeBody =
+        try_r!(json_in(&st, &headers, b, "{\"mode\": \"shadow\" | \"enforce\"}").await);
+    if m.mode != "shadow" && m.mode != "enforce" {
+        return respond(error(
+            Failure::Invalid,
+            "invalid",
+            "mode is shadow or enforce",
+        ));
+    }
+    let (_, mut files) = try_r!(running(&st).await);
+    let (rules, _) = argus_lifecycle::rules_of(&files);
+    let Some(r) = rules.get(&rule) else {
+        return respond(error(
+            Failure::NotFound,
+            "not_found",
+            format!("no rule `{rule}` in the running policies"),
+        ));
+    };
+    let Some(text) = files
+        .get(&r.file)
+        .and_then(|t| argus_lifecycle::set_rule_mode(t, &rule, &m.mode))
+    else {
+        return respond(error(
+            Failure::NotFound,
+            "not_found",
+            format!("rule `{rule}` not found in {}", r.file),
+        ));
+    };
+    files.insert(r.file.clone(), text);
+    if let Err(ps) = compile_version(&s.config, &files, "draft") {
+        return respond(error_with(
+            Failure::Unprocessable,
+            "invalid_policies",
+            "the edited files do not compile",
+            json!(ps),
+        ));
+    }
+    let (_, reasons) = try_r!(against_running(&st, s, &files).await);
+    let msg = m
+        .message
+        .unwrap_or_else(|| format!("rule `{rule}` to {}", m.mode));
+    let parent = try_l!(store.active()).map(|v| v.id);
+    json_ok(try_l!(store.create(
+        &NewVersion {
+            author: &p.name,
+            message: &msg,
+            files: &files,
+            parent,
+            origin: "console",
+            needs_approval: &reasons
+        },
+        now_ms()
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    version: Option<i64>,
+    limit: Option<i64>,
+}
+
+pub async fn history(State(st): State<AppState>, Query(q): Query<EventsQuery>) -> Response {
+    let (_, store) = try_r!(svc(&st));
+    json_ok(json!({"events": try_l!(store.events(q.version, q.limit.unwrap_or(100)))}))
+}
+
+// ---- backtests ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BacktestBody {
+    version: i64,
+    /// At most this many logged events (default: all).
+    max_events: Option<u64>,
+}
+
+pub async fn start_backtest(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    b: Body,
+) -> Response {
+    let (s, store) = try_r!(svc(&st));
+    let r: BacktestBody = try_r!(json_in(&st, &headers, b, "{\"version\", \"max_events\"?}").await);
+    let v = try_l!(store.get(r.version));
+    let (_, control) = try_r!(running(&st).await);
+    let id = try_l!(store.backtest_start(v.id, &p.name, now_ms()));
+    let (store, cfg, data) = (
+        store.clone(),
+        s.config.clone(),
+        st.settings.data_dir.clone(),
+    );
+    let labels: Vec<(String, bool)> = st
+        .settings
+        .label_types
+        .iter()
+        .map(|t| (t.clone(), t != "legit.confirmed"))
+        .collect();
+    let max_changes = s.settings.backtest_max_changes;
+    tokio::spawn(async move {
+        let files = v.files.clone().unwrap_or_default();
+        let label = v.label.clone();
+        let res = tokio::task::spawn_blocking(move || -> Result<_, String> {
+            let control = compile_version(&cfg, &control, "running")
+                .map_err(|ps| format!("the running policies do not compile: {}", ps.len()))?;
+            let candidate = compile_version(&cfg, &files, &label)
+                .map_err(|ps| format!("the version does not compile ({} problems)", ps.len()))?;
+            crate::core::backtest::backtest(crate::core::backtest::BacktestSpec {
+                config: &cfg,
+                data_dir: &data,
+                control: control.policies,
+                candidate: candidate.policies,
+                label_types: labels,
+                max_changes,
+                max_events: r.max_events.unwrap_or(0),
+            })
+        })
+        .await
+        .map_err(|e| format!("the backtest stopped: {e}"))
+        .and_then(|r| r);
+        let done = match res {
+            Ok(out) => {
+                store
+                    .backtest_finish(id, &out.summary, &out.changes, now_ms())
+                    .await
+            }
+            Err(e) => store.backtest_fail(id, &e, now_ms()).await,
+        };
+        if let Err(e) = done {
+            tracing::error!("storing backtest {id}: {e}");
+        }
+    });
+    json_ok(json!({"id": id, "status": "running"}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BacktestsQuery {
+    version: Option<i64>,
+}
+
+pub async fn backtests(State(st): State<AppState>, Query(q): Query<BacktestsQuery>) -> Response {
+    let (_, store) = try_r!(svc(&st));
+    json_ok(json!({"backtests": try_l!(store.backtests(q.version, 50))}))
+}
+
+pub async fn get_backtest(State(st): State<AppState>, Path(id): Path<i64>) -> Response {
+    let (_, store) = try_r!(svc(&st));
+    json_ok(try_l!(store.backtest(id)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesQuery {
+    from: Option<i64>,
+    limit: Option<i64>,
+}
+
+pub async fn backtest_changes(
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+    Query(q): Query<ChangesQuery>,
+) -> Response {
+    let (_, store) = try_r!(svc(&st));
+    try_l!(store.backtest(id));
+    let from = q.from.unwrap_or(0).max(0);
+    let changes = try_l!(store.backtest_changes(id, from, q.limit.unwrap_or(100)));
+    let next = (!changes.is_empty()).then(|| from + changes.len() as i64);
+    json_ok(json!({"changes": changes, "next": next}))
+}
+
+// ---- rollouts ----
+
+pub async fn rollout(State(st): State<AppState>) -> Response {
+    let (_, store) = try_r!(svc(&st));
+    let row = try_l!(store.rollout_active());
+    let live = try_r!(answer_json(ask(&st, Request::RolloutStats).await));
+    json_ok(json!({"rollout": row, "live": live}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutBody {
+    version: i64,
+    /// The candidate's share of actors, 0 to 100.
+    percent: f64,
+    emergency: Option<String>,
+}
+
+pub async fn start_rollout(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    b: Body,
+) -> Response {
+    let (s, store) = try_r!(svc(&st));
+    let r: RolloutBody = try_r!(json_in(&st, &headers, b, "{\"version\", \"percent\"}").await);
+    if !(0.0..=100.0).contains(&r.percent) {
+        return respond(error(Failure::Invalid, "invalid", "percent is 0 to 100"));
+    }
+    let v = try_l!(store.get(r.version));
+    // A rollout enforces the candidate for real people: the same approval as activation.
+    let approved = v.status == argus_lifecycle::APPROVED;
+    if !v.needs_approval.is_empty() && !approved {
+        if r.emergency.is_none() || p.role < Role::Admin {
+            return respond(error(
+                Failure::Forbidden,
+                "not_allowed",
+                format!("version {} needs approval by someone other than {} before it decides for anyone: {}", v.id, v.author, v.needs_approval.join("; ")),
+            ));
+        }
+    }
+    let bp = (r.percent * 100.0).round() as i64;
+    let row = try_l!(store.rollout_start(v.id, bp, &p.name, now_ms()));
+    let started = ask(
+        &st,
+        Request::SetRollout(Some((
+            v.files.clone().unwrap_or_default(),
+            v.label.clone(),
+            bp as u32,
+            row.salt.clone(),
+        ))),
+    )
+    .await;
+    if let Answer::Failed(_) = &started {
+        let _ = store
+            .rollout_end(&p.name, "failed", json!({}), now_ms())
+            .await;
+        return respond(started);
+    }
+    let _ = s;
+    json_ok(json!({"rollout": row}))
+}
+
+async fn end_rollout(
+    st: &AppState,
+    store: &Store,
+    who: &str,
+    outcome: &str,
+) -> Result<Json, Response> {
+    let live = answer_json(ask(st, Request::SetRollout(None)).await)?;
+    store
+        .rollout_end(who, outcome, live.clone(), now_ms())
+        .await
+        .map_err(lc_error)?;
+    Ok(live)
+}
+
+pub async fn stop_rollout(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Response {
+    let (_, store) = try_r!(svc(&st));
+    if try_l!(store.rollout_active()).is_none() {
+        return respond(error(
+            Failure::Conflict,
+            "conflict",
+            "no rollout is running",
+        ));
+    }
+    let live = try_r!(end_rollout(&st, store, &p.name, "stopped").await);
+    json_ok(json!({"status": "stopped", "comparison": live}))
+}
+
+/// Promotes the candidate: it becomes the active version for everyone (console mode).
+pub async fn promote_rollout(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Response {
+    let (s, store) = try_r!(svc(&st));
+    try_r!(console_only(s, "promoting a rollout"));
+    let Some(row) = try_l!(store.rollout_active()) else {
+        return respond(error(
+            Failure::Conflict,
+            "conflict",
+            "no rollout is running",
+        ));
+    };
+    let v = try_l!(store.get(row.version));
+    let emergency = (!v.needs_approval.is_empty() && v.status != argus_lifecycle::APPROVED)
+        .then_some("promoted from a rollout started on the emergency path");
+    let v = try_l!(store.activate(v.id, &p.name, None, emergency, now_ms()));
+    let installed = try_r!(install(&st, &v).await);
+    let live = try_r!(end_rollout(&st, store, &p.name, "promoted").await);
+    json_ok(json!({"version": v, "installed": installed, "comparison": live}))
+}
+
+// ---- snoozes ----
+
+/// Sends the current snoozes and paused rules to the core.
+pub async fn push_overrides(st: &AppState, store: &Store) -> Result<Json, String> {
+    let snoozes = store
+        .snoozes(now_ms(), false)
+        .await
+        .map_err(|e| e.to_string())?;
+    let paused: Vec<String> = store
+        .pauses(true)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|p| p.rule)
+        .collect();
+    let req = Request::SetOverrides {
+        snoozes: snoozes
+            .into_iter()
+            .map(|z| argus_policy::Snooze {
+                rule: z.rule,
+                kind: z.kind,
+                value: z.value,
+                until: z.until,
+            })
+            .collect(),
+        paused,
+    };
+    match ask(st, req).await {
+        Answer::Done { body, .. } => Ok(body),
+        _ => Err("the core did not take the overrides".into()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnoozesQuery {
+    #[serde(default)]
+    all: bool,
+}
+
+pub async fn snoozes(State(st): State<AppState>, Query(q): Query<SnoozesQuery>) -> Response {
+    let (_, store) = try_r!(svc(&st));
+    json_ok(json!({"snoozes": try_l!(store.snoozes(now_ms(), q.all))}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnoozeBody {
+    pub rule: String,
+    /// The entity kind (`user`, `device`, `email`, …) and its value (clear values of personal-data
+    /// kinds are tokenized like events).
+    pub kind: String,
+    pub value: String,
+    /// RFC 3339, or `ttl` (a duration such as `7d`).
+    pub until: Option<String>,
+    pub ttl: Option<String>,
+    pub reason: String,
+    pub case_id: Option<String>,
+}
+
+/// Stores a snooze (from the API, or a case verdict) and hands the snoozes to the core.
+pub async fn add_snooze(
+    st: &AppState,
+    who: &str,
+    z: &SnoozeBody,
+) -> Result<argus_lifecycle::SnoozeRow, Response> {
+    let (s, store) = svc(st)?;
+    let now = now_ms();
+    let until = match (&z.until, &z.ttl) {
+        (Some(u), None) => parse_time(u)?,
+        (None, Some(t)) => {
+            now.saturating_add(argus_event::time::parse_duration(t).ok_or_else(|| {
+                respond(error(
+                    Failure::Invalid,
+                    "invalid",
+                    format!("ttl: `{t}` is not a duration (e.g. 30m, 7d)"),
+                ))
+            })?)
+        }
+        _ => {
+            return Err(respond(error(
+                Failure::Invalid,
+                "invalid",
+                "give `until` (RFC 3339) or `ttl` (e.g. 7d), one of them",
+            )))
+        }
+    };
+    let (rules, _) = argus_lifecycle::rules_of(&running(st).await?.1);
+    if !rules.contains_key(&z.rule) {
+        return Err(respond(error(
+            Failure::NotFound,
+            "not_found",
+            format!("no rule `{}` in the running policies", z.rule),
+        )));
+    }
+    if !s.config.schema.entity_kinds.contains(&z.kind) {
+        return Err(respond(error(
+            Failure::Invalid,
+            "invalid",
+            format!("unknown entity kind `{}`", z.kind),
+        )));
+    }
+    let value = argus_policy::lists::item_key(Some(&z.kind), &z.value, &s.config.pseudonymizer)
+        .map_err(|m| respond(error(Failure::Invalid, "invalid", m)))?;
+    let row = store
+        .snooze(
+            &z.rule,
+            &z.kind,
+            &value,
+            until,
+            &z.reason,
+            who,
+            z.case_id.as_deref(),
+            now,
+        )
+        .await
+        .map_err(lc_error)?;
+    push_overrides(st, store)
+        .await
+        .map_err(|e| respond(error(Failure::Unavailable, "lifecycle_unavailable", e)))?;
+    Ok(row)
+}
+
+pub async fn create_snooze(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    b: Body,
+) -> Response {
+    let z: SnoozeBody = try_r!(
+        json_in(
+            &st,
+            &headers,
+            b,
+            "{\"rule\", \"kind\", \"value\", \"until\" | \"ttl\", \"reason\"}"
+        )
+        .await
+    );
+    json_ok(try_r!(add_snooze(&st, &p.name, &z).await))
+}
+
+pub async fn delete_snooze(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<i64>,
+) -> Response {
+    let (_, store) = try_r!(svc(&st));
+    let z = try_l!(store.unsnooze(id, &p.name, now_ms()));
+    if let Err(e) = push_overrides(&st, store).await {
+        return respond(error(Failure::Unavailable, "lifecycle_unavailable", e));
+    }
+    json_ok(z)
+}
+
+// ---- the guard ----
+
+pub async fn guard(State(st): State<AppState>) -> Response {
+    let (_, store) = try_r!(svc(&st));
+    let pauses = try_l!(store.pauses(false));
+    let state = try_r!(answer_json(ask(&st, Request::GuardState).await));
+    json_ok(json!({"pauses": pauses, "state": state}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeBody {
+    reason: String,
+}
+
+pub async fn resume(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    b: Body,
+) -> Response {
+    let (_, store) = try_r!(svc(&st));
+    let r: ResumeBody = try_r!(json_in(&st, &headers, b, "{\"reason\"}").await);
+    let pause = try_l!(store.resume(id, &p.name, &r.reason, now_ms()));
+    if let Err(e) = push_overrides(&st, store).await {
+        return respond(error(Failure::Unavailable, "lifecycle_unavailable", e));
+    }
+    json_ok(pause)
+}
+
+// ---- the task ----
+
+/// Opens the lifecycle on the cases' database, brings the core up to the store (the active version
+/// in console mode, the files recorded as a version in files mode; snoozes, pauses, what the guard
+/// learned, a running rollout), then activates scheduled versions, records the guard's trips and
+/// saves what it learned.
+pub async fn run(
+    st: AppState,
+    svc: Arc<LifecycleService>,
+    db: argus_store::Db,
+    mut trips: Option<tokio::sync::mpsc::Receiver<Trip>>,
+) {
+    let store = loop {
+        match Store::on(db.clone()).await {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::error!("the lifecycle store did not open: {e}; trying again in 5 s");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    };
+    if let Err(e) = bring_up(&st, &svc, &store).await {
+        tracing::error!("lifecycle start: {e}");
+    }
+    let _ = svc.store.set(store.clone());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_recorded = String::new();
+    let mut saved = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            t = async { match trips.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                match t {
+                    Some(t) => record_trip(&st, &store, t).await,
+                    None => trips = None,
+                }
+            }
+            _ = tick.tick() => {
+                let now = now_ms();
+                if svc.settings.source == PolicySource::Console {
+                    match store.activate_due(now).await {
+                        Ok(Some(v)) => match install(&st, &v).await {
+                            Ok(_) => tracing::info!("scheduled version {} is active", v.label),
+                            Err(_) => tracing::error!("scheduled version {} did not install", v.label),
+                        },
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!("scheduled activation: {e}"),
+                    }
+                } else {
+                    // Files mode: each set of files the server loads (start, reload) is a version.
+                    if let Ok((ver, files)) = running(&st).await {
+                        if ver != last_recorded && !files.is_empty() {
+                            if let Err(e) = record_files(&store, &files, "policy files as loaded", now).await {
+                                tracing::warn!("recording the policy files as a version: {e}");
+                            }
+                            last_recorded = ver;
+                        }
+                    }
+                }
+                if saved.elapsed() >= Duration::from_secs(60) {
+                    saved = std::time::Instant::now();
+                    save_learned(&st, &store).await;
+                }
+            }
+        }
+    }
+}
+
+async fn save_learned(st: &AppState, store: &Store) {
+    if let Answer::Done { body, .. } = ask(st, Request::GuardState).await {
+        let learned: Vec<(String, String, argus_lifecycle::Learned)> = body["learned"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| {
+                Some((
+                    l["checkpoint"].as_str()?.to_string(),
+                    l["rule"].as_str()?.to_string(),
+                    argus_lifecycle::Learned {
+                        hits: l["hits"].as_u64()?,
+                        events: l["events"].as_u64()?,
+                    },
+                ))
+            })
+            .collect();
+        if let Err(e) = store.save_learned(&learned).await {
+            tracing::warn!("saving what the guard learned: {e}");
+        }
+    }
+}
+
+/// Records `files` as a version of origin `files` (active: they run) unless the newest such
+/// version has the same digest.
+async fn record_files(
+    store: &Store,
+    files: &Files,
+    message: &str,
+    now: i64,
+) -> Result<Version, LifecycleError> {
+    if let Some(v) = store.latest_of("files").await? {
+        if v.digest == argus_lifecycle::digest(files) {
+            return Ok(v);
+        }
+    }
+    let parent = store.active().await?.map(|v| v.id);
+    let v = store
+        .create(
+            &NewVersion {
+                author: "files",
+                message,
+                files,
+                parent,
+                origin: "files",
+                needs_approval: &[],
+            },
+            now,
+        )
+        .await?;
+    store.activate(v.id, "files", None, None, now).await
+}
+
+async fn bring_up(st: &AppState, svc: &LifecycleService, store: &Store) -> Result<(), String> {
+    let now = now_ms();
+    if let Ok(l) = store.learned().await {
+        ask(st, Request::GuardRestore(l)).await;
+    }
+    push_overrides(st, store).await?;
+    if svc.settings.source == PolicySource::Console {
+        let active = match store.active().await.map_err(|e| e.to_string())? {
+            Some(v) => v,
+            None => {
+                // The first start in console mode: the policy files seed the first version.
+                let (_, files) = running(st)
+                    .await
+                    .map_err(|_| "the running policies".to_string())?;
+                record_files(store, &files, "seeded from the policy files", now)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        match install(st, &active).await {
+            Ok(_) => tracing::info!(
+                "policy version {} (from the store) is installed",
+                active.label
+            ),
+            Err(_) => {
+                tracing::error!("the store's active version {} does not compile under this configuration; deciding with the policy files instead", active.label);
+                ask(st, Request::StopAwaiting).await;
+            }
+        }
+    }
+    if let Some(r) = store.rollout_active().await.map_err(|e| e.to_string())? {
+        let v = store.get(r.version).await.map_err(|e| e.to_string())?;
+        ask(
+            st,
+            Request::SetRollout(Some((
+                v.files.unwrap_or_default(),
+                v.label,
+                r.basis_points as u32,
+                r.salt,
+            ))),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// A rule the guard paused: recorded, with a case for the rule's owner (or the rules inbox).
+async fn record_trip(st: &AppState, store: &Store, t: Trip) {
+    let now = now_ms();
+    let owner = running(st).await.ok().and_then(|(_, f)| {
+        argus_lifecycle::rules_of(&f)
+            .0
+            .get(&t.rule)
+            .and_then(|r| r.owner.clone())
+    });
+    let mut case_id = None;
+    if let Some(cases) = st.cases.as_deref().and_then(|c| c.store().ok()) {
+        let subject = argus_cases::Subject {
+            kind: "rule".into(),
+            id: t.rule.clone(),
+        };
+        let summary = format!(
+            "The guard moved rule `{}` to shadow: {} hits in {} events of {} ({:.1} %, baseline {:.1} %, cause {}); only a person resumes it",
+            t.rule, t.window_hits, t.window_events, t.checkpoint, t.rate * 100.0, t.baseline * 100.0, t.cause.name()
+        );
+        let trigger = argus_cases::Trigger {
+            source: "guard".into(),
+            reference: format!("guard:{}:{now}", t.rule),
+            body: json!({"summary": summary, "trip": t, "owner": owner}),
+        };
+        let place = argus_cases::Placement {
+            inbox: "rules".into(),
+            priority: 100,
+            sla_ms: 3_600_000,
+            assign_to: owner.clone().into_iter().collect(),
+            cap: 1_000,
+        };
+        match cases.open_or_join(&subject, &trigger, &place, now).await {
+            Ok(c) => case_id = Some(c.id),
+            Err(e) => tracing::error!("opening the guard's case for `{}`: {e}", t.rule),
+        }
+    }
+    if let Err(e) = store.pause(&t, case_id.as_deref(), now).await {
+        tracing::error!("recording the guard's pause of `{}`: {e}", t.rule);
+    }
+}
