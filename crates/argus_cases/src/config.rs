@@ -570,6 +570,11 @@ mod tests {
             decided_by: "rule_action",
             eval_us: None,
             models: vec![],
+            arm: None,
+            fallback: false,
+            other_action: None,
+            snoozed: vec![],
+            paused: vec![],
         };
         // Before the amount is known, the route may take it (a superset); with it, it decides.
         assert!(r.route(&Intake::of_decision(&d, None)).is_some());

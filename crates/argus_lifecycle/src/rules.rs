@@ -220,21 +220,24 @@ impl ApprovalPolicy {
         let mut out = Vec::new();
         for c in &d.rules {
             match (&c.before, &c.after) {
-                (_, Some(a)) if a.mode == "enforce" => {
-                    if self.actions_of(&a.checkpoint).contains(&a.action) {
-                        out.push(format!(
-                            "rule `{}` ({}) would {} in enforce mode",
-                            a.name, c.change, a.action
-                        ));
-                    }
+                (_, Some(a))
+                    if a.mode == "enforce"
+                        && self.actions_of(&a.checkpoint).contains(&a.action) =>
+                {
+                    out.push(format!(
+                        "rule `{}` ({}) would {} in enforce mode",
+                        a.name, c.change, a.action
+                    ));
                 }
-                (Some(b), None) if b.mode == "enforce" && b.action == "allow" => {
-                    if !self.actions_of(&b.checkpoint).is_empty() {
-                        out.push(format!(
-                            "enforced allow rule `{}` is removed: what it let through meets the other rules",
-                            b.name
-                        ));
-                    }
+                (Some(b), None)
+                    if b.mode == "enforce"
+                        && b.action == "allow"
+                        && !self.actions_of(&b.checkpoint).is_empty() =>
+                {
+                    out.push(format!(
+                        "enforced allow rule `{}` is removed: what it let through meets the other rules",
+                        b.name
+                    ));
                 }
                 _ => {}
             }

@@ -636,8 +636,9 @@ pub async fn start_rollout(
     let v = try_l!(store.get(r.version));
     // A rollout enforces the candidate for real people: the same approval as activation.
     let approved = v.status == argus_lifecycle::APPROVED;
-    if !v.needs_approval.is_empty() && !approved {
-        if r.emergency.is_none() || p.role < Role::Admin {
+    if !v.needs_approval.is_empty() && !approved && (r.emergency.is_none() || p.role < Role::Admin)
+    {
+        {
             return respond(error(
                 Failure::Forbidden,
                 "not_allowed",

@@ -306,7 +306,8 @@ impl LogReader {
         self.firsts.first().copied().unwrap_or(0)
     }
 
-    pub fn next(&mut self) -> Result<Option<Record>, WalError> {
+    /// The next complete record, or `None` at the end.
+    pub fn read_next(&mut self) -> Result<Option<Record>, WalError> {
         loop {
             if self.off < self.bytes.len() {
                 let path = || segment_path(&self.dir, self.firsts[self.next_seg - 1]);

@@ -56,13 +56,12 @@ fn actor_of(ev: &Event) -> String {
     }
 }
 
+/// The list overlay of a snapshot: API list changes by (list, key).
+type Overlay = BTreeMap<(String, String), Option<OverlayItem>>;
+
 /// The snapshot to start from: none when the log holds every record from the first, else the
 /// oldest snapshot the retained log continues (point-in-time state for the records after it).
-fn start_state(
-    cfg: &Config,
-    data: &Path,
-    first: u64,
-) -> Result<(Engine, u64, BTreeMap<(String, String), Option<OverlayItem>>), String> {
+fn start_state(cfg: &Config, data: &Path, first: u64) -> Result<(Engine, u64, Overlay), String> {
     if first <= 1 {
         return Ok((Engine::new(cfg.clone()), 0, BTreeMap::new()));
     }
@@ -97,7 +96,7 @@ pub fn backtest(mut s: BacktestSpec<'_>) -> Result<BacktestResult, String> {
     let mut truth = Truth::default();
     let mut r = LogReader::open(&log).map_err(|e| e.to_string())?;
     let first = r.first_seq();
-    while let Some(rec) = r.next().map_err(|e| e.to_string())? {
+    while let Some(rec) = r.read_next().map_err(|e| e.to_string())? {
         if rec.kind != KIND_EVENT {
             continue;
         }
@@ -262,7 +261,7 @@ impl argus_engine::Source for LogSource<'_> {
             if self.max_events > 0 && self.read >= self.max_events {
                 return Ok(None);
             }
-            let Some(rec) = self.reader.next().map_err(|e| e.to_string())? else {
+            let Some(rec) = self.reader.read_next().map_err(|e| e.to_string())? else {
                 return Ok(None);
             };
             if rec.seq <= self.from {
