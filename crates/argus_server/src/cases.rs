@@ -1527,7 +1527,16 @@ pub async fn console_asset(Path(file): Path<String>) -> Response {
         ),
         _ => return (StatusCode::NOT_FOUND, "no such console file").into_response(),
     };
-    let mut r = (StatusCode::OK, body).into_response();
+    // For work on the console: `ARGUS_CONSOLE_DIR` serves the three files from disk, so an edit
+    // shows without rebuilding (the built-in copies otherwise).
+    let from_disk = std::env::var_os("ARGUS_CONSOLE_DIR").and_then(|d| {
+        let name = if file.is_empty() { "index.html" } else { file.as_str() };
+        std::fs::read_to_string(std::path::Path::new(&d).join(name)).ok()
+    });
+    let mut r = match from_disk {
+        Some(text) => (StatusCode::OK, text).into_response(),
+        None => (StatusCode::OK, body).into_response(),
+    };
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ty));
     h.insert(
