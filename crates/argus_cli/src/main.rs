@@ -44,6 +44,10 @@ enum Command {
     Rings(commands::rings::Args),
     /// Draft a configuration from a CSV file's columns, saying what was inferred and why.
     Init(commands::init::Args),
+    /// Backtest draft policies on a server's event log: the decision diff against the running ones.
+    Backtest(commands::backtest::Args),
+    /// Policy versions kept by `argus serve`: list them, or export one back to files.
+    Versions(commands::versions::Args),
 }
 
 fn main() {
@@ -59,6 +63,8 @@ fn main() {
         Command::Eval(a) => commands::train::eval(a),
         Command::Rings(a) => commands::rings::run(a),
         Command::Init(a) => commands::init::run(a),
+        Command::Backtest(a) => commands::backtest::run(a),
+        Command::Versions(a) => commands::versions::run(a),
     };
     if let Err(e) = result {
         // A closed pipe (`argus schema | head`) is the reader's choice, not an error.

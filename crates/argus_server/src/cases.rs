@@ -1530,7 +1530,11 @@ pub async fn console_asset(Path(file): Path<String>) -> Response {
     // For work on the console: `ARGUS_CONSOLE_DIR` serves the three files from disk, so an edit
     // shows without rebuilding (the built-in copies otherwise).
     let from_disk = std::env::var_os("ARGUS_CONSOLE_DIR").and_then(|d| {
-        let name = if file.is_empty() { "index.html" } else { file.as_str() };
+        let name = if file.is_empty() {
+            "index.html"
+        } else {
+            file.as_str()
+        };
         std::fs::read_to_string(std::path::Path::new(&d).join(name)).ok()
     });
     let mut r = match from_disk {

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod backtest;
 pub mod check;
 pub mod init;
 pub mod replay;
@@ -9,6 +10,7 @@ pub mod serve;
 pub mod simulate;
 pub mod test;
 pub mod train;
+pub mod versions;
 
 use anyhow::Context;
 use argus_engine::Config;

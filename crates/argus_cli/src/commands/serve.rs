@@ -30,6 +30,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("invalid server settings:\n  {}", e.join("\n  ")))?;
     settings.cases = argus_server::settings::cases(&initial.0.cases, |k| std::env::var(k).ok())
         .map_err(|e| anyhow::anyhow!("invalid [cases]:\n  {}", e.join("\n  ")))?;
+    settings.lifecycle =
+        argus_server::settings::lifecycle(&initial.0.lifecycle, |k| std::env::var(k).ok())
+            .map_err(|e| anyhow::anyhow!("invalid [lifecycle]:\n  {}", e.join("\n  ")))?;
     if let Some(l) = a.listen {
         settings.listen = l;
     }
