@@ -103,9 +103,10 @@ for name, summ, role, d, body, req in [
     o = op(f"{name}Case", summ, role, d, strict(body, req) if body is not None else None, [ID], ok={"$ref": "#/components/schemas/Case"})
     paths[f"/v1/cases/{{id}}/{name}"] = {"post": o}
 paths["/v1/cases/{id}/verdict"] = {"post": op("verdict", "Resolve the case with a verdict", "analyst",
-    "Resolves a case you hold with a disposition and its actions, stored with the verdict in one transaction and delivered by the outbox: labels (`fraud.confirmed` / `legit.confirmed`, through the same path as POST /v1/labels), list entries, a ring ban (every member labelled and put on the ban list, the ring's devices on the device list; a ban of more than one account needs `investigator`), and webhooks.",
+    "Resolves a case you hold with a disposition and its actions, stored with the verdict in one transaction and delivered by the outbox: labels (`fraud.confirmed` / `legit.confirmed`, through the same path as POST /v1/labels), list entries, a ring ban (every member labelled and put on the ban list, the ring's devices on the device list; a ban of more than one account needs `investigator`), webhooks, and snoozes (the named rules skipped for the case's accounts until `until` or for `ttl`).",
     strict({"disposition": {"enum": ["confirmed_fraud", "legitimate", "not_enough_evidence", "duplicate"]}, "reason": S, "label": {"type": "boolean"}, "ban": {"type": "boolean"}, "order_action": {"enum": ["release", "cancel"]},
-            "lists": {"type": "array", "items": strict({"list": S, "value": S, "ttl": S}, ["list", "value"])}, "webhooks": {"type": "array", "items": S}}, ["disposition"]), [ID])}
+            "lists": {"type": "array", "items": strict({"list": S, "value": S, "ttl": S}, ["list", "value"])}, "webhooks": {"type": "array", "items": S},
+            "snooze": strict({"rules": {"type": "array", "items": S}, "until": S, "ttl": S}, ["rules"])}, ["disposition"]), [ID])}
 paths["/v1/outbox"] = {"get": op("listOutbox", "The outbox", "analyst", "Actions of verdicts and bulk jobs, newest first: kind (label, list, webhook), status, attempts, last error, idempotency key.",
                                  params=[q("status", "pending, done, failed or any"), q("limit", "1–10000 (default 100)", {"type": "integer"})], tag="outbox")}
 paths["/v1/outbox/{id}/retry"] = {"post": op("retryAction", "Retry a failed action", "investigator", "Puts a failed action back in the queue, due now.", params=[path("id", "The action id")], tag="outbox")}

@@ -88,7 +88,7 @@
 
   // ---- API ---------------------------------------------------------------------------------
   class ApiError extends Error {
-    constructor(code, message, status) { super(message); this.code = code; this.status = status; }
+    constructor(code, message, status, details) { super(message); this.code = code; this.status = status; this.details = details; }
   }
   async function api(method, path, body) {
     const headers = { Accept: 'application/json' };
@@ -111,7 +111,7 @@
         showUser();
         if (!location.hash.startsWith('#/login')) { S.after = location.hash; location.hash = '#/login'; }
       }
-      throw new ApiError(err.code || `http_${res.status}`, err.message || `HTTP ${res.status}`, res.status);
+      throw new ApiError(err.code || `http_${res.status}`, err.message || `HTTP ${res.status}`, res.status, err.details);
     }
     return data;
   }
@@ -145,7 +145,9 @@
     [/^\/login$/, viewLogin], [/^\/queue$/, viewQueue], [/^\/case\/([^/]+)$/, viewCase],
     [/^\/entity\/([^/]+)\/([^/]+)$/, viewEntity], [/^\/graph\/([^/]+)\/([^/]+)$/, viewGraph],
     [/^\/rules$/, viewRules], [/^\/findings$/, viewFindings], [/^\/outbox$/, viewOutbox],
-    [/^\/bulk$/, viewBulk],
+    [/^\/bulk$/, viewBulk], [/^\/editor(?:\/([^/]+))?$/, viewEditor], [/^\/versions$/, viewVersions],
+    [/^\/version\/([^/]+)$/, viewVersion], [/^\/backtest\/([^/]+)$/, viewBacktest], [/^\/approvals$/, viewApprovals],
+    [/^\/rollout$/, viewRollout], [/^\/guard$/, viewGuard],
   ];
   async function route() {
     const path = location.hash.replace(/^#/, '') || '/queue';
@@ -154,7 +156,8 @@
     const alive = () => gen === S.gen;
     if (!S.user && path !== '/login') { S.after = `#${path}`; location.hash = '#/login'; return; }
     for (const a of document.querySelectorAll('nav a')) {
-      if (path.startsWith(a.getAttribute('href').slice(1))) a.setAttribute('aria-current', 'page');
+      const match = a.dataset.match ? new RegExp(a.dataset.match).test(path) : path.startsWith(a.getAttribute('href').slice(1));
+      if (match) a.setAttribute('aria-current', 'page');
       else a.removeAttribute('aria-current');
     }
     const found = routes.find(([re]) => re.test(path));
@@ -162,7 +165,7 @@
     main.replaceChildren(h('p', { class: 'loading' }, 'Loading…'));
     try {
       const node = found
-        ? await found[1](alive, ...path.match(found[0]).slice(1).map(decodeURIComponent))
+        ? await found[1](alive, ...path.match(found[0]).slice(1).map((x) => (x == null ? x : decodeURIComponent(x))))
         : h('h1', {}, 'Page not found');
       if (!alive()) return;
       main.replaceChildren(node);
@@ -638,11 +641,24 @@
       : `0,${ht - 2} ${w},${ht - 2 - (pts[0] || 0) / max * (ht - 4)}` }));
   }
   async function viewRules() {
-    const r = await get('/v1/rules/stats');
+    const [r, banner] = await Promise.all([get('/v1/rules/stats'), guardBanner()]);
     const rules = [...(r.rules || [])].sort((a, b) => b.hits - a.hits);
     const hours = rules.flatMap((x) => (x.hourly || []).map(([t]) => Math.floor(t / HOUR)));
     const to = hours.length ? Math.max(...hours) : 0, from = hours.length ? Math.max(Math.min(...hours), to - 167) : 0;
-    return h('div', {}, h('h1', {}, 'Rules'), table('rules-table',
+    const modeRule = select({ test: 'mode-rule' }, rules.map((x) => [x.rule, x.rule]), rules[0]?.rule);
+    const modeSel = select({ test: 'mode-mode' }, [['shadow', 'shadow (log only)'], ['enforce', 'enforce']], 'enforce');
+    const modeMsg = h('input', { test: 'mode-message', size: 40 });
+    const modeForm = h('form', { class: 'card', test: 'mode-form', onsubmit: act(async () => {
+      const body = { mode: modeSel.value };
+      if (modeMsg.value.trim()) body.message = modeMsg.value.trim();
+      const v = await post(`/v1/rules/${enc(modeRule.value)}/mode`, body);
+      say(`Draft ${v.label || `v${v.id}`} moves ${modeRule.value} to ${modeSel.value}.`);
+      location.hash = versionHref(v.id);
+    }) }, h('h2', {}, 'Shadow or enforce a rule'),
+    h('p', { class: 'hint' }, 'Makes a draft version from the running policies with the rule in the chosen mode; it goes through review like any other change.'),
+    h('div', { class: 'toolbar' }, field('Rule', modeRule), field('Mode', modeSel), field('Message (optional)', modeMsg),
+      h('button', { type: 'submit', test: 'mode-submit' }, 'Make draft')));
+    return h('div', {}, h('h1', {}, 'Rules'), rulesTabs('dashboard'), banner, table('rules-table',
       ['Rule', 'Checkpoint', 'Hits', 'Precision', 'Confirmed / legitimate', 'Hourly hits'],
       rules.map((x) => h('tr', { 'data-rule': x.rule }, td(h('code', {}, x.rule)), td(x.checkpoint), td(x.hits),
         td(pct(x.precision)), td(`${x.confirmed ?? 0} / ${x.legitimate ?? 0}`), td(sparkline(x.hourly, [from, to]))))),
@@ -650,7 +666,8 @@
       h('h2', {}, 'Policy changes'),
       (r.policy_changes || []).length
         ? h('ul', { 'data-test': 'policy-changes' }, [...r.policy_changes].reverse().map((c) => h('li', {}, h('code', {}, c.version), ` installed ${fmtTime(c.at)}`)))
-        : h('p', {}, 'No policy installed.'));
+        : h('p', {}, 'No policy installed.'),
+      rules.length ? modeForm : null);
   }
 
   // ---- #/findings --------------------------------------------------------------------------
@@ -738,6 +755,643 @@
           h('div', { class: 'field check' }, byFilter, h('label', { for: (byFilter.id = nextId('f')) }, 'Cases matching a filter')),
           field('Inbox', inbox), field('Status', status)),
         field('Action', action), previewBtn, out, field('Reason', reason), run, progress));
+  }
+
+  // ---- safe rule changes: shared pieces ---------------------------------------------------
+  const versionHref = (id) => `#/version/${enc(id)}`;
+  const backtestHref = (id) => `#/backtest/${enc(id)}`;
+  const vlabel = (v) => v.label || `v${v.id}`;
+  const RULE_TABS = [['dashboard', '#/rules', 'Dashboard'], ['editor', '#/editor', 'Editor'], ['versions', '#/versions', 'Versions'],
+    ['approvals', '#/approvals', 'Approvals'], ['rollout', '#/rollout', 'Rollout'], ['guard', '#/guard', 'Guard & snoozes']];
+  function rulesTabs(current) {
+    return h('nav', { class: 'subtabs', 'aria-label': 'Rules' }, h('ul', {}, RULE_TABS.map(([k, href, text]) =>
+      h('li', {}, h('a', { href, test: `tab-${k}`, 'aria-current': k === current ? 'page' : null }, text)))));
+  }
+  // A notice when the blast-radius guard paused a rule and nobody resumed it (nothing when the
+  // guard cannot be read, e.g. without the lifecycle).
+  async function guardBanner() {
+    let g;
+    try { g = await get('/v1/guard'); } catch { return null; }
+    const open = (g.pauses || []).filter((p) => !p.resumed_at);
+    if (!open.length) return null;
+    return h('div', { class: 'banner warn', role: 'note', test: 'guard-banner' },
+      h('strong', {}, `The guard paused ${open.length} rule${open.length === 1 ? '' : 's'}: `),
+      open.map((p, i) => [i ? ', ' : '', h('code', {}, p.rule), ` (${p.checkpoint ?? '?'}, since ${fmtTime(p.paused_at)})`]),
+      '. ', h('a', { href: '#/guard', test: 'guard-banner-link' }, 'Review the pauses'));
+  }
+  const statusTag = (st, test) => h('span', { class: `st st-${st}`, test, 'data-status': st }, st);
+  // Text "a → b" of the change's fields.
+  const changeText = (c) => `${c.change}${(c.fields || []).length ? ` (${c.fields.join(', ')})` : ''}`;
+  function approvalList(reasons, test) {
+    return (reasons || []).length
+      ? h('ul', { class: 'reasons', test }, reasons.map((r) => h('li', {}, r)))
+      : h('p', { test }, 'No change that needs another person\u2019s approval.');
+  }
+  function ruleChangesTable(test, changes) {
+    return table(test, ['Rule', 'Checkpoint', 'Change', 'Before', 'After'], (changes || []).map((c) => h('tr', { 'data-rule': c.rule, 'data-change': c.change },
+      td(h('code', {}, c.rule)), td(c.checkpoint ?? '—'), td(h('span', { class: `chg chg-${c.change}` }, changeText(c))),
+      td(ruleBrief(c.before, c.fields)), td(ruleBrief(c.after, c.fields)))));
+  }
+  function ruleBrief(r, fields) {
+    if (!r) return '—';
+    const keys = (fields || []).length ? fields.filter((f) => f in r) : ['when', 'action', 'score', 'mode'];
+    return kv(keys.filter((k) => r[k] != null).map((k) => [k, h('code', {}, json(r[k]))]));
+  }
+  // A unified diff, one text line per span, colored by its first character.
+  function unifiedDiff(text, test) {
+    const lines = String(text || '').replace(/\n$/, '').split('\n');
+    return h('pre', { class: 'diff', test }, lines.map((l) => {
+      const cls = l.startsWith('+++') || l.startsWith('---') ? 'diff-meta' : l.startsWith('@@') ? 'diff-hunk'
+        : l.startsWith('+') ? 'diff-add' : l.startsWith('-') ? 'diff-del' : 'diff-ctx';
+      return h('span', { class: cls }, `${l}\n`);
+    }));
+  }
+  function download(name, data) {
+    const url = URL.createObjectURL(new Blob([JSON.stringify(data, null, 2)], { type: 'application/json' }));
+    const a = h('a', { href: url, download: name, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  }
+
+  // ---- #/editor[/<version>] ----------------------------------------------------------------
+  // Where a problem is: its line and column, or the "at line N, column M" of a TOML parse error.
+  function problemPos(p) {
+    if (p.line != null) return { line: p.line, column: p.column ?? 1 };
+    const m = /line (\d+), column (\d+)/.exec(p.message || '');
+    return m ? { line: Number(m[1]), column: Number(m[2]) } : null;
+  }
+  // The problem's line of the file with a caret under its span, as a compiler prints it.
+  function problemExcerpt(text, p, pos) {
+    if (!pos || text == null) return null;
+    const lines = text.split('\n');
+    const src = lines[pos.line - 1];
+    if (src == null) return null;
+    const start = Math.max(1, pos.column);
+    let len = p.start != null && p.end != null ? p.end - p.start : 1;
+    len = Math.max(1, Math.min(len, src.length - start + 1));
+    const gutter = String(pos.line);
+    return h('pre', { class: 'excerpt', test: 'problem-excerpt', 'aria-label': `line ${pos.line} of ${p.file}` },
+      h('span', { class: 'gutter' }, `${gutter} | `), src.slice(0, start - 1), h('mark', {}, src.slice(start - 1, start - 1 + len) || ' '),
+      src.slice(start - 1 + len), '\n',
+      h('span', { class: 'gutter' }, `${' '.repeat(gutter.length)} | `), ' '.repeat(start - 1), h('span', { class: 'caret' }, '^'.repeat(len)));
+  }
+  function offsetOf(text, line, column) {
+    const lines = text.split('\n');
+    let off = 0;
+    for (let i = 0; i < Math.min(line - 1, lines.length); i++) off += lines[i].length + 1;
+    return off + Math.max(0, column - 1);
+  }
+
+  async function viewEditor(alive, fromId) {
+    const [base, list] = await Promise.all([
+      fromId ? get(`/v1/versions/${enc(fromId)}`).then((d) => d.version) : get('/v1/policies/running'),
+      get('/v1/versions?limit=1').catch(() => ({})),
+    ]);
+    const orig = { ...(base.files || {}) };
+    const files = { ...orig };
+    const source = base.source || list.source;
+    const parent = fromId ? Number(fromId) : list.active ?? null;
+    const names = () => Object.keys(files).sort((a, b) => (a.startsWith('lists/') - b.startsWith('lists/')) || a.localeCompare(b));
+    let current = names().find((n) => !n.startsWith('lists/')) || names()[0] || '';
+
+    const picker = h('select', { test: 'editor-file' });
+    const text = h('textarea', { test: 'editor-text', class: 'code', rows: 24, spellcheck: 'false', autocomplete: 'off',
+      autocapitalize: 'off', wrap: 'off' });
+    const where = h('p', { class: 'hint', test: 'editor-cursor', 'aria-live': 'off' });
+    const problemsBox = h('div', { test: 'editor-problems', 'data-state': 'checking' });
+    const summary = h('p', { role: 'status', 'aria-live': 'polite', test: 'editor-summary' });
+    const changesBox = h('div', { test: 'editor-changes' });
+    const approvalBox = h('div');
+    const message = h('input', { test: 'editor-message', size: 60, required: true });
+    const saveBtn = h('button', { type: 'submit', class: 'primary', test: 'editor-save' }, 'Save draft');
+    let seq = 0, timer = null, last = null;
+
+    function fillPicker() {
+      picker.replaceChildren(...names().map((n) => h('option', { value: n, selected: n === current },
+        files[n] !== orig[n] ? `${n} (edited)` : n)));
+    }
+    function showFile(name) {
+      current = name;
+      text.value = files[name] ?? '';
+      text.setAttribute('data-file', name);
+      fillPicker();
+    }
+    function cursor() {
+      const before = text.value.slice(0, text.selectionStart).split('\n');
+      where.textContent = `${current}: line ${before.length}, column ${before[before.length - 1].length + 1}`;
+    }
+    function jump(p, pos) {
+      if (p.file && p.file !== current && p.file in files) showFile(p.file);
+      const at = offsetOf(text.value, pos.line, pos.column);
+      const len = p.start != null && p.end != null ? p.end - p.start : 0;
+      text.focus();
+      text.setSelectionRange(at, at + len);
+      // Scroll the line into view: rows are of equal height.
+      const lh = parseFloat(getComputedStyle(text).lineHeight) || 18;
+      text.scrollTop = Math.max(0, (pos.line - 5) * lh);
+      cursor();
+    }
+    function showProblems(problems, ok) {
+      problemsBox.setAttribute('data-state', ok && !problems.length ? 'ok' : 'problems');
+      if (!problems.length) {
+        problemsBox.replaceChildren(h('p', { class: 'ok', test: 'editor-ok' }, ok ? 'No problems: the files compile.' : 'Not checked yet.'));
+        return;
+      }
+      problemsBox.replaceChildren(h('ul', { class: 'problems' }, problems.map((p) => {
+        const pos = problemPos(p);
+        const loc = `${p.file ?? '?'}${pos ? `:${pos.line}:${pos.column}` : ''}`;
+        const [first, ...rest] = String(p.message || '').split('\n');
+        return h('li', { test: 'problem', 'data-code': p.code, 'data-file': p.file, 'data-line': pos?.line },
+          h('strong', { class: 'code-tag', test: 'problem-code' }, p.code), ' ',
+          pos ? h('button', { type: 'button', class: 'link', test: 'problem-location', 'aria-label': `Go to ${loc}`,
+            onclick: () => jump(p, pos) }, loc) : h('span', {}, loc),
+          p.rule ? [' in rule ', h('code', {}, p.rule)] : null, ': ',
+          h('span', { test: 'problem-message' }, first),
+          p.hint ? h('div', { class: 'hint-line', test: 'problem-hint' }, `hint: ${p.hint}`) : null,
+          p.line != null ? problemExcerpt(files[p.file], p, pos) : (rest.length ? h('pre', { class: 'excerpt' }, rest.join('\n')) : null));
+      })));
+    }
+    function showCheck(r) {
+      const problems = r.problems || [];
+      showProblems(problems, r.ok);
+      summary.textContent = problems.length ? `${problems.length} problem${problems.length === 1 ? '' : 's'}.`
+        : r.ok ? 'No problems.' : '';
+      changesBox.replaceChildren((r.changes || []).length ? ruleChangesTable('editor-changes-table', r.changes)
+        : h('p', {}, 'No rule differs from what runs now.'));
+      approvalBox.replaceChildren(h('h3', {}, 'Needs approval by another person because'), approvalList(r.needs_approval, 'editor-approval'));
+    }
+    async function check() {
+      const my = ++seq;
+      problemsBox.setAttribute('data-state', 'checking');
+      try {
+        const r = await post('/v1/policies/check', { files });
+        if (my !== seq || !alive()) return;
+        last = r;
+        showCheck(r);
+      } catch (e) {
+        if (my === seq && alive()) { problemsBox.setAttribute('data-state', 'error'); fail(e); }
+      }
+    }
+    text.addEventListener('input', () => {
+      files[current] = text.value;
+      if ((files[current] !== orig[current]) !== /\(edited\)$/.test(picker.selectedOptions[0]?.textContent || '')) fillPicker();
+      problemsBox.setAttribute('data-state', 'checking');
+      clearTimeout(timer);
+      timer = setTimeout(() => { if (alive()) check(); }, 300);
+      cursor();
+    });
+    for (const ev of ['keyup', 'click', 'focus']) text.addEventListener(ev, cursor);
+    picker.addEventListener('change', () => { files[current] = text.value; showFile(picker.value); });
+
+    const revert = h('button', { type: 'button', test: 'editor-revert', onclick: () => {
+      files[current] = orig[current] ?? '';
+      showFile(current);
+      check();
+      say(`${current}: edits undone.`);
+    } }, 'Undo edits to this file');
+    const newName = h('input', { test: 'editor-new-name', placeholder: 'name.toml or lists/name.toml', size: 28 });
+    const addFile = h('button', { type: 'button', test: 'editor-new', onclick: () => {
+      const n = newName.value.trim();
+      if (!/^(lists\/)?[A-Za-z0-9_.-]+\.toml$/.test(n)) { say('A file name ends in .toml (lists/ for value lists).', 'error'); return; }
+      if (!(n in files)) files[n] = '';
+      newName.value = '';
+      showFile(n);
+      text.focus();
+    } }, 'Add file');
+    const form = h('form', { class: 'card', test: 'editor-save-form', onsubmit: act(async () => {
+      clearTimeout(timer);
+      files[current] = text.value;
+      if (!message.value.trim()) { message.focus(); throw new Error('describe the change in the message'); }
+      const body = { message: message.value.trim(), files };
+      if (parent != null) body.parent = parent;
+      try {
+        const v = await post('/v1/versions', body);
+        say(`Draft ${vlabel(v)} saved.`);
+        location.hash = versionHref(v.id);
+      } catch (e) {
+        if (e.code === 'invalid_policies' && Array.isArray(e.details)) showProblems(e.details, false);
+        throw e;
+      }
+    }) }, field('Message (what changes and why)', message), saveBtn);
+
+    showFile(current);
+    const banner = await guardBanner();
+    check();
+    return h('div', { class: 'editor' }, h('h1', {}, fromId ? `Edit policies from v${fromId}` : 'Edit policies'), rulesTabs('editor'), banner,
+      h('p', { class: 'hint' }, fromId ? `Starting from version ${fromId}. ` : `Starting from the running policies (${base.policy_version ?? '?'}). `,
+        'Problems are checked as you type. Saving makes a draft version; nothing runs until it is activated.',
+        source === 'files' ? ' This server\u2019s policies come from files: a draft can be reviewed and exported, not activated here.' : ''),
+      h('div', { class: 'toolbar' }, field('File', picker), revert, field('New file', newName), addFile),
+      h('div', { class: 'editor-layout' },
+        h('div', { class: 'editor-main' }, field(`Contents of the file`, text), where),
+        h('div', { class: 'editor-side' },
+          section('Problems', 'editor-problems-section', summary, problemsBox),
+          section('Changes against what runs now', 'editor-changes-section', changesBox, approvalBox))),
+      form);
+  }
+
+  // ---- #/versions --------------------------------------------------------------------------
+  function versionRow(v) {
+    return h('tr', { 'data-id': v.id, 'data-status': v.status },
+      td(h('a', { href: versionHref(v.id), test: 'version-link' }, vlabel(v))), td(statusTag(v.status, 'version-status')),
+      td(v.author ?? '—'), td(v.message ?? ''), td(fmtTime(v.created_at)), td(v.origin ?? '—'),
+      td((v.needs_approval || []).length ? h('span', { class: 'tag warn', title: v.needs_approval.join('; ') }, `yes (${v.needs_approval.length})`) : 'no'),
+      td(v.emergency ? h('span', { class: 'tag bad', title: v.emergency }, 'emergency') : '—'));
+  }
+  async function viewVersions(alive) {
+    const [r, hist, banner] = await Promise.all([get('/v1/versions?limit=50'), get('/v1/lifecycle/history?limit=30').catch(() => ({ events: [] })), guardBanner()]);
+    const rows = [...(r.versions || [])];
+    const wrap = h('div', { class: 'table-wrap' });
+    const more = h('button', { type: 'button', test: 'versions-more' }, 'Older versions');
+    const draw = () => wrap.replaceChildren(table('versions-table',
+      ['Version', 'Status', 'Author', 'Message', 'Created', 'Origin', 'Needs approval', 'Emergency'], rows.map(versionRow)));
+    more.hidden = rows.length < 50;
+    more.addEventListener('click', act(async () => {
+      const older = await get(`/v1/versions?limit=50&before=${rows[rows.length - 1].id}`);
+      if (!alive()) return;
+      rows.push(...(older.versions || []));
+      more.hidden = (older.versions || []).length < 50;
+      draw();
+    }));
+    draw();
+    return h('div', {}, h('h1', {}, 'Policy versions'), rulesTabs('versions'), banner,
+      kv([['Running', h('code', {}, r.running ?? '—'), 'running-version'], ['Active version', r.active != null ? h('a', { href: versionHref(r.active) }, `v${r.active}`) : '—'],
+        ['Policies come from', r.source === 'files' ? 'files (activate by committing the exported files)' : 'the console', 'policy-source']]),
+      h('p', {}, h('a', { href: '#/editor', class: 'button primary', test: 'new-draft' }, 'New draft')),
+      wrap, more,
+      section('Recent activity', 'lifecycle-history', historyList(hist.events || [], true)));
+  }
+  function historyList(events, withVersion) {
+    if (!events.length) return h('p', {}, 'Nothing yet.');
+    return h('ol', { class: 'timeline' }, events.map((e) => h('li', { 'data-kind': e.what },
+      h('time', {}, fmtTime(e.at)), ' ', h('strong', {}, String(e.what).replace(/_/g, ' ')), ` by ${e.who ?? '?'}`,
+      withVersion && e.version != null ? [' on ', h('a', { href: versionHref(e.version) }, `v${e.version}`)] : null,
+      e.details && Object.keys(e.details).length ? h('details', {}, h('summary', {}, 'Details'), pre(e.details)) : null)));
+  }
+
+  // ---- #/version/<id> ----------------------------------------------------------------------
+  async function viewVersion(alive, id) {
+    const [d, list, banner] = await Promise.all([get(`/v1/versions/${enc(id)}`), get('/v1/versions?limit=1').catch(() => ({})), guardBanner()]);
+    const v = d.version;
+    const mine = S.user && v.author === S.user;
+    const canReview = ['draft', 'approved'].includes(v.status);
+    const head = kv([
+      ['Status', statusTag(v.status, 'version-status')], ['Author', v.author ?? '—', 'version-author'], ['Message', v.message ?? '', 'version-message'],
+      ['Created', fmtTime(v.created_at)], ['Origin', v.origin ?? '—'],
+      ['Parent', v.parent != null ? h('a', { href: versionHref(v.parent) }, `v${v.parent}`) : '—'], ['Digest', h('code', {}, v.digest ?? '—')],
+      ['Activate at', v.activate_at ? fmtTime(v.activate_at) : '—', 'version-activate-at'],
+      ['Activated', v.activated_at ? `${fmtTime(v.activated_at)} by ${v.activated_by ?? '?'}` : '—'],
+      ['Emergency', v.emergency ? h('span', { class: 'tag bad' }, v.emergency) : '—'],
+      ['Needs approval because', approvalList(v.needs_approval, 'version-needs-approval')],
+    ], 'version-header');
+
+    // Review: approve or reject with a comment; the server's refusal is shown here too.
+    const comment = h('textarea', { rows: 2, test: 'review-comment' });
+    const result = h('div', { test: 'review-result', role: 'alert' });
+    const refuse = (e) => {
+      result.setAttribute('data-code', e.code || '');
+      result.replaceChildren(h('p', { class: 'refusal' }, `Refused (${e.code}): ${e.message}`));
+    };
+    const review = (verb) => act(async () => {
+      result.replaceChildren();
+      try {
+        await post(`/v1/versions/${enc(id)}/${verb}`, { comment: comment.value });
+      } catch (e) { refuse(e); throw e; }
+      say(`Version ${vlabel(v)} ${verb === 'approve' ? 'approved' : 'rejected'}.`);
+      route();
+    });
+    const reviewCard = h('form', { class: 'card', test: 'review-form', onsubmit: (ev) => ev.preventDefault() }, h('h3', {}, 'Review'),
+      mine ? h('p', { class: 'hint', test: 'self-approval-note' }, 'You wrote this version: another person must approve it.') : null,
+      field('Comment', comment),
+      h('div', { class: 'toolbar' },
+        h('button', { type: 'button', class: 'primary', test: 'approve', disabled: !canReview, onclick: review('approve') }, 'Approve'),
+        h('button', { type: 'button', test: 'reject', disabled: !canReview, onclick: review('reject') }, mine ? 'Withdraw (reject)' : 'Reject')),
+      result);
+
+    // Activation: now, or at a time; an emergency reason (admins) skips the approval.
+    const now = h('input', { type: 'radio', name: 'when', value: 'now', checked: true, test: 'activate-now' });
+    const later = h('input', { type: 'radio', name: 'when', value: 'at', test: 'activate-later' });
+    const at = h('input', { type: 'datetime-local', test: 'activate-at' });
+    const emergency = h('input', { test: 'activate-emergency', size: 40 });
+    const actResult = h('div', { test: 'activate-result', role: 'alert' });
+    const activateCard = h('form', { class: 'card', test: 'activate-form', onsubmit: act(async () => {
+      const body = {};
+      if (later.checked) {
+        if (!at.value) { at.focus(); throw new Error('choose when to activate'); }
+        body.at = new Date(at.value).toISOString();
+      }
+      if (emergency.value.trim()) body.emergency = emergency.value.trim();
+      actResult.replaceChildren();
+      let r;
+      try { r = await post(`/v1/versions/${enc(id)}/activate`, body); } catch (e) {
+        actResult.setAttribute('data-code', e.code || '');
+        actResult.replaceChildren(h('p', { class: 'refusal' }, `Refused (${e.code}): ${e.message}`));
+        throw e;
+      }
+      say(body.at ? `Version ${vlabel(v)} scheduled for ${fmtTime(body.at)}.`
+        : `Version ${vlabel(v)} activated${r.installed?.policy_version ? `: ${r.installed.policy_version} runs now` : ''}.`);
+      route();
+    }) }, h('h3', {}, 'Activate'),
+    list.source === 'files' ? h('p', { class: 'hint' }, 'This server\u2019s policies come from files: export this version and commit its files instead.') : null,
+    h('div', { class: 'field check' }, now, h('label', { for: (now.id = nextId('f')) }, 'Now')),
+    h('div', { class: 'field check' }, later, h('label', { for: (later.id = nextId('f')) }, 'At a time (your local time)')),
+    field('Time', at),
+    S.role === 'admin' ? field('Emergency reason (skips approval; admins only)', emergency) : null,
+    h('button', { type: 'submit', class: 'primary', test: 'activate', disabled: ['active', 'rejected'].includes(v.status) }, 'Activate'), actResult);
+
+    const rbReason = h('input', { test: 'rollback-reason', size: 40, required: true });
+    const rollbackCard = v.activated_at && v.status !== 'active' ? h('form', { class: 'card', test: 'rollback-form', onsubmit: act(async () => {
+      const r = await post(`/v1/versions/${enc(id)}/rollback`, { reason: rbReason.value });
+      say(`Rolled back to ${vlabel(v)}: ${vlabel(r.version)} runs now.`);
+      location.hash = versionHref(r.version.id);
+    }) }, h('h3', {}, 'Roll back to this version'), field('Reason', rbReason),
+    h('button', { type: 'submit', test: 'rollback' }, `Roll back to ${vlabel(v)}`)) : null;
+
+    const maxEvents = h('input', { type: 'number', min: 1, test: 'backtest-max', placeholder: 'all' });
+    const backtestCard = h('form', { class: 'card', test: 'backtest-form', onsubmit: act(async () => {
+      const body = { version: v.id };
+      if (maxEvents.value) body.max_events = Number(maxEvents.value);
+      const b = await post('/v1/backtests', body);
+      say(`Backtest ${b.id} started.`);
+      location.hash = backtestHref(b.id);
+    }) }, h('h3', {}, 'Backtest'), h('p', { class: 'hint' }, 'Replays this server\u2019s history with this version beside what runs now.'),
+    field('Events at most (optional)', maxEvents), h('button', { type: 'submit', test: 'backtest-start' }, 'Start backtest'));
+
+    const exportBox = h('div', { test: 'export-files' });
+    const exportCard = h('div', { class: 'card', test: 'export' }, h('h3', {}, 'Export'),
+      h('div', { class: 'toolbar' },
+        h('button', { type: 'button', test: 'export-show', onclick: act(async () => {
+          const x = await get(`/v1/versions/${enc(id)}/export`);
+          exportBox.replaceChildren(h('p', {}, `Digest ${x.digest}`), Object.entries(x.files || {}).map(([n, t]) =>
+            h('details', {}, h('summary', {}, n), h('pre', { class: 'payload' }, t))));
+        }) }, 'Show files'),
+        h('button', { type: 'button', test: 'export-download', onclick: act(async () => {
+          download(`argus-${vlabel(v)}.json`, await get(`/v1/versions/${enc(id)}/export`));
+          say(`Downloaded ${vlabel(v)} as JSON.`);
+        }) }, 'Download as JSON'),
+        h('a', { href: `#/editor/${enc(id)}`, class: 'button', test: 'edit-from' }, 'New draft from this version')),
+      exportBox);
+
+    // The diff, against what runs now or another version.
+    const against = h('input', { type: 'number', min: 1, test: 'diff-against', placeholder: 'running' });
+    const diffBox = h('div', { test: 'version-diff' });
+    async function loadDiff() {
+      const q = against.value ? `?against=${enc(against.value)}` : '';
+      const r = await get(`/v1/versions/${enc(id)}/diff${q}`);
+      if (!alive()) return;
+      const df = r.diff || {};
+      diffBox.replaceChildren(h('p', {}, `Against ${typeof r.against === 'number' ? `v${r.against}` : r.against ?? 'running'}.`),
+        h('h3', {}, 'Rules'), ruleChangesTable('diff-rules', df.rules),
+        (df.thresholds || []).length ? [h('h3', {}, 'Thresholds'), h('ul', { test: 'diff-thresholds' }, df.thresholds.map((t) => h('li', {}, json(t))))] : null,
+        h('h3', {}, 'Files'), (df.files || []).length ? (df.files || []).map((f) => h('details', { open: true, class: 'file-diff' },
+          h('summary', {}, `${f.file} (${f.change})`), unifiedDiff(f.diff, 'diff-file'))) : h('p', {}, 'No file differs.'));
+    }
+    const diffSection = section('What it changes', 'version-diff-section',
+      h('form', { class: 'toolbar', onsubmit: act(loadDiff) }, field('Against version (empty: what runs now)', against),
+        h('button', { type: 'submit', test: 'diff-load' }, 'Compare')), diffBox);
+    await loadDiff().catch((e) => diffBox.replaceChildren(h('p', { class: 'refusal' }, `No diff: ${e.message}`)));
+
+    return h('div', { class: 'version' }, h('h1', {}, 'Version ', h('span', { test: 'version-id', 'data-id': v.id }, vlabel(v))),
+      rulesTabs('versions'), banner, head,
+      h('div', { class: 'forms' }, reviewCard, activateCard, backtestCard, rollbackCard, exportCard),
+      diffSection,
+      section('Reviews', 'version-reviews', (d.reviews || []).length ? h('ul', {}, d.reviews.map((r) => h('li', { 'data-verdict': r.verdict },
+        h('strong', {}, r.verdict), ` by ${r.reviewer} at ${fmtTime(r.at)}`, r.comment ? ` — ${r.comment}` : ''))) : h('p', {}, 'No review yet.')),
+      section('Backtests', 'version-backtests', table('version-backtests-table', ['Backtest', 'Status', 'Started', 'Events', 'Changed'],
+        (d.backtests || []).map((b) => h('tr', {}, td(h('a', { href: backtestHref(b.id) }, `#${b.id}`)), td(statusTag(b.status)),
+          td(fmtTime(b.created_at)), td(b.summary?.events ?? '—'), td(b.summary?.changed ?? '—'))))),
+      section('History', 'version-history', historyList(d.history || [], false)));
+  }
+
+  // ---- #/backtest/<id> ---------------------------------------------------------------------
+  const num = (x, digits = 2) => (x == null ? '—' : typeof x === 'number' && !Number.isInteger(x) ? x.toFixed(digits) : String(x));
+  function backtestSummary(s) {
+    const c = s.control || {}, k = s.candidate || {};
+    const actions = [...new Set([...Object.keys(c.actions || {}), ...Object.keys(k.actions || {})])];
+    const rules = [...new Set([...Object.keys(c.rules || {}), ...Object.keys(k.rules || {})])].sort();
+    const fr = s.friction || {};
+    const cl = c.labelled || {}, kl = k.labelled || {};
+    return h('div', { test: 'backtest-summary' },
+      kv([['Events', s.events, 'bt-events'], ['Decided', s.decided], ['Changed decisions', s.changed, 'bt-changed'],
+        ['Changes kept', s.changes_kept], ['Control', h('code', {}, s.control_version ?? '—')], ['Candidate', h('code', {}, s.candidate_version ?? '—')],
+        ['Speed', s.events_per_second != null ? `${Math.round(s.events_per_second)} events/s` : '—'],
+        ['Labels', s.labels ? `${s.labels.events ?? 0} labelled event(s), ${s.labels.actors_fraud ?? 0} fraud / ${s.labels.actors_legit ?? 0} legitimate actor(s)` : '—']]),
+      h('div', { class: 'forms' },
+        section('Transitions', 'bt-transitions-section', table('backtest-transitions', ['From → to', 'Events'],
+          Object.entries(s.transitions || {}).sort((a, b) => b[1] - a[1]).map(([t, n]) => h('tr', { 'data-transition': t }, td(t), td(n))))),
+        section('Actions', 'bt-actions-section', table('backtest-actions', ['Action', 'Control', 'Candidate', 'Difference'],
+          actions.map((a) => { const x = c.actions?.[a] ?? 0, y = k.actions?.[a] ?? 0; return h('tr', { 'data-action': a }, td(a), td(x), td(y), td(`${y - x >= 0 ? '+' : ''}${y - x}`)); })))),
+      section('Against labels', 'bt-labelled-section', table('backtest-labelled', ['', 'Control', 'Candidate'], [
+        ['Precision', pct(cl.precision), pct(kl.precision)], ['Recall', pct(cl.recall), pct(kl.recall)],
+        ['Money caught', num(cl.money_caught), num(kl.money_caught)], ['Money lost', num(cl.money_lost), num(kl.money_lost)],
+        ['False positives', num(cl.false_positives), num(kl.false_positives)]].map(([n, x, y]) => h('tr', {}, td(n), td(x), td(y))))),
+      section('Rules', 'bt-rules-section', table('backtest-rules', ['Rule', 'Hits (control)', 'Hits (candidate)', 'Precision', 'Recall', 'Money caught', 'Shadow'],
+        rules.map((r) => { const x = c.rules?.[r] || {}, y = k.rules?.[r] || {}; return h('tr', { 'data-rule': r }, td(h('code', {}, r)), td(x.hits ?? 0), td(y.hits ?? 0),
+          td(pct(y.precision ?? x.precision)), td(pct(y.recall ?? x.recall)), td(num(y.money_caught ?? x.money_caught)), td((y.shadow ?? x.shadow) ? 'yes' : 'no')); }))),
+      section('Friction for honest users', 'backtest-friction', kv([
+        ['Honest users with added friction', fr.honest_users_added ?? 0, 'bt-honest-added'],
+        ['Confirmed legitimate users with added friction', fr.confirmed_legit_users_added ?? 0],
+        ['Users relieved', fr.users_relieved ?? 0],
+        ['Examples', (fr.examples || []).length ? h('span', {}, fr.examples.map((u, i) => [i ? ', ' : '', h('a', { href: entityHref('user', u) }, u)])) : '—']])));
+  }
+  function firedList(list) {
+    if (!(list || []).length) return '—';
+    return h('ul', { class: 'fired' }, list.map((f) => h('li', { 'data-rule': f.rule }, h('code', {}, f.rule), ` ${f.action ?? ''}`,
+      f.score != null ? ` (${f.score})` : '',
+      readsOf(f.reads).length ? h('span', { class: 'reads' }, ' read ', readsOf(f.reads).map(([k, v], i) => [i ? ', ' : '', h('code', {}, k), ` = ${json(v)}`])) : null)));
+  }
+  function changeRow(c) {
+    return h('tr', { test: 'change-row', 'data-event': c.event_id, 'data-from': c.from, 'data-to': c.to },
+      td(c.event_id), td(fmtTime(c.time)), td(c.actor != null ? h('a', { href: entityHref('user', c.actor) }, json(c.actor)) : '—'), td(c.checkpoint),
+      td(h('span', { class: `act act-${c.from}` }, c.from), ' → ', h('span', { class: `act act-${c.to}` }, c.to),
+        h('div', { class: 'hint' }, `score ${c.score_from ?? '—'} → ${c.score_to ?? '—'}`)),
+      td(firedList(c.added)), td(firedList(c.removed)),
+      td(c.label ? h('span', { class: `tag ${c.label === 'fraud' ? 'bad' : 'good'}` }, c.label) : '—'),
+      td((c.errors || []).length ? h('details', {}, h('summary', {}, `${c.errors.length}`), h('ul', {}, c.errors.map((e) => h('li', {}, `${e.rule}: ${e.error}`)))) : '0'));
+  }
+  async function viewBacktest(alive, id) {
+    let b = await get(`/v1/backtests/${enc(id)}`);
+    const status = h('p', { test: 'backtest-status', role: 'status', 'aria-live': 'polite' });
+    const body = h('div');
+    const changesWrap = h('div', { class: 'table-wrap' });
+    const more = h('button', { type: 'button', test: 'changes-more', hidden: true }, 'More changes');
+    const rows = [];
+    let next = null;
+    async function loadChanges() {
+      const p = new URLSearchParams({ limit: '100' });
+      if (next != null) p.set('from', next);
+      const r = await get(`/v1/backtests/${enc(id)}/changes?${p}`);
+      if (!alive()) return;
+      rows.push(...(r.changes || []).map(changeRow));
+      next = r.next ?? null;
+      more.hidden = next == null || !(r.changes || []).length;
+      changesWrap.replaceChildren(table('backtest-changes', ['Event', 'Time', 'Actor', 'Checkpoint', 'Decision', 'Rules added', 'Rules removed', 'Label', 'Errors'], rows,
+        `Decisions that change (${rows.length} shown of ${b.summary?.changed ?? '?'})`));
+    }
+    more.addEventListener('click', act(loadChanges));
+    async function show() {
+      status.setAttribute('data-status', b.status);
+      status.textContent = b.status === 'running' ? `Backtest ${b.id} of v${b.version} is running…`
+        : b.status === 'done' ? `Backtest ${b.id} of v${b.version} is done (${fmtTime(b.finished_at)}).` : `Backtest ${b.id} failed: ${b.error || 'no reason given'}`;
+      if (b.status === 'done' && b.summary) {
+        body.replaceChildren(backtestSummary(b.summary), section('Decision diff', 'backtest-changes-section', changesWrap, more));
+        await loadChanges();
+      }
+    }
+    await show();
+    (async () => {
+      while (b.status === 'running' && alive()) {
+        await new Promise((r) => setTimeout(r, 700));
+        if (!alive()) return;
+        b = await get(`/v1/backtests/${enc(id)}`);
+        if (b.status !== 'running' && alive()) { await show(); say(status.textContent); }
+      }
+    })().catch(fail);
+    return h('div', {}, h('h1', {}, `Backtest ${id}`), rulesTabs('versions'),
+      h('p', {}, h('a', { href: versionHref(b.version), test: 'backtest-version' }, `Version v${b.version}`), b.author ? ` — started by ${b.author} at ${fmtTime(b.created_at)}` : ''),
+      status, body);
+  }
+
+  // ---- #/approvals -------------------------------------------------------------------------
+  async function viewApprovals(alive) {
+    const wrap = h('div', { class: 'table-wrap' });
+    async function load() {
+      const r = await get('/v1/versions?limit=200');
+      if (!alive()) return;
+      const waiting = (r.versions || []).filter((v) => v.status === 'draft' && (v.needs_approval || []).length);
+      wrap.replaceChildren(table('approvals-table', ['Version', 'Author', 'Message', 'Created', 'Why it needs approval', 'Review'],
+        waiting.map((v) => {
+          const comment = h('input', { test: `comment-${v.id}`, size: 24 });
+          const mine = S.user && v.author === S.user;
+          const decide = (verb) => act(async () => {
+            await post(`/v1/versions/${enc(v.id)}/${verb}`, { comment: comment.value });
+            say(`Version ${vlabel(v)} ${verb === 'approve' ? 'approved' : 'rejected'}.`);
+            await load();
+          });
+          return h('tr', { 'data-id': v.id }, td(h('a', { href: versionHref(v.id), test: 'version-link' }, vlabel(v))), td(v.author),
+            td(v.message), td(fmtTime(v.created_at)), td(approvalList(v.needs_approval)),
+            td(field(`Comment on ${vlabel(v)}`, comment), mine ? h('p', { class: 'hint' }, 'Yours: another person must approve it.') : null,
+              h('div', { class: 'toolbar' },
+                h('button', { type: 'button', class: 'primary small', test: `approve-${v.id}`, 'aria-label': `Approve ${vlabel(v)}`, onclick: decide('approve') }, 'Approve'),
+                h('button', { type: 'button', class: 'small', test: `reject-${v.id}`, 'aria-label': `Reject ${vlabel(v)}`, onclick: decide('reject') }, 'Reject'))));
+        }), 'Drafts waiting for another person\u2019s approval'));
+    }
+    const banner = await guardBanner();
+    await load();
+    return h('div', {}, h('h1', {}, 'Approvals'), rulesTabs('approvals'), banner,
+      h('div', { class: 'toolbar' }, h('button', { type: 'button', test: 'approvals-refresh', onclick: act(load) }, 'Refresh')), wrap);
+  }
+
+  // ---- #/rollout ---------------------------------------------------------------------------
+  async function viewRollout(alive) {
+    const cur = h('div', { test: 'rollout-current' });
+    const arms = h('div', { test: 'rollout-live' });
+    const stop = h('button', { type: 'button', test: 'rollout-stop', onclick: act(async () => {
+      await post('/v1/rollout/stop'); say('Rollout stopped.'); await load();
+    }) }, 'Stop rollout');
+    const promote = h('button', { type: 'button', class: 'primary', test: 'rollout-promote', onclick: act(async () => {
+      const r = await post('/v1/rollout/promote'); say(`Rollout promoted${r?.version ? `: ${vlabel(r.version)} runs for everyone` : ''}.`); await load();
+    }) }, 'Promote to everyone');
+    const versionSel = h('select', { test: 'rollout-version' });
+    const percent = h('input', { type: 'number', min: 0, max: 100, step: 'any', value: 5, test: 'rollout-percent' });
+    let timer = null;
+    async function load() {
+      clearTimeout(timer);
+      const [r, vs] = await Promise.all([get('/v1/rollout'), get('/v1/versions?limit=100')]);
+      if (!alive()) return;
+      const ro = r.rollout, live = r.live || {};
+      cur.replaceChildren(ro ? kv([['Version', h('a', { href: versionHref(ro.version) }, `v${ro.version}`), 'rollout-version-link'],
+        ['Share of actors', `${(ro.basis_points / 100).toFixed(2)} %`, 'rollout-share'], ['Started', `${fmtTime(ro.started_at)} by ${ro.started_by}`],
+        ['Salt', h('code', {}, ro.salt ?? '—')]]) : h('p', { test: 'rollout-none' }, 'No rollout is running.'));
+      stop.disabled = promote.disabled = !ro;
+      const ac = live.arms?.control || {}, ak = live.arms?.candidate || {};
+      const acts = [...new Set([...Object.keys(ac.actions || {}), ...Object.keys(ak.actions || {})])].sort();
+      arms.replaceChildren(kv([['Control', h('code', {}, live.control_version ?? '—')], ['Candidate', h('code', {}, live.candidate_version ?? '—')]]),
+        table('rollout-arms', ['', 'Control', 'Candidate'], [['Decisions', ac.decisions, ak.decisions],
+          ...acts.map((a) => [`Action ${a}`, ac.actions?.[a] ?? 0, ak.actions?.[a] ?? 0]),
+          ['Disagreements', ac.disagreements, ak.disagreements], ['Fallbacks', ac.fallbacks, ak.fallbacks]]
+          .map(([n, x, y]) => h('tr', {}, td(n), td(x ?? '—'), td(y ?? '—')))));
+      const cands = (vs.versions || []).filter((v) => ['draft', 'approved'].includes(v.status));
+      const keep = versionSel.value;
+      versionSel.replaceChildren(...cands.map((v) => h('option', { value: v.id, selected: String(v.id) === keep },
+        `${vlabel(v)} (${v.status}) — ${v.message}`)));
+      if (ro && alive()) timer = setTimeout(() => { if (alive()) load().catch(fail); }, 5000);
+    }
+    const start = h('form', { class: 'card', test: 'rollout-form', onsubmit: act(async () => {
+      if (!versionSel.value) throw new Error('choose a version');
+      await post('/v1/rollout', { version: Number(versionSel.value), percent: Number(percent.value) });
+      say(`Rollout of v${versionSel.value} to ${percent.value} % of actors started.`);
+      await load();
+    }) }, h('h2', {}, 'Start a rollout'), h('div', { class: 'toolbar' }, field('Version', versionSel), field('Percent of actors', percent),
+      h('button', { type: 'submit', class: 'primary', test: 'rollout-start' }, 'Start')));
+    const banner = await guardBanner();
+    await load();
+    return h('div', {}, h('h1', {}, 'Rollout'), rulesTabs('rollout'), banner,
+      section('Current rollout', 'rollout-current-section', cur, h('div', { class: 'toolbar' }, stop, promote,
+        h('button', { type: 'button', test: 'rollout-refresh', onclick: act(load) }, 'Refresh'))),
+      section('Live comparison of the arms', 'rollout-live-section', arms), start);
+  }
+
+  // ---- #/guard -----------------------------------------------------------------------------
+  async function viewGuard(alive) {
+    const pausesBox = h('div', { class: 'table-wrap' }), learnedBox = h('div', { class: 'table-wrap' }), configBox = h('div');
+    const snoozeBox = h('div', { class: 'table-wrap' });
+    async function load() {
+      const [g, sn] = await Promise.all([get('/v1/guard'), get('/v1/snoozes')]);
+      if (!alive()) return;
+      pausesBox.replaceChildren(table('guard-pauses', ['Pause', 'Rule', 'Checkpoint', 'Cause', 'Figures', 'Paused', 'Case', 'Resumed', ''],
+        (g.pauses || []).map((p) => {
+          const reason = h('input', { test: `resume-reason-${p.id}`, size: 20 });
+          return h('tr', { 'data-id': p.id, 'data-resumed': p.resumed_at ? 'true' : 'false' }, td(p.id), td(h('code', {}, p.rule)), td(p.checkpoint ?? '—'), td(p.cause ?? '—'),
+            td(p.details && typeof p.details === 'object' ? kv(Object.entries(p.details).map(([k, v]) => [k, json(v)])) : json(p.details ?? '—')),
+            td(fmtTime(p.paused_at)), td(p.case_id ? h('a', { href: caseHref(p.case_id) }, p.case_id) : '—'),
+            td(p.resumed_at ? `${fmtTime(p.resumed_at)} by ${p.resumed_by ?? '?'}` : 'paused'),
+            td(p.resumed_at ? null : h('form', { onsubmit: act(async () => {
+              if (!reason.value.trim()) { reason.focus(); throw new Error('a reason is required to resume a rule'); }
+              await post(`/v1/guard/pauses/${enc(p.id)}/resume`, { reason: reason.value.trim() });
+              say(`Rule ${p.rule} resumed.`);
+              await load();
+            }) }, field(`Reason to resume ${p.rule}`, reason), h('button', { type: 'submit', class: 'small', test: `resume-${p.id}` }, 'Resume'))));
+        })));
+      const st = g.state || {};
+      configBox.replaceChildren(kv(Object.entries(st.config || {}).map(([k, v]) => [k.replace(/_/g, ' '), json(v)]), 'guard-config'));
+      learnedBox.replaceChildren(table('guard-learned', ['Checkpoint', 'Rule', 'Hits', 'Events', 'Baseline rate', 'Paused'],
+        (st.learned || []).map((l) => h('tr', {}, td(l.checkpoint), td(h('code', {}, l.rule)), td(l.hits), td(l.events), td(pct(l.baseline)),
+          td((st.paused || []).some((p) => (p.rule ?? p) === l.rule) ? 'yes' : 'no')))));
+      snoozeBox.replaceChildren(table('snoozes-table', ['Snooze', 'Rule', 'Entity', 'Until', 'Reason', 'By', 'Case', ''],
+        (sn.snoozes || []).map((s) => h('tr', { 'data-id': s.id }, td(s.id), td(h('code', {}, s.rule)), td(`${s.kind} `, h('a', { href: entityHref(s.kind, s.value) }, s.value)),
+          td(fmtTime(s.until)), td(s.reason ?? ''), td(s.author ?? '—'), td(s.case_id ? h('a', { href: caseHref(s.case_id) }, s.case_id) : '—'),
+          td(h('button', { type: 'button', class: 'small', test: `snooze-remove-${s.id}`, 'aria-label': `End the snooze of ${s.rule} for ${s.kind} ${s.value}`,
+            onclick: act(async () => { await api('DELETE', `/v1/snoozes/${enc(s.id)}`); say(`Snooze ${s.id} ended.`); await load(); }) }, 'End now'))))));
+    }
+    const rule = h('input', { test: 'snooze-rule', required: true });
+    const kind = h('input', { test: 'snooze-kind', required: true, value: 'user' });
+    const value = h('input', { test: 'snooze-value', required: true });
+    const ttl = h('input', { test: 'snooze-ttl', placeholder: 'e.g. 24h, 7d' });
+    const until = h('input', { type: 'datetime-local', test: 'snooze-until' });
+    const reason = h('input', { test: 'snooze-reason', required: true, size: 40 });
+    const caseId = h('input', { test: 'snooze-case' });
+    const add = h('form', { class: 'card', test: 'snooze-form', onsubmit: act(async () => {
+      const body = { rule: rule.value.trim(), kind: kind.value.trim(), value: value.value.trim(), reason: reason.value.trim() };
+      if (until.value) body.until = new Date(until.value).toISOString(); else body.ttl = ttl.value.trim() || '24h';
+      if (caseId.value.trim()) body.case_id = caseId.value.trim();
+      const s = await post('/v1/snoozes', body);
+      say(`Rule ${s.rule} snoozed for ${s.kind} ${s.value} until ${fmtTime(s.until)}.`);
+      for (const el of [rule, value, ttl, until, reason, caseId]) el.value = '';
+      await load();
+    }) }, h('h3', {}, 'Snooze a rule for one entity'),
+    h('div', { class: 'toolbar' }, field('Rule', rule), field('Entity kind', kind), field('Entity', value)),
+    h('div', { class: 'toolbar' }, field('For (duration)', ttl), field('Or until', until), field('Case (optional)', caseId)),
+    field('Reason', reason), h('button', { type: 'submit', test: 'snooze-add' }, 'Snooze'));
+    const banner = await guardBanner();
+    await load();
+    return h('div', {}, h('h1', {}, 'Guard & snoozes'), rulesTabs('guard'), banner,
+      section('Rules the guard paused', 'guard-pauses-section', pausesBox),
+      section('What the guard learned', 'guard-learned-section', learnedBox),
+      section('Guard settings', 'guard-config-section', configBox),
+      section('Snoozes', 'snoozes-section', snoozeBox, add));
   }
 
   // ---- start -------------------------------------------------------------------------------

@@ -1010,6 +1010,17 @@ pub struct VerdictBody {
     /// What the shop should do with the held orders or payouts of the case's decisions: `release`
     /// or `cancel`. Carried by the webhooks (the shop's systems act on it), with the event ids.
     order_action: Option<String>,
+    /// Skip these rules for the case's accounts until a time (`until`, RFC 3339) or for `ttl`: a
+    /// rule that keeps flagging a customer the verdict cleared.
+    snooze: Option<VerdictSnooze>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerdictSnooze {
+    rules: Vec<String>,
+    until: Option<String>,
+    ttl: Option<String>,
 }
 
 const DISPOSITIONS: &[&str] = &[
@@ -1212,12 +1223,37 @@ pub async fn verdict(
             subject: None,
         });
     }
-    let details = json!({"reason": reason, "ban": v.ban, "label": label, "order_action": order_action, "actions": actions.len()});
+    // Snoozes first: a rule or time that is wrong refuses the verdict before anything is stored.
+    let mut snoozed = Vec::new();
+    if let Some(z) = &v.snooze {
+        let kind = if c.subject.kind == "ring" {
+            "user"
+        } else {
+            c.subject.kind.as_str()
+        };
+        for rule in &z.rules {
+            for a in &accounts {
+                let body = crate::lifecycle::SnoozeBody {
+                    rule: rule.clone(),
+                    kind: kind.to_string(),
+                    value: a.clone(),
+                    until: z.until.clone(),
+                    ttl: z.ttl.clone(),
+                    reason: format!("case {id}: {reason}"),
+                    case_id: Some(id.clone()),
+                };
+                snoozed.push(try_r!(
+                    crate::lifecycle::add_snooze(&st, &p.name, &body).await
+                ));
+            }
+        }
+    }
+    let details = json!({"reason": reason, "ban": v.ban, "label": label, "order_action": order_action, "actions": actions.len(), "snoozes": snoozed.iter().map(|s| s.id).collect::<Vec<_>>()});
     let c = try_c!(store.resolve(&id, &p.name, &v.disposition, &details, &actions, now_ms()));
     svc.wake.notify_one();
     // The engine actions are applied within moments; the answer shows them as stored now.
     let actions = try_c!(store.actions(None, Some(&id), None, 10_000));
-    json_ok(json!({"case": c, "actions": actions}))
+    json_ok(json!({"case": c, "actions": actions, "snoozes": snoozed}))
 }
 
 #[derive(Deserialize)]

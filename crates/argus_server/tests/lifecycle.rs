@@ -422,6 +422,40 @@ async fn scenario(dir: &std::path::Path, database: Option<String>) {
     let d = decide(&s, order("z3", "vip", "2500.00", None)).await;
     assert_eq!(d["action"], "block", "expired: {d}");
 
+    // A snooze from a case verdict: the rule skips the account the verdict cleared.
+    let (st, c) = req(
+        &s,
+        "POST",
+        "/v1/cases",
+        ANALYST,
+        json!({"subject": {"kind": "user", "id": "wholesale1"}, "note": "flagged twice"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{c}");
+    let cid = c["id"].as_str().unwrap().to_string();
+    let (st, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{cid}/claim"),
+        ANALYST,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, v) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{cid}/verdict"),
+        ANALYST,
+        json!({"disposition": "legitimate",
+        "reason": "a wholesale buyer", "snooze": {"rules": ["big_order_block"], "ttl": "30d"}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["snoozes"][0]["case_id"].as_str(), Some(cid.as_str()));
+    let d = decide(&s, order("w1", "wholesale1", "2500.00", None)).await;
+    assert_eq!(d["snoozed"], json!(["big_order_block"]), "{d}");
+
     // A rollout: each actor on one arm, the control when the candidate's rule errs.
     let coupon_rule = "[[rules]]\nname = \"coupon_x\"\nwhen = \"event.coupon == 'X'\"\naction = \"block\"\nreason = \"coupon X\"\n";
     let (_, v5) = req(
