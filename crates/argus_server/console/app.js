@@ -1203,7 +1203,8 @@
       readsOf(f.reads).length ? h('span', { class: 'reads' }, ' read ', readsOf(f.reads).map(([k, v], i) => [i ? ', ' : '', h('code', {}, k), ` = ${json(v)}`])) : null)));
   }
   function changeRow(c) {
-    return h('tr', { test: 'change-row', 'data-event': c.event_id, 'data-from': c.from, 'data-to': c.to },
+    return h('tr', { test: 'change-row', 'data-event': c.event_id, 'data-from': c.from, 'data-to': c.to,
+      'data-added': (c.added || []).map((f) => f.rule).join(' '), 'data-removed': (c.removed || []).map((f) => f.rule).join(' ') },
       td(c.event_id), td(fmtTime(c.time)), td(c.actor != null ? h('a', { href: entityHref('user', c.actor) }, json(c.actor)) : '—'), td(c.checkpoint),
       td(h('span', { class: `act act-${c.from}` }, c.from), ' → ', h('span', { class: `act act-${c.to}` }, c.to),
         h('div', { class: 'hint' }, `score ${c.score_from ?? '—'} → ${c.score_to ?? '—'}`)),
