@@ -758,6 +758,8 @@
   }
 
   // ---- safe rule changes: shared pieces ---------------------------------------------------
+  // replaceChildren with h()'s rules: nested arrays flattened, null and false skipped.
+  const put = (el, ...kids) => el.replaceChildren(...kids.flat(Infinity).filter((k) => k != null && k !== false));
   const versionHref = (id) => `#/version/${enc(id)}`;
   const backtestHref = (id) => `#/backtest/${enc(id)}`;
   const vlabel = (v) => v.label || `v${v.id}`;
@@ -1124,7 +1126,7 @@
       h('div', { class: 'toolbar' },
         h('button', { type: 'button', test: 'export-show', onclick: act(async () => {
           const x = await get(`/v1/versions/${enc(id)}/export`);
-          exportBox.replaceChildren(h('p', {}, `Digest ${x.digest}`), Object.entries(x.files || {}).map(([n, t]) =>
+          put(exportBox, h('p', {}, `Digest ${x.digest}`), Object.entries(x.files || {}).map(([n, t]) =>
             h('details', {}, h('summary', {}, n), h('pre', { class: 'payload' }, t))));
         }) }, 'Show files'),
         h('button', { type: 'button', test: 'export-download', onclick: act(async () => {
@@ -1142,7 +1144,7 @@
       const r = await get(`/v1/versions/${enc(id)}/diff${q}`);
       if (!alive()) return;
       const df = r.diff || {};
-      diffBox.replaceChildren(h('p', {}, `Against ${typeof r.against === 'number' ? `v${r.against}` : r.against ?? 'running'}.`),
+      put(diffBox, h('p', {}, `Against ${typeof r.against === 'number' ? `v${r.against}` : r.against ?? 'running'}.`),
         h('h3', {}, 'Rules'), ruleChangesTable('diff-rules', df.rules),
         (df.thresholds || []).length ? [h('h3', {}, 'Thresholds'), h('ul', { test: 'diff-thresholds' }, df.thresholds.map((t) => h('li', {}, json(t))))] : null,
         h('h3', {}, 'Files'), (df.files || []).length ? (df.files || []).map((f) => h('details', { open: true, class: 'file-diff' },
