@@ -920,7 +920,7 @@
       showProblems(problems, r.ok);
       summary.textContent = problems.length ? `${problems.length} problem${problems.length === 1 ? '' : 's'}.`
         : r.ok ? 'No problems.' : '';
-      changesBox.replaceChildren((r.changes || []).length ? ruleChangesTable('editor-changes-table', r.changes)
+      changesBox.replaceChildren((r.changes || []).length ? h('div', { class: 'table-wrap' }, ruleChangesTable('editor-changes-table', r.changes))
         : h('p', {}, 'No rule differs from what runs now.'));
       approvalBox.replaceChildren(h('h3', {}, 'Needs approval by another person because'), approvalList(r.needs_approval, 'editor-approval'));
     }
@@ -1137,7 +1137,9 @@
       exportBox);
 
     // The diff, against what runs now or another version.
-    const against = h('input', { type: 'number', min: 1, test: 'diff-against', placeholder: 'running' });
+    // A draft against what runs now; a version that ran (or is scheduled) against its parent.
+    const against = h('input', { type: 'number', min: 1, test: 'diff-against', placeholder: 'running',
+      value: v.status !== 'draft' && v.status !== 'approved' && v.parent != null ? v.parent : null });
     const diffBox = h('div', { test: 'version-diff' });
     async function loadDiff() {
       const q = against.value ? `?against=${enc(against.value)}` : '';
@@ -1229,7 +1231,7 @@
       if (!alive()) return;
       rows.push(...(r.changes || []).map(changeRow));
       next = r.next ?? null;
-      more.hidden = next == null || !(r.changes || []).length;
+      more.hidden = next == null || (r.changes || []).length < 100;
       changesWrap.replaceChildren(table('backtest-changes', ['Event', 'Time', 'Actor', 'Checkpoint', 'Decision', 'Rules added', 'Rules removed', 'Label', 'Errors'], rows,
         `Decisions that change (${rows.length} shown of ${b.summary?.changed ?? '?'})`));
     }
@@ -1346,9 +1348,11 @@
       if (!alive()) return;
       pausesBox.replaceChildren(table('guard-pauses', ['Pause', 'Rule', 'Checkpoint', 'Cause', 'Figures', 'Paused', 'Case', 'Resumed', ''],
         (g.pauses || []).map((p) => {
-          const reason = h('input', { test: `resume-reason-${p.id}`, size: 20 });
+          const reason = h('input', { test: `resume-reason-${p.id}`, size: 14 });
           return h('tr', { 'data-id': p.id, 'data-resumed': p.resumed_at ? 'true' : 'false' }, td(p.id), td(h('code', {}, p.rule)), td(p.checkpoint ?? '—'), td(p.cause ?? '—'),
-            td(p.details && typeof p.details === 'object' ? kv(Object.entries(p.details).map(([k, v]) => [k, json(v)])) : json(p.details ?? '—')),
+            td(p.details && typeof p.details === 'object'
+              ? kv(Object.entries(p.details).filter(([k]) => !['rule', 'checkpoint', 'cause'].includes(k)).map(([k, v]) => [k.replace(/_/g, ' '), json(v)]))
+              : json(p.details ?? '—')),
             td(fmtTime(p.paused_at)), td(p.case_id ? h('a', { href: caseHref(p.case_id) }, p.case_id) : '—'),
             td(p.resumed_at ? `${fmtTime(p.resumed_at)} by ${p.resumed_by ?? '?'}` : 'paused'),
             td(p.resumed_at ? null : h('form', { onsubmit: act(async () => {
