@@ -300,3 +300,181 @@ inbox = "review"
     e2e(&url, &shots, "entity", who);
     drop(server);
 }
+
+/// Starts `argus serve` with `conf` and `policies` on a free port; the running server and its address.
+fn serve(conf: &Path, policies: &[PathBuf], data: &Path) -> (Killed, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_argus"));
+    cmd.args(["serve", "--config"]).arg(conf);
+    for p in policies {
+        cmd.arg("--policies").arg(p);
+    }
+    let mut child = cmd
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Killed(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("argus: listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_string();
+    (server, addr)
+}
+
+fn now_rfc3339() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    argus_event::time::format_rfc3339(ms)
+}
+
+/// Safe rule change in the browser: an analyst types a rule with a typo and sees the live
+/// diagnostic, fixes it, saves a draft, backtests it on the server's history and reads its decision
+/// diff; she cannot approve her own change; an investigator approves and activates it, and the
+/// server then decides with it.
+#[test]
+fn an_analyst_drafts_and_backtests_a_rule_that_another_person_approves() {
+    if let Some(missing) = prerequisites() {
+        assert!(
+            std::env::var_os("ARGUS_REQUIRE_DATA").is_none(),
+            "ARGUS_REQUIRE_DATA is set (CI) but the browser test lacks: {missing}"
+        );
+        eprintln!("SKIPPED: the console browser test needs {missing}");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let conf = d.path().join("argus.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "include = [\"{starter}\"]\n[server]\nfsync = \"never\"\n[[server.api_keys]]\nname = \"loader\"\nrole = \"ingest\"\nkey = \"{INGEST}\"\n[[server.api_keys]]\nname = \"ops\"\nrole = \"admin\"\nkey = \"{ADMIN}\"\n[lifecycle]\nsource = \"console\"\n",
+            starter = repo().join("examples/starter/argus.toml").display()
+        ),
+    )
+    .unwrap();
+    let (server, addr) = serve(&conf, &[repo().join("policies")], &d.path().join("data"));
+    // History for the backtest: orders, a third of them very large.
+    let t0 = Instant::now();
+    let mut i = 0;
+    while i < 30 {
+        let amount = if i % 3 == 0 { "2500.00" } else { "35.00" };
+        let ev = json!({"id": format!("o{i}"), "type": "order.create", "time": now_rfc3339(), "actor": format!("u{i}"),
+                        "data": {"order": format!("o{i}"), "amount": amount, "currency": "EUR", "seller": "s1", "item": "i1"}});
+        let (st, v) = http(
+            &addr,
+            "POST",
+            "/v1/events",
+            INGEST,
+            &ev.to_string(),
+            "application/json",
+        );
+        if st == 503 && v["error"]["code"] == "policies_loading" {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the active version never installed"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        assert_eq!(st, 200, "{v}");
+        i += 1;
+    }
+    for (user, role) in [("ana", "analyst"), ("ivy", "investigator")] {
+        let (st, v) = http(
+            &addr,
+            "PUT",
+            &format!("/v1/users/{user}"),
+            ADMIN,
+            &format!(r#"{{"role": "{role}", "password": "correct horse battery"}}"#),
+            "application/json",
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    let shots = std::env::var_os("ARGUS_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| d.path().join("shots"));
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("node")
+        .arg(repo().join("console-tests/rules.mjs"))
+        .env("ARGUS_URL", format!("http://{addr}"))
+        .env("ARGUS_AUTHOR", "ana")
+        .env("ARGUS_AUTHOR_PASSWORD", "correct horse battery")
+        .env("ARGUS_APPROVER", "ivy")
+        .env("ARGUS_APPROVER_PASSWORD", "correct horse battery")
+        .env("ARGUS_SCREENSHOTS", &shots)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "the browser scenario (rules) failed:\n{stdout}\n{}\n(screenshots in {})",
+        String::from_utf8_lossy(&out.stderr),
+        shots.display()
+    );
+    let result: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no result line from the browser scenario: {stdout}"));
+    let version = result["version"].as_i64().expect("a version number");
+    // The server decides with the approved version now.
+    let (_, v) = http(&addr, "GET", "/v1/versions", ADMIN, "", "application/json");
+    assert!(
+        v["running"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(&format!("v{version}+"))),
+        "{v}"
+    );
+    let version_row = v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == version)
+        .cloned()
+        .unwrap();
+    assert_eq!(version_row["author"], "ana");
+    assert_eq!(version_row["activated_by"], "ivy");
+    let ev = json!({"id": "after", "type": "order.create", "time": now_rfc3339(), "actor": "new-buyer",
+                    "data": {"order": "after", "amount": "2600.00", "currency": "EUR", "seller": "s1", "item": "i1"}});
+    let (_, v) = http(
+        &addr,
+        "POST",
+        "/v1/events",
+        INGEST,
+        &ev.to_string(),
+        "application/json",
+    );
+    assert_eq!(v["decision"]["action"], "block", "{v}");
+    assert!(v["decision"]["fired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["rule"] == "big_order_block"));
+    let (_, h) = http(
+        &addr,
+        "GET",
+        &format!("/v1/lifecycle/history?version={version}"),
+        ADMIN,
+        "",
+        "application/json",
+    );
+    let what: Vec<&str> = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["what"].as_str())
+        .collect();
+    assert!(
+        what.contains(&"approved") && what.contains(&"activated"),
+        "{what:?}"
+    );
+    drop(server);
+}

@@ -183,6 +183,27 @@ impl Problems {
         });
     }
 
+    /// A file that is not valid TOML (or not the expected tables), located by the parser's span.
+    fn toml(&mut self, file: &str, text: &str, e: &toml::de::Error) {
+        let span = e.span();
+        let (line, column) = span.as_ref().map_or((None, None), |s| {
+            let (l, c) = line_col(text, s.start);
+            (Some(l), Some(c))
+        });
+        self.0.push(Problem {
+            file: file.to_string(),
+            rule: None,
+            code: "invalid_toml".into(),
+            message: e.message().to_string(),
+            hint: None,
+            start: span.as_ref().map(|s| s.start),
+            end: span.as_ref().map(|s| s.end),
+            line,
+            column,
+            rendered: format!("{file}: {e}"),
+        });
+    }
+
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -316,7 +337,7 @@ pub fn load_checked(
         let lf: ListFile = match toml::from_str(text) {
             Ok(l) => l,
             Err(e) => {
-                errors.push(format!("{name}: {e}"));
+                errors.toml(&name, text, &e);
                 continue;
             }
         };
@@ -389,7 +410,7 @@ pub fn load_checked(
         let pf: PolicyFile = match toml::from_str(text) {
             Ok(p) => p,
             Err(e) => {
-                errors.push(format!("{name}: {e}"));
+                errors.toml(&name, text, &e);
                 continue;
             }
         };

@@ -223,3 +223,23 @@ fn problems_are_located_in_the_file() {
         "{p:?}"
     );
 }
+
+#[test]
+fn a_file_that_is_not_toml_is_located_too() {
+    let schema = Schema::builtin();
+    let fs = FeatureSet::from_toml(&schema, "").unwrap();
+    let text = "[policy]\ncheckpoint = \"order.create\"\n\n[[rules]]\nname = \"big\nwhen = \"x\"\n";
+    let Err(ps) = load_checked(
+        &vec![("p.toml".into(), text.into())],
+        &vec![],
+        &schema,
+        &fs,
+        &Pseudonymizer::new(b"t"),
+    ) else {
+        panic!("loaded");
+    };
+    assert_eq!(ps[0].code, "invalid_toml");
+    assert_eq!(ps[0].file, "p.toml");
+    assert_eq!(ps[0].line, Some(5), "{:?}", ps[0]);
+    assert!(ps[0].start.is_some());
+}

@@ -518,7 +518,14 @@ pub async fn start_backtest(
     let (s, store) = try_r!(svc(&st));
     let r: BacktestBody = try_r!(json_in(&st, &headers, b, "{\"version\", \"max_events\"?}").await);
     let v = try_l!(store.get(r.version));
-    let (_, control) = try_r!(running(&st).await);
+    let (running_version, control) = try_r!(running(&st).await);
+    // The control is named as the running policies are (`v3+…`, or the files' declared versions).
+    let control_label = running_version
+        .split('+')
+        .next()
+        .filter(|l| !l.is_empty())
+        .unwrap_or("running")
+        .to_string();
     let id = try_l!(store.backtest_start(v.id, &p.name, now_ms()));
     let (store, cfg, data) = (
         store.clone(),
@@ -536,7 +543,7 @@ pub async fn start_backtest(
         let files = v.files.clone().unwrap_or_default();
         let label = v.label.clone();
         let res = tokio::task::spawn_blocking(move || -> Result<_, String> {
-            let control = compile_version(&cfg, &control, "running")
+            let control = compile_version(&cfg, &control, &control_label)
                 .map_err(|ps| format!("the running policies do not compile: {}", ps.len()))?;
             let candidate = compile_version(&cfg, &files, &label)
                 .map_err(|ps| format!("the version does not compile ({} problems)", ps.len()))?;
