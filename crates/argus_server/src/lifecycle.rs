@@ -8,7 +8,7 @@
 
 use crate::api::{ask, respond, AppState, Principal};
 use crate::cases::{json_in, json_ok};
-use crate::core::lifecycle::compile_version;
+use crate::core::lifecycle::{compile_version, MODELS_LOCK};
 use crate::core::{error, error_with, Answer, Failure, Request};
 use crate::settings::{LifecycleConfig, PolicySource};
 use argus_cases::Role;
@@ -91,14 +91,28 @@ fn answer_json(a: Answer) -> Result<Json, Response> {
     }
 }
 
-/// The policies running now: their version and files.
+/// The policies running now: their version and files, with `models.lock` (the models they run
+/// with) when the configuration has models.
 async fn running(st: &AppState) -> Result<(String, Files), Response> {
     let j = answer_json(ask(st, Request::Running).await)?;
-    let files: Files = serde_json::from_value(j["files"].clone()).unwrap_or_default();
+    let mut files: Files = serde_json::from_value(j["files"].clone()).unwrap_or_default();
+    if let Some(lock) = j["models_lock"].as_str().filter(|l| !l.is_empty()) {
+        files.insert(MODELS_LOCK.to_string(), lock.to_string());
+    }
     Ok((
         j["policy_version"].as_str().unwrap_or("").to_string(),
         files,
     ))
+}
+
+/// A draft's files with the running `models.lock`: models are configuration, which a draft does
+/// not change.
+async fn with_models(st: &AppState, mut files: Files) -> Result<Files, Response> {
+    files.remove(MODELS_LOCK);
+    if let Some(lock) = running(st).await?.1.remove(MODELS_LOCK) {
+        files.insert(MODELS_LOCK.to_string(), lock);
+    }
+    Ok(files)
 }
 
 fn console_only(s: &LifecycleService, what: &str) -> Result<(), Response> {
@@ -172,8 +186,9 @@ pub async fn create_version(
     b: Body,
 ) -> Response {
     let (s, store) = try_r!(svc(&st));
-    let n: NewVersionBody =
+    let mut n: NewVersionBody =
         try_r!(json_in(&st, &headers, b, "{\"message\", \"files\": {name: text}}").await);
+    n.files = try_r!(with_models(&st, n.files).await);
     if let Err(ps) = compile_version(&s.config, &n.files, "draft") {
         return respond(error_with(
             Failure::Unprocessable,
@@ -394,7 +409,8 @@ pub struct CheckBody {
 /// The editor's live diagnostics: every problem with its file, rule, span, code and hint.
 pub async fn check(State(st): State<AppState>, headers: HeaderMap, b: Body) -> Response {
     let (s, _) = try_r!(svc(&st));
-    let c: CheckBody = try_r!(json_in(&st, &headers, b, "{\"files\": {name: text}}").await);
+    let mut c: CheckBody = try_r!(json_in(&st, &headers, b, "{\"files\": {name: text}}").await);
+    c.files = try_r!(with_models(&st, c.files).await);
     let (d, reasons) = try_r!(against_running(&st, s, &c.files).await);
     match compile_version(&s.config, &c.files, "draft") {
         Ok(l) => json_ok(json!({
@@ -412,8 +428,12 @@ pub async fn check(State(st): State<AppState>, headers: HeaderMap, b: Body) -> R
 
 pub async fn running_policies(State(st): State<AppState>) -> Response {
     let (s, _) = try_r!(svc(&st));
-    let (version, files) = try_r!(running(&st).await);
-    json_ok(json!({"policy_version": version, "source": s.settings.source, "files": files}))
+    let (version, mut files) = try_r!(running(&st).await);
+    // The editor's files: `models.lock` is the server's record, not something a draft edits.
+    let models = files.remove(MODELS_LOCK);
+    json_ok(
+        json!({"policy_version": version, "source": s.settings.source, "files": files, "models_lock": models}),
+    )
 }
 
 #[derive(Deserialize)]
@@ -1050,6 +1070,43 @@ async fn bring_up(st: &AppState, svc: &LifecycleService, store: &Store) -> Resul
                 record_files(store, &files, "seeded from the policy files", now)
                     .await
                     .map_err(|e| e.to_string())?
+            }
+        };
+        // Models are configuration: a restart with other models is recorded as a version of the
+        // same policies with the new `models.lock`.
+        let active = {
+            let (_, now_files) = running(st)
+                .await
+                .map_err(|_| "the running policies".to_string())?;
+            let lock = now_files.get(MODELS_LOCK);
+            let files = active.files.clone().unwrap_or_default();
+            if files.get(MODELS_LOCK) != lock {
+                let mut next = files;
+                match lock {
+                    Some(l) => next.insert(MODELS_LOCK.to_string(), l.clone()),
+                    None => next.remove(MODELS_LOCK),
+                };
+                let v = store
+                    .create(
+                        &NewVersion {
+                            author: "config",
+                            message:
+                                "the models changed at restart ([[models]] in the configuration)",
+                            files: &next,
+                            parent: Some(active.id),
+                            origin: "config",
+                            needs_approval: &[],
+                        },
+                        now,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                store
+                    .activate(v.id, "config", None, None, now)
+                    .await
+                    .map_err(|e| e.to_string())?
+            } else {
+                active
             }
         };
         match install(st, &active).await {

@@ -34,13 +34,35 @@ pub struct LifecycleState {
     pub(super) awaiting: bool,
 }
 
-/// The files of a stored version as the loader's sources: policies, and lists (`lists/…`).
+/// The name of the file in a version that records the models it ran with (written by the server,
+/// never compiled).
+pub const MODELS_LOCK: &str = "models.lock";
+
+/// The files of a stored version as the loader's sources: policies, and lists (`lists/…`). Only
+/// `.toml` files are policy text (`models.lock` is a record).
 pub fn sources_of(files: &Files) -> (argus_policy::Sources, argus_policy::Sources) {
     let (lists, policies): (Vec<_>, Vec<_>) = files
         .iter()
+        .filter(|(n, _)| n.ends_with(".toml"))
         .map(|(n, t)| (n.clone(), t.clone()))
         .partition(|(n, _)| n.starts_with("lists/"));
     (policies, lists)
+}
+
+/// `models.lock`: one line per `[[models]]` entry (name, version, file digest, checkpoint), or empty.
+pub fn models_lock(cfg: &Config) -> String {
+    cfg.models
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {} xxh3:{:016x} {}\n",
+                m.name,
+                m.version,
+                m.digest,
+                cfg.schema.get(m.event_type).name
+            )
+        })
+        .collect()
 }
 
 /// Compiles a version's files under `cfg`; `label` (e.g. `v12`) replaces the declared versions in
@@ -177,6 +199,7 @@ impl Core {
         ok(json!({
             "policy_version": self.engine.policies().map(|p| p.overrides.version(&p.version)),
             "files": self.lifecycle.files,
+            "models_lock": models_lock(&self.engine.config),
             "awaiting": self.lifecycle.awaiting,
         }))
     }
@@ -273,5 +296,27 @@ impl Core {
             }
         }
         self.redecorate();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_versions_models_lock_is_a_record_not_policy_text() {
+        let files: Files = [
+            ("a.toml".to_string(), "x".to_string()),
+            ("lists/l.toml".to_string(), "y".to_string()),
+            (
+                MODELS_LOCK.to_string(),
+                "m 1 xxh3:00 payment.attempt\n".to_string(),
+            ),
+        ]
+        .into();
+        let (p, l) = sources_of(&files);
+        assert_eq!(p, vec![("a.toml".to_string(), "x".to_string())]);
+        assert_eq!(l, vec![("lists/l.toml".to_string(), "y".to_string())]);
+        assert_eq!(models_lock(&Config::builtin()), "");
     }
 }
