@@ -673,3 +673,77 @@ async fn scenario(dir: &std::path::Path, database: Option<String>) {
     }
     s.shutdown().await;
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Models are versioned too: a version records `models.lock`, and a restart with another model file
+/// records a version of the same policies with the new lock (console mode).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_other_models_is_a_new_version() {
+    let d = tempfile::tempdir().unwrap();
+    let ex = d.path().join("examples");
+    copy_dir(&repo().join("examples/starter"), &ex.join("starter"));
+    copy_dir(&repo().join("examples/simulator"), &ex.join("simulator"));
+    let conf = ex.join("simulator/argus.toml");
+    let data = d.path().join("data");
+    let start = || {
+        let mut settings = settings(&data);
+        settings.lifecycle.source = PolicySource::Console;
+        Server::start(settings, loader(conf.clone(), repo().join("policies"))).expect("starts")
+    };
+    let s = start();
+    until("version 1 is installed", || async {
+        let (_, v) = req(&s, "GET", "/v1/versions", ANALYST, Value::Null).await;
+        v["running"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("v1+"))
+            .then_some(())
+    })
+    .await;
+    let (_, v) = req(&s, "GET", "/v1/versions/1", ANALYST, Value::Null).await;
+    let lock = v["version"]["files"]["models.lock"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(lock.starts_with("order_fraud "), "{lock}");
+    s.shutdown().await;
+    // The same model, another file (one more newline): another digest.
+    let model = ex.join("simulator/models/order_fraud.json");
+    let mut text = std::fs::read_to_string(&model).unwrap();
+    text.push('\n');
+    std::fs::write(&model, text).unwrap();
+    let s = start();
+    until("version 2 records the new models", || async {
+        let (_, v) = req(&s, "GET", "/v1/versions", ANALYST, Value::Null).await;
+        v["running"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("v2+"))
+            .then_some(())
+    })
+    .await;
+    let (_, v) = req(
+        &s,
+        "GET",
+        "/v1/versions/2/diff?against=1",
+        ANALYST,
+        Value::Null,
+    )
+    .await;
+    let files = v["diff"]["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{v}");
+    assert_eq!(files[0]["file"], "models.lock");
+    assert!(v["diff"]["rules"].as_array().unwrap().is_empty());
+    let (_, v) = req(&s, "GET", "/v1/versions/2", ANALYST, Value::Null).await;
+    assert_eq!(v["version"]["origin"], "config");
+    s.shutdown().await;
+}
