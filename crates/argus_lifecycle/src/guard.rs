@@ -123,6 +123,9 @@ struct Checkpoint {
     /// event is not diluted by the window's earlier events.
     first: HashMap<String, u64>,
     seen: u64,
+    /// The block-rate cap is quiet until this event count: after it paused a rule, the window still
+    /// holds that rule's blocks, and must roll over before the cap judges the checkpoint again.
+    cap_quiet_until: u64,
 }
 
 /// The guard's state: per checkpoint, the window and what each rule learned.
@@ -230,6 +233,7 @@ impl Guard {
             }
         }
         if trips.is_empty()
+            && seen >= cp.cap_quiet_until
             && win_blocks >= self.cfg.min_blocks
             && win_blocks as f64 / win_events as f64 > self.cfg.max_block_rate
         {
@@ -252,7 +256,12 @@ impl Guard {
                     baseline: self.cfg.max_block_rate,
                     events_seen: seen,
                 });
+                cp.cap_quiet_until = seen + self.cfg.window as u64;
             }
+        }
+        if !trips.is_empty() {
+            // The window still holds the paused rule's blocks: the cap waits for it to roll over.
+            cp.cap_quiet_until = seen + self.cfg.window as u64;
         }
         if cp.cur.events >= slice_len {
             let done = std::mem::take(&mut cp.cur);

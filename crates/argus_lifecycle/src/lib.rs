@@ -17,12 +17,20 @@ pub use rules::{diff, rules_of, set_rule_mode, ApprovalPolicy, Diff, Files, Rule
 
 pub type Millis = i64;
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    component: "lifecycle",
-    version: 1,
-    name: "versions, reviews, backtests, snoozes, pauses, rollouts",
-    sql: include_str!("../migrations/0001_lifecycle.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        component: "lifecycle",
+        version: 1,
+        name: "versions, reviews, backtests, snoozes, pauses, rollouts",
+        sql: include_str!("../migrations/0001_lifecycle.sql"),
+    },
+    Migration {
+        component: "lifecycle",
+        version: 2,
+        name: "one active version",
+        sql: include_str!("../migrations/0002_one_active.sql"),
+    },
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
@@ -554,15 +562,24 @@ impl Store {
             )));
         }
         let mut tx = self.pool.begin().await?;
+        // Every update below is conditional on the state read above: a review or another
+        // activation that commits meanwhile makes it change nothing, and the caller tries again.
+        let raced =
+            || LifecycleError::Conflict(format!("version {id} changed meanwhile; try again"));
         match at.filter(|t| *t > now) {
             Some(t) => {
-                sqlx::query("UPDATE policy_versions SET status = 'scheduled', activate_at = $1, activated_by = $2, emergency = $3 WHERE id = $4")
+                let n = sqlx::query("UPDATE policy_versions SET status = 'scheduled', activate_at = $1, activated_by = $2, emergency = $3 WHERE id = $4 AND status = $5")
                     .bind(t)
                     .bind(who)
                     .bind(emergency)
                     .bind(id)
+                    .bind(&v.status)
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                if n != 1 {
+                    return Err(raced());
+                }
                 Self::log_tx(
                     &mut tx,
                     who,
@@ -579,13 +596,18 @@ impl Store {
                 )
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("UPDATE policy_versions SET status = 'active', activate_at = NULL, activated_at = $1, activated_by = $2, emergency = COALESCE($3, emergency) WHERE id = $4")
+                let n = sqlx::query("UPDATE policy_versions SET status = 'active', activate_at = NULL, activated_at = $1, activated_by = $2, emergency = COALESCE($3, emergency) WHERE id = $4 AND status = $5")
                     .bind(now)
                     .bind(who)
                     .bind(emergency)
                     .bind(id)
+                    .bind(&v.status)
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                if n != 1 {
+                    return Err(raced());
+                }
                 Self::log_tx(
                     &mut tx,
                     who,
@@ -614,19 +636,45 @@ impl Store {
             .collect::<Result<_, _>>()?)
     }
 
-    /// Activates the scheduled versions due at `now` (the latest schedule ends up active); returns
-    /// the one now active, if any changed.
+    /// Activates the scheduled version due at `now` (of several due, the latest schedule; the
+    /// earlier ones are retired without ever having run, recorded as superseded); returns it.
     pub async fn activate_due(&self, now: Millis) -> R<Option<Version>> {
-        let mut last = None;
-        for id in self.due(now).await? {
-            let v = self.get(id).await?;
-            let who = v.activated_by.clone().unwrap_or_else(|| "schedule".into());
-            last = Some(
-                self.activate(id, &who, None, v.emergency.as_deref(), now)
-                    .await?,
-            );
+        let due = self.due(now).await?;
+        let Some((&last, earlier)) = due.split_last() else {
+            return Ok(None);
+        };
+        for &id in earlier {
+            let n = sqlx::query("UPDATE policy_versions SET status = 'retired', activate_at = NULL WHERE id = $1 AND status = 'scheduled'")
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            if n == 1 {
+                self.log(
+                    "schedule",
+                    "superseded",
+                    Some(id),
+                    serde_json::json!({"by": last}),
+                    now,
+                )
+                .await?;
+            }
         }
-        Ok(last)
+        let v = self.get(last).await?;
+        let who = v.activated_by.clone().unwrap_or_else(|| "schedule".into());
+        Ok(Some(
+            self.activate(last, &who, None, v.emergency.as_deref(), now)
+                .await?,
+        ))
+    }
+
+    /// Backtests left `running` by a stop: failed, with the reason.
+    pub async fn backtests_interrupted(&self, now: Millis) -> R<u64> {
+        Ok(sqlx::query("UPDATE backtests SET status = 'failed', finished_at = $1, error = 'the server stopped during the backtest' WHERE status = 'running'")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     /// One step back: a new version with the files of `to` (a version that was active before),

@@ -121,11 +121,30 @@ async fn versions_approvals_schedules_and_rollback() {
         let v5 = s.review(v5.id, "bob", false, "no", 13_100).await.unwrap();
         assert_eq!(v5.status, REJECTED);
         assert!(s.activate(v5.id, "ana", None, None, 13_200).await.is_err());
+        // Two schedules due at once: the later one runs; the earlier never ran, so it is retired
+        // without an activation time and cannot be rolled back to.
+        let a = s.create(&new("ana", &f1, &[]), 14_000).await.unwrap();
+        let b = s.create(&new("ana", &f1, &[]), 14_001).await.unwrap();
+        s.activate(a.id, "ana", Some(20_000), None, 14_100)
+            .await
+            .unwrap();
+        s.activate(b.id, "ana", Some(21_000), None, 14_100)
+            .await
+            .unwrap();
+        let now = s.activate_due(30_000).await.unwrap().unwrap();
+        assert_eq!(now.id, b.id);
+        let a = s.get(a.id).await.unwrap();
+        assert_eq!((a.status.as_str(), a.activated_at), (RETIRED, None));
+        assert!(matches!(
+            s.rollback(a.id, "bob", "x", 31_000).await,
+            Err(LifecycleError::Conflict(_))
+        ));
+        assert_eq!(s.active().await.unwrap().unwrap().id, b.id);
         // History, newest first, and the record of who did what.
         let list = s.list(None, 10).await.unwrap();
         assert_eq!(
             list.iter().map(|v| v.id).collect::<Vec<_>>(),
-            [5, 4, 3, 2, 1]
+            [7, 6, 5, 4, 3, 2, 1]
         );
         assert!(list[0].files.is_none());
         let what: Vec<String> = s
@@ -292,6 +311,12 @@ fn the_guard_pauses_a_rule_whose_rate_jumps_and_caps_the_block_rate() {
     let t = cap.expect("the cap tripped");
     assert_eq!(t.cause, Cause::BlockRate);
     assert!(t.rate > 0.5);
+    // One rule at a time: the window still holds the paused rule's blocks, so the cap waits for it
+    // to roll over before it judges the checkpoint again (the other rule is not paused next event).
+    for _ in 0..500 {
+        let t = g.observe("order.create", true, &[("b", true)]);
+        assert!(t.iter().all(|t| t.cause != Cause::BlockRate), "{t:?}");
+    }
     g.resume(&t.rule);
 }
 
