@@ -39,7 +39,9 @@ pub struct Snooze {
     pub kind: String,
     /// The entity's value as events carry it (a token for personal-data kinds).
     pub value: String,
-    /// Epoch milliseconds; the snooze holds for events strictly before it.
+    /// Epoch milliseconds: the snooze holds for events from `from` (when it was made) and strictly
+    /// before `until`, so a backtest over earlier events is not changed by a snooze made today.
+    pub from: i64,
     pub until: i64,
 }
 
@@ -108,20 +110,19 @@ impl Overrides {
             return false;
         };
         let et = schema.get(ev.ty);
-        list.iter().filter(|s| ev.time < s.until).any(|s| {
-            let actor = et.actor_kind == s.kind
-                && ev
-                    .fields
-                    .get(argus_event::schema::ACTOR_SLOT)
-                    .is_some_and(|v| same(v, &s.value));
-            actor
-                || et
-                    .fields
-                    .iter()
-                    .zip(&ev.fields)
-                    .skip(1)
-                    .any(|(f, v)| f.entity.as_deref() == Some(s.kind.as_str()) && same(v, &s.value))
-        })
+        list.iter()
+            .filter(|s| s.from <= ev.time && ev.time < s.until)
+            .any(|s| {
+                let actor = et.actor_kind == s.kind
+                    && ev
+                        .fields
+                        .get(argus_event::schema::ACTOR_SLOT)
+                        .is_some_and(|v| same(v, &s.value));
+                actor
+                    || et.fields.iter().zip(&ev.fields).skip(1).any(|(f, v)| {
+                        f.entity.as_deref() == Some(s.kind.as_str()) && same(v, &s.value)
+                    })
+            })
     }
 }
 

@@ -1224,7 +1224,7 @@ pub async fn verdict(
         });
     }
     // Snoozes first: a rule or time that is wrong refuses the verdict before anything is stored.
-    let mut snoozed = Vec::new();
+    let mut snoozes = Vec::new();
     if let Some(z) = &v.snooze {
         let kind = if c.subject.kind == "ring" {
             "user"
@@ -1242,12 +1242,15 @@ pub async fn verdict(
                     reason: format!("case {id}: {reason}"),
                     case_id: Some(id.clone()),
                 };
-                snoozed.push(try_r!(
-                    crate::lifecycle::add_snooze(&st, &p.name, &body).await
-                ));
+                snoozes.push(body);
             }
         }
     }
+    let snoozed = if snoozes.is_empty() {
+        Vec::new()
+    } else {
+        try_r!(crate::lifecycle::add_snoozes(&st, &p.name, &snoozes).await)
+    };
     let details = json!({"reason": reason, "ban": v.ban, "label": label, "order_action": order_action, "actions": actions.len(), "snoozes": snoozed.iter().map(|s| s.id).collect::<Vec<_>>()});
     let c = try_c!(store.resolve(&id, &p.name, &v.disposition, &details, &actions, now_ms()));
     svc.wake.notify_one();

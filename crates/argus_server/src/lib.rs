@@ -106,11 +106,10 @@ impl Server {
             shared: shared.clone(),
             cases: cases_on.then(|| Arc::new(cases::CaseService::new(settings.cases.clone()))),
             lifecycle: cases_on.then(|| {
-                Arc::new(lifecycle::LifecycleService {
-                    store: std::sync::OnceLock::new(),
-                    settings: settings.lifecycle.clone(),
+                Arc::new(lifecycle::LifecycleService::new(
+                    settings.lifecycle.clone(),
                     config,
-                })
+                ))
             }),
             settings: Arc::new(settings),
             decoder,

@@ -29,6 +29,78 @@ pub struct LifecycleService {
     pub store: OnceLock<Store>,
     pub settings: LifecycleConfig,
     pub config: Arc<argus_engine::Config>,
+    /// Held from a version's activation in the store to its install in the core (activation,
+    /// rollback, schedule, promotion): two of them never interleave, so the core installs versions
+    /// in the store's order.
+    pub changes: tokio::sync::Mutex<()>,
+    /// One backtest at a time (each replays the whole log on a blocking thread).
+    pub backtests: Arc<tokio::sync::Semaphore>,
+}
+
+impl LifecycleService {
+    pub fn new(settings: LifecycleConfig, config: Arc<argus_engine::Config>) -> LifecycleService {
+        LifecycleService {
+            store: OnceLock::new(),
+            settings,
+            config,
+            changes: tokio::sync::Mutex::new(()),
+            backtests: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
+    }
+}
+
+/// File names a version may hold: `name.toml`, `lists/name.toml` (letters, digits, `_`, `-`, `.`),
+/// and the server's `models.lock`.
+fn check_names(files: &Files) -> Result<(), Response> {
+    let plain = |n: &str| {
+        n.ends_with(".toml")
+            && n.len() > 5
+            && n.len() <= 128
+            && !n.starts_with('.')
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    };
+    for n in files.keys() {
+        let ok = n == MODELS_LOCK || plain(n) || n.strip_prefix("lists/").is_some_and(plain);
+        if !ok {
+            return Err(respond(error(
+                Failure::Invalid,
+                "invalid_file_name",
+                format!("`{n}`: a version's files are `name.toml` or `lists/name.toml` (letters, digits, _ - .)"),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Why activating (or rolling out) `v` now needs a second person: its stored reasons, and those of
+/// its change against what runs now (what ran when it was saved may have changed since).
+async fn reasons_now(
+    st: &AppState,
+    s: &LifecycleService,
+    v: &Version,
+) -> Result<Vec<String>, Response> {
+    let (_, running_files) = running(st).await?;
+    let mut r = v.needs_approval.clone();
+    for x in s.settings.approval.reasons(&diff(
+        &running_files,
+        v.files.as_ref().unwrap_or(&Files::new()),
+    )) {
+        if !r.contains(&x) {
+            r.push(x);
+        }
+    }
+    Ok(r)
+}
+
+/// Whether `v` was approved by someone other than its author.
+async fn approved_by_other(store: &Store, v: &Version) -> Result<bool, Response> {
+    Ok(store
+        .reviews(v.id)
+        .await
+        .map_err(lc_error)?
+        .iter()
+        .any(|r| r.verdict == "approve" && r.reviewer != v.author))
 }
 
 fn now_ms() -> i64 {
@@ -188,6 +260,7 @@ pub async fn create_version(
     let (s, store) = try_r!(svc(&st));
     let mut n: NewVersionBody =
         try_r!(json_in(&st, &headers, b, "{\"message\", \"files\": {name: text}}").await);
+    try_r!(check_names(&n.files));
     n.files = try_r!(with_models(&st, n.files).await);
     if let Err(ps) = compile_version(&s.config, &n.files, "draft") {
         return respond(error_with(
@@ -351,6 +424,7 @@ pub async fn activate(
         Some(t) => Some(try_r!(parse_time(t))),
         None => None,
     };
+    let _held = s.changes.lock().await;
     let v = try_l!(store.get(id));
     if let Err(ps) = compile_version(
         &s.config,
@@ -362,6 +436,18 @@ pub async fn activate(
             "invalid_policies",
             "the version does not compile under the running configuration",
             json!(ps),
+        ));
+    }
+    let reasons = try_r!(reasons_now(&st, s, &v).await);
+    if !reasons.is_empty() && a.emergency.is_none() && !try_r!(approved_by_other(store, &v).await) {
+        return respond(error(
+            Failure::Forbidden,
+            "not_allowed",
+            format!(
+                "version {id} needs approval by someone other than {}: {}",
+                v.author,
+                reasons.join("; ")
+            ),
         ));
     }
     let v = try_l!(store.activate(id, &p.name, at, a.emergency.as_deref(), now_ms()));
@@ -395,6 +481,20 @@ pub async fn rollback(
             "a rollback needs a reason",
         ));
     }
+    let _held = s.changes.lock().await;
+    let old = try_l!(store.get(id));
+    if let Err(ps) = compile_version(
+        &s.config,
+        old.files.as_ref().unwrap_or(&Files::new()),
+        &old.label,
+    ) {
+        return respond(error_with(
+            Failure::Unprocessable,
+            "invalid_policies",
+            "that version does not compile under the running configuration (a feature or list it reads is gone); nothing was changed",
+            json!(ps),
+        ));
+    }
     let v = try_l!(store.rollback(id, &p.name, &r.reason, now_ms()));
     let installed = try_r!(install(&st, &v).await);
     json_ok(json!({"version": v, "installed": installed}))
@@ -410,6 +510,7 @@ pub struct CheckBody {
 pub async fn check(State(st): State<AppState>, headers: HeaderMap, b: Body) -> Response {
     let (s, _) = try_r!(svc(&st));
     let mut c: CheckBody = try_r!(json_in(&st, &headers, b, "{\"files\": {name: text}}").await);
+    try_r!(check_names(&c.files));
     c.files = try_r!(with_models(&st, c.files).await);
     let (d, reasons) = try_r!(against_running(&st, s, &c.files).await);
     match compile_version(&s.config, &c.files, "draft") {
@@ -538,7 +639,22 @@ pub async fn start_backtest(
     let (s, store) = try_r!(svc(&st));
     let r: BacktestBody = try_r!(json_in(&st, &headers, b, "{\"version\", \"max_events\"?}").await);
     let v = try_l!(store.get(r.version));
+    let Ok(permit) = s.backtests.clone().try_acquire_owned() else {
+        return respond(error(
+            Failure::Conflict,
+            "backtest_running",
+            "a backtest is running (one at a time: each replays the whole log); try again when it is done",
+        ));
+    };
     let (running_version, control) = try_r!(running(&st).await);
+    // What runs now runs with the snoozes and paused rules, and so would the draft once active.
+    let overrides = Arc::new(argus_policy::Overrides::new(
+        try_l!(store.snoozes(now_ms(), false))
+            .into_iter()
+            .map(snooze_of)
+            .collect(),
+        try_l!(store.pauses(true)).into_iter().map(|p| p.rule),
+    ));
     // The control is named as the running policies are (`v3+…`, or the files' declared versions).
     let control_label = running_version
         .split('+')
@@ -560,13 +676,16 @@ pub async fn start_backtest(
         .collect();
     let max_changes = s.settings.backtest_max_changes;
     tokio::spawn(async move {
+        let _permit = permit;
         let files = v.files.clone().unwrap_or_default();
         let label = v.label.clone();
         let res = tokio::task::spawn_blocking(move || -> Result<_, String> {
-            let control = compile_version(&cfg, &control, &control_label)
+            let mut control = compile_version(&cfg, &control, &control_label)
                 .map_err(|ps| format!("the running policies do not compile: {}", ps.len()))?;
-            let candidate = compile_version(&cfg, &files, &label)
+            let mut candidate = compile_version(&cfg, &files, &label)
                 .map_err(|ps| format!("the version does not compile ({} problems)", ps.len()))?;
+            control.policies.overrides = overrides.clone();
+            candidate.policies.overrides = overrides;
             crate::core::backtest::backtest(crate::core::backtest::BacktestSpec {
                 config: &cfg,
                 data_dir: &data,
@@ -656,21 +775,56 @@ pub async fn start_rollout(
     b: Body,
 ) -> Response {
     let (s, store) = try_r!(svc(&st));
+    try_r!(console_only(s, "rolling a version out"));
     let r: RolloutBody = try_r!(json_in(&st, &headers, b, "{\"version\", \"percent\"}").await);
     if !(0.0..=100.0).contains(&r.percent) {
         return respond(error(Failure::Invalid, "invalid", "percent is 0 to 100"));
     }
+    if r.emergency.is_some() && p.role < Role::Admin {
+        return respond(error(
+            Failure::Forbidden,
+            "forbidden",
+            "the emergency path (a rollout without approval) is for admins",
+        ));
+    }
+    let _held = s.changes.lock().await;
     let v = try_l!(store.get(r.version));
+    if ![argus_lifecycle::DRAFT, argus_lifecycle::APPROVED].contains(&v.status.as_str()) {
+        return respond(error(
+            Failure::Conflict,
+            "conflict",
+            format!(
+                "version {} is {}: only drafts and approved versions are rolled out",
+                v.id, v.status
+            ),
+        ));
+    }
     // A rollout enforces the candidate for real people: the same approval as activation.
-    let approved = v.status == argus_lifecycle::APPROVED;
-    if !v.needs_approval.is_empty() && !approved && (r.emergency.is_none() || p.role < Role::Admin)
-    {
+    let reasons = try_r!(reasons_now(&st, s, &v).await);
+    if !reasons.is_empty() && r.emergency.is_none() && !try_r!(approved_by_other(store, &v).await) {
+        return respond(error(
+            Failure::Forbidden,
+            "not_allowed",
+            format!(
+                "version {} needs approval by someone other than {} before it decides for anyone: {}",
+                v.id,
+                v.author,
+                reasons.join("; ")
+            ),
+        ));
+    }
+    if let Some(e) = &r.emergency {
+        if let Err(e) = store
+            .log(
+                &p.name,
+                "rollout_emergency",
+                Some(v.id),
+                json!({"reason": e}),
+                now_ms(),
+            )
+            .await
         {
-            return respond(error(
-                Failure::Forbidden,
-                "not_allowed",
-                format!("version {} needs approval by someone other than {} before it decides for anyone: {}", v.id, v.author, v.needs_approval.join("; ")),
-            ));
+            return lc_error(e);
         }
     }
     let bp = (r.percent * 100.0).round() as i64;
@@ -691,7 +845,6 @@ pub async fn start_rollout(
             .await;
         return respond(started);
     }
-    let _ = s;
     json_ok(json!({"rollout": row}))
 }
 
@@ -739,6 +892,7 @@ pub async fn promote_rollout(
             "no rollout is running",
         ));
     };
+    let _held = s.changes.lock().await;
     let v = try_l!(store.get(row.version));
     let emergency = (!v.needs_approval.is_empty() && v.status != argus_lifecycle::APPROVED)
         .then_some("promoted from a rollout started on the emergency path");
@@ -751,6 +905,17 @@ pub async fn promote_rollout(
 // ---- snoozes ----
 
 /// Sends the current snoozes and paused rules to the core.
+/// A stored snooze as the policies apply it (from its creation to its end, or its removal).
+fn snooze_of(z: argus_lifecycle::SnoozeRow) -> argus_policy::Snooze {
+    argus_policy::Snooze {
+        rule: z.rule,
+        kind: z.kind,
+        value: z.value,
+        from: z.created_at,
+        until: z.removed_at.map_or(z.until, |r| r.min(z.until)),
+    }
+}
+
 pub async fn push_overrides(st: &AppState, store: &Store) -> Result<Json, String> {
     let snoozes = store
         .snoozes(now_ms(), false)
@@ -764,15 +929,7 @@ pub async fn push_overrides(st: &AppState, store: &Store) -> Result<Json, String
         .map(|p| p.rule)
         .collect();
     let req = Request::SetOverrides {
-        snoozes: snoozes
-            .into_iter()
-            .map(|z| argus_policy::Snooze {
-                rule: z.rule,
-                kind: z.kind,
-                value: z.value,
-                until: z.until,
-            })
-            .collect(),
+        snoozes: snoozes.into_iter().map(snooze_of).collect(),
         paused,
     };
     match ask(st, req).await {
@@ -809,13 +966,14 @@ pub struct SnoozeBody {
 }
 
 /// Stores a snooze (from the API, or a case verdict) and hands the snoozes to the core.
-pub async fn add_snooze(
+/// Checks a snooze: its end, its rule (in the running policies), its entity kind; the stored value
+/// (tokenized for personal-data kinds) and the end.
+async fn check_snooze(
     st: &AppState,
-    who: &str,
+    s: &LifecycleService,
     z: &SnoozeBody,
-) -> Result<argus_lifecycle::SnoozeRow, Response> {
-    let (s, store) = svc(st)?;
-    let now = now_ms();
+    now: i64,
+) -> Result<(String, i64), Response> {
     let until = match (&z.until, &z.ttl) {
         (Some(u), None) => parse_time(u)?,
         (None, Some(t)) => {
@@ -852,23 +1010,51 @@ pub async fn add_snooze(
     }
     let value = argus_policy::lists::item_key(Some(&z.kind), &z.value, &s.config.pseudonymizer)
         .map_err(|m| respond(error(Failure::Invalid, "invalid", m)))?;
-    let row = store
-        .snooze(
-            &z.rule,
-            &z.kind,
-            &value,
-            until,
-            &z.reason,
-            who,
-            z.case_id.as_deref(),
-            now,
-        )
-        .await
-        .map_err(lc_error)?;
+    if until <= now || z.reason.trim().is_empty() || z.value.is_empty() {
+        return Err(respond(error(
+            Failure::Invalid,
+            "invalid",
+            "a snooze needs a value, a reason and an end in the future",
+        )));
+    }
+    Ok((value, until))
+}
+
+/// Stores snoozes (from the API, or a case verdict), all checked before any is stored, and hands
+/// the snoozes to the core.
+pub async fn add_snoozes(
+    st: &AppState,
+    who: &str,
+    zs: &[SnoozeBody],
+) -> Result<Vec<argus_lifecycle::SnoozeRow>, Response> {
+    let (s, store) = svc(st)?;
+    let now = now_ms();
+    let mut checked = Vec::with_capacity(zs.len());
+    for z in zs {
+        checked.push(check_snooze(st, s, z, now).await?);
+    }
+    let mut rows = Vec::with_capacity(zs.len());
+    for (z, (value, until)) in zs.iter().zip(checked) {
+        rows.push(
+            store
+                .snooze(
+                    &z.rule,
+                    &z.kind,
+                    &value,
+                    until,
+                    &z.reason,
+                    who,
+                    z.case_id.as_deref(),
+                    now,
+                )
+                .await
+                .map_err(lc_error)?,
+        );
+    }
     push_overrides(st, store)
         .await
         .map_err(|e| respond(error(Failure::Unavailable, "lifecycle_unavailable", e)))?;
-    Ok(row)
+    Ok(rows)
 }
 
 pub async fn create_snooze(
@@ -886,7 +1072,8 @@ pub async fn create_snooze(
         )
         .await
     );
-    json_ok(try_r!(add_snooze(&st, &p.name, &z).await))
+    let mut rows = try_r!(add_snoozes(&st, &p.name, std::slice::from_ref(&z)).await);
+    json_ok(rows.pop())
 }
 
 pub async fn delete_snooze(
@@ -954,8 +1141,14 @@ pub async fn run(
             }
         }
     };
-    if let Err(e) = bring_up(&st, &svc, &store).await {
-        tracing::error!("lifecycle start: {e}");
+    // Until the store's state is in the core, the server decides with the policy files (fail
+    // open: a store that is down must not stop checkout) and tries again every 5 s.
+    let mut tries = 0;
+    while let Err(e) = bring_up(&st, &svc, &store).await {
+        tries += 1;
+        tracing::error!("lifecycle start (try {tries}): {e}; deciding with the policy files meanwhile, trying again in 5 s");
+        ask(&st, Request::StopAwaiting).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
     let _ = svc.store.set(store.clone());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -972,6 +1165,7 @@ pub async fn run(
             _ = tick.tick() => {
                 let now = now_ms();
                 if svc.settings.source == PolicySource::Console {
+                    let _held = svc.changes.lock().await;
                     match store.activate_due(now).await {
                         Ok(Some(v)) => match install(&st, &v).await {
                             Ok(_) => tracing::info!("scheduled version {} is active", v.label),
@@ -1055,10 +1249,14 @@ async fn record_files(
 
 async fn bring_up(st: &AppState, svc: &LifecycleService, store: &Store) -> Result<(), String> {
     let now = now_ms();
-    if let Ok(l) = store.learned().await {
-        ask(st, Request::GuardRestore(l)).await;
-    }
+    store
+        .backtests_interrupted(now)
+        .await
+        .map_err(|e| e.to_string())?;
     push_overrides(st, store).await?;
+    // What the guard learned before; it watches from then on (with the paused rules known).
+    let learned = store.learned().await.map_err(|e| e.to_string())?;
+    ask(st, Request::GuardRestore(learned)).await;
     if svc.settings.source == PolicySource::Console {
         let active = match store.active().await.map_err(|e| e.to_string())? {
             Some(v) => v,
@@ -1172,7 +1370,16 @@ async fn record_trip(st: &AppState, store: &Store, t: Trip) {
             Err(e) => tracing::error!("opening the guard's case for `{}`: {e}", t.rule),
         }
     }
-    if let Err(e) = store.pause(&t, case_id.as_deref(), now).await {
-        tracing::error!("recording the guard's pause of `{}`: {e}", t.rule);
+    match store.pause(&t, case_id.as_deref(), now).await {
+        // The core learns that the store holds the pause (it then follows the store's list).
+        Ok(_) => {
+            if let Err(e) = push_overrides(st, store).await {
+                tracing::warn!("handing the overrides to the core: {e}");
+            }
+        }
+        Err(e) => tracing::error!(
+            "recording the guard's pause of `{}`: {e} (the rule stays paused in memory until a restart)",
+            t.rule
+        ),
     }
 }

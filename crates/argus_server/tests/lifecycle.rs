@@ -312,6 +312,10 @@ async fn scenario(dir: &std::path::Path, database: Option<String>) {
         .as_str()
         .unwrap()
         .starts_with(&format!("v{id2}+")));
+    // A reload (lookups, configuration) keeps the store's version: the files on disk do not come back.
+    let (st, v) = req(&s, "POST", "/v1/admin/reload", ADMIN, Value::Null).await;
+    assert_eq!(st, 200, "{v}");
+    assert!(running(&s).await.0.starts_with(&format!("v{id2}+")), "{v}");
 
     // One-step rollback: a new version with version 1's files.
     let (st, v) = req(
@@ -455,6 +459,40 @@ async fn scenario(dir: &std::path::Path, database: Option<String>) {
     assert_eq!(v["snoozes"][0]["case_id"].as_str(), Some(cid.as_str()));
     let d = decide(&s, order("w1", "wholesale1", "2500.00", None)).await;
     assert_eq!(d["snoozed"], json!(["big_order_block"]), "{d}");
+    // A verdict whose snooze names an unknown rule is refused before anything is stored.
+    let (_, before) = req(&s, "GET", "/v1/snoozes", ANALYST, Value::Null).await;
+    let (_, c2) = req(
+        &s,
+        "POST",
+        "/v1/cases",
+        ANALYST,
+        json!({"subject": {"kind": "user", "id": "wholesale2"}}),
+    )
+    .await;
+    let cid2 = c2["id"].as_str().unwrap().to_string();
+    req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{cid2}/claim"),
+        ANALYST,
+        Value::Null,
+    )
+    .await;
+    let (st, _) = req(
+        &s,
+        "POST",
+        &format!("/v1/cases/{cid2}/verdict"),
+        ANALYST,
+        json!({"disposition": "legitimate",
+        "snooze": {"rules": ["big_order_block", "no_such_rule"], "ttl": "30d"}}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (_, after) = req(&s, "GET", "/v1/snoozes", ANALYST, Value::Null).await;
+    assert_eq!(
+        before["snoozes"].as_array().unwrap().len(),
+        after["snoozes"].as_array().unwrap().len()
+    );
 
     // A rollout: each actor on one arm, the control when the candidate's rule errs.
     let coupon_rule = "[[rules]]\nname = \"coupon_x\"\nwhen = \"event.coupon == 'X'\"\naction = \"block\"\nreason = \"coupon X\"\n";
@@ -479,6 +517,19 @@ async fn scenario(dir: &std::path::Path, database: Option<String>) {
         st,
         StatusCode::FORBIDDEN,
         "a rollout needs the approval too"
+    );
+    let (st, _) = req(
+        &s,
+        "POST",
+        "/v1/rollout",
+        IVY,
+        json!({"version": 1, "percent": 50}),
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::CONFLICT,
+        "a retired version is not rolled out"
     );
     req(
         &s,

@@ -138,6 +138,7 @@ pub fn backtest(mut s: BacktestSpec<'_>) -> Result<BacktestResult, String> {
         lists: VecDeque::new(),
         read: 0,
         max_events: s.max_events,
+        next_seq: Some(from + 1),
         error: None,
         state: Compare {
             config: s.config,
@@ -168,6 +169,9 @@ pub fn backtest(mut s: BacktestSpec<'_>) -> Result<BacktestResult, String> {
     let (mut rc, mut rk) = c.reports;
     rc.finish();
     rk.finish();
+    let mut examples: Vec<&String> = c.friction.iter().collect();
+    examples.sort();
+    examples.truncate(20);
     let summary = json!({
         "events": c.events,
         "decided": c.decided,
@@ -193,7 +197,7 @@ pub fn backtest(mut s: BacktestSpec<'_>) -> Result<BacktestResult, String> {
             "honest_users_added": c.friction.len(),
             "confirmed_legit_users_added": c.friction_legit.len(),
             "users_relieved": c.relieved.len(),
-            "examples": c.friction.iter().take(20).collect::<Vec<_>>(),
+            "examples": examples,
         },
     });
     Ok(BacktestResult {
@@ -236,6 +240,8 @@ struct LogSource<'a> {
     lists: VecDeque<(u64, ListChange)>,
     read: u64,
     max_events: u64,
+    /// The log number the next record must have.
+    next_seq: Option<u64>,
     error: Option<String>,
     state: Compare<'a>,
 }
@@ -267,6 +273,16 @@ impl argus_engine::Source for LogSource<'_> {
             if rec.seq <= self.from {
                 continue;
             }
+            // The records right after the starting state, or the log changed under the backtest
+            // (retention deleted segments between its two reads).
+            if self.next_seq.is_some_and(|n| rec.seq != n) {
+                return Err(format!(
+                    "the log changed during the backtest: record {} where {} was expected",
+                    rec.seq,
+                    self.next_seq.unwrap_or(0)
+                ));
+            }
+            self.next_seq = Some(rec.seq + 1);
             match rec.kind {
                 KIND_EVENT => {
                     let Some((_, st, _)) = split_event(&rec.payload) else {

@@ -22,7 +22,7 @@ pub struct ArmStats {
 pub struct LifecycleState {
     pub(super) snoozes: Vec<Snooze>,
     pub(super) paused: std::collections::BTreeSet<String>,
-    pub(super) rollout: Option<(Rollout, String)>,
+    pub(super) rollout: Option<(Rollout, String, Files)>,
     /// The files of the installed policies (what a stored version of them holds).
     pub(super) files: Files,
     pub(super) arms: BTreeMap<&'static str, ArmStats>,
@@ -32,6 +32,11 @@ pub struct LifecycleState {
     /// A stored version is the source of truth and none is installed yet: events wait (refused
     /// with 503) rather than being decided by anything else.
     pub(super) awaiting: bool,
+    /// Rules the guard paused that the store has not confirmed yet: they stay paused whatever the
+    /// store's list says until it lists them (a person's resume then removes them).
+    pub(super) unrecorded: std::collections::BTreeSet<String>,
+    /// The guard watches once what it learned before has been restored (or there was none).
+    pub(super) armed: bool,
 }
 
 /// The name of the file in a version that records the models it ran with (written by the server,
@@ -103,7 +108,7 @@ impl Core {
             lc.snoozes.clone(),
             lc.paused.iter().cloned(),
         ));
-        ps.rollout = lc.rollout.as_ref().map(|(r, _)| r.clone());
+        ps.rollout = lc.rollout.as_ref().map(|(r, _, _)| r.clone());
     }
 
     /// Re-applies the overrides and rollout to the installed policies.
@@ -137,8 +142,12 @@ impl Core {
         ok(json!({"status": "installed", "previous_version": before, "policy_version": after}))
     }
 
-    /// Replaces the snoozes and paused rules.
+    /// Replaces the snoozes and paused rules (the store's), keeping the pauses the store has not
+    /// recorded yet.
     pub(super) fn set_overrides(&mut self, snoozes: Vec<Snooze>, paused: Vec<String>) -> Answer {
+        self.lifecycle.unrecorded.retain(|r| !paused.contains(r));
+        let mut paused = paused;
+        paused.extend(self.lifecycle.unrecorded.iter().cloned());
         let resumed: Vec<String> = self
             .lifecycle
             .paused
@@ -170,15 +179,10 @@ impl Core {
                 ok(json!({"status": "ended", "arms": arms}))
             }
             Some((files, label, bp, salt)) => {
-                let loaded = match compile_version(&self.engine.config, &files, &label) {
-                    Ok(l) => l,
-                    Err(ps) => return problems(ps),
+                let cand = match self.candidate(&files, &label) {
+                    Ok(c) => c,
+                    Err(a) => return a,
                 };
-                let mut cand = loaded.policies;
-                let lists = Arc::make_mut(&mut cand.lists);
-                for ((list, key), item) in &self.overlay {
-                    apply_overlay(lists, list, key, item.as_ref());
-                }
                 self.lifecycle.rollout = Some((
                     Rollout {
                         candidate: Arc::new(cand),
@@ -186,12 +190,46 @@ impl Core {
                         salt,
                     },
                     label,
+                    files,
                 ));
                 self.lifecycle.arms.clear();
                 self.redecorate();
                 ok(json!({"status": "started", "basis_points": bp}))
             }
         }
+    }
+
+    /// A rollout's candidate: its files compiled, with the list overlay as it now is.
+    fn candidate(&self, files: &Files, label: &str) -> Result<argus_policy::PolicySet, Answer> {
+        let loaded = compile_version(&self.engine.config, files, label).map_err(problems)?;
+        let mut cand = loaded.policies;
+        let lists = Arc::make_mut(&mut cand.lists);
+        for ((list, key), item) in &self.overlay {
+            apply_overlay(lists, list, key, item.as_ref());
+        }
+        Ok(cand)
+    }
+
+    /// After a list change: the rollout's candidate sees it too (recompiled with the overlay; the
+    /// arms' counts go on).
+    pub(super) fn refresh_candidate(&mut self) {
+        let Some((r, label, files)) = self.lifecycle.rollout.take() else {
+            return;
+        };
+        let r = match self.candidate(&files, &label) {
+            Ok(c) => Rollout {
+                candidate: Arc::new(c),
+                ..r
+            },
+            Err(_) => {
+                tracing::error!(
+                    "the rollout's candidate {label} no longer compiles; kept as it was"
+                );
+                r
+            }
+        };
+        self.lifecycle.rollout = Some((r, label, files));
+        self.redecorate();
     }
 
     /// The running policies' version (as decisions name it) and files.
@@ -209,10 +247,10 @@ impl Core {
         let r = self.lifecycle.rollout.as_ref();
         ok(json!({
             "running": r.is_some(),
-            "candidate": r.map(|(_, l)| l),
-            "basis_points": r.map(|(r, _)| r.basis_points),
+            "candidate": r.map(|(_, l, _)| l),
+            "basis_points": r.map(|(r, _, _)| r.basis_points),
             "control_version": self.engine.policies().map(|p| p.version.clone()),
-            "candidate_version": r.map(|(r, _)| r.candidate.version.clone()),
+            "candidate_version": r.map(|(r, _, _)| r.candidate.version.clone()),
             "arms": self.lifecycle.arms,
         }))
     }
@@ -242,6 +280,7 @@ impl Core {
         learned: Vec<(String, String, argus_lifecycle::Learned)>,
     ) -> Answer {
         self.lifecycle.guard.restore(learned);
+        self.lifecycle.armed = true;
         ok(json!({}))
     }
 
@@ -259,20 +298,26 @@ impl Core {
                 s.fallbacks += 1;
             }
         }
-        if !self.lifecycle.guard.cfg.enabled {
+        if !self.lifecycle.guard.cfg.enabled || !self.lifecycle.armed {
             return;
         }
+        // The candidate's share is watched apart: a broken candidate rule would be diluted by the
+        // control's events otherwise.
+        let key = if d.arm == Some("candidate") {
+            format!("{}#candidate", d.checkpoint)
+        } else {
+            d.checkpoint.clone()
+        };
         let fired: Vec<(&str, bool)> = d
             .fired
             .iter()
             .filter(|f| f.action != argus_policy::Action::Allow)
             .map(|f| (f.rule.as_str(), f.action == argus_policy::Action::Block))
             .collect();
-        let trips = self.lifecycle.guard.observe(
-            &d.checkpoint,
-            d.action == argus_policy::Action::Block,
-            &fired,
-        );
+        let trips =
+            self.lifecycle
+                .guard
+                .observe(&key, d.action == argus_policy::Action::Block, &fired);
         if trips.is_empty() {
             return;
         }
@@ -289,6 +334,7 @@ impl Core {
             );
             m::guard_pause(&t.rule);
             self.lifecycle.paused.insert(t.rule.clone());
+            self.lifecycle.unrecorded.insert(t.rule.clone());
             if let Some(tx) = &self.lifecycle.trips {
                 if tx.try_send(t).is_err() {
                     tracing::error!("the guard's pause could not be handed to the lifecycle task (queue full); it holds in memory until restart");

@@ -203,6 +203,7 @@ impl Core {
             }
             None => {}
         }
+        self.refresh_candidate();
     }
 }
 

@@ -157,7 +157,11 @@ impl Core {
             rule_hits: HashMap::new(),
             policy_changes: VecDeque::new(),
             lifecycle: lifecycle::LifecycleState {
-                guard: argus_lifecycle::Guard::new(lifecycle_cfg.guard.clone()),
+                // Without a store, a pause could be neither recorded nor resumed: no guard.
+                guard: argus_lifecycle::Guard::new(argus_lifecycle::GuardConfig {
+                    enabled: lifecycle_cfg.guard.enabled && trips.is_some(),
+                    ..lifecycle_cfg.guard.clone()
+                }),
                 trips,
                 awaiting: lifecycle_cfg.source == crate::settings::PolicySource::Console,
                 ..Default::default()

@@ -74,6 +74,33 @@ impl Core {
                 json!(changed),
             );
         }
+        // Console mode: the store's version is what runs. A reload refreshes the configuration's
+        // lookup tables and checks the files, but keeps the installed version (compiled again
+        // under the reloaded configuration), never the files on disk.
+        let loaded = if self.settings.lifecycle.source == crate::settings::PolicySource::Console
+            && !self.lifecycle.awaiting
+            && !self.lifecycle.files.is_empty()
+        {
+            let label = self
+                .engine
+                .policies()
+                .and_then(|p| p.version.split('+').next().map(str::to_string))
+                .unwrap_or_default();
+            match lifecycle::compile_version(&cfg, &self.lifecycle.files.clone(), &label) {
+                Ok(l) => Some(l),
+                Err(ps) => {
+                    m::inc_labeled(m::RELOADS, "outcome", "invalid");
+                    return error_with(
+                        Failure::Unprocessable,
+                        "invalid_reload",
+                        "the active policy version does not compile under the new configuration; the running version is kept",
+                        json!(ps),
+                    );
+                }
+            }
+        } else {
+            loaded
+        };
         let before = self.engine.policies().map(|p| p.version.clone());
         self.install_policies(loaded);
         let after = self.engine.policies().map(|p| p.version.clone());
