@@ -743,7 +743,7 @@ fn status_of(s: Option<&str>) -> Result<Option<Status>, Response> {
     }
 }
 
-fn query_error(e: axum::extract::rejection::QueryRejection) -> Response {
+pub(crate) fn query_error(e: axum::extract::rejection::QueryRejection) -> Response {
     respond(error(
         Failure::Invalid,
         "invalid_query",

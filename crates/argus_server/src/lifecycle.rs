@@ -14,6 +14,7 @@ use crate::settings::{LifecycleConfig, PolicySource};
 use argus_cases::Role;
 use argus_lifecycle::{diff, Files, LifecycleError, NewVersion, Store, Trip, Version};
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -137,6 +138,17 @@ macro_rules! try_l {
     };
 }
 
+/// A number in a path (a version, backtest, snooze or pause), or the `invalid_path` answer.
+fn number(s: &str) -> Result<i64, Response> {
+    s.parse().map_err(|_| {
+        respond(error(
+            Failure::Invalid,
+            "invalid_path",
+            format!("`{s}` is not a number"),
+        ))
+    })
+}
+
 /// The service and its store, or the response that says why not.
 fn svc(st: &AppState) -> Result<(&LifecycleService, &Store), Response> {
     let Some(s) = st.lifecycle.as_deref() else {
@@ -217,7 +229,11 @@ pub struct ListQuery {
     limit: Option<i64>,
 }
 
-pub async fn versions(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+pub async fn versions(
+    State(st): State<AppState>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    let q = try_r!(q.map_err(crate::cases::query_error)).0;
     let (s, store) = try_r!(svc(&st));
     let list = try_l!(store.list(q.before, q.limit.unwrap_or(50)));
     let active = try_l!(store.active());
@@ -288,7 +304,8 @@ pub async fn create_version(
     )))
 }
 
-pub async fn get_version(State(st): State<AppState>, Path(id): Path<i64>) -> Response {
+pub async fn get_version(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    let id = try_r!(number(&id));
     let (_, store) = try_r!(svc(&st));
     let v = try_l!(store.get(id));
     let reviews = try_l!(store.reviews(id));
@@ -306,9 +323,11 @@ pub struct DiffQuery {
 
 pub async fn version_diff(
     State(st): State<AppState>,
-    Path(id): Path<i64>,
-    Query(q): Query<DiffQuery>,
+    Path(id): Path<String>,
+    q: Result<Query<DiffQuery>, QueryRejection>,
 ) -> Response {
+    let id = try_r!(number(&id));
+    let q = try_r!(q.map_err(crate::cases::query_error)).0;
     let (s, store) = try_r!(svc(&st));
     let v = try_l!(store.get(id));
     let files = v.files.clone().unwrap_or_default();
@@ -327,7 +346,8 @@ pub async fn version_diff(
     json_ok(json!({"version": v.id, "against": label, "diff": d, "needs_approval": reasons}))
 }
 
-pub async fn export_version(State(st): State<AppState>, Path(id): Path<i64>) -> Response {
+pub async fn export_version(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    let id = try_r!(number(&id));
     let (_, store) = try_r!(svc(&st));
     let v = try_l!(store.get(id));
     json_ok(json!({"version": v.label, "digest": v.digest, "files": v.files}))
@@ -362,20 +382,22 @@ async fn review(
 pub async fn approve(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     headers: HeaderMap,
     b: Body,
 ) -> Response {
+    let id = try_r!(number(&id));
     review(st, p, id, headers, b, true).await
 }
 
 pub async fn reject(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     headers: HeaderMap,
     b: Body,
 ) -> Response {
+    let id = try_r!(number(&id));
     review(st, p, id, headers, b, false).await
 }
 
@@ -406,10 +428,11 @@ async fn install(st: &AppState, v: &Version) -> Result<Json, Response> {
 pub async fn activate(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     headers: HeaderMap,
     b: Body,
 ) -> Response {
+    let id = try_r!(number(&id));
     let (s, store) = try_r!(svc(&st));
     try_r!(console_only(s, "activating a version"));
     let a: ActivateBody = try_r!(json_in(&st, &headers, b, "{\"at\"?, \"emergency\"?}").await);
@@ -467,10 +490,11 @@ pub struct RollbackBody {
 pub async fn rollback(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     headers: HeaderMap,
     b: Body,
 ) -> Response {
+    let id = try_r!(number(&id));
     let (s, store) = try_r!(svc(&st));
     try_r!(console_only(s, "rolling back"));
     let r: RollbackBody = try_r!(json_in(&st, &headers, b, "{\"reason\"}").await);
@@ -615,7 +639,11 @@ pub struct EventsQuery {
     limit: Option<i64>,
 }
 
-pub async fn history(State(st): State<AppState>, Query(q): Query<EventsQuery>) -> Response {
+pub async fn history(
+    State(st): State<AppState>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> Response {
+    let q = try_r!(q.map_err(crate::cases::query_error)).0;
     let (_, store) = try_r!(svc(&st));
     json_ok(json!({"events": try_l!(store.events(q.version, q.limit.unwrap_or(100)))}))
 }
@@ -720,12 +748,17 @@ pub struct BacktestsQuery {
     version: Option<i64>,
 }
 
-pub async fn backtests(State(st): State<AppState>, Query(q): Query<BacktestsQuery>) -> Response {
+pub async fn backtests(
+    State(st): State<AppState>,
+    q: Result<Query<BacktestsQuery>, QueryRejection>,
+) -> Response {
+    let q = try_r!(q.map_err(crate::cases::query_error)).0;
     let (_, store) = try_r!(svc(&st));
     json_ok(json!({"backtests": try_l!(store.backtests(q.version, 50))}))
 }
 
-pub async fn get_backtest(State(st): State<AppState>, Path(id): Path<i64>) -> Response {
+pub async fn get_backtest(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    let id = try_r!(number(&id));
     let (_, store) = try_r!(svc(&st));
     json_ok(try_l!(store.backtest(id)))
 }
@@ -739,9 +772,11 @@ pub struct ChangesQuery {
 
 pub async fn backtest_changes(
     State(st): State<AppState>,
-    Path(id): Path<i64>,
-    Query(q): Query<ChangesQuery>,
+    Path(id): Path<String>,
+    q: Result<Query<ChangesQuery>, QueryRejection>,
 ) -> Response {
+    let id = try_r!(number(&id));
+    let q = try_r!(q.map_err(crate::cases::query_error)).0;
     let (_, store) = try_r!(svc(&st));
     try_l!(store.backtest(id));
     let from = q.from.unwrap_or(0).max(0);
@@ -945,7 +980,11 @@ pub struct SnoozesQuery {
     all: bool,
 }
 
-pub async fn snoozes(State(st): State<AppState>, Query(q): Query<SnoozesQuery>) -> Response {
+pub async fn snoozes(
+    State(st): State<AppState>,
+    q: Result<Query<SnoozesQuery>, QueryRejection>,
+) -> Response {
+    let q = try_r!(q.map_err(crate::cases::query_error)).0;
     let (_, store) = try_r!(svc(&st));
     json_ok(json!({"snoozes": try_l!(store.snoozes(now_ms(), q.all))}))
 }
@@ -1079,8 +1118,9 @@ pub async fn create_snooze(
 pub async fn delete_snooze(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Response {
+    let id = try_r!(number(&id));
     let (_, store) = try_r!(svc(&st));
     let z = try_l!(store.unsnooze(id, &p.name, now_ms()));
     if let Err(e) = push_overrides(&st, store).await {
@@ -1107,10 +1147,11 @@ pub struct ResumeBody {
 pub async fn resume(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     headers: HeaderMap,
     b: Body,
 ) -> Response {
+    let id = try_r!(number(&id));
     let (_, store) = try_r!(svc(&st));
     let r: ResumeBody = try_r!(json_in(&st, &headers, b, "{\"reason\"}").await);
     let pause = try_l!(store.resume(id, &p.name, &r.reason, now_ms()));
