@@ -9,40 +9,12 @@
 //! `ARGUS_SCREENSHOTS=dir` keeps the screenshots (docs/console.md shows them).
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ADMIN: &str = "admin-key-0123456789";
-const INGEST: &str = "ingest-key-0123456789";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// One HTTP/1.1 request over a fresh connection: (status, JSON body).
-fn http(addr: &str, method: &str, path: &str, key: &str, body: &str, ctype: &str) -> (u16, Value) {
-    let mut s = std::net::TcpStream::connect(addr).expect("connects");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let text = String::from_utf8_lossy(&out);
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    // The server answers with Content-Length (no chunking) for these routes.
-    (status, serde_json::from_str(rest).unwrap_or(Value::Null))
-}
+mod common;
+use common::*;
 
 fn prerequisites() -> Option<String> {
     let modules = repo().join("console-tests/node_modules/playwright-core");
@@ -59,14 +31,6 @@ fn prerequisites() -> Option<String> {
     .flatten()
     .collect();
     (!missing.is_empty()).then(|| missing.join(", "))
-}
-
-struct Killed(std::process::Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn e2e(url: &str, shots: &Path, phase: &str, entity: &str) -> String {
@@ -151,29 +115,14 @@ inbox = "review"
         ),
     )
     .unwrap();
-    let mut child = Command::new(argus)
-        .args(["serve", "--config"])
-        .arg(&conf)
-        .arg("--policies")
-        .arg(repo().join("policies"))
-        .arg("--policies")
-        .arg(repo().join("examples/simulator/graph-policies"))
-        .arg("--data-dir")
-        .arg(d.path().join("data"))
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Killed(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("argus: listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_string();
+    let (server, addr) = serve(
+        &conf,
+        &[
+            repo().join("policies"),
+            repo().join("examples/simulator/graph-policies"),
+        ],
+        &d.path().join("data"),
+    );
 
     // Seed the world through the API, in batches.
     let events = std::fs::read_to_string(&world).unwrap();
@@ -301,33 +250,6 @@ inbox = "review"
     drop(server);
 }
 
-/// Starts `argus serve` with `conf` and `policies` on a free port; the running server and its address.
-fn serve(conf: &Path, policies: &[PathBuf], data: &Path) -> (Killed, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_argus"));
-    cmd.args(["serve", "--config"]).arg(conf);
-    for p in policies {
-        cmd.arg("--policies").arg(p);
-    }
-    let mut child = cmd
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Killed(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("argus: listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_string();
-    (server, addr)
-}
-
 fn now_rfc3339() -> String {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -352,14 +274,7 @@ fn an_analyst_drafts_and_backtests_a_rule_that_another_person_approves() {
     }
     let d = tempfile::tempdir().unwrap();
     let conf = d.path().join("argus.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "include = [\"{starter}\"]\n[server]\nfsync = \"never\"\n[[server.api_keys]]\nname = \"loader\"\nrole = \"ingest\"\nkey = \"{INGEST}\"\n[[server.api_keys]]\nname = \"ops\"\nrole = \"admin\"\nkey = \"{ADMIN}\"\n[lifecycle]\nsource = \"console\"\n",
-            starter = repo().join("examples/starter/argus.toml").display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&conf, starter_config("[lifecycle]\nsource = \"console\"\n")).unwrap();
     let (server, addr) = serve(&conf, &[repo().join("policies")], &d.path().join("data"));
     // History for the backtest: orders, a third of them very large.
     let t0 = Instant::now();

@@ -6,47 +6,13 @@
 
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-const ADMIN: &str = "admin-key-0123456789";
-const INGEST: &str = "ingest-key-0123456789";
 const RULE: &str = "broken_payment_rule";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn http(addr: &str, method: &str, path: &str, key: &str, body: &str, ctype: &str) -> (u16, Value) {
-    let mut s = std::net::TcpStream::connect(addr).expect("connects");
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let text = String::from_utf8_lossy(&out);
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, serde_json::from_str(rest).unwrap_or(Value::Null))
-}
-
-struct Killed(std::process::Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::*;
 
 /// What one run observed after the broken rule was deployed.
 #[derive(Debug)]
@@ -61,39 +27,15 @@ struct Run {
 }
 
 fn run(dir: &Path, world: &[String], honest: &HashSet<String>, guard: bool) -> Run {
-    let argus = env!("CARGO_BIN_EXE_argus");
     let policies = dir.join("policies");
     copy_dir(&repo().join("policies"), &policies);
     let conf = dir.join("argus.toml");
     std::fs::write(
         &conf,
-        format!(
-            "include = [\"{starter}\"]\n[server]\nfsync = \"never\"\n[[server.api_keys]]\nname = \"loader\"\nrole = \"ingest\"\nkey = \"{INGEST}\"\n[[server.api_keys]]\nname = \"ops\"\nrole = \"admin\"\nkey = \"{ADMIN}\"\n[lifecycle.guard]\nenabled = {guard}\n",
-            starter = repo().join("examples/starter/argus.toml").display()
-        ),
+        starter_config(&format!("[lifecycle.guard]\nenabled = {guard}\n")),
     )
     .unwrap();
-    let mut child = Command::new(argus)
-        .args(["serve", "--config"])
-        .arg(&conf)
-        .arg("--policies")
-        .arg(&policies)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _server = Killed(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("argus: listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_string();
+    let (_server, addr) = serve(&conf, std::slice::from_ref(&policies), &dir.join("data"));
     let half = world.len() / 2;
     let mut out = Run {
         payments_until_pause: 0,

@@ -481,9 +481,10 @@ pub async fn activate(
     json_ok(json!({"version": v}))
 }
 
+/// A body that only gives a reason (a rollback, a resume).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RollbackBody {
+pub struct ReasonBody {
     reason: String,
 }
 
@@ -497,7 +498,7 @@ pub async fn rollback(
     let id = try_r!(number(&id));
     let (s, store) = try_r!(svc(&st));
     try_r!(console_only(s, "rolling back"));
-    let r: RollbackBody = try_r!(json_in(&st, &headers, b, "{\"reason\"}").await);
+    let r: ReasonBody = try_r!(json_in(&st, &headers, b, "{\"reason\"}").await);
     if r.reason.trim().is_empty() {
         return respond(error(
             Failure::Invalid,
@@ -1138,12 +1139,6 @@ pub async fn guard(State(st): State<AppState>) -> Response {
     json_ok(json!({"pauses": pauses, "state": state}))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResumeBody {
-    reason: String,
-}
-
 pub async fn resume(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -1153,7 +1148,7 @@ pub async fn resume(
 ) -> Response {
     let id = try_r!(number(&id));
     let (_, store) = try_r!(svc(&st));
-    let r: ResumeBody = try_r!(json_in(&st, &headers, b, "{\"reason\"}").await);
+    let r: ReasonBody = try_r!(json_in(&st, &headers, b, "{\"reason\"}").await);
     let pause = try_l!(store.resume(id, &p.name, &r.reason, now_ms()));
     if let Err(e) = push_overrides(&st, store).await {
         return respond(error(Failure::Unavailable, "lifecycle_unavailable", e));

@@ -1,0 +1,91 @@
+//! Helpers of the tests that run the `argus` binary as a server: the repository, one HTTP/1.1
+//! request over a fresh connection, and a server started on a free port (killed when dropped).
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+pub const ADMIN: &str = "admin-key-0123456789";
+pub const INGEST: &str = "ingest-key-0123456789";
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// One HTTP/1.1 request over a fresh connection: (status, JSON body).
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: &str,
+    ctype: &str,
+) -> (u16, Value) {
+    let mut s = std::net::TcpStream::connect(addr).expect("connects");
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    // The server answers with Content-Length (no chunking) for these routes.
+    (status, serde_json::from_str(rest).unwrap_or(Value::Null))
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct Killed(pub std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `argus serve` with `conf` and `policies` on a free port; the running server and its address.
+pub fn serve(conf: &Path, policies: &[PathBuf], data: &Path) -> (Killed, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_argus"));
+    cmd.args(["serve", "--config"]).arg(conf);
+    for p in policies {
+        cmd.arg("--policies").arg(p);
+    }
+    let mut child = cmd
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Killed(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("argus: listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_string();
+    (server, addr)
+}
+
+/// A configuration that includes the starter one, with an ingest and an admin key, `fsync = never`
+/// and `extra` appended.
+pub fn starter_config(extra: &str) -> String {
+    format!(
+        "include = [\"{starter}\"]\n[server]\nfsync = \"never\"\n[[server.api_keys]]\nname = \"loader\"\nrole = \"ingest\"\nkey = \"{INGEST}\"\n[[server.api_keys]]\nname = \"ops\"\nrole = \"admin\"\nkey = \"{ADMIN}\"\n{extra}",
+        starter = repo().join("examples/starter/argus.toml").display()
+    )
+}
