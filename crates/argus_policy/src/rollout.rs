@@ -1,8 +1,10 @@
 //! Changing policies safely while they run: a percentage rollout of a candidate policy set, snoozes
 //! (one rule skipped for one entity until a time) and rules paused by the blast-radius guard.
 //!
-//! All three are judged from the event alone (its actor, its entity fields, its time), so the same
-//! events give the same decisions whenever they are decided.
+//! All three are judged from the event alone (its actor, its entity fields, its time): under the
+//! same policies, rollout and overrides, the same events get the same decisions whenever they are
+//! decided. (The server changes overrides and rollouts between events, on the core thread; each
+//! decision records what it was made under: `arm`, `snoozed`, `paused`, the version.)
 
 use crate::policy::PolicySet;
 use argus_event::{Event, Schema, Value};

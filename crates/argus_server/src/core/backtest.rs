@@ -342,7 +342,14 @@ impl argus_engine::Source for LogSource<'_> {
         };
         c.decided += 1;
         let actor = actor_of(p.event);
-        let truth = c.truth.of(p.event, &actor);
+        // A label event about the event or its actor, else the event's own label column (released
+        // later to features; known now to the backtest, as to the replay report).
+        let truth = c.truth.of(p.event, &actor).or_else(|| {
+            p.labels
+                .first()
+                .and_then(|l| l.value.as_f64())
+                .map(|v| v != 0.0)
+        });
         let amount = c
             .amount_slots
             .get(p.event.ty as usize)
