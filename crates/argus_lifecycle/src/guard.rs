@@ -63,7 +63,7 @@ impl GuardConfig {
 }
 
 /// Why the guard tripped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Cause {
     /// The rule's own rate jumped.
@@ -82,7 +82,7 @@ impl Cause {
 }
 
 /// A rule the guard would pause, with the figures behind it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trip {
     pub rule: String,
     pub checkpoint: String,
@@ -133,8 +133,8 @@ struct Checkpoint {
 pub struct Guard {
     pub cfg: GuardConfig,
     cps: HashMap<String, Checkpoint>,
-    /// Rules tripped and not resumed: not watched (their hits are shadow hits now).
-    tripped: std::collections::HashSet<String>,
+    /// Rules tripped and not resumed, with their trip: not watched (their hits are shadow hits now).
+    tripped: std::collections::BTreeMap<String, Trip>,
 }
 
 impl Guard {
@@ -187,7 +187,7 @@ impl Guard {
         }
         let mut hit = Vec::new();
         for &(rule, blocks) in fired {
-            if self.tripped.contains(rule) {
+            if self.tripped.contains_key(rule) {
                 continue;
             }
             *cp.cur.hits.entry(rule.to_string()).or_default() += 1;
@@ -242,7 +242,7 @@ impl Guard {
                 .win
                 .block_hits
                 .iter()
-                .filter(|(r, &h)| h > 0 && !self.tripped.contains(*r))
+                .filter(|(r, &h)| h > 0 && !self.tripped.contains_key(*r))
                 .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
             {
                 trips.push(Trip {
@@ -291,7 +291,7 @@ impl Guard {
             }
         }
         for t in &trips {
-            self.tripped.insert(t.rule.clone());
+            self.tripped.insert(t.rule.clone(), t.clone());
         }
         trips
     }
@@ -311,9 +311,9 @@ impl Guard {
         }
     }
 
-    /// Marks rules paused (at start, from the store).
-    pub fn set_tripped(&mut self, rules: impl IntoIterator<Item = String>) {
-        self.tripped = rules.into_iter().collect();
+    /// The rules paused and not resumed, with the trip that paused each.
+    pub fn tripped(&self) -> impl Iterator<Item = &Trip> {
+        self.tripped.values()
     }
 
     /// What every rule learned: `(checkpoint, rule, learned)`, sorted.

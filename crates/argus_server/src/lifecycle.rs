@@ -940,7 +940,7 @@ pub async fn promote_rollout(
 
 // ---- snoozes ----
 
-/// Sends the current snoozes and paused rules to the core.
+/// Sends the current snoozes to the core (paused rules are the core's own: see `core::lifecycle`).
 /// A stored snooze as the policies apply it (from its creation to its end, or its removal).
 fn snooze_of(z: argus_lifecycle::SnoozeRow) -> argus_policy::Snooze {
     argus_policy::Snooze {
@@ -957,16 +957,8 @@ pub async fn push_overrides(st: &AppState, store: &Store) -> Result<Json, String
         .snoozes(now_ms(), false)
         .await
         .map_err(|e| e.to_string())?;
-    let paused: Vec<String> = store
-        .pauses(true)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|p| p.rule)
-        .collect();
     let req = Request::SetOverrides {
         snoozes: snoozes.into_iter().map(snooze_of).collect(),
-        paused,
     };
     match ask(st, req).await {
         Answer::Done { body, .. } => Ok(body),
@@ -1149,19 +1141,41 @@ pub async fn resume(
     let id = try_r!(number(&id));
     let (_, store) = try_r!(svc(&st));
     let r: ReasonBody = try_r!(json_in(&st, &headers, b, "{\"reason\"}").await);
-    let pause = try_l!(store.resume(id, &p.name, &r.reason, now_ms()));
-    if let Err(e) = push_overrides(&st, store).await {
-        return respond(error(Failure::Unavailable, "lifecycle_unavailable", e));
+    if r.reason.trim().is_empty() {
+        return respond(error(
+            Failure::Invalid,
+            "invalid",
+            "resuming a paused rule needs a reason",
+        ));
     }
-    json_ok(pause)
+    let pause = try_l!(store.pause_get(id));
+    if pause.resumed_at.is_some() {
+        return respond(error(
+            Failure::Conflict,
+            "conflict",
+            format!("the pause of `{}` was already resumed", pause.rule),
+        ));
+    }
+    // The core first: the resume is logged there (what recovery replays), then recorded.
+    let core = ask(
+        &st,
+        Request::ResumeRule {
+            rule: pause.rule.clone(),
+        },
+    )
+    .await;
+    if let Answer::Failed(_) = &core {
+        return respond(core);
+    }
+    json_ok(try_l!(store.resume(id, &p.name, &r.reason, now_ms())))
 }
 
 // ---- the task ----
 
 /// Opens the lifecycle on the cases' database, brings the core up to the store (the active version
-/// in console mode, the files recorded as a version in files mode; snoozes, pauses, what the guard
-/// learned, a running rollout), then activates scheduled versions, records the guard's trips and
-/// saves what it learned.
+/// in console mode, the files recorded as a version in files mode; snoozes; a running rollout) and
+/// the store up to the core (the guard's pauses, rebuilt from the log), then activates scheduled
+/// versions and records the guard's trips.
 pub async fn run(
     st: AppState,
     svc: Arc<LifecycleService>,
@@ -1189,7 +1203,6 @@ pub async fn run(
     let _ = svc.store.set(store.clone());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_recorded = String::new();
-    let mut saved = std::time::Instant::now();
     loop {
         tokio::select! {
             t = async { match trips.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
@@ -1221,34 +1234,7 @@ pub async fn run(
                         }
                     }
                 }
-                if saved.elapsed() >= Duration::from_secs(60) {
-                    saved = std::time::Instant::now();
-                    save_learned(&st, &store).await;
-                }
             }
-        }
-    }
-}
-
-async fn save_learned(st: &AppState, store: &Store) {
-    if let Answer::Done { body, .. } = ask(st, Request::GuardState).await {
-        let learned: Vec<(String, String, argus_lifecycle::Learned)> = body["learned"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|l| {
-                Some((
-                    l["checkpoint"].as_str()?.to_string(),
-                    l["rule"].as_str()?.to_string(),
-                    argus_lifecycle::Learned {
-                        hits: l["hits"].as_u64()?,
-                        events: l["events"].as_u64()?,
-                    },
-                ))
-            })
-            .collect();
-        if let Err(e) = store.save_learned(&learned).await {
-            tracing::warn!("saving what the guard learned: {e}");
         }
     }
 }
@@ -1283,6 +1269,36 @@ async fn record_files(
     store.activate(v.id, "files", None, None, now).await
 }
 
+/// The core's paused rules (rebuilt from the log: the truth) against the store's record of them:
+/// a pause the store lacks (its record was lost in a crash) is recorded, with a case; one the log
+/// shows resumed is marked resumed.
+async fn reconcile_pauses(st: &AppState, store: &Store, now: i64) -> Result<(), String> {
+    let Answer::Done { body, .. } = ask(st, Request::GuardState).await else {
+        return Err("the core did not answer with the guard's state".into());
+    };
+    let paused: Vec<Trip> = serde_json::from_value(body["paused"].clone()).unwrap_or_default();
+    let recorded = store.pauses(true).await.map_err(|e| e.to_string())?;
+    for t in &paused {
+        if !recorded.iter().any(|p| p.rule == t.rule) {
+            record_trip(st, store, t.clone()).await;
+        }
+    }
+    for p in recorded {
+        if !paused.iter().any(|t| t.rule == p.rule) {
+            store
+                .resume(
+                    p.id,
+                    "log",
+                    "resumed in the event log (recorded at start)",
+                    now,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
 async fn bring_up(st: &AppState, svc: &LifecycleService, store: &Store) -> Result<(), String> {
     let now = now_ms();
     store
@@ -1290,9 +1306,7 @@ async fn bring_up(st: &AppState, svc: &LifecycleService, store: &Store) -> Resul
         .await
         .map_err(|e| e.to_string())?;
     push_overrides(st, store).await?;
-    // What the guard learned before; it watches from then on (with the paused rules known).
-    let learned = store.learned().await.map_err(|e| e.to_string())?;
-    ask(st, Request::GuardRestore(learned)).await;
+    reconcile_pauses(st, store, now).await?;
     if svc.settings.source == PolicySource::Console {
         let active = match store.active().await.map_err(|e| e.to_string())? {
             Some(v) => v,

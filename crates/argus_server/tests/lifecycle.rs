@@ -798,3 +798,81 @@ async fn a_restart_with_other_models_is_a_new_version() {
     assert_eq!(v["version"]["origin"], "config");
     s.shutdown().await;
 }
+
+/// The guard's state is the log's: a pause holds across a restart, and so does a person's resume
+/// (it is a log record), whatever the store says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_and_a_resume_survive_restarts() {
+    let d = tempfile::tempdir().unwrap();
+    let pol = d.path().join("policies");
+    copy_dir(&repo().join("policies"), &pol);
+    std::fs::write(
+        pol.join("zz_broken.toml"),
+        "[policy]\ncheckpoint = \"order.create\"\n\n[[rules]]\nname = \"broken\"\nwhen = \"event.amount > 0.0\"\naction = \"block\"\nreason = \"oops\"\n",
+    )
+    .unwrap();
+    let data = d.path().join("data");
+    let start = || {
+        let mut settings = settings(&data);
+        settings.api_keys.push(ApiKey {
+            name: "ivy".into(),
+            role: Role::Investigator,
+            key: IVY.into(),
+        });
+        Server::start(
+            settings,
+            loader(repo().join("examples/starter/argus.toml"), pol.clone()),
+        )
+        .expect("starts")
+    };
+    let paused = |d: &Value| d["paused"] == json!(["broken"]);
+    let s = start();
+    let mut n = 0;
+    loop {
+        let d = decide(
+            &s,
+            order(&format!("b{n}"), &format!("bu{n}"), "30.00", None),
+        )
+        .await;
+        n += 1;
+        if paused(&d) {
+            break;
+        }
+        assert!(n < 100, "never paused");
+    }
+    assert_eq!(n, 21, "paused after 20 blocks");
+    s.shutdown().await;
+
+    // After a restart the rule is still paused: the guard's state is rebuilt from the log.
+    let s = start();
+    let d = decide(&s, order("after1", "x1", "30.00", None)).await;
+    assert!(paused(&d), "{d}");
+    let pause = until("the pause is recorded", || async {
+        let (_, g) = req(&s, "GET", "/v1/guard", ANALYST, Value::Null).await;
+        g["pauses"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["resumed_at"].is_null()).cloned())
+    })
+    .await;
+    let (st, v) = req(
+        &s,
+        "POST",
+        &format!("/v1/guard/pauses/{}/resume", pause["id"]),
+        IVY,
+        json!({"reason": "fixed"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        decide(&s, order("after2", "x2", "30.00", None)).await["action"],
+        "block"
+    );
+    s.shutdown().await;
+
+    // The resume is in the log: after another restart the rule is enforced.
+    let s = start();
+    let d = decide(&s, order("after3", "x3", "30.00", None)).await;
+    assert_eq!(d["action"], "block", "{d}");
+    assert!(!paused(&d));
+    s.shutdown().await;
+}

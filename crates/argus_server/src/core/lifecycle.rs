@@ -1,6 +1,10 @@
 //! Safe rule change on the core thread: installing a stored policy version, snoozes and paused
 //! rules (overrides re-applied over every install), a rollout's candidate set and its live
 //! comparison, and the blast-radius guard watching every live decision.
+//!
+//! The guard's state is a function of the log: at start it is rebuilt from every retained event
+//! record's decision, in log order, and a person's resume is itself a log record (`KIND_GUARD`).
+//! So a restarted server pauses and resumes rules exactly where an uninterrupted one would.
 
 use super::*;
 use argus_lifecycle::{Files, Trip};
@@ -21,22 +25,82 @@ pub struct ArmStats {
 #[derive(Default)]
 pub struct LifecycleState {
     pub(super) snoozes: Vec<Snooze>,
-    pub(super) paused: std::collections::BTreeSet<String>,
     pub(super) rollout: Option<(Rollout, String, Files)>,
     /// The files of the installed policies (what a stored version of them holds).
     pub(super) files: Files,
     pub(super) arms: BTreeMap<&'static str, ArmStats>,
     pub(super) guard: argus_lifecycle::Guard,
-    /// Where the guard's trips go (the lifecycle task records them and opens the cases).
+    /// Where the guard's trips go (the lifecycle task records them and opens the cases), once the
+    /// group that tripped them is committed.
     pub(super) trips: Option<tokio::sync::mpsc::Sender<Trip>>,
+    /// Trips of the group being built.
+    pub(super) pending_trips: Vec<Trip>,
     /// A stored version is the source of truth and none is installed yet: events wait (refused
     /// with 503) rather than being decided by anything else.
     pub(super) awaiting: bool,
-    /// Rules the guard paused that the store has not confirmed yet: they stay paused whatever the
-    /// store's list says until it lists them (a person's resume then removes them).
-    pub(super) unrecorded: std::collections::BTreeSet<String>,
-    /// The guard watches once what it learned before has been restored (or there was none).
-    pub(super) armed: bool,
+}
+
+/// A guard record in the log: a person resumed a paused rule.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GuardRecord {
+    pub resume: String,
+}
+
+/// What the guard reads of a decision, from the live decision or a logged one.
+#[derive(Deserialize)]
+struct Logged<'a> {
+    #[serde(borrow)]
+    checkpoint: std::borrow::Cow<'a, str>,
+    action: argus_policy::Action,
+    #[serde(default, borrow)]
+    fired: Vec<LoggedRule<'a>>,
+    #[serde(default)]
+    arm: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct LoggedRule<'a> {
+    #[serde(borrow)]
+    rule: std::borrow::Cow<'a, str>,
+    action: argus_policy::Action,
+}
+
+/// One decision seen by the guard: the checkpoint (a rollout's candidate share apart, so that a
+/// broken candidate rule is not diluted by the control's events), whether it blocked, and the
+/// enforced rules that fired other than allow.
+fn guard_sees(
+    guard: &mut argus_lifecycle::Guard,
+    checkpoint: &str,
+    arm: Option<&str>,
+    action: argus_policy::Action,
+    fired: &[(&str, argus_policy::Action)],
+) -> Vec<Trip> {
+    let key = if arm == Some("candidate") {
+        format!("{checkpoint}#candidate")
+    } else {
+        checkpoint.to_string()
+    };
+    let fired: Vec<(&str, bool)> = fired
+        .iter()
+        .filter(|(_, a)| *a != argus_policy::Action::Allow)
+        .map(|(r, a)| (*r, *a == argus_policy::Action::Block))
+        .collect();
+    guard.observe(&key, action == argus_policy::Action::Block, &fired)
+}
+
+/// Feeds a logged decision (its JSON) to the guard, as it was seen live.
+pub(super) fn guard_replay(guard: &mut argus_lifecycle::Guard, decision: &[u8]) {
+    if !guard.cfg.enabled || decision.is_empty() {
+        return;
+    }
+    if let Ok(d) = serde_json::from_slice::<Logged>(decision) {
+        let fired: Vec<(&str, argus_policy::Action)> = d
+            .fired
+            .iter()
+            .map(|f| (f.rule.as_ref(), f.action))
+            .collect();
+        guard_sees(guard, &d.checkpoint, d.arm.as_deref(), d.action, &fired);
+    }
 }
 
 /// The name of the file in a version that records the models it ran with (written by the server,
@@ -106,7 +170,7 @@ impl Core {
         let lc = &self.lifecycle;
         ps.overrides = Arc::new(Overrides::new(
             lc.snoozes.clone(),
-            lc.paused.iter().cloned(),
+            lc.guard.tripped().map(|t| t.rule.clone()),
         ));
         ps.rollout = lc.rollout.as_ref().map(|(r, _, _)| r.clone());
     }
@@ -142,31 +206,36 @@ impl Core {
         ok(json!({"status": "installed", "previous_version": before, "policy_version": after}))
     }
 
-    /// Replaces the snoozes and paused rules (the store's), keeping the pauses the store has not
-    /// recorded yet.
-    pub(super) fn set_overrides(&mut self, snoozes: Vec<Snooze>, paused: Vec<String>) -> Answer {
-        self.lifecycle.unrecorded.retain(|r| !paused.contains(r));
-        let mut paused = paused;
-        paused.extend(self.lifecycle.unrecorded.iter().cloned());
-        let resumed: Vec<String> = self
-            .lifecycle
-            .paused
-            .iter()
-            .filter(|r| !paused.contains(r))
-            .cloned()
-            .collect();
-        for r in &resumed {
-            self.lifecycle.guard.resume(r);
-        }
-        self.lifecycle.guard.set_tripped(paused.iter().cloned());
+    /// Replaces the snoozes.
+    pub(super) fn set_overrides(&mut self, snoozes: Vec<Snooze>) -> Answer {
         self.lifecycle.snoozes = snoozes;
-        self.lifecycle.paused = paused.into_iter().collect();
         self.redecorate();
         ok(json!({
             "snoozes": self.lifecycle.snoozes.len(),
-            "paused": self.lifecycle.paused,
             "policy_version": self.engine.policies().map(|p| p.overrides.version(&p.version)),
         }))
+    }
+
+    /// A person resumes a rule the guard paused: logged (so that recovery resumes it at the same
+    /// place), then applied.
+    pub(super) fn resume_rule(&mut self, rule: String) -> Outcome {
+        let was = self.lifecycle.guard.tripped().any(|t| t.rule == rule);
+        let payload = serde_json::to_vec(&GuardRecord {
+            resume: rule.clone(),
+        })
+        .unwrap_or_default();
+        if let Err(e) = self.wal.append(KIND_GUARD, &payload) {
+            self.fail(format!("event log: {e}"));
+            return Outcome::Answer(error(
+                Failure::Unavailable,
+                "log_unavailable",
+                "the resume could not be written to the event log",
+            ));
+        }
+        self.lifecycle.guard.resume(&rule);
+        self.redecorate();
+        self.since_snap += 1;
+        Outcome::Logged(ok(json!({"rule": rule, "was_paused": was})))
     }
 
     /// Starts (or, with `None`, ends) a rollout of a candidate version.
@@ -269,23 +338,15 @@ impl Core {
             .collect();
         ok(json!({
             "config": self.lifecycle.guard.cfg,
-            "paused": self.lifecycle.paused,
+            "paused": self.lifecycle.guard.tripped().collect::<Vec<_>>(),
             "learned": learned,
         }))
     }
 
     /// Restores what the guard learned before a restart.
-    pub(super) fn guard_restore(
-        &mut self,
-        learned: Vec<(String, String, argus_lifecycle::Learned)>,
-    ) -> Answer {
-        self.lifecycle.guard.restore(learned);
-        self.lifecycle.armed = true;
-        ok(json!({}))
-    }
-
     /// A live decision, seen by the rollout comparison and the guard; a tripped rule is paused at
-    /// once (the next event already sees it paused) and reported to the lifecycle task.
+    /// once (the next event already sees it paused) and reported to the lifecycle task after the
+    /// group commit.
     pub(super) fn watch(&mut self, d: &argus_policy::Decision) {
         if let Some(arm) = d.arm {
             let s = self.lifecycle.arms.entry(arm).or_default();
@@ -298,26 +359,21 @@ impl Core {
                 s.fallbacks += 1;
             }
         }
-        if !self.lifecycle.guard.cfg.enabled || !self.lifecycle.armed {
+        if !self.lifecycle.guard.cfg.enabled {
             return;
         }
-        // The candidate's share is watched apart: a broken candidate rule would be diluted by the
-        // control's events otherwise.
-        let key = if d.arm == Some("candidate") {
-            format!("{}#candidate", d.checkpoint)
-        } else {
-            d.checkpoint.clone()
-        };
-        let fired: Vec<(&str, bool)> = d
+        let fired: Vec<(&str, argus_policy::Action)> = d
             .fired
             .iter()
-            .filter(|f| f.action != argus_policy::Action::Allow)
-            .map(|f| (f.rule.as_str(), f.action == argus_policy::Action::Block))
+            .map(|f| (f.rule.as_str(), f.action))
             .collect();
-        let trips =
-            self.lifecycle
-                .guard
-                .observe(&key, d.action == argus_policy::Action::Block, &fired);
+        let trips = guard_sees(
+            &mut self.lifecycle.guard,
+            &d.checkpoint,
+            d.arm,
+            d.action,
+            &fired,
+        );
         if trips.is_empty() {
             return;
         }
@@ -333,15 +389,32 @@ impl Core {
                 t.window_events
             );
             m::guard_pause(&t.rule);
-            self.lifecycle.paused.insert(t.rule.clone());
-            self.lifecycle.unrecorded.insert(t.rule.clone());
-            if let Some(tx) = &self.lifecycle.trips {
-                if tx.try_send(t).is_err() {
-                    tracing::error!("the guard's pause could not be handed to the lifecycle task (queue full); it holds in memory until restart");
-                }
-            }
+            // Recorded by the lifecycle task once this group is committed (a lost record pauses
+            // nothing that recovery would not pause again).
+            self.lifecycle.pending_trips.push(t);
         }
         self.redecorate();
+    }
+}
+
+impl Core {
+    /// The group's trips, with their sender, handed over once the group is committed.
+    pub(super) fn take_trips(&mut self) -> Option<(tokio::sync::mpsc::Sender<Trip>, Vec<Trip>)> {
+        if self.lifecycle.pending_trips.is_empty() {
+            return None;
+        }
+        let trips = std::mem::take(&mut self.lifecycle.pending_trips);
+        self.lifecycle.trips.as_ref().map(|tx| (tx.clone(), trips))
+    }
+}
+
+/// Hands a committed group's trips to the lifecycle task (never blocks).
+pub(super) fn hand_over_trips(trips: Option<(tokio::sync::mpsc::Sender<Trip>, Vec<Trip>)>) {
+    let Some((tx, trips)) = trips else { return };
+    for t in trips {
+        if tx.try_send(t).is_err() {
+            tracing::error!("the guard's pause could not be handed to the lifecycle task (queue full): it holds, and is recorded at the next start");
+        }
     }
 }
 

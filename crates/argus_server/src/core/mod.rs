@@ -41,6 +41,8 @@ use snapshots::*;
 /// Log record kinds.
 pub const KIND_EVENT: u8 = 1;
 pub const KIND_LIST: u8 = 2;
+/// A person resumed a rule the guard paused (`lifecycle::GuardRecord`).
+pub const KIND_GUARD: u8 = 3;
 
 /// Most requests handled per log commit.
 pub const MAX_GROUP: usize = 512;
@@ -225,10 +227,13 @@ pub enum Request {
         files: argus_lifecycle::Files,
         label: String,
     },
-    /// Replace the snoozes and the paused rules.
+    /// Replace the snoozes.
     SetOverrides {
         snoozes: Vec<argus_policy::Snooze>,
-        paused: Vec<String>,
+    },
+    /// A person resumes a rule the guard paused (logged).
+    ResumeRule {
+        rule: String,
     },
     /// Start a rollout of a candidate version (files, label, basis points, salt), or end it.
     SetRollout(Option<(argus_lifecycle::Files, String, u32, String)>),
@@ -240,8 +245,7 @@ pub enum Request {
     StopAwaiting,
     /// What the guard learned, and the paused rules.
     GuardState,
-    /// What the guard learned before a restart.
-    GuardRestore(Vec<(String, String, argus_lifecycle::Learned)>),
+
     /// Flush and sync the log and write a final snapshot.
     Shutdown,
 }
@@ -418,6 +422,11 @@ struct SyncJob {
     answers: Vec<(oneshot::Sender<Answer>, Outcome)>,
     /// The group's records for case intake, handed over once they are committed.
     intake: Option<(tokio::sync::mpsc::Sender<IntakeMsg>, Vec<IntakeMsg>)>,
+    /// The group's guard trips, handed to the lifecycle task once they are committed.
+    trips: Option<(
+        tokio::sync::mpsc::Sender<argus_lifecycle::Trip>,
+        Vec<argus_lifecycle::Trip>,
+    )>,
 }
 
 /// Hands committed records to case intake. Never blocks: when the intake queue is full (the case
@@ -486,6 +495,7 @@ fn syncer(rx: Receiver<SyncJob>, shared: Arc<Shared>) {
             answer_all(j.answers, committed);
             if committed {
                 hand_over(j.intake);
+                lifecycle::hand_over_trips(j.trips);
             }
         }
     }
@@ -652,11 +662,13 @@ impl Core {
             };
             let ok = !logged || file.is_some();
             let intake = self.take_intake();
+            let trips = self.take_trips();
             match tx.send(SyncJob {
                 file,
                 ok,
                 answers,
                 intake,
+                trips,
             }) {
                 Ok(()) => return,
                 Err(e) => {
@@ -666,6 +678,7 @@ impl Core {
                     answer_all(e.0.answers, ok);
                     if ok {
                         hand_over(e.0.intake);
+                        lifecycle::hand_over_trips(e.0.trips);
                     }
                     return;
                 }
@@ -691,8 +704,10 @@ impl Core {
         };
         answer_all(answers, committed);
         let intake = self.take_intake();
+        let trips = self.take_trips();
         if committed {
             hand_over(intake);
+            lifecycle::hand_over_trips(trips);
         }
     }
 
@@ -826,6 +841,7 @@ impl Core {
             Request::Events { .. }
                 | Request::ListSet { .. }
                 | Request::ListRemove { .. }
+                | Request::ResumeRule { .. }
                 | Request::Reload
         );
         if self.failed.is_none() && self.shared.failed.load(Ordering::SeqCst) {
@@ -884,9 +900,8 @@ impl Core {
             Request::InstallVersion { files, label } => {
                 Outcome::Answer(self.install_version(&files, &label))
             }
-            Request::SetOverrides { snoozes, paused } => {
-                Outcome::Answer(self.set_overrides(snoozes, paused))
-            }
+            Request::SetOverrides { snoozes } => Outcome::Answer(self.set_overrides(snoozes)),
+            Request::ResumeRule { rule } => self.resume_rule(rule),
             Request::SetRollout(r) => Outcome::Answer(self.set_rollout(r)),
             Request::RolloutStats => Outcome::Answer(self.rollout_stats()),
             Request::Running => Outcome::Answer(self.running()),
@@ -895,7 +910,7 @@ impl Core {
                 Outcome::Answer(ok(json!({})))
             }
             Request::GuardState => Outcome::Answer(self.guard_state()),
-            Request::GuardRestore(l) => Outcome::Answer(self.guard_restore(l)),
+
             Request::Shutdown => Outcome::Answer(ok(json!({}))),
         }
     }

@@ -16,7 +16,6 @@ impl Core {
         trips: Option<tokio::sync::mpsc::Sender<argus_lifecycle::Trip>>,
     ) -> Result<(Core, Recovery), StartError> {
         let started = Instant::now();
-        let lifecycle_cfg = settings.lifecycle.clone();
         let (cfg, loaded) = match initial {
             Some(x) => x,
             None => loader().map_err(|e| StartError::Config(format!("{e:#}")))?,
@@ -69,12 +68,27 @@ impl Core {
         let mut heads: Vec<(Loc, EventHead)> = Vec::new();
         let mut tail: Vec<(Loc, Record)> = Vec::new();
         let snap_seq = extras.seq;
+        // The guard's state is rebuilt from every retained decision and resume, in log order.
+        // Without a store a pause could be neither recorded nor resumed: no guard then.
+        let lifecycle_cfg = settings.lifecycle.clone();
+        let mut guard = argus_lifecycle::Guard::new(argus_lifecycle::GuardConfig {
+            enabled: lifecycle_cfg.guard.enabled && trips.is_some(),
+            ..lifecycle_cfg.guard.clone()
+        });
         let (wal, report) = Wal::open(
             &data.join("log"),
             settings.segment_bytes,
             settings.fsync,
             |loc, rec| {
+                if rec.kind == KIND_GUARD {
+                    if let Ok(g) = serde_json::from_slice::<lifecycle::GuardRecord>(&rec.payload) {
+                        guard.resume(&g.resume);
+                    }
+                }
                 if rec.kind == KIND_EVENT {
+                    if let Some((_, _, d)) = split_event(&rec.payload) {
+                        lifecycle::guard_replay(&mut guard, d);
+                    }
                     if let Some(h) = head_of(&rec.payload) {
                         index.insert(h.idh, loc);
                         index_order.push_back((loc, h.idh));
@@ -157,11 +171,7 @@ impl Core {
             rule_hits: HashMap::new(),
             policy_changes: VecDeque::new(),
             lifecycle: lifecycle::LifecycleState {
-                // Without a store, a pause could be neither recorded nor resumed: no guard.
-                guard: argus_lifecycle::Guard::new(argus_lifecycle::GuardConfig {
-                    enabled: lifecycle_cfg.guard.enabled && trips.is_some(),
-                    ..lifecycle_cfg.guard.clone()
-                }),
+                guard,
                 trips,
                 awaiting: lifecycle_cfg.source == crate::settings::PolicySource::Console,
                 ..Default::default()
@@ -205,6 +215,8 @@ impl Core {
                         core.apply_list(&c);
                     }
                 }
+                // Applied to the guard while the log was read.
+                KIND_GUARD => {}
                 k => tracing::warn!(seq = r.seq, kind = k, "unknown log record kind skipped"),
             }
             rec.replayed += 1;
