@@ -6,8 +6,8 @@
 #   - `argus replay` replays the same events (the same engine path; the backtest decides every event
 #     twice and reads the log's stored events instead of parsing a file).
 # Premises checked: every posted event was accepted once; the backtest read exactly that many
-# events; the running policies' own backtest changes no decision (point-in-time replay of the log);
-# the diff file has one line per changed decision.
+# events; replayed from the log, the running policies decide every event as it was decided live
+# (point in time: `live_drift` is 0); the diff file has one line per changed decision.
 #
 #   bench/backtest.sh                  # WORLD=sim: a simulated world (USERS=10000, DAYS=8), the
 #                                      # starter configuration and pack; the draft lowers
@@ -86,7 +86,8 @@ import json, sys
 s = json.load(open(sys.argv[1])); n = int(sys.argv[2])
 assert s["events"] == n, f"premise failed: the backtest read {s['events']} events, the log holds {n}"
 assert s["changed"] == 0, f"premise failed: the running policies' own backtest changed {s['changed']} decisions"
-print(f"== premise: the running policies' own backtest read {s['events']} events and changed 0 decisions")
+assert s["live_drift"] == 0, f"premise failed: {s['live_drift']} decisions differ from those logged live, e.g. {s['live_drift_examples'][:5]}"
+print(f"== premise: the running policies' own backtest read {s['events']} events and decided every one as it was decided live")
 PY
 bt=()
 for r in $(seq "$RUNS"); do

@@ -246,6 +246,8 @@ async fn scenario(dir: &std::path::Path, database: Option<String>) {
     assert_eq!(b1["status"], "done", "{b1}");
     assert_eq!(b1["summary"]["events"], 12);
     assert_eq!(b1["summary"]["changed"], 0, "{b1}");
+    // The premise that matters: the running version, replayed, decides as it did live.
+    assert_eq!(b1["summary"]["live_drift"], 0, "{b1}");
     let b2 = backtest(&s, id2).await;
     assert_eq!(b2["summary"]["changed"], 4, "{b2}");
     let (_, ch) = req(

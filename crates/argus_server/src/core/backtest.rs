@@ -155,6 +155,8 @@ pub fn backtest(mut s: BacktestSpec<'_>) -> Result<BacktestResult, String> {
             relieved: HashSet::new(),
             decided: 0,
             events: 0,
+            drift: 0,
+            drift_examples: Vec::new(),
             amount_slots,
             first_seq: None,
             last_seq: 0,
@@ -183,6 +185,8 @@ pub fn backtest(mut s: BacktestSpec<'_>) -> Result<BacktestResult, String> {
         "stages": times,
         "control_version": c.control.version,
         "candidate_version": c.candidate.version,
+        "live_drift": c.drift,
+        "live_drift_examples": c.drift_examples,
         "changed": c.changed,
         "changes_kept": c.changes.len(),
         "transitions": c.transitions,
@@ -206,6 +210,19 @@ pub fn backtest(mut s: BacktestSpec<'_>) -> Result<BacktestResult, String> {
     })
 }
 
+/// What a logged decision says, for the comparison with the running policies' decision.
+#[derive(serde::Deserialize)]
+struct LoggedDecision {
+    action: Action,
+    #[serde(default)]
+    fired: Vec<LoggedRule>,
+}
+
+#[derive(serde::Deserialize)]
+struct LoggedRule {
+    rule: String,
+}
+
 struct Compare<'a> {
     config: &'a Config,
     control: PolicySet,
@@ -223,6 +240,9 @@ struct Compare<'a> {
     relieved: HashSet<String>,
     decided: u64,
     events: u64,
+    /// Events whose decision by the running policies differs from the one logged live.
+    drift: u64,
+    drift_examples: Vec<String>,
     amount_slots: Vec<Option<usize>>,
     first_seq: Option<u64>,
     last_seq: u64,
@@ -235,7 +255,7 @@ struct LogSource<'a> {
     schema: Arc<argus_event::Schema>,
     from: u64,
     /// Log numbers of events handed to the engine and not yet delivered.
-    pending: VecDeque<u64>,
+    pending: VecDeque<(u64, Option<LoggedDecision>)>,
     /// List changes read and not applied yet, with their log numbers.
     lists: VecDeque<(u64, ListChange)>,
     read: u64,
@@ -285,13 +305,14 @@ impl argus_engine::Source for LogSource<'_> {
             self.next_seq = Some(rec.seq + 1);
             match rec.kind {
                 KIND_EVENT => {
-                    let Some((_, st, _)) = split_event(&rec.payload) else {
+                    let Some((_, st, logged)) = split_event(&rec.payload) else {
                         return Err(format!("record {}: unreadable event record", rec.seq));
                     };
+                    let logged = serde_json::from_slice::<LoggedDecision>(logged).ok();
                     match load_event(&self.schema, st) {
                         Ok(ev) => {
                             self.read += 1;
-                            self.pending.push_back(rec.seq);
+                            self.pending.push_back((rec.seq, logged));
                             return Ok(Some(ev));
                         }
                         Err(e) => {
@@ -318,7 +339,7 @@ impl argus_engine::Source for LogSource<'_> {
     }
 
     fn processed(&mut self, p: Processed<'_>) -> Result<(), String> {
-        let seq = self.pending.pop_front().unwrap_or(0);
+        let (seq, logged) = self.pending.pop_front().unwrap_or((0, None));
         self.apply_lists_before(seq);
         let c = &mut self.state;
         c.events += 1;
@@ -358,6 +379,20 @@ impl argus_engine::Source for LogSource<'_> {
             .and_then(|i| p.event.fields.get(i))
             .and_then(|v| v.as_f64())
             .unwrap_or(0.0);
+        // What the running policies decide now against what was decided live: the backtest's own
+        // check (0 while the running version, snoozes and pauses are those the log was decided
+        // under).
+        if let Some(l) = &logged {
+            let same = l.action == a.action
+                && l.fired.len() == a.fired.len()
+                && l.fired.iter().zip(&a.fired).all(|(x, y)| x.rule == y.rule);
+            if !same {
+                c.drift += 1;
+                if c.drift_examples.len() < 20 {
+                    c.drift_examples.push(p.event.id.clone());
+                }
+            }
+        }
         c.reports.0.add(&a, truth, amount);
         c.reports.1.add(&b, truth, amount);
         if a.action == b.action && same_rules(&a, &b) {
