@@ -35,13 +35,18 @@ fn loader() -> Loader {
 }
 
 fn settings(dir: &Path) -> Settings {
-    Settings {
+    let mut s = Settings {
         data_dir: dir.to_path_buf(),
         fsync: argus_server::wal::Fsync::Never,
         segment_bytes: 4096,
         snapshot_every_events: 40,
         ..Settings::default()
-    }
+    };
+    // These events fire the same rules on almost every event, which the blast-radius guard would
+    // pause part-way: the decisions' sizes, and so the segments' layout this suite relies on (records
+    // after a damaged one in the newest segment), would then depend on it. Damage is about the log.
+    s.lifecycle.guard.enabled = false;
+    s
 }
 
 async fn call(s: &Server, method: &str, uri: &str, body: String) -> (u16, Value) {
