@@ -102,16 +102,32 @@ impl Core {
             }
         } else {
             let start = Instant::now();
+            let keep = self.lifecycle.guard.cfg.enabled;
             let mut src = Collect {
                 events: events.into_iter(),
                 results: Vec::with_capacity(cands.len()),
+                keep,
+                kept: Vec::new(),
             };
             let times = match self.engine.run(&mut src) {
                 Ok(t) => t,
                 Err(never) => match never {},
             };
             m::observe(m::PARTITION_WAIT_SECONDS, times.wait);
-            for ((r, i, mut c), (res, done)) in cands.into_iter().zip(src.results) {
+            let mut kept = src.kept.into_iter();
+            let mut tripped = false;
+            for ((r, i, mut c), (mut res, done)) in cands.into_iter().zip(src.results) {
+                let k = if keep { kept.next().flatten() } else { None };
+                // The guard paused a rule at an earlier event of this run: decide this one again
+                // under the pause, as one-at-a-time handling would have.
+                if tripped {
+                    if let (Ok((Some(d), _)), Some((ev, features))) = (&mut res, &k) {
+                        if let Some(again) = self.engine.decide_with(ev, features) {
+                            *d = again;
+                        }
+                    }
+                }
+                let trips_before = self.lifecycle.pending_trips.len();
                 // Its evaluation: from the run's start to its result (the run's batches are
                 // pipelined, so an event's own share cannot be told apart).
                 c.t0 = Instant::now()
@@ -125,6 +141,7 @@ impl Core {
                     )),
                     None => self.finish_live(c, res),
                 };
+                tripped |= self.lifecycle.pending_trips.len() != trips_before;
                 slots[r][i] = Some(out);
             }
         }
@@ -510,6 +527,11 @@ struct Collect {
     events: std::vec::IntoIter<Event>,
     /// Each result, with when it was ready.
     results: Vec<(LiveResult, Instant)>,
+    /// With the guard on: each processed event and its features, to decide it again when the
+    /// guard pauses a rule at an earlier event of the run (one at a time, the pause would have
+    /// applied to it).
+    keep: bool,
+    kept: Vec<Option<(Event, Vec<Value>)>>,
 }
 
 impl argus_engine::Source for Collect {
@@ -519,9 +541,19 @@ impl argus_engine::Source for Collect {
     }
     fn refused(&mut self, _: &Event, e: ProcessError) -> Result<(), Self::Error> {
         self.results.push((Err(e), Instant::now()));
+        if self.keep {
+            self.kept.push(None);
+        }
         Ok(())
     }
     fn processed(&mut self, p: argus_engine::Processed<'_>) -> Result<(), Self::Error> {
+        if self.keep {
+            self.kept.push(
+                p.decision
+                    .is_some()
+                    .then(|| (p.event.clone(), p.features.to_vec())),
+            );
+        }
         self.results
             .push((Ok((p.decision, p.findings)), Instant::now()));
         Ok(())
