@@ -24,6 +24,8 @@ struct Run {
     honest_blocked: usize,
     /// Payments by honest users the broken rule blocked.
     honest_payments_blocked: usize,
+    /// Every rule the guard paused over the whole world, with its cause.
+    pauses: Vec<String>,
 }
 
 fn run(dir: &Path, world: &[String], honest: &HashSet<String>, guard: bool) -> Run {
@@ -42,6 +44,7 @@ fn run(dir: &Path, world: &[String], honest: &HashSet<String>, guard: bool) -> R
         paused: false,
         honest_blocked: 0,
         honest_payments_blocked: 0,
+        pauses: Vec::new(),
     };
     let mut blocked_users = HashSet::new();
     for (i, chunk) in world.chunks(500).enumerate() {
@@ -104,6 +107,22 @@ fn run(dir: &Path, world: &[String], honest: &HashSet<String>, guard: bool) -> R
         }
     }
     out.honest_blocked = blocked_users.len();
+    // What else the guard paused (the starter pack's own rules meet attack waves in this world).
+    let (_, g) = http(&addr, "GET", "/v1/guard", ADMIN, "", "application/json");
+    out.pauses = g["state"]["paused"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            format!(
+                "{} ({}, {} hits in {} events)",
+                t["rule"].as_str().unwrap_or(""),
+                t["cause"].as_str().unwrap_or(""),
+                t["window_hits"],
+                t["window_events"]
+            )
+        })
+        .collect();
     out
 }
 
@@ -163,6 +182,10 @@ fn the_guard_pauses_a_broken_rule_in_a_simulated_world() {
     let honest: HashSet<String> = honest.difference(&dishonest).cloned().collect();
     let with = run(&d.path().join("with"), &lines, &honest, true);
     let without = run(&d.path().join("without"), &lines, &honest, false);
+    eprintln!(
+        "guard: every pause in the run with the guard: {:?}",
+        with.pauses
+    );
     eprintln!(
         "guard: paused after {} payments; honest users blocked by the broken rule: {} with the guard ({} payments), {} without ({} payments, {} payments after deployment)",
         with.payments_until_pause,

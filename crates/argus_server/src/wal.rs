@@ -195,6 +195,23 @@ pub fn encode(seq: u64, kind: u8, payload: &[u8], out: &mut Vec<u8>) {
 /// Decodes the record at the start of `buf`: `Ok(Some((record, bytes used)))`, `Ok(None)` at a clean
 /// end, `Err(why)` for a torn or corrupt record.
 pub fn decode(buf: &[u8]) -> Result<Option<(Record, usize)>, String> {
+    Ok(decode_ref(buf)?.map(|(seq, kind, payload, used)| {
+        (
+            Record {
+                seq,
+                kind,
+                payload: payload.to_vec(),
+            },
+            used,
+        )
+    }))
+}
+
+/// A record borrowed from a buffer: `(sequence number, kind, payload, bytes used)`.
+pub type RecordRef<'a> = (u64, u8, &'a [u8], usize);
+
+/// [`decode`] without copying the payload: `(sequence number, kind, payload, bytes used)`.
+pub fn decode_ref(buf: &[u8]) -> Result<Option<RecordRef<'_>>, String> {
     if buf.is_empty() {
         return Ok(None);
     }
@@ -213,14 +230,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Record, usize)>, String> {
         return Err("checksum mismatch".into());
     }
     let seq = u64::from_le_bytes(body[..8].try_into().map_err(|_| "short body")?);
-    Ok(Some((
-        Record {
-            seq,
-            kind: body[8],
-            payload: body[BODY_HEAD..].to_vec(),
-        },
-        HEADER + len,
-    )))
+    Ok(Some((seq, body[8], &body[BODY_HEAD..], HEADER + len)))
 }
 
 /// Whether a valid record (one that decodes, with a sequence number after `last_seq`) starts anywhere
@@ -308,25 +318,43 @@ impl LogReader {
 
     /// The next complete record, or `None` at the end.
     pub fn read_next(&mut self) -> Result<Option<Record>, WalError> {
+        Ok(self.read_next_ref()?.map(|(seq, kind, payload)| Record {
+            seq,
+            kind,
+            payload: payload.to_vec(),
+        }))
+    }
+
+    /// [`read_next`](Self::read_next) without copying: `(sequence number, kind, payload)`, the
+    /// payload borrowed from the segment read in memory.
+    #[allow(clippy::type_complexity)]
+    pub fn read_next_ref(&mut self) -> Result<Option<(u64, u8, &[u8])>, WalError> {
         loop {
             if self.off < self.bytes.len() {
                 let path = || segment_path(&self.dir, self.firsts[self.next_seg - 1]);
-                match decode(&self.bytes[self.off..]) {
-                    Ok(Some((rec, used))) => {
-                        if self.expect.is_some_and(|e| e != rec.seq) {
+                match decode_ref(&self.bytes[self.off..]) {
+                    Ok(Some((seq, _, _, used))) => {
+                        if self.expect.is_some_and(|e| e != seq) {
                             return Err(WalError::Corrupt {
                                 path: path(),
                                 offset: self.off as u64,
                                 why: format!(
                                     "record with sequence number {} where {} was expected",
-                                    rec.seq,
+                                    seq,
                                     self.expect.unwrap_or(0)
                                 ),
                             });
                         }
-                        self.expect = Some(rec.seq + 1);
+                        self.expect = Some(seq + 1);
+                        let at = self.off;
                         self.off += used;
-                        return Ok(Some(rec));
+                        // The record's parts by offset (decode checked the length and checksum).
+                        let kind = self.bytes.get(at + HEADER + 8).copied().unwrap_or(0);
+                        let payload = self
+                            .bytes
+                            .get(at + HEADER + BODY_HEAD..at + used)
+                            .unwrap_or(&[]);
+                        return Ok(Some((seq, kind, payload)));
                     }
                     Ok(None) => {}
                     Err(_) if self.newest => return Ok(None),
@@ -353,7 +381,12 @@ impl LogReader {
             let path = segment_path(&self.dir, first);
             self.bytes.clear();
             File::open(&path)
-                .and_then(|mut f| f.read_to_end(&mut self.bytes))
+                .and_then(|mut f| {
+                    // One allocation of the segment's size, not a doubling series of copies.
+                    let len = f.metadata().map_or(0, |m| m.len() as usize);
+                    self.bytes.reserve(len);
+                    f.read_to_end(&mut self.bytes)
+                })
                 .map_err(io_err(&path))?;
             self.off = 0;
             self.next_seg += 1;

@@ -41,6 +41,9 @@ struct Truth {
 
 impl Truth {
     fn of(&self, ev: &Event, actor: &str) -> Option<bool> {
+        if self.events.is_empty() && self.actors.is_empty() {
+            return None;
+        }
         self.events
             .get(&ev.id)
             .or_else(|| self.actors.get(actor))
@@ -48,11 +51,12 @@ impl Truth {
     }
 }
 
-fn actor_of(ev: &Event) -> String {
+/// The actor of an event as text, borrowed when it is one.
+fn actor_of(ev: &Event) -> std::borrow::Cow<'_, str> {
     match ev.fields.first() {
-        Some(Value::Str(s)) => s.to_string(),
-        Some(v) if !v.is_null() => v.to_string(),
-        _ => String::new(),
+        Some(Value::Str(s)) => std::borrow::Cow::Borrowed(s),
+        Some(v) if !v.is_null() => std::borrow::Cow::Owned(v.to_string()),
+        _ => std::borrow::Cow::Borrowed(""),
     }
 }
 
@@ -96,18 +100,18 @@ pub fn backtest(mut s: BacktestSpec<'_>) -> Result<BacktestResult, String> {
     let mut truth = Truth::default();
     let mut r = LogReader::open(&log).map_err(|e| e.to_string())?;
     let first = r.first_seq();
-    while let Some(rec) = r.read_next().map_err(|e| e.to_string())? {
-        if rec.kind != KIND_EVENT {
+    while let Some((_, kind, payload)) = r.read_next_ref().map_err(|e| e.to_string())? {
+        if kind != KIND_EVENT {
             continue;
         }
-        let Some((head, st, _)) = split_event(&rec.payload) else {
+        let Some((head, st, _)) = split_event(payload) else {
             continue;
         };
         let Some(&fraud) = label_types.get(&head.ty) else {
             continue;
         };
         if let Ok(ev) = load_event(&schema, st) {
-            let actor = actor_of(&ev);
+            let actor = actor_of(&ev).into_owned();
             // Fraud wins over a legitimate verdict given earlier.
             let e = truth.actors.entry(actor).or_insert(fraud);
             *e |= fraud;
@@ -287,45 +291,60 @@ impl argus_engine::Source for LogSource<'_> {
             if self.max_events > 0 && self.read >= self.max_events {
                 return Ok(None);
             }
-            let Some(rec) = self.reader.read_next().map_err(|e| e.to_string())? else {
+            let Some((seq, kind, payload)) =
+                self.reader.read_next_ref().map_err(|e| e.to_string())?
+            else {
                 return Ok(None);
             };
-            if rec.seq <= self.from {
+            if seq <= self.from {
                 continue;
             }
             // The records right after the starting state, or the log changed under the backtest
             // (retention deleted segments between its two reads).
-            if self.next_seq.is_some_and(|n| rec.seq != n) {
+            if self.next_seq.is_some_and(|n| seq != n) {
                 return Err(format!(
                     "the log changed during the backtest: record {} where {} was expected",
-                    rec.seq,
+                    seq,
                     self.next_seq.unwrap_or(0)
                 ));
             }
-            self.next_seq = Some(rec.seq + 1);
-            match rec.kind {
+            self.next_seq = Some(seq + 1);
+            match kind {
                 KIND_EVENT => {
-                    let Some((_, st, logged)) = split_event(&rec.payload) else {
-                        return Err(format!("record {}: unreadable event record", rec.seq));
+                    let Some((head, st, logged)) = split_event(payload) else {
+                        return Err(format!("record {}: unreadable event record", seq));
                     };
-                    let logged = serde_json::from_slice::<LoggedDecision>(logged).ok();
+                    // Most decisions fire nothing: their action is in the record's header, and
+                    // their JSON is parsed only when rules fired.
+                    let logged = if logged.is_empty() {
+                        None
+                    } else if logged.windows(10).any(|w| w == b"\"fired\":[]") {
+                        argus_policy::Action::ALL
+                            .get(head.action as usize)
+                            .map(|&action| LoggedDecision {
+                                action,
+                                fired: Vec::new(),
+                            })
+                    } else {
+                        serde_json::from_slice::<LoggedDecision>(logged).ok()
+                    };
                     match load_event(&self.schema, st) {
                         Ok(ev) => {
                             self.read += 1;
-                            self.pending.push_back((rec.seq, logged));
+                            self.pending.push_back((seq, logged));
                             return Ok(Some(ev));
                         }
                         Err(e) => {
                             tracing::warn!(
-                                seq = rec.seq,
+                                seq = seq,
                                 "backtest: a logged event cannot be read under this schema: {e}"
                             )
                         }
                     }
                 }
                 KIND_LIST => {
-                    if let Ok(c) = serde_json::from_slice::<ListChange>(&rec.payload) {
-                        self.lists.push_back((rec.seq, c));
+                    if let Ok(c) = serde_json::from_slice::<ListChange>(payload) {
+                        self.lists.push_back((seq, c));
                     }
                 }
                 _ => {}
@@ -403,12 +422,12 @@ impl argus_engine::Source for LogSource<'_> {
                 .entry(format!("{}→{}", a.action.name(), b.action.name()))
                 .or_default() += 1;
             if b.action > a.action && truth != Some(true) {
-                c.friction.insert(actor.clone());
+                c.friction.insert(actor.to_string());
                 if truth == Some(false) {
-                    c.friction_legit.insert(actor.clone());
+                    c.friction_legit.insert(actor.to_string());
                 }
             } else if b.action < a.action {
-                c.relieved.insert(actor.clone());
+                c.relieved.insert(actor.to_string());
             }
         }
         c.changed += 1;
