@@ -25,6 +25,10 @@ pub struct GuardConfig {
     pub max_block_rate: f64,
     /// The cap applies with at least this many blocks in the window.
     pub min_blocks: u32,
+    /// A rule trips only if its last `min_hits` hits came from at least this many distinct actors
+    /// (0: any). A broken rule hits everyone; an attack wave that a rule is right to catch usually
+    /// comes from a few accounts, and pausing the rule then would disarm it when it is needed.
+    pub min_actors: u32,
 }
 
 impl Default for GuardConfig {
@@ -38,6 +42,7 @@ impl Default for GuardConfig {
             learn_events: 5_000,
             max_block_rate: 0.5,
             min_blocks: 50,
+            min_actors: 10,
         }
     }
 }
@@ -94,6 +99,9 @@ pub struct Trip {
     pub baseline: f64,
     /// The checkpoint's events the guard had seen when it tripped.
     pub events_seen: u64,
+    /// Distinct actors among the rule's last `min_hits` hits.
+    #[serde(default)]
+    pub actors: u32,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -122,6 +130,8 @@ struct Checkpoint {
     /// events since then when that is shorter than the window, so a new rule that fires on every
     /// event is not diluted by the window's earlier events.
     first: HashMap<String, u64>,
+    /// The actors (digests) of each rule's last `min_hits` hits.
+    recent: HashMap<String, VecDeque<u128>>,
     seen: u64,
     /// The block-rate cap is quiet until this event count: after it paused a rule, the window still
     /// holds that rule's blocks, and must roll over before the cap judges the checkpoint again.
@@ -169,6 +179,7 @@ impl Guard {
     pub fn observe(
         &mut self,
         checkpoint: &str,
+        actor: u128,
         blocked: bool,
         fired: &[(&str, bool)],
     ) -> Vec<Trip> {
@@ -200,13 +211,31 @@ impl Guard {
                 *cp.cur.block_hits.entry(rule.to_string()).or_default() += 1;
                 *cp.win.block_hits.entry(rule.to_string()).or_default() += 1;
             }
+            let r = cp.recent.entry(rule.to_string()).or_default();
+            r.push_back(actor);
+            if r.len() > self.cfg.min_hits.max(1) as usize {
+                r.pop_front();
+            }
             hit.push(rule.to_string());
         }
         let mut trips = Vec::new();
         let (win_events, win_blocks, seen) = (cp.win.events, cp.win.blocks, cp.seen);
+        let distinct = |recent: &HashMap<String, VecDeque<u128>>, rule: &str| -> u32 {
+            let mut a: Vec<u128> = recent
+                .get(rule)
+                .map(|r| r.iter().copied().collect())
+                .unwrap_or_default();
+            a.sort_unstable();
+            a.dedup();
+            a.len() as u32
+        };
         for rule in hit {
             let h = cp.win.hits.get(&rule).copied().unwrap_or(0);
             if h < self.cfg.min_hits {
+                continue;
+            }
+            let actors = distinct(&cp.recent, &rule);
+            if actors < self.cfg.min_actors {
                 continue;
             }
             let l = cp.learned.get(&rule).copied().unwrap_or_default();
@@ -229,6 +258,7 @@ impl Guard {
                     rate,
                     baseline: base,
                     events_seen: seen,
+                    actors,
                 });
             }
         }
@@ -244,7 +274,9 @@ impl Guard {
                 .iter()
                 .filter(|(r, &h)| h > 0 && !self.tripped.contains_key(*r))
                 .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+                .filter(|(r, _)| distinct(&cp.recent, r) >= self.cfg.min_actors)
             {
+                let actors = distinct(&cp.recent, rule);
                 trips.push(Trip {
                     rule: rule.clone(),
                     checkpoint: checkpoint.to_string(),
@@ -255,6 +287,7 @@ impl Guard {
                     rate: win_blocks as f64 / win_events as f64,
                     baseline: self.cfg.max_block_rate,
                     events_seen: seen,
+                    actors,
                 });
                 cp.cap_quiet_until = seen + self.cfg.window as u64;
             }
@@ -300,6 +333,7 @@ impl Guard {
     pub fn resume(&mut self, rule: &str) {
         self.tripped.remove(rule);
         for cp in self.cps.values_mut() {
+            cp.recent.remove(rule);
             cp.win.hits.remove(rule);
             cp.win.block_hits.remove(rule);
             cp.cur.hits.remove(rule);

@@ -196,6 +196,7 @@ async fn snoozes_expire_and_pauses_and_backtests_are_recorded() {
             rate: 0.97,
             baseline: 0.05,
             events_seen: 31,
+            actors: 25,
         };
         let p = s.pause(&t, None, 3_000).await.unwrap();
         assert_eq!(s.pauses(true).await.unwrap().len(), 1);
@@ -255,7 +256,7 @@ fn the_guard_pauses_a_rule_whose_rate_jumps_and_caps_the_block_rate() {
             &[]
         };
         assert!(
-            g.observe("order.create", !fired.is_empty(), fired)
+            g.observe("order.create", i as u128, !fired.is_empty(), fired)
                 .is_empty(),
             "{i}"
         );
@@ -264,7 +265,7 @@ fn the_guard_pauses_a_rule_whose_rate_jumps_and_caps_the_block_rate() {
     // Then it fires on every event: it trips after min_hits more hits, once.
     let mut tripped = None;
     for i in 0..200u32 {
-        let t = g.observe("order.create", true, &[("steady", true)]);
+        let t = g.observe("order.create", i as u128, true, &[("steady", true)]);
         if !t.is_empty() {
             tripped = Some((i, t));
             break;
@@ -275,21 +276,33 @@ fn the_guard_pauses_a_rule_whose_rate_jumps_and_caps_the_block_rate() {
     assert!(at < 100, "{at}");
     assert_eq!((t[0].rule.as_str(), t[0].cause), ("steady", Cause::HitRate));
     assert!(g
-        .observe("order.create", true, &[("steady", true)])
+        .observe("order.create", 7, true, &[("steady", true)])
         .is_empty());
     // A brand-new broken rule is judged against the prior, over the events since it first fired:
     // paused after min_hits events, however many events the window held before.
     let mut g = Guard::new(cfg.clone());
     for _ in 0..5_000 {
-        g.observe("payment.attempt", false, &[]);
+        g.observe("payment.attempt", 0, false, &[]);
     }
     let n = (1..=100u32)
-        .find(|_| {
-            !g.observe("payment.attempt", true, &[("broken", true)])
+        .find(|&i| {
+            !g.observe("payment.attempt", i as u128, true, &[("broken", true)])
                 .is_empty()
         })
         .unwrap();
     assert_eq!(n, cfg.min_hits);
+    // The same burst from a few accounts (an attack the rule is right to catch) does not trip it:
+    // its last hits come from fewer than min_actors actors.
+    let mut g = Guard::new(cfg.clone());
+    for i in 0..200u32 {
+        let t = g.observe(
+            "payment.attempt",
+            (i % 3) as u128,
+            true,
+            &[("card_testing", true)],
+        );
+        assert!(t.is_empty(), "{t:?}");
+    }
     // The block-rate cap: rules each below their own trip point, together over the cap.
     let mut g = Guard::new(GuardConfig {
         multiple: 100.0,
@@ -302,7 +315,7 @@ fn the_guard_pauses_a_rule_whose_rate_jumps_and_caps_the_block_rate() {
             1 => &[("b", true), ("a", false)],
             _ => &[],
         };
-        let t = g.observe("order.create", !fired.is_empty(), fired);
+        let t = g.observe("order.create", i as u128, !fired.is_empty(), fired);
         if let Some(t) = t.into_iter().next() {
             cap = Some(t);
             break;
@@ -314,7 +327,7 @@ fn the_guard_pauses_a_rule_whose_rate_jumps_and_caps_the_block_rate() {
     // One rule at a time: the window still holds the paused rule's blocks, so the cap waits for it
     // to roll over before it judges the checkpoint again (the other rule is not paused next event).
     for _ in 0..500 {
-        let t = g.observe("order.create", true, &[("b", true)]);
+        let t = g.observe("order.create", 3, true, &[("b", true)]);
         assert!(t.iter().all(|t| t.cause != Cause::BlockRate), "{t:?}");
     }
     g.resume(&t.rule);

@@ -392,7 +392,7 @@ impl Core {
             if !d.fired.is_empty() {
                 self.count_rules(d, c.time);
             }
-            self.watch(d);
+            self.watch(d, c.actor);
         }
         let type_name = self.engine.schema().get(c.ty).name.clone();
         self.metrics.outcome(c.ty, "accepted", &type_name);

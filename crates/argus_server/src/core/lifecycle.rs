@@ -71,6 +71,7 @@ struct LoggedRule<'a> {
 fn guard_sees(
     guard: &mut argus_lifecycle::Guard,
     checkpoint: &str,
+    actor: u128,
     arm: Option<&str>,
     action: argus_policy::Action,
     fired: &[(&str, argus_policy::Action)],
@@ -85,11 +86,11 @@ fn guard_sees(
         .filter(|(_, a)| *a != argus_policy::Action::Allow)
         .map(|(r, a)| (*r, *a == argus_policy::Action::Block))
         .collect();
-    guard.observe(&key, action == argus_policy::Action::Block, &fired)
+    guard.observe(&key, actor, action == argus_policy::Action::Block, &fired)
 }
 
 /// Feeds a logged decision (its JSON) to the guard, as it was seen live.
-pub(super) fn guard_replay(guard: &mut argus_lifecycle::Guard, decision: &[u8]) {
+pub(super) fn guard_replay(guard: &mut argus_lifecycle::Guard, actor: u128, decision: &[u8]) {
     if !guard.cfg.enabled || decision.is_empty() {
         return;
     }
@@ -99,7 +100,14 @@ pub(super) fn guard_replay(guard: &mut argus_lifecycle::Guard, decision: &[u8]) 
             .iter()
             .map(|f| (f.rule.as_ref(), f.action))
             .collect();
-        guard_sees(guard, &d.checkpoint, d.arm.as_deref(), d.action, &fired);
+        guard_sees(
+            guard,
+            &d.checkpoint,
+            actor,
+            d.arm.as_deref(),
+            d.action,
+            &fired,
+        );
     }
 }
 
@@ -347,7 +355,7 @@ impl Core {
     /// A live decision, seen by the rollout comparison and the guard; a tripped rule is paused at
     /// once (the next event already sees it paused) and reported to the lifecycle task after the
     /// group commit.
-    pub(super) fn watch(&mut self, d: &argus_policy::Decision) {
+    pub(super) fn watch(&mut self, d: &argus_policy::Decision, actor: u128) {
         if let Some(arm) = d.arm {
             let s = self.lifecycle.arms.entry(arm).or_default();
             s.decisions += 1;
@@ -370,6 +378,7 @@ impl Core {
         let trips = guard_sees(
             &mut self.lifecycle.guard,
             &d.checkpoint,
+            actor,
             d.arm,
             d.action,
             &fired,

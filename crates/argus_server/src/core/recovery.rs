@@ -86,8 +86,8 @@ impl Core {
                     }
                 }
                 if rec.kind == KIND_EVENT {
-                    if let Some((_, _, d)) = split_event(&rec.payload) {
-                        lifecycle::guard_replay(&mut guard, d);
+                    if let Some((h, _, d)) = split_event(&rec.payload) {
+                        lifecycle::guard_replay(&mut guard, h.actor, d);
                     }
                     if let Some(h) = head_of(&rec.payload) {
                         index.insert(h.idh, loc);
