@@ -149,6 +149,9 @@ pub struct Problem {
     pub line: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub column: Option<usize>,
+    /// The span's length in characters (`end - start` counts bytes), for an editor to mark it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub length: Option<usize>,
     /// The whole report, as `argus check` prints it.
     pub rendered: String,
 }
@@ -179,6 +182,7 @@ impl Problems {
             end: None,
             line: None,
             column: None,
+            length: None,
             rendered,
         });
     }
@@ -200,6 +204,10 @@ impl Problems {
             end: span.as_ref().map(|s| s.end),
             line,
             column,
+            length: span
+                .as_ref()
+                .and_then(|s| text.get(s.clone()))
+                .map(|t| t.chars().count()),
             rendered: format!("{file}: {e}"),
         });
     }
@@ -555,6 +563,7 @@ pub fn load_checked(
                             end: Some(end.max(start)),
                             line: Some(line),
                             column: Some(column),
+                            length: text.get(start..end.max(start)).map(|t| t.chars().count()),
                             rendered: d.render(&when, &origin),
                         });
                     }

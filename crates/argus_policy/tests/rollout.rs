@@ -245,3 +245,28 @@ fn a_file_that_is_not_toml_is_located_too() {
     assert_eq!(ps[0].line, Some(5), "{:?}", ps[0]);
     assert!(ps[0].start.is_some());
 }
+
+#[test]
+fn a_problem_after_non_ascii_text_is_located_in_characters() {
+    let schema = Schema::builtin();
+    let fs = FeatureSet::from_toml(&schema, "").unwrap();
+    let line = "when = \"event.currency == 'é€' || event.amont > 5.0\"";
+    let text = format!("[policy]\ncheckpoint = \"order.create\"\n\n[[rules]]\nname = \"big\"\n{line}\naction = \"block\"\nreason = \"r\"\n");
+    let Err(ps) = load_checked(
+        &vec![("p.toml".into(), text.clone())],
+        &vec![],
+        &schema,
+        &fs,
+        &Pseudonymizer::new(b"t"),
+    ) else {
+        panic!("loaded");
+    };
+    let p = &ps[0];
+    let want = line[..line.find("event.amont").unwrap()].chars().count() + 1;
+    assert_eq!(
+        (p.line, p.column, p.length),
+        (Some(6), Some(want), Some(11)),
+        "{p:?}"
+    );
+    assert_eq!(&text[p.start.unwrap()..p.end.unwrap()], "event.amont");
+}

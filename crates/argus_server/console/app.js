@@ -404,19 +404,25 @@
       [['', 'Choose…'], ...DISPOSITIONS.map((x) => [x, x.replace(/_/g, ' ')])], '');
     const ban = h('input', { type: 'checkbox', test: 'verdict-ban', disabled: true });
     const reason = h('textarea', { rows: 3, required: true, test: 'verdict-reason' });
+    // Snooze: rules that keep flagging the accounts this verdict clears, skipped for them a while.
+    const snoozeRules = h('input', { type: 'text', test: 'verdict-snooze-rules', placeholder: 'rule names, comma-separated (optional)' });
+    const snoozeTtl = h('input', { type: 'text', test: 'verdict-snooze-ttl', value: '30d' });
     disp.addEventListener('change', () => { ban.disabled = disp.value !== 'confirmed_fraud'; if (ban.disabled) ban.checked = false; });
     if (ban.id === '') ban.id = nextId('f');
     const verdict = h('form', { class: 'card', test: 'verdict-form', onsubmit: act(async () => {
       const body = { disposition: disp.value, reason: reason.value };
       if (ring) body.ban = ban.checked;
+      const rules = snoozeRules.value.split(',').map((x) => x.trim()).filter(Boolean);
+      if (rules.length) body.snooze = { rules, ttl: snoozeTtl.value.trim() || '30d' };
       const r = await post(`/v1/cases/${enc(id)}/verdict`, body);
-      say(`Verdict recorded: ${disp.value}${body.ban ? ', ring banned' : ''}; ${(r.actions || []).length} action(s) queued.`);
+      say(`Verdict recorded: ${disp.value}${body.ban ? ', ring banned' : ''}; ${(r.actions || []).length} action(s) queued${(r.snoozes || []).length ? `; ${r.snoozes.length} snooze(s)` : ''}.`);
       polls = 8;
       if (alive()) fill({ ...d, case: r.case || d.case, actions: r.actions || d.actions });
       await reload();
     }) }, h('h3', {}, 'Verdict'), field('Disposition', disp),
     ring ? h('div', { class: 'field check' }, ban, h('label', { for: ban.id }, 'Ban every account of the ring')) : null,
-    field('Reason', reason), h('button', { type: 'submit', class: 'primary', test: 'verdict-submit' }, 'Record verdict'));
+    field('Reason', reason), field('Snooze rules for these accounts', snoozeRules), field('Snooze for', snoozeTtl),
+    h('button', { type: 'submit', class: 'primary', test: 'verdict-submit' }, 'Record verdict'));
 
     fill(d);
     // The graph's nodes are accounts: a ring's members, or a user subject.
@@ -831,7 +837,7 @@
     const src = lines[pos.line - 1];
     if (src == null) return null;
     const start = Math.max(1, pos.column);
-    let len = p.start != null && p.end != null ? p.end - p.start : 1;
+    let len = p.length ?? (p.start != null && p.end != null ? p.end - p.start : 1);
     len = Math.max(1, Math.min(len, src.length - start + 1));
     const gutter = String(pos.line);
     return h('pre', { class: 'excerpt', test: 'problem-excerpt', 'aria-label': `line ${pos.line} of ${p.file}` },
@@ -887,7 +893,7 @@
     function jump(p, pos) {
       if (p.file && p.file !== current && p.file in files) showFile(p.file);
       const at = offsetOf(text.value, pos.line, pos.column);
-      const len = p.start != null && p.end != null ? p.end - p.start : 0;
+      const len = p.length ?? (p.start != null && p.end != null ? p.end - p.start : 0);
       text.focus();
       text.setSelectionRange(at, at + len);
       // Scroll the line into view: rows are of equal height.
