@@ -15,7 +15,7 @@
 //! (labels, lists, bans, the outbox), bulk work, the HTTP routes and the console.
 
 use argus_store::sqlx::{self, AnyPool, Row};
-use argus_store::{Db, Migration, StoreError};
+use argus_store::{is_conflict, Db, Migration, StoreError};
 use serde::Serialize;
 
 /// The cases' migrations, applied by [`argus_store`] in order.
@@ -228,17 +228,6 @@ pub(crate) fn case_of(r: &sqlx::any::AnyRow) -> Result<Case, sqlx::Error> {
             .map(str::to_string)
             .collect(),
     })
-}
-
-/// Whether `e` is a unique-key violation (another writer got there first).
-fn is_conflict(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(d) => {
-            matches!(d.kind(), sqlx::error::ErrorKind::UniqueViolation)
-                || d.code().is_some_and(|c| c == "40001" || c == "40P01")
-        }
-        _ => false,
-    }
 }
 
 impl Store {

@@ -188,7 +188,14 @@ impl Guard {
         }
         let slice_len = self.slice_len();
         let keep = (self.cfg.window / slice_len).max(1) as usize;
-        let cp = self.cps.entry(checkpoint.to_string()).or_default();
+        // Keys are allocated once, when first seen: this runs for every live decision.
+        if !self.cps.contains_key(checkpoint) {
+            self.cps
+                .insert(checkpoint.to_string(), Checkpoint::default());
+        }
+        let Some(cp) = self.cps.get_mut(checkpoint) else {
+            return Vec::new();
+        };
         cp.seen += 1;
         cp.cur.events += 1;
         cp.win.events += 1;
@@ -196,27 +203,29 @@ impl Guard {
             cp.cur.blocks += 1;
             cp.win.blocks += 1;
         }
-        let mut hit = Vec::new();
+        let mut hit: Vec<&str> = Vec::new();
         for &(rule, blocks) in fired {
             if self.tripped.contains_key(rule) {
                 continue;
             }
-            *cp.cur.hits.entry(rule.to_string()).or_default() += 1;
-            *cp.win.hits.entry(rule.to_string()).or_default() += 1;
+            bump(&mut cp.cur.hits, rule);
+            bump(&mut cp.win.hits, rule);
             if !cp.learned.contains_key(rule) {
                 cp.learned.insert(rule.to_string(), Learned::default());
                 cp.first.insert(rule.to_string(), cp.seen);
+                cp.recent.insert(rule.to_string(), VecDeque::new());
             }
             if blocks {
-                *cp.cur.block_hits.entry(rule.to_string()).or_default() += 1;
-                *cp.win.block_hits.entry(rule.to_string()).or_default() += 1;
+                bump(&mut cp.cur.block_hits, rule);
+                bump(&mut cp.win.block_hits, rule);
             }
-            let r = cp.recent.entry(rule.to_string()).or_default();
-            r.push_back(actor);
-            if r.len() > self.cfg.min_hits.max(1) as usize {
-                r.pop_front();
+            if let Some(r) = cp.recent.get_mut(rule) {
+                r.push_back(actor);
+                if r.len() > self.cfg.min_hits.max(1) as usize {
+                    r.pop_front();
+                }
             }
-            hit.push(rule.to_string());
+            hit.push(rule);
         }
         let mut trips = Vec::new();
         let (win_events, win_blocks, seen) = (cp.win.events, cp.win.blocks, cp.seen);
@@ -230,26 +239,26 @@ impl Guard {
             a.len() as u32
         };
         for rule in hit {
-            let h = cp.win.hits.get(&rule).copied().unwrap_or(0);
+            let h = cp.win.hits.get(rule).copied().unwrap_or(0);
             if h < self.cfg.min_hits {
                 continue;
             }
-            let actors = distinct(&cp.recent, &rule);
+            let actors = distinct(&cp.recent, rule);
             if actors < self.cfg.min_actors {
                 continue;
             }
-            let l = cp.learned.get(&rule).copied().unwrap_or_default();
+            let l = cp.learned.get(rule).copied().unwrap_or_default();
             let base = if l.events >= self.cfg.learn_events && l.events > 0 {
                 l.hits as f64 / l.events as f64
             } else {
                 self.cfg.prior_rate
             };
-            let since = cp.first.get(&rule).map_or(u64::MAX, |f| seen - f + 1);
+            let since = cp.first.get(rule).map_or(u64::MAX, |f| seen - f + 1);
             let events = (win_events as u64).min(since) as u32;
             let rate = h as f64 / events.max(1) as f64;
             if rate > self.cfg.multiple * base {
                 trips.push(Trip {
-                    rule,
+                    rule: rule.to_string(),
                     checkpoint: checkpoint.to_string(),
                     cause: Cause::HitRate,
                     window_hits: h,
@@ -333,7 +342,9 @@ impl Guard {
     pub fn resume(&mut self, rule: &str) {
         self.tripped.remove(rule);
         for cp in self.cps.values_mut() {
-            cp.recent.remove(rule);
+            if let Some(r) = cp.recent.get_mut(rule) {
+                r.clear();
+            }
             cp.win.hits.remove(rule);
             cp.win.block_hits.remove(rule);
             cp.cur.hits.remove(rule);
@@ -364,11 +375,14 @@ impl Guard {
         v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         v
     }
+}
 
-    /// Restores what rules learned before a restart.
-    pub fn restore(&mut self, learned: impl IntoIterator<Item = (String, String, Learned)>) {
-        for (c, r, l) in learned {
-            self.cps.entry(c).or_default().learned.insert(r, l);
+/// Adds one to `k`'s count, allocating the key only the first time.
+fn bump(map: &mut HashMap<String, u32>, k: &str) {
+    match map.get_mut(k) {
+        Some(v) => *v += 1,
+        None => {
+            map.insert(k.to_string(), 1);
         }
     }
 }

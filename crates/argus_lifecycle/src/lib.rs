@@ -1,6 +1,6 @@
 //! Safe rule change (P3.4): policy versions with authors, messages and diffs; drafts; approvals by a
 //! second person; scheduled activation; one-step rollback; backtest records; snoozes; the
-//! blast-radius guard's pauses and what it learned; rollouts. Storage is `argus_store` (SQLite or
+//! blast-radius guard's pauses; rollouts. Storage is `argus_store` (SQLite or
 //! PostgreSQL, one code path). It knows nothing of HTTP or of the engine: the server compiles a
 //! version before it asks this crate to activate it, and installs it in the engine after. Times come
 //! from the caller.
@@ -9,7 +9,7 @@ pub mod guard;
 pub mod rules;
 
 use argus_store::sqlx::{self, AnyPool, Row};
-use argus_store::{Db, Migration, StoreError};
+use argus_store::{is_conflict, Db, Migration, StoreError};
 use serde::Serialize;
 
 pub use guard::{Cause, Guard, GuardConfig, Learned, Trip};
@@ -29,6 +29,12 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "one active version",
         sql: include_str!("../migrations/0002_one_active.sql"),
+    },
+    Migration {
+        component: "lifecycle",
+        version: 3,
+        name: "no saved guard baselines",
+        sql: include_str!("../migrations/0003_no_baselines.sql"),
     },
 ];
 
@@ -203,17 +209,6 @@ fn version_of(r: &sqlx::any::AnyRow, files: Option<Files>) -> Result<Version, sq
 
 fn json_of(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or(serde_json::Value::Null)
-}
-
-/// Whether `e` is a unique-key violation (another writer took the id first).
-fn is_conflict(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(d) => {
-            matches!(d.kind(), sqlx::error::ErrorKind::UniqueViolation)
-                || d.code().is_some_and(|c| c == "40001" || c == "40P01")
-        }
-        _ => false,
-    }
 }
 
 /// Versions, reviews, backtests, snoozes, pauses and rollouts on an `argus_store::Db`.
@@ -1000,45 +995,6 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(pause_of).collect::<Result<_, _>>()?)
-    }
-
-    /// Saves what the guard learned (replacing what was saved).
-    pub async fn save_learned(&self, learned: &[(String, String, Learned)]) -> R<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM rule_baselines")
-            .execute(&mut *tx)
-            .await?;
-        for (c, r, l) in learned {
-            sqlx::query("INSERT INTO rule_baselines (checkpoint, rule, hits, events) VALUES ($1, $2, $3, $4)")
-                .bind(c)
-                .bind(r)
-                .bind(l.hits as i64)
-                .bind(l.events as i64)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub async fn learned(&self) -> R<Vec<(String, String, Learned)>> {
-        let rows = sqlx::query(
-            "SELECT checkpoint, rule, hits, events FROM rule_baselines ORDER BY checkpoint, rule",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("checkpoint")?,
-                    r.try_get("rule")?,
-                    Learned {
-                        hits: r.try_get::<i64, _>("hits")?.max(0) as u64,
-                        events: r.try_get::<i64, _>("events")?.max(0) as u64,
-                    },
-                ))
-            })
-            .collect()
     }
 
     // ---- rollouts ----

@@ -209,17 +209,6 @@ async fn snoozes_expire_and_pauses_and_backtests_are_recorded() {
             s.resume(p.id, "bob", "again", 3_200).await,
             Err(LifecycleError::Conflict(_))
         ));
-        // What the guard learned survives a restart.
-        let l = vec![(
-            "order.create".to_string(),
-            "big".to_string(),
-            Learned {
-                hits: 3,
-                events: 900,
-            },
-        )];
-        s.save_learned(&l).await.unwrap();
-        assert_eq!(s.learned().await.unwrap(), l);
         // Backtests keep their summary and changed decisions in order.
         let b = s.backtest_start(1, "ana", 4_000).await.unwrap();
         let changes: Vec<serde_json::Value> =

@@ -201,18 +201,8 @@ fn a_paused_rule_fires_as_shadow_and_the_version_says_so() {
 
 #[test]
 fn problems_are_located_in_the_file() {
-    let schema = Schema::builtin();
-    let fs = FeatureSet::from_toml(&schema, "").unwrap();
     let text = "[policy]\ncheckpoint = \"order.create\"\n\n[[rules]]\nname = \"big\"\nwhen = \"event.amont > 5.0\"\naction = \"block\"\nreason = \"r\"\n";
-    let Err(ps) = load_checked(
-        &vec![("p.toml".into(), text.into())],
-        &vec![],
-        &schema,
-        &fs,
-        &Pseudonymizer::new(b"t"),
-    ) else {
-        panic!("loaded");
-    };
+    let ps = problems(text);
     assert_eq!(ps.len(), 1);
     let p = &ps[0];
     assert_eq!(p.code, "unknown_name");
@@ -228,18 +218,8 @@ fn problems_are_located_in_the_file() {
 
 #[test]
 fn a_file_that_is_not_toml_is_located_too() {
-    let schema = Schema::builtin();
-    let fs = FeatureSet::from_toml(&schema, "").unwrap();
     let text = "[policy]\ncheckpoint = \"order.create\"\n\n[[rules]]\nname = \"big\nwhen = \"x\"\n";
-    let Err(ps) = load_checked(
-        &vec![("p.toml".into(), text.into())],
-        &vec![],
-        &schema,
-        &fs,
-        &Pseudonymizer::new(b"t"),
-    ) else {
-        panic!("loaded");
-    };
+    let ps = problems(text);
     assert_eq!(ps[0].code, "invalid_toml");
     assert_eq!(ps[0].file, "p.toml");
     assert_eq!(ps[0].line, Some(5), "{:?}", ps[0]);
@@ -248,19 +228,9 @@ fn a_file_that_is_not_toml_is_located_too() {
 
 #[test]
 fn a_problem_after_non_ascii_text_is_located_in_characters() {
-    let schema = Schema::builtin();
-    let fs = FeatureSet::from_toml(&schema, "").unwrap();
     let line = "when = \"event.currency == 'é€' || event.amont > 5.0\"";
     let text = format!("[policy]\ncheckpoint = \"order.create\"\n\n[[rules]]\nname = \"big\"\n{line}\naction = \"block\"\nreason = \"r\"\n");
-    let Err(ps) = load_checked(
-        &vec![("p.toml".into(), text.clone())],
-        &vec![],
-        &schema,
-        &fs,
-        &Pseudonymizer::new(b"t"),
-    ) else {
-        panic!("loaded");
-    };
+    let ps = problems(&text);
     let p = &ps[0];
     let want = line[..line.find("event.amont").unwrap()].chars().count() + 1;
     assert_eq!(
@@ -269,4 +239,20 @@ fn a_problem_after_non_ascii_text_is_located_in_characters() {
         "{p:?}"
     );
     assert_eq!(&text[p.start.unwrap()..p.end.unwrap()], "event.amont");
+}
+
+/// The problems `load_checked` finds in one policy file (it must not load).
+fn problems(text: &str) -> Vec<argus_policy::Problem> {
+    let schema = Schema::builtin();
+    let fs = FeatureSet::from_toml(&schema, "").unwrap();
+    match load_checked(
+        &vec![("p.toml".into(), text.to_string())],
+        &vec![],
+        &schema,
+        &fs,
+        &Pseudonymizer::new(b"t"),
+    ) {
+        Err(ps) => ps,
+        Ok(_) => panic!("loaded"),
+    }
 }

@@ -9,7 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 use crate::api::{ask, respond, AppState, Principal};
-use crate::core::{error, ok, stored_event_json, Answer, Failure, IntakeMsg, Request};
+use crate::core::{error, now_ms, ok, stored_event_json, Answer, Failure, IntakeMsg, Request};
 use crate::metrics as m;
 use argus_cases::{
     ActionStatus, CaseError, Cursor, Filter, Intake, IntakeItem, NewAction, Placement, Role,
@@ -40,12 +40,6 @@ pub struct CaseService {
 
 pub const SESSION_COOKIE: &str = "argus_session";
 const SESSION_MS: i64 = 12 * 3_600_000;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 impl CaseService {
     pub fn new(routing: Routing) -> CaseService {

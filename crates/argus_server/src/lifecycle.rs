@@ -9,7 +9,7 @@
 use crate::api::{ask, respond, AppState, Principal};
 use crate::cases::{json_in, json_ok};
 use crate::core::lifecycle::{compile_version, MODELS_LOCK};
-use crate::core::{error, error_with, Answer, Failure, Request};
+use crate::core::{error, error_with, now_ms, Answer, Failure, Request};
 use crate::settings::{LifecycleConfig, PolicySource};
 use argus_cases::Role;
 use argus_lifecycle::{diff, Files, LifecycleError, NewVersion, Store, Trip, Version};
@@ -102,12 +102,6 @@ async fn approved_by_other(store: &Store, v: &Version) -> Result<bool, Response>
         .map_err(lc_error)?
         .iter()
         .any(|r| r.verdict == "approve" && r.reviewer != v.author))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn lc_error(e: LifecycleError) -> Response {
@@ -1420,16 +1414,10 @@ async fn record_trip(st: &AppState, store: &Store, t: Trip) {
             Err(e) => tracing::error!("opening the guard's case for `{}`: {e}", t.rule),
         }
     }
-    match store.pause(&t, case_id.as_deref(), now).await {
-        // The core learns that the store holds the pause (it then follows the store's list).
-        Ok(_) => {
-            if let Err(e) = push_overrides(st, store).await {
-                tracing::warn!("handing the overrides to the core: {e}");
-            }
-        }
-        Err(e) => tracing::error!(
-            "recording the guard's pause of `{}`: {e} (the rule stays paused in memory until a restart)",
+    if let Err(e) = store.pause(&t, case_id.as_deref(), now).await {
+        tracing::error!(
+            "recording the guard's pause of `{}`: {e} (the rule stays paused: the log holds the pause, and the next start records it)",
             t.rule
-        ),
+        );
     }
 }

@@ -727,18 +727,6 @@ async fn scenario(dir: &std::path::Path, database: Option<String>) {
     s.shutdown().await;
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 /// Models are versioned too: a version records `models.lock`, and a restart with another model file
 /// records a version of the same policies with the new lock (console mode).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,18 @@ pub enum StoreError {
     Url(String),
 }
 
+/// Whether `e` says another writer got there first: a unique-key violation, or (PostgreSQL) a
+/// serialization failure or deadlock. Such a write is worth trying again.
+pub fn is_conflict(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            matches!(d.kind(), sqlx::error::ErrorKind::UniqueViolation)
+                || d.code().is_some_and(|c| c == "40001" || c == "40P01")
+        }
+        _ => false,
+    }
+}
+
 /// Which database a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

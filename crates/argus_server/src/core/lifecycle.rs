@@ -76,10 +76,10 @@ fn guard_sees(
     action: argus_policy::Action,
     fired: &[(&str, argus_policy::Action)],
 ) -> Vec<Trip> {
-    let key = if arm == Some("candidate") {
-        format!("{checkpoint}#candidate")
+    let key: std::borrow::Cow<'_, str> = if arm == Some("candidate") {
+        format!("{checkpoint}#candidate").into()
     } else {
-        checkpoint.to_string()
+        checkpoint.into()
     };
     let fired: Vec<(&str, bool)> = fired
         .iter()
@@ -351,7 +351,6 @@ impl Core {
         }))
     }
 
-    /// Restores what the guard learned before a restart.
     /// A live decision, seen by the rollout comparison and the guard; a tripped rule is paused at
     /// once (the next event already sees it paused) and reported to the lifecycle task after the
     /// group commit.

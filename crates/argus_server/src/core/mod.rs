@@ -527,7 +527,8 @@ fn value_json(v: &Value) -> Json {
     argus_policy::policy::to_json(&argus_policy::policy::to_val(v))
 }
 
-fn now_ms() -> i64 {
+/// Wall-clock milliseconds since the epoch (0 before it).
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
