@@ -280,6 +280,20 @@ fn the_guard_pauses_a_rule_whose_rate_jumps_and_caps_the_block_rate() {
         })
         .unwrap();
     assert_eq!(n, cfg.min_hits);
+    // Resumed, and still broken: it trips again after min_hits more hits.
+    g.resume("broken");
+    let again = (1..=100u32)
+        .find(|&i| {
+            !g.observe(
+                "payment.attempt",
+                1_000 + i as u128,
+                true,
+                &[("broken", true)],
+            )
+            .is_empty()
+        })
+        .unwrap();
+    assert_eq!(again, cfg.min_hits);
     // The same burst from a few accounts (an attack the rule is right to catch) does not trip it:
     // its last hits come from fewer than min_actors actors.
     let mut g = Guard::new(cfg.clone());
