@@ -48,6 +48,7 @@ const TOP_KEYS: &[&str] = &[
     "lookups",
     "cases",
     "lifecycle",
+    "cluster",
 ];
 
 #[derive(Debug, Deserialize, Clone, Default)]
@@ -145,6 +146,8 @@ pub struct Config {
     /// The `[lifecycle]` section (where policies come from, approvals, the guard), read by
     /// `argus serve`.
     pub lifecycle: toml::Table,
+    /// The `[cluster]` section (the NATS JetStream log several nodes share), read by `argus serve`.
+    pub cluster: toml::Table,
     /// `[[models]]`, loaded and matched to the features (their slots are `features.models`). Empty
     /// when loaded by [`load_without_models`](Self::load_without_models).
     pub models: Vec<Arc<crate::models::LoadedModel>>,
@@ -174,6 +177,7 @@ struct Parts {
     server: toml::Table,
     cases: toml::Table,
     lifecycle: toml::Table,
+    cluster: toml::Table,
     /// Each `[[models]]` entry with the folder of the file that declared it.
     models: Vec<(crate::models::ModelConfig, PathBuf)>,
     graph: Option<crate::graph::GraphConfig>,
@@ -347,6 +351,7 @@ impl Config {
             server: p.server,
             cases: p.cases,
             lifecycle: p.lifecycle,
+            cluster: p.cluster,
             models,
             lookups: crate::lookups::cell(lookup_tables),
             declared_models: p
@@ -556,6 +561,12 @@ fn absorb(
         match v {
             toml::Value::Table(t) => parts.lifecycle.extend(t),
             _ => errors.push(format!("{name}: lifecycle: expected a table")),
+        }
+    }
+    if let Some(v) = section("cluster") {
+        match v {
+            toml::Value::Table(t) => parts.cluster.extend(t),
+            _ => errors.push(format!("{name}: cluster: expected a table")),
         }
     }
     if let Some(v) = section("csv") {

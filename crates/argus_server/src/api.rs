@@ -131,6 +131,8 @@ pub struct AppState {
     pub cases: Option<Arc<crate::cases::CaseService>>,
     /// Policy versions, backtests, rollouts, snoozes and the guard (with cases: they share a store).
     pub lifecycle: Option<Arc<crate::lifecycle::LifecycleService>>,
+    /// This node of a cluster (`[cluster]`): requests that change state go through the shared log.
+    pub cluster: Option<Arc<crate::cluster::Node>>,
 }
 
 /// Who is asking: an API key (by its name) or a console user's session.
@@ -347,6 +349,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub async fn ask(st: &AppState, req: Request) -> Answer {
     if st.shared.failed.load(Ordering::SeqCst) && matches!(req, Request::Events { .. }) {
         return error(Failure::Unavailable, "not_accepting_writes", "the server refuses writes after an internal failure; restart it (it recovers from the log)");
+    }
+    if let Some(node) = &st.cluster {
+        if crate::cluster::replicated(&req) {
+            return crate::cluster::submit(st, node, req).await;
+        }
     }
     let (tx, rx) = oneshot::channel();
     st.shared.queued.fetch_add(1, Ordering::SeqCst);

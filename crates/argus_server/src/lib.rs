@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod cases;
+pub mod cluster;
 pub mod core;
 pub mod findings;
 pub mod lifecycle;
@@ -42,6 +43,17 @@ impl Server {
         settings: Settings,
         loader: Loader,
         initial: Option<Loaded>,
+    ) -> Result<Server, core::StartError> {
+        Self::start_node(settings, loader, initial, None)
+    }
+
+    /// As [`start_with`](Self::start_with), as a node of a cluster when `log` is given (the shared
+    /// log, already connected): after recovery, the node tails the log from its cursor.
+    pub fn start_node(
+        settings: Settings,
+        loader: Loader,
+        initial: Option<Loaded>,
+        log: Option<argus_cluster::Log>,
     ) -> Result<Server, core::StartError> {
         metrics::install();
         let shared = Arc::new(Shared::default());
@@ -113,7 +125,20 @@ impl Server {
             }),
             settings: Arc::new(settings),
             decoder,
+            cluster: log.map(|l| Arc::new(cluster::Node::new(l))),
         };
+        if let Some(node) = state.cluster.clone() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(cluster::pump(state.clone(), node));
+                }
+                Err(_) => {
+                    return Err(core::StartError::Config(
+                        "a cluster node needs a tokio runtime".into(),
+                    ))
+                }
+            }
+        }
         if let (Some(rt), Some(rx), Some(svc)) = (runtime, intake_rx, state.cases.clone()) {
             rt.spawn(cases::run(state.clone(), svc, replayed, rx, trips_rx));
         }
@@ -163,7 +188,20 @@ pub async fn serve(
     }
     let listen = settings.listen.clone();
     let data = settings.data_dir.clone();
-    let server = Server::start_with(settings, loader, initial)?;
+    let log = match &settings.cluster {
+        Some(c) => {
+            let log = argus_cluster::Log::connect(&c.log_settings()).await?;
+            eprintln!(
+                "argus: cluster log `{}` on {} ({} replicas)",
+                c.stream,
+                c.servers.join(","),
+                c.replicas
+            );
+            Some(log)
+        }
+        None => None,
+    };
+    let server = Server::start_node(settings, loader, initial, log)?;
     let r = &server.recovery;
     eprintln!(
         "argus: recovered from {} (snapshot at record {}, {} log records replayed, {} events indexed) in {} ms",

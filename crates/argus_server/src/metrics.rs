@@ -21,6 +21,14 @@ pub const CASE_INTAKE_SECONDS: &str = "argus_case_intake_seconds";
 pub const ACTIONS_DONE: &str = "argus_case_actions_done_total";
 pub const ACTIONS_FAILED: &str = "argus_case_action_failures_total";
 pub const COMMIT_SECONDS: &str = "argus_log_commit_seconds";
+/// In a cluster: time to append one entry to the shared log (JetStream's acknowledgement).
+pub const CLUSTER_APPEND_SECONDS: &str = "argus_cluster_append_seconds";
+/// In a cluster: appends the shared log did not acknowledge (answered 503, not applied).
+pub const CLUSTER_APPEND_FAILURES: &str = "argus_cluster_append_failures_total";
+/// In a cluster: entries of the shared log no node can apply (undecodable), skipped by all alike.
+pub const CLUSTER_ENTRIES_SKIPPED: &str = "argus_cluster_entries_skipped_total";
+/// In a cluster: the shared log's entries this node has handed to its core.
+pub const CLUSTER_CURSOR: &str = "argus_cluster_cursor";
 pub const FSYNCS: &str = "argus_log_fsyncs_total";
 pub const LOG_SEGMENTS: &str = "argus_log_segments";
 pub const SNAPSHOT_PAUSE: &str = "argus_snapshot_pause_seconds";

@@ -127,6 +127,103 @@ pub struct Settings {
     pub cases: argus_cases::Routing,
     /// `[lifecycle]`: where policies come from, approvals, the guard.
     pub lifecycle: LifecycleConfig,
+    /// `[cluster]`: the shared JetStream log, when this node is one of several (None: one node on
+    /// its own log, the embedded default).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: several nodes sharing one ordered, replicated log on NATS JetStream.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// NATS servers of the JetStream cluster (`nats://host:port`).
+    pub servers: Vec<String>,
+    /// The JetStream stream holding the log.
+    #[serde(default = "default_stream")]
+    pub stream: String,
+    /// Servers that store each entry before it is acknowledged (1, 3 or 5).
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+    /// How long an append waits for JetStream's acknowledgement (e.g. `2s`).
+    #[serde(default = "default_ack_timeout")]
+    pub ack_timeout: String,
+}
+
+fn default_stream() -> String {
+    "argus".into()
+}
+fn default_replicas() -> usize {
+    3
+}
+fn default_ack_timeout() -> String {
+    "2s".into()
+}
+
+impl ClusterConfig {
+    pub fn log_settings(&self) -> argus_cluster::Settings {
+        argus_cluster::Settings {
+            servers: self.servers.clone(),
+            stream: self.stream.clone(),
+            replicas: self.replicas,
+            ack_timeout: Duration::from_millis(
+                parse_duration(&self.ack_timeout).unwrap_or(2000).max(1) as u64,
+            ),
+        }
+    }
+}
+
+/// `[cluster]` of the configuration, with `ARGUS_CLUSTER` (comma-separated NATS URLs) from the
+/// environment winning over its `servers`. No servers: not a cluster.
+pub fn cluster(
+    table: &toml::Table,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<ClusterConfig>, Vec<String>> {
+    let mut table = table.clone();
+    if let Some(v) = env("ARGUS_CLUSTER").filter(|v| !v.trim().is_empty()) {
+        let servers = v
+            .split(',')
+            .map(|s| toml::Value::String(s.trim().to_string()))
+            .collect();
+        table.insert("servers".into(), toml::Value::Array(servers));
+    }
+    if table.is_empty() {
+        return Ok(None);
+    }
+    let c: ClusterConfig = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e| vec![format!("cluster: {e}")])?;
+    let mut errors = Vec::new();
+    if c.servers.is_empty() {
+        errors.push("cluster.servers: name at least one NATS server".to_string());
+    }
+    if !matches!(c.replicas, 1 | 3 | 5) {
+        errors.push(format!(
+            "cluster.replicas: {} (JetStream replicates a stream on 1, 3 or 5 servers)",
+            c.replicas
+        ));
+    }
+    if parse_duration(&c.ack_timeout).is_none_or(|ms| ms <= 0) {
+        errors.push(format!(
+            "cluster.ack_timeout: `{}` is not a duration (e.g. `2s`)",
+            c.ack_timeout
+        ));
+    }
+    if c.stream.is_empty()
+        || !c
+            .stream
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+    {
+        errors.push(format!(
+            "cluster.stream: `{}` (letters, digits, - and _ only)",
+            c.stream
+        ));
+    }
+    if errors.is_empty() {
+        Ok(Some(c))
+    } else {
+        Err(errors)
+    }
 }
 
 /// Where the running policies come from.
@@ -224,6 +321,7 @@ impl Default for Settings {
             api_keys: Vec::new(),
             cases: argus_cases::Routing::default(),
             lifecycle: LifecycleConfig::default(),
+            cluster: None,
         }
     }
 }

@@ -1018,6 +1018,7 @@ async fn a_full_queue_is_503_overloaded_and_a_slow_core_is_503_timeout() {
                 .clone(),
         ),
         cases: None,
+        cluster: None,
         lifecycle: None,
     };
     let app = argus_server::api::router(st);

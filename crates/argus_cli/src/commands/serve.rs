@@ -14,6 +14,10 @@ pub struct Args {
     /// Data directory: event log and snapshots (overrides `server.data_dir` and ARGUS_DATA_DIR).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Join a cluster: the NATS servers of its JetStream log, comma-separated
+    /// (`nats://10.0.0.1:4222,nats://10.0.0.2:4222`; overrides `cluster.servers` and ARGUS_CLUSTER).
+    #[arg(long, value_name = "NATS_URLS")]
+    cluster: Option<String>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -33,6 +37,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     settings.lifecycle =
         argus_server::settings::lifecycle(&initial.0.lifecycle, |k| std::env::var(k).ok())
             .map_err(|e| anyhow::anyhow!("invalid [lifecycle]:\n  {}", e.join("\n  ")))?;
+    let cluster_env = |k: &str| match (k, &a.cluster) {
+        ("ARGUS_CLUSTER", Some(c)) => Some(c.clone()),
+        _ => std::env::var(k).ok(),
+    };
+    settings.cluster = argus_server::settings::cluster(&initial.0.cluster, cluster_env)
+        .map_err(|e| anyhow::anyhow!("invalid [cluster]:\n  {}", e.join("\n  ")))?;
     if let Some(l) = a.listen {
         settings.listen = l;
     }

@@ -238,38 +238,11 @@ impl Core {
     /// The checks at the edge: the decoder's errors, the server's clock, and for the labels route,
     /// that the event is a label.
     pub(super) fn edge(&mut self, d: Decoded, labels_only: bool) -> Result<Event, Answer> {
-        let ev: Event = match d {
-            Ok(ev) => ev,
-            Err(rej) => {
-                m::event_outcome("?", rej.code());
-                let details = serde_json::to_value(&rej.errors).unwrap_or(Json::Null);
-                let kind = if rej.code() == "unknown_event_type" {
-                    Failure::Unprocessable
-                } else {
-                    Failure::Invalid
-                };
-                return Err(error_with(kind, rej.code(), rej.to_string(), details));
-            }
-        };
-        // The watermark only moves forward: one event far in the future would make every later event
-        // `too_late` and expire every key. Times are bounded by the server's clock here, at the edge;
-        // replay and recovery measure lateness against the input's own order only.
-        let now = now_ms();
-        let limit = now.saturating_add(self.settings.max_future.as_millis() as i64);
-        if ev.time > limit {
-            m::event_outcome(&self.engine.schema().get(ev.ty).name, "too_far_in_future");
-            return Err(error_with(
-                Failure::Unprocessable,
-                "too_far_in_future",
-                format!(
-                    "event time {} is {} ms ahead of the server's clock ({}), beyond `server.max_future` ({} ms); check the sender's clock",
-                    argus_event::time::format_rfc3339(ev.time),
-                    ev.time.saturating_sub(now),
-                    argus_event::time::format_rfc3339(now),
-                    self.settings.max_future.as_millis()
-                ),
-                json!([{"path": "/time", "code": "too_far_in_future", "message": format!("at most {} ms ahead of the server's clock", self.settings.max_future.as_millis())}]),
-            ));
+        let ev = d.map_err(refusal)?;
+        // In a cluster the entry node checked the time before the event entered the shared log:
+        // every node must apply the log's events alike, whatever its own clock says.
+        if self.settings.cluster.is_none() {
+            check_clock(self.engine.schema(), &ev, self.settings.max_future)?;
         }
         if labels_only && !self.label_types.contains(&ev.ty) {
             let name = &self.engine.schema().get(ev.ty).name;
@@ -488,6 +461,46 @@ pub(super) struct EventsRequest {
     pub(super) items: Vec<Box<serde_json::value::RawValue>>,
     pub(super) decoded: Vec<Decoded>,
     pub(super) batch: bool,
+}
+
+/// The answer to an event the decoder refused.
+pub(crate) fn refusal(rej: argus_event::Rejection) -> Answer {
+    m::event_outcome("?", rej.code());
+    let details = serde_json::to_value(&rej.errors).unwrap_or(Json::Null);
+    let kind = if rej.code() == "unknown_event_type" {
+        Failure::Unprocessable
+    } else {
+        Failure::Invalid
+    };
+    error_with(kind, rej.code(), rej.to_string(), details)
+}
+
+/// The watermark only moves forward: one event far in the future would make every later event
+/// `too_late` and expire every key. Times are bounded by the server's clock at the edge (the entry
+/// node's, in a cluster); replay and recovery measure lateness against the input's own order only.
+pub(crate) fn check_clock(
+    schema: &argus_event::Schema,
+    ev: &Event,
+    max_future: Duration,
+) -> Result<(), Answer> {
+    let now = now_ms();
+    let limit = now.saturating_add(max_future.as_millis() as i64);
+    if ev.time <= limit {
+        return Ok(());
+    }
+    m::event_outcome(&schema.get(ev.ty).name, "too_far_in_future");
+    Err(error_with(
+        Failure::Unprocessable,
+        "too_far_in_future",
+        format!(
+            "event time {} is {} ms ahead of the server's clock ({}), beyond `server.max_future` ({} ms); check the sender's clock",
+            argus_event::time::format_rfc3339(ev.time),
+            ev.time.saturating_sub(now),
+            argus_event::time::format_rfc3339(now),
+            max_future.as_millis()
+        ),
+        json!([{"path": "/time", "code": "too_far_in_future", "message": format!("at most {} ms ahead of the server's clock", max_future.as_millis())}]),
+    ))
 }
 
 /// A live event between its checks and its log record.

@@ -119,7 +119,8 @@ impl Core {
                 }
             },
             (None, Some(e)) => match argus_event::time::parse_datetime(&e) {
-                Some(t) if t <= now_ms() => {
+                // In a cluster the entry node checked it before the change entered the shared log.
+                Some(t) if t <= now_ms() && self.settings.cluster.is_none() => {
                     return Outcome::Answer(error(
                         Failure::Invalid,
                         "invalid_expiry",

@@ -32,9 +32,11 @@ mod reload;
 mod snapshots;
 mod views;
 
+pub(crate) use events::{check_clock, refusal as events_refusal};
 use lists::*;
 pub use lists::{ListChange, OverlayItem};
 use record::*;
+pub(crate) use record::{load_event, stored_event};
 pub use record::{read_log, stored_event_json};
 use snapshots::*;
 
@@ -43,6 +45,9 @@ pub const KIND_EVENT: u8 = 1;
 pub const KIND_LIST: u8 = 2;
 /// A person resumed a rule the guard paused (`lifecycle::GuardRecord`).
 pub const KIND_GUARD: u8 = 3;
+/// In a cluster: the cluster log's entries applied so far (its sequence number, 8 bytes LE), written
+/// after each entry's records, so that a restarted node goes on reading the log after it.
+pub const KIND_CURSOR: u8 = 4;
 
 /// Most requests handled per log commit.
 pub const MAX_GROUP: usize = 512;
@@ -246,6 +251,10 @@ pub enum Request {
     /// What the guard learned, and the paused rules.
     GuardState,
 
+    /// In a cluster: the cluster log's entry `seq` has been handed to the core (its records are in
+    /// this node's log before this one).
+    Cursor(u64),
+
     /// Flush and sync the log and write a final snapshot.
     Shutdown,
 }
@@ -283,6 +292,9 @@ pub struct Shared {
     pub failed: AtomicBool,
     pub queued: AtomicUsize,
     pub policy_version: std::sync::Mutex<String>,
+    /// In a cluster: the cluster log's entries this node has applied (recovered at start, then
+    /// moved by `Request::Cursor`).
+    pub stream_cursor: std::sync::atomic::AtomicU64,
 }
 
 /// Outcome of one event.
@@ -345,6 +357,8 @@ pub struct Core {
     replay_intake: Vec<IntakeMsg>,
     /// Snoozes, paused rules, the rollout and the guard.
     lifecycle: lifecycle::LifecycleState,
+    /// In a cluster: the cluster log's entries applied (see [`KIND_CURSOR`]).
+    stream_cursor: u64,
 }
 
 /// Hours with hits kept per rule for the rule dashboard (the newest 72 such hours).
@@ -844,6 +858,7 @@ impl Core {
                 | Request::ListRemove { .. }
                 | Request::ResumeRule { .. }
                 | Request::Reload
+                | Request::Cursor(_)
         );
         if self.failed.is_none() && self.shared.failed.load(Ordering::SeqCst) {
             self.failed = Some("syncing the event log failed".into());
@@ -911,9 +926,33 @@ impl Core {
                 Outcome::Answer(ok(json!({})))
             }
             Request::GuardState => Outcome::Answer(self.guard_state()),
+            Request::Cursor(seq) => self.cursor(seq),
 
             Request::Shutdown => Outcome::Answer(ok(json!({}))),
         }
+    }
+}
+
+impl Core {
+    /// Records that the cluster log's entry `seq` was applied: a log record, so that a restart goes
+    /// on after it (entries already applied are never applied twice; a repeated one would be a
+    /// duplicate by its event ids anyway).
+    fn cursor(&mut self, seq: u64) -> Outcome {
+        if seq <= self.stream_cursor {
+            return Outcome::Answer(ok(json!({ "cursor": self.stream_cursor })));
+        }
+        if let Err(e) = self.wal.append(KIND_CURSOR, &seq.to_le_bytes()) {
+            self.fail(format!("event log: {e}"));
+            return Outcome::Answer(error(
+                Failure::Unavailable,
+                "log_unavailable",
+                "the cluster cursor could not be written to the event log",
+            ));
+        }
+        self.stream_cursor = seq;
+        self.shared.stream_cursor.store(seq, Ordering::SeqCst);
+        self.since_snap += 1;
+        Outcome::Logged(ok(json!({ "cursor": seq })))
     }
 }
 

@@ -68,7 +68,7 @@ pub(super) struct StoredEventRef<'a> {
     fields: Vec<(&'a str, &'a Value)>,
 }
 
-pub(super) fn stored_event(schema: &argus_event::Schema, ev: &Event) -> Result<Vec<u8>, String> {
+pub(crate) fn stored_event(schema: &argus_event::Schema, ev: &Event) -> Result<Vec<u8>, String> {
     let et = schema.get(ev.ty);
     let fields = ev
         .fields
@@ -86,7 +86,7 @@ pub(super) fn stored_event(schema: &argus_event::Schema, ev: &Event) -> Result<V
     .map_err(|e| format!("encoding the event for the log: {e}"))
 }
 
-pub(super) fn load_event(schema: &argus_event::Schema, bytes: &[u8]) -> Result<Event, String> {
+pub(crate) fn load_event(schema: &argus_event::Schema, bytes: &[u8]) -> Result<Event, String> {
     let st: StoredEvent =
         bincode::deserialize(bytes).map_err(|e| format!("undecodable event: {e}"))?;
     let ty = schema

@@ -68,9 +68,11 @@ impl Core {
         let mut heads: Vec<(Loc, EventHead)> = Vec::new();
         let mut tail: Vec<(Loc, Record)> = Vec::new();
         let snap_seq = extras.seq;
+        let mut stream_cursor = extras.stream_cursor;
         // The guard's state is rebuilt from every retained decision and resume, in log order.
         // Without a store a pause could be neither recorded nor resumed: no guard then.
         let lifecycle_cfg = settings.lifecycle.clone();
+        let clustered = settings.cluster.is_some();
         let mut guard = argus_lifecycle::Guard::new(argus_lifecycle::GuardConfig {
             enabled: lifecycle_cfg.guard.enabled && trips.is_some(),
             ..lifecycle_cfg.guard.clone()
@@ -80,6 +82,11 @@ impl Core {
             settings.segment_bytes,
             settings.fsync,
             |loc, rec| {
+                if rec.kind == KIND_CURSOR {
+                    if let Ok(b) = <[u8; 8]>::try_from(&rec.payload[..]) {
+                        stream_cursor = stream_cursor.max(u64::from_le_bytes(b));
+                    }
+                }
                 if rec.kind == KIND_GUARD {
                     if let Ok(g) = serde_json::from_slice::<lifecycle::GuardRecord>(&rec.payload) {
                         guard.resume(&g.resume);
@@ -173,10 +180,16 @@ impl Core {
             lifecycle: lifecycle::LifecycleState {
                 guard,
                 trips,
-                awaiting: lifecycle_cfg.source == crate::settings::PolicySource::Console,
+                // In a cluster the active version arrives through the shared log like every change.
+                awaiting: lifecycle_cfg.source == crate::settings::PolicySource::Console
+                    && !clustered,
                 ..Default::default()
             },
+            stream_cursor,
         };
+        core.shared
+            .stream_cursor
+            .store(stream_cursor, Ordering::SeqCst);
         for (loc, h) in heads {
             core.remember(Recent { loc, head: h });
         }
@@ -216,7 +229,7 @@ impl Core {
                     }
                 }
                 // Applied to the guard while the log was read.
-                KIND_GUARD => {}
+                KIND_GUARD | KIND_CURSOR => {}
                 k => tracing::warn!(seq = r.seq, kind = k, "unknown log record kind skipped"),
             }
             rec.replayed += 1;

@@ -8,6 +8,15 @@ pub(super) struct Extras {
     /// Last log sequence number the snapshot covers.
     pub(super) seq: u64,
     pub(super) overlay: BTreeMap<(String, String), Option<OverlayItem>>,
+    /// In a cluster: the cluster log's entries the snapshot covers.
+    pub(super) stream_cursor: u64,
+}
+
+/// The extras of snapshots written before clusters (no cursor).
+#[derive(Deserialize)]
+struct ExtrasV1 {
+    seq: u64,
+    overlay: BTreeMap<(String, String), Option<OverlayItem>>,
 }
 
 /// Records (keys, and four times as many idempotency ids) copied per step of a snapshot.
@@ -72,7 +81,19 @@ pub(super) fn decode_snapshot(bytes: &[u8]) -> Result<(Extras, &[u8]), String> {
     }
     let n = u64::from_le_bytes(body[8..16].try_into().map_err(|_| "short")?) as usize;
     let ex = body.get(16..16usize.saturating_add(n)).ok_or("truncated")?;
-    let extras: Extras = bincode::deserialize(ex).map_err(|e| e.to_string())?;
+    let extras: Extras = match bincode::deserialize(ex) {
+        Ok(x) => x,
+        Err(e) => match bincode::deserialize::<ExtrasV1>(ex) {
+            Ok(v1) if bincode::serialized_size(&(&v1.seq, &v1.overlay)).ok() == Some(n as u64) => {
+                Extras {
+                    seq: v1.seq,
+                    overlay: v1.overlay,
+                    stream_cursor: 0,
+                }
+            }
+            _ => return Err(e.to_string()),
+        },
+    };
     Ok((extras, &body[16 + n..]))
 }
 
@@ -191,6 +212,7 @@ impl Core {
         let extras = Extras {
             seq,
             overlay: self.overlay.clone(),
+            stream_cursor: self.stream_cursor,
         };
         m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
         let dir = snapshot_dir(&self.settings.data_dir);

@@ -1,0 +1,237 @@
+//! Argus in a cluster: the shared, ordered, replicated event log on NATS JetStream.
+//!
+//! The log interface is deliberately narrow — [`Log::append`] (durable once it returns, with the
+//! stream's replication) and [`Log::tail`] (every entry from a sequence number on, in order) — so that
+//! another broker (Kafka: one partition, `acks=all`, offsets as sequence numbers) can stand behind
+//! it; docs/cluster.md maps the design onto Kafka. Nothing here knows what an entry means: the server
+//! (`argus_server::cluster`) encodes and applies them.
+
+use async_nats::jetstream::{self, consumer, stream};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::time::Duration;
+
+/// Where the cluster's log lives and how it is replicated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// NATS servers (`nats://host:port`); the client fails over between them.
+    pub servers: Vec<String>,
+    /// The JetStream stream holding the log (its subject is `<stream>.log`).
+    pub stream: String,
+    /// JetStream replicas of the stream (1, 3 or 5): an entry is acknowledged once that many
+    /// servers stored it.
+    pub replicas: usize,
+    /// How long an append waits for JetStream's acknowledgement.
+    pub ack_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("connecting to NATS ({servers}): {source}")]
+    Connect {
+        servers: String,
+        source: async_nats::ConnectError,
+    },
+    #[error("the JetStream stream `{stream}`: {message}")]
+    Stream { stream: String, message: String },
+    #[error("appending to the log: {0}")]
+    Append(String),
+    #[error("the log did not acknowledge the entry within {0:?}")]
+    AckTimeout(Duration),
+    #[error("reading the log: {0}")]
+    Read(String),
+}
+
+/// One entry of the log: its sequence number (1, 2, … with no gaps), what kind of request it holds,
+/// which node and request it came from, and its bytes.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub seq: u64,
+    pub kind: String,
+    pub origin: Option<String>,
+    pub payload: Bytes,
+}
+
+const KIND: &str = "Argus-Kind";
+const ORIGIN: &str = "Argus-Origin";
+
+/// The cluster's log: one JetStream stream, file storage, replicated.
+#[derive(Clone)]
+pub struct Log {
+    js: jetstream::Context,
+    stream: String,
+    subject: String,
+    ack_timeout: Duration,
+}
+
+impl Log {
+    /// Connects (retrying the servers in turn until one answers) and creates the stream if it is not
+    /// there yet. An existing stream keeps its configuration.
+    pub async fn connect(s: &Settings) -> Result<Log, Error> {
+        let client = async_nats::ConnectOptions::new()
+            .name("argus")
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(2))
+            .request_timeout(Some(s.ack_timeout))
+            .connect(s.servers.clone())
+            .await
+            .map_err(|source| Error::Connect {
+                servers: s.servers.join(","),
+                source,
+            })?;
+        let js = jetstream::new(client);
+        let subject = format!("{}.log", s.stream);
+        let cfg = stream::Config {
+            name: s.stream.clone(),
+            subjects: vec![subject.clone()],
+            storage: stream::StorageType::File,
+            num_replicas: s.replicas.max(1),
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::New,
+            // Each request is one entry; a batch of events can be large.
+            max_message_size: 8 << 20,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        };
+        // The stream's leader may still be elected when the cluster has just started: retry.
+        let mut tries = 0;
+        loop {
+            match js.get_or_create_stream(cfg.clone()).await {
+                Ok(_) => break,
+                Err(e) if tries < 60 => {
+                    tries += 1;
+                    tracing::info!("waiting for the JetStream stream `{}`: {e}", s.stream);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => {
+                    return Err(Error::Stream {
+                        stream: s.stream.clone(),
+                        message: e.to_string(),
+                    })
+                }
+            }
+        }
+        Ok(Log {
+            js,
+            stream: s.stream.clone(),
+            subject,
+            ack_timeout: s.ack_timeout,
+        })
+    }
+
+    /// Appends an entry and waits until JetStream has stored it on its replicas; returns its
+    /// sequence number. `id`, when given, is JetStream's deduplication id: a second append with the
+    /// same id within the stream's duplicate window is not stored again (the first one's sequence
+    /// number is returned).
+    pub async fn append(
+        &self,
+        kind: &str,
+        origin: &str,
+        id: Option<&str>,
+        payload: Bytes,
+    ) -> Result<u64, Error> {
+        let mut h = HeaderMap::new();
+        h.insert(KIND, kind);
+        h.insert(ORIGIN, origin);
+        if let Some(id) = id {
+            h.insert("Nats-Msg-Id", id);
+        }
+        let fut = async {
+            let ack = self
+                .js
+                .publish_with_headers(self.subject.clone(), h, payload)
+                .await
+                .map_err(|e| Error::Append(e.to_string()))?;
+            ack.await.map_err(|e| Error::Append(e.to_string()))
+        };
+        match tokio::time::timeout(self.ack_timeout, fut).await {
+            Ok(Ok(ack)) => Ok(ack.sequence),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::AckTimeout(self.ack_timeout)),
+        }
+    }
+
+    /// The newest entry's sequence number (0 when the log is empty).
+    pub async fn last_seq(&self) -> Result<u64, Error> {
+        let mut st = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| Error::Read(e.to_string()))?;
+        let info = st.info().await.map_err(|e| Error::Read(e.to_string()))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Every entry from `from` on, in order, as they arrive (an ordered consumer: ephemeral,
+    /// flow-controlled, recreated by the client after a server fails over).
+    pub async fn tail(&self, from: u64) -> Result<Tail, Error> {
+        let st = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| Error::Read(e.to_string()))?;
+        let c = st
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: from.max(1),
+                },
+                filter_subject: self.subject.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Read(e.to_string()))?;
+        let messages = c.messages().await.map_err(|e| Error::Read(e.to_string()))?;
+        Ok(Tail {
+            messages,
+            next: from.max(1),
+        })
+    }
+}
+
+/// The log from a sequence number on.
+pub struct Tail {
+    messages: consumer::pull::Ordered,
+    next: u64,
+}
+
+impl Tail {
+    /// The next entry (waiting for it), or an error after which the caller opens a new tail at
+    /// [`Tail::position`]. A gap in the sequence numbers (an entry the stream no longer holds) is an
+    /// error: the node must restore a newer snapshot.
+    pub async fn next(&mut self) -> Result<Entry, Error> {
+        let m = match self.messages.next().await {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return Err(Error::Read(e.to_string())),
+            None => return Err(Error::Read("the consumer ended".into())),
+        };
+        let seq = m
+            .info()
+            .map_err(|e| Error::Read(e.to_string()))?
+            .stream_sequence;
+        if seq != self.next {
+            return Err(Error::Read(format!(
+                "expected entry {} of the log, got {seq}: the stream no longer holds the entries in between",
+                self.next
+            )));
+        }
+        self.next = seq + 1;
+        let header = |k: &str| {
+            m.headers
+                .as_ref()
+                .and_then(|h| h.get(k))
+                .map(|v| v.as_str().to_string())
+        };
+        Ok(Entry {
+            seq,
+            kind: header(KIND).unwrap_or_default(),
+            origin: header(ORIGIN),
+            payload: m.payload.clone(),
+        })
+    }
+
+    /// The sequence number of the next entry this tail returns.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+}

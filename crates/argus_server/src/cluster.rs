@@ -1,0 +1,463 @@
+//! A node of a cluster: every request that changes state goes through the cluster's shared log (NATS
+//! JetStream, `argus_cluster`) and every node applies the log in its order.
+//!
+//! - **Entry.** Any node takes any request. Events are decoded, checked and pseudonymized here (only
+//!   tokens enter the shared log; the clock is checked against this node's clock, once), then
+//!   appended as one entry per request. JetStream acknowledges the entry once its replicas stored it.
+//! - **Apply.** Each node tails the log ([`pump`]) and hands every entry, in log order, to its core
+//!   as the same request the embedded server handles, followed by a cursor record. The node that
+//!   appended an entry answers its client with its own core's answer: the decision as of that event,
+//!   after every entry before it (read-your-writes across nodes).
+//! - **Restart.** A node recovers its own snapshot and log as the embedded server does, then tails the
+//!   shared log after its cursor. A new node replays the shared log from the start.
+//!
+//! Every node applies every entry: the state is replicated, not sharded (docs/cluster.md says what
+//! this costs and where partition ownership goes next).
+
+use crate::api::AppState;
+use crate::core::{self, error, Answer, Failure, Msg, Request};
+use crate::metrics as m;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::TrySendError;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Entry kinds.
+const EVENTS: &str = "events";
+const LABELS: &str = "labels";
+const REQUEST: &str = "request";
+
+/// This node in the cluster.
+pub struct Node {
+    pub log: argus_cluster::Log,
+    /// This process's name in the log's entries (`Argus-Origin`): host, pid and start time.
+    pub name: String,
+    next: AtomicU64,
+    waiters: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
+}
+
+/// Events of one request, as the entry node decoded them (stored form: tokens only).
+#[derive(Serialize, Deserialize)]
+struct EventsEntry {
+    batch: bool,
+    items: Vec<Vec<u8>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LabelsEntry {
+    batch: bool,
+    items: Vec<Box<serde_json::value::RawValue>>,
+}
+
+/// The other requests that change state, as they travel in the log.
+#[derive(Serialize, Deserialize)]
+enum Replicated {
+    ListSet {
+        name: String,
+        value: String,
+        reason: String,
+        expires: Option<String>,
+    },
+    ListRemove {
+        name: String,
+        value: String,
+    },
+    ResumeRule {
+        rule: String,
+    },
+    InstallVersion {
+        files: argus_lifecycle::Files,
+        label: String,
+    },
+}
+
+impl Node {
+    pub fn new(log: argus_cluster::Log) -> Node {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "node".into());
+        Node {
+            log,
+            name: format!(
+                "{host}-{}-{}",
+                std::process::id(),
+                crate::core::now_ms() % 1_000_000_000
+            ),
+            next: AtomicU64::new(1),
+            waiters: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn origin(&self, nonce: u64) -> String {
+        format!("{}/{nonce}", self.name)
+    }
+
+    /// The waiter of an entry this node appended, if the entry is this node's.
+    fn waiter(&self, origin: Option<&str>) -> Option<oneshot::Sender<Answer>> {
+        let (name, nonce) = origin?.rsplit_once('/')?;
+        if name != self.name {
+            return None;
+        }
+        let nonce: u64 = nonce.parse().ok()?;
+        self.waiters.lock().ok()?.remove(&nonce)
+    }
+}
+
+/// Whether a request goes through the shared log.
+pub fn replicated(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::Events { .. }
+            | Request::ListSet { .. }
+            | Request::ListRemove { .. }
+            | Request::ResumeRule { .. }
+            | Request::InstallVersion { .. }
+    )
+}
+
+/// A request that changes state, on a cluster node: checked here, appended to the shared log, and
+/// answered by this node's core once it applied the entry.
+pub async fn submit(st: &AppState, node: &Node, req: Request) -> Answer {
+    match req {
+        Request::Events {
+            items,
+            decoded,
+            labels_only: false,
+            batch,
+        } => submit_events(st, node, items, decoded, batch).await,
+        Request::Events {
+            items,
+            labels_only: true,
+            batch,
+            ..
+        } => match serde_json::to_vec(&LabelsEntry { batch, items }) {
+            Ok(p) => append_and_wait(st, node, LABELS, p).await,
+            Err(e) => error(Failure::Internal, "internal_error", e.to_string()),
+        },
+        Request::ListSet {
+            name,
+            value,
+            reason,
+            ttl,
+            expires,
+        } => {
+            // A TTL becomes an absolute time here, once, so that every node applies the same entry.
+            let expires = match (ttl, expires) {
+                (Some(_), Some(_)) => {
+                    return error(
+                        Failure::Invalid,
+                        "invalid_expiry",
+                        "give `ttl` or `expires`, not both",
+                    )
+                }
+                (Some(t), None) => match argus_event::time::parse_duration(&t) {
+                    Some(ms) if ms > 0 => Some(argus_event::time::format_rfc3339(
+                        core::now_ms().saturating_add(ms),
+                    )),
+                    _ => {
+                        return error(
+                            Failure::Invalid,
+                            "invalid_expiry",
+                            format!("`ttl`: `{t}` is not a positive duration (e.g. `30d`)"),
+                        )
+                    }
+                },
+                (None, Some(e)) => match argus_event::time::parse_datetime(&e) {
+                    Some(t) if t <= core::now_ms() => {
+                        return error(
+                            Failure::Invalid,
+                            "invalid_expiry",
+                            format!("`expires`: `{e}` is in the past"),
+                        )
+                    }
+                    Some(_) => Some(e),
+                    None => {
+                        return error(
+                            Failure::Invalid,
+                            "invalid_expiry",
+                            format!("`expires`: `{e}` is not an RFC 3339 time"),
+                        )
+                    }
+                },
+                (None, None) => None,
+            };
+            replicate(
+                st,
+                node,
+                Replicated::ListSet {
+                    name,
+                    value,
+                    reason,
+                    expires,
+                },
+            )
+            .await
+        }
+        Request::ListRemove { name, value } => {
+            replicate(st, node, Replicated::ListRemove { name, value }).await
+        }
+        Request::ResumeRule { rule } => replicate(st, node, Replicated::ResumeRule { rule }).await,
+        Request::InstallVersion { files, label } => {
+            replicate(st, node, Replicated::InstallVersion { files, label }).await
+        }
+        _ => error(
+            Failure::Internal,
+            "internal_error",
+            "not a replicated request",
+        ),
+    }
+}
+
+async fn replicate(st: &AppState, node: &Node, r: Replicated) -> Answer {
+    match serde_json::to_vec(&r) {
+        Ok(p) => append_and_wait(st, node, REQUEST, p).await,
+        Err(e) => error(Failure::Internal, "internal_error", e.to_string()),
+    }
+}
+
+async fn submit_events(
+    st: &AppState,
+    node: &Node,
+    items: Vec<Box<serde_json::value::RawValue>>,
+    decoded: Vec<core::Decoded>,
+    batch: bool,
+) -> Answer {
+    let schema = st.decoder.schema.clone();
+    let mut decoded = decoded.into_iter();
+    // Per item: its refusal here, or None when it goes into the log.
+    let mut refused: Vec<Option<Answer>> = Vec::with_capacity(items.len());
+    let mut stored = Vec::with_capacity(items.len());
+    for raw in &items {
+        let d = match decoded.next() {
+            Some(d) => d,
+            None => st.decoder.decode_bytes(raw.get().as_bytes()),
+        };
+        let checked = d
+            .map_err(core::events_refusal)
+            .and_then(|ev| core::check_clock(&schema, &ev, st.settings.max_future).map(|()| ev))
+            .and_then(|ev| {
+                core::stored_event(&schema, &ev)
+                    .map_err(|e| error(Failure::Internal, "internal_error", e))
+            });
+        match checked {
+            Ok(bytes) => {
+                stored.push(bytes);
+                refused.push(None);
+            }
+            Err(a) => refused.push(Some(a)),
+        }
+    }
+    let applied = if stored.is_empty() {
+        Vec::new()
+    } else {
+        let payload = match bincode::serialize(&EventsEntry {
+            batch: true,
+            items: stored,
+        }) {
+            Ok(p) => p,
+            Err(e) => return error(Failure::Internal, "internal_error", e.to_string()),
+        };
+        match append_and_wait(st, node, EVENTS, payload).await {
+            Answer::Batch(v) => v,
+            // The whole entry failed (not acknowledged, or not answered in time).
+            other => return other,
+        }
+    };
+    let mut applied = applied.into_iter();
+    let answers: Vec<Answer> = refused
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                applied.next().unwrap_or_else(|| {
+                    error(Failure::Internal, "internal_error", "an answer is missing")
+                })
+            })
+        })
+        .collect();
+    if batch {
+        Answer::Batch(answers)
+    } else {
+        answers
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| error(Failure::Invalid, "empty", "no event in the request"))
+    }
+}
+
+/// Appends an entry and waits for this node's core to apply it.
+async fn append_and_wait(st: &AppState, node: &Node, kind: &str, payload: Vec<u8>) -> Answer {
+    let nonce = node.next.fetch_add(1, Ordering::SeqCst);
+    let (tx, rx) = oneshot::channel();
+    if let Ok(mut w) = node.waiters.lock() {
+        w.insert(nonce, tx);
+    }
+    let t = std::time::Instant::now();
+    let appended = node
+        .log
+        .append(kind, &node.origin(nonce), None, payload.into())
+        .await;
+    m::observe(m::CLUSTER_APPEND_SECONDS, t.elapsed().as_secs_f64());
+    if let Err(e) = appended {
+        if let Ok(mut w) = node.waiters.lock() {
+            w.remove(&nonce);
+        }
+        m::inc(m::CLUSTER_APPEND_FAILURES, 1);
+        return error(
+            Failure::Unavailable,
+            "log_unavailable",
+            format!("the cluster's log did not acknowledge the request ({e}); it was not acknowledged: retry it (event ids make a retry safe)"),
+        );
+    }
+    match tokio::time::timeout(st.settings.request_timeout, rx).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(_)) => error(
+            Failure::Unavailable,
+            "shutting_down",
+            "the server stopped before answering",
+        ),
+        Err(_) => {
+            if let Ok(mut w) = node.waiters.lock() {
+                w.remove(&nonce);
+            }
+            error(
+                Failure::Unavailable,
+                "timeout",
+                "the request is in the cluster's log but this node has not applied it in time; retry with the same event ids to read its answer",
+            )
+        }
+    }
+}
+
+/// Hands a request to the core in order, waiting while its queue is full (never refusing: the log
+/// has acknowledged the entry already).
+async fn to_core(st: &AppState, req: Request, reply: oneshot::Sender<Answer>) -> bool {
+    st.shared.queued.fetch_add(1, Ordering::SeqCst);
+    let mut msg = Msg { req, reply };
+    loop {
+        match st.tx.try_send(msg) {
+            Ok(()) => return true,
+            Err(TrySendError::Full(back)) => {
+                msg = back;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                st.shared.queued.fetch_sub(1, Ordering::SeqCst);
+                return false;
+            }
+        }
+    }
+}
+
+/// The entry as the request the core handles.
+fn request_of(st: &AppState, e: &argus_cluster::Entry) -> Result<Request, String> {
+    match e.kind.as_str() {
+        EVENTS => {
+            let entry: EventsEntry = bincode::deserialize(&e.payload)
+                .map_err(|err| format!("undecodable events entry: {err}"))?;
+            let schema = &st.decoder.schema;
+            let mut items = Vec::with_capacity(entry.items.len());
+            let mut decoded = Vec::with_capacity(entry.items.len());
+            for bytes in &entry.items {
+                items.push(
+                    serde_json::value::RawValue::from_string("null".into())
+                        .map_err(|err| err.to_string())?,
+                );
+                decoded.push(Ok(core::load_event(schema, bytes)?));
+            }
+            Ok(Request::Events {
+                items,
+                decoded,
+                labels_only: false,
+                batch: entry.batch,
+            })
+        }
+        LABELS => {
+            let entry: LabelsEntry = serde_json::from_slice(&e.payload)
+                .map_err(|err| format!("undecodable labels entry: {err}"))?;
+            Ok(Request::Events {
+                items: entry.items,
+                decoded: Vec::new(),
+                labels_only: true,
+                batch: entry.batch,
+            })
+        }
+        REQUEST => {
+            let r: Replicated = serde_json::from_slice(&e.payload)
+                .map_err(|err| format!("undecodable request entry: {err}"))?;
+            Ok(match r {
+                Replicated::ListSet {
+                    name,
+                    value,
+                    reason,
+                    expires,
+                } => Request::ListSet {
+                    name,
+                    value,
+                    reason,
+                    ttl: None,
+                    expires,
+                },
+                Replicated::ListRemove { name, value } => Request::ListRemove { name, value },
+                Replicated::ResumeRule { rule } => Request::ResumeRule { rule },
+                Replicated::InstallVersion { files, label } => {
+                    Request::InstallVersion { files, label }
+                }
+            })
+        }
+        k => Err(format!("unknown entry kind `{k}`")),
+    }
+}
+
+/// Tails the shared log after this node's cursor and hands every entry to the core, in order, each
+/// followed by its cursor record. Reopens the tail after a failure (a NATS server lost, the stream's
+/// leader moved) at the next entry it has not handed over.
+pub async fn pump(st: AppState, node: Arc<Node>) {
+    let mut next = st.shared.stream_cursor.load(Ordering::SeqCst) + 1;
+    loop {
+        let mut tail = match node.log.tail(next).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("cluster: opening the log at entry {next}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+        };
+        loop {
+            let e = match tail.next().await {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!("cluster: reading the log at entry {next}: {e}; reopening");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    break;
+                }
+            };
+            let reply = node.waiter(e.origin.as_deref());
+            let (tx, _rx) = oneshot::channel();
+            match request_of(&st, &e) {
+                Ok(req) => {
+                    if !to_core(&st, req, reply.unwrap_or(tx)).await {
+                        return;
+                    }
+                }
+                Err(why) => {
+                    // A damaged or foreign entry is skipped alike by every node (it is in the log
+                    // for all of them), and said.
+                    tracing::error!(seq = e.seq, "cluster: entry skipped: {why}");
+                    m::inc(m::CLUSTER_ENTRIES_SKIPPED, 1);
+                    if let Some(w) = reply {
+                        let _ = w.send(error(Failure::Internal, "internal_error", why));
+                    }
+                }
+            }
+            let (ctx, _crx) = oneshot::channel();
+            if !to_core(&st, Request::Cursor(e.seq), ctx).await {
+                return;
+            }
+            m::set_gauge(m::CLUSTER_CURSOR, e.seq as f64);
+            next = e.seq + 1;
+        }
+    }
+}
