@@ -25,6 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
+/// How long the tail may be quiet before the pump asks whether the log has grown without it.
+const QUIET: Duration = Duration::from_millis(300);
+
 /// Entry kinds.
 const EVENTS: &str = "events";
 const LABELS: &str = "labels";
@@ -426,9 +429,20 @@ pub async fn pump(st: AppState, node: Arc<Node>) {
             }
         };
         loop {
-            let e = match tail.next().await {
-                Ok(e) => e,
-                Err(e) => {
+            // A tail whose server is gone goes quiet: the client notices only after missed
+            // heartbeats (30 s). Quiet while the log has grown means such a tail: reopen it.
+            let e = match tokio::time::timeout(QUIET, tail.next()).await {
+                Err(_) => match node.log.last_seq().await {
+                    Ok(last) if last >= next => {
+                        tracing::info!(
+                            "cluster: the log's tail at entry {next} went quiet; reopening"
+                        );
+                        break;
+                    }
+                    _ => continue,
+                },
+                Ok(Ok(e)) => e,
+                Ok(Err(e)) => {
                     tracing::warn!("cluster: reading the log at entry {next}: {e}; reopening");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     break;

@@ -251,6 +251,8 @@ impl Core {
             "rss_bytes": rss_bytes(),
             "policy_version": e.policies().map(|p| p.version.clone()),
             "failed": self.failed,
+            // In a cluster: the shared log's entries applied.
+            "cluster_cursor": self.settings.cluster.as_ref().map(|_| self.stream_cursor),
         }))
     }
 

