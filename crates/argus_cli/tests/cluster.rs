@@ -503,7 +503,7 @@ fn killing_argus_nodes_and_nats_servers_under_load_loses_and_doubles_nothing() {
     let seed = std::env::var("ARGUS_CLUSTER_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0xfa11_0e5u64);
+        .unwrap_or(0x0fa1_10e5_u64);
     let mut rng = Rng(seed);
     let rounds = 8;
     let per_round = 250;
