@@ -48,6 +48,8 @@ enum Command {
     Backtest(commands::backtest::Args),
     /// Policy versions kept by `argus serve`: list them, or export one back to files.
     Versions(commands::versions::Args),
+    /// A server's event log as Hive-partitioned Parquet (events, decisions, features; by date and type).
+    Export(commands::export::Args),
 }
 
 fn main() {
@@ -65,6 +67,7 @@ fn main() {
         Command::Init(a) => commands::init::run(a),
         Command::Backtest(a) => commands::backtest::run(a),
         Command::Versions(a) => commands::versions::run(a),
+        Command::Export(a) => commands::export::run(a),
     };
     if let Err(e) = result {
         // A closed pipe (`argus schema | head`) is the reader's choice, not an error.

@@ -2,6 +2,7 @@
 
 pub mod backtest;
 pub mod check;
+pub mod export;
 pub mod init;
 pub mod replay;
 pub mod rings;

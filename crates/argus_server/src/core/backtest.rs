@@ -65,7 +65,11 @@ type Overlay = BTreeMap<(String, String), Option<OverlayItem>>;
 
 /// The snapshot to start from: none when the log holds every record from the first, else the
 /// oldest snapshot the retained log continues (point-in-time state for the records after it).
-fn start_state(cfg: &Config, data: &Path, first: u64) -> Result<(Engine, u64, Overlay), String> {
+pub(super) fn start_state(
+    cfg: &Config,
+    data: &Path,
+    first: u64,
+) -> Result<(Engine, u64, Overlay), String> {
     if first <= 1 {
         return Ok((Engine::new(cfg.clone()), 0, BTreeMap::new()));
     }

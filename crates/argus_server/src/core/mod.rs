@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 
 pub mod backtest;
 mod events;
+pub mod export;
 pub mod lifecycle;
 mod lists;
 mod record;
