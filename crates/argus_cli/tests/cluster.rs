@@ -236,15 +236,25 @@ struct Node {
     addr: String,
     data: PathBuf,
     cluster: Option<String>,
+    config: PathBuf,
 }
 
 impl Node {
     fn start(data: &Path, cluster: Option<&str>) -> Node {
+        Self::start_with(
+            data,
+            cluster,
+            &common::repo().join("examples/starter/argus.toml"),
+        )
+    }
+
+    fn start_with(data: &Path, cluster: Option<&str>, config: &Path) -> Node {
         let mut n = Node {
             child: None,
             addr: String::new(),
             data: data.to_path_buf(),
             cluster: cluster.map(str::to_string),
+            config: config.to_path_buf(),
         };
         n.up();
         n
@@ -254,7 +264,7 @@ impl Node {
         let repo = common::repo();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_argus"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(repo.join("examples/starter/argus.toml"))
+            .arg(&self.config)
             .arg("--policies")
             .arg(repo.join("policies"))
             .arg("--data-dir")
@@ -631,4 +641,72 @@ fn killing_argus_nodes_and_nats_servers_under_load_loses_and_doubles_nothing() {
         ms(&node_resume),
         ms(&nats_stall),
     );
+}
+
+#[test]
+fn without_the_log_a_fail_open_checkpoint_answers_degraded_and_the_others_refuse() {
+    if !nats_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = Nats::start(dir.path());
+    let conf = dir.path().join("argus.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "include = [\"{}\"]\n[cluster]\nfail_open = [\"item.click\"]\nack_timeout = \"500ms\"\n",
+            common::repo().join("examples/starter/argus.toml").display()
+        ),
+    )
+    .unwrap();
+    let mut node = Node::start_with(&dir.path().join("node"), Some(&nats.urls()), &conf);
+    let mut rng = Rng(7);
+    let evs = events(40, 0, "u", 5, &mut rng);
+    for e in &evs[..10] {
+        let (st, v) = http(&node.addr, "POST", "/v1/events", e).unwrap();
+        assert_eq!(st, 200, "{v}");
+    }
+    for i in 0..3 {
+        nats.kill(i);
+    }
+    let t = argus_event::time::format_rfc3339(1_795_000_000_000 + 20 * 1_500);
+    let click = json!({"id": "click-down", "type": "item.click", "time": t, "actor": "u1", "data": {"item": "i1", "seller": "s1", "device": "d1", "ip": "81.2.0.1"}}).to_string();
+    let order = json!({"id": "order-down", "type": "order.create", "time": t, "actor": "u1", "data": {"order": "o-down", "seller": "s1", "item": "i1", "item_count": 1, "amount": "20.00", "currency": "EUR", "card": card(3), "device": "d1", "ip": "81.2.0.1"}}).to_string();
+    let started = Instant::now();
+    let (st, v) = http(&node.addr, "POST", "/v1/events", &click).unwrap();
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["status"], "degraded", "{v}");
+    assert_eq!(v["decision"]["action"], "allow");
+    assert_eq!(v["decision"]["recorded"], false);
+    assert_eq!(v["decision"]["degraded"][0][0], "log");
+    let (st, v) = http(&node.addr, "POST", "/v1/events", &order).unwrap();
+    assert_eq!(st, 503, "{v}");
+    assert_eq!(v["error"]["code"], "log_unavailable", "{v}");
+    eprintln!(
+        "log unreachable: both answers within {} ms (ack_timeout 500 ms)",
+        started.elapsed().as_millis()
+    );
+    // The log is back: the refused order is sent again and acknowledged; the degraded click was
+    // never recorded.
+    for i in 0..3 {
+        nats.up(i);
+    }
+    let t0 = Instant::now();
+    loop {
+        let (st, v) = http(&node.addr, "POST", "/v1/events", &order).unwrap();
+        if st == 200 {
+            assert_eq!(v["status"], "accepted", "{v}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the log did not come back: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    node.kill();
+    let ids = logged_ids(&node.data);
+    assert!(ids.contains(&"order-down".to_string()));
+    assert!(!ids.contains(&"click-down".to_string()));
+    assert_eq!(ids.len(), 11);
 }

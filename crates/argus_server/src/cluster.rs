@@ -253,6 +253,7 @@ async fn submit_events(
             Err(a) => refused.push(Some(a)),
         }
     }
+    let types: Vec<(String, String)> = stored_types(&schema, &stored);
     let applied = if stored.is_empty() {
         Vec::new()
     } else {
@@ -265,7 +266,12 @@ async fn submit_events(
         };
         match append_and_wait(st, node, EVENTS, payload).await {
             Answer::Batch(v) => v,
-            // The whole entry failed (not acknowledged, or not answered in time).
+            // The log could not acknowledge: each event fails open or closed by its checkpoint.
+            Answer::Failed(e) if e.code == "log_unavailable" => types
+                .iter()
+                .map(|(id, ty)| degraded_or(st, id, ty, &e))
+                .collect(),
+            // Not answered in time (in the log, not applied here yet), or the server stopping.
             other => return other,
         }
     };
@@ -288,6 +294,45 @@ async fn submit_events(
             .next()
             .unwrap_or_else(|| error(Failure::Invalid, "empty", "no event in the request"))
     }
+}
+
+/// Each stored event's id and type name.
+fn stored_types(schema: &argus_event::Schema, stored: &[Vec<u8>]) -> Vec<(String, String)> {
+    stored
+        .iter()
+        .map(|b| {
+            core::load_event(schema, b)
+                .map(|ev| (ev.id.clone(), schema.get(ev.ty).name.clone()))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The answer to an event the log could not acknowledge: a degraded `allow` (not recorded, not
+/// applied) when its checkpoint fails open, else the refusal.
+fn degraded_or(st: &AppState, id: &str, ty: &str, e: &core::CoreError) -> Answer {
+    let open = st
+        .settings
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.fail_open.iter().any(|t| t == ty));
+    if !open {
+        return Answer::Failed(e.clone());
+    }
+    m::inc_labeled(m::DEGRADED_DECISIONS, "stage", "log");
+    core::ok(serde_json::json!({
+        "status": "degraded",
+        "id": id,
+        "decision": {
+            "event_id": id,
+            "checkpoint": ty,
+            "action": "allow",
+            "score": 0,
+            "fired": [],
+            "degraded": [["log", e.message]],
+            "recorded": false,
+        }
+    }))
 }
 
 /// Appends an entry and waits for this node's core to apply it.

@@ -27,6 +27,8 @@ pub const CLUSTER_APPEND_SECONDS: &str = "argus_cluster_append_seconds";
 pub const CLUSTER_APPEND_FAILURES: &str = "argus_cluster_append_failures_total";
 /// In a cluster: entries of the shared log no node can apply (undecodable), skipped by all alike.
 pub const CLUSTER_ENTRIES_SKIPPED: &str = "argus_cluster_entries_skipped_total";
+/// Decisions made without a component (by stage): answered by the checkpoint's fail-open setting.
+pub const DEGRADED_DECISIONS: &str = "argus_degraded_decisions_total";
 /// In a cluster: the shared log's entries this node has handed to its core.
 pub const CLUSTER_CURSOR: &str = "argus_cluster_cursor";
 pub const FSYNCS: &str = "argus_log_fsyncs_total";

@@ -147,6 +147,12 @@ pub struct ClusterConfig {
     /// How long an append waits for JetStream's acknowledgement (e.g. `2s`).
     #[serde(default = "default_ack_timeout")]
     pub ack_timeout: String,
+    /// Checkpoints (event types) that fail open when the shared log cannot acknowledge an event:
+    /// they get an `allow` marked `degraded` that is neither recorded nor applied (the client knows
+    /// from `"status": "degraded"`). Every other checkpoint fails closed: 503 `log_unavailable`,
+    /// nothing acknowledged.
+    #[serde(default)]
+    pub fail_open: Vec<String>,
 }
 
 fn default_stream() -> String {
