@@ -3,6 +3,7 @@
 Parquet out of the box, and prints what each saw as one JSON object (the export test compares them
 with the log). Usage: read_export.py DIR [--no-spark]"""
 import json
+import os
 import sys
 
 out = sys.argv[1]
@@ -13,6 +14,9 @@ import pyarrow.dataset as ds
 
 pa = {}
 for t in ("events", "decisions", "features"):
+    if not os.path.isdir(f"{out}/{t}"):
+        pa[t] = 0
+        continue
     d = ds.dataset(f"{out}/{t}", format="parquet", partitioning="hive")
     tab = d.to_table()
     pa[t] = tab.num_rows
@@ -37,6 +41,9 @@ import duckdb
 con = duckdb.connect()
 dk = {}
 for t in ("events", "decisions", "features"):
+    if not os.path.isdir(f"{out}/{t}"):
+        dk[t] = 0
+        continue
     dk[t] = con.execute(
         f"SELECT count(*) FROM read_parquet('{out}/{t}/**/*.parquet', hive_partitioning = true, union_by_name = true)"
     ).fetchone()[0]

@@ -155,3 +155,93 @@ fn parquet_export_is_read_back_by_pyarrow_duckdb_and_spark() {
     assert_eq!(seen["pyarrow"]["dates"], serde_json::json!(["2026-11-21"]));
     assert_eq!(seen["duckdb"]["events"], a["events"]);
 }
+
+/// `[server] export_dir`: the server exports what it logs, continuously, into new files after a
+/// cursor; two batches end up in the tables once each.
+#[test]
+fn the_server_exports_its_log_continuously() {
+    if !readers_available() {
+        return;
+    }
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let conf = dir.path().join("argus.toml");
+    std::fs::write(&conf, common::starter_config("")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&conf)
+        .arg("--policies")
+        .arg(common::repo().join("policies"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("ARGUS_EXPORT_DIR", &lake)
+        .env("ARGUS_EXPORT_EVERY", "1s")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let server = common::Killed(child);
+    let addr = line
+        .trim()
+        .strip_prefix("argus: listening on ")
+        .unwrap()
+        .to_string();
+    let body =
+        std::fs::read_to_string(common::repo().join("examples/starter/events.ndjson")).unwrap();
+    let lines: Vec<&str> = body.lines().collect();
+    let (first, second) = lines.split_at(20);
+    let mut accepted = 0;
+    let cursor = lake.join("_argus_export_cursor");
+    for part in [first, second] {
+        let (st, v) = common::http(
+            &addr,
+            "POST",
+            "/v1/events/batch",
+            common::INGEST,
+            &part.join("\n"),
+            "application/x-ndjson",
+        );
+        assert_eq!(st, 200, "{v}");
+        accepted += v["accepted"].as_u64().unwrap();
+        // Wait for the export to pass the last accepted record.
+        let last = v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["seq"].as_u64())
+            .max()
+            .unwrap();
+        let t = std::time::Instant::now();
+        while std::fs::read_to_string(&cursor)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            < Some(last)
+        {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(30),
+                "no export"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    drop(server);
+    let o = Command::new("python3")
+        .arg(common::repo().join("scripts/read_export.py"))
+        .arg(&lake)
+        .arg("--no-spark")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let seen: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(seen["pyarrow"]["events"], accepted);
+    assert_eq!(seen["duckdb"]["events"], accepted);
+    assert_eq!(
+        seen["pyarrow"]["features"], 0,
+        "the feature table is argus export's"
+    );
+}

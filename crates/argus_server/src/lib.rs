@@ -201,7 +201,19 @@ pub async fn serve(
         }
         None => None,
     };
+    let export = settings
+        .export_dir
+        .clone()
+        .map(|d| (d, settings.export_every));
+    let config = match (&export, &initial) {
+        (None, _) => None,
+        (Some(_), Some(l)) => Some(l.0.clone()),
+        (Some(_), None) => Some(loader()?.0),
+    };
     let server = Server::start_node(settings, loader, initial, log)?;
+    if let (Some((out, every)), Some(config)) = (export, config) {
+        core::export::spawn_continuous(config, data.clone(), out, every);
+    }
     let r = &server.recovery;
     eprintln!(
         "argus: recovered from {} (snapshot at record {}, {} log records replayed, {} events indexed) in {} ms",

@@ -46,6 +46,8 @@ struct Raw {
     max_connections: Option<usize>,
     shutdown_grace: Option<String>,
     partition_workers: Option<String>,
+    export_dir: Option<PathBuf>,
+    export_every: Option<String>,
     #[serde(default)]
     api_keys: Vec<KeyConfig>,
 }
@@ -121,6 +123,10 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// `[server] partition_workers`: `auto` (default), `always` or `never`.
     pub partition_workers: PartitionWorkers,
+    /// `[server] export_dir`: the log exported continuously as Hive-partitioned Parquet (events and
+    /// decisions; `argus export` adds the feature table), every `export_every`.
+    pub export_dir: Option<PathBuf>,
+    pub export_every: Duration,
     /// Empty: no authentication (development only; the server warns).
     pub api_keys: Vec<ApiKey>,
     /// `[cases]`: where cases are stored, inboxes, routing, bans and webhooks.
@@ -322,6 +328,8 @@ impl Default for Settings {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             partition_workers: PartitionWorkers::Auto,
+            export_dir: None,
+            export_every: Duration::from_secs(900),
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(10),
             api_keys: Vec::new(),
@@ -367,6 +375,8 @@ pub const ENV: &[(&str, &str)] = &[
     ("ARGUS_MAX_CONNECTIONS", "max_connections"),
     ("ARGUS_SHUTDOWN_GRACE", "shutdown_grace"),
     ("ARGUS_PARTITION_WORKERS", "partition_workers"),
+    ("ARGUS_EXPORT_DIR", "export_dir"),
+    ("ARGUS_EXPORT_EVERY", "export_every"),
 ];
 
 fn parse_size(s: &str) -> Option<u64> {
@@ -482,6 +492,7 @@ impl Settings {
             ("header_timeout", &raw.header_timeout, &mut s.header_timeout),
             ("body_timeout", &raw.body_timeout, &mut s.body_timeout),
             ("shutdown_grace", &raw.shutdown_grace, &mut s.shutdown_grace),
+            ("export_every", &raw.export_every, &mut s.export_every),
         ] {
             *target = dur(&mut errors, key, v, *target);
         }
@@ -499,6 +510,10 @@ impl Settings {
             errors.push(
                 "server.request_timeout: must be more than 0 (every request would time out)".into(),
             );
+        }
+        s.export_dir = raw.export_dir.clone();
+        if s.export_every < Duration::from_secs(1) {
+            errors.push("server.export_every: must be at least 1s".into());
         }
         if s.snapshot_interval < Duration::from_secs(1) {
             errors.push("server.snapshot_interval: must be at least 1s".into());

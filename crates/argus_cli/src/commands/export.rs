@@ -53,6 +53,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         from,
         to,
         features: !a.no_features,
+        after: 0,
     })
     .map_err(|e| anyhow::anyhow!("export: {e}"))?;
     eprintln!(

@@ -32,6 +32,8 @@ pub struct ExportSpec<'a> {
     pub to: Option<i64>,
     /// Write the feature table too (runs the engine over the log).
     pub features: bool,
+    /// Only the log records after this one (continuous export: what the last run wrote).
+    pub after: u64,
 }
 
 /// What an export wrote.
@@ -193,7 +195,10 @@ pub fn export(s: ExportSpec<'_>) -> Result<ExportReport, String> {
     let mut decisions: BTreeMap<PathBuf, Rows> = BTreeMap::new();
     let mut features: BTreeMap<PathBuf, (u64, ParquetTable<std::fs::File>, PathBuf)> =
         BTreeMap::new();
-    let mut rep = ExportReport::default();
+    let mut rep = ExportReport {
+        last_record: s.after,
+        ..Default::default()
+    };
     let mut scratch = String::new();
     while let Some((seq, kind, payload)) = reader.read_next_ref().map_err(|e| e.to_string())? {
         if kind != KIND_EVENT {
@@ -212,7 +217,7 @@ pub fn export(s: ExportSpec<'_>) -> Result<ExportReport, String> {
             },
             _ => None,
         };
-        if !in_range(ev.time) {
+        if seq <= s.after || !in_range(ev.time) {
             continue;
         }
         let et = schema.get(head.ty);
@@ -316,4 +321,66 @@ pub fn export(s: ExportSpec<'_>) -> Result<ExportReport, String> {
     }
     rep.millis = t0.elapsed().as_millis();
     Ok(rep)
+}
+
+/// The continuous export's cursor: the last log record exported (`_argus_export_cursor` in the
+/// output directory; readers skip names starting with `_`).
+fn cursor_path(out: &Path) -> PathBuf {
+    out.join("_argus_export_cursor")
+}
+
+/// One run of the continuous export: the records after the cursor, then the cursor moved (written
+/// after the files, so that a crash between the two repeats the run into the same file names).
+pub fn export_new(config: &Config, data_dir: &Path, out: &Path) -> Result<ExportReport, String> {
+    let after = match std::fs::read_to_string(cursor_path(out)) {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{}: not a record number", cursor_path(out).display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(format!("{}: {e}", cursor_path(out).display())),
+    };
+    let rep = export(ExportSpec {
+        config,
+        data_dir,
+        out,
+        from: None,
+        to: None,
+        features: false,
+        after,
+    })?;
+    if rep.last_record > after {
+        std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+        argus_engine::engine::write_atomically(
+            &cursor_path(out),
+            rep.last_record.to_string().as_bytes(),
+        )
+        .map_err(|e| format!("{}: {e}", cursor_path(out).display()))?;
+    }
+    Ok(rep)
+}
+
+/// The continuous export: [`export_new`] every `every`, on a thread of its own, until the process
+/// ends. Failures are logged and retried at the next run.
+pub fn spawn_continuous(config: Config, data_dir: PathBuf, out: PathBuf, every: Duration) {
+    let r = std::thread::Builder::new()
+        .name("argus-export".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            match export_new(&config, &data_dir, &out) {
+                Ok(r) if r.events > 0 => tracing::info!(
+                    events = r.events,
+                    decisions = r.decisions,
+                    files = r.files.len(),
+                    last_record = r.last_record,
+                    "exported the log to {}",
+                    out.display()
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::error!("continuous export to {}: {e}", out.display()),
+            }
+        });
+    if let Err(e) = r {
+        tracing::error!("no continuous export: {e}");
+    }
 }
