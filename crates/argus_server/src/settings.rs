@@ -184,8 +184,9 @@ impl ClusterConfig {
     }
 }
 
-/// `[cluster]` of the configuration, with `ARGUS_CLUSTER` (comma-separated NATS URLs) from the
-/// environment winning over its `servers`. No servers: not a cluster.
+/// `[cluster]` of the configuration, with `ARGUS_CLUSTER` (comma-separated NATS URLs) and
+/// `ARGUS_CLUSTER_REPLICAS` from the environment winning over its `servers` and `replicas`. No
+/// servers: not a cluster.
 pub fn cluster(
     table: &toml::Table,
     env: impl Fn(&str) -> Option<String>,
@@ -197,6 +198,18 @@ pub fn cluster(
             .map(|s| toml::Value::String(s.trim().to_string()))
             .collect();
         table.insert("servers".into(), toml::Value::Array(servers));
+    }
+    if let Some(v) = env("ARGUS_CLUSTER_REPLICAS").filter(|v| !v.trim().is_empty()) {
+        match v.trim().parse::<i64>() {
+            Ok(n) => {
+                table.insert("replicas".into(), toml::Value::Integer(n));
+            }
+            Err(_) => {
+                return Err(vec![format!(
+                    "ARGUS_CLUSTER_REPLICAS: `{v}` is not 1, 3 or 5"
+                )])
+            }
+        }
     }
     if table.is_empty() {
         return Ok(None);
