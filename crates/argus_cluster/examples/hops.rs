@@ -24,7 +24,10 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let url = args.get(1).cloned().unwrap_or("nats://127.0.0.1:4222".into());
+    let url = args
+        .get(1)
+        .cloned()
+        .unwrap_or("nats://127.0.0.1:4222".into());
     let replicas: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
     let n: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(20_000);
     let stream = format!("hops_r{replicas}_{}", std::process::id());
@@ -41,7 +44,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut lat = Vec::with_capacity(n / 4);
     for _ in 0..n / 4 {
         let t = Instant::now();
-        log.append("events", "hops/1", None, payload.clone()).await?;
+        log.append("events", "hops/1", None, payload.clone())
+            .await?;
         lat.push(t.elapsed());
     }
     println!(
