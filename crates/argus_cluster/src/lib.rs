@@ -63,7 +63,19 @@ pub struct Log {
     stream: String,
     subject: String,
     ack_timeout: Duration,
+    replicas: usize,
 }
+
+/// A node snapshot shared through JetStream's object store: the newest one any node published, with
+/// the shared log's entries and the node log's records it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedSnapshot {
+    pub cursor: u64,
+    pub record: u64,
+}
+
+/// The object holding the newest shared snapshot.
+const SNAPSHOT_OBJECT: &str = "snapshot";
 
 impl Log {
     /// Connects (retrying the servers in turn until one answers) and creates the stream if it is not
@@ -117,7 +129,83 @@ impl Log {
             stream: s.stream.clone(),
             subject,
             ack_timeout: s.ack_timeout,
+            replicas: s.replicas.max(1),
         })
+    }
+
+    async fn snapshots(&self) -> Result<jetstream::object_store::ObjectStore, Error> {
+        let bucket = format!("{}-snapshots", self.stream);
+        if let Ok(s) = self.js.get_object_store(&bucket).await {
+            return Ok(s);
+        }
+        self.js
+            .create_object_store(jetstream::object_store::Config {
+                bucket: bucket.clone(),
+                description: Some("Argus node snapshots: the newest, for new nodes".into()),
+                num_replicas: self.replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Stream {
+                stream: bucket,
+                message: e.to_string(),
+            })
+    }
+
+    /// The newest shared snapshot's position, if any.
+    pub async fn shared_snapshot(&self) -> Result<Option<SharedSnapshot>, Error> {
+        let store = self.snapshots().await?;
+        match store.info(SNAPSHOT_OBJECT).await {
+            Ok(info) => Ok(parse_position(info.description.as_deref())),
+            Err(e) if e.kind() == jetstream::object_store::InfoErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Read(e.to_string())),
+        }
+    }
+
+    /// Publishes a node snapshot (its bytes, and what it covers) unless a newer one is there.
+    pub async fn publish_snapshot(&self, at: SharedSnapshot, bytes: &[u8]) -> Result<bool, Error> {
+        if self
+            .shared_snapshot()
+            .await?
+            .is_some_and(|s| s.cursor >= at.cursor)
+        {
+            return Ok(false);
+        }
+        let store = self.snapshots().await?;
+        let mut reader = bytes;
+        store
+            .put(
+                jetstream::object_store::ObjectMetadata {
+                    name: SNAPSHOT_OBJECT.into(),
+                    description: Some(format!("{} {}", at.cursor, at.record)),
+                    ..Default::default()
+                },
+                &mut reader,
+            )
+            .await
+            .map_err(|e| Error::Append(e.to_string()))?;
+        Ok(true)
+    }
+
+    /// The newest shared snapshot: its position and bytes.
+    pub async fn fetch_snapshot(&self) -> Result<Option<(SharedSnapshot, Vec<u8>)>, Error> {
+        let store = self.snapshots().await?;
+        let mut obj = match store.get(SNAPSHOT_OBJECT).await {
+            Ok(o) => o,
+            Err(e) if e.kind() == jetstream::object_store::GetErrorKind::NotFound => {
+                return Ok(None)
+            }
+            Err(e) => return Err(Error::Read(e.to_string())),
+        };
+        let Some(at) = parse_position(obj.info().description.as_deref()) else {
+            return Err(Error::Read("the shared snapshot has no position".into()));
+        };
+        let mut bytes = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut obj, &mut bytes)
+            .await
+            .map_err(|e| Error::Read(e.to_string()))?;
+        Ok(Some((at, bytes)))
     }
 
     /// Appends an entry and waits until JetStream has stored it on its replicas; returns its
@@ -234,4 +322,12 @@ impl Tail {
     pub fn position(&self) -> u64 {
         self.next
     }
+}
+
+fn parse_position(d: Option<&str>) -> Option<SharedSnapshot> {
+    let (c, r) = d?.split_once(' ')?;
+    Some(SharedSnapshot {
+        cursor: c.parse().ok()?,
+        record: r.parse().ok()?,
+    })
 }

@@ -19,6 +19,7 @@ use crate::core::{self, error, Answer, Failure, Msg, Request};
 use crate::metrics as m;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::TrySendError;
 use std::sync::{Arc, Mutex};
@@ -497,7 +498,11 @@ pub async fn pump(st: AppState, node: Arc<Node>) {
             let (tx, _rx) = oneshot::channel();
             match request_of(&st, &e) {
                 Ok(req) => {
-                    if !to_core(&st, req, reply.unwrap_or(tx)).await {
+                    let entry = Request::Entry {
+                        seq: e.seq,
+                        req: Box::new(req),
+                    };
+                    if !to_core(&st, entry, reply.unwrap_or(tx)).await {
                         return;
                     }
                 }
@@ -509,14 +514,109 @@ pub async fn pump(st: AppState, node: Arc<Node>) {
                     if let Some(w) = reply {
                         let _ = w.send(error(Failure::Internal, "internal_error", why));
                     }
+                    let (ctx, _crx) = oneshot::channel();
+                    if !to_core(&st, Request::Cursor(e.seq), ctx).await {
+                        return;
+                    }
                 }
-            }
-            let (ctx, _crx) = oneshot::channel();
-            if !to_core(&st, Request::Cursor(e.seq), ctx).await {
-                return;
             }
             m::set_gauge(m::CLUSTER_CURSOR, e.seq as f64);
             next = e.seq + 1;
+        }
+    }
+}
+
+/// Whether a data directory holds no state yet (no snapshot, no log segment).
+fn is_empty(data: &Path) -> bool {
+    let has = |dir: &Path, prefix: &str| {
+        std::fs::read_dir(dir).is_ok_and(|rd| {
+            rd.filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        })
+    };
+    !has(&data.join("snapshots"), "snap-") && !has(&data.join("log"), "wal-")
+}
+
+/// Before recovery: a node whose data directory is empty starts from the newest snapshot another node
+/// shared (JetStream's object store), instead of replaying the whole shared log. It writes the
+/// snapshot and an empty log that begins after the snapshot's last record (record numbers are the
+/// same on every node), so that recovery restores the snapshot and the pump tails the shared log
+/// after its cursor. Returns what it restored, or `None` when there was nothing to do.
+pub async fn bootstrap(
+    log: &argus_cluster::Log,
+    data: &Path,
+) -> Result<Option<argus_cluster::SharedSnapshot>, String> {
+    if !is_empty(data) {
+        return Ok(None);
+    }
+    let Some((at, bytes)) = log.fetch_snapshot().await.map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let (record, cursor) = core::snapshot_position(&bytes)
+        .map_err(|e| format!("the shared snapshot is damaged: {e}"))?;
+    if (record, cursor) != (at.record, at.cursor) || record == 0 {
+        return Err(format!(
+            "the shared snapshot says it covers record {} and entry {}, its contents record {record} and entry {cursor}",
+            at.record, at.cursor
+        ));
+    }
+    let snaps = data.join("snapshots");
+    let logd = data.join("log");
+    for d in [&snaps, &logd] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+    let snap = snaps.join(format!("snap-{record:020}.bin"));
+    argus_engine::engine::write_atomically(&snap, &bytes).map_err(|e| io(&snap, e))?;
+    let seg = logd.join(format!("wal-{:020}.log", record + 1));
+    std::fs::File::create(&seg)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io(&seg, e))?;
+    let head = logd.join("HEAD");
+    argus_engine::engine::write_atomically(&head, format!("{}\n", record + 1).as_bytes())
+        .map_err(|e| io(&head, e))?;
+    Ok(Some(at))
+}
+
+/// Shares this node's newest snapshot through JetStream's object store every `every`, when it is
+/// newer than the one there: new nodes start from it.
+pub async fn share_snapshots(log: argus_cluster::Log, data: PathBuf, every: Duration) {
+    let mut shared = 0u64;
+    loop {
+        tokio::time::sleep(every).await;
+        let Some((seq, path)) = core::snapshot_files(&data).into_iter().next() else {
+            continue;
+        };
+        if seq <= shared {
+            continue;
+        }
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("cluster: reading {}: {e}", path.display());
+                continue;
+            }
+        };
+        let Ok((record, cursor)) = core::snapshot_position(&bytes) else {
+            continue;
+        };
+        match log
+            .publish_snapshot(argus_cluster::SharedSnapshot { cursor, record }, &bytes)
+            .await
+        {
+            Ok(published) => {
+                shared = seq;
+                if published {
+                    tracing::info!(
+                        record,
+                        cursor,
+                        bytes = bytes.len(),
+                        "cluster: shared a snapshot"
+                    );
+                    m::inc(m::CLUSTER_SNAPSHOTS_SHARED, 1);
+                }
+            }
+            Err(e) => tracing::warn!("cluster: sharing a snapshot: {e}"),
         }
     }
 }

@@ -191,6 +191,15 @@ pub async fn serve(
     let log = match &settings.cluster {
         Some(c) => {
             let log = argus_cluster::Log::connect(&c.log_settings()).await?;
+            if let Some(at) = cluster::bootstrap(&log, &settings.data_dir)
+                .await
+                .map_err(|e| anyhow::anyhow!("starting from the shared snapshot: {e}"))?
+            {
+                eprintln!(
+                    "argus: empty data directory: starting from the shared snapshot (record {}, log entry {})",
+                    at.record, at.cursor
+                );
+            }
             eprintln!(
                 "argus: cluster log `{}` on {} ({} replicas)",
                 c.stream,
@@ -211,6 +220,21 @@ pub async fn serve(
         (Some(_), None) => Some(loader()?.0),
     };
     let server = Server::start_node(settings, loader, initial, log)?;
+    if let (Some(node), Ok(rt)) = (
+        server.state.cluster.clone(),
+        tokio::runtime::Handle::try_current(),
+    ) {
+        let every = server
+            .state
+            .settings
+            .snapshot_interval
+            .min(std::time::Duration::from_secs(60));
+        rt.spawn(cluster::share_snapshots(
+            node.log.clone(),
+            data.clone(),
+            every,
+        ));
+    }
     if let (Some((out, every)), Some(config)) = (export, config) {
         core::export::spawn_continuous(config, data.clone(), out, every);
     }

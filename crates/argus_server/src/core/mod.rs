@@ -40,6 +40,7 @@ use record::*;
 pub(crate) use record::{load_event, stored_event};
 pub use record::{read_log, stored_event_json};
 use snapshots::*;
+pub(crate) use snapshots::{snapshot_position, snapshots as snapshot_files};
 
 /// Log record kinds.
 pub const KIND_EVENT: u8 = 1;
@@ -255,6 +256,13 @@ pub enum Request {
     /// In a cluster: the cluster log's entry `seq` has been handed to the core (its records are in
     /// this node's log before this one).
     Cursor(u64),
+    /// In a cluster: one entry of the shared log, the request it holds followed by its cursor. The
+    /// core expands it into the two within one group, so that a snapshot (taken between groups)
+    /// never covers half an entry.
+    Entry {
+        seq: u64,
+        req: Box<Request>,
+    },
 
     /// Flush and sync the log and write a final snapshot.
     Shutdown,
@@ -611,6 +619,9 @@ impl Core {
                 .fetch_sub(group.len(), Ordering::SeqCst)
                 .saturating_sub(group.len());
             m::set_gauge(m::QUEUE_DEPTH, left as f64);
+            if group.iter().any(|m| matches!(m.req, Request::Entry { .. })) {
+                group = expand_entries(std::mem::take(&mut group));
+            }
             let mut shutdown = None;
             let t_group = Instant::now();
             // Consecutive event requests wait in `run` to be handled together (see `flush_run`).
@@ -928,6 +939,12 @@ impl Core {
             }
             Request::GuardState => Outcome::Answer(self.guard_state()),
             Request::Cursor(seq) => self.cursor(seq),
+            // Expanded by `run` before any request is handled; one reaching here is a caller's bug.
+            Request::Entry { seq, .. } => Outcome::Answer(error(
+                Failure::Internal,
+                "internal_error",
+                format!("entry {seq} was not expanded"),
+            )),
 
             Request::Shutdown => Outcome::Answer(ok(json!({}))),
         }
@@ -955,6 +972,31 @@ impl Core {
         self.since_snap += 1;
         Outcome::Logged(ok(json!({ "cursor": seq })))
     }
+}
+
+/// Each shared-log entry as its request, then its cursor (see [`Request::Entry`]).
+fn expand_entries(group: Vec<Msg>) -> Vec<Msg> {
+    let mut out = Vec::with_capacity(group.len() * 2);
+    for m in group {
+        match m.req {
+            Request::Entry { seq, req } => {
+                out.push(Msg {
+                    req: *req,
+                    reply: m.reply,
+                });
+                let (reply, _) = oneshot::channel();
+                out.push(Msg {
+                    req: Request::Cursor(seq),
+                    reply,
+                });
+            }
+            req => out.push(Msg {
+                req,
+                reply: m.reply,
+            }),
+        }
+    }
+    out
 }
 
 /// Drops the oldest indexed event (unless its id was indexed again since, at another place).

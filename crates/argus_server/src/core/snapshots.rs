@@ -32,7 +32,7 @@ pub(super) fn snapshot_dir(data: &Path) -> PathBuf {
 }
 
 /// Snapshots in the data directory, newest first.
-pub(super) fn snapshots(data: &Path) -> Vec<(u64, PathBuf)> {
+pub(crate) fn snapshots(data: &Path) -> Vec<(u64, PathBuf)> {
     let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(snapshot_dir(data))
         .map(|rd| {
             rd.filter_map(|e| e.ok())
@@ -69,6 +69,12 @@ pub(super) fn write_snapshot(
     engine.write_to(&mut c)?;
     let crc = c.finish();
     w.write_all(&crc.to_le_bytes())
+}
+
+/// What a snapshot file covers: the node log's last record and the shared log's cursor (checked:
+/// magic and checksum).
+pub(crate) fn snapshot_position(bytes: &[u8]) -> Result<(u64, u64), String> {
+    decode_snapshot(bytes).map(|(x, _)| (x.seq, x.stream_cursor))
 }
 
 pub(super) fn decode_snapshot(bytes: &[u8]) -> Result<(Extras, &[u8]), String> {
