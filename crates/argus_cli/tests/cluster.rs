@@ -237,6 +237,7 @@ struct Node {
     data: PathBuf,
     cluster: Option<String>,
     config: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -255,6 +256,7 @@ impl Node {
             data: data.to_path_buf(),
             cluster: cluster.map(str::to_string),
             config: config.to_path_buf(),
+            env: Vec::new(),
         };
         n.up();
         n
@@ -274,6 +276,7 @@ impl Node {
             .env("ARGUS_SEGMENT_SIZE", "256KiB")
             .env("ARGUS_FSYNC", "never")
             .env_remove("ARGUS_CLUSTER")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         if let Some(c) = &self.cluster {
@@ -778,5 +781,81 @@ fn a_new_node_starts_from_the_shared_snapshot() {
     eprintln!(
         "shared snapshot: the new node's log begins at record {} of {}",
         sb["log_first_seq"], db["log_last_seq"]
+    );
+}
+
+/// Three nodes on one PostgreSQL for cases: every node takes the log's review decisions into case
+/// intake, and the store takes each decision once (by its event id) whichever node gets there first:
+/// no decision is in two cases, and every case-worthy decision is in one.
+#[test]
+fn three_nodes_on_one_postgresql_take_each_decision_into_one_case() {
+    if !nats_available() {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = rt.block_on(argus_store::test_database("argus_cluster_cases")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path());
+    let urls = nats.urls();
+    let starter = common::repo().join("examples/starter/argus.toml");
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            let mut n = Node {
+                child: None,
+                addr: String::new(),
+                data: dir.path().join(format!("node{i}")),
+                cluster: Some(urls.clone()),
+                config: starter.clone(),
+                env: vec![("ARGUS_CASES_DATABASE".into(), db.clone())],
+            };
+            n.up();
+            n
+        })
+        .collect();
+    let mut rng = Rng(23);
+    let evs = events(900, 0, "u", 30, &mut rng);
+    let mut review = std::collections::BTreeSet::new();
+    for (i, e) in evs.iter().enumerate() {
+        let (st, v) = http(&nodes[i % 3].addr, "POST", "/v1/events", e).unwrap();
+        assert_eq!(st, 200, "{v}");
+        if v["decision"]["action"] == "review" {
+            review.insert(id_of(e));
+        }
+    }
+    assert!(!review.is_empty(), "the run must ask for some reviews");
+    let refs: Vec<&Node> = nodes.iter().collect();
+    caught_up(&refs, log_len(&refs));
+    // Intake is asynchronous: wait until every review decision is in a case.
+    let count = |sql: &'static str| -> i64 {
+        rt.block_on(async {
+            let store = argus_store::Db::open(&db).await.unwrap();
+            let r: i64 = sqlx::query_scalar(sql)
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+            store.pool.close().await;
+            r
+        })
+    };
+    let t = Instant::now();
+    while count("SELECT count(DISTINCT actor) FROM case_events WHERE kind = 'decision'")
+        < review.len() as i64
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "intake did not take every review decision"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let rows = count("SELECT count(*) FROM case_events WHERE kind = 'decision'");
+    let distinct = count("SELECT count(DISTINCT actor) FROM case_events WHERE kind = 'decision'");
+    assert_eq!(rows, distinct, "a decision was taken into cases twice");
+    assert_eq!(distinct, review.len() as i64);
+    eprintln!(
+        "cluster cases: {} review decisions, each in one case",
+        review.len()
     );
 }
