@@ -119,6 +119,12 @@ fn kill9(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// One cluster test at a time: each starts three NATS servers and several nodes, and CI has two cores.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Whether `nats-server` 2.10 or later is on the PATH; otherwise the test is skipped, except in CI.
 fn nats_available() -> bool {
     let v = Command::new("nats-server").arg("--version").output();
@@ -388,6 +394,7 @@ fn id_of(e: &str) -> String {
 
 #[test]
 fn three_nodes_decide_as_one_embedded_node_and_read_their_writes() {
+    let _serial = serial();
     if !nats_available() {
         return;
     }
@@ -505,6 +512,7 @@ fn three_nodes_decide_as_one_embedded_node_and_read_their_writes() {
 
 #[test]
 fn killing_argus_nodes_and_nats_servers_under_load_loses_and_doubles_nothing() {
+    let _serial = serial();
     if !nats_available() {
         return;
     }
@@ -649,6 +657,7 @@ fn killing_argus_nodes_and_nats_servers_under_load_loses_and_doubles_nothing() {
 
 #[test]
 fn without_the_log_a_fail_open_checkpoint_answers_degraded_and_the_others_refuse() {
+    let _serial = serial();
     if !nats_available() {
         return;
     }
@@ -720,6 +729,7 @@ fn without_the_log_a_fail_open_checkpoint_answers_degraded_and_the_others_refuse
 /// whole log, and ends in the same state.
 #[test]
 fn a_new_node_starts_from_the_shared_snapshot() {
+    let _serial = serial();
     if !nats_available() {
         return;
     }
@@ -789,6 +799,7 @@ fn a_new_node_starts_from_the_shared_snapshot() {
 /// no decision is in two cases, and every case-worthy decision is in one.
 #[test]
 fn three_nodes_on_one_postgresql_take_each_decision_into_one_case() {
+    let _serial = serial();
     if !nats_available() {
         return;
     }
