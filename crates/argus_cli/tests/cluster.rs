@@ -370,7 +370,25 @@ fn embedded_run(
     by_id: &HashMap<String, String>,
     expected: &HashMap<String, Value>,
 ) -> Value {
-    let clean = Node::start(&dir.join("embedded"), None);
+    embedded_run_with(
+        dir,
+        order,
+        by_id,
+        expected,
+        &common::repo().join("examples/starter/argus.toml"),
+    )
+    .0
+}
+
+/// As [`embedded_run`] under `config`: the digest, the findings, the data directory.
+fn embedded_run_with(
+    dir: &Path,
+    order: &[String],
+    by_id: &HashMap<String, String>,
+    expected: &HashMap<String, Value>,
+    config: &Path,
+) -> (Value, Value, PathBuf) {
+    let clean = Node::start_with(&dir.join("embedded"), None, config);
     for id in order {
         let (st, v) = http(&clean.addr, "POST", "/v1/events", &by_id[id]).unwrap();
         assert_eq!(st, 200, "{v}");
@@ -382,7 +400,47 @@ fn embedded_run(
             );
         }
     }
-    clean.digest()
+    (clean.digest(), findings(&clean), clean.data.clone())
+}
+
+/// A node's findings (the graph detectors'), newest first.
+fn findings(n: &Node) -> Value {
+    let (st, v) = http(&n.addr, "GET", "/v1/findings?limit=1000", "").unwrap();
+    assert_eq!(st, 200, "{v}");
+    v
+}
+
+/// `argus export` of a data directory's features: file name → bytes.
+fn feature_files(
+    config: &Path,
+    data: &Path,
+    out: &Path,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let o = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["export", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rep: Value = serde_json::from_slice(&o.stdout).unwrap();
+    rep["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .filter(|f| f.contains("/features/"))
+        .map(|f| {
+            // By partition: a file is named by its first record, and a cluster node's log numbers
+            // its records differently (its cursor records).
+            let rel = f.strip_prefix(out.to_str().unwrap()).unwrap();
+            let part = rel.rsplit_once('/').unwrap().0.to_string();
+            (part, std::fs::read(f).unwrap())
+        })
+        .collect()
 }
 
 fn id_of(e: &str) -> String {
@@ -401,8 +459,10 @@ fn three_nodes_decide_as_one_embedded_node_and_read_their_writes() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(dir.path());
     let urls = nats.urls();
+    // The starter configuration with the entity graph, so that findings are compared too.
+    let graph = common::repo().join("examples/simulator/graph.toml");
     let nodes: Vec<Node> = (0..3)
-        .map(|i| Node::start(&dir.path().join(format!("node{i}")), Some(&urls)))
+        .map(|i| Node::start_with(&dir.path().join(format!("node{i}")), Some(&urls), &graph))
         .collect();
     let mut rng = Rng(0xc105_7e12);
     let mut by_id: HashMap<String, String> = HashMap::new();
@@ -481,6 +541,14 @@ fn three_nodes_decide_as_one_embedded_node_and_read_their_writes() {
         }
     }
 
+    // 5. Three hours of event time later: the graph's hourly refresh runs and makes its findings.
+    for (i, e) in events(30, 7200, "u", 40, &mut rng).iter().enumerate() {
+        let (st, v) = http(&nodes[i % 3].addr, "POST", "/v1/events", e).unwrap();
+        assert_eq!(st, 200, "{v}");
+        by_id.insert(id_of(e), e.clone());
+        decided.insert(id_of(e), v["decision"].clone());
+    }
+
     // Every node applied the whole log and holds the same state.
     let refs: Vec<&Node> = nodes.iter().collect();
     let len = log_len(&refs);
@@ -489,6 +557,10 @@ fn three_nodes_decide_as_one_embedded_node_and_read_their_writes() {
     for d in &digests[1..] {
         assert_eq!(d["state_digest"], digests[0]["state_digest"]);
         assert_eq!(d["log_last_seq"], digests[0]["log_last_seq"]);
+    }
+    let found: Vec<Value> = nodes.iter().map(findings).collect();
+    for f in &found[1..] {
+        assert_eq!(f, &found[0], "the nodes' findings differ");
     }
 
     // An embedded node fed the shared log's order decides alike and reaches the same state.
@@ -501,11 +573,38 @@ fn three_nodes_decide_as_one_embedded_node_and_read_their_writes() {
         assert_eq!(logged_ids(&n.data), order, "the nodes' logs differ");
     }
     assert_eq!(order.len(), by_id.len(), "every event is in the log once");
-    let clean = embedded_run(dir.path(), &order, &by_id, &decided);
+    let (clean, clean_found, clean_data) =
+        embedded_run_with(dir.path(), &order, &by_id, &decided, &graph);
     assert_eq!(clean["state_digest"], digests[0]["state_digest"]);
+    // A finding names the record of its event in its node's log (`seq`), where a cluster node's log
+    // also has its cursor records: everything else is the same.
+    let no_seq = |v: &Value| -> Value {
+        let mut v = v.clone();
+        for f in v["findings"].as_array_mut().into_iter().flatten() {
+            f.as_object_mut().map(|o| o.remove("seq"));
+        }
+        v
+    };
+    assert_eq!(
+        no_seq(&clean_found),
+        no_seq(&found[0]),
+        "the findings differ from the embedded node's"
+    );
+    let n_found = found[0]["findings"].as_array().map_or(0, Vec::len);
+    assert!(
+        n_found > 0,
+        "the run must make findings to compare: {}",
+        found[0]
+    );
+    // The point-in-time feature tables, byte for byte.
+    let a = feature_files(&graph, &nodes[0].data, &dir.path().join("lake0"));
+    let b = feature_files(&graph, &clean_data, &dir.path().join("lake_embedded"));
+    assert!(!a.is_empty());
+    assert_eq!(a, b, "the feature tables differ from the embedded node's");
     eprintln!(
-        "cluster equivalence: {} events, {len} log entries, digest {}",
+        "cluster equivalence: {} events, {len} log entries, {n_found} findings, {} feature files, digest {}",
         order.len(),
+        a.len(),
         digests[0]["state_digest"]
     );
 }
