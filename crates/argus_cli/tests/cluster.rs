@@ -969,3 +969,89 @@ fn three_nodes_on_one_postgresql_take_each_decision_into_one_case() {
         review.len()
     );
 }
+
+/// Found by an outside test: while NATS is down, the client keeps the publishes it could not send and
+/// sends them after reconnecting. The events were answered 503 (or degraded, not recorded), so no node
+/// may apply them when they reach the stream late: every node skips an entry stored after its
+/// deadline.
+#[test]
+fn events_refused_while_nats_was_down_are_not_applied_when_it_comes_back() {
+    let _serial = serial();
+    if !nats_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let store = dir.path().join("nats");
+    let start_nats = || -> Child {
+        let c = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(&store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        c
+    };
+    let mut nats = start_nats();
+    let conf = dir.path().join("argus.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "include = [\"{}\"]\n[cluster]\nreplicas = 1\nfail_open = [\"item.click\"]\nack_timeout = \"500ms\"\n",
+            common::repo().join("examples/starter/argus.toml").display()
+        ),
+    )
+    .unwrap();
+    let url = format!("nats://127.0.0.1:{port}");
+    let mut node = Node::start_with(&dir.path().join("node"), Some(&url), &conf);
+    let mut rng = Rng(5);
+    let evs = events(20, 0, "u", 5, &mut rng);
+    for e in &evs[..10] {
+        let (st, v) = http(&node.addr, "POST", "/v1/events", e).unwrap();
+        assert_eq!(st, 200, "{v}");
+    }
+    kill9(&mut nats);
+    let t = argus_event::time::format_rfc3339(1_795_000_000_000 + 20 * 1_500);
+    let click = json!({"id": "click-down", "type": "item.click", "time": t, "actor": "u1", "data": {"item": "i1", "seller": "s1", "device": "d1", "ip": "81.2.0.1"}}).to_string();
+    let order = json!({"id": "order-down", "type": "order.create", "time": t, "actor": "u1", "data": {"order": "o-down", "seller": "s1", "item": "i1", "item_count": 1, "amount": "20.00", "currency": "EUR", "card": card(3), "device": "d1", "ip": "81.2.0.1"}}).to_string();
+    let (st, v) = http(&node.addr, "POST", "/v1/events", &click).unwrap();
+    assert_eq!((st, v["status"].as_str()), (200, Some("degraded")), "{v}");
+    let (st, v) = http(&node.addr, "POST", "/v1/events", &order).unwrap();
+    assert_eq!(st, 503, "{v}");
+    // NATS comes back; the client reconnects and flushes what it kept.
+    let _nats = common::Killed(start_nats());
+    let t0 = Instant::now();
+    let mut i = 10;
+    while i < evs.len() {
+        let (st, v) = http(&node.addr, "POST", "/v1/events", &evs[i]).unwrap();
+        if st == 200 {
+            i += 1;
+        } else {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "the log did not come back: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    caught_up(&[&node], log_len(&[&node]));
+    for id in ["click-down", "order-down"] {
+        let (st, v) = http(&node.addr, "GET", &format!("/v1/decisions/{id}"), "").unwrap();
+        assert_eq!(
+            st, 404,
+            "{id} was answered as not recorded, yet applied: {v}"
+        );
+    }
+    node.kill();
+    let ids = logged_ids(&node.data);
+    assert_eq!(ids.len(), 20, "{ids:?}");
+}

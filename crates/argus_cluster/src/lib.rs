@@ -51,10 +51,36 @@ pub struct Entry {
     pub kind: String,
     pub origin: Option<String>,
     pub payload: Bytes,
+    /// When JetStream stored it (the stream's own clock, milliseconds since the epoch).
+    pub stored_ms: i64,
+    /// The latest time its appender would have it stored (see [`Entry::expired`]).
+    pub deadline_ms: Option<i64>,
+}
+
+impl Entry {
+    /// Stored after its appender gave up waiting: the appender answered that it was not
+    /// acknowledged (a NATS client keeps publishing what it buffered while disconnected, so such an
+    /// entry can reach the stream long after). Every node skips it alike: both times are in the
+    /// stored entry.
+    pub fn expired(&self) -> bool {
+        self.deadline_ms.is_some_and(|d| self.stored_ms > d)
+    }
 }
 
 const KIND: &str = "Argus-Kind";
 const ORIGIN: &str = "Argus-Origin";
+const DEADLINE: &str = "Argus-Deadline";
+
+/// How long past an entry's deadline its appender still waits for the acknowledgement. An entry
+/// stored after the deadline is skipped by every node, and its appender, if still waiting, is told
+/// so by its own node; clocks of Argus nodes and NATS servers must agree within this.
+pub const ACK_GRACE: Duration = Duration::from_millis(500);
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
 /// The cluster's log: one JetStream stream, file storage, replicated.
 #[derive(Clone)]
@@ -222,6 +248,10 @@ impl Log {
         let mut h = HeaderMap::new();
         h.insert(KIND, kind);
         h.insert(ORIGIN, origin);
+        // Stored later than this, the entry is skipped by every node: the caller has been told by
+        // then that it was not acknowledged.
+        let deadline = now_ms().saturating_add(self.ack_timeout.as_millis() as i64);
+        h.insert(DEADLINE, deadline.to_string().as_str());
         if let Some(id) = id {
             h.insert("Nats-Msg-Id", id);
         }
@@ -233,7 +263,8 @@ impl Log {
                 .map_err(|e| Error::Append(e.to_string()))?;
             ack.await.map_err(|e| Error::Append(e.to_string()))
         };
-        match tokio::time::timeout(self.ack_timeout, fut).await {
+        // A little past the deadline: an entry stored just before it is acknowledged, not refused.
+        match tokio::time::timeout(self.ack_timeout + ACK_GRACE, fut).await {
             Ok(Ok(ack)) => Ok(ack.sequence),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::AckTimeout(self.ack_timeout)),
@@ -293,10 +324,9 @@ impl Tail {
             Some(Err(e)) => return Err(Error::Read(e.to_string())),
             None => return Err(Error::Read("the consumer ended".into())),
         };
-        let seq = m
-            .info()
-            .map_err(|e| Error::Read(e.to_string()))?
-            .stream_sequence;
+        let info = m.info().map_err(|e| Error::Read(e.to_string()))?;
+        let seq = info.stream_sequence;
+        let stored_ms = (info.published.unix_timestamp_nanos() / 1_000_000) as i64;
         if seq != self.next {
             return Err(Error::Read(format!(
                 "expected entry {} of the log, got {seq}: the stream no longer holds the entries in between",
@@ -315,6 +345,8 @@ impl Tail {
             kind: header(KIND).unwrap_or_default(),
             origin: header(ORIGIN),
             payload: m.payload.clone(),
+            stored_ms,
+            deadline_ms: header(DEADLINE).and_then(|d| d.parse().ok()),
         })
     }
 

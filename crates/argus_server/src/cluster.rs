@@ -330,7 +330,7 @@ fn degraded_or(st: &AppState, id: &str, ty: &str, e: &core::CoreError) -> Answer
             "action": "allow",
             "score": 0,
             "fired": [],
-            "degraded": [["log", e.message]],
+            "degraded": [["log", "the cluster's log did not acknowledge the event in time"]],
             "recorded": false,
         }
     }))
@@ -496,6 +496,31 @@ pub async fn pump(st: AppState, node: Arc<Node>) {
             };
             let reply = node.waiter(e.origin.as_deref());
             let (tx, _rx) = oneshot::channel();
+            if e.expired() {
+                // Stored after its appender stopped waiting (a client's buffered publish delivered
+                // after a reconnect): its client was told it was not acknowledged, so no node
+                // applies it. Only its cursor is recorded.
+                tracing::warn!(
+                    seq = e.seq,
+                    late_ms = e.stored_ms - e.deadline_ms.unwrap_or(e.stored_ms),
+                    "cluster: entry stored after its deadline, skipped"
+                );
+                m::inc(m::CLUSTER_ENTRIES_EXPIRED, 1);
+                if let Some(w) = reply {
+                    let _ = w.send(error(
+                        Failure::Unavailable,
+                        "log_unavailable",
+                        "the cluster's log stored the request after its deadline, so no node applied it: retry it (event ids make a retry safe)",
+                    ));
+                }
+                let (ctx, _crx) = oneshot::channel();
+                if !to_core(&st, Request::Cursor(e.seq), ctx).await {
+                    return;
+                }
+                m::set_gauge(m::CLUSTER_CURSOR, e.seq as f64);
+                next = e.seq + 1;
+                continue;
+            }
             match request_of(&st, &e) {
                 Ok(req) => {
                     let entry = Request::Entry {

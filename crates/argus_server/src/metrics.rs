@@ -29,6 +29,9 @@ pub const CLUSTER_APPEND_FAILURES: &str = "argus_cluster_append_failures_total";
 pub const CLUSTER_ENTRIES_SKIPPED: &str = "argus_cluster_entries_skipped_total";
 /// Decisions made without a component (by stage): answered by the checkpoint's fail-open setting.
 pub const DEGRADED_DECISIONS: &str = "argus_degraded_decisions_total";
+/// In a cluster: entries stored after their deadline (their appender had answered 503 or degraded),
+/// skipped by every node.
+pub const CLUSTER_ENTRIES_EXPIRED: &str = "argus_cluster_entries_expired_total";
 /// In a cluster: snapshots this node shared through JetStream's object store for new nodes.
 pub const CLUSTER_SNAPSHOTS_SHARED: &str = "argus_cluster_snapshots_shared_total";
 /// In a cluster: the shared log's entries this node has handed to its core.
