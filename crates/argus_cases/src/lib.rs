@@ -50,6 +50,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "queue_order",
         sql: include_str!("../migrations/0005_queue_order.sql"),
     },
+    Migration {
+        component: "cases",
+        version: 6,
+        name: "decision_once",
+        sql: include_str!("../migrations/0006_decision_once.sql"),
+    },
 ];
 
 pub mod actions;

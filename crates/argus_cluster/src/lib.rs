@@ -39,6 +39,9 @@ pub enum Error {
     Append(String),
     #[error("the log did not acknowledge the entry within {0:?}")]
     AckTimeout(Duration),
+    /// The entry is larger than the NATS servers' `max_payload`: retrying cannot help.
+    #[error("the request is {0} bytes once stored, more than the NATS servers' max_payload allows (set max_payload: 8MB in their configuration, or send smaller batches)")]
+    TooLarge(usize),
     #[error("reading the log: {0}")]
     Read(String),
 }
@@ -115,7 +118,7 @@ impl Log {
             .connect(s.servers.clone())
             .await
             .map_err(|source| Error::Connect {
-                servers: s.servers.join(","),
+                servers: redact(&s.servers.join(",")),
                 source,
             })?;
         let js = jetstream::new(client);
@@ -132,22 +135,54 @@ impl Log {
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         };
-        // The stream's leader may still be elected when the cluster has just started: retry.
+        // The stream's leader may still be elected when the cluster has just started: retry what
+        // may pass, give up at once on what cannot.
         let mut tries = 0;
-        loop {
+        let servers = redact(&s.servers.join(","));
+        let stream_info = loop {
             match js.get_or_create_stream(cfg.clone()).await {
-                Ok(_) => break,
-                Err(e) if tries < 60 => {
+                Ok(mut st) => break st.info().await.cloned(),
+                Err(e) => {
+                    let msg = e.to_string();
+                    let hint = if msg.contains("replicas > 1 not supported") {
+                        Some("a single NATS server holds 1 replica: set [cluster] replicas = 1 (ARGUS_CLUSTER_REPLICAS=1), or run three servers in a cluster")
+                    } else if msg.contains("insufficient resources") {
+                        Some("the NATS cluster has fewer JetStream servers than [cluster] replicas, or too little storage")
+                    } else {
+                        None
+                    };
+                    if let Some(hint) = hint {
+                        return Err(Error::Stream {
+                            stream: s.stream.clone(),
+                            message: format!("{msg}: {hint}"),
+                        });
+                    }
+                    if tries >= 60 {
+                        return Err(Error::Stream {
+                            stream: s.stream.clone(),
+                            message: format!("{msg} (after 30 s of retries: is a nats-server with JetStream enabled, `-js` or `jetstream {{}}` in its configuration, listening at {servers}?)"),
+                        });
+                    }
                     tries += 1;
-                    tracing::info!("waiting for the JetStream stream `{}`: {e}", s.stream);
+                    tracing::warn!("waiting for the JetStream stream `{}` at {servers}: {msg} (a NATS server with JetStream enabled must be listening there)", s.stream);
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                Err(e) => {
-                    return Err(Error::Stream {
-                        stream: s.stream.clone(),
-                        message: e.to_string(),
-                    })
-                }
+            }
+        };
+        // An existing stream keeps its configuration: it must replicate as configured, or an
+        // acknowledgement would not mean what [cluster] replicas says.
+        if let Ok(info) = stream_info {
+            if info.config.num_replicas.max(1) != s.replicas.max(1) {
+                return Err(Error::Stream {
+                    stream: s.stream.clone(),
+                    message: format!(
+                        "the stream exists with {} replica(s) but [cluster] replicas is {}: change the stream (`nats stream edit {} --replicas {}`) or the setting",
+                        info.config.num_replicas.max(1),
+                        s.replicas.max(1),
+                        s.stream,
+                        s.replicas.max(1)
+                    ),
+                });
             }
         }
         Ok(Log {
@@ -255,12 +290,19 @@ impl Log {
         if let Some(id) = id {
             h.insert("Nats-Msg-Id", id);
         }
+        let size = payload.len();
         let fut = async {
             let ack = self
                 .js
                 .publish_with_headers(self.subject.clone(), h, payload)
                 .await
-                .map_err(|e| Error::Append(e.to_string()))?;
+                .map_err(|e| {
+                    if e.kind() == jetstream::context::PublishErrorKind::MaxPayloadExceeded {
+                        Error::TooLarge(size)
+                    } else {
+                        Error::Append(e.to_string())
+                    }
+                })?;
             ack.await.map_err(|e| Error::Append(e.to_string()))
         };
         // A little past the deadline: an entry stored just before it is acknowledged, not refused.
@@ -362,4 +404,15 @@ fn parse_position(d: Option<&str>) -> Option<SharedSnapshot> {
         cursor: c.parse().ok()?,
         record: r.parse().ok()?,
     })
+}
+
+/// A server list for messages and logs, without passwords or tokens (`nats://user:***@host`).
+pub fn redact(urls: &str) -> String {
+    urls.split(',')
+        .map(|u| match (u.find("://"), u.rfind('@')) {
+            (Some(s), Some(at)) if at > s + 3 => format!("{}***{}", &u[..s + 3], &u[at..]),
+            _ => u.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }

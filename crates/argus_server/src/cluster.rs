@@ -354,6 +354,9 @@ async fn append_and_wait(st: &AppState, node: &Node, kind: &str, payload: Vec<u8
             w.remove(&nonce);
         }
         m::inc(m::CLUSTER_APPEND_FAILURES, 1);
+        if let argus_cluster::Error::TooLarge(_) = e {
+            return error(Failure::TooLarge, "request_too_large", e.to_string());
+        }
         return error(
             Failure::Unavailable,
             "log_unavailable",

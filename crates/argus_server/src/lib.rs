@@ -188,6 +188,18 @@ pub async fn serve(
     }
     let listen = settings.listen.clone();
     let data = settings.data_dir.clone();
+    if let (Some(c), Some(l)) = (&settings.cluster, &initial) {
+        let unknown: Vec<&String> = c
+            .fail_open
+            .iter()
+            .filter(|t| l.0.schema.type_id(t).is_none())
+            .collect();
+        if !unknown.is_empty() {
+            anyhow::bail!(
+                "invalid [cluster]: fail_open names event types the schema does not have: {unknown:?}"
+            );
+        }
+    }
     let log = match &settings.cluster {
         Some(c) => {
             let log = argus_cluster::Log::connect(&c.log_settings()).await?;
@@ -203,7 +215,7 @@ pub async fn serve(
             eprintln!(
                 "argus: cluster log `{}` on {} ({} replicas)",
                 c.stream,
-                c.servers.join(","),
+                argus_cluster::redact(&c.servers.join(",")),
                 c.replicas
             );
             Some(log)

@@ -179,6 +179,12 @@ fn partition(time: i64, ty: &str) -> PathBuf {
 pub fn export(s: ExportSpec<'_>) -> Result<ExportReport, String> {
     let t0 = Instant::now();
     let log = s.data_dir.join("log");
+    if !log.is_dir() {
+        return Err(format!(
+            "{} is not an Argus data directory (it has no log/): give the directory `argus serve` writes (its --data-dir)",
+            s.data_dir.display()
+        ));
+    }
     let schema = s.config.schema.clone();
     let mut reader = LogReader::open(&log).map_err(|e| e.to_string())?;
     let first = reader.first_seq();
