@@ -18,6 +18,8 @@
 
 mod common;
 
+use common::{card, try_http as http, Rng};
+
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -25,39 +27,6 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// xorshift64*: seeded, so that a failure can be replayed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// A card number with a valid Luhn check digit.
-fn card(n: u64) -> String {
-    let body = format!("41111111111{n:04}");
-    let sum: u32 = body
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, c)| {
-            let d = u32::from(c - b'0');
-            match (i % 2 == 0, d * 2 > 9) {
-                (true, true) => d * 2 - 9,
-                (true, false) => d * 2,
-                _ => d,
-            }
-        })
-        .sum();
-    format!("{body}{}", (10 - sum % 10) % 10)
-}
 
 /// Valid events of the starter schema over `users` accounts named `{prefix}{n}`, 1.5 s apart from
 /// `t0` (in the past, so that no clock refuses them).
@@ -81,27 +50,6 @@ fn events(n: usize, offset: usize, prefix: &str, users: u64, rng: &mut Rng) -> V
             json!({"id": id, "type": ty, "time": time, "actor": format!("{prefix}{u}"), "data": data}).to_string()
         })
         .collect()
-}
-
-/// One HTTP/1.1 request on a fresh connection: `Err` when the server is gone.
-fn http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, Value)> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(15)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: argus\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status line: {text:?}")))?;
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
 }
 
 fn free_port() -> u16 {

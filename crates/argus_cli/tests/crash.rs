@@ -8,6 +8,9 @@
 //!   and made the same decisions;
 //! - the decisions for events sent after the last recovery are identical to the uninterrupted run's.
 
+mod common;
+
+use common::{card, try_http as http, Rng};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -19,20 +22,6 @@ use std::time::Duration;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// xorshift64*: a seeded generator, so that a failure can be replayed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// A stream of valid events over a small population (so that features accumulate and rules fire).
@@ -58,27 +47,6 @@ fn events(n: usize, offset: usize, rng: &mut Rng) -> Vec<String> {
             json!({"id": id, "type": ty, "time": time, "actor": format!("u{u}"), "data": data}).to_string()
         })
         .collect()
-}
-
-/// One HTTP/1.1 request on a fresh connection: `Err` when the server is gone.
-fn http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, Value)> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: argus\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status line: {text:?}")))?;
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
 }
 
 struct Running {
@@ -350,27 +318,4 @@ fn sighup_reloads_and_sigterm_stops_cleanly_with_a_final_snapshot() {
         err.contains("snapshot at record 50, 0 log records replayed"),
         "{err}"
     );
-}
-
-/// A card number that passes the Luhn check (the server refuses others), one per `n`.
-fn card(n: u64) -> String {
-    let body = format!("41111111111{n:04}");
-    let sum: u32 = body
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, c)| {
-            let d = u32::from(c - b'0');
-            if i % 2 == 0 {
-                if d * 2 > 9 {
-                    d * 2 - 9
-                } else {
-                    d * 2
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    format!("{body}{}", (10 - sum % 10) % 10)
 }

@@ -144,23 +144,24 @@ impl Log {
                 Ok(mut st) => break st.info().await.cloned(),
                 Err(e) => {
                     let msg = e.to_string();
-                    let hint = if msg.contains("replicas > 1 not supported") {
-                        Some("a single NATS server holds 1 replica: set [cluster] replicas = 1 (ARGUS_CLUSTER_REPLICAS=1), or run three servers in a cluster")
-                    } else if msg.contains("insufficient resources") {
-                        Some("the NATS cluster has fewer JetStream servers than [cluster] replicas, or too little storage")
-                    } else {
-                        None
-                    };
-                    if let Some(hint) = hint {
+                    // Permanent: a single server cannot hold more than one replica.
+                    if msg.contains("replicas > 1 not supported") {
                         return Err(Error::Stream {
                             stream: s.stream.clone(),
-                            message: format!("{msg}: {hint}"),
+                            message: format!("{msg}: a single NATS server holds 1 replica: set [cluster] replicas = 1 (ARGUS_CLUSTER_REPLICAS=1), or run three servers in a cluster"),
                         });
                     }
+                    // Transient while a NATS cluster forms (its servers join one by one), permanent
+                    // when it has fewer servers than replicas: retried, then said.
                     if tries >= 60 {
+                        let hint = if msg.contains("insufficient resources") {
+                            "the NATS cluster has fewer JetStream servers than [cluster] replicas, or too little storage"
+                        } else {
+                            "is a nats-server with JetStream enabled (`-js`, or `jetstream {}` in its configuration) listening there?"
+                        };
                         return Err(Error::Stream {
                             stream: s.stream.clone(),
-                            message: format!("{msg} (after 30 s of retries: is a nats-server with JetStream enabled, `-js` or `jetstream {{}}` in its configuration, listening at {servers}?)"),
+                            message: format!("{msg} (after 30 s of retries at {servers}: {hint})"),
                         });
                     }
                     tries += 1;

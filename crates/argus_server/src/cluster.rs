@@ -149,44 +149,9 @@ pub async fn submit(st: &AppState, node: &Node, req: Request) -> Answer {
             expires,
         } => {
             // A TTL becomes an absolute time here, once, so that every node applies the same entry.
-            let expires = match (ttl, expires) {
-                (Some(_), Some(_)) => {
-                    return error(
-                        Failure::Invalid,
-                        "invalid_expiry",
-                        "give `ttl` or `expires`, not both",
-                    )
-                }
-                (Some(t), None) => match argus_event::time::parse_duration(&t) {
-                    Some(ms) if ms > 0 => Some(argus_event::time::format_rfc3339(
-                        core::now_ms().saturating_add(ms),
-                    )),
-                    _ => {
-                        return error(
-                            Failure::Invalid,
-                            "invalid_expiry",
-                            format!("`ttl`: `{t}` is not a positive duration (e.g. `30d`)"),
-                        )
-                    }
-                },
-                (None, Some(e)) => match argus_event::time::parse_datetime(&e) {
-                    Some(t) if t <= core::now_ms() => {
-                        return error(
-                            Failure::Invalid,
-                            "invalid_expiry",
-                            format!("`expires`: `{e}` is in the past"),
-                        )
-                    }
-                    Some(_) => Some(e),
-                    None => {
-                        return error(
-                            Failure::Invalid,
-                            "invalid_expiry",
-                            format!("`expires`: `{e}` is not an RFC 3339 time"),
-                        )
-                    }
-                },
-                (None, None) => None,
+            let expires = match core::resolve_expiry(ttl, expires, true) {
+                Ok(e) => e.map(argus_event::time::format_rfc3339),
+                Err(a) => return a,
             };
             replicate(
                 st,

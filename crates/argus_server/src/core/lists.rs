@@ -100,43 +100,10 @@ impl Core {
             ));
         }
         // A TTL is resolved against the server's clock once, here; the log records the absolute time.
-        let expires = match (ttl, expires) {
-            (Some(_), Some(_)) => {
-                return Outcome::Answer(error(
-                    Failure::Invalid,
-                    "invalid_expiry",
-                    "give `ttl` or `expires`, not both",
-                ))
-            }
-            (Some(t), None) => match argus_event::time::parse_duration(&t) {
-                Some(ms) if ms > 0 => Some(now_ms().saturating_add(ms)),
-                _ => {
-                    return Outcome::Answer(error(
-                        Failure::Invalid,
-                        "invalid_expiry",
-                        format!("`ttl`: `{t}` is not a positive duration (e.g. `30d`)"),
-                    ))
-                }
-            },
-            (None, Some(e)) => match argus_event::time::parse_datetime(&e) {
-                // In a cluster the entry node checked it before the change entered the shared log.
-                Some(t) if t <= now_ms() && self.settings.cluster.is_none() => {
-                    return Outcome::Answer(error(
-                        Failure::Invalid,
-                        "invalid_expiry",
-                        format!("`expires`: `{e}` is in the past"),
-                    ))
-                }
-                Some(t) => Some(t),
-                None => {
-                    return Outcome::Answer(error(
-                        Failure::Invalid,
-                        "invalid_expiry",
-                        format!("`expires`: `{e}` is not an RFC 3339 time"),
-                    ))
-                }
-            },
-            (None, None) => None,
+        // In a cluster the entry node resolved and checked it before the change entered the log.
+        let expires = match resolve_expiry(ttl, expires, self.settings.cluster.is_none()) {
+            Ok(e) => e,
+            Err(a) => return Outcome::Answer(a),
         };
         let change = ListChange {
             list: name.into(),
@@ -230,5 +197,32 @@ pub(super) fn apply_overlay(
                 items.remove(key);
             }
         }
+    }
+}
+
+/// A list item's expiry from `ttl` or `expires` (not both), as an absolute time against this clock;
+/// `refuse_past`: an `expires` already past is refused.
+pub(crate) fn resolve_expiry(
+    ttl: Option<String>,
+    expires: Option<String>,
+    refuse_past: bool,
+) -> Result<Option<i64>, Answer> {
+    let invalid = |m: String| error(Failure::Invalid, "invalid_expiry", m);
+    match (ttl, expires) {
+        (Some(_), Some(_)) => Err(invalid("give `ttl` or `expires`, not both".into())),
+        (Some(t), None) => match argus_event::time::parse_duration(&t) {
+            Some(ms) if ms > 0 => Ok(Some(now_ms().saturating_add(ms))),
+            _ => Err(invalid(format!(
+                "`ttl`: `{t}` is not a positive duration (e.g. `30d`)"
+            ))),
+        },
+        (None, Some(e)) => match argus_event::time::parse_datetime(&e) {
+            Some(t) if refuse_past && t <= now_ms() => {
+                Err(invalid(format!("`expires`: `{e}` is in the past")))
+            }
+            Some(t) => Ok(Some(t)),
+            None => Err(invalid(format!("`expires`: `{e}` is not an RFC 3339 time"))),
+        },
+        (None, None) => Ok(None),
     }
 }

@@ -34,6 +34,7 @@ mod snapshots;
 mod views;
 
 pub(crate) use events::{check_clock, refusal as events_refusal};
+pub(crate) use lists::resolve_expiry;
 use lists::*;
 pub use lists::{ListChange, OverlayItem};
 use record::*;
