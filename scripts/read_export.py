@@ -22,6 +22,7 @@ for t in ("events", "decisions", "features"):
     pa[t] = tab.num_rows
     if t == "events":
         rows = tab.to_pylist()
+        pa["distinct_event_ids"] = len({r["event_id"] for r in rows})
         pa["event_types"] = sorted({r["type"] for r in rows})
         pa["dates"] = sorted({str(r["date"]) for r in rows})
         e1 = next((r for r in rows if r["event_id"] == "evt-0001"), None)

@@ -1003,3 +1003,134 @@ fn events_refused_while_nats_was_down_are_not_applied_when_it_comes_back() {
     let ids = logged_ids(&node.data);
     assert_eq!(ids.len(), 20, "{ids:?}");
 }
+
+/// The continuous export in a cluster: every node is configured to export into the same directory,
+/// one at a time does (a lease in JetStream's key-value store); when that node dies another takes
+/// the lease over and goes on from the export's cursor. Every event is in the tables once.
+#[test]
+fn one_node_at_a_time_exports_and_another_takes_over_when_it_dies() {
+    let _serial = serial();
+    if !nats_available() {
+        return;
+    }
+    let readers = Command::new("python3")
+        .args(["-c", "import pyarrow, duckdb"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !readers {
+        assert!(
+            std::env::var_os("ARGUS_REQUIRE_DATA").is_none(),
+            "ARGUS_REQUIRE_DATA is set (CI) but python3 with pyarrow and duckdb is missing"
+        );
+        eprintln!("skipped: python3 with pyarrow and duckdb is needed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path());
+    let urls = nats.urls();
+    let lake = dir.path().join("lake");
+    let conf = dir.path().join("argus.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "include = [\"{}\"]\n[cluster]\nlease_ttl = \"2s\"\n",
+            common::repo().join("examples/starter/argus.toml").display()
+        ),
+    )
+    .unwrap();
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            let mut n = Node {
+                child: None,
+                addr: String::new(),
+                data: dir.path().join(format!("node{i}")),
+                cluster: Some(urls.clone()),
+                config: conf.clone(),
+                env: vec![
+                    ("ARGUS_EXPORT_DIR".into(), lake.display().to_string()),
+                    ("ARGUS_EXPORT_EVERY".into(), "1s".into()),
+                ],
+            };
+            n.up();
+            n
+        })
+        .collect();
+    let metric = |n: &Node| -> bool {
+        let Ok(mut s) = TcpStream::connect(&n.addr) else {
+            return false;
+        };
+        let _ = write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        );
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text.lines()
+            .any(|l| l.starts_with("argus_cluster_leases_held{lease=\"export\"} 1"))
+    };
+    // Waits until the export's cursor passes the last event record of the log (every node numbers
+    // its records alike: the last record is the last entry's cursor, the one before its event).
+    let exported = |nodes: &[&Node]| {
+        let last = nodes[0].status()["log_last_seq"].as_u64().unwrap() - 1;
+        let t = Instant::now();
+        while std::fs::read_to_string(lake.join("_argus_export_cursor"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            < Some(last)
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "the export did not reach record {last}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let mut rng = Rng(31);
+    let evs = events(400, 0, "u", 40, &mut rng);
+    for (i, e) in evs[..200].iter().enumerate() {
+        let (st, v) = http(&nodes[i % 3].addr, "POST", "/v1/events", e).unwrap();
+        assert_eq!(st, 200, "{v}");
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    caught_up(&refs, log_len(&refs));
+    exported(&refs);
+    let holders: Vec<usize> = (0..3).filter(|&i| metric(&nodes[i])).collect();
+    assert_eq!(
+        holders.len(),
+        1,
+        "exactly one node holds the export's lease"
+    );
+    let dead = holders[0];
+    nodes[dead].kill();
+    let alive: Vec<usize> = (0..3).filter(|&i| i != dead).collect();
+    for (i, e) in evs[200..].iter().enumerate() {
+        let n = &nodes[alive[i % 2]];
+        let (st, v) = http(&n.addr, "POST", "/v1/events", e).unwrap();
+        assert_eq!(st, 200, "{v}");
+    }
+    let refs: Vec<&Node> = alive.iter().map(|&i| &nodes[i]).collect();
+    caught_up(&refs, log_len(&refs));
+    let t = Instant::now();
+    exported(&refs);
+    let took = t.elapsed();
+    assert_eq!(
+        alive.iter().filter(|&&i| metric(&nodes[i])).count(),
+        1,
+        "another node holds the lease"
+    );
+    let o = Command::new("python3")
+        .arg(common::repo().join("scripts/read_export.py"))
+        .arg(&lake)
+        .arg("--no-spark")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let seen: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(seen["pyarrow"]["events"], 400, "{seen}");
+    assert_eq!(seen["pyarrow"]["distinct_event_ids"], 400, "{seen}");
+    assert_eq!(seen["duckdb"]["events"], 400, "{seen}");
+    eprintln!(
+        "export lease: node {dead} exported, died; another took over and the export caught up {} ms later",
+        took.as_millis()
+    );
+}

@@ -417,3 +417,71 @@ pub fn redact(urls: &str) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+/// Leases in JetStream's key-value store (bucket `<stream>-leases`): a duty that one node at a time
+/// must do (the continuous export) belongs to whoever created its key, as long as it renews it. The
+/// bucket's `max_age` is the lease's time to live: a holder that stops renewing (it died, or lost
+/// NATS) loses the key after `ttl`, and another node's create then succeeds. Nothing of Argus's own
+/// decides who holds what.
+#[derive(Clone)]
+pub struct Leases {
+    kv: jetstream::kv::Store,
+    node: String,
+    ttl: Duration,
+}
+
+impl Log {
+    /// The lease bucket, created when absent, for `node` with leases lasting `ttl` past their last
+    /// renewal.
+    pub async fn leases(&self, node: &str, ttl: Duration) -> Result<Leases, Error> {
+        let bucket = format!("{}-leases", self.stream);
+        let kv = match self.js.get_key_value(&bucket).await {
+            Ok(kv) => kv,
+            Err(_) => self
+                .js
+                .create_key_value(jetstream::kv::Config {
+                    bucket: bucket.clone(),
+                    description: "Argus leases: which node does a one-node duty".into(),
+                    history: 1,
+                    max_age: ttl,
+                    num_replicas: self.replicas,
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| Error::Stream {
+                    stream: bucket,
+                    message: e.to_string(),
+                })?,
+        };
+        Ok(Leases {
+            kv,
+            node: node.to_string(),
+            ttl,
+        })
+    }
+}
+
+impl Leases {
+    /// How often a holder renews (a third of the time to live).
+    pub fn renew_every(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    /// Takes the lease `name` (`held`: None) or renews it (`held`: the revision this node holds).
+    /// `Some(revision)` while this node holds it; `None` when another node does, or the renewal
+    /// failed (the caller must stop the duty at once).
+    pub async fn hold(&self, name: &str, held: Option<u64>) -> Option<u64> {
+        let me = Bytes::from(self.node.clone());
+        match held {
+            Some(rev) => self.kv.update(name, me, rev).await.ok(),
+            None => self.kv.create(name, me).await.ok(),
+        }
+    }
+
+    /// The node holding `name`, if any.
+    pub async fn holder(&self, name: &str) -> Option<String> {
+        let v = self.kv.get(name).await.ok()??;
+        Some(String::from_utf8_lossy(&v).into_owned())
+    }
+}

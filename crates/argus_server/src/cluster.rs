@@ -613,3 +613,44 @@ pub async fn share_snapshots(log: argus_cluster::Log, data: PathBuf, every: Dura
         }
     }
 }
+
+/// Holds the lease `name` while this node lives: takes it when free, renews it, and keeps `gate` open
+/// exactly while it is held (closed at once when a renewal fails, before the lease can pass to
+/// another node).
+pub async fn hold_lease(
+    log: argus_cluster::Log,
+    node: String,
+    name: &'static str,
+    ttl: Duration,
+    gate: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let leases = loop {
+        match log.leases(&node, ttl).await {
+            Ok(l) => break l,
+            Err(e) => {
+                tracing::warn!("cluster: the lease bucket: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let mut held = None;
+    loop {
+        let now = leases.hold(name, held).await;
+        if now.is_some() != held.is_some() {
+            if now.is_some() {
+                tracing::info!(lease = name, "cluster: this node holds the lease");
+            } else {
+                tracing::info!(lease = name, "cluster: this node does not hold the lease");
+            }
+        }
+        held = now;
+        gate.store(held.is_some(), Ordering::SeqCst);
+        m::set_gauge_labeled(
+            m::CLUSTER_LEASES_HELD,
+            "lease",
+            name,
+            if held.is_some() { 1.0 } else { 0.0 },
+        );
+        tokio::time::sleep(leases.renew_every()).await;
+    }
+}

@@ -248,7 +248,28 @@ pub async fn serve(
         ));
     }
     if let (Some((out, every)), Some(config)) = (export, config) {
-        core::export::spawn_continuous(config, data.clone(), out, every);
+        // In a cluster every node has the same log: one node at a time exports, under a lease.
+        let gate = match (&server.state.cluster, tokio::runtime::Handle::try_current()) {
+            (Some(node), Ok(rt)) => {
+                let gate = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let ttl = server
+                    .state
+                    .settings
+                    .cluster
+                    .as_ref()
+                    .map_or(std::time::Duration::from_secs(10), |c| c.lease_ttl());
+                rt.spawn(cluster::hold_lease(
+                    node.log.clone(),
+                    node.name.clone(),
+                    "export",
+                    ttl,
+                    gate.clone(),
+                ));
+                Some(gate)
+            }
+            _ => None,
+        };
+        core::export::spawn_continuous(config, data.clone(), out, every, gate);
     }
     let r = &server.recovery;
     eprintln!(

@@ -159,6 +159,14 @@ pub struct ClusterConfig {
     /// nothing acknowledged.
     #[serde(default)]
     pub fail_open: Vec<String>,
+    /// How long a one-node duty's lease (the continuous export) outlives its holder's last renewal:
+    /// how soon another node takes over when the holder dies.
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl: String,
+}
+
+fn default_lease_ttl() -> String {
+    "10s".into()
 }
 
 fn default_stream() -> String {
@@ -172,6 +180,10 @@ fn default_ack_timeout() -> String {
 }
 
 impl ClusterConfig {
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_millis(parse_duration(&self.lease_ttl).unwrap_or(10_000).max(300) as u64)
+    }
+
     pub fn log_settings(&self) -> argus_cluster::Settings {
         argus_cluster::Settings {
             servers: self.servers.clone(),
@@ -225,6 +237,12 @@ pub fn cluster(
         errors.push(format!(
             "cluster.replicas: {} (JetStream replicates a stream on 1, 3 or 5 servers)",
             c.replicas
+        ));
+    }
+    if parse_duration(&c.lease_ttl).is_none_or(|ms| ms < 300) {
+        errors.push(format!(
+            "cluster.lease_ttl: `{}` is not a duration of at least 300ms (e.g. `10s`)",
+            c.lease_ttl
         ));
     }
     if parse_duration(&c.ack_timeout).is_none_or(|ms| ms <= 0) {

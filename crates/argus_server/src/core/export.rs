@@ -367,12 +367,22 @@ pub fn export_new(config: &Config, data_dir: &Path, out: &Path) -> Result<Export
 }
 
 /// The continuous export: [`export_new`] every `every`, on a thread of its own, until the process
-/// ends. Failures are logged and retried at the next run.
-pub fn spawn_continuous(config: Config, data_dir: PathBuf, out: PathBuf, every: Duration) {
+/// ends. Failures are logged and retried at the next run. With a `gate` (a cluster node), it runs
+/// only while the gate is open: while this node holds the export's lease.
+pub fn spawn_continuous(
+    config: Config,
+    data_dir: PathBuf,
+    out: PathBuf,
+    every: Duration,
+    gate: Option<Arc<AtomicBool>>,
+) {
     let r = std::thread::Builder::new()
         .name("argus-export".into())
         .spawn(move || loop {
             std::thread::sleep(every);
+            if gate.as_ref().is_some_and(|g| !g.load(Ordering::SeqCst)) {
+                continue;
+            }
             match export_new(&config, &data_dir, &out) {
                 Ok(r) if r.events > 0 => tracing::info!(
                     events = r.events,
