@@ -835,6 +835,32 @@ fn a_new_node_starts_from_the_shared_snapshot() {
     let (da, db) = (a.digest(), b.digest());
     assert_eq!(da["state_digest"], db["state_digest"]);
     assert_eq!(da["log_last_seq"], db["log_last_seq"]);
+    // A reload asked of one node reaches every node, at the same point of the log.
+    let reloads = |n: &Node| -> u64 {
+        let mut s = TcpStream::connect(&n.addr).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text.lines()
+            .find(|l| l.starts_with("argus_reloads_total{outcome=\"ok\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    };
+    let before = reloads(&b);
+    let (st, v) = http(&a.addr, "POST", "/v1/admin/reload", "").unwrap();
+    assert_eq!(st, 200, "{v}");
+    let t = Instant::now();
+    while reloads(&b) <= before {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the reload did not reach node b"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     eprintln!(
         "shared snapshot: the new node's log begins at record {} of {}",
         sb["log_first_seq"], db["log_last_seq"]

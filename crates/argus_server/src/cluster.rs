@@ -76,6 +76,8 @@ enum Replicated {
         files: argus_lifecycle::Files,
         label: String,
     },
+    /// Every node reloads its configuration and policy files at this point of the log.
+    Reload,
 }
 
 impl Node {
@@ -119,6 +121,7 @@ pub fn replicated(req: &Request) -> bool {
             | Request::ListRemove { .. }
             | Request::ResumeRule { .. }
             | Request::InstallVersion { .. }
+            | Request::Reload
     )
 }
 
@@ -172,6 +175,7 @@ pub async fn submit(st: &AppState, node: &Node, req: Request) -> Answer {
         Request::InstallVersion { files, label } => {
             replicate(st, node, Replicated::InstallVersion { files, label }).await
         }
+        Request::Reload => replicate(st, node, Replicated::Reload).await,
         _ => error(
             Failure::Internal,
             "internal_error",
@@ -422,6 +426,7 @@ fn request_of(st: &AppState, e: &argus_cluster::Entry) -> Result<Request, String
                 Replicated::InstallVersion { files, label } => {
                     Request::InstallVersion { files, label }
                 }
+                Replicated::Reload => Request::Reload,
             })
         }
         k => Err(format!("unknown entry kind `{k}`")),
