@@ -12,7 +12,8 @@
 # 3. Hop costs from the nodes' own metrics: the JetStream append (ack from the replicas), the core's
 #    group handling, and the HTTP floor (GET /healthz).
 # 4. Recovery: a node restarted on its own data directory (snapshot + its log, then the shared log
-#    after its cursor), and a new node on an empty one (the whole shared log), after the runs above
+#    after its cursor), and a new node on an empty one (the newest snapshot the nodes shared, then the
+#    stream after it; the whole stream when none was shared yet), after the runs above
 #    and again after adding RECOVERY events: the time until its cursor reaches the log's end.
 #
 # Every wrk run is checked: the events the cluster accepted (any node's argus_events_total: every node
@@ -182,5 +183,5 @@ PY
   t3=$(date +%s%N)
   eval "kill -9 \$PID_new$n"
   read -r ev _ <<<"$(accepted http://127.0.0.1:27010)"
-  echo "log of $len entries ($ev events): restarted node caught up in $(( (t1 - t0) / 1000000 )) ms (own snapshot + log, then the tail); new node replayed all in $(( (t3 - t2) / 1000000 )) ms"
+  echo "log of $len entries ($ev events): restarted node caught up in $(( (t1 - t0) / 1000000 )) ms (own snapshot + log, then the tail); new node (the newest shared snapshot, then the stream after it) in $(( (t3 - t2) / 1000000 )) ms"
 done
