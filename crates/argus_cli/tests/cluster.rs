@@ -232,7 +232,11 @@ impl Node {
             .env_remove("ARGUS_CLUSTER")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(
+                std::fs::File::create(self.data.with_extension("stderr"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            );
         if let Some(c) = &self.cluster {
             cmd.arg("--cluster").arg(c);
         }
@@ -244,7 +248,12 @@ impl Node {
         self.addr = line
             .trim()
             .strip_prefix("argus: listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .unwrap_or_else(|| {
+                let err =
+                    std::fs::read_to_string(self.data.with_extension("stderr")).unwrap_or_default();
+                let tail: String = err.lines().rev().take(15).collect::<Vec<_>>().join("\n");
+                panic!("unexpected first line {line:?}; its stderr ends (last line first):\n{tail}")
+            })
             .to_string();
         self.child = Some(child);
     }

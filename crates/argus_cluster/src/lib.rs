@@ -44,6 +44,10 @@ pub enum Error {
     TooLarge(usize),
     #[error("reading the log: {0}")]
     Read(String),
+    /// The stream no longer holds entries this node needs (an operator bounded it past this node's
+    /// cursor): it cannot go on from its own state.
+    #[error("the shared log no longer holds entries {expected} to {}: this node cannot catch up from its own state; move its data directory aside and start it again, so that it restores the newest shared snapshot", .got - 1)]
+    Gap { expected: u64, got: u64 },
 }
 
 /// One entry of the log: its sequence number (1, 2, … with no gaps), what kind of request it holds,
@@ -371,10 +375,10 @@ impl Tail {
         let seq = info.stream_sequence;
         let stored_ms = (info.published.unix_timestamp_nanos() / 1_000_000) as i64;
         if seq != self.next {
-            return Err(Error::Read(format!(
-                "expected entry {} of the log, got {seq}: the stream no longer holds the entries in between",
-                self.next
-            )));
+            return Err(Error::Gap {
+                expected: self.next,
+                got: seq,
+            });
         }
         self.next = seq + 1;
         let header = |k: &str| {

@@ -33,7 +33,7 @@ pub fn bucket(salt: &str, actor: &str) -> u32 {
 }
 
 /// One rule skipped for one entity until a time (event time).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Snooze {
     pub rule: String,
     /// The entity kind (`user`, `device`, …): the actor when it is of this kind, and every field

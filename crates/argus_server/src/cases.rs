@@ -120,9 +120,13 @@ pub async fn run(
     let esc = {
         let svc = svc.clone();
         let store = store.clone();
+        let st_esc = st.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(30)).await;
+                if !crate::cluster::on_duty(&st_esc) {
+                    continue;
+                }
                 if let Err(e) = store.escalate_overdue(&svc.routing, now_ms()).await {
                     tracing::warn!("case escalation: {e}");
                 }
@@ -319,6 +323,11 @@ async fn dispatch(st: AppState, svc: Arc<CaseService>) {
         return;
     };
     loop {
+        // In a cluster one node at a time delivers (the `duties` lease): the outbox is shared.
+        if !crate::cluster::on_duty(&st) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
         let due = match store.due_actions(now_ms(), 200).await {
             Ok(d) => d,
             Err(e) => {

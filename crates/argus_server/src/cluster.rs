@@ -41,6 +41,18 @@ pub struct Node {
     pub name: String,
     next: AtomicU64,
     waiters: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
+    /// Open while this node holds the `duties` lease: the work on the shared PostgreSQL that one node
+    /// at a time must do (the outbox's deliveries, escalation, scheduled activation, recording the
+    /// guard's trips).
+    pub duties: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Whether this node does the one-node duties now: always on a single node; in a cluster while it
+/// holds the `duties` lease.
+pub fn on_duty(st: &AppState) -> bool {
+    st.cluster
+        .as_ref()
+        .is_none_or(|n| n.duties.load(Ordering::SeqCst))
 }
 
 /// Events of one request, as the entry node decoded them (stored form: tokens only).
@@ -78,6 +90,12 @@ enum Replicated {
     },
     /// Every node reloads its configuration and policy files at this point of the log.
     Reload,
+    /// The snoozes, replaced on every node at this point of the log.
+    SetOverrides {
+        snoozes: Vec<argus_policy::Snooze>,
+    },
+    /// A rollout started (candidate files, label, basis points, salt) or ended, on every node.
+    SetRollout(Option<(argus_lifecycle::Files, String, u32, String)>),
 }
 
 impl Node {
@@ -94,6 +112,7 @@ impl Node {
             ),
             next: AtomicU64::new(1),
             waiters: Mutex::new(HashMap::new()),
+            duties: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -122,6 +141,8 @@ pub fn replicated(req: &Request) -> bool {
             | Request::ResumeRule { .. }
             | Request::InstallVersion { .. }
             | Request::Reload
+            | Request::SetOverrides { .. }
+            | Request::SetRollout(_)
     )
 }
 
@@ -140,10 +161,44 @@ pub async fn submit(st: &AppState, node: &Node, req: Request) -> Answer {
             labels_only: true,
             batch,
             ..
-        } => match serde_json::to_vec(&LabelsEntry { batch, items }) {
-            Ok(p) => append_and_wait(st, node, LABELS, p).await,
-            Err(e) => error(Failure::Internal, "internal_error", e.to_string()),
-        },
+        } => {
+            // The time bound the core skips in a cluster, checked here, once: a label far in the
+            // future would move every node's watermark.
+            let limit = core::now_ms().saturating_add(st.settings.max_future.as_millis() as i64);
+            let late = items.iter().find_map(|raw| {
+                let v: serde_json::Value = serde_json::from_str(raw.get()).ok()?;
+                let t = argus_event::time::parse_datetime(v.get("time")?.as_str()?)?;
+                (t > limit).then(|| v.get("time").cloned())
+            });
+            if let Some(t) = late {
+                return core::error_with(
+                    Failure::Unprocessable,
+                    "too_far_in_future",
+                    format!("a label's time {} is beyond `server.max_future` of this server's clock; check the sender's clock", t.unwrap_or_default()),
+                    serde_json::json!([{"path": "/time", "code": "too_far_in_future", "message": format!("at most {} ms ahead of the server's clock", st.settings.max_future.as_millis())}]),
+                );
+            }
+            labels_entry(st, node, batch, items).await
+        }
+        _ => submit_other(st, node, req).await,
+    }
+}
+
+async fn labels_entry(
+    st: &AppState,
+    node: &Node,
+    batch: bool,
+    items: Vec<Box<serde_json::value::RawValue>>,
+) -> Answer {
+    match serde_json::to_vec(&LabelsEntry { batch, items }) {
+        Ok(p) => append_and_wait(st, node, LABELS, p).await,
+        Err(e) => error(Failure::Internal, "internal_error", e.to_string()),
+    }
+}
+
+/// List changes, resumes, installs, reloads, snoozes and rollouts: one `request` entry each.
+async fn submit_other(st: &AppState, node: &Node, req: Request) -> Answer {
+    match req {
         Request::ListSet {
             name,
             value,
@@ -176,6 +231,10 @@ pub async fn submit(st: &AppState, node: &Node, req: Request) -> Answer {
             replicate(st, node, Replicated::InstallVersion { files, label }).await
         }
         Request::Reload => replicate(st, node, Replicated::Reload).await,
+        Request::SetOverrides { snoozes } => {
+            replicate(st, node, Replicated::SetOverrides { snoozes }).await
+        }
+        Request::SetRollout(r) => replicate(st, node, Replicated::SetRollout(r)).await,
         _ => error(
             Failure::Internal,
             "internal_error",
@@ -427,6 +486,8 @@ fn request_of(st: &AppState, e: &argus_cluster::Entry) -> Result<Request, String
                     Request::InstallVersion { files, label }
                 }
                 Replicated::Reload => Request::Reload,
+                Replicated::SetOverrides { snoozes } => Request::SetOverrides { snoozes },
+                Replicated::SetRollout(r) => Request::SetRollout(r),
             })
         }
         k => Err(format!("unknown entry kind `{k}`")),
@@ -461,6 +522,14 @@ pub async fn pump(st: AppState, node: Arc<Node>) {
                     _ => continue,
                 },
                 Ok(Ok(e)) => e,
+                Ok(Err(e @ argus_cluster::Error::Gap { .. })) => {
+                    // Nothing this node can do from its own state: it stops applying and refuses
+                    // writes, instead of answering from a state that silently missed entries.
+                    tracing::error!("cluster: {e}");
+                    st.shared.failed.store(true, Ordering::SeqCst);
+                    st.shared.ready.store(false, Ordering::SeqCst);
+                    return;
+                }
                 Ok(Err(e)) => {
                     tracing::warn!("cluster: reading the log at entry {next}: {e}; reopening");
                     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -130,6 +130,18 @@ impl Server {
         if let Some(node) = state.cluster.clone() {
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
+                    let ttl = state
+                        .settings
+                        .cluster
+                        .as_ref()
+                        .map_or(std::time::Duration::from_secs(10), |c| c.lease_ttl());
+                    rt.spawn(cluster::hold_lease(
+                        node.log.clone(),
+                        node.name.clone(),
+                        "duties",
+                        ttl,
+                        node.duties.clone(),
+                    ));
                     rt.spawn(cluster::pump(state.clone(), node));
                 }
                 Err(_) => {

@@ -1201,12 +1201,17 @@ pub async fn run(
         tokio::select! {
             t = async { match trips.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
                 match t {
-                    Some(t) => record_trip(&st, &store, t).await,
+                    // In a cluster every node's core trips alike: one node records it.
+                    Some(t) if crate::cluster::on_duty(&st) => record_trip(&st, &store, t).await,
+                    Some(_) => {}
                     None => trips = None,
                 }
             }
             _ = tick.tick() => {
                 let now = now_ms();
+                if !crate::cluster::on_duty(&st) {
+                    continue;
+                }
                 if svc.settings.source == PolicySource::Console {
                     let _held = svc.changes.lock().await;
                     match store.activate_due(now).await {

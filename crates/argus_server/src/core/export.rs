@@ -106,6 +106,14 @@ fn pq(e: parquet::errors::ParquetError) -> String {
     e.to_string()
 }
 
+/// A temporary name of this process's own beside `path`: two exporters (a lease changing hands in a
+/// cluster) never write into one file; the rename publishes a whole file either way.
+fn tmp_path(path: &Path) -> PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    path.with_extension(format!("parquet.{}-{n}.tmp", std::process::id()))
+}
+
 /// `dir/part-<first>.parquet`, through a temporary file and a rename.
 fn part_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("part-{first:020}.parquet"))
@@ -115,7 +123,7 @@ fn write_rows(path: &Path, schema: &str, cols: &[K], rows: &Rows) -> Result<(), 
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    let tmp = path.with_extension("parquet.tmp");
+    let tmp = tmp_path(path);
     let file = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     let props = Arc::new(
         WriterProperties::builder()
@@ -199,7 +207,8 @@ pub fn export(s: ExportSpec<'_>) -> Result<ExportReport, String> {
     let in_range = |t: i64| s.from.is_none_or(|f| t >= f) && s.to.is_none_or(|to| t < to);
     let mut events: BTreeMap<PathBuf, Rows> = BTreeMap::new();
     let mut decisions: BTreeMap<PathBuf, Rows> = BTreeMap::new();
-    let mut features: BTreeMap<PathBuf, (u64, ParquetTable<std::fs::File>, PathBuf)> =
+    // Per partition: the temporary file, its writer, the file's name.
+    let mut features: BTreeMap<PathBuf, (PathBuf, ParquetTable<std::fs::File>, PathBuf)> =
         BTreeMap::new();
     let mut rep = ExportReport {
         last_record: s.after,
@@ -294,12 +303,12 @@ pub fn export(s: ExportSpec<'_>) -> Result<ExportReport, String> {
                 let dir = s.out.join("features").join(&part);
                 std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
                 let path = part_path(&dir, seq);
-                let tmp = path.with_extension("parquet.tmp");
+                let tmp = tmp_path(&path);
                 let file =
                     std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
                 let Some(fset) = &fset else { continue };
                 let t = ParquetTable::new(file, schema.clone(), fset).map_err(|e| e.to_string())?;
-                features.insert(part.clone(), (seq, t, path));
+                features.insert(part.clone(), (tmp, t, path));
             }
             if let Some((_, t, _)) = features.get_mut(&part) {
                 t.write(&ev.id, ev.ty, ev.time, &f)
@@ -318,11 +327,10 @@ pub fn export(s: ExportSpec<'_>) -> Result<ExportReport, String> {
         write_rows(&path, DECISIONS_SCHEMA, DECISIONS_COLS, r)?;
         rep.files.push(path);
     }
-    for (_, (_, mut t, path)) in features {
+    for (_, (tmp, mut t, path)) in features {
         t.finish().map_err(|e| e.to_string())?;
         drop(t);
-        std::fs::rename(path.with_extension("parquet.tmp"), &path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
         rep.files.push(path);
     }
     rep.millis = t0.elapsed().as_millis();
