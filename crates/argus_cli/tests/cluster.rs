@@ -52,6 +52,22 @@ fn events(n: usize, offset: usize, prefix: &str, users: u64, rng: &mut Rng) -> V
         .collect()
 }
 
+/// Posts an event as a client would: a 503 (the log did not acknowledge in time, as it may on a
+/// loaded machine) is retried with the same event, which is safe by its id. The 200 answer.
+fn post(addr: &str, event: &str) -> Value {
+    let t = Instant::now();
+    loop {
+        let (st, v) = http(addr, "POST", "/v1/events", event).unwrap();
+        match st {
+            200 => return v,
+            503 if t.elapsed() < Duration::from_secs(60) => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            _ => panic!("{st}: {v}"),
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -347,8 +363,7 @@ fn embedded_run_with(
 ) -> (Value, Value, PathBuf) {
     let clean = Node::start_with(&dir.join("embedded"), None, config);
     for id in order {
-        let (st, v) = http(&clean.addr, "POST", "/v1/events", &by_id[id]).unwrap();
-        assert_eq!(st, 200, "{v}");
+        let v = post(&clean.addr, &by_id[id]);
         if let Some(want) = expected.get(id) {
             assert_eq!(
                 strip_time(v["decision"].clone()),
@@ -428,16 +443,14 @@ fn three_nodes_decide_as_one_embedded_node_and_read_their_writes() {
     // 1. One client, the nodes in turn.
     let evs = events(600, 0, "u", 40, &mut rng);
     for (i, e) in evs.iter().enumerate() {
-        let (st, v) = http(&nodes[i % 3].addr, "POST", "/v1/events", e).unwrap();
-        assert_eq!(st, 200, "{v}");
+        let v = post(&nodes[i % 3].addr, e);
         assert_eq!(v["status"], "accepted", "{v}");
         by_id.insert(id_of(e), e.clone());
         decided.insert(id_of(e), v["decision"].clone());
     }
 
     // 2. A retry on another node gets the original answer.
-    let (st, v) = http(&nodes[2].addr, "POST", "/v1/events", &evs[0]).unwrap();
-    assert_eq!(st, 200, "{v}");
+    let v = post(&nodes[2].addr, &evs[0]);
     assert_eq!(v["status"], "duplicate", "{v}");
     assert_eq!(
         strip_time(v["decision"].clone()),
@@ -448,11 +461,9 @@ fn three_nodes_decide_as_one_embedded_node_and_read_their_writes() {
     let t = argus_event::time::format_rfc3339(1_795_000_000_000 + 601 * 1_500);
     let claim = json!({"id": "ryw-claim", "type": "coupon.claim", "time": t, "actor": "ryw1", "data": {"coupon": "WELCOME10", "campaign": "new-user", "value": "10.00", "currency": "EUR", "device": "dz", "ip": "81.2.9.9"}}).to_string();
     let order = json!({"id": "ryw-order", "type": "order.create", "time": t, "actor": "ryw1", "data": {"order": "ryw-o1", "seller": "s1", "item": "i1", "item_count": 1, "amount": "20.00", "currency": "EUR", "card": card(99), "device": "dz", "ip": "81.2.9.9"}}).to_string();
-    let (st, v) = http(&nodes[0].addr, "POST", "/v1/events", &claim).unwrap();
-    assert_eq!(st, 200, "{v}");
+    post(&nodes[0].addr, &claim);
     std::thread::sleep(Duration::from_millis(100));
-    let (st, v) = http(&nodes[1].addr, "POST", "/v1/events", &order).unwrap();
-    assert_eq!(st, 200, "{v}");
+    post(&nodes[1].addr, &order);
     // Node B answered the order after applying everything before it in the shared log: its view
     // of the account, read right after, already counts the claim made on node A.
     let (st, ent) = http(&nodes[1].addr, "GET", "/v1/entities/user/ryw1", "").unwrap();
@@ -481,8 +492,7 @@ fn three_nodes_decide_as_one_embedded_node_and_read_their_writes() {
                 s.spawn(move || {
                     b.iter()
                         .map(|e| {
-                            let (st, v) = http(&addr, "POST", "/v1/events", e).unwrap();
-                            assert_eq!(st, 200, "{v}");
+                            let v = post(&addr, e);
                             (id_of(e), v["decision"].clone())
                         })
                         .collect::<Vec<_>>()
@@ -500,8 +510,7 @@ fn three_nodes_decide_as_one_embedded_node_and_read_their_writes() {
 
     // 5. Three hours of event time later: the graph's hourly refresh runs and makes its findings.
     for (i, e) in events(30, 7200, "u", 40, &mut rng).iter().enumerate() {
-        let (st, v) = http(&nodes[i % 3].addr, "POST", "/v1/events", e).unwrap();
-        assert_eq!(st, 200, "{v}");
+        let v = post(&nodes[i % 3].addr, e);
         by_id.insert(id_of(e), e.clone());
         decided.insert(id_of(e), v["decision"].clone());
     }
@@ -732,8 +741,7 @@ fn without_the_log_a_fail_open_checkpoint_answers_degraded_and_the_others_refuse
     let mut rng = Rng(7);
     let evs = events(40, 0, "u", 5, &mut rng);
     for e in &evs[..10] {
-        let (st, v) = http(&node.addr, "POST", "/v1/events", e).unwrap();
-        assert_eq!(st, 200, "{v}");
+        post(&node.addr, e);
     }
     for i in 0..3 {
         nats.kill(i);
@@ -742,8 +750,7 @@ fn without_the_log_a_fail_open_checkpoint_answers_degraded_and_the_others_refuse
     let click = json!({"id": "click-down", "type": "item.click", "time": t, "actor": "u1", "data": {"item": "i1", "seller": "s1", "device": "d1", "ip": "81.2.0.1"}}).to_string();
     let order = json!({"id": "order-down", "type": "order.create", "time": t, "actor": "u1", "data": {"order": "o-down", "seller": "s1", "item": "i1", "item_count": 1, "amount": "20.00", "currency": "EUR", "card": card(3), "device": "d1", "ip": "81.2.0.1"}}).to_string();
     let started = Instant::now();
-    let (st, v) = http(&node.addr, "POST", "/v1/events", &click).unwrap();
-    assert_eq!(st, 200, "{v}");
+    let v = post(&node.addr, &click);
     assert_eq!(v["status"], "degraded", "{v}");
     assert_eq!(v["decision"]["action"], "allow");
     assert_eq!(v["decision"]["recorded"], false);
@@ -796,8 +803,7 @@ fn a_new_node_starts_from_the_shared_snapshot() {
     let mut rng = Rng(11);
     let evs = events(900, 0, "u", 40, &mut rng);
     for e in &evs[..800] {
-        let (st, v) = http(&a.addr, "POST", "/v1/events", e).unwrap();
-        assert_eq!(st, 200, "{v}");
+        post(&a.addr, e);
     }
     // Wait until node a has shared a snapshot.
     let t = Instant::now();
@@ -823,8 +829,7 @@ fn a_new_node_starts_from_the_shared_snapshot() {
         std::thread::sleep(Duration::from_millis(200));
     }
     for e in &evs[800..850] {
-        let (st, v) = http(&a.addr, "POST", "/v1/events", e).unwrap();
-        assert_eq!(st, 200, "{v}");
+        post(&a.addr, e);
     }
     let b = Node::start(&dir.path().join("b"), Some(&urls));
     let len = log_len(&[&a]);
@@ -836,8 +841,7 @@ fn a_new_node_starts_from_the_shared_snapshot() {
     );
     for (i, e) in evs[850..].iter().enumerate() {
         let node = if i % 2 == 0 { &a } else { &b };
-        let (st, v) = http(&node.addr, "POST", "/v1/events", e).unwrap();
-        assert_eq!(st, 200, "{v}");
+        post(&node.addr, e);
     }
     let len = log_len(&[&a, &b]);
     caught_up(&[&a, &b], len);
@@ -911,8 +915,7 @@ fn three_nodes_on_one_postgresql_take_each_decision_into_one_case() {
     let evs = events(900, 0, "u", 30, &mut rng);
     let mut review = std::collections::BTreeSet::new();
     for (i, e) in evs.iter().enumerate() {
-        let (st, v) = http(&nodes[i % 3].addr, "POST", "/v1/events", e).unwrap();
-        assert_eq!(st, 200, "{v}");
+        let v = post(&nodes[i % 3].addr, e);
         if v["decision"]["action"] == "review" {
             review.insert(id_of(e));
         }
@@ -999,8 +1002,7 @@ fn events_refused_while_nats_was_down_are_not_applied_when_it_comes_back() {
     let mut rng = Rng(5);
     let evs = events(20, 0, "u", 5, &mut rng);
     for e in &evs[..10] {
-        let (st, v) = http(&node.addr, "POST", "/v1/events", e).unwrap();
-        assert_eq!(st, 200, "{v}");
+        post(&node.addr, e);
     }
     kill9(&mut nats);
     let t = argus_event::time::format_rfc3339(1_795_000_000_000 + 20 * 1_500);
@@ -1123,8 +1125,7 @@ fn one_node_at_a_time_exports_and_another_takes_over_when_it_dies() {
     let mut rng = Rng(31);
     let evs = events(400, 0, "u", 40, &mut rng);
     for (i, e) in evs[..200].iter().enumerate() {
-        let (st, v) = http(&nodes[i % 3].addr, "POST", "/v1/events", e).unwrap();
-        assert_eq!(st, 200, "{v}");
+        post(&nodes[i % 3].addr, e);
     }
     let refs: Vec<&Node> = nodes.iter().collect();
     caught_up(&refs, log_len(&refs));
@@ -1140,8 +1141,7 @@ fn one_node_at_a_time_exports_and_another_takes_over_when_it_dies() {
     let alive: Vec<usize> = (0..3).filter(|&i| i != dead).collect();
     for (i, e) in evs[200..].iter().enumerate() {
         let n = &nodes[alive[i % 2]];
-        let (st, v) = http(&n.addr, "POST", "/v1/events", e).unwrap();
-        assert_eq!(st, 200, "{v}");
+        post(&n.addr, e);
     }
     let refs: Vec<&Node> = alive.iter().map(|&i| &nodes[i]).collect();
     caught_up(&refs, log_len(&refs));

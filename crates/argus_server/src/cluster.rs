@@ -692,14 +692,16 @@ pub async fn share_snapshots(log: argus_cluster::Log, data: PathBuf, every: Dura
 /// exactly while it is held (closed at once when a renewal fails, before the lease can pass to
 /// another node).
 pub async fn hold_lease(
-    log: argus_cluster::Log,
-    node: String,
+    st: AppState,
     name: &'static str,
-    ttl: Duration,
     gate: Arc<std::sync::atomic::AtomicBool>,
 ) {
+    let (Some(node), Some(c)) = (st.cluster.clone(), st.settings.cluster.clone()) else {
+        return;
+    };
+    let ttl = c.lease_ttl();
     let leases = loop {
-        match log.leases(&node, ttl).await {
+        match node.log.leases(&node.name, ttl).await {
             Ok(l) => break l,
             Err(e) => {
                 tracing::warn!("cluster: the lease bucket: {e}; retrying");

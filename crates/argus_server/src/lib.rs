@@ -130,16 +130,9 @@ impl Server {
         if let Some(node) = state.cluster.clone() {
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
-                    let ttl = state
-                        .settings
-                        .cluster
-                        .as_ref()
-                        .map_or(std::time::Duration::from_secs(10), |c| c.lease_ttl());
                     rt.spawn(cluster::hold_lease(
-                        node.log.clone(),
-                        node.name.clone(),
+                        state.clone(),
                         "duties",
-                        ttl,
                         node.duties.clone(),
                     ));
                     rt.spawn(cluster::pump(state.clone(), node));
@@ -262,19 +255,11 @@ pub async fn serve(
     if let (Some((out, every)), Some(config)) = (export, config) {
         // In a cluster every node has the same log: one node at a time exports, under a lease.
         let gate = match (&server.state.cluster, tokio::runtime::Handle::try_current()) {
-            (Some(node), Ok(rt)) => {
+            (Some(_), Ok(rt)) => {
                 let gate = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let ttl = server
-                    .state
-                    .settings
-                    .cluster
-                    .as_ref()
-                    .map_or(std::time::Duration::from_secs(10), |c| c.lease_ttl());
                 rt.spawn(cluster::hold_lease(
-                    node.log.clone(),
-                    node.name.clone(),
+                    server.state.clone(),
                     "export",
-                    ttl,
                     gate.clone(),
                 ));
                 Some(gate)
