@@ -262,6 +262,8 @@ async fn submit_events(
     // Per item: its refusal here, or None when it goes into the log.
     let mut refused: Vec<Option<Answer>> = Vec::with_capacity(items.len());
     let mut stored = Vec::with_capacity(items.len());
+    // The id and type of each stored event, for the answers when the log cannot take them.
+    let mut who = Vec::with_capacity(items.len());
     for raw in &items {
         let d = match decoded.next() {
             Some(d) => d,
@@ -270,19 +272,19 @@ async fn submit_events(
         let checked = d
             .map_err(core::events_refusal)
             .and_then(|ev| core::check_clock(&schema, &ev, st.settings.max_future).map(|()| ev))
-            .and_then(|ev| {
-                core::stored_event(&schema, &ev)
-                    .map_err(|e| error(Failure::Internal, "internal_error", e))
+            .and_then(|ev| match core::stored_event(&schema, &ev) {
+                Ok(bytes) => Ok((bytes, ev.id, ev.ty)),
+                Err(e) => Err(error(Failure::Internal, "internal_error", e)),
             });
         match checked {
-            Ok(bytes) => {
+            Ok((bytes, id, ty)) => {
                 stored.push(bytes);
+                who.push((id, ty));
                 refused.push(None);
             }
             Err(a) => refused.push(Some(a)),
         }
     }
-    let types: Vec<(String, String)> = stored_types(&schema, &stored);
     let applied = if stored.is_empty() {
         Vec::new()
     } else {
@@ -296,9 +298,9 @@ async fn submit_events(
         match append_and_wait(st, node, EVENTS, payload).await {
             Answer::Batch(v) => v,
             // The log could not acknowledge: each event fails open or closed by its checkpoint.
-            Answer::Failed(e) if e.code == "log_unavailable" => types
+            Answer::Failed(e) if e.code == "log_unavailable" => who
                 .iter()
-                .map(|(id, ty)| degraded_or(st, id, ty, &e))
+                .map(|(id, ty)| degraded_or(st, id, &schema.get(*ty).name, &e))
                 .collect(),
             // Not answered in time (in the log, not applied here yet), or the server stopping.
             other => return other,
@@ -323,18 +325,6 @@ async fn submit_events(
             .next()
             .unwrap_or_else(|| error(Failure::Invalid, "empty", "no event in the request"))
     }
-}
-
-/// Each stored event's id and type name.
-fn stored_types(schema: &argus_event::Schema, stored: &[Vec<u8>]) -> Vec<(String, String)> {
-    stored
-        .iter()
-        .map(|b| {
-            core::load_event(schema, b)
-                .map(|ev| (ev.id.clone(), schema.get(ev.ty).name.clone()))
-                .unwrap_or_default()
-        })
-        .collect()
 }
 
 /// The answer to an event the log could not acknowledge: a degraded `allow` (not recorded, not
@@ -595,13 +585,11 @@ pub async fn pump(st: AppState, node: Arc<Node>) {
 
 /// Whether a data directory holds no state yet (no snapshot, no log segment).
 fn is_empty(data: &Path) -> bool {
-    let has = |dir: &Path, prefix: &str| {
-        std::fs::read_dir(dir).is_ok_and(|rd| {
-            rd.filter_map(|e| e.ok())
-                .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
-        })
-    };
-    !has(&data.join("snapshots"), "snap-") && !has(&data.join("log"), "wal-")
+    let segments = std::fs::read_dir(data.join("log")).is_ok_and(|rd| {
+        rd.filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().starts_with("wal-"))
+    });
+    core::snapshot_files(data).is_empty() && !segments
 }
 
 /// Before recovery: a node whose data directory is empty starts from the newest snapshot another node
