@@ -59,6 +59,7 @@ pub const MIGRATIONS: &[Migration] = &[
 ];
 
 pub mod actions;
+pub mod audit;
 pub mod config;
 pub mod users;
 

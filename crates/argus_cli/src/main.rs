@@ -50,6 +50,8 @@ enum Command {
     Versions(commands::versions::Args),
     /// A server's event log as Hive-partitioned Parquet (events, decisions, features; by date and type).
     Export(commands::export::Args),
+    /// The audit log: verify its hash chain, or export it as NDJSON.
+    Audit(commands::audit::Args),
 }
 
 fn main() {
@@ -68,6 +70,7 @@ fn main() {
         Command::Backtest(a) => commands::backtest::run(a),
         Command::Versions(a) => commands::versions::run(a),
         Command::Export(a) => commands::export::run(a),
+        Command::Audit(a) => commands::audit::run(a),
     };
     if let Err(e) = result {
         // A closed pipe (`argus schema | head`) is the reader's choice, not an error.

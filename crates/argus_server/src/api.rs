@@ -109,6 +109,7 @@ pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("post", "/v1/admin/reload", Some(Role::Admin)),
     ("get", "/v1/admin/status", Some(Role::Admin)),
     ("get", "/v1/admin/digest", Some(Role::Admin)),
+    ("get", "/v1/audit", Some(Role::Admin)),
     ("get", "/healthz", None),
     ("get", "/readyz", None),
     ("get", "/metrics", None),
@@ -133,6 +134,8 @@ pub struct AppState {
     pub lifecycle: Option<Arc<crate::lifecycle::LifecycleService>>,
     /// This node of a cluster (`[cluster]`): requests that change state go through the shared log.
     pub cluster: Option<Arc<crate::cluster::Node>>,
+    /// The audit log: every change is recorded before it is made (`crate::audit`).
+    pub audit: Arc<crate::audit::AuditService>,
 }
 
 /// Who is asking: an API key (by its name) or a console user's session.
@@ -1000,6 +1003,15 @@ pub fn router(st: AppState) -> Router {
         .route("/readyz", get(readyz).fallback(method_not_allowed))
         .route("/metrics", get(metrics_text).fallback(method_not_allowed))
         .route("/openapi.json", get(openapi).fallback(method_not_allowed))
+        .route(
+            "/v1/audit",
+            get(crate::audit::list).fallback(method_not_allowed),
+        )
+        // Layers run outside in: `authorize` finds the principal, then `audited` records a change.
+        .route_layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            crate::audit::audited,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(st.clone(), authorize))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(observe))

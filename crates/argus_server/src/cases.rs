@@ -88,20 +88,26 @@ pub async fn run(
     let url = database_url(&st);
     // The server decides without its case store; intake waits (records queue up to the channel's
     // bound) and the store is tried again every 5 s.
+    // The audit log lives in the same database, on the same pool (SQLite has one writer).
     let open = |url: String| async move {
         let db = argus_store::Db::open(&url).await?;
         let store = Store::on(db.clone()).await?;
-        Ok::<_, CaseError>((store, db))
+        let audit = argus_cases::audit::Audit::on(db.clone()).await?;
+        Ok::<_, CaseError>((store, db, audit))
     };
     let (store, db) = loop {
         match open(url.clone()).await {
-            Ok(s) => break s,
+            Ok((store, db, audit)) => {
+                crate::audit::opened(&st, audit);
+                break (store, db);
+            }
             Err(e) => {
                 let msg = format!(
                     "the case store ({}) did not open: {e}; trying again every 5 s",
                     redact(&url)
                 );
                 tracing::error!("{msg}");
+                crate::audit::failed(&st, msg.clone());
                 if let Ok(mut g) = svc.error.lock() {
                     *g = Some(msg);
                 }

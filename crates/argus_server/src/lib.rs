@@ -7,6 +7,7 @@
 //! - [`metrics`]: Prometheus metric names and helpers.
 
 pub mod api;
+pub mod audit;
 pub mod cases;
 pub mod cluster;
 pub mod core;
@@ -126,7 +127,11 @@ impl Server {
             settings: Arc::new(settings),
             decoder,
             cluster: log.map(|l| Arc::new(cluster::Node::new(l))),
+            audit: Arc::new(audit::AuditService::default()),
         };
+        if let (Some(rt), false) = (&runtime, cases_on) {
+            rt.spawn(audit::open(state.clone()));
+        }
         if let Some(node) = state.cluster.clone() {
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
@@ -292,6 +297,10 @@ pub async fn serve(
                 return;
             };
             while hup.recv().await.is_some() {
+                if !audit::system(&state, "reload (SIGHUP)", "signal").await {
+                    tracing::error!("SIGHUP reload refused: its audit record could not be written");
+                    continue;
+                }
                 let a = api::ask(&state, core::Request::Reload).await;
                 tracing::info!("SIGHUP reload: {a}");
             }

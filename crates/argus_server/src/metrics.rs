@@ -38,6 +38,12 @@ pub const CLUSTER_LEASES_HELD: &str = "argus_cluster_leases_held";
 pub const CLUSTER_SNAPSHOTS_SHARED: &str = "argus_cluster_snapshots_shared_total";
 /// In a cluster: the shared log's entries this node has handed to its core.
 pub const CLUSTER_CURSOR: &str = "argus_cluster_cursor";
+/// Audit records appended, by kind (`change`, `result`, `reveal`, `system`).
+pub const AUDIT_RECORDS: &str = "argus_audit_records_total";
+/// Changes refused because their audit record could not be written.
+pub const AUDIT_REFUSALS: &str = "argus_audit_refusals_total";
+/// Outcome records that could not be written (the change itself was audited and made).
+pub const AUDIT_RESULT_FAILURES: &str = "argus_audit_result_failures_total";
 pub const FSYNCS: &str = "argus_log_fsyncs_total";
 pub const LOG_SEGMENTS: &str = "argus_log_segments";
 pub const SNAPSHOT_PAUSE: &str = "argus_snapshot_pause_seconds";

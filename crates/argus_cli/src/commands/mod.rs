@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod audit;
 pub mod backtest;
 pub mod check;
 pub mod export;
@@ -35,6 +36,27 @@ impl Setup {
         let cfg = load_config(self.config.as_deref())?;
         let policies = load_policies(&cfg, &self.policies, self.config.is_some())?;
         Ok((cfg, policies))
+    }
+}
+
+/// The URL of a server's store: `--database`, else ARGUS_CASES_DATABASE, else `cases.db` in the
+/// data directory (which must exist: a tool reading a store never creates one).
+pub fn store_url(data_dir: &Path, database: Option<&str>) -> anyhow::Result<String> {
+    let database = database
+        .map(str::to_string)
+        .or_else(|| std::env::var("ARGUS_CASES_DATABASE").ok());
+    match database {
+        Some(u) if !u.is_empty() => Ok(u),
+        _ => {
+            let f = data_dir.join("cases.db");
+            if !f.exists() {
+                anyhow::bail!(
+                    "{} does not exist: give the server's --data-dir, or --database",
+                    f.display()
+                );
+            }
+            Ok(format!("sqlite://{}?mode=rw", f.display()))
+        }
     }
 }
 

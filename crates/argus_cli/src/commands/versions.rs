@@ -21,23 +21,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let database = a
-        .database
-        .clone()
-        .or_else(|| std::env::var("ARGUS_CASES_DATABASE").ok());
-    let url = match &database {
-        Some(u) if !u.is_empty() => u.clone(),
-        _ => {
-            let f = a.data_dir.join("cases.db");
-            if !f.exists() {
-                anyhow::bail!(
-                    "{} does not exist: give the server's --data-dir, or --database",
-                    f.display()
-                );
-            }
-            format!("sqlite://{}?mode=rw", f.display())
-        }
-    };
+    let url = super::store_url(&a.data_dir, a.database.as_deref())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
