@@ -575,6 +575,7 @@ mod tests {
             other_action: None,
             snoozed: vec![],
             paused: vec![],
+            degraded: vec![],
         };
         // Before the amount is known, the route may take it (a superset); with it, it decides.
         assert!(r.route(&Intake::of_decision(&d, None)).is_some());

@@ -49,6 +49,7 @@ const TOP_KEYS: &[&str] = &[
     "cases",
     "lifecycle",
     "cluster",
+    "deadlines",
 ];
 
 #[derive(Debug, Deserialize, Clone, Default)]
@@ -158,6 +159,8 @@ pub struct Config {
     pub lookups: argus_event::lookup::LookupCell,
     /// `[graph]`: the entity graph and its detectors, when declared.
     pub graph: Option<Arc<crate::graph::GraphSpec>>,
+    /// `[deadlines]`: latency budgets per checkpoint and the stages' shares, when declared.
+    pub deadlines: Option<Arc<crate::deadlines::Deadlines>>,
     /// Files read, in order.
     pub sources: Vec<PathBuf>,
 }
@@ -178,6 +181,7 @@ struct Parts {
     cases: toml::Table,
     lifecycle: toml::Table,
     cluster: toml::Table,
+    deadlines: Option<crate::deadlines::DeadlinesConfig>,
     /// Each `[[models]]` entry with the folder of the file that declared it.
     models: Vec<(crate::models::ModelConfig, PathBuf)>,
     graph: Option<crate::graph::GraphConfig>,
@@ -320,6 +324,16 @@ impl Config {
         if let (Some(schema), Some(csv)) = (&schema, &p.csv) {
             errors.extend(check_csv(schema, csv));
         }
+        let deadlines = match (&schema, &p.deadlines) {
+            (Some(s), Some(d)) => match crate::deadlines::compile(d, s) {
+                Ok(d) => d.map(Arc::new),
+                Err(e) => {
+                    errors.extend(e);
+                    None
+                }
+            },
+            _ => None,
+        };
         let env_secret = std::env::var(SECRET_ENV).ok().filter(|s| !s.is_empty());
         let (secret, secret_is_default) = match (env_secret, &p.privacy.secret) {
             (Some(s), _) => (s, false),
@@ -352,6 +366,7 @@ impl Config {
             cases: p.cases,
             lifecycle: p.lifecycle,
             cluster: p.cluster,
+            deadlines,
             models,
             lookups: crate::lookups::cell(lookup_tables),
             declared_models: p
@@ -567,6 +582,11 @@ fn absorb(
         match v {
             toml::Value::Table(t) => parts.cluster.extend(t),
             _ => errors.push(format!("{name}: cluster: expected a table")),
+        }
+    }
+    if let Some(v) = section("deadlines") {
+        if let Some(d) = typed(v, "deadlines", name, errors) {
+            parts.deadlines = Some(d);
         }
     }
     if let Some(v) = section("csv") {

@@ -307,6 +307,18 @@ pub struct Engine {
     released: Vec<Event>,
     /// The global stages (the entity graph, when `[graph]` is declared), in the order they run.
     stages: Vec<Box<dyn crate::stages::Stage>>,
+    /// `[deadlines]` at work: stage faults injected on purpose (tests), and the models' worker.
+    ctl: Ctl,
+}
+
+/// What [`conclude`] needs to keep a checkpoint's budget: faults injected on purpose, and the
+/// thread that scores models when a budget may abandon them.
+#[derive(Default)]
+struct Ctl {
+    faults: crate::deadlines::Faults,
+    worker: crate::deadlines::ModelWorker,
+    /// When the engine began the event being concluded (its budget counts from there).
+    start: Option<std::time::Instant>,
 }
 
 /// The sequencer: what decides, in input order, whether and where an event enters the state
@@ -494,6 +506,10 @@ impl Sequencer {
 /// The decision and findings for an event whose feature vector is complete but for the global
 /// stages' features: each global stage's work on the event (in sequence order), then the policies.
 /// Shared by [`Engine::process`] and [`Engine::run`].
+///
+/// With a budget for the event's checkpoint (`[deadlines]`, counted from `start`), a graph stage
+/// over its share has its features withheld from the decision, and the models get what is left of
+/// their share (see [`crate::deadlines`]).
 fn conclude(
     config: &Config,
     policies: Option<&Arc<argus_policy::PolicySet>>,
@@ -501,16 +517,149 @@ fn conclude(
     ev: &Event,
     out: &mut [Value],
     decide: bool,
+    ctl: &mut Ctl,
 ) -> (Option<argus_policy::Decision>, Vec<crate::graph::Finding>) {
+    use crate::deadlines::Fault;
     let mut findings = Vec::new();
+    let dl = config.deadlines.as_deref();
+    let budget = dl.and_then(|d| d.budget_of(ev.ty));
+    let mut degraded = Vec::new();
     for st in stages.iter_mut() {
+        let graph = st.name() == "graph";
+        let t = std::time::Instant::now();
+        if let (true, Some(Fault::Slow(d))) = (graph, ctl.faults.graph) {
+            std::thread::sleep(d);
+        }
         st.apply(ev, out, &mut findings);
+        if graph {
+            if ctl.faults.graph == Some(Fault::Fail) {
+                degraded.push(("graph", "failed"));
+            } else if let (Some(b), Some(d)) = (budget, dl) {
+                if t.elapsed() > b.mul_f64(d.stage("graph").share) {
+                    degraded.push(("graph", "late"));
+                }
+            }
+        }
     }
     let decision = match policies {
-        Some(p) if decide => decide_with(config, p, ev, out),
+        Some(p) if decide => {
+            let models = match (budget, dl) {
+                (Some(b), Some(d)) => {
+                    let spent = ctl.start.map_or(std::time::Duration::ZERO, |s| s.elapsed());
+                    let left = b.saturating_sub(spent);
+                    let wait = left.min(b.mul_f64(d.stage("models").share));
+                    if wait.is_zero() {
+                        Models::Skip(crate::deadlines::Missing::Late)
+                    } else {
+                        Models::Timed(wait)
+                    }
+                }
+                _ => Models::Inline,
+            };
+            decide_planned(config, p, ev, out, degraded, models, ctl)
+        }
         _ => None,
     };
     (decision, findings)
+}
+
+/// How [`decide_planned`] gets the models' scores.
+enum Models {
+    /// On this thread (no budget).
+    Inline,
+    /// On the worker, waiting at most this long.
+    Timed(std::time::Duration),
+    /// Not at all: the decision is made without them, for this reason.
+    Skip(crate::deadlines::Missing),
+}
+
+/// The decision without the stages in `degraded` (their features null to the rules), and with the
+/// models scored as `models` says; a fail-closed stage missing raises the action to the
+/// checkpoint's `closed_action`.
+fn decide_planned(
+    config: &Config,
+    p: &argus_policy::PolicySet,
+    ev: &Event,
+    features: &[Value],
+    mut degraded: Vec<(&'static str, &'static str)>,
+    models: Models,
+    ctl: &mut Ctl,
+) -> Option<argus_policy::Decision> {
+    let all = &config.models;
+    let mut scores = Vec::new();
+    let mut outputs = Vec::new();
+    if all.iter().any(|m| m.event_type == ev.ty)
+        && p.by_type.get(ev.ty as usize).is_some_and(|x| x.is_some())
+    {
+        let mine: Vec<usize> = (0..all.len())
+            .filter(|&k| all[k].event_type == ev.ty)
+            .collect();
+        let chosen: Vec<_> = mine.iter().map(|&k| all[k].clone()).collect();
+        let fault = ctl.faults.models;
+        let scored = match models {
+            Models::Inline => crate::deadlines::score(&chosen, features, fault),
+            Models::Timed(wait) => ctl.worker.score(chosen, features, fault, wait),
+            Models::Skip(why) => Err(why),
+        };
+        scores = vec![f64::NAN; all.len()];
+        match scored {
+            Ok(outs) => {
+                for (k, o) in mine.into_iter().zip(outs) {
+                    scores[k] = o.score;
+                    outputs.push(o);
+                }
+            }
+            Err(why) => degraded.push(("models", why.reason())),
+        }
+    }
+    let withheld;
+    let features = if degraded.iter().any(|d| d.0 == "graph") {
+        let mut v = features.to_vec();
+        for (i, f) in config.features.features.iter().enumerate() {
+            if matches!(f.kind, argus_features::config::FeatureKind::External) {
+                v[i] = Value::Null;
+            }
+        }
+        withheld = v;
+        &withheld[..]
+    } else {
+        features
+    };
+    let names: Vec<&str> = degraded.iter().map(|d| d.0).collect();
+    let mut d = p.decide_degraded(&config.schema, ev, features, &scores, &names)?;
+    d.models = outputs;
+    if let Some(dl) = config.deadlines.as_deref() {
+        let closed = dl.closed_action[ev.ty as usize];
+        if degraded.iter().any(|s| dl.stage(s.0).closed) && d.action < closed {
+            d.action = closed;
+            d.decided_by = "degraded";
+        }
+    }
+    d.degraded = degraded;
+    Some(d)
+}
+
+/// A logged decision decided again (a backtest over the log): without the stages it was made
+/// without, so that a degraded live decision is not counted as drift.
+pub fn decide_as_logged(
+    config: &Config,
+    p: &argus_policy::PolicySet,
+    ev: &Event,
+    features: &[Value],
+    logged: &[(&'static str, &'static str)],
+) -> Option<argus_policy::Decision> {
+    let models = logged
+        .iter()
+        .find(|d| d.0 == "models")
+        .map_or(Models::Inline, |d| {
+            Models::Skip(if d.1 == "late" {
+                crate::deadlines::Missing::Late
+            } else {
+                crate::deadlines::Missing::Failed
+            })
+        });
+    let pre = logged.iter().filter(|d| d.0 != "models").copied().collect();
+    decide_planned(config, p, ev, features, pre, models, &mut Ctl::default())
 }
 
 /// The decision of `p` for `ev` and its feature vector under `config`'s models: the function
@@ -525,34 +674,22 @@ pub fn decide_with_policies(
     decide_with(config, p, ev, features)
 }
 
-/// See [`Engine::decide_with`].
+/// See [`Engine::decide_with`]: no budget, no faults.
 fn decide_with(
     config: &Config,
     p: &argus_policy::PolicySet,
     ev: &Event,
     features: &[Value],
 ) -> Option<argus_policy::Decision> {
-    let models = &config.models;
-    if !models.iter().any(|m| m.event_type == ev.ty)
-        || p.by_type.get(ev.ty as usize).is_none_or(|x| x.is_none())
-    {
-        return p.decide(&config.schema, ev, features);
-    }
-    let mut scores = vec![f64::NAN; models.len()];
-    let mut outputs = Vec::new();
-    let mut x = Vec::new();
-    for (k, m) in models
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| m.event_type == ev.ty)
-    {
-        let o = m.output(features, &mut x);
-        scores[k] = o.score;
-        outputs.push(o);
-    }
-    let mut d = p.decide_with(&config.schema, ev, features, &scores)?;
-    d.models = outputs;
-    Some(d)
+    decide_planned(
+        config,
+        p,
+        ev,
+        features,
+        Vec::new(),
+        Models::Inline,
+        &mut Ctl::default(),
+    )
 }
 
 /// Where [`Engine::run`] reads its events and delivers what each produced, in input order.
@@ -675,7 +812,13 @@ impl Engine {
             state,
             out: vec![Value::Null; n],
             stages,
+            ctl: Ctl::default(),
         }
+    }
+
+    /// Makes stages slow or failing on purpose (`ARGUS_FAULTS`; see [`crate::deadlines`]).
+    pub fn set_faults(&mut self, f: crate::deadlines::Faults) {
+        self.ctl.faults = f;
     }
 
     /// Decides checkpoints with these policies from now on (compiled against this engine's schema and
@@ -824,6 +967,7 @@ impl Engine {
     }
 
     fn step(&mut self, ev: &Event, decide: bool) -> Result<Processed<'_>, ProcessError> {
+        self.ctl.start = Some(std::time::Instant::now());
         // The event as features and rules see it: a copy into a reused buffer, whose own label
         // columns the sequencer takes out.
         let seen = &mut self.current;
@@ -848,6 +992,7 @@ impl Engine {
             &self.current,
             &mut self.out,
             decide,
+            &mut self.ctl,
         );
         Ok(Processed {
             seq: self.sq.seq,
@@ -876,6 +1021,7 @@ impl Engine {
             sq,
             out,
             stages,
+            ctl,
             ..
         } = self;
         let fs = config.features.clone();
@@ -1082,8 +1228,11 @@ impl Engine {
                             found = std::mem::take(&mut o.findings[accepted]);
                         }
                         accepted += 1;
+                        // In a run, the budget counts from here: the partitions applied this
+                        // event's features with the whole batch.
+                        ctl.start = Some(Instant::now());
                         let (decision, mut findings) =
-                            conclude(config, policies.as_ref(), inline_stages, ev, out, true);
+                            conclude(config, policies.as_ref(), inline_stages, ev, out, true, ctl);
                         if !found.is_empty() {
                             found.append(&mut findings);
                             findings = found;

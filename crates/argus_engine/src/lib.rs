@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod dataset;
+pub mod deadlines;
 pub mod engine;
 pub mod graph;
 pub mod lookups;

@@ -106,6 +106,10 @@ pub struct Decision {
     /// Enforced rules that fired but are paused by the guard (recorded with the shadow rules).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub paused: Vec<String>,
+    /// The stages this decision was made without (`[deadlines]`, or a failed stage), each with
+    /// why: `[stage, reason]`, reason `late` or `failed`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub degraded: Vec<(&'static str, &'static str)>,
 }
 
 /// One model's score on an event and its reasons.

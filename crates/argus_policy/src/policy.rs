@@ -17,6 +17,8 @@ pub enum Source {
     Feature(usize),
     /// A model score, by its slot in `FeatureSet::models`.
     Model(usize),
+    /// The stages this decision is made without (`[deadlines]`), as a list of names.
+    Degraded,
 }
 
 #[derive(Debug)]
@@ -138,6 +140,12 @@ pub fn checkpoint_env(
             Source::Model(k),
         );
     }
+    add(
+        &mut env,
+        "degraded".into(),
+        Type::List(Box::new(Type::String)),
+        Source::Degraded,
+    );
     for l in &lists.lists {
         env.list(&l.name, Type::String);
     }
@@ -199,13 +207,26 @@ impl PolicySet {
         features: &[Value],
         models: &[f64],
     ) -> Option<Decision> {
-        let control = self.decide_one(schema, ev, features, models, &self.overrides);
+        self.decide_degraded(schema, ev, features, models, &[])
+    }
+
+    /// [`decide_with`](Self::decide_with) for a decision made without some stages (their names,
+    /// which the rules read as `degraded`; the caller nulls their outputs).
+    pub fn decide_degraded(
+        &self,
+        schema: &Schema,
+        ev: &Event,
+        features: &[Value],
+        models: &[f64],
+        degraded: &[&str],
+    ) -> Option<Decision> {
+        let control = self.decide_one(schema, ev, features, models, degraded, &self.overrides);
         let Some(r) = &self.rollout else {
             return control;
         };
-        let candidate = r
-            .candidate
-            .decide_one(schema, ev, features, models, &self.overrides);
+        let candidate =
+            r.candidate
+                .decide_one(schema, ev, features, models, degraded, &self.overrides);
         let ours = crate::rollout::bucket(&r.salt, &crate::rollout::actor_of(ev)) < r.basis_points;
         match (control, candidate) {
             (Some(mut c), Some(mut k)) => {
@@ -244,6 +265,7 @@ impl PolicySet {
         ev: &Event,
         features: &[Value],
         models: &[f64],
+        degraded: &[&str],
         ov: &crate::rollout::Overrides,
     ) -> Option<Decision> {
         let p = self.by_type.get(ev.ty as usize)?.as_ref()?;
@@ -260,6 +282,7 @@ impl PolicySet {
                     .copied()
                     .filter(|s| !s.is_nan())
                     .map_or(Val::Null, Val::Double),
+                Source::Degraded => Val::List(degraded.iter().map(|s| Val::str(s)).collect()),
             };
         }
         let lists = self.lists.at(ev.time);
@@ -284,6 +307,7 @@ impl PolicySet {
             other_action: None,
             snoozed: Vec::new(),
             paused: Vec::new(),
+            degraded: Vec::new(),
         };
         let mut allowed = false;
         for r in &p.rules {

@@ -348,6 +348,41 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// `[deadlines] overload = "degrade"`: one event the full queue cannot take is answered a degraded
+/// decision with the configured action, neither recorded nor applied (as a cluster's fail-open
+/// answer). Batches and labels are refused as before.
+fn overload_degraded(st: &AppState, req: &Request) -> Option<Answer> {
+    let v = st.shared.overload.load(Ordering::SeqCst);
+    let action = argus_policy::Action::ALL.get((v as usize).checked_sub(1)?)?;
+    let Request::Events {
+        decoded,
+        labels_only: false,
+        batch: false,
+        ..
+    } = req
+    else {
+        return None;
+    };
+    let ev = decoded.first()?.as_ref().ok()?;
+    let schema = &st.decoder.schema;
+    let ty = &schema.get(ev.ty).name;
+    m::inc_labeled(m::DEGRADED_DECISIONS, "stage", "queue");
+    Some(crate::core::ok(json!({
+        "status": "degraded",
+        "id": ev.id,
+        "decision": {
+            "event_id": ev.id,
+            "checkpoint": ty,
+            "action": action.name(),
+            "score": 0,
+            "fired": [],
+            "decided_by": "degraded",
+            "degraded": [["queue", "overloaded"]],
+            "recorded": false,
+        }
+    })))
+}
+
 /// Sends a request to the core and waits for its answer, within the request timeout.
 pub async fn ask(st: &AppState, req: Request) -> Answer {
     if st.shared.failed.load(Ordering::SeqCst) && matches!(req, Request::Events { .. }) {
@@ -362,9 +397,12 @@ pub async fn ask(st: &AppState, req: Request) -> Answer {
     st.shared.queued.fetch_add(1, Ordering::SeqCst);
     match st.tx.try_send(Msg { req, reply: tx }) {
         Ok(()) => {}
-        Err(TrySendError::Full(_)) => {
+        Err(TrySendError::Full(msg)) => {
             st.shared.queued.fetch_sub(1, Ordering::SeqCst);
             m::inc(m::REJECTED_OVERLOAD, 1);
+            if let Some(a) = overload_degraded(st, &msg.req) {
+                return a;
+            }
             return error(
                 Failure::Unavailable,
                 "overloaded",

@@ -177,6 +177,9 @@ impl CoreMetrics {
     }
 
     pub fn decision(&mut self, ty: u16, d: &argus_policy::Decision, seconds: f64) {
+        for (stage, _) in &d.degraded {
+            inc_labeled(DEGRADED_DECISIONS, "stage", stage);
+        }
         self.actions
             .entry((ty, d.action))
             .or_insert_with(|| metrics::counter!(DECISIONS, "checkpoint" => d.checkpoint.clone(), "action" => d.action.name()))

@@ -903,6 +903,7 @@ mod tests {
             other_action: None,
             snoozed: vec![],
             paused: vec![],
+            degraded: vec![],
         }
     }
 

@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::wal::LogReader;
-use argus_engine::engine::decide_with_policies;
+use argus_engine::engine::decide_as_logged;
 use argus_engine::{PolicyReport, Processed};
 use argus_policy::{Action, Decision, PolicySet};
 use std::collections::HashSet;
@@ -224,6 +224,23 @@ struct LoggedDecision {
     action: Action,
     #[serde(default)]
     fired: Vec<LoggedRule>,
+    /// The stages the live decision was made without (`[deadlines]`): decided again without them.
+    #[serde(default)]
+    degraded: Vec<(String, String)>,
+}
+
+impl LoggedDecision {
+    fn degraded(&self) -> Vec<(&'static str, &'static str)> {
+        self.degraded
+            .iter()
+            .filter_map(|(s, r)| {
+                let stage = argus_engine::deadlines::STAGES
+                    .iter()
+                    .find(|x| **x == s.as_str())?;
+                Some((*stage, if r == "late" { "late" } else { "failed" }))
+            })
+            .collect()
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -322,12 +339,15 @@ impl argus_engine::Source for LogSource<'_> {
                     // their JSON is parsed only when rules fired.
                     let logged = if logged.is_empty() {
                         None
-                    } else if logged.windows(10).any(|w| w == b"\"fired\":[]") {
+                    } else if logged.windows(10).any(|w| w == b"\"fired\":[]")
+                        && !logged.windows(10).any(|w| w == b"\"degraded\"")
+                    {
                         argus_policy::Action::ALL
                             .get(head.action as usize)
                             .map(|&action| LoggedDecision {
                                 action,
                                 fired: Vec::new(),
+                                degraded: Vec::new(),
                             })
                     } else {
                         serde_json::from_slice::<LoggedDecision>(logged).ok()
@@ -368,9 +388,14 @@ impl argus_engine::Source for LogSource<'_> {
         c.events += 1;
         c.first_seq.get_or_insert(seq);
         c.last_seq = seq;
+        // Both sides decide without the stages the live decision went without.
+        let missing = logged
+            .as_ref()
+            .map(LoggedDecision::degraded)
+            .unwrap_or_default();
         let (a, b) = match (
-            decide_with_policies(c.config, &c.control, p.event, p.features),
-            decide_with_policies(c.config, &c.candidate, p.event, p.features),
+            decide_as_logged(c.config, &c.control, p.event, p.features, &missing),
+            decide_as_logged(c.config, &c.candidate, p.event, p.features, &missing),
         ) {
             (None, None) => return Ok(()),
             // A checkpoint only one side covers: the other side allows (no policy, no decision).

@@ -305,6 +305,21 @@ pub struct Shared {
     /// In a cluster: the cluster log's entries this node has applied (recovered at start, then
     /// moved by `Request::Cursor`).
     pub stream_cursor: std::sync::atomic::AtomicU64,
+    /// `[deadlines] overload`: 0 refuses a request the full queue cannot take (503); 1 + an
+    /// action's index answers events a degraded decision with that action instead.
+    pub overload: std::sync::atomic::AtomicU8,
+}
+
+impl Shared {
+    /// Publishes the configuration's overload treatment to the HTTP handlers.
+    pub fn publish_overload(&self, cfg: &argus_engine::Config) {
+        let v = cfg
+            .deadlines
+            .as_deref()
+            .filter(|d| d.overload_degrade)
+            .map_or(0, |d| 1 + d.overload_action as u8);
+        self.overload.store(v, Ordering::SeqCst);
+    }
 }
 
 /// Outcome of one event.

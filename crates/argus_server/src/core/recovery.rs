@@ -60,8 +60,16 @@ impl Core {
         for r in &refused {
             tracing::warn!("snapshot not used: {r}");
         }
-        let (extras, engine) =
+        let (extras, mut engine) =
             restored.unwrap_or_else(|| (Extras::default(), Engine::new(cfg.clone())));
+        // Stages made slow or failing on purpose, to test budgets and degraded decisions.
+        if let Some(f) = std::env::var("ARGUS_FAULTS").ok().filter(|f| !f.is_empty()) {
+            let faults = argus_engine::deadlines::Faults::parse(&f).map_err(StartError::Config)?;
+            tracing::warn!(
+                "ARGUS_FAULTS={f}: stages are slow or failing on purpose (testing only)"
+            );
+            engine.set_faults(faults);
+        }
         let mut index = HashMap::new();
         let mut index_order: VecDeque<(Loc, u128)> = VecDeque::new();
         let max_indexed = settings.max_indexed_events;
@@ -237,6 +245,7 @@ impl Core {
         core.since_snap = rec.replayed;
         rec.millis = started.elapsed().as_millis();
         m::set_gauge(m::LOG_SEGMENTS, core.wal.segment_count() as f64);
+        core.shared.publish_overload(&core.engine.config);
         core.shared.ready.store(true, Ordering::SeqCst);
         Ok((core, rec))
     }
