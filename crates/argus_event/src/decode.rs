@@ -76,14 +76,29 @@ impl Default for Limits {
     }
 }
 
+/// Where a decoder hands each personal value it tokenizes, `(kind, normalized value, token)`: the
+/// server's vault keeps the value encrypted for a reveal with a reason.
+pub type TokenSink = Arc<dyn Fn(&str, &str, &str) + Send + Sync>;
+
 /// Validates raw input against the schema and pseudonymizes personal data.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Decoder {
     pub schema: Arc<Schema>,
     pseudo: Pseudonymizer,
     pub limits: Limits,
     /// The lookup tables' contents (shared by clones; a reload swaps them).
     pub lookups: crate::lookup::LookupCell,
+    sink: Option<TokenSink>,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("schema", &self.schema)
+            .field("limits", &self.limits)
+            .field("sink", &self.sink.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A raw field value: JSON from the API, or text from a CSV column.
@@ -100,7 +115,22 @@ impl Decoder {
             pseudo,
             limits: Limits::default(),
             lookups: crate::lookup::LookupCell::default(),
+            sink: None,
         }
+    }
+
+    /// This decoder handing every personal value it tokenizes to `sink`.
+    pub fn with_token_sink(mut self, sink: TokenSink) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    fn token(&self, kind: &str, value: &str) -> String {
+        let t = self.pseudo.token(kind, value);
+        if let Some(s) = &self.sink {
+            s(kind, value, &t);
+        }
+        t
     }
 
     /// This decoder reading its lookup fields from `cell`.
@@ -460,12 +490,7 @@ impl Decoder {
                             }
                             let kind = f.entity.as_deref().unwrap_or(f.ty.name());
                             fields[slot] = Value::Str(
-                                if f.pii {
-                                    self.pseudo.token(kind, &norm)
-                                } else {
-                                    norm
-                                }
-                                .into(),
+                                if f.pii { self.token(kind, &norm) } else { norm }.into(),
                             );
                         }
                         Err(m) => errors.push(fe(path.render(), "invalid_value", m)),
@@ -483,7 +508,7 @@ impl Decoder {
                             }
                         }
                     }
-                    fields[slot] = Value::Str(self.pseudo.token(kind, s.trim()).into());
+                    fields[slot] = Value::Str(self.token(kind, s.trim()).into());
                 } else {
                     fields[slot] = v;
                 }

@@ -27,6 +27,11 @@ pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("post", "/v1/events/batch", Some(Role::Ingest)),
     ("post", "/v1/labels", Some(Role::Ingest)),
     ("get", "/v1/decisions/{id}", Some(Role::Analyst)),
+    (
+        "post",
+        "/v1/decisions/{id}/reveal",
+        Some(Role::Investigator),
+    ),
     ("get", "/v1/entities/{kind}/{id}", Some(Role::Analyst)),
     ("get", "/v1/findings", Some(Role::Analyst)),
     ("get", "/v1/lists/{name}", Some(Role::Analyst)),
@@ -136,6 +141,8 @@ pub struct AppState {
     pub cluster: Option<Arc<crate::cluster::Node>>,
     /// The audit log: every change is recorded before it is made (`crate::audit`).
     pub audit: Arc<crate::audit::AuditService>,
+    /// Clear personal data, encrypted, when a vault key is configured (`crate::vault`).
+    pub vault: Option<Arc<crate::vault::Vault>>,
 }
 
 /// Who is asking: an API key (by its name) or a console user's session.
@@ -1044,6 +1051,10 @@ pub fn router(st: AppState) -> Router {
         .route(
             "/v1/audit",
             get(crate::audit::list).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/decisions/{id}/reveal",
+            post(crate::vault::reveal).fallback(method_not_allowed),
         )
         // Layers run outside in: `authorize` finds the principal, then `audited` records a change.
         .route_layer(axum::middleware::from_fn_with_state(

@@ -15,6 +15,7 @@ pub mod findings;
 pub mod lifecycle;
 pub mod metrics;
 pub mod settings;
+pub mod vault;
 pub mod wal;
 
 pub use crate::core::{read_log, Answer, Loaded, Loader, Recovery, Shared};
@@ -108,7 +109,23 @@ impl Server {
         )?;
         let config = Arc::new(core.config().clone());
         let replayed = core.take_replay_intake();
-        let decoder = Arc::new(core.decoder());
+        let vault = match &settings.vault_key {
+            Some(k) => Some(Arc::new(
+                vault::Vault::open(&settings.data_dir, &k.0).map_err(core::StartError::State)?,
+            )),
+            None => None,
+        };
+        // The entry decoder hands every personal value it tokenizes to the vault.
+        let decoder = Arc::new(match &vault {
+            Some(v) => {
+                let v = v.clone();
+                core.decoder()
+                    .with_token_sink(Arc::new(move |kind, value, token| {
+                        v.put(kind, value, token)
+                    }))
+            }
+            None => core.decoder(),
+        });
         let (tx, rx) = sync_channel(settings.queue_depth);
         let handle = std::thread::Builder::new()
             .name("argus-core".into())
@@ -128,6 +145,7 @@ impl Server {
             decoder,
             cluster: log.map(|l| Arc::new(cluster::Node::new(l))),
             audit: Arc::new(audit::AuditService::default()),
+            vault,
         };
         if let (Some(rt), false) = (&runtime, cases_on) {
             rt.spawn(audit::open(state.clone()));

@@ -48,6 +48,7 @@ struct Raw {
     partition_workers: Option<String>,
     export_dir: Option<PathBuf>,
     export_every: Option<String>,
+    vault_key_file: Option<PathBuf>,
     #[serde(default)]
     api_keys: Vec<KeyConfig>,
 }
@@ -136,6 +137,19 @@ pub struct Settings {
     /// `[cluster]`: the shared JetStream log, when this node is one of several (None: one node on
     /// its own log, the embedded default).
     pub cluster: Option<ClusterConfig>,
+    /// The vault's AES-256 key (`ARGUS_VAULT_KEY`, or the file `vault_key_file` names): clear
+    /// personal data is kept encrypted for a reveal with a reason. `None`: no vault, no reveal.
+    pub vault_key: Option<VaultKey>,
+}
+
+/// A vault key; its `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VaultKey(pub [u8; 32]);
+
+impl std::fmt::Debug for VaultKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VaultKey(<secret>)")
+    }
 }
 
 /// `[cluster]`: several nodes sharing one ordered, replicated log on NATS JetStream.
@@ -367,6 +381,7 @@ impl Default for Settings {
             cases: argus_cases::Routing::default(),
             lifecycle: LifecycleConfig::default(),
             cluster: None,
+            vault_key: None,
         }
     }
 }
@@ -408,6 +423,7 @@ pub const ENV: &[(&str, &str)] = &[
     ("ARGUS_PARTITION_WORKERS", "partition_workers"),
     ("ARGUS_EXPORT_DIR", "export_dir"),
     ("ARGUS_EXPORT_EVERY", "export_every"),
+    ("ARGUS_VAULT_KEY_FILE", "vault_key_file"),
 ];
 
 fn parse_size(s: &str) -> Option<u64> {
@@ -543,6 +559,23 @@ impl Settings {
             );
         }
         s.export_dir = raw.export_dir.clone();
+        match (
+            env("ARGUS_VAULT_KEY").filter(|k| !k.is_empty()),
+            &raw.vault_key_file,
+        ) {
+            (Some(k), _) => match crate::vault::parse_key(&k) {
+                Ok(k) => s.vault_key = Some(VaultKey(k)),
+                Err(e) => errors.push(format!("ARGUS_VAULT_KEY: {e}")),
+            },
+            (None, Some(f)) => match std::fs::read_to_string(f) {
+                Ok(text) => match crate::vault::parse_key(&text) {
+                    Ok(k) => s.vault_key = Some(VaultKey(k)),
+                    Err(e) => errors.push(format!("server.vault_key_file ({}): {e}", f.display())),
+                },
+                Err(e) => errors.push(format!("server.vault_key_file ({}): {e}", f.display())),
+            },
+            (None, None) => {}
+        }
         if s.export_every < Duration::from_secs(1) {
             errors.push("server.export_every: must be at least 1s".into());
         }

@@ -194,6 +194,10 @@ pub enum Request {
     Decision {
         id: String,
     },
+    /// A logged event's fields as stored (tokens for personal data), for a reveal.
+    EventFields {
+        id: String,
+    },
     Entity {
         kind: String,
         id: String,
@@ -913,6 +917,7 @@ impl Core {
                 batch,
             } => self.events(items, decoded, labels_only, batch),
             Request::Decision { id } => Outcome::Answer(self.decision(&id)),
+            Request::EventFields { id } => Outcome::Answer(self.event_fields(&id)),
             Request::Entity { kind, id } => Outcome::Answer(self.entity(&kind, &id)),
             Request::ListGet { name } => Outcome::Answer(self.list_get(&name)),
             Request::ListSet {

@@ -27,6 +27,39 @@ impl Core {
         }
     }
 
+    /// A logged event's fields by name, as stored: personal data as tokens.
+    pub(super) fn event_fields(&mut self, id: &str) -> Answer {
+        let Some(&loc) = self.index.get(&id_hash(id)) else {
+            return error(
+                Failure::NotFound,
+                "unknown_event",
+                format!("no event `{id}` in the decision index"),
+            );
+        };
+        let schema = self.engine.schema().clone();
+        let r = match self.wal.read(loc) {
+            Ok(r) => r,
+            Err(e) => return error(Failure::Internal, "internal_error", e.to_string()),
+        };
+        let Some((_, stored, _)) = split_event(&r.payload) else {
+            return error(Failure::Internal, "internal_error", "unreadable record");
+        };
+        match super::record::load_event(&schema, stored) {
+            Ok(ev) => {
+                let et = schema.get(ev.ty);
+                let fields: serde_json::Map<String, Json> = et
+                    .fields
+                    .iter()
+                    .zip(&ev.fields)
+                    .filter(|(_, v)| !matches!(v, argus_event::Value::Null))
+                    .map(|(f, v)| (f.name.clone(), v.to_json()))
+                    .collect();
+                ok(json!({"id": id, "type": et.name, "fields": fields}))
+            }
+            Err(e) => error(Failure::Internal, "internal_error", e),
+        }
+    }
+
     pub(super) fn entity(&mut self, kind: &str, id: &str) -> Answer {
         let schema = self.engine.schema().clone();
         if !schema.entity_kinds.iter().any(|k| k == kind) {
