@@ -813,11 +813,45 @@ async fn authorize(
             ));
         }
     }
+    if let Some(p) = who.as_ref().filter(|p| p.session.is_none()) {
+        if let Some(wait) = rate_limited(&st, &p.name) {
+            m::inc(m::RATE_LIMITED, 1);
+            let mut r = respond(error(
+                Failure::TooMany,
+                "rate_limited",
+                format!(
+                    "the key `{}` is over its rate limit; retry in {:.1} s",
+                    p.name, wait
+                ),
+            ));
+            if let Ok(v) = HeaderValue::from_str(&format!("{}", wait.ceil().max(1.0) as u64)) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return r;
+        }
+    }
     let mut req = req;
     if let Some(p) = who {
         req.extensions_mut().insert(p);
     }
     next.run(req).await
+}
+
+/// A token bucket per API key (`rate_limit`): `None` when the request may go, else the seconds
+/// until one more token. Per node: a cluster of N nodes lets a key make up to N times its limit.
+fn rate_limited(st: &AppState, key: &str) -> Option<f64> {
+    let limit = st.settings.rate_limits.get(key)?;
+    let now = Instant::now();
+    let mut b = st.shared.buckets.lock().ok()?;
+    let (tokens, at) = b.entry(key.to_string()).or_insert((limit.burst, now));
+    *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * limit.per_second).min(limit.burst);
+    *at = now;
+    if *tokens >= 1.0 {
+        *tokens -= 1.0;
+        None
+    } else {
+        Some((1.0 - *tokens) / limit.per_second)
+    }
 }
 
 /// A path segment the route could not take (invalid UTF-8 after percent-decoding, say), in the one

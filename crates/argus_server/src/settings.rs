@@ -21,6 +21,9 @@ struct KeyConfig {
     key: Option<String>,
     /// …or the environment variable that holds it (preferred: keeps secrets out of files).
     key_env: Option<String>,
+    /// Requests this key may make: `100/s`, `6000/min` (a token bucket holding one second's or one
+    /// minute's worth); absent: no limit.
+    rate_limit: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -140,6 +143,37 @@ pub struct Settings {
     /// The vault's AES-256 key (`ARGUS_VAULT_KEY`, or the file `vault_key_file` names): clear
     /// personal data is kept encrypted for a reveal with a reason. `None`: no vault, no reveal.
     pub vault_key: Option<VaultKey>,
+    /// Per API key (by name): requests per second and the burst a bucket holds.
+    pub rate_limits: std::collections::HashMap<String, RateLimit>,
+}
+
+/// A key's rate limit: `per_second` on average, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+impl RateLimit {
+    /// `100/s`, `6000/min`, `360000/h`.
+    pub fn parse(s: &str) -> Option<RateLimit> {
+        let (n, unit) = s.trim().split_once('/')?;
+        let n: f64 = n
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n: &f64| *n > 0.0 && n.is_finite())?;
+        let secs = match unit.trim() {
+            "s" | "sec" | "second" => 1.0,
+            "min" | "minute" => 60.0,
+            "h" | "hour" => 3600.0,
+            _ => return None,
+        };
+        Some(RateLimit {
+            per_second: n / secs,
+            burst: n.max(1.0),
+        })
+    }
 }
 
 /// A vault key; its `Debug` does not show it.
@@ -382,6 +416,7 @@ impl Default for Settings {
             lifecycle: LifecycleConfig::default(),
             cluster: None,
             vault_key: None,
+            rate_limits: Default::default(),
         }
     }
 }
@@ -626,6 +661,17 @@ impl Settings {
             )),
         }
         for (i, k) in raw.api_keys.into_iter().enumerate() {
+            if let Some(r) = &k.rate_limit {
+                match RateLimit::parse(r) {
+                    Some(l) => {
+                        s.rate_limits.insert(k.name.clone(), l);
+                    }
+                    None => errors.push(format!(
+                        "server.api_keys[{i}] ({}): rate_limit `{r}` is not like `100/s` or `6000/min`",
+                        k.name
+                    )),
+                }
+            }
             let key = match (k.key, k.key_env) {
                 (Some(key), None) => Some(key),
                 (None, Some(var)) => match env(&var).filter(|v| !v.is_empty()) {

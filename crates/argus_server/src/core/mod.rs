@@ -312,6 +312,8 @@ pub struct Shared {
     /// `[deadlines] overload`: 0 refuses a request the full queue cannot take (503); 1 + an
     /// action's index answers events a degraded decision with that action instead.
     pub overload: std::sync::atomic::AtomicU8,
+    /// Per API key with a rate limit: (tokens left, when last refilled).
+    pub buckets: std::sync::Mutex<HashMap<String, (f64, std::time::Instant)>>,
 }
 
 impl Shared {
