@@ -1572,3 +1572,74 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Erasure: in every text column of every table but the audit log, replaces `token` by
+    /// `pseudonym` and each of `clear` (the subject's clear value as people may have typed it in a
+    /// note) by `[erased]`. The number of rows changed.
+    pub async fn scrub(
+        &self,
+        token: &str,
+        pseudonym: &str,
+        clear: &[String],
+    ) -> Result<u64, CaseError> {
+        let catalog = match self.backend {
+            argus_store::Backend::Postgres => {
+                "SELECT table_name::text, column_name::text FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND data_type IN ('text', 'character varying')"
+            }
+            argus_store::Backend::Sqlite => {
+                "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' AND upper(p.type) LIKE '%TEXT%'"
+            }
+        };
+        let cols: Vec<(String, String)> = sqlx::query(catalog)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        let mut pairs = vec![(token.to_string(), pseudonym.to_string())];
+        for c in clear.iter().filter(|c| c.chars().count() >= 4) {
+            pairs.push((c.clone(), "[erased]".to_string()));
+        }
+        let mut changed = 0;
+        let mut tx = self.pool.begin().await?;
+        for (table, col) in cols {
+            // The audit log is append-only and holds neither tokens nor clear values; the
+            // migrations' own bookkeeping holds neither either.
+            if table == "audit" || table.starts_with("_") || table.starts_with("argus_migrations") {
+                continue;
+            }
+            let ok = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !ok(&table) || !ok(&col) {
+                continue;
+            }
+            for (from, to) in &pairs {
+                let sql = format!(
+                    "UPDATE {table} SET {col} = REPLACE({col}, $1, $2) WHERE {col} LIKE $3"
+                );
+                let like = format!(
+                    "%{}%",
+                    from.replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_")
+                );
+                let like_sql = match self.backend {
+                    argus_store::Backend::Postgres => sql,
+                    argus_store::Backend::Sqlite => format!("{sql} ESCAPE '\\'"),
+                };
+                let r = sqlx::query(sqlx::AssertSqlSafe(like_sql))
+                    .bind(from)
+                    .bind(to)
+                    .bind(&like)
+                    .execute(&mut *tx)
+                    .await?;
+                changed += r.rows_affected();
+            }
+        }
+        tx.commit().await?;
+        argus_store::Db::sync(&self.pool, self.backend).await?;
+        Ok(changed)
+    }
+}

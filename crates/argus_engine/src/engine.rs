@@ -503,6 +503,29 @@ impl Sequencer {
     }
 }
 
+/// Replaces every occurrence of each key of `map` in `bytes` by its value (the same length: the
+/// bytes keep their layout). For erasure, over encoded state and log records.
+pub fn replace_all(bytes: &mut [u8], map: &std::collections::HashMap<String, String>) -> usize {
+    let mut n = 0;
+    for (old, new) in map {
+        let (o, w) = (old.as_bytes(), new.as_bytes());
+        if o.is_empty() || o.len() != w.len() || bytes.len() < o.len() {
+            continue;
+        }
+        let mut i = 0;
+        while i + o.len() <= bytes.len() {
+            if &bytes[i..i + o.len()] == o {
+                bytes[i..i + o.len()].copy_from_slice(w);
+                n += 1;
+                i += o.len();
+            } else {
+                i += 1;
+            }
+        }
+    }
+    n
+}
+
 /// The decision and findings for an event whose feature vector is complete but for the global
 /// stages' features: each global stage's work on the event (in sequence order), then the policies.
 /// Shared by [`Engine::process`] and [`Engine::run`].
@@ -814,6 +837,87 @@ impl Engine {
             stages,
             ctl: Ctl::default(),
         }
+    }
+
+    /// Erasure: every value in `map` (old token → new pseudonym of the same length) is renamed in
+    /// the state. The feature state of each key holding an old value moves to the key with the new
+    /// one — keys of one field directly, composite keys as `logged` (events that carry an old value,
+    /// as they were logged) show them — so the old key has no state and every aggregate stays as it
+    /// was; the global stages and the pending labels get the new values. Returns the records moved.
+    pub fn rename_values(
+        &mut self,
+        map: &std::collections::HashMap<String, String>,
+        logged: &[Event],
+    ) -> Result<usize, String> {
+        use argus_features::state::key_digest;
+        let fs = self.config.features.clone();
+        let rename = |fields: &[Value]| -> Vec<Value> {
+            fields
+                .iter()
+                .map(|v| match v {
+                    Value::Str(s) => map
+                        .get(s.as_ref())
+                        .map_or_else(|| v.clone(), |n| Value::Str(n.as_str().into())),
+                    _ => v.clone(),
+                })
+                .collect()
+        };
+        let mut moves = std::collections::BTreeSet::new();
+        for plan in &fs.plans {
+            for ep in plan.entities.iter().filter(|ep| ep.key_slots.len() == 1) {
+                let slot = ep.key_slots[0];
+                let mut fields = vec![Value::Null; slot + 1];
+                for (old, new) in map {
+                    fields[slot] = Value::Str(old.as_str().into());
+                    let from = key_digest(&fields, &ep.key_slots, ep.seed);
+                    fields[slot] = Value::Str(new.as_str().into());
+                    let to = key_digest(&fields, &ep.key_slots, ep.seed);
+                    if let (Some(f), Some(t)) = (from, to) {
+                        moves.insert((ep.entity, f, t));
+                    }
+                }
+            }
+        }
+        for ev in logged {
+            let renamed = rename(&ev.fields);
+            let Some(plan) = fs.plans.get(ev.ty as usize) else {
+                continue;
+            };
+            for ep in &plan.entities {
+                if ep
+                    .key_slots
+                    .iter()
+                    .all(|&s| renamed.get(s) == ev.fields.get(s))
+                {
+                    continue;
+                }
+                let from = key_digest(&ev.fields, &ep.key_slots, ep.seed);
+                let to = key_digest(&renamed, &ep.key_slots, ep.seed);
+                if let (Some(f), Some(t)) = (from, to) {
+                    moves.insert((ep.entity, f, t));
+                }
+            }
+        }
+        let moves: Vec<_> = moves.into_iter().collect();
+        let moved = self.state.rekey(&moves);
+        for st in &mut self.stages {
+            let mut bytes = st.encode();
+            replace_all(&mut bytes, map);
+            st.restore(&bytes)
+                .map_err(|e| format!("stage {} after renaming: {e}", st.name()))?;
+        }
+        for q in &mut self.sq.labels {
+            for l in q.iter_mut() {
+                for (_, v) in l.fields.iter_mut() {
+                    if let Value::Str(s) = v {
+                        if let Some(n) = map.get(s.as_ref()) {
+                            *v = Value::Str(n.as_str().into());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(moved)
     }
 
     /// Makes stages slow or failing on purpose (`ARGUS_FAULTS`; see [`crate::deadlines`]).

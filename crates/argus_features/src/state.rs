@@ -1127,6 +1127,35 @@ impl FeatureState {
         Ok(st)
     }
 
+    /// Moves each `(entity, from, to)` key's record to the key `to` (erasure: a subject's state under
+    /// a new pseudonym, so that the old key has none and the aggregates stay as they were). A key
+    /// `to` that already has a record keeps its own. The number of records moved.
+    pub fn rekey(&mut self, moves: &[(usize, u128, u128)]) -> usize {
+        for p in &mut self.parts {
+            if let Some(t) = p.tracking.as_mut() {
+                t.aborted = true;
+            }
+        }
+        let n = self.parts.len();
+        let mut moved = 0;
+        for &(ei, from, to) in moves {
+            let Some(rec) = self.parts[partition_of(from, n)]
+                .maps
+                .get_mut(ei)
+                .and_then(|m| m.remove(&from))
+            else {
+                continue;
+            };
+            let part = &mut self.parts[partition_of(to, n)];
+            if part.maps[ei].contains_key(&to) {
+                continue;
+            }
+            part.insert_new(&self.shape, ei, to, rec);
+            moved += 1;
+        }
+        moved
+    }
+
     /// Merges another state of the same configuration into this one (e.g. two partitions of a stream).
     pub fn merge(&mut self, fs: &FeatureSet, other: &FeatureState) {
         for p in &mut self.parts {
@@ -1336,6 +1365,12 @@ fn read_empty(r: &Reader) -> Value {
         Agg::Sum => out_value(0, r.out),
         _ => Value::Null,
     }
+}
+
+/// Digest of the key tuple as the state keys it (`seed` from the entity's plan); `None` when a key
+/// field is absent.
+pub fn key_digest(fields: &[Value], slots: &[usize], seed: u64) -> Option<u128> {
+    key_hash(fields, slots, seed, &mut Vec::new())
 }
 
 /// Digest of the key tuple; `None` when a key field is absent.

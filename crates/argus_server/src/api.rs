@@ -115,6 +115,7 @@ pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("get", "/v1/admin/status", Some(Role::Admin)),
     ("get", "/v1/admin/digest", Some(Role::Admin)),
     ("get", "/v1/audit", Some(Role::Admin)),
+    ("post", "/v1/erasure", Some(Role::Admin)),
     ("get", "/healthz", None),
     ("get", "/readyz", None),
     ("get", "/metrics", None),
@@ -1089,6 +1090,10 @@ pub fn router(st: AppState) -> Router {
         .route(
             "/v1/decisions/{id}/reveal",
             post(crate::vault::reveal).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/erasure",
+            post(crate::erasure::erase).fallback(method_not_allowed),
         )
         // Layers run outside in: `authorize` finds the principal, then `audited` records a change.
         .route_layer(axum::middleware::from_fn_with_state(

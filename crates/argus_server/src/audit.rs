@@ -168,7 +168,7 @@ fn reason_of(headers: &axum::http::HeaderMap, body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// The path as recorded: a list item's value replaced by its SHA-256.
+/// The path as recorded: a list item's value replaced by its SHA-256, and tokens masked.
 fn target_of(route: &str, path: &str) -> String {
     if route == "/v1/lists/{name}/items/{value}" {
         if let Some((head, value)) = path.rsplit_once('/') {
@@ -176,7 +176,30 @@ fn target_of(route: &str, path: &str) -> String {
             return format!("{head}/sha256:{}", sha256_hex(clear.as_bytes()));
         }
     }
-    path.to_string()
+    mask_tokens(path)
+}
+
+/// Tokens of personal data (`tk_` and 32 hex digits, as in case ids) become `tk_*`: the audit log
+/// is append-only, so it must hold nothing an erasure would have to rename. (A token is a function
+/// of the clear value: whoever holds the secret and the value could find it.)
+pub fn mask_tokens(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(b"tk_")
+            && b.len() >= i + 35
+            && b[i + 3..i + 35].iter().all(|c| c.is_ascii_hexdigit())
+        {
+            out.push_str("tk_*");
+            i += 35;
+            continue;
+        }
+        let ch = s[i..].chars().next().unwrap_or('?');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
 }
 
 fn percent_decode(s: &str) -> String {
@@ -228,9 +251,21 @@ pub async fn audited(
         .unwrap_or_else(|| ("anonymous".into(), "none".into()));
     let (parts, body) = req.into_parts();
     let limit = st.settings.max_body;
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
+    // The body arrives within `body_timeout`, as in every handler: a slow client holds nothing.
+    let read = tokio::time::timeout(st.settings.body_timeout, axum::body::to_bytes(body, limit));
+    let bytes = match read.await {
+        Ok(Ok(b)) => b,
         Err(_) => {
+            return respond(error(
+                Failure::Timeout,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} ms",
+                    st.settings.body_timeout.as_millis()
+                ),
+            ))
+        }
+        Ok(Err(_)) => {
             return respond(error(
                 Failure::TooLarge,
                 "body_too_large",
@@ -245,7 +280,7 @@ pub async fn audited(
         role: role.clone(),
         action: format!("{method} {route}"),
         target: target_of(&route, parts.uri.path()),
-        reason: reason_of(&parts.headers, &bytes),
+        reason: mask_tokens(&reason_of(&parts.headers, &bytes)),
         detail: serde_json::json!({
             "body_sha256": sha256_hex(&bytes),
             "body_bytes": bytes.len(),
@@ -314,6 +349,14 @@ mod tests {
         assert_eq!(reason_of(&h, b"not json"), "");
         h.insert("argus-reason", "ticket 7".parse().unwrap());
         assert_eq!(reason_of(&h, br#"{"comment":"x"}"#), "ticket 7");
+        assert_eq!(
+            target_of(
+                "/v1/cases/{id}/notes",
+                "/v1/cases/email:tk_b45a393c330f5e2a85a2ee3659ab755a@17965/notes"
+            ),
+            "/v1/cases/email:tk_*@17965/notes"
+        );
+        assert_eq!(mask_tokens("tk_abc é tk_"), "tk_abc é tk_");
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
         assert_eq!(percent_decode("a%2Fb%2"), "a/b%2");
         assert_eq!(cut(&"x".repeat(3000)).chars().count(), MAX_REASON + 1);

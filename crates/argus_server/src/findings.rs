@@ -122,6 +122,40 @@ impl FindingsStore {
         })
     }
 
+    /// Erasure: renames values (old token → new pseudonym of the same length) in the file and in
+    /// memory. The file is rewritten into a temporary file, synced and renamed over it. The number of
+    /// occurrences renamed.
+    pub fn rename(
+        &mut self,
+        map: &std::collections::HashMap<String, String>,
+    ) -> std::io::Result<usize> {
+        let mut bytes = std::fs::read(&self.path)?;
+        let n = argus_engine::engine::replace_all(&mut bytes, map);
+        if n > 0 {
+            let tmp = self.path.with_extension("rewrite");
+            let mut f = argus_engine::engine::private_file(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            let mut file = argus_engine::engine::owner_only(
+                OpenOptions::new().create(true).write(true).truncate(false),
+            )
+            .open(&self.path)?;
+            file.seek(SeekFrom::Start(self.len))?;
+            self.file = file;
+        }
+        let swap = |s: &mut String| {
+            if let Some(x) = map.iter().find(|(o, _)| s.contains(o.as_str())) {
+                *s = s.replace(x.0.as_str(), x.1);
+            }
+        };
+        for st in &mut self.recent {
+            st.finding.accounts.iter_mut().for_each(swap);
+            st.finding.objects.iter_mut().for_each(swap);
+        }
+        Ok(n)
+    }
+
     /// Stores the findings of the event at log record `seq` not stored yet. On a write error the file
     /// is cut back to its last whole line and the error returned (the findings stay in memory).
     pub fn add(&mut self, seq: u64, found: Vec<Finding>) -> std::io::Result<()> {

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod cases;
 pub mod cluster;
 pub mod core;
+pub mod erasure;
 pub mod findings;
 pub mod lifecycle;
 pub mod metrics;

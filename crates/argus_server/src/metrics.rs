@@ -48,6 +48,8 @@ pub const AUDIT_RESULT_FAILURES: &str = "argus_audit_result_failures_total";
 pub const REVEALS: &str = "argus_reveals_total";
 /// Requests refused by an API key's rate limit.
 pub const RATE_LIMITED: &str = "argus_rate_limited_total";
+/// Subjects erased.
+pub const ERASURES: &str = "argus_erasures_total";
 pub const FSYNCS: &str = "argus_log_fsyncs_total";
 pub const LOG_SEGMENTS: &str = "argus_log_segments";
 pub const SNAPSHOT_PAUSE: &str = "argus_snapshot_pause_seconds";

@@ -681,6 +681,62 @@ impl Wal {
         Ok(())
     }
 
+    /// Rewrites records in place (erasure): the open segment is closed first (when it holds
+    /// records), then every segment whose records `f` changes is written again — each record
+    /// re-encoded with its CRC, into a temporary file that is synced and renamed over the segment.
+    /// `f` must keep a payload's length, so that every record stays where the decision index says.
+    /// Returns the records changed.
+    pub fn rewrite(&mut self, mut f: impl FnMut(u8, &mut [u8]) -> bool) -> Result<u64, WalError> {
+        if self.len > 0 {
+            self.rotate()?;
+        }
+        let mut changed = 0;
+        let closed: Vec<PathBuf> = self
+            .segments
+            .iter()
+            .filter(|s| s.closed.is_some())
+            .map(|s| s.path.clone())
+            .collect();
+        for path in closed {
+            let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+            let mut out = Vec::with_capacity(bytes.len());
+            let mut at = 0;
+            let mut here = 0;
+            while at < bytes.len() {
+                let (seq, kind, payload, used) = match decode_ref(&bytes[at..]) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => break,
+                    Err(why) => {
+                        return Err(WalError::Corrupt {
+                            path,
+                            offset: at as u64,
+                            why,
+                        })
+                    }
+                };
+                let mut p = payload.to_vec();
+                if f(kind, &mut p) {
+                    here += 1;
+                }
+                debug_assert_eq!(p.len(), payload.len());
+                encode(seq, kind, &p, &mut out);
+                at += used;
+            }
+            out.extend_from_slice(&bytes[at..]);
+            if here == 0 {
+                continue;
+            }
+            changed += here;
+            let tmp = path.with_extension("rewrite");
+            argus_engine::engine::private_file(&tmp)
+                .and_then(|mut t| t.write_all(&out).and_then(|_| t.sync_all()))
+                .and_then(|_| std::fs::rename(&tmp, &path))
+                .map_err(io_err(&path))?;
+            sync_dir(&self.dir)?;
+        }
+        Ok(changed)
+    }
+
     /// Reads one record back (flushing the buffer first when it is in the open segment).
     pub fn read(&mut self, loc: Loc) -> Result<Record, WalError> {
         let seg = self

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
 pub mod backtest;
+mod erasure;
 mod events;
 pub mod export;
 pub mod lifecycle;
@@ -197,6 +198,11 @@ pub enum Request {
     /// A logged event's fields as stored (tokens for personal data), for a reveal.
     EventFields {
         id: String,
+    },
+    /// Erases a personal-data subject on this node (`core::erasure`).
+    Erase {
+        kind: String,
+        value: String,
     },
     Entity {
         kind: String,
@@ -920,6 +926,7 @@ impl Core {
             } => self.events(items, decoded, labels_only, batch),
             Request::Decision { id } => Outcome::Answer(self.decision(&id)),
             Request::EventFields { id } => Outcome::Answer(self.event_fields(&id)),
+            Request::Erase { kind, value } => Outcome::Answer(self.erase(&kind, &value)),
             Request::Entity { kind, id } => Outcome::Answer(self.entity(&kind, &id)),
             Request::ListGet { name } => Outcome::Answer(self.list_get(&name)),
             Request::ListSet {

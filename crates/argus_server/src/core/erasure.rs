@@ -1,0 +1,167 @@
+//! Erasure of a subject's personal data (P3.6) on this node: the event log, the state, the
+//! snapshots, the findings and the vault. The case store and the exports are scrubbed by the HTTP
+//! handler after this returns (`crate::erasure`).
+//!
+//! A subject is a personal-data value (an email, a phone, a card…): Argus only ever keeps its token
+//! (HMAC-SHA256, `tk_` and 32 hex digits). Erasure gives the subject a new random pseudonym of the
+//! same shape and renames the token to it everywhere: what no one can compute from the clear value,
+//! since it is random and kept nowhere. The log's records keep their lengths (and the decision
+//! index its locations); the feature state of every key that held the token moves to the key with
+//! the pseudonym, so the subject's history no longer answers for the value if it comes back, while
+//! every aggregate other subjects' rules read (a device's distinct emails, a card's users) stays
+//! the same. Then a snapshot is written at once and the older ones are deleted.
+
+use super::*;
+use std::collections::HashMap;
+
+/// A random pseudonym of a token's shape.
+fn pseudonym() -> Result<String, String> {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| "no randomness for a pseudonym".to_string())?;
+    Ok(format!(
+        "tk_{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    ))
+}
+
+impl Core {
+    /// The token a personal-data value of entity kind `kind` is kept as.
+    fn subject_token(&self, kind: &str, value: &str) -> Result<String, Answer> {
+        let schema = self.engine.schema().clone();
+        let typed = schema.types.iter().filter(|t| !t.internal).find_map(|t| {
+            t.fields
+                .iter()
+                .position(|f| f.entity.as_deref() == Some(kind) && f.pii)
+                .map(|s| (t, s))
+        });
+        let Some((et, slot)) = typed else {
+            return Err(error(
+                Failure::Invalid,
+                "not_personal_data",
+                format!(
+                    "`{kind}` is not a kind of personal data Argus tokenizes; erase the subject's emails, phones, cards, addresses or IPs (a user id is the shop's own pseudonym)"
+                ),
+            ));
+        };
+        match self.engine.decoder().field_value(et, slot, value) {
+            Ok(Value::Str(s)) if s.starts_with("tk_") => Ok(s.to_string()),
+            Ok(_) => Err(error(
+                Failure::Invalid,
+                "not_personal_data",
+                format!("`{kind}` values are not tokenized"),
+            )),
+            Err(e) => Err(error(
+                Failure::Invalid,
+                e.code,
+                format!("not a valid {kind}: {}", e.message),
+            )),
+        }
+    }
+
+    /// Erases a subject: see the module's comment. The answer's `token` and `pseudonym` are for
+    /// the handler (the case store's scrub), which takes them out before answering.
+    pub(super) fn erase(&mut self, kind: &str, value: &str) -> Answer {
+        let token = match self.subject_token(kind, value) {
+            Ok(t) => t,
+            Err(a) => return a,
+        };
+        let new = match pseudonym() {
+            Ok(p) => p,
+            Err(e) => return error(Failure::Internal, "internal_error", e),
+        };
+        let map: HashMap<String, String> = [(token.clone(), new.clone())].into();
+        let schema = self.engine.schema().clone();
+        let needle = token.as_bytes().to_vec();
+        let mut logged = Vec::new();
+        let mut in_log = 0u64;
+        // Everything appended so far is written and the open segment closed before the rewrite.
+        let rewritten = self.wal.rewrite(|kind, payload| {
+            if !payload
+                .windows(needle.len())
+                .any(|w| w == needle.as_slice())
+            {
+                return false;
+            }
+            if kind == KIND_EVENT {
+                if let Some(ev) =
+                    split_event(payload).and_then(|(_, st, _)| record::load_event(&schema, st).ok())
+                {
+                    logged.push(ev);
+                }
+            }
+            in_log += argus_engine::engine::replace_all(payload, &map) as u64;
+            true
+        });
+        let records = match rewritten {
+            Ok(n) => n,
+            Err(e) => {
+                // Some segments may be rewritten and others not: the request can be repeated (it
+                // renames what still holds the token).
+                return error(
+                    Failure::Internal,
+                    "erasure_failed",
+                    format!("rewriting the event log: {e}; repeat the request"),
+                );
+            }
+        };
+        let moved = match self.engine.rename_values(&map, &logged) {
+            Ok(n) => n,
+            Err(e) => {
+                self.fail(format!("erasure left the state torn: {e}"));
+                return error(Failure::Internal, "erasure_failed", e);
+            }
+        };
+        // The list changes made through the API.
+        let renamed: Vec<_> = self
+            .overlay
+            .keys()
+            .filter(|(_, v)| *v == token)
+            .cloned()
+            .collect();
+        for (list, v) in renamed {
+            if let Some(item) = self.overlay.remove(&(list.clone(), v)) {
+                self.overlay.insert((list, new.clone()), item);
+            }
+        }
+        let findings = self.findings.rename(&map).unwrap_or_else(|e| {
+            tracing::error!("erasure: rewriting the findings: {e}");
+            0
+        });
+        // A snapshot of the renamed state now; every older one (which holds the token) goes.
+        self.since_snap = self.since_snap.max(1);
+        self.housekeeping(true, true);
+        let dir = snapshots::snapshot_dir(&self.settings.data_dir);
+        let all = snapshots::snapshots(&self.settings.data_dir);
+        let newest = all.iter().map(|(s, _)| *s).max();
+        let mut deleted = 0;
+        for (seq, path) in &all {
+            if Some(*seq) != newest && std::fs::remove_file(path).is_ok() {
+                deleted += 1;
+            }
+        }
+        // Leftovers of an interrupted copy, if any, hold old bytes too.
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().to_string();
+                if n.ends_with(".tmp") || n.ends_with(".spill") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        ok(json!({
+            "token": token,
+            "pseudonym": new,
+            "found": {
+                "log_records": records,
+                "log_occurrences": in_log,
+                "events": logged.len(),
+                "state_keys": moved,
+                "findings": findings,
+                "snapshots_replaced": deleted,
+            }
+        }))
+    }
+}

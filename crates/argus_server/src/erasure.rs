@@ -1,0 +1,136 @@
+//! `POST /v1/erasure`: erases a personal-data subject (an email, a phone, a card…) on this node.
+//!
+//! The core renames the subject's token to a new random pseudonym in the event log, the state, the
+//! snapshots (a new one is written, the older ones deleted) and the findings (`core::erasure`).
+//! Then this handler removes the clear value from the vault, renames the token and blanks the clear
+//! value in every text column of the case store (cases, timelines, notes, the outbox), and empties
+//! the continuous export's directory, which the next export round fills again from the renamed log.
+//! The request is audited (the middleware, with its reason) before anything happens, and the
+//! completion is audited with where the subject was found — never the value or its token.
+//!
+//! Not covered (docs/privacy.md): a user id (the shop's own pseudonym, kept in clear), other nodes
+//! of a cluster and the shared JetStream stream, one-off exports written elsewhere, list files on
+//! disk, and distinct-count sketches of other keys (they keep a 64-bit hash of the token, which only
+//! counts).
+
+use crate::api::{ask, respond, AppState};
+use crate::core::{error, ok, Answer, Failure, Request};
+use axum::extract::State;
+use axum::response::Response;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureBody {
+    /// The entity kind: `email`, `phone`, `card`, `address`, `ip`, …
+    kind: String,
+    /// The value as the shop knows it (normalized as events are).
+    value: String,
+    /// Why (the request is audited with it).
+    reason: String,
+}
+
+pub async fn erase(State(st): State<AppState>, body: axum::body::Bytes) -> Response {
+    let b: ErasureBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return respond(error(
+                Failure::Invalid,
+                "invalid_body",
+                format!("expected {{\"kind\", \"value\", \"reason\"}}: {e}"),
+            ))
+        }
+    };
+    if b.reason.trim().chars().count() < crate::vault::MIN_REASON {
+        return respond(error(
+            Failure::Invalid,
+            "reason_required",
+            format!(
+                "an erasure needs a reason of at least {} characters (it is audited)",
+                crate::vault::MIN_REASON
+            ),
+        ));
+    }
+    let done = match ask(
+        &st,
+        Request::Erase {
+            kind: b.kind.clone(),
+            value: b.value.clone(),
+        },
+    )
+    .await
+    {
+        Answer::Done { body, .. } => body,
+        other => return respond(other),
+    };
+    let (Some(token), Some(pseudonym)) = (done["token"].as_str(), done["pseudonym"].as_str())
+    else {
+        return respond(error(
+            Failure::Internal,
+            "internal_error",
+            "erasure answered without its pseudonym",
+        ));
+    };
+    let mut found = done["found"].clone();
+    let vault = st
+        .vault
+        .as_ref()
+        .map(|v| v.erase(&[token.to_string()]))
+        .transpose();
+    match vault {
+        Ok(n) => found["vault"] = serde_json::json!(n.unwrap_or(0)),
+        Err(e) => {
+            return respond(error(
+                Failure::Internal,
+                "erasure_failed",
+                format!("the vault: {e}; repeat the request"),
+            ))
+        }
+    }
+    // The clear value as it may have been typed into a note: as given, trimmed, lower case.
+    let mut clear = vec![
+        b.value.clone(),
+        b.value.trim().to_string(),
+        b.value.trim().to_lowercase(),
+    ];
+    clear.sort();
+    clear.dedup();
+    if let Some(svc) = &st.cases {
+        let store = match svc.store() {
+            Ok(s) => s,
+            Err(a) => return respond(a),
+        };
+        match store.scrub(token, pseudonym, &clear).await {
+            Ok(n) => found["case_rows"] = serde_json::json!(n),
+            Err(e) => {
+                return respond(error(
+                    Failure::Unavailable,
+                    "erasure_failed",
+                    format!("the case store: {e}; the log and state are done, repeat the request for the rest"),
+                ))
+            }
+        }
+    }
+    if let Some(dir) = &st.settings.export_dir {
+        let mut removed = 0;
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let p = e.path();
+                let r = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+                if r.is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        found["export_entries_removed"] = serde_json::json!(removed);
+    }
+    let summary = serde_json::json!({"kind": b.kind, "found": found});
+    if !crate::audit::system(&st, "erasure completed", &summary.to_string()).await {
+        tracing::error!("erasure done but its completion could not be audited");
+    }
+    crate::metrics::inc(crate::metrics::ERASURES, 1);
+    respond(ok(summary))
+}
