@@ -21,12 +21,20 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The audit log's migrations (component `audit`), applied by [`Audit::on`].
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    component: "audit",
-    version: 1,
-    name: "audit",
-    sql: include_str!("../migrations/audit_0001.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        component: "audit",
+        version: 1,
+        name: "audit",
+        sql: include_str!("../migrations/audit_0001.sql"),
+    },
+    Migration {
+        component: "audit",
+        version: 2,
+        name: "anchor",
+        sql: include_str!("../migrations/audit_0002.sql"),
+    },
+];
 
 /// The `prev_hash` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -108,18 +116,31 @@ pub struct Verified {
     pub head: Option<(i64, String)>,
     /// The first record that breaks the chain, and how; `None` when the chain holds.
     pub broken: Option<(i64, String)>,
+    /// The last record pruned by retention (the chain verifies from the one after it).
+    pub anchor: Option<i64>,
 }
 
 /// Checks a chain given in sequence order: sequences 1, 2, 3 … without a gap, each `prev_hash` the
 /// hash before it, each hash its fields' hash.
 pub fn verify(records: impl IntoIterator<Item = Record>) -> Verified {
+    verify_from(None, records)
+}
+
+/// [`verify`] of a chain whose records up to `anchor` (sequence, hash) were pruned by retention.
+pub fn verify_from(
+    anchor: Option<(i64, String)>,
+    records: impl IntoIterator<Item = Record>,
+) -> Verified {
     let mut v = Verified {
         records: 0,
         head: None,
         broken: None,
+        anchor: anchor.as_ref().map(|a| a.0),
     };
-    let mut prev = GENESIS.to_string();
-    let mut expect = 1i64;
+    let (mut expect, mut prev) = match anchor {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1i64, GENESIS.to_string()),
+    };
     for r in records {
         v.records += 1;
         if v.broken.is_none() {
@@ -164,15 +185,20 @@ impl Audit {
     pub async fn on(db: Db) -> Result<Audit, CaseError> {
         db.migrate(MIGRATIONS).await?;
         let triggers: &[&str] = match db.backend {
+            // A record may be deleted only at or below the retention anchor (`prune`).
             Backend::Sqlite => &[
                 "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit \
                  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
-                "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit \
+                "DROP TRIGGER IF EXISTS audit_no_delete",
+                "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit \
+                 WHEN OLD.seq > (SELECT COALESCE(MAX(seq), 0) FROM audit_anchor) \
                  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
             ],
             Backend::Postgres => &[
                 "CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS \
-                 $$ BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$",
+                 $$ BEGIN \
+                 IF TG_OP = 'DELETE' AND OLD.seq <= (SELECT COALESCE(MAX(seq), 0) FROM audit_anchor) THEN RETURN OLD; END IF; \
+                 RAISE EXCEPTION 'the audit log is append-only'; END $$",
                 "CREATE OR REPLACE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit \
                  FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
             ],
@@ -260,17 +286,59 @@ impl Audit {
         rows.iter().map(record).collect()
     }
 
+    /// The newest retention anchor: the last pruned record's sequence and hash.
+    pub async fn anchor(&self) -> Result<Option<(i64, String)>, CaseError> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_anchor ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.db.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
+            None => None,
+        })
+    }
+
+    /// Retention: deletes the records written before `before` (milliseconds) from the start of the
+    /// chain, keeping the last one's sequence and hash as the anchor the chain verifies from. The
+    /// number deleted.
+    pub async fn prune(&self, before: i64, now: i64) -> Result<u64, CaseError> {
+        let _one = self.lock.lock().await;
+        let mut tx = self.db.pool.begin().await?;
+        let last =
+            sqlx::query("SELECT seq, hash FROM audit WHERE at_ms < $1 ORDER BY seq DESC LIMIT 1")
+                .bind(before)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(last) = last else {
+            return Ok(0);
+        };
+        let (seq, hash): (i64, String) = (last.try_get(0)?, last.try_get(1)?);
+        sqlx::query("INSERT INTO audit_anchor (seq, hash, at_ms) VALUES ($1, $2, $3)")
+            .bind(seq)
+            .bind(&hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query("DELETE FROM audit WHERE seq <= $1")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Db::sync(&self.db.pool, self.db.backend).await?;
+        Ok(r.rows_affected())
+    }
+
     /// Reads the whole chain in pages and verifies it.
     pub async fn verify(&self) -> Result<Verified, CaseError> {
+        let anchor = self.anchor().await?;
         let mut all = Vec::new();
-        let mut after = 0;
+        let mut after = anchor.as_ref().map_or(0, |a| a.0);
         loop {
             let page = self.page(after, 10_000).await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
             all.extend(page);
         }
-        Ok(verify(all))
+        Ok(verify_from(anchor, all))
     }
 }
 

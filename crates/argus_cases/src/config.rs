@@ -20,6 +20,9 @@ pub struct CasesConfig {
     pub claim_cap: Option<i64>,
     /// The most members one bulk job may act on (default 1000).
     pub bulk_cap: Option<i64>,
+    /// How long a resolved case (its timeline, notes, members and done actions) is kept after its
+    /// last change; absent: kept until erased or deleted by hand.
+    pub retention: Option<String>,
     /// What a ban does to each account of a ring.
     #[serde(default)]
     pub ban: BanConfig,
@@ -138,6 +141,8 @@ pub struct Routing {
     pub enabled: bool,
     pub database: Option<String>,
     pub lock_ms: i64,
+    /// `retention`: resolved cases older than this are deleted (None: kept).
+    pub retention_ms: Option<i64>,
     pub claim_cap: i64,
     pub bulk_cap: i64,
     pub ban_accounts_list: String,
@@ -228,6 +233,7 @@ impl Default for Routing {
             enabled: true,
             database: None,
             lock_ms: 15 * 60_000,
+            retention_ms: None,
             claim_cap: 5,
             bulk_cap: 1000,
             ban_accounts_list: "banned_users".into(),
@@ -346,6 +352,10 @@ impl Routing {
             routes = defaults.routes.clone();
         }
         let lock_ms = duration("lock", &c.lock, defaults.lock_ms, &mut errors);
+        let retention_ms = c
+            .retention
+            .as_ref()
+            .map(|_| duration("retention", &c.retention, 0, &mut errors));
         let ban_ttl = c.ban.ttl.clone().unwrap_or(defaults.ban_ttl);
         duration("ban.ttl", &Some(ban_ttl.clone()), 0, &mut errors);
         let claim_cap = c.claim_cap.unwrap_or(defaults.claim_cap);
@@ -360,6 +370,7 @@ impl Routing {
             enabled: c.enabled.unwrap_or(true),
             database: c.database.clone(),
             lock_ms,
+            retention_ms,
             claim_cap,
             bulk_cap,
             ban_accounts_list: c

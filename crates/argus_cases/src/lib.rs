@@ -1643,3 +1643,33 @@ impl Store {
         Ok(changed)
     }
 }
+
+impl Store {
+    /// Retention: deletes resolved cases last changed before `before` (milliseconds), with their
+    /// timelines, members and finished actions. Open cases and pending actions are never deleted.
+    /// The number of cases deleted.
+    pub async fn purge_resolved(&self, before: Millis) -> Result<u64, CaseError> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<String> = sqlx::query(
+            "SELECT id FROM cases WHERE status IN ('resolved', 'closed') AND updated_at < $1 ORDER BY updated_at LIMIT 10000",
+        )
+        .bind(before)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, sqlx::Error>>()?;
+        for id in &ids {
+            for sql in [
+                "DELETE FROM case_events WHERE case_id = $1",
+                "DELETE FROM case_members WHERE case_id = $1",
+                "DELETE FROM actions WHERE case_id = $1 AND status IN ('done', 'failed')",
+                "DELETE FROM cases WHERE id = $1",
+            ] {
+                sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+}

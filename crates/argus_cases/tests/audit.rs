@@ -88,3 +88,33 @@ async fn racing_writers_form_one_chain_that_refuses_changes_and_shows_tampering(
         assert!(why.contains("changed"), "{why}");
     }
 }
+
+#[tokio::test]
+async fn retention_prunes_from_the_start_and_the_rest_still_verifies() {
+    let d = tempfile::tempdir().unwrap();
+    for url in urls(d.path(), "retention").await {
+        let a = Audit::open(&url).await.unwrap();
+        for i in 0..10 {
+            a.append(&rec("ana", i)).await.unwrap();
+        }
+        // Records 1–4 were written before the cut.
+        assert_eq!(a.prune(1_700_000_000_004, 1).await.unwrap(), 4, "{url}");
+        let v = a.verify().await.unwrap();
+        assert_eq!(
+            (v.records, v.anchor, v.broken.clone()),
+            (6, Some(4), None),
+            "{url}"
+        );
+        assert_eq!(a.page(0, 100).await.unwrap()[0].seq, 5);
+        // Appends go on from the head; what is above the anchor still cannot be deleted.
+        a.append(&rec("ana", 10)).await.unwrap();
+        let db = argus_store::Db::open(&url).await.unwrap();
+        let e = sqlx::query("DELETE FROM audit WHERE seq = 6")
+            .execute(&db.pool)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{url}: {e}");
+        assert_eq!(a.verify().await.unwrap().records, 7);
+        assert_eq!(a.prune(0, 2).await.unwrap(), 0);
+    }
+}

@@ -132,6 +132,27 @@ pub async fn open(st: AppState) {
     }
 }
 
+/// Audit retention (`[server] audit_retention`): every hour, on the node on duty, the records
+/// older than the retention are pruned from the start of the chain (`Audit::prune`).
+pub async fn retention(st: AppState) {
+    let Some(keep) = st.settings.audit_retention else {
+        return;
+    };
+    loop {
+        if crate::cluster::on_duty(&st) {
+            if let Some(a) = st.audit.audit.get() {
+                let now = now_ms();
+                match a.prune(now - keep.as_millis() as i64, now).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("audit retention: {n} records pruned"),
+                    Err(e) => tracing::warn!("audit retention: {e}"),
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+}
+
 fn sha256_hex(b: &[u8]) -> String {
     Sha256::digest(b)
         .iter()

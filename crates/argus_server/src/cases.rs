@@ -139,6 +139,22 @@ pub async fn run(
             }
         })
     };
+    if let Some(keep) = svc.routing.retention_ms {
+        let store = store.clone();
+        let st_ret = st.clone();
+        tokio::spawn(async move {
+            loop {
+                if crate::cluster::on_duty(&st_ret) {
+                    match store.purge_resolved(now_ms() - keep).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!("case retention: {n} resolved cases deleted"),
+                        Err(e) => tracing::warn!("case retention: {e}"),
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+        });
+    }
     let mut cursor = store.intake_cursor().await.unwrap_or(0);
     // The replayed tail first (durable records the last run may not have taken), then live ones,
     // in batches: every record waiting (at most 256) goes into one transaction.

@@ -148,8 +148,11 @@ impl Server {
             audit: Arc::new(audit::AuditService::default()),
             vault,
         };
-        if let (Some(rt), false) = (&runtime, cases_on) {
-            rt.spawn(audit::open(state.clone()));
+        if let Some(rt) = &runtime {
+            if !cases_on {
+                rt.spawn(audit::open(state.clone()));
+            }
+            rt.spawn(audit::retention(state.clone()));
         }
         if let Some(node) = state.cluster.clone() {
             match tokio::runtime::Handle::try_current() {
@@ -290,7 +293,8 @@ pub async fn serve(
             }
             _ => None,
         };
-        core::export::spawn_continuous(config, data.clone(), out, every, gate);
+        let keep = server.state.settings.export_retention;
+        core::export::spawn_continuous(config, data.clone(), out, every, keep, gate);
     }
     let r = &server.recovery;
     eprintln!(

@@ -52,6 +52,8 @@ struct Raw {
     export_dir: Option<PathBuf>,
     export_every: Option<String>,
     vault_key_file: Option<PathBuf>,
+    export_retention: Option<String>,
+    audit_retention: Option<String>,
     #[serde(default)]
     api_keys: Vec<KeyConfig>,
 }
@@ -143,6 +145,10 @@ pub struct Settings {
     /// The vault's AES-256 key (`ARGUS_VAULT_KEY`, or the file `vault_key_file` names): clear
     /// personal data is kept encrypted for a reveal with a reason. `None`: no vault, no reveal.
     pub vault_key: Option<VaultKey>,
+    /// How long the continuous export keeps a day's partitions (by event date; None: kept).
+    pub export_retention: Option<Duration>,
+    /// How long audit records are kept (None: kept); pruned from the start of the chain.
+    pub audit_retention: Option<Duration>,
     /// Per API key (by name): requests per second and the burst a bucket holds.
     pub rate_limits: std::collections::HashMap<String, RateLimit>,
 }
@@ -417,6 +423,8 @@ impl Default for Settings {
             cluster: None,
             vault_key: None,
             rate_limits: Default::default(),
+            export_retention: None,
+            audit_retention: None,
         }
     }
 }
@@ -459,6 +467,8 @@ pub const ENV: &[(&str, &str)] = &[
     ("ARGUS_EXPORT_DIR", "export_dir"),
     ("ARGUS_EXPORT_EVERY", "export_every"),
     ("ARGUS_VAULT_KEY_FILE", "vault_key_file"),
+    ("ARGUS_EXPORT_RETENTION", "export_retention"),
+    ("ARGUS_AUDIT_RETENTION", "audit_retention"),
 ];
 
 fn parse_size(s: &str) -> Option<u64> {
@@ -594,6 +604,30 @@ impl Settings {
             );
         }
         s.export_dir = raw.export_dir.clone();
+        if let Some(r) = &raw.export_retention {
+            let d = dur(
+                &mut errors,
+                "export_retention",
+                &Some(r.clone()),
+                Duration::ZERO,
+            );
+            if d < Duration::from_secs(86_400) && !d.is_zero() {
+                errors.push("server.export_retention: at least 1d (partitions are days)".into());
+            }
+            s.export_retention = Some(d).filter(|d| !d.is_zero());
+        }
+        if let Some(r) = &raw.audit_retention {
+            let d = dur(
+                &mut errors,
+                "audit_retention",
+                &Some(r.clone()),
+                Duration::ZERO,
+            );
+            if d < Duration::from_secs(86_400) {
+                errors.push("server.audit_retention: at least 1d".into());
+            }
+            s.audit_retention = Some(d);
+        }
         match (
             env("ARGUS_VAULT_KEY").filter(|k| !k.is_empty()),
             &raw.vault_key_file,

@@ -60,9 +60,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                     .map_or("none (the log is empty)".to_string(), |(seq, h)| {
                         format!("record {seq}, hash {h}")
                     });
+                let from = v.anchor.map_or(String::new(), |a| {
+                    format!(" (records up to {a} were pruned by retention; verified from there)")
+                });
                 match &v.broken {
                     None => {
-                        println!("audit log verified: {} records; head: {head}", v.records);
+                        println!("audit log verified: {} records; head: {head}{from}", v.records);
                         Ok(())
                     }
                     Some((seq, why)) => {

@@ -377,11 +377,37 @@ pub fn export_new(config: &Config, data_dir: &Path, out: &Path) -> Result<Export
 /// The continuous export: [`export_new`] every `every`, on a thread of its own, until the process
 /// ends. Failures are logged and retried at the next run. With a `gate` (a cluster node), it runs
 /// only while the gate is open: while this node holds the export's lease.
+/// Export retention: deletes every `date=YYYY-MM-DD` partition (of every table) whose whole day is
+/// before `before` (milliseconds). The number deleted.
+pub fn prune(out: &Path, before: i64) -> std::io::Result<usize> {
+    let mut n = 0;
+    let Ok(tables) = std::fs::read_dir(out) else {
+        return Ok(0);
+    };
+    for t in tables.flatten().filter(|t| t.path().is_dir()) {
+        for d in std::fs::read_dir(t.path())?.flatten() {
+            let name = d.file_name().to_string_lossy().to_string();
+            let Some(day) = name.strip_prefix("date=") else {
+                continue;
+            };
+            let Some(start) = argus_event::time::parse_datetime(&format!("{day}T00:00:00Z")) else {
+                continue;
+            };
+            if start + 86_400_000 <= before {
+                std::fs::remove_dir_all(d.path())?;
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
 pub fn spawn_continuous(
     config: Config,
     data_dir: PathBuf,
     out: PathBuf,
     every: Duration,
+    retention: Option<Duration>,
     gate: Option<Arc<AtomicBool>>,
 ) {
     let r = std::thread::Builder::new()
@@ -390,6 +416,14 @@ pub fn spawn_continuous(
             std::thread::sleep(every);
             if gate.as_ref().is_some_and(|g| !g.load(Ordering::SeqCst)) {
                 continue;
+            }
+            if let Some(keep) = retention {
+                let now = crate::core::now_ms();
+                match prune(&out, now - keep.as_millis() as i64) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("export retention: {n} day partitions deleted"),
+                    Err(e) => tracing::error!("export retention in {}: {e}", out.display()),
+                }
             }
             match export_new(&config, &data_dir, &out) {
                 Ok(r) if r.events > 0 => tracing::info!(
@@ -406,5 +440,32 @@ pub fn spawn_continuous(
         });
     if let Err(e) = r {
         tracing::error!("no continuous export: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn retention_deletes_whole_days_before_the_cut_in_every_table() {
+        let d = tempfile::tempdir().unwrap();
+        for t in ["events", "decisions"] {
+            for day in ["2026-11-01", "2026-11-02", "2026-11-03"] {
+                let p = d
+                    .path()
+                    .join(t)
+                    .join(format!("date={day}"))
+                    .join("type=order.create");
+                std::fs::create_dir_all(&p).unwrap();
+                std::fs::write(p.join("part-1.parquet"), b"x").unwrap();
+            }
+        }
+        std::fs::write(d.path().join("_argus_export_cursor"), b"7").unwrap();
+        // The cut is noon on the 3rd: the 1st and 2nd end before it, the 3rd does not.
+        let cut = argus_event::time::parse_datetime("2026-11-03T12:00:00Z").unwrap();
+        assert_eq!(super::prune(d.path(), cut).unwrap(), 4);
+        assert!(!d.path().join("events/date=2026-11-02").exists());
+        assert!(d.path().join("events/date=2026-11-03").exists());
+        assert!(d.path().join("_argus_export_cursor").exists());
+        assert_eq!(super::prune(d.path(), cut).unwrap(), 0);
     }
 }
