@@ -145,7 +145,7 @@ fn an_erased_subject_is_nowhere_and_everyone_else_is_unchanged() {
     // Features keyed by the email (the subject's own history) and over emails (an aggregate other
     // subjects' rules read).
     text.push_str(
-        "[[features]]\nname = \"email_events_30d\"\nkind = \"count\"\nevents = [\"account.register\", \"account.update\"]\nkey = [\"email\"]\nwindow = \"30d\"\n\n[[features]]\nname = \"email_devices_30d\"\nkind = \"distinct\"\nevents = [\"account.register\", \"account.update\"]\nkey = [\"email\", \"device\"]\nvalue = \"actor\"\nwindow = \"30d\"\n\n[[features]]\nname = \"device_emails_30d\"\nkind = \"distinct\"\nevents = [\"account.register\", \"account.update\"]\nkey = [\"device\"]\nvalue = \"email\"\nwindow = \"30d\"\n",
+        "[[features]]\nname = \"email_events_30d\"\nkind = \"count\"\nevents = [\"account.register\", \"account.update\"]\nkey = [\"email\"]\nwindow = \"30d\"\n\n[[features]]\nname = \"email_devices_30d\"\nkind = \"distinct\"\nevents = [\"account.register\", \"account.update\"]\nkey = [\"email\", \"device\"]\nvalue = \"actor\"\nwindow = \"30d\"\n\n[[features]]\nname = \"device_emails_30d\"\nkind = \"distinct\"\nevents = [\"account.register\", \"account.update\"]\nkey = [\"device\"]\nvalue = \"email\"\nwindow = \"30d\"\n\n[[features]]\nname = \"user_last_email\"\nkind = \"last_value\"\nevents = [\"account.register\", \"account.update\"]\nkey = [\"actor\"]\nvalue = \"email\"\n",
     );
     if let Some(url) = &pg {
         text.push_str(&format!("[cases]\ndatabase = \"{url}\"\n"));

@@ -319,6 +319,9 @@ struct Ctl {
     worker: crate::deadlines::ModelWorker,
     /// When the engine began the event being concluded (its budget counts from there).
     start: Option<std::time::Instant>,
+    /// `[deadlines]` apply (the server's live decisions); off for replay, tests and backtests,
+    /// whose answers must not depend on timing.
+    live: bool,
 }
 
 /// The sequencer: what decides, in input order, whether and where an event enters the state
@@ -544,7 +547,7 @@ fn conclude(
 ) -> (Option<argus_policy::Decision>, Vec<crate::graph::Finding>) {
     use crate::deadlines::Fault;
     let mut findings = Vec::new();
-    let dl = config.deadlines.as_deref();
+    let dl = config.deadlines.as_deref().filter(|_| ctl.live);
     let budget = dl.and_then(|d| d.budget_of(ev.ty));
     let mut degraded = Vec::new();
     for st in stages.iter_mut() {
@@ -900,6 +903,13 @@ impl Engine {
         }
         let moves: Vec<_> = moves.into_iter().collect();
         let moved = self.state.rekey(&moves);
+        // Values kept inside other keys' records (a `last_value` of a personal-data field): the
+        // canonical encoding holds them as they are; renamed there, and the state restored from it.
+        let mut bytes = self.state.snapshot();
+        if replace_all(&mut bytes, map) > 0 {
+            self.state = FeatureState::restore_partitioned(&fs, &bytes, self.config.partitions)
+                .map_err(|e| format!("feature state after renaming: {}", e.0))?;
+        }
         for st in &mut self.stages {
             let mut bytes = st.encode();
             replace_all(&mut bytes, map);
@@ -923,6 +933,13 @@ impl Engine {
     /// Makes stages slow or failing on purpose (`ARGUS_FAULTS`; see [`crate::deadlines`]).
     pub fn set_faults(&mut self, f: crate::deadlines::Faults) {
         self.ctl.faults = f;
+    }
+
+    /// Applies `[deadlines]` to the decisions made from now on (the server's live path). Off by
+    /// default: replay, `argus test` and backtests decide without timing, so the same input gives
+    /// the same answers.
+    pub fn set_live_deadlines(&mut self, on: bool) {
+        self.ctl.live = on;
     }
 
     /// Decides checkpoints with these policies from now on (compiled against this engine's schema and

@@ -307,7 +307,12 @@ pub async fn audited(
             "body_bytes": bytes.len(),
         }),
     };
-    let seq = match st.audit.record(record, "change").await {
+    let kind = if route.ends_with("/reveal") {
+        "reveal"
+    } else {
+        "change"
+    };
+    let seq = match st.audit.record(record, kind).await {
         Ok(s) => s,
         Err(refused) => return refused,
     };
@@ -392,7 +397,7 @@ pub struct ListQuery {
     limit: Option<i64>,
 }
 
-/// `GET /v1/audit`: records after a sequence, oldest first, with whether the chain verifies so far.
+/// `GET /v1/audit`: records after a sequence, oldest first (`argus audit verify` checks the chain).
 pub async fn list(
     State(st): State<AppState>,
     q: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,

@@ -50,6 +50,7 @@ pub async fn erase(State(st): State<AppState>, body: axum::body::Bytes) -> Respo
             ),
         ));
     }
+    crate::core::export::ERASURE_EPOCH.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let done = match ask(
         &st,
         Request::Erase {
@@ -111,6 +112,7 @@ pub async fn erase(State(st): State<AppState>, body: axum::body::Bytes) -> Respo
         }
     }
     if let Some(dir) = &st.settings.export_dir {
+        crate::core::export::ERASURE_EPOCH.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut removed = 0;
         if let Ok(rd) = std::fs::read_dir(dir) {
             for e in rd.flatten() {

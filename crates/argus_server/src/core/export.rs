@@ -345,7 +345,13 @@ fn cursor_path(out: &Path) -> PathBuf {
 
 /// One run of the continuous export: the records after the cursor, then the cursor moved (written
 /// after the files, so that a crash between the two repeats the run into the same file names).
+/// Moved by each erasure (before it renames the log, and again before it empties the export): a
+/// continuous export round that began before throws its files away, so that no file read from the
+/// log before the renaming survives it.
+pub static ERASURE_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub fn export_new(config: &Config, data_dir: &Path, out: &Path) -> Result<ExportReport, String> {
+    let epoch = ERASURE_EPOCH.load(Ordering::SeqCst);
     let after = match std::fs::read_to_string(cursor_path(out)) {
         Ok(s) => s
             .trim()
@@ -363,6 +369,12 @@ pub fn export_new(config: &Config, data_dir: &Path, out: &Path) -> Result<Export
         features: false,
         after,
     })?;
+    if ERASURE_EPOCH.load(Ordering::SeqCst) != epoch {
+        for f in &rep.files {
+            let _ = std::fs::remove_file(out.join(f));
+        }
+        return Err("an erasure ran during this round: its files were discarded; the next round writes them again".into());
+    }
     if rep.last_record > after {
         std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
         argus_engine::engine::write_atomically(
@@ -374,9 +386,6 @@ pub fn export_new(config: &Config, data_dir: &Path, out: &Path) -> Result<Export
     Ok(rep)
 }
 
-/// The continuous export: [`export_new`] every `every`, on a thread of its own, until the process
-/// ends. Failures are logged and retried at the next run. With a `gate` (a cluster node), it runs
-/// only while the gate is open: while this node holds the export's lease.
 /// Export retention: deletes every `date=YYYY-MM-DD` partition (of every table) whose whole day is
 /// before `before` (milliseconds). The number deleted.
 pub fn prune(out: &Path, before: i64) -> std::io::Result<usize> {
@@ -402,6 +411,9 @@ pub fn prune(out: &Path, before: i64) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// The continuous export: [`export_new`] every `every`, on a thread of its own, until the process
+/// ends. Failures are logged and retried at the next run. With a `gate` (a cluster node), it runs
+/// only while the gate is open: while this node holds the export's lease.
 pub fn spawn_continuous(
     config: Config,
     data_dir: PathBuf,

@@ -62,6 +62,8 @@ impl Core {
         }
         let (extras, mut engine) =
             restored.unwrap_or_else(|| (Extras::default(), Engine::new(cfg.clone())));
+        // Live decisions keep `[deadlines]` (recovery replays with the decisions already logged).
+        engine.set_live_deadlines(true);
         // Stages made slow or failing on purpose, to test budgets and degraded decisions.
         if let Some(f) = std::env::var("ARGUS_FAULTS").ok().filter(|f| !f.is_empty()) {
             let faults = argus_engine::deadlines::Faults::parse(&f).map_err(StartError::Config)?;
