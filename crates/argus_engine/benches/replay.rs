@@ -203,6 +203,44 @@ fn decide_50_rules(bencher: Bencher) {
     bencher.bench_local(|| engine.decide_with(divan::black_box(&ev), &features));
 }
 
+/// An order decided with the simulator's order model (200 trees) and the starter pack plus the
+/// model's rule, the way the server decides live: `inline` without a budget (the model scored on the
+/// core thread), `budget` under `[deadlines] budget = "50ms"` (the model scored on the worker thread
+/// and waited for): the price of being able to leave a late model out.
+#[divan::bench(args = ["inline", "budget"])]
+fn decide_model(bencher: Bencher, mode: &str) {
+    let sim = root().join("examples/simulator");
+    let text = format!(
+        "include = [\"{}\"]\n{}",
+        sim.join("argus.toml").display(),
+        if mode == "budget" {
+            "[deadlines]\nbudget = \"50ms\"\n"
+        } else {
+            ""
+        }
+    );
+    let cfg = Config::from_str(&text, &sim).expect("simulator config");
+    let (mut policies, mut lists) =
+        argus_policy::read_dir(&root().join("policies")).expect("starter pack");
+    let (p2, l2) = argus_policy::read_dir(&sim.join("policies")).expect("model policy");
+    policies.extend(p2);
+    lists.extend(l2);
+    let loaded = argus_policy::load_sources(
+        &policies,
+        &lists,
+        &cfg.schema,
+        &cfg.features,
+        &cfg.pseudonymizer,
+    )
+    .expect("policies");
+    let (mut engine, ev, features) = decided_engine(cfg, loaded.policies, "order.create");
+    engine.set_live_deadlines(true);
+    let d = engine.decide_live(&ev, &features).expect("a decision");
+    assert_eq!(d.models.len(), 1, "the model scored");
+    assert!(d.degraded.is_empty(), "in time: {:?}", d.degraded);
+    bencher.bench_local(|| engine.decide_live(divan::black_box(&ev), &features));
+}
+
 fn main() {
     divan::main();
 }

@@ -569,24 +569,31 @@ fn conclude(
     }
     let decision = match policies {
         Some(p) if decide => {
-            let models = match (budget, dl) {
-                (Some(b), Some(d)) => {
-                    let spent = ctl.start.map_or(std::time::Duration::ZERO, |s| s.elapsed());
-                    let left = b.saturating_sub(spent);
-                    let wait = left.min(b.mul_f64(d.stage("models").share));
-                    if wait.is_zero() {
-                        Models::Skip(crate::deadlines::Missing::Late)
-                    } else {
-                        Models::Timed(wait)
-                    }
-                }
-                _ => Models::Inline,
-            };
+            let models = models_mode(config, ev, ctl);
             decide_planned(config, p, ev, out, degraded, models, ctl)
         }
         _ => None,
     };
     (decision, findings)
+}
+
+/// How the models of `ev`'s checkpoint are scored: inline without a budget; on the worker with
+/// what is left of their share of it; not at all when nothing is left.
+fn models_mode(config: &Config, ev: &Event, ctl: &Ctl) -> Models {
+    let dl = config.deadlines.as_deref().filter(|_| ctl.live);
+    match (dl.and_then(|d| d.budget_of(ev.ty)), dl) {
+        (Some(b), Some(d)) => {
+            let spent = ctl.start.map_or(std::time::Duration::ZERO, |s| s.elapsed());
+            let left = b.saturating_sub(spent);
+            let wait = left.min(b.mul_f64(d.stage("models").share));
+            if wait.is_zero() {
+                Models::Skip(crate::deadlines::Missing::Late)
+            } else {
+                Models::Timed(wait)
+            }
+        }
+        _ => Models::Inline,
+    }
 }
 
 /// How [`decide_planned`] gets the models' scores.
@@ -933,6 +940,28 @@ impl Engine {
     /// Makes stages slow or failing on purpose (`ARGUS_FAULTS`; see [`crate::deadlines`]).
     pub fn set_faults(&mut self, f: crate::deadlines::Faults) {
         self.ctl.faults = f;
+    }
+
+    /// The decision as the live path makes it for `ev` and its `features` (under `[deadlines]` when
+    /// on: the models on the worker, within their share of the budget), without changing the state:
+    /// for benchmarks of that path.
+    pub fn decide_live(
+        &mut self,
+        ev: &Event,
+        features: &[Value],
+    ) -> Option<argus_policy::Decision> {
+        let p = self.policies.clone()?;
+        self.ctl.start = Some(std::time::Instant::now());
+        let models = models_mode(&self.config, ev, &self.ctl);
+        decide_planned(
+            &self.config,
+            &p,
+            ev,
+            features,
+            Vec::new(),
+            models,
+            &mut self.ctl,
+        )
     }
 
     /// Applies `[deadlines]` to the decisions made from now on (the server's live path). Off by
