@@ -159,61 +159,6 @@ fn a_change_whose_record_cannot_be_written_is_refused_and_decisions_go_on() {
     assert_eq!(v["status"], "accepted", "{v}");
 }
 
-/// `argus serve` with extra environment variables.
-fn serve_env(
-    conf: &std::path::Path,
-    data: &std::path::Path,
-    env: &[(&str, &str)],
-) -> (Killed, String) {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_argus"))
-        .args(["serve", "--config"])
-        .arg(conf)
-        .arg("--policies")
-        .arg(repo().join("policies"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--listen", "127.0.0.1:0"])
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Killed(child);
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("argus: listening on ")
-        .unwrap()
-        .to_string();
-    (server, addr)
-}
-
-/// Every file under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if std::fs::read(&p)
-                .unwrap()
-                .windows(needle.len())
-                .any(|w| w == needle)
-            {
-                hits.push(p.display().to_string());
-            }
-        }
-    }
-    hits
-}
-
 #[test]
 fn personal_data_is_revealed_only_for_a_reason_and_the_reveal_is_audited() {
     let d = tempfile::tempdir().unwrap();
@@ -225,7 +170,12 @@ fn personal_data_is_revealed_only_for_a_reason_and_the_reveal_is_audited() {
     )
     .unwrap();
     let key = "5a".repeat(32);
-    let (server, addr) = serve_env(&conf, &data, &[("ARGUS_VAULT_KEY", &key)]);
+    let (server, addr) = serve_env(
+        &conf,
+        &[repo().join("policies")],
+        &data,
+        &[("ARGUS_VAULT_KEY", &key)],
+    );
     let j = "application/json";
     let reg = json!({"id": "r1", "type": "account.register", "time": "2026-12-01T10:00:00Z", "actor": "u-ana",
                      "data": {"email": "Ana.Lima@Example.com", "phone": "+44 7700 900123", "device": "d1", "ip": "81.2.0.1"}});

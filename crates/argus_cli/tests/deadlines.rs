@@ -7,43 +7,9 @@
 mod common;
 use common::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// `argus serve` with the simulator's model configuration and `env`.
-fn serve_env(
-    conf: &Path,
-    policies: &[PathBuf],
-    data: &Path,
-    env: &[(&str, &str)],
-) -> (Killed, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_argus"));
-    cmd.args(["serve", "--config"]).arg(conf);
-    for p in policies {
-        cmd.arg("--policies").arg(p);
-    }
-    cmd.envs(env.iter().copied());
-    let mut child = cmd
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Killed(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("argus: listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_string();
-    (server, addr)
-}
 
 fn order(id: &str, actor: &str) -> String {
     json!({"id": id, "type": "order.create", "time": "2026-12-01T10:00:00Z", "actor": actor,

@@ -8,62 +8,11 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const VICTIM: &str = "Victim.Person@Example.com";
 const VICTIM_NORM: &str = "victim.person@example.com";
-
-fn serve_env(conf: &Path, data: &Path, env: &[(&str, &str)]) -> (Killed, String) {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_argus"))
-        .args(["serve", "--config"])
-        .arg(conf)
-        .arg("--policies")
-        .arg(repo().join("policies"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--listen", "127.0.0.1:0"])
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Killed(child);
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("argus: listening on ")
-        .unwrap()
-        .to_string();
-    (server, addr)
-}
-
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if std::fs::read(&p)
-                .map(|b| b.windows(needle.len()).any(|w| w == needle))
-                .unwrap_or(false)
-            {
-                hits.push(p.display().to_string());
-            }
-        }
-    }
-    hits
-}
 
 /// Every string value of every Parquet file under `dir`, through DuckDB.
 fn export_text(dir: &Path) -> String {
@@ -152,7 +101,12 @@ fn an_erased_subject_is_nowhere_and_everyone_else_is_unchanged() {
     }
     extra.clear();
     std::fs::write(&conf, text).unwrap();
-    let (server, addr) = serve_env(&conf, &data, &[("ARGUS_VAULT_KEY", &"3c".repeat(32))]);
+    let (server, addr) = serve_env(
+        &conf,
+        &[repo().join("policies")],
+        &data,
+        &[("ARGUS_VAULT_KEY", &"3c".repeat(32))],
+    );
     let j = "application/json";
     let post = |body: &str| {
         let (s, v) = http(&addr, "POST", "/v1/events", INGEST, body, j);
@@ -200,6 +154,16 @@ fn an_erased_subject_is_nowhere_and_everyone_else_is_unchanged() {
         .unwrap()
         .to_string();
     assert_eq!(v["revealed"]["email"]["value"], VICTIM_NORM);
+    // A list change whose reason names the token (the overlay keeps it in memory and snapshots).
+    let (s, v) = http(
+        &addr,
+        "PUT",
+        "/v1/lists/blocked_devices/items/dev-other",
+        ADMIN,
+        &json!({"reason": format!("case 42: {token}")}).to_string(),
+        j,
+    );
+    assert_eq!(s, 200, "{v}");
     // A case about the victim, with a note an analyst typed the clear email into.
     let (s, v) = http(&addr, "POST", "/v1/cases", ADMIN, &json!({"subject": {"kind": "email", "id": token}, "note": format!("customer wrote from {VICTIM_NORM}")}).to_string(), j);
     assert_eq!(s, 200, "{v}");
@@ -364,7 +328,12 @@ fn an_erased_subject_is_nowhere_and_everyone_else_is_unchanged() {
         }
     }
     // The server starts again on what erasure left (log, snapshot, findings, vault).
-    let (_server, addr) = serve_env(&conf, &data, &[("ARGUS_VAULT_KEY", &"3c".repeat(32))]);
+    let (_server, addr) = serve_env(
+        &conf,
+        &[repo().join("policies")],
+        &data,
+        &[("ARGUS_VAULT_KEY", &"3c".repeat(32))],
+    );
     let (s, v) = http(&addr, "GET", "/v1/entities/device/dev-shared", ADMIN, "", j);
     assert_eq!(s, 200);
     assert_eq!(v["features"]["device_accounts_7d"], 4, "{v}");

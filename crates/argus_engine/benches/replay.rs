@@ -130,7 +130,10 @@ fn decided_engine(
     let last = lines
         .iter()
         .rev()
-        .find(|l| l.contains(&format!("\"type\":\"{checkpoint}\"")))
+        .find(|l| {
+            l.contains(&format!("\"type\":\"{checkpoint}\""))
+                && engine.decoder().decode_bytes(l.as_bytes()).is_ok()
+        })
         .expect("an event of that type");
     let mut ev = engine
         .decoder()

@@ -150,15 +150,22 @@ pub fn compile(
     let mut budget = vec![default_budget; n];
     let mut closed_action = vec![default_closed; n];
     for (name, cp) in &c.checkpoints {
-        let Some(ty) = schema.type_id(name) else {
-            errors.push(format!("deadlines: checkpoints: no event type `{name}`"));
-            continue;
-        };
-        if let Some(b) = dur(
+        let b = dur(
             &format!("checkpoints.{name}.budget"),
             &cp.budget,
             &mut errors,
-        ) {
+        );
+        let Some(ty) = schema.type_id(name) else {
+            errors.push(format!(
+                "deadlines: checkpoints: no event type `{name}`{}",
+                argus_event::schema::did_you_mean(
+                    name,
+                    schema.types.iter().map(|t| t.name.as_str())
+                )
+            ));
+            continue;
+        };
+        if let Some(b) = b {
             budget[ty as usize] = Some(b);
         }
         closed_action[ty as usize] = action(

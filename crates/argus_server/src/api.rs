@@ -407,10 +407,10 @@ pub async fn ask(st: &AppState, req: Request) -> Answer {
         Ok(()) => {}
         Err(TrySendError::Full(msg)) => {
             st.shared.queued.fetch_sub(1, Ordering::SeqCst);
-            m::inc(m::REJECTED_OVERLOAD, 1);
             if let Some(a) = overload_degraded(st, &msg.req) {
                 return a;
             }
+            m::inc(m::REJECTED_OVERLOAD, 1);
             return error(
                 Failure::Unavailable,
                 "overloaded",

@@ -289,7 +289,7 @@ pub async fn audited(
         Ok(Err(_)) => {
             return respond(error(
                 Failure::TooLarge,
-                "body_too_large",
+                "payload_too_large",
                 format!("the request body is over the limit of {limit} bytes"),
             ))
         }

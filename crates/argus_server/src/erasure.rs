@@ -25,11 +25,15 @@ pub struct ErasureBody {
     kind: String,
     /// The value as the shop knows it (normalized as events are).
     value: String,
-    /// Why (the request is audited with it).
-    reason: String,
+    /// Why (the request is audited with it); else the `Argus-Reason` header.
+    reason: Option<String>,
 }
 
-pub async fn erase(State(st): State<AppState>, body: axum::body::Bytes) -> Response {
+pub async fn erase(
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let b: ErasureBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -40,15 +44,8 @@ pub async fn erase(State(st): State<AppState>, body: axum::body::Bytes) -> Respo
             ))
         }
     };
-    if b.reason.trim().chars().count() < crate::vault::MIN_REASON {
-        return respond(error(
-            Failure::Invalid,
-            "reason_required",
-            format!(
-                "an erasure needs a reason of at least {} characters (it is audited)",
-                crate::vault::MIN_REASON
-            ),
-        ));
+    if let Err(a) = crate::vault::reason_given(b.reason.as_deref(), &headers, "an erasure") {
+        return respond(a);
     }
     crate::core::export::ERASURE_EPOCH.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let done = match ask(

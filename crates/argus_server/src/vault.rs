@@ -97,6 +97,11 @@ impl Vault {
     pub fn open(data_dir: &Path, key: &[u8; 32]) -> Result<Vault, String> {
         let dir = data_dir.join("vault");
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        }
         let path = dir.join("values.log");
         let mut bytes = Vec::new();
         if path.exists() {
@@ -112,11 +117,10 @@ impl Vault {
         for (token, sealed) in records {
             index.insert(token, sealed);
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| format!("opening {}: {e}", path.display()))?;
+        let file =
+            argus_engine::engine::owner_only(std::fs::OpenOptions::new().create(true).append(true))
+                .open(&path)
+                .map_err(|e| format!("opening {}: {e}", path.display()))?;
         let v = Vault {
             key,
             rng: SystemRandom::new(),
@@ -224,7 +228,7 @@ impl Vault {
         }
         let io = |e: std::io::Error| format!("rewriting {}: {e}", self.path.display());
         {
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            let mut f = argus_engine::engine::private_file(&tmp).map_err(io)?;
             f.write_all(&out).map_err(io)?;
             f.sync_all().map_err(io)?;
         }
@@ -293,7 +297,36 @@ pub const MIN_REASON: usize = 10;
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevealBody {
-    reason: String,
+    reason: Option<String>,
+}
+
+/// The reason a reveal or an erasure gives: the body's `reason`, else the `Argus-Reason` header
+/// (as the audit log reads it); refused when shorter than [`MIN_REASON`].
+pub fn reason_given(
+    body: Option<&str>,
+    headers: &axum::http::HeaderMap,
+    what: &str,
+) -> Result<String, crate::core::Answer> {
+    let r = body
+        .map(str::to_string)
+        .or_else(|| {
+            headers
+                .get("argus-reason")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let r = r.trim().to_string();
+    if r.chars().count() < MIN_REASON {
+        return Err(crate::core::error(
+            crate::core::Failure::Invalid,
+            "reason_required",
+            format!(
+                "{what} needs a reason of at least {MIN_REASON} characters, in the body's `reason` or the Argus-Reason header (it is audited)"
+            ),
+        ));
+    }
+    Ok(r)
 }
 
 /// `POST /v1/decisions/{id}/reveal`: the clear personal data of a logged event, for a typed reason.
@@ -302,6 +335,7 @@ pub struct RevealBody {
 pub async fn reveal(
     axum::extract::State(st): axum::extract::State<crate::api::AppState>,
     path: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> axum::response::Response {
     use crate::api::respond;
@@ -320,23 +354,24 @@ pub async fn reveal(
             "no vault key is configured (ARGUS_VAULT_KEY or [server] vault_key_file): clear values are not kept",
         ));
     };
-    let reason = match serde_json::from_slice::<RevealBody>(&body) {
-        Ok(b) => b.reason.trim().to_string(),
-        Err(e) => {
-            return respond(error(
-                Failure::Invalid,
-                "invalid_body",
-                format!("expected {{\"reason\": \"…\"}}: {e}"),
-            ))
+    let given = if body.iter().all(u8::is_ascii_whitespace) {
+        RevealBody { reason: None }
+    } else {
+        match serde_json::from_slice::<RevealBody>(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return respond(error(
+                    Failure::Invalid,
+                    "invalid_body",
+                    format!("expected {{\"reason\": \"…\"}}: {e}"),
+                ))
+            }
         }
     };
-    if reason.chars().count() < MIN_REASON {
-        return respond(error(
-            Failure::Invalid,
-            "reason_required",
-            format!("a reveal needs a reason of at least {MIN_REASON} characters (it is audited)"),
-        ));
-    }
+    let reason = match reason_given(given.reason.as_deref(), &headers, "a reveal") {
+        Ok(r) => r,
+        Err(a) => return respond(a),
+    };
     let fields = match crate::api::ask(&st, Request::EventFields { id: id.clone() }).await {
         Answer::Done { body, .. } => body,
         other => return respond(other),

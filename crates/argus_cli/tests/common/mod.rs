@@ -56,11 +56,22 @@ impl Drop for Killed {
 
 /// Starts `argus serve` with `conf` and `policies` on a free port; the running server and its address.
 pub fn serve(conf: &Path, policies: &[PathBuf], data: &Path) -> (Killed, String) {
+    serve_env(conf, policies, data, &[])
+}
+
+/// [`serve`] with environment variables set for the server.
+pub fn serve_env(
+    conf: &Path,
+    policies: &[PathBuf],
+    data: &Path,
+    env: &[(&str, &str)],
+) -> (Killed, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_argus"));
     cmd.args(["serve", "--config"]).arg(conf);
     for p in policies {
         cmd.arg("--policies").arg(p);
     }
+    cmd.envs(env.iter().copied());
     let mut child = cmd
         .arg("--data-dir")
         .arg(data)
@@ -155,4 +166,27 @@ pub fn try_http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Re
         .ok_or_else(|| std::io::Error::other(format!("no status line: {text:?}")))?;
     let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
     Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p)
+                .map(|b| b.windows(needle.len()).any(|w| w == needle))
+                .unwrap_or(false)
+            {
+                hits.push(p.display().to_string());
+            }
+        }
+    }
+    hits
 }

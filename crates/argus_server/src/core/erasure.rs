@@ -126,6 +126,12 @@ impl Core {
                 self.overlay.insert((list, new.clone()), item);
             }
         }
+        // A reason typed with a list change may name the token too.
+        for item in self.overlay.values_mut().flatten() {
+            if item.reason.contains(&token) {
+                item.reason = item.reason.replace(&token, &new);
+            }
+        }
         let findings = self.findings.rename(&map).unwrap_or_else(|e| {
             tracing::error!("erasure: rewriting the findings: {e}");
             0
