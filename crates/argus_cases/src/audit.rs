@@ -250,7 +250,16 @@ impl Audit {
             .await?;
         let (seq, prev) = match head {
             Some(row) => (row.try_get::<i64, _>(0)? + 1, row.try_get::<String, _>(1)?),
-            None => (1, GENESIS.to_string()),
+            // Empty: the first record, or the one after the newest retention anchor.
+            None => {
+                match sqlx::query("SELECT seq, hash FROM audit_anchor ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(&mut *tx)
+                    .await?
+                {
+                    Some(a) => (a.try_get::<i64, _>(0)? + 1, a.try_get::<String, _>(1)?),
+                    None => (1, GENESIS.to_string()),
+                }
+            }
         };
         let hash = hash_of(seq, r, &prev);
         sqlx::query(
@@ -304,7 +313,8 @@ impl Audit {
         let _one = self.lock.lock().await;
         let mut tx = self.db.pool.begin().await?;
         let last =
-            sqlx::query("SELECT seq, hash FROM audit WHERE at_ms < $1 ORDER BY seq DESC LIMIT 1")
+            // Never the newest record: the chain keeps a head to go on from.
+            sqlx::query("SELECT seq, hash FROM audit WHERE at_ms < $1 AND seq < (SELECT MAX(seq) FROM audit) ORDER BY seq DESC LIMIT 1")
                 .bind(before)
                 .fetch_optional(&mut *tx)
                 .await?;

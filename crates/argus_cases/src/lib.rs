@@ -1575,8 +1575,11 @@ impl Store {
 
 impl Store {
     /// Erasure: in every text column of every table but the audit log, replaces `token` by
-    /// `pseudonym` and each of `clear` (the subject's clear value as people may have typed it in a
-    /// note) by `[erased]`. The number of rows changed.
+    /// `pseudonym` (a 35-character random string: it matches nothing else); and in what people
+    /// type — notes, the note of a case opened by hand, bulk jobs' reasons — each of `clear` (the subject's clear value as someone
+    /// may have typed it, at least 6 characters) by `[erased]`. Clear values are not replaced in
+    /// structured columns, where a short value could match inside another (a number in a JSON
+    /// body, another IP). The number of rows changed.
     pub async fn scrub(
         &self,
         token: &str,
@@ -1599,10 +1602,12 @@ impl Store {
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect::<Result<_, sqlx::Error>>()?;
-        let mut pairs = vec![(token.to_string(), pseudonym.to_string())];
-        for c in clear.iter().filter(|c| c.chars().count() >= 4) {
-            pairs.push((c.clone(), "[erased]".to_string()));
-        }
+        let pairs = vec![(token.to_string(), pseudonym.to_string())];
+        let typed: Vec<(String, String)> = clear
+            .iter()
+            .filter(|c| c.chars().count() >= 6)
+            .map(|c| (c.clone(), "[erased]".to_string()))
+            .collect();
         let mut changed = 0;
         let mut tx = self.pool.begin().await?;
         for (table, col) in cols {
@@ -1636,6 +1641,28 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 changed += r.rows_affected();
+            }
+        }
+        for (from, to) in &typed {
+            for sql in [
+                "UPDATE case_events SET body = REPLACE(body, $1, $2) WHERE kind IN ('note', 'manual') AND body LIKE $3",
+                "UPDATE bulk_jobs SET reason = REPLACE(reason, $1, $2) WHERE reason LIKE $3",
+            ] {
+                let like = format!(
+                    "%{}%",
+                    from.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+                );
+                let sql = match self.backend {
+                    argus_store::Backend::Postgres => sql.to_string(),
+                    argus_store::Backend::Sqlite => format!("{sql} ESCAPE '\\'"),
+                };
+                changed += sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(from)
+                    .bind(to)
+                    .bind(&like)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
             }
         }
         tx.commit().await?;

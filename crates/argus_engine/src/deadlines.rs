@@ -6,7 +6,7 @@
 //! budget = "50ms"            # every checkpoint's budget, from the start of the engine's work
 //! closed_action = "review"   # the action of a decision made without a fail-closed stage
 //! overload = "degrade"       # a full queue answers degraded decisions (default "refuse": 503)
-//! overload_action = "allow"
+//! overload_action = "allow"  # their action (default "review")
 //! [deadlines.checkpoints."payment.attempt"]
 //! budget = "30ms"
 //! closed_action = "block"
@@ -220,10 +220,11 @@ pub fn compile(
             false
         }
     };
+    // Default `review`: an overloaded checkpoint does not wave events through unless told to.
     let overload_action = action(
         "overload_action",
         &c.overload_action,
-        Action::Allow,
+        Action::Review,
         &mut errors,
     );
     if !errors.is_empty() {
@@ -301,6 +302,8 @@ struct Job {
     features: Vec<argus_event::Value>,
     fault: Option<Fault>,
     reply: std::sync::mpsc::SyncSender<Scored>,
+    /// After this the decision has gone on without the answer: the job is skipped.
+    until: std::time::Instant,
 }
 
 /// Why a stage's answer is missing.
@@ -352,6 +355,7 @@ impl ModelWorker {
             features: features.to_vec(),
             fault,
             reply,
+            until: std::time::Instant::now() + wait,
         };
         let tx = match &self.tx {
             Some(tx) => tx.clone(),
@@ -382,6 +386,11 @@ impl ModelWorker {
             .name("argus-models".into())
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
+                    // A job whose decision has gone on is not scored: a backlog after a slow
+                    // spell clears at once.
+                    if std::time::Instant::now() >= job.until {
+                        continue;
+                    }
                     // A late answer finds its receiver gone: it is dropped.
                     if let Ok(s) = score(&job.models, &job.features, job.fault) {
                         let _ = job.reply.try_send(s);

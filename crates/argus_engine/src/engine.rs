@@ -662,7 +662,11 @@ fn decide_planned(
     let mut d = p.decide_degraded(&config.schema, ev, features, &scores, &names)?;
     d.models = outputs;
     if let Some(dl) = config.deadlines.as_deref() {
-        let closed = dl.closed_action[ev.ty as usize];
+        let closed = dl
+            .closed_action
+            .get(ev.ty as usize)
+            .copied()
+            .unwrap_or(argus_policy::Action::Review);
         if degraded.iter().any(|s| dl.stage(s.0).closed) && d.action < closed {
             d.action = closed;
             d.decided_by = "degraded";

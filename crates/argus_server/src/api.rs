@@ -402,6 +402,7 @@ pub async fn ask(st: &AppState, req: Request) -> Answer {
         }
     }
     let (tx, rx) = oneshot::channel();
+    let erasing = matches!(req, Request::Erase { .. });
     st.shared.queued.fetch_add(1, Ordering::SeqCst);
     match st.tx.try_send(Msg { req, reply: tx }) {
         Ok(()) => {}
@@ -430,7 +431,14 @@ pub async fn ask(st: &AppState, req: Request) -> Answer {
         m::QUEUE_DEPTH,
         st.shared.queued.load(Ordering::Relaxed) as f64,
     );
-    match tokio::time::timeout(st.settings.request_timeout, rx).await {
+    // An erasure rewrites the log and writes a snapshot: it is waited for (an hour at most), so
+    // that its handler goes on with the vault and the case store only once the core is done.
+    let wait = if erasing {
+        std::time::Duration::from_secs(3600)
+    } else {
+        st.settings.request_timeout
+    };
+    match tokio::time::timeout(wait, rx).await {
         Ok(Ok(a)) => a,
         Ok(Err(_)) => error(
             Failure::Unavailable,

@@ -228,12 +228,15 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && b[i + 1].is_ascii_hexdigit()
+            && b[i + 2].is_ascii_hexdigit()
+        {
+            let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+            out.push(hex(b[i + 1]) * 16 + hex(b[i + 2]));
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -302,10 +305,16 @@ pub async fn audited(
         action: format!("{method} {route}"),
         target: target_of(&route, parts.uri.path()),
         reason: mask_tokens(&reason_of(&parts.headers, &bytes)),
-        detail: serde_json::json!({
-            "body_sha256": sha256_hex(&bytes),
-            "body_bytes": bytes.len(),
-        }),
+        // An erasure's body holds the clear value: not even its digest is kept (the log cannot
+        // forget it).
+        detail: if route == "/v1/erasure" {
+            serde_json::json!({"body_bytes": bytes.len()})
+        } else {
+            serde_json::json!({
+                "body_sha256": sha256_hex(&bytes),
+                "body_bytes": bytes.len(),
+            })
+        },
     };
     let kind = if route.ends_with("/reveal") {
         "reveal"
@@ -385,6 +394,9 @@ mod tests {
         assert_eq!(mask_tokens("tk_abc é tk_"), "tk_abc é tk_");
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
         assert_eq!(percent_decode("a%2Fb%2"), "a/b%2");
+        // A `%` before a multibyte character (raw UTF-8 in a path) is kept, not a panic.
+        assert_eq!(percent_decode("%aé"), "%aé");
+        assert_eq!(percent_decode("%é1"), "%é1");
         assert_eq!(cut(&"x".repeat(3000)).chars().count(), MAX_REASON + 1);
     }
 }

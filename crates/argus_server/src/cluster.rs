@@ -604,7 +604,21 @@ pub async fn bootstrap(
     if !is_empty(data) {
         return Ok(None);
     }
-    let Some((at, bytes)) = log.fetch_snapshot().await.map_err(|e| e.to_string())? else {
+    // JetStream may be electing a leader (a server just died): "no responders" and timeouts pass
+    // within seconds, so the fetch is tried again for up to a minute, as the connection is.
+    let mut tries = 0;
+    let fetched = loop {
+        match log.fetch_snapshot().await {
+            Ok(f) => break f,
+            Err(e) if tries < 120 => {
+                tries += 1;
+                tracing::warn!("fetching the shared snapshot: {e}; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let Some((at, bytes)) = fetched else {
         return Ok(None);
     };
     let (record, cursor) = core::snapshot_position(&bytes)

@@ -110,19 +110,15 @@ pub async fn erase(
     }
     if let Some(dir) = &st.settings.export_dir {
         crate::core::export::ERASURE_EPOCH.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Only what the export writes there: the folder may hold other things.
         let mut removed = 0;
-        if let Ok(rd) = std::fs::read_dir(dir) {
-            for e in rd.flatten() {
-                let p = e.path();
-                let r = if p.is_dir() {
-                    std::fs::remove_dir_all(&p)
-                } else {
-                    std::fs::remove_file(&p)
-                };
-                if r.is_ok() {
-                    removed += 1;
-                }
+        for t in crate::core::export::TABLES {
+            if std::fs::remove_dir_all(dir.join(t)).is_ok() {
+                removed += 1;
             }
+        }
+        if std::fs::remove_file(crate::core::export::cursor_path(dir)).is_ok() {
+            removed += 1;
         }
         found["export_entries_removed"] = serde_json::json!(removed);
     }

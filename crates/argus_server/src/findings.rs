@@ -137,6 +137,9 @@ impl FindingsStore {
             f.write_all(&bytes)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &self.path)?;
+            if let Some(dir) = self.path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
             let mut file = argus_engine::engine::owner_only(
                 OpenOptions::new().create(true).write(true).truncate(false),
             )

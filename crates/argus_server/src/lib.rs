@@ -110,6 +110,11 @@ impl Server {
         )?;
         let config = Arc::new(core.config().clone());
         let replayed = core.take_replay_intake();
+        if settings.vault_key.is_some() && settings.api_keys.is_empty() {
+            return Err(core::StartError::Config(
+                "a vault key is set but no API keys are: without keys every request is allowed, reveals included; configure [[server.api_keys]]".into(),
+            ));
+        }
         let vault = match &settings.vault_key {
             Some(k) => Some(Arc::new(
                 vault::Vault::open(&settings.data_dir, &k.0).map_err(core::StartError::State)?,

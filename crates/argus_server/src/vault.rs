@@ -45,6 +45,9 @@ pub fn parse_key(s: &str) -> Result<[u8; 32], String> {
 
 const NONCE: usize = 12;
 
+/// A token and its value as stored: nonce, ciphertext and tag.
+type Sealed = (String, Vec<u8>);
+
 fn encode_record(token: &str, sealed: &[u8]) -> Vec<u8> {
     let mut body = Vec::with_capacity(2 + token.len() + sealed.len());
     body.extend_from_slice(&(token.len() as u16).to_le_bytes());
@@ -57,21 +60,26 @@ fn encode_record(token: &str, sealed: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Every record of a vault file, in order; an error names the first damaged one.
-fn read_records(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+/// Every record of a vault file, in order, and the length of its whole records. A damaged last
+/// record (an append cut by a crash: appends are not synced) ends the records there; damage before
+/// the last record is an error naming it.
+fn read_records(bytes: &[u8]) -> Result<(Vec<Sealed>, usize), String> {
     let mut out = Vec::new();
     let mut at = 0usize;
     while at < bytes.len() {
         let damaged = |what: &str| format!("the vault file is damaged at byte {at}: {what}");
         if bytes.len() - at < 8 {
-            return Err(damaged("a record header is cut"));
+            break;
         }
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or([0; 4])) as usize;
         let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap_or([0; 4]));
-        let body = bytes
-            .get(at + 8..at + 8 + len)
-            .ok_or_else(|| damaged("a record is cut"))?;
+        let Some(body) = bytes.get(at + 8..(at + 8).saturating_add(len)) else {
+            break;
+        };
         if crc32fast::hash(body) != crc {
+            if at + 8 + len == bytes.len() {
+                break;
+            }
             return Err(damaged("a record's checksum does not match"));
         }
         let tl = u16::from_le_bytes([
@@ -89,7 +97,7 @@ fn read_records(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
         out.push((token.to_string(), sealed));
         at += 8 + len;
     }
-    Ok(out)
+    Ok((out, at))
 }
 
 impl Vault {
@@ -113,9 +121,23 @@ impl Vault {
             UnboundKey::new(&AES_256_GCM, key).map_err(|_| "the vault key is not usable")?,
         );
         let mut index = HashMap::new();
-        let records = read_records(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (records, whole) =
+            read_records(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
         for (token, sealed) in records {
             index.insert(token, sealed);
+        }
+        if whole < bytes.len() {
+            // A torn last append: cut (its value is stored again when an event carries it).
+            tracing::warn!(
+                "{}: cutting {} bytes of a torn last record",
+                path.display(),
+                bytes.len() - whole
+            );
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(whole as u64).and_then(|_| f.sync_all()))
+                .map_err(|e| format!("cutting {}: {e}", path.display()))?;
         }
         let file =
             argus_engine::engine::owner_only(std::fs::OpenOptions::new().create(true).append(true))
@@ -218,12 +240,9 @@ impl Vault {
         if removed == 0 {
             return Ok(0);
         }
-        for t in tokens {
-            index.remove(t);
-        }
         let tmp = self.path.with_extension("tmp");
         let mut out = Vec::new();
-        for (t, s) in index.iter() {
+        for (t, s) in index.iter().filter(|(t, _)| !tokens.contains(t)) {
             out.extend_from_slice(&encode_record(t, s));
         }
         let io = |e: std::io::Error| format!("rewriting {}: {e}", self.path.display());
@@ -242,6 +261,10 @@ impl Vault {
             .append(true)
             .open(&self.path)
             .map_err(io)?;
+        // Only now: a rewrite that failed leaves the values in place, and a repeat erases them.
+        for t in tokens {
+            index.remove(t);
+        }
         Ok(removed)
     }
 }
@@ -281,9 +304,18 @@ mod tests {
         let v = Vault::open(d.path(), &key).unwrap();
         assert!(!v.contains("tk_1") && v.contains("tk_2") && v.contains("tk_3"));
         drop(v);
-        let mut bytes = std::fs::read(&file).unwrap();
-        let n = bytes.len();
-        bytes[n - 3] ^= 1;
+        // A torn last record (a crash mid-append) is cut; the others stay.
+        let whole = std::fs::read(&file).unwrap();
+        let mut torn = whole.clone();
+        torn.extend_from_slice(&whole[..20]);
+        std::fs::write(&file, &torn).unwrap();
+        let v = Vault::open(d.path(), &key).unwrap();
+        assert!(v.contains("tk_2") && v.contains("tk_3"));
+        drop(v);
+        assert_eq!(std::fs::read(&file).unwrap(), whole);
+        // Damage before the last record is refused.
+        let mut bytes = whole.clone();
+        bytes[10] ^= 1;
         std::fs::write(&file, &bytes).unwrap();
         let e = Vault::open(d.path(), &key).err().unwrap();
         assert!(e.contains("damaged"), "{e}");
@@ -300,21 +332,20 @@ pub struct RevealBody {
     reason: Option<String>,
 }
 
-/// The reason a reveal or an erasure gives: the body's `reason`, else the `Argus-Reason` header
-/// (as the audit log reads it); refused when shorter than [`MIN_REASON`].
+/// The reason a reveal or an erasure gives: the `Argus-Reason` header, else the body's `reason` (as
+/// the audit log reads it); refused when shorter than [`MIN_REASON`].
 pub fn reason_given(
     body: Option<&str>,
     headers: &axum::http::HeaderMap,
     what: &str,
 ) -> Result<String, crate::core::Answer> {
-    let r = body
+    // As the audit log reads it: the header first, then the body.
+    let r = headers
+        .get("argus-reason")
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| !h.trim().is_empty())
         .map(str::to_string)
-        .or_else(|| {
-            headers
-                .get("argus-reason")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        })
+        .or_else(|| body.map(str::to_string))
         .unwrap_or_default();
     let r = r.trim().to_string();
     if r.chars().count() < MIN_REASON {

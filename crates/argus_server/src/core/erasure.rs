@@ -132,16 +132,35 @@ impl Core {
                 item.reason = item.reason.replace(&token, &new);
             }
         }
-        let findings = self.findings.rename(&map).unwrap_or_else(|e| {
-            tracing::error!("erasure: rewriting the findings: {e}");
-            0
-        });
-        // A snapshot of the renamed state now; every older one (which holds the token) goes.
+        let findings = match self.findings.rename(&map) {
+            Ok(n) => n,
+            Err(e) => {
+                return error(
+                    Failure::Internal,
+                    "erasure_failed",
+                    format!("rewriting the findings: {e}; repeat the request"),
+                )
+            }
+        };
+        // A snapshot of the renamed state now (a copy in progress began before the renaming: it is
+        // dropped); every older snapshot (which holds the token) goes, once the new one is there.
+        self.copying = None;
         self.since_snap = self.since_snap.max(1);
         self.housekeeping(true, true);
         let dir = snapshots::snapshot_dir(&self.settings.data_dir);
         let all = snapshots::snapshots(&self.settings.data_dir);
         let newest = all.iter().map(|(s, _)| *s).max();
+        if newest != Some(self.wal.last_seq()) {
+            return error(
+                Failure::Internal,
+                "erasure_failed",
+                format!(
+                    "the snapshot of the renamed state was not written (newest covers {:?}, the log is at {}); the older snapshots are kept: repeat the request",
+                    newest,
+                    self.wal.last_seq()
+                ),
+            );
+        }
         let mut deleted = 0;
         for (seq, path) in &all {
             if Some(*seq) != newest && std::fs::remove_file(path).is_ok() {
@@ -156,6 +175,14 @@ impl Core {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
+        }
+        // The deletions are durable before the answer: a power cut must not bring a snapshot back.
+        if let Err(e) = std::fs::File::open(&dir).and_then(|d| d.sync_all()) {
+            return error(
+                Failure::Internal,
+                "erasure_failed",
+                format!("syncing {}: {e}", dir.display()),
+            );
         }
         ok(json!({
             "token": token,

@@ -339,7 +339,7 @@ pub fn export(s: ExportSpec<'_>) -> Result<ExportReport, String> {
 
 /// The continuous export's cursor: the last log record exported (`_argus_export_cursor` in the
 /// output directory; readers skip names starting with `_`).
-fn cursor_path(out: &Path) -> PathBuf {
+pub fn cursor_path(out: &Path) -> PathBuf {
     out.join("_argus_export_cursor")
 }
 
@@ -371,7 +371,7 @@ pub fn export_new(config: &Config, data_dir: &Path, out: &Path) -> Result<Export
     })?;
     if ERASURE_EPOCH.load(Ordering::SeqCst) != epoch {
         for f in &rep.files {
-            let _ = std::fs::remove_file(out.join(f));
+            let _ = std::fs::remove_file(f);
         }
         return Err("an erasure ran during this round: its files were discarded; the next round writes them again".into());
     }
@@ -382,19 +382,30 @@ pub fn export_new(config: &Config, data_dir: &Path, out: &Path) -> Result<Export
             rep.last_record.to_string().as_bytes(),
         )
         .map_err(|e| format!("{}: {e}", cursor_path(out).display()))?;
+        // An erasure that emptied the folder meanwhile: its files are gone, so the cursor goes too
+        // (the next round exports from the start of the renamed log).
+        if ERASURE_EPOCH.load(Ordering::SeqCst) != epoch {
+            let _ = std::fs::remove_file(cursor_path(out));
+            for f in &rep.files {
+                let _ = std::fs::remove_file(f);
+            }
+        }
     }
     Ok(rep)
 }
 
-/// Export retention: deletes every `date=YYYY-MM-DD` partition (of every table) whose whole day is
-/// before `before` (milliseconds). The number deleted.
+/// The tables the export writes under its folder (and the only folders it deletes from).
+pub const TABLES: [&str; 3] = ["events", "decisions", "features"];
+
+/// Export retention: deletes every `date=YYYY-MM-DD` partition (of the export's tables) whose whole
+/// day is before `before` (milliseconds). The number deleted.
 pub fn prune(out: &Path, before: i64) -> std::io::Result<usize> {
     let mut n = 0;
-    let Ok(tables) = std::fs::read_dir(out) else {
-        return Ok(0);
-    };
-    for t in tables.flatten().filter(|t| t.path().is_dir()) {
-        for d in std::fs::read_dir(t.path())?.flatten() {
+    for t in TABLES {
+        let Ok(days) = std::fs::read_dir(out.join(t)) else {
+            continue;
+        };
+        for d in days.flatten() {
             let name = d.file_name().to_string_lossy().to_string();
             let Some(day) = name.strip_prefix("date=") else {
                 continue;

@@ -63,7 +63,17 @@ impl Core {
         let (extras, mut engine) =
             restored.unwrap_or_else(|| (Extras::default(), Engine::new(cfg.clone())));
         // Live decisions keep `[deadlines]` (recovery replays with the decisions already logged).
-        engine.set_live_deadlines(true);
+        // Not in a cluster: every node decides every entry, and a budget would let nodes decide
+        // the same entry differently (docs/cluster.md).
+        engine.set_live_deadlines(settings.cluster.is_none());
+        if settings.cluster.is_some()
+            && cfg
+                .deadlines
+                .as_ref()
+                .is_some_and(|d| d.budget.iter().any(Option::is_some))
+        {
+            tracing::warn!("[deadlines] budgets do not apply in a cluster: every node decides every entry of the shared log, and must decide it alike");
+        }
         // Stages made slow or failing on purpose, to test budgets and degraded decisions.
         if let Some(f) = std::env::var("ARGUS_FAULTS").ok().filter(|f| !f.is_empty()) {
             let faults = argus_engine::deadlines::Faults::parse(&f).map_err(StartError::Config)?;
