@@ -323,8 +323,8 @@ impl Missing {
 }
 
 /// Scores `models` on `features`, with an injected fault (shared by the worker and the inline path).
-pub fn score(
-    models: &[std::sync::Arc<crate::models::LoadedModel>],
+pub fn score<'m>(
+    models: impl IntoIterator<Item = &'m crate::models::LoadedModel>,
     features: &[argus_event::Value],
     fault: Option<Fault>,
 ) -> Result<Scored, Missing> {
@@ -334,7 +334,10 @@ pub fn score(
         None => {}
     }
     let mut x = Vec::new();
-    Ok(models.iter().map(|m| m.output(features, &mut x)).collect())
+    Ok(models
+        .into_iter()
+        .map(|m| m.output(features, &mut x))
+        .collect())
 }
 
 impl ModelWorker {
@@ -392,7 +395,8 @@ impl ModelWorker {
                         continue;
                     }
                     // A late answer finds its receiver gone: it is dropped.
-                    if let Ok(s) = score(&job.models, &job.features, job.fault) {
+                    if let Ok(s) = score(job.models.iter().map(|m| &**m), &job.features, job.fault)
+                    {
                         let _ = job.reply.try_send(s);
                     }
                 }

@@ -624,20 +624,22 @@ fn decide_planned(
     if all.iter().any(|m| m.event_type == ev.ty)
         && p.by_type.get(ev.ty as usize).is_some_and(|x| x.is_some())
     {
-        let mine: Vec<usize> = (0..all.len())
-            .filter(|&k| all[k].event_type == ev.ty)
-            .collect();
-        let chosen: Vec<_> = mine.iter().map(|&k| all[k].clone()).collect();
+        // The checkpoint's models, in slot order (scored in place when inline: no copies on the
+        // default path; the worker gets its own handles).
+        let mine = || (0..all.len()).filter(|&k| all[k].event_type == ev.ty);
         let fault = ctl.faults.models;
         let scored = match models {
-            Models::Inline => crate::deadlines::score(&chosen, features, fault),
-            Models::Timed(wait) => ctl.worker.score(chosen, features, fault, wait),
+            Models::Inline => crate::deadlines::score(mine().map(|k| &*all[k]), features, fault),
+            Models::Timed(wait) => {
+                let chosen = mine().map(|k| all[k].clone()).collect();
+                ctl.worker.score(chosen, features, fault, wait)
+            }
             Models::Skip(why) => Err(why),
         };
         scores = vec![f64::NAN; all.len()];
         match scored {
             Ok(outs) => {
-                for (k, o) in mine.into_iter().zip(outs) {
+                for (k, o) in mine().zip(outs) {
                     scores[k] = o.score;
                     outputs.push(o);
                 }

@@ -674,13 +674,7 @@ async fn get_findings(
 ) -> Response {
     let q = match q {
         Ok(q) => q.0,
-        Err(e) => {
-            return respond(error(
-                Failure::Invalid,
-                "invalid_query",
-                format!("the query string is invalid: {}", e.body_text()),
-            ))
-        }
+        Err(e) => return crate::cases::query_error(e),
     };
     respond(
         ask(

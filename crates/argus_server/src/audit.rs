@@ -416,13 +416,7 @@ pub async fn list(
 ) -> Response {
     let q = match q {
         Ok(q) => q.0,
-        Err(e) => {
-            return respond(error(
-                Failure::Invalid,
-                "invalid_query",
-                format!("the query string is invalid: {}", e.body_text()),
-            ))
-        }
+        Err(e) => return crate::cases::query_error(e),
     };
     let audit = match st.audit.get() {
         Ok(a) => a,
