@@ -317,6 +317,28 @@ fn caught_up(nodes: &[&Node], entries: u64) {
     }
 }
 
+/// The nodes' digests taken at the same position of the shared log. An entry may still arrive after
+/// the nodes caught up (a publish the client gave up on, stored late and skipped by every node, still
+/// moves the cursor and writes a cursor record), so digests are taken again until every node's covers
+/// the same cursor.
+fn settled_digests(nodes: &[&Node]) -> Vec<Value> {
+    let t = Instant::now();
+    loop {
+        let digests: Vec<Value> = nodes.iter().map(|n| n.digest()).collect();
+        if digests
+            .iter()
+            .all(|d| d["cluster_cursor"] == digests[0]["cluster_cursor"])
+        {
+            return digests;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the nodes never held the same cursor: {digests:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The highest cursor among the nodes (the shared log's length, once nothing is being sent).
 fn log_len(nodes: &[&Node]) -> u64 {
     nodes
@@ -519,7 +541,7 @@ fn three_nodes_decide_as_one_embedded_node_and_read_their_writes() {
     let refs: Vec<&Node> = nodes.iter().collect();
     let len = log_len(&refs);
     caught_up(&refs, len);
-    let digests: Vec<Value> = nodes.iter().map(|n| n.digest()).collect();
+    let digests = settled_digests(&refs);
     for d in &digests[1..] {
         assert_eq!(d["state_digest"], digests[0]["state_digest"]);
         assert_eq!(d["log_last_seq"], digests[0]["log_last_seq"]);
@@ -685,7 +707,7 @@ fn killing_argus_nodes_and_nats_servers_under_load_loses_and_doubles_nothing() {
     let refs: Vec<&Node> = nodes.iter().collect();
     let len = log_len(&refs);
     caught_up(&refs, len);
-    let digests: Vec<Value> = nodes.iter().map(|n| n.digest()).collect();
+    let digests = settled_digests(&refs);
     for d in &digests[1..] {
         assert_eq!(
             d["state_digest"], digests[0]["state_digest"],
@@ -845,7 +867,8 @@ fn a_new_node_starts_from_the_shared_snapshot() {
     }
     let len = log_len(&[&a, &b]);
     caught_up(&[&a, &b], len);
-    let (da, db) = (a.digest(), b.digest());
+    let ds = settled_digests(&[&a, &b]);
+    let (da, db) = (&ds[0], &ds[1]);
     assert_eq!(da["state_digest"], db["state_digest"]);
     assert_eq!(da["log_last_seq"], db["log_last_seq"]);
     // A reload asked of one node reaches every node, at the same point of the log.

@@ -374,6 +374,15 @@ impl Tail {
         let info = m.info().map_err(|e| Error::Read(e.to_string()))?;
         let seq = info.stream_sequence;
         let stored_ms = (info.published.unix_timestamp_nanos() / 1_000_000) as i64;
+        if seq < self.next {
+            // The client recreated its ordered consumer before the first entry reached this tail
+            // (a server lost, missed heartbeats): with nothing delivered yet it starts again from the
+            // log's first entry, not from this tail's. Not a gap: the caller reopens at `position`.
+            return Err(Error::Read(format!(
+                "the log's consumer restarted at entry {seq}, before this tail's entry {}",
+                self.next
+            )));
+        }
         if seq != self.next {
             return Err(Error::Gap {
                 expected: self.next,

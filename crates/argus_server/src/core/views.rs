@@ -298,6 +298,8 @@ impl Core {
             "state_digest": format!("{digest:016x}"),
             "engine_seq": self.engine.sequence(),
             "log_last_seq": self.wal.last_seq(),
+            // In a cluster: the shared log's position the digest covers (nodes compare at the same one).
+            "cluster_cursor": self.settings.cluster.as_ref().map(|_| self.stream_cursor),
             "millis": t.elapsed().as_millis() as u64,
         }))
     }
