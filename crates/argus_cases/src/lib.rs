@@ -65,7 +65,7 @@ pub mod users;
 
 pub use actions::{Action, ActionStatus, Job, NewAction};
 pub use config::{CasesConfig, Inbox, Intake, Routing};
-pub use users::{Role, SessionInfo};
+pub use users::{Perm, Perms, Role, SessionInfo, PRESETS};
 
 /// Times are milliseconds since the Unix epoch, given by the caller (the server passes its clock;
 /// tests pass their own).
@@ -1092,6 +1092,8 @@ impl Cursor {
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub inbox: Option<String>,
+    /// Only cases in these inboxes (a caller's scope); `None`: any.
+    pub inboxes: Option<Vec<String>>,
     pub status: Option<Status>,
     pub assignee: Option<String>,
     /// Cases about this subject id (any kind), or ring cases naming it as a member.
@@ -1340,6 +1342,14 @@ impl Store {
         if f.inbox.is_some() {
             sql += &format!(" AND inbox = ${}", next());
         }
+        match f.inboxes.as_deref() {
+            None => {}
+            Some([]) => sql += " AND 1 = 0",
+            Some(xs) => {
+                let ks: Vec<String> = xs.iter().map(|_| format!("${}", next())).collect();
+                sql += &format!(" AND inbox IN ({})", ks.join(", "));
+            }
+        }
         if f.status.is_some() {
             sql += &format!(" AND status = ${}", next());
         }
@@ -1370,6 +1380,9 @@ impl Store {
         // The SQL is built from the fixed fragments above only; every value is bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         if let Some(x) = &f.inbox {
+            q = q.bind(x.clone());
+        }
+        for x in f.inboxes.iter().flatten() {
             q = q.bind(x.clone());
         }
         if let Some(x) = f.status {

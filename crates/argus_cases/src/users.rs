@@ -8,48 +8,136 @@ use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use argus_store::sqlx::{self, Row};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-/// What a console user or an API key may do. Each role includes the ones before it, except
-/// `ingest`, which only sends events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
+/// One thing a caller may do. Roles are sets of these; a route needs exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Perm {
+    /// Send events, batches and labels (the shop's systems).
     Ingest,
-    /// Reads decisions, entities, findings; works cases one at a time (claim, note, verdict).
-    Analyst,
-    /// An analyst who may also act on many at once: ring bans, bulk jobs, escalation, outbox retries.
-    Investigator,
-    /// Everything, users and configuration included.
+    /// Read decisions, entities, findings, the graph, lists, rule statistics, versions, backtests,
+    /// rollouts, snoozes and the guard.
+    Read,
+    /// Work cases one at a time: see inboxes and cases, open, claim, note, tag, give verdicts.
+    Cases,
+    /// Act on many at once: bulk jobs, ring bans, escalation, reopening, outbox retries.
+    Investigate,
+    /// Edit rules: draft versions, check policies, change a rule's mode, run backtests, snooze
+    /// rules, add and remove list items.
+    Rules,
+    /// Approve, reject, activate and roll back versions; start, stop and promote rollouts; resume
+    /// a rule the guard paused.
+    Approve,
+    /// See a decision's clear personal data, with a typed reason (audited).
+    Reveal,
+    /// Administer: users, reloads, status, the audit log, erasure, emergency changes.
     Admin,
 }
 
-impl Role {
+impl Perm {
+    pub const ALL: [Perm; 8] = [
+        Perm::Ingest,
+        Perm::Read,
+        Perm::Cases,
+        Perm::Investigate,
+        Perm::Rules,
+        Perm::Approve,
+        Perm::Reveal,
+        Perm::Admin,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
-            Role::Ingest => "ingest",
-            Role::Analyst => "analyst",
-            Role::Investigator => "investigator",
-            Role::Admin => "admin",
+            Perm::Ingest => "ingest",
+            Perm::Read => "read",
+            Perm::Cases => "cases",
+            Perm::Investigate => "investigate",
+            Perm::Rules => "rules",
+            Perm::Approve => "approve",
+            Perm::Reveal => "reveal",
+            Perm::Admin => "admin",
         }
     }
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "ingest" => Some(Role::Ingest),
-            "analyst" => Some(Role::Analyst),
-            "investigator" => Some(Role::Investigator),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
+
+    pub fn parse(s: &str) -> Option<Perm> {
+        Perm::ALL.into_iter().find(|p| p.name() == s)
     }
-    /// Whether this role may do what `needed` allows.
-    pub fn allows(self, needed: Role) -> bool {
-        match (self, needed) {
-            (Role::Admin, _) => true,
-            (Role::Ingest, _) | (_, Role::Ingest) => self == needed,
-            (s, n) => s >= n,
-        }
+}
+
+/// A set of [`Perm`]s.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Perms(u16);
+
+impl Perms {
+    pub fn of(perms: &[Perm]) -> Perms {
+        Perms(perms.iter().fold(0, |m, p| m | 1 << *p as u16))
+    }
+    pub fn has(self, p: Perm) -> bool {
+        self.0 & (1 << p as u16) != 0
+    }
+    pub fn names(self) -> Vec<&'static str> {
+        Perm::ALL
+            .into_iter()
+            .filter(|p| self.has(*p))
+            .map(Perm::name)
+            .collect()
+    }
+}
+
+impl Serialize for Perms {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.names().serialize(s)
+    }
+}
+
+/// What a console user or an API key may do: a named set of permissions, and the case inboxes it
+/// may see (`None`: every inbox). Four roles are built in (see [`Role::preset`]); a deployment adds
+/// its own in `[server.roles.<name>]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Role {
+    pub name: String,
+    pub permissions: Perms,
+    /// Inbox names, or prefixes ending in `*` (`apac-*`); `None`: all.
+    pub inboxes: Option<Vec<String>>,
+}
+
+/// The built-in roles, each including the one before it (except `ingest`, for machines).
+pub const PRESETS: [&str; 4] = ["ingest", "analyst", "investigator", "admin"];
+
+impl Role {
+    /// A built-in role: `ingest` sends events and labels; `analyst` reads, works cases one at a
+    /// time and edits rules and lists; `investigator` also acts on many cases at once, approves
+    /// changes and reveals personal data; `admin` may do everything.
+    pub fn preset(name: &str) -> Option<Role> {
+        use Perm::*;
+        let perms: &[Perm] = match name {
+            "ingest" => &[Ingest],
+            "analyst" => &[Read, Cases, Rules],
+            "investigator" => &[Read, Cases, Rules, Investigate, Approve, Reveal],
+            "admin" => &Perm::ALL,
+            _ => return None,
+        };
+        Some(Role {
+            name: name.to_string(),
+            permissions: Perms::of(perms),
+            inboxes: None,
+        })
+    }
+
+    /// Whether this role has permission `p`.
+    pub fn allows(&self, p: Perm) -> bool {
+        self.permissions.has(p)
+    }
+
+    /// Whether this role may see the cases of inbox `inbox`.
+    pub fn sees_inbox(&self, inbox: &str) -> bool {
+        self.inboxes.as_ref().is_none_or(|scopes| {
+            scopes.iter().any(|s| match s.strip_suffix('*') {
+                Some(prefix) => inbox.starts_with(prefix),
+                None => s == inbox,
+            })
+        })
     }
 }
 
@@ -57,7 +145,8 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SessionInfo {
     pub user: String,
-    pub role: Role,
+    /// The user's role, by name (resolved against the configured roles by the server).
+    pub role: String,
     pub csrf: String,
     pub expires_at: Millis,
 }
@@ -81,7 +170,7 @@ impl Store {
     pub async fn set_user(
         &self,
         name: &str,
-        role: Role,
+        role: &str,
         password: &str,
         now: Millis,
     ) -> Result<(), CaseError> {
@@ -108,7 +197,7 @@ impl Store {
         let updated = sqlx::query(
             "UPDATE users SET role = $1, password_hash = $2, disabled = 0 WHERE name = $3",
         )
-        .bind(role.name())
+        .bind(role)
         .bind(&hash)
         .bind(name)
         .execute(&self.pool)
@@ -119,7 +208,7 @@ impl Store {
                 "INSERT INTO users (name, role, password_hash, created_at, disabled) VALUES ($1, $2, $3, $4, 0)",
             )
             .bind(name)
-            .bind(role.name())
+            .bind(role)
             .bind(&hash)
             .bind(now)
             .execute(&self.pool)
@@ -134,8 +223,8 @@ impl Store {
         self.durable().await
     }
 
-    /// Users and their roles.
-    pub async fn users(&self) -> Result<Vec<(String, Role, bool)>, CaseError> {
+    /// Users, their roles' names and whether they are disabled.
+    pub async fn users(&self) -> Result<Vec<(String, String, bool)>, CaseError> {
         let rows = sqlx::query("SELECT name, role, disabled FROM users ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
@@ -143,7 +232,7 @@ impl Store {
             .map(|r| {
                 Ok((
                     r.try_get("name")?,
-                    Role::parse(&r.try_get::<String, _>("role")?).unwrap_or(Role::Analyst),
+                    r.try_get::<String, _>("role")?,
                     r.try_get::<i64, _>("disabled")? != 0,
                 ))
             })
@@ -186,8 +275,7 @@ impl Store {
         })
         .await
         .unwrap_or(false);
-        let role = Role::parse(&role);
-        let (Some(role), true, false) = (role, ok, disabled) else {
+        let (true, false) = (ok, disabled) else {
             return Err(CaseError::Unauthorized(
                 "unknown user or wrong password".into(),
             ));
@@ -239,16 +327,12 @@ impl Store {
         if r.try_get::<i64, _>("disabled")? != 0 {
             return Ok(None);
         }
-        Ok(Role::parse(&r.try_get::<String, _>("role")?)
-            .map(|role| -> Result<_, sqlx::Error> {
-                Ok(SessionInfo {
-                    user: r.try_get("user_name")?,
-                    role,
-                    csrf: r.try_get("csrf")?,
-                    expires_at: r.try_get("expires_at")?,
-                })
-            })
-            .transpose()?)
+        Ok(Some(SessionInfo {
+            user: r.try_get("user_name")?,
+            role: r.try_get("role")?,
+            csrf: r.try_get("csrf")?,
+            expires_at: r.try_get("expires_at")?,
+        }))
     }
 
     pub async fn logout(&self, token: &str) -> Result<(), CaseError> {
@@ -262,16 +346,32 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::Role;
+    use super::{Perm, Role};
 
     #[test]
-    fn roles_include_the_ones_before() {
-        use Role::*;
-        assert!(Admin.allows(Ingest) && Admin.allows(Investigator));
-        assert!(Investigator.allows(Analyst) && Investigator.allows(Investigator));
-        assert!(!Investigator.allows(Admin) && !Investigator.allows(Ingest));
-        assert!(Analyst.allows(Analyst) && !Analyst.allows(Investigator));
-        assert!(Ingest.allows(Ingest) && !Ingest.allows(Analyst));
-        assert!(!Analyst.allows(Ingest));
+    fn the_presets_include_the_ones_before_except_ingest() {
+        let r = |n| Role::preset(n).unwrap();
+        for p in Perm::ALL {
+            assert!(r("admin").allows(p));
+            if r("analyst").allows(p) {
+                assert!(r("investigator").allows(p), "{p:?}");
+            }
+        }
+        assert!(r("ingest").allows(Perm::Ingest) && !r("ingest").allows(Perm::Read));
+        assert!(!r("analyst").allows(Perm::Ingest) && !r("investigator").allows(Perm::Ingest));
+        assert!(r("analyst").allows(Perm::Cases) && !r("analyst").allows(Perm::Investigate));
+        assert!(r("investigator").allows(Perm::Reveal) && !r("investigator").allows(Perm::Admin));
+        assert!(Role::preset("root").is_none());
+    }
+
+    #[test]
+    fn inbox_scopes_are_names_or_prefixes() {
+        let mut r = Role::preset("analyst").unwrap();
+        assert!(r.sees_inbox("anything"));
+        r.inboxes = Some(vec!["apac-*".into(), "payments".into()]);
+        assert!(r.sees_inbox("apac-sg") && r.sees_inbox("payments"));
+        assert!(!r.sees_inbox("payments-eu") && !r.sees_inbox("emea") && !r.sees_inbox("apac"));
+        r.inboxes = Some(Vec::new());
+        assert!(!r.sees_inbox("payments"));
     }
 }

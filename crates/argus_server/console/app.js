@@ -2,7 +2,7 @@
 // Every string from the API reaches the DOM as a text node or an attribute value (never as HTML).
 'use strict';
 (() => {
-  const S = { user: null, role: null, csrf: null, after: null, gen: 0, inboxes: null,
+  const S = { user: null, role: null, perms: [], csrf: null, after: null, gen: 0, inboxes: null,
     queue: { inbox: '', status: 'open', pages: [] } };
   const SVGNS = 'http://www.w3.org/2000/svg';
   const SVG_TAGS = new Set(['svg', 'g', 'circle', 'rect', 'polygon', 'line', 'polyline', 'text', 'title']);
@@ -124,7 +124,7 @@
 
   // ---- session -----------------------------------------------------------------------------
   function setSession(s) {
-    S.user = s.user; S.role = s.role; S.csrf = s.csrf;
+    S.user = s.user; S.role = s.role; S.perms = s.permissions || []; S.csrf = s.csrf;
     showUser();
   }
   function showUser() {
@@ -1106,7 +1106,7 @@
     h('div', { class: 'field check' }, now, h('label', { for: (now.id = nextId('f')) }, 'Now')),
     h('div', { class: 'field check' }, later, h('label', { for: (later.id = nextId('f')) }, 'At a time (your local time)')),
     field('Time', at),
-    S.role === 'admin' ? field('Emergency reason (skips approval; admins only)', emergency) : null,
+    S.perms.includes('admin') ? field('Emergency reason (skips approval; admins only)', emergency) : null,
     h('button', { type: 'submit', class: 'primary', test: 'activate', disabled: ['active', 'rejected'].includes(v.status) }, 'Activate'), actResult);
 
     const rbReason = h('input', { test: 'rollback-reason', size: 40, required: true });

@@ -3,7 +3,7 @@
 
 use crate::core::{error, ok, Answer, CoreError, Failure, Msg, Request, Shared};
 use crate::metrics as m;
-use crate::settings::{Role, Settings};
+use crate::settings::{Perm, Role, Settings};
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{MatchedPath, Path, State};
@@ -20,102 +20,82 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
 
-/// Every route: method, path (OpenAPI syntax) and the role it needs (`None`: open). The OpenAPI
+/// Every route: method, path (OpenAPI syntax) and the permission it needs (`None`: open). The OpenAPI
 /// document is tested against this table, and the router is built from the same handlers.
-pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
-    ("post", "/v1/events", Some(Role::Ingest)),
-    ("post", "/v1/events/batch", Some(Role::Ingest)),
-    ("post", "/v1/labels", Some(Role::Ingest)),
-    ("get", "/v1/decisions/{id}", Some(Role::Analyst)),
-    (
-        "post",
-        "/v1/decisions/{id}/reveal",
-        Some(Role::Investigator),
-    ),
-    ("get", "/v1/entities/{kind}/{id}", Some(Role::Analyst)),
-    ("get", "/v1/findings", Some(Role::Analyst)),
-    ("get", "/v1/lists/{name}", Some(Role::Analyst)),
-    ("put", "/v1/lists/{name}/items/{value}", Some(Role::Analyst)),
+pub const ROUTES: &[(&str, &str, Option<Perm>)] = &[
+    ("post", "/v1/events", Some(Perm::Ingest)),
+    ("post", "/v1/events/batch", Some(Perm::Ingest)),
+    ("post", "/v1/labels", Some(Perm::Ingest)),
+    ("get", "/v1/decisions/{id}", Some(Perm::Read)),
+    ("post", "/v1/decisions/{id}/reveal", Some(Perm::Reveal)),
+    ("get", "/v1/entities/{kind}/{id}", Some(Perm::Read)),
+    ("get", "/v1/findings", Some(Perm::Read)),
+    ("get", "/v1/lists/{name}", Some(Perm::Read)),
+    ("put", "/v1/lists/{name}/items/{value}", Some(Perm::Rules)),
     (
         "delete",
         "/v1/lists/{name}/items/{value}",
-        Some(Role::Analyst),
+        Some(Perm::Rules),
     ),
     ("post", "/v1/session", None),
-    ("get", "/v1/session", Some(Role::Ingest)),
-    ("delete", "/v1/session", Some(Role::Ingest)),
-    ("get", "/v1/users", Some(Role::Admin)),
-    ("put", "/v1/users/{name}", Some(Role::Admin)),
-    ("get", "/v1/inboxes", Some(Role::Analyst)),
-    ("get", "/v1/cases", Some(Role::Analyst)),
-    ("post", "/v1/cases", Some(Role::Analyst)),
-    ("post", "/v1/cases/next", Some(Role::Analyst)),
-    ("get", "/v1/cases/{id}", Some(Role::Analyst)),
-    ("post", "/v1/cases/{id}/claim", Some(Role::Analyst)),
-    ("post", "/v1/cases/{id}/release", Some(Role::Analyst)),
-    ("post", "/v1/cases/{id}/notes", Some(Role::Analyst)),
-    ("post", "/v1/cases/{id}/tags", Some(Role::Analyst)),
-    ("post", "/v1/cases/{id}/verdict", Some(Role::Analyst)),
-    ("post", "/v1/cases/{id}/escalate", Some(Role::Investigator)),
-    ("post", "/v1/cases/{id}/reopen", Some(Role::Investigator)),
-    ("get", "/v1/outbox", Some(Role::Analyst)),
-    ("post", "/v1/outbox/{id}/retry", Some(Role::Investigator)),
-    ("post", "/v1/bulk/preview", Some(Role::Investigator)),
-    ("post", "/v1/bulk", Some(Role::Investigator)),
-    ("get", "/v1/bulk/{id}", Some(Role::Investigator)),
-    ("get", "/v1/graph/{kind}/{id}", Some(Role::Analyst)),
-    ("get", "/v1/entities/{kind}/{id}/cases", Some(Role::Analyst)),
-    ("get", "/v1/rules/stats", Some(Role::Analyst)),
-    ("get", "/v1/versions", Some(Role::Analyst)),
-    ("post", "/v1/versions", Some(Role::Analyst)),
-    ("get", "/v1/versions/{id}", Some(Role::Analyst)),
-    ("get", "/v1/versions/{id}/diff", Some(Role::Analyst)),
-    ("get", "/v1/versions/{id}/export", Some(Role::Analyst)),
-    (
-        "post",
-        "/v1/versions/{id}/approve",
-        Some(Role::Investigator),
-    ),
-    ("post", "/v1/versions/{id}/reject", Some(Role::Investigator)),
-    (
-        "post",
-        "/v1/versions/{id}/activate",
-        Some(Role::Investigator),
-    ),
-    (
-        "post",
-        "/v1/versions/{id}/rollback",
-        Some(Role::Investigator),
-    ),
-    ("post", "/v1/policies/check", Some(Role::Analyst)),
-    ("get", "/v1/policies/running", Some(Role::Analyst)),
-    ("post", "/v1/rules/{name}/mode", Some(Role::Analyst)),
-    ("get", "/v1/lifecycle/history", Some(Role::Analyst)),
-    ("get", "/v1/backtests", Some(Role::Analyst)),
-    ("post", "/v1/backtests", Some(Role::Analyst)),
-    ("get", "/v1/backtests/{id}", Some(Role::Analyst)),
-    ("get", "/v1/backtests/{id}/changes", Some(Role::Analyst)),
-    ("get", "/v1/rollout", Some(Role::Analyst)),
-    ("post", "/v1/rollout", Some(Role::Investigator)),
-    ("post", "/v1/rollout/stop", Some(Role::Investigator)),
-    ("post", "/v1/rollout/promote", Some(Role::Investigator)),
-    ("get", "/v1/snoozes", Some(Role::Analyst)),
-    ("post", "/v1/snoozes", Some(Role::Analyst)),
-    ("delete", "/v1/snoozes/{id}", Some(Role::Analyst)),
-    ("get", "/v1/guard", Some(Role::Analyst)),
-    (
-        "post",
-        "/v1/guard/pauses/{id}/resume",
-        Some(Role::Investigator),
-    ),
+    ("get", "/v1/session", Some(Perm::Ingest)),
+    ("delete", "/v1/session", Some(Perm::Ingest)),
+    ("get", "/v1/users", Some(Perm::Admin)),
+    ("put", "/v1/users/{name}", Some(Perm::Admin)),
+    ("get", "/v1/inboxes", Some(Perm::Cases)),
+    ("get", "/v1/cases", Some(Perm::Cases)),
+    ("post", "/v1/cases", Some(Perm::Cases)),
+    ("post", "/v1/cases/next", Some(Perm::Cases)),
+    ("get", "/v1/cases/{id}", Some(Perm::Cases)),
+    ("post", "/v1/cases/{id}/claim", Some(Perm::Cases)),
+    ("post", "/v1/cases/{id}/release", Some(Perm::Cases)),
+    ("post", "/v1/cases/{id}/notes", Some(Perm::Cases)),
+    ("post", "/v1/cases/{id}/tags", Some(Perm::Cases)),
+    ("post", "/v1/cases/{id}/verdict", Some(Perm::Cases)),
+    ("post", "/v1/cases/{id}/escalate", Some(Perm::Investigate)),
+    ("post", "/v1/cases/{id}/reopen", Some(Perm::Investigate)),
+    ("get", "/v1/outbox", Some(Perm::Cases)),
+    ("post", "/v1/outbox/{id}/retry", Some(Perm::Investigate)),
+    ("post", "/v1/bulk/preview", Some(Perm::Investigate)),
+    ("post", "/v1/bulk", Some(Perm::Investigate)),
+    ("get", "/v1/bulk/{id}", Some(Perm::Investigate)),
+    ("get", "/v1/graph/{kind}/{id}", Some(Perm::Read)),
+    ("get", "/v1/entities/{kind}/{id}/cases", Some(Perm::Cases)),
+    ("get", "/v1/rules/stats", Some(Perm::Read)),
+    ("get", "/v1/versions", Some(Perm::Read)),
+    ("post", "/v1/versions", Some(Perm::Rules)),
+    ("get", "/v1/versions/{id}", Some(Perm::Read)),
+    ("get", "/v1/versions/{id}/diff", Some(Perm::Read)),
+    ("get", "/v1/versions/{id}/export", Some(Perm::Read)),
+    ("post", "/v1/versions/{id}/approve", Some(Perm::Approve)),
+    ("post", "/v1/versions/{id}/reject", Some(Perm::Approve)),
+    ("post", "/v1/versions/{id}/activate", Some(Perm::Approve)),
+    ("post", "/v1/versions/{id}/rollback", Some(Perm::Approve)),
+    ("post", "/v1/policies/check", Some(Perm::Rules)),
+    ("get", "/v1/policies/running", Some(Perm::Read)),
+    ("post", "/v1/rules/{name}/mode", Some(Perm::Rules)),
+    ("get", "/v1/lifecycle/history", Some(Perm::Read)),
+    ("get", "/v1/backtests", Some(Perm::Read)),
+    ("post", "/v1/backtests", Some(Perm::Rules)),
+    ("get", "/v1/backtests/{id}", Some(Perm::Read)),
+    ("get", "/v1/backtests/{id}/changes", Some(Perm::Read)),
+    ("get", "/v1/rollout", Some(Perm::Read)),
+    ("post", "/v1/rollout", Some(Perm::Approve)),
+    ("post", "/v1/rollout/stop", Some(Perm::Approve)),
+    ("post", "/v1/rollout/promote", Some(Perm::Approve)),
+    ("get", "/v1/snoozes", Some(Perm::Read)),
+    ("post", "/v1/snoozes", Some(Perm::Rules)),
+    ("delete", "/v1/snoozes/{id}", Some(Perm::Rules)),
+    ("get", "/v1/guard", Some(Perm::Read)),
+    ("post", "/v1/guard/pauses/{id}/resume", Some(Perm::Approve)),
     ("get", "/console", None),
     ("get", "/console/", None),
     ("get", "/console/{file}", None),
-    ("post", "/v1/admin/reload", Some(Role::Admin)),
-    ("get", "/v1/admin/status", Some(Role::Admin)),
-    ("get", "/v1/admin/digest", Some(Role::Admin)),
-    ("get", "/v1/audit", Some(Role::Admin)),
-    ("post", "/v1/erasure", Some(Role::Admin)),
+    ("post", "/v1/admin/reload", Some(Perm::Admin)),
+    ("get", "/v1/admin/status", Some(Perm::Admin)),
+    ("get", "/v1/admin/digest", Some(Perm::Admin)),
+    ("get", "/v1/audit", Some(Perm::Admin)),
+    ("post", "/v1/erasure", Some(Perm::Admin)),
     ("get", "/healthz", None),
     ("get", "/readyz", None),
     ("get", "/metrics", None),
@@ -150,7 +130,7 @@ pub struct AppState {
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub name: String,
-    pub role: Role,
+    pub role: Arc<Role>,
     /// The session's CSRF token (console users).
     pub csrf: Option<String>,
     /// The session token (console users), for logging out.
@@ -284,9 +264,21 @@ async fn principal(
                             )));
                         }
                     }
+                    // A user whose role left the configuration has no permissions until an
+                    // admin gives them another.
+                    let Some(role) = st.settings.roles.get(&s.role) else {
+                        return Err(respond(error(
+                            Failure::Forbidden,
+                            "forbidden",
+                            format!(
+                                "`{}` has role `{}`, which is not configured",
+                                s.user, s.role
+                            ),
+                        )));
+                    };
                     return Ok(Some(Principal {
                         name: s.user,
-                        role: s.role,
+                        role,
                         csrf: Some(s.csrf),
                         session: Some(token),
                     }));
@@ -309,7 +301,13 @@ async fn principal(
     if st.settings.api_keys.is_empty() {
         return Ok(Some(Principal {
             name: "dev".into(),
-            role: Role::Admin,
+            role: st.settings.roles.get("admin").unwrap_or_else(|| {
+                Arc::new(Role {
+                    name: "admin".into(),
+                    permissions: argus_cases::Perms::of(&Perm::ALL),
+                    inboxes: None,
+                })
+            }),
             csrf: None,
             session: None,
         }));
@@ -330,7 +328,7 @@ async fn principal(
         ))),
         Some(k) => Ok(Some(Principal {
             name: k.name.clone(),
-            role: k.role,
+            role: k.role.clone(),
             csrf: None,
             session: None,
         })),
@@ -808,9 +806,10 @@ async fn authorize(
                 Failure::Forbidden,
                 "forbidden",
                 format!(
-                    "`{}` has role `{}`; this route needs `{}`",
+                    "`{}` has role `{}` ({}); this route needs the permission `{}`",
                     p.name,
-                    p.role.name(),
+                    p.role.name,
+                    p.role.permissions.names().join(", "),
                     needed.name()
                 ),
             ));

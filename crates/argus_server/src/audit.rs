@@ -270,7 +270,7 @@ pub async fn audited(
     let (actor, role) = req
         .extensions()
         .get::<Principal>()
-        .map(|p| (p.name.clone(), p.role.name().to_string()))
+        .map(|p| (p.name.clone(), p.role.name.clone()))
         // No API keys configured (development mode): every request is allowed, and recorded.
         .unwrap_or_else(|| ("anonymous".into(), "none".into()));
     let (parts, body) = req.into_parts();

@@ -12,7 +12,7 @@ use crate::api::{ask, respond, AppState, Principal};
 use crate::core::{error, now_ms, ok, stored_event_json, Answer, Failure, IntakeMsg, Request};
 use crate::metrics as m;
 use argus_cases::{
-    ActionStatus, CaseError, Cursor, Filter, Intake, IntakeItem, NewAction, Placement, Role,
+    ActionStatus, CaseError, Cursor, Filter, Intake, IntakeItem, NewAction, Perm, Placement,
     Routing, Status, Store, Subject, Trigger,
 };
 use axum::body::Body;
@@ -560,6 +560,43 @@ pub(crate) async fn json_in<T: serde::de::DeserializeOwned>(
 }
 
 /// A JSON body of type `T`, or the `invalid_body` answer.
+/// The case `id`, when the caller's role sees its inbox. A case outside the caller's scope is not
+/// found, exactly as one that does not exist: a scope hides its cases' ids too.
+async fn scoped(store: &Store, p: &Principal, id: &str) -> Result<argus_cases::Case, Response> {
+    let c = store.get(id).await.map_err(case_error)?;
+    if p.role.sees_inbox(&c.inbox) {
+        Ok(c)
+    } else {
+        Err(case_error(CaseError::NotFound(id.to_string())))
+    }
+}
+
+/// The configured inboxes the caller's role sees, or `None` when it sees every inbox.
+fn scope(routing: &Routing, p: &Principal) -> Option<Vec<String>> {
+    p.role.inboxes.as_ref()?;
+    Some(
+        routing
+            .inboxes
+            .iter()
+            .filter(|i| p.role.sees_inbox(&i.name))
+            .map(|i| i.name.clone())
+            .collect(),
+    )
+}
+
+/// Refuses work in an inbox outside the caller's scope.
+fn in_scope(p: &Principal, inbox: &str) -> Result<(), Response> {
+    if p.role.sees_inbox(inbox) {
+        Ok(())
+    } else {
+        Err(respond(error(
+            Failure::Forbidden,
+            "out_of_scope",
+            format!("role `{}` does not cover inbox `{inbox}`", p.role.name),
+        )))
+    }
+}
+
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8], shape: &str) -> Result<T, Response> {
     serde_json::from_slice(bytes).map_err(|e| {
         respond(error(
@@ -659,8 +696,19 @@ pub async fn login(State(st): State<AppState>, headers: HeaderMap, b: Body) -> R
             return case_error(e);
         }
     };
+    let Some(role) = st.settings.roles.get(&s.role) else {
+        let _ = store.logout(&token).await;
+        return respond(error(
+            Failure::Forbidden,
+            "forbidden",
+            format!(
+                "`{}` has role `{}`, which is not configured",
+                s.user, s.role
+            ),
+        ));
+    };
     let mut r = json_ok(
-        json!({"user": s.user, "role": s.role, "csrf": s.csrf, "expires_at": s.expires_at}),
+        json!({"user": s.user, "role": role.name, "permissions": role.permissions, "inboxes": role.inboxes, "csrf": s.csrf, "expires_at": s.expires_at}),
     );
     let cookie = format!(
         "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
@@ -674,7 +722,7 @@ pub async fn login(State(st): State<AppState>, headers: HeaderMap, b: Body) -> R
 
 pub async fn session(Extension(p): Extension<Principal>) -> Response {
     json_ok(
-        json!({"user": p.name, "role": p.role, "csrf": p.csrf, "via": if p.session.is_some() { "session" } else { "api_key" }}),
+        json!({"user": p.name, "role": p.role.name, "permissions": p.role.permissions, "inboxes": p.role.inboxes, "csrf": p.csrf, "via": if p.session.is_some() { "session" } else { "api_key" }}),
     )
 }
 
@@ -706,15 +754,28 @@ pub async fn put_user(
 ) -> Response {
     let (_, store) = try_r!(svc(&st));
     let u: UserBody = try_r!(json_in(&st, &headers, b, "{\"role\", \"password\"}").await);
-    let Some(role) = Role::parse(&u.role).filter(|r| *r != Role::Ingest) else {
+    // `ingest` is for the shop's systems (API keys), not people.
+    let Some(role) = st
+        .settings
+        .roles
+        .get(&u.role)
+        .filter(|r| r.name != "ingest")
+    else {
+        let names: Vec<String> = st
+            .settings
+            .roles
+            .names()
+            .into_iter()
+            .filter(|n| n != "ingest")
+            .collect();
         return respond(error(
             Failure::Invalid,
             "invalid_role",
-            format!("role `{}`: expected analyst, investigator or admin", u.role),
+            format!("role `{}`: expected one of {}", u.role, names.join(", ")),
         ));
     };
-    try_c!(store.set_user(&name, role, &u.password, now_ms()));
-    json_ok(json!({"user": name, "role": role}))
+    try_c!(store.set_user(&name, &role.name, &u.password, now_ms()));
+    json_ok(json!({"user": name, "role": role.name}))
 }
 
 pub async fn users(State(st): State<AppState>) -> Response {
@@ -726,13 +787,14 @@ pub async fn users(State(st): State<AppState>) -> Response {
     json_ok(json!({"users": list}))
 }
 
-pub async fn inboxes(State(st): State<AppState>) -> Response {
+pub async fn inboxes(State(st): State<AppState>, Extension(p): Extension<Principal>) -> Response {
     let (svc, store) = try_r!(svc(&st));
     let counts = try_c!(store.inbox_counts());
     let list: Vec<Json> = svc
         .routing
         .inboxes
         .iter()
+        .filter(|i| p.role.sees_inbox(&i.name))
         .map(|i| {
             let (o, r) = counts
                 .iter()
@@ -778,9 +840,10 @@ pub(crate) fn query_error(e: axum::extract::rejection::QueryRejection) -> Respon
 
 pub async fn list(
     State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let (_, store) = try_r!(svc(&st));
+    let (svc, store) = try_r!(svc(&st));
     let q = try_r!(q.map_err(query_error)).0;
     let after = match q.after.as_deref().filter(|a| !a.is_empty()) {
         None => None,
@@ -792,6 +855,7 @@ pub async fn list(
     };
     let f = Filter {
         inbox: q.inbox.filter(|s| !s.is_empty()),
+        inboxes: scope(&svc.routing, &p),
         status: try_r!(status_of(q.status.as_deref())),
         assignee: q.assignee.filter(|s| !s.is_empty()),
         subject: q.subject.filter(|s| !s.is_empty()),
@@ -842,6 +906,7 @@ pub async fn open(
             format!("no inbox `{inbox_name}` in [cases]"),
         ));
     };
+    try_r!(in_scope(&p, &inbox_name));
     let trigger = Trigger {
         source: "manual".into(),
         reference: p.name.clone(),
@@ -856,9 +921,13 @@ pub async fn open(
     json_ok(c)
 }
 
-pub async fn get_case(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn get_case(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
     let (_, store) = try_r!(svc(&st));
-    let c = try_c!(store.get(&id));
+    let c = try_r!(scoped(store, &p, &id).await);
     let timeline = try_c!(store.timeline(&id));
     let members = try_c!(store.members(&id));
     let actions = try_c!(store.actions(None, Some(&id), None, 1000));
@@ -879,6 +948,7 @@ pub async fn next(
 ) -> Response {
     let (svc, store) = try_r!(svc(&st));
     let n: NextBody = try_r!(json_in(&st, &headers, b, "{\"inbox\"}").await);
+    try_r!(in_scope(&p, &n.inbox));
     let r = &svc.routing;
     match store
         .claim_next(&n.inbox, &p.name, now_ms(), r.lock_ms, r.claim_cap)
@@ -900,6 +970,7 @@ pub async fn claim(
     Path(id): Path<String>,
 ) -> Response {
     let (svc, store) = try_r!(svc(&st));
+    try_r!(scoped(store, &p, &id).await);
     let r = &svc.routing;
     json_ok(try_c!(store.claim(
         &id,
@@ -916,6 +987,7 @@ pub async fn release(
     Path(id): Path<String>,
 ) -> Response {
     let (_, store) = try_r!(svc(&st));
+    try_r!(scoped(store, &p, &id).await);
     json_ok(try_c!(store.release(&id, &p.name, now_ms())))
 }
 
@@ -933,6 +1005,7 @@ pub async fn note(
     b: Body,
 ) -> Response {
     let (_, store) = try_r!(svc(&st));
+    try_r!(scoped(store, &p, &id).await);
     let n: NoteBody = try_r!(json_in(&st, &headers, b, "{\"text\"}").await);
     json_ok(try_c!(store.note(&id, &p.name, &n.text, now_ms())))
 }
@@ -951,6 +1024,7 @@ pub async fn tag(
     b: Body,
 ) -> Response {
     let (_, store) = try_r!(svc(&st));
+    try_r!(scoped(store, &p, &id).await);
     let t: TagBody = try_r!(json_in(&st, &headers, b, "{\"tags\": [...]}").await);
     json_ok(try_c!(store.tag(&id, &p.name, &t.tags, now_ms())))
 }
@@ -970,6 +1044,7 @@ pub async fn escalate(
     b: Body,
 ) -> Response {
     let (svc, store) = try_r!(svc(&st));
+    try_r!(scoped(store, &p, &id).await);
     let e: EscalateBody = try_r!(json_in(&st, &headers, b, "{\"inbox\", \"reason\"}").await);
     let Some(inbox) = svc.routing.inbox(&e.inbox) else {
         return respond(error(
@@ -1002,7 +1077,7 @@ pub async fn reopen(
 ) -> Response {
     let (svc, store) = try_r!(svc(&st));
     let r: ReopenBody = try_r!(json_in(&st, &headers, b, "{\"reason\"}").await);
-    let c = try_c!(store.get(&id));
+    let c = try_r!(scoped(store, &p, &id).await);
     // A new SLA from the case's inbox (the default when the inbox left the configuration).
     let sla = svc.routing.inbox(&c.inbox).map_or(86_400_000, |i| i.sla_ms);
     json_ok(try_c!(store.reopen(&id, &p.name, &r.reason, sla, now_ms())))
@@ -1147,15 +1222,15 @@ pub async fn verdict(
             ),
         ));
     }
-    let c = try_c!(store.get(&id));
+    let c = try_r!(scoped(store, &p, &id).await);
     let accounts = try_c!(accounts_of(store, &c));
     // The actions' keys name the verdict: a reopened case's next verdict acts again.
     let base = format!("{id}#v{}", try_c!(store.verdicts(&id)) + 1);
-    if v.ban && !p.role.allows(Role::Investigator) && accounts.len() > 1 {
+    if v.ban && !p.role.allows(Perm::Investigate) && accounts.len() > 1 {
         return respond(error(
             Failure::Forbidden,
             "forbidden",
-            "banning every account of a ring needs the investigator role",
+            "banning every account of a ring needs the permission `investigate`",
         ));
     }
     if v.ban && v.disposition != "confirmed_fraud" {
@@ -1290,10 +1365,27 @@ pub struct OutboxQuery {
     limit: Option<i64>,
 }
 
+/// The outbox spans every inbox: a role scoped to some inboxes does not see it.
+fn unscoped(p: &Principal) -> Result<(), Response> {
+    match &p.role.inboxes {
+        None => Ok(()),
+        Some(_) => Err(respond(error(
+            Failure::Forbidden,
+            "out_of_scope",
+            format!(
+                "role `{}` is scoped to some inboxes; the outbox spans them all",
+                p.role.name
+            ),
+        ))),
+    }
+}
+
 pub async fn outbox(
     State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
     q: Result<Query<OutboxQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    try_r!(unscoped(&p));
     let (_, store) = try_r!(svc(&st));
     let q = try_r!(q.map_err(query_error)).0;
     let status = match q.status.as_deref() {
@@ -1312,7 +1404,12 @@ pub async fn outbox(
     json_ok(json!({"actions": try_c!(store.actions(status, None, None, q.limit.unwrap_or(100)))}))
 }
 
-pub async fn retry(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn retry(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    try_r!(unscoped(&p));
     let (svc, store) = try_r!(svc(&st));
     let a = try_c!(store.retry_action(&id, now_ms()));
     svc.wake.notify_one();
@@ -1348,12 +1445,14 @@ pub struct BulkBody {
 /// (their subjects). Returns (accounts, cases to resolve).
 async fn bulk_members(
     store: &Store,
+    routing: &Routing,
+    p: &Principal,
     t: &BulkTarget,
     cap: i64,
 ) -> Result<(Vec<String>, Vec<String>), Response> {
     match (&t.case, &t.filter) {
         (Some(id), None) => {
-            let c = store.get(id).await.map_err(case_error)?;
+            let c = scoped(store, p, id).await?;
             let a = accounts_of(store, &c).await.map_err(case_error)?;
             Ok((a, vec![c.id]))
         }
@@ -1368,6 +1467,7 @@ async fn bulk_members(
             }
             let filter = Filter {
                 inbox: f.inbox.clone(),
+                inboxes: scope(routing, p),
                 status,
                 ..Default::default()
             };
@@ -1407,12 +1507,17 @@ fn bulk_action(a: &str) -> Result<(Option<&'static str>, bool, &'static str), Re
     }
 }
 
-pub async fn bulk_preview(State(st): State<AppState>, headers: HeaderMap, b: Body) -> Response {
+pub async fn bulk_preview(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    b: Body,
+) -> Response {
     let (svc, store) = try_r!(svc(&st));
     let bb: BulkBody = try_r!(json_in(&st, &headers, b, "{\"target\", \"action\", …}").await);
     try_r!(bulk_action(&bb.action));
     let cap = svc.routing.bulk_cap;
-    let (accounts, cases) = try_r!(bulk_members(store, &bb.target, cap).await);
+    let (accounts, cases) = try_r!(bulk_members(store, &svc.routing, &p, &bb.target, cap).await);
     json_ok(
         json!({"count": accounts.len(), "cases": cases.len(), "cap": cap,
                    "over_cap": accounts.len() as i64 > cap, "members": accounts.iter().take(20).collect::<Vec<_>>()}),
@@ -1437,7 +1542,7 @@ pub async fn bulk_run(
     );
     let (label, ban, disposition) = try_r!(bulk_action(&bb.action));
     let cap = svc.routing.bulk_cap;
-    let (accounts, cases) = try_r!(bulk_members(store, &bb.target, cap).await);
+    let (accounts, cases) = try_r!(bulk_members(store, &svc.routing, &p, &bb.target, cap).await);
     if accounts.len() as i64 > cap {
         return respond(error(
             Failure::Invalid,
@@ -1534,10 +1639,12 @@ pub async fn graph(
 
 pub async fn entity_cases(
     State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path((_, id)): Path<(String, String)>,
 ) -> Response {
     let (_, store) = try_r!(svc(&st));
-    let cases = try_c!(store.cases_of(&id, 50));
+    let mut cases = try_c!(store.cases_of(&id, 50));
+    cases.retain(|c| p.role.sees_inbox(&c.inbox));
     let labels: Vec<Json> = try_c!(store.labels_of(&id, 50))
         .into_iter()
         .map(|a| json!({"type": a.target, "status": a.status, "case": a.case_id, "job": a.job_id,

@@ -11,7 +11,7 @@ use crate::cases::{json_in, json_ok};
 use crate::core::lifecycle::{compile_version, MODELS_LOCK};
 use crate::core::{error, error_with, now_ms, Answer, Failure, Request};
 use crate::settings::{LifecycleConfig, PolicySource};
-use argus_cases::Role;
+use argus_cases::Perm;
 use argus_lifecycle::{diff, Files, LifecycleError, NewVersion, Store, Trip, Version};
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
@@ -430,7 +430,7 @@ pub async fn activate(
     let (s, store) = try_r!(svc(&st));
     try_r!(console_only(s, "activating a version"));
     let a: ActivateBody = try_r!(json_in(&st, &headers, b, "{\"at\"?, \"emergency\"?}").await);
-    if a.emergency.is_some() && p.role < Role::Admin {
+    if a.emergency.is_some() && !p.role.allows(Perm::Admin) {
         return respond(error(
             Failure::Forbidden,
             "forbidden",
@@ -810,7 +810,7 @@ pub async fn start_rollout(
     if !(0.0..=100.0).contains(&r.percent) {
         return respond(error(Failure::Invalid, "invalid", "percent is 0 to 100"));
     }
-    if r.emergency.is_some() && p.role < Role::Admin {
+    if r.emergency.is_some() && !p.role.allows(Perm::Admin) {
         return respond(error(
             Failure::Forbidden,
             "forbidden",

@@ -7,16 +7,18 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A role an API key or a console user has: `ingest` sends events and labels; `analyst` reads and
-/// works cases one at a time and manages lists; `investigator` also acts on many at once (ring bans,
-/// bulk jobs, escalation, outbox retries); `admin` may do everything.
-pub use argus_cases::Role;
+/// A role an API key or a console user has: a named set of permissions (see [`Perm`]), with the
+/// case inboxes it may see. Built in: `ingest`, `analyst`, `investigator`, `admin`
+/// ([`Role::preset`]); `[server.roles.<name>]` adds more.
+pub use argus_cases::{Perm, Perms, Role};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KeyConfig {
     name: String,
-    role: Role,
+    /// A built-in role or one of `[server.roles]`.
+    role: String,
     /// The key itself…
     key: Option<String>,
     /// …or the environment variable that holds it (preferred: keeps secrets out of files).
@@ -56,6 +58,54 @@ struct Raw {
     audit_retention: Option<String>,
     #[serde(default)]
     api_keys: Vec<KeyConfig>,
+    #[serde(default)]
+    roles: std::collections::BTreeMap<String, RoleConfig>,
+}
+
+/// `[server.roles.<name>]`: a role of the deployment's own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleConfig {
+    /// Of `ingest`, `read`, `cases`, `investigate`, `rules`, `approve`, `reveal`, `admin`.
+    permissions: Vec<String>,
+    /// The case inboxes it sees: names, or prefixes ending in `*`; absent: all.
+    inboxes: Option<Vec<String>>,
+}
+
+/// The roles a deployment knows: the built-in ones and `[server.roles]`.
+#[derive(Debug, Clone)]
+pub struct Roles(std::collections::BTreeMap<String, Arc<Role>>);
+
+impl Default for Roles {
+    fn default() -> Roles {
+        Roles(
+            argus_cases::PRESETS
+                .iter()
+                .filter_map(|n| Role::preset(n))
+                .map(|r| (r.name.clone(), Arc::new(r)))
+                .collect(),
+        )
+    }
+}
+
+impl Roles {
+    /// The role named `name`, if there is one.
+    pub fn get(&self, name: &str) -> Option<Arc<Role>> {
+        self.0.get(name).cloned()
+    }
+
+    /// Adds (or, for a test, replaces) a role.
+    pub fn insert(&mut self, role: Role) {
+        self.0.insert(role.name.clone(), Arc::new(role));
+    }
+
+    /// The names, built-in first.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = argus_cases::PRESETS.iter().map(|s| s.to_string()).collect();
+        let custom: Vec<String> = self.0.keys().filter(|k| !v.contains(k)).cloned().collect();
+        v.extend(custom);
+        v
+    }
 }
 
 /// Whether the core runs a run of waiting events through the partition workers (`Engine::run`).
@@ -89,7 +139,7 @@ impl PartitionWorkers {
 #[derive(Debug, Clone)]
 pub struct ApiKey {
     pub name: String,
-    pub role: Role,
+    pub role: Arc<Role>,
     pub key: String,
 }
 
@@ -135,6 +185,8 @@ pub struct Settings {
     pub export_every: Duration,
     /// Empty: no authentication (development only; the server warns).
     pub api_keys: Vec<ApiKey>,
+    /// The roles keys and users may have: built in, and `[server.roles]`.
+    pub roles: Roles,
     /// `[cases]`: where cases are stored, inboxes, routing, bans and webhooks.
     pub cases: argus_cases::Routing,
     /// `[lifecycle]`: where policies come from, approvals, the guard.
@@ -418,6 +470,7 @@ impl Default for Settings {
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(10),
             api_keys: Vec::new(),
+            roles: Roles::default(),
             cases: argus_cases::Routing::default(),
             lifecycle: LifecycleConfig::default(),
             cluster: None,
@@ -694,7 +747,42 @@ impl Settings {
                 "server.partition_workers: `{other}` is not `auto`, `always` or `never`"
             )),
         }
+        for (name, rc) in raw.roles {
+            if argus_cases::PRESETS.contains(&name.as_str()) {
+                errors.push(format!(
+                    "server.roles.{name}: `{name}` is a built-in role; give yours another name"
+                ));
+                continue;
+            }
+            let mut perms = Vec::new();
+            for p in &rc.permissions {
+                match Perm::parse(p) {
+                    Some(x) => perms.push(x),
+                    None => errors.push(format!(
+                        "server.roles.{name}: permission `{p}` is not one of {}",
+                        Perm::ALL.map(Perm::name).join(", ")
+                    )),
+                }
+            }
+            if rc.permissions.is_empty() {
+                errors.push(format!("server.roles.{name}: no permissions"));
+            }
+            s.roles.insert(Role {
+                name,
+                permissions: argus_cases::Perms::of(&perms),
+                inboxes: rc.inboxes,
+            });
+        }
         for (i, k) in raw.api_keys.into_iter().enumerate() {
+            let role = s.roles.get(&k.role);
+            if role.is_none() {
+                errors.push(format!(
+                    "server.api_keys[{i}] ({}): role `{}` is not one of {}",
+                    k.name,
+                    k.role,
+                    s.roles.names().join(", ")
+                ));
+            }
             if let Some(r) = &k.rate_limit {
                 match RateLimit::parse(r) {
                     Some(l) => {
@@ -726,7 +814,7 @@ impl Settings {
                     None
                 }
             };
-            if let Some(key) = key {
+            if let (Some(key), Some(role)) = (key, role) {
                 if key.len() < 16 {
                     errors.push(format!(
                         "server.api_keys[{i}] ({}): a key must be at least 16 characters",
@@ -735,7 +823,7 @@ impl Settings {
                 } else {
                     s.api_keys.push(ApiKey {
                         name: k.name,
-                        role: k.role,
+                        role,
                         key,
                     });
                 }
@@ -758,10 +846,10 @@ impl Settings {
                     out.push(format!(
                         "API keys `{}` ({}) and `{}` ({}) are the same key: it gets the role of the last one, `{}`; give each client its own key",
                         a.name,
-                        a.role.name(),
+                        a.role.name,
                         b.name,
-                        b.role.name(),
-                        b.role.name()
+                        b.role.name,
+                        b.role.name
                     ));
                 }
             }
@@ -798,7 +886,7 @@ key_env = "TEST_KEY"
         assert_eq!(s.fsync, Fsync::Interval(Duration::from_millis(10)));
         assert_eq!(s.max_body, 256 << 10);
         assert_eq!(s.max_batch, 1000, "default kept");
-        assert_eq!(s.api_keys[0].role, Role::Ingest);
+        assert_eq!(s.api_keys[0].role.name, "ingest");
         assert_eq!(s.partition_workers, PartitionWorkers::Always);
         assert_eq!(
             Settings::default().partition_workers,
@@ -823,9 +911,40 @@ key_env = "TEST_KEY"
     }
 
     #[test]
-    fn roles() {
-        assert!(Role::Admin.allows(Role::Ingest));
-        assert!(!Role::Ingest.allows(Role::Analyst));
-        assert!(!Role::Analyst.allows(Role::Ingest));
+    fn roles_of_the_deployment_are_checked_and_keys_name_them() {
+        let t: toml::Table = toml::from_str(
+            r#"[roles.apac-reviewer]
+permissions = ["read", "cases"]
+inboxes = ["apac-*"]
+[roles.admin]
+permissions = ["read"]
+[roles.typo]
+permissions = ["raed"]
+[[api_keys]]
+name = "apac"
+role = "apac-reviewer"
+key = "0123456789abcdef0123"
+[[api_keys]]
+name = "ghost"
+role = "nobody"
+key = "0123456789abcdef0124"
+"#,
+        )
+        .unwrap();
+        let e = Settings::resolve(&t, |_| None).unwrap_err();
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e.iter().any(|m| m.contains("`admin` is a built-in role")));
+        assert!(e.iter().any(|m| m.contains("permission `raed`")));
+        assert!(e.iter().any(|m| m.contains(
+            "role `nobody` is not one of ingest, analyst, investigator, admin, apac-reviewer"
+        )));
+        let t: toml::Table = toml::from_str(
+            "[roles.apac-reviewer]\npermissions = [\"read\", \"cases\"]\ninboxes = [\"apac-*\"]\n[[api_keys]]\nname = \"apac\"\nrole = \"apac-reviewer\"\nkey = \"0123456789abcdef0123\"",
+        )
+        .unwrap();
+        let s = Settings::resolve(&t, |_| None).unwrap();
+        let r = &s.api_keys[0].role;
+        assert!(r.allows(Perm::Cases) && r.allows(Perm::Read) && !r.allows(Perm::Rules));
+        assert!(r.sees_inbox("apac-sg") && !r.sees_inbox("emea"));
     }
 }

@@ -2,7 +2,7 @@
 //! real client sends (malformed JSON, wrong types, oversized bodies, unknown types, duplicates, missing
 //! or wrong keys). Each error must have the one error shape.
 
-use argus_server::settings::{ApiKey, Role};
+use argus_server::settings::{ApiKey, Perm, Role};
 use argus_server::{Server, Settings};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -577,7 +577,7 @@ async fn probes_metrics_openapi_and_unknown_routes() {
             let (st, _) = call(&s, "HEAD", &uri, None, Body::empty()).await;
             assert_eq!(st, StatusCode::UNAUTHORIZED, "HEAD {uri}");
         }
-        if *role != Role::Ingest {
+        if *role != Perm::Ingest {
             let (st, v) = call(&s, &m.to_uppercase(), &uri, Some(INGEST), Body::empty()).await;
             assert_eq!(
                 (st, err_code(&v)),
@@ -1399,7 +1399,7 @@ fn one_key_under_two_roles_is_warned_about() {
     let mut s = settings(Path::new("unused"));
     s.api_keys.push(ApiKey {
         name: "copy".into(),
-        role: Role::Admin,
+        role: Role::preset("admin").unwrap().into(),
         key: INGEST.into(),
     });
     let w = s.warnings();

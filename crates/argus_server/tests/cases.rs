@@ -147,7 +147,7 @@ async fn scenario(dir: &std::path::Path, database: Option<String>) -> Vec<String
         argus_server::settings::cases(&toml::from_str(&cases_toml).unwrap(), |_| None).unwrap();
     settings.api_keys.push(ApiKey {
         name: "ivy".into(),
-        role: Role::Investigator,
+        role: Role::preset("investigator").unwrap().into(),
         key: INVESTIGATOR.into(),
     });
     let s = Server::start(
@@ -721,7 +721,7 @@ async fn manual_cases_escalation_reopen_graph_and_users() {
     .unwrap();
     settings.api_keys.push(ApiKey {
         name: "ivy".into(),
-        role: Role::Investigator,
+        role: Role::preset("investigator").unwrap().into(),
         key: INVESTIGATOR.into(),
     });
     let s = Server::start(

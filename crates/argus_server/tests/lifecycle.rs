@@ -152,7 +152,7 @@ async fn scenario(dir: &std::path::Path, database: Option<String>) {
     settings.lifecycle.source = PolicySource::Console;
     settings.api_keys.push(ApiKey {
         name: "ivy".into(),
-        role: Role::Investigator,
+        role: Role::preset("investigator").unwrap().into(),
         key: IVY.into(),
     });
     let s = Server::start(
@@ -806,7 +806,7 @@ async fn a_pause_and_a_resume_survive_restarts() {
         let mut settings = settings(&data);
         settings.api_keys.push(ApiKey {
             name: "ivy".into(),
-            role: Role::Investigator,
+            role: Role::preset("investigator").unwrap().into(),
             key: IVY.into(),
         });
         Server::start(

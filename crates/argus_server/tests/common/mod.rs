@@ -40,17 +40,17 @@ pub fn settings(dir: &Path) -> Settings {
         api_keys: vec![
             ApiKey {
                 name: "checkout".into(),
-                role: Role::Ingest,
+                role: Role::preset("ingest").unwrap().into(),
                 key: INGEST.into(),
             },
             ApiKey {
                 name: "analyst".into(),
-                role: Role::Analyst,
+                role: Role::preset("analyst").unwrap().into(),
                 key: ANALYST.into(),
             },
             ApiKey {
                 name: "ops".into(),
-                role: Role::Admin,
+                role: Role::preset("admin").unwrap().into(),
                 key: ADMIN.into(),
             },
         ],
