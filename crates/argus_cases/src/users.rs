@@ -151,6 +151,10 @@ pub struct SessionInfo {
     pub expires_at: Millis,
 }
 
+/// The `password_hash` of a user who signs in through the OpenID Connect provider: not a PHC
+/// string, so no password matches it.
+const SSO_HASH: &str = "sso";
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -280,6 +284,71 @@ impl Store {
                 "unknown user or wrong password".into(),
             ));
         };
+        self.open_session(name, role, ttl_ms, now).await
+    }
+
+    /// A user signed in by the OpenID Connect provider: added on first sign-in, their role set from
+    /// the provider's claims at every sign-in, and a session opened. Such users have no password
+    /// (`password_hash` is `sso`, which no password matches). A local user of the same name is not
+    /// taken over (`Conflict`); a disabled user stays out (`Unauthorized`).
+    pub async fn sso_login(
+        &self,
+        name: &str,
+        role: &str,
+        ttl_ms: i64,
+        now: Millis,
+    ) -> Result<(String, SessionInfo), CaseError> {
+        if name.trim().is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+            return Err(CaseError::Invalid(format!(
+                "the provider's user name `{}` is not 1 to 64 characters without control characters",
+                name.escape_debug()
+            )));
+        }
+        let row = sqlx::query("SELECT password_hash, disabled FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => {
+                sqlx::query(
+                    "INSERT INTO users (name, role, password_hash, created_at, disabled) VALUES ($1, $2, $3, $4, 0)",
+                )
+                .bind(name)
+                .bind(role)
+                .bind(SSO_HASH)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+            }
+            Some(r) => {
+                if r.try_get::<String, _>("password_hash")? != SSO_HASH {
+                    return Err(CaseError::Conflict(format!(
+                        "a local user `{name}` exists: a single sign-on user cannot take it over"
+                    )));
+                }
+                if r.try_get::<i64, _>("disabled")? != 0 {
+                    return Err(CaseError::Unauthorized(format!(
+                        "user `{name}` is disabled"
+                    )));
+                }
+                sqlx::query("UPDATE users SET role = $1 WHERE name = $2")
+                    .bind(role)
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        self.durable().await?;
+        self.open_session(name, role.to_string(), ttl_ms, now).await
+    }
+
+    async fn open_session(
+        &self,
+        name: &str,
+        role: String,
+        ttl_ms: i64,
+        now: Millis,
+    ) -> Result<(String, SessionInfo), CaseError> {
         let token = random_hex(32);
         let csrf = random_hex(16);
         let expires_at = now.saturating_add(ttl_ms);

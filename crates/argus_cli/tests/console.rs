@@ -16,23 +16,6 @@ use std::time::{Duration, Instant};
 mod common;
 use common::*;
 
-fn prerequisites() -> Option<String> {
-    let modules = repo().join("console-tests/node_modules/playwright-core");
-    let missing: Vec<&str> = [
-        (!Path::new("/usr/bin/chromium").exists()).then_some("/usr/bin/chromium"),
-        Command::new("node")
-            .arg("--version")
-            .output()
-            .is_err()
-            .then_some("node"),
-        (!modules.exists()).then_some("console-tests/node_modules (run `npm ci` in console-tests)"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    (!missing.is_empty()).then(|| missing.join(", "))
-}
-
 fn e2e(url: &str, shots: &Path, phase: &str, entity: &str) -> String {
     let out = Command::new("node")
         .arg(repo().join("console-tests/e2e.mjs"))
@@ -57,7 +40,7 @@ fn e2e(url: &str, shots: &Path, phase: &str, entity: &str) -> String {
 
 #[test]
 fn an_investigator_bans_a_coupon_ring_from_the_console() {
-    if let Some(missing) = prerequisites() {
+    if let Some(missing) = browser_prerequisites() {
         assert!(
             std::env::var_os("ARGUS_REQUIRE_DATA").is_none(),
             "ARGUS_REQUIRE_DATA is set (CI) but the browser test lacks: {missing}"
@@ -264,7 +247,7 @@ fn now_rfc3339() -> String {
 /// server then decides with it.
 #[test]
 fn an_analyst_drafts_and_backtests_a_rule_that_another_person_approves() {
-    if let Some(missing) = prerequisites() {
+    if let Some(missing) = browser_prerequisites() {
         assert!(
             std::env::var_os("ARGUS_REQUIRE_DATA").is_none(),
             "ARGUS_REQUIRE_DATA is set (CI) but the browser test lacks: {missing}"

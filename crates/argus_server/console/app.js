@@ -192,7 +192,12 @@
       location.hash = to;
     }) }, field('Username', user), field('Password', pw),
     h('button', { type: 'submit', test: 'login-submit' }, 'Sign in'));
-    return h('div', {}, h('h1', {}, 'Sign in'), form);
+    // Single sign-on, when the server has an OpenID Connect provider ([server.oidc]).
+    const sso = h('p', { class: 'narrow', test: 'login-methods' });
+    get('/v1/session/methods').then((m) => {
+      if (m && m.oidc) sso.append(h('a', { href: m.oidc.url, class: 'button', test: 'login-sso' }, m.oidc.label));
+    }).catch(() => {});
+    return h('div', {}, h('h1', {}, 'Sign in'), form, sso);
   }
 
   // ---- #/queue -----------------------------------------------------------------------------

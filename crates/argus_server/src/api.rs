@@ -40,6 +40,9 @@ pub const ROUTES: &[(&str, &str, Option<Perm>)] = &[
     ("post", "/v1/session", None),
     ("get", "/v1/session", Some(Perm::Ingest)),
     ("delete", "/v1/session", Some(Perm::Ingest)),
+    ("get", "/v1/session/methods", None),
+    ("get", "/v1/session/oidc", None),
+    ("get", "/v1/session/oidc/callback", None),
     ("get", "/v1/users", Some(Perm::Admin)),
     ("put", "/v1/users/{name}", Some(Perm::Admin)),
     ("get", "/v1/inboxes", Some(Perm::Cases)),
@@ -124,6 +127,8 @@ pub struct AppState {
     pub audit: Arc<crate::audit::AuditService>,
     /// Clear personal data, encrypted, when a vault key is configured (`crate::vault`).
     pub vault: Option<Arc<crate::vault::Vault>>,
+    /// Console sign-in through an OpenID Connect provider (`[server.oidc]`).
+    pub oidc: Option<Arc<crate::oidc::Oidc>>,
 }
 
 /// Who is asking: an API key (by its name) or a console user's session.
@@ -155,6 +160,7 @@ pub fn status_of(kind: Failure) -> StatusCode {
         Failure::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
         Failure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Failure::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Failure::BadGateway => StatusCode::BAD_GATEWAY,
         Failure::TooMany => StatusCode::TOO_MANY_REQUESTS,
     }
 }
@@ -347,7 +353,7 @@ fn unauthenticated() -> Response {
     r
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -971,6 +977,9 @@ fn cases_routes() -> Router<AppState> {
             "/v1/session",
             r(post(c::login).get(c::session).delete(c::logout)),
         )
+        .route("/v1/session/methods", r(get(crate::oidc::methods)))
+        .route("/v1/session/oidc", r(get(crate::oidc::start)))
+        .route("/v1/session/oidc/callback", r(get(crate::oidc::callback)))
         .route("/v1/users", r(get(c::users)))
         .route("/v1/users/{name}", r(put(c::put_user)))
         .route("/v1/inboxes", r(get(c::inboxes)))

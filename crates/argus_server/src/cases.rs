@@ -39,7 +39,15 @@ pub struct CaseService {
 }
 
 pub const SESSION_COOKIE: &str = "argus_session";
-const SESSION_MS: i64 = 12 * 3_600_000;
+pub const SESSION_MS: i64 = 12 * 3_600_000;
+
+/// The `Set-Cookie` value of a new console session.
+pub fn session_cookie(token: &str) -> String {
+    format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        SESSION_MS / 1000
+    )
+}
 
 impl CaseService {
     pub fn new(routing: Routing) -> CaseService {
@@ -476,48 +484,25 @@ async fn watermark(st: &AppState) -> Result<String, String> {
     }
 }
 
-/// POSTs `body` to `url` (plain HTTP) with an `Idempotency-Key`; a 2xx answer is delivery.
+/// POSTs `body` to `url` (HTTP or HTTPS) with an `Idempotency-Key`; a 2xx answer is delivery.
 async fn post_webhook(url: &str, key: &str, body: &Json) -> Result<(), String> {
-    use http_body_util::BodyExt;
-    let uri: axum::http::Uri = url.parse().map_err(|e| format!("url: {e}"))?;
-    let host = uri.host().ok_or("url without a host")?.to_string();
-    let port = uri.port_u16().unwrap_or(80);
-    let path = uri
-        .path_and_query()
-        .map_or("/".to_string(), |p| p.to_string());
-    let work = async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| format!("handshake: {e}"))?;
-        let c = tokio::spawn(conn);
-        let req = axum::http::Request::post(path)
-            .header(header::HOST, &host)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header("idempotency-key", key)
-            .body(http_body_util::Full::new(axum::body::Bytes::from(
-                body.to_string(),
-            )))
-            .map_err(|e| e.to_string())?;
-        let resp = send
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request: {e}"))?;
-        let status = resp.status();
-        let _ = resp.into_body().collect().await;
-        c.abort();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("HTTP {status}"))
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), work)
-        .await
-        .map_err(|_| "timed out after 10 s".to_string())?
+    let a = crate::outbound::request(
+        axum::http::Method::POST,
+        url,
+        &[(
+            header::HeaderName::from_static("idempotency-key"),
+            key.to_string(),
+        )],
+        Some(("application/json", body.to_string().into_bytes())),
+        Duration::from_secs(10),
+        64 << 10,
+    )
+    .await?;
+    if a.status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {}", a.status))
+    }
 }
 
 // ---- HTTP ----
@@ -710,11 +695,7 @@ pub async fn login(State(st): State<AppState>, headers: HeaderMap, b: Body) -> R
     let mut r = json_ok(
         json!({"user": s.user, "role": role.name, "permissions": role.permissions, "inboxes": role.inboxes, "csrf": s.csrf, "expires_at": s.expires_at}),
     );
-    let cookie = format!(
-        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        SESSION_MS / 1000
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
+    if let Ok(v) = HeaderValue::from_str(&session_cookie(&token)) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r

@@ -15,6 +15,8 @@ pub mod erasure;
 pub mod findings;
 pub mod lifecycle;
 pub mod metrics;
+pub mod oidc;
+pub mod outbound;
 pub mod settings;
 pub mod vault;
 pub mod wal;
@@ -137,6 +139,7 @@ impl Server {
             .name("argus-core".into())
             .spawn(move || core.run(rx))
             .map_err(|e| core::StartError::State(format!("starting the core thread: {e}")))?;
+        let oidc = settings.oidc.clone().map(|c| Arc::new(oidc::Oidc::new(c)));
         let state = api::AppState {
             tx,
             shared: shared.clone(),
@@ -152,6 +155,7 @@ impl Server {
             cluster: log.map(|l| Arc::new(cluster::Node::new(l))),
             audit: Arc::new(audit::AuditService::default()),
             vault,
+            oidc,
         };
         if let Some(rt) = &runtime {
             if !cases_on {

@@ -60,6 +60,57 @@ struct Raw {
     api_keys: Vec<KeyConfig>,
     #[serde(default)]
     roles: std::collections::BTreeMap<String, RoleConfig>,
+    oidc: Option<OidcRaw>,
+}
+
+/// `[server.oidc]`: console sign-in through an OpenID Connect provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OidcRaw {
+    issuer: String,
+    client_id: String,
+    client_secret: Option<String>,
+    client_secret_env: Option<String>,
+    redirect_url: String,
+    scopes: Option<Vec<String>>,
+    username_claim: Option<String>,
+    role_claim: Option<String>,
+    #[serde(default)]
+    roles: Vec<OidcRoleRaw>,
+    default_role: Option<String>,
+    /// The button's text on the console's login page.
+    label: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OidcRoleRaw {
+    /// A value of the role claim (a group's name, say)…
+    claim: String,
+    /// …and the Argus role it gives.
+    role: String,
+}
+
+/// Console sign-in through an OpenID Connect provider (authorization code flow with PKCE).
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// The provider's issuer URL: `https`, or `http` on loopback only. Its metadata is read from
+    /// `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// This server's callback as the provider knows it: `…/v1/session/oidc/callback`.
+    pub redirect_url: String,
+    pub scopes: Vec<String>,
+    /// The claim that names the user (default `preferred_username`, then `email`, then `sub`).
+    pub username_claim: String,
+    /// The claim whose values give the role (default `groups`): a string or a list of strings.
+    pub role_claim: String,
+    /// Claim value → Argus role, the first match in this order.
+    pub roles: Vec<(String, String)>,
+    /// The role of a user none of whose claim values match (absent: such a user is refused).
+    pub default_role: Option<String>,
+    pub label: String,
 }
 
 /// `[server.roles.<name>]`: a role of the deployment's own.
@@ -70,6 +121,106 @@ struct RoleConfig {
     permissions: Vec<String>,
     /// The case inboxes it sees: names, or prefixes ending in `*`; absent: all.
     inboxes: Option<Vec<String>>,
+}
+
+fn oidc_config(
+    o: OidcRaw,
+    roles: &Roles,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<OidcConfig, Vec<String>> {
+    let mut errors = Vec::new();
+    let secure =
+        |what: &str, url: &str, errors: &mut Vec<String>| match url.parse::<axum::http::Uri>() {
+            Ok(u) if u.scheme_str() == Some("https") => {}
+            Ok(u)
+                if u.scheme_str() == Some("http")
+                    && u.host().is_some_and(crate::outbound::is_loopback) => {}
+            _ => errors.push(format!(
+                "server.oidc.{what}: `{url}` must be an https URL (http only on loopback)"
+            )),
+        };
+    secure("issuer", &o.issuer, &mut errors);
+    if !o.redirect_url.ends_with("/v1/session/oidc/callback") {
+        errors.push(format!(
+            "server.oidc.redirect_url: `{}` must be this server's `…/v1/session/oidc/callback`",
+            o.redirect_url
+        ));
+    }
+    let secret = match (o.client_secret, o.client_secret_env) {
+        (Some(s), None) => Some(s),
+        (None, Some(var)) => {
+            let v = env(&var).filter(|v| !v.is_empty());
+            if v.is_none() {
+                errors.push(format!(
+                    "server.oidc.client_secret_env: environment variable {var} is not set"
+                ));
+            }
+            v
+        }
+        (None, None) => env("ARGUS_OIDC_CLIENT_SECRET").filter(|v| !v.is_empty()).or_else(|| {
+            errors.push("server.oidc: give client_secret_env (or client_secret, or ARGUS_OIDC_CLIENT_SECRET)".into());
+            None
+        }),
+        (Some(_), Some(_)) => {
+            errors.push("server.oidc: give one of client_secret and client_secret_env".into());
+            None
+        }
+    };
+    let mut map = Vec::new();
+    for r in o.roles {
+        if roles.get(&r.role).is_none() || r.role == "ingest" {
+            errors.push(format!(
+                "server.oidc.roles: `{}` gives role `{}`, which is not a console role ({})",
+                r.claim,
+                r.role,
+                roles
+                    .names()
+                    .into_iter()
+                    .filter(|n| n != "ingest")
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        map.push((r.claim, r.role));
+    }
+    if let Some(d) = &o.default_role {
+        if roles.get(d).is_none() || d == "ingest" {
+            errors.push(format!(
+                "server.oidc.default_role: `{d}` is not a console role"
+            ));
+        }
+    }
+    if map.is_empty() && o.default_role.is_none() {
+        errors.push(
+            "server.oidc: no [[server.oidc.roles]] and no default_role: nobody could sign in"
+                .into(),
+        );
+    }
+    let scopes = o
+        .scopes
+        .unwrap_or_else(|| vec!["openid".into(), "profile".into(), "email".into()]);
+    if !scopes.iter().any(|s| s == "openid") {
+        errors.push("server.oidc.scopes: must include `openid`".into());
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(OidcConfig {
+        issuer: o.issuer.trim_end_matches('/').to_string(),
+        client_id: o.client_id,
+        client_secret: secret.unwrap_or_default(),
+        redirect_url: o.redirect_url,
+        scopes,
+        username_claim: o
+            .username_claim
+            .unwrap_or_else(|| "preferred_username".into()),
+        role_claim: o.role_claim.unwrap_or_else(|| "groups".into()),
+        roles: map,
+        default_role: o.default_role,
+        label: o
+            .label
+            .unwrap_or_else(|| "Sign in with single sign-on".into()),
+    })
 }
 
 /// The roles a deployment knows: the built-in ones and `[server.roles]`.
@@ -187,6 +338,8 @@ pub struct Settings {
     pub api_keys: Vec<ApiKey>,
     /// The roles keys and users may have: built in, and `[server.roles]`.
     pub roles: Roles,
+    /// `[server.oidc]`: console sign-in through an OpenID Connect provider.
+    pub oidc: Option<OidcConfig>,
     /// `[cases]`: where cases are stored, inboxes, routing, bans and webhooks.
     pub cases: argus_cases::Routing,
     /// `[lifecycle]`: where policies come from, approvals, the guard.
@@ -471,6 +624,7 @@ impl Default for Settings {
             shutdown_grace: Duration::from_secs(10),
             api_keys: Vec::new(),
             roles: Roles::default(),
+            oidc: None,
             cases: argus_cases::Routing::default(),
             lifecycle: LifecycleConfig::default(),
             cluster: None,
@@ -772,6 +926,12 @@ impl Settings {
                 permissions: argus_cases::Perms::of(&perms),
                 inboxes: rc.inboxes,
             });
+        }
+        if let Some(o) = raw.oidc {
+            match oidc_config(o, &s.roles, &env) {
+                Ok(c) => s.oidc = Some(c),
+                Err(mut e) => errors.append(&mut e),
+            }
         }
         for (i, k) in raw.api_keys.into_iter().enumerate() {
             let role = s.roles.get(&k.role);

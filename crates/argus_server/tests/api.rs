@@ -1026,6 +1026,7 @@ async fn a_full_queue_is_503_overloaded_and_a_slow_core_is_503_timeout() {
         lifecycle: None,
         audit: Default::default(),
         vault: None,
+        oidc: None,
     };
     let app = argus_server::api::router(st);
     let post = || {

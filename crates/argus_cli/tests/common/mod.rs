@@ -190,3 +190,22 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     }
     hits
 }
+
+/// What a browser test needs and this machine lacks: `/usr/bin/chromium`, `node` and
+/// `console-tests/node_modules` (`npm ci` there); `None` when nothing is missing.
+pub fn browser_prerequisites() -> Option<String> {
+    let modules = repo().join("console-tests/node_modules/playwright-core");
+    let missing: Vec<&str> = [
+        (!Path::new("/usr/bin/chromium").exists()).then_some("/usr/bin/chromium"),
+        std::process::Command::new("node")
+            .arg("--version")
+            .output()
+            .is_err()
+            .then_some("node"),
+        (!modules.exists()).then_some("console-tests/node_modules (run `npm ci` in console-tests)"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!missing.is_empty()).then(|| missing.join(", "))
+}

@@ -94,6 +94,8 @@ pub enum Failure {
     Internal,
     /// Not now: overloaded, starting, stopping, or refusing writes after a failure.
     Unavailable,
+    /// A service the server relies on answered wrongly or not at all (the identity provider).
+    BadGateway,
 }
 
 /// A failure: its kind, a stable code, a message for people, and optional structured details.
