@@ -871,6 +871,20 @@ fn a_new_node_starts_from_the_shared_snapshot() {
     let (da, db) = (&ds[0], &ds[1]);
     assert_eq!(da["state_digest"], db["state_digest"]);
     assert_eq!(da["log_last_seq"], db["log_last_seq"]);
+    // Erasure is refused in a cluster (one node alone would diverge), and changes nothing.
+    let (st, v) = http(
+        &a.addr,
+        "POST",
+        "/v1/erasure",
+        r#"{"kind": "email", "value": "u3@example.com", "reason": "a data subject's request"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (409, Some("cluster_erasure")),
+        "{v}"
+    );
+    assert_eq!(a.digest()["state_digest"], db["state_digest"]);
     // A reload asked of one node reaches every node, at the same point of the log.
     let reloads = |n: &Node| -> u64 {
         let mut s = TcpStream::connect(&n.addr).unwrap();

@@ -47,6 +47,15 @@ pub async fn erase(
     if let Err(a) = crate::vault::reason_given(b.reason.as_deref(), &headers, "an erasure") {
         return respond(a);
     }
+    // One node renaming a subject alone would leave the nodes with different states (and the
+    // shared stream keeps the subject's entries): refused, rather than done in part.
+    if st.cluster.is_some() {
+        return respond(error(
+            Failure::Conflict,
+            "cluster_erasure",
+            "erasure is not available in a cluster yet: it would rename the subject on this node only, and the shared JetStream stream keeps its entries (docs/privacy.md)",
+        ));
+    }
     crate::core::export::ERASURE_EPOCH.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let done = match ask(
         &st,
