@@ -337,9 +337,9 @@ impl Routing {
         }
         let mut hooks: Vec<&str> = Vec::new();
         for w in &c.webhooks {
-            if !(w.url.starts_with("http://")) {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
                 errors.push(format!(
-                    "cases.webhooks.{}: url `{}` must start with http://",
+                    "cases.webhooks.{}: url `{}` must start with http:// or https://",
                     w.name, w.url
                 ));
             }

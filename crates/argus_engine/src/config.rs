@@ -159,6 +159,8 @@ pub struct Config {
     pub lookups: argus_event::lookup::LookupCell,
     /// `[graph]`: the entity graph and its detectors, when declared.
     pub graph: Option<Arc<crate::graph::GraphSpec>>,
+    /// `[graph.propagation]`: semi-supervised signals from arriving labels, when declared.
+    pub propagation: Option<Arc<crate::propagation::PropagationSpec>>,
     /// `[deadlines]`: latency budgets per checkpoint and the stages' shares, when declared.
     pub deadlines: Option<Arc<crate::deadlines::Deadlines>>,
     /// Files read, in order.
@@ -251,6 +253,7 @@ impl Config {
         };
         let mut models = Vec::new();
         let mut graph = None;
+        let mut propagation = None;
         let features = schema
             .as_ref()
             .and_then(|s| match FeatureSet::compile(s, &p.features) {
@@ -260,6 +263,12 @@ impl Config {
                         match crate::graph::compile(gc, s, &mut f) {
                             Ok(g) => graph = Some(Arc::new(g)),
                             Err(e) => errors.extend(e),
+                        }
+                        if let Some(pc) = &gc.propagation {
+                            match crate::propagation::compile(pc, &gc.confirmed, s, &mut f) {
+                                Ok(p) => propagation = Some(Arc::new(p)),
+                                Err(e) => errors.extend(e),
+                            }
                         }
                     }
                     for (mc, base) in &p.models {
@@ -378,6 +387,7 @@ impl Config {
                 })
                 .collect(),
             graph,
+            propagation,
             sources: p.sources,
         })
     }

@@ -50,6 +50,9 @@ pub struct GraphConfig {
     pub confirmed: Vec<ConfirmConfig>,
     #[serde(default)]
     pub blocks: Vec<BlockConfig>,
+    /// `[graph.propagation]`: semi-supervised signals from arriving labels ([`crate::propagation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<crate::propagation::PropagationToml>,
 }
 
 /// `[[graph.links]]`: a field whose values link the accounts that use them.
@@ -1360,7 +1363,7 @@ fn remap(map: &mut [u32], old: &Interner, new: &mut Interner, x: u32) -> u32 {
 
 /// A graph key from a field value: strings and integers; anything else (null) is no key.
 /// Borrowed for strings, the common case: no allocation per event.
-fn key(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
+pub(crate) fn key(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
     match v {
         Value::Str(s) if !s.is_empty() => Some(std::borrow::Cow::Borrowed(s)),
         Value::Int(i) => Some(std::borrow::Cow::Owned(i.to_string())),

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod graph;
 pub mod lookups;
 pub mod models;
+pub mod propagation;
 pub mod replay;
 pub mod report;
 pub(crate) mod sort;

@@ -56,7 +56,57 @@ pub fn build(config: &Config) -> Vec<Box<dyn Stage>> {
     if let Some(g) = &config.graph {
         stages.push(Box::new(GraphStage::new(g.clone())));
     }
+    if let Some(p) = &config.propagation {
+        stages.push(Box::new(PropagationStage::new(p.clone())));
+    }
     stages
+}
+
+/// Semi-supervised graph signals ([`crate::propagation`]) as a stage.
+pub struct PropagationStage {
+    spec: Arc<crate::propagation::PropagationSpec>,
+    pub state: crate::propagation::PropagationState,
+}
+
+impl PropagationStage {
+    pub fn new(spec: Arc<crate::propagation::PropagationSpec>) -> PropagationStage {
+        let state = crate::propagation::PropagationState::new(&spec);
+        PropagationStage { spec, state }
+    }
+}
+
+impl Stage for PropagationStage {
+    fn name(&self) -> &'static str {
+        "propagation"
+    }
+    fn fingerprint(&self) -> u64 {
+        self.spec.fingerprint
+    }
+    fn what(&self) -> &'static str {
+        "the [graph.propagation] declaration"
+    }
+    fn reads_features(&self) -> bool {
+        false
+    }
+    fn writes(&self) -> Vec<usize> {
+        self.spec.feature_slots()
+    }
+    fn apply(&mut self, ev: &Event, features: &mut [Value], _findings: &mut Vec<Finding>) {
+        self.state.apply(&self.spec, ev, features);
+    }
+    fn encode(&self) -> Vec<u8> {
+        self.state.encode()
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.state = crate::propagation::PropagationState::decode(bytes)?;
+        Ok(())
+    }
+    fn digest(&self) -> u64 {
+        self.state.digest()
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// The entity graph ([`crate::graph`]) as a stage.

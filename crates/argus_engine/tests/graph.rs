@@ -702,3 +702,86 @@ batch = 16
     let restored = Engine::restore(r.engine.config.clone(), &r.engine.snapshot()).unwrap();
     assert_eq!(restored.state_digest(), r.engine.state_digest());
 }
+
+/// `[graph.propagation]`: buyer → seller orders as interactions, fraud and legitimate labels as seeds.
+const PROPAGATION: &str = r#"
+[graph.propagation]
+events = ["order.create"]
+column = "seller"
+attribute = "amount"
+scale = 100
+half_life = "30d"
+max_neighbors = 8
+legit = [{ event = "legit.confirmed", field = "subject" }]
+"#;
+
+/// The semi-supervised signals in the engine: zero before any label (a label known later never
+/// reaches an earlier event), the fraud share and the propagated score once a seller is confirmed
+/// fraudulent, the peer's score on the interaction itself, a legitimate seed pulling the score down;
+/// the same after a snapshot and restore; and a declaration's mistakes reported.
+#[test]
+fn semi_supervised_signals_follow_the_labels_as_they_arrive() {
+    let order = |seller: &str, n: u32| serde_json::json!({"order": format!("o{n}"), "seller": seller, "item": "i1", "item_count": 1, "amount": "50.00", "currency": "EUR"});
+    let mut r = Run::new(config(PROPAGATION).unwrap());
+    let f = r.ev("order.create", "b1", T0, order("s1", 1));
+    assert_eq!(num(&f, "graph_fraud_share"), 0.0);
+    assert_eq!(num(&f, "graph_label_score"), 0.0);
+    assert_eq!(num(&f, "graph_peer_label_score"), 0.0);
+    r.ev("order.create", "b2", T0 + 1, order("s1", 2));
+    r.ev("order.create", "b3", T0 + 2, order("s2", 3));
+    // s1 is confirmed fraudulent (the label event's own actor is the reviewer).
+    r.ev(
+        "fraud.confirmed",
+        "ops",
+        T0 + H,
+        serde_json::json!({"subject_kind": "user", "subject": "s1"}),
+    );
+    let f = r.ev("order.create", "b1", T0 + 2 * H, order("s3", 4));
+    assert!(num(&f, "graph_fraud_share") > 0.4, "{f:?}");
+    assert!(num(&f, "graph_label_score") > 0.0, "{f:?}");
+    assert_eq!(int(&f, "graph_labelled_neighbors"), 1);
+    // s3 is two hops from s1, through b1: suspected, less than b1.
+    let (b1, s3) = (
+        num(&f, "graph_label_score"),
+        num(&f, "graph_peer_label_score"),
+    );
+    assert!(s3 > 0.0 && s3 < b1, "{f:?}");
+    let f = r.ev("order.create", "b3", T0 + 2 * H + 1, order("s1", 5));
+    assert_eq!(num(&f, "graph_peer_label_score"), 1.0, "{f:?}");
+    assert!(num(&f, "graph_fraud_share") > 0.0);
+    // A legitimate seller pulls its buyer's score down.
+    r.ev(
+        "legit.confirmed",
+        "ops",
+        T0 + 3 * H,
+        serde_json::json!({"subject_kind": "user", "subject": "s2"}),
+    );
+    let f = r.ev("order.create", "b4", T0 + 4 * H, order("s2", 6));
+    assert!(num(&f, "graph_label_score") < 0.0, "{f:?}");
+    assert_eq!(num(&f, "graph_fraud_share"), 0.0);
+
+    // The same after a snapshot and restore.
+    let bytes = r.engine.snapshot();
+    let digest = r.engine.state_digest();
+    let mut back = Run::new(config(PROPAGATION).unwrap());
+    back.engine = Engine::restore(config(PROPAGATION).unwrap(), &bytes).unwrap();
+    back.n = r.n;
+    assert_eq!(back.engine.state_digest(), digest);
+    let a = r.ev("order.create", "b5", T0 + 5 * H, order("s1", 7));
+    let b = back.ev("order.create", "b5", T0 + 5 * H, order("s1", 7));
+    assert_eq!(a, b);
+
+    // Mistakes in the declaration are reported, each.
+    let e = config(
+        "[graph.propagation]\nevents = [\"order.create\", \"ordr.create\"]\ncolumn = \"sellr\"\nattribute = \"currency\"\nmax_neighbors = 0\n",
+    )
+    .unwrap_err();
+    for m in [
+        "unknown event type `ordr.create`",
+        "has no field `sellr`",
+        "`currency` is not a number",
+        "max_neighbors: 1 to 1024",
+    ] {
+        assert!(e.contains(m), "{m} in {e}");
+    }
+}
