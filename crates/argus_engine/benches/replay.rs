@@ -97,6 +97,44 @@ fn engine_bench40(bencher: Bencher) {
     run(bencher, cfg, evs);
 }
 
+/// The semi-supervised graph signals' cost per event (P4.1): bench40's 200,000 events with and without
+/// `[graph.propagation]` over its orders (buyer → seller, weighted by amount), and a fraud label for
+/// a seller every 500 events in both runs.
+#[divan::bench(args = ["without", "with"], sample_count = 10)]
+fn engine_propagation(bencher: Bencher, mode: &str) {
+    let base = root().join("examples/bench40/argus.toml");
+    let prop = "[graph.propagation]\nevents = [\"order.create\"]\ncolumn = \"seller\"\nattribute = \"amount\"\nscale = 100\nhalf_life = \"30d\"\nmax_neighbors = 32\n[[graph.confirmed]]\nevent = \"fraud.confirmed\"\nfield = \"subject\"\n";
+    let mut text = std::fs::read_to_string(&base).expect("bench40 config");
+    if mode == "with" {
+        text.push_str(prop);
+    }
+    let cfg = Config::from_str(&text, base.parent().expect("a folder")).expect("config");
+    let e = Engine::new(cfg.clone());
+    let mut evs = Vec::with_capacity(N + N / 500);
+    for (i, ev) in decode_all(&cfg, &synth::events(N, 42))
+        .into_iter()
+        .enumerate()
+    {
+        let t = ev.time;
+        evs.push(ev);
+        if i % 500 == 499 {
+            let label = format!(
+                r#"{{"id":"l{i}","type":"fraud.confirmed","time":{t},"actor":"ops","data":{{"subject_kind":"user","subject":"s{}"}}}}"#,
+                (i * 7919) % 2_000
+            );
+            evs.push(
+                e.decoder()
+                    .decode_bytes(label.as_bytes())
+                    .expect("a valid label"),
+            );
+        }
+    }
+    if mode == "with" {
+        assert!(cfg.propagation.is_some());
+    }
+    run(bencher, cfg, evs);
+}
+
 /// Validation + pseudonymization of generated NDJSON events (4 to 6 personal-data fields each).
 #[divan::bench(sample_count = 10)]
 fn decode_ndjson(bencher: Bencher) {

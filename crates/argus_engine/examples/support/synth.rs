@@ -62,6 +62,7 @@ pub fn events(n: usize, seed: u64) -> Vec<String> {
         };
         let item = r.skewed(20_000);
         let seller = item % 2_000;
+        let card = luhn(&format!("4{card:014}"));
         let ipaddr = format!("10.{}.{}.{}", ip >> 16, (ip >> 8) & 255, ip & 255);
         let amount = format!("{:.2}", (5.0f64 * (100.0f64).powf(r.unit())).min(9_999.0));
         let roll = r.below(100);
@@ -82,14 +83,14 @@ pub fn events(n: usize, seed: u64) -> Vec<String> {
             (
                 "order.create",
                 format!(
-                    r#"{{"order":"o{i}","seller":"s{seller}","item":"i{item}","amount":"{amount}","currency":"EUR","card":"4{card:015}","device":"d{device}","ip":"{ipaddr}"}}"#
+                    r#"{{"order":"o{i}","seller":"s{seller}","item":"i{item}","amount":"{amount}","currency":"EUR","card":"{card}","device":"d{device}","ip":"{ipaddr}"}}"#
                 ),
             )
         } else {
             (
                 "payment.attempt",
                 format!(
-                    r#"{{"order":"o{i}","amount":"{amount}","currency":"EUR","card":"4{card:015}","device":"d{device}","ip":"{ipaddr}"}}"#
+                    r#"{{"order":"o{i}","amount":"{amount}","currency":"EUR","card":"{card}","device":"d{device}","ip":"{ipaddr}"}}"#
                 ),
             )
         };
@@ -98,4 +99,27 @@ pub fn events(n: usize, seed: u64) -> Vec<String> {
         ));
     }
     out
+}
+
+/// `body` with its Luhn check digit appended (the decoder refuses card numbers without one).
+fn luhn(body: &str) -> String {
+    let sum: u32 = body
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    format!("{body}{}", (10 - sum % 10) % 10)
 }
