@@ -48,6 +48,30 @@ pub struct PropagationToml {
     /// Events naming an account confirmed legitimate (fraud labels are `[[graph.confirmed]]`).
     #[serde(default)]
     pub legit: Vec<crate::graph::ConfirmConfig>,
+    /// Features aggregated over each account's neighbours: `graph_nb_<feature>_mean`, `_max` and
+    /// `_above` (neighbours whose value is above `above`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aggregates: Vec<AggregateToml>,
+}
+
+/// `[[graph.propagation.aggregates]]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateToml {
+    /// A numeric feature (keyed by the actor, say `orders_24h` or a model's score).
+    pub feature: String,
+    /// The threshold for `graph_nb_<feature>_above`. Default 0.
+    pub above: Option<f64>,
+}
+
+/// A compiled aggregate: the source slot, the threshold, and the slots it writes.
+#[derive(Debug, Clone)]
+struct Aggregate {
+    src: usize,
+    above: f64,
+    f_mean: usize,
+    f_max: usize,
+    f_above: usize,
 }
 
 /// The compiled declaration.
@@ -68,6 +92,7 @@ pub struct PropagationSpec {
     f_labelled: usize,
     f_peer_score: usize,
     f_peer_share: usize,
+    aggs: Vec<Aggregate>,
     pub fingerprint: u64,
 }
 
@@ -82,6 +107,18 @@ impl PropagationSpec {
             self.f_peer_score,
             self.f_peer_share,
         ]
+        .into_iter()
+        .chain(
+            self.aggs
+                .iter()
+                .flat_map(|a| [a.f_mean, a.f_max, a.f_above]),
+        )
+        .collect()
+    }
+
+    /// Whether the stage reads the feature vector (to aggregate features over neighbours).
+    pub fn reads_features(&self) -> bool {
+        !self.aggs.is_empty()
     }
 }
 
@@ -241,6 +278,56 @@ pub fn compile(
         &edge_types,
         "the fraud-neighbour share of the account this interaction names",
     );
+    let mut aggs = Vec::new();
+    for a in &c.aggregates {
+        let at = format!("graph.propagation.aggregates `{}`", a.feature);
+        let Some(src) = features.index_of(&a.feature) else {
+            errors.push(format!("{at}: no feature `{}`", a.feature));
+            continue;
+        };
+        if !matches!(features.features[src].out, Out::Int | Out::Dec | Out::Float) {
+            errors.push(format!("{at}: not a number"));
+            continue;
+        }
+        if a.feature.starts_with("graph_") {
+            errors.push(format!(
+                "{at}: aggregate a keyed feature or a model's score, not a graph feature"
+            ));
+            continue;
+        }
+        let above = a.above.unwrap_or(0.0);
+        if !above.is_finite() {
+            errors.push(format!("{at}: above: a finite number"));
+        }
+        let f = &a.feature;
+        let mut add = |name: String, out: Out, what: String| -> usize {
+            features
+                .add_external(&name, out, &account_types, &what)
+                .unwrap_or_else(|e| {
+                    errors.push(format!("graph.propagation: {e}"));
+                    0
+                })
+        };
+        aggs.push(Aggregate {
+            src,
+            above,
+            f_mean: add(
+                format!("graph_nb_{f}_mean"),
+                Out::Float,
+                format!("mean of `{f}` over the account's neighbours"),
+            ),
+            f_max: add(
+                format!("graph_nb_{f}_max"),
+                Out::Float,
+                format!("largest `{f}` among the account's neighbours"),
+            ),
+            f_above: add(
+                format!("graph_nb_{f}_above"),
+                Out::Int,
+                format!("neighbours whose `{f}` is above {above}"),
+            ),
+        });
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -266,6 +353,7 @@ pub fn compile(
         f_labelled,
         f_peer_score,
         f_peer_share,
+        aggs,
         fingerprint: fp.finish(),
     })
 }
@@ -277,6 +365,9 @@ pub struct PropagationState {
     #[serde(skip)]
     ids: HashMap<String, u32>,
     graph: Propagation,
+    /// Per account and aggregate (`account × aggregates`): the feature's latest value (NaN: none).
+    values: Vec<f64>,
+    naggs: usize,
 }
 
 impl PropagationState {
@@ -285,6 +376,8 @@ impl PropagationState {
             names: Vec::new(),
             ids: HashMap::new(),
             graph: Propagation::new(spec.cfg),
+            values: Vec::new(),
+            naggs: spec.aggs.len(),
         }
     }
 
@@ -345,6 +438,9 @@ impl PropagationState {
             self.graph.add_edge(a, b, attr, t);
             peer = Some(b);
         }
+        if self.naggs > 0 {
+            self.aggregate(spec, a, out);
+        }
         let s = self.graph.signals(a, t);
         out[spec.f_share] = Value::Float(s.fraud_share);
         out[spec.f_share2] = Value::Float(s.fraud_share_2hop);
@@ -355,6 +451,50 @@ impl PropagationState {
             let p = self.graph.signals(b, t);
             out[spec.f_peer_score] = Value::Float(p.score);
             out[spec.f_peer_share] = Value::Float(p.fraud_share);
+        }
+    }
+
+    /// Keeps the actor's own values of the aggregated features, then writes their aggregates over
+    /// the actor's neighbours (null when no neighbour has a value yet).
+    fn aggregate(&mut self, spec: &PropagationSpec, a: u32, out: &mut [Value]) {
+        let n = self.naggs;
+        let need = (a as usize + 1) * n;
+        if self.values.len() < need {
+            self.values.resize(need, f64::NAN);
+        }
+        for (k, g) in spec.aggs.iter().enumerate() {
+            if let Some(v) = out[g.src].as_f64().filter(|v| v.is_finite()) {
+                self.values[a as usize * n + k] = v;
+            }
+        }
+        let nbs = self.graph.neighbors(a);
+        for (k, g) in spec.aggs.iter().enumerate() {
+            let (mut sum, mut cnt, mut max, mut above) = (0.0, 0u32, f64::NEG_INFINITY, 0i64);
+            for &b in &nbs {
+                let v = self
+                    .values
+                    .get(b as usize * n + k)
+                    .copied()
+                    .unwrap_or(f64::NAN);
+                if v.is_nan() {
+                    continue;
+                }
+                sum += v;
+                cnt += 1;
+                max = max.max(v);
+                if v > g.above {
+                    above += 1;
+                }
+            }
+            if cnt == 0 {
+                out[g.f_mean] = Value::Null;
+                out[g.f_max] = Value::Null;
+                out[g.f_above] = Value::Int(0);
+            } else {
+                out[g.f_mean] = Value::Float(sum / f64::from(cnt));
+                out[g.f_max] = Value::Float(max);
+                out[g.f_above] = Value::Int(above);
+            }
         }
     }
 

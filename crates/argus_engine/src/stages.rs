@@ -86,7 +86,7 @@ impl Stage for PropagationStage {
         "the [graph.propagation] declaration"
     }
     fn reads_features(&self) -> bool {
-        false
+        self.spec.reads_features()
     }
     fn writes(&self) -> Vec<usize> {
         self.spec.feature_slots()

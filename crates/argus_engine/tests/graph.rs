@@ -785,3 +785,60 @@ fn semi_supervised_signals_follow_the_labels_as_they_arrive() {
         assert!(e.contains(m), "{m} in {e}");
     }
 }
+
+/// `[[graph.propagation.aggregates]]`: a feature's latest value per account, aggregated over the
+/// account's neighbours (here: the accounts a referrer brought in, and their orders of the day).
+#[test]
+fn features_aggregate_over_the_accounts_an_account_is_linked_to() {
+    let cfg = config(
+        r#"
+[[features]]
+name = "orders_1d"
+kind = "count"
+events = ["order.create"]
+key = ["actor"]
+window = "1d"
+
+[graph.propagation]
+events = ["account.register"]
+column = "referrer"
+
+[[graph.propagation.aggregates]]
+feature = "orders_1d"
+above = 1
+"#,
+    )
+    .unwrap();
+    let mut r = Run::new(cfg);
+    let order = |n: u32| serde_json::json!({"order": format!("o{n}"), "seller": "s1", "item": "i1", "item_count": 1, "amount": "50.00", "currency": "EUR"});
+    for (i, u) in ["u1", "u2", "u3"].iter().enumerate() {
+        let f = r.ev(
+            "account.register",
+            u,
+            T0 + i as i64,
+            serde_json::json!({"email": format!("{u}@example.com"), "referrer": "r"}),
+        );
+        // Nobody the new account knows has ordered yet.
+        assert_eq!(f["graph_nb_orders_1d_mean"], serde_json::Value::Null);
+        assert_eq!(int(&f, "graph_nb_orders_1d_above"), 0);
+    }
+    for n in 0..3 {
+        r.ev("order.create", "u1", T0 + H + n, order(n as u32));
+    }
+    r.ev("order.create", "u2", T0 + H + 5, order(9));
+    // The referrer's own order: its neighbours u1 (3 orders), u2 (1) and u3 (0, as its
+    // registration's vector said).
+    let f = r.ev("order.create", "r", T0 + 2 * H, order(10));
+    assert!((num(&f, "graph_nb_orders_1d_mean") - 4.0 / 3.0).abs() < 1e-12);
+    assert_eq!(num(&f, "graph_nb_orders_1d_max"), 3.0);
+    assert_eq!(int(&f, "graph_nb_orders_1d_above"), 1);
+    // A referred account sees the referrer (its only neighbour) with 1 order.
+    let f = r.ev("order.create", "u3", T0 + 2 * H + 1, order(11));
+    assert_eq!(num(&f, "graph_nb_orders_1d_mean"), 1.0);
+
+    let e = config(
+        "[graph.propagation]\nevents = [\"account.register\"]\ncolumn = \"referrer\"\nlegit = [{ event = \"legit.confirmed\", field = \"subject\" }]\n[[graph.propagation.aggregates]]\nfeature = \"no_such\"\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("no feature `no_such`"), "{e}");
+}

@@ -3,8 +3,9 @@
 //! the same feature vectors, refusals and state for any partition count, on a stream built to reach
 //! every corner: late events within the allowed lateness, duplicates, delayed labels, lifetime state
 //! that goes idle past `idle_ttl` (and must restart), exact, bucketed and lifetime series, keys
-//! that leave memory, and the entity graph (a global stage: in `run` on a worker of its own) with its
-//! cluster features and findings.
+//! that leave memory, the entity graph (a global stage: in `run` on a worker of its own) with its
+//! cluster features and findings, and the semi-supervised signals with neighbour aggregates (a stage
+//! that reads the features: in `run` on the coordinating thread).
 
 use argus_engine::{Config, Engine, ProcessError, Processed, Source};
 use argus_event::{Decoder, Event, Value};
@@ -99,6 +100,22 @@ min_cluster = 3
 
 [[graph.links]]
 field = "terminal"
+
+[[graph.confirmed]]
+event = "label.fraud"
+field = "terminal"
+
+[graph.propagation]
+events = ["payment.attempt"]
+column = "terminal"
+attribute = "amount"
+scale = 100
+half_life = "1d"
+max_neighbors = 16
+
+[[graph.propagation.aggregates]]
+feature = "user_payments_1h"
+above = 2
 "#;
 
 fn engine(partitions: usize) -> Engine {

@@ -169,6 +169,18 @@ impl Propagation {
         }
     }
 
+    /// The distinct accounts among `a`'s kept edges, in increasing order.
+    pub fn neighbors(&self, a: u32) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .adj
+            .get(a as usize)
+            .map(|q| q.iter().map(|e| e.other).collect())
+            .unwrap_or_default();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     /// The label of `a`, if confirmed: `Some(true)` for fraud.
     pub fn label(&self, a: u32) -> Option<bool> {
         match self.label.get(a as usize) {
