@@ -23,8 +23,9 @@ fn read_json(path: &str) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-#[test]
-fn train_then_eval_on_the_handbook() {
+/// The handbook's first 300,000 transactions (2018-04-01 to about 2018-05-01) as a CSV in `dir`, and
+/// the repository's root; `None` (a skip, refused in CI) without ../shared/data.
+fn month(dir: &std::path::Path) -> Option<(std::path::PathBuf, String)> {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let data = std::env::var("ARGUS_DATA_DIR")
         .map(std::path::PathBuf::from)
@@ -36,22 +37,26 @@ fn train_then_eval_on_the_handbook() {
             "ARGUS_REQUIRE_DATA is set (CI): a missing input is a failure, not a skip"
         );
         eprintln!("SKIPPED: {} is missing", data.display());
-        return;
+        return None;
     }
+    let csv = dir.join("month.csv");
+    let r = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(
+        std::fs::File::open(&data).unwrap(),
+    ));
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+    for line in r.lines().take(300_001) {
+        writeln!(w, "{}", line.unwrap()).unwrap();
+    }
+    Some((root, csv.to_string_lossy().into_owned()))
+}
+
+#[test]
+fn train_then_eval_on_the_handbook() {
     let dir = tempfile::tempdir().unwrap();
-    // The first 300,000 transactions: 2018-04-01 to about 2018-05-01.
-    let csv = dir.path().join("month.csv");
-    {
-        let r = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(
-            std::fs::File::open(&data).unwrap(),
-        ));
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
-        for line in r.lines().take(300_001) {
-            writeln!(w, "{}", line.unwrap()).unwrap();
-        }
-    }
+    let Some((root, csv)) = month(dir.path()) else {
+        return;
+    };
     let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
-    let csv = csv.to_string_lossy().into_owned();
     let config = root
         .join("examples/handbook/argus.toml")
         .to_string_lossy()
@@ -174,4 +179,92 @@ fn train_then_eval_on_the_handbook() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+}
+
+/// Few labels: an unsupervised anomaly model (`--method hbos`: one histogram tree per feature, no
+/// labels used, reasons and `argus eval` as for any model), training on a tenth of the positive
+/// labels, and positive-unlabelled training (`--method pu`), whose rescaling keeps the ranking of the
+/// same model trained on the same few positives while estimating the labelling rate.
+#[test]
+fn anomaly_and_positive_unlabelled_models_on_the_handbook() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((root, csv)) = month(dir.path()) else {
+        return;
+    };
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let config = root
+        .join("examples/handbook/argus.toml")
+        .to_string_lossy()
+        .into_owned();
+    let train = |name: &str, extra: &[&str]| -> (serde_json::Value, serde_json::Value) {
+        let (model, report) = (
+            p(&format!("{name}.json")),
+            p(&format!("{name}.report.json")),
+        );
+        let mut args = vec![
+            "train",
+            "--config",
+            &config,
+            "--input",
+            &csv,
+            "--train-from",
+            "2018-04-08",
+            "--trees",
+            "60",
+            "--out",
+            &model,
+            "--report-json",
+            &report,
+        ];
+        args.extend_from_slice(extra);
+        argus_ok(&args);
+        (read_json(&model), read_json(&report))
+    };
+    let (full, full_r) = train("full", &[]);
+    let (hbos, hbos_r) = train("hbos", &["--method", "hbos", "--bins", "16"]);
+    assert_eq!(hbos["format"], "argus-gbdt/1");
+    assert_eq!(
+        hbos["model"]["trees"].as_array().unwrap().len(),
+        15,
+        "one tree per feature"
+    );
+    let auc = |r: &serde_json::Value| r["test"]["auc"].as_f64().unwrap();
+    // Unsupervised: better than chance on the frauds it never saw labelled, below the supervised model.
+    assert!(
+        auc(&hbos_r) > 0.6 && auc(&hbos_r) < auc(&full_r),
+        "{hbos_r}"
+    );
+    // It is evaluated, like any model, by `argus eval`: the same figures.
+    argus_ok(&[
+        "eval",
+        "--config",
+        &config,
+        "--input",
+        &csv,
+        "--model",
+        &p("hbos.json"),
+        "--from",
+        "2018-04-22",
+        "--days",
+        "7",
+        "--report-json",
+        &p("hbos.eval.json"),
+    ]);
+    assert_eq!(read_json(&p("hbos.eval.json")), hbos_r["test"]);
+
+    let (few, few_r) = train("few", &["--keep-positives", "0.1"]);
+    let (pu, pu_r) = train("pu", &["--method", "pu", "--keep-positives", "0.1"]);
+    let positives = |m: &serde_json::Value| m["training"]["positives"].as_u64().unwrap();
+    assert!(
+        positives(&few) * 5 < positives(&full),
+        "{} of {}",
+        positives(&few),
+        positives(&full)
+    );
+    assert_eq!(positives(&pu), positives(&few));
+    let rate = pu["metrics"]["pu_label_rate"].as_f64().unwrap();
+    assert!(rate > 0.0 && rate <= 1.0, "{rate}");
+    // Dividing by the labelling rate is monotone: the ranking, so the AUC, is the same model's.
+    assert!((auc(&pu_r) - auc(&few_r)).abs() < 1e-9, "{pu_r} vs {few_r}");
+    assert!(pu["model"]["base"].as_f64().unwrap() > few["model"]["base"].as_f64().unwrap());
 }

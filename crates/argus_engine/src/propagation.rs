@@ -58,7 +58,7 @@ pub struct PropagationToml {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateToml {
-    /// A numeric feature (keyed by the actor, say `orders_24h` or a model's score).
+    /// A numeric feature computed on the actor's events (say `orders_24h`, keyed by the actor).
     pub feature: String,
     /// The threshold for `graph_nb_<feature>_above`. Default 0.
     pub above: Option<f64>,

@@ -13,8 +13,10 @@
 //! - a **propagated label score** in [-1, 1] (1: fraud): confirmed accounts are clamped to ±1; any
 //!   other account's score is the weighted mean of its neighbours' scores (negated across a negative
 //!   edge: the enemy of a fraudster is likely honest), shrunk toward 0 when the evidence is thin. It
-//!   is updated by local Gauss–Seidel steps: an edge recomputes both ends, a label recomputes the
-//!   account's neighbours and theirs, so an event costs at most `max_neighbors²` edge reads.
+//!   is updated by local Gauss–Seidel steps: an edge recomputes both ends (`2 × max_neighbors` edge
+//!   reads), a label recomputes the account's neighbours and theirs (up to `m + m²` accounts of `m`
+//!   edges each, `m` = `max_neighbors`: 33,792 edge reads at 32); reading an account's signals walks
+//!   its neighbours' edges for the two-hop share (`m²`).
 //!
 //! Each account keeps its `max_neighbors` most recent edges (both directions): memory and work are
 //! bounded whatever the degree. Everything is a function of the events and labels in their order:

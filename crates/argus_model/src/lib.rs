@@ -1,9 +1,11 @@
 //! `argus_model`: gradient-boosted tree models for Argus — a histogram trainer (`train`), one flat
 //! scorer with path attribution for reason codes (`ensemble`), loaders for XGBoost JSON and LightGBM
-//! text models, the model file with its provenance (`file`), and evaluation metrics.
+//! text models, the model file with its provenance (`file`), an unsupervised anomaly score (`hbos`),
+//! and evaluation metrics.
 
 pub mod ensemble;
 pub mod file;
+pub mod hbos;
 pub mod lightgbm;
 pub mod metrics;
 pub mod scorer;

@@ -71,7 +71,7 @@ impl Table {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct TrainLog {
     /// The validation metric after each round (empty without a validation set).
     pub valid_metric: Vec<f64>,

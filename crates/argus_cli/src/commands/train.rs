@@ -109,6 +109,38 @@ pub struct TrainArgs {
     /// Negatives kept per positive in each bag (0 = all).
     #[arg(long, default_value_t = 0.0)]
     negatives_per_positive: f64,
+    /// What to train: `gbdt` (supervised), `hbos` (an unsupervised anomaly score: no labels needed),
+    /// or `pu` (positive-unlabelled: only confirmed positives are known; every other row is
+    /// unlabelled, not negative).
+    #[arg(long, value_enum, default_value_t = Method::Gbdt)]
+    method: Method,
+    /// `hbos`: histogram bins per feature.
+    #[arg(long, default_value_t = 20)]
+    bins: usize,
+    /// Keep only this share of the training window's positive labels (chosen by the row's actor and
+    /// time, deterministically); the others become unlabelled. For measuring few-label training: the
+    /// test rows keep every label.
+    #[arg(long, default_value_t = 1.0)]
+    keep_positives: f64,
+}
+
+/// What `argus train` trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Method {
+    Gbdt,
+    Hbos,
+    Pu,
+}
+
+/// Whether a training row's positive label is kept under `--keep-positives` (a hash of its actor
+/// and time against the share).
+fn kept(rows: &Rows, r: usize, share: f64) -> bool {
+    if share >= 1.0 {
+        return true;
+    }
+    let h =
+        xxhash_rust::xxh3::xxh3_64(format!("{}\u{0}{}", rows.actor[r], rows.time[r]).as_bytes());
+    (h as f64 / u64::MAX as f64) < share
 }
 
 #[derive(clap::Args)]
@@ -484,9 +516,30 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     collect(&a.data, &mut res.engine, &mut rows)?;
     let replay_s = t0.elapsed().as_secs_f64();
-    // Training rows: labelled events of the window, all known by `deploy`; the latest part validates.
+    if !(0.0..=1.0).contains(&a.keep_positives) {
+        bail!("--keep-positives is a share, 0 to 1");
+    }
+    // Only confirmed positives are known to `pu` (and under --keep-positives, only some of them):
+    // every other training row is unlabelled, which `pu` and `hbos` may learn from too.
+    if a.method == Method::Pu || a.keep_positives < 1.0 {
+        for r in 0..rows.len() {
+            if rows.time[r] >= train_end {
+                continue;
+            }
+            let pos = rows.label[r].is_some_and(|l| l != 0.0) && kept(&rows, r, a.keep_positives);
+            rows.label[r] = match (pos, a.method) {
+                (true, _) => Some(1.0),
+                (false, Method::Pu) => Some(0.0),
+                (false, _) => rows.label[r].map(|_| 0.0),
+            };
+        }
+    }
+    // Training rows: labelled events of the window, all known by `deploy` (for `hbos`, every event
+    // of the window); the latest part validates.
     let mut train_idx: Vec<usize> = (0..rows.len())
-        .filter(|&r| rows.time[r] < train_end && rows.label[r].is_some())
+        .filter(|&r| {
+            rows.time[r] < train_end && (a.method == Method::Hbos || rows.label[r].is_some())
+        })
         .collect();
     train_idx.sort_by_key(|&r| (rows.time[r], r));
     if train_idx.is_empty() {
@@ -528,15 +581,24 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     let fit = table(&rows, fit_idx);
     let valid = table(&rows, valid_idx);
     let t1 = Instant::now();
-    let (model, log) = argus_model::train::train_bagged(
-        &fit,
-        (!valid_idx.is_empty()).then_some(&valid),
-        &params,
-        a.bags,
-        a.negatives_per_positive,
-        1,
-    )
-    .map_err(anyhow::Error::msg)?;
+    let (model, log) = if a.method == Method::Hbos {
+        let m = argus_model::hbos::train_hbos(&fit, a.bins).map_err(anyhow::Error::msg)?;
+        let log = argus_model::TrainLog {
+            best_iteration: m.trees.len(),
+            ..Default::default()
+        };
+        (m, log)
+    } else {
+        argus_model::train::train_bagged(
+            &fit,
+            (!valid_idx.is_empty()).then_some(&valid),
+            &params,
+            a.bags,
+            a.negatives_per_positive,
+            1,
+        )
+        .map_err(anyhow::Error::msg)?
+    };
     let train_s = t1.elapsed().as_secs_f64();
     let vscores: Vec<f64> = valid_idx
         .iter()
@@ -552,7 +614,11 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     }
     let all = table(&rows, &train_idx);
     // Refit on the whole window, the most recent rows included, with the trees early stopping chose.
-    let (model, train_s) = if a.no_refit || valid_idx.is_empty() {
+    let (mut model, train_s) = if a.method == Method::Hbos {
+        let t2 = Instant::now();
+        let m = argus_model::hbos::train_hbos(&all, a.bins).map_err(anyhow::Error::msg)?;
+        (m, train_s + t2.elapsed().as_secs_f64())
+    } else if a.no_refit || valid_idx.is_empty() {
         (model, train_s)
     } else {
         let refit = Params {
@@ -564,6 +630,23 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         let (m2, _) = argus_model::train(&all, None, &refit).map_err(anyhow::Error::msg)?;
         (m2, train_s + t2.elapsed().as_secs_f64())
     };
+    // Positive-unlabelled (Elkan & Noto, KDD 2008): the model learnt P(labelled | x); with c, the mean
+    // score of the validation positives (the share of positives that get labelled), P(positive | x)
+    // = P(labelled | x) / c, which for rare positives is the logistic of the margin less ln c.
+    if a.method == Method::Pu {
+        let pos: Vec<f64> = valid_idx
+            .iter()
+            .filter(|&&r| rows.label[r].is_some_and(|l| l != 0.0))
+            .map(|&r| model.score(rows.row(r)))
+            .collect();
+        if pos.is_empty() {
+            bail!("--method pu: no confirmed positive among the validation rows to estimate the labelling rate; widen the window or --valid-fraction");
+        }
+        let c = (pos.iter().sum::<f64>() / pos.len() as f64).clamp(1e-6, 1.0);
+        model.base -= c.ln();
+        m.insert("pu_label_rate".to_string(), c);
+        println!("positive-unlabelled: labelling rate c = {c:.4} (mean score of {} validation positives); scores divided by it", pos.len());
+    }
     let info = TrainingInfo {
         checkpoint: res.engine.schema().get(res.event_type).name.clone(),
         label: res.label.clone(),
