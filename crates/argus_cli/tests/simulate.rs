@@ -267,3 +267,115 @@ fn the_graph_examples_load_and_their_model_reads_graph_features() {
         "{inputs:?}"
     );
 }
+
+/// Review text (`--text`, with `--labels`): every event of the world is accepted under
+/// examples/simulator/text.toml, the world without `--text` is unchanged apart from the text and
+/// review labels, and a naive ring's copies have near-duplicates by other accounts where honest
+/// reviews (almost) never do.
+#[test]
+fn simulated_review_text_and_its_near_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let config = root.join("examples/simulator/text.toml");
+    let world = [
+        "--seed",
+        "5",
+        "--users",
+        "4000",
+        "--days",
+        "10",
+        "--camouflage",
+        "0",
+    ];
+    let (plain, text) = (p("plain.ndjson"), p("text.ndjson"));
+    let mut a = vec!["simulate", "--labels", "-o", &plain];
+    a.extend(world);
+    argus(&a);
+    let mut a = vec!["simulate", "--labels", "--text", "-o", &text];
+    a.extend(world);
+    argus(&a);
+    // The same events, reviews aside (the text writes nothing else and draws nothing).
+    let strip = |s: String| -> Vec<String> {
+        s.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                if v["type"] == "review.create" {
+                    let d = v["data"].as_object_mut().unwrap();
+                    d.remove("text");
+                    d.remove("fraud");
+                }
+                v.to_string()
+            })
+            .collect()
+    };
+    let with_text = std::fs::read_to_string(&text).unwrap();
+    assert!(with_text.contains("\"text\":\""));
+    assert_eq!(
+        strip(std::fs::read_to_string(&plain).unwrap()),
+        strip(with_text)
+    );
+    let (csv, summary) = (p("f.csv"), p("s.json"));
+    argus(&[
+        "replay",
+        "-q",
+        "--config",
+        config.to_str().unwrap(),
+        "--input",
+        &text,
+        "--out-csv",
+        &csv,
+        "--summary",
+        &summary,
+    ]);
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s["refused"].as_u64().unwrap_or(0), 0, "{s}");
+    let truth: std::collections::HashMap<String, String> =
+        std::fs::read_to_string(p("text.truth.ndjson"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["id"].as_str().unwrap().to_string(),
+                    v["scenario"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+    let mut r = csv::Reader::from_path(&csv).unwrap();
+    let h = r.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|c| c == n).unwrap();
+    let (id, ty, dup) = (
+        col("event_id"),
+        col("event_type"),
+        col("text_review_similar_accounts"),
+    );
+    let (mut ring, mut ring_dup, mut honest, mut honest_dup) = (0, 0, 0, 0);
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        if &rec[ty] != "review.create" {
+            continue;
+        }
+        let flagged = rec[dup].parse::<i64>().unwrap_or(0) > 0;
+        if truth[&rec[id]] == "brushing" {
+            ring += 1;
+            ring_dup += usize::from(flagged);
+        } else {
+            honest += 1;
+            honest_dup += usize::from(flagged);
+        }
+    }
+    assert!(
+        ring > 10 && honest > 100,
+        "{ring} ring, {honest} honest reviews"
+    );
+    assert!(
+        ring_dup * 2 > ring,
+        "{ring_dup} of {ring} ring reviews have near-duplicates"
+    );
+    assert!(
+        honest_dup * 100 <= honest,
+        "{honest_dup} of {honest} honest reviews have near-duplicates"
+    );
+}

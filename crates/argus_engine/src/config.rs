@@ -50,6 +50,7 @@ const TOP_KEYS: &[&str] = &[
     "lifecycle",
     "cluster",
     "deadlines",
+    "text",
 ];
 
 #[derive(Debug, Deserialize, Clone, Default)]
@@ -161,6 +162,8 @@ pub struct Config {
     pub graph: Option<Arc<crate::graph::GraphSpec>>,
     /// `[graph.propagation]`: semi-supervised signals from arriving labels, when declared.
     pub propagation: Option<Arc<crate::propagation::PropagationSpec>>,
+    /// `[text]`: near-duplicate texts, when declared.
+    pub text: Option<Arc<crate::text::TextSpec>>,
     /// `[deadlines]`: latency budgets per checkpoint and the stages' shares, when declared.
     pub deadlines: Option<Arc<crate::deadlines::Deadlines>>,
     /// Files read, in order.
@@ -187,6 +190,7 @@ struct Parts {
     /// Each `[[models]]` entry with the folder of the file that declared it.
     models: Vec<(crate::models::ModelConfig, PathBuf)>,
     graph: Option<crate::graph::GraphConfig>,
+    text: Option<crate::text::TextConfig>,
     /// Each `[[lookups]]` entry with the folder of the file that declared it.
     lookups: Vec<(crate::lookups::LookupConfig, PathBuf)>,
     sources: Vec<PathBuf>,
@@ -254,6 +258,7 @@ impl Config {
         let mut models = Vec::new();
         let mut graph = None;
         let mut propagation = None;
+        let mut text = None;
         let features = schema
             .as_ref()
             .and_then(|s| match FeatureSet::compile(s, &p.features) {
@@ -269,6 +274,13 @@ impl Config {
                                 Ok(p) => propagation = Some(Arc::new(p)),
                                 Err(e) => errors.extend(e),
                             }
+                        }
+                    }
+                    // Text features too.
+                    if let Some(tc) = &p.text {
+                        match crate::text::compile(tc, s, &mut f) {
+                            Ok(t) => text = Some(Arc::new(t)),
+                            Err(e) => errors.extend(e),
                         }
                     }
                     for (mc, base) in &p.models {
@@ -388,6 +400,7 @@ impl Config {
                 .collect(),
             graph,
             propagation,
+            text,
             sources: p.sources,
         })
     }
@@ -632,6 +645,13 @@ fn absorb(
     if let Some(v) = section("graph") {
         if let Some(g) = typed(v, "graph", name, errors) {
             parts.graph = Some(g);
+        }
+    }
+    if let Some(v) = section("text") {
+        if let Some(t) = typed::<crate::text::TextConfig>(v, "text", name, errors) {
+            let into = parts.text.get_or_insert_with(Default::default);
+            into.duplicates.extend(t.duplicates);
+            into.hashed.extend(t.hashed);
         }
     }
     if let Some(v) = section("lookups") {

@@ -19,6 +19,7 @@ pub mod report;
 pub(crate) mod sort;
 pub mod stages;
 pub mod table;
+pub mod text;
 
 pub use config::{Config, ConfigLoadError, CsvMapping};
 pub use engine::{

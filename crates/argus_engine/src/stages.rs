@@ -59,7 +59,57 @@ pub fn build(config: &Config) -> Vec<Box<dyn Stage>> {
     if let Some(p) = &config.propagation {
         stages.push(Box::new(PropagationStage::new(p.clone())));
     }
+    if let Some(t) = &config.text {
+        stages.push(Box::new(TextStage::new(t.clone())));
+    }
     stages
+}
+
+/// Near-duplicate texts ([`crate::text`]) as a stage.
+pub struct TextStage {
+    spec: Arc<crate::text::TextSpec>,
+    pub state: crate::text::TextState,
+}
+
+impl TextStage {
+    pub fn new(spec: Arc<crate::text::TextSpec>) -> TextStage {
+        let state = crate::text::TextState::new(&spec);
+        TextStage { spec, state }
+    }
+}
+
+impl Stage for TextStage {
+    fn name(&self) -> &'static str {
+        "text"
+    }
+    fn fingerprint(&self) -> u64 {
+        self.spec.fingerprint
+    }
+    fn what(&self) -> &'static str {
+        "the [text] declaration"
+    }
+    fn reads_features(&self) -> bool {
+        false
+    }
+    fn writes(&self) -> Vec<usize> {
+        self.spec.feature_slots()
+    }
+    fn apply(&mut self, ev: &Event, features: &mut [Value], _findings: &mut Vec<Finding>) {
+        self.state.apply(&self.spec, ev, features);
+    }
+    fn encode(&self) -> Vec<u8> {
+        self.state.encode()
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.state = crate::text::TextState::decode(&self.spec, bytes)?;
+        Ok(())
+    }
+    fn digest(&self) -> u64 {
+        self.state.digest()
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// Semi-supervised graph signals ([`crate::propagation`]) as a stage.

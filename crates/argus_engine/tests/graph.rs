@@ -842,3 +842,103 @@ above = 1
     .unwrap_err();
     assert!(e.contains("no feature `no_such`"), "{e}");
 }
+
+/// `[text]`: near-duplicate texts by distinct accounts within the window (the same account's copies,
+/// and texts too short, do not count; the window expires them), hashed word n-grams, the same after
+/// a snapshot and restore, and a declaration's mistakes.
+#[test]
+fn near_duplicate_texts_and_hashed_ngrams() {
+    let text_cfg = r#"
+[[event_types]]
+name = "review.create"
+[event_types.fields]
+text = { type = "string" }
+
+[[text.duplicates]]
+name = "review"
+events = ["review.create"]
+field = "text"
+window = "1d"
+threshold = 0.6
+
+[[text.hashed]]
+name = "review"
+events = ["review.create"]
+field = "text"
+buckets = 16
+"#;
+    let cfg = Config::from_str(text_cfg, Path::new(".")).unwrap();
+    let mut r = Run::new(cfg);
+    let review =
+        |t: &str| serde_json::json!({"item": "i1", "seller": "s1", "rating": 5, "text": t});
+    let spam = "Amazing quality phone case exceeded all my expectations fast shipping and the seller is very professional";
+    let text_features = |r: &mut Run, actor: &str, t: i64, text: &str| {
+        r.n += 1;
+        let ev = r.engine.decoder().decode_json(&serde_json::json!({"id": format!("t{}", r.n), "type": "review.create", "time": t, "actor": actor, "data": review(text)})).unwrap();
+        let fs = r.engine.features().clone();
+        let p = r.engine.process(&ev).unwrap();
+        let get = |n: &str| {
+            p.features[fs
+                .index_of(n)
+                .unwrap_or_else(|| panic!("{n} not in {:?}", fs.names().collect::<Vec<_>>()))]
+            .clone()
+        };
+        let hashed: f64 = (0..16)
+            .map(|b| get(&format!("text_review_h{b}")).as_f64().unwrap())
+            .sum();
+        (
+            get("text_review_similar_accounts"),
+            get("text_review_max_similarity").as_f64().unwrap(),
+            hashed,
+        )
+    };
+    use argus_event::Value;
+    let (n, sim, h) = text_features(&mut r, "a1", T0, spam);
+    assert_eq!((n, sim), (Value::Int(0), 0.0));
+    assert!((h - 1.0).abs() < 1e-9, "the buckets' shares sum to 1: {h}");
+    // The same account again: not another account.
+    assert_eq!(text_features(&mut r, "a1", T0 + 1, spam).0, Value::Int(0));
+    // Two other accounts, one with a small change.
+    assert_eq!(text_features(&mut r, "a2", T0 + 2, spam).0, Value::Int(1));
+    let (n, sim, _) = text_features(&mut r, "a3", T0 + 3, &format!("{spam}!! Highly recommend"));
+    assert_eq!(n, Value::Int(2));
+    assert!(sim > 0.6 && sim < 1.0, "{sim}");
+    // An unrelated text, and a too-short one.
+    let other =
+        "The zipper broke after two days and the seller never answered my messages about it";
+    assert_eq!(text_features(&mut r, "a4", T0 + 4, other).0, Value::Int(0));
+    assert_eq!(
+        text_features(&mut r, "a5", T0 + 5, "great product").0,
+        Value::Int(0)
+    );
+    // The same state after a snapshot and restore; then the window has passed.
+    let bytes = r.engine.snapshot();
+    let mut back = Run::new(Config::from_str(text_cfg, Path::new(".")).unwrap());
+    back.engine =
+        Engine::restore(Config::from_str(text_cfg, Path::new(".")).unwrap(), &bytes).unwrap();
+    back.n = r.n;
+    assert_eq!(back.engine.state_digest(), r.engine.state_digest());
+    assert_eq!(
+        text_features(&mut r, "a6", T0 + 10, spam),
+        text_features(&mut back, "a6", T0 + 10, spam)
+    );
+    assert_eq!(
+        text_features(&mut r, "a7", T0 + 2 * 24 * H, spam).0,
+        Value::Int(0)
+    );
+
+    let e = Config::from_str(
+        "[[text.duplicates]]\nname = \"Bad Name\"\nevents = [\"review.create\"]\nfield = \"text\"\nthreshold = 2\nshingle_words = 9\n",
+        Path::new("."),
+    )
+    .unwrap_err()
+    .to_string();
+    for m in [
+        "name: lower-case",
+        "has no field `text`",
+        "threshold: in (0, 1]",
+        "shingle_words: 1 to 5",
+    ] {
+        assert!(e.contains(m), "{m} in {e}");
+    }
+}

@@ -368,6 +368,8 @@ pub struct Writer<'t> {
     pub buf: Vec<u8>,
     /// Write the `fraud` label column on orders (see `SimConfig::labels`).
     pub labels: bool,
+    /// Write review text (see `SimConfig::text`).
+    pub text: bool,
     tables: &'t Tables,
     /// Cached `YYYY-MM-DDT` prefix of the current day.
     day: i64,
@@ -379,6 +381,7 @@ impl<'t> Writer<'t> {
         Writer {
             buf: Vec::with_capacity(1 << 20),
             labels: false,
+            text: false,
             tables,
             day: i64::MIN,
             day_prefix: [0; 11],
@@ -714,6 +717,15 @@ impl<'t> Writer<'t> {
                 }
                 self.int("rating", e.flag as i64);
                 self.int("text_length", e.aux as i64);
+                if self.text {
+                    let t = crate::text::review(e.aux2, e.id, e.seller, e.item, e.flag);
+                    self.str("text", &t);
+                    // With labels too: the review's ground truth, for training a text classifier
+                    // (examples/simulator/text.toml declares it).
+                    if self.labels {
+                        self.int("fraud", i64::from(e.truth.scenario != Scenario::Honest));
+                    }
+                }
                 self.common(e);
             }
             Kind::Click => {

@@ -31,6 +31,10 @@ pub struct SimConfig {
     /// (1 = an attack's order), for training models; needs a configuration that declares it
     /// (`examples/simulator/labels.toml`). Off by default: the built-in schema has no such field.
     pub labels: bool,
+    /// Write review text into `review.create` as `text` (honest reviews, and brushing rings' copies or
+    /// paraphrases of their templates: `argus_sim::text`); needs a configuration that declares it
+    /// (`examples/simulator/text.toml`). Off by default: the built-in schema has no such field.
+    pub text: bool,
 }
 
 impl Default for SimConfig {
@@ -45,6 +49,7 @@ impl Default for SimConfig {
             camouflage: None,
             scenarios: BTreeMap::new(),
             labels: false,
+            text: false,
         }
     }
 }
@@ -177,6 +182,7 @@ pub struct Summary {
 /// of [`Generator::next_day`] returns one day's events sorted by (time, id).
 pub struct Generator {
     labels: bool,
+    text: bool,
     world: World,
     buckets: Buckets,
     honest: Honest,
@@ -213,6 +219,7 @@ impl Generator {
         summary.items = world.items.len() as u32 - 1;
         Ok(Generator {
             labels: cfg.labels,
+            text: cfg.text,
             world,
             buckets,
             honest: Honest::default(),
@@ -255,6 +262,7 @@ impl Generator {
     pub fn render(&self, evs: &[Ev], events: &mut Vec<u8>, truth: Option<&mut Vec<u8>>) {
         let mut w = Writer::new(&self.world.tables);
         w.labels = self.labels;
+        w.text = self.text;
         std::mem::swap(&mut w.buf, events);
         for e in evs {
             w.write_event(e);

@@ -12,6 +12,7 @@ pub mod honest;
 pub mod report;
 pub mod rng;
 pub mod scenarios;
+pub mod text;
 pub mod world;
 
 pub use event::{Ev, Kind, Role, Scenario, Truth};

@@ -45,9 +45,15 @@ pub struct Args {
     #[arg(long)]
     stats: bool,
     /// Write each order's ground truth as a delayed-label column `fraud`, for `argus train` (needs
-    /// `--config examples/simulator/labels.toml` or a configuration declaring it).
+    /// `--config examples/simulator/labels.toml` or a configuration declaring it); with `--text`,
+    /// each review's too (examples/simulator/text.toml).
     #[arg(long)]
     labels: bool,
+    /// Write review text into `review.create` as `text` (honest reviews, and brushing rings' copies
+    /// or paraphrases of their templates; needs `--config examples/simulator/text.toml` or a
+    /// configuration declaring the field).
+    #[arg(long)]
+    text: bool,
     /// Replay the world through the engine (configuration and policies below; default: the starter
     /// pack) and print the catch report, instead of writing the events.
     #[arg(long)]
@@ -204,6 +210,7 @@ pub fn config(a: &Args) -> anyhow::Result<SimConfig> {
         cfg.attack_scale = s;
     }
     cfg.labels |= a.labels;
+    cfg.text |= a.text;
     if !a.only.is_empty() {
         for (s, _, _) in argus_sim::SCENARIOS {
             let on = a.only.iter().any(|n| n == s.name());

@@ -614,12 +614,30 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     }
     let all = table(&rows, &train_idx);
     // Refit on the whole window, the most recent rows included, with the trees early stopping chose.
-    let (mut model, train_s) = if a.method == Method::Hbos {
+    // Positive-unlabelled: the labelling rate is estimated before the refit, on validation rows the
+    // model has not seen (applied after it; see below).
+    let pu_rate = if a.method == Method::Pu {
+        let pos: Vec<f64> = valid_idx
+            .iter()
+            .filter(|&&r| rows.label[r].is_some_and(|l| l != 0.0))
+            .map(|&r| model.score(rows.row(r)))
+            .collect();
+        if pos.is_empty() {
+            bail!("--method pu: no confirmed positive among the validation rows to estimate the labelling rate; widen the window or --valid-fraction");
+        }
+        Some((
+            (pos.iter().sum::<f64>() / pos.len() as f64).clamp(1e-6, 1.0),
+            pos.len(),
+        ))
+    } else {
+        None
+    };
+    let (mut model, train_s) = if a.no_refit || valid_idx.is_empty() {
+        (model, train_s)
+    } else if a.method == Method::Hbos {
         let t2 = Instant::now();
         let m = argus_model::hbos::train_hbos(&all, a.bins).map_err(anyhow::Error::msg)?;
         (m, train_s + t2.elapsed().as_secs_f64())
-    } else if a.no_refit || valid_idx.is_empty() {
-        (model, train_s)
     } else {
         let refit = Params {
             trees: log.best_iteration.max(1),
@@ -633,19 +651,10 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     // Positive-unlabelled (Elkan & Noto, KDD 2008): the model learnt P(labelled | x); with c, the mean
     // score of the validation positives (the share of positives that get labelled), P(positive | x)
     // = P(labelled | x) / c, which for rare positives is the logistic of the margin less ln c.
-    if a.method == Method::Pu {
-        let pos: Vec<f64> = valid_idx
-            .iter()
-            .filter(|&&r| rows.label[r].is_some_and(|l| l != 0.0))
-            .map(|&r| model.score(rows.row(r)))
-            .collect();
-        if pos.is_empty() {
-            bail!("--method pu: no confirmed positive among the validation rows to estimate the labelling rate; widen the window or --valid-fraction");
-        }
-        let c = (pos.iter().sum::<f64>() / pos.len() as f64).clamp(1e-6, 1.0);
+    if let Some((c, n)) = pu_rate {
         model.base -= c.ln();
         m.insert("pu_label_rate".to_string(), c);
-        println!("positive-unlabelled: labelling rate c = {c:.4} (mean score of {} validation positives); scores divided by it", pos.len());
+        println!("positive-unlabelled: labelling rate c = {c:.4} (mean score of {n} validation positives); scores divided by it");
     }
     let info = TrainingInfo {
         checkpoint: res.engine.schema().get(res.event_type).name.clone(),

@@ -115,7 +115,10 @@ pub fn run(cx: &mut Ctx<'_>) {
                 );
                 if cx.rng.chance(0.9) {
                     let rating = if cx.rng.chance(c * 0.4) { 4 } else { 5 };
-                    let len = if cx.rng.chance(c) {
+                    // A camouflaged review is as long as an honest one, and (with `--text`) a
+                    // paraphrase of the ring's template rather than a copy.
+                    let camo_text = cx.rng.chance(c);
+                    let len = if camo_text {
                         cx.rng.lognormal(120.0, 0.9) as u32
                     } else {
                         cx.rng.range(10, 60) as u32
@@ -131,6 +134,11 @@ pub fn run(cx: &mut Ctx<'_>) {
                             order: r.order,
                             flag: rating,
                             aux: len,
+                            aux2: if camo_text {
+                                crate::text::PARAPHRASE
+                            } else {
+                                crate::text::NAIVE
+                            },
                             ..base
                         },
                     );
