@@ -135,6 +135,27 @@ fn engine_propagation(bencher: Bencher, mode: &str) {
     run(bencher, cfg, evs);
 }
 
+/// The text stage's work on one review of about 45 words (P4.1): words, the MinHash signature over
+/// three-word shingles, and the 64 hashed word n-gram features.
+#[divan::bench(args = ["signature", "hashed"])]
+fn text_review(bencher: Bencher, what: &str) {
+    let text = "Bought it after reading a few reviews. the backpack is solid and I have had it for 5 weeks. \
+                honestly the material feels sturdy and the stitching is neat which I did not expect. \
+                on the downside the size runs small so order one up at least in my case. Would buy again.";
+    let words = argus_engine::text::words(text);
+    assert!(words.len() > 40);
+    match what {
+        "signature" => bencher.bench(|| {
+            argus_engine::text::signature_of(&argus_engine::text::words(divan::black_box(text)), 3)
+        }),
+        _ => {
+            let mut out = vec![0.0; 64];
+            bencher
+                .bench_local(|| argus_engine::text::hashed(divan::black_box(&words), 2, &mut out))
+        }
+    }
+}
+
 /// Validation + pseudonymization of generated NDJSON events (4 to 6 personal-data fields each).
 #[divan::bench(sample_count = 10)]
 fn decode_ndjson(bencher: Bencher) {
