@@ -359,26 +359,9 @@ pub fn compile(
                 errors.push(format!("{at}: `{}`'s actor is not an account", et.name));
             }
             if let Some(wf) = &b.weight {
-                match et.slot(wf) {
-                    Some(s)
-                        if matches!(
-                            et.fields[s].ty.stored(),
-                            argus_event::FieldType::Int
-                                | argus_event::FieldType::Decimal
-                                | argus_event::FieldType::Float
-                        ) =>
-                    {
-                        weight_by_type[t] = Some(s)
-                    }
-                    Some(_) => errors.push(format!(
-                        "{at}: weight: `{}`'s field `{wf}` is not a number",
-                        et.name
-                    )),
-                    None => errors.push(format!(
-                        "{at}: weight: `{}` has no field `{wf}`{}",
-                        et.name,
-                        argus_event::schema::did_you_mean(wf, et.input_names())
-                    )),
+                match numeric_slot(et, wf) {
+                    Ok(s) => weight_by_type[t] = Some(s),
+                    Err(e) => errors.push(format!("{at}: weight: {e}")),
                 }
             }
             match et.slot(&b.column) {
@@ -539,14 +522,14 @@ pub struct Neighborhood {
 
 /// Ids for strings, in order of first use.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Interner {
+pub(crate) struct Interner {
     names: Vec<String>,
     #[serde(skip)]
     ids: HashMap<String, u32>,
 }
 
 impl Interner {
-    fn id(&mut self, s: &str) -> u32 {
+    pub(crate) fn id(&mut self, s: &str) -> u32 {
         if let Some(&i) = self.ids.get(s) {
             return i;
         }
@@ -556,7 +539,7 @@ impl Interner {
         i
     }
 
-    fn reindex(&mut self) {
+    pub(crate) fn reindex(&mut self) {
         self.ids = self
             .names
             .iter()
@@ -1363,6 +1346,31 @@ fn remap(map: &mut [u32], old: &Interner, new: &mut Interner, x: u32) -> u32 {
 
 /// A graph key from a field value: strings and integers; anything else (null) is no key.
 /// Borrowed for strings, the common case: no allocation per event.
+/// The slot of `field` on `et` when it is a number (integer, decimal or float), else why not.
+pub(crate) fn numeric_slot(
+    et: &argus_event::schema::EventType,
+    field: &str,
+) -> Result<usize, String> {
+    match et.slot(field) {
+        Some(s)
+            if matches!(
+                et.fields[s].ty.stored(),
+                argus_event::FieldType::Int
+                    | argus_event::FieldType::Decimal
+                    | argus_event::FieldType::Float
+            ) =>
+        {
+            Ok(s)
+        }
+        Some(_) => Err(format!("`{}`'s field `{field}` is not a number", et.name)),
+        None => Err(format!(
+            "`{}` has no field `{field}`{}",
+            et.name,
+            argus_event::schema::did_you_mean(field, et.input_names())
+        )),
+    }
+}
+
 pub(crate) fn key(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
     match v {
         Value::Str(s) if !s.is_empty() => Some(std::borrow::Cow::Borrowed(s)),

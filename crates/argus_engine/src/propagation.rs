@@ -24,7 +24,6 @@ use argus_event::{Event, Schema, Value, ACTOR_SLOT};
 use argus_features::{FeatureSet, Out};
 use argus_graph::{Propagation, PropagationConfig};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// `[graph.propagation]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -168,24 +167,9 @@ pub fn compile(
             )),
         }
         if let Some(a) = &c.attribute {
-            match et.slot(a) {
-                Some(s)
-                    if matches!(
-                        et.fields[s].ty.stored(),
-                        argus_event::FieldType::Int
-                            | argus_event::FieldType::Decimal
-                            | argus_event::FieldType::Float
-                    ) =>
-                {
-                    attribute[t] = Some(s)
-                }
-                Some(_) => errors.push(format!(
-                    "graph.propagation.attribute: `{e}`'s field `{a}` is not a number"
-                )),
-                None => errors.push(format!(
-                    "graph.propagation.attribute: `{e}` has no field `{a}`{}",
-                    argus_event::schema::did_you_mean(a, et.input_names())
-                )),
+            match crate::graph::numeric_slot(et, a) {
+                Ok(s) => attribute[t] = Some(s),
+                Err(e) => errors.push(format!("graph.propagation.attribute: {e}")),
             }
         }
     }
@@ -361,9 +345,7 @@ pub fn compile(
 /// The stage's state: account names (dense ids in order of first use) and the graph.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PropagationState {
-    names: Vec<String>,
-    #[serde(skip)]
-    ids: HashMap<String, u32>,
+    accounts: crate::graph::Interner,
     graph: Propagation,
     /// Per account and aggregate (`account × aggregates`): the feature's latest value (NaN: none).
     values: Vec<f64>,
@@ -373,8 +355,7 @@ pub struct PropagationState {
 impl PropagationState {
     pub fn new(spec: &PropagationSpec) -> PropagationState {
         PropagationState {
-            names: Vec::new(),
-            ids: HashMap::new(),
+            accounts: Default::default(),
             graph: Propagation::new(spec.cfg),
             values: Vec::new(),
             naggs: spec.aggs.len(),
@@ -382,13 +363,7 @@ impl PropagationState {
     }
 
     fn id(&mut self, name: &str) -> u32 {
-        if let Some(&i) = self.ids.get(name) {
-            return i;
-        }
-        let i = self.names.len() as u32;
-        self.names.push(name.to_string());
-        self.ids.insert(name.to_string(), i);
-        i
+        self.accounts.id(name)
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -397,12 +372,7 @@ impl PropagationState {
 
     pub fn decode(bytes: &[u8]) -> Result<PropagationState, String> {
         let mut s: PropagationState = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
-        s.ids = s
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i as u32))
-            .collect();
+        s.accounts.reindex();
         Ok(s)
     }
 

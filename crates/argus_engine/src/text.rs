@@ -438,29 +438,20 @@ impl Window {
 /// The stage's state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TextState {
-    names: Vec<String>,
-    #[serde(skip)]
-    ids: HashMap<String, u32>,
+    accounts: crate::graph::Interner,
     windows: Vec<Window>,
 }
 
 impl TextState {
     pub fn new(spec: &TextSpec) -> TextState {
         TextState {
-            names: Vec::new(),
-            ids: HashMap::new(),
+            accounts: Default::default(),
             windows: spec.dups.iter().map(|_| Window::default()).collect(),
         }
     }
 
     fn id(&mut self, name: &str) -> u32 {
-        if let Some(&i) = self.ids.get(name) {
-            return i;
-        }
-        let i = self.names.len() as u32;
-        self.names.push(name.to_string());
-        self.ids.insert(name.to_string(), i);
-        i
+        self.accounts.id(name)
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -472,12 +463,7 @@ impl TextState {
         if s.windows.len() != spec.dups.len() {
             return Err("text declarations changed".into());
         }
-        s.ids = s
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i as u32))
-            .collect();
+        s.accounts.reindex();
         for w in &mut s.windows {
             w.rebuild();
         }
