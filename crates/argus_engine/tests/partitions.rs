@@ -4,8 +4,8 @@
 //! every corner: late events within the allowed lateness, duplicates, delayed labels, lifetime state
 //! that goes idle past `idle_ttl` (and must restart), exact, bucketed and lifetime series, keys
 //! that leave memory, the entity graph (a global stage: in `run` on a worker of its own) with its
-//! cluster features and findings, and the semi-supervised signals with neighbour aggregates (a stage
-//! that reads the features: in `run` on the coordinating thread).
+//! cluster features and findings, the semi-supervised signals with neighbour aggregates (a stage
+//! that reads the features: in `run` on the coordinating thread) and the text stage.
 
 use argus_engine::{Config, Engine, ProcessError, Processed, Source};
 use argus_event::{Decoder, Event, Value};
@@ -21,6 +21,7 @@ name = "payment.attempt"
 [event_types.fields]
 terminal = { type = "id", entity = "terminal" }
 fraud = { type = "int", label = { name = "fraud", delay = "2h" } }
+note = { type = "string" }
 
 [settings]
 allowed_lateness = "10m"
@@ -116,6 +117,19 @@ max_neighbors = 16
 [[graph.propagation.aggregates]]
 feature = "user_payments_1h"
 above = 2
+
+[[text.duplicates]]
+name = "note"
+events = ["payment.attempt"]
+field = "note"
+window = "3h"
+threshold = 0.5
+
+[[text.hashed]]
+name = "note"
+events = ["payment.attempt"]
+field = "note"
+buckets = 8
 "#;
 
 fn engine(partitions: usize) -> Engine {
@@ -156,6 +170,15 @@ fn stream() -> Vec<serde_json::Value> {
             "terminal": format!("T{}", next(40)), "card": "4111 1111 1111 1111"});
         if next(8) == 0 {
             data["fraud"] = json!(next(2));
+        }
+        if next(5) == 0 {
+            const NOTES: [&str; 4] = [
+                "gift for my brother please wrap it nicely thanks",
+                "gift for my brother please wrap it nicely thank you",
+                "leave the parcel with the neighbour at number twelve",
+                "urgent order for the office party on friday evening",
+            ];
+            data["note"] = json!(NOTES[next(4) as usize]);
         }
         out.push(json!({"id": id, "type": "payment.attempt",
             "time": argus_event::time::format_rfc3339(t - late),

@@ -1505,3 +1505,38 @@ async fn snapshots_keep_up_with_sustained_batches() {
     };
     s.shutdown().await;
 }
+
+/// A reload that changes `[text]` (here only a threshold: no feature added or removed) cannot be
+/// applied to the running stage: refused, naming the section, like `[graph]`.
+#[tokio::test]
+async fn a_reload_refuses_a_changed_text_section() {
+    let d = tempfile::tempdir().unwrap();
+    let conf = d.path().join("conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    let text = |threshold: &str| {
+        format!(
+            "include = [\"{}\"]\n[[event_types]]\nname = \"review.create\"\n[event_types.fields]\ntext = {{ type = \"string\" }}\n[[text.duplicates]]\nname = \"review\"\nevents = [\"review.create\"]\nfield = \"text\"\nthreshold = {threshold}\n",
+            repo().join("examples/starter/argus.toml").display()
+        )
+    };
+    std::fs::write(conf.join("argus.toml"), text("0.6")).unwrap();
+    let s = Server::start(
+        settings(&d.path().join("data")),
+        loader(conf.join("argus.toml"), repo().join("policies")),
+    )
+    .unwrap();
+    let (st, _) = call(&s, "POST", "/v1/admin/reload", Some(ADMIN), Body::empty()).await;
+    assert_eq!(st, StatusCode::OK, "the same configuration reloads");
+    std::fs::write(conf.join("argus.toml"), text("0.8")).unwrap();
+    let (st, v) = call(&s, "POST", "/v1/admin/reload", Some(ADMIN), Body::empty()).await;
+    assert_eq!(
+        (st, err_code(&v)),
+        (StatusCode::CONFLICT, "restart_required"),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("[text]"),
+        "{v}"
+    );
+    s.shutdown().await;
+}

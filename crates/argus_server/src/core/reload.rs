@@ -62,6 +62,9 @@ impl Core {
         if cfg.graph.as_ref().map(|g| g.fingerprint) != cur.graph.as_ref().map(|g| g.fingerprint) {
             changed.push("the [graph] section");
         }
+        if cfg.text.as_ref().map(|t| t.fingerprint) != cur.text.as_ref().map(|t| t.fingerprint) {
+            changed.push("the [text] section");
+        }
         if !changed.is_empty() {
             m::inc_labeled(m::RELOADS, "outcome", "refused");
             return error_with(
