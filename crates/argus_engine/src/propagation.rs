@@ -208,8 +208,9 @@ pub fn compile(
         errors.push("graph.propagation.scale: a positive number".into());
     }
     let max_neighbors = c.max_neighbors.unwrap_or(32);
-    if !(1..=1024).contains(&max_neighbors) {
-        errors.push("graph.propagation.max_neighbors: 1 to 1024".into());
+    // A label recomputes up to m + m² accounts of m edges each: bounded at 128 (2.1 M edge reads).
+    if !(1..=128).contains(&max_neighbors) {
+        errors.push("graph.propagation.max_neighbors: 1 to 128".into());
     }
     let edge_types: Vec<usize> = (0..n).filter(|&t| column[t].is_some()).collect();
     let mut add = |name: &str, out: Out, types: &[usize], what: &str| -> usize {

@@ -6,8 +6,9 @@
 //! share of equal values estimates the Jaccard similarity of two texts' shingle sets. Locality-
 //! sensitive hashing (16 bands of 4 values) finds the candidates: two texts of similarity 0.7 share a
 //! band with probability 1 − (1 − 0.7⁴)¹⁶ ≈ 0.988 (0.8: 0.9995; 0.4: 0.34), two of similarity 0.3
-//! with probability 0.12, so
-//! the work per text is the handful of near ones, not the window. Only signatures are kept, never the
+//! with probability 0.12. Each band bucket remembers its newest 64 texts, so a wave of one text by
+//! many accounts costs a new copy at most 16 × 64 comparisons (and `similar_accounts` saturates
+//! there), whatever the window holds. Only signatures are kept, never the
 //! text. Every event of a declared type gets:
 //!
 //! - `text_<name>_similar_accounts`: distinct other accounts that posted a text of estimated
@@ -78,7 +79,7 @@ pub struct DuplicatesConfig {
     pub threshold: Option<f64>,
     /// Texts with fewer words are not compared (stock phrases). Default 5.
     pub min_words: Option<usize>,
-    /// Texts kept at most (the oldest go first). Default 1,000,000.
+    /// Texts kept at most (the oldest go first). Default 200,000 (about 110 MB of signatures).
     pub max_texts: Option<usize>,
     /// Words per shingle, 1 to 5. Default 3 (word order matters: copies); 1 compares the texts' sets
     /// of words, common English words left out, which survives reordering and some synonyms
@@ -182,7 +183,7 @@ pub fn compile(
             window_ms,
             threshold,
             min_words: d.min_words.unwrap_or(5),
-            max_texts: d.max_texts.unwrap_or(1_000_000).max(1),
+            max_texts: d.max_texts.unwrap_or(200_000).max(1),
             f_accounts,
             f_max,
         });
@@ -398,10 +399,15 @@ struct Window {
     texts: VecDeque<Text>,
     /// The sequence number of `texts[0]` (texts are numbered in arrival order).
     first: u64,
-    /// Band key → sequence numbers of the texts in that bucket; rebuilt on restore.
+    /// Band key → sequence numbers of the texts in that bucket, oldest first, at most
+    /// [`BUCKET_CAP`] (the newest); rebuilt on restore.
     #[serde(skip)]
-    buckets: HashMap<u64, Vec<u64>>,
+    buckets: HashMap<u64, VecDeque<u64>>,
 }
+
+/// Texts remembered per band bucket: a wave of one text by many accounts costs each new copy at
+/// most `BANDS × BUCKET_CAP` comparisons, and `similar_accounts` saturates at that.
+pub const BUCKET_CAP: usize = 64;
 
 impl Window {
     fn expire(&mut self, cut: i64, max: usize) {
@@ -412,7 +418,10 @@ impl Window {
             let seq = self.first;
             for k in band_keys(&t.sig) {
                 if let Some(v) = self.buckets.get_mut(&k) {
-                    v.retain(|&s| s != seq);
+                    // Buckets are in arrival order: the oldest text, if still there, is first.
+                    if v.front() == Some(&seq) {
+                        v.pop_front();
+                    }
                     if v.is_empty() {
                         self.buckets.remove(&k);
                     }
@@ -427,13 +436,17 @@ impl Window {
         self.buckets.clear();
         for (i, t) in self.texts.iter().enumerate() {
             for k in band_keys(&t.sig) {
-                self.buckets
-                    .entry(k)
-                    .or_default()
-                    .push(self.first + i as u64);
+                push_capped(self.buckets.entry(k).or_default(), self.first + i as u64);
             }
         }
     }
+}
+
+fn push_capped(v: &mut VecDeque<u64>, seq: u64) {
+    if v.len() == BUCKET_CAP {
+        v.pop_front();
+    }
+    v.push_back(seq);
 }
 
 /// The stage's state.
@@ -520,18 +533,22 @@ impl TextState {
                 .collect();
             seen.sort_unstable();
             seen.dedup();
-            let (mut best, mut accounts) = (0.0f64, Vec::new());
+            let (mut best, mut accounts) = (0.0f64, std::collections::BTreeSet::new());
             for s in seen {
-                let Some(t) = win.texts.get((s - win.first) as usize) else {
+                let Some(t) = s
+                    .checked_sub(win.first)
+                    .and_then(|i| win.texts.get(i as usize))
+                else {
                     continue;
                 };
-                if Some(t.account) == a {
+                // Only texts before this one (a late event does not see later ones).
+                if Some(t.account) == a || t.time > ev.time {
                     continue;
                 }
                 let sim = similarity(&sig, &t.sig);
                 best = best.max(sim);
-                if sim >= d.threshold && !accounts.contains(&t.account) {
-                    accounts.push(t.account);
+                if sim >= d.threshold {
+                    accounts.insert(t.account);
                 }
             }
             out[d.f_accounts] = Value::Int(accounts.len() as i64);
@@ -541,7 +558,7 @@ impl TextState {
             win.expire(i64::MIN, d.max_texts);
             let seq = win.first + win.texts.len() as u64;
             for k in keys {
-                win.buckets.entry(k).or_default().push(seq);
+                push_capped(win.buckets.entry(k).or_default(), seq);
             }
             win.texts.push_back(Text {
                 time: ev.time,

@@ -780,7 +780,7 @@ fn semi_supervised_signals_follow_the_labels_as_they_arrive() {
         "unknown event type `ordr.create`",
         "has no field `sellr`",
         "`currency` is not a number",
-        "max_neighbors: 1 to 1024",
+        "max_neighbors: 1 to 128",
     ] {
         assert!(e.contains(m), "{m} in {e}");
     }

@@ -132,7 +132,12 @@ impl Propagation {
         }
         self.grow(from.max(to));
         let cap = self.cfg.max_neighbors;
-        let attr = if attr.is_finite() { attr as f32 } else { 0.0 };
+        // Finite in f32 too (a huge f64 would become infinity, and the scores NaN).
+        let attr = if attr.is_finite() {
+            attr.clamp(-1e30, 1e30) as f32
+        } else {
+            0.0
+        };
         for (a, b, incoming) in [(from, to, false), (to, from, true)] {
             let q = &mut self.adj[a as usize];
             if q.len() == cap {
@@ -156,17 +161,17 @@ impl Propagation {
         self.grow(a);
         self.label[a as usize] = if fraud { 1 } else { -1 };
         self.score[a as usize] = if fraud { 1.0 } else { -1.0 };
-        // Two rings of local steps: the neighbours, then theirs.
-        let first: Vec<u32> = self.adj[a as usize].iter().map(|e| e.other).collect();
+        // Two rings of local steps: the neighbours, then theirs (each account once).
+        let first = self.neighbors(a);
         for &n in &first {
             self.update(n, time);
         }
-        for &n in &first {
-            let second: Vec<u32> = self.adj[n as usize].iter().map(|e| e.other).collect();
-            for m in second {
-                if m != a {
-                    self.update(m, time);
-                }
+        let mut second: Vec<u32> = first.iter().flat_map(|&n| self.neighbors(n)).collect();
+        second.sort_unstable();
+        second.dedup();
+        for m in second {
+            if m != a && first.binary_search(&m).is_err() {
+                self.update(m, time);
             }
         }
     }
@@ -205,7 +210,10 @@ impl Propagation {
             den += w;
         }
         // Shrunk toward 0 (no opinion) by one unit of weight: thin evidence gives a weak score.
-        self.score[a as usize] = (num / (den + 1.0)) as f32;
+        let s = num / (den + 1.0);
+        if s.is_finite() {
+            self.score[a as usize] = s as f32;
+        }
     }
 
     /// (fraud weight, all weight, labelled neighbours) over `a`'s trust edges.
@@ -352,6 +360,21 @@ mod tests {
         p.add_edge(4, 3, -10.0, 0);
         p.set_label(4, true, 0);
         assert!(p.signals(3, 0).score < 0.0);
+    }
+
+    #[test]
+    fn a_huge_attribute_poisons_nothing() {
+        let mut p = Propagation::new(cfg(true));
+        p.add_edge(0, 1, 1e39, 0);
+        p.add_edge(2, 1, -1e300, 0);
+        p.set_label(0, true, 0);
+        p.add_edge(1, 3, 1.0, 1);
+        for a in 0..4 {
+            let s = p.signals(a, 1);
+            for x in [s.fraud_share, s.fraud_share_2hop, s.legit_distrust, s.score] {
+                assert!(x.is_finite(), "{a}: {s:?}");
+            }
+        }
     }
 
     #[test]

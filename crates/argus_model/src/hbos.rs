@@ -1,8 +1,9 @@
 //! An unsupervised anomaly score for a scenario with no labels yet: HBOS, the histogram-based outlier
 //! score (Goldstein & Dengel, KI 2012). Each feature gets a histogram of the training rows; a row's
 //! score is the sum over features of `−ln(density of its bin)`, densities normalized so that the
-//! commonest bin of each feature is 1 (it adds 0). Values outside the training range, or in an empty
-//! bin, get the smallest density there is (one row's worth): rare is suspicious. A missing value adds 0.
+//! densest bin of each feature is 1 (it adds 0). Values outside the training range, or in a gap
+//! between bins wider than a common bin, get the smallest density there is (one row's worth): rare
+//! is suspicious. A missing value adds 0.
 //!
 //! The model is written as an [`Ensemble`]: one tree per feature whose leaves are the bins' `−ln(density)`
 //! (a root split sends missing values to a leaf of 0). So it is scored, explained and deployed like any
@@ -13,7 +14,7 @@
 //!
 //! Bins are quantile bins (up to `bins` per feature, equal numbers of rows, fewer when values repeat),
 //! so heavy-tailed amounts and small counts both get useful resolution; a bin's density is its share
-//! of rows over its width (the gap to the next distinct value for a single value).
+//! of rows over its width (a bin of a single value takes the narrowest width of the other bins).
 
 use crate::ensemble::{Compare, Ensemble, Link, Missing, Node};
 use crate::train::Table;
@@ -75,23 +76,30 @@ fn feature_tree(feature: u32, v: &[f64], rows: usize, bins: usize) -> Vec<Node> 
             i = j;
         }
     }
-    // Densities: share of rows over width; a bin of one distinct value is as wide as the gap to the
-    // next bin (or the previous, for the last), at least a small positive width.
+    // Densities: share of rows over width. A bin of one distinct value has no width of its own: it
+    // takes the narrowest width of the bins that have one (so a point mass is at least as dense as
+    // any spread-out bin), or, when every bin is one value (a small count), a common width.
     let span = if n > 0 { (v[n - 1] - v[0]).abs() } else { 0.0 };
     let floor = if span > 0.0 { span * 1e-6 } else { 1.0 };
     let k = edges.len();
+    let common = if span > 0.0 {
+        span / k.max(1) as f64
+    } else {
+        1.0
+    };
+    let narrowest = (0..k)
+        .map(|b| edges[b] - lows[b])
+        .filter(|w| *w > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let point_width = if narrowest.is_finite() {
+        narrowest
+    } else {
+        common
+    };
     let mut dens: Vec<f64> = (0..k)
         .map(|b| {
-            let mut w = edges[b] - lows[b];
-            if w <= 0.0 {
-                w = if b + 1 < k {
-                    lows[b + 1] - edges[b]
-                } else if b > 0 {
-                    lows[b] - edges[b - 1]
-                } else {
-                    1.0
-                };
-            }
+            let w = edges[b] - lows[b];
+            let w = if w > 0.0 { w } else { point_width };
             counts[b] as f64 / rows as f64 / w.max(floor)
         })
         .collect();
@@ -108,25 +116,35 @@ fn feature_tree(feature: u32, v: &[f64], rows: usize, bins: usize) -> Vec<Node> 
         *d = if max > 0.0 { *d / max } else { 1.0 };
     }
     let rare = -(min_density.max(1e-12)).ln();
-    // Leaf values: below, each bin, above.
-    let mut leaves: Vec<f64> = Vec::with_capacity(k + 2);
-    leaves.push(rare);
-    leaves.extend(dens.iter().map(|d| -(d.max(1e-12)).ln()));
-    leaves.push(rare);
-    let mut counts_all: Vec<f64> = Vec::with_capacity(k + 2);
-    counts_all.push(0.0);
-    counts_all.extend(counts.iter().map(|&c| c as f64));
-    counts_all.push(0.0);
-    // Thresholds between leaves, never on a value seen (a model file's numbers may come back a unit
-    // in the last place off): below the first value, halfway between two bins, above the last.
+    // Leaves in order: below the range, each bin, a gap wider than a common bin between two bins
+    // (no training value there: rare), above the range. Thresholds between leaves, never on a value
+    // seen (a model file's numbers may come back a unit in the last place off).
     let eps = |x: f64| (x.abs().max(span) * 1e-9).max(1e-12);
-    let mut thresholds: Vec<f64> = Vec::with_capacity(k + 1);
+    let mut leaves: Vec<f64> = Vec::with_capacity(2 * k + 2);
+    let mut counts_all: Vec<f64> = Vec::with_capacity(2 * k + 2);
+    let mut thresholds: Vec<f64> = Vec::with_capacity(2 * k + 1);
     if k > 0 {
+        leaves.push(rare);
+        counts_all.push(0.0);
         thresholds.push(lows[0] - eps(lows[0]));
-        for b in 0..k - 1 {
-            thresholds.push(edges[b] + (lows[b + 1] - edges[b]) / 2.0);
+        for b in 0..k {
+            leaves.push(-(dens[b].max(1e-12)).ln());
+            counts_all.push(counts[b] as f64);
+            if b + 1 < k {
+                let gap = lows[b + 1] - edges[b];
+                if gap > common {
+                    thresholds.push(edges[b] + eps(edges[b]));
+                    leaves.push(rare);
+                    counts_all.push(0.0);
+                    thresholds.push(lows[b + 1] - eps(lows[b + 1]));
+                } else {
+                    thresholds.push(edges[b] + gap / 2.0);
+                }
+            }
         }
         thresholds.push(edges[k - 1] + eps(edges[k - 1]));
+        leaves.push(rare);
+        counts_all.push(0.0);
     }
     let mut nodes = Vec::new();
     // Root: non-missing values (x ≤ +∞) go left; missing go right, to a leaf of 0.
@@ -228,6 +246,26 @@ mod tests {
         let m = train_hbos(&t, 10).unwrap();
         assert_eq!(m.attribute(&[3.0, f64::NAN, 50.0]).1[..2], [0.0, 0.0]);
         assert!(train_hbos(&table(&["a"], &[vec![1.0]]), 10).is_err());
+    }
+
+    #[test]
+    fn a_point_mass_is_common_and_a_gap_is_rare() {
+        // 90 % of rows at 0, the rest spread far away: 0 is the commonest value.
+        let mut rows: Vec<Vec<f64>> = (0..900).map(|_| vec![0.0]).collect();
+        rows.extend((0..100).map(|i| vec![100_000.0 + i as f64]));
+        let m = train_hbos(&table(&["x"], &rows), 20).unwrap();
+        assert!(
+            m.margin(&[0.0]) <= m.margin(&[100_050.0]),
+            "{} {}",
+            m.margin(&[0.0]),
+            m.margin(&[100_050.0])
+        );
+        // Two clusters: a value between them, seen by no training row, is rare.
+        let mut rows: Vec<Vec<f64>> = (0..500).map(|i| vec![10.0 + (i % 50) as f64]).collect();
+        rows.extend((0..500).map(|i| vec![10_000.0 + (i % 50) as f64]));
+        let m = train_hbos(&table(&["x"], &rows), 20).unwrap();
+        assert!(m.margin(&[5_000.0]) > m.margin(&[30.0]) + 2.0);
+        assert!(m.margin(&[5_000.0]) > m.margin(&[10_020.0]) + 2.0);
     }
 
     #[test]

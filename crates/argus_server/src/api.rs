@@ -790,12 +790,24 @@ async fn authorize(
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string());
-    let role = path.as_deref().and_then(|p| {
+    let entry = path.as_deref().map(|p| {
         ROUTES
             .iter()
             .find(|(m, rp, _)| method.as_str().eq_ignore_ascii_case(m) && *rp == p)
-            .and_then(|(_, _, role)| *role)
     });
+    // A matched route missing from the table fails closed, admin only (the table and the router
+    // are tested against each other; this is the safety net). A method the route does not have is
+    // answered 405 by the router's fallback.
+    let role = match entry {
+        Some(Some((_, _, role))) => *role,
+        Some(None) => {
+            let known = path
+                .as_deref()
+                .is_some_and(|p| ROUTES.iter().any(|(_, rp, _)| *rp == p));
+            (!known).then_some(Perm::Admin)
+        }
+        None => None,
+    };
     let who = match principal(&st, req.headers(), method).await {
         Ok(w) => w,
         // Wrong credentials fail even on open routes: a client should learn its key is wrong.

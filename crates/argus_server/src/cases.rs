@@ -1207,6 +1207,14 @@ pub async fn verdict(
     let accounts = try_c!(accounts_of(store, &c));
     // The actions' keys name the verdict: a reopened case's next verdict acts again.
     let base = format!("{id}#v{}", try_c!(store.verdicts(&id)) + 1);
+    // What a verdict does beyond the case: list entries and snoozes are rule changes.
+    if (v.snooze.is_some() || !v.lists.is_empty()) && !p.role.allows(Perm::Rules) {
+        return respond(error(
+            Failure::Forbidden,
+            "forbidden",
+            "a verdict's list entries and snoozes change rules: they need the permission `rules`",
+        ));
+    }
     if v.ban && !p.role.allows(Perm::Investigate) && accounts.len() > 1 {
         return respond(error(
             Failure::Forbidden,
@@ -1626,8 +1634,16 @@ pub async fn entity_cases(
     let (_, store) = try_r!(svc(&st));
     let mut cases = try_c!(store.cases_of(&id, 50));
     cases.retain(|c| p.role.sees_inbox(&c.inbox));
+    let scoped = p.role.inboxes.is_some();
     let labels: Vec<Json> = try_c!(store.labels_of(&id, 50))
         .into_iter()
+        // A scoped role sees the labels of the cases it sees only.
+        .filter(|a| {
+            !scoped
+                || a.case_id
+                    .as_ref()
+                    .is_some_and(|c| cases.iter().any(|k| &k.id == c))
+        })
         .map(|a| json!({"type": a.target, "status": a.status, "case": a.case_id, "job": a.job_id,
                          "reason": a.body["data"]["reason"], "at": a.done_at.unwrap_or(a.created_at)}))
         .collect();

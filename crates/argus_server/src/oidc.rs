@@ -68,19 +68,26 @@ pub struct Oidc {
 /// A failed sign-in: the status, a code and what to tell the user.
 type Failed = (StatusCode, &'static str, String);
 
-fn random_b64(n: usize) -> String {
+/// `n` random bytes from the system's generator, Base64url; a sign-in fails rather than use
+/// predictable values when the generator does.
+fn random_b64(n: usize) -> Result<String, Failed> {
     let mut b = vec![0u8; n];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
-        .unwrap_or_else(|_| b.iter_mut().for_each(|x| *x = rand_byte()));
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).map_err(|_| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the system's random number generator failed".to_string(),
+        )
+    })?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
 }
 
-/// Only when the system's generator fails (it does not on Linux): the clock's nanoseconds, hashed.
-fn rand_byte() -> u8 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    Sha256::digest(t.to_le_bytes())[0]
+/// Whether `url` is https, or http on this machine (where the configured issuer may be).
+fn secure(url: &str) -> bool {
+    url.parse::<axum::http::Uri>().is_ok_and(|u| {
+        u.scheme_str() == Some("https")
+            || (u.scheme_str() == Some("http") && u.host().is_some_and(outbound::is_loopback))
+    })
 }
 
 fn provider_error(what: &str, e: impl std::fmt::Display) -> Failed {
@@ -118,6 +125,20 @@ impl Oidc {
                 let url = format!("{}/.well-known/openid-configuration", self.config.issuer);
                 let m: Metadata = serde_json::from_value(self.get_json(&url).await?)
                     .map_err(|e| provider_error(&url, e))?;
+                // The client secret and the tokens go to these: https (http on loopback only).
+                for (what, u) in [
+                    ("authorization_endpoint", Some(&m.authorization_endpoint)),
+                    ("token_endpoint", Some(&m.token_endpoint)),
+                    ("jwks_uri", Some(&m.jwks_uri)),
+                    ("userinfo_endpoint", m.userinfo_endpoint.as_ref()),
+                ] {
+                    if let Some(u) = u.filter(|u| !secure(u)) {
+                        return Err(provider_error(
+                            &url,
+                            format!("its {what} `{u}` is not https"),
+                        ));
+                    }
+                }
                 if m.issuer.trim_end_matches('/') != self.config.issuer {
                     return Err(provider_error(
                         &url,
@@ -176,9 +197,9 @@ impl Oidc {
     /// Step 1: where to send the browser, and the `state` to bind to it.
     async fn begin(&self) -> Result<(String, String), Failed> {
         let m = self.metadata().await?;
-        let state = random_b64(32);
-        let nonce = random_b64(32);
-        let verifier = random_b64(32);
+        let state = random_b64(32)?;
+        let nonce = random_b64(32)?;
+        let verifier = random_b64(32)?;
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(Sha256::digest(verifier.as_bytes()));
         {
@@ -306,6 +327,8 @@ impl Oidc {
                 }
             }
         }
+        // An email names the user only when the provider verified it.
+        let verified = claims.get("email_verified").and_then(Json::as_bool) == Some(true);
         let user = [
             c.username_claim.as_str(),
             "preferred_username",
@@ -313,6 +336,7 @@ impl Oidc {
             "sub",
         ]
         .iter()
+        .filter(|k| **k != "email" || verified)
         .find_map(|k| claims.get(*k).and_then(Json::as_str))
         .ok_or_else(|| provider_error("the ID token", "no user name claim"))?
         .to_string();
@@ -590,8 +614,10 @@ mod tests {
                 base64::engine::general_purpose::STANDARD.encode("argus:s%3Ac")
             )
         );
-        let a = random_b64(32);
+        let a = random_b64(32).unwrap();
         assert_eq!(a.len(), 43);
-        assert_ne!(a, random_b64(32));
+        assert_ne!(a, random_b64(32).unwrap());
+        assert!(secure("https://idp.example.com/token") && secure("http://127.0.0.1:9/t"));
+        assert!(!secure("http://idp.example.com/token") && !secure("ftp://x"));
     }
 }

@@ -325,6 +325,13 @@ async fn a_role_scoped_to_inboxes_sees_and_works_only_their_cases() {
         (StatusCode::FORBIDDEN, Some("out_of_scope"))
     );
 
+    // A verdict that would put a value on a list or snooze a rule changes rules: `rules` needed.
+    let (st, v) = jcall(&s, "POST", &format!("/v1/cases/{sg}/verdict"), APAC, json!({"disposition": "legitimate", "reason": "fine", "snooze": {"rules": ["x"], "ttl": "1d"}})).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "{v}"
+    );
     // Its own inbox's case: worked as usual, and the session says the scope.
     let (st, v) = jcall(
         &s,
