@@ -217,28 +217,12 @@ pub fn compile(
     let rebuild_ms = dur(&mut errors, "rebuild_every", &c.rebuild_every, "1d");
     let label_ms = dur(&mut errors, "label_window", &c.label_window, "180d");
     let n = schema.types.len();
-    let account: Vec<bool> = schema
-        .types
-        .iter()
-        .map(|t| !t.internal && t.actor_kind == "user")
-        .collect();
+    let account = self::account_types(schema);
     let account_types: Vec<usize> = (0..n).filter(|&t| account[t]).collect();
     let types_of = |errors: &mut Vec<String>, at: &str, names: &[String]| -> Vec<usize> {
         names
             .iter()
-            .filter_map(|e| match schema.type_id(e) {
-                Some(t) => Some(t as usize),
-                None => {
-                    errors.push(format!(
-                        "{at}: unknown event type `{e}`{}",
-                        argus_event::schema::did_you_mean(
-                            e,
-                            schema.public_type_names().into_iter()
-                        )
-                    ));
-                    None
-                }
-            })
+            .filter_map(|e| type_or_error(schema, errors, at, e))
             .collect()
     };
     let mut links = vec![Vec::new(); n];
@@ -539,6 +523,11 @@ impl Interner {
         i
     }
 
+    /// The id of `s`, if it has one (nothing added).
+    pub(crate) fn get(&self, s: &str) -> Option<u32> {
+        self.ids.get(s).copied()
+    }
+
     pub(crate) fn reindex(&mut self) {
         self.ids = self
             .names
@@ -723,7 +712,7 @@ impl GraphState {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        bincode::serialize(self).expect("serializing plain data to a Vec cannot fail")
+        crate::stages::encode_state(self)
     }
 
     pub fn decode(spec: &GraphSpec, bytes: &[u8]) -> Result<GraphState, String> {
@@ -1346,6 +1335,32 @@ fn remap(map: &mut [u32], old: &Interner, new: &mut Interner, x: u32) -> u32 {
 
 /// A graph key from a field value: strings and integers; anything else (null) is no key.
 /// Borrowed for strings, the common case: no allocation per event.
+/// Per event type: whether its actor is an account (a user, not an internal type).
+pub(crate) fn account_types(schema: &Schema) -> Vec<bool> {
+    schema
+        .types
+        .iter()
+        .map(|t| !t.internal && t.actor_kind == "user")
+        .collect()
+}
+
+/// The id of event type `name`, or an error (with a suggestion) pushed to `errors`.
+pub(crate) fn type_or_error(
+    schema: &Schema,
+    errors: &mut Vec<String>,
+    at: &str,
+    name: &str,
+) -> Option<usize> {
+    let t = schema.type_id(name).map(|t| t as usize);
+    if t.is_none() {
+        errors.push(format!(
+            "{at}: unknown event type `{name}`{}",
+            argus_event::schema::did_you_mean(name, schema.public_type_names().into_iter())
+        ));
+    }
+    t
+}
+
 /// The slot of `field` on `et` when it is a number (integer, decimal or float), else why not.
 pub(crate) fn numeric_slot(
     et: &argus_event::schema::EventType,

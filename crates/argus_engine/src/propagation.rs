@@ -131,21 +131,10 @@ pub fn compile(
 ) -> Result<PropagationSpec, Vec<String>> {
     let mut errors = Vec::new();
     let n = schema.types.len();
-    let account: Vec<bool> = schema
-        .types
-        .iter()
-        .map(|t| !t.internal && t.actor_kind == "user")
-        .collect();
+    let account = crate::graph::account_types(schema);
     let account_types: Vec<usize> = (0..n).filter(|&t| account[t]).collect();
-    let type_of = |errors: &mut Vec<String>, at: &str, e: &str| -> Option<usize> {
-        let t = schema.type_id(e).map(|t| t as usize);
-        if t.is_none() {
-            errors.push(format!(
-                "{at}: unknown event type `{e}`{}",
-                argus_event::schema::did_you_mean(e, schema.public_type_names().into_iter())
-            ));
-        }
-        t
+    let type_of = |errors: &mut Vec<String>, at: &str, e: &str| {
+        crate::graph::type_or_error(schema, errors, at, e)
     };
     let mut column = vec![None; n];
     let mut attribute = vec![None; n];
@@ -363,12 +352,8 @@ impl PropagationState {
         }
     }
 
-    fn id(&mut self, name: &str) -> u32 {
-        self.accounts.id(name)
-    }
-
     pub fn encode(&self) -> Vec<u8> {
-        bincode::serialize(self).expect("serializing plain data to a Vec cannot fail")
+        crate::stages::encode_state(self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<PropagationState, String> {
@@ -388,7 +373,7 @@ impl PropagationState {
                 .flatten()
                 .and_then(|s| key(&ev.fields[s]))
             {
-                let a = self.id(&name);
+                let a = self.accounts.id(&name);
                 self.graph.set_label(a, fraud, t);
             }
         }
@@ -398,10 +383,10 @@ impl PropagationState {
         let Some(actor) = key(&ev.fields[ACTOR_SLOT]) else {
             return;
         };
-        let a = self.id(&actor);
+        let a = self.accounts.id(&actor);
         let mut peer = None;
         if let Some(other) = spec.column[ty].and_then(|s| key(&ev.fields[s])) {
-            let b = self.id(&other);
+            let b = self.accounts.id(&other);
             let attr = spec.attribute[ty]
                 .and_then(|s| ev.fields[s].as_f64())
                 .filter(|v| v.is_finite())

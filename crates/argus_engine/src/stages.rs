@@ -50,6 +50,12 @@ pub trait Stage: Send {
     fn as_any(&self) -> &dyn Any;
 }
 
+/// A stage's state as bytes (bincode). Its types are plain data (numbers, strings, vectors, ordered
+/// maps, no custom serializers that fail), and a `Vec` takes any length, so this cannot fail.
+pub(crate) fn encode_state<T: serde::Serialize>(state: &T) -> Vec<u8> {
+    bincode::serialize(state).expect("serializing plain data to a Vec cannot fail")
+}
+
 /// The stages `config` declares, in the order they run.
 pub fn build(config: &Config) -> Vec<Box<dyn Stage>> {
     let mut stages: Vec<Box<dyn Stage>> = Vec::new();

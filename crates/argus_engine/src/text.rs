@@ -79,7 +79,8 @@ pub struct DuplicatesConfig {
     pub threshold: Option<f64>,
     /// Texts with fewer words are not compared (stock phrases). Default 5.
     pub min_words: Option<usize>,
-    /// Texts kept at most (the oldest go first). Default 200,000 (about 110 MB of signatures).
+    /// Texts kept at most (the oldest go first). Default 200,000: their signatures alone are
+    /// 200,000 × 64 × 8 bytes, about 100 MB (computed, not measured).
     pub max_texts: Option<usize>,
     /// Words per shingle, 1 to 5. Default 3 (word order matters: copies); 1 compares the texts' sets
     /// of words, common English words left out, which survives reordering and some synonyms
@@ -252,11 +253,7 @@ fn text_slots(
 ) -> Vec<Option<usize>> {
     let mut slot = vec![None; schema.types.len()];
     for e in events {
-        let Some(t) = schema.type_id(e).map(|t| t as usize) else {
-            errors.push(format!(
-                "{at}: unknown event type `{e}`{}",
-                argus_event::schema::did_you_mean(e, schema.public_type_names().into_iter())
-            ));
+        let Some(t) = crate::graph::type_or_error(schema, errors, at, e) else {
             continue;
         };
         let et = &schema.types[t];
@@ -464,12 +461,8 @@ impl TextState {
         }
     }
 
-    fn id(&mut self, name: &str) -> u32 {
-        self.accounts.id(name)
-    }
-
     pub fn encode(&self) -> Vec<u8> {
-        bincode::serialize(self).expect("serializing plain data to a Vec cannot fail")
+        crate::stages::encode_state(self)
     }
 
     pub fn decode(spec: &TextSpec, bytes: &[u8]) -> Result<TextState, String> {
@@ -491,6 +484,16 @@ impl TextState {
     /// Applies one accepted event and writes the features into `out`.
     pub fn apply(&mut self, spec: &TextSpec, ev: &Event, out: &mut [Value]) {
         let ty = ev.ty as usize;
+        // Each text field is cut into words once, whatever number of declarations read it.
+        let mut parsed: Vec<(usize, Vec<String>)> = Vec::new();
+        let mut words_of = |slot: usize, text: &str| -> Vec<String> {
+            if let Some((_, w)) = parsed.iter().find(|(s, _)| *s == slot) {
+                return w.clone();
+            }
+            let w = words(text);
+            parsed.push((slot, w.clone()));
+            w
+        };
         for h in &spec.hashed {
             let Some(slot) = h.slot.get(ty).copied().flatten() else {
                 continue;
@@ -499,7 +502,7 @@ impl TextState {
                 continue;
             };
             let mut v = vec![0.0; h.features.len()];
-            hashed(&words(text), h.ngrams, &mut v);
+            hashed(&words_of(slot, text), h.ngrams, &mut v);
             for (f, x) in h.features.iter().zip(v) {
                 out[*f] = Value::Float(x);
             }
@@ -514,8 +517,9 @@ impl TextState {
                 continue;
             };
             let actor = key(&ev.fields[ACTOR_SLOT]).map(|a| a.into_owned());
-            let w = content(words(text), d.shingle);
-            let a = actor.as_deref().map(|n| self.id(n));
+            let w = content(words_of(slot, text), d.shingle);
+            // Looked up, not added: an account gets an id only when one of its texts is kept.
+            let a = actor.as_deref().and_then(|n| self.accounts.get(n));
             let win = &mut self.windows[di];
             win.expire(ev.time.saturating_sub(d.window_ms), usize::MAX);
             if w.len() < d.min_words {
@@ -553,7 +557,10 @@ impl TextState {
             }
             out[d.f_accounts] = Value::Int(accounts.len() as i64);
             out[d.f_max] = Value::Float(best);
-            let Some(a) = a else { continue };
+            let Some(name) = actor.as_deref() else {
+                continue;
+            };
+            let a = self.accounts.id(name);
             // The cap: the oldest texts go first.
             win.expire(i64::MIN, d.max_texts);
             let seq = win.first + win.texts.len() as u64;

@@ -71,7 +71,13 @@ pub async fn request(
         Some("http") => false,
         _ => return Err(format!("url `{url}`: expected http:// or https://")),
     };
-    let host = uri.host().ok_or("a url without a host")?.to_string();
+    // An IPv6 literal comes with its brackets, which neither a socket address nor TLS takes.
+    let host = uri
+        .host()
+        .ok_or("a url without a host")?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let path = uri
         .path_and_query()
