@@ -5,8 +5,8 @@ an honest-looking sentence added), for the near-duplicate features and for a tex
 GBDT over the 64 hashed word n-gram features and the rest, `argus train --event review.create --label
 review_fraud`, trained on the first 14 measured days, scored by `argus eval` on the rest).
 
-For each world: `argus simulate --text`, `argus replay --config examples/simulator/text.toml
---out-csv`, then the review rows joined to the truth by event id. A score flags a review when it is at
+For each world: `argus simulate --text`, `argus replay --config examples/simulator/text-graph.toml
+--out-csv` (text.toml's features plus similarity edges in the entity graph: `graph_cluster_size`), then the review rows joined to the truth by event id. A score flags a review when it is at
 least a threshold: the lowest threshold that flags at most 0.5 % of the honest reviews (warm-up days
 left out) is chosen, and the share of ring reviews it flags is the recall.
 
@@ -17,7 +17,10 @@ SEED, DAYS, USERS = (int(a) for a in (sys.argv[1:] + ["3", "28", "20000"][len(sy
 START = "2026-10-01"  # the simulator's default first measured day
 TRAIN_DAYS = 14
 A = "./target/release/argus"
-SCORES = ["text_review_similar_accounts", "text_review_max_similarity", "text_review_words_similar_accounts", "text_review_words_max_similarity"]
+SCORES = ["text_review_similar_accounts", "text_review_max_similarity", "text_review_words_similar_accounts", "text_review_words_max_similarity",
+          # Similarity edges (examples/simulator/text-graph.toml): the reviewer's cluster of accounts linked by
+          # near-duplicate reviews over the graph's 30 days.
+          "graph_cluster_size"]
 
 
 def world(camo, d):
@@ -25,7 +28,7 @@ def world(camo, d):
     subprocess.run([A, "simulate", "--text", "--labels", "--seed", str(SEED), "--days", str(DAYS), "--users", str(USERS),
                     "--camouflage", str(camo), "-o", ev], check=True, capture_output=True)
     out = os.path.join(d, f"w{camo}.csv")
-    subprocess.run([A, "replay", "-q", "--config", "examples/simulator/text.toml", "--input", ev, "--out-csv", out],
+    subprocess.run([A, "replay", "-q", "--config", "examples/simulator/text-graph.toml", "--input", ev, "--out-csv", out],
                    check=True, capture_output=True)
     truth = {}
     for line in open(ev.replace(".ndjson", ".truth.ndjson")):

@@ -263,9 +263,15 @@ impl Config {
             .as_ref()
             .and_then(|s| match FeatureSet::compile(s, &p.features) {
                 Ok(mut f) => {
-                    // Graph features first: models may read them.
+                    // Text features first: the graph's similarity edges read their groups.
+                    if let Some(tc) = &p.text {
+                        match crate::text::compile(tc, s, &mut f) {
+                            Ok(t) => text = Some(Arc::new(t)),
+                            Err(e) => errors.extend(e),
+                        }
+                    }
                     if let Some(gc) = &p.graph {
-                        match crate::graph::compile(gc, s, &mut f) {
+                        match crate::graph::compile(gc, s, &mut f, text.as_deref()) {
                             Ok(g) => graph = Some(Arc::new(g)),
                             Err(e) => errors.extend(e),
                         }
@@ -274,13 +280,6 @@ impl Config {
                                 Ok(p) => propagation = Some(Arc::new(p)),
                                 Err(e) => errors.extend(e),
                             }
-                        }
-                    }
-                    // Text features too.
-                    if let Some(tc) = &p.text {
-                        match crate::text::compile(tc, s, &mut f) {
-                            Ok(t) => text = Some(Arc::new(t)),
-                            Err(e) => errors.extend(e),
                         }
                     }
                     for (mc, base) in &p.models {

@@ -55,11 +55,18 @@ pub struct GraphConfig {
     pub propagation: Option<crate::propagation::PropagationToml>,
 }
 
-/// `[[graph.links]]`: a field whose values link the accounts that use them.
+/// `[[graph.links]]`: a field whose values link the accounts that use them; or, with `text`, the
+/// near-duplicate groups of a `[[text.duplicates]]` declaration (similarity edges: accounts that
+/// posted near-same texts are linked).
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkConfig {
-    pub field: String,
+    /// The linking field (exactly one of `field` and `text`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// A `[[text.duplicates]]` name: its texts' groups link their accounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     /// Event types whose field links (default: every account event type that has it).
     #[serde(default)]
     pub events: Vec<String>,
@@ -155,6 +162,9 @@ impl BlockSpec {
 /// A linking field on one event type: (value slot, link field index, the filter events must pass).
 type LinkSlot = (usize, u16, argus_features::filter::Filter);
 
+/// A text link on one event type: (the `text_<name>_group` feature slot, link field index).
+type TextLink = (usize, u16);
+
 /// The compiled `[graph]`.
 #[derive(Debug, Clone)]
 pub struct GraphSpec {
@@ -166,6 +176,8 @@ pub struct GraphSpec {
     pub min_cluster: usize,
     /// Per event type: the fields that link.
     links: Vec<Vec<LinkSlot>>,
+    /// Per event type: the text groups that link (written by the text stage, which runs first).
+    text_links: Vec<Vec<TextLink>>,
     link_fields: Vec<String>,
     /// Per event type: the slot naming a confirmed account.
     confirm: Vec<Option<usize>>,
@@ -200,6 +212,7 @@ pub fn compile(
     c: &GraphConfig,
     schema: &Schema,
     features: &mut FeatureSet,
+    text: Option<&crate::text::TextSpec>,
 ) -> Result<GraphSpec, Vec<String>> {
     let mut errors = Vec::new();
     let dur = |errors: &mut Vec<String>, at: &str, v: &Option<String>, default: &str| -> i64 {
@@ -226,29 +239,66 @@ pub fn compile(
             .collect()
     };
     let mut links = vec![Vec::new(); n];
-    let mut link_fields = Vec::new();
+    let mut text_links = vec![Vec::new(); n];
+    let mut link_fields: Vec<String> = Vec::new();
     for (i, l) in c.links.iter().enumerate() {
         let at = format!("graph.links[{i}]");
+        let field = match (&l.field, &l.text) {
+            (Some(f), None) => f.clone(),
+            (None, Some(name)) => {
+                let Some((slot, types)) = text.and_then(|t| t.group(name)) else {
+                    let names: Vec<&str> = text
+                        .map(|t| t.duplicate_names().collect())
+                        .unwrap_or_default();
+                    errors.push(format!(
+                        "{at}: text: no [[text.duplicates]] named `{name}`{}",
+                        argus_event::schema::did_you_mean(name, names.into_iter())
+                    ));
+                    continue;
+                };
+                if !l.events.is_empty() || !l.filter.is_empty() {
+                    errors.push(format!(
+                        "{at}: a text link takes its event types from [[text.duplicates]] `{name}`: no `events` or `filter`"
+                    ));
+                }
+                // `text.<name>`: not a field name, so its values never meet a field's.
+                let key = format!("text.{name}");
+                let fi = link_fields.len();
+                link_fields.push(key);
+                for &t in types {
+                    if account[t] {
+                        text_links[t].push((slot, fi as u16));
+                    } else {
+                        errors.push(format!(
+                            "{at}: `{}`'s actor is not an account",
+                            schema.types[t].name
+                        ));
+                    }
+                }
+                continue;
+            }
+            _ => {
+                errors.push(format!("{at}: name exactly one of `field` and `text`"));
+                continue;
+            }
+        };
         let types = if l.events.is_empty() {
             account_types
                 .iter()
                 .copied()
-                .filter(|&t| schema.types[t].slot(&l.field).is_some())
+                .filter(|&t| schema.types[t].slot(&field).is_some())
                 .collect()
         } else {
             types_of(&mut errors, &at, &l.events)
         };
         if types.is_empty() {
-            errors.push(format!(
-                "{at}: no account event type has a field `{}`",
-                l.field
-            ));
+            errors.push(format!("{at}: no account event type has a field `{field}`"));
         }
         // Links over the same field (say, from different events) share its values and its feature.
-        let fi = match link_fields.iter().position(|f| f == &l.field) {
+        let fi = match link_fields.iter().position(|f| f == &field) {
             Some(i) => i,
             None => {
-                link_fields.push(l.field.clone());
+                link_fields.push(field.clone());
                 link_fields.len() - 1
             }
         };
@@ -258,12 +308,12 @@ pub fn compile(
                 errors.push(format!("{at}: `{}`'s actor is not an account", et.name));
                 continue;
             }
-            let Some(slot) = et.slot(&l.field) else {
+            let Some(slot) = et.slot(&field) else {
                 errors.push(format!(
                     "{at}: `{}` has no field `{}`{}",
                     et.name,
-                    l.field,
-                    argus_event::schema::did_you_mean(&l.field, et.input_names())
+                    field,
+                    argus_event::schema::did_you_mean(&field, et.input_names())
                 ));
                 continue;
             };
@@ -308,7 +358,7 @@ pub fn compile(
     );
     let f_per_field: Vec<usize> = link_fields
         .iter()
-        .map(|f| add(&mut errors, format!("graph_cluster_accounts_per_{f}"), Out::Float, &account_types, "accounts per distinct value of this field in the cluster (e.g. accounts per device)"))
+        .map(|f| add(&mut errors, format!("graph_cluster_accounts_per_{}", f.replace('.', "_")), Out::Float, &account_types, "accounts per distinct value of this field in the cluster (e.g. accounts per device)"))
         .collect();
     let f_confirmed = add(
         &mut errors,
@@ -461,6 +511,7 @@ pub fn compile(
         max_share: c.max_share.unwrap_or(30).max(1),
         min_cluster: c.min_cluster.unwrap_or(3).max(2),
         links,
+        text_links,
         link_fields,
         confirm,
         account,
@@ -912,6 +963,22 @@ impl GraphState {
         }
     }
 
+    /// Links account `a` to `value` of link field `field` (its key `field:value`, built in a reused
+    /// buffer).
+    fn link_value(&mut self, spec: &GraphSpec, a: u32, field: u16, value: &str, t: i64) {
+        let mut k = std::mem::take(&mut self.scratch);
+        k.clear();
+        k.push_str(&spec.link_fields[field as usize]);
+        k.push(':');
+        k.push_str(value);
+        let v = self.values.id(&k);
+        self.scratch = k;
+        if v as usize == self.value_field.len() {
+            self.value_field.push(field);
+        }
+        self.link(spec.max_share, a, v, t);
+    }
+
     fn confirm(&mut self, a: u32, t: i64) {
         if self.confirmed.insert(a, t).is_none() {
             let r = self.find(a);
@@ -955,18 +1022,13 @@ impl GraphState {
                 continue;
             }
             if let Some(value) = key(&ev.fields[*slot]) {
-                // `field:value`, built in a reused buffer.
-                let mut k = std::mem::take(&mut self.scratch);
-                k.clear();
-                k.push_str(&spec.link_fields[*field as usize]);
-                k.push(':');
-                k.push_str(&value);
-                let v = self.values.id(&k);
-                self.scratch = k;
-                if v as usize == self.value_field.len() {
-                    self.value_field.push(*field);
-                }
-                self.link(spec.max_share, a, v, t);
+                self.link_value(spec, a, *field, &value, t);
+            }
+        }
+        // Similarity edges: the text stage, which runs first, wrote each text's group.
+        for (slot, field) in &spec.text_links[ty] {
+            if let Some(value) = key(&out[*slot]) {
+                self.link_value(spec, a, *field, &value, t);
             }
         }
         for (bi, b) in spec.blocks.iter().enumerate() {

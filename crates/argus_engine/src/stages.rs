@@ -29,8 +29,9 @@ pub trait Stage: Send {
     fn fingerprint(&self) -> u64;
     /// What the refusal says changed (e.g. "the [graph] declaration").
     fn what(&self) -> &'static str;
-    /// Applies one accepted event: reads `features` (only if [`reads_features`](Self::reads_features)),
-    /// writes the features the stage registered (every slot of [`writes`](Self::writes), or leaves it
+    /// Applies one accepted event: reads `features` (the keyed ones only if
+    /// [`reads_features`](Self::reads_features); those of the stages before it always, as the graph
+    /// reads the text stage's groups), writes the features the stage registered (every slot of [`writes`](Self::writes), or leaves it
     /// null), and appends the findings the event triggered.
     fn apply(&mut self, ev: &Event, features: &mut [Value], findings: &mut Vec<Finding>);
     /// Whether [`apply`](Self::apply) reads the feature vector. A stage that reads only the event runs
@@ -59,14 +60,15 @@ pub(crate) fn encode_state<T: serde::Serialize>(state: &T) -> Vec<u8> {
 /// The stages `config` declares, in the order they run.
 pub fn build(config: &Config) -> Vec<Box<dyn Stage>> {
     let mut stages: Vec<Box<dyn Stage>> = Vec::new();
+    // Text first: the graph links the near-duplicate groups it writes (similarity edges).
+    if let Some(t) = &config.text {
+        stages.push(Box::new(TextStage::new(t.clone())));
+    }
     if let Some(g) = &config.graph {
         stages.push(Box::new(GraphStage::new(g.clone())));
     }
     if let Some(p) = &config.propagation {
         stages.push(Box::new(PropagationStage::new(p.clone())));
-    }
-    if let Some(t) = &config.text {
-        stages.push(Box::new(TextStage::new(t.clone())));
     }
     stages
 }

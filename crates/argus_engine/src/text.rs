@@ -14,7 +14,11 @@
 //! - `text_<name>_similar_accounts`: distinct other accounts that posted a text of estimated
 //!   similarity ≥ `threshold` within `window` before it;
 //! - `text_<name>_max_similarity`: the highest estimated similarity to another account's text in the
-//!   window (0 when none shares a band).
+//!   window (0 when none shares a band);
+//! - `text_<name>_group`: the text's near-duplicate group (a string; null when the text is not kept):
+//!   the group of the most similar earlier text of the window at or above the threshold, else a new
+//!   one (the text's own number). `[[graph.links]] text = "<name>"` links the accounts of one group in
+//!   the entity graph: similarity edges.
 //!
 //! Paraphrase (synonyms, reordered or dropped words) lowers the similarity of a template's copies;
 //! the threshold trades that camouflage against honest texts that share stock phrases ("great
@@ -100,6 +104,10 @@ pub struct DupSpec {
     max_texts: usize,
     f_accounts: usize,
     f_max: usize,
+    f_group: usize,
+    /// The declaration's name and event types, for `[[graph.links]] text = "…"`.
+    name: String,
+    types: Vec<usize>,
 }
 
 /// The compiled `[text]`.
@@ -114,9 +122,23 @@ impl TextSpec {
     pub fn feature_slots(&self) -> Vec<usize> {
         self.dups
             .iter()
-            .flat_map(|d| [d.f_accounts, d.f_max])
+            .flat_map(|d| [d.f_accounts, d.f_max, d.f_group])
             .chain(self.hashed.iter().flat_map(|h| h.features.iter().copied()))
             .collect()
+    }
+
+    /// For `[[text.duplicates]]` `name`: the slot of `text_<name>_group` and the event types it is
+    /// written for.
+    pub fn group(&self, name: &str) -> Option<(usize, &[usize])> {
+        self.dups
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| (d.f_group, d.types.as_slice()))
+    }
+
+    /// The `[[text.duplicates]]` names.
+    pub fn duplicate_names(&self) -> impl Iterator<Item = &str> {
+        self.dups.iter().map(|d| d.name.as_str())
     }
 }
 
@@ -174,6 +196,11 @@ pub fn compile(
             Out::Float,
             "highest estimated similarity to another account's text within the window",
         );
+        let f_group = add(
+            format!("text_{}_group", d.name),
+            Out::Str,
+            "the text's near-duplicate group (texts at or above the threshold share one)",
+        );
         let shingle = d.shingle_words.unwrap_or(3);
         if !(1..=5).contains(&shingle) {
             errors.push(format!("{at}: shingle_words: 1 to 5"));
@@ -187,6 +214,9 @@ pub fn compile(
             max_texts: d.max_texts.unwrap_or(200_000).max(1),
             f_accounts,
             f_max,
+            f_group,
+            name: d.name.clone(),
+            types,
         });
     }
     let mut hashed = Vec::new();
@@ -234,7 +264,7 @@ pub fn compile(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut fp = argus_features::config::Canonical::new(b"argus.text.v1");
+    let mut fp = argus_features::config::Canonical::new(b"argus.text.v2");
     fp.bytes(&serde_json::to_vec(c).unwrap_or_default());
     Ok(TextSpec {
         dups,
@@ -368,11 +398,12 @@ fn band_keys(sig: &[u64; HASHES]) -> [u64; BANDS] {
     k
 }
 
-/// One kept text: when, whose (an index into the names), its signature.
+/// One kept text: when, whose (an index into the names), its near-duplicate group, its signature.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Text {
     time: i64,
     account: u32,
+    group: u64,
     #[serde(with = "sig_serde")]
     sig: [u64; HASHES],
 }
@@ -514,6 +545,7 @@ impl TextState {
             let Value::Str(text) = &ev.fields[slot] else {
                 out[d.f_accounts] = Value::Int(0);
                 out[d.f_max] = Value::Float(0.0);
+                out[d.f_group] = Value::Null;
                 continue;
             };
             let actor = key(&ev.fields[ACTOR_SLOT]).map(|a| a.into_owned());
@@ -523,6 +555,7 @@ impl TextState {
             let win = &mut self.windows[di];
             win.expire(ev.time.saturating_sub(d.window_ms), usize::MAX);
             if w.len() < d.min_words {
+                out[d.f_group] = Value::Null;
                 out[d.f_accounts] = Value::Int(0);
                 out[d.f_max] = Value::Float(0.0);
                 continue;
@@ -538,6 +571,9 @@ impl TextState {
             seen.sort_unstable();
             seen.dedup();
             let (mut best, mut accounts) = (0.0f64, std::collections::BTreeSet::new());
+            // The group: that of the most similar earlier text at or above the threshold, whoever
+            // posted it (the earliest of equals: `seen` is in arrival order).
+            let mut group: Option<(f64, u64)> = None;
             for s in seen {
                 let Some(t) = s
                     .checked_sub(win.first)
@@ -546,10 +582,16 @@ impl TextState {
                     continue;
                 };
                 // Only texts before this one (a late event does not see later ones).
-                if Some(t.account) == a || t.time > ev.time {
+                if t.time > ev.time {
                     continue;
                 }
                 let sim = similarity(&sig, &t.sig);
+                if sim >= d.threshold && group.is_none_or(|(g, _)| sim > g) {
+                    group = Some((sim, t.group));
+                }
+                if Some(t.account) == a {
+                    continue;
+                }
                 best = best.max(sim);
                 if sim >= d.threshold {
                     accounts.insert(t.account);
@@ -558,18 +600,22 @@ impl TextState {
             out[d.f_accounts] = Value::Int(accounts.len() as i64);
             out[d.f_max] = Value::Float(best);
             let Some(name) = actor.as_deref() else {
+                out[d.f_group] = Value::Null;
                 continue;
             };
             let a = self.accounts.id(name);
             // The cap: the oldest texts go first.
             win.expire(i64::MIN, d.max_texts);
             let seq = win.first + win.texts.len() as u64;
+            let group = group.map_or(seq, |(_, g)| g);
+            out[d.f_group] = Value::Str(group.to_string().into());
             for k in keys {
                 push_capped(win.buckets.entry(k).or_default(), seq);
             }
             win.texts.push_back(Text {
                 time: ev.time,
                 account: a,
+                group,
                 sig,
             });
         }

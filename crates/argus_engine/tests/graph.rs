@@ -942,3 +942,103 @@ buckets = 16
         assert!(e.contains(m), "{m} in {e}");
     }
 }
+
+/// `[[graph.links]] text = "…"`: similarity edges. Accounts that post near-same texts share the
+/// text's group and become one cluster, which carries their confirmed labels like any other; an
+/// unrelated text starts a group of its own; the groups survive a snapshot; and a text link's
+/// mistakes are reported.
+#[test]
+fn near_duplicate_texts_link_their_accounts_in_the_graph() {
+    let text = r#"
+[[event_types]]
+name = "review.create"
+[event_types.fields]
+text = { type = "string" }
+
+[[text.duplicates]]
+name = "review"
+events = ["review.create"]
+field = "text"
+window = "1d"
+threshold = 0.6
+
+[[graph.links]]
+text = "review"
+"#;
+    let mut r = Run::new(config(text).unwrap());
+    let spam = "Amazing quality phone case exceeded all my expectations fast shipping and the seller is very professional";
+    let other =
+        "The zipper broke after two days and the seller never answered my messages about it";
+    let review =
+        |t: &str| serde_json::json!({"item": "i1", "seller": "s1", "rating": 5, "text": t});
+    let fs = r.engine.features().clone();
+    let g = fs.index_of("text_review_group").unwrap();
+    let post = |r: &mut Run, actor: &str, t: i64, text: &str| {
+        r.n += 1;
+        let ev = r.engine.decoder().decode_json(&serde_json::json!({"id": format!("t{}", r.n), "type": "review.create", "time": t, "actor": actor, "data": review(text)})).unwrap();
+        let p = r.engine.process(&ev).unwrap();
+        let named = |n: &str| p.features[fs.index_of(n).unwrap()].clone();
+        (
+            p.features[g].clone(),
+            named("graph_cluster_size"),
+            named("graph_cluster_confirmed"),
+            named("graph_cluster_accounts_per_text_review"),
+        )
+    };
+    use argus_event::Value;
+    let (g1, size, _, _) = post(&mut r, "a1", T0, spam);
+    assert!(matches!(g1, Value::Str(_)), "{g1:?}");
+    assert_eq!(size, Value::Int(1));
+    let (g2, size, _, per) = post(&mut r, "a2", T0 + 1, spam);
+    assert_eq!(
+        (g2, size, per),
+        (g1.clone(), Value::Int(2), Value::Float(2.0))
+    );
+    // A near-same text joins the group too.
+    let (g3, size, _, _) = post(&mut r, "a3", T0 + 2, &format!("{spam}!! Highly recommend"));
+    assert_eq!((g3, size), (g1.clone(), Value::Int(3)));
+    // An unrelated text: a group of its own, a cluster of one.
+    let (g4, size, _, _) = post(&mut r, "a4", T0 + 3, other);
+    assert!(matches!(&g4, Value::Str(_)) && g4 != g1, "{g4:?}");
+    assert_eq!(size, Value::Int(1));
+    // A text too short to compare has no group and links nobody.
+    let (g5, size, _, _) = post(&mut r, "a5", T0 + 4, "great product");
+    assert_eq!((g5, size), (Value::Null, Value::Int(1)));
+    // A confirmed label on one member counts for the whole cluster.
+    r.ev(
+        "fraud.confirmed",
+        "reviewer",
+        T0 + 5,
+        serde_json::json!({"subject": "a1", "subject_kind": "user"}),
+    );
+    let (_, size, confirmed, _) = post(&mut r, "a2", T0 + 6, spam);
+    assert_eq!((size, confirmed), (Value::Int(3), Value::Int(1)));
+    // The same after a snapshot and restore.
+    let bytes = r.engine.snapshot();
+    let mut back = Run::new(config(text).unwrap());
+    back.engine = Engine::restore(config(text).unwrap(), &bytes).unwrap();
+    back.n = r.n;
+    assert_eq!(back.engine.state_digest(), r.engine.state_digest());
+    assert_eq!(
+        post(&mut r, "a6", T0 + 7, spam),
+        post(&mut back, "a6", T0 + 7, spam)
+    );
+
+    for (extra, want) in [
+        (
+            "[[graph.links]]\ntext = \"reviews\"\n",
+            "text: no [[text.duplicates]] named `reviews`, did you mean `review`?",
+        ),
+        (
+            "[[graph.links]]\ntext = \"review\"\nfield = \"device\"\n",
+            "name exactly one of `field` and `text`",
+        ),
+        (
+            "[[graph.links]]\ntext = \"review\"\nevents = [\"review.create\"]\n",
+            "no `events` or `filter`",
+        ),
+    ] {
+        let e = config(&format!("{text}{extra}")).unwrap_err();
+        assert!(e.contains(want), "{want} in {e}");
+    }
+}

@@ -102,6 +102,10 @@ min_cluster = 3
 [[graph.links]]
 field = "terminal"
 
+# Similarity edges: accounts whose notes are near-duplicates are linked.
+[[graph.links]]
+text = "note"
+
 [[graph.confirmed]]
 event = "label.fraud"
 field = "terminal"
@@ -133,8 +137,21 @@ buckets = 8
 "#;
 
 fn engine(partitions: usize) -> Engine {
-    let cfg = format!("[engine]\npartitions = {partitions}\n{CONFIG}");
+    engine_with(partitions, CONFIG)
+}
+
+fn engine_with(partitions: usize, config: &str) -> Engine {
+    let cfg = format!("[engine]\npartitions = {partitions}\n{config}");
     Engine::new(Config::from_str(&cfg, Path::new(".")).expect("test config is valid"))
+}
+
+/// [`CONFIG`] without the neighbour aggregates: no stage reads the keyed features, so
+/// [`Engine::run`] runs the stages on a worker of their own (the graph reading the text stage's
+/// groups there).
+fn offloaded() -> String {
+    let cut = "[[graph.propagation.aggregates]]\nfeature = \"user_payments_1h\"\nabove = 2\n";
+    assert!(CONFIG.contains(cut));
+    CONFIG.replace(cut, "")
 }
 
 /// A deterministic stream of JSON events: 400 users (some going quiet for hours), 40 terminals,
@@ -191,7 +208,10 @@ fn stream() -> Vec<serde_json::Value> {
 type Row = Result<(u64, Vec<Value>, String), String>;
 
 fn by_process(partitions: usize, docs: &[serde_json::Value]) -> (Vec<Row>, Engine) {
-    let mut e = engine(partitions);
+    by_process_with(engine(partitions), docs)
+}
+
+fn by_process_with(mut e: Engine, docs: &[serde_json::Value]) -> (Vec<Row>, Engine) {
     let mut rows = Vec::new();
     for d in docs {
         let ev = e.decoder().decode_json(d).expect("valid event");
@@ -231,7 +251,10 @@ impl Source for Docs<'_> {
 }
 
 fn by_run(partitions: usize, docs: &[serde_json::Value]) -> (Vec<Row>, Engine) {
-    let mut e = engine(partitions);
+    by_run_with(engine(partitions), docs)
+}
+
+fn by_run_with(mut e: Engine, docs: &[serde_json::Value]) -> (Vec<Row>, Engine) {
     let mut src = Docs {
         docs: docs.iter(),
         rows: Vec::new(),
@@ -303,4 +326,42 @@ fn a_snapshot_restores_under_another_partition_count_and_continues_exactly() {
     let Ok(_) = e.run(&mut src);
     assert!(src.rows[..] == rows[half..]);
     assert_eq!(e.state_digest(), whole.state_digest());
+}
+
+/// The stages on a worker of their own (no stage reads the keyed features): the graph links the
+/// text stage's near-duplicate groups there as it does in line, at every partition count.
+#[test]
+fn similarity_edges_agree_when_the_stages_run_on_their_worker() {
+    let docs = stream();
+    let cfg = offloaded();
+    let (rows, reference) = by_process_with(engine_with(1, &cfg), &docs);
+    let fs = reference.features().clone();
+    let size = fs.index_of("graph_cluster_size").unwrap();
+    let group = fs.index_of("text_note_group").unwrap();
+    let per_text = fs.index_of("graph_cluster_accounts_per_text_note").unwrap();
+    // The premises: notes were grouped, and their groups joined accounts into clusters.
+    let grouped = rows
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .filter(|(_, f, _)| matches!(f[group], Value::Str(_)))
+        .count();
+    assert!(grouped > 500, "{grouped} notes grouped");
+    let by_text = rows
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .filter(|(_, f, _)| f[per_text].as_f64().is_some_and(|x| x > 1.0))
+        .count();
+    assert!(
+        by_text > 100,
+        "{by_text} events in clusters joined by notes"
+    );
+    assert!(rows
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .any(|(_, f, _)| matches!(f[size], Value::Int(n) if n > 1)));
+    for p in [1, 3] {
+        let (r, e) = by_run_with(engine_with(p, &cfg), &docs);
+        assert!(r == rows, "run with P={p}: other answers");
+        assert_eq!(e.state_digest(), reference.state_digest());
+    }
 }
