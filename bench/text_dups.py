@@ -21,6 +21,9 @@ SCORES = ["text_review_similar_accounts", "text_review_max_similarity", "text_re
           # Similarity edges (examples/simulator/text-graph.toml): the reviewer's cluster of accounts linked by
           # near-duplicate reviews over the graph's 30 days.
           "graph_cluster_size"]
+# Listings (`listing.create`, brushing sellers' copies of one shared listing kit against honest sellers'
+# own descriptions): near-duplicates by other sellers within 30 days, and the seller's text cluster.
+LISTING_SCORES = ["text_listing_similar_accounts", "text_listing_max_similarity", "graph_cluster_size"]
 
 
 def world(camo, d):
@@ -34,18 +37,21 @@ def world(camo, d):
     for line in open(ev.replace(".ndjson", ".truth.ndjson")):
         t = json.loads(line)
         truth[t["id"]] = t
-    rows = []
+    rows, listings = [], []
     ids = set()
     for r in csv.DictReader(open(out)):
-        if r["event_type"] != "review.create":
+        if r["event_type"] not in ("review.create", "listing.create"):
             continue
         assert r["event_id"] not in ids, "an event id twice"
         ids.add(r["event_id"])
         t = truth[r["event_id"]]
         if t.get("warmup"):
             continue
-        rows.append((t["scenario"], {s: float(r[s] or 0) for s in SCORES}))
-    return rows, ev
+        if r["event_type"] == "review.create":
+            rows.append((t["scenario"], {s: float(r[s] or 0) for s in SCORES}))
+        else:
+            listings.append((t["scenario"], {s: float(r[s] or 0) for s in LISTING_SCORES}))
+    return rows, listings, ev
 
 
 def classifier(ev, d, camo, features):
@@ -70,7 +76,7 @@ def classifier(ev, d, camo, features):
 
 def at_friction(rows, score, friction=0.005):
     honest = sorted((x[score] for s, x in rows if s == "honest"), reverse=True)
-    ring = [x[score] for s, x in rows if s == "brushing"]
+    ring = [x[score] for s, x in rows if s == "brushing"]  # reviews, or listings
     assert honest and ring, "no honest or no ring reviews"
     allowed = int(len(honest) * friction)
     # The lowest threshold above the (allowed+1)-th highest honest score flags at most `allowed`.
@@ -85,10 +91,13 @@ print("| world | score | flags when above | honest reviews | honest flagged | ri
 print("|---|---|---|---|---|---|---|")
 with tempfile.TemporaryDirectory() as d:
     for camo, name in [(0, "naive (camouflage 0)"), (1, "paraphrased (camouflage 1)")]:
-        rows, ev = world(camo, d)
+        rows, listings, ev = world(camo, d)
         for s in SCORES:
             cut, fh, rr, nh, nr = at_friction(rows, s)
             print(f"| {name} | {s} | {cut:g} | {nh} | {fh:.2%} | {nr} | {rr:.1%} |")
+        for s in LISTING_SCORES:
+            cut, fh, rr, nh, nr = at_friction(listings, s)
+            print(f"| {name}, listings | {s} | {cut:g} | {nh} | {fh:.2%} | {nr} | {rr:.1%} |")
         hashed = [f"text_review_h{b}" for b in range(64)]
         for label, feats in [("text classifier: GBDT on the 64 hashed word n-grams", hashed),
                              ("GBDT on every feature (text, near-duplicates, behaviour)", [])]:

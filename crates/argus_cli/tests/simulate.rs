@@ -295,9 +295,11 @@ fn simulated_review_text_and_its_near_duplicates() {
     let mut a = vec!["simulate", "--labels", "--text", "-o", &text];
     a.extend(world);
     argus(&a);
-    // The same events, reviews aside (the text writes nothing else and draws nothing).
+    // The same events, reviews aside and listings added (the text draws nothing from the other
+    // events' streams, and listings are numbered apart).
     let strip = |s: String| -> Vec<String> {
         s.lines()
+            .filter(|l| !l.contains("\"type\":\"listing.create\""))
             .map(|l| {
                 let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
                 if v["type"] == "review.create" {
@@ -311,6 +313,7 @@ fn simulated_review_text_and_its_near_duplicates() {
     };
     let with_text = std::fs::read_to_string(&text).unwrap();
     assert!(with_text.contains("\"text\":\""));
+    assert!(with_text.contains("{\"id\":\"l1\",\"type\":\"listing.create\""));
     assert_eq!(
         strip(std::fs::read_to_string(&plain).unwrap()),
         strip(with_text)
@@ -377,5 +380,76 @@ fn simulated_review_text_and_its_near_duplicates() {
     assert!(
         honest_dup * 100 <= honest,
         "{honest_dup} of {honest} honest reviews have near-duplicates"
+    );
+    // Brushing sellers copy one listing kit: most of their listings have a near-duplicate by another
+    // seller; honest listings (almost) never do. A world with more brushing campaigns (the one above
+    // has one), the other attacks off.
+    let listed = p("listed.ndjson");
+    let mut a = vec![
+        "simulate",
+        "--labels",
+        "--text",
+        "--only",
+        "brushing",
+        "--attack-scale",
+        "20",
+        "-o",
+        &listed,
+    ];
+    a.extend(world);
+    argus(&a);
+    let lcsv = p("l.csv");
+    argus(&[
+        "replay",
+        "-q",
+        "--config",
+        config.to_str().unwrap(),
+        "--input",
+        &listed,
+        "--out-csv",
+        &lcsv,
+    ]);
+    let brushing: std::collections::HashSet<String> =
+        std::fs::read_to_string(p("listed.truth.ndjson"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"scenario\":\"brushing\""))
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+    let mut r = csv::Reader::from_path(&lcsv).unwrap();
+    let h = r.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|c| c == n).unwrap();
+    let (id, ty, ldup) = (
+        col("event_id"),
+        col("event_type"),
+        col("text_listing_similar_accounts"),
+    );
+    // [honest, brushing] × [listings, with a near-duplicate by another seller]
+    let mut listings = [[0usize; 2]; 2];
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        if &rec[ty] == "listing.create" {
+            let fraud = usize::from(brushing.contains(&rec[id]));
+            listings[fraud][0] += 1;
+            listings[fraud][1] += usize::from(rec[ldup].parse::<i64>().unwrap_or(0) > 0);
+        }
+    }
+    let [[honest_l, honest_l_dup], [ring_l, ring_l_dup]] = listings;
+    assert!(
+        ring_l >= 4 && honest_l > 100,
+        "{ring_l} brushing, {honest_l} honest listings"
+    );
+    assert!(
+        ring_l_dup * 2 > ring_l,
+        "{ring_l_dup} of {ring_l} brushing listings have near-duplicates"
+    );
+    assert!(
+        honest_l_dup * 100 <= honest_l,
+        "{honest_l_dup} of {honest_l} honest listings have near-duplicates"
     );
 }

@@ -27,10 +27,12 @@ pub enum Kind {
     Chargeback,
     FraudConfirmed,
     LegitConfirmed,
+    /// A seller lists an item (only in worlds with text: the built-in schema has no such type).
+    Listing,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 18] = [
         Kind::Register,
         Kind::Login,
         Kind::Update,
@@ -48,6 +50,7 @@ impl Kind {
         Kind::Chargeback,
         Kind::FraudConfirmed,
         Kind::LegitConfirmed,
+        Kind::Listing,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +72,7 @@ impl Kind {
             Kind::Chargeback => "chargeback",
             Kind::FraudConfirmed => "fraud.confirmed",
             Kind::LegitConfirmed => "legit.confirmed",
+            Kind::Listing => "listing.create",
         }
     }
 }
@@ -564,10 +568,21 @@ impl<'t> Writer<'t> {
         }
     }
 
+    /// An event's id: `e<n>`, or `l<n>` for a listing (numbered apart: [`crate::world::LISTING_ID`]).
+    fn event_id(&mut self, id: u64) {
+        if id & crate::world::LISTING_ID != 0 {
+            self.buf.push(b'l');
+            self.num(id & !crate::world::LISTING_ID);
+        } else {
+            self.buf.push(b'e');
+            self.num(id);
+        }
+    }
+
     /// One event line: `{"id","type","time","actor","data":{…}}\n`.
     pub fn write_event(&mut self, e: &Ev) {
-        self.buf.extend_from_slice(b"{\"id\":\"e");
-        self.num(e.id);
+        self.buf.extend_from_slice(b"{\"id\":\"");
+        self.event_id(e.id);
         self.buf.extend_from_slice(b"\",\"type\":\"");
         self.raw(e.kind.name());
         self.buf.extend_from_slice(b"\",\"time\":");
@@ -728,6 +743,16 @@ impl<'t> Writer<'t> {
                 }
                 self.common(e);
             }
+            Kind::Listing => {
+                self.id("item", "i", e.item as u64);
+                self.id("seller", "s", e.seller as u64);
+                let t = crate::text::listing(e.aux2, e.id, e.seller, e.item);
+                self.str("text", &t);
+                if self.labels {
+                    self.int("fraud", i64::from(e.truth.scenario != Scenario::Honest));
+                }
+                self.common(e);
+            }
             Kind::Click => {
                 self.id("item", "i", e.item as u64);
                 self.id("seller", "s", e.seller as u64);
@@ -783,8 +808,8 @@ impl<'t> Writer<'t> {
 
     /// One truth line: `{"id","actor","scenario","area","campaign","role","money"}\n`.
     pub fn write_truth(&mut self, e: &Ev) {
-        self.buf.extend_from_slice(b"{\"id\":\"e");
-        self.num(e.id);
+        self.buf.extend_from_slice(b"{\"id\":\"");
+        self.event_id(e.id);
         self.buf.push(b'"');
         self.id("actor", "u", e.actor as u64);
         self.str("scenario", e.truth.scenario.name());

@@ -32,8 +32,10 @@ pub struct SimConfig {
     /// (`examples/simulator/labels.toml`). Off by default: the built-in schema has no such field.
     pub labels: bool,
     /// Write review text into `review.create` as `text` (honest reviews, and brushing rings' copies or
-    /// paraphrases of their templates: `argus_sim::text`); needs a configuration that declares it
-    /// (`examples/simulator/text.toml`). Off by default: the built-in schema has no such field.
+    /// paraphrases of their templates: `argus_sim::text`), and sellers' listings as `listing.create`
+    /// events with their descriptions (honest sellers' own, brushing sellers' copies or paraphrases
+    /// of one shared listing kit); needs a configuration that declares both
+    /// (`examples/simulator/text.toml`). Off by default: the built-in schema has neither.
     pub text: bool,
 }
 
@@ -196,6 +198,7 @@ impl Generator {
         let knobs = cfg.knobs()?;
         let start = cfg.start_ms()?;
         let mut world = World::new(cfg.seed, start, cfg.days, cfg.users);
+        world.text = cfg.text;
         let first = start - cfg.warmup_days as i64 * argus_event::time::DAY;
         let mut buckets = Buckets {
             start: first,
@@ -203,6 +206,7 @@ impl Generator {
                 .map(|_| Vec::new())
                 .collect(),
             next_event: 0,
+            next_listing: 0,
             measured: start,
         };
         let mut summary = Summary::default();

@@ -55,6 +55,35 @@ impl Honest {
             self.user_day(w, b, u, day0, &mut rng);
         }
         self.seller_payouts(w, b, d, day0);
+        if w.text {
+            self.seller_listings(w, b, d, day0);
+        }
+    }
+
+    /// Honest sellers list items now and then (worlds with text only), each description their own.
+    /// A stream of its own: the rest of the world is the same with or without text.
+    fn seller_listings(&self, w: &mut World, b: &mut Buckets, d: i64, day0: i64) {
+        let mut out = honest_out(b, Role::Staff);
+        for s in 1..w.honest_sellers as usize {
+            let mut rng = Rng::new(w.seed, &[self.stream, 0x11571, s as u64, d as u64]);
+            let seller = &w.sellers[s];
+            if seller.items.is_empty() || !rng.chance(0.1) {
+                continue;
+            }
+            let owner = &w.users[seller.owner as usize];
+            let item = seller.items[rng.index(seller.items.len())];
+            let t = business_hours(day0 + rng.range(0, DAY), &mut rng);
+            out.emit(Ev {
+                t,
+                kind: Kind::Listing,
+                actor: seller.owner,
+                device: owner.devices[0],
+                ip: owner.home_ip,
+                seller: s as u32,
+                item,
+                ..Default::default()
+            });
+        }
     }
 
     fn user_day(&self, w: &mut World, b: &mut Buckets, u: u32, day0: i64, rng: &mut Rng) {

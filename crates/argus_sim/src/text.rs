@@ -5,6 +5,10 @@
 //! paraphrases them: synonyms swapped, words dropped, sentences reordered, and an honest-looking
 //! sentence added. Everything is a function of the event (its id, seller, item, rating), so the same
 //! world gives the same text.
+//!
+//! Listings (`listing.create`) likewise: an honest seller describes each item in its own words, from
+//! pools of details; every brushing seller lists its cheap items from one shared listing kit (the
+//! copy-paste catalogue of counterfeit shops), as it is or paraphrased.
 
 /// `Ev::aux2` of a review: 0 honest, 1 a ring's naive copy, 2 a ring's paraphrase.
 pub const NAIVE: u64 = 1;
@@ -195,6 +199,12 @@ pub fn review(kind: u64, id: u64, seller: u32, item: u32, rating: u8) -> String 
     if kind != PARAPHRASE {
         return text;
     }
+    paraphrase(&text, &mut r)
+}
+
+/// A camouflaged copy: synonyms swapped, a word or two dropped, the halves swapped, and an
+/// honest-looking sentence added.
+fn paraphrase(text: &str, r: &mut Mix) -> String {
     let mut words: Vec<String> = text.split(' ').map(str::to_string).collect();
     for w in words.iter_mut() {
         if let Some((_, b)) = SYNONYMS.iter().find(|(a, _)| a == w) {
@@ -221,6 +231,112 @@ pub fn review(kind: u64, id: u64, seller: u32, item: u32, rating: u8) -> String 
     out
 }
 
+/// The listing kit every brushing seller copies (`{item}` is the item's name).
+const KIT: &[&str] = &[
+    "Original {item} 100% authentic brand new factory sealed wholesale price limited stock order now free shipping worldwide",
+    "Hot sale {item} top quality best price guaranteed buy two get one free contact us for bulk orders fast dispatch",
+    "Premium {item} genuine product lowest price on the market ships within 24 hours satisfaction guaranteed or money back",
+    "Luxury {item} high quality perfect copy same as the original at a cheap price discreet packaging worldwide delivery",
+];
+
+/// The description of a listing: `kind` is `Ev::aux2` (0 honest, [`NAIVE`], [`PARAPHRASE`]), `id`
+/// the event's id.
+pub fn listing(kind: u64, id: u64, seller: u32, item: u32) -> String {
+    let mut r = Mix(id ^ 0x5851_F42D_4C95_7F2D);
+    let name = item_name(item);
+    if kind == 0 {
+        const COLOUR: &[&str] = &[
+            "black",
+            "white",
+            "navy",
+            "forest green",
+            "grey",
+            "sand",
+            "red",
+            "teal",
+            "silver",
+            "rose",
+            "charcoal",
+            "mustard",
+        ];
+        const SPEC: &[&str] = &[
+            "measures {n} by {m} centimetres",
+            "weighs about {n}00 grams",
+            "comes with a {n} month warranty from the maker",
+            "has {n} compartments and a zip pocket",
+            "runs for {n} hours on a full charge",
+            "holds {n}00 millilitres",
+            "takes {n} minutes to assemble",
+            "is rated for {n} thousand uses",
+        ];
+        const DETAIL: &[&str] = &[
+            "bought as stock from a shop that closed",
+            "unopened, the box has a small dent",
+            "used twice and cleaned, no marks",
+            "part of our spring range",
+            "last one in this colour",
+            "made in Portugal by a family firm",
+            "the strap is adjustable",
+            "a gift that did not fit",
+            "includes the original receipt",
+            "spare parts are available from us",
+            "the manual is in English and French",
+            "photos taken in daylight without filters",
+        ];
+        const SHIPPING: &[&str] = &[
+            "Ships from our warehouse in {n} working days",
+            "Collection possible in the evening",
+            "Sent tracked, insured up to the full price",
+            "We post on Mondays and Thursdays",
+            "Free returns within {m} days",
+            "Combined postage for several items",
+        ];
+        const USE: &[&str] = &[
+            "ideal for camping trips",
+            "good for a small flat",
+            "suits students on a budget",
+            "handy in the car",
+            "my own is three years old and still going",
+            "a nice present for a teenager",
+            "works for left handed people too",
+            "perfect for the office kitchen",
+            "easy to keep clean with a damp cloth",
+            "fits in a carry on bag",
+            "quiet enough for a shared room",
+            "sturdy enough for daily school runs",
+            "popular with our older customers",
+            "the colour is closest to the third photo",
+        ];
+        let num = |r: &mut Mix, s: &str| {
+            s.replace("{n}", &(2 + r.below(18)).to_string())
+                .replace("{m}", &(10 + r.below(40)).to_string())
+        };
+        let colour = r.pick(COLOUR);
+        let model = num(&mut r, "model {n}");
+        let spec = r.pick(SPEC);
+        let spec = num(&mut r, spec);
+        let mut s = vec![
+            format!("{colour} {name} {model}"),
+            format!("The {name} {spec}"),
+        ];
+        for _ in 0..1 + r.below(2) {
+            s.push(r.pick(DETAIL).to_string());
+        }
+        s.push(r.pick(USE).to_string());
+        // A seller's own shipping line, the same on its listings.
+        let mut own = Mix(u64::from(seller).wrapping_mul(0x9E37_79B9));
+        let ship = own.pick(SHIPPING);
+        s.push(num(&mut own, ship));
+        return s.join(". ");
+    }
+    let t = (u64::from(seller).wrapping_mul(31) as usize + item as usize) % KIT.len();
+    let text = KIT[t].replace("{item}", &name);
+    if kind != PARAPHRASE {
+        return text;
+    }
+    paraphrase(&text, &mut r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +354,20 @@ mod tests {
             (0..20).map(|i| review(PARAPHRASE, i, 9, 3, 5)).collect();
         assert!(p.len() > 10);
         assert!(!p.iter().any(|t| a.contains(t)));
+    }
+
+    #[test]
+    fn honest_listings_differ_and_the_kit_repeats_across_sellers() {
+        assert_eq!(listing(0, 7, 1, 2), listing(0, 7, 1, 2));
+        let honest: std::collections::BTreeSet<String> =
+            (0..50).map(|i| listing(0, i, i as u32 % 9, 3)).collect();
+        assert_eq!(honest.len(), 50);
+        // Different brushing sellers post the same kit text for the same item.
+        let kit: std::collections::BTreeSet<String> =
+            (0..40).map(|s| listing(NAIVE, s as u64, s, 3)).collect();
+        assert!(kit.len() <= KIT.len(), "{kit:?}");
+        let p: std::collections::BTreeSet<String> =
+            (0..20).map(|i| listing(PARAPHRASE, i, 5, 3)).collect();
+        assert!(p.len() > 10 && !p.iter().any(|t| kit.contains(t)));
     }
 }

@@ -85,6 +85,9 @@ pub struct Buckets {
     pub days: Vec<Vec<Ev>>,
     /// The last event number handed out (ids are `e1`, `e2`, … in generation order).
     pub next_event: u64,
+    /// The last listing number handed out: listings (worlds with text only) are numbered apart,
+    /// `l1`, `l2`, …, so that every other event keeps its id with or without text.
+    pub next_listing: u64,
     /// Start of the measured period (the world's start); earlier days are warm-up history.
     pub measured: i64,
 }
@@ -102,6 +105,9 @@ impl Buckets {
     }
 }
 
+/// The bit that marks a listing's number (written `l<n>`), apart from the other events' `e<n>`.
+pub const LISTING_ID: u64 = 1 << 48;
+
 /// Where a generator writes: the buckets, the id counter, and the truth stamped on each event.
 pub struct Out<'a> {
     pub buckets: &'a mut Buckets,
@@ -111,8 +117,13 @@ pub struct Out<'a> {
 impl Out<'_> {
     /// Stamps id and truth (keeping `ev.truth.money`) and files the event; returns its id.
     pub fn emit(&mut self, mut ev: Ev) -> u64 {
-        self.buckets.next_event += 1;
-        ev.id = self.buckets.next_event;
+        ev.id = if ev.kind == Kind::Listing {
+            self.buckets.next_listing += 1;
+            LISTING_ID | self.buckets.next_listing
+        } else {
+            self.buckets.next_event += 1;
+            self.buckets.next_event
+        };
         let (money, key) = (ev.truth.money, ev.truth.money_key);
         ev.truth = self.truth;
         ev.truth.money = money;
@@ -149,6 +160,10 @@ pub struct World {
     pub next_campaign: u32,
     /// Users `1..people` are the honest population (shoppers and seller staff).
     pub people: u32,
+    /// Sellers `1..honest_sellers` are the honest ones (the attacks add theirs after).
+    pub honest_sellers: u32,
+    /// Whether the world has text (`SimConfig::text`): sellers then post `listing.create` events.
+    pub text: bool,
 }
 
 impl World {
@@ -175,6 +190,8 @@ impl World {
             next_payout: 0,
             next_campaign: 0,
             people: 0,
+            honest_sellers: 0,
+            text: false,
         };
         // Households: 1–4 members sharing an address and a home network; some share a tablet and a card.
         while (w.users.len() as u32) <= users {
@@ -248,6 +265,7 @@ impl World {
             }
             w.sellers.push(s);
         }
+        w.honest_sellers = w.sellers.len() as u32;
         // Items: assigned to sellers by their size, prices log-normal around 25 EUR.
         let n_items = (users as usize).max(100);
         for _ in 0..n_items {

@@ -37,6 +37,34 @@ pub fn run(cx: &mut Ctx<'_>) {
             cx.w.sellers[sid as usize].items.push(id);
         }
         let items = cx.w.sellers[sid as usize].items.clone();
+        if cx.w.text {
+            // The shop's listings, from a listing kit every brushing seller shares (copies, or
+            // paraphrases when camouflaged), an hour apart before the campaign starts. Not drawn
+            // from the campaign's random stream, and the owner is not noted for labels: the rest of
+            // the world is the same with or without text.
+            let owner_ev = {
+                let u = &cx.w.users[owner as usize];
+                (u.devices[0], u.home_ip)
+            };
+            let kind = if c >= 0.5 {
+                crate::text::PARAPHRASE
+            } else {
+                crate::text::NAIVE
+            };
+            for (i, &item) in items.iter().enumerate() {
+                cx.out(Role::Fraudster).emit(Ev {
+                    t: start - (i as i64 + 1) * HOUR,
+                    kind: Kind::Listing,
+                    actor: owner,
+                    device: owner_ev.0,
+                    ip: owner_ev.1,
+                    seller: sid,
+                    item,
+                    aux2: kind,
+                    ..Default::default()
+                });
+            }
+        }
         let drop = cx.w.new_address(country, &mut cx.rng);
         let n_dev = ((n as f64 * (0.2 + 0.8 * c)).round() as u32).max(1);
         let devices: Vec<u32> = (0..n_dev).map(|_| cx.w.new_device()).collect();
