@@ -46,12 +46,13 @@ pub struct Args {
     stats: bool,
     /// Write each order's ground truth as a delayed-label column `fraud`, for `argus train` (needs
     /// `--config examples/simulator/labels.toml` or a configuration declaring it); with `--text`,
-    /// each review's too (examples/simulator/text.toml).
+    /// each review's and listing's too (examples/simulator/text.toml).
     #[arg(long)]
     labels: bool,
     /// Write review text into `review.create` as `text` (honest reviews, and brushing rings' copies
-    /// or paraphrases of their templates; needs `--config examples/simulator/text.toml` or a
-    /// configuration declaring the field).
+    /// or paraphrases of their templates), and sellers' listings as `listing.create` events (honest
+    /// descriptions, and brushing sellers' copies or paraphrases of one shared kit); needs `--config
+    /// examples/simulator/text.toml` or a configuration declaring the field and the type.
     #[arg(long)]
     text: bool,
     /// Replay the world through the engine (configuration and policies below; default: the starter
