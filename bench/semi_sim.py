@@ -83,7 +83,7 @@ def main():
                 continue
             assert r["event_id"] not in ids, "an event id twice"
             ids.add(r["event_id"])
-            actor = r["actor"]
+            actor = truth[r["event_id"]]["actor"]
             degree[actor] = degree.get(actor, 0) + 1
             t = truth[r["event_id"]]
             if t.get("warmup"):
