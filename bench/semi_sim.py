@@ -6,7 +6,8 @@ attack made it.
 
 Scores, each as a per-order ranking (ROC AUC, and precision among the k highest, ties shared):
 - the `[graph.propagation]` features (examples/simulator/semi.toml);
-- baselines: the actor's degree (its orders so far), the dense-block score of graph.toml's buyer x
+- baselines: the actor's degree (its orders so far; oriented in its favour: fewer orders ranks riskier,
+  since attack accounts are young), the dense-block score of graph.toml's buyer x
   seller block (`graph_orders_density`), and the shared-attribute cluster's fraud rate
   (`graph_cluster_fraud_rate`, the labels through devices, cards and addresses);
 - a GBDT (`argus train`, default every number feature) trained on the first 14 measured days and
@@ -28,7 +29,7 @@ KS = [100, 1000]
 
 
 def auc(pos, neg):
-    """ROC AUC by ranks (ties get their average rank)."""
+    """ROC AUC by ranks (ties get their average rank): 0.5 when every score is the same."""
     xs = sorted([(v, 1) for v in pos] + [(v, 0) for v in neg])
     rank_sum, i = 0.0, 0
     while i < len(xs):
@@ -89,7 +90,7 @@ def main():
             if t.get("warmup"):
                 continue
             x = {s: float(r[s] or 0) for s in SEMI + BASE if s != "degree"}
-            x["degree"] = degree[actor]
+            x["degree"] = -degree[actor]
             rows.append((t["scenario"] != "honest", t["scenario"], x))
         npos = sum(1 for y, _, _ in rows if y)
         scen = {}
@@ -97,7 +98,7 @@ def main():
             if y:
                 scen[s] = scen.get(s, 0) + 1
         print(f"== seed {SEED}, {DAYS} days, {USERS} users, camouflage {CAMO}; argus {sha}")
-        print(f"orders scored: {len(rows)}, attack orders: {npos} ({', '.join(f'{k} {v}' for k, v in sorted(scen.items()))}); "
+        print(f"orders scored: {len(rows)}, attack orders: {npos} = {npos / len(rows):.3f} of them ({', '.join(f'{k} {v}' for k, v in sorted(scen.items()))}); "
               f"labels in the stream: {labels['fraud.confirmed']} fraud.confirmed, {labels['legit.confirmed']} legit.confirmed")
         print("| score (per order, features as of the order) | ROC AUC | " + " | ".join(f"precision@{k}" for k in KS) + " |")
         print("|---|---|" + "---|" * len(KS))

@@ -452,4 +452,18 @@ fn simulated_review_text_and_its_near_duplicates() {
         honest_l_dup * 100 <= honest_l,
         "{honest_l_dup} of {honest_l} honest listings have near-duplicates"
     );
+    // The catch report in process finds the truth of every event, listings (`l<n>`) included.
+    let policies = root.join("policies");
+    let mut a = vec![
+        "simulate",
+        "--text",
+        "--report",
+        "--config",
+        config.to_str().unwrap(),
+        "--policies",
+        policies.to_str().unwrap(),
+    ];
+    a.extend(world);
+    let out = argus(&a);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("brushing"));
 }

@@ -271,7 +271,12 @@ impl Config {
                         }
                     }
                     if let Some(gc) = &p.graph {
-                        match crate::graph::compile(gc, s, &mut f, text.as_deref()) {
+                        let declared: Vec<&str> = p
+                            .text
+                            .iter()
+                            .flat_map(|t| t.duplicates.iter().map(|d| d.name.as_str()))
+                            .collect();
+                        match crate::graph::compile(gc, s, &mut f, text.as_deref(), &declared) {
                             Ok(g) => graph = Some(Arc::new(g)),
                             Err(e) => errors.extend(e),
                         }

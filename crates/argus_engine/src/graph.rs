@@ -179,6 +179,8 @@ pub struct GraphSpec {
     /// Per event type: the text groups that link (written by the text stage, which runs first).
     text_links: Vec<Vec<TextLink>>,
     link_fields: Vec<String>,
+    /// Per link field: is it a text link's groups (not counted as a cluster's linking values).
+    text_field: Vec<bool>,
     /// Per event type: the slot naming a confirmed account.
     confirm: Vec<Option<usize>>,
     /// Per event type: is the actor an account.
@@ -213,6 +215,7 @@ pub fn compile(
     schema: &Schema,
     features: &mut FeatureSet,
     text: Option<&crate::text::TextSpec>,
+    declared_texts: &[&str],
 ) -> Result<GraphSpec, Vec<String>> {
     let mut errors = Vec::new();
     let dur = |errors: &mut Vec<String>, at: &str, v: &Option<String>, default: &str| -> i64 {
@@ -247,6 +250,10 @@ pub fn compile(
             (Some(f), None) => f.clone(),
             (None, Some(name)) => {
                 let Some((slot, types)) = text.and_then(|t| t.group(name)) else {
+                    if text.is_none() && declared_texts.contains(&name.as_str()) {
+                        // `[text]` did not compile: its own errors say why.
+                        continue;
+                    }
                     let names: Vec<&str> = text
                         .map(|t| t.duplicate_names().collect())
                         .unwrap_or_default();
@@ -261,10 +268,19 @@ pub fn compile(
                         "{at}: a text link takes its event types from [[text.duplicates]] `{name}`: no `events` or `filter`"
                     ));
                 }
-                // `text.<name>`: not a field name, so its values never meet a field's.
+                // `text.<name>`: not a field name, so its values never meet a field's. Two links of
+                // one name are one.
                 let key = format!("text.{name}");
-                let fi = link_fields.len();
-                link_fields.push(key);
+                let fi = match link_fields.iter().position(|f| f == &key) {
+                    Some(i) => {
+                        errors.push(format!("{at}: text `{name}` is linked twice"));
+                        i
+                    }
+                    None => {
+                        link_fields.push(key);
+                        link_fields.len() - 1
+                    }
+                };
                 for &t in types {
                     if account[t] {
                         text_links[t].push((slot, fi as u16));
@@ -498,11 +514,17 @@ pub fn compile(
         return Err(errors);
     }
     // From the declaration's canonical JSON (its keys are the configuration's own names, in a fixed
-    // order), never from `Debug`. Snapshots written before P3.1 carry the `Debug` digest, also accepted.
+    // order), never from `Debug`.
     let canonical = serde_json::to_vec(c).unwrap_or_default();
     let mut fp = argus_features::config::Canonical::new(b"argus.graph.v1");
     fp.bytes(&canonical);
+    // Similarity edges depend on how the texts are grouped: the linked `[text]` declaration is part
+    // of the graph's definition (its findings and snapshots), and only then.
+    if let Some(t) = text.filter(|_| c.links.iter().any(|l| l.text.is_some())) {
+        fp.bytes(&t.fingerprint.to_le_bytes());
+    }
     let fingerprint = fp.finish();
+    let text_field = link_fields.iter().map(|f| f.starts_with("text.")).collect();
     Ok(GraphSpec {
         window_ms,
         refresh_ms,
@@ -513,6 +535,7 @@ pub fn compile(
         links,
         text_links,
         link_fields,
+        text_field,
         confirm,
         account,
         blocks,
@@ -931,7 +954,7 @@ impl GraphState {
     }
 
     /// Adds (or refreshes) the link between account `a` and value `v`.
-    fn link(&mut self, max_share: usize, a: u32, v: u32, t: i64) {
+    fn link(&mut self, spec: &GraphSpec, a: u32, v: u32, t: i64) {
         if let Some(&i) = self.link_idx.get(&(a, v)) {
             let l = &mut self.links[i as usize];
             l.last = l.last.max(t);
@@ -939,10 +962,11 @@ impl GraphState {
         }
         self.link_idx.insert((a, v), self.links.len() as u32);
         self.links.push(Link { a, v, last: t });
-        self.attach(max_share, a, v);
+        self.attach(spec, a, v);
     }
 
-    fn attach(&mut self, max_share: usize, a: u32, v: u32) {
+    fn attach(&mut self, spec: &GraphSpec, a: u32, v: u32) {
+        let max_share = spec.max_share;
         if v as usize >= self.sharers.len() {
             self.sharers.resize(v as usize + 1, 0);
             self.first.resize(v as usize + 1, NO);
@@ -956,8 +980,12 @@ impl GraphState {
         if f == NO {
             self.first[v as usize] = a;
             let r = self.find(a) as usize;
-            self.vals[r] += 1;
-            self.fvals[r * self.nf + self.value_field[v as usize] as usize] += 1;
+            let field = self.value_field[v as usize] as usize;
+            // A text group is no linking value of the cluster's (accounts per value).
+            if !spec.text_field[field] {
+                self.vals[r] += 1;
+            }
+            self.fvals[r * self.nf + field] += 1;
         } else {
             self.union(a, f);
         }
@@ -976,7 +1004,7 @@ impl GraphState {
         if v as usize == self.value_field.len() {
             self.value_field.push(field);
         }
-        self.link(spec.max_share, a, v, t);
+        self.link(spec, a, v, t);
     }
 
     fn confirm(&mut self, a: u32, t: i64) {
@@ -1177,8 +1205,11 @@ impl GraphState {
             if self.first[v] == NO {
                 self.first[v] = l.a;
                 let r = self.find(l.a) as usize;
-                self.vals[r] += 1;
-                self.fvals[r * self.nf + self.value_field[v] as usize] += 1;
+                let field = self.value_field[v] as usize;
+                if !spec.text_field[field] {
+                    self.vals[r] += 1;
+                }
+                self.fvals[r * self.nf + field] += 1;
             } else {
                 let f = self.first[v];
                 self.union(l.a, f);

@@ -1,13 +1,14 @@
-//! Global stages: the parts of the per-event path that keep state across all keys (the entity graph
-//! now; the text and graph-learning stages to come). The keyed features are not a stage of this kind:
+//! Global stages: the parts of the per-event path that keep state across all keys (the text signals,
+//! the entity graph, the semi-supervised graph signals). The keyed features are not a stage of this kind:
 //! they are split into partitions (`argus_features::FeatureState`) and run on their own threads.
 //!
 //! A global stage runs for every accepted event in sequence order: it reads the event (and, if it says
 //! so, the partitioned features), writes the features it registered when its configuration was
-//! compiled (see [`crate::config`]), and reports findings. In [`Engine::run`](crate::Engine::run),
-//! stages that read only the event (the graph) run on a worker thread of their own while the
-//! partitions apply the same batch; a stage that reads features runs on the coordinating thread
-//! after the vector is assembled. [`Engine::process`](crate::Engine::process) runs them in line. It snapshots and restores itself; the engine snapshot holds one section per stage:
+//! compiled (see [`crate::config`]), and reports findings; it may read the slots the stages before it
+//! wrote for the same event (the graph reads the text stage's groups). In
+//! [`Engine::run`](crate::Engine::run), when every stage reads only the event, they run on a worker
+//! thread of their own while the partitions apply the same batch; when one reads the keyed features,
+//! all run on the coordinating thread after the vector is assembled. [`Engine::process`](crate::Engine::process) runs them in line. It snapshots and restores itself; the engine snapshot holds one section per stage:
 //! (name, fingerprint of the definition from canonical bytes, state).
 //!
 //! Adding a stage: a module with its configuration section, a compile function that registers its
@@ -45,6 +46,11 @@ pub trait Stage: Send {
     fn encode(&self) -> Vec<u8>;
     /// Replaces the state with one [`encode`](Self::encode) wrote under the same fingerprint.
     fn restore(&mut self, bytes: &[u8]) -> Result<(), String>;
+    /// Replaces the state with one an earlier version of the stage wrote under `fingerprint`, when
+    /// the stage knows that version (`None`: it does not, and the section is refused).
+    fn restore_earlier(&mut self, _fingerprint: u64, _bytes: &[u8]) -> Option<Result<(), String>> {
+        None
+    }
     /// A digest of everything the stage's future answers depend on.
     fn digest(&self) -> u64;
     /// For callers that need a particular stage's own API (sizes for the status route).
@@ -111,6 +117,12 @@ impl Stage for TextStage {
     fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
         self.state = crate::text::TextState::decode(&self.spec, bytes)?;
         Ok(())
+    }
+    fn restore_earlier(&mut self, fingerprint: u64, bytes: &[u8]) -> Option<Result<(), String>> {
+        (fingerprint == self.spec.v1_fingerprint).then(|| {
+            self.state = crate::text::TextState::decode_v1(&self.spec, bytes)?;
+            Ok(())
+        })
     }
     fn digest(&self) -> u64 {
         self.state.digest()
@@ -255,11 +267,15 @@ pub fn restore_all(
                 st.what()
             )));
         };
-        if s.fingerprint != st.fingerprint() {
-            return Err(Incompatible(format!("{} changed", st.what())));
-        }
-        st.restore(&s.bytes)
-            .map_err(|e| Corrupt(format!("the `{}` stage's state: {e}", st.name())))?;
+        let restored = if s.fingerprint == st.fingerprint() {
+            st.restore(&s.bytes)
+        } else {
+            match st.restore_earlier(s.fingerprint, &s.bytes) {
+                Some(r) => r,
+                None => return Err(Incompatible(format!("{} changed", st.what()))),
+            }
+        };
+        restored.map_err(|e| Corrupt(format!("the `{}` stage's state: {e}", st.name())))?;
     }
     Ok(())
 }

@@ -116,6 +116,9 @@ pub struct TextSpec {
     dups: Vec<DupSpec>,
     hashed: Vec<HashedSpec>,
     pub fingerprint: u64,
+    /// The same declaration's fingerprint before texts had groups (`argus.text.v1`): a snapshot
+    /// section under it holds [`TextStateV1`] and is upgraded on restore.
+    pub v1_fingerprint: u64,
 }
 
 impl TextSpec {
@@ -264,12 +267,16 @@ pub fn compile(
     if !errors.is_empty() {
         return Err(errors);
     }
+    let canonical = serde_json::to_vec(c).unwrap_or_default();
     let mut fp = argus_features::config::Canonical::new(b"argus.text.v2");
-    fp.bytes(&serde_json::to_vec(c).unwrap_or_default());
+    fp.bytes(&canonical);
+    let mut v1 = argus_features::config::Canonical::new(b"argus.text.v1");
+    v1.bytes(&canonical);
     Ok(TextSpec {
         dups,
         hashed,
         fingerprint: fp.finish(),
+        v1_fingerprint: v1.finish(),
     })
 }
 
@@ -477,6 +484,28 @@ fn push_capped(v: &mut VecDeque<u64>, seq: u64) {
     v.push_back(seq);
 }
 
+/// The state as written before texts had groups (snapshot sections under
+/// [`TextSpec::v1_fingerprint`]): each text without its group.
+#[derive(Deserialize)]
+struct TextStateV1 {
+    accounts: crate::graph::Interner,
+    windows: Vec<WindowV1>,
+}
+
+#[derive(Deserialize)]
+struct WindowV1 {
+    texts: VecDeque<TextV1>,
+    first: u64,
+}
+
+#[derive(Deserialize)]
+struct TextV1 {
+    time: i64,
+    account: u32,
+    #[serde(with = "sig_serde")]
+    sig: [u64; HASHES],
+}
+
 /// The stage's state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TextState {
@@ -498,6 +527,42 @@ impl TextState {
 
     pub fn decode(spec: &TextSpec, bytes: &[u8]) -> Result<TextState, String> {
         let mut s: TextState = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
+        if s.windows.len() != spec.dups.len() {
+            return Err("text declarations changed".into());
+        }
+        s.accounts.reindex();
+        for w in &mut s.windows {
+            w.rebuild();
+        }
+        Ok(s)
+    }
+
+    /// A state written before texts had groups: each kept text becomes a group of its own (its
+    /// number), so later copies join the newest earlier one they match, as they would have.
+    pub fn decode_v1(spec: &TextSpec, bytes: &[u8]) -> Result<TextState, String> {
+        let old: TextStateV1 = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
+        let mut s = TextState {
+            accounts: old.accounts,
+            windows: old
+                .windows
+                .into_iter()
+                .map(|w| Window {
+                    texts: w
+                        .texts
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, t)| Text {
+                            time: t.time,
+                            account: t.account,
+                            group: w.first + i as u64,
+                            sig: t.sig,
+                        })
+                        .collect(),
+                    first: w.first,
+                    buckets: HashMap::new(),
+                })
+                .collect(),
+        };
         if s.windows.len() != spec.dups.len() {
             return Err("text declarations changed".into());
         }
@@ -640,5 +705,78 @@ mod tests {
         assert!(ab > 0.6, "{ab}");
         assert!(similarity(&sig(a), &sig(c)) < 0.1);
         assert_eq!(words("Hello, World! 42x"), ["hello", "world", "42x"]);
+    }
+
+    /// A state written before texts had groups (`argus.text.v1`) restores: its texts become groups of
+    /// their own, and the next copy gets the same features as under the state it came from.
+    #[test]
+    fn a_state_from_before_groups_restores() {
+        let cfg = crate::Config::from_str(
+            "[[event_types]]\nname = \"review.create\"\n[event_types.fields]\ntext = { type = \"string\" }\n[[text.duplicates]]\nname = \"review\"\nevents = [\"review.create\"]\nfield = \"text\"\n",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let spec = cfg.text.clone().unwrap();
+        let n = cfg.features.features.len();
+        let decoder = crate::Engine::new(cfg).decoder().clone();
+        let spam = "Amazing quality phone case exceeded all my expectations fast shipping and the seller is very professional";
+        let ev = |i: u32, actor: &str| {
+            decoder
+                .decode_json(&serde_json::json!({"id": format!("e{i}"), "type": "review.create", "time": 1_780_000_000_000i64 + i as i64, "actor": actor, "data": {"item": "i1", "seller": "s1", "rating": 5, "text": spam}}))
+                .unwrap()
+        };
+        let mut state = TextState::new(&spec);
+        let mut out = vec![Value::Null; n];
+        state.apply(&spec, &ev(1, "a1"), &mut out);
+        state.apply(&spec, &ev(2, "a2"), &mut out);
+        // The same state as v1 wrote it: no groups.
+        #[derive(Serialize)]
+        struct V1<'a> {
+            accounts: &'a crate::graph::Interner,
+            windows: Vec<W1>,
+        }
+        #[derive(Serialize)]
+        struct W1 {
+            texts: Vec<T1>,
+            first: u64,
+        }
+        #[derive(Serialize)]
+        struct T1 {
+            time: i64,
+            account: u32,
+            #[serde(with = "sig_serde")]
+            sig: [u64; HASHES],
+        }
+        let v1 = V1 {
+            accounts: &state.accounts,
+            windows: state
+                .windows
+                .iter()
+                .map(|w| W1 {
+                    texts: w
+                        .texts
+                        .iter()
+                        .map(|t| T1 {
+                            time: t.time,
+                            account: t.account,
+                            sig: t.sig,
+                        })
+                        .collect(),
+                    first: w.first,
+                })
+                .collect(),
+        };
+        let bytes = bincode::serialize(&v1).unwrap();
+        let mut back = TextState::decode_v1(&spec, &bytes).unwrap();
+        let groups: Vec<u64> = back.windows[0].texts.iter().map(|t| t.group).collect();
+        assert_eq!(groups, [0, 1]);
+        let (mut a, mut b) = (vec![Value::Null; n], vec![Value::Null; n]);
+        state.apply(&spec, &ev(3, "a3"), &mut a);
+        back.apply(&spec, &ev(3, "a3"), &mut b);
+        assert_eq!(
+            a, b,
+            "the same features, the same group (the earliest of equals)"
+        );
+        assert!(TextState::decode_v1(&spec, &bytes[..bytes.len() - 3]).is_err());
     }
 }

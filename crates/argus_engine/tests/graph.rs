@@ -983,26 +983,30 @@ text = "review"
             named("graph_cluster_size"),
             named("graph_cluster_confirmed"),
             named("graph_cluster_accounts_per_text_review"),
+            named("graph_cluster_accounts_per_value"),
         )
     };
     use argus_event::Value;
-    let (g1, size, _, _) = post(&mut r, "a1", T0, spam);
+    let (g1, size, _, _, _) = post(&mut r, "a1", T0, spam);
     assert!(matches!(g1, Value::Str(_)), "{g1:?}");
     assert_eq!(size, Value::Int(1));
-    let (g2, size, _, per) = post(&mut r, "a2", T0 + 1, spam);
+    let (g2, size, _, per, _) = post(&mut r, "a2", T0 + 1, spam);
     assert_eq!(
         (g2, size, per),
         (g1.clone(), Value::Int(2), Value::Float(2.0))
     );
     // A near-same text joins the group too.
-    let (g3, size, _, _) = post(&mut r, "a3", T0 + 2, &format!("{spam}!! Highly recommend"));
+    let (g3, size, _, _, per_value) =
+        post(&mut r, "a3", T0 + 2, &format!("{spam}!! Highly recommend"));
     assert_eq!((g3, size), (g1.clone(), Value::Int(3)));
+    // A text group is not a linking value: a cluster joined by texts alone has its size there.
+    assert_eq!(per_value, Value::Float(3.0));
     // An unrelated text: a group of its own, a cluster of one.
-    let (g4, size, _, _) = post(&mut r, "a4", T0 + 3, other);
+    let (g4, size, _, _, _) = post(&mut r, "a4", T0 + 3, other);
     assert!(matches!(&g4, Value::Str(_)) && g4 != g1, "{g4:?}");
     assert_eq!(size, Value::Int(1));
     // A text too short to compare has no group and links nobody.
-    let (g5, size, _, _) = post(&mut r, "a5", T0 + 4, "great product");
+    let (g5, size, _, _, _) = post(&mut r, "a5", T0 + 4, "great product");
     assert_eq!((g5, size), (Value::Null, Value::Int(1)));
     // A confirmed label on one member counts for the whole cluster.
     r.ev(
@@ -1011,7 +1015,7 @@ text = "review"
         T0 + 5,
         serde_json::json!({"subject": "a1", "subject_kind": "user"}),
     );
-    let (_, size, confirmed, _) = post(&mut r, "a2", T0 + 6, spam);
+    let (_, size, confirmed, _, _) = post(&mut r, "a2", T0 + 6, spam);
     assert_eq!((size, confirmed), (Value::Int(3), Value::Int(1)));
     // The same after a snapshot and restore.
     let bytes = r.engine.snapshot();
@@ -1037,8 +1041,18 @@ text = "review"
             "[[graph.links]]\ntext = \"review\"\nevents = [\"review.create\"]\n",
             "no `events` or `filter`",
         ),
+        (
+            "[[graph.links]]\ntext = \"review\"\n",
+            "text `review` is linked twice",
+        ),
     ] {
         let e = config(&format!("{text}{extra}")).unwrap_err();
         assert!(e.contains(want), "{want} in {e}");
     }
+    // A [text] that does not compile says why, and the link does not add a misleading error.
+    let e = config(&text.replace("threshold = 0.6", "threshold = 2")).unwrap_err();
+    assert!(
+        e.contains("threshold: in (0, 1]") && !e.contains("no [[text.duplicates]]"),
+        "{e}"
+    );
 }

@@ -6,6 +6,22 @@
 use crate::world::Tables;
 use serde::Serialize;
 
+/// How an [`Ev::id`] is written: `e<n>`, or `l<n>` for a listing (listings are numbered apart:
+/// [`crate::world::LISTING_ID`]).
+pub fn id_parts(id: u64) -> (u8, u64) {
+    if id & crate::world::LISTING_ID != 0 {
+        (b'l', id & !crate::world::LISTING_ID)
+    } else {
+        (b'e', id)
+    }
+}
+
+/// An [`Ev::id`] as the event's `id` string.
+pub fn event_id(id: u64) -> String {
+    let (prefix, n) = id_parts(id);
+    format!("{}{n}", prefix as char)
+}
+
 /// Built-in event types the world produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub enum Kind {
@@ -568,15 +584,11 @@ impl<'t> Writer<'t> {
         }
     }
 
-    /// An event's id: `e<n>`, or `l<n>` for a listing (numbered apart: [`crate::world::LISTING_ID`]).
+    /// An event's id as written ([`id_parts`]).
     fn event_id(&mut self, id: u64) {
-        if id & crate::world::LISTING_ID != 0 {
-            self.buf.push(b'l');
-            self.num(id & !crate::world::LISTING_ID);
-        } else {
-            self.buf.push(b'e');
-            self.num(id);
-        }
+        let (prefix, n) = id_parts(id);
+        self.buf.push(prefix);
+        self.num(n);
     }
 
     /// One event line: `{"id","type","time","actor","data":{…}}\n`.

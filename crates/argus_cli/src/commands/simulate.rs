@@ -114,7 +114,7 @@ impl Read for WorldReader {
             self.g.render(&evs, &mut self.buf, None);
             let mut q = self.truth.borrow_mut();
             q.extend(evs.iter().map(|e| TruthRec {
-                id: format!("e{}", e.id),
+                id: argus_sim::event::event_id(e.id),
                 actor: format!("u{}", e.actor),
                 truth: e.truth,
             }));
