@@ -6,6 +6,9 @@
 //! it; docs/cluster.md maps the design onto Kafka. Nothing here knows what an entry means: the server
 //! (`argus_server::cluster`) encodes and applies them.
 
+mod ownership;
+pub use ownership::{wanted_owner, Ownership};
+
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::HeaderMap;
 use bytes::Bytes;
