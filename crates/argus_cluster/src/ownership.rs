@@ -44,7 +44,7 @@ fn lease_key(p: u32) -> String {
 
 /// The member that wants partition `p`: the highest hash of (member, partition), ties to the
 /// smaller name (names are distinct, so only a hash collision ties).
-pub fn wanted_owner<'a>(members: &'a BTreeSet<String>, p: u32) -> Option<&'a str> {
+pub fn wanted_owner(members: &BTreeSet<String>, p: u32) -> Option<&str> {
     members
         .iter()
         .map(|m| {
