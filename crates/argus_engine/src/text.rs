@@ -526,22 +526,27 @@ impl TextState {
     }
 
     pub fn decode(spec: &TextSpec, bytes: &[u8]) -> Result<TextState, String> {
-        let mut s: TextState = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
-        if s.windows.len() != spec.dups.len() {
+        let s: TextState = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
+        s.indexed(spec)
+    }
+
+    /// A decoded state with its indexes rebuilt, if it fits the declaration.
+    fn indexed(mut self, spec: &TextSpec) -> Result<TextState, String> {
+        if self.windows.len() != spec.dups.len() {
             return Err("text declarations changed".into());
         }
-        s.accounts.reindex();
-        for w in &mut s.windows {
+        self.accounts.reindex();
+        for w in &mut self.windows {
             w.rebuild();
         }
-        Ok(s)
+        Ok(self)
     }
 
     /// A state written before texts had groups: each kept text becomes a group of its own (its
     /// number), so later copies join the newest earlier one they match, as they would have.
     pub fn decode_v1(spec: &TextSpec, bytes: &[u8]) -> Result<TextState, String> {
         let old: TextStateV1 = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
-        let mut s = TextState {
+        let s = TextState {
             accounts: old.accounts,
             windows: old
                 .windows
@@ -563,14 +568,7 @@ impl TextState {
                 })
                 .collect(),
         };
-        if s.windows.len() != spec.dups.len() {
-            return Err("text declarations changed".into());
-        }
-        s.accounts.reindex();
-        for w in &mut s.windows {
-            w.rebuild();
-        }
-        Ok(s)
+        s.indexed(spec)
     }
 
     pub fn digest(&self) -> u64 {

@@ -44,6 +44,21 @@ min_fill = 0.8
 batch = 4
 "#;
 
+/// A text field on reviews and its near-duplicate declaration `review`.
+const REVIEW_TEXT: &str = r#"
+[[event_types]]
+name = "review.create"
+[event_types.fields]
+text = { type = "string" }
+
+[[text.duplicates]]
+name = "review"
+events = ["review.create"]
+field = "text"
+window = "1d"
+threshold = 0.6
+"#;
+
 const H: i64 = 3_600_000;
 const T0: i64 = 1_780_000_000_000;
 
@@ -848,25 +863,9 @@ above = 1
 /// a snapshot and restore, and a declaration's mistakes.
 #[test]
 fn near_duplicate_texts_and_hashed_ngrams() {
-    let text_cfg = r#"
-[[event_types]]
-name = "review.create"
-[event_types.fields]
-text = { type = "string" }
-
-[[text.duplicates]]
-name = "review"
-events = ["review.create"]
-field = "text"
-window = "1d"
-threshold = 0.6
-
-[[text.hashed]]
-name = "review"
-events = ["review.create"]
-field = "text"
-buckets = 16
-"#;
+    let text_cfg = &format!(
+        "{REVIEW_TEXT}\n[[text.hashed]]\nname = \"review\"\nevents = [\"review.create\"]\nfield = \"text\"\nbuckets = 16\n"
+    );
     let cfg = Config::from_str(text_cfg, Path::new(".")).unwrap();
     let mut r = Run::new(cfg);
     let review =
@@ -949,22 +948,7 @@ buckets = 16
 /// mistakes are reported.
 #[test]
 fn near_duplicate_texts_link_their_accounts_in_the_graph() {
-    let text = r#"
-[[event_types]]
-name = "review.create"
-[event_types.fields]
-text = { type = "string" }
-
-[[text.duplicates]]
-name = "review"
-events = ["review.create"]
-field = "text"
-window = "1d"
-threshold = 0.6
-
-[[graph.links]]
-text = "review"
-"#;
+    let text = &format!("{REVIEW_TEXT}\n[[graph.links]]\ntext = \"review\"\n");
     let mut r = Run::new(config(text).unwrap());
     let spam = "Amazing quality phone case exceeded all my expectations fast shipping and the seller is very professional";
     let other =
