@@ -334,41 +334,12 @@ fn simulated_review_text_and_its_near_duplicates() {
     let s: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     assert_eq!(s["refused"].as_u64().unwrap_or(0), 0, "{s}");
-    let truth: std::collections::HashMap<String, String> =
-        std::fs::read_to_string(p("text.truth.ndjson"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                (
-                    v["id"].as_str().unwrap().to_string(),
-                    v["scenario"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect();
-    let mut r = csv::Reader::from_path(&csv).unwrap();
-    let h = r.headers().unwrap().clone();
-    let col = |n: &str| h.iter().position(|c| c == n).unwrap();
-    let (id, ty, dup) = (
-        col("event_id"),
-        col("event_type"),
-        col("text_review_similar_accounts"),
+    let [[honest, honest_dup], [ring, ring_dup]] = near_duplicates(
+        &csv,
+        &p("text.truth.ndjson"),
+        "review.create",
+        "text_review_similar_accounts",
     );
-    let (mut ring, mut ring_dup, mut honest, mut honest_dup) = (0, 0, 0, 0);
-    for rec in r.records() {
-        let rec = rec.unwrap();
-        if &rec[ty] != "review.create" {
-            continue;
-        }
-        let flagged = rec[dup].parse::<i64>().unwrap_or(0) > 0;
-        if truth[&rec[id]] == "brushing" {
-            ring += 1;
-            ring_dup += usize::from(flagged);
-        } else {
-            honest += 1;
-            honest_dup += usize::from(flagged);
-        }
-    }
     assert!(
         ring > 10 && honest > 100,
         "{ring} ring, {honest} honest reviews"
@@ -409,37 +380,12 @@ fn simulated_review_text_and_its_near_duplicates() {
         "--out-csv",
         &lcsv,
     ]);
-    let brushing: std::collections::HashSet<String> =
-        std::fs::read_to_string(p("listed.truth.ndjson"))
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains("\"scenario\":\"brushing\""))
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
-    let mut r = csv::Reader::from_path(&lcsv).unwrap();
-    let h = r.headers().unwrap().clone();
-    let col = |n: &str| h.iter().position(|c| c == n).unwrap();
-    let (id, ty, ldup) = (
-        col("event_id"),
-        col("event_type"),
-        col("text_listing_similar_accounts"),
+    let [[honest_l, honest_l_dup], [ring_l, ring_l_dup]] = near_duplicates(
+        &lcsv,
+        &p("listed.truth.ndjson"),
+        "listing.create",
+        "text_listing_similar_accounts",
     );
-    // [honest, brushing] × [listings, with a near-duplicate by another seller]
-    let mut listings = [[0usize; 2]; 2];
-    for rec in r.records() {
-        let rec = rec.unwrap();
-        if &rec[ty] == "listing.create" {
-            let fraud = usize::from(brushing.contains(&rec[id]));
-            listings[fraud][0] += 1;
-            listings[fraud][1] += usize::from(rec[ldup].parse::<i64>().unwrap_or(0) > 0);
-        }
-    }
-    let [[honest_l, honest_l_dup], [ring_l, ring_l_dup]] = listings;
     assert!(
         ring_l >= 4 && honest_l > 100,
         "{ring_l} brushing, {honest_l} honest listings"
@@ -466,4 +412,30 @@ fn simulated_review_text_and_its_near_duplicates() {
     a.extend(world);
     let out = argus(&a);
     assert!(String::from_utf8_lossy(&out.stdout).contains("brushing"));
+}
+
+/// Events of `ty` in a replay's feature table, by the truth's scenario: `[honest, brushing]`, each
+/// `[events, events whose `feature` (a count of other accounts) is above 0]`.
+fn near_duplicates(csv: &str, truth: &str, ty: &str, feature: &str) -> [[usize; 2]; 2] {
+    let brushing: std::collections::HashSet<String> = std::fs::read_to_string(truth)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["scenario"] == "brushing")
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut r = csv::Reader::from_path(csv).unwrap();
+    let h = r.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|c| c == n).unwrap();
+    let (id, t, f) = (col("event_id"), col("event_type"), col(feature));
+    let mut out = [[0usize; 2]; 2];
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        if &rec[t] == ty {
+            let row = &mut out[usize::from(brushing.contains(&rec[id]))];
+            row[0] += 1;
+            row[1] += usize::from(rec[f].parse::<i64>().unwrap_or(0) > 0);
+        }
+    }
+    out
 }

@@ -393,14 +393,7 @@ pub fn compile(
     let mut blocks = Vec::new();
     for (i, b) in c.blocks.iter().enumerate() {
         let at = format!("graph.blocks[{i}]");
-        if b.name.is_empty()
-            || !b
-                .name
-                .chars()
-                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
-        {
-            errors.push(format!("{at}: name: lower-case letters, digits and `_`"));
-        }
+        check_name(&mut errors, &at, &b.name);
         let mut by_type = vec![None; n];
         let mut weight_by_type = vec![None; n];
         for t in types_of(&mut errors, &at, &b.events) {
@@ -1429,6 +1422,18 @@ fn remap(map: &mut [u32], old: &Interner, new: &mut Interner, x: u32) -> u32 {
 /// A graph key from a field value: strings and integers; anything else (null) is no key.
 /// Borrowed for strings, the common case: no allocation per event.
 /// Per event type: whether its actor is an account (a user, not an internal type).
+/// A declaration's name (a graph block's, a text entry's): the features are `<prefix>_<name>_…`, so
+/// lower-case letters, digits and `_`.
+pub(crate) fn check_name(errors: &mut Vec<String>, at: &str, name: &str) {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+    {
+        errors.push(format!("{at}: name: lower-case letters, digits and `_`"));
+    }
+}
+
 pub(crate) fn account_types(schema: &Schema) -> Vec<bool> {
     schema
         .types

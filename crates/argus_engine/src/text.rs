@@ -24,7 +24,7 @@
 //! the threshold trades that camouflage against honest texts that share stock phrases ("great
 //! product, fast delivery"), which is why very short texts are left out (`min_words`).
 
-use crate::graph::key;
+use crate::graph::{check_name, key};
 use argus_event::time::parse_duration;
 use argus_event::{Event, Schema, Value, ACTOR_SLOT};
 use argus_features::{FeatureSet, Out};
@@ -156,14 +156,7 @@ pub fn compile(
     let mut dups = Vec::new();
     for (i, d) in c.duplicates.iter().enumerate() {
         let at = format!("text.duplicates[{i}]");
-        if d.name.is_empty()
-            || !d
-                .name
-                .chars()
-                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
-        {
-            errors.push(format!("{at}: name: lower-case letters, digits and `_`"));
-        }
+        check_name(&mut errors, &at, &d.name);
         if c.duplicates[..i].iter().any(|o| o.name == d.name) {
             errors.push(format!("{at}: name `{}` is used twice", d.name));
         }
@@ -225,14 +218,7 @@ pub fn compile(
     let mut hashed = Vec::new();
     for (i, h) in c.hashed.iter().enumerate() {
         let at = format!("text.hashed[{i}]");
-        if h.name.is_empty()
-            || !h
-                .name
-                .chars()
-                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
-        {
-            errors.push(format!("{at}: name: lower-case letters, digits and `_`"));
-        }
+        check_name(&mut errors, &at, &h.name);
         let slot = text_slots(&mut errors, &at, schema, &h.events, &h.field);
         let buckets = h.buckets.unwrap_or(64);
         if !(8..=256).contains(&buckets) {
