@@ -309,7 +309,26 @@ pub struct Engine {
     stages: Vec<Box<dyn crate::stages::Stage>>,
     /// `[deadlines]` at work: stage faults injected on purpose (tests), and the models' worker.
     ctl: Ctl,
+    /// A sharded node's event between [`begin_shared`](Engine::begin_shared) and
+    /// [`finish_shared`](Engine::finish_shared): its sequence number and own labels.
+    begun: Option<(u64, Vec<OwnLabel>)>,
 }
+
+/// What the first half of a sharded node's step produced ([`Engine::begin_shared`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Begun {
+    /// The event's sequence number: the same on every node that applies the same log.
+    pub seq: u64,
+    /// Each partition held here that the event's keys fall in, with its share: the values those keys
+    /// read, in plan order, for the nodes that do not hold it.
+    pub shares: Vec<(usize, Vec<Value>)>,
+    /// The partitions not held here that the event's keys fall in: whose shares
+    /// [`Engine::finish_shared`] needs.
+    pub remote: Vec<usize>,
+}
+
+/// The section of a snapshot that names the partitions a sharded node's engine held.
+const HELD_SECTION: &str = "partitions.held";
 
 /// What [`conclude`] needs to keep a checkpoint's budget: faults injected on purpose, and the
 /// thread that scores models when a budget may abandon them.
@@ -852,7 +871,92 @@ impl Engine {
             out: vec![Value::Null; n],
             stages,
             ctl: Ctl::default(),
+            begun: None,
         }
+    }
+
+    /// Per partition, whether this engine holds its feature state (all, except on a node of a
+    /// sharded cluster).
+    pub fn held(&self) -> &[bool] {
+        self.state.held()
+    }
+
+    /// Drops partition `p`'s feature state: from now on its keys' values come from their owner
+    /// ([`begin_shared`](Self::begin_shared)).
+    pub fn release_partition(&mut self, p: usize) {
+        self.state.release(&self.config.features, p);
+    }
+
+    /// Takes partition `p`'s feature state from `other`, an engine with the same configuration
+    /// rebuilt for it to the same point of the same log, and holds it from now on.
+    pub fn adopt_partition(&mut self, p: usize, other: &mut Engine) {
+        self.state.adopt(p, &mut other.state);
+    }
+
+    /// The first half of [`process`](Self::process) on an engine that does not hold every partition
+    /// (a node of a sharded cluster): the sequencer admits the event (the same checks, sequence
+    /// number and released labels as `process`), the held partitions apply it, and their shares are
+    /// returned for the nodes that do not hold them, with the partitions whose shares this node
+    /// needs. [`finish_shared`](Self::finish_shared) completes the event; nothing else may run on
+    /// the engine in between.
+    pub fn begin_shared(&mut self, ev: &Event) -> Result<Begun, ProcessError> {
+        self.ctl.start = Some(std::time::Instant::now());
+        let seen = &mut self.current;
+        seen.id.clone_from(&ev.id);
+        seen.ty = ev.ty;
+        seen.time = ev.time;
+        seen.fields.clone_from(&ev.fields);
+        self.released.clear();
+        let labels = self.sq.admit(&self.config, seen, &mut self.released)?;
+        let fs = &self.config.features;
+        let mut seq = self.sq.seq - self.released.len() as u64 - 1;
+        for r in &self.released {
+            seq += 1;
+            self.state.apply(fs, r, seq, None);
+        }
+        let shares = self
+            .state
+            .apply_held(fs, &self.current, self.sq.seq, &mut self.out);
+        let remote = self.state.remote_partitions(fs, &self.current);
+        self.begun = Some((self.sq.seq, labels));
+        Ok(Begun {
+            seq: self.sq.seq,
+            shares,
+            remote,
+        })
+    }
+
+    /// The second half: the other partitions' shares (`remote(p)`, from their owners) complete the
+    /// feature vector, then the global stages and the decision (when `decide`) run as in
+    /// [`process`](Self::process). The result equals `process` on an engine holding every partition.
+    /// `Err(Some(p))`: partition `p`'s share is missing or does not fit (the event stays half
+    /// applied: the caller stops using this engine); `Err(None)`: no event was begun.
+    pub fn finish_shared<'v>(
+        &mut self,
+        remote: impl FnMut(usize) -> Option<&'v [Value]>,
+        decide: bool,
+    ) -> Result<Processed<'_>, Option<usize>> {
+        let (seq, labels) = self.begun.take().ok_or(None)?;
+        self.state
+            .fill_remote(&self.config.features, &self.current, &mut self.out, remote)
+            .map_err(Some)?;
+        let (decision, findings) = conclude(
+            &self.config,
+            self.policies.as_ref(),
+            &mut self.stages,
+            &self.current,
+            &mut self.out,
+            decide,
+            &mut self.ctl,
+        );
+        Ok(Processed {
+            seq,
+            event: &self.current,
+            features: &self.out,
+            decision,
+            findings,
+            labels,
+        })
     }
 
     /// Erasure: every value in `map` (old token → new pseudonym of the same length) is renamed in
@@ -1457,6 +1561,11 @@ impl Engine {
                     fingerprint: st.fingerprint(),
                     bytes: st.encode(),
                 })
+                .chain((!self.state.holds_all()).then(|| crate::stages::Section {
+                    name: HELD_SECTION.to_string(),
+                    fingerprint: self.state.partitions() as u64,
+                    bytes: self.state.held().iter().map(|h| u8::from(*h)).collect(),
+                }))
                 .collect(),
             state,
         }
@@ -1579,7 +1688,26 @@ impl Engine {
                 .map_err(|e| SnapshotError::Incompatible(e.to_string()))?;
         let mut e = Engine::new(config);
         e.state = state;
-        crate::stages::restore_all(&mut e.stages, snap.stages).map_err(|err| match err {
+        let mut sections = snap.stages;
+        if let Some(i) = sections.iter().position(|s| s.name == HELD_SECTION) {
+            // A sharded node's snapshot: only the partitions it held hold state.
+            let s = sections.remove(i);
+            if s.fingerprint != e.state.partitions() as u64
+                || s.bytes.len() != s.fingerprint as usize
+            {
+                return Err(SnapshotError::Incompatible(format!(
+                    "written by a sharded node with {} partitions, configured {}",
+                    s.fingerprint,
+                    e.state.partitions()
+                )));
+            }
+            for (p, h) in s.bytes.iter().enumerate() {
+                if *h == 0 {
+                    e.state.release(&e.config.features, p);
+                }
+            }
+        }
+        crate::stages::restore_all(&mut e.stages, sections).map_err(|err| match err {
             crate::stages::SectionError::Incompatible(m) => SnapshotError::Incompatible(m),
             crate::stages::SectionError::Corrupt(m) => SnapshotError::Corrupt(m),
         })?;

@@ -23,8 +23,8 @@ pub mod text;
 
 pub use config::{Config, ConfigLoadError, CsvMapping};
 pub use engine::{
-    Counters, Engine, EngineCopy, OwnLabel, PendingSnapshot, ProcessError, Processed, RunTimes,
-    SnapshotError, Source,
+    Begun, Counters, Engine, EngineCopy, OwnLabel, PendingSnapshot, ProcessError, Processed,
+    RunTimes, SnapshotError, Source,
 };
 pub use graph::{Finding, GraphSpec};
 pub use replay::{replay, Format, ReplayError, ReplayStats};

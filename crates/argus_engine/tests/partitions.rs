@@ -378,3 +378,92 @@ fn similarity_edges_agree_when_the_stages_run_on_their_worker() {
         assert_eq!(e.state_digest(), reference.state_digest());
     }
 }
+
+/// Three nodes of a sharded cluster, each holding a third of the partitions, exchanging their
+/// shares event by event (`begin_shared` on every node, then `finish_shared` with the others'
+/// shares), give the sequence numbers, vectors, refusals and findings of one engine holding every
+/// partition — also after a partition changes hands mid-stream (its new holder rebuilds it from
+/// the old holder's snapshot and the events since) and after a node restarts from its own snapshot.
+#[test]
+fn sharded_nodes_exchanging_shares_equal_one_engine() {
+    const P: usize = 6;
+    let docs = stream();
+    let (want, _) = by_process(P, &docs);
+    let mut nodes: Vec<Engine> = (0..3)
+        .map(|i| {
+            let mut e = engine(P);
+            for p in (0..P).filter(|p| p % 3 != i) {
+                e.release_partition(p);
+            }
+            e
+        })
+        .collect();
+    let mut got: Vec<Vec<Row>> = vec![Vec::new(); 3];
+    let mut snap_of_0: Option<(usize, Vec<u8>)> = None;
+    let mut exchanged = 0usize;
+    for (i, d) in docs.iter().enumerate() {
+        if i == 2_000 {
+            snap_of_0 = Some((i, nodes[0].snapshot()));
+        }
+        if i == 3_000 {
+            // Partition 0 moves from node 0 to node 1: node 1 rebuilds it from node 0's snapshot
+            // and the events since, as of this point.
+            let (from, bytes) = snap_of_0.take().expect("taken at 2,000");
+            let mut scratch = Engine::restore(nodes[0].config.clone(), &bytes).expect("restores");
+            assert!(scratch.held()[0] && !scratch.held()[1]);
+            for d in &docs[from..i] {
+                let ev = scratch.decoder().decode_json(d).expect("valid event");
+                let _ = scratch.apply(&ev);
+            }
+            nodes[1].adopt_partition(0, &mut scratch);
+            nodes[0].release_partition(0);
+            assert!(nodes[1].held()[0] && !nodes[0].held()[0]);
+        }
+        if i == 4_000 {
+            let bytes = nodes[2].snapshot();
+            nodes[2] = Engine::restore(nodes[2].config.clone(), &bytes).expect("restores");
+            assert_eq!(
+                nodes[2].held().to_vec(),
+                (0..P).map(|p| p % 3 == 2).collect::<Vec<_>>()
+            );
+        }
+        let mut begun = Vec::new();
+        for n in nodes.iter_mut() {
+            let ev = n.decoder().decode_json(d).expect("valid event");
+            begun.push(n.begin_shared(&ev).map_err(|e| e.code().to_string()));
+        }
+        let mut shares: std::collections::HashMap<usize, Vec<Value>> = Default::default();
+        for b in begun.iter().flatten() {
+            assert_eq!(b.seq, begun[0].as_ref().expect("all agree").seq);
+            for (p, s) in &b.shares {
+                assert!(
+                    shares.insert(*p, s.clone()).is_none(),
+                    "one holder per partition"
+                );
+            }
+        }
+        for (n, (node, b)) in nodes.iter_mut().zip(&begun).enumerate() {
+            let row = match b {
+                Err(code) => Err(code.clone()),
+                Ok(b) => {
+                    for p in &b.remote {
+                        assert!(shares.contains_key(p), "partition {p} has a holder");
+                    }
+                    exchanged += b.remote.len();
+                    let p = node
+                        .finish_shared(|p| shares.get(&p).map(Vec::as_slice), true)
+                        .expect("every share arrived");
+                    Ok((p.seq, p.features.to_vec(), format!("{:?}", p.findings)))
+                }
+            };
+            got[n].push(row);
+        }
+    }
+    assert!(exchanged > 5_000, "the nodes exchanged shares: {exchanged}");
+    for (n, rows) in got.iter().enumerate() {
+        assert_eq!(rows.len(), want.len());
+        for (i, (a, b)) in rows.iter().zip(&want).enumerate() {
+            assert_eq!(a, b, "node {n}, event {i}");
+        }
+    }
+}

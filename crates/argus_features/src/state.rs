@@ -239,6 +239,10 @@ pub struct FeatureState {
     shape: Shape,
     /// The newest event time applied (the state's own watermark: expiry is relative to it).
     watermark: i64,
+    /// Per partition: whether this state holds it. A node of a sharded cluster holds only the
+    /// partitions it owns; the others are empty here, their keys neither applied nor read (their
+    /// values come from their owners: [`apply_held`](Self::apply_held), [`fill_remote`](Self::fill_remote)).
+    held: Vec<bool>,
 }
 
 /// An incremental copy of a [`FeatureState`] in progress: the keys present when it began, how far it
@@ -459,6 +463,8 @@ pub struct PartWorker<'s> {
     shape: &'s Shape,
     index: usize,
     count: usize,
+    /// Whether the state holds this partition (else it applies and answers nothing).
+    held: bool,
     tmp: Vec<Value>,
 }
 
@@ -486,7 +492,7 @@ impl<'s> PartWorker<'s> {
             let plan = &fs.plans[s.ev.ty as usize];
             for ep in &plan.entities {
                 let key = key_hash(&s.ev.fields, &ep.key_slots, ep.seed, &mut self.part.buf)
-                    .filter(|k| partition_of(*k, self.count) == self.index);
+                    .filter(|k| self.held && partition_of(*k, self.count) == self.index);
                 if s.read {
                     ans.owned.push(key.is_some());
                 }
@@ -803,6 +809,7 @@ impl FeatureState {
             parts: (0..partitions.max(1)).map(|_| Part::new(fs)).collect(),
             shape: Shape::new(fs),
             watermark: i64::MIN,
+            held: vec![true; partitions.max(1)],
         }
     }
 
@@ -830,6 +837,7 @@ impl FeatureState {
     pub fn split(&mut self) -> Vec<PartWorker<'_>> {
         let count = self.parts.len();
         let shape = &self.shape;
+        let held = &self.held;
         self.parts
             .iter_mut()
             .enumerate()
@@ -838,6 +846,7 @@ impl FeatureState {
                 shape,
                 index,
                 count,
+                held: held[index],
                 tmp: Vec::new(),
             })
             .collect()
@@ -999,6 +1008,7 @@ impl FeatureState {
         let n = self.parts.len();
         for ep in &plan.entities {
             let Some(key) = key_hash(&ev.fields, &ep.key_slots, ep.seed, &mut self.parts[0].buf)
+                .filter(|k| self.held[partition_of(*k, n)])
             else {
                 continue;
             };
@@ -1027,6 +1037,165 @@ impl FeatureState {
         for p in &mut self.parts {
             p.expire_due(&self.shape, wm, usize::MAX);
         }
+    }
+
+    /// Per partition, whether this state holds it (all, unless [`release`](Self::release)d).
+    pub fn held(&self) -> &[bool] {
+        &self.held
+    }
+
+    /// Whether this state holds every partition (the embedded engine, a replicated cluster node).
+    pub fn holds_all(&self) -> bool {
+        self.held.iter().all(|h| *h)
+    }
+
+    /// Drops partition `p`'s state and stops holding it: its keys are neither applied nor read here
+    /// from now on (a node of a sharded cluster that no longer owns it). An incremental copy in
+    /// progress starts again.
+    pub fn release(&mut self, fs: &FeatureSet, p: usize) {
+        if p >= self.parts.len() {
+            return;
+        }
+        let tracking = self.parts[p].tracking.take();
+        self.parts[p] = Part::new(fs);
+        self.parts[p].tracking = tracking;
+        self.held[p] = false;
+        self.abort_copies();
+    }
+
+    /// Takes partition `p` from `other` (a state rebuilt for it, with the same configuration and
+    /// partition count, as of the same point of the same log) and holds it from now on. `other` no
+    /// longer holds it. An incremental copy in progress starts again.
+    pub fn adopt(&mut self, p: usize, other: &mut FeatureState) {
+        if p >= self.parts.len() || self.parts.len() != other.parts.len() || !other.held[p] {
+            return;
+        }
+        let tracking = self.parts[p].tracking.take();
+        std::mem::swap(&mut self.parts[p], &mut other.parts[p]);
+        self.parts[p].tracking = tracking;
+        other.parts[p].tracking = None;
+        other.held[p] = false;
+        self.held[p] = true;
+        self.watermark = self.watermark.max(other.watermark);
+        self.abort_copies();
+    }
+
+    fn abort_copies(&mut self) {
+        for p in &mut self.parts {
+            if let Some(t) = p.tracking.as_mut() {
+                t.aborted = true;
+            }
+        }
+    }
+
+    /// The partitions, not held here, that `ev`'s entity keys fall in (sorted, once each): whose
+    /// owners' answers [`fill_remote`](Self::fill_remote) needs.
+    pub fn remote_partitions(&self, fs: &FeatureSet, ev: &Event) -> Vec<usize> {
+        let n = self.parts.len();
+        let mut buf = Vec::new();
+        let mut out: Vec<usize> = fs.plans[ev.ty as usize]
+            .entities
+            .iter()
+            .filter_map(|ep| key_hash(&ev.fields, &ep.key_slots, ep.seed, &mut buf))
+            .map(|k| partition_of(k, n))
+            .filter(|p| !self.held[*p])
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The first half of [`apply`](Self::apply) with `out` on a state that holds only some
+    /// partitions: applies and reads `ev`'s keys in the held partitions, and returns each held
+    /// partition's *share* — the values its keys read, in plan order — for the nodes that do not hold
+    /// it. The keys of other partitions are left null in `out` until [`fill_remote`](Self::fill_remote).
+    pub fn apply_held(
+        &mut self,
+        fs: &FeatureSet,
+        ev: &Event,
+        seq: u64,
+        out: &mut [Value],
+    ) -> Vec<(usize, Vec<Value>)> {
+        self.watermark = self.watermark.max(ev.time);
+        let wm = self.watermark;
+        out.iter_mut().for_each(|v| *v = Value::Null);
+        let n = self.parts.len();
+        let mut shares: Vec<(usize, Vec<Value>)> = Vec::new();
+        for ep in &fs.plans[ev.ty as usize].entities {
+            let Some(key) = key_hash(&ev.fields, &ep.key_slots, ep.seed, &mut self.parts[0].buf)
+            else {
+                continue;
+            };
+            let p = partition_of(key, n);
+            if !self.held[p] {
+                continue;
+            }
+            self.parts[p].apply_entity(&self.shape, fs, ep, key, ev, seq, wm, Some(out), true);
+            let i = match shares.iter().position(|(q, _)| *q == p) {
+                Some(i) => i,
+                None => {
+                    shares.push((p, Vec::new()));
+                    shares.len() - 1
+                }
+            };
+            for g in &ep.groups {
+                for (fi, _) in &g.readers {
+                    shares[i].1.push(out[*fi].clone());
+                }
+            }
+        }
+        for p in &mut self.parts {
+            p.expire_due(&self.shape, wm, EXPIRY_BUDGET);
+        }
+        shares.sort_unstable_by_key(|(p, _)| *p);
+        shares
+    }
+
+    /// The second half: puts the shares of the partitions not held here (`remote(p)`: partition `p`'s
+    /// share for this event, from its owner) into `out`, then the values that need no state. The
+    /// vector then equals what [`apply`](Self::apply) gives on a state holding every partition.
+    /// `Err(p)`: partition `p`'s share is missing or does not fit the plan (a different configuration
+    /// on its owner); `out` is then incomplete.
+    pub fn fill_remote<'v>(
+        &self,
+        fs: &FeatureSet,
+        ev: &Event,
+        out: &mut [Value],
+        mut remote: impl FnMut(usize) -> Option<&'v [Value]>,
+    ) -> Result<(), usize> {
+        let n = self.parts.len();
+        let mut buf = Vec::new();
+        let mut pos: Vec<(usize, usize)> = Vec::new();
+        for ep in &fs.plans[ev.ty as usize].entities {
+            let Some(key) = key_hash(&ev.fields, &ep.key_slots, ep.seed, &mut buf) else {
+                continue;
+            };
+            let p = partition_of(key, n);
+            if self.held[p] {
+                continue;
+            }
+            let share = remote(p).ok_or(p)?;
+            let i = match pos.iter().position(|(q, _)| *q == p) {
+                Some(i) => i,
+                None => {
+                    pos.push((p, 0));
+                    pos.len() - 1
+                }
+            };
+            for g in &ep.groups {
+                for (fi, _) in &g.readers {
+                    out[*fi] = share.get(pos[i].1).cloned().ok_or(p)?;
+                    pos[i].1 += 1;
+                }
+            }
+        }
+        for (p, used) in pos {
+            if remote(p).is_some_and(|s| s.len() != used) {
+                return Err(p);
+            }
+        }
+        finish_vector(fs, ev, out);
+        Ok(())
     }
 
     /// Serializes all live state deterministically: every entity's live keys sorted, whatever partition
