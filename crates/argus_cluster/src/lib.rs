@@ -7,7 +7,9 @@
 //! (`argus_server::cluster`) encodes and applies them.
 
 mod ownership;
+mod shares;
 pub use ownership::{wanted_owner, Ownership};
+pub use shares::{share_key, NodeSnapshot, Shares};
 
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::HeaderMap;

@@ -182,6 +182,55 @@ impl Ownership {
         Ok(self.owned())
     }
 
+    /// Announces which partitions this node's state holds now (the key `holds.<node>`, expiring
+    /// with the bucket's time to live unless announced again). A sharded node keeps a partition it
+    /// no longer owns until its owner announces holding it ([`held_elsewhere`](Self::held_elsewhere)),
+    /// so that a partition's state never exists nowhere.
+    pub async fn announce(&self, held: &[u32]) -> Result<(), Error> {
+        let list: Vec<String> = held.iter().map(u32::to_string).collect();
+        self.kv
+            .put(self.holds_key(&self.node), Bytes::from(list.join(",")))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The partitions another node both owns (its lease) and announces holding.
+    pub async fn held_elsewhere(&self) -> Result<BTreeSet<u32>, Error> {
+        let owners = self.owners().await?;
+        let mut holds: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+        let mut out = BTreeSet::new();
+        for (p, owner) in owners {
+            if owner == self.node {
+                continue;
+            }
+            if !holds.contains_key(&owner) {
+                let v = self
+                    .kv
+                    .get(self.holds_key(&owner))
+                    .await
+                    .map_err(|e| self.err(e))?;
+                let set = v
+                    .map(|b| {
+                        String::from_utf8_lossy(&b)
+                            .split(',')
+                            .filter_map(|x| x.parse().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                holds.insert(owner.clone(), set);
+            }
+            if holds.get(&owner).is_some_and(|s| s.contains(&p)) {
+                out.insert(p);
+            }
+        }
+        Ok(out)
+    }
+
+    fn holds_key(&self, node: &str) -> String {
+        format!("holds.{node}")
+    }
+
     /// Leaves: releases every lease and the membership at once, so the others take the partitions
     /// at their next step instead of after the time to live. Further steps own nothing.
     pub async fn drain(&mut self) -> Result<(), Error> {
@@ -193,6 +242,7 @@ impl Ownership {
                 .delete_expect_revision(lease_key(p), Some(rev))
                 .await;
         }
+        let _ = self.kv.delete(self.holds_key(&self.node)).await;
         self.kv
             .delete(self.member_key())
             .await

@@ -875,6 +875,12 @@ impl Engine {
         }
     }
 
+    /// Whether a global stage reads the keyed features (in [`run`](Self::run) it then runs on the
+    /// coordinating thread; a sharded node cannot rebuild it from its log).
+    pub fn stages_read_features(&self) -> bool {
+        self.stages.iter().any(|st| st.reads_features())
+    }
+
     /// Per partition, whether this engine holds its feature state (all, except on a node of a
     /// sharded cluster).
     pub fn held(&self) -> &[bool] {
@@ -1728,6 +1734,20 @@ impl Engine {
         }
         e.sq.labels = snap.labels.into_iter().map(VecDeque::from).collect();
         Ok(e)
+    }
+
+    /// The partitions a snapshot's engine held (`None`: every partition), read without restoring it.
+    pub fn held_in_snapshot(bytes: &[u8]) -> Result<Option<Vec<bool>>, SnapshotError> {
+        if bytes.len() < 12 || &bytes[..8] != SNAPSHOT_MAGIC {
+            return Err(SnapshotError::Corrupt("bad magic".into()));
+        }
+        let snap: EngineSnap = bincode::deserialize(&bytes[8..bytes.len() - 4])
+            .map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
+        Ok(snap
+            .stages
+            .iter()
+            .find(|s| s.name == HELD_SECTION)
+            .map(|s| s.bytes.iter().map(|b| *b != 0).collect()))
     }
 
     /// Writes a snapshot atomically: temporary file, fsync, rename, fsync of the directory.

@@ -47,6 +47,28 @@ pub struct Node {
     pub duties: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// This process's name in the cluster: host, pid and start time (a restarted node is a new member).
+pub fn node_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "node".into());
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        crate::core::now_ms() % 1_000_000_000
+    )
+}
+
 /// Whether this node does the one-node duties now: always on a single node; in a cluster while it
 /// holds the `duties` lease.
 pub fn on_duty(st: &AppState) -> bool {
@@ -100,16 +122,14 @@ enum Replicated {
 
 impl Node {
     pub fn new(log: argus_cluster::Log) -> Node {
-        let host = std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "node".into());
+        Node::named(log, node_name())
+    }
+
+    /// A node with the given name (a sharded node's, chosen before its leases are taken).
+    pub fn named(log: argus_cluster::Log, name: String) -> Node {
         Node {
             log,
-            name: format!(
-                "{host}-{}-{}",
-                std::process::id(),
-                crate::core::now_ms() % 1_000_000_000
-            ),
+            name,
             next: AtomicU64::new(1),
             waiters: Mutex::new(HashMap::new()),
             duties: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -649,10 +669,18 @@ pub async fn bootstrap(
 
 /// Shares this node's newest snapshot through JetStream's object store every `every`, when it is
 /// newer than the one there: new nodes start from it.
-pub async fn share_snapshots(log: argus_cluster::Log, data: PathBuf, every: Duration) {
+pub async fn share_snapshots(
+    log: argus_cluster::Log,
+    data: PathBuf,
+    every: Duration,
+    shard: Option<Arc<crate::shard::Shard>>,
+) {
     let mut shared = 0u64;
     loop {
         tokio::time::sleep(every).await;
+        if let Some(s) = &shard {
+            s.share_node_snapshot(&data).await;
+        }
         let Some((seq, path)) = core::snapshot_files(&data).into_iter().next() else {
             continue;
         };

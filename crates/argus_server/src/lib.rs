@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod outbound;
 pub mod settings;
+pub mod shard;
 pub mod vault;
 pub mod wal;
 
@@ -49,7 +50,7 @@ impl Server {
         loader: Loader,
         initial: Option<Loaded>,
     ) -> Result<Server, core::StartError> {
-        Self::start_node(settings, loader, initial, None)
+        Self::start_node(settings, loader, initial, None, None)
     }
 
     /// As [`start_with`](Self::start_with), as a node of a cluster when `log` is given (the shared
@@ -59,9 +60,14 @@ impl Server {
         loader: Loader,
         initial: Option<Loaded>,
         log: Option<argus_cluster::Log>,
+        shard: Option<Arc<shard::Shard>>,
     ) -> Result<Server, core::StartError> {
         metrics::install();
         let shared = Arc::new(Shared::default());
+        let name = shard.as_ref().map(|s| s.node.clone());
+        if let Some(s) = shard {
+            let _ = shared.shard.set(s);
+        }
         // Cases run as tasks of the caller's tokio runtime; without one (a tool embedding the core),
         // they are off.
         let runtime = tokio::runtime::Handle::try_current().ok();
@@ -152,7 +158,12 @@ impl Server {
             }),
             settings: Arc::new(settings),
             decoder,
-            cluster: log.map(|l| Arc::new(cluster::Node::new(l))),
+            cluster: log.map(|l| {
+                Arc::new(match name {
+                    Some(n) => cluster::Node::named(l, n),
+                    None => cluster::Node::new(l),
+                })
+            }),
             audit: Arc::new(audit::AuditService::default()),
             vault,
             oidc,
@@ -197,6 +208,11 @@ impl Server {
     /// no timeout.
     pub async fn shutdown(mut self) {
         self.shared.ready.store(false, Ordering::SeqCst);
+        let shard = self.shared.shard.get().cloned();
+        if let Some(s) = &shard {
+            // A core waiting for a share gives up (that event is not acknowledged).
+            s.stopping.store(true, Ordering::SeqCst);
+        }
         let tx = self.state.tx.clone();
         let core = self.core.take();
         let _ = tokio::task::spawn_blocking(move || {
@@ -210,6 +226,9 @@ impl Server {
             }
         })
         .await;
+        if let Some(s) = shard {
+            s.leave(&self.state.settings.data_dir).await;
+        }
     }
 }
 
@@ -241,9 +260,17 @@ pub async fn serve(
             );
         }
     }
+    let mut sharding = None;
     let log = match &settings.cluster {
         Some(c) => {
             let log = argus_cluster::Log::connect(&c.log_settings()).await?;
+            if let Some(n) = c.partitions {
+                let name = cluster::node_name();
+                let s = shard::Shard::connect(log.clone(), name.clone(), n).await?;
+                let own = log.ownership(&name, n as u32, c.lease_ttl()).await?;
+                eprintln!("argus: sharded cluster node `{name}`: {n} partitions");
+                sharding = Some((s, own));
+            }
             if let Some(at) = cluster::bootstrap(&log, &settings.data_dir)
                 .await
                 .map_err(|e| anyhow::anyhow!("starting from the shared snapshot: {e}"))?
@@ -272,7 +299,11 @@ pub async fn serve(
         (Some(_), Some(l)) => Some(l.0.clone()),
         (Some(_), None) => Some(loader()?.0),
     };
-    let server = Server::start_node(settings, loader, initial, log)?;
+    let shard = sharding.as_ref().map(|(s, _)| s.clone());
+    let server = Server::start_node(settings, loader, initial, log, shard.clone())?;
+    if let Some((s, own)) = sharding {
+        s.spawn(own);
+    }
     if let (Some(node), Ok(rt)) = (
         server.state.cluster.clone(),
         tokio::runtime::Handle::try_current(),
@@ -286,6 +317,7 @@ pub async fn serve(
             node.log.clone(),
             data.clone(),
             every,
+            shard,
         ));
     }
     if let (Some((out, every)), Some(config)) = (export, config) {

@@ -38,6 +38,16 @@ pub const CLUSTER_LEASES_HELD: &str = "argus_cluster_leases_held";
 pub const CLUSTER_SNAPSHOTS_SHARED: &str = "argus_cluster_snapshots_shared_total";
 /// In a cluster: the shared log's entries this node has handed to its core.
 pub const CLUSTER_CURSOR: &str = "argus_cluster_cursor";
+/// Sharded: time a node's core waited for other partitions' shares of one event.
+pub const SHARD_WAIT_SECONDS: &str = "argus_shard_wait_seconds";
+/// Sharded: partitions this node rebuilt (from a snapshot and its log) on taking them over.
+pub const SHARD_REBUILDS: &str = "argus_shard_rebuilds_total";
+/// Sharded: time one partition rebuild took.
+pub const SHARD_REBUILD_SECONDS: &str = "argus_shard_rebuild_seconds";
+/// Sharded: partitions whose feature state this node holds.
+pub const SHARD_PARTITIONS_HELD: &str = "argus_shard_partitions_held";
+/// Sharded: shares this node could not store after retrying (its owner recomputes them on takeover).
+pub const SHARD_PUBLISH_FAILURES: &str = "argus_shard_publish_failures_total";
 /// Audit records appended, by kind (`change`, `result`, `reveal`, `system`).
 pub const AUDIT_RECORDS: &str = "argus_audit_records_total";
 /// Changes refused because their audit record could not be written.

@@ -422,6 +422,11 @@ pub struct ClusterConfig {
     /// how soon another node takes over when the holder dies.
     #[serde(default = "default_lease_ttl")]
     pub lease_ttl: String,
+    /// Sharded apply: the feature state is split into this many partitions, each applied by the one
+    /// node that owns it (a lease), which shares its keys' values with the others (docs/cluster.md).
+    /// Unset: every node applies every partition (the replicated cluster). The same on every node.
+    #[serde(default)]
+    pub partitions: Option<usize>,
 }
 
 fn default_lease_ttl() -> String {
@@ -470,6 +475,24 @@ pub fn cluster(
             .collect();
         table.insert("servers".into(), toml::Value::Array(servers));
     }
+    if let Some(v) = env("ARGUS_CLUSTER_LEASE_TTL").filter(|v| !v.trim().is_empty()) {
+        table.insert(
+            "lease_ttl".into(),
+            toml::Value::String(v.trim().to_string()),
+        );
+    }
+    if let Some(v) = env("ARGUS_CLUSTER_PARTITIONS").filter(|v| !v.trim().is_empty()) {
+        match v.trim().parse::<i64>() {
+            Ok(n) => {
+                table.insert("partitions".into(), toml::Value::Integer(n));
+            }
+            Err(_) => {
+                return Err(vec![format!(
+                    "ARGUS_CLUSTER_PARTITIONS: `{v}` is not a number of partitions"
+                )])
+            }
+        }
+    }
     if let Some(v) = env("ARGUS_CLUSTER_REPLICAS").filter(|v| !v.trim().is_empty()) {
         match v.trim().parse::<i64>() {
             Ok(n) => {
@@ -503,6 +526,14 @@ pub fn cluster(
             "cluster.lease_ttl: `{}` is not a duration of at least 300ms (e.g. `10s`)",
             c.lease_ttl
         ));
+    }
+    if let Some(n) = c.partitions {
+        if !(1..=argus_engine::config::MAX_PARTITIONS).contains(&n) {
+            errors.push(format!(
+                "cluster.partitions: {n} (1 to {} partitions)",
+                argus_engine::config::MAX_PARTITIONS
+            ));
+        }
     }
     if parse_duration(&c.ack_timeout).is_none_or(|ms| ms <= 0) {
         errors.push(format!(

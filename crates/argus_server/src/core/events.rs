@@ -267,7 +267,13 @@ impl Core {
                 Ok(c) => c,
                 Err(a) => return Outcome::Answer(a),
             };
-            let r = self.engine.process(&ev).map(|p| (p.decision, p.findings));
+            let r = match self.shard() {
+                Some(shard) => match self.process_sharded(&ev, &shard) {
+                    Ok(r) => r,
+                    Err(a) => return Outcome::Answer(a),
+                },
+                None => self.engine.process(&ev).map(|p| (p.decision, p.findings)),
+            };
             return self.finish_live(c, r);
         }
         match self.engine.apply(&ev) {
@@ -515,7 +521,7 @@ pub(super) struct Live {
 }
 
 /// What the engine made of a live event: its decision and findings, or why it was refused.
-type LiveResult =
+pub(super) type LiveResult =
     Result<(Option<argus_policy::Decision>, Vec<argus_engine::Finding>), ProcessError>;
 
 /// A request's outcome from its items' answers: logged when any item was.

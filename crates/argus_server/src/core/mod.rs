@@ -31,6 +31,7 @@ mod lists;
 mod record;
 mod recovery;
 mod reload;
+mod shard;
 mod snapshots;
 mod views;
 
@@ -42,7 +43,7 @@ use record::*;
 pub(crate) use record::{load_event, stored_event};
 pub use record::{read_log, stored_event_json};
 use snapshots::*;
-pub(crate) use snapshots::{snapshot_position, snapshots as snapshot_files};
+pub(crate) use snapshots::{snapshot_held, snapshot_position, snapshots as snapshot_files};
 
 /// Log record kinds.
 pub const KIND_EVENT: u8 = 1;
@@ -322,6 +323,8 @@ pub struct Shared {
     pub overload: std::sync::atomic::AtomicU8,
     /// Per API key with a rate limit: (tokens left, when last refilled).
     pub buckets: std::sync::Mutex<HashMap<String, (f64, std::time::Instant)>>,
+    /// On a node of a sharded cluster: its side of the shares' exchange (set before the core starts).
+    pub shard: std::sync::OnceLock<Arc<crate::shard::Shard>>,
 }
 
 impl Shared {
@@ -398,6 +401,10 @@ pub struct Core {
     lifecycle: lifecycle::LifecycleState,
     /// In a cluster: the cluster log's entries applied (see [`KIND_CURSOR`]).
     stream_cursor: u64,
+    /// Sharded: when the held partitions were last checked against ownership (and announced).
+    shard_announced: Option<Instant>,
+    /// Sharded: partitions whose rebuild failed, and when (retried a second later).
+    rebuild_failures: HashMap<usize, Instant>,
 }
 
 /// Hours with hits kept per rule for the rule dashboard (the newest 72 such hours).
@@ -632,6 +639,7 @@ impl Core {
                         self.fail(format!("event log: {e}"));
                     }
                     self.housekeeping(false, true);
+                    self.sync_partitions_due();
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -696,6 +704,7 @@ impl Core {
             let t_house = Instant::now();
             self.housekeeping(false, false);
             m::observe(m::HOUSEKEEPING_SECONDS, t_house.elapsed().as_secs_f64());
+            self.sync_partitions_due();
         }
         self.shutdown();
     }

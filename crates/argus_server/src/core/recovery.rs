@@ -16,10 +16,20 @@ impl Core {
         trips: Option<tokio::sync::mpsc::Sender<argus_lifecycle::Trip>>,
     ) -> Result<(Core, Recovery), StartError> {
         let started = Instant::now();
-        let (cfg, loaded) = match initial {
+        let (mut cfg, loaded) = match initial {
             Some(x) => x,
             None => loader().map_err(|e| StartError::Config(format!("{e:#}")))?,
         };
+        let sharded = shared.shard.get().is_some();
+        if let Some(n) = settings.cluster.as_ref().and_then(|c| c.partitions) {
+            // Every node splits the keys alike: `[cluster] partitions`, whatever `[engine]` says.
+            cfg.partitions = n;
+        }
+        if sharded && Engine::new(cfg.clone()).stages_read_features() {
+            return Err(StartError::Config(
+                "[cluster] partitions: a stage reads the keyed features ([graph.propagation] aggregates), which a sharded node cannot rebuild from its log; remove the aggregates or the partitions".into(),
+            ));
+        }
         let data = settings.data_dir.clone();
         std::fs::create_dir_all(snapshot_dir(&data))
             .map_err(|e| StartError::State(format!("creating {}: {e}", data.display())))?;
@@ -162,7 +172,8 @@ impl Core {
             .map_or_else(|| "none".to_string(), |g| format!("{:016x}", g.fingerprint));
         let findings = crate::findings::FindingsStore::open(&data, 10_000, &epoch, wal.last_seq())
             .map_err(|e| StartError::State(format!("findings store in {}: {e}", data.display())))?;
-        let settings_workers = settings.partition_workers.enabled();
+        // A sharded node takes its events one at a time (each waits for the others' shares).
+        let settings_workers = settings.partition_workers.enabled() && !sharded;
         let mut core = Core {
             settings,
             loader,
@@ -206,6 +217,8 @@ impl Core {
                 ..Default::default()
             },
             stream_cursor,
+            shard_announced: None,
+            rebuild_failures: HashMap::new(),
         };
         core.shared
             .stream_cursor

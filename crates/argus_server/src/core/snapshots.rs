@@ -244,3 +244,9 @@ impl Core {
         }
     }
 }
+
+/// The feature partitions a server snapshot's engine held (`None`: all of them).
+pub(crate) fn snapshot_held(bytes: &[u8]) -> Result<Option<Vec<bool>>, String> {
+    let (_, eng) = decode_snapshot(bytes)?;
+    Engine::held_in_snapshot(eng).map_err(|e| e.to_string())
+}

@@ -96,6 +96,8 @@ impl Core {
         let at = self.engine.watermark().unwrap_or_else(now_ms);
         let mut features = BTreeMap::new();
         let mut key_value: Option<Value> = None;
+        // Sharded: the partitions whose owners hold this entity's features (not this node).
+        let mut elsewhere = std::collections::BTreeSet::new();
         for et in schema.types.iter().filter(|t| !t.internal) {
             for ep in &fs.plans[et.id as usize].entities {
                 let [slot] = ep.key_slots[..] else { continue };
@@ -121,6 +123,16 @@ impl Core {
                     time: at,
                     fields,
                 };
+                let held = self.engine.held();
+                if let Some(k) =
+                    argus_features::state::key_digest(&probe.fields, &ep.key_slots, ep.seed)
+                {
+                    let p = argus_features::state::partition_of(k, held.len());
+                    if !held[p] {
+                        elsewhere.insert(p);
+                        continue;
+                    }
+                }
                 let out = self.engine.peek(&probe).to_vec();
                 for g in &ep.groups {
                     for (fi, _) in &g.readers {
@@ -184,6 +196,7 @@ impl Core {
             "features": features,
             "lists": lists,
             "recent_decisions": recent,
+            "partitions_elsewhere": elsewhere,
         }))
     }
 
@@ -286,6 +299,11 @@ impl Core {
             "failed": self.failed,
             // In a cluster: the shared log's entries applied.
             "cluster_cursor": self.settings.cluster.as_ref().map(|_| self.stream_cursor),
+            // Sharded: the feature partitions whose state this node holds.
+            "partitions_held": self.shard().map(|_| {
+                let held = e.held();
+                (0..held.len()).filter(|p| held[*p]).collect::<Vec<_>>()
+            }),
         }))
     }
 

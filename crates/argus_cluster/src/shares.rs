@@ -1,0 +1,212 @@
+//! What a sharded cluster's nodes exchange besides the log: each partition owner's *share* of an
+//! event (the values its keys read as of that event), and the node snapshots a new owner rebuilds a
+//! partition from.
+//!
+//! - **Shares** live in the key-value bucket `<stream>-shares` under the key `<seq>.<partition>`
+//!   (`seq`: the event's sequence number, the same on every node that applies the same log), kept
+//!   for `keep` (an hour by default). A node reads them as they arrive ([`Shares::watch`]) and, when
+//!   it is behind (catching up after a restart), by key ([`Shares::get`]). Two owners of one
+//!   partition (a lease changing hands) write the same bytes: the values are a function of the log.
+//! - **Node snapshots** are objects `node.<name>` in the bucket `<stream>-snapshots`, described by
+//!   the log entry and node-log record they cover and the partitions the node held.
+
+use crate::{Error, Log, SharedSnapshot};
+use async_nats::jetstream::{self, consumer, kv};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::time::Duration;
+
+/// The shares bucket.
+#[derive(Clone)]
+pub struct Shares {
+    kv: kv::Store,
+    js: jetstream::Context,
+}
+
+/// A node snapshot in the object store: whose, what it covers, which partitions it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSnapshot {
+    pub object: String,
+    pub at: SharedSnapshot,
+    pub held: Vec<u32>,
+}
+
+/// The key of partition `p`'s share of the event numbered `seq`.
+pub fn share_key(seq: u64, p: u32) -> String {
+    format!("{seq}.{p}")
+}
+
+impl Log {
+    /// The shares bucket, created when absent with values kept for `keep`.
+    pub async fn shares(&self, keep: Duration) -> Result<Shares, Error> {
+        let kv = self
+            .ttl_bucket(
+                "shares",
+                "Argus partition owners' shares of each event (sharded apply)",
+                keep,
+            )
+            .await?;
+        Ok(Shares {
+            kv,
+            js: self.js.clone(),
+        })
+    }
+
+    /// Publishes this node's snapshot as `node.<node>` (replacing its earlier one), described by
+    /// what it covers and the partitions it holds.
+    pub async fn publish_node_snapshot(
+        &self,
+        node: &str,
+        at: SharedSnapshot,
+        held: &[u32],
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        let store = self.snapshots().await?;
+        let held: Vec<String> = held.iter().map(u32::to_string).collect();
+        let mut reader = bytes;
+        store
+            .put(
+                jetstream::object_store::ObjectMetadata {
+                    name: format!("node.{node}"),
+                    description: Some(format!("{} {} {}", at.cursor, at.record, held.join(","))),
+                    ..Default::default()
+                },
+                &mut reader,
+            )
+            .await
+            .map_err(|e| Error::Append(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Every node snapshot in the object store (not their bytes).
+    pub async fn node_snapshots(&self) -> Result<Vec<NodeSnapshot>, Error> {
+        let store = self.snapshots().await?;
+        let mut list = store.list().await.map_err(|e| Error::Read(e.to_string()))?;
+        let mut out = Vec::new();
+        while let Some(info) = list.next().await {
+            let info = info.map_err(|e| Error::Read(e.to_string()))?;
+            if !info.name.starts_with("node.") || info.deleted {
+                continue;
+            }
+            let Some(d) = info.description.as_deref() else {
+                continue;
+            };
+            let mut it = d.splitn(3, ' ');
+            let (Some(c), Some(r)) = (it.next(), it.next()) else {
+                continue;
+            };
+            let (Ok(cursor), Ok(record)) = (c.parse(), r.parse()) else {
+                continue;
+            };
+            let held = it
+                .next()
+                .unwrap_or("")
+                .split(',')
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            out.push(NodeSnapshot {
+                object: info.name.clone(),
+                at: SharedSnapshot { cursor, record },
+                held,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The bytes of the object `name` in the snapshots bucket, if it is there.
+    pub async fn fetch_object(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        let store = self.snapshots().await?;
+        let mut obj = match store.get(name).await {
+            Ok(o) => o,
+            Err(e) if e.kind() == jetstream::object_store::GetErrorKind::NotFound => {
+                return Ok(None)
+            }
+            Err(e) => return Err(Error::Read(e.to_string())),
+        };
+        let mut bytes = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut obj, &mut bytes)
+            .await
+            .map_err(|e| Error::Read(e.to_string()))?;
+        Ok(Some(bytes))
+    }
+}
+
+impl Shares {
+    /// Stores partition `p`'s share of event `seq` (on the bucket's replicas).
+    pub async fn put(&self, seq: u64, p: u32, value: Vec<u8>) -> Result<(), Error> {
+        self.kv
+            .put(share_key(seq, p), Bytes::from(value))
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Append(e.to_string()))
+    }
+
+    /// Partition `p`'s share of event `seq`, if stored (and not yet expired).
+    pub async fn get(&self, seq: u64, p: u32) -> Result<Option<Vec<u8>>, Error> {
+        self.kv
+            .get(share_key(seq, p))
+            .await
+            .map(|v| v.map(|b| b.to_vec()))
+            .map_err(|e| Error::Read(e.to_string()))
+    }
+
+    /// Hands every share stored from now on to `f` as it arrives, for ever: the watch is reopened
+    /// after an error (reported to `failed`), and what was stored meanwhile is left to
+    /// [`get`](Self::get).
+    pub async fn follow(&self, mut f: impl FnMut(u64, u32, &[u8]), mut failed: impl FnMut(&Error)) {
+        loop {
+            match self.watch().await {
+                Ok(stream) => {
+                    let mut stream = std::pin::pin!(stream);
+                    while let Some(item) = stream.next().await {
+                        match item {
+                            Ok((s, p, v)) => f(s, p, &v),
+                            Err(e) => {
+                                failed(&e);
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => failed(&e),
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// The shares stored from now on, as they arrive: `(seq, partition, value)` (an ordered
+    /// consumer on the bucket's stream; reopen it after an error).
+    pub async fn watch(
+        &self,
+    ) -> Result<impl futures_util::Stream<Item = Result<(u64, u32, Bytes), Error>>, Error> {
+        let stream = format!("KV_{}", self.kv.name);
+        let prefix = format!("$KV.{}.", self.kv.name);
+        let st = self
+            .js
+            .get_stream(&stream)
+            .await
+            .map_err(|e| Error::Read(e.to_string()))?;
+        let c = st
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::New,
+                filter_subject: format!("{prefix}>"),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Read(e.to_string()))?;
+        let messages = c.messages().await.map_err(|e| Error::Read(e.to_string()))?;
+        Ok(messages.filter_map(move |m| {
+            let out = match m {
+                Err(e) => Some(Err(Error::Read(e.to_string()))),
+                Ok(m) => m
+                    .subject
+                    .as_str()
+                    .strip_prefix(&prefix)
+                    .and_then(|k| k.split_once('.'))
+                    .and_then(|(s, p)| Some((s.parse().ok()?, p.parse().ok()?)))
+                    .map(|(s, p)| Ok((s, p, m.payload.clone()))),
+            };
+            std::future::ready(out)
+        }))
+    }
+}

@@ -1,0 +1,270 @@
+//! The core's side of sharded apply (see `crate::shard`): an event through the two halves of the
+//! engine's step with the other partitions' shares between them, the partitions held kept in line
+//! with ownership, and the rebuild of a partition this node takes over.
+
+use super::*;
+use crate::shard::Shard;
+use crate::wal::LogReader;
+use events::LiveResult;
+
+/// A partition whose rebuild failed is tried again after this long.
+const REBUILD_RETRY: Duration = Duration::from_secs(1);
+
+impl Core {
+    /// This node's shard, when the cluster is sharded.
+    pub(super) fn shard(&self) -> Option<Arc<Shard>> {
+        self.shared.shard.get().cloned()
+    }
+
+    /// A live event on a sharded node: the held partitions apply it and publish their shares; the
+    /// other partitions' shares are awaited (a partition this node comes to own meanwhile is rebuilt
+    /// here); then the vector is completed and the event decided as on any node. `Err`: the event
+    /// could not be completed (shutdown, a share that does not fit): the core refuses writes from
+    /// now on, as after a log failure, and the event is not acknowledged.
+    pub(super) fn process_sharded(
+        &mut self,
+        ev: &Event,
+        shard: &Arc<Shard>,
+    ) -> Result<LiveResult, Answer> {
+        self.sync_partitions(shard);
+        let b = match self.engine.begin_shared(ev) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        shard.publish(b.seq, &b.shares);
+        let t = Instant::now();
+        let mut remote: HashMap<usize, Vec<Value>> = HashMap::new();
+        let mut adopted = Vec::new();
+        for &p in &b.remote {
+            let share = loop {
+                if let Some(v) = shard.wait(b.seq, p as u32, Duration::from_millis(200)) {
+                    break Some(v);
+                }
+                if shard.stopping.load(Ordering::SeqCst) {
+                    break None;
+                }
+                if shard.view().owned.contains(&(p as u32)) && self.rebuild_due(p) {
+                    // This node owns the partition now, and nobody published its share: its
+                    // owner died part-way. Rebuild it through this event.
+                    match self.rebuild(p, Some(ev)) {
+                        Ok((scratch, Some(share))) => {
+                            shard.publish(b.seq, &[(p, share.clone())]);
+                            adopted.push((p, scratch));
+                            break Some(share);
+                        }
+                        Ok((_, None)) => {
+                            tracing::error!(
+                                partition = p,
+                                "sharded: the rebuilt partition did not answer the event"
+                            );
+                        }
+                        Err(e) => self.rebuild_failed(p, &e),
+                    }
+                }
+            };
+            match share {
+                Some(v) => {
+                    remote.insert(p, v);
+                }
+                None => {
+                    let why = format!("stopping while waiting for partition {p}'s share");
+                    self.fail(why.clone());
+                    return Err(error(Failure::Unavailable, "not_accepting_writes", why));
+                }
+            }
+        }
+        m::observe(m::SHARD_WAIT_SECONDS, t.elapsed().as_secs_f64());
+        let out = match self
+            .engine
+            .finish_shared(|p| remote.get(&p).map(Vec::as_slice), true)
+        {
+            Ok(p) => Ok((p.decision, p.findings)),
+            Err(p) => {
+                let why = format!(
+                    "partition {p:?}'s share does not fit this node's configuration: every node must run the same files"
+                );
+                self.fail(why.clone());
+                return Err(error(Failure::Internal, "shard_mismatch", why));
+            }
+        };
+        if !adopted.is_empty() {
+            for (p, mut scratch) in adopted {
+                self.engine.adopt_partition(p, &mut scratch);
+            }
+            shard.set_held(self.engine.held());
+        }
+        Ok(out)
+    }
+
+    /// Between events: drops the partitions another node owns and holds now, and rebuilds those
+    /// this node owns but does not hold.
+    pub(super) fn sync_partitions(&mut self, shard: &Arc<Shard>) {
+        let view = shard.view();
+        let held = self.engine.held().to_vec();
+        let mut changed = false;
+        for (p, &h) in held.iter().enumerate() {
+            let owned = view.owned.contains(&(p as u32));
+            if h && !owned && view.held_elsewhere.contains(&(p as u32)) {
+                self.engine.release_partition(p);
+                changed = true;
+            } else if !h && owned && self.rebuild_due(p) {
+                match self.rebuild(p, None) {
+                    Ok((mut scratch, _)) => {
+                        self.engine.adopt_partition(p, &mut scratch);
+                        changed = true;
+                    }
+                    Err(e) => self.rebuild_failed(p, &e),
+                }
+            }
+        }
+        if changed || self.shard_announced.is_none() {
+            shard.set_held(self.engine.held());
+        }
+        self.shard_announced = Some(Instant::now());
+    }
+
+    /// Sharded, between groups and when idle (at most every 200 ms, whether or not events arrive):
+    /// hands over and takes over partitions as ownership says.
+    pub(super) fn sync_partitions_due(&mut self) {
+        if self.failed.is_some() {
+            return;
+        }
+        let Some(shard) = self.shard() else { return };
+        if self
+            .shard_announced
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(200))
+        {
+            return;
+        }
+        self.sync_partitions(&shard);
+    }
+
+    fn rebuild_due(&self, p: usize) -> bool {
+        self.rebuild_failures
+            .get(&p)
+            .is_none_or(|at| at.elapsed() >= REBUILD_RETRY)
+    }
+
+    fn rebuild_failed(&mut self, p: usize, e: &str) {
+        tracing::warn!(
+            partition = p,
+            "sharded: cannot rebuild the partition yet: {e}"
+        );
+        self.rebuild_failures.insert(p, Instant::now());
+    }
+
+    /// Partition `p` as of the last record of this node's log (and, with `current`, after that
+    /// event too, whose share is returned): restored from the newest snapshot that holds it and
+    /// that this node's log continues (its own, another node's in the object store, or the empty
+    /// state when the log starts at the first record), then this node's log records since.
+    pub(super) fn rebuild(
+        &mut self,
+        p: usize,
+        current: Option<&Event>,
+    ) -> Result<(Engine, Option<Vec<Value>>), String> {
+        let t = Instant::now();
+        let shard = self.shard().ok_or("not sharded")?;
+        self.wal.flush().map_err(|e| format!("event log: {e}"))?;
+        let (first, last) = (self.wal.first_seq(), self.wal.last_seq());
+        let usable = |record: u64| record + 1 >= first && record <= last;
+        let cfg = self.engine.config.clone();
+        // Candidates, newest first: (record, where).
+        let mut found: Option<(u64, Engine)> = None;
+        for (seq, path) in snapshots(&self.settings.data_dir) {
+            if !usable(seq) {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            if let Ok(e) = restore_holding(&cfg, &bytes, p) {
+                found = Some((seq, e));
+                break;
+            }
+        }
+        let shared = shard
+            .block_on(shard.log.node_snapshots())
+            .map_err(|e| format!("listing the shared snapshots: {e}"))?;
+        let mut shared: Vec<_> = shared
+            .into_iter()
+            .filter(|s| s.held.contains(&(p as u32)) && usable(s.at.record))
+            .filter(|s| found.as_ref().is_none_or(|(r, _)| s.at.record > *r))
+            .collect();
+        shared.sort_by_key(|s| std::cmp::Reverse(s.at.record));
+        for s in shared {
+            let bytes = match shard.block_on(shard.log.fetch_object(&s.object)) {
+                Ok(Some(b)) => b,
+                _ => continue,
+            };
+            match restore_holding(&cfg, &bytes, p) {
+                Ok(e) => {
+                    found = Some((s.at.record, e));
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(object = %s.object, "sharded: a shared snapshot not used: {e}")
+                }
+            }
+        }
+        if found.is_none() && first <= 1 {
+            found = Some((0, Engine::new(cfg.clone())));
+        }
+        let (from, mut scratch) = found.ok_or_else(|| {
+            format!("no snapshot holding partition {p} at or after record {} (where this node's log starts) is there yet", first.saturating_sub(1))
+        })?;
+        for q in 0..scratch.held().len() {
+            if q != p && scratch.held()[q] {
+                scratch.release_partition(q);
+            }
+        }
+        let mut reader =
+            LogReader::open(&self.settings.data_dir.join("log")).map_err(|e| e.to_string())?;
+        let mut replayed = 0u64;
+        while let Some((seq, kind, payload)) = reader.read_next_ref().map_err(|e| e.to_string())? {
+            if seq <= from || kind != KIND_EVENT {
+                continue;
+            }
+            if seq > last {
+                break;
+            }
+            let Some((_, stored, _)) = split_event(payload) else {
+                return Err(format!("log record {seq} is unreadable"));
+            };
+            let ev = load_event(scratch.schema(), stored)?;
+            let _ = scratch.apply(&ev);
+            replayed += 1;
+        }
+        let share = match current {
+            None => None,
+            Some(ev) => {
+                let b = scratch
+                    .begin_shared(ev)
+                    .map_err(|e| format!("the event at hand: {e}"))?;
+                b.shares.into_iter().find(|(q, _)| *q == p).map(|(_, v)| v)
+            }
+        };
+        let secs = t.elapsed().as_secs_f64();
+        m::inc(m::SHARD_REBUILDS, 1);
+        m::observe(m::SHARD_REBUILD_SECONDS, secs);
+        self.rebuild_failures.remove(&p);
+        tracing::info!(
+            partition = p,
+            from_record = from,
+            replayed,
+            millis = (secs * 1000.0) as u64,
+            "sharded: rebuilt a partition this node took over"
+        );
+        Ok((scratch, share))
+    }
+}
+
+/// An engine restored from a server snapshot's bytes, if it holds partition `p`.
+fn restore_holding(cfg: &argus_engine::Config, bytes: &[u8], p: usize) -> Result<Engine, String> {
+    let (_, eng) = decode_snapshot(bytes)?;
+    let e = Engine::restore(cfg.clone(), eng).map_err(|e| e.to_string())?;
+    if e.held().get(p).copied().unwrap_or(false) {
+        Ok(e)
+    } else {
+        Err(format!("does not hold partition {p}"))
+    }
+}

@@ -1,0 +1,334 @@
+//! A node of a *sharded* cluster (`[cluster] partitions = N`): the feature state is split into `N`
+//! partitions by entity key, and each partition is applied by the node that owns it
+//! (`argus_cluster::Ownership`: leases in JetStream KV, wanted owner by rendezvous hashing).
+//!
+//! Every node still applies every entry of the shared log in its order: the sequencer (idempotency,
+//! lateness, delayed labels, sequence numbers), the global stages (graph, text), the rules and models
+//! and the decision records are the replicated cluster's. What is split is the keyed state, the
+//! memory and the work that grow with the keys:
+//!
+//! 1. For each event, the core applies the keys of the partitions it holds
+//!    (`Engine::begin_shared`) and publishes each one's *share* — the values those keys read as of
+//!    the event — under `<seq>.<partition>` in the bucket `<stream>-shares` ([`Shard::publish`]).
+//! 2. It waits for the shares of the event's other partitions from their owners ([`Shard::wait`]),
+//!    completes the vector (`Engine::finish_shared`) and decides, as every node does.
+//!
+//! A node that comes to own a partition it does not hold (a node died, joined or drained) rebuilds it
+//! (`core::shard`): the newest snapshot that holds it (its own, or another node's `node.<name>` in
+//! the object store, or the empty state when its log starts at the first record), then its own log
+//! since, and the event at hand. A node keeps a partition it no longer owns until its new owner
+//! announces holding it, so that no partition's state ever exists nowhere. Two holders of one
+//! partition publish the same bytes (the values are a function of the log), so a lease changing hands
+//! never makes two answers.
+
+use crate::metrics as m;
+use argus_event::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// A share on its way to the bucket: (event sequence number, partition, encoded values).
+type Outgoing = (u64, u32, Vec<u8>);
+
+/// What the ownership task last saw.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// Partitions this node owns (its leases).
+    pub owned: BTreeSet<u32>,
+    /// Partitions another node owns and announces holding.
+    pub held_elsewhere: BTreeSet<u32>,
+}
+
+/// This node's side of sharded apply.
+pub struct Shard {
+    /// The partition count, the same on every node.
+    pub partitions: usize,
+    /// This node's name (its leases, its snapshot object).
+    pub node: String,
+    pub log: argus_cluster::Log,
+    rt: tokio::runtime::Handle,
+    shares: argus_cluster::Shares,
+    got: Mutex<HashMap<(u64, u32), Vec<Value>>>,
+    arrived: Condvar,
+    view: Mutex<View>,
+    /// What the core holds now, for the ownership task to announce.
+    held: Mutex<Vec<u32>>,
+    out: tokio::sync::mpsc::UnboundedSender<Outgoing>,
+    out_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Outgoing>>>,
+    /// Set on shutdown: a core waiting for a share gives up (the event is not acknowledged).
+    pub stopping: AtomicBool,
+    /// Waits since the last pruning of `got`.
+    waits: AtomicU64,
+    /// Set on shutdown once the final snapshot is shared: the ownership task drains.
+    draining: AtomicBool,
+    drain_now: tokio::sync::Notify,
+    drained: tokio::sync::Notify,
+    /// The newest snapshot record shared as this node's object.
+    shared_record: AtomicU64,
+}
+
+/// How long shares are kept in their bucket: a node further behind than this cannot catch up
+/// from its own state (it starts again from a shared snapshot).
+pub const KEEP_SHARES: Duration = Duration::from_secs(3600);
+
+impl Shard {
+    /// Connects this node's side: the shares bucket (created when absent). Call from the runtime.
+    pub async fn connect(
+        log: argus_cluster::Log,
+        node: String,
+        partitions: usize,
+    ) -> Result<Arc<Shard>, argus_cluster::Error> {
+        let shares = log.shares(KEEP_SHARES).await?;
+        let (out, out_rx) = tokio::sync::mpsc::unbounded_channel();
+        Ok(Arc::new(Shard {
+            partitions,
+            node,
+            log,
+            rt: tokio::runtime::Handle::current(),
+            shares,
+            got: Mutex::new(HashMap::new()),
+            arrived: Condvar::new(),
+            view: Mutex::new(View::default()),
+            held: Mutex::new(Vec::new()),
+            out,
+            out_rx: Mutex::new(Some(out_rx)),
+            stopping: AtomicBool::new(false),
+            waits: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            drain_now: tokio::sync::Notify::new(),
+            drained: tokio::sync::Notify::new(),
+            shared_record: AtomicU64::new(0),
+        }))
+    }
+
+    /// Starts the tasks: the ownership rounds, the shares' watch and their publisher.
+    pub fn spawn(self: &Arc<Self>, own: argus_cluster::Ownership) {
+        let me = self.clone();
+        self.rt.spawn(async move { me.own(own).await });
+        let me = self.clone();
+        self.rt.spawn(async move {
+            let shares = me.shares.clone();
+            let got = me.clone();
+            shares
+                .follow(
+                    move |seq, p, bytes| got.arrive(seq, p, bytes),
+                    |e| tracing::warn!("sharded: watching the shares: {e}; reopening"),
+                )
+                .await
+        });
+        let rx = self.out_rx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(rx) = rx {
+            let shares = self.shares.clone();
+            self.rt.spawn(publisher(shares, rx));
+        }
+    }
+
+    fn arrive(&self, seq: u64, p: u32, bytes: &[u8]) {
+        let Ok(v) = bincode::deserialize::<Vec<Value>>(bytes) else {
+            tracing::error!(seq, partition = p, "sharded: an undecodable share");
+            return;
+        };
+        self.got
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((seq, p), v);
+        self.arrived.notify_all();
+    }
+
+    /// Publishes the shares of the partitions this node holds, for event `seq` (stored in the
+    /// background; the core does not wait for them).
+    pub fn publish(&self, seq: u64, shares: &[(usize, Vec<Value>)]) {
+        for (p, v) in shares {
+            match bincode::serialize(v) {
+                Ok(b) => {
+                    let _ = self.out.send((seq, *p as u32, b));
+                }
+                Err(e) => tracing::error!(seq, partition = p, "sharded: encoding a share: {e}"),
+            }
+        }
+    }
+
+    /// Partition `p`'s share of event `seq`: as it arrives within `within`, else from the bucket
+    /// (stored before this node watched: it is catching up). `None`: not there yet.
+    pub fn wait(&self, seq: u64, p: u32, within: Duration) -> Option<Vec<Value>> {
+        let deadline = Instant::now() + within;
+        let mut g = self.got.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(v) = g.remove(&(seq, p)) {
+                if self.waits.fetch_add(1, Ordering::Relaxed).is_multiple_of(4096) {
+                    // Shares are consumed in sequence order: older ones are not needed any more
+                    // (among them this node's own, which it never reads back).
+                    g.retain(|(s, _), _| *s >= seq);
+                }
+                return Some(v);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let step = (deadline - now).min(Duration::from_millis(20));
+            g = self
+                .arrived
+                .wait_timeout(g, step)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        drop(g);
+        let shares = self.shares.clone();
+        let got = self.rt.block_on(async move {
+            tokio::time::timeout(Duration::from_secs(2), shares.get(seq, p)).await
+        });
+        match got {
+            Ok(Ok(Some(b))) => bincode::deserialize(&b).ok(),
+            _ => None,
+        }
+    }
+
+    /// What the ownership task last saw.
+    pub fn view(&self) -> View {
+        self.view.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records what the core holds now (announced at the next ownership round).
+    pub fn set_held(&self, held: &[bool]) {
+        let list: Vec<u32> = (0..held.len() as u32)
+            .filter(|p| held[*p as usize])
+            .collect();
+        m::set_gauge(m::SHARD_PARTITIONS_HELD, list.len() as f64);
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = list;
+    }
+
+    /// Runs `f` on the runtime from the core's thread.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// The ownership rounds: announce what the core holds, renew and rebalance the leases, then
+    /// publish what was seen to the core. On shutdown, drains (releases every lease at once).
+    async fn own(self: Arc<Self>, mut own: argus_cluster::Ownership) {
+        loop {
+            if self.draining.load(Ordering::SeqCst) {
+                if let Err(e) = own.drain().await {
+                    tracing::warn!("sharded: draining: {e}");
+                }
+                self.drained.notify_one();
+                return;
+            }
+            let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Err(e) = own.announce(&held).await {
+                tracing::warn!("sharded: announcing the held partitions: {e}");
+            }
+            let owned = match own.step().await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!("sharded: ownership round: {e}");
+                    own.owned()
+                }
+            };
+            let held_elsewhere = own.held_elsewhere().await.unwrap_or_else(|e| {
+                tracing::warn!("sharded: reading the other nodes' partitions: {e}");
+                self.view().held_elsewhere
+            });
+            {
+                let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+                if view.owned != owned {
+                    tracing::info!(?owned, "sharded: the partitions this node owns");
+                }
+                *view = View {
+                    owned,
+                    held_elsewhere,
+                };
+            }
+            self.arrived.notify_all();
+            tokio::select! {
+                _ = tokio::time::sleep(own.step_every()) => {}
+                _ = self.drain_now.notified() => {}
+            }
+        }
+    }
+
+    /// Shares this node's newest snapshot as its object `node.<name>`, with the partitions it holds,
+    /// when it is newer than the one shared last: what a node taking over one of its partitions
+    /// rebuilds from.
+    pub async fn share_node_snapshot(&self, data: &std::path::Path) {
+        let Some((seq, path)) = crate::core::snapshot_files(data).into_iter().next() else {
+            return;
+        };
+        if seq <= self.shared_record.load(Ordering::SeqCst) {
+            return;
+        }
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("sharded: reading {}: {e}", path.display());
+                return;
+            }
+        };
+        let (Ok((record, cursor)), Ok(held)) = (
+            crate::core::snapshot_position(&bytes),
+            crate::core::snapshot_held(&bytes),
+        ) else {
+            return;
+        };
+        let held: Vec<u32> = match held {
+            Some(h) => (0..h.len() as u32).filter(|p| h[*p as usize]).collect(),
+            None => (0..self.partitions as u32).collect(),
+        };
+        let at = argus_cluster::SharedSnapshot { cursor, record };
+        match self
+            .log
+            .publish_node_snapshot(&self.node, at, &held, &bytes)
+            .await
+        {
+            Ok(()) => {
+                self.shared_record.store(seq, Ordering::SeqCst);
+                tracing::info!(
+                    record,
+                    partitions = held.len(),
+                    "sharded: shared this node's snapshot"
+                );
+            }
+            Err(e) => tracing::warn!("sharded: sharing this node's snapshot: {e}"),
+        }
+    }
+
+    /// On shutdown, after the core wrote its final snapshot: shares it, then releases every lease
+    /// and this node's membership at once (the new owners rebuild from that snapshot).
+    pub async fn leave(&self, data: &std::path::Path) {
+        self.share_node_snapshot(data).await;
+        self.draining.store(true, Ordering::SeqCst);
+        self.drain_now.notify_one();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.drained.notified()).await;
+    }
+}
+
+/// Stores the shares the core publishes, many at a time; a failed store is retried (a share that
+/// is never stored would leave the others waiting until the partition's next owner recomputes it).
+async fn publisher(
+    shares: argus_cluster::Shares,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
+) {
+    let limit = Arc::new(tokio::sync::Semaphore::new(256));
+    while let Some((seq, p, bytes)) = rx.recv().await {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        let shares = shares.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            for attempt in 0..20u32 {
+                match shares.put(seq, p, bytes.clone()).await {
+                    Ok(()) => return,
+                    Err(e) if attempt == 19 => {
+                        tracing::warn!(seq, partition = p, "sharded: storing a share: {e}");
+                    }
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(100 << attempt.min(4))).await
+                    }
+                }
+            }
+            m::inc(m::SHARD_PUBLISH_FAILURES, 1);
+        });
+    }
+}
