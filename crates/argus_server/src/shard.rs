@@ -156,7 +156,11 @@ impl Shard {
         let mut g = self.got.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(v) = g.remove(&(seq, p)) {
-                if self.waits.fetch_add(1, Ordering::Relaxed).is_multiple_of(4096) {
+                if self
+                    .waits
+                    .fetch_add(1, Ordering::Relaxed)
+                    .is_multiple_of(4096)
+                {
                     // Shares are consumed in sequence order: older ones are not needed any more
                     // (among them this node's own, which it never reads back).
                     g.retain(|(s, _), _| *s >= seq);

@@ -304,6 +304,8 @@ impl Core {
                 let held = e.held();
                 (0..held.len()).filter(|p| held[*p]).collect::<Vec<_>>()
             }),
+            // Sharded: the partitions whose lease this node holds (as of its last ownership round).
+            "partitions_owned": self.shard().map(|s| s.view().owned),
         }))
     }
 
