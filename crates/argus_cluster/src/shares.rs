@@ -78,6 +78,41 @@ impl Log {
         Ok(())
     }
 
+    /// Checks this node's `shape` (partition count and configuration fingerprints) against the
+    /// cluster's, recorded by the first sharded node in the object store (object `shape`): a node
+    /// that would split keys or compute shares otherwise is refused before it takes part.
+    pub async fn check_shape(&self, shape: &str) -> Result<(), Error> {
+        let store = self.snapshots().await?;
+        match store.info("shape").await {
+            Ok(info) => match info.description.as_deref() {
+                Some(d) if d == shape => Ok(()),
+                other => Err(Error::Stream {
+                    stream: format!("{}-snapshots", self.stream),
+                    message: format!(
+                        "this sharded cluster's shape is `{}`, this node's `{shape}`: every node must run with the same [cluster] partitions and the same schema and feature definitions",
+                        other.unwrap_or("?")
+                    ),
+                }),
+            },
+            Err(e) if e.kind() == jetstream::object_store::InfoErrorKind::NotFound => {
+                let mut empty: &[u8] = &[];
+                store
+                    .put(
+                        jetstream::object_store::ObjectMetadata {
+                            name: "shape".into(),
+                            description: Some(shape.to_string()),
+                            ..Default::default()
+                        },
+                        &mut empty,
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| Error::Append(e.to_string()))
+            }
+            Err(e) => Err(Error::Read(e.to_string())),
+        }
+    }
+
     /// Every node snapshot in the object store (not their bytes).
     pub async fn node_snapshots(&self) -> Result<Vec<NodeSnapshot>, Error> {
         let store = self.snapshots().await?;

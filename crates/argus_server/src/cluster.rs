@@ -69,6 +69,22 @@ pub fn node_name() -> String {
     )
 }
 
+/// A sharded node's name for its leases and its snapshot object: kept in the data directory
+/// (`cluster-node`), so that a restarted node is the same member (it reclaims its leases once they
+/// expire, and replaces its snapshot object rather than adding one).
+pub fn stable_node_name(data: &Path) -> std::io::Result<String> {
+    let path = data.join("cluster-node");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        Ok(_) | Err(_) => {
+            std::fs::create_dir_all(data)?;
+            let name = node_name();
+            argus_engine::engine::write_atomically(&path, format!("{name}\n").as_bytes())?;
+            Ok(name)
+        }
+    }
+}
+
 /// Whether this node does the one-node duties now: always on a single node; in a cluster while it
 /// holds the `duties` lease.
 pub fn on_duty(st: &AppState) -> bool {
@@ -122,14 +138,9 @@ enum Replicated {
 
 impl Node {
     pub fn new(log: argus_cluster::Log) -> Node {
-        Node::named(log, node_name())
-    }
-
-    /// A node with the given name (a sharded node's, chosen before its leases are taken).
-    pub fn named(log: argus_cluster::Log, name: String) -> Node {
         Node {
             log,
-            name,
+            name: node_name(),
             next: AtomicU64::new(1),
             waiters: Mutex::new(HashMap::new()),
             duties: Arc::new(std::sync::atomic::AtomicBool::new(false)),

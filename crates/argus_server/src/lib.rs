@@ -64,7 +64,6 @@ impl Server {
     ) -> Result<Server, core::StartError> {
         metrics::install();
         let shared = Arc::new(Shared::default());
-        let name = shard.as_ref().map(|s| s.node.clone());
         if let Some(s) = shard {
             let _ = shared.shard.set(s);
         }
@@ -158,12 +157,9 @@ impl Server {
             }),
             settings: Arc::new(settings),
             decoder,
-            cluster: log.map(|l| {
-                Arc::new(match name {
-                    Some(n) => cluster::Node::named(l, n),
-                    None => cluster::Node::new(l),
-                })
-            }),
+            // The node's name in entries' origins is this process's own (a restarted node must not
+            // take answers meant for its previous process); a sharded node's lease name is stable.
+            cluster: log.map(|l| Arc::new(cluster::Node::new(l))),
             audit: Arc::new(audit::AuditService::default()),
             vault,
             oidc,
@@ -209,9 +205,13 @@ impl Server {
     pub async fn shutdown(mut self) {
         self.shared.ready.store(false, Ordering::SeqCst);
         let shard = self.shared.shard.get().cloned();
-        if let Some(s) = &shard {
-            // A core waiting for a share gives up (that event is not acknowledged).
-            s.stopping.store(true, Ordering::SeqCst);
+        if let Some(s) = shard.clone() {
+            // The events in flight finish (the final snapshot needs a core that has not failed);
+            // a core still waiting for a share after 10 s gives up (that event is not acknowledged).
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                s.stopping.store(true, Ordering::SeqCst);
+            });
         }
         let tx = self.state.tx.clone();
         let core = self.core.take();
@@ -265,7 +265,20 @@ pub async fn serve(
         Some(c) => {
             let log = argus_cluster::Log::connect(&c.log_settings()).await?;
             if let Some(n) = c.partitions {
-                let name = cluster::node_name();
+                let name = cluster::stable_node_name(&settings.data_dir).map_err(|e| {
+                    anyhow::anyhow!("the node's name in {}: {e}", settings.data_dir.display())
+                })?;
+                let cfg = match &initial {
+                    Some(l) => l.0.clone(),
+                    None => loader()?.0,
+                };
+                log.check_shape(&format!(
+                    "partitions={n} schema={:016x} features={:016x} secret={:016x}",
+                    cfg.schema.fingerprint(),
+                    cfg.features.fingerprint(),
+                    cfg.secret_fingerprint
+                ))
+                .await?;
                 let s = shard::Shard::connect(log.clone(), name.clone(), n).await?;
                 let own = log.ownership(&name, n as u32, c.lease_ttl()).await?;
                 eprintln!("argus: sharded cluster node `{name}`: {n} partitions");

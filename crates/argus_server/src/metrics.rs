@@ -46,7 +46,7 @@ pub const SHARD_REBUILDS: &str = "argus_shard_rebuilds_total";
 pub const SHARD_REBUILD_SECONDS: &str = "argus_shard_rebuild_seconds";
 /// Sharded: partitions whose feature state this node holds.
 pub const SHARD_PARTITIONS_HELD: &str = "argus_shard_partitions_held";
-/// Sharded: shares this node could not store after retrying (its owner recomputes them on takeover).
+/// Sharded: attempts to store a share that failed (each is retried until it is stored).
 pub const SHARD_PUBLISH_FAILURES: &str = "argus_shard_publish_failures_total";
 /// Audit records appended, by kind (`change`, `result`, `reveal`, `system`).
 pub const AUDIT_RECORDS: &str = "argus_audit_records_total";

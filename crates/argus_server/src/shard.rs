@@ -64,8 +64,17 @@ pub struct Shard {
     draining: AtomicBool,
     drain_now: tokio::sync::Notify,
     drained: tokio::sync::Notify,
-    /// The newest snapshot record shared as this node's object.
+    /// The newest snapshot record shared as this node's object, and the partitions it holds.
     shared_record: AtomicU64,
+    shared_held: Mutex<Vec<u32>>,
+    /// The shared log's entries the core has applied (its cursor).
+    pub cursor: AtomicU64,
+    /// Set when the core failed: it publishes no more shares, so its leases must pass.
+    pub core_failed: AtomicBool,
+    /// The newest event whose shares the core began, and the newest share seen arriving.
+    consumed: AtomicU64,
+    newest_seen: AtomicU64,
+    arrivals: AtomicU64,
 }
 
 /// How long shares are kept in their bucket: a node further behind than this cannot catch up
@@ -99,6 +108,12 @@ impl Shard {
             drain_now: tokio::sync::Notify::new(),
             drained: tokio::sync::Notify::new(),
             shared_record: AtomicU64::new(0),
+            shared_held: Mutex::new(Vec::new()),
+            cursor: AtomicU64::new(0),
+            core_failed: AtomicBool::new(false),
+            consumed: AtomicU64::new(0),
+            newest_seen: AtomicU64::new(0),
+            arrivals: AtomicU64::new(0),
         }))
     }
 
@@ -129,11 +144,42 @@ impl Shard {
             tracing::error!(seq, partition = p, "sharded: an undecodable share");
             return;
         };
-        self.got
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((seq, p), v);
+        self.newest_seen.fetch_max(seq, Ordering::SeqCst);
+        let mut g = self.got.lock().unwrap_or_else(|e| e.into_inner());
+        g.insert((seq, p), v);
+        if self
+            .arrivals
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(1024)
+        {
+            // Shares of events the core is past are never read (among them this node's own).
+            let past = self.consumed.load(Ordering::SeqCst);
+            g.retain(|(s, _), _| *s >= past);
+        }
+        drop(g);
         self.arrived.notify_all();
+    }
+
+    /// Records that the core began event `seq` (older shares are not needed any more).
+    pub fn note_seq(&self, seq: u64) {
+        self.consumed.store(seq, Ordering::SeqCst);
+    }
+
+    fn get_stored(&self, seq: u64, p: u32) -> Option<Vec<Value>> {
+        let shares = self.shares.clone();
+        let got = self.rt.block_on(async move {
+            tokio::time::timeout(Duration::from_secs(2), shares.get(seq, p)).await
+        });
+        match got {
+            Ok(Ok(Some(b))) => match bincode::deserialize(&b) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::error!(seq, partition = p, "sharded: an undecodable share: {e}");
+                    None
+                }
+            },
+            _ => None,
+        }
     }
 
     /// Publishes the shares of the partitions this node holds, for event `seq` (stored in the
@@ -153,6 +199,18 @@ impl Shard {
     /// (stored before this node watched: it is catching up). `None`: not there yet.
     pub fn wait(&self, seq: u64, p: u32, within: Duration) -> Option<Vec<Value>> {
         let deadline = Instant::now() + within;
+        if self.newest_seen.load(Ordering::SeqCst) > seq {
+            // Newer shares arrived already: this node is behind (catching up), and this share was
+            // most likely stored before it watched. Ask the bucket at once.
+            let cached = self
+                .got
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&(seq, p));
+            if let Some(v) = cached.or_else(|| self.get_stored(seq, p)) {
+                return Some(v);
+            }
+        }
         let mut g = self.got.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(v) = g.remove(&(seq, p)) {
@@ -179,14 +237,7 @@ impl Shard {
                 .0;
         }
         drop(g);
-        let shares = self.shares.clone();
-        let got = self.rt.block_on(async move {
-            tokio::time::timeout(Duration::from_secs(2), shares.get(seq, p)).await
-        });
-        match got {
-            Ok(Ok(Some(b))) => bincode::deserialize(&b).ok(),
-            _ => None,
-        }
+        self.get_stored(seq, p)
     }
 
     /// What the ownership task last saw.
@@ -211,7 +262,37 @@ impl Shard {
     /// The ownership rounds: announce what the core holds, renew and rebalance the leases, then
     /// publish what was seen to the core. On shutdown, drains (releases every lease at once).
     async fn own(self: Arc<Self>, mut own: argus_cluster::Ownership) {
+        // A node that is behind (restarted, or started from a shared snapshot) takes no lease until
+        // it has applied the log as it stood when it started: otherwise the others would wait for
+        // its shares while it catches up.
+        let target = loop {
+            match self.log.last_seq().await {
+                Ok(s) => break s,
+                Err(e) => {
+                    tracing::warn!("sharded: reading the log's length: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        while self.cursor.load(Ordering::SeqCst) < target
+            && !self.stopping.load(Ordering::SeqCst)
+            && !self.core_failed.load(Ordering::SeqCst)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::info!(
+            entry = target,
+            "sharded: caught up; taking part in ownership"
+        );
         loop {
+            if self.core_failed.load(Ordering::SeqCst) {
+                tracing::error!("sharded: the core failed: releasing every lease");
+                if let Err(e) = own.drain().await {
+                    tracing::warn!("sharded: draining: {e}");
+                }
+                *self.view.lock().unwrap_or_else(|e| e.into_inner()) = View::default();
+                return;
+            }
             if self.draining.load(Ordering::SeqCst) {
                 if let Err(e) = own.drain().await {
                     tracing::warn!("sharded: draining: {e}");
@@ -219,7 +300,19 @@ impl Shard {
                 self.drained.notify_one();
                 return;
             }
-            let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            // Announced as held: what the core holds *and* a shared snapshot of this node holds, so
+            // that the previous holder keeps a partition until it can be rebuilt from the store
+            // even if this node dies.
+            let held: Vec<u32> = {
+                let shared = self.shared_held.lock().unwrap_or_else(|e| e.into_inner());
+                self.held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .copied()
+                    .filter(|p| shared.contains(p))
+                    .collect()
+            };
             if let Err(e) = own.announce(&held).await {
                 tracing::warn!("sharded: announcing the held partitions: {e}");
             }
@@ -287,6 +380,7 @@ impl Shard {
         {
             Ok(()) => {
                 self.shared_record.store(seq, Ordering::SeqCst);
+                *self.shared_held.lock().unwrap_or_else(|e| e.into_inner()) = held.clone();
                 tracing::info!(
                     record,
                     partitions = held.len(),
@@ -321,18 +415,23 @@ async fn publisher(
         let shares = shares.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            for attempt in 0..20u32 {
+            // Retried for as long as it takes: the others wait for this share.
+            for attempt in 0u32.. {
                 match shares.put(seq, p, bytes.clone()).await {
                     Ok(()) => return,
-                    Err(e) if attempt == 19 => {
-                        tracing::warn!(seq, partition = p, "sharded: storing a share: {e}");
-                    }
-                    Err(_) => {
+                    Err(e) => {
+                        if attempt % 20 == 19 {
+                            tracing::warn!(
+                                seq,
+                                partition = p,
+                                "sharded: storing a share: {e}; retrying"
+                            );
+                        }
+                        m::inc(m::SHARD_PUBLISH_FAILURES, 1);
                         tokio::time::sleep(Duration::from_millis(100 << attempt.min(4))).await
                     }
                 }
             }
-            m::inc(m::SHARD_PUBLISH_FAILURES, 1);
         });
     }
 }

@@ -311,6 +311,15 @@ impl LogReader {
         })
     }
 
+    /// Skips the segments that end before record `seq`: the next record read is the first of the
+    /// segment holding `seq` (or of an earlier one). Call before reading.
+    pub fn skip_to(&mut self, seq: u64) {
+        if self.next_seg == 0 && self.bytes.is_empty() {
+            let i = self.firsts.partition_point(|&f| f <= seq);
+            self.next_seg = i.saturating_sub(1);
+        }
+    }
+
     /// The first record number of the oldest segment (0 for an empty log).
     pub fn first_seq(&self) -> u64 {
         self.firsts.first().copied().unwrap_or(0)

@@ -896,6 +896,10 @@ impl Core {
     }
 
     fn fail(&mut self, why: String) {
+        if let Some(s) = self.shard() {
+            // Its shares stop: its leases must pass to nodes that will publish them.
+            s.core_failed.store(true, Ordering::SeqCst);
+        }
         self.shared.failed.store(true, Ordering::SeqCst);
         self.shared.ready.store(false, Ordering::SeqCst);
         self.failed = Some(why);
@@ -1014,6 +1018,9 @@ impl Core {
         }
         self.stream_cursor = seq;
         self.shared.stream_cursor.store(seq, Ordering::SeqCst);
+        if let Some(s) = self.shard() {
+            s.cursor.store(seq, Ordering::SeqCst);
+        }
         self.since_snap += 1;
         Outcome::Logged(ok(json!({ "cursor": seq })))
     }

@@ -32,6 +32,7 @@ impl Core {
             Err(e) => return Ok(Err(e)),
         };
         shard.publish(b.seq, &b.shares);
+        shard.note_seq(b.seq);
         let t = Instant::now();
         let mut remote: HashMap<usize, Vec<Value>> = HashMap::new();
         let mut adopted = Vec::new();
@@ -219,6 +220,7 @@ impl Core {
         }
         let mut reader =
             LogReader::open(&self.settings.data_dir.join("log")).map_err(|e| e.to_string())?;
+        reader.skip_to(from + 1);
         let mut replayed = 0u64;
         while let Some((seq, kind, payload)) = reader.read_next_ref().map_err(|e| e.to_string())? {
             if seq <= from || kind != KIND_EVENT {
@@ -258,8 +260,12 @@ impl Core {
     }
 }
 
-/// An engine restored from a server snapshot's bytes, if it holds partition `p`.
+/// An engine restored from a server snapshot's bytes, if it holds partition `p` (read from the
+/// header before restoring).
 fn restore_holding(cfg: &argus_engine::Config, bytes: &[u8], p: usize) -> Result<Engine, String> {
+    if snapshot_held(bytes)?.is_some_and(|h| !h.get(p).copied().unwrap_or(false)) {
+        return Err(format!("does not hold partition {p}"));
+    }
     let (_, eng) = decode_snapshot(bytes)?;
     let e = Engine::restore(cfg.clone(), eng).map_err(|e| e.to_string())?;
     if e.held().get(p).copied().unwrap_or(false) {
