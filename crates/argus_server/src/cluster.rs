@@ -680,18 +680,10 @@ pub async fn bootstrap(
 
 /// Shares this node's newest snapshot through JetStream's object store every `every`, when it is
 /// newer than the one there: new nodes start from it.
-pub async fn share_snapshots(
-    log: argus_cluster::Log,
-    data: PathBuf,
-    every: Duration,
-    shard: Option<Arc<crate::shard::Shard>>,
-) {
+pub async fn share_snapshots(log: argus_cluster::Log, data: PathBuf, every: Duration) {
     let mut shared = 0u64;
     loop {
         tokio::time::sleep(every).await;
-        if let Some(s) = &shard {
-            s.share_node_snapshot(&data).await;
-        }
         let Some((seq, path)) = core::snapshot_files(&data).into_iter().next() else {
             continue;
         };

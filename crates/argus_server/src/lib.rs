@@ -315,7 +315,7 @@ pub async fn serve(
     let shard = sharding.as_ref().map(|(s, _)| s.clone());
     let server = Server::start_node(settings, loader, initial, log, shard.clone())?;
     if let Some((s, own)) = sharding {
-        s.spawn(own);
+        s.spawn(own, data.clone());
     }
     if let (Some(node), Ok(rt)) = (
         server.state.cluster.clone(),
@@ -330,7 +330,6 @@ pub async fn serve(
             node.log.clone(),
             data.clone(),
             every,
-            shard,
         ));
     }
     if let (Some((out, every)), Some(config)) = (export, config) {

@@ -65,7 +65,7 @@ pub struct Shard {
     drain_now: tokio::sync::Notify,
     drained: tokio::sync::Notify,
     /// The newest snapshot record shared as this node's object, and the partitions it holds.
-    shared_record: AtomicU64,
+    shared_record: Mutex<(u64, Option<std::time::SystemTime>)>,
     shared_held: Mutex<Vec<u32>>,
     /// The shared log's entries the core has applied (its cursor).
     pub cursor: AtomicU64,
@@ -107,7 +107,7 @@ impl Shard {
             draining: AtomicBool::new(false),
             drain_now: tokio::sync::Notify::new(),
             drained: tokio::sync::Notify::new(),
-            shared_record: AtomicU64::new(0),
+            shared_record: Mutex::new((0, None)),
             shared_held: Mutex::new(Vec::new()),
             cursor: AtomicU64::new(0),
             core_failed: AtomicBool::new(false),
@@ -117,8 +117,20 @@ impl Shard {
         }))
     }
 
-    /// Starts the tasks: the ownership rounds, the shares' watch and their publisher.
-    pub fn spawn(self: &Arc<Self>, own: argus_cluster::Ownership) {
+    /// Starts the tasks: the ownership rounds, the shares' watch and their publisher, and the sharing
+    /// of this node's newest snapshot (checked every second: a partition changing hands waits for
+    /// it).
+    pub fn spawn(self: &Arc<Self>, own: argus_cluster::Ownership, data: std::path::PathBuf) {
+        let me = self.clone();
+        self.rt.spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if me.draining.load(Ordering::SeqCst) {
+                    return;
+                }
+                me.share_node_snapshot(&data).await;
+            }
+        });
         let me = self.clone();
         self.rt.spawn(async move { me.own(own).await });
         let me = self.clone();
@@ -158,6 +170,14 @@ impl Shard {
         }
         drop(g);
         self.arrived.notify_all();
+    }
+
+    /// Whether this node's shared snapshot holds partition `p`.
+    pub fn shares_snapshot_of(&self, p: u32) -> bool {
+        self.shared_held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&p)
     }
 
     /// Records that the core began event `seq` (older shares are not needed any more).
@@ -352,7 +372,13 @@ impl Shard {
         let Some((seq, path)) = crate::core::snapshot_files(data).into_iter().next() else {
             return;
         };
-        if seq <= self.shared_record.load(Ordering::SeqCst) {
+        // A snapshot is rewritten under the same record number when the held partitions changed
+        // with nothing logged: its modification time tells.
+        let stamp = (
+            seq,
+            std::fs::metadata(&path).and_then(|m| m.modified()).ok(),
+        );
+        if *self.shared_record.lock().unwrap_or_else(|e| e.into_inner()) == stamp {
             return;
         }
         let bytes = match tokio::fs::read(&path).await {
@@ -379,7 +405,7 @@ impl Shard {
             .await
         {
             Ok(()) => {
-                self.shared_record.store(seq, Ordering::SeqCst);
+                *self.shared_record.lock().unwrap_or_else(|e| e.into_inner()) = stamp;
                 *self.shared_held.lock().unwrap_or_else(|e| e.into_inner()) = held.clone();
                 tracing::info!(
                     record,

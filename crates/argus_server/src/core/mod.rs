@@ -405,6 +405,9 @@ pub struct Core {
     shard_announced: Option<Instant>,
     /// Sharded: partitions whose rebuild failed, and when (retried a second later).
     rebuild_failures: HashMap<usize, Instant>,
+    /// A snapshot is wanted now (sharded: this node holds a partition no shared snapshot of it
+    /// holds yet, which its previous holder keeps until one does).
+    snapshot_soon: bool,
 }
 
 /// Hours with hits kept per rule for the rule dashboard (the newest 72 such hours).

@@ -219,6 +219,7 @@ impl Core {
             stream_cursor,
             shard_announced: None,
             rebuild_failures: HashMap::new(),
+            snapshot_soon: false,
         };
         core.shared
             .stream_cursor

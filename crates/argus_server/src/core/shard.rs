@@ -121,6 +121,23 @@ impl Core {
         if changed || self.shard_announced.is_none() {
             shard.set_held(self.engine.held());
         }
+        // A partition held and owned here that no shared snapshot of this node holds yet: its
+        // previous holder keeps it until one does, so write one soon.
+        let unshared = view.owned.iter().any(|p| {
+            self.engine
+                .held()
+                .get(*p as usize)
+                .copied()
+                .unwrap_or(false)
+                && !shard.shares_snapshot_of(*p)
+        });
+        if unshared
+            && self.copying.is_none()
+            && self.snap_job.is_none()
+            && self.last_snap.elapsed() >= Duration::from_secs(2)
+        {
+            self.snapshot_soon = true;
+        }
         self.shard_announced = Some(Instant::now());
     }
 

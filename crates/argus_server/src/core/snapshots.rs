@@ -169,10 +169,11 @@ impl Core {
             }
             return;
         }
-        let due = self.since_snap > 0
-            && (force
-                || self.since_snap >= self.settings.snapshot_every_events
-                || self.last_snap.elapsed() >= self.settings.snapshot_interval);
+        let due = self.snapshot_soon
+            || self.since_snap > 0
+                && (force
+                    || self.since_snap >= self.settings.snapshot_every_events
+                    || self.last_snap.elapsed() >= self.settings.snapshot_interval);
         if !due || self.snap_job.is_some() {
             return;
         }
@@ -188,6 +189,7 @@ impl Core {
         self.last_step = Instant::now();
         m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
         self.since_snap = 0;
+        self.snapshot_soon = false;
         self.last_snap = Instant::now();
         if force {
             self.housekeeping(true, true);
