@@ -209,7 +209,10 @@ shnode() { local name=$1 port=$2
   PIDS+=($!); eval "PID_$name=$!"
   for _ in $(seq 100); do grep -q listening "$W/$name.out" 2>/dev/null && return; sleep 0.1; done
   echo "node $name did not start:" >&2; cat "$W/$name.err" >&2; exit 1; }
-held() { curl -sf "$1/v1/admin/status" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(",".join(map(str, d["partitions_held"] or [])), d["keys"])'; }
+held() { curl -sf -m 5 "$1/v1/admin/status" 2>/dev/null | python3 -c 'import json,sys
+try:
+    d = json.load(sys.stdin); print(",".join(map(str, d["partitions_held"] or [])), d["keys"])
+except ValueError: print("", 0)'; }
 # settle URL…: until the nodes hold the 12 partitions between them, one node each (a few events
 # first: a node checks ownership between events and every 200 ms).
 settle() {

@@ -309,12 +309,11 @@ pub struct Engine {
     stages: Vec<Box<dyn crate::stages::Stage>>,
     /// `[deadlines]` at work: stage faults injected on purpose (tests), and the models' worker.
     ctl: Ctl,
-    /// A sharded node's event between [`begin_shared`](Engine::begin_shared) and
-    /// [`finish_shared`](Engine::finish_shared): its sequence number and own labels.
-    begun: Option<(u64, Vec<OwnLabel>)>,
 }
 
-/// What the first half of a sharded node's step produced ([`Engine::begin_shared`]).
+/// What the first half of a sharded node's step produced ([`Engine::begin_shared`]), until
+/// [`Engine::finish_shared`] completes it. Several events may be begun before the first is finished
+/// (their keyed state is applied in order; the stages and decisions follow in order at finish).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Begun {
     /// The event's sequence number: the same on every node that applies the same log.
@@ -325,6 +324,10 @@ pub struct Begun {
     /// The partitions not held here that the event's keys fall in: whose shares
     /// [`Engine::finish_shared`] needs.
     pub remote: Vec<usize>,
+    /// The event as features and rules see it, its vector so far, its own labels.
+    event: Event,
+    out: Vec<Value>,
+    labels: Vec<OwnLabel>,
 }
 
 /// The section of a snapshot that names the partitions a sharded node's engine held.
@@ -871,7 +874,6 @@ impl Engine {
             out: vec![Value::Null; n],
             stages,
             ctl: Ctl::default(),
-            begun: None,
         }
     }
 
@@ -903,8 +905,9 @@ impl Engine {
     /// (a node of a sharded cluster): the sequencer admits the event (the same checks, sequence
     /// number and released labels as `process`), the held partitions apply it, and their shares are
     /// returned for the nodes that do not hold them, with the partitions whose shares this node
-    /// needs. [`finish_shared`](Self::finish_shared) completes the event; nothing else may run on
-    /// the engine in between.
+    /// needs. [`finish_shared`](Self::finish_shared) completes the event. Other events may be begun
+    /// meanwhile; they are finished in the order they were begun, and nothing else (`process`,
+    /// `apply`, a snapshot) runs on the engine until every begun event is finished.
     pub fn begin_shared(&mut self, ev: &Event) -> Result<Begun, ProcessError> {
         self.ctl.start = Some(std::time::Instant::now());
         let seen = &mut self.current;
@@ -924,28 +927,39 @@ impl Engine {
             .state
             .apply_held(fs, &self.current, self.sq.seq, &mut self.out);
         let remote = self.state.remote_partitions(fs, &self.current);
-        self.begun = Some((self.sq.seq, labels));
+        let n = self.out.len();
         Ok(Begun {
             seq: self.sq.seq,
             shares,
             remote,
+            event: self.current.clone(),
+            out: std::mem::replace(&mut self.out, vec![Value::Null; n]),
+            labels,
         })
     }
 
     /// The second half: the other partitions' shares (`remote(p)`, from their owners) complete the
     /// feature vector, then the global stages and the decision (when `decide`) run as in
     /// [`process`](Self::process). The result equals `process` on an engine holding every partition.
-    /// `Err(Some(p))`: partition `p`'s share is missing or does not fit (the event stays half
-    /// applied: the caller stops using this engine); `Err(None)`: no event was begun.
+    /// `Err(p)`: partition `p`'s share is missing or does not fit (the event stays half applied: the
+    /// caller stops using this engine).
     pub fn finish_shared<'v>(
         &mut self,
+        begun: Begun,
         remote: impl FnMut(usize) -> Option<&'v [Value]>,
         decide: bool,
-    ) -> Result<Processed<'_>, Option<usize>> {
-        let (seq, labels) = self.begun.take().ok_or(None)?;
+    ) -> Result<Processed<'_>, usize> {
+        let Begun {
+            seq,
+            event,
+            out,
+            labels,
+            ..
+        } = begun;
+        self.current = event;
+        self.out = out;
         self.state
-            .fill_remote(&self.config.features, &self.current, &mut self.out, remote)
-            .map_err(Some)?;
+            .fill_remote(&self.config.features, &self.current, &mut self.out, remote)?;
         let (decision, findings) = conclude(
             &self.config,
             self.policies.as_ref(),

@@ -300,7 +300,7 @@ impl Core {
     /// A live event's checks before the engine: a duplicate of a logged event is answered with that
     /// event's decision; otherwise what its log record needs is prepared (the event as decoded,
     /// personal data already tokenized, with its label columns, by field name).
-    fn prepare(&mut self, ev: &Event, t0: Instant) -> Result<Live, Answer> {
+    pub(super) fn prepare(&mut self, ev: &Event, t0: Instant) -> Result<Live, Answer> {
         let schema = self.engine.schema().clone();
         let idh = id_hash(&ev.id);
         if let Some(a) = self.duplicate_answer(ev.ty, idh, &ev.id) {
@@ -339,7 +339,7 @@ impl Core {
 
     /// What the engine made of a live event, logged and answered: the decision is serialized once,
     /// for the log record and the answer; findings are stored after the record, never before.
-    fn finish_live(&mut self, c: Live, processed: LiveResult) -> Outcome {
+    pub(super) fn finish_live(&mut self, c: Live, processed: LiveResult) -> Outcome {
         let (found, mut decision) = match processed {
             Ok((d, f)) => (f, d),
             Err(e) => {
@@ -525,7 +525,7 @@ pub(super) type LiveResult =
     Result<(Option<argus_policy::Decision>, Vec<argus_engine::Finding>), ProcessError>;
 
 /// A request's outcome from its items' answers: logged when any item was.
-fn request_outcome(mut results: Vec<Answer>, logged: bool, batch: bool) -> Outcome {
+pub(super) fn request_outcome(mut results: Vec<Answer>, logged: bool, batch: bool) -> Outcome {
     let answer = if batch {
         Answer::Batch(results)
     } else {

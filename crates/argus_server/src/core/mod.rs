@@ -667,14 +667,17 @@ impl Core {
             let t_group = Instant::now();
             // Consecutive event requests wait in `run` to be handled together (see `flush_run`).
             let mut run: Vec<Msg> = Vec::new();
+            let sharded = self.shared.shard.get().is_some();
             for msg in group.drain(..) {
+                // Sharded, the entries' cursors go with their events: a run spans many entries.
                 if matches!(
                     msg.req,
                     Request::Events {
                         labels_only: false,
                         ..
                     }
-                ) {
+                ) || (sharded && matches!(msg.req, Request::Cursor(_)))
+                {
                     run.push(msg);
                     continue;
                 }
@@ -838,6 +841,21 @@ impl Core {
             })
             .sum();
         let writes_refused = self.failed.is_some() || self.shared.failed.load(Ordering::SeqCst);
+        if self.shared.shard.get().is_some() && !writes_refused {
+            let (replies, reqs): (Vec<_>, Vec<_>) = run.drain(..).map(|m| (m.reply, m.req)).unzip();
+            match self.guarded(|core| core.events_sharded(reqs)) {
+                Ok(outs) => answers.extend(replies.into_iter().zip(outs)),
+                Err(failed) => {
+                    for tx in replies {
+                        let a = match &failed {
+                            Outcome::Answer(a) | Outcome::Logged(a) => a.clone(),
+                        };
+                        answers.push((tx, Outcome::Answer(a)));
+                    }
+                }
+            }
+            return;
+        }
         if events < RUN_MIN_EVENTS
             || self.engine.feature_state().partitions() < 2
             || !self.workers

@@ -5,7 +5,7 @@
 use super::*;
 use crate::shard::Shard;
 use crate::wal::LogReader;
-use events::LiveResult;
+use events::{Live, LiveResult};
 
 /// A partition whose rebuild failed is tried again after this long.
 const REBUILD_RETRY: Duration = Duration::from_secs(1);
@@ -16,11 +16,10 @@ impl Core {
         self.shared.shard.get().cloned()
     }
 
-    /// A live event on a sharded node: the held partitions apply it and publish their shares; the
-    /// other partitions' shares are awaited (a partition this node comes to own meanwhile is rebuilt
-    /// here); then the vector is completed and the event decided as on any node. `Err`: the event
-    /// could not be completed (shutdown, a share that does not fit): the core refuses writes from
-    /// now on, as after a log failure, and the event is not acknowledged.
+    /// A live event on a sharded node, alone (labels; the runs of event requests go through
+    /// [`events_sharded`](Self::events_sharded)). `Err`: the event could not be completed (shutdown,
+    /// a share that does not fit): the core refuses writes from now on, as after a log failure, and
+    /// the event is not acknowledged.
     pub(super) fn process_sharded(
         &mut self,
         ev: &Event,
@@ -33,31 +32,162 @@ impl Core {
         };
         shard.publish(b.seq, &b.shares);
         shard.note_seq(b.seq);
+        let mut rebuilt = Rebuilt::default();
+        let events = std::slice::from_ref(ev);
+        let out = self.complete_shared(b, shard, events, 0, &mut rebuilt);
+        self.adopt_rebuilt(shard, rebuilt);
+        out
+    }
+
+    /// A run of event requests and cursors on a sharded node, in order: every event is begun (the
+    /// sequencer, the held partitions, their shares published) before the first is finished, so that
+    /// the waits for the other owners' shares overlap; then each is finished, logged and answered in
+    /// order, and each cursor recorded after its entry's events — the records, decisions and state of
+    /// one event at a time.
+    pub(super) fn events_sharded(&mut self, reqs: Vec<Request>) -> Vec<Outcome> {
+        let t0 = Instant::now();
+        let Some(shard) = self.shard() else {
+            return reqs.into_iter().map(|r| self.handle(r)).collect();
+        };
+        self.sync_partitions(&shard);
+        enum Item {
+            Done(Outcome),
+            Begun(Live, usize, Result<argus_engine::Begun, ProcessError>),
+        }
+        enum Step {
+            Events(bool, Vec<Item>),
+            Other(Request),
+        }
+        let mut steps = Vec::with_capacity(reqs.len());
+        let mut events: Vec<Event> = Vec::new();
+        for req in reqs {
+            let Request::Events {
+                items,
+                decoded,
+                batch,
+                labels_only: false,
+                ..
+            } = req
+            else {
+                steps.push(Step::Other(req));
+                continue;
+            };
+            let mut decoded = decoded.into_iter();
+            let mut row = Vec::with_capacity(items.len());
+            for raw in &items {
+                let d = decoded
+                    .next()
+                    .unwrap_or_else(|| self.engine.decoder().decode_bytes(raw.get().as_bytes()));
+                if let Some(why) = &self.failed {
+                    row.push(Item::Done(Outcome::Answer(error(
+                        Failure::Unavailable,
+                        "not_accepting_writes",
+                        format!("{why}; restart the server (it recovers from the log)"),
+                    ))));
+                    continue;
+                }
+                match self
+                    .edge(d, false)
+                    .and_then(|ev| self.prepare(&ev, t0).map(|c| (ev, c)))
+                {
+                    Ok((ev, c)) => {
+                        let b = self.engine.begin_shared(&ev);
+                        if let Ok(b) = &b {
+                            shard.publish(b.seq, &b.shares);
+                            shard.note_seq(b.seq);
+                        }
+                        row.push(Item::Begun(c, events.len(), b));
+                        events.push(ev);
+                    }
+                    Err(a) => row.push(Item::Done(Outcome::Answer(a))),
+                }
+            }
+            steps.push(Step::Events(batch, row));
+        }
+        let mut rebuilt = Rebuilt::default();
+        let mut outs = Vec::with_capacity(steps.len());
+        for step in steps {
+            match step {
+                Step::Other(req) => outs.push(self.handle(req)),
+                Step::Events(batch, row) => {
+                    let mut logged = false;
+                    let mut results = Vec::with_capacity(row.len());
+                    for item in row {
+                        let out = match item {
+                            Item::Done(o) => o,
+                            Item::Begun(c, j, b) => {
+                                let res = match b {
+                                    Err(e) => Ok(Err(e)),
+                                    Ok(b) => {
+                                        self.complete_shared(b, &shard, &events, j, &mut rebuilt)
+                                    }
+                                };
+                                match res {
+                                    Ok(r) if self.failed.is_none() => self.finish_live(c, r),
+                                    Ok(_) => Outcome::Answer(error(
+                                        Failure::Unavailable,
+                                        "not_accepting_writes",
+                                        "the core failed part-way through this run; restart the server (it recovers from the log)",
+                                    )),
+                                    Err(a) => Outcome::Answer(a),
+                                }
+                            }
+                        };
+                        match out {
+                            Outcome::Logged(a) => {
+                                logged = true;
+                                results.push(a);
+                            }
+                            Outcome::Answer(a) => results.push(a),
+                        }
+                    }
+                    outs.push(events::request_outcome(results, logged, batch));
+                }
+            }
+        }
+        self.adopt_rebuilt(&shard, rebuilt);
+        outs
+    }
+
+    /// The second half of a begun event: the other partitions' shares (awaited; a partition this
+    /// node now owns and nobody answered is rebuilt through `events[j..]`, the events begun from this
+    /// one on), then the vector, stages and decision.
+    fn complete_shared(
+        &mut self,
+        b: argus_engine::Begun,
+        shard: &Arc<Shard>,
+        events: &[Event],
+        j: usize,
+        rebuilt: &mut Rebuilt,
+    ) -> Result<LiveResult, Answer> {
         let t = Instant::now();
         let mut remote: HashMap<usize, Vec<Value>> = HashMap::new();
-        let mut adopted = Vec::new();
         for &p in &b.remote {
             let share = loop {
+                if let Some(v) = rebuilt.share(p, b.seq) {
+                    break Some(v);
+                }
                 if let Some(v) = shard.wait(b.seq, p as u32, Duration::from_millis(200)) {
                     break Some(v);
                 }
                 if shard.stopping.load(Ordering::SeqCst) {
                     break None;
                 }
-                if shard.view().owned.contains(&(p as u32)) && self.rebuild_due(p) {
+                if shard.view().owned.contains(&(p as u32))
+                    && !rebuilt.engines.contains_key(&p)
+                    && self.rebuild_due(p)
+                {
                     // This node owns the partition now, and nobody published its share: its
-                    // owner died part-way. Rebuild it through this event.
-                    match self.rebuild(p, Some(ev)) {
-                        Ok((scratch, Some(share))) => {
-                            shard.publish(b.seq, &[(p, share.clone())]);
-                            adopted.push((p, scratch));
-                            break Some(share);
-                        }
-                        Ok((_, None)) => {
-                            tracing::error!(
-                                partition = p,
-                                "sharded: the rebuilt partition did not answer the event"
-                            );
+                    // owner died part-way. Rebuild it through the events begun from this one on.
+                    match self.rebuild(p, &events[j..]) {
+                        Ok((scratch, shares)) => {
+                            for (seq, v) in &shares {
+                                shard.publish(*seq, &[(p, v.clone())]);
+                            }
+                            rebuilt
+                                .shares
+                                .extend(shares.into_iter().map(|(s, v)| ((p, s), v)));
+                            rebuilt.engines.insert(p, scratch);
                         }
                         Err(e) => self.rebuild_failed(p, &e),
                     }
@@ -75,26 +205,30 @@ impl Core {
             }
         }
         m::observe(m::SHARD_WAIT_SECONDS, t.elapsed().as_secs_f64());
-        let out = match self
+        match self
             .engine
-            .finish_shared(|p| remote.get(&p).map(Vec::as_slice), true)
+            .finish_shared(b, |p| remote.get(&p).map(Vec::as_slice), true)
         {
-            Ok(p) => Ok((p.decision, p.findings)),
+            Ok(p) => Ok(Ok((p.decision, p.findings))),
             Err(p) => {
                 let why = format!(
-                    "partition {p:?}'s share does not fit this node's configuration: every node must run the same files"
+                    "partition {p}'s share does not fit this node's configuration: every node must run the same files"
                 );
                 self.fail(why.clone());
-                return Err(error(Failure::Internal, "shard_mismatch", why));
+                Err(error(Failure::Internal, "shard_mismatch", why))
             }
-        };
-        if !adopted.is_empty() {
-            for (p, mut scratch) in adopted {
-                self.engine.adopt_partition(p, &mut scratch);
-            }
-            shard.set_held(self.engine.held());
         }
-        Ok(out)
+    }
+
+    /// Takes the partitions rebuilt during a run (each as of the run's last event).
+    fn adopt_rebuilt(&mut self, shard: &Arc<Shard>, rebuilt: Rebuilt) {
+        if rebuilt.engines.is_empty() {
+            return;
+        }
+        for (p, mut scratch) in rebuilt.engines {
+            self.engine.adopt_partition(p, &mut scratch);
+        }
+        shard.set_held(self.engine.held());
     }
 
     /// Between events: drops the partitions another node owns and holds now, and rebuilds those
@@ -109,7 +243,7 @@ impl Core {
                 self.engine.release_partition(p);
                 changed = true;
             } else if !h && owned && self.rebuild_due(p) {
-                match self.rebuild(p, None) {
+                match self.rebuild(p, &[]) {
                     Ok((mut scratch, _)) => {
                         self.engine.adopt_partition(p, &mut scratch);
                         changed = true;
@@ -171,15 +305,16 @@ impl Core {
         self.rebuild_failures.insert(p, Instant::now());
     }
 
-    /// Partition `p` as of the last record of this node's log (and, with `current`, after that
-    /// event too, whose share is returned): restored from the newest snapshot that holds it and
-    /// that this node's log continues (its own, another node's in the object store, or the empty
-    /// state when the log starts at the first record), then this node's log records since.
+    /// Partition `p` as of the last record of this node's log and then the `pending` events (begun
+    /// and not yet logged), whose shares of it are returned with their sequence numbers: restored
+    /// from the newest snapshot that holds it and that this node's log continues (its own, another
+    /// node's in the object store, or the empty state when the log starts at the first record),
+    /// then this node's log records since.
     pub(super) fn rebuild(
         &mut self,
         p: usize,
-        current: Option<&Event>,
-    ) -> Result<(Engine, Option<Vec<Value>>), String> {
+        pending: &[Event],
+    ) -> Result<(Engine, SharesOf), String> {
         let t = Instant::now();
         let shard = self.shard().ok_or("not sharded")?;
         self.wal.flush().map_err(|e| format!("event log: {e}"))?;
@@ -253,15 +388,15 @@ impl Core {
             let _ = scratch.apply(&ev);
             replayed += 1;
         }
-        let share = match current {
-            None => None,
-            Some(ev) => {
-                let b = scratch
-                    .begin_shared(ev)
-                    .map_err(|e| format!("the event at hand: {e}"))?;
-                b.shares.into_iter().find(|(q, _)| *q == p).map(|(_, v)| v)
+        // The pending events: begun, never finished (only the partition is kept).
+        let mut shares = Vec::new();
+        for ev in pending {
+            if let Ok(b) = scratch.begin_shared(ev) {
+                if let Some((_, v)) = b.shares.into_iter().find(|(q, _)| *q == p) {
+                    shares.push((b.seq, v));
+                }
             }
-        };
+        }
         let secs = t.elapsed().as_secs_f64();
         m::inc(m::SHARD_REBUILDS, 1);
         m::observe(m::SHARD_REBUILD_SECONDS, secs);
@@ -273,7 +408,24 @@ impl Core {
             millis = (secs * 1000.0) as u64,
             "sharded: rebuilt a partition this node took over"
         );
-        Ok((scratch, share))
+        Ok((scratch, shares))
+    }
+}
+
+/// One partition's shares of events, with their sequence numbers.
+type SharesOf = Vec<(u64, Vec<Value>)>;
+
+/// Partitions rebuilt during a run: their engines (adopted after the run) and their shares of the
+/// run's events, by (partition, sequence number).
+#[derive(Default)]
+struct Rebuilt {
+    engines: HashMap<usize, Engine>,
+    shares: HashMap<(usize, u64), Vec<Value>>,
+}
+
+impl Rebuilt {
+    fn share(&mut self, p: usize, seq: u64) -> Option<Vec<Value>> {
+        self.shares.remove(&(p, seq))
     }
 }
 
