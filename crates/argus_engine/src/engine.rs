@@ -909,20 +909,8 @@ impl Engine {
     /// meanwhile; they are finished in the order they were begun, and nothing else (`process`,
     /// `apply`, a snapshot) runs on the engine until every begun event is finished.
     pub fn begin_shared(&mut self, ev: &Event) -> Result<Begun, ProcessError> {
-        self.ctl.start = Some(std::time::Instant::now());
-        let seen = &mut self.current;
-        seen.id.clone_from(&ev.id);
-        seen.ty = ev.ty;
-        seen.time = ev.time;
-        seen.fields.clone_from(&ev.fields);
-        self.released.clear();
-        let labels = self.sq.admit(&self.config, seen, &mut self.released)?;
+        let labels = self.admit(ev)?;
         let fs = &self.config.features;
-        let mut seq = self.sq.seq - self.released.len() as u64 - 1;
-        for r in &self.released {
-            seq += 1;
-            self.state.apply(fs, r, seq, None);
-        }
         let shares = self
             .state
             .apply_held(fs, &self.current, self.sq.seq, &mut self.out);
@@ -1246,7 +1234,9 @@ impl Engine {
         self.step(ev, false)
     }
 
-    fn step(&mut self, ev: &Event, decide: bool) -> Result<Processed<'_>, ProcessError> {
+    /// The start of every step: the event copied into the engine's buffer (its own label columns
+    /// taken out by the sequencer), admitted, and the labels it releases applied before it.
+    fn admit(&mut self, ev: &Event) -> Result<Vec<OwnLabel>, ProcessError> {
         self.ctl.start = Some(std::time::Instant::now());
         // The event as features and rules see it: a copy into a reused buffer, whose own label
         // columns the sequencer takes out.
@@ -1263,6 +1253,12 @@ impl Engine {
             seq += 1;
             self.state.apply(fs, r, seq, None);
         }
+        Ok(labels)
+    }
+
+    fn step(&mut self, ev: &Event, decide: bool) -> Result<Processed<'_>, ProcessError> {
+        let labels = self.admit(ev)?;
+        let fs = &self.config.features;
         self.state
             .apply(fs, &self.current, self.sq.seq, Some(&mut self.out));
         let (decision, findings) = conclude(

@@ -843,17 +843,8 @@ impl Core {
         let writes_refused = self.failed.is_some() || self.shared.failed.load(Ordering::SeqCst);
         if self.shared.shard.get().is_some() && !writes_refused {
             let (replies, reqs): (Vec<_>, Vec<_>) = run.drain(..).map(|m| (m.reply, m.req)).unzip();
-            match self.guarded(|core| core.events_sharded(reqs)) {
-                Ok(outs) => answers.extend(replies.into_iter().zip(outs)),
-                Err(failed) => {
-                    for tx in replies {
-                        let a = match &failed {
-                            Outcome::Answer(a) | Outcome::Logged(a) => a.clone(),
-                        };
-                        answers.push((tx, Outcome::Answer(a)));
-                    }
-                }
-            }
+            let outs = self.guarded(|core| core.events_sharded(reqs));
+            answer_run(answers, replies, outs);
             return;
         }
         if events < RUN_MIN_EVENTS
@@ -885,17 +876,8 @@ impl Core {
                 replies.push(msg.reply);
             }
         }
-        match self.guarded(|core| core.events_run(reqs)) {
-            Ok(outs) => answers.extend(replies.into_iter().zip(outs)),
-            Err(failed) => {
-                for tx in replies {
-                    let a = match &failed {
-                        Outcome::Answer(a) | Outcome::Logged(a) => a.clone(),
-                    };
-                    answers.push((tx, Outcome::Answer(a)));
-                }
-            }
-        }
+        let outs = self.guarded(|core| core.events_run(reqs));
+        answer_run(answers, replies, outs);
     }
 
     fn shutdown(&mut self) {
@@ -1044,6 +1026,26 @@ impl Core {
         }
         self.since_snap += 1;
         Outcome::Logged(ok(json!({ "cursor": seq })))
+    }
+}
+
+/// The answers of a run handled together: each request's outcome, or, when handling it panicked,
+/// the failure for every request of the run.
+fn answer_run(
+    answers: &mut Vec<(oneshot::Sender<Answer>, Outcome)>,
+    replies: Vec<oneshot::Sender<Answer>>,
+    outs: Result<Vec<Outcome>, Outcome>,
+) {
+    match outs {
+        Ok(outs) => answers.extend(replies.into_iter().zip(outs)),
+        Err(failed) => {
+            for tx in replies {
+                let a = match &failed {
+                    Outcome::Answer(a) | Outcome::Logged(a) => a.clone(),
+                };
+                answers.push((tx, Outcome::Answer(a)));
+            }
+        }
     }
 }
 
