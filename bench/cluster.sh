@@ -213,7 +213,7 @@ held() { curl -sf -m 5 "$1/v1/admin/status" 2>/dev/null | python3 -c 'import jso
 try:
     d = json.load(sys.stdin); print(",".join(map(str, d["partitions_held"] or [])), d["keys"])
 except ValueError: print("", 0)'; }
-# settle URL…: until the nodes hold the 12 partitions between them, one node each (a few events
+# settle URL…: until the nodes hold the 24 partitions between them, one node each (a few events
 # first: a node checks ownership between events and every 200 ms).
 settle() {
   for _ in $(seq 300); do

@@ -1324,7 +1324,7 @@ fn stop(n: &mut Node) {
     }
 }
 
-/// Sharded apply, end to end: three nodes each hold a share of the 6 feature partitions and
+/// Sharded apply, end to end: three nodes each hold a share of the 24 feature partitions and
 /// exchange their keys' values event by event. Through a SIGKILL of a node (its partitions are
 /// taken over and rebuilt by the others), a SIGKILL of a NATS server, a new node joining
 /// (rebalancing: it starts from the shared snapshot and rebuilds the partitions it wins) and a

@@ -1,7 +1,7 @@
 //! Partition ownership: which node owns which of the engine's partitions, as leases in JetStream's
 //! key-value store (the design of P3.5: "partition ownership is a lease in the engine's own
-//! primitives, not in code of Argus's"). This is the protocol alone; `argus serve` does not use it
-//! yet (every node of a cluster still applies every entry, docs/cluster.md).
+//! primitives, not in code of Argus's"). A sharded node of `argus serve` (`[cluster] partitions`)
+//! runs it (`argus_server::shard`); docs/cluster.md, "Sharded apply".
 //!
 //! The bucket `<stream>-owners` holds two kinds of keys, all with the bucket's `max_age` as their
 //! time to live:

@@ -11,8 +11,8 @@
 //! - **Restart.** A node recovers its own snapshot and log as the embedded server does, then tails the
 //!   shared log after its cursor. A new node replays the shared log from the start.
 //!
-//! Every node applies every entry: the state is replicated, not sharded (docs/cluster.md says what
-//! this costs and where partition ownership goes next).
+//! Every node applies every entry. Without `[cluster] partitions` the state is replicated; with it,
+//! each node holds the feature partitions it owns and exchanges their values (`crate::shard`).
 
 use crate::api::AppState;
 use crate::core::{self, error, Answer, Failure, Msg, Request};
