@@ -911,10 +911,9 @@ impl Engine {
     pub fn begin_shared(&mut self, ev: &Event) -> Result<Begun, ProcessError> {
         let labels = self.admit(ev)?;
         let fs = &self.config.features;
-        let shares = self
+        let (shares, remote) = self
             .state
             .apply_held(fs, &self.current, self.sq.seq, &mut self.out);
-        let remote = self.state.remote_partitions(fs, &self.current);
         let n = self.out.len();
         Ok(Begun {
             seq: self.sq.seq,
@@ -948,6 +947,12 @@ impl Engine {
         self.out = out;
         self.state
             .fill_remote(&self.config.features, &self.current, &mut self.out, remote)?;
+        Ok(self.conclude_current(seq, labels, decide))
+    }
+
+    /// The end of every step: the global stages and the decision on the current event and its
+    /// completed vector.
+    fn conclude_current(&mut self, seq: u64, labels: Vec<OwnLabel>, decide: bool) -> Processed<'_> {
         let (decision, findings) = conclude(
             &self.config,
             self.policies.as_ref(),
@@ -957,14 +962,14 @@ impl Engine {
             decide,
             &mut self.ctl,
         );
-        Ok(Processed {
+        Processed {
             seq,
             event: &self.current,
             features: &self.out,
             decision,
             findings,
             labels,
-        })
+        }
     }
 
     /// Erasure: every value in `map` (old token → new pseudonym of the same length) is renamed in
@@ -1261,23 +1266,8 @@ impl Engine {
         let fs = &self.config.features;
         self.state
             .apply(fs, &self.current, self.sq.seq, Some(&mut self.out));
-        let (decision, findings) = conclude(
-            &self.config,
-            self.policies.as_ref(),
-            &mut self.stages,
-            &self.current,
-            &mut self.out,
-            decide,
-            &mut self.ctl,
-        );
-        Ok(Processed {
-            seq: self.sq.seq,
-            event: &self.current,
-            features: &self.out,
-            decision,
-            findings,
-            labels,
-        })
+        let seq = self.sq.seq;
+        Ok(self.conclude_current(seq, labels, decide))
     }
 
     /// Processes every event of `src` in order, as [`process`](Self::process) would one by one (the

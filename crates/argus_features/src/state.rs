@@ -1008,11 +1008,14 @@ impl FeatureState {
         let n = self.parts.len();
         for ep in &plan.entities {
             let Some(key) = key_hash(&ev.fields, &ep.key_slots, ep.seed, &mut self.parts[0].buf)
-                .filter(|k| self.held[partition_of(*k, n)])
             else {
                 continue;
             };
-            self.parts[partition_of(key, n)].apply_entity(
+            let p = partition_of(key, n);
+            if !self.held[p] {
+                continue;
+            }
+            self.parts[p].apply_entity(
                 &self.shape,
                 fs,
                 ep,
@@ -1088,39 +1091,24 @@ impl FeatureState {
         }
     }
 
-    /// The partitions, not held here, that `ev`'s entity keys fall in (sorted, once each): whose
-    /// owners' answers [`fill_remote`](Self::fill_remote) needs.
-    pub fn remote_partitions(&self, fs: &FeatureSet, ev: &Event) -> Vec<usize> {
-        let n = self.parts.len();
-        let mut buf = Vec::new();
-        let mut out: Vec<usize> = fs.plans[ev.ty as usize]
-            .entities
-            .iter()
-            .filter_map(|ep| key_hash(&ev.fields, &ep.key_slots, ep.seed, &mut buf))
-            .map(|k| partition_of(k, n))
-            .filter(|p| !self.held[*p])
-            .collect();
-        out.sort_unstable();
-        out.dedup();
-        out
-    }
-
     /// The first half of [`apply`](Self::apply) with `out` on a state that holds only some
     /// partitions: applies and reads `ev`'s keys in the held partitions, and returns each held
     /// partition's *share* — the values its keys read, in plan order — for the nodes that do not hold
-    /// it. The keys of other partitions are left null in `out` until [`fill_remote`](Self::fill_remote).
+    /// it, and the partitions not held here that its keys fall in (sorted, once each: whose shares
+    /// [`fill_remote`](Self::fill_remote) needs). Their keys are left null in `out` until then.
     pub fn apply_held(
         &mut self,
         fs: &FeatureSet,
         ev: &Event,
         seq: u64,
         out: &mut [Value],
-    ) -> Vec<(usize, Vec<Value>)> {
+    ) -> (Vec<(usize, Vec<Value>)>, Vec<usize>) {
         self.watermark = self.watermark.max(ev.time);
         let wm = self.watermark;
         out.iter_mut().for_each(|v| *v = Value::Null);
         let n = self.parts.len();
         let mut shares: Vec<(usize, Vec<Value>)> = Vec::new();
+        let mut remote = Vec::new();
         for ep in &fs.plans[ev.ty as usize].entities {
             let Some(key) = key_hash(&ev.fields, &ep.key_slots, ep.seed, &mut self.parts[0].buf)
             else {
@@ -1128,6 +1116,7 @@ impl FeatureState {
             };
             let p = partition_of(key, n);
             if !self.held[p] {
+                remote.push(p);
                 continue;
             }
             self.parts[p].apply_entity(&self.shape, fs, ep, key, ev, seq, wm, Some(out), true);
@@ -1148,7 +1137,9 @@ impl FeatureState {
             p.expire_due(&self.shape, wm, EXPIRY_BUDGET);
         }
         shares.sort_unstable_by_key(|(p, _)| *p);
-        shares
+        remote.sort_unstable();
+        remote.dedup();
+        (shares, remote)
     }
 
     /// The second half: puts the shares of the partitions not held here (`remote(p)`: partition `p`'s
