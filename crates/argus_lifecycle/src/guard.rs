@@ -3,8 +3,8 @@
 //! when the checkpoint's block rate passes a cap. It counts events, not seconds, so the same decisions
 //! in the same order trip it at the same event, live or replayed.
 
-use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use serde::{Deserialize, Serialize, Serializer};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// `[lifecycle.guard]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -104,12 +104,19 @@ pub struct Trip {
     pub actors: u32,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct Slice {
     events: u32,
     blocks: u32,
+    #[serde(serialize_with = "sorted")]
     hits: HashMap<String, u32>,
+    #[serde(serialize_with = "sorted")]
     block_hits: HashMap<String, u32>,
+}
+
+/// A map written in key order, so that the same state always encodes to the same bytes.
+fn sorted<S: Serializer, V: Serialize>(m: &HashMap<String, V>, s: S) -> Result<S::Ok, S::Error> {
+    m.iter().collect::<BTreeMap<_, _>>().serialize(s)
 }
 
 /// A rule's hits over the events it was watched for (slices that left the window).
@@ -119,18 +126,21 @@ pub struct Learned {
     pub events: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct Checkpoint {
     cur: Slice,
     past: VecDeque<Slice>,
     /// Sums over `past` and `cur`.
     win: Slice,
+    #[serde(serialize_with = "sorted")]
     learned: HashMap<String, Learned>,
     /// The checkpoint's event count when each rule first fired here: a rule's rate is over the
     /// events since then when that is shorter than the window, so a new rule that fires on every
     /// event is not diluted by the window's earlier events.
+    #[serde(serialize_with = "sorted")]
     first: HashMap<String, u64>,
     /// The actors (digests) of each rule's last `min_hits` hits.
+    #[serde(serialize_with = "sorted")]
     recent: HashMap<String, VecDeque<u128>>,
     seen: u64,
     /// The block-rate cap is quiet until this event count: after it paused a rule, the window still
@@ -139,12 +149,22 @@ struct Checkpoint {
 }
 
 /// The guard's state: per checkpoint, the window and what each rule learned.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Guard {
     pub cfg: GuardConfig,
     cps: HashMap<String, Checkpoint>,
     /// Rules tripped and not resumed, with their trip: not watched (their hits are shadow hits now).
-    tripped: std::collections::BTreeMap<String, Trip>,
+    tripped: BTreeMap<String, Trip>,
+}
+
+/// What a guard has seen, to be kept in a snapshot beside the feature state (a server restarted
+/// from it, or a cluster node started from another node's, watches on from the same point instead
+/// of from the decisions its own log still holds). It holds the settings it was learned under.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuardState {
+    cfg: GuardConfig,
+    cps: BTreeMap<String, Checkpoint>,
+    tripped: BTreeMap<String, Trip>,
 }
 
 impl Guard {
@@ -153,6 +173,29 @@ impl Guard {
             cfg,
             ..Default::default()
         }
+    }
+
+    /// A copy of what the guard has seen (its settings with it).
+    pub fn state(&self) -> GuardState {
+        GuardState {
+            cfg: self.cfg.clone(),
+            cps: self
+                .cps
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            tripped: self.tripped.clone(),
+        }
+    }
+
+    /// A guard that goes on from `state`, if it was learned under the settings `cfg` (other
+    /// settings would have made other windows and trips: `None`, and the caller starts afresh).
+    pub fn from_state(cfg: &GuardConfig, state: GuardState) -> Option<Guard> {
+        (state.cfg == *cfg).then(|| Guard {
+            cfg: state.cfg,
+            cps: state.cps.into_iter().collect(),
+            tripped: state.tripped,
+        })
     }
 
     fn slice_len(&self) -> u32 {

@@ -652,13 +652,27 @@ pub async fn bootstrap(
     let Some((at, bytes)) = fetched else {
         return Ok(None);
     };
-    let (record, cursor) = core::snapshot_position(&bytes)
-        .map_err(|e| format!("the shared snapshot is damaged: {e}"))?;
-    if (record, cursor) != (at.record, at.cursor) || record == 0 {
+    let (record, cursor) = start_from_snapshot(data, &bytes)?;
+    if (record, cursor) != (at.record, at.cursor) {
         return Err(format!(
             "the shared snapshot says it covers record {} and entry {}, its contents record {record} and entry {cursor}",
             at.record, at.cursor
         ));
+    }
+    Ok(Some(at))
+}
+
+/// Makes the empty data directory `data` start from another node's server snapshot `bytes`: writes
+/// the snapshot and an empty log that begins after its last record (record numbers are the same on
+/// every node). Returns the record and the shared log's entry it covers.
+pub fn start_from_snapshot(data: &Path, bytes: &[u8]) -> Result<(u64, u64), String> {
+    let (record, cursor) = core::snapshot_position(bytes)
+        .map_err(|e| format!("the shared snapshot is damaged: {e}"))?;
+    if record == 0 {
+        return Err("the shared snapshot covers no record".into());
+    }
+    if !is_empty(data) {
+        return Err(format!("{} is not empty", data.display()));
     }
     let snaps = data.join("snapshots");
     let logd = data.join("log");
@@ -667,7 +681,7 @@ pub async fn bootstrap(
     }
     let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
     let snap = snaps.join(format!("snap-{record:020}.bin"));
-    argus_engine::engine::write_atomically(&snap, &bytes).map_err(|e| io(&snap, e))?;
+    argus_engine::engine::write_atomically(&snap, bytes).map_err(|e| io(&snap, e))?;
     let seg = logd.join(format!("wal-{:020}.log", record + 1));
     std::fs::File::create(&seg)
         .and_then(|f| f.sync_all())
@@ -675,7 +689,7 @@ pub async fn bootstrap(
     let head = logd.join("HEAD");
     argus_engine::engine::write_atomically(&head, format!("{}\n", record + 1).as_bytes())
         .map_err(|e| io(&head, e))?;
-    Ok(Some(at))
+    Ok((record, cursor))
 }
 
 /// Shares this node's newest snapshot through JetStream's object store every `every`, when it is

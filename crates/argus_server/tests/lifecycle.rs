@@ -866,3 +866,62 @@ async fn a_pause_and_a_resume_survive_restarts() {
     assert!(!paused(&d));
     s.shutdown().await;
 }
+
+/// The guard's state is kept in each snapshot: a server started from another server's snapshot
+/// alone (as a cluster node joining from the shared snapshot, whose log begins after it) pauses a
+/// broken rule at the same event as the server that wrote it, not 20 hits of its own later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_started_from_another_servers_snapshot_pauses_where_that_server_does() {
+    let d = tempfile::tempdir().unwrap();
+    let pol = d.path().join("policies");
+    copy_dir(&repo().join("policies"), &pol);
+    std::fs::write(
+        pol.join("zz_broken.toml"),
+        "[policy]\ncheckpoint = \"order.create\"\n\n[[rules]]\nname = \"broken\"\nwhen = \"event.amount > 0.0\"\naction = \"block\"\nreason = \"oops\"\n",
+    )
+    .unwrap();
+    let start = |data: &std::path::Path| {
+        Server::start(
+            settings(data),
+            loader(repo().join("examples/starter/argus.toml"), pol.clone()),
+        )
+        .expect("starts")
+    };
+    let paused = |d: &Value| d["paused"] == json!(["broken"]);
+    // Server A sees 15 of the 20 hits the rule needs to trip, then stops (its final snapshot).
+    let a_dir = d.path().join("a");
+    let a = start(&a_dir);
+    for n in 0..15 {
+        let o = order(&format!("b{n}"), &format!("bu{n}"), "30.00", None);
+        assert!(!paused(&decide(&a, o).await));
+    }
+    a.shutdown().await;
+    let newest = std::fs::read_dir(a_dir.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "bin"))
+        .max()
+        .unwrap();
+    // Server B has that snapshot and nothing else.
+    let b_dir = d.path().join("b");
+    argus_server::cluster::start_from_snapshot(&b_dir, &std::fs::read(&newest).unwrap()).unwrap();
+    let (a, b) = (start(&a_dir), start(&b_dir));
+    // The same orders to both: both pause the rule at the 21st hit.
+    let mut paused_at = Vec::new();
+    for s in [&a, &b] {
+        let mut n = 15;
+        loop {
+            let o = order(&format!("b{n}"), &format!("bu{n}"), "30.00", None);
+            let d = decide(s, o).await;
+            n += 1;
+            if paused(&d) {
+                break;
+            }
+            assert!(n < 100, "never paused");
+        }
+        paused_at.push(n);
+    }
+    assert_eq!(paused_at, [21, 21], "A, then B");
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -70,7 +70,7 @@ impl Core {
         for r in &refused {
             tracing::warn!("snapshot not used: {r}");
         }
-        let (extras, mut engine) =
+        let (mut extras, mut engine) =
             restored.unwrap_or_else(|| (Extras::default(), Engine::new(cfg.clone())));
         // Live decisions keep `[deadlines]` (recovery replays with the decisions already logged).
         // Not in a cluster: every node decides every entry, and a budget would let nodes decide
@@ -99,14 +99,23 @@ impl Core {
         let mut tail: Vec<(Loc, Record)> = Vec::new();
         let snap_seq = extras.seq;
         let mut stream_cursor = extras.stream_cursor;
-        // The guard's state is rebuilt from every retained decision and resume, in log order.
+        // The guard goes on from the snapshot's state, with the decisions and resumes logged after
+        // it. A snapshot without one (written before it was kept, or learned under other
+        // settings): rebuilt from every retained decision and resume, in log order.
         // Without a store a pause could be neither recorded nor resumed: no guard then.
         let lifecycle_cfg = settings.lifecycle.clone();
         let clustered = settings.cluster.is_some();
-        let mut guard = argus_lifecycle::Guard::new(argus_lifecycle::GuardConfig {
+        let guard_cfg = argus_lifecycle::GuardConfig {
             enabled: lifecycle_cfg.guard.enabled && trips.is_some(),
             ..lifecycle_cfg.guard.clone()
-        });
+        };
+        let saved_guard = extras
+            .guard
+            .take()
+            .and_then(|s| argus_lifecycle::Guard::from_state(&guard_cfg, s));
+        // Records up to this one are in the saved guard already.
+        let guard_from = if saved_guard.is_some() { snap_seq } else { 0 };
+        let mut guard = saved_guard.unwrap_or_else(|| argus_lifecycle::Guard::new(guard_cfg));
         let (wal, report) = Wal::open(
             &data.join("log"),
             settings.segment_bytes,
@@ -117,14 +126,16 @@ impl Core {
                         stream_cursor = stream_cursor.max(u64::from_le_bytes(b));
                     }
                 }
-                if rec.kind == KIND_GUARD {
+                if rec.kind == KIND_GUARD && rec.seq > guard_from {
                     if let Ok(g) = serde_json::from_slice::<lifecycle::GuardRecord>(&rec.payload) {
                         guard.resume(&g.resume);
                     }
                 }
                 if rec.kind == KIND_EVENT {
-                    if let Some((h, _, d)) = split_event(&rec.payload) {
-                        lifecycle::guard_replay(&mut guard, h.actor, d);
+                    if rec.seq > guard_from {
+                        if let Some((h, _, d)) = split_event(&rec.payload) {
+                            lifecycle::guard_replay(&mut guard, h.actor, d);
+                        }
                     }
                     if let Some(h) = head_of(&rec.payload) {
                         index.insert(h.idh, loc);

@@ -10,6 +10,16 @@ pub(super) struct Extras {
     pub(super) overlay: BTreeMap<(String, String), Option<OverlayItem>>,
     /// In a cluster: the cluster log's entries the snapshot covers.
     pub(super) stream_cursor: u64,
+    /// The blast-radius guard as of `seq` (with the settings it learned under), when it is on.
+    pub(super) guard: Option<argus_lifecycle::GuardState>,
+}
+
+/// The extras of snapshots written before the guard's state was kept in them.
+#[derive(Deserialize)]
+struct ExtrasV2 {
+    seq: u64,
+    overlay: BTreeMap<(String, String), Option<OverlayItem>>,
+    stream_cursor: u64,
 }
 
 /// The extras of snapshots written before clusters (no cursor).
@@ -87,17 +97,35 @@ pub(super) fn decode_snapshot(bytes: &[u8]) -> Result<(Extras, &[u8]), String> {
     }
     let n = u64::from_le_bytes(body[8..16].try_into().map_err(|_| "short")?) as usize;
     let ex = body.get(16..16usize.saturating_add(n)).ok_or("truncated")?;
+    // Older layouts are a prefix of the newer ones: each is taken only if it is the whole of the
+    // extras.
+    let whole = |size: bincode::Result<u64>| size.ok() == Some(n as u64);
     let extras: Extras = match bincode::deserialize(ex) {
         Ok(x) => x,
-        Err(e) => match bincode::deserialize::<ExtrasV1>(ex) {
-            Ok(v1) if bincode::serialized_size(&(&v1.seq, &v1.overlay)).ok() == Some(n as u64) => {
+        Err(e) => match bincode::deserialize::<ExtrasV2>(ex) {
+            Ok(v2)
+                if whole(bincode::serialized_size(&(
+                    &v2.seq,
+                    &v2.overlay,
+                    &v2.stream_cursor,
+                ))) =>
+            {
                 Extras {
+                    seq: v2.seq,
+                    overlay: v2.overlay,
+                    stream_cursor: v2.stream_cursor,
+                    guard: None,
+                }
+            }
+            _ => match bincode::deserialize::<ExtrasV1>(ex) {
+                Ok(v1) if whole(bincode::serialized_size(&(&v1.seq, &v1.overlay))) => Extras {
                     seq: v1.seq,
                     overlay: v1.overlay,
                     stream_cursor: 0,
-                }
-            }
-            _ => return Err(e.to_string()),
+                    guard: None,
+                },
+                _ => return Err(e.to_string()),
+            },
         },
     };
     Ok((extras, &body[16 + n..]))
@@ -217,10 +245,12 @@ impl Core {
         if let Some(e) = pending.spill_error() {
             tracing::warn!("the snapshot copy kept its records in memory: {e}");
         }
+        let guard = &self.lifecycle.guard;
         let extras = Extras {
             seq,
             overlay: self.overlay.clone(),
             stream_cursor: self.stream_cursor,
+            guard: guard.cfg.enabled.then(|| guard.state()),
         };
         m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
         let dir = snapshot_dir(&self.settings.data_dir);
@@ -251,4 +281,52 @@ impl Core {
 pub(crate) fn snapshot_held(bytes: &[u8]) -> Result<Option<Vec<bool>>, String> {
     let (_, eng) = decode_snapshot(bytes)?;
     Engine::held_in_snapshot(eng).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot's bytes around `extras` (already encoded) and an engine part.
+    fn framed(extras: &[u8], engine: &[u8]) -> Vec<u8> {
+        let mut b = SNAP_MAGIC.to_vec();
+        b.extend_from_slice(&(extras.len() as u64).to_le_bytes());
+        b.extend_from_slice(extras);
+        b.extend_from_slice(engine);
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Snapshots written by earlier releases still restore: without a cursor (before clusters) and
+    /// without the guard's state (before it was kept); the newest layout keeps the guard's state.
+    #[test]
+    fn every_layout_of_the_extras_decodes() {
+        let overlay: BTreeMap<(String, String), Option<OverlayItem>> =
+            [(("blocked".to_string(), "k".to_string()), None)].into();
+        let engine = b"engine bytes";
+        let v1 = bincode::serialize(&(7u64, &overlay)).unwrap();
+        let v2 = bincode::serialize(&(7u64, &overlay, 9u64)).unwrap();
+        let mut g = argus_lifecycle::Guard::new(Default::default());
+        g.observe("order.create", 1, true, &[("r", true)]);
+        let v3 = bincode::serialize(&Extras {
+            seq: 7,
+            overlay: overlay.clone(),
+            stream_cursor: 9,
+            guard: Some(g.state()),
+        })
+        .unwrap();
+        for (bytes, cursor, guard) in [(v1, 0, None), (v2, 9, None), (v3, 9, Some(g.state()))] {
+            let framed = framed(&bytes, engine);
+            let (x, rest) = decode_snapshot(&framed).unwrap();
+            assert_eq!((x.seq, x.stream_cursor), (7, cursor));
+            assert_eq!(x.overlay, overlay);
+            assert_eq!(x.guard, guard);
+            assert_eq!(rest, engine);
+        }
+        // A damaged length is refused, not read as an older layout.
+        let mut bad = bincode::serialize(&(7u64, &overlay, 9u64)).unwrap();
+        bad.push(1);
+        assert!(decode_snapshot(&framed(&bad[..bad.len() - 3], engine)).is_err());
+    }
 }
