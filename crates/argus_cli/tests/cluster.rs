@@ -1253,15 +1253,31 @@ fn settled_ownership(nodes: &[&Node]) -> Vec<Vec<u64>> {
             return sets;
         }
         if t.elapsed() > Duration::from_secs(60) {
-            for n in nodes {
-                let err =
-                    std::fs::read_to_string(n.data.with_extension("stderr")).unwrap_or_default();
-                let tail: Vec<&str> = err.lines().rev().take(12).collect();
-                eprintln!("{}: {tail:#?}", n.data.display());
-            }
+            print_logs(nodes, 12);
             panic!("the partitions never settled one per node: {sets:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Prints the last `lines` lines of every node's log beside these nodes' (the live and the dead),
+/// for a failure to explain itself.
+fn print_logs(nodes: &[&Node], lines: usize) {
+    let Some(dir) = nodes.first().and_then(|n| n.data.parent()) else {
+        return;
+    };
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "stderr"))
+        .collect();
+    logs.sort();
+    for p in logs {
+        let err = std::fs::read_to_string(&p).unwrap_or_default();
+        let tail: Vec<&str> = err.lines().rev().take(lines).collect();
+        eprintln!("{} (last line first): {tail:#?}", p.display());
     }
 }
 
@@ -1301,10 +1317,10 @@ fn post_all(
                     break;
                 }
                 Ok((503, _)) | Err(_) => {
-                    assert!(
-                        t.elapsed() < Duration::from_secs(90),
-                        "{e} was never acknowledged"
-                    );
+                    if t.elapsed() > Duration::from_secs(90) {
+                        print_logs(nodes, 40);
+                        panic!("{e} was never acknowledged");
+                    }
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Ok((st, v)) => panic!("{st}: {v}"),

@@ -31,6 +31,38 @@ use std::time::{Duration, Instant};
 /// A share on its way to the bucket: (event sequence number, partition, encoded values).
 type Outgoing = (u64, u32, Vec<u8>);
 
+/// How long a listing of the node snapshots is used before another is made.
+const LISTING_FRESH: Duration = Duration::from_millis(500);
+/// A listing or a fetch of a node snapshot that takes longer than this is given up (and tried again).
+const NET_TIMEOUT: Duration = Duration::from_secs(30);
+/// A failed fetch is tried again after this long; a fetched snapshot is kept this long for rebuilds.
+const FETCH_RETRY: Duration = Duration::from_secs(1);
+const KEEP_FETCHED: Duration = Duration::from_secs(30);
+
+/// A node snapshot fetched for a rebuild, by object name.
+enum Fetch {
+    Pending,
+    /// The bytes and the node-log record they cover (read from them), and when they came.
+    Ready(Arc<Vec<u8>>, u64, Instant),
+    Failed(String, Instant),
+}
+
+/// What [`Shard::node_snapshot`] has of an object.
+pub enum Fetched {
+    Ready(Arc<Vec<u8>>),
+    /// Being fetched: ask again.
+    Pending,
+    Failed(String),
+}
+
+/// The node snapshots as last listed.
+#[derive(Default)]
+struct Listing {
+    list: Option<Vec<argus_cluster::NodeSnapshot>>,
+    at: Option<Instant>,
+    running: bool,
+}
+
 /// What the ownership task last saw.
 #[derive(Debug, Clone, Default)]
 pub struct View {
@@ -75,6 +107,11 @@ pub struct Shard {
     consumed: AtomicU64,
     newest_seen: AtomicU64,
     arrivals: AtomicU64,
+    /// What a rebuild reads from the object store, read in the background: the core never waits on
+    /// the network for it (a stalled listing or fetch would stall this node's shares, and every
+    /// node waiting for them).
+    listing: Mutex<Listing>,
+    fetches: Mutex<HashMap<String, Fetch>>,
 }
 
 /// How long shares are kept in their bucket: a node further behind than this cannot catch up
@@ -114,6 +151,8 @@ impl Shard {
             consumed: AtomicU64::new(0),
             newest_seen: AtomicU64::new(0),
             arrivals: AtomicU64::new(0),
+            listing: Mutex::new(Listing::default()),
+            fetches: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -260,6 +299,64 @@ impl Shard {
         self.get_stored(seq, p)
     }
 
+    /// The node snapshots in the object store as last listed (`None`: none listed yet). Starts
+    /// another listing in the background when this one is older than half a second; never waits.
+    pub fn node_snapshots(self: &Arc<Self>) -> Option<Vec<argus_cluster::NodeSnapshot>> {
+        let mut l = self.listing.lock().unwrap_or_else(|e| e.into_inner());
+        if !l.running && l.at.is_none_or(|t| t.elapsed() >= LISTING_FRESH) {
+            l.running = true;
+            let me = self.clone();
+            self.rt.spawn(async move {
+                let got = tokio::time::timeout(NET_TIMEOUT, me.log.node_snapshots()).await;
+                let mut l = me.listing.lock().unwrap_or_else(|e| e.into_inner());
+                l.running = false;
+                match got {
+                    Ok(Ok(v)) => {
+                        l.list = Some(v);
+                        l.at = Some(Instant::now());
+                    }
+                    Ok(Err(e)) => tracing::warn!("sharded: listing the node snapshots: {e}"),
+                    Err(_) => tracing::warn!("sharded: listing the node snapshots timed out"),
+                }
+            });
+        }
+        l.list.clone()
+    }
+
+    /// The node snapshot `object` as of record `record` or later: fetched in the background the
+    /// first time it is asked for (or when only an older one was fetched); never waits.
+    pub fn node_snapshot(self: &Arc<Self>, object: &str, record: u64) -> Fetched {
+        let mut f = self.fetches.lock().unwrap_or_else(|e| e.into_inner());
+        f.retain(|_, x| !matches!(x, Fetch::Ready(_, _, at) if at.elapsed() > KEEP_FETCHED));
+        match f.get(object) {
+            Some(Fetch::Pending) => return Fetched::Pending,
+            Some(Fetch::Ready(b, r, _)) if *r >= record => return Fetched::Ready(b.clone()),
+            Some(Fetch::Failed(e, at)) if at.elapsed() < FETCH_RETRY => {
+                return Fetched::Failed(e.clone())
+            }
+            _ => {}
+        }
+        f.insert(object.to_string(), Fetch::Pending);
+        let (me, name) = (self.clone(), object.to_string());
+        self.rt.spawn(async move {
+            let got = tokio::time::timeout(NET_TIMEOUT, me.log.fetch_object(&name)).await;
+            let done = match got {
+                Ok(Ok(Some(b))) => match crate::core::snapshot_position(&b) {
+                    Ok((record, _)) => Fetch::Ready(Arc::new(b), record, Instant::now()),
+                    Err(e) => Fetch::Failed(format!("damaged: {e}"), Instant::now()),
+                },
+                Ok(Ok(None)) => Fetch::Failed("not there any more".into(), Instant::now()),
+                Ok(Err(e)) => Fetch::Failed(e.to_string(), Instant::now()),
+                Err(_) => Fetch::Failed("timed out".into(), Instant::now()),
+            };
+            me.fetches
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name, done);
+        });
+        Fetched::Pending
+    }
+
     /// What the ownership task last saw.
     pub fn view(&self) -> View {
         self.view.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -272,11 +369,6 @@ impl Shard {
             .collect();
         m::set_gauge(m::SHARD_PARTITIONS_HELD, list.len() as f64);
         *self.held.lock().unwrap_or_else(|e| e.into_inner()) = list;
-    }
-
-    /// Runs `f` on the runtime from the core's thread.
-    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.rt.block_on(f)
     }
 
     /// The ownership rounds: announce what the core holds, renew and rebalance the leases, then

@@ -3,7 +3,7 @@
 //! with ownership, and the rebuild of a partition this node takes over.
 
 use super::*;
-use crate::shard::Shard;
+use crate::shard::{Fetched, Shard};
 use crate::wal::LogReader;
 use events::{Live, LiveResult};
 
@@ -189,7 +189,7 @@ impl Core {
                                 .extend(shares.into_iter().map(|(s, v)| ((p, s), v)));
                             rebuilt.engines.insert(p, scratch);
                         }
-                        Err(e) => self.rebuild_failed(p, &e),
+                        Err(e) => self.rebuild_not_yet(p, e),
                     }
                 }
             };
@@ -248,7 +248,7 @@ impl Core {
                         self.engine.adopt_partition(p, &mut scratch);
                         changed = true;
                     }
-                    Err(e) => self.rebuild_failed(p, &e),
+                    Err(e) => self.rebuild_not_yet(p, e),
                 }
             }
         }
@@ -297,12 +297,20 @@ impl Core {
             .is_none_or(|at| at.elapsed() >= REBUILD_RETRY)
     }
 
-    fn rebuild_failed(&mut self, p: usize, e: &str) {
-        tracing::warn!(
-            partition = p,
-            "sharded: cannot rebuild the partition yet: {e}"
-        );
-        self.rebuild_failures.insert(p, Instant::now());
+    fn rebuild_not_yet(&mut self, p: usize, e: NotYet) {
+        match e {
+            // Asked again at the next event or sync (at most every 200 ms).
+            NotYet::Waiting(what) => {
+                tracing::debug!(partition = p, "sharded: rebuild waits: {what}")
+            }
+            NotYet::Failed(e) => {
+                tracing::warn!(
+                    partition = p,
+                    "sharded: cannot rebuild the partition yet: {e}"
+                );
+                self.rebuild_failures.insert(p, Instant::now());
+            }
+        }
     }
 
     /// Partition `p` as of the last record of this node's log and then the `pending` events (begun
@@ -310,13 +318,18 @@ impl Core {
     /// from the newest snapshot that holds it and that this node's log continues (its own, another
     /// node's in the object store, or the empty state when the log starts at the first record),
     /// then this node's log records since.
+    ///
+    /// The object store is read in the background ([`Shard::node_snapshots`],
+    /// [`Shard::node_snapshot`]): `NotYet::Waiting` until what is needed has come.
     pub(super) fn rebuild(
         &mut self,
         p: usize,
         pending: &[Event],
-    ) -> Result<(Engine, SharesOf), String> {
+    ) -> Result<(Engine, SharesOf), NotYet> {
         let t = Instant::now();
-        let shard = self.shard().ok_or("not sharded")?;
+        let shard = self
+            .shard()
+            .ok_or_else(|| NotYet::Failed("not sharded".into()))?;
         self.wal.flush().map_err(|e| format!("event log: {e}"))?;
         let (first, last) = (self.wal.first_seq(), self.wal.last_seq());
         let usable = |record: u64| record + 1 >= first && record <= last;
@@ -335,23 +348,40 @@ impl Core {
                 break;
             }
         }
-        let shared = shard
-            .block_on(shard.log.node_snapshots())
-            .map_err(|e| format!("listing the shared snapshots: {e}"))?;
-        let mut shared: Vec<_> = shared
+        let newer = |found: &Option<(u64, Engine)>, record: u64| {
+            found.as_ref().is_none_or(|(r, _)| record > *r)
+        };
+        let listed = match shard.node_snapshots() {
+            Some(l) => l,
+            None if found.is_some() => Vec::new(),
+            None => return Err(NotYet::Waiting("listing the node snapshots".into())),
+        };
+        let mut shared: Vec<_> = listed
             .into_iter()
             .filter(|s| s.held.contains(&(p as u32)) && usable(s.at.record))
-            .filter(|s| found.as_ref().is_none_or(|(r, _)| s.at.record > *r))
+            .filter(|s| newer(&found, s.at.record))
             .collect();
         shared.sort_by_key(|s| std::cmp::Reverse(s.at.record));
         for s in shared {
-            let bytes = match shard.block_on(shard.log.fetch_object(&s.object)) {
-                Ok(Some(b)) => b,
+            let bytes = match shard.node_snapshot(&s.object, s.at.record) {
+                Fetched::Ready(b) => b,
+                // This node's own snapshot will do rather than wait for a newer one.
+                Fetched::Pending if found.is_some() => break,
+                Fetched::Pending => return Err(NotYet::Waiting(format!("fetching {}", s.object))),
+                Fetched::Failed(e) => {
+                    tracing::warn!(object = %s.object, "sharded: fetching a node snapshot: {e}");
+                    continue;
+                }
+            };
+            // The record the bytes cover, not the listing's: the object may have been replaced
+            // since it was listed.
+            let record = match snapshot_position(&bytes) {
+                Ok((r, _)) if usable(r) && newer(&found, r) => r,
                 _ => continue,
             };
             match restore_holding(&cfg, &bytes, p) {
                 Ok(e) => {
-                    found = Some((s.at.record, e));
+                    found = Some((record, e));
                     break;
                 }
                 Err(e) => {
@@ -363,7 +393,7 @@ impl Core {
             found = Some((0, Engine::new(cfg.clone())));
         }
         let (from, mut scratch) = found.ok_or_else(|| {
-            format!("no snapshot holding partition {p} at or after record {} (where this node's log starts) is there yet", first.saturating_sub(1))
+            NotYet::Failed(format!("no snapshot holding partition {p} at or after record {} (where this node's log starts) is there yet", first.saturating_sub(1)))
         })?;
         for q in 0..scratch.held().len() {
             if q != p && scratch.held()[q] {
@@ -382,7 +412,7 @@ impl Core {
                 break;
             }
             let Some((_, stored, _)) = split_event(payload) else {
-                return Err(format!("log record {seq} is unreadable"));
+                return Err(format!("log record {seq} is unreadable").into());
             };
             let ev = load_event(scratch.schema(), stored)?;
             let _ = scratch.apply(&ev);
@@ -409,6 +439,20 @@ impl Core {
             "sharded: rebuilt a partition this node took over"
         );
         Ok((scratch, shares))
+    }
+}
+
+/// Why a partition was not rebuilt now.
+pub(super) enum NotYet {
+    /// What it needs is being read from the object store: asked again soon.
+    Waiting(String),
+    /// Tried again after `REBUILD_RETRY`.
+    Failed(String),
+}
+
+impl From<String> for NotYet {
+    fn from(e: String) -> NotYet {
+        NotYet::Failed(e)
     }
 }
 
