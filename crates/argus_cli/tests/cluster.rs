@@ -1441,9 +1441,8 @@ fn sharded_nodes_decide_as_one_embedded_node_through_a_kill_a_join_and_a_drain()
 
     // 4. A new node joins with an empty data directory: it starts from the shared snapshot and
     //    takes the partitions it wins (rebalancing), rebuilding each. Its shares answer the other
-    //    nodes' events from then on. (Events go to the original nodes: a node started from a shared
-    //    snapshot lacks the blast-radius guard's history, which is rebuilt from each node's own log,
-    //    and may pause a rule the others do not — a gap of clusters, docs/cluster.md.)
+    //    nodes' events from then on, and it is an entry node like them (the snapshot it started from
+    //    holds the blast-radius guard's state, so it pauses rules where the others do).
     let joined = sharded_node(&dir.path().join("node3"), &urls, &graph);
     let t = Instant::now();
     let mut at = 440;
@@ -1456,7 +1455,7 @@ fn sharded_nodes_decide_as_one_embedded_node_through_a_kill_a_join_and_a_drain()
             owned(&joined)
         );
         post_all(
-            &[&nodes[0], &nodes[1]],
+            &[&nodes[0], &nodes[1], &joined],
             &events(5, at, "u", 40, &mut rng),
             &mut acked,
             &mut by_id,
@@ -1466,7 +1465,7 @@ fn sharded_nodes_decide_as_one_embedded_node_through_a_kill_a_join_and_a_drain()
     }
     let with_joined = settled_ownership(&[&nodes[0], &nodes[1], &joined]);
     post_all(
-        &[&nodes[0], &nodes[1]],
+        &[&nodes[0], &nodes[1], &joined],
         &events(120, at, "u", 40, &mut rng),
         &mut acked,
         &mut by_id,
@@ -1476,7 +1475,7 @@ fn sharded_nodes_decide_as_one_embedded_node_through_a_kill_a_join_and_a_drain()
     // 5. A graceful drain: node 0 stops, shares its final snapshot and releases its leases.
     stop(&mut nodes[0]);
     let drain_resume = post_all(
-        &[&nodes[1]],
+        &[&nodes[1], &joined],
         &events(120, at, "u", 40, &mut rng),
         &mut acked,
         &mut by_id,
@@ -1484,7 +1483,7 @@ fn sharded_nodes_decide_as_one_embedded_node_through_a_kill_a_join_and_a_drain()
     let after_drain = settled_ownership(&[&nodes[1], &joined]);
     // Three hours of event time later: the graph's refresh makes its findings.
     post_all(
-        &[&nodes[1]],
+        &[&nodes[1], &joined],
         &events(30, at + 7200, "u", 40, &mut rng),
         &mut acked,
         &mut by_id,
