@@ -285,8 +285,11 @@ impl Node {
         http(&self.addr, "GET", "/v1/admin/status", "").unwrap().1
     }
 
+    /// The state's digest, and split by the 24 feature partitions of the sharded tests.
     fn digest(&self) -> Value {
-        http(&self.addr, "GET", "/v1/admin/digest", "").unwrap().1
+        http(&self.addr, "GET", "/v1/admin/digest?partitions=24", "")
+            .unwrap()
+            .1
     }
 }
 
@@ -1225,6 +1228,26 @@ fn sharded_node(data: &Path, urls: &str, config: &Path) -> Node {
     n
 }
 
+/// A counter or gauge of a node's `/metrics` (summed over its labels; 0 when absent).
+fn metric(n: &Node, name: &str) -> f64 {
+    let Ok(mut s) = TcpStream::connect(&n.addr) else {
+        return 0.0;
+    };
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: argus\r\nConnection: close\r\n\r\n"
+    );
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The partitions a sharded node holds.
 fn held(n: &Node) -> Vec<u64> {
     n.status()["partitions_held"]
@@ -1493,6 +1516,22 @@ fn sharded_nodes_decide_as_one_embedded_node_through_a_kill_a_join_and_a_drain()
     caught_up(&live, len);
     let found_1 = findings(&nodes[1]);
     assert_eq!(findings(&joined), found_1, "the nodes' findings differ");
+    let live_digests = [nodes[1].digest(), joined.digest()];
+    // The snapshot objects of gone nodes (the killed one, the drained one) are deleted once newer
+    // snapshots of the others hold all their partitions.
+    let t = Instant::now();
+    while live
+        .iter()
+        .map(|n| metric(n, "argus_shard_snapshots_pruned_total"))
+        .sum::<f64>()
+        < 1.0
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no gone node's snapshot was deleted"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let mut nodes = nodes;
     nodes[1].kill();
     drop(joined);
@@ -1505,7 +1544,26 @@ fn sharded_nodes_decide_as_one_embedded_node_through_a_kill_a_join_and_a_drain()
     assert_eq!(sorted.len(), order.len(), "an event was applied twice");
     assert_eq!(order.len(), acked.len(), "an acknowledged event was lost");
     // An embedded node (every partition in one process) fed that order decides every event alike.
-    let (_, clean_found, _) = embedded_run_with(dir.path(), &order, &by_id, &acked, &graph);
+    let (clean, clean_found, _) = embedded_run_with(dir.path(), &order, &by_id, &acked, &graph);
+    // The feature tables: each partition's keys and values on the node holding it equal the
+    // embedded node's, and the rest of the state is the same on both nodes and the embedded one.
+    let want = &clean["partitions"];
+    let mut covered = std::collections::BTreeSet::new();
+    for d in &live_digests {
+        assert_eq!(
+            d["partitions"]["unkeyed_digest"], want["unkeyed_digest"],
+            "{d}"
+        );
+        for (q, digest) in d["partitions"]["digests"].as_object().unwrap() {
+            assert_eq!(digest, &want["digests"][q], "partition {q}");
+            covered.insert(q.clone());
+        }
+    }
+    assert_eq!(
+        covered.len(),
+        24,
+        "every partition is held: {live_digests:?}"
+    );
     let no_seq = |v: &Value| -> Value {
         let mut v = v.clone();
         for f in v["findings"].as_array_mut().into_iter().flatten() {

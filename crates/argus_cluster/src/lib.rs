@@ -9,7 +9,7 @@
 mod ownership;
 mod shares;
 pub use ownership::{wanted_owner, Ownership};
-pub use shares::{share_key, NodeSnapshot, Shares};
+pub use shares::{share_key, stale_node_snapshots, NodeSnapshot, Shares};
 
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::HeaderMap;

@@ -16,6 +16,43 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::time::Duration;
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(node: &str, record: u64, held: &[u32]) -> NodeSnapshot {
+        NodeSnapshot {
+            object: format!("node.{node}"),
+            at: SharedSnapshot {
+                cursor: record,
+                record,
+            },
+            held: held.to_vec(),
+        }
+    }
+
+    #[test]
+    fn only_a_gone_nodes_snapshot_whose_partitions_are_held_newer_elsewhere_is_stale() {
+        let members = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let listed = [
+            snap("a", 100, &[0, 1, 4]),
+            snap("b", 90, &[2, 3]),
+            // Gone; its partitions are in newer snapshots of a and b.
+            snap("c", 80, &[1, 2]),
+            // Gone; partition 3 is only in an older snapshot (b's is older than d's).
+            snap("d", 95, &[3, 4]),
+            // Gone; partition 5 is nowhere else.
+            snap("e", 10, &[5]),
+            // Gone, held nothing.
+            snap("f", 50, &[]),
+        ];
+        assert_eq!(
+            stale_node_snapshots(&listed, &members),
+            vec!["node.c".to_string(), "node.f".to_string()]
+        );
+    }
+}
+
 /// The shares bucket.
 #[derive(Clone)]
 pub struct Shares {
@@ -148,6 +185,26 @@ impl Log {
         Ok(out)
     }
 
+    /// Whether the object `name` is in the snapshots bucket.
+    pub async fn object_exists(&self, name: &str) -> Result<bool, Error> {
+        let store = self.snapshots().await?;
+        match store.info(name).await {
+            Ok(info) => Ok(!info.deleted),
+            Err(e) if e.kind() == jetstream::object_store::InfoErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::Read(e.to_string())),
+        }
+    }
+
+    /// Deletes the object `name` from the snapshots bucket (absent: nothing to do).
+    pub async fn delete_object(&self, name: &str) -> Result<(), Error> {
+        let store = self.snapshots().await?;
+        match store.delete(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == jetstream::object_store::DeleteErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::Append(e.to_string())),
+        }
+    }
+
     /// The bytes of the object `name` in the snapshots bucket, if it is there.
     pub async fn fetch_object(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
         let store = self.snapshots().await?;
@@ -164,6 +221,31 @@ impl Log {
             .map_err(|e| Error::Read(e.to_string()))?;
         Ok(Some(bytes))
     }
+}
+
+/// The node snapshots no rebuild needs any more: those of nodes that are not `members` (dead or
+/// drained) whose every partition another node's snapshot holds as of the same record or later (a
+/// rebuild of any of them would take that one, being newer). A node that comes back shares a new one.
+pub fn stale_node_snapshots(
+    listed: &[NodeSnapshot],
+    members: &std::collections::BTreeSet<String>,
+) -> Vec<String> {
+    listed
+        .iter()
+        .filter(|s| {
+            s.object
+                .strip_prefix("node.")
+                .is_some_and(|n| !members.contains(n))
+        })
+        .filter(|s| {
+            s.held.iter().all(|p| {
+                listed.iter().any(|o| {
+                    o.object != s.object && o.at.record >= s.at.record && o.held.contains(p)
+                })
+            })
+        })
+        .map(|s| s.object.clone())
+        .collect()
 }
 
 impl Shares {

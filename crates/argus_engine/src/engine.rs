@@ -1167,6 +1167,32 @@ impl Engine {
         )
     }
 
+    /// [`state_digest`](Self::state_digest) split in two, for the nodes of a sharded cluster (each
+    /// holding some feature partitions) to compare with one another and with one engine: the digest of
+    /// everything but the keyed features (sequencer, pending labels, stages: the same on every node),
+    /// and a digest per feature partition of `n` (`None` where this engine does not hold it; see
+    /// `FeatureState::partition_digests`).
+    pub fn split_digest(&self, n: usize) -> (u64, Vec<Option<u64>>) {
+        let parts = (
+            self.sq.seq,
+            self.sq.watermark,
+            self.sq.dedupe.order.iter().collect::<Vec<_>>(),
+            self.sq
+                .labels
+                .iter()
+                .map(|q| q.iter().collect::<Vec<_>>())
+                .collect::<Vec<_>>(),
+            self.stages
+                .iter()
+                .map(|st| (st.name(), st.digest()))
+                .collect::<Vec<_>>(),
+        );
+        let rest = xxhash_rust::xxh3::xxh3_64(
+            &bincode::serialize(&parts).expect("serializing plain data to a Vec cannot fail"),
+        );
+        (rest, self.state.partition_digests(n))
+    }
+
     pub fn decoder(&self) -> &Decoder {
         &self.decoder
     }

@@ -388,7 +388,7 @@ fn similarity_edges_agree_when_the_stages_run_on_their_worker() {
 fn sharded_nodes_exchanging_shares_equal_one_engine() {
     const P: usize = 6;
     let docs = stream();
-    let (want, _) = by_process(P, &docs);
+    let (want, whole) = by_process(P, &docs);
     let mut nodes: Vec<Engine> = (0..3)
         .map(|i| {
             let mut e = engine(P);
@@ -483,4 +483,29 @@ fn sharded_nodes_exchanging_shares_equal_one_engine() {
             assert_eq!(a, b, "node {n}, event {i}");
         }
     }
+    // The feature tables: every partition's keys and values on its holder equal the whole engine's,
+    // and the rest of the state is the same on every node (the digests split by partition; they do
+    // not depend on the partition count an engine runs with).
+    let (rest, parts) = whole.split_digest(P);
+    assert_eq!(
+        by_process(1, &docs).1.split_digest(P),
+        (rest, parts.clone())
+    );
+    let mut covered = [false; P];
+    for (n, node) in nodes.iter().enumerate() {
+        let (r, mine) = node.split_digest(P);
+        assert_eq!(r, rest, "node {n}: the unkeyed state differs");
+        for (q, d) in mine.iter().enumerate() {
+            if let Some(d) = d {
+                assert_eq!(Some(*d), parts[q], "node {n}, partition {q}");
+                covered[q] = true;
+            }
+        }
+    }
+    assert_eq!(covered, [true; P], "every partition is held somewhere");
+    // A node's digest of a partition differs once one of its keys does.
+    let mut other = engine(P);
+    let ev = other.decoder().decode_json(&docs[0]).expect("valid event");
+    let _ = other.process(&ev);
+    assert_ne!(other.split_digest(P).1, parts);
 }

@@ -1219,6 +1219,50 @@ impl FeatureState {
         }
     }
 
+    /// A digest per partition of `n` (whatever partition count this state has): each partition's
+    /// live keys, sorted, with their records and the watermark, as [`snapshot`](Self::snapshot)
+    /// encodes them. `None` for a partition this state does not hold all of. Two states hold the
+    /// same keys of partition `q` with the same values exactly when their digests of `q` are equal,
+    /// so the nodes of a sharded cluster, each holding some partitions, compare with one engine
+    /// holding them all.
+    pub fn partition_digests(&self, n: usize) -> Vec<Option<u64>> {
+        let n = n.max(1);
+        let wm = self.watermark;
+        let entities = self.shape.entity_series.len();
+        let mut by: Vec<Vec<Vec<(u128, &Record)>>> = vec![vec![Vec::new(); entities]; n];
+        for part in &self.parts {
+            for (e, map) in part.maps.iter().enumerate() {
+                for (k, r) in map.iter() {
+                    if self.shape.record_dead_at(e, r) > wm {
+                        by[partition_of(*k, n)][e].push((*k, r));
+                    }
+                }
+            }
+        }
+        // Whether this state holds every key of partition `q` of `n`: with as many partitions as
+        // its own, its held mask says; otherwise only a state holding all its partitions does.
+        let holds = |q: usize| {
+            if self.held.len() == n {
+                self.held[q]
+            } else {
+                self.held.iter().all(|h| *h)
+            }
+        };
+        by.into_iter()
+            .enumerate()
+            .map(|(q, mut maps)| {
+                holds(q).then(|| {
+                    for m in &mut maps {
+                        m.sort_unstable_by_key(|(k, _)| *k);
+                    }
+                    let bytes = bincode::serialize(&(wm, &maps))
+                        .expect("serializing plain data to a Vec cannot fail");
+                    xxhash_rust::xxh3::xxh3_64(&bytes)
+                })
+            })
+            .collect()
+    }
+
     /// The bytes of [`snapshot`](Self::snapshot) as a length-prefixed byte string (bincode's encoding
     /// of a `Vec<u8>`: a u64 length, then the bytes), written to `w` as they are encoded: the records
     /// are borrowed, never copied or buffered whole.

@@ -770,8 +770,36 @@ async fn status(State(st): State<AppState>) -> Response {
     respond(ask(&st, Request::Status).await)
 }
 
-async fn digest(State(st): State<AppState>) -> Response {
-    respond(ask(&st, Request::Digest).await)
+#[derive(serde::Deserialize)]
+struct DigestQuery {
+    /// Also a digest per feature partition of this many (a sharded node: its own count by default).
+    partitions: Option<usize>,
+}
+
+async fn digest(
+    State(st): State<AppState>,
+    q: Result<axum::extract::Query<DigestQuery>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(q) => q.0,
+        Err(e) => return crate::cases::query_error(e),
+    };
+    if q.partitions.is_some_and(|n| n == 0 || n > 4096) {
+        return respond(crate::core::error(
+            crate::core::Failure::Invalid,
+            "invalid_query",
+            "partitions: from 1 to 4096",
+        ));
+    }
+    respond(
+        ask(
+            &st,
+            Request::Digest {
+                partitions: q.partitions,
+            },
+        )
+        .await,
+    )
 }
 
 /// Authorization for every route, from the route table: the role a route needs is written once, in

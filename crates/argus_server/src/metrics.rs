@@ -48,6 +48,8 @@ pub const SHARD_REBUILD_SECONDS: &str = "argus_shard_rebuild_seconds";
 pub const SHARD_PARTITIONS_HELD: &str = "argus_shard_partitions_held";
 /// Sharded: attempts to store a share that failed (each is retried until it is stored).
 pub const SHARD_PUBLISH_FAILURES: &str = "argus_shard_publish_failures_total";
+/// Sharded: snapshot objects of gone nodes deleted, newer snapshots holding all their partitions.
+pub const SHARD_SNAPSHOTS_PRUNED: &str = "argus_shard_snapshots_pruned_total";
 /// Audit records appended, by kind (`change`, `result`, `reveal`, `system`).
 pub const AUDIT_RECORDS: &str = "argus_audit_records_total";
 /// Changes refused because their audit record could not be written.

@@ -38,6 +38,8 @@ const NET_TIMEOUT: Duration = Duration::from_secs(30);
 /// A failed fetch is tried again after this long; a fetched snapshot is kept this long for rebuilds.
 const FETCH_RETRY: Duration = Duration::from_secs(1);
 const KEEP_FETCHED: Duration = Duration::from_secs(30);
+/// Every this many ownership rounds, a node deletes the snapshot objects no rebuild needs any more.
+const PRUNE_ROUNDS: u64 = 15;
 
 /// A node snapshot fetched for a rebuild, by object name.
 enum Fetch {
@@ -112,6 +114,9 @@ pub struct Shard {
     /// node waiting for them).
     listing: Mutex<Listing>,
     fetches: Mutex<HashMap<String, Fetch>>,
+    /// Set once the node has caught up and takes part in ownership: only then does it share its
+    /// snapshot (one shared while catching up could be pruned as a gone node's).
+    member: AtomicBool,
 }
 
 /// How long shares are kept in their bucket: a node further behind than this cannot catch up
@@ -153,6 +158,7 @@ impl Shard {
             arrivals: AtomicU64::new(0),
             listing: Mutex::new(Listing::default()),
             fetches: Mutex::new(HashMap::new()),
+            member: AtomicBool::new(false),
         }))
     }
 
@@ -162,10 +168,16 @@ impl Shard {
     pub fn spawn(self: &Arc<Self>, own: argus_cluster::Ownership, data: std::path::PathBuf) {
         let me = self.clone();
         self.rt.spawn(async move {
-            loop {
+            for round in 1u64.. {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 if me.draining.load(Ordering::SeqCst) {
                     return;
+                }
+                if !me.member.load(Ordering::SeqCst) {
+                    continue;
+                }
+                if round.is_multiple_of(5) {
+                    me.check_node_snapshot().await;
                 }
                 me.share_node_snapshot(&data).await;
             }
@@ -396,7 +408,17 @@ impl Shard {
             entry = target,
             "sharded: caught up; taking part in ownership"
         );
-        loop {
+        self.member.store(true, Ordering::SeqCst);
+        for round in 1u64.. {
+            if round.is_multiple_of(PRUNE_ROUNDS) {
+                match own.members().await {
+                    Ok(members) => {
+                        let me = self.clone();
+                        self.rt.spawn(async move { me.prune(members).await });
+                    }
+                    Err(e) => tracing::warn!("sharded: reading the members: {e}"),
+                }
+            }
             if self.core_failed.load(Ordering::SeqCst) {
                 tracing::error!("sharded: the core failed: releasing every lease");
                 if let Err(e) = own.drain().await {
@@ -454,6 +476,56 @@ impl Shard {
                 _ = tokio::time::sleep(own.step_every()) => {}
                 _ = self.drain_now.notified() => {}
             }
+        }
+    }
+
+    /// Deletes the snapshot objects of nodes that are not `members` whose every partition a newer
+    /// snapshot of another node holds (`argus_cluster::stale_node_snapshots`): a rebuild would never
+    /// read them. A node that comes back shares a new one once it has caught up.
+    async fn prune(&self, members: BTreeSet<String>) {
+        let listed = match tokio::time::timeout(NET_TIMEOUT, self.log.node_snapshots()).await {
+            Ok(Ok(l)) => l,
+            _ => return,
+        };
+        for name in argus_cluster::stale_node_snapshots(&listed, &members) {
+            match tokio::time::timeout(NET_TIMEOUT, self.log.delete_object(&name)).await {
+                Ok(Ok(())) => {
+                    m::inc(m::SHARD_SNAPSHOTS_PRUNED, 1);
+                    tracing::info!(object = %name, "sharded: deleted a gone node's snapshot (newer ones hold its partitions)");
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(object = %name, "sharded: deleting a gone node's snapshot: {e}")
+                }
+                Err(_) => {
+                    tracing::warn!(object = %name, "sharded: deleting a gone node's snapshot timed out")
+                }
+            }
+        }
+    }
+
+    /// If this node's shared snapshot object is gone (deleted by a node that took this one for gone,
+    /// in the moment before it came back), shares it again at once and announces nothing as shared
+    /// meanwhile.
+    async fn check_node_snapshot(&self) {
+        if self
+            .shared_record
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .is_none()
+        {
+            return;
+        }
+        let name = format!("node.{}", self.node);
+        if let Ok(Ok(false)) =
+            tokio::time::timeout(NET_TIMEOUT, self.log.object_exists(&name)).await
+        {
+            tracing::warn!(object = %name, "sharded: this node's shared snapshot is gone; sharing it again");
+            *self.shared_record.lock().unwrap_or_else(|e| e.into_inner()) = (0, None);
+            self.shared_held
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
         }
     }
 

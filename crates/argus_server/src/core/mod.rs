@@ -227,8 +227,11 @@ pub enum Request {
     },
     Reload,
     Status,
-    /// The full-state digest (walks the whole state: for verification, not for monitoring).
-    Digest,
+    /// The full-state digest (walks the whole state: for verification, not for monitoring), and with
+    /// `partitions` (or on a sharded node) its split by feature partition.
+    Digest {
+        partitions: Option<usize>,
+    },
     /// The graph detectors' newest findings.
     Findings {
         limit: usize,
@@ -961,7 +964,7 @@ impl Core {
             Request::ListRemove { name, value } => self.list_remove(&name, &value),
             Request::Reload => Outcome::Answer(self.reload()),
             Request::Status => Outcome::Answer(self.status()),
-            Request::Digest => Outcome::Answer(self.digest()),
+            Request::Digest { partitions } => Outcome::Answer(self.digest(partitions)),
             Request::Findings {
                 limit,
                 detector,

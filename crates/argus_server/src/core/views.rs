@@ -311,11 +311,28 @@ impl Core {
 
     /// The digest of the whole engine state (see [`Engine::state_digest`]): equal digests answer every
     /// future event alike. It walks and encodes the whole state, so it pauses decisions for as long.
-    pub(super) fn digest(&self) -> Answer {
+    ///
+    /// With `partitions` (on a sharded node: by default, its `[cluster] partitions`), also the state
+    /// split in two (`Engine::split_digest`): the digest of all but the keyed features, the same on
+    /// every node of a sharded cluster, and one per feature partition this node holds. The nodes'
+    /// partition digests together equal one engine's asked with the same count.
+    pub(super) fn digest(&self, partitions: Option<usize>) -> Answer {
         let t = Instant::now();
         let digest = self.engine.state_digest();
+        let n = partitions.or_else(|| self.shard().map(|s| s.partitions));
+        let split = n.map(|n| {
+            let (rest, parts) = self.engine.split_digest(n);
+            let held: serde_json::Map<String, Json> = parts
+                .iter()
+                .enumerate()
+                .filter_map(|(q, d)| d.map(|d| (q.to_string(), json!(format!("{d:016x}")))))
+                .collect();
+            json!({"count": n, "unkeyed_digest": format!("{rest:016x}"), "digests": held})
+        });
         ok(json!({
             "state_digest": format!("{digest:016x}"),
+            // By feature partition: what a sharded cluster's nodes compare.
+            "partitions": split,
             "engine_seq": self.engine.sequence(),
             "log_last_seq": self.wal.last_seq(),
             // In a cluster: the shared log's position the digest covers (nodes compare at the same one).
