@@ -20,8 +20,9 @@
 # 5. Sharded apply (`[cluster] partitions = 24`, three nodes each applying the partitions they own):
 #    paced latency and the time the core waited for the other owners' shares; three wrk at once;
 #    then, after growing the state by GROW events, a SIGKILL of the node holding the most partitions:
-#    the survivors' rebuild time (their `argus_shard_rebuild_seconds`) against the keys it held, and
-#    the time until the next event is acknowledged.
+#    the survivors' rebuild time (their `argus_shard_rebuild_seconds`: start to handover, the restore
+#    and replay on a thread of their own; `argus_shard_rebuild_core_seconds`: the part on the cores)
+#    against the keys it held, and the time until the next event is acknowledged.
 #
 # Every wrk run is checked: the events the cluster accepted (any node's argus_events_total: every node
 # applies every entry) equal the requests wrk counted, with no duplicate. Everything shares this
@@ -266,9 +267,12 @@ PY
     n=$(echo "$parts" | tr ',' '\n' | grep -c . || true)
     if [ "$n" -gt "$bestn" ]; then best=$u; bestn=$n; bestkeys=$keys; fi
   done
-  rb0=0
-  for u in "${SH[@]}"; do [ "$u" = "$best" ] && continue
-    rb0=$(python3 -c "print($rb0 + $(curl -s "$u/metrics" | awk '/^argus_shard_rebuild_seconds_sum/ { print $2 }' | head -1 || echo 0) + 0)"); done
+  # Sum of a histogram's `_sum` over some nodes.
+  msum() { local name=$1 s=0; shift
+    for u in "$@"; do s=$(python3 -c "print($s + $(curl -s "$u/metrics" | awk -v n="${name}_sum" '$1 == n { print $2 }' | head -1 || echo 0) + 0)"); done
+    echo "$s"; }
+  OTHERS=(); for u in "${SH[@]}"; do [ "$u" = "$best" ] || OTHERS+=("$u"); done
+  rb0=$(msum argus_shard_rebuild_seconds "${OTHERS[@]}"); rc0=$(msum argus_shard_rebuild_core_seconds "${OTHERS[@]}")
   port=${best##*:}; victim=$(for p in "${PIDS[@]}"; do if grep -qs "127.0.0.1:$port" /proc/$p/cmdline 2>/dev/null; then echo $p; fi; done | tail -1)
   kill -9 "$victim"
   t0=$(date +%s%N)
@@ -284,10 +288,8 @@ PY
   done
   t1=$(date +%s%N)
   settle "${SURV[@]}"
-  rb=0
-  for u in "${SURV[@]}"; do
-    rb=$(python3 -c "print($rb + $(curl -s "$u/metrics" | awk '/^argus_shard_rebuild_seconds_sum/ { print $2 }' | head -1 || echo 0) + 0)"); done
-  echo "killed the node holding $bestn partitions ($bestkeys keys) after $grow more events: 10 events through a survivor acknowledged $(( (t1 - t0) / 1000000 )) ms after the kill (lease_ttl 3 s); rebuilds took $(python3 -c "print(round(1000 * ($rb - $rb0)))") ms of the survivors' cores in all"
+  rb=$(msum argus_shard_rebuild_seconds "${SURV[@]}"); rc=$(msum argus_shard_rebuild_core_seconds "${SURV[@]}")
+  echo "killed the node holding $bestn partitions ($bestkeys keys) after $grow more events: 10 events through a survivor acknowledged $(( (t1 - t0) / 1000000 )) ms after the kill (lease_ttl 3 s); rebuilds took $(python3 -c "print(round(1000 * ($rb - $rb0)))") ms from start to handover, summed over partitions, $(python3 -c "print(round(1000 * ($rc - $rc0)))") ms of it on the survivors' cores"
   # Bring a node back for the next round: a new one (empty data directory, shared snapshot).
   shnode "sn$grow" "$port"
   settle "${SH[@]}"

@@ -197,13 +197,22 @@ impl Ownership {
 
     /// The partitions another node both owns (its lease) and announces holding.
     pub async fn held_elsewhere(&self) -> Result<BTreeSet<u32>, Error> {
+        Ok(self
+            .held_by_owners()
+            .await?
+            .into_iter()
+            .filter(|(_, owner)| *owner != self.node)
+            .map(|(p, _)| p)
+            .collect())
+    }
+
+    /// The partitions whose owner (its lease) announces holding them, with that owner (this node
+    /// among them).
+    pub async fn held_by_owners(&self) -> Result<BTreeMap<u32, String>, Error> {
         let owners = self.owners().await?;
         let mut holds: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
-        let mut out = BTreeSet::new();
+        let mut out = BTreeMap::new();
         for (p, owner) in owners {
-            if owner == self.node {
-                continue;
-            }
             if !holds.contains_key(&owner) {
                 let v = self
                     .kv
@@ -221,7 +230,7 @@ impl Ownership {
                 holds.insert(owner.clone(), set);
             }
             if holds.get(&owner).is_some_and(|s| s.contains(&p)) {
-                out.insert(p);
+                out.insert(p, owner);
             }
         }
         Ok(out)

@@ -32,22 +32,25 @@ mod tests {
     }
 
     #[test]
-    fn only_a_gone_nodes_snapshot_whose_partitions_are_held_newer_elsewhere_is_stale() {
+    fn only_a_gone_nodes_snapshot_whose_partitions_live_owners_hold_is_stale() {
         let members = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        // Owned by a or b and announced as held (in their shared snapshots): 0–4.
+        let covered = (0..5).collect();
         let listed = [
+            // Members: never stale.
             snap("a", 100, &[0, 1, 4]),
-            snap("b", 90, &[2, 3]),
-            // Gone; its partitions are in newer snapshots of a and b.
+            snap("b", 90, &[2, 3, 9]),
+            // Gone; its partitions are held by live owners.
             snap("c", 80, &[1, 2]),
-            // Gone; partition 3 is only in an older snapshot (b's is older than d's).
-            snap("d", 95, &[3, 4]),
-            // Gone; partition 5 is nowhere else.
-            snap("e", 10, &[5]),
+            // Gone; partition 5 is nobody's now (a handover in flight, or its owner died too): its
+            // rebuild may need this one.
+            snap("d", 95, &[3, 5]),
+            snap("e", 96, &[5]),
             // Gone, held nothing.
             snap("f", 50, &[]),
         ];
         assert_eq!(
-            stale_node_snapshots(&listed, &members),
+            stale_node_snapshots(&listed, &members, &covered),
             vec!["node.c".to_string(), "node.f".to_string()]
         );
     }
@@ -205,30 +208,45 @@ impl Log {
         }
     }
 
-    /// The bytes of the object `name` in the snapshots bucket, if it is there.
-    pub async fn fetch_object(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
-        let store = self.snapshots().await?;
-        let mut obj = match store.get(name).await {
-            Ok(o) => o,
-            Err(e) if e.kind() == jetstream::object_store::GetErrorKind::NotFound => {
+    /// The bytes of the object `name` in the snapshots bucket, if it is there. Given up when no
+    /// bytes came for `idle` (however long a large object takes as a whole).
+    pub async fn fetch_object(&self, name: &str, idle: Duration) -> Result<Option<Vec<u8>>, Error> {
+        let stalled = || Error::Read(format!("fetching {name}: nothing came for {idle:?}"));
+        let store = tokio::time::timeout(idle, self.snapshots())
+            .await
+            .map_err(|_| stalled())??;
+        let mut obj = match tokio::time::timeout(idle, store.get(name)).await {
+            Err(_) => return Err(stalled()),
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) if e.kind() == jetstream::object_store::GetErrorKind::NotFound => {
                 return Ok(None)
             }
-            Err(e) => return Err(Error::Read(e.to_string())),
+            Ok(Err(e)) => return Err(Error::Read(e.to_string())),
         };
-        let mut bytes = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut obj, &mut bytes)
-            .await
-            .map_err(|e| Error::Read(e.to_string()))?;
-        Ok(Some(bytes))
+        let mut bytes = Vec::with_capacity(obj.info().size.min(1 << 30));
+        let mut chunk = vec![0u8; 256 * 1024];
+        loop {
+            let n = tokio::time::timeout(idle, tokio::io::AsyncReadExt::read(&mut obj, &mut chunk))
+                .await
+                .map_err(|_| stalled())?
+                .map_err(|e| Error::Read(e.to_string()))?;
+            if n == 0 {
+                return Ok(Some(bytes));
+            }
+            bytes.extend_from_slice(&chunk[..n]);
+        }
     }
 }
 
 /// The node snapshots no rebuild needs any more: those of nodes that are not `members` (dead or
-/// drained) whose every partition another node's snapshot holds as of the same record or later (a
-/// rebuild of any of them would take that one, being newer). A node that comes back shares a new one.
+/// drained) whose every partition is in `covered` — owned by a live node that announces holding it,
+/// which it does only while its own shared snapshot holds it, and which it releases only once its
+/// next owner's snapshot does. So a partition of a pruned snapshot stays in some live node's shared
+/// snapshot. A node that comes back shares a new one.
 pub fn stale_node_snapshots(
     listed: &[NodeSnapshot],
     members: &std::collections::BTreeSet<String>,
+    covered: &std::collections::BTreeSet<u32>,
 ) -> Vec<String> {
     listed
         .iter()
@@ -237,13 +255,7 @@ pub fn stale_node_snapshots(
                 .strip_prefix("node.")
                 .is_some_and(|n| !members.contains(n))
         })
-        .filter(|s| {
-            s.held.iter().all(|p| {
-                listed.iter().any(|o| {
-                    o.object != s.object && o.at.record >= s.at.record && o.held.contains(p)
-                })
-            })
-        })
+        .filter(|s| s.held.iter().all(|p| covered.contains(p)))
         .map(|s| s.object.clone())
         .collect()
 }

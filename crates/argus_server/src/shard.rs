@@ -33,7 +33,8 @@ type Outgoing = (u64, u32, Vec<u8>);
 
 /// How long a listing of the node snapshots is used before another is made.
 const LISTING_FRESH: Duration = Duration::from_millis(500);
-/// A listing or a fetch of a node snapshot that takes longer than this is given up (and tried again).
+/// A listing of the node snapshots that takes longer than this, or a fetch of one during which no
+/// bytes come for this long, is given up (and tried again).
 const NET_TIMEOUT: Duration = Duration::from_secs(30);
 /// A failed fetch is tried again after this long; a fetched snapshot is kept this long for rebuilds.
 const FETCH_RETRY: Duration = Duration::from_secs(1);
@@ -115,7 +116,8 @@ pub struct Shard {
     listing: Mutex<Listing>,
     fetches: Mutex<HashMap<String, Fetch>>,
     /// Set once the node has caught up and takes part in ownership: only then does it share its
-    /// snapshot (one shared while catching up could be pruned as a gone node's).
+    /// snapshot every second (one shared while catching up could be pruned as a gone node's); at
+    /// shutdown it shares its final one in any case.
     member: AtomicBool,
 }
 
@@ -173,6 +175,7 @@ impl Shard {
                 if me.draining.load(Ordering::SeqCst) {
                     return;
                 }
+                me.evict_fetched();
                 if !me.member.load(Ordering::SeqCst) {
                     continue;
                 }
@@ -338,8 +341,8 @@ impl Shard {
     /// The node snapshot `object` as of record `record` or later: fetched in the background the
     /// first time it is asked for (or when only an older one was fetched); never waits.
     pub fn node_snapshot(self: &Arc<Self>, object: &str, record: u64) -> Fetched {
+        self.evict_fetched();
         let mut f = self.fetches.lock().unwrap_or_else(|e| e.into_inner());
-        f.retain(|_, x| !matches!(x, Fetch::Ready(_, _, at) if at.elapsed() > KEEP_FETCHED));
         match f.get(object) {
             Some(Fetch::Pending) => return Fetched::Pending,
             Some(Fetch::Ready(b, r, _)) if *r >= record => return Fetched::Ready(b.clone()),
@@ -351,15 +354,14 @@ impl Shard {
         f.insert(object.to_string(), Fetch::Pending);
         let (me, name) = (self.clone(), object.to_string());
         self.rt.spawn(async move {
-            let got = tokio::time::timeout(NET_TIMEOUT, me.log.fetch_object(&name)).await;
-            let done = match got {
-                Ok(Ok(Some(b))) => match crate::core::snapshot_position(&b) {
+            // A large snapshot takes as long as it takes; a stalled fetch is given up.
+            let done = match me.log.fetch_object(&name, NET_TIMEOUT).await {
+                Ok(Some(b)) => match crate::core::snapshot_position(&b) {
                     Ok((record, _)) => Fetch::Ready(Arc::new(b), record, Instant::now()),
                     Err(e) => Fetch::Failed(format!("damaged: {e}"), Instant::now()),
                 },
-                Ok(Ok(None)) => Fetch::Failed("not there any more".into(), Instant::now()),
-                Ok(Err(e)) => Fetch::Failed(e.to_string(), Instant::now()),
-                Err(_) => Fetch::Failed("timed out".into(), Instant::now()),
+                Ok(None) => Fetch::Failed("not there any more".into(), Instant::now()),
+                Err(e) => Fetch::Failed(e.to_string(), Instant::now()),
             };
             me.fetches
                 .lock()
@@ -367,6 +369,19 @@ impl Shard {
                 .insert(name, done);
         });
         Fetched::Pending
+    }
+
+    /// Forgets the fetched snapshots kept longer than `KEEP_FETCHED` (whole snapshots in memory)
+    /// and the failures no fetch will be retried for (called on every ask and every second).
+    fn evict_fetched(&self) {
+        self.fetches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, x| match x {
+                Fetch::Pending => true,
+                Fetch::Ready(_, _, at) => at.elapsed() <= KEEP_FETCHED,
+                Fetch::Failed(_, at) => at.elapsed() <= KEEP_FETCHED,
+            });
     }
 
     /// What the ownership task last saw.
@@ -410,15 +425,6 @@ impl Shard {
         );
         self.member.store(true, Ordering::SeqCst);
         for round in 1u64.. {
-            if round.is_multiple_of(PRUNE_ROUNDS) {
-                match own.members().await {
-                    Ok(members) => {
-                        let me = self.clone();
-                        self.rt.spawn(async move { me.prune(members).await });
-                    }
-                    Err(e) => tracing::warn!("sharded: reading the members: {e}"),
-                }
-            }
             if self.core_failed.load(Ordering::SeqCst) {
                 tracing::error!("sharded: the core failed: releasing every lease");
                 if let Err(e) = own.drain().await {
@@ -457,10 +463,36 @@ impl Shard {
                     own.owned()
                 }
             };
-            let held_elsewhere = own.held_elsewhere().await.unwrap_or_else(|e| {
-                tracing::warn!("sharded: reading the other nodes' partitions: {e}");
-                self.view().held_elsewhere
-            });
+            let by_owners = own.held_by_owners().await;
+            let held_elsewhere = match &by_owners {
+                Ok(h) => h
+                    .iter()
+                    .filter(|(_, o)| **o != self.node)
+                    .map(|(p, _)| *p)
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!("sharded: reading the other nodes' partitions: {e}");
+                    self.view().held_elsewhere
+                }
+            };
+            if let (true, Ok(by_owners)) = (round.is_multiple_of(PRUNE_ROUNDS), by_owners) {
+                // Read after the holders: a holder that died meanwhile is not a member, and its
+                // partitions count as nobody's.
+                match tokio::time::timeout(Duration::from_secs(2), own.members()).await {
+                    Ok(Ok(members)) => {
+                        let covered = by_owners
+                            .into_iter()
+                            .filter(|(_, o)| members.contains(o))
+                            .map(|(p, _)| p)
+                            .collect();
+                        let me = self.clone();
+                        self.rt
+                            .spawn(async move { me.prune(members, covered).await });
+                    }
+                    Ok(Err(e)) => tracing::warn!("sharded: reading the members: {e}"),
+                    Err(_) => tracing::warn!("sharded: reading the members timed out"),
+                }
+            }
             {
                 let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
                 if view.owned != owned {
@@ -479,19 +511,20 @@ impl Shard {
         }
     }
 
-    /// Deletes the snapshot objects of nodes that are not `members` whose every partition a newer
-    /// snapshot of another node holds (`argus_cluster::stale_node_snapshots`): a rebuild would never
-    /// read them. A node that comes back shares a new one once it has caught up.
-    async fn prune(&self, members: BTreeSet<String>) {
+    /// Deletes the snapshot objects of nodes that are not `members` whose every partition is
+    /// `covered`: owned by a member that announces holding it, so in that member's shared snapshot
+    /// (`argus_cluster::stale_node_snapshots`). A node that comes back shares a new one once it has
+    /// caught up.
+    async fn prune(&self, members: BTreeSet<String>, covered: BTreeSet<u32>) {
         let listed = match tokio::time::timeout(NET_TIMEOUT, self.log.node_snapshots()).await {
             Ok(Ok(l)) => l,
             _ => return,
         };
-        for name in argus_cluster::stale_node_snapshots(&listed, &members) {
+        for name in argus_cluster::stale_node_snapshots(&listed, &members, &covered) {
             match tokio::time::timeout(NET_TIMEOUT, self.log.delete_object(&name)).await {
                 Ok(Ok(())) => {
                     m::inc(m::SHARD_SNAPSHOTS_PRUNED, 1);
-                    tracing::info!(object = %name, "sharded: deleted a gone node's snapshot (newer ones hold its partitions)");
+                    tracing::info!(object = %name, "sharded: deleted a gone node's snapshot (live owners' snapshots hold its partitions)");
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(object = %name, "sharded: deleting a gone node's snapshot: {e}")

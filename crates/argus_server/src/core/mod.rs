@@ -408,6 +408,8 @@ pub struct Core {
     shard_announced: Option<Instant>,
     /// Sharded: partitions whose rebuild failed, and when (retried a second later).
     rebuild_failures: HashMap<usize, Instant>,
+    /// Sharded: partitions being rebuilt on threads of their own.
+    rebuilds: HashMap<usize, shard::RebuildJob>,
     /// A snapshot is wanted now (sharded: this node holds a partition no shared snapshot of it
     /// holds yet, which its previous holder keeps until one does).
     snapshot_soon: bool,

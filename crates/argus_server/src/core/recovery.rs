@@ -112,6 +112,7 @@ impl Core {
         let saved_guard = extras
             .guard
             .take()
+            .and_then(|b| decode_guard(&b))
             .and_then(|s| argus_lifecycle::Guard::from_state(&guard_cfg, s));
         // Records up to this one are in the saved guard already.
         let guard_from = if saved_guard.is_some() { snap_seq } else { 0 };
@@ -230,6 +231,7 @@ impl Core {
             stream_cursor,
             shard_announced: None,
             rebuild_failures: HashMap::new(),
+            rebuilds: HashMap::new(),
             snapshot_soon: false,
         };
         core.shared

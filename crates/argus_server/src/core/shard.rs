@@ -167,7 +167,9 @@ impl Core {
                 if let Some(v) = rebuilt.share(p, b.seq) {
                     break Some(v);
                 }
-                if let Some(v) = shard.wait(b.seq, p as u32, Duration::from_millis(200)) {
+                // Asked again sooner while this node rebuilds the partition on a thread.
+                let step = if self.rebuilding(p) { 20 } else { 200 };
+                if let Some(v) = shard.wait(b.seq, p as u32, Duration::from_millis(step)) {
                     break Some(v);
                 }
                 if shard.stopping.load(Ordering::SeqCst) {
@@ -235,7 +237,12 @@ impl Core {
     /// this node owns but does not hold.
     pub(super) fn sync_partitions(&mut self, shard: &Arc<Shard>) {
         let view = shard.view();
+        // A rebuild of a partition this node no longer owns is not wanted (one still running is
+        // left to finish, unread).
         let held = self.engine.held().to_vec();
+        self.rebuilds.retain(|p, _| {
+            view.owned.contains(&(*p as u32)) && !held.get(*p).copied().unwrap_or(true)
+        });
         let mut changed = false;
         for (p, &h) in held.iter().enumerate() {
             let owned = view.owned.contains(&(p as u32));
@@ -299,7 +306,8 @@ impl Core {
 
     fn rebuild_not_yet(&mut self, p: usize, e: NotYet) {
         match e {
-            // Asked again at the next event or sync (at most every 200 ms).
+            // Asked again at the next sync (before each run of events, every 200 ms when idle) or,
+            // while an event waits for the partition, every 20 ms.
             NotYet::Waiting(what) => {
                 tracing::debug!(partition = p, "sharded: rebuild waits: {what}")
             }
@@ -319,127 +327,228 @@ impl Core {
     /// node's in the object store, or the empty state when the log starts at the first record),
     /// then this node's log records since.
     ///
-    /// The object store is read in the background ([`Shard::node_snapshots`],
-    /// [`Shard::node_snapshot`]): `NotYet::Waiting` until what is needed has come.
+    /// Nothing slow runs on the core: the object store is read by tasks ([`Shard::node_snapshots`],
+    /// [`Shard::node_snapshot`]), and the restore and the replay of the log up to its last record
+    /// run on a thread of their own ([`RebuildJob`]). `NotYet::Waiting` until they are done; then
+    /// the core replays what it logged meanwhile and the pending events, and hands the partition
+    /// over.
     pub(super) fn rebuild(
         &mut self,
         p: usize,
         pending: &[Event],
     ) -> Result<(Engine, SharesOf), NotYet> {
-        let t = Instant::now();
         let shard = self
             .shard()
             .ok_or_else(|| NotYet::Failed("not sharded".into()))?;
+        let log_dir = self.settings.data_dir.join("log");
+        if self
+            .rebuilds
+            .get(&p)
+            .is_some_and(|j| !j.thread.is_finished())
+        {
+            return Err(NotYet::Waiting(
+                "restoring and replaying on its thread".into(),
+            ));
+        }
+        if let Some(job) = self.rebuilds.remove(&p) {
+            let t = Instant::now();
+            let (from, upto, mut scratch, replayed) = job
+                .thread
+                .join()
+                .map_err(|_| "the rebuild thread panicked".to_string())??;
+            // What this node logged since the thread's last record.
+            self.wal.flush().map_err(|e| format!("event log: {e}"))?;
+            let last = self.wal.last_seq();
+            let caught_up = replay_log(&log_dir, &mut scratch, upto, last)?;
+            // The pending events: begun, never finished (only the partition is kept).
+            let mut shares = Vec::new();
+            for ev in pending {
+                if let Ok(b) = scratch.begin_shared(ev) {
+                    if let Some((_, v)) = b.shares.into_iter().find(|(q, _)| *q == p) {
+                        shares.push((b.seq, v));
+                    }
+                }
+            }
+            let core = job.core + t.elapsed();
+            m::inc(m::SHARD_REBUILDS, 1);
+            m::observe(
+                m::SHARD_REBUILD_SECONDS,
+                job.started.elapsed().as_secs_f64(),
+            );
+            m::observe(m::SHARD_REBUILD_CORE_SECONDS, core.as_secs_f64());
+            self.rebuild_failures.remove(&p);
+            tracing::info!(
+                partition = p,
+                from_record = from,
+                replayed = replayed + caught_up,
+                millis = job.started.elapsed().as_millis() as u64,
+                core_millis = core.as_millis() as u64,
+                "sharded: rebuilt a partition this node took over"
+            );
+            return Ok((scratch, shares));
+        }
+        // Start one: the candidate snapshots, newest first.
+        let t = Instant::now();
         self.wal.flush().map_err(|e| format!("event log: {e}"))?;
         let (first, last) = (self.wal.first_seq(), self.wal.last_seq());
         let usable = |record: u64| record + 1 >= first && record <= last;
-        let cfg = self.engine.config.clone();
-        // Candidates, newest first: (record, where).
-        let mut found: Option<(u64, Engine)> = None;
-        for (seq, path) in snapshots(&self.settings.data_dir) {
-            if !usable(seq) {
-                continue;
-            }
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            if let Ok(e) = restore_holding(&cfg, &bytes, p) {
-                found = Some((seq, e));
-                break;
-            }
-        }
-        let newer = |found: &Option<(u64, Engine)>, record: u64| {
-            found.as_ref().is_none_or(|(r, _)| record > *r)
-        };
+        let mut candidates: Vec<(u64, Candidate)> = snapshots(&self.settings.data_dir)
+            .into_iter()
+            .filter(|(seq, _)| usable(*seq))
+            .map(|(seq, path)| (seq, Candidate::Own(path)))
+            .collect();
+        let newest_own = candidates.first().map(|(s, _)| *s);
         let listed = match shard.node_snapshots() {
             Some(l) => l,
-            None if found.is_some() => Vec::new(),
+            None if newest_own.is_some() => Vec::new(),
             None => return Err(NotYet::Waiting("listing the node snapshots".into())),
         };
         let mut shared: Vec<_> = listed
             .into_iter()
             .filter(|s| s.held.contains(&(p as u32)) && usable(s.at.record))
-            .filter(|s| newer(&found, s.at.record))
             .collect();
         shared.sort_by_key(|s| std::cmp::Reverse(s.at.record));
         for s in shared {
-            let bytes = match shard.node_snapshot(&s.object, s.at.record) {
-                Fetched::Ready(b) => b,
-                // This node's own snapshot will do rather than wait for a newer one.
-                Fetched::Pending if found.is_some() => break,
+            match shard.node_snapshot(&s.object, s.at.record) {
+                // The record the bytes cover, not the listing's: the object may have been replaced
+                // since it was listed.
+                Fetched::Ready(b) => match snapshot_position(&b) {
+                    Ok((r, _)) if usable(r) => candidates.push((r, Candidate::Shared(s.object, b))),
+                    _ => {}
+                },
+                // A snapshot of this node's own as new will do rather than wait.
+                Fetched::Pending if newest_own.is_some_and(|o| o >= s.at.record) => {}
                 Fetched::Pending => return Err(NotYet::Waiting(format!("fetching {}", s.object))),
                 Fetched::Failed(e) => {
-                    tracing::warn!(object = %s.object, "sharded: fetching a node snapshot: {e}");
-                    continue;
-                }
-            };
-            // The record the bytes cover, not the listing's: the object may have been replaced
-            // since it was listed.
-            let record = match snapshot_position(&bytes) {
-                Ok((r, _)) if usable(r) && newer(&found, r) => r,
-                _ => continue,
-            };
-            match restore_holding(&cfg, &bytes, p) {
-                Ok(e) => {
-                    found = Some((record, e));
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(object = %s.object, "sharded: a shared snapshot not used: {e}")
+                    tracing::warn!(object = %s.object, "sharded: fetching a node snapshot: {e}")
                 }
             }
         }
-        if found.is_none() && first <= 1 {
-            found = Some((0, Engine::new(cfg.clone())));
+        candidates.sort_by_key(|(r, _)| std::cmp::Reverse(*r));
+        let cfg = self.engine.config.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("argus-rebuild-{p}"))
+            .spawn(move || rebuild_on_thread(&cfg, p, candidates, &log_dir, first, last))
+            .map_err(|e| format!("starting a rebuild thread: {e}"))?;
+        self.rebuilds.insert(
+            p,
+            RebuildJob {
+                thread,
+                started: t,
+                core: t.elapsed(),
+            },
+        );
+        Err(NotYet::Waiting("started on its thread".into()))
+    }
+
+    /// Whether partition `p` is being rebuilt on a thread.
+    pub(super) fn rebuilding(&self, p: usize) -> bool {
+        self.rebuilds.contains_key(&p)
+    }
+}
+
+/// A partition rebuild on a thread of its own: (the snapshot record it started from, the last log
+/// record it replayed to, the partition's engine, events replayed).
+pub(super) struct RebuildJob {
+    thread: std::thread::JoinHandle<Result<(u64, u64, Engine, u64), String>>,
+    started: Instant,
+    /// Time it took on the core so far (choosing the snapshot, starting the thread).
+    core: Duration,
+}
+
+/// A snapshot a rebuild may start from.
+enum Candidate {
+    /// One of this node's snapshot files.
+    Own(std::path::PathBuf),
+    /// Another node's, fetched from the object store (its name).
+    Shared(String, Arc<Vec<u8>>),
+}
+
+/// The rebuild's thread: restores partition `p` from the newest of `candidates` (newest first) that
+/// holds it (or the empty state when the log starts at record 1), releases the other partitions,
+/// and applies this node's log up to record `upto`.
+fn rebuild_on_thread(
+    cfg: &argus_engine::Config,
+    p: usize,
+    candidates: Vec<(u64, Candidate)>,
+    log_dir: &Path,
+    first: u64,
+    upto: u64,
+) -> Result<(u64, u64, Engine, u64), String> {
+    let mut found: Option<(u64, Engine)> = None;
+    for (record, c) in candidates {
+        let (bytes, what) = match c {
+            Candidate::Own(path) => match std::fs::read(&path) {
+                Ok(b) => (Arc::new(b), path.display().to_string()),
+                Err(_) => continue,
+            },
+            Candidate::Shared(name, b) => (b, name),
+        };
+        match snapshot_position(&bytes) {
+            Ok((r, _)) if r == record => {}
+            _ => continue,
         }
-        let (from, mut scratch) = found.ok_or_else(|| {
-            NotYet::Failed(format!("no snapshot holding partition {p} at or after record {} (where this node's log starts) is there yet", first.saturating_sub(1)))
-        })?;
-        for q in 0..scratch.held().len() {
-            if q != p && scratch.held()[q] {
-                scratch.release_partition(q);
-            }
-        }
-        let mut reader =
-            LogReader::open(&self.settings.data_dir.join("log")).map_err(|e| e.to_string())?;
-        reader.skip_to(from + 1);
-        let mut replayed = 0u64;
-        while let Some((seq, kind, payload)) = reader.read_next_ref().map_err(|e| e.to_string())? {
-            if seq <= from || kind != KIND_EVENT {
-                continue;
-            }
-            if seq > last {
+        match restore_holding(cfg, &bytes, p) {
+            Ok(e) => {
+                found = Some((record, e));
                 break;
             }
+            Err(e) => tracing::debug!(snapshot = %what, "sharded: a snapshot not used: {e}"),
+        }
+    }
+    if found.is_none() && first <= 1 {
+        found = Some((0, Engine::new(cfg.clone())));
+    }
+    let (from, mut scratch) = found.ok_or_else(|| {
+        format!(
+            "no snapshot holding partition {p} at or after record {} (where this node's log starts) is there yet",
+            first.saturating_sub(1)
+        )
+    })?;
+    for q in 0..scratch.held().len() {
+        if q != p && scratch.held()[q] {
+            scratch.release_partition(q);
+        }
+    }
+    let replayed = replay_log(log_dir, &mut scratch, from, upto)?;
+    Ok((from, upto, scratch, replayed))
+}
+
+/// Applies the events of the log records after `from` up to `to` (both record numbers) to
+/// `scratch`; the number applied. Reads no further than `to`: the core may be appending.
+fn replay_log(dir: &Path, scratch: &mut Engine, from: u64, to: u64) -> Result<u64, String> {
+    if to <= from {
+        return Ok(0);
+    }
+    let mut reader = LogReader::open(dir).map_err(|e| e.to_string())?;
+    reader.skip_to(from + 1);
+    let (mut next, mut replayed) = (from + 1, 0u64);
+    while let Some((seq, kind, payload)) = reader.read_next_ref().map_err(|e| e.to_string())? {
+        if seq < next {
+            continue;
+        }
+        if seq > next {
+            // Retention deleted the segment holding it since the snapshot was chosen.
+            return Err(format!(
+                "the log no longer holds record {next} (it now starts at {seq})"
+            ));
+        }
+        if kind == KIND_EVENT {
             let Some((_, stored, _)) = split_event(payload) else {
-                return Err(format!("log record {seq} is unreadable").into());
+                return Err(format!("log record {seq} is unreadable"));
             };
             let ev = load_event(scratch.schema(), stored)?;
             let _ = scratch.apply(&ev);
             replayed += 1;
         }
-        // The pending events: begun, never finished (only the partition is kept).
-        let mut shares = Vec::new();
-        for ev in pending {
-            if let Ok(b) = scratch.begin_shared(ev) {
-                if let Some((_, v)) = b.shares.into_iter().find(|(q, _)| *q == p) {
-                    shares.push((b.seq, v));
-                }
-            }
+        if seq >= to {
+            return Ok(replayed);
         }
-        let secs = t.elapsed().as_secs_f64();
-        m::inc(m::SHARD_REBUILDS, 1);
-        m::observe(m::SHARD_REBUILD_SECONDS, secs);
-        self.rebuild_failures.remove(&p);
-        tracing::info!(
-            partition = p,
-            from_record = from,
-            replayed,
-            millis = (secs * 1000.0) as u64,
-            "sharded: rebuilt a partition this node took over"
-        );
-        Ok((scratch, shares))
+        next = seq + 1;
     }
+    Err(format!(
+        "the log ended before record {to} (a rebuild reads its own records up to there)"
+    ))
 }
 
 /// Why a partition was not rebuilt now.

@@ -10,8 +10,28 @@ pub(super) struct Extras {
     pub(super) overlay: BTreeMap<(String, String), Option<OverlayItem>>,
     /// In a cluster: the cluster log's entries the snapshot covers.
     pub(super) stream_cursor: u64,
-    /// The blast-radius guard as of `seq` (with the settings it learned under), when it is on.
-    pub(super) guard: Option<argus_lifecycle::GuardState>,
+    /// The blast-radius guard as of `seq` (with the settings it learned under), when it is on: a
+    /// versioned blob of its own ([`encode_guard`]), so that a later change of the guard's state
+    /// makes it unused (the guard is then rebuilt from the log), never the snapshot unreadable.
+    pub(super) guard: Option<Vec<u8>>,
+}
+
+/// The layout of the guard's state in [`Extras::guard`].
+const GUARD_STATE_VERSION: u32 = 1;
+
+pub(super) fn encode_guard(g: &argus_lifecycle::Guard) -> Option<Vec<u8>> {
+    bincode::serialize(&(GUARD_STATE_VERSION, g.state())).ok()
+}
+
+/// The guard's state in a snapshot, if it is of this release's layout.
+pub(super) fn decode_guard(bytes: &[u8]) -> Option<argus_lifecycle::GuardState> {
+    match bincode::deserialize::<(u32, argus_lifecycle::GuardState)>(bytes) {
+        Ok((GUARD_STATE_VERSION, s)) => Some(s),
+        _ => {
+            tracing::warn!("the snapshot's guard state is of another layout: the guard is rebuilt from the log");
+            None
+        }
+    }
 }
 
 /// The extras of snapshots written before the guard's state was kept in them.
@@ -250,7 +270,7 @@ impl Core {
             seq,
             overlay: self.overlay.clone(),
             stream_cursor: self.stream_cursor,
-            guard: guard.cfg.enabled.then(|| guard.state()),
+            guard: guard.cfg.enabled.then(|| encode_guard(guard)).flatten(),
         };
         m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
         let dir = snapshot_dir(&self.settings.data_dir);
@@ -313,7 +333,7 @@ mod tests {
             seq: 7,
             overlay: overlay.clone(),
             stream_cursor: 9,
-            guard: Some(g.state()),
+            guard: encode_guard(&g),
         })
         .unwrap();
         for (bytes, cursor, guard) in [(v1, 0, None), (v2, 9, None), (v3, 9, Some(g.state()))] {
@@ -321,9 +341,20 @@ mod tests {
             let (x, rest) = decode_snapshot(&framed).unwrap();
             assert_eq!((x.seq, x.stream_cursor), (7, cursor));
             assert_eq!(x.overlay, overlay);
-            assert_eq!(x.guard, guard);
+            assert_eq!(x.guard.as_deref().and_then(decode_guard), guard);
             assert_eq!(rest, engine);
         }
+        // A guard state of another layout is not used; the snapshot still is.
+        let other = bincode::serialize(&Extras {
+            seq: 7,
+            overlay: overlay.clone(),
+            stream_cursor: 9,
+            guard: Some(bincode::serialize(&(2u32, "a later layout")).unwrap()),
+        })
+        .unwrap();
+        let (x, _) = decode_snapshot(&framed(&other, engine)).unwrap();
+        assert_eq!(x.seq, 7);
+        assert_eq!(x.guard.as_deref().and_then(decode_guard), None);
         // A damaged length is refused, not read as an older layout.
         let mut bad = bincode::serialize(&(7u64, &overlay, 9u64)).unwrap();
         bad.push(1);
