@@ -34,8 +34,20 @@ mod tests {
     #[test]
     fn only_a_gone_nodes_snapshot_whose_partitions_live_owners_hold_is_stale() {
         let members = ["a", "b"].iter().map(|s| s.to_string()).collect();
-        // Owned by a or b and announced as held (in their shared snapshots): 0–4.
-        let covered = (0..5).collect();
+        // Owners announcing holding: 0, 1, 4 by a; 2, 3 by b; 6 by b, whose object does not hold
+        // it yet (its announcement is a round ahead of the listing); 7 by c, which is gone.
+        let owners: std::collections::BTreeMap<u32, String> = [
+            (0, "a"),
+            (1, "a"),
+            (4, "a"),
+            (2, "b"),
+            (3, "b"),
+            (6, "b"),
+            (7, "c"),
+        ]
+        .into_iter()
+        .map(|(p, o)| (p, o.to_string()))
+        .collect();
         let listed = [
             // Members: never stale.
             snap("a", 100, &[0, 1, 4]),
@@ -46,11 +58,14 @@ mod tests {
             // rebuild may need this one.
             snap("d", 95, &[3, 5]),
             snap("e", 96, &[5]),
+            // Gone; 6's owner's snapshot does not hold it, 7's owner is not a member.
+            snap("g", 97, &[6]),
+            snap("h", 98, &[7]),
             // Gone, held nothing.
             snap("f", 50, &[]),
         ];
         assert_eq!(
-            stale_node_snapshots(&listed, &members, &covered),
+            stale_node_snapshots(&listed, &members, &owners),
             vec!["node.c".to_string(), "node.f".to_string()]
         );
     }
@@ -209,7 +224,8 @@ impl Log {
     }
 
     /// The bytes of the object `name` in the snapshots bucket, if it is there. Given up when no
-    /// bytes came for `idle` (however long a large object takes as a whole).
+    /// bytes came for `idle`, or when the whole took longer than `idle` plus a second per MiB (a
+    /// fetch that trickles).
     pub async fn fetch_object(&self, name: &str, idle: Duration) -> Result<Option<Vec<u8>>, Error> {
         let stalled = || Error::Read(format!("fetching {name}: nothing came for {idle:?}"));
         let store = tokio::time::timeout(idle, self.snapshots())
@@ -223,9 +239,18 @@ impl Log {
             }
             Ok(Err(e)) => return Err(Error::Read(e.to_string())),
         };
-        let mut bytes = Vec::with_capacity(obj.info().size.min(1 << 30));
+        let size = obj.info().size;
+        let deadline = std::time::Instant::now() + idle + Duration::from_secs((size >> 20) as u64);
+        let mut bytes = Vec::with_capacity(size.min(1 << 30));
         let mut chunk = vec![0u8; 256 * 1024];
         loop {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Read(format!(
+                    "fetching {name}: {} of {size} bytes after {:?}",
+                    bytes.len(),
+                    idle + Duration::from_secs((size >> 20) as u64)
+                )));
+            }
             let n = tokio::time::timeout(idle, tokio::io::AsyncReadExt::read(&mut obj, &mut chunk))
                 .await
                 .map_err(|_| stalled())?
@@ -239,15 +264,23 @@ impl Log {
 }
 
 /// The node snapshots no rebuild needs any more: those of nodes that are not `members` (dead or
-/// drained) whose every partition is in `covered` — owned by a live node that announces holding it,
-/// which it does only while its own shared snapshot holds it, and which it releases only once its
-/// next owner's snapshot does. So a partition of a pruned snapshot stays in some live node's shared
-/// snapshot. A node that comes back shares a new one.
+/// drained) whose every partition `p` is covered — `owners` (partition → a live owner announcing
+/// holding it) names a member whose own snapshot object, in this same listing, holds `p`. An owner
+/// releases a partition only once its next owner's snapshot holds it, so a partition of a pruned
+/// snapshot stays in some live node's shared snapshot. A node that comes back shares a new one.
 pub fn stale_node_snapshots(
     listed: &[NodeSnapshot],
     members: &std::collections::BTreeSet<String>,
-    covered: &std::collections::BTreeSet<u32>,
+    owners: &std::collections::BTreeMap<u32, String>,
 ) -> Vec<String> {
+    let covered = |p: &u32| {
+        owners.get(p).is_some_and(|o| {
+            members.contains(o)
+                && listed
+                    .iter()
+                    .any(|s| s.object.strip_prefix("node.") == Some(o) && s.held.contains(p))
+        })
+    };
     listed
         .iter()
         .filter(|s| {
@@ -255,7 +288,7 @@ pub fn stale_node_snapshots(
                 .strip_prefix("node.")
                 .is_some_and(|n| !members.contains(n))
         })
-        .filter(|s| s.held.iter().all(|p| covered.contains(p)))
+        .filter(|s| s.held.iter().all(covered))
         .map(|s| s.object.clone())
         .collect()
 }

@@ -45,8 +45,10 @@ pub const SHARD_REBUILDS: &str = "argus_shard_rebuilds_total";
 /// Sharded: time one partition rebuild took, from its start to the partition's handover (the
 /// restore and most of the replay run on a thread of their own).
 pub const SHARD_REBUILD_SECONDS: &str = "argus_shard_rebuild_seconds";
-/// Sharded: the part of one rebuild that ran on the core (choosing the snapshot, replaying what
-/// was logged while the thread ran, the events in flight): the time the node's events waited.
+/// Sharded: the part of one rebuild that ran on the core (choosing the snapshot, replaying the
+/// last records logged while the thread ran, the events in flight), when every event waits. Events
+/// that need the partition's share and that nobody else publishes wait for the whole rebuild
+/// (`argus_shard_wait_seconds`).
 pub const SHARD_REBUILD_CORE_SECONDS: &str = "argus_shard_rebuild_core_seconds";
 /// Sharded: partitions whose feature state this node holds.
 pub const SHARD_PARTITIONS_HELD: &str = "argus_shard_partitions_held";

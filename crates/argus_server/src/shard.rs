@@ -116,8 +116,8 @@ pub struct Shard {
     listing: Mutex<Listing>,
     fetches: Mutex<HashMap<String, Fetch>>,
     /// Set once the node has caught up and takes part in ownership: only then does it share its
-    /// snapshot every second (one shared while catching up could be pruned as a gone node's); at
-    /// shutdown it shares its final one in any case.
+    /// snapshot (every second, and its final one at shutdown): one shared while catching up could
+    /// be pruned as a gone node's, or stand for a holder's.
     member: AtomicBool,
 }
 
@@ -476,18 +476,14 @@ impl Shard {
                 }
             };
             if let (true, Ok(by_owners)) = (round.is_multiple_of(PRUNE_ROUNDS), by_owners) {
-                // Read after the holders: a holder that died meanwhile is not a member, and its
-                // partitions count as nobody's.
+                // Read after the holders. A holder counts only if its own snapshot object, listed
+                // after both, holds the partition (a holder that died and came back with the same
+                // name shares a new object, which tells).
                 match tokio::time::timeout(Duration::from_secs(2), own.members()).await {
                     Ok(Ok(members)) => {
-                        let covered = by_owners
-                            .into_iter()
-                            .filter(|(_, o)| members.contains(o))
-                            .map(|(p, _)| p)
-                            .collect();
                         let me = self.clone();
                         self.rt
-                            .spawn(async move { me.prune(members, covered).await });
+                            .spawn(async move { me.prune(members, by_owners).await });
                     }
                     Ok(Err(e)) => tracing::warn!("sharded: reading the members: {e}"),
                     Err(_) => tracing::warn!("sharded: reading the members timed out"),
@@ -511,16 +507,21 @@ impl Shard {
         }
     }
 
-    /// Deletes the snapshot objects of nodes that are not `members` whose every partition is
-    /// `covered`: owned by a member that announces holding it, so in that member's shared snapshot
+    /// Deletes the snapshot objects of nodes that are not `members` whose every partition is owned
+    /// by a member that announces holding it and whose own snapshot object holds it
     /// (`argus_cluster::stale_node_snapshots`). A node that comes back shares a new one once it has
-    /// caught up.
-    async fn prune(&self, members: BTreeSet<String>, covered: BTreeSet<u32>) {
+    /// caught up (and shares it again if it was deleted in the moment between the listing and the
+    /// deletion).
+    async fn prune(
+        &self,
+        members: BTreeSet<String>,
+        owners: std::collections::BTreeMap<u32, String>,
+    ) {
         let listed = match tokio::time::timeout(NET_TIMEOUT, self.log.node_snapshots()).await {
             Ok(Ok(l)) => l,
             _ => return,
         };
-        for name in argus_cluster::stale_node_snapshots(&listed, &members, &covered) {
+        for name in argus_cluster::stale_node_snapshots(&listed, &members, &owners) {
             match tokio::time::timeout(NET_TIMEOUT, self.log.delete_object(&name)).await {
                 Ok(Ok(())) => {
                     m::inc(m::SHARD_SNAPSHOTS_PRUNED, 1);
@@ -617,7 +618,10 @@ impl Shard {
     /// On shutdown, after the core wrote its final snapshot: shares it, then releases every lease
     /// and this node's membership at once (the new owners rebuild from that snapshot).
     pub async fn leave(&self, data: &std::path::Path) {
-        self.share_node_snapshot(data).await;
+        // A node that never caught up owns nothing, and its object must not stand for a holder's.
+        if self.member.load(Ordering::SeqCst) {
+            self.share_node_snapshot(data).await;
+        }
         self.draining.store(true, Ordering::SeqCst);
         self.drain_now.notify_one();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.drained.notified()).await;

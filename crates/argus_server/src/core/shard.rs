@@ -9,6 +9,11 @@ use events::{Live, LiveResult};
 
 /// A partition whose rebuild failed is tried again after this long.
 const REBUILD_RETRY: Duration = Duration::from_secs(1);
+/// A rebuild of a partition this node does not own any more is dropped after this long.
+const JOB_UNOWNED: Duration = Duration::from_secs(60);
+/// A finished rebuild further behind the log than this many records chases it on its thread again
+/// rather than on the core.
+const CHASE_RECORDS: u64 = 4_096;
 
 impl Core {
     /// This node's shard, when the cluster is sharded.
@@ -240,8 +245,12 @@ impl Core {
         // A rebuild of a partition this node no longer owns is not wanted (one still running is
         // left to finish, unread).
         let held = self.engine.held().to_vec();
-        self.rebuilds.retain(|p, _| {
-            view.owned.contains(&(*p as u32)) && !held.get(*p).copied().unwrap_or(true)
+        // A rebuild of a partition held already, or not owned for a minute, is not wanted (one
+        // still running is left to finish, unread). Its result is a function of the log, so one
+        // that outlives a short lapse of the lease is still good.
+        self.rebuilds.retain(|p, j| {
+            !held.get(*p).copied().unwrap_or(true)
+                && (view.owned.contains(&(*p as u32)) || j.started.elapsed() < JOB_UNOWNED)
         });
         let mut changed = false;
         for (p, &h) in held.iter().enumerate() {
@@ -327,11 +336,12 @@ impl Core {
     /// node's in the object store, or the empty state when the log starts at the first record),
     /// then this node's log records since.
     ///
-    /// Nothing slow runs on the core: the object store is read by tasks ([`Shard::node_snapshots`],
-    /// [`Shard::node_snapshot`]), and the restore and the replay of the log up to its last record
-    /// run on a thread of their own ([`RebuildJob`]). `NotYet::Waiting` until they are done; then
-    /// the core replays what it logged meanwhile and the pending events, and hands the partition
-    /// over.
+    /// The slow parts run off the core: the object store is read by tasks
+    /// ([`Shard::node_snapshots`], [`Shard::node_snapshot`]), and the restore and the replay of the
+    /// log run on a thread of their own ([`RebuildJob`]), which chases the log again while it is
+    /// more than `CHASE_RECORDS` behind. `NotYet::Waiting` until then; the core replays the last
+    /// records and the pending events, and hands the partition over. Events that need the
+    /// partition's share and that nobody else publishes (its owner died) wait for all of it.
     pub(super) fn rebuild(
         &mut self,
         p: usize,
@@ -356,9 +366,28 @@ impl Core {
                 .thread
                 .join()
                 .map_err(|_| "the rebuild thread panicked".to_string())??;
-            // What this node logged since the thread's last record.
+            // What this node logged since the thread's last record: on the thread again while that
+            // is much, then here.
             self.wal.flush().map_err(|e| format!("event log: {e}"))?;
             let last = self.wal.last_seq();
+            if last.saturating_sub(upto) > CHASE_RECORDS {
+                let thread = std::thread::Builder::new()
+                    .name(format!("argus-rebuild-{p}"))
+                    .spawn(move || {
+                        let n = replay_log(&log_dir, &mut scratch, upto, last)?;
+                        Ok((from, last, scratch, replayed + n))
+                    })
+                    .map_err(|e| format!("starting a rebuild thread: {e}"))?;
+                self.rebuilds.insert(
+                    p,
+                    RebuildJob {
+                        thread,
+                        started: job.started,
+                        core: job.core + t.elapsed(),
+                    },
+                );
+                return Err(NotYet::Waiting("chasing the log on its thread".into()));
+            }
             let caught_up = replay_log(&log_dir, &mut scratch, upto, last)?;
             // The pending events: begun, never finished (only the partition is kept).
             let mut shares = Vec::new();
@@ -397,10 +426,8 @@ impl Core {
             .filter(|(seq, _)| usable(*seq))
             .map(|(seq, path)| (seq, Candidate::Own(path)))
             .collect();
-        let newest_own = candidates.first().map(|(s, _)| *s);
         let listed = match shard.node_snapshots() {
             Some(l) => l,
-            None if newest_own.is_some() => Vec::new(),
             None => return Err(NotYet::Waiting("listing the node snapshots".into())),
         };
         let mut shared: Vec<_> = listed
@@ -408,16 +435,20 @@ impl Core {
             .filter(|s| s.held.contains(&(p as u32)) && usable(s.at.record))
             .collect();
         shared.sort_by_key(|s| std::cmp::Reverse(s.at.record));
+        // The newest shared snapshot holding it that can be fetched (waited for: this node's own
+        // snapshots rarely hold a partition it takes over, and which do is known only by reading
+        // them, on the thread). An older one is fetched only when a newer one cannot be.
         for s in shared {
             match shard.node_snapshot(&s.object, s.at.record) {
                 // The record the bytes cover, not the listing's: the object may have been replaced
                 // since it was listed.
                 Fetched::Ready(b) => match snapshot_position(&b) {
-                    Ok((r, _)) if usable(r) => candidates.push((r, Candidate::Shared(s.object, b))),
+                    Ok((r, _)) if usable(r) => {
+                        candidates.push((r, Candidate::Shared(s.object, b)));
+                        break;
+                    }
                     _ => {}
                 },
-                // A snapshot of this node's own as new will do rather than wait.
-                Fetched::Pending if newest_own.is_some_and(|o| o >= s.at.record) => {}
                 Fetched::Pending => return Err(NotYet::Waiting(format!("fetching {}", s.object))),
                 Fetched::Failed(e) => {
                     tracing::warn!(object = %s.object, "sharded: fetching a node snapshot: {e}")

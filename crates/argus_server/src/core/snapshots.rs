@@ -34,6 +34,16 @@ pub(super) fn decode_guard(bytes: &[u8]) -> Option<argus_lifecycle::GuardState> 
     }
 }
 
+/// The extras of snapshots that kept the guard's state bare (for a few commits; see
+/// [`Extras::guard`]).
+#[derive(Serialize, Deserialize)]
+struct ExtrasV3 {
+    seq: u64,
+    overlay: BTreeMap<(String, String), Option<OverlayItem>>,
+    stream_cursor: u64,
+    guard: Option<argus_lifecycle::GuardState>,
+}
+
 /// The extras of snapshots written before the guard's state was kept in them.
 #[derive(Deserialize)]
 struct ExtrasV2 {
@@ -117,36 +127,52 @@ pub(super) fn decode_snapshot(bytes: &[u8]) -> Result<(Extras, &[u8]), String> {
     }
     let n = u64::from_le_bytes(body[8..16].try_into().map_err(|_| "short")?) as usize;
     let ex = body.get(16..16usize.saturating_add(n)).ok_or("truncated")?;
-    // Older layouts are a prefix of the newer ones: each is taken only if it is the whole of the
-    // extras.
+    // Each layout is taken only if it is the whole of the extras (the older ones are prefixes of
+    // the newer).
     let whole = |size: bincode::Result<u64>| size.ok() == Some(n as u64);
-    let extras: Extras = match bincode::deserialize(ex) {
-        Ok(x) => x,
-        Err(e) => match bincode::deserialize::<ExtrasV2>(ex) {
-            Ok(v2)
-                if whole(bincode::serialized_size(&(
-                    &v2.seq,
-                    &v2.overlay,
-                    &v2.stream_cursor,
-                ))) =>
-            {
-                Extras {
-                    seq: v2.seq,
-                    overlay: v2.overlay,
-                    stream_cursor: v2.stream_cursor,
-                    guard: None,
-                }
-            }
-            _ => match bincode::deserialize::<ExtrasV1>(ex) {
-                Ok(v1) if whole(bincode::serialized_size(&(&v1.seq, &v1.overlay))) => Extras {
-                    seq: v1.seq,
-                    overlay: v1.overlay,
-                    stream_cursor: 0,
-                    guard: None,
-                },
-                _ => return Err(e.to_string()),
+    let extras = if let Some(x) = bincode::deserialize::<Extras>(ex)
+        .ok()
+        .filter(|x| whole(bincode::serialized_size(x)))
+    {
+        x
+    } else if let Some(v3) = bincode::deserialize::<ExtrasV3>(ex)
+        .ok()
+        .filter(|v| whole(bincode::serialized_size(v)))
+    {
+        // The guard's state was kept bare for a while: carried over in the versioned blob.
+        let guard = v3
+            .guard
+            .and_then(|s| bincode::serialize(&(GUARD_STATE_VERSION, s)).ok());
+        Extras {
+            seq: v3.seq,
+            overlay: v3.overlay,
+            stream_cursor: v3.stream_cursor,
+            guard,
+        }
+    } else if let Some(v2) = bincode::deserialize::<ExtrasV2>(ex).ok().filter(|v| {
+        whole(bincode::serialized_size(&(
+            &v.seq,
+            &v.overlay,
+            &v.stream_cursor,
+        )))
+    }) {
+        Extras {
+            seq: v2.seq,
+            overlay: v2.overlay,
+            stream_cursor: v2.stream_cursor,
+            guard: None,
+        }
+    } else {
+        match bincode::deserialize::<ExtrasV1>(ex) {
+            Ok(v1) if whole(bincode::serialized_size(&(&v1.seq, &v1.overlay))) => Extras {
+                seq: v1.seq,
+                overlay: v1.overlay,
+                stream_cursor: 0,
+                guard: None,
             },
-        },
+            Ok(_) => return Err("the snapshot's extras are of no known layout".into()),
+            Err(e) => return Err(e.to_string()),
+        }
     };
     Ok((extras, &body[16 + n..]))
 }
@@ -336,7 +362,19 @@ mod tests {
             guard: encode_guard(&g),
         })
         .unwrap();
-        for (bytes, cursor, guard) in [(v1, 0, None), (v2, 9, None), (v3, 9, Some(g.state()))] {
+        let bare = bincode::serialize(&ExtrasV3 {
+            seq: 7,
+            overlay: overlay.clone(),
+            stream_cursor: 9,
+            guard: Some(g.state()),
+        })
+        .unwrap();
+        for (bytes, cursor, guard) in [
+            (v1, 0, None),
+            (v2, 9, None),
+            (bare, 9, Some(g.state())),
+            (v3, 9, Some(g.state())),
+        ] {
             let framed = framed(&bytes, engine);
             let (x, rest) = decode_snapshot(&framed).unwrap();
             assert_eq!((x.seq, x.stream_cursor), (7, cursor));
