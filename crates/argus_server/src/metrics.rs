@@ -54,7 +54,8 @@ pub const SHARD_REBUILD_CORE_SECONDS: &str = "argus_shard_rebuild_core_seconds";
 pub const SHARD_PARTITIONS_HELD: &str = "argus_shard_partitions_held";
 /// Sharded: attempts to store a share that failed (each is retried until it is stored).
 pub const SHARD_PUBLISH_FAILURES: &str = "argus_shard_publish_failures_total";
-/// Sharded: snapshot objects of gone nodes deleted, newer snapshots holding all their partitions.
+/// Sharded: snapshot objects of gone nodes deleted, once, for each of their partitions, a live owner
+/// announces holding it and its own snapshot object holds it.
 pub const SHARD_SNAPSHOTS_PRUNED: &str = "argus_shard_snapshots_pruned_total";
 /// Audit records appended, by kind (`change`, `result`, `reveal`, `system`).
 pub const AUDIT_RECORDS: &str = "argus_audit_records_total";

@@ -416,6 +416,11 @@ impl Core {
             );
             return Ok((scratch, shares));
         }
+        // One rebuild runs at a time: each restores a whole snapshot (the partitions of a dead node
+        // usually come from the same one), so several at once would hold as many copies of it.
+        if self.rebuilds.values().any(|j| !j.thread.is_finished()) {
+            return Err(NotYet::Waiting("another partition's rebuild runs".into()));
+        }
         // Start one: the candidate snapshots, newest first.
         let t = Instant::now();
         self.wal.flush().map_err(|e| format!("event log: {e}"))?;
