@@ -1147,24 +1147,7 @@ impl Engine {
     /// watermark, sequence; not the counters of refused input): two engines with equal digests answer
     /// every future event alike. It does not depend on the partition count.
     pub fn state_digest(&self) -> u64 {
-        let parts = (
-            self.sq.seq,
-            self.sq.watermark,
-            self.sq.dedupe.order.iter().collect::<Vec<_>>(),
-            self.sq
-                .labels
-                .iter()
-                .map(|q| q.iter().collect::<Vec<_>>())
-                .collect::<Vec<_>>(),
-            self.state.snapshot(),
-            self.stages
-                .iter()
-                .map(|st| (st.name(), st.digest()))
-                .collect::<Vec<_>>(),
-        );
-        xxhash_rust::xxh3::xxh3_64(
-            &bincode::serialize(&parts).expect("serializing plain data to a Vec cannot fail"),
-        )
+        self.digest_with(Some(self.state.snapshot()))
     }
 
     /// [`state_digest`](Self::state_digest) split in two, for the nodes of a sharded cluster (each
@@ -1173,7 +1156,13 @@ impl Engine {
     /// and a digest per feature partition of `n` (`None` where this engine does not hold it; see
     /// `FeatureState::partition_digests`).
     pub fn split_digest(&self, n: usize) -> (u64, Vec<Option<u64>>) {
-        let parts = (
+        (self.digest_with(None), self.state.partition_digests(n))
+    }
+
+    /// The digest of the sequence, watermark, idempotency ids, pending labels and stages, with the
+    /// keyed state's snapshot bytes among them when given.
+    fn digest_with(&self, features: Option<Vec<u8>>) -> u64 {
+        let seq = (
             self.sq.seq,
             self.sq.watermark,
             self.sq.dedupe.order.iter().collect::<Vec<_>>(),
@@ -1182,15 +1171,19 @@ impl Engine {
                 .iter()
                 .map(|q| q.iter().collect::<Vec<_>>())
                 .collect::<Vec<_>>(),
-            self.stages
-                .iter()
-                .map(|st| (st.name(), st.digest()))
-                .collect::<Vec<_>>(),
         );
-        let rest = xxhash_rust::xxh3::xxh3_64(
-            &bincode::serialize(&parts).expect("serializing plain data to a Vec cannot fail"),
-        );
-        (rest, self.state.partition_digests(n))
+        let stages = self
+            .stages
+            .iter()
+            .map(|st| (st.name(), st.digest()))
+            .collect::<Vec<_>>();
+        let (s, w, d, l) = seq;
+        // Plain data: encoding into a Vec cannot fail.
+        let bytes = match features {
+            Some(f) => bincode::serialize(&(s, w, d, l, f, stages)),
+            None => bincode::serialize(&(s, w, d, l, stages)),
+        };
+        xxhash_rust::xxh3::xxh3_64(&bytes.unwrap_or_default())
     }
 
     pub fn decoder(&self) -> &Decoder {

@@ -1255,8 +1255,8 @@ impl FeatureState {
                     for m in &mut maps {
                         m.sort_unstable_by_key(|(k, _)| *k);
                     }
-                    let bytes = bincode::serialize(&(wm, &maps))
-                        .expect("serializing plain data to a Vec cannot fail");
+                    // Plain data: encoding into a Vec cannot fail.
+                    let bytes = bincode::serialize(&(wm, &maps)).unwrap_or_default();
                     xxhash_rust::xxh3::xxh3_64(&bytes)
                 })
             })
