@@ -875,20 +875,6 @@ fn a_new_node_starts_from_the_shared_snapshot() {
     let (da, db) = (&ds[0], &ds[1]);
     assert_eq!(da["state_digest"], db["state_digest"]);
     assert_eq!(da["log_last_seq"], db["log_last_seq"]);
-    // Erasure is refused in a cluster (one node alone would diverge), and changes nothing.
-    let (st, v) = http(
-        &a.addr,
-        "POST",
-        "/v1/erasure",
-        r#"{"kind": "email", "value": "u3@example.com", "reason": "a data subject's request"}"#,
-    )
-    .unwrap();
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (409, Some("cluster_erasure")),
-        "{v}"
-    );
-    assert_eq!(a.digest()["state_digest"], db["state_digest"]);
     // A reload asked of one node reaches every node, at the same point of the log.
     let reloads = |n: &Node| -> u64 {
         let mut s = TcpStream::connect(&n.addr).unwrap();
@@ -918,6 +904,210 @@ fn a_new_node_starts_from_the_shared_snapshot() {
     eprintln!(
         "shared snapshot: the new node's log begins at record {} of {}",
         sb["log_first_seq"], db["log_last_seq"]
+    );
+}
+
+/// The entries of the shared log (stream `argus` on `urls`) up to `upto` that hold `needle`.
+fn stream_entries_holding(urls: &str, needle: &str) -> Vec<u64> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let log = argus_cluster::Log::connect(&argus_cluster::Settings {
+            servers: urls.split(',').map(str::to_string).collect(),
+            stream: "argus".into(),
+            replicas: 3,
+            ack_timeout: Duration::from_secs(5),
+        })
+        .await
+        .unwrap();
+        let (read, holding) = log
+            .entries_holding(u64::MAX, &[needle.as_bytes()])
+            .await
+            .unwrap();
+        assert!(read > 0, "the stream has entries");
+        let shared = log.fetch_snapshot().await.unwrap();
+        let mut holding = holding;
+        if let Some((_, bytes)) = shared {
+            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                // Reported as entry 0: the shared snapshot object.
+                holding.insert(0, 0);
+            }
+        }
+        holding
+    })
+}
+
+/// Erasure in a replicated cluster: asked of one node, it renames the subject on every node at the
+/// same point of the shared log — node b, whose own log begins at a shared snapshot, moves the same
+/// keys as node a, whose log holds everything — and then erases every entry of the JetStream stream
+/// that held the subject's token, the erasure's own entry included, and replaces the shared
+/// snapshot. Nothing on either node's disk, nor in the stream, nor in the shared snapshot holds the
+/// token afterwards; the nodes still agree. A node that was down during the erasure stops at the
+/// gap it left instead of coming back with the token; started empty, it restores the renamed state.
+#[test]
+fn an_erasure_renames_the_subject_on_every_node_and_erases_it_from_the_stream() {
+    let _serial = serial();
+    if !nats_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path());
+    let urls = nats.urls();
+    // The starter's features, and some keyed by the email: alone (the subject's own history) and
+    // with the device (a composite key, found through the logged events).
+    let config = dir.path().join("argus.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "include = [\"{}\"]\n[[features]]\nname = \"email_events_30d\"\nkind = \"count\"\nevents = [\"account.register\"]\nkey = [\"email\"]\nwindow = \"30d\"\n\n[[features]]\nname = \"email_device_events_30d\"\nkind = \"count\"\nevents = [\"account.register\"]\nkey = [\"email\", \"device\"]\nwindow = \"30d\"\n",
+            common::repo().join("examples/starter/argus.toml").display()
+        ),
+    )
+    .unwrap();
+    let start = |name: &str| {
+        let mut n = Node {
+            child: None,
+            addr: String::new(),
+            data: dir.path().join(name),
+            cluster: Some(urls.clone()),
+            config: config.clone(),
+            env: vec![("ARGUS_CLUSTER_LEASE_TTL".into(), "2s".into())],
+        };
+        n.up();
+        n
+    };
+    let a = start("a");
+    let mut rng = Rng(23);
+    let evs = events(700, 0, "u", 30, &mut rng);
+    for e in &evs[..600] {
+        post(&a.addr, e);
+    }
+    // Node b starts from a's shared snapshot (its own log begins there); c too, and goes down.
+    let t = Instant::now();
+    while metric(&a, "argus_cluster_snapshots_shared_total") < 1.0 {
+        assert!(t.elapsed() < Duration::from_secs(60), "no snapshot shared");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let b = start("b");
+    let mut c = start("c");
+    caught_up(&[&b, &c], log_len(&[&a]));
+    assert!(b.status()["log_first_seq"].as_u64() > Some(1));
+    for (i, e) in evs[600..].iter().enumerate() {
+        post(if i % 2 == 0 { &a.addr } else { &b.addr }, e);
+    }
+    let victim = "u3@example.com";
+    // The subject registers again after b joined, from a new device (a composite key b's log shows).
+    let t = argus_event::time::format_rfc3339(1_795_000_000_000 + 700 * 1_500);
+    post(&b.addr, &json!({"id": "again-u3", "type": "account.register", "time": t, "actor": "u3", "data": {"email": victim, "device": "dz3", "ip": "81.2.0.9", "country": "GB"}}).to_string());
+    let before = http(&a.addr, "GET", &format!("/v1/entities/email/{victim}"), "")
+        .unwrap()
+        .1;
+    let token = before["key"].as_str().unwrap().to_string();
+    assert!(token.starts_with("tk_"), "{before}");
+    assert!(
+        before["features"]["email_events_30d"].as_u64() > Some(1),
+        "{before}"
+    );
+    caught_up(&[&a, &b, &c], log_len(&[&a, &b]));
+    c.kill();
+    // The premises: the token is in both nodes' logs and in the stream.
+    for n in [&a, &b] {
+        assert!(
+            !common::files_containing(&n.data, token.as_bytes()).is_empty(),
+            "{} holds the token before",
+            n.data.display()
+        );
+    }
+    assert!(!stream_entries_holding(&urls, &token).is_empty());
+
+    // Asked of b, whose log is the shorter: a and b still move the same keys.
+    let t = Instant::now();
+    let (st, v) = http(
+        &b.addr,
+        "POST",
+        "/v1/erasure",
+        &json!({"kind": "email", "value": victim, "reason": "GDPR art. 17 request #9"}).to_string(),
+    )
+    .unwrap();
+    let took = t.elapsed();
+    assert_eq!(st, 200, "{v}");
+    let found = &v["found"];
+    assert!(found["stream_entries_erased"].as_u64() > Some(1), "{v}");
+    assert_eq!(
+        found["nodes"], 2,
+        "a and b applied it; c's report expired: {v}"
+    );
+    assert!(found["state_keys"].as_u64() > Some(0), "{v}");
+    assert!(!v.to_string().contains(&token), "{v}");
+    let ds = settled_digests(&[&a, &b]);
+    assert_eq!(ds[0]["state_digest"], ds[1]["state_digest"], "{ds:?}");
+    for n in [&a, &b] {
+        let left = common::files_containing(&n.data, token.as_bytes());
+        assert!(left.is_empty(), "the token is still in {left:?}");
+        let left = common::files_containing(&n.data, victim.as_bytes());
+        assert!(left.is_empty(), "the value is in {left:?}");
+        // The subject's history no longer answers for the value.
+        let e = http(&n.addr, "GET", &format!("/v1/entities/email/{victim}"), "")
+            .unwrap()
+            .1;
+        assert_eq!(e["key"], token.as_str(), "a function of the value");
+        assert_eq!(e["features"]["email_events_30d"], 0, "{e}");
+    }
+    assert_eq!(
+        stream_entries_holding(&urls, &token),
+        Vec::<u64>::new(),
+        "the stream and the shared snapshot no longer hold the token"
+    );
+    // The cluster goes on deciding alike (other customers: the subject coming back would bring
+    // its token back, with a fresh history).
+    let more = events(60, 701, "w", 30, &mut rng);
+    for (i, e) in more.iter().enumerate() {
+        post(if i % 2 == 0 { &a.addr } else { &b.addr }, e);
+    }
+    caught_up(&[&a, &b], log_len(&[&a, &b]));
+    let ds = settled_digests(&[&a, &b]);
+    assert_eq!(ds[0]["state_digest"], ds[1]["state_digest"]);
+
+    // c missed the erasure: restarted on its data directory, it stops at the gap the erased
+    // entries left, refuses writes and is not ready (it still holds the token).
+    c.up();
+    let t = Instant::now();
+    let stderr = c.data.with_extension("stderr");
+    while !std::fs::read_to_string(&stderr)
+        .unwrap_or_default()
+        .contains("cannot catch up from its own state")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "c did not stop at the gap: {}",
+            c.status()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(http(&c.addr, "GET", "/readyz", "").unwrap().0, 503);
+    let (s, v) = http(&c.addr, "POST", "/v1/events", &more[0]).unwrap();
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (503, Some("not_accepting_writes")),
+        "{v}"
+    );
+    // Started empty, it restores the renamed shared snapshot and agrees with the others.
+    c.kill();
+    std::fs::remove_dir_all(&c.data).unwrap();
+    c.up();
+    caught_up(&[&c], log_len(&[&a, &b]));
+    let ds = settled_digests(&[&a, &c]);
+    assert_eq!(ds[0]["state_digest"], ds[1]["state_digest"]);
+    let left = common::files_containing(&c.data, token.as_bytes());
+    assert!(left.is_empty(), "the token is in {left:?}");
+    eprintln!(
+        "cluster erasure: answered in {} ms; {} stream entries read, {} erased; {} state keys moved",
+        took.as_millis(),
+        found["stream_entries_read"],
+        found["stream_entries_erased"],
+        found["state_keys"]
     );
 }
 
@@ -1437,6 +1627,20 @@ fn sharded_nodes_decide_as_one_embedded_node_through_a_kill_a_join_and_a_drain()
         .filter_map(|e| e["features"].get("user_coupon_claims_30d").cloned())
         .collect();
     assert_eq!(claims, vec![json!(1)], "one holder, which counts the claim");
+    // Erasure is refused in a sharded cluster (a renamed key would belong to another partition),
+    // and changes nothing.
+    let (st, v) = http(
+        &nodes[0].addr,
+        "POST",
+        "/v1/erasure",
+        r#"{"kind": "email", "value": "u3@example.com", "reason": "a data subject's request"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (409, Some("cluster_erasure")),
+        "{v}"
+    );
 
     // 2. SIGKILL the node holding the most partitions: the survivors take them over and rebuild
     //    them. (The nodes are renumbered so that it is the last.)

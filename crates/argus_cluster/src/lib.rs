@@ -360,6 +360,96 @@ impl Log {
     }
 }
 
+impl Log {
+    /// The entries up to `upto` whose bytes hold one of `needles` (erasure): returns how many
+    /// entries were read and the sequence numbers of those holding one. Holes (entries deleted
+    /// before) are passed over. Reads with an ordered consumer, each message waited for 10 s at most.
+    pub async fn entries_holding(
+        &self,
+        upto: u64,
+        needles: &[&[u8]],
+    ) -> Result<(u64, Vec<u64>), Error> {
+        let mut st = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| Error::Read(e.to_string()))?;
+        let info = st.info().await.map_err(|e| Error::Read(e.to_string()))?;
+        let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+        if info.state.messages == 0 || first > upto {
+            return Ok((0, Vec::new()));
+        }
+        let c = st
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: first.max(1),
+                },
+                filter_subject: self.subject.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Read(e.to_string()))?;
+        let mut messages = c.messages().await.map_err(|e| Error::Read(e.to_string()))?;
+        let (mut read, mut holding) = (0u64, Vec::new());
+        let end = upto.min(last);
+        loop {
+            let m = match tokio::time::timeout(Duration::from_secs(10), messages.next()).await {
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(e))) => return Err(Error::Read(e.to_string())),
+                Ok(None) => return Err(Error::Read("the consumer ended".into())),
+                Err(_) => {
+                    return Err(Error::Read(format!(
+                        "no entry came for 10 s while reading the log up to entry {end}"
+                    )))
+                }
+            };
+            let info = m.info().map_err(|e| Error::Read(e.to_string()))?;
+            let seq = info.stream_sequence;
+            if seq > end {
+                break;
+            }
+            read += 1;
+            let p: &[u8] = &m.payload;
+            if needles
+                .iter()
+                .any(|n| !n.is_empty() && p.windows(n.len()).any(|w| w == *n))
+            {
+                holding.push(seq);
+            }
+            if seq == end || info.pending == 0 {
+                break;
+            }
+        }
+        Ok((read, holding))
+    }
+
+    /// Deletes entries from the stream. JetStream erases each one (its bytes are overwritten on
+    /// the servers' disks, not only unlinked). An entry already gone counts as deleted. Returns how
+    /// many were deleted now.
+    pub async fn erase_entries(&self, seqs: &[u64]) -> Result<u64, Error> {
+        let st = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| Error::Read(e.to_string()))?;
+        let mut n = 0;
+        for &seq in seqs {
+            match st.delete_message(seq).await {
+                Ok(true) => n += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    // "no message found": deleted already (a repeated erasure).
+                    let s = e.to_string();
+                    if !s.contains("no message found") && !s.contains("10037") {
+                        return Err(Error::Append(format!("erasing entry {seq}: {s}")));
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// The log from a sequence number on.
 pub struct Tail {
     messages: consumer::pull::Ordered,
@@ -514,6 +604,51 @@ impl Leases {
             Some(rev) => self.kv.update(name, me, rev).await.ok(),
             None => self.kv.create(name, me).await.ok(),
         }
+    }
+
+    /// Reports this node's progress under `key.<node>` (a number; it disappears `ttl` after the
+    /// last report, like a lease).
+    pub async fn report(&self, key: &str, value: u64) -> Result<(), Error> {
+        self.kv
+            .put(
+                format!("{key}.{}", self.node),
+                Bytes::from(value.to_string()),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Read(e.to_string()))
+    }
+
+    /// Every live node's report under `key`: (node, value).
+    pub async fn reports(&self, key: &str) -> Result<Vec<(String, u64)>, Error> {
+        let mut out = Vec::new();
+        let mut keys = self
+            .kv
+            .keys()
+            .await
+            .map_err(|e| Error::Read(e.to_string()))?;
+        let prefix = format!("{key}.");
+        let mut names = Vec::new();
+        while let Some(k) = keys.next().await {
+            let k = k.map_err(|e| Error::Read(e.to_string()))?;
+            if let Some(node) = k.strip_prefix(&prefix) {
+                names.push((k.clone(), node.to_string()));
+            }
+        }
+        for (k, node) in names {
+            // Gone between the listing and the read: that node stopped reporting.
+            if let Some(v) = self
+                .kv
+                .get(&k)
+                .await
+                .map_err(|e| Error::Read(e.to_string()))?
+            {
+                if let Ok(n) = String::from_utf8_lossy(&v).trim().parse() {
+                    out.push((node, n));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The node holding `name`, if any.

@@ -528,6 +528,9 @@ impl Sequencer {
     }
 }
 
+/// One feature-state key an erasure moves: the entity's index, the old key's digest, the new one's.
+pub type KeyMove = (usize, u128, u128);
+
 /// Replaces every occurrence of each key of `map` in `bytes` by its value (the same length: the
 /// bytes keep their layout). For erasure, over encoded state and log records.
 pub fn replace_all(bytes: &mut [u8], map: &std::collections::HashMap<String, String>) -> usize {
@@ -976,14 +979,58 @@ impl Engine {
     /// the state. The feature state of each key holding an old value moves to the key with the new
     /// one — keys of one field directly, composite keys as `logged` (events that carry an old value,
     /// as they were logged) show them — so the old key has no state and every aggregate stays as it
-    /// was; the global stages and the pending labels get the new values. Returns the records moved.
+    /// was; the global stages and the pending labels get the new values. `more` are key moves
+    /// found elsewhere (see [`erasure_moves`](Self::erasure_moves)): in a cluster, those of the node
+    /// that took the request, so that a node whose own log begins later moves the same keys.
+    /// Returns the records moved.
     pub fn rename_values(
         &mut self,
         map: &std::collections::HashMap<String, String>,
         logged: &[Event],
+        more: &[KeyMove],
     ) -> Result<usize, String> {
-        use argus_features::state::key_digest;
+        let mut moves: std::collections::BTreeSet<KeyMove> = more.iter().copied().collect();
+        moves.extend(self.erasure_moves(map, logged));
+        let moves: Vec<_> = moves.into_iter().collect();
         let fs = self.config.features.clone();
+        let moved = self.state.rekey(&moves);
+        // Values kept inside other keys' records (a `last_value` of a personal-data field): the
+        // canonical encoding holds them as they are; renamed there, and the state restored from it.
+        let mut bytes = self.state.snapshot();
+        if replace_all(&mut bytes, map) > 0 {
+            self.state = FeatureState::restore_partitioned(&fs, &bytes, self.config.partitions)
+                .map_err(|e| format!("feature state after renaming: {}", e.0))?;
+        }
+        for st in &mut self.stages {
+            let mut bytes = st.encode();
+            replace_all(&mut bytes, map);
+            st.restore(&bytes)
+                .map_err(|e| format!("stage {} after renaming: {e}", st.name()))?;
+        }
+        for q in &mut self.sq.labels {
+            for l in q.iter_mut() {
+                for (_, v) in l.fields.iter_mut() {
+                    if let Value::Str(s) = v {
+                        if let Some(n) = map.get(s.as_ref()) {
+                            *v = Value::Str(n.as_str().into());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(moved)
+    }
+
+    /// The feature-state keys an erasure moves (entity, old key, new key): every key of one field
+    /// holding an old value of `map`, and the composite keys that `logged` (events carrying an old
+    /// value, as logged) show.
+    pub fn erasure_moves(
+        &self,
+        map: &std::collections::HashMap<String, String>,
+        logged: &[Event],
+    ) -> Vec<KeyMove> {
+        use argus_features::state::key_digest;
+        let fs = &self.config.features;
         let rename = |fields: &[Value]| -> Vec<Value> {
             fields
                 .iter()
@@ -1031,33 +1078,7 @@ impl Engine {
                 }
             }
         }
-        let moves: Vec<_> = moves.into_iter().collect();
-        let moved = self.state.rekey(&moves);
-        // Values kept inside other keys' records (a `last_value` of a personal-data field): the
-        // canonical encoding holds them as they are; renamed there, and the state restored from it.
-        let mut bytes = self.state.snapshot();
-        if replace_all(&mut bytes, map) > 0 {
-            self.state = FeatureState::restore_partitioned(&fs, &bytes, self.config.partitions)
-                .map_err(|e| format!("feature state after renaming: {}", e.0))?;
-        }
-        for st in &mut self.stages {
-            let mut bytes = st.encode();
-            replace_all(&mut bytes, map);
-            st.restore(&bytes)
-                .map_err(|e| format!("stage {} after renaming: {e}", st.name()))?;
-        }
-        for q in &mut self.sq.labels {
-            for l in q.iter_mut() {
-                for (_, v) in l.fields.iter_mut() {
-                    if let Value::Str(s) = v {
-                        if let Some(n) = map.get(s.as_ref()) {
-                            *v = Value::Str(n.as_str().into());
-                        }
-                    }
-                }
-            }
-        }
-        Ok(moved)
+        moves.into_iter().collect()
     }
 
     /// Makes stages slow or failing on purpose (`ARGUS_FAULTS`; see [`crate::deadlines`]).

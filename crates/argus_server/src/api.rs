@@ -406,7 +406,7 @@ pub async fn ask(st: &AppState, req: Request) -> Answer {
         }
     }
     let (tx, rx) = oneshot::channel();
-    let erasing = matches!(req, Request::Erase { .. });
+    let erasing = matches!(req, Request::Erase { .. } | Request::ErasurePlan { .. });
     st.shared.queued.fetch_add(1, Ordering::SeqCst);
     match st.tx.try_send(Msg { req, reply: tx }) {
         Ok(()) => {}

@@ -134,6 +134,41 @@ enum Replicated {
     },
     /// A rollout started (candidate files, label, basis points, salt) or ended, on every node.
     SetRollout(Option<(argus_lifecycle::Files, String, u32, String)>),
+    /// An erasure: every node renames `token` to `pseudonym` at this point of the log, moving the
+    /// keys its own log shows and `moves` (`entity:old:new`, the digests in hex) — those the
+    /// entry node's log showed. The entry links the two, so it is itself erased from the stream
+    /// once every live node applied it (`crate::erasure`).
+    Erase {
+        token: String,
+        pseudonym: String,
+        moves: Vec<String>,
+        /// The entry node's last record when it planned (its log up to there gave `moves`).
+        planned: u64,
+    },
+}
+
+/// An erasure's key moves as they travel in its entry (`entity:old:new`, hex digests).
+fn parse_moves(moves: &[String]) -> Result<Vec<argus_engine::engine::KeyMove>, String> {
+    moves
+        .iter()
+        .map(|m| {
+            let mut it = m.split(':');
+            let bad = || format!("a key move `{m}` is not `entity:old:new`");
+            let e = it.next().and_then(|e| e.parse().ok()).ok_or_else(bad)?;
+            let f = it
+                .next()
+                .and_then(|f| u128::from_str_radix(f, 16).ok())
+                .ok_or_else(bad)?;
+            let t = it
+                .next()
+                .and_then(|t| u128::from_str_radix(t, 16).ok())
+                .ok_or_else(bad)?;
+            if it.next().is_some() {
+                return Err(bad());
+            }
+            Ok((e, f, t))
+        })
+        .collect()
 }
 
 impl Node {
@@ -387,6 +422,11 @@ fn degraded_or(st: &AppState, id: &str, ty: &str, e: &core::CoreError) -> Answer
 
 /// Appends an entry and waits for this node's core to apply it.
 async fn append_and_wait(st: &AppState, node: &Node, kind: &str, payload: Vec<u8>) -> Answer {
+    append_and_wait_for(node, kind, payload, st.settings.request_timeout).await
+}
+
+/// [`append_and_wait`], waiting up to `wait` for the core.
+async fn append_and_wait_for(node: &Node, kind: &str, payload: Vec<u8>, wait: Duration) -> Answer {
     let nonce = node.next.fetch_add(1, Ordering::SeqCst);
     let (tx, rx) = oneshot::channel();
     if let Ok(mut w) = node.waiters.lock() {
@@ -412,7 +452,7 @@ async fn append_and_wait(st: &AppState, node: &Node, kind: &str, payload: Vec<u8
             format!("the cluster's log did not acknowledge the request ({e}); it was not acknowledged: retry it (event ids make a retry safe)"),
         );
     }
-    match tokio::time::timeout(st.settings.request_timeout, rx).await {
+    match tokio::time::timeout(wait, rx).await {
         Ok(Ok(a)) => a,
         Ok(Err(_)) => error(
             Failure::Unavailable,
@@ -509,6 +549,18 @@ fn request_of(st: &AppState, e: &argus_cluster::Entry) -> Result<Request, String
                 Replicated::Reload => Request::Reload,
                 Replicated::SetOverrides { snoozes } => Request::SetOverrides { snoozes },
                 Replicated::SetRollout(r) => Request::SetRollout(r),
+                Replicated::Erase {
+                    token,
+                    pseudonym,
+                    moves,
+                    planned,
+                } => Request::EraseToken {
+                    token,
+                    pseudonym,
+                    moves: parse_moves(&moves)?,
+                    entry: e.seq,
+                    planned,
+                },
             })
         }
         k => Err(format!("unknown entry kind `{k}`")),
@@ -586,6 +638,25 @@ pub async fn pump(st: AppState, node: Arc<Node>) {
             }
             match request_of(&st, &e) {
                 Ok(req) => {
+                    // An erasure's answer goes through this node's own part of it (the vault, the
+                    // export) before it reaches its waiter, if any.
+                    let reply = match &req {
+                        Request::EraseToken {
+                            token, pseudonym, ..
+                        } => {
+                            // An export round overlapping the renaming throws its files away.
+                            core::export::ERASURE_EPOCH.fetch_add(1, Ordering::SeqCst);
+                            let (etx, erx) = oneshot::channel();
+                            tokio::spawn(after_erasure(
+                                st.clone(),
+                                (token.clone(), pseudonym.clone()),
+                                erx,
+                                reply,
+                            ));
+                            Some(etx)
+                        }
+                        _ => reply,
+                    };
                     let entry = Request::Entry {
                         seq: e.seq,
                         req: Box::new(req),
@@ -611,6 +682,119 @@ pub async fn pump(st: AppState, node: Arc<Node>) {
             m::set_gauge(m::CLUSTER_CURSOR, e.seq as f64);
             next = e.seq + 1;
         }
+    }
+}
+
+/// Every node's own part of an erasure entry, once its core renamed the subject: the clear value
+/// leaves this node's vault, the token is renamed in its case store (each node's own SQLite file,
+/// or the shared PostgreSQL again: nothing left to rename there) and the continuous export's tables
+/// go (the next round writes them again from the renamed log). The answer, with what was found,
+/// goes on to `waiter` (the entry node's handler, which also blanks the clear value in notes).
+async fn after_erasure(
+    st: AppState,
+    (token, pseudonym): (String, String),
+    answer: oneshot::Receiver<Answer>,
+    waiter: Option<oneshot::Sender<Answer>>,
+) {
+    let Ok(mut a) = answer.await else {
+        return;
+    };
+    if let Answer::Done { body, .. } = &mut a {
+        let vault = st
+            .vault
+            .as_ref()
+            .map(|v| v.erase(std::slice::from_ref(&token)))
+            .transpose();
+        match vault {
+            Ok(n) => body["found"]["vault"] = serde_json::json!(n.unwrap_or(0)),
+            Err(e) => {
+                tracing::error!("erasure: the vault: {e}");
+                a = error(
+                    Failure::Internal,
+                    "erasure_failed",
+                    format!("the vault: {e}; repeat the request"),
+                );
+            }
+        }
+        if let (Answer::Done { body, .. }, Some(svc)) = (&mut a, &st.cases) {
+            let scrubbed = match svc.store() {
+                Ok(store) => store
+                    .scrub(&token, &pseudonym, &[])
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(format!("{e:?}")),
+            };
+            match scrubbed {
+                Ok(n) => body["found"]["case_rows"] = serde_json::json!(n),
+                Err(e) => {
+                    tracing::error!("erasure: the case store: {e}");
+                    a = error(
+                        Failure::Unavailable,
+                        "erasure_failed",
+                        format!("the case store: {e}; the log and state are done, repeat the request for the rest"),
+                    );
+                }
+            }
+        }
+        if let (Answer::Done { body, .. }, Some(dir)) = (&mut a, &st.settings.export_dir) {
+            body["found"]["export_entries_removed"] =
+                serde_json::json!(crate::erasure::empty_export(dir));
+        }
+    } else {
+        tracing::error!("erasure: this node's core could not apply it: {a:?}");
+    }
+    if let Some(w) = waiter {
+        let _ = w.send(a);
+    }
+}
+
+/// Reports this node's cursor in the shared log every `every` (`applied.<node>` in the lease
+/// bucket, gone `lease_ttl` after the last report): an erasure waits until every live node applied
+/// its entry before it erases that entry from the stream.
+pub async fn report_applied(st: AppState) {
+    let (Some(node), Some(c)) = (st.cluster.clone(), st.settings.cluster.clone()) else {
+        return;
+    };
+    let ttl = c.lease_ttl();
+    let leases = loop {
+        match node.log.leases(&node.name, ttl).await {
+            Ok(l) => break l,
+            Err(e) => {
+                tracing::warn!("cluster: the lease bucket: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let every = (ttl / 3).min(Duration::from_secs(1));
+    loop {
+        let at = st.shared.stream_cursor.load(Ordering::SeqCst);
+        if let Err(e) = leases.report(APPLIED, at).await {
+            tracing::debug!("cluster: reporting the cursor: {e}");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// The key under which nodes report their cursor (see [`report_applied`]).
+pub const APPLIED: &str = "applied";
+
+/// Appends an erasure's entry and waits (up to an hour: the core rewrites its log) for this node to
+/// apply it.
+pub async fn append_erasure(
+    node: &Node,
+    token: String,
+    pseudonym: String,
+    moves: Vec<String>,
+    planned: u64,
+) -> Answer {
+    match serde_json::to_vec(&Replicated::Erase {
+        token,
+        pseudonym,
+        moves,
+        planned,
+    }) {
+        Ok(p) => append_and_wait_for(node, REQUEST, p, Duration::from_secs(3600)).await,
+        Err(e) => error(Failure::Internal, "internal_error", e.to_string()),
     }
 }
 

@@ -331,6 +331,7 @@ pub async fn serve(
             data.clone(),
             every,
         ));
+        rt.spawn(cluster::report_applied(server.state.clone()));
     }
     if let (Some((out, every)), Some(config)) = (export, config) {
         // In a cluster every node has the same log: one node at a time exports, under a lease.

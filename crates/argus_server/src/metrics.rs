@@ -27,6 +27,8 @@ pub const CLUSTER_APPEND_SECONDS: &str = "argus_cluster_append_seconds";
 pub const CLUSTER_APPEND_FAILURES: &str = "argus_cluster_append_failures_total";
 /// In a cluster: entries of the shared log no node can apply (undecodable), skipped by all alike.
 pub const CLUSTER_ENTRIES_SKIPPED: &str = "argus_cluster_entries_skipped_total";
+/// In a cluster: entries of the shared log erased from the stream by erasures on this node.
+pub const CLUSTER_ENTRIES_ERASED: &str = "argus_cluster_entries_erased_total";
 /// Decisions made without a component (by stage): answered by the checkpoint's fail-open setting.
 pub const DEGRADED_DECISIONS: &str = "argus_degraded_decisions_total";
 /// In a cluster: entries stored after their deadline (their appender had answered 503 or degraded),

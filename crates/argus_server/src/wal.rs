@@ -695,7 +695,10 @@ impl Wal {
     /// re-encoded with its CRC, into a temporary file that is synced and renamed over the segment.
     /// `f` must keep a payload's length, so that every record stays where the decision index says.
     /// Returns the records changed.
-    pub fn rewrite(&mut self, mut f: impl FnMut(u8, &mut [u8]) -> bool) -> Result<u64, WalError> {
+    pub fn rewrite(
+        &mut self,
+        mut f: impl FnMut(u64, u8, &mut [u8]) -> bool,
+    ) -> Result<u64, WalError> {
         if self.len > 0 {
             self.rotate()?;
         }
@@ -724,7 +727,7 @@ impl Wal {
                     }
                 };
                 let mut p = payload.to_vec();
-                if f(kind, &mut p) {
+                if f(seq, kind, &mut p) {
                     here += 1;
                 }
                 debug_assert_eq!(p.len(), payload.len());

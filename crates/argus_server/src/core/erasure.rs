@@ -15,7 +15,7 @@ use super::*;
 use std::collections::HashMap;
 
 /// A random pseudonym of a token's shape.
-fn pseudonym() -> Result<String, String> {
+pub(crate) fn pseudonym() -> Result<String, String> {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 16];
     ring::rand::SystemRandom::new()
@@ -72,31 +72,97 @@ impl Core {
             Ok(p) => p,
             Err(e) => return error(Failure::Internal, "internal_error", e),
         };
-        let map: HashMap<String, String> = [(token.clone(), new.clone())].into();
+        self.rename_subject(&token, &new, &[], None)
+    }
+
+    /// In a cluster, before the erasure's entry is appended: the subject's token and the keys its
+    /// renaming to `new` moves, as this node's log shows them (every node moves these, so that a
+    /// node whose own log begins later — it started from a shared snapshot — moves the same keys).
+    /// Reads the log; changes nothing.
+    pub(super) fn erasure_plan(&mut self, kind: &str, value: &str, new: &str) -> Answer {
+        let token = match self.subject_token(kind, value) {
+            Ok(t) => t,
+            Err(a) => return a,
+        };
+        let map: HashMap<String, String> = [(token.clone(), new.to_string())].into();
+        let logged = match self.logged_holding(&token, None, 0) {
+            Ok((logged, _, _)) => logged,
+            Err(e) => {
+                return error(
+                    Failure::Internal,
+                    "erasure_failed",
+                    format!("reading the event log: {e}"),
+                )
+            }
+        };
+        let moves: Vec<String> = self
+            .engine
+            .erasure_moves(&map, &logged)
+            .into_iter()
+            .map(|(e, f, t)| format!("{e}:{f:032x}:{t:032x}"))
+            .collect();
+        ok(json!({"token": token, "moves": moves, "record": self.wal.last_seq()}))
+    }
+
+    /// The events of this node's log after record `after` that carry `token`, as logged; with
+    /// `map`, every record holding it is rewritten with the new value (and counted: records,
+    /// occurrences).
+    fn logged_holding(
+        &mut self,
+        token: &str,
+        map: Option<&HashMap<String, String>>,
+        after: u64,
+    ) -> Result<(Vec<argus_event::Event>, u64, u64), crate::wal::WalError> {
         let schema = self.engine.schema().clone();
         let needle = token.as_bytes().to_vec();
         let mut logged = Vec::new();
         let mut in_log = 0u64;
         // Everything appended so far is written and the open segment closed before the rewrite.
-        let rewritten = self.wal.rewrite(|kind, payload| {
+        let records = self.wal.rewrite(|seq, kind, payload| {
             if !payload
                 .windows(needle.len())
                 .any(|w| w == needle.as_slice())
             {
                 return false;
             }
-            if kind == KIND_EVENT {
+            if kind == KIND_EVENT && seq > after {
                 if let Some(ev) =
                     split_event(payload).and_then(|(_, st, _)| record::load_event(&schema, st).ok())
                 {
                     logged.push(ev);
                 }
             }
-            in_log += argus_engine::engine::replace_all(payload, &map) as u64;
-            true
-        });
-        let records = match rewritten {
-            Ok(n) => n,
+            match map {
+                Some(map) => {
+                    in_log += argus_engine::engine::replace_all(payload, map) as u64;
+                    true
+                }
+                None => false,
+            }
+        })?;
+        Ok((logged, records, in_log))
+    }
+
+    /// Renames `token` to `new` on this node (see the module's comment), moving `more` and the
+    /// keys the log shows: on a single node (`entry`: None) all of it. In a cluster, `entry` is the
+    /// shared log's entry of the erasure and the record its entry node's plan read up to: the keys
+    /// come from the plan (`more`) and from this log's records after that one (the same records on
+    /// every node), so every node moves the same keys whatever its own log holds; the entry's
+    /// cursor is recorded before the snapshot of the renamed state, so that the snapshot covers it.
+    pub(super) fn rename_subject(
+        &mut self,
+        token: &str,
+        new: &str,
+        more: &[argus_engine::engine::KeyMove],
+        entry: Option<(u64, u64)>,
+    ) -> Answer {
+        let token = token.to_string();
+        let new = new.to_string();
+        let map: HashMap<String, String> = [(token.clone(), new.clone())].into();
+        let after = entry.map_or(0, |(_, planned)| planned);
+        let rewritten = self.logged_holding(&token, Some(&map), after);
+        let (logged, records, in_log) = match rewritten {
+            Ok(r) => r,
             Err(e) => {
                 // Some segments may be rewritten and others not: the request can be repeated (it
                 // renames what still holds the token).
@@ -107,7 +173,7 @@ impl Core {
                 );
             }
         };
-        let moved = match self.engine.rename_values(&map, &logged) {
+        let moved = match self.engine.rename_values(&map, &logged, more) {
             Ok(n) => n,
             Err(e) => {
                 self.fail(format!("erasure left the state torn: {e}"));
@@ -144,6 +210,13 @@ impl Core {
         };
         // A snapshot of the renamed state now (a copy in progress began before the renaming: it is
         // dropped); every older snapshot (which holds the token) goes, once the new one is there.
+        if let Some((seq, _)) = entry {
+            if let Outcome::Answer(a) = self.cursor(seq) {
+                if self.stream_cursor < seq {
+                    return a;
+                }
+            }
+        }
         self.copying = None;
         self.since_snap = self.since_snap.max(1);
         self.housekeeping(true, true);
@@ -187,6 +260,7 @@ impl Core {
         ok(json!({
             "token": token,
             "pseudonym": new,
+            "entry": entry.map(|(seq, _)| seq),
             "found": {
                 "log_records": records,
                 "log_occurrences": in_log,

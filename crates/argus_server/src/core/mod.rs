@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
 pub mod backtest;
-mod erasure;
+pub(crate) mod erasure;
 mod events;
 pub mod export;
 pub mod lifecycle;
@@ -206,6 +206,22 @@ pub enum Request {
     Erase {
         kind: String,
         value: String,
+    },
+    /// In a cluster: the subject's token and the keys that renaming it to `pseudonym` moves, from
+    /// this node's log (read only), for the erasure's entry.
+    ErasurePlan {
+        kind: String,
+        value: String,
+        pseudonym: String,
+    },
+    /// In a cluster: the erasure's entry `entry` of the shared log, applied by every node alike
+    /// (`planned`: the last record of the entry node's log its plan read).
+    EraseToken {
+        token: String,
+        pseudonym: String,
+        moves: Vec<argus_engine::engine::KeyMove>,
+        entry: u64,
+        planned: u64,
     },
     Entity {
         kind: String,
@@ -922,6 +938,7 @@ impl Core {
                 | Request::ResumeRule { .. }
                 | Request::Reload
                 | Request::Cursor(_)
+                | Request::EraseToken { .. }
         );
         if self.failed.is_none() && self.shared.failed.load(Ordering::SeqCst) {
             // Set by another thread: the syncer (an fsync failed) or, in a cluster, the pump (a gap
@@ -954,6 +971,23 @@ impl Core {
             Request::Decision { id } => Outcome::Answer(self.decision(&id)),
             Request::EventFields { id } => Outcome::Answer(self.event_fields(&id)),
             Request::Erase { kind, value } => Outcome::Answer(self.erase(&kind, &value)),
+            Request::ErasurePlan {
+                kind,
+                value,
+                pseudonym,
+            } => Outcome::Answer(self.erasure_plan(&kind, &value, &pseudonym)),
+            Request::EraseToken {
+                token,
+                pseudonym,
+                moves,
+                entry,
+                planned,
+            } => Outcome::Answer(self.rename_subject(
+                &token,
+                &pseudonym,
+                &moves,
+                Some((entry, planned)),
+            )),
             Request::Entity { kind, id } => Outcome::Answer(self.entity(&kind, &id)),
             Request::ListGet { name } => Outcome::Answer(self.list_get(&name)),
             Request::ListSet {
