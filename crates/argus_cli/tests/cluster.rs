@@ -1111,6 +1111,141 @@ fn an_erasure_renames_the_subject_on_every_node_and_erases_it_from_the_stream() 
     );
 }
 
+/// Found by review: a node of a cluster in console mode, restarted, decided the entries it caught up
+/// on with its policy files until an install entry reached it again, while the others had decided
+/// them with the stored version they ran. The version a node runs is now kept in the cursor record
+/// of the entry that installed it and in its snapshots: the restarted node decides its catch-up as
+/// the others did, version for version.
+#[test]
+fn a_restarted_node_decides_its_catch_up_with_the_version_the_others_ran() {
+    let _serial = serial();
+    if !nats_available() {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = rt.block_on(argus_store::test_database("argus_cluster_versions")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path());
+    let urls = nats.urls();
+    let start = |name: &str| {
+        let mut n = Node {
+            child: None,
+            addr: String::new(),
+            data: dir.path().join(name),
+            cluster: Some(urls.clone()),
+            config: common::repo().join("examples/starter/argus.toml"),
+            env: vec![
+                ("ARGUS_CASES_DATABASE".into(), db.clone()),
+                ("ARGUS_POLICY_SOURCE".into(), "console".into()),
+            ],
+        };
+        n.up();
+        n
+    };
+    let a = start("a");
+    let mut b = start("b");
+    let running =
+        |n: &Node| -> Value { http(&n.addr, "GET", "/v1/policies/running", "").unwrap().1 };
+    let t = Instant::now();
+    while ![&a, &b].iter().all(|n| {
+        running(n)["policy_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("v1+"))
+    }) {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "version 1 was not installed: {}",
+            running(&a)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Version 2 reviews every order over 200, activated on node a.
+    let mut files = running(&a)["files"].as_object().unwrap().clone();
+    let text = files["marketplace_integrity.toml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    files.insert(
+        "marketplace_integrity.toml".into(),
+        format!("{text}\n[[rules]]\nname = \"over_200_review\"\nwhen = \"event.amount > 200.0\"\naction = \"review\"\nscore = 77\nreason = \"an order over 200\"\n").into(),
+    );
+    let (st, v) = http(
+        &a.addr,
+        "POST",
+        "/v1/versions",
+        &json!({"message": "review orders over 200", "files": files}).to_string(),
+    )
+    .unwrap();
+    assert_eq!(st, 200, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    let (st, v) = http(
+        &a.addr,
+        "POST",
+        &format!("/v1/versions/{id}/activate"),
+        r#"{"emergency": "cluster test: no second person here"}"#,
+    )
+    .unwrap();
+    assert_eq!(st, 200, "{v}");
+    let v2 = format!("v{id}+");
+    let t = Instant::now();
+    while ![&a, &b].iter().all(|n| {
+        running(n)["policy_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with(&v2))
+    }) {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "version 2 not running"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut rng = Rng(31);
+    let evs = events(400, 0, "u", 30, &mut rng);
+    for (i, e) in evs[..100].iter().enumerate() {
+        post(if i % 2 == 0 { &a.addr } else { &b.addr }, e);
+    }
+    // b dies; a decides on; b comes back and catches up on what it missed.
+    caught_up(&[&a, &b], log_len(&[&a, &b]));
+    b.kill();
+    for e in &evs[100..] {
+        post(&a.addr, e);
+    }
+    b.up();
+    caught_up(&[&b], log_len(&[&a]));
+    let mut orders = 0;
+    for e in &evs[100..] {
+        let id = id_of(e);
+        let da = http(&a.addr, "GET", &format!("/v1/decisions/{id}"), "")
+            .unwrap()
+            .1["decision"]
+            .take();
+        let db = http(&b.addr, "GET", &format!("/v1/decisions/{id}"), "")
+            .unwrap()
+            .1["decision"]
+            .take();
+        assert!(
+            da["policy_version"]
+                .as_str()
+                .is_some_and(|v| v.starts_with(&v2)),
+            "{da}"
+        );
+        assert_eq!(
+            (&db["policy_version"], &db["action"], &db["fired"]),
+            (&da["policy_version"], &da["action"], &da["fired"]),
+            "{id}: the restarted node decided it otherwise"
+        );
+        orders += usize::from(e.contains("order.create"));
+    }
+    assert!(
+        orders > 10,
+        "the catch-up has orders the versions decide apart"
+    );
+    let ds = settled_digests(&[&a, &b]);
+    assert_eq!(ds[0]["state_digest"], ds[1]["state_digest"]);
+}
+
 /// Three nodes on one PostgreSQL for cases: every node takes the log's review decisions into case
 /// intake, and the store takes each decision once (by its event id) whichever node gets there first:
 /// no decision is in two cases, and every case-worthy decision is in one.

@@ -38,6 +38,77 @@ pub struct LifecycleState {
     /// A stored version is the source of truth and none is installed yet: events wait (refused
     /// with 503) rather than being decided by anything else.
     pub(super) awaiting: bool,
+    /// The label of the stored version installed (`files` then holds its files); `None` while the
+    /// policy files run.
+    pub(super) installed: Option<String>,
+    /// In a cluster: the policies changed (an install, snoozes, a rollout) since the last cursor
+    /// record, which then keeps the [`PolicyState`].
+    pub(super) changed: bool,
+}
+
+/// What a node of a cluster runs, as the shared log's entries set it: the stored version installed
+/// (files and label), the snoozes and a rollout (candidate files, label, basis points, salt). Kept in
+/// the cursor record of each entry that changed it and in every snapshot, so that a restarted node
+/// decides the entries it catches up on with the policies the other nodes decided them with, not
+/// with its files until the next install reaches it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PolicyState {
+    pub installed: Option<(Files, String)>,
+    pub snoozes: Vec<Snooze>,
+    pub rollout: Option<(Files, String, u32, String)>,
+}
+
+/// The layout of an encoded [`PolicyState`].
+const POLICY_STATE_VERSION: u32 = 1;
+
+pub(super) fn encode_policy_state(p: &PolicyState) -> Vec<u8> {
+    // Plain data: encoding into a Vec cannot fail.
+    serde_json::to_vec(&(POLICY_STATE_VERSION, p)).unwrap_or_default()
+}
+
+/// A [`PolicyState`] of this release's layout; another layout is not used (said once).
+pub(super) fn decode_policy_state(bytes: &[u8]) -> Option<PolicyState> {
+    match serde_json::from_slice::<(u32, PolicyState)>(bytes) {
+        Ok((POLICY_STATE_VERSION, p)) => Some(p),
+        _ => {
+            tracing::warn!("a kept policy state is of another layout: not used");
+            None
+        }
+    }
+}
+
+impl Core {
+    /// This node's [`PolicyState`].
+    pub(super) fn policy_state(&self) -> PolicyState {
+        let l = &self.lifecycle;
+        PolicyState {
+            installed: l.installed.clone().map(|label| (l.files.clone(), label)),
+            snoozes: l.snoozes.clone(),
+            rollout: l.rollout.as_ref().map(|(r, label, files)| {
+                (files.clone(), label.clone(), r.basis_points, r.salt.clone())
+            }),
+        }
+    }
+
+    /// Puts a kept [`PolicyState`] back (at recovery, before any entry is decided): the version,
+    /// then the snoozes, then the rollout. What no longer compiles is said and left out.
+    pub(super) fn restore_policy_state(&mut self, p: PolicyState) {
+        if let Some((files, label)) = &p.installed {
+            if let Answer::Failed(_) = self.install_version(files, label) {
+                tracing::error!(
+                    version = label.as_str(),
+                    "the installed version kept in the log does not compile under this configuration: the policy files run until the next install"
+                );
+            }
+        }
+        self.set_overrides(p.snoozes);
+        if let Some(r) = p.rollout {
+            if let Answer::Failed(_) = self.set_rollout(Some(r)) {
+                tracing::error!("the rollout kept in the log does not compile under this configuration: not resumed");
+            }
+        }
+        self.lifecycle.changed = false;
+    }
 }
 
 /// A guard record in the log: a person resumed a paused rule.
@@ -209,6 +280,8 @@ impl Core {
         let before = self.engine.policies().map(|p| p.version.clone());
         self.install_policies(Some(loaded));
         self.lifecycle.awaiting = false;
+        self.lifecycle.installed = Some(label.to_string());
+        self.lifecycle.changed = true;
         let after = self.engine.policies().map(|p| p.version.clone());
         m::inc_labeled(m::RELOADS, "outcome", "version");
         ok(json!({"status": "installed", "previous_version": before, "policy_version": after}))
@@ -217,6 +290,7 @@ impl Core {
     /// Replaces the snoozes.
     pub(super) fn set_overrides(&mut self, snoozes: Vec<Snooze>) -> Answer {
         self.lifecycle.snoozes = snoozes;
+        self.lifecycle.changed = true;
         self.redecorate();
         ok(json!({
             "snoozes": self.lifecycle.snoozes.len(),
@@ -248,6 +322,7 @@ impl Core {
 
     /// Starts (or, with `None`, ends) a rollout of a candidate version.
     pub(super) fn set_rollout(&mut self, r: Option<(Files, String, u32, String)>) -> Answer {
+        self.lifecycle.changed = true;
         match r {
             None => {
                 let arms = std::mem::take(&mut self.lifecycle.arms);

@@ -1050,7 +1050,13 @@ impl Core {
         if seq <= self.stream_cursor {
             return Outcome::Answer(ok(json!({ "cursor": self.stream_cursor })));
         }
-        if let Err(e) = self.wal.append(KIND_CURSOR, &seq.to_le_bytes()) {
+        // After an entry that changed the policies, the record keeps what now runs (see
+        // `lifecycle::PolicyState`): recovery puts it back before deciding anything.
+        let mut payload = seq.to_le_bytes().to_vec();
+        if std::mem::take(&mut self.lifecycle.changed) {
+            payload.extend(lifecycle::encode_policy_state(&self.policy_state()));
+        }
+        if let Err(e) = self.wal.append(KIND_CURSOR, &payload) {
             self.fail(format!("event log: {e}"));
             return Outcome::Answer(error(
                 Failure::Unavailable,

@@ -117,14 +117,24 @@ impl Core {
         // Records up to this one are in the saved guard already.
         let guard_from = if saved_guard.is_some() { snap_seq } else { 0 };
         let mut guard = saved_guard.unwrap_or_else(|| argus_lifecycle::Guard::new(guard_cfg));
+        // In a cluster: what ran as of the snapshot, then as of the last cursor record that kept
+        // it (see `lifecycle::PolicyState`).
+        let mut kept_policies = extras.policies.take();
         let (wal, report) = Wal::open(
             &data.join("log"),
             settings.segment_bytes,
             settings.fsync,
             |loc, rec| {
                 if rec.kind == KIND_CURSOR {
-                    if let Ok(b) = <[u8; 8]>::try_from(&rec.payload[..]) {
+                    if let Some(b) = rec
+                        .payload
+                        .get(..8)
+                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    {
                         stream_cursor = stream_cursor.max(u64::from_le_bytes(b));
+                    }
+                    if rec.seq > snap_seq && rec.payload.len() > 8 {
+                        kept_policies = Some(rec.payload[8..].to_vec());
                     }
                 }
                 if rec.kind == KIND_GUARD && rec.seq > guard_from {
@@ -241,6 +251,14 @@ impl Core {
             core.remember(Recent { loc, head: h });
         }
         core.install_policies(loaded);
+        if clustered {
+            if let Some(p) = kept_policies
+                .as_deref()
+                .and_then(lifecycle::decode_policy_state)
+            {
+                core.restore_policy_state(p);
+            }
+        }
         let mut rec = Recovery {
             snapshot_seq: snap_seq,
             indexed: core.index.len() as u64,

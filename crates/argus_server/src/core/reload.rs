@@ -102,8 +102,11 @@ impl Core {
                 }
             }
         } else {
+            // The files on disk run now, not a stored version.
+            self.lifecycle.installed = None;
             loaded
         };
+        self.lifecycle.changed = true;
         let before = self.engine.policies().map(|p| p.version.clone());
         self.install_policies(loaded);
         let after = self.engine.policies().map(|p| p.version.clone());

@@ -14,6 +14,17 @@ pub(super) struct Extras {
     /// versioned blob of its own ([`encode_guard`]), so that a later change of the guard's state
     /// makes it unused (the guard is then rebuilt from the log), never the snapshot unreadable.
     pub(super) guard: Option<Vec<u8>>,
+    /// In a cluster: what runs as of `seq` (`lifecycle::PolicyState`, encoded with its layout).
+    pub(super) policies: Option<Vec<u8>>,
+}
+
+/// The extras before the policy state was kept in them.
+#[derive(Serialize, Deserialize)]
+struct ExtrasV4 {
+    seq: u64,
+    overlay: BTreeMap<(String, String), Option<OverlayItem>>,
+    stream_cursor: u64,
+    guard: Option<Vec<u8>>,
 }
 
 /// The layout of the guard's state in [`Extras::guard`].
@@ -135,6 +146,17 @@ pub(super) fn decode_snapshot(bytes: &[u8]) -> Result<(Extras, &[u8]), String> {
         .filter(|x| whole(bincode::serialized_size(x)))
     {
         x
+    } else if let Some(v4) = bincode::deserialize::<ExtrasV4>(ex)
+        .ok()
+        .filter(|v| whole(bincode::serialized_size(v)))
+    {
+        Extras {
+            seq: v4.seq,
+            overlay: v4.overlay,
+            stream_cursor: v4.stream_cursor,
+            guard: v4.guard,
+            policies: None,
+        }
     } else if let Some(v3) = bincode::deserialize::<ExtrasV3>(ex)
         .ok()
         .filter(|v| whole(bincode::serialized_size(v)))
@@ -148,6 +170,7 @@ pub(super) fn decode_snapshot(bytes: &[u8]) -> Result<(Extras, &[u8]), String> {
             overlay: v3.overlay,
             stream_cursor: v3.stream_cursor,
             guard,
+            policies: None,
         }
     } else if let Some(v2) = bincode::deserialize::<ExtrasV2>(ex).ok().filter(|v| {
         whole(bincode::serialized_size(&(
@@ -161,6 +184,7 @@ pub(super) fn decode_snapshot(bytes: &[u8]) -> Result<(Extras, &[u8]), String> {
             overlay: v2.overlay,
             stream_cursor: v2.stream_cursor,
             guard: None,
+            policies: None,
         }
     } else {
         match bincode::deserialize::<ExtrasV1>(ex) {
@@ -169,6 +193,7 @@ pub(super) fn decode_snapshot(bytes: &[u8]) -> Result<(Extras, &[u8]), String> {
                 overlay: v1.overlay,
                 stream_cursor: 0,
                 guard: None,
+                policies: None,
             },
             Ok(_) => return Err("the snapshot's extras are of no known layout".into()),
             Err(e) => return Err(e.to_string()),
@@ -297,6 +322,11 @@ impl Core {
             overlay: self.overlay.clone(),
             stream_cursor: self.stream_cursor,
             guard: guard.cfg.enabled.then(|| encode_guard(guard)).flatten(),
+            policies: self
+                .settings
+                .cluster
+                .is_some()
+                .then(|| lifecycle::encode_policy_state(&self.policy_state())),
         };
         m::observe(m::SNAPSHOT_PAUSE, t.elapsed().as_secs_f64());
         let dir = snapshot_dir(&self.settings.data_dir);
@@ -355,11 +385,26 @@ mod tests {
         let v2 = bincode::serialize(&(7u64, &overlay, 9u64)).unwrap();
         let mut g = argus_lifecycle::Guard::new(Default::default());
         g.observe("order.create", 1, true, &[("r", true)]);
-        let v3 = bincode::serialize(&Extras {
+        let v4 = bincode::serialize(&ExtrasV4 {
             seq: 7,
             overlay: overlay.clone(),
             stream_cursor: 9,
             guard: encode_guard(&g),
+        })
+        .unwrap();
+        let policies = lifecycle::PolicyState {
+            installed: Some((
+                [("a.toml".to_string(), "x".to_string())].into(),
+                "v2".into(),
+            )),
+            ..Default::default()
+        };
+        let v5 = bincode::serialize(&Extras {
+            seq: 7,
+            overlay: overlay.clone(),
+            stream_cursor: 9,
+            guard: encode_guard(&g),
+            policies: Some(lifecycle::encode_policy_state(&policies)),
         })
         .unwrap();
         let bare = bincode::serialize(&ExtrasV3 {
@@ -369,17 +414,24 @@ mod tests {
             guard: Some(g.state()),
         })
         .unwrap();
-        for (bytes, cursor, guard) in [
-            (v1, 0, None),
-            (v2, 9, None),
-            (bare, 9, Some(g.state())),
-            (v3, 9, Some(g.state())),
+        for (bytes, cursor, guard, kept) in [
+            (v1, 0, None, None),
+            (v2, 9, None, None),
+            (bare, 9, Some(g.state()), None),
+            (v4, 9, Some(g.state()), None),
+            (v5, 9, Some(g.state()), Some(policies.clone())),
         ] {
             let framed = framed(&bytes, engine);
             let (x, rest) = decode_snapshot(&framed).unwrap();
             assert_eq!((x.seq, x.stream_cursor), (7, cursor));
             assert_eq!(x.overlay, overlay);
             assert_eq!(x.guard.as_deref().and_then(decode_guard), guard);
+            assert_eq!(
+                x.policies
+                    .as_deref()
+                    .and_then(lifecycle::decode_policy_state),
+                kept
+            );
             assert_eq!(rest, engine);
         }
         // A guard state of another layout is not used; the snapshot still is.
@@ -388,6 +440,7 @@ mod tests {
             overlay: overlay.clone(),
             stream_cursor: 9,
             guard: Some(bincode::serialize(&(2u32, "a later layout")).unwrap()),
+            policies: None,
         })
         .unwrap();
         let (x, _) = decode_snapshot(&framed(&other, engine)).unwrap();
