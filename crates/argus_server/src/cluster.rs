@@ -767,6 +767,12 @@ pub async fn report_applied(st: AppState) {
     };
     let every = (ttl / 3).min(Duration::from_secs(1));
     loop {
+        // A failed node (a gap, an erasure it could not apply) stops reporting: its report expires,
+        // and an erasure does not wait for it (it must start empty anyway).
+        if st.shared.failed.load(Ordering::SeqCst) {
+            tokio::time::sleep(every).await;
+            continue;
+        }
         let at = st.shared.stream_cursor.load(Ordering::SeqCst);
         if let Err(e) = leases.report(APPLIED, at).await {
             tracing::debug!("cluster: reporting the cursor: {e}");

@@ -246,8 +246,33 @@ async fn in_cluster(
             "the erasure was applied without its entry's number",
         ));
     };
-    scrub_cases(st, &token, &pseudonym, &b.value, &mut found).await?;
-    let (read, erased, nodes) = erase_from_stream(st, node, &token, &b.value, entry).await?;
+    // The stream's part goes on if this request is dropped (its client gone, a shutdown's grace
+    // over), and whether or not the case store is reachable.
+    let stream = tokio::spawn({
+        let (st, token, value) = (st.clone(), token.clone(), b.value.clone());
+        async move {
+            let Some(node) = st.cluster.clone() else {
+                return Err(error(
+                    Failure::Internal,
+                    "internal_error",
+                    "not in a cluster",
+                ));
+            };
+            erase_from_stream(&st, &node, &token, &value, entry).await
+        }
+    });
+    let scrubbed = scrub_cases(st, &token, &pseudonym, &b.value, &mut found).await;
+    let (read, erased, nodes) = match stream.await {
+        Ok(r) => r?,
+        Err(e) => {
+            return Err(error(
+                Failure::Internal,
+                "erasure_incomplete",
+                format!("erasing the stream's entries stopped: {e}; repeat the request"),
+            ))
+        }
+    };
+    scrubbed?;
     found["stream_entries_read"] = json!(read);
     found["stream_entries_erased"] = json!(erased);
     found["nodes"] = json!(nodes);
@@ -271,34 +296,8 @@ async fn erase_from_stream(
         )
     };
     // 4. The shared snapshot: this node's, which covers the entry (written by the core's erasure).
-    let data = &st.settings.data_dir;
-    let (_, path) = crate::core::snapshot_files(data)
-        .into_iter()
-        .next()
-        .ok_or_else(|| unavailable("no snapshot of the renamed state on this node".into()))?;
-    let bytes = tokio::fs::read(&path)
-        .await
-        .map_err(|e| unavailable(format!("reading {}: {e}", path.display())))?;
-    let (record, cursor) = crate::core::snapshot_position(&bytes)
-        .map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
-    if cursor < entry {
-        return Err(unavailable(format!(
-            "this node's newest snapshot covers entry {cursor}, before the erasure's {entry}"
-        )));
-    }
-    node.log
-        .publish_snapshot(argus_cluster::SharedSnapshot { cursor, record }, &bytes)
-        .await
-        .map_err(|e| unavailable(format!("sharing the renamed snapshot: {e}")))?;
-    match node.log.shared_snapshot().await {
-        Ok(Some(s)) if s.cursor >= entry => {}
-        other => {
-            return Err(unavailable(format!(
-                "the shared snapshot does not cover the erasure: {other:?}"
-            )))
-        }
-    }
-    // 5. Every live node past the entry.
+    share_renamed(st, node, entry).await.map_err(unavailable)?;
+    // 5. Every live node past the entry, this one among them.
     let ttl = st
         .settings
         .cluster
@@ -315,7 +314,7 @@ async fn erase_from_stream(
         match leases.reports(crate::cluster::APPLIED).await {
             Ok(r) => {
                 let behind: Vec<_> = r.iter().filter(|(_, at)| *at < entry).collect();
-                if behind.is_empty() {
+                if behind.is_empty() && r.iter().any(|(n, _)| *n == node.name) {
                     break r.len();
                 }
                 if t.elapsed() > limit {
@@ -349,5 +348,45 @@ async fn erase_from_stream(
         .await
         .map_err(|e| unavailable(e.to_string()))?;
     crate::metrics::inc(crate::metrics::CLUSTER_ENTRIES_ERASED, erased);
+    // Another node may have shared an older snapshot meanwhile (its check came before this one's
+    // put): the renamed one goes back.
+    share_renamed(st, node, entry).await.map_err(unavailable)?;
     Ok((read, erased, nodes))
+}
+
+/// Makes the shared snapshot one that covers the erasure's entry: this node's newest, shared
+/// again while the one there is older (three tries).
+async fn share_renamed(
+    st: &AppState,
+    node: &crate::cluster::Node,
+    entry: u64,
+) -> Result<(), String> {
+    for _ in 0..3 {
+        match node.log.shared_snapshot().await {
+            Ok(Some(s)) if s.cursor >= entry => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("reading the shared snapshot: {e}")),
+        }
+        let (_, path) = crate::core::snapshot_files(&st.settings.data_dir)
+            .into_iter()
+            .next()
+            .ok_or("no snapshot of the renamed state on this node")?;
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let (record, cursor) = crate::core::snapshot_position(&bytes)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if cursor < entry {
+            return Err(format!(
+                "this node's newest snapshot covers entry {cursor}, before the erasure's {entry}"
+            ));
+        }
+        node.log
+            .publish_snapshot(argus_cluster::SharedSnapshot { cursor, record }, &bytes)
+            .await
+            .map_err(|e| format!("sharing the renamed snapshot: {e}"))?;
+    }
+    Err(format!(
+        "the shared snapshot kept being replaced by one older than the erasure's entry {entry}"
+    ))
 }

@@ -14,6 +14,11 @@
 use super::*;
 use std::collections::HashMap;
 
+/// The file that says an erasure entry is being applied on this node (see `Core::rename_subject`).
+pub(crate) fn erasing_marker(data: &std::path::Path) -> std::path::PathBuf {
+    data.join("erasing")
+}
+
 /// A random pseudonym of a token's shape.
 pub(crate) fn pseudonym() -> Result<String, String> {
     use ring::rand::SecureRandom;
@@ -150,6 +155,50 @@ impl Core {
     /// every node), so every node moves the same keys whatever its own log holds; the entry's
     /// cursor is recorded before the snapshot of the renamed state, so that the snapshot covers it.
     pub(super) fn rename_subject(
+        &mut self,
+        token: &str,
+        new: &str,
+        more: &[argus_engine::engine::KeyMove],
+        entry: Option<(u64, u64)>,
+    ) -> Answer {
+        let Some((seq, planned)) = entry else {
+            return self.rename_subject_here(token, new, more, None);
+        };
+        // In a cluster a node that cannot apply the entry whole must not go past it: it would
+        // keep the token, or move other keys than the others. It stops (refusing writes, its
+        // cursor before the entry), and a marker makes it refuse to start on this data directory
+        // until it is started empty (it then restores the renamed shared snapshot).
+        if self.wal.first_seq() > planned + 1 {
+            let why = format!(
+                "the erasure of entry {seq} needs this node's log from record {} (the asking node's plan read up to {planned}), and it begins at {}",
+                planned + 1,
+                self.wal.first_seq()
+            );
+            self.fail(why.clone());
+            return error(Failure::Internal, "erasure_failed", why);
+        }
+        let marker = erasing_marker(&self.settings.data_dir);
+        if let Err(e) = argus_engine::engine::write_atomically(&marker, seq.to_string().as_bytes())
+        {
+            let why = format!("writing {}: {e}", marker.display());
+            self.fail(why.clone());
+            return error(Failure::Internal, "erasure_failed", why);
+        }
+        let a = self.rename_subject_here(token, new, more, Some((seq, planned)));
+        if let Answer::Failed(e) = &a {
+            self.fail(format!("the erasure of entry {seq}: {}", e.message));
+            return a;
+        }
+        if let Err(e) = std::fs::remove_file(&marker)
+            .and_then(|_| std::fs::File::open(&self.settings.data_dir).and_then(|d| d.sync_all()))
+        {
+            tracing::warn!("removing {}: {e}", marker.display());
+        }
+        a
+    }
+
+    /// [`rename_subject`](Self::rename_subject) on this node's data.
+    fn rename_subject_here(
         &mut self,
         token: &str,
         new: &str,

@@ -31,6 +31,15 @@ impl Core {
             ));
         }
         let data = settings.data_dir.clone();
+        let marker = erasure::erasing_marker(&data);
+        if marker.exists() {
+            let entry = std::fs::read_to_string(&marker).unwrap_or_default();
+            return Err(StartError::State(format!(
+                "an erasure (the shared log's entry {}) was interrupted on this node ({} exists): its log and state may disagree and still hold the subject; move the data directory aside (and delete it) and start the node empty, so that it restores the newest shared snapshot (docs/privacy.md)",
+                entry.trim(),
+                marker.display()
+            )));
+        }
         std::fs::create_dir_all(snapshot_dir(&data))
             .map_err(|e| StartError::State(format!("creating {}: {e}", data.display())))?;
         // The data directory holds tokens, decisions and lists about people: its owner only.
