@@ -220,13 +220,21 @@ impl Node {
     }
 
     fn start_with(data: &Path, cluster: Option<&str>, config: &Path) -> Node {
+        Self::start_env(data, cluster, config, &[])
+    }
+
+    /// A node started with `env` set too.
+    fn start_env(data: &Path, cluster: Option<&str>, config: &Path, env: &[(&str, &str)]) -> Node {
         let mut n = Node {
             child: None,
             addr: String::new(),
             data: data.to_path_buf(),
             cluster: cluster.map(str::to_string),
             config: config.to_path_buf(),
-            env: Vec::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         n.up();
         n
@@ -967,16 +975,12 @@ fn an_erasure_renames_the_subject_on_every_node_and_erases_it_from_the_stream() 
     )
     .unwrap();
     let start = |name: &str| {
-        let mut n = Node {
-            child: None,
-            addr: String::new(),
-            data: dir.path().join(name),
-            cluster: Some(urls.clone()),
-            config: config.clone(),
-            env: vec![("ARGUS_CLUSTER_LEASE_TTL".into(), "2s".into())],
-        };
-        n.up();
-        n
+        Node::start_env(
+            &dir.path().join(name),
+            Some(&urls),
+            &config,
+            &[("ARGUS_CLUSTER_LEASE_TTL", "2s")],
+        )
     };
     let a = start("a");
     let mut rng = Rng(23);
@@ -1130,19 +1134,15 @@ fn a_restarted_node_decides_its_catch_up_with_the_version_the_others_ran() {
     let nats = Nats::start(dir.path());
     let urls = nats.urls();
     let start = |name: &str| {
-        let mut n = Node {
-            child: None,
-            addr: String::new(),
-            data: dir.path().join(name),
-            cluster: Some(urls.clone()),
-            config: common::repo().join("examples/starter/argus.toml"),
-            env: vec![
-                ("ARGUS_CASES_DATABASE".into(), db.clone()),
-                ("ARGUS_POLICY_SOURCE".into(), "console".into()),
+        Node::start_env(
+            &dir.path().join(name),
+            Some(&urls),
+            &common::repo().join("examples/starter/argus.toml"),
+            &[
+                ("ARGUS_CASES_DATABASE", &db),
+                ("ARGUS_POLICY_SOURCE", "console"),
             ],
-        };
-        n.up();
-        n
+        )
     };
     let a = start("a");
     let mut b = start("b");
@@ -1265,16 +1265,12 @@ fn three_nodes_on_one_postgresql_take_each_decision_into_one_case() {
     let starter = common::repo().join("examples/starter/argus.toml");
     let nodes: Vec<Node> = (0..3)
         .map(|i| {
-            let mut n = Node {
-                child: None,
-                addr: String::new(),
-                data: dir.path().join(format!("node{i}")),
-                cluster: Some(urls.clone()),
-                config: starter.clone(),
-                env: vec![("ARGUS_CASES_DATABASE".into(), db.clone())],
-            };
-            n.up();
-            n
+            Node::start_env(
+                &dir.path().join(format!("node{i}")),
+                Some(&urls),
+                &starter,
+                &[("ARGUS_CASES_DATABASE", &db)],
+            )
         })
         .collect();
     let mut rng = Rng(23);
@@ -1443,19 +1439,13 @@ fn one_node_at_a_time_exports_and_another_takes_over_when_it_dies() {
     .unwrap();
     let mut nodes: Vec<Node> = (0..3)
         .map(|i| {
-            let mut n = Node {
-                child: None,
-                addr: String::new(),
-                data: dir.path().join(format!("node{i}")),
-                cluster: Some(urls.clone()),
-                config: conf.clone(),
-                env: vec![
-                    ("ARGUS_EXPORT_DIR".into(), lake.display().to_string()),
-                    ("ARGUS_EXPORT_EVERY".into(), "1s".into()),
-                ],
-            };
-            n.up();
-            n
+            let lake = lake.display().to_string();
+            Node::start_env(
+                &dir.path().join(format!("node{i}")),
+                Some(&urls),
+                &conf,
+                &[("ARGUS_EXPORT_DIR", &lake), ("ARGUS_EXPORT_EVERY", "1s")],
+            )
         })
         .collect();
     let metric = |n: &Node| -> bool {
@@ -1538,19 +1528,15 @@ fn one_node_at_a_time_exports_and_another_takes_over_when_it_dies() {
 
 /// A node of a sharded cluster: the feature state in 24 partitions, each applied by its owner.
 fn sharded_node(data: &Path, urls: &str, config: &Path) -> Node {
-    let mut n = Node {
-        child: None,
-        addr: String::new(),
-        data: data.to_path_buf(),
-        cluster: Some(urls.to_string()),
-        config: config.to_path_buf(),
-        env: vec![
-            ("ARGUS_CLUSTER_PARTITIONS".into(), "24".into()),
-            ("ARGUS_CLUSTER_LEASE_TTL".into(), "2s".into()),
+    Node::start_env(
+        data,
+        Some(urls),
+        config,
+        &[
+            ("ARGUS_CLUSTER_PARTITIONS", "24"),
+            ("ARGUS_CLUSTER_LEASE_TTL", "2s"),
         ],
-    };
-    n.up();
-    n
+    )
 }
 
 /// A counter or gauge of a node's `/metrics` (summed over its labels; 0 when absent).

@@ -342,6 +342,21 @@ impl Log {
             .get_stream(&self.stream)
             .await
             .map_err(|e| Error::Read(e.to_string()))?;
+        let messages = self.ordered(&st, from).await?;
+        Ok(Tail {
+            messages,
+            next: from.max(1),
+        })
+    }
+}
+
+impl Log {
+    /// An ordered consumer of the log's subject from entry `from` on.
+    async fn ordered(
+        &self,
+        st: &stream::Stream,
+        from: u64,
+    ) -> Result<consumer::pull::Ordered, Error> {
         let c = st
             .create_consumer(consumer::pull::OrderedConfig {
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
@@ -352,15 +367,9 @@ impl Log {
             })
             .await
             .map_err(|e| Error::Read(e.to_string()))?;
-        let messages = c.messages().await.map_err(|e| Error::Read(e.to_string()))?;
-        Ok(Tail {
-            messages,
-            next: from.max(1),
-        })
+        c.messages().await.map_err(|e| Error::Read(e.to_string()))
     }
-}
 
-impl Log {
     /// The entries up to `upto` whose bytes hold one of `needles` (erasure): returns how many
     /// entries were read and the sequence numbers of those holding one. Holes (entries deleted
     /// before) are passed over. Reads with an ordered consumer, each message waited for 10 s at most.
@@ -379,17 +388,7 @@ impl Log {
         if info.state.messages == 0 || first > upto {
             return Ok((0, Vec::new()));
         }
-        let c = st
-            .create_consumer(consumer::pull::OrderedConfig {
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: first.max(1),
-                },
-                filter_subject: self.subject.clone(),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| Error::Read(e.to_string()))?;
-        let mut messages = c.messages().await.map_err(|e| Error::Read(e.to_string()))?;
+        let mut messages = self.ordered(&st, first).await?;
         let (mut read, mut holding) = (0u64, Vec::new());
         let end = upto.min(last);
         loop {

@@ -700,21 +700,9 @@ async fn after_erasure(
         return;
     };
     if let Answer::Done { body, .. } = &mut a {
-        let vault = st
-            .vault
-            .as_ref()
-            .map(|v| v.erase(std::slice::from_ref(&token)))
-            .transpose();
-        match vault {
-            Ok(n) => body["found"]["vault"] = serde_json::json!(n.unwrap_or(0)),
-            Err(e) => {
-                tracing::error!("erasure: the vault: {e}");
-                a = error(
-                    Failure::Internal,
-                    "erasure_failed",
-                    format!("the vault: {e}; repeat the request"),
-                );
-            }
+        if let Err(e) = crate::erasure::erase_from_vault(&st, &token, &mut body["found"]) {
+            tracing::error!("erasure: the vault: {e:?}");
+            a = e;
         }
         if let (Answer::Done { body, .. }, Some(svc)) = (&mut a, &st.cases) {
             let scrubbed = match svc.store() {
@@ -748,22 +736,28 @@ async fn after_erasure(
     }
 }
 
-/// Reports this node's cursor in the shared log every `every` (`applied.<node>` in the lease
-/// bucket, gone `lease_ttl` after the last report): an erasure waits until every live node applied
-/// its entry before it erases that entry from the stream.
-pub async fn report_applied(st: AppState) {
-    let (Some(node), Some(c)) = (st.cluster.clone(), st.settings.cluster.clone()) else {
-        return;
-    };
+/// This node's leases' time to live and the lease bucket (waited for while NATS cannot give it);
+/// `None` outside a cluster.
+async fn lease_bucket(st: &AppState) -> Option<(Duration, argus_cluster::Leases)> {
+    let (node, c) = (st.cluster.clone()?, st.settings.cluster.clone()?);
     let ttl = c.lease_ttl();
-    let leases = loop {
+    loop {
         match node.log.leases(&node.name, ttl).await {
-            Ok(l) => break l,
+            Ok(l) => return Some((ttl, l)),
             Err(e) => {
                 tracing::warn!("cluster: the lease bucket: {e}; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+/// Reports this node's cursor in the shared log every `every` (`applied.<node>` in the lease
+/// bucket, gone `lease_ttl` after the last report): an erasure waits until every live node applied
+/// its entry before it erases that entry from the stream.
+pub async fn report_applied(st: AppState) {
+    let Some((ttl, leases)) = lease_bucket(&st).await else {
+        return;
     };
     let every = (ttl / 3).min(Duration::from_secs(1));
     loop {
@@ -933,18 +927,8 @@ pub async fn hold_lease(
     name: &'static str,
     gate: Arc<std::sync::atomic::AtomicBool>,
 ) {
-    let (Some(node), Some(c)) = (st.cluster.clone(), st.settings.cluster.clone()) else {
+    let Some((_, leases)) = lease_bucket(&st).await else {
         return;
-    };
-    let ttl = c.lease_ttl();
-    let leases = loop {
-        match node.log.leases(&node.name, ttl).await {
-            Ok(l) => break l,
-            Err(e) => {
-                tracing::warn!("cluster: the lease bucket: {e}; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
     };
     let mut held = None;
     loop {

@@ -85,26 +85,37 @@ async fn on_this_node(st: &AppState, b: &ErasureBody) -> Result<Value, Answer> {
         )
         .await,
     )?;
-    let vault = st
-        .vault
-        .as_ref()
-        .map(|v| v.erase(std::slice::from_ref(&token)))
-        .transpose();
-    match vault {
-        Ok(n) => found["vault"] = json!(n.unwrap_or(0)),
-        Err(e) => {
-            return Err(error(
-                Failure::Internal,
-                "erasure_failed",
-                format!("the vault: {e}; repeat the request"),
-            ))
-        }
-    }
+    erase_from_vault(st, &token, &mut found)?;
     scrub_cases(st, &token, &pseudonym, &b.value, &mut found).await?;
     if let Some(dir) = &st.settings.export_dir {
         found["export_entries_removed"] = json!(empty_export(dir));
     }
     Ok(found)
+}
+
+/// Removes the subject's clear value from this node's vault, when there is one (`found["vault"]`:
+/// the values removed).
+pub(crate) fn erase_from_vault(
+    st: &AppState,
+    token: &str,
+    found: &mut Value,
+) -> Result<(), Answer> {
+    let vault = st
+        .vault
+        .as_ref()
+        .map(|v| v.erase(&[token.to_string()]))
+        .transpose();
+    match vault {
+        Ok(n) => {
+            found["vault"] = json!(n.unwrap_or(0));
+            Ok(())
+        }
+        Err(e) => Err(error(
+            Failure::Internal,
+            "erasure_failed",
+            format!("the vault: {e}; repeat the request"),
+        )),
+    }
 }
 
 /// The token, pseudonym and findings of the core's answer to an erasure.
