@@ -207,6 +207,7 @@ struct Node {
     data: PathBuf,
     cluster: Option<String>,
     config: PathBuf,
+    policies: PathBuf,
     env: Vec<(String, String)>,
 }
 
@@ -225,12 +226,24 @@ impl Node {
 
     /// A node started with `env` set too.
     fn start_env(data: &Path, cluster: Option<&str>, config: &Path, env: &[(&str, &str)]) -> Node {
+        Self::start_full(data, cluster, config, &common::repo().join("policies"), env)
+    }
+
+    /// A node of these policies, started with `env` set too.
+    fn start_full(
+        data: &Path,
+        cluster: Option<&str>,
+        config: &Path,
+        policies: &Path,
+        env: &[(&str, &str)],
+    ) -> Node {
         let mut n = Node {
             child: None,
             addr: String::new(),
             data: data.to_path_buf(),
             cluster: cluster.map(str::to_string),
             config: config.to_path_buf(),
+            policies: policies.to_path_buf(),
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -241,12 +254,11 @@ impl Node {
     }
 
     fn up(&mut self) {
-        let repo = common::repo();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_argus"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&self.config)
             .arg("--policies")
-            .arg(repo.join("policies"))
+            .arg(&self.policies)
             .arg("--data-dir")
             .arg(&self.data)
             .env("ARGUS_SNAPSHOT_EVERY_EVENTS", "301")
@@ -974,11 +986,20 @@ fn an_erasure_renames_the_subject_on_every_node_and_erases_it_from_the_stream() 
         ),
     )
     .unwrap();
+    // The policies, and a list of emails (personal data: its items are kept as tokens).
+    let policies = dir.path().join("policies");
+    common::copy_dir(&common::repo().join("policies"), &policies);
+    std::fs::write(
+        policies.join("lists/blocked_emails.toml"),
+        "[list]\nname = \"blocked_emails\"\nkind = \"deny\"\nentity = \"email\"\ndescription = \"emails of confirmed fraud\"\n",
+    )
+    .unwrap();
     let start = |name: &str| {
-        Node::start_env(
+        Node::start_full(
             &dir.path().join(name),
             Some(&urls),
             &config,
+            &policies,
             &[("ARGUS_CLUSTER_LEASE_TTL", "2s")],
         )
     };
@@ -1014,7 +1035,30 @@ fn an_erasure_renames_the_subject_on_every_node_and_erases_it_from_the_stream() 
         before["features"]["email_events_30d"].as_u64() > Some(1),
         "{before}"
     );
+    // A list change through the API travels in the shared log as the item's token, never the
+    // value as typed (found by review: it carried the value).
+    let typed = "U3@Example.com";
+    let (st, v) = http(
+        &a.addr,
+        "PUT",
+        &format!("/v1/lists/blocked_emails/items/{typed}"),
+        r#"{"reason": "case 12: chargebacks"}"#,
+    )
+    .unwrap();
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["value"], token.as_str(), "{v}");
+    for value in [typed, victim] {
+        assert_eq!(
+            stream_entries_holding(&urls, value),
+            Vec::<u64>::new(),
+            "the stream holds {value}"
+        );
+    }
     caught_up(&[&a, &b, &c], log_len(&[&a, &b]));
+    let listed = http(&b.addr, "GET", "/v1/lists/blocked_emails", "")
+        .unwrap()
+        .1;
+    assert_eq!(listed["items"][0]["value"], token.as_str(), "{listed}");
     c.kill();
     // The premises: the token is in both nodes' logs and in the stream.
     for n in [&a, &b] {

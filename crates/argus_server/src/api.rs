@@ -405,6 +405,12 @@ pub async fn ask(st: &AppState, req: Request) -> Answer {
             return crate::cluster::submit(st, node, req).await;
         }
     }
+    ask_core(st, req).await
+}
+
+/// [`ask`] of this node's own core, in a cluster too (a request that does not go through the
+/// shared log).
+pub async fn ask_core(st: &AppState, req: Request) -> Answer {
     let (tx, rx) = oneshot::channel();
     let erasing = matches!(req, Request::Erase { .. } | Request::ErasurePlan { .. });
     st.shared.queued.fetch_add(1, Ordering::SeqCst);

@@ -119,6 +119,18 @@ enum Replicated {
         name: String,
         value: String,
     },
+    /// A list change by the item's stored key (the token of a personal-data value): what entry
+    /// nodes append (`ListSet` and `ListRemove`, with the value as typed, are still applied).
+    ListSetKey {
+        name: String,
+        key: String,
+        reason: String,
+        expires: Option<String>,
+    },
+    ListRemoveKey {
+        name: String,
+        key: String,
+    },
     ResumeRule {
         rule: String,
     },
@@ -277,12 +289,16 @@ async fn submit_other(st: &AppState, node: &Node, req: Request) -> Answer {
                 Ok(e) => e.map(argus_event::time::format_rfc3339),
                 Err(a) => return a,
             };
+            let key = match list_key(st, &name, value).await {
+                Ok(k) => k,
+                Err(a) => return a,
+            };
             replicate(
                 st,
                 node,
-                Replicated::ListSet {
+                Replicated::ListSetKey {
                     name,
-                    value,
+                    key,
                     reason,
                     expires,
                 },
@@ -290,7 +306,11 @@ async fn submit_other(st: &AppState, node: &Node, req: Request) -> Answer {
             .await
         }
         Request::ListRemove { name, value } => {
-            replicate(st, node, Replicated::ListRemove { name, value }).await
+            let key = match list_key(st, &name, value).await {
+                Ok(k) => k,
+                Err(a) => return a,
+            };
+            replicate(st, node, Replicated::ListRemoveKey { name, key }).await
         }
         Request::ResumeRule { rule } => replicate(st, node, Replicated::ResumeRule { rule }).await,
         Request::InstallVersion { files, label } => {
@@ -306,6 +326,26 @@ async fn submit_other(st: &AppState, node: &Node, req: Request) -> Answer {
             "internal_error",
             "not a replicated request",
         ),
+    }
+}
+
+/// A list item's key as this node's core stores it (the token of a personal-data value): only
+/// the key enters the shared log.
+async fn list_key(st: &AppState, name: &str, value: String) -> Result<String, Answer> {
+    let a = crate::api::ask_core(
+        st,
+        Request::ListKey {
+            name: name.to_string(),
+            value,
+        },
+    )
+    .await;
+    match &a {
+        Answer::Done { body, .. } => body["key"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| error(Failure::Internal, "internal_error", "no list key")),
+        _ => Err(a),
     }
 }
 
@@ -542,6 +582,18 @@ fn request_of(st: &AppState, e: &argus_cluster::Entry) -> Result<Request, String
                     expires,
                 },
                 Replicated::ListRemove { name, value } => Request::ListRemove { name, value },
+                Replicated::ListSetKey {
+                    name,
+                    key,
+                    reason,
+                    expires,
+                } => Request::ListSetKey {
+                    name,
+                    key,
+                    reason,
+                    expires,
+                },
+                Replicated::ListRemoveKey { name, key } => Request::ListRemoveKey { name, key },
                 Replicated::ResumeRule { rule } => Request::ResumeRule { rule },
                 Replicated::InstallVersion { files, label } => {
                     Request::InstallVersion { files, label }

@@ -88,10 +88,21 @@ impl Core {
         ttl: Option<String>,
         expires: Option<String>,
     ) -> Outcome {
-        let key = match self.list_key(name, value) {
-            Ok(k) => k,
-            Err(a) => return Outcome::Answer(a),
-        };
+        match self.list_key(name, value) {
+            Ok(key) => self.list_set_key(name, key, reason, ttl, expires),
+            Err(a) => Outcome::Answer(a),
+        }
+    }
+
+    /// [`list_set`](Self::list_set) of an item by its stored key.
+    pub(super) fn list_set_key(
+        &mut self,
+        name: &str,
+        key: String,
+        reason: String,
+        ttl: Option<String>,
+        expires: Option<String>,
+    ) -> Outcome {
         if reason.trim().is_empty() || reason.len() > 1024 {
             return Outcome::Answer(error(
                 Failure::Invalid,
@@ -117,10 +128,14 @@ impl Core {
     }
 
     pub(super) fn list_remove(&mut self, name: &str, value: &str) -> Outcome {
-        let key = match self.list_key(name, value) {
-            Ok(k) => k,
-            Err(a) => return Outcome::Answer(a),
-        };
+        match self.list_key(name, value) {
+            Ok(key) => self.list_remove_key(name, key),
+            Err(a) => Outcome::Answer(a),
+        }
+    }
+
+    /// [`list_remove`](Self::list_remove) of an item by its stored key.
+    pub(super) fn list_remove_key(&mut self, name: &str, key: String) -> Outcome {
         let present = self.engine.policies().is_some_and(|p| {
             p.lists
                 .lists
@@ -131,7 +146,7 @@ impl Core {
             return Outcome::Answer(error(
                 Failure::NotFound,
                 "unknown_item",
-                format!("`{value}` is not on list `{name}`"),
+                format!("`{key}` is not on list `{name}`"),
             ));
         }
         self.log_list(

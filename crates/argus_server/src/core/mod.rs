@@ -241,6 +241,23 @@ pub enum Request {
         name: String,
         value: String,
     },
+    /// In a cluster, before a list change is appended: the item's key as stored (the token of a
+    /// personal-data value), so that only the key travels in the shared log.
+    ListKey {
+        name: String,
+        value: String,
+    },
+    /// A list change of the shared log whose value is already the stored key.
+    ListSetKey {
+        name: String,
+        key: String,
+        reason: String,
+        expires: Option<String>,
+    },
+    ListRemoveKey {
+        name: String,
+        key: String,
+    },
     Reload,
     Status,
     /// The full-state digest (walks the whole state: for verification, not for monitoring), and with
@@ -935,6 +952,8 @@ impl Core {
             Request::Events { .. }
                 | Request::ListSet { .. }
                 | Request::ListRemove { .. }
+                | Request::ListSetKey { .. }
+                | Request::ListRemoveKey { .. }
                 | Request::ResumeRule { .. }
                 | Request::Reload
                 | Request::Cursor(_)
@@ -998,6 +1017,25 @@ impl Core {
                 expires,
             } => self.list_set(&name, &value, reason, ttl, expires),
             Request::ListRemove { name, value } => self.list_remove(&name, &value),
+            Request::ListKey { name, value } => {
+                Outcome::Answer(match self.list_key(&name, &value) {
+                    Ok(key) => ok(json!({ "key": key })),
+                    Err(a) => a,
+                })
+            }
+            Request::ListSetKey {
+                name,
+                key,
+                reason,
+                expires,
+            } => match self.list_index(&name) {
+                Ok(_) => self.list_set_key(&name, key, reason, None, expires),
+                Err(a) => Outcome::Answer(a),
+            },
+            Request::ListRemoveKey { name, key } => match self.list_index(&name) {
+                Ok(_) => self.list_remove_key(&name, key),
+                Err(a) => Outcome::Answer(a),
+            },
             Request::Reload => Outcome::Answer(self.reload()),
             Request::Status => Outcome::Answer(self.status()),
             Request::Digest { partitions } => Outcome::Answer(self.digest(partitions)),
