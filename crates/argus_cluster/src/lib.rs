@@ -422,6 +422,27 @@ impl Log {
         Ok((read, holding))
     }
 
+    /// Whether the stream still holds entry `seq`.
+    pub async fn entry_exists(&self, seq: u64) -> Result<bool, Error> {
+        let st = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| Error::Read(e.to_string()))?;
+        match st.get_raw_message(seq).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(false),
+            Err(e) => {
+                let s = e.to_string();
+                if s.contains("not found") || s.contains("10037") {
+                    Ok(false)
+                } else {
+                    Err(Error::Read(s))
+                }
+            }
+        }
+    }
+
     /// Deletes entries from the stream. JetStream erases each one (its bytes are overwritten on
     /// the servers' disks, not only unlinked). An entry already gone counts as deleted. Returns how
     /// many were deleted now.
@@ -437,9 +458,13 @@ impl Log {
                 Ok(true) => n += 1,
                 Ok(false) => {}
                 Err(e) => {
-                    // "no message found": deleted already (a repeated erasure).
+                    // Deleted already (a repeated erasure, or another node's at the same time).
                     let s = e.to_string();
-                    if !s.contains("no message found") && !s.contains("10037") {
+                    if !s.contains("no message found")
+                        && !s.contains("not found")
+                        && !s.contains("10037")
+                        && !s.contains("10043")
+                    {
                         return Err(Error::Append(format!("erasing entry {seq}: {s}")));
                     }
                 }

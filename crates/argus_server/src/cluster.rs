@@ -783,10 +783,45 @@ async fn after_erasure(
     } else {
         tracing::error!("erasure: this node's core could not apply it: {a:?}");
     }
+    let entry = match &a {
+        Answer::Done { body, .. } => body["entry"].as_u64(),
+        _ => None,
+    };
+    let asked_here = waiter.is_some();
     if let Some(w) = waiter {
         let _ = w.send(a);
     }
+    // The node holding the duties lease finishes the stream's part when the asking node did not
+    // within a minute (it died, or the request was lost): so the erasure's own entry, which links
+    // the token to its pseudonym, does not stay in the stream. The entry still there says so.
+    if let (Some(entry), false, true, Some(node)) =
+        (entry, asked_here, on_duty(&st), st.cluster.clone())
+    {
+        tokio::time::sleep(ASKER_GRACE).await;
+        match node.log.entry_exists(entry).await {
+            Ok(false) => return,
+            Ok(true) => tracing::warn!(
+                entry,
+                "erasure: the asking node has not erased the stream's entries; this node (duties) does"
+            ),
+            Err(e) => tracing::warn!(entry, "erasure: checking the stream: {e}"),
+        }
+        match crate::erasure::erase_from_stream(&st, &node, &token, "", entry).await {
+            Ok((read, erased, nodes)) => tracing::info!(
+                entry,
+                read,
+                erased,
+                nodes,
+                "erasure: the stream's entries erased (the duties lease's part)"
+            ),
+            Err(e) => tracing::warn!(entry, "erasure: the duties lease's part of the stream: {e:?}"),
+        }
+    }
 }
+
+/// How long the node holding the duties lease leaves an erasure's stream part to the node that
+/// took the request.
+const ASKER_GRACE: Duration = Duration::from_secs(60);
 
 /// This node's leases' time to live and the lease bucket (waited for while NATS cannot give it);
 /// `None` outside a cluster.

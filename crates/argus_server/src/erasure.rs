@@ -292,7 +292,7 @@ async fn in_cluster(
 
 /// Steps 4 and 5 of [`in_cluster`]: returns the stream's entries read and erased, and the nodes
 /// that reported applying the erasure's entry `entry`.
-async fn erase_from_stream(
+pub(crate) async fn erase_from_stream(
     st: &AppState,
     node: &crate::cluster::Node,
     token: &str,
