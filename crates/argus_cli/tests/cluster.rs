@@ -895,6 +895,29 @@ fn a_new_node_starts_from_the_shared_snapshot() {
     let (da, db) = (&ds[0], &ds[1]);
     assert_eq!(da["state_digest"], db["state_digest"]);
     assert_eq!(da["log_last_seq"], db["log_last_seq"]);
+    // Found by review: a label naming its `original_event` without an actor was resolved through
+    // each node's own decision index, and b's (begun at the snapshot) does not hold the early
+    // events: a applied the chargeback and b refused it. The entry node resolves it now, once.
+    let early = id_of(&evs[3]);
+    let chargeback = |id: &str| {
+        json!({"id": id, "type": "chargeback", "time": "2026-11-18T12:00:00Z", "data": {"original_event": early, "amount": "10.00"}}).to_string()
+    };
+    let (st, v) = http(&a.addr, "POST", "/v1/labels", &chargeback("cb-a")).unwrap();
+    assert_eq!(st, 200, "{v}");
+    // b cannot resolve it: refused there, before the log.
+    let (st, v) = http(&b.addr, "POST", "/v1/labels", &chargeback("cb-b")).unwrap();
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (404, Some("unknown_event")),
+        "{v}"
+    );
+    let len = log_len(&[&a, &b]);
+    caught_up(&[&a, &b], len);
+    let ds = settled_digests(&[&a, &b]);
+    assert_eq!(
+        ds[0]["state_digest"], ds[1]["state_digest"],
+        "the nodes applied the label alike"
+    );
     // A reload asked of one node reaches every node, at the same point of the log.
     let reloads = |n: &Node| -> u64 {
         let mut s = TcpStream::connect(&n.addr).unwrap();

@@ -256,10 +256,36 @@ pub async fn submit(st: &AppState, node: &Node, req: Request) -> Answer {
                     serde_json::json!([{"path": "/time", "code": "too_far_in_future", "message": format!("at most {} ms ahead of the server's clock", st.settings.max_future.as_millis())}]),
                 );
             }
+            let items = match resolve_labels(st, items).await {
+                Ok(i) => i,
+                Err(a) => return a,
+            };
             labels_entry(st, node, batch, items).await
         }
         _ => submit_other(st, node, req).await,
     }
+}
+
+/// The labels with the actor of the event each names filled in by this node's core (see
+/// `Request::ResolveLabels`).
+async fn resolve_labels(
+    st: &AppState,
+    items: Vec<Box<serde_json::value::RawValue>>,
+) -> Result<Vec<Box<serde_json::value::RawValue>>, Answer> {
+    let a = crate::api::ask_core(st, Request::ResolveLabels { items }).await;
+    let Answer::Done { body, .. } = &a else {
+        return Err(a);
+    };
+    body["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let s = s.as_str().unwrap_or("null").to_string();
+            serde_json::value::RawValue::from_string(s)
+                .map_err(|e| error(Failure::Internal, "internal_error", e.to_string()))
+        })
+        .collect()
 }
 
 async fn labels_entry(
@@ -814,7 +840,10 @@ async fn after_erasure(
                 nodes,
                 "erasure: the stream's entries erased (the duties lease's part)"
             ),
-            Err(e) => tracing::warn!(entry, "erasure: the duties lease's part of the stream: {e:?}"),
+            Err(e) => tracing::warn!(
+                entry,
+                "erasure: the duties lease's part of the stream: {e:?}"
+            ),
         }
     }
 }

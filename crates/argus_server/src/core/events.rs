@@ -166,6 +166,27 @@ impl Core {
             .collect()
     }
 
+    /// [`label_envelope`](Self::label_envelope) of every item (a cluster's entry node, before it
+    /// appends them): `{"items": [envelope, …]}`, or the first item's refusal, which refuses them
+    /// all (the item's position is said for a batch).
+    pub(super) fn resolve_labels(&mut self, items: &[Box<serde_json::value::RawValue>]) -> Answer {
+        let mut out = Vec::with_capacity(items.len());
+        for (i, raw) in items.iter().enumerate() {
+            match self.label_envelope(raw.get()) {
+                Ok(s) => out.push(s),
+                Err(Answer::Failed(mut e)) if items.len() > 1 => {
+                    e.message = format!(
+                        "item {i}: {}; in a cluster a batch of labels is refused whole when one names an event this node does not hold (send the labels with their actor)",
+                        e.message
+                    );
+                    return Answer::Failed(e);
+                }
+                Err(a) => return a,
+            }
+        }
+        ok(json!({ "items": out }))
+    }
+
     /// A label posted without an actor takes the actor of the event it names in `data.original_event`.
     pub(super) fn label_envelope(&mut self, raw: &str) -> Result<String, Answer> {
         // Parsed refusing repeated keys, before the document is re-serialized (which would keep one

@@ -241,6 +241,12 @@ pub enum Request {
         name: String,
         value: String,
     },
+    /// In a cluster, before labels are appended: each label envelope with the actor of the event
+    /// its `data.original_event` names filled in from this node's decision index, so that no node
+    /// resolves it from its own (whose index may hold other events).
+    ResolveLabels {
+        items: Vec<Box<serde_json::value::RawValue>>,
+    },
     /// In a cluster, before a list change is appended: the item's key as stored (the token of a
     /// personal-data value), so that only the key travels in the shared log.
     ListKey {
@@ -1017,6 +1023,7 @@ impl Core {
                 expires,
             } => self.list_set(&name, &value, reason, ttl, expires),
             Request::ListRemove { name, value } => self.list_remove(&name, &value),
+            Request::ResolveLabels { items } => Outcome::Answer(self.resolve_labels(&items)),
             Request::ListKey { name, value } => {
                 Outcome::Answer(match self.list_key(&name, &value) {
                     Ok(key) => ok(json!({ "key": key })),
