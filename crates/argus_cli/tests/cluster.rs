@@ -1224,7 +1224,7 @@ fn a_restarted_node_decides_its_catch_up_with_the_version_the_others_ran() {
         assert!(
             t.elapsed() < Duration::from_secs(60),
             "version 1 was not installed: {}",
-            running(&a)
+            running(&a)["policy_version"]
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -1311,6 +1311,35 @@ fn a_restarted_node_decides_its_catch_up_with_the_version_the_others_ran() {
     );
     let ds = settled_digests(&[&a, &b]);
     assert_eq!(ds[0]["state_digest"], ds[1]["state_digest"]);
+
+    // Two activations at once can append their installs in the opposite order of their writes to
+    // the store: here the store's active version becomes 1 behind the nodes' backs, as the
+    // earlier write would leave it. The duties holder installs the store's active version.
+    rt.block_on(async {
+        let store = argus_store::Db::open(&db).await.unwrap();
+        sqlx::query("UPDATE policy_versions SET status = 'retired' WHERE status = 'active'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE policy_versions SET status = 'active' WHERE id = 1")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        store.pool.close().await;
+    });
+    let t = Instant::now();
+    while ![&a, &b].iter().all(|n| {
+        running(n)["policy_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("v1+"))
+    }) {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the nodes did not come back to the store's active version: {}",
+            running(&a)["policy_version"]
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Three nodes on one PostgreSQL for cases: every node takes the log's review decisions into case

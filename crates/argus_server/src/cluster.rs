@@ -256,7 +256,7 @@ pub async fn submit(st: &AppState, node: &Node, req: Request) -> Answer {
                     serde_json::json!([{"path": "/time", "code": "too_far_in_future", "message": format!("at most {} ms ahead of the server's clock", st.settings.max_future.as_millis())}]),
                 );
             }
-            let items = match resolve_labels(st, items).await {
+            let items = match resolve_labels(st, node, items).await {
                 Ok(i) => i,
                 Err(a) => return a,
             };
@@ -270,9 +270,29 @@ pub async fn submit(st: &AppState, node: &Node, req: Request) -> Answer {
 /// `Request::ResolveLabels`).
 async fn resolve_labels(
     st: &AppState,
+    node: &Node,
     items: Vec<Box<serde_json::value::RawValue>>,
 ) -> Result<Vec<Box<serde_json::value::RawValue>>, Answer> {
-    let a = crate::api::ask_core(st, Request::ResolveLabels { items }).await;
+    let mut a = crate::api::ask_core(
+        st,
+        Request::ResolveLabels {
+            items: items.clone(),
+        },
+    )
+    .await;
+    // The event may be in the log and not yet applied here (acknowledged by another node a moment
+    // ago): once this node has caught up with the log as it is now, once more.
+    if matches!(&a, Answer::Failed(e) if e.code == "unknown_event") {
+        if let Ok(last) = node.log.last_seq().await {
+            let t = std::time::Instant::now();
+            while st.shared.stream_cursor.load(Ordering::SeqCst) < last
+                && t.elapsed() < st.settings.request_timeout
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            a = crate::api::ask_core(st, Request::ResolveLabels { items }).await;
+        }
+    }
     let Answer::Done { body, .. } = &a else {
         return Err(a);
     };
@@ -720,14 +740,17 @@ pub async fn pump(st: AppState, node: Arc<Node>) {
                     // export) before it reaches its waiter, if any.
                     let reply = match &req {
                         Request::EraseToken {
-                            token, pseudonym, ..
+                            token,
+                            pseudonym,
+                            entry,
+                            ..
                         } => {
                             // An export round overlapping the renaming throws its files away.
                             core::export::ERASURE_EPOCH.fetch_add(1, Ordering::SeqCst);
                             let (etx, erx) = oneshot::channel();
                             tokio::spawn(after_erasure(
                                 st.clone(),
-                                (token.clone(), pseudonym.clone()),
+                                (token.clone(), pseudonym.clone(), *entry),
                                 erx,
                                 reply,
                             ));
@@ -770,7 +793,7 @@ pub async fn pump(st: AppState, node: Arc<Node>) {
 /// goes on to `waiter` (the entry node's handler, which also blanks the clear value in notes).
 async fn after_erasure(
     st: AppState,
-    (token, pseudonym): (String, String),
+    (token, pseudonym, entry): (String, String, u64),
     answer: oneshot::Receiver<Answer>,
     waiter: Option<oneshot::Sender<Answer>>,
 ) {
@@ -809,42 +832,44 @@ async fn after_erasure(
     } else {
         tracing::error!("erasure: this node's core could not apply it: {a:?}");
     }
-    let entry = match &a {
-        Answer::Done { body, .. } => body["entry"].as_u64(),
-        _ => None,
-    };
     let asked_here = waiter.is_some();
     if let Some(w) = waiter {
         let _ = w.send(a);
     }
-    // The node holding the duties lease finishes the stream's part when the asking node did not
-    // within a minute (it died, or the request was lost): so the erasure's own entry, which links
-    // the token to its pseudonym, does not stay in the stream. The entry still there says so.
-    if let (Some(entry), false, true, Some(node)) =
-        (entry, asked_here, on_duty(&st), st.cluster.clone())
-    {
-        tokio::time::sleep(ASKER_GRACE).await;
+    // When the asking node has not erased the stream's entries a minute on (it died, or its
+    // request was lost), the node holding the duties lease then does it: so the erasure's own
+    // entry, which links the token to its pseudonym, does not stay in the stream. Every other
+    // node waits, and checks again every 30 s for 10 minutes (the lease may move meanwhile).
+    let Some(node) = st.cluster.clone().filter(|_| !asked_here) else {
+        return;
+    };
+    tokio::time::sleep(ASKER_GRACE).await;
+    for _ in 0..20 {
         match node.log.entry_exists(entry).await {
             Ok(false) => return,
-            Ok(true) => tracing::warn!(
-                entry,
-                "erasure: the asking node has not erased the stream's entries; this node (duties) does"
-            ),
+            Ok(true) if on_duty(&st) => {
+                tracing::warn!(
+                    entry,
+                    "erasure: the stream still holds the erasure's entry; this node (duties) erases the entries"
+                );
+                match crate::erasure::erase_from_stream(&st, &node, &token, "", entry).await {
+                    Ok((read, erased, nodes)) => {
+                        tracing::info!(
+                            entry,
+                            read,
+                            erased,
+                            nodes,
+                            "erasure: the stream's entries erased"
+                        );
+                        return;
+                    }
+                    Err(e) => tracing::warn!(entry, "erasure: the stream's entries: {e:?}"),
+                }
+            }
+            Ok(true) => {}
             Err(e) => tracing::warn!(entry, "erasure: checking the stream: {e}"),
         }
-        match crate::erasure::erase_from_stream(&st, &node, &token, "", entry).await {
-            Ok((read, erased, nodes)) => tracing::info!(
-                entry,
-                read,
-                erased,
-                nodes,
-                "erasure: the stream's entries erased (the duties lease's part)"
-            ),
-            Err(e) => tracing::warn!(
-                entry,
-                "erasure: the duties lease's part of the stream: {e:?}"
-            ),
-        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
     }
 }
 

@@ -1197,6 +1197,8 @@ pub async fn run(
     let _ = svc.store.set(store.clone());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_recorded = String::new();
+    // Ticks in a row that the cluster ran another version than the store's active one.
+    let mut astray = 0u32;
     loop {
         tokio::select! {
             t = async { match trips.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
@@ -1221,6 +1223,30 @@ pub async fn run(
                         },
                         Ok(None) => {}
                         Err(e) => tracing::warn!("scheduled activation: {e}"),
+                    }
+                    // In a cluster every node runs the version whose install entry came last in
+                    // the log; two activations at once (on two nodes) can append their installs in
+                    // the opposite order of their writes to the store. The duties holder then
+                    // installs the store's active version, once they have differed for 3 s (an
+                    // activation's own entry is applied within that).
+                    if st.cluster.is_some() {
+                        astray = match (store.active().await, running(&st).await) {
+                            (Ok(Some(v)), Ok((ver, _)))
+                                if ver.split('+').next() != Some(v.label.as_str()) =>
+                            {
+                                astray + 1
+                            }
+                            _ => 0,
+                        };
+                        if astray >= 3 {
+                            astray = 0;
+                            if let Ok(Some(v)) = store.active().await {
+                                tracing::warn!(version = v.label.as_str(), "the cluster runs another version than the store's active one: installing it");
+                                if install(&st, &v).await.is_err() {
+                                    tracing::error!("the store's active version {} did not install", v.label);
+                                }
+                            }
+                        }
                     }
                 } else {
                     // Files mode: each set of files the server loads (start, reload) is a version.

@@ -167,21 +167,24 @@ impl Core {
     }
 
     /// [`label_envelope`](Self::label_envelope) of every item (a cluster's entry node, before it
-    /// appends them): `{"items": [envelope, …]}`, or the first item's refusal, which refuses them
-    /// all (the item's position is said for a batch).
+    /// appends them): `{"items": [envelope, …]}`. An item that names an event this node does not
+    /// hold refuses them all (its position is said for a batch); an item refused for another
+    /// reason goes on as posted, and every node refuses it alike.
     pub(super) fn resolve_labels(&mut self, items: &[Box<serde_json::value::RawValue>]) -> Answer {
         let mut out = Vec::with_capacity(items.len());
         for (i, raw) in items.iter().enumerate() {
             match self.label_envelope(raw.get()) {
                 Ok(s) => out.push(s),
-                Err(Answer::Failed(mut e)) if items.len() > 1 => {
-                    e.message = format!(
-                        "item {i}: {}; in a cluster a batch of labels is refused whole when one names an event this node does not hold (send the labels with their actor)",
-                        e.message
-                    );
+                Err(Answer::Failed(mut e)) if e.code == "unknown_event" => {
+                    if items.len() > 1 {
+                        e.message = format!(
+                            "item {i}: {}; in a cluster a batch of labels is refused whole when one names an event this node does not hold (send the labels with their actor)",
+                            e.message
+                        );
+                    }
                     return Answer::Failed(e);
                 }
-                Err(a) => return a,
+                Err(_) => out.push(raw.get().to_string()),
             }
         }
         ok(json!({ "items": out }))

@@ -51,7 +51,8 @@ pub const KIND_LIST: u8 = 2;
 /// A person resumed a rule the guard paused (`lifecycle::GuardRecord`).
 pub const KIND_GUARD: u8 = 3;
 /// In a cluster: the cluster log's entries applied so far (its sequence number, 8 bytes LE), written
-/// after each entry's records, so that a restarted node goes on reading the log after it.
+/// after each entry's records, so that a restarted node goes on reading the log after it; after an
+/// entry that changed the policies, followed by the `lifecycle::PolicyState`.
 pub const KIND_CURSOR: u8 = 4;
 
 /// Most requests handled per log commit.
@@ -1092,13 +1093,14 @@ impl Core {
     /// on after it (entries already applied are never applied twice; a repeated one would be a
     /// duplicate by its event ids anyway).
     fn cursor(&mut self, seq: u64) -> Outcome {
+        // After an entry that changed the policies, the record keeps what now runs (see
+        // `lifecycle::PolicyState`): recovery puts it back before deciding anything.
+        let changed = std::mem::take(&mut self.lifecycle.changed);
         if seq <= self.stream_cursor {
             return Outcome::Answer(ok(json!({ "cursor": self.stream_cursor })));
         }
-        // After an entry that changed the policies, the record keeps what now runs (see
-        // `lifecycle::PolicyState`): recovery puts it back before deciding anything.
         let mut payload = seq.to_le_bytes().to_vec();
-        if std::mem::take(&mut self.lifecycle.changed) {
+        if changed {
             payload.extend(lifecycle::encode_policy_state(&self.policy_state()));
         }
         if let Err(e) = self.wal.append(KIND_CURSOR, &payload) {
