@@ -403,6 +403,11 @@ async fn every_kind_of_damage_is_recovered_or_refused() {
     let d = case(&mut n);
     std::fs::write(d.join("log").join("HEAD"), b"not a number").unwrap();
     refused(&d, "HEAD damaged", "HEAD", None);
+    // A cluster node's erasure interrupted (by a crash, or a failure it stopped at): its log and
+    // state may disagree and still hold the subject, so it must be started empty.
+    let d = case(&mut n);
+    std::fs::write(d.join("erasing"), b"42").unwrap();
+    refused(&d, "erasure interrupted", "the shared log's entry 42", None);
 }
 
 #[tokio::test]
