@@ -832,15 +832,19 @@ async fn after_erasure(
     } else {
         tracing::error!("erasure: this node's core could not apply it: {a:?}");
     }
-    let asked_here = waiter.is_some();
-    if let Some(w) = waiter {
-        let _ = w.send(a);
-    }
-    // When the asking node has not erased the stream's entries a minute on (it died, or its
-    // request was lost), the node holding the duties lease then does it: so the erasure's own
-    // entry, which links the token to its pseudonym, does not stay in the stream. Every other
-    // node waits, and checks again every 30 s for 10 minutes (the lease may move meanwhile).
-    let Some(node) = st.cluster.clone().filter(|_| !asked_here) else {
+    // The asking node's handler goes on to the stream's step only with a successful answer it
+    // received (its client may have left, dropping it).
+    let done = matches!(a, Answer::Done { .. });
+    let handed_on = match waiter {
+        Some(w) => w.send(a).is_ok() && done,
+        None => false,
+    };
+    // When the stream's entries have not been erased a minute on (the asking node died, its
+    // request was dropped, or its own part failed), the node holding the duties lease then does
+    // it: so the erasure's own entry, which links the token to its pseudonym, does not stay in the
+    // stream. Every node but an asking one that went on waits, and checks again every 30 s for 10
+    // minutes (the lease may move meanwhile).
+    let Some(node) = st.cluster.clone().filter(|_| !handed_on) else {
         return;
     };
     tokio::time::sleep(ASKER_GRACE).await;
