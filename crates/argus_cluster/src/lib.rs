@@ -323,13 +323,17 @@ impl Log {
         }
     }
 
-    /// The newest entry's sequence number (0 when the log is empty).
-    pub async fn last_seq(&self) -> Result<u64, Error> {
-        let mut st = self
-            .js
+    /// The log's stream.
+    async fn stream(&self) -> Result<stream::Stream, Error> {
+        self.js
             .get_stream(&self.stream)
             .await
-            .map_err(|e| Error::Read(e.to_string()))?;
+            .map_err(|e| Error::Read(e.to_string()))
+    }
+
+    /// The newest entry's sequence number (0 when the log is empty).
+    pub async fn last_seq(&self) -> Result<u64, Error> {
+        let mut st = self.stream().await?;
         let info = st.info().await.map_err(|e| Error::Read(e.to_string()))?;
         Ok(info.state.last_sequence)
     }
@@ -337,11 +341,7 @@ impl Log {
     /// Every entry from `from` on, in order, as they arrive (an ordered consumer: ephemeral,
     /// flow-controlled, recreated by the client after a server fails over).
     pub async fn tail(&self, from: u64) -> Result<Tail, Error> {
-        let st = self
-            .js
-            .get_stream(&self.stream)
-            .await
-            .map_err(|e| Error::Read(e.to_string()))?;
+        let st = self.stream().await?;
         let messages = self.ordered(&st, from).await?;
         Ok(Tail {
             messages,
@@ -378,11 +378,7 @@ impl Log {
         upto: u64,
         needles: &[&[u8]],
     ) -> Result<(u64, Vec<u64>), Error> {
-        let mut st = self
-            .js
-            .get_stream(&self.stream)
-            .await
-            .map_err(|e| Error::Read(e.to_string()))?;
+        let mut st = self.stream().await?;
         let info = st.info().await.map_err(|e| Error::Read(e.to_string()))?;
         let (first, last) = (info.state.first_sequence, info.state.last_sequence);
         if info.state.messages == 0 || first > upto {
@@ -424,11 +420,7 @@ impl Log {
 
     /// Whether the stream still holds entry `seq`.
     pub async fn entry_exists(&self, seq: u64) -> Result<bool, Error> {
-        let st = self
-            .js
-            .get_stream(&self.stream)
-            .await
-            .map_err(|e| Error::Read(e.to_string()))?;
+        let st = self.stream().await?;
         match st.get_raw_message(seq).await {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(false),
@@ -447,11 +439,7 @@ impl Log {
     /// the servers' disks, not only unlinked). An entry already gone counts as deleted. Returns how
     /// many were deleted now.
     pub async fn erase_entries(&self, seqs: &[u64]) -> Result<u64, Error> {
-        let st = self
-            .js
-            .get_stream(&self.stream)
-            .await
-            .map_err(|e| Error::Read(e.to_string()))?;
+        let st = self.stream().await?;
         let mut n = 0;
         for &seq in seqs {
             match st.delete_message(seq).await {
