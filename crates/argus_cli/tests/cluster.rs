@@ -1862,7 +1862,20 @@ fn sharded_nodes_decide_as_one_embedded_node_through_a_kill_a_join_and_a_drain()
     // 2. SIGKILL the node holding the most partitions: the survivors take them over and rebuild
     //    them. (The nodes are renumbered so that it is the last.)
     let most = (0..3).max_by_key(|i| sets[*i].len()).unwrap();
+    let killed_parts = sets[most].len();
     nodes.swap(most, 2);
+    // Partitions rebuilt, and rebuilds (each one restore), on the survivors.
+    let rebuilds = |ns: &[&Node]| {
+        ns.iter()
+            .map(|n| {
+                (
+                    metric(n, "argus_shard_rebuilds_total"),
+                    metric(n, "argus_shard_rebuild_seconds_count"),
+                )
+            })
+            .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
+    };
+    let before_kill = rebuilds(&[&nodes[0], &nodes[1]]);
     nodes[2].kill();
     let survivors: Vec<&Node> = nodes[..2].iter().collect();
     let kill_resume = post_all(
@@ -1872,6 +1885,19 @@ fn sharded_nodes_decide_as_one_embedded_node_through_a_kill_a_join_and_a_drain()
         &mut by_id,
     );
     let after_kill = settled_ownership(&survivors);
+    // The dead node's partitions come from its last shared snapshot: each survivor restores it once
+    // for all the partitions it takes, not once per partition.
+    let (parts, restores) = {
+        let now = rebuilds(&survivors);
+        (now.0 - before_kill.0, now.1 - before_kill.1)
+    };
+    eprintln!(
+        "after the kill: {parts} partitions rebuilt (the dead node held {killed_parts}) in {restores} rebuilds"
+    );
+    assert!(
+        parts >= killed_parts as f64 && restores < parts,
+        "{parts} partitions rebuilt in {restores} rebuilds; the dead node held {killed_parts}"
+    );
 
     // 3. SIGKILL a NATS server: JetStream elects new leaders; nothing acknowledged is lost.
     nats.kill(1);

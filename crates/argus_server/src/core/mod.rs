@@ -448,8 +448,8 @@ pub struct Core {
     shard_announced: Option<Instant>,
     /// Sharded: partitions whose rebuild failed, and when (retried a second later).
     rebuild_failures: HashMap<usize, Instant>,
-    /// Sharded: partitions being rebuilt on threads of their own.
-    rebuilds: HashMap<usize, shard::RebuildJob>,
+    /// Sharded: rebuilds on threads of their own, each of one or more partitions from one restore.
+    rebuilds: Vec<shard::RebuildJob>,
     /// A snapshot is wanted now (sharded: this node holds a partition no shared snapshot of it
     /// holds yet, which its previous holder keeps until one does).
     snapshot_soon: bool,

@@ -250,7 +250,7 @@ impl Core {
             stream_cursor,
             shard_announced: None,
             rebuild_failures: HashMap::new(),
-            rebuilds: HashMap::new(),
+            rebuilds: Vec::new(),
             snapshot_soon: false,
         };
         core.shared

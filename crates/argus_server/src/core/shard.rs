@@ -181,20 +181,21 @@ impl Core {
                     break None;
                 }
                 if shard.view().owned.contains(&(p as u32))
-                    && !rebuilt.engines.contains_key(&p)
+                    && !rebuilt.holds(p)
                     && self.rebuild_due(p)
                 {
                     // This node owns the partition now, and nobody published its share: its
-                    // owner died part-way. Rebuild it through the events begun from this one on.
+                    // owner died part-way. Rebuild it (with the other partitions this node took
+                    // over that the same snapshot holds) through the events begun from this one on.
                     match self.rebuild(p, &events[j..]) {
-                        Ok((scratch, shares)) => {
-                            for (seq, v) in &shares {
-                                shard.publish(*seq, &[(p, v.clone())]);
+                        Ok(set) => {
+                            for (q, seq, v) in &set.shares {
+                                shard.publish(*seq, &[(*q, v.clone())]);
                             }
                             rebuilt
                                 .shares
-                                .extend(shares.into_iter().map(|(s, v)| ((p, s), v)));
-                            rebuilt.engines.insert(p, scratch);
+                                .extend(set.shares.into_iter().map(|(q, s, v)| ((q, s), v)));
+                            rebuilt.engines.push((set.parts, set.engine));
                         }
                         Err(e) => self.rebuild_not_yet(p, e),
                     }
@@ -232,8 +233,10 @@ impl Core {
         if rebuilt.engines.is_empty() {
             return;
         }
-        for (p, mut scratch) in rebuilt.engines {
-            self.engine.adopt_partition(p, &mut scratch);
+        for (parts, mut scratch) in rebuilt.engines {
+            for p in parts {
+                self.engine.adopt_partition(p, &mut scratch);
+            }
         }
         shard.set_held(self.engine.held());
     }
@@ -248,9 +251,11 @@ impl Core {
         // A rebuild of a partition held already, or not owned for a minute, is not wanted (one
         // still running is left to finish, unread). Its result is a function of the log, so one
         // that outlives a short lapse of the lease is still good.
-        self.rebuilds.retain(|p, j| {
-            !held.get(*p).copied().unwrap_or(true)
-                && (view.owned.contains(&(*p as u32)) || j.started.elapsed() < JOB_UNOWNED)
+        self.rebuilds.retain(|j| {
+            j.parts.iter().any(|p| {
+                !held.get(*p).copied().unwrap_or(true)
+                    && (view.owned.contains(&(*p as u32)) || j.started.elapsed() < JOB_UNOWNED)
+            })
         });
         let mut changed = false;
         for (p, &h) in held.iter().enumerate() {
@@ -258,10 +263,13 @@ impl Core {
             if h && !owned && view.held_elsewhere.contains(&(p as u32)) {
                 self.engine.release_partition(p);
                 changed = true;
-            } else if !h && owned && self.rebuild_due(p) {
+            } else if !h && owned && !self.engine.held()[p] && self.rebuild_due(p) {
+                // (Held by now when an earlier partition's rebuild in this loop brought it too.)
                 match self.rebuild(p, &[]) {
-                    Ok((mut scratch, _)) => {
-                        self.engine.adopt_partition(p, &mut scratch);
+                    Ok(mut set) => {
+                        for q in set.parts {
+                            self.engine.adopt_partition(q, &mut set.engine);
+                        }
                         changed = true;
                     }
                     Err(e) => self.rebuild_not_yet(p, e),
@@ -334,35 +342,32 @@ impl Core {
     /// and not yet logged), whose shares of it are returned with their sequence numbers: restored
     /// from the newest snapshot that holds it and that this node's log continues (its own, another
     /// node's in the object store, or the empty state when the log starts at the first record),
-    /// then this node's log records since.
+    /// then this node's log records since. The other partitions this node owns and does not hold
+    /// that the same snapshot holds come with it ([`RebuiltSet::parts`], `p` first): the partitions
+    /// of a dead node usually all come from its last shared snapshot, and one restore and one
+    /// replay serve them all.
     ///
     /// The slow parts run off the core: the object store is read by tasks
     /// ([`Shard::node_snapshots`], [`Shard::node_snapshot`]), and the restore and the replay of the
     /// log run on a thread of their own ([`RebuildJob`]), which chases the log again while it is
     /// more than `CHASE_RECORDS` behind. `NotYet::Waiting` until then; the core replays the last
-    /// records and the pending events, and hands the partition over. Events that need the
+    /// records and the pending events, and hands the partitions over. Events that need a
     /// partition's share and that nobody else publishes (its owner died) wait for all of it.
-    pub(super) fn rebuild(
-        &mut self,
-        p: usize,
-        pending: &[Event],
-    ) -> Result<(Engine, SharesOf), NotYet> {
+    pub(super) fn rebuild(&mut self, p: usize, pending: &[Event]) -> Result<RebuiltSet, NotYet> {
         let shard = self
             .shard()
             .ok_or_else(|| NotYet::Failed("not sharded".into()))?;
         let log_dir = self.settings.data_dir.join("log");
-        if self
-            .rebuilds
-            .get(&p)
-            .is_some_and(|j| !j.thread.is_finished())
-        {
+        let job = self.rebuilds.iter().position(|j| j.parts.contains(&p));
+        if job.is_some_and(|i| !self.rebuilds[i].thread.is_finished()) {
             return Err(NotYet::Waiting(
                 "restoring and replaying on its thread".into(),
             ));
         }
-        if let Some(job) = self.rebuilds.remove(&p) {
+        if let Some(i) = job {
+            let job = self.rebuilds.swap_remove(i);
             let t = Instant::now();
-            let (from, upto, mut scratch, replayed) = job
+            let (from, upto, mut scratch, replayed, mut parts) = job
                 .thread
                 .join()
                 .map_err(|_| "the rebuild thread panicked".to_string())??;
@@ -375,51 +380,67 @@ impl Core {
                     .name(format!("argus-rebuild-{p}"))
                     .spawn(move || {
                         let n = replay_log(&log_dir, &mut scratch, upto, last)?;
-                        Ok((from, last, scratch, replayed + n))
+                        Ok((from, last, scratch, replayed + n, parts))
                     })
                     .map_err(|e| format!("starting a rebuild thread: {e}"))?;
-                self.rebuilds.insert(
-                    p,
-                    RebuildJob {
-                        thread,
-                        started: job.started,
-                        core: job.core + t.elapsed(),
-                    },
-                );
+                self.rebuilds.push(RebuildJob {
+                    thread,
+                    parts: job.parts,
+                    started: job.started,
+                    core: job.core + t.elapsed(),
+                });
                 return Err(NotYet::Waiting("chasing the log on its thread".into()));
             }
+            // Only the partitions still wanted here: `p`, and the others still owned and not held.
+            let view = shard.view();
+            let held = self.engine.held();
+            let (keep, drop): (Vec<usize>, Vec<usize>) = parts
+                .iter()
+                .partition(|q| **q == p || (view.owned.contains(&(**q as u32)) && !held[**q]));
+            for q in drop {
+                scratch.release_partition(q);
+            }
+            parts = keep;
             let caught_up = replay_log(&log_dir, &mut scratch, upto, last)?;
-            // The pending events: begun, never finished (only the partition is kept).
+            // The pending events: begun, never finished (only the partitions are kept).
             let mut shares = Vec::new();
             for ev in pending {
                 if let Ok(b) = scratch.begin_shared(ev) {
-                    if let Some((_, v)) = b.shares.into_iter().find(|(q, _)| *q == p) {
-                        shares.push((b.seq, v));
+                    for (q, v) in b.shares {
+                        if parts.contains(&q) {
+                            shares.push((q, b.seq, v));
+                        }
                     }
                 }
             }
             let core = job.core + t.elapsed();
-            m::inc(m::SHARD_REBUILDS, 1);
+            m::inc(m::SHARD_REBUILDS, parts.len() as u64);
             m::observe(
                 m::SHARD_REBUILD_SECONDS,
                 job.started.elapsed().as_secs_f64(),
             );
             m::observe(m::SHARD_REBUILD_CORE_SECONDS, core.as_secs_f64());
-            self.rebuild_failures.remove(&p);
+            for q in &parts {
+                self.rebuild_failures.remove(q);
+            }
             tracing::info!(
-                partition = p,
+                partitions = ?parts,
                 from_record = from,
                 replayed = replayed + caught_up,
                 millis = job.started.elapsed().as_millis() as u64,
                 core_millis = core.as_millis() as u64,
-                "sharded: rebuilt a partition this node took over"
+                "sharded: rebuilt partitions this node took over"
             );
-            return Ok((scratch, shares));
+            return Ok(RebuiltSet {
+                engine: scratch,
+                parts,
+                shares,
+            });
         }
-        // One rebuild runs at a time: each restores a whole snapshot (the partitions of a dead node
-        // usually come from the same one), so several at once would hold as many copies of it.
-        if self.rebuilds.values().any(|j| !j.thread.is_finished()) {
-            return Err(NotYet::Waiting("another partition's rebuild runs".into()));
+        // One rebuild runs at a time: each restores a whole snapshot, so several at once would
+        // hold as many copies of it; one brings every partition it can (below).
+        if self.rebuilds.iter().any(|j| !j.thread.is_finished()) {
+            return Err(NotYet::Waiting("another rebuild runs".into()));
         }
         // Start one: the candidate snapshots, newest first.
         let t = Instant::now();
@@ -461,35 +482,60 @@ impl Core {
             }
         }
         candidates.sort_by_key(|(r, _)| std::cmp::Reverse(*r));
+        // `p`, then every other partition this node owns, does not hold and is not rebuilding (a
+        // finished job not yet taken holds it): those the chosen snapshot holds come along.
+        let view = shard.view();
+        let held = self.engine.held();
+        let mut wanted = vec![p];
+        wanted.extend(view.owned.iter().map(|q| *q as usize).filter(|q| {
+            *q != p
+                && !held.get(*q).copied().unwrap_or(true)
+                && self.rebuild_due(*q)
+                && !self.rebuilds.iter().any(|j| j.parts.contains(q))
+        }));
         let cfg = self.engine.config.clone();
+        let parts = wanted.clone();
         let thread = std::thread::Builder::new()
             .name(format!("argus-rebuild-{p}"))
-            .spawn(move || rebuild_on_thread(&cfg, p, candidates, &log_dir, first, last))
+            .spawn(move || rebuild_on_thread(&cfg, wanted, candidates, &log_dir, first, last))
             .map_err(|e| format!("starting a rebuild thread: {e}"))?;
-        self.rebuilds.insert(
-            p,
-            RebuildJob {
-                thread,
-                started: t,
-                core: t.elapsed(),
-            },
-        );
+        self.rebuilds.push(RebuildJob {
+            thread,
+            parts,
+            started: t,
+            core: t.elapsed(),
+        });
         Err(NotYet::Waiting("started on its thread".into()))
     }
 
     /// Whether partition `p` is being rebuilt on a thread.
     pub(super) fn rebuilding(&self, p: usize) -> bool {
-        self.rebuilds.contains_key(&p)
+        self.rebuilds.iter().any(|j| j.parts.contains(&p))
     }
 }
 
-/// A partition rebuild on a thread of its own: (the snapshot record it started from, the last log
-/// record it replayed to, the partition's engine, events replayed).
+/// What a rebuild's thread hands back: the snapshot record it started from, the last log record
+/// it replayed to, the engine, the events replayed, and the partitions it holds.
+type Rebuilding = (u64, u64, Engine, u64, Vec<usize>);
+
+/// A rebuild on a thread of its own.
 pub(super) struct RebuildJob {
-    thread: std::thread::JoinHandle<Result<(u64, u64, Engine, u64), String>>,
+    thread: std::thread::JoinHandle<Result<Rebuilding, String>>,
+    /// The partitions it may bring, the one it was started for first (those the snapshot it
+    /// restores holds come: the thread's answer says which).
+    parts: Vec<usize>,
     started: Instant,
     /// Time it took on the core so far (choosing the snapshot, starting the thread).
     core: Duration,
+}
+
+/// Partitions rebuilt from one restore, as of the same point: the engine holding them (and no
+/// others), them (the one asked for first), and their shares of the pending events, as
+/// (partition, sequence number, share).
+pub(super) struct RebuiltSet {
+    pub(super) engine: Engine,
+    pub(super) parts: Vec<usize>,
+    pub(super) shares: Vec<(usize, u64, Vec<Value>)>,
 }
 
 /// A snapshot a rebuild may start from.
@@ -500,17 +546,19 @@ enum Candidate {
     Shared(String, Arc<Vec<u8>>),
 }
 
-/// The rebuild's thread: restores partition `p` from the newest of `candidates` (newest first) that
-/// holds it (or the empty state when the log starts at record 1), releases the other partitions,
-/// and applies this node's log up to record `upto`.
+/// The rebuild's thread: restores the first of `wanted` from the newest of `candidates` (newest
+/// first) that holds it (or the empty state when the log starts at record 1), keeps the others of
+/// `wanted` that snapshot holds and releases every other partition, and applies this node's log up
+/// to record `upto`.
 fn rebuild_on_thread(
     cfg: &argus_engine::Config,
-    p: usize,
+    wanted: Vec<usize>,
     candidates: Vec<(u64, Candidate)>,
     log_dir: &Path,
     first: u64,
     upto: u64,
-) -> Result<(u64, u64, Engine, u64), String> {
+) -> Result<Rebuilding, String> {
+    let p = wanted[0];
     let mut found: Option<(u64, Engine)> = None;
     for (record, c) in candidates {
         let (bytes, what) = match c {
@@ -541,13 +589,17 @@ fn rebuild_on_thread(
             first.saturating_sub(1)
         )
     })?;
+    let parts: Vec<usize> = wanted
+        .into_iter()
+        .filter(|q| scratch.held().get(*q).copied().unwrap_or(false))
+        .collect();
     for q in 0..scratch.held().len() {
-        if q != p && scratch.held()[q] {
+        if !parts.contains(&q) && scratch.held()[q] {
             scratch.release_partition(q);
         }
     }
     let replayed = replay_log(log_dir, &mut scratch, from, upto)?;
-    Ok((from, upto, scratch, replayed))
+    Ok((from, upto, scratch, replayed, parts))
 }
 
 /// Applies the events of the log records after `from` up to `to` (both record numbers) to
@@ -601,18 +653,19 @@ impl From<String> for NotYet {
     }
 }
 
-/// One partition's shares of events, with their sequence numbers.
-type SharesOf = Vec<(u64, Vec<Value>)>;
-
-/// Partitions rebuilt during a run: their engines (adopted after the run) and their shares of the
-/// run's events, by (partition, sequence number).
+/// Partitions rebuilt during a run: their engines (adopted after the run), each with the
+/// partitions it brings, and their shares of the run's events, by (partition, sequence number).
 #[derive(Default)]
 struct Rebuilt {
-    engines: HashMap<usize, Engine>,
+    engines: Vec<(Vec<usize>, Engine)>,
     shares: HashMap<(usize, u64), Vec<Value>>,
 }
 
 impl Rebuilt {
+    fn holds(&self, p: usize) -> bool {
+        self.engines.iter().any(|(parts, _)| parts.contains(&p))
+    }
+
     fn share(&mut self, p: usize, seq: u64) -> Option<Vec<Value>> {
         self.shares.remove(&(p, seq))
     }
