@@ -106,6 +106,12 @@ struct LabelsEntry {
     items: Vec<Box<serde_json::value::RawValue>>,
 }
 
+/// What a list change's key was computed for: the list's entity kind (`None`: plain values).
+#[derive(Serialize, Deserialize)]
+struct KeyedAs {
+    entity: Option<String>,
+}
+
 /// The other requests that change state, as they travel in the log.
 #[derive(Serialize, Deserialize)]
 enum Replicated {
@@ -126,10 +132,15 @@ enum Replicated {
         key: String,
         reason: String,
         expires: Option<String>,
+        /// The list's entity kind when the entry node computed `key` (absent in older entries).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keyed_as: Option<KeyedAs>,
     },
     ListRemoveKey {
         name: String,
         key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keyed_as: Option<KeyedAs>,
     },
     ResumeRule {
         rule: String,
@@ -335,7 +346,7 @@ async fn submit_other(st: &AppState, node: &Node, req: Request) -> Answer {
                 Ok(e) => e.map(argus_event::time::format_rfc3339),
                 Err(a) => return a,
             };
-            let key = match list_key(st, &name, value).await {
+            let (key, keyed_as) = match list_key(st, &name, value).await {
                 Ok(k) => k,
                 Err(a) => return a,
             };
@@ -347,16 +358,26 @@ async fn submit_other(st: &AppState, node: &Node, req: Request) -> Answer {
                     key,
                     reason,
                     expires,
+                    keyed_as: Some(keyed_as),
                 },
             )
             .await
         }
         Request::ListRemove { name, value } => {
-            let key = match list_key(st, &name, value).await {
+            let (key, keyed_as) = match list_key(st, &name, value).await {
                 Ok(k) => k,
                 Err(a) => return a,
             };
-            replicate(st, node, Replicated::ListRemoveKey { name, key }).await
+            replicate(
+                st,
+                node,
+                Replicated::ListRemoveKey {
+                    name,
+                    key,
+                    keyed_as: Some(keyed_as),
+                },
+            )
+            .await
         }
         Request::ResumeRule { rule } => replicate(st, node, Replicated::ResumeRule { rule }).await,
         Request::InstallVersion { files, label } => {
@@ -376,8 +397,9 @@ async fn submit_other(st: &AppState, node: &Node, req: Request) -> Answer {
 }
 
 /// A list item's key as this node's core stores it (the token of a personal-data value): only
-/// the key enters the shared log.
-async fn list_key(st: &AppState, name: &str, value: String) -> Result<String, Answer> {
+/// the key enters the shared log, with the list's entity kind it was computed for (every node
+/// checks that kind as it applies the change).
+async fn list_key(st: &AppState, name: &str, value: String) -> Result<(String, KeyedAs), Answer> {
     let a = crate::api::ask_core(
         st,
         Request::ListKey {
@@ -389,7 +411,14 @@ async fn list_key(st: &AppState, name: &str, value: String) -> Result<String, An
     match &a {
         Answer::Done { body, .. } => body["key"]
             .as_str()
-            .map(str::to_string)
+            .map(|k| {
+                (
+                    k.to_string(),
+                    KeyedAs {
+                        entity: body["entity"].as_str().map(str::to_string),
+                    },
+                )
+            })
             .ok_or_else(|| error(Failure::Internal, "internal_error", "no list key")),
         _ => Err(a),
     }
@@ -633,13 +662,23 @@ fn request_of(st: &AppState, e: &argus_cluster::Entry) -> Result<Request, String
                     key,
                     reason,
                     expires,
+                    keyed_as,
                 } => Request::ListSetKey {
                     name,
                     key,
                     reason,
                     expires,
+                    keyed_as: keyed_as.map(|k| k.entity),
                 },
-                Replicated::ListRemoveKey { name, key } => Request::ListRemoveKey { name, key },
+                Replicated::ListRemoveKey {
+                    name,
+                    key,
+                    keyed_as,
+                } => Request::ListRemoveKey {
+                    name,
+                    key,
+                    keyed_as: keyed_as.map(|k| k.entity),
+                },
                 Replicated::ResumeRule { rule } => Request::ResumeRule { rule },
                 Replicated::InstallVersion { files, label } => {
                     Request::InstallVersion { files, label }

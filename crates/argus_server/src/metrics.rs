@@ -44,8 +44,9 @@ pub const CLUSTER_CURSOR: &str = "argus_cluster_cursor";
 pub const SHARD_WAIT_SECONDS: &str = "argus_shard_wait_seconds";
 /// Sharded: partitions this node rebuilt (from a snapshot and its log) on taking them over.
 pub const SHARD_REBUILDS: &str = "argus_shard_rebuilds_total";
-/// Sharded: time one partition rebuild took, from its start to the partition's handover (the
-/// restore and most of the replay run on a thread of their own).
+/// Sharded: time one rebuild took, from its start to the handover of its partitions (one restore
+/// for every partition taken over that the same snapshot holds; the restore and most of the
+/// replay run on a thread of their own).
 pub const SHARD_REBUILD_SECONDS: &str = "argus_shard_rebuild_seconds";
 /// Sharded: the part of one rebuild that ran on the core (choosing the snapshot, replaying the
 /// last records logged while the thread ran, the events in flight), when every event waits. Events

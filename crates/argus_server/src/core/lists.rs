@@ -63,6 +63,39 @@ impl Core {
         ok(json!({"name": l.name, "kind": l.kind, "entity": l.entity, "items": items}))
     }
 
+    /// The entity kind of list `name`'s items (`None`: plain values, or no such list).
+    pub(super) fn list_entity(&self, name: &str) -> Option<String> {
+        let i = self.list_index(name).ok()?;
+        self.engine
+            .policies()
+            .and_then(|p| p.lists.lists[i].entity.clone())
+    }
+
+    /// In a cluster, as a list change by key is applied: the list exists, and its items are of the
+    /// entity kind the entry node computed the key for (`keyed_as`). A policy version installed
+    /// between the two (the list now of emails, say, where the key is the value as typed) refuses
+    /// the change on every node alike, rather than storing a key of the wrong kind.
+    pub(super) fn list_keyed_alike(
+        &self,
+        name: &str,
+        keyed_as: Option<Option<String>>,
+    ) -> Result<(), Answer> {
+        self.list_index(name)?;
+        let now = self.list_entity(name);
+        match keyed_as {
+            Some(then) if then != now => Err(error(
+                Failure::Conflict,
+                "list_changed",
+                format!(
+                    "list `{name}` holds {} now, and this change was keyed for {} (a policy version was installed meanwhile): repeat the request",
+                    now.as_deref().map_or("plain values".to_string(), |e| format!("`{e}` values")),
+                    then.as_deref().map_or("plain values".to_string(), |e| format!("`{e}` values")),
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub(super) fn list_key(&self, name: &str, value: &str) -> Result<String, Answer> {
         let i = self.list_index(name)?;
         let entity = self

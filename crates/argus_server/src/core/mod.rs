@@ -254,16 +254,19 @@ pub enum Request {
         name: String,
         value: String,
     },
-    /// A list change of the shared log whose value is already the stored key.
+    /// A list change of the shared log whose value is already the stored key. `keyed_as`: the
+    /// list's entity kind when the entry node computed the key (`None`: an older entry, unchecked).
     ListSetKey {
         name: String,
         key: String,
         reason: String,
         expires: Option<String>,
+        keyed_as: Option<Option<String>>,
     },
     ListRemoveKey {
         name: String,
         key: String,
+        keyed_as: Option<Option<String>>,
     },
     Reload,
     Status,
@@ -1027,7 +1030,7 @@ impl Core {
             Request::ResolveLabels { items } => Outcome::Answer(self.resolve_labels(&items)),
             Request::ListKey { name, value } => {
                 Outcome::Answer(match self.list_key(&name, &value) {
-                    Ok(key) => ok(json!({ "key": key })),
+                    Ok(key) => ok(json!({ "key": key, "entity": self.list_entity(&name) })),
                     Err(a) => a,
                 })
             }
@@ -1036,12 +1039,17 @@ impl Core {
                 key,
                 reason,
                 expires,
-            } => match self.list_index(&name) {
-                Ok(_) => self.list_set_key(&name, key, reason, None, expires),
+                keyed_as,
+            } => match self.list_keyed_alike(&name, keyed_as) {
+                Ok(()) => self.list_set_key(&name, key, reason, None, expires),
                 Err(a) => Outcome::Answer(a),
             },
-            Request::ListRemoveKey { name, key } => match self.list_index(&name) {
-                Ok(_) => self.list_remove_key(&name, key),
+            Request::ListRemoveKey {
+                name,
+                key,
+                keyed_as,
+            } => match self.list_keyed_alike(&name, keyed_as) {
+                Ok(()) => self.list_remove_key(&name, key),
                 Err(a) => Outcome::Answer(a),
             },
             Request::Reload => Outcome::Answer(self.reload()),
