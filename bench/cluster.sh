@@ -272,7 +272,12 @@ PY
     for u in "$@"; do s=$(python3 -c "print($s + $(curl -s "$u/metrics" | awk -v n="${name}_sum" '$1 == n { print $2 }' | head -1 || echo 0) + 0)"); done
     echo "$s"; }
   OTHERS=(); for u in "${SH[@]}"; do [ "$u" = "$best" ] || OTHERS+=("$u"); done
+  # A counter summed over some nodes (its labels too).
+  csum() { local name=$1 s=0; shift
+    for u in "$@"; do s=$(python3 -c "print($s + $(curl -s "$u/metrics" | awk -v n="$name" '$1 == n { print $2 }' | head -1 || echo 0) + 0)"); done
+    echo "$s"; }
   rb0=$(msum argus_shard_rebuild_seconds "${OTHERS[@]}"); rc0=$(msum argus_shard_rebuild_core_seconds "${OTHERS[@]}")
+  np0=$(csum argus_shard_rebuilds_total "${OTHERS[@]}"); nr0=$(csum argus_shard_rebuild_seconds_count "${OTHERS[@]}")
   port=${best##*:}; victim=$(for p in "${PIDS[@]}"; do if grep -qs "127.0.0.1:$port" /proc/$p/cmdline 2>/dev/null; then echo $p; fi; done | tail -1)
   kill -9 "$victim"
   t0=$(date +%s%N)
@@ -289,7 +294,8 @@ PY
   t1=$(date +%s%N)
   settle "${SURV[@]}"
   rb=$(msum argus_shard_rebuild_seconds "${SURV[@]}"); rc=$(msum argus_shard_rebuild_core_seconds "${SURV[@]}")
-  echo "killed the node holding $bestn partitions ($bestkeys keys) after $grow more events: 10 events through a survivor acknowledged $(( (t1 - t0) / 1000000 )) ms after the kill (lease_ttl 3 s); rebuilds took $(python3 -c "print(round(1000 * ($rb - $rb0)))") ms from start to handover, summed over partitions, $(python3 -c "print(round(1000 * ($rc - $rc0)))") ms of it on the survivors' cores"
+  np=$(csum argus_shard_rebuilds_total "${SURV[@]}"); nr=$(csum argus_shard_rebuild_seconds_count "${SURV[@]}")
+  echo "killed the node holding $bestn partitions ($bestkeys keys) after $grow more events: 10 events through a survivor acknowledged $(( (t1 - t0) / 1000000 )) ms after the kill (lease_ttl 3 s); $(python3 -c "print(int($np - $np0))") partitions rebuilt in $(python3 -c "print(int($nr - $nr0))") rebuilds, which took $(python3 -c "print(round(1000 * ($rb - $rb0)))") ms from start to handover, summed, $(python3 -c "print(round(1000 * ($rc - $rc0)))") ms of it on the survivors' cores"
   # Bring a node back for the next round: a new one (empty data directory, shared snapshot).
   shnode "sn$grow" "$port"
   settle "${SH[@]}"

@@ -1215,6 +1215,130 @@ fn an_erasure_renames_the_subject_on_every_node_and_erases_it_from_the_stream() 
     );
 }
 
+/// Sends `sig` (`STOP`, `CONT`) to a node's process.
+fn signal(n: &Node, sig: &str) {
+    let pid = n.child.as_ref().expect("the node runs").id();
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// An erasure whose asking node dies after every other node applied its entry and before it erased
+/// the stream's entries: the node holding the `duties` lease erases them once `erasure_grace` has
+/// passed. Node c is stopped (SIGSTOP) while the erasure is asked of b: b waits for c's report
+/// before its own step in the stream (c's report lives `lease_ttl`, 10 s here), and is killed
+/// then; c, continued, applies the entry, and a, on duty, finishes the stream's step.
+#[test]
+fn an_erasure_whose_asking_node_dies_is_finished_in_the_stream_by_the_duties_holder() {
+    let _serial = serial();
+    if !nats_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path());
+    let urls = nats.urls();
+    let config = dir.path().join("argus.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "include = [\"{}\"]\n[[features]]\nname = \"email_events_30d\"\nkind = \"count\"\nevents = [\"account.register\"]\nkey = [\"email\"]\nwindow = \"30d\"\n",
+            common::repo().join("examples/starter/argus.toml").display()
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("ARGUS_CLUSTER_LEASE_TTL", "10s"),
+        ("ARGUS_CLUSTER_ERASURE_GRACE", "2s"),
+    ];
+    let duties = "argus_cluster_leases_held{lease=\"duties\"}";
+    let a = Node::start_env(&dir.path().join("a"), Some(&urls), &config, &env);
+    let t = Instant::now();
+    while metric(&a, duties) < 1.0 {
+        assert!(t.elapsed() < Duration::from_secs(60), "a never held duties");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut b = Node::start_env(&dir.path().join("b"), Some(&urls), &config, &env);
+    let c = Node::start_env(&dir.path().join("c"), Some(&urls), &config, &env);
+    let mut rng = Rng(31);
+    for e in events(60, 0, "u", 20, &mut rng) {
+        post(&a.addr, &e);
+    }
+    let victim = "gone@example.com";
+    let t0 = argus_event::time::format_rfc3339(1_795_000_000_000 + 61 * 1_500);
+    post(&a.addr, &json!({"id": "gone-1", "type": "account.register", "time": t0, "actor": "gone", "data": {"email": victim, "device": "dg1", "ip": "81.2.0.7", "country": "GB"}}).to_string());
+    caught_up(&[&a, &b, &c], log_len(&[&a]));
+    let token = http(&a.addr, "GET", &format!("/v1/entities/email/{victim}"), "")
+        .unwrap()
+        .1["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(token.starts_with("tk_"));
+    assert_eq!(
+        metric(&b, duties) + metric(&c, duties),
+        0.0,
+        "a holds duties"
+    );
+
+    // c stops answering (its report stays until it expires); the erasure is asked of b.
+    signal(&c, "STOP");
+    let addr = b.addr.clone();
+    let body =
+        json!({"kind": "email", "value": victim, "reason": "GDPR art. 17 request 88"}).to_string();
+    let asked = std::thread::spawn(move || http(&addr, "POST", "/v1/erasure", &body));
+    // Once a and b applied the entry (the subject's history is gone), b waits for c: kill it.
+    let renamed = |n: &Node| {
+        http(&n.addr, "GET", &format!("/v1/entities/email/{victim}"), "")
+            .is_ok_and(|(_, v)| v["features"]["email_events_30d"] == 0)
+    };
+    let t = Instant::now();
+    while !(renamed(&a) && renamed(&b)) {
+        if asked.is_finished() || t.elapsed() > Duration::from_secs(15) {
+            signal(&c, "CONT");
+            print_logs(&[&a, &b, &c], 15);
+            panic!("the erasure was not applied: {:?}", asked.join());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    b.kill();
+    let _ = asked.join();
+    // The premise: b died before erasing anything from the stream.
+    assert!(
+        !stream_entries_holding(&urls, &token).is_empty(),
+        "the stream no longer held the token when b died"
+    );
+    signal(&c, "CONT");
+    let t = Instant::now();
+    while !stream_entries_holding(&urls, &token).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the stream still holds the token"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let took = t.elapsed();
+    let said = std::fs::read_to_string(a.data.with_extension("stderr")).unwrap_or_default();
+    assert!(
+        said.contains("this node (duties) erases the entries"),
+        "a did not do it"
+    );
+    caught_up(&[&a, &c], log_len(&[&a, &c]));
+    let ds = settled_digests(&[&a, &c]);
+    assert_eq!(ds[0]["state_digest"], ds[1]["state_digest"]);
+    for n in [&a, &c] {
+        let left = common::files_containing(&n.data, token.as_bytes());
+        assert!(left.is_empty(), "the token is in {left:?}");
+    }
+    eprintln!(
+        "erasure finished by the duties holder {} ms after the stopped node continued",
+        took.as_millis()
+    );
+}
+
 /// Found by review: a node of a cluster in console mode, restarted, decided the entries it caught up
 /// on with its policy files until an install entry reached it again, while the others had decided
 /// them with the stored version they ran. The version a node runs is now kept in the cursor record

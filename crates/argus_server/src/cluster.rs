@@ -878,15 +878,18 @@ async fn after_erasure(
         Some(w) => w.send(a).is_ok() && done,
         None => false,
     };
-    // When the stream's entries have not been erased a minute on (the asking node died, its
-    // request was dropped, or its own part failed), the node holding the duties lease then does
-    // it: so the erasure's own entry, which links the token to its pseudonym, does not stay in the
-    // stream. Every node but an asking one that went on waits, and checks again every 30 s for 10
-    // minutes (the lease may move meanwhile).
-    let Some(node) = st.cluster.clone().filter(|_| !handed_on) else {
+    // When the stream's entries have not been erased `[cluster] erasure_grace` on (a minute by
+    // default: the asking node died, its request was dropped, or its own part failed), the node
+    // holding the duties lease then does it: so the erasure's own entry, which links the token to
+    // its pseudonym, does not stay in the stream. Every node but an asking one that went on waits,
+    // and checks again every 30 s for 10 minutes (the lease may move meanwhile).
+    let (Some(node), Some(c)) = (
+        st.cluster.clone().filter(|_| !handed_on),
+        st.settings.cluster.as_ref(),
+    ) else {
         return;
     };
-    tokio::time::sleep(ASKER_GRACE).await;
+    tokio::time::sleep(c.erasure_grace()).await;
     for _ in 0..20 {
         match node.log.entry_exists(entry).await {
             Ok(false) => return,
@@ -915,10 +918,6 @@ async fn after_erasure(
         tokio::time::sleep(Duration::from_secs(30)).await;
     }
 }
-
-/// How long the node holding the duties lease leaves an erasure's stream part to the node that
-/// took the request.
-const ASKER_GRACE: Duration = Duration::from_secs(60);
 
 /// This node's leases' time to live and the lease bucket (waited for while NATS cannot give it);
 /// `None` outside a cluster.

@@ -422,6 +422,11 @@ pub struct ClusterConfig {
     /// how soon another node takes over when the holder dies.
     #[serde(default = "default_lease_ttl")]
     pub lease_ttl: String,
+    /// How long the other nodes leave an erasure's last step (erasing its entries from the stream)
+    /// to the node that took the request before the duties-lease holder does it (that node died,
+    /// its client left, or its own part failed). Default `60s`.
+    #[serde(default = "default_erasure_grace")]
+    pub erasure_grace: String,
     /// Sharded apply: the feature state is split into this many partitions, each applied by the one
     /// node that owns it (a lease), which shares its keys' values with the others (docs/cluster.md).
     /// Unset: every node applies every partition (the replicated cluster). The same on every node.
@@ -431,6 +436,10 @@ pub struct ClusterConfig {
 
 fn default_lease_ttl() -> String {
     "10s".into()
+}
+
+fn default_erasure_grace() -> String {
+    "60s".into()
 }
 
 fn default_stream() -> String {
@@ -446,6 +455,14 @@ fn default_ack_timeout() -> String {
 impl ClusterConfig {
     pub fn lease_ttl(&self) -> Duration {
         Duration::from_millis(parse_duration(&self.lease_ttl).unwrap_or(10_000).max(300) as u64)
+    }
+
+    pub fn erasure_grace(&self) -> Duration {
+        Duration::from_millis(
+            parse_duration(&self.erasure_grace)
+                .unwrap_or(60_000)
+                .max(100) as u64,
+        )
     }
 
     pub fn log_settings(&self) -> argus_cluster::Settings {
@@ -478,6 +495,12 @@ pub fn cluster(
     if let Some(v) = env("ARGUS_CLUSTER_LEASE_TTL").filter(|v| !v.trim().is_empty()) {
         table.insert(
             "lease_ttl".into(),
+            toml::Value::String(v.trim().to_string()),
+        );
+    }
+    if let Some(v) = env("ARGUS_CLUSTER_ERASURE_GRACE").filter(|v| !v.trim().is_empty()) {
+        table.insert(
+            "erasure_grace".into(),
             toml::Value::String(v.trim().to_string()),
         );
     }
@@ -525,6 +548,12 @@ pub fn cluster(
         errors.push(format!(
             "cluster.lease_ttl: `{}` is not a duration of at least 300ms (e.g. `10s`)",
             c.lease_ttl
+        ));
+    }
+    if parse_duration(&c.erasure_grace).is_none_or(|ms| ms < 100) {
+        errors.push(format!(
+            "cluster.erasure_grace: `{}` is not a duration of at least 100ms (e.g. `60s`)",
+            c.erasure_grace
         ));
     }
     if let Some(n) = c.partitions {
@@ -1052,6 +1081,32 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_erasure_grace_comes_from_the_file_or_the_environment_and_is_checked() {
+        let t: toml::Table = toml::from_str(
+            r#"servers = ["nats://127.0.0.1:4222"]
+erasure_grace = "5s"
+"#,
+        )
+        .unwrap();
+        let c = cluster(&t, |_| None).unwrap().unwrap();
+        assert_eq!(c.erasure_grace(), Duration::from_secs(5));
+        let env = |k: &str| (k == "ARGUS_CLUSTER_ERASURE_GRACE").then(|| "250ms".to_string());
+        let c = cluster(&t, env).unwrap().unwrap();
+        assert_eq!(c.erasure_grace(), Duration::from_millis(250));
+        let t: toml::Table = toml::from_str("servers = [\"nats://a:4222\"]").unwrap();
+        assert_eq!(
+            cluster(&t, |_| None).unwrap().unwrap().erasure_grace(),
+            Duration::from_secs(60)
+        );
+        let bad = |k: &str| (k == "ARGUS_CLUSTER_ERASURE_GRACE").then(|| "soon".to_string());
+        let errors = cluster(&t, bad).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.contains("cluster.erasure_grace")),
+            "{errors:?}"
+        );
+    }
 
     #[test]
     fn defaults_file_and_environment_layer() {
