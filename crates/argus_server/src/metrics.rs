@@ -42,6 +42,9 @@ pub const CLUSTER_SNAPSHOTS_SHARED: &str = "argus_cluster_snapshots_shared_total
 pub const CLUSTER_CURSOR: &str = "argus_cluster_cursor";
 /// Sharded: time a node's core waited for other partitions' shares of one event.
 pub const SHARD_WAIT_SECONDS: &str = "argus_shard_wait_seconds";
+/// Sharded: shares the core read from the bucket by key (it was behind, catching up, or a share
+/// had not come by the watch in time), found or not.
+pub const SHARD_SHARE_READS: &str = "argus_shard_share_reads_total";
 /// Sharded: partitions this node rebuilt (from a snapshot and its log) on taking them over.
 pub const SHARD_REBUILDS: &str = "argus_shard_rebuilds_total";
 /// Sharded: time one rebuild took, from its start to the handover of its partitions (one restore

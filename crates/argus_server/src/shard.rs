@@ -106,9 +106,19 @@ pub struct Shard {
     pub cursor: AtomicU64,
     /// Set when the core failed: it publishes no more shares, so its leases must pass.
     pub core_failed: AtomicBool,
-    /// The newest event whose shares the core began, and the newest share seen arriving.
-    consumed: AtomicU64,
+    /// The event whose shares the core waited for last (it finishes events in order: older shares
+    /// are not needed any more), and the newest share seen arriving.
+    finishing: AtomicU64,
     newest_seen: AtomicU64,
+    /// Per partition, the first and the newest share seen since the watch was (re)opened: an older
+    /// one than the first was stored before (this node is catching up), and is read from the bucket
+    /// at once; a newer one comes by the watch, and is waited for — and read from the bucket once
+    /// when it is late.
+    seen: Mutex<HashMap<u32, (u64, u64)>>,
+    /// Set when a share the watch had not delivered was found in the bucket: the watch lags (a
+    /// node that just joined, a slow consumer), so shares are read from the bucket at once, as
+    /// when catching up, until one comes by the watch before it is waited for.
+    watch_lags: AtomicBool,
     arrivals: AtomicU64,
     /// What a rebuild reads from the object store, read in the background: the core never waits on
     /// the network for it (a stalled listing or fetch would stall this node's shares, and every
@@ -120,6 +130,10 @@ pub struct Shard {
     /// be pruned as a gone node's, or stand for a holder's.
     member: AtomicBool,
 }
+
+/// A share that has not come by the watch this long after it was waited for is read from the
+/// bucket (once; then it is waited for again).
+const LATE_SHARE: Duration = Duration::from_millis(20);
 
 /// How long shares are kept in their bucket: a node further behind than this cannot catch up
 /// from its own state (it starts again from a shared snapshot).
@@ -155,8 +169,10 @@ impl Shard {
             shared_held: Mutex::new(Vec::new()),
             cursor: AtomicU64::new(0),
             core_failed: AtomicBool::new(false),
-            consumed: AtomicU64::new(0),
+            finishing: AtomicU64::new(0),
             newest_seen: AtomicU64::new(0),
+            seen: Mutex::new(HashMap::new()),
+            watch_lags: AtomicBool::new(false),
             arrivals: AtomicU64::new(0),
             listing: Mutex::new(Listing::default()),
             fetches: Mutex::new(HashMap::new()),
@@ -194,7 +210,11 @@ impl Shard {
             shares
                 .follow(
                     move |seq, p, bytes| got.arrive(seq, p, bytes),
-                    |e| tracing::warn!("sharded: watching the shares: {e}; reopening"),
+                    |e| {
+                        // What is stored until the watch is open again is read from the bucket.
+                        me.seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                        tracing::warn!("sharded: watching the shares: {e}; reopening")
+                    },
                 )
                 .await
         });
@@ -211,6 +231,12 @@ impl Shard {
             return;
         };
         self.newest_seen.fetch_max(seq, Ordering::SeqCst);
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(p)
+            .and_modify(|(_, newest)| *newest = (*newest).max(seq))
+            .or_insert((seq, seq));
         let mut g = self.got.lock().unwrap_or_else(|e| e.into_inner());
         g.insert((seq, p), v);
         if self
@@ -219,7 +245,7 @@ impl Shard {
             .is_multiple_of(1024)
         {
             // Shares of events the core is past are never read (among them this node's own).
-            let past = self.consumed.load(Ordering::SeqCst);
+            let past = self.finishing.load(Ordering::SeqCst);
             g.retain(|(s, _), _| *s >= past);
         }
         drop(g);
@@ -234,12 +260,8 @@ impl Shard {
             .contains(&p)
     }
 
-    /// Records that the core began event `seq` (older shares are not needed any more).
-    pub fn note_seq(&self, seq: u64) {
-        self.consumed.store(seq, Ordering::SeqCst);
-    }
-
     fn get_stored(&self, seq: u64, p: u32) -> Option<Vec<Value>> {
+        m::inc(m::SHARD_SHARE_READS, 1);
         let shares = self.shares.clone();
         let got = self.rt.block_on(async move {
             tokio::time::timeout(Duration::from_secs(2), shares.get(seq, p)).await
@@ -272,22 +294,44 @@ impl Shard {
     /// Partition `p`'s share of event `seq`: as it arrives within `within`, else from the bucket
     /// (stored before this node watched: it is catching up). `None`: not there yet.
     pub fn wait(&self, seq: u64, p: u32, within: Duration) -> Option<Vec<Value>> {
-        let deadline = Instant::now() + within;
-        if self.newest_seen.load(Ordering::SeqCst) > seq {
-            // Newer shares arrived already: this node is behind (catching up), and this share was
-            // most likely stored before it watched. Ask the bucket at once.
+        let start = Instant::now();
+        let deadline = start + within;
+        self.finishing.store(seq, Ordering::SeqCst);
+        let seen = |me: &Self| {
+            me.seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&p)
+                .copied()
+        };
+        let stored_before = self.watch_lags.load(Ordering::Relaxed)
+            || match seen(self) {
+                Some((first, _)) => seq < first,
+                None => self.newest_seen.load(Ordering::SeqCst) > seq,
+            };
+        if stored_before {
+            // Partition `p`'s owner published this share before this node watched (it is
+            // catching up), or nothing of `p` came since and newer shares of others did. Ask the
+            // bucket at once. (Any newer share of another partition is not enough: owners publish
+            // at their own pace, and a read for each share would hold the core a round trip.)
             let cached = self
                 .got
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&(seq, p));
-            if let Some(v) = cached.or_else(|| self.get_stored(seq, p)) {
+            if let Some(v) = cached {
+                self.watch_lags.store(false, Ordering::Relaxed);
+                return Some(v);
+            }
+            if let Some(v) = self.get_stored(seq, p) {
                 return Some(v);
             }
         }
         let mut g = self.got.lock().unwrap_or_else(|e| e.into_inner());
+        let mut asked = stored_before;
         loop {
             if let Some(v) = g.remove(&(seq, p)) {
+                self.watch_lags.store(false, Ordering::Relaxed);
                 if self
                     .waits
                     .fetch_add(1, Ordering::Relaxed)
@@ -303,6 +347,17 @@ impl Shard {
             if now >= deadline {
                 break;
             }
+            if !asked && now - start >= LATE_SHARE {
+                asked = true;
+                drop(g);
+                if let Some(v) = self.get_stored(seq, p) {
+                    // Stored, and not delivered by the watch: it lags.
+                    self.watch_lags.store(true, Ordering::Relaxed);
+                    return Some(v);
+                }
+                g = self.got.lock().unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
             let step = (deadline - now).min(Duration::from_millis(20));
             g = self
                 .arrived
@@ -311,7 +366,11 @@ impl Shard {
                 .0;
         }
         drop(g);
-        self.get_stored(seq, p)
+        let v = self.get_stored(seq, p);
+        if v.is_some() {
+            self.watch_lags.store(true, Ordering::Relaxed);
+        }
+        v
     }
 
     /// The node snapshots in the object store as last listed (`None`: none listed yet). Starts

@@ -36,7 +36,6 @@ impl Core {
             Err(e) => return Ok(Err(e)),
         };
         shard.publish(b.seq, &b.shares);
-        shard.note_seq(b.seq);
         let mut rebuilt = Rebuilt::default();
         let events = std::slice::from_ref(ev);
         let out = self.complete_shared(b, shard, events, 0, &mut rebuilt);
@@ -99,7 +98,6 @@ impl Core {
                         let b = self.engine.begin_shared(&ev);
                         if let Ok(b) = &b {
                             shard.publish(b.seq, &b.shares);
-                            shard.note_seq(b.seq);
                         }
                         row.push(Item::Begun(c, events.len(), b));
                         events.push(ev);
@@ -168,7 +166,20 @@ impl Core {
         let t = Instant::now();
         let mut remote: HashMap<usize, Vec<Value>> = HashMap::new();
         for &p in &b.remote {
+            let mut said = Instant::now();
             let share = loop {
+                if said.elapsed() >= Duration::from_secs(5) {
+                    said = Instant::now();
+                    let view = shard.view();
+                    tracing::warn!(
+                        seq = b.seq,
+                        partition = p,
+                        waited_ms = t.elapsed().as_millis() as u64,
+                        owned_here = view.owned.contains(&(p as u32)),
+                        held_elsewhere = view.held_elsewhere.contains(&(p as u32)),
+                        "sharded: still waiting for a partition's share of an event"
+                    );
+                }
                 if let Some(v) = rebuilt.share(p, b.seq) {
                     break Some(v);
                 }
