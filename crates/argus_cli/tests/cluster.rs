@@ -950,8 +950,11 @@ fn a_new_node_starts_from_the_shared_snapshot() {
     );
 }
 
-/// Appends an entry of `kind` to the shared log (stream `argus` on `urls`) as a node would.
-fn append_raw(urls: &str, kind: &str, payload: Value) -> u64 {
+/// Runs `f` with a client of the shared log (stream `argus` on `urls`).
+fn with_log<T, F: std::future::Future<Output = T>>(
+    urls: &str,
+    f: impl FnOnce(argus_cluster::Log) -> F,
+) -> T {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -965,27 +968,37 @@ fn append_raw(urls: &str, kind: &str, payload: Value) -> u64 {
         })
         .await
         .unwrap();
+        f(log).await
+    })
+}
+
+/// Appends an entry of `kind` to the shared log (stream `argus` on `urls`) as a node would.
+fn append_raw(urls: &str, kind: &str, payload: Value) -> u64 {
+    with_log(urls, |log| async move {
         log.append(kind, "test", None, payload.to_string().into_bytes().into())
             .await
             .unwrap()
     })
 }
 
+/// The config of the erasure tests: the starter's features, and some keyed by the email: alone (the
+/// subject's own history) and with the device (a composite key, found through the logged events).
+fn email_config(dir: &Path) -> PathBuf {
+    let config = dir.join("argus.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "include = [\"{}\"]\n[[features]]\nname = \"email_events_30d\"\nkind = \"count\"\nevents = [\"account.register\"]\nkey = [\"email\"]\nwindow = \"30d\"\n\n[[features]]\nname = \"email_device_events_30d\"\nkind = \"count\"\nevents = [\"account.register\"]\nkey = [\"email\", \"device\"]\nwindow = \"30d\"\n",
+            common::repo().join("examples/starter/argus.toml").display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// The entries of the shared log (stream `argus` on `urls`) up to `upto` that hold `needle`.
 fn stream_entries_holding(urls: &str, needle: &str) -> Vec<u64> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let log = argus_cluster::Log::connect(&argus_cluster::Settings {
-            servers: urls.split(',').map(str::to_string).collect(),
-            stream: "argus".into(),
-            replicas: 3,
-            ack_timeout: Duration::from_secs(5),
-        })
-        .await
-        .unwrap();
+    with_log(urls, |log| async move {
         let (read, holding) = log
             .entries_holding(u64::MAX, &[needle.as_bytes()])
             .await
@@ -1019,17 +1032,7 @@ fn an_erasure_renames_the_subject_on_every_node_and_erases_it_from_the_stream() 
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(dir.path());
     let urls = nats.urls();
-    // The starter's features, and some keyed by the email: alone (the subject's own history) and
-    // with the device (a composite key, found through the logged events).
-    let config = dir.path().join("argus.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "include = [\"{}\"]\n[[features]]\nname = \"email_events_30d\"\nkind = \"count\"\nevents = [\"account.register\"]\nkey = [\"email\"]\nwindow = \"30d\"\n\n[[features]]\nname = \"email_device_events_30d\"\nkind = \"count\"\nevents = [\"account.register\"]\nkey = [\"email\", \"device\"]\nwindow = \"30d\"\n",
-            common::repo().join("examples/starter/argus.toml").display()
-        ),
-    )
-    .unwrap();
+    let config = email_config(dir.path());
     // The policies, and a list of emails (personal data: its items are kept as tokens).
     let policies = dir.path().join("policies");
     common::copy_dir(&common::repo().join("policies"), &policies);
@@ -1241,15 +1244,7 @@ fn an_erasure_whose_asking_node_dies_is_finished_in_the_stream_by_the_duties_hol
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(dir.path());
     let urls = nats.urls();
-    let config = dir.path().join("argus.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "include = [\"{}\"]\n[[features]]\nname = \"email_events_30d\"\nkind = \"count\"\nevents = [\"account.register\"]\nkey = [\"email\"]\nwindow = \"30d\"\n",
-            common::repo().join("examples/starter/argus.toml").display()
-        ),
-    )
-    .unwrap();
+    let config = email_config(dir.path());
     let env = [
         ("ARGUS_CLUSTER_LEASE_TTL", "10s"),
         ("ARGUS_CLUSTER_ERASURE_GRACE", "2s"),
