@@ -251,7 +251,10 @@ for u in "${SH[@]}"; do
 done
 echo "sharded, three entry nodes at once: $total events/s in all"
 check shsat3 "$reqs" "${SH[0]}" "$a0" "$d0"
+# Per node: shares read by key, seconds waited for shares, core groups and their seconds.
+snapm() { for u in "${SH[@]}"; do echo "$u $(curl -s -m 5 "$u/metrics" | awk '/^argus_shard_share_reads_total /{r=$2} /^argus_shard_wait_seconds_sum /{w=$2} /^argus_core_group_seconds_count /{g=$2} /^argus_core_group_seconds_sum /{gs=$2} END {print r+0, w+0, g+0, gs+0}')"; done; }
 for grow in $GROW; do
+  snapm > "$W/m0"
   python3 - "$grow" "${SH[0]}" <<'PY'
 import datetime, json, sys, time, urllib.error, urllib.request
 need, url = int(sys.argv[1]), sys.argv[2]; sent = 0; i = 0; retried = 0; slowest = 0.0; t0 = time.time()
@@ -271,10 +274,16 @@ while sent < need:
             if e.code != 503 or '"timeout"' not in msg or attempt == 9:
                 sys.exit(f"growing the state through {url}: {e.code} {msg}")
             retried += 1
-    slowest = max(slowest, time.time() - t)
+    took = time.time() - t
+    if took > 1.0:
+        print(f"  slow batch {i} at {time.strftime('%H:%M:%S')}: {took * 1000:.0f} ms", flush=True)
+    slowest = max(slowest, took)
     sent += k; i += 1
 print(f"grew the state by {need} events through {url} in {time.time() - t0:.1f} s (batches of 500; slowest {slowest * 1000:.0f} ms; {retried} answered 503 timeout and sent again)")
 PY
+  snapm > "$W/m1"
+  echo "per node: shares read by key, share wait s, core groups, group s (before | after the growth)"
+  paste "$W/m0" "$W/m1"
   sleep 5  # a snapshot of every node, shared (bench config: every 300,000 events; shared every ≤ 60 s)
   # The victim: the live node holding the most partitions.
   best=""; bestn=-1
