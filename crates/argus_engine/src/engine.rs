@@ -307,6 +307,9 @@ pub struct Engine {
     released: Vec<Event>,
     /// The global stages (the entity graph, when `[graph]` is declared), in the order they run.
     stages: Vec<Box<dyn crate::stages::Stage>>,
+    /// Whether this engine holds the global stages' state (all, except on a node of a sharded
+    /// cluster that is not the stages' worker: see [`units_held`](Self::units_held)).
+    stages_held: bool,
     /// `[deadlines]` at work: stage faults injected on purpose (tests), and the models' worker.
     ctl: Ctl,
 }
@@ -328,6 +331,9 @@ pub struct Begun {
     event: Event,
     out: Vec<Value>,
     labels: Vec<OwnLabel>,
+    /// The findings of the global stages, when they ran at the beginning (this engine holds them
+    /// as a unit of their own: [`Engine::units_held`]).
+    staged: Option<Vec<crate::graph::Finding>>,
 }
 
 /// The section of a snapshot that names the partitions a sharded node's engine held.
@@ -876,6 +882,7 @@ impl Engine {
             state,
             out: vec![Value::Null; n],
             stages,
+            stages_held: true,
             ctl: Ctl::default(),
         }
     }
@@ -892,16 +899,66 @@ impl Engine {
         self.state.held()
     }
 
-    /// Drops partition `p`'s feature state: from now on its keys' values come from their owner
-    /// ([`begin_shared`](Self::begin_shared)).
-    pub fn release_partition(&mut self, p: usize) {
-        self.state.release(&self.config.features, p);
+    /// Whether the global stages are a unit of their own in a sharded cluster: declared, and
+    /// reading only the event (and the slots of the stages before them), so that one node (the
+    /// stages' worker) can run them when it begins an event and hand their features and findings
+    /// to the others as a share.
+    pub fn stages_unit(&self) -> bool {
+        !self.stages.is_empty() && !self.stages_read_features()
     }
 
-    /// Takes partition `p`'s feature state from `other`, an engine with the same configuration
-    /// rebuilt for it to the same point of the same log, and holds it from now on.
-    pub fn adopt_partition(&mut self, p: usize, other: &mut Engine) {
-        self.state.adopt(p, &mut other.state);
+    /// The units a sharded cluster places on its nodes: the feature partitions, then — when
+    /// [`stages_unit`](Self::stages_unit) — the global stages, as unit number `partitions`.
+    pub fn units(&self) -> usize {
+        self.state.partitions() + usize::from(self.stages_unit())
+    }
+
+    /// Per unit (see [`units`](Self::units)), whether this engine holds its state.
+    pub fn units_held(&self) -> Vec<bool> {
+        let mut v = self.state.held().to_vec();
+        if self.stages_unit() {
+            v.push(self.stages_held);
+        }
+        v
+    }
+
+    /// Whether this engine holds the global stages' state (always, unless released).
+    pub fn holds_stages(&self) -> bool {
+        self.stages_held
+    }
+
+    /// Drops unit `u`'s state: from now on its share of each event comes from its holder
+    /// ([`begin_shared`](Self::begin_shared)). A partition's keys, or the global stages (unit
+    /// `partitions`), whose state is replaced by an empty one.
+    pub fn release_partition(&mut self, u: usize) {
+        if u == self.state.partitions() {
+            if self.stages_unit() {
+                self.stages = crate::stages::build(&self.config);
+                self.stages_held = false;
+            }
+            return;
+        }
+        self.state.release(&self.config.features, u);
+    }
+
+    /// Takes unit `u`'s state (a feature partition, or the global stages) from `other`, an engine
+    /// with the same configuration rebuilt for it to the same point of the same log, and holds it
+    /// from now on.
+    pub fn adopt_partition(&mut self, u: usize, other: &mut Engine) {
+        if u == self.state.partitions() {
+            if self.stages_unit() && other.stages_held {
+                std::mem::swap(&mut self.stages, &mut other.stages);
+                self.stages_held = true;
+                other.stages_held = false;
+            }
+            return;
+        }
+        self.state.adopt(u, &mut other.state);
+    }
+
+    /// The feature slots the global stages write, in stage order: a stages share's layout.
+    fn stage_slots(&self) -> Vec<usize> {
+        self.stages.iter().flat_map(|st| st.writes()).collect()
     }
 
     /// The first half of [`process`](Self::process) on an engine that does not hold every partition
@@ -911,12 +968,32 @@ impl Engine {
     /// needs. [`finish_shared`](Self::finish_shared) completes the event. Other events may be begun
     /// meanwhile; they are finished in the order they were begun, and nothing else (`process`,
     /// `apply`, a snapshot) runs on the engine until every begun event is finished.
+    ///
+    /// When the global stages are a unit of their own ([`stages_unit`](Self::stages_unit)), the
+    /// engine holding them runs them here (they read only the event), and their share — the
+    /// values of the slots they write and the findings the event triggered
+    /// ([`stages_share`](Self::stages_share)) — is among the shares, as unit `partitions`; an
+    /// engine not holding them lists that unit among the remote ones.
     pub fn begin_shared(&mut self, ev: &Event) -> Result<Begun, ProcessError> {
         let labels = self.admit(ev)?;
         let fs = &self.config.features;
-        let (shares, remote) = self
-            .state
-            .apply_held(fs, &self.current, self.sq.seq, &mut self.out);
+        let (mut shares, mut remote) =
+            self.state
+                .apply_held(fs, &self.current, self.sq.seq, &mut self.out);
+        let mut staged = None;
+        if self.stages_unit() {
+            let unit = self.state.partitions();
+            if self.stages_held {
+                let mut findings = Vec::new();
+                for st in self.stages.iter_mut() {
+                    st.apply(&self.current, &mut self.out, &mut findings);
+                }
+                shares.push((unit, self.stages_share(&findings)));
+                staged = Some(findings);
+            } else {
+                remote.push(unit);
+            }
+        }
         let n = self.out.len();
         Ok(Begun {
             seq: self.sq.seq,
@@ -925,7 +1002,42 @@ impl Engine {
             event: self.current.clone(),
             out: std::mem::replace(&mut self.out, vec![Value::Null; n]),
             labels,
+            staged,
         })
+    }
+
+    /// The global stages' share of the current event: the values of the slots they write, in
+    /// stage order, then the findings as one JSON string (`Null` when none).
+    fn stages_share(&self, findings: &[crate::graph::Finding]) -> Vec<Value> {
+        let mut v: Vec<Value> = self
+            .stage_slots()
+            .into_iter()
+            .map(|s| self.out[s].clone())
+            .collect();
+        v.push(if findings.is_empty() {
+            Value::Null
+        } else {
+            // Plain data: cannot fail.
+            Value::Str(serde_json::to_string(findings).unwrap_or_default().into())
+        });
+        v
+    }
+
+    /// Fills the stages' slots of the current vector from their holder's share; the findings.
+    /// `None`: the share does not fit this configuration.
+    fn fill_stages(&mut self, share: &[Value]) -> Option<Vec<crate::graph::Finding>> {
+        let slots = self.stage_slots();
+        if share.len() != slots.len() + 1 {
+            return None;
+        }
+        for (s, v) in slots.iter().zip(share) {
+            self.out[*s] = v.clone();
+        }
+        match &share[slots.len()] {
+            Value::Null => Some(Vec::new()),
+            Value::Str(s) => serde_json::from_str(s).ok(),
+            _ => None,
+        }
     }
 
     /// The second half: the other partitions' shares (`remote(p)`, from their owners) complete the
@@ -944,27 +1056,66 @@ impl Engine {
             event,
             out,
             labels,
+            staged,
+            remote: units,
             ..
         } = begun;
         self.current = event;
         self.out = out;
-        self.state
-            .fill_remote(&self.config.features, &self.current, &mut self.out, remote)?;
-        Ok(self.conclude_current(seq, labels, decide))
+        let mut remote = remote;
+        self.state.fill_remote(
+            &self.config.features,
+            &self.current,
+            &mut self.out,
+            &mut remote,
+        )?;
+        let unit = self.state.partitions();
+        let staged = match staged {
+            Some(f) => Some(f),
+            None if units.contains(&unit) => {
+                let share = remote(unit).ok_or(unit)?;
+                Some(self.fill_stages(share).ok_or(unit)?)
+            }
+            None => None,
+        };
+        Ok(self.conclude_staged(seq, labels, decide, staged))
     }
 
     /// The end of every step: the global stages and the decision on the current event and its
     /// completed vector.
     fn conclude_current(&mut self, seq: u64, labels: Vec<OwnLabel>, decide: bool) -> Processed<'_> {
-        let (decision, findings) = conclude(
+        // An engine that released the global stages (a sharded node's rebuild, or its recovery)
+        // applies the rest without them.
+        let staged = (!self.stages_held).then(Vec::new);
+        self.conclude_staged(seq, labels, decide, staged)
+    }
+
+    /// [`conclude_current`](Self::conclude_current), the global stages' findings given when they
+    /// ran (or were filled from their holder's share) already.
+    fn conclude_staged(
+        &mut self,
+        seq: u64,
+        labels: Vec<OwnLabel>,
+        decide: bool,
+        staged: Option<Vec<crate::graph::Finding>>,
+    ) -> Processed<'_> {
+        let stages: &mut [Box<dyn crate::stages::Stage>] = match staged {
+            Some(_) => &mut [],
+            None => &mut self.stages,
+        };
+        let (decision, mut findings) = conclude(
             &self.config,
             self.policies.as_ref(),
-            &mut self.stages,
+            stages,
             &self.current,
             &mut self.out,
             decide,
             &mut self.ctl,
         );
+        if let Some(mut f) = staged {
+            f.append(&mut findings);
+            findings = f;
+        }
         Processed {
             seq,
             event: &self.current,
@@ -1168,7 +1319,7 @@ impl Engine {
     /// watermark, sequence; not the counters of refused input): two engines with equal digests answer
     /// every future event alike. It does not depend on the partition count.
     pub fn state_digest(&self) -> u64 {
-        self.digest_with(Some(self.state.snapshot()))
+        self.digest_with(Some(self.state.snapshot()), true)
     }
 
     /// [`state_digest`](Self::state_digest) split in two, for the nodes of a sharded cluster (each
@@ -1176,13 +1327,30 @@ impl Engine {
     /// everything but the keyed features (sequencer, pending labels, stages: the same on every node),
     /// and a digest per feature partition of `n` (`None` where this engine does not hold it; see
     /// `FeatureState::partition_digests`).
+    ///
+    /// When the global stages are a unit of their own ([`stages_unit`](Self::stages_unit)), their
+    /// digest is not in the first but one more after the partitions' (`None` where this engine does
+    /// not hold them): only their worker holds them.
     pub fn split_digest(&self, n: usize) -> (u64, Vec<Option<u64>>) {
-        (self.digest_with(None), self.state.partition_digests(n))
+        let mut parts = self.state.partition_digests(n);
+        if !self.stages_unit() {
+            return (self.digest_with(None, true), parts);
+        }
+        let stages = self.stages_held.then(|| {
+            let d: Vec<_> = self
+                .stages
+                .iter()
+                .map(|st| (st.name(), st.digest()))
+                .collect();
+            xxhash_rust::xxh3::xxh3_64(&bincode::serialize(&d).unwrap_or_default())
+        });
+        parts.push(stages);
+        (self.digest_with(None, false), parts)
     }
 
-    /// The digest of the sequence, watermark, idempotency ids, pending labels and stages, with the
-    /// keyed state's snapshot bytes among them when given.
-    fn digest_with(&self, features: Option<Vec<u8>>) -> u64 {
+    /// The digest of the sequence, watermark, idempotency ids, pending labels and (`with_stages`)
+    /// stages, with the keyed state's snapshot bytes among them when given.
+    fn digest_with(&self, features: Option<Vec<u8>>, with_stages: bool) -> u64 {
         let seq = (
             self.sq.seq,
             self.sq.watermark,
@@ -1196,6 +1364,7 @@ impl Engine {
         let stages = self
             .stages
             .iter()
+            .filter(|_| with_stages)
             .map(|st| (st.name(), st.digest()))
             .collect::<Vec<_>>();
         let (s, w, d, l) = seq;
@@ -1607,10 +1776,14 @@ impl Engine {
                     fingerprint: st.fingerprint(),
                     bytes: st.encode(),
                 })
-                .chain((!self.state.holds_all()).then(|| crate::stages::Section {
-                    name: HELD_SECTION.to_string(),
-                    fingerprint: self.state.partitions() as u64,
-                    bytes: self.state.held().iter().map(|h| u8::from(*h)).collect(),
+                .chain((!self.state.holds_all() || !self.stages_held).then(|| {
+                    crate::stages::Section {
+                        name: HELD_SECTION.to_string(),
+                        fingerprint: self.state.partitions() as u64,
+                        // One byte per unit: the partitions, then the global stages when
+                        // they are a unit of their own (earlier snapshots: the partitions).
+                        bytes: self.units_held().iter().map(|h| u8::from(*h)).collect(),
+                    }
                 }))
                 .collect(),
             state,
@@ -1735,11 +1908,13 @@ impl Engine {
         let mut e = Engine::new(config);
         e.state = state;
         let mut sections = snap.stages;
+        let mut stages_held = true;
         if let Some(i) = sections.iter().position(|s| s.name == HELD_SECTION) {
-            // A sharded node's snapshot: only the partitions it held hold state.
+            // A sharded node's snapshot: only the units it held hold state.
             let s = sections.remove(i);
-            if s.fingerprint != e.state.partitions() as u64
-                || s.bytes.len() != s.fingerprint as usize
+            let n = s.fingerprint as usize;
+            if n != e.state.partitions()
+                || !(s.bytes.len() == n || (s.bytes.len() == n + 1 && e.stages_unit()))
             {
                 return Err(SnapshotError::Incompatible(format!(
                     "written by a sharded node with {} partitions, configured {}",
@@ -1747,16 +1922,20 @@ impl Engine {
                     e.state.partitions()
                 )));
             }
-            for (p, h) in s.bytes.iter().enumerate() {
+            for (p, h) in s.bytes.iter().enumerate().take(n) {
                 if *h == 0 {
                     e.state.release(&e.config.features, p);
                 }
             }
+            stages_held = s.bytes.get(n).is_none_or(|h| *h != 0);
         }
         crate::stages::restore_all(&mut e.stages, sections).map_err(|err| match err {
             crate::stages::SectionError::Incompatible(m) => SnapshotError::Incompatible(m),
             crate::stages::SectionError::Corrupt(m) => SnapshotError::Corrupt(m),
         })?;
+        if !stages_held {
+            e.release_partition(e.state.partitions());
+        }
         e.sq.seq = snap.seq;
         e.sq.watermark = snap.watermark;
         e.sq.counters = snap.counters;
@@ -1776,7 +1955,9 @@ impl Engine {
         Ok(e)
     }
 
-    /// The partitions a snapshot's engine held (`None`: every partition), read without restoring it.
+    /// The units a snapshot's engine held (`None`: every one), read without restoring it: the
+    /// partitions, then the global stages when they are a unit of their own (see
+    /// [`units_held`](Self::units_held); a snapshot of an earlier release lists the partitions only).
     pub fn held_in_snapshot(bytes: &[u8]) -> Result<Option<Vec<bool>>, SnapshotError> {
         if bytes.len() < 12 || &bytes[..8] != SNAPSHOT_MAGIC {
             return Err(SnapshotError::Corrupt("bad magic".into()));

@@ -384,16 +384,36 @@ fn similarity_edges_agree_when_the_stages_run_on_their_worker() {
 /// shares), give the sequence numbers, vectors, refusals and findings of one engine holding every
 /// partition — also after a partition changes hands mid-stream (its new holder rebuilds it from
 /// the old holder's snapshot and the events since) and after a node restarts from its own snapshot.
+/// Here a stage reads the keyed features, so every node runs the global stages.
 #[test]
 fn sharded_nodes_exchanging_shares_equal_one_engine() {
+    let units = sharded_against_one_engine(CONFIG);
+    assert_eq!(units, 6, "the stages are no unit of their own");
+}
+
+/// The same with global stages that read only the event: they are a unit of their own (unit 6 of
+/// 6 partitions), held by one node — the stages' worker — which runs them and shares their
+/// features and findings; the unit moves to another node with partition 0 mid-stream, and the
+/// findings every node stores, the vectors and the stages' state equal one engine's.
+#[test]
+fn sharded_nodes_with_one_stages_worker_equal_one_engine() {
+    let units = sharded_against_one_engine(&offloaded());
+    assert_eq!(units, 7, "the stages are unit 6");
+}
+
+/// The body of the two tests above; the number of units the nodes placed.
+fn sharded_against_one_engine(config: &str) -> usize {
     const P: usize = 6;
     let docs = stream();
-    let (want, whole) = by_process(P, &docs);
+    let (want, whole) = by_process_with(engine_with(P, config), &docs);
+    let units = whole.units();
+    // Which node holds each unit: unit u on node u % 3 (the stages, unit P, on node 0).
+    let mut holder: Vec<usize> = (0..units).map(|u| u % 3).collect();
     let mut nodes: Vec<Engine> = (0..3)
         .map(|i| {
-            let mut e = engine(P);
-            for p in (0..P).filter(|p| p % 3 != i) {
-                e.release_partition(p);
+            let mut e = engine_with(P, config);
+            for u in (0..units).filter(|u| holder[*u] != i) {
+                e.release_partition(u);
             }
             e
         })
@@ -403,31 +423,40 @@ fn sharded_nodes_exchanging_shares_equal_one_engine() {
     let mut exchanged = 0usize;
     let mut shares: std::collections::HashMap<(u64, usize), Vec<Value>> = Default::default();
     let mut pending: Vec<Vec<Result<argus_engine::Begun, String>>> = vec![Vec::new(); 3];
+    // The units moving from node 0 to node 1 at event 3,000: partition 0, and the stages.
+    let moving: Vec<usize> = [0, P].into_iter().filter(|u| *u < units).collect();
     for (i, d) in docs.iter().enumerate() {
         if i == 2_000 {
             snap_of_0 = Some((i, nodes[0].snapshot()));
         }
         if i == 3_000 {
-            // Partition 0 moves from node 0 to node 1: node 1 rebuilds it from node 0's snapshot
-            // and the events since, as of this point.
+            // They move from node 0 to node 1: node 1 rebuilds them from node 0's snapshot and
+            // the events since, as of this point.
             let (from, bytes) = snap_of_0.take().expect("taken at 2,000");
             let mut scratch = Engine::restore(nodes[0].config.clone(), &bytes).expect("restores");
-            assert!(scratch.held()[0] && !scratch.held()[1]);
+            let held = scratch.units_held();
+            assert!(moving.iter().all(|u| held[*u]) && !held[1]);
             for d in &docs[from..i] {
                 let ev = scratch.decoder().decode_json(d).expect("valid event");
                 let _ = scratch.apply(&ev);
             }
-            nodes[1].adopt_partition(0, &mut scratch);
-            nodes[0].release_partition(0);
-            assert!(nodes[1].held()[0] && !nodes[0].held()[0]);
+            for &u in &moving {
+                nodes[1].adopt_partition(u, &mut scratch);
+                nodes[0].release_partition(u);
+                holder[u] = 1;
+                assert!(nodes[1].units_held()[u] && !nodes[0].units_held()[u]);
+            }
         }
         if i == 4_000 {
-            let bytes = nodes[2].snapshot();
-            nodes[2] = Engine::restore(nodes[2].config.clone(), &bytes).expect("restores");
-            assert_eq!(
-                nodes[2].held().to_vec(),
-                (0..P).map(|p| p % 3 == 2).collect::<Vec<_>>()
-            );
+            // Nodes 1 and 2 restart from their own snapshots.
+            for n in [1, 2] {
+                let bytes = nodes[n].snapshot();
+                nodes[n] = Engine::restore(nodes[n].config.clone(), &bytes).expect("restores");
+                assert_eq!(
+                    nodes[n].units_held(),
+                    (0..units).map(|u| holder[u] == n).collect::<Vec<_>>()
+                );
+            }
         }
         let mut begun = Vec::new();
         for n in nodes.iter_mut() {
@@ -440,7 +469,7 @@ fn sharded_nodes_exchanging_shares_equal_one_engine() {
             for (p, s) in &b.shares {
                 assert!(
                     shares.insert((b.seq, *p), s.clone()).is_none(),
-                    "one holder per partition"
+                    "one holder per unit"
                 );
             }
         }
@@ -459,10 +488,7 @@ fn sharded_nodes_exchanging_shares_equal_one_engine() {
                     Err(code) => Err(code),
                     Ok(b) => {
                         for p in &b.remote {
-                            assert!(
-                                shares.contains_key(&(b.seq, *p)),
-                                "partition {p} has a holder"
-                            );
+                            assert!(shares.contains_key(&(b.seq, *p)), "unit {p} has a holder");
                         }
                         exchanged += b.remote.len();
                         let seq = b.seq;
@@ -477,6 +503,11 @@ fn sharded_nodes_exchanging_shares_equal_one_engine() {
         }
     }
     assert!(exchanged > 5_000, "the nodes exchanged shares: {exchanged}");
+    let found = want
+        .iter()
+        .filter(|r| r.as_ref().is_ok_and(|r| r.2 != "[]"))
+        .count();
+    assert!(found > 0, "the stream makes findings");
     for (n, rows) in got.iter().enumerate() {
         assert_eq!(rows.len(), want.len());
         for (i, (a, b)) in rows.iter().zip(&want).enumerate() {
@@ -485,27 +516,32 @@ fn sharded_nodes_exchanging_shares_equal_one_engine() {
     }
     // The feature tables: every partition's keys and values on its holder equal the whole engine's,
     // and the rest of the state is the same on every node (the digests split by partition; they do
-    // not depend on the partition count an engine runs with).
+    // not depend on the partition count an engine runs with); the stages' state, when a unit, on
+    // its holder.
     let (rest, parts) = whole.split_digest(P);
+    assert_eq!(parts.len(), units);
     assert_eq!(
-        by_process(1, &docs).1.split_digest(P),
+        by_process_with(engine_with(1, config), &docs)
+            .1
+            .split_digest(P),
         (rest, parts.clone())
     );
-    let mut covered = [false; P];
+    let mut covered = vec![false; units];
     for (n, node) in nodes.iter().enumerate() {
         let (r, mine) = node.split_digest(P);
         assert_eq!(r, rest, "node {n}: the unkeyed state differs");
         for (q, d) in mine.iter().enumerate() {
             if let Some(d) = d {
-                assert_eq!(Some(*d), parts[q], "node {n}, partition {q}");
+                assert_eq!(Some(*d), parts[q], "node {n}, unit {q}");
                 covered[q] = true;
             }
         }
     }
-    assert_eq!(covered, [true; P], "every partition is held somewhere");
+    assert_eq!(covered, vec![true; units], "every unit is held somewhere");
     // A node's digest of a partition differs once one of its keys does.
-    let mut other = engine(P);
+    let mut other = engine_with(P, config);
     let ev = other.decoder().decode_json(&docs[0]).expect("valid event");
     let _ = other.process(&ev);
     assert_ne!(other.split_digest(P).1, parts);
+    units
 }

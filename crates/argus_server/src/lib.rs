@@ -272,16 +272,28 @@ pub async fn serve(
                     Some(l) => l.0.clone(),
                     None => loader()?.0,
                 };
+                // The units placed on the nodes: the partitions, and the global stages when
+                // they are a unit of their own (one node, their worker, runs them).
+                let units = argus_engine::Engine::new({
+                    let mut c = cfg.clone();
+                    c.partitions = n;
+                    c
+                })
+                .units();
                 log.check_shape(&format!(
-                    "partitions={n} schema={:016x} features={:016x} secret={:016x}",
+                    "partitions={n} units={units} schema={:016x} features={:016x} secret={:016x}",
                     cfg.schema.fingerprint(),
                     cfg.features.fingerprint(),
                     cfg.secret_fingerprint
                 ))
                 .await?;
-                let s = shard::Shard::connect(log.clone(), name.clone(), n).await?;
-                let own = log.ownership(&name, n as u32, c.lease_ttl()).await?;
-                eprintln!("argus: sharded cluster node `{name}`: {n} partitions");
+                let s = shard::Shard::connect(log.clone(), name.clone(), n, units).await?;
+                let own = log.ownership(&name, units as u32, c.lease_ttl()).await?;
+                if units > n {
+                    eprintln!("argus: sharded cluster node `{name}`: {n} partitions, and the global stages as unit {n}");
+                } else {
+                    eprintln!("argus: sharded cluster node `{name}`: {n} partitions");
+                }
                 sharding = Some((s, own));
             }
             if let Some(at) = cluster::bootstrap(&log, &settings.data_dir)

@@ -58,6 +58,8 @@ pub const SHARD_REBUILD_SECONDS: &str = "argus_shard_rebuild_seconds";
 pub const SHARD_REBUILD_CORE_SECONDS: &str = "argus_shard_rebuild_core_seconds";
 /// Sharded: partitions whose feature state this node holds.
 pub const SHARD_PARTITIONS_HELD: &str = "argus_shard_partitions_held";
+/// Sharded: 1 while this node holds the global stages (it is the graph's worker), else 0.
+pub const SHARD_STAGES_HELD: &str = "argus_shard_stages_held";
 /// Sharded: attempts to store a share that failed (each is retried until it is stored).
 pub const SHARD_PUBLISH_FAILURES: &str = "argus_shard_publish_failures_total";
 /// Sharded: snapshot objects of gone nodes deleted, once, for each of their partitions, a live owner

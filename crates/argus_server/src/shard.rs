@@ -79,6 +79,9 @@ pub struct View {
 pub struct Shard {
     /// The partition count, the same on every node.
     pub partitions: usize,
+    /// The units placed on the nodes: the partitions, then the global stages (unit number
+    /// `partitions`) when they are a unit of their own (`Engine::units`).
+    pub units: usize,
     /// This node's name (its leases, its snapshot object).
     pub node: String,
     pub log: argus_cluster::Log,
@@ -145,11 +148,13 @@ impl Shard {
         log: argus_cluster::Log,
         node: String,
         partitions: usize,
+        units: usize,
     ) -> Result<Arc<Shard>, argus_cluster::Error> {
         let shares = log.shares(KEEP_SHARES).await?;
         let (out, out_rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(Arc::new(Shard {
             partitions,
+            units,
             node,
             log,
             rt: tokio::runtime::Handle::current(),
@@ -453,7 +458,12 @@ impl Shard {
         let list: Vec<u32> = (0..held.len() as u32)
             .filter(|p| held[*p as usize])
             .collect();
-        m::set_gauge(m::SHARD_PARTITIONS_HELD, list.len() as f64);
+        let parts = list.iter().filter(|p| (**p as usize) < self.partitions);
+        m::set_gauge(m::SHARD_PARTITIONS_HELD, parts.count() as f64);
+        if self.units > self.partitions {
+            let stages = list.contains(&(self.partitions as u32));
+            m::set_gauge(m::SHARD_STAGES_HELD, f64::from(u8::from(stages)));
+        }
         *self.held.lock().unwrap_or_else(|e| e.into_inner()) = list;
     }
 
@@ -653,7 +663,7 @@ impl Shard {
         };
         let held: Vec<u32> = match held {
             Some(h) => (0..h.len() as u32).filter(|p| h[*p as usize]).collect(),
-            None => (0..self.partitions as u32).collect(),
+            None => (0..self.units as u32).collect(),
         };
         let at = argus_cluster::SharedSnapshot { cursor, record };
         match self

@@ -83,9 +83,9 @@ pub(super) fn start_state(
         let (ex, eng) = decode_snapshot(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
         let engine =
             Engine::restore(cfg.clone(), eng).map_err(|e| format!("{}: {e}", path.display()))?;
-        if engine.held().iter().any(|h| !h) {
+        if engine.units_held().iter().any(|h| !h) {
             return Err(format!(
-                "{}: the snapshot holds only some feature partitions (a node of a sharded cluster), and the log starts at record {first}: run this on a node whose log starts at record 1, or on an embedded copy of the data",
+                "{}: the snapshot holds only some feature partitions or not the global stages (a node of a sharded cluster), and the log starts at record {first}: run this on a node whose log starts at record 1, or on an embedded copy of the data",
                 path.display()
             ));
         }

@@ -56,7 +56,7 @@ impl Core {
         self.sync_partitions(&shard);
         enum Item {
             Done(Outcome),
-            Begun(Live, usize, Result<argus_engine::Begun, ProcessError>),
+            Begun(Live, usize, Box<Result<argus_engine::Begun, ProcessError>>),
         }
         enum Step {
             Events(bool, Vec<Item>),
@@ -99,7 +99,7 @@ impl Core {
                         if let Ok(b) = &b {
                             shard.publish(b.seq, &b.shares);
                         }
-                        row.push(Item::Begun(c, events.len(), b));
+                        row.push(Item::Begun(c, events.len(), Box::new(b)));
                         events.push(ev);
                     }
                     Err(a) => row.push(Item::Done(Outcome::Answer(a))),
@@ -119,7 +119,7 @@ impl Core {
                         let out = match item {
                             Item::Done(o) => o,
                             Item::Begun(c, j, b) => {
-                                let res = match b {
+                                let res = match *b {
                                     Err(e) => Ok(Err(e)),
                                     Ok(b) => {
                                         self.complete_shared(b, &shard, &events, j, &mut rebuilt)
@@ -249,7 +249,7 @@ impl Core {
                 self.engine.adopt_partition(p, &mut scratch);
             }
         }
-        shard.set_held(self.engine.held());
+        shard.set_held(&self.engine.units_held());
     }
 
     /// Between events: drops the partitions another node owns and holds now, and rebuilds those
@@ -258,7 +258,7 @@ impl Core {
         let view = shard.view();
         // A rebuild of a partition this node no longer owns is not wanted (one still running is
         // left to finish, unread).
-        let held = self.engine.held().to_vec();
+        let held = self.engine.units_held();
         // A rebuild of a partition held already, or not owned for a minute, is not wanted (one
         // still running is left to finish, unread). Its result is a function of the log, so one
         // that outlives a short lapse of the lease is still good.
@@ -274,7 +274,7 @@ impl Core {
             if h && !owned && view.held_elsewhere.contains(&(p as u32)) {
                 self.engine.release_partition(p);
                 changed = true;
-            } else if !h && owned && !self.engine.held()[p] && self.rebuild_due(p) {
+            } else if !h && owned && !self.engine.units_held()[p] && self.rebuild_due(p) {
                 // (Held by now when an earlier partition's rebuild in this loop brought it too.)
                 match self.rebuild(p, &[]) {
                     Ok(mut set) => {
@@ -288,13 +288,13 @@ impl Core {
             }
         }
         if changed || self.shard_announced.is_none() {
-            shard.set_held(self.engine.held());
+            shard.set_held(&self.engine.units_held());
         }
         // A partition held and owned here that no shared snapshot of this node holds yet: its
         // previous holder keeps it until one does, so write one soon.
         let unshared = view.owned.iter().any(|p| {
             self.engine
-                .held()
+                .units_held()
                 .get(*p as usize)
                 .copied()
                 .unwrap_or(false)
@@ -404,7 +404,7 @@ impl Core {
             }
             // Only the partitions still wanted here: `p`, and the others still owned and not held.
             let view = shard.view();
-            let held = self.engine.held();
+            let held = self.engine.units_held();
             let (keep, drop): (Vec<usize>, Vec<usize>) = parts
                 .iter()
                 .partition(|q| **q == p || (view.owned.contains(&(**q as u32)) && !held[**q]));
@@ -496,7 +496,7 @@ impl Core {
         // `p`, then every other partition this node owns, does not hold and is not rebuilding (a
         // finished job not yet taken holds it): those the chosen snapshot holds come along.
         let view = shard.view();
-        let held = self.engine.held();
+        let held = self.engine.units_held();
         let mut wanted = vec![p];
         wanted.extend(view.owned.iter().map(|q| *q as usize).filter(|q| {
             *q != p
@@ -602,10 +602,11 @@ fn rebuild_on_thread(
     })?;
     let parts: Vec<usize> = wanted
         .into_iter()
-        .filter(|q| scratch.held().get(*q).copied().unwrap_or(false))
+        .filter(|q| scratch.units_held().get(*q).copied().unwrap_or(false))
         .collect();
-    for q in 0..scratch.held().len() {
-        if !parts.contains(&q) && scratch.held()[q] {
+    let held = scratch.units_held();
+    for (q, h) in held.into_iter().enumerate() {
+        if h && !parts.contains(&q) {
             scratch.release_partition(q);
         }
     }
@@ -690,7 +691,7 @@ fn restore_holding(cfg: &argus_engine::Config, bytes: &[u8], p: usize) -> Result
     }
     let (_, eng) = decode_snapshot(bytes)?;
     let e = Engine::restore(cfg.clone(), eng).map_err(|e| e.to_string())?;
-    if e.held().get(p).copied().unwrap_or(false) {
+    if e.units_held().get(p).copied().unwrap_or(false) {
         Ok(e)
     } else {
         Err(format!("does not hold partition {p}"))

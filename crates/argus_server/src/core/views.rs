@@ -223,6 +223,13 @@ impl Core {
 
     /// The linked-accounts graph around `account`: accounts, the values they share, and links.
     pub(super) fn graph_view(&self, account: &str, hops: usize, max_nodes: usize) -> Answer {
+        if self.engine.config.graph.is_some() && !self.engine.holds_stages() {
+            return error(
+                Failure::Conflict,
+                "graph_elsewhere",
+                "this node of a sharded cluster does not hold the entity graph: one node, the global stages' worker, does; ask the node whose GET /v1/admin/status shows \"stages_worker\": {\"held\": true} (docs/cluster.md)",
+            );
+        }
         let Some(n) =
             self.engine
                 .graph_neighborhood(account, hops.clamp(1, 3), max_nodes.clamp(2, 2000))
@@ -291,7 +298,8 @@ impl Core {
             "idempotency_ids": e.idempotency_ids(),
             "pending_labels": e.pending_labels(),
             "counters": e.counters(),
-            "graph": e.graph_size().map(|(accounts, links, edges)| json!({"accounts": accounts, "links": links, "block_edges": edges, "findings": self.findings.total})),
+            // (Only on the node holding it: a sharded node that is not the stages' worker has none.)
+            "graph": e.graph_size().filter(|_| e.holds_stages()).map(|(accounts, links, edges)| json!({"accounts": accounts, "links": links, "block_edges": edges, "findings": self.findings.total})),
             "indexed_events": self.index.len(),
             "recent_actors": self.recent.len(),
             "rss_bytes": rss_bytes(),
@@ -305,7 +313,14 @@ impl Core {
                 (0..held.len()).filter(|p| held[*p]).collect::<Vec<_>>()
             }),
             // Sharded: the partitions whose lease this node holds (as of its last ownership round).
-            "partitions_owned": self.shard().map(|s| s.view().owned),
+            "partitions_owned": self.shard().map(|s| {
+                s.view().owned.into_iter().filter(|p| (*p as usize) < s.partitions).collect::<Vec<_>>()
+            }),
+            // Sharded, when the global stages are a unit of their own: whether this node holds
+            // them (it is their worker) and holds their lease.
+            "stages_worker": self.shard().filter(|s| s.units > s.partitions).map(|s| {
+                json!({"held": e.holds_stages(), "owned": s.view().owned.contains(&(s.partitions as u32))})
+            }),
         }))
     }
 
