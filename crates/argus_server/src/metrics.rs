@@ -60,6 +60,13 @@ pub const SHARD_REBUILD_CORE_SECONDS: &str = "argus_shard_rebuild_core_seconds";
 pub const SHARD_PARTITIONS_HELD: &str = "argus_shard_partitions_held";
 /// Sharded: 1 while this node holds the global stages (it is the graph's worker), else 0.
 pub const SHARD_STAGES_HELD: &str = "argus_shard_stages_held";
+/// Sharded: the time from the core handing a share over to its storage being acknowledged by the
+/// bucket's replicas (the queue of at most 256 puts in flight, and the put).
+pub const SHARD_PUBLISH_SECONDS: &str = "argus_shard_publish_seconds";
+/// Sharded: shares of held partitions this node did not store because no other node needs them
+/// from it (it is catching up before taking part in ownership, or another node owns and holds the
+/// partition).
+pub const SHARD_SHARES_SKIPPED: &str = "argus_shard_shares_skipped_total";
 /// Sharded: attempts to store a share that failed (each is retried until it is stored).
 pub const SHARD_PUBLISH_FAILURES: &str = "argus_shard_publish_failures_total";
 /// Sharded: snapshot objects of gone nodes deleted, once, for each of their partitions, a live owner

@@ -29,7 +29,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// A share on its way to the bucket: (event sequence number, partition, encoded values).
-type Outgoing = (u64, u32, Vec<u8>);
+/// A share to store: event, unit, bytes, and when the core handed it over.
+type Outgoing = (u64, u32, Vec<u8>, Instant);
 
 /// How long a listing of the node snapshots is used before another is made.
 const LISTING_FRESH: Duration = Duration::from_millis(500);
@@ -132,6 +133,11 @@ pub struct Shard {
     /// snapshot (every second, and its final one at shutdown): one shared while catching up could
     /// be pruned as a gone node's, or stand for a holder's.
     member: AtomicBool,
+    /// Before it takes part in ownership: the units whose lease is still in this node's name (it
+    /// restarted before its leases expired), read once at start; the others wait for its shares of
+    /// those until the leases pass. `None` until read (or when it could not be): every share is
+    /// stored.
+    leases_at_start: Mutex<Option<BTreeSet<u32>>>,
 }
 
 /// A share that has not come by the watch this long after it was waited for is read from the
@@ -182,6 +188,7 @@ impl Shard {
             listing: Mutex::new(Listing::default()),
             fetches: Mutex::new(HashMap::new()),
             member: AtomicBool::new(false),
+            leases_at_start: Mutex::new(None),
         }))
     }
 
@@ -284,12 +291,37 @@ impl Shard {
     }
 
     /// Publishes the shares of the partitions this node holds, for event `seq` (stored in the
-    /// background; the core does not wait for them).
+    /// background; the core does not wait for them) — those that another node may need from this
+    /// one: none while this node catches up before it takes part in ownership (every other node is
+    /// past those events, and their holders at the time stored their shares: a node catching up
+    /// from a shared snapshot that holds every partition flooded the bucket with hundreds of
+    /// thousands of stores that nobody read, and every node's own shares waited behind them in
+    /// JetStream: a 500-event batch took 4-7 s), and not a partition's that another node owns and
+    /// announces holding (this node holds it only until its next sync releases it).
     pub fn publish(&self, seq: u64, shares: &[(usize, Vec<Value>)]) {
-        for (p, v) in shares {
+        if shares.is_empty() {
+            return;
+        }
+        let needed: Vec<&(usize, Vec<Value>)> = {
+            let member = self.member.load(Ordering::SeqCst);
+            let leases = self
+                .leases_at_start
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+            shares
+                .iter()
+                .filter(|(p, _)| share_needed(*p as u32, member, leases.as_ref(), &view))
+                .collect()
+        };
+        let skipped = shares.len() - needed.len();
+        if skipped > 0 {
+            m::inc(m::SHARD_SHARES_SKIPPED, skipped as u64);
+        }
+        for (p, v) in needed {
             match bincode::serialize(v) {
                 Ok(b) => {
-                    let _ = self.out.send((seq, *p as u32, b));
+                    let _ = self.out.send((seq, *p as u32, b, Instant::now()));
                 }
                 Err(e) => tracing::error!(seq, partition = p, "sharded: encoding a share: {e}"),
             }
@@ -470,6 +502,29 @@ impl Shard {
     /// The ownership rounds: announce what the core holds, renew and rebalance the leases, then
     /// publish what was seen to the core. On shutdown, drains (releases every lease at once).
     async fn own(self: Arc<Self>, mut own: argus_cluster::Ownership) {
+        // The leases still in this node's name (restarted before they expired): while it catches
+        // up, it stores its shares of those units only.
+        match tokio::time::timeout(NET_TIMEOUT, own.owners()).await {
+            Ok(Ok(owners)) => {
+                let mine: BTreeSet<u32> = owners
+                    .into_iter()
+                    .filter(|(_, o)| *o == self.node)
+                    .map(|(p, _)| p)
+                    .collect();
+                if !mine.is_empty() {
+                    tracing::info!(
+                        units = ?mine,
+                        "sharded: leases still in this node's name: their shares are stored while catching up"
+                    );
+                }
+                *self
+                    .leases_at_start
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(mine);
+            }
+            Ok(Err(e)) => tracing::warn!("sharded: reading the partitions' owners: {e}; storing every share while catching up"),
+            Err(_) => tracing::warn!("sharded: reading the partitions' owners timed out; storing every share while catching up"),
+        }
         // A node that is behind (restarted, or started from a shared snapshot) takes no lease until
         // it has applied the log as it stood when it started: otherwise the others would wait for
         // its shares while it catches up.
@@ -697,6 +752,39 @@ impl Shard {
     }
 }
 
+/// Whether another node may need unit `p`'s share of an event from this node: always from a node
+/// that takes part in ownership (`member`) unless another node owns the unit and announces
+/// holding it (this node releases it at its next sync); from a node catching up before that, only
+/// for the units whose lease was still in its name when it started (`leases`; `None`: not known,
+/// every unit), which the others wait for until the lease passes — for the rest, the other nodes
+/// are past those events, and the holders at the time stored their shares.
+fn share_needed(p: u32, member: bool, leases: Option<&BTreeSet<u32>>, view: &View) -> bool {
+    if member {
+        view.owned.contains(&p) || !view.held_elsewhere.contains(&p)
+    } else {
+        leases.is_none_or(|mine| mine.contains(&p))
+    }
+}
+
+/// A share whose storage took this long is logged (at most once a second): every node waiting
+/// for it waited as long.
+const SLOW_PUBLISH: Duration = Duration::from_secs(1);
+
+fn slow_publish(seq: u64, p: u32, took: Duration) {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if LAST.swap(now, Ordering::Relaxed) != now {
+        tracing::warn!(
+            seq,
+            partition = p,
+            millis = took.as_millis() as u64,
+            "sharded: storing a share took over a second (queue and put): the others waited for it"
+        );
+    }
+}
+
 /// Stores the shares the core publishes, many at a time; a failed store is retried (a share that
 /// is never stored would leave the others waiting until the partition's next owner recomputes it).
 async fn publisher(
@@ -704,7 +792,7 @@ async fn publisher(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
 ) {
     let limit = Arc::new(tokio::sync::Semaphore::new(256));
-    while let Some((seq, p, bytes)) = rx.recv().await {
+    while let Some((seq, p, bytes, handed)) = rx.recv().await {
         let Ok(permit) = limit.clone().acquire_owned().await else {
             return;
         };
@@ -714,7 +802,16 @@ async fn publisher(
             // Retried for as long as it takes: the others wait for this share.
             for attempt in 0u32.. {
                 match shares.put(seq, p, bytes.clone()).await {
-                    Ok(()) => return,
+                    Ok(()) => {
+                        // From the core's hand-over to the replicas' acknowledgement: the queue
+                        // (at most 256 in flight) and the bucket's write.
+                        let took = handed.elapsed();
+                        m::observe(m::SHARD_PUBLISH_SECONDS, took.as_secs_f64());
+                        if took >= SLOW_PUBLISH {
+                            slow_publish(seq, p, took);
+                        }
+                        return;
+                    }
                     Err(e) => {
                         if attempt % 20 == 19 {
                             tracing::warn!(
@@ -729,5 +826,59 @@ async fn publisher(
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(owned: &[u32], elsewhere: &[u32]) -> View {
+        View {
+            owned: owned.iter().copied().collect(),
+            held_elsewhere: elsewhere.iter().copied().collect(),
+        }
+    }
+
+    /// A node catching up from a shared snapshot that holds every partition stores none of their
+    /// shares (the others are past those events; bench/cluster.sh's growth after a join had a
+    /// 500-event batch take 3.2-4.7 s behind such a flood), except those of the units whose lease
+    /// is still in its name (a quick restart: the others wait for those), and every one while its
+    /// leases are not known yet.
+    #[test]
+    fn a_catching_up_node_stores_only_the_shares_the_others_wait_for() {
+        let none = view(&[], &[]);
+        let restarted: BTreeSet<u32> = [3, 24].into();
+        let fresh = BTreeSet::new();
+        for p in 0..25 {
+            assert!(!share_needed(p, false, Some(&fresh), &none), "unit {p}");
+            assert_eq!(
+                share_needed(p, false, Some(&restarted), &none),
+                p == 3 || p == 24,
+                "unit {p}"
+            );
+            assert!(share_needed(p, false, None, &none), "unit {p}");
+        }
+    }
+
+    /// A member stores the shares of what it owns, and of what it holds that no other node owns
+    /// and holds (a partition it is handing over, until the new owner holds it); not those of a
+    /// partition another node owns and announces holding.
+    #[test]
+    fn a_member_stores_the_shares_nobody_else_holds() {
+        let v = view(&[1, 2], &[5]);
+        assert!(share_needed(1, true, None, &v));
+        assert!(
+            share_needed(4, true, None, &v),
+            "handing over: no other holder yet"
+        );
+        assert!(
+            !share_needed(5, true, None, &v),
+            "owned and held by another node"
+        );
+        assert!(
+            !share_needed(5, true, Some(&BTreeSet::new()), &v),
+            "the leases at start do not matter once a member"
+        );
     }
 }
