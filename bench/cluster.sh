@@ -293,6 +293,12 @@ PY
   snapm > "$W/m1"
   echo "per node: shares read by key, share wait s, core groups, group s, shares stored, their storing s (before | after the growth)"
   paste "$W/m0" "$W/m1"
+  # Each node's memory, and the entity graph's size where it is held (SH_GRAPH=1: on the stages'
+  # worker only since b1a3147; on every node before).
+  for u in "${SH[@]}"; do curl -s -m 5 "$u/v1/admin/status" | python3 -c 'import json,sys
+d = json.load(sys.stdin); g = d.get("graph") or {}
+w = (d.get("stages_worker") or {}).get("held", "-")
+print("  %s: rss %.0f MiB, keys %s, graph accounts %s, stages worker %s" % (sys.argv[1], d["rss_bytes"] / 2**20, d["keys"], g.get("accounts", "-"), w))' "$u" || true; done
   # A share stored over a second late: every node waiting for it waited as long.
   grep -h "took over a second" "$W"/sh*.err 2>/dev/null | tail -n 5 || true
   sleep 5  # a snapshot of every node, shared (bench config: every 300,000 events; shared every ≤ 60 s)
@@ -331,7 +337,7 @@ PY
   settle "${SURV[@]}"
   rb=$(msum argus_shard_rebuild_seconds "${SURV[@]}"); rc=$(msum argus_shard_rebuild_core_seconds "${SURV[@]}")
   np=$(csum argus_shard_rebuilds_total "${SURV[@]}"); nr=$(csum argus_shard_rebuild_seconds_count "${SURV[@]}")
-  echo "killed the node holding $bestn partitions ($bestkeys keys) after $grow more events: 10 events through a survivor acknowledged $(( (t1 - t0) / 1000000 )) ms after the kill (lease_ttl 3 s); $(python3 -c "print(int($np - $np0))") partitions rebuilt in $(python3 -c "print(int($nr - $nr0))") rebuilds, which took $(python3 -c "print(round(1000 * ($rb - $rb0)))") ms from start to handover, summed, $(python3 -c "print(round(1000 * ($rc - $rc0)))") ms of it on the survivors' cores"
+  echo "killed the node holding $bestn partitions ($bestkeys keys) after $grow more events: 10 events through a survivor acknowledged $(( (t1 - t0) / 1000000 )) ms after the kill (lease_ttl 3 s); $(python3 -c "print(int($np - $np0))") units rebuilt (partitions, and the stages when the victim was their worker) in $(python3 -c "print(int($nr - $nr0))") rebuilds, which took $(python3 -c "print(round(1000 * ($rb - $rb0)))") ms from start to handover, summed, $(python3 -c "print(round(1000 * ($rc - $rc0)))") ms of it on the survivors' cores"
   # Bring a node back for the next round: a new one (empty data directory, shared snapshot).
   shnode "sn$grow" "$port"
   settle "${SH[@]}"

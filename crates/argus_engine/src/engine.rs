@@ -1917,9 +1917,11 @@ impl Engine {
                 || !(s.bytes.len() == n || (s.bytes.len() == n + 1 && e.stages_unit()))
             {
                 return Err(SnapshotError::Incompatible(format!(
-                    "written by a sharded node with {} partitions, configured {}",
+                    "written by a sharded node with {} partitions and {} units, configured {} partitions and {} units (the global stages are a unit when they read only the event)",
                     s.fingerprint,
-                    e.state.partitions()
+                    s.bytes.len(),
+                    e.state.partitions(),
+                    e.units()
                 )));
             }
             for (p, h) in s.bytes.iter().enumerate().take(n) {

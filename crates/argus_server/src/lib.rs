@@ -280,8 +280,15 @@ pub async fn serve(
                     c
                 })
                 .units();
+                // (`units=` only when the stages are a unit: a cluster without them keeps the
+                // shape of the release before the stages' worker.)
+                let units_shape = if units > n {
+                    format!(" units={units}")
+                } else {
+                    String::new()
+                };
                 log.check_shape(&format!(
-                    "partitions={n} units={units} schema={:016x} features={:016x} secret={:016x}",
+                    "partitions={n}{units_shape} schema={:016x} features={:016x} secret={:016x}",
                     cfg.schema.fingerprint(),
                     cfg.features.fingerprint(),
                     cfg.secret_fingerprint
