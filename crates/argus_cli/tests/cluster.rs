@@ -653,7 +653,17 @@ fn failover_under_load(sharded: bool, rounds: usize, per_round: usize) {
         .map(|i| {
             let data = dir.path().join(format!("node{i}"));
             if sharded {
-                sharded_node(&data, &urls, &graph)
+                // Findings of more than 64 bytes go in pieces (as findings over 256 KiB do).
+                Node::start_env(
+                    &data,
+                    Some(&urls),
+                    &graph,
+                    &[
+                        ("ARGUS_CLUSTER_PARTITIONS", "24"),
+                        ("ARGUS_CLUSTER_LEASE_TTL", "2s"),
+                        ("ARGUS_SHARD_SHARE_CHUNK", "64"),
+                    ],
+                )
             } else {
                 Node::start(&data, Some(&urls))
             }
@@ -665,7 +675,7 @@ fn failover_under_load(sharded: bool, rounds: usize, per_round: usize) {
         .unwrap_or(0x0fa1_10e5_u64);
     let mut rng = Rng(seed);
     let evs = events(rounds * per_round, 0, "u", 40, &mut rng);
-    let by_id: HashMap<String, String> = evs.iter().map(|e| (id_of(e), e.clone())).collect();
+    let mut by_id: HashMap<String, String> = evs.iter().map(|e| (id_of(e), e.clone())).collect();
     let mut acked: HashMap<String, Value> = HashMap::new();
     let mut refusals = 0usize;
     let mut why: HashMap<String, usize> = HashMap::new();
@@ -751,11 +761,23 @@ fn failover_under_load(sharded: bool, rounds: usize, per_round: usize) {
         assert!(killed_at.is_some());
     }
     assert_eq!(acked.len(), evs.len(), "every event was acknowledged once");
+    if sharded {
+        // Three hours of event time later: the graph's refresh makes findings, which the worker
+        // shares with the others (in pieces: ARGUS_SHARD_SHARE_CHUNK).
+        let late = events(30, 7200, "u", 40, &mut rng);
+        post_all(
+            &nodes.iter().collect::<Vec<_>>(),
+            &late,
+            &mut acked,
+            &mut by_id,
+        );
+    }
 
     let refs: Vec<&Node> = nodes.iter().collect();
     let len = log_len(&refs);
     caught_up(&refs, len);
     let digests = settled_digests(&refs);
+    let found: Vec<Value> = refs.iter().map(|n| findings(n)).collect();
     if !sharded {
         for d in &digests[1..] {
             assert_eq!(
@@ -773,7 +795,7 @@ fn failover_under_load(sharded: bool, rounds: usize, per_round: usize) {
     sorted.sort();
     sorted.dedup();
     assert_eq!(sorted.len(), order.len(), "an event was applied twice");
-    assert_eq!(order.len(), evs.len(), "an acknowledged event was lost");
+    assert_eq!(order.len(), acked.len(), "an acknowledged event was lost");
     for n in &nodes[1..] {
         assert_eq!(logged_ids(&n.data), order, "the nodes' logs differ");
     }
@@ -782,7 +804,24 @@ fn failover_under_load(sharded: bool, rounds: usize, per_round: usize) {
     if sharded {
         // Each unit (a partition, or the stages) on the node holding it equals the embedded
         // node's, and the rest of the state is the same everywhere.
-        let (clean, _, _) = embedded_run_with(dir.path(), &order, &by_id, &acked, &graph);
+        let (clean, clean_found, _) = embedded_run_with(dir.path(), &order, &by_id, &acked, &graph);
+        // Every node stored the findings the worker shared, as the embedded node made them.
+        let no_seq = |v: &Value| -> Value {
+            let mut v = v.clone();
+            for f in v["findings"].as_array_mut().into_iter().flatten() {
+                f.as_object_mut().map(|o| o.remove("seq"));
+            }
+            v
+        };
+        assert!(
+            clean_found["findings"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty()),
+            "the run must make findings: {clean_found}"
+        );
+        for (i, f) in found.iter().enumerate() {
+            assert_eq!(no_seq(f), no_seq(&clean_found), "node {i}'s findings");
+        }
         let want = &clean["partitions"];
         let mut covered = std::collections::BTreeSet::new();
         for d in &digests {

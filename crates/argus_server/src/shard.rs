@@ -83,6 +83,9 @@ pub struct Shard {
     /// The units placed on the nodes: the partitions, then the global stages (unit number
     /// `partitions`) when they are a unit of their own (`Engine::units`).
     pub units: usize,
+    /// The most bytes of findings a stages share holds in one value (`SHARE_CHUNK`, or
+    /// `ARGUS_SHARD_SHARE_CHUNK` for tests that make every piece path run).
+    share_chunk: usize,
     /// This node's name (its leases, its snapshot object).
     pub node: String,
     pub log: argus_cluster::Log,
@@ -158,9 +161,15 @@ impl Shard {
     ) -> Result<Arc<Shard>, argus_cluster::Error> {
         let shares = log.shares(KEEP_SHARES).await?;
         let (out, out_rx) = tokio::sync::mpsc::unbounded_channel();
+        let share_chunk = std::env::var("ARGUS_SHARD_SHARE_CHUNK")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n >= 16)
+            .unwrap_or(SHARE_CHUNK);
         Ok(Arc::new(Shard {
             partitions,
             units,
+            share_chunk,
             node,
             log,
             rt: tokio::runtime::Handle::current(),
@@ -319,11 +328,20 @@ impl Shard {
             m::inc(m::SHARD_SHARES_SKIPPED, skipped as u64);
         }
         for (p, v) in needed {
-            match bincode::serialize(v) {
-                Ok(b) => {
-                    let _ = self.out.send((seq, *p as u32, b, Instant::now()));
+            let parts = if *p == self.partitions {
+                split_stages_share(*p, v, self.share_chunk)
+            } else {
+                vec![(*p, v.clone())]
+            };
+            for (q, v) in parts {
+                match bincode::serialize(&v) {
+                    Ok(b) => {
+                        let _ = self.out.send((seq, q as u32, b, Instant::now()));
+                    }
+                    Err(e) => {
+                        tracing::error!(seq, partition = q, "sharded: encoding a share: {e}")
+                    }
                 }
-                Err(e) => tracing::error!(seq, partition = p, "sharded: encoding a share: {e}"),
             }
         }
     }
@@ -752,6 +770,66 @@ impl Shard {
     }
 }
 
+/// A stages share whose findings take more than this many bytes is stored in pieces (the NATS
+/// servers refuse a value over their `max_payload`, 1 MiB by default: a refresh reporting a giant
+/// cluster's accounts would otherwise stall every node at that event).
+pub const SHARE_CHUNK: usize = 256 * 1024;
+
+/// The global stages' share (unit `u`) as stored: itself when its findings (the last value, one
+/// JSON string) take at most `chunk` bytes; otherwise the head — the slots' values, then the number
+/// of pieces — under `u`, and the findings' string in pieces of at most `chunk` bytes (cut at
+/// character boundaries) under units `u + 1`, `u + 2`, …, which no other unit uses.
+pub fn split_stages_share(unit: usize, share: &[Value], chunk: usize) -> Vec<(usize, Vec<Value>)> {
+    let (Some(Value::Str(s)), Some(head)) = (share.last(), share.len().checked_sub(1)) else {
+        return vec![(unit, share.to_vec())];
+    };
+    if s.len() <= chunk {
+        return vec![(unit, share.to_vec())];
+    }
+    let mut pieces = Vec::new();
+    let mut rest: &str = s;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(chunk.max(4));
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (a, b) = rest.split_at(cut);
+        pieces.push(a);
+        rest = b;
+    }
+    let mut out = Vec::with_capacity(pieces.len() + 1);
+    let mut h = share[..head].to_vec();
+    h.push(Value::Int(pieces.len() as i64));
+    out.push((unit, h));
+    for (i, piece) in pieces.into_iter().enumerate() {
+        out.push((unit + 1 + i, vec![Value::Str(piece.into())]));
+    }
+    out
+}
+
+/// How many pieces a stored stages share's findings were cut into (`None`: it is whole).
+pub fn stages_share_pieces(head: &[Value]) -> Option<usize> {
+    match head.last() {
+        Some(Value::Int(k)) if *k > 0 => Some(*k as usize),
+        _ => None,
+    }
+}
+
+/// The stages share put back together from its head and its pieces, in order; `None` when a piece
+/// is not one string.
+pub fn join_stages_share(mut head: Vec<Value>, pieces: &[Vec<Value>]) -> Option<Vec<Value>> {
+    let mut s = String::new();
+    for p in pieces {
+        match p.as_slice() {
+            [Value::Str(x)] => s.push_str(x),
+            _ => return None,
+        }
+    }
+    head.pop();
+    head.push(Value::Str(s.into()));
+    Some(head)
+}
+
 /// Whether another node may need unit `p`'s share of an event from this node: always from a node
 /// that takes part in ownership (`member`) unless another node owns the unit and announces
 /// holding it (this node releases it at its next sync); from a node catching up before that, only
@@ -880,5 +958,57 @@ mod tests {
             !share_needed(5, true, Some(&BTreeSet::new()), &v),
             "the leases at start do not matter once a member"
         );
+    }
+}
+
+#[cfg(test)]
+mod pieces {
+    use super::*;
+
+    /// A stages share with findings over the chunk size is stored as a head and pieces under the
+    /// units after it, each piece at most the chunk (cut at character boundaries), and comes back
+    /// whole; a small one is stored as it is.
+    #[test]
+    fn a_large_stages_share_is_stored_in_pieces_and_put_back_together() {
+        let findings: String = (0..5_000)
+            .map(|i| format!("{{\"id\":\"f-{i}\",\"accounts\":[\"ü{i}é\"]}},"))
+            .collect();
+        let share = vec![
+            Value::Int(7),
+            Value::Null,
+            Value::Str(findings.as_str().into()),
+        ];
+        let stored = split_stages_share(24, &share, 4_096);
+        assert!(stored.len() > 20, "{} pieces", stored.len());
+        assert_eq!(stored[0].0, 24);
+        let head = stored[0].1.clone();
+        assert_eq!(&head[..2], &share[..2]);
+        let k = stages_share_pieces(&head).expect("in pieces");
+        assert_eq!(k, stored.len() - 1);
+        for (i, (unit, piece)) in stored[1..].iter().enumerate() {
+            assert_eq!(*unit, 25 + i);
+            match piece.as_slice() {
+                [Value::Str(s)] => assert!(s.len() <= 4_096 && !s.is_empty()),
+                other => panic!("{other:?}"),
+            }
+        }
+        let pieces: Vec<Vec<Value>> = stored[1..].iter().map(|(_, v)| v.clone()).collect();
+        assert_eq!(join_stages_share(head, &pieces), Some(share.clone()));
+        // Small, or without findings: as it is.
+        let small = vec![Value::Int(1), Value::Str("[]".into())];
+        assert_eq!(
+            split_stages_share(24, &small, 4_096),
+            vec![(24, small.clone())]
+        );
+        assert_eq!(stages_share_pieces(&small), None);
+        let none = vec![Value::Int(1), Value::Null];
+        assert_eq!(
+            split_stages_share(24, &none, 4_096),
+            vec![(24, none.clone())]
+        );
+        assert_eq!(stages_share_pieces(&none), None);
+        // A piece that is not one string does not fit.
+        let head = split_stages_share(24, &share, 4_096)[0].1.clone();
+        assert_eq!(join_stages_share(head, &[vec![Value::Int(1)]]), None);
     }
 }

@@ -214,6 +214,7 @@ impl Core {
             };
             match share {
                 Some(v) => {
+                    let v = self.whole_stages_share(shard, b.seq, p, v)?;
                     remote.insert(p, v);
                 }
                 None => {
@@ -237,6 +238,45 @@ impl Core {
                 Err(error(Failure::Internal, "shard_mismatch", why))
             }
         }
+    }
+
+    /// Unit `p`'s share of event `seq` as the engine reads it: a stages share stored in pieces
+    /// (`crate::shard::split_stages_share`: findings too large for one value) is put back together
+    /// from its pieces, waited for as shares are; any other share as it is.
+    fn whole_stages_share(
+        &mut self,
+        shard: &Arc<Shard>,
+        seq: u64,
+        p: usize,
+        head: Vec<Value>,
+    ) -> Result<Vec<Value>, Answer> {
+        if p != shard.partitions {
+            return Ok(head);
+        }
+        let Some(k) = crate::shard::stages_share_pieces(&head) else {
+            return Ok(head);
+        };
+        let mut pieces = Vec::with_capacity(k);
+        for i in 0..k {
+            let q = (p + 1 + i) as u32;
+            let piece = loop {
+                if let Some(v) = shard.wait(seq, q, Duration::from_millis(200)) {
+                    break v;
+                }
+                if shard.stopping.load(Ordering::SeqCst) {
+                    let why =
+                        format!("stopping while waiting for the stages' share of event {seq}");
+                    self.fail(why.clone());
+                    return Err(error(Failure::Unavailable, "not_accepting_writes", why));
+                }
+            };
+            pieces.push(piece);
+        }
+        crate::shard::join_stages_share(head, &pieces).ok_or_else(|| {
+            let why = format!("the stages' share of event {seq} came in pieces that do not fit: every node must run the same release");
+            self.fail(why.clone());
+            error(Failure::Internal, "shard_mismatch", why)
+        })
     }
 
     /// Takes the partitions rebuilt during a run (each as of the run's last event).
