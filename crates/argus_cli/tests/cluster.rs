@@ -590,16 +590,9 @@ fn three_nodes_decide_as_one_embedded_node_and_read_their_writes() {
     assert_eq!(clean["state_digest"], digests[0]["state_digest"]);
     // A finding names the record of its event in its node's log (`seq`), where a cluster node's log
     // also has its cursor records: everything else is the same.
-    let no_seq = |v: &Value| -> Value {
-        let mut v = v.clone();
-        for f in v["findings"].as_array_mut().into_iter().flatten() {
-            f.as_object_mut().map(|o| o.remove("seq"));
-        }
-        v
-    };
     assert_eq!(
-        no_seq(&clean_found),
-        no_seq(&found[0]),
+        without_seq(&clean_found),
+        without_seq(&found[0]),
         "the findings differ from the embedded node's"
     );
     let n_found = found[0]["findings"].as_array().map_or(0, Vec::len);
@@ -806,13 +799,6 @@ fn failover_under_load(sharded: bool, rounds: usize, per_round: usize) {
         // node's, and the rest of the state is the same everywhere.
         let (clean, clean_found, _) = embedded_run_with(dir.path(), &order, &by_id, &acked, &graph);
         // Every node stored the findings the worker shared, as the embedded node made them.
-        let no_seq = |v: &Value| -> Value {
-            let mut v = v.clone();
-            for f in v["findings"].as_array_mut().into_iter().flatten() {
-                f.as_object_mut().map(|o| o.remove("seq"));
-            }
-            v
-        };
         assert!(
             clean_found["findings"]
                 .as_array()
@@ -820,21 +806,13 @@ fn failover_under_load(sharded: bool, rounds: usize, per_round: usize) {
             "the run must make findings: {clean_found}"
         );
         for (i, f) in found.iter().enumerate() {
-            assert_eq!(no_seq(f), no_seq(&clean_found), "node {i}'s findings");
-        }
-        let want = &clean["partitions"];
-        let mut covered = std::collections::BTreeSet::new();
-        for d in &digests {
             assert_eq!(
-                d["partitions"]["unkeyed_digest"], want["unkeyed_digest"],
-                "{d}"
+                without_seq(f),
+                without_seq(&clean_found),
+                "node {i}'s findings"
             );
-            for (q, digest) in d["partitions"]["digests"].as_object().unwrap() {
-                assert_eq!(digest, &want["digests"][q], "unit {q}");
-                covered.insert(q.clone());
-            }
         }
-        assert_eq!(covered.len(), 25, "every unit is held: {digests:?}");
+        units_equal(&digests, &clean);
     } else {
         let clean = embedded_run(dir.path(), &order, &by_id, &acked);
         assert_eq!(clean["state_digest"], digests[0]["state_digest"]);
@@ -1908,6 +1886,39 @@ fn owned(n: &Node) -> Vec<u64> {
         .unwrap_or_default()
 }
 
+/// Findings without their log record numbers (a node's own).
+fn without_seq(v: &Value) -> Value {
+    let mut v = v.clone();
+    for f in v["findings"].as_array_mut().into_iter().flatten() {
+        f.as_object_mut().map(|o| o.remove("seq"));
+    }
+    v
+}
+
+/// The sharded nodes' digests (`digests`, taken at one cursor) against an embedded node's fed the
+/// same order (`clean`): each unit — the 24 partitions' keys and values, and unit 24, the global
+/// stages (the entity graph) — on every node holding it equals the embedded node's, every unit is
+/// held somewhere, and the rest of the state is the same everywhere.
+fn units_equal(digests: &[Value], clean: &Value) {
+    let want = &clean["partitions"];
+    let mut covered = std::collections::BTreeSet::new();
+    for d in digests {
+        assert_eq!(
+            d["partitions"]["unkeyed_digest"], want["unkeyed_digest"],
+            "{d}"
+        );
+        for (q, digest) in d["partitions"]["digests"].as_object().unwrap() {
+            assert_eq!(digest, &want["digests"][q], "unit {q}");
+            covered.insert(q.clone());
+        }
+    }
+    assert_eq!(
+        covered.len(),
+        25,
+        "every partition and the stages are held: {digests:?}"
+    );
+}
+
 /// Whether a sharded node holds the global stages (the entity graph): it is their worker.
 fn stages_worker(n: &Node) -> bool {
     n.status()["stages_worker"]["held"] == json!(true)
@@ -2258,35 +2269,10 @@ fn sharded_nodes_decide_as_one_embedded_node_through_a_kill_a_join_and_a_drain()
     let (clean, clean_found, _) = embedded_run_with(dir.path(), &order, &by_id, &acked, &graph);
     // The feature tables: each partition's keys and values on the node holding it equal the
     // embedded node's, and the rest of the state is the same on both nodes and the embedded one.
-    let want = &clean["partitions"];
-    let mut covered = std::collections::BTreeSet::new();
-    for d in &live_digests {
-        assert_eq!(
-            d["partitions"]["unkeyed_digest"], want["unkeyed_digest"],
-            "{d}"
-        );
-        for (q, digest) in d["partitions"]["digests"].as_object().unwrap() {
-            assert_eq!(digest, &want["digests"][q], "partition {q}");
-            covered.insert(q.clone());
-        }
-    }
-    // Units 0-23 are the partitions, unit 24 the global stages (the entity graph), whose state on
-    // the node holding it equals the embedded node's too.
+    units_equal(&live_digests, &clean);
     assert_eq!(
-        covered.len(),
-        25,
-        "every partition and the stages are held: {live_digests:?}"
-    );
-    let no_seq = |v: &Value| -> Value {
-        let mut v = v.clone();
-        for f in v["findings"].as_array_mut().into_iter().flatten() {
-            f.as_object_mut().map(|o| o.remove("seq"));
-        }
-        v
-    };
-    assert_eq!(
-        no_seq(&clean_found),
-        no_seq(&found_1),
+        without_seq(&clean_found),
+        without_seq(&found_1),
         "the findings differ"
     );
     assert!(
