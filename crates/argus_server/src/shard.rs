@@ -304,9 +304,9 @@ impl Shard {
     /// one: none while this node catches up before it takes part in ownership (every other node is
     /// past those events, and their holders at the time stored their shares: a node catching up
     /// from a shared snapshot that holds every partition flooded the bucket with hundreds of
-    /// thousands of stores that nobody read, and every node's own shares waited behind them in
-    /// JetStream: a 500-event batch took 4-7 s), and not a partition's that another node owns and
-    /// announces holding (this node holds it only until its next sync releases it).
+    /// thousands of stores that nobody read, and the shares the others needed from it waited behind
+    /// them in its own queue: a 500-event batch took 2-7 s), and not a partition's that another
+    /// node owns and announces holding (this node holds it only until its next sync releases it).
     pub fn publish(&self, seq: u64, shares: &[(usize, Vec<Value>)]) {
         if shares.is_empty() {
             return;
