@@ -328,13 +328,16 @@ impl Shard {
             m::inc(m::SHARD_SHARES_SKIPPED, skipped as u64);
         }
         for (p, v) in needed {
-            let parts = if *p == self.partitions {
-                split_stages_share(*p, v, self.share_chunk)
+            // Only a stages share may be cut in pieces; the others are encoded as they are.
+            let pieces;
+            let parts: Vec<(usize, &Vec<Value>)> = if *p == self.partitions {
+                pieces = split_stages_share(*p, v, self.share_chunk);
+                pieces.iter().map(|(q, v)| (*q, v)).collect()
             } else {
-                vec![(*p, v.clone())]
+                vec![(*p, v)]
             };
             for (q, v) in parts {
-                match bincode::serialize(&v) {
+                match bincode::serialize(v) {
                     Ok(b) => {
                         let _ = self.out.send((seq, q as u32, b, Instant::now()));
                     }
