@@ -829,6 +829,153 @@ fn failover_under_load(sharded: bool, rounds: usize, per_round: usize) {
     );
 }
 
+/// Waits until one of `files` (nodes' stderr) has a line holding every one of `needles`.
+fn wait_for_line(files: &[PathBuf], needles: &[&str], within: Duration) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < within {
+        for f in files {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            if text.lines().any(|l| needles.iter().all(|n| l.contains(n))) {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// The stages' worker dies after storing a share's head and before its pieces (findings too
+/// large for one value: `ARGUS_SHARD_SHARE_CHUNK` makes every finding so). The other nodes, which
+/// have the head, wait for pieces nobody will store: the one that takes the stages over rebuilds
+/// them and stores the share again, and every event is decided as on one embedded node.
+/// `ARGUS_SHARD_TEST_HEAD_ONLY` makes the worker store heads only (the moment between the two,
+/// held open until the test kills it).
+#[test]
+fn a_stages_worker_dying_between_a_shares_head_and_its_pieces_is_taken_over() {
+    let _serial = serial();
+    if !nats_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path());
+    let urls = nats.urls();
+    let graph = common::repo().join("examples/simulator/graph.toml");
+    let env = [
+        ("ARGUS_CLUSTER_PARTITIONS", "24"),
+        ("ARGUS_CLUSTER_LEASE_TTL", "2s"),
+        ("ARGUS_SHARD_SHARE_CHUNK", "64"),
+    ];
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            Node::start_env(
+                &dir.path().join(format!("node{i}")),
+                Some(&urls),
+                &graph,
+                &env,
+            )
+        })
+        .collect();
+    let mut rng = Rng(0x4ead_0f5e);
+    let mut acked: HashMap<String, Value> = HashMap::new();
+    let mut by_id: HashMap<String, String> = HashMap::new();
+    let first = events(300, 0, "h", 40, &mut rng);
+    post_all(
+        &nodes.iter().collect::<Vec<_>>(),
+        &first,
+        &mut acked,
+        &mut by_id,
+    );
+    settled_ownership(&nodes.iter().collect::<Vec<_>>());
+    let w = nodes.iter().position(stages_worker).expect("a worker");
+    // The worker again, storing heads only: it wins the stages back (the same members).
+    nodes[w].kill();
+    nodes[w]
+        .env
+        .push(("ARGUS_SHARD_TEST_HEAD_ONLY".into(), "1".into()));
+    nodes[w].up();
+    let t = Instant::now();
+    while !stages_worker(&nodes[w]) {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the restarted node never took the stages back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    settled_ownership(&nodes.iter().collect::<Vec<_>>());
+    // Three hours of event time later: the graph's refresh makes findings, sent to the other two.
+    let late = events(30, 7200, "h", 40, &mut rng);
+    let (before, rest) = nodes.split_at_mut(w);
+    let (worker, after) = rest.split_first_mut().unwrap();
+    let others: Vec<&Node> = before.iter().chain(after.iter()).collect();
+    let worker_log = worker.data.with_extension("stderr");
+    let longest = std::thread::scope(|s| {
+        let posting = s.spawn(|| post_all(&others, &late, &mut acked, &mut by_id));
+        assert!(
+            wait_for_line(
+                std::slice::from_ref(&worker_log),
+                &["a piece of the stages' share not stored"],
+                Duration::from_secs(60)
+            ),
+            "the worker never stored a head without its pieces (no findings?)"
+        );
+        // The others hold the head and wait for its first piece: the event is not answered.
+        std::thread::sleep(Duration::from_secs(4));
+        assert!(
+            !posting.is_finished(),
+            "the late events were answered while the worker stored no pieces"
+        );
+        worker.kill();
+        posting.join().unwrap()
+    });
+    // Back without the fault; it wins the stages again.
+    nodes[w]
+        .env
+        .retain(|(k, _)| k != "ARGUS_SHARD_TEST_HEAD_ONLY");
+    nodes[w].up();
+    let more = events(30, 7300, "h", 40, &mut rng);
+    post_all(
+        &nodes.iter().collect::<Vec<_>>(),
+        &more,
+        &mut acked,
+        &mut by_id,
+    );
+    let refs: Vec<&Node> = nodes.iter().collect();
+    settled_ownership(&refs);
+    let len = log_len(&refs);
+    caught_up(&refs, len);
+    let digests = settled_digests(&refs);
+    let found: Vec<Value> = refs.iter().map(|n| findings(n)).collect();
+    for n in &mut nodes {
+        n.kill();
+    }
+    let order = logged_ids(&nodes[0].data);
+    assert_eq!(order.len(), acked.len(), "every event logged once");
+    for n in &nodes[1..] {
+        assert_eq!(logged_ids(&n.data), order, "the nodes' logs differ");
+    }
+    let (clean, clean_found, _) = embedded_run_with(dir.path(), &order, &by_id, &acked, &graph);
+    assert!(
+        clean_found["findings"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty()),
+        "the run must make findings: {clean_found}"
+    );
+    for (i, f) in found.iter().enumerate() {
+        // The worker was down while the others stored the late events' findings; it made its own
+        // when it replayed them.
+        assert_eq!(
+            without_seq(f),
+            without_seq(&clean_found),
+            "node {i}'s findings"
+        );
+    }
+    units_equal(&digests, &clean);
+    eprintln!(
+        "a worker dead between a share's head and its pieces: the late events were acknowledged within {} ms at most",
+        longest.as_millis()
+    );
+}
+
 #[test]
 fn without_the_log_a_fail_open_checkpoint_answers_degraded_and_the_others_refuse() {
     let _serial = serial();

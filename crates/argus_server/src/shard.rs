@@ -86,6 +86,9 @@ pub struct Shard {
     /// The most bytes of findings a stages share holds in one value (`SHARE_CHUNK`, or
     /// `ARGUS_SHARD_SHARE_CHUNK` for tests that make every piece path run).
     share_chunk: usize,
+    /// `ARGUS_SHARD_TEST_HEAD_ONLY`, for tests: a stages share cut in pieces is stored without
+    /// its pieces, as by a worker that dies between the two (held open until it is killed).
+    head_only: bool,
     /// This node's name (its leases, its snapshot object).
     pub node: String,
     pub log: argus_cluster::Log,
@@ -166,10 +169,15 @@ impl Shard {
             .and_then(|v| v.parse::<usize>().ok())
             .filter(|n| *n >= 16)
             .unwrap_or(SHARE_CHUNK);
+        let head_only = std::env::var("ARGUS_SHARD_TEST_HEAD_ONLY").is_ok_and(|v| v == "1");
+        if head_only {
+            tracing::warn!("ARGUS_SHARD_TEST_HEAD_ONLY=1: the stages' shares cut in pieces are stored without their pieces (testing only)");
+        }
         Ok(Arc::new(Shard {
             partitions,
             units,
             share_chunk,
+            head_only,
             node,
             log,
             rt: tokio::runtime::Handle::current(),
@@ -329,14 +337,23 @@ impl Shard {
         }
         for (p, v) in needed {
             // Only a stages share may be cut in pieces; the others are encoded as they are.
-            let pieces;
-            let parts: Vec<(usize, &Vec<Value>)> = if *p == self.partitions {
-                pieces = split_stages_share(*p, v, self.share_chunk);
-                pieces.iter().map(|(q, v)| (*q, v)).collect()
-            } else {
-                vec![(*p, v)]
+            let pieces = match *p == self.partitions {
+                true => split_stages_share(*p, v, self.share_chunk),
+                false => None,
+            };
+            let parts: Vec<(usize, &Vec<Value>)> = match &pieces {
+                Some(pieces) => pieces.iter().map(|(q, v)| (*q, v)).collect(),
+                None => vec![(*p, v)],
             };
             for (q, v) in parts {
+                if self.head_only && q > *p {
+                    tracing::warn!(
+                        seq,
+                        piece = q,
+                        "sharded: a piece of the stages' share not stored (ARGUS_SHARD_TEST_HEAD_ONLY)"
+                    );
+                    continue;
+                }
                 match bincode::serialize(v) {
                     Ok(b) => {
                         let _ = self.out.send((seq, q as u32, b, Instant::now()));
@@ -778,16 +795,21 @@ impl Shard {
 /// cluster's accounts would otherwise stall every node at that event).
 pub const SHARE_CHUNK: usize = 256 * 1024;
 
-/// The global stages' share (unit `u`) as stored: itself when its findings (the last value, one
-/// JSON string) take at most `chunk` bytes; otherwise the head — the slots' values, then the number
-/// of pieces — under `u`, and the findings' string in pieces of at most `chunk` bytes (cut at
-/// character boundaries) under units `u + 1`, `u + 2`, …, which no other unit uses.
-pub fn split_stages_share(unit: usize, share: &[Value], chunk: usize) -> Vec<(usize, Vec<Value>)> {
+/// The global stages' share (unit `u`) as stored: `None` — stored as it is — when its findings
+/// (the last value, one JSON string) take at most `chunk` bytes; otherwise the head — the slots'
+/// values, then the number of pieces — under `u`, and the findings' string in pieces of at most
+/// `chunk` bytes (cut at character boundaries) under units `u + 1`, `u + 2`, …, which no other
+/// unit uses.
+pub fn split_stages_share(
+    unit: usize,
+    share: &[Value],
+    chunk: usize,
+) -> Option<Vec<(usize, Vec<Value>)>> {
     let (Some(Value::Str(s)), Some(head)) = (share.last(), share.len().checked_sub(1)) else {
-        return vec![(unit, share.to_vec())];
+        return None;
     };
     if s.len() <= chunk {
-        return vec![(unit, share.to_vec())];
+        return None;
     }
     let mut pieces = Vec::new();
     let mut rest: &str = s;
@@ -807,7 +829,7 @@ pub fn split_stages_share(unit: usize, share: &[Value], chunk: usize) -> Vec<(us
     for (i, piece) in pieces.into_iter().enumerate() {
         out.push((unit + 1 + i, vec![Value::Str(piece.into())]));
     }
-    out
+    Some(out)
 }
 
 /// How many pieces a stored stages share's findings were cut into (`None`: it is whole).
@@ -981,7 +1003,7 @@ mod pieces {
             Value::Null,
             Value::Str(findings.as_str().into()),
         ];
-        let stored = split_stages_share(24, &share, 4_096);
+        let stored = split_stages_share(24, &share, 4_096).expect("in pieces");
         assert!(stored.len() > 20, "{} pieces", stored.len());
         assert_eq!(stored[0].0, 24);
         let head = stored[0].1.clone();
@@ -999,19 +1021,15 @@ mod pieces {
         assert_eq!(join_stages_share(head, &pieces), Some(share.clone()));
         // Small, or without findings: as it is.
         let small = vec![Value::Int(1), Value::Str("[]".into())];
-        assert_eq!(
-            split_stages_share(24, &small, 4_096),
-            vec![(24, small.clone())]
-        );
+        assert_eq!(split_stages_share(24, &small, 4_096), None);
         assert_eq!(stages_share_pieces(&small), None);
         let none = vec![Value::Int(1), Value::Null];
-        assert_eq!(
-            split_stages_share(24, &none, 4_096),
-            vec![(24, none.clone())]
-        );
+        assert_eq!(split_stages_share(24, &none, 4_096), None);
         assert_eq!(stages_share_pieces(&none), None);
         // A piece that is not one string does not fit.
-        let head = split_stages_share(24, &share, 4_096)[0].1.clone();
+        let head = split_stages_share(24, &share, 4_096).expect("in pieces")[0]
+            .1
+            .clone();
         assert_eq!(join_stages_share(head, &[vec![Value::Int(1)]]), None);
     }
 }

@@ -166,63 +166,13 @@ impl Core {
         let t = Instant::now();
         let mut remote: HashMap<usize, Vec<Value>> = HashMap::new();
         for &p in &b.remote {
-            let mut said = Instant::now();
-            let share = loop {
-                if said.elapsed() >= Duration::from_secs(5) {
-                    said = Instant::now();
-                    let view = shard.view();
-                    tracing::warn!(
-                        seq = b.seq,
-                        partition = p,
-                        waited_ms = t.elapsed().as_millis() as u64,
-                        owned_here = view.owned.contains(&(p as u32)),
-                        held_elsewhere = view.held_elsewhere.contains(&(p as u32)),
-                        "sharded: still waiting for a partition's share of an event"
-                    );
-                }
-                if let Some(v) = rebuilt.share(p, b.seq) {
-                    break Some(v);
-                }
-                // Asked again sooner while this node rebuilds the partition on a thread.
-                let step = if self.rebuilding(p) { 20 } else { 200 };
-                if let Some(v) = shard.wait(b.seq, p as u32, Duration::from_millis(step)) {
-                    break Some(v);
-                }
-                if shard.stopping.load(Ordering::SeqCst) {
-                    break None;
-                }
-                if shard.view().owned.contains(&(p as u32))
-                    && !rebuilt.holds(p)
-                    && self.rebuild_due(p)
-                {
-                    // This node owns the partition now, and nobody published its share: its
-                    // owner died part-way. Rebuild it (with the other partitions this node took
-                    // over that the same snapshot holds) through the events begun from this one on.
-                    match self.rebuild(p, &events[j..]) {
-                        Ok(set) => {
-                            for (q, seq, v) in &set.shares {
-                                shard.publish(*seq, &[(*q, v.clone())]);
-                            }
-                            rebuilt
-                                .shares
-                                .extend(set.shares.into_iter().map(|(q, s, v)| ((q, s), v)));
-                            rebuilt.engines.push((set.parts, set.engine));
-                        }
-                        Err(e) => self.rebuild_not_yet(p, e),
-                    }
+            let v = match self.await_share(shard, &b, p, p as u32, events, j, rebuilt, t)? {
+                Got::Rebuilt(v) => v,
+                Got::Stored(head) => {
+                    self.whole_stages_share(shard, &b, p, head, events, j, rebuilt, t)?
                 }
             };
-            match share {
-                Some(v) => {
-                    let v = self.whole_stages_share(shard, b.seq, p, v)?;
-                    remote.insert(p, v);
-                }
-                None => {
-                    let why = format!("stopping while waiting for partition {p}'s share");
-                    self.fail(why.clone());
-                    return Err(error(Failure::Unavailable, "not_accepting_writes", why));
-                }
-            }
+            remote.insert(p, v);
         }
         m::observe(m::SHARD_WAIT_SECONDS, t.elapsed().as_secs_f64());
         match self
@@ -240,15 +190,88 @@ impl Core {
         }
     }
 
-    /// Unit `p`'s share of event `seq` as the engine reads it: a stages share stored in pieces
-    /// (`crate::shard::split_stages_share`: findings too large for one value) is put back together
-    /// from its pieces, waited for as shares are; any other share as it is.
+    /// What is stored under key `<seq>.key` of the shares, for unit `p` (the key is `p` itself,
+    /// or one of the pieces of the stages' share): waited for, or — when this node owns `p` now
+    /// and nobody published it (its holder died part-way) — made by rebuilding `p` through
+    /// `events[j..]`, in which case the whole share comes back as [`Got::Rebuilt`]. `t`: when the
+    /// event began waiting (for the log line of a long wait).
+    #[allow(clippy::too_many_arguments)]
+    fn await_share(
+        &mut self,
+        shard: &Arc<Shard>,
+        b: &argus_engine::Begun,
+        p: usize,
+        key: u32,
+        events: &[Event],
+        j: usize,
+        rebuilt: &mut Rebuilt,
+        t: Instant,
+    ) -> Result<Got, Answer> {
+        let mut said = Instant::now();
+        loop {
+            if said.elapsed() >= Duration::from_secs(5) {
+                said = Instant::now();
+                let view = shard.view();
+                tracing::warn!(
+                    seq = b.seq,
+                    partition = p,
+                    key,
+                    waited_ms = t.elapsed().as_millis() as u64,
+                    owned_here = view.owned.contains(&(p as u32)),
+                    held_elsewhere = view.held_elsewhere.contains(&(p as u32)),
+                    "sharded: still waiting for a partition's share of an event"
+                );
+            }
+            if let Some(v) = rebuilt.share(p, b.seq) {
+                return Ok(Got::Rebuilt(v));
+            }
+            // Asked again sooner while this node rebuilds the partition on a thread.
+            let step = if self.rebuilding(p) { 20 } else { 200 };
+            if let Some(v) = shard.wait(b.seq, key, Duration::from_millis(step)) {
+                return Ok(Got::Stored(v));
+            }
+            if shard.stopping.load(Ordering::SeqCst) {
+                let why = format!("stopping while waiting for partition {p}'s share");
+                self.fail(why.clone());
+                return Err(error(Failure::Unavailable, "not_accepting_writes", why));
+            }
+            if shard.view().owned.contains(&(p as u32)) && !rebuilt.holds(p) && self.rebuild_due(p)
+            {
+                // This node owns the partition now, and nobody published its share: its
+                // owner died part-way. Rebuild it (with the other partitions this node took
+                // over that the same snapshot holds) through the events begun from this one on.
+                match self.rebuild(p, &events[j..]) {
+                    Ok(set) => {
+                        for (q, seq, v) in &set.shares {
+                            shard.publish(*seq, &[(*q, v.clone())]);
+                        }
+                        rebuilt
+                            .shares
+                            .extend(set.shares.into_iter().map(|(q, s, v)| ((q, s), v)));
+                        rebuilt.engines.push((set.parts, set.engine));
+                    }
+                    Err(e) => self.rebuild_not_yet(p, e),
+                }
+            }
+        }
+    }
+
+    /// Unit `p`'s share of the event as the engine reads it, from what is stored under its key:
+    /// a stages share stored in pieces (`crate::shard::split_stages_share`: findings too large for
+    /// one value) is put back together from its pieces, each awaited as a share is — so that if
+    /// the worker died between storing the head and the pieces, the node that takes the stages
+    /// over rebuilds them and publishes the share again; any other share as it is.
+    #[allow(clippy::too_many_arguments)]
     fn whole_stages_share(
         &mut self,
         shard: &Arc<Shard>,
-        seq: u64,
+        b: &argus_engine::Begun,
         p: usize,
         head: Vec<Value>,
+        events: &[Event],
+        j: usize,
+        rebuilt: &mut Rebuilt,
+        t: Instant,
     ) -> Result<Vec<Value>, Answer> {
         if p != shard.partitions {
             return Ok(head);
@@ -258,20 +281,14 @@ impl Core {
         };
         let mut pieces = Vec::with_capacity(k);
         for i in 0..k {
-            let q = (p + 1 + i) as u32;
-            let piece = loop {
-                if let Some(v) = shard.wait(seq, q, Duration::from_millis(200)) {
-                    break v;
-                }
-                if shard.stopping.load(Ordering::SeqCst) {
-                    let why =
-                        format!("stopping while waiting for the stages' share of event {seq}");
-                    self.fail(why.clone());
-                    return Err(error(Failure::Unavailable, "not_accepting_writes", why));
-                }
-            };
-            pieces.push(piece);
+            let key = (p + 1 + i) as u32;
+            match self.await_share(shard, b, p, key, events, j, rebuilt, t)? {
+                // Rebuilt here: the whole share, not a piece.
+                Got::Rebuilt(v) => return Ok(v),
+                Got::Stored(piece) => pieces.push(piece),
+            }
         }
+        let seq = b.seq;
         crate::shard::join_stages_share(head, &pieces).ok_or_else(|| {
             let why = format!("the stages' share of event {seq} came in pieces that do not fit: every node must run the same release");
             self.fail(why.clone());
@@ -707,6 +724,14 @@ impl From<String> for NotYet {
 
 /// Partitions rebuilt during a run: their engines (adopted after the run), each with the
 /// partitions it brings, and their shares of the run's events, by (partition, sequence number).
+/// A unit's share of an event, as [`Core::await_share`] found it.
+enum Got {
+    /// Stored under the key asked for (by the unit's holder).
+    Stored(Vec<Value>),
+    /// The unit's whole share, made by rebuilding the unit here.
+    Rebuilt(Vec<Value>),
+}
+
 #[derive(Default)]
 struct Rebuilt {
     engines: Vec<(Vec<usize>, Engine)>,
