@@ -92,6 +92,17 @@ check() {
   local diff=$((got > $2 ? got - $2 : $2 - got))
   if [ "$d" -ne 0 ] || [ "$diff" -gt 200 ]; then echo "FAILED $1: every request must be a new accepted event" >&2; exit 1; fi
 }
+# CPU time (ms) some processes have used so far; `box` for the whole machine's busy time.
+cpu_ms() { local t=0
+  if [ "$1" = box ]; then t=$(awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat)
+  else for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; fi
+  echo $((t * 1000 / $(getconf CLK_TCK))); }
+# cpu_report EVENTS NODE_PIDS…: after cpu_start, the CPU each side spent per accepted event.
+cpu_start() { C0=("$(cpu_ms "${@}")" "$(cpu_ms "${PIDS[0]}" "${PIDS[1]}" "${PIDS[2]}")" "$(cpu_ms box)"); }
+cpu_report() { local ev=$1; shift
+  local n=$(( $(cpu_ms "$@") - C0[0] )) s=$(( $(cpu_ms "${PIDS[0]}" "${PIDS[1]}" "${PIDS[2]}") - C0[1] )) b=$(( $(cpu_ms box) - C0[2] ))
+  python3 -c "ev, n, s, b = $ev, $n, $s, $b
+print(f'CPU over the run, per accepted event: Argus nodes {1000 * n / ev:.0f} us, NATS servers {1000 * s / ev:.0f} us, the rest (wrk, the kernel) {1000 * (b - n - s) / ev:.0f} us; the box was busy {b} ms of {2 * 1000 * ${DURATION}} ms ({ev} events)')"; }
 pace_lua="$W/pace.lua"
 cat > "$pace_lua" <<'LUA'
 function delay() return 5 end
@@ -146,6 +157,7 @@ RUN=sat1 wrk -t2 -c64 -d${DURATION}s -s bench/serve/events.lua http://127.0.0.1:
 echo "one entry node of three: $(awk '/^requests/{print $8}' "$W/sat1") events/s, $(grep latency_ms "$W/sat1")"
 check sat1 "$(awk '/^requests/{print $2}' "$W/sat1")" http://127.0.0.1:27010 "$a0" "$d0"
 read -r a0 d0 <<<"$(accepted http://127.0.0.1:27010)"
+cpu_start "$PID_a" "$PID_b" "$PID_c"
 WRKS=()
 for p in 27010 27011 27012; do
   RUN=sat3-$p wrk -t1 -c32 -d${DURATION}s -s bench/serve/events.lua http://127.0.0.1:$p > "$W/sat3.$p" &
@@ -159,6 +171,8 @@ for p in 27010 27011 27012; do
   total=$(python3 -c "print($total + $r)"); reqs=$((reqs + n))
 done
 echo "three entry nodes at once: $total events/s in all (every node applies all of them)"
+read -r a1 _ <<<"$(accepted http://127.0.0.1:27010)"
+cpu_report $((a1 - a0)) "$PID_a" "$PID_b" "$PID_c"
 check sat3 "$reqs" http://127.0.0.1:27010 "$a0" "$d0"
 
 echo "== 3. where the time goes (node a's metrics over the whole run)"
@@ -246,6 +260,7 @@ latency sharded-3-replicas "${SH[0]}"
 curl -s "${SH[0]}/metrics" | awk '/^argus_shard_wait_seconds_(sum|count)/ { v[$1] = $2 } /^argus_cluster_append_seconds_(sum|count)/ { v[$1] = $2 } END {
   printf "waiting for the other owners'"'"' shares: mean %.3f ms over %d events; append: mean %.3f ms\n", 1000 * v["argus_shard_wait_seconds_sum"] / v["argus_shard_wait_seconds_count"], v["argus_shard_wait_seconds_count"], 1000 * v["argus_cluster_append_seconds_sum"] / v["argus_cluster_append_seconds_count"] }'
 read -r a0 d0 <<<"$(accepted "${SH[0]}")"
+cpu_start "$PID_sa" "$PID_sb" "$PID_sc"
 WRKS=()
 for u in "${SH[@]}"; do
   RUN=shsat-${u##*:} wrk -t1 -c32 -d${DURATION}s -s bench/serve/events.lua "$u" > "$W/shsat.${u##*:}" &
@@ -259,6 +274,8 @@ for u in "${SH[@]}"; do
   total=$(python3 -c "print($total + $r)"); reqs=$((reqs + n))
 done
 echo "sharded, three entry nodes at once: $total events/s in all"
+read -r a1 _ <<<"$(accepted "${SH[0]}")"
+cpu_report $((a1 - a0)) "$PID_sa" "$PID_sb" "$PID_sc"
 check shsat3 "$reqs" "${SH[0]}" "$a0" "$d0"
 # Per node: shares read by key, seconds waited for shares, core groups and their seconds.
 snapm() { for u in "${SH[@]}"; do echo "$u $(curl -s -m 5 "$u/metrics" | awk '/^argus_shard_share_reads_total /{r=$2} /^argus_shard_wait_seconds_sum /{w=$2} /^argus_core_group_seconds_count /{g=$2} /^argus_core_group_seconds_sum /{gs=$2} /^argus_shard_publish_seconds_count /{pc=$2} /^argus_shard_publish_seconds_sum /{ps=$2} END {print r+0, w+0, g+0, gs+0, pc+0, ps+0}')"; done; }

@@ -310,6 +310,9 @@ pub struct Engine {
     /// Whether this engine holds the global stages' state (all, except on a node of a sharded
     /// cluster that is not the stages' worker: see [`units_held`](Self::units_held)).
     stages_held: bool,
+    /// The feature slots the global stages write, in stage order (a stages share's layout): a
+    /// function of the configuration, kept instead of asked of the stages per event.
+    stage_slots: Vec<usize>,
     /// `[deadlines]` at work: stage faults injected on purpose (tests), and the models' worker.
     ctl: Ctl,
 }
@@ -859,6 +862,7 @@ impl Engine {
             })
             .collect();
         let stages = crate::stages::build(&config);
+        let stage_slots = stages.iter().flat_map(|st| st.writes()).collect();
         Engine {
             policies: None,
             current: Event {
@@ -883,6 +887,7 @@ impl Engine {
             out: vec![Value::Null; n],
             stages,
             stages_held: true,
+            stage_slots,
             ctl: Ctl::default(),
         }
     }
@@ -956,11 +961,6 @@ impl Engine {
         self.state.adopt(u, &mut other.state);
     }
 
-    /// The feature slots the global stages write, in stage order: a stages share's layout.
-    fn stage_slots(&self) -> Vec<usize> {
-        self.stages.iter().flat_map(|st| st.writes()).collect()
-    }
-
     /// The first half of [`process`](Self::process) on an engine that does not hold every partition
     /// (a node of a sharded cluster): the sequencer admits the event (the same checks, sequence
     /// number and released labels as `process`), the held partitions apply it, and their shares are
@@ -1009,11 +1009,8 @@ impl Engine {
     /// The global stages' share of the current event: the values of the slots they write, in
     /// stage order, then the findings as one JSON string (`Null` when none).
     fn stages_share(&self, findings: &[crate::graph::Finding]) -> Vec<Value> {
-        let mut v: Vec<Value> = self
-            .stage_slots()
-            .into_iter()
-            .map(|s| self.out[s].clone())
-            .collect();
+        let mut v: Vec<Value> = Vec::with_capacity(self.stage_slots.len() + 1);
+        v.extend(self.stage_slots.iter().map(|&s| self.out[s].clone()));
         v.push(if findings.is_empty() {
             Value::Null
         } else {
@@ -1026,7 +1023,7 @@ impl Engine {
     /// Fills the stages' slots of the current vector from their holder's share; the findings.
     /// `None`: the share does not fit this configuration.
     fn fill_stages(&mut self, share: &[Value]) -> Option<Vec<crate::graph::Finding>> {
-        let slots = self.stage_slots();
+        let slots = &self.stage_slots;
         if share.len() != slots.len() + 1 {
             return None;
         }
