@@ -736,8 +736,7 @@ pub async fn pump(st: AppState, node: Arc<Node>) {
                     // Nothing this node can do from its own state: it stops applying and refuses
                     // writes, instead of answering from a state that silently missed entries.
                     tracing::error!("cluster: {e}");
-                    st.shared.failed.store(true, Ordering::SeqCst);
-                    st.shared.ready.store(false, Ordering::SeqCst);
+                    st.shared.refuse_writes();
                     return;
                 }
                 Ok(Err(e)) => {

@@ -140,9 +140,18 @@ impl Server {
             None => core.decoder(),
         });
         let (tx, rx) = sync_channel(settings.queue_depth);
+        let core_shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name("argus-core".into())
-            .spawn(move || core.run(rx))
+            .spawn(move || {
+                // A panic outside the core's guarded steps (its idle work) ends the thread: the
+                // node then refuses writes, and a sharded node releases its leases.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.run(rx))).is_err()
+                {
+                    tracing::error!("the core thread panicked: refusing writes until restart");
+                    core_shared.refuse_writes();
+                }
+            })
             .map_err(|e| core::StartError::State(format!("starting the core thread: {e}")))?;
         let oidc = settings.oidc.clone().map(|c| Arc::new(oidc::Oidc::new(c)));
         let state = api::AppState {

@@ -30,7 +30,12 @@ use std::time::{Duration, Instant};
 
 /// A share on its way to the bucket: (event sequence number, partition, encoded values).
 /// A share to store: event, unit, bytes, and when the core handed it over.
-type Outgoing = (u64, u32, Vec<u8>, Instant);
+/// A share handed to the publisher: event, key, bytes, when, and its ticket (see
+/// [`Shard::flushed`]).
+type Outgoing = (u64, u32, Vec<u8>, Instant, u64);
+
+/// How long sharing a snapshot waits for the shares handed before it to be stored.
+const SNAPSHOT_FLUSH: Duration = Duration::from_secs(10);
 
 /// How long a listing of the node snapshots is used before another is made.
 const LISTING_FRESH: Duration = Duration::from_millis(500);
@@ -95,6 +100,14 @@ pub struct Shard {
     rt: tokio::runtime::Handle,
     shares: argus_cluster::Shares,
     got: Mutex<HashMap<(u64, u32), Vec<Value>>>,
+    /// Shares found stored but undecodable (another release wrote them): the core stops on one
+    /// instead of waiting for it for ever.
+    undecodable: Mutex<std::collections::HashSet<(u64, u32)>>,
+    /// The next ticket of a share handed to the publisher, and the tickets not stored yet: a
+    /// snapshot is shared only once every share handed before it is stored, or a node rebuilding
+    /// from it could wait for a share of an event the snapshot covers that nobody will store.
+    tickets: AtomicU64,
+    unstored: Arc<Mutex<std::collections::BTreeSet<u64>>>,
     arrived: Condvar,
     view: Mutex<View>,
     /// What the core holds now, for the ownership task to announce.
@@ -183,6 +196,9 @@ impl Shard {
             rt: tokio::runtime::Handle::current(),
             shares,
             got: Mutex::new(HashMap::new()),
+            undecodable: Mutex::new(Default::default()),
+            tickets: AtomicU64::new(0),
+            unstored: Arc::new(Mutex::new(Default::default())),
             arrived: Condvar::new(),
             view: Mutex::new(View::default()),
             held: Mutex::new(Vec::new()),
@@ -250,13 +266,14 @@ impl Shard {
         let rx = self.out_rx.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(rx) = rx {
             let shares = self.shares.clone();
-            self.rt.spawn(publisher(shares, rx));
+            self.rt.spawn(publisher(shares, rx, self.unstored.clone()));
         }
     }
 
     fn arrive(&self, seq: u64, p: u32, bytes: &[u8]) {
         let Ok(v) = bincode::deserialize::<Vec<Value>>(bytes) else {
             tracing::error!(seq, partition = p, "sharded: an undecodable share");
+            self.mark_undecodable(seq, p);
             return;
         };
         self.newest_seen.fetch_max(seq, Ordering::SeqCst);
@@ -281,6 +298,43 @@ impl Shard {
         self.arrived.notify_all();
     }
 
+    fn mark_undecodable(&self, seq: u64, p: u32) {
+        self.undecodable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((seq, p));
+        self.arrived.notify_all();
+    }
+
+    /// Whether the share stored under `<seq>.<p>` was found undecodable.
+    pub fn is_undecodable(&self, seq: u64, p: u32) -> bool {
+        self.undecodable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(seq, p))
+    }
+
+    /// Waits (up to `within`) until every share handed to the publisher so far is stored.
+    pub async fn flushed(&self, within: Duration) -> bool {
+        let upto = self.tickets.load(Ordering::SeqCst);
+        let start = Instant::now();
+        loop {
+            let first = self
+                .unstored
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .first()
+                .copied();
+            if first.is_none_or(|t| t >= upto) {
+                return true;
+            }
+            if start.elapsed() >= within {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Whether this node's shared snapshot holds partition `p`.
     pub fn shares_snapshot_of(&self, p: u32) -> bool {
         self.shared_held
@@ -300,6 +354,7 @@ impl Shard {
                 Ok(v) => Some(v),
                 Err(e) => {
                     tracing::error!(seq, partition = p, "sharded: an undecodable share: {e}");
+                    self.mark_undecodable(seq, p);
                     None
                 }
             },
@@ -356,7 +411,22 @@ impl Shard {
                 }
                 match bincode::serialize(v) {
                     Ok(b) => {
-                        let _ = self.out.send((seq, q as u32, b, Instant::now()));
+                        let t = self.tickets.fetch_add(1, Ordering::SeqCst);
+                        self.unstored
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(t);
+                        if self
+                            .out
+                            .send((seq, q as u32, b, Instant::now(), t))
+                            .is_err()
+                        {
+                            // No publisher any more (shutting down): nothing will store it.
+                            self.unstored
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .remove(&t);
+                        }
                     }
                     Err(e) => {
                         tracing::error!(seq, partition = q, "sharded: encoding a share: {e}")
@@ -758,6 +828,16 @@ impl Shard {
             Some(h) => (0..h.len() as u32).filter(|p| h[*p as usize]).collect(),
             None => (0..self.units as u32).collect(),
         };
+        // Every share of the events it covers must be stored first: a node rebuilding from it
+        // goes on from its record, and would wait for ever for a share this node never stored
+        // (it died with the share still queued, or stopped with it).
+        if !self.flushed(SNAPSHOT_FLUSH).await {
+            tracing::warn!(
+                record,
+                "sharded: shares handed before this snapshot are not all stored yet: not sharing it this time"
+            );
+            return;
+        }
         let at = argus_cluster::SharedSnapshot { cursor, record };
         match self
             .log
@@ -840,6 +920,10 @@ pub fn stages_share_pieces(head: &[Value]) -> Option<usize> {
     }
 }
 
+/// The most pieces a stages share is read in (4 GiB of findings at the default piece size): a head
+/// announcing more does not fit.
+pub const MAX_PIECES: usize = 16_384;
+
 /// The stages share put back together from its head and its pieces, in order; `None` when a piece
 /// is not one string.
 pub fn join_stages_share(mut head: Vec<Value>, pieces: &[Vec<Value>]) -> Option<Vec<Value>> {
@@ -893,19 +977,25 @@ fn slow_publish(seq: u64, p: u32, took: Duration) {
 async fn publisher(
     shares: argus_cluster::Shares,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
+    unstored: Arc<Mutex<std::collections::BTreeSet<u64>>>,
 ) {
     let limit = Arc::new(tokio::sync::Semaphore::new(256));
-    while let Some((seq, p, bytes, handed)) = rx.recv().await {
+    while let Some((seq, p, bytes, handed, ticket)) = rx.recv().await {
         let Ok(permit) = limit.clone().acquire_owned().await else {
             return;
         };
         let shares = shares.clone();
+        let unstored = unstored.clone();
         tokio::spawn(async move {
             let _permit = permit;
             // Retried for as long as it takes: the others wait for this share.
             for attempt in 0u32.. {
                 match shares.put(seq, p, bytes.clone()).await {
                     Ok(()) => {
+                        unstored
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&ticket);
                         // From the core's hand-over to the replicas' acknowledgement: the queue
                         // (at most 256 in flight) and the bucket's write.
                         let took = handed.elapsed();

@@ -374,6 +374,18 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The core can no longer accept writes (its log failed, the shared log has a gap, a panic
+    /// while changing state): refuse them, and on a node of a sharded cluster release every lease,
+    /// since this node publishes no more shares and the others would otherwise wait for it for
+    /// good while it renews its leases.
+    pub fn refuse_writes(&self) {
+        if let Some(s) = self.shard.get() {
+            s.core_failed.store(true, Ordering::SeqCst);
+        }
+        self.failed.store(true, Ordering::SeqCst);
+        self.ready.store(false, Ordering::SeqCst);
+    }
+
     /// Publishes the configuration's overload treatment to the HTTP handlers.
     pub fn publish_overload(&self, cfg: &argus_engine::Config) {
         let v = cfg
@@ -598,8 +610,7 @@ fn syncer(rx: Receiver<SyncJob>, shared: Arc<Shared>) {
             m::observe(m::COMMIT_SECONDS, t.elapsed().as_secs_f64());
         }
         if !synced {
-            shared.failed.store(true, Ordering::SeqCst);
-            shared.ready.store(false, Ordering::SeqCst);
+            shared.refuse_writes();
         }
         for j in jobs {
             let committed = synced && j.ok;
@@ -947,12 +958,8 @@ impl Core {
     }
 
     fn fail(&mut self, why: String) {
-        if let Some(s) = self.shard() {
-            // Its shares stop: its leases must pass to nodes that will publish them.
-            s.core_failed.store(true, Ordering::SeqCst);
-        }
-        self.shared.failed.store(true, Ordering::SeqCst);
-        self.shared.ready.store(false, Ordering::SeqCst);
+        // Its shares stop: its leases must pass to nodes that will publish them.
+        self.shared.refuse_writes();
         self.failed = Some(why);
     }
 

@@ -209,6 +209,20 @@ impl Core {
     ) -> Result<Got, Answer> {
         let mut said = Instant::now();
         loop {
+            // The core failed part-way through the run, or the node is stopping: the events
+            // after it are not waited for (each would wait a step for nothing).
+            if self.failed.is_some() || shard.stopping.load(Ordering::SeqCst) {
+                let why = format!("stopping while waiting for partition {p}'s share");
+                if self.failed.is_none() {
+                    self.fail(why.clone());
+                }
+                return Err(error(Failure::Unavailable, "not_accepting_writes", why));
+            }
+            if shard.is_undecodable(b.seq, key) {
+                let why = format!("partition {p}'s share of event {} (key {key}) does not decode: every node must run the same release", b.seq);
+                self.fail(why.clone());
+                return Err(error(Failure::Internal, "shard_mismatch", why));
+            }
             if said.elapsed() >= Duration::from_secs(5) {
                 said = Instant::now();
                 let view = shard.view();
@@ -229,11 +243,6 @@ impl Core {
             let step = if self.rebuilding(p) { 20 } else { 200 };
             if let Some(v) = shard.wait(b.seq, key, Duration::from_millis(step)) {
                 return Ok(Got::Stored(v));
-            }
-            if shard.stopping.load(Ordering::SeqCst) {
-                let why = format!("stopping while waiting for partition {p}'s share");
-                self.fail(why.clone());
-                return Err(error(Failure::Unavailable, "not_accepting_writes", why));
             }
             if shard.view().owned.contains(&(p as u32)) && !rebuilt.holds(p) && self.rebuild_due(p)
             {
@@ -279,6 +288,11 @@ impl Core {
         let Some(k) = crate::shard::stages_share_pieces(&head) else {
             return Ok(head);
         };
+        if k > crate::shard::MAX_PIECES {
+            let why = format!("the stages' share of event {} announces {k} pieces: every node must run the same release", b.seq);
+            self.fail(why.clone());
+            return Err(error(Failure::Internal, "shard_mismatch", why));
+        }
         let mut pieces = Vec::with_capacity(k);
         for i in 0..k {
             let key = (p + 1 + i) as u32;
