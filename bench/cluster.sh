@@ -28,6 +28,9 @@
 #    SH_GRAPH=1 adds the entity graph of examples/simulator/graph.toml: one node (the global stages'
 #    worker) runs it and shares each event's graph features (docs/cluster.md).
 #
+# Both saturated three-entry runs (2 and 5) print the CPU time per accepted event of the Argus nodes,
+# the NATS servers and the rest of the box (from /proc, read before and after the run).
+#
 # Every wrk run is checked: the events the cluster accepted (any node's argus_events_total: every node
 # applies every entry) equal the requests wrk counted, with no duplicate. Everything shares this
 # machine's cores (wrk, three NATS servers, three Argus nodes): the figures are the costs of the path,
