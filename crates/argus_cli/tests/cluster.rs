@@ -421,6 +421,36 @@ fn embedded_run_with(
     (clean.digest(), findings(&clean), clean.data.clone())
 }
 
+/// Sharded nodes against an embedded node fed `order` under `config` (which makes findings): every
+/// decision as acknowledged (`acked`), every node's findings (`found`) as the embedded node's —
+/// the worker shared them —, each unit (a partition, or the stages) on the node holding it equal
+/// to the embedded node's, and the rest of the state the same everywhere (`digests`).
+fn sharded_as_embedded(
+    dir: &Path,
+    order: &[String],
+    by_id: &HashMap<String, String>,
+    acked: &HashMap<String, Value>,
+    config: &Path,
+    found: &[Value],
+    digests: &[Value],
+) {
+    let (clean, clean_found, _) = embedded_run_with(dir, order, by_id, acked, config);
+    assert!(
+        clean_found["findings"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty()),
+        "the run must make findings: {clean_found}"
+    );
+    for (i, f) in found.iter().enumerate() {
+        assert_eq!(
+            without_seq(f),
+            without_seq(&clean_found),
+            "node {i}'s findings"
+        );
+    }
+    units_equal(digests, &clean);
+}
+
 /// A node's findings (the graph detectors', newest first; without `[graph]`, the refusal).
 fn findings(n: &Node) -> Value {
     http(&n.addr, "GET", "/v1/findings?limit=1000", "")
@@ -795,24 +825,7 @@ fn failover_under_load(sharded: bool, rounds: usize, per_round: usize) {
     // The state equals an uninterrupted run of the same events in the same order (the decisions
     // too: the embedded run checks each against the acknowledged one).
     if sharded {
-        // Each unit (a partition, or the stages) on the node holding it equals the embedded
-        // node's, and the rest of the state is the same everywhere.
-        let (clean, clean_found, _) = embedded_run_with(dir.path(), &order, &by_id, &acked, &graph);
-        // Every node stored the findings the worker shared, as the embedded node made them.
-        assert!(
-            clean_found["findings"]
-                .as_array()
-                .is_some_and(|f| !f.is_empty()),
-            "the run must make findings: {clean_found}"
-        );
-        for (i, f) in found.iter().enumerate() {
-            assert_eq!(
-                without_seq(f),
-                without_seq(&clean_found),
-                "node {i}'s findings"
-            );
-        }
-        units_equal(&digests, &clean);
+        sharded_as_embedded(dir.path(), &order, &by_id, &acked, &graph, &found, &digests);
     } else {
         let clean = embedded_run(dir.path(), &order, &by_id, &acked);
         assert_eq!(clean["state_digest"], digests[0]["state_digest"]);
@@ -953,23 +966,7 @@ fn a_stages_worker_dying_between_a_shares_head_and_its_pieces_is_taken_over() {
     for n in &nodes[1..] {
         assert_eq!(logged_ids(&n.data), order, "the nodes' logs differ");
     }
-    let (clean, clean_found, _) = embedded_run_with(dir.path(), &order, &by_id, &acked, &graph);
-    assert!(
-        clean_found["findings"]
-            .as_array()
-            .is_some_and(|f| !f.is_empty()),
-        "the run must make findings: {clean_found}"
-    );
-    for (i, f) in found.iter().enumerate() {
-        // The worker was down while the others stored the late events' findings; it made its own
-        // when it replayed them.
-        assert_eq!(
-            without_seq(f),
-            without_seq(&clean_found),
-            "node {i}'s findings"
-        );
-    }
-    units_equal(&digests, &clean);
+    sharded_as_embedded(dir.path(), &order, &by_id, &acked, &graph, &found, &digests);
     eprintln!(
         "a worker dead between a share's head and its pieces: the late events were acknowledged within {} ms at most",
         longest.as_millis()
