@@ -973,6 +973,118 @@ fn a_stages_worker_dying_between_a_shares_head_and_its_pieces_is_taken_over() {
     );
 }
 
+/// A joining node wins a unit it cannot rebuild: the unit's holder, `c`, shares its snapshot
+/// rarely, and the joining node's log begins at the newer snapshot it started from, so no snapshot
+/// holding the unit is one its log continues from. While `c` lives it keeps serving the unit; once
+/// `c` is killed, only `a` and `b` (whose logs reach back) can rebuild it. The joining node declines
+/// it after five failed rebuilds, one of them takes it, and every event is decided as on one
+/// embedded node. (Before declines, the joining node kept the lease, and every event needing the
+/// unit waited for good.)
+#[test]
+fn a_unit_its_new_owner_cannot_rebuild_passes_to_a_member_that_can() {
+    let _serial = serial();
+    if !nats_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path());
+    let urls = nats.urls();
+    let graph = common::repo().join("examples/simulator/graph.toml");
+    let named = |name: &str| {
+        let data = dir.path().join(name);
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("cluster-node"), format!("{name}\n")).unwrap();
+        data
+    };
+    // A joining node's name that wins, among a, b, c and itself, a unit c wants among a, b, c.
+    let three: std::collections::BTreeSet<String> =
+        ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+    let (joiner, unit) = (0..)
+        .find_map(|i| {
+            let name = format!("j{i}");
+            let mut four = three.clone();
+            four.insert(name.clone());
+            (0..25u32)
+                .find(|&u| {
+                    argus_cluster::wanted_owner(&three, u) == Some("c")
+                        && argus_cluster::wanted_owner(&four, u) == Some(name.as_str())
+                })
+                .map(|u| (name, u))
+        })
+        .unwrap();
+    let env = [
+        ("ARGUS_CLUSTER_PARTITIONS", "24"),
+        ("ARGUS_CLUSTER_LEASE_TTL", "2s"),
+    ];
+    // c snapshots (and so shares) only when it takes units, not as events come.
+    let rare = [
+        ("ARGUS_CLUSTER_PARTITIONS", "24"),
+        ("ARGUS_CLUSTER_LEASE_TTL", "2s"),
+        ("ARGUS_SNAPSHOT_EVERY_EVENTS", "1000000"),
+        ("ARGUS_SNAPSHOT_INTERVAL", "1h"),
+    ];
+    let mut nodes: Vec<Node> = vec![
+        Node::start_env(&named("a"), Some(&urls), &graph, &env),
+        Node::start_env(&named("b"), Some(&urls), &graph, &env),
+        Node::start_env(&named("c"), Some(&urls), &graph, &rare),
+    ];
+    let mut rng = Rng(0xdec1_11e5);
+    let mut acked: HashMap<String, Value> = HashMap::new();
+    let mut by_id: HashMap<String, String> = HashMap::new();
+    settled_ownership(&nodes.iter().collect::<Vec<_>>());
+    let first = events(400, 0, "d", 60, &mut rng);
+    post_all(
+        &nodes.iter().collect::<Vec<_>>(),
+        &first,
+        &mut acked,
+        &mut by_id,
+    );
+    assert!(held(&nodes[2]).contains(&u64::from(unit)) || unit == 24);
+    // The joiner starts from the newest shared snapshot (a's or b's), newer than c's.
+    std::thread::sleep(Duration::from_secs(2));
+    nodes.push(Node::start_env(&named(&joiner), Some(&urls), &graph, &env));
+    let t = Instant::now();
+    while !owned(&nodes[3]).contains(&u64::from(unit)) {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{joiner} never won unit {unit}: {}",
+            nodes[3].status()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !held(&nodes[3]).contains(&u64::from(unit)),
+        "{joiner} could rebuild unit {unit}: the test's premise failed"
+    );
+    nodes[2].kill();
+    let live: Vec<&Node> = [0, 1, 3].iter().map(|&i| &nodes[i]).collect();
+    let more = events(60, 400, "d", 60, &mut rng);
+    let longest = post_all(&live, &more, &mut acked, &mut by_id);
+    let sets = settled_ownership(&live);
+    assert!(
+        !sets[2].contains(&u64::from(unit)),
+        "the joiner holds unit {unit}"
+    );
+    let declined = std::fs::read_to_string(nodes[3].data.with_extension("stderr"))
+        .unwrap_or_default()
+        .contains("declining the partition");
+    assert!(declined, "{joiner} never declined unit {unit}");
+    let len = log_len(&live);
+    caught_up(&live, len);
+    let digests = settled_digests(&live);
+    for n in &mut nodes {
+        n.kill();
+    }
+    let order = logged_ids(&nodes[0].data);
+    assert_eq!(order.len(), acked.len(), "every event logged once");
+    let (clean, _, _) = embedded_run_with(dir.path(), &order, &by_id, &acked, &graph);
+    units_equal(&digests, &clean);
+    eprintln!(
+        "unit {unit}, won by {joiner} which could not rebuild it, passed to a member that could: the longest event after c's kill took {} ms",
+        longest.as_millis()
+    );
+}
+
 #[test]
 fn without_the_log_a_fail_open_checkpoint_answers_degraded_and_the_others_refuse() {
     let _serial = serial();

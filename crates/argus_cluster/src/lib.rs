@@ -8,7 +8,7 @@
 
 mod ownership;
 mod shares;
-pub use ownership::{wanted_owner, Ownership};
+pub use ownership::{wanted_owner, wanted_owner_declining, Ownership};
 pub use shares::{share_key, stale_node_snapshots, NodeSnapshot, Shares};
 
 use async_nats::jetstream::{self, consumer, stream};

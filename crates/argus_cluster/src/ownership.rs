@@ -35,6 +35,11 @@ pub struct Ownership {
     /// Partition → (lease revision, when it was last renewed).
     held: BTreeMap<u32, (u64, Instant)>,
     draining: bool,
+    /// The partitions this node declines (it cannot rebuild them): announced as
+    /// `declines.<node>`, so that every node wants another member for them.
+    declined: BTreeSet<u32>,
+    /// Whether `declines.<node>` is in the bucket (to delete it when nothing is declined).
+    declines_out: bool,
 }
 
 /// Key of partition `p`'s lease.
@@ -55,6 +60,28 @@ pub fn wanted_owner(members: &BTreeSet<String>, p: u32) -> Option<&str> {
         })
         .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(a.1)))
         .map(|(_, m)| m)
+}
+
+/// [`wanted_owner`] among the members that do not decline partition `p` (`declines`: member →
+/// the partitions it declines); among all of them when every member declines it, so that a
+/// partition always has a wanted owner while there is a member.
+pub fn wanted_owner_declining<'a>(
+    members: &'a BTreeSet<String>,
+    declines: &BTreeMap<String, BTreeSet<u32>>,
+    p: u32,
+) -> Option<&'a str> {
+    let willing: BTreeSet<String> = members
+        .iter()
+        .filter(|m| !declines.get(*m).is_some_and(|d| d.contains(&p)))
+        .cloned()
+        .collect();
+    let from = if willing.is_empty() {
+        members
+    } else {
+        &willing
+    };
+    let w = wanted_owner(from, p)?;
+    members.get(w).map(String::as_str)
 }
 
 /// FNV-1a, then a 64-bit finalizer (SplitMix64's): stable across machines and releases.
@@ -92,6 +119,8 @@ impl crate::Log {
             ttl,
             held: BTreeMap::new(),
             draining: false,
+            declined: BTreeSet::new(),
+            declines_out: false,
         })
     }
 }
@@ -121,6 +150,43 @@ impl Ownership {
             let k = k.map_err(|e| self.err(e))?;
             if let Some(m) = k.strip_prefix("member.") {
                 out.insert(m.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Declines `partitions` from the next step on (replacing what was declined): this node cannot
+    /// serve them now (a sharded node that cannot rebuild one), so the others want another member
+    /// for them, and this node releases their leases. An empty set withdraws every decline.
+    pub fn set_declined(&mut self, partitions: BTreeSet<u32>) {
+        self.declined = partitions;
+    }
+
+    /// What each live member declines (`declines.<member>`; absent: nothing).
+    pub async fn declines(
+        &self,
+        members: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, BTreeSet<u32>>, Error> {
+        let mut out = BTreeMap::new();
+        let mut keys = self.kv.keys().await.map_err(|e| self.err(e))?;
+        let mut named = Vec::new();
+        while let Some(k) = keys.next().await {
+            let k = k.map_err(|e| self.err(e))?;
+            if let Some(m) = k.strip_prefix("declines.") {
+                if members.contains(m) {
+                    named.push((m.to_string(), k.clone()));
+                }
+            }
+        }
+        for (m, k) in named {
+            if let Some(v) = self.kv.get(&k).await.map_err(|e| self.err(e))? {
+                let set: BTreeSet<u32> = String::from_utf8_lossy(&v)
+                    .split(',')
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                if !set.is_empty() {
+                    out.insert(m, set);
+                }
             }
         }
         Ok(out)
@@ -159,9 +225,28 @@ impl Ownership {
                 }
             }
         }
+        if !self.declined.is_empty() && !self.draining {
+            let list: Vec<String> = self.declined.iter().map(u32::to_string).collect();
+            self.kv
+                .put(
+                    format!("declines.{}", self.node),
+                    Bytes::from(list.join(",")),
+                )
+                .await
+                .map_err(|e| self.err(e))?;
+            self.declines_out = true;
+        } else if self.declines_out {
+            self.kv
+                .delete(format!("declines.{}", self.node))
+                .await
+                .map_err(|e| self.err(e))?;
+            self.declines_out = false;
+        }
         let members = self.members().await?;
+        let declines = self.declines(&members).await?;
         for p in 0..self.partitions {
-            let mine = !self.draining && wanted_owner(&members, p) == Some(self.node.as_str());
+            let mine = !self.draining
+                && wanted_owner_declining(&members, &declines, p) == Some(self.node.as_str());
             match (self.held.get(&p).copied(), mine) {
                 (Some((rev, _)), false) => {
                     // Rebalancing: the partition's wanted owner is another node now.
@@ -252,6 +337,7 @@ impl Ownership {
                 .await;
         }
         let _ = self.kv.delete(self.holds_key(&self.node)).await;
+        let _ = self.kv.delete(format!("declines.{}", self.node)).await;
         self.kv
             .delete(self.member_key())
             .await
@@ -295,5 +381,39 @@ mod tests {
         assert!(moved > 30 && moved < 110, "{moved} of 256 moved");
         assert!(count.values().all(|&c| c > 50), "{count:?}");
         assert_eq!(wanted_owner(&BTreeSet::new(), 0), None);
+    }
+
+    #[test]
+    fn a_declined_partition_goes_to_the_next_member_unless_every_member_declines_it() {
+        let members: BTreeSet<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        for p in 0..24u32 {
+            let first = wanted_owner(&members, p).unwrap().to_string();
+            let none = BTreeMap::new();
+            assert_eq!(
+                wanted_owner_declining(&members, &none, p),
+                Some(first.as_str())
+            );
+            let one: BTreeMap<String, BTreeSet<u32>> =
+                [(first.clone(), [p].into())].into_iter().collect();
+            let rest: BTreeSet<String> = members.iter().filter(|m| **m != first).cloned().collect();
+            assert_eq!(
+                wanted_owner_declining(&members, &one, p),
+                wanted_owner(&rest, p),
+                "partition {p}"
+            );
+            // Declining another partition changes nothing for this one.
+            let other: BTreeMap<String, BTreeSet<u32>> =
+                [(first.clone(), [p + 1].into())].into_iter().collect();
+            assert_eq!(
+                wanted_owner_declining(&members, &other, p),
+                Some(first.as_str())
+            );
+            let all: BTreeMap<String, BTreeSet<u32>> =
+                members.iter().map(|m| (m.clone(), [p].into())).collect();
+            assert_eq!(
+                wanted_owner_declining(&members, &all, p),
+                Some(first.as_str())
+            );
+        }
     }
 }

@@ -142,3 +142,88 @@ async fn partitions_have_one_owner_through_joins_deaths_and_drains() {
         PARTITIONS as usize
     );
 }
+
+/// A node that declines a partition (a sharded node that cannot rebuild it) gives its lease up,
+/// and the member rendezvous hashing wants next among the others takes it; a partition every member
+/// declines stays with its first choice; withdrawing the decline brings it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_partition_passes_to_another_member_and_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_server, url)) = nats(dir.path()) else {
+        return;
+    };
+    let log = argus_cluster::Log::connect(&argus_cluster::Settings {
+        servers: vec![url],
+        stream: "declines".into(),
+        replicas: 1,
+        ack_timeout: Duration::from_secs(2),
+    })
+    .await
+    .unwrap();
+    let mut nodes = BTreeMap::new();
+    for n in ["n1", "n2", "n3"] {
+        nodes.insert(
+            n.to_string(),
+            log.ownership(n, PARTITIONS, TTL).await.unwrap(),
+        );
+    }
+    let live: BTreeSet<String> = nodes.keys().cloned().collect();
+    let owned = converge(&mut nodes, &live).await;
+    let p = *owned["n1"].first().expect("n1 owns a partition");
+    let others: BTreeSet<String> = ["n2", "n3"].iter().map(|s| s.to_string()).collect();
+    let next = argus_cluster::wanted_owner(&others, p).unwrap().to_string();
+
+    // Rounds until `p` is owned by `who` alone (checking one owner at most in every round).
+    async fn until_owned_by(
+        nodes: &mut BTreeMap<String, argus_cluster::Ownership>,
+        live: &BTreeSet<String>,
+        p: u32,
+        who: &str,
+    ) -> Duration {
+        let t = Instant::now();
+        loop {
+            let owned = round(nodes, live).await;
+            if owned[who].contains(&p) {
+                return t.elapsed();
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "{p} never passed to {who}: {owned:?}"
+            );
+            tokio::time::sleep(TTL / 3).await;
+        }
+    }
+
+    nodes
+        .get_mut("n1")
+        .unwrap()
+        .set_declined([p].into_iter().collect());
+    let took = until_owned_by(&mut nodes, &live, p, &next).await;
+    eprintln!("partition {p} declined by n1 passed to {next} in {took:?}");
+    // The rest did not move.
+    let after = round(&mut nodes, &live).await;
+    for (n, set) in &owned {
+        let mut want = set.clone();
+        want.remove(&p);
+        let mut got = after[n].clone();
+        got.remove(&p);
+        assert_eq!(got, want, "{n}'s other partitions moved");
+    }
+    assert!(!after["n1"].contains(&p));
+
+    // Every member declines it: it goes back to its first choice.
+    for n in ["n2", "n3"] {
+        nodes
+            .get_mut(n)
+            .unwrap()
+            .set_declined([p].into_iter().collect());
+    }
+    until_owned_by(&mut nodes, &live, p, "n1").await;
+
+    // The declines withdrawn: ownership is the plain rendezvous again.
+    for o in nodes.values_mut() {
+        o.set_declined(BTreeSet::new());
+    }
+    let back = converge(&mut nodes, &live).await;
+    assert_eq!(back, owned);
+}

@@ -103,6 +103,9 @@ pub struct Shard {
     /// Shares found stored but undecodable (another release wrote them): the core stops on one
     /// instead of waiting for it for ever.
     undecodable: Mutex<std::collections::HashSet<(u64, u32)>>,
+    /// Partitions this node declines until then (it cannot rebuild them): announced at each
+    /// ownership round, so that another member takes them.
+    declined: Mutex<std::collections::BTreeMap<u32, Instant>>,
     /// The next ticket of a share handed to the publisher, and the tickets not stored yet: a
     /// snapshot is shared only once every share handed before it is stored, or a node rebuilding
     /// from it could wait for a share of an event the snapshot covers that nobody will store.
@@ -197,6 +200,7 @@ impl Shard {
             shares,
             got: Mutex::new(HashMap::new()),
             undecodable: Mutex::new(Default::default()),
+            declined: Mutex::new(Default::default()),
             tickets: AtomicU64::new(0),
             unstored: Arc::new(Mutex::new(Default::default())),
             arrived: Condvar::new(),
@@ -296,6 +300,22 @@ impl Shard {
         }
         drop(g);
         self.arrived.notify_all();
+    }
+
+    /// Declines partition `p` for `for_` (see [`argus_cluster::Ownership::set_declined`]).
+    pub fn decline(&self, p: u32, for_: Duration) {
+        self.declined
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p, Instant::now() + for_);
+    }
+
+    /// The partitions declined now (expired declines dropped).
+    fn declined_now(&self) -> std::collections::BTreeSet<u32> {
+        let mut d = self.declined.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        d.retain(|_, until| *until > now);
+        d.keys().copied().collect()
     }
 
     fn mark_undecodable(&self, seq: u64, p: u32) {
@@ -688,6 +708,7 @@ impl Shard {
             if let Err(e) = own.announce(&held).await {
                 tracing::warn!("sharded: announcing the held partitions: {e}");
             }
+            own.set_declined(self.declined_now());
             let owned = match own.step().await {
                 Ok(o) => o,
                 Err(e) => {

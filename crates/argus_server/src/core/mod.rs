@@ -461,8 +461,9 @@ pub struct Core {
     stream_cursor: u64,
     /// Sharded: when the held partitions were last checked against ownership (and announced).
     shard_announced: Option<Instant>,
-    /// Sharded: partitions whose rebuild failed, and when (retried a second later).
-    rebuild_failures: HashMap<usize, Instant>,
+    /// Sharded: partitions whose rebuild failed, when last (retried a second later), and how many
+    /// times in a row (declined after `shard::DECLINE_AFTER`).
+    rebuild_failures: HashMap<usize, (Instant, u32)>,
     /// Sharded: rebuilds on threads of their own, each of one or more partitions from one restore.
     rebuilds: Vec<shard::RebuildJob>,
     /// A snapshot is wanted now (sharded: this node holds a partition no shared snapshot of it

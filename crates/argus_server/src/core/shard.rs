@@ -9,6 +9,10 @@ use events::{Live, LiveResult};
 
 /// A partition whose rebuild failed is tried again after this long.
 const REBUILD_RETRY: Duration = Duration::from_secs(1);
+/// A partition whose rebuild failed this many times in a row is declined ...
+const DECLINE_AFTER: u32 = 5;
+/// ... for this long: the other members want another owner for it meanwhile.
+const DECLINE_FOR: Duration = Duration::from_secs(60);
 /// A rebuild of a partition this node does not own any more is dropped after this long.
 const JOB_UNOWNED: Duration = Duration::from_secs(60);
 /// A finished rebuild further behind the log than this many records chases it on its thread again
@@ -400,7 +404,7 @@ impl Core {
     fn rebuild_due(&self, p: usize) -> bool {
         self.rebuild_failures
             .get(&p)
-            .is_none_or(|at| at.elapsed() >= REBUILD_RETRY)
+            .is_none_or(|(at, _)| at.elapsed() >= REBUILD_RETRY)
     }
 
     fn rebuild_not_yet(&mut self, p: usize, e: NotYet) {
@@ -415,7 +419,23 @@ impl Core {
                     partition = p,
                     "sharded: cannot rebuild the partition yet: {e}"
                 );
-                self.rebuild_failures.insert(p, Instant::now());
+                let n = self.rebuild_failures.get(&p).map_or(0, |(_, n)| *n) + 1;
+                if n >= DECLINE_AFTER {
+                    // Another member may have the log this node lacks (it started from a newer
+                    // shared snapshot than the partition's last one): let it take the partition.
+                    if let Some(shard) = self.shard() {
+                        tracing::warn!(
+                            partition = p,
+                            failures = n,
+                            seconds = DECLINE_FOR.as_secs(),
+                            "sharded: declining the partition, which this node cannot rebuild: another member takes it"
+                        );
+                        shard.decline(p as u32, DECLINE_FOR);
+                    }
+                    self.rebuild_failures.insert(p, (Instant::now(), 0));
+                } else {
+                    self.rebuild_failures.insert(p, (Instant::now(), n));
+                }
             }
         }
     }
