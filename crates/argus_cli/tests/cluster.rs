@@ -842,13 +842,17 @@ fn failover_under_load(sharded: bool, rounds: usize, per_round: usize) {
     );
 }
 
-/// Waits until one of `files` (nodes' stderr) has a line holding every one of `needles`.
+/// Waits until one of `files` (nodes' stderr) has a line holding every one of `needles` (each line
+/// is read with a space after it, so that `"partition=4 "` matches a last field).
 fn wait_for_line(files: &[PathBuf], needles: &[&str], within: Duration) -> bool {
     let t = Instant::now();
     while t.elapsed() < within {
         for f in files {
             let text = std::fs::read_to_string(f).unwrap_or_default();
-            if text.lines().any(|l| needles.iter().all(|n| l.contains(n))) {
+            if text
+                .lines()
+                .any(|l| needles.iter().all(|n| format!("{l} ").contains(n)))
+            {
                 return true;
             }
         }
@@ -1052,23 +1056,35 @@ fn a_unit_its_new_owner_cannot_rebuild_passes_to_a_member_that_can() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The premise: the joiner tried and could not rebuild it (c still serves it meanwhile).
+    let joiner_log = nodes[3].data.with_extension("stderr");
     assert!(
-        !held(&nodes[3]).contains(&u64::from(unit)),
-        "{joiner} could rebuild unit {unit}: the test's premise failed"
+        wait_for_line(
+            std::slice::from_ref(&joiner_log),
+            &[
+                "cannot rebuild the partition yet",
+                &format!("partition={unit} ")
+            ],
+            Duration::from_secs(30)
+        ),
+        "{joiner} never failed to rebuild unit {unit}: {}",
+        nodes[3].status()
     );
     nodes[2].kill();
     let live: Vec<&Node> = [0, 1, 3].iter().map(|&i| &nodes[i]).collect();
     let more = events(60, 400, "d", 60, &mut rng);
     let longest = post_all(&live, &more, &mut acked, &mut by_id);
-    let sets = settled_ownership(&live);
+    // (Once the decline lapses, 60 s on, the joiner may win the unit back and rebuild it from a
+    // newer snapshot: who holds it at the end is not asserted.)
+    settled_ownership(&live);
     assert!(
-        !sets[2].contains(&u64::from(unit)),
-        "the joiner holds unit {unit}"
+        wait_for_line(
+            std::slice::from_ref(&joiner_log),
+            &["declining the partition", &format!("partition={unit} ")],
+            Duration::from_secs(1)
+        ),
+        "{joiner} never declined unit {unit}"
     );
-    let declined = std::fs::read_to_string(nodes[3].data.with_extension("stderr"))
-        .unwrap_or_default()
-        .contains("declining the partition");
-    assert!(declined, "{joiner} never declined unit {unit}");
     let len = log_len(&live);
     caught_up(&live, len);
     let digests = settled_digests(&live);

@@ -120,7 +120,9 @@ impl crate::Log {
             held: BTreeMap::new(),
             draining: false,
             declined: BTreeSet::new(),
-            declines_out: false,
+            // A node restarted under the same name within the time to live may have left one:
+            // deleted at the first step.
+            declines_out: true,
         })
     }
 }

@@ -310,6 +310,14 @@ impl Shard {
             .insert(p, Instant::now() + for_);
     }
 
+    /// Withdraws a decline of partition `p` (this node rebuilt it after all).
+    pub fn undecline(&self, p: u32) {
+        self.declined
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&p);
+    }
+
     /// The partitions declined now (expired declines dropped).
     fn declined_now(&self) -> std::collections::BTreeSet<u32> {
         let mut d = self.declined.lock().unwrap_or_else(|e| e.into_inner());

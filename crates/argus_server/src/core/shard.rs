@@ -213,14 +213,14 @@ impl Core {
     ) -> Result<Got, Answer> {
         let mut said = Instant::now();
         loop {
-            // The core failed part-way through the run, or the node is stopping: the events
-            // after it are not waited for (each would wait a step for nothing).
-            if self.failed.is_some() || shard.stopping.load(Ordering::SeqCst) {
-                let why = format!("stopping while waiting for partition {p}'s share");
-                if self.failed.is_none() {
-                    self.fail(why.clone());
-                }
-                return Err(error(Failure::Unavailable, "not_accepting_writes", why));
+            // The core failed part-way through the run: the events after it are not waited for
+            // (each would wait a step for nothing).
+            if let Some(why) = &self.failed {
+                return Err(error(
+                    Failure::Unavailable,
+                    "not_accepting_writes",
+                    format!("{why}; restart the server (it recovers from the log)"),
+                ));
             }
             if shard.is_undecodable(b.seq, key) {
                 let why = format!("partition {p}'s share of event {} (key {key}) does not decode: every node must run the same release", b.seq);
@@ -247,6 +247,13 @@ impl Core {
             let step = if self.rebuilding(p) { 20 } else { 200 };
             if let Some(v) = shard.wait(b.seq, key, Duration::from_millis(step)) {
                 return Ok(Got::Stored(v));
+            }
+            // Stopping (10 s after SIGTERM): an event still waiting gives up, not one whose
+            // shares are there.
+            if shard.stopping.load(Ordering::SeqCst) {
+                let why = format!("stopping while waiting for partition {p}'s share");
+                self.fail(why.clone());
+                return Err(error(Failure::Unavailable, "not_accepting_writes", why));
             }
             if shard.view().owned.contains(&(p as u32)) && !rebuilt.holds(p) && self.rebuild_due(p)
             {
@@ -524,6 +531,8 @@ impl Core {
             m::observe(m::SHARD_REBUILD_CORE_SECONDS, core.as_secs_f64());
             for q in &parts {
                 self.rebuild_failures.remove(q);
+                // Rebuilt after all (a retry before the decline took effect): held here now.
+                shard.undecline(*q as u32);
             }
             tracing::info!(
                 partitions = ?parts,
@@ -756,8 +765,6 @@ impl From<String> for NotYet {
     }
 }
 
-/// Partitions rebuilt during a run: their engines (adopted after the run), each with the
-/// partitions it brings, and their shares of the run's events, by (partition, sequence number).
 /// A unit's share of an event, as [`Core::await_share`] found it.
 enum Got {
     /// Stored under the key asked for (by the unit's holder).
@@ -766,6 +773,8 @@ enum Got {
     Rebuilt(Vec<Value>),
 }
 
+/// Partitions rebuilt during a run: their engines (adopted after the run), each with the
+/// partitions it brings, and their shares of the run's events, by (partition, sequence number).
 #[derive(Default)]
 struct Rebuilt {
     engines: Vec<(Vec<usize>, Engine)>,
