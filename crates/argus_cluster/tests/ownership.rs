@@ -66,15 +66,17 @@ async fn converge(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partitions_have_one_owner_through_joins_deaths_and_drains() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some((_server, url)) = nats(dir.path()) else {
-        return;
-    };
+/// A log on the server at `url` (stream `stream`, one replica) and three owners of it, n1 to n3.
+async fn three_owners(
+    url: String,
+    stream: &str,
+) -> (
+    argus_cluster::Log,
+    BTreeMap<String, argus_cluster::Ownership>,
+) {
     let log = argus_cluster::Log::connect(&argus_cluster::Settings {
         servers: vec![url],
-        stream: "owners".into(),
+        stream: stream.into(),
         replicas: 1,
         ack_timeout: Duration::from_secs(2),
     })
@@ -87,6 +89,16 @@ async fn partitions_have_one_owner_through_joins_deaths_and_drains() {
             log.ownership(n, PARTITIONS, TTL).await.unwrap(),
         );
     }
+    (log, nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_have_one_owner_through_joins_deaths_and_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_server, url)) = nats(dir.path()) else {
+        return;
+    };
+    let (log, mut nodes) = three_owners(url, "owners").await;
     let mut live: BTreeSet<String> = nodes.keys().cloned().collect();
     let owned = converge(&mut nodes, &live).await;
     // Each of three nodes has a share (rendezvous is not perfectly even on 24 partitions).
@@ -152,21 +164,7 @@ async fn a_declined_partition_passes_to_another_member_and_comes_back() {
     let Some((_server, url)) = nats(dir.path()) else {
         return;
     };
-    let log = argus_cluster::Log::connect(&argus_cluster::Settings {
-        servers: vec![url],
-        stream: "declines".into(),
-        replicas: 1,
-        ack_timeout: Duration::from_secs(2),
-    })
-    .await
-    .unwrap();
-    let mut nodes = BTreeMap::new();
-    for n in ["n1", "n2", "n3"] {
-        nodes.insert(
-            n.to_string(),
-            log.ownership(n, PARTITIONS, TTL).await.unwrap(),
-        );
-    }
+    let (_log, mut nodes) = three_owners(url, "declines").await;
     let live: BTreeSet<String> = nodes.keys().cloned().collect();
     let owned = converge(&mut nodes, &live).await;
     let p = *owned["n1"].first().expect("n1 owns a partition");
