@@ -164,23 +164,24 @@ impl Ownership {
         self.declined = partitions;
     }
 
-    /// What each live member declines (`declines.<member>`; absent: nothing).
-    pub async fn declines(
+    /// The live members (as [`members`](Self::members)) and what each declines
+    /// (`declines.<member>`; absent: nothing), from one listing of the bucket.
+    pub async fn members_and_declines(
         &self,
-        members: &BTreeSet<String>,
-    ) -> Result<BTreeMap<String, BTreeSet<u32>>, Error> {
-        let mut out = BTreeMap::new();
+    ) -> Result<(BTreeSet<String>, BTreeMap<String, BTreeSet<u32>>), Error> {
+        let mut members = BTreeSet::new();
+        let mut declining = Vec::new();
         let mut keys = self.kv.keys().await.map_err(|e| self.err(e))?;
-        let mut named = Vec::new();
         while let Some(k) = keys.next().await {
             let k = k.map_err(|e| self.err(e))?;
-            if let Some(m) = k.strip_prefix("declines.") {
-                if members.contains(m) {
-                    named.push((m.to_string(), k.clone()));
-                }
+            if let Some(m) = k.strip_prefix("member.") {
+                members.insert(m.to_string());
+            } else if let Some(m) = k.strip_prefix("declines.") {
+                declining.push((m.to_string(), k.clone()));
             }
         }
-        for (m, k) in named {
+        let mut out = BTreeMap::new();
+        for (m, k) in declining.into_iter().filter(|(m, _)| members.contains(m)) {
             if let Some(v) = self.kv.get(&k).await.map_err(|e| self.err(e))? {
                 let set: BTreeSet<u32> = String::from_utf8_lossy(&v)
                     .split(',')
@@ -191,7 +192,7 @@ impl Ownership {
                 }
             }
         }
-        Ok(out)
+        Ok((members, out))
     }
 
     /// Every partition's owner as the bucket says (absent: no owner now).
@@ -244,8 +245,7 @@ impl Ownership {
                 .map_err(|e| self.err(e))?;
             self.declines_out = false;
         }
-        let members = self.members().await?;
-        let declines = self.declines(&members).await?;
+        let (members, declines) = self.members_and_declines().await?;
         for p in 0..self.partitions {
             let mine = !self.draining
                 && wanted_owner_declining(&members, &declines, p) == Some(self.node.as_str());

@@ -28,8 +28,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// A share on its way to the bucket: (event sequence number, partition, encoded values).
-/// A share to store: event, unit, bytes, and when the core handed it over.
 /// A share handed to the publisher: event, key, bytes, when, and its ticket (see
 /// [`Shard::flushed`]).
 type Outgoing = (u64, u32, Vec<u8>, Instant, u64);
@@ -424,12 +422,12 @@ impl Shard {
                 true => split_stages_share(*p, v, self.share_chunk),
                 false => None,
             };
-            let parts: Vec<(usize, &Vec<Value>)> = match &pieces {
-                Some(pieces) => pieces.iter().map(|(q, v)| (*q, v)).collect(),
-                None => vec![(*p, v)],
+            let Some(pieces) = pieces else {
+                self.hand(seq, *p, v);
+                continue;
             };
-            for (q, v) in parts {
-                if self.head_only && q > *p {
+            for (q, v) in &pieces {
+                if self.head_only && q > p {
                     tracing::warn!(
                         seq,
                         piece = q,
@@ -437,30 +435,31 @@ impl Shard {
                     );
                     continue;
                 }
-                match bincode::serialize(v) {
-                    Ok(b) => {
-                        let t = self.tickets.fetch_add(1, Ordering::SeqCst);
-                        self.unstored
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(t);
-                        if self
-                            .out
-                            .send((seq, q as u32, b, Instant::now(), t))
-                            .is_err()
-                        {
-                            // No publisher any more (shutting down): nothing will store it.
-                            self.unstored
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .remove(&t);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(seq, partition = q, "sharded: encoding a share: {e}")
-                    }
-                }
+                self.hand(seq, *q, v);
             }
+        }
+    }
+
+    /// Encodes one value to store under `<seq>.<key>` and hands it to the publisher, with a
+    /// ticket (see [`flushed`](Self::flushed)).
+    fn hand(&self, seq: u64, key: usize, v: &[Value]) {
+        let b = match bincode::serialize(v) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(seq, partition = key, "sharded: encoding a share: {e}");
+                return;
+            }
+        };
+        let t = self.tickets.fetch_add(1, Ordering::SeqCst);
+        let mut unstored = self.unstored.lock().unwrap_or_else(|e| e.into_inner());
+        unstored.insert(t);
+        if self
+            .out
+            .send((seq, key as u32, b, Instant::now(), t))
+            .is_err()
+        {
+            // No publisher any more (shutting down): nothing will store it.
+            unstored.remove(&t);
         }
     }
 
