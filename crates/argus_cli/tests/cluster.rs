@@ -122,10 +122,17 @@ struct Nats {
     client: Vec<u16>,
     route: Vec<u16>,
     procs: Vec<Option<Child>>,
+    /// The servers' `max_payload`: the most bytes one message may carry.
+    max_payload: String,
 }
 
 impl Nats {
     fn start(dir: &Path) -> Nats {
+        Self::start_limited(dir, "8MB")
+    }
+
+    /// Three servers whose messages carry at most `max_payload` (e.g. `64KB`).
+    fn start_limited(dir: &Path, max_payload: &str) -> Nats {
         let client: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let route: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let mut n = Nats {
@@ -133,6 +140,7 @@ impl Nats {
             client,
             route,
             procs: vec![None, None, None],
+            max_payload: max_payload.to_string(),
         };
         for i in 0..3 {
             n.up(i);
@@ -149,8 +157,9 @@ impl Nats {
             .map(|p| format!("nats-route://127.0.0.1:{p}"))
             .collect();
         let conf = format!(
-            "server_name: n{i}\nlisten: 127.0.0.1:{}\nmax_payload: 8MB\njetstream {{ store_dir: \"{}\", max_mem: 64MB, max_file: 2GB }}\ncluster {{ name: argus-test, listen: 127.0.0.1:{}, routes: [{}] }}\n",
+            "server_name: n{i}\nlisten: 127.0.0.1:{}\nmax_payload: {}\njetstream {{ store_dir: \"{}\", max_mem: 64MB, max_file: 2GB }}\ncluster {{ name: argus-test, listen: 127.0.0.1:{}, routes: [{}] }}\n",
             self.client[i],
+            self.max_payload,
             store.display(),
             self.route[i],
             routes.join(", ")
@@ -1097,6 +1106,75 @@ fn a_unit_its_new_owner_cannot_rebuild_passes_to_a_member_that_can() {
     units_equal(&digests, &clean);
     eprintln!(
         "unit {unit}, won by {joiner} which could not rebuild it, passed to a member that could: the longest event after c's kill took {} ms",
+        longest.as_millis()
+    );
+}
+
+/// A partition's share holds every string its features read whole: three `last_value` features
+/// of one 40 KB text field by the same account make a share of 120 KB, while the event itself
+/// (its log entry) is 40 KB. With NATS servers whose `max_payload` is 64 KB, that share cannot be
+/// stored as one value: before shares were cut into pieces, its store was refused and retried for
+/// ever, and every node that needed it stopped at that event for good. Now it crosses in pieces
+/// (at most half the servers' `max_payload` each), and the nodes decide as one embedded node.
+#[test]
+fn a_partition_share_over_the_servers_max_payload_crosses_in_pieces() {
+    let _serial = serial();
+    if !nats_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start_limited(dir.path(), "64KB");
+    let urls = nats.urls();
+    let config = dir.path().join("argus.toml");
+    let mut toml = format!(
+        "include = [\"{}\"]\n[[event_types]]\nname = \"note.post\"\n[event_types.fields]\nbody = {{ type = \"string\", max_len = 40000 }}\n",
+        common::repo().join("examples/simulator/graph.toml").display()
+    );
+    for i in 0..3 {
+        toml.push_str(&format!("[[features]]\nname = \"user_last_note_{i}\"\nkind = \"last_value\"\nevents = [\"note.post\"]\nkey = [\"actor\"]\nvalue = \"body\"\n"));
+    }
+    std::fs::write(&config, toml).unwrap();
+    let nodes: Vec<Node> = ["a", "b"]
+        .iter()
+        .map(|name| sharded_node(&dir.path().join(name), &urls, &config))
+        .collect();
+    let live: Vec<&Node> = nodes.iter().collect();
+    settled_ownership(&live);
+    let mut rng = Rng(0x9a7_10ad);
+    let mut evs = events(120, 0, "m", 20, &mut rng);
+    // Notes of 40,000 bytes by a few of the same accounts, among the other events.
+    let t0 = 1_795_000_000_000i64;
+    for i in 0..12usize {
+        let body: String = (0..40_000)
+            .map(|j| char::from(b'a' + ((i * 7 + j) % 26) as u8))
+            .collect();
+        let note = json!({"id": format!("note-{i}"), "type": "note.post",
+            "time": argus_event::time::format_rfc3339(t0 + (i as i64 * 10 + 5) * 1_500),
+            "actor": format!("m{}", i % 4), "data": {"body": body}})
+        .to_string();
+        evs.insert(i * 10 + 5, note);
+    }
+    let mut acked: HashMap<String, Value> = HashMap::new();
+    let mut by_id: HashMap<String, String> = HashMap::new();
+    let longest = post_all(&live, &evs, &mut acked, &mut by_id);
+    // The premise: shares were too large for one message, and were stored in pieces.
+    let pieced: f64 = live
+        .iter()
+        .map(|n| metric(n, "argus_shard_shares_in_pieces_total"))
+        .sum();
+    assert!(pieced >= 12.0, "{pieced} shares stored in pieces");
+    let len = log_len(&live);
+    caught_up(&live, len);
+    let digests = settled_digests(&live);
+    drop(live);
+    drop(nodes);
+    let order = logged_ids(&dir.path().join("a"));
+    assert_eq!(order.len(), acked.len(), "every event logged once");
+    // Every decision as acknowledged, and every unit as the embedded node's.
+    let (clean, _, _) = embedded_run_with(dir.path(), &order, &by_id, &acked, &config);
+    units_equal(&digests, &clean);
+    eprintln!(
+        "{pieced} shares crossed in pieces under a 64 KB max_payload; the longest event took {} ms",
         longest.as_millis()
     );
 }

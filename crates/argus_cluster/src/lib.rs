@@ -116,6 +116,22 @@ pub struct SharedSnapshot {
 const SNAPSHOT_OBJECT: &str = "snapshot";
 
 impl Log {
+    /// The most bytes one message may carry (`max_payload`), as the server this node is connected
+    /// to announced it; 0 before the first connection.
+    pub fn max_payload(&self) -> usize {
+        self.js.client().server_info().max_payload
+    }
+
+    /// The chunk size of the snapshot objects this node writes: the object store's default
+    /// (128 KiB) unless the servers' `max_payload` is smaller than twice that — a chunk over it
+    /// is refused, and no snapshot could be shared.
+    pub(crate) fn object_chunk(&self) -> Option<usize> {
+        match self.max_payload() {
+            0 => None,
+            n => Some((n / 2).clamp(1024, 128 * 1024)),
+        }
+    }
+
     /// Connects (retrying the servers in turn until one answers) and creates the stream if it is not
     /// there yet. An existing stream keeps its configuration.
     pub async fn connect(s: &Settings) -> Result<Log, Error> {
@@ -250,6 +266,7 @@ impl Log {
                 jetstream::object_store::ObjectMetadata {
                     name: SNAPSHOT_OBJECT.into(),
                     description: Some(format!("{} {}", at.cursor, at.record)),
+                    chunk_size: self.object_chunk(),
                     ..Default::default()
                 },
                 &mut reader,

@@ -124,6 +124,7 @@ impl Log {
                 jetstream::object_store::ObjectMetadata {
                     name: format!("node.{node}"),
                     description: Some(format!("{} {} {}", at.cursor, at.record, held.join(","))),
+                    chunk_size: self.object_chunk(),
                     ..Default::default()
                 },
                 &mut reader,

@@ -296,15 +296,21 @@ pub async fn serve(
                 } else {
                     String::new()
                 };
-                log.check_shape(&format!(
+                let shape = format!(
                     "partitions={n}{units_shape} schema={:016x} features={:016x} secret={:016x}",
                     cfg.schema.fingerprint(),
                     cfg.features.fingerprint(),
                     cfg.secret_fingerprint
-                ))
+                );
+                patiently("checking the cluster's shape", || log.check_shape(&shape)).await?;
+                let s = patiently("opening the shares' bucket", || {
+                    shard::Shard::connect(log.clone(), name.clone(), n, units)
+                })
                 .await?;
-                let s = shard::Shard::connect(log.clone(), name.clone(), n, units).await?;
-                let own = log.ownership(&name, units as u32, c.lease_ttl()).await?;
+                let own = patiently("opening the owners' bucket", || {
+                    log.ownership(&name, units as u32, c.lease_ttl())
+                })
+                .await?;
                 if units > n {
                     eprintln!("argus: sharded cluster node `{name}`: {n} partitions, and the global stages as unit {n}");
                 } else {
@@ -503,5 +509,33 @@ async fn stop_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+/// `f`, tried again every half second for up to a minute while it fails in a way that passes:
+/// JetStream answers "no responders" or times out while a cluster that just started (or lost a
+/// server) elects the leaders of its buckets. A node started then waits instead of exiting.
+/// What cannot pass (another cluster's shape, a refused connection) is returned at once.
+async fn patiently<T, Fut>(
+    what: &str,
+    mut f: impl FnMut() -> Fut,
+) -> Result<T, argus_cluster::Error>
+where
+    Fut: std::future::Future<Output = Result<T, argus_cluster::Error>>,
+{
+    let mut tries = 0;
+    loop {
+        match f().await {
+            Err(
+                e @ (argus_cluster::Error::Read(_)
+                | argus_cluster::Error::Append(_)
+                | argus_cluster::Error::AckTimeout(_)),
+            ) if tries < 120 => {
+                tries += 1;
+                tracing::warn!("{what}: {e}; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            r => return r,
+        }
     }
 }

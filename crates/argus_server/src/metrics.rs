@@ -67,6 +67,9 @@ pub const SHARD_PUBLISH_SECONDS: &str = "argus_shard_publish_seconds";
 /// from it (it is catching up before taking part in ownership, or another node owns and holds the
 /// partition).
 pub const SHARD_SHARES_SKIPPED: &str = "argus_shard_shares_skipped_total";
+/// Sharded: shares stored in pieces (their encoding took more than a piece: `SHARE_CHUNK`, at most
+/// half the servers' `max_payload`).
+pub const SHARD_SHARES_IN_PIECES: &str = "argus_shard_shares_in_pieces_total";
 /// Sharded: attempts to store a share that failed (each is retried until it is stored).
 pub const SHARD_PUBLISH_FAILURES: &str = "argus_shard_publish_failures_total";
 /// Sharded: snapshot objects of gone nodes deleted, once, for each of their partitions, a live owner

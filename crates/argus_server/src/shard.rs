@@ -86,8 +86,8 @@ pub struct Shard {
     /// The units placed on the nodes: the partitions, then the global stages (unit number
     /// `partitions`) when they are a unit of their own (`Engine::units`).
     pub units: usize,
-    /// The most bytes of findings a stages share holds in one value (`SHARE_CHUNK`, or
-    /// `ARGUS_SHARD_SHARE_CHUNK` for tests that make every piece path run).
+    /// The most bytes a share takes in one value (`SHARE_CHUNK`, or `ARGUS_SHARD_SHARE_CHUNK`
+    /// for tests that make every piece path run): a larger one is stored in pieces.
     share_chunk: usize,
     /// `ARGUS_SHARD_TEST_HEAD_ONLY`, for tests: a stages share cut in pieces is stored without
     /// its pieces, as by a worker that dies between the two (held open until it is killed).
@@ -97,7 +97,8 @@ pub struct Shard {
     pub log: argus_cluster::Log,
     rt: tokio::runtime::Handle,
     shares: argus_cluster::Shares,
-    got: Mutex<HashMap<(u64, u32), Vec<Value>>>,
+    /// What came by the watch or was read from the bucket, by event and key, until taken.
+    got: Mutex<HashMap<(u64, u32), Held>>,
     /// Shares found stored but undecodable (another release wrote them): the core stops on one
     /// instead of waiting for it for ever.
     undecodable: Mutex<std::collections::HashSet<(u64, u32)>>,
@@ -178,11 +179,17 @@ impl Shard {
     ) -> Result<Arc<Shard>, argus_cluster::Error> {
         let shares = log.shares(KEEP_SHARES).await?;
         let (out, out_rx) = tokio::sync::mpsc::unbounded_channel();
+        // A piece and its key and headers must fit one message: at most half the servers'
+        // `max_payload` (known once connected, which the bucket's creation was).
         let share_chunk = std::env::var("ARGUS_SHARD_SHARE_CHUNK")
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
             .filter(|n| *n >= 16)
-            .unwrap_or(SHARE_CHUNK);
+            .unwrap_or(SHARE_CHUNK)
+            .min(match log.max_payload() {
+                0 => SHARE_CHUNK,
+                n => (n / 2).max(16),
+            });
         let head_only = std::env::var("ARGUS_SHARD_TEST_HEAD_ONLY").is_ok_and(|v| v == "1");
         if head_only {
             tracing::warn!("ARGUS_SHARD_TEST_HEAD_ONLY=1: the stages' shares cut in pieces are stored without their pieces (testing only)");
@@ -273,18 +280,20 @@ impl Shard {
     }
 
     fn arrive(&self, seq: u64, p: u32, bytes: &[u8]) {
-        let Ok(v) = bincode::deserialize::<Vec<Value>>(bytes) else {
+        let Some(v) = held(p, bytes) else {
             tracing::error!(seq, partition = p, "sharded: an undecodable share");
             self.mark_undecodable(seq, p);
             return;
         };
         self.newest_seen.fetch_max(seq, Ordering::SeqCst);
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(p)
-            .and_modify(|(_, newest)| *newest = (*newest).max(seq))
-            .or_insert((seq, seq));
+        if p < PIECE_KEYS {
+            self.seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(p)
+                .and_modify(|(_, newest)| *newest = (*newest).max(seq))
+                .or_insert((seq, seq));
+        }
         let mut g = self.got.lock().unwrap_or_else(|e| e.into_inner());
         g.insert((seq, p), v);
         if self
@@ -369,22 +378,78 @@ impl Shard {
             .contains(&p)
     }
 
-    fn get_stored(&self, seq: u64, p: u32) -> Option<Vec<Value>> {
+    /// What the bucket holds under `<seq>.<key>` (`None`: nothing, or not read within 2 s).
+    fn get_stored(&self, seq: u64, key: u32) -> Option<Held> {
         m::inc(m::SHARD_SHARE_READS, 1);
         let shares = self.shares.clone();
         let got = self.rt.block_on(async move {
-            tokio::time::timeout(Duration::from_secs(2), shares.get(seq, p)).await
+            tokio::time::timeout(Duration::from_secs(2), shares.get(seq, key)).await
         });
         match got {
-            Ok(Ok(Some(b))) => match bincode::deserialize(&b) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    tracing::error!(seq, partition = p, "sharded: an undecodable share: {e}");
-                    self.mark_undecodable(seq, p);
-                    None
+            Ok(Ok(Some(b))) => {
+                let h = held(key, &b);
+                if h.is_none() {
+                    tracing::error!(seq, partition = key, "sharded: an undecodable share");
+                    self.mark_undecodable(seq, key);
                 }
-            },
+                h
+            }
             _ => None,
+        }
+    }
+
+    /// Reads from the bucket what `got` lacks of unit `p`'s share of event `seq` — the share or
+    /// its head, then the pieces the head announces — into `got`. Returns whether it found any.
+    fn fetch_stored(&self, seq: u64, p: u32) -> bool {
+        let mut found = false;
+        // Twice at most: the head, then its pieces.
+        for _ in 0..2 {
+            let missing: Vec<u32> = {
+                let g = self.got.lock().unwrap_or_else(|e| e.into_inner());
+                match g.get(&(seq, p)) {
+                    None => vec![p],
+                    Some(Held::Head(k, _)) => (0..*k)
+                        .map(|i| piece_key(p, i))
+                        .filter(|key| !g.contains_key(&(seq, *key)))
+                        .collect(),
+                    Some(_) => Vec::new(),
+                }
+            };
+            if missing.is_empty() {
+                break;
+            }
+            for key in missing {
+                let Some(h) = self.get_stored(seq, key) else {
+                    return found;
+                };
+                found = true;
+                self.got
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert((seq, key), h);
+            }
+        }
+        found
+    }
+
+    /// Unit `p`'s share of event `seq` out of `got` when it is whole there (see [`take_whole`]);
+    /// pieces that do not make a share mark it undecodable.
+    fn take(&self, g: &mut HashMap<(u64, u32), Held>, seq: u64, p: u32) -> Option<Vec<Value>> {
+        match take_whole(g, seq, p) {
+            Taken::Whole(v) => Some(v),
+            Taken::Missing => None,
+            Taken::Undecodable => {
+                tracing::error!(
+                    seq,
+                    partition = p,
+                    "sharded: a share's pieces do not make the share their head announced"
+                );
+                self.undecodable
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert((seq, p));
+                None
+            }
         }
     }
 
@@ -417,47 +482,40 @@ impl Shard {
             m::inc(m::SHARD_SHARES_SKIPPED, skipped as u64);
         }
         for (p, v) in needed {
-            // Only a stages share may be cut in pieces; the others are encoded as they are.
-            let pieces = match *p == self.partitions {
-                true => split_stages_share(*p, v, self.share_chunk),
-                false => None,
+            let b = match bincode::serialize(v) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(seq, partition = p, "sharded: encoding a share: {e}");
+                    continue;
+                }
             };
-            let Some(pieces) = pieces else {
-                self.hand(seq, *p, v);
+            let p = *p as u32;
+            if b.len() <= self.share_chunk {
+                self.hand(seq, p, b);
                 continue;
-            };
-            for (q, v) in &pieces {
-                if self.head_only && q > p {
+            }
+            m::inc(m::SHARD_SHARES_IN_PIECES, 1);
+            for (key, b) in stored_form(p, b, self.share_chunk) {
+                if self.head_only && key != p && p as usize == self.partitions {
                     tracing::warn!(
                         seq,
-                        piece = q,
+                        piece = key,
                         "sharded: a piece of the stages' share not stored (ARGUS_SHARD_TEST_HEAD_ONLY)"
                     );
                     continue;
                 }
-                self.hand(seq, *q, v);
+                self.hand(seq, key, b);
             }
         }
     }
 
-    /// Encodes one value to store under `<seq>.<key>` and hands it to the publisher, with a
-    /// ticket (see [`flushed`](Self::flushed)).
-    fn hand(&self, seq: u64, key: usize, v: &[Value]) {
-        let b = match bincode::serialize(v) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(seq, partition = key, "sharded: encoding a share: {e}");
-                return;
-            }
-        };
+    /// Hands one value to store under `<seq>.<key>` to the publisher, with a ticket (see
+    /// [`flushed`](Self::flushed)).
+    fn hand(&self, seq: u64, key: u32, b: Vec<u8>) {
         let t = self.tickets.fetch_add(1, Ordering::SeqCst);
         let mut unstored = self.unstored.lock().unwrap_or_else(|e| e.into_inner());
         unstored.insert(t);
-        if self
-            .out
-            .send((seq, key as u32, b, Instant::now(), t))
-            .is_err()
-        {
+        if self.out.send((seq, key, b, Instant::now(), t)).is_err() {
             // No publisher any more (shutting down): nothing will store it.
             unstored.remove(&t);
         }
@@ -486,23 +544,25 @@ impl Shard {
             // catching up), or nothing of `p` came since and newer shares of others did. Ask the
             // bucket at once. (Any newer share of another partition is not enough: owners publish
             // at their own pace, and a read for each share would hold the core a round trip.)
-            let cached = self
-                .got
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&(seq, p));
+            let cached = {
+                let mut g = self.got.lock().unwrap_or_else(|e| e.into_inner());
+                self.take(&mut g, seq, p)
+            };
             if let Some(v) = cached {
                 self.watch_lags.store(false, Ordering::Relaxed);
                 return Some(v);
             }
-            if let Some(v) = self.get_stored(seq, p) {
-                return Some(v);
+            if self.fetch_stored(seq, p) {
+                let mut g = self.got.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(v) = self.take(&mut g, seq, p) {
+                    return Some(v);
+                }
             }
         }
         let mut g = self.got.lock().unwrap_or_else(|e| e.into_inner());
         let mut asked = stored_before;
         loop {
-            if let Some(v) = g.remove(&(seq, p)) {
+            if let Some(v) = self.take(&mut g, seq, p) {
                 self.watch_lags.store(false, Ordering::Relaxed);
                 if self
                     .waits
@@ -522,10 +582,9 @@ impl Shard {
             if !asked && now - start >= LATE_SHARE {
                 asked = true;
                 drop(g);
-                if let Some(v) = self.get_stored(seq, p) {
+                if self.fetch_stored(seq, p) {
                     // Stored, and not delivered by the watch: it lags.
                     self.watch_lags.store(true, Ordering::Relaxed);
-                    return Some(v);
                 }
                 g = self.got.lock().unwrap_or_else(|e| e.into_inner());
                 continue;
@@ -538,11 +597,12 @@ impl Shard {
                 .0;
         }
         drop(g);
-        let v = self.get_stored(seq, p);
-        if v.is_some() {
-            self.watch_lags.store(true, Ordering::Relaxed);
+        if !self.fetch_stored(seq, p) {
+            return None;
         }
-        v
+        self.watch_lags.store(true, Ordering::Relaxed);
+        let mut g = self.got.lock().unwrap_or_else(|e| e.into_inner());
+        self.take(&mut g, seq, p)
     }
 
     /// The node snapshots in the object store as last listed (`None`: none listed yet). Starts
@@ -898,73 +958,123 @@ impl Shard {
     }
 }
 
-/// A stages share whose findings take more than this many bytes is stored in pieces (the NATS
-/// servers refuse a value over their `max_payload`, 1 MiB by default: a refresh reporting a giant
-/// cluster's accounts would otherwise stall every node at that event).
+/// A share whose encoding takes more than this many bytes is stored in pieces: the NATS servers
+/// refuse a value over their `max_payload` (1 MiB by default), and a share refused is retried for
+/// ever while every node waits at its event. The stages' share holds the findings the event made
+/// (a refresh can report a giant cluster's accounts); a partition's share holds whole strings
+/// (`last_value` of a text field, once per feature reading it).
 pub const SHARE_CHUNK: usize = 256 * 1024;
 
-/// The global stages' share (unit `u`) as stored: `None` — stored as it is — when its findings
-/// (the last value, one JSON string) take at most `chunk` bytes; otherwise the head — the slots'
-/// values, then the number of pieces — under `u`, and the findings' string in pieces of at most
-/// `chunk` bytes (cut at character boundaries) under units `u + 1`, `u + 2`, …, which no other
-/// unit uses.
-pub fn split_stages_share(
-    unit: usize,
-    share: &[Value],
-    chunk: usize,
-) -> Option<Vec<(usize, Vec<Value>)>> {
-    let (Some(Value::Str(s)), Some(head)) = (share.last(), share.len().checked_sub(1)) else {
-        return None;
+/// The first 8 bytes of a head: a share's encoding (bincode) begins with its length, which is
+/// never this.
+const PIECED: [u8; 8] = [0xFF; 8];
+/// A head: [`PIECED`], the number of pieces (u32) and the share's encoded length (u64), little
+/// endian.
+const HEAD_LEN: usize = 20;
+
+/// The most pieces a share is read in (4 GiB at the default piece size): a head announcing more
+/// does not fit.
+pub const MAX_PIECES: u32 = 16_384;
+
+/// Keys of pieces: piece `i` of unit `u`'s share is stored under `<seq>.<PIECE_KEYS + u *
+/// MAX_PIECES + i>`, beyond every unit's own key (at most 257 units).
+pub const PIECE_KEYS: u32 = 1 << 20;
+
+/// The key of piece `i` of unit `unit`'s share.
+pub fn piece_key(unit: u32, i: u32) -> u32 {
+    PIECE_KEYS + unit * MAX_PIECES + i
+}
+
+/// A share's encoding as stored: whole (one value under the unit's key) when it takes at most
+/// `chunk` bytes; otherwise a head under the unit's key and pieces of at most `chunk` bytes under
+/// [`piece_key`]s. Returns `(key, bytes)` in the order to store them.
+pub fn stored_form(unit: u32, bytes: Vec<u8>, chunk: usize) -> Vec<(u32, Vec<u8>)> {
+    let chunk = chunk.max(16);
+    if bytes.len() <= chunk {
+        return vec![(unit, bytes)];
+    }
+    let k = bytes.len().div_ceil(chunk);
+    let mut out = Vec::with_capacity(k + 1);
+    let mut head = Vec::with_capacity(HEAD_LEN);
+    head.extend_from_slice(&PIECED);
+    head.extend_from_slice(&(k as u32).to_le_bytes());
+    head.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.push((unit, head));
+    for (i, piece) in bytes.chunks(chunk).enumerate() {
+        out.push((piece_key(unit, i as u32), piece.to_vec()));
+    }
+    out
+}
+
+/// What the watch or the bucket gave under one key.
+#[derive(Debug, PartialEq)]
+enum Held {
+    /// A share, whole.
+    Share(Vec<Value>),
+    /// The head of a share stored in pieces: how many, and the share's encoded length.
+    Head(u32, u64),
+    /// One piece's bytes.
+    Piece(Vec<u8>),
+}
+
+/// What is stored under `key`, as [`Held`]; `None`: it does not decode (another release wrote
+/// it, or a head announcing no pieces or more than [`MAX_PIECES`]).
+fn held(key: u32, bytes: &[u8]) -> Option<Held> {
+    if key >= PIECE_KEYS {
+        return Some(Held::Piece(bytes.to_vec()));
+    }
+    if bytes.len() >= PIECED.len() && bytes[..PIECED.len()] == PIECED {
+        let (k, len) = (bytes.get(8..12)?, bytes.get(12..HEAD_LEN)?);
+        let k = u32::from_le_bytes(k.try_into().ok()?);
+        let len = u64::from_le_bytes(len.try_into().ok()?);
+        return (bytes.len() == HEAD_LEN && (1..=MAX_PIECES).contains(&k))
+            .then_some(Held::Head(k, len));
+    }
+    bincode::deserialize(bytes).ok().map(Held::Share)
+}
+
+/// What [`take_whole`] found.
+enum Taken {
+    Whole(Vec<Value>),
+    /// Nothing yet, or a head whose pieces are not all there.
+    Missing,
+    /// The pieces together are not the length the head announced, or do not decode.
+    Undecodable,
+}
+
+/// Takes unit `p`'s share of event `seq` out of `got` when it is whole there: stored whole, or
+/// a head with every one of its pieces (then joined and decoded).
+fn take_whole(got: &mut HashMap<(u64, u32), Held>, seq: u64, p: u32) -> Taken {
+    let k = match got.get(&(seq, p)) {
+        None | Some(Held::Piece(_)) => return Taken::Missing,
+        Some(Held::Share(_)) => {
+            return match got.remove(&(seq, p)) {
+                Some(Held::Share(v)) => Taken::Whole(v),
+                _ => Taken::Missing,
+            };
+        }
+        Some(Held::Head(k, _)) => *k,
     };
-    if s.len() <= chunk {
-        return None;
+    if !(0..k).all(|i| got.contains_key(&(seq, piece_key(p, i)))) {
+        return Taken::Missing;
     }
-    let mut pieces = Vec::new();
-    let mut rest: &str = s;
-    while !rest.is_empty() {
-        let mut cut = rest.len().min(chunk.max(4));
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let (a, b) = rest.split_at(cut);
-        pieces.push(a);
-        rest = b;
-    }
-    let mut out = Vec::with_capacity(pieces.len() + 1);
-    let mut h = share[..head].to_vec();
-    h.push(Value::Int(pieces.len() as i64));
-    out.push((unit, h));
-    for (i, piece) in pieces.into_iter().enumerate() {
-        out.push((unit + 1 + i, vec![Value::Str(piece.into())]));
-    }
-    Some(out)
-}
-
-/// How many pieces a stored stages share's findings were cut into (`None`: it is whole).
-pub fn stages_share_pieces(head: &[Value]) -> Option<usize> {
-    match head.last() {
-        Some(Value::Int(k)) if *k > 0 => Some(*k as usize),
-        _ => None,
-    }
-}
-
-/// The most pieces a stages share is read in (4 GiB of findings at the default piece size): a head
-/// announcing more does not fit.
-pub const MAX_PIECES: usize = 16_384;
-
-/// The stages share put back together from its head and its pieces, in order; `None` when a piece
-/// is not one string.
-pub fn join_stages_share(mut head: Vec<Value>, pieces: &[Vec<Value>]) -> Option<Vec<Value>> {
-    let mut s = String::new();
-    for p in pieces {
-        match p.as_slice() {
-            [Value::Str(x)] => s.push_str(x),
-            _ => return None,
+    let Some(Held::Head(_, len)) = got.remove(&(seq, p)) else {
+        return Taken::Missing;
+    };
+    let mut bytes = Vec::with_capacity(len.min(1 << 30) as usize);
+    for i in 0..k {
+        match got.remove(&(seq, piece_key(p, i))) {
+            Some(Held::Piece(b)) => bytes.extend_from_slice(&b),
+            _ => return Taken::Undecodable,
         }
     }
-    head.pop();
-    head.push(Value::Str(s.into()));
-    Some(head)
+    if bytes.len() as u64 != len {
+        return Taken::Undecodable;
+    }
+    match bincode::deserialize(&bytes) {
+        Ok(v) => Taken::Whole(v),
+        Err(_) => Taken::Undecodable,
+    }
 }
 
 /// Whether another node may need unit `p`'s share of an event from this node: always from a node
@@ -1108,46 +1218,104 @@ mod tests {
 mod pieces {
     use super::*;
 
-    /// A stages share with findings over the chunk size is stored as a head and pieces under the
-    /// units after it, each piece at most the chunk (cut at character boundaries), and comes back
-    /// whole; a small one is stored as it is.
+    fn stored(unit: u32, share: &[Value], chunk: usize) -> HashMap<(u64, u32), Held> {
+        let bytes = bincode::serialize(share).unwrap();
+        stored_form(unit, bytes, chunk)
+            .into_iter()
+            .map(|(key, b)| ((7, key), held(key, &b).expect("decodes")))
+            .collect()
+    }
+
+    /// A share whose encoding takes more than the chunk is stored as a head under the unit's key
+    /// and pieces of at most the chunk under keys no unit uses, and comes back whole only once
+    /// every piece is there; a small one is stored as it is. Any unit's: a partition's share of
+    /// long strings (`last_value` of a text field) as well as the stages' findings.
     #[test]
-    fn a_large_stages_share_is_stored_in_pieces_and_put_back_together() {
-        let findings: String = (0..5_000)
-            .map(|i| format!("{{\"id\":\"f-{i}\",\"accounts\":[\"ü{i}é\"]}},"))
-            .collect();
+    fn a_large_share_is_stored_in_pieces_and_put_back_together() {
+        let text: String = (0..5_000).map(|i| format!("ü{i}é,")).collect();
         let share = vec![
             Value::Int(7),
             Value::Null,
-            Value::Str(findings.as_str().into()),
+            Value::Str(text.as_str().into()),
+            Value::Str(text.as_str().into()),
         ];
-        let stored = split_stages_share(24, &share, 4_096).expect("in pieces");
-        assert!(stored.len() > 20, "{} pieces", stored.len());
-        assert_eq!(stored[0].0, 24);
-        let head = stored[0].1.clone();
-        assert_eq!(&head[..2], &share[..2]);
-        let k = stages_share_pieces(&head).expect("in pieces");
-        assert_eq!(k, stored.len() - 1);
-        for (i, (unit, piece)) in stored[1..].iter().enumerate() {
-            assert_eq!(*unit, 25 + i);
-            match piece.as_slice() {
-                [Value::Str(s)] => assert!(s.len() <= 4_096 && !s.is_empty()),
-                other => panic!("{other:?}"),
-            }
+        let bytes = bincode::serialize(&share).unwrap();
+        let form = stored_form(3, bytes.clone(), 4_096);
+        assert_eq!(form.len(), 1 + bytes.len().div_ceil(4_096));
+        assert_eq!(form[0].0, 3);
+        assert_eq!(
+            held(3, &form[0].1),
+            Some(Held::Head(form.len() as u32 - 1, bytes.len() as u64))
+        );
+        for (i, (key, piece)) in form[1..].iter().enumerate() {
+            assert_eq!(*key, piece_key(3, i as u32));
+            assert!(*key >= PIECE_KEYS && !piece.is_empty() && piece.len() <= 4_096);
         }
-        let pieces: Vec<Vec<Value>> = stored[1..].iter().map(|(_, v)| v.clone()).collect();
-        assert_eq!(join_stages_share(head, &pieces), Some(share.clone()));
-        // Small, or without findings: as it is.
+        // Piece keys of different units never meet, nor a unit's key.
+        assert!(piece_key(3, MAX_PIECES - 1) < piece_key(4, 0));
+        assert!(piece_key(0, 0) > 256);
+
+        let mut got = stored(3, &share, 4_096);
+        // A piece missing: not whole yet, and nothing is taken.
+        let last = piece_key(3, form.len() as u32 - 2);
+        let piece = got.remove(&(7, last)).unwrap();
+        assert!(matches!(take_whole(&mut got, 7, 3), Taken::Missing));
+        assert_eq!(got.len(), form.len() - 1);
+        got.insert((7, last), piece);
+        match take_whole(&mut got, 7, 3) {
+            Taken::Whole(v) => assert_eq!(v, share),
+            _ => panic!("not whole"),
+        }
+        assert!(got.is_empty(), "the head and its pieces are taken");
+
+        // Small: as it is.
         let small = vec![Value::Int(1), Value::Str("[]".into())];
-        assert_eq!(split_stages_share(24, &small, 4_096), None);
-        assert_eq!(stages_share_pieces(&small), None);
-        let none = vec![Value::Int(1), Value::Null];
-        assert_eq!(split_stages_share(24, &none, 4_096), None);
-        assert_eq!(stages_share_pieces(&none), None);
-        // A piece that is not one string does not fit.
-        let head = split_stages_share(24, &share, 4_096).expect("in pieces")[0]
-            .1
-            .clone();
-        assert_eq!(join_stages_share(head, &[vec![Value::Int(1)]]), None);
+        let form = stored_form(24, bincode::serialize(&small).unwrap(), 4_096);
+        assert_eq!(form.len(), 1);
+        let mut got = stored(24, &small, 4_096);
+        match take_whole(&mut got, 7, 24) {
+            Taken::Whole(v) => assert_eq!(v, small),
+            _ => panic!("not whole"),
+        }
+    }
+
+    /// Pieces that are not the length their head announced, or do not decode, are refused (the
+    /// core stops on them rather than deciding from them); so is a head announcing no pieces or
+    /// more than `MAX_PIECES`, and bytes that are no share.
+    #[test]
+    fn pieces_that_do_not_make_their_share_are_refused() {
+        let share = vec![Value::Str("x".repeat(100).into())];
+        let mut got = stored(5, &share, 32);
+        let k = match got.get(&(7, 5)) {
+            Some(Held::Head(k, _)) => *k,
+            other => panic!("{other:?}"),
+        };
+        got.insert((7, piece_key(5, k - 1)), Held::Piece(vec![1, 2]));
+        assert!(matches!(take_whole(&mut got, 7, 5), Taken::Undecodable));
+
+        let mut got = stored(5, &share, 32);
+        let len = bincode::serialize(&share).unwrap().len() as u64;
+        // The same length, other bytes: does not decode as a share.
+        for i in 0..k {
+            let n = got.remove(&(7, piece_key(5, i))).map_or(0, |h| match h {
+                Held::Piece(b) => b.len(),
+                _ => 0,
+            });
+            got.insert((7, piece_key(5, i)), Held::Piece(vec![0xFF; n]));
+        }
+        assert_eq!(got.get(&(7, 5)), Some(&Held::Head(k, len)));
+        assert!(matches!(take_whole(&mut got, 7, 5), Taken::Undecodable));
+
+        let head = |k: u32| {
+            let mut h = PIECED.to_vec();
+            h.extend_from_slice(&k.to_le_bytes());
+            h.extend_from_slice(&10u64.to_le_bytes());
+            h
+        };
+        assert_eq!(held(5, &head(0)), None);
+        assert_eq!(held(5, &head(MAX_PIECES + 1)), None);
+        assert_eq!(held(5, &head(2)), Some(Held::Head(2, 10)));
+        assert_eq!(held(5, &head(2)[..15]), None);
+        assert_eq!(held(5, b"\x01\x02"), None);
     }
 }

@@ -170,12 +170,7 @@ impl Core {
         let t = Instant::now();
         let mut remote: HashMap<usize, Vec<Value>> = HashMap::new();
         for &p in &b.remote {
-            let v = match self.await_share(shard, &b, p, p as u32, events, j, rebuilt, t)? {
-                Got::Rebuilt(v) => v,
-                Got::Stored(head) => {
-                    self.whole_stages_share(shard, &b, p, head, events, j, rebuilt, t)?
-                }
-            };
+            let v = self.await_share(shard, &b, p, events, j, rebuilt, t)?;
             remote.insert(p, v);
         }
         m::observe(m::SHARD_WAIT_SECONDS, t.elapsed().as_secs_f64());
@@ -194,23 +189,22 @@ impl Core {
         }
     }
 
-    /// What is stored under key `<seq>.key` of the shares, for unit `p` (the key is `p` itself,
-    /// or one of the pieces of the stages' share): waited for, or — when this node owns `p` now
-    /// and nobody published it (its holder died part-way) — made by rebuilding `p` through
-    /// `events[j..]`, in which case the whole share comes back as [`Got::Rebuilt`]. `t`: when the
-    /// event began waiting (for the log line of a long wait).
+    /// Unit `p`'s share of the event: waited for (`Shard::wait`, which puts a share stored in
+    /// pieces back together), or — when this node owns `p` now and nobody published it whole
+    /// (its holder died part-way, perhaps between a head and its pieces) — made by rebuilding `p`
+    /// through `events[j..]`. `t`: when the event began waiting (for the log line of a long wait).
     #[allow(clippy::too_many_arguments)]
     fn await_share(
         &mut self,
         shard: &Arc<Shard>,
         b: &argus_engine::Begun,
         p: usize,
-        key: u32,
         events: &[Event],
         j: usize,
         rebuilt: &mut Rebuilt,
         t: Instant,
-    ) -> Result<Got, Answer> {
+    ) -> Result<Vec<Value>, Answer> {
+        let key = p as u32;
         let mut said = Instant::now();
         loop {
             // The core failed part-way through the run: the events after it are not waited for
@@ -223,7 +217,7 @@ impl Core {
                 ));
             }
             if shard.is_undecodable(b.seq, key) {
-                let why = format!("partition {p}'s share of event {} (key {key}) does not decode: every node must run the same release", b.seq);
+                let why = format!("partition {p}'s share of event {} does not decode: every node must run the same release", b.seq);
                 self.fail(why.clone());
                 return Err(error(Failure::Internal, "shard_mismatch", why));
             }
@@ -233,7 +227,6 @@ impl Core {
                 tracing::warn!(
                     seq = b.seq,
                     partition = p,
-                    key,
                     waited_ms = t.elapsed().as_millis() as u64,
                     owned_here = view.owned.contains(&(p as u32)),
                     held_elsewhere = view.held_elsewhere.contains(&(p as u32)),
@@ -241,12 +234,12 @@ impl Core {
                 );
             }
             if let Some(v) = rebuilt.share(p, b.seq) {
-                return Ok(Got::Rebuilt(v));
+                return Ok(v);
             }
             // Asked again sooner while this node rebuilds the partition on a thread.
             let step = if self.rebuilding(p) { 20 } else { 200 };
             if let Some(v) = shard.wait(b.seq, key, Duration::from_millis(step)) {
-                return Ok(Got::Stored(v));
+                return Ok(v);
             }
             // Stopping (10 s after SIGTERM): an event still waiting gives up, not one whose
             // shares are there.
@@ -274,51 +267,6 @@ impl Core {
                 }
             }
         }
-    }
-
-    /// Unit `p`'s share of the event as the engine reads it, from what is stored under its key:
-    /// a stages share stored in pieces (`crate::shard::split_stages_share`: findings too large for
-    /// one value) is put back together from its pieces, each awaited as a share is — so that if
-    /// the worker died between storing the head and the pieces, the node that takes the stages
-    /// over rebuilds them and publishes the share again; any other share as it is.
-    #[allow(clippy::too_many_arguments)]
-    fn whole_stages_share(
-        &mut self,
-        shard: &Arc<Shard>,
-        b: &argus_engine::Begun,
-        p: usize,
-        head: Vec<Value>,
-        events: &[Event],
-        j: usize,
-        rebuilt: &mut Rebuilt,
-        t: Instant,
-    ) -> Result<Vec<Value>, Answer> {
-        if p != shard.partitions {
-            return Ok(head);
-        }
-        let Some(k) = crate::shard::stages_share_pieces(&head) else {
-            return Ok(head);
-        };
-        if k > crate::shard::MAX_PIECES {
-            let why = format!("the stages' share of event {} announces {k} pieces: every node must run the same release", b.seq);
-            self.fail(why.clone());
-            return Err(error(Failure::Internal, "shard_mismatch", why));
-        }
-        let mut pieces = Vec::with_capacity(k);
-        for i in 0..k {
-            let key = (p + 1 + i) as u32;
-            match self.await_share(shard, b, p, key, events, j, rebuilt, t)? {
-                // Rebuilt here: the whole share, not a piece.
-                Got::Rebuilt(v) => return Ok(v),
-                Got::Stored(piece) => pieces.push(piece),
-            }
-        }
-        let seq = b.seq;
-        crate::shard::join_stages_share(head, &pieces).ok_or_else(|| {
-            let why = format!("the stages' share of event {seq} came in pieces that do not fit: every node must run the same release");
-            self.fail(why.clone());
-            error(Failure::Internal, "shard_mismatch", why)
-        })
     }
 
     /// Takes the partitions rebuilt during a run (each as of the run's last event).
@@ -763,14 +711,6 @@ impl From<String> for NotYet {
     fn from(e: String) -> NotYet {
         NotYet::Failed(e)
     }
-}
-
-/// A unit's share of an event, as [`Core::await_share`] found it.
-enum Got {
-    /// Stored under the key asked for (by the unit's holder).
-    Stored(Vec<Value>),
-    /// The unit's whole share, made by rebuilding the unit here.
-    Rebuilt(Vec<Value>),
 }
 
 /// Partitions rebuilt during a run: their engines (adopted after the run), each with the
