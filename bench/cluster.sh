@@ -60,6 +60,7 @@ for i in 0 1 2; do
   cat > "$W/nats$i.conf" <<CONF
 server_name: n$i
 listen: 127.0.0.1:$((24220 + i))
+http: 127.0.0.1:$((28220 + i))
 max_payload: 8MB
 jetstream { store_dir: "$W/nats$i", max_mem: 256MB, max_file: 8GB }
 cluster { name: bench, listen: 127.0.0.1:$((26220 + i)), routes: [nats-route://127.0.0.1:26220, nats-route://127.0.0.1:26221, nats-route://127.0.0.1:26222] }
@@ -319,6 +320,18 @@ PY
 d = json.load(sys.stdin); g = d.get("graph") or {}
 w = (d.get("stages_worker") or {}).get("held", "-")
 print("  %s: rss %.0f MiB, keys %s, graph accounts %s, stages worker %s" % (sys.argv[1], d["rss_bytes"] / 2**20, d["keys"], g.get("accounts", "-"), w))' "$u" || true; done
+  # The NATS servers: their memory, and what the shares' bucket holds (one subject per key:
+  # `<seq>.<unit>`, kept an hour), as the servers' monitoring endpoint reports it.
+  for i in 0 1 2; do
+    rss=$(awk '/^VmRSS/ { print int($2 / 1024) }' "/proc/${PIDS[$i]}/status" 2>/dev/null || echo "?")
+    curl -s -m 5 "http://127.0.0.1:$((28220 + i))/jsz?streams=true" | python3 -c 'import json,sys
+d = json.load(sys.stdin)
+for a in d.get("account_details", []):
+    for s in a.get("stream_detail", []):
+        if s["name"].endswith("-shares") or s["name"] == "argus":
+            st = s["state"]
+            print("  nats%s: rss %s MiB; stream %s: %d messages, %d subjects, %.0f MiB" % (sys.argv[1], sys.argv[2], s["name"], st["messages"], st.get("num_subjects", -1), st["bytes"] / 2**20))' "$i" "$rss" || true
+  done
   # A share stored over a second late: every node waiting for it waited as long.
   grep -h "took over a second" "$W"/sh*.err 2>/dev/null | tail -n 5 || true
   sleep 5  # a snapshot of every node, shared (bench config: every 300,000 events; shared every ≤ 60 s)

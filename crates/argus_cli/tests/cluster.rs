@@ -1179,6 +1179,85 @@ fn a_partition_share_over_the_servers_max_payload_crosses_in_pieces() {
     );
 }
 
+/// A sharded node restarted after the shares of the events it missed left their bucket
+/// (`[cluster] share_retention`, 20 s here) cannot catch up from its own state: nobody will store
+/// those shares again. Before, it waited for them for good, saying only that it still waited. Now
+/// it stops applying, refuses writes, is not ready, and says to start it empty; started empty,
+/// it restores the shared snapshot and catches up.
+#[test]
+fn a_node_further_behind_than_the_shares_retention_says_so_instead_of_waiting_for_good() {
+    let _serial = serial();
+    if !nats_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path());
+    let urls = nats.urls();
+    let graph = common::repo().join("examples/simulator/graph.toml");
+    let env = [
+        ("ARGUS_CLUSTER_PARTITIONS", "24"),
+        ("ARGUS_CLUSTER_LEASE_TTL", "2s"),
+        ("ARGUS_CLUSTER_SHARE_RETENTION", "20s"),
+    ];
+    let a = Node::start_env(&dir.path().join("a"), Some(&urls), &graph, &env);
+    let mut b = Node::start_env(&dir.path().join("b"), Some(&urls), &graph, &env);
+    settled_ownership(&[&a, &b]);
+    let mut rng = Rng(0x5e7_a1e);
+    let mut acked: HashMap<String, Value> = HashMap::new();
+    let mut by_id: HashMap<String, String> = HashMap::new();
+    post_all(
+        &[&a, &b],
+        &events(100, 0, "r", 30, &mut rng),
+        &mut acked,
+        &mut by_id,
+    );
+    b.kill();
+    // a takes b's units over once their leases expire, and decides the rest alone.
+    post_all(
+        &[&a],
+        &events(100, 100, "r", 30, &mut rng),
+        &mut acked,
+        &mut by_id,
+    );
+    let done = Instant::now();
+    // The shares of the events b missed are gone from the bucket 20 s after they were stored.
+    std::thread::sleep(Duration::from_secs(22));
+    b.up();
+    let log = b.data.with_extension("stderr");
+    assert!(
+        wait_for_line(
+            std::slice::from_ref(&log),
+            &["cannot catch up from its own state", "start it again"],
+            Duration::from_secs(30)
+        ),
+        "b never said it is too far behind: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let (ready, _) = http(&b.addr, "GET", "/readyz", "").unwrap();
+    assert_eq!(ready, 503, "b must not be ready");
+    let ev = events(1, 200, "r", 30, &mut rng).remove(0);
+    let (st, v) = http(&b.addr, "POST", "/v1/events", &ev).unwrap();
+    assert_eq!(st, 503, "{v}");
+    assert_eq!(v["error"]["code"], "not_accepting_writes", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot catch up from its own state")),
+        "the refusal says why and what to do: {v}"
+    );
+    // Started empty, as it says: it restores the newest shared snapshot and catches up.
+    b.kill();
+    std::fs::rename(&b.data, dir.path().join("b-behind")).unwrap();
+    b.up();
+    let len = log_len(&[&a]);
+    caught_up(&[&a, &b], len);
+    eprintln!(
+        "b, restarted {} ms after the last event it missed was stored, refused to wait for shares gone from the bucket",
+        done.elapsed().as_millis()
+    );
+    drop(a);
+}
+
 #[test]
 fn without_the_log_a_fail_open_checkpoint_answers_degraded_and_the_others_refuse() {
     let _serial = serial();

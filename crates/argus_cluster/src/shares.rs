@@ -295,6 +295,16 @@ pub fn stale_node_snapshots(
 }
 
 impl Shares {
+    /// How long the bucket keeps values: what the node that created it asked for (or an
+    /// operator set since), whatever this node's configuration says.
+    pub async fn retention(&self) -> Result<Duration, Error> {
+        self.kv
+            .status()
+            .await
+            .map(|s| s.max_age())
+            .map_err(|e| Error::Read(e.to_string()))
+    }
+
     /// Stores partition `p`'s share of event `seq` (on the bucket's replicas).
     pub async fn put(&self, seq: u64, p: u32, value: Vec<u8>) -> Result<(), Error> {
         self.kv

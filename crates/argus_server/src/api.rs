@@ -398,6 +398,9 @@ fn overload_degraded(st: &AppState, req: &Request) -> Option<Answer> {
 /// Sends a request to the core and waits for its answer, within the request timeout.
 pub async fn ask(st: &AppState, req: Request) -> Answer {
     if st.shared.failed.load(Ordering::SeqCst) && matches!(req, Request::Events { .. }) {
+        if let Some(why) = st.shared.refused_because.get() {
+            return error(Failure::Unavailable, "not_accepting_writes", why.clone());
+        }
         return error(Failure::Unavailable, "not_accepting_writes", "the server refuses writes after an internal failure; restart it (it recovers from the log)");
     }
     if let Some(node) = &st.cluster {

@@ -304,7 +304,7 @@ pub async fn serve(
                 );
                 patiently("checking the cluster's shape", || log.check_shape(&shape)).await?;
                 let s = patiently("opening the shares' bucket", || {
-                    shard::Shard::connect(log.clone(), name.clone(), n, units)
+                    shard::Shard::connect(log.clone(), name.clone(), n, units, c.share_retention())
                 })
                 .await?;
                 let own = patiently("opening the owners' bucket", || {

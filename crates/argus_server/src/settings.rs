@@ -432,6 +432,17 @@ pub struct ClusterConfig {
     /// Unset: every node applies every partition (the replicated cluster). The same on every node.
     #[serde(default)]
     pub partitions: Option<usize>,
+    /// Sharded: how long the shares of each event are kept in their bucket (`<stream>-shares`),
+    /// set when the first node creates it. A node further behind than this cannot catch up from
+    /// its own state. Each share is a subject of the bucket's stream, which every NATS server
+    /// holds in memory: docs/operations.md sizes it. Default `15m`, at least `10s` (under a few
+    /// minutes, a node restarted after a short stop must start empty).
+    #[serde(default = "default_share_retention")]
+    pub share_retention: String,
+}
+
+fn default_share_retention() -> String {
+    "15m".into()
 }
 
 fn default_lease_ttl() -> String {
@@ -455,6 +466,14 @@ fn default_ack_timeout() -> String {
 impl ClusterConfig {
     pub fn lease_ttl(&self) -> Duration {
         Duration::from_millis(parse_duration(&self.lease_ttl).unwrap_or(10_000).max(300) as u64)
+    }
+
+    pub fn share_retention(&self) -> Duration {
+        Duration::from_millis(
+            parse_duration(&self.share_retention)
+                .unwrap_or(900_000)
+                .max(10_000) as u64,
+        )
     }
 
     pub fn erasure_grace(&self) -> Duration {
@@ -504,6 +523,12 @@ pub fn cluster(
             toml::Value::String(v.trim().to_string()),
         );
     }
+    if let Some(v) = env("ARGUS_CLUSTER_SHARE_RETENTION").filter(|v| !v.trim().is_empty()) {
+        table.insert(
+            "share_retention".into(),
+            toml::Value::String(v.trim().to_string()),
+        );
+    }
     if let Some(v) = env("ARGUS_CLUSTER_PARTITIONS").filter(|v| !v.trim().is_empty()) {
         match v.trim().parse::<i64>() {
             Ok(n) => {
@@ -548,6 +573,12 @@ pub fn cluster(
         errors.push(format!(
             "cluster.lease_ttl: `{}` is not a duration of at least 300ms (e.g. `10s`)",
             c.lease_ttl
+        ));
+    }
+    if parse_duration(&c.share_retention).is_none_or(|ms| ms < 10_000) {
+        errors.push(format!(
+            "cluster.share_retention: `{}` is not a duration of at least 10s (e.g. `15m`)",
+            c.share_retention
         ));
     }
     if parse_duration(&c.erasure_grace).is_none_or(|ms| ms < 100) {
@@ -1106,6 +1137,34 @@ erasure_grace = "5s"
             errors.iter().any(|e| e.contains("cluster.erasure_grace")),
             "{errors:?}"
         );
+    }
+
+    /// The shares' retention: 15 minutes unless set, from the file or the environment, and at
+    /// least 10 seconds.
+    #[test]
+    fn the_share_retention_comes_from_the_file_or_the_environment_and_is_checked() {
+        let t: toml::Table = toml::from_str("servers = [\"nats://a:4222\"]").unwrap();
+        let c = cluster(&t, |_| None).unwrap().unwrap();
+        assert_eq!(c.share_retention(), Duration::from_secs(900));
+        let t: toml::Table =
+            toml::from_str("servers = [\"nats://a:4222\"]\nshare_retention = \"1h\"\n").unwrap();
+        assert_eq!(
+            cluster(&t, |_| None).unwrap().unwrap().share_retention(),
+            Duration::from_secs(3600)
+        );
+        let env = |k: &str| (k == "ARGUS_CLUSTER_SHARE_RETENTION").then(|| "5m".to_string());
+        assert_eq!(
+            cluster(&t, env).unwrap().unwrap().share_retention(),
+            Duration::from_secs(300)
+        );
+        for bad in ["9s", "soon"] {
+            let env = |k: &str| (k == "ARGUS_CLUSTER_SHARE_RETENTION").then(|| bad.to_string());
+            let errors = cluster(&t, env).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.contains("cluster.share_retention")),
+                "{bad}: {errors:?}"
+            );
+        }
     }
 
     #[test]

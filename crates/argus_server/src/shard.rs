@@ -86,6 +86,9 @@ pub struct Shard {
     /// The units placed on the nodes: the partitions, then the global stages (unit number
     /// `partitions`) when they are a unit of their own (`Engine::units`).
     pub units: usize,
+    /// How long the bucket keeps the shares (`[cluster] share_retention` of the node that
+    /// created it).
+    pub retention: Duration,
     /// The most bytes a share takes in one value (`SHARE_CHUNK`, or `ARGUS_SHARD_SHARE_CHUNK`
     /// for tests that make every piece path run): a larger one is stored in pieces.
     share_chunk: usize,
@@ -165,19 +168,32 @@ pub struct Shard {
 /// bucket (once; then it is waited for again).
 const LATE_SHARE: Duration = Duration::from_millis(20);
 
-/// How long shares are kept in their bucket: a node further behind than this cannot catch up
-/// from its own state (it starts again from a shared snapshot).
-pub const KEEP_SHARES: Duration = Duration::from_secs(3600);
+/// How far the entries a node applies may be from the shares' retention before it stops (their
+/// shares may be gone by the time its core asks for them): a minute, or a quarter of the
+/// retention when that is less.
+pub fn retention_margin(retention: Duration) -> Duration {
+    (retention / 4).min(Duration::from_secs(60))
+}
 
 impl Shard {
-    /// Connects this node's side: the shares bucket (created when absent). Call from the runtime.
+    /// Connects this node's side: the shares bucket (created when absent, keeping values for
+    /// `keep`). Call from the runtime.
     pub async fn connect(
         log: argus_cluster::Log,
         node: String,
         partitions: usize,
         units: usize,
+        keep: Duration,
     ) -> Result<Arc<Shard>, argus_cluster::Error> {
-        let shares = log.shares(KEEP_SHARES).await?;
+        let shares = log.shares(keep).await?;
+        let retention = shares.retention().await?;
+        if retention != keep {
+            tracing::warn!(
+                bucket_secs = retention.as_secs(),
+                configured_secs = keep.as_secs(),
+                "sharded: the shares' bucket keeps values for another time than [cluster] share_retention says (the node that created it set it): the bucket's is used"
+            );
+        }
         let (out, out_rx) = tokio::sync::mpsc::unbounded_channel();
         // A piece and its key and headers must fit one message: at most half the servers'
         // `max_payload` (known once connected, which the bucket's creation was).
@@ -197,6 +213,7 @@ impl Shard {
         Ok(Arc::new(Shard {
             partitions,
             units,
+            retention,
             share_chunk,
             head_only,
             node,
@@ -678,6 +695,28 @@ impl Shard {
     /// What the ownership task last saw.
     pub fn view(&self) -> View {
         self.view.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Why this node cannot apply an entry the log stored at `stored_ms` (milliseconds since the
+    /// epoch, the NATS server's clock), if it cannot: the entry is so old that the shares of its
+    /// events are gone, or will be before the core reaches them, and this node does not hold
+    /// every unit itself. It would otherwise wait for them for good.
+    pub fn behind_retention(&self, stored_ms: i64) -> Option<String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let age = Duration::from_millis(now.saturating_sub(stored_ms).max(0) as u64);
+        let limit = self
+            .retention
+            .saturating_sub(retention_margin(self.retention));
+        let holds_all = self.held.lock().unwrap_or_else(|e| e.into_inner()).len() >= self.units;
+        (age > limit && !holds_all).then(|| {
+            format!(
+                "this node is {} s behind the log, and the shares of events older than {} s (the shares' retention, less a margin) may be gone: it cannot catch up from its own state; move its data directory aside and start it again, so that it restores the newest shared snapshot (or raise [cluster] share_retention)",
+                age.as_secs(),
+                limit.as_secs()
+            )
+        })
     }
 
     /// Records what the core holds now (announced at the next ownership round).

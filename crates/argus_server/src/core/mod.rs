@@ -371,6 +371,8 @@ pub struct Shared {
     pub buckets: std::sync::Mutex<HashMap<String, (f64, std::time::Instant)>>,
     /// On a node of a sharded cluster: its side of the shares' exchange (set before the core starts).
     pub shard: std::sync::OnceLock<Arc<crate::shard::Shard>>,
+    /// Why writes are refused, when restarting the node does not help (what to do instead).
+    pub refused_because: std::sync::OnceLock<String>,
 }
 
 impl Shared {
@@ -384,6 +386,13 @@ impl Shared {
         }
         self.failed.store(true, Ordering::SeqCst);
         self.ready.store(false, Ordering::SeqCst);
+    }
+
+    /// As [`refuse_writes`](Self::refuse_writes), with the reason every refused write is given
+    /// (when a restart would not help, it says what does).
+    pub fn refuse_writes_because(&self, why: String) {
+        let _ = self.refused_because.set(why);
+        self.refuse_writes();
     }
 
     /// Publishes the configuration's overload treatment to the HTTP handlers.
