@@ -1180,10 +1180,10 @@ fn a_partition_share_over_the_servers_max_payload_crosses_in_pieces() {
 }
 
 /// A sharded node restarted after the shares of the events it missed left their bucket
-/// (`[cluster] share_retention`, 20 s here) cannot catch up from its own state: nobody will store
-/// those shares again. Before, it waited for them for good, saying only that it still waited. Now
-/// it stops applying, refuses writes, is not ready, and says to start it empty; started empty,
-/// it restores the shared snapshot and catches up.
+/// (`[cluster] share_retention`, 10 s here, the least allowed) cannot catch up from its own
+/// state: nobody will store those shares again. Before, it waited for them for good, saying only
+/// that it still waited. Now it stops applying, refuses writes, is not ready, and says to start
+/// it empty; started empty, it restores the shared snapshot and catches up.
 #[test]
 fn a_node_further_behind_than_the_shares_retention_says_so_instead_of_waiting_for_good() {
     let _serial = serial();
@@ -1197,7 +1197,7 @@ fn a_node_further_behind_than_the_shares_retention_says_so_instead_of_waiting_fo
     let env = [
         ("ARGUS_CLUSTER_PARTITIONS", "24"),
         ("ARGUS_CLUSTER_LEASE_TTL", "2s"),
-        ("ARGUS_CLUSTER_SHARE_RETENTION", "20s"),
+        ("ARGUS_CLUSTER_SHARE_RETENTION", "10s"),
     ];
     let a = Node::start_env(&dir.path().join("a"), Some(&urls), &graph, &env);
     let mut b = Node::start_env(&dir.path().join("b"), Some(&urls), &graph, &env);
@@ -1220,8 +1220,8 @@ fn a_node_further_behind_than_the_shares_retention_says_so_instead_of_waiting_fo
         &mut by_id,
     );
     let done = Instant::now();
-    // The shares of the events b missed are gone from the bucket 20 s after they were stored.
-    std::thread::sleep(Duration::from_secs(22));
+    // The shares of the events b missed are gone from the bucket 10 s after they were stored.
+    std::thread::sleep(Duration::from_secs(12));
     b.up();
     let log = b.data.with_extension("stderr");
     assert!(
