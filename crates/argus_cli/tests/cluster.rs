@@ -1220,14 +1220,22 @@ fn a_node_further_behind_than_the_shares_retention_says_so_instead_of_waiting_fo
         &mut by_id,
     );
     let done = Instant::now();
-    // The shares of the events b missed are gone from the bucket 10 s after they were stored.
+    // The shares of the events b missed are gone from the bucket 10 s after they were stored;
+    // the cluster goes on meanwhile (the bucket holds the shares of later events).
     std::thread::sleep(Duration::from_secs(12));
+    post_all(
+        &[&a],
+        &events(10, 200, "r", 30, &mut rng),
+        &mut acked,
+        &mut by_id,
+    );
+    let restarted = done.elapsed();
     b.up();
     let log = b.data.with_extension("stderr");
     assert!(
         wait_for_line(
             std::slice::from_ref(&log),
-            &["cannot catch up from its own state", "start it again"],
+            &["too far behind to catch up", "start it again"],
             Duration::from_secs(30)
         ),
         "b never said it is too far behind: {}",
@@ -1235,14 +1243,14 @@ fn a_node_further_behind_than_the_shares_retention_says_so_instead_of_waiting_fo
     );
     let (ready, _) = http(&b.addr, "GET", "/readyz", "").unwrap();
     assert_eq!(ready, 503, "b must not be ready");
-    let ev = events(1, 200, "r", 30, &mut rng).remove(0);
+    let ev = events(1, 210, "r", 30, &mut rng).remove(0);
     let (st, v) = http(&b.addr, "POST", "/v1/events", &ev).unwrap();
     assert_eq!(st, 503, "{v}");
     assert_eq!(v["error"]["code"], "not_accepting_writes", "{v}");
     assert!(
         v["error"]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("cannot catch up from its own state")),
+            .is_some_and(|m| m.contains("too far behind to catch up")),
         "the refusal says why and what to do: {v}"
     );
     // Started empty, as it says: it restores the newest shared snapshot and catches up.
@@ -1252,10 +1260,40 @@ fn a_node_further_behind_than_the_shares_retention_says_so_instead_of_waiting_fo
     let len = log_len(&[&a]);
     caught_up(&[&a, &b], len);
     eprintln!(
-        "b, restarted {} ms after the last event it missed was stored, refused to wait for shares gone from the bucket",
-        done.elapsed().as_millis()
+        "b, restarted {} ms after the last event it missed was stored, refused to wait for shares gone from the bucket; started empty, it caught up",
+        restarted.as_millis()
     );
     drop(a);
+}
+
+/// A sharded node whose shares would leave their bucket before a node started empty could catch
+/// up (it restores a snapshot up to `snapshot_interval` old) is refused at start, before it
+/// connects to anything.
+#[test]
+fn a_share_retention_shorter_than_twice_the_snapshot_interval_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(common::repo().join("examples/starter/argus.toml"))
+        .arg("--policies")
+        .arg(common::repo().join("policies"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--cluster", "nats://127.0.0.1:9"])
+        .env("ARGUS_CLUSTER_PARTITIONS", "24")
+        .env("ARGUS_CLUSTER_SHARE_RETENTION", "10s")
+        .env("ARGUS_SNAPSHOT_INTERVAL", "1m")
+        .env_remove("ARGUS_CLUSTER")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "share_retention (10 s) must be at least twice [server] snapshot_interval (60 s)"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

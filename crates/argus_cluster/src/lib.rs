@@ -55,6 +55,20 @@ pub enum Error {
     Gap { expected: u64, got: u64 },
 }
 
+/// Whether a failed get of a bucket says it does not exist (so it may be created), rather than
+/// that JetStream could not answer (a leader being elected, a timeout: worth trying again).
+fn absent(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(x) = cur {
+        let s = x.to_string();
+        if s.contains("not found") || s.contains("10059") {
+            return true;
+        }
+        cur = x.source();
+    }
+    false
+}
+
 /// One entry of the log: its sequence number (1, 2, … with no gaps), what kind of request it holds,
 /// which node and request it came from, and its bytes.
 #[derive(Debug, Clone)]
@@ -222,8 +236,12 @@ impl Log {
 
     async fn snapshots(&self) -> Result<jetstream::object_store::ObjectStore, Error> {
         let bucket = format!("{}-snapshots", self.stream);
-        if let Ok(s) = self.js.get_object_store(&bucket).await {
-            return Ok(s);
+        match self.js.get_object_store(&bucket).await {
+            Ok(s) => return Ok(s),
+            // JetStream could not answer (a leader election, a timeout): try again later, not
+            // a create that fails the same way or clashes with the bucket that is there.
+            Err(e) if !absent(&e) => return Err(Error::Read(format!("the bucket {bucket}: {e}"))),
+            Err(_) => {}
         }
         self.js
             .create_object_store(jetstream::object_store::Config {
@@ -598,6 +616,7 @@ impl Log {
         let bucket = format!("{}-{suffix}", self.stream);
         match self.js.get_key_value(&bucket).await {
             Ok(kv) => Ok(kv),
+            Err(e) if !absent(&e) => Err(Error::Read(format!("the bucket {bucket}: {e}"))),
             Err(_) => self
                 .js
                 .create_key_value(jetstream::kv::Config {

@@ -295,6 +295,31 @@ pub fn stale_node_snapshots(
 }
 
 impl Shares {
+    /// The event of the oldest share the bucket still holds (`None`: it holds none): the shares
+    /// of earlier events are gone (expired, or purged).
+    pub async fn oldest(&self) -> Result<Option<u64>, Error> {
+        let mut st = self
+            .js
+            .get_stream(format!("KV_{}", self.kv.name))
+            .await
+            .map_err(|e| Error::Read(e.to_string()))?;
+        let info = st.info().await.map_err(|e| Error::Read(e.to_string()))?;
+        if info.state.messages == 0 {
+            return Ok(None);
+        }
+        let first = info.state.first_sequence;
+        let m = st
+            .get_raw_message(first)
+            .await
+            .map_err(|e| Error::Read(e.to_string()))?;
+        let prefix = format!("$KV.{}.", self.kv.name);
+        Ok(m.subject
+            .as_str()
+            .strip_prefix(&prefix)
+            .and_then(|k| k.split_once('.'))
+            .and_then(|(s, _)| s.parse().ok()))
+    }
+
     /// How long the bucket keeps values: what the node that created it asked for (or an
     /// operator set since), whatever this node's configuration says.
     pub async fn retention(&self) -> Result<Duration, Error> {

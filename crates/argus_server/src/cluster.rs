@@ -745,20 +745,6 @@ pub async fn pump(st: AppState, node: Arc<Node>) {
                     break;
                 }
             };
-            if e.kind == EVENTS {
-                if let Some(why) = st
-                    .shared
-                    .shard
-                    .get()
-                    .and_then(|s| s.behind_retention(e.stored_ms))
-                {
-                    // It would wait for shares nobody can store again, for good: it stops
-                    // applying and refuses writes instead, and says what to do.
-                    tracing::error!(seq = e.seq, "sharded: {why}");
-                    st.shared.refuse_writes_because(why);
-                    return;
-                }
-            }
             let reply = node.waiter(e.origin.as_deref());
             let (tx, _rx) = oneshot::channel();
             if e.expired() {

@@ -168,13 +168,6 @@ pub struct Shard {
 /// bucket (once; then it is waited for again).
 const LATE_SHARE: Duration = Duration::from_millis(20);
 
-/// How far the entries a node applies may be from the shares' retention before it stops (their
-/// shares may be gone by the time its core asks for them): a minute, or a quarter of the
-/// retention when that is less.
-pub fn retention_margin(retention: Duration) -> Duration {
-    (retention / 4).min(Duration::from_secs(60))
-}
-
 impl Shard {
     /// Connects this node's side: the shares bucket (created when absent, keeping values for
     /// `keep`). Call from the runtime.
@@ -459,7 +452,7 @@ impl Shard {
                 tracing::error!(
                     seq,
                     partition = p,
-                    "sharded: a share's pieces do not make the share their head announced"
+                    "sharded: a share's pieces do not make the share their head announced (every node must run the same release, and every NATS server the same max_payload)"
                 );
                 self.undecodable
                     .lock()
@@ -697,26 +690,23 @@ impl Shard {
         self.view.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Why this node cannot apply an entry the log stored at `stored_ms` (milliseconds since the
-    /// epoch, the NATS server's clock), if it cannot: the entry is so old that the shares of its
-    /// events are gone, or will be before the core reaches them, and this node does not hold
-    /// every unit itself. It would otherwise wait for them for good.
-    pub fn behind_retention(&self, stored_ms: i64) -> Option<String> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let age = Duration::from_millis(now.saturating_sub(stored_ms).max(0) as u64);
-        let limit = self
-            .retention
-            .saturating_sub(retention_margin(self.retention));
-        let holds_all = self.held.lock().unwrap_or_else(|e| e.into_inner()).len() >= self.units;
-        (age > limit && !holds_all).then(|| {
-            format!(
-                "this node is {} s behind the log, and the shares of events older than {} s (the shares' retention, less a margin) may be gone: it cannot catch up from its own state; move its data directory aside and start it again, so that it restores the newest shared snapshot (or raise [cluster] share_retention)",
-                age.as_secs(),
-                limit.as_secs()
-            )
-        })
+    /// Whether the shares of event `seq` are gone from the bucket for good: the oldest share it
+    /// still holds is of a later event (they outlived `[cluster] share_retention`), so nobody
+    /// will store them again unless the unit's owner rebuilds it. Asks the bucket (one round
+    /// trip, up to 2 s): call it only when a share has been waited for a while.
+    pub fn shares_gone(&self, seq: u64) -> bool {
+        let shares = self.shares.clone();
+        let oldest = self.rt.block_on(async move {
+            tokio::time::timeout(Duration::from_secs(2), shares.oldest()).await
+        });
+        matches!(oldest, Ok(Ok(Some(first))) if first > seq)
+    }
+
+    /// Marks event `seq` as the one the core finishes now: the shares of earlier events that
+    /// come by the watch (this node's own among them) are dropped at the next pruning, also on a
+    /// node that holds every unit and so never waits.
+    pub fn finishing(&self, seq: u64) {
+        self.finishing.fetch_max(seq, Ordering::SeqCst);
     }
 
     /// Records what the core holds now (announced at the next ownership round).
@@ -776,6 +766,14 @@ impl Shard {
             && !self.core_failed.load(Ordering::SeqCst)
         {
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if self.core_failed.load(Ordering::SeqCst) {
+            // It never caught up: it takes no part (and shares no snapshot as a member's).
+            tracing::error!("sharded: the core failed before catching up: taking no leases");
+            if let Err(e) = own.drain().await {
+                tracing::warn!("sharded: draining: {e}");
+            }
+            return;
         }
         tracing::info!(
             entry = target,
@@ -1011,8 +1009,9 @@ const PIECED: [u8; 8] = [0xFF; 8];
 /// endian.
 const HEAD_LEN: usize = 20;
 
-/// The most pieces a share is read in (4 GiB at the default piece size): a head announcing more
-/// does not fit.
+/// The most pieces a share is stored in: a larger share is cut in larger pieces (which servers
+/// whose `max_payload` they pass refuse, and the share is retried for ever, logged). A head
+/// announcing more does not fit.
 pub const MAX_PIECES: u32 = 16_384;
 
 /// Keys of pieces: piece `i` of unit `u`'s share is stored under `<seq>.<PIECE_KEYS + u *
@@ -1032,6 +1031,8 @@ pub fn stored_form(unit: u32, bytes: Vec<u8>, chunk: usize) -> Vec<(u32, Vec<u8>
     if bytes.len() <= chunk {
         return vec![(unit, bytes)];
     }
+    // Never more pieces than a reader takes, nor keys beyond this unit's.
+    let chunk = chunk.max(bytes.len().div_ceil(MAX_PIECES as usize));
     let k = bytes.len().div_ceil(chunk);
     let mut out = Vec::with_capacity(k + 1);
     let mut head = Vec::with_capacity(HEAD_LEN);
@@ -1100,7 +1101,8 @@ fn take_whole(got: &mut HashMap<(u64, u32), Held>, seq: u64, p: u32) -> Taken {
     let Some(Held::Head(_, len)) = got.remove(&(seq, p)) else {
         return Taken::Missing;
     };
-    let mut bytes = Vec::with_capacity(len.min(1 << 30) as usize);
+    // (The head's length is only a hint: a bogus one must not allocate much.)
+    let mut bytes = Vec::with_capacity(len.min(16 << 20) as usize);
     for i in 0..k {
         match got.remove(&(seq, piece_key(p, i))) {
             Some(Held::Piece(b)) => bytes.extend_from_slice(&b),

@@ -20,7 +20,7 @@ impl Core {
                 results.push(error(
                     Failure::Unavailable,
                     "not_accepting_writes",
-                    format!("{why}; restart the server (it recovers from the log)"),
+                    refused(&self.shared, why),
                 ));
                 continue;
             }
@@ -94,7 +94,7 @@ impl Core {
                     Some(why) => Outcome::Answer(error(
                         Failure::Unavailable,
                         "not_accepting_writes",
-                        format!("{why}; restart the server (it recovers from the log)"),
+                        refused(&self.shared, why),
                     )),
                     None => self.accept(ev, None, c.t0),
                 };
@@ -137,7 +137,7 @@ impl Core {
                     Some(why) => Outcome::Answer(error(
                         Failure::Unavailable,
                         "not_accepting_writes",
-                        format!("{why}; restart the server (it recovers from the log)"),
+                        refused(&self.shared, why),
                     )),
                     None => self.finish_live(c, res),
                 };

@@ -136,6 +136,15 @@ impl std::fmt::Display for Answer {
 }
 
 /// `{"status": …, "id": …, "seq"?: …, "decision": <raw or null>}` without building a JSON tree.
+/// What a refused write is told: why, and to restart the server — unless a restart would not
+/// help, when `Shared::refused_because` is set and `why` says what does.
+pub(crate) fn refused(shared: &Shared, why: &str) -> String {
+    match shared.refused_because.get() {
+        Some(_) => why.to_string(),
+        None => format!("{why}; restart the server (it recovers from the log)"),
+    }
+}
+
 fn event_answer(status: &'static str, id: &str, seq: Option<u64>, decision: &[u8]) -> Answer {
     let mut b = Vec::with_capacity(64 + id.len() + decision.len());
     b.extend_from_slice(b"{\"status\":\"");
@@ -997,7 +1006,7 @@ impl Core {
             return Outcome::Answer(error(
                 Failure::Unavailable,
                 "not_accepting_writes",
-                format!("{why}; restart the server (it recovers from the log)"),
+                refused(&self.shared, why),
             ));
         }
         if self.lifecycle.awaiting && matches!(req, Request::Events { .. }) {

@@ -309,11 +309,6 @@ impl Core {
             rec.replayed += 1;
         }
         core.since_snap = rec.replayed;
-        if let Some(shard) = core.shared.shard.get() {
-            // What it holds is known before the pump hands it the first entry
-            // (`Shard::behind_retention`).
-            shard.set_held(&core.engine.units_held());
-        }
         rec.millis = started.elapsed().as_millis();
         m::set_gauge(m::LOG_SEGMENTS, core.wal.segment_count() as f64);
         core.shared.publish_overload(&core.engine.config);

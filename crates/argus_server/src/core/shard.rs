@@ -90,7 +90,7 @@ impl Core {
                     row.push(Item::Done(Outcome::Answer(error(
                         Failure::Unavailable,
                         "not_accepting_writes",
-                        format!("{why}; restart the server (it recovers from the log)"),
+                        refused(&self.shared, why),
                     ))));
                     continue;
                 }
@@ -168,6 +168,7 @@ impl Core {
         rebuilt: &mut Rebuilt,
     ) -> Result<LiveResult, Answer> {
         let t = Instant::now();
+        shard.finishing(b.seq);
         let mut remote: HashMap<usize, Vec<Value>> = HashMap::new();
         for &p in &b.remote {
             let v = self.await_share(shard, &b, p, events, j, rebuilt, t)?;
@@ -213,25 +214,39 @@ impl Core {
                 return Err(error(
                     Failure::Unavailable,
                     "not_accepting_writes",
-                    format!("{why}; restart the server (it recovers from the log)"),
+                    refused(&self.shared, why),
                 ));
             }
             if shard.is_undecodable(b.seq, key) {
-                let why = format!("partition {p}'s share of event {} does not decode: every node must run the same release", b.seq);
+                let why = format!("partition {p}'s share of event {} does not decode: every node must run the same release, and every NATS server the same max_payload", b.seq);
                 self.fail(why.clone());
                 return Err(error(Failure::Internal, "shard_mismatch", why));
             }
             if said.elapsed() >= Duration::from_secs(5) {
                 said = Instant::now();
                 let view = shard.view();
+                let owned_here = view.owned.contains(&(p as u32));
                 tracing::warn!(
                     seq = b.seq,
                     partition = p,
                     waited_ms = t.elapsed().as_millis() as u64,
-                    owned_here = view.owned.contains(&(p as u32)),
+                    owned_here,
                     held_elsewhere = view.held_elsewhere.contains(&(p as u32)),
                     "sharded: still waiting for a partition's share of an event"
                 );
+                if !owned_here && shard.shares_gone(b.seq) {
+                    // Nobody will store it again: this node is further behind than the shares'
+                    // retention. Waiting would be for good; it says what to do instead.
+                    let why = format!(
+                        "the shares of event {} are gone from the shares' bucket (they outlived [cluster] share_retention, {} s): this node is too far behind to catch up from its own state; move its data directory aside and start it again, so that it restores the newest shared snapshot",
+                        b.seq,
+                        shard.retention.as_secs()
+                    );
+                    tracing::error!("sharded: {why}");
+                    self.shared.refuse_writes_because(why.clone());
+                    self.fail(why.clone());
+                    return Err(error(Failure::Unavailable, "not_accepting_writes", why));
+                }
             }
             if let Some(v) = rebuilt.share(p, b.seq) {
                 return Ok(v);
