@@ -1266,36 +1266,6 @@ fn a_node_further_behind_than_the_shares_retention_says_so_instead_of_waiting_fo
     drop(a);
 }
 
-/// A sharded node whose shares would leave their bucket before a node started empty could catch
-/// up (it restores a snapshot up to `snapshot_interval` old) is refused at start, before it
-/// connects to anything.
-#[test]
-fn a_share_retention_shorter_than_twice_the_snapshot_interval_is_refused_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(common::repo().join("examples/starter/argus.toml"))
-        .arg("--policies")
-        .arg(common::repo().join("policies"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--cluster", "nats://127.0.0.1:9"])
-        .env("ARGUS_CLUSTER_PARTITIONS", "24")
-        .env("ARGUS_CLUSTER_SHARE_RETENTION", "10s")
-        .env("ARGUS_SNAPSHOT_INTERVAL", "1m")
-        .env_remove("ARGUS_CLUSTER")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
-    assert!(
-        err.contains(
-            "share_retention (10 s) must be at least twice [server] snapshot_interval (60 s)"
-        ),
-        "{err}"
-    );
-}
-
 #[test]
 fn without_the_log_a_fail_open_checkpoint_answers_degraded_and_the_others_refuse() {
     let _serial = serial();

@@ -269,16 +269,12 @@ pub async fn serve(
             );
         }
     }
-    if let Some(c) = settings.cluster.as_ref().filter(|c| c.partitions.is_some()) {
-        // A node started empty restores a snapshot up to `snapshot_interval` old, and needs the
-        // shares of the events since: they must still be there.
-        if c.share_retention() < 2 * settings.snapshot_interval {
-            anyhow::bail!(
-                "invalid [cluster]: share_retention ({} s) must be at least twice [server] snapshot_interval ({} s): a node started empty restores a shared snapshot up to snapshot_interval old and needs the shares of the events since",
-                c.share_retention().as_secs(),
-                settings.snapshot_interval.as_secs()
-            );
-        }
+    if let Some(w) = settings
+        .cluster
+        .as_ref()
+        .and_then(|c| c.share_retention_warning(settings.snapshot_interval))
+    {
+        tracing::warn!("{w}");
     }
     let mut sharding = None;
     let log = match &settings.cluster {

@@ -476,6 +476,20 @@ impl ClusterConfig {
         )
     }
 
+    /// Sharded: what to say when the shares may leave their bucket before a node started empty
+    /// catches up: it restores the newest shared snapshot, which may be up to a `snapshot_interval`
+    /// old (when every node snapshots that rarely; `snapshot_every_events` makes it younger), and
+    /// needs the shares of the events since.
+    pub fn share_retention_warning(&self, snapshot_interval: Duration) -> Option<String> {
+        (self.partitions.is_some() && self.share_retention() < 2 * snapshot_interval).then(|| {
+            format!(
+                "[cluster] share_retention ({} s) is less than twice [server] snapshot_interval ({} s): a node started empty restores a shared snapshot up to snapshot_interval old (when every node snapshots that rarely) and needs the shares of the events since, which may be gone; raise share_retention or snapshot more often",
+                self.share_retention().as_secs(),
+                snapshot_interval.as_secs()
+            )
+        })
+    }
+
     pub fn erasure_grace(&self) -> Duration {
         Duration::from_millis(
             parse_duration(&self.erasure_grace)
@@ -1156,6 +1170,25 @@ erasure_grace = "5s"
         assert_eq!(
             cluster(&t, env).unwrap().unwrap().share_retention(),
             Duration::from_secs(300)
+        );
+        // A node started empty needs the shares since its snapshot: warned about when every
+        // node may snapshot that rarely.
+        let c = cluster(&t, env).unwrap().unwrap();
+        assert_eq!(c.share_retention_warning(Duration::from_secs(60)), None);
+        assert_eq!(c.share_retention_warning(Duration::from_secs(150)), None);
+        let sharded = |k: &str| match k {
+            "ARGUS_CLUSTER_SHARE_RETENTION" => Some("5m".to_string()),
+            "ARGUS_CLUSTER_PARTITIONS" => Some("24".to_string()),
+            _ => None,
+        };
+        let c = cluster(&t, sharded).unwrap().unwrap();
+        assert_eq!(c.share_retention_warning(Duration::from_secs(150)), None);
+        let w = c.share_retention_warning(Duration::from_secs(151)).unwrap();
+        assert!(
+            w.contains(
+                "share_retention (300 s) is less than twice [server] snapshot_interval (151 s)"
+            ),
+            "{w}"
         );
         for bad in ["9s", "soon"] {
             let env = |k: &str| (k == "ARGUS_CLUSTER_SHARE_RETENTION").then(|| bad.to_string());
