@@ -460,6 +460,23 @@ fn sharded_as_embedded(
     units_equal(digests, &clean);
 }
 
+/// Sharded nodes against an embedded node fed the order a node's log (`data`) holds under
+/// `config`: every event logged once, every decision as acknowledged (`acked`), and each unit on
+/// the node holding it (`digests`) equal to the embedded node's.
+fn units_as_embedded(
+    dir: &Path,
+    data: &Path,
+    by_id: &HashMap<String, String>,
+    acked: &HashMap<String, Value>,
+    config: &Path,
+    digests: &[Value],
+) {
+    let order = logged_ids(data);
+    assert_eq!(order.len(), acked.len(), "every event logged once");
+    let (clean, _, _) = embedded_run_with(dir, &order, by_id, acked, config);
+    units_equal(digests, &clean);
+}
+
 /// A node's findings (the graph detectors', newest first; without `[graph]`, the refusal).
 fn findings(n: &Node) -> Value {
     http(&n.addr, "GET", "/v1/findings?limit=1000", "")
@@ -1100,10 +1117,7 @@ fn a_unit_its_new_owner_cannot_rebuild_passes_to_a_member_that_can() {
     for n in &mut nodes {
         n.kill();
     }
-    let order = logged_ids(&nodes[0].data);
-    assert_eq!(order.len(), acked.len(), "every event logged once");
-    let (clean, _, _) = embedded_run_with(dir.path(), &order, &by_id, &acked, &graph);
-    units_equal(&digests, &clean);
+    units_as_embedded(dir.path(), &nodes[0].data, &by_id, &acked, &graph, &digests);
     eprintln!(
         "unit {unit}, won by {joiner} which could not rebuild it, passed to a member that could: the longest event after c's kill took {} ms",
         longest.as_millis()
@@ -1168,11 +1182,14 @@ fn a_partition_share_over_the_servers_max_payload_crosses_in_pieces() {
     let digests = settled_digests(&live);
     drop(live);
     drop(nodes);
-    let order = logged_ids(&dir.path().join("a"));
-    assert_eq!(order.len(), acked.len(), "every event logged once");
-    // Every decision as acknowledged, and every unit as the embedded node's.
-    let (clean, _, _) = embedded_run_with(dir.path(), &order, &by_id, &acked, &config);
-    units_equal(&digests, &clean);
+    units_as_embedded(
+        dir.path(),
+        &dir.path().join("a"),
+        &by_id,
+        &acked,
+        &config,
+        &digests,
+    );
     eprintln!(
         "{pieced} shares crossed in pieces under a 64 KB max_payload; the longest event took {} ms",
         longest.as_millis()
