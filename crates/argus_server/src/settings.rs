@@ -525,23 +525,15 @@ pub fn cluster(
             .collect();
         table.insert("servers".into(), toml::Value::Array(servers));
     }
-    if let Some(v) = env("ARGUS_CLUSTER_LEASE_TTL").filter(|v| !v.trim().is_empty()) {
-        table.insert(
-            "lease_ttl".into(),
-            toml::Value::String(v.trim().to_string()),
-        );
-    }
-    if let Some(v) = env("ARGUS_CLUSTER_ERASURE_GRACE").filter(|v| !v.trim().is_empty()) {
-        table.insert(
-            "erasure_grace".into(),
-            toml::Value::String(v.trim().to_string()),
-        );
-    }
-    if let Some(v) = env("ARGUS_CLUSTER_SHARE_RETENTION").filter(|v| !v.trim().is_empty()) {
-        table.insert(
-            "share_retention".into(),
-            toml::Value::String(v.trim().to_string()),
-        );
+    // The durations, as the file would give them (checked below).
+    for (var, key) in [
+        ("ARGUS_CLUSTER_LEASE_TTL", "lease_ttl"),
+        ("ARGUS_CLUSTER_ERASURE_GRACE", "erasure_grace"),
+        ("ARGUS_CLUSTER_SHARE_RETENTION", "share_retention"),
+    ] {
+        if let Some(v) = env(var).filter(|v| !v.trim().is_empty()) {
+            table.insert(key.into(), toml::Value::String(v.trim().to_string()));
+        }
     }
     if let Some(v) = env("ARGUS_CLUSTER_PARTITIONS").filter(|v| !v.trim().is_empty()) {
         match v.trim().parse::<i64>() {

@@ -532,11 +532,11 @@ impl Shard {
     }
 
     /// Partition `p`'s share of event `seq`: as it arrives within `within`, else from the bucket
-    /// (stored before this node watched: it is catching up). `None`: not there yet.
+    /// (stored before this node watched: it is catching up). `None`: not there yet. The core
+    /// marks the event it finishes first ([`finishing`](Self::finishing)).
     pub fn wait(&self, seq: u64, p: u32, within: Duration) -> Option<Vec<Value>> {
         let start = Instant::now();
         let deadline = start + within;
-        self.finishing.store(seq, Ordering::SeqCst);
         let seen = |me: &Self| {
             me.seen
                 .lock()

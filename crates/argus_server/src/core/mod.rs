@@ -135,7 +135,6 @@ impl std::fmt::Display for Answer {
     }
 }
 
-/// `{"status": …, "id": …, "seq"?: …, "decision": <raw or null>}` without building a JSON tree.
 /// What a refused write is told: why, and to restart the server — unless a restart would not
 /// help, when `Shared::refused_because` is set and `why` says what does.
 pub(crate) fn refused(shared: &Shared, why: &str) -> String {
@@ -145,6 +144,7 @@ pub(crate) fn refused(shared: &Shared, why: &str) -> String {
     }
 }
 
+/// `{"status": …, "id": …, "seq"?: …, "decision": <raw or null>}` without building a JSON tree.
 fn event_answer(status: &'static str, id: &str, seq: Option<u64>, decision: &[u8]) -> Answer {
     let mut b = Vec::with_capacity(64 + id.len() + decision.len());
     b.extend_from_slice(b"{\"status\":\"");

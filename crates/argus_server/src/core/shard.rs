@@ -225,13 +225,13 @@ impl Core {
             if said.elapsed() >= Duration::from_secs(5) {
                 said = Instant::now();
                 let view = shard.view();
-                let owned_here = view.owned.contains(&(p as u32));
+                let owned_here = view.owned.contains(&key);
                 tracing::warn!(
                     seq = b.seq,
                     partition = p,
                     waited_ms = t.elapsed().as_millis() as u64,
                     owned_here,
-                    held_elsewhere = view.held_elsewhere.contains(&(p as u32)),
+                    held_elsewhere = view.held_elsewhere.contains(&key),
                     "sharded: still waiting for a partition's share of an event"
                 );
                 if !owned_here && shard.shares_gone(b.seq) {
@@ -263,8 +263,7 @@ impl Core {
                 self.fail(why.clone());
                 return Err(error(Failure::Unavailable, "not_accepting_writes", why));
             }
-            if shard.view().owned.contains(&(p as u32)) && !rebuilt.holds(p) && self.rebuild_due(p)
-            {
+            if shard.view().owned.contains(&key) && !rebuilt.holds(p) && self.rebuild_due(p) {
                 // This node owns the partition now, and nobody published its share: its
                 // owner died part-way. Rebuild it (with the other partitions this node took
                 // over that the same snapshot holds) through the events begun from this one on.
