@@ -1350,6 +1350,116 @@ fn without_the_log_a_fail_open_checkpoint_answers_degraded_and_the_others_refuse
     assert_eq!(ids.len(), 11);
 }
 
+/// `[deadlines]` in a cluster: a checkpoint's budget bounds the entry node's answer. Every node
+/// decides every entry with every stage (they must decide alike), so a late decision — here a
+/// model made slow on purpose; in production a node's death, a NATS election — is answered
+/// degraded within the budget (`allow` where `[cluster] fail_open` names the checkpoint, else its
+/// `closed_action`), and the event goes on: every node records the same full decision, which a
+/// retry on any node answers. Before, the cluster ignored budgets and the client waited.
+#[test]
+fn a_late_decision_is_answered_within_the_budget_and_recorded_in_full_on_every_node() {
+    let _serial = serial();
+    if !nats_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path());
+    let config = |name: &str, cluster: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "include = [\"{}\"]\n[deadlines.checkpoints.\"order.create\"]\nbudget = \"1s\"\nclosed_action = \"block\"\n[cluster]\n{cluster}\n",
+                common::repo().join("examples/simulator/argus.toml").display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    // Node A fails the order checkpoint closed, node B open; both score the order model in 4 s.
+    let slow = [("ARGUS_FAULTS", "models=slow:4s")];
+    let policies = common::repo().join("policies");
+    let a = Node::start_full(
+        &dir.path().join("a"),
+        Some(&nats.urls()),
+        &config("a.toml", ""),
+        &policies,
+        &slow,
+    );
+    let b = Node::start_full(
+        &dir.path().join("b"),
+        Some(&nats.urls()),
+        &config("b.toml", "fail_open = [\"order.create\"]"),
+        &policies,
+        &slow,
+    );
+    let t = argus_event::time::format_rfc3339(1_795_000_000_000);
+    let order = |id: &str, actor: &str| {
+        json!({"id": id, "type": "order.create", "time": t, "actor": actor, "data": {"order": format!("o-{id}"), "seller": "s1", "item": "i1", "item_count": 1, "amount": "20.00", "currency": "EUR", "card": card(3), "device": "d1", "ip": "81.2.0.1"}}).to_string()
+    };
+    let click = json!({"id": "click-1", "type": "item.click", "time": t, "actor": "u1", "data": {"item": "i1", "seller": "s1", "device": "d1", "ip": "81.2.0.1"}}).to_string();
+    // A checkpoint without a budget waits for its decision, as before.
+    let v = post(&a.addr, &click);
+    assert_eq!(v["status"], "accepted", "{v}");
+
+    let mut answered = Vec::new();
+    for (node, id, action) in [(&a, "late-a", "block"), (&b, "late-b", "allow")] {
+        let started = Instant::now();
+        let v = post(&node.addr, &order(id, id));
+        answered.push(started.elapsed());
+        assert_eq!(v["status"], "degraded", "{v}");
+        let d = &v["decision"];
+        assert_eq!(d["action"], action, "{v}");
+        assert_eq!(d["degraded"], json!([["cluster", "late"]]), "{v}");
+        assert_eq!(d["recorded"], false, "{v}");
+        assert_eq!(d["pending"], true, "{v}");
+    }
+    eprintln!(
+        "late decisions answered degraded in {:?} (budget 1 s, the model takes 4 s on every node)",
+        answered
+    );
+    // The events went on: each node records each order's full decision, the same on both.
+    let recorded = |n: &Node, id: &str| {
+        let t0 = Instant::now();
+        loop {
+            let (st, v) = http(&n.addr, "GET", &format!("/v1/decisions/{id}"), "").unwrap();
+            if st == 200 {
+                return v;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "{id} was never recorded: {st} {v}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    for id in ["late-a", "late-b"] {
+        let (on_a, on_b) = (recorded(&a, id), recorded(&b, id));
+        let d = on_a["decision"].clone();
+        assert_eq!(
+            strip_time(d.clone()),
+            strip_time(on_b["decision"].clone()),
+            "{id}"
+        );
+        assert!(d.get("degraded").is_none(), "{id}: {d}");
+        assert_eq!(d["models"][0]["name"], "order_fraud", "{id}: {d}");
+        assert_ne!(d["decided_by"], "degraded", "{id}: {d}");
+    }
+    // A retry on the other node answers the recorded decision.
+    let v = post(&b.addr, &order("late-a", "late-a"));
+    assert_eq!(v["status"], "duplicate", "{v}");
+    assert!(v["decision"].get("degraded").is_none(), "{v}");
+    assert_eq!(v["decision"]["models"][0]["name"], "order_fraud", "{v}");
+    assert_eq!(metric(&a, "argus_degraded_decisions_total"), 1.0);
+    assert_eq!(metric(&b, "argus_degraded_decisions_total"), 1.0);
+    drop((a, b));
+    for n in ["a", "b"] {
+        let mut ids = logged_ids(&dir.path().join(n));
+        ids.sort();
+        assert_eq!(ids, ["click-1", "late-a", "late-b"], "{n}");
+    }
+}
+
 /// Every node shares its newest snapshot through JetStream's object store; a node started on an empty
 /// data directory restores it and tails the shared log after its cursor, instead of replaying the
 /// whole log, and ends in the same state.

@@ -438,6 +438,7 @@ async fn submit_events(
     decoded: Vec<core::Decoded>,
     batch: bool,
 ) -> Answer {
+    let started = std::time::Instant::now();
     let schema = st.decoder.schema.clone();
     let mut decoded = decoded.into_iter();
     // Per item: its refusal here, or None when it goes into the log.
@@ -466,6 +467,12 @@ async fn submit_events(
             Err(a) => refused.push(Some(a)),
         }
     }
+    // One event of a checkpoint with a budget (`[deadlines]`): answered within it, whatever the
+    // log and the other nodes do (see `late`).
+    let budget = match who.as_slice() {
+        [(_, ty)] if !batch => budget_of(st, *ty),
+        _ => None,
+    };
     let applied = if stored.is_empty() {
         Vec::new()
     } else {
@@ -476,7 +483,27 @@ async fn submit_events(
             Ok(p) => p,
             Err(e) => return error(Failure::Internal, "internal_error", e.to_string()),
         };
-        match append_and_wait(st, node, EVENTS, payload).await {
+        let answered = match (budget, &st.cluster) {
+            (Some(b), Some(node)) => {
+                // The append and the wait go on in a task of their own when the budget passes:
+                // the entry is (or is not) acknowledged and applied as without a budget.
+                let (st2, node) = (st.clone(), node.clone());
+                let task =
+                    tokio::spawn(
+                        async move { append_and_wait(&st2, &node, EVENTS, payload).await },
+                    );
+                match tokio::time::timeout(b.saturating_sub(started.elapsed()), task).await {
+                    Ok(Ok(a)) => a,
+                    Ok(Err(e)) => error(Failure::Internal, "internal_error", e.to_string()),
+                    Err(_) => {
+                        let (id, ty) = &who[0];
+                        return late(st, id, *ty, b);
+                    }
+                }
+            }
+            _ => append_and_wait(st, node, EVENTS, payload).await,
+        };
+        match answered {
             Answer::Batch(v) => v,
             // The log could not acknowledge: each event fails open or closed by its checkpoint.
             Answer::Failed(e) if e.code == "log_unavailable" => who
@@ -508,15 +535,69 @@ async fn submit_events(
     }
 }
 
+/// Whether a checkpoint answers `allow` when the cluster cannot decide it in time
+/// (`[cluster] fail_open`).
+fn fails_open(st: &AppState, ty: &str) -> bool {
+    st.settings
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.fail_open.iter().any(|t| t == ty))
+}
+
+/// The budget `[deadlines]` gives an event type's checkpoint, if any.
+fn budget_of(st: &AppState, ty: u16) -> Option<Duration> {
+    st.shared
+        .deadlines
+        .read()
+        .ok()?
+        .as_deref()
+        .and_then(|d| d.budget_of(ty))
+}
+
+/// The answer to an event whose decision this node did not have within its checkpoint's budget:
+/// `allow` when the checkpoint fails open, else its `closed_action`. The event goes on: once the
+/// log acknowledges it, every node applies it and records its decision as without a budget (the
+/// same on every node), which a retry with the same id answers (`duplicate`); this answer is not
+/// recorded (`recorded: false`), and `pending: true` says the event may still be.
+fn late(st: &AppState, id: &str, ty: u16, budget: Duration) -> Answer {
+    let name = &st.decoder.schema.get(ty).name;
+    let action = if fails_open(st, name) {
+        argus_policy::Action::Allow
+    } else {
+        st.shared
+            .deadlines
+            .read()
+            .ok()
+            .and_then(|d| d.as_deref()?.closed_action.get(ty as usize).copied())
+            .unwrap_or(argus_policy::Action::Review)
+    };
+    m::inc_labeled(m::DEGRADED_DECISIONS, "stage", "cluster");
+    tracing::debug!(
+        id,
+        budget_ms = budget.as_millis() as u64,
+        "cluster: no decision within the budget"
+    );
+    core::ok(serde_json::json!({
+        "status": "degraded",
+        "id": id,
+        "decision": {
+            "event_id": id,
+            "checkpoint": name,
+            "action": action.name(),
+            "score": 0,
+            "fired": [],
+            "decided_by": "degraded",
+            "degraded": [["cluster", "late"]],
+            "recorded": false,
+            "pending": true,
+        }
+    }))
+}
+
 /// The answer to an event the log could not acknowledge: a degraded `allow` (not recorded, not
 /// applied) when its checkpoint fails open, else the refusal.
 fn degraded_or(st: &AppState, id: &str, ty: &str, e: &core::CoreError) -> Answer {
-    let open = st
-        .settings
-        .cluster
-        .as_ref()
-        .is_some_and(|c| c.fail_open.iter().any(|t| t == ty));
-    if !open {
+    if !fails_open(st, ty) {
         return Answer::Failed(e.clone());
     }
     m::inc_labeled(m::DEGRADED_DECISIONS, "stage", "log");

@@ -376,6 +376,9 @@ pub struct Shared {
     /// `[deadlines] overload`: 0 refuses a request the full queue cannot take (503); 1 + an
     /// action's index answers events a degraded decision with that action instead.
     pub overload: std::sync::atomic::AtomicU8,
+    /// `[deadlines]` as the running configuration has it: on a cluster node, the entry node's
+    /// answer keeps each checkpoint's budget (`crate::cluster`).
+    pub deadlines: std::sync::RwLock<Option<Arc<argus_engine::deadlines::Deadlines>>>,
     /// Per API key with a rate limit: (tokens left, when last refilled).
     pub buckets: std::sync::Mutex<HashMap<String, (f64, std::time::Instant)>>,
     /// On a node of a sharded cluster: its side of the shares' exchange (set before the core starts).
@@ -404,14 +407,17 @@ impl Shared {
         self.refuse_writes();
     }
 
-    /// Publishes the configuration's overload treatment to the HTTP handlers.
-    pub fn publish_overload(&self, cfg: &argus_engine::Config) {
+    /// Publishes the configuration's budgets and overload treatment to the HTTP handlers.
+    pub fn publish_deadlines(&self, cfg: &argus_engine::Config) {
         let v = cfg
             .deadlines
             .as_deref()
             .filter(|d| d.overload_degrade)
             .map_or(0, |d| 1 + d.overload_action as u8);
         self.overload.store(v, Ordering::SeqCst);
+        if let Ok(mut d) = self.deadlines.write() {
+            *d = cfg.deadlines.clone();
+        }
     }
 }
 

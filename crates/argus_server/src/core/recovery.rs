@@ -91,7 +91,7 @@ impl Core {
                 .as_ref()
                 .is_some_and(|d| d.budget.iter().any(Option::is_some))
         {
-            tracing::warn!("[deadlines] budgets do not apply in a cluster: every node decides every entry of the shared log, and must decide it alike");
+            tracing::warn!("[deadlines] in a cluster: a checkpoint's budget bounds the entry node's answer (a late one is answered degraded, `[cluster] fail_open` or `closed_action`), not the stages: every node decides every entry of the shared log with every stage, and must decide it alike");
         }
         // Stages made slow or failing on purpose, to test budgets and degraded decisions.
         if let Some(f) = std::env::var("ARGUS_FAULTS").ok().filter(|f| !f.is_empty()) {
@@ -311,7 +311,7 @@ impl Core {
         core.since_snap = rec.replayed;
         rec.millis = started.elapsed().as_millis();
         m::set_gauge(m::LOG_SEGMENTS, core.wal.segment_count() as f64);
-        core.shared.publish_overload(&core.engine.config);
+        core.shared.publish_deadlines(&core.engine.config);
         core.shared.ready.store(true, Ordering::SeqCst);
         Ok((core, rec))
     }

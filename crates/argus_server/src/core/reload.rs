@@ -121,7 +121,7 @@ impl Core {
         self.engine.decoder().lookups.replace((*tables).clone());
         // Budgets take effect with the next event.
         self.engine.config.deadlines = cfg.deadlines.clone();
-        self.shared.publish_overload(&self.engine.config);
+        self.shared.publish_deadlines(&self.engine.config);
         m::inc_labeled(m::RELOADS, "outcome", "ok");
         ok(
             json!({"status": "reloaded", "previous_version": before, "policy_version": after, "lookups": sizes}),
