@@ -1084,18 +1084,9 @@ pub async fn bootstrap(
     }
     // JetStream may be electing a leader (a server just died): "no responders" and timeouts pass
     // within seconds, so the fetch is tried again for up to a minute, as the connection is.
-    let mut tries = 0;
-    let fetched = loop {
-        match log.fetch_snapshot().await {
-            Ok(f) => break f,
-            Err(e) if tries < 120 => {
-                tries += 1;
-                tracing::warn!("fetching the shared snapshot: {e}; trying again");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-    };
+    let fetched = patiently("fetching the shared snapshot", || log.fetch_snapshot())
+        .await
+        .map_err(|e| e.to_string())?;
     let Some((at, bytes)) = fetched else {
         return Ok(None);
     };
@@ -1212,5 +1203,33 @@ pub async fn hold_lease(
             if held.is_some() { 1.0 } else { 0.0 },
         );
         tokio::time::sleep(leases.renew_every()).await;
+    }
+}
+
+/// `f`, tried again every half second for up to a minute while it fails in a way that passes:
+/// JetStream answers "no responders" or times out while a cluster that just started (or lost a
+/// server) elects the leaders of its buckets. A node started then waits instead of exiting.
+/// What cannot pass (another cluster's shape, a refused connection) is returned at once.
+pub(crate) async fn patiently<T, Fut>(
+    what: &str,
+    mut f: impl FnMut() -> Fut,
+) -> Result<T, argus_cluster::Error>
+where
+    Fut: std::future::Future<Output = Result<T, argus_cluster::Error>>,
+{
+    let mut tries = 0;
+    loop {
+        match f().await {
+            Err(
+                e @ (argus_cluster::Error::Read(_)
+                | argus_cluster::Error::Append(_)
+                | argus_cluster::Error::AckTimeout(_)),
+            ) if tries < 120 => {
+                tries += 1;
+                tracing::warn!("{what}: {e}; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            r => return r,
+        }
     }
 }

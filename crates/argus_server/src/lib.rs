@@ -309,12 +309,15 @@ pub async fn serve(
                     cfg.features.fingerprint(),
                     cfg.secret_fingerprint
                 );
-                patiently("checking the cluster's shape", || log.check_shape(&shape)).await?;
-                let s = patiently("opening the shares' bucket", || {
+                crate::cluster::patiently("checking the cluster's shape", || {
+                    log.check_shape(&shape)
+                })
+                .await?;
+                let s = crate::cluster::patiently("opening the shares' bucket", || {
                     shard::Shard::connect(log.clone(), name.clone(), n, units, c.share_retention())
                 })
                 .await?;
-                let own = patiently("opening the owners' bucket", || {
+                let own = crate::cluster::patiently("opening the owners' bucket", || {
                     log.ownership(&name, units as u32, c.lease_ttl())
                 })
                 .await?;
@@ -516,33 +519,5 @@ async fn stop_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
-    }
-}
-
-/// `f`, tried again every half second for up to a minute while it fails in a way that passes:
-/// JetStream answers "no responders" or times out while a cluster that just started (or lost a
-/// server) elects the leaders of its buckets. A node started then waits instead of exiting.
-/// What cannot pass (another cluster's shape, a refused connection) is returned at once.
-async fn patiently<T, Fut>(
-    what: &str,
-    mut f: impl FnMut() -> Fut,
-) -> Result<T, argus_cluster::Error>
-where
-    Fut: std::future::Future<Output = Result<T, argus_cluster::Error>>,
-{
-    let mut tries = 0;
-    loop {
-        match f().await {
-            Err(
-                e @ (argus_cluster::Error::Read(_)
-                | argus_cluster::Error::Append(_)
-                | argus_cluster::Error::AckTimeout(_)),
-            ) if tries < 120 => {
-                tries += 1;
-                tracing::warn!("{what}: {e}; trying again");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-            r => return r,
-        }
     }
 }
