@@ -467,12 +467,11 @@ async fn submit_events(
             Err(a) => refused.push(Some(a)),
         }
     }
-    // One event of a checkpoint with a budget (`[deadlines]`): answered within it, whatever the
-    // log and the other nodes do (see `late`).
-    let budget = match who.as_slice() {
-        [(_, ty)] if !batch => budget_of(st, *ty),
-        _ => None,
-    };
+    // Events whose checkpoints all have a budget (`[deadlines]`): answered within the shortest,
+    // whatever the log and the other nodes do (see `late`). A batch with an event of a checkpoint
+    // without a budget waits for every answer, as without budgets.
+    let budgets: Option<Vec<Duration>> = who.iter().map(|(_, ty)| budget_of(st, *ty)).collect();
+    let budget = budgets.and_then(|b| b.into_iter().min());
     let applied = if stored.is_empty() {
         Vec::new()
     } else {
@@ -496,8 +495,7 @@ async fn submit_events(
                     Ok(Ok(a)) => a,
                     Ok(Err(e)) => error(Failure::Internal, "internal_error", e.to_string()),
                     Err(_) => {
-                        let (id, ty) = &who[0];
-                        return late(st, id, *ty, b);
+                        Answer::Batch(who.iter().map(|(id, ty)| late(st, id, *ty, b)).collect())
                     }
                 }
             }
