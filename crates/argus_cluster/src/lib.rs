@@ -294,6 +294,12 @@ impl Log {
         Ok(true)
     }
 
+    /// How long an append waits for JetStream's acknowledgement (`[cluster] ack_timeout`); an
+    /// append gives up after this and a grace of 500 ms.
+    pub fn ack_timeout(&self) -> Duration {
+        self.ack_timeout
+    }
+
     /// The newest shared snapshot: its position and bytes.
     pub async fn fetch_snapshot(&self) -> Result<Option<(SharedSnapshot, Vec<u8>)>, Error> {
         let store = self.snapshots().await?;

@@ -360,6 +360,52 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// A degraded answer: an event answered without its decision, with `action`, because `stage`
+/// could not decide it in time (`reason`). Neither recorded nor applied; `pending`: the event
+/// may still be, and its recorded decision is then the full one (a cluster's late answer). A
+/// checkpoint the installed policies do not decide has no decision, as its recorded answer.
+pub(crate) fn degraded(
+    st: &AppState,
+    id: &str,
+    ty: u16,
+    action: argus_policy::Action,
+    (stage, reason): (&'static str, &str),
+    pending: bool,
+) -> Answer {
+    let checkpoint = &st.decoder.schema.get(ty).name;
+    m::inc_labeled(m::DEGRADED_DECISIONS, "stage", stage);
+    let decides = st
+        .shared
+        .decides
+        .read()
+        .map(|d| d.get(ty as usize).copied().unwrap_or(false))
+        .unwrap_or(true);
+    let mut decision = json!({
+        "event_id": id,
+        "checkpoint": checkpoint,
+        "action": action.name(),
+        "score": 0,
+        "fired": [],
+        "shadow": [],
+        "errors": [],
+        "policy_version": st.shared.version(),
+        "decided_by": "degraded",
+        "degraded": [[stage, reason]],
+        "recorded": false,
+    });
+    if pending {
+        decision["pending"] = json!(true);
+    }
+    let mut answer = json!({"status": "degraded", "id": id, "decision": decision});
+    if !decides {
+        answer["decision"] = serde_json::Value::Null;
+        if pending {
+            answer["pending"] = json!(true);
+        }
+    }
+    crate::core::ok(answer)
+}
+
 /// `[deadlines] overload = "degrade"`: one event the full queue cannot take is answered a degraded
 /// decision with the configured action, neither recorded nor applied (as a cluster's fail-open
 /// answer). Batches and labels are refused as before.
@@ -376,23 +422,14 @@ fn overload_degraded(st: &AppState, req: &Request) -> Option<Answer> {
         return None;
     };
     let ev = decoded.first()?.as_ref().ok()?;
-    let schema = &st.decoder.schema;
-    let ty = &schema.get(ev.ty).name;
-    m::inc_labeled(m::DEGRADED_DECISIONS, "stage", "queue");
-    Some(crate::core::ok(json!({
-        "status": "degraded",
-        "id": ev.id,
-        "decision": {
-            "event_id": ev.id,
-            "checkpoint": ty,
-            "action": action.name(),
-            "score": 0,
-            "fired": [],
-            "decided_by": "degraded",
-            "degraded": [["queue", "overloaded"]],
-            "recorded": false,
-        }
-    })))
+    Some(degraded(
+        st,
+        &ev.id,
+        ev.ty,
+        *action,
+        ("queue", "overloaded"),
+        false,
+    ))
 }
 
 /// Sends a request to the core and waits for its answer, within the request timeout.

@@ -45,6 +45,12 @@ pub struct Node {
     /// at a time must do (the outbox's deliveries, escalation, scheduled activation, recording the
     /// guard's trips).
     pub duties: Arc<std::sync::atomic::AtomicBool>,
+    /// Events with a `[deadlines]` budget whose append or answer is in flight (capped at
+    /// `[server] queue_depth`: see `submit_events`).
+    budgeted: std::sync::atomic::AtomicUsize,
+    /// Appends in flight: shutdown waits for them, so that an event answered `pending` is in the
+    /// log or refused before the node stops.
+    appending: std::sync::atomic::AtomicUsize,
 }
 
 /// This process's name in the cluster: host, pid and start time (a restarted node is a new member).
@@ -202,6 +208,8 @@ impl Node {
             next: AtomicU64::new(1),
             waiters: Mutex::new(HashMap::new()),
             duties: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            budgeted: Default::default(),
+            appending: Default::default(),
         }
     }
 
@@ -237,7 +245,7 @@ pub fn replicated(req: &Request) -> bool {
 
 /// A request that changes state, on a cluster node: checked here, appended to the shared log, and
 /// answered by this node's core once it applied the entry.
-pub async fn submit(st: &AppState, node: &Node, req: Request) -> Answer {
+pub async fn submit(st: &AppState, node: &Arc<Node>, req: Request) -> Answer {
     match req {
         Request::Events {
             items,
@@ -433,7 +441,7 @@ async fn replicate(st: &AppState, node: &Node, r: Replicated) -> Answer {
 
 async fn submit_events(
     st: &AppState,
-    node: &Node,
+    node: &Arc<Node>,
     items: Vec<Box<serde_json::value::RawValue>>,
     decoded: Vec<core::Decoded>,
     batch: bool,
@@ -470,8 +478,11 @@ async fn submit_events(
     // Events whose checkpoints all have a budget (`[deadlines]`): answered within the shortest,
     // whatever the log and the other nodes do (see `late`). A batch with an event of a checkpoint
     // without a budget waits for every answer, as without budgets.
-    let budgets: Option<Vec<Duration>> = who.iter().map(|(_, ty)| budget_of(st, *ty)).collect();
-    let budget = budgets.and_then(|b| b.into_iter().min());
+    let dl = deadlines(st);
+    let budget = dl.as_deref().and_then(|d| {
+        let each: Option<Vec<Duration>> = who.iter().map(|(_, ty)| d.budget_of(*ty)).collect();
+        each?.into_iter().min()
+    });
     let applied = if stored.is_empty() {
         Vec::new()
     } else {
@@ -482,20 +493,32 @@ async fn submit_events(
             Ok(p) => p,
             Err(e) => return error(Failure::Internal, "internal_error", e.to_string()),
         };
-        let answered = match (budget, &st.cluster) {
-            (Some(b), Some(node)) => {
+        let answered = match (budget, dl) {
+            (Some(b), Some(dl)) => {
+                // Freed at the budget, clients no longer wait for the log and the core: the
+                // requests in flight are capped as the embedded server's queue caps them.
+                if node.budgeted.load(Ordering::SeqCst) >= st.settings.queue_depth {
+                    return overloaded(st, &who, batch);
+                }
                 // The append and the wait go on in a task of their own when the budget passes:
                 // the entry is (or is not) acknowledged and applied as without a budget.
-                let (st2, node) = (st.clone(), node.clone());
-                let task =
-                    tokio::spawn(
-                        async move { append_and_wait(&st2, &node, EVENTS, payload).await },
-                    );
+                node.budgeted.fetch_add(1, Ordering::SeqCst);
+                m::set_gauge(
+                    m::CLUSTER_BUDGETED_IN_FLIGHT,
+                    node.budgeted.load(Ordering::SeqCst) as f64,
+                );
+                let (st2, node2) = (st.clone(), node.clone());
+                let task = tokio::spawn(async move {
+                    let a = append_and_wait(&st2, &node2, EVENTS, payload).await;
+                    let left = node2.budgeted.fetch_sub(1, Ordering::SeqCst) - 1;
+                    m::set_gauge(m::CLUSTER_BUDGETED_IN_FLIGHT, left as f64);
+                    a
+                });
                 match tokio::time::timeout(b.saturating_sub(started.elapsed()), task).await {
                     Ok(Ok(a)) => a,
                     Ok(Err(e)) => error(Failure::Internal, "internal_error", e.to_string()),
                     Err(_) => {
-                        Answer::Batch(who.iter().map(|(id, ty)| late(st, id, *ty, b)).collect())
+                        Answer::Batch(who.iter().map(|(id, ty)| late(st, &dl, id, *ty)).collect())
                     }
                 }
             }
@@ -506,7 +529,7 @@ async fn submit_events(
             // The log could not acknowledge: each event fails open or closed by its checkpoint.
             Answer::Failed(e) if e.code == "log_unavailable" => who
                 .iter()
-                .map(|(id, ty)| degraded_or(st, id, &schema.get(*ty).name, &e))
+                .map(|(id, ty)| degraded_or(st, id, *ty, &e))
                 .collect(),
             // Not answered in time (in the log, not applied here yet), or the server stopping.
             other => return other,
@@ -533,6 +556,30 @@ async fn submit_events(
     }
 }
 
+/// The answer when this node has `[server] queue_depth` events with a budget in flight: the
+/// cluster is behind, and the events are not appended. As the embedded server's full queue:
+/// one event is answered degraded with `overload_action` under `[deadlines] overload =
+/// "degrade"` (neither recorded nor applied), anything else 503 `overloaded`.
+fn overloaded(st: &AppState, who: &[(String, u16)], batch: bool) -> Answer {
+    let v = st.shared.overload.load(Ordering::SeqCst);
+    match (
+        who,
+        argus_policy::Action::ALL.get((v as usize).wrapping_sub(1)),
+    ) {
+        ([(id, ty)], Some(action)) if !batch => {
+            crate::api::degraded(st, id, *ty, *action, ("queue", "overloaded"), false)
+        }
+        _ => {
+            m::inc(m::REJECTED_OVERLOAD, 1);
+            error(
+                Failure::Unavailable,
+                "overloaded",
+                "this node has [server] queue_depth events with a budget in flight (its cluster is behind); retry after the time in Retry-After",
+            )
+        }
+    }
+}
+
 /// Whether a checkpoint answers `allow` when the cluster cannot decide it in time
 /// (`[cluster] fail_open`).
 fn fails_open(st: &AppState, ty: &str) -> bool {
@@ -542,76 +589,45 @@ fn fails_open(st: &AppState, ty: &str) -> bool {
         .is_some_and(|c| c.fail_open.iter().any(|t| t == ty))
 }
 
-/// The budget `[deadlines]` gives an event type's checkpoint, if any.
-fn budget_of(st: &AppState, ty: u16) -> Option<Duration> {
-    st.shared
-        .deadlines
-        .read()
-        .ok()?
-        .as_deref()
-        .and_then(|d| d.budget_of(ty))
+/// `[deadlines]` as the running configuration has it.
+fn deadlines(st: &AppState) -> Option<Arc<argus_engine::deadlines::Deadlines>> {
+    st.shared.deadlines.read().ok()?.clone()
 }
 
 /// The answer to an event whose decision this node did not have within its checkpoint's budget:
 /// `allow` when the checkpoint fails open, else its `closed_action`. The event goes on: once the
 /// log acknowledges it, every node applies it and records its decision as without a budget (the
-/// same on every node), which a retry with the same id answers (`duplicate`); this answer is not
-/// recorded (`recorded: false`), and `pending: true` says the event may still be.
-fn late(st: &AppState, id: &str, ty: u16, budget: Duration) -> Answer {
-    let name = &st.decoder.schema.get(ty).name;
-    let action = if fails_open(st, name) {
+/// same on every node), which a retry with the same id answers (`duplicate`) once it is recorded;
+/// this answer is not recorded (`recorded: false`), and `pending: true` says the event may still be.
+fn late(st: &AppState, dl: &argus_engine::deadlines::Deadlines, id: &str, ty: u16) -> Answer {
+    let action = if fails_open(st, &st.decoder.schema.get(ty).name) {
         argus_policy::Action::Allow
     } else {
-        st.shared
-            .deadlines
-            .read()
-            .ok()
-            .and_then(|d| d.as_deref()?.closed_action.get(ty as usize).copied())
+        dl.closed_action
+            .get(ty as usize)
+            .copied()
             .unwrap_or(argus_policy::Action::Review)
     };
-    m::inc_labeled(m::DEGRADED_DECISIONS, "stage", "cluster");
-    tracing::debug!(
-        id,
-        budget_ms = budget.as_millis() as u64,
-        "cluster: no decision within the budget"
-    );
-    core::ok(serde_json::json!({
-        "status": "degraded",
-        "id": id,
-        "decision": {
-            "event_id": id,
-            "checkpoint": name,
-            "action": action.name(),
-            "score": 0,
-            "fired": [],
-            "decided_by": "degraded",
-            "degraded": [["cluster", "late"]],
-            "recorded": false,
-            "pending": true,
-        }
-    }))
+    crate::api::degraded(st, id, ty, action, ("cluster", "late"), true)
 }
 
 /// The answer to an event the log could not acknowledge: a degraded `allow` (not recorded, not
 /// applied) when its checkpoint fails open, else the refusal.
-fn degraded_or(st: &AppState, id: &str, ty: &str, e: &core::CoreError) -> Answer {
-    if !fails_open(st, ty) {
+fn degraded_or(st: &AppState, id: &str, ty: u16, e: &core::CoreError) -> Answer {
+    if !fails_open(st, &st.decoder.schema.get(ty).name) {
         return Answer::Failed(e.clone());
     }
-    m::inc_labeled(m::DEGRADED_DECISIONS, "stage", "log");
-    core::ok(serde_json::json!({
-        "status": "degraded",
-        "id": id,
-        "decision": {
-            "event_id": id,
-            "checkpoint": ty,
-            "action": "allow",
-            "score": 0,
-            "fired": [],
-            "degraded": [["log", "the cluster's log did not acknowledge the event in time"]],
-            "recorded": false,
-        }
-    }))
+    crate::api::degraded(
+        st,
+        id,
+        ty,
+        argus_policy::Action::Allow,
+        (
+            "log",
+            "the cluster's log did not acknowledge the event in time",
+        ),
+        false,
+    )
 }
 
 /// Appends an entry and waits for this node's core to apply it.
@@ -627,10 +643,12 @@ async fn append_and_wait_for(node: &Node, kind: &str, payload: Vec<u8>, wait: Du
         w.insert(nonce, tx);
     }
     let t = std::time::Instant::now();
+    node.appending.fetch_add(1, Ordering::SeqCst);
     let appended = node
         .log
         .append(kind, &node.origin(nonce), None, payload.into())
         .await;
+    node.appending.fetch_sub(1, Ordering::SeqCst);
     m::observe(m::CLUSTER_APPEND_SECONDS, t.elapsed().as_secs_f64());
     if let Err(e) = appended {
         if let Ok(mut w) = node.waiters.lock() {
@@ -663,6 +681,21 @@ async fn append_and_wait_for(node: &Node, kind: &str, payload: Vec<u8>, wait: Du
                 "the request is in the cluster's log but this node has not applied it in time; retry with the same event ids to read its answer",
             )
         }
+    }
+}
+
+impl Node {
+    /// Waits up to `within` for the appends in flight (a client answered `pending` by its budget
+    /// does not wait for its append: the node must not stop before it is in the log or refused).
+    pub async fn appends_done(&self, within: Duration) -> bool {
+        let t = std::time::Instant::now();
+        while self.appending.load(Ordering::SeqCst) > 0 {
+            if t.elapsed() >= within {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 }
 

@@ -213,6 +213,16 @@ impl Server {
     /// no timeout.
     pub async fn shutdown(mut self) {
         self.shared.ready.store(false, Ordering::SeqCst);
+        // Events answered `pending` within their budget may still be appending: each is in the
+        // log or refused (its deadline is `ack_timeout` after its start) before the node stops.
+        if let Some(node) = &self.state.cluster {
+            let within = node.log.ack_timeout() + std::time::Duration::from_secs(1);
+            if !node.appends_done(within).await {
+                tracing::warn!(
+                    "cluster: appends still in flight after {within:?}, stopping anyway"
+                );
+            }
+        }
         let shard = self.shared.shard.get().cloned();
         if let Some(s) = shard.clone() {
             // The events in flight finish (the final snapshot needs a core that has not failed);

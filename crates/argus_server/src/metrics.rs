@@ -25,6 +25,9 @@ pub const COMMIT_SECONDS: &str = "argus_log_commit_seconds";
 pub const CLUSTER_APPEND_SECONDS: &str = "argus_cluster_append_seconds";
 /// In a cluster: appends the shared log did not acknowledge (answered 503, not applied).
 pub const CLUSTER_APPEND_FAILURES: &str = "argus_cluster_append_failures_total";
+/// In a cluster: events with a `[deadlines]` budget whose append or answer is in flight on this
+/// node (answered or not; capped at `[server] queue_depth`).
+pub const CLUSTER_BUDGETED_IN_FLIGHT: &str = "argus_cluster_budgeted_in_flight";
 /// In a cluster: entries of the shared log no node can apply (undecodable), skipped by all alike.
 pub const CLUSTER_ENTRIES_SKIPPED: &str = "argus_cluster_entries_skipped_total";
 /// In a cluster: entries of the shared log erased from the stream by erasures on this node.

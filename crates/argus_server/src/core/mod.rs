@@ -379,6 +379,9 @@ pub struct Shared {
     /// `[deadlines]` as the running configuration has it: on a cluster node, the entry node's
     /// answer keeps each checkpoint's budget (`crate::cluster`).
     pub deadlines: std::sync::RwLock<Option<Arc<argus_engine::deadlines::Deadlines>>>,
+    /// By event type id: whether the installed policies decide that checkpoint (a cluster node's
+    /// late answer has a decision only where the recorded answer will).
+    pub decides: std::sync::RwLock<Vec<bool>>,
     /// Per API key with a rate limit: (tokens left, when last refilled).
     pub buckets: std::sync::Mutex<HashMap<String, (f64, std::time::Instant)>>,
     /// On a node of a sharded cluster: its side of the shares' exchange (set before the core starts).
@@ -405,6 +408,23 @@ impl Shared {
     pub fn refuse_writes_because(&self, why: String) {
         let _ = self.refused_because.set(why);
         self.refuse_writes();
+    }
+
+    /// Publishes which checkpoints the installed policies decide to the HTTP handlers.
+    pub fn publish_checkpoints(&self, p: Option<&argus_policy::PolicySet>) {
+        if let Ok(mut d) = self.decides.write() {
+            *d = p.map_or_else(Vec::new, |p| {
+                p.by_type.iter().map(Option::is_some).collect()
+            });
+        }
+    }
+
+    /// The current policy version, as the HTTP handlers report it.
+    pub fn version(&self) -> String {
+        self.policy_version
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
     }
 
     /// Publishes the configuration's budgets and overload treatment to the HTTP handlers.

@@ -92,6 +92,13 @@ impl Core {
                 .is_some_and(|d| d.budget.iter().any(Option::is_some))
         {
             tracing::warn!("[deadlines] in a cluster: a checkpoint's budget bounds the entry node's answer (a late one is answered degraded, `[cluster] fail_open` or `closed_action`), not the stages: every node decides every entry of the shared log with every stage, and must decide it alike");
+            let longest = cfg
+                .deadlines
+                .as_ref()
+                .and_then(|d| d.budget.iter().flatten().max().copied());
+            if longest.is_some_and(|b| b >= settings.request_timeout) {
+                tracing::warn!("[deadlines]: a budget of {longest:?} is not shorter than [server] request_timeout ({:?}): in a cluster the request times out (503 timeout) before such a budget passes", settings.request_timeout);
+            }
         }
         // Stages made slow or failing on purpose, to test budgets and degraded decisions.
         if let Some(f) = std::env::var("ARGUS_FAULTS").ok().filter(|f| !f.is_empty()) {
@@ -325,6 +332,7 @@ impl Core {
                 .policy_version
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()) = String::new();
+            self.shared.publish_checkpoints(None);
             self.engine.clear_policies();
             return;
         };
@@ -340,6 +348,7 @@ impl Core {
             .policy_version
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = ps.overrides.version(&ps.version);
+        self.shared.publish_checkpoints(Some(&ps));
         if self
             .policy_changes
             .back()
