@@ -6,6 +6,7 @@
 #   DURATION=20 RECOVERY="200000 400000" bench/cluster.sh   # events added before each recovery
 #   ONLY=sharded GROW="100000 300000" bench/cluster.sh       # part 5 alone
 #   ONLY=sharded SH_GRAPH=1 bench/cluster.sh                  # part 5 with the entity graph
+#   ONLY=sharded SH_BUDGET=50 bench/cluster.sh                # part 5, orders with a 50 ms budget
 #   ARGUS=/path/to/argus ONLY=sharded bench/cluster.sh        # another build (e.g. an older commit)
 #
 # 1. Latency per decision, paced (wrk -t1 -c4, 5 ms between requests per connection): the embedded
@@ -27,6 +28,11 @@
 #    against the keys it held, and the time until the next event is acknowledged.
 #    SH_GRAPH=1 adds the entity graph of examples/simulator/graph.toml: one node (the global stages'
 #    worker) runs it and shares each event's graph features (docs/cluster.md).
+#    SH_BUDGET=<ms> gives `order.create` a `[deadlines]` budget (every figure of part 5 then runs
+#    with it: late orders under saturation are answered at the budget), and from each kill sends an
+#    order every 20 ms for 8 s through a survivor (bench/budget_probe.py): what a checkout client
+#    sees while the dead node's partitions are rebuilt, then each order's recorded decision
+#    (bench/budget_check.py).
 #
 # Both saturated three-entry runs (2 and 5) print the CPU time per accepted event of the Argus nodes,
 # the NATS servers and the rest of the box (from /proc, read before and after the run).
@@ -236,6 +242,10 @@ if [ -n "${SH_GRAPH:-}" ]; then
   sed -n '/^\[graph\]/,$p' examples/simulator/graph.toml >> "$W/sh.toml"
   echo "with the entity graph (examples/simulator/graph.toml's [graph])"
 fi
+if [ -n "${SH_BUDGET:-}" ]; then
+  printf '[deadlines.checkpoints."order.create"]\nbudget = "%sms"\n' "$SH_BUDGET" >> "$W/sh.toml"
+  echo "with a budget of $SH_BUDGET ms for order.create (answered degraded and pending when late)"
+fi
 shnode() { local name=$1 port=$2
   "$ARGUS" serve --config "$W/sh.toml" --policies policies --data-dir "$W/$name" --listen 127.0.0.1:$port --cluster "$NATS" >"$W/$name.out" 2>"$W/$name.err" &
   PIDS+=($!); eval "PID_$name=$!"
@@ -357,6 +367,10 @@ for a in d.get("account_details", []):
   kill -9 "$victim"
   t0=$(date +%s%N)
   SURV=(); for u in "${SH[@]}"; do [ "$u" = "$best" ] || SURV+=("$u"); done
+  if [ -n "${SH_BUDGET:-}" ]; then
+    python3 bench/budget_probe.py "${SURV[1]}" "probe-$grow" 8 20 > "$W/probe.$grow.json" &
+    PROBE=$!
+  fi
   # The next event through a survivor: answered once the victim's partitions are rebuilt.
   now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   for j in 0 1 2 3 4 5 6 7 8 9; do
@@ -367,6 +381,10 @@ for a in d.get("account_details", []):
     done
   done
   t1=$(date +%s%N)
+  if [ -n "${SH_BUDGET:-}" ]; then
+    wait "$PROBE"
+    python3 bench/budget_check.py "$W/probe.$grow.json" "${SURV[0]}" "$SH_BUDGET"
+  fi
   settle "${SURV[@]}"
   rb=$(msum argus_shard_rebuild_seconds "${SURV[@]}"); rc=$(msum argus_shard_rebuild_core_seconds "${SURV[@]}")
   np=$(csum argus_shard_rebuilds_total "${SURV[@]}"); nr=$(csum argus_shard_rebuild_seconds_count "${SURV[@]}")
