@@ -2775,6 +2775,10 @@ fn sharded_nodes_decide_as_one_embedded_node_through_a_kill_a_join_and_a_drain()
             .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
     };
     let before_kill = rebuilds(&[&nodes[0], &nodes[1]]);
+    // Shares are announced before they are stored, and every node took some that way.
+    for n in &nodes {
+        assert!(metric(n, "argus_shard_shares_announced_total") > 0.0);
+    }
     nodes[2].kill();
     let survivors: Vec<&Node> = nodes[..2].iter().collect();
     let kill_resume = post_all(

@@ -348,6 +348,56 @@ impl Shares {
             .map_err(|e| Error::Read(e.to_string()))
     }
 
+    /// The plain NATS subject of partition `p`'s share of event `seq` (see [`announce`](Self::announce)).
+    fn fast_subject(&self, seq: u64, p: u32) -> String {
+        format!("_ARGUS_SHARES.{}.{seq}.{p}", self.kv.name)
+    }
+
+    /// Sends partition `p`'s share of event `seq` to the nodes listening now, before it is stored:
+    /// plain NATS, at most once, not replicated. A waiting node takes it as it takes a stored one,
+    /// a round trip to the bucket's replicas sooner; what it misses comes from the bucket (the
+    /// watch, or a read). A share is a function of the log, so one announced and never stored (its
+    /// owner died) is the same bytes the unit's next owner stores.
+    pub async fn announce(&self, seq: u64, p: u32, value: Bytes) -> Result<(), Error> {
+        self.js
+            .client()
+            .publish(self.fast_subject(seq, p), value)
+            .await
+            .map_err(|e| Error::Append(e.to_string()))
+    }
+
+    /// Hands every share announced from now on to `f` as it arrives, for ever (resubscribing
+    /// after an error, reported to `failed`).
+    pub async fn follow_announced(
+        &self,
+        mut f: impl FnMut(u64, u32, &[u8]),
+        mut failed: impl FnMut(&Error),
+    ) {
+        let prefix = format!("_ARGUS_SHARES.{}.", self.kv.name);
+        loop {
+            match self.js.client().subscribe(format!("{prefix}>")).await {
+                Ok(mut sub) => {
+                    while let Some(m) = sub.next().await {
+                        let key = m
+                            .subject
+                            .as_str()
+                            .strip_prefix(&prefix)
+                            .and_then(|k| k.split_once('.'))
+                            .and_then(|(s, p)| Some((s.parse().ok()?, p.parse().ok()?)));
+                        if let Some((s, p)) = key {
+                            f(s, p, &m.payload);
+                        }
+                    }
+                    failed(&Error::Read(
+                        "the announced shares' subscription ended".into(),
+                    ));
+                }
+                Err(e) => failed(&Error::Read(e.to_string())),
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
     /// Hands every share stored from now on to `f` as it arrives, for ever: the watch is reopened
     /// after an error (reported to `failed`), and what was stored meanwhile is left to
     /// [`get`](Self::get).

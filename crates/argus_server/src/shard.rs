@@ -282,6 +282,21 @@ impl Shard {
                 )
                 .await
         });
+        // The shares announced before they are stored: most arrive here first.
+        let me = self.clone();
+        self.rt.spawn(async move {
+            let shares = me.shares.clone();
+            let got = me.clone();
+            shares
+                .follow_announced(
+                    move |seq, p, bytes| {
+                        m::inc(m::SHARD_SHARES_ANNOUNCED, 1);
+                        got.arrive(seq, p, bytes)
+                    },
+                    |e| tracing::warn!("sharded: listening for announced shares: {e}; again"),
+                )
+                .await
+        });
         let rx = self.out_rx.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(rx) = rx {
             let shares = self.shares.clone();
@@ -289,7 +304,18 @@ impl Shard {
         }
     }
 
+    /// A share arriving, announced or stored: each share comes twice when both paths deliver
+    /// it, and is decoded once (nor at all when the core is past its event).
     fn arrive(&self, seq: u64, p: u32, bytes: &[u8]) {
+        if seq < self.finishing.load(Ordering::SeqCst)
+            || self
+                .got
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&(seq, p))
+        {
+            return;
+        }
         let Some(v) = held(p, bytes) else {
             tracing::error!(seq, partition = p, "sharded: an undecodable share");
             self.mark_undecodable(seq, p);
@@ -1167,6 +1193,8 @@ async fn publisher(
         let unstored = unstored.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            // Announced first (at most once, not stored), then stored.
+            let _ = shares.announce(seq, p, bytes.clone().into()).await;
             // Retried for as long as it takes: the others wait for this share.
             for attempt in 0u32.. {
                 match shares.put(seq, p, bytes.clone()).await {
