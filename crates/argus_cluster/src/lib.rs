@@ -8,12 +8,13 @@
 
 mod ownership;
 mod shares;
+/// The bytes type of shares and entries (the `bytes` crate's, as async-nats uses it).
+pub use bytes::Bytes;
 pub use ownership::{wanted_owner, wanted_owner_declining, Ownership};
 pub use shares::{share_key, stale_node_snapshots, NodeSnapshot, Shares};
 
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::HeaderMap;
-use bytes::Bytes;
 use futures_util::StreamExt;
 use std::time::Duration;
 

@@ -331,12 +331,22 @@ impl Shares {
     }
 
     /// Stores partition `p`'s share of event `seq` (on the bucket's replicas).
-    pub async fn put(&self, seq: u64, p: u32, value: Vec<u8>) -> Result<(), Error> {
+    pub async fn put(&self, seq: u64, p: u32, value: impl Into<Bytes>) -> Result<(), Error> {
         self.kv
-            .put(share_key(seq, p), Bytes::from(value))
+            .put(share_key(seq, p), value.into())
             .await
             .map(|_| ())
             .map_err(|e| Error::Append(e.to_string()))
+    }
+
+    /// Stores partition `p`'s share of event `seq` unless it is stored already: `true` when this
+    /// call stored it.
+    pub async fn create(&self, seq: u64, p: u32, value: Bytes) -> Result<bool, Error> {
+        match self.kv.create(share_key(seq, p), value).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Error::Append(e.to_string())),
+        }
     }
 
     /// Partition `p`'s share of event `seq`, if stored (and not yet expired).

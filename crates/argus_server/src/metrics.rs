@@ -70,9 +70,11 @@ pub const SHARD_PUBLISH_SECONDS: &str = "argus_shard_publish_seconds";
 /// from it (it is catching up before taking part in ownership, or another node owns and holds the
 /// partition).
 pub const SHARD_SHARES_SKIPPED: &str = "argus_shard_shares_skipped_total";
-/// Sharded: shares received announced (plain NATS, before they are stored), this node's own
-/// included.
-pub const SHARD_SHARES_ANNOUNCED: &str = "argus_shard_shares_announced_total";
+/// Sharded: shares the core took as they were announced (plain NATS), before the watch showed
+/// them stored.
+pub const SHARD_SHARES_ANNOUNCED: &str = "argus_shard_shares_taken_announced_total";
+/// Sharded: shares announced and not stored by their owner within seconds, stored by this node.
+pub const SHARD_SHARES_RESTORED: &str = "argus_shard_shares_stored_for_owner_total";
 /// Sharded: shares stored in pieces (their encoding took more than a piece: `SHARE_CHUNK`, at most
 /// half the servers' `max_payload`).
 pub const SHARD_SHARES_IN_PIECES: &str = "argus_shard_shares_in_pieces_total";

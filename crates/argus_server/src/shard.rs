@@ -95,6 +95,15 @@ pub struct Shard {
     /// `ARGUS_SHARD_TEST_HEAD_ONLY`, for tests: a stages share cut in pieces is stored without
     /// its pieces, as by a worker that dies between the two (held open until it is killed).
     head_only: bool,
+    /// `ARGUS_SHARD_TEST_STORE_DELAY` (ms), for tests: this node stores its shares that much
+    /// after announcing them, as a node that dies between the two would never store them.
+    store_delay: Duration,
+    /// Shares announced (plain NATS) and not yet seen stored (by the watch), with when they came:
+    /// a node may have decided with one whose owner dies before storing it, and a node that
+    /// missed the announcement would wait for it for ever. Each node stores those still
+    /// unconfirmed after `CONFIRM_WITHIN` itself (create if absent: the bytes are the same
+    /// whoever stores them).
+    unconfirmed: Mutex<HashMap<(u64, u32), (argus_cluster::Bytes, Instant)>>,
     /// This node's name (its leases, its snapshot object).
     pub node: String,
     pub log: argus_cluster::Log,
@@ -168,6 +177,9 @@ pub struct Shard {
 /// bucket (once; then it is waited for again).
 const LATE_SHARE: Duration = Duration::from_millis(20);
 
+/// An announced share not seen stored this long after it came is stored by this node.
+const CONFIRM_WITHIN: Duration = Duration::from_secs(3);
+
 impl Shard {
     /// Connects this node's side: the shares bucket (created when absent, keeping values for
     /// `keep`). Call from the runtime.
@@ -200,6 +212,15 @@ impl Shard {
                 n => (n / 2).max(16),
             });
         let head_only = std::env::var("ARGUS_SHARD_TEST_HEAD_ONLY").is_ok_and(|v| v == "1");
+        let store_delay = Duration::from_millis(
+            std::env::var("ARGUS_SHARD_TEST_STORE_DELAY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        );
+        if !store_delay.is_zero() {
+            tracing::warn!("ARGUS_SHARD_TEST_STORE_DELAY: shares are stored {store_delay:?} after they are announced (testing only)");
+        }
         if head_only {
             tracing::warn!("ARGUS_SHARD_TEST_HEAD_ONLY=1: the stages' shares cut in pieces are stored without their pieces (testing only)");
         }
@@ -209,6 +230,8 @@ impl Shard {
             retention,
             share_chunk,
             head_only,
+            store_delay,
+            unconfirmed: Mutex::new(HashMap::new()),
             node,
             log,
             rt: tokio::runtime::Handle::current(),
@@ -256,6 +279,7 @@ impl Shard {
                     return;
                 }
                 me.evict_fetched();
+                me.store_unconfirmed().await;
                 if !me.member.load(Ordering::SeqCst) {
                     continue;
                 }
@@ -273,7 +297,7 @@ impl Shard {
             let got = me.clone();
             shares
                 .follow(
-                    move |seq, p, bytes| got.arrive(seq, p, bytes),
+                    move |seq, p, bytes| got.stored(seq, p, bytes),
                     |e| {
                         // What is stored until the watch is open again is read from the bucket.
                         me.seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -289,10 +313,7 @@ impl Shard {
             let got = me.clone();
             shares
                 .follow_announced(
-                    move |seq, p, bytes| {
-                        m::inc(m::SHARD_SHARES_ANNOUNCED, 1);
-                        got.arrive(seq, p, bytes)
-                    },
+                    move |seq, p, bytes| got.announced(seq, p, bytes),
                     |e| tracing::warn!("sharded: listening for announced shares: {e}; again"),
                 )
                 .await
@@ -300,20 +321,76 @@ impl Shard {
         let rx = self.out_rx.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(rx) = rx {
             let shares = self.shares.clone();
-            self.rt.spawn(publisher(shares, rx, self.unstored.clone()));
+            self.rt.spawn(publisher(
+                shares,
+                rx,
+                self.unstored.clone(),
+                self.store_delay,
+            ));
         }
     }
 
-    /// A share arriving, announced or stored: each share comes twice when both paths deliver
-    /// it, and is decoded once (nor at all when the core is past its event).
+    /// A share announced by its owner before it stores it: kept until the watch shows it stored.
+    fn announced(&self, seq: u64, p: u32, bytes: &[u8]) {
+        self.unconfirmed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                (seq, p),
+                (argus_cluster::Bytes::copy_from_slice(bytes), Instant::now()),
+            );
+        self.arrive(seq, p, bytes);
+    }
+
+    /// A share stored, as the watch delivers it: when it came announced, it is confirmed, and
+    /// was decoded then.
+    fn stored(&self, seq: u64, p: u32, bytes: &[u8]) {
+        let confirmed = self
+            .unconfirmed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(seq, p))
+            .is_some();
+        if !confirmed {
+            self.arrive(seq, p, bytes);
+        }
+    }
+
+    /// Stores the announced shares the watch has not shown stored within `CONFIRM_WITHIN`: their
+    /// owner may have died before storing them, after this node (or another) decided with them.
+    async fn store_unconfirmed(&self) {
+        let due: Vec<((u64, u32), argus_cluster::Bytes)> = {
+            let mut u = self.unconfirmed.lock().unwrap_or_else(|e| e.into_inner());
+            let due: Vec<(u64, u32)> = u
+                .iter()
+                .filter(|(_, (_, at))| at.elapsed() >= CONFIRM_WITHIN)
+                .map(|(k, _)| *k)
+                .collect();
+            due.into_iter()
+                .filter_map(|k| u.remove(&k).map(|(b, _)| (k, b)))
+                .collect()
+        };
+        for ((seq, p), b) in due {
+            match self.shares.create(seq, p, b).await {
+                Ok(true) => {
+                    m::inc(m::SHARD_SHARES_RESTORED, 1);
+                    tracing::warn!(
+                        seq,
+                        key = p,
+                        "sharded: a share announced and not stored by its owner, stored by this node"
+                    );
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(seq, key = p, "sharded: storing an announced share: {e}"),
+            }
+        }
+    }
+
+    /// A share arriving, announced or stored (decoded once when both come: see `stored`; not at
+    /// all when the core is past its event). A whole share replaces a head of the same key (two
+    /// holders that cut it differently).
     fn arrive(&self, seq: u64, p: u32, bytes: &[u8]) {
-        if seq < self.finishing.load(Ordering::SeqCst)
-            || self
-                .got
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains_key(&(seq, p))
-        {
+        if seq < self.finishing.load(Ordering::SeqCst) {
             return;
         }
         let Some(v) = held(p, bytes) else {
@@ -331,7 +408,12 @@ impl Shard {
                 .or_insert((seq, seq));
         }
         let mut g = self.got.lock().unwrap_or_else(|e| e.into_inner());
-        g.insert((seq, p), v);
+        match (g.get(&(seq, p)), &v) {
+            (Some(Held::Head(..)), Held::Share(_)) | (None, _) => {
+                g.insert((seq, p), v);
+            }
+            _ => {}
+        }
         if self
             .arrivals
             .fetch_add(1, Ordering::Relaxed)
@@ -472,7 +554,17 @@ impl Shard {
     /// pieces that do not make a share mark it undecodable.
     fn take(&self, g: &mut HashMap<(u64, u32), Held>, seq: u64, p: u32) -> Option<Vec<Value>> {
         match take_whole(g, seq, p) {
-            Taken::Whole(v) => Some(v),
+            Taken::Whole(v) => {
+                let early = self
+                    .unconfirmed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains_key(&(seq, p));
+                if early {
+                    m::inc(m::SHARD_SHARES_ANNOUNCED, 1);
+                }
+                Some(v)
+            }
             Taken::Missing => None,
             Taken::Undecodable => {
                 tracing::error!(
@@ -1183,6 +1275,7 @@ async fn publisher(
     shares: argus_cluster::Shares,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
     unstored: Arc<Mutex<std::collections::BTreeSet<u64>>>,
+    store_delay: Duration,
 ) {
     let limit = Arc::new(tokio::sync::Semaphore::new(256));
     while let Some((seq, p, bytes, handed, ticket)) = rx.recv().await {
@@ -1194,7 +1287,11 @@ async fn publisher(
         tokio::spawn(async move {
             let _permit = permit;
             // Announced first (at most once, not stored), then stored.
-            let _ = shares.announce(seq, p, bytes.clone().into()).await;
+            let bytes = argus_cluster::Bytes::from(bytes);
+            let _ = shares.announce(seq, p, bytes.clone()).await;
+            if !store_delay.is_zero() {
+                tokio::time::sleep(store_delay).await;
+            }
             // Retried for as long as it takes: the others wait for this share.
             for attempt in 0u32.. {
                 match shares.put(seq, p, bytes.clone()).await {
