@@ -1295,7 +1295,7 @@ fn without_the_log_a_fail_open_checkpoint_answers_degraded_and_the_others_refuse
     std::fs::write(
         &conf,
         format!(
-            "include = [\"{}\"]\n[cluster]\nfail_open = [\"item.click\"]\nack_timeout = \"500ms\"\n",
+            "include = [\"{}\"]\n[cluster]\nfail_open = [\"item.click\"]\nack_timeout = \"500ms\"\n[deadlines.checkpoints.\"payment.attempt\"]\nbudget = \"100ms\"\nclosed_action = \"challenge\"\n",
             common::repo().join("examples/starter/argus.toml").display()
         ),
     )
@@ -1325,6 +1325,19 @@ fn without_the_log_a_fail_open_checkpoint_answers_degraded_and_the_others_refuse
         "log unreachable: both answers within {} ms (ack_timeout 500 ms)",
         started.elapsed().as_millis()
     );
+    // A checkpoint with a budget shorter than `ack_timeout` is answered within it, fail-closed
+    // and pending: the append goes on, fails, and the entry is never applied (below).
+    let payment = json!({"id": "payment-down", "type": "payment.attempt", "time": t, "actor": "u1", "data": {"order": "o-down", "amount": "20.00", "currency": "EUR", "card": card(3), "card_country": "GB", "device": "d1", "ip": "81.2.0.1"}}).to_string();
+    let (st, v) = http(&node.addr, "POST", "/v1/events", &payment).unwrap();
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["status"], "degraded", "{v}");
+    assert_eq!(v["decision"]["action"], "challenge", "{v}");
+    assert_eq!(
+        v["decision"]["degraded"],
+        json!([["cluster", "late"]]),
+        "{v}"
+    );
+    assert_eq!(v["decision"]["pending"], true, "{v}");
     // The log is back: the refused order is sent again and acknowledged; the degraded click was
     // never recorded.
     for i in 0..3 {
@@ -1343,19 +1356,36 @@ fn without_the_log_a_fail_open_checkpoint_answers_degraded_and_the_others_refuse
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The pending payment's append failed while the log was down: it was never applied, and its
+    // retry is decided anew.
+    let mut v = Value::Null;
+    for _ in 0..20 {
+        v = post(&node.addr, &payment);
+        if v["status"] != "degraded" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // (A retry answered late itself, and recorded, is a duplicate at the next.)
+    assert!(
+        v["status"] == "accepted" || v["status"] == "duplicate",
+        "{v}"
+    );
     node.kill();
     let ids = logged_ids(&node.data);
     assert!(ids.contains(&"order-down".to_string()));
     assert!(!ids.contains(&"click-down".to_string()));
-    assert_eq!(ids.len(), 11);
+    assert_eq!(ids.iter().filter(|i| *i == "payment-down").count(), 1);
+    assert_eq!(ids.len(), 12);
 }
 
 /// Shares are announced on plain NATS before they are stored, and nodes decide with the announced
-/// copy. An owner that dies between the two (held open here: node C stores its shares ten minutes
-/// after announcing them, `ARGUS_SHARD_TEST_STORE_DELAY`) leaves shares that other nodes used and
-/// nobody stored: a node that missed them — one joining afterwards, which replays the log and
-/// reads every share from the bucket — would wait for them for ever. The nodes that received them
-/// store them themselves when the bucket has not shown them within seconds.
+/// copy. An owner that dies between the two (held open here: node C stores its shares 8 s after
+/// announcing them, `ARGUS_SHARD_TEST_STORE_DELAY`) leaves shares that other nodes used and nobody
+/// stored: a node that missed them — B, down meanwhile, which reads them from the bucket as it
+/// catches up — would wait for them for ever (it did, before the fix: the test failed at its 60 s
+/// limit). The nodes that received them store them themselves when the bucket has not shown them
+/// within 3 s.
 #[test]
 fn an_announced_share_its_owner_never_stored_is_stored_by_the_nodes_that_used_it() {
     let _serial = serial();
