@@ -366,8 +366,8 @@ impl Shares {
     /// Sends partition `p`'s share of event `seq` to the nodes listening now, before it is stored:
     /// plain NATS, at most once, not replicated. A waiting node takes it as it takes a stored one,
     /// a round trip to the bucket's replicas sooner; what it misses comes from the bucket (the
-    /// watch, or a read). A share is a function of the log, so one announced and never stored (its
-    /// owner died) is the same bytes the unit's next owner stores.
+    /// watch, or a read). Nodes may decide with it before it is stored, so the receivers store
+    /// what its owner did not (`create`; the server's `Shard::store_unconfirmed`).
     pub async fn announce(&self, seq: u64, p: u32, value: Bytes) -> Result<(), Error> {
         self.js
             .client()
@@ -376,11 +376,11 @@ impl Shares {
             .map_err(|e| Error::Append(e.to_string()))
     }
 
-    /// Hands every share announced from now on to `f` as it arrives, for ever (resubscribing
-    /// after an error, reported to `failed`).
+    /// Hands every share announced from now on to `f` as it arrives (its payload, not copied), for
+    /// ever (resubscribing after an error, reported to `failed`).
     pub async fn follow_announced(
         &self,
-        mut f: impl FnMut(u64, u32, &[u8]),
+        mut f: impl FnMut(u64, u32, Bytes),
         mut failed: impl FnMut(&Error),
     ) {
         let prefix = format!("_ARGUS_SHARES.{}.", self.kv.name);
@@ -395,7 +395,7 @@ impl Shares {
                             .and_then(|k| k.split_once('.'))
                             .and_then(|(s, p)| Some((s.parse().ok()?, p.parse().ok()?)));
                         if let Some((s, p)) = key {
-                            f(s, p, &m.payload);
+                            f(s, p, m.payload);
                         }
                     }
                     failed(&Error::Read(

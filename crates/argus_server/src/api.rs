@@ -980,12 +980,7 @@ async fn healthz() -> Response {
 
 async fn readyz(State(st): State<AppState>) -> Response {
     let ready = st.shared.ready.load(Ordering::SeqCst) && !st.shared.failed.load(Ordering::SeqCst);
-    let version = st
-        .shared
-        .policy_version
-        .lock()
-        .map(|v| v.clone())
-        .unwrap_or_default();
+    let version = st.shared.version();
     if ready {
         respond(ok(json!({"status": "ready", "policy_version": version})))
     } else {

@@ -502,11 +502,8 @@ async fn submit_events(
                 }
                 // The append and the wait go on in a task of their own when the budget passes:
                 // the entry is (or is not) acknowledged and applied as without a budget.
-                node.budgeted.fetch_add(1, Ordering::SeqCst);
-                m::set_gauge(
-                    m::CLUSTER_BUDGETED_IN_FLIGHT,
-                    node.budgeted.load(Ordering::SeqCst) as f64,
-                );
+                let now = node.budgeted.fetch_add(1, Ordering::SeqCst) + 1;
+                m::set_gauge(m::CLUSTER_BUDGETED_IN_FLIGHT, now as f64);
                 let (st2, node2) = (st.clone(), node.clone());
                 let task = tokio::spawn(async move {
                     let a = append_and_wait(&st2, &node2, EVENTS, payload).await;

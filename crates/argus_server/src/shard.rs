@@ -331,15 +331,13 @@ impl Shard {
     }
 
     /// A share announced by its owner before it stores it: kept until the watch shows it stored.
-    fn announced(&self, seq: u64, p: u32, bytes: &[u8]) {
+    /// (Kept first, so that the watch's copy arriving meanwhile finds it.)
+    fn announced(&self, seq: u64, p: u32, bytes: argus_cluster::Bytes) {
         self.unconfirmed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                (seq, p),
-                (argus_cluster::Bytes::copy_from_slice(bytes), Instant::now()),
-            );
-        self.arrive(seq, p, bytes);
+            .insert((seq, p), (bytes.clone(), Instant::now()));
+        self.arrive(seq, p, &bytes);
     }
 
     /// A share stored, as the watch delivers it: when it came announced, it is confirmed, and
