@@ -8,6 +8,7 @@
 #   ONLY=sharded SH_GRAPH=1 bench/cluster.sh                  # part 5 with the entity graph
 #   ONLY=sharded SH_BUDGET=50 bench/cluster.sh                # part 5, orders with a 50 ms budget
 #   ARGUS=/path/to/argus ONLY=sharded bench/cluster.sh        # another build (e.g. an older commit)
+#   KEEP=1 ONLY=sharded bench/cluster.sh                      # keeps the work directory (every process's log)
 #
 # 1. Latency per decision, paced (wrk -t1 -c4, 5 ms between requests per connection): the embedded
 #    node; one cluster node on a stream with 1 replica; one of three cluster nodes on a stream with 3
@@ -55,7 +56,7 @@ cleanup() { local rc=$?
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   # A failed run says why: the last lines of every node's log.
   if [ "$rc" != 0 ]; then for f in "$W"/*.err; do [ -f "$f" ] && { echo "--- $f"; tail -n 15 "$f"; }; done >&2; fi
-  rm -rf "$W"; }
+  if [ -n "${KEEP:-}" ]; then echo "kept the work directory (logs, data): $W" >&2; else rm -rf "$W"; fi; }
 trap cleanup EXIT
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "binary: $ARGUS  commit: $(git rev-parse --short HEAD)  $(nats-server --version)  fsync: always (the default) on every node"

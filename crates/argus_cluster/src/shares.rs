@@ -4,14 +4,16 @@
 //!
 //! - **Shares** live in the key-value bucket `<stream>-shares` under the key `<seq>.<partition>`
 //!   (`seq`: the event's sequence number, the same on every node that applies the same log), kept
-//!   for `keep` (an hour by default). A node reads them as they arrive ([`Shares::watch`]) and, when
-//!   it is behind (catching up after a restart), by key ([`Shares::get`]). Two owners of one
-//!   partition (a lease changing hands) write the same bytes: the values are a function of the log.
+//!   for `keep`. Their owner sends each on plain NATS before it stores it ([`Shares::announce`]),
+//!   and says which it has stored once they are ([`Shares::confirm`]); a node takes them as they
+//!   are announced ([`Shares::follow_announced`]) and, when it missed one or is behind (catching
+//!   up after a restart), by key ([`Shares::get`]). Two owners of one partition (a lease changing
+//!   hands) write the same bytes: the values are a function of the log.
 //! - **Node snapshots** are objects `node.<name>` in the bucket `<stream>-snapshots`, described by
 //!   the log entry and node-log record they cover and the partitions the node held.
 
 use crate::{Error, Log, SharedSnapshot};
-use async_nats::jetstream::{self, consumer, kv};
+use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::time::Duration;
@@ -29,6 +31,17 @@ mod tests {
             },
             held: held.to_vec(),
         }
+    }
+
+    #[test]
+    fn a_confirmation_reads_back_as_the_pairs_it_was_made_of() {
+        let pairs = [(1, 0), (u64::MAX, u32::MAX), (42, 1 << 20)];
+        let b = confirmation(&pairs);
+        assert_eq!(b.len(), 36);
+        assert_eq!(confirmed(&b), pairs);
+        // A damaged message gives its whole pairs, never a made-up one.
+        assert_eq!(confirmed(&b[..30]), pairs[..2]);
+        assert!(confirmed(&[]).is_empty());
     }
 
     #[test]
@@ -365,9 +378,10 @@ impl Shares {
 
     /// Sends partition `p`'s share of event `seq` to the nodes listening now, before it is stored:
     /// plain NATS, at most once, not replicated. A waiting node takes it as it takes a stored one,
-    /// a round trip to the bucket's replicas sooner; what it misses comes from the bucket (the
-    /// watch, or a read). Nodes may decide with it before it is stored, so the receivers store
-    /// what its owner did not (`create`; the server's `Shard::store_unconfirmed`).
+    /// a round trip to the bucket's replicas sooner; what it misses it reads from the bucket. Nodes
+    /// may decide with it before it is stored, so the receivers keep it until its owner
+    /// [confirms](Self::confirm) it stored, and store it themselves when no confirmation comes
+    /// (`create`; the server's `Shard::store_unconfirmed`).
     pub async fn announce(&self, seq: u64, p: u32, value: Bytes) -> Result<(), Error> {
         self.js
             .client()
@@ -376,11 +390,26 @@ impl Shares {
             .map_err(|e| Error::Append(e.to_string()))
     }
 
-    /// Hands every share announced from now on to `f` as it arrives (its payload, not copied), for
-    /// ever (resubscribing after an error, reported to `failed`).
+    /// Tells the nodes listening now that the shares `stored` (event, key) are stored in the
+    /// bucket: plain NATS, at most once, one message for many (12 bytes each).
+    pub async fn confirm(&self, stored: &[(u64, u32)]) -> Result<(), Error> {
+        self.js
+            .client()
+            .publish(
+                format!("_ARGUS_SHARES.{}.stored", self.kv.name),
+                confirmation(stored).into(),
+            )
+            .await
+            .map_err(|e| Error::Append(e.to_string()))
+    }
+
+    /// Hands every share announced from now on to `f` as it arrives (its payload, not copied),
+    /// and every confirmation that shares are stored to `stored`, for ever (resubscribing after
+    /// an error, reported to `failed`: what was announced meanwhile is missed).
     pub async fn follow_announced(
         &self,
         mut f: impl FnMut(u64, u32, Bytes),
+        mut stored: impl FnMut(&[(u64, u32)]),
         mut failed: impl FnMut(&Error),
     ) {
         let prefix = format!("_ARGUS_SHARES.{}.", self.kv.name);
@@ -388,11 +417,15 @@ impl Shares {
             match self.js.client().subscribe(format!("{prefix}>")).await {
                 Ok(mut sub) => {
                     while let Some(m) = sub.next().await {
-                        let key = m
-                            .subject
-                            .as_str()
-                            .strip_prefix(&prefix)
-                            .and_then(|k| k.split_once('.'))
+                        let Some(rest) = m.subject.as_str().strip_prefix(&prefix) else {
+                            continue;
+                        };
+                        if rest == "stored" {
+                            stored(&confirmed(&m.payload));
+                            continue;
+                        }
+                        let key = rest
+                            .split_once('.')
                             .and_then(|(s, p)| Some((s.parse().ok()?, p.parse().ok()?)));
                         if let Some((s, p)) = key {
                             f(s, p, m.payload);
@@ -407,64 +440,27 @@ impl Shares {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
+}
 
-    /// Hands every share stored from now on to `f` as it arrives, for ever: the watch is reopened
-    /// after an error (reported to `failed`), and what was stored meanwhile is left to
-    /// [`get`](Self::get).
-    pub async fn follow(&self, mut f: impl FnMut(u64, u32, &[u8]), mut failed: impl FnMut(&Error)) {
-        loop {
-            match self.watch().await {
-                Ok(stream) => {
-                    let mut stream = std::pin::pin!(stream);
-                    while let Some(item) = stream.next().await {
-                        match item {
-                            Ok((s, p, v)) => f(s, p, &v),
-                            Err(e) => {
-                                failed(&e);
-                                break;
-                            }
-                        }
-                    }
-                }
-                Err(e) => failed(&e),
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+/// A [`Shares::confirm`] message: each (event, key) as 8 + 4 bytes, little-endian.
+fn confirmation(stored: &[(u64, u32)]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(stored.len() * 12);
+    for (seq, p) in stored {
+        b.extend_from_slice(&seq.to_le_bytes());
+        b.extend_from_slice(&p.to_le_bytes());
     }
+    b
+}
 
-    /// The shares stored from now on, as they arrive: `(seq, partition, value)` (an ordered
-    /// consumer on the bucket's stream; reopen it after an error).
-    pub async fn watch(
-        &self,
-    ) -> Result<impl futures_util::Stream<Item = Result<(u64, u32, Bytes), Error>>, Error> {
-        let stream = format!("KV_{}", self.kv.name);
-        let prefix = format!("$KV.{}.", self.kv.name);
-        let st = self
-            .js
-            .get_stream(&stream)
-            .await
-            .map_err(|e| Error::Read(e.to_string()))?;
-        let c = st
-            .create_consumer(consumer::pull::OrderedConfig {
-                deliver_policy: consumer::DeliverPolicy::New,
-                filter_subject: format!("{prefix}>"),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| Error::Read(e.to_string()))?;
-        let messages = c.messages().await.map_err(|e| Error::Read(e.to_string()))?;
-        Ok(messages.filter_map(move |m| {
-            let out = match m {
-                Err(e) => Some(Err(Error::Read(e.to_string()))),
-                Ok(m) => m
-                    .subject
-                    .as_str()
-                    .strip_prefix(&prefix)
-                    .and_then(|k| k.split_once('.'))
-                    .and_then(|(s, p)| Some((s.parse().ok()?, p.parse().ok()?)))
-                    .map(|(s, p)| Ok((s, p, m.payload.clone()))),
-            };
-            std::future::ready(out)
-        }))
-    }
+/// The (event, key) pairs of a [`Shares::confirm`] message (a trailing fragment is ignored).
+fn confirmed(b: &[u8]) -> Vec<(u64, u32)> {
+    b.chunks_exact(12)
+        .map(|c| {
+            let (s, p) = c.split_at(8);
+            (
+                u64::from_le_bytes(s.try_into().unwrap_or_default()),
+                u32::from_le_bytes(p.try_into().unwrap_or_default()),
+            )
+        })
+        .collect()
 }

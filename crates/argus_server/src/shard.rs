@@ -98,18 +98,20 @@ pub struct Shard {
     /// `ARGUS_SHARD_TEST_STORE_DELAY` (ms), for tests: this node stores its shares that much
     /// after announcing them, as a node that dies between the two would never store them.
     store_delay: Duration,
-    /// Shares announced (plain NATS) and not yet seen stored (by the watch), with when they came:
-    /// a node may have decided with one whose owner dies before storing it, and a node that
-    /// missed the announcement would wait for it for ever. Each node stores those still
+    /// Shares announced (plain NATS) and not yet confirmed stored by their owner, with when they
+    /// came: a node may have decided with one whose owner dies before storing it, and a node
+    /// that missed the announcement would wait for it for ever. Each node stores those still
     /// unconfirmed after `CONFIRM_WITHIN` itself (create if absent: the bytes are the same
     /// whoever stores them).
     unconfirmed: Mutex<HashMap<(u64, u32), (argus_cluster::Bytes, Instant)>>,
+    /// This node's shares stored since its last confirmation (sent every `CONFIRM_EVERY`).
+    to_confirm: Arc<Mutex<Vec<(u64, u32)>>>,
     /// This node's name (its leases, its snapshot object).
     pub node: String,
     pub log: argus_cluster::Log,
     rt: tokio::runtime::Handle,
     shares: argus_cluster::Shares,
-    /// What came by the watch or was read from the bucket, by event and key, until taken.
+    /// What was announced or read from the bucket, by event and key, until taken.
     got: Mutex<HashMap<(u64, u32), Held>>,
     /// Shares found stored but undecodable (another release wrote them): the core stops on one
     /// instead of waiting for it for ever.
@@ -147,15 +149,16 @@ pub struct Shard {
     /// are not needed any more), and the newest share seen arriving.
     finishing: AtomicU64,
     newest_seen: AtomicU64,
-    /// Per partition, the first and the newest share seen since the watch was (re)opened: an older
-    /// one than the first was stored before (this node is catching up), and is read from the bucket
-    /// at once; a newer one comes by the watch, and is waited for — and read from the bucket once
-    /// when it is late.
+    /// Per partition, the first and the newest share announced since this node (re)subscribed:
+    /// an older one than the first was announced before (this node is catching up), and is read
+    /// from the bucket at once; a newer one is announced, and is waited for — and read from the
+    /// bucket once when it is late.
     seen: Mutex<HashMap<u32, (u64, u64)>>,
-    /// Set when a share the watch had not delivered was found in the bucket: the watch lags (a
-    /// node that just joined, a slow consumer), so shares are read from the bucket at once, as
-    /// when catching up, until one comes by the watch before it is waited for.
-    watch_lags: AtomicBool,
+    /// Set when a share this node waited for was found in the bucket without its announcement
+    /// having come: announcements are being missed (a node that just joined or reconnected, a
+    /// slow subscriber), so shares are read from the bucket at once, as when catching up, until
+    /// one is announced before it is waited for.
+    missed: AtomicBool,
     arrivals: AtomicU64,
     /// What a rebuild reads from the object store, read in the background: the core never waits on
     /// the network for it (a stalled listing or fetch would stall this node's shares, and every
@@ -173,12 +176,15 @@ pub struct Shard {
     leases_at_start: Mutex<Option<BTreeSet<u32>>>,
 }
 
-/// A share that has not come by the watch this long after it was waited for is read from the
+/// A share that has not been announced this long after it was waited for is read from the
 /// bucket (once; then it is waited for again).
 const LATE_SHARE: Duration = Duration::from_millis(20);
 
-/// An announced share not seen stored this long after it came is stored by this node.
+/// An announced share not confirmed stored this long after it came is stored by this node.
 const CONFIRM_WITHIN: Duration = Duration::from_secs(3);
+
+/// How often an owner confirms the shares it stored (one message for all of them).
+const CONFIRM_EVERY: Duration = Duration::from_millis(50);
 
 impl Shard {
     /// Connects this node's side: the shares bucket (created when absent, keeping values for
@@ -232,6 +238,7 @@ impl Shard {
             head_only,
             store_delay,
             unconfirmed: Mutex::new(HashMap::new()),
+            to_confirm: Arc::new(Mutex::new(Vec::new())),
             node,
             log,
             rt: tokio::runtime::Handle::current(),
@@ -258,7 +265,7 @@ impl Shard {
             finishing: AtomicU64::new(0),
             newest_seen: AtomicU64::new(0),
             seen: Mutex::new(HashMap::new()),
-            watch_lags: AtomicBool::new(false),
+            missed: AtomicBool::new(false),
             arrivals: AtomicU64::new(0),
             listing: Mutex::new(Listing::default()),
             fetches: Mutex::new(HashMap::new()),
@@ -267,7 +274,8 @@ impl Shard {
         }))
     }
 
-    /// Starts the tasks: the ownership rounds, the shares' watch and their publisher, and the sharing
+    /// Starts the tasks: the ownership rounds, the announced shares' subscription, the shares'
+    /// publisher and its confirmations, and the sharing
     /// of this node's newest snapshot (checked every second: a partition changing hands waits for
     /// it).
     pub fn spawn(self: &Arc<Self>, own: argus_cluster::Ownership, data: std::path::PathBuf) {
@@ -291,32 +299,35 @@ impl Shard {
         });
         let me = self.clone();
         self.rt.spawn(async move { me.own(own).await });
+        // The shares announced before they are stored, and their owners' confirmations.
         let me = self.clone();
         self.rt.spawn(async move {
             let shares = me.shares.clone();
-            let got = me.clone();
+            let (got, confirmed) = (me.clone(), me.clone());
             shares
-                .follow(
-                    move |seq, p, bytes| got.stored(seq, p, bytes),
+                .follow_announced(
+                    move |seq, p, bytes| got.announced(seq, p, bytes),
+                    move |pairs| confirmed.confirmed(pairs),
                     |e| {
-                        // What is stored until the watch is open again is read from the bucket.
+                        // What is announced until this node listens again is read from the bucket.
                         me.seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
-                        tracing::warn!("sharded: watching the shares: {e}; reopening")
+                        tracing::warn!("sharded: listening for announced shares: {e}; again")
                     },
                 )
                 .await
         });
-        // The shares announced before they are stored: most arrive here first.
+        // This node's confirmations of the shares it stored.
         let me = self.clone();
         self.rt.spawn(async move {
-            let shares = me.shares.clone();
-            let got = me.clone();
-            shares
-                .follow_announced(
-                    move |seq, p, bytes| got.announced(seq, p, bytes),
-                    |e| tracing::warn!("sharded: listening for announced shares: {e}; again"),
-                )
-                .await
+            loop {
+                tokio::time::sleep(CONFIRM_EVERY).await;
+                let stored =
+                    std::mem::take(&mut *me.to_confirm.lock().unwrap_or_else(|e| e.into_inner()));
+                if !stored.is_empty() {
+                    // Lost, it costs the receivers a `create` each after `CONFIRM_WITHIN`.
+                    let _ = me.shares.confirm(&stored).await;
+                }
+            }
         });
         let rx = self.out_rx.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(rx) = rx {
@@ -325,13 +336,14 @@ impl Shard {
                 shares,
                 rx,
                 self.unstored.clone(),
+                self.to_confirm.clone(),
                 self.store_delay,
             ));
         }
     }
 
-    /// A share announced by its owner before it stores it: kept until the watch shows it stored.
-    /// (Kept first, so that the watch's copy arriving meanwhile finds it.)
+    /// A share announced by its owner before it stores it: kept until its owner confirms it
+    /// stored.
     fn announced(&self, seq: u64, p: u32, bytes: argus_cluster::Bytes) {
         self.unconfirmed
             .lock()
@@ -340,22 +352,17 @@ impl Shard {
         self.arrive(seq, p, &bytes);
     }
 
-    /// A share stored, as the watch delivers it: when it came announced, it is confirmed, and
-    /// was decoded then.
-    fn stored(&self, seq: u64, p: u32, bytes: &[u8]) {
-        let confirmed = self
-            .unconfirmed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(seq, p))
-            .is_some();
-        if !confirmed {
-            self.arrive(seq, p, bytes);
+    /// Shares their owner confirms stored: nobody will need this node's copy of them.
+    fn confirmed(&self, pairs: &[(u64, u32)]) {
+        let mut u = self.unconfirmed.lock().unwrap_or_else(|e| e.into_inner());
+        for k in pairs {
+            u.remove(k);
         }
     }
 
-    /// Stores the announced shares the watch has not shown stored within `CONFIRM_WITHIN`: their
-    /// owner may have died before storing them, after this node (or another) decided with them.
+    /// Stores the announced shares not confirmed stored within `CONFIRM_WITHIN`: their owner may
+    /// have died before storing them, after this node (or another) decided with them. (Or the
+    /// confirmation was lost: the `create` then finds the share there.)
     async fn store_unconfirmed(&self) {
         let due: Vec<((u64, u32), argus_cluster::Bytes)> = {
             let mut u = self.unconfirmed.lock().unwrap_or_else(|e| e.into_inner());
@@ -369,7 +376,15 @@ impl Shard {
                 .collect()
         };
         for ((seq, p), b) in due {
-            match self.shares.create(seq, p, b).await {
+            let created = self.shares.create(seq, p, b).await;
+            if created.is_ok() {
+                // Stored now, by this node or before: the others need not store it too.
+                self.to_confirm
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((seq, p));
+            }
+            match created {
                 Ok(true) => {
                     m::inc(m::SHARD_SHARES_RESTORED, 1);
                     tracing::warn!(
@@ -384,9 +399,9 @@ impl Shard {
         }
     }
 
-    /// A share arriving, announced or stored (decoded once when both come: see `stored`; not at
-    /// all when the core is past its event). A whole share replaces a head of the same key (two
-    /// holders that cut it differently).
+    /// A share arriving, announced or read from the bucket (not decoded at all when the core is
+    /// past its event). A whole share replaces a head of the same key (two holders that cut it
+    /// differently).
     fn arrive(&self, seq: u64, p: u32, bytes: &[u8]) {
         if seq < self.finishing.load(Ordering::SeqCst) {
             return;
@@ -647,8 +662,8 @@ impl Shard {
         }
     }
 
-    /// Partition `p`'s share of event `seq`: as it arrives within `within`, else from the bucket
-    /// (stored before this node watched: it is catching up). `None`: not there yet. The core
+    /// Partition `p`'s share of event `seq`: as it is announced within `within`, else from the
+    /// bucket (announced before this node listened: it is catching up; or missed). `None`: not there yet. The core
     /// marks the event it finishes first ([`finishing`](Self::finishing)).
     pub fn wait(&self, seq: u64, p: u32, within: Duration) -> Option<Vec<Value>> {
         let start = Instant::now();
@@ -660,14 +675,15 @@ impl Shard {
                 .get(&p)
                 .copied()
         };
-        let stored_before = self.watch_lags.load(Ordering::Relaxed)
+        let stored_before = self.missed.load(Ordering::Relaxed)
             || match seen(self) {
                 Some((first, _)) => seq < first,
                 None => self.newest_seen.load(Ordering::SeqCst) > seq,
             };
         if stored_before {
-            // Partition `p`'s owner published this share before this node watched (it is
-            // catching up), or nothing of `p` came since and newer shares of others did. Ask the
+            // Partition `p`'s owner published this share before this node listened (it is
+            // catching up), or nothing of `p` came since and newer shares of others did, or
+            // announcements are being missed. Ask the
             // bucket at once. (Any newer share of another partition is not enough: owners publish
             // at their own pace, and a read for each share would hold the core a round trip.)
             let cached = {
@@ -675,7 +691,7 @@ impl Shard {
                 self.take(&mut g, seq, p)
             };
             if let Some(v) = cached {
-                self.watch_lags.store(false, Ordering::Relaxed);
+                self.missed.store(false, Ordering::Relaxed);
                 return Some(v);
             }
             if self.fetch_stored(seq, p) {
@@ -689,7 +705,7 @@ impl Shard {
         let mut asked = stored_before;
         loop {
             if let Some(v) = self.take(&mut g, seq, p) {
-                self.watch_lags.store(false, Ordering::Relaxed);
+                self.missed.store(false, Ordering::Relaxed);
                 if self
                     .waits
                     .fetch_add(1, Ordering::Relaxed)
@@ -709,8 +725,8 @@ impl Shard {
                 asked = true;
                 drop(g);
                 if self.fetch_stored(seq, p) {
-                    // Stored, and not delivered by the watch: it lags.
-                    self.watch_lags.store(true, Ordering::Relaxed);
+                    // Stored, and its announcement never came: announcements are being missed.
+                    self.missed.store(true, Ordering::Relaxed);
                 }
                 g = self.got.lock().unwrap_or_else(|e| e.into_inner());
                 continue;
@@ -726,7 +742,7 @@ impl Shard {
         if !self.fetch_stored(seq, p) {
             return None;
         }
-        self.watch_lags.store(true, Ordering::Relaxed);
+        self.missed.store(true, Ordering::Relaxed);
         let mut g = self.got.lock().unwrap_or_else(|e| e.into_inner());
         self.take(&mut g, seq, p)
     }
@@ -819,7 +835,7 @@ impl Shard {
     }
 
     /// Marks event `seq` as the one the core finishes now: the shares of earlier events that
-    /// come by the watch (this node's own among them) are dropped at the next pruning, also on a
+    /// are announced (this node's own among them) are dropped at the next pruning, also on a
     /// node that holds every unit and so never waits.
     pub fn finishing(&self, seq: u64) {
         self.finishing.fetch_max(seq, Ordering::SeqCst);
@@ -1162,7 +1178,7 @@ pub fn stored_form(unit: u32, bytes: Vec<u8>, chunk: usize) -> Vec<(u32, Vec<u8>
     out
 }
 
-/// What the watch or the bucket gave under one key.
+/// What an announcement or the bucket gave under one key.
 #[derive(Debug, PartialEq)]
 enum Held {
     /// A share, whole.
@@ -1273,6 +1289,7 @@ async fn publisher(
     shares: argus_cluster::Shares,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
     unstored: Arc<Mutex<std::collections::BTreeSet<u64>>>,
+    to_confirm: Arc<Mutex<Vec<(u64, u32)>>>,
     store_delay: Duration,
 ) {
     let limit = Arc::new(tokio::sync::Semaphore::new(256));
@@ -1281,7 +1298,7 @@ async fn publisher(
             return;
         };
         let shares = shares.clone();
-        let unstored = unstored.clone();
+        let (unstored, to_confirm) = (unstored.clone(), to_confirm.clone());
         tokio::spawn(async move {
             let _permit = permit;
             // Announced first (at most once, not stored), then stored.
@@ -1298,6 +1315,10 @@ async fn publisher(
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .remove(&ticket);
+                        to_confirm
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((seq, p));
                         // From the core's hand-over to the replicas' acknowledgement: the queue
                         // (at most 256 in flight) and the bucket's write.
                         let took = handed.elapsed();
