@@ -293,7 +293,7 @@ read -r a1 _ <<<"$(accepted "${SH[0]}")"
 cpu_report $((a1 - a0)) "$PID_sa" "$PID_sb" "$PID_sc"
 check shsat3 "$reqs" "${SH[0]}" "$a0" "$d0"
 # Per node: shares read by key, seconds waited for shares, core groups and their seconds.
-snapm() { for u in "${SH[@]}"; do echo "$u $(curl -s -m 5 "$u/metrics" | awk '/^argus_shard_share_reads_total /{r=$2} /^argus_shard_wait_seconds_sum /{w=$2} /^argus_core_group_seconds_count /{g=$2} /^argus_core_group_seconds_sum /{gs=$2} /^argus_shard_publish_seconds_count /{pc=$2} /^argus_shard_publish_seconds_sum /{ps=$2} END {print r+0, w+0, g+0, gs+0, pc+0, ps+0}')"; done; }
+snapm() { for u in "${SH[@]}"; do echo "$u $(curl -s -m 5 "$u/metrics" | awk '/^argus_shard_share_reads_total[ {]/{r+=$NF} /^argus_shard_wait_seconds_sum /{w=$2} /^argus_core_group_seconds_count /{g=$2} /^argus_core_group_seconds_sum /{gs=$2} /^argus_shard_publish_seconds_count /{pc=$2} /^argus_shard_publish_seconds_sum /{ps=$2} END {print r+0, w+0, g+0, gs+0, pc+0, ps+0}')"; done; }
 for grow in $GROW; do
   snapm > "$W/m0"
   python3 - "$grow" "${SH[0]}" <<'PY'

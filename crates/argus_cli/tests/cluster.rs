@@ -1384,8 +1384,8 @@ fn without_the_log_a_fail_open_checkpoint_answers_degraded_and_the_others_refuse
 /// announcing them, `ARGUS_SHARD_TEST_STORE_DELAY`) leaves shares that other nodes used and nobody
 /// stored: a node that missed them — B, down meanwhile, which reads them from the bucket as it
 /// catches up — would wait for them for ever (it did, before the fix: the test failed at its 60 s
-/// limit). The nodes that received them store them themselves when the bucket has not shown them
-/// within 3 s.
+/// limit). The nodes that received them store them themselves when their owner has not confirmed
+/// them stored within 3 s.
 #[test]
 fn an_announced_share_its_owner_never_stored_is_stored_by_the_nodes_that_used_it() {
     let _serial = serial();
@@ -1461,6 +1461,85 @@ fn an_announced_share_its_owner_never_stored_is_stored_by_the_nodes_that_used_it
     eprintln!("B read {reads} shares from the bucket as it caught up");
     assert!(reads > 0.0);
     for id in ["uev-00041", "uev-00075", "uev-00149"] {
+        let on = |n: &Node| {
+            strip_time(
+                http(&n.addr, "GET", &format!("/v1/decisions/{id}"), "")
+                    .unwrap()
+                    .1["decision"]
+                    .clone(),
+            )
+        };
+        assert!(on(&a).is_object(), "{id}");
+        assert_eq!(on(&b), on(&a), "{id}");
+    }
+}
+
+/// A node that misses every announced share (`ARGUS_SHARD_TEST_DEAF`: as a subscription that
+/// loses them would) reads them from the bucket, and once one read shows it missed an
+/// announcement it reads the next ones at once rather than after waiting 20 ms for each. Found
+/// by review: the flag saying announcements are missed was cleared by the very share whose read
+/// set it, so every share cost the wait (the test failed: every read was late). Its decisions
+/// are the other node's.
+#[test]
+fn a_node_missing_the_announcements_reads_the_shares_at_once() {
+    let _serial = serial();
+    if !nats_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path());
+    let conf = common::repo().join("examples/starter/argus.toml");
+    let a = sharded_node(&dir.path().join("a"), &nats.urls(), &conf);
+    let b = Node::start_env(
+        &dir.path().join("b"),
+        Some(&nats.urls()),
+        &conf,
+        &[
+            ("ARGUS_CLUSTER_PARTITIONS", "24"),
+            ("ARGUS_CLUSTER_LEASE_TTL", "2s"),
+            ("ARGUS_SHARD_TEST_DEAF", "1"),
+        ],
+    );
+    let t = Instant::now();
+    loop {
+        let sets: Vec<Vec<u64>> = [&a, &b].iter().map(|n| held(n)).collect();
+        let mut all: Vec<u64> = sets.iter().flatten().copied().collect();
+        all.sort_unstable();
+        if all == (0..24).collect::<Vec<u64>>() && sets.iter().all(|s| !s.is_empty()) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "the partitions never settled on both nodes: {sets:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let reads = |n: &Node, when: &str| {
+        metric_with(
+            n,
+            "argus_shard_share_reads_total",
+            &[&format!("when=\"{when}\"")],
+        )
+    };
+    let before = (reads(&b, "at_once"), reads(&b, "late"));
+    let mut rng = Rng(21);
+    let (mut acked, mut by_id) = (HashMap::new(), HashMap::new());
+    let evs = events(150, 0, "u", 30, &mut rng);
+    post_all(&[&a, &b], &evs, &mut acked, &mut by_id);
+    let end = log_len(&[&a, &b]);
+    caught_up(&[&a, &b], end);
+    let (at_once, late) = (
+        reads(&b, "at_once") - before.0,
+        reads(&b, "late") - before.1,
+    );
+    eprintln!("the deaf node read {at_once} shares at once and {late} after waiting for them");
+    assert!(at_once + late > 0.0, "the deaf node read no share");
+    assert!(
+        at_once > late,
+        "the deaf node waited for most shares before reading them: {at_once} at once, {late} late"
+    );
+    for e in evs.iter().step_by(10) {
+        let id = id_of(e);
         let on = |n: &Node| {
             strip_time(
                 http(&n.addr, "GET", &format!("/v1/decisions/{id}"), "")

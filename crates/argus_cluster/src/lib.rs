@@ -16,6 +16,8 @@ pub use shares::{share_key, stale_node_snapshots, NodeSnapshot, Shares};
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::HeaderMap;
 use futures_util::StreamExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where the cluster's log lives and how it is replicated.
@@ -117,6 +119,9 @@ pub struct Log {
     subject: String,
     ack_timeout: Duration,
     replicas: usize,
+    /// Disconnections and slow-consumer drops since connecting: plain NATS messages (announced
+    /// shares) sent meanwhile did not reach this node.
+    gaps: Arc<AtomicU64>,
 }
 
 /// A node snapshot shared through JetStream's object store: the newest one any node published, with
@@ -150,8 +155,20 @@ impl Log {
     /// Connects (retrying the servers in turn until one answers) and creates the stream if it is not
     /// there yet. An existing stream keeps its configuration.
     pub async fn connect(s: &Settings) -> Result<Log, Error> {
+        let gaps = Arc::new(AtomicU64::new(0));
+        let counted = gaps.clone();
         let client = async_nats::ConnectOptions::new()
             .name("argus")
+            .event_callback(move |event| {
+                if matches!(
+                    event,
+                    async_nats::Event::Disconnected | async_nats::Event::SlowConsumer(_)
+                ) {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+                // (The client logs every event itself.)
+                async {}
+            })
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(2))
             .request_timeout(Some(s.ack_timeout))
@@ -232,7 +249,14 @@ impl Log {
             subject,
             ack_timeout: s.ack_timeout,
             replicas: s.replicas.max(1),
+            gaps,
         })
+    }
+
+    /// How many times this node's connection lost plain NATS messages (a disconnection, a
+    /// subscription too slow to keep up): compare it with an earlier value to tell.
+    pub fn gaps(&self) -> u64 {
+        self.gaps.load(Ordering::SeqCst)
     }
 
     async fn snapshots(&self) -> Result<jetstream::object_store::ObjectStore, Error> {

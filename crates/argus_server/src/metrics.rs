@@ -45,8 +45,9 @@ pub const CLUSTER_SNAPSHOTS_SHARED: &str = "argus_cluster_snapshots_shared_total
 pub const CLUSTER_CURSOR: &str = "argus_cluster_cursor";
 /// Sharded: time a node's core waited for other partitions' shares of one event.
 pub const SHARD_WAIT_SECONDS: &str = "argus_shard_wait_seconds";
-/// Sharded: shares the core read from the bucket by key (it was behind, catching up, or a share
-/// had not come by the watch in time), found or not.
+/// Sharded: shares the core read from the bucket by key, found or not, by `when`: `at_once`
+/// (before waiting: it is catching up, or announcements are being missed) or `late` (a share not
+/// announced 20 ms after it was waited for).
 pub const SHARD_SHARE_READS: &str = "argus_shard_share_reads_total";
 /// Sharded: partitions this node rebuilt (from a snapshot and its log) on taking them over.
 pub const SHARD_REBUILDS: &str = "argus_shard_rebuilds_total";
@@ -70,8 +71,8 @@ pub const SHARD_PUBLISH_SECONDS: &str = "argus_shard_publish_seconds";
 /// from it (it is catching up before taking part in ownership, or another node owns and holds the
 /// partition).
 pub const SHARD_SHARES_SKIPPED: &str = "argus_shard_shares_skipped_total";
-/// Sharded: shares the core took as they were announced (plain NATS), before the watch showed
-/// them stored.
+/// Sharded: shares the core took as they were announced (plain NATS), before their owner
+/// confirmed them stored.
 pub const SHARD_SHARES_ANNOUNCED: &str = "argus_shard_shares_taken_announced_total";
 /// Sharded: shares announced and not stored by their owner within seconds, stored by this node.
 pub const SHARD_SHARES_RESTORED: &str = "argus_shard_shares_stored_for_owner_total";

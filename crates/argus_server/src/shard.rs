@@ -98,6 +98,9 @@ pub struct Shard {
     /// `ARGUS_SHARD_TEST_STORE_DELAY` (ms), for tests: this node stores its shares that much
     /// after announcing them, as a node that dies between the two would never store them.
     store_delay: Duration,
+    /// `ARGUS_SHARD_TEST_DEAF=1`, for tests: this node ignores every announced share, as a node
+    /// whose subscription loses them (it reads them all from the bucket).
+    deaf: bool,
     /// Shares announced (plain NATS) and not yet confirmed stored by their owner, with when they
     /// came: a node may have decided with one whose owner dies before storing it, and a node
     /// that missed the announcement would wait for it for ever. Each node stores those still
@@ -159,6 +162,8 @@ pub struct Shard {
     /// slow subscriber), so shares are read from the bucket at once, as when catching up, until
     /// one is announced before it is waited for.
     missed: AtomicBool,
+    /// The connection's gaps (`Log::gaps`) as of the last wait.
+    gaps_seen: AtomicU64,
     arrivals: AtomicU64,
     /// What a rebuild reads from the object store, read in the background: the core never waits on
     /// the network for it (a stalled listing or fetch would stall this node's shares, and every
@@ -227,6 +232,10 @@ impl Shard {
         if !store_delay.is_zero() {
             tracing::warn!("ARGUS_SHARD_TEST_STORE_DELAY: shares are stored {store_delay:?} after they are announced (testing only)");
         }
+        let deaf = std::env::var("ARGUS_SHARD_TEST_DEAF").is_ok_and(|v| v == "1");
+        if deaf {
+            tracing::warn!("ARGUS_SHARD_TEST_DEAF=1: announced shares are ignored (testing only)");
+        }
         if head_only {
             tracing::warn!("ARGUS_SHARD_TEST_HEAD_ONLY=1: the stages' shares cut in pieces are stored without their pieces (testing only)");
         }
@@ -237,6 +246,7 @@ impl Shard {
             share_chunk,
             head_only,
             store_delay,
+            deaf,
             unconfirmed: Mutex::new(HashMap::new()),
             to_confirm: Arc::new(Mutex::new(Vec::new())),
             node,
@@ -266,6 +276,7 @@ impl Shard {
             newest_seen: AtomicU64::new(0),
             seen: Mutex::new(HashMap::new()),
             missed: AtomicBool::new(false),
+            gaps_seen: AtomicU64::new(0),
             arrivals: AtomicU64::new(0),
             listing: Mutex::new(Listing::default()),
             fetches: Mutex::new(HashMap::new()),
@@ -287,7 +298,6 @@ impl Shard {
                     return;
                 }
                 me.evict_fetched();
-                me.store_unconfirmed().await;
                 if !me.member.load(Ordering::SeqCst) {
                     continue;
                 }
@@ -316,17 +326,21 @@ impl Shard {
                 )
                 .await
         });
-        // This node's confirmations of the shares it stored.
+        // This node's confirmations of the shares it stored, and its stores of the shares
+        // announced and never confirmed (each second, until the process ends: a node shutting
+        // down still decides for up to 10 s).
         let me = self.clone();
         self.rt.spawn(async move {
             loop {
                 tokio::time::sleep(CONFIRM_EVERY).await;
-                let stored =
-                    std::mem::take(&mut *me.to_confirm.lock().unwrap_or_else(|e| e.into_inner()));
-                if !stored.is_empty() {
-                    // Lost, it costs the receivers a `create` each after `CONFIRM_WITHIN`.
-                    let _ = me.shares.confirm(&stored).await;
-                }
+                me.send_confirmations().await;
+            }
+        });
+        let me = self.clone();
+        self.rt.spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                me.store_unconfirmed().await;
             }
         });
         let rx = self.out_rx.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -345,6 +359,9 @@ impl Shard {
     /// A share announced by its owner before it stores it: kept until its owner confirms it
     /// stored.
     fn announced(&self, seq: u64, p: u32, bytes: argus_cluster::Bytes) {
+        if self.deaf {
+            return;
+        }
         self.unconfirmed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -362,40 +379,78 @@ impl Shard {
 
     /// Stores the announced shares not confirmed stored within `CONFIRM_WITHIN`: their owner may
     /// have died before storing them, after this node (or another) decided with them. (Or the
-    /// confirmation was lost: the `create` then finds the share there.)
+    /// confirmation was lost: the `create` then finds the share there.) At most 64 at a time; one
+    /// that could not be stored is tried again at the next round.
     async fn store_unconfirmed(&self) {
-        let due: Vec<((u64, u32), argus_cluster::Bytes)> = {
+        let mut due: Vec<((u64, u32), argus_cluster::Bytes, Instant)> = {
             let mut u = self.unconfirmed.lock().unwrap_or_else(|e| e.into_inner());
-            let due: Vec<(u64, u32)> = u
+            let keys: Vec<(u64, u32)> = u
                 .iter()
                 .filter(|(_, (_, at))| at.elapsed() >= CONFIRM_WITHIN)
                 .map(|(k, _)| *k)
                 .collect();
-            due.into_iter()
-                .filter_map(|k| u.remove(&k).map(|(b, _)| (k, b)))
+            keys.into_iter()
+                .filter_map(|k| u.remove(&k).map(|(b, at)| (k, b, at)))
                 .collect()
         };
-        for ((seq, p), b) in due {
-            let created = self.shares.create(seq, p, b).await;
-            if created.is_ok() {
-                // Stored now, by this node or before: the others need not store it too.
-                self.to_confirm
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((seq, p));
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            while running.len() < 64 {
+                let Some(((seq, p), b, at)) = due.pop() else {
+                    break;
+                };
+                let shares = self.shares.clone();
+                running.spawn(async move {
+                    let r = shares.create(seq, p, b.clone()).await;
+                    ((seq, p), b, at, r)
+                });
             }
+            let Some(done) = running.join_next().await else {
+                return;
+            };
+            let Ok(((seq, p), b, at, created)) = done else {
+                continue;
+            };
             match created {
-                Ok(true) => {
-                    m::inc(m::SHARD_SHARES_RESTORED, 1);
+                Ok(stored) => {
+                    // Stored now, by this node or before: the others need not store it too.
+                    self.to_confirm
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((seq, p));
+                    if stored {
+                        m::inc(m::SHARD_SHARES_RESTORED, 1);
+                        tracing::warn!(
+                            seq,
+                            key = p,
+                            "sharded: a share announced and not stored by its owner, stored by this node"
+                        );
+                    }
+                }
+                Err(e) => {
                     tracing::warn!(
                         seq,
                         key = p,
-                        "sharded: a share announced and not stored by its owner, stored by this node"
+                        "sharded: storing an announced share: {e}; again in a second"
                     );
+                    self.unconfirmed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry((seq, p))
+                        .or_insert((b, at));
                 }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(seq, key = p, "sharded: storing an announced share: {e}"),
             }
+        }
+    }
+
+    /// Sends the confirmations of the shares this node stored since the last.
+    async fn send_confirmations(&self) {
+        let stored =
+            std::mem::take(&mut *self.to_confirm.lock().unwrap_or_else(|e| e.into_inner()));
+        // A few thousand a message: well within any server's `max_payload`. Lost, a
+        // confirmation costs the receivers a `create` each after `CONFIRM_WITHIN`.
+        for part in stored.chunks(2_048) {
+            let _ = self.shares.confirm(part).await;
         }
     }
 
@@ -510,8 +565,8 @@ impl Shard {
     }
 
     /// What the bucket holds under `<seq>.<key>` (`None`: nothing, or not read within 2 s).
-    fn get_stored(&self, seq: u64, key: u32) -> Option<Held> {
-        m::inc(m::SHARD_SHARE_READS, 1);
+    fn get_stored(&self, seq: u64, key: u32, when: &'static str) -> Option<Held> {
+        m::inc_labeled(m::SHARD_SHARE_READS, "when", when);
         let shares = self.shares.clone();
         let got = self.rt.block_on(async move {
             tokio::time::timeout(Duration::from_secs(2), shares.get(seq, key)).await
@@ -531,7 +586,9 @@ impl Shard {
 
     /// Reads from the bucket what `got` lacks of unit `p`'s share of event `seq` — the share or
     /// its head, then the pieces the head announces — into `got`. Returns whether it found any.
-    fn fetch_stored(&self, seq: u64, p: u32) -> bool {
+    /// `when`: `at_once` (read before waiting) or `late` (read after waiting for it), the label
+    /// of `argus_shard_share_reads_total`.
+    fn fetch_stored(&self, seq: u64, p: u32, when: &'static str) -> bool {
         let mut found = false;
         // Twice at most: the head, then its pieces.
         for _ in 0..2 {
@@ -550,7 +607,7 @@ impl Shard {
                 break;
             }
             for key in missing {
-                let Some(h) = self.get_stored(seq, key) else {
+                let Some(h) = self.get_stored(seq, key, when) else {
                     return found;
                 };
                 found = true;
@@ -668,6 +725,14 @@ impl Shard {
     pub fn wait(&self, seq: u64, p: u32, within: Duration) -> Option<Vec<Value>> {
         let start = Instant::now();
         let deadline = start + within;
+        // The connection lost messages since the last wait (a disconnection, a slow
+        // subscription): what was announced meanwhile never came. Read from the bucket until
+        // announcements come in time again, as after a resubscription.
+        let gaps = self.log.gaps();
+        if self.gaps_seen.swap(gaps, Ordering::SeqCst) != gaps {
+            self.seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            self.missed.store(true, Ordering::Relaxed);
+        }
         let seen = |me: &Self| {
             me.seen
                 .lock()
@@ -694,7 +759,7 @@ impl Shard {
                 self.missed.store(false, Ordering::Relaxed);
                 return Some(v);
             }
-            if self.fetch_stored(seq, p) {
+            if self.fetch_stored(seq, p, "at_once") {
                 let mut g = self.got.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(v) = self.take(&mut g, seq, p) {
                     return Some(v);
@@ -702,10 +767,17 @@ impl Shard {
             }
         }
         let mut g = self.got.lock().unwrap_or_else(|e| e.into_inner());
-        let mut asked = stored_before;
+        // Read from the bucket when the share is 20 ms late, then 40, 80 ms… after the last read
+        // (its announcement may have been missed while it was not stored yet).
+        let (mut next_read, mut every) = (start + LATE_SHARE, LATE_SHARE);
+        // Whether a read found it: then it was not taken as announced.
+        let mut read_it = false;
         loop {
             if let Some(v) = self.take(&mut g, seq, p) {
-                self.missed.store(false, Ordering::Relaxed);
+                if !read_it {
+                    // Announced in time: announcements are not being missed.
+                    self.missed.store(false, Ordering::Relaxed);
+                }
                 if self
                     .waits
                     .fetch_add(1, Ordering::Relaxed)
@@ -721,17 +793,21 @@ impl Shard {
             if now >= deadline {
                 break;
             }
-            if !asked && now - start >= LATE_SHARE {
-                asked = true;
+            if now >= next_read {
+                every *= 2;
+                next_read = now + every;
                 drop(g);
-                if self.fetch_stored(seq, p) {
+                if self.fetch_stored(seq, p, "late") {
                     // Stored, and its announcement never came: announcements are being missed.
                     self.missed.store(true, Ordering::Relaxed);
+                    read_it = true;
                 }
                 g = self.got.lock().unwrap_or_else(|e| e.into_inner());
                 continue;
             }
-            let step = (deadline - now).min(Duration::from_millis(20));
+            let step = (deadline - now)
+                .min(next_read - now)
+                .min(Duration::from_millis(20));
             g = self
                 .arrived
                 .wait_timeout(g, step)
@@ -739,7 +815,7 @@ impl Shard {
                 .0;
         }
         drop(g);
-        if !self.fetch_stored(seq, p) {
+        if !self.fetch_stored(seq, p, "late") {
             return None;
         }
         self.missed.store(true, Ordering::Relaxed);
@@ -1121,6 +1197,8 @@ impl Shard {
         if self.member.load(Ordering::SeqCst) {
             self.share_node_snapshot(data).await;
         }
+        // The last confirmations, so that the others do not store those shares again.
+        self.send_confirmations().await;
         self.draining.store(true, Ordering::SeqCst);
         self.drain_now.notify_one();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.drained.notified()).await;
