@@ -159,6 +159,9 @@ impl Log {
         let counted = gaps.clone();
         let client = async_nats::ConnectOptions::new()
             .name("argus")
+            // A node never needs back what it publishes on plain NATS (its own announced shares
+            // and confirmations): the servers skip that delivery, and the node decoding it.
+            .no_echo()
             .event_callback(move |event| {
                 if matches!(
                     event,
