@@ -1416,20 +1416,7 @@ fn an_announced_share_its_owner_never_stored_is_stored_by_the_nodes_that_used_it
         &mut by_id,
     );
     // C holds its partitions alone (it shares a snapshot once its shares are stored, 8 s late).
-    let t = Instant::now();
-    loop {
-        let sets: Vec<Vec<u64>> = [&a, &b, &c].iter().map(|n| held(n)).collect();
-        let mut all: Vec<u64> = sets.iter().flatten().copied().collect();
-        all.sort_unstable();
-        if all == (0..24).collect::<Vec<u64>>() && sets.iter().all(|s| !s.is_empty()) {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(90),
-            "the partitions never settled one per node: {sets:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    partitions_settled(&[&a, &b, &c]);
     // B writes a snapshot holding its own partitions alone, goes down, and misses C's
     // announcements from then on.
     post_all(
@@ -1500,20 +1487,7 @@ fn a_node_missing_the_announcements_reads_the_shares_at_once() {
             ("ARGUS_SHARD_TEST_DEAF", "1"),
         ],
     );
-    let t = Instant::now();
-    loop {
-        let sets: Vec<Vec<u64>> = [&a, &b].iter().map(|n| held(n)).collect();
-        let mut all: Vec<u64> = sets.iter().flatten().copied().collect();
-        all.sort_unstable();
-        if all == (0..24).collect::<Vec<u64>>() && sets.iter().all(|s| !s.is_empty()) {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(90),
-            "the partitions never settled on both nodes: {sets:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    partitions_settled(&[&a, &b]);
     let reads = |n: &Node, when: &str| {
         metric_with(
             n,
@@ -1534,9 +1508,12 @@ fn a_node_missing_the_announcements_reads_the_shares_at_once() {
     );
     eprintln!("the deaf node read {at_once} shares at once and {late} after waiting for them");
     assert!(at_once + late > 0.0, "the deaf node read no share");
+    // Before the fix no read was at once (0 and 443 in one run); after it, 307–449 of 150
+    // events' shares in three runs (late: those not stored yet when first read, each read again
+    // up to four times a wait when this node runs ahead of the other).
     assert!(
-        at_once > late,
-        "the deaf node waited for most shares before reading them: {at_once} at once, {late} late"
+        at_once >= 50.0,
+        "the deaf node waited for the shares before reading them: {at_once} at once, {late} late"
     );
     for e in evs.iter().step_by(10) {
         let id = id_of(e);
@@ -2733,6 +2710,25 @@ fn metric_with(n: &Node, name: &str, labels: &[&str]) -> f64 {
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Waits (up to 90 s) until the 24 partitions are each held by one of `nodes`, and every node
+/// holds some.
+fn partitions_settled(nodes: &[&Node]) {
+    let t = Instant::now();
+    loop {
+        let sets: Vec<Vec<u64>> = nodes.iter().map(|n| held(n)).collect();
+        let mut all: Vec<u64> = sets.iter().flatten().copied().collect();
+        all.sort_unstable();
+        if all == (0..24).collect::<Vec<u64>>() && sets.iter().all(|s| !s.is_empty()) {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "the partitions never settled one per node: {sets:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The partitions a sharded node holds.

@@ -155,7 +155,7 @@ pub struct Shard {
     /// Per partition, the first and the newest share announced since this node (re)subscribed:
     /// an older one than the first was announced before (this node is catching up), and is read
     /// from the bucket at once; a newer one is announced, and is waited for — and read from the
-    /// bucket once when it is late.
+    /// bucket when it is late.
     seen: Mutex<HashMap<u32, (u64, u64)>>,
     /// Set when a share this node waited for was found in the bucket without its announcement
     /// having come: announcements are being missed (a node that just joined or reconnected, a
@@ -182,7 +182,7 @@ pub struct Shard {
 }
 
 /// A share that has not been announced this long after it was waited for is read from the
-/// bucket (once; then it is waited for again).
+/// bucket (then again after twice as long, and so on, until the wait ends).
 const LATE_SHARE: Duration = Duration::from_millis(20);
 
 /// An announced share not confirmed stored this long after it came is stored by this node.
@@ -384,6 +384,9 @@ impl Shard {
     async fn store_unconfirmed(&self) {
         let mut due: Vec<((u64, u32), argus_cluster::Bytes, Instant)> = {
             let mut u = self.unconfirmed.lock().unwrap_or_else(|e| e.into_inner());
+            // One that could not be stored for as long as the bucket keeps shares would expire
+            // at once: nobody can need it any more.
+            u.retain(|_, (_, at)| at.elapsed() < self.retention);
             let keys: Vec<(u64, u32)> = u
                 .iter()
                 .filter(|(_, (_, at))| at.elapsed() >= CONFIRM_WITHIN)
@@ -393,6 +396,7 @@ impl Shard {
                 .filter_map(|k| u.remove(&k).map(|(b, at)| (k, b, at)))
                 .collect()
         };
+        let mut failed: Option<(usize, String)> = None;
         let mut running = tokio::task::JoinSet::new();
         loop {
             while running.len() < 64 {
@@ -406,8 +410,9 @@ impl Shard {
                 });
             }
             let Some(done) = running.join_next().await else {
-                return;
+                break;
             };
+            // A create does not panic; were the task lost, the others store the share.
             let Ok(((seq, p), b, at, created)) = done else {
                 continue;
             };
@@ -428,11 +433,8 @@ impl Shard {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(
-                        seq,
-                        key = p,
-                        "sharded: storing an announced share: {e}; again in a second"
-                    );
+                    let f = failed.get_or_insert((0, e.to_string()));
+                    f.0 += 1;
                     self.unconfirmed
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -441,16 +443,28 @@ impl Shard {
                 }
             }
         }
+        if let Some((n, e)) = failed {
+            tracing::warn!(
+                shares = n,
+                "sharded: storing announced shares their owner did not confirm: {e}; again in a second"
+            );
+        }
     }
 
     /// Sends the confirmations of the shares this node stored since the last.
     async fn send_confirmations(&self) {
         let stored =
             std::mem::take(&mut *self.to_confirm.lock().unwrap_or_else(|e| e.into_inner()));
-        // A few thousand a message: well within any server's `max_payload`. Lost, a
+        // 12 bytes a share, at most half the servers' `max_payload` a message. Lost, a
         // confirmation costs the receivers a `create` each after `CONFIRM_WITHIN`.
-        for part in stored.chunks(2_048) {
-            let _ = self.shares.confirm(part).await;
+        let per = match self.log.max_payload() {
+            0 => 2_048,
+            n => (n / 2 / 12).clamp(1, 2_048),
+        };
+        for part in stored.chunks(per) {
+            if let Err(e) = self.shares.confirm(part).await {
+                tracing::debug!("sharded: confirming stored shares: {e}");
+            }
         }
     }
 
@@ -487,7 +501,7 @@ impl Shard {
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(1024)
         {
-            // Shares of events the core is past are never read (among them this node's own).
+            // Shares of events the core is past are never read.
             let past = self.finishing.load(Ordering::SeqCst);
             g.retain(|(s, _), _| *s >= past);
         }
@@ -783,8 +797,7 @@ impl Shard {
                     .fetch_add(1, Ordering::Relaxed)
                     .is_multiple_of(4096)
                 {
-                    // Shares are consumed in sequence order: older ones are not needed any more
-                    // (among them this node's own, which it never reads back).
+                    // Shares are consumed in sequence order: older ones are not needed any more.
                     g.retain(|(s, _), _| *s >= seq);
                 }
                 return Some(v);
@@ -795,13 +808,14 @@ impl Shard {
             }
             if now >= next_read {
                 every *= 2;
-                next_read = now + every;
                 drop(g);
                 if self.fetch_stored(seq, p, "late") {
                     // Stored, and its announcement never came: announcements are being missed.
                     self.missed.store(true, Ordering::Relaxed);
                     read_it = true;
                 }
+                // Counted from the read's end: a slow read is not followed at once by another.
+                next_read = Instant::now() + every;
                 g = self.got.lock().unwrap_or_else(|e| e.into_inner());
                 continue;
             }
@@ -911,8 +925,8 @@ impl Shard {
     }
 
     /// Marks event `seq` as the one the core finishes now: the shares of earlier events that
-    /// are announced (this node's own among them) are dropped at the next pruning, also on a
-    /// node that holds every unit and so never waits.
+    /// are announced are dropped at the next pruning, also on a node that holds every unit and
+    /// so never waits.
     pub fn finishing(&self, seq: u64) {
         self.finishing.fetch_max(seq, Ordering::SeqCst);
     }
