@@ -385,8 +385,10 @@ impl Shard {
         let mut due: Vec<((u64, u32), argus_cluster::Bytes, Instant)> = {
             let mut u = self.unconfirmed.lock().unwrap_or_else(|e| e.into_inner());
             // One that could not be stored for as long as the bucket keeps shares would expire
-            // at once: nobody can need it any more.
-            u.retain(|_, (_, at)| at.elapsed() < self.retention);
+            // at once: nobody can need it any more. (A bucket keeping values for ever says 0.)
+            if !self.retention.is_zero() {
+                u.retain(|_, (_, at)| at.elapsed() < self.retention);
+            }
             let keys: Vec<(u64, u32)> = u
                 .iter()
                 .filter(|(_, (_, at))| at.elapsed() >= CONFIRM_WITHIN)
