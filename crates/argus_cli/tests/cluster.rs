@@ -1448,16 +1448,7 @@ fn an_announced_share_its_owner_never_stored_is_stored_by_the_nodes_that_used_it
     eprintln!("B read {reads} shares from the bucket as it caught up");
     assert!(reads > 0.0);
     for id in ["uev-00041", "uev-00075", "uev-00149"] {
-        let on = |n: &Node| {
-            strip_time(
-                http(&n.addr, "GET", &format!("/v1/decisions/{id}"), "")
-                    .unwrap()
-                    .1["decision"]
-                    .clone(),
-            )
-        };
-        assert!(on(&a).is_object(), "{id}");
-        assert_eq!(on(&b), on(&a), "{id}");
+        same_decision(&a, &b, id);
     }
 }
 
@@ -1516,17 +1507,7 @@ fn a_node_missing_the_announcements_reads_the_shares_at_once() {
         "the deaf node waited for the shares before reading them: {at_once} at once, {late} late"
     );
     for e in evs.iter().step_by(10) {
-        let id = id_of(e);
-        let on = |n: &Node| {
-            strip_time(
-                http(&n.addr, "GET", &format!("/v1/decisions/{id}"), "")
-                    .unwrap()
-                    .1["decision"]
-                    .clone(),
-            )
-        };
-        assert!(on(&a).is_object(), "{id}");
-        assert_eq!(on(&b), on(&a), "{id}");
+        same_decision(&a, &b, &id_of(e));
     }
 }
 
@@ -2710,6 +2691,21 @@ fn metric_with(n: &Node, name: &str, labels: &[&str]) -> f64 {
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Asserts that node `b` recorded the same decision for event `id` as node `a` (which has one),
+/// but for the time it took.
+fn same_decision(a: &Node, b: &Node, id: &str) {
+    let on = |n: &Node| {
+        strip_time(
+            http(&n.addr, "GET", &format!("/v1/decisions/{id}"), "")
+                .unwrap()
+                .1["decision"]
+                .clone(),
+        )
+    };
+    assert!(on(a).is_object(), "{id}");
+    assert_eq!(on(b), on(a), "{id}");
 }
 
 /// Waits (up to 90 s) until the 24 partitions are each held by one of `nodes`, and every node
