@@ -314,11 +314,38 @@ impl Node {
         http(&self.addr, "GET", "/v1/admin/status", "").unwrap().1
     }
 
-    /// The state's digest, and split by the 24 feature partitions of the sharded tests.
+    /// The state's digest, and split by the 24 feature partitions of the sharded tests; with, under
+    /// `records`, the live records of each feature partition held (for a failed comparison to say
+    /// which keys differ: `units_equal`).
     fn digest(&self) -> Value {
-        http(&self.addr, "GET", "/v1/admin/digest?partitions=24", "")
+        let mut d = http(&self.addr, "GET", "/v1/admin/digest?partitions=24", "")
             .unwrap()
-            .1
+            .1;
+        let held: Vec<u64> = d["partitions"]["digests"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.keys().filter_map(|q| q.parse().ok()))
+            .filter(|q| *q < 24)
+            .collect();
+        d["records"] = held
+            .iter()
+            .map(|q| (q.to_string(), self.records(*q)))
+            .collect::<serde_json::Map<String, Value>>()
+            .into();
+        d
+    }
+
+    /// Feature partition `q`'s live records (of 24).
+    fn records(&self, q: u64) -> Value {
+        http(
+            &self.addr,
+            "GET",
+            &format!("/v1/admin/digest?partitions=24&records={q}"),
+            "",
+        )
+        .unwrap()
+        .1["records"]
+            .clone()
     }
 }
 
@@ -443,7 +470,7 @@ fn sharded_as_embedded(
     found: &[Value],
     digests: &[Value],
 ) {
-    let (clean, clean_found, _) = embedded_run_with(dir, order, by_id, acked, config);
+    let (clean, clean_found, clean_data) = embedded_run_with(dir, order, by_id, acked, config);
     assert!(
         clean_found["findings"]
             .as_array()
@@ -457,7 +484,7 @@ fn sharded_as_embedded(
             "node {i}'s findings"
         );
     }
-    units_equal(digests, &clean);
+    units_equal(digests, &clean, &clean_data, config);
 }
 
 /// Sharded nodes against an embedded node fed the order a node's log (`data`) holds under
@@ -473,8 +500,8 @@ fn units_as_embedded(
 ) {
     let order = logged_ids(data);
     assert_eq!(order.len(), acked.len(), "every event logged once");
-    let (clean, _, _) = embedded_run_with(dir, &order, by_id, acked, config);
-    units_equal(digests, &clean);
+    let (clean, _, clean_data) = embedded_run_with(dir, &order, by_id, acked, config);
+    units_equal(digests, &clean, &clean_data, config);
 }
 
 /// A node's findings (the graph detectors', newest first; without `[graph]`, the refusal).
@@ -2756,16 +2783,22 @@ fn without_seq(v: &Value) -> Value {
 /// same order (`clean`): each unit — the 24 partitions' keys and values, and unit 24, the global
 /// stages (the entity graph) — on every node holding it equals the embedded node's, every unit is
 /// held somewhere, and the rest of the state is the same everywhere.
-fn units_equal(digests: &[Value], clean: &Value) {
+///
+/// A partition that differs is explained: the embedded node (its data directory `clean_data`,
+/// under `config`) is started again, and the keys whose records differ are printed.
+fn units_equal(digests: &[Value], clean: &Value, clean_data: &Path, config: &Path) {
     let want = &clean["partitions"];
     let mut covered = std::collections::BTreeSet::new();
-    for d in digests {
+    for (i, d) in digests.iter().enumerate() {
         assert_eq!(
             d["partitions"]["unkeyed_digest"], want["unkeyed_digest"],
             "{d}"
         );
         for (q, digest) in d["partitions"]["digests"].as_object().unwrap() {
-            assert_eq!(digest, &want["digests"][q], "unit {q}");
+            if digest != &want["digests"][q] {
+                explain_unit(i, q, d, clean_data, config);
+            }
+            assert_eq!(digest, &want["digests"][q], "unit {q} on node {i}");
             covered.insert(q.clone());
         }
     }
@@ -2774,6 +2807,52 @@ fn units_equal(digests: &[Value], clean: &Value) {
         25,
         "every partition and the stages are held: {digests:?}"
     );
+}
+
+/// Prints the keys of feature partition `q` whose records differ between a node's digest `d` (its
+/// `records`, taken with it) and the embedded node, started again from `clean_data`.
+fn explain_unit(node: usize, q: &str, d: &Value, clean_data: &Path, config: &Path) {
+    let Ok(q_num) = q.parse::<u64>() else {
+        eprintln!("unit {q} (the global stages) differs on node {node}");
+        return;
+    };
+    let clean = Node::start_with(clean_data, None, config);
+    let by_key = |v: &Value| -> std::collections::BTreeMap<(String, String), (String, String)> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    (r["entity"].to_string(), r["key"].to_string()),
+                    (r["digest"].to_string(), r["record"].to_string()),
+                )
+            })
+            .collect()
+    };
+    let here = by_key(&d["records"][q]);
+    let there = by_key(&clean.records(q_num));
+    eprintln!(
+        "partition {q} on node {node} (cursor {}): {} live keys, the embedded node {}",
+        d["cluster_cursor"],
+        here.len(),
+        there.len()
+    );
+    for k in here
+        .keys()
+        .chain(there.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let (a, b) = (here.get(k), there.get(k));
+        if a.map(|x| &x.0) != b.map(|x| &x.0) {
+            eprintln!(
+                "  {} {}:\n    node:     {}\n    embedded: {}",
+                k.0,
+                k.1,
+                a.map_or("(absent)", |x| x.1.as_str()),
+                b.map_or("(absent)", |x| x.1.as_str())
+            );
+        }
+    }
 }
 
 /// Whether a sharded node holds the global stages (the entity graph): it is their worker.
@@ -3128,10 +3207,11 @@ fn sharded_nodes_decide_as_one_embedded_node_through_a_kill_a_join_and_a_drain()
     assert_eq!(sorted.len(), order.len(), "an event was applied twice");
     assert_eq!(order.len(), acked.len(), "an acknowledged event was lost");
     // An embedded node (every partition in one process) fed that order decides every event alike.
-    let (clean, clean_found, _) = embedded_run_with(dir.path(), &order, &by_id, &acked, &graph);
+    let (clean, clean_found, clean_data) =
+        embedded_run_with(dir.path(), &order, &by_id, &acked, &graph);
     // The feature tables: each partition's keys and values on the node holding it equal the
     // embedded node's, and the rest of the state is the same on both nodes and the embedded one.
-    units_equal(&live_digests, &clean);
+    units_equal(&live_digests, &clean, &clean_data, &graph);
     assert_eq!(
         without_seq(&clean_found),
         without_seq(&found_1),

@@ -1345,6 +1345,29 @@ impl Engine {
         (self.digest_with(None, false), parts)
     }
 
+    /// Feature partition `q` of `n`'s live records (`FeatureState::partition_records`), each with
+    /// its entity's key fields joined by `+` (`actor+device`): where two nodes whose digests of `q`
+    /// differ differ. `None` when this engine does not hold all of `q`.
+    pub fn partition_records(
+        &self,
+        n: usize,
+        q: usize,
+    ) -> Option<Vec<(String, argus_features::KeyRecord)>> {
+        let entities = &self.config.features.entities;
+        let recs = self.state.partition_records(n, q)?;
+        Some(
+            recs.into_iter()
+                .map(|r| {
+                    let name = entities
+                        .get(r.entity)
+                        .map(|e| e.key.join("+"))
+                        .unwrap_or_default();
+                    (name, r)
+                })
+                .collect(),
+        )
+    }
+
     /// The digest of the sequence, watermark, idempotency ids, pending labels and (`with_stages`)
     /// stages, with the keyed state's snapshot bytes among them when given.
     fn digest_with(&self, features: Option<Vec<u8>>, with_stages: bool) -> u64 {

@@ -18,4 +18,4 @@ pub mod sketch;
 pub mod state;
 
 pub use config::{ConfigError, ConfigErrors, FeatureDef, FeatureSet, FeaturesConfig, Out};
-pub use state::{out_value, EntityMemory, FeatureState, StateStats};
+pub use state::{out_value, EntityMemory, FeatureState, KeyRecord, StateStats};

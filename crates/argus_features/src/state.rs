@@ -207,6 +207,18 @@ impl Shape {
     }
 }
 
+/// One live key's record, as [`FeatureState::partition_records`] lists it.
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    /// The entity's number (its place in the feature set's entities).
+    pub entity: usize,
+    pub key: u128,
+    /// xxh3 of the record's encoding: equal exactly when the records are.
+    pub digest: u64,
+    /// The record's debug form, for a person comparing two nodes.
+    pub text: String,
+}
+
 /// One partition: the keys it owns, per entity, and the queue that removes dead keys.
 #[derive(Debug, Clone, Default)]
 struct Part {
@@ -627,7 +639,23 @@ impl Part {
         let record: Option<&mut Record> = if any {
             let n = fs.entities[ep.entity].series.len();
             Some(match map.entry(key) {
-                MapEntry::Occupied(o) => o.into_mut(),
+                MapEntry::Occupied(o) => {
+                    let rec = o.into_mut();
+                    // A key whose every series died comes back as a new key, whether or not
+                    // expiry removed it from memory meanwhile (it removes a bounded number of dead
+                    // keys per event, so when depends on the partition count and on how many died
+                    // with it; a snapshot holds no dead keys): its series not fed now must not keep
+                    // their old contents, or the state would depend on that timing.
+                    if shape.record_dead_at(ep.entity, rec) <= wm {
+                        for slot in rec.iter_mut() {
+                            if matches!(slot, Slot::Lifetime(_)) {
+                                self.stats.lifetime_dropped += 1;
+                            }
+                            *slot = Slot::Empty;
+                        }
+                    }
+                    rec
+                }
                 MapEntry::Vacant(v) => {
                     created = true;
                     v.insert(vec![Slot::Empty; n].into_boxed_slice())
@@ -1261,6 +1289,41 @@ impl FeatureState {
                 })
             })
             .collect()
+    }
+
+    /// Partition `q` of `n`'s live records, for finding where two states differ once their
+    /// [`partition_digests`](Self::partition_digests) do: per key, sorted by entity and key, the
+    /// entity's number, the key, the record's digest and the record as text (its debug form: for a
+    /// person to read, not a format). `None` when this state does not hold all of `q`.
+    pub fn partition_records(&self, n: usize, q: usize) -> Option<Vec<KeyRecord>> {
+        let n = n.max(1);
+        let holds = if self.held.len() == n {
+            self.held.get(q).copied().unwrap_or(false)
+        } else {
+            q < n && self.held.iter().all(|h| *h)
+        };
+        if !holds {
+            return None;
+        }
+        let wm = self.watermark;
+        let mut out = Vec::new();
+        for part in &self.parts {
+            for (e, map) in part.maps.iter().enumerate() {
+                for (k, r) in map.iter() {
+                    if partition_of(*k, n) == q && self.shape.record_dead_at(e, r) > wm {
+                        let bytes = bincode::serialize(r).unwrap_or_default();
+                        out.push(KeyRecord {
+                            entity: e,
+                            key: *k,
+                            digest: xxhash_rust::xxh3::xxh3_64(&bytes),
+                            text: format!("{r:?}"),
+                        });
+                    }
+                }
+            }
+        }
+        out.sort_unstable_by_key(|r| (r.entity, r.key));
+        Some(out)
     }
 
     /// The bytes of [`snapshot`](Self::snapshot) as a length-prefixed byte string (bincode's encoding

@@ -820,6 +820,9 @@ async fn status(State(st): State<AppState>) -> Response {
 struct DigestQuery {
     /// Also a digest per feature partition of this many (a sharded node: its own count by default).
     partitions: Option<usize>,
+    /// Also the live records of this feature partition (of `partitions`): where two nodes whose
+    /// digests of it differ differ.
+    records: Option<usize>,
 }
 
 async fn digest(
@@ -837,11 +840,21 @@ async fn digest(
             "partitions: from 1 to 4096",
         ));
     }
+    if q.records
+        .is_some_and(|r| q.partitions.is_some_and(|n| r >= n))
+    {
+        return respond(crate::core::error(
+            crate::core::Failure::Invalid,
+            "invalid_query",
+            "records: a partition number below partitions",
+        ));
+    }
     respond(
         ask(
             &st,
             Request::Digest {
                 partitions: q.partitions,
+                records: q.records,
             },
         )
         .await,

@@ -283,6 +283,7 @@ pub enum Request {
     /// `partitions` (or on a sharded node) its split by feature partition.
     Digest {
         partitions: Option<usize>,
+        records: Option<usize>,
     },
     /// The graph detectors' newest findings.
     Findings {
@@ -1106,7 +1107,10 @@ impl Core {
             },
             Request::Reload => Outcome::Answer(self.reload()),
             Request::Status => Outcome::Answer(self.status()),
-            Request::Digest { partitions } => Outcome::Answer(self.digest(partitions)),
+            Request::Digest {
+                partitions,
+                records,
+            } => Outcome::Answer(self.digest(partitions, records)),
             Request::Findings {
                 limit,
                 detector,

@@ -484,6 +484,19 @@ impl Core {
                     }
                 }
             }
+            // The rebuilt partitions are as of the same event as this engine (the log's last record,
+            // then the run's events begun so far), or they would be adopted out of step with the
+            // rest of the state: refused, and rebuilt again, rather than silently diverging.
+            let at = |e: &Engine| (e.sequence(), e.feature_state().watermark());
+            if at(&scratch) != at(&self.engine) {
+                return Err(NotYet::Failed(format!(
+                    "the rebuilt partitions {parts:?} are at event {} (watermark {}), this node at event {} (watermark {}): not adopted",
+                    at(&scratch).0,
+                    at(&scratch).1,
+                    at(&self.engine).0,
+                    at(&self.engine).1
+                )));
+            }
             let core = job.core + t.elapsed();
             m::inc(m::SHARD_REBUILDS, parts.len() as u64);
             m::observe(

@@ -331,7 +331,10 @@ impl Core {
     /// split in two (`Engine::split_digest`): the digest of all but the keyed features, the same on
     /// every node of a sharded cluster, and one per feature partition this node holds. The nodes'
     /// partition digests together equal one engine's asked with the same count.
-    pub(super) fn digest(&self, partitions: Option<usize>) -> Answer {
+    ///
+    /// With `records` (a partition number of that count), also that partition's live records, each
+    /// with its entity, key, digest and contents (`records`: `null` when this node does not hold it).
+    pub(super) fn digest(&self, partitions: Option<usize>, records: Option<usize>) -> Answer {
         let t = Instant::now();
         let digest = self.engine.state_digest();
         let n = partitions.or_else(|| self.shard().map(|s| s.partitions));
@@ -344,10 +347,20 @@ impl Core {
                 .collect();
             json!({"count": n, "unkeyed_digest": format!("{rest:016x}"), "digests": held})
         });
+        let records = records.zip(n).map(|(q, n)| {
+            self.engine.partition_records(n, q).map(|recs| {
+                recs.into_iter()
+                    .map(|(entity, r)| {
+                        json!({"entity": entity, "key": format!("{:032x}", r.key), "digest": format!("{:016x}", r.digest), "record": r.text})
+                    })
+                    .collect::<Vec<_>>()
+            })
+        });
         ok(json!({
             "state_digest": format!("{digest:016x}"),
             // By feature partition: what a sharded cluster's nodes compare.
             "partitions": split,
+            "records": records,
             "engine_seq": self.engine.sequence(),
             "log_last_seq": self.wal.last_seq(),
             // In a cluster: the shared log's position the digest covers (nodes compare at the same one).
