@@ -2411,9 +2411,13 @@ fn a_restarted_node_decides_its_catch_up_with_the_version_the_others_ran() {
 
 /// Three nodes on one PostgreSQL for cases: every node takes the log's review decisions into case
 /// intake, and the store takes each decision once (by its event id) whichever node gets there first:
-/// no decision is in two cases, and every case-worthy decision is in one.
+/// no decision is in two cases, and every case-worthy decision is in one — also those decided while
+/// PostgreSQL was unreachable. The nodes reach it through a proxy the test cuts (every connection
+/// dropped, new ones refused) for a third of the events: the decisions go on (every event
+/// acknowledged, none degraded), the case pages answer 503 `cases_unavailable`, and intake takes
+/// the outage's decisions once the database is back.
 #[test]
-fn three_nodes_on_one_postgresql_take_each_decision_into_one_case() {
+fn three_nodes_on_one_postgresql_take_each_decision_into_one_case_through_an_outage() {
     let _serial = serial();
     if !nats_available() {
         return;
@@ -2422,6 +2426,11 @@ fn three_nodes_on_one_postgresql_take_each_decision_into_one_case() {
     let Some(db) = rt.block_on(argus_store::test_database("argus_cluster_cases")) else {
         return;
     };
+    // postgres://user:password@host:port/name: the nodes go through the proxy.
+    let (head, rest) = db.split_at(db.rfind('@').unwrap() + 1);
+    let (upstream, name) = rest.split_once('/').unwrap();
+    let proxy = Proxy::start(upstream);
+    let proxied = format!("{head}127.0.0.1:{}/{name}", proxy.port);
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(dir.path());
     let urls = nats.urls();
@@ -2432,23 +2441,13 @@ fn three_nodes_on_one_postgresql_take_each_decision_into_one_case() {
                 &dir.path().join(format!("node{i}")),
                 Some(&urls),
                 &starter,
-                &[("ARGUS_CASES_DATABASE", &db)],
+                &[("ARGUS_CASES_DATABASE", &proxied)],
             )
         })
         .collect();
     let mut rng = Rng(23);
     let evs = events(900, 0, "u", 30, &mut rng);
     let mut review = std::collections::BTreeSet::new();
-    for (i, e) in evs.iter().enumerate() {
-        let v = post(&nodes[i % 3].addr, e);
-        if v["decision"]["action"] == "review" {
-            review.insert(id_of(e));
-        }
-    }
-    assert!(!review.is_empty(), "the run must ask for some reviews");
-    let refs: Vec<&Node> = nodes.iter().collect();
-    caught_up(&refs, log_len(&refs));
-    // Intake is asynchronous: wait until every review decision is in a case.
     let count = |sql: &'static str| -> i64 {
         rt.block_on(async {
             let store = argus_store::Db::open(&db).await.unwrap();
@@ -2460,25 +2459,136 @@ fn three_nodes_on_one_postgresql_take_each_decision_into_one_case() {
             r
         })
     };
-    let t = Instant::now();
-    while count("SELECT count(DISTINCT actor) FROM case_events WHERE kind = 'decision'")
-        < review.len() as i64
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "intake did not take every review decision"
-        );
-        std::thread::sleep(Duration::from_millis(250));
+    let taken = || count("SELECT count(DISTINCT actor) FROM case_events WHERE kind = 'decision'");
+    // Intake is asynchronous: waits until every review decision so far is in a case.
+    let all_taken = |want: usize, what: &str| -> Duration {
+        let t = Instant::now();
+        while taken() < want as i64 {
+            assert!(
+                t.elapsed() < Duration::from_secs(90),
+                "intake did not take every review decision {what}: {} of {want}",
+                taken()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        t.elapsed()
+    };
+    let mut outage = Duration::ZERO;
+    let mut cut_at = Instant::now();
+    let mut during = 0usize;
+    for (i, e) in evs.iter().enumerate() {
+        if i == 300 {
+            all_taken(review.len(), "before the outage");
+            proxy.cut();
+            cut_at = Instant::now();
+        }
+        let v = post(&nodes[i % 3].addr, e);
+        if (300..600).contains(&i) {
+            // Decided, recorded and acknowledged without the case store.
+            assert_eq!(v["status"], "accepted", "{v}");
+            assert!(v["decision"]["degraded"].is_null(), "{v}");
+            during += usize::from(v["decision"]["action"] == "review");
+        }
+        if v["decision"]["action"] == "review" {
+            review.insert(id_of(e));
+        }
+        if i == 599 {
+            // An outage of at least 3 s: intake's retries back off meanwhile.
+            std::thread::sleep(Duration::from_secs(3).saturating_sub(cut_at.elapsed()));
+            // The case pages say the store is unreachable.
+            let t = Instant::now();
+            let (st, v) = http(&nodes[0].addr, "GET", "/v1/cases", "").unwrap();
+            assert_eq!(
+                (st, v["error"]["code"].as_str()),
+                (503, Some("cases_unavailable")),
+                "{v}"
+            );
+            eprintln!(
+                "during the outage, GET /v1/cases answered 503 in {} ms",
+                t.elapsed().as_millis()
+            );
+            assert!(
+                taken() < review.len() as i64,
+                "the premise: decisions made during the outage are not in cases yet"
+            );
+            proxy.restore();
+            outage = cut_at.elapsed();
+        }
     }
+    assert!(during > 0, "the outage must ask for some reviews");
+    let refs: Vec<&Node> = nodes.iter().collect();
+    caught_up(&refs, log_len(&refs));
+    let drained = all_taken(review.len(), "after the outage");
     std::thread::sleep(Duration::from_secs(2));
     let rows = count("SELECT count(*) FROM case_events WHERE kind = 'decision'");
     let distinct = count("SELECT count(DISTINCT actor) FROM case_events WHERE kind = 'decision'");
     assert_eq!(rows, distinct, "a decision was taken into cases twice");
     assert_eq!(distinct, review.len() as i64);
     eprintln!(
-        "cluster cases: {} review decisions, each in one case",
-        review.len()
+        "cluster cases: {} review decisions, each in one case; {during} of them decided during a {} ms outage of PostgreSQL (300 events, all acknowledged), all in cases {} ms after the end of the run",
+        review.len(),
+        outage.as_millis(),
+        drained.as_millis()
     );
+}
+
+/// A TCP proxy to `upstream` (host:port) that a test can cut — every connection dropped, new ones
+/// refused — and restore: a database outage without stopping the machine's PostgreSQL, which other
+/// tests use.
+struct Proxy {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: &str) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (up2, open2, upstream) = (up.clone(), open.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !up2.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                let (Ok(c2), Ok(s2), Ok(c3), Ok(s3)) = (
+                    client.try_clone(),
+                    server.try_clone(),
+                    client.try_clone(),
+                    server.try_clone(),
+                ) else {
+                    continue;
+                };
+                open2.lock().unwrap().extend([c3, s3]);
+                pipe(client, s2);
+                pipe(server, c2);
+            }
+        });
+        Proxy { port, up, open }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Found by an outside test: while NATS is down, the client keeps the publishes it could not send and

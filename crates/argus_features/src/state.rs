@@ -1396,8 +1396,12 @@ impl FeatureState {
 
     /// Moves each `(entity, from, to)` key's record to the key `to` (erasure: a subject's state under
     /// a new pseudonym, so that the old key has none and the aggregates stay as they were). A key
-    /// `to` that already has a record keeps its own. The number of records moved.
+    /// `to` that already has a live record keeps its own. The number of records moved. A dead
+    /// record (every series dead, not yet removed by expiry) counts as no record on either side, so
+    /// that the outcome never depends on when expiry reached it: a dead `from` is dropped, not
+    /// moved, and a dead `to` is replaced.
     pub fn rekey(&mut self, moves: &[(usize, u128, u128)]) -> usize {
+        let wm = self.watermark;
         for p in &mut self.parts {
             if let Some(t) = p.tracking.as_mut() {
                 t.aborted = true;
@@ -1413,9 +1417,17 @@ impl FeatureState {
             else {
                 continue;
             };
-            let part = &mut self.parts[partition_of(to, n)];
-            if part.maps[ei].contains_key(&to) {
+            if self.shape.record_dead_at(ei, &rec) <= wm {
                 continue;
+            }
+            let part = &mut self.parts[partition_of(to, n)];
+            if let Some(there) = part.maps[ei].get(&to) {
+                if self.shape.record_dead_at(ei, there) > wm {
+                    continue;
+                }
+                // Dead: gone as if expiry had removed it (its queue entry finds the live record
+                // below and is pushed back to that record's time).
+                part.maps[ei].remove(&to);
             }
             part.insert_new(&self.shape, ei, to, rec);
             moved += 1;

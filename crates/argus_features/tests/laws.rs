@@ -420,3 +420,51 @@ fn a_dead_key_comes_back_as_a_new_key_whether_or_not_expiry_removed_it() {
     assert_eq!(a, b);
     assert_eq!(kept.snapshot(), removed.snapshot());
 }
+
+/// Erasure's key move (`rekey`) onto a key whose record died treats it as gone, and drops a dead
+/// record instead of moving it: the same state whether or not expiry had removed them.
+#[test]
+fn a_key_move_treats_dead_records_as_gone_whether_or_not_expiry_removed_them() {
+    let schema = Schema::load(&[Schema::parse_config(REVIVAL_SCHEMA).unwrap()]).unwrap();
+    let fs = FeatureSet::from_toml(&schema, REVIVAL_FEATURES).unwrap();
+    let ev = |ty: &str, k: u32, t: i64| Event {
+        id: String::new(),
+        ty: schema.type_id(ty).unwrap(),
+        time: t,
+        fields: vec![
+            Value::Str("someone".into()),
+            Value::Str(format!("a{k}").into()),
+        ],
+    };
+    let key = |k: u32| {
+        let e = ev("tick", k, 0);
+        let ep = &fs.plans[e.ty as usize].entities[0];
+        argus_features::state::key_digest(&e.fields, &ep.key_slots, ep.seed).unwrap()
+    };
+    let t0 = 1_000_000i64;
+    let mut kept = FeatureState::new(&fs);
+    let mut seq = 0u64;
+    let mut apply = |st: &mut FeatureState, e: &Event| {
+        seq += 1;
+        st.apply(&fs, e, seq, None);
+    };
+    for k in 1..100 {
+        apply(&mut kept, &ev("tick", k, t0 - 1_000 + k as i64));
+    }
+    // Keys 0 and 100 die last.
+    apply(&mut kept, &ev("tock", 0, t0));
+    apply(&mut kept, &ev("tock", 100, t0));
+    let later = t0 + 3_600_000;
+    // A live key, and one event of expiry.
+    apply(&mut kept, &ev("tick", 200, later));
+    let mut removed = kept.clone();
+    removed.expire(&fs, later);
+    assert!(kept.key_count() > removed.key_count(), "the premise");
+    // The live key moves onto dead key 0; dead key 100 moves onto a new key 300.
+    let moves = [(0, key(200), key(0)), (0, key(100), key(300))];
+    let a = kept.rekey(&moves);
+    let b = removed.rekey(&moves);
+    assert_eq!((a, b), (1, 1), "the live record moved, the dead one not");
+    assert_eq!(kept.snapshot(), removed.snapshot());
+    assert_eq!(kept.partition_digests(1), removed.partition_digests(1));
+}
