@@ -2484,8 +2484,12 @@ fn three_nodes_on_one_postgresql_take_each_decision_into_one_case_through_an_out
         }
         let v = post(&nodes[i % 3].addr, e);
         if (300..600).contains(&i) {
-            // Decided, recorded and acknowledged without the case store.
-            assert_eq!(v["status"], "accepted", "{v}");
+            // Decided, recorded and acknowledged without the case store (a duplicate: a retry of
+            // a 503 from the log, whose first try was logged after all).
+            assert!(
+                v["status"] == "accepted" || v["status"] == "duplicate",
+                "{v}"
+            );
             assert!(v["decision"]["degraded"].is_null(), "{v}");
             during += usize::from(v["decision"]["action"] == "review");
         }
@@ -2532,36 +2536,50 @@ fn three_nodes_on_one_postgresql_take_each_decision_into_one_case_through_an_out
     );
 }
 
-/// A TCP proxy to `upstream` (host:port) that a test can cut — every connection dropped, new ones
-/// refused — and restore: a database outage without stopping the machine's PostgreSQL, which other
-/// tests use.
+/// A TCP proxy to `upstream` (host:port) that a test can cut — every connection dropped, and the
+/// port closed, so that new ones are refused — and restore: a database outage without stopping the
+/// machine's PostgreSQL, which other tests use.
 struct Proxy {
     port: u16,
-    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    open: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+    /// Whether it passes connections on; the lock also holds the open ones, so that a connection
+    /// is either registered before a cut (and dropped by it) or refused after it.
+    state: std::sync::Arc<std::sync::Mutex<(bool, Vec<TcpStream>)>>,
 }
 
 impl Proxy {
     fn start(upstream: &str) -> Proxy {
-        use std::sync::atomic::Ordering;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (up2, open2, upstream) = (up.clone(), open.clone(), upstream.to_string());
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                if !up2.load(Ordering::SeqCst) {
-                    continue;
+        let port = free_port();
+        let state = std::sync::Arc::new(std::sync::Mutex::new((true, Vec::new())));
+        let (shared, upstream) = (state.clone(), upstream.to_string());
+        std::thread::spawn(move || loop {
+            // Listening only while up: while cut, the port refuses connections.
+            while !shared.lock().unwrap().0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            listener.set_nonblocking(true).unwrap();
+            loop {
+                let client = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if !shared.lock().unwrap().0 {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                let mut g = shared.lock().unwrap();
+                if !g.0 {
+                    break;
                 }
+                let _ = client.set_nonblocking(false);
                 let Ok(server) = TcpStream::connect(&upstream) else {
                     continue;
-                };
-                let pipe = |mut from: TcpStream, mut to: TcpStream| {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
                 };
                 let (Ok(c2), Ok(s2), Ok(c3), Ok(s3)) = (
                     client.try_clone(),
@@ -2571,23 +2589,50 @@ impl Proxy {
                 ) else {
                     continue;
                 };
-                open2.lock().unwrap().extend([c3, s3]);
+                g.1.extend([c3, s3]);
+                drop(g);
+                let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
                 pipe(client, s2);
                 pipe(server, c2);
             }
         });
-        Proxy { port, up, open }
+        // Listening before the first connection.
+        let t = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the proxy did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Proxy { port, state }
     }
 
     fn cut(&self) {
-        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
-        for s in self.open.lock().unwrap().drain(..) {
+        let mut g = self.state.lock().unwrap();
+        g.0 = false;
+        for s in g.1.drain(..) {
             let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        drop(g);
+        // Closed: a connection is refused.
+        let t = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the proxy did not close"
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
     fn restore(&self) {
-        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.state.lock().unwrap().0 = true;
     }
 }
 
@@ -2935,7 +2980,7 @@ fn units_equal(digests: &[Value], clean: &Value, clean_node: &Node) {
 /// Prints the keys of feature partition `q` whose records differ between a node's digest `d` (its
 /// `records`, taken with it) and the embedded node `clean`.
 fn explain_unit(node: usize, q: &str, d: &Value, clean: &Node) {
-    let Ok(q_num) = q.parse::<u64>() else {
+    let Some(q_num) = q.parse::<u64>().ok().filter(|q| *q < 24) else {
         eprintln!("unit {q} (the global stages) differs on node {node}");
         return;
     };

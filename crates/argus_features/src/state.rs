@@ -1421,13 +1421,15 @@ impl FeatureState {
                 continue;
             }
             let part = &mut self.parts[partition_of(to, n)];
-            if let Some(there) = part.maps[ei].get(&to) {
+            if let Some(there) = part.maps[ei].get_mut(&to) {
                 if self.shape.record_dead_at(ei, there) > wm {
                     continue;
                 }
-                // Dead: gone as if expiry had removed it (its queue entry finds the live record
-                // below and is pushed back to that record's time).
-                part.maps[ei].remove(&to);
+                // Dead: replaced, as if expiry had removed it. Its queue entry, due already,
+                // finds the live record and is pushed back to that record's time.
+                *there = rec;
+                moved += 1;
+                continue;
             }
             part.insert_new(&self.shape, ei, to, rec);
             moved += 1;

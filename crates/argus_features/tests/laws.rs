@@ -357,6 +357,25 @@ mode = "bucketed"
 buckets = 6
 "#;
 
+fn revival_setup() -> (Schema, FeatureSet) {
+    let schema = Schema::load(&[Schema::parse_config(REVIVAL_SCHEMA).unwrap()]).unwrap();
+    let fs = FeatureSet::from_toml(&schema, REVIVAL_FEATURES).unwrap();
+    (schema, fs)
+}
+
+/// A `tick` or `tock` of key `a<k>` at `t`.
+fn revival_event(schema: &Schema, ty: &str, k: u32, t: i64) -> Event {
+    Event {
+        id: String::new(),
+        ty: schema.type_id(ty).unwrap(),
+        time: t,
+        fields: vec![
+            Value::Str("someone".into()),
+            Value::Str(format!("a{k}").into()),
+        ],
+    }
+}
+
 /// A key whose every series died comes back as a new key, whether or not expiry had removed it from
 /// memory yet: the same state (snapshot bytes, partition digests), not only the same answers. Expiry
 /// removes a bounded number of dead keys per event, so when it gets to one depends on how many
@@ -366,17 +385,8 @@ buckets = 6
 /// then differed from the embedded node's, its decisions did not).
 #[test]
 fn a_dead_key_comes_back_as_a_new_key_whether_or_not_expiry_removed_it() {
-    let schema = Schema::load(&[Schema::parse_config(REVIVAL_SCHEMA).unwrap()]).unwrap();
-    let fs = FeatureSet::from_toml(&schema, REVIVAL_FEATURES).unwrap();
-    let ev = |ty: &str, k: u32, t: i64| Event {
-        id: String::new(),
-        ty: schema.type_id(ty).unwrap(),
-        time: t,
-        fields: vec![
-            Value::Str("someone".into()),
-            Value::Str(format!("a{k}").into()),
-        ],
-    };
+    let (schema, fs) = revival_setup();
+    let ev = |ty: &str, k: u32, t: i64| revival_event(&schema, ty, k, t);
     let t0 = 1_000_000i64;
     let mut kept = FeatureState::new(&fs);
     let mut seq = 0u64;
@@ -425,17 +435,8 @@ fn a_dead_key_comes_back_as_a_new_key_whether_or_not_expiry_removed_it() {
 /// record instead of moving it: the same state whether or not expiry had removed them.
 #[test]
 fn a_key_move_treats_dead_records_as_gone_whether_or_not_expiry_removed_them() {
-    let schema = Schema::load(&[Schema::parse_config(REVIVAL_SCHEMA).unwrap()]).unwrap();
-    let fs = FeatureSet::from_toml(&schema, REVIVAL_FEATURES).unwrap();
-    let ev = |ty: &str, k: u32, t: i64| Event {
-        id: String::new(),
-        ty: schema.type_id(ty).unwrap(),
-        time: t,
-        fields: vec![
-            Value::Str("someone".into()),
-            Value::Str(format!("a{k}").into()),
-        ],
-    };
+    let (schema, fs) = revival_setup();
+    let ev = |ty: &str, k: u32, t: i64| revival_event(&schema, ty, k, t);
     let key = |k: u32| {
         let e = ev("tick", k, 0);
         let ep = &fs.plans[e.ty as usize].entities[0];

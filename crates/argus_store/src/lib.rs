@@ -67,6 +67,10 @@ impl Db {
         let pool = AnyPoolOptions::new()
             // SQLite has one writer at a time; in memory, every connection would be its own database.
             .max_connections(if sqlite { 1 } else { 8 })
+            // An unreachable PostgreSQL answers a request (a console page, an intake attempt) with
+            // an error after 5 s rather than sqlx's 30: pages say 503 while a person still waits.
+            // SQLite keeps the default: its one connection may be held by a long write.
+            .acquire_timeout(std::time::Duration::from_secs(if sqlite { 30 } else { 5 }))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {

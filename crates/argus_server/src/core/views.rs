@@ -347,20 +347,26 @@ impl Core {
                 .collect();
             json!({"count": n, "unkeyed_digest": format!("{rest:016x}"), "digests": held})
         });
-        let records = records.zip(n).map(|(q, n)| {
-            self.engine.partition_records(n, q).map(|recs| {
-                recs.into_iter()
-                    .map(|(entity, r)| {
-                        json!({"entity": entity, "key": format!("{:032x}", r.key), "digest": format!("{:016x}", r.digest), "record": r.text})
-                    })
-                    .collect::<Vec<_>>()
-            })
+        // At most RECORDS_LISTED of them (the first by entity and key), and how many there are:
+        // the answer is for a person comparing two nodes, and is built on the core thread.
+        let listed = records
+            .zip(n)
+            .and_then(|(q, n)| self.engine.partition_records(n, q));
+        let records_total = listed.as_ref().map(Vec::len);
+        let records = listed.map(|recs| {
+            recs.into_iter()
+                .take(RECORDS_LISTED)
+                .map(|(entity, r)| {
+                    json!({"entity": entity, "key": format!("{:032x}", r.key), "digest": format!("{:016x}", r.digest), "record": r.text})
+                })
+                .collect::<Vec<_>>()
         });
         ok(json!({
             "state_digest": format!("{digest:016x}"),
             // By feature partition: what a sharded cluster's nodes compare.
             "partitions": split,
             "records": records,
+            "records_total": records_total,
             "engine_seq": self.engine.sequence(),
             "log_last_seq": self.wal.last_seq(),
             // In a cluster: the shared log's position the digest covers (nodes compare at the same one).
@@ -369,6 +375,9 @@ impl Core {
         }))
     }
 }
+
+/// The most records `GET /v1/admin/digest?records=Q` lists (`records_total` says how many there are).
+const RECORDS_LISTED: usize = 10_000;
 
 /// Resident set size of this process (Linux: `/proc/self/statm`), `None` elsewhere.
 pub(super) fn rss_bytes() -> Option<u64> {
