@@ -376,6 +376,34 @@ fn revival_event(schema: &Schema, ty: &str, k: u32, t: i64) -> Event {
     }
 }
 
+/// Two states of the same events, one with its dead keys still in memory and one without: 99 keys
+/// that die first (more than expiry removes in one event), then the `last` events (type, key) at
+/// the same time, then an hour later one `tick` of key `live`, when all the others are dead. Also
+/// the time of that last event.
+fn dead_keys(
+    schema: &Schema,
+    fs: &FeatureSet,
+    last: &[(&str, u32)],
+    live: u32,
+) -> (FeatureState, FeatureState, i64) {
+    let t0 = 1_000_000i64;
+    let mut kept = FeatureState::new(fs);
+    let evs = (1..100)
+        .map(|k| revival_event(schema, "tick", k, t0 - 1_000 + k as i64))
+        .chain(last.iter().map(|(ty, k)| revival_event(schema, ty, *k, t0)))
+        .chain([revival_event(schema, "tick", live, t0 + 3_600_000)]);
+    for (seq, e) in evs.enumerate() {
+        kept.apply(fs, &e, seq as u64 + 1, None);
+    }
+    let mut removed = kept.clone();
+    removed.expire(fs, t0 + 3_600_000);
+    assert!(
+        kept.key_count() > removed.key_count(),
+        "the premise: the state keeps dead keys that expiry has not reached yet"
+    );
+    (kept, removed, t0 + 3_600_000)
+}
+
 /// A key whose every series died comes back as a new key, whether or not expiry had removed it from
 /// memory yet: the same state (snapshot bytes, partition digests), not only the same answers. Expiry
 /// removes a bounded number of dead keys per event, so when it gets to one depends on how many
@@ -387,31 +415,14 @@ fn revival_event(schema: &Schema, ty: &str, k: u32, t: i64) -> Event {
 fn a_dead_key_comes_back_as_a_new_key_whether_or_not_expiry_removed_it() {
     let (schema, fs) = revival_setup();
     let ev = |ty: &str, k: u32, t: i64| revival_event(&schema, ty, k, t);
-    let t0 = 1_000_000i64;
-    let mut kept = FeatureState::new(&fs);
-    let mut seq = 0u64;
+    let (mut kept, mut removed, later) = dead_keys(&schema, &fs, &[("tick", 0), ("tock", 0)], 500);
+    let mut seq = 1_000u64;
     let mut apply = |st: &mut FeatureState, e: &Event| {
         seq += 1;
         let mut o = vec![Value::Null; fs.features.len()];
         st.apply(&fs, e, seq, Some(&mut o));
         o
     };
-    // Many keys that die before key 0 (more than expiry removes in one event), then key 0 with
-    // both series.
-    for k in 1..100 {
-        apply(&mut kept, &ev("tick", k, t0 - 1_000 + k as i64));
-    }
-    apply(&mut kept, &ev("tick", 0, t0));
-    apply(&mut kept, &ev("tock", 0, t0));
-    // An hour later every key is dead; one event removes only some of them.
-    let later = t0 + 3_600_000;
-    apply(&mut kept, &ev("tick", 500, later));
-    let mut removed = kept.clone();
-    removed.expire(&fs, later);
-    assert!(
-        kept.key_count() > removed.key_count(),
-        "the premise: the state keeps dead keys that expiry has not reached yet"
-    );
     // Key 0 comes back through one of its series only.
     let a = apply(&mut kept, &ev("tick", 0, later + 1));
     let b = apply(&mut removed, &ev("tick", 0, later + 1));
@@ -442,25 +453,8 @@ fn a_key_move_treats_dead_records_as_gone_whether_or_not_expiry_removed_them() {
         let ep = &fs.plans[e.ty as usize].entities[0];
         argus_features::state::key_digest(&e.fields, &ep.key_slots, ep.seed).unwrap()
     };
-    let t0 = 1_000_000i64;
-    let mut kept = FeatureState::new(&fs);
-    let mut seq = 0u64;
-    let mut apply = |st: &mut FeatureState, e: &Event| {
-        seq += 1;
-        st.apply(&fs, e, seq, None);
-    };
-    for k in 1..100 {
-        apply(&mut kept, &ev("tick", k, t0 - 1_000 + k as i64));
-    }
-    // Keys 0 and 100 die last.
-    apply(&mut kept, &ev("tock", 0, t0));
-    apply(&mut kept, &ev("tock", 100, t0));
-    let later = t0 + 3_600_000;
-    // A live key, and one event of expiry.
-    apply(&mut kept, &ev("tick", 200, later));
-    let mut removed = kept.clone();
-    removed.expire(&fs, later);
-    assert!(kept.key_count() > removed.key_count(), "the premise");
+    // Keys 0 and 100 die last; key 200 lives.
+    let (mut kept, mut removed, _) = dead_keys(&schema, &fs, &[("tock", 0), ("tock", 100)], 200);
     // The live key moves onto dead key 0; dead key 100 moves onto a new key 300.
     let moves = [(0, key(200), key(0)), (0, key(100), key(300))];
     let a = kept.rekey(&moves);
