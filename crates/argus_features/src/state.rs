@@ -645,8 +645,14 @@ impl Part {
                     // expiry removed it from memory meanwhile (it removes a bounded number of dead
                     // keys per event, so when depends on the partition count and on how many died
                     // with it; a snapshot holds no dead keys): its series not fed now must not keep
-                    // their old contents, or the state would depend on that timing.
-                    if shape.record_dead_at(ep.entity, rec) <= wm {
+                    // their old contents, or the state would depend on that timing. (A live fed
+                    // series makes the record live: the whole record is looked at only when the
+                    // first fed one is dead, not on every update of a live key.)
+                    let first_fed = ep.groups.iter().zip(&updates).find(|(_, u)| u.is_some());
+                    let fed_dead = first_fed.is_some_and(|(g, _)| {
+                        shape.slot_dead_at(g.series, &rec[fs.series[g.series].pos]) <= wm
+                    });
+                    if fed_dead && shape.record_dead_at(ep.entity, rec) <= wm {
                         for slot in rec.iter_mut() {
                             if matches!(slot, Slot::Lifetime(_)) {
                                 self.stats.lifetime_dropped += 1;
@@ -1267,19 +1273,10 @@ impl FeatureState {
                 }
             }
         }
-        // Whether this state holds every key of partition `q` of `n`: with as many partitions as
-        // its own, its held mask says; otherwise only a state holding all its partitions does.
-        let holds = |q: usize| {
-            if self.held.len() == n {
-                self.held[q]
-            } else {
-                self.held.iter().all(|h| *h)
-            }
-        };
         by.into_iter()
             .enumerate()
             .map(|(q, mut maps)| {
-                holds(q).then(|| {
+                self.holds_of(n, q).then(|| {
                     for m in &mut maps {
                         m.sort_unstable_by_key(|(k, _)| *k);
                     }
@@ -1297,12 +1294,7 @@ impl FeatureState {
     /// person to read, not a format). `None` when this state does not hold all of `q`.
     pub fn partition_records(&self, n: usize, q: usize) -> Option<Vec<KeyRecord>> {
         let n = n.max(1);
-        let holds = if self.held.len() == n {
-            self.held.get(q).copied().unwrap_or(false)
-        } else {
-            q < n && self.held.iter().all(|h| *h)
-        };
-        if !holds {
+        if q >= n || !self.holds_of(n, q) {
             return None;
         }
         let wm = self.watermark;
@@ -1324,6 +1316,17 @@ impl FeatureState {
         }
         out.sort_unstable_by_key(|r| (r.entity, r.key));
         Some(out)
+    }
+
+    /// Whether this state holds every key of partition `q` (below `n`) of `n`: with as many
+    /// partitions as its own, its held mask says; otherwise only a state holding all its
+    /// partitions does.
+    fn holds_of(&self, n: usize, q: usize) -> bool {
+        if self.held.len() == n {
+            self.held[q]
+        } else {
+            self.held.iter().all(|h| *h)
+        }
     }
 
     /// The bytes of [`snapshot`](Self::snapshot) as a length-prefixed byte string (bincode's encoding

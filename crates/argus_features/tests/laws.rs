@@ -326,20 +326,8 @@ proptest! {
     }
 }
 
-/// Two series of one key fed by different event types: a key can come back with only one of them.
-const REVIVAL_SCHEMA: &str = r#"
-[entities]
-kinds = ["acct"]
-[[event_types]]
-name = "tick"
-[event_types.fields]
-k = { type = "id", entity = "acct", required = true }
-[[event_types]]
-name = "tock"
-[event_types.fields]
-k = { type = "id", entity = "acct", required = true }
-"#;
-
+/// Two series of one key fed by different event types (a key can come back with only one of them),
+/// and no lifetime series (which never die): every key can die.
 const REVIVAL_FEATURES: &str = r#"
 [[features]]
 name = "ticks_10s"
@@ -348,9 +336,9 @@ events = ["tick"]
 key = ["k"]
 window = "10s"
 [[features]]
-name = "tocks_60s"
+name = "probes_60s"
 kind = "count"
-events = ["tock"]
+events = ["probe"]
 key = ["k"]
 window = "60s"
 mode = "bucketed"
@@ -358,21 +346,16 @@ buckets = 6
 "#;
 
 fn revival_setup() -> (Schema, FeatureSet) {
-    let schema = Schema::load(&[Schema::parse_config(REVIVAL_SCHEMA).unwrap()]).unwrap();
+    let schema = Schema::load(&[Schema::parse_config(SCHEMA).unwrap()]).unwrap();
     let fs = FeatureSet::from_toml(&schema, REVIVAL_FEATURES).unwrap();
     (schema, fs)
 }
 
-/// A `tick` or `tock` of key `a<k>` at `t`.
-fn revival_event(schema: &Schema, ty: &str, k: u32, t: i64) -> Event {
-    Event {
-        id: String::new(),
-        ty: schema.type_id(ty).unwrap(),
-        time: t,
-        fields: vec![
-            Value::Str("someone".into()),
-            Value::Str(format!("a{k}").into()),
-        ],
+/// A `tick` (of value 0) or a `probe` of key `a<k>` at `t`.
+fn revival_event(schema: &Schema, ty: &str, k: u8, t: i64) -> Event {
+    match ty {
+        "tick" => tick(schema, k, t, 0),
+        _ => probe(schema, k, t),
     }
 }
 
@@ -383,8 +366,8 @@ fn revival_event(schema: &Schema, ty: &str, k: u32, t: i64) -> Event {
 fn dead_keys(
     schema: &Schema,
     fs: &FeatureSet,
-    last: &[(&str, u32)],
-    live: u32,
+    last: &[(&str, u8)],
+    live: u8,
 ) -> (FeatureState, FeatureState, i64) {
     let t0 = 1_000_000i64;
     let mut kept = FeatureState::new(fs);
@@ -414,8 +397,8 @@ fn dead_keys(
 #[test]
 fn a_dead_key_comes_back_as_a_new_key_whether_or_not_expiry_removed_it() {
     let (schema, fs) = revival_setup();
-    let ev = |ty: &str, k: u32, t: i64| revival_event(&schema, ty, k, t);
-    let (mut kept, mut removed, later) = dead_keys(&schema, &fs, &[("tick", 0), ("tock", 0)], 500);
+    let ev = |ty: &str, k: u8, t: i64| revival_event(&schema, ty, k, t);
+    let (mut kept, mut removed, later) = dead_keys(&schema, &fs, &[("tick", 0), ("probe", 0)], 250);
     let mut seq = 1_000u64;
     let mut apply = |st: &mut FeatureState, e: &Event| {
         seq += 1;
@@ -436,8 +419,8 @@ fn a_dead_key_comes_back_as_a_new_key_whether_or_not_expiry_removed_it() {
     );
     assert_eq!(kept.snapshot(), removed.snapshot());
     // And through the other.
-    let a = apply(&mut kept, &ev("tock", 0, later + 2));
-    let b = apply(&mut removed, &ev("tock", 0, later + 2));
+    let a = apply(&mut kept, &ev("probe", 0, later + 2));
+    let b = apply(&mut removed, &ev("probe", 0, later + 2));
     assert_eq!(a, b);
     assert_eq!(kept.snapshot(), removed.snapshot());
 }
@@ -447,16 +430,16 @@ fn a_dead_key_comes_back_as_a_new_key_whether_or_not_expiry_removed_it() {
 #[test]
 fn a_key_move_treats_dead_records_as_gone_whether_or_not_expiry_removed_them() {
     let (schema, fs) = revival_setup();
-    let ev = |ty: &str, k: u32, t: i64| revival_event(&schema, ty, k, t);
-    let key = |k: u32| {
+    let ev = |ty: &str, k: u8, t: i64| revival_event(&schema, ty, k, t);
+    let key = |k: u8| {
         let e = ev("tick", k, 0);
         let ep = &fs.plans[e.ty as usize].entities[0];
         argus_features::state::key_digest(&e.fields, &ep.key_slots, ep.seed).unwrap()
     };
     // Keys 0 and 100 die last; key 200 lives.
-    let (mut kept, mut removed, _) = dead_keys(&schema, &fs, &[("tock", 0), ("tock", 100)], 200);
-    // The live key moves onto dead key 0; dead key 100 moves onto a new key 300.
-    let moves = [(0, key(200), key(0)), (0, key(100), key(300))];
+    let (mut kept, mut removed, _) = dead_keys(&schema, &fs, &[("probe", 0), ("probe", 100)], 200);
+    // The live key moves onto dead key 0; dead key 100 moves onto a new key 201.
+    let moves = [(0, key(200), key(0)), (0, key(100), key(201))];
     let a = kept.rekey(&moves);
     let b = removed.rekey(&moves);
     assert_eq!((a, b), (1, 1), "the live record moved, the dead one not");
