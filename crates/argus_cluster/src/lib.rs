@@ -448,43 +448,7 @@ impl Log {
         needles: &[&[u8]],
     ) -> Result<(u64, Vec<u64>), Error> {
         let mut st = self.stream().await?;
-        let info = st.info().await.map_err(|e| Error::Read(e.to_string()))?;
-        let (first, last) = (info.state.first_sequence, info.state.last_sequence);
-        if info.state.messages == 0 || first > upto {
-            return Ok((0, Vec::new()));
-        }
-        let mut messages = self.ordered(&st, first).await?;
-        let (mut read, mut holding) = (0u64, Vec::new());
-        let end = upto.min(last);
-        loop {
-            let m = match tokio::time::timeout(Duration::from_secs(10), messages.next()).await {
-                Ok(Some(Ok(m))) => m,
-                Ok(Some(Err(e))) => return Err(Error::Read(e.to_string())),
-                Ok(None) => return Err(Error::Read("the consumer ended".into())),
-                Err(_) => {
-                    return Err(Error::Read(format!(
-                        "no entry came for 10 s while reading the log up to entry {end}"
-                    )))
-                }
-            };
-            let info = m.info().map_err(|e| Error::Read(e.to_string()))?;
-            let seq = info.stream_sequence;
-            if seq > end {
-                break;
-            }
-            read += 1;
-            let p: &[u8] = &m.payload;
-            if needles
-                .iter()
-                .any(|n| !n.is_empty() && p.windows(n.len()).any(|w| w == *n))
-            {
-                holding.push(seq);
-            }
-            if seq == end || info.pending == 0 {
-                break;
-            }
-        }
-        Ok((read, holding))
+        messages_holding(&mut st, self.subject.clone(), upto, needles).await
     }
 
     /// Whether the stream still holds entry `seq`.
@@ -509,26 +473,94 @@ impl Log {
     /// many were deleted now.
     pub async fn erase_entries(&self, seqs: &[u64]) -> Result<u64, Error> {
         let st = self.stream().await?;
-        let mut n = 0;
-        for &seq in seqs {
-            match st.delete_message(seq).await {
-                Ok(true) => n += 1,
-                Ok(false) => {}
-                Err(e) => {
-                    // Deleted already (a repeated erasure, or another node's at the same time).
-                    let s = e.to_string();
-                    if !s.contains("no message found")
-                        && !s.contains("not found")
-                        && !s.contains("10037")
-                        && !s.contains("10043")
-                    {
-                        return Err(Error::Append(format!("erasing entry {seq}: {s}")));
-                    }
+        erase_messages(&st, seqs).await
+    }
+}
+
+/// The messages of `st` (those on `filter`; all when empty) up to sequence number `upto` whose
+/// bytes hold one of `needles`: how many were read, and the sequence numbers of those holding one.
+/// Holes (messages deleted before) are passed over. Reads with an ordered consumer, each message
+/// waited for 10 s at most.
+pub(crate) async fn messages_holding(
+    st: &mut stream::Stream,
+    filter: String,
+    upto: u64,
+    needles: &[&[u8]],
+) -> Result<(u64, Vec<u64>), Error> {
+    let info = st.info().await.map_err(|e| Error::Read(e.to_string()))?;
+    let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+    if info.state.messages == 0 || first > upto {
+        return Ok((0, Vec::new()));
+    }
+    let mut messages = st
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: first.max(1),
+            },
+            filter_subject: filter,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Error::Read(e.to_string()))?
+        .messages()
+        .await
+        .map_err(|e| Error::Read(e.to_string()))?;
+    let (mut read, mut holding) = (0u64, Vec::new());
+    let end = upto.min(last);
+    loop {
+        let m = match tokio::time::timeout(Duration::from_secs(10), messages.next()).await {
+            Ok(Some(Ok(m))) => m,
+            Ok(Some(Err(e))) => return Err(Error::Read(e.to_string())),
+            Ok(None) => return Err(Error::Read("the consumer ended".into())),
+            Err(_) => {
+                return Err(Error::Read(format!(
+                    "no message came for 10 s while reading {} up to {end}",
+                    st.cached_info().config.name
+                )))
+            }
+        };
+        let info = m.info().map_err(|e| Error::Read(e.to_string()))?;
+        let seq = info.stream_sequence;
+        if seq > end {
+            break;
+        }
+        read += 1;
+        let p: &[u8] = &m.payload;
+        if needles
+            .iter()
+            .any(|n| !n.is_empty() && p.windows(n.len()).any(|w| w == *n))
+        {
+            holding.push(seq);
+        }
+        if seq == end || info.pending == 0 {
+            break;
+        }
+    }
+    Ok((read, holding))
+}
+
+/// Deletes messages from `st`; JetStream erases each one (overwrites its bytes on the servers'
+/// disks). A message already gone counts as deleted. Returns how many were deleted now.
+pub(crate) async fn erase_messages(st: &stream::Stream, seqs: &[u64]) -> Result<u64, Error> {
+    let mut n = 0;
+    for &seq in seqs {
+        match st.delete_message(seq).await {
+            Ok(true) => n += 1,
+            Ok(false) => {}
+            Err(e) => {
+                // Deleted already (a repeated erasure, or another node's at the same time).
+                let s = e.to_string();
+                if !s.contains("no message found")
+                    && !s.contains("not found")
+                    && !s.contains("10037")
+                    && !s.contains("10043")
+                {
+                    return Err(Error::Append(format!("erasing message {seq}: {s}")));
                 }
             }
         }
-        Ok(n)
     }
+    Ok(n)
 }
 
 /// The log from a sequence number on.

@@ -99,6 +99,9 @@ pub struct NodeSnapshot {
     pub held: Vec<u32>,
 }
 
+/// The object holding the erasure floor ([`Log::erasure_floor`]).
+const ERASURE_FLOOR: &str = "erasure-floor";
+
 /// The key of partition `p`'s share of the event numbered `seq`.
 pub fn share_key(seq: u64, p: u32) -> String {
     format!("{seq}.{p}")
@@ -130,6 +133,13 @@ impl Log {
         bytes: &[u8],
     ) -> Result<(), Error> {
         let store = self.snapshots().await?;
+        let floor = self.erasure_floor().await?;
+        if at.cursor < floor {
+            return Err(Error::Append(format!(
+                "this node's snapshot covers entry {}, before the erasure at entry {floor}: not shared (it may hold the erased subject)",
+                at.cursor
+            )));
+        }
         let held: Vec<String> = held.iter().map(u32::to_string).collect();
         let mut reader = bytes;
         store
@@ -145,6 +155,42 @@ impl Log {
             .await
             .map_err(|e| Error::Append(e.to_string()))?;
         Ok(())
+    }
+
+    /// The shared-log entry of the latest erasure in a sharded cluster (0: none): no node
+    /// snapshot covering less is published from then on (object `erasure-floor`).
+    pub async fn erasure_floor(&self) -> Result<u64, Error> {
+        let store = self.snapshots().await?;
+        match store.info(ERASURE_FLOOR).await {
+            Ok(info) => Ok(info
+                .description
+                .as_deref()
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(0)),
+            Err(e) if e.kind() == jetstream::object_store::InfoErrorKind::NotFound => Ok(0),
+            Err(e) => Err(Error::Read(e.to_string())),
+        }
+    }
+
+    /// Raises the erasure floor ([`erasure_floor`](Self::erasure_floor)) to `entry`.
+    pub async fn raise_erasure_floor(&self, entry: u64) -> Result<(), Error> {
+        if self.erasure_floor().await? >= entry {
+            return Ok(());
+        }
+        let store = self.snapshots().await?;
+        let mut empty: &[u8] = &[];
+        store
+            .put(
+                jetstream::object_store::ObjectMetadata {
+                    name: ERASURE_FLOOR.into(),
+                    description: Some(entry.to_string()),
+                    ..Default::default()
+                },
+                &mut empty,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Append(e.to_string()))
     }
 
     /// Checks this node's `shape` (partition count and configuration fingerprints) against the
@@ -331,6 +377,32 @@ impl Shares {
             .strip_prefix(&prefix)
             .and_then(|k| k.split_once('.'))
             .and_then(|(s, _)| s.parse().ok()))
+    }
+
+    /// Erasure: deletes every share the bucket holds whose bytes hold one of `needles` (JetStream
+    /// erases each: its bytes are overwritten on the servers' disks). Returns the shares read and
+    /// those deleted. Reads the whole bucket (`share_retention` of every event's shares).
+    pub async fn erase_holding(&self, needles: &[&[u8]]) -> Result<(u64, u64), Error> {
+        let mut st = self
+            .js
+            .get_stream(format!("KV_{}", self.kv.name))
+            .await
+            .map_err(|e| Error::Read(e.to_string()))?;
+        let (read, holding) =
+            crate::messages_holding(&mut st, String::new(), u64::MAX, needles).await?;
+        let erased = crate::erase_messages(&st, &holding).await?;
+        Ok((read, erased))
+    }
+
+    /// The shares the bucket holds whose bytes hold one of `needles`: how many were read, and the
+    /// bucket stream's sequence numbers of those holding one (read only).
+    pub async fn holding(&self, needles: &[&[u8]]) -> Result<(u64, Vec<u64>), Error> {
+        let mut st = self
+            .js
+            .get_stream(format!("KV_{}", self.kv.name))
+            .await
+            .map_err(|e| Error::Read(e.to_string()))?;
+        crate::messages_holding(&mut st, String::new(), u64::MAX, needles).await
     }
 
     /// How long the bucket keeps values: what the node that created it asked for (or an

@@ -537,7 +537,8 @@ impl Sequencer {
     }
 }
 
-/// One feature-state key an erasure moves: the entity's index, the old key's digest, the new one's.
+/// One feature-state key an erasure deletes: the entity's index, the old value's key digest and the
+/// same key's with the new value (see [`Engine::erase_subject`]).
 pub type KeyMove = (usize, u128, u128);
 
 /// Replaces every occurrence of each key of `map` in `bytes` by its value (the same length: the
@@ -1123,37 +1124,51 @@ impl Engine {
         }
     }
 
-    /// Erasure: every value in `map` (old token → new pseudonym of the same length) is renamed in
-    /// the state. The feature state of each key holding an old value moves to the key with the new
-    /// one — keys of one field directly, composite keys as `logged` (events that carry an old value,
-    /// as they were logged) show them — so the old key has no state and every aggregate stays as it
-    /// was; the global stages and the pending labels get the new values. `more` are key moves
-    /// found elsewhere (see [`erasure_moves`](Self::erasure_moves)): in a cluster, those of the node
-    /// that took the request, so that a node whose own log begins later moves the same keys.
-    /// Returns the records moved.
-    pub fn rename_values(
+    /// Erasure: the feature state of the subject's keys is deleted, and every value in `map` (old
+    /// token → new pseudonym of the same length) is renamed wherever else the state holds it. Each
+    /// of `keys` (see [`erasure_moves`](Self::erasure_moves)) names a key of the old value and the
+    /// same key with the new one: both are deleted — the old one so that the value's history no
+    /// longer answers for it (it starts afresh if the value comes back), the new one so that a
+    /// replay of the renamed log, which builds it, ends in the same state as the live path — and
+    /// every aggregate under other keys stays as it was. Values kept inside other keys' records (a
+    /// `last_value` of a personal-data field), the global stages and the pending labels get the new
+    /// values. Deleting rather than moving keeps the subject's keys in their partitions: the
+    /// pseudonym's keys fall in other partitions, held by other nodes in a sharded cluster.
+    /// Returns the live records deleted.
+    pub fn erase_subject(
         &mut self,
         map: &std::collections::HashMap<String, String>,
-        logged: &[Event],
-        more: &[KeyMove],
+        keys: &[KeyMove],
     ) -> Result<usize, String> {
-        let mut moves: std::collections::BTreeSet<KeyMove> = more.iter().copied().collect();
-        moves.extend(self.erasure_moves(map, logged));
-        let moves: Vec<_> = moves.into_iter().collect();
         let fs = self.config.features.clone();
-        let moved = self.state.rekey(&moves);
-        // Values kept inside other keys' records (a `last_value` of a personal-data field): the
-        // canonical encoding holds them as they are; renamed there, and the state restored from it.
+        let mut gone: Vec<(usize, u128)> = Vec::with_capacity(keys.len() * 2);
+        for &(e, from, to) in keys {
+            if from != 0 {
+                gone.push((e, from));
+            }
+            gone.push((e, to));
+        }
+        let deleted = self.state.forget(&gone);
+        let renames = map.iter().any(|(old, new)| old != new);
+        if !renames {
+            return Ok(deleted);
+        }
+        // The canonical encoding holds the values as they are: renamed there, and the state
+        // restored from it (holding the partitions it held).
         let mut bytes = self.state.snapshot();
         if replace_all(&mut bytes, map) > 0 {
+            let held = self.state.held().to_vec();
             self.state = FeatureState::restore_partitioned(&fs, &bytes, self.config.partitions)
                 .map_err(|e| format!("feature state after renaming: {}", e.0))?;
+            self.state.hold_only(&fs, &held);
         }
-        for st in &mut self.stages {
-            let mut bytes = st.encode();
-            replace_all(&mut bytes, map);
-            st.restore(&bytes)
-                .map_err(|e| format!("stage {} after renaming: {e}", st.name()))?;
+        if self.stages_held {
+            for st in &mut self.stages {
+                let mut bytes = st.encode();
+                replace_all(&mut bytes, map);
+                st.restore(&bytes)
+                    .map_err(|e| format!("stage {} after renaming: {e}", st.name()))?;
+            }
         }
         for q in &mut self.sq.labels {
             for l in q.iter_mut() {
@@ -1166,7 +1181,7 @@ impl Engine {
                 }
             }
         }
-        Ok(moved)
+        Ok(deleted)
     }
 
     /// The feature-state keys an erasure moves (entity, old key, new key): every key of one field

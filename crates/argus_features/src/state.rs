@@ -1397,13 +1397,12 @@ impl FeatureState {
         Ok(st)
     }
 
-    /// Moves each `(entity, from, to)` key's record to the key `to` (erasure: a subject's state under
-    /// a new pseudonym, so that the old key has none and the aggregates stay as they were). A key
-    /// `to` that already has a live record keeps its own. The number of records moved. A dead
-    /// record (every series dead, not yet removed by expiry) counts as no record on either side, so
-    /// that the outcome never depends on when expiry reached it: a dead `from` is dropped, not
-    /// moved, and a dead `to` is replaced.
-    pub fn rekey(&mut self, moves: &[(usize, u128, u128)]) -> usize {
+    /// Deletes each `(entity, key)` record (erasure: the subject's own history, so that the value,
+    /// if it comes back, starts afresh; the aggregates under other keys stay as they were). The
+    /// number of live records deleted: a dead record (every series dead, not yet removed by
+    /// expiry) is deleted too but not counted, so that the count never depends on when expiry
+    /// reached it. A key in a partition this state does not hold has no record here.
+    pub fn forget(&mut self, keys: &[(usize, u128)]) -> usize {
         let wm = self.watermark;
         for p in &mut self.parts {
             if let Some(t) = p.tracking.as_mut() {
@@ -1411,33 +1410,30 @@ impl FeatureState {
             }
         }
         let n = self.parts.len();
-        let mut moved = 0;
-        for &(ei, from, to) in moves {
-            let Some(rec) = self.parts[partition_of(from, n)]
+        let mut live = 0;
+        for &(ei, k) in keys {
+            let Some(rec) = self.parts[partition_of(k, n)]
                 .maps
                 .get_mut(ei)
-                .and_then(|m| m.remove(&from))
+                .and_then(|m| m.remove(&k))
             else {
                 continue;
             };
-            if self.shape.record_dead_at(ei, &rec) <= wm {
-                continue;
+            if self.shape.record_dead_at(ei, &rec) > wm {
+                live += 1;
             }
-            let part = &mut self.parts[partition_of(to, n)];
-            if let Some(there) = part.maps[ei].get_mut(&to) {
-                if self.shape.record_dead_at(ei, there) > wm {
-                    continue;
-                }
-                // Dead: replaced, as if expiry had removed it. Its queue entry, due already,
-                // finds the live record and is pushed back to that record's time.
-                *there = rec;
-                moved += 1;
-                continue;
-            }
-            part.insert_new(&self.shape, ei, to, rec);
-            moved += 1;
         }
-        moved
+        live
+    }
+
+    /// Stops holding the partitions `held` says are not held (after a restore, which holds every
+    /// partition: their state is empty).
+    pub fn hold_only(&mut self, fs: &FeatureSet, held: &[bool]) {
+        for (p, h) in held.iter().enumerate() {
+            if !h {
+                self.release(fs, p);
+            }
+        }
     }
 
     /// Merges another state of the same configuration into this one (e.g. two partitions of a stream).

@@ -425,10 +425,12 @@ fn a_dead_key_comes_back_as_a_new_key_whether_or_not_expiry_removed_it() {
     assert_eq!(kept.snapshot(), removed.snapshot());
 }
 
-/// Erasure's key move (`rekey`) onto a key whose record died treats it as gone, and drops a dead
-/// record instead of moving it: the same state whether or not expiry had removed them.
+/// Erasure's deletion (`forget`) counts the live records it deleted, not the dead ones expiry had
+/// not reached yet, and leaves the same state whether or not expiry had removed them; a key of a
+/// partition the state does not hold (a sharded node's) has nothing to delete, and the partition
+/// stays not held.
 #[test]
-fn a_key_move_treats_dead_records_as_gone_whether_or_not_expiry_removed_them() {
+fn erasure_deletes_the_same_records_whether_or_not_expiry_removed_the_dead_ones() {
     let (schema, fs) = revival_setup();
     let ev = |ty: &str, k: u8, t: i64| revival_event(&schema, ty, k, t);
     let key = |k: u8| {
@@ -438,11 +440,27 @@ fn a_key_move_treats_dead_records_as_gone_whether_or_not_expiry_removed_them() {
     };
     // Keys 0 and 100 die last; key 200 lives.
     let (mut kept, mut removed, _) = dead_keys(&schema, &fs, &[("probe", 0), ("probe", 100)], 200);
-    // The live key moves onto dead key 0; dead key 100 moves onto a new key 201.
-    let moves = [(0, key(200), key(0)), (0, key(100), key(201))];
-    let a = kept.rekey(&moves);
-    let b = removed.rekey(&moves);
-    assert_eq!((a, b), (1, 1), "the live record moved, the dead one not");
+    let before = kept.key_count();
+    let keys = [(0, key(200)), (0, key(0)), (0, key(100)), (0, key(201))];
+    let a = kept.forget(&keys);
+    let b = removed.forget(&keys);
+    assert_eq!((a, b), (1, 1), "the live record counted, the dead ones not");
+    assert_eq!(kept.key_count(), before - 3, "key 201 never had a record");
     assert_eq!(kept.snapshot(), removed.snapshot());
     assert_eq!(kept.partition_digests(1), removed.partition_digests(1));
+    // Partitioned in four: where key 250's partition is not held, it has nothing to delete, and
+    // the partition stays not held; a restore (which holds every partition) is cut back to it.
+    let mut cut = FeatureState::restore_partitioned(&fs, &kept.snapshot(), 4).unwrap();
+    let p = argus_features::state::partition_of(key(250), 4);
+    cut.apply(&fs, &ev("tick", 250, 5_000_000), 10_000, None);
+    let mut whole = cut.clone();
+    cut.release(&fs, p);
+    assert_eq!(whole.forget(&[(0, key(250))]), 1);
+    assert_eq!(cut.forget(&[(0, key(250))]), 0);
+    assert!(!cut.held()[p]);
+    let held = cut.held().to_vec();
+    let mut again = FeatureState::restore_partitioned(&fs, &cut.snapshot(), 4).unwrap();
+    assert!(again.held()[p], "a restore holds every partition");
+    again.hold_only(&fs, &held);
+    assert_eq!(again.held(), &held[..]);
 }

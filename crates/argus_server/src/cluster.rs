@@ -174,6 +174,14 @@ enum Replicated {
         /// The entry node's last record when it planned (its log up to there gave `moves`).
         planned: u64,
     },
+    /// A sharded cluster's second entry of an erasure (`erasure`: its first): every unit's holder
+    /// shares a snapshot taken after it, so every node now renames `token` in its own log. Holds
+    /// the token too, and is erased from the stream with the first.
+    EraseFinish {
+        token: String,
+        pseudonym: String,
+        erasure: u64,
+    },
 }
 
 /// An erasure's key moves as they travel in its entry (`entity:old:new`, hex digests).
@@ -807,6 +815,13 @@ fn request_of(st: &AppState, e: &argus_cluster::Entry) -> Result<Request, String
                     entry: e.seq,
                     planned,
                 },
+                Replicated::EraseFinish {
+                    token, pseudonym, ..
+                } => Request::EraseFinish {
+                    token,
+                    pseudonym,
+                    entry: e.seq,
+                },
             })
         }
         k => Err(format!("unknown entry kind `{k}`")),
@@ -901,6 +916,14 @@ pub async fn pump(st: AppState, node: Arc<Node>) {
                                 erx,
                                 reply,
                             ));
+                            Some(etx)
+                        }
+                        Request::EraseFinish { .. } => {
+                            // The log is renamed now: the export's tables, written again from
+                            // it since the erasure's first entry, go again.
+                            core::export::ERASURE_EPOCH.fetch_add(1, Ordering::SeqCst);
+                            let (etx, erx) = oneshot::channel();
+                            tokio::spawn(after_erasure_finish(st.clone(), erx, reply));
                             Some(etx)
                         }
                         _ => reply,
@@ -1006,15 +1029,11 @@ async fn after_erasure(
                     entry,
                     "erasure: the stream still holds the erasure's entry; this node (duties) erases the entries"
                 );
-                match crate::erasure::erase_from_stream(&st, &node, &token, "", entry).await {
-                    Ok((read, erased, nodes)) => {
-                        tracing::info!(
-                            entry,
-                            read,
-                            erased,
-                            nodes,
-                            "erasure: the stream's entries erased"
-                        );
+                match crate::erasure::finish_in_cluster(&st, &node, &token, &pseudonym, "", entry)
+                    .await
+                {
+                    Ok(found) => {
+                        tracing::info!(entry, %found, "erasure: the stream's entries erased");
                         return;
                     }
                     Err(e) => tracing::warn!(entry, "erasure: the stream's entries: {e:?}"),
@@ -1024,6 +1043,28 @@ async fn after_erasure(
             Err(e) => tracing::warn!(entry, "erasure: checking the stream: {e}"),
         }
         tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+}
+
+/// Every node's own part of an erasure's second entry (a sharded cluster), once its core renamed
+/// the subject in its log: the continuous export's tables go (the next round writes them from the
+/// renamed log). The answer goes on to `waiter`.
+async fn after_erasure_finish(
+    st: AppState,
+    answer: oneshot::Receiver<Answer>,
+    waiter: Option<oneshot::Sender<Answer>>,
+) {
+    let Ok(mut a) = answer.await else {
+        return;
+    };
+    if let Some(dir) = &st.settings.export_dir {
+        let removed = crate::erasure::empty_export(dir);
+        if let Answer::Done { body, .. } = &mut a {
+            body["found"]["export_entries_removed"] = serde_json::json!(removed);
+        }
+    }
+    if let Some(w) = waiter {
+        let _ = w.send(a);
     }
 }
 
@@ -1078,12 +1119,39 @@ pub async fn append_erasure(
     moves: Vec<String>,
     planned: u64,
 ) -> Answer {
-    match serde_json::to_vec(&Replicated::Erase {
-        token,
-        pseudonym,
-        moves,
-        planned,
-    }) {
+    append_entry(
+        node,
+        &Replicated::Erase {
+            token,
+            pseudonym,
+            moves,
+            planned,
+        },
+    )
+    .await
+}
+
+/// Appends a sharded cluster's second entry of the erasure at entry `erasure` and waits (up to an
+/// hour: the core rewrites its log) for this node to apply it.
+pub async fn append_erasure_finish(
+    node: &Node,
+    token: String,
+    pseudonym: String,
+    erasure: u64,
+) -> Answer {
+    append_entry(
+        node,
+        &Replicated::EraseFinish {
+            token,
+            pseudonym,
+            erasure,
+        },
+    )
+    .await
+}
+
+async fn append_entry(node: &Node, r: &Replicated) -> Answer {
+    match serde_json::to_vec(r) {
         Ok(p) => append_and_wait_for(node, REQUEST, p, Duration::from_secs(3600)).await,
         Err(e) => error(Failure::Internal, "internal_error", e.to_string()),
     }

@@ -8,15 +8,16 @@
 //! The request is audited (the middleware, with its reason) before anything happens, and the
 //! completion is audited with where the subject was found — never the value or its token.
 //!
-//! In a cluster (replicated, not sharded) the renaming is an entry of the shared log, applied by
-//! every node at the same point ([`in_cluster`]): this node plans it (the token, and the keys its log
-//! shows), appends it with a new random pseudonym, and once every live node has applied it erases
-//! from the JetStream stream every entry up to it that holds the token — the erasure's own entry,
-//! which links token and pseudonym, included.
+//! In a cluster the renaming is an entry of the shared log, applied by every node at the same point
+//! ([`in_cluster`]): this node plans it (the token, and the keys its log shows), appends it with a
+//! new random pseudonym, and once every live node has applied it erases from the JetStream stream
+//! every entry up to it that holds the token — the erasure's own entry, which links token and
+//! pseudonym, included. A sharded cluster renames the nodes' logs at a second entry, once every
+//! unit's holder shares a snapshot taken after the first ([`finish_sharded`]).
 //!
-//! Not covered (docs/privacy.md): a user id (the shop's own pseudonym, kept in clear), a sharded
-//! cluster, one-off exports written elsewhere, list files on disk, and distinct-count sketches of
-//! other keys (they keep a 64-bit hash of the token, which only counts).
+//! Not covered (docs/privacy.md): a user id (the shop's own pseudonym, kept in clear), one-off
+//! exports written elsewhere, list files on disk, and distinct-count sketches of other keys (they
+//! keep a 64-bit hash of the token, which only counts).
 
 use crate::api::{ask, respond, AppState};
 use crate::core::{error, ok, Answer, Failure, Request};
@@ -189,32 +190,19 @@ pub(crate) fn empty_export(dir: &Path) -> usize {
     removed
 }
 
-/// A node of a replicated cluster:
+/// A node of a cluster:
 /// 1. this node's core finds the token and the keys its log shows ([`Request::ErasurePlan`]);
 /// 2. the erasure is appended to the shared log with a new random pseudonym and applied by every
 ///    node at that point (its log, state, snapshots and findings; its vault and export: see
 ///    `cluster::after_erasure`), this one answering;
 /// 3. the case store (shared PostgreSQL) is scrubbed once;
-/// 4. this node shares its snapshot of the renamed state, so that no node starts from an older one;
-/// 5. once every live node reports having applied the entry (or its report expired: a node that
-///    was down then stops at the gap this leaves and must start empty), every entry of the stream
-///    up to the erasure's that holds the token or the clear value is erased, the erasure's own
-///    entry with them.
-///
-/// A sharded cluster is refused (`409 cluster_erasure`): a renamed key lands in another partition,
-/// held by another node.
+/// 4. the rest ([`finish_in_cluster`]) runs on a task of its own, which goes on if the request is
+///    dropped.
 async fn in_cluster(
     st: &AppState,
     node: &crate::cluster::Node,
     b: &ErasureBody,
 ) -> Result<Value, Answer> {
-    if st.shared.shard.get().is_some() {
-        return Err(error(
-            Failure::Conflict,
-            "cluster_erasure",
-            "erasure is not available in a sharded cluster ([cluster] partitions) yet: the renamed keys would belong to partitions other nodes hold (docs/privacy.md)",
-        ));
-    }
     let pseudonym = crate::core::erasure::pseudonym()
         .map_err(|e| error(Failure::Internal, "internal_error", e))?;
     let plan = match ask(
@@ -260,7 +248,12 @@ async fn in_cluster(
     // The stream's part goes on if this request is dropped (its client gone, a shutdown's grace
     // over), and whether or not the case store is reachable.
     let stream = tokio::spawn({
-        let (st, token, value) = (st.clone(), token.clone(), b.value.clone());
+        let (st, token, pseudonym, value) = (
+            st.clone(),
+            token.clone(),
+            pseudonym.clone(),
+            b.value.clone(),
+        );
         async move {
             let Some(node) = st.cluster.clone() else {
                 return Err(error(
@@ -269,11 +262,11 @@ async fn in_cluster(
                     "not in a cluster",
                 ));
             };
-            erase_from_stream(&st, &node, &token, &value, entry).await
+            finish_in_cluster(&st, &node, &token, &pseudonym, &value, entry).await
         }
     });
     let scrubbed = scrub_cases(st, &token, &pseudonym, &b.value, &mut found).await;
-    let (read, erased, nodes) = match stream.await {
+    let more = match stream.await {
         Ok(r) => r?,
         Err(e) => {
             return Err(error(
@@ -284,84 +277,254 @@ async fn in_cluster(
         }
     };
     scrubbed?;
-    found["stream_entries_read"] = json!(read);
-    found["stream_entries_erased"] = json!(erased);
-    found["nodes"] = json!(nodes);
+    if let (Some(found), Some(more)) = (found.as_object_mut(), more.as_object()) {
+        for (k, v) in more {
+            found.insert(k.clone(), v.clone());
+        }
+    }
     Ok(found)
 }
 
-/// Steps 4 and 5 of [`in_cluster`]: returns the stream's entries read and erased, and the nodes
-/// that reported applying the erasure's entry `entry`.
-pub(crate) async fn erase_from_stream(
+/// What is left of the erasure at entry `entry` once the asking node applied it: in a replicated
+/// cluster, the stream's entries ([`erase_from_stream`]); in a sharded one, the second entry, then
+/// the stream's entries, the shares and the older node snapshots ([`finish_sharded`]). Returns
+/// what it found, for the answer's `found`. Also run by the node holding the `duties` lease when
+/// the asking node did not finish (`cluster::after_erasure`; it never saw the clear `value`).
+pub(crate) async fn finish_in_cluster(
     st: &AppState,
     node: &crate::cluster::Node,
     token: &str,
+    pseudonym: &str,
     value: &str,
     entry: u64,
-) -> Result<(u64, u64, usize), Answer> {
-    let unavailable = |what: String| {
-        error(
-            Failure::Unavailable,
-            "erasure_incomplete",
-            format!("{what}; the subject is renamed on the nodes that applied the erasure, and the shared stream still holds its entries: repeat the request"),
-        )
-    };
-    // 4. The shared snapshot: this node's, which covers the entry (written by the core's erasure).
-    share_renamed(st, node, entry).await.map_err(unavailable)?;
-    // 5. Every live node past the entry, this one among them.
+) -> Result<Value, Answer> {
+    if st.shared.shard.get().is_some() {
+        return finish_sharded(st, node, token, pseudonym, value, entry).await;
+    }
+    let (read, erased, nodes) = erase_from_stream(st, node, token, value, entry, entry).await?;
+    Ok(json!({
+        "stream_entries_read": read,
+        "stream_entries_erased": erased,
+        "nodes": nodes,
+    }))
+}
+
+/// The answer for a part of a cluster's erasure that could not be done now.
+fn incomplete(what: String) -> Answer {
+    error(
+        Failure::Unavailable,
+        "erasure_incomplete",
+        format!("{what}; the subject is renamed on the nodes that applied the erasure, and the shared stream still holds its entries: repeat the request"),
+    )
+}
+
+/// How long an erasure waits for the other nodes (their reports, their snapshots).
+fn patience(st: &AppState) -> (Duration, Duration) {
     let ttl = st
         .settings
         .cluster
         .as_ref()
         .map_or(Duration::from_secs(10), |c| c.lease_ttl());
+    (ttl, (ttl * 3).max(Duration::from_secs(30)))
+}
+
+/// Waits until every node that reports its progress, this one among them, has applied the shared
+/// log's entry `entry`; returns how many reported.
+async fn wait_applied(
+    st: &AppState,
+    node: &crate::cluster::Node,
+    entry: u64,
+) -> Result<usize, Answer> {
+    let (ttl, limit) = patience(st);
     let leases = node
         .log
         .leases(&node.name, ttl)
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    let limit = (ttl * 3).max(Duration::from_secs(30));
+        .map_err(|e| incomplete(e.to_string()))?;
     let t = Instant::now();
-    let nodes = loop {
+    loop {
         match leases.reports(crate::cluster::APPLIED).await {
             Ok(r) => {
                 let behind: Vec<_> = r.iter().filter(|(_, at)| *at < entry).collect();
                 if behind.is_empty() && r.iter().any(|(n, _)| *n == node.name) {
-                    break r.len();
+                    return Ok(r.len());
                 }
                 if t.elapsed() > limit {
-                    return Err(unavailable(format!(
+                    return Err(incomplete(format!(
                         "after {} s, nodes have not applied the erasure's entry {entry}: {behind:?}",
                         limit.as_secs()
                     )));
                 }
             }
-            Err(e) if t.elapsed() > limit => return Err(unavailable(e.to_string())),
+            Err(e) if t.elapsed() > limit => return Err(incomplete(e.to_string())),
             Err(_) => {}
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A sharded cluster's erasure after its entry `entry` (every node deleted the subject's keys in
+/// the partitions it holds there, and renamed it in the rest of its state, but not yet in its log):
+/// 1. every reporting node applied the entry;
+/// 2. every unit (partition, the global stages) is held by a node snapshot in the object store
+///    taken after it — until then a unit may have to be rebuilt from an older one, replaying a
+///    node's log across the erasure's record, which must still name the token;
+/// 3. the second entry: every node renames the token in its log (`Core::finish_erasure`);
+/// 4. the stream's entries holding the token or the clear value, up to the second entry, are
+///    erased, both erasure entries included; the shared snapshot is one taken after the erasure;
+/// 5. the shares holding them are erased from `<stream>-shares` (a share holds the values its
+///    event read: a `last_value` of the subject, the findings of the stages);
+/// 6. the node snapshots taken before the erasure (a gone node's: a live node's own is newer by
+///    step 2, or it shares its newest again) are deleted.
+async fn finish_sharded(
+    st: &AppState,
+    node: &crate::cluster::Node,
+    token: &str,
+    pseudonym: &str,
+    value: &str,
+    entry: u64,
+) -> Result<Value, Answer> {
+    let shard = st
+        .shared
+        .shard
+        .get()
+        .cloned()
+        .ok_or_else(|| incomplete("not sharded".into()))?;
+    wait_applied(st, node, entry).await?;
+    let (_, limit) = patience(st);
+    let t = Instant::now();
+    loop {
+        let missing: Vec<usize> = match node.log.node_snapshots().await {
+            Ok(listed) => (0..shard.units)
+                .filter(|u| {
+                    !listed
+                        .iter()
+                        .any(|s| s.at.cursor >= entry && s.held.contains(&(*u as u32)))
+                })
+                .collect(),
+            Err(e) if t.elapsed() > limit => return Err(incomplete(e.to_string())),
+            Err(_) => vec![usize::MAX],
+        };
+        if missing.is_empty() {
+            break;
+        }
+        if t.elapsed() > limit {
+            return Err(incomplete(format!(
+                "after {} s, units {missing:?} are in no node snapshot taken after the erasure's entry {entry}",
+                limit.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let fin = crate::cluster::append_erasure_finish(
+        node,
+        token.to_string(),
+        pseudonym.to_string(),
+        entry,
+    )
+    .await;
+    let Answer::Done { body: fin, .. } = fin else {
+        return Err(fin);
     };
-    // The token, and the clear value in case a request carried it (long enough not to match
-    // inside unrelated bytes).
+    let Some(second) = fin["entry"].as_u64() else {
+        return Err(error(
+            Failure::Internal,
+            "internal_error",
+            "the erasure's second entry was applied without its number",
+        ));
+    };
+    let (read, erased, nodes) = erase_from_stream(st, node, token, value, second, entry).await?;
+    // No node shares a snapshot from before the erasure from now on (one that missed it, or one
+    // whose object was deleted below and shares its newest again), and those there go; twice, in
+    // case a node's check of the floor came just before it was raised.
+    node.log
+        .raise_erasure_floor(entry)
+        .await
+        .map_err(|e| incomplete(format!("the erasure floor: {e}")))?;
+    let mut deleted = delete_snapshots_before(node, entry).await?;
+    let needles = needles(token, value);
+    let needles: Vec<&[u8]> = needles.iter().map(|n| n.as_bytes()).collect();
+    let (shares_read, shares_erased) = shard
+        .erase_shares_holding(&needles)
+        .await
+        .map_err(|e| incomplete(format!("erasing the shares: {e}")))?;
+    deleted += delete_snapshots_before(node, entry).await?;
+    Ok(json!({
+        "log_records": fin["found"]["log_records"],
+        "log_occurrences": fin["found"]["log_occurrences"],
+        "stream_entries_read": read,
+        "stream_entries_erased": erased,
+        "nodes": nodes,
+        "shares_read": shares_read,
+        "shares_erased": shares_erased,
+        "node_snapshots_deleted": deleted,
+    }))
+}
+
+/// Deletes the node snapshots in the object store that cover less than entry `entry`; how many.
+async fn delete_snapshots_before(node: &crate::cluster::Node, entry: u64) -> Result<u64, Answer> {
+    let listed = node
+        .log
+        .node_snapshots()
+        .await
+        .map_err(|e| incomplete(e.to_string()))?;
+    let mut deleted = 0;
+    for s in listed.iter().filter(|s| s.at.cursor < entry) {
+        node.log
+            .delete_object(&s.object)
+            .await
+            .map_err(|e| incomplete(format!("deleting {}: {e}", s.object)))?;
+        deleted += 1;
+    }
+    Ok(deleted)
+}
+
+/// What an erasure looks for in the stream and the shares: the token, and the clear value in case
+/// a request carried it (its forms of 6 characters or more, not to match inside unrelated bytes).
+fn needles(token: &str, value: &str) -> Vec<String> {
     let mut needles: Vec<String> = vec![token.to_string()];
     needles.extend(clear_forms(value).into_iter().filter(|c| c.len() >= 6));
+    needles
+}
+
+/// The stream's part of a cluster's erasure: once every reporting node applied entry `upto`, erases
+/// the stream's entries up to it that hold the token or the clear value, and `upto` itself; the
+/// shared snapshot is made one that covers the erasure's entry `renamed_at` (before and after).
+/// Returns the stream's entries read and erased, and the nodes that reported applying `upto`.
+pub(crate) async fn erase_from_stream(
+    st: &AppState,
+    node: &crate::cluster::Node,
+    token: &str,
+    value: &str,
+    upto: u64,
+    renamed_at: u64,
+) -> Result<(u64, u64, usize), Answer> {
+    // The shared snapshot: this node's, which covers the entry (written by the core's erasure).
+    share_renamed(st, node, renamed_at)
+        .await
+        .map_err(incomplete)?;
+    let nodes = wait_applied(st, node, upto).await?;
+    let needles = needles(token, value);
     let needles: Vec<&[u8]> = needles.iter().map(|n| n.as_bytes()).collect();
     let (read, mut holding) = node
         .log
-        .entries_holding(entry, &needles)
+        .entries_holding(upto, &needles)
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    if !holding.contains(&entry) {
-        holding.push(entry);
+        .map_err(|e| incomplete(e.to_string()))?;
+    if !holding.contains(&upto) {
+        holding.push(upto);
     }
     let erased = node
         .log
         .erase_entries(&holding)
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
+        .map_err(|e| incomplete(e.to_string()))?;
     crate::metrics::inc(crate::metrics::CLUSTER_ENTRIES_ERASED, erased);
     // Another node may have shared an older snapshot meanwhile (its check came before this one's
     // put): the renamed one goes back.
-    share_renamed(st, node, entry).await.map_err(unavailable)?;
+    share_renamed(st, node, renamed_at)
+        .await
+        .map_err(incomplete)?;
     Ok((read, erased, nodes))
 }
 

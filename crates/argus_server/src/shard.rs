@@ -1206,6 +1206,15 @@ impl Shard {
         }
     }
 
+    /// Erasure: deletes the shares holding one of `needles` from the bucket; the shares read and
+    /// deleted.
+    pub async fn erase_shares_holding(
+        &self,
+        needles: &[&[u8]],
+    ) -> Result<(u64, u64), argus_cluster::Error> {
+        self.shares.erase_holding(needles).await
+    }
+
     /// On shutdown, after the core wrote its final snapshot: shares it, then releases every lease
     /// and this node's membership at once (the new owners rebuild from that snapshot).
     pub async fn leave(&self, data: &std::path::Path) {

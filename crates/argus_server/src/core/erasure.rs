@@ -6,10 +6,17 @@
 //! (HMAC-SHA256, `tk_` and 32 hex digits). Erasure gives the subject a new random pseudonym of the
 //! same shape and renames the token to it everywhere: what no one can compute from the clear value,
 //! since it is random and kept nowhere. The log's records keep their lengths (and the decision
-//! index its locations); the feature state of every key that held the token moves to the key with
-//! the pseudonym, so the subject's history no longer answers for the value if it comes back, while
-//! every aggregate other subjects' rules read (a device's distinct emails, a card's users) stays
-//! the same. Then a snapshot is written at once and the older ones are deleted.
+//! index its locations); the feature state of every key that held the token is deleted (and so is
+//! the same key with the pseudonym, which a replay of the renamed log builds), so the subject's
+//! history no longer answers for the value if it comes back, while every aggregate other subjects'
+//! rules read (a device's distinct emails, a card's users) stays the same. A `KIND_ERASURE` record
+//! says so in the log, so that a replay deletes the same keys at the same point. Then a snapshot
+//! is written at once and the older ones are deleted.
+//!
+//! In a sharded cluster the log is renamed later, at a second entry (`finish_erasure`): until every
+//! unit's holder shares a snapshot taken after the erasure, a partition may still be rebuilt from
+//! an older one, replaying this node's log across the erasure's record, which must then still name
+//! the token and its keys.
 
 use super::*;
 use std::collections::HashMap;
@@ -140,6 +147,10 @@ impl Core {
             match map {
                 Some(map) => {
                     in_log += argus_engine::engine::replace_all(payload, map) as u64;
+                    if kind == KIND_ERASURE {
+                        // The token's keys are digests of it: they go with it.
+                        blank_old_keys(payload);
+                    }
                     true
                 }
                 None => false,
@@ -209,7 +220,9 @@ impl Core {
         let new = new.to_string();
         let map: HashMap<String, String> = [(token.clone(), new.clone())].into();
         let after = entry.map_or(0, |(_, planned)| planned);
-        let rewritten = self.logged_holding(&token, Some(&map), after);
+        // A sharded node renames its log only at the erasure's second entry (`finish_erasure`).
+        let defer = entry.is_some() && self.shard().is_some();
+        let rewritten = self.logged_holding(&token, (!defer).then_some(&map), after);
         let (logged, records, in_log) = match rewritten {
             Ok(r) => r,
             Err(e) => {
@@ -222,13 +235,31 @@ impl Core {
                 );
             }
         };
-        let moved = match self.engine.rename_values(&map, &logged, more) {
+        let mut keys: std::collections::BTreeSet<_> = more.iter().copied().collect();
+        keys.extend(self.engine.erasure_moves(&map, &logged));
+        let keys: Vec<_> = keys.into_iter().collect();
+        let deleted = match self.engine.erase_subject(&map, &keys) {
             Ok(n) => n,
             Err(e) => {
                 self.fail(format!("erasure left the state torn: {e}"));
                 return error(Failure::Internal, "erasure_failed", e);
             }
         };
+        // The record a replay applies: with the token while the log still holds it, else as the
+        // renaming leaves it (the pseudonym, the pseudonym's keys).
+        let mut record = erasure_record(&token, &new, &keys);
+        if !defer {
+            argus_engine::engine::replace_all(&mut record, &map);
+            blank_old_keys(&mut record);
+        }
+        if let Err(e) = self.wal.append(KIND_ERASURE, &record) {
+            self.fail(format!("event log: {e}"));
+            return error(
+                Failure::Internal,
+                "erasure_failed",
+                format!("the event log: {e}"),
+            );
+        }
         // The list changes made through the API.
         let renamed: Vec<_> = self
             .overlay
@@ -283,10 +314,10 @@ impl Core {
                 ),
             );
         }
-        let mut deleted = 0;
+        let mut replaced = 0;
         for (seq, path) in &all {
             if Some(*seq) != newest && std::fs::remove_file(path).is_ok() {
-                deleted += 1;
+                replaced += 1;
             }
         }
         // Leftovers of an interrupted copy, if any, hold old bytes too.
@@ -314,10 +345,108 @@ impl Core {
                 "log_records": records,
                 "log_occurrences": in_log,
                 "events": logged.len(),
-                "state_keys": moved,
+                "state_keys": deleted,
                 "findings": findings,
-                "snapshots_replaced": deleted,
+                "snapshots_replaced": replaced,
             }
         }))
     }
+}
+
+impl Core {
+    /// In a sharded cluster, the erasure's second entry: renames `token` to `new` in this node's
+    /// log (the erasure's record keeps only the pseudonym and its keys). Every unit's holder shares
+    /// a snapshot taken after the erasure by now, so no partition is rebuilt across its record any
+    /// more (a rebuild that would is refused: [`replay_erasure`]).
+    pub(super) fn finish_erasure(&mut self, token: &str, new: &str, entry: u64) -> Answer {
+        let map: HashMap<String, String> = [(token.to_string(), new.to_string())].into();
+        match self.logged_holding(token, Some(&map), 0) {
+            Ok((_, records, in_log)) => ok(json!({
+                "entry": entry,
+                "found": {"log_records": records, "log_occurrences": in_log}
+            })),
+            Err(e) => {
+                // The entry is not applied: this node stops before it, and applies it again when
+                // restarted (its cursor is before it).
+                let why = format!("renaming the erased subject in the event log: {e}");
+                self.fail(why.clone());
+                error(Failure::Internal, "erasure_failed", why)
+            }
+        }
+    }
+}
+
+/// A `KIND_ERASURE` record: `<token> <pseudonym>` on its first line, then one line per key,
+/// `<entity>:<the old value's key digest>:<the new value's>` (32 hex digits each).
+pub(crate) fn erasure_record(
+    token: &str,
+    new: &str,
+    keys: &[argus_engine::engine::KeyMove],
+) -> Vec<u8> {
+    let mut out = format!("{token} {new}\n");
+    for (e, f, t) in keys {
+        out.push_str(&format!("{e}:{f:032x}:{t:032x}\n"));
+    }
+    out.into_bytes()
+}
+
+/// Zeroes the old value's key digests of a `KIND_ERASURE` record in place (the same length).
+fn blank_old_keys(record: &mut [u8]) {
+    let mut lines = record.split_mut(|b| *b == b'\n');
+    lines.next();
+    for line in lines {
+        let mut fields = line.split_mut(|b| *b == b':');
+        fields.next();
+        if let Some(old) = fields.next() {
+            old.fill(b'0');
+        }
+    }
+}
+
+/// The token, the pseudonym and the keys of a `KIND_ERASURE` record.
+pub(crate) fn parse_erasure_record(
+    record: &[u8],
+) -> Result<(String, String, Vec<argus_engine::engine::KeyMove>), String> {
+    let text = std::str::from_utf8(record).map_err(|_| "an erasure record is not text")?;
+    let mut lines = text.lines();
+    let bad = || "an erasure record is damaged".to_string();
+    let (token, new) = lines
+        .next()
+        .and_then(|l| l.split_once(' '))
+        .ok_or_else(bad)?;
+    let mut keys = Vec::new();
+    for l in lines {
+        let mut it = l.split(':');
+        let e = it.next().and_then(|e| e.parse().ok()).ok_or_else(bad)?;
+        let f = it
+            .next()
+            .and_then(|f| u128::from_str_radix(f, 16).ok())
+            .ok_or_else(bad)?;
+        let t = it
+            .next()
+            .and_then(|t| u128::from_str_radix(t, 16).ok())
+            .ok_or_else(bad)?;
+        keys.push((e, f, t));
+    }
+    Ok((token.to_string(), new.to_string(), keys))
+}
+
+/// Applies a logged erasure to `engine` (a replay: recovery, or a sharded node's rebuild). With
+/// `before_snapshot_refused` (a rebuild), a record whose token the log no longer names is refused:
+/// the snapshot the replay started from is older than the erasure and may hold the token, which
+/// only a snapshot taken after it does not.
+pub(crate) fn replay_erasure(
+    engine: &mut argus_engine::Engine,
+    record: &[u8],
+    seq: u64,
+    before_snapshot_refused: bool,
+) -> Result<usize, String> {
+    let (token, new, keys) = parse_erasure_record(record)?;
+    if before_snapshot_refused && token == new {
+        return Err(format!(
+            "the snapshot is older than the erasure at record {seq}, which the log no longer names: a snapshot taken after it is needed"
+        ));
+    }
+    let map: HashMap<String, String> = [(token, new)].into();
+    engine.erase_subject(&map, &keys)
 }

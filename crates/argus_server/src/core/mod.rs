@@ -54,6 +54,10 @@ pub const KIND_GUARD: u8 = 3;
 /// after each entry's records, so that a restarted node goes on reading the log after it; after an
 /// entry that changed the policies, followed by the `lifecycle::PolicyState`.
 pub const KIND_CURSOR: u8 = 4;
+/// An erasure: the subject's keys deleted from the feature state at this point of the log, and its
+/// token renamed (`erasure::ErasureRecord`). A replay applies it alike; once the log no longer
+/// holds the token, the record holds only the pseudonym and the pseudonym's keys.
+pub const KIND_ERASURE: u8 = 5;
 
 /// Most requests handled per log commit.
 pub const MAX_GROUP: usize = 512;
@@ -232,6 +236,14 @@ pub enum Request {
         moves: Vec<argus_engine::engine::KeyMove>,
         entry: u64,
         planned: u64,
+    },
+    /// In a sharded cluster: the entry `entry` that ends the erasure of `token` (renamed
+    /// `pseudonym` at its own entry earlier): every node renames it in its own log now that every
+    /// unit's holder shares a snapshot taken after the erasure (`erasure::finish_sharded`).
+    EraseFinish {
+        token: String,
+        pseudonym: String,
+        entry: u64,
     },
     Entity {
         kind: String,
@@ -1021,6 +1033,7 @@ impl Core {
                 | Request::Reload
                 | Request::Cursor(_)
                 | Request::EraseToken { .. }
+                | Request::EraseFinish { .. }
         );
         if self.failed.is_none() && self.shared.failed.load(Ordering::SeqCst) {
             // Set by another thread: the syncer (an fsync failed) or, in a cluster, the pump (a gap
@@ -1070,6 +1083,11 @@ impl Core {
                 &moves,
                 Some((entry, planned)),
             )),
+            Request::EraseFinish {
+                token,
+                pseudonym,
+                entry,
+            } => Outcome::Answer(self.finish_erasure(&token, &pseudonym, entry)),
             Request::Entity { kind, id } => Outcome::Answer(self.entity(&kind, &id)),
             Request::ListGet { name } => Outcome::Answer(self.list_get(&name)),
             Request::ListSet {

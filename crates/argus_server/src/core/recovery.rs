@@ -309,6 +309,13 @@ impl Core {
                         core.apply_list(&c);
                     }
                 }
+                KIND_ERASURE => {
+                    if let Err(e) =
+                        super::erasure::replay_erasure(&mut core.engine, &r.payload, r.seq, false)
+                    {
+                        tracing::warn!(seq = r.seq, "a logged erasure cannot be replayed: {e}");
+                    }
+                }
                 // Applied to the guard while the log was read.
                 KIND_GUARD | KIND_CURSOR => {}
                 k => tracing::warn!(seq = r.seq, kind = k, "unknown log record kind skipped"),

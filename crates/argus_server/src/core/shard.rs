@@ -716,6 +716,9 @@ fn replay_log(dir: &Path, scratch: &mut Engine, from: u64, to: u64) -> Result<u6
             let _ = scratch.apply(&ev);
             replayed += 1;
         }
+        if kind == KIND_ERASURE {
+            super::erasure::replay_erasure(scratch, payload, seq, true)?;
+        }
         if seq >= to {
             return Ok(replayed);
         }
