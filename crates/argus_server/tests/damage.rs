@@ -428,3 +428,72 @@ async fn a_refused_directory_is_left_as_it_was() {
         .collect();
     assert_eq!(before, after, "nothing cut, renamed or appended");
 }
+
+/// Erasure deletes the subject's keys at a point of the log and says so there (a `KIND_ERASURE`
+/// record, which keeps only the pseudonym and its keys once the log is renamed): a recovery that
+/// replays the renamed log from its first record — every snapshot gone — deletes the same keys at
+/// the same point and ends in the live state. (Without the record, the replay built the pseudonym's
+/// keys from the renamed events and kept them: another state.)
+#[tokio::test]
+async fn an_erasure_replays_from_the_renamed_log_to_the_live_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("d");
+    let config = dir.path().join("argus.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "include = [\"{}\"]\n[[features]]\nname = \"email_events_30d\"\nkind = \"count\"\nevents = [\"account.register\"]\nkey = [\"email\"]\nwindow = \"30d\"\n\n[[features]]\nname = \"email_device_events_30d\"\nkind = \"count\"\nevents = [\"account.register\"]\nkey = [\"email\", \"device\"]\nwindow = \"30d\"\n",
+            repo().join("examples/starter/argus.toml").display()
+        ),
+    )
+    .unwrap();
+    let load: Loader = Arc::new(move || {
+        let cfg = argus_engine::Config::load(&config)?;
+        let loaded = argus_policy::load_dir(
+            &repo().join("policies"),
+            &cfg.schema,
+            &cfg.features,
+            &cfg.pseudonymizer,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok((cfg, Some(loaded)))
+    });
+    let digest = |s: &Server| {
+        let s = s.router.clone();
+        async move {
+            let req = Request::builder()
+                .uri("/v1/admin/digest")
+                .body(Body::empty())
+                .unwrap();
+            let resp = s.oneshot(req).await.unwrap();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice::<Value>(&bytes).unwrap()["state_digest"].clone()
+        }
+    };
+    let s = Server::start(settings(&d), load.clone()).expect("starts");
+    // The subject registers twice, from two devices (its own key, and two keys with a device).
+    let again = json!({"id": "again", "type": "account.register", "time": "2026-11-20T09:05:00Z", "actor": "u3",
+                       "data": {"email": "u3@example.com", "device": "d9", "ip": "81.2.69.10", "country": "GB"}});
+    for e in (0..60).map(event).chain([again.to_string()]) {
+        assert_eq!(call(&s, "POST", "/v1/events", e).await.0, 200);
+    }
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/v1/erasure",
+        json!({"kind": "email", "value": "u3@example.com", "reason": "replay test"}).to_string(),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["found"]["state_keys"], 3, "{v}");
+    for e in (60..90).map(event) {
+        assert_eq!(call(&s, "POST", "/v1/events", e).await.0, 200);
+    }
+    let live = digest(&s).await;
+    drop(s);
+    for f in snapshot_files(&d) {
+        std::fs::remove_file(f).unwrap();
+    }
+    let s = Server::start(settings(&d), load).expect("recovers from the log alone");
+    assert_eq!(digest(&s).await, live, "the replayed state is the live one");
+}
