@@ -20,6 +20,10 @@ pub struct CasesConfig {
     pub claim_cap: Option<i64>,
     /// The most members one bulk job may act on (default 1000).
     pub bulk_cap: Option<i64>,
+    /// Decisions and findings case intake holds in memory while the case store is behind or
+    /// unreachable (default 65536); past that, it reads them again from the event log once it
+    /// catches up.
+    pub intake_queue: Option<i64>,
     /// How long a resolved case (its timeline, notes, members and done actions) is kept after its
     /// last change; absent: kept until erased or deleted by hand.
     pub retention: Option<String>,
@@ -145,6 +149,8 @@ pub struct Routing {
     pub retention_ms: Option<i64>,
     pub claim_cap: i64,
     pub bulk_cap: i64,
+    /// `intake_queue`.
+    pub intake_queue: usize,
     pub ban_accounts_list: String,
     pub ban_devices_list: Option<String>,
     pub ban_ttl: String,
@@ -236,6 +242,7 @@ impl Default for Routing {
             retention_ms: None,
             claim_cap: 5,
             bulk_cap: 1000,
+            intake_queue: 65_536,
             ban_accounts_list: "banned_users".into(),
             ban_devices_list: Some("blocked_devices".into()),
             ban_ttl: "365d".into(),
@@ -363,6 +370,10 @@ impl Routing {
         if claim_cap < 1 || bulk_cap < 1 {
             errors.push("cases: claim_cap and bulk_cap must be at least 1".into());
         }
+        let intake_queue = c.intake_queue.unwrap_or(defaults.intake_queue as i64);
+        if intake_queue < 1 {
+            errors.push("cases: intake_queue must be at least 1".into());
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -373,6 +384,7 @@ impl Routing {
             retention_ms,
             claim_cap,
             bulk_cap,
+            intake_queue: intake_queue.max(1) as usize,
             ban_accounts_list: c
                 .ban
                 .accounts_list

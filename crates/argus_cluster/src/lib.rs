@@ -448,7 +448,7 @@ impl Log {
         needles: &[&[u8]],
     ) -> Result<(u64, Vec<u64>), Error> {
         let mut st = self.stream().await?;
-        messages_holding(&mut st, self.subject.clone(), upto, needles).await
+        messages_holding(&mut st, self.subject.clone(), upto, needles, &|_| true).await
     }
 
     /// Whether the stream still holds entry `seq`.
@@ -478,7 +478,8 @@ impl Log {
 }
 
 /// The messages of `st` (those on `filter`; all when empty) up to sequence number `upto` whose
-/// bytes hold one of `needles`: how many were read, and the sequence numbers of those holding one.
+/// bytes hold one of `needles` and whose subject `keep` keeps: how many were read, and the sequence
+/// numbers of those holding one.
 /// Holes (messages deleted before) are passed over. Reads with an ordered consumer, each message
 /// waited for 10 s at most.
 pub(crate) async fn messages_holding(
@@ -486,6 +487,7 @@ pub(crate) async fn messages_holding(
     filter: String,
     upto: u64,
     needles: &[&[u8]],
+    keep: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<(u64, Vec<u64>), Error> {
     let info = st.info().await.map_err(|e| Error::Read(e.to_string()))?;
     let (first, last) = (info.state.first_sequence, info.state.last_sequence);
@@ -526,9 +528,10 @@ pub(crate) async fn messages_holding(
         }
         read += 1;
         let p: &[u8] = &m.payload;
-        if needles
-            .iter()
-            .any(|n| !n.is_empty() && p.windows(n.len()).any(|w| w == *n))
+        if keep(m.subject.as_str())
+            && needles
+                .iter()
+                .any(|n| !n.is_empty() && p.windows(n.len()).any(|w| w == *n))
         {
             holding.push(seq);
         }

@@ -379,17 +379,31 @@ impl Shares {
             .and_then(|(s, _)| s.parse().ok()))
     }
 
-    /// Erasure: deletes every share the bucket holds whose bytes hold one of `needles` (JetStream
-    /// erases each: its bytes are overwritten on the servers' disks). Returns the shares read and
-    /// those deleted. Reads the whole bucket (`share_retention` of every event's shares).
-    pub async fn erase_holding(&self, needles: &[&[u8]]) -> Result<(u64, u64), Error> {
+    /// Erasure: deletes every share of the events numbered up to `upto_event` that the bucket
+    /// holds and whose bytes hold one of `needles` (JetStream erases each: its bytes are
+    /// overwritten on the servers' disks); later events' shares are the value's new history. Returns
+    /// the shares read and those deleted. Reads the whole bucket (`share_retention` of every
+    /// event's shares).
+    pub async fn erase_holding(
+        &self,
+        needles: &[&[u8]],
+        upto_event: u64,
+    ) -> Result<(u64, u64), Error> {
         let mut st = self
             .js
             .get_stream(format!("KV_{}", self.kv.name))
             .await
             .map_err(|e| Error::Read(e.to_string()))?;
+        let prefix = format!("$KV.{}.", self.kv.name);
+        let keep = move |subject: &str| {
+            subject
+                .strip_prefix(&prefix)
+                .and_then(|k| k.split('.').next())
+                .and_then(|s| s.parse::<u64>().ok())
+                .is_some_and(|seq| seq <= upto_event)
+        };
         let (read, holding) =
-            crate::messages_holding(&mut st, String::new(), u64::MAX, needles).await?;
+            crate::messages_holding(&mut st, String::new(), u64::MAX, needles, &keep).await?;
         let erased = crate::erase_messages(&st, &holding).await?;
         Ok((read, erased))
     }
@@ -402,7 +416,7 @@ impl Shares {
             .get_stream(format!("KV_{}", self.kv.name))
             .await
             .map_err(|e| Error::Read(e.to_string()))?;
-        crate::messages_holding(&mut st, String::new(), u64::MAX, needles).await
+        crate::messages_holding(&mut st, String::new(), u64::MAX, needles, &|_| true).await
     }
 
     /// How long the bucket keeps values: what the node that created it asked for (or an

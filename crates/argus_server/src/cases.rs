@@ -164,10 +164,19 @@ pub async fn run(
         });
     }
     let mut cursor = store.intake_cursor().await.unwrap_or(0);
+    let filter = crate::core::IntakeFilter::of(&svc.routing);
     // The replayed tail first (durable records the last run may not have taken), then live ones,
     // in batches: every record waiting (at most 256) goes into one transaction.
     let mut replayed = replayed.into_iter().peekable();
     loop {
+        // Records the full queue left out (the store was behind or down): read again from the log,
+        // from this intake's cursor on (records still queued are read too, and skipped when they
+        // come), before anything newer is taken.
+        if let Some((_, to)) = st.shared.take_intake_dropped() {
+            if to > cursor {
+                cursor = reread(&st, &svc, &store, &filter, cursor, to).await;
+            }
+        }
         let mut batch: Vec<IntakeMsg> = Vec::new();
         while batch.len() < 256 {
             match replayed.next() {
@@ -191,43 +200,7 @@ pub async fn run(
         let Some(last) = batch.last().map(|m| m.seq) else {
             continue;
         };
-        let now = now_ms();
-        let items: Vec<IntakeItem> = batch
-            .iter()
-            .flat_map(|msg| items_of(&svc.routing, msg))
-            .collect();
-        // Each trigger is taken once (a decision by its event id, a finding per ring case), so a
-        // retry after a crash between the cases and the cursor adds nothing twice. The store being
-        // down is waited out; only what the store refuses as invalid is left out.
-        let mut wait = 200;
-        let t0 = std::time::Instant::now();
-        loop {
-            match store.intake_batch(&items, now).await {
-                Ok(()) => {
-                    let per = t0.elapsed().as_secs_f64() / batch.len() as f64;
-                    for _ in &batch {
-                        m::observe(m::CASE_INTAKE_SECONDS, per);
-                    }
-                    for it in &items {
-                        let source = match it {
-                            IntakeItem::Decision { .. } => "decision",
-                            IntakeItem::Ring { .. } => "finding",
-                        };
-                        m::inc_labeled(m::CASE_TRIGGERS, "source", source);
-                    }
-                    break;
-                }
-                Err(CaseError::Invalid(e)) => {
-                    tracing::error!(last, "case intake left records out: {e}");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(last, "case intake: {e}; retrying in {wait} ms");
-                    tokio::time::sleep(Duration::from_millis(wait)).await;
-                    wait = (wait * 2).min(10_000);
-                }
-            }
-        }
+        take_batch(&svc, &store, &batch).await;
         cursor = last;
         if let Err(e) = store.set_intake_cursor(cursor).await {
             tracing::warn!("case intake cursor: {e}");
@@ -235,6 +208,116 @@ pub async fn run(
     }
     d.abort();
     esc.abort();
+}
+
+/// Takes one batch of records into the case store, waiting out the store being down; only what
+/// the store refuses as invalid is left out.
+async fn take_batch(svc: &CaseService, store: &Store, batch: &[IntakeMsg]) {
+    let Some(last) = batch.last().map(|m| m.seq) else {
+        return;
+    };
+    let now = now_ms();
+    let items: Vec<IntakeItem> = batch
+        .iter()
+        .flat_map(|msg| items_of(&svc.routing, msg))
+        .collect();
+    // Each trigger is taken once (a decision by its event id, a finding per ring case), so a retry
+    // after a crash between the cases and the cursor adds nothing twice.
+    let mut wait = 200;
+    let t0 = std::time::Instant::now();
+    loop {
+        match store.intake_batch(&items, now).await {
+            Ok(()) => {
+                let per = t0.elapsed().as_secs_f64() / batch.len() as f64;
+                for _ in batch {
+                    m::observe(m::CASE_INTAKE_SECONDS, per);
+                }
+                for it in &items {
+                    let source = match it {
+                        IntakeItem::Decision { .. } => "decision",
+                        IntakeItem::Ring { .. } => "finding",
+                    };
+                    m::inc_labeled(m::CASE_TRIGGERS, "source", source);
+                }
+                return;
+            }
+            Err(CaseError::Invalid(e)) => {
+                tracing::error!(last, "case intake left records out: {e}");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(last, "case intake: {e}; retrying in {wait} ms");
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                wait = (wait * 2).min(10_000);
+            }
+        }
+    }
+}
+
+/// Reads the records after `cursor` up to `to` again from this node's event log (its queue left
+/// some out) and takes those intake takes, in log order; returns the new cursor: `to`, or where a
+/// failed read stopped (the records after it open no case, and the log says so).
+async fn reread(
+    st: &AppState,
+    svc: &CaseService,
+    store: &Store,
+    filter: &crate::core::IntakeFilter,
+    cursor: u64,
+    to: u64,
+) -> u64 {
+    let data = st.settings.data_dir.clone();
+    let from = cursor + 1;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<IntakeMsg>>(2);
+    let f = filter.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        let findings = if f.findings {
+            crate::findings::read_range(&data, from, to)
+        } else {
+            Default::default()
+        };
+        crate::core::intake_from_log(&data.join("log"), &f, (from, to), &findings, &tx)
+    });
+    let (mut at, mut taken) = (cursor, 0u64);
+    while let Some(chunk) = rx.recv().await {
+        take_batch(svc, store, &chunk).await;
+        taken += chunk.len() as u64;
+        if let Some(l) = chunk.last() {
+            at = l.seq;
+            if let Err(e) = store.set_intake_cursor(at).await {
+                tracing::warn!("case intake cursor: {e}");
+            }
+        }
+    }
+    m::inc(m::CASE_INTAKE_REREAD, taken);
+    match reader.await.map_err(|e| e.to_string()).and_then(|r| r) {
+        Ok(first) => {
+            if first > from {
+                tracing::error!(
+                    from,
+                    upto = first - 1,
+                    "case intake: the event log no longer holds these records (retention): they open no case"
+                );
+            }
+            tracing::info!(
+                from,
+                to,
+                taken,
+                "case intake read the records its full queue left out again from the event log"
+            );
+            if let Err(e) = store.set_intake_cursor(to).await {
+                tracing::warn!("case intake cursor: {e}");
+            }
+            to
+        }
+        Err(e) => {
+            tracing::error!(
+                from = at + 1,
+                to,
+                "case intake could not read the event log again: {e}; these records open no case"
+            );
+            to
+        }
+    }
 }
 
 fn redact(url: &str) -> String {

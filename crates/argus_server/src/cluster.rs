@@ -816,11 +816,14 @@ fn request_of(st: &AppState, e: &argus_cluster::Entry) -> Result<Request, String
                     planned,
                 },
                 Replicated::EraseFinish {
-                    token, pseudonym, ..
+                    token,
+                    pseudonym,
+                    erasure,
                 } => Request::EraseFinish {
                     token,
                     pseudonym,
                     entry: e.seq,
+                    erasure,
                 },
             })
         }
@@ -970,6 +973,10 @@ async fn after_erasure(
     let Ok(mut a) = answer.await else {
         return;
     };
+    let sequence = match &a {
+        Answer::Done { body, .. } => body["sequence"].as_u64().unwrap_or(0),
+        _ => 0,
+    };
     if let Answer::Done { body, .. } = &mut a {
         if let Err(e) = crate::erasure::erase_from_vault(&st, &token, &mut body["found"]) {
             tracing::error!("erasure: the vault: {e:?}");
@@ -1029,7 +1036,8 @@ async fn after_erasure(
                     entry,
                     "erasure: the stream still holds the erasure's entry; this node (duties) erases the entries"
                 );
-                match crate::erasure::finish_in_cluster(&st, &node, &token, &pseudonym, "", entry)
+                let at = (entry, sequence);
+                match crate::erasure::finish_in_cluster(&st, &node, &token, &pseudonym, "", at)
                     .await
                 {
                     Ok(found) => {

@@ -233,9 +233,9 @@ async fn in_cluster(
     let planned = plan["record"].as_u64().unwrap_or(0);
     let applied =
         crate::cluster::append_erasure(node, token.clone(), pseudonym, moves, planned).await;
-    let entry = match &applied {
-        Answer::Done { body, .. } => body["entry"].as_u64(),
-        _ => None,
+    let (entry, sequence) = match &applied {
+        Answer::Done { body, .. } => (body["entry"].as_u64(), body["sequence"].as_u64()),
+        _ => (None, None),
     };
     let (token, pseudonym, mut found) = renamed(applied)?;
     let Some(entry) = entry else {
@@ -262,7 +262,8 @@ async fn in_cluster(
                     "not in a cluster",
                 ));
             };
-            finish_in_cluster(&st, &node, &token, &pseudonym, &value, entry).await
+            let at = (entry, sequence.unwrap_or(0));
+            finish_in_cluster(&st, &node, &token, &pseudonym, &value, at).await
         }
     });
     let scrubbed = scrub_cases(st, &token, &pseudonym, &b.value, &mut found).await;
@@ -285,23 +286,24 @@ async fn in_cluster(
     Ok(found)
 }
 
-/// What is left of the erasure at entry `entry` once the asking node applied it: in a replicated
-/// cluster, the stream's entries ([`erase_from_stream`]); in a sharded one, the second entry, then
-/// the stream's entries, the shares and the older node snapshots ([`finish_sharded`]). Returns
-/// what it found, for the answer's `found`. Also run by the node holding the `duties` lease when
-/// the asking node did not finish (`cluster::after_erasure`; it never saw the clear `value`).
+/// What is left of the erasure at entry `entry` (the engine's sequence number then: `sequence`)
+/// once the asking node applied it: in a replicated cluster, the stream's entries
+/// ([`erase_from_stream`]); in a sharded one, the second entry, then the older node snapshots, the
+/// shares and the stream's entries ([`finish_sharded`]). Returns what it found, for the answer's
+/// `found`. Also run by the node holding the `duties` lease when the asking node did not finish
+/// (`cluster::after_erasure`; it never saw the clear `value`).
 pub(crate) async fn finish_in_cluster(
     st: &AppState,
     node: &crate::cluster::Node,
     token: &str,
     pseudonym: &str,
     value: &str,
-    entry: u64,
+    (entry, sequence): (u64, u64),
 ) -> Result<Value, Answer> {
     if st.shared.shard.get().is_some() {
-        return finish_sharded(st, node, token, pseudonym, value, entry).await;
+        return finish_sharded(st, node, token, pseudonym, value, (entry, sequence)).await;
     }
-    let (read, erased, nodes) = erase_from_stream(st, node, token, value, entry, entry).await?;
+    let (read, erased, nodes) = erase_from_stream(st, node, token, value, entry, None).await?;
     Ok(json!({
         "stream_entries_read": read,
         "stream_entries_erased": erased,
@@ -364,25 +366,31 @@ async fn wait_applied(
 }
 
 /// A sharded cluster's erasure after its entry `entry` (every node deleted the subject's keys in
-/// the partitions it holds there, and renamed it in the rest of its state, but not yet in its log):
+/// the partitions it holds there, and renamed it in the rest of its state, but not yet in its log;
+/// `sequence`: the engine's sequence number then):
 /// 1. every reporting node applied the entry;
 /// 2. every unit (partition, the global stages) is held by a node snapshot in the object store
 ///    taken after it — until then a unit may have to be rebuilt from an older one, replaying a
 ///    node's log across the erasure's record, which must still name the token;
-/// 3. the second entry: every node renames the token in its log (`Core::finish_erasure`);
-/// 4. the stream's entries holding the token or the clear value, up to the second entry, are
-///    erased, both erasure entries included; the shared snapshot is one taken after the erasure;
-/// 5. the shares holding them are erased from `<stream>-shares` (a share holds the values its
-///    event read: a `last_value` of the subject, the findings of the stages);
-/// 6. the node snapshots taken before the erasure (a gone node's: a live node's own is newer by
-///    step 2, or it shares its newest again) are deleted.
+/// 3. the second entry (unless this node applied one for this erasure already: the asking node's,
+///    when this is the `duties` fallback): every node renames the token in its log up to the
+///    erasure's record (`Core::finish_erasure`) and writes a snapshot covering the second entry;
+/// 4. the erasure floor is raised to the entry, and the node snapshots taken before it (a gone
+///    node's; a live node's own is newer by step 2, or it shares its newest again) are deleted;
+/// 5. the shares of the events up to the erasure holding the token or the clear value are erased
+///    from `<stream>-shares` (a share holds the values its event read: a `last_value` of the
+///    subject, the findings of the stages);
+/// 6. the stream's entries up to the erasure's holding them are erased, and both erasure entries
+///    (every second entry: they hold the pseudonym, which no event holds); the shared snapshot is
+///    one covering the second entry. Last, since the erasure's entry still being in the stream is
+///    what makes the `duties` fallback finish an erasure whose asking node died.
 async fn finish_sharded(
     st: &AppState,
     node: &crate::cluster::Node,
     token: &str,
     pseudonym: &str,
     value: &str,
-    entry: u64,
+    (entry, sequence): (u64, u64),
 ) -> Result<Value, Answer> {
     let shard = st
         .shared
@@ -391,49 +399,65 @@ async fn finish_sharded(
         .cloned()
         .ok_or_else(|| incomplete("not sharded".into()))?;
     wait_applied(st, node, entry).await?;
-    let (_, limit) = patience(st);
-    let t = Instant::now();
-    loop {
-        let missing: Vec<usize> = match node.log.node_snapshots().await {
-            Ok(listed) => (0..shard.units)
-                .filter(|u| {
-                    !listed
-                        .iter()
-                        .any(|s| s.at.cursor >= entry && s.held.contains(&(*u as u32)))
-                })
-                .collect(),
-            Err(e) if t.elapsed() > limit => return Err(incomplete(e.to_string())),
-            Err(_) => vec![usize::MAX],
-        };
-        if missing.is_empty() {
-            break;
-        }
-        if t.elapsed() > limit {
-            return Err(incomplete(format!(
-                "after {} s, units {missing:?} are in no node snapshot taken after the erasure's entry {entry}",
-                limit.as_secs()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let fin = crate::cluster::append_erasure_finish(
-        node,
-        token.to_string(),
-        pseudonym.to_string(),
-        entry,
-    )
-    .await;
-    let Answer::Done { body: fin, .. } = fin else {
-        return Err(fin);
+    let finished = |st: &AppState| {
+        st.shared
+            .erasures_finished
+            .lock()
+            .ok()
+            .and_then(|f| f.get(&entry).copied())
     };
-    let Some(second) = fin["entry"].as_u64() else {
-        return Err(error(
-            Failure::Internal,
-            "internal_error",
-            "the erasure's second entry was applied without its number",
-        ));
+    let (second, log_records, log_occurrences) = match finished(st) {
+        Some(second) => (second, json!(null), json!(null)),
+        None => {
+            let (_, limit) = patience(st);
+            let t = Instant::now();
+            loop {
+                let missing: Vec<usize> = match node.log.node_snapshots().await {
+                    Ok(listed) => (0..shard.units)
+                        .filter(|u| {
+                            !listed
+                                .iter()
+                                .any(|s| s.at.cursor >= entry && s.held.contains(&(*u as u32)))
+                        })
+                        .collect(),
+                    Err(e) if t.elapsed() > limit => return Err(incomplete(e.to_string())),
+                    Err(_) => vec![usize::MAX],
+                };
+                if missing.is_empty() {
+                    break;
+                }
+                if t.elapsed() > limit {
+                    return Err(incomplete(format!(
+                        "after {} s, units {missing:?} are in no node snapshot taken after the erasure's entry {entry}",
+                        limit.as_secs()
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let fin = crate::cluster::append_erasure_finish(
+                node,
+                token.to_string(),
+                pseudonym.to_string(),
+                entry,
+            )
+            .await;
+            let Answer::Done { body: fin, .. } = fin else {
+                return Err(fin);
+            };
+            let Some(second) = fin["entry"].as_u64() else {
+                return Err(error(
+                    Failure::Internal,
+                    "internal_error",
+                    "the erasure's second entry was applied without its number",
+                ));
+            };
+            (
+                second,
+                fin["found"]["log_records"].clone(),
+                fin["found"]["log_occurrences"].clone(),
+            )
+        }
     };
-    let (read, erased, nodes) = erase_from_stream(st, node, token, value, second, entry).await?;
     // No node shares a snapshot from before the erasure from now on (one that missed it, or one
     // whose object was deleted below and shares its newest again), and those there go; twice, in
     // case a node's check of the floor came just before it was raised.
@@ -445,13 +469,15 @@ async fn finish_sharded(
     let needles = needles(token, value);
     let needles: Vec<&[u8]> = needles.iter().map(|n| n.as_bytes()).collect();
     let (shares_read, shares_erased) = shard
-        .erase_shares_holding(&needles)
+        .erase_shares_holding(&needles, sequence)
         .await
         .map_err(|e| incomplete(format!("erasing the shares: {e}")))?;
     deleted += delete_snapshots_before(node, entry).await?;
+    let (read, erased, nodes) =
+        erase_from_stream(st, node, token, value, entry, Some((second, pseudonym))).await?;
     Ok(json!({
-        "log_records": fin["found"]["log_records"],
-        "log_occurrences": fin["found"]["log_occurrences"],
+        "log_records": log_records,
+        "log_occurrences": log_occurrences,
         "stream_entries_read": read,
         "stream_entries_erased": erased,
         "nodes": nodes,
@@ -487,33 +513,44 @@ fn needles(token: &str, value: &str) -> Vec<String> {
     needles
 }
 
-/// The stream's part of a cluster's erasure: once every reporting node applied entry `upto`, erases
-/// the stream's entries up to it that hold the token or the clear value, and `upto` itself; the
-/// shared snapshot is made one that covers the erasure's entry `renamed_at` (before and after).
-/// Returns the stream's entries read and erased, and the nodes that reported applying `upto`.
+/// The stream's part of a cluster's erasure at entry `upto`: once every reporting node applied
+/// it (in a sharded cluster, its second entry `second`), erases the stream's entries up to it that
+/// hold the token or the clear value, and `upto` itself; with `second`, also every entry up to
+/// `second` holding the pseudonym (the erasure's second entries: no event holds it). The shared
+/// snapshot is made one that covers the last of them (before and after). Returns the stream's
+/// entries read and erased, and the nodes that reported applying it.
 pub(crate) async fn erase_from_stream(
     st: &AppState,
     node: &crate::cluster::Node,
     token: &str,
     value: &str,
     upto: u64,
-    renamed_at: u64,
+    second: Option<(u64, &str)>,
 ) -> Result<(u64, u64, usize), Answer> {
+    let last = second.map_or(upto, |(s, _)| s);
     // The shared snapshot: this node's, which covers the entry (written by the core's erasure).
-    share_renamed(st, node, renamed_at)
-        .await
-        .map_err(incomplete)?;
-    let nodes = wait_applied(st, node, upto).await?;
+    share_renamed(st, node, last).await.map_err(incomplete)?;
+    let nodes = wait_applied(st, node, last).await?;
     let needles = needles(token, value);
     let needles: Vec<&[u8]> = needles.iter().map(|n| n.as_bytes()).collect();
-    let (read, mut holding) = node
+    let (mut read, mut holding) = node
         .log
         .entries_holding(upto, &needles)
         .await
         .map_err(|e| incomplete(e.to_string()))?;
-    if !holding.contains(&upto) {
-        holding.push(upto);
+    holding.push(upto);
+    if let Some((second, pseudonym)) = second {
+        let (r, more) = node
+            .log
+            .entries_holding(second, &[pseudonym.as_bytes()])
+            .await
+            .map_err(|e| incomplete(e.to_string()))?;
+        read += r;
+        holding.extend(more);
+        holding.push(second);
     }
+    holding.sort_unstable();
+    holding.dedup();
     let erased = node
         .log
         .erase_entries(&holding)
@@ -522,9 +559,7 @@ pub(crate) async fn erase_from_stream(
     crate::metrics::inc(crate::metrics::CLUSTER_ENTRIES_ERASED, erased);
     // Another node may have shared an older snapshot meanwhile (its check came before this one's
     // put): the renamed one goes back.
-    share_renamed(st, node, renamed_at)
-        .await
-        .map_err(incomplete)?;
+    share_renamed(st, node, last).await.map_err(incomplete)?;
     Ok((read, erased, nodes))
 }
 

@@ -72,24 +72,11 @@ impl Server {
         let runtime = tokio::runtime::Handle::try_current().ok();
         let cases_on = settings.cases.enabled && runtime.is_some();
         let (intake, intake_rx) = if cases_on {
-            let (tx, rx) = tokio::sync::mpsc::channel(65_536);
-            let actions = argus_policy::Action::ALL
-                .iter()
-                .enumerate()
-                .filter(|(_, a)| {
-                    settings
-                        .cases
-                        .wanted_actions()
-                        .iter()
-                        .any(|w| w == a.name())
-                })
-                .map(|(i, _)| i as u8)
-                .collect();
+            let (tx, rx) = tokio::sync::mpsc::channel(settings.cases.intake_queue);
             (
                 Some(core::IntakeSink {
                     tx,
-                    actions,
-                    findings: settings.cases.wants_findings(),
+                    filter: core::IntakeFilter::of(&settings.cases),
                 }),
                 Some(rx),
             )

@@ -14,6 +14,9 @@ pub const QUEUE_DEPTH: &str = "argus_queue_depth";
 pub const REJECTED_OVERLOAD: &str = "argus_overload_rejections_total";
 /// Log records that would have opened or updated a case but found the intake queue full.
 pub const CASE_INTAKE_DROPPED: &str = "argus_case_intake_dropped_total";
+/// Log records case intake took after reading them again from the event log (its full queue had
+/// left them out).
+pub const CASE_INTAKE_REREAD: &str = "argus_case_intake_reread_total";
 /// Cases opened or updated by intake, and outbox actions delivered or failed, by kind.
 pub const CASE_TRIGGERS: &str = "argus_case_triggers_total";
 /// Time case intake spends on one log record (routing and the case store's writes).

@@ -1206,13 +1206,14 @@ impl Shard {
         }
     }
 
-    /// Erasure: deletes the shares holding one of `needles` from the bucket; the shares read and
-    /// deleted.
+    /// Erasure: deletes the shares of events up to `upto_event` holding one of `needles` from the
+    /// bucket; the shares read and deleted.
     pub async fn erase_shares_holding(
         &self,
         needles: &[&[u8]],
+        upto_event: u64,
     ) -> Result<(u64, u64), argus_cluster::Error> {
-        self.shares.erase_holding(needles).await
+        self.shares.erase_holding(needles, upto_event).await
     }
 
     /// On shutdown, after the core wrote its final snapshot: shares it, then releases every lease

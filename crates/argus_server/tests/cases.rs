@@ -1102,3 +1102,116 @@ async fn manual_cases_escalation_reopen_graph_and_users() {
     assert_eq!(st, 403);
     s.shutdown().await;
 }
+
+/// Every case of the review decisions in a run of `s`'s review inbox (all pages).
+async fn review_cases(s: &Server) -> usize {
+    let (mut n, mut after) = (0, String::new());
+    loop {
+        let (st, v, _) = req(
+            s,
+            "GET",
+            &format!("/v1/cases?inbox=review&status=any&limit=100&after={after}"),
+            Auth::Key(ADMIN),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        n += v["cases"].as_array().map_or(0, Vec::len);
+        match v["next"].as_str() {
+            Some(next) => after = next.to_string(),
+            None => return n,
+        }
+    }
+}
+
+/// Case intake's queue full (the case store behind, or down for long): the records it left out are
+/// read again from the event log once intake has caught up, so every review decision still opens
+/// its case. With a queue of one record (`[cases] intake_queue = 1`) and batches of 50 review
+/// orders handed over at once, most records find the queue full. Before, they were counted in
+/// `argus_case_intake_dropped_total` and opened no case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_the_full_intake_queue_left_out_are_read_again_from_the_log() {
+    let d = tempfile::tempdir().unwrap();
+    let mut settings = settings(d.path());
+    settings.cases =
+        argus_server::settings::cases(&toml::from_str("intake_queue = 1\n").unwrap(), |_| None)
+            .unwrap();
+    // 200 orders fire the same rule: the blast-radius guard would pause it part-way.
+    settings.lifecycle.guard.enabled = false;
+    let s = Server::start(
+        settings,
+        loader(
+            repo().join("examples/starter/argus.toml"),
+            repo().join("policies"),
+        ),
+    )
+    .expect("server starts");
+    until("the case store opens", || async {
+        let (st, _, _) = req(&s, "GET", "/v1/inboxes", Auth::Key(ADMIN), Value::Null).await;
+        (st == 200).then_some(())
+    })
+    .await;
+    let mut reviews = 0;
+    for b in 0..4 {
+        let batch: Vec<Value> = (0..50)
+            .map(|i| order(&format!("q{b}-{i}"), &format!("uq{b}-{i}"), "4000.00"))
+            .collect();
+        let (st, v, _) = req(
+            &s,
+            "POST",
+            "/v1/events/batch",
+            Auth::Key(INGEST),
+            Value::Array(batch),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        reviews += v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["decision"]["action"] == "review")
+            .count();
+    }
+    assert_eq!(reviews, 200, "the premise: every order goes to review");
+    let metrics = || async {
+        let r = Request::builder()
+            .uri("/metrics")
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(Body::empty())
+            .unwrap();
+        let resp = s.router.clone().oneshot(r).await.unwrap();
+        let b = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8_lossy(&b).to_string()
+    };
+    let value = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let text = metrics().await;
+    assert!(
+        value(&text, "argus_case_intake_dropped_total") > 0.0,
+        "the premise: the queue was full"
+    );
+    let t0 = Instant::now();
+    loop {
+        let n = review_cases(&s).await;
+        if n == 200 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{n} cases of 200 review decisions; {}",
+            metrics()
+                .await
+                .lines()
+                .filter(|l| l.starts_with("argus_case_intake"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = metrics().await;
+    assert!(value(&text, "argus_case_intake_reread_total") > 0.0);
+}

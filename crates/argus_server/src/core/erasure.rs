@@ -341,6 +341,7 @@ impl Core {
             "token": token,
             "pseudonym": new,
             "entry": entry.map(|(seq, _)| seq),
+            "sequence": self.engine.sequence(),
             "found": {
                 "log_records": records,
                 "log_occurrences": in_log,
@@ -354,25 +355,76 @@ impl Core {
 }
 
 impl Core {
-    /// In a sharded cluster, the erasure's second entry: renames `token` to `new` in this node's
-    /// log (the erasure's record keeps only the pseudonym and its keys). Every unit's holder shares
-    /// a snapshot taken after the erasure by now, so no partition is rebuilt across its record any
-    /// more (a rebuild that would is refused: [`replay_erasure`]).
-    pub(super) fn finish_erasure(&mut self, token: &str, new: &str, entry: u64) -> Answer {
-        let map: HashMap<String, String> = [(token.to_string(), new.to_string())].into();
-        match self.logged_holding(token, Some(&map), 0) {
-            Ok((_, records, in_log)) => ok(json!({
-                "entry": entry,
-                "found": {"log_records": records, "log_occurrences": in_log}
-            })),
+    /// In a sharded cluster, the erasure's second entry (`entry`; the erasure's own is `erasure`):
+    /// renames `token` to `new` in this node's log up to the erasure's record (the record keeps
+    /// only the pseudonym and its keys), not after it — events of the value that came since are its
+    /// new history and keep the token, as on a node that renamed its log at once. Every unit's
+    /// holder shares a snapshot taken after the erasure by now, so no partition is rebuilt across
+    /// its record any more (a rebuild that would is refused: [`replay_erasure`]). A log without the
+    /// record (renamed already by an earlier second entry, or beginning after it) is left as it is.
+    /// Then a snapshot covering this entry, which is erased from the stream with the first: a node
+    /// started from the shared snapshot must begin after it.
+    pub(super) fn finish_erasure(
+        &mut self,
+        token: &str,
+        new: &str,
+        entry: u64,
+        erasure: u64,
+    ) -> Answer {
+        let header = format!("{token} {new}\n").into_bytes();
+        let mut upto = None;
+        let found = self.wal.rewrite(|seq, kind, payload| {
+            if kind == KIND_ERASURE && payload.starts_with(&header) {
+                upto = Some(seq);
+            }
+            false
+        });
+        let renamed = match (found, upto) {
+            (Err(e), _) => Err(e),
+            (Ok(_), None) => Ok((0, 0)),
+            (Ok(_), Some(upto)) => {
+                let map: HashMap<String, String> = [(token.to_string(), new.to_string())].into();
+                let needle = token.as_bytes();
+                let mut in_log = 0u64;
+                self.wal
+                    .rewrite(|seq, kind, payload| {
+                        if seq > upto || !payload.windows(needle.len()).any(|w| w == needle) {
+                            return false;
+                        }
+                        in_log += argus_engine::engine::replace_all(payload, &map) as u64;
+                        if kind == KIND_ERASURE {
+                            blank_old_keys(payload);
+                        }
+                        true
+                    })
+                    .map(|records| (records, in_log))
+            }
+        };
+        let (records, in_log) = match renamed {
+            Ok(r) => r,
             Err(e) => {
                 // The entry is not applied: this node stops before it, and applies it again when
                 // restarted (its cursor is before it).
                 let why = format!("renaming the erased subject in the event log: {e}");
                 self.fail(why.clone());
-                error(Failure::Internal, "erasure_failed", why)
+                return error(Failure::Internal, "erasure_failed", why);
+            }
+        };
+        if let Outcome::Answer(a) = self.cursor(entry) {
+            if self.stream_cursor < entry {
+                return a;
             }
         }
+        self.copying = None;
+        self.since_snap = self.since_snap.max(1);
+        self.housekeeping(true, true);
+        if let Ok(mut f) = self.shared.erasures_finished.lock() {
+            f.insert(erasure, entry);
+        }
+        ok(json!({
+            "entry": entry,
+            "found": {"log_records": records, "log_occurrences": in_log}
+        }))
     }
 }
 

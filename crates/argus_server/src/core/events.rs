@@ -433,7 +433,7 @@ impl Core {
         let routed = self
             .intake
             .as_ref()
-            .is_some_and(|s| s.actions.contains(&head.action))
+            .is_some_and(|s| s.filter.actions.contains(&head.action))
             && decision.as_ref().is_some_and(|d| {
                 self.settings
                     .cases

@@ -244,6 +244,8 @@ pub enum Request {
         token: String,
         pseudonym: String,
         entry: u64,
+        /// The erasure's own entry.
+        erasure: u64,
     },
     Entity {
         kind: String,
@@ -367,12 +369,107 @@ pub struct IntakeMsg {
     pub findings: Vec<argus_engine::Finding>,
 }
 
+/// Case intake reading committed records again from the log in `dir` (those its full queue left
+/// out): the records `from..=to` that `filter` takes, with the findings each event made (from
+/// `findings`), handed to `tx` 256 at a time. Blocking (a thread of its own). Returns the first
+/// record the log still holds at or after `from` (retention may have deleted older ones).
+pub fn intake_from_log(
+    dir: &std::path::Path,
+    filter: &IntakeFilter,
+    (from, to): (u64, u64),
+    findings: &HashMap<u64, Vec<argus_engine::Finding>>,
+    tx: &tokio::sync::mpsc::Sender<Vec<IntakeMsg>>,
+) -> Result<u64, String> {
+    let mut reader = crate::wal::LogReader::open(dir).map_err(|e| e.to_string())?;
+    reader.skip_to(from);
+    let mut first = None;
+    let mut chunk = Vec::new();
+    while let Some((seq, kind, payload)) = reader.read_next_ref().map_err(|e| e.to_string())? {
+        if seq > to {
+            break;
+        }
+        if seq < from {
+            continue;
+        }
+        first.get_or_insert(seq);
+        if kind != KIND_EVENT {
+            continue;
+        }
+        let Some((head, stored, decision)) = split_event(payload) else {
+            return Err(format!("log record {seq} is unreadable"));
+        };
+        let found = findings.get(&seq).map_or(&[][..], Vec::as_slice);
+        if let Some(m) = filter.msg(seq, head.action, stored, decision, found) {
+            chunk.push(m);
+        }
+        if chunk.len() == 256 && tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
+            return Err("case intake stopped".into());
+        }
+    }
+    if !chunk.is_empty() && tx.blocking_send(chunk).is_err() {
+        return Err("case intake stopped".into());
+    }
+    Ok(first.unwrap_or(to + 1))
+}
+
 /// Where the core sends [`IntakeMsg`]s, and which ones.
 pub struct IntakeSink {
     pub tx: tokio::sync::mpsc::Sender<IntakeMsg>,
+    pub filter: IntakeFilter,
+}
+
+/// Which records case intake takes: decisions of the actions routes take, and, when a route takes
+/// findings, the events that made some.
+#[derive(Clone)]
+pub struct IntakeFilter {
     /// Indexes in [`argus_policy::Action::ALL`] of the actions routes take.
     pub actions: Vec<u8>,
     pub findings: bool,
+}
+
+impl IntakeFilter {
+    /// The filter `[cases]` routing asks for.
+    pub fn of(cases: &argus_cases::Routing) -> IntakeFilter {
+        IntakeFilter {
+            actions: argus_policy::Action::ALL
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| cases.wanted_actions().iter().any(|w| w == a.name()))
+                .map(|(i, _)| i as u8)
+                .collect(),
+            findings: cases.wants_findings(),
+        }
+    }
+
+    /// The message for a logged event (record `seq`: its stored form, its action and decision,
+    /// and the findings it made), if intake takes it.
+    pub fn msg(
+        &self,
+        seq: u64,
+        action: u8,
+        stored: &[u8],
+        decision: &[u8],
+        findings: &[argus_engine::Finding],
+    ) -> Option<IntakeMsg> {
+        let want_findings = self.findings && !findings.is_empty();
+        if !(self.actions.contains(&action) || want_findings) {
+            return None;
+        }
+        Some(IntakeMsg {
+            seq,
+            event: stored.to_vec(),
+            decision: if self.actions.contains(&action) {
+                decision.to_vec()
+            } else {
+                Vec::new()
+            },
+            findings: if want_findings {
+                findings.to_vec()
+            } else {
+                Vec::new()
+            },
+        })
+    }
 }
 
 /// State the HTTP layer reads without asking the core.
@@ -401,9 +498,35 @@ pub struct Shared {
     pub shard: std::sync::OnceLock<Arc<crate::shard::Shard>>,
     /// Why writes are refused, when restarting the node does not help (what to do instead).
     pub refused_because: std::sync::OnceLock<String>,
+    /// The committed log records case intake's full queue left out, as (first, last): intake
+    /// reads them again from the log once it has caught up (`cases::run`).
+    pub intake_dropped: std::sync::Mutex<Option<(u64, u64)>>,
+    /// In a sharded cluster: the erasures (their entries) whose second entry this node applied, and
+    /// that entry (`erasure::finish_sharded`).
+    pub erasures_finished: std::sync::Mutex<HashMap<u64, u64>>,
 }
 
 impl Shared {
+    /// Case intake's queue left record `seq` out.
+    fn note_intake_dropped(&self, seq: u64) {
+        let mut g = self
+            .intake_dropped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *g = Some(match *g {
+            Some((a, b)) => (a.min(seq), b.max(seq)),
+            None => (seq, seq),
+        });
+    }
+
+    /// The records case intake's queue left out since the last call, as (first, last).
+    pub fn take_intake_dropped(&self) -> Option<(u64, u64)> {
+        self.intake_dropped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
     /// The core can no longer accept writes (its log failed, the shared log has a gap, a panic
     /// while changing state): refuse them, and on a node of a sharded cluster release every lease,
     /// since this node publishes no more shares and the others would otherwise wait for it for
@@ -569,23 +692,8 @@ impl Core {
         live: bool,
     ) {
         let Some(s) = &self.intake else { return };
-        let want_findings = s.findings && !findings.is_empty();
-        if !(s.actions.contains(&action) || want_findings) {
+        let Some(msg) = s.filter.msg(seq, action, stored, decision, findings) else {
             return;
-        }
-        let msg = IntakeMsg {
-            seq,
-            event: stored.to_vec(),
-            decision: if s.actions.contains(&action) {
-                decision.to_vec()
-            } else {
-                Vec::new()
-            },
-            findings: if want_findings {
-                findings.to_vec()
-            } else {
-                Vec::new()
-            },
         };
         if live {
             self.pending_intake.push(msg);
@@ -611,17 +719,26 @@ struct SyncJob {
 }
 
 /// Hands committed records to case intake. Never blocks: when the intake queue is full (the case
-/// store is far behind), the records are counted and left out.
-fn hand_over(intake: Option<(tokio::sync::mpsc::Sender<IntakeMsg>, Vec<IntakeMsg>)>) {
+/// store is far behind), the records are counted and left out of it, and noted in `shared`: intake
+/// reads them again from the log once it has caught up.
+fn hand_over(
+    intake: Option<(tokio::sync::mpsc::Sender<IntakeMsg>, Vec<IntakeMsg>)>,
+    shared: &Shared,
+) {
     let Some((tx, msgs)) = intake else { return };
+    let mut dropped = 0;
     for msg in msgs {
         let seq = msg.seq;
         if tx.try_send(msg).is_err() {
             m::inc(m::CASE_INTAKE_DROPPED, 1);
-            tracing::warn!(
-                seq,
-                "case intake is full or stopped: this record opens no case"
-            );
+            shared.note_intake_dropped(seq);
+            if dropped == 0 {
+                tracing::warn!(
+                    seq,
+                    "case intake's queue is full: records are left out of it, and read again from the event log once intake has caught up"
+                );
+            }
+            dropped += 1;
         }
     }
 }
@@ -674,7 +791,7 @@ fn syncer(rx: Receiver<SyncJob>, shared: Arc<Shared>) {
             let committed = synced && j.ok;
             answer_all(j.answers, committed);
             if committed {
-                hand_over(j.intake);
+                hand_over(j.intake, &shared);
                 lifecycle::hand_over_trips(j.trips);
             }
         }
@@ -866,7 +983,7 @@ impl Core {
                     let ok = ok && self.wal.sync().is_ok();
                     answer_all(e.0.answers, ok);
                     if ok {
-                        hand_over(e.0.intake);
+                        hand_over(e.0.intake, &self.shared);
                         lifecycle::hand_over_trips(e.0.trips);
                     }
                     return;
@@ -895,7 +1012,7 @@ impl Core {
         let intake = self.take_intake();
         let trips = self.take_trips();
         if committed {
-            hand_over(intake);
+            hand_over(intake, &self.shared);
             lifecycle::hand_over_trips(trips);
         }
     }
@@ -1087,7 +1204,8 @@ impl Core {
                 token,
                 pseudonym,
                 entry,
-            } => Outcome::Answer(self.finish_erasure(&token, &pseudonym, entry)),
+                erasure,
+            } => Outcome::Answer(self.finish_erasure(&token, &pseudonym, entry, erasure)),
             Request::Entity { kind, id } => Outcome::Answer(self.entity(&kind, &id)),
             Request::ListGet { name } => Outcome::Answer(self.list_get(&name)),
             Request::ListSet {
