@@ -2102,19 +2102,7 @@ fn an_erasure_renames_the_subject_on_every_node_and_erases_it_from_the_stream() 
     // c missed the erasure: restarted on its data directory, it stops at the gap the erased
     // entries left, refuses writes and is not ready (it still holds the token).
     c.up();
-    let t = Instant::now();
-    let stderr = c.data.with_extension("stderr");
-    while !std::fs::read_to_string(&stderr)
-        .unwrap_or_default()
-        .contains("cannot catch up from its own state")
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "c did not stop at the gap: {}",
-            c.status()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    stops_at_the_gap(&c);
     assert_eq!(http(&c.addr, "GET", "/readyz", "").unwrap().0, 503);
     let (s, v) = http(&c.addr, "POST", "/v1/events", &more[0]).unwrap();
     assert_eq!(
@@ -2345,18 +2333,7 @@ fn a_sharded_cluster_erases_a_subject_from_every_partition_the_stream_the_shares
     // c missed the erasure: continued, it stops at the gap the erased entries left, refuses
     // writes, and never shares its snapshot of before the erasure again.
     signal(&c, "CONT");
-    let t = Instant::now();
-    while !std::fs::read_to_string(c.data.with_extension("stderr"))
-        .unwrap_or_default()
-        .contains("cannot catch up from its own state")
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "c did not stop at the gap: {}",
-            c.status()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    stops_at_the_gap(&c);
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(
         shared_storage_holding(&urls, &token).1,
@@ -2374,6 +2351,23 @@ fn a_sharded_cluster_erases_a_subject_from_every_partition_the_stream_the_shares
         found["node_snapshots_deleted"],
         found["state_keys"]
     );
+}
+
+/// Waits (60 s at most) until node `c` says it stopped at a gap in the shared log (it missed
+/// entries an erasure erased).
+fn stops_at_the_gap(c: &Node) {
+    let t = Instant::now();
+    while !std::fs::read_to_string(c.data.with_extension("stderr"))
+        .unwrap_or_default()
+        .contains("cannot catch up from its own state")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the node did not stop at the gap: {}",
+            c.status()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Sends `sig` (`STOP`, `CONT`) to a node's process.

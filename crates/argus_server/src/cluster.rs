@@ -184,26 +184,13 @@ enum Replicated {
     },
 }
 
-/// An erasure's key moves as they travel in its entry (`entity:old:new`, hex digests).
+/// An erasure's keys as they travel in its entry (`entity:old:new`, hex digests).
 fn parse_moves(moves: &[String]) -> Result<Vec<argus_engine::engine::KeyMove>, String> {
     moves
         .iter()
         .map(|m| {
-            let mut it = m.split(':');
-            let bad = || format!("a key move `{m}` is not `entity:old:new`");
-            let e = it.next().and_then(|e| e.parse().ok()).ok_or_else(bad)?;
-            let f = it
-                .next()
-                .and_then(|f| u128::from_str_radix(f, 16).ok())
-                .ok_or_else(bad)?;
-            let t = it
-                .next()
-                .and_then(|t| u128::from_str_radix(t, 16).ok())
-                .ok_or_else(bad)?;
-            if it.next().is_some() {
-                return Err(bad());
-            }
-            Ok((e, f, t))
+            core::erasure::key_of(m)
+                .ok_or_else(|| format!("a key move `{m}` is not `entity:old:new`"))
         })
         .collect()
 }

@@ -111,7 +111,7 @@ impl Core {
             .engine
             .erasure_moves(&map, &logged)
             .into_iter()
-            .map(|(e, f, t)| format!("{e}:{f:032x}:{t:032x}"))
+            .map(|k| key_text(&k))
             .collect();
         ok(json!({"token": token, "moves": moves, "record": self.wal.last_seq()}))
     }
@@ -436,10 +436,26 @@ pub(crate) fn erasure_record(
     keys: &[argus_engine::engine::KeyMove],
 ) -> Vec<u8> {
     let mut out = format!("{token} {new}\n");
-    for (e, f, t) in keys {
-        out.push_str(&format!("{e}:{f:032x}:{t:032x}\n"));
+    for k in keys {
+        out.push_str(&key_text(k));
+        out.push('\n');
     }
     out.into_bytes()
+}
+
+/// An erasure's key as text: `<entity>:<the old value's key digest>:<the new value's>` (32 hex
+/// digits each), as in its log record and its shared-log entry.
+pub(crate) fn key_text((e, f, t): &argus_engine::engine::KeyMove) -> String {
+    format!("{e}:{f:032x}:{t:032x}")
+}
+
+/// The key [`key_text`] wrote (`None`: not one).
+pub(crate) fn key_of(text: &str) -> Option<argus_engine::engine::KeyMove> {
+    let mut it = text.split(':');
+    let e = it.next()?.parse().ok()?;
+    let f = u128::from_str_radix(it.next()?, 16).ok()?;
+    let t = u128::from_str_radix(it.next()?, 16).ok()?;
+    it.next().is_none().then_some((e, f, t))
 }
 
 /// Zeroes the old value's key digests of a `KIND_ERASURE` record in place (the same length).
@@ -466,20 +482,9 @@ pub(crate) fn parse_erasure_record(
         .next()
         .and_then(|l| l.split_once(' '))
         .ok_or_else(bad)?;
-    let mut keys = Vec::new();
-    for l in lines {
-        let mut it = l.split(':');
-        let e = it.next().and_then(|e| e.parse().ok()).ok_or_else(bad)?;
-        let f = it
-            .next()
-            .and_then(|f| u128::from_str_radix(f, 16).ok())
-            .ok_or_else(bad)?;
-        let t = it
-            .next()
-            .and_then(|t| u128::from_str_radix(t, 16).ok())
-            .ok_or_else(bad)?;
-        keys.push((e, f, t));
-    }
+    let keys = lines
+        .map(|l| key_of(l).ok_or_else(bad))
+        .collect::<Result<_, _>>()?;
     Ok((token.to_string(), new.to_string(), keys))
 }
 
