@@ -371,8 +371,8 @@ impl Routing {
             errors.push("cases: claim_cap and bulk_cap must be at least 1".into());
         }
         let intake_queue = c.intake_queue.unwrap_or(defaults.intake_queue as i64);
-        if intake_queue < 1 {
-            errors.push("cases: intake_queue must be at least 1".into());
+        if !(1..=16_777_216).contains(&intake_queue) {
+            errors.push("cases: intake_queue must be from 1 to 16777216".into());
         }
         if !errors.is_empty() {
             return Err(errors);

@@ -89,7 +89,7 @@ pub fn database_url(st: &AppState) -> String {
 pub async fn run(
     st: AppState,
     svc: Arc<CaseService>,
-    replayed: Vec<IntakeMsg>,
+    (replayed, replayed_from): (Vec<IntakeMsg>, u64),
     mut rx: tokio::sync::mpsc::Receiver<IntakeMsg>,
     trips: Option<tokio::sync::mpsc::Receiver<argus_lifecycle::Trip>>,
 ) {
@@ -165,18 +165,19 @@ pub async fn run(
     }
     let mut cursor = store.intake_cursor().await.unwrap_or(0);
     let filter = crate::core::IntakeFilter::of(&svc.routing);
+    // Records before the replayed tail that the last run did not take (its queue held them, or
+    // left them out, when it stopped): read again from the log. A store that never took a record
+    // (cursor 0) starts with the replayed tail, not with the whole log.
+    if cursor > 0 && cursor + 1 < replayed_from {
+        if let Ok(c) = reread(&st, &svc, &store, &filter, cursor, replayed_from - 1).await {
+            cursor = c;
+        }
+    }
     // The replayed tail first (durable records the last run may not have taken), then live ones,
     // in batches: every record waiting (at most 256) goes into one transaction.
     let mut replayed = replayed.into_iter().peekable();
+    let mut failed_rereads = 0;
     loop {
-        // Records the full queue left out (the store was behind or down): read again from the log,
-        // from this intake's cursor on (records still queued are read too, and skipped when they
-        // come), before anything newer is taken.
-        if let Some((_, to)) = st.shared.take_intake_dropped() {
-            if to > cursor {
-                cursor = reread(&st, &svc, &store, &filter, cursor, to).await;
-            }
-        }
         let mut batch: Vec<IntakeMsg> = Vec::new();
         while batch.len() < 256 {
             match replayed.next() {
@@ -193,6 +194,28 @@ pub async fn run(
                 match rx.try_recv() {
                     Ok(m) => batch.push(m),
                     Err(_) => break,
+                }
+            }
+        }
+        // Records the full queue left out (the store was behind or down): read again from the log,
+        // from this intake's cursor on, before the cursor passes them (records still queued are
+        // read too, and skipped when they come). Checked once the batch is in hand: a record left
+        // out is noted before any later record is queued.
+        if let Some((_, to)) = st.shared.take_intake_dropped() {
+            if to > cursor {
+                match reread(&st, &svc, &store, &filter, cursor, to).await {
+                    Ok(c) => cursor = c,
+                    // Taken again later (twice is harmless: each trigger is taken once), three
+                    // times at most.
+                    Err(()) if failed_rereads < 3 => {
+                        failed_rereads += 1;
+                        st.shared.note_intake_dropped(cursor + 1, to);
+                    }
+                    Err(()) => tracing::error!(
+                        from = cursor + 1,
+                        to,
+                        "case intake gave up reading these records again: those its queue left out open no case"
+                    ),
                 }
             }
         }
@@ -255,8 +278,10 @@ async fn take_batch(svc: &CaseService, store: &Store, batch: &[IntakeMsg]) {
 }
 
 /// Reads the records after `cursor` up to `to` again from this node's event log (its queue left
-/// some out) and takes those intake takes, in log order; returns the new cursor: `to`, or where a
-/// failed read stopped (the records after it open no case, and the log says so).
+/// some out, or held them when the last run stopped) and takes those intake takes, in log order.
+/// Returns the new cursor: `to`; or, where the log no longer holds the first of them (retention),
+/// the cursor as it was, so that what the queue still holds of them is taken from there (again:
+/// each trigger is taken once). `Err` when the log could not be read: the cursor is where it was.
 async fn reread(
     st: &AppState,
     svc: &CaseService,
@@ -264,7 +289,7 @@ async fn reread(
     filter: &crate::core::IntakeFilter,
     cursor: u64,
     to: u64,
-) -> u64 {
+) -> Result<u64, ()> {
     let data = st.settings.data_dir.clone();
     let from = cursor + 1;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<IntakeMsg>>(2);
@@ -277,45 +302,40 @@ async fn reread(
         };
         crate::core::intake_from_log(&data.join("log"), &f, (from, to), &findings, &tx)
     });
-    let (mut at, mut taken) = (cursor, 0u64);
+    let mut taken = 0u64;
     while let Some(chunk) = rx.recv().await {
         take_batch(svc, store, &chunk).await;
         taken += chunk.len() as u64;
-        if let Some(l) = chunk.last() {
-            at = l.seq;
-            if let Err(e) = store.set_intake_cursor(at).await {
-                tracing::warn!("case intake cursor: {e}");
-            }
-        }
     }
     m::inc(m::CASE_INTAKE_REREAD, taken);
     match reader.await.map_err(|e| e.to_string()).and_then(|r| r) {
-        Ok(first) => {
-            if first > from {
-                tracing::error!(
-                    from,
-                    upto = first - 1,
-                    "case intake: the event log no longer holds these records (retention): they open no case"
-                );
-            }
+        Ok(first) if first > from => {
+            tracing::error!(
+                from,
+                upto = first - 1,
+                "case intake: the event log no longer holds these records (retention): those its queue left out open no case"
+            );
+            Ok(cursor)
+        }
+        Ok(_) => {
             tracing::info!(
                 from,
                 to,
                 taken,
-                "case intake read the records its full queue left out again from the event log"
+                "case intake read records again from the event log"
             );
             if let Err(e) = store.set_intake_cursor(to).await {
                 tracing::warn!("case intake cursor: {e}");
             }
-            to
+            Ok(to)
         }
         Err(e) => {
-            tracing::error!(
-                from = at + 1,
+            tracing::warn!(
+                from,
                 to,
-                "case intake could not read the event log again: {e}; these records open no case"
+                "case intake could not read the event log again: {e}"
             );
-            to
+            Err(())
         }
     }
 }

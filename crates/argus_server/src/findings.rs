@@ -43,9 +43,12 @@ pub struct FindingsStore {
 /// record (case intake reading records again: `core::intake_from_log`). Unreadable lines end the
 /// read, as at open.
 pub fn read_range(dir: &Path, from: u64, to: u64) -> std::collections::HashMap<u64, Vec<Finding>> {
-    let mut out: std::collections::HashMap<u64, Vec<Finding>> = Default::default();
+    // By record: the graph epoch of its findings and them. A record replayed under a newer
+    // `[graph]` has findings of both epochs on file; the later lines, the newer epoch's, are the
+    // ones its event made last.
+    let mut by: std::collections::HashMap<u64, (String, Vec<Finding>)> = Default::default();
     let Ok(f) = File::open(dir.join("findings.ndjson")) else {
-        return out;
+        return Default::default();
     };
     for line in std::io::BufReader::new(f).lines() {
         let Ok(line) = line else { break };
@@ -53,10 +56,14 @@ pub fn read_range(dir: &Path, from: u64, to: u64) -> std::collections::HashMap<u
             break;
         };
         if (from..=to).contains(&s.seq) {
-            out.entry(s.seq).or_default().push(s.finding);
+            let e = by.entry(s.seq).or_default();
+            if e.0 != s.epoch {
+                *e = (s.epoch, Vec::new());
+            }
+            e.1.push(s.finding);
         }
     }
-    out
+    by.into_iter().map(|(seq, (_, f))| (seq, f)).collect()
 }
 
 fn number(f: &Finding) -> u64 {

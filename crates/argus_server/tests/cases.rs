@@ -1215,3 +1215,99 @@ async fn records_the_full_intake_queue_left_out_are_read_again_from_the_log() {
     let text = metrics().await;
     assert!(value(&text, "argus_case_intake_reread_total") > 0.0);
 }
+
+/// Records intake had not taken when the server stopped — its queue held them, or left them out,
+/// while the case store was locked — are read again from the log at the next start: the snapshot
+/// written at shutdown covers them, so they are not among the records replayed after it. Before,
+/// they opened no case (only the replayed tail was taken at start).
+#[test]
+fn records_intake_had_not_taken_when_the_server_stopped_are_read_again_at_start() {
+    let d = tempfile::tempdir().unwrap();
+    let mk = || {
+        let mut settings = settings(d.path());
+        settings.cases =
+            argus_server::settings::cases(&toml::from_str("intake_queue = 1\n").unwrap(), |_| None)
+                .unwrap();
+        settings.lifecycle.guard.enabled = false;
+        settings
+    };
+    let load = || {
+        loader(
+            repo().join("examples/starter/argus.toml"),
+            repo().join("policies"),
+        )
+    };
+    // One runtime per run, on this thread only: the first run's intake stops with it, and cannot
+    // take the records once the store is unlocked.
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    rt().block_on(async {
+        let s = Server::start(mk(), load()).expect("server starts");
+        until("the case store opens", || async {
+            let (st, _, _) = req(&s, "GET", "/v1/inboxes", Auth::Key(ADMIN), Value::Null).await;
+            (st == 200).then_some(())
+        })
+        .await;
+        let (st, _, _) = req(
+            &s,
+            "POST",
+            "/v1/events",
+            Auth::Key(INGEST),
+            order("r0", "ur0", "4000.00"),
+        )
+        .await;
+        assert_eq!(st, 200);
+        until("the first case (intake's cursor moves)", || async {
+            (review_cases(&s).await == 1).then_some(())
+        })
+        .await;
+        // Another writer holds the store: intake's writes wait, its queue fills.
+        let url = format!("sqlite://{}?mode=rwc", d.path().join("cases.db").display());
+        let db = argus_store::Db::open(&url).await.unwrap();
+        let mut lock = db.pool.acquire().await.unwrap();
+        argus_store::sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *lock)
+            .await
+            .unwrap();
+        for b in 0..2 {
+            let batch: Vec<Value> = (0..50)
+                .map(|i| order(&format!("r{b}-{i}"), &format!("ur{b}-{i}"), "4000.00"))
+                .collect();
+            let (st, v, _) = req(
+                &s,
+                "POST",
+                "/v1/events/batch",
+                Auth::Key(INGEST),
+                Value::Array(batch),
+            )
+            .await;
+            assert_eq!(st, 200, "{v}");
+        }
+        s.shutdown().await;
+        drop(lock);
+    });
+    rt().block_on(async {
+        let s = Server::start(mk(), load()).expect("server starts again");
+        until("the case store opens", || async {
+            let (st, _, _) = req(&s, "GET", "/v1/inboxes", Auth::Key(ADMIN), Value::Null).await;
+            (st == 200).then_some(())
+        })
+        .await;
+        let t0 = Instant::now();
+        loop {
+            let n = review_cases(&s).await;
+            if n == 101 {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "{n} cases of 101 review decisions"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}

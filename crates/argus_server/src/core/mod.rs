@@ -507,15 +507,15 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Case intake's queue left record `seq` out.
-    fn note_intake_dropped(&self, seq: u64) {
+    /// Case intake's queue left the records `from..=to` out.
+    pub fn note_intake_dropped(&self, from: u64, to: u64) {
         let mut g = self
             .intake_dropped
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         *g = Some(match *g {
-            Some((a, b)) => (a.min(seq), b.max(seq)),
-            None => (seq, seq),
+            Some((a, b)) => (a.min(from), b.max(to)),
+            None => (from, to),
         });
     }
 
@@ -635,6 +635,8 @@ pub struct Core {
     pending_intake: Vec<IntakeMsg>,
     /// The replayed tail's records for intake (durable already), handed over at start.
     replay_intake: Vec<IntakeMsg>,
+    /// The first log record replayed at start (the records before it are in the snapshot).
+    replayed_from: u64,
     /// Snoozes, paused rules, the rollout and the guard.
     lifecycle: lifecycle::LifecycleState,
     /// In a cluster: the cluster log's entries applied (see [`KIND_CURSOR`]).
@@ -731,7 +733,7 @@ fn hand_over(
         let seq = msg.seq;
         if tx.try_send(msg).is_err() {
             m::inc(m::CASE_INTAKE_DROPPED, 1);
-            shared.note_intake_dropped(seq);
+            shared.note_intake_dropped(seq, seq);
             if dropped == 0 {
                 tracing::warn!(
                     seq,
@@ -1027,8 +1029,8 @@ impl Core {
     }
 
     /// The replayed tail's records for case intake (taken once, at start).
-    pub fn take_replay_intake(&mut self) -> Vec<IntakeMsg> {
-        std::mem::take(&mut self.replay_intake)
+    pub fn take_replay_intake(&mut self) -> (Vec<IntakeMsg>, u64) {
+        (std::mem::take(&mut self.replay_intake), self.replayed_from)
     }
 
     /// Runs `f`, turning a panic (a bug, never input) into an internal error and a core that refuses

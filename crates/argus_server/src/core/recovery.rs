@@ -244,6 +244,7 @@ impl Core {
             replay_findings: Vec::new(),
             pending_intake: Vec::new(),
             replay_intake: Vec::new(),
+            replayed_from: snap_seq + 1,
             rule_hits: HashMap::new(),
             policy_changes: VecDeque::new(),
             lifecycle: lifecycle::LifecycleState {
