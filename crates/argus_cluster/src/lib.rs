@@ -448,7 +448,9 @@ impl Log {
         needles: &[&[u8]],
     ) -> Result<(u64, Vec<u64>), Error> {
         let mut st = self.stream().await?;
-        messages_holding(&mut st, self.subject.clone(), upto, needles, &|_| true).await
+        let (read, holding) =
+            messages_holding(&mut st, self.subject.clone(), upto, needles, &|_| true).await?;
+        Ok((read, holding.into_iter().map(|(seq, _)| seq).collect()))
     }
 
     /// Whether the stream still holds entry `seq`.
@@ -479,7 +481,7 @@ impl Log {
 
 /// The messages of `st` (those on `filter`; all when empty) up to sequence number `upto` whose
 /// bytes hold one of `needles` and whose subject `keep` keeps: how many were read, and the sequence
-/// numbers of those holding one.
+/// numbers and subjects of those holding one.
 /// Holes (messages deleted before) are passed over. Reads with an ordered consumer, each message
 /// waited for 10 s at most.
 pub(crate) async fn messages_holding(
@@ -488,7 +490,7 @@ pub(crate) async fn messages_holding(
     upto: u64,
     needles: &[&[u8]],
     keep: &(dyn Fn(&str) -> bool + Sync),
-) -> Result<(u64, Vec<u64>), Error> {
+) -> Result<(u64, Vec<(u64, String)>), Error> {
     let info = st.info().await.map_err(|e| Error::Read(e.to_string()))?;
     let (first, last) = (info.state.first_sequence, info.state.last_sequence);
     if info.state.messages == 0 || first > upto {
@@ -533,7 +535,7 @@ pub(crate) async fn messages_holding(
                 .iter()
                 .any(|n| !n.is_empty() && p.windows(n.len()).any(|w| w == *n))
         {
-            holding.push(seq);
+            holding.push((seq, m.subject.to_string()));
         }
         if seq == end || info.pending == 0 {
             break;

@@ -99,7 +99,7 @@ pub struct NodeSnapshot {
     pub held: Vec<u32>,
 }
 
-/// The object holding the erasure floor ([`Log::erasure_floor`]).
+/// The prefix of the objects holding the erasure floor ([`Log::erasure_floor`]).
 const ERASURE_FLOOR: &str = "erasure-floor";
 
 /// The key of partition `p`'s share of the event numbered `seq`.
@@ -158,39 +158,57 @@ impl Log {
     }
 
     /// The shared-log entry of the latest erasure in a sharded cluster (0: none): no node
-    /// snapshot covering less is published from then on (object `erasure-floor`).
+    /// snapshot covering less is published from then on. One object per erasure,
+    /// `erasure-floor.<entry>`, and the floor is the highest: two erasures at once each write their
+    /// own, so neither can lower the other's (a compare-and-set the object store does not have).
     pub async fn erasure_floor(&self) -> Result<u64, Error> {
-        let store = self.snapshots().await?;
-        match store.info(ERASURE_FLOOR).await {
-            Ok(info) => Ok(info
-                .description
-                .as_deref()
-                .and_then(|d| d.parse().ok())
-                .unwrap_or(0)),
-            Err(e) if e.kind() == jetstream::object_store::InfoErrorKind::NotFound => Ok(0),
-            Err(e) => Err(Error::Read(e.to_string())),
-        }
+        Ok(self.erasure_floors().await?.into_iter().max().unwrap_or(0))
     }
 
-    /// Raises the erasure floor ([`erasure_floor`](Self::erasure_floor)) to `entry`.
-    pub async fn raise_erasure_floor(&self, entry: u64) -> Result<(), Error> {
-        if self.erasure_floor().await? >= entry {
-            return Ok(());
+    /// The entries of the `erasure-floor.<entry>` objects there.
+    async fn erasure_floors(&self) -> Result<Vec<u64>, Error> {
+        let store = self.snapshots().await?;
+        let mut list = store.list().await.map_err(|e| Error::Read(e.to_string()))?;
+        let mut out = Vec::new();
+        while let Some(info) = list.next().await {
+            let info = info.map_err(|e| Error::Read(e.to_string()))?;
+            if info.deleted {
+                continue;
+            }
+            if let Some(e) = info
+                .name
+                .strip_prefix(ERASURE_FLOOR)
+                .and_then(|n| n.strip_prefix('.'))
+                .and_then(|n| n.parse().ok())
+            {
+                out.push(e);
+            }
         }
+        Ok(out)
+    }
+
+    /// Raises the erasure floor ([`erasure_floor`](Self::erasure_floor)) to `entry`, and deletes
+    /// the lower floors' objects (the highest is the floor).
+    pub async fn raise_erasure_floor(&self, entry: u64) -> Result<(), Error> {
         let store = self.snapshots().await?;
         let mut empty: &[u8] = &[];
         store
             .put(
                 jetstream::object_store::ObjectMetadata {
-                    name: ERASURE_FLOOR.into(),
-                    description: Some(entry.to_string()),
+                    name: format!("{ERASURE_FLOOR}.{entry}"),
                     ..Default::default()
                 },
                 &mut empty,
             )
             .await
-            .map(|_| ())
-            .map_err(|e| Error::Append(e.to_string()))
+            .map_err(|e| Error::Append(e.to_string()))?;
+        for lower in self.erasure_floors().await? {
+            if lower < entry {
+                self.delete_object(&format!("{ERASURE_FLOOR}.{lower}"))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Checks this node's `shape` (partition count and configuration fingerprints) against the
@@ -379,11 +397,14 @@ impl Shares {
             .and_then(|(s, _)| s.parse().ok()))
     }
 
-    /// Erasure: deletes every share of the events numbered up to `upto_event` that the bucket
-    /// holds and whose bytes hold one of `needles` (JetStream erases each: its bytes are
-    /// overwritten on the servers' disks); later events' shares are the value's new history. Returns
-    /// the shares read and those deleted. Reads the whole bucket (`share_retention` of every
-    /// event's shares).
+    /// Erasure: purges every share of the events numbered up to `upto_event` that the bucket
+    /// holds and whose bytes hold one of `needles` (later events' shares are the value's new
+    /// history). A key-value bucket's stream denies deleting a message by number, and that cannot
+    /// be changed once the bucket exists: each key is purged instead, which removes its value from
+    /// the stream (JetStream does not overwrite a purged value's bytes on disk, as it does a
+    /// deleted message's: they go when the servers compact the stream's blocks). Returns the
+    /// shares read and those purged. Reads the whole bucket (`share_retention` of every event's
+    /// shares).
     pub async fn erase_holding(
         &self,
         needles: &[&[u8]],
@@ -395,17 +416,25 @@ impl Shares {
             .await
             .map_err(|e| Error::Read(e.to_string()))?;
         let prefix = format!("$KV.{}.", self.kv.name);
-        let keep = move |subject: &str| {
-            subject
-                .strip_prefix(&prefix)
-                .and_then(|k| k.split('.').next())
-                .and_then(|s| s.parse::<u64>().ok())
+        let key = |subject: &str| subject.strip_prefix(&prefix).map(str::to_string);
+        let keep = |subject: &str| {
+            key(subject)
+                .and_then(|k| k.split('.').next().and_then(|s| s.parse::<u64>().ok()))
                 .is_some_and(|seq| seq <= upto_event)
         };
         let (read, holding) =
             crate::messages_holding(&mut st, String::new(), u64::MAX, needles, &keep).await?;
-        let erased = crate::erase_messages(&st, &holding).await?;
-        Ok((read, erased))
+        let mut purged = 0;
+        for (_, subject) in holding {
+            if let Some(k) = key(&subject) {
+                self.kv
+                    .purge(&k)
+                    .await
+                    .map_err(|e| Error::Append(format!("purging the share {k}: {e}")))?;
+                purged += 1;
+            }
+        }
+        Ok((read, purged))
     }
 
     /// The shares the bucket holds whose bytes hold one of `needles`: how many were read, and the
@@ -416,7 +445,9 @@ impl Shares {
             .get_stream(format!("KV_{}", self.kv.name))
             .await
             .map_err(|e| Error::Read(e.to_string()))?;
-        crate::messages_holding(&mut st, String::new(), u64::MAX, needles, &|_| true).await
+        let (read, holding) =
+            crate::messages_holding(&mut st, String::new(), u64::MAX, needles, &|_| true).await?;
+        Ok((read, holding.into_iter().map(|(seq, _)| seq).collect()))
     }
 
     /// How long the bucket keeps values: what the node that created it asked for (or an
