@@ -1904,13 +1904,14 @@ fn append_raw(urls: &str, kind: &str, payload: Value) -> u64 {
 }
 
 /// The config of the erasure tests: the starter's features, and some keyed by the email: alone (the
-/// subject's own history) and with the device (a composite key, found through the logged events).
+/// subject's own history) and with the device (a composite key, found through the logged events);
+/// one, the email's `last_value`, puts the token into the state's values and into the shares.
 fn email_config(dir: &Path) -> PathBuf {
     let config = dir.join("argus.toml");
     std::fs::write(
         &config,
         format!(
-            "include = [\"{}\"]\n[[features]]\nname = \"email_events_30d\"\nkind = \"count\"\nevents = [\"account.register\"]\nkey = [\"email\"]\nwindow = \"30d\"\n\n[[features]]\nname = \"email_device_events_30d\"\nkind = \"count\"\nevents = [\"account.register\"]\nkey = [\"email\", \"device\"]\nwindow = \"30d\"\n",
+            "include = [\"{}\"]\n[[features]]\nname = \"email_events_30d\"\nkind = \"count\"\nevents = [\"account.register\"]\nkey = [\"email\"]\nwindow = \"30d\"\n\n[[features]]\nname = \"email_device_events_30d\"\nkind = \"count\"\nevents = [\"account.register\"]\nkey = [\"email\", \"device\"]\nwindow = \"30d\"\n\n[[features]]\nname = \"email_last_email\"\nkind = \"last_value\"\nevents = [\"account.register\"]\nkey = [\"email\"]\nvalue = \"email\"\n",
             common::repo().join("examples/starter/argus.toml").display()
         ),
     )
@@ -2137,18 +2138,32 @@ fn seen_on(n: &Node, email: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// What of the sharded cluster's shared storage holds `needle`: the stream's entries (their
-/// numbers; 0 for the shared snapshot object), the node snapshot objects (their names: those whose
-/// bytes hold it, and those covering less than the erasure floor, which hold the subject's keys)
-/// and the shares (how many).
-fn shared_storage_holding(urls: &str, needle: &str) -> (Vec<u64>, Vec<String>, usize) {
-    let entries = stream_entries_holding(urls, needle);
-    let (objects, shares) = with_log(urls, |log| async move {
-        let mut objects = Vec::new();
+/// What of the sharded cluster's shared storage holds `needle`.
+#[derive(Debug, Default, PartialEq)]
+struct SharedHolding {
+    /// The stream's entries holding it.
+    entries: Vec<u64>,
+    /// Whether the shared snapshot object does.
+    snapshot: bool,
+    /// The node snapshot objects covering less than the erasure floor (they hold the subject's
+    /// keys, whatever their bytes say).
+    below_floor: Vec<String>,
+    /// The node snapshot objects whose bytes hold it.
+    objects: Vec<String>,
+    /// The shares holding it.
+    shares: usize,
+}
+
+fn shared_storage_holding(urls: &str, needle: &str) -> SharedHolding {
+    let mut entries = stream_entries_holding(urls, needle);
+    let snapshot = entries.first() == Some(&0);
+    entries.retain(|e| *e > 0);
+    let (below_floor, objects, shares) = with_log(urls, |log| async move {
+        let (mut below, mut objects) = (Vec::new(), Vec::new());
         let floor = log.erasure_floor().await.unwrap();
         for s in log.node_snapshots().await.unwrap() {
             if s.at.cursor < floor {
-                objects.push(format!("{} (entry {} < {floor})", s.object, s.at.cursor));
+                below.push(format!("{} (entry {} < {floor})", s.object, s.at.cursor));
             }
             let bytes = log
                 .fetch_object(&s.object, Duration::from_secs(30))
@@ -2162,9 +2177,15 @@ fn shared_storage_holding(urls: &str, needle: &str) -> (Vec<u64>, Vec<String>, u
         let shares = log.shares(Duration::from_secs(900)).await.unwrap();
         let (read, holding) = shares.holding(&[needle.as_bytes()]).await.unwrap();
         assert!(read > 0, "the bucket has shares");
-        (objects, holding.len())
+        (below, objects, holding.len())
     });
-    (entries, objects, shares)
+    SharedHolding {
+        entries,
+        snapshot,
+        below_floor,
+        objects,
+        shares,
+    }
 }
 
 /// Erasure in a sharded cluster, where each node holds only its partitions: at the erasure's entry
@@ -2223,10 +2244,10 @@ fn a_sharded_cluster_erases_a_subject_from_every_partition_the_stream_the_shares
     let b = nodes.pop().unwrap();
     let a = nodes.pop().unwrap();
     assert!(seen_on(&c, victim) > 0);
-    let (entries, _, _) = shared_storage_holding(&urls, &token);
+    let before = shared_storage_holding(&urls, &token);
     assert!(
-        !entries.is_empty(),
-        "the premise: the stream holds the token"
+        !before.entries.is_empty() && before.shares > 0,
+        "the premise: the stream and the shares (the email's last_value) hold the token: {before:?}"
     );
     let c_held = held(&c);
     let rebuilt_before =
@@ -2274,9 +2295,14 @@ fn a_sharded_cluster_erases_a_subject_from_every_partition_the_stream_the_shares
     );
     for n in [&a, &b] {
         // The token only in the logs: the event of the subject's return.
+        // The token only where the subject's return put it: its log record, and the snapshots
+        // written since (the email's `last_value`).
         let left = common::files_containing(&n.data, token.as_bytes());
         assert!(
-            !left.is_empty() && left.iter().all(|f| f.contains("/log/wal-")),
+            left.iter().any(|f| f.contains("/log/wal-"))
+                && left
+                    .iter()
+                    .all(|f| f.contains("/log/wal-") || f.contains("/snapshots/")),
             "the token is still in {left:?}, or the return's record lost it"
         );
         let left = common::files_containing(&n.data, victim.as_bytes());
@@ -2291,13 +2317,15 @@ fn a_sharded_cluster_erases_a_subject_from_every_partition_the_stream_the_shares
         1,
         "the subject's history no longer answers for the value; its return does"
     );
-    let (entries, objects, shares) = shared_storage_holding(&urls, &token);
-    assert_eq!(
-        (entries.len(), objects, shares),
-        (1, Vec::<String>::new(), 0),
-        "the stream holds the token in the return's entry only ({entries:?}); no shared snapshot or share holds it"
-    );
-    assert!(entries[0] > 0, "not the shared snapshot");
+    // The stream holds the token only in the return's entry; no share holds it (the return's
+    // share of the email's `last_value` is the value before it: none), and no node snapshot covers
+    // less than the floor. (The node snapshots taken since the return hold it: the email's
+    // `last_value` now.)
+    let held = shared_storage_holding(&urls, &token);
+    assert_eq!(held.entries.len(), 1, "{held:?}");
+    assert!(held.below_floor.is_empty(), "{held:?}");
+    assert_eq!(held.shares, 0, "{held:?}");
+    assert!(found["shares_erased"].as_u64() > Some(0), "{v}");
 
     // The same events and the same erasure on an embedded node: every partition alike (the
     // subject's keys are deleted, whatever pseudonym each drew), and so are the decisions after.
@@ -2336,7 +2364,7 @@ fn a_sharded_cluster_erases_a_subject_from_every_partition_the_stream_the_shares
     stops_at_the_gap(&c);
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(
-        shared_storage_holding(&urls, &token).1,
+        shared_storage_holding(&urls, &token).below_floor,
         Vec::<String>::new(),
         "c shared its snapshot of before the erasure"
     );
@@ -2494,7 +2522,7 @@ fn erasure_finished_by_the_duties_holder(sharded: bool) {
         // storage lost the token too.
         assert_eq!(
             shared_storage_holding(&urls, &token),
-            (Vec::new(), Vec::new(), 0)
+            SharedHolding::default()
         );
     }
     let said = std::fs::read_to_string(a.data.with_extension("stderr")).unwrap_or_default();
