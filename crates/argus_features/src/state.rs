@@ -1094,8 +1094,12 @@ impl FeatureState {
             return;
         }
         let tracking = self.parts[p].tracking.take();
+        // The counters stay: they count what this state applied (a restore puts the snapshot's in
+        // partition 0, which a sharded node may not hold).
+        let stats = std::mem::take(&mut self.parts[p].stats);
         self.parts[p] = Part::new(fs);
         self.parts[p].tracking = tracking;
+        self.parts[p].stats = stats;
         self.held[p] = false;
         self.abort_copies();
     }

@@ -453,6 +453,9 @@ fn erasure_deletes_the_same_records_whether_or_not_expiry_removed_the_dead_ones(
     let mut cut = FeatureState::restore_partitioned(&fs, &kept.snapshot(), 4).unwrap();
     let p = argus_features::state::partition_of(key(250), 4);
     cut.apply(&fs, &ev("tick", 250, 5_000_000), 10_000, None);
+    // A probe far older than its series' buckets reach back: counted, not applied.
+    cut.apply(&fs, &ev("probe", 250, 5_000_000), 10_001, None);
+    cut.apply(&fs, &ev("probe", 250, 5_000_000 - 86_400_000), 10_002, None);
     let mut whole = cut.clone();
     cut.release(&fs, p);
     assert_eq!(whole.forget(&[(0, key(250))]), 1);
@@ -461,6 +464,14 @@ fn erasure_deletes_the_same_records_whether_or_not_expiry_removed_the_dead_ones(
     let held = cut.held().to_vec();
     let mut again = FeatureState::restore_partitioned(&fs, &cut.snapshot(), 4).unwrap();
     assert!(again.held()[p], "a restore holds every partition");
+    let counted = again.stats();
+    assert!(
+        counted.bucket_too_old > 0,
+        "the premise: the snapshot carries a counter: {counted:?}"
+    );
     again.hold_only(&fs, &held);
     assert_eq!(again.held(), &held[..]);
+    // The counters a restore puts in partition 0 stay when it is released (they were lost).
+    again.release(&fs, 0);
+    assert_eq!(again.stats(), counted);
 }
