@@ -115,6 +115,15 @@ where
     }
 }
 
+/// Waits until the server's case store has opened (intake and the case routes run).
+async fn store_opens(s: &Server) {
+    until("the case store opens", || async {
+        let (st, _, _) = req(s, "GET", "/v1/inboxes", Auth::Key(ADMIN), Value::Null).await;
+        (st == 200).then_some(())
+    })
+    .await;
+}
+
 fn order(id: &str, actor: &str, amount: &str) -> Value {
     json!({"id": id, "type": "order.create", "time": "2026-11-20T09:00:00Z", "actor": actor,
            "data": {"order": id, "amount": amount, "currency": "EUR", "seller": "s1", "item": "i1", "device": format!("d-{actor}")}})
@@ -158,11 +167,7 @@ async fn scenario(dir: &std::path::Path, database: Option<String>) -> Vec<String
         ),
     )
     .expect("server starts");
-    until("the case store opens", || async {
-        let (st, _, _) = req(&s, "GET", "/v1/inboxes", Auth::Key(ADMIN), Value::Null).await;
-        (st == 200).then_some(())
-    })
-    .await;
+    store_opens(&s).await;
 
     // Two large orders go to review and open a case each (intake is asynchronous).
     for (id, u) in [("o1", "u1"), ("o2", "u2")] {
@@ -732,11 +737,7 @@ async fn manual_cases_escalation_reopen_graph_and_users() {
         ),
     )
     .expect("server starts");
-    until("the case store opens", || async {
-        let (st, _, _) = req(&s, "GET", "/v1/inboxes", Auth::Key(ADMIN), Value::Null).await;
-        (st == 200).then_some(())
-    })
-    .await;
+    store_opens(&s).await;
     // Three accounts share a device; a fourth shares a card with the third.
     for (i, (u, dev, card)) in [
         ("u1", "d1", "4111111111111111"),
@@ -1146,11 +1147,7 @@ async fn records_the_full_intake_queue_left_out_are_read_again_from_the_log() {
         ),
     )
     .expect("server starts");
-    until("the case store opens", || async {
-        let (st, _, _) = req(&s, "GET", "/v1/inboxes", Auth::Key(ADMIN), Value::Null).await;
-        (st == 200).then_some(())
-    })
-    .await;
+    store_opens(&s).await;
     let mut reviews = 0;
     for b in 0..4 {
         let batch: Vec<Value> = (0..50)
@@ -1247,11 +1244,7 @@ fn records_intake_had_not_taken_when_the_server_stopped_are_read_again_at_start(
     };
     rt().block_on(async {
         let s = Server::start(mk(), load()).expect("server starts");
-        until("the case store opens", || async {
-            let (st, _, _) = req(&s, "GET", "/v1/inboxes", Auth::Key(ADMIN), Value::Null).await;
-            (st == 200).then_some(())
-        })
-        .await;
+        store_opens(&s).await;
         let (st, _, _) = req(
             &s,
             "POST",
@@ -1292,11 +1285,7 @@ fn records_intake_had_not_taken_when_the_server_stopped_are_read_again_at_start(
     });
     rt().block_on(async {
         let s = Server::start(mk(), load()).expect("server starts again");
-        until("the case store opens", || async {
-            let (st, _, _) = req(&s, "GET", "/v1/inboxes", Auth::Key(ADMIN), Value::Null).await;
-            (st == 200).then_some(())
-        })
-        .await;
+        store_opens(&s).await;
         let t0 = Instant::now();
         loop {
             let n = review_cases(&s).await;
