@@ -411,7 +411,7 @@ impl Log {
     /// flow-controlled, recreated by the client after a server fails over).
     pub async fn tail(&self, from: u64) -> Result<Tail, Error> {
         let st = self.stream().await?;
-        let messages = self.ordered(&st, from).await?;
+        let messages = ordered(&st, self.subject.clone(), from).await?;
         Ok(Tail {
             messages,
             next: from.max(1),
@@ -419,26 +419,27 @@ impl Log {
     }
 }
 
-impl Log {
-    /// An ordered consumer of the log's subject from entry `from` on.
-    async fn ordered(
-        &self,
-        st: &stream::Stream,
-        from: u64,
-    ) -> Result<consumer::pull::Ordered, Error> {
-        let c = st
-            .create_consumer(consumer::pull::OrderedConfig {
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: from.max(1),
-                },
-                filter_subject: self.subject.clone(),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| Error::Read(e.to_string()))?;
-        c.messages().await.map_err(|e| Error::Read(e.to_string()))
-    }
+/// An ordered consumer of `st`'s messages on `filter` (all when empty) from sequence number `from`
+/// on.
+async fn ordered(
+    st: &stream::Stream,
+    filter: String,
+    from: u64,
+) -> Result<consumer::pull::Ordered, Error> {
+    let c = st
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: from.max(1),
+            },
+            filter_subject: filter,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Error::Read(e.to_string()))?;
+    c.messages().await.map_err(|e| Error::Read(e.to_string()))
+}
 
+impl Log {
     /// The entries up to `upto` whose bytes hold one of `needles` (erasure): returns how many
     /// entries were read and the sequence numbers of those holding one. Holes (entries deleted
     /// before) are passed over. Reads with an ordered consumer, each message waited for 10 s at most.
@@ -496,19 +497,7 @@ pub(crate) async fn messages_holding(
     if info.state.messages == 0 || first > upto {
         return Ok((0, Vec::new()));
     }
-    let mut messages = st
-        .create_consumer(consumer::pull::OrderedConfig {
-            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: first.max(1),
-            },
-            filter_subject: filter,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| Error::Read(e.to_string()))?
-        .messages()
-        .await
-        .map_err(|e| Error::Read(e.to_string()))?;
+    let mut messages = ordered(st, filter, first).await?;
     let (mut read, mut holding) = (0u64, Vec::new());
     let end = upto.min(last);
     loop {

@@ -372,14 +372,18 @@ pub fn stale_node_snapshots(
 }
 
 impl Shares {
+    /// The bucket's stream.
+    async fn stream(&self) -> Result<jetstream::stream::Stream, Error> {
+        self.js
+            .get_stream(format!("KV_{}", self.kv.name))
+            .await
+            .map_err(|e| Error::Read(e.to_string()))
+    }
+
     /// The event of the oldest share the bucket still holds (`None`: it holds none): the shares
     /// of earlier events are gone (expired, or purged).
     pub async fn oldest(&self) -> Result<Option<u64>, Error> {
-        let mut st = self
-            .js
-            .get_stream(format!("KV_{}", self.kv.name))
-            .await
-            .map_err(|e| Error::Read(e.to_string()))?;
+        let mut st = self.stream().await?;
         let info = st.info().await.map_err(|e| Error::Read(e.to_string()))?;
         if info.state.messages == 0 {
             return Ok(None);
@@ -410,11 +414,7 @@ impl Shares {
         needles: &[&[u8]],
         upto_event: u64,
     ) -> Result<(u64, u64), Error> {
-        let mut st = self
-            .js
-            .get_stream(format!("KV_{}", self.kv.name))
-            .await
-            .map_err(|e| Error::Read(e.to_string()))?;
+        let mut st = self.stream().await?;
         let prefix = format!("$KV.{}.", self.kv.name);
         let key = |subject: &str| subject.strip_prefix(&prefix).map(str::to_string);
         let keep = |subject: &str| {
@@ -440,11 +440,7 @@ impl Shares {
     /// The shares the bucket holds whose bytes hold one of `needles`: how many were read, and the
     /// bucket stream's sequence numbers of those holding one (read only).
     pub async fn holding(&self, needles: &[&[u8]]) -> Result<(u64, Vec<u64>), Error> {
-        let mut st = self
-            .js
-            .get_stream(format!("KV_{}", self.kv.name))
-            .await
-            .map_err(|e| Error::Read(e.to_string()))?;
+        let mut st = self.stream().await?;
         let (read, holding) =
             crate::messages_holding(&mut st, String::new(), u64::MAX, needles, &|_| true).await?;
         Ok((read, holding.into_iter().map(|(seq, _)| seq).collect()))

@@ -204,10 +204,13 @@ pub async fn run(
         if let Some((_, to)) = st.shared.take_intake_dropped() {
             if to > cursor {
                 match reread(&st, &svc, &store, &filter, cursor, to).await {
-                    Ok(c) => cursor = c,
-                    // Taken again later (twice is harmless: each trigger is taken once), three
-                    // times at most.
-                    Err(()) if failed_rereads < 3 => {
+                    Ok(c) => {
+                        cursor = c;
+                        failed_rereads = 0;
+                    }
+                    // Read again at the next two batches (a record taken twice is harmless: each
+                    // trigger is taken once), then given up.
+                    Err(()) if failed_rereads < 2 => {
                         failed_rereads += 1;
                         st.shared.note_intake_dropped(cursor + 1, to);
                     }

@@ -1125,49 +1125,65 @@ async fn review_cases(s: &Server) -> usize {
     }
 }
 
-/// Case intake's queue full (the case store behind, or down for long): the records it left out are
-/// read again from the event log once intake has caught up, so every review decision still opens
-/// its case. With a queue of one record (`[cases] intake_queue = 1`) and batches of 50 review
-/// orders handed over at once, most records find the queue full. Before, they were counted in
-/// `argus_case_intake_dropped_total` and opened no case.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_the_full_intake_queue_left_out_are_read_again_from_the_log() {
-    let d = tempfile::tempdir().unwrap();
-    let mut settings = settings(d.path());
+/// A server on `dir` whose case intake holds one record (`[cases] intake_queue = 1`), without the
+/// blast-radius guard (hundreds of orders fire the same rule: it would pause it part-way).
+fn queue_of_one(dir: &std::path::Path) -> Server {
+    let mut settings = settings(dir);
     settings.cases =
         argus_server::settings::cases(&toml::from_str("intake_queue = 1\n").unwrap(), |_| None)
             .unwrap();
-    // 200 orders fire the same rule: the blast-radius guard would pause it part-way.
     settings.lifecycle.guard.enabled = false;
-    let s = Server::start(
+    Server::start(
         settings,
         loader(
             repo().join("examples/starter/argus.toml"),
             repo().join("policies"),
         ),
     )
-    .expect("server starts");
+    .expect("server starts")
+}
+
+/// Posts 50 large orders (`<prefix>-<i>`) in one batch: how many were decided `review`.
+async fn review_orders(s: &Server, prefix: &str) -> usize {
+    let batch: Vec<Value> = (0..50)
+        .map(|i| {
+            order(
+                &format!("{prefix}-{i}"),
+                &format!("u{prefix}-{i}"),
+                "4000.00",
+            )
+        })
+        .collect();
+    let (st, v, _) = req(
+        s,
+        "POST",
+        "/v1/events/batch",
+        Auth::Key(INGEST),
+        Value::Array(batch),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["decision"]["action"] == "review")
+        .count()
+}
+
+/// Case intake's queue full (the case store behind, or down for long): the records it left out are
+/// read again from the event log before intake's cursor passes them, so every review decision opens
+/// its case. With a queue of one record (`[cases] intake_queue = 1`) and batches of 50 review
+/// orders handed over at once, most records find the queue full. Before, they were counted in
+/// `argus_case_intake_dropped_total` and opened no case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_the_full_intake_queue_left_out_are_read_again_from_the_log() {
+    let d = tempfile::tempdir().unwrap();
+    let s = queue_of_one(d.path());
     store_opens(&s).await;
     let mut reviews = 0;
     for b in 0..4 {
-        let batch: Vec<Value> = (0..50)
-            .map(|i| order(&format!("q{b}-{i}"), &format!("uq{b}-{i}"), "4000.00"))
-            .collect();
-        let (st, v, _) = req(
-            &s,
-            "POST",
-            "/v1/events/batch",
-            Auth::Key(INGEST),
-            Value::Array(batch),
-        )
-        .await;
-        assert_eq!(st, 200, "{v}");
-        reviews += v["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["decision"]["action"] == "review")
-            .count();
+        reviews += review_orders(&s, &format!("q{b}")).await;
     }
     assert_eq!(reviews, 200, "the premise: every order goes to review");
     let metrics = || async {
@@ -1220,20 +1236,6 @@ async fn records_the_full_intake_queue_left_out_are_read_again_from_the_log() {
 #[test]
 fn records_intake_had_not_taken_when_the_server_stopped_are_read_again_at_start() {
     let d = tempfile::tempdir().unwrap();
-    let mk = || {
-        let mut settings = settings(d.path());
-        settings.cases =
-            argus_server::settings::cases(&toml::from_str("intake_queue = 1\n").unwrap(), |_| None)
-                .unwrap();
-        settings.lifecycle.guard.enabled = false;
-        settings
-    };
-    let load = || {
-        loader(
-            repo().join("examples/starter/argus.toml"),
-            repo().join("policies"),
-        )
-    };
     // One runtime per run, on this thread only: the first run's intake stops with it, and cannot
     // take the records once the store is unlocked.
     let rt = || {
@@ -1243,7 +1245,7 @@ fn records_intake_had_not_taken_when_the_server_stopped_are_read_again_at_start(
             .unwrap()
     };
     rt().block_on(async {
-        let s = Server::start(mk(), load()).expect("server starts");
+        let s = queue_of_one(d.path());
         store_opens(&s).await;
         let (st, _, _) = req(
             &s,
@@ -1267,24 +1269,13 @@ fn records_intake_had_not_taken_when_the_server_stopped_are_read_again_at_start(
             .await
             .unwrap();
         for b in 0..2 {
-            let batch: Vec<Value> = (0..50)
-                .map(|i| order(&format!("r{b}-{i}"), &format!("ur{b}-{i}"), "4000.00"))
-                .collect();
-            let (st, v, _) = req(
-                &s,
-                "POST",
-                "/v1/events/batch",
-                Auth::Key(INGEST),
-                Value::Array(batch),
-            )
-            .await;
-            assert_eq!(st, 200, "{v}");
+            assert_eq!(review_orders(&s, &format!("r{b}")).await, 50);
         }
         s.shutdown().await;
         drop(lock);
     });
     rt().block_on(async {
-        let s = Server::start(mk(), load()).expect("server starts again");
+        let s = queue_of_one(d.path());
         store_opens(&s).await;
         let t0 = Instant::now();
         loop {

@@ -55,7 +55,7 @@ pub const KIND_GUARD: u8 = 3;
 /// entry that changed the policies, followed by the `lifecycle::PolicyState`.
 pub const KIND_CURSOR: u8 = 4;
 /// An erasure: the subject's keys deleted from the feature state at this point of the log, and its
-/// token renamed (`erasure::ErasureRecord`). A replay applies it alike; once the log no longer
+/// token renamed (`erasure::erasure_record`). A replay applies it alike; once the log no longer
 /// holds the token, the record holds only the pseudonym and the pseudonym's keys.
 pub const KIND_ERASURE: u8 = 5;
 
@@ -499,7 +499,7 @@ pub struct Shared {
     /// Why writes are refused, when restarting the node does not help (what to do instead).
     pub refused_because: std::sync::OnceLock<String>,
     /// The committed log records case intake's full queue left out, as (first, last): intake
-    /// reads them again from the log once it has caught up (`cases::run`).
+    /// reads them again from the log before its cursor passes them (`cases::run`).
     pub intake_dropped: std::sync::Mutex<Option<(u64, u64)>>,
     /// In a sharded cluster: the erasures (their entries) whose second entry this node applied, and
     /// that entry (`erasure::finish_sharded`).
@@ -728,20 +728,21 @@ fn hand_over(
     shared: &Shared,
 ) {
     let Some((tx, msgs)) = intake else { return };
-    let mut dropped = 0;
+    let mut dropped: Option<(u64, u64)> = None;
     for msg in msgs {
         let seq = msg.seq;
         if tx.try_send(msg).is_err() {
             m::inc(m::CASE_INTAKE_DROPPED, 1);
-            shared.note_intake_dropped(seq, seq);
-            if dropped == 0 {
-                tracing::warn!(
-                    seq,
-                    "case intake's queue is full: records are left out of it, and read again from the event log once intake has caught up"
-                );
-            }
-            dropped += 1;
+            dropped = Some(dropped.map_or((seq, seq), |(a, _)| (a, seq)));
         }
+    }
+    if let Some((from, to)) = dropped {
+        tracing::warn!(
+            from,
+            to,
+            "case intake's queue is full: records are left out of it, and read again from the event log before intake goes past them"
+        );
+        shared.note_intake_dropped(from, to);
     }
 }
 
