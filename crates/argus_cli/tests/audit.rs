@@ -3,7 +3,7 @@
 //! record changed behind the server's back; `argus audit export` writes it; and a change whose
 //! record cannot be written is refused while decisions go on.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::{json, Value};
 use std::process::Command;

@@ -8,7 +8,7 @@
 //!   and made the same decisions;
 //! - the decisions for events sent after the last recovery are identical to the uninterrupted run's.
 
-mod common;
+use crate::common;
 
 use common::{card, try_http as http, Rng};
 use serde_json::{json, Value};

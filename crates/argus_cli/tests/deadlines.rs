@@ -4,7 +4,7 @@
 //! log decides the degraded decisions alike (no drift), and a full queue answers degraded decisions
 //! when configured to.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! the exports is searched for the subject's clear value and its token: none is left. The other
 //! subjects' features and decisions are unchanged, and the server goes on deciding.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::{json, Value};
 use std::path::Path;

@@ -5,7 +5,7 @@
 //! Without python3 and those three packages the test says so and passes, except under
 //! `ARGUS_REQUIRE_DATA` (CI), where it fails.
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! rule (`event.amount > 0.0` → block on every payment) is deployed part-way through by reloading
 //! the policy directory. With the guard it is paused within a bounded number of payments; the test
 //! reports how many honest users it blocked before the pause, next to the number without the guard
-//! (`cargo test -p argus_cli --test guard -- --nocapture` prints the figures BENCHMARKS.md quotes).
+//! (`cargo test -p argus_cli --test all guard:: -- --nocapture` prints the figures BENCHMARKS.md quotes).
 
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 const RULE: &str = "broken_payment_rule";
 
-mod common;
+use crate::common;
 use common::*;
 
 /// What one run observed after the broken rule was deployed.

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use std::time::Duration;
 
-mod common;
+use crate::common;
 use common::nats;
 
 /// Two erasures at once each raise the floor to their own entry, in either order: the floor is the

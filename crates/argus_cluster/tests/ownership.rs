@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 use common::nats;
 
 const PARTITIONS: u32 = 24;

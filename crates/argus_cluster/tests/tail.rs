@@ -4,7 +4,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::time::Duration;
 
-mod common;
+use crate::common;
 use common::nats;
 
 /// When the client recreates its ordered consumer before the tail saw its first entry (the

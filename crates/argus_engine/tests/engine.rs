@@ -1,7 +1,7 @@
 //! The engine's defined treatments: idempotency, lateness, point-in-time label release, privacy,
 //! determinism, and snapshot/restore giving byte-identical results.
 
-mod common;
+use crate::common;
 
 use argus_engine::{replay, Config, CsvTable, Engine, Format, ParquetTable, ProcessError};
 use argus_event::Value;

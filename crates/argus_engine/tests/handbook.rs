@@ -6,7 +6,7 @@
 //! streaming ("arrival") reading of ties that the handbook's own code has: a transaction sees the
 //! transactions before it in the file with time ≤ its own, not later rows with the same timestamp.
 
-mod common;
+use crate::common;
 
 use argus_engine::{replay, Config, Engine, Format, RowSink};
 use argus_event::{TypeId, Value};

@@ -1,6 +1,6 @@
 //! Golden diagnostics: each `diagnostics/<name>.rule` is checked against a fixed environment, and the
 //! rendered diagnostics must equal `diagnostics/<name>.out` byte for byte. Regenerate after an intended
-//! change with `UPDATE_GOLDEN=1 cargo test -p argus_rules --test diagnostics`, and review the diff.
+//! change with `UPDATE_GOLDEN=1 cargo test -p argus_rules --test all diagnostics::`, and review the diff.
 
 use argus_rules::{compile_condition, Env, Type};
 use std::path::Path;

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use tower::ServiceExt;
 
-mod common;
+use crate::common;
 use common::*;
 
 fn register(id: &str, actor: &str, device: &str) -> String {

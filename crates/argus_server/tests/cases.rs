@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
-mod common;
+use crate::common;
 use common::*;
 
 const INVESTIGATOR: &str = "investigator-key-0123456789";

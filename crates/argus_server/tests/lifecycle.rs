@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
-mod common;
+use crate::common;
 use common::*;
 
 const IVY: &str = "investigator-key-0123456789";

@@ -2,7 +2,7 @@
 //! handlers' and the core's) uses the new rows at once; events already logged keep the values they
 //! were decoded with, so a restart from the log rebuilds the same state.
 
-mod common;
+use crate::common;
 use common::*;
 
 use axum::body::Body;

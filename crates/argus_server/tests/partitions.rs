@@ -4,7 +4,7 @@
 //! decisions, the same findings and state digest, and the same state again after a restart from the
 //! log alone.
 
-mod common;
+use crate::common;
 use common::*;
 
 use argus_server::Server;

@@ -1,7 +1,7 @@
 //! Security checks over the whole API (P3.6): the authorization matrix — every route × every role,
 //! and no key — and the per-key rate limit.
 
-mod common;
+use crate::common;
 use argus_server::settings::{ApiKey, Perm, RateLimit, Role};
 use axum::body::Body;
 use axum::http::StatusCode;

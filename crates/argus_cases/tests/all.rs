@@ -1,0 +1,7 @@
+//! The crate's integration tests as one binary (one link, and the shared dependencies
+//! instantiated once, instead of one test binary per file): `cargo test -p argus_cases --test all <file>::`
+//! runs one file's tests.
+
+mod audit;
+mod retention;
+mod store;

@@ -1,0 +1,12 @@
+//! The crate's integration tests as one binary (one link, and the shared dependencies
+//! instantiated once, instead of one test binary per file): `cargo test -p argus_engine --test all <file>::`
+//! runs one file's tests.
+
+mod common;
+
+mod engine;
+mod graph;
+mod handbook;
+mod lookups;
+mod models;
+mod partitions;

@@ -1,0 +1,6 @@
+//! The crate's integration tests as one binary (one link, and the shared dependencies
+//! instantiated once, instead of one test binary per file): `cargo test -p argus_features --test all <file>::`
+//! runs one file's tests.
+
+mod config_errors;
+mod laws;

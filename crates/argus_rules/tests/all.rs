@@ -1,0 +1,8 @@
+//! The crate's integration tests as one binary (one link, and the shared dependencies
+//! instantiated once, instead of one test binary per file): `cargo test -p argus_rules --test all <file>::`
+//! runs one file's tests.
+
+mod conformance;
+mod diagnostics;
+mod eval;
+mod never_panics;
