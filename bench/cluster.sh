@@ -37,6 +37,9 @@
 #
 # Both saturated three-entry runs (2 and 5) print the CPU time per accepted event of the Argus nodes,
 # the NATS servers and the rest of the box (from /proc, read before and after the run).
+# PERF=1 also records a flat profile of the three Argus nodes over each of those two runs (perf
+# record at 499 Hz, self time per symbol) and prints it grouped by crate (bench/perf_summary.py):
+# where a node's CPU goes, replicated against sharded.
 #
 # Every wrk run is checked: the events the cluster accepted (any node's argus_events_total: every node
 # applies every entry) equal the requests wrk counted, with no duplicate. Everything shares this
@@ -109,6 +112,12 @@ cpu_ms() { local t=0
   else for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; fi
   echo $((t * 1000 / $(getconf CLK_TCK))); }
 # cpu_report EVENTS NODE_PIDS…: after cpu_start, the CPU each side spent per accepted event.
+# perf_start NAME PIDS…, perf_stop NAME: PERF=1's profile of those processes over a run.
+perf_start() { [ -n "${PERF:-}" ] || return 0; local n=$1; shift
+  perf record -q -F 499 -o "$W/perf.$n" -p "$(IFS=,; echo "$*")" -- sleep "$DURATION" >/dev/null 2>&1 & PERF_PID=$!; }
+perf_stop() { [ -n "${PERF:-}" ] || return 0; wait "$PERF_PID" || true
+  echo "where the Argus nodes' CPU went ($1, perf, self time):"
+  perf report -i "$W/perf.$1" --stdio --no-children --sort symbol --percent-limit 0 2>/dev/null | python3 bench/perf_summary.py 25 | sed 's/^/  /'; }
 cpu_start() { C0=("$(cpu_ms "${@}")" "$(cpu_ms "${PIDS[0]}" "${PIDS[1]}" "${PIDS[2]}")" "$(cpu_ms box)"); }
 cpu_report() { local ev=$1; shift
   local n=$(( $(cpu_ms "$@") - C0[0] )) s=$(( $(cpu_ms "${PIDS[0]}" "${PIDS[1]}" "${PIDS[2]}") - C0[1] )) b=$(( $(cpu_ms box) - C0[2] ))
@@ -169,6 +178,7 @@ echo "one entry node of three: $(awk '/^requests/{print $8}' "$W/sat1") events/s
 check sat1 "$(awk '/^requests/{print $2}' "$W/sat1")" http://127.0.0.1:27010 "$a0" "$d0"
 read -r a0 d0 <<<"$(accepted http://127.0.0.1:27010)"
 cpu_start "$PID_a" "$PID_b" "$PID_c"
+perf_start replicated "$PID_a" "$PID_b" "$PID_c"
 WRKS=()
 for p in 27010 27011 27012; do
   RUN=sat3-$p wrk -t1 -c32 -d${DURATION}s -s bench/serve/events.lua http://127.0.0.1:$p > "$W/sat3.$p" &
@@ -184,6 +194,7 @@ done
 echo "three entry nodes at once: $total events/s in all (every node applies all of them)"
 read -r a1 _ <<<"$(accepted http://127.0.0.1:27010)"
 cpu_report $((a1 - a0)) "$PID_a" "$PID_b" "$PID_c"
+perf_stop replicated
 check sat3 "$reqs" http://127.0.0.1:27010 "$a0" "$d0"
 
 echo "== 3. where the time goes (node a's metrics over the whole run)"
@@ -276,6 +287,7 @@ curl -s "${SH[0]}/metrics" | awk '/^argus_shard_wait_seconds_(sum|count)/ { v[$1
   printf "waiting for the other owners'"'"' shares: mean %.3f ms over %d events; append: mean %.3f ms\n", 1000 * v["argus_shard_wait_seconds_sum"] / v["argus_shard_wait_seconds_count"], v["argus_shard_wait_seconds_count"], 1000 * v["argus_cluster_append_seconds_sum"] / v["argus_cluster_append_seconds_count"] }'
 read -r a0 d0 <<<"$(accepted "${SH[0]}")"
 cpu_start "$PID_sa" "$PID_sb" "$PID_sc"
+perf_start sharded "$PID_sa" "$PID_sb" "$PID_sc"
 WRKS=()
 for u in "${SH[@]}"; do
   RUN=shsat-${u##*:} wrk -t1 -c32 -d${DURATION}s -s bench/serve/events.lua "$u" > "$W/shsat.${u##*:}" &
@@ -291,6 +303,7 @@ done
 echo "sharded, three entry nodes at once: $total events/s in all"
 read -r a1 _ <<<"$(accepted "${SH[0]}")"
 cpu_report $((a1 - a0)) "$PID_sa" "$PID_sb" "$PID_sc"
+perf_stop sharded
 check shsat3 "$reqs" "${SH[0]}" "$a0" "$d0"
 # Per node: shares read by key, seconds waited for shares, core groups and their seconds.
 snapm() { for u in "${SH[@]}"; do echo "$u $(curl -s -m 5 "$u/metrics" | awk '/^argus_shard_share_reads_total[ {]/{r+=$NF} /^argus_shard_wait_seconds_sum /{w=$2} /^argus_core_group_seconds_count /{g=$2} /^argus_core_group_seconds_sum /{gs=$2} /^argus_shard_publish_seconds_count /{pc=$2} /^argus_shard_publish_seconds_sum /{ps=$2} END {print r+0, w+0, g+0, gs+0, pc+0, ps+0}')"; done; }

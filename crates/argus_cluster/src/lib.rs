@@ -11,7 +11,10 @@ mod shares;
 /// The bytes type of shares and entries (the `bytes` crate's, as async-nats uses it).
 pub use bytes::Bytes;
 pub use ownership::{wanted_owner, wanted_owner_declining, Ownership};
-pub use shares::{share_key, stale_node_snapshots, NodeSnapshot, Shares};
+pub use shares::{
+    piece_key, piece_of, share_key, stale_node_snapshots, NodeSnapshot, Shares, MAX_PIECES,
+    PIECE_KEYS,
+};
 
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::HeaderMap;
@@ -492,13 +495,51 @@ pub(crate) async fn messages_holding(
     needles: &[&[u8]],
     keep: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<(u64, Vec<(u64, String)>), Error> {
+    let mut holding = Vec::new();
+    let read = scan_messages_numbered(st, filter, upto, |seq, subject, payload| {
+        if keep(subject) && holds_any(payload, needles) {
+            holding.push((seq, subject.to_string()));
+        }
+    })
+    .await?;
+    Ok((read, holding))
+}
+
+/// Whether `bytes` hold one of `needles` (an empty needle never).
+pub(crate) fn holds_any(bytes: &[u8], needles: &[&[u8]]) -> bool {
+    needles
+        .iter()
+        .any(|n| !n.is_empty() && bytes.windows(n.len()).any(|w| w == *n))
+}
+
+/// Reads `st`'s messages (those of `filter`; every one when empty) from its first to `upto` (or
+/// its last), handing each one's subject and payload to `each`. Returns how many were read.
+pub(crate) async fn scan_messages(
+    st: &mut stream::Stream,
+    filter: String,
+    upto: u64,
+    mut each: impl FnMut(&str, &[u8]),
+) -> Result<u64, Error> {
+    scan_messages_numbered(st, filter, upto, |_, subject, payload| {
+        each(subject, payload)
+    })
+    .await
+}
+
+/// [`scan_messages`], with each message's stream sequence number.
+async fn scan_messages_numbered(
+    st: &mut stream::Stream,
+    filter: String,
+    upto: u64,
+    mut each: impl FnMut(u64, &str, &[u8]),
+) -> Result<u64, Error> {
     let info = st.info().await.map_err(|e| Error::Read(e.to_string()))?;
     let (first, last) = (info.state.first_sequence, info.state.last_sequence);
     if info.state.messages == 0 || first > upto {
-        return Ok((0, Vec::new()));
+        return Ok(0);
     }
     let mut messages = ordered(st, filter, first).await?;
-    let (mut read, mut holding) = (0u64, Vec::new());
+    let mut read = 0u64;
     let end = upto.min(last);
     loop {
         let m = match tokio::time::timeout(Duration::from_secs(10), messages.next()).await {
@@ -518,19 +559,12 @@ pub(crate) async fn messages_holding(
             break;
         }
         read += 1;
-        let p: &[u8] = &m.payload;
-        if keep(m.subject.as_str())
-            && needles
-                .iter()
-                .any(|n| !n.is_empty() && p.windows(n.len()).any(|w| w == *n))
-        {
-            holding.push((seq, m.subject.to_string()));
-        }
+        each(seq, m.subject.as_str(), &m.payload);
         if seq == end || info.pending == 0 {
             break;
         }
     }
-    Ok((read, holding))
+    Ok(read)
 }
 
 /// Deletes messages from `st`; JetStream erases each one (overwrites its bytes on the servers'

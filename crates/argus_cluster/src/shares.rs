@@ -16,6 +16,7 @@ use crate::{Error, Log, SharedSnapshot};
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 #[cfg(test)]
@@ -105,6 +106,30 @@ const ERASURE_FLOOR: &str = "erasure-floor";
 /// The key of partition `p`'s share of the event numbered `seq`.
 pub fn share_key(seq: u64, p: u32) -> String {
     format!("{seq}.{p}")
+}
+
+/// A piece's first and last bytes, as many as a needle across its boundary may have on its side.
+type Edges = (Vec<u8>, Vec<u8>);
+
+/// The most pieces a share is stored in: a larger share is cut in larger pieces (which servers
+/// whose `max_payload` they pass refuse, and the share is retried for ever, logged). A head
+/// announcing more does not fit.
+pub const MAX_PIECES: u32 = 16_384;
+
+/// Keys of pieces: piece `i` of unit `u`'s share is stored under `<seq>.<PIECE_KEYS + u *
+/// MAX_PIECES + i>`, beyond every unit's own key (at most 257 units). The share's own key
+/// (`<seq>.<u>`) holds its head (how many pieces; `argus_server::shard::stored_form`).
+pub const PIECE_KEYS: u32 = 1 << 20;
+
+/// The key of piece `i` of unit `unit`'s share.
+pub fn piece_key(unit: u32, i: u32) -> u32 {
+    PIECE_KEYS + unit * MAX_PIECES + i
+}
+
+/// The unit and the piece's index of a piece's key; `None` for a unit's own key.
+pub fn piece_of(key: u32) -> Option<(u32, u32)> {
+    let k = key.checked_sub(PIECE_KEYS)?;
+    Some((k / MAX_PIECES, k % MAX_PIECES))
 }
 
 impl Log {
@@ -403,12 +428,14 @@ impl Shares {
 
     /// Erasure: purges every share of the events numbered up to `upto_event` that the bucket
     /// holds and whose bytes hold one of `needles` (later events' shares are the value's new
-    /// history). A key-value bucket's stream denies deleting a message by number, and that cannot
-    /// be changed once the bucket exists: each key is purged instead, which removes its value from
-    /// the stream (JetStream does not overwrite a purged value's bytes on disk, as it does a
-    /// deleted message's: they go when the servers compact the stream's blocks). Returns the
-    /// shares read and those purged. Reads the whole bucket (`share_retention` of every event's
-    /// shares).
+    /// history). A share stored in pieces is purged whole (its head and every piece) when a piece
+    /// holds a needle or two consecutive pieces hold one across their boundary. A key-value
+    /// bucket's stream denies deleting a message by number, and that cannot be changed once the
+    /// bucket exists: each key is purged instead, which removes its value from the stream
+    /// (JetStream does not overwrite a purged value's bytes on disk, as it does a deleted
+    /// message's: they go when the servers compact the stream's blocks). Returns the shares read
+    /// (values: heads and pieces count one each) and the keys purged. Reads the whole bucket
+    /// (`share_retention` of every event's shares).
     pub async fn erase_holding(
         &self,
         needles: &[&[u8]],
@@ -416,17 +443,65 @@ impl Shares {
     ) -> Result<(u64, u64), Error> {
         let mut st = self.stream().await?;
         let prefix = format!("$KV.{}.", self.kv.name);
-        let key = |subject: &str| subject.strip_prefix(&prefix).map(str::to_string);
-        let keep = |subject: &str| {
-            key(subject)
-                .and_then(|k| k.split('.').next().and_then(|s| s.parse::<u64>().ok()))
-                .is_some_and(|seq| seq <= upto_event)
-        };
-        let (read, holding) =
-            crate::messages_holding(&mut st, String::new(), u64::MAX, needles, &keep).await?;
+        // A needle across a boundary has at most `span` bytes on either side of it.
+        let span = needles
+            .iter()
+            .map(|n| n.len())
+            .max()
+            .unwrap_or(0)
+            .saturating_sub(1);
+        // Every key of the events up to the erasure that holds a needle whole; and per share in
+        // pieces, each piece's edges (its first and last `span` bytes) by index.
+        let mut whole: BTreeSet<(u64, u32)> = BTreeSet::new();
+        let mut pieced: HashMap<(u64, u32), BTreeMap<u32, Edges>> = HashMap::new();
+        let read = crate::scan_messages(&mut st, String::new(), u64::MAX, |subject, payload| {
+            let Some((seq, key)) = subject.strip_prefix(&prefix).and_then(|k| {
+                let (s, p) = k.split_once('.')?;
+                Some((s.parse::<u64>().ok()?, p.parse::<u32>().ok()?))
+            }) else {
+                return;
+            };
+            if seq > upto_event {
+                return;
+            }
+            let holds = crate::holds_any(payload, needles);
+            match piece_of(key) {
+                Some((unit, i)) => {
+                    let n = span.min(payload.len());
+                    pieced.entry((seq, unit)).or_default().insert(
+                        i,
+                        (payload[..n].to_vec(), payload[payload.len() - n..].to_vec()),
+                    );
+                    if holds {
+                        whole.insert((seq, unit));
+                    }
+                }
+                None if holds => {
+                    whole.insert((seq, key));
+                }
+                None => {}
+            }
+        })
+        .await?;
+        // A needle across the boundary of two consecutive pieces.
+        for (&share, pieces) in &pieced {
+            let mut it = pieces.iter().peekable();
+            while let Some((&i, (_, last))) = it.next() {
+                if let Some((&j, (first, _))) = it.peek() {
+                    if j == i + 1 && crate::holds_any(&[last.as_slice(), first].concat(), needles) {
+                        whole.insert(share);
+                    }
+                }
+            }
+        }
         let mut purged = 0;
-        for (_, subject) in holding {
-            if let Some(k) = key(&subject) {
+        for (seq, unit) in whole {
+            // The share's own key (whole, or its head), then its pieces.
+            let mut keys = vec![share_key(seq, unit)];
+            if let Some(pieces) = pieced.get(&(seq, unit)) {
+                keys.extend(pieces.keys().map(|&i| share_key(seq, piece_key(unit, i))));
+            }
+            for k in keys {
                 self.kv
                     .purge(&k)
                     .await

@@ -65,3 +65,67 @@ async fn the_erasure_floor_only_rises_and_shares_are_erased_up_to_the_erasure() 
     assert!(shares.get(4, 3).await.unwrap().is_none());
     assert!(shares.get(5, 3).await.unwrap().is_some());
 }
+
+/// A share stored in pieces (a head under the unit's key, its bytes under piece keys) is purged
+/// whole when the token lies across two pieces' boundary or inside one piece; a share whose pieces
+/// only come near it (the token's start at one piece's end, something else after) is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_in_pieces_is_purged_whole_when_the_token_lies_across_two_pieces() {
+    use argus_cluster::piece_key;
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_server, url)) = nats(dir.path()) else {
+        return;
+    };
+    let log = argus_cluster::Log::connect(&argus_cluster::Settings {
+        servers: vec![url.clone()],
+        stream: "piecestest".into(),
+        replicas: 1,
+        ack_timeout: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    let shares = log.shares(Duration::from_secs(60)).await.unwrap();
+    // (event, unit, pieces): the head first, then the pieces, as a node stores them.
+    let stored: [(u64, u32, &[&str]); 3] = [
+        (7, 2, &["aaaa", "bbbb tk_su", "bject cccc", "dddd"]),
+        (8, 2, &["aaaa", "bbbb tk_su", "nny cccc", "dddd"]),
+        (9, 5, &["aaaa", "b tk_subject b", "cccc"]),
+    ];
+    for (seq, unit, pieces) in stored {
+        shares
+            .put(seq, unit, Bytes::from_static(b"head"))
+            .await
+            .unwrap();
+        for (i, piece) in pieces.iter().enumerate() {
+            shares
+                .put(
+                    seq,
+                    piece_key(unit, i as u32),
+                    Bytes::from(piece.to_string()),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let (read, purged) = shares.erase_holding(&[b"tk_subject"], 9).await.unwrap();
+    assert_eq!(
+        (read, purged),
+        (14, 9),
+        "every value read; event 7's head and 4 pieces, event 9's head and 3 pieces purged"
+    );
+    for (seq, unit, pieces) in stored {
+        let gone = seq != 8;
+        assert_eq!(
+            shares.get(seq, unit).await.unwrap().is_none(),
+            gone,
+            "event {seq}'s head"
+        );
+        for i in 0..pieces.len() as u32 {
+            assert_eq!(
+                shares.get(seq, piece_key(unit, i)).await.unwrap().is_none(),
+                gone,
+                "event {seq}'s piece {i}"
+            );
+        }
+    }
+}

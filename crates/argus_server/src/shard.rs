@@ -1245,19 +1245,8 @@ const PIECED: [u8; 8] = [0xFF; 8];
 /// endian.
 const HEAD_LEN: usize = 20;
 
-/// The most pieces a share is stored in: a larger share is cut in larger pieces (which servers
-/// whose `max_payload` they pass refuse, and the share is retried for ever, logged). A head
-/// announcing more does not fit.
-pub const MAX_PIECES: u32 = 16_384;
-
-/// Keys of pieces: piece `i` of unit `u`'s share is stored under `<seq>.<PIECE_KEYS + u *
-/// MAX_PIECES + i>`, beyond every unit's own key (at most 257 units).
-pub const PIECE_KEYS: u32 = 1 << 20;
-
-/// The key of piece `i` of unit `unit`'s share.
-pub fn piece_key(unit: u32, i: u32) -> u32 {
-    PIECE_KEYS + unit * MAX_PIECES + i
-}
+/// The keys of pieces (in `argus_cluster`, whose erasure finds a token across two pieces).
+pub use argus_cluster::{piece_key, MAX_PIECES, PIECE_KEYS};
 
 /// A share's encoding as stored: whole (one value under the unit's key) when it takes at most
 /// `chunk` bytes; otherwise a head under the unit's key and pieces of at most `chunk` bytes under
