@@ -2574,6 +2574,85 @@ fn erasure_finished_by_the_duties_holder(sharded: bool) {
     );
 }
 
+/// An erasure whose steps after its entry fail on the asking node, which holds the `duties` lease
+/// itself: its client gets `503 erasure_incomplete`, and the node goes on as a duties holder does
+/// for an asking node that died, erasing the stream's entries once `erasure_grace` has passed.
+/// Before, nobody did: the other nodes wait for the duties holder, and the asking one had
+/// handed its answer on.
+#[test]
+fn an_erasure_whose_steps_fail_on_the_asking_node_holding_duties_is_finished_by_it() {
+    let _serial = serial();
+    if !nats_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path());
+    let urls = nats.urls();
+    let config = email_config(dir.path());
+    let env = [
+        ("ARGUS_CLUSTER_LEASE_TTL", "2s"),
+        ("ARGUS_CLUSTER_ERASURE_GRACE", "2s"),
+    ];
+    let duties = "argus_cluster_leases_held{lease=\"duties\"}";
+    let mut with_failure = env.to_vec();
+    with_failure.push(("ARGUS_TEST_ERASURE_FAIL_ONCE", "1"));
+    let a = Node::start_env(&dir.path().join("a"), Some(&urls), &config, &with_failure);
+    let t = Instant::now();
+    while metric(&a, duties) < 1.0 {
+        assert!(t.elapsed() < Duration::from_secs(60), "a never held duties");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let b = Node::start_env(&dir.path().join("b"), Some(&urls), &config, &env);
+    let mut rng = Rng(41);
+    for e in events(40, 0, "u", 10, &mut rng) {
+        post(&b.addr, &e);
+    }
+    let victim = "failing@example.com";
+    let t0 = argus_event::time::format_rfc3339(1_795_000_000_000 + 41 * 1_500);
+    post(&b.addr, &json!({"id": "failing-1", "type": "account.register", "time": t0, "actor": "failing", "data": {"email": victim, "device": "df1", "ip": "81.2.0.8", "country": "GB"}}).to_string());
+    caught_up(&[&a, &b], log_len(&[&a]));
+    let token = http(&a.addr, "GET", &format!("/v1/entities/email/{victim}"), "")
+        .unwrap()
+        .1["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(token.starts_with("tk_"));
+    assert_eq!(metric(&b, duties), 0.0, "a holds duties");
+    let body =
+        json!({"kind": "email", "value": victim, "reason": "GDPR art. 17 request 90"}).to_string();
+    let (st, v) = http(&a.addr, "POST", "/v1/erasure", &body).unwrap();
+    assert_eq!(st, 503, "{v}");
+    assert_eq!(v["error"]["code"], "erasure_incomplete", "{v}");
+    // The premise: the failed try erased nothing from the stream.
+    assert!(
+        !stream_entries_holding(&urls, &token).is_empty(),
+        "the stream no longer held the token after the failed try"
+    );
+    let t = Instant::now();
+    while !stream_entries_holding(&urls, &token).is_empty() {
+        if t.elapsed() > Duration::from_secs(60) {
+            print_logs(&[&a, &b], 15);
+            panic!("the stream still holds the token 60 s after the failed try");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let took = t.elapsed();
+    let said = std::fs::read_to_string(a.data.with_extension("stderr")).unwrap_or_default();
+    assert!(
+        said.contains("this node (duties) erases the entries"),
+        "a did not do it"
+    );
+    for n in [&a, &b] {
+        let left = common::files_containing(&n.data, token.as_bytes());
+        assert!(left.is_empty(), "the token is in {left:?}");
+    }
+    eprintln!(
+        "erasure finished by the asking node on duty {} ms after its failed try",
+        took.as_millis()
+    );
+}
+
 /// Found by review: a node of a cluster in console mode, restarted, decided the entries it caught up
 /// on with its policy files until an install entry reached it again, while the others had decided
 /// them with the stored version they ran. The version a node runs is now kept in the cursor record

@@ -1006,26 +1006,43 @@ async fn after_erasure(
     // When the stream's entries have not been erased `[cluster] erasure_grace` on (a minute by
     // default: the asking node died, its request was dropped, or its own part failed), the node
     // holding the duties lease then does it: so the erasure's own entry, which links the token to
-    // its pseudonym, does not stay in the stream. Every node but an asking one that went on waits,
-    // and checks again every 30 s for 10 minutes (the lease may move meanwhile).
+    // its pseudonym, does not stay in the stream. Every node but an asking one that went on waits
+    // (the asking one, when its steps fail, goes on the same way: `erasure::erase`).
     let (Some(node), Some(c)) = (
         st.cluster.clone().filter(|_| !handed_on),
         st.settings.cluster.as_ref(),
     ) else {
         return;
     };
-    tokio::time::sleep(c.erasure_grace()).await;
+    let at = (entry, sequence);
+    finish_on_duty(&st, &node, &token, &pseudonym, "", at, c.erasure_grace()).await;
+}
+
+/// The steps of the erasure at `at` (its entry, the engine's sequence number then) that nobody
+/// finished: once `wait` has passed, and then every 30 s for 10 minutes, while the stream still
+/// holds the erasure's entry, this node does them if it holds the `duties` lease (which may move
+/// meanwhile). `value`: the clear value, which only the asking node knows ("" elsewhere: the
+/// entries holding the token are found all the same).
+pub(crate) async fn finish_on_duty(
+    st: &AppState,
+    node: &Arc<Node>,
+    token: &str,
+    pseudonym: &str,
+    value: &str,
+    at: (u64, u64),
+    wait: Duration,
+) {
+    let entry = at.0;
+    tokio::time::sleep(wait).await;
     for _ in 0..20 {
         match node.log.entry_exists(entry).await {
             Ok(false) => return,
-            Ok(true) if on_duty(&st) => {
+            Ok(true) if on_duty(st) => {
                 tracing::warn!(
                     entry,
                     "erasure: the stream still holds the erasure's entry; this node (duties) erases the entries"
                 );
-                let at = (entry, sequence);
-                match crate::erasure::finish_in_cluster(&st, &node, &token, &pseudonym, "", at)
-                    .await
+                match crate::erasure::finish_in_cluster(st, node, token, pseudonym, value, at).await
                 {
                     Ok(found) => {
                         tracing::info!(entry, %found, "erasure: the stream's entries erased");

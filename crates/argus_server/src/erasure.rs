@@ -263,7 +263,29 @@ async fn in_cluster(
                 ));
             };
             let at = (entry, sequence.unwrap_or(0));
-            finish_in_cluster(&st, &node, &token, &pseudonym, &value, at).await
+            let done = if test_fail_once() {
+                Err(incomplete(
+                    "ARGUS_TEST_ERASURE_FAIL_ONCE: the asking node's first try fails (testing only)"
+                        .into(),
+                ))
+            } else {
+                finish_in_cluster(&st, &node, &token, &pseudonym, &value, at).await
+            };
+            if done.is_err() {
+                // Its client is told to repeat the request; meanwhile the node holding the
+                // `duties` lease does the rest after `erasure_grace`, as when an asking node
+                // dies — this one too, when it holds the lease (before, nobody did).
+                if let Some(c) = st.settings.cluster.as_ref() {
+                    let (st, wait) = (st.clone(), c.erasure_grace());
+                    tokio::spawn(async move {
+                        crate::cluster::finish_on_duty(
+                            &st, &node, &token, &pseudonym, &value, at, wait,
+                        )
+                        .await
+                    });
+                }
+            }
+            done
         }
     });
     let scrubbed = scrub_cases(st, &token, &pseudonym, &b.value, &mut found).await;
@@ -309,6 +331,14 @@ pub(crate) async fn finish_in_cluster(
         "stream_entries_erased": erased,
         "nodes": nodes,
     }))
+}
+
+/// `ARGUS_TEST_ERASURE_FAIL_ONCE=1`, for tests: the first erasure's steps after its entry fail on
+/// the asking node, as when the NATS servers do not answer then.
+fn test_fail_once() -> bool {
+    static FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    std::env::var("ARGUS_TEST_ERASURE_FAIL_ONCE").is_ok_and(|v| v == "1")
+        && !FAILED.swap(true, std::sync::atomic::Ordering::SeqCst)
 }
 
 /// The answer for a part of a cluster's erasure that could not be done now.
