@@ -874,6 +874,16 @@ fn failover_under_load(sharded: bool, rounds: usize, per_round: usize) {
             let len = log_len(&refs);
             caught_up(&[&nodes[victim]], len);
             node_resume.push(t.elapsed());
+            if t.elapsed() > Duration::from_secs(2) {
+                // Why a restart was slow (its log since the restart: the file is new each start).
+                let said = std::fs::read_to_string(nodes[victim].data.with_extension("stderr"))
+                    .unwrap_or_default();
+                let lines: Vec<&str> = said.lines().filter(|l| !l.contains(" INFO ")).collect();
+                eprintln!(
+                    "restart {} ms; the node's warnings since: {lines:#?}",
+                    t.elapsed().as_millis()
+                );
+            }
         } else {
             nats.up(victim);
         }

@@ -229,6 +229,10 @@ impl Log {
                     }
                     tries += 1;
                     tracing::warn!("waiting for the JetStream stream `{}` at {servers}: {msg} (a NATS server with JetStream enabled must be listening there)", s.stream);
+                    if msg.contains("timed out") {
+                        // The server this node is on may have just restarted (see `reconnect`).
+                        let _ = js.client().force_reconnect().await;
+                    }
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
@@ -257,6 +261,32 @@ impl Log {
             replicas: s.replicas.max(1),
             gaps,
         })
+    }
+
+    /// Connects to another server of the list (one chosen at random, as at start) and waits up to
+    /// 2 s for the new connection. For a JetStream request that timed out while the node starts:
+    /// a NATS server that has just restarted answers none until it has caught up with its
+    /// cluster, and a node connected to it would otherwise wait that long (one request timeout
+    /// after another: 2.5 to 7.5 s in the failover test's restarts), while requests through
+    /// another server pass at once. The connection's subscriptions are made again on the new one.
+    pub async fn reconnect(&self) {
+        let client = self.js.client();
+        let was = client.server_info().port;
+        if client.force_reconnect().await.is_err() {
+            return;
+        }
+        let t = std::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        while client.connection_state() != async_nats::connection::State::Connected
+            && t.elapsed() < Duration::from_secs(2)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::warn!(
+            from_port = was,
+            to_port = client.server_info().port,
+            "reconnected to a NATS server"
+        );
     }
 
     /// How many times this node's connection lost plain NATS messages (a disconnection, a

@@ -1192,7 +1192,7 @@ pub async fn bootstrap(
     }
     // JetStream may be electing a leader (a server just died): "no responders" and timeouts pass
     // within seconds, so the fetch is tried again for up to a minute, as the connection is.
-    let fetched = patiently("fetching the shared snapshot", || log.fetch_snapshot())
+    let fetched = patiently(log, "fetching the shared snapshot", || log.fetch_snapshot())
         .await
         .map_err(|e| e.to_string())?;
     let Some((at, bytes)) = fetched else {
@@ -1317,8 +1317,13 @@ pub async fn hold_lease(
 /// `f`, tried again every half second for up to a minute while it fails in a way that passes:
 /// JetStream answers "no responders" or times out while a cluster that just started (or lost a
 /// server) elects the leaders of its buckets. A node started then waits instead of exiting.
-/// What cannot pass (another cluster's shape, a refused connection) is returned at once.
+/// What cannot pass (another cluster's shape, a refused connection) is returned at once. After a
+/// request that timed out, the node connects to another server first ([`Log::reconnect`]): the
+/// one it is on may have just restarted, and answer nothing until it has caught up.
+///
+/// [`Log::reconnect`]: argus_cluster::Log::reconnect
 pub(crate) async fn patiently<T, Fut>(
+    log: &argus_cluster::Log,
     what: &str,
     mut f: impl FnMut() -> Fut,
 ) -> Result<T, argus_cluster::Error>
@@ -1334,8 +1339,13 @@ where
                 | argus_cluster::Error::AckTimeout(_)),
             ) if tries < 120 => {
                 tries += 1;
-                tracing::warn!("{what}: {e}; trying again");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                if e.to_string().contains("timed out") {
+                    tracing::warn!("{what}: {e}; trying again through another NATS server");
+                    log.reconnect().await;
+                } else {
+                    tracing::warn!("{what}: {e}; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
             }
             r => return r,
         }

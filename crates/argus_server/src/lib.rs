@@ -306,15 +306,15 @@ pub async fn serve(
                     cfg.features.fingerprint(),
                     cfg.secret_fingerprint
                 );
-                crate::cluster::patiently("checking the cluster's shape", || {
+                crate::cluster::patiently(&log, "checking the cluster's shape", || {
                     log.check_shape(&shape)
                 })
                 .await?;
-                let s = crate::cluster::patiently("opening the shares' bucket", || {
+                let s = crate::cluster::patiently(&log, "opening the shares' bucket", || {
                     shard::Shard::connect(log.clone(), name.clone(), n, units, c.share_retention())
                 })
                 .await?;
-                let own = crate::cluster::patiently("opening the owners' bucket", || {
+                let own = crate::cluster::patiently(&log, "opening the owners' bucket", || {
                     log.ownership(&name, units as u32, c.lease_ttl())
                 })
                 .await?;
