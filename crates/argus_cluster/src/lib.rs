@@ -263,12 +263,13 @@ impl Log {
         })
     }
 
-    /// Connects to another server of the list (one chosen at random, as at start) and waits up to
-    /// 2 s for the new connection. For a JetStream request that timed out while the node starts:
-    /// a NATS server that has just restarted answers none until it has caught up with its
-    /// cluster, and a node connected to it would otherwise wait that long (one request timeout
-    /// after another: 2.5 to 7.5 s in the failover test's restarts), while requests through
-    /// another server pass at once. The connection's subscriptions are made again on the new one.
+    /// Connects again, to a server of the list chosen at random as at start (the same one, one
+    /// time in three with three servers), and waits up to 2 s for the new connection. For a
+    /// JetStream request that timed out while the node starts: a NATS server that has just
+    /// restarted answers none until it has caught up with its cluster, and a node connected to
+    /// it would otherwise wait that long (one request timeout, `ack_timeout`, after another),
+    /// while requests through another server pass at once. Subscriptions are made again on the
+    /// new connection (at start there are none yet).
     pub async fn reconnect(&self) {
         let client = self.js.client();
         let was = client.server_info().port;
@@ -276,7 +277,8 @@ impl Log {
             return;
         }
         let t = std::time::Instant::now();
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The client handles the request on its own task: until then it still says connected.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         while client.connection_state() != async_nats::connection::State::Connected
             && t.elapsed() < Duration::from_secs(2)
         {

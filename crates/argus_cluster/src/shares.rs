@@ -429,7 +429,9 @@ impl Shares {
     /// Erasure: purges every share of the events numbered up to `upto_event` that the bucket
     /// holds and whose bytes hold one of `needles` (later events' shares are the value's new
     /// history). A share stored in pieces is purged whole (its head and every piece) when a piece
-    /// holds a needle or two consecutive pieces hold one across their boundary. A key-value
+    /// holds a needle, two consecutive pieces hold one across their boundary, or a piece is
+    /// missing (a needle of at least a piece's size and 2 bytes, across three pieces, is not
+    /// seen). A key-value
     /// bucket's stream denies deleting a message by number, and that cannot be changed once the
     /// bucket exists: each key is purged instead, which removes its value from the stream
     /// (JetStream does not overwrite a purged value's bytes on disk, as it does a deleted
@@ -483,12 +485,20 @@ impl Shares {
             }
         })
         .await?;
-        // A needle across the boundary of two consecutive pieces.
         for (&share, pieces) in &pieced {
-            let mut it = pieces.iter().peekable();
-            while let Some((&i, (_, last))) = it.next() {
-                if let Some((&j, (first, _))) = it.peek() {
-                    if j == i + 1 && crate::holds_any(&[last.as_slice(), first].concat(), needles) {
+            // A share whose pieces do not run from 0 without a gap cannot be read, and may be
+            // what an earlier erasure left when it stopped part-way (the pieces are purged in
+            // order): a needle across the boundary with a purged piece would go unseen. Purged
+            // whole.
+            if pieces.keys().copied().ne(0..pieces.len() as u32) {
+                whole.insert(share);
+                continue;
+            }
+            // A needle across the boundary of two consecutive pieces.
+            let mut it = pieces.values().peekable();
+            while let Some((_, last)) = it.next() {
+                if let Some((first, _)) = it.peek() {
+                    if crate::holds_any(&[last.as_slice(), first].concat(), needles) {
                         whole.insert(share);
                     }
                 }
@@ -496,11 +506,15 @@ impl Shares {
         }
         let mut purged = 0;
         for (seq, unit) in whole {
-            // The share's own key (whole, or its head), then its pieces.
-            let mut keys = vec![share_key(seq, unit)];
-            if let Some(pieces) = pieced.get(&(seq, unit)) {
-                keys.extend(pieces.keys().map(|&i| share_key(seq, piece_key(unit, i))));
-            }
+            // The pieces in order, then the share's own key (whole, or its head): an erasure
+            // stopped part-way leaves a share that the next one purges whole (above).
+            let mut keys: Vec<String> = pieced
+                .get(&(seq, unit))
+                .into_iter()
+                .flat_map(|p| p.keys())
+                .map(|&i| share_key(seq, piece_key(unit, i)))
+                .collect();
+            keys.push(share_key(seq, unit));
             for k in keys {
                 self.kv
                     .purge(&k)

@@ -66,9 +66,11 @@ async fn the_erasure_floor_only_rises_and_shares_are_erased_up_to_the_erasure() 
     assert!(shares.get(5, 3).await.unwrap().is_some());
 }
 
-/// A share stored in pieces (a head under the unit's key, its bytes under piece keys) is purged
-/// whole when the token lies across two pieces' boundary or inside one piece; a share whose pieces
-/// only come near it (the token's start at one piece's end, something else after) is kept.
+/// A share stored in pieces (a head under the unit's key, its bytes under piece keys, stored here
+/// in any order) is purged whole when the token lies across two pieces' boundary (however it is
+/// split) or inside one piece, and so is one whose pieces have a gap (what an erasure stopped
+/// part-way leaves: it purges the pieces in order); a share whose pieces only come near the token
+/// (its start at one piece's end, something else after), and one of a later event, are kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_share_in_pieces_is_purged_whole_when_the_token_lies_across_two_pieces() {
     use argus_cluster::piece_key;
@@ -85,24 +87,44 @@ async fn a_share_in_pieces_is_purged_whole_when_the_token_lies_across_two_pieces
     .await
     .unwrap();
     let shares = log.shares(Duration::from_secs(60)).await.unwrap();
-    // (event, unit, pieces): the head first, then the pieces, as a node stores them.
-    let stored: [(u64, u32, &[&str]); 3] = [
-        (7, 2, &["aaaa", "bbbb tk_su", "bject cccc", "dddd"]),
-        (8, 2, &["aaaa", "bbbb tk_su", "nny cccc", "dddd"]),
-        (9, 5, &["aaaa", "b tk_subject b", "cccc"]),
+    // (event, unit, pieces by index, in the order stored, whether the erasure up to event 9
+    // purges it): the head is stored first.
+    type Stored = (u64, u32, &'static [(u32, &'static str)], bool);
+    let stored: [Stored; 5] = [
+        (
+            7,
+            2,
+            &[
+                (3, "dddd"),
+                (1, "bbbb tk_subjec"),
+                (0, "aaaa"),
+                (2, "t cccc"),
+            ],
+            true,
+        ),
+        (
+            8,
+            2,
+            &[(0, "aaaa"), (1, "bbbb tk_su"), (2, "nny cccc"), (3, "dddd")],
+            false,
+        ),
+        (
+            9,
+            5,
+            &[(0, "aaaa"), (1, "b tk_subject b"), (2, "cccc")],
+            true,
+        ),
+        (10, 2, &[(0, "xx tk_sub"), (1, "ject yy")], false),
+        (6, 3, &[(1, "bbbb"), (2, "cccc")], true),
     ];
-    for (seq, unit, pieces) in stored {
+    for (seq, unit, pieces, _) in stored {
         shares
             .put(seq, unit, Bytes::from_static(b"head"))
             .await
             .unwrap();
-        for (i, piece) in pieces.iter().enumerate() {
+        for (i, piece) in pieces {
             shares
-                .put(
-                    seq,
-                    piece_key(unit, i as u32),
-                    Bytes::from(piece.to_string()),
-                )
+                .put(seq, piece_key(unit, *i), Bytes::from(piece.to_string()))
                 .await
                 .unwrap();
         }
@@ -110,19 +132,22 @@ async fn a_share_in_pieces_is_purged_whole_when_the_token_lies_across_two_pieces
     let (read, purged) = shares.erase_holding(&[b"tk_subject"], 9).await.unwrap();
     assert_eq!(
         (read, purged),
-        (14, 9),
-        "every value read; event 7's head and 4 pieces, event 9's head and 3 pieces purged"
+        (20, 12),
+        "every value read; events 7 (its head and 4 pieces), 9 (its head and 3) and 6 (its head and 2) purged"
     );
-    for (seq, unit, pieces) in stored {
-        let gone = seq != 8;
+    for (seq, unit, pieces, gone) in stored {
         assert_eq!(
             shares.get(seq, unit).await.unwrap().is_none(),
             gone,
             "event {seq}'s head"
         );
-        for i in 0..pieces.len() as u32 {
+        for (i, _) in pieces {
             assert_eq!(
-                shares.get(seq, piece_key(unit, i)).await.unwrap().is_none(),
+                shares
+                    .get(seq, piece_key(unit, *i))
+                    .await
+                    .unwrap()
+                    .is_none(),
                 gone,
                 "event {seq}'s piece {i}"
             );

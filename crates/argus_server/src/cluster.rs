@@ -1191,7 +1191,7 @@ pub async fn bootstrap(
         return Ok(None);
     }
     // JetStream may be electing a leader (a server just died): "no responders" and timeouts pass
-    // within seconds, so the fetch is tried again for up to a minute, as the connection is.
+    // within seconds, so the fetch is tried again (120 times), as the connection's first requests are.
     let fetched = patiently(log, "fetching the shared snapshot", || log.fetch_snapshot())
         .await
         .map_err(|e| e.to_string())?;
@@ -1314,12 +1314,14 @@ pub async fn hold_lease(
     }
 }
 
-/// `f`, tried again every half second for up to a minute while it fails in a way that passes:
+/// `f`, tried again (120 times: every half second, or at once through a new connection after a
+/// timeout) while it fails in a way that passes:
 /// JetStream answers "no responders" or times out while a cluster that just started (or lost a
 /// server) elects the leaders of its buckets. A node started then waits instead of exiting.
 /// What cannot pass (another cluster's shape, a refused connection) is returned at once. After a
-/// request that timed out, the node connects to another server first ([`Log::reconnect`]): the
-/// one it is on may have just restarted, and answer nothing until it has caught up.
+/// request that timed out, the node connects again, to a server chosen at random
+/// ([`Log::reconnect`]): the one it is on may have just restarted, and answer nothing until it
+/// has caught up.
 ///
 /// [`Log::reconnect`]: argus_cluster::Log::reconnect
 pub(crate) async fn patiently<T, Fut>(
@@ -1340,7 +1342,7 @@ where
             ) if tries < 120 => {
                 tries += 1;
                 if e.to_string().contains("timed out") {
-                    tracing::warn!("{what}: {e}; trying again through another NATS server");
+                    tracing::warn!("{what}: {e}; connecting again (to a NATS server chosen at random) and trying again");
                     log.reconnect().await;
                 } else {
                     tracing::warn!("{what}: {e}; trying again");
