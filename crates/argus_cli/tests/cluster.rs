@@ -2444,6 +2444,30 @@ fn signal(n: &Node, sig: &str) {
     assert!(ok, "kill -{sig} {pid}");
 }
 
+/// The metric of the `duties` lease, 1 on the node holding it.
+const DUTIES: &str = "argus_cluster_leases_held{lease=\"duties\"}";
+
+/// Waits (up to 60 s) until node `a` holds the `duties` lease.
+fn holds_duties(a: &Node) {
+    let t = Instant::now();
+    while metric(a, DUTIES) < 1.0 {
+        assert!(t.elapsed() < Duration::from_secs(60), "a never held duties");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The token an email is kept as, from node `n`'s entity view.
+fn email_token(n: &Node, email: &str) -> String {
+    let token = http(&n.addr, "GET", &format!("/v1/entities/email/{email}"), "")
+        .unwrap()
+        .1["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(token.starts_with("tk_"), "{token}");
+    token
+}
+
 /// An erasure whose asking node dies after every other node applied its entry and before it erased
 /// the stream's entries: the node holding the `duties` lease erases them once `erasure_grace` has
 /// passed. Node c is stopped (SIGSTOP) while the erasure is asked of b: b waits for c's report
@@ -2479,13 +2503,9 @@ fn erasure_finished_by_the_duties_holder(sharded: bool) {
     if sharded {
         env.push(("ARGUS_CLUSTER_PARTITIONS", "24"));
     }
-    let duties = "argus_cluster_leases_held{lease=\"duties\"}";
+    let duties = DUTIES;
     let a = Node::start_env(&dir.path().join("a"), Some(&urls), &config, &env);
-    let t = Instant::now();
-    while metric(&a, duties) < 1.0 {
-        assert!(t.elapsed() < Duration::from_secs(60), "a never held duties");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    holds_duties(&a);
     let mut b = Node::start_env(&dir.path().join("b"), Some(&urls), &config, &env);
     let c = Node::start_env(&dir.path().join("c"), Some(&urls), &config, &env);
     let mut rng = Rng(31);
@@ -2496,13 +2516,7 @@ fn erasure_finished_by_the_duties_holder(sharded: bool) {
     let t0 = argus_event::time::format_rfc3339(1_795_000_000_000 + 61 * 1_500);
     post(&a.addr, &json!({"id": "gone-1", "type": "account.register", "time": t0, "actor": "gone", "data": {"email": victim, "device": "dg1", "ip": "81.2.0.7", "country": "GB"}}).to_string());
     caught_up(&[&a, &b, &c], log_len(&[&a]));
-    let token = http(&a.addr, "GET", &format!("/v1/entities/email/{victim}"), "")
-        .unwrap()
-        .1["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(token.starts_with("tk_"));
+    let token = email_token(&a, victim);
     assert_eq!(
         metric(&b, duties) + metric(&c, duties),
         0.0,
@@ -2603,15 +2617,11 @@ fn an_erasure_whose_steps_fail_on_the_asking_node_holding_duties_is_finished_by_
         ("ARGUS_CLUSTER_LEASE_TTL", "2s"),
         ("ARGUS_CLUSTER_ERASURE_GRACE", "2s"),
     ];
-    let duties = "argus_cluster_leases_held{lease=\"duties\"}";
+    let duties = DUTIES;
     let mut with_failure = env.to_vec();
     with_failure.push(("ARGUS_TEST_ERASURE_FAIL_ONCE", "1"));
     let a = Node::start_env(&dir.path().join("a"), Some(&urls), &config, &with_failure);
-    let t = Instant::now();
-    while metric(&a, duties) < 1.0 {
-        assert!(t.elapsed() < Duration::from_secs(60), "a never held duties");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    holds_duties(&a);
     let b = Node::start_env(&dir.path().join("b"), Some(&urls), &config, &env);
     let mut rng = Rng(41);
     for e in events(40, 0, "u", 10, &mut rng) {
@@ -2621,13 +2631,7 @@ fn an_erasure_whose_steps_fail_on_the_asking_node_holding_duties_is_finished_by_
     let t0 = argus_event::time::format_rfc3339(1_795_000_000_000 + 41 * 1_500);
     post(&b.addr, &json!({"id": "failing-1", "type": "account.register", "time": t0, "actor": "failing", "data": {"email": victim, "device": "df1", "ip": "81.2.0.8", "country": "GB"}}).to_string());
     caught_up(&[&a, &b], log_len(&[&a]));
-    let token = http(&a.addr, "GET", &format!("/v1/entities/email/{victim}"), "")
-        .unwrap()
-        .1["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(token.starts_with("tk_"));
+    let token = email_token(&a, victim);
     assert_eq!(metric(&b, duties), 0.0, "a holds duties");
     let body =
         json!({"kind": "email", "value": victim, "reason": "GDPR art. 17 request 90"}).to_string();
