@@ -528,7 +528,7 @@ pub(crate) async fn messages_holding(
     keep: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<(u64, Vec<(u64, String)>), Error> {
     let mut holding = Vec::new();
-    let read = scan_messages_numbered(st, filter, upto, |seq, subject, payload| {
+    let read = scan_messages(st, filter, upto, |seq, subject, payload| {
         if keep(subject) && holds_any(payload, needles) {
             holding.push((seq, subject.to_string()));
         }
@@ -545,21 +545,9 @@ pub(crate) fn holds_any(bytes: &[u8], needles: &[&[u8]]) -> bool {
 }
 
 /// Reads `st`'s messages (those of `filter`; every one when empty) from its first to `upto` (or
-/// its last), handing each one's subject and payload to `each`. Returns how many were read.
+/// its last), handing each one's stream sequence number, subject and payload to `each`. Returns
+/// how many were read.
 pub(crate) async fn scan_messages(
-    st: &mut stream::Stream,
-    filter: String,
-    upto: u64,
-    mut each: impl FnMut(&str, &[u8]),
-) -> Result<u64, Error> {
-    scan_messages_numbered(st, filter, upto, |_, subject, payload| {
-        each(subject, payload)
-    })
-    .await
-}
-
-/// [`scan_messages`], with each message's stream sequence number.
-async fn scan_messages_numbered(
     st: &mut stream::Stream,
     filter: String,
     upto: u64,

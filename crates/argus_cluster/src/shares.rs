@@ -456,7 +456,7 @@ impl Shares {
         // pieces, each piece's edges (its first and last `span` bytes) by index.
         let mut whole: BTreeSet<(u64, u32)> = BTreeSet::new();
         let mut pieced: HashMap<(u64, u32), BTreeMap<u32, Edges>> = HashMap::new();
-        let read = crate::scan_messages(&mut st, String::new(), u64::MAX, |subject, payload| {
+        let read = crate::scan_messages(&mut st, String::new(), u64::MAX, |_, subject, payload| {
             let Some((seq, key)) = subject.strip_prefix(&prefix).and_then(|k| {
                 let (s, p) = k.split_once('.')?;
                 Some((s.parse::<u64>().ok()?, p.parse::<u32>().ok()?))

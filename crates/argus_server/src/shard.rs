@@ -1246,7 +1246,7 @@ const PIECED: [u8; 8] = [0xFF; 8];
 const HEAD_LEN: usize = 20;
 
 /// The keys of pieces (in `argus_cluster`, whose erasure finds a token across two pieces).
-pub use argus_cluster::{piece_key, MAX_PIECES, PIECE_KEYS};
+use argus_cluster::{piece_key, MAX_PIECES, PIECE_KEYS};
 
 /// A share's encoding as stored: whole (one value under the unit's key) when it takes at most
 /// `chunk` bytes; otherwise a head under the unit's key and pieces of at most `chunk` bytes under
