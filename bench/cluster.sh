@@ -305,6 +305,9 @@ read -r a1 _ <<<"$(accepted "${SH[0]}")"
 cpu_report $((a1 - a0)) "$PID_sa" "$PID_sb" "$PID_sc"
 perf_stop sharded
 check shsat3 "$reqs" "${SH[0]}" "$a0" "$d0"
+# Shares announced and the messages they took, every node since it started (a binary from before
+# batched announcements has neither counter: 0).
+for u in "${SH[@]}"; do curl -s -m 5 "$u/metrics" | awk -v u="${u##*:}" '/^argus_shard_shares_announced_total /{s=$2} /^argus_shard_announce_messages_total /{m=$2} END { printf "  node %s: %d shares announced in %d messages (%.1f a message)\n", u, s, m, (m > 0 ? s / m : 0) }'; done
 # Per node: shares read by key, seconds waited for shares, core groups and their seconds.
 snapm() { for u in "${SH[@]}"; do echo "$u $(curl -s -m 5 "$u/metrics" | awk '/^argus_shard_share_reads_total[ {]/{r+=$NF} /^argus_shard_wait_seconds_sum /{w=$2} /^argus_core_group_seconds_count /{g=$2} /^argus_core_group_seconds_sum /{gs=$2} /^argus_shard_publish_seconds_count /{pc=$2} /^argus_shard_publish_seconds_sum /{ps=$2} END {print r+0, w+0, g+0, gs+0, pc+0, ps+0}')"; done; }
 for grow in $GROW; do

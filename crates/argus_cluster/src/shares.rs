@@ -4,7 +4,8 @@
 //!
 //! - **Shares** live in the key-value bucket `<stream>-shares` under the key `<seq>.<partition>`
 //!   (`seq`: the event's sequence number, the same on every node that applies the same log), kept
-//!   for `keep`. Their owner sends each on plain NATS before it stores it ([`Shares::announce`]),
+//!   for `keep`. Their owner sends them on plain NATS before it stores them, many to a message
+//!   ([`Shares::announce_many`]),
 //!   and says which it has stored once they are ([`Shares::confirm`]); a node takes them as they
 //!   are announced ([`Shares::follow_announced`]) and, when it missed one or is behind (catching
 //!   up after a restart), by key ([`Shares::get`]). Two owners of one partition (a lease changing
@@ -32,6 +33,44 @@ mod tests {
             },
             held: held.to_vec(),
         }
+    }
+
+    /// A batch of announced shares reads back as the shares it was made of, cut into messages of at
+    /// most `max` bytes (a larger share alone); a message cut short, or whose length passes its
+    /// end, yields the shares before that and never panics.
+    #[test]
+    fn announced_shares_read_back_in_batches_and_a_cut_loses_only_what_follows_it() {
+        let shares: Vec<(u64, u32, Bytes)> = vec![
+            (7, 3, Bytes::from_static(b"seven")),
+            (7, 24, Bytes::from_static(b"")),
+            (8, 3, Bytes::from(vec![b'x'; 100])),
+            (u64::MAX, u32::MAX, Bytes::from_static(b"last")),
+        ];
+        let one = announcements(&shares, 1 << 20);
+        assert_eq!(one.len(), 1);
+        assert_eq!(announced(&Bytes::from(one[0].clone())), shares);
+        // 16 + 5 + 16 + 0 = 37 bytes fit in 40; the 116-byte share goes alone; then the last.
+        let msgs = announcements(&shares, 40);
+        assert_eq!(
+            msgs.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![37, 116, 20]
+        );
+        let back: Vec<_> = msgs
+            .iter()
+            .flat_map(|m| announced(&Bytes::from(m.clone())))
+            .collect();
+        assert_eq!(back, shares);
+        assert!(announcements(&[], 40).is_empty());
+        let whole = Bytes::from(one[0].clone());
+        for cut in 0..whole.len() {
+            let got = announced(&whole.slice(..cut));
+            assert!(got.len() <= shares.len());
+            assert_eq!(got[..], shares[..got.len()], "cut at {cut}");
+        }
+        // A length past the end: the share and the rest are dropped, nothing before them.
+        let mut bad = one[0].clone();
+        bad[16 + 5 + 12..16 + 5 + 16].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(announced(&Bytes::from(bad)), shares[..1].to_vec());
     }
 
     #[test]
@@ -573,23 +612,50 @@ impl Shares {
             .map_err(|e| Error::Read(e.to_string()))
     }
 
-    /// The plain NATS subject of partition `p`'s share of event `seq` (see [`announce`](Self::announce)).
+    /// The plain NATS subject of partition `p`'s share of event `seq`, one share a message (what
+    /// releases before batched announcements sent; still taken, for a rolling upgrade).
     fn fast_subject(&self, seq: u64, p: u32) -> String {
         format!("_ARGUS_SHARES.{}.{seq}.{p}", self.kv.name)
     }
 
     /// Sends partition `p`'s share of event `seq` to the nodes listening now, before it is stored:
-    /// plain NATS, at most once, not replicated. A waiting node takes it as it takes a stored one,
-    /// a round trip to the bucket's replicas sooner; what it misses it reads from the bucket. Nodes
-    /// may decide with it before it is stored, so the receivers keep it until its owner
-    /// [confirms](Self::confirm) it stored, and store it themselves when no confirmation comes
-    /// (`create`; the server's `Shard::store_unconfirmed`).
+    /// plain NATS, at most once, not replicated, one message for this share alone (as releases
+    /// before [`announce_many`](Self::announce_many) did; kept for tests of a rolling upgrade).
     pub async fn announce(&self, seq: u64, p: u32, value: Bytes) -> Result<(), Error> {
         self.js
             .client()
             .publish(self.fast_subject(seq, p), value)
             .await
             .map_err(|e| Error::Append(e.to_string()))
+    }
+
+    /// Sends `shares` (event, key, bytes) to the nodes listening now, before they are stored: plain
+    /// NATS, at most once, not replicated, as few messages as hold them at `max` bytes each (a share
+    /// larger than that goes alone). A waiting node takes each as it takes a stored one, a round
+    /// trip to the bucket's replicas sooner; what it misses it reads from the bucket. Nodes may
+    /// decide with a share before it is stored, so the receivers keep it until its owner
+    /// [confirms](Self::confirm) it stored, and store it themselves when no confirmation comes
+    /// (`create`; the server's `Shard::store_unconfirmed`). One message for many: every NATS
+    /// server routes, and every node receives, parses and wakes for, one message per batch rather
+    /// than per share (BENCHMARKS.md, "Announcements in batches").
+    /// Every message is tried, one failing (a share too large for the server) or not: returns
+    /// the number sent, and the first error after trying them all.
+    pub async fn announce_many(
+        &self,
+        shares: &[(u64, u32, Bytes)],
+        max: usize,
+    ) -> (usize, Option<Error>) {
+        let subject = format!("_ARGUS_SHARES.{}.many", self.kv.name);
+        let (mut sent, mut failed) = (0, None);
+        for msg in announcements(shares, max) {
+            match self.js.client().publish(subject.clone(), msg.into()).await {
+                Ok(()) => sent += 1,
+                Err(e) => {
+                    failed.get_or_insert(Error::Append(e.to_string()));
+                }
+            }
+        }
+        (sent, failed)
     }
 
     /// Tells the nodes listening now that the shares `stored` (event, key) are stored in the
@@ -605,12 +671,13 @@ impl Shares {
             .map_err(|e| Error::Append(e.to_string()))
     }
 
-    /// Hands every share announced from now on to `f` as it arrives (its payload, not copied),
+    /// Hands the shares announced from now on to `f` as they arrive, a message's at a time (as
+    /// slices of its payload, not copied),
     /// and every confirmation that shares are stored to `stored`, for ever (resubscribing after
     /// an error, reported to `failed`: what was announced meanwhile is missed).
     pub async fn follow_announced(
         &self,
-        mut f: impl FnMut(u64, u32, Bytes),
+        mut f: impl FnMut(Vec<(u64, u32, Bytes)>),
         mut stored: impl FnMut(&[(u64, u32)]),
         mut failed: impl FnMut(&Error),
     ) {
@@ -626,11 +693,15 @@ impl Shares {
                             stored(&confirmed(&m.payload));
                             continue;
                         }
+                        if rest == "many" {
+                            f(announced(&m.payload));
+                            continue;
+                        }
                         let key = rest
                             .split_once('.')
                             .and_then(|(s, p)| Some((s.parse().ok()?, p.parse().ok()?)));
                         if let Some((s, p)) = key {
-                            f(s, p, m.payload);
+                            f(vec![(s, p, m.payload)]);
                         }
                     }
                     failed(&Error::Read(
@@ -642,6 +713,54 @@ impl Shares {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
+}
+
+/// Bytes before each share of an [`Shares::announce_many`] message: its event (8), key (4) and
+/// length (4), little-endian.
+const ANNOUNCED_HEAD: usize = 16;
+
+/// The [`Shares::announce_many`] messages of `shares`: each share as its head and its bytes, as
+/// many to a message as keep it within `max` bytes (a share whose own size passes `max` alone).
+fn announcements(shares: &[(u64, u32, Bytes)], max: usize) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut cur: Vec<u8> = Vec::new();
+    for (seq, p, b) in shares {
+        let n = ANNOUNCED_HEAD + b.len();
+        if !cur.is_empty() && cur.len() + n > max {
+            out.push(std::mem::take(&mut cur));
+        }
+        cur.reserve(n);
+        cur.extend_from_slice(&seq.to_le_bytes());
+        cur.extend_from_slice(&p.to_le_bytes());
+        cur.extend_from_slice(&(b.len() as u32).to_le_bytes());
+        cur.extend_from_slice(b);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// The shares of an [`Shares::announce_many`] message, each a slice of it (not copied). A message
+/// cut short yields the shares before the cut, and never panics: the rest are read from the
+/// bucket, as any missed announcement. (NATS over TCP does not garble a message; a length changed
+/// in flight would cut the shares after it at wrong places, which is why none is.)
+fn announced(b: &Bytes) -> Vec<(u64, u32, Bytes)> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while b.len() - at >= ANNOUNCED_HEAD {
+        let h = &b[at..at + ANNOUNCED_HEAD];
+        let seq = u64::from_le_bytes(h[..8].try_into().unwrap_or_default());
+        let p = u32::from_le_bytes(h[8..12].try_into().unwrap_or_default());
+        let n = u32::from_le_bytes(h[12..16].try_into().unwrap_or_default()) as usize;
+        let start = at + ANNOUNCED_HEAD;
+        let Some(end) = start.checked_add(n).filter(|&e| e <= b.len()) else {
+            break;
+        };
+        out.push((seq, p, b.slice(start..end)));
+        at = end;
+    }
+    out
 }
 
 /// A [`Shares::confirm`] message: each (event, key) as 8 + 4 bytes, little-endian.

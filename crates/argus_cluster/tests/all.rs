@@ -6,4 +6,5 @@ mod common;
 
 mod erasure;
 mod ownership;
+mod shares;
 mod tail;

@@ -68,8 +68,14 @@ pub const SHARD_PARTITIONS_HELD: &str = "argus_shard_partitions_held";
 /// Sharded: 1 while this node holds the global stages (it is the graph's worker), else 0.
 pub const SHARD_STAGES_HELD: &str = "argus_shard_stages_held";
 /// Sharded: the time from the core handing a share over to its storage being acknowledged by the
-/// bucket's replicas (the queue of at most 256 puts in flight, and the put).
+/// bucket's replicas (the publisher's queue and its announcement, the storer's queue of at most
+/// 256 puts in flight, and the put).
 pub const SHARD_PUBLISH_SECONDS: &str = "argus_shard_publish_seconds";
+/// Sharded: the shares this node announced as their owner (plain NATS, before storing them).
+pub const SHARD_OWN_SHARES_ANNOUNCED: &str = "argus_shard_shares_announced_total";
+/// Sharded: the messages that carried this node's announced shares, many to a message when
+/// several are waiting.
+pub const SHARD_ANNOUNCE_MESSAGES: &str = "argus_shard_announce_messages_total";
 /// Sharded: shares of held partitions this node did not store because no other node needs them
 /// from it (it is catching up before taking part in ownership, or another node owns and holds the
 /// partition).

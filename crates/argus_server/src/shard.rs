@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 /// A share handed to the publisher: event, key, bytes, when, and its ticket (see
 /// [`Shard::flushed`]).
-type Outgoing = (u64, u32, Vec<u8>, Instant, u64);
+type Outgoing = (u64, u32, argus_cluster::Bytes, Instant, u64);
 
 /// How long sharing a snapshot waits for the shares handed before it to be stored.
 const SNAPSHOT_FLUSH: Duration = Duration::from_secs(10);
@@ -92,6 +92,8 @@ pub struct Shard {
     /// The most bytes a share takes in one value (`SHARE_CHUNK`, or `ARGUS_SHARD_SHARE_CHUNK`
     /// for tests that make every piece path run): a larger one is stored in pieces.
     share_chunk: usize,
+    /// The most bytes of shares announced in one message: half the servers' `max_payload`.
+    announce_max: usize,
     /// `ARGUS_SHARD_TEST_HEAD_ONLY`, for tests: a stages share cut in pieces is stored without
     /// its pieces, as by a worker that dies between the two (held open until it is killed).
     head_only: bool,
@@ -244,6 +246,10 @@ impl Shard {
             units,
             retention,
             share_chunk,
+            announce_max: match log.max_payload() {
+                0 => SHARE_CHUNK,
+                n => (n / 2).max(16),
+            },
             head_only,
             store_delay,
             deaf,
@@ -316,7 +322,7 @@ impl Shard {
             let (got, confirmed) = (me.clone(), me.clone());
             shares
                 .follow_announced(
-                    move |seq, p, bytes| got.announced(seq, p, bytes),
+                    move |many| got.announced(many),
                     move |pairs| confirmed.confirmed(pairs),
                     |e| {
                         // What is announced until this node listens again is read from the bucket.
@@ -352,21 +358,29 @@ impl Shard {
                 self.unstored.clone(),
                 self.to_confirm.clone(),
                 self.store_delay,
+                self.announce_max,
             ));
         }
     }
 
-    /// A share announced by its owner before it stores it: kept until its owner confirms it
-    /// stored.
-    fn announced(&self, seq: u64, p: u32, bytes: argus_cluster::Bytes) {
-        if self.deaf {
+    /// Shares announced by their owner before it stores them (one message's): each kept until
+    /// its owner confirms it stored, and the core woken once for all of them — not once a share,
+    /// each waking it to look for the one share it waits for.
+    fn announced(&self, many: Vec<(u64, u32, argus_cluster::Bytes)>) {
+        if self.deaf || many.is_empty() {
             return;
         }
-        self.unconfirmed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((seq, p), (bytes.clone(), Instant::now()));
-        self.arrive(seq, p, &bytes);
+        {
+            let now = Instant::now();
+            let mut u = self.unconfirmed.lock().unwrap_or_else(|e| e.into_inner());
+            for (seq, p, bytes) in &many {
+                u.insert((*seq, *p), (bytes.clone(), now));
+            }
+        }
+        for (seq, p, bytes) in &many {
+            self.arrive(*seq, *p, bytes);
+        }
+        self.arrived.notify_all();
     }
 
     /// Shares their owner confirms stored: nobody will need this node's copy of them.
@@ -470,9 +484,9 @@ impl Shard {
         }
     }
 
-    /// A share arriving, announced or read from the bucket (not decoded at all when the core is
-    /// past its event). A whole share replaces a head of the same key (two holders that cut it
-    /// differently).
+    /// A share arriving announced (not decoded at all when the core is past its event). A whole
+    /// share replaces a head of the same key (two holders that cut it differently). The caller
+    /// wakes the core (`arrived`), once for many.
     fn arrive(&self, seq: u64, p: u32, bytes: &[u8]) {
         if seq < self.finishing.load(Ordering::SeqCst) {
             return;
@@ -507,8 +521,6 @@ impl Shard {
             let past = self.finishing.load(Ordering::SeqCst);
             g.retain(|(s, _), _| *s >= past);
         }
-        drop(g);
-        self.arrived.notify_all();
     }
 
     /// Declines partition `p` for `for_` (see [`argus_cluster::Ownership::set_declined`]).
@@ -729,7 +741,11 @@ impl Shard {
         let t = self.tickets.fetch_add(1, Ordering::SeqCst);
         let mut unstored = self.unstored.lock().unwrap_or_else(|e| e.into_inner());
         unstored.insert(t);
-        if self.out.send((seq, key, b, Instant::now(), t)).is_err() {
+        if self
+            .out
+            .send((seq, key, b.into(), Instant::now(), t))
+            .is_err()
+        {
             // No publisher any more (shutting down): nothing will store it.
             unstored.remove(&t);
         }
@@ -1376,9 +1392,69 @@ fn slow_publish(seq: u64, p: u32, took: Duration) {
     }
 }
 
-/// Stores the shares the core publishes, many at a time; a failed store is retried (a share that
-/// is never stored would leave the others waiting until the partition's next owner recomputes it).
+/// At most this many shares are announced in one message (and fewer when they pass half the
+/// servers' `max_payload`).
+const ANNOUNCE_BATCH: usize = 1_024;
+
+/// Announces the shares the core publishes, as many to a message as are waiting
+/// (`Shares::announce_many`), then hands them to [`storer`]. Announcing does not wait for the
+/// stores: a backlog of writes to the bucket does not hold back the announcements the others
+/// decide with.
 async fn publisher(
+    shares: argus_cluster::Shares,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
+    unstored: Arc<Mutex<std::collections::BTreeSet<u64>>>,
+    to_confirm: Arc<Mutex<Vec<(u64, u32)>>>,
+    store_delay: Duration,
+    announce_max: usize,
+) {
+    let (put, put_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(storer(
+        shares.clone(),
+        put_rx,
+        unstored.clone(),
+        to_confirm,
+        store_delay,
+    ));
+    let mut batch: Vec<Outgoing> = Vec::new();
+    let mut listed: Vec<(u64, u32, argus_cluster::Bytes)> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < ANNOUNCE_BATCH {
+            match rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        listed.extend(batch.iter().map(|o| (o.0, o.1, o.2.clone())));
+        // At most once: a lost announcement is read from the bucket.
+        let (sent, failed) = shares.announce_many(&listed, announce_max).await;
+        m::inc(m::SHARD_OWN_SHARES_ANNOUNCED, listed.len() as u64);
+        m::inc(m::SHARD_ANNOUNCE_MESSAGES, sent as u64);
+        if let Some(e) = failed {
+            tracing::debug!("sharded: announcing shares: {e} (they are read from the bucket)");
+        }
+        listed.clear();
+        let mut left = batch.drain(..);
+        while let Some(o) = left.next() {
+            if let Err(lost) = put.send(o) {
+                // No storer any more (it cannot end but by a panic): what is left will never be
+                // stored, and must not hold `flushed` back for good.
+                let mut u = unstored.lock().unwrap_or_else(|e| e.into_inner());
+                u.remove(&lost.0 .4);
+                for o in left {
+                    u.remove(&o.4);
+                }
+                tracing::error!("sharded: the shares' storer is gone; shares are no longer stored");
+                return;
+            }
+        }
+    }
+}
+
+/// Stores the shares announced, many at a time; a failed store is retried (a share that is never
+/// stored would leave the others waiting until the partition's next owner recomputes it).
+async fn storer(
     shares: argus_cluster::Shares,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
     unstored: Arc<Mutex<std::collections::BTreeSet<u64>>>,
@@ -1394,9 +1470,6 @@ async fn publisher(
         let (unstored, to_confirm) = (unstored.clone(), to_confirm.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            // Announced first (at most once, not stored), then stored.
-            let bytes = argus_cluster::Bytes::from(bytes);
-            let _ = shares.announce(seq, p, bytes.clone()).await;
             if !store_delay.is_zero() {
                 tokio::time::sleep(store_delay).await;
             }
