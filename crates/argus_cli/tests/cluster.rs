@@ -3817,3 +3817,83 @@ fn sharded_nodes_decide_as_one_embedded_node_through_a_kill_a_join_and_a_drain()
         drain_resume.as_millis()
     );
 }
+
+/// A node stopping (SIGTERM) waits for the appends in flight. An event its budget answered
+/// `pending` while the node's NATS connection was down is kept by the client and sent once it
+/// reconnects; the node stays up until JetStream has acknowledged it (at most `ack_timeout` and a
+/// second), so the event reaches the log and is recorded, as `pending` promised. A node that
+/// stopped at once took the kept publish with it.
+#[test]
+fn a_node_stopping_waits_until_an_event_answered_pending_is_in_the_log() {
+    let _serial = serial();
+    if !nats_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _nats = common::Killed(
+        Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.path().join("nats"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "nats-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let proxy = Proxy::start(&format!("127.0.0.1:{port}"));
+    let conf = dir.path().join("argus.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "include = [\"{}\"]\n[deadlines.checkpoints.\"order.create\"]\nbudget = \"300ms\"\nclosed_action = \"review\"\n[cluster]\nreplicas = 1\nack_timeout = \"10s\"\n",
+            common::repo().join("examples/starter/argus.toml").display()
+        ),
+    )
+    .unwrap();
+    let url = format!("nats://127.0.0.1:{}", proxy.port);
+    let mut node = Node::start_with(&dir.path().join("node"), Some(&url), &conf);
+    let t = argus_event::time::format_rfc3339(1_795_000_000_000);
+    let click = json!({"id": "click-1", "type": "item.click", "time": t, "actor": "u1", "data": {"item": "i1", "seller": "s1", "device": "d1", "ip": "81.2.0.1"}}).to_string();
+    assert_eq!(post(&node.addr, &click)["status"], "accepted");
+    let order = json!({"id": "order-pending", "type": "order.create", "time": t, "actor": "u1", "data": {"order": "o-1", "seller": "s1", "item": "i1", "item_count": 1, "amount": "20.00", "currency": "EUR", "card": card(3), "device": "d1", "ip": "81.2.0.1"}}).to_string();
+    proxy.cut();
+    let (st, v) = http(&node.addr, "POST", "/v1/events", &order).unwrap();
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["status"], "degraded", "{v}");
+    assert_eq!(v["decision"]["pending"], true, "{v}");
+    assert_eq!(v["decision"]["recorded"], false, "{v}");
+    // Stopped while its append waits for NATS, which comes back 2 s later.
+    let asked = Instant::now();
+    let stopping = std::thread::spawn(move || {
+        stop(&mut node);
+        node
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    proxy.restore();
+    let mut node = stopping.join().unwrap();
+    let stopped_after = asked.elapsed();
+    // Started again on its data: it reads the log from its cursor on.
+    node.up();
+    let t0 = Instant::now();
+    let v = loop {
+        match http(&node.addr, "GET", "/v1/decisions/order-pending", "") {
+            Ok((200, v)) => break v,
+            got => assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the order answered pending never reached the log: {got:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(v["decision"].get("degraded").is_none(), "{v}");
+    eprintln!("the node stopped {stopped_after:?} after SIGTERM (NATS back after 2 s); the order is recorded: {}", v["decision"]["action"]);
+    assert!(stopped_after >= Duration::from_secs(2), "{stopped_after:?}");
+}
