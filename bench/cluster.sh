@@ -5,6 +5,7 @@
 #   bench/cluster.sh                      # latency, throughput, hop costs, recovery; sharded apply
 #   DURATION=20 RECOVERY="200000 400000" bench/cluster.sh   # events added before each recovery
 #   ONLY=sharded GROW="100000 300000" bench/cluster.sh       # part 5 alone
+#   ONLY=replicated bench/cluster.sh                          # parts 1-3 alone
 #   ONLY=sharded SH_GRAPH=1 bench/cluster.sh                  # part 5 with the entity graph
 #   ONLY=sharded SH_BUDGET=50 bench/cluster.sh                # part 5, orders with a 50 ms budget
 #   ARGUS=/path/to/argus ONLY=sharded bench/cluster.sh        # another build (e.g. an older commit)
@@ -207,6 +208,7 @@ curl -s http://127.0.0.1:27010/metrics | awk '
     printf "core group (apply a batch of entries): mean %.3f ms over %d groups\n", 1000 * v["argus_core_group_seconds_sum"] / v["argus_core_group_seconds_count"], v["argus_core_group_seconds_count"];
     printf "local log commit (fdatasync): mean %.3f ms\n", 1000 * v["argus_log_commit_seconds_sum"] / v["argus_log_commit_seconds_count"] }'
 
+if [ "${ONLY:-all}" != replicated ]; then
 echo "== 4. recovery: time until a node's cursor reaches the end of the shared log"
 for need in 0 $RECOVERY; do
   if [ "$need" -gt 0 ]; then
@@ -240,7 +242,9 @@ PY
   echo "log of $len entries ($ev events): restarted node caught up in $(( (t1 - t0) / 1000000 )) ms (own snapshot + log, then the tail); new node (the newest shared snapshot, then the stream after it) in $(( (t3 - t2) / 1000000 )) ms"
 done
 fi
+fi
 
+if [ "${ONLY:-all}" = replicated ]; then exit 0; fi
 echo "== 5. sharded apply ([cluster] partitions = 24, three nodes)"
 GROW=${GROW:-"100000 300000"}
 cat > "$W/sh.toml" <<CONF
