@@ -68,6 +68,36 @@ fn post(addr: &str, event: &str) -> Value {
     }
 }
 
+/// An `item.click` of user u1 at time `t` (RFC 3339).
+fn click_at(id: &str, t: &str) -> String {
+    json!({"id": id, "type": "item.click", "time": t, "actor": "u1", "data": {"item": "i1", "seller": "s1", "device": "d1", "ip": "81.2.0.1"}}).to_string()
+}
+
+/// An `order.create` of user u1 at time `t`, for order `order`.
+fn order_at(id: &str, order: &str, t: &str) -> String {
+    json!({"id": id, "type": "order.create", "time": t, "actor": "u1", "data": {"order": order, "seller": "s1", "item": "i1", "item_count": 1, "amount": "20.00", "currency": "EUR", "card": card(3), "device": "d1", "ip": "81.2.0.1"}}).to_string()
+}
+
+/// A single JetStream server on loopback `port`, storing in `store`, once it listens.
+fn lone_nats(port: u16, store: &Path) -> Child {
+    let c = Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "nats-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -1390,8 +1420,8 @@ fn without_the_log_a_fail_open_checkpoint_answers_degraded_and_the_others_refuse
         nats.kill(i);
     }
     let t = argus_event::time::format_rfc3339(1_795_000_000_000 + 20 * 1_500);
-    let click = json!({"id": "click-down", "type": "item.click", "time": t, "actor": "u1", "data": {"item": "i1", "seller": "s1", "device": "d1", "ip": "81.2.0.1"}}).to_string();
-    let order = json!({"id": "order-down", "type": "order.create", "time": t, "actor": "u1", "data": {"order": "o-down", "seller": "s1", "item": "i1", "item_count": 1, "amount": "20.00", "currency": "EUR", "card": card(3), "device": "d1", "ip": "81.2.0.1"}}).to_string();
+    let click = click_at("click-down", &t);
+    let order = order_at("order-down", "o-down", &t);
     let started = Instant::now();
     let v = post(&node.addr, &click);
     assert_eq!(v["status"], "degraded", "{v}");
@@ -1639,9 +1669,7 @@ fn a_late_decision_is_answered_within_the_budget_and_recorded_in_full_on_every_n
     let order = |id: &str| {
         json!({"id": id, "type": "order.create", "time": t, "actor": id, "data": {"order": format!("o-{id}"), "seller": "s1", "item": "i1", "item_count": 1, "amount": "20.00", "currency": "EUR", "card": card(3), "device": "d1", "ip": "81.2.0.1"}}).to_string()
     };
-    let click = |id: &str| {
-        json!({"id": id, "type": "item.click", "time": t, "actor": "u1", "data": {"item": "i1", "seller": "s1", "device": "d1", "ip": "81.2.0.1"}}).to_string()
-    };
+    let click = |id: &str| click_at(id, &t);
     let late_answer = |v: &Value, action: &str| {
         assert_eq!(v["status"], "degraded", "{v}");
         let d = &v["decision"];
@@ -3067,24 +3095,7 @@ fn events_refused_while_nats_was_down_are_not_applied_when_it_comes_back() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let store = dir.path().join("nats");
-    let start_nats = || -> Child {
-        let c = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(&store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let t = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "nats-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        c
-    };
+    let start_nats = || lone_nats(port, &store);
     let mut nats = start_nats();
     let conf = dir.path().join("argus.toml");
     std::fs::write(
@@ -3104,8 +3115,8 @@ fn events_refused_while_nats_was_down_are_not_applied_when_it_comes_back() {
     }
     kill9(&mut nats);
     let t = argus_event::time::format_rfc3339(1_795_000_000_000 + 20 * 1_500);
-    let click = json!({"id": "click-down", "type": "item.click", "time": t, "actor": "u1", "data": {"item": "i1", "seller": "s1", "device": "d1", "ip": "81.2.0.1"}}).to_string();
-    let order = json!({"id": "order-down", "type": "order.create", "time": t, "actor": "u1", "data": {"order": "o-down", "seller": "s1", "item": "i1", "item_count": 1, "amount": "20.00", "currency": "EUR", "card": card(3), "device": "d1", "ip": "81.2.0.1"}}).to_string();
+    let click = click_at("click-down", &t);
+    let order = order_at("order-down", "o-down", &t);
     let (st, v) = http(&node.addr, "POST", "/v1/events", &click).unwrap();
     assert_eq!((st, v["status"].as_str()), (200, Some("degraded")), "{v}");
     let (st, v) = http(&node.addr, "POST", "/v1/events", &order).unwrap();
@@ -3831,23 +3842,7 @@ fn a_node_stopping_waits_until_an_event_answered_pending_is_in_the_log() {
     }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _nats = common::Killed(
-        Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path().join("nats"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "nats-server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _nats = common::Killed(lone_nats(port, &dir.path().join("nats")));
     let proxy = Proxy::start(&format!("127.0.0.1:{port}"));
     let conf = dir.path().join("argus.toml");
     std::fs::write(
@@ -3861,9 +3856,9 @@ fn a_node_stopping_waits_until_an_event_answered_pending_is_in_the_log() {
     let url = format!("nats://127.0.0.1:{}", proxy.port);
     let mut node = Node::start_with(&dir.path().join("node"), Some(&url), &conf);
     let t = argus_event::time::format_rfc3339(1_795_000_000_000);
-    let click = json!({"id": "click-1", "type": "item.click", "time": t, "actor": "u1", "data": {"item": "i1", "seller": "s1", "device": "d1", "ip": "81.2.0.1"}}).to_string();
+    let click = click_at("click-1", &t);
     assert_eq!(post(&node.addr, &click)["status"], "accepted");
-    let order = json!({"id": "order-pending", "type": "order.create", "time": t, "actor": "u1", "data": {"order": "o-1", "seller": "s1", "item": "i1", "item_count": 1, "amount": "20.00", "currency": "EUR", "card": card(3), "device": "d1", "ip": "81.2.0.1"}}).to_string();
+    let order = order_at("order-pending", "o-1", &t);
     proxy.cut();
     let (st, v) = http(&node.addr, "POST", "/v1/events", &order).unwrap();
     assert_eq!(st, 200, "{v}");
