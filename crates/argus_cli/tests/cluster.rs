@@ -2262,7 +2262,8 @@ fn shared_storage_holding(urls: &str, needle: &str) -> SharedHolding {
 /// before the erasure, replaying their logs across the erasure's record. Afterwards nothing of the
 /// cluster's — a's and b's disks, the stream, the shared snapshots, the shares — holds the token;
 /// every partition equals an embedded node's fed the same events and the same erasure; and c,
-/// which missed the erasure, stops at the gap it left without sharing its snapshot again.
+/// which missed the erasure, restarted on its data directory, stops at the gap it left without
+/// sharing its snapshot again.
 #[test]
 fn a_sharded_cluster_erases_a_subject_from_every_partition_the_stream_the_shares_and_the_snapshots()
 {
@@ -2424,9 +2425,15 @@ fn a_sharded_cluster_erases_a_subject_from_every_partition_the_stream_the_shares
     }
     units_equal(&settled_digests(&[&a, &b]), &clean.digest(), &clean);
 
-    // c missed the erasure: continued, it stops at the gap the erased entries left, refuses
-    // writes, and never shares its snapshot of before the erasure again.
-    signal(&c, "CONT");
+    // c missed the erasure: restarted on its data directory, it stops at the gap the erased
+    // entries left, refuses writes, and never shares its snapshot of before the erasure again.
+    // (Not continued: the NATS server pushes new entries into a stopped node's socket while its
+    // pull request is open, so a continued c could find the erasure's entry there, read before
+    // it was erased, apply it late and catch up without a gap. That is a correct outcome, but
+    // not this test's premise; it made the test fail now and then: c at the log's end, holding
+    // partitions again.)
+    c.kill();
+    c.up();
     stops_at_the_gap(&c);
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(
@@ -2447,10 +2454,8 @@ fn a_sharded_cluster_erases_a_subject_from_every_partition_the_stream_the_shares
     );
 }
 
-/// Waits (120 s at most) until node `c` says it stopped at a gap in the shared log (it missed
-/// entries an erasure erased). With another cluster test beside it on two cores, a 60 s wait ran
-/// out twice in a suite run (once the stop before this one); whether the node was slow to get
-/// there or never would, is not known: alone the test takes 22 s.
+/// Waits (60 s at most) until node `c` says it stopped at a gap in the shared log (it missed
+/// entries an erasure erased).
 fn stops_at_the_gap(c: &Node) {
     let t = Instant::now();
     while !std::fs::read_to_string(c.data.with_extension("stderr"))
@@ -2458,7 +2463,7 @@ fn stops_at_the_gap(c: &Node) {
         .contains("cannot catch up from its own state")
     {
         assert!(
-            t.elapsed() < Duration::from_secs(120),
+            t.elapsed() < Duration::from_secs(60),
             "the node did not stop at the gap: {}",
             c.status()
         );
