@@ -8,6 +8,7 @@
 #   ONLY=replicated bench/cluster.sh                          # parts 1-3 alone
 #   ONLY=sharded SH_GRAPH=1 bench/cluster.sh                  # part 5 with the entity graph
 #   ONLY=sharded SH_BUDGET=50 bench/cluster.sh                # part 5, orders with a 50 ms budget
+#   ONLY=sharded SH_SHARES=r1 bench/cluster.sh                # part 5, the shares not replicated
 #   ARGUS=/path/to/argus ONLY=sharded bench/cluster.sh        # another build (e.g. an older commit)
 #   KEEP=1 ONLY=sharded bench/cluster.sh                      # keeps the work directory (every process's log)
 #
@@ -30,6 +31,10 @@
 #    against the keys it held, and the time until the next event is acknowledged.
 #    SH_GRAPH=1 adds the entity graph of examples/simulator/graph.toml: one node (the global stages'
 #    worker) runs it and shares each event's graph features (docs/cluster.md).
+#    SH_SHARES=r1 (file, one replica) or SH_SHARES=memory (one replica, in memory) creates the
+#    shares' bucket so (ARGUS_SHARD_TEST_SHARES_STORAGE): what the shares' replicated store costs
+#    the NATS servers, against the default (file, 3 replicas). A measurement only: a NATS server
+#    lost would lose shares.
 #    SH_BUDGET=<ms> gives `order.create` a `[deadlines]` budget (every figure of part 5 then runs
 #    with it: late orders under saturation are answered at the budget), and from each kill sends an
 #    order every 20 ms for 8 s through a survivor (bench/budget_probe.py): what a checkout client
@@ -262,6 +267,10 @@ if [ -n "${SH_BUDGET:-}" ]; then
   printf '[deadlines.checkpoints."order.create"]\nbudget = "%sms"\n' "$SH_BUDGET" >> "$W/sh.toml"
   echo "with a budget of $SH_BUDGET ms for order.create (answered degraded and pending when late)"
 fi
+if [ -n "${SH_SHARES:-}" ]; then
+  export ARGUS_SHARD_TEST_SHARES_STORAGE=$SH_SHARES
+  echo "with the shares' bucket created as $SH_SHARES (not replicated: a measurement only)"
+fi
 shnode() { local name=$1 port=$2
   "$ARGUS" serve --config "$W/sh.toml" --policies policies --data-dir "$W/$name" --listen 127.0.0.1:$port --cluster "$NATS" >"$W/$name.out" 2>"$W/$name.err" &
   PIDS+=($!); eval "PID_$name=$!"
@@ -286,6 +295,13 @@ SH=(http://127.0.0.1:27030 http://127.0.0.1:27031 http://127.0.0.1:27032)
 PAUSE_MS=5 RUN=warm wrk -t1 -c2 -d3s -s bench/serve/events.lua "${SH[0]}" >/dev/null
 settle "${SH[@]}"
 for u in "${SH[@]}"; do echo "  $u holds partitions $(held "$u" | tr ' ' ' keys ')"; done
+# The premise: how the shares' bucket was created (SH_SHARES), as the servers report it.
+for i in 0 1 2; do curl -s -m 5 "http://127.0.0.1:$((28220 + i))/jsz?streams=true&config=true" | python3 -c 'import json,sys
+for a in json.load(sys.stdin).get("account_details", []):
+    for s in a.get("stream_detail", []):
+        c = s.get("config", {})
+        if s["name"].endswith("-shares"):
+            print("shares bucket %s: %s storage, %s replica(s)" % (s["name"], c.get("storage"), c.get("num_replicas")))' || true; done | sort -u
 latency sharded-3-replicas "${SH[0]}"
 curl -s "${SH[0]}/metrics" | awk '/^argus_shard_wait_seconds_(sum|count)/ { v[$1] = $2 } /^argus_cluster_append_seconds_(sum|count)/ { v[$1] = $2 } END {
   printf "waiting for the other owners'"'"' shares: mean %.3f ms over %d events; append: mean %.3f ms\n", 1000 * v["argus_shard_wait_seconds_sum"] / v["argus_shard_wait_seconds_count"], v["argus_shard_wait_seconds_count"], 1000 * v["argus_cluster_append_seconds_sum"] / v["argus_cluster_append_seconds_count"] }'

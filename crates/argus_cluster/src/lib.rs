@@ -727,6 +727,25 @@ impl Log {
         description: &str,
         ttl: Duration,
     ) -> Result<jetstream::kv::Store, Error> {
+        self.ttl_bucket_in(
+            suffix,
+            description,
+            ttl,
+            self.replicas,
+            stream::StorageType::File,
+        )
+        .await
+    }
+
+    /// [`ttl_bucket`](Self::ttl_bucket) with its replica count and storage, when created here.
+    pub(crate) async fn ttl_bucket_in(
+        &self,
+        suffix: &str,
+        description: &str,
+        ttl: Duration,
+        replicas: usize,
+        storage: stream::StorageType,
+    ) -> Result<jetstream::kv::Store, Error> {
         let bucket = format!("{}-{suffix}", self.stream);
         match self.js.get_key_value(&bucket).await {
             Ok(kv) => Ok(kv),
@@ -738,8 +757,8 @@ impl Log {
                     description: description.into(),
                     history: 1,
                     max_age: ttl,
-                    num_replicas: self.replicas,
-                    storage: stream::StorageType::File,
+                    num_replicas: replicas,
+                    storage,
                     ..Default::default()
                 })
                 .await

@@ -172,13 +172,27 @@ pub fn piece_of(key: u32) -> Option<(u32, u32)> {
 }
 
 impl Log {
-    /// The shares bucket, created when absent with values kept for `keep`.
+    /// The shares bucket, created when absent with values kept for `keep`, on file storage with
+    /// the log's replica count.
+    ///
+    /// `ARGUS_SHARD_TEST_SHARES_STORAGE`, for measurements only (`bench/cluster.sh`'s `SH_SHARES`),
+    /// creates it otherwise: `r1` on file storage with one replica, `memory` in memory with one
+    /// replica: what the shares' replicated store costs the NATS servers. Either loses shares
+    /// with a server, which the cluster's guarantees do not allow for.
     pub async fn shares(&self, keep: Duration) -> Result<Shares, Error> {
+        let (replicas, storage) = match std::env::var("ARGUS_SHARD_TEST_SHARES_STORAGE").as_deref()
+        {
+            Ok("r1") => (1, jetstream::stream::StorageType::File),
+            Ok("memory") => (1, jetstream::stream::StorageType::Memory),
+            _ => (self.replicas, jetstream::stream::StorageType::File),
+        };
         let kv = self
-            .ttl_bucket(
+            .ttl_bucket_in(
                 "shares",
                 "Argus partition owners' shares of each event (sharded apply)",
                 keep,
+                replicas,
+                storage,
             )
             .await?;
         Ok(Shares {

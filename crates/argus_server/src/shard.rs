@@ -183,6 +183,16 @@ pub struct Shard {
     leases_at_start: Mutex<Option<BTreeSet<u32>>>,
 }
 
+/// Half the servers' `max_payload` (at least 16 bytes; `SHARE_CHUNK` when the servers did not
+/// say): the most bytes of shares in one message, with room for its subject and headers — a
+/// piece of a share, or the shares announced together.
+fn half_payload(log: &argus_cluster::Log) -> usize {
+    match log.max_payload() {
+        0 => SHARE_CHUNK,
+        n => (n / 2).max(16),
+    }
+}
+
 /// A share that has not been announced this long after it was waited for is read from the
 /// bucket (then again after twice as long, and so on, until the wait ends).
 const LATE_SHARE: Duration = Duration::from_millis(20);
@@ -220,10 +230,7 @@ impl Shard {
             .and_then(|v| v.parse::<usize>().ok())
             .filter(|n| *n >= 16)
             .unwrap_or(SHARE_CHUNK)
-            .min(match log.max_payload() {
-                0 => SHARE_CHUNK,
-                n => (n / 2).max(16),
-            });
+            .min(half_payload(&log));
         let head_only = std::env::var("ARGUS_SHARD_TEST_HEAD_ONLY").is_ok_and(|v| v == "1");
         let store_delay = Duration::from_millis(
             std::env::var("ARGUS_SHARD_TEST_STORE_DELAY")
@@ -233,6 +240,9 @@ impl Shard {
         );
         if !store_delay.is_zero() {
             tracing::warn!("ARGUS_SHARD_TEST_STORE_DELAY: shares are stored {store_delay:?} after they are announced (testing only)");
+        }
+        if let Ok(v) = std::env::var("ARGUS_SHARD_TEST_SHARES_STORAGE") {
+            tracing::warn!("ARGUS_SHARD_TEST_SHARES_STORAGE={v}: the shares' bucket, if this node creates it, is not replicated (measurements only: a server lost loses shares)");
         }
         let deaf = std::env::var("ARGUS_SHARD_TEST_DEAF").is_ok_and(|v| v == "1");
         if deaf {
@@ -246,10 +256,7 @@ impl Shard {
             units,
             retention,
             share_chunk,
-            announce_max: match log.max_payload() {
-                0 => SHARE_CHUNK,
-                n => (n / 2).max(16),
-            },
+            announce_max: half_payload(&log),
             head_only,
             store_delay,
             deaf,
@@ -473,10 +480,7 @@ impl Shard {
             std::mem::take(&mut *self.to_confirm.lock().unwrap_or_else(|e| e.into_inner()));
         // 12 bytes a share, at most half the servers' `max_payload` a message. Lost, a
         // confirmation costs the receivers a `create` each after `CONFIRM_WITHIN`.
-        let per = match self.log.max_payload() {
-            0 => 2_048,
-            n => (n / 2 / 12).clamp(1, 2_048),
-        };
+        let per = (self.announce_max / 12).clamp(1, 2_048);
         for part in stored.chunks(per) {
             if let Err(e) = self.shares.confirm(part).await {
                 tracing::debug!("sharded: confirming stored shares: {e}");
