@@ -7,7 +7,9 @@
 #   DEFAULTS=1 LONG=600 bench/serve.sh   # the same on `argus serve`'s defaults (no --config)
 #   CASES=off bench/serve.sh       # with [cases] enabled = false (bench/serve/argus-nocases.toml)
 #   CASES=none bench/serve.sh      # with a case route that takes none of its decisions
+#   CASES=noguard bench/serve.sh   # the same with the blast-radius guard off
 #   SAT_ONLY=1 bench/serve.sh      # warm-up and saturation only (bench/cases_overhead.sh)
+#   ARGUS=/path/to/argus bench/serve.sh   # another build (e.g. an older commit)
 #
 # Prints the lines BENCHMARKS.md quotes. wrk and the server share this machine's cores.
 # After each events run it checks the premise: every request wrk counted was a new event that the
@@ -18,7 +20,8 @@ DURATION=${DURATION:-30}
 LONG=${LONG:-0}
 PORT=${PORT:-7991}
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
-cargo build --release -q -p argus_cli
+# ARGUS: the binary to run (default: this tree's release build).
+if [ -z "${ARGUS:-}" ]; then cargo build --release -q -p argus_cli; ARGUS=target/release/argus; fi
 DATA=$(mktemp -d)
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
 if [ "${DEFAULTS:-0}" = 1 ]; then
@@ -30,13 +33,15 @@ if [ "${CASES:-on}" = off ]; then
   SETUP=(--config bench/serve/argus-nocases.toml --policies policies)
 elif [ "${CASES:-on}" = none ]; then
   SETUP=(--config bench/serve/argus-cases-none.toml --policies policies)
+elif [ "${CASES:-on}" = noguard ]; then
+  SETUP=(--config bench/serve/argus-cases-none-noguard.toml --policies policies)
 fi
-target/release/argus serve "${SETUP[@]}" --data-dir "$DATA" --listen 127.0.0.1:$PORT >"$DATA.out" 2>"$DATA.err" &
+"$ARGUS" serve "${SETUP[@]}" --data-dir "$DATA" --listen 127.0.0.1:$PORT >"$DATA.out" 2>"$DATA.err" &
 PID=$!
 for _ in $(seq 50); do grep -q listening "$DATA.out" 2>/dev/null && break; sleep 0.2; done
 URL=http://127.0.0.1:$PORT
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "commit: $(git rev-parse --short HEAD)  fsync: always (default)  config: $([ "${DEFAULTS:-0}" = 1 ] && echo 'defaults (no --config)' || echo bench/serve/argus.toml)"
+echo "binary: $ARGUS  commit: $(git rev-parse --short HEAD)  fsync: always (default)  config: $([ "${DEFAULTS:-0}" = 1 ] && echo 'defaults (no --config)' || echo "${SETUP[1]}")"
 
 # The server's event outcomes so far, from /metrics: "ACCEPTED DUPLICATES", each summed over the event
 # types of argus_events_total{outcome="accepted"|"duplicate"}. (The status's counters.duplicates counts
@@ -90,6 +95,12 @@ check sat "$DATA.wrk" 128
 echo "cases: $(curl -s $URL/metrics | awk '/^argus_case_triggers_total/ { n += $2 } END { print n + 0 }') triggers, $(curl -s $URL/metrics | awk '/^argus_case_intake_dropped_total/ { n += $2 } END { print n + 0 }') dropped (intake queue full), $(curl -s $URL/v1/inboxes | python3 -c 'import json,sys
 try: print(sum(i["open"] + i["in_review"] for i in json.load(sys.stdin)["inboxes"]))
 except Exception: print("no")') open cases; review decisions: $(curl -s $URL/metrics | awk '/^argus_decisions_total\{.*action="review"/ { n += $2 } END { print n + 0 }')"
+# The blast-radius guard (on with cases, unless the configuration turns it off): whether it ran, and
+# the rules it watched (none while it is off).
+echo "guard: $(curl -s $URL/v1/guard | python3 -c 'import json,sys
+try:
+    s = json.load(sys.stdin)["state"]; print("enabled %s, %d (checkpoint, rule) pairs watched" % (s["config"]["enabled"], len(s["learned"])))
+except Exception: print("off (no case store)")')"
 if [ "${SAT_ONLY:-0}" = 1 ]; then exit 0; fi
 
 echo "== paced near 10,000/s: wrk -t2 -c32, 2 ms pause per connection, ${DURATION}s"

@@ -422,6 +422,27 @@ impl Routing {
         Some((inbox, r.priority))
     }
 
+    /// Whether a route takes this decision before its amount is known:
+    /// `route(&Intake::of_decision(d, None)).is_some()`, without building the intake (no copy of
+    /// its rules, tags and checkpoint). The server asks it of every live decision whose action a
+    /// route takes, most of which no route does.
+    pub fn takes_decision(&self, d: &argus_policy::Decision) -> bool {
+        let action = d.action.name();
+        self.routes.iter().any(|r| {
+            r.source == "decision"
+                && r.actions.iter().any(|a| a == action)
+                && (r.rules.is_empty() || d.fired.iter().any(|f| r.rules.contains(&f.rule)))
+                && (r.tags.is_empty()
+                    || d.fired
+                        .iter()
+                        .any(|f| f.tags.iter().any(|t| r.tags.contains(t))))
+                && r.min_score.is_none_or(|m| d.score >= m)
+                // An amount not known yet passes every `min_amount` (`of_decision`'s i64::MAX).
+                && (r.checkpoints.is_empty() || r.checkpoints.contains(&d.checkpoint))
+                && self.inboxes.iter().any(|i| i.name == r.inbox)
+        })
+    }
+
     /// The decision actions any route takes: the server hands only these decisions to intake.
     pub fn wanted_actions(&self) -> Vec<String> {
         let mut v: Vec<String> = self
@@ -615,6 +636,99 @@ mod tests {
         assert!(
             r.route(&Intake::of_decision(&other, None)).is_none(),
             "no route takes r2"
+        );
+        assert!(r.takes_decision(&d));
+        assert!(!r.takes_decision(&other));
+    }
+
+    /// `takes_decision` answers as `route(&Intake::of_decision(d, None))` does, on every
+    /// condition a route has, for decisions that pass and fail each.
+    #[test]
+    fn takes_decision_is_route_without_the_copy() {
+        let r = compile(
+            r#"
+            [[inboxes]]
+            name = "big"
+            [[inboxes]]
+            name = "coupons"
+            [[routes]]
+            inbox = "big"
+            actions = ["block"]
+            min_amount = "500"
+            checkpoints = ["order.create"]
+            [[routes]]
+            inbox = "coupons"
+            actions = ["review", "challenge"]
+            tags = ["incentive_abuse"]
+            rules = ["r1", "r3"]
+            min_score = 40
+            [[routes]]
+            inbox = "big"
+            source = "finding"
+            "#,
+        )
+        .unwrap();
+        let fired = |rule: &str, tag: &str| argus_policy::FiredRule {
+            rule: rule.into(),
+            action: argus_policy::Action::Review,
+            score: 10,
+            reason: String::new(),
+            tags: vec![tag.into()],
+            shadow: false,
+            reads: vec![],
+        };
+        let base = argus_policy::Decision {
+            event_id: "e1".into(),
+            checkpoint: "order.create".into(),
+            action: argus_policy::Action::Review,
+            score: 50,
+            fired: vec![fired("r1", "incentive_abuse")],
+            shadow: vec![],
+            errors: vec![],
+            policy_version: String::new(),
+            decided_by: "rule_action",
+            eval_us: None,
+            models: vec![],
+            arm: None,
+            fallback: false,
+            other_action: None,
+            snoozed: vec![],
+            paused: vec![],
+            degraded: vec![],
+        };
+        use argus_policy::Action::*;
+        let mut cases = Vec::new();
+        for action in [Allow, Challenge, Review, Block] {
+            for checkpoint in ["order.create", "account.login"] {
+                for score in [39, 40] {
+                    for fired_ in [
+                        vec![],
+                        vec![fired("r1", "incentive_abuse")],
+                        vec![fired("r2", "incentive_abuse")],
+                        vec![fired("r3", "other"), fired("r2", "incentive_abuse")],
+                    ] {
+                        cases.push(argus_policy::Decision {
+                            action,
+                            checkpoint: checkpoint.into(),
+                            score,
+                            fired: fired_,
+                            ..base.clone()
+                        });
+                    }
+                }
+            }
+        }
+        let mut taken = 0;
+        for d in &cases {
+            let want = r.route(&Intake::of_decision(d, None)).is_some();
+            assert_eq!(r.takes_decision(d), want, "{d:?}");
+            taken += usize::from(want);
+        }
+        // The premise: both answers occur.
+        assert!(
+            taken > 0 && taken < cases.len(),
+            "{taken} of {}",
+            cases.len()
         );
     }
 

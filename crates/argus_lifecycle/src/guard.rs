@@ -286,10 +286,6 @@ impl Guard {
             if h < self.cfg.min_hits {
                 continue;
             }
-            let actors = distinct(&cp.recent, rule);
-            if actors < self.cfg.min_actors {
-                continue;
-            }
             let l = cp.learned.get(rule).copied().unwrap_or_default();
             let base = if l.events >= self.cfg.learn_events && l.events > 0 {
                 l.hits as f64 / l.events as f64
@@ -299,7 +295,14 @@ impl Guard {
             let since = cp.first.get(rule).map_or(u64::MAX, |f| seen - f + 1);
             let events = (win_events as u64).min(since) as u32;
             let rate = h as f64 / events.max(1) as f64;
-            if rate > self.cfg.multiple * base {
+            // Not over (NaN included): no trip.
+            if rate.partial_cmp(&(self.cfg.multiple * base)) != Some(std::cmp::Ordering::Greater) {
+                continue;
+            }
+            // Counted only for a rule over its rate (a copy and a sort of its last hits' actors):
+            // most rules that fire are not, and this runs for every live decision.
+            let actors = distinct(&cp.recent, rule);
+            if actors >= self.cfg.min_actors {
                 trips.push(Trip {
                     rule: rule.to_string(),
                     checkpoint: checkpoint.to_string(),

@@ -141,7 +141,7 @@ impl Server {
             })
             .map_err(|e| core::StartError::State(format!("starting the core thread: {e}")))?;
         let oidc = settings.oidc.clone().map(|c| Arc::new(oidc::Oidc::new(c)));
-        let state = api::AppState {
+        let state = api::AppState::new(api::AppParts {
             tx,
             shared: shared.clone(),
             cases: cases_on.then(|| Arc::new(cases::CaseService::new(settings.cases.clone()))),
@@ -159,7 +159,7 @@ impl Server {
             audit: Arc::new(audit::AuditService::default()),
             vault,
             oidc,
-        };
+        });
         if let Some(rt) = &runtime {
             if !cases_on {
                 rt.spawn(audit::open(state.clone()));

@@ -1009,7 +1009,7 @@ async fn retention_deletes_covered_segments_and_their_decisions() {
 async fn a_full_queue_is_503_overloaded_and_a_slow_core_is_503_timeout() {
     let (tx, _rx) = std::sync::mpsc::sync_channel(1);
     let shared = Arc::new(argus_server::Shared::default());
-    let st = argus_server::api::AppState {
+    let st = argus_server::api::AppState::new(argus_server::api::AppParts {
         tx,
         shared: shared.clone(),
         settings: Arc::new(Settings {
@@ -1027,7 +1027,7 @@ async fn a_full_queue_is_503_overloaded_and_a_slow_core_is_503_timeout() {
         audit: Default::default(),
         vault: None,
         oidc: None,
-    };
+    });
     let app = argus_server::api::router(st);
     let post = || {
         Request::post("/v1/events")

@@ -434,12 +434,9 @@ impl Core {
             .intake
             .as_ref()
             .is_some_and(|s| s.filter.actions.contains(&head.action))
-            && decision.as_ref().is_some_and(|d| {
-                self.settings
-                    .cases
-                    .route(&argus_cases::Intake::of_decision(d, None))
-                    .is_some()
-            });
+            && decision
+                .as_ref()
+                .is_some_and(|d| self.settings.cases.takes_decision(d));
         if self.intake.is_some() && (routed || !found.is_empty()) {
             let stored = std::mem::take(&mut self.scratch);
             // The stored event is inside the record just written (`payload` went back to scratch).
