@@ -42,7 +42,8 @@
 #    (bench/budget_check.py).
 #
 # Both saturated three-entry runs (2 and 5) print the CPU time per accepted event of the Argus nodes,
-# the NATS servers and the rest of the box (from /proc, read before and after the run).
+# the NATS servers and the rest of the box (from /proc, read before and after the run), and the
+# messages and bytes the NATS servers took in and sent out per accepted event (their /varz).
 # PERF=1 also records a flat profile of the three Argus nodes over each of those two runs (perf
 # record at 499 Hz, self time per symbol) and prints it grouped by crate (bench/perf_summary.py):
 # where a node's CPU goes, replicated against sharded.
@@ -124,11 +125,25 @@ perf_start() { [ -n "${PERF:-}" ] || return 0; local n=$1; shift
 perf_stop() { [ -n "${PERF:-}" ] || return 0; wait "$PERF_PID" || true
   echo "where the Argus nodes' CPU went ($1, perf, self time):"
   perf report -i "$W/perf.$1" --stdio --no-children --sort symbol --percent-limit 0 2>/dev/null | python3 bench/perf_summary.py 25 | sed 's/^/  /'; }
-cpu_start() { C0=("$(cpu_ms "${@}")" "$(cpu_ms "${PIDS[0]}" "${PIDS[1]}" "${PIDS[2]}")" "$(cpu_ms box)"); }
+# The three NATS servers' message and byte counters (/varz: clients and routes alike), summed.
+varz() { for i in 0 1 2; do curl -s -m 5 "http://127.0.0.1:$((28220 + i))/varz"; echo; done | python3 -c 'import json,sys
+t = [0, 0, 0, 0]
+buf = ""
+for line in sys.stdin:
+    buf += line
+    try: d = json.loads(buf)
+    except ValueError: continue
+    buf = ""
+    for i, k in enumerate(("in_msgs", "out_msgs", "in_bytes", "out_bytes")): t[i] += d.get(k, 0)
+print(*t)'; }
+cpu_start() { C0=("$(cpu_ms "${@}")" "$(cpu_ms "${PIDS[0]}" "${PIDS[1]}" "${PIDS[2]}")" "$(cpu_ms box)"); V0=$(varz); }
 cpu_report() { local ev=$1; shift
   local n=$(( $(cpu_ms "$@") - C0[0] )) s=$(( $(cpu_ms "${PIDS[0]}" "${PIDS[1]}" "${PIDS[2]}") - C0[1] )) b=$(( $(cpu_ms box) - C0[2] ))
   python3 -c "ev, n, s, b = $ev, $n, $s, $b
-print(f'CPU over the run, per accepted event: Argus nodes {1000 * n / ev:.0f} us, NATS servers {1000 * s / ev:.0f} us, the rest (wrk, the kernel) {1000 * (b - n - s) / ev:.0f} us; the box was busy {b} ms of {2 * 1000 * ${DURATION}} ms ({ev} events)')"; }
+print(f'CPU over the run, per accepted event: Argus nodes {1000 * n / ev:.0f} us, NATS servers {1000 * s / ev:.0f} us, the rest (wrk, the kernel) {1000 * (b - n - s) / ev:.0f} us; the box was busy {b} ms of {2 * 1000 * ${DURATION}} ms ({ev} events)')"
+  python3 -c "ev = $ev; a = [int(x) for x in '$V0'.split()]; b = [int(x) for x in '$(varz)'.split()]
+d = [y - x for x, y in zip(a, b)]
+print(f'NATS servers, per accepted event (the three summed, clients and routes): {d[0] / ev:.1f} messages in, {d[1] / ev:.1f} out; {d[2] / ev:.0f} bytes in, {d[3] / ev:.0f} out')" || true; }
 pace_lua="$W/pace.lua"
 cat > "$pace_lua" <<'LUA'
 function delay() return 5 end

@@ -40,7 +40,7 @@ pub const DEGRADED_DECISIONS: &str = "argus_degraded_decisions_total";
 /// In a cluster: entries stored after their deadline (their appender had answered 503 or degraded),
 /// skipped by every node.
 pub const CLUSTER_ENTRIES_EXPIRED: &str = "argus_cluster_entries_expired_total";
-/// In a cluster: 1 while this node holds the lease (`lease`: `export`), else 0.
+/// In a cluster: 1 while this node holds the lease (`lease`: `export` or `duties`), else 0.
 pub const CLUSTER_LEASES_HELD: &str = "argus_cluster_leases_held";
 /// In a cluster: snapshots this node shared through JetStream's object store for new nodes.
 pub const CLUSTER_SNAPSHOTS_SHARED: &str = "argus_cluster_snapshots_shared_total";
