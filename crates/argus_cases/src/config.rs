@@ -488,6 +488,42 @@ mod tests {
         }
     }
 
+    /// An enforced `review` rule that fired, with one tag.
+    fn fired_rule(rule: &str, tag: &str) -> argus_policy::FiredRule {
+        argus_policy::FiredRule {
+            rule: rule.into(),
+            action: argus_policy::Action::Review,
+            score: 10,
+            reason: String::new(),
+            tags: vec![tag.into()],
+            shadow: false,
+            reads: vec![],
+        }
+    }
+
+    /// A `review` decision at `order.create` with this score and these rules.
+    fn review_decision(score: i64, fired: Vec<argus_policy::FiredRule>) -> argus_policy::Decision {
+        argus_policy::Decision {
+            event_id: "e1".into(),
+            checkpoint: "order.create".into(),
+            action: argus_policy::Action::Review,
+            score,
+            fired,
+            shadow: vec![],
+            errors: vec![],
+            policy_version: String::new(),
+            decided_by: "rule_action",
+            eval_us: None,
+            models: vec![],
+            arm: None,
+            fallback: false,
+            other_action: None,
+            snoozed: vec![],
+            paused: vec![],
+            degraded: vec![],
+        }
+    }
+
     #[test]
     fn routes_in_order_on_every_condition() {
         let r = compile(
@@ -593,34 +629,8 @@ mod tests {
             "[[inboxes]]\nname = \"big\"\n[[routes]]\ninbox = \"big\"\nmin_amount = \"500\"\nrules = [\"r1\"]",
         )
         .unwrap();
-        let fired = |rule: &str| argus_policy::FiredRule {
-            rule: rule.into(),
-            action: argus_policy::Action::Review,
-            score: 10,
-            reason: String::new(),
-            tags: vec!["t".into()],
-            shadow: false,
-            reads: vec![],
-        };
-        let d = argus_policy::Decision {
-            event_id: "e1".into(),
-            checkpoint: "order.create".into(),
-            action: argus_policy::Action::Review,
-            score: 10,
-            fired: vec![fired("r1")],
-            shadow: vec![],
-            errors: vec![],
-            policy_version: String::new(),
-            decided_by: "rule_action",
-            eval_us: None,
-            models: vec![],
-            arm: None,
-            fallback: false,
-            other_action: None,
-            snoozed: vec![],
-            paused: vec![],
-            degraded: vec![],
-        };
+        let fired = |rule: &str| fired_rule(rule, "t");
+        let d = review_decision(10, vec![fired("r1")]);
         // Before the amount is known, the route may take it (a superset); with it, it decides.
         assert!(r.route(&Intake::of_decision(&d, None)).is_some());
         assert!(r
@@ -668,34 +678,8 @@ mod tests {
             "#,
         )
         .unwrap();
-        let fired = |rule: &str, tag: &str| argus_policy::FiredRule {
-            rule: rule.into(),
-            action: argus_policy::Action::Review,
-            score: 10,
-            reason: String::new(),
-            tags: vec![tag.into()],
-            shadow: false,
-            reads: vec![],
-        };
-        let base = argus_policy::Decision {
-            event_id: "e1".into(),
-            checkpoint: "order.create".into(),
-            action: argus_policy::Action::Review,
-            score: 50,
-            fired: vec![fired("r1", "incentive_abuse")],
-            shadow: vec![],
-            errors: vec![],
-            policy_version: String::new(),
-            decided_by: "rule_action",
-            eval_us: None,
-            models: vec![],
-            arm: None,
-            fallback: false,
-            other_action: None,
-            snoozed: vec![],
-            paused: vec![],
-            degraded: vec![],
-        };
+        let fired = fired_rule;
+        let base = review_decision(50, vec![fired("r1", "incentive_abuse")]);
         use argus_policy::Action::*;
         let mut cases = Vec::new();
         for action in [Allow, Challenge, Review, Block] {
