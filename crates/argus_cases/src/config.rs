@@ -404,22 +404,49 @@ impl Routing {
 
     /// The inbox and priority for what came in: the first route that matches, or `None`.
     pub fn route(&self, x: &Intake) -> Option<(&Inbox, i64)> {
-        let r = self.routes.iter().find(|r| {
-            r.source == x.source
-                && if x.source == "finding" {
-                    r.detectors.is_empty() || r.detectors.contains(&x.detector)
-                } else {
-                    r.actions.contains(&x.action)
-                        && (r.rules.is_empty() || x.rules.iter().any(|f| r.rules.contains(f)))
-                        && (r.tags.is_empty() || x.tags.iter().any(|t| r.tags.contains(t)))
-                        && r.min_score.is_none_or(|m| x.score >= m)
-                        && r.min_amount
-                            .is_none_or(|m| x.amount.is_some_and(|a| a >= m))
-                        && (r.checkpoints.is_empty() || r.checkpoints.contains(&x.checkpoint))
-                }
-        })?;
+        let r = if x.source == "finding" {
+            self.routes.iter().find(|r| {
+                r.source == x.source
+                    && (r.detectors.is_empty() || r.detectors.contains(&x.detector))
+            })
+        } else {
+            self.first_route(
+                &x.source,
+                &x.action,
+                |rules| x.rules.iter().any(|f| rules.contains(f)),
+                |tags| x.tags.iter().any(|t| tags.contains(t)),
+                x.score,
+                x.amount,
+                &x.checkpoint,
+            )
+        }?;
         let inbox = self.inboxes.iter().find(|i| i.name == r.inbox)?;
         Some((inbox, r.priority))
+    }
+
+    /// The first route of `source` (not a finding's) that takes a trigger of this action, score,
+    /// amount and checkpoint whose rules (`any_rule(route's rules)`) and tags (`any_tag`) meet
+    /// the route's: `route`'s one predicate, for an intake record and for a typed decision.
+    #[allow(clippy::too_many_arguments)]
+    fn first_route(
+        &self,
+        source: &str,
+        action: &str,
+        any_rule: impl Fn(&[String]) -> bool,
+        any_tag: impl Fn(&[String]) -> bool,
+        score: i64,
+        amount: Option<i64>,
+        checkpoint: &str,
+    ) -> Option<&Route> {
+        self.routes.iter().find(|r| {
+            r.source == source
+                && r.actions.iter().any(|a| a == action)
+                && (r.rules.is_empty() || any_rule(&r.rules))
+                && (r.tags.is_empty() || any_tag(&r.tags))
+                && r.min_score.is_none_or(|m| score >= m)
+                && r.min_amount.is_none_or(|m| amount.is_some_and(|a| a >= m))
+                && (r.checkpoints.is_empty() || r.checkpoints.iter().any(|c| c == checkpoint))
+        })
     }
 
     /// Whether a route takes this decision before its amount is known:
@@ -427,20 +454,21 @@ impl Routing {
     /// its rules, tags and checkpoint). The server asks it of every live decision whose action a
     /// route takes, most of which no route does.
     pub fn takes_decision(&self, d: &argus_policy::Decision) -> bool {
-        let action = d.action.name();
-        self.routes.iter().any(|r| {
-            r.source == "decision"
-                && r.actions.iter().any(|a| a == action)
-                && (r.rules.is_empty() || d.fired.iter().any(|f| r.rules.contains(&f.rule)))
-                && (r.tags.is_empty()
-                    || d.fired
-                        .iter()
-                        .any(|f| f.tags.iter().any(|t| r.tags.contains(t))))
-                && r.min_score.is_none_or(|m| d.score >= m)
-                // An amount not known yet passes every `min_amount` (`of_decision`'s i64::MAX).
-                && (r.checkpoints.is_empty() || r.checkpoints.contains(&d.checkpoint))
-                && self.inboxes.iter().any(|i| i.name == r.inbox)
-        })
+        self.first_route(
+            "decision",
+            d.action.name(),
+            |rules| d.fired.iter().any(|f| rules.contains(&f.rule)),
+            |tags| {
+                d.fired
+                    .iter()
+                    .any(|f| f.tags.iter().any(|t| tags.contains(t)))
+            },
+            d.score,
+            // Not known yet: passes every `min_amount`, as `of_decision(d, None)` does.
+            Some(i64::MAX),
+            &d.checkpoint,
+        )
+        .is_some_and(|r| self.inboxes.iter().any(|i| i.name == r.inbox))
     }
 
     /// The decision actions any route takes: the server hands only these decisions to intake.

@@ -180,11 +180,21 @@ impl Log {
     /// replica: what the shares' replicated store costs the NATS servers. Either loses shares
     /// with a server, which the cluster's guarantees do not allow for.
     pub async fn shares(&self, keep: Duration) -> Result<Shares, Error> {
+        let unreplicated = |storage| {
+            tracing::warn!("ARGUS_SHARD_TEST_SHARES_STORAGE: the shares' bucket, if created now, has one replica on {storage:?} storage (measurements only: a server lost loses shares)");
+            (1, storage)
+        };
         let (replicas, storage) = match std::env::var("ARGUS_SHARD_TEST_SHARES_STORAGE").as_deref()
         {
-            Ok("r1") => (1, jetstream::stream::StorageType::File),
-            Ok("memory") => (1, jetstream::stream::StorageType::Memory),
-            _ => (self.replicas, jetstream::stream::StorageType::File),
+            Ok("r1") => unreplicated(jetstream::stream::StorageType::File),
+            Ok("memory") => unreplicated(jetstream::stream::StorageType::Memory),
+            Ok(v) => {
+                tracing::warn!(
+                    "ARGUS_SHARD_TEST_SHARES_STORAGE={v} is neither r1 nor memory: ignored"
+                );
+                (self.replicas, jetstream::stream::StorageType::File)
+            }
+            Err(_) => (self.replicas, jetstream::stream::StorageType::File),
         };
         let kv = self
             .ttl_bucket_in(

@@ -110,7 +110,7 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// What every handler and middleware reads ([`AppParts`]), behind one reference count: axum
 /// clones the state for each middleware layer of each request, and a clone of the parts (a
-/// sender and up to nine `Arc`s) was 3–4 % of a saturated server's CPU (`perf`: the clone of
+/// sender and up to nine `Arc`s) was 3–4.5 % of a saturated server's CPU (`perf`: the clone of
 /// `FromFn`, the drop of the state and of its sender).
 #[derive(Clone)]
 pub struct AppState(Arc<AppParts>);

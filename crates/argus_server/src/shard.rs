@@ -241,11 +241,6 @@ impl Shard {
         if !store_delay.is_zero() {
             tracing::warn!("ARGUS_SHARD_TEST_STORE_DELAY: shares are stored {store_delay:?} after they are announced (testing only)");
         }
-        match std::env::var("ARGUS_SHARD_TEST_SHARES_STORAGE").as_deref() {
-            Ok(v @ ("r1" | "memory")) => tracing::warn!("ARGUS_SHARD_TEST_SHARES_STORAGE={v}: the shares' bucket, if this node creates it, is not replicated (measurements only: a server lost loses shares)"),
-            Ok(v) => tracing::warn!("ARGUS_SHARD_TEST_SHARES_STORAGE={v} is neither r1 nor memory: ignored (the bucket is replicated as the log is)"),
-            Err(_) => {}
-        }
         let deaf = std::env::var("ARGUS_SHARD_TEST_DEAF").is_ok_and(|v| v == "1");
         if deaf {
             tracing::warn!("ARGUS_SHARD_TEST_DEAF=1: announced shares are ignored (testing only)");
