@@ -1383,6 +1383,39 @@ impl Engine {
         )
     }
 
+    /// The parts of [`split_digest`](Self::split_digest)'s first digest, each on its own, for a person
+    /// finding which one two nodes differ in: the sequence, the watermark, the idempotency ids (their
+    /// count and digest), the pending labels' digest, and the stages' digest (`none` when they are a
+    /// unit of their own, or none are configured).
+    pub fn unkeyed_parts(&self) -> Vec<(&'static str, String)> {
+        let h = |b: Result<Vec<u8>, _>| {
+            format!(
+                "{:016x}",
+                xxhash_rust::xxh3::xxh3_64(&b.unwrap_or_default())
+            )
+        };
+        let ids: Vec<_> = self.sq.dedupe.order.iter().collect();
+        let labels: Vec<Vec<_>> = self.sq.labels.iter().map(|q| q.iter().collect()).collect();
+        let stages: Vec<_> = self
+            .stages
+            .iter()
+            .map(|st| (st.name(), st.digest()))
+            .collect();
+        let stages = if self.stages_unit() || stages.is_empty() {
+            "none".to_string()
+        } else {
+            h(bincode::serialize(&stages))
+        };
+        vec![
+            ("sequence", self.sq.seq.to_string()),
+            ("watermark", self.sq.watermark.to_string()),
+            ("idempotency_ids", ids.len().to_string()),
+            ("idempotency_ids_digest", h(bincode::serialize(&ids))),
+            ("pending_labels_digest", h(bincode::serialize(&labels))),
+            ("stages_digest", stages),
+        ]
+    }
+
     /// The digest of the sequence, watermark, idempotency ids, pending labels and (`with_stages`)
     /// stages, with the keyed state's snapshot bytes among them when given.
     fn digest_with(&self, features: Option<Vec<u8>>, with_stages: bool) -> u64 {

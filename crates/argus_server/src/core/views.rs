@@ -345,7 +345,14 @@ impl Core {
                 .enumerate()
                 .filter_map(|(q, d)| d.map(|d| (q.to_string(), json!(format!("{d:016x}")))))
                 .collect();
-            json!({"count": n, "unkeyed_digest": format!("{rest:016x}"), "digests": held})
+            // The unkeyed digest's parts: which of them two nodes differ in.
+            let parts: serde_json::Map<String, Json> = self
+                .engine
+                .unkeyed_parts()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
+            json!({"count": n, "unkeyed_digest": format!("{rest:016x}"), "unkeyed_parts": parts, "digests": held})
         });
         // At most RECORDS_LISTED of them (the first by entity and key), and how many there are:
         // the answer is for a person comparing two nodes, and is built on the core thread.
