@@ -101,7 +101,9 @@ impl BucketState {
         self.words[base] = self.words[base].saturating_add(1);
         let mut i = base + 1;
         if l.sum {
-            let s = get64(&self.words, i).wrapping_add(v);
+            // Saturating, as the read below: a sum past `i64` must not wrap round to the other
+            // sign (a huge order would turn a spend negative).
+            let s = get64(&self.words, i).saturating_add(v);
             set64(&mut self.words, i, s);
             i += 2;
         }
@@ -129,7 +131,7 @@ impl BucketState {
             .div_euclid(l.width_ms)
             .max(self.head - l.len as i64);
         let stride = l.stride();
-        let (mut n, mut sum, mut mn, mut mx) = (0u64, 0i64, i64::MAX, i64::MIN);
+        let (mut n, mut sum, mut mn, mut mx) = (0u64, 0i128, i64::MAX, i64::MIN);
         let mut sketch = DistinctSketch::default();
         let mut k = kl + 1;
         while k <= kh {
@@ -138,7 +140,7 @@ impl BucketState {
             n += self.words[base] as u64;
             let mut i = base + 1;
             if l.sum {
-                sum = sum.wrapping_add(get64(&self.words, i));
+                sum += get64(&self.words, i) as i128;
                 i += 2;
             }
             if l.minmax {
@@ -152,6 +154,7 @@ impl BucketState {
             }
             k += 1;
         }
+        let sum = sum.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
         match r.agg {
             Agg::Count => Value::Int(n as i64),
             Agg::Sum => out_value(sum, r.out),
@@ -178,7 +181,7 @@ impl BucketState {
             self.words[base] = self.words[base].saturating_add(other.words[base]);
             let mut i = base + 1;
             if l.sum {
-                let s = get64(&self.words, i).wrapping_add(get64(&other.words, i));
+                let s = get64(&self.words, i).saturating_add(get64(&other.words, i));
                 set64(&mut self.words, i, s);
                 i += 2;
             }

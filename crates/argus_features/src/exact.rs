@@ -20,11 +20,23 @@ struct Entry {
 /// O(1), searches index the ring directly.
 #[derive(Debug, Clone, Default)]
 pub struct ExactState {
-    ring: Vec<Entry>,
+    /// Its length is the capacity (a power of two): a boxed slice, not a `Vec`, whose capacity
+    /// word would be a copy of it (the 8 bytes `abs` takes instead).
+    ring: Box<[Entry]>,
     head: usize,
     len: usize,
     /// Running sum before the first live entry.
     base: i64,
+    /// The sum over the live entries of `ceil(|value| / 2^16)` (see [`scaled`]), derived from the
+    /// entries and never stored; `u64::MAX` once it passed `u64` (then until the series empties).
+    /// Below 2^47 the entries' absolute values sum below 2^63, so no window's true sum can pass
+    /// `i64` and the wrapping difference of two running sums is exact; at or above it a sum is
+    /// added up entry by entry in `i128` and saturates at `i64`'s bounds, instead of wrapping
+    /// round to the other sign (two orders of 5 × 10¹² units once read as a negative 24-hour
+    /// spend, and a spend rule did not fire on the orders after them). Scaled, so that it is
+    /// exact integer arithmetic that a busy series can keep for ever (a series of text digests,
+    /// whose sums nobody reads, passes the bound at once).
+    abs: u64,
 }
 
 impl PartialEq for ExactState {
@@ -47,17 +59,25 @@ impl<'de> Deserialize<'de> for ExactState {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (base, live) = <(i64, Vec<Entry>)>::deserialize(d)?;
         let mut st = ExactState {
-            ring: Vec::new(),
+            ring: Box::default(),
             head: 0,
             len: 0,
             base,
+            abs: 0,
         };
         st.reserve(live.len());
         for e in live {
             st.push(e);
         }
+        st.abs = st.abs_of(0..st.len);
         Ok(st)
     }
+}
+
+/// `ceil(|v| / 2^16)`: at most 2^47, and summed over entries, an upper bound of their absolute
+/// values' sum divided by 2^16 (`ExactState::abs`).
+fn scaled(v: i64) -> u64 {
+    v.unsigned_abs().div_ceil(1 << 16)
 }
 
 /// Number of entries among the first `end` with time ≤ `x`, searching backwards from `end` with
@@ -123,7 +143,7 @@ impl ExactState {
         let mut ring = Vec::with_capacity(cap);
         ring.extend((0..self.len).map(|i| *self.at(i)));
         ring.resize(cap, Entry { t: 0, cum: 0 });
-        self.ring = ring;
+        self.ring = ring.into_boxed_slice();
         self.head = 0;
     }
 
@@ -171,6 +191,7 @@ impl ExactState {
                 })
             }
         }
+        self.abs = self.abs.saturating_add(scaled(v));
         let newest = self.at(self.len - 1).t;
         self.evict_before(newest - retention_ms);
         let excess = self.len.saturating_sub(max_entries);
@@ -178,10 +199,30 @@ impl ExactState {
         excess as u64
     }
 
+    /// The sum of [`scaled`] over the entries `range` (`u64::MAX` if it passes `u64`).
+    fn abs_of(&self, range: std::ops::Range<usize>) -> u64 {
+        range.fold(0u64, |a, i| a.saturating_add(scaled(self.value_at(i))))
+    }
+
+    /// The sum of the values of the entries `start..end`: the difference of two running sums
+    /// while no window's sum can pass `i64` (see `abs`), else added up in `i128` and saturated.
+    fn sum_range(&self, start: usize, end: usize) -> i64 {
+        if self.abs < 1 << 47 {
+            return self.cum_at(end).wrapping_sub(self.cum_at(start));
+        }
+        let exact: i128 = (start..end).map(|i| self.value_at(i) as i128).sum();
+        exact.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    }
+
     fn pop_front(&mut self, n: usize) {
         if n == 0 {
             return;
         }
+        self.abs = match self.abs {
+            _ if n == self.len => 0,
+            u64::MAX => u64::MAX,
+            a => a - self.abs_of(0..n),
+        };
         self.base = self.at(n - 1).cum;
         self.head = (self.head + n) & (self.ring.len() - 1);
         self.len -= n;
@@ -257,7 +298,7 @@ impl ExactState {
     /// Reads an aggregate over the entries `start..end` (from [`bounds`](Self::bounds)).
     pub fn read_range(&self, r: &Reader, start: usize, end: usize, scratch: &mut Scratch) -> Value {
         let n = end.saturating_sub(start);
-        let sum = || self.cum_at(end).wrapping_sub(self.cum_at(start));
+        let sum = || self.sum_range(start, end);
         match r.agg {
             Agg::Count => Value::Int(n as i64),
             Agg::Sum => out_value(sum(), r.out),
@@ -301,10 +342,11 @@ impl ExactState {
         all.sort_by_key(|e| e.0);
         let base = self.base;
         *self = ExactState {
-            ring: Vec::new(),
+            ring: Box::default(),
             head: 0,
             len: 0,
             base,
+            abs: 0,
         };
         self.reserve(all.len());
         let mut acc = base;
@@ -312,6 +354,7 @@ impl ExactState {
             acc = acc.wrapping_add(v);
             self.push(Entry { t, cum: acc });
         }
+        self.abs = self.abs_of(0..self.len);
         if self.len > 0 {
             let newest = self.at(self.len - 1).t;
             self.evict_before(newest - retention_ms);
@@ -321,6 +364,16 @@ impl ExactState {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.ring.capacity() * std::mem::size_of::<Entry>()
+        self.ring.len() * std::mem::size_of::<Entry>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The window's sum bound (`abs`) costs no memory: the state is the 48 bytes it was before
+    /// (a `Slot` per series per key holds one; ARCHITECTURE.md's table).
+    #[test]
+    fn the_state_stays_48_bytes() {
+        assert_eq!(std::mem::size_of::<super::ExactState>(), 48);
     }
 }

@@ -257,6 +257,47 @@ proptest! {
         }
     }
 
+    /// Values near the largest a sum can hold (± 9.2 × 10¹² units): a window's sum is the exact
+    /// sum while it fits, and saturates at the bound it passes, never wrapping round to the other
+    /// sign. Before, two values of 5 × 10¹² summed to −8.4 × 10¹² (a 24-hour spend read as
+    /// negative, and a spend rule did not fire). Bucketed windows: with values of one sign
+    /// (a bucket's own sum saturates as it is added to, so mixed signs past the bound depend on
+    /// the order within a bucket).
+    #[test]
+    fn sums_past_the_bound_saturate_instead_of_wrapping(
+        s in stream(),
+        huge in prop::collection::vec(-9_000_000_000_000i64..9_000_000_000_000, 300),
+    ) {
+        let s: Vec<_> = s.iter().zip(&huge).map(|(&(k, t, _, l), &v)| (k, t, v, l)).collect();
+        let (schema, fs) = setup();
+        let mut st = FeatureState::new(&fs);
+        let got = run(&schema, &fs, &mut st, &s, 0);
+        let clamp = |x: i128| (x.clamp(i64::MIN as i128, i64::MAX as i128) as i64) / 1_000_000;
+        for (i, &(k, t, _, _)) in s.iter().enumerate() {
+            let exact: i128 = s[..=i].iter()
+                .filter(|e| e.0 == k && e.1 > t - 60_000 && e.1 <= t)
+                .map(|e| e.2 as i128 * 1_000_000)
+                .sum();
+            prop_assert_eq!(&got[i][1], &Value::Int(clamp(exact)), "event {}", i);
+        }
+        // Bucketed, in order, values of one sign.
+        let pos: Vec<_> = in_order(&s).into_iter().map(|(k, t, v, l)| (k, t, v.abs(), l)).collect();
+        let mut st = FeatureState::new(&fs);
+        let got = run(&schema, &fs, &mut st, &pos, 0);
+        for (i, &(k, t, _, _)) in pos.iter().enumerate() {
+            let lo = ((t - 60_000).div_euclid(10_000) + 1) * 10_000;
+            let exact: i128 = pos[..=i].iter()
+                .filter(|e| e.0 == k && e.1 >= lo && e.1 <= t)
+                .map(|e| e.2 as i128 * 1_000_000)
+                .sum();
+            prop_assert_eq!(&got[i][7], &Value::Int(clamp(exact)), "event {}", i);
+        }
+        // The state restores to the same answers (the bound is derived from the entries).
+        let bytes = st.snapshot();
+        let restored = FeatureState::restore(&fs, &bytes).unwrap();
+        prop_assert_eq!(restored.snapshot(), bytes);
+    }
+
     #[test]
     fn snapshot_restore_continues_identically(s in stream(), cut in 0usize..300) {
         let (schema, fs) = setup();
