@@ -536,12 +536,27 @@ impl Decoder {
         slot: usize,
         text: &str,
     ) -> Result<Value, FieldError> {
+        self.field_value_raw(et, slot, Raw::Text(text))
+    }
+
+    /// [`field_value`](Self::field_value) of a JSON value as an event would carry it (an address
+    /// as an object: its token differs from that of the same address as one string).
+    pub fn field_value_json(
+        &self,
+        et: &EventType,
+        slot: usize,
+        v: &serde_json::Value,
+    ) -> Result<Value, FieldError> {
+        self.field_value_raw(et, slot, Raw::Json(v))
+    }
+
+    fn field_value_raw(&self, et: &EventType, slot: usize, raw: Raw) -> Result<Value, FieldError> {
         let mut fields = vec![Value::Null; et.fields.len()];
         let mut errors = Vec::new();
         self.field_into(
             et,
             slot,
-            Raw::Text(text),
+            raw,
             PathSrc::Column(&et.fields[slot].name),
             &mut fields,
             &mut errors,

@@ -33,10 +33,24 @@ use std::time::{Duration, Instant};
 pub struct ErasureBody {
     /// The entity kind: `email`, `phone`, `card`, `address`, `ip`, …
     kind: String,
-    /// The value as the shop knows it (normalized as events are).
+    /// The value as the shop knows it (normalized as events are): a string, or an address as
+    /// the object events send (`{"line1", "city", …}`), kept here as its JSON text.
+    #[serde(deserialize_with = "string_or_object")]
     value: String,
     /// Why (the request is audited with it); else the `Argus-Reason` header.
     reason: Option<String>,
+}
+
+/// An erasure's `value`: a string as it is, an object as its JSON text (the core tokenizes it as
+/// the object; `clear_forms` takes its parts).
+fn string_or_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match <Value as serde::Deserialize>::deserialize(d)? {
+        Value::String(s) => Ok(s),
+        o @ Value::Object(_) => Ok(o.to_string()),
+        _ => Err(serde::de::Error::custom(
+            "`value` must be a string, or an address as an object ({\"line1\", \"city\", …})",
+        )),
+    }
 }
 
 pub async fn erase(
@@ -134,13 +148,31 @@ fn renamed(a: Answer) -> Result<(String, String, Value), Answer> {
     }
 }
 
-/// The clear value as it may have been typed into a note: as given, trimmed, lower case.
+/// The clear value as it may have been typed into a note: as given, trimmed, lower case. An
+/// address given as an object: its street lines and name, each and joined as the decoder joins
+/// them (its city, postcode and country are derived attributes, kept in clear everywhere).
 fn clear_forms(value: &str) -> Vec<String> {
-    let mut clear = vec![
-        value.to_string(),
-        value.trim().to_string(),
-        value.trim().to_lowercase(),
-    ];
+    let object = value
+        .starts_with('{')
+        .then(|| serde_json::from_str::<Value>(value).ok())
+        .flatten();
+    let texts: Vec<String> = match object.as_ref().and_then(Value::as_object) {
+        Some(o) => {
+            let parts: Vec<&str> = ["line1", "line2", "name"]
+                .iter()
+                .filter_map(|k| o.get(*k).and_then(Value::as_str))
+                .collect();
+            let mut t: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
+            t.push(parts.join(" "));
+            t
+        }
+        None => vec![value.to_string()],
+    };
+    let mut clear: Vec<String> = texts
+        .iter()
+        .flat_map(|v| [v.clone(), v.trim().to_string(), v.trim().to_lowercase()])
+        .filter(|v| !v.is_empty())
+        .collect();
     clear.sort();
     clear.dedup();
     clear

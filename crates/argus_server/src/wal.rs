@@ -411,6 +411,19 @@ impl Wal {
         dir: &Path,
         segment_bytes: u64,
         fsync: Fsync,
+        visit: impl FnMut(Loc, Record),
+    ) -> Result<(Wal, OpenReport), WalError> {
+        Self::open_keeping(dir, segment_bytes, fsync, 0, visit)
+    }
+
+    /// [`open`](Self::open), knowing that the log held every record up to `kept` (a snapshot
+    /// restored covers it): a damaged record at or below it is not a torn write but the loss of an
+    /// acknowledged event, and is refused, the segment left as it was, instead of cut.
+    pub fn open_keeping(
+        dir: &Path,
+        segment_bytes: u64,
+        fsync: Fsync,
+        kept: u64,
         mut visit: impl FnMut(Loc, Record),
     ) -> Result<(Wal, OpenReport), WalError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -477,6 +490,17 @@ impl Wal {
                             rec,
                         );
                         off += used;
+                    }
+                    Err(why) if newest && seg_last < kept => {
+                        let why = format!(
+                            "{why}, where record {} was expected: a snapshot covers records up to {kept}, so the log held them (acknowledged events, not a torn write)",
+                            seg_last + 1
+                        );
+                        return Err(WalError::Corrupt {
+                            path,
+                            offset: off as u64,
+                            why,
+                        });
                     }
                     Err(why) if newest && !valid_record_after(&bytes, off, seg_last) => {
                         tracing::warn!(path = %path.display(), offset = off, %why, "cutting a torn record off the end of the event log");

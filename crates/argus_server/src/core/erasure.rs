@@ -58,7 +58,18 @@ impl Core {
                 ),
             ));
         };
-        match self.engine.decoder().field_value(et, slot, value) {
+        // An address given as an object (its JSON text: `erasure::ErasureBody`), as events send
+        // it: its token is that of the object, not of the same text as one string.
+        let object = value
+            .starts_with('{')
+            .then(|| serde_json::from_str::<serde_json::Value>(value).ok())
+            .flatten()
+            .filter(serde_json::Value::is_object);
+        let normalized = match &object {
+            Some(o) => self.engine.decoder().field_value_json(et, slot, o),
+            None => self.engine.decoder().field_value(et, slot, value),
+        };
+        match normalized {
             Ok(Value::Str(s)) if s.starts_with("tk_") => Ok(s.to_string()),
             Ok(_) => Err(error(
                 Failure::Invalid,

@@ -52,6 +52,14 @@ impl Core {
         // The newest snapshot that restores under this configuration.
         let mut restored: Option<(Extras, Engine)> = None;
         let mut refused = Vec::new();
+        // The last record that a snapshot not used shows the log held: one of Argus's (its magic)
+        // whose checksum failed, by its name; one that decodes, by its contents.
+        let mut unused_covered: Option<(u64, PathBuf)> = None;
+        let mut covered = |seq: u64, path: &Path| {
+            if unused_covered.as_ref().is_none_or(|(s, _)| seq > *s) {
+                unused_covered = Some((seq, path.to_path_buf()));
+            }
+        };
         for (seq, path) in snapshots(&data) {
             let bytes = match std::fs::read(&path) {
                 Ok(b) => b,
@@ -69,11 +77,19 @@ impl Core {
                     restored = Some((ex, e));
                     break;
                 }
-                Ok(_) => refused.push(format!(
-                    "{}: sequence number does not match its name",
-                    path.display()
-                )),
-                Err(e) => refused.push(format!("{}: {e}", path.display())),
+                Ok((ex, _)) => {
+                    covered(ex.seq, &path);
+                    refused.push(format!(
+                        "{}: sequence number does not match its name",
+                        path.display()
+                    ))
+                }
+                Err(e) => {
+                    if bytes.starts_with(SNAP_MAGIC) {
+                        covered(seq, &path);
+                    }
+                    refused.push(format!("{}: {e}", path.display()))
+                }
             }
         }
         for r in &refused {
@@ -136,10 +152,16 @@ impl Core {
         // In a cluster: what ran as of the snapshot, then as of the last cursor record that kept
         // it (see `lifecycle::PolicyState`).
         let mut kept_policies = extras.policies.take();
-        let (wal, report) = Wal::open(
+        // The restored snapshot covers records up to `snap_seq`, and a damaged one may show more:
+        // the log held them, so damage among them is refused, not cut as a torn tail.
+        let kept = unused_covered
+            .as_ref()
+            .map_or(snap_seq, |(s, _)| snap_seq.max(*s));
+        let (wal, report) = Wal::open_keeping(
             &data.join("log"),
             settings.segment_bytes,
             settings.fsync,
+            kept,
             |loc, rec| {
                 if rec.kind == KIND_CURSOR {
                     if let Some(b) = rec
@@ -191,6 +213,14 @@ impl Core {
                  acknowledged events would be lost, so Argus refuses to start: restore the missing snapshot or log segments from a backup",
                 wal.first_seq(),
                 snap_seq + 1
+            )));
+        }
+        if let Some((s, path)) = unused_covered.filter(|(s, _)| *s > wal.last_seq().max(snap_seq)) {
+            return Err(StartError::State(format!(
+                "{} (not used: {}) covers record {s} but the event log ends at record {}: the log was truncated or replaced, and acknowledged events would be lost, so Argus refuses to start; restore the log from a backup",
+                path.display(),
+                refused.join("; "),
+                wal.last_seq()
             )));
         }
         if snap_seq > wal.last_seq() {
