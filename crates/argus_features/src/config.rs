@@ -1340,7 +1340,11 @@ impl<'a> Compiler<'a> {
             }
             (false, None | Some("exact")) => SeriesMode::Exact {
                 retention_ms: window_ms + offset_ms + lateness,
-                max_entries: f.max_entries.unwrap_or(settings.max_entries).max(1),
+                // At most 2^31: an exact window counts its entries in a `u32`.
+                max_entries: f
+                    .max_entries
+                    .unwrap_or(settings.max_entries)
+                    .clamp(1, 1 << 31),
             },
             (false, Some("bucketed")) => {
                 let b = f.buckets.unwrap_or(settings.buckets);

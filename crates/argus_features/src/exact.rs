@@ -20,11 +20,11 @@ struct Entry {
 /// O(1), searches index the ring directly.
 #[derive(Debug, Clone, Default)]
 pub struct ExactState {
-    /// Its length is the capacity (a power of two): a boxed slice, not a `Vec`, whose capacity
-    /// word would be a copy of it (the 8 bytes `abs` takes instead).
-    ring: Box<[Entry]>,
-    head: usize,
-    len: usize,
+    ring: Vec<Entry>,
+    /// `u32`s, not `usize`s, so that `abs` fits in the 48 bytes the state took before it (a
+    /// series holds at most `max_entries` entries, far below 2^32).
+    head: u32,
+    len: u32,
     /// Running sum before the first live entry.
     base: i64,
     /// The sum over the live entries of `ceil(|value| / 2^16)` (see [`scaled`]), derived from the
@@ -41,16 +41,16 @@ pub struct ExactState {
 
 impl PartialEq for ExactState {
     fn eq(&self, other: &Self) -> bool {
-        self.len == other.len
+        self.n() == other.n()
             && self.base == other.base
-            && (0..self.len).all(|i| self.at(i) == other.at(i))
+            && (0..self.n()).all(|i| self.at(i) == other.at(i))
     }
 }
 impl Eq for ExactState {}
 
 impl Serialize for ExactState {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let live: Vec<Entry> = (0..self.len).map(|i| *self.at(i)).collect();
+        let live: Vec<Entry> = (0..self.n()).map(|i| *self.at(i)).collect();
         (self.base, live).serialize(s)
     }
 }
@@ -59,7 +59,7 @@ impl<'de> Deserialize<'de> for ExactState {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (base, live) = <(i64, Vec<Entry>)>::deserialize(d)?;
         let mut st = ExactState {
-            ring: Box::default(),
+            ring: Vec::new(),
             head: 0,
             len: 0,
             base,
@@ -69,7 +69,7 @@ impl<'de> Deserialize<'de> for ExactState {
         for e in live {
             st.push(e);
         }
-        st.abs = st.abs_of(0..st.len);
+        st.abs = st.abs_of(0..st.n());
         Ok(st)
     }
 }
@@ -117,13 +117,18 @@ fn gallop_front(st: &ExactState, end: usize, x: i64) -> usize {
 }
 
 impl ExactState {
+    /// The live entries' count.
+    fn n(&self) -> usize {
+        self.len as usize
+    }
+
     fn at(&self, i: usize) -> &Entry {
-        &self.ring[(self.head + i) & (self.ring.len() - 1)]
+        &self.ring[(self.head as usize + i) & (self.ring.len() - 1)]
     }
 
     fn at_mut(&mut self, i: usize) -> &mut Entry {
         let m = self.ring.len() - 1;
-        &mut self.ring[(self.head + i) & m]
+        &mut self.ring[(self.head as usize + i) & m]
     }
 
     /// First index in `lo..hi` whose time is > x (entries are sorted by time).
@@ -141,35 +146,35 @@ impl ExactState {
 
     fn relayout(&mut self, cap: usize) {
         let mut ring = Vec::with_capacity(cap);
-        ring.extend((0..self.len).map(|i| *self.at(i)));
+        ring.extend((0..self.n()).map(|i| *self.at(i)));
         ring.resize(cap, Entry { t: 0, cum: 0 });
-        self.ring = ring.into_boxed_slice();
+        self.ring = ring;
         self.head = 0;
     }
 
     fn reserve(&mut self, n: usize) {
-        if self.len + n > self.ring.len() {
-            self.relayout((self.len + n).next_power_of_two().max(4));
+        if self.n() + n > self.ring.len() {
+            self.relayout((self.n() + n).next_power_of_two().max(4));
         }
     }
 
     fn push(&mut self, e: Entry) {
         self.reserve(1);
         self.len += 1;
-        *self.at_mut(self.len - 1) = e;
+        *self.at_mut(self.n() - 1) = e;
     }
 
     /// Adds an observation, keeping time order, then drops entries older than `retention_ms` before the
     /// newest and beyond `max_entries`. Returns how many entries the cap dropped.
     pub fn insert(&mut self, t: i64, v: i64, retention_ms: i64, max_entries: usize) -> u64 {
-        let last = (self.len > 0).then(|| *self.at(self.len - 1));
+        let last = (self.n() > 0).then(|| *self.at(self.n() - 1));
         match last {
             Some(l) if l.t > t => {
                 // Out of order (within the allowed lateness): insert in place, shift the running sums.
-                let pos = self.partition(0, self.len, t);
+                let pos = self.partition(0, self.n(), t);
                 let before = self.cum_at(pos);
                 self.push(l);
-                for i in (pos + 1..self.len).rev() {
+                for i in (pos + 1..self.n()).rev() {
                     let mut e = *self.at(i - 1);
                     e.cum = e.cum.wrapping_add(v);
                     *self.at_mut(i) = e;
@@ -192,9 +197,9 @@ impl ExactState {
             }
         }
         self.abs = self.abs.saturating_add(scaled(v));
-        let newest = self.at(self.len - 1).t;
+        let newest = self.at(self.n() - 1).t;
         self.evict_before(newest - retention_ms);
-        let excess = self.len.saturating_sub(max_entries);
+        let excess = self.n().saturating_sub(max_entries);
         self.pop_front(excess);
         excess as u64
     }
@@ -219,14 +224,14 @@ impl ExactState {
             return;
         }
         self.abs = match self.abs {
-            _ if n == self.len => 0,
+            _ if n == self.n() => 0,
             u64::MAX => u64::MAX,
             a => a - self.abs_of(0..n),
         };
         self.base = self.at(n - 1).cum;
-        self.head = (self.head + n) & (self.ring.len() - 1);
-        self.len -= n;
-        if self.ring.len() > 8 && self.len * 4 < self.ring.len() {
+        self.head = ((self.head as usize + n) & (self.ring.len() - 1)) as u32;
+        self.len -= n as u32;
+        if self.ring.len() > 8 && self.n() * 4 < self.ring.len() {
             self.relayout(self.ring.len() / 2);
         }
     }
@@ -235,23 +240,23 @@ impl ExactState {
     /// zero or one entry per insert, and the front is the cache line a binary search would miss on.
     pub fn evict_before(&mut self, cutoff: i64) {
         let mut n = 0;
-        while n < self.len && self.at(n).t <= cutoff {
+        while n < self.n() && self.at(n).t <= cutoff {
             n += 1;
         }
         self.pop_front(n);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.n() == 0
     }
 
     /// Time of the newest entry.
     pub fn newest(&self) -> Option<i64> {
-        (self.len > 0).then(|| self.at(self.len - 1).t)
+        (self.n() > 0).then(|| self.at(self.n() - 1).t)
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.n()
     }
 
     fn cum_at(&self, i: usize) -> i64 {
@@ -268,15 +273,15 @@ impl ExactState {
 
     /// Index range of the entries in (t − offset − window, t − offset].
     pub fn bounds(&self, r: &Reader, t: i64) -> (usize, usize) {
-        if self.len == 0 {
+        if self.n() == 0 {
             return (0, 0);
         }
         let hi = t - r.offset_ms;
         let lo = hi - r.window_ms;
-        let end = if self.at(self.len - 1).t <= hi {
-            self.len
+        let end = if self.at(self.n() - 1).t <= hi {
+            self.n()
         } else {
-            gallop_back(self, self.len, hi)
+            gallop_back(self, self.n(), hi)
         };
         // Search from whichever end is nearer in time: the front's cache line is hot (eviction reads it),
         // and a long window's start is usually near it.
@@ -335,14 +340,14 @@ impl ExactState {
 
     /// Union of two keys' observations (e.g. two partitions of one stream).
     pub fn merge(&mut self, other: &ExactState, retention_ms: i64, max_entries: usize) {
-        let mut all: Vec<(i64, i64)> = (0..self.len)
+        let mut all: Vec<(i64, i64)> = (0..self.n())
             .map(|i| (self.at(i).t, self.value_at(i)))
-            .chain((0..other.len).map(|i| (other.at(i).t, other.value_at(i))))
+            .chain((0..other.n()).map(|i| (other.at(i).t, other.value_at(i))))
             .collect();
         all.sort_by_key(|e| e.0);
         let base = self.base;
         *self = ExactState {
-            ring: Box::default(),
+            ring: Vec::new(),
             head: 0,
             len: 0,
             base,
@@ -354,26 +359,29 @@ impl ExactState {
             acc = acc.wrapping_add(v);
             self.push(Entry { t, cum: acc });
         }
-        self.abs = self.abs_of(0..self.len);
-        if self.len > 0 {
-            let newest = self.at(self.len - 1).t;
+        self.abs = self.abs_of(0..self.n());
+        if self.n() > 0 {
+            let newest = self.at(self.n() - 1).t;
             self.evict_before(newest - retention_ms);
         }
-        let excess = self.len.saturating_sub(max_entries);
+        let excess = self.n().saturating_sub(max_entries);
         self.pop_front(excess);
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.ring.len() * std::mem::size_of::<Entry>()
+        self.ring.capacity() * std::mem::size_of::<Entry>()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    /// The window's sum bound (`abs`) costs no memory: the state is the 48 bytes it was before
-    /// (a `Slot` per series per key holds one; ARCHITECTURE.md's table).
+    /// The window's sum bound (`abs`) costs no memory: the state is the 48 bytes it was before,
+    /// and so is the `Slot` holding it, per series per key (ARCHITECTURE.md's table). (A boxed
+    /// slice for the ring would have saved the 8 bytes too, but lost the niche the `Slot`'s tag
+    /// lives in: 56 bytes a slot.)
     #[test]
     fn the_state_stays_48_bytes() {
         assert_eq!(std::mem::size_of::<super::ExactState>(), 48);
+        assert_eq!(crate::state::slot_bytes(), 48);
     }
 }

@@ -73,6 +73,12 @@ enum Slot {
     Lifetime(Box<LifeState>),
 }
 
+/// The bytes of a [`Slot`], one per series per key (the layout test in `exact.rs`).
+#[cfg(test)]
+pub(crate) fn slot_bytes() -> usize {
+    std::mem::size_of::<Slot>()
+}
+
 /// One key's state for every series of an entity (key spec), in one allocation.
 type Record = Box<[Slot]>;
 
