@@ -34,22 +34,31 @@ pub struct ErasureBody {
     /// The entity kind: `email`, `phone`, `card`, `address`, `ip`, …
     kind: String,
     /// The value as the shop knows it (normalized as events are): a string, or an address as
-    /// the object events send (`{"line1", "city", …}`), kept here as its JSON text.
+    /// the object events send (`{"line1", "city", …}`). Kept as its JSON text (a string quoted),
+    /// which is what every step after this one is handed: [`subject_value`] reads it back.
     #[serde(deserialize_with = "string_or_object")]
     value: String,
     /// Why (the request is audited with it); else the `Argus-Reason` header.
     reason: Option<String>,
 }
 
-/// An erasure's `value`: a string as it is, an object as its JSON text (the core tokenizes it as
-/// the object; `clear_forms` takes its parts).
+/// An erasure's `value` as its JSON text: a string or an object, nothing else.
 fn string_or_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     match <Value as serde::Deserialize>::deserialize(d)? {
-        Value::String(s) => Ok(s),
-        o @ Value::Object(_) => Ok(o.to_string()),
+        v @ (Value::String(_) | Value::Object(_)) => Ok(v.to_string()),
         _ => Err(serde::de::Error::custom(
             "`value` must be a string, or an address as an object ({\"line1\", \"city\", …})",
         )),
+    }
+}
+
+/// An erasure's value from the JSON text [`ErasureBody`] keeps: a string, or an object (an
+/// address as events send it). Text that is not such JSON (none is made here) is taken as the
+/// string it is.
+pub(crate) fn subject_value(text: &str) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ (Value::String(_) | Value::Object(_))) => v,
+        _ => Value::String(text.to_string()),
     }
 }
 
@@ -149,30 +158,31 @@ fn renamed(a: Answer) -> Result<(String, String, Value), Answer> {
 }
 
 /// The clear value as it may have been typed into a note: as given, trimmed, lower case. An
-/// address given as an object: its street lines and name, each and joined as the decoder joins
-/// them (its city, postcode and country are derived attributes, kept in clear everywhere).
+/// address given as an object: its street lines and name joined as the decoder joins them (its
+/// city, postcode and country are derived attributes, kept in clear everywhere; and a street line
+/// alone, "1 High Street", would also blank other people's addresses holding it). `value` is the
+/// JSON text [`ErasureBody`] keeps (`""`: none known, as on a node finishing another's erasure).
 fn clear_forms(value: &str) -> Vec<String> {
-    let object = value
-        .starts_with('{')
-        .then(|| serde_json::from_str::<Value>(value).ok())
-        .flatten();
-    let texts: Vec<String> = match object.as_ref().and_then(Value::as_object) {
-        Some(o) => {
-            let parts: Vec<&str> = ["line1", "line2", "name"]
-                .iter()
-                .filter_map(|k| o.get(*k).and_then(Value::as_str))
-                .collect();
-            let mut t: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
-            t.push(parts.join(" "));
-            t
-        }
-        None => vec![value.to_string()],
+    if value.is_empty() {
+        return Vec::new();
+    }
+    let text = match subject_value(value) {
+        Value::Object(o) => ["line1", "line2", "name"]
+            .iter()
+            .filter_map(|k| o.get(*k).and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Value::String(s) => s,
+        _ => String::new(),
     };
-    let mut clear: Vec<String> = texts
-        .iter()
-        .flat_map(|v| [v.clone(), v.trim().to_string(), v.trim().to_lowercase()])
-        .filter(|v| !v.is_empty())
-        .collect();
+    let mut clear: Vec<String> = [
+        text.clone(),
+        text.trim().to_string(),
+        text.trim().to_lowercase(),
+    ]
+    .into_iter()
+    .filter(|v| !v.is_empty())
+    .collect();
     clear.sort();
     clear.dedup();
     clear
@@ -660,4 +670,45 @@ async fn share_renamed(
     Err(format!(
         "the shared snapshot kept being replaced by one older than the erasure's entry {entry}"
     ))
+}
+
+#[cfg(test)]
+mod value_tests {
+    use super::*;
+
+    fn body(v: Value) -> ErasureBody {
+        serde_json::from_value(json!({"kind": "address", "value": v, "reason": "a test reason"}))
+            .unwrap()
+    }
+
+    /// The request's value is kept as its JSON text, so a string whose text is JSON stays a
+    /// string, and an object stays an object, whatever the step that reads it.
+    #[test]
+    fn a_value_keeps_its_form_through_its_json_text() {
+        let s = body(json!("{\"line1\": \"1 Main St\"}"));
+        assert_eq!(subject_value(&s.value), json!("{\"line1\": \"1 Main St\"}"));
+        let o = body(json!({"line1": "1 Main St"}));
+        assert_eq!(subject_value(&o.value), json!({"line1": "1 Main St"}));
+        assert!(serde_json::from_value::<ErasureBody>(
+            json!({"kind": "email", "value": 7, "reason": "a test reason"})
+        )
+        .is_err());
+    }
+
+    /// An email's clear forms: as given, trimmed, lower case. An address object's: its street
+    /// lines and name joined, never a part alone (which other people's addresses may hold) nor
+    /// its derived attributes.
+    #[test]
+    fn clear_forms_of_a_string_and_of_an_address_object() {
+        assert_eq!(
+            clear_forms(&body(json!(" Victim@X.com")).value),
+            [" Victim@X.com", "Victim@X.com", "victim@x.com"]
+        );
+        let o = body(json!({"line1": "17 Qwertyuiop Lane", "name": "Ann Lee", "city": "London"}));
+        assert_eq!(
+            clear_forms(&o.value),
+            ["17 Qwertyuiop Lane Ann Lee", "17 qwertyuiop lane ann lee"]
+        );
+        assert!(clear_forms("").is_empty(), "a node that never saw it");
+    }
 }

@@ -546,9 +546,9 @@ async fn an_erasure_replays_from_the_renamed_log_to_the_live_state() {
 }
 
 /// An address sent as an object (as events carry it) is erased by the same object: its token is
-/// the object's, which no spelling of it as one string reproduces. Before, the erasure refused an
-/// object (`400 invalid_body: expected a string`), and every string spelling answered 200 with
-/// nothing found, which reads like a done erasure.
+/// the object's, which no natural spelling of it as one string reproduces. Before, the erasure
+/// refused an object (`400 invalid_body: expected a string`), and every natural string spelling
+/// answered 200 with nothing found, which reads like a done erasure.
 #[tokio::test]
 async fn an_address_sent_as_an_object_is_erased_in_that_form() {
     let dir = tempfile::tempdir().unwrap();

@@ -58,16 +58,11 @@ impl Core {
                 ),
             ));
         };
-        // An address given as an object (its JSON text: `erasure::ErasureBody`), as events send
-        // it: its token is that of the object, not of the same text as one string.
-        let object = value
-            .starts_with('{')
-            .then(|| serde_json::from_str::<serde_json::Value>(value).ok())
-            .flatten()
-            .filter(serde_json::Value::is_object);
-        let normalized = match &object {
-            Some(o) => self.engine.decoder().field_value_json(et, slot, o),
-            None => self.engine.decoder().field_value(et, slot, value),
+        // `value` is the request's JSON text (`erasure::ErasureBody`): a string, or an address
+        // as the object events send, whose token is that of the object, not of any one string.
+        let normalized = match crate::erasure::subject_value(value) {
+            serde_json::Value::String(s) => self.engine.decoder().field_value(et, slot, &s),
+            o => self.engine.decoder().field_value_json(et, slot, &o),
         };
         match normalized {
             Ok(Value::Str(s)) if s.starts_with("tk_") => Ok(s.to_string()),
