@@ -11,6 +11,7 @@ mod shares;
 /// The bytes type of shares and entries (the `bytes` crate's, as async-nats uses it).
 pub use bytes::Bytes;
 pub use ownership::{wanted_owner, wanted_owner_declining, Ownership};
+pub use shares::read_object;
 pub use shares::{
     piece_key, piece_of, share_key, stale_node_snapshots, NodeSnapshot, Shares, MAX_PIECES,
     PIECE_KEYS,
@@ -22,6 +23,10 @@ use futures_util::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A read of the shared snapshot during which no bytes come for this long is given up (and tried
+/// again by its caller): the object was replaced under it, or its server went away.
+pub const SNAPSHOT_IDLE: Duration = Duration::from_secs(10);
 
 /// Where the cluster's log lives and how it is replicated.
 #[derive(Debug, Clone)]
@@ -363,23 +368,37 @@ impl Log {
         self.ack_timeout
     }
 
-    /// The newest shared snapshot: its position and bytes.
+    /// The newest shared snapshot: its position and bytes. A read during which nothing comes for
+    /// [`SNAPSHOT_IDLE`] (the object was replaced under it) fails, to be tried again.
     pub async fn fetch_snapshot(&self) -> Result<Option<(SharedSnapshot, Vec<u8>)>, Error> {
-        let store = self.snapshots().await?;
-        let mut obj = match store.get(SNAPSHOT_OBJECT).await {
-            Ok(o) => o,
-            Err(e) if e.kind() == jetstream::object_store::GetErrorKind::NotFound => {
+        self.fetch_snapshot_within(SNAPSHOT_IDLE).await
+    }
+
+    /// [`fetch_snapshot`](Self::fetch_snapshot) giving up after `idle` without bytes.
+    pub async fn fetch_snapshot_within(
+        &self,
+        idle: Duration,
+    ) -> Result<Option<(SharedSnapshot, Vec<u8>)>, Error> {
+        let stalled = || {
+            Error::Read(format!(
+                "fetching the shared snapshot: nothing came for {idle:?}"
+            ))
+        };
+        let store = tokio::time::timeout(idle, self.snapshots())
+            .await
+            .map_err(|_| stalled())??;
+        let mut obj = match tokio::time::timeout(idle, store.get(SNAPSHOT_OBJECT)).await {
+            Err(_) => return Err(stalled()),
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) if e.kind() == jetstream::object_store::GetErrorKind::NotFound => {
                 return Ok(None)
             }
-            Err(e) => return Err(Error::Read(e.to_string())),
+            Ok(Err(e)) => return Err(Error::Read(e.to_string())),
         };
         let Some(at) = parse_position(obj.info().description.as_deref()) else {
             return Err(Error::Read("the shared snapshot has no position".into()));
         };
-        let mut bytes = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut obj, &mut bytes)
-            .await
-            .map_err(|e| Error::Read(e.to_string()))?;
+        let bytes = shares::read_object(&mut obj, SNAPSHOT_OBJECT, idle).await?;
         Ok(Some((at, bytes)))
     }
 

@@ -405,27 +405,41 @@ impl Log {
             }
             Ok(Err(e)) => return Err(Error::Read(e.to_string())),
         };
-        let size = obj.info().size;
-        let deadline = std::time::Instant::now() + idle + Duration::from_secs((size >> 20) as u64);
-        let mut bytes = Vec::with_capacity(size.min(1 << 30));
-        let mut chunk = vec![0u8; 256 * 1024];
-        loop {
-            if std::time::Instant::now() > deadline {
-                return Err(Error::Read(format!(
-                    "fetching {name}: {} of {size} bytes after {:?}",
-                    bytes.len(),
-                    idle + Duration::from_secs((size >> 20) as u64)
-                )));
-            }
-            let n = tokio::time::timeout(idle, tokio::io::AsyncReadExt::read(&mut obj, &mut chunk))
-                .await
-                .map_err(|_| stalled())?
-                .map_err(|e| Error::Read(e.to_string()))?;
-            if n == 0 {
-                return Ok(Some(bytes));
-            }
-            bytes.extend_from_slice(&chunk[..n]);
+        read_object(&mut obj, name, idle).await.map(Some)
+    }
+}
+
+/// The bytes of an object being read: given up when no bytes came for `idle`, or when the whole
+/// took longer than `idle` plus a second per MiB (a read that trickles). An object replaced while
+/// it is read has its chunks purged under the reader, which then waits for them for good
+/// (a node starting from the shared snapshot at the moment another node replaced it never
+/// started: the cluster suite waited on it for over 8 minutes).
+pub async fn read_object(
+    obj: &mut jetstream::object_store::Object,
+    name: &str,
+    idle: Duration,
+) -> Result<Vec<u8>, Error> {
+    let stalled = || Error::Read(format!("fetching {name}: nothing came for {idle:?}"));
+    let size = obj.info().size;
+    let deadline = std::time::Instant::now() + idle + Duration::from_secs((size >> 20) as u64);
+    let mut bytes = Vec::with_capacity(size.min(1 << 30));
+    let mut chunk = vec![0u8; 256 * 1024];
+    loop {
+        if std::time::Instant::now() > deadline {
+            return Err(Error::Read(format!(
+                "fetching {name}: {} of {size} bytes after {:?}",
+                bytes.len(),
+                idle + Duration::from_secs((size >> 20) as u64)
+            )));
         }
+        let n = tokio::time::timeout(idle, tokio::io::AsyncReadExt::read(obj, &mut chunk))
+            .await
+            .map_err(|_| stalled())?
+            .map_err(|e| Error::Read(e.to_string()))?;
+        if n == 0 {
+            return Ok(bytes);
+        }
+        bytes.extend_from_slice(&chunk[..n]);
     }
 }
 

@@ -70,3 +70,69 @@ async fn a_consumer_restarted_before_its_first_entry_is_not_a_gap() {
         .unwrap();
     assert_eq!(e.seq, 5);
 }
+
+/// A node reading the shared snapshot while another node replaces it: the replacement purges the
+/// old object's chunks under the reader, which used to wait for them for good (a node starting
+/// from the shared snapshot at that moment never started; the cluster suite hung on it for over
+/// 8 minutes). The premise is checked first: a plain read of an object replaced part-way through
+/// it does not end. Then `read_object`, which `Log::fetch_snapshot` reads with, gives up within
+/// its idle limit, and a fetch after it gets the new snapshot whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_snapshot_replaced_while_it_is_read_fails_the_read_instead_of_hanging_it() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_server, url)) = nats(dir.path()) else {
+        return;
+    };
+    let log = argus_cluster::Log::connect(&argus_cluster::Settings {
+        servers: vec![url.clone()],
+        stream: "snaptest".into(),
+        replicas: 1,
+        ack_timeout: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    // Snapshot `i`: 32 MiB of the byte `i`, covering entry `i`.
+    let snapshot = |i: u64| vec![i as u8; 32 << 20];
+    let at = |i: u64| argus_cluster::SharedSnapshot {
+        cursor: i,
+        record: i,
+    };
+    let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+    // Opens the shared snapshot object and reads its first 256 KiB, as a fetch would have.
+    let opened = |js: async_nats::jetstream::Context| async move {
+        let store = js.get_object_store("snaptest-snapshots").await.unwrap();
+        let mut obj = store.get("snapshot").await.unwrap();
+        let mut first = vec![0u8; 256 << 10];
+        obj.read_exact(&mut first).await.unwrap();
+        obj
+    };
+    assert!(log.publish_snapshot(at(1), &snapshot(1)).await.unwrap());
+    let mut obj = opened(js.clone()).await;
+    assert!(log.publish_snapshot(at(2), &snapshot(2)).await.unwrap());
+    let mut rest = Vec::new();
+    let plain = tokio::time::timeout(Duration::from_secs(5), obj.read_to_end(&mut rest)).await;
+    assert!(
+        plain.is_err(),
+        "the premise: a plain read of a replaced object waits for good (it ended: {plain:?}, {} bytes)",
+        rest.len()
+    );
+    let mut obj = opened(js.clone()).await;
+    assert!(log.publish_snapshot(at(3), &snapshot(3)).await.unwrap());
+    let t = std::time::Instant::now();
+    let read = tokio::time::timeout(
+        Duration::from_secs(30),
+        argus_cluster::read_object(&mut obj, "snapshot", Duration::from_secs(2)),
+    )
+    .await
+    .expect("read_object gives up within its idle limit");
+    assert!(read.is_err(), "a replaced object is not read whole");
+    eprintln!(
+        "a replaced object's read given up after {:?}: {:?}",
+        t.elapsed(),
+        read.err()
+    );
+    let (pos, bytes) = log.fetch_snapshot().await.unwrap().unwrap();
+    assert_eq!((pos.cursor, pos.record, bytes.len()), (3, 3, 32 << 20));
+    assert!(bytes.iter().all(|b| *b == 3));
+}
