@@ -2480,6 +2480,26 @@ fn stops_at_the_gap(c: &Node) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // A write, and the status, say what helps: not a restart, which stops at the same gap (they
+    // said "restart it", found by an outside test).
+    let ev = events(1, 9_000, "gap", 1, &mut Rng(1)).remove(0);
+    let (st, v) = http(&c.addr, "POST", "/v1/events", &ev).unwrap();
+    assert_eq!(st, 503, "{v}");
+    let said = v["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        said.contains("move its data directory aside") && !said.contains("restart"),
+        "{v}"
+    );
+    assert!(
+        c.status()["failed"]
+            .as_str()
+            .is_some_and(|f| f.contains("move its data directory aside")),
+        "{}",
+        c.status()
+    );
 }
 
 /// Sends `sig` (`STOP`, `CONT`) to a node's process.

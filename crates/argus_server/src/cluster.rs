@@ -78,16 +78,86 @@ pub fn node_name() -> String {
 /// A sharded node's name for its leases and its snapshot object: kept in the data directory
 /// (`cluster-node`), so that a restarted node is the same member (it reclaims its leases once they
 /// expire, and replaces its snapshot object rather than adding one).
+///
+/// The file also records the directory it was written in (its canonical path) and the host: a
+/// data directory copied to start another node (operations.md, "Adding a node") would otherwise
+/// give two live nodes one name, fighting over one set of leases and one snapshot object (an
+/// outside test: the two never settled who held what). A directory found elsewhere than it was
+/// written, or on another host, is a new member under a new name (a node whose directory merely
+/// moved is one too: it joins as a new member, and its old name's leases expire).
 pub fn stable_node_name(data: &Path) -> std::io::Result<String> {
+    std::fs::create_dir_all(data)?;
     let path = data.join("cluster-node");
-    match std::fs::read_to_string(&path) {
-        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
-        Ok(_) | Err(_) => {
-            std::fs::create_dir_all(data)?;
-            let name = node_name();
-            argus_engine::engine::write_atomically(&path, format!("{name}\n").as_bytes())?;
-            Ok(name)
+    let here = node_home(data);
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut lines = text.lines().map(str::trim);
+    let name = lines.next().filter(|n| !n.is_empty()).map(str::to_string);
+    let written_in = lines.next().filter(|h| !h.is_empty());
+    let keep = match (&name, written_in) {
+        (Some(_), Some(h)) if h == here => true,
+        (Some(n), Some(h)) => {
+            tracing::warn!(
+                "cluster: this data directory's node name `{n}` was written for {h}, and this is {here}: a copy (or a move) of another node's directory, so this node joins as a new member under a new name"
+            );
+            false
         }
+        // Written by an earlier release: the same member, recorded here from now on.
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    let name = match name {
+        Some(n) if keep => n,
+        _ => node_name(),
+    };
+    if !keep || written_in.is_none() {
+        argus_engine::engine::write_atomically(&path, format!("{name}\n{here}\n").as_bytes())?;
+    }
+    Ok(name)
+}
+
+/// Where a data directory is, for [`stable_node_name`]: the host and the directory's canonical
+/// path.
+fn node_home(data: &Path) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "node".into());
+    let dir = std::fs::canonicalize(data).unwrap_or_else(|_| data.to_path_buf());
+    format!("{host}:{}", dir.display())
+}
+
+#[cfg(test)]
+mod node_name_tests {
+    use super::stable_node_name;
+
+    /// A restarted node keeps its name; a copy of its data directory (to start another node)
+    /// gets a new one, and keeps it; a file of an earlier release (the name alone) is kept.
+    #[test]
+    fn a_copied_data_directory_is_a_new_member() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        let name = stable_node_name(&a).unwrap();
+        assert_eq!(stable_node_name(&a).unwrap(), name, "restarted");
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::copy(a.join("cluster-node"), b.join("cluster-node")).unwrap();
+        let copy = stable_node_name(&b).unwrap();
+        assert_ne!(copy, name, "a copy is another member");
+        assert_eq!(
+            stable_node_name(&b).unwrap(),
+            copy,
+            "and keeps its own name"
+        );
+        assert_eq!(
+            stable_node_name(&a).unwrap(),
+            name,
+            "the original is unchanged"
+        );
+        std::fs::write(b.join("cluster-node"), "old-name\n").unwrap();
+        assert_eq!(
+            stable_node_name(&b).unwrap(),
+            "old-name",
+            "an earlier release's file"
+        );
+        assert_eq!(stable_node_name(&b).unwrap(), "old-name");
     }
 }
 
@@ -849,8 +919,10 @@ pub async fn pump(st: AppState, node: Arc<Node>) {
                 Ok(Err(e @ argus_cluster::Error::Gap { .. })) => {
                     // Nothing this node can do from its own state: it stops applying and refuses
                     // writes, instead of answering from a state that silently missed entries.
+                    // Every refused write, and the status, say what to do: a restart would stop
+                    // at the same gap (an outside test found writes told to restart it).
                     tracing::error!("cluster: {e}");
-                    st.shared.refuse_writes();
+                    st.shared.refuse_writes_because(e.to_string());
                     return;
                 }
                 Ok(Err(e)) => {

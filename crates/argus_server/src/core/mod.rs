@@ -1158,9 +1158,9 @@ impl Core {
         if self.failed.is_none() && self.shared.failed.load(Ordering::SeqCst) {
             // Set by another thread: the syncer (an fsync failed) or, in a cluster, the pump (a gap
             // in the shared log); the server's log says which.
-            self.failed = Some(
-                "syncing the event log failed, or the cluster's shared log has a gap (see the server's log)".into(),
-            );
+            self.failed = Some(self.shared.refused_because.get().cloned().unwrap_or_else(|| {
+                "syncing the event log failed, or the cluster's shared log has a gap (see the server's log)".into()
+            }));
         }
         if let (true, Some(why)) = (writes, &self.failed) {
             return Outcome::Answer(error(
