@@ -1873,6 +1873,39 @@ fn a_new_node_starts_from_the_shared_snapshot() {
         sb["log_first_seq"].as_u64() > Some(1),
         "the new node's log begins after the shared snapshot: {sb}"
     );
+    // An event decided before b's snapshot: b's decision index does not hold it, and b asks a.
+    // (An outside test found such a node answering 404, and a retry `duplicate` with no
+    // decision, where every node should give the original.)
+    let first: Value = serde_json::from_str(&evs[0]).unwrap();
+    let id = first["id"].as_str().unwrap();
+    let path = format!("/v1/decisions/{id}");
+    let (st_a, on_a) = http(&a.addr, "GET", &path, "").unwrap();
+    let (st_b, on_b) = http(&b.addr, "GET", &path, "").unwrap();
+    assert_eq!((st_a, st_b), (200, 200), "{on_a} {on_b}");
+    assert!(!on_a["decision"].is_null(), "{on_a}");
+    assert_eq!(on_b, on_a, "b answers a's decision");
+    let (st, again) = http(&b.addr, "POST", "/v1/events", &evs[0]).unwrap();
+    assert_eq!(st, 200, "{again}");
+    assert_eq!(again["status"], "duplicate", "{again}");
+    assert_eq!(again["decision"], on_a["decision"], "a retry on b: {again}");
+    // A batch of retries: each completed, and counted as a duplicate.
+    let (st, v) = http(
+        &b.addr,
+        "POST",
+        "/v1/events/batch",
+        &format!("[{}, {}]", evs[1], evs[2]),
+    )
+    .unwrap();
+    assert_eq!((st, &v["duplicates"]), (200, &json!(2)), "{v}");
+    for (r, e) in v["results"].as_array().unwrap().iter().zip(&evs[1..3]) {
+        let id = serde_json::from_str::<Value>(e).unwrap()["id"].clone();
+        let path = format!("/v1/decisions/{}", id.as_str().unwrap());
+        let on_a = http(&a.addr, "GET", &path, "").unwrap().1;
+        assert!(!r["decision"].is_null(), "{r}");
+        assert_eq!(r["decision"], on_a["decision"], "{r}");
+    }
+    let asked = "argus_cluster_peer_decisions_total{outcome=\"answered\"}";
+    assert!(metric(&b, asked) >= 4.0, "b asked the others four times");
     for (i, e) in evs[850..].iter().enumerate() {
         let node = if i % 2 == 0 { &a } else { &b };
         post(&node.addr, e);

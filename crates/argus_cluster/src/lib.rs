@@ -362,6 +362,67 @@ impl Log {
         Ok(true)
     }
 
+    /// The plain NATS subject of the questions nodes ask one another on `topic`.
+    fn peers_subject(&self, topic: &str) -> String {
+        format!("_ARGUS_PEERS.{}.{topic}", self.stream)
+    }
+
+    /// Asks the other nodes answering `topic` ([`answer_peers`](Self::answer_peers)): plain NATS
+    /// request and reply, nothing stored. The first answer within `wait`, or `None` when none
+    /// came (a node that has nothing to say does not answer).
+    pub async fn ask_peers(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        wait: Duration,
+    ) -> Result<Option<Bytes>, Error> {
+        let req = async_nats::Request::new()
+            .payload(payload)
+            .timeout(Some(wait));
+        match self
+            .js
+            .client()
+            .send_request(self.peers_subject(topic), req)
+            .await
+        {
+            Ok(m) => Ok(Some(m.payload)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    async_nats::RequestErrorKind::TimedOut
+                        | async_nats::RequestErrorKind::NoResponders
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(Error::Read(e.to_string())),
+        }
+    }
+
+    /// Answers the questions other nodes ask on `topic`, for ever: `f` gives the answer to a
+    /// question, or `None` to stay silent (another node may know). Resubscribes after an error.
+    pub async fn answer_peers<F, Fut>(&self, topic: &str, mut f: F)
+    where
+        F: FnMut(Bytes) -> Fut,
+        Fut: std::future::Future<Output = Option<Bytes>>,
+    {
+        let client = self.js.client();
+        loop {
+            match client.subscribe(self.peers_subject(topic)).await {
+                Ok(mut sub) => {
+                    while let Some(m) = sub.next().await {
+                        let Some(reply) = m.reply else { continue };
+                        if let Some(answer) = f(m.payload).await {
+                            let _ = client.publish(reply, answer).await;
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("answering {topic} questions: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
     /// How long an append waits for JetStream's acknowledgement (`[cluster] ack_timeout`); an
     /// append gives up after this and a grace of 500 ms.
     pub fn ack_timeout(&self) -> Duration {
@@ -371,29 +432,10 @@ impl Log {
     /// The newest shared snapshot: its position and bytes. A read during which nothing comes for
     /// [`SNAPSHOT_IDLE`] (the object was replaced under it) fails, to be tried again.
     pub async fn fetch_snapshot(&self) -> Result<Option<(SharedSnapshot, Vec<u8>)>, Error> {
-        self.fetch_snapshot_within(SNAPSHOT_IDLE).await
-    }
-
-    /// [`fetch_snapshot`](Self::fetch_snapshot) giving up after `idle` without bytes.
-    pub async fn fetch_snapshot_within(
-        &self,
-        idle: Duration,
-    ) -> Result<Option<(SharedSnapshot, Vec<u8>)>, Error> {
-        let stalled = || {
-            Error::Read(format!(
-                "fetching the shared snapshot: nothing came for {idle:?}"
-            ))
-        };
-        let store = tokio::time::timeout(idle, self.snapshots())
-            .await
-            .map_err(|_| stalled())??;
-        let mut obj = match tokio::time::timeout(idle, store.get(SNAPSHOT_OBJECT)).await {
-            Err(_) => return Err(stalled()),
-            Ok(Ok(o)) => o,
-            Ok(Err(e)) if e.kind() == jetstream::object_store::GetErrorKind::NotFound => {
-                return Ok(None)
-            }
-            Ok(Err(e)) => return Err(Error::Read(e.to_string())),
+        let idle = SNAPSHOT_IDLE;
+        let Some(mut obj) = shares::open_object(self.snapshots(), SNAPSHOT_OBJECT, idle).await?
+        else {
+            return Ok(None);
         };
         let Some(at) = parse_position(obj.info().description.as_deref()) else {
             return Err(Error::Read("the shared snapshot has no position".into()));

@@ -393,19 +393,29 @@ impl Log {
     /// bytes came for `idle`, or when the whole took longer than `idle` plus a second per MiB (a
     /// fetch that trickles).
     pub async fn fetch_object(&self, name: &str, idle: Duration) -> Result<Option<Vec<u8>>, Error> {
-        let stalled = || Error::Read(format!("fetching {name}: nothing came for {idle:?}"));
-        let store = tokio::time::timeout(idle, self.snapshots())
-            .await
-            .map_err(|_| stalled())??;
-        let mut obj = match tokio::time::timeout(idle, store.get(name)).await {
-            Err(_) => return Err(stalled()),
-            Ok(Ok(o)) => o,
-            Ok(Err(e)) if e.kind() == jetstream::object_store::GetErrorKind::NotFound => {
-                return Ok(None)
-            }
-            Ok(Err(e)) => return Err(Error::Read(e.to_string())),
-        };
-        read_object(&mut obj, name, idle).await.map(Some)
+        match open_object(self.snapshots(), name, idle).await? {
+            Some(mut obj) => read_object(&mut obj, name, idle).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The object `name` of the bucket `store` opens (`None`: not there), each step given up after
+/// `idle`: the start of a read by [`read_object`].
+pub(crate) async fn open_object(
+    store: impl std::future::Future<Output = Result<jetstream::object_store::ObjectStore, Error>>,
+    name: &str,
+    idle: Duration,
+) -> Result<Option<jetstream::object_store::Object>, Error> {
+    let stalled = || Error::Read(format!("fetching {name}: nothing came for {idle:?}"));
+    let store = tokio::time::timeout(idle, store)
+        .await
+        .map_err(|_| stalled())??;
+    match tokio::time::timeout(idle, store.get(name)).await {
+        Err(_) => Err(stalled()),
+        Ok(Ok(o)) => Ok(Some(o)),
+        Ok(Err(e)) if e.kind() == jetstream::object_store::GetErrorKind::NotFound => Ok(None),
+        Ok(Err(e)) => Err(Error::Read(e.to_string())),
     }
 }
 

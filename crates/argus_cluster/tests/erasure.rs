@@ -15,14 +15,7 @@ async fn the_erasure_floor_only_rises_and_shares_are_erased_up_to_the_erasure() 
     let Some((_server, url)) = nats(dir.path()) else {
         return;
     };
-    let log = argus_cluster::Log::connect(&argus_cluster::Settings {
-        servers: vec![url.clone()],
-        stream: "erasuretest".into(),
-        replicas: 1,
-        ack_timeout: Duration::from_secs(5),
-    })
-    .await
-    .unwrap();
+    let log = common::log_on(&url, "erasuretest").await;
     assert_eq!(log.erasure_floor().await.unwrap(), 0);
     log.raise_erasure_floor(105).await.unwrap();
     log.raise_erasure_floor(100).await.unwrap();
@@ -78,14 +71,7 @@ async fn a_share_in_pieces_is_purged_whole_when_the_token_lies_across_two_pieces
     let Some((_server, url)) = nats(dir.path()) else {
         return;
     };
-    let log = argus_cluster::Log::connect(&argus_cluster::Settings {
-        servers: vec![url.clone()],
-        stream: "piecestest".into(),
-        replicas: 1,
-        ack_timeout: Duration::from_secs(5),
-    })
-    .await
-    .unwrap();
+    let log = common::log_on(&url, "piecestest").await;
     let shares = log.shares(Duration::from_secs(60)).await.unwrap();
     // (event, unit, pieces by index, in the order stored, whether the erasure up to event 9
     // purges it): the head is stored first.

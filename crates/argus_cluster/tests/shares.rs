@@ -8,14 +8,7 @@ use crate::common;
 use common::nats;
 
 async fn node(url: &str) -> argus_cluster::Shares {
-    let log = argus_cluster::Log::connect(&argus_cluster::Settings {
-        servers: vec![url.to_string()],
-        stream: "sharestest".into(),
-        replicas: 1,
-        ack_timeout: Duration::from_secs(5),
-    })
-    .await
-    .unwrap();
+    let log = common::log_on(url, "sharestest").await;
     log.shares(Duration::from_secs(60)).await.unwrap()
 }
 

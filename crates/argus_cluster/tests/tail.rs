@@ -18,14 +18,7 @@ async fn a_consumer_restarted_before_its_first_entry_is_not_a_gap() {
     let Some((_server, url)) = nats(dir.path()) else {
         return;
     };
-    let log = argus_cluster::Log::connect(&argus_cluster::Settings {
-        servers: vec![url.clone()],
-        stream: "tailtest".into(),
-        replicas: 1,
-        ack_timeout: Duration::from_secs(5),
-    })
-    .await
-    .unwrap();
+    let log = common::log_on(&url, "tailtest").await;
     for i in 1..=3u8 {
         let seq = log
             .append("events", &format!("t/{i}"), None, Bytes::from(vec![i]))
@@ -84,14 +77,7 @@ async fn a_shared_snapshot_replaced_while_it_is_read_fails_the_read_instead_of_h
     let Some((_server, url)) = nats(dir.path()) else {
         return;
     };
-    let log = argus_cluster::Log::connect(&argus_cluster::Settings {
-        servers: vec![url.clone()],
-        stream: "snaptest".into(),
-        replicas: 1,
-        ack_timeout: Duration::from_secs(5),
-    })
-    .await
-    .unwrap();
+    let log = common::log_on(&url, "snaptest").await;
     // Snapshot `i`: 32 MiB of the byte `i`, covering entry `i`.
     let snapshot = |i: u64| vec![i as u8; 32 << 20];
     let at = |i: u64| argus_cluster::SharedSnapshot {

@@ -716,7 +716,17 @@ async fn get_decision(
         Ok(Path(id)) => id,
         Err(e) => return path_error(e),
     };
-    respond(ask(&st, Request::Decision { id }).await)
+    let a = ask(&st, Request::Decision { id: id.clone() }).await;
+    // In a cluster, a node that does not hold it (started from the shared snapshot after the
+    // event) asks the others.
+    if let (Answer::Failed(e), Some(node)) = (&a, &st.cluster) {
+        if e.code == "unknown_event" {
+            if let Some(found) = crate::cluster::decision_from_peers(node, &id).await {
+                return respond(crate::core::ok(found));
+            }
+        }
+    }
+    respond(a)
 }
 
 async fn get_entity(

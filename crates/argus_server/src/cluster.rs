@@ -31,6 +31,10 @@ const QUIET: Duration = Duration::from_millis(300);
 
 /// Entry kinds.
 const EVENTS: &str = "events";
+/// The question nodes ask one another for a decision they do not hold ([`decision_from_peers`]).
+const DECISION_TOPIC: &str = "decision";
+/// How long a node waits for another's answer to that question.
+const PEER_WAIT: Duration = Duration::from_millis(500);
 const LABELS: &str = "labels";
 const REQUEST: &str = "request";
 
@@ -159,6 +163,93 @@ mod node_name_tests {
         );
         assert_eq!(stable_node_name(&b).unwrap(), "old-name");
     }
+}
+
+/// Answers the other nodes' questions for decisions this node holds (its decision index), for
+/// ever: a node started from the shared snapshot holds none of the events before it, and asks
+/// ([`decision_from_peers`]).
+pub async fn answer_decisions(st: AppState, node: Arc<Node>) {
+    node.log
+        .answer_peers(DECISION_TOPIC, |question| {
+            let st = st.clone();
+            async move {
+                let id = std::str::from_utf8(&question).ok()?.to_string();
+                match crate::api::ask_core(&st, Request::Decision { id }).await {
+                    Answer::Done { body, .. } if !body["decision"].is_null() => {
+                        serde_json::to_vec(&body).ok().map(Into::into)
+                    }
+                    _ => None,
+                }
+            }
+        })
+        .await
+}
+
+/// The decision of event `id` from another node (`{"id", "seq", "decision"}`, as
+/// `GET /v1/decisions/{id}` answers), when this node does not hold it: it started from the shared
+/// snapshot after the event (an outside test found such a node answering 404, and a retry
+/// `duplicate` with no decision, where cluster.md promised the original). `None` when no node
+/// answered within [`PEER_WAIT`].
+pub(crate) async fn decision_from_peers(node: &Node, id: &str) -> Option<serde_json::Value> {
+    let asked = node
+        .log
+        .ask_peers(DECISION_TOPIC, id.to_string().into(), PEER_WAIT)
+        .await;
+    m::inc_labeled(
+        m::CLUSTER_PEER_DECISIONS,
+        "outcome",
+        match &asked {
+            Ok(Some(_)) => "answered",
+            Ok(None) => "none",
+            Err(_) => "failed",
+        },
+    );
+    let v: serde_json::Value = serde_json::from_slice(&asked.ok()??).ok()?;
+    (v["id"] == id && !v["decision"].is_null()).then_some(v)
+}
+
+/// `answers` with every `duplicate` this node could not give a decision for (its engine remembers
+/// the id, its decision index does not hold it) completed from another node's. The questions go
+/// out at once: a batch of such retries waits one [`PEER_WAIT`] at most, not one per item.
+async fn with_peer_decisions(node: &Arc<Node>, mut answers: Vec<Answer>) -> Vec<Answer> {
+    let mut asks = tokio::task::JoinSet::new();
+    for (i, a) in answers.iter().enumerate() {
+        // An event's answer carries its status alone in `body` (`core::event_answer`): only a
+        // duplicate's whole answer is read.
+        let Answer::Done {
+            body,
+            raw: Some(raw),
+        } = a
+        else {
+            continue;
+        };
+        if body != "duplicate" {
+            continue;
+        }
+        let undecided = serde_json::from_slice::<serde_json::Value>(raw)
+            .ok()
+            .filter(|v| v["decision"].is_null())
+            .and_then(|v| v["id"].as_str().map(str::to_string));
+        if let Some(id) = undecided {
+            let node = node.clone();
+            asks.spawn(async move {
+                let found = decision_from_peers(&node, &id).await;
+                (i, id, found)
+            });
+        }
+    }
+    while let Some(done) = asks.join_next().await {
+        // In the shape of the core's own duplicate answers (a batch counts them by it).
+        if let Ok((i, id, Some(found))) = done {
+            answers[i] = core::event_answer(
+                "duplicate",
+                &id,
+                None,
+                &serde_json::to_vec(&found["decision"]).unwrap_or_default(),
+            );
+        }
+    }
+    answers
 }
 
 /// Whether this node does the one-node duties now: always on a single node; in a cluster while it
@@ -597,7 +688,7 @@ async fn submit_events(
             other => return other,
         }
     };
-    let mut applied = applied.into_iter();
+    let mut applied = with_peer_decisions(node, applied).await.into_iter();
     let answers: Vec<Answer> = refused
         .into_iter()
         .map(|r| {

@@ -174,6 +174,7 @@ impl Server {
                         "duties",
                         node.duties.clone(),
                     ));
+                    rt.spawn(cluster::answer_decisions(state.clone(), node.clone()));
                     rt.spawn(cluster::pump(state.clone(), node));
                 }
                 Err(_) => {

@@ -35,6 +35,9 @@ pub const CLUSTER_BUDGETED_IN_FLIGHT: &str = "argus_cluster_budgeted_in_flight";
 pub const CLUSTER_ENTRIES_SKIPPED: &str = "argus_cluster_entries_skipped_total";
 /// In a cluster: entries of the shared log erased from the stream by erasures on this node.
 pub const CLUSTER_ENTRIES_ERASED: &str = "argus_cluster_entries_erased_total";
+/// In a cluster: decisions this node did not hold and asked the others for, by `outcome`
+/// (`answered`, `none`: no node answered in time, `failed`).
+pub const CLUSTER_PEER_DECISIONS: &str = "argus_cluster_peer_decisions_total";
 /// Decisions made without a component (by stage): answered by the checkpoint's fail-open setting.
 pub const DEGRADED_DECISIONS: &str = "argus_degraded_decisions_total";
 /// In a cluster: entries stored after their deadline (their appender had answered 503 or degraded),

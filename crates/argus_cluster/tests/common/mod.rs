@@ -40,3 +40,15 @@ pub fn nats(dir: &std::path::Path) -> Option<(Server, String)> {
         .unwrap();
     Some((Server(child), format!("nats://127.0.0.1:{port}")))
 }
+
+/// A log on stream `stream` of the server at `url`: one replica, a 5 s acknowledgement timeout.
+pub async fn log_on(url: &str, stream: &str) -> argus_cluster::Log {
+    argus_cluster::Log::connect(&argus_cluster::Settings {
+        servers: vec![url.to_string()],
+        stream: stream.into(),
+        replicas: 1,
+        ack_timeout: std::time::Duration::from_secs(5),
+    })
+    .await
+    .unwrap()
+}

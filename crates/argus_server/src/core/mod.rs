@@ -149,7 +149,12 @@ pub(crate) fn refused(shared: &Shared, why: &str) -> String {
 }
 
 /// `{"status": …, "id": …, "seq"?: …, "decision": <raw or null>}` without building a JSON tree.
-fn event_answer(status: &'static str, id: &str, seq: Option<u64>, decision: &[u8]) -> Answer {
+pub(crate) fn event_answer(
+    status: &'static str,
+    id: &str,
+    seq: Option<u64>,
+    decision: &[u8],
+) -> Answer {
     let mut b = Vec::with_capacity(64 + id.len() + decision.len());
     b.extend_from_slice(b"{\"status\":\"");
     b.extend_from_slice(status.as_bytes());
