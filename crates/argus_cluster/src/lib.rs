@@ -11,10 +11,9 @@ mod shares;
 /// The bytes type of shares and entries (the `bytes` crate's, as async-nats uses it).
 pub use bytes::Bytes;
 pub use ownership::{wanted_owner, wanted_owner_declining, Ownership};
-pub use shares::read_object;
 pub use shares::{
-    piece_key, piece_of, share_key, stale_node_snapshots, NodeSnapshot, Shares, MAX_PIECES,
-    PIECE_KEYS,
+    piece_key, piece_of, read_object, share_key, stale_node_snapshots, NodeSnapshot, Shares,
+    MAX_PIECES, PIECE_KEYS,
 };
 
 use async_nats::jetstream::{self, consumer, stream};
@@ -26,7 +25,7 @@ use std::time::Duration;
 
 /// A read of the shared snapshot during which no bytes come for this long is given up (and tried
 /// again by its caller): the object was replaced under it, or its server went away.
-pub const SNAPSHOT_IDLE: Duration = Duration::from_secs(10);
+const SNAPSHOT_IDLE: Duration = Duration::from_secs(10);
 
 /// Where the cluster's log lives and how it is replicated.
 #[derive(Debug, Clone)]

@@ -1394,14 +1394,8 @@ impl Engine {
                 xxhash_rust::xxh3::xxh3_64(&b.unwrap_or_default())
             )
         };
-        let ids: Vec<_> = self.sq.dedupe.order.iter().collect();
-        let labels: Vec<Vec<_>> = self.sq.labels.iter().map(|q| q.iter().collect()).collect();
-        let stages: Vec<_> = self
-            .stages
-            .iter()
-            .map(|st| (st.name(), st.digest()))
-            .collect();
-        let stages = if self.stages_unit() || stages.is_empty() {
+        let (ids, labels, stages) = self.unkeyed(!self.stages_unit());
+        let stages = if stages.is_empty() {
             "none".to_string()
         } else {
             h(bincode::serialize(&stages))
@@ -1416,26 +1410,33 @@ impl Engine {
         ]
     }
 
+    /// What the unkeyed digest reads besides the sequence and the watermark: the idempotency ids,
+    /// the pending labels, and (`with_stages`) each stage's name and digest.
+    #[allow(clippy::type_complexity)]
+    fn unkeyed(
+        &self,
+        with_stages: bool,
+    ) -> (
+        Vec<&impl serde::Serialize>,
+        Vec<Vec<&impl serde::Serialize>>,
+        Vec<(&str, u64)>,
+    ) {
+        (
+            self.sq.dedupe.order.iter().collect(),
+            self.sq.labels.iter().map(|q| q.iter().collect()).collect(),
+            self.stages
+                .iter()
+                .filter(|_| with_stages)
+                .map(|st| (st.name(), st.digest()))
+                .collect(),
+        )
+    }
+
     /// The digest of the sequence, watermark, idempotency ids, pending labels and (`with_stages`)
     /// stages, with the keyed state's snapshot bytes among them when given.
     fn digest_with(&self, features: Option<Vec<u8>>, with_stages: bool) -> u64 {
-        let seq = (
-            self.sq.seq,
-            self.sq.watermark,
-            self.sq.dedupe.order.iter().collect::<Vec<_>>(),
-            self.sq
-                .labels
-                .iter()
-                .map(|q| q.iter().collect::<Vec<_>>())
-                .collect::<Vec<_>>(),
-        );
-        let stages = self
-            .stages
-            .iter()
-            .filter(|_| with_stages)
-            .map(|st| (st.name(), st.digest()))
-            .collect::<Vec<_>>();
-        let (s, w, d, l) = seq;
+        let (s, w) = (self.sq.seq, self.sq.watermark);
+        let (d, l, stages) = self.unkeyed(with_stages);
         // Plain data: encoding into a Vec cannot fail.
         let bytes = match features {
             Some(f) => bincode::serialize(&(s, w, d, l, f, stages)),

@@ -59,10 +59,7 @@ pub struct Node {
 
 /// This process's name in the cluster: host, pid and start time (a restarted node is a new member).
 pub fn node_name() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "node".into());
-    let host: String = host
+    let host: String = hostname()
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' {
@@ -122,11 +119,15 @@ pub fn stable_node_name(data: &Path) -> std::io::Result<String> {
 /// Where a data directory is, for [`stable_node_name`]: the host and the directory's canonical
 /// path.
 fn node_home(data: &Path) -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "node".into());
     let dir = std::fs::canonicalize(data).unwrap_or_else(|_| data.to_path_buf());
-    format!("{host}:{}", dir.display())
+    format!("{}:{}", hostname(), dir.display())
+}
+
+/// This machine's name (`/etc/hostname`), or `node` where there is none.
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "node".into())
 }
 
 #[cfg(test)]
@@ -212,31 +213,33 @@ pub(crate) async fn decision_from_peers(node: &Node, id: &str) -> Option<serde_j
 /// the id, its decision index does not hold it) completed from another node's. The questions go
 /// out at once: a batch of such retries waits one [`PEER_WAIT`] at most, not one per item.
 async fn with_peer_decisions(node: &Arc<Node>, mut answers: Vec<Answer>) -> Vec<Answer> {
+    // An event's answer carries its status alone in `body` (`core::event_answer`): only a
+    // duplicate's whole answer is read, and nothing is set up for a run without one (every event
+    // answer of a cluster node passes here).
+    let undecided: Vec<(usize, String)> = answers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| match a {
+            Answer::Done {
+                body,
+                raw: Some(raw),
+            } if body == "duplicate" => serde_json::from_slice::<serde_json::Value>(raw)
+                .ok()
+                .filter(|v| v["decision"].is_null())
+                .and_then(|v| Some((i, v["id"].as_str()?.to_string()))),
+            _ => None,
+        })
+        .collect();
+    if undecided.is_empty() {
+        return answers;
+    }
     let mut asks = tokio::task::JoinSet::new();
-    for (i, a) in answers.iter().enumerate() {
-        // An event's answer carries its status alone in `body` (`core::event_answer`): only a
-        // duplicate's whole answer is read.
-        let Answer::Done {
-            body,
-            raw: Some(raw),
-        } = a
-        else {
-            continue;
-        };
-        if body != "duplicate" {
-            continue;
-        }
-        let undecided = serde_json::from_slice::<serde_json::Value>(raw)
-            .ok()
-            .filter(|v| v["decision"].is_null())
-            .and_then(|v| v["id"].as_str().map(str::to_string));
-        if let Some(id) = undecided {
-            let node = node.clone();
-            asks.spawn(async move {
-                let found = decision_from_peers(&node, &id).await;
-                (i, id, found)
-            });
-        }
+    for (i, id) in undecided {
+        let node = node.clone();
+        asks.spawn(async move {
+            let found = decision_from_peers(&node, &id).await;
+            (i, id, found)
+        });
     }
     while let Some(done) = asks.join_next().await {
         // In the shape of the core's own duplicate answers (a batch counts them by it).

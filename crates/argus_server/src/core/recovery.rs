@@ -52,12 +52,13 @@ impl Core {
         // The newest snapshot that restores under this configuration.
         let mut restored: Option<(Extras, Engine)> = None;
         let mut refused = Vec::new();
-        // The last record that a snapshot not used shows the log held: one of Argus's (its magic)
-        // whose checksum failed, by its name; one that decodes, by its contents.
-        let mut unused_covered: Option<(u64, PathBuf)> = None;
+        // The last record a snapshot shows the log held, and that snapshot: the one restored;
+        // one of Argus's (its magic) that does not restore, by its name; one whose contents name
+        // another record than its name, by its contents.
+        let mut covered_upto: Option<(u64, PathBuf)> = None;
         let mut covered = |seq: u64, path: &Path| {
-            if unused_covered.as_ref().is_none_or(|(s, _)| seq > *s) {
-                unused_covered = Some((seq, path.to_path_buf()));
+            if covered_upto.as_ref().is_none_or(|(s, _)| seq > *s) {
+                covered_upto = Some((seq, path.to_path_buf()));
             }
         };
         for (seq, path) in snapshots(&data) {
@@ -74,6 +75,7 @@ impl Core {
                     .map_err(|e| e.to_string())
             }) {
                 Ok((ex, e)) if ex.seq == seq => {
+                    covered(seq, &path);
                     restored = Some((ex, e));
                     break;
                 }
@@ -152,11 +154,9 @@ impl Core {
         // In a cluster: what ran as of the snapshot, then as of the last cursor record that kept
         // it (see `lifecycle::PolicyState`).
         let mut kept_policies = extras.policies.take();
-        // The restored snapshot covers records up to `snap_seq`, and a damaged one may show more:
-        // the log held them, so damage among them is refused, not cut as a torn tail.
-        let kept = unused_covered
-            .as_ref()
-            .map_or(snap_seq, |(s, _)| snap_seq.max(*s));
+        // The log held every record a snapshot covers: damage among them is refused, not cut as
+        // a torn tail.
+        let kept = covered_upto.as_ref().map_or(0, |(s, _)| *s);
         let (wal, report) = Wal::open_keeping(
             &data.join("log"),
             settings.segment_bytes,
@@ -215,17 +215,15 @@ impl Core {
                 snap_seq + 1
             )));
         }
-        if let Some((s, path)) = unused_covered.filter(|(s, _)| *s > wal.last_seq().max(snap_seq)) {
+        if let Some((s, path)) = covered_upto.filter(|(s, _)| *s > wal.last_seq()) {
+            let unused = if refused.is_empty() {
+                String::new()
+            } else {
+                format!(" (snapshots not used: {})", refused.join("; "))
+            };
             return Err(StartError::State(format!(
-                "{} (not used: {}) covers record {s} but the event log ends at record {}: the log was truncated or replaced, and acknowledged events would be lost, so Argus refuses to start; restore the log from a backup",
+                "the snapshot {} covers record {s} but the event log ends at record {}: the log was truncated or replaced, and acknowledged events would be lost, so Argus refuses to start; restore the log from a backup{unused}",
                 path.display(),
-                refused.join("; "),
-                wal.last_seq()
-            )));
-        }
-        if snap_seq > wal.last_seq() {
-            return Err(StartError::State(format!(
-                "the snapshot covers record {snap_seq} but the event log ends at record {}: the log was truncated or replaced",
                 wal.last_seq()
             )));
         }
