@@ -1592,12 +1592,14 @@ impl Store {
     /// type — notes, the note of a case opened by hand, bulk jobs' reasons — each of `clear` (the subject's clear value as someone
     /// may have typed it, at least 6 characters) by `[erased]`. Clear values are not replaced in
     /// structured columns, where a short value could match inside another (a number in a JSON
-    /// body, another IP). The number of rows changed.
+    /// body, another IP). And in the same places, each of `numbers` (a phone's or a card's digits)
+    /// however it was spelled ([`erase_spelled`]). The number of rows changed.
     pub async fn scrub(
         &self,
         token: &str,
         pseudonym: &str,
         clear: &[String],
+        numbers: &[String],
     ) -> Result<u64, CaseError> {
         let catalog = match self.backend {
             argus_store::Backend::Postgres => {
@@ -1678,10 +1680,134 @@ impl Store {
                     .rows_affected();
             }
         }
+        for digits in numbers {
+            changed += self.scrub_spelled(&mut tx, digits).await?;
+        }
         tx.commit().await?;
         argus_store::Db::sync(&self.pool, self.backend).await?;
         Ok(changed)
     }
+
+    /// A number's spellings in what people type (notes, a case opened by hand, bulk jobs'
+    /// reasons) become `[erased]`. The rows are read and rewritten here, as [`erase_spelled`]
+    /// finds the spellings; on PostgreSQL a regular expression first picks the rows that may hold
+    /// one (SQLite has none built in: its notes are read whole, an embedded store's few).
+    async fn scrub_spelled(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        digits: &str,
+    ) -> Result<u64, CaseError> {
+        if digits.len() < MIN_SPELLED || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(0);
+        }
+        let pattern = digits
+            .chars()
+            .map(String::from)
+            .collect::<Vec<_>>()
+            .join(&format!("[{}]{{0,{MAX_GAP}}}", "/ .()-"));
+        let mut changed = 0;
+        for (read, write) in [
+            (
+                "SELECT case_id, seq, body FROM case_events WHERE kind IN ('note', 'manual')",
+                "UPDATE case_events SET body = $1 WHERE case_id = $2 AND seq = $3",
+            ),
+            (
+                "SELECT id, CAST(0 AS BIGINT), reason FROM bulk_jobs WHERE 1 = 1",
+                "UPDATE bulk_jobs SET reason = $1 WHERE id = $2 AND 0 = $3",
+            ),
+        ] {
+            let col = if read.contains("body") {
+                "body"
+            } else {
+                "reason"
+            };
+            let rows = match self.backend {
+                argus_store::Backend::Postgres => {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("{read} AND {col} ~ $1")))
+                        .bind(&pattern)
+                        .fetch_all(&mut **tx)
+                        .await?
+                }
+                argus_store::Backend::Sqlite => sqlx::query(read).fetch_all(&mut **tx).await?,
+            };
+            for r in rows {
+                let (key, seq, text): (String, i64, String) =
+                    (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+                if let Some(erased) = erase_spelled(&text, digits) {
+                    changed += sqlx::query(write)
+                        .bind(erased)
+                        .bind(key)
+                        .bind(seq)
+                        .execute(&mut **tx)
+                        .await?
+                        .rows_affected();
+                }
+            }
+        }
+        Ok(changed)
+    }
+}
+
+/// The fewest digits a number needs to be looked for however spelled (a phone's least).
+const MIN_SPELLED: usize = 6;
+
+/// At most this many separators between two digits of a spelled number (`(555) 010`: two).
+const MAX_GAP: usize = 2;
+
+/// What may stand between the digits of a spelled number.
+fn separator(b: u8) -> bool {
+    matches!(b, b' ' | b'-' | b'.' | b'/' | b'(' | b')')
+}
+
+/// `text` with every spelling of the number `digits` (6 or more ASCII digits) made `[erased]`:
+/// its digits in order with up to two of ` -./()` between each two (`4000-0566-5566-5556`,
+/// `+1 (555) 010-4477`), not inside a longer number (no digit right before or after), a `+`
+/// right before it included. `None` when there is none. A national spelling of an
+/// international number (without its country code, with a trunk `0`) is another number.
+pub fn erase_spelled(text: &str, digits: &str) -> Option<String> {
+    let d = digits.as_bytes();
+    if d.len() < MIN_SPELLED || !d.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let t = text.as_bytes();
+    // The end of the spelling starting at `i` (a digit that no digit precedes), if one does.
+    let spelled_at = |i: usize| -> Option<usize> {
+        let mut j = i + 1;
+        for &want in &d[1..] {
+            let gap = t[j..].iter().take_while(|&&b| separator(b)).count();
+            if gap > MAX_GAP {
+                return None;
+            }
+            j += gap;
+            if t.get(j) != Some(&want) {
+                return None;
+            }
+            j += 1;
+        }
+        (!t.get(j).is_some_and(u8::is_ascii_digit)).then_some(j)
+    };
+    let mut out = String::with_capacity(text.len());
+    let (mut i, mut copied) = (0, 0);
+    while i < t.len() {
+        if t[i] == d[0] && (i == 0 || !t[i - 1].is_ascii_digit()) {
+            if let Some(end) = spelled_at(i) {
+                let mut start = i;
+                while start > copied && t[start - 1] == b'+' {
+                    start -= 1;
+                }
+                // Every cut is next to an ASCII byte: a character boundary.
+                out.push_str(&text[copied..start]);
+                out.push_str("[erased]");
+                (i, copied) = (end, end);
+                continue;
+            }
+        }
+        i += 1;
+    }
+    (copied > 0).then(|| {
+        out.push_str(&text[copied..]);
+        out
+    })
 }
 
 impl Store {
@@ -1711,5 +1837,53 @@ impl Store {
         }
         tx.commit().await?;
         Ok(ids.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::erase_spelled;
+
+    #[test]
+    fn a_number_is_erased_however_it_was_spelled_and_nowhere_else() {
+        let card = "4000056655665556";
+        for (text, want) in [
+            ("card 4000056655665556 used", Some("card [erased] used")),
+            ("card 4000-0566-5566-5556.", Some("card [erased].")),
+            ("4000 0566 5566 5556", Some("[erased]")),
+            (
+                "a 4000 0566 5566 5556 b 4000056655665556",
+                Some("a [erased] b [erased]"),
+            ),
+            // Inside a longer number, or with a digit wrong or missing: another number.
+            ("14000056655665556", None),
+            ("40000566556655561", None),
+            ("4000-0566-5566-555", None),
+            ("4000-0566-5566-5557", None),
+            // Three separators between two digits: not taken for one number.
+            ("4000 - 0566 5566 5556", None),
+            (
+                "{\"text\":\"paid with 4000 0566 5566 5556 é\"}",
+                Some("{\"text\":\"paid with [erased] é\"}"),
+            ),
+        ] {
+            assert_eq!(erase_spelled(text, card).as_deref(), want, "{text}");
+        }
+        let phone = "15550104477";
+        for (text, want) in [
+            ("call +1 (555) 010-4477 now", Some("call [erased] now")),
+            ("1.555.010.4477", Some("[erased]")),
+            ("+15550104477", Some("[erased]")),
+            // The national spelling leaves out the country code: not this number's digits.
+            ("(555) 010-4477", None),
+        ] {
+            assert_eq!(erase_spelled(text, phone).as_deref(), want, "{text}");
+        }
+        assert_eq!(
+            erase_spelled("12345 12345", "12345"),
+            None,
+            "fewer than 6 digits"
+        );
+        assert_eq!(erase_spelled("abc", "4000x0566"), None, "not digits");
     }
 }

@@ -754,3 +754,73 @@ async fn intake_takes_each_trigger_once_and_rings_stay_one_case_on(url: &str) {
     assert_eq!(s.get(&re.id).await.unwrap().status, Status::Resolved);
     assert_eq!(s.verdicts(&re.id).await.unwrap(), 2);
 }
+
+#[tokio::test]
+async fn erasure_finds_a_card_or_a_phone_in_notes_however_it_was_typed() {
+    let d = tempfile::tempdir().unwrap();
+    for url in urls(d.path(), "erasure_spelled").await {
+        erasure_finds_a_card_or_a_phone_in_notes_however_it_was_typed_on(&url).await;
+    }
+}
+
+/// An outside test: a note held `4000056655665556` and the erasure gave `4000-0566-5566-5556`;
+/// the note kept it. Notes and bulk jobs' reasons spell numbers as people type them.
+async fn erasure_finds_a_card_or_a_phone_in_notes_however_it_was_typed_on(url: &str) {
+    let s = open(url).await;
+    let c = s
+        .open_or_join(&user("u1"), &decision("e1", 60), &place(10), 1_000)
+        .await
+        .unwrap();
+    let notes = [
+        "card 4000056655665556 declined",
+        "same card as 4000 0566 5566 5556, called +1 (555) 010-4477",
+        "order 14000056655665556 is another number",
+    ];
+    for (i, n) in notes.iter().enumerate() {
+        s.note(&c.id, "ana", n, 2_000 + i as i64).await.unwrap();
+    }
+    s.start_job(
+        "job-1",
+        "ana",
+        "cards 4000-0566-5566-5556 and phone 1 555 010 4477",
+        "block",
+        &json!({"rule": "r"}),
+        &[],
+        &[],
+        3_000,
+    )
+    .await
+    .unwrap();
+    let changed = s
+        .scrub(
+            "tk_none",
+            "ps_none",
+            &["4000-0566-5566-5556".to_string()],
+            &["4000056655665556".to_string(), "15550104477".to_string()],
+        )
+        .await
+        .unwrap();
+    // Three rows hold a spelling of one of them: the first two notes and the job.
+    assert!(changed >= 3, "{changed}");
+    let texts: Vec<String> = s
+        .timeline(&c.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "note")
+        .map(|e| e.body["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "card [erased] declined",
+            "same card as [erased], called [erased]",
+            "order 14000056655665556 is another number",
+        ],
+        "{url}"
+    );
+    assert_eq!(
+        s.job("job-1").await.unwrap().reason,
+        "cards [erased] and phone [erased]"
+    );
+}

@@ -1138,7 +1138,7 @@ async fn after_erasure(
         if let (Answer::Done { body, .. }, Some(svc)) = (&mut a, &st.cases) {
             let scrubbed = match svc.store() {
                 Ok(store) => store
-                    .scrub(&token, &pseudonym, &[])
+                    .scrub(&token, &pseudonym, &[], &[])
                     .await
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(format!("{e:?}")),

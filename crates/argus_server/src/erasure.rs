@@ -110,7 +110,7 @@ async fn on_this_node(st: &AppState, b: &ErasureBody) -> Result<Value, Answer> {
         .await,
     )?;
     erase_from_vault(st, &token, &mut found)?;
-    scrub_cases(st, &token, &pseudonym, &b.value, &mut found).await?;
+    scrub_cases(st, b, &token, &pseudonym, &mut found).await?;
     if let Some(dir) = &st.settings.export_dir {
         found["export_entries_removed"] = json!(empty_export(dir));
     }
@@ -188,19 +188,55 @@ fn clear_forms(value: &str) -> Vec<String> {
     clear
 }
 
+/// A phone's or a card's digits, which a note may spell other than the request did
+/// (`4000 0566 5566 5556`, `+1 (555) 010-4477`): the case store looks for them however spelled
+/// (`argus_cases::erase_spelled`). Other kinds: none.
+fn spelled_numbers(schema: &argus_event::Schema, kind: &str, value: &str) -> Vec<String> {
+    let Value::String(text) = subject_value(value) else {
+        return Vec::new();
+    };
+    // The field the core tokenized the value as (`core::erasure`'s `subject_token`).
+    let ty = schema
+        .types
+        .iter()
+        .filter(|t| !t.internal)
+        .find_map(|t| {
+            t.fields
+                .iter()
+                .find(|f| f.entity.as_deref() == Some(kind) && f.pii)
+        })
+        .map(|f| f.ty);
+    if !matches!(
+        ty,
+        Some(argus_event::FieldType::Phone | argus_event::FieldType::CardNumber)
+    ) {
+        return Vec::new();
+    }
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() >= 6 {
+        vec![digits]
+    } else {
+        Vec::new()
+    }
+}
+
 /// Renames the token and blanks the clear value in the case store, when cases are on.
 async fn scrub_cases(
     st: &AppState,
+    b: &ErasureBody,
     token: &str,
     pseudonym: &str,
-    value: &str,
     found: &mut Value,
 ) -> Result<(), Answer> {
     let Some(svc) = &st.cases else {
         return Ok(());
     };
     let store = svc.store()?;
-    match store.scrub(token, pseudonym, &clear_forms(value)).await {
+    let numbers = spelled_numbers(&st.decoder.schema, &b.kind, &b.value);
+    match store
+        .scrub(token, pseudonym, &clear_forms(&b.value), &numbers)
+        .await
+    {
         Ok(n) => {
             found["case_rows"] = json!(n);
             Ok(())
@@ -330,7 +366,7 @@ async fn in_cluster(
             done
         }
     });
-    let scrubbed = scrub_cases(st, &token, &pseudonym, &b.value, &mut found).await;
+    let scrubbed = scrub_cases(st, b, &token, &pseudonym, &mut found).await;
     let more = match stream.await {
         Ok(r) => r?,
         Err(e) => {
@@ -710,5 +746,23 @@ mod value_tests {
             ["17 Qwertyuiop Lane Ann Lee", "17 qwertyuiop lane ann lee"]
         );
         assert!(clear_forms("").is_empty(), "a node that never saw it");
+    }
+
+    /// A card's or a phone's digits are looked for however spelled; other kinds' values not.
+    #[test]
+    fn a_cards_and_a_phones_digits_are_looked_for_in_notes() {
+        let schema = argus_event::Schema::builtin();
+        let numbers = |kind: &str, v: Value| spelled_numbers(&schema, kind, &body(v).value);
+        assert_eq!(
+            numbers("card", json!("4000-0566-5566-5556")),
+            ["4000056655665556"]
+        );
+        assert_eq!(
+            numbers("phone", json!("+1 (555) 010-4477")),
+            ["15550104477"]
+        );
+        assert!(numbers("ip", json!("192.168.100.200")).is_empty());
+        assert!(numbers("email", json!("a123456@x.com")).is_empty());
+        assert!(numbers("address", json!({"line1": "1234567 Road"})).is_empty());
     }
 }
