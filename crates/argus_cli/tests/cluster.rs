@@ -634,8 +634,20 @@ fn three_nodes_decide_as_one_embedded_node_and_read_their_writes() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(dir.path());
     let urls = nats.urls();
-    // The starter configuration with the entity graph, so that findings are compared too.
-    let graph = common::repo().join("examples/simulator/graph.toml");
+    // The starter configuration with the entity graph, so that findings are compared too, and
+    // the guard's pauses 25 decisions after their trips: where a paused rule starts is a function
+    // of the decisions' order, the same on every node and on the embedded node.
+    let graph = dir.path().join("graph.toml");
+    std::fs::write(
+        &graph,
+        format!(
+            "include = [\"{}\"]\n[lifecycle.guard]\npause_after = 25\n",
+            common::repo()
+                .join("examples/simulator/graph.toml")
+                .display()
+        ),
+    )
+    .unwrap();
     let nodes: Vec<Node> = (0..3)
         .map(|i| Node::start_with(&dir.path().join(format!("node{i}")), Some(&urls), &graph))
         .collect();
@@ -742,6 +754,16 @@ fn three_nodes_decide_as_one_embedded_node_and_read_their_writes() {
         assert_eq!(logged_ids(&n.data), order, "the nodes' logs differ");
     }
     assert_eq!(order.len(), by_id.len(), "every event is in the log once");
+    // The premise of comparing the guard's lag: it paused a rule during the run.
+    let under_pause = decided
+        .values()
+        .filter(|d| {
+            d["policy_version"]
+                .as_str()
+                .is_some_and(|v| v.contains("~paused:"))
+        })
+        .count();
+    assert!(under_pause > 0, "the guard paused no rule in the run");
     let (clean, clean_found, mut clean_node) =
         embedded_run_with(dir.path(), &order, &by_id, &decided, &graph);
     // Stopped: `argus export` reads its data directory below.

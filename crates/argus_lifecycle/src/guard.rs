@@ -29,6 +29,13 @@ pub struct GuardConfig {
     /// (0: any). A broken rule hits everyone; an attack wave that a rule is right to catch usually
     /// comes from a few accounts, and pausing the rule then would disarm it when it is needed.
     pub min_actors: u32,
+    /// A tripped rule is paused from the `pause_after`-th decision after the one that tripped it,
+    /// counting every checkpoint's decisions in log order (1: from the next event). A pure
+    /// function of the decisions' order, so every node of a cluster, and a single node fed the
+    /// same order, pause it at the same event; a lag longer than 1 leaves room for a node that
+    /// decides an event before the decisions just before it reach it (docs/cluster.md, "The next
+    /// stage").
+    pub pause_after: u64,
 }
 
 impl Default for GuardConfig {
@@ -43,6 +50,7 @@ impl Default for GuardConfig {
             max_block_rate: 0.5,
             min_blocks: 50,
             min_actors: 10,
+            pause_after: 1,
         }
     }
 }
@@ -62,6 +70,9 @@ impl GuardConfig {
         }
         if !(self.max_block_rate > 0.0 && self.max_block_rate <= 1.0) {
             e.push("[lifecycle.guard] max_block_rate: in (0, 1]".into());
+        }
+        if !(1..=1_000_000).contains(&self.pause_after) {
+            e.push("[lifecycle.guard] pause_after: 1 to 1,000,000 decisions".into());
         }
         e
     }
@@ -102,6 +113,10 @@ pub struct Trip {
     /// Distinct actors among the rule's last `min_hits` hits.
     #[serde(default)]
     pub actors: u32,
+    /// The decision (counted over every checkpoint, in log order, from 1) from which the rule is
+    /// paused: the tripping one's plus `pause_after` (0 in a pause recorded before the lag).
+    #[serde(default)]
+    pub paused_from: u64,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,8 +168,11 @@ struct Checkpoint {
 pub struct Guard {
     pub cfg: GuardConfig,
     cps: HashMap<String, Checkpoint>,
-    /// Rules tripped and not resumed, with their trip: not watched (their hits are shadow hits now).
+    /// Rules tripped and not resumed, with their trip: not watched (their hits are shadow hits now),
+    /// and paused from the trip's `paused_from`.
     tripped: BTreeMap<String, Trip>,
+    /// The decisions observed, every checkpoint's.
+    decided: u64,
 }
 
 /// What a guard has seen, to be kept in a snapshot beside the feature state (a server restarted
@@ -165,6 +183,7 @@ pub struct GuardState {
     cfg: GuardConfig,
     cps: BTreeMap<String, Checkpoint>,
     tripped: BTreeMap<String, Trip>,
+    decided: u64,
 }
 
 impl Guard {
@@ -185,6 +204,7 @@ impl Guard {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             tripped: self.tripped.clone(),
+            decided: self.decided,
         }
     }
 
@@ -195,6 +215,7 @@ impl Guard {
             cfg: state.cfg,
             cps: state.cps.into_iter().collect(),
             tripped: state.tripped,
+            decided: state.decided,
         })
     }
 
@@ -229,6 +250,8 @@ impl Guard {
         if !self.cfg.enabled {
             return Vec::new();
         }
+        self.decided += 1;
+        let paused_from = self.decided.saturating_add(self.cfg.pause_after);
         let slice_len = self.slice_len();
         let keep = (self.cfg.window / slice_len).max(1) as usize;
         // Keys are allocated once, when first seen: this runs for every live decision.
@@ -314,6 +337,7 @@ impl Guard {
                     baseline: base,
                     events_seen: seen,
                     actors,
+                    paused_from,
                 });
             }
         }
@@ -343,6 +367,7 @@ impl Guard {
                     baseline: self.cfg.max_block_rate,
                     events_seen: seen,
                     actors,
+                    paused_from,
                 });
                 cp.cap_quiet_until = seen + self.cfg.window as u64;
             }
@@ -402,9 +427,26 @@ impl Guard {
         }
     }
 
-    /// The rules paused and not resumed, with the trip that paused each.
+    /// The rules tripped and not resumed, with the trip that paused each (or will: see
+    /// [`Guard::paused`]).
     pub fn tripped(&self) -> impl Iterator<Item = &Trip> {
         self.tripped.values()
+    }
+
+    /// The rules paused for the next decision: tripped, and their `paused_from` reached.
+    pub fn paused(&self) -> impl Iterator<Item = &str> {
+        let next = self.decided + 1;
+        self.tripped
+            .values()
+            .filter(move |t| t.paused_from <= next)
+            .map(|t| t.rule.as_str())
+    }
+
+    /// Whether a rule is paused from the next decision on and was not for the last one (the
+    /// policies must change before the next decision).
+    pub fn pause_starts(&self) -> bool {
+        let next = self.decided + 1;
+        self.tripped.values().any(|t| t.paused_from == next)
     }
 
     /// What every rule learned: `(checkpoint, rule, learned)`, sorted.

@@ -197,6 +197,7 @@ async fn snoozes_expire_and_pauses_and_backtests_are_recorded() {
             baseline: 0.05,
             events_seen: 31,
             actors: 25,
+            paused_from: 32,
         };
         let p = s.pause(&t, None, 3_000).await.unwrap();
         assert_eq!(s.pauses(true).await.unwrap().len(), 1);
@@ -423,4 +424,47 @@ fn diffs_are_readable_and_modes_are_edited_in_place() {
     assert!(strict
         .reasons(&diff(&Files::new(), &files(&blocky)))
         .is_empty());
+}
+
+/// `pause_after`: a tripped rule is paused from that many decisions (every checkpoint's) after the
+/// one that tripped it; at the default 1, from the next one. Until then it is not watched, and
+/// `paused` does not name it; the pause starts at exactly one decision (`pause_starts`).
+#[test]
+fn a_trip_pauses_its_rule_pause_after_decisions_later() {
+    for lag in [1u64, 5, 40] {
+        let mut g = Guard::new(GuardConfig {
+            pause_after: lag,
+            min_actors: 1,
+            ..GuardConfig::default()
+        });
+        let mut tripped_at = None;
+        let mut started = Vec::new();
+        for i in 1..=200u64 {
+            // Two checkpoints interleaved: the lag counts both.
+            let t = if i % 2 == 0 {
+                g.observe("order.create", 1, true, &[("broken", true)])
+            } else {
+                g.observe("item.click", 1, false, &[])
+            };
+            if let Some(t) = t.first() {
+                assert_eq!(t.paused_from, i + lag, "lag {lag}");
+                tripped_at = Some(i);
+            }
+            if g.pause_starts() {
+                started.push(i + 1);
+            }
+            let paused: Vec<&str> = g.paused().collect();
+            let due = tripped_at.is_some_and(|d| i + 1 >= d + lag);
+            assert_eq!(paused == ["broken"], due, "lag {lag}, decision {i}");
+        }
+        let d = tripped_at.expect("the broken rule trips");
+        assert_eq!(started, [d + lag], "lag {lag}: the pause starts once");
+        assert_eq!(g.tripped().count(), 1);
+    }
+    assert!(!GuardConfig {
+        pause_after: 0,
+        ..GuardConfig::default()
+    }
+    .check()
+    .is_empty());
 }

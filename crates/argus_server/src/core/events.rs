@@ -118,8 +118,8 @@ impl Core {
             let mut tripped = false;
             for ((r, i, mut c), (mut res, done)) in cands.into_iter().zip(src.results) {
                 let k = if keep { kept.next().flatten() } else { None };
-                // The guard paused a rule at an earlier event of this run: decide this one again
-                // under the pause, as one-at-a-time handling would have.
+                // A guard's pause took effect at an earlier event of this run: decide this one
+                // again under the pause, as one-at-a-time handling would have.
                 if tripped {
                     if let (Ok((Some(d), _)), Some((ev, features))) = (&mut res, &k) {
                         if let Some(again) = self.engine.decide_with(ev, features) {
@@ -127,7 +127,7 @@ impl Core {
                         }
                     }
                 }
-                let trips_before = self.lifecycle.pending_trips.len();
+                let pauses_before = self.lifecycle.pauses_started;
                 // Its evaluation: from the run's start to its result (the run's batches are
                 // pipelined, so an event's own share cannot be told apart).
                 c.t0 = Instant::now()
@@ -141,7 +141,7 @@ impl Core {
                     )),
                     None => self.finish_live(c, res),
                 };
-                tripped |= self.lifecycle.pending_trips.len() != trips_before;
+                tripped |= self.lifecycle.pauses_started != pauses_before;
                 slots[r][i] = Some(out);
             }
         }

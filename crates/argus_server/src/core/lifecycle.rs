@@ -35,6 +35,9 @@ pub struct LifecycleState {
     pub(super) trips: Option<tokio::sync::mpsc::Sender<Trip>>,
     /// Trips of the group being built.
     pub(super) pending_trips: Vec<Trip>,
+    /// Pauses that took effect so far (a run of events decided ahead re-decides the events after
+    /// one).
+    pub(super) pauses_started: u64,
     /// A stored version is the source of truth and none is installed yet: events wait (refused
     /// with 503) rather than being decided by anything else.
     pub(super) awaiting: bool,
@@ -249,7 +252,7 @@ impl Core {
         let lc = &self.lifecycle;
         ps.overrides = Arc::new(Overrides::new(
             lc.snoozes.clone(),
-            lc.guard.tripped().map(|t| t.rule.clone()),
+            lc.guard.paused().map(str::to_string),
         ));
         ps.rollout = lc.rollout.as_ref().map(|(r, _, _)| r.clone());
     }
@@ -426,9 +429,9 @@ impl Core {
         }))
     }
 
-    /// A live decision, seen by the rollout comparison and the guard; a tripped rule is paused at
-    /// once (the next event already sees it paused) and reported to the lifecycle task after the
-    /// group commit.
+    /// A live decision, seen by the rollout comparison and the guard; a tripped rule is reported to
+    /// the lifecycle task after the group commit, and paused from `pause_after` decisions later
+    /// (at the default 1, the next event already sees it paused).
     pub(super) fn watch(&mut self, d: &argus_policy::Decision, actor: u128) {
         if let Some(arm) = d.arm {
             let s = self.lifecycle.arms.entry(arm).or_default();
@@ -457,8 +460,11 @@ impl Core {
             d.action,
             &fired,
         );
-        if trips.is_empty() {
-            return;
+        // A trip `pause_after` decisions ago (or this one's, at the default 1) takes effect from
+        // the next decision.
+        if self.lifecycle.guard.pause_starts() {
+            self.lifecycle.pauses_started += 1;
+            self.redecorate();
         }
         for t in trips {
             tracing::warn!(
@@ -476,7 +482,6 @@ impl Core {
             // nothing that recovery would not pause again).
             self.lifecycle.pending_trips.push(t);
         }
-        self.redecorate();
     }
 }
 

@@ -28,7 +28,8 @@ struct ExtrasV4 {
 }
 
 /// The layout of the guard's state in [`Extras::guard`].
-const GUARD_STATE_VERSION: u32 = 1;
+/// 2: the decisions observed, and each trip's `paused_from` (`[lifecycle.guard] pause_after`).
+const GUARD_STATE_VERSION: u32 = 2;
 
 pub(super) fn encode_guard(g: &argus_lifecycle::Guard) -> Option<Vec<u8>> {
     bincode::serialize(&(GUARD_STATE_VERSION, g.state())).ok()
