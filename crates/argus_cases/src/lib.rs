@@ -1593,7 +1593,8 @@ impl Store {
     /// may have typed it, at least 6 characters) by `[erased]`. Clear values are not replaced in
     /// structured columns, where a short value could match inside another (a number in a JSON
     /// body, another IP). And in the same places, each of `numbers` (a phone's or a card's digits)
-    /// however it was spelled ([`erase_spelled`]). The number of rows changed.
+    /// however it was spelled ([`erase_spelled`]). The number of row changes (a row both steps
+    /// changed counts twice).
     pub async fn scrub(
         &self,
         token: &str,
@@ -1723,10 +1724,14 @@ impl Store {
             };
             let rows = match self.backend {
                 argus_store::Backend::Postgres => {
-                    sqlx::query(sqlx::AssertSqlSafe(format!("{read} AND {col} ~ $1")))
-                        .bind(&pattern)
-                        .fetch_all(&mut **tx)
-                        .await?
+                    // Locked as read: a concurrent erasure's rewrite of the row waits, instead of
+                    // being overwritten with the text read before it.
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "{read} AND {col} ~ $1 FOR UPDATE"
+                    )))
+                    .bind(&pattern)
+                    .fetch_all(&mut **tx)
+                    .await?
                 }
                 argus_store::Backend::Sqlite => sqlx::query(read).fetch_all(&mut **tx).await?,
             };
@@ -1748,8 +1753,10 @@ impl Store {
     }
 }
 
-/// The fewest digits a number needs to be looked for however spelled (a phone's least).
-const MIN_SPELLED: usize = 6;
+/// The fewest digits a number needs to be looked for however spelled: fewer could be a date or an
+/// amount in a note (`12.03.24`), which would be lost (shorter phones are still looked for as
+/// given).
+pub const MIN_SPELLED: usize = 8;
 
 /// At most this many separators between two digits of a spelled number (`(555) 010`: two).
 const MAX_GAP: usize = 2;
@@ -1759,7 +1766,7 @@ fn separator(b: u8) -> bool {
     matches!(b, b' ' | b'-' | b'.' | b'/' | b'(' | b')')
 }
 
-/// `text` with every spelling of the number `digits` (6 or more ASCII digits) made `[erased]`:
+/// `text` with every spelling of the number `digits` (8 or more ASCII digits) made `[erased]`:
 /// its digits in order with up to two of ` -./()` between each two (`4000-0566-5566-5556`,
 /// `+1 (555) 010-4477`), not inside a longer number (no digit right before or after), a `+`
 /// right before it included. `None` when there is none. A national spelling of an
@@ -1880,9 +1887,9 @@ mod tests {
             assert_eq!(erase_spelled(text, phone).as_deref(), want, "{text}");
         }
         assert_eq!(
-            erase_spelled("12345 12345", "12345"),
+            erase_spelled("on 12.03.24 at 10:00", "120324"),
             None,
-            "fewer than 6 digits"
+            "fewer than 8 digits"
         );
         assert_eq!(erase_spelled("abc", "4000x0566"), None, "not digits");
     }

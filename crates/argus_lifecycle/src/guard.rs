@@ -186,6 +186,87 @@ pub struct GuardState {
     decided: u64,
 }
 
+/// A guard's state as layout 1 kept it (before `pause_after`): what snapshots written before it
+/// hold, read as [`GuardState`] by [`GuardStateV1::current`] (frozen: never change it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GuardStateV1 {
+    cfg: GuardConfigV1,
+    cps: BTreeMap<String, Checkpoint>,
+    tripped: BTreeMap<String, TripV1>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct GuardConfigV1 {
+    enabled: bool,
+    window: u32,
+    min_hits: u32,
+    multiple: f64,
+    prior_rate: f64,
+    learn_events: u64,
+    max_block_rate: f64,
+    min_blocks: u32,
+    min_actors: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TripV1 {
+    rule: String,
+    checkpoint: String,
+    cause: Cause,
+    window_hits: u32,
+    window_events: u32,
+    window_blocks: u32,
+    rate: f64,
+    baseline: f64,
+    events_seen: u64,
+    actors: u32,
+}
+
+impl GuardStateV1 {
+    /// The same state in this release's layout: learned at `pause_after = 1` (the only lag there
+    /// was), its rules paused already (`paused_from` 0), no decision counted yet (a count only
+    /// compared with later ones of the same node).
+    pub fn current(self) -> GuardState {
+        let c = self.cfg;
+        GuardState {
+            cfg: GuardConfig {
+                enabled: c.enabled,
+                window: c.window,
+                min_hits: c.min_hits,
+                multiple: c.multiple,
+                prior_rate: c.prior_rate,
+                learn_events: c.learn_events,
+                max_block_rate: c.max_block_rate,
+                min_blocks: c.min_blocks,
+                min_actors: c.min_actors,
+                pause_after: 1,
+            },
+            cps: self.cps,
+            tripped: self
+                .tripped
+                .into_iter()
+                .map(|(rule, t)| {
+                    let trip = Trip {
+                        rule: t.rule,
+                        checkpoint: t.checkpoint,
+                        cause: t.cause,
+                        window_hits: t.window_hits,
+                        window_events: t.window_events,
+                        window_blocks: t.window_blocks,
+                        rate: t.rate,
+                        baseline: t.baseline,
+                        events_seen: t.events_seen,
+                        actors: t.actors,
+                        paused_from: 0,
+                    };
+                    (rule, trip)
+                })
+                .collect(),
+            decided: 0,
+        }
+    }
+}
+
 impl Guard {
     pub fn new(cfg: GuardConfig) -> Guard {
         Guard {

@@ -12,7 +12,7 @@ use argus_store::sqlx::{self, AnyPool, Row};
 use argus_store::{is_conflict, Db, Migration, StoreError};
 use serde::Serialize;
 
-pub use guard::{Cause, Guard, GuardConfig, GuardState, Learned, Trip};
+pub use guard::{Cause, Guard, GuardConfig, GuardState, GuardStateV1, Learned, Trip};
 pub use rules::{diff, rules_of, set_rule_mode, ApprovalPolicy, Diff, Files, RuleText};
 
 pub type Millis = i64;

@@ -213,7 +213,7 @@ fn spelled_numbers(schema: &argus_event::Schema, kind: &str, value: &str) -> Vec
         return Vec::new();
     }
     let digits: String = text.chars().filter(char::is_ascii_digit).collect();
-    if digits.len() >= 6 {
+    if digits.len() >= argus_cases::MIN_SPELLED {
         vec![digits]
     } else {
         Vec::new()

@@ -425,6 +425,9 @@ impl Core {
         ok(json!({
             "config": self.lifecycle.guard.cfg,
             "paused": self.lifecycle.guard.tripped().collect::<Vec<_>>(),
+            // Of those, the ones in force for the next decision (the others' `paused_from` is
+            // ahead: `pause_after`).
+            "in_force": self.lifecycle.guard.paused().collect::<Vec<_>>(),
             "learned": learned,
         }))
     }

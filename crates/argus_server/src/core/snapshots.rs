@@ -35,14 +35,23 @@ pub(super) fn encode_guard(g: &argus_lifecycle::Guard) -> Option<Vec<u8>> {
     bincode::serialize(&(GUARD_STATE_VERSION, g.state())).ok()
 }
 
-/// The guard's state in a snapshot, if it is of this release's layout.
+/// The guard's state in a snapshot, if it is of this release's layout or layout 1 (converted: a
+/// rule it paused stays paused, even when the decisions that tripped it are no longer in the log).
 pub(super) fn decode_guard(bytes: &[u8]) -> Option<argus_lifecycle::GuardState> {
+    let whole = |size: bincode::Result<u64>| size.ok() == Some(bytes.len() as u64);
     match bincode::deserialize::<(u32, argus_lifecycle::GuardState)>(bytes) {
-        Ok((GUARD_STATE_VERSION, s)) => Some(s),
-        _ => {
-            tracing::warn!("the snapshot's guard state is of another layout: the guard is rebuilt from the log");
-            None
+        Ok((GUARD_STATE_VERSION, s))
+            if whole(bincode::serialized_size(&(GUARD_STATE_VERSION, &s))) =>
+        {
+            Some(s)
         }
+        _ => match bincode::deserialize::<(u32, argus_lifecycle::GuardStateV1)>(bytes) {
+            Ok((1, s)) if whole(bincode::serialized_size(&(1u32, &s))) => Some(s.current()),
+            _ => {
+                tracing::warn!("the snapshot's guard state is of another layout: the guard is rebuilt from the log");
+                None
+            }
+        },
     }
 }
 
@@ -53,7 +62,8 @@ struct ExtrasV3 {
     seq: u64,
     overlay: BTreeMap<(String, String), Option<OverlayItem>>,
     stream_cursor: u64,
-    guard: Option<argus_lifecycle::GuardState>,
+    /// Layout 1 (those commits came before `pause_after`).
+    guard: Option<argus_lifecycle::GuardStateV1>,
 }
 
 /// The extras of snapshots written before the guard's state was kept in them.
@@ -162,10 +172,11 @@ pub(super) fn decode_snapshot(bytes: &[u8]) -> Result<(Extras, &[u8]), String> {
         .ok()
         .filter(|v| whole(bincode::serialized_size(v)))
     {
-        // The guard's state was kept bare for a while: carried over in the versioned blob.
+        // The guard's state was kept bare for a while (layout 1): carried over in the versioned
+        // blob, converted.
         let guard = v3
             .guard
-            .and_then(|s| bincode::serialize(&(GUARD_STATE_VERSION, s)).ok());
+            .and_then(|s| bincode::serialize(&(GUARD_STATE_VERSION, s.current())).ok());
         Extras {
             seq: v3.seq,
             overlay: v3.overlay,
@@ -385,7 +396,10 @@ mod tests {
         let v1 = bincode::serialize(&(7u64, &overlay)).unwrap();
         let v2 = bincode::serialize(&(7u64, &overlay, 9u64)).unwrap();
         let mut g = argus_lifecycle::Guard::new(Default::default());
-        g.observe("order.create", 1, true, &[("r", true)]);
+        for actor in 0..30 {
+            g.observe("order.create", actor, true, &[("r", true)]);
+        }
+        assert_eq!(g.paused().collect::<Vec<_>>(), ["r"], "a rule is paused");
         let v4 = bincode::serialize(&ExtrasV4 {
             seq: 7,
             overlay: overlay.clone(),
@@ -408,17 +422,39 @@ mod tests {
             policies: Some(lifecycle::encode_policy_state(&policies)),
         })
         .unwrap();
+        // Layout 1 of the guard's state, as the snapshots of before `pause_after` hold it (the
+        // current state without its new fields).
+        let v1_state: argus_lifecycle::GuardStateV1 =
+            serde_json::from_value(serde_json::to_value(g.state()).unwrap()).unwrap();
         let bare = bincode::serialize(&ExtrasV3 {
             seq: 7,
             overlay: overlay.clone(),
             stream_cursor: 9,
-            guard: Some(g.state()),
+            guard: Some(v1_state.clone()),
         })
         .unwrap();
+        let v4_layout1 = bincode::serialize(&ExtrasV4 {
+            seq: 7,
+            overlay: overlay.clone(),
+            stream_cursor: 9,
+            guard: bincode::serialize(&(1u32, &v1_state)).ok(),
+        })
+        .unwrap();
+        // Converted: the same settings and windows, its paused rule paused (from decision 0),
+        // no decision counted.
+        let converted = v1_state.clone().current();
+        assert!(converted.clone() != g.state(), "the count differs");
+        let restored = argus_lifecycle::Guard::from_state(&Default::default(), converted.clone())
+            .expect("learned under the default settings");
+        assert_eq!(
+            restored.paused().collect::<Vec<_>>(),
+            g.paused().collect::<Vec<_>>()
+        );
         for (bytes, cursor, guard, kept) in [
             (v1, 0, None, None),
             (v2, 9, None, None),
-            (bare, 9, Some(g.state()), None),
+            (bare, 9, Some(converted.clone()), None),
+            (v4_layout1, 9, Some(converted.clone()), None),
             (v4, 9, Some(g.state()), None),
             (v5, 9, Some(g.state()), Some(policies.clone())),
         ] {
@@ -440,7 +476,7 @@ mod tests {
             seq: 7,
             overlay: overlay.clone(),
             stream_cursor: 9,
-            guard: Some(bincode::serialize(&(2u32, "a later layout")).unwrap()),
+            guard: Some(bincode::serialize(&(GUARD_STATE_VERSION + 1, "a later layout")).unwrap()),
             policies: None,
         })
         .unwrap();
