@@ -172,3 +172,114 @@ async fn batched_runs_answer_as_one_event_at_a_time() {
     assert_eq!(state(&sb).await, state_b);
     sb.shutdown().await;
 }
+
+/// `[lifecycle.guard] pause_after`: a rule that fires on every click trips the guard at its 10th
+/// hit and is paused 15 decisions later. Sent in batches (runs decided ahead on the partition
+/// workers), the pause starts inside a run other than the trip's, and that run's later events are
+/// decided again under it:
+/// the same decisions as one event at a time, the pause starting at the same event.
+#[tokio::test]
+async fn a_guard_pause_starting_inside_a_run_decides_the_rest_of_it_as_one_at_a_time() {
+    let start_guarded = |dir: &Path| {
+        let policies = dir.join("policies");
+        copy_dir(&repo().join("policies"), &policies);
+        std::fs::write(
+            policies.join("zz_broken.toml"),
+            "[policy]\ncheckpoint = \"item.click\"\n\n[[rules]]\nname = \"broken_click\"\nwhen = \"features.user_clicks_10m >= 0\"\naction = \"block\"\nreason = \"a typo'd threshold\"\n",
+        )
+        .unwrap();
+        let mut st = settings(&dir.join("data"));
+        st.max_batch = 1000;
+        st.partition_workers = argus_server::settings::PartitionWorkers::Always;
+        st.lifecycle.guard = argus_lifecycle::GuardConfig {
+            window: 40,
+            min_hits: 10,
+            multiple: 2.0,
+            learn_events: 1_000_000,
+            max_block_rate: 1.0,
+            min_actors: 3,
+            pause_after: 15,
+            ..Default::default()
+        };
+        let cfg = dir.join("argus.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "include = [{:?}]\n[engine]\npartitions = 3\n",
+                repo().join("examples/starter/argus.toml")
+            ),
+        )
+        .unwrap();
+        Server::start(st, loader(cfg, policies)).expect("server starts")
+    };
+    let clicks: Vec<String> = (0..60)
+        .map(|i| {
+            json!({"id": format!("c-{i:02}"), "type": "item.click",
+                   "time": format!("2026-11-20T10:{:02}:{:02}Z", i / 60, i % 60),
+                   "actor": format!("u{}", i % 6),
+                   "data": {"item": "i1", "seller": "s1", "device": format!("d{}", i % 6), "ip": "81.2.0.1"}})
+            .to_string()
+        })
+        .collect();
+    let paused_at = |answers: &[Value]| -> Vec<bool> {
+        answers
+            .iter()
+            .map(|v| {
+                let fired = v["decision"]["fired"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|r| r["rule"] == "broken_click"));
+                let paused = v["decision"]["paused"] == json!(["broken_click"]);
+                assert!(fired != paused, "{v}");
+                paused
+            })
+            .collect()
+    };
+
+    let a = tempfile::tempdir().unwrap();
+    let sa = start_guarded(a.path());
+    let mut one = Vec::new();
+    for e in &clicks {
+        let (st, v) = call(&sa, "POST", "/v1/events", Some(INGEST), e.clone()).await;
+        assert_eq!(st, 200, "{v}");
+        one.push(comparable(v));
+    }
+    // The lifecycle store opens beside the server: asked until it answers.
+    let mut g = Value::Null;
+    for _ in 0..100 {
+        let (st, v) = call(&sa, "GET", "/v1/guard", Some(ADMIN), Body::empty()).await;
+        g = v;
+        if st == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    sa.shutdown().await;
+    let states = paused_at(&one);
+    // The 10th hit (event 9) trips it; it is paused from the 15th decision after: event 24.
+    let first = states.iter().position(|&p| p).expect("the rule was paused");
+    assert_eq!(first, 24, "{states:?}");
+    assert!(states[first..].iter().all(|&p| p), "{states:?}");
+    assert_eq!(g["state"]["paused"][0]["paused_from"], 25, "{g}");
+    assert_eq!(g["state"]["in_force"], json!(["broken_click"]), "{g}");
+
+    // In batches of 20 (runs start at 16 events): the trip is in the first run, and the pause
+    // starts inside the second,
+    // which trips nothing.
+    let b = tempfile::tempdir().unwrap();
+    let sb = start_guarded(b.path());
+    let mut batched = Vec::new();
+    for chunk in clicks.chunks(20) {
+        let body = format!("[{}]", chunk.join(","));
+        let (st, v) = call(&sb, "POST", "/v1/events/batch", Some(INGEST), body).await;
+        assert_eq!(st, 200, "{v}");
+        for r in v["results"].as_array().unwrap() {
+            let mut r = r.clone();
+            let o = r.as_object_mut().unwrap();
+            o.remove("index");
+            o.remove("http_status");
+            batched.push(comparable(r));
+        }
+    }
+    sb.shutdown().await;
+    assert_eq!(one, batched);
+}
