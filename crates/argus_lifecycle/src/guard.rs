@@ -508,6 +508,14 @@ impl Guard {
         }
     }
 
+    /// Pauses a rule by a trip this guard did not make (one the store holds that a guard rebuilt
+    /// under other settings lost): from `t.paused_from`, not watched until resumed.
+    pub fn pause(&mut self, t: &Trip) {
+        self.tripped
+            .entry(t.rule.clone())
+            .or_insert_with(|| t.clone());
+    }
+
     /// The rules tripped and not resumed, with the trip that paused each (or will: see
     /// [`Guard::paused`]).
     pub fn tripped(&self) -> impl Iterator<Item = &Trip> {

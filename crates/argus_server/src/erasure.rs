@@ -220,6 +220,23 @@ fn spelled_numbers(schema: &argus_event::Schema, kind: &str, value: &str) -> Vec
     }
 }
 
+/// What the case store looks for in what people type: the clear forms, or for a card or a phone
+/// its digits however spelled, which include the forms as given and are not looked for inside a
+/// longer number, as a plain replacement of the forms would be (an outside test:
+/// `14000056655665556` became `1[erased]`).
+fn typed_forms(
+    schema: &argus_event::Schema,
+    kind: &str,
+    value: &str,
+) -> (Vec<String>, Vec<String>) {
+    let numbers = spelled_numbers(schema, kind, value);
+    if numbers.is_empty() {
+        (clear_forms(value), numbers)
+    } else {
+        (Vec::new(), numbers)
+    }
+}
+
 /// Renames the token and blanks the clear value in the case store, when cases are on.
 async fn scrub_cases(
     st: &AppState,
@@ -232,11 +249,8 @@ async fn scrub_cases(
         return Ok(());
     };
     let store = svc.store()?;
-    let numbers = spelled_numbers(&st.decoder.schema, &b.kind, &b.value);
-    match store
-        .scrub(token, pseudonym, &clear_forms(&b.value), &numbers)
-        .await
-    {
+    let (clear, numbers) = typed_forms(&st.decoder.schema, &b.kind, &b.value);
+    match store.scrub(token, pseudonym, &clear, &numbers).await {
         Ok(n) => {
             found["case_rows"] = json!(n);
             Ok(())
@@ -764,5 +778,15 @@ mod value_tests {
         assert!(numbers("ip", json!("192.168.100.200")).is_empty());
         assert!(numbers("email", json!("a123456@x.com")).is_empty());
         assert!(numbers("address", json!({"line1": "1234567 Road"})).is_empty());
+        // A card is looked for by its digits alone; an email by its clear forms.
+        let forms = |kind: &str, v: Value| typed_forms(&schema, kind, &body(v).value);
+        assert_eq!(
+            forms("card", json!("4000056655665556")),
+            (vec![], vec!["4000056655665556".to_string()])
+        );
+        assert_eq!(
+            forms("email", json!("A@x.com")),
+            (vec!["A@x.com".to_string(), "a@x.com".to_string()], vec![])
+        );
     }
 }

@@ -1295,8 +1295,12 @@ async fn record_files(
 }
 
 /// The core's paused rules (rebuilt from the log: the truth) against the store's record of them:
-/// a pause the store lacks (its record was lost in a crash) is recorded, with a case; one the log
-/// shows resumed is marked resumed.
+/// a pause the store lacks (its record was lost in a crash) is recorded, with a case. A pause the
+/// store holds that the core does not is, on a single node, applied again: a person's resume is
+/// recorded in the store right after the core's, so the guard lost it (rebuilt from the retained
+/// log under other settings, the decisions that tripped it gone), and only a person resumes a
+/// rule. In a cluster (every node reconciles at its start, before it may have applied the log)
+/// it is marked resumed, as before.
 async fn reconcile_pauses(st: &AppState, store: &Store, now: i64) -> Result<(), String> {
     let Answer::Done { body, .. } = ask(st, Request::GuardState).await else {
         return Err("the core did not answer with the guard's state".into());
@@ -1310,6 +1314,18 @@ async fn reconcile_pauses(st: &AppState, store: &Store, now: i64) -> Result<(), 
     }
     for p in recorded {
         if !paused.iter().any(|t| t.rule == p.rule) {
+            if st.cluster.is_none() {
+                if let Ok(trip) = serde_json::from_value::<Trip>(p.details.clone()) {
+                    tracing::warn!(
+                        rule = p.rule.as_str(),
+                        "the guard's state, rebuilt from the retained log, no longer paused a rule the store shows paused and no person resumed: paused again"
+                    );
+                    if let Answer::Done { .. } = ask(st, Request::PauseAgain { trip }).await {
+                        continue;
+                    }
+                    return Err(format!("pausing `{}` again failed", p.rule));
+                }
+            }
             store
                 .resume(
                     p.id,
@@ -1410,7 +1426,16 @@ async fn bring_up(st: &AppState, svc: &LifecycleService, store: &Store) -> Resul
 }
 
 /// A rule the guard paused: recorded, with a case for the rule's owner (or the rules inbox).
+/// Once: a trip made before the store opened is recorded by the start's reconciliation and then
+/// handed over again (a test saw two records 5 ms apart).
 async fn record_trip(st: &AppState, store: &Store, t: Trip) {
+    if store
+        .pauses(true)
+        .await
+        .is_ok_and(|ps| ps.iter().any(|p| p.rule == t.rule))
+    {
+        return;
+    }
     let now = now_ms();
     let owner = running(st).await.ok().and_then(|(_, f)| {
         argus_lifecycle::rules_of(&f)

@@ -173,46 +173,48 @@ async fn batched_runs_answer_as_one_event_at_a_time() {
     sb.shutdown().await;
 }
 
-/// `[lifecycle.guard] pause_after`: a rule that fires on every click trips the guard at its 10th
-/// hit and is paused 15 decisions later. Sent in batches (runs decided ahead on the partition
-/// workers), the pause starts inside a run other than the trip's, and that run's later events are
-/// decided again under it:
-/// the same decisions as one event at a time, the pause starting at the same event.
-#[tokio::test]
-async fn a_guard_pause_starting_inside_a_run_decides_the_rest_of_it_as_one_at_a_time() {
-    let start_guarded = |dir: &Path| {
-        let policies = dir.join("policies");
-        copy_dir(&repo().join("policies"), &policies);
-        std::fs::write(
-            policies.join("zz_broken.toml"),
-            "[policy]\ncheckpoint = \"item.click\"\n\n[[rules]]\nname = \"broken_click\"\nwhen = \"features.user_clicks_10m >= 0\"\naction = \"block\"\nreason = \"a typo'd threshold\"\n",
-        )
-        .unwrap();
-        let mut st = settings(&dir.join("data"));
-        st.max_batch = 1000;
-        st.partition_workers = argus_server::settings::PartitionWorkers::Always;
-        st.lifecycle.guard = argus_lifecycle::GuardConfig {
-            window: 40,
-            min_hits: 10,
-            multiple: 2.0,
-            learn_events: 1_000_000,
-            max_block_rate: 1.0,
-            min_actors: 3,
-            pause_after: 15,
-            ..Default::default()
-        };
-        let cfg = dir.join("argus.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "include = [{:?}]\n[engine]\npartitions = 3\n",
-                repo().join("examples/starter/argus.toml")
-            ),
-        )
-        .unwrap();
-        Server::start(st, loader(cfg, policies)).expect("server starts")
-    };
-    let clicks: Vec<String> = (0..60)
+/// Guard settings that trip on a rule firing on every event within a few events.
+fn small_guard() -> argus_lifecycle::GuardConfig {
+    argus_lifecycle::GuardConfig {
+        window: 40,
+        min_hits: 10,
+        multiple: 2.0,
+        learn_events: 1_000_000,
+        max_block_rate: 1.0,
+        min_actors: 3,
+        ..Default::default()
+    }
+}
+
+/// A server (partitions on workers) under `guard`, with the policies and a broken rule that
+/// blocks every click (`broken_click`), on `dir` (the same files again on a restart).
+fn guarded(dir: &Path, guard: argus_lifecycle::GuardConfig) -> Server {
+    let policies = dir.join("policies");
+    copy_dir(&repo().join("policies"), &policies);
+    std::fs::write(
+        policies.join("zz_broken.toml"),
+        "[policy]\ncheckpoint = \"item.click\"\n\n[[rules]]\nname = \"broken_click\"\nwhen = \"features.user_clicks_10m >= 0\"\naction = \"block\"\nreason = \"a typo'd threshold\"\n",
+    )
+    .unwrap();
+    let mut st = settings(&dir.join("data"));
+    st.max_batch = 1000;
+    st.partition_workers = argus_server::settings::PartitionWorkers::Always;
+    st.lifecycle.guard = guard;
+    let cfg = dir.join("argus.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "include = [{:?}]\n[engine]\npartitions = 3\n",
+            repo().join("examples/starter/argus.toml")
+        ),
+    )
+    .unwrap();
+    Server::start(st, loader(cfg, policies)).expect("server starts")
+}
+
+/// Clicks of six users, a second apart from `from`.
+fn clicks(from: usize, n: usize) -> Vec<String> {
+    (from..from + n)
         .map(|i| {
             json!({"id": format!("c-{i:02}"), "type": "item.click",
                    "time": format!("2026-11-20T10:{:02}:{:02}Z", i / 60, i % 60),
@@ -220,7 +222,34 @@ async fn a_guard_pause_starting_inside_a_run_decides_the_rest_of_it_as_one_at_a_
                    "data": {"item": "i1", "seller": "s1", "device": format!("d{}", i % 6), "ip": "81.2.0.1"}})
             .to_string()
         })
-        .collect();
+        .collect()
+}
+
+/// `GET /v1/guard`, once the lifecycle store (opened beside the server) answers.
+async fn guard_view(s: &Server) -> Value {
+    for _ in 0..100 {
+        let (st, v) = call(s, "GET", "/v1/guard", Some(ADMIN), Body::empty()).await;
+        if st == 200 {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the lifecycle store did not open");
+}
+
+/// `[lifecycle.guard] pause_after`: a rule that fires on every click trips the guard at its 10th
+/// hit and is paused 15 decisions later. Sent in batches (runs decided ahead on the partition
+/// workers), the pause starts inside a run other than the trip's, and that run's later events are
+/// decided again under it:
+/// the same decisions as one event at a time, the pause starting at the same event.
+#[tokio::test]
+async fn a_guard_pause_starting_inside_a_run_decides_the_rest_of_it_as_one_at_a_time() {
+    let guard = argus_lifecycle::GuardConfig {
+        pause_after: 15,
+        ..small_guard()
+    };
+    let start_guarded = |dir: &Path| guarded(dir, guard.clone());
+    let clicks = clicks(0, 60);
     let paused_at = |answers: &[Value]| -> Vec<bool> {
         answers
             .iter()
@@ -243,16 +272,7 @@ async fn a_guard_pause_starting_inside_a_run_decides_the_rest_of_it_as_one_at_a_
         assert_eq!(st, 200, "{v}");
         one.push(comparable(v));
     }
-    // The lifecycle store opens beside the server: asked until it answers.
-    let mut g = Value::Null;
-    for _ in 0..100 {
-        let (st, v) = call(&sa, "GET", "/v1/guard", Some(ADMIN), Body::empty()).await;
-        g = v;
-        if st == 200 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let g = guard_view(&sa).await;
     sa.shutdown().await;
     let states = paused_at(&one);
     // The 10th hit (event 9) trips it; it is paused from the 15th decision after: event 24.
@@ -282,4 +302,80 @@ async fn a_guard_pause_starting_inside_a_run_decides_the_rest_of_it_as_one_at_a_
     }
     sb.shutdown().await;
     assert_eq!(one, batched);
+}
+
+/// A pause the store holds that the guard lost is applied again, not marked resumed (an outside
+/// test: restarted under other guard settings, with the decisions that tripped it gone from the
+/// log, the rule blocked again and the store said "resumed in the event log", which no person
+/// did). Here the new settings cannot trip it at all, which loses it the same way.
+#[tokio::test]
+async fn a_pause_the_rebuilt_guard_lost_is_applied_again_not_marked_resumed() {
+    let d = tempfile::tempdir().unwrap();
+    let s = guarded(d.path(), small_guard());
+    for e in clicks(0, 30) {
+        let (st, v) = call(&s, "POST", "/v1/events", Some(INGEST), e).await;
+        assert_eq!(st, 200, "{v}");
+    }
+    // Recorded by the lifecycle task once its group is committed.
+    let t = std::time::Instant::now();
+    while guard_view(&s).await["pauses"]
+        .as_array()
+        .map_or(0, Vec::len)
+        == 0
+    {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "no pause recorded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    s.shutdown().await;
+
+    // Under settings that could not trip it: the snapshot's guard state is not used, and the
+    // guard rebuilt from the log does not pause the rule.
+    let never = argus_lifecycle::GuardConfig {
+        min_hits: 1_000,
+        ..small_guard()
+    };
+    let s = guarded(d.path(), never.clone());
+    let t = std::time::Instant::now();
+    let g = loop {
+        let g = guard_view(&s).await;
+        if g["state"]["in_force"] == json!(["broken_click"]) {
+            break g;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "the pause was not applied again: {g}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(g["pauses"].as_array().unwrap().len(), 1, "{g}");
+    assert_eq!(g["pauses"][0]["resumed_at"], Value::Null, "{g}");
+    let (_, v) = call(
+        &s,
+        "POST",
+        "/v1/events",
+        Some(INGEST),
+        clicks(30, 1).remove(0),
+    )
+    .await;
+    assert_eq!(v["decision"]["paused"], json!(["broken_click"]), "{v}");
+    s.shutdown().await;
+
+    // The pause applied again is in the log: a restart from the log alone keeps it.
+    std::fs::remove_dir_all(d.path().join("data/snapshots")).ok();
+    let s = guarded(d.path(), never);
+    let (_, v) = call(
+        &s,
+        "POST",
+        "/v1/events",
+        Some(INGEST),
+        clicks(31, 1).remove(0),
+    )
+    .await;
+    assert_eq!(v["decision"]["paused"], json!(["broken_click"]), "{v}");
+    let g = guard_view(&s).await;
+    assert_eq!(g["pauses"][0]["resumed_at"], Value::Null, "{g}");
+    s.shutdown().await;
 }

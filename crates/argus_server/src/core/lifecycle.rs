@@ -114,10 +114,14 @@ impl Core {
     }
 }
 
-/// A guard record in the log: a person resumed a paused rule.
-#[derive(Debug, Serialize, Deserialize)]
+/// A guard record in the log: a person resumed a paused rule, or a pause the store holds was
+/// applied again (the guard, rebuilt under other settings, had lost it).
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct GuardRecord {
-    pub resume: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<Trip>,
 }
 
 /// What the guard reads of a decision, from the live decision or a logged one.
@@ -305,22 +309,52 @@ impl Core {
     /// place), then applied.
     pub(super) fn resume_rule(&mut self, rule: String) -> Outcome {
         let was = self.lifecycle.guard.tripped().any(|t| t.rule == rule);
-        let payload = serde_json::to_vec(&GuardRecord {
-            resume: rule.clone(),
-        })
-        .unwrap_or_default();
-        if let Err(e) = self.wal.append(KIND_GUARD, &payload) {
-            self.fail(format!("event log: {e}"));
-            return Outcome::Answer(error(
-                Failure::Unavailable,
-                "log_unavailable",
-                "the resume could not be written to the event log",
-            ));
+        let record = GuardRecord {
+            resume: Some(rule.clone()),
+            ..Default::default()
+        };
+        if let Some(refused) = self.log_guard(&record, "resume") {
+            return refused;
         }
         self.lifecycle.guard.resume(&rule);
         self.redecorate();
-        self.since_snap += 1;
         Outcome::Logged(ok(json!({"rule": rule, "was_paused": was})))
+    }
+
+    /// A pause the store holds that the guard lost (rebuilt from the retained log under other
+    /// settings, the decisions that tripped it gone): applied again from the next decision, and
+    /// logged, so that recovery applies it at the same place.
+    pub(super) fn pause_again(&mut self, mut trip: Trip) -> Outcome {
+        let rule = trip.rule.clone();
+        if self.lifecycle.guard.tripped().any(|t| t.rule == rule) {
+            return Outcome::Answer(ok(json!({"rule": rule, "was_paused": true})));
+        }
+        trip.paused_from = 0;
+        let record = GuardRecord {
+            pause: Some(trip.clone()),
+            ..Default::default()
+        };
+        if let Some(refused) = self.log_guard(&record, "pause") {
+            return refused;
+        }
+        self.lifecycle.guard.pause(&trip);
+        self.redecorate();
+        Outcome::Logged(ok(json!({"rule": rule, "was_paused": false})))
+    }
+
+    /// Writes a guard record to the log; the refusal when that failed.
+    fn log_guard(&mut self, record: &GuardRecord, what: &str) -> Option<Outcome> {
+        let payload = serde_json::to_vec(record).unwrap_or_default();
+        if let Err(e) = self.wal.append(KIND_GUARD, &payload) {
+            self.fail(format!("event log: {e}"));
+            return Some(Outcome::Answer(error(
+                Failure::Unavailable,
+                "log_unavailable",
+                format!("the {what} could not be written to the event log"),
+            )));
+        }
+        self.since_snap += 1;
+        None
     }
 
     /// Starts (or, with `None`, ends) a rollout of a candidate version.

@@ -48,7 +48,8 @@ pub(crate) use snapshots::{snapshot_held, snapshot_position, snapshots as snapsh
 /// Log record kinds.
 pub const KIND_EVENT: u8 = 1;
 pub const KIND_LIST: u8 = 2;
-/// A person resumed a rule the guard paused (`lifecycle::GuardRecord`).
+/// A person resumed a rule the guard paused, or a lost pause was applied again
+/// (`lifecycle::GuardRecord`).
 pub const KIND_GUARD: u8 = 3;
 /// In a cluster: the cluster log's entries applied so far (its sequence number, 8 bytes LE), written
 /// after each entry's records, so that a restarted node goes on reading the log after it; after an
@@ -330,6 +331,10 @@ pub enum Request {
     /// A person resumes a rule the guard paused (logged).
     ResumeRule {
         rule: String,
+    },
+    /// A pause the store holds that the guard lost is applied again (logged; a single node).
+    PauseAgain {
+        trip: argus_lifecycle::Trip,
     },
     /// Start a rollout of a candidate version (files, label, basis points, salt), or end it.
     SetRollout(Option<(argus_lifecycle::Files, String, u32, String)>),
@@ -1155,6 +1160,7 @@ impl Core {
                 | Request::ListSetKey { .. }
                 | Request::ListRemoveKey { .. }
                 | Request::ResumeRule { .. }
+                | Request::PauseAgain { .. }
                 | Request::Reload
                 | Request::Cursor(_)
                 | Request::EraseToken { .. }
@@ -1275,6 +1281,7 @@ impl Core {
             }
             Request::SetOverrides { snoozes } => Outcome::Answer(self.set_overrides(snoozes)),
             Request::ResumeRule { rule } => self.resume_rule(rule),
+            Request::PauseAgain { trip } => self.pause_again(trip),
             Request::SetRollout(r) => Outcome::Answer(self.set_rollout(r)),
             Request::RolloutStats => Outcome::Answer(self.rollout_stats()),
             Request::Running => Outcome::Answer(self.running()),

@@ -177,7 +177,12 @@ impl Core {
                 }
                 if rec.kind == KIND_GUARD && rec.seq > guard_from {
                     if let Ok(g) = serde_json::from_slice::<lifecycle::GuardRecord>(&rec.payload) {
-                        guard.resume(&g.resume);
+                        if let Some(rule) = &g.resume {
+                            guard.resume(rule);
+                        }
+                        if let Some(t) = &g.pause {
+                            guard.pause(t);
+                        }
                     }
                 }
                 if rec.kind == KIND_EVENT {
