@@ -93,6 +93,27 @@ fn check_reports_every_problem_and_fails() {
         err.contains("unknown feature kind `cout`, did you mean `count`?"),
         "{err}"
     );
+    // The server's settings too, as `serve` reads them.
+    let guard = dir.join("guard.toml");
+    std::fs::write(
+        &guard,
+        format!(
+            "include = [{:?}]\n[lifecycle.guard]\npause_after = 0\n",
+            root().join("examples/starter/argus.toml")
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["check", "--config"])
+        .arg(&guard)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pause_after: 1 to 1,000,000 decisions"),
+        "{err}"
+    );
     let ok = Command::new(env!("CARGO_BIN_EXE_argus"))
         .current_dir(root())
         .args(["check", "--config", "examples/handbook/argus.toml"])

@@ -8,6 +8,8 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let (cfg, policies) = a.setup.load()?;
+    // What `serve` would refuse (an outside test: `pause_after = 0` passed here).
+    super::serve::settings_of(&cfg, None)?;
     println!(
         "ok: {} event types, {} features over {} series, {} delayed labels",
         cfg.schema.public_type_names().len(),

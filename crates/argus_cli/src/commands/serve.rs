@@ -20,6 +20,29 @@ pub struct Args {
     cluster: Option<String>,
 }
 
+/// The server's settings from a configuration's `[server]`, `[cases]`, `[lifecycle]` and
+/// `[cluster]` and the environment (`ARGUS_CLUSTER` from `cluster` when given): what `serve`
+/// starts with, and what `check` checks.
+pub fn settings_of(
+    cfg: &argus_engine::Config,
+    cluster: Option<&str>,
+) -> anyhow::Result<argus_server::Settings> {
+    let env = |k: &str| std::env::var(k).ok();
+    let mut settings = argus_server::Settings::resolve(&cfg.server, env)
+        .map_err(|e| anyhow::anyhow!("invalid server settings:\n  {}", e.join("\n  ")))?;
+    settings.cases = argus_server::settings::cases(&cfg.cases, env)
+        .map_err(|e| anyhow::anyhow!("invalid [cases]:\n  {}", e.join("\n  ")))?;
+    settings.lifecycle = argus_server::settings::lifecycle(&cfg.lifecycle, env)
+        .map_err(|e| anyhow::anyhow!("invalid [lifecycle]:\n  {}", e.join("\n  ")))?;
+    let cluster_env = |k: &str| match (k, cluster) {
+        ("ARGUS_CLUSTER", Some(c)) => Some(c.to_string()),
+        _ => std::env::var(k).ok(),
+    };
+    settings.cluster = argus_server::settings::cluster(&cfg.cluster, cluster_env)
+        .map_err(|e| anyhow::anyhow!("invalid [cluster]:\n  {}", e.join("\n  ")))?;
+    Ok(settings)
+}
+
 pub fn run(a: Args) -> anyhow::Result<()> {
     // Colour codes only on a terminal: a redirected log stays plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -29,20 +52,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .with_max_level(tracing::Level::INFO)
         .init();
     let initial = a.setup.load()?;
-    let mut settings =
-        argus_server::Settings::resolve(&initial.0.server, |k| std::env::var(k).ok())
-            .map_err(|e| anyhow::anyhow!("invalid server settings:\n  {}", e.join("\n  ")))?;
-    settings.cases = argus_server::settings::cases(&initial.0.cases, |k| std::env::var(k).ok())
-        .map_err(|e| anyhow::anyhow!("invalid [cases]:\n  {}", e.join("\n  ")))?;
-    settings.lifecycle =
-        argus_server::settings::lifecycle(&initial.0.lifecycle, |k| std::env::var(k).ok())
-            .map_err(|e| anyhow::anyhow!("invalid [lifecycle]:\n  {}", e.join("\n  ")))?;
-    let cluster_env = |k: &str| match (k, &a.cluster) {
-        ("ARGUS_CLUSTER", Some(c)) => Some(c.clone()),
-        _ => std::env::var(k).ok(),
-    };
-    settings.cluster = argus_server::settings::cluster(&initial.0.cluster, cluster_env)
-        .map_err(|e| anyhow::anyhow!("invalid [cluster]:\n  {}", e.join("\n  ")))?;
+    let mut settings = settings_of(&initial.0, a.cluster.as_deref())?;
     if let Some(l) = a.listen {
         settings.listen = l;
     }
