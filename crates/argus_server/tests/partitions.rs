@@ -79,6 +79,24 @@ fn comparable(mut v: Value) -> Value {
     v
 }
 
+/// `evs` sent in batches of `size`: each event's answer as one request would give it.
+async fn in_batches(s: &Server, evs: &[String], size: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    for chunk in evs.chunks(size) {
+        let body = format!("[{}]", chunk.join(","));
+        let (st, v) = call(s, "POST", "/v1/events/batch", Some(INGEST), body).await;
+        assert_eq!(st, 200, "{v}");
+        for r in v["results"].as_array().unwrap() {
+            let mut r = r.clone();
+            let o = r.as_object_mut().unwrap();
+            o.remove("index");
+            o.remove("http_status");
+            out.push(comparable(r));
+        }
+    }
+    out
+}
+
 async fn state(s: &Server) -> (Value, Value) {
     let (_, d) = call(s, "GET", "/v1/admin/digest", Some(ADMIN), Body::empty()).await;
     let (_, f) = call(
@@ -115,19 +133,7 @@ async fn batched_runs_answer_as_one_event_at_a_time() {
     // the partitions on worker threads.
     let b = tempfile::tempdir().unwrap();
     let sb = start(b.path());
-    let mut batched = Vec::new();
-    for chunk in evs.chunks(40) {
-        let body = format!("[{}]", chunk.join(","));
-        let (st, v) = call(&sb, "POST", "/v1/events/batch", Some(INGEST), body).await;
-        assert_eq!(st, 200, "{v}");
-        for r in v["results"].as_array().unwrap() {
-            let mut r = r.clone();
-            let o = r.as_object_mut().unwrap();
-            o.remove("index");
-            o.remove("http_status");
-            batched.push(comparable(r));
-        }
-    }
+    let batched = in_batches(&sb, &evs, 40).await;
     let state_b = state(&sb).await;
     let metrics = call(&sb, "GET", "/metrics", None, Body::empty()).await.1;
     sb.shutdown().await;
@@ -283,23 +289,10 @@ async fn a_guard_pause_starting_inside_a_run_decides_the_rest_of_it_as_one_at_a_
     assert_eq!(g["state"]["in_force"], json!(["broken_click"]), "{g}");
 
     // In batches of 20 (runs start at 16 events): the trip is in the first run, and the pause
-    // starts inside the second,
-    // which trips nothing.
+    // starts inside the second, which trips nothing.
     let b = tempfile::tempdir().unwrap();
     let sb = start_guarded(b.path());
-    let mut batched = Vec::new();
-    for chunk in clicks.chunks(20) {
-        let body = format!("[{}]", chunk.join(","));
-        let (st, v) = call(&sb, "POST", "/v1/events/batch", Some(INGEST), body).await;
-        assert_eq!(st, 200, "{v}");
-        for r in v["results"].as_array().unwrap() {
-            let mut r = r.clone();
-            let o = r.as_object_mut().unwrap();
-            o.remove("index");
-            o.remove("http_status");
-            batched.push(comparable(r));
-        }
-    }
+    let batched = in_batches(&sb, &clicks, 20).await;
     sb.shutdown().await;
     assert_eq!(one, batched);
 }
